@@ -1,0 +1,282 @@
+//! Control-stream messages as owned Rust values, and their one encode/decode path.
+
+use flatbuffers::FlatBufferBuilder;
+
+use crate::frame::{check_identifier, finish_frame, verifier_options, DecodeError};
+use crate::gen::outpost::wire as fb;
+use crate::{ErrorCode, Platform};
+
+const IDENT: &str = "OPC1";
+
+/// How a client proves who it is in `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Development and test login; the account is created on first use.
+    Device { device_id: String, secret: String },
+    /// A session token signed by the identity service.
+    Token(String),
+}
+
+/// Client → gateway, the first frame of the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hello {
+    pub protocol_version: u16,
+    pub client_version: String,
+    pub platform: Platform,
+    pub credentials: Option<Credentials>,
+    pub resume_token: Option<String>,
+    /// Largest frame the client accepts (0 = protocol default).
+    pub max_frame_size: u32,
+}
+
+/// Gateway → client: the session is established.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Welcome {
+    pub protocol_version: u16,
+    pub player_id: String,
+    pub resume_token: String,
+    pub resumed: bool,
+    pub max_frame_size: u32,
+    pub heartbeat_interval_ms: u32,
+    pub idle_timeout_ms: u32,
+    pub max_in_flight_per_channel: u32,
+    pub region: String,
+    pub session_token: String,
+    pub home_region: String,
+}
+
+/// Gateway → client: login refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub reason: ErrorCode,
+    pub message: String,
+    pub retry_after_ms: u32,
+}
+
+/// Gateway → client: reconnect elsewhere after a delay (drain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoAway {
+    pub reason: ErrorCode,
+    pub reconnect_after_ms: u32,
+    pub message: String,
+}
+
+/// Gateway → client: the session is closed and must not auto-resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kick {
+    pub reason: ErrorCode,
+    pub message: String,
+}
+
+/// Every frame that can travel on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlMsg {
+    Hello(Hello),
+    Welcome(Welcome),
+    Reject(Reject),
+    Ping { nonce: u64 },
+    Pong { nonce: u64 },
+    GoAway(GoAway),
+    Kick(Kick),
+}
+
+impl ControlMsg {
+    /// Encodes the message as one complete frame (length prefix included).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = FlatBufferBuilder::with_capacity(128);
+        let (body_type, body) = match self {
+            ControlMsg::Hello(h) => {
+                let client_version = b.create_string(&h.client_version);
+                let (credentials_type, credentials) = match &h.credentials {
+                    None => (fb::Credentials::NONE, None),
+                    Some(Credentials::Device { device_id, secret }) => {
+                        let args = fb::DeviceCredentialsArgs {
+                            device_id: Some(b.create_string(device_id)),
+                            secret: Some(b.create_string(secret)),
+                        };
+                        let t = fb::DeviceCredentials::create(&mut b, &args);
+                        (fb::Credentials::DeviceCredentials, Some(t.as_union_value()))
+                    }
+                    Some(Credentials::Token(token)) => {
+                        let args = fb::TokenCredentialsArgs {
+                            token: Some(b.create_string(token)),
+                        };
+                        let t = fb::TokenCredentials::create(&mut b, &args);
+                        (fb::Credentials::TokenCredentials, Some(t.as_union_value()))
+                    }
+                };
+                let resume_token = h.resume_token.as_deref().map(|t| b.create_string(t));
+                let args = fb::HelloArgs {
+                    protocol_version: h.protocol_version,
+                    client_version: Some(client_version),
+                    platform: h.platform,
+                    credentials_type,
+                    credentials,
+                    resume_token,
+                    max_frame_size: h.max_frame_size,
+                };
+                (
+                    fb::ControlBody::Hello,
+                    fb::Hello::create(&mut b, &args).as_union_value(),
+                )
+            }
+            ControlMsg::Welcome(w) => {
+                let args = fb::WelcomeArgs {
+                    protocol_version: w.protocol_version,
+                    player_id: Some(b.create_string(&w.player_id)),
+                    resume_token: Some(b.create_string(&w.resume_token)),
+                    resumed: w.resumed,
+                    max_frame_size: w.max_frame_size,
+                    heartbeat_interval_ms: w.heartbeat_interval_ms,
+                    idle_timeout_ms: w.idle_timeout_ms,
+                    max_in_flight_per_channel: w.max_in_flight_per_channel,
+                    region: Some(b.create_string(&w.region)),
+                    session_token: Some(b.create_string(&w.session_token)),
+                    home_region: Some(b.create_string(&w.home_region)),
+                };
+                (
+                    fb::ControlBody::Welcome,
+                    fb::Welcome::create(&mut b, &args).as_union_value(),
+                )
+            }
+            ControlMsg::Reject(r) => {
+                let args = fb::RejectArgs {
+                    reason: r.reason,
+                    message: Some(b.create_string(&r.message)),
+                    retry_after_ms: r.retry_after_ms,
+                };
+                (
+                    fb::ControlBody::Reject,
+                    fb::Reject::create(&mut b, &args).as_union_value(),
+                )
+            }
+            ControlMsg::Ping { nonce } => {
+                let t = fb::Ping::create(&mut b, &fb::PingArgs { nonce: *nonce });
+                (fb::ControlBody::Ping, t.as_union_value())
+            }
+            ControlMsg::Pong { nonce } => {
+                let t = fb::Pong::create(&mut b, &fb::PongArgs { nonce: *nonce });
+                (fb::ControlBody::Pong, t.as_union_value())
+            }
+            ControlMsg::GoAway(g) => {
+                let args = fb::GoAwayArgs {
+                    reason: g.reason,
+                    reconnect_after_ms: g.reconnect_after_ms,
+                    message: Some(b.create_string(&g.message)),
+                };
+                (
+                    fb::ControlBody::GoAway,
+                    fb::GoAway::create(&mut b, &args).as_union_value(),
+                )
+            }
+            ControlMsg::Kick(k) => {
+                let args = fb::KickArgs {
+                    reason: k.reason,
+                    message: Some(b.create_string(&k.message)),
+                };
+                (
+                    fb::ControlBody::Kick,
+                    fb::Kick::create(&mut b, &args).as_union_value(),
+                )
+            }
+        };
+        let root = fb::ControlFrame::create(
+            &mut b,
+            &fb::ControlFrameArgs {
+                body_type,
+                body: Some(body),
+            },
+        );
+        finish_frame(b, root, IDENT)
+    }
+
+    /// Verifies and decodes one whole frame, length prefix included (the
+    /// verifier checks alignment relative to the prefix, so it must stay on).
+    pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
+        check_identifier(buf, IDENT)?;
+        let frame =
+            flatbuffers::size_prefixed_root_with_opts::<fb::ControlFrame>(&verifier_options(buf.len()), buf)?;
+        let s = |v: Option<&str>| v.unwrap_or_default().to_owned();
+        Ok(match frame.body_type() {
+            fb::ControlBody::Hello => {
+                let h = frame.body_as_hello().ok_or(DecodeError::Missing("Hello"))?;
+                let credentials = match h.credentials_type() {
+                    fb::Credentials::NONE => None,
+                    fb::Credentials::DeviceCredentials => {
+                        let d = h
+                            .credentials_as_device_credentials()
+                            .ok_or(DecodeError::Missing("credentials"))?;
+                        Some(Credentials::Device {
+                            device_id: s(d.device_id()),
+                            secret: s(d.secret()),
+                        })
+                    }
+                    fb::Credentials::TokenCredentials => {
+                        let t = h
+                            .credentials_as_token_credentials()
+                            .ok_or(DecodeError::Missing("credentials"))?;
+                        Some(Credentials::Token(s(t.token())))
+                    }
+                    other => return Err(DecodeError::UnknownBody(other.0)),
+                };
+                ControlMsg::Hello(Hello {
+                    protocol_version: h.protocol_version(),
+                    client_version: s(h.client_version()),
+                    platform: h.platform(),
+                    credentials,
+                    resume_token: h.resume_token().filter(|t| !t.is_empty()).map(str::to_owned),
+                    max_frame_size: h.max_frame_size(),
+                })
+            }
+            fb::ControlBody::Welcome => {
+                let w = frame.body_as_welcome().ok_or(DecodeError::Missing("Welcome"))?;
+                ControlMsg::Welcome(Welcome {
+                    protocol_version: w.protocol_version(),
+                    player_id: s(w.player_id()),
+                    resume_token: s(w.resume_token()),
+                    resumed: w.resumed(),
+                    max_frame_size: w.max_frame_size(),
+                    heartbeat_interval_ms: w.heartbeat_interval_ms(),
+                    idle_timeout_ms: w.idle_timeout_ms(),
+                    max_in_flight_per_channel: w.max_in_flight_per_channel(),
+                    region: s(w.region()),
+                    session_token: s(w.session_token()),
+                    home_region: s(w.home_region()),
+                })
+            }
+            fb::ControlBody::Reject => {
+                let r = frame.body_as_reject().ok_or(DecodeError::Missing("Reject"))?;
+                ControlMsg::Reject(Reject {
+                    reason: r.reason(),
+                    message: s(r.message()),
+                    retry_after_ms: r.retry_after_ms(),
+                })
+            }
+            fb::ControlBody::Ping => {
+                let p = frame.body_as_ping().ok_or(DecodeError::Missing("Ping"))?;
+                ControlMsg::Ping { nonce: p.nonce() }
+            }
+            fb::ControlBody::Pong => {
+                let p = frame.body_as_pong().ok_or(DecodeError::Missing("Pong"))?;
+                ControlMsg::Pong { nonce: p.nonce() }
+            }
+            fb::ControlBody::GoAway => {
+                let g = frame.body_as_go_away().ok_or(DecodeError::Missing("GoAway"))?;
+                ControlMsg::GoAway(GoAway {
+                    reason: g.reason(),
+                    reconnect_after_ms: g.reconnect_after_ms(),
+                    message: s(g.message()),
+                })
+            }
+            fb::ControlBody::Kick => {
+                let k = frame.body_as_kick().ok_or(DecodeError::Missing("Kick"))?;
+                ControlMsg::Kick(Kick {
+                    reason: k.reason(),
+                    message: s(k.message()),
+                })
+            }
+            fb::ControlBody::NONE => return Err(DecodeError::Missing("body")),
+            other => return Err(DecodeError::UnknownBody(other.0)),
+        })
+    }
+}
