@@ -43,7 +43,7 @@
 //!
 //! # Example
 //!
-//! ```ignore
+//! ```
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use outpost_backend::store::{AnyStore, Store, StoreConfig, Transaction, TxError};
 //!
@@ -69,8 +69,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+mod any;
+#[doc(hidden)]
+pub mod conformance;
+pub mod embedded;
 mod error;
+#[cfg(feature = "fdb")]
+pub mod fdb;
 
+pub use any::{AnyStore, AnyTx, BackendKind, FdbConfig, OpenStoreError, StoreConfig, StoreConfigError};
 pub use error::{limits, StoreError, TxError};
 
 /// A key and its value, as returned by range reads.
@@ -156,10 +163,7 @@ pub trait Transaction: Clone + Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
     /// Reads a key without adding a read conflict.
-    fn get_snapshot(
-        &self,
-        key: &[u8],
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    fn get_snapshot(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
     /// Reads the keys in `[begin, end)` in key order (descending if `reverse`), at
     /// most `limit` of them (`None`: all). Adds a read conflict on the part of the
@@ -202,11 +206,7 @@ pub trait Transaction: Clone + Send + Sync + 'static {
     /// `foundationdb_tuple::pack_with_versionstamp`: the key, with a 10-byte
     /// placeholder somewhere in it, followed by a 4-byte little-endian offset of that
     /// placeholder. The key is not readable in this transaction.
-    fn set_versionstamped_key(
-        &self,
-        key_with_offset: &[u8],
-        value: &[u8],
-    ) -> Result<(), StoreError>;
+    fn set_versionstamped_key(&self, key_with_offset: &[u8], value: &[u8]) -> Result<(), StoreError>;
 
     /// This transaction's versionstamp; the future resolves after a successful
     /// commit (return it from the closure and await it after `transact`), or fails
@@ -225,9 +225,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub struct VersionstampFuture(BoxFuture<Result<TxVersionstamp, StoreError>>);
 
 impl VersionstampFuture {
-    pub(crate) fn new(
-        f: impl Future<Output = Result<TxVersionstamp, StoreError>> + Send + 'static,
-    ) -> Self {
+    pub(crate) fn new(f: impl Future<Output = Result<TxVersionstamp, StoreError>> + Send + 'static) -> Self {
         VersionstampFuture(Box::pin(f))
     }
 }
@@ -270,13 +268,9 @@ impl std::fmt::Debug for Watch {
 
 /// Splits a versionstamped key (see [`Transaction::set_versionstamped_key`]) into
 /// the key and the placeholder offset, checking that the placeholder fits.
-pub(crate) fn split_versionstamped_key(
-    key_with_offset: &[u8],
-) -> Result<(&[u8], usize), StoreError> {
+pub(crate) fn split_versionstamped_key(key_with_offset: &[u8]) -> Result<(&[u8], usize), StoreError> {
     let Some(split) = key_with_offset.len().checked_sub(4) else {
-        return Err(StoreError::InvalidVersionstamp(
-            "shorter than its 4-byte offset",
-        ));
+        return Err(StoreError::InvalidVersionstamp("shorter than its 4-byte offset"));
     };
     let (key, off) = key_with_offset.split_at(split);
     let offset = u32::from_le_bytes([off[0], off[1], off[2], off[3]]) as usize;

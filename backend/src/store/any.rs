@@ -1,0 +1,235 @@
+//! [`AnyStore`]: the backend chosen at runtime from a [`StoreConfig`].
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::embedded::{EmbeddedConfig, EmbeddedConfigError, EmbeddedStore, EmbeddedTx, OpenError};
+use super::{KeyValue, Store, StoreError, TransactOptions, Transaction, TxError, VersionstampFuture, Watch};
+
+/// Which backend a [`StoreConfig`] selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// fjall in a local data directory (default).
+    #[default]
+    Embedded,
+    /// A FoundationDB cluster; needs a binary built with cargo feature `fdb`.
+    Fdb,
+}
+
+/// Settings of the FoundationDB backend. Parsed whether or not the `fdb` feature is
+/// compiled in, so one config file works with every build.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FdbConfig {
+    /// Path of the cluster file. Default (`None`): FoundationDB's own default,
+    /// i.e. `$FDB_CLUSTER_FILE` or `/etc/foundationdb/fdb.cluster`.
+    #[serde(default)]
+    pub cluster_file: Option<PathBuf>,
+}
+
+/// Where a keyspace lives. Validated once by [`StoreConfig::validate`] (called by
+/// [`AnyStore::open`]).
+///
+/// ```toml
+/// backend = "embedded"            # or "fdb"
+/// [embedded]
+/// path = "./data/eu-west"
+/// persist = "durable"             # or "buffered"
+/// [fdb]
+/// cluster_file = "/etc/foundationdb/fdb.cluster"
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Backend to use. Default: [`BackendKind::Embedded`].
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// Embedded settings; required when `backend` is `embedded`.
+    #[serde(default)]
+    pub embedded: Option<EmbeddedConfig>,
+    /// FoundationDB settings; used when `backend` is `fdb`.
+    #[serde(default)]
+    pub fdb: FdbConfig,
+}
+
+impl StoreConfig {
+    /// An embedded, durable store in `path`.
+    pub fn embedded(path: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            backend: BackendKind::Embedded,
+            embedded: Some(EmbeddedConfig::new(path)),
+            fdb: FdbConfig::default(),
+        }
+    }
+
+    /// Checks that the selected backend is configured and compiled in.
+    pub fn validate(&self) -> Result<(), StoreConfigError> {
+        match self.backend {
+            BackendKind::Embedded => self
+                .embedded
+                .as_ref()
+                .ok_or(StoreConfigError::MissingEmbedded)?
+                .validate()
+                .map_err(StoreConfigError::Embedded),
+            BackendKind::Fdb if cfg!(feature = "fdb") => Ok(()),
+            BackendKind::Fdb => Err(StoreConfigError::FdbNotCompiled),
+        }
+    }
+}
+
+/// An invalid [`StoreConfig`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreConfigError {
+    /// `backend = "embedded"` without an `[embedded]` section.
+    #[error("store config: backend is `embedded` but the `embedded` section is missing")]
+    MissingEmbedded,
+    /// The `[embedded]` section is invalid.
+    #[error(transparent)]
+    Embedded(EmbeddedConfigError),
+    /// `backend = "fdb"` in a build without the `fdb` feature.
+    #[error("store config: backend is `fdb` but this build lacks the `fdb` cargo feature")]
+    FdbNotCompiled,
+}
+
+/// Error opening an [`AnyStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStoreError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] StoreConfigError),
+    /// The embedded store failed to open.
+    #[error(transparent)]
+    Embedded(#[from] OpenError),
+    /// The FoundationDB database handle could not be created.
+    #[cfg(feature = "fdb")]
+    #[error(transparent)]
+    Fdb(#[from] super::fdb::FdbOpenError),
+}
+
+/// A [`Store`] whose backend is chosen at runtime; what binaries and services hold.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// The embedded backend.
+    Embedded(EmbeddedStore),
+    /// The FoundationDB backend.
+    #[cfg(feature = "fdb")]
+    Fdb(super::fdb::FdbStore),
+}
+
+impl AnyStore {
+    /// Validates `config` and opens the backend it selects.
+    pub async fn open(config: &StoreConfig) -> Result<Self, OpenStoreError> {
+        config.validate()?;
+        match config.backend {
+            BackendKind::Embedded => {
+                let embedded = config.embedded.clone().ok_or(StoreConfigError::MissingEmbedded)?;
+                Ok(AnyStore::Embedded(EmbeddedStore::open(embedded).await?))
+            }
+            #[cfg(feature = "fdb")]
+            BackendKind::Fdb => Ok(AnyStore::Fdb(super::fdb::FdbStore::open(&config.fdb)?)),
+            #[cfg(not(feature = "fdb"))]
+            BackendKind::Fdb => Err(StoreConfigError::FdbNotCompiled.into()),
+        }
+    }
+}
+
+/// The transaction of an [`AnyStore`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum AnyTx {
+    /// An embedded transaction.
+    Embedded(EmbeddedTx),
+    /// A FoundationDB transaction.
+    #[cfg(feature = "fdb")]
+    Fdb(super::fdb::FdbTx),
+}
+
+macro_rules! delegate {
+    ($self:ident, $tx:ident => $e:expr) => {
+        match $self {
+            AnyTx::Embedded($tx) => $e,
+            #[cfg(feature = "fdb")]
+            AnyTx::Fdb($tx) => $e,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    type Tx = AnyTx;
+
+    async fn transact<T, E, F, Fut>(&self, options: TransactOptions, mut f: F) -> Result<T, TxError<E>>
+    where
+        F: FnMut(Self::Tx) -> Fut + Send,
+        Fut: Future<Output = Result<T, TxError<E>>> + Send,
+        T: Send,
+        E: Send,
+    {
+        match self {
+            AnyStore::Embedded(s) => s.transact(options, |tx| f(AnyTx::Embedded(tx))).await,
+            #[cfg(feature = "fdb")]
+            AnyStore::Fdb(s) => s.transact(options, |tx| f(AnyTx::Fdb(tx))).await,
+        }
+    }
+}
+
+impl Transaction for AnyTx {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        delegate!(self, tx => tx.get(key).await)
+    }
+
+    async fn get_snapshot(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        delegate!(self, tx => tx.get_snapshot(key).await)
+    }
+
+    async fn get_range(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+        reverse: bool,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        delegate!(self, tx => tx.get_range(begin, end, limit, reverse).await)
+    }
+
+    async fn get_range_snapshot(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        limit: Option<usize>,
+        reverse: bool,
+    ) -> Result<Vec<KeyValue>, StoreError> {
+        delegate!(self, tx => tx.get_range_snapshot(begin, end, limit, reverse).await)
+    }
+
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        delegate!(self, tx => tx.set(key, value))
+    }
+
+    fn clear(&self, key: &[u8]) -> Result<(), StoreError> {
+        delegate!(self, tx => tx.clear(key))
+    }
+
+    fn clear_range(&self, begin: &[u8], end: &[u8]) -> Result<(), StoreError> {
+        delegate!(self, tx => tx.clear_range(begin, end))
+    }
+
+    fn atomic_add(&self, key: &[u8], delta: i64) -> Result<(), StoreError> {
+        delegate!(self, tx => tx.atomic_add(key, delta))
+    }
+
+    fn set_versionstamped_key(&self, key_with_offset: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        delegate!(self, tx => tx.set_versionstamped_key(key_with_offset, value))
+    }
+
+    fn versionstamp(&self) -> VersionstampFuture {
+        delegate!(self, tx => tx.versionstamp())
+    }
+
+    fn watch(&self, key: &[u8]) -> Result<Watch, StoreError> {
+        delegate!(self, tx => tx.watch(key))
+    }
+}

@@ -1,0 +1,505 @@
+//! The embedded backend: fjall 3 in a data directory, owned by one process.
+//!
+//! # Design
+//!
+//! fjall provides the storage: an LSM keyspace (`data`) with atomic write batches,
+//! MVCC snapshots and a journal. fjall's own `OptimisticTxDatabase` tracks point
+//! writes only, applies writes as they were made (so no atomic ops without a read
+//! conflict, no blind range clears of keys other transactions insert, no
+//! versionstamps) and has no transaction age limit. So this layer implements
+//! FoundationDB's transaction model itself on top of plain fjall batches and
+//! snapshots, the way FoundationDB's proxies and resolvers do:
+//!
+//! - **Versions.** Every committed write transaction gets the next commit version
+//!   (a `u64`, persisted in every batch under `meta/version`, so versions and
+//!   versionstamps keep increasing across restarts). A transaction's read version is
+//!   the last commit version when it began, taken together with a fjall snapshot
+//!   under the commit lock, so the snapshot holds exactly the commits up to it.
+//! - **Conflicts** ([`conflict`]): transactions record point and range reads; a
+//!   bounded log of recent commits records written keys and cleared ranges. At
+//!   commit, under the commit lock, a transaction fails with `Conflict` if a commit
+//!   newer than its read version wrote into its read set. The log keeps commits of
+//!   the last [`limits::MAX_TRANSACTION_AGE`] (+1 s) and at most
+//!   [`EmbeddedConfig::max_conflict_log`] entries; a transaction whose read version
+//!   fell out of it, or older than 5 s, fails with `TransactionTooOld`.
+//! - **Applying** happens under the commit lock, against the latest data: cleared
+//!   ranges are expanded to the keys present *now*, atomic adds read the value
+//!   present *now*, versionstamps are filled with the commit version. The result is
+//!   one fjall batch (atomic in the journal and in memory).
+//! - **Watches** ([`watch`]) are checked against every written key under the same
+//!   lock; they fire when the change becomes visible (for durable commits, possibly
+//!   just before the writer's commit returns).
+//! - **Durability** ([`group_commit`]): in [`PersistMode::Durable`] a commit returns
+//!   only after its journal entry is fsync'd; concurrent commits share one fsync.
+//!   Read-only transactions wait until the data they read is durable, so nothing a
+//!   crash could undo is ever returned.
+//!
+//! The critical section (conflict check, apply, journal write into fjall's buffer)
+//! takes microseconds and runs on the calling task; point and range reads are
+//! served from fjall's memtables and block cache on the calling task too. Only the
+//! fsync (the long wait) runs on a dedicated thread. If fjall applies write
+//! backpressure (compaction far behind), commits stall inside the lock.
+//!
+//! This backend never produces `CommitUnknownResult` except when an fsync fails;
+//! the store then refuses every further write until it is reopened.
+
+pub mod conflict;
+pub mod group_commit;
+mod tx;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
+use rand::Rng;
+use serde::Deserialize;
+
+use self::conflict::{CommitLog, CommitRecord};
+use self::group_commit::GroupCommit;
+use self::watch::WatchRegistry;
+use super::{limits, Store, StoreError, TransactOptions, TxError};
+pub use tx::EmbeddedTx;
+use tx::{Pending, TxState};
+
+const VERSION_KEY: &[u8] = b"version";
+
+/// When a commit counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersistMode {
+    /// The commit returns once its journal entry is on disk (`fdatasync`), shared
+    /// with concurrent commits (group commit). Survives power loss. The default:
+    /// use it for anything a player would miss.
+    #[default]
+    Durable,
+    /// The commit returns once its journal entry is handed to the OS (`write`).
+    /// Survives the process crashing or being killed, not an OS crash or power
+    /// loss. Much lower latency with one writer; for caches, tests and benchmarks.
+    Buffered,
+}
+
+/// Configuration of the embedded store. Validated by [`EmbeddedConfig::validate`]
+/// (called by [`EmbeddedStore::open`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Data directory; created if missing. One process may open it at a time.
+    pub path: PathBuf,
+    /// Commit durability. Default: [`PersistMode::Durable`].
+    #[serde(default)]
+    pub persist: PersistMode,
+    /// fjall block cache size, in bytes. Default: 64 MiB. More cache means fewer
+    /// disk reads on a cold working set, at the cost of resident memory.
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: u64,
+    /// Maximum number of recent commits kept for conflict checks (each holds its
+    /// written keys). Default: 1,000,000. Commits are also dropped after about 6 s;
+    /// this bound only matters above ~170,000 commits/s, where transactions that
+    /// started before the oldest kept commit fail with `TransactionTooOld`.
+    #[serde(default = "default_max_conflict_log")]
+    pub max_conflict_log: usize,
+}
+
+fn default_cache_bytes() -> u64 {
+    64 << 20
+}
+
+fn default_max_conflict_log() -> usize {
+    1_000_000
+}
+
+/// An invalid [`EmbeddedConfig`].
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedConfigError {
+    /// `path` is empty.
+    #[error("embedded store: `path` must not be empty")]
+    EmptyPath,
+    /// `max_conflict_log` is zero.
+    #[error("embedded store: `max_conflict_log` must be at least 1")]
+    ZeroConflictLog,
+}
+
+impl EmbeddedConfig {
+    /// A durable store in `path` with default settings.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        EmbeddedConfig {
+            path: path.into(),
+            persist: PersistMode::Durable,
+            cache_bytes: default_cache_bytes(),
+            max_conflict_log: default_max_conflict_log(),
+        }
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), EmbeddedConfigError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(EmbeddedConfigError::EmptyPath);
+        }
+        if self.max_conflict_log == 0 {
+            return Err(EmbeddedConfigError::ZeroConflictLog);
+        }
+        Ok(())
+    }
+}
+
+/// Error opening an [`EmbeddedStore`].
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] EmbeddedConfigError),
+    /// fjall could not open or recover the data directory.
+    #[error("opening embedded store at {path}: {source}")]
+    Fjall {
+        /// The data directory.
+        path: PathBuf,
+        /// fjall's error.
+        source: fjall::Error,
+    },
+    /// Starting the flusher thread or reading the directory failed.
+    #[error("opening embedded store: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stored commit version is malformed.
+    #[error("embedded store at {0}: corrupt commit version record")]
+    CorruptVersion(PathBuf),
+}
+
+struct CommitState {
+    /// Last commit version applied (visible).
+    version: u64,
+    log: CommitLog,
+    watches: WatchRegistry,
+}
+
+pub(super) struct Inner {
+    db: Database,
+    pub(super) data: Keyspace,
+    meta: Keyspace,
+    persist: PersistMode,
+    commit: Mutex<CommitState>,
+    /// Present in durable mode. Declared last: dropped after the keyspaces, and it
+    /// flushes everything pending before its thread exits.
+    group: Option<GroupCommit>,
+}
+
+/// The embedded [`Store`]: fjall in a data directory (see the [module docs](self)).
+/// Cheap to clone; the database closes when the last clone is dropped.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("persist", &self.inner.persist)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (creating or recovering) the store described by `config`. The disk
+    /// work runs on tokio's blocking pool.
+    pub async fn open(config: EmbeddedConfig) -> Result<Self, OpenError> {
+        config.validate()?;
+        tokio::task::spawn_blocking(move || Self::open_blocking(&config))
+            .await
+            .map_err(|e| OpenError::Io(std::io::Error::other(e)))?
+    }
+
+    fn open_blocking(config: &EmbeddedConfig) -> Result<Self, OpenError> {
+        let fjall_err = |source| OpenError::Fjall {
+            path: config.path.clone(),
+            source,
+        };
+        let db = Database::builder(&config.path)
+            .cache_size(config.cache_bytes)
+            .open()
+            .map_err(fjall_err)?;
+        let data = db
+            .keyspace("data", KeyspaceCreateOptions::default)
+            .map_err(fjall_err)?;
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(fjall_err)?;
+        let version = match meta.get(VERSION_KEY).map_err(fjall_err)? {
+            None => 0,
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| OpenError::CorruptVersion(config.path.clone()))?,
+            ),
+        };
+        let group = match config.persist {
+            PersistMode::Durable => Some(GroupCommit::start(db.clone(), absolute(&config.path), version)?),
+            PersistMode::Buffered => None,
+        };
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                db,
+                data,
+                meta,
+                persist: config.persist,
+                commit: Mutex::new(CommitState {
+                    version,
+                    log: CommitLog::new(
+                        config.max_conflict_log,
+                        limits::MAX_TRANSACTION_AGE + Duration::from_secs(1),
+                    ),
+                    watches: WatchRegistry::default(),
+                }),
+                group,
+            }),
+        })
+    }
+
+    fn lock_commit(&self) -> MutexGuard<'_, CommitState> {
+        self.inner.commit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a transaction at the latest commit version.
+    fn begin(&self) -> EmbeddedTx {
+        let cs = self.lock_commit();
+        let snapshot = self.inner.db.snapshot();
+        let version = cs.version;
+        drop(cs);
+        EmbeddedTx::new(self.inner.clone(), version, snapshot)
+    }
+
+    /// Commits `tx`: conflict check and apply (synchronously, under the commit
+    /// lock), then wait for durability.
+    async fn commit(&self, tx: &EmbeddedTx) -> Result<(), StoreError> {
+        let (durable, stamp, stamps) = self.apply(tx)?;
+        if let Some(durable) = durable {
+            durable
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .ok_or(StoreError::CommitUnknownResult)?;
+        }
+        if let Some(stamp) = stamp {
+            for s in stamps {
+                let _ = s.send(stamp);
+            }
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of a commit. Returns what to wait for before the commit
+    /// counts as done, and the versionstamp (none for read-only transactions) with
+    /// the futures waiting for it.
+    #[allow(clippy::type_complexity)]
+    fn apply(
+        &self,
+        tx: &EmbeddedTx,
+    ) -> Result<
+        (
+            Option<tokio::sync::oneshot::Receiver<group_commit::Durable>>,
+            Option<super::TxVersionstamp>,
+            Vec<tokio::sync::oneshot::Sender<super::TxVersionstamp>>,
+        ),
+        StoreError,
+    > {
+        let st = {
+            let mut guard = tx.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.finished {
+                return Err(StoreError::Cancelled);
+            }
+            let st = std::mem::take(&mut *guard);
+            guard.finished = true;
+            st
+        };
+        tx.check_age()?;
+        let TxState {
+            writes,
+            cleared,
+            stamped,
+            reads,
+            watches,
+            stamps,
+            ..
+        } = st;
+        let read_only = writes.is_empty() && cleared.is_empty() && stamped.is_empty();
+
+        let mut cs = self.lock_commit();
+        if read_only {
+            // Serializable at its read version; nothing to check or apply. No
+            // versionstamp without writes: `stamps` is dropped, its futures fail.
+            for (key, fire) in watches {
+                let seen = self.snapshot_value(tx, &key)?;
+                let current = self.latest_value(&key)?;
+                cs.watches.register(key, seen, current.as_deref(), fire);
+            }
+            drop(cs);
+            let durable = self
+                .inner
+                .group
+                .as_ref()
+                .and_then(|g| g.wait_durable(tx.0.read_version));
+            return Ok((durable, None, Vec::new()));
+        }
+
+        cs.log.check(tx.0.read_version, &reads)?;
+        let version = cs.version + 1;
+        let stamp = versionstamp(version);
+
+        // Final state of every key this commit changes, against the latest data.
+        let mut fin: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for (b, e) in &cleared {
+            for kv in self.inner.data.range(b.clone()..e.clone()) {
+                let key = kv.key().map_err(StoreError::backend)?;
+                fin.insert(key.to_vec(), None);
+            }
+        }
+        let mut points: Vec<Vec<u8>> = Vec::with_capacity(writes.len() + stamped.len());
+        for (k, p) in writes {
+            let v = match p {
+                Pending::Set(v) => Some(v),
+                Pending::Clear => None,
+                Pending::Add(d) => Some(super::apply_add(self.latest_value(&k)?.as_deref(), d).to_vec()),
+            };
+            points.push(k.clone());
+            fin.insert(k, v);
+        }
+        for (mut k, offset, v) in stamped {
+            k[offset..offset + 10].copy_from_slice(&stamp);
+            points.push(k.clone());
+            fin.insert(k, Some(v));
+        }
+        points.sort();
+        points.dedup();
+
+        let mut batch = self.inner.db.batch().durability(match self.inner.persist {
+            PersistMode::Buffered => Some(fjall::PersistMode::Buffer),
+            PersistMode::Durable => None, // the group-commit flusher persists
+        });
+        for (k, v) in &fin {
+            match v {
+                Some(v) => batch.insert(&self.inner.data, k.as_slice(), v.as_slice()),
+                None => batch.remove(&self.inner.data, k.as_slice()),
+            }
+        }
+        batch.insert(&self.inner.meta, VERSION_KEY, version.to_be_bytes());
+        batch.commit().map_err(StoreError::backend)?;
+
+        cs.version = version;
+        cs.log.push(CommitRecord {
+            version,
+            at: Instant::now(),
+            points,
+            ranges: cleared,
+        });
+        for (k, v) in &fin {
+            cs.watches.key_written(k, v.as_deref());
+        }
+        for (key, fire) in watches {
+            let current = match fin.get(&key) {
+                Some(v) => v.clone(),
+                None => self.latest_value(&key)?,
+            };
+            let seen = if fin.contains_key(&key) {
+                current.clone()
+            } else {
+                self.snapshot_value(tx, &key)?
+            };
+            cs.watches.register(key, seen, current.as_deref(), fire);
+        }
+        let durable = self.inner.group.as_ref().map(|g| g.written(version));
+        drop(cs);
+        Ok((durable, Some(stamp), stamps))
+    }
+
+    fn latest_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .inner
+            .data
+            .get(key)
+            .map_err(StoreError::backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn snapshot_value(&self, tx: &EmbeddedTx, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(tx
+            .0
+            .snapshot
+            .get(&self.inner.data, key)
+            .map_err(StoreError::backend)?
+            .map(|v| v.to_vec()))
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The FoundationDB-layout versionstamp of a commit version: 8 bytes big-endian
+/// version, 2 bytes batch order (always 0: one transaction per version here).
+fn versionstamp(version: u64) -> super::TxVersionstamp {
+    let mut s = [0u8; 10];
+    s[..8].copy_from_slice(&version.to_be_bytes());
+    s
+}
+
+/// Waits before retry `attempt` (1-based count of failed attempts): a yield first,
+/// then jittered exponential backoff from 1 ms up to 100 ms.
+pub(super) async fn backoff(attempt: u32) {
+    if attempt <= 1 {
+        tokio::task::yield_now().await;
+        return;
+    }
+    let base = Duration::from_millis(1 << (attempt - 2).min(7)).min(Duration::from_millis(100));
+    let jitter = rand::thread_rng().gen_range(0.5..1.0);
+    tokio::time::sleep(base.mul_f64(jitter)).await;
+}
+
+impl Store for EmbeddedStore {
+    type Tx = EmbeddedTx;
+
+    async fn transact<T, E, F, Fut>(&self, options: TransactOptions, mut f: F) -> Result<T, TxError<E>>
+    where
+        F: FnMut(Self::Tx) -> Fut + Send,
+        Fut: std::future::Future<Output = Result<T, TxError<E>>> + Send,
+        T: Send,
+        E: Send,
+    {
+        let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let tx = self.begin();
+            let run = f(tx.clone());
+            // The timeout bounds the closure; a commit that started is awaited
+            // to the end, so a timeout never hides a successful commit.
+            let outcome = match deadline {
+                Some(d) => tokio::time::timeout_at(d, run)
+                    .await
+                    .unwrap_or(Err(TxError::Store(StoreError::Timeout))),
+                None => run.await,
+            };
+            let result = match outcome {
+                Ok(value) => self.commit(&tx).await.map(|()| value).map_err(TxError::Store),
+                Err(e) => Err(e),
+            };
+            drop(tx);
+            match result {
+                Err(TxError::Store(e)) if e.is_retryable() => {
+                    if options.retry_limit.is_some_and(|l| attempts >= l) {
+                        return Err(TxError::Store(StoreError::RetryLimitReached {
+                            attempts,
+                            last: Box::new(e),
+                        }));
+                    }
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        return Err(TxError::Store(StoreError::Timeout));
+                    }
+                    tracing::trace!(attempts, error = %e, "retrying transaction");
+                    backoff(attempts).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
