@@ -1,1 +1,84 @@
-//! placeholder
+//! # outpost-client: the Outpost client SDK
+//!
+//! What a game client links to talk to Outpost gateways: it holds one QUIC
+//! connection (ALPN `outpost/1`, TLS 1.3) to the best gateway of a region, logs
+//! in, keeps the session alive with heartbeats, and survives network loss,
+//! gateway drains and restarts by reconnecting and resuming by itself.
+//! The wire protocol is `schema/PROTOCOL.md`.
+//!
+//! Main types:
+//! - [`ClientConfig`]: gateways, trust ([`Trust`]), [`Credentials`], timeouts,
+//!   [`ReconnectPolicy`].
+//! - [`Client`]: a cheap-clone handle to a session driven by a background task:
+//!   [`Client::ping`], [`Client::open_channel`], [`Client::echo`],
+//!   [`Client::events`], [`Client::close`].
+//! - [`Channel`]: one service stream; [`Channel::request`] with request ids and
+//!   timeouts. Handles keep working across reconnects.
+//! - [`Event`] / [`Events`]: connection lifecycle and server pushes, through a
+//!   bounded queue.
+//! - [`ClientError`]: every failure, typed ([`ClientError::is_retryable`]).
+//! - [`blocking::Client`]: the same for code without an async runtime.
+//!
+//! ```no_run
+//! use outpost_client::{ChannelKind, Client, ClientConfig, Credentials, Event, Trust};
+//!
+//! # async fn run() -> Result<(), outpost_client::ClientError> {
+//! let config = ClientConfig::new(
+//!     vec!["127.0.0.1:4433".parse().unwrap()],
+//!     Trust::dev_ca_from_file("certs/dev/ca.pem")?,
+//!     Credentials::Device { device_id: "dev-1".into(), secret: "0123456789abcdef".into() },
+//! );
+//! let client = Client::connect(config).await?;
+//! let mut events = client.events();
+//! println!("player {} rtt {:?}", client.player_id(), client.ping().await?);
+//!
+//! let echo = client.open_channel(ChannelKind::Echo).await?;
+//! assert_eq!(echo.echo(b"hi".to_vec(), 2).await?, b"hi");
+//! while let Some(ev) = events.recv().await {
+//!     match ev {
+//!         Event::Push { channel, body } => println!("push on {channel:?}: {body:?}"),
+//!         Event::Kicked { code, .. } => println!("kicked: {code:?}"),
+//!         other => println!("{other:?}"),
+//!     }
+//! #   break;
+//! }
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Reconnect and resume
+//! With `auto_reconnect` (the default) a lost connection (network error,
+//! missing Pong for two heartbeat intervals, protocol error, retryable Kick) is
+//! followed by reconnect attempts with exponential backoff and full jitter
+//! ([`backoff`]), never earlier than a `retry_after` the gateway asked for. After
+//! `GoAway` the SDK waits `reconnect_after`, then moves to the best gateway of
+//! the list. Each attempt presents the resume token of the last `Welcome` and,
+//! as fallback, the `session_token` from `Welcome` (or the configured
+//! credentials). Channels are re-opened on the new connection. Requests in
+//! flight when a connection dies fail with [`ClientError::ConnectionLost`] and
+//! are not re-sent (see [`Channel`]). No reconnect after [`Client::close`] or a
+//! Kick with `ReplacedByNewLogin` / `KickedByOperator`.
+
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod blocking;
+mod channel;
+mod client;
+mod config;
+mod connection;
+mod error;
+mod events;
+mod framing;
+mod session;
+mod socket;
+mod tls;
+
+pub use channel::Channel;
+pub use client::Client;
+pub use config::{ClientConfig, Credentials, Platform, ReconnectPolicy, Trust};
+pub use connection::rank_by_rtt;
+pub use error::{ClientError, ServerError};
+pub use events::{Event, Events};
+pub use outpost_schema::{ChannelKind, ErrorCode, PushBody, RequestBody, ResponseBody};
+pub use session::WelcomeInfo;

@@ -1,0 +1,387 @@
+//! Channels: one QUIC stream per service, requests matched to responses by
+//! request id, pushes forwarded to the event queue.
+//!
+//! Every [`Channel`] is served by its own task that follows the session's
+//! connection state: on each new connection (after a reconnect, resumed or
+//! not) it re-opens its stream with `OpenChannel`, so a `Channel` handle keeps
+//! working across reconnects.
+//!
+//! **In-flight requests when a connection dies fail** with
+//! [`ClientError::ConnectionLost`] (retryable). They are never re-sent by the
+//! SDK: the gateway may already have executed them, and only the caller knows
+//! whether a request is idempotent (or carries an idempotency key). Requests
+//! *queued* while the client is reconnecting have not been sent yet; they are
+//! sent on the next connection if their timeout has not expired.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, Request, RequestBody, ResponseBody};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use crate::error::{ClientError, ServerError};
+use crate::events::Event;
+use crate::framing::{body_len, read_channel, write_frame, ReadError};
+use crate::session::{Command, ConnState, LiveConn, Shared};
+
+/// Requests accepted by a channel but not yet sent (while at the in-flight
+/// limit or reconnecting). Callers beyond this wait (within their timeout).
+const REQUEST_QUEUE: usize = 64;
+
+type Reply = oneshot::Sender<Result<ResponseBody, ClientError>>;
+
+struct Pending {
+    body: RequestBody,
+    reply: Reply,
+}
+
+/// A handle to one channel (one service stream). Cheap to clone; clones share
+/// the stream. The channel closes when the last clone is dropped. A channel
+/// keeps its client session alive.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    inner: Arc<ChannelInner>,
+}
+
+#[derive(Debug)]
+struct ChannelInner {
+    kind: ChannelKind,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Pending>,
+    dead: Arc<Mutex<Option<ClientError>>>,
+    _session: mpsc::Sender<Command>,
+}
+
+impl Channel {
+    /// Opens a channel of `kind`. Waits (within the request timeout) for a
+    /// connection if the client is reconnecting.
+    pub(crate) async fn open(
+        shared: Arc<Shared>,
+        session: mpsc::Sender<Command>,
+        kind: ChannelKind,
+    ) -> Result<Channel, ClientError> {
+        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let dead = Arc::new(Mutex::new(None));
+        let task = ChannelTask {
+            kind,
+            shared: shared.clone(),
+            rx,
+            dead: dead.clone(),
+            backlog: VecDeque::new(),
+            next_id: 0,
+            ready: Some(ready_tx),
+        };
+        tokio::spawn(task.run());
+        let timeout = shared.config.request_timeout;
+        let channel = Channel {
+            inner: Arc::new(ChannelInner {
+                kind,
+                shared,
+                tx,
+                dead,
+                _session: session,
+            }),
+        };
+        match tokio::time::timeout(timeout, ready_rx).await {
+            Ok(Ok(Ok(()))) => Ok(channel),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(channel.dead_error()),
+            Err(_) => Err(ClientError::Timeout),
+        }
+    }
+
+    /// The service this channel talks to.
+    pub fn kind(&self) -> ChannelKind {
+        self.inner.kind
+    }
+
+    /// Sends a request and waits for its response, within the configured
+    /// request timeout (which includes waiting for a reconnect and for a free
+    /// in-flight slot). An `Error` answer becomes [`ClientError::Server`].
+    pub async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        let fut = async {
+            if self.inner.tx.send(Pending { body, reply }).await.is_err() {
+                return Err(self.dead_error());
+            }
+            rx.await.unwrap_or_else(|_| Err(self.dead_error()))
+        };
+        tokio::time::timeout(self.inner.shared.config.request_timeout, fut)
+            .await
+            .unwrap_or(Err(ClientError::Timeout))
+    }
+
+    /// Echo request (diagnostics): returns the echoed payload; `push_count`
+    /// `EchoPush` events follow on the event queue.
+    pub async fn echo(&self, payload: impl Into<Vec<u8>>, push_count: u16) -> Result<Vec<u8>, ClientError> {
+        match self
+            .request(RequestBody::Echo {
+                payload: payload.into(),
+                push_count,
+            })
+            .await?
+        {
+            ResponseBody::Echo { payload } => Ok(payload),
+            ResponseBody::Unknown(tag) => Err(ClientError::unexpected(&format!(
+                "expected EchoResponse, got response type {tag}"
+            ))),
+        }
+    }
+
+    /// Whether the channel can no longer be used (closed by the gateway or the
+    /// session ended).
+    pub fn is_closed(&self) -> bool {
+        self.inner
+            .dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    fn dead_error(&self) -> ClientError {
+        self.inner
+            .dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or(ClientError::Closed)
+    }
+}
+
+/// How serving one connection ended.
+enum Served {
+    /// The connection went away; wait for the next one.
+    Reconnect,
+    /// The channel is finished for good.
+    Dead(ClientError),
+}
+
+/// How the stream reader ended.
+enum ReaderEnd {
+    /// The gateway finished the stream.
+    Finished,
+    /// The stream or connection failed.
+    Io,
+    /// `Error` with request id 0: the gateway closed the channel.
+    ChannelError(ServerError),
+    /// The gateway sent something invalid.
+    Protocol(ClientError),
+}
+
+struct ChannelTask {
+    kind: ChannelKind,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Pending>,
+    dead: Arc<Mutex<Option<ClientError>>>,
+    /// Requests taken from `rx` while no connection was available.
+    backlog: VecDeque<Pending>,
+    next_id: u64,
+    ready: Option<oneshot::Sender<Result<(), ClientError>>>,
+}
+
+impl ChannelTask {
+    async fn run(mut self) {
+        let mut state = self.shared.state.subscribe();
+        let mut last_gen = 0;
+        let end = loop {
+            let live = match self.wait_for_connection(&mut state, last_gen).await {
+                Ok(l) => l,
+                Err(e) => break e,
+            };
+            last_gen = live.generation;
+            match self.serve(&live, &mut state).await {
+                Served::Reconnect => continue,
+                Served::Dead(e) => break e,
+            }
+        };
+        *self.dead.lock().unwrap_or_else(|p| p.into_inner()) = Some(end.clone());
+        if let Some(r) = self.ready.take() {
+            let _ = r.send(Err(end.clone()));
+        }
+        self.rx.close();
+        for p in self.backlog.drain(..) {
+            let _ = p.reply.send(Err(end.clone()));
+        }
+        while let Ok(p) = self.rx.try_recv() {
+            let _ = p.reply.send(Err(end.clone()));
+        }
+    }
+
+    async fn wait_for_connection(
+        &mut self,
+        state: &mut watch::Receiver<ConnState>,
+        last_gen: u64,
+    ) -> Result<Arc<LiveConn>, ClientError> {
+        loop {
+            let s = state.borrow_and_update().clone();
+            match s {
+                ConnState::Connected(l) if l.generation != last_gen => return Ok(l),
+                ConnState::Closed(e) => return Err(e),
+                _ => {}
+            }
+            tokio::select! {
+                r = state.changed() => if r.is_err() { return Err(ClientError::Closed) },
+                p = self.rx.recv(), if self.backlog.len() < REQUEST_QUEUE => match p {
+                    Some(p) => self.backlog.push_back(p),
+                    None => return Err(ClientError::Closed),
+                },
+            }
+        }
+    }
+
+    async fn serve(&mut self, live: &Arc<LiveConn>, state: &mut watch::Receiver<ConnState>) -> Served {
+        let open = async {
+            let (mut send, recv) = live.conn.open_bi().await.map_err(|e| e.to_string())?;
+            write_frame(&mut send, &ChannelMsg::Open(self.kind).encode()).await?;
+            Ok::<_, String>((send, recv))
+        };
+        let (mut send, recv) = tokio::select! {
+            r = open => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "opening channel stream failed");
+                    return Served::Reconnect;
+                }
+            },
+            _ = state.changed() => return Served::Reconnect,
+        };
+        if let Some(r) = self.ready.take() {
+            let _ = r.send(Ok(()));
+        }
+        let inflight: Arc<Mutex<HashMap<u64, Reply>>> = Arc::default();
+        let notify = Arc::new(Notify::new());
+        let mut reader = tokio::spawn(channel_reader(
+            recv,
+            live.max_frame,
+            self.kind,
+            inflight.clone(),
+            notify.clone(),
+            self.shared.clone(),
+        ));
+        let count = |m: &Arc<Mutex<HashMap<u64, Reply>>>| m.lock().unwrap_or_else(|p| p.into_inner()).len();
+
+        let served = loop {
+            let can_send = count(&inflight) < live.max_in_flight;
+            tokio::select! {
+                biased;
+                r = &mut reader => break match r {
+                    Ok(ReaderEnd::ChannelError(e)) => Served::Dead(ClientError::ChannelClosed(e)),
+                    Ok(ReaderEnd::Protocol(e)) => {
+                        if let ClientError::Protocol { code, .. } = &e {
+                            live.conn.close(code.0.into(), b"bad channel frame");
+                        }
+                        fail_all(&inflight, &e);
+                        Served::Reconnect
+                    }
+                    Ok(ReaderEnd::Finished) if live.conn.close_reason().is_none() => {
+                        Served::Dead(ClientError::ChannelClosed(ServerError {
+                            code: ErrorCode::Unspecified,
+                            message: "the gateway finished the channel".into(),
+                            retry_after: None,
+                        }))
+                    }
+                    _ => Served::Reconnect,
+                },
+                r = state.changed() => {
+                    let same = matches!(&*state.borrow(), ConnState::Connected(l) if l.generation == live.generation);
+                    if r.is_err() || !same {
+                        break Served::Reconnect;
+                    }
+                }
+                _ = notify.notified() => {}
+                p = next_pending(&mut self.backlog, &mut self.rx), if can_send => {
+                    let Some(p) = p else {
+                        // Every handle is gone: finish the stream politely.
+                        let _ = send.finish();
+                        break Served::Dead(ClientError::Closed);
+                    };
+                    if p.reply.is_closed() {
+                        continue; // the caller gave up (timeout) before it was sent
+                    }
+                    self.next_id += 1;
+                    let id = self.next_id;
+                    let frame = ChannelMsg::Request(Request { request_id: id, body: p.body }).encode();
+                    if body_len(&frame) > live.max_frame as usize {
+                        let _ = p.reply.send(Err(ClientError::RequestTooLarge {
+                            len: body_len(&frame),
+                            max: live.max_frame,
+                        }));
+                        continue;
+                    }
+                    inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(id, p.reply);
+                    if let Err(e) = write_frame(&mut send, &frame).await {
+                        tracing::debug!(error = %e, "channel write failed");
+                        break Served::Reconnect;
+                    }
+                }
+            }
+        };
+        reader.abort();
+        let err = match &served {
+            Served::Dead(e) => e.clone(),
+            Served::Reconnect => ClientError::ConnectionLost(
+                "the connection was lost with the request in flight; it may or may not have been executed"
+                    .into(),
+            ),
+        };
+        fail_all(&inflight, &err);
+        served
+    }
+}
+
+fn fail_all(inflight: &Mutex<HashMap<u64, Reply>>, err: &ClientError) {
+    let drained: Vec<Reply> = inflight
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .map(|(_, r)| r)
+        .collect();
+    for r in drained {
+        let _ = r.send(Err(err.clone()));
+    }
+}
+
+async fn next_pending(backlog: &mut VecDeque<Pending>, rx: &mut mpsc::Receiver<Pending>) -> Option<Pending> {
+    match backlog.pop_front() {
+        Some(p) => Some(p),
+        None => rx.recv().await,
+    }
+}
+
+/// Reads a channel stream: responses and errors go to their waiting request,
+/// pushes to the event queue.
+async fn channel_reader(
+    mut recv: quinn::RecvStream,
+    max_frame: u32,
+    kind: ChannelKind,
+    inflight: Arc<Mutex<HashMap<u64, Reply>>>,
+    notify: Arc<Notify>,
+    shared: Arc<Shared>,
+) -> ReaderEnd {
+    let complete = |id: u64, result: Result<ResponseBody, ClientError>| {
+        let reply = inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        match reply {
+            Some(r) => {
+                notify.notify_one();
+                let _ = r.send(result);
+            }
+            // Not in flight (e.g. a stale id): ignore, never panic.
+            None => tracing::debug!(request_id = id, "answer for a request that is not in flight"),
+        }
+    };
+    loop {
+        match read_channel(&mut recv, max_frame).await {
+            Ok(None) => return ReaderEnd::Finished,
+            Err(ReadError::Io(_)) => return ReaderEnd::Io,
+            Err(ReadError::Decode(e)) => return ReaderEnd::Protocol(ClientError::protocol(&e)),
+            Ok(Some(ChannelMsg::Response(r))) => complete(r.request_id, Ok(r.body)),
+            Ok(Some(ChannelMsg::Error(e))) if e.request_id == 0 => return ReaderEnd::ChannelError(e.into()),
+            Ok(Some(ChannelMsg::Error(e))) => complete(e.request_id, Err(ClientError::Server(e.into()))),
+            Ok(Some(ChannelMsg::Push(body))) => shared.events.emit(Event::Push { channel: kind, body }),
+            Ok(Some(ChannelMsg::Open(_) | ChannelMsg::Request(_))) => {
+                return ReaderEnd::Protocol(ClientError::unexpected("client-only frame on a channel"))
+            }
+        }
+    }
+}

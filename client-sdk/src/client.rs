@@ -1,0 +1,163 @@
+//! The [`Client`] handle: connect, session info, ping, channels, events, close.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_schema::ChannelKind;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::channel::Channel;
+use crate::config::ClientConfig;
+use crate::connection::dial_and_login;
+use crate::error::ClientError;
+use crate::events::{EventHub, Events};
+use crate::session::{hello, Actor, Command, ConnState, Shared, WelcomeInfo};
+use crate::tls::quinn_client_config;
+
+/// Commands queued from handles to the session actor.
+const COMMAND_QUEUE: usize = 64;
+
+/// A connected Outpost session. Cheap to clone; all clones drive the same
+/// session. The session is logged out when [`Client::close`] is called or when
+/// the last `Client` and [`Channel`] handle is dropped.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+#[derive(Debug)]
+struct ClientInner {
+    shared: Arc<Shared>,
+    cmds: mpsc::Sender<Command>,
+    echo: tokio::sync::Mutex<Option<Channel>>,
+}
+
+impl Client {
+    /// Connects and logs in. With several gateways, handshakes with all of
+    /// them concurrently and logs in at the one with the lowest round-trip
+    /// time that accepts. The first attempt is not retried: a refusal comes
+    /// back as [`ClientError::Rejected`] (honour its `retry_after`), a network
+    /// failure as [`ClientError::Connect`]. Must be called inside a tokio runtime.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        config.validate()?;
+        let quinn_cfg = quinn_client_config(&config.trust)?;
+        let hello = hello(&config, config.credentials.clone(), None);
+        let est = dial_and_login(
+            &config.gateways,
+            &config.server_name,
+            &quinn_cfg,
+            &hello,
+            config.max_frame_size,
+            config.request_timeout,
+        )
+        .await?;
+        let (state, _) = watch::channel(ConnState::Connecting);
+        let shared = Arc::new(Shared {
+            events: EventHub::new(config.event_capacity),
+            config,
+            quinn_cfg,
+            state,
+            info: Default::default(),
+        });
+        let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        Actor::spawn(shared.clone(), cmd_rx, est);
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                shared,
+                cmds,
+                echo: tokio::sync::Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The logged-in player's id.
+    pub fn player_id(&self) -> String {
+        self.welcome().player_id
+    }
+
+    /// What the last `Welcome` said (kept while reconnecting).
+    pub fn welcome(&self) -> WelcomeInfo {
+        self.inner
+            .shared
+            .info
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .expect("a Client exists only after a Welcome")
+    }
+
+    /// Whether a logged-in connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        matches!(&*self.inner.shared.state.borrow(), ConnState::Connected(_))
+    }
+
+    /// Waits up to `timeout` for a logged-in connection (e.g. after a reconnect).
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+        self.inner.shared.wait_live(timeout).await.map(|_| ())
+    }
+
+    /// Round-trip time of one `Ping` / `Pong` on the control stream.
+    pub async fn ping(&self) -> Result<Duration, ClientError> {
+        let timeout = self.inner.shared.config.request_timeout;
+        let fut = async {
+            self.inner.shared.wait_live(timeout).await?;
+            let (reply, rx) = oneshot::channel();
+            self.inner
+                .cmds
+                .send(Command::Ping(reply))
+                .await
+                .map_err(|_| ClientError::Closed)?;
+            rx.await.unwrap_or(Err(ClientError::Closed))
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .unwrap_or(Err(ClientError::Timeout))
+    }
+
+    /// Opens a channel to a service. The returned handle survives reconnects
+    /// (the SDK re-opens the stream on each new connection).
+    pub async fn open_channel(&self, kind: ChannelKind) -> Result<Channel, ClientError> {
+        Channel::open(self.inner.shared.clone(), self.inner.cmds.clone(), kind).await
+    }
+
+    /// Echo request on a shared diagnostic channel (opened on first use).
+    /// Returns the echoed payload; `push_count` [`crate::Event::Push`] events follow.
+    pub async fn echo(&self, payload: impl Into<Vec<u8>>, push_count: u16) -> Result<Vec<u8>, ClientError> {
+        let channel = {
+            let mut slot = self.inner.echo.lock().await;
+            match slot.as_ref() {
+                Some(c) if !c.is_closed() => c.clone(),
+                _ => {
+                    let c = self.open_channel(ChannelKind::Echo).await?;
+                    *slot = Some(c.clone());
+                    c
+                }
+            }
+        };
+        channel.echo(payload, push_count).await
+    }
+
+    /// Subscribes to session events and pushes. The first call receives every
+    /// event since `connect`; later calls receive events from then on.
+    pub fn events(&self) -> Events {
+        self.inner.shared.events.subscribe()
+    }
+
+    /// Logs out: closes the connection cleanly (QUIC code 0) and ends the
+    /// session; no reconnect follows. Requests still in flight fail with
+    /// [`ClientError::Closed`]. Idempotent.
+    pub async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.inner.cmds.send(Command::Close(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Test hook: drops the current QUIC connection abruptly, as a network
+    /// loss would (nothing more is sent to the gateway, not even a
+    /// CONNECTION_CLOSE). With `auto_reconnect` the SDK reconnects and resumes.
+    #[doc(hidden)]
+    pub fn debug_kill_connection(&self) {
+        let _ = self.inner.cmds.try_send(Command::Kill);
+    }
+}

@@ -1,0 +1,142 @@
+//! Client configuration: where the gateways are, whom to trust, how to log in,
+//! and the time limits and reconnect policy the SDK applies.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use outpost_schema::{Credentials, Platform};
+
+use crate::error::ClientError;
+
+/// Which certificate authorities the SDK trusts for the gateway's TLS certificate.
+///
+/// Platform/webpki roots are out of scope for now: production deployments ship
+/// their CA list (PEM) with the game, development uses the dev CA that the
+/// gateway generates under `certs/dev/ca.pem`.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// One or more PEM-encoded CA certificates (`-----BEGIN CERTIFICATE-----`).
+    /// Used both for the development CA and for a production CA list.
+    DevCa { pem: Vec<u8> },
+}
+
+impl Trust {
+    /// Reads a PEM CA list from a file, typically the development CA the gateway
+    /// generates at `certs/dev/ca.pem`.
+    pub fn dev_ca_from_file(path: impl AsRef<Path>) -> Result<Self, ClientError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path)
+            .map_err(|e| ClientError::Config(format!("cannot read CA file {}: {e}", path.display())))?;
+        Ok(Trust::DevCa { pem })
+    }
+
+    pub(crate) fn pem(&self) -> &[u8] {
+        match self {
+            Trust::DevCa { pem } => pem,
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, used between reconnect attempts.
+///
+/// Attempt `n` (1-based) waits a uniformly random delay in
+/// `[0, min(max_delay, initial_delay * multiplier^(n-1))]`, and never less than a
+/// `retry_after` the gateway asked for (Reject / GoAway).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconnectPolicy {
+    /// Ceiling of the first attempt's delay. Default 200 ms.
+    pub initial_delay: Duration,
+    /// Largest ceiling any attempt uses. Default 30 s.
+    pub max_delay: Duration,
+    /// Growth factor of the ceiling per attempt. Default 2.0.
+    pub multiplier: f64,
+    /// Give up after this many consecutive failed attempts (`None`, the default:
+    /// never give up). Giving up ends the session with the last error.
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self {
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            multiplier: 2.0,
+            max_attempts: None,
+        }
+    }
+}
+
+/// Everything [`crate::Client::connect`] needs. A plain struct: build it with
+/// [`ClientConfig::new`] and override fields as needed.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Gateways of the region. With more than one, the SDK handshakes with all
+    /// of them concurrently and logs in at the one with the lowest measured
+    /// round-trip time (falling back to the next if it refuses the login).
+    pub gateways: Vec<SocketAddr>,
+    /// Name the gateway certificate must be valid for (TLS SNI). Default `"localhost"`.
+    pub server_name: String,
+    /// CAs trusted for the gateway certificate.
+    pub trust: Trust,
+    /// Login credentials. After the first `Welcome` the SDK prefers the
+    /// `session_token` the gateway handed out and keeps these as the fallback.
+    pub credentials: Credentials,
+    /// Game client version reported in `Hello` (metrics, flag targeting).
+    /// Default: this SDK's crate version.
+    pub client_version: String,
+    /// Platform reported in `Hello`. Default [`Platform::Unknown`].
+    pub platform: Platform,
+    /// Time limit for one request, ping, channel open, or one QUIC handshake
+    /// plus login. Includes time spent waiting for a reconnect. Default 10 s.
+    pub request_timeout: Duration,
+    /// Largest frame (bytes of FlatBuffer) this client accepts; the gateway
+    /// negotiates the smaller of both proposals. 0 (default) = protocol default
+    /// (64 KiB).
+    pub max_frame_size: u32,
+    /// Backoff between reconnect attempts.
+    pub reconnect: ReconnectPolicy,
+    /// Reconnect and resume automatically after connection loss or GoAway.
+    /// Default `true`. Never after `close()` or a Kick with
+    /// `ReplacedByNewLogin` / `KickedByOperator`.
+    pub auto_reconnect: bool,
+    /// Capacity of the event queue (events, pushes). When a consumer falls
+    /// behind, the oldest events are dropped and it receives
+    /// [`crate::Event::Lagged`] with the number missed. Default 1024.
+    pub event_capacity: usize,
+}
+
+impl ClientConfig {
+    /// A configuration with the defaults documented on each field.
+    pub fn new(gateways: Vec<SocketAddr>, trust: Trust, credentials: Credentials) -> Self {
+        Self {
+            gateways,
+            server_name: "localhost".to_owned(),
+            trust,
+            credentials,
+            client_version: env!("CARGO_PKG_VERSION").to_owned(),
+            platform: Platform::Unknown,
+            request_timeout: Duration::from_secs(10),
+            max_frame_size: 0,
+            reconnect: ReconnectPolicy::default(),
+            auto_reconnect: true,
+            event_capacity: 1024,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ClientError> {
+        if self.gateways.is_empty() {
+            return Err(ClientError::Config("no gateway addresses given".into()));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ClientError::Config("request_timeout must be positive".into()));
+        }
+        if self.event_capacity == 0 {
+            return Err(ClientError::Config("event_capacity must be positive".into()));
+        }
+        if !(self.reconnect.multiplier >= 1.0 && self.reconnect.multiplier.is_finite()) {
+            return Err(ClientError::Config("reconnect.multiplier must be >= 1".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,267 @@
+//! Establishing a session: concurrent QUIC handshakes to every configured
+//! gateway, ranking by measured round-trip time, then `Hello` → `Welcome` /
+//! `Reject` on the control stream of the best gateway that accepts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_schema::{
+    negotiate_max_frame_size, ControlMsg, ErrorCode, Hello, Welcome, HANDSHAKE_MAX_FRAME_SIZE,
+};
+use quinn::{ConnectionError, Endpoint, RecvStream, SendStream};
+
+use crate::error::{is_fatal_reject, ms, ClientError};
+use crate::framing::{read_control, write_frame, ReadError};
+use crate::socket::KillSwitchSocket;
+use crate::tls::alpn_ok;
+
+/// A logged-in connection, ready to be driven by the session.
+pub(crate) struct Established {
+    pub endpoint: Endpoint,
+    pub socket: Arc<KillSwitchSocket>,
+    pub conn: quinn::Connection,
+    pub gateway: SocketAddr,
+    pub welcome: Welcome,
+    /// Negotiated maximum frame size (bytes of FlatBuffer).
+    pub max_frame: u32,
+    pub ctrl_send: SendStream,
+    pub ctrl_recv: RecvStream,
+}
+
+/// Orders candidate gateways by measured RTT, fastest first; ties keep the
+/// configured order. Input: `(index in the gateway list, rtt)`.
+pub fn rank_by_rtt(measured: &[(usize, Duration)]) -> Vec<usize> {
+    let mut v = measured.to_vec();
+    v.sort_by_key(|&(i, rtt)| (rtt, i));
+    v.into_iter().map(|(i, _)| i).collect()
+}
+
+/// Chooses the error to report when no gateway accepted: a fatal rejection
+/// (credentials, version) first, then the retryable rejection with the
+/// shortest `retry_after`, then the last connect error.
+pub(crate) fn pick_error(errors: Vec<ClientError>) -> ClientError {
+    let fatal = errors
+        .iter()
+        .find(|e| matches!(e, ClientError::Rejected { code, .. } if is_fatal_reject(*code)));
+    if let Some(e) = fatal {
+        return e.clone();
+    }
+    let rejected = errors
+        .iter()
+        .filter(|e| matches!(e, ClientError::Rejected { .. }))
+        .min_by_key(|e| e.retry_after().unwrap_or_default());
+    if let Some(e) = rejected {
+        return e.clone();
+    }
+    errors
+        .into_iter()
+        .last()
+        .unwrap_or_else(|| ClientError::Connect("no gateway configured".into()))
+}
+
+/// Handshakes with every gateway concurrently, then logs in at the fastest one
+/// that accepts. Losers are closed. `timeout` bounds each handshake and each login.
+pub(crate) async fn dial_and_login(
+    gateways: &[SocketAddr],
+    server_name: &str,
+    client_cfg: &quinn::ClientConfig,
+    hello: &Hello,
+    proposed_max_frame: u32,
+    timeout: Duration,
+) -> Result<Established, ClientError> {
+    let first = *gateways
+        .first()
+        .ok_or_else(|| ClientError::Config("no gateway addresses given".into()))?;
+    let socket = KillSwitchSocket::bind(first).map_err(|e| ClientError::Connect(format!("bind: {e}")))?;
+    let runtime = quinn::default_runtime().ok_or_else(|| ClientError::Connect("no tokio runtime".into()))?;
+    let mut endpoint =
+        Endpoint::new_with_abstract_socket(quinn::EndpointConfig::default(), None, socket.clone(), runtime)
+            .map_err(|e| ClientError::Connect(format!("endpoint: {e}")))?;
+    endpoint.set_default_client_config(client_cfg.clone());
+
+    let attempts = gateways.iter().enumerate().map(|(i, &addr)| {
+        let endpoint = endpoint.clone();
+        async move {
+            let connecting = endpoint
+                .connect(addr, server_name)
+                .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
+            let conn = tokio::time::timeout(timeout, connecting)
+                .await
+                .map_err(|_| ClientError::Connect(format!("{addr}: handshake timed out")))?
+                .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
+            if !alpn_ok(&conn) {
+                conn.close(ErrorCode::Unspecified.0.into(), b"ALPN outpost/1 not selected");
+                return Err(ClientError::Connect(format!(
+                    "{addr}: server did not select ALPN outpost/1"
+                )));
+            }
+            Ok((i, conn))
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+
+    let mut errors = Vec::new();
+    let mut conns: Vec<Option<quinn::Connection>> = vec![None; gateways.len()];
+    let mut measured = Vec::new();
+    for r in results {
+        match r {
+            Ok((i, conn)) => {
+                measured.push((i, conn.rtt()));
+                conns[i] = Some(conn);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let order = rank_by_rtt(&measured);
+    let mut chosen = None;
+    for i in order {
+        let Some(conn) = conns[i].take() else { continue };
+        if chosen.is_some() {
+            conn.close(ErrorCode::Unspecified.0.into(), b"another gateway was selected");
+            continue;
+        }
+        match login(&conn, hello, proposed_max_frame, timeout).await {
+            Ok((welcome, max_frame, ctrl_send, ctrl_recv)) => {
+                chosen = Some(Established {
+                    endpoint: endpoint.clone(),
+                    socket: socket.clone(),
+                    conn,
+                    gateway: gateways[i],
+                    welcome,
+                    max_frame,
+                    ctrl_send,
+                    ctrl_recv,
+                });
+            }
+            Err(e) => {
+                if matches!(e, ClientError::Protocol { .. }) {
+                    if let ClientError::Protocol { code, .. } = &e {
+                        conn.close(code.0.into(), b"protocol error");
+                    }
+                } else {
+                    conn.close(ErrorCode::Unspecified.0.into(), b"login failed");
+                }
+                errors.push(e);
+            }
+        }
+    }
+    match chosen {
+        Some(est) => Ok(est),
+        None => {
+            endpoint.close(ErrorCode::Unspecified.0.into(), b"");
+            Err(pick_error(errors))
+        }
+    }
+}
+
+/// Maps a connection that closed during login: the gateway closes with the
+/// `Reject` reason as the application code, and that close may overtake the
+/// `Reject` frame itself.
+fn login_close_error(e: ConnectionError) -> ClientError {
+    match e {
+        ConnectionError::ApplicationClosed(c) => {
+            let code = u16::try_from(c.error_code.into_inner())
+                .map(ErrorCode)
+                .unwrap_or(ErrorCode::Internal);
+            ClientError::Rejected {
+                code,
+                message: String::from_utf8_lossy(&c.reason).into_owned(),
+                retry_after: None,
+            }
+        }
+        other => ClientError::Connect(other.to_string()),
+    }
+}
+
+type Login = (Welcome, u32, SendStream, RecvStream);
+
+async fn login(
+    conn: &quinn::Connection,
+    hello: &Hello,
+    proposed_max_frame: u32,
+    timeout: Duration,
+) -> Result<Login, ClientError> {
+    let fut = async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(login_close_error)?;
+        let closed = |detail: String| match conn.close_reason() {
+            Some(e) => login_close_error(e),
+            None => ClientError::Connect(detail),
+        };
+        write_frame(&mut send, &ControlMsg::Hello(hello.clone()).encode())
+            .await
+            .map_err(closed)?;
+        match read_control(&mut recv, HANDSHAKE_MAX_FRAME_SIZE).await {
+            Ok(Some(ControlMsg::Welcome(w))) => {
+                let max_frame = negotiate_max_frame_size(proposed_max_frame, w.max_frame_size);
+                Ok((w, max_frame, send, recv))
+            }
+            Ok(Some(ControlMsg::Reject(r))) => Err(ClientError::Rejected {
+                code: r.reason,
+                message: r.message,
+                retry_after: ms(r.retry_after_ms),
+            }),
+            Ok(Some(_)) => Err(ClientError::unexpected("expected Welcome or Reject")),
+            Ok(None) => {
+                // Give the CONNECTION_CLOSE carrying the reason a moment to arrive.
+                let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+                Err(closed("control stream ended before Welcome".into()))
+            }
+            Err(ReadError::Io(detail)) => Err(closed(detail)),
+            Err(ReadError::Decode(e)) => Err(ClientError::protocol(&e)),
+        }
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| ClientError::Timeout)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn ranks_fastest_first_with_stable_ties() {
+        assert_eq!(rank_by_rtt(&[]), Vec::<usize>::new());
+        assert_eq!(
+            rank_by_rtt(&[(0, ms(30)), (1, ms(10)), (2, ms(20))]),
+            vec![1, 2, 0]
+        );
+        assert_eq!(rank_by_rtt(&[(2, ms(5)), (0, ms(5)), (1, ms(1))]), vec![1, 0, 2]);
+        // gateways that failed the handshake are simply absent
+        assert_eq!(rank_by_rtt(&[(3, ms(7))]), vec![3]);
+    }
+
+    fn rejected(code: ErrorCode, retry: Option<u64>) -> ClientError {
+        ClientError::Rejected {
+            code,
+            message: String::new(),
+            retry_after: retry.map(ms),
+        }
+    }
+
+    #[test]
+    fn picks_the_most_useful_error() {
+        let e = pick_error(vec![
+            ClientError::Connect("a".into()),
+            rejected(ErrorCode::ServerBusy, Some(900)),
+            rejected(ErrorCode::Draining, Some(300)),
+        ]);
+        assert_eq!(e, rejected(ErrorCode::Draining, Some(300)));
+        let e = pick_error(vec![
+            rejected(ErrorCode::ServerBusy, Some(900)),
+            rejected(ErrorCode::BadCredentials, None),
+        ]);
+        assert_eq!(e, rejected(ErrorCode::BadCredentials, None));
+        let e = pick_error(vec![
+            ClientError::Connect("a".into()),
+            ClientError::Connect("b".into()),
+        ]);
+        assert_eq!(e, ClientError::Connect("b".into()));
+        assert!(matches!(pick_error(vec![]), ClientError::Connect(_)));
+    }
+}

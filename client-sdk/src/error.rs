@@ -1,0 +1,151 @@
+//! The SDK's one error type. Every failure a caller can see is a
+//! [`ClientError`] value; the SDK never panics on what a gateway sends.
+
+use std::time::Duration;
+
+use outpost_schema::{DecodeError, ErrorCode, ErrorFrame};
+use thiserror::Error;
+
+/// An `Error { code, message, retry_after_ms }` frame the gateway answered a
+/// request with (or, with request id 0, a whole channel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Do not retry before this (from `retry_after_ms`; `None` when 0).
+    pub retry_after: Option<Duration>,
+}
+
+impl From<ErrorFrame> for ServerError {
+    fn from(e: ErrorFrame) -> Self {
+        Self {
+            code: e.code,
+            message: e.message,
+            retry_after: ms(e.retry_after_ms),
+        }
+    }
+}
+
+pub(crate) fn ms(v: u32) -> Option<Duration> {
+    (v > 0).then(|| Duration::from_millis(u64::from(v)))
+}
+
+/// Everything that can go wrong in the SDK.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum ClientError {
+    /// The gateway refused the login (`Reject`). `retry_after` is the earliest
+    /// time a new attempt is allowed.
+    #[error("login rejected ({code:?}): {message}")]
+    Rejected {
+        code: ErrorCode,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The gateway ended the session (`Kick`).
+    #[error("kicked by the gateway ({code:?}): {message}")]
+    Kicked { code: ErrorCode, message: String },
+    /// The gateway answered a request with an `Error` frame.
+    #[error("server error ({:?}): {}", .0.code, .0.message)]
+    Server(ServerError),
+    /// The channel was closed by the gateway (`Error` with request id 0, e.g.
+    /// `UnknownChannel`); the `Channel` handle is unusable from now on.
+    #[error("channel closed by the gateway ({:?}): {}", .0.code, .0.message)]
+    ChannelClosed(ServerError),
+    /// No answer within the configured time limit.
+    #[error("timed out")]
+    Timeout,
+    /// The connection was lost while the operation was under way, or no
+    /// connection was available. Retryable: the SDK reconnects by itself
+    /// (when `auto_reconnect` is on); whether the request was executed by the
+    /// gateway is unknown.
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    /// The client was closed (`close()`, all handles dropped, or the session
+    /// ended for good).
+    #[error("client closed")]
+    Closed,
+    /// The gateway violated the protocol; the connection was closed with `code`.
+    #[error("protocol error ({code:?}): {detail}")]
+    Protocol { code: ErrorCode, detail: String },
+    /// A request was too large for the negotiated maximum frame size.
+    #[error("request of {len} bytes exceeds the negotiated maximum frame size of {max}")]
+    RequestTooLarge { len: usize, max: u32 },
+    /// No QUIC/TLS connection could be established to any gateway.
+    #[error("connect failed: {0}")]
+    Connect(String),
+    /// The configuration is unusable (no gateways, bad CA file, ...).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// Whether retrying the same operation later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Timeout | ClientError::ConnectionLost(_) | ClientError::Connect(_) => true,
+            ClientError::Rejected { code, .. } => retryable_code(*code),
+            ClientError::Server(e) => retryable_code(e.code),
+            _ => false,
+        }
+    }
+
+    /// The minimum wait the gateway asked for before a retry, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::Rejected { retry_after, .. } => *retry_after,
+            ClientError::Server(e) | ClientError::ChannelClosed(e) => e.retry_after,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn protocol(e: &DecodeError) -> Self {
+        ClientError::Protocol {
+            code: e.code(),
+            detail: e.to_string(),
+        }
+    }
+
+    pub(crate) fn unexpected(what: &str) -> Self {
+        ClientError::Protocol {
+            code: ErrorCode::UnexpectedFrame,
+            detail: what.to_owned(),
+        }
+    }
+}
+
+/// Codes after which the same request may succeed later (PROTOCOL.md section 5).
+pub(crate) fn retryable_code(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::ServerBusy
+            | ErrorCode::RateLimited
+            | ErrorCode::TooManyInFlight
+            | ErrorCode::SlowConsumer
+            | ErrorCode::Draining
+            | ErrorCode::IdleTimeout
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Internal
+            | ErrorCode::Unavailable
+            | ErrorCode::Timeout
+            | ErrorCode::ResumeRejected
+    )
+}
+
+/// Kick reasons after which the SDK must not reconnect by itself (PROTOCOL.md 3.5).
+pub(crate) fn is_final_kick(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::ReplacedByNewLogin | ErrorCode::KickedByOperator)
+}
+
+/// Reject reasons a different attempt with the same credentials cannot fix.
+pub(crate) fn is_fatal_reject(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::BadCredentials
+            | ErrorCode::TokenMalformed
+            | ErrorCode::TokenBadSignature
+            | ErrorCode::TokenExpired
+            | ErrorCode::TokenUnknownKey
+            | ErrorCode::MissingCredentials
+            | ErrorCode::UnsupportedProtocolVersion
+    )
+}
