@@ -1,1 +1,117 @@
-fn main() {}
+//! `outpost-gateway`: run a gateway, or generate development certificates.
+//!
+//! ```text
+//! outpost-gateway                      # defaults: UDP 0.0.0.0:4433, admin 127.0.0.1:9433, ./data
+//! outpost-gateway --config gw.toml     # a TOML file (see GatewayConfig); flags and env override it
+//! outpost-gateway gen-certs            # development CA + localhost certificate in certs/dev
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use outpost_gateway::config::GatewayConfig;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(name = "outpost-gateway", version, about = "Outpost QUIC session gateway")]
+struct Cli {
+    /// TOML configuration file; missing keys keep their defaults.
+    #[arg(long, env = "OUTPOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// UDP address of the QUIC endpoint (overrides `listen`).
+    #[arg(long, env = "OUTPOST_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Admin HTTP address (overrides `admin_listen`).
+    #[arg(long, env = "OUTPOST_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Region name (overrides `region`).
+    #[arg(long, env = "OUTPOST_REGION")]
+    region: Option<String>,
+    /// Data directory of the embedded store (overrides `data_dir`).
+    #[arg(long, env = "OUTPOST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Session capacity (overrides `limits.max_sessions`).
+    #[arg(long, env = "OUTPOST_MAX_SESSIONS")]
+    max_sessions: Option<usize>,
+    /// Development certificate directory (overrides `tls.dev_certs_dir`).
+    #[arg(long, env = "OUTPOST_DEV_CERTS_DIR")]
+    dev_certs_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a development CA and a `localhost` gateway certificate.
+    GenCerts {
+        /// Output directory.
+        #[arg(long, default_value = "certs/dev")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let cli = Cli::parse();
+    if let Some(Command::GenCerts { out }) = &cli.command {
+        let paths = outpost_gateway::tls::generate_dev_certs(out)?;
+        println!("development CA:          {}", paths.ca_cert.display());
+        println!("gateway certificate:     {}", paths.cert.display());
+        println!("gateway key:             {}", paths.key.display());
+        return Ok(());
+    }
+    let mut config = match &cli.config {
+        Some(path) => GatewayConfig::from_file(path)?,
+        None => GatewayConfig::default(),
+    };
+    if let Some(v) = cli.listen {
+        config.listen = v;
+    }
+    if let Some(v) = cli.admin_listen {
+        config.admin_listen = v;
+    }
+    if let Some(v) = cli.region {
+        config.region = v;
+    }
+    if let Some(v) = cli.data_dir {
+        config.data_dir = v;
+    }
+    if let Some(v) = cli.max_sessions {
+        config.limits.max_sessions = v;
+    }
+    if let Some(v) = cli.dev_certs_dir {
+        config.tls.dev_certs_dir = v;
+    }
+    tokio::runtime::Runtime::new()?.block_on(run(config))
+}
+
+async fn run(config: GatewayConfig) -> anyhow::Result<()> {
+    let gateway = outpost_gateway::start(config)
+        .await
+        .context("starting the gateway")?;
+    let handle = gateway.handle();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received: draining (send it again to stop at once)");
+        handle.drain();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        handle.shutdown();
+    });
+    gateway.wait().await;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Channel routing: which service answers which channel, and the sink through
+//! which a service's responses and pushes reach the client.
+//!
+//! A service implements [`ChannelService`] with plain wire-level request and
+//! response bodies (`outpost_schema` owned types). Services adapt backend calls
+//! (which know nothing of the wire) and map their errors to [`ServiceError`]
+//! codes in one place each.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, PushBody, RequestBody, ResponseBody};
+use tokio::sync::mpsc;
+
+use crate::driver::SessionCore;
+use crate::session::{ChannelId, SlowConsumer};
+
+pub mod echo;
+
+/// What a service answers to one request.
+pub struct Reply {
+    pub body: ResponseBody,
+    /// Pushes to send right after the response, in order. Produced lazily, one at
+    /// a time, so a long series never sits in memory at once; sending stops as
+    /// soon as the client's queue is full.
+    pub pushes: Box<dyn Iterator<Item = PushBody> + Send>,
+}
+
+impl Reply {
+    pub fn new(body: ResponseBody) -> Self {
+        Reply {
+            body,
+            pushes: Box::new(std::iter::empty()),
+        }
+    }
+}
+
+/// A failed request, as the client will see it in `Error`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl ServiceError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServiceError {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// Who is asking, and where pushes for them go.
+#[derive(Clone)]
+pub struct RequestContext {
+    pub player_id: Arc<str>,
+    pub session_id: u64,
+    /// The channel's outbound sink, for pushes the service sends later.
+    pub sink: ChannelSink,
+}
+
+/// A backend service reachable over one channel kind.
+pub trait ChannelService: Send + Sync + 'static {
+    /// Answers one request. Runs concurrently with other requests of the same
+    /// channel, up to the in-flight limit.
+    fn handle(
+        &self,
+        ctx: RequestContext,
+        body: RequestBody,
+    ) -> BoxFuture<'static, Result<Reply, ServiceError>>;
+}
+
+/// Channel kinds this gateway serves.
+#[derive(Clone, Default)]
+pub struct Router {
+    services: HashMap<ChannelKind, Arc<dyn ChannelService>>,
+}
+
+impl Router {
+    /// A router with the services every gateway has (today: `Echo`).
+    pub fn with_defaults(max_frame_size: u32) -> Self {
+        let mut r = Router::default();
+        r.insert(ChannelKind::Echo, Arc::new(echo::Echo::new(max_frame_size)));
+        r
+    }
+
+    pub fn insert(&mut self, kind: ChannelKind, service: Arc<dyn ChannelService>) {
+        self.services.insert(kind, service);
+    }
+
+    pub fn get(&self, kind: ChannelKind) -> Option<Arc<dyn ChannelService>> {
+        self.services.get(&kind).cloned()
+    }
+}
+
+/// The outbound side of one channel: frames go through the session's queue
+/// accounting, so a client that does not read is disconnected instead of growing
+/// the gateway's memory.
+#[derive(Clone)]
+pub struct ChannelSink {
+    pub(crate) id: ChannelId,
+    pub(crate) tx: mpsc::Sender<Vec<u8>>,
+    pub(crate) core: Arc<SessionCore>,
+    pub(crate) max_frame_size: u32,
+}
+
+impl ChannelSink {
+    /// Queues a frame for the client. `Err` means the session is closing with
+    /// `SlowConsumer` (or already closed); the frame was dropped.
+    pub fn send(&self, msg: &ChannelMsg) -> Result<(), SlowConsumer> {
+        let mut frame = msg.encode();
+        if frame.len() - outpost_schema::LENGTH_PREFIX_BYTES > self.max_frame_size as usize {
+            // A service produced more than the client agreed to receive: a server
+            // bug, reported as such rather than breaking the client's framing.
+            let request_id = match msg {
+                ChannelMsg::Response(r) => r.request_id,
+                _ => 0,
+            };
+            frame = ChannelMsg::Error(outpost_schema::ErrorFrame {
+                request_id,
+                code: ErrorCode::Internal,
+                message: "response larger than the negotiated frame size".into(),
+                retry_after_ms: 0,
+            })
+            .encode();
+        }
+        let len = frame.len();
+        let admitted = self.core.with_machine(|m| m.enqueue(self.id, len));
+        if admitted.is_err() {
+            self.core.wake();
+            return Err(SlowConsumer);
+        }
+        if self.tx.try_send(frame).is_err() {
+            // The writer is gone (stream closed) or its queue is full; the machine's
+            // own bound is the same size, so this only happens while closing.
+            self.core.with_machine(|m| m.dequeued(self.id, len));
+            return Err(SlowConsumer);
+        }
+        Ok(())
+    }
+
+    /// Queues a push.
+    pub fn push(&self, body: PushBody) -> Result<(), SlowConsumer> {
+        self.send(&ChannelMsg::Push(body))
+    }
+}

@@ -1,0 +1,219 @@
+//! One channel stream: OpenChannel, then requests dispatched to the channel's
+//! service (concurrently, up to the in-flight limit), responses and pushes out
+//! through a bounded writer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, ErrorFrame, Response};
+use quinn::{RecvStream, SendStream};
+use tokio::sync::mpsc;
+
+use super::{var_code, SessionCore, Shared};
+use crate::channels::{ChannelSink, RequestContext, ServiceError};
+use crate::frame_io::{read_frame, FrameReadError};
+use crate::session::{ChannelId, Verdict};
+
+type ReadResult = Result<Option<Vec<u8>>, FrameReadError>;
+type ReadFuture = Pin<Box<dyn Future<Output = (RecvStream, ReadResult)> + Send>>;
+
+/// Reads the next frame; owns the stream so the read survives `select!` turns
+/// (a half-read frame is never dropped).
+fn next_frame(mut recv: RecvStream, max: u32) -> ReadFuture {
+    Box::pin(async move {
+        let r = read_frame(&mut recv, max).await;
+        (recv, r)
+    })
+}
+
+pub(super) struct ChannelTask {
+    pub shared: Arc<Shared>,
+    pub core: Arc<SessionCore>,
+    pub player_id: Arc<str>,
+    pub session_id: u64,
+    pub max_frame_size: u32,
+}
+
+impl ChannelTask {
+    pub async fn run(self, send: SendStream, mut recv: RecvStream) {
+        let id: ChannelId = recv.id().index();
+        let kind = match read_frame(&mut recv, self.max_frame_size).await {
+            Ok(Some(frame)) => match ChannelMsg::decode(&frame) {
+                Ok(ChannelMsg::Open(kind)) => kind,
+                Ok(_) => {
+                    return refuse(
+                        send,
+                        recv,
+                        ErrorCode::UnexpectedFrame,
+                        "first frame must be OpenChannel",
+                    )
+                    .await
+                }
+                Err(e) => return refuse(send, recv, e.code(), &e.to_string()).await,
+            },
+            Ok(None) | Err(FrameReadError::Stream(_)) => return,
+            Err(e) => return refuse(send, recv, e.code(), &e.to_string()).await,
+        };
+        self.core.with_machine(|m| m.handle_received(Instant::now()));
+        let Some(service) = self.shared.router.get(kind) else {
+            return refuse(
+                send,
+                recv,
+                ErrorCode::UnknownChannel,
+                "this gateway does not serve that channel",
+            )
+            .await;
+        };
+        if let Err(code) = self
+            .core
+            .with_machine(|m| m.open_channel(Instant::now(), id, kind))
+        {
+            return refuse(send, recv, code, "channel refused").await;
+        }
+        metrics::counter!("outpost_channels_opened_total", "channel" => channel_name(kind)).increment(1);
+
+        let (tx, rx) = mpsc::channel(self.shared.limits.outbound_queue_frames);
+        let writer = tokio::spawn(write_frames(self.core.clone(), id, send, rx));
+        let sink = ChannelSink {
+            id,
+            tx,
+            core: self.core.clone(),
+            max_frame_size: self.max_frame_size,
+        };
+        let ctx = RequestContext {
+            player_id: self.player_id.clone(),
+            session_id: self.session_id,
+            sink: sink.clone(),
+        };
+
+        let mut pending = FuturesUnordered::new();
+        let mut reading: Option<ReadFuture> = Some(next_frame(recv, self.max_frame_size));
+        let mut stop_code: Option<ErrorCode> = None;
+        loop {
+            if reading.is_none() && pending.is_empty() {
+                break;
+            }
+            tokio::select! {
+                (recv, result) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                    reading = None;
+                    let frame = match result {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => continue, // the client finished its side; answer what is pending
+                        Err(FrameReadError::Stream(_)) => break,
+                        Err(e) => {
+                            stop_code = Some(channel_error(&sink, &mut { recv }, e.code(), &e.to_string()));
+                            continue;
+                        }
+                    };
+                    match ChannelMsg::decode(&frame) {
+                        Ok(ChannelMsg::Request(req)) => {
+                            match self.core.with_machine(|m| m.admit_request(Instant::now(), id)) {
+                                Verdict::Admit => {
+                                    let request_id = req.request_id;
+                                    pending.push(service.handle(ctx.clone(), req.body).map(move |r| (request_id, r)));
+                                }
+                                Verdict::Refuse { code, retry_after, message } => {
+                                    let e = ServiceError { code, message: message.into(), retry_after };
+                                    if send_error(&sink, req.request_id, &e).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                            reading = Some(next_frame(recv, self.max_frame_size));
+                        }
+                        Ok(_) => {
+                            let msg = "only Request frames may follow OpenChannel";
+                            stop_code = Some(channel_error(&sink, &mut { recv }, ErrorCode::UnexpectedFrame, msg));
+                        }
+                        Err(e) => stop_code = Some(channel_error(&sink, &mut { recv }, e.code(), &e.to_string())),
+                    }
+                }
+                Some((request_id, result)) = pending.next(), if !pending.is_empty() => {
+                    self.core.with_machine(|m| m.request_done(id));
+                    let sent = match result {
+                        Ok(reply) => sink
+                            .send(&ChannelMsg::Response(Response { request_id, body: reply.body }))
+                            .and_then(|()| reply.pushes.map(|p| sink.push(p)).collect()),
+                        Err(e) => send_error(&sink, request_id, &e),
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(code) = stop_code {
+            metrics::counter!("outpost_frames_rejected_total", "code" => format!("{code:?}")).increment(1);
+        }
+        drop(pending);
+        drop(ctx);
+        drop(sink);
+        // The writer flushes what is queued, then finishes the stream.
+        let _ = writer.await;
+        self.core.with_machine(|m| m.close_channel(id));
+    }
+}
+
+fn send_error(
+    sink: &ChannelSink,
+    request_id: u64,
+    e: &ServiceError,
+) -> Result<(), crate::session::SlowConsumer> {
+    let retry_after_ms = e
+        .retry_after
+        .map_or(0, |d| d.as_millis().clamp(1, u128::from(u32::MAX)) as u32);
+    sink.send(&ChannelMsg::Error(ErrorFrame {
+        request_id,
+        code: e.code,
+        message: e.message.clone(),
+        retry_after_ms,
+    }))
+}
+
+/// A channel-level protocol error: `Error { request_id: 0 }`, stop reading.
+fn channel_error(sink: &ChannelSink, recv: &mut RecvStream, code: ErrorCode, message: &str) -> ErrorCode {
+    let _ = send_error(sink, 0, &ServiceError::new(code, message));
+    let _ = recv.stop(var_code(code));
+    code
+}
+
+/// Refuses a channel before it was opened: `Error { request_id: 0 }`, finish.
+async fn refuse(mut send: SendStream, mut recv: RecvStream, code: ErrorCode, message: &str) {
+    metrics::counter!("outpost_channels_refused_total", "code" => format!("{code:?}")).increment(1);
+    let frame = ChannelMsg::Error(ErrorFrame {
+        request_id: 0,
+        code,
+        message: message.into(),
+        retry_after_ms: 0,
+    });
+    let _ = recv.stop(var_code(code));
+    if send.write_all(&frame.encode()).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+/// Writes queued frames in order; each written frame leaves the session's
+/// outbound accounting. Ends when every sender is gone, then finishes the stream.
+async fn write_frames(
+    core: Arc<SessionCore>,
+    id: ChannelId,
+    mut send: SendStream,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    while let Some(frame) = rx.recv().await {
+        let len = frame.len();
+        if send.write_all(&frame).await.is_err() {
+            return;
+        }
+        core.with_machine(|m| m.dequeued(id, len));
+    }
+    let _ = send.finish();
+}
+
+fn channel_name(kind: ChannelKind) -> &'static str {
+    kind.variant_name().unwrap_or("unknown")
+}

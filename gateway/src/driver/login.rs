@@ -1,0 +1,154 @@
+//! Accepting a connection and the login handshake: Hello in, Welcome or Reject out.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use outpost_schema::{
+    negotiate_max_frame_size, ControlMsg, ErrorCode, Hello, Reject, Welcome, HANDSHAKE_MAX_FRAME_SIZE,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
+use quinn::{Connection, SendStream};
+use rand::Rng;
+use tracing::debug;
+
+use super::{session, var_code, Shared, FINAL_FRAME_LINGER};
+use crate::frame_io::read_frame;
+
+/// Serves one incoming connection from handshake to close.
+pub(crate) async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    shared.handshaking.fetch_add(1, Ordering::Relaxed);
+    let handshake = incoming.await;
+    shared.handshaking.fetch_sub(1, Ordering::Relaxed);
+    let conn = match handshake {
+        Ok(conn) => {
+            metrics::counter!("outpost_handshakes_total", "result" => "ok").increment(1);
+            conn
+        }
+        Err(e) => {
+            metrics::counter!("outpost_handshakes_total", "result" => "failed").increment(1);
+            debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let hello_timeout = shared.config.hello_timeout();
+    let first = tokio::time::timeout(hello_timeout, async {
+        let (send, mut recv) = conn.accept_bi().await.ok()?;
+        let frame = read_frame(&mut recv, HANDSHAKE_MAX_FRAME_SIZE).await;
+        Some((send, recv, frame))
+    })
+    .await;
+    let (mut send, recv, frame) = match first {
+        Ok(Some(v)) => v,
+        Ok(None) => return, // the client went away before opening the control stream
+        Err(_) => {
+            conn.close(
+                var_code(ErrorCode::HelloTimeout),
+                b"no Hello within the hello timeout",
+            );
+            return;
+        }
+    };
+    let hello = match frame {
+        Ok(Some(frame)) => match ControlMsg::decode(&frame) {
+            Ok(ControlMsg::Hello(h)) => h,
+            Ok(_) => {
+                return reject(
+                    &conn,
+                    send,
+                    ErrorCode::UnexpectedFrame,
+                    "the first frame must be Hello",
+                    0,
+                )
+                .await
+            }
+            Err(e) => return reject(&conn, send, e.code(), &e.to_string(), 0).await,
+        },
+        Ok(None) => return,
+        Err(e) => return reject(&conn, send, e.code(), &e.to_string(), 0).await,
+    };
+    if let Err((code, message, retry_after_ms)) = precheck(&shared, &hello) {
+        return reject(&conn, send, code, &message, retry_after_ms).await;
+    }
+    // Admission before any authentication work, so a login storm above capacity
+    // costs us one Reject each and nothing more.
+    let Some(slot) = shared.registry.try_admit() else {
+        let a = &shared.config.admission;
+        let retry = a.busy_retry_after_ms + rand::thread_rng().gen_range(0..=a.busy_retry_jitter_ms);
+        return reject(&conn, send, ErrorCode::ServerBusy, "gateway at capacity", retry).await;
+    };
+    let principal = match shared.auth.login(&hello).await {
+        Ok(p) => p,
+        Err(r) => return reject(&conn, send, r.code, &r.message, 0).await,
+    };
+    let tokens = match shared.auth.issue(&principal.player_id).await {
+        Ok(t) => t,
+        Err(r) => return reject(&conn, send, r.code, &r.message, 1_000).await,
+    };
+    let max_frame_size = negotiate_max_frame_size(hello.max_frame_size, shared.config.limits.max_frame_size);
+    let s = &shared.config.session;
+    let welcome = ControlMsg::Welcome(Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        player_id: principal.player_id.to_string(),
+        resume_token: tokens.resume_token,
+        resumed: principal.resumed,
+        max_frame_size,
+        heartbeat_interval_ms: s.heartbeat_interval_ms.try_into().unwrap_or(u32::MAX),
+        idle_timeout_ms: s.idle_timeout_ms.try_into().unwrap_or(u32::MAX),
+        max_in_flight_per_channel: shared.config.limits.max_in_flight_per_channel,
+        region: shared.config.region.clone(),
+        session_token: tokens.session_token,
+        home_region: principal.home_region.clone(),
+    });
+    if send.write_all(&welcome.encode()).await.is_err() {
+        return;
+    }
+    let result = if principal.resumed { "resumed" } else { "welcome" };
+    metrics::counter!("outpost_logins_total", "result" => result).increment(1);
+    session::run_session(shared, conn, send, recv, principal, max_frame_size, slot).await;
+}
+
+/// Checks that need no IO: protocol version, drain state.
+fn precheck(shared: &Shared, hello: &Hello) -> Result<(), (ErrorCode, String, u32)> {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
+        return Err((
+            ErrorCode::UnsupportedProtocolVersion,
+            format!(
+                "protocol version {} not supported; this gateway serves {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
+                hello.protocol_version
+            ),
+            0,
+        ));
+    }
+    if let Some(plan) = *shared.drain.borrow() {
+        let window = plan.window.as_millis().min(u128::from(u32::MAX)) as u32;
+        let retry = rand::thread_rng().gen_range(0..=window);
+        return Err((
+            ErrorCode::Draining,
+            "gateway draining; connect to another gateway".into(),
+            retry,
+        ));
+    }
+    Ok(())
+}
+
+/// Sends `Reject`, waits briefly for it to be delivered, and closes.
+async fn reject(
+    conn: &Connection,
+    mut send: SendStream,
+    code: ErrorCode,
+    message: &str,
+    retry_after_ms: u32,
+) {
+    metrics::counter!("outpost_logins_total", "result" => "reject", "code" => format!("{code:?}"))
+        .increment(1);
+    let frame = ControlMsg::Reject(Reject {
+        reason: code,
+        message: message.to_owned(),
+        retry_after_ms,
+    })
+    .encode();
+    if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
+        let _ = tokio::time::timeout(FINAL_FRAME_LINGER, send.stopped()).await;
+    }
+    conn.close(var_code(code), message.as_bytes());
+}

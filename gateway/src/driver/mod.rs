@@ -1,0 +1,93 @@
+//! The driver: the one part of the gateway that touches QUIC and tokio for a
+//! session. It performs the login handshake, then runs the session's
+//! [`Session`](crate::session::Session) state machine: feeding it what arrives,
+//! executing what it asks for, and waking it at its deadlines.
+//!
+//! Tasks per connection: the session loop (this module's `run_session`), one
+//! control-stream reader, and per channel one reader loop plus one writer. They
+//! share the state machine behind a short-held mutex ([`SessionCore`]); the
+//! session loop is woken through a `Notify` whenever the machine has actions.
+
+mod channel;
+mod login;
+mod session;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use outpost_schema::ErrorCode;
+use tokio::sync::{broadcast, watch, Notify};
+
+use crate::auth::Authenticator;
+use crate::channels::Router;
+use crate::config::GatewayConfig;
+use crate::registry::Registry;
+use crate::session::{Action, Session, SessionLimits};
+
+pub(crate) use login::serve_connection;
+
+/// A drain in progress: sessions pick their reconnect delay uniformly within
+/// `window` and are closed at `deadline`.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainPlan {
+    pub window: Duration,
+    pub deadline: Instant,
+}
+
+/// State shared by every connection of one gateway.
+pub(crate) struct Shared {
+    pub config: GatewayConfig,
+    pub limits: SessionLimits,
+    pub registry: Registry,
+    pub auth: Authenticator,
+    pub router: Router,
+    /// `Some` once the gateway drains; sessions watch it.
+    pub drain: watch::Receiver<Option<DrainPlan>>,
+    /// Fires once when the gateway shuts down.
+    pub shutdown: broadcast::Sender<()>,
+    /// QUIC handshakes in progress (drives `quic_retry = "auto"`).
+    pub handshaking: AtomicUsize,
+}
+
+/// A session's state machine and the signal that wakes its loop.
+pub struct SessionCore {
+    machine: Mutex<Session>,
+    wake: Notify,
+}
+
+impl SessionCore {
+    fn new(session: Session) -> Self {
+        SessionCore {
+            machine: Mutex::new(session),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Runs `f` on the machine. Keep `f` short: never await inside.
+    pub fn with_machine<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        f(&mut self.machine.lock().expect("session machine lock"))
+    }
+
+    /// Asks the session loop to look for new actions.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn poll_action(&self) -> Option<Action> {
+        self.with_machine(|m| m.poll_action())
+    }
+}
+
+/// QUIC application error code for a protocol error code.
+pub(crate) fn var_code(code: ErrorCode) -> quinn::VarInt {
+    quinn::VarInt::from_u32(u32::from(code.0))
+}
+
+/// How long a write on the control stream may block before the client is deemed
+/// unable to keep up.
+const CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long we wait for a final frame (Reject, Kick) to be acknowledged before
+/// closing the connection anyway.
+const FINAL_FRAME_LINGER: Duration = Duration::from_millis(500);

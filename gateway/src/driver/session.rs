@@ -1,0 +1,190 @@
+//! The session loop: runs one welcomed session until it closes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use outpost_schema::{ControlMsg, ErrorCode};
+use quinn::{Connection, RecvStream, SendStream};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use super::{channel, var_code, SessionCore, Shared, CONTROL_WRITE_TIMEOUT, FINAL_FRAME_LINGER};
+use crate::auth::Principal;
+use crate::frame_io::{read_frame, FrameReadError};
+use crate::registry::{SessionCommand, Slot};
+use crate::session::{Action, Session};
+
+/// How a session ended.
+enum End {
+    /// The machine (or the gateway) closed it with a code; `kicked` if a Kick
+    /// frame went out first and deserves a moment to be delivered.
+    Close {
+        code: ErrorCode,
+        message: String,
+        kicked: bool,
+    },
+    /// The connection is already gone (client left, network lost).
+    Lost,
+}
+
+pub(super) async fn run_session(
+    shared: Arc<Shared>,
+    conn: Connection,
+    mut control_send: SendStream,
+    control_recv: RecvStream,
+    principal: Principal,
+    max_frame_size: u32,
+    slot: Slot,
+) {
+    let session_id: u64 = rand::thread_rng().gen();
+    let core = Arc::new(SessionCore::new(Session::new(
+        shared.limits.clone(),
+        Instant::now(),
+    )));
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(4);
+    shared
+        .registry
+        .register(&principal.player_id, session_id, cmd_tx.clone());
+    metrics::gauge!("outpost_sessions_live").increment(1.0);
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(control_reader(core.clone(), control_recv, max_frame_size));
+    let mut drain = shared.drain.clone();
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut kicked = false;
+    let mut check_drain = true;
+
+    let end = 'session: loop {
+        if check_drain {
+            check_drain = false;
+            if let Some(plan) = *drain.borrow_and_update() {
+                let window = plan.window.as_millis().min(u128::from(u64::MAX)) as u64;
+                let delay = std::time::Duration::from_millis(rand::thread_rng().gen_range(0..=window));
+                core.with_machine(|m| m.begin_drain(delay, plan.deadline));
+            }
+        }
+        while let Some(action) = core.poll_action() {
+            match action {
+                Action::SendControl(msg) => {
+                    kicked |= matches!(msg, ControlMsg::Kick(_));
+                    let frame = msg.encode();
+                    match tokio::time::timeout(CONTROL_WRITE_TIMEOUT, control_send.write_all(&frame)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break 'session End::Lost,
+                        Err(_) => {
+                            break 'session End::Close {
+                                code: ErrorCode::SlowConsumer,
+                                message: "control stream not read".into(),
+                                kicked: false,
+                            }
+                        }
+                    }
+                }
+                Action::Close { code, message } => {
+                    break 'session End::Close {
+                        code,
+                        message,
+                        kicked,
+                    }
+                }
+            }
+        }
+        let deadline = core
+            .with_machine(|m| m.poll_timeout())
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = core.wake.notified() => {}
+            _ = sleep_until_opt(deadline) => core.with_machine(|m| m.handle_timeout(Instant::now())),
+            Some(cmd) = cmd_rx.recv() => match cmd {
+                SessionCommand::Kick { reason, message } => core.with_machine(|m| m.kick(reason, &message)),
+                SessionCommand::Superseded => break End::Close {
+                    code: ErrorCode::Unspecified,
+                    message: "session resumed on another connection".into(),
+                    kicked: false,
+                },
+            },
+            Ok(()) = drain.changed() => check_drain = true,
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    let ctx = channel::ChannelTask {
+                        shared: shared.clone(),
+                        core: core.clone(),
+                        player_id: principal.player_id.clone(),
+                        session_id,
+                        max_frame_size,
+                    };
+                    tasks.spawn(ctx.run(send, recv));
+                }
+                Err(e) => {
+                    debug!(error = %e, "connection ended");
+                    break End::Lost;
+                }
+            },
+            _ = shutdown.recv() => break End::Close {
+                code: ErrorCode::ShuttingDown,
+                message: "gateway shutting down".into(),
+                kicked: false,
+            },
+        }
+    };
+
+    if let End::Close {
+        code,
+        message,
+        kicked,
+    } = end
+    {
+        if kicked && control_send.finish().is_ok() {
+            let _ = tokio::time::timeout(FINAL_FRAME_LINGER, control_send.stopped()).await;
+        }
+        metrics::counter!("outpost_session_closes_total", "code" => format!("{code:?}")).increment(1);
+        conn.close(var_code(code), message.as_bytes());
+    } else {
+        metrics::counter!("outpost_session_closes_total", "code" => "ConnectionLost").increment(1);
+    }
+    shared.registry.unregister(&principal.player_id, &cmd_tx);
+    metrics::gauge!("outpost_sessions_live").decrement(1.0);
+    tasks.shutdown().await;
+    drop(slot);
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the control stream and feeds the machine until the stream ends.
+async fn control_reader(core: Arc<SessionCore>, mut recv: RecvStream, max_frame_size: u32) {
+    loop {
+        match read_frame(&mut recv, max_frame_size).await {
+            Ok(Some(frame)) => match ControlMsg::decode(&frame) {
+                Ok(msg) => core.with_machine(|m| m.handle_control(Instant::now(), msg)),
+                Err(e) => {
+                    metrics::counter!("outpost_frames_rejected_total", "code" => format!("{:?}", e.code()))
+                        .increment(1);
+                    core.with_machine(|m| m.handle_control_error(e.code(), &e.to_string()));
+                    core.wake();
+                    return;
+                }
+            },
+            Ok(None) => {
+                core.with_machine(|m| m.handle_control_finished());
+                core.wake();
+                return;
+            }
+            Err(FrameReadError::Stream(_)) => return, // the connection is going away
+            Err(e) => {
+                metrics::counter!("outpost_frames_rejected_total", "code" => format!("{:?}", e.code()))
+                    .increment(1);
+                core.with_machine(|m| m.handle_control_error(e.code(), &e.to_string()));
+                core.wake();
+                return;
+            }
+        }
+        core.wake();
+    }
+}

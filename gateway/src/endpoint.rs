@@ -1,0 +1,95 @@
+//! The UDP socket and the QUIC endpoint: buffer sizing and transport limits.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{info, warn};
+
+use crate::config::GatewayConfig;
+
+/// Socket buffer sizes the kernel actually granted (it caps requests at
+/// `net.core.rmem_max` / `wmem_max`; Linux reports double the usable size).
+#[derive(Debug, Clone, Copy)]
+pub struct SocketBuffers {
+    pub recv_bytes: usize,
+    pub send_bytes: usize,
+}
+
+/// Binds the UDP socket with the configured buffer sizes.
+pub fn bind_udp(cfg: &GatewayConfig) -> std::io::Result<(UdpSocket, SocketBuffers)> {
+    let addr = cfg.listen;
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Accept IPv4-mapped traffic too when bound to [::].
+        let _ = socket.set_only_v6(false);
+    }
+    let t = &cfg.transport;
+    if let Err(e) = socket.set_recv_buffer_size(t.udp_recv_buffer_bytes) {
+        warn!(error = %e, "could not set UDP receive buffer size");
+    }
+    if let Err(e) = socket.set_send_buffer_size(t.udp_send_buffer_bytes) {
+        warn!(error = %e, "could not set UDP send buffer size");
+    }
+    socket.bind(&addr.into())?;
+    let buffers = SocketBuffers {
+        recv_bytes: socket.recv_buffer_size()?,
+        send_bytes: socket.send_buffer_size()?,
+    };
+    // Linux doubles the requested value for bookkeeping; compare against that.
+    if buffers.recv_bytes < t.udp_recv_buffer_bytes {
+        warn!(
+            requested = t.udp_recv_buffer_bytes,
+            granted = buffers.recv_bytes,
+            "UDP receive buffer smaller than configured; raise net.core.rmem_max or login bursts will drop packets"
+        );
+    }
+    info!(
+        recv = buffers.recv_bytes,
+        send = buffers.send_bytes,
+        "UDP socket buffers"
+    );
+    Ok((socket.into(), buffers))
+}
+
+/// The QUIC transport parameters of every session.
+pub fn transport_config(cfg: &GatewayConfig) -> quinn::TransportConfig {
+    let t = &cfg.transport;
+    let mut tc = quinn::TransportConfig::default();
+    // The control stream plus the channels; no unidirectional streams in outpost/1.
+    tc.max_concurrent_bidi_streams((1 + cfg.limits.max_channels).into());
+    tc.max_concurrent_uni_streams(0u32.into());
+    tc.stream_receive_window(t.stream_receive_window.into());
+    tc.receive_window(t.receive_window.into());
+    tc.send_window(t.send_window);
+    tc.datagram_receive_buffer_size(None);
+    let idle = Duration::from_millis(t.max_idle_timeout_ms);
+    tc.max_idle_timeout(Some(idle.try_into().expect("idle timeout validated at startup")));
+    tc
+}
+
+/// Builds the QUIC endpoint on `socket`.
+pub fn endpoint(
+    cfg: &GatewayConfig,
+    tls: Arc<rustls::ServerConfig>,
+    socket: UdpSocket,
+) -> std::io::Result<quinn::Endpoint> {
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport_config(cfg)));
+    // A client may not keep more than this many Initial packets waiting for us.
+    server.max_incoming(
+        cfg.limits
+            .max_sessions
+            .saturating_add(cfg.admission.retry_above_handshakes)
+            .max(1024),
+    );
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}

@@ -1,0 +1,172 @@
+//! The gateway's table of live sessions: admission (capacity), one live session per
+//! player, and how to reach a session to kick it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use outpost_schema::ErrorCode;
+use tokio::sync::mpsc;
+
+/// A command delivered to a running session task.
+#[derive(Debug, Clone)]
+pub enum SessionCommand {
+    /// End the session with a Kick.
+    Kick { reason: ErrorCode, message: String },
+    /// The same session resumed on a new connection: close this one quietly.
+    Superseded,
+}
+
+/// A live session's entry: its id and its command inbox.
+#[derive(Debug, Clone)]
+struct Entry {
+    session_id: u64,
+    commands: mpsc::Sender<SessionCommand>,
+}
+
+/// Live sessions by player id, plus the admission counter.
+#[derive(Debug)]
+pub struct Registry {
+    max_sessions: usize,
+    /// Sessions admitted (logging in or live). Counted separately from the map so a
+    /// login storm is refused before any authentication work is done.
+    admitted: Arc<AtomicUsize>,
+    by_player: Mutex<HashMap<Arc<str>, Entry>>,
+}
+
+/// A reserved place under the capacity limit; released on drop.
+#[derive(Debug)]
+pub struct Slot {
+    admitted: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Registry {
+    pub fn new(max_sessions: usize) -> Self {
+        Registry {
+            max_sessions,
+            admitted: Arc::new(AtomicUsize::new(0)),
+            by_player: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reserves a place for a new session, or `None` at capacity.
+    pub fn try_admit(&self) -> Option<Slot> {
+        let mut n = self.admitted.load(Ordering::Acquire);
+        loop {
+            if n >= self.max_sessions {
+                return None;
+            }
+            match self
+                .admitted
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Some(Slot {
+                        admitted: self.admitted.clone(),
+                    })
+                }
+                Err(actual) => n = actual,
+            }
+        }
+    }
+
+    /// Sessions admitted right now (logging in or live).
+    pub fn admitted(&self) -> usize {
+        self.admitted.load(Ordering::Acquire)
+    }
+
+    /// Live (welcomed) sessions right now.
+    pub fn live(&self) -> usize {
+        self.by_player.lock().expect("registry lock").len()
+    }
+
+    /// Makes `session_id` the player's live session. A different live session of
+    /// the same player is kicked with `ReplacedByNewLogin`; the same session on an
+    /// older connection (a resume) is closed quietly.
+    pub fn register(&self, player: &Arc<str>, session_id: u64, commands: mpsc::Sender<SessionCommand>) {
+        let old = self
+            .by_player
+            .lock()
+            .expect("registry lock")
+            .insert(player.clone(), Entry { session_id, commands });
+        if let Some(old) = old {
+            let cmd = if old.session_id == session_id {
+                SessionCommand::Superseded
+            } else {
+                SessionCommand::Kick {
+                    reason: ErrorCode::ReplacedByNewLogin,
+                    message: "you logged in from another connection".into(),
+                }
+            };
+            // A full inbox means the old session is already closing.
+            let _ = old.commands.try_send(cmd);
+        }
+    }
+
+    /// Removes the player's entry if it still belongs to this connection.
+    pub fn unregister(&self, player: &Arc<str>, commands: &mpsc::Sender<SessionCommand>) {
+        let mut map = self.by_player.lock().expect("registry lock");
+        if map.get(player).is_some_and(|e| e.commands.same_channel(commands)) {
+            map.remove(player);
+        }
+    }
+
+    /// Kicks a player's live session (operator action). True if one was found.
+    pub fn kick(&self, player: &str, reason: ErrorCode, message: &str) -> bool {
+        let entry = self.by_player.lock().expect("registry lock").get(player).cloned();
+        entry.is_some_and(|e| {
+            e.commands
+                .try_send(SessionCommand::Kick {
+                    reason,
+                    message: message.into(),
+                })
+                .is_ok()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_stops_at_capacity_and_slots_release_on_drop() {
+        let r = Registry::new(2);
+        let a = r.try_admit().unwrap();
+        let _b = r.try_admit().unwrap();
+        assert!(r.try_admit().is_none());
+        drop(a);
+        assert!(r.try_admit().is_some());
+    }
+
+    #[test]
+    fn second_login_kicks_the_first_and_resume_supersedes_quietly() {
+        let r = Registry::new(10);
+        let p: Arc<str> = "p1".into();
+        let (tx1, mut rx1) = mpsc::channel(4);
+        let (tx2, mut rx2) = mpsc::channel(4);
+        let (tx3, _rx3) = mpsc::channel(4);
+        r.register(&p, 1, tx1.clone());
+        r.register(&p, 2, tx2.clone());
+        assert!(matches!(
+            rx1.try_recv().unwrap(),
+            SessionCommand::Kick {
+                reason: ErrorCode::ReplacedByNewLogin,
+                ..
+            }
+        ));
+        r.register(&p, 2, tx3.clone());
+        assert!(matches!(rx2.try_recv().unwrap(), SessionCommand::Superseded));
+        // A stale unregister does not remove the newer entry.
+        r.unregister(&p, &tx1);
+        assert_eq!(r.live(), 1);
+        r.unregister(&p, &tx3);
+        assert_eq!(r.live(), 0);
+    }
+}

@@ -1,0 +1,291 @@
+//! Starting, draining and stopping a gateway.
+//!
+//! Shutdown follows mini-redis: a broadcast signal tells every task to stop, and a
+//! completion channel (every connection task holds a sender clone) tells the
+//! gateway when the last one is gone.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outpost_backend::identity::{Identity, IdentityError};
+use outpost_backend::store::{AnyStore, OpenStoreError, StoreConfig};
+use serde::Serialize;
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::auth::Authenticator;
+use crate::channels::Router;
+use crate::config::{ConfigError, GatewayConfig, QuicRetry};
+use crate::driver::{serve_connection, DrainPlan, Shared};
+use crate::endpoint::{self, SocketBuffers};
+use crate::registry::Registry;
+use crate::session::SessionLimits;
+use crate::tls::{ServerIdentity, TlsError};
+
+/// Why a gateway could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot bind {what}: {source}")]
+    Bind {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] OpenStoreError),
+    #[error("identity service: {0}")]
+    Identity(#[from] IdentityError),
+}
+
+/// A cheap handle to a running gateway: drain it, stop it, read its state.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    shared: Arc<Shared>,
+    drain_tx: Arc<watch::Sender<Option<DrainPlan>>>,
+    buffers: SocketBuffers,
+}
+
+/// What `/status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub region: String,
+    pub sessions_live: usize,
+    pub sessions_admitted: usize,
+    pub draining: bool,
+    pub udp_recv_buffer_bytes: usize,
+    pub udp_send_buffer_bytes: usize,
+}
+
+impl GatewayHandle {
+    /// Starts a graceful drain (idempotent): logins are refused with `Draining`,
+    /// every session gets a GoAway with a delay spread over the drain window, and
+    /// the gateway stops once empty or at the drain deadline.
+    pub fn drain(&self) {
+        let d = &self.shared.config.drain;
+        let plan = DrainPlan {
+            window: Duration::from_millis(d.window_ms),
+            deadline: Instant::now() + Duration::from_millis(d.deadline_ms),
+        };
+        let started = self.drain_tx.send_if_modified(|cur| {
+            if cur.is_some() {
+                return false;
+            }
+            *cur = Some(plan);
+            true
+        });
+        if !started {
+            return;
+        }
+        info!(
+            window_ms = d.window_ms,
+            deadline_ms = d.deadline_ms,
+            "drain started"
+        );
+        metrics::gauge!("outpost_draining").set(1.0);
+        let h = self.clone();
+        tokio::spawn(async move {
+            while h.shared.registry.admitted() > 0 && Instant::now() < plan.deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            info!(
+                remaining = h.shared.registry.admitted(),
+                "drain finished; shutting down"
+            );
+            h.shutdown();
+        });
+    }
+
+    /// Stops at once: every session is closed with `ShuttingDown`.
+    pub fn shutdown(&self) {
+        let _ = self.shared.shutdown.send(());
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.drain_tx.borrow().is_some()
+    }
+
+    pub fn sessions_live(&self) -> usize {
+        self.shared.registry.live()
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            region: self.shared.config.region.clone(),
+            sessions_live: self.shared.registry.live(),
+            sessions_admitted: self.shared.registry.admitted(),
+            draining: self.is_draining(),
+            udp_recv_buffer_bytes: self.buffers.recv_bytes,
+            udp_send_buffer_bytes: self.buffers.send_bytes,
+        }
+    }
+
+    /// Kicks a player's live session (operator action).
+    pub fn kick(&self, player: &str) -> bool {
+        self.shared.registry.kick(
+            player,
+            outpost_schema::ErrorCode::KickedByOperator,
+            "kicked by an operator",
+        )
+    }
+
+    pub(crate) fn refresh_gauges(&self) {
+        metrics::gauge!("outpost_sessions_admitted").set(self.shared.registry.admitted() as f64);
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> broadcast::Receiver<()> {
+        self.shared.shutdown.subscribe()
+    }
+}
+
+/// A started gateway.
+pub struct RunningGateway {
+    /// The QUIC endpoint's UDP address.
+    pub quic_addr: SocketAddr,
+    /// The admin HTTP address.
+    pub admin_addr: SocketAddr,
+    /// PEM of the development CA, when development certificates are in use.
+    pub dev_ca_pem: Option<Vec<u8>>,
+    handle: GatewayHandle,
+    task: JoinHandle<()>,
+}
+
+impl RunningGateway {
+    pub fn handle(&self) -> GatewayHandle {
+        self.handle.clone()
+    }
+
+    /// Waits until the gateway has stopped (after a drain or a shutdown) and every
+    /// connection task has finished.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Starts a gateway: validates the config, binds QUIC and admin, opens the store.
+pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> {
+    config.validate()?;
+    crate::metrics::install();
+    let tls = ServerIdentity::load(&config.tls)?;
+    let (socket, buffers) =
+        endpoint::bind_udp(&config).map_err(|source| StartError::Bind { what: "UDP", source })?;
+    metrics::gauge!("outpost_udp_recv_buffer_bytes").set(buffers.recv_bytes as f64);
+    metrics::gauge!("outpost_udp_send_buffer_bytes").set(buffers.send_bytes as f64);
+    let endpoint =
+        endpoint::endpoint(&config, tls.rustls_config()?, socket).map_err(|source| StartError::Bind {
+            what: "QUIC endpoint",
+            source,
+        })?;
+    let quic_addr = endpoint
+        .local_addr()
+        .map_err(|source| StartError::Bind { what: "UDP", source })?;
+
+    // One embedded store holds this region's keyspace and the global one.
+    let store = AnyStore::open(&StoreConfig::embedded(config.data_dir.join("store"))).await?;
+    let identity = Identity::open(store).await?;
+    let s = &config.session;
+    let auth = Authenticator::new(
+        identity,
+        config.region.clone(),
+        Duration::from_secs(s.session_token_ttl_secs),
+        Duration::from_secs(s.resume_window_secs),
+    )
+    .await?;
+
+    let (drain_tx, drain_rx) = watch::channel(None);
+    let (shutdown, _) = broadcast::channel(1);
+    let l = &config.limits;
+    let limits = SessionLimits {
+        max_channels: l.max_channels,
+        max_in_flight_per_channel: l.max_in_flight_per_channel,
+        outbound_queue_frames: l.outbound_queue_frames,
+        outbound_queue_bytes: l.outbound_queue_bytes,
+        request_rate_per_sec: l.request_rate_per_sec,
+        request_burst: l.request_burst,
+        control_rate_per_sec: l.control_rate_per_sec,
+        control_burst: l.control_burst,
+        idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+    };
+    let shared = Arc::new(Shared {
+        registry: Registry::new(l.max_sessions),
+        router: Router::with_defaults(l.max_frame_size),
+        limits,
+        auth,
+        drain: drain_rx,
+        shutdown,
+        handshaking: AtomicUsize::new(0),
+        config,
+    });
+    let handle = GatewayHandle {
+        shared: shared.clone(),
+        drain_tx: Arc::new(drain_tx),
+        buffers,
+    };
+    let admin_addr = crate::admin::serve(shared.config.admin_listen, handle.clone())
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "admin HTTP",
+            source,
+        })?;
+    info!(%quic_addr, %admin_addr, region = %shared.config.region, "gateway listening");
+
+    let task = tokio::spawn(accept_loop(shared, endpoint));
+    Ok(RunningGateway {
+        quic_addr,
+        admin_addr,
+        dev_ca_pem: tls.dev_ca_pem,
+        handle,
+        task,
+    })
+}
+
+async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+    let mut shutdown = shared.shutdown.subscribe();
+    // Every connection task holds a clone; `recv` returns `None` once all are gone.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(i) => i,
+                None => break,
+            },
+            _ = shutdown.recv() => break,
+        };
+        if must_validate(&shared) && !incoming.remote_address_validated() {
+            if let Err(e) = incoming.retry() {
+                warn!(error = %e, "QUIC retry failed");
+            }
+            continue;
+        }
+        let shared = shared.clone();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            serve_connection(shared, incoming).await;
+            drop(done);
+        });
+    }
+    drop(done_tx);
+    // Sessions see the same shutdown signal and close themselves.
+    let _ = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await;
+    endpoint.close(
+        crate::driver::var_code(outpost_schema::ErrorCode::ShuttingDown),
+        b"gateway stopped",
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    info!("gateway stopped");
+}
+
+fn must_validate(shared: &Shared) -> bool {
+    let a = &shared.config.admission;
+    match a.quic_retry {
+        QuicRetry::Off => false,
+        QuicRetry::On => true,
+        QuicRetry::Auto => shared.handshaking.load(Ordering::Relaxed) > a.retry_above_handshakes,
+    }
+}

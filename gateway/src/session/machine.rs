@@ -1,0 +1,315 @@
+//! The session state machine: every rule about a live session, with no IO.
+//!
+//! Inputs arrive through `handle_*` / `admit_*` calls with the current time; what
+//! the session wants done comes out of [`Session::poll_action`]; when it next needs
+//! to be woken comes out of [`Session::poll_timeout`]. The driver
+//! (`crate::driver`) owns the sockets and simply executes actions. Nothing here
+//! reads a clock, so tests run on a fake one.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use outpost_schema::{ChannelKind, ControlMsg, ErrorCode, GoAway, Kick};
+
+use super::rate::TokenBucket;
+
+/// Identifies a channel within its session (the QUIC stream index).
+pub type ChannelId = u64;
+
+/// The per-session limits the machine enforces (from `LimitsConfig` and
+/// `SessionConfig`; see their docs for defaults and trade-offs).
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    pub max_channels: u32,
+    pub max_in_flight_per_channel: u32,
+    pub outbound_queue_frames: usize,
+    pub outbound_queue_bytes: usize,
+    pub request_rate_per_sec: f64,
+    pub request_burst: f64,
+    pub control_rate_per_sec: f64,
+    pub control_burst: f64,
+    pub idle_timeout: Duration,
+}
+
+/// Something the driver must do for the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write this frame on the control stream.
+    SendControl(ControlMsg),
+    /// Close the QUIC connection with this application error code. Always the
+    /// last action; after it the machine emits nothing more.
+    Close { code: ErrorCode, message: String },
+}
+
+/// The answer to [`Session::admit_request`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Dispatch the request; call [`Session::request_done`] when it is answered.
+    Admit,
+    /// Answer the request with this error instead of dispatching it.
+    Refuse {
+        code: ErrorCode,
+        retry_after: Option<Duration>,
+        message: &'static str,
+    },
+}
+
+/// The answer to [`Session::enqueue`] when the channel's queue is full: the
+/// session is being closed with `SlowConsumer`, drop the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowConsumer;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    Active,
+    /// GoAway sent; the connection is closed at `close_at` if still open.
+    Draining {
+        close_at: Instant,
+    },
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct ChannelState {
+    in_flight: u32,
+    queued_frames: usize,
+    queued_bytes: usize,
+}
+
+/// One player's live session, as a deterministic state machine.
+#[derive(Debug)]
+pub struct Session {
+    limits: SessionLimits,
+    phase: Phase,
+    /// When the client last sent anything; the idle timeout counts from here.
+    last_rx: Instant,
+    /// Pings and other control frames (cheap for the client to send in bulk).
+    control_rate: TokenBucket,
+    /// Channel requests, across all channels of the session.
+    request_rate: TokenBucket,
+    /// Open channels, each with its in-flight and outbound-queue accounting.
+    channels: HashMap<ChannelId, ChannelState>,
+    /// Actions not yet taken by the driver.
+    actions: VecDeque<Action>,
+}
+
+impl Session {
+    /// A session that was just welcomed at `now`.
+    pub fn new(limits: SessionLimits, now: Instant) -> Self {
+        Session {
+            control_rate: TokenBucket::new(limits.control_rate_per_sec, limits.control_burst, now),
+            request_rate: TokenBucket::new(limits.request_rate_per_sec, limits.request_burst, now),
+            limits,
+            phase: Phase::Active,
+            last_rx: now,
+            channels: HashMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// True once the machine has emitted its `Close`.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// True while draining (GoAway sent, not yet closed).
+    pub fn is_draining(&self) -> bool {
+        matches!(self.phase, Phase::Draining { .. })
+    }
+
+    /// Any frame arrived from the client on any stream.
+    pub fn handle_received(&mut self, now: Instant) {
+        self.last_rx = self.last_rx.max(now);
+    }
+
+    /// A frame arrived on the control stream (already verified).
+    pub fn handle_control(&mut self, now: Instant, msg: ControlMsg) {
+        if self.is_closed() {
+            return;
+        }
+        self.handle_received(now);
+        if self.control_rate.try_take(now).is_err() {
+            return self.kick(ErrorCode::RateLimited, "too many control frames");
+        }
+        match msg {
+            ControlMsg::Ping { nonce } => self
+                .actions
+                .push_back(Action::SendControl(ControlMsg::Pong { nonce })),
+            ControlMsg::Pong { .. } => {}
+            _ => self.close(
+                ErrorCode::UnexpectedFrame,
+                "unexpected frame on the control stream",
+            ),
+        }
+    }
+
+    /// A control-stream frame failed framing or verification.
+    pub fn handle_control_error(&mut self, code: ErrorCode, message: &str) {
+        self.close(code, message);
+    }
+
+    /// The client finished its control stream: a logout.
+    pub fn handle_control_finished(&mut self) {
+        self.close(ErrorCode::Unspecified, "client ended the session");
+    }
+
+    /// The client opened a channel. Refused when closed or over the channel limit.
+    pub fn open_channel(&mut self, now: Instant, id: ChannelId, _kind: ChannelKind) -> Result<(), ErrorCode> {
+        self.handle_received(now);
+        if self.is_closed() {
+            return Err(ErrorCode::ShuttingDown);
+        }
+        if self.channels.len() >= self.limits.max_channels as usize {
+            return Err(ErrorCode::TooManyInFlight);
+        }
+        self.channels.entry(id).or_default();
+        Ok(())
+    }
+
+    /// The channel's stream ended; its accounting is dropped.
+    pub fn close_channel(&mut self, id: ChannelId) {
+        self.channels.remove(&id);
+    }
+
+    /// A request arrived on a channel: admit it, or say what to answer instead.
+    pub fn admit_request(&mut self, now: Instant, id: ChannelId) -> Verdict {
+        self.handle_received(now);
+        if self.is_closed() {
+            return Verdict::Refuse {
+                code: ErrorCode::ShuttingDown,
+                retry_after: None,
+                message: "session closed",
+            };
+        }
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Verdict::Refuse {
+                code: ErrorCode::UnexpectedFrame,
+                retry_after: None,
+                message: "no such channel",
+            };
+        };
+        if ch.in_flight >= self.limits.max_in_flight_per_channel {
+            return Verdict::Refuse {
+                code: ErrorCode::TooManyInFlight,
+                retry_after: None,
+                message: "too many requests in flight on this channel",
+            };
+        }
+        if let Err(wait) = self.request_rate.try_take(now) {
+            return Verdict::Refuse {
+                code: ErrorCode::RateLimited,
+                retry_after: Some(wait),
+                message: "request rate limit exceeded",
+            };
+        }
+        ch.in_flight += 1;
+        Verdict::Admit
+    }
+
+    /// An admitted request was answered (or abandoned).
+    pub fn request_done(&mut self, id: ChannelId) {
+        if let Some(ch) = self.channels.get_mut(&id) {
+            ch.in_flight = ch.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// A frame of `bytes` is about to be queued for the client on a channel.
+    /// Over the channel's queue bounds the session closes with `SlowConsumer`.
+    pub fn enqueue(&mut self, id: ChannelId, bytes: usize) -> Result<(), SlowConsumer> {
+        if self.is_closed() {
+            return Err(SlowConsumer);
+        }
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return Err(SlowConsumer);
+        };
+        if ch.queued_frames + 1 > self.limits.outbound_queue_frames
+            || ch.queued_bytes + bytes > self.limits.outbound_queue_bytes
+        {
+            self.kick(
+                ErrorCode::SlowConsumer,
+                "client is not reading its streams fast enough",
+            );
+            return Err(SlowConsumer);
+        }
+        ch.queued_frames += 1;
+        ch.queued_bytes += bytes;
+        Ok(())
+    }
+
+    /// A queued frame of `bytes` was handed to QUIC.
+    pub fn dequeued(&mut self, id: ChannelId, bytes: usize) {
+        if let Some(ch) = self.channels.get_mut(&id) {
+            ch.queued_frames = ch.queued_frames.saturating_sub(1);
+            ch.queued_bytes = ch.queued_bytes.saturating_sub(bytes);
+        }
+    }
+
+    /// The gateway drains: tell the client to reconnect after `reconnect_after`,
+    /// and close at `deadline` if it is still here.
+    pub fn begin_drain(&mut self, reconnect_after: Duration, deadline: Instant) {
+        if self.phase != Phase::Active {
+            return;
+        }
+        self.phase = Phase::Draining { close_at: deadline };
+        self.actions
+            .push_back(Action::SendControl(ControlMsg::GoAway(GoAway {
+                reason: ErrorCode::Draining,
+                reconnect_after_ms: u32::try_from(reconnect_after.as_millis()).unwrap_or(u32::MAX),
+                message: "gateway draining; reconnect with your resume token".into(),
+            })));
+    }
+
+    /// Ends the session with a Kick the client can show, then a close.
+    pub fn kick(&mut self, reason: ErrorCode, message: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.actions.push_back(Action::SendControl(ControlMsg::Kick(Kick {
+            reason,
+            message: message.into(),
+        })));
+        self.close(reason, message);
+    }
+
+    /// Closes without a Kick (protocol errors, drain deadline).
+    fn close(&mut self, code: ErrorCode, message: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.actions.push_back(Action::Close {
+            code,
+            message: message.into(),
+        });
+    }
+
+    /// The time passed; act on whatever deadline has come.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Closed => {}
+            Phase::Draining { close_at } if now >= close_at => {
+                self.close(ErrorCode::Draining, "drain deadline reached")
+            }
+            _ if now >= self.last_rx + self.limits.idle_timeout => self.kick(
+                ErrorCode::IdleTimeout,
+                "no frames received within the idle timeout",
+            ),
+            _ => {}
+        }
+    }
+
+    /// When the driver must call [`handle_timeout`](Self::handle_timeout) next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let idle = self.last_rx + self.limits.idle_timeout;
+        match self.phase {
+            Phase::Closed => None,
+            Phase::Draining { close_at } => Some(close_at.min(idle)),
+            Phase::Active => Some(idle),
+        }
+    }
+
+    /// The next action for the driver, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+}

@@ -1,0 +1,266 @@
+//! Session state machine on a fake clock: no sockets, no sleeping.
+
+use std::time::{Duration, Instant};
+
+use outpost_schema::{ChannelKind, ControlMsg, ErrorCode, GoAway, Kick};
+
+use super::*;
+
+fn limits() -> SessionLimits {
+    SessionLimits {
+        max_channels: 4,
+        max_in_flight_per_channel: 2,
+        outbound_queue_frames: 3,
+        outbound_queue_bytes: 1000,
+        request_rate_per_sec: 10.0,
+        request_burst: 5.0,
+        control_rate_per_sec: 2.0,
+        control_burst: 4.0,
+        idle_timeout: Duration::from_secs(30),
+    }
+}
+
+fn drain(s: &mut Session) -> Vec<Action> {
+    std::iter::from_fn(|| s.poll_action()).collect()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[test]
+fn ping_gets_pong_and_resets_the_idle_timer() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(30_000)));
+    s.handle_control(t0 + ms(20_000), ControlMsg::Ping { nonce: 9 });
+    assert_eq!(
+        drain(&mut s),
+        vec![Action::SendControl(ControlMsg::Pong { nonce: 9 })]
+    );
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(50_000)));
+    // The old deadline passes without effect.
+    s.handle_timeout(t0 + ms(30_000));
+    assert!(drain(&mut s).is_empty());
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn heartbeat_timeout_kicks_with_idle_timeout() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.handle_timeout(t0 + ms(29_999));
+    assert!(drain(&mut s).is_empty());
+    s.handle_timeout(t0 + ms(30_000));
+    let actions = drain(&mut s);
+    assert!(matches!(
+        &actions[..],
+        [
+            Action::SendControl(ControlMsg::Kick(Kick {
+                reason: ErrorCode::IdleTimeout,
+                ..
+            })),
+            Action::Close {
+                code: ErrorCode::IdleTimeout,
+                ..
+            }
+        ]
+    ));
+    assert!(s.is_closed());
+    assert_eq!(s.poll_timeout(), None);
+    // Nothing more is ever emitted after Close.
+    s.handle_control(t0 + ms(31_000), ControlMsg::Ping { nonce: 1 });
+    s.handle_timeout(t0 + ms(90_000));
+    assert!(drain(&mut s).is_empty());
+}
+
+#[test]
+fn channel_traffic_also_counts_as_activity() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.open_channel(t0 + ms(10_000), 1, ChannelKind::Echo).unwrap();
+    assert_eq!(s.admit_request(t0 + ms(25_000), 1), Verdict::Admit);
+    s.handle_timeout(t0 + ms(40_000));
+    assert!(drain(&mut s).is_empty());
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(55_000)));
+}
+
+#[test]
+fn request_rate_limit_refuses_with_retry_after_then_recovers() {
+    let t0 = Instant::now();
+    let mut l = limits();
+    l.max_in_flight_per_channel = 100;
+    let mut s = Session::new(l, t0);
+    s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
+    for _ in 0..5 {
+        assert_eq!(s.admit_request(t0, 1), Verdict::Admit);
+    }
+    match s.admit_request(t0, 1) {
+        Verdict::Refuse {
+            code: ErrorCode::RateLimited,
+            retry_after: Some(wait),
+            ..
+        } => {
+            assert_eq!(wait, ms(100))
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // The session stays open: rate limiting refuses requests, it does not kick.
+    assert!(drain(&mut s).is_empty());
+    assert_eq!(s.admit_request(t0 + ms(100), 1), Verdict::Admit);
+    assert!(matches!(
+        s.admit_request(t0 + ms(100), 1),
+        Verdict::Refuse {
+            code: ErrorCode::RateLimited,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn in_flight_bound_per_channel() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
+    s.open_channel(t0, 2, ChannelKind::Echo).unwrap();
+    assert_eq!(s.admit_request(t0, 1), Verdict::Admit);
+    assert_eq!(s.admit_request(t0, 1), Verdict::Admit);
+    assert!(matches!(
+        s.admit_request(t0, 1),
+        Verdict::Refuse {
+            code: ErrorCode::TooManyInFlight,
+            ..
+        }
+    ));
+    // Another channel has its own bound.
+    assert_eq!(s.admit_request(t0, 2), Verdict::Admit);
+    s.request_done(1);
+    assert_eq!(s.admit_request(t0, 1), Verdict::Admit);
+}
+
+#[test]
+fn control_flood_is_kicked_with_rate_limited() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    for n in 0..4 {
+        s.handle_control(t0, ControlMsg::Ping { nonce: n });
+    }
+    assert_eq!(drain(&mut s).len(), 4);
+    s.handle_control(t0, ControlMsg::Ping { nonce: 99 });
+    let actions = drain(&mut s);
+    assert!(matches!(
+        &actions[..],
+        [
+            Action::SendControl(ControlMsg::Kick(Kick {
+                reason: ErrorCode::RateLimited,
+                ..
+            })),
+            Action::Close {
+                code: ErrorCode::RateLimited,
+                ..
+            }
+        ]
+    ));
+}
+
+#[test]
+fn unexpected_control_frame_closes_with_unexpected_frame() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.handle_control(t0, ControlMsg::Hello(Default::default()));
+    assert!(matches!(
+        &drain(&mut s)[..],
+        [Action::Close {
+            code: ErrorCode::UnexpectedFrame,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn outbound_queue_bounds_close_a_slow_consumer() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
+    // Frames bound: 3 frames fit, the 4th does not.
+    for _ in 0..3 {
+        s.enqueue(1, 10).unwrap();
+    }
+    s.dequeued(1, 10);
+    s.enqueue(1, 10).unwrap();
+    assert_eq!(s.enqueue(1, 10), Err(SlowConsumer));
+    let actions = drain(&mut s);
+    assert!(matches!(
+        &actions[..],
+        [
+            Action::SendControl(ControlMsg::Kick(Kick {
+                reason: ErrorCode::SlowConsumer,
+                ..
+            })),
+            Action::Close {
+                code: ErrorCode::SlowConsumer,
+                ..
+            }
+        ]
+    ));
+    // Bytes bound, on a fresh session.
+    let mut s = Session::new(limits(), t0);
+    s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
+    s.enqueue(1, 600).unwrap();
+    assert_eq!(s.enqueue(1, 401), Err(SlowConsumer));
+}
+
+#[test]
+fn drain_sends_goaway_then_closes_at_the_deadline() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    let deadline = t0 + ms(20_000);
+    s.begin_drain(ms(7_500), deadline);
+    assert_eq!(
+        drain(&mut s),
+        vec![Action::SendControl(ControlMsg::GoAway(GoAway {
+            reason: ErrorCode::Draining,
+            reconnect_after_ms: 7_500,
+            message: "gateway draining; reconnect with your resume token".into(),
+        }))]
+    );
+    assert!(s.is_draining());
+    // A second drain request changes nothing.
+    s.begin_drain(ms(1), t0 + ms(1));
+    assert!(drain(&mut s).is_empty());
+    // Keep the session active so idle does not interfere; in-flight requests still work.
+    s.handle_control(t0 + ms(15_000), ControlMsg::Ping { nonce: 1 });
+    drain(&mut s);
+    assert_eq!(s.poll_timeout(), Some(deadline));
+    s.handle_timeout(t0 + ms(19_999));
+    assert!(drain(&mut s).is_empty());
+    s.handle_timeout(deadline);
+    assert!(matches!(
+        &drain(&mut s)[..],
+        [Action::Close {
+            code: ErrorCode::Draining,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn channel_limit_and_closed_session_refusals() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    for id in 0..4 {
+        s.open_channel(t0, id, ChannelKind::Echo).unwrap();
+    }
+    assert!(s.open_channel(t0, 9, ChannelKind::Echo).is_err());
+    s.close_channel(0);
+    s.open_channel(t0, 9, ChannelKind::Echo).unwrap();
+    s.kick(ErrorCode::KickedByOperator, "bye");
+    assert!(s.open_channel(t0, 10, ChannelKind::Echo).is_err());
+    assert!(matches!(
+        s.admit_request(t0, 9),
+        Verdict::Refuse {
+            code: ErrorCode::ShuttingDown,
+            ..
+        }
+    ));
+}
