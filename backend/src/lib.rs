@@ -14,4 +14,5 @@
 #![warn(missing_docs)]
 
 pub mod identity;
+pub mod keyspace;
 pub mod store;

@@ -1,0 +1,433 @@
+//! End-to-end tests of the SDK over real QUIC on loopback against a scripted
+//! mock gateway (`support/`): login, ping, channel requests and pushes, gateway
+//! fallback, reconnect + resume after network loss, Reject/GoAway delays,
+//! Kick, heartbeat loss, protocol errors.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use outpost_client::{ChannelKind, Client, ClientError, Credentials, ErrorCode, Event, Events, PushBody};
+use support::{MockGateway, TokenSet};
+
+/// Waits for the first event matching `pred`, returning it and the events skipped.
+async fn wait_for(events: &mut Events, pred: impl Fn(&Event) -> bool) -> Result<(Event, Vec<Event>)> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(ev)) if pred(&ev) => return Ok((ev, seen)),
+            Ok(Some(ev)) => seen.push(ev),
+            Ok(None) => bail!("event stream ended; saw {seen:?}"),
+            Err(_) => bail!("timed out; saw {seen:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_ping_echo_and_pushes() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-a")).await?;
+    let mut events = client.events();
+    assert_eq!(
+        wait_for(&mut events, |e| matches!(e, Event::Connected { .. }))
+            .await?
+            .0,
+        Event::Connected { resumed: false }
+    );
+    assert_eq!(client.player_id(), "player-dev-a");
+    let w = client.welcome();
+    assert_eq!(w.region, "mock-1");
+    assert_eq!(w.gateway, gw.addr);
+    assert_eq!(w.max_frame_size, 65_536);
+    assert!(!w.resumed);
+    let rtt = client.ping().await?;
+    assert!(rtt < Duration::from_secs(1), "{rtt:?}");
+
+    assert_eq!(client.echo(b"hello".to_vec(), 3).await?, b"hello");
+    for seq in 0..3 {
+        let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Push { .. })).await?;
+        assert_eq!(
+            ev,
+            Event::Push {
+                channel: ChannelKind::Echo,
+                body: PushBody::Echo {
+                    payload: b"hello".to_vec(),
+                    sequence: seq
+                }
+            }
+        );
+    }
+
+    // Many concurrent requests on one channel: more than the gateway's in-flight
+    // limit of 4, all matched to their own response.
+    let ch = client.open_channel(ChannelKind::Echo).await?;
+    let calls = (0..50u32).map(|i| {
+        let ch = ch.clone();
+        async move { ch.echo(i.to_le_bytes().to_vec(), 0).await.map(|p| (i, p)) }
+    });
+    for r in futures::future::join_all(calls).await {
+        let (i, p) = r?;
+        assert_eq!(p, i.to_le_bytes());
+    }
+
+    // Error frames become typed server errors.
+    match ch.echo(b"busy".to_vec(), 0).await {
+        Err(ClientError::Server(e)) => {
+            assert_eq!(e.code, ErrorCode::RateLimited);
+            assert_eq!(e.retry_after, Some(Duration::from_millis(250)));
+        }
+        other => bail!("expected a server error, got {other:?}"),
+    }
+    client.close().await;
+    assert_eq!(client.ping().await, Err(ClientError::Closed));
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Closed { .. })).await?;
+    assert_eq!(
+        ev,
+        Event::Closed {
+            reason: ClientError::Closed
+        }
+    );
+    assert!(events.recv().await.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_channel_is_a_typed_channel_error() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-b")).await?;
+    let ch = client.open_channel(ChannelKind::Telemetry).await?;
+    match ch.request(outpost_client::RequestBody::Unknown(9)).await {
+        Err(ClientError::ChannelClosed(e)) => assert_eq!(e.code, ErrorCode::UnknownChannel),
+        other => bail!("expected ChannelClosed, got {other:?}"),
+    }
+    assert!(ch.is_closed());
+    // the session itself is fine
+    client.ping().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn rejected_login_is_typed() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    gw.state
+        .reject_next
+        .lock()
+        .unwrap()
+        .push_back((ErrorCode::BadCredentials, 0));
+    match Client::connect(gw.config("dev-c")).await {
+        Err(ClientError::Rejected {
+            code, retry_after, ..
+        }) => {
+            assert_eq!(code, ErrorCode::BadCredentials);
+            assert_eq!(retry_after, None);
+        }
+        other => bail!("expected Rejected, got {other:?}"),
+    }
+    gw.state
+        .reject_next
+        .lock()
+        .unwrap()
+        .push_back((ErrorCode::ServerBusy, 1500));
+    match Client::connect(gw.config("dev-c")).await {
+        Err(e @ ClientError::Rejected { .. }) => {
+            assert!(e.is_retryable());
+            assert_eq!(e.retry_after(), Some(Duration::from_millis(1500)));
+        }
+        other => bail!("expected Rejected, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn falls_back_to_a_gateway_that_accepts() -> Result<()> {
+    let tokens = TokenSet::default();
+    let draining = MockGateway::start(tokens.clone()).await?;
+    let good = MockGateway::start(tokens).await?;
+    *draining.state.reject_all.lock().unwrap() = Some((ErrorCode::Draining, 100));
+    let mut cfg = good.config("dev-d");
+    cfg.gateways = vec![draining.addr, good.addr];
+    // both mocks use their own self-signed cert: trust both
+    let mut pem = draining.ca_pem.clone();
+    pem.extend(&good.ca_pem);
+    cfg.trust = outpost_client::Trust::DevCa { pem };
+    let client = Client::connect(cfg).await?;
+    assert_eq!(client.welcome().gateway, good.addr);
+    client.ping().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn resumes_after_network_loss_and_channels_keep_working() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-e")).await?;
+    let mut events = client.events();
+    let ch = client.open_channel(ChannelKind::Echo).await?;
+    assert_eq!(ch.echo(b"one".to_vec(), 0).await?, b"one");
+
+    // a request the gateway never answers is in flight when the network dies
+    let held = tokio::spawn({
+        let ch = ch.clone();
+        async move { ch.echo(b"hold".to_vec(), 0).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client.debug_kill_connection();
+
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Disconnected { .. })).await?;
+    assert!(matches!(
+        ev,
+        Event::Disconnected {
+            reason: ClientError::ConnectionLost(_)
+        }
+    ));
+    let (ev, skipped) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(ev, Event::Connected { resumed: true });
+    assert!(skipped
+        .iter()
+        .any(|e| matches!(e, Event::Reconnecting { attempt: 1, .. })));
+    assert!(client.welcome().resumed);
+
+    // the in-flight request failed with a retryable error, it was not re-sent
+    let held = held.await?;
+    assert!(matches!(held, Err(ClientError::ConnectionLost(_))), "{held:?}");
+    assert!(held.unwrap_err().is_retryable());
+
+    // the same channel handle works on the new connection, pushes included
+    assert_eq!(ch.echo(b"two".to_vec(), 1).await?, b"two");
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Push { .. })).await?;
+    assert!(matches!(
+        ev,
+        Event::Push {
+            channel: ChannelKind::Echo,
+            ..
+        }
+    ));
+
+    // the second Hello presented the resume token and the session token
+    let hellos = gw.hellos();
+    assert_eq!(hellos.len(), 2);
+    assert!(hellos[0].resume_token.is_none());
+    assert!(hellos[1].resume_token.is_some());
+    assert_eq!(
+        hellos[1].credentials,
+        Some(Credentials::Token("session-player-dev-e".into()))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn reconnect_honours_reject_retry_after() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-f")).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    gw.state
+        .reject_next
+        .lock()
+        .unwrap()
+        .push_back((ErrorCode::ServerBusy, 600));
+    let killed = Instant::now();
+    client.debug_kill_connection();
+    let (_, skipped) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert!(
+        killed.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        killed.elapsed()
+    );
+    let delays: Vec<_> = skipped
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reconnecting { attempt, delay } => Some((*attempt, *delay)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 2, "{skipped:?}");
+    assert!(delays[1].1 >= Duration::from_millis(600), "{delays:?}");
+    // a request issued while reconnecting waits for the new connection
+    client.ping().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn goaway_moves_to_another_gateway_with_resume() -> Result<()> {
+    let tokens = TokenSet::default();
+    let a = MockGateway::start(tokens.clone()).await?;
+    let b = MockGateway::start(tokens).await?;
+    let mut cfg = a.config("dev-g");
+    cfg.gateways = vec![a.addr, b.addr];
+    let mut pem = a.ca_pem.clone();
+    pem.extend(&b.ca_pem);
+    cfg.trust = outpost_client::Trust::DevCa { pem };
+    // make sure the session starts on a
+    *b.state.reject_all.lock().unwrap() = Some((ErrorCode::Draining, 100));
+    let client = Client::connect(cfg).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    let ch = client.open_channel(ChannelKind::Echo).await?;
+    assert_eq!(client.welcome().gateway, a.addr);
+
+    // a drains: it refuses new logins, b accepts again.
+    *b.state.reject_all.lock().unwrap() = None;
+    *a.state.reject_all.lock().unwrap() = Some((ErrorCode::Draining, 5000));
+    let sent = Instant::now();
+    a.goaway_all(300).await;
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::GoAway { .. })).await?;
+    assert_eq!(
+        ev,
+        Event::GoAway {
+            reconnect_after: Duration::from_millis(300)
+        }
+    );
+    // requests keep working on a until the delay elapses
+    assert_eq!(ch.echo(b"still".to_vec(), 0).await?, b"still");
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert!(
+        sent.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(ev, Event::Connected { resumed: true });
+    assert_eq!(client.welcome().gateway, b.addr);
+    // the channel followed the session to b
+    assert_eq!(ch.echo(b"moved".to_vec(), 0).await?, b"moved");
+    assert!(b.hellos().iter().any(|h| h.resume_token.is_some()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn replaced_by_new_login_ends_the_session_without_reconnect() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-h")).await?;
+    let mut events = client.events();
+    let ch = client.open_channel(ChannelKind::Echo).await?;
+    gw.kick_all(ErrorCode::ReplacedByNewLogin).await;
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Kicked { .. })).await?;
+    assert!(matches!(
+        ev,
+        Event::Kicked {
+            code: ErrorCode::ReplacedByNewLogin,
+            ..
+        }
+    ));
+    let (ev, skipped) = wait_for(&mut events, |e| matches!(e, Event::Closed { .. })).await?;
+    assert!(matches!(
+        ev,
+        Event::Closed {
+            reason: ClientError::Kicked {
+                code: ErrorCode::ReplacedByNewLogin,
+                ..
+            }
+        }
+    ));
+    assert!(!skipped.iter().any(|e| matches!(e, Event::Reconnecting { .. })));
+    assert!(matches!(
+        ch.echo(b"x".to_vec(), 0).await,
+        Err(ClientError::Kicked { .. })
+    ));
+    assert!(matches!(client.ping().await, Err(ClientError::Kicked { .. })));
+    assert_eq!(gw.hellos().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn other_kicks_reconnect_with_a_full_login() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-i")).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    gw.kick_all(ErrorCode::SlowConsumer).await;
+    wait_for(&mut events, |e| matches!(e, Event::Kicked { .. })).await?;
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(ev, Event::Connected { resumed: false });
+    // PROTOCOL.md 3.4: no resume token after a Kick
+    let hellos = gw.hellos();
+    assert!(hellos.last().unwrap().resume_token.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_pongs_mean_a_dead_connection() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    gw.state.heartbeat_ms.store(150, Ordering::SeqCst);
+    let client = Client::connect(gw.config("dev-j")).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    gw.state.silent_pongs.store(true, Ordering::SeqCst);
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Disconnected { .. })).await?;
+    match ev {
+        Event::Disconnected {
+            reason: ClientError::ConnectionLost(m),
+        } => assert!(m.contains("Pong"), "{m}"),
+        other => bail!("unexpected {other:?}"),
+    }
+    gw.state.silent_pongs.store(false, Ordering::SeqCst);
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(ev, Event::Connected { resumed: true });
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_garbage_frame_is_a_protocol_error_then_the_client_recovers() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-k")).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    let ch = client.open_channel(ChannelKind::Echo).await?;
+    match ch.echo(b"garbage".to_vec(), 0).await {
+        Err(ClientError::Protocol { code, .. }) => assert_eq!(code, ErrorCode::BadFrame),
+        other => bail!("expected a protocol error, got {other:?}"),
+    }
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(ev, Event::Connected { resumed: true });
+    assert_eq!(ch.echo(b"ok".to_vec(), 0).await?, b"ok");
+    Ok(())
+}
+
+#[tokio::test]
+async fn no_auto_reconnect_means_the_loss_is_final() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let mut cfg = gw.config("dev-l");
+    cfg.auto_reconnect = false;
+    let client = Client::connect(cfg).await?;
+    let mut events = client.events();
+    client.debug_kill_connection();
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Closed { .. })).await?;
+    assert!(matches!(
+        ev,
+        Event::Closed {
+            reason: ClientError::ConnectionLost(_)
+        }
+    ));
+    assert!(client.ping().await.is_err());
+    assert_eq!(gw.hellos().len(), 1);
+    Ok(())
+}
+
+#[test]
+fn blocking_facade_works_without_a_runtime() -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let gw = rt.block_on(MockGateway::start(TokenSet::default()))?;
+    let cfg = gw.config("dev-m");
+    let client = std::thread::spawn(move || -> Result<()> {
+        let client = outpost_client::blocking::Client::connect(cfg)?;
+        let mut events = client.events();
+        client.ping()?;
+        let ch = client.open_channel(ChannelKind::Echo)?;
+        assert_eq!(ch.echo(b"sync".to_vec(), 1)?, b"sync");
+        let mut got_push = false;
+        while let Some(ev) = events.recv_timeout(Duration::from_secs(5)) {
+            if matches!(ev, Event::Push { .. }) {
+                got_push = true;
+                break;
+            }
+        }
+        assert!(got_push);
+        client.close();
+        Ok(())
+    });
+    client.join().expect("blocking client thread")?;
+    drop(gw);
+    Ok(())
+}
