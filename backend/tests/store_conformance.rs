@@ -33,3 +33,33 @@ async fn embedded_buffered_conforms() {
     let store = open(dir.path(), PersistMode::Buffered).await;
     conformance::run_all(&store, b"conformance").await;
 }
+
+/// FoundationDB: runs only with `--features fdb` and `FDB_CLUSTER_FILE` naming a
+/// reachable cluster (our build machines have neither; see `store::fdb`).
+#[cfg(feature = "fdb")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fdb_conforms() {
+    use outpost_backend::store::{AnyStore, BackendKind, FdbConfig, StoreConfig};
+    let Some(cluster_file) = std::env::var_os("FDB_CLUSTER_FILE") else {
+        eprintln!(
+            "SKIPPED fdb_conforms: FDB_CLUSTER_FILE is not set, no FoundationDB cluster to test against"
+        );
+        return;
+    };
+    // SAFETY: the network guard lives until the end of this test, and this is the
+    // only test in the binary that starts the FoundationDB network.
+    #[allow(unsafe_code)]
+    let _network = unsafe { foundationdb::boot() };
+    let store = AnyStore::open(&StoreConfig {
+        backend: BackendKind::Fdb,
+        embedded: None,
+        fdb: FdbConfig {
+            cluster_file: Some(cluster_file.into()),
+        },
+    })
+    .await
+    .expect("open FoundationDB");
+    // A per-run root so concurrent runs against one cluster do not collide.
+    let root = format!("outpost-conformance-{}", std::process::id());
+    conformance::run_all(&store, root.as_bytes()).await;
+}

@@ -445,7 +445,7 @@ fn versionstamp(version: u64) -> super::TxVersionstamp {
 
 /// Waits before retry `attempt` (1-based count of failed attempts): a yield first,
 /// then jittered exponential backoff from 1 ms up to 100 ms.
-pub(super) async fn backoff(attempt: u32) {
+pub(crate) async fn backoff(attempt: u32) {
     if attempt <= 1 {
         tokio::task::yield_now().await;
         return;
