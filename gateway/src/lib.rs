@@ -35,4 +35,4 @@ pub mod tls;
 
 pub use config::GatewayConfig;
 pub use driver::SessionCore;
-pub use server::{start, GatewayHandle, RunningGateway, StartError};
+pub use server::{start, start_with_store, GatewayHandle, RunningGateway, StartError};

@@ -168,8 +168,19 @@ impl RunningGateway {
     }
 }
 
-/// Starts a gateway: validates the config, binds QUIC and admin, opens the store.
+/// Starts a gateway: validates the config, binds QUIC and admin, opens the
+/// embedded store under `data_dir` (this region's keyspace and the global one).
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> {
+    config.validate()?;
+    let store = AnyStore::open(&StoreConfig::embedded(config.data_dir.join("store"))).await?;
+    start_with_store(config, store).await
+}
+
+/// Starts a gateway on an already-open store. Several gateways of a region share
+/// one store this way: in production a FoundationDB cluster; in tests one embedded
+/// store shared by gateways of the same process (an embedded data directory
+/// belongs to one process, so separate gateway processes each need their own).
+pub async fn start_with_store(config: GatewayConfig, store: AnyStore) -> Result<RunningGateway, StartError> {
     config.validate()?;
     crate::metrics::install();
     let tls = ServerIdentity::load(&config.tls)?;
@@ -186,8 +197,6 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
         .local_addr()
         .map_err(|source| StartError::Bind { what: "UDP", source })?;
 
-    // One embedded store holds this region's keyspace and the global one.
-    let store = AnyStore::open(&StoreConfig::embedded(config.data_dir.join("store"))).await?;
     let identity = Identity::open(store).await?;
     let s = &config.session;
     let auth = Authenticator::new(

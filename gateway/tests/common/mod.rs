@@ -1,0 +1,169 @@
+//! Test harness: real gateways on loopback with the real embedded store in a temp
+//! dir, the real SDK, and a raw quinn client for sending what the SDK never would.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use outpost_backend::store::{AnyStore, StoreConfig};
+use outpost_client::{ClientConfig, Credentials, ReconnectPolicy, Trust};
+use outpost_gateway::{GatewayConfig, GatewayHandle, RunningGateway};
+use outpost_schema::{ControlMsg, FrameHeader, Hello, Welcome, LENGTH_PREFIX_BYTES, PROTOCOL_VERSION};
+use tempfile::TempDir;
+
+/// One test's world: a temp dir with the store and dev certificates.
+pub struct World {
+    pub dir: TempDir,
+    pub store: AnyStore,
+}
+
+impl World {
+    pub async fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = AnyStore::open(&StoreConfig::embedded(dir.path().join("store"))).await?;
+        Ok(World { dir, store })
+    }
+
+    /// A config for a gateway of this world on free loopback ports.
+    pub fn config(&self) -> GatewayConfig {
+        let mut c = GatewayConfig::default();
+        c.listen = "127.0.0.1:0".parse().unwrap();
+        c.admin_listen = "127.0.0.1:0".parse().unwrap();
+        c.data_dir = self.dir.path().join("data");
+        c.tls.dev_certs_dir = self.dir.path().join("certs");
+        c.transport.udp_recv_buffer_bytes = 1 << 20;
+        c.transport.udp_send_buffer_bytes = 1 << 20;
+        c
+    }
+
+    pub async fn gateway(&self, tweak: impl FnOnce(&mut GatewayConfig)) -> Result<TestGateway> {
+        let mut c = self.config();
+        tweak(&mut c);
+        let running = outpost_gateway::start_with_store(c, self.store.clone()).await?;
+        Ok(TestGateway {
+            addr: running.quic_addr,
+            admin: running.admin_addr,
+            ca_pem: running.dev_ca_pem.clone().context("dev CA")?,
+            handle: running.handle(),
+            running: Some(running),
+        })
+    }
+}
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub ca_pem: Vec<u8>,
+    pub handle: GatewayHandle,
+    pub running: Option<RunningGateway>,
+}
+
+impl TestGateway {
+    pub fn client_config(&self, credentials: Credentials) -> ClientConfig {
+        client_config(vec![self.addr], &self.ca_pem, credentials)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+pub fn client_config(gateways: Vec<SocketAddr>, ca_pem: &[u8], credentials: Credentials) -> ClientConfig {
+    let mut c = ClientConfig::new(gateways, Trust::DevCa { pem: ca_pem.to_vec() }, credentials);
+    c.request_timeout = Duration::from_secs(10);
+    c.reconnect = ReconnectPolicy {
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(500),
+        ..ReconnectPolicy::default()
+    };
+    c
+}
+
+/// Fresh device credentials (a new account on first login).
+pub fn device() -> Credentials {
+    Credentials::Device {
+        device_id: format!("dev-{:016x}", rand::random::<u64>()),
+        secret: "s".repeat(24),
+    }
+}
+
+// ---- raw client: speaks the protocol frame by frame ----------------------
+
+pub fn raw_endpoint(ca_pem: &[u8], alpn: &[u8]) -> Result<quinn::Endpoint> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    Ok(ep)
+}
+
+use rustls_pki_types::pem::PemObject;
+
+pub async fn raw_connect(gw: &TestGateway) -> Result<quinn::Connection> {
+    let ep = raw_endpoint(&gw.ca_pem, outpost_schema::ALPN)?;
+    Ok(ep.connect(gw.addr, "localhost")?.await?)
+}
+
+pub async fn read_raw_frame(recv: &mut quinn::RecvStream, max: u32) -> Result<Vec<u8>> {
+    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+    recv.read_exact(&mut prefix).await?;
+    let h = FrameHeader::parse(prefix, max)?;
+    let mut frame = vec![0u8; LENGTH_PREFIX_BYTES + h.len as usize];
+    frame[..4].copy_from_slice(&prefix);
+    recv.read_exact(&mut frame[4..]).await?;
+    Ok(frame)
+}
+
+/// Logs in over a raw connection; returns the control stream and the Welcome.
+pub async fn raw_login(
+    conn: &quinn::Connection,
+    credentials: Credentials,
+) -> Result<(quinn::SendStream, quinn::RecvStream, Welcome)> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = ControlMsg::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: "raw-test".into(),
+        credentials: Some(credentials),
+        ..Default::default()
+    });
+    send.write_all(&hello.encode()).await?;
+    match ControlMsg::decode(&read_raw_frame(&mut recv, 1 << 16).await?)? {
+        ControlMsg::Welcome(w) => Ok((send, recv, w)),
+        other => bail!("expected Welcome, got {other:?}"),
+    }
+}
+
+/// Resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Waits until `f` is true, polling, for at most `limit`.
+pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
