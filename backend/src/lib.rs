@@ -16,3 +16,5 @@
 pub mod identity;
 pub mod keyspace;
 pub mod store;
+pub mod state;
+pub mod transfer;

@@ -1,0 +1,148 @@
+//! The per-region **player fence**: a key that a cross-region transfer sets on a
+//! player in the source and destination regions, and that every service checks in
+//! the same transaction as each write to that player's data.
+//!
+//! ```text
+//! ("r", region, "pl", player, "fence") -> v1 JSON Fence
+//! ```
+//!
+//! | state | set by step | meaning in this region | writes | reads |
+//! |---|---|---|---|---|
+//! | (absent) | | normal | allowed | allowed |
+//! | `outgoing` | fence source | data is being copied out | refused | allowed |
+//! | `incoming` | copy | data is being copied in | refused | refused |
+//! | `moved` | clear source | data now lives in `to` | refused | refused |
+//!
+//! Reading the fence adds a read conflict, so a write that raced with the
+//! transaction setting the fence conflicts and re-runs, then sees the fence: no
+//! write can slip into the source after the copy has read it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Transaction, TxError};
+
+/// Schema version byte of a stored fence.
+const SCHEMA_V1: u8 = 1;
+
+/// `("r", region, "pl", player, "fence")`.
+pub fn key(region: &str, player: &str) -> Vec<u8> {
+    crate::state::keys::region(region).pack(&("pl", player, "fence"))
+}
+
+/// A player's fence in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Fence {
+    /// The player's data is being copied out of this region to `to`.
+    Outgoing {
+        /// Transfer id.
+        transfer: String,
+        /// Destination region.
+        to: String,
+    },
+    /// The player's data is being copied into this region from `from`.
+    Incoming {
+        /// Transfer id.
+        transfer: String,
+        /// Source region.
+        from: String,
+    },
+    /// The player's data moved from this region to `to`.
+    Moved {
+        /// Transfer id.
+        transfer: String,
+        /// The region that holds the data now.
+        to: String,
+    },
+}
+
+impl Fence {
+    /// The transfer that set this fence.
+    pub fn transfer(&self) -> &str {
+        match self {
+            Fence::Outgoing { transfer, .. }
+            | Fence::Incoming { transfer, .. }
+            | Fence::Moved { transfer, .. } => transfer,
+        }
+    }
+
+    /// Whether reads of the player's data in this region are refused.
+    pub fn blocks_reads(&self) -> bool {
+        !matches!(self, Fence::Outgoing { .. })
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = vec![SCHEMA_V1];
+        serde_json::to_writer(&mut out, self).expect("fence serializes");
+        out
+    }
+
+    pub(crate) fn decode(raw: &[u8]) -> Result<Fence, String> {
+        match raw.split_first() {
+            Some((&SCHEMA_V1, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
+            Some((v, _)) => Err(format!("unsupported fence schema version {v}")),
+            None => Err("empty fence value".into()),
+        }
+    }
+}
+
+/// Reads the player's fence in `region` (adds a read conflict on it). `map` turns
+/// a decode failure into the caller's error type.
+pub async fn read<T: Transaction, E>(
+    tx: &T,
+    region: &str,
+    player: &str,
+    map: impl FnOnce(String) -> E,
+) -> Result<Option<Fence>, TxError<E>> {
+    match tx.get(&key(region, player)).await? {
+        Some(raw) => Fence::decode(&raw).map(Some).map_err(|e| TxError::User(map(e))),
+        None => Ok(None),
+    }
+}
+
+/// Sets the player's fence in `region`.
+pub(crate) fn set<T: Transaction, E>(
+    tx: &T,
+    region: &str,
+    player: &str,
+    fence: &Fence,
+) -> Result<(), TxError<E>> {
+    tx.set(&key(region, player), &fence.encode())?;
+    Ok(())
+}
+
+/// Removes the player's fence in `region`.
+pub(crate) fn clear<T: Transaction, E>(tx: &T, region: &str, player: &str) -> Result<(), TxError<E>> {
+    tx.clear(&key(region, player))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fence_encoding() {
+        let f = Fence::Moved {
+            transfer: "t1".into(),
+            to: "us".into(),
+        };
+        let raw = f.encode();
+        assert_eq!(raw[0], SCHEMA_V1);
+        assert!(std::str::from_utf8(&raw[1..])
+            .unwrap()
+            .contains(r#""state":"moved""#));
+        assert_eq!(Fence::decode(&raw).unwrap(), f);
+        assert!(Fence::decode(&[9, b'{', b'}']).is_err());
+        assert!(f.blocks_reads());
+        assert!(!Fence::Outgoing {
+            transfer: "t".into(),
+            to: "b".into()
+        }
+        .blocks_reads());
+        // The fence is outside the player's state family, which the transfer clears.
+        let (b, e) = crate::state::keys::player("eu", "p").range();
+        let k = key("eu", "p");
+        assert!(!(k.as_slice() > b.as_slice() && k.as_slice() < e.as_slice()));
+    }
+}
