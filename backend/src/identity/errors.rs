@@ -27,8 +27,7 @@ pub enum IdentityError {
     /// The device id is known and the secret does not match.
     #[error("bad device credentials")]
     BadCredentials,
-    /// A region name is empty, too long, or has characters other than ASCII
-    /// letters, digits, `-`, `_`, `.`.
+    /// A region name that is not 1..=32 characters of `a-z`, `0-9`, `-`.
     #[error("invalid region name {0:?}")]
     InvalidRegion(String),
     /// A player id is not 32 lowercase hex characters.

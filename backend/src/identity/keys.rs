@@ -26,14 +26,9 @@
 
 use foundationdb_tuple::Subspace;
 
-/// The global subspace `("g")`, shared by every global service.
-pub fn global() -> Subspace {
-    Subspace::all().subspace(&("g",))
-}
-
 /// Identity's subspace `("g", "id")`.
 pub fn identity() -> Subspace {
-    global().subspace(&("id",))
+    crate::keyspace::global_family("id")
 }
 
 /// `("g", "id", "acct", player)`: an account.

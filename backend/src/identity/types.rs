@@ -11,8 +11,8 @@ pub const MAX_DEVICE_ID_BYTES: usize = 128;
 pub const MIN_SECRET_BYTES: usize = 16;
 /// Longest accepted device secret, in bytes.
 pub const MAX_SECRET_BYTES: usize = 256;
-/// Longest region name, in bytes.
-pub const MAX_REGION_BYTES: usize = 64;
+/// Longest region name, in bytes (see [`crate::keyspace::RegionName`]).
+pub const MAX_REGION_BYTES: usize = 32;
 
 /// The schema version byte in front of every identity value.
 pub(crate) const SCHEMA_V1: u8 = 1;
@@ -112,17 +112,12 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
     }
 }
 
-/// Checks a region name: 1..=64 bytes of ASCII letters, digits, `-`, `_` or `.`.
+/// Checks a region name with the keyspace's rules
+/// ([`crate::keyspace::RegionName`]: 1..=32 characters of `a-z`, `0-9`, `-`).
 pub fn check_region(region: &str) -> Result<(), IdentityError> {
-    let ok = !region.is_empty()
-        && region.len() <= MAX_REGION_BYTES
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(IdentityError::InvalidRegion(truncate(region, MAX_REGION_BYTES)))
+    match crate::keyspace::RegionName::new(region) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(IdentityError::InvalidRegion(truncate(region, 64))),
     }
 }
 
@@ -195,8 +190,9 @@ mod tests {
         assert!(check_region("eu-west-1").is_ok());
         assert!(check_region("").is_err());
         assert!(check_region("eu west").is_err());
-        assert!(check_region(&"a".repeat(65)).is_err());
-        assert!(check_region(&"a".repeat(64)).is_ok());
+        assert!(check_region("EU").is_err());
+        assert!(check_region(&"a".repeat(33)).is_err());
+        assert!(check_region(&"a".repeat(32)).is_ok());
     }
 
     #[test]

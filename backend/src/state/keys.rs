@@ -24,9 +24,11 @@
 
 use foundationdb_tuple::Subspace;
 
-/// The region subspace `("r", region)`, shared by every per-region service.
+/// The region subspace `("r", region)`: the same bytes as
+/// [`crate::keyspace::region`], for a region name the caller has already
+/// validated (services check names once, at their API boundary).
 pub fn region(region: &str) -> Subspace {
-    Subspace::all().subspace(&("r", region))
+    Subspace::all().subspace(&(crate::keyspace::REGION_TAG, region))
 }
 
 /// Everything player state keeps for `player` in `region`:
@@ -56,6 +58,16 @@ mod tests {
 
     fn inside(key: &[u8], (b, e): &(Vec<u8>, Vec<u8>)) -> bool {
         key > b.as_slice() && key < e.as_slice()
+    }
+
+    #[test]
+    fn region_matches_the_shared_keyspace() {
+        let name = crate::keyspace::RegionName::new("eu-west").unwrap();
+        assert_eq!(region("eu-west").bytes(), crate::keyspace::region(&name).bytes());
+        assert_eq!(
+            player("eu-west", "p").bytes(),
+            crate::keyspace::region_family(&name, "st").subspace(&("p",)).bytes()
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use foundationdb_tuple::Subspace;
 
 /// The transfer subspace `("g", "xfer")`.
 pub fn transfers() -> Subspace {
-    crate::identity::keys::global().subspace(&("xfer",))
+    crate::keyspace::global_family("xfer")
 }
 
 /// `("g", "xfer", "rec", id)`.
