@@ -66,7 +66,9 @@ mod tests {
         assert_eq!(region("eu-west").bytes(), crate::keyspace::region(&name).bytes());
         assert_eq!(
             player("eu-west", "p").bytes(),
-            crate::keyspace::region_family(&name, "st").subspace(&("p",)).bytes()
+            crate::keyspace::region_family(&name, "st")
+                .subspace(&("p",))
+                .bytes()
         );
     }
 
