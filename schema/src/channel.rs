@@ -12,11 +12,30 @@ use crate::{ChannelKind, ErrorCode};
 
 const IDENT: &str = "OPH1";
 
+/// One player-state document on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateDocument {
+    pub name: String,
+    pub version: u64,
+    pub updated_ms: u64,
+    pub value: Vec<u8>,
+}
+
 /// A request body, one variant per service operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestBody {
     /// Diagnostic echo: answer with `payload`, then send `push_count` pushes.
     Echo { payload: Vec<u8>, push_count: u16 },
+    /// Read one of the player's state documents.
+    StateGet { name: String },
+    /// Read all of the player's state documents.
+    StateList,
+    /// Compare-and-set one of the player's state documents.
+    StateSet {
+        name: String,
+        expected_version: u64,
+        value: Vec<u8>,
+    },
     /// A union member this build does not know (its tag).
     Unknown(u8),
 }
@@ -24,14 +43,33 @@ pub enum RequestBody {
 /// A successful response body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseBody {
-    Echo { payload: Vec<u8> },
+    Echo {
+        payload: Vec<u8>,
+    },
+    /// `None`: the document does not exist.
+    StateGet {
+        document: Option<StateDocument>,
+    },
+    StateList {
+        documents: Vec<StateDocument>,
+    },
+    StateSet {
+        version: u64,
+    },
     Unknown(u8),
 }
 
 /// A server push body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushBody {
-    Echo { payload: Vec<u8>, sequence: u32 },
+    Echo {
+        payload: Vec<u8>,
+        sequence: u32,
+    },
+    /// The player's documents changed; these are the changed ones.
+    StateChanged {
+        documents: Vec<StateDocument>,
+    },
     Unknown(u8),
 }
 
@@ -74,22 +112,79 @@ fn empty_table(b: &mut FlatBufferBuilder<'_>) -> flatbuffers::WIPOffset<flatbuff
     b.end_table(start).as_union_value()
 }
 
+fn write_doc<'a>(
+    b: &mut FlatBufferBuilder<'a>,
+    d: &StateDocument,
+) -> flatbuffers::WIPOffset<fb::StateDocument<'a>> {
+    let args = fb::StateDocumentArgs {
+        name: Some(b.create_string(&d.name)),
+        version: d.version,
+        updated_ms: d.updated_ms,
+        value: Some(b.create_vector(&d.value)),
+    };
+    fb::StateDocument::create(b, &args)
+}
+
+fn write_docs<'a>(
+    b: &mut FlatBufferBuilder<'a>,
+    docs: &[StateDocument],
+) -> flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<fb::StateDocument<'a>>>> {
+    let offsets: Vec<_> = docs.iter().map(|d| write_doc(b, d)).collect();
+    b.create_vector(&offsets)
+}
+
+fn read_doc(d: fb::StateDocument<'_>) -> StateDocument {
+    StateDocument {
+        name: d.name().unwrap_or_default().to_owned(),
+        version: d.version(),
+        updated_ms: d.updated_ms(),
+        value: d.value().map(|v| v.bytes().to_vec()).unwrap_or_default(),
+    }
+}
+
+fn read_docs(
+    v: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<fb::StateDocument<'_>>>>,
+) -> Vec<StateDocument> {
+    v.map(|v| v.iter().map(read_doc).collect()).unwrap_or_default()
+}
+
+fn payload_len(msg: &ChannelMsg) -> usize {
+    let docs_len = |docs: &[StateDocument]| {
+        docs.iter()
+            .map(|d| d.value.len() + d.name.len() + 32)
+            .sum::<usize>()
+    };
+    match msg {
+        ChannelMsg::Request(Request {
+            body: RequestBody::Echo { payload, .. },
+            ..
+        })
+        | ChannelMsg::Response(Response {
+            body: ResponseBody::Echo { payload },
+            ..
+        })
+        | ChannelMsg::Push(PushBody::Echo { payload, .. }) => payload.len(),
+        ChannelMsg::Request(Request {
+            body: RequestBody::StateSet { value, .. },
+            ..
+        }) => value.len(),
+        ChannelMsg::Response(Response {
+            body: ResponseBody::StateList { documents },
+            ..
+        })
+        | ChannelMsg::Push(PushBody::StateChanged { documents }) => docs_len(documents),
+        ChannelMsg::Response(Response {
+            body: ResponseBody::StateGet { document: Some(d) },
+            ..
+        }) => docs_len(std::slice::from_ref(d)),
+        _ => 0,
+    }
+}
+
 impl ChannelMsg {
     /// Encodes the message as one complete frame (length prefix included).
     pub fn encode(&self) -> Vec<u8> {
-        let cap = match self {
-            ChannelMsg::Request(Request {
-                body: RequestBody::Echo { payload, .. },
-                ..
-            })
-            | ChannelMsg::Response(Response {
-                body: ResponseBody::Echo { payload },
-                ..
-            })
-            | ChannelMsg::Push(PushBody::Echo { payload, .. }) => payload.len() + 96,
-            _ => 96,
-        };
-        let mut b = FlatBufferBuilder::with_capacity(cap);
+        let mut b = FlatBufferBuilder::with_capacity(payload_len(self) + 96);
         let (body_type, body) = match self {
             ChannelMsg::Open(kind) => {
                 let t = fb::OpenChannel::create(&mut b, &fb::OpenChannelArgs { channel: *kind });
@@ -107,6 +202,28 @@ impl ChannelMsg {
                             },
                         );
                         (fb::RequestBody::EchoRequest, Some(t.as_union_value()))
+                    }
+                    RequestBody::StateGet { name } => {
+                        let name = Some(b.create_string(name));
+                        let t = fb::StateGetRequest::create(&mut b, &fb::StateGetRequestArgs { name });
+                        (fb::RequestBody::StateGetRequest, Some(t.as_union_value()))
+                    }
+                    RequestBody::StateList => {
+                        let t = fb::StateListRequest::create(&mut b, &fb::StateListRequestArgs {});
+                        (fb::RequestBody::StateListRequest, Some(t.as_union_value()))
+                    }
+                    RequestBody::StateSet {
+                        name,
+                        expected_version,
+                        value,
+                    } => {
+                        let args = fb::StateSetRequestArgs {
+                            name: Some(b.create_string(name)),
+                            expected_version: *expected_version,
+                            value: Some(b.create_vector(value)),
+                        };
+                        let t = fb::StateSetRequest::create(&mut b, &args);
+                        (fb::RequestBody::StateSetRequest, Some(t.as_union_value()))
                     }
                     RequestBody::Unknown(tag) => (fb::RequestBody(*tag), Some(empty_table(&mut b))),
                 };
@@ -126,6 +243,24 @@ impl ChannelMsg {
                         let payload = Some(b.create_vector(payload));
                         let t = fb::EchoResponse::create(&mut b, &fb::EchoResponseArgs { payload });
                         (fb::ResponseBody::EchoResponse, Some(t.as_union_value()))
+                    }
+                    ResponseBody::StateGet { document } => {
+                        let document = document.as_ref().map(|d| write_doc(&mut b, d));
+                        let t = fb::StateGetResponse::create(&mut b, &fb::StateGetResponseArgs { document });
+                        (fb::ResponseBody::StateGetResponse, Some(t.as_union_value()))
+                    }
+                    ResponseBody::StateList { documents } => {
+                        let documents = Some(write_docs(&mut b, documents));
+                        let t =
+                            fb::StateListResponse::create(&mut b, &fb::StateListResponseArgs { documents });
+                        (fb::ResponseBody::StateListResponse, Some(t.as_union_value()))
+                    }
+                    ResponseBody::StateSet { version } => {
+                        let t = fb::StateSetResponse::create(
+                            &mut b,
+                            &fb::StateSetResponseArgs { version: *version },
+                        );
+                        (fb::ResponseBody::StateSetResponse, Some(t.as_union_value()))
                     }
                     ResponseBody::Unknown(tag) => (fb::ResponseBody(*tag), Some(empty_table(&mut b))),
                 };
@@ -163,6 +298,11 @@ impl ChannelMsg {
                             },
                         );
                         (fb::PushBody::EchoPush, Some(t.as_union_value()))
+                    }
+                    PushBody::StateChanged { documents } => {
+                        let documents = Some(write_docs(&mut b, documents));
+                        let t = fb::StateChanged::create(&mut b, &fb::StateChangedArgs { documents });
+                        (fb::PushBody::StateChanged, Some(t.as_union_value()))
                     }
                     PushBody::Unknown(tag) => (fb::PushBody(*tag), Some(empty_table(&mut b))),
                 };
@@ -207,6 +347,25 @@ impl ChannelMsg {
                             push_count: e.push_count(),
                         }
                     }
+                    fb::RequestBody::StateGetRequest => {
+                        let g = r
+                            .body_as_state_get_request()
+                            .ok_or(DecodeError::Missing("StateGetRequest"))?;
+                        RequestBody::StateGet {
+                            name: g.name().unwrap_or_default().to_owned(),
+                        }
+                    }
+                    fb::RequestBody::StateListRequest => RequestBody::StateList,
+                    fb::RequestBody::StateSetRequest => {
+                        let t = r
+                            .body_as_state_set_request()
+                            .ok_or(DecodeError::Missing("StateSetRequest"))?;
+                        RequestBody::StateSet {
+                            name: t.name().unwrap_or_default().to_owned(),
+                            expected_version: t.expected_version(),
+                            value: bytes(t.value()),
+                        }
+                    }
                     other => RequestBody::Unknown(other.0),
                 };
                 ChannelMsg::Request(Request {
@@ -224,6 +383,28 @@ impl ChannelMsg {
                         ResponseBody::Echo {
                             payload: bytes(e.payload()),
                         }
+                    }
+                    fb::ResponseBody::StateGetResponse => {
+                        let g = r
+                            .body_as_state_get_response()
+                            .ok_or(DecodeError::Missing("StateGetResponse"))?;
+                        ResponseBody::StateGet {
+                            document: g.document().map(read_doc),
+                        }
+                    }
+                    fb::ResponseBody::StateListResponse => {
+                        let l = r
+                            .body_as_state_list_response()
+                            .ok_or(DecodeError::Missing("StateListResponse"))?;
+                        ResponseBody::StateList {
+                            documents: read_docs(l.documents()),
+                        }
+                    }
+                    fb::ResponseBody::StateSetResponse => {
+                        let t = r
+                            .body_as_state_set_response()
+                            .ok_or(DecodeError::Missing("StateSetResponse"))?;
+                        ResponseBody::StateSet { version: t.version() }
                     }
                     other => ResponseBody::Unknown(other.0),
                 };
@@ -249,6 +430,14 @@ impl ChannelMsg {
                         PushBody::Echo {
                             payload: bytes(e.payload()),
                             sequence: e.sequence(),
+                        }
+                    }
+                    fb::PushBody::StateChanged => {
+                        let c = p
+                            .body_as_state_changed()
+                            .ok_or(DecodeError::Missing("StateChanged"))?;
+                        PushBody::StateChanged {
+                            documents: read_docs(c.documents()),
                         }
                     }
                     other => PushBody::Unknown(other.0),

@@ -38,7 +38,9 @@ mod channel;
 mod control;
 mod frame;
 
-pub use channel::{ChannelMsg, ErrorFrame, PushBody, Request, RequestBody, Response, ResponseBody};
+pub use channel::{
+    ChannelMsg, ErrorFrame, PushBody, Request, RequestBody, Response, ResponseBody, StateDocument,
+};
 pub use control::{ControlMsg, Credentials, GoAway, Hello, Kick, Reject, Welcome};
 pub use frame::{
     negotiate_max_frame_size, verifier_options, DecodeError, FrameHeader, DEFAULT_MAX_FRAME_SIZE,

@@ -98,6 +98,39 @@ fn every_channel_message_roundtrips() {
         payload: vec![],
         sequence: 3,
     }));
+    let doc = StateDocument {
+        name: "profile".into(),
+        version: 3,
+        updated_ms: 1_700_000_000_000,
+        value: vec![1, 2],
+    };
+    for body in [
+        RequestBody::StateGet {
+            name: "profile".into(),
+        },
+        RequestBody::StateList,
+        RequestBody::StateSet {
+            name: "loadout".into(),
+            expected_version: 0,
+            value: vec![9; 100],
+        },
+    ] {
+        channel_roundtrip(ChannelMsg::Request(Request { request_id: 1, body }));
+    }
+    for body in [
+        ResponseBody::StateGet {
+            document: Some(doc.clone()),
+        },
+        ResponseBody::StateGet { document: None },
+        ResponseBody::StateList {
+            documents: vec![doc.clone(), StateDocument::default()],
+        },
+        ResponseBody::StateList { documents: vec![] },
+        ResponseBody::StateSet { version: 4 },
+    ] {
+        channel_roundtrip(ChannelMsg::Response(Response { request_id: 2, body }));
+    }
+    channel_roundtrip(ChannelMsg::Push(PushBody::StateChanged { documents: vec![doc] }));
 }
 
 #[test]

@@ -5,12 +5,13 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PUSH_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PUSH_BODY: u8 = 1;
+pub const ENUM_MAX_PUSH_BODY: u8 = 2;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PUSH_BODY: [PushBody; 2] = [
+pub const ENUM_VALUES_PUSH_BODY: [PushBody; 3] = [
   PushBody::NONE,
   PushBody::EchoPush,
+  PushBody::StateChanged,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -20,18 +21,21 @@ pub struct PushBody(pub u8);
 impl PushBody {
   pub const NONE: Self = Self(0);
   pub const EchoPush: Self = Self(1);
+  pub const StateChanged: Self = Self(2);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 1;
+  pub const ENUM_MAX: u8 = 2;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoPush,
+    Self::StateChanged,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
     match self {
       Self::NONE => Some("NONE"),
       Self::EchoPush => Some("EchoPush"),
+      Self::StateChanged => Some("StateChanged"),
       _ => None,
     }
   }

@@ -67,6 +67,21 @@ impl<'a> Push<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_state_changed(&self) -> Option<StateChanged<'a>> {
+    if self.body_type() == PushBody::StateChanged {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StateChanged::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Push<'_> {
@@ -78,6 +93,7 @@ impl ::flatbuffers::Verifiable for Push<'_> {
      .visit_union::<PushBody, _>("body_type", Self::VT_BODY_TYPE, "body", Self::VT_BODY, false, |key, v, pos| {
         match key {
           PushBody::EchoPush => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<EchoPush>>("PushBody::EchoPush", pos),
+          PushBody::StateChanged => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateChanged>>("PushBody::StateChanged", pos),
           _ => Ok(()),
         }
      })?
@@ -134,6 +150,13 @@ impl ::core::fmt::Debug for Push<'_> {
       match self.body_type() {
         PushBody::EchoPush => {
           if let Some(x) = self.body_as_echo_push() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PushBody::StateChanged => {
+          if let Some(x) = self.body_as_state_changed() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -5,12 +5,15 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 1;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 4;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 2] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 5] = [
   RequestBody::NONE,
   RequestBody::EchoRequest,
+  RequestBody::StateGetRequest,
+  RequestBody::StateListRequest,
+  RequestBody::StateSetRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -20,18 +23,27 @@ pub struct RequestBody(pub u8);
 impl RequestBody {
   pub const NONE: Self = Self(0);
   pub const EchoRequest: Self = Self(1);
+  pub const StateGetRequest: Self = Self(2);
+  pub const StateListRequest: Self = Self(3);
+  pub const StateSetRequest: Self = Self(4);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 1;
+  pub const ENUM_MAX: u8 = 4;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoRequest,
+    Self::StateGetRequest,
+    Self::StateListRequest,
+    Self::StateSetRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
     match self {
       Self::NONE => Some("NONE"),
       Self::EchoRequest => Some("EchoRequest"),
+      Self::StateGetRequest => Some("StateGetRequest"),
+      Self::StateListRequest => Some("StateListRequest"),
+      Self::StateSetRequest => Some("StateSetRequest"),
       _ => None,
     }
   }

@@ -77,6 +77,51 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_state_get_request(&self) -> Option<StateGetRequest<'a>> {
+    if self.body_type() == RequestBody::StateGetRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StateGetRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_state_list_request(&self) -> Option<StateListRequest<'a>> {
+    if self.body_type() == RequestBody::StateListRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StateListRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_state_set_request(&self) -> Option<StateSetRequest<'a>> {
+    if self.body_type() == RequestBody::StateSetRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StateSetRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -89,6 +134,9 @@ impl ::flatbuffers::Verifiable for Request<'_> {
      .visit_union::<RequestBody, _>("body_type", Self::VT_BODY_TYPE, "body", Self::VT_BODY, false, |key, v, pos| {
         match key {
           RequestBody::EchoRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<EchoRequest>>("RequestBody::EchoRequest", pos),
+          RequestBody::StateGetRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateGetRequest>>("RequestBody::StateGetRequest", pos),
+          RequestBody::StateListRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateListRequest>>("RequestBody::StateListRequest", pos),
+          RequestBody::StateSetRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateSetRequest>>("RequestBody::StateSetRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -152,6 +200,27 @@ impl ::core::fmt::Debug for Request<'_> {
       match self.body_type() {
         RequestBody::EchoRequest => {
           if let Some(x) = self.body_as_echo_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::StateGetRequest => {
+          if let Some(x) = self.body_as_state_get_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::StateListRequest => {
+          if let Some(x) = self.body_as_state_list_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::StateSetRequest => {
+          if let Some(x) = self.body_as_state_set_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -5,12 +5,15 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 1;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 4;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 2] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 5] = [
   ResponseBody::NONE,
   ResponseBody::EchoResponse,
+  ResponseBody::StateGetResponse,
+  ResponseBody::StateListResponse,
+  ResponseBody::StateSetResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -20,18 +23,27 @@ pub struct ResponseBody(pub u8);
 impl ResponseBody {
   pub const NONE: Self = Self(0);
   pub const EchoResponse: Self = Self(1);
+  pub const StateGetResponse: Self = Self(2);
+  pub const StateListResponse: Self = Self(3);
+  pub const StateSetResponse: Self = Self(4);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 1;
+  pub const ENUM_MAX: u8 = 4;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoResponse,
+    Self::StateGetResponse,
+    Self::StateListResponse,
+    Self::StateSetResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
     match self {
       Self::NONE => Some("NONE"),
       Self::EchoResponse => Some("EchoResponse"),
+      Self::StateGetResponse => Some("StateGetResponse"),
+      Self::StateListResponse => Some("StateListResponse"),
+      Self::StateSetResponse => Some("StateSetResponse"),
       _ => None,
     }
   }

@@ -76,6 +76,51 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_state_get_response(&self) -> Option<StateGetResponse<'a>> {
+    if self.body_type() == ResponseBody::StateGetResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StateGetResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_state_list_response(&self) -> Option<StateListResponse<'a>> {
+    if self.body_type() == ResponseBody::StateListResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StateListResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_state_set_response(&self) -> Option<StateSetResponse<'a>> {
+    if self.body_type() == ResponseBody::StateSetResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { StateSetResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -88,6 +133,9 @@ impl ::flatbuffers::Verifiable for Response<'_> {
      .visit_union::<ResponseBody, _>("body_type", Self::VT_BODY_TYPE, "body", Self::VT_BODY, false, |key, v, pos| {
         match key {
           ResponseBody::EchoResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<EchoResponse>>("ResponseBody::EchoResponse", pos),
+          ResponseBody::StateGetResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateGetResponse>>("ResponseBody::StateGetResponse", pos),
+          ResponseBody::StateListResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateListResponse>>("ResponseBody::StateListResponse", pos),
+          ResponseBody::StateSetResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateSetResponse>>("ResponseBody::StateSetResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -151,6 +199,27 @@ impl ::core::fmt::Debug for Response<'_> {
       match self.body_type() {
         ResponseBody::EchoResponse => {
           if let Some(x) = self.body_as_echo_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::StateGetResponse => {
+          if let Some(x) = self.body_as_state_get_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::StateListResponse => {
+          if let Some(x) = self.body_as_state_list_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::StateSetResponse => {
+          if let Some(x) = self.body_as_state_set_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
