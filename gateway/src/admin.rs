@@ -8,10 +8,13 @@
 //! | GET | `/metrics` | Prometheus text exposition |
 //! | GET | `/status` | JSON: region, live and admitted sessions, drain state, socket buffers |
 //! | POST | `/drain` | 202: starts a graceful drain (idempotent) |
+//! | POST | `/players/{player}/kick` | 200 if a live session was kicked (`KickedByOperator`), 404 if none |
+//! | POST | `/players/{player}/transfer?to={region}` | 200 + the finished transfer record (JSON); 409/400/503 with the reason |
+//! | GET | `/transfers/{id}` | 200 + the transfer record, 404 if unknown |
 
 use std::net::SocketAddr;
 
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -31,6 +34,9 @@ pub async fn serve(addr: SocketAddr, handle: GatewayHandle) -> std::io::Result<S
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/drain", post(drain))
+        .route("/players/{player}/kick", post(kick))
+        .route("/players/{player}/transfer", post(transfer))
+        .route("/transfers/{id}", get(transfer_status))
         .with_state(handle);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -65,4 +71,49 @@ async fn status(State(h): State<GatewayHandle>) -> impl IntoResponse {
 async fn drain(State(h): State<GatewayHandle>) -> impl IntoResponse {
     h.drain();
     (StatusCode::ACCEPTED, "draining")
+}
+
+async fn kick(State(h): State<GatewayHandle>, Path(player): Path<String>) -> impl IntoResponse {
+    if h.kick(&player) {
+        (StatusCode::OK, "kicked")
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            "no live session for that player on this gateway",
+        )
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TransferQuery {
+    to: String,
+}
+
+async fn transfer(
+    State(h): State<GatewayHandle>,
+    Path(player): Path<String>,
+    Query(q): Query<TransferQuery>,
+) -> axum::response::Response {
+    match h.transfers().move_player(&player, &q.to).await {
+        Ok(record) => Json(record).into_response(),
+        Err(e) => (transfer_status_code(&e), e.to_string()).into_response(),
+    }
+}
+
+async fn transfer_status(State(h): State<GatewayHandle>, Path(id): Path<String>) -> axum::response::Response {
+    match h.transfers().status(&id).await {
+        Ok(record) => Json(record).into_response(),
+        Err(e) => (transfer_status_code(&e), e.to_string()).into_response(),
+    }
+}
+
+/// Transfer errors as HTTP statuses (the admin API's one mapping).
+fn transfer_status_code(e: &outpost_backend::transfer::TransferError) -> StatusCode {
+    use outpost_backend::transfer::TransferError as E;
+    match e {
+        E::UnknownTransfer(_) | E::UnknownPlayer(_) => StatusCode::NOT_FOUND,
+        E::SameRegion(_) | E::UnknownRegion(_) => StatusCode::BAD_REQUEST,
+        E::AlreadyInProgress(_) | E::FenceConflict { .. } | E::UnexpectedStep { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }

@@ -49,6 +49,9 @@ impl Refusal {
 pub struct IssuedTokens {
     pub session_token: String,
     pub resume_token: String,
+    /// The player's home region as the identity service has it now (read while
+    /// issuing). Authoritative: a presented token's `home` may predate a transfer.
+    pub home_region: String,
 }
 
 /// Authenticates logins for one gateway.
@@ -177,6 +180,7 @@ impl Authenticator {
         Ok(IssuedTokens {
             session_token: session.token,
             resume_token: resume.token,
+            home_region: session.claims.home,
         })
     }
 }

@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use outpost_backend::keyspace::RegionName;
+use outpost_backend::store::StoreConfig;
+use outpost_backend::transfer::ForeignLoginPolicy;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -26,6 +29,22 @@ pub struct GatewayConfig {
     pub region: String,
     /// Directory of the embedded store (region and global keyspaces). Default `./data`.
     pub data_dir: PathBuf,
+    /// This region's store. Default: embedded, under `data_dir/store`, which then
+    /// also holds the global keyspace and every other region's keyspace (one
+    /// process owns an embedded store, so this is the single-gateway layout).
+    pub store: Option<StoreConfig>,
+    /// The global store (identity, signing keys, transfer records). Default: the
+    /// region's store.
+    pub global_store: Option<StoreConfig>,
+    /// Other regions whose stores this gateway may reach: serve-via-home logins
+    /// and cross-region transfers. With an embedded `store`, every region's
+    /// keyspace is in that one store and this list may stay empty.
+    pub remote_regions: Vec<RemoteRegion>,
+    /// What to do when a player whose home is another region logs in here:
+    /// `serve_via_home` (default; read and write their home region's keyspace),
+    /// `redirect` (Reject `WrongRegion` naming the home region), or `transfer`
+    /// (move the player's data here, then serve locally).
+    pub foreign_login_policy: ForeignLoginPolicy,
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
     pub session: SessionConfig,
@@ -41,6 +60,10 @@ impl Default for GatewayConfig {
             admin_listen: "127.0.0.1:9433".parse().expect("valid literal"),
             region: "local".into(),
             data_dir: PathBuf::from("data"),
+            store: None,
+            global_store: None,
+            remote_regions: Vec::new(),
+            foreign_login_policy: ForeignLoginPolicy::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
@@ -49,6 +72,16 @@ impl Default for GatewayConfig {
             transport: TransportConfig::default(),
         }
     }
+}
+
+/// Another region's store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteRegion {
+    /// The region's name (`[a-z0-9-]`, 1..=32 characters).
+    pub name: String,
+    /// Its store.
+    pub store: StoreConfig,
 }
 
 /// Certificates. Production deployments set both paths; development leaves them
@@ -282,8 +315,20 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         let l = &self.limits;
-        if self.region.is_empty() || self.region.len() > 64 {
-            return bad("region must be 1..=64 bytes");
+        for region in std::iter::once(&self.region).chain(self.remote_regions.iter().map(|r| &r.name)) {
+            if let Err(e) = RegionName::new(region.as_str()) {
+                return Err(ConfigError::Invalid(e.to_string()));
+            }
+        }
+        for store in self
+            .store
+            .iter()
+            .chain(&self.global_store)
+            .chain(self.remote_regions.iter().map(|r| &r.store))
+        {
+            store
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("store: {e}")))?;
         }
         if !(outpost_schema::MIN_MAX_FRAME_SIZE..=outpost_schema::MAX_FRAME_SIZE_CEILING)
             .contains(&l.max_frame_size)
@@ -324,6 +369,13 @@ impl GatewayConfig {
         Ok(())
     }
 
+    /// This region's store configuration (the embedded default if none is set).
+    pub fn region_store(&self) -> StoreConfig {
+        self.store
+            .clone()
+            .unwrap_or_else(|| StoreConfig::embedded(self.data_dir.join("store")))
+    }
+
     pub(crate) fn hello_timeout(&self) -> Duration {
         Duration::from_millis(self.session.hello_timeout_ms)
     }
@@ -341,10 +393,11 @@ mod tests {
     #[test]
     fn toml_overrides_only_what_it_names() {
         let c: GatewayConfig = toml::from_str(
-            "region = \"eu-west\"\n[limits]\nmax_sessions = 10\n[drain]\nwindow_ms = 5\ndeadline_ms = 6\n",
+            "region = \"eu-west\"\nforeign_login_policy = \"redirect\"\n[limits]\nmax_sessions = 10\n[drain]\nwindow_ms = 5\ndeadline_ms = 6\n",
         )
         .unwrap();
         assert_eq!(c.region, "eu-west");
+        assert_eq!(c.foreign_login_policy, ForeignLoginPolicy::Redirect);
         assert_eq!(c.limits.max_sessions, 10);
         assert_eq!(c.limits.max_channels, LimitsConfig::default().max_channels);
         c.validate().unwrap();
@@ -362,5 +415,8 @@ mod tests {
         let mut c = GatewayConfig::default();
         c.limits.request_rate_per_sec = f64::NAN;
         assert!(c.validate().is_err());
+        let mut c = GatewayConfig::default();
+        c.region = "EU_West".into();
+        assert!(c.validate().is_err(), "region names follow the keyspace rules");
     }
 }

@@ -28,11 +28,13 @@ mod driver;
 pub mod endpoint;
 pub mod frame_io;
 pub mod metrics;
+pub mod regions;
 pub mod registry;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod transfers;
 
 pub use config::GatewayConfig;
 pub use driver::SessionCore;
-pub use server::{start, start_with_store, GatewayHandle, RunningGateway, StartError};
+pub use server::{start, start_with_store, start_with_stores, GatewayHandle, RunningGateway, StartError};

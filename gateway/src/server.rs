@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_backend::identity::{Identity, IdentityError};
-use outpost_backend::store::{AnyStore, OpenStoreError, StoreConfig};
+use outpost_backend::store::{AnyStore, BackendKind, OpenStoreError};
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -22,9 +22,11 @@ use crate::channels::Router;
 use crate::config::{ConfigError, GatewayConfig, QuicRetry};
 use crate::driver::{serve_connection, DrainPlan, Shared};
 use crate::endpoint::{self, SocketBuffers};
+use crate::regions::Regions;
 use crate::registry::Registry;
 use crate::session::SessionLimits;
 use crate::tls::{ServerIdentity, TlsError};
+use crate::transfers::Transfers;
 
 /// Why a gateway could not start.
 #[derive(Debug, Error)]
@@ -126,6 +128,11 @@ impl GatewayHandle {
         }
     }
 
+    /// Cross-region transfers (admin API).
+    pub fn transfers(&self) -> &Transfers {
+        &self.shared.transfers
+    }
+
     /// Kicks a player's live session (operator action).
     pub fn kick(&self, player: &str) -> bool {
         self.shared.registry.kick(
@@ -172,8 +179,17 @@ impl RunningGateway {
 /// embedded store under `data_dir` (this region's keyspace and the global one).
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> {
     config.validate()?;
-    let store = AnyStore::open(&StoreConfig::embedded(config.data_dir.join("store"))).await?;
-    start_with_store(config, store).await
+    let region_cfg = config.region_store();
+    let store = AnyStore::open(&region_cfg).await?;
+    let global = match &config.global_store {
+        Some(g) => AnyStore::open(g).await?,
+        None => store.clone(),
+    };
+    let mut regions = Regions::new(&config.region, store, region_cfg.backend == BackendKind::Embedded);
+    for remote in &config.remote_regions {
+        regions.insert(&remote.name, AnyStore::open(&remote.store).await?);
+    }
+    start_with_stores(config, global, regions).await
 }
 
 /// Starts a gateway on an already-open store. Several gateways of a region share
@@ -181,7 +197,19 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
 /// store shared by gateways of the same process (an embedded data directory
 /// belongs to one process, so separate gateway processes each need their own).
 pub async fn start_with_store(config: GatewayConfig, store: AnyStore) -> Result<RunningGateway, StartError> {
+    let regions = Regions::new(&config.region, store.clone(), true);
+    start_with_stores(config, store, regions).await
+}
+
+/// Starts a gateway on open stores: the global one (identity) and the regions it
+/// reaches (its own first).
+pub async fn start_with_stores(
+    config: GatewayConfig,
+    global: AnyStore,
+    regions: Regions,
+) -> Result<RunningGateway, StartError> {
     config.validate()?;
+    let regions = Arc::new(regions);
     crate::metrics::install();
     let tls = ServerIdentity::load(&config.tls)?;
     let (socket, buffers) =
@@ -197,7 +225,8 @@ pub async fn start_with_store(config: GatewayConfig, store: AnyStore) -> Result<
         .local_addr()
         .map_err(|source| StartError::Bind { what: "UDP", source })?;
 
-    let identity = Identity::open(store).await?;
+    let identity = Identity::open(global).await?;
+    let transfers = Transfers::new(identity.clone(), regions.clone());
     let s = &config.session;
     let auth = Authenticator::new(
         identity,
@@ -223,7 +252,9 @@ pub async fn start_with_store(config: GatewayConfig, store: AnyStore) -> Result<
     };
     let shared = Arc::new(Shared {
         registry: Registry::new(l.max_sessions),
-        router: Router::with_defaults(l.max_frame_size),
+        router: Router::with_defaults(l.max_frame_size, regions.clone()),
+        regions,
+        transfers: transfers.clone(),
         limits,
         auth,
         drain: drain_rx,
@@ -244,6 +275,7 @@ pub async fn start_with_store(config: GatewayConfig, store: AnyStore) -> Result<
         })?;
     info!(%quic_addr, %admin_addr, region = %shared.config.region, "gateway listening");
 
+    tokio::spawn(async move { transfers.resume_pending().await });
     let task = tokio::spawn(accept_loop(shared, endpoint));
     Ok(RunningGateway {
         quic_addr,

@@ -308,16 +308,3 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
 fn http_post(addr: std::net::SocketAddr, path: &str) -> Result<String> {
     http(addr, "POST", path)
 }
-
-fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
-}

@@ -18,6 +18,7 @@ use crate::driver::SessionCore;
 use crate::session::{ChannelId, SlowConsumer};
 
 pub mod echo;
+pub mod state;
 
 /// What a service answers to one request.
 pub struct Reply {
@@ -59,6 +60,8 @@ impl ServiceError {
 #[derive(Clone)]
 pub struct RequestContext {
     pub player_id: Arc<str>,
+    /// The player's home region: where their data lives.
+    pub home_region: Arc<str>,
     pub session_id: u64,
     /// The channel's outbound sink, for pushes the service sends later.
     pub sink: ChannelSink,
@@ -73,6 +76,13 @@ pub trait ChannelService: Send + Sync + 'static {
         ctx: RequestContext,
         body: RequestBody,
     ) -> BoxFuture<'static, Result<Reply, ServiceError>>;
+
+    /// A background task that runs while the channel is open (live pushes through
+    /// `ctx.sink`); aborted when the channel closes. Default: none.
+    fn subscribe(&self, ctx: RequestContext) -> Option<BoxFuture<'static, ()>> {
+        let _ = ctx;
+        None
+    }
 }
 
 /// Channel kinds this gateway serves.
@@ -82,10 +92,11 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router with the services every gateway has (today: `Echo`).
-    pub fn with_defaults(max_frame_size: u32) -> Self {
+    /// A router with the services every gateway has: `Echo` and `State`.
+    pub fn with_defaults(max_frame_size: u32, regions: Arc<crate::regions::Regions>) -> Self {
         let mut r = Router::default();
         r.insert(ChannelKind::Echo, Arc::new(echo::Echo::new(max_frame_size)));
+        r.insert(ChannelKind::State, Arc::new(state::StateService::new(regions)));
         r
     }
 

@@ -34,6 +34,7 @@ pub(super) struct ChannelTask {
     pub shared: Arc<Shared>,
     pub core: Arc<SessionCore>,
     pub player_id: Arc<str>,
+    pub home_region: Arc<str>,
     pub session_id: u64,
     pub max_frame_size: u32,
 }
@@ -86,9 +87,11 @@ impl ChannelTask {
         };
         let ctx = RequestContext {
             player_id: self.player_id.clone(),
+            home_region: self.home_region.clone(),
             session_id: self.session_id,
             sink: sink.clone(),
         };
+        let subscription = service.subscribe(ctx.clone()).map(tokio::spawn);
 
         let mut pending = FuturesUnordered::new();
         let mut reading: Option<ReadFuture> = Some(next_frame(recv, self.max_frame_size));
@@ -137,7 +140,7 @@ impl ChannelTask {
                     let sent = match result {
                         Ok(reply) => sink
                             .send(&ChannelMsg::Response(Response { request_id, body: reply.body }))
-                            .and_then(|()| reply.pushes.map(|p| sink.push(p)).collect()),
+                            .and_then(|()| { let mut pushes = reply.pushes; pushes.try_for_each(|p| sink.push(p)) }),
                         Err(e) => send_error(&sink, request_id, &e),
                     };
                     if sent.is_err() {
@@ -150,6 +153,10 @@ impl ChannelTask {
             metrics::counter!("outpost_frames_rejected_total", "code" => format!("{code:?}")).increment(1);
         }
         drop(pending);
+        if let Some(task) = subscription {
+            task.abort();
+            let _ = task.await;
+        }
         drop(ctx);
         drop(sink);
         // The writer flushes what is queued, then finishes the stream.

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use outpost_schema::{
     negotiate_max_frame_size, ControlMsg, ErrorCode, Hello, Reject, Welcome, HANDSHAKE_MAX_FRAME_SIZE,
@@ -11,7 +12,10 @@ use quinn::{Connection, SendStream};
 use rand::Rng;
 use tracing::debug;
 
+use outpost_backend::transfer::{decide_login, LoginAction, LoginContext};
+
 use super::{session, var_code, Shared, FINAL_FRAME_LINGER};
+use crate::auth::Principal;
 use crate::frame_io::read_frame;
 
 /// Serves one incoming connection from handshake to close.
@@ -76,14 +80,29 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incom
         let retry = a.busy_retry_after_ms + rand::thread_rng().gen_range(0..=a.busy_retry_jitter_ms);
         return reject(&conn, send, ErrorCode::ServerBusy, "gateway at capacity", retry).await;
     };
-    let principal = match shared.auth.login(&hello).await {
+    let mut principal = match shared.auth.login(&hello).await {
         Ok(p) => p,
         Err(r) => return reject(&conn, send, r.code, &r.message, 0).await,
     };
-    let tokens = match shared.auth.issue(&principal.player_id).await {
+    let mut tokens = match shared.auth.issue(&principal.player_id).await {
         Ok(t) => t,
         Err(r) => return reject(&conn, send, r.code, &r.message, 1_000).await,
     };
+    principal.home_region = tokens.home_region.clone();
+    if principal.home_region != shared.config.region {
+        match foreign_login(&shared, &principal).await {
+            Ok(None) => {}
+            Ok(Some(new_home)) => {
+                principal.home_region = new_home;
+                // Re-issue so the tokens carry the new home region.
+                tokens = match shared.auth.issue(&principal.player_id).await {
+                    Ok(t) => t,
+                    Err(r) => return reject(&conn, send, r.code, &r.message, 1_000).await,
+                };
+            }
+            Err((code, message, retry)) => return reject(&conn, send, code, &message, retry).await,
+        }
+    }
     let max_frame_size = negotiate_max_frame_size(hello.max_frame_size, shared.config.limits.max_frame_size);
     let s = &shared.config.session;
     let welcome = ControlMsg::Welcome(Welcome {
@@ -105,6 +124,52 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incom
     let result = if principal.resumed { "resumed" } else { "welcome" };
     metrics::counter!("outpost_logins_total", "result" => result).increment(1);
     session::run_session(shared, conn, send, recv, principal, max_frame_size, slot).await;
+}
+
+/// Applies the foreign-login policy to a player homed in another region.
+/// `Ok(None)`: serve as is; `Ok(Some(home))`: the player was moved here.
+async fn foreign_login(shared: &Shared, p: &Principal) -> Result<Option<String>, (ErrorCode, String, u32)> {
+    let unavailable = |e: &dyn std::fmt::Display| (ErrorCode::Unavailable, e.to_string(), 1_000);
+    let in_progress = shared
+        .transfers
+        .in_progress(&p.player_id)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let ctx = LoginContext {
+        gateway_region: &shared.config.region,
+        home_region: &p.home_region,
+        home_reachable: shared.regions.store(&p.home_region).is_some(),
+        transfer_in_progress: in_progress,
+    };
+    match decide_login(shared.config.foreign_login_policy, ctx) {
+        LoginAction::ServeLocally | LoginAction::ServeViaHome { .. } => Ok(None),
+        LoginAction::Redirect { home } => Err((
+            ErrorCode::WrongRegion,
+            format!("home region is {home}; connect to a gateway there"),
+            0,
+        )),
+        LoginAction::RetryLater => Err((
+            ErrorCode::Unavailable,
+            "player is being moved between regions".into(),
+            1_000,
+        )),
+        LoginAction::TransferHere { .. } => {
+            let moved = tokio::time::timeout(
+                Duration::from_secs(10),
+                shared.transfers.move_player(&p.player_id, &shared.config.region),
+            )
+            .await
+            .map_err(|_| {
+                (
+                    ErrorCode::Unavailable,
+                    "transfer still running; retry".to_owned(),
+                    2_000,
+                )
+            })?
+            .map_err(|e| unavailable(&e))?;
+            Ok(Some(moved.to))
+        }
+    }
 }
 
 /// Checks that need no IO: protocol version, drain state.

@@ -13,7 +13,7 @@ mod login;
 mod session;
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outpost_schema::ErrorCode;
@@ -22,8 +22,10 @@ use tokio::sync::{broadcast, watch, Notify};
 use crate::auth::Authenticator;
 use crate::channels::Router;
 use crate::config::GatewayConfig;
+use crate::regions::Regions;
 use crate::registry::Registry;
 use crate::session::{Action, Session, SessionLimits};
+use crate::transfers::Transfers;
 
 pub(crate) use login::serve_connection;
 
@@ -42,6 +44,10 @@ pub(crate) struct Shared {
     pub registry: Registry,
     pub auth: Authenticator,
     pub router: Router,
+    /// Stores of the regions this gateway reaches.
+    pub regions: Arc<Regions>,
+    /// Cross-region transfers (the `transfer` login policy, admin API).
+    pub transfers: Transfers,
     /// `Some` once the gateway drains; sessions watch it.
     pub drain: watch::Receiver<Option<DrainPlan>>,
     /// Fires once when the gateway shuts down.

@@ -39,6 +39,7 @@ pub(super) async fn run_session(
     slot: Slot,
 ) {
     let session_id: u64 = rand::thread_rng().gen();
+    let home_region: Arc<str> = principal.home_region.as_str().into();
     let core = Arc::new(SessionCore::new(Session::new(
         shared.limits.clone(),
         Instant::now(),
@@ -112,6 +113,7 @@ pub(super) async fn run_session(
                         shared: shared.clone(),
                         core: core.clone(),
                         player_id: principal.player_id.clone(),
+                        home_region: home_region.clone(),
                         session_id,
                         max_frame_size,
                     };

@@ -8,7 +8,7 @@ pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 pub const ENUM_MAX_ERROR_CODE: u16 = 406;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 30] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 31] = [
   ErrorCode::Unspecified,
   ErrorCode::BadFrame,
   ErrorCode::FrameTooLarge,
@@ -23,6 +23,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 30] = [
   ErrorCode::TokenUnknownKey,
   ErrorCode::ResumeRejected,
   ErrorCode::MissingCredentials,
+  ErrorCode::WrongRegion,
   ErrorCode::ServerBusy,
   ErrorCode::RateLimited,
   ErrorCode::TooManyInFlight,
@@ -64,6 +65,7 @@ impl ErrorCode {
   pub const TokenUnknownKey: Self = Self(204);
   pub const ResumeRejected: Self = Self(205);
   pub const MissingCredentials: Self = Self(206);
+  pub const WrongRegion: Self = Self(207);
   pub const ServerBusy: Self = Self(300);
   pub const RateLimited: Self = Self(301);
   pub const TooManyInFlight: Self = Self(302);
@@ -98,6 +100,7 @@ impl ErrorCode {
     Self::TokenUnknownKey,
     Self::ResumeRejected,
     Self::MissingCredentials,
+    Self::WrongRegion,
     Self::ServerBusy,
     Self::RateLimited,
     Self::TooManyInFlight,
@@ -132,6 +135,7 @@ impl ErrorCode {
       Self::TokenUnknownKey => Some("TokenUnknownKey"),
       Self::ResumeRejected => Some("ResumeRejected"),
       Self::MissingCredentials => Some("MissingCredentials"),
+      Self::WrongRegion => Some("WrongRegion"),
       Self::ServerBusy => Some("ServerBusy"),
       Self::RateLimited => Some("RateLimited"),
       Self::TooManyInFlight => Some("TooManyInFlight"),

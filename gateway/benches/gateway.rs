@@ -1,0 +1,882 @@
+//! Issue-2 benchmark: the gateway beside bare quinn 0.11, measured in the same run
+//! on the same machine.
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=target-bench cargo bench -p outpost-gateway --bench gateway
+//! ```
+//!
+//! What it reports (medians over rounds that alternate gateway and bare quinn):
+//! 1. logins per second: fresh device logins (first use creates an account, a
+//!    durable store write), device re-logins (store reads only) and session-token
+//!    logins, beside the handshake rate of a bare quinn server with default
+//!    `ServerConfig`/`TransportConfig` (same certificate, same concurrency);
+//! 2. Ping/Pong round trips per second on the control stream with p50/p99
+//!    latency, beside a bare quinn server echoing the same frame on a bidi stream;
+//! 3. server RSS per idle session at 10,000 sessions, gateway and bare quinn.
+//!
+//! Servers always run in a child process (this binary re-executed with
+//! `OUTPOST_BENCH_ROLE=gateway|bare`), so the child's `VmRSS` is the server's
+//! alone and the parent is purely the load generator. The child prints
+//! `READY <addr>` on stdout and exits when its stdin closes.
+//!
+//! The client speaks the real protocol (`outpost-schema` frames over raw quinn) to
+//! the real gateway; it skips the SDK only because the SDK's per-session machinery
+//! would make 10,000 sessions from one process needlessly expensive.
+//!
+//! Sizes (environment overrides):
+//! `OUTPOST_BENCH_ROUNDS` (3), `OUTPOST_BENCH_LOGINS` (2000),
+//! `OUTPOST_BENCH_LOGIN_CONCURRENCY` (128), `OUTPOST_BENCH_PING_SESSIONS` (100),
+//! `OUTPOST_BENCH_PING_SECS` (5), `OUTPOST_BENCH_SESSIONS` (10000),
+//! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_ONLY` (`login,ping,rss`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use outpost_gateway::tls::ServerIdentity;
+use outpost_gateway::GatewayConfig;
+use outpost_schema::{
+    ControlMsg, Credentials, FrameHeader, Hello, Welcome, LENGTH_PREFIX_BYTES, PROTOCOL_VERSION,
+};
+use rustls_pki_types::pem::PemObject;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::Semaphore;
+
+const ROLE_ENV: &str = "OUTPOST_BENCH_ROLE";
+const DIR_ENV: &str = "OUTPOST_BENCH_CHILD_DIR";
+const CERTS_ENV: &str = "OUTPOST_BENCH_CHILD_CERTS";
+const UNLIMITED_PINGS_ENV: &str = "OUTPOST_BENCH_CHILD_UNLIMITED_PINGS";
+
+fn main() -> Result<()> {
+    let role = std::env::var(ROLE_ENV).unwrap_or_default();
+    // Both sides use tokio's default multi-thread runtime, as the gateway binary does.
+    let rt = tokio::runtime::Runtime::new()?;
+    match role.as_str() {
+        "gateway" => rt.block_on(child_gateway()),
+        "bare" => rt.block_on(child_bare()),
+        "" => rt.block_on(parent()),
+        other => bail!("unknown {ROLE_ENV}={other}"),
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// ---- server children ---------------------------------------------------------
+
+fn child_paths() -> Result<(PathBuf, PathBuf)> {
+    let dir = std::env::var_os(DIR_ENV).context("child data dir")?;
+    let certs = std::env::var_os(CERTS_ENV).context("child certs dir")?;
+    Ok((dir.into(), certs.into()))
+}
+
+/// Waits until the parent closes our stdin (or the parent dies).
+async fn stdin_closed() {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+fn server_config(data: &Path, certs: &Path) -> GatewayConfig {
+    // Defaults throughout (socket buffers, transport windows, limits, timeouts),
+    // only the addresses and directories are the bench's.
+    let mut c = GatewayConfig::default();
+    c.listen = "127.0.0.1:0".parse().expect("literal");
+    c.admin_listen = "127.0.0.1:0".parse().expect("literal");
+    c.data_dir = data.to_owned();
+    c.tls.dev_certs_dir = certs.to_owned();
+    c
+}
+
+async fn child_gateway() -> Result<()> {
+    let (data, certs) = child_paths()?;
+    let mut config = server_config(&data, &certs);
+    if std::env::var_os(UNLIMITED_PINGS_ENV).is_some() {
+        // The ping-throughput run measures the control-stream round trip, so the
+        // per-session control rate limit (default 20/s, kick above it) is lifted.
+        config.limits.control_rate_per_sec = 1e9;
+        config.limits.control_burst = 1e9;
+    }
+    let running = outpost_gateway::start(config).await?;
+    println!("READY {}", running.quic_addr);
+    let handle = running.handle();
+    stdin_closed().await;
+    handle.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), running.wait()).await;
+    Ok(())
+}
+
+/// Bare quinn: default `ServerConfig` and `TransportConfig`, the gateway's
+/// certificate and TLS settings (TLS 1.3, ALPN `outpost/1`), and the same UDP
+/// socket sizing as the gateway (socket buffers are a kernel setting, not quinn's;
+/// with the kernel's 208 KiB default a login burst drops packets, see DESIGN.md).
+/// It accepts connections and echoes length-prefixed frames on any bidi stream.
+async fn child_bare() -> Result<()> {
+    let (data, certs) = child_paths()?;
+    let config = server_config(&data, &certs);
+    let tls = ServerIdentity::load(&config.tls)?.rustls_config()?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let (socket, _) = outpost_gateway::endpoint::bind_udp(&config)?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    println!("READY {}", endpoint.local_addr()?);
+    let ep = endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        while let Ok(frame) = read_frame(&mut recv).await {
+                            if send.write_all(&frame).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+        }
+    });
+    stdin_closed().await;
+    endpoint.close(0u32.into(), b"bench done");
+    Ok(())
+}
+
+// ---- the parent: load generator ------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Gateway,
+    Bare,
+}
+
+impl Kind {
+    fn role(self) -> &'static str {
+        match self {
+            Kind::Gateway => "gateway",
+            Kind::Bare => "bare",
+        }
+    }
+}
+
+/// A server child process.
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    addr: SocketAddr,
+    pid: u32,
+}
+
+impl Server {
+    async fn spawn(kind: Kind, data: &Path, certs: &Path, unlimited_pings: bool) -> Result<Server> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.env(ROLE_ENV, kind.role())
+            .env(DIR_ENV, data)
+            .env(CERTS_ENV, certs)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if unlimited_pings {
+            cmd.env(UNLIMITED_PINGS_ENV, "1");
+        }
+        let mut child = cmd.spawn()?;
+        let pid = child.id().context("child pid")?;
+        let stdin = child.stdin.take();
+        let mut lines = BufReader::new(child.stdout.take().context("child stdout")?).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("child did not start in 30 s")??
+            .context("child exited before READY")?;
+        let addr = line
+            .strip_prefix("READY ")
+            .with_context(|| format!("unexpected child output {line:?}"))?
+            .parse()?;
+        Ok(Server {
+            child,
+            stdin,
+            addr,
+            pid,
+        })
+    }
+
+    fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmRSS")
+    }
+
+    /// Median of a few samples, so one sample taken mid-allocation does not decide.
+    async fn rss_kib_settled(&self) -> Result<u64> {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(self.rss_kib()?);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        v.sort_unstable();
+        Ok(v[v.len() / 2])
+    }
+
+    async fn stop(mut self) {
+        drop(self.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+struct Client {
+    endpoint: quinn::Endpoint,
+}
+
+impl Client {
+    fn new(ca_pem: &[u8]) -> Result<Client> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![outpost_schema::ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+        let mut transport = quinn::TransportConfig::default();
+        // Keeps idle connections alive at the QUIC level (both servers' idle
+        // timeout is 30 s); gateway sessions also send Ping as Welcome asks.
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
+        cc.transport_config(Arc::new(transport));
+        // Same socket sizing as the servers: the client sees the same bursts.
+        let mut sock_cfg = GatewayConfig::default();
+        sock_cfg.listen = "127.0.0.1:0".parse()?;
+        let (socket, _) = outpost_gateway::endpoint::bind_udp(&sock_cfg)?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        endpoint.set_default_client_config(cc);
+        Ok(Client { endpoint })
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<quinn::Connection> {
+        Ok(self.endpoint.connect(addr, "localhost")?.await?)
+    }
+}
+
+async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>> {
+    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+    recv.read_exact(&mut prefix).await?;
+    let h = FrameHeader::parse(prefix, 1 << 20)?;
+    let mut frame = vec![0u8; LENGTH_PREFIX_BYTES + h.len as usize];
+    frame[..LENGTH_PREFIX_BYTES].copy_from_slice(&prefix);
+    recv.read_exact(&mut frame[LENGTH_PREFIX_BYTES..]).await?;
+    Ok(frame)
+}
+
+fn device(tag: &str, i: usize) -> Credentials {
+    Credentials::Device {
+        device_id: format!("bench-{tag}-{i:06}"),
+        secret: "bench-secret-0123456789".into(),
+    }
+}
+
+/// Hello → Welcome on a fresh control stream.
+async fn login(
+    conn: &quinn::Connection,
+    credentials: Credentials,
+) -> Result<(quinn::SendStream, quinn::RecvStream, Welcome)> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = ControlMsg::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: "outpost-bench".into(),
+        credentials: Some(credentials),
+        ..Default::default()
+    });
+    send.write_all(&hello.encode()).await?;
+    match ControlMsg::decode(&read_frame(&mut recv).await?)? {
+        ControlMsg::Welcome(w) => Ok((send, recv, w)),
+        other => bail!("expected Welcome, got {other:?}"),
+    }
+}
+
+/// Runs `work(i)` for i in 0..n with at most `concurrency` in flight.
+async fn bounded<F, Fut, T>(n: usize, concurrency: usize, work: F) -> Vec<Result<T>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T>> + Send,
+    T: Send + 'static,
+{
+    let work = Arc::new(work);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.min(n.max(1)) {
+        let (work, next) = (work.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                out.push((i, work(i).await));
+            }
+            out
+        }));
+    }
+    let mut all: Vec<(usize, Result<T>)> = Vec::with_capacity(n);
+    for w in workers {
+        all.extend(w.await.expect("worker panicked"));
+    }
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+fn count_errors<T>(results: &[Result<T>], what: &str) -> usize {
+    let errors: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    if let Some(e) = errors.first() {
+        eprintln!("  {what}: {} failed, first error: {e:#}", errors.len());
+    }
+    errors.len()
+}
+
+// ---- 1. logins -----------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoginKind {
+    /// Bare quinn: the handshake alone.
+    Handshake,
+    /// Device credentials used for the first time: creates the account.
+    FreshDevice,
+    /// Device credentials of an existing account: store reads only.
+    DeviceRelogin,
+    /// The session token from an earlier Welcome: verified locally.
+    Token,
+}
+
+struct LoginRun {
+    per_sec: f64,
+    errors: usize,
+    tokens: Vec<String>,
+}
+
+async fn login_run(
+    client: &Arc<Client>,
+    addr: SocketAddr,
+    kind: LoginKind,
+    n: usize,
+    concurrency: usize,
+    tag: &str,
+    tokens: &Arc<Vec<String>>,
+) -> LoginRun {
+    let (client, tag, tokens) = (client.clone(), tag.to_owned(), tokens.clone());
+    let start = Instant::now();
+    let results = bounded(n, concurrency, move |i| {
+        let (client, tag, tokens) = (client.clone(), tag.clone(), tokens.clone());
+        async move {
+            let conn = client.connect(addr).await?;
+            let token = match kind {
+                LoginKind::Handshake => String::new(),
+                LoginKind::FreshDevice | LoginKind::DeviceRelogin => {
+                    login(&conn, device(&tag, i)).await?.2.session_token
+                }
+                LoginKind::Token => {
+                    let t = tokens.get(i).context("no token")?.clone();
+                    login(&conn, Credentials::Token(t)).await?.2.session_token
+                }
+            };
+            conn.close(0u32.into(), b"bench login done");
+            Ok(token)
+        }
+    })
+    .await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let errors = count_errors(&results, &format!("{kind:?}"));
+    let ok = results.len() - errors;
+    LoginRun {
+        per_sec: ok as f64 / elapsed,
+        errors,
+        tokens: results.into_iter().map(|r| r.unwrap_or_default()).collect(),
+    }
+}
+
+// ---- 2. ping RPCs --------------------------------------------------------------
+
+struct PingRun {
+    per_sec: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: usize,
+}
+
+/// `sessions` closed loops of one request frame → one reply frame, for `secs`
+/// (after a 1 s warm-up that is not recorded).
+async fn ping_run(
+    client: &Arc<Client>,
+    addr: SocketAddr,
+    kind: Kind,
+    sessions: usize,
+    secs: f64,
+    tag: &str,
+) -> Result<PingRun> {
+    // Set up every session first; only then start the clock.
+    let tag = tag.to_owned();
+    let c = client.clone();
+    let streams = bounded(sessions, 64, move |i| {
+        let (c, tag) = (c.clone(), tag.clone());
+        async move {
+            let conn = c.connect(addr).await?;
+            let (send, recv) = match kind {
+                Kind::Gateway => {
+                    let (s, r, _) = login(&conn, device(&tag, i)).await?;
+                    (s, r)
+                }
+                Kind::Bare => conn.open_bi().await?,
+            };
+            Ok((conn, send, recv))
+        }
+    })
+    .await;
+    let mut ready = Vec::new();
+    for s in streams {
+        ready.push(s?);
+    }
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let stop_at = warm_until + Duration::from_secs_f64(secs);
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (i, (conn, mut send, mut recv)) in ready.into_iter().enumerate() {
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let mut nonce = (i as u64) << 32;
+            while Instant::now() < stop_at {
+                nonce += 1;
+                let frame = ControlMsg::Ping { nonce }.encode();
+                let t0 = Instant::now();
+                let ok = async {
+                    send.write_all(&frame).await?;
+                    let reply = read_frame(&mut recv).await?;
+                    match kind {
+                        Kind::Bare if reply == frame => Ok(()),
+                        Kind::Gateway if ControlMsg::decode(&reply)? == (ControlMsg::Pong { nonce }) => {
+                            Ok(())
+                        }
+                        _ => bail!("unexpected reply"),
+                    }
+                }
+                .await;
+                if let Err(e) = ok {
+                    if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("  ping {kind:?}: {e:#}");
+                    }
+                    break;
+                }
+                if t0 >= warm_until {
+                    hist.record(t0.elapsed().as_micros().max(1) as u64)
+                        .expect("in range");
+                }
+            }
+            conn.close(0u32.into(), b"bench ping done");
+            hist
+        }));
+    }
+    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for t in tasks {
+        total.add(t.await?)?;
+    }
+    Ok(PingRun {
+        per_sec: total.len() as f64 / secs,
+        p50_us: total.value_at_quantile(0.50),
+        p99_us: total.value_at_quantile(0.99),
+        errors: errors.load(Ordering::Relaxed) as usize,
+    })
+}
+
+// ---- 3. RSS per idle session ---------------------------------------------------
+
+struct RssRun {
+    baseline_kib: u64,
+    after_kib: u64,
+    sessions: usize,
+    errors: usize,
+}
+
+impl RssRun {
+    fn per_session_kib(&self) -> f64 {
+        (self.after_kib as f64 - self.baseline_kib as f64) / self.sessions as f64
+    }
+}
+
+/// Opens one idle session and keeps it alive until `stop` closes: a gateway
+/// session pings at the heartbeat interval its Welcome asked for; a bare
+/// connection relies on the client's QUIC keep-alive.
+async fn hold_session(
+    client: Arc<Client>,
+    addr: SocketAddr,
+    kind: Kind,
+    credentials: Credentials,
+    stop: Arc<Semaphore>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let conn = client.connect(addr).await?;
+    let control = match kind {
+        Kind::Gateway => {
+            let (send, recv, w) = login(&conn, credentials).await?;
+            Some((send, recv, Duration::from_millis(w.heartbeat_interval_ms.into())))
+        }
+        Kind::Bare => None,
+    };
+    Ok(tokio::spawn(async move {
+        let stopped = stop.acquire();
+        tokio::pin!(stopped);
+        match control {
+            Some((mut send, mut recv, every)) => {
+                let mut nonce = 0;
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        _ = tokio::time::sleep(every) => {
+                            nonce += 1;
+                            let f = ControlMsg::Ping { nonce }.encode();
+                            if send.write_all(&f).await.is_err() || read_frame(&mut recv).await.is_err() {
+                                eprintln!("  held session lost");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                tokio::select! {
+                    _ = &mut stopped => {}
+                    _ = conn.closed() => eprintln!("  held connection lost"),
+                }
+            }
+        }
+        conn.close(0u32.into(), b"bench rss done");
+    }))
+}
+
+async fn rss_run(
+    client: &Arc<Client>,
+    kind: Kind,
+    data: &Path,
+    certs: &Path,
+    warmup: usize,
+    sessions: usize,
+    concurrency: usize,
+) -> Result<RssRun> {
+    let total = warmup + sessions;
+    if kind == Kind::Gateway {
+        // Create the accounts in a separate gateway process first, so the measured
+        // process only reads them: store memory for 10,000 new accounts (memtable,
+        // journal) is not session memory.
+        let prep = Server::spawn(kind, data, certs, false).await?;
+        let c = client.clone();
+        let addr = prep.addr;
+        let results = bounded(total, concurrency, move |i| {
+            let c = c.clone();
+            async move {
+                let conn = c.connect(addr).await?;
+                login(&conn, device("rss", i)).await?;
+                conn.close(0u32.into(), b"account created");
+                Ok(())
+            }
+        })
+        .await;
+        let errors = count_errors(&results, "rss account creation");
+        prep.stop().await;
+        if errors > 0 {
+            bail!("{errors} accounts could not be created");
+        }
+    }
+    let server = Server::spawn(kind, data, certs, false).await?;
+    let stop = Arc::new(Semaphore::new(0));
+    let open = |range: std::ops::Range<usize>| {
+        let (c, stop) = (client.clone(), stop.clone());
+        let (start, addr) = (range.start, server.addr);
+        bounded(range.len(), concurrency, move |i| {
+            let (c, stop) = (c.clone(), stop.clone());
+            hold_session(c, addr, kind, device("rss", start + i), stop)
+        })
+    };
+    let warm = open(0..warmup).await;
+    let mut errors = count_errors(&warm, "rss warm-up");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let baseline_kib = server.rss_kib_settled().await?;
+    let t0 = Instant::now();
+    let held = open(warmup..total).await;
+    let held_errors = count_errors(&held, "rss sessions");
+    errors += held_errors;
+    let opened_in = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after_kib = server.rss_kib_settled().await?;
+    eprintln!(
+        "  {kind:?}: opened {} sessions in {:.1} s, RSS {} → {} KiB",
+        sessions,
+        opened_in.as_secs_f64(),
+        baseline_kib,
+        after_kib
+    );
+    stop.close();
+    for h in warm.into_iter().chain(held).flatten() {
+        let _ = h.await;
+    }
+    server.stop().await;
+    Ok(RssRun {
+        baseline_kib,
+        after_kib,
+        sessions: sessions - held_errors,
+        errors,
+    })
+}
+
+// ---- report --------------------------------------------------------------------
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn fmt_runs(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ")
+}
+
+async fn parent() -> Result<()> {
+    let rounds: usize = env_or("OUTPOST_BENCH_ROUNDS", 3);
+    let logins: usize = env_or("OUTPOST_BENCH_LOGINS", 2000);
+    let login_conc: usize = env_or("OUTPOST_BENCH_LOGIN_CONCURRENCY", 128);
+    let ping_sessions: usize = env_or("OUTPOST_BENCH_PING_SESSIONS", 100);
+    let ping_secs: f64 = env_or("OUTPOST_BENCH_PING_SECS", 5.0);
+    let sessions: usize = env_or("OUTPOST_BENCH_SESSIONS", 10_000);
+    let open_conc: usize = env_or("OUTPOST_BENCH_OPEN_CONCURRENCY", 200);
+    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "login,ping,rss".into());
+
+    let dir = tempfile::tempdir()?;
+    let certs = dir.path().join("certs");
+    let dev = outpost_gateway::tls::ensure_dev_certs(&certs)?;
+    let ca = std::fs::read(&dev.ca_cert)?;
+    let client = Arc::new(Client::new(&ca)?);
+    eprintln!(
+        "outpost gateway bench: {rounds} rounds, {logins} logins at {login_conc} in flight, \
+         {ping_sessions} ping sessions × {ping_secs} s, {sessions} idle sessions"
+    );
+
+    let mut handshake = Vec::new();
+    let mut fresh = Vec::new();
+    let mut relogin = Vec::new();
+    let mut token = Vec::new();
+    let mut ping: [Vec<PingRun>; 2] = [Vec::new(), Vec::new()];
+    let mut login_errors = 0;
+    for round in 0..rounds {
+        // Alternate which server goes first, so slow drift in machine load does
+        // not always favour the same side.
+        let order = if round % 2 == 0 {
+            [Kind::Bare, Kind::Gateway]
+        } else {
+            [Kind::Gateway, Kind::Bare]
+        };
+        for kind in order {
+            let data = dir.path().join(format!("{}-{round}", kind.role()));
+            let tag = format!("r{round}");
+            if only.contains("login") {
+                let server = Server::spawn(kind, &data, &certs, false).await?;
+                let none = Arc::new(Vec::new());
+                match kind {
+                    Kind::Bare => {
+                        let r = login_run(
+                            &client,
+                            server.addr,
+                            LoginKind::Handshake,
+                            logins,
+                            login_conc,
+                            &tag,
+                            &none,
+                        )
+                        .await;
+                        eprintln!("round {round} bare quinn handshakes/s: {:.0}", r.per_sec);
+                        login_errors += r.errors;
+                        handshake.push(r.per_sec);
+                    }
+                    Kind::Gateway => {
+                        let f = login_run(
+                            &client,
+                            server.addr,
+                            LoginKind::FreshDevice,
+                            logins,
+                            login_conc,
+                            &tag,
+                            &none,
+                        )
+                        .await;
+                        let tokens = Arc::new(f.tokens.clone());
+                        let d = login_run(
+                            &client,
+                            server.addr,
+                            LoginKind::DeviceRelogin,
+                            logins,
+                            login_conc,
+                            &tag,
+                            &none,
+                        )
+                        .await;
+                        let t = login_run(
+                            &client,
+                            server.addr,
+                            LoginKind::Token,
+                            logins,
+                            login_conc,
+                            &tag,
+                            &tokens,
+                        )
+                        .await;
+                        eprintln!(
+                            "round {round} gateway logins/s: fresh device {:.0}, device re-login {:.0}, token {:.0}",
+                            f.per_sec, d.per_sec, t.per_sec
+                        );
+                        login_errors += f.errors + d.errors + t.errors;
+                        fresh.push(f.per_sec);
+                        relogin.push(d.per_sec);
+                        token.push(t.per_sec);
+                    }
+                }
+                server.stop().await;
+            }
+            if only.contains("ping") {
+                let server = Server::spawn(kind, &data.with_extension("ping"), &certs, true).await?;
+                let r = ping_run(
+                    &client,
+                    server.addr,
+                    kind,
+                    ping_sessions,
+                    ping_secs,
+                    &format!("{tag}-ping"),
+                )
+                .await?;
+                eprintln!(
+                    "round {round} {} pings/s: {:.0} (p50 {} µs, p99 {} µs, {} errors)",
+                    kind.role(),
+                    r.per_sec,
+                    r.p50_us,
+                    r.p99_us,
+                    r.errors
+                );
+                ping[(kind == Kind::Gateway) as usize].push(r);
+                server.stop().await;
+            }
+        }
+    }
+
+    let mut rss = Vec::new();
+    if only.contains("rss") {
+        for kind in [Kind::Bare, Kind::Gateway] {
+            let data = dir.path().join(format!("{}-rss", kind.role()));
+            rss.push((
+                kind,
+                rss_run(&client, kind, &data, &certs, 100, sessions, open_conc).await?,
+            ));
+        }
+    }
+
+    // ---- the table ----
+    println!();
+    println!("## outpost gateway vs bare quinn 0.11 (medians of {rounds} rounds)");
+    println!();
+    println!("| measurement | gateway | bare quinn | gateway / bare | target | per-round (gateway; bare) |");
+    println!("|---|---:|---:|---:|---|---|");
+    if only.contains("login") {
+        let hs = median(handshake.clone());
+        for (name, v) in [
+            ("logins/s, fresh device (creates account)", &fresh),
+            ("logins/s, device re-login (existing account)", &relogin),
+            ("logins/s, session token", &token),
+        ] {
+            let m = median(v.clone());
+            println!(
+                "| {name}, {login_conc} in flight | {m:.0} | {hs:.0} (handshakes/s) | {:.0}% | ≥ 80% | {}; {} |",
+                100.0 * m / hs,
+                fmt_runs(v),
+                fmt_runs(&handshake)
+            );
+        }
+    }
+    if only.contains("ping") {
+        let col = |k: usize, f: fn(&PingRun) -> f64| -> (f64, Vec<f64>) {
+            let v: Vec<f64> = ping[k].iter().map(f).collect();
+            (median(v.clone()), v)
+        };
+        let rows: [(&str, fn(&PingRun) -> f64); 3] = [
+            ("Ping RPCs/s", |r| r.per_sec),
+            ("Ping p50 latency (µs)", |r| r.p50_us as f64),
+            ("Ping p99 latency (µs)", |r| r.p99_us as f64),
+        ];
+        for (name, f) in rows {
+            let ((g, gv), (b, bv)) = (col(1, f), col(0, f));
+            println!(
+                "| {name}, {ping_sessions} sessions | {g:.0} | {b:.0} | {:.0}% | — | {}; {} |",
+                100.0 * g / b,
+                fmt_runs(&gv),
+                fmt_runs(&bv)
+            );
+        }
+        let errs: usize = ping.iter().flatten().map(|r| r.errors).sum();
+        if errs > 0 {
+            println!("\nping errors: {errs}");
+        }
+    }
+    if let [(_, bare), (_, gw)] = rss.as_slice() {
+        println!(
+            "| RSS per idle session at {sessions} (KiB) | {:.1} | {:.1} | {:.0}% | ≤ 40 KiB | gateway {}→{} KiB; bare {}→{} KiB |",
+            gw.per_session_kib(),
+            bare.per_session_kib(),
+            100.0 * gw.per_session_kib() / bare.per_session_kib(),
+            gw.baseline_kib,
+            gw.after_kib,
+            bare.baseline_kib,
+            bare.after_kib
+        );
+        if gw.errors + bare.errors > 0 {
+            println!("\nRSS phase errors: gateway {}, bare {}", gw.errors, bare.errors);
+        }
+    }
+    if login_errors > 0 {
+        println!("\nlogin errors: {login_errors}");
+    }
+    Ok(())
+}
