@@ -123,8 +123,10 @@ impl Channel {
             .await?
         {
             ResponseBody::Echo { payload } => Ok(payload),
-            ResponseBody::Unknown(tag) => Err(ClientError::unexpected(&format!(
-                "expected EchoResponse, got response type {tag}"
+            // A different response type (later services append more).
+            #[allow(unreachable_patterns)]
+            other => Err(ClientError::unexpected(&format!(
+                "expected EchoResponse, got {other:?}"
             ))),
         }
     }

@@ -99,7 +99,7 @@ pub(crate) async fn dial_and_login(
             Ok((i, conn))
         }
     });
-    let results = futures::future::join_all(attempts).await;
+    let results = collect_handshakes(attempts, timeout).await;
 
     let mut errors = Vec::new();
     let mut conns: Vec<Option<quinn::Connection>> = vec![None; gateways.len()];
@@ -153,6 +153,33 @@ pub(crate) async fn dial_and_login(
             Err(pick_error(errors))
         }
     }
+}
+
+/// Runs the handshakes concurrently. Once the first one succeeds (after `t`),
+/// the others get until `2t + 50 ms` to finish: a gateway slower than that
+/// would not win on RTT anyway, and an unreachable gateway in the list must
+/// not delay every login by a whole timeout. Unfinished handshakes are dropped
+/// (which abandons them).
+async fn collect_handshakes<F, T>(
+    attempts: impl Iterator<Item = F>,
+    timeout: Duration,
+) -> Vec<Result<T, ClientError>>
+where
+    F: std::future::Future<Output = Result<T, ClientError>>,
+{
+    use futures::StreamExt;
+    let start = tokio::time::Instant::now();
+    let mut pending: futures::stream::FuturesUnordered<F> = attempts.collect();
+    let mut results = Vec::new();
+    let mut deadline = start + timeout + Duration::from_millis(100);
+    while let Ok(Some(r)) = tokio::time::timeout_at(deadline, pending.next()).await {
+        if r.is_ok() && !results.iter().any(|r: &Result<T, ClientError>| r.is_ok()) {
+            let grace = start.elapsed() * 2 + Duration::from_millis(50);
+            deadline = deadline.min(start + grace);
+        }
+        results.push(r);
+    }
+    results
 }
 
 /// Maps a connection that closed during login: the gateway closes with the
@@ -234,6 +261,29 @@ mod tests {
         assert_eq!(rank_by_rtt(&[(2, ms(5)), (0, ms(5)), (1, ms(1))]), vec![1, 0, 2]);
         // gateways that failed the handshake are simply absent
         assert_eq!(rank_by_rtt(&[(3, ms(7))]), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_gateway_does_not_hold_up_the_login() {
+        type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, ClientError>> + Send>>;
+        let attempts: Vec<Fut> = vec![
+            Box::pin(async {
+                tokio::time::sleep(ms(20)).await;
+                Ok(1)
+            }),
+            Box::pin(futures::future::pending()),
+            Box::pin(async {
+                tokio::time::sleep(ms(30)).await;
+                Ok(2)
+            }),
+            Box::pin(async { Err(ClientError::Connect("refused".into())) }),
+        ];
+        let start = std::time::Instant::now();
+        let results = collect_handshakes(attempts.into_iter(), Duration::from_secs(10)).await;
+        assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+        let oks: Vec<u32> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+        assert_eq!(oks, vec![1, 2], "the close second still gets measured");
+        assert_eq!(results.len(), 3);
     }
 
     fn rejected(code: ErrorCode, retry: Option<u64>) -> ClientError {

@@ -136,16 +136,39 @@ pub(crate) fn is_final_kick(code: ErrorCode) -> bool {
     matches!(code, ErrorCode::ReplacedByNewLogin | ErrorCode::KickedByOperator)
 }
 
-/// Reject reasons a different attempt with the same credentials cannot fix.
+/// Reject reasons a different attempt with the same credentials at the same
+/// gateways cannot fix: every authentication code (2xx, including codes appended
+/// later such as a wrong-region refusal) except `ResumeRejected`, and an
+/// unsupported protocol version.
 pub(crate) fn is_fatal_reject(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::BadCredentials
-            | ErrorCode::TokenMalformed
-            | ErrorCode::TokenBadSignature
-            | ErrorCode::TokenExpired
-            | ErrorCode::TokenUnknownKey
-            | ErrorCode::MissingCredentials
-            | ErrorCode::UnsupportedProtocolVersion
-    )
+    code == ErrorCode::UnsupportedProtocolVersion
+        || ((200..300).contains(&code.0) && code != ErrorCode::ResumeRejected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_codes() {
+        assert!(is_fatal_reject(ErrorCode::BadCredentials));
+        assert!(is_fatal_reject(ErrorCode::TokenExpired));
+        assert!(
+            is_fatal_reject(ErrorCode(207)),
+            "codes appended to 2xx are auth failures too"
+        );
+        assert!(!is_fatal_reject(ErrorCode::ResumeRejected));
+        assert!(!is_fatal_reject(ErrorCode::ServerBusy));
+        assert!(is_final_kick(ErrorCode::ReplacedByNewLogin));
+        assert!(!is_final_kick(ErrorCode::SlowConsumer));
+        let busy = ClientError::Rejected {
+            code: ErrorCode::ServerBusy,
+            message: String::new(),
+            retry_after: Some(Duration::from_millis(5)),
+        };
+        assert!(busy.is_retryable());
+        assert_eq!(busy.retry_after(), Some(Duration::from_millis(5)));
+        assert!(ClientError::ConnectionLost(String::new()).is_retryable());
+        assert!(!ClientError::Closed.is_retryable());
+    }
 }
