@@ -299,6 +299,7 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
             _ = shutdown.recv() => break,
         };
         if must_validate(&shared) && !incoming.remote_address_validated() {
+            metrics::counter!("outpost_quic_retries_total").increment(1);
             if let Err(e) = incoming.retry() {
                 warn!(error = %e, "QUIC retry failed");
             }
