@@ -137,6 +137,14 @@ impl Client {
         channel.echo(payload, push_count).await
     }
 
+    /// Opens a `State` channel: the player's versioned documents, with
+    /// `StateChanged` pushes while it is open.
+    pub async fn state(&self) -> Result<crate::StateClient, ClientError> {
+        Ok(crate::StateClient::new(
+            self.open_channel(ChannelKind::State).await?,
+        ))
+    }
+
     /// Subscribes to session events and pushes. The first call receives every
     /// event since `connect`; later calls receive events from then on.
     pub fn events(&self) -> Events {

@@ -12,6 +12,7 @@
 //! - [`Client`]: a cheap-clone handle to a session driven by a background task:
 //!   [`Client::ping`], [`Client::open_channel`], [`Client::echo`],
 //!   [`Client::events`], [`Client::close`].
+//! - [`StateClient`] ([`Client::state`]): the player's versioned documents.
 //! - [`Channel`]: one service stream; [`Channel::request`] with request ids and
 //!   timeouts. Handles keep working across reconnects.
 //! - [`Event`] / [`Events`]: connection lifecycle and server pushes, through a
@@ -72,6 +73,7 @@ mod events;
 mod framing;
 mod session;
 mod socket;
+mod state;
 mod tls;
 
 pub use channel::Channel;
@@ -80,5 +82,6 @@ pub use config::{ClientConfig, Credentials, Platform, ReconnectPolicy, Trust};
 pub use connection::rank_by_rtt;
 pub use error::{ClientError, ServerError};
 pub use events::{Event, Events};
-pub use outpost_schema::{ChannelKind, ErrorCode, PushBody, RequestBody, ResponseBody};
+pub use outpost_schema::{ChannelKind, ErrorCode, PushBody, RequestBody, ResponseBody, StateDocument};
 pub use session::WelcomeInfo;
+pub use state::{is_conflict, StateClient};

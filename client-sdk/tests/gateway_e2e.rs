@@ -24,10 +24,12 @@ async fn next_matching(events: &mut Events, pred: impl Fn(&Event) -> bool) -> Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_login_ping_echo_pushes_and_resume() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut gc = GatewayConfig::default();
-    gc.listen = "127.0.0.1:0".parse()?;
-    gc.admin_listen = "127.0.0.1:0".parse()?;
-    gc.data_dir = dir.path().join("data");
+    let mut gc = GatewayConfig {
+        listen: "127.0.0.1:0".parse()?,
+        admin_listen: "127.0.0.1:0".parse()?,
+        data_dir: dir.path().join("data"),
+        ..GatewayConfig::default()
+    };
     gc.tls.dev_certs_dir = dir.path().join("certs");
     let gateway = outpost_gateway::start(gc).await?;
     let handle = gateway.handle();

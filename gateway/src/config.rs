@@ -415,8 +415,7 @@ mod tests {
         let mut c = GatewayConfig::default();
         c.limits.request_rate_per_sec = f64::NAN;
         assert!(c.validate().is_err());
-        let mut c = GatewayConfig::default();
-        c.region = "EU_West".into();
+        let c = GatewayConfig { region: "EU_West".into(), ..GatewayConfig::default() };
         assert!(c.validate().is_err(), "region names follow the keyspace rules");
     }
 }

@@ -35,7 +35,10 @@ async fn the_default_binary_serves_then_drains_on_sigterm() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok"), "{health}");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("ok"),
+        "{health}"
+    );
     let metrics = tokio::task::spawn_blocking(move || http(admin, "GET", "/metrics")).await??;
     assert!(metrics.contains("outpost_udp_recv_buffer_bytes"), "{metrics}");
     // It created its development certificates and data directory where it runs.
@@ -51,7 +54,9 @@ async fn the_default_binary_serves_then_drains_on_sigterm() -> Result<()> {
 
     // SIGTERM: the session is told to go away, and the process exits by itself
     // once its sessions have left (the client leaves when told).
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
     assert!(status.success());
     let goaway = tokio::time::timeout(Duration::from_secs(10), async {
         loop {

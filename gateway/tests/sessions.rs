@@ -312,11 +312,16 @@ fn http_post(addr: std::net::SocketAddr, path: &str) -> Result<String> {
 #[tokio::test]
 async fn logins_work_with_quic_retry_forced_on() -> Result<()> {
     let world = World::new().await?;
-    let gw = world.gateway(|c| c.admission.quic_retry = outpost_gateway::config::QuicRetry::On).await?;
+    let gw = world
+        .gateway(|c| c.admission.quic_retry = outpost_gateway::config::QuicRetry::On)
+        .await?;
     let client = Client::connect(gw.client_config(device())).await?;
     client.ping().await?;
     let admin = gw.admin;
     let metrics = tokio::task::spawn_blocking(move || http(admin, "GET", "/metrics")).await??;
-    assert!(metrics.contains("outpost_quic_retries_total"), "a Retry was sent: {metrics}");
+    assert!(
+        metrics.contains("outpost_quic_retries_total"),
+        "a Retry was sent: {metrics}"
+    );
     Ok(())
 }

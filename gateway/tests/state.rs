@@ -266,3 +266,20 @@ async fn admin_transfer_and_kick() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_sdk_typed_state_api() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    let client = Client::connect(gw.client_config(device())).await?;
+    let state = client.state().await?;
+    assert_eq!(state.get("profile").await?, None);
+    let v1 = state.set("profile", 0, b"a".to_vec()).await?;
+    let err = state.set("profile", 0, b"b".to_vec()).await.unwrap_err();
+    assert!(outpost_client::is_conflict(&err), "{err:?}");
+    let v2 = state.set("profile", v1, b"b".to_vec()).await?;
+    assert_eq!((v1, v2), (1, 2));
+    let docs = state.list().await?;
+    assert_eq!((docs.len(), docs[0].value.as_slice()), (1, &b"b"[..]));
+    Ok(())
+}

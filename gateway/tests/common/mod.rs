@@ -28,10 +28,12 @@ impl World {
 
     /// A config for a gateway of this world on free loopback ports.
     pub fn config(&self) -> GatewayConfig {
-        let mut c = GatewayConfig::default();
-        c.listen = "127.0.0.1:0".parse().unwrap();
-        c.admin_listen = "127.0.0.1:0".parse().unwrap();
-        c.data_dir = self.dir.path().join("data");
+        let mut c = GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: self.dir.path().join("data"),
+            ..GatewayConfig::default()
+        };
         c.tls.dev_certs_dir = self.dir.path().join("certs");
         c.transport.udp_recv_buffer_bytes = 1 << 20;
         c.transport.udp_send_buffer_bytes = 1 << 20;
