@@ -94,10 +94,12 @@ async fn stdin_closed() {
 fn server_config(data: &Path, certs: &Path) -> GatewayConfig {
     // Defaults throughout (socket buffers, transport windows, limits, timeouts),
     // only the addresses and directories are the bench's.
-    let mut c = GatewayConfig::default();
-    c.listen = "127.0.0.1:0".parse().expect("literal");
-    c.admin_listen = "127.0.0.1:0".parse().expect("literal");
-    c.data_dir = data.to_owned();
+    let mut c = GatewayConfig {
+        listen: "127.0.0.1:0".parse().expect("literal"),
+        admin_listen: "127.0.0.1:0".parse().expect("literal"),
+        data_dir: data.to_owned(),
+        ..GatewayConfig::default()
+    };
     c.tls.dev_certs_dir = certs.to_owned();
     c
 }
@@ -274,8 +276,10 @@ impl Client {
         let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
         cc.transport_config(Arc::new(transport));
         // Same socket sizing as the servers: the client sees the same bursts.
-        let mut sock_cfg = GatewayConfig::default();
-        sock_cfg.listen = "127.0.0.1:0".parse()?;
+        let sock_cfg = GatewayConfig {
+            listen: "127.0.0.1:0".parse()?,
+            ..GatewayConfig::default()
+        };
         let (socket, _) = outpost_gateway::endpoint::bind_udp(&sock_cfg)?;
         let mut endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -841,7 +845,8 @@ async fn parent() -> Result<()> {
             let v: Vec<f64> = ping[k].iter().map(f).collect();
             (median(v.clone()), v)
         };
-        let rows: [(&str, fn(&PingRun) -> f64); 3] = [
+        type Pick = fn(&PingRun) -> f64;
+        let rows: [(&str, Pick); 3] = [
             ("Ping RPCs/s", |r| r.per_sec),
             ("Ping p50 latency (µs)", |r| r.p50_us as f64),
             ("Ping p99 latency (µs)", |r| r.p99_us as f64),
