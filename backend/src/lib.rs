@@ -15,6 +15,7 @@
 
 pub mod identity;
 pub mod keyspace;
+pub mod presence;
 pub mod store;
 pub mod state;
 pub mod transfer;

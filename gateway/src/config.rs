@@ -175,6 +175,10 @@ pub struct SessionConfig {
     /// Lifetime of the session token handed out in `Welcome`, in seconds.
     /// Default 86,400 (one day).
     pub session_token_ttl_secs: u64,
+    /// Enforce one live session per player across every gateway sharing the
+    /// global store (a durable presence write per login and a store watch per
+    /// session). Default true. Off: only within this gateway.
+    pub cross_gateway_presence: bool,
 }
 
 impl Default for SessionConfig {
@@ -185,6 +189,7 @@ impl Default for SessionConfig {
             idle_timeout_ms: 30_000,
             resume_window_secs: 120,
             session_token_ttl_secs: 86_400,
+            cross_gateway_presence: true,
         }
     }
 }
@@ -415,7 +420,10 @@ mod tests {
         let mut c = GatewayConfig::default();
         c.limits.request_rate_per_sec = f64::NAN;
         assert!(c.validate().is_err());
-        let c = GatewayConfig { region: "EU_West".into(), ..GatewayConfig::default() };
+        let c = GatewayConfig {
+            region: "EU_West".into(),
+            ..GatewayConfig::default()
+        };
         assert!(c.validate().is_err(), "region names follow the keyspace rules");
     }
 }

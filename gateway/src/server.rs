@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_backend::identity::{Identity, IdentityError};
+use outpost_backend::presence::Presence;
 use outpost_backend::store::{AnyStore, BackendKind, OpenStoreError};
 use serde::Serialize;
 use thiserror::Error;
@@ -225,6 +226,7 @@ pub async fn start_with_stores(
         .local_addr()
         .map_err(|source| StartError::Bind { what: "UDP", source })?;
 
+    let presence = Presence::new(global.clone());
     let identity = Identity::open(global).await?;
     let transfers = Transfers::new(identity.clone(), regions.clone());
     let s = &config.session;
@@ -255,6 +257,8 @@ pub async fn start_with_stores(
         router: Router::with_defaults(l.max_frame_size, regions.clone()),
         regions,
         transfers: transfers.clone(),
+        presence,
+        name: quic_addr.to_string(),
         limits,
         auth,
         drain: drain_rx,

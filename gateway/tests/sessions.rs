@@ -325,3 +325,32 @@ async fn logins_work_with_quic_retry_forced_on() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_login_on_another_gateway_kicks_the_first_session() -> Result<()> {
+    let world = World::new().await?;
+    let a = world.gateway(|_| {}).await?;
+    let b = world.gateway(|_| {}).await?;
+    let creds = device();
+    let first = Client::connect(a.client_config(creds.clone())).await?;
+    let mut events = first.events();
+    // Let the first session's presence claim land before the second login.
+    assert!(eventually(Duration::from_secs(5), || a.handle.sessions_live() == 1).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = Client::connect(b.client_config(creds)).await?;
+    let ev = next_event(&mut events, "Kick", |e| matches!(e, Event::Kicked { .. })).await;
+    match ev {
+        Event::Kicked { code, message } => {
+            assert_eq!(code, ErrorCode::ReplacedByNewLogin);
+            assert!(
+                message.contains(&b.addr.to_string()),
+                "names the other gateway: {message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(eventually(Duration::from_secs(5), || a.handle.sessions_live() == 0).await);
+    second.ping().await?;
+    assert_eq!(b.handle.sessions_live(), 1);
+    Ok(())
+}

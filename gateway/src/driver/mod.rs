@@ -22,6 +22,9 @@ use tokio::sync::{broadcast, watch, Notify};
 use crate::auth::Authenticator;
 use crate::channels::Router;
 use crate::config::GatewayConfig;
+use outpost_backend::presence::Presence;
+use outpost_backend::store::AnyStore;
+
 use crate::regions::Regions;
 use crate::registry::Registry;
 use crate::session::{Action, Session, SessionLimits};
@@ -48,6 +51,10 @@ pub(crate) struct Shared {
     pub regions: Arc<Regions>,
     /// Cross-region transfers (the `transfer` login policy, admin API).
     pub transfers: Transfers,
+    /// One live session per player across gateways (global store).
+    pub presence: Presence<AnyStore>,
+    /// This gateway's name in presence claims (its QUIC address).
+    pub name: String,
     /// `Some` once the gateway drains; sessions watch it.
     pub drain: watch::Receiver<Option<DrainPlan>>,
     /// Fires once when the gateway shuts down.

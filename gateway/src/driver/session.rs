@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use outpost_backend::presence::Claim;
 use outpost_schema::{ControlMsg, ErrorCode};
 use quinn::{Connection, RecvStream, SendStream};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{channel, var_code, SessionCore, Shared, CONTROL_WRITE_TIMEOUT, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
@@ -52,6 +53,14 @@ pub(super) async fn run_session(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(control_reader(core.clone(), control_recv, max_frame_size));
+    if shared.config.session.cross_gateway_presence {
+        tasks.spawn(watch_presence(
+            shared.clone(),
+            principal.player_id.clone(),
+            session_id,
+            cmd_tx.clone(),
+        ));
+    }
     let mut drain = shared.drain.clone();
     let mut shutdown = shared.shutdown.subscribe();
     let mut kicked = false;
@@ -147,9 +156,52 @@ pub(super) async fn run_session(
         metrics::counter!("outpost_session_closes_total", "code" => "ConnectionLost").increment(1);
     }
     shared.registry.unregister(&principal.player_id, &cmd_tx);
+    if shared.config.session.cross_gateway_presence {
+        let (presence, player) = (shared.presence.clone(), principal.player_id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = presence.release(&player, session_id).await {
+                debug!(error = %e, "presence release failed");
+            }
+        });
+    }
     metrics::gauge!("outpost_sessions_live").decrement(1.0);
     tasks.shutdown().await;
     drop(slot);
+}
+
+/// Claims the player's presence for this session, then kicks the session when a
+/// newer login (on any gateway sharing the global store) claims it.
+async fn watch_presence(
+    shared: Arc<Shared>,
+    player: Arc<str>,
+    session_id: u64,
+    commands: mpsc::Sender<SessionCommand>,
+) {
+    let since_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let claim = Claim {
+        since_ms,
+        session_id,
+        gateway: shared.name.clone(),
+    };
+    if let Err(e) = shared.presence.claim(&player, &claim).await {
+        warn!(error = %e, "presence claim failed; one-session-per-player holds on this gateway only");
+        return;
+    }
+    match shared.presence.displaced(&player, &claim).await {
+        Ok(Some(by)) => {
+            let message = format!("you logged in from another connection (gateway {})", by.gateway);
+            let _ = commands
+                .send(SessionCommand::Kick {
+                    reason: ErrorCode::ReplacedByNewLogin,
+                    message,
+                })
+                .await;
+        }
+        Ok(None) => {} // released: the session is ending anyway
+        Err(e) => warn!(error = %e, "presence watch failed"),
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
