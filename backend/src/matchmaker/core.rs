@@ -1,0 +1,422 @@
+//! The algorithm core: [`MatchCore`], a plain struct with no store, no network
+//! and no clock of its own. Callers insert and remove tickets and call
+//! [`MatchCore::run_round`] with the current time (wall clock in a worker,
+//! virtual time in the simulator).
+//!
+//! # A round
+//!
+//! For each queue:
+//!
+//! 1. **Home pass.** For each region, walk its home tickets in rating order.
+//!    Each ticket in turn anchors a group: the following tickets (by rating) join
+//!    while the group's spread (highest minus lowest rating) stays within every
+//!    member's current window, skipping tickets whose own window is too narrow
+//!    or whose party does not fit the remaining seats, until the match is full
+//!    (teams × team size players). The lookahead is bounded (2 × match size + 8
+//!    tickets), so a round costs O(n × match size) after the O(n) walk of an
+//!    ordered index; inserts and removals are O(log n).
+//! 2. **Fallback pass** (queues with `cross_region`). For each region R, the
+//!    remaining home tickets plus tickets of regions that list R as a neighbour,
+//!    have waited at least `cross_region.after_ms` and measured at most the
+//!    latency bound to R (the queue's or the ticket's own, whichever is lower),
+//!    sorted by rating and grouped as above. Home matches are therefore always
+//!    preferred: a ticket only reaches the fallback pass if its home pass found
+//!    no match this round.
+//!
+//! A ticket's **window** is `max_skill_diff` of the expansion step in force for
+//! its wait (`now - created_ms`) plus `uncertainty_widening × uncertainty`; a
+//! ticket is only ever placed in a match whose spread is within its own window.
+//!
+//! Each full group is split into teams by [`teams`](super::teams) (parties stay
+//! whole; team skill totals balanced); a group whose parties cannot be packed
+//! into equal teams is skipped.
+//!
+//! **Borrowed tickets.** A store worker also loads some tickets owned by other
+//! partitions (adjacent skill bands, neighbour regions) as *borrowed*: they may
+//! complete a match but a group made only of borrowed tickets is left to their
+//! owner. (The store's commit decides races: see [`super::store`].)
+
+use std::collections::HashMap;
+
+use super::config::{ConfigError, MatchmakerConfig, QueueConfig};
+use super::pool::{Entry, Pool};
+use super::stats::MatchStats;
+use super::teams::{self, Item};
+use super::types::{Match, MatchId, MatchedTicket, Team, Ticket, TicketId};
+
+/// An error inserting a ticket into a [`MatchCore`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// The ticket's queue is not configured.
+    #[error("unknown queue {0:?}")]
+    UnknownQueue(String),
+    /// The ticket's home region is not configured.
+    #[error("unknown region {0:?}")]
+    UnknownRegion(String),
+    /// A ticket with this id is already in the pool.
+    #[error("ticket {0} is already in the pool")]
+    DuplicateTicket(TicketId),
+    /// No players, or more than the queue's team size (a party plays on one team).
+    #[error("a ticket needs 1..={max} players, got {got}")]
+    PartySize {
+        /// Players on the ticket.
+        got: usize,
+        /// The queue's team size.
+        max: u32,
+    },
+    /// A rating or uncertainty that is not finite (or a negative uncertainty).
+    #[error("skill must be finite with uncertainty >= 0")]
+    InvalidSkill,
+}
+
+struct QueueState {
+    cfg: QueueConfig,
+    pool: Pool,
+}
+
+/// A ticket candidate in one pass: its slot and its facts at `now`.
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    slot: u32,
+    rating: f64,
+    window: f64,
+    size: u32,
+    borrowed: bool,
+}
+
+/// The matchmaking algorithm over an in-memory pool (see the [module docs](self)).
+pub struct MatchCore {
+    regions: Vec<String>,
+    region_idx: HashMap<String, u16>,
+    /// For each region R: the regions that list R as a neighbour.
+    fallback_sources: Vec<Vec<u16>>,
+    queues: Vec<QueueState>,
+    queue_idx: HashMap<String, u16>,
+    by_id: HashMap<TicketId, (u16, u32)>,
+    next_match: u128,
+    stats: MatchStats,
+}
+
+impl std::fmt::Debug for MatchCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatchCore")
+            .field("regions", &self.regions)
+            .field("tickets", &self.by_id.len())
+            .finish()
+    }
+}
+
+impl MatchCore {
+    /// A core for `config` (validated here).
+    pub fn new(config: &MatchmakerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let regions: Vec<String> = config.regions.iter().map(|r| r.name.clone()).collect();
+        let region_idx: HashMap<String, u16> = regions
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.clone(), i as u16))
+            .collect();
+        let mut fallback_sources = vec![Vec::new(); regions.len()];
+        for (h, r) in config.regions.iter().enumerate() {
+            for n in &r.neighbours {
+                fallback_sources[region_idx[n] as usize].push(h as u16);
+            }
+        }
+        let queues: Vec<QueueState> = config
+            .queues
+            .iter()
+            .map(|q| QueueState {
+                cfg: q.clone(),
+                pool: Pool::new(regions.len()),
+            })
+            .collect();
+        let queue_idx = config
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| (q.name.clone(), i as u16))
+            .collect();
+        Ok(MatchCore {
+            regions,
+            region_idx,
+            fallback_sources,
+            queues,
+            queue_idx,
+            by_id: HashMap::new(),
+            next_match: 1,
+            stats: MatchStats::default(),
+        })
+    }
+
+    /// Sets the id the next match gets (ids then count up).
+    pub fn set_next_match_id(&mut self, id: u128) {
+        self.next_match = id;
+    }
+
+    /// Adds a ticket owned by this pool.
+    pub fn insert(&mut self, ticket: Ticket) -> Result<(), CoreError> {
+        self.insert_inner(ticket, false)
+    }
+
+    /// Adds a ticket owned elsewhere: it may complete a match, but a match of
+    /// only borrowed tickets is not formed.
+    pub fn insert_borrowed(&mut self, ticket: Ticket) -> Result<(), CoreError> {
+        self.insert_inner(ticket, true)
+    }
+
+    fn insert_inner(&mut self, t: Ticket, borrowed: bool) -> Result<(), CoreError> {
+        let qi = *self
+            .queue_idx
+            .get(&t.queue)
+            .ok_or_else(|| CoreError::UnknownQueue(t.queue.clone()))?;
+        let home = *self
+            .region_idx
+            .get(&t.home_region)
+            .ok_or_else(|| CoreError::UnknownRegion(t.home_region.clone()))?;
+        let q = &mut self.queues[qi as usize];
+        if t.players.is_empty() || t.players.len() > q.cfg.team_size as usize {
+            return Err(CoreError::PartySize {
+                got: t.players.len(),
+                max: q.cfg.team_size,
+            });
+        }
+        if !t.skill.rating.is_finite() || !t.skill.uncertainty.is_finite() || t.skill.uncertainty < 0.0 {
+            return Err(CoreError::InvalidSkill);
+        }
+        if self.by_id.contains_key(&t.id) {
+            return Err(CoreError::DuplicateTicket(t.id));
+        }
+        let latencies = t
+            .latencies
+            .iter()
+            .filter_map(|l| self.region_idx.get(&l.region).map(|&r| (r, l.rtt_ms)))
+            .collect();
+        let slot = q.pool.insert(Entry {
+            id: t.id,
+            players: t.players,
+            rating: t.skill.rating,
+            uncertainty: t.skill.uncertainty,
+            home,
+            latencies,
+            max_latency_ms: t.max_latency_ms.unwrap_or(u32::MAX),
+            created_ms: t.created_ms,
+            borrowed,
+        });
+        self.by_id.insert(t.id, (qi, slot));
+        Ok(())
+    }
+
+    /// Removes a ticket (cancelled, or matched elsewhere); `false` if absent.
+    pub fn remove(&mut self, id: TicketId) -> bool {
+        match self.by_id.remove(&id) {
+            Some((q, slot)) => self.queues[q as usize].pool.remove(slot).is_some(),
+            None => false,
+        }
+    }
+
+    /// Whether the ticket is in the pool.
+    pub fn contains(&self, id: TicketId) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// Tickets in the pool.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Tickets waiting in `queue` with home `region` (pool depth).
+    pub fn depth(&self, queue: &str, region: &str) -> usize {
+        match (self.queue_idx.get(queue), self.region_idx.get(region)) {
+            (Some(&q), Some(&r)) => self.queues[q as usize].pool.region_len(r),
+            _ => 0,
+        }
+    }
+
+    /// Statistics of the matches formed so far.
+    pub fn stats(&self) -> &MatchStats {
+        &self.stats
+    }
+
+    /// Runs one round at time `now_ms` and returns the matches formed; their
+    /// tickets have left the pool. `server` is `None` (see
+    /// [`ServerAllocator`](super::alloc::ServerAllocator)).
+    pub fn run_round(&mut self, now_ms: u64) -> Vec<Match> {
+        let mut out = Vec::new();
+        for qi in 0..self.queues.len() {
+            for r in 0..self.regions.len() as u16 {
+                let cands = self.home_cands(qi, r, now_ms);
+                self.match_cands(qi, r, cands, now_ms, &mut out);
+            }
+            let Some(cr) = self.queues[qi].cfg.cross_region else {
+                continue;
+            };
+            for r in 0..self.regions.len() as u16 {
+                let sources = &self.fallback_sources[r as usize];
+                if sources.is_empty() {
+                    continue;
+                }
+                let mut cands = self.home_cands(qi, r, now_ms);
+                let home_count = cands.len();
+                let q = &self.queues[qi];
+                for &h in sources {
+                    for slot in q.pool.region_slots(h) {
+                        let e = q.pool.get(slot);
+                        let bound = cr.max_latency_ms.min(e.max_latency_ms);
+                        if now_ms.saturating_sub(e.created_ms) >= cr.after_ms
+                            && e.latency_to(r).is_some_and(|l| l <= bound)
+                        {
+                            cands.push(self.cand(qi, slot, now_ms));
+                        }
+                    }
+                }
+                if cands.len() == home_count {
+                    continue;
+                }
+                cands.sort_unstable_by(|a, b| a.rating.total_cmp(&b.rating));
+                self.match_cands(qi, r, cands, now_ms, &mut out);
+            }
+        }
+        for m in &out {
+            self.stats.record(m);
+        }
+        out
+    }
+
+    fn cand(&self, qi: usize, slot: u32, now_ms: u64) -> Cand {
+        let q = &self.queues[qi];
+        let e = q.pool.get(slot);
+        let step = q.cfg.step_at(now_ms.saturating_sub(e.created_ms));
+        Cand {
+            slot,
+            rating: e.rating,
+            window: q.cfg.expansions[step].max_skill_diff + q.cfg.uncertainty_widening * e.uncertainty,
+            size: e.size(),
+            borrowed: e.borrowed,
+        }
+    }
+
+    fn home_cands(&self, qi: usize, region: u16, now_ms: u64) -> Vec<Cand> {
+        self.queues[qi]
+            .pool
+            .region_slots(region)
+            .map(|s| self.cand(qi, s, now_ms))
+            .collect()
+    }
+
+    /// Groups `cands` (sorted by rating) into matches in `region`.
+    fn match_cands(&mut self, qi: usize, region: u16, cands: Vec<Cand>, now_ms: u64, out: &mut Vec<Match>) {
+        let cfg = &self.queues[qi].cfg;
+        let (need, nteams, team_size) = (cfg.match_players(), cfg.teams as usize, cfg.team_size);
+        let lookahead = 2 * need as usize + 8;
+        let mut used = vec![false; cands.len()];
+        let mut groups: Vec<Vec<Vec<u32>>> = Vec::new();
+        let mut group: Vec<usize> = Vec::with_capacity(need as usize);
+        for i in 0..cands.len() {
+            if used[i] {
+                continue;
+            }
+            let anchor = cands[i];
+            group.clear();
+            group.push(i);
+            let (mut players, mut min_w) = (anchor.size, anchor.window);
+            let mut j = i + 1;
+            while players < need && j < cands.len() && j - i <= lookahead {
+                let c = cands[j];
+                let spread = c.rating - anchor.rating;
+                if spread > min_w {
+                    break;
+                }
+                if !used[j] && spread <= c.window && players + c.size <= need {
+                    group.push(j);
+                    players += c.size;
+                    min_w = min_w.min(c.window);
+                }
+                j += 1;
+            }
+            if players != need || group.iter().all(|&g| cands[g].borrowed) {
+                continue;
+            }
+            let items: Vec<Item> = group
+                .iter()
+                .map(|&g| Item {
+                    size: cands[g].size,
+                    rating: cands[g].rating,
+                })
+                .collect();
+            let Some(split) = teams::balance(&items, nteams, team_size) else {
+                continue;
+            };
+            for &g in &group {
+                used[g] = true;
+            }
+            groups.push(
+                split
+                    .into_iter()
+                    .map(|t| t.into_iter().map(|k| cands[group[k]].slot).collect())
+                    .collect(),
+            );
+        }
+        for g in groups {
+            let m = self.emit(qi, region, g, now_ms);
+            out.push(m);
+        }
+    }
+
+    /// Removes a group's tickets from the pool and builds its [`Match`].
+    fn emit(&mut self, qi: usize, region: u16, slots: Vec<Vec<u32>>, now_ms: u64) -> Match {
+        let q = &mut self.queues[qi];
+        let mut teams = Vec::with_capacity(slots.len());
+        let mut tickets = Vec::new();
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut cross = false;
+        for team in slots {
+            let mut t = Team {
+                tickets: Vec::with_capacity(team.len()),
+                players: Vec::with_capacity(q.cfg.team_size as usize),
+                mean_rating: 0.0,
+            };
+            let mut total = 0.0;
+            for slot in team {
+                let e = q.pool.remove(slot).expect("grouped ticket is in the pool");
+                self.by_id.remove(&e.id);
+                lo = lo.min(e.rating);
+                hi = hi.max(e.rating);
+                cross |= e.home != region;
+                total += e.rating * f64::from(e.size());
+                let wait = now_ms.saturating_sub(e.created_ms);
+                tickets.push(MatchedTicket {
+                    id: e.id,
+                    home_region: self.regions[e.home as usize].clone(),
+                    wait_ms: wait,
+                    expansion: q.cfg.step_at(wait) as u32,
+                });
+                t.tickets.push(e.id);
+                t.players.extend(e.players);
+            }
+            t.mean_rating = total / f64::from(q.cfg.team_size);
+            teams.push(t);
+        }
+        let means = teams.iter().map(|t| t.mean_rating);
+        let imbalance = means.clone().fold(f64::NEG_INFINITY, f64::max) - means.fold(f64::INFINITY, f64::min);
+        let id = MatchId(self.next_match);
+        self.next_match = self.next_match.wrapping_add(1);
+        Match {
+            id,
+            queue: q.cfg.name.clone(),
+            region: self.regions[region as usize].clone(),
+            teams,
+            tickets,
+            skill_spread: hi - lo,
+            team_imbalance: imbalance,
+            cross_region: cross,
+            created_ms: now_ms,
+            server: None,
+        }
+    }
+}
