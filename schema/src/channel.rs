@@ -8,6 +8,10 @@ use flatbuffers::FlatBufferBuilder;
 
 use crate::frame::{check_identifier, finish_frame, verifier_options, DecodeError};
 use crate::gen::outpost::wire as fb;
+use crate::inventory::{
+    amounts_len, read_amounts, read_events, read_receipt, write_amounts, write_events, write_receipt,
+    AssetAmount, InventoryEvent, InventoryReceipt,
+};
 use crate::{ChannelKind, ErrorCode};
 
 const IDENT: &str = "OPH1";
@@ -36,6 +40,28 @@ pub enum RequestBody {
         expected_version: u64,
         value: Vec<u8>,
     },
+    /// Add assets to the player's inventory.
+    InventoryGrant {
+        idempotency_key: String,
+        source: String,
+        items: Vec<AssetAmount>,
+    },
+    /// Remove assets from the player's inventory.
+    InventoryConsume {
+        idempotency_key: String,
+        source: String,
+        items: Vec<AssetAmount>,
+    },
+    /// Buy a catalog offer.
+    InventoryPurchase { idempotency_key: String, offer: String },
+    /// Read the player's balances.
+    InventoryBalances,
+    /// Read a page of the player's ledger.
+    InventoryHistory {
+        after: String,
+        limit: u16,
+        reverse: bool,
+    },
     /// A union member this build does not know (its tag).
     Unknown(u8),
 }
@@ -56,6 +82,17 @@ pub enum ResponseBody {
     StateSet {
         version: u64,
     },
+    InventoryWrite {
+        receipt: InventoryReceipt,
+    },
+    InventoryBalances {
+        balances: Vec<AssetAmount>,
+    },
+    /// `next` empty: this was the last page.
+    InventoryHistory {
+        events: Vec<InventoryEvent>,
+        next: String,
+    },
     Unknown(u8),
 }
 
@@ -69,6 +106,10 @@ pub enum PushBody {
     /// The player's documents changed; these are the changed ones.
     StateChanged {
         documents: Vec<StateDocument>,
+    },
+    /// The player's balances changed; every non-zero balance.
+    InventoryChanged {
+        balances: Vec<AssetAmount>,
     },
     Unknown(u8),
 }
@@ -173,6 +214,22 @@ fn payload_len(msg: &ChannelMsg) -> usize {
             ..
         })
         | ChannelMsg::Push(PushBody::StateChanged { documents }) => docs_len(documents),
+        ChannelMsg::Request(Request {
+            body: RequestBody::InventoryGrant { items, .. } | RequestBody::InventoryConsume { items, .. },
+            ..
+        })
+        | ChannelMsg::Response(Response {
+            body: ResponseBody::InventoryBalances { balances: items },
+            ..
+        })
+        | ChannelMsg::Push(PushBody::InventoryChanged { balances: items }) => amounts_len(items),
+        ChannelMsg::Response(Response {
+            body: ResponseBody::InventoryHistory { events, .. },
+            ..
+        }) => events
+            .iter()
+            .map(|e| 96 + e.source.len() + e.idempotency_key.len() + e.changes.len() * 32)
+            .sum(),
         ChannelMsg::Response(Response {
             body: ResponseBody::StateGet { document: Some(d) },
             ..
@@ -225,6 +282,74 @@ impl ChannelMsg {
                         let t = fb::StateSetRequest::create(&mut b, &args);
                         (fb::RequestBody::StateSetRequest, Some(t.as_union_value()))
                     }
+                    RequestBody::InventoryGrant {
+                        idempotency_key,
+                        source,
+                        items,
+                    }
+                    | RequestBody::InventoryConsume {
+                        idempotency_key,
+                        source,
+                        items,
+                    } => {
+                        let idempotency_key = Some(b.create_string(idempotency_key));
+                        let source = Some(b.create_string(source));
+                        let items = Some(write_amounts(&mut b, items));
+                        if matches!(&r.body, RequestBody::InventoryGrant { .. }) {
+                            let args = fb::InventoryGrantRequestArgs {
+                                idempotency_key,
+                                source,
+                                items,
+                            };
+                            let t = fb::InventoryGrantRequest::create(&mut b, &args);
+                            (fb::RequestBody::InventoryGrantRequest, Some(t.as_union_value()))
+                        } else {
+                            let args = fb::InventoryConsumeRequestArgs {
+                                idempotency_key,
+                                source,
+                                items,
+                            };
+                            let t = fb::InventoryConsumeRequest::create(&mut b, &args);
+                            (fb::RequestBody::InventoryConsumeRequest, Some(t.as_union_value()))
+                        }
+                    }
+                    RequestBody::InventoryPurchase {
+                        idempotency_key,
+                        offer,
+                    } => {
+                        let args = fb::InventoryPurchaseRequestArgs {
+                            idempotency_key: Some(b.create_string(idempotency_key)),
+                            offer: Some(b.create_string(offer)),
+                        };
+                        let t = fb::InventoryPurchaseRequest::create(&mut b, &args);
+                        (
+                            fb::RequestBody::InventoryPurchaseRequest,
+                            Some(t.as_union_value()),
+                        )
+                    }
+                    RequestBody::InventoryBalances => {
+                        let t = fb::InventoryBalancesRequest::create(
+                            &mut b,
+                            &fb::InventoryBalancesRequestArgs {},
+                        );
+                        (
+                            fb::RequestBody::InventoryBalancesRequest,
+                            Some(t.as_union_value()),
+                        )
+                    }
+                    RequestBody::InventoryHistory {
+                        after,
+                        limit,
+                        reverse,
+                    } => {
+                        let args = fb::InventoryHistoryRequestArgs {
+                            after: Some(b.create_string(after)),
+                            limit: *limit,
+                            reverse: *reverse,
+                        };
+                        let t = fb::InventoryHistoryRequest::create(&mut b, &args);
+                        (fb::RequestBody::InventoryHistoryRequest, Some(t.as_union_value()))
+                    }
                     RequestBody::Unknown(tag) => (fb::RequestBody(*tag), Some(empty_table(&mut b))),
                 };
                 let t = fb::Request::create(
@@ -261,6 +386,33 @@ impl ChannelMsg {
                             &fb::StateSetResponseArgs { version: *version },
                         );
                         (fb::ResponseBody::StateSetResponse, Some(t.as_union_value()))
+                    }
+                    ResponseBody::InventoryWrite { receipt } => {
+                        let receipt = Some(write_receipt(&mut b, receipt));
+                        let t = fb::InventoryWriteResponse::create(
+                            &mut b,
+                            &fb::InventoryWriteResponseArgs { receipt },
+                        );
+                        (fb::ResponseBody::InventoryWriteResponse, Some(t.as_union_value()))
+                    }
+                    ResponseBody::InventoryBalances { balances } => {
+                        let balances = Some(write_amounts(&mut b, balances));
+                        let args = fb::InventoryBalancesResponseArgs { balances };
+                        let t = fb::InventoryBalancesResponse::create(&mut b, &args);
+                        (
+                            fb::ResponseBody::InventoryBalancesResponse,
+                            Some(t.as_union_value()),
+                        )
+                    }
+                    ResponseBody::InventoryHistory { events, next } => {
+                        let events = Some(write_events(&mut b, events));
+                        let next = Some(b.create_string(next));
+                        let args = fb::InventoryHistoryResponseArgs { events, next };
+                        let t = fb::InventoryHistoryResponse::create(&mut b, &args);
+                        (
+                            fb::ResponseBody::InventoryHistoryResponse,
+                            Some(t.as_union_value()),
+                        )
                     }
                     ResponseBody::Unknown(tag) => (fb::ResponseBody(*tag), Some(empty_table(&mut b))),
                 };
@@ -303,6 +455,11 @@ impl ChannelMsg {
                         let documents = Some(write_docs(&mut b, documents));
                         let t = fb::StateChanged::create(&mut b, &fb::StateChangedArgs { documents });
                         (fb::PushBody::StateChanged, Some(t.as_union_value()))
+                    }
+                    PushBody::InventoryChanged { balances } => {
+                        let balances = Some(write_amounts(&mut b, balances));
+                        let t = fb::InventoryChanged::create(&mut b, &fb::InventoryChangedArgs { balances });
+                        (fb::PushBody::InventoryChanged, Some(t.as_union_value()))
                     }
                     PushBody::Unknown(tag) => (fb::PushBody(*tag), Some(empty_table(&mut b))),
                 };
@@ -356,6 +513,46 @@ impl ChannelMsg {
                         }
                     }
                     fb::RequestBody::StateListRequest => RequestBody::StateList,
+                    fb::RequestBody::InventoryGrantRequest => {
+                        let g = r
+                            .body_as_inventory_grant_request()
+                            .ok_or(DecodeError::Missing("InventoryGrantRequest"))?;
+                        RequestBody::InventoryGrant {
+                            idempotency_key: g.idempotency_key().unwrap_or_default().to_owned(),
+                            source: g.source().unwrap_or_default().to_owned(),
+                            items: read_amounts(g.items()),
+                        }
+                    }
+                    fb::RequestBody::InventoryConsumeRequest => {
+                        let g = r
+                            .body_as_inventory_consume_request()
+                            .ok_or(DecodeError::Missing("InventoryConsumeRequest"))?;
+                        RequestBody::InventoryConsume {
+                            idempotency_key: g.idempotency_key().unwrap_or_default().to_owned(),
+                            source: g.source().unwrap_or_default().to_owned(),
+                            items: read_amounts(g.items()),
+                        }
+                    }
+                    fb::RequestBody::InventoryPurchaseRequest => {
+                        let p = r
+                            .body_as_inventory_purchase_request()
+                            .ok_or(DecodeError::Missing("InventoryPurchaseRequest"))?;
+                        RequestBody::InventoryPurchase {
+                            idempotency_key: p.idempotency_key().unwrap_or_default().to_owned(),
+                            offer: p.offer().unwrap_or_default().to_owned(),
+                        }
+                    }
+                    fb::RequestBody::InventoryBalancesRequest => RequestBody::InventoryBalances,
+                    fb::RequestBody::InventoryHistoryRequest => {
+                        let h = r
+                            .body_as_inventory_history_request()
+                            .ok_or(DecodeError::Missing("InventoryHistoryRequest"))?;
+                        RequestBody::InventoryHistory {
+                            after: h.after().unwrap_or_default().to_owned(),
+                            limit: h.limit(),
+                            reverse: h.reverse(),
+                        }
+                    }
                     fb::RequestBody::StateSetRequest => {
                         let t = r
                             .body_as_state_set_request()
@@ -400,6 +597,32 @@ impl ChannelMsg {
                             documents: read_docs(l.documents()),
                         }
                     }
+                    fb::ResponseBody::InventoryWriteResponse => {
+                        let w = r
+                            .body_as_inventory_write_response()
+                            .ok_or(DecodeError::Missing("InventoryWriteResponse"))?;
+                        let receipt = w.receipt().ok_or(DecodeError::Missing("receipt"))?;
+                        ResponseBody::InventoryWrite {
+                            receipt: read_receipt(receipt),
+                        }
+                    }
+                    fb::ResponseBody::InventoryBalancesResponse => {
+                        let w = r
+                            .body_as_inventory_balances_response()
+                            .ok_or(DecodeError::Missing("InventoryBalancesResponse"))?;
+                        ResponseBody::InventoryBalances {
+                            balances: read_amounts(w.balances()),
+                        }
+                    }
+                    fb::ResponseBody::InventoryHistoryResponse => {
+                        let h = r
+                            .body_as_inventory_history_response()
+                            .ok_or(DecodeError::Missing("InventoryHistoryResponse"))?;
+                        ResponseBody::InventoryHistory {
+                            events: read_events(h.events()),
+                            next: h.next().unwrap_or_default().to_owned(),
+                        }
+                    }
                     fb::ResponseBody::StateSetResponse => {
                         let t = r
                             .body_as_state_set_response()
@@ -430,6 +653,14 @@ impl ChannelMsg {
                         PushBody::Echo {
                             payload: bytes(e.payload()),
                             sequence: e.sequence(),
+                        }
+                    }
+                    fb::PushBody::InventoryChanged => {
+                        let c = p
+                            .body_as_inventory_changed()
+                            .ok_or(DecodeError::Missing("InventoryChanged"))?;
+                        PushBody::InventoryChanged {
+                            balances: read_amounts(c.balances()),
                         }
                     }
                     fb::PushBody::StateChanged => {

@@ -37,6 +37,7 @@ mod gen;
 mod channel;
 mod control;
 mod frame;
+mod inventory;
 
 pub use channel::{
     ChannelMsg, ErrorFrame, PushBody, Request, RequestBody, Response, ResponseBody, StateDocument,
@@ -48,6 +49,9 @@ pub use frame::{
     VERIFIER_MAX_DEPTH, VERIFIER_MAX_TABLES,
 };
 pub use gen::outpost::wire::{ChannelKind, ErrorCode, Platform};
+pub use inventory::{
+    AssetAmount, AssetDelta, AssetKind, InventoryEvent, InventoryEventKind, InventoryReceipt,
+};
 
 /// The protocol version this crate speaks, sent in `Hello` and `Welcome`.
 /// Bumped only for changes old peers cannot ignore; appended fields do not bump it.

@@ -130,6 +130,76 @@ fn every_channel_message_roundtrips() {
     ] {
         channel_roundtrip(ChannelMsg::Response(Response { request_id: 2, body }));
     }
+    let gold = AssetAmount {
+        kind: AssetKind::Currency,
+        id: "gold".into(),
+        amount: 250,
+    };
+    let sword = AssetAmount {
+        kind: AssetKind::Item,
+        id: "sword".into(),
+        amount: 1,
+    };
+    let delta = AssetDelta {
+        kind: AssetKind::Currency,
+        id: "gold".into(),
+        delta: -250,
+    };
+    let receipt = InventoryReceipt {
+        event_id: "0000000100000000000000000001".into(),
+        kind: InventoryEventKind::Purchase,
+        idempotency_key: "k1".into(),
+        changes: vec![delta.clone()],
+        at_ms: 5,
+        duplicate: true,
+    };
+    for body in [
+        RequestBody::InventoryGrant {
+            idempotency_key: "k".into(),
+            source: "match_reward".into(),
+            items: vec![gold.clone(), sword.clone()],
+        },
+        RequestBody::InventoryConsume {
+            idempotency_key: "k".into(),
+            source: "craft".into(),
+            items: vec![sword.clone()],
+        },
+        RequestBody::InventoryPurchase {
+            idempotency_key: "k".into(),
+            offer: "starter".into(),
+        },
+        RequestBody::InventoryBalances,
+        RequestBody::InventoryHistory {
+            after: "x".into(),
+            limit: 10,
+            reverse: true,
+        },
+    ] {
+        channel_roundtrip(ChannelMsg::Request(Request { request_id: 3, body }));
+    }
+    for body in [
+        ResponseBody::InventoryWrite { receipt },
+        ResponseBody::InventoryBalances {
+            balances: vec![gold.clone(), sword],
+        },
+        ResponseBody::InventoryHistory {
+            events: vec![InventoryEvent {
+                event_id: "e".into(),
+                kind: InventoryEventKind::Trade,
+                source: "trade".into(),
+                idempotency_key: "t".into(),
+                changes: vec![delta],
+                at_ms: 9,
+                counterparty: "p2".into(),
+            }],
+            next: String::new(),
+        },
+    ] {
+        channel_roundtrip(ChannelMsg::Response(Response { request_id: 4, body }));
+    }
+    channel_roundtrip(ChannelMsg::Push(PushBody::InventoryChanged {
+        balances: vec![gold],
+    }));
     channel_roundtrip(ChannelMsg::Push(PushBody::StateChanged { documents: vec![doc] }));
 }
 

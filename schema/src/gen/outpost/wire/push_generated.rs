@@ -82,6 +82,21 @@ impl<'a> Push<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_inventory_changed(&self) -> Option<InventoryChanged<'a>> {
+    if self.body_type() == PushBody::InventoryChanged {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InventoryChanged::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Push<'_> {
@@ -94,6 +109,7 @@ impl ::flatbuffers::Verifiable for Push<'_> {
         match key {
           PushBody::EchoPush => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<EchoPush>>("PushBody::EchoPush", pos),
           PushBody::StateChanged => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateChanged>>("PushBody::StateChanged", pos),
+          PushBody::InventoryChanged => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryChanged>>("PushBody::InventoryChanged", pos),
           _ => Ok(()),
         }
      })?
@@ -157,6 +173,13 @@ impl ::core::fmt::Debug for Push<'_> {
         },
         PushBody::StateChanged => {
           if let Some(x) = self.body_as_state_changed() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PushBody::InventoryChanged => {
+          if let Some(x) = self.body_as_inventory_changed() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

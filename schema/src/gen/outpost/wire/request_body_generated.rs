@@ -5,15 +5,20 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 4;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 9;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 5] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
   RequestBody::NONE,
   RequestBody::EchoRequest,
   RequestBody::StateGetRequest,
   RequestBody::StateListRequest,
   RequestBody::StateSetRequest,
+  RequestBody::InventoryGrantRequest,
+  RequestBody::InventoryConsumeRequest,
+  RequestBody::InventoryPurchaseRequest,
+  RequestBody::InventoryBalancesRequest,
+  RequestBody::InventoryHistoryRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -26,15 +31,25 @@ impl RequestBody {
   pub const StateGetRequest: Self = Self(2);
   pub const StateListRequest: Self = Self(3);
   pub const StateSetRequest: Self = Self(4);
+  pub const InventoryGrantRequest: Self = Self(5);
+  pub const InventoryConsumeRequest: Self = Self(6);
+  pub const InventoryPurchaseRequest: Self = Self(7);
+  pub const InventoryBalancesRequest: Self = Self(8);
+  pub const InventoryHistoryRequest: Self = Self(9);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 4;
+  pub const ENUM_MAX: u8 = 9;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoRequest,
     Self::StateGetRequest,
     Self::StateListRequest,
     Self::StateSetRequest,
+    Self::InventoryGrantRequest,
+    Self::InventoryConsumeRequest,
+    Self::InventoryPurchaseRequest,
+    Self::InventoryBalancesRequest,
+    Self::InventoryHistoryRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -44,6 +59,11 @@ impl RequestBody {
       Self::StateGetRequest => Some("StateGetRequest"),
       Self::StateListRequest => Some("StateListRequest"),
       Self::StateSetRequest => Some("StateSetRequest"),
+      Self::InventoryGrantRequest => Some("InventoryGrantRequest"),
+      Self::InventoryConsumeRequest => Some("InventoryConsumeRequest"),
+      Self::InventoryPurchaseRequest => Some("InventoryPurchaseRequest"),
+      Self::InventoryBalancesRequest => Some("InventoryBalancesRequest"),
+      Self::InventoryHistoryRequest => Some("InventoryHistoryRequest"),
       _ => None,
     }
   }

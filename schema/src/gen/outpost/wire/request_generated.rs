@@ -122,6 +122,81 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_inventory_grant_request(&self) -> Option<InventoryGrantRequest<'a>> {
+    if self.body_type() == RequestBody::InventoryGrantRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InventoryGrantRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_inventory_consume_request(&self) -> Option<InventoryConsumeRequest<'a>> {
+    if self.body_type() == RequestBody::InventoryConsumeRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InventoryConsumeRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_inventory_purchase_request(&self) -> Option<InventoryPurchaseRequest<'a>> {
+    if self.body_type() == RequestBody::InventoryPurchaseRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InventoryPurchaseRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_inventory_balances_request(&self) -> Option<InventoryBalancesRequest<'a>> {
+    if self.body_type() == RequestBody::InventoryBalancesRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InventoryBalancesRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_inventory_history_request(&self) -> Option<InventoryHistoryRequest<'a>> {
+    if self.body_type() == RequestBody::InventoryHistoryRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InventoryHistoryRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -137,6 +212,11 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::StateGetRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateGetRequest>>("RequestBody::StateGetRequest", pos),
           RequestBody::StateListRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateListRequest>>("RequestBody::StateListRequest", pos),
           RequestBody::StateSetRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateSetRequest>>("RequestBody::StateSetRequest", pos),
+          RequestBody::InventoryGrantRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryGrantRequest>>("RequestBody::InventoryGrantRequest", pos),
+          RequestBody::InventoryConsumeRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryConsumeRequest>>("RequestBody::InventoryConsumeRequest", pos),
+          RequestBody::InventoryPurchaseRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryPurchaseRequest>>("RequestBody::InventoryPurchaseRequest", pos),
+          RequestBody::InventoryBalancesRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryBalancesRequest>>("RequestBody::InventoryBalancesRequest", pos),
+          RequestBody::InventoryHistoryRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryHistoryRequest>>("RequestBody::InventoryHistoryRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -221,6 +301,41 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::StateSetRequest => {
           if let Some(x) = self.body_as_state_set_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::InventoryGrantRequest => {
+          if let Some(x) = self.body_as_inventory_grant_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::InventoryConsumeRequest => {
+          if let Some(x) = self.body_as_inventory_consume_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::InventoryPurchaseRequest => {
+          if let Some(x) = self.body_as_inventory_purchase_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::InventoryBalancesRequest => {
+          if let Some(x) = self.body_as_inventory_balances_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::InventoryHistoryRequest => {
+          if let Some(x) = self.body_as_inventory_history_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -5,15 +5,18 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 4;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 7;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 5] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 8] = [
   ResponseBody::NONE,
   ResponseBody::EchoResponse,
   ResponseBody::StateGetResponse,
   ResponseBody::StateListResponse,
   ResponseBody::StateSetResponse,
+  ResponseBody::InventoryWriteResponse,
+  ResponseBody::InventoryBalancesResponse,
+  ResponseBody::InventoryHistoryResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -26,15 +29,21 @@ impl ResponseBody {
   pub const StateGetResponse: Self = Self(2);
   pub const StateListResponse: Self = Self(3);
   pub const StateSetResponse: Self = Self(4);
+  pub const InventoryWriteResponse: Self = Self(5);
+  pub const InventoryBalancesResponse: Self = Self(6);
+  pub const InventoryHistoryResponse: Self = Self(7);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 4;
+  pub const ENUM_MAX: u8 = 7;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoResponse,
     Self::StateGetResponse,
     Self::StateListResponse,
     Self::StateSetResponse,
+    Self::InventoryWriteResponse,
+    Self::InventoryBalancesResponse,
+    Self::InventoryHistoryResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -44,6 +53,9 @@ impl ResponseBody {
       Self::StateGetResponse => Some("StateGetResponse"),
       Self::StateListResponse => Some("StateListResponse"),
       Self::StateSetResponse => Some("StateSetResponse"),
+      Self::InventoryWriteResponse => Some("InventoryWriteResponse"),
+      Self::InventoryBalancesResponse => Some("InventoryBalancesResponse"),
+      Self::InventoryHistoryResponse => Some("InventoryHistoryResponse"),
       _ => None,
     }
   }

@@ -121,6 +121,51 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_inventory_write_response(&self) -> Option<InventoryWriteResponse<'a>> {
+    if self.body_type() == ResponseBody::InventoryWriteResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InventoryWriteResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_inventory_balances_response(&self) -> Option<InventoryBalancesResponse<'a>> {
+    if self.body_type() == ResponseBody::InventoryBalancesResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InventoryBalancesResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_inventory_history_response(&self) -> Option<InventoryHistoryResponse<'a>> {
+    if self.body_type() == ResponseBody::InventoryHistoryResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { InventoryHistoryResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -136,6 +181,9 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::StateGetResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateGetResponse>>("ResponseBody::StateGetResponse", pos),
           ResponseBody::StateListResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateListResponse>>("ResponseBody::StateListResponse", pos),
           ResponseBody::StateSetResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateSetResponse>>("ResponseBody::StateSetResponse", pos),
+          ResponseBody::InventoryWriteResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryWriteResponse>>("ResponseBody::InventoryWriteResponse", pos),
+          ResponseBody::InventoryBalancesResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryBalancesResponse>>("ResponseBody::InventoryBalancesResponse", pos),
+          ResponseBody::InventoryHistoryResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryHistoryResponse>>("ResponseBody::InventoryHistoryResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -220,6 +268,27 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::StateSetResponse => {
           if let Some(x) = self.body_as_state_set_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::InventoryWriteResponse => {
+          if let Some(x) = self.body_as_inventory_write_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::InventoryBalancesResponse => {
+          if let Some(x) = self.body_as_inventory_balances_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::InventoryHistoryResponse => {
+          if let Some(x) = self.body_as_inventory_history_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
