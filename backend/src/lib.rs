@@ -15,6 +15,7 @@
 
 pub mod identity;
 pub mod keyspace;
+pub mod ledger;
 pub mod matchmaker;
 pub mod presence;
 pub mod store;

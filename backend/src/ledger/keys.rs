@@ -1,0 +1,175 @@
+//! The ledger's keys in a **region** keyspace.
+//!
+//! # Key Schema
+//!
+//! Every key is a FoundationDB tuple under `("r", region, "inv", player)`
+//! ([`player`]), the family a cross-region transfer moves
+//! ([`LedgerFamily`](super::LedgerFamily)). Nothing after that prefix depends on
+//! the region.
+//!
+//! ```text
+//! (.., "inv", player, "ev", gen, vs)       -> v1 event: [1] ++ JSON
+//!        {kind, source, idem, changes: [{asset: {kind, id}, delta}], at_ms,
+//!         counterparty?, offer?, reason?}
+//!        gen: u32 ledger generation; vs: 12-byte tuple versionstamp (10-byte
+//!        commit stamp + user version 0), filled in at commit: conflict-free
+//!        ordered appends
+//! (.., "inv", player, "idem", key, vs)     -> v1 receipt: [1] ++ JSON
+//!        {fingerprint, gen, kind, changes, at_ms}; vs is the stamp of the same
+//!        commit as the event, so (gen, vs) is the event id. Looked up by the
+//!        prefix (.., "idem", key): at most one key below it
+//! (.., "inv", player, "dup", key)          -> v1 duplicate record: [1] ++ JSON
+//!        {idempotency_key, count, first_seen_ms, last_seen_ms}
+//! (.., "inv", player, "bal", kind, id, s)  -> 8-byte LE i64 (atomic add, no schema
+//!        byte): escrow shard s (u16) of the balance of asset (kind "i" | "c", id);
+//!        the balance is the sum of the shards; unlimited assets use shard 0 only
+//! (.., "inv", player, "chg")               -> 8-byte LE counter, +1 (atomic add) in
+//!        every transaction that appends an event for the player; watched
+//! (.., "inv", player, "gen")               -> v1: [1][gen u32 BE][region utf-8]:
+//!        the ledger generation and the region that wrote it; a write that finds
+//!        another region's name (the ledger was copied in by a transfer) bumps gen
+//! ```
+
+use foundationdb_tuple::{Subspace, Versionstamp};
+
+use super::types::{Asset, EventId};
+
+/// The ledger subspace of a region, `("r", region, "inv")` (every player's
+/// ledger; the region audit pages through it).
+pub fn ledgers(region: &str) -> Subspace {
+    crate::state::keys::region(region).subspace(&("inv",))
+}
+
+/// Everything the ledger keeps for `player` in `region`: `("r", region, "inv", player)`.
+pub fn player(region: &str, player: &str) -> Subspace {
+    ledgers(region).subspace(&(player,))
+}
+
+/// The player's events, `(.., "ev")`.
+pub fn events(region: &str, player_id: &str) -> Subspace {
+    player(region, player_id).subspace(&("ev",))
+}
+
+/// A new event's key, with the versionstamp placeholder and offset (for
+/// `set_versionstamped_key`).
+pub fn new_event(region: &str, player_id: &str, gen: u32) -> Vec<u8> {
+    events(region, player_id).pack_with_versionstamp(&(gen, Versionstamp::incomplete(0)))
+}
+
+/// A stored event's key.
+pub fn event(region: &str, player_id: &str, id: &EventId) -> Vec<u8> {
+    events(region, player_id).pack(&(id.gen, Versionstamp::complete(id.stamp, 0)))
+}
+
+/// Decodes an event key (below [`events`]) into its id.
+pub fn event_id(events: &Subspace, key: &[u8]) -> Option<EventId> {
+    let (gen, vs): (u32, Versionstamp) = events.unpack(key).ok()?;
+    Some(EventId {
+        gen,
+        stamp: vs.transaction_version().try_into().ok()?,
+    })
+}
+
+/// The prefix below which the receipt for idempotency key `key` lives.
+pub fn idem(region: &str, player_id: &str, key: &str) -> Subspace {
+    player(region, player_id).subspace(&("idem", key))
+}
+
+/// A new receipt's key (versionstamp placeholder and offset).
+pub fn new_idem(region: &str, player_id: &str, key: &str) -> Vec<u8> {
+    idem(region, player_id, key).pack_with_versionstamp(&(Versionstamp::incomplete(0),))
+}
+
+/// The player's duplicate records, `(.., "dup")`.
+pub fn dups(region: &str, player_id: &str) -> Subspace {
+    player(region, player_id).subspace(&("dup",))
+}
+
+/// `(.., "dup", key)`.
+pub fn dup(region: &str, player_id: &str, key: &str) -> Vec<u8> {
+    dups(region, player_id).pack(&(key,))
+}
+
+/// The player's balances, `(.., "bal")`.
+pub fn balances(region: &str, player_id: &str) -> Subspace {
+    player(region, player_id).subspace(&("bal",))
+}
+
+/// The shards of one asset's balance, `(.., "bal", kind, id)`.
+pub fn asset(region: &str, player_id: &str, asset: &Asset) -> Subspace {
+    balances(region, player_id).subspace(&(asset.kind.tag(), asset.id.as_str()))
+}
+
+/// `(.., "bal", kind, id, shard)`.
+pub fn shard(region: &str, player_id: &str, a: &Asset, shard: u16) -> Vec<u8> {
+    asset(region, player_id, a).pack(&(shard,))
+}
+
+/// `(.., "chg")`: the player's change counter.
+pub fn changes(region: &str, player_id: &str) -> Vec<u8> {
+    player(region, player_id).pack(&("chg",))
+}
+
+/// `(.., "gen")`: the player's ledger generation record.
+pub fn generation(region: &str, player_id: &str) -> Vec<u8> {
+    player(region, player_id).pack(&("gen",))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inside(key: &[u8], (b, e): &(Vec<u8>, Vec<u8>)) -> bool {
+        key > b.as_slice() && key < e.as_slice()
+    }
+
+    #[test]
+    fn layout_matches_the_shared_keyspace_and_nests() {
+        let eu = crate::keyspace::RegionName::new("eu").unwrap();
+        assert_eq!(
+            player("eu", "p1").bytes(),
+            crate::keyspace::region_family(&eu, "inv")
+                .subspace(&("p1",))
+                .bytes()
+        );
+        let p = player("eu", "p1").range();
+        let id = EventId {
+            gen: 3,
+            stamp: [7; 10],
+        };
+        let gold = Asset::currency("gold");
+        for k in [
+            event("eu", "p1", &id),
+            dup("eu", "p1", "k"),
+            shard("eu", "p1", &gold, 5),
+            changes("eu", "p1"),
+            generation("eu", "p1"),
+        ] {
+            assert!(inside(&k, &p));
+        }
+        assert!(!inside(&event("eu", "p10", &id), &p));
+        assert!(!inside(
+            &shard("eu", "p1", &Asset::currency("golden"), 0),
+            &asset("eu", "p1", &gold).range()
+        ));
+        assert!(!inside(
+            &shard("eu", "p1", &Asset::item("gold"), 0),
+            &asset("eu", "p1", &gold).range()
+        ));
+        assert_eq!(event_id(&events("eu", "p1"), &event("eu", "p1", &id)), Some(id));
+        // Generations order before stamps.
+        let later = EventId {
+            gen: 4,
+            stamp: [0; 10],
+        };
+        assert!(event("eu", "p1", &id) < event("eu", "p1", &later));
+        // The versionstamped forms end in a 4-byte offset pointing at the stamp.
+        let k = new_event("eu", "p1", 3);
+        let (body, off) = k.split_at(k.len() - 4);
+        let off = u32::from_le_bytes(off.try_into().unwrap()) as usize;
+        assert_eq!(&body[off..off + 10], &[0xff; 10]);
+        assert!(body.starts_with(events("eu", "p1").bytes()));
+        // The fence is outside the family the transfer clears.
+        assert!(!inside(&crate::transfer::fence::key("eu", "p1"), &p));
+    }
+}

@@ -1,0 +1,221 @@
+//! The balance projection inside a write transaction: credits and debits of one
+//! asset of one player, kept in escrow shards (see the module docs of
+//! [`super`], "Hot players").
+
+use std::collections::BTreeMap;
+
+use crate::store::{Transaction, TxError};
+
+use super::catalog::AssetRule;
+use super::errors::LedgerError;
+use super::keys;
+use super::types::{decode_i64, Asset, Balances};
+
+/// The ceiling of an *unlimited* asset's balance: far below `i64::MAX`, so the
+/// conflict-free credits of unlimited assets (checked against a snapshot read)
+/// cannot overflow even with millions of concurrent [`MAX_AMOUNT`](super::MAX_AMOUNT)
+/// grants.
+pub const UNLIMITED_CEILING: u64 = 1 << 60;
+
+type TxResult<T> = Result<T, TxError<LedgerError>>;
+
+/// Reads one asset's shards (shard → value), with or without read conflicts.
+async fn read_shards<T: Transaction>(
+    tx: &T,
+    region: &str,
+    player: &str,
+    asset: &Asset,
+    snapshot: bool,
+) -> TxResult<BTreeMap<u16, i64>> {
+    let sub = keys::asset(region, player, asset);
+    let (b, e) = sub.range();
+    let kvs = if snapshot {
+        tx.get_range_snapshot(&b, &e, None, false).await?
+    } else {
+        tx.get_range(&b, &e, None, false).await?
+    };
+    let mut out = BTreeMap::new();
+    for kv in kvs {
+        let (s,): (u16,) = sub
+            .unpack(&kv.key)
+            .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable balance shard key".into())))?;
+        out.insert(s, decode_i64(Some(&kv.value)));
+    }
+    Ok(out)
+}
+
+fn total(shards: &BTreeMap<u16, i64>) -> i64 {
+    shards.values().sum()
+}
+
+fn as_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Adds `amount` of `asset` to `player`'s balance, within the asset's limit.
+///
+/// - Unlimited: an atomic add to shard 0, no read conflict at all; a snapshot
+///   read keeps the balance under [`UNLIMITED_CEILING`].
+/// - Limited, fast path: a snapshot read of the shards picks (at random) one
+///   whose room fits `amount`; that one shard is read with a conflict and
+///   atomically added to if it still fits. Concurrent credits conflict only if
+///   they pick the same shard.
+/// - Limited, slow path (no single shard has room, or one shard): every shard
+///   is read with a conflict, the total is checked against the limit, and the
+///   amount is spread over the shards' room. Conflicts with every concurrent
+///   writer of the asset, so it is exact.
+///
+/// Invariant (every shard written under a read conflict on it): each shard stays
+/// within its capacity, and the capacities add up to the limit.
+pub(crate) async fn credit<T: Transaction>(
+    tx: &T,
+    region: &str,
+    player: &str,
+    asset: &Asset,
+    rule: AssetRule,
+    amount: u64,
+) -> TxResult<()> {
+    let delta = i64::try_from(amount).expect("amounts are bounded");
+    let Some(limit) = rule.limit else {
+        let bal = as_u64(total(&read_shards(tx, region, player, asset, true).await?));
+        if bal + amount > UNLIMITED_CEILING {
+            return Err(TxError::User(LedgerError::LimitExceeded {
+                asset: asset.clone(),
+                limit: UNLIMITED_CEILING,
+                balance: bal,
+                adding: amount,
+            }));
+        }
+        tx.atomic_add(&keys::shard(region, player, asset, 0), delta)?;
+        return Ok(());
+    };
+    if rule.shards > 1 {
+        let snap = read_shards(tx, region, player, asset, true).await?;
+        let candidates: Vec<u16> = (0..rule.shards)
+            .filter(|&s| {
+                let b = snap.get(&s).copied().unwrap_or(0);
+                b >= 0 && as_u64(b) + amount <= rule.shard_capacity(s)
+            })
+            .collect();
+        if !candidates.is_empty() {
+            let s = candidates[rand::random::<usize>() % candidates.len()];
+            let key = keys::shard(region, player, asset, s);
+            let b = decode_i64(tx.get(&key).await?.as_deref());
+            if b >= 0 && as_u64(b) + amount <= rule.shard_capacity(s) {
+                tx.atomic_add(&key, delta)?;
+                return Ok(());
+            }
+        }
+    }
+    let shards = read_shards(tx, region, player, asset, false).await?;
+    let bal = as_u64(total(&shards));
+    let over = || {
+        TxError::User(LedgerError::LimitExceeded {
+            asset: asset.clone(),
+            limit,
+            balance: bal,
+            adding: amount,
+        })
+    };
+    if bal + amount > limit {
+        return Err(over());
+    }
+    // Spread over the room left in each shard, starting at a random shard so
+    // concurrent slow paths do not all fill shard 0.
+    let start = rand::random::<u16>() % rule.shards;
+    let mut plan = Vec::new();
+    let mut left = amount;
+    for i in 0..rule.shards {
+        let s = (start + i) % rule.shards;
+        let b = as_u64(shards.get(&s).copied().unwrap_or(0));
+        let take = rule.shard_capacity(s).saturating_sub(b).min(left);
+        if take > 0 {
+            plan.push((s, take));
+            left -= take;
+        }
+        if left == 0 {
+            break;
+        }
+    }
+    if left > 0 {
+        // Only if shards are over their capacity (the limit was lowered).
+        return Err(over());
+    }
+    for (s, take) in plan {
+        tx.atomic_add(&keys::shard(region, player, asset, s), take as i64)?;
+    }
+    Ok(())
+}
+
+/// Removes `amount` of `asset` from `player`'s balance, or fails with
+/// [`LedgerError::Insufficient`]. Reads every shard with a conflict (exact),
+/// and takes from the fullest shards first.
+pub(crate) async fn debit<T: Transaction>(
+    tx: &T,
+    region: &str,
+    player: &str,
+    asset: &Asset,
+    amount: u64,
+) -> TxResult<()> {
+    let shards = read_shards(tx, region, player, asset, false).await?;
+    let bal = as_u64(total(&shards));
+    if bal < amount {
+        return Err(TxError::User(LedgerError::Insufficient {
+            asset: asset.clone(),
+            balance: bal,
+            requested: amount,
+        }));
+    }
+    let mut by_size: Vec<(u16, i64)> = shards.into_iter().filter(|&(_, v)| v > 0).collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut left = amount;
+    for (s, v) in by_size {
+        let take = as_u64(v).min(left);
+        tx.atomic_add(&keys::shard(region, player, asset, s), -(take as i64))?;
+        left -= take;
+        if left == 0 {
+            break;
+        }
+    }
+    debug_assert_eq!(left, 0);
+    Ok(())
+}
+
+/// A player's balances (the sum of each asset's shards), raw: signed, zero
+/// balances included. `snapshot`: without read conflicts.
+pub(crate) async fn read_all<T: Transaction>(
+    tx: &T,
+    region: &str,
+    player: &str,
+    snapshot: bool,
+) -> TxResult<BTreeMap<Asset, Vec<(u16, i64)>>> {
+    let sub = keys::balances(region, player);
+    let (b, e) = sub.range();
+    let kvs = if snapshot {
+        tx.get_range_snapshot(&b, &e, None, false).await?
+    } else {
+        tx.get_range(&b, &e, None, false).await?
+    };
+    let mut out: BTreeMap<Asset, Vec<(u16, i64)>> = BTreeMap::new();
+    for kv in kvs {
+        let (tag, id, s): (String, String, u16) = sub
+            .unpack(&kv.key)
+            .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable balance key".into())))?;
+        let kind = super::types::AssetKind::from_tag(&tag)
+            .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
+        out.entry(Asset { kind, id })
+            .or_default()
+            .push((s, decode_i64(Some(&kv.value))));
+    }
+    Ok(out)
+}
+
+/// The public view: every asset with a positive total.
+pub(crate) fn to_balances(raw: &BTreeMap<Asset, Vec<(u16, i64)>>) -> Balances {
+    raw.iter()
+        .filter_map(|(a, shards)| {
+            let t: i64 = shards.iter().map(|s| s.1).sum();
+            (t > 0).then(|| (a.clone(), t as u64))
+        })
+        .collect()
+}

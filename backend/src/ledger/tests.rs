@@ -1,0 +1,742 @@
+//! Ledger tests against the real embedded store in a temporary directory.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use super::*;
+use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, EmbeddedTx};
+use crate::store::{StoreError, TransactOptions};
+
+pub(super) const P1: &str = "0123456789abcdef0123456789abcdef";
+pub(super) const P2: &str = "fedcba9876543210fedcba9876543210";
+
+pub(super) const CATALOG: &str = r#"
+    [items.sword]
+    max_stack = 1
+    [items.potion]
+    max_stack = 99
+    [items.ore]
+    max_stack = 100000
+    [items.dust]
+    [currencies.gold]
+    max_balance = 1000000
+    [currencies.gems]
+    [offers.potion_pack]
+    price = { gems = 10 }
+    items = { potion = 5 }
+    [offers.gold_bag]
+    price = { gems = 5 }
+    currencies = { gold = 100 }
+"#;
+
+pub(super) async fn open(region: &str) -> anyhow::Result<(tempfile::TempDir, Ledger<EmbeddedStore>)> {
+    let dir = tempfile::tempdir()?;
+    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    Ok((dir, Ledger::new(store, region, Catalog::from_toml_str(CATALOG)?)?))
+}
+
+fn gold(n: u64) -> Quantity {
+    Quantity::currency("gold", n)
+}
+
+fn bal(b: &Balances, a: Asset) -> u64 {
+    b.get(&a).copied().unwrap_or(0)
+}
+
+fn side(player: &str, gives: Vec<Quantity>) -> TradeSide {
+    TradeSide {
+        player: player.into(),
+        home_region: "eu".into(),
+        gives,
+    }
+}
+
+#[tokio::test]
+async fn grant_consume_balances_and_history() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    let g = l
+        .grant(
+            P1,
+            "g1",
+            "match_reward",
+            &[gold(50), Quantity::item("dust", 3), gold(5)],
+        )
+        .await?;
+    assert!(!g.duplicate);
+    assert_eq!(g.receipt.kind, EventKind::Grant);
+    assert_eq!(
+        g.receipt.changes,
+        vec![
+            Change {
+                asset: Asset::item("dust"),
+                delta: 3
+            },
+            Change {
+                asset: Asset::currency("gold"),
+                delta: 55
+            },
+        ]
+    );
+    let c = l
+        .consume(P1, "c1", "crafting", &[Quantity::item("dust", 2)])
+        .await?;
+    let b = l.balances(P1).await?;
+    assert_eq!(
+        (bal(&b, Asset::currency("gold")), bal(&b, Asset::item("dust"))),
+        (55, 1)
+    );
+    assert!(l.balances(P2).await?.is_empty(), "players are separate");
+
+    for i in 0..5 {
+        l.grant(P1, &format!("more-{i}"), "quest", &[gold(1)]).await?;
+    }
+    // Forward pages of 3 chain to every event, in order.
+    let mut all = Vec::new();
+    let mut q = HistoryQuery {
+        limit: 3,
+        ..Default::default()
+    };
+    loop {
+        let page = l.history(P1, q).await?;
+        all.extend(page.events);
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 7);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!((all[0].id, all[1].id), (g.receipt.event, c.receipt.event));
+    assert_eq!(all[0].source, "match_reward");
+    assert_eq!(all[1].kind, EventKind::Consume);
+    assert_eq!(all[1].idempotency_key, "c1");
+    assert_eq!(
+        all[1].changes,
+        vec![Change {
+            asset: Asset::item("dust"),
+            delta: -2
+        }]
+    );
+    assert!(all[0].at_ms > 1_600_000_000_000);
+    // Reverse from a cursor.
+    let rev = l
+        .history(
+            P1,
+            HistoryQuery {
+                after: Some(all[3].id),
+                limit: 10,
+                reverse: true,
+            },
+        )
+        .await?;
+    let ids: Vec<_> = rev.events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![all[2].id, all[1].id, all[0].id]);
+    assert_eq!(rev.next, None);
+    // The cursor's string form round-trips.
+    assert_eq!(all[4].id.to_string().parse::<EventId>()?, all[4].id);
+    Ok(())
+}
+
+#[tokio::test]
+async fn overdraw_is_refused_and_writes_nothing() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    l.grant(P1, "g", "match_reward", &[gold(10), Quantity::item("dust", 1)])
+        .await?;
+    let seq = l.watch_changes(P1).await?.seq;
+    match l
+        .consume(P1, "c", "shop", &[Quantity::item("dust", 1), gold(11)])
+        .await
+    {
+        Err(LedgerError::Insufficient {
+            asset,
+            balance: 10,
+            requested: 11,
+        }) => {
+            assert_eq!(asset, Asset::currency("gold"))
+        }
+        other => panic!("expected insufficient, got {other:?}"),
+    }
+    let b = l.balances(P1).await?;
+    assert_eq!(
+        (bal(&b, Asset::currency("gold")), bal(&b, Asset::item("dust"))),
+        (10, 1)
+    );
+    assert_eq!(l.history(P1, HistoryQuery::default()).await?.events.len(), 1);
+    assert_eq!(l.watch_changes(P1).await?.seq, seq, "no change recorded");
+    // The key was not consumed by the failure: a valid retry with it applies.
+    l.grant(P1, "g2", "match_reward", &[gold(1)]).await?;
+    assert!(
+        !l.consume(P1, "c", "shop", &[Quantity::item("dust", 1), gold(11)])
+            .await?
+            .duplicate
+    );
+    assert_eq!(l.balances(P1).await?.get(&Asset::currency("gold")), None);
+    assert!(l.audit_player(P1).await?.is_clean());
+    Ok(())
+}
+
+#[tokio::test]
+async fn limits_hold_on_both_paths() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    // One-shard item.
+    l.grant(P1, "p1", "loot", &[Quantity::item("potion", 98)]).await?;
+    assert!(matches!(
+        l.grant(P1, "p2", "loot", &[Quantity::item("potion", 2)]).await,
+        Err(LedgerError::LimitExceeded {
+            limit: 99,
+            balance: 98,
+            adding: 2,
+            ..
+        })
+    ));
+    l.grant(P1, "p3", "loot", &[Quantity::item("potion", 1)]).await?;
+    // 32-shard item (capacity 3125 each): a grant larger than any shard's room
+    // spreads over shards; the total stops exactly at the limit.
+    l.grant(P1, "o1", "loot", &[Quantity::item("ore", 70_000)])
+        .await?;
+    l.grant(P1, "o2", "loot", &[Quantity::item("ore", 29_999)])
+        .await?;
+    assert!(matches!(
+        l.grant(P1, "o3", "loot", &[Quantity::item("ore", 2)]).await,
+        Err(LedgerError::LimitExceeded { balance: 99_999, .. })
+    ));
+    l.grant(P1, "o4", "loot", &[Quantity::item("ore", 1)]).await?;
+    // A grant that fails on one asset grants none.
+    assert!(l
+        .grant(
+            P1,
+            "mix",
+            "loot",
+            &[Quantity::item("dust", 5), Quantity::item("sword", 2)]
+        )
+        .await
+        .is_err());
+    let b = l.balances(P1).await?;
+    assert_eq!(bal(&b, Asset::item("potion")), 99);
+    assert_eq!(bal(&b, Asset::item("ore")), 100_000);
+    assert_eq!(bal(&b, Asset::item("dust")), 0);
+    // Unlimited assets have a far ceiling only.
+    l.grant(P1, "d", "loot", &[Quantity::item("dust", MAX_AMOUNT)])
+        .await?;
+    let audit = l.audit_player(P1).await?;
+    assert!(audit.is_clean(), "{audit:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn duplicates_return_the_original_and_are_recorded() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    let first = l.grant(P1, "req-1", "match_reward", &[gold(7)]).await?;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let again = l.grant(P1, "req-1", "match_reward", &[gold(7)]).await?;
+    let third = l.grant(P1, "req-1", "match_reward", &[gold(7)]).await?;
+    assert!(again.duplicate && third.duplicate);
+    assert_eq!(again.receipt, first.receipt);
+    assert_eq!(third.receipt, first.receipt);
+    assert_eq!(bal(&l.balances(P1).await?, Asset::currency("gold")), 7);
+    let dups = l.duplicates(P1).await?;
+    assert_eq!(dups.len(), 1);
+    assert_eq!((dups[0].idempotency_key.as_str(), dups[0].count), ("req-1", 2));
+    assert!(dups[0].first_seen_ms > first.receipt.at_ms);
+    assert!(dups[0].last_seen_ms >= dups[0].first_seen_ms);
+    // Same key, different request: refused, nothing applied.
+    for bad in [
+        l.grant(P1, "req-1", "match_reward", &[gold(8)]).await,
+        l.grant(P1, "req-1", "quest", &[gold(7)]).await,
+        l.consume(P1, "req-1", "match_reward", &[gold(7)]).await,
+    ] {
+        assert!(
+            matches!(bad, Err(LedgerError::IdempotencyKeyReused(_))),
+            "{bad:?}"
+        );
+    }
+    // Keys are per player.
+    assert!(!l.grant(P2, "req-1", "match_reward", &[gold(7)]).await?.duplicate);
+    assert_eq!(bal(&l.balances(P1).await?, Asset::currency("gold")), 7);
+    assert_eq!(l.duplicates(P1).await?[0].count, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_attempt_failing_after_its_writes_is_retried_once_applied() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    l.fail_next_attempts_after_writes(2);
+    let out = l.grant(P1, "k", "match_reward", &[gold(3)]).await?;
+    assert!(!out.duplicate, "the failed attempts never committed");
+    assert_eq!(l.stats().attempts, 3);
+    assert_eq!(bal(&l.balances(P1).await?, Asset::currency("gold")), 3);
+    assert_eq!(l.history(P1, HistoryQuery::default()).await?.events.len(), 1);
+    assert!(l.duplicates(P1).await?.is_empty());
+    Ok(())
+}
+
+/// A store whose commit "result is unknown" once: the commit is applied, then
+/// the closure runs again, as the retry loop does on FoundationDB.
+#[derive(Clone)]
+struct RerunOnce {
+    inner: EmbeddedStore,
+    armed: Arc<AtomicBool>,
+}
+
+impl Store for RerunOnce {
+    type Tx = EmbeddedTx;
+    async fn transact<T, E, F, Fut>(&self, options: TransactOptions, mut f: F) -> Result<T, TxError<E>>
+    where
+        F: FnMut(Self::Tx) -> Fut + Send,
+        Fut: Future<Output = Result<T, TxError<E>>> + Send,
+        T: Send,
+        E: Send,
+    {
+        let first = self.inner.transact(options, &mut f).await;
+        if first.is_ok() && self.armed.swap(false, Ordering::SeqCst) {
+            return self.inner.transact(options, &mut f).await;
+        }
+        first
+    }
+}
+
+#[tokio::test]
+async fn commit_result_unknown_rerun_returns_the_original() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let inner = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let armed = Arc::new(AtomicBool::new(false));
+    let store = RerunOnce {
+        inner,
+        armed: armed.clone(),
+    };
+    let l = Ledger::new(store, "eu", Catalog::from_toml_str(CATALOG)?)?;
+    l.grant(P1, "seed", "match_reward", &[Quantity::currency("gems", 20)])
+        .await?;
+
+    armed.store(true, Ordering::SeqCst);
+    let out = l.purchase(P1, "buy-1", "potion_pack").await?;
+    assert!(
+        !armed.load(Ordering::SeqCst),
+        "the closure ran again after commit"
+    );
+    assert!(out.duplicate, "the re-run found the committed receipt");
+    let b = l.balances(P1).await?;
+    assert_eq!(
+        (bal(&b, Asset::currency("gems")), bal(&b, Asset::item("potion"))),
+        (10, 5)
+    );
+    let hist = l.history(P1, HistoryQuery::default()).await?.events;
+    assert_eq!(hist.len(), 2);
+    assert_eq!(
+        hist[1].id, out.receipt.event,
+        "the receipt names the committed event"
+    );
+    assert_eq!(hist[1].offer.as_deref(), Some("potion_pack"));
+    let dups = l.duplicates(P1).await?;
+    assert_eq!((dups.len(), dups[0].count), (1, 1));
+    // The client's own retry gets the same receipt again.
+    assert_eq!(l.purchase(P1, "buy-1", "potion_pack").await?.receipt, out.receipt);
+    assert_eq!(l.duplicates(P1).await?[0].count, 2);
+    assert!(l.audit_player(P1).await?.is_clean());
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_duplicates_apply_once() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let l = l.clone();
+        tasks.push(tokio::spawn(async move {
+            l.grant(P1, "same", "match_reward", &[gold(5), Quantity::item("ore", 9)])
+                .await
+        }));
+    }
+    let mut outs = Vec::new();
+    for t in tasks {
+        outs.push(t.await??);
+    }
+    assert_eq!(outs.iter().filter(|o| !o.duplicate).count(), 1);
+    assert!(outs.iter().all(|o| o.receipt == outs[0].receipt));
+    let b = l.balances(P1).await?;
+    assert_eq!(
+        (bal(&b, Asset::currency("gold")), bal(&b, Asset::item("ore"))),
+        (5, 9)
+    );
+    assert_eq!(l.duplicates(P1).await?[0].count, 15);
+    Ok(())
+}
+
+#[tokio::test]
+async fn purchases_are_atomic() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    assert!(matches!(
+        l.purchase(P1, "b0", "potion_pack").await,
+        Err(LedgerError::Insufficient {
+            requested: 10,
+            balance: 0,
+            ..
+        })
+    ));
+    l.grant(P1, "g", "store_topup", &[Quantity::currency("gems", 55)])
+        .await?;
+    for i in 0..4 {
+        l.purchase(P1, &format!("b{i}"), "potion_pack").await?;
+    }
+    l.grant(P1, "p", "loot", &[Quantity::item("potion", 79)]).await?;
+    // 99 potions: the next pack would pass the stack; the gems stay (15).
+    assert!(matches!(
+        l.purchase(P1, "b9", "potion_pack").await,
+        Err(LedgerError::LimitExceeded { .. })
+    ));
+    let out = l.purchase(P1, "bag", "gold_bag").await?;
+    assert_eq!(
+        out.receipt.changes,
+        vec![
+            Change {
+                asset: Asset::currency("gems"),
+                delta: -5
+            },
+            Change {
+                asset: Asset::currency("gold"),
+                delta: 100
+            },
+        ]
+    );
+    let b = l.balances(P1).await?;
+    assert_eq!(bal(&b, Asset::currency("gems")), 10);
+    assert_eq!(bal(&b, Asset::item("potion")), 99);
+    assert_eq!(bal(&b, Asset::currency("gold")), 100);
+    assert!(matches!(
+        l.purchase(P1, "x", "nope").await,
+        Err(LedgerError::UnknownOffer(_))
+    ));
+    assert!(l.audit_player(P1).await?.is_clean());
+    Ok(())
+}
+
+#[tokio::test]
+async fn trades_move_assets_atomically_within_the_region() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    l.grant(P1, "g", "loot", &[gold(100), Quantity::item("sword", 1)])
+        .await?;
+    l.grant(P2, "g", "loot", &[Quantity::item("ore", 40)]).await?;
+    let out = l
+        .trade(
+            &side(P1, vec![gold(30), Quantity::item("sword", 1)]),
+            &side(P2, vec![Quantity::item("ore", 25)]),
+            "t1",
+        )
+        .await?;
+    assert_eq!(out.receipt.kind, EventKind::Trade);
+    let (b1, b2) = (l.balances(P1).await?, l.balances(P2).await?);
+    assert_eq!(bal(&b1, Asset::currency("gold")), 70);
+    assert_eq!(bal(&b1, Asset::item("ore")), 25);
+    assert_eq!(bal(&b1, Asset::item("sword")), 0);
+    assert_eq!(bal(&b2, Asset::currency("gold")), 30);
+    assert_eq!(bal(&b2, Asset::item("sword")), 1);
+    assert_eq!(bal(&b2, Asset::item("ore")), 15);
+    let e2 = l
+        .history(
+            P2,
+            HistoryQuery {
+                reverse: true,
+                ..Default::default()
+            },
+        )
+        .await?
+        .events;
+    assert_eq!(e2[0].counterparty.as_deref(), Some(P1));
+    assert_eq!(e2[0].idempotency_key, "t1");
+    assert_eq!(e2[0].id.stamp, out.receipt.event.stamp, "one transaction");
+
+    // Overdraw on either side, or a stack overflow on the receiver: nothing moves.
+    let before = (l.balances(P1).await?, l.balances(P2).await?);
+    for (a, b) in [
+        (vec![gold(71)], vec![]),
+        (vec![gold(1)], vec![Quantity::item("ore", 16)]),
+    ] {
+        let res = l.trade(&side(P1, a), &side(P2, b), "t-bad").await;
+        assert!(matches!(res, Err(LedgerError::Insufficient { .. })), "{res:?}");
+    }
+    assert_eq!((l.balances(P1).await?, l.balances(P2).await?), before);
+    l.grant(P1, "s2", "loot", &[Quantity::item("sword", 1)]).await?;
+    let before = (l.balances(P1).await?, l.balances(P2).await?);
+    assert!(matches!(
+        l.trade(
+            &side(P1, vec![gold(1)]),
+            &side(P2, vec![Quantity::item("sword", 1)]),
+            "t-sword"
+        )
+        .await,
+        Err(LedgerError::LimitExceeded { limit: 1, .. })
+    ));
+    assert_eq!((l.balances(P1).await?, l.balances(P2).await?), before);
+
+    // Cross-region and malformed trades are refused.
+    let mut far = side(P2, vec![]);
+    far.home_region = "us".into();
+    assert!(matches!(
+        l.trade(&side(P1, vec![gold(1)]), &far, "t-x").await,
+        Err(LedgerError::CrossRegionTrade { home, .. }) if home == "us"
+    ));
+    assert!(matches!(
+        l.trade(&side(P1, vec![gold(1)]), &side(P1, vec![]), "t-self")
+            .await,
+        Err(LedgerError::InvalidTrade(_))
+    ));
+    assert!(matches!(
+        l.trade(&side(P1, vec![gold(1)]), &side(P2, vec![gold(1)]), "t-0")
+            .await,
+        Err(LedgerError::InvalidTrade(_))
+    ));
+    // A duplicate trade returns the original and moves nothing.
+    let dup = l
+        .trade(
+            &side(P1, vec![gold(30), Quantity::item("sword", 1)]),
+            &side(P2, vec![Quantity::item("ore", 25)]),
+            "t1",
+        )
+        .await?;
+    assert!(dup.duplicate && dup.receipt == out.receipt);
+    assert_eq!(bal(&l.balances(P2).await?, Asset::currency("gold")), 30);
+    assert!(l.audit_player(P1).await?.is_clean() && l.audit_player(P2).await?.is_clean());
+    Ok(())
+}
+
+#[tokio::test]
+async fn admin_corrections_follow_the_same_rules() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    l.grant(P1, "g", "loot", &[gold(10)]).await?;
+    let fix = |delta: i64| {
+        vec![Change {
+            asset: Asset::currency("gold"),
+            delta,
+        }]
+    };
+    assert!(matches!(
+        l.admin_correction(P1, "a0", "refund", &fix(-11)).await,
+        Err(LedgerError::Insufficient { .. })
+    ));
+    assert!(matches!(
+        l.admin_correction(P1, "a1", "", &fix(1)).await,
+        Err(LedgerError::InvalidReason)
+    ));
+    let out = l
+        .admin_correction(P1, "a2", "ticket 123: double charge", &fix(-4))
+        .await?;
+    assert_eq!(out.receipt.kind, EventKind::AdminCorrection);
+    let last = l
+        .history(
+            P1,
+            HistoryQuery {
+                reverse: true,
+                ..Default::default()
+            },
+        )
+        .await?
+        .events;
+    assert_eq!(last[0].reason.as_deref(), Some("ticket 123: double charge"));
+    assert_eq!(last[0].source, "admin");
+    assert!(matches!(
+        l.admin_correction(P1, "a2", "another reason", &fix(-4)).await,
+        Err(LedgerError::IdempotencyKeyReused(_))
+    ));
+    assert_eq!(bal(&l.balances(P1).await?, Asset::currency("gold")), 6);
+    Ok(())
+}
+
+#[tokio::test]
+async fn input_is_validated() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    let cases = [
+        l.grant("nothex", "k", "loot", &[gold(1)]).await,
+        l.grant(P1, "", "loot", &[gold(1)]).await,
+        l.grant(P1, &"k".repeat(129), "loot", &[gold(1)]).await,
+        l.grant(P1, "k", "Loot!", &[gold(1)]).await,
+        l.grant(P1, "k", "loot", &[]).await,
+        l.grant(P1, "k", "loot", &[gold(0)]).await,
+        l.grant(P1, "k", "loot", &[gold(MAX_AMOUNT), gold(1)]).await,
+        l.grant(P1, "k", "loot", &[Quantity::item("unknown", 1)]).await,
+        l.grant(P1, "k", "loot", &[Quantity::currency("sword", 1)]).await,
+    ];
+    let codes: Vec<_> = cases
+        .iter()
+        .map(|r| r.as_ref().map_err(|e| e.code()).err())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "invalid_player_id",
+            "invalid_idempotency_key",
+            "invalid_idempotency_key",
+            "invalid_id",
+            "invalid_quantity",
+            "invalid_quantity",
+            "invalid_quantity",
+            "unknown_asset",
+            "unknown_asset",
+        ]
+        .map(Some)
+    );
+    assert!(Ledger::new(l.store().clone(), "EU", Catalog::default()).is_err());
+    assert!(l.balances(P1).await?.is_empty(), "nothing was written");
+    Ok(())
+}
+
+#[tokio::test]
+async fn fences_refuse_writes() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    l.grant(P1, "g", "loot", &[gold(5)]).await?;
+    let set_fence = |f: Fence| {
+        l.store().run(move |tx| {
+            let f = f.clone();
+            async move { fence::set::<_, LedgerError>(&tx, "eu", P1, &f) }
+        })
+    };
+    set_fence(Fence::Outgoing {
+        transfer: "t1".into(),
+        to: "us".into(),
+    })
+    .await?;
+    assert!(matches!(
+        l.grant(P1, "g2", "loot", &[gold(1)]).await,
+        Err(LedgerError::TransferInProgress { transfer }) if transfer == "t1"
+    ));
+    assert_eq!(
+        bal(&l.balances(P1).await?, Asset::currency("gold")),
+        5,
+        "outgoing allows reads"
+    );
+    set_fence(Fence::Moved {
+        transfer: "t1".into(),
+        to: "us".into(),
+    })
+    .await?;
+    assert!(
+        matches!(l.consume(P1, "c", "x", &[gold(1)]).await, Err(LedgerError::PlayerMoved { to }) if to == "us")
+    );
+    assert!(matches!(
+        l.balances(P1).await,
+        Err(LedgerError::PlayerMoved { .. })
+    ));
+    assert!(matches!(
+        l.trade(&side(P2, vec![]), &side(P1, vec![gold(1)]), "t").await,
+        Err(LedgerError::PlayerMoved { .. })
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn watch_fires_on_a_change_from_another_handle() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    let other = Ledger::new(l.store().clone(), "eu", Catalog::from_toml_str(CATALOG)?)?;
+    let (b, mut w) = l.balances_and_watch(P1).await?;
+    assert!(b.is_empty());
+    other.grant(P2, "g", "loot", &[gold(1)]).await?;
+    assert!(tokio::time::timeout(Duration::from_millis(200), &mut w)
+        .await
+        .is_err());
+    other.grant(P1, "g", "loot", &[gold(1)]).await?;
+    tokio::time::timeout(Duration::from_secs(5), w).await??;
+    assert_eq!(l.watch_changes(P1).await?.seq, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_grants_near_the_limit_never_pass_it() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let mut catalog = Catalog::default();
+    catalog.items.insert(
+        "gem_shard".into(),
+        ItemDef {
+            max_stack: Some(1000),
+            escrow_shards: Some(8),
+        },
+    );
+    let l = Ledger::new(store, "eu", catalog)?;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let l = l.clone();
+        tasks.push(tokio::spawn(async move {
+            l.grant(P1, &format!("g{i}"), "loot", &[Quantity::item("gem_shard", 50)])
+                .await
+        }));
+    }
+    let (mut ok, mut full) = (0, 0);
+    for t in tasks {
+        match t.await? {
+            Ok(_) => ok += 1,
+            Err(LedgerError::LimitExceeded { .. }) => full += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    assert_eq!((ok, full), (20, 20));
+    assert_eq!(bal(&l.balances(P1).await?, Asset::item("gem_shard")), 1000);
+    assert!(l.audit_player(P1).await?.is_clean());
+    Ok(())
+}
+
+#[tokio::test]
+async fn audit_reports_every_mismatch_and_streams_the_region() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    let players: Vec<String> = (0..5).map(|i| format!("{i:032x}")).collect();
+    for p in &players {
+        l.grant(p, "g", "loot", &[gold(10), Quantity::item("dust", 2)])
+            .await?;
+        l.consume(p, "c", "use", &[Quantity::item("dust", 1)]).await?;
+    }
+    let clean = l.audit_region(10, |_| {}).await?;
+    assert_eq!((clean.players, clean.events, clean.mismatches), (5, 10, 0));
+    // Tamper with two players' projections behind the ledger's back.
+    let (p1, p3) = (players[1].clone(), players[3].clone());
+    l.store()
+        .run(|tx| {
+            let (p1, p3) = (p1.clone(), p3.clone());
+            async move {
+                tx.atomic_add(&keys::shard("eu", &p1, &Asset::currency("gold"), 3), 5)?;
+                tx.atomic_add(&keys::shard("eu", &p3, &Asset::item("dust"), 1), -2)?;
+                tx.atomic_add(&keys::shard("eu", &p3, &Asset::item("sword"), 0), 2)?;
+                Ok::<_, TxError<LedgerError>>(())
+            }
+        })
+        .await?;
+    let a1 = l.audit_player(&players[1]).await?;
+    assert_eq!(
+        a1.mismatches,
+        vec![Mismatch::Balance {
+            asset: Asset::currency("gold"),
+            projected: 15,
+            folded: 10
+        }]
+    );
+    let a3 = l.audit_player(&players[3]).await?;
+    assert_eq!(a3.mismatches.len(), 4, "{a3:?}"); // dust: negative shard + balance; sword: balance + over limit
+    assert!(a3.mismatches.contains(&Mismatch::OverLimit {
+        asset: Asset::item("sword"),
+        balance: 2,
+        limit: 1
+    }));
+    let mut seen = Vec::new();
+    let summary = l.audit_region(1, |a| seen.push(a.player.clone())).await?;
+    assert_eq!(seen, players, "every player, in key order, once");
+    assert_eq!(
+        (summary.players, summary.clean_players, summary.mismatches),
+        (5, 3, 5)
+    );
+    assert_eq!(summary.reported.len(), 1);
+    assert_eq!(summary.reported[0].player, players[1]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn store_errors_are_not_hidden() -> anyhow::Result<()> {
+    // A retry limit of one attempt with an injected retryable failure surfaces
+    // as a store error, and nothing is applied.
+    let (_dir, l) = open("eu").await?;
+    l.fail_next_attempts_after_writes(1000);
+    let res = l.grant(P1, "k", "loot", &[gold(1)]).await;
+    l.fail_next_attempts_after_writes(0);
+    assert!(
+        matches!(res, Err(LedgerError::Store(StoreError::RetryLimitReached { .. }))),
+        "{res:?}"
+    );
+    assert!(l.balances(P1).await?.is_empty());
+    Ok(())
+}
