@@ -13,6 +13,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod content;
+pub mod flags;
 pub mod identity;
 pub mod keyspace;
 pub mod ledger;
@@ -20,4 +22,5 @@ pub mod matchmaker;
 pub mod presence;
 pub mod store;
 pub mod state;
+pub mod telemetry;
 pub mod transfer;

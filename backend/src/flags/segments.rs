@@ -1,0 +1,208 @@
+//! Player segments: explicit, bounded lists of player ids that flag rules target
+//! (`when.segments`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::audit::{self, AuditAction, AuditRecord};
+use super::{keys, FlagError, Flags};
+use crate::content::{decode_counter, is_valid_name, now_ms, valid_actor};
+use crate::identity::check_player_id;
+use crate::store::{Store, Transaction, TxError};
+
+/// Most members of one segment.
+pub const MAX_SEGMENT_MEMBERS: usize = 10_000;
+/// Most members of all segments together (a [`FlagSnapshot`](super::FlagSnapshot)
+/// holds all of them).
+pub const MAX_TOTAL_SEGMENT_MEMBERS: usize = 50_000;
+/// Most segments.
+pub const MAX_SEGMENTS: usize = 256;
+/// Most players added or removed in one call (one transaction).
+pub const MAX_SEGMENT_BATCH: usize = 1000;
+
+/// Every segment's members.
+pub(crate) async fn all_in_tx<T: Transaction>(
+    tx: &T,
+) -> Result<BTreeMap<String, BTreeSet<String>>, TxError<FlagError>> {
+    let sub = keys::all_segments();
+    let (b, e) = sub.range();
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for kv in tx
+        .get_range(&b, &e, Some(MAX_TOTAL_SEGMENT_MEMBERS), false)
+        .await?
+    {
+        let (segment, player): (String, String) = sub
+            .unpack(&kv.key)
+            .map_err(|_| TxError::User(FlagError::Corrupt("undecodable segment key".into())))?;
+        out.entry(segment).or_default().insert(player);
+    }
+    Ok(out)
+}
+
+fn check_input(actor: &str, segment: &str, players: &[&str]) -> Result<(), FlagError> {
+    if !valid_actor(actor) {
+        return Err(FlagError::InvalidActor);
+    }
+    if !is_valid_name(segment) {
+        return Err(FlagError::InvalidSegment(format!(
+            "segment name {:?}: use 1..=64 bytes of a-z, 0-9, '_', '-', '.'",
+            crate::content::types::truncate(segment, 64)
+        )));
+    }
+    if players.len() > MAX_SEGMENT_BATCH {
+        return Err(FlagError::InvalidSegment(format!(
+            "{} players in one call, limit {MAX_SEGMENT_BATCH}",
+            players.len()
+        )));
+    }
+    for p in players {
+        if check_player_id(p).is_err() {
+            return Err(FlagError::InvalidSegment(format!(
+                "player id {:?} is not 32 lowercase hex characters",
+                crate::content::types::truncate(p, 64)
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl<S: Store> Flags<S> {
+    /// Adds `players` to `segment` (created on first use) on behalf of `actor`.
+    /// Returns how many were not members yet. Bumps the change counter and
+    /// audits, in one transaction.
+    ///
+    /// Errors: [`FlagError::InvalidSegment`], [`FlagError::SegmentLimit`] (the
+    /// bounds [`MAX_SEGMENT_MEMBERS`], [`MAX_TOTAL_SEGMENT_MEMBERS`],
+    /// [`MAX_SEGMENTS`]), [`FlagError::InvalidActor`].
+    pub async fn add_to_segment(
+        &self,
+        actor: &str,
+        segment: &str,
+        players: &[&str],
+    ) -> Result<usize, FlagError> {
+        self.change_segment(actor, segment, players, true).await
+    }
+
+    /// Removes `players` from `segment`. Returns how many were members.
+    pub async fn remove_from_segment(
+        &self,
+        actor: &str,
+        segment: &str,
+        players: &[&str],
+    ) -> Result<usize, FlagError> {
+        self.change_segment(actor, segment, players, false).await
+    }
+
+    /// The members of `segment`, in id order.
+    pub async fn segment_members(&self, segment: &str) -> Result<Vec<String>, FlagError> {
+        let sub = keys::segment_members(segment);
+        let res = self
+            .store
+            .run(|tx| {
+                let sub = sub.clone();
+                async move {
+                    let (b, e) = sub.range();
+                    let rows = tx.get_range(&b, &e, Some(MAX_SEGMENT_MEMBERS), false).await?;
+                    rows.iter()
+                        .map(|kv| {
+                            sub.unpack::<(String,)>(&kv.key).map(|(p,)| p).map_err(|_| {
+                                TxError::User(FlagError::Corrupt("undecodable segment key".into()))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                }
+            })
+            .await?;
+        Ok(res)
+    }
+
+    async fn change_segment(
+        &self,
+        actor: &str,
+        segment: &str,
+        players: &[&str],
+        add: bool,
+    ) -> Result<usize, FlagError> {
+        check_input(actor, segment, players)?;
+        let players: BTreeSet<String> = players.iter().map(|p| p.to_string()).collect();
+        let (actor, segment) = (actor.to_owned(), segment.to_owned());
+        let res = self
+            .store
+            .run(|tx| {
+                let (actor, segment, players) = (actor.clone(), segment.clone(), players.clone());
+                async move {
+                    let members = keys::segment_members(&segment);
+                    let mut changed = Vec::new();
+                    for p in &players {
+                        let key = members.pack(&(p.as_str(),));
+                        let present = tx.get(&key).await?.is_some();
+                        if present != add {
+                            changed.push(p.clone());
+                        }
+                    }
+                    if changed.is_empty() {
+                        return Ok(0);
+                    }
+                    let count = decode_counter(tx.get(&keys::segment_count(&segment)).await?) as usize;
+                    let total = decode_counter(tx.get(&keys::segment_total()).await?) as usize;
+                    let n = changed.len();
+                    if add {
+                        let limit = |m: String| Err(TxError::User(FlagError::SegmentLimit(m)));
+                        if count + n > MAX_SEGMENT_MEMBERS {
+                            return limit(format!(
+                                "segment {segment} would have {} members, limit {MAX_SEGMENT_MEMBERS}",
+                                count + n
+                            ));
+                        }
+                        if total + n > MAX_TOTAL_SEGMENT_MEMBERS {
+                            return limit(format!(
+                                "all segments would have {} members, limit {MAX_TOTAL_SEGMENT_MEMBERS}",
+                                total + n
+                            ));
+                        }
+                        if count == 0 {
+                            let (b, e) = keys::segment_counts().range();
+                            if tx.get_range(&b, &e, Some(MAX_SEGMENTS), false).await?.len() >= MAX_SEGMENTS {
+                                return limit(format!("{MAX_SEGMENTS} segments exist already"));
+                            }
+                        }
+                    }
+                    for p in &changed {
+                        let key = members.pack(&(p.as_str(),));
+                        if add {
+                            tx.set(&key, &[1])?;
+                        } else {
+                            tx.clear(&key)?;
+                        }
+                    }
+                    let delta = if add { n as i64 } else { -(n as i64) };
+                    if !add && count == n {
+                        tx.clear(&keys::segment_count(&segment))?;
+                    } else {
+                        tx.atomic_add(&keys::segment_count(&segment), delta)?;
+                    }
+                    tx.atomic_add(&keys::segment_total(), delta)?;
+                    tx.atomic_add(&keys::changes(), 1)?;
+                    audit::append(
+                        &tx,
+                        0,
+                        &AuditRecord {
+                            actor,
+                            at_ms: now_ms(),
+                            target: format!("segment:{segment}"),
+                            action: if add {
+                                AuditAction::SegmentAdd
+                            } else {
+                                AuditAction::SegmentRemove
+                            },
+                            old: None,
+                            new: Some(serde_json::json!({ "players": changed })),
+                            reason: None,
+                        },
+                    )?;
+                    Ok(n)
+                }
+            })
+            .await?;
+        Ok(res)
+    }
+}

@@ -1,0 +1,99 @@
+//! Per-rollout cohort and control counters in the store: written by every
+//! gateway with conflict-free atomic adds, summed over a time range by the rollout
+//! controller.
+
+use std::collections::BTreeMap;
+
+use super::keys::{self, COHORT_WINDOW_MS};
+use crate::flags::{Cohort, CohortStats, GroupStats};
+use crate::store::{Store, StoreError, Transaction, TxError};
+
+/// Requests and errors to add to rollouts' counters: `(rollout id, cohort)` →
+/// counts. Build it with [`TelemetryAggregator::take_cohort_deltas`](super::TelemetryAggregator::take_cohort_deltas).
+pub type CohortDeltas = BTreeMap<(String, Cohort), GroupStats>;
+
+/// Adds `deltas` to the counters of the window containing `now_ms`, in one
+/// transaction of atomic adds (never conflicts; safe from any number of
+/// gateways). An empty map writes nothing.
+///
+/// Not idempotent: if the store reports "commit result unknown" and the retry
+/// loop runs the adds again, one flush may count twice. Health gates compare
+/// rates over thousands of samples, so a rare duplicate flush is accepted rather
+/// than paying an idempotency key per flush.
+pub async fn flush_cohort_deltas<S: Store>(
+    store: &S,
+    now_ms: u64,
+    deltas: &CohortDeltas,
+) -> Result<(), StoreError> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let window = now_ms / COHORT_WINDOW_MS;
+    store
+        .run(|tx| async move {
+            for ((id, cohort), d) in deltas {
+                if d.requests > 0 {
+                    tx.atomic_add(&keys::counter(id, window, *cohort, false), d.requests as i64)?;
+                }
+                if d.errors > 0 {
+                    tx.atomic_add(&keys::counter(id, window, *cohort, true), d.errors as i64)?;
+                }
+            }
+            Ok::<_, TxError>(())
+        })
+        .await
+        .map_err(|e| match e {
+            TxError::Store(s) => s,
+            TxError::User(never) => match never {},
+        })
+}
+
+/// Sums a rollout's counters over the windows overlapping `[from_ms, to_ms]`,
+/// with snapshot reads (no conflicts with concurrent adds).
+pub async fn read_cohort_stats<T: Transaction>(
+    tx: &T,
+    rollout_id: &str,
+    from_ms: u64,
+    to_ms: u64,
+) -> Result<CohortStats, StoreError> {
+    let begin = keys::window_start(rollout_id, from_ms / COHORT_WINDOW_MS);
+    let end = keys::window_start(rollout_id, to_ms / COHORT_WINDOW_MS + 1);
+    let sub = keys::rollout(rollout_id);
+    let mut stats = CohortStats::default();
+    for kv in tx.get_range_snapshot(&begin, &end, None, false).await? {
+        let Ok((_, group, metric)) = sub.unpack::<(u64, String, String)>(&kv.key) else {
+            continue;
+        };
+        let mut b = [0u8; 8];
+        let n = kv.value.len().min(8);
+        b[..n].copy_from_slice(&kv.value[..n]);
+        let v = i64::from_le_bytes(b).max(0) as u64;
+        let g = match group.as_str() {
+            "t" => &mut stats.cohort,
+            "c" => &mut stats.control,
+            _ => continue,
+        };
+        match metric.as_str() {
+            "req" => g.requests += v,
+            "err" => g.errors += v,
+            _ => {}
+        }
+    }
+    Ok(stats)
+}
+
+/// Clears a rollout's counters in windows before the one containing
+/// `before_ms` (`u64::MAX`: all of them). A blind range clear: no conflicts.
+pub fn clear_cohort_stats<T: Transaction>(
+    tx: &T,
+    rollout_id: &str,
+    before_ms: u64,
+) -> Result<(), StoreError> {
+    let (begin, end) = keys::rollout(rollout_id).range();
+    let end = if before_ms == u64::MAX {
+        end
+    } else {
+        keys::window_start(rollout_id, before_ms / COHORT_WINDOW_MS)
+    };
+    tx.clear_range(&begin, &end)
+}
