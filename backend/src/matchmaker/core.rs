@@ -44,6 +44,43 @@ use super::stats::MatchStats;
 use super::teams::{self, Item};
 use super::types::{Match, MatchId, MatchedTicket, Team, Ticket, TicketId};
 
+/// Fills a group anchored at `cands[i]` from its lookahead window, largest
+/// parties first (ties: closest rating), keeping the group's spread within
+/// every member's window. Returns the players placed; `group` holds the picks.
+fn fill_largest_first(
+    cands: &[Cand],
+    used: &[bool],
+    i: usize,
+    lookahead: usize,
+    need: u32,
+    group: &mut Vec<usize>,
+) -> u32 {
+    let anchor = cands[i];
+    let end = cands.len().min(i + lookahead + 1);
+    let mut window: Vec<usize> = (i + 1..end)
+        .take_while(|&j| cands[j].rating - anchor.rating <= anchor.window)
+        .filter(|&j| !used[j] && cands[j].rating - anchor.rating <= cands[j].window)
+        .collect();
+    window.sort_by(|&a, &b| cands[b].size.cmp(&cands[a].size).then(a.cmp(&b)));
+    group.clear();
+    group.push(i);
+    let (mut players, mut min_w, mut spread) = (anchor.size, anchor.window, 0.0f64);
+    for j in window {
+        let c = cands[j];
+        let s = spread.max(c.rating - anchor.rating);
+        if players + c.size <= need && s <= min_w.min(c.window) {
+            group.push(j);
+            players += c.size;
+            min_w = min_w.min(c.window);
+            spread = s;
+            if players == need {
+                break;
+            }
+        }
+    }
+    players
+}
+
 /// An error inserting a ticket into a [`MatchCore`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -105,6 +142,27 @@ impl std::fmt::Debug for MatchCore {
             .field("tickets", &self.by_id.len())
             .finish()
     }
+}
+
+/// Checks a ticket against a validated `config` the way [`MatchCore::insert`]
+/// does (queue, home region, party size, skill), without a pool.
+pub fn check_ticket(config: &MatchmakerConfig, t: &Ticket) -> Result<(), CoreError> {
+    let q = config
+        .queue(&t.queue)
+        .ok_or_else(|| CoreError::UnknownQueue(t.queue.clone()))?;
+    if config.region(&t.home_region).is_none() {
+        return Err(CoreError::UnknownRegion(t.home_region.clone()));
+    }
+    if t.players.is_empty() || t.players.len() > q.team_size as usize {
+        return Err(CoreError::PartySize {
+            got: t.players.len(),
+            max: q.team_size,
+        });
+    }
+    if !t.skill.rating.is_finite() || !t.skill.uncertainty.is_finite() || t.skill.uncertainty < 0.0 {
+        return Err(CoreError::InvalidSkill);
+    }
+    Ok(())
 }
 
 impl MatchCore {
@@ -317,6 +375,7 @@ impl MatchCore {
         let mut used = vec![false; cands.len()];
         let mut groups: Vec<Vec<Vec<u32>>> = Vec::new();
         let mut group: Vec<usize> = Vec::with_capacity(need as usize);
+        let has_parties = cands.iter().any(|c| c.size > 1);
         for i in 0..cands.len() {
             if used[i] {
                 continue;
@@ -338,6 +397,12 @@ impl MatchCore {
                     min_w = min_w.min(c.window);
                 }
                 j += 1;
+            }
+            if players != need && has_parties {
+                // Rating order left seats that the remaining parties cannot fill
+                // (say a solo took the seat a duo needed): refill the same
+                // window largest parties first.
+                players = fill_largest_first(&cands, &used, i, lookahead, need, &mut group);
             }
             if players != need || group.iter().all(|&g| cands[g].borrowed) {
                 continue;

@@ -363,3 +363,21 @@ fn bad_tickets_are_refused() {
     assert!(!core.remove(TicketId(1)));
     assert!(core.is_empty());
 }
+
+#[test]
+fn a_solo_does_not_block_two_duos() {
+    let q = queue("duo", 2, 2, vec![step(0, 500.0)]);
+    let cfg = MatchmakerConfig {
+        regions: regions(&[("eu", &[])]),
+        queues: vec![q],
+    };
+    let mut core = MatchCore::new(&cfg).unwrap();
+    // In rating order: duo, solo, duo. Rating-order filling takes the solo and
+    // then cannot seat the second duo.
+    core.insert(ticket(1, "duo", 2, 1000.0, "eu", 0)).unwrap();
+    core.insert(ticket(2, "duo", 1, 1010.0, "eu", 0)).unwrap();
+    core.insert(ticket(3, "duo", 2, 1020.0, "eu", 0)).unwrap();
+    let m = core.run_round(0);
+    assert_eq!(m.len(), 1);
+    assert!(core.contains(TicketId(2)));
+}

@@ -12,26 +12,117 @@
 //! - [`alloc`]: game-server allocation ([`alloc::ServerAllocator`]; default
 //!   [`alloc::StaticAllocator`]).
 //! - [`stats`]: statistics the gateway exports as metrics.
+//! - [`Matchmaker`] ([`store`]): the pool in the Store — create, cancel and
+//!   status of tickets, per-player watches, match commits. Keys: [`keys`].
+//! - [`lease`] and [`Worker`] ([`worker`]): partition leases with heartbeats and
+//!   fencing tokens; workers that split the partitions and run rounds.
 //!
 //! Everything takes and returns plain Rust types ([`types`]).
+//!
+//! # The pool in the store
+//!
+//! A matchmaker serves a *pool*: the regions that may fall back to each other,
+//! kept in one store under the keyspace of one region (`pool_region`; usually
+//! the only region). Regions in different stores are not fallback neighbours.
+//!
+//! - **Partitions.** A waiting ticket has one index key in its partition
+//!   `(queue, home region, skill band)`, sorted by creation time. Workers lease
+//!   partitions; more workers (in one process or in many gateways sharing the
+//!   store) split them, so throughput grows with workers until there is one
+//!   worker per partition.
+//! - **Never matched twice, never lost.** A ticket's record holds its state:
+//!   `waiting` → `matched` | `cancelled` | `removed`, each final. Every state
+//!   change happens in one transaction that reads the record (a read conflict),
+//!   checks it is `waiting`, and writes the new state, the index key removal and
+//!   the player entries together. A match commit additionally reads the
+//!   worker's lease and fails unless its fencing token is current. Two commits
+//!   that want the same ticket, or a commit racing a cancel, therefore conflict
+//!   and exactly one wins; the loser changes nothing and its other tickets stay
+//!   waiting. A worker that dies mid-round leaves only whole commits behind.
+//!   Retried commits ("commit result unknown") are idempotent: the match id is
+//!   drawn before the transaction and a ticket already matched into *that*
+//!   match means "done".
+//! - **Pushing the match.** Every player of a ticket has an entry
+//!   `("r", pool, "mm", "pl", player)` rewritten on each state change; the
+//!   gateway holds [`Matchmaker::watch_player`] for each queued session and
+//!   pushes the match when the entry turns `matched`, whichever worker (in
+//!   whichever process) made it.
+//! - **Disconnects.** The gateway calls [`Matchmaker::remove_player_tickets`]
+//!   once a session's resume window has expired; a session that resumes keeps
+//!   its ticket (see that method for the contract).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use outpost_backend::matchmaker::*;
+//! use outpost_backend::store::{AnyStore, StoreConfig};
+//!
+//! let store = AnyStore::open(&StoreConfig::embedded("./data/eu")).await?;
+//! let config: MatchmakerConfig = serde_json::from_str(r#"{
+//!   "regions": [{"name": "eu"}],
+//!   "queues": [{"name": "ranked-5v5", "teams": 2, "team_size": 5,
+//!               "expansions": [{"after_ms": 0, "max_skill_diff": 50.0},
+//!                              {"after_ms": 5000, "max_skill_diff": 200.0}]}]
+//! }"#)?;
+//! let mm = Matchmaker::new(store, "eu", config)?;
+//!
+//! // Workers (any number, in any process sharing the store).
+//! let servers = Arc::new(StaticAllocator::new([("eu".to_string(), vec!["10.0.0.5:7777".to_string()])]));
+//! let worker = Worker::new(mm.clone(), WorkerConfig::new("gw-eu-1/mm-0"), servers)?;
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let task = tokio::spawn(worker.run(async { let _ = stopped.await; }));
+//!
+//! // A session queues and waits for its match.
+//! let player = "0123456789abcdef0123456789abcdef".to_string();
+//! let ticket = mm.create_ticket(TicketRequest {
+//!     players: vec![player.clone()],
+//!     queue: "ranked-5v5".into(),
+//!     skill: Skill { rating: 1500.0, uncertainty: 80.0 },
+//!     home_region: "eu".into(),
+//!     latencies: vec![RegionLatency { region: "eu".into(), rtt_ms: 18 }],
+//!     max_latency_ms: None,
+//! }).await?;
+//! loop {
+//!     let (status, watch) = mm.watch_player(&player).await?;
+//!     if let Some(PlayerTicket { assigned: Some(m), .. }) = status {
+//!         println!("match {} on {:?}", m.id, m.server);
+//!         break;
+//!     }
+//!     watch.await?;
+//! }
+//! # let _ = (ticket, stop, task);
+//! # Ok(()) }
+//! ```
 
 pub mod alloc;
 pub mod config;
 pub mod core;
+pub mod errors;
+pub mod keys;
+pub mod lease;
 pub(crate) mod pool;
 pub mod stats;
+pub mod store;
 pub(crate) mod teams;
 pub mod types;
+pub mod worker;
 
 pub use alloc::{AllocError, ServerAllocator, StaticAllocator};
 pub use config::{
     ConfigError, CrossRegionConfig, ExpansionStep, MatchmakerConfig, QueueConfig, RegionConfig,
 };
-pub use core::{CoreError, MatchCore};
+pub use core::{check_ticket, CoreError, MatchCore};
+pub use errors::{CommitError, MatchmakerError};
+pub use keys::{Partition, TicketState};
+pub use lease::Lease;
 pub use stats::{Histogram, MatchStats, QueueRegionStats};
+pub use store::{CommitOutcome, Matchmaker, PlayerTicket, PlayerWatch, TicketRequest};
 pub use types::{
     Match, MatchId, MatchedTicket, RegionLatency, ServerAssignment, Skill, Team, Ticket, TicketId,
 };
+pub use worker::{RoundReport, Worker, WorkerConfig, WorkerStats};
 
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod store_tests;

@@ -1,0 +1,100 @@
+//! Errors of the store-backed matchmaker.
+
+use crate::store::{StoreError, TxError};
+
+use super::config::ConfigError;
+use super::core::CoreError;
+use super::types::{MatchId, TicketId};
+
+/// An error from a [`Matchmaker`](super::Matchmaker) operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MatchmakerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A [`WorkerConfig`](super::WorkerConfig) that breaks its rules.
+    #[error("invalid worker config: {0}")]
+    InvalidWorkerConfig(&'static str),
+    /// The pool region name is invalid.
+    #[error("invalid pool region {0:?}")]
+    InvalidPoolRegion(String),
+    /// A player id that is not 32 lowercase hex characters.
+    #[error("invalid player id {0:?}")]
+    InvalidPlayerId(String),
+    /// The same player twice on one ticket.
+    #[error("player {0} appears twice on the ticket")]
+    DuplicatePlayer(String),
+    /// The ticket does not fit the configuration (queue, region, party size,
+    /// skill).
+    #[error(transparent)]
+    InvalidTicket(#[from] CoreError),
+    /// A player already has a waiting ticket; cancel it first.
+    #[error("player {player} already waits on ticket {ticket}")]
+    AlreadyQueued {
+        /// The player.
+        player: String,
+        /// Their waiting ticket.
+        ticket: TicketId,
+    },
+    /// No such ticket.
+    #[error("ticket {0} not found")]
+    TicketNotFound(TicketId),
+    /// The ticket was already matched; it can no longer be cancelled.
+    #[error("ticket {ticket} is already in match {match_id}")]
+    AlreadyMatched {
+        /// The ticket.
+        ticket: TicketId,
+        /// Its match.
+        match_id: MatchId,
+    },
+    /// A freshly drawn random ticket id is taken (about 1 in 2^64 per ticket);
+    /// retry.
+    #[error("ticket id collision; retry")]
+    TicketIdCollision,
+    /// A stored record does not decode.
+    #[error("corrupt matchmaker record: {0}")]
+    Corrupt(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<TxError<MatchmakerError>> for MatchmakerError {
+    fn from(e: TxError<MatchmakerError>) -> Self {
+        match e {
+            TxError::Store(s) => MatchmakerError::Store(s),
+            TxError::User(u) => u,
+        }
+    }
+}
+
+/// Why a match was not committed. Nothing was written; every ticket that is
+/// still waiting stays in the pool for the next round.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// The worker's lease on the partition is gone or has a newer fencing token
+    /// (another worker took the partition).
+    #[error("lease on partition {0} lost (fencing token changed)")]
+    LeaseLost(String),
+    /// A ticket of the match is no longer waiting (cancelled, removed, or matched
+    /// by another worker).
+    #[error("ticket {0} is no longer waiting")]
+    TicketUnavailable(TicketId),
+    /// A stored record does not decode.
+    #[error("corrupt matchmaker record: {0}")]
+    Corrupt(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<TxError<CommitError>> for CommitError {
+    fn from(e: TxError<CommitError>) -> Self {
+        match e {
+            TxError::Store(s) => CommitError::Store(s),
+            TxError::User(u) => u,
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The matchmaker's keys in the pool region's keyspace, and the stored record
+//! encodings.
+//!
+//! # Key Schema
+//!
+//! Every key is a FoundationDB tuple under `("r", pool, "mm")`, where `pool` is
+//! the region whose keyspace (store) holds the matchmaking pool of a group of
+//! regions that may fall back to each other (often just one region).
+//!
+//! ```text
+//! ("r", pool, "mm", "q", queue, region, band, created_ms, ticket) -> v1 ticket
+//!        the waiting index: present exactly while the ticket waits; one
+//!        partition is the range ("r", pool, "mm", "q", queue, region, band);
+//!        within it keys sort by creation time, so "tickets older than T" is a
+//!        prefix range
+//! ("r", pool, "mm", "tk", ticket)      -> v1 ticket record: the ticket, its band,
+//!                                         its state (waiting / matched + match id /
+//!                                         cancelled / removed), updated_ms
+//! ("r", pool, "mm", "pl", player)      -> v1 player entry: {ticket, state, match}
+//!                                         of the player's latest ticket; rewritten
+//!                                         on every state change, watched by the
+//!                                         gateway to push the match
+//! ("r", pool, "mm", "m", match)        -> v1 match record (the whole Match)
+//! ("r", pool, "mm", "ls", queue, region, band) -> v1 lease {owner, token, expires_ms};
+//!                                         never deleted, so token only grows
+//! ("r", pool, "mm", "wk", owner)       -> v1 worker heartbeat {expires_ms}
+//! ("r", pool, "mm", "d", queue, region) -> 8-byte LE counter: waiting tickets
+//!                                         (pool depth), atomic add
+//! ```
+//!
+//! `ticket` is the ticket id as an integer, `match` the match id as 32 hex
+//! digits, `band` and `created_ms` integers. v1 values are the byte `1` followed
+//! by JSON.
+
+use foundationdb_tuple::Subspace;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::types::{MatchId, Ticket, TicketId};
+
+/// The schema version byte in front of every JSON record.
+pub(crate) const SCHEMA_V1: u8 = 1;
+
+/// `("r", pool, "mm")`.
+pub fn root(pool: &str) -> Subspace {
+    Subspace::all().subspace(&(crate::keyspace::REGION_TAG, pool, "mm"))
+}
+
+/// A partition of the pool: one queue, one home region, one skill band.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Partition {
+    /// The queue.
+    pub queue: String,
+    /// The tickets' home region.
+    pub region: String,
+    /// The skill band (0-based; see `QueueConfig::skill_bands`).
+    pub band: u32,
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.queue, self.region, self.band)
+    }
+}
+
+/// `("r", pool, "mm", "q", queue, region, band)`: one partition's waiting tickets.
+pub fn partition(pool: &str, p: &Partition) -> Subspace {
+    root(pool).subspace(&("q", p.queue.as_str(), p.region.as_str(), u64::from(p.band)))
+}
+
+/// A waiting ticket's index key.
+pub fn waiting(pool: &str, p: &Partition, created_ms: u64, ticket: TicketId) -> Vec<u8> {
+    partition(pool, p).pack(&(created_ms, ticket.0))
+}
+
+/// `("r", pool, "mm", "tk", ticket)`.
+pub fn ticket(pool: &str, ticket: TicketId) -> Vec<u8> {
+    root(pool).pack(&("tk", ticket.0))
+}
+
+/// `("r", pool, "mm", "pl", player)`.
+pub fn player(pool: &str, player: &str) -> Vec<u8> {
+    root(pool).pack(&("pl", player))
+}
+
+/// `("r", pool, "mm", "m", match)`.
+pub fn match_record(pool: &str, id: MatchId) -> Vec<u8> {
+    root(pool).pack(&("m", id.to_string()))
+}
+
+/// `("r", pool, "mm", "ls", queue, region, band)`.
+pub fn lease(pool: &str, p: &Partition) -> Vec<u8> {
+    root(pool).pack(&("ls", p.queue.as_str(), p.region.as_str(), u64::from(p.band)))
+}
+
+/// `("r", pool, "mm", "wk")`: every worker's heartbeat.
+pub fn workers(pool: &str) -> Subspace {
+    root(pool).subspace(&("wk",))
+}
+
+/// `("r", pool, "mm", "wk", owner)`.
+pub fn worker(pool: &str, owner: &str) -> Vec<u8> {
+    workers(pool).pack(&(owner,))
+}
+
+/// `("r", pool, "mm", "d", queue, region)`: the pool depth counter.
+pub fn depth(pool: &str, queue: &str, region: &str) -> Vec<u8> {
+    root(pool).pack(&("d", queue, region))
+}
+
+/// Where a ticket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TicketState {
+    /// In the pool.
+    Waiting,
+    /// Placed in a match (final).
+    Matched {
+        /// The match.
+        #[serde(rename = "match")]
+        match_id: MatchId,
+    },
+    /// Cancelled by the player (final).
+    Cancelled,
+    /// Removed because a player disconnected and did not resume (final).
+    Removed,
+}
+
+/// The stored ticket record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TicketRecord {
+    pub ticket: Ticket,
+    pub band: u32,
+    #[serde(flatten)]
+    pub state: TicketState,
+    pub updated_ms: u64,
+}
+
+impl TicketRecord {
+    pub fn partition(&self) -> Partition {
+        Partition {
+            queue: self.ticket.queue.clone(),
+            region: self.ticket.home_region.clone(),
+            band: self.band,
+        }
+    }
+}
+
+/// The stored player entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PlayerEntry {
+    pub ticket: TicketId,
+    #[serde(flatten)]
+    pub state: TicketState,
+}
+
+/// The stored lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LeaseRecord {
+    pub owner: String,
+    pub token: u64,
+    pub expires_ms: u64,
+}
+
+/// The stored worker heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WorkerRecord {
+    pub expires_ms: u64,
+}
+
+/// Encodes a v1 record.
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![SCHEMA_V1];
+    serde_json::to_writer(&mut out, v).expect("matchmaker records serialize");
+    out
+}
+
+/// Decodes a v1 record; the error names what is wrong.
+pub(crate) fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
+    match raw.split_first() {
+        Some((&SCHEMA_V1, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!("unsupported schema version {v}")),
+        None => Err("empty value".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_and_ordering() {
+        let p = Partition {
+            queue: "q".into(),
+            region: "eu".into(),
+            band: 1,
+        };
+        let (b, e) = partition("eu", &p).range();
+        let k1 = waiting("eu", &p, 1_000, TicketId(9));
+        let k2 = waiting("eu", &p, 2_000, TicketId(1));
+        assert!(b < k1 && k1 < k2 && k2 < e, "waiting keys sort by creation time");
+        let other = Partition { band: 2, ..p.clone() };
+        assert!(waiting("eu", &other, 0, TicketId(0)) >= e);
+        let name = crate::keyspace::RegionName::new("eu").unwrap();
+        assert!(crate::keyspace::region_family(&name, "mm").is_start_of(&ticket("eu", TicketId(1))));
+        let rec = PlayerEntry {
+            ticket: TicketId(5),
+            state: TicketState::Matched { match_id: MatchId(7) },
+        };
+        let raw = encode(&rec);
+        assert_eq!(raw[0], SCHEMA_V1);
+        assert_eq!(decode::<PlayerEntry>(&raw).unwrap(), rec);
+        assert!(decode::<PlayerEntry>(&[2, b'{', b'}']).is_err());
+    }
+}
