@@ -32,6 +32,13 @@ pub struct TickReport {
     pub actions: Vec<RolloutAction>,
 }
 
+/// An operator's action on a rollout.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Kill,
+    Promote,
+}
+
 /// The rollout driver. Cheap to clone.
 #[derive(Clone)]
 pub struct Rollouts<S: Store> {
@@ -346,28 +353,20 @@ impl<S: Store> Rollouts<S> {
     /// The kill switch: sets the rule's percentage to 0 at once and ends the
     /// rollout ([`RolloutState::Killed`]), audited as `actor`.
     pub async fn kill(&self, actor: &str, id: &str, now_ms: u64) -> Result<TickReport, RolloutError> {
-        self.operator(actor, id, now_ms, |r, now, who| r.kill(now, who))
-            .await
+        self.operator(actor, id, now_ms, Op::Kill).await
     }
 
     /// Moves the rollout to its next stage now (skipping the rest of the dwell
     /// time), audited as `actor`.
     pub async fn promote(&self, actor: &str, id: &str, now_ms: u64) -> Result<TickReport, RolloutError> {
-        self.operator(actor, id, now_ms, |r, now, _| r.promote(now)).await
+        self.operator(actor, id, now_ms, Op::Promote).await
     }
 
-    async fn operator(
-        &self,
-        actor: &str,
-        id: &str,
-        now_ms: u64,
-        op: impl Fn(&mut Rollout, u64, &str) -> Result<Vec<RolloutAction>, RolloutError> + Send + Sync,
-    ) -> Result<TickReport, RolloutError> {
+    async fn operator(&self, actor: &str, id: &str, now_ms: u64, op: Op) -> Result<TickReport, RolloutError> {
         if !valid_actor(actor) {
             return Err(RolloutError::InvalidActor);
         }
         let (actor, id) = (actor.to_owned(), id.to_owned());
-        let op = &op;
         let res = self
             .store
             .run(|tx| {
@@ -377,7 +376,11 @@ impl<S: Store> Rollouts<S> {
                         return Err(TxError::User(RolloutError::NotFound(id)));
                     };
                     let mut after = before.clone();
-                    let actions = op(&mut after, now_ms, &actor).map_err(TxError::User)?;
+                    let actions = match op {
+                        Op::Kill => after.kill(now_ms, &actor),
+                        Op::Promote => after.promote(now_ms),
+                    }
+                    .map_err(TxError::User)?;
                     apply_in_tx(&tx, &before, &mut after, &actions, &actor, now_ms).await?;
                     Ok(TickReport {
                         rollout: after,

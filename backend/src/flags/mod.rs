@@ -475,3 +475,6 @@ impl<S: Store> Flags<S> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod rollout_tests;

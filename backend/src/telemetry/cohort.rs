@@ -29,17 +29,24 @@ pub async fn flush_cohort_deltas<S: Store>(
         return Ok(());
     }
     let window = now_ms / COHORT_WINDOW_MS;
+    let mut adds: Vec<(Vec<u8>, i64)> = Vec::with_capacity(deltas.len() * 2);
+    for ((id, cohort), d) in deltas {
+        if d.requests > 0 {
+            adds.push((keys::counter(id, window, *cohort, false), d.requests as i64));
+        }
+        if d.errors > 0 {
+            adds.push((keys::counter(id, window, *cohort, true), d.errors as i64));
+        }
+    }
     store
-        .run(|tx| async move {
-            for ((id, cohort), d) in deltas {
-                if d.requests > 0 {
-                    tx.atomic_add(&keys::counter(id, window, *cohort, false), d.requests as i64)?;
+        .run(|tx| {
+            let adds = adds.clone();
+            async move {
+                for (key, delta) in &adds {
+                    tx.atomic_add(key, *delta)?;
                 }
-                if d.errors > 0 {
-                    tx.atomic_add(&keys::counter(id, window, *cohort, true), d.errors as i64)?;
-                }
+                Ok::<_, TxError>(())
             }
-            Ok::<_, TxError>(())
         })
         .await
         .map_err(|e| match e {
