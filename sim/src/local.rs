@@ -1,0 +1,65 @@
+//! `--local` / `--spawn-gateway`: one gateway started inside the sim process,
+//! on loopback (`127.0.0.1`, free ports), with the embedded store and
+//! development certificates in a temporary directory that is removed
+//! afterwards. A convenience for one-command demos and tests: the gateway
+//! shares the sim's runtime and CPU, so figures for capacity planning come
+//! from gateways run as their own processes (`--gateway`).
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use outpost_gateway::{GatewayConfig, RunningGateway};
+use tempfile::TempDir;
+
+/// A running in-process gateway. Dropping it shuts the gateway down.
+pub struct LocalGateway {
+    /// Its QUIC address (loopback).
+    pub addr: SocketAddr,
+    /// PEM of its development CA.
+    pub ca_pem: Vec<u8>,
+    running: Option<RunningGateway>,
+    _dir: TempDir,
+}
+
+impl LocalGateway {
+    /// Starts a gateway admitting up to `max_sessions` sessions.
+    pub async fn start(max_sessions: usize) -> anyhow::Result<LocalGateway> {
+        let dir = tempfile::tempdir().context("temporary directory for the local gateway")?;
+        let mut config = GatewayConfig {
+            listen: "127.0.0.1:0".parse()?,
+            admin_listen: "127.0.0.1:0".parse()?,
+            data_dir: dir.path().join("data"),
+            ..GatewayConfig::default()
+        };
+        config.tls.dev_certs_dir = dir.path().join("certs");
+        config.limits.max_sessions = max_sessions.max(1);
+        let running = outpost_gateway::start(config)
+            .await
+            .context("starting the local gateway")?;
+        Ok(LocalGateway {
+            addr: running.quic_addr,
+            ca_pem: running
+                .dev_ca_pem
+                .clone()
+                .context("the local gateway has no dev CA")?,
+            running: Some(running),
+            _dir: dir,
+        })
+    }
+
+    /// Stops the gateway and waits (at most 10 s) until it has.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.handle().shutdown();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), r.wait()).await;
+        }
+    }
+}
+
+impl Drop for LocalGateway {
+    fn drop(&mut self) {
+        if let Some(r) = &self.running {
+            r.handle().shutdown();
+        }
+    }
+}

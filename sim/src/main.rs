@@ -1,0 +1,267 @@
+//! `outpost-sim`: run a scenario in live or model mode, write the JSON result
+//! and the HTML report, exit 2 when an SLO is missed.
+//!
+//! ```text
+//! outpost-sim live sim/scenarios/mini-launch.toml --local           # one in-process gateway on loopback
+//! outpost-sim live SCENARIO --gateway 127.0.0.1:4433 --ca certs/dev/ca.pem
+//! outpost-sim live SCENARIO --gateway eu-west=127.0.0.1:4433 --gateway us-east=127.0.0.1:4434 --ca ca.pem
+//! outpost-sim model sim/scenarios/launch-day.toml                   # virtual time, matchmaker core
+//! outpost-sim check sim/scenarios/*.toml                            # validate scenario files
+//! ```
+//!
+//! Exit status: 0 all SLOs met (or none set), 2 an SLO missed, 1 the run
+//! could not be done (bad scenario, unreachable setup).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use outpost_sim::live::LiveTarget;
+use outpost_sim::local::LocalGateway;
+use outpost_sim::results::Results;
+use outpost_sim::scenario::Scenario;
+use outpost_sim::RunOptions;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outpost-sim",
+    version,
+    about = "Launch-curve simulations against Outpost"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Drive real gateways over QUIC with virtual players.
+    Live(LiveArgs),
+    /// Run the matchmaker core on virtual time (no sockets).
+    Model(CommonArgs),
+    /// Parse and validate scenario files.
+    Check {
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// Scenario file (TOML; see sim/README.md).
+    scenario: PathBuf,
+    /// Multiply every player count of the curves by this.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Stop after this many seconds even if the curves go on.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Output folder for result.json and report.html. Default
+    /// target/sim/<scenario>-<mode>.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct LiveArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Gateway address: `HOST:PORT` for every region, or `REGION=HOST:PORT`.
+    /// Repeat for several gateways (the SDK picks the lowest RTT).
+    #[arg(long = "gateway")]
+    gateways: Vec<String>,
+    /// PEM CA file that signed the gateways' certificates (e.g. certs/dev/ca.pem).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Name the gateway certificates are valid for.
+    #[arg(long, default_value = "localhost")]
+    server_name: String,
+    /// Start one gateway inside this process on 127.0.0.1 (temporary store and
+    /// certificates) and send every region's players to it.
+    #[arg(long, alias = "spawn-gateway", conflicts_with_all = ["gateways", "ca"])]
+    local: bool,
+    /// Override live.max_players.
+    #[arg(long)]
+    max_players: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("outpost-sim: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (mode, common) = match &cli.command {
+        Command::Check { scenarios } => {
+            for path in scenarios {
+                let s = Scenario::from_file(path).with_context(|| path.display().to_string())?;
+                println!(
+                    "{}: ok ({} regions, {:.0} s, peak {:.0} players)",
+                    path.display(),
+                    s.regions.len(),
+                    s.duration_s(),
+                    s.curves(1.0).iter().map(|c| c.peak()).sum::<f64>()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Live(a) => ("live", &a.common),
+        Command::Model(a) => ("model", a),
+    };
+    let scenario =
+        Scenario::from_file(&common.scenario).with_context(|| common.scenario.display().to_string())?;
+    if !(common.scale.is_finite() && common.scale > 0.0) {
+        bail!("--scale must be a positive number");
+    }
+    let mut opts = RunOptions {
+        scale: common.scale,
+        max_players: None,
+        max_duration: common.duration.map(Duration::from_secs_f64),
+        progress: !common.quiet,
+    };
+    let results = match &cli.command {
+        Command::Live(a) => {
+            opts.max_players = a.max_players;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(run_live(&scenario, a, &opts))?
+        }
+        _ => outpost_sim::model::run(&scenario, &opts)?,
+    };
+    let out = common
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/sim").join(format!("{}-{mode}", scenario.name)));
+    let (json, html) = results.write(&out)?;
+    print_summary(&results);
+    println!("result: {}\nreport: {}", json.display(), html.display());
+    Ok(if results.slo_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+async fn run_live(scenario: &Scenario, a: &LiveArgs, opts: &RunOptions) -> anyhow::Result<Results> {
+    if a.local {
+        let cap = opts.max_players.unwrap_or(scenario.live.max_players);
+        let gw = LocalGateway::start(cap.saturating_mul(2).max(1_000)).await?;
+        if opts.progress {
+            eprintln!("local gateway on {} (in-process; temporary store)", gw.addr);
+        }
+        let target = LiveTarget {
+            gateways: vec![vec![gw.addr]; scenario.regions.len()],
+            ca_pem: gw.ca_pem.clone(),
+            server_name: "localhost".into(),
+        };
+        let r = outpost_sim::live::run(scenario, target, opts).await;
+        gw.stop().await;
+        return r;
+    }
+    let Some(ca) = &a.ca else {
+        bail!("live mode needs --local, or --gateway addresses and --ca (the CA PEM that signed them)");
+    };
+    let ca_pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+    let target = LiveTarget {
+        gateways: parse_gateways(scenario, &a.gateways)?,
+        ca_pem,
+        server_name: a.server_name.clone(),
+    };
+    outpost_sim::live::run(scenario, target, opts).await
+}
+
+/// `ADDR` applies to every region; `REGION=ADDR` to one (and wins over the former).
+fn parse_gateways(scenario: &Scenario, args: &[String]) -> anyhow::Result<Vec<Vec<SocketAddr>>> {
+    let mut all = Vec::new();
+    let mut by_region: HashMap<&str, Vec<SocketAddr>> = HashMap::new();
+    for arg in args {
+        match arg.split_once('=') {
+            Some((region, addr)) => {
+                let Some(spec) = scenario.regions.iter().find(|r| r.name == region) else {
+                    bail!("--gateway {arg}: the scenario has no region {region:?}");
+                };
+                let addr: SocketAddr = addr.parse().with_context(|| format!("--gateway {arg}"))?;
+                by_region.entry(spec.name.as_str()).or_default().push(addr);
+            }
+            None => all.push(
+                arg.parse::<SocketAddr>()
+                    .with_context(|| format!("--gateway {arg}"))?,
+            ),
+        }
+    }
+    scenario
+        .regions
+        .iter()
+        .map(|r| {
+            let g = by_region
+                .get(r.name.as_str())
+                .cloned()
+                .unwrap_or_else(|| all.clone());
+            if g.is_empty() {
+                bail!("no --gateway for region {:?}", r.name);
+            }
+            Ok(g)
+        })
+        .collect()
+}
+
+fn print_summary(r: &Results) {
+    let t = &r.totals;
+    println!(
+        "{} ({} mode): {:.1} s simulated in {:.1} s",
+        r.scenario, r.mode, r.sim_s, r.wall_s
+    );
+    if r.mode == "live" {
+        println!(
+            "players {} · logins {} ok / {} failed · gave up {} · reconnects {} · requests {} ({} errors)",
+            t.players_started,
+            t.logins_ok,
+            t.login_failures,
+            t.players_gave_up,
+            t.reconnects,
+            t.requests,
+            t.request_errors
+        );
+    } else {
+        println!(
+            "players {} · tickets {} · matches {}",
+            t.players_started, t.tickets, t.matches
+        );
+    }
+    for (name, o) in &r.operations {
+        let (k, unit) = if name == "match_wait" {
+            (1e-3, "s")
+        } else {
+            (1.0, "ms")
+        };
+        println!(
+            "  {name:<11} n={:<9} p50 {:.2} {unit}  p95 {:.2} {unit}  p99 {:.2} {unit}  max {:.2} {unit}",
+            o.count,
+            o.p50 * k,
+            o.p95 * k,
+            o.p99 * k,
+            o.max * k
+        );
+    }
+    for s in &r.slo {
+        println!(
+            "  SLO {:<20} limit {:<10} measured {:<12} {}",
+            s.name,
+            s.limit,
+            s.actual.map_or("-".into(), |v| format!("{v:.3}")),
+            if s.ok { "met" } else { "MISSED" }
+        );
+    }
+}

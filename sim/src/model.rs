@@ -1,0 +1,474 @@
+//! Model mode: the backend's matchmaker core ([`MatchCore`]) on virtual time,
+//! no sockets, to check launches of millions of concurrent players.
+//!
+//! Time advances in steps of `matchmaking.round_interval_ms` (1 s without a
+//! `[matchmaking]` section). Each step:
+//!
+//! 1. due events fire: a player in the lobby queues (a ticket is inserted into
+//!    the core), a match ends (its players return to the lobby), a session ends
+//!    (the player leaves; a waiting ticket is removed);
+//! 2. retry storms knock `share` of a region's online players out: their ticket
+//!    or match is lost and they come back and queue again after `interval_ms`
+//!    (lockstep: all at once) or a uniform delay within it (jitter);
+//! 3. each region's online players are brought to the curve's target: new
+//!    players arrive (no arrival cap: a queue release arrives in one step), or
+//!    random players leave;
+//! 4. one matching round runs; matched players play for `match_duration_s`.
+//!
+//! What is modelled and what not: logins, requests and the network are not
+//! (that is live mode). A player in the lobby queues after an exponential wait
+//! with mean `session.think_ms` mean ÷ the matchmaking share of the behaviour
+//! mix (exact when think times are exponential: it is the wait until the first
+//! think period that ends in a matchmaking action). Ticket latencies come from
+//! the region's `rtt_ms` and its neighbours' distributions.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use outpost_backend::matchmaker::{
+    CrossRegionConfig, ExpansionStep, MatchCore, MatchmakerConfig, QueueConfig, RegionConfig, RegionLatency,
+    Skill, Ticket, TicketId,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::curve::{Curve, StormMode};
+use crate::record::{new_histogram, Op, Totals};
+use crate::results::{summarise, RegionSample, Results, Sample, FORMAT};
+use crate::scenario::{MatchmakingSpec, Scenario};
+use crate::RunOptions;
+
+/// The backend matchmaker configuration a scenario describes.
+pub fn matchmaker_config(s: &Scenario, m: &MatchmakingSpec) -> MatchmakerConfig {
+    let ms = |s: f64| (s * 1000.0).round() as u64;
+    MatchmakerConfig {
+        regions: s
+            .regions
+            .iter()
+            .map(|r| RegionConfig {
+                name: r.name.clone(),
+                neighbours: r.neighbours.iter().map(|n| n.name.clone()).collect(),
+            })
+            .collect(),
+        queues: vec![QueueConfig {
+            name: m.queue.clone(),
+            teams: m.teams,
+            team_size: m.team_size,
+            expansions: m
+                .expansions
+                .iter()
+                .map(|e| ExpansionStep {
+                    after_ms: ms(e.after_s),
+                    max_skill_diff: e.max_skill_diff,
+                })
+                .collect(),
+            uncertainty_widening: m.uncertainty_widening,
+            cross_region: m.cross_region.map(|c| CrossRegionConfig {
+                after_ms: ms(c.after_s),
+                max_latency_ms: c.max_latency_ms,
+            }),
+            skill_bands: Vec::new(),
+            band_borrow_after_ms: None,
+        }],
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Offline,
+    Lobby,
+    Queued,
+    Playing,
+}
+
+/// One virtual player (a slot reused after the player leaves).
+#[derive(Debug, Clone, Copy)]
+struct Player {
+    region: u16,
+    state: State,
+    /// Bumped whenever the player's plans change; stale events are ignored.
+    gen: u32,
+    /// Bumped when a new player takes the slot (session-end events check it).
+    life: u32,
+    /// Tickets this slot created (the low half of the ticket id).
+    tickets: u32,
+    /// Position in its region's online list.
+    pos: u32,
+    rating: f32,
+    uncertainty: f32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ev {
+    Queue,
+    MatchOver,
+    SessionEnd,
+}
+
+fn ticket_id(slot: u32, n: u32) -> TicketId {
+    TicketId((u64::from(slot) << 32) | u64::from(n))
+}
+
+fn slot_of(id: TicketId) -> u32 {
+    (id.0 >> 32) as u32
+}
+
+struct World<'a> {
+    s: &'a Scenario,
+    mm: Option<&'a MatchmakingSpec>,
+    core: Option<MatchCore>,
+    players: Vec<Player>,
+    free: Vec<u32>,
+    online: Vec<Vec<u32>>,
+    /// Events by step index, with their exact due time (ms).
+    wheel: BTreeMap<u64, Vec<(u32, u32, Ev, u64)>>,
+    step_ms: u64,
+    /// Mean lobby time before queueing, ms (`None`: players never queue).
+    lobby_mean_ms: Option<f64>,
+    rng: StdRng,
+    totals: Totals,
+}
+
+impl World<'_> {
+    fn schedule(&mut self, at_ms: u64, slot: u32, ev: Ev) {
+        let step = at_ms.div_ceil(self.step_ms);
+        let p = &self.players[slot as usize];
+        let gen = if matches!(ev, Ev::SessionEnd) {
+            p.life
+        } else {
+            p.gen
+        };
+        self.wheel.entry(step).or_default().push((slot, gen, ev, at_ms));
+    }
+
+    fn schedule_queue(&mut self, now: u64, slot: u32) {
+        if let Some(mean) = self.lobby_mean_ms {
+            let wait = -mean * self.rng.gen_range(f64::EPSILON..1.0f64).ln();
+            self.schedule(now + wait as u64, slot, Ev::Queue);
+        }
+    }
+
+    fn arrive(&mut self, now: u64, region: usize) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.players.push(Player {
+                region: 0,
+                state: State::Offline,
+                gen: 0,
+                life: 0,
+                tickets: 0,
+                pos: 0,
+                rating: 0.0,
+                uncertainty: 0.0,
+            });
+            (self.players.len() - 1) as u32
+        });
+        let (rating, uncertainty) = match self.mm {
+            Some(m) => (m.skill.sample(&mut self.rng), m.uncertainty.sample(&mut self.rng)),
+            None => (0.0, 0.0),
+        };
+        let p = &mut self.players[slot as usize];
+        p.region = region as u16;
+        p.state = State::Lobby;
+        p.gen = p.gen.wrapping_add(1);
+        p.life = p.life.wrapping_add(1);
+        p.pos = self.online[region].len() as u32;
+        p.rating = rating as f32;
+        p.uncertainty = uncertainty as f32;
+        self.online[region].push(slot);
+        self.totals.players_started += 1;
+        let length = self.s.session.length_s.sample(&mut self.rng);
+        self.schedule(now + (length * 1000.0) as u64, slot, Ev::SessionEnd);
+        self.schedule_queue(now, slot);
+    }
+
+    /// Cancels whatever the player was doing (ticket, match) and bumps its generation.
+    fn reset(&mut self, slot: u32) {
+        let p = self.players[slot as usize];
+        if p.state == State::Queued {
+            if let Some(core) = &mut self.core {
+                core.remove(ticket_id(slot, p.tickets));
+            }
+        }
+        let p = &mut self.players[slot as usize];
+        p.gen = p.gen.wrapping_add(1);
+        p.state = State::Lobby;
+    }
+
+    fn leave(&mut self, slot: u32) {
+        self.reset(slot);
+        let p = self.players[slot as usize];
+        let list = &mut self.online[p.region as usize];
+        let last = *list.last().expect("an online player is listed");
+        list.swap_remove(p.pos as usize);
+        if last != slot {
+            self.players[last as usize].pos = p.pos;
+        }
+        self.players[slot as usize].state = State::Offline;
+        self.free.push(slot);
+        self.totals.sessions_completed += 1;
+    }
+
+    fn queue(&mut self, now: u64, slot: u32) -> anyhow::Result<()> {
+        let (Some(m), Some(core)) = (self.mm, self.core.as_mut()) else {
+            return Ok(());
+        };
+        let p = &mut self.players[slot as usize];
+        p.tickets = p.tickets.wrapping_add(1);
+        p.state = State::Queued;
+        let spec = &self.s.regions[p.region as usize];
+        let mut latencies = vec![RegionLatency {
+            region: spec.name.clone(),
+            rtt_ms: spec.rtt_ms.sample(&mut self.rng) as u32,
+        }];
+        for n in &spec.neighbours {
+            latencies.push(RegionLatency {
+                region: n.name.clone(),
+                rtt_ms: n.rtt_ms.sample(&mut self.rng) as u32,
+            });
+        }
+        core.insert(Ticket {
+            id: ticket_id(slot, p.tickets),
+            players: vec![slot.to_string()],
+            queue: m.queue.clone(),
+            skill: Skill {
+                rating: f64::from(p.rating),
+                uncertainty: f64::from(p.uncertainty),
+            },
+            home_region: spec.name.clone(),
+            latencies,
+            max_latency_ms: None,
+            created_ms: now,
+        })
+        .context("matchmaker refused a ticket")?;
+        self.totals.tickets += 1;
+        Ok(())
+    }
+}
+
+/// Runs `scenario` in model mode and returns the results (not yet written).
+pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
+    let wall = Instant::now();
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mm = scenario.matchmaking.as_ref();
+    let core = match mm {
+        Some(m) => Some(MatchCore::new(&matchmaker_config(scenario, m)).context("matchmaker configuration")?),
+        None => None,
+    };
+    let weights = scenario.behaviour.weights();
+    let total_w: f64 = weights.iter().sum();
+    let mm_share = if total_w > 0.0 {
+        scenario.behaviour.matchmaking / total_w
+    } else {
+        0.0
+    };
+    let lobby_mean_ms = (mm.is_some() && mm_share > 0.0).then(|| scenario.session.think_ms.mean() / mm_share);
+    let step_ms = mm.map_or(1_000, |m| m.round_interval_ms);
+    let curves: Vec<Curve> = scenario.curves(opts.scale);
+    let mut duration_ms = (scenario.duration_s() * 1000.0) as u64;
+    if let Some(d) = opts.max_duration {
+        duration_ms = duration_ms.min(d.as_millis() as u64);
+    }
+    let nreg = scenario.regions.len();
+    let mut w = World {
+        s: scenario,
+        mm,
+        core,
+        players: Vec::new(),
+        free: Vec::new(),
+        online: vec![Vec::new(); nreg],
+        wheel: BTreeMap::new(),
+        step_ms,
+        lobby_mean_ms,
+        rng: StdRng::seed_from_u64(scenario.seed),
+        totals: Totals::default(),
+    };
+    let mut storms: Vec<(usize, crate::curve::Storm)> = curves
+        .iter()
+        .enumerate()
+        .flat_map(|(r, c)| c.storms().iter().map(move |s| (r, *s)))
+        .collect();
+    storms.sort_by(|a, b| a.1.at_s.total_cmp(&b.1.at_s));
+    let mut next_storm = 0;
+    let mut waits = new_histogram();
+    let mut interval_waits = new_histogram();
+    let mut interval_matches = 0u64;
+    let mut timeline = Vec::new();
+    let mut next_sample = scenario.sample_interval_ms;
+    let mut last_sample = 0u64;
+    let mut last_progress = Instant::now();
+    let queue_name = mm.map(|m| m.queue.clone()).unwrap_or_default();
+
+    let mut step = 0u64;
+    loop {
+        let now = step * step_ms;
+        // 1. Events due now.
+        if let Some(evs) = w.wheel.remove(&step) {
+            for (slot, gen, ev, at_ms) in evs {
+                let p = w.players[slot as usize];
+                let current = if matches!(ev, Ev::SessionEnd) {
+                    p.life
+                } else {
+                    p.gen
+                };
+                if current != gen || p.state == State::Offline {
+                    continue;
+                }
+                match ev {
+                    Ev::SessionEnd => w.leave(slot),
+                    // The ticket exists from the moment the player queued (between rounds).
+                    Ev::Queue if p.state == State::Lobby => w.queue(at_ms.min(now), slot)?,
+                    Ev::MatchOver if p.state == State::Playing => {
+                        w.players[slot as usize].state = State::Lobby;
+                        w.schedule_queue(now, slot);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let t_s = now as f64 / 1000.0;
+        // 2. Retry storms.
+        while let Some((r, storm)) = storms.get(next_storm).copied().filter(|(_, s)| s.at_s <= t_s) {
+            next_storm += 1;
+            let hit: Vec<u32> = w.online[r]
+                .iter()
+                .copied()
+                .filter(|_| w.rng.gen_bool(storm.share))
+                .collect();
+            for slot in hit {
+                w.reset(slot);
+                w.totals.storm_drops += 1;
+                let back = match storm.mode {
+                    StormMode::Lockstep => storm.interval_ms,
+                    StormMode::Jitter => w.rng.gen_range(0..=storm.interval_ms),
+                };
+                w.schedule(now + back, slot, Ev::Queue);
+            }
+        }
+        // 3. Follow the curves.
+        for (r, curve) in curves.iter().enumerate() {
+            let target = curve.target_at(t_s).round() as usize;
+            let online = w.online[r].len();
+            for _ in online..target {
+                w.arrive(now, r);
+            }
+            for _ in target..online {
+                let list = &w.online[r];
+                let slot = list[w.rng.gen_range(0..list.len())];
+                w.leave(slot);
+            }
+        }
+        // 4. One matching round.
+        if let Some(core) = &mut w.core {
+            let matches = core.run_round(now);
+            let m = mm.expect("a core exists only with [matchmaking]");
+            for game in matches {
+                w.totals.matches += 1;
+                interval_matches += 1;
+                let length = (m.match_duration_s.sample(&mut w.rng) * 1000.0) as u64;
+                for t in &game.tickets {
+                    waits.saturating_record(t.wait_ms.max(1));
+                    interval_waits.saturating_record(t.wait_ms.max(1));
+                    let slot = slot_of(t.id);
+                    w.players[slot as usize].state = State::Playing;
+                    w.schedule(now + length, slot, Ev::MatchOver);
+                }
+            }
+        }
+        // Timeline.
+        let done = now >= duration_ms;
+        if now >= next_sample || done {
+            let dt = ((now - last_sample) as f64 / 1000.0).max(1e-3);
+            last_sample = now;
+            let pct = |q: f64| {
+                (!interval_waits.is_empty()).then(|| interval_waits.value_at_quantile(q) as f64 / 1000.0)
+            };
+            let sample = Sample {
+                t_s,
+                regions: (0..nreg)
+                    .map(|r| RegionSample {
+                        target: curves[r].target_at(t_s).round() as u64,
+                        players: w.online[r].len() as u64,
+                        waiting: w
+                            .core
+                            .as_ref()
+                            .map_or(0, |c| c.depth(&queue_name, &scenario.regions[r].name) as u64),
+                    })
+                    .collect(),
+                match_wait_p50_s: pct(0.5),
+                match_wait_p95_s: pct(0.95),
+                matches_per_s: Some(interval_matches as f64 / dt),
+                ..Sample::default()
+            };
+            interval_waits.reset();
+            interval_matches = 0;
+            if opts.progress && (last_progress.elapsed() >= Duration::from_secs(1) || done) {
+                last_progress = Instant::now();
+                eprintln!("{}", progress_line(&sample, scenario, &w.totals, wall.elapsed()));
+            }
+            timeline.push(sample);
+            while next_sample <= now {
+                next_sample += scenario.sample_interval_ms;
+            }
+        }
+        if done {
+            break;
+        }
+        step += 1;
+    }
+
+    let mut notes = vec![format!(
+        "Model mode: virtual time in steps of {step_ms} ms; logins, requests and the network are not modelled (live mode does that)."
+    )];
+    match lobby_mean_ms {
+        Some(ms) => notes.push(format!(
+            "Players queue after an exponential lobby time with mean {:.1} s (think time mean ÷ matchmaking share of the behaviour mix).",
+            ms / 1000.0
+        )),
+        None => notes.push("No matchmaking in this scenario (no [matchmaking] section or a zero matchmaking weight): only the population is modelled.".into()),
+    }
+    let sim_s = duration_ms as f64 / 1000.0;
+    let mut results = Results {
+        format: FORMAT.into(),
+        mode: "model".into(),
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        scale: opts.scale,
+        regions: scenario.regions.iter().map(|r| r.name.clone()).collect(),
+        started_unix_ms,
+        wall_s: wall.elapsed().as_secs_f64(),
+        sim_s,
+        target: "in-process matchmaker core (outpost-backend)".into(),
+        totals: w.totals,
+        operations: summarise([(Op::MatchWait, waits)]),
+        errors: BTreeMap::new(),
+        errors_by_op: BTreeMap::new(),
+        timeline,
+        slo: Vec::new(),
+        notes,
+    };
+    results.evaluate_slos(scenario);
+    Ok(results)
+}
+
+fn progress_line(s: &Sample, scenario: &Scenario, t: &Totals, wall: Duration) -> String {
+    let regions: Vec<String> = s
+        .regions
+        .iter()
+        .zip(&scenario.regions)
+        .map(|(r, spec)| format!("{} {}/{} q{}", spec.name, r.players, r.target, r.waiting))
+        .collect();
+    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}s"));
+    format!(
+        "[virtual {:>7.0}s | wall {:>5.1}s] players {} | matches {} ({:.0}/s) | wait p50 {} p95 {}",
+        s.t_s,
+        wall.as_secs_f64(),
+        regions.join(" "),
+        t.matches,
+        s.matches_per_s.unwrap_or(0.0),
+        f(s.match_wait_p50_s),
+        f(s.match_wait_p95_s),
+    )
+}

@@ -1,0 +1,308 @@
+//! Measurements shared by every virtual player of a run: HDR histograms per
+//! operation, errors by code, counters, and per-region player gauges.
+//!
+//! Latencies are recorded in microseconds (match waits in model mode in
+//! milliseconds), in histograms covering 1 unit .. 1 hour with 3 significant
+//! digits. Recording takes a short mutex per operation; the timeline sampler
+//! drains a second, per-interval histogram for percentiles over time.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use outpost_client::ClientError;
+use serde::{Deserialize, Serialize};
+
+/// What a histogram measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    /// `Client::connect` until `Welcome` (one successful attempt).
+    Login,
+    /// Ping / Pong on the control stream.
+    Ping,
+    /// Echo request on the echo channel.
+    Echo,
+    /// `StateList` on the state channel.
+    StateLoad,
+    /// `StateSet` (compare-and-set) on the state channel.
+    StateSave,
+    /// Wait from ticket creation to match (model mode; milliseconds).
+    MatchWait,
+}
+
+impl Op {
+    /// Every operation, in report order.
+    pub const ALL: [Op; 6] = [
+        Op::Login,
+        Op::Ping,
+        Op::Echo,
+        Op::StateLoad,
+        Op::StateSave,
+        Op::MatchWait,
+    ];
+
+    /// Name in results and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Login => "login",
+            Op::Ping => "ping",
+            Op::Echo => "echo",
+            Op::StateLoad => "state_load",
+            Op::StateSave => "state_save",
+            Op::MatchWait => "match_wait",
+        }
+    }
+
+    /// Unit of the recorded values.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Op::MatchWait => "ms",
+            _ => "us",
+        }
+    }
+
+    /// Whether this is a request a player makes inside a session (counted in
+    /// request rates and the request error rate).
+    pub fn is_request(self) -> bool {
+        matches!(self, Op::Ping | Op::Echo | Op::StateLoad | Op::StateSave)
+    }
+}
+
+/// A new histogram for 1 .. 3.6e9 units (1 µs .. 1 h, or 1 ms .. 41 days).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The short code an error is counted under: the protocol's `ErrorCode` name
+/// where the gateway sent one, else the SDK's error kind.
+pub fn error_code(e: &ClientError) -> String {
+    match e {
+        ClientError::Rejected { code, .. } => format!("{code:?}"),
+        ClientError::Kicked { code, .. } => format!("Kicked:{code:?}"),
+        ClientError::Server(s) => format!("{:?}", s.code),
+        ClientError::ChannelClosed(s) => format!("ChannelClosed:{:?}", s.code),
+        ClientError::Timeout => "ClientTimeout".into(),
+        ClientError::ConnectionLost(_) => "ConnectionLost".into(),
+        ClientError::Closed => "ClientClosed".into(),
+        ClientError::Protocol { code, .. } => format!("Protocol:{code:?}"),
+        ClientError::RequestTooLarge { .. } => "RequestTooLarge".into(),
+        ClientError::Connect(_) => "ConnectFailed".into(),
+        ClientError::Config(_) => "Config".into(),
+    }
+}
+
+/// Run-wide counters (see [`Totals`] for their meaning).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub players_started: AtomicU64,
+    pub login_attempts: AtomicU64,
+    pub logins_ok: AtomicU64,
+    pub players_logged_in: AtomicU64,
+    pub login_failures: AtomicU64,
+    pub players_gave_up: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub resumed: AtomicU64,
+    pub storm_drops: AtomicU64,
+    pub requests: AtomicU64,
+    pub request_errors: AtomicU64,
+    pub sessions_completed: AtomicU64,
+    pub skipped_actions: AtomicU64,
+}
+
+/// Counters as written to the results.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Virtual players started (each is a new account in live mode).
+    pub players_started: u64,
+    /// Login attempts (first tries and retries, storms included).
+    pub login_attempts: u64,
+    /// Successful logins.
+    pub logins_ok: u64,
+    /// Players whose first login (after retries) succeeded.
+    pub players_logged_in: u64,
+    /// Failed login attempts.
+    pub login_failures: u64,
+    /// Players that gave up logging in after `retry.max_attempts` failures
+    /// (or, knocked off by a storm, when it ended).
+    pub players_gave_up: u64,
+    /// SDK reconnects (connection lost, GoAway) seen as events.
+    pub reconnects: u64,
+    /// Of those, reconnects the gateway resumed.
+    pub resumed: u64,
+    /// Sessions dropped by retry storms.
+    pub storm_drops: u64,
+    /// Requests made inside sessions (ping, echo, state).
+    pub requests: u64,
+    /// Requests that failed.
+    pub request_errors: u64,
+    /// Sessions that ended because their length was reached or the curve fell.
+    pub sessions_completed: u64,
+    /// Actions the scenario asked for that this mode cannot perform (live
+    /// mode: matchmaking).
+    pub skipped_actions: u64,
+    /// Model mode: tickets created.
+    pub tickets: u64,
+    /// Model mode: matches formed.
+    pub matches: u64,
+}
+
+/// Everything recorded during a run.
+pub struct Recorder {
+    hists: Vec<Mutex<Histogram<u64>>>,
+    /// Requests (all request ops) since the last sample.
+    interval: Mutex<Histogram<u64>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    errors_by_op: Mutex<BTreeMap<(Op, String), u64>>,
+    /// Per region: players logged in right now.
+    pub connected: Vec<AtomicI64>,
+    /// Per region: players started and not finished (connecting, retrying or in a session).
+    pub alive: Vec<AtomicI64>,
+    pub counters: Counters,
+}
+
+impl Recorder {
+    /// A recorder for `regions` regions.
+    pub fn new(regions: usize) -> Recorder {
+        Recorder {
+            hists: Op::ALL.iter().map(|_| Mutex::new(new_histogram())).collect(),
+            interval: Mutex::new(new_histogram()),
+            errors: Mutex::default(),
+            errors_by_op: Mutex::default(),
+            connected: (0..regions).map(|_| AtomicI64::new(0)).collect(),
+            alive: (0..regions).map(|_| AtomicI64::new(0)).collect(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn idx(op: Op) -> usize {
+        Op::ALL.iter().position(|o| *o == op).expect("listed")
+    }
+
+    /// Records one successful operation of `op` that took `d`.
+    pub fn ok(&self, op: Op, d: Duration) {
+        let us = (d.as_micros() as u64).max(1);
+        self.record_value(op, us);
+        if op.is_request() {
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            lock(&self.interval).saturating_record(us);
+        }
+    }
+
+    /// Records a raw value in `op`'s unit (model mode: match waits in ms).
+    pub fn record_value(&self, op: Op, v: u64) {
+        lock(&self.hists[Self::idx(op)]).saturating_record(v.max(1));
+    }
+
+    /// Records a failed operation under its error code.
+    pub fn err(&self, op: Op, e: &ClientError) {
+        self.err_code(op, error_code(e));
+    }
+
+    /// Records a failure under an explicit code.
+    pub fn err_code(&self, op: Op, code: String) {
+        if op.is_request() {
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            self.counters.request_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        *lock(&self.errors).entry(code.clone()).or_default() += 1;
+        *lock(&self.errors_by_op).entry((op, code)).or_default() += 1;
+    }
+
+    /// Takes the per-interval request histogram, leaving an empty one.
+    pub fn take_interval(&self) -> Histogram<u64> {
+        std::mem::replace(&mut *lock(&self.interval), new_histogram())
+    }
+
+    /// A copy of `op`'s histogram.
+    pub fn histogram(&self, op: Op) -> Histogram<u64> {
+        lock(&self.hists[Self::idx(op)]).clone()
+    }
+
+    /// Total errors so far.
+    pub fn error_total(&self) -> u64 {
+        lock(&self.errors).values().sum()
+    }
+
+    /// Errors by code.
+    pub fn errors(&self) -> BTreeMap<String, u64> {
+        lock(&self.errors).clone()
+    }
+
+    /// Errors by operation, then code.
+    pub fn errors_by_op(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for ((op, code), n) in lock(&self.errors_by_op).iter() {
+            out.entry(op.name().into()).or_default().insert(code.clone(), *n);
+        }
+        out
+    }
+
+    /// The counters' current values.
+    pub fn totals(&self) -> Totals {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Totals {
+            players_started: g(&c.players_started),
+            login_attempts: g(&c.login_attempts),
+            logins_ok: g(&c.logins_ok),
+            players_logged_in: g(&c.players_logged_in),
+            login_failures: g(&c.login_failures),
+            players_gave_up: g(&c.players_gave_up),
+            reconnects: g(&c.reconnects),
+            resumed: g(&c.resumed),
+            storm_drops: g(&c.storm_drops),
+            requests: g(&c.requests),
+            request_errors: g(&c.request_errors),
+            sessions_completed: g(&c.sessions_completed),
+            skipped_actions: g(&c.skipped_actions),
+            tickets: 0,
+            matches: 0,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Adds one to a counter.
+pub fn inc(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_client::ErrorCode;
+
+    #[test]
+    fn records_and_classifies() {
+        let r = Recorder::new(1);
+        r.ok(Op::Ping, Duration::from_micros(1500));
+        r.ok(Op::Login, Duration::from_millis(20));
+        r.err(Op::Echo, &ClientError::Timeout);
+        r.err(
+            Op::Login,
+            &ClientError::Rejected {
+                code: ErrorCode::ServerBusy,
+                message: String::new(),
+                retry_after: None,
+            },
+        );
+        assert_eq!(r.histogram(Op::Ping).len(), 1);
+        assert_eq!(
+            r.take_interval().len(),
+            1,
+            "only requests go to the interval histogram"
+        );
+        assert!(r.take_interval().is_empty());
+        let t = r.totals();
+        assert_eq!((t.requests, t.request_errors), (2, 1));
+        let e = r.errors();
+        assert_eq!(e["ClientTimeout"], 1);
+        assert_eq!(e["ServerBusy"], 1);
+        assert_eq!(r.errors_by_op()["login"]["ServerBusy"], 1);
+    }
+}

@@ -1,0 +1,263 @@
+//! The JSON result of a run (`result.json`), its SLO verdicts, and writing
+//! the output folder (`result.json` + `report.html`).
+//!
+//! # Format (`"format": "outpost-sim-result/1"`)
+//!
+//! - `operations.<op>`: one [`HistSummary`] per operation (`login`, `ping`,
+//!   `echo`, `state_load`, `state_save`, `match_wait`): `count`, and `min`,
+//!   `mean`, `max`, `p50`, `p90`, `p95`, `p99`, `p999` **in milliseconds**,
+//!   plus `hdr`: the full HDR histogram in the HdrHistogram **V2 encoding,
+//!   base64** (standard alphabet, padded), whose values are in `hdr_unit`
+//!   (`us` for requests, `ms` for match waits). Any HdrHistogram library
+//!   decodes it (Rust: `hdrhistogram::serialization::Deserializer`).
+//! - `totals`: counters ([`crate::record::Totals`]).
+//! - `errors`: failures by code (protocol `ErrorCode` names such as
+//!   `ServerBusy`, or SDK kinds such as `ClientTimeout`, `ConnectFailed`);
+//!   `errors_by_op`: the same split by operation.
+//! - `timeline`: one [`Sample`] per `sample_interval_ms`.
+//! - `slo`: one [`SloResult`] per objective set in the scenario.
+//! - `notes`: what the run could not do (e.g. skipped actions), in words.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine;
+use hdrhistogram::serialization::{Serializer, V2Serializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{Op, Totals};
+use crate::scenario::Scenario;
+
+/// Identifies this JSON format.
+pub const FORMAT: &str = "outpost-sim-result/1";
+
+/// Percentiles of one operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistSummary {
+    /// Samples recorded.
+    pub count: u64,
+    /// Milliseconds.
+    pub min: f64,
+    pub mean: f64,
+    pub max: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    /// Unit of the values inside `hdr` (`us` or `ms`).
+    pub hdr_unit: String,
+    /// HdrHistogram V2 encoding, base64.
+    pub hdr: String,
+}
+
+impl HistSummary {
+    /// Summarises `h`, whose values are in `unit` (`us` or `ms`).
+    pub fn new(h: &Histogram<u64>, unit: &str) -> HistSummary {
+        let to_ms = if unit == "us" { 1e-3 } else { 1.0 };
+        let q = |q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 * to_ms
+            }
+        };
+        let mut buf = Vec::new();
+        V2Serializer::new()
+            .serialize(h, &mut buf)
+            .expect("serialising to memory does not fail");
+        HistSummary {
+            count: h.len(),
+            min: if h.is_empty() { 0.0 } else { h.min() as f64 * to_ms },
+            mean: h.mean() * to_ms,
+            max: h.max() as f64 * to_ms,
+            p50: q(0.5),
+            p90: q(0.9),
+            p95: q(0.95),
+            p99: q(0.99),
+            p999: q(0.999),
+            hdr_unit: unit.into(),
+            hdr: base64::engine::general_purpose::STANDARD.encode(buf),
+        }
+    }
+
+    /// Decodes `hdr` back into a histogram.
+    pub fn decode(&self) -> anyhow::Result<Histogram<u64>> {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(&self.hdr)?;
+        let mut d = hdrhistogram::serialization::Deserializer::new();
+        Ok(d.deserialize(&mut bytes.as_slice())?)
+    }
+}
+
+/// One region at one sample time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionSample {
+    /// What the curve asks for (after `--scale`, before the `max_players` cap).
+    pub target: u64,
+    /// Players logged in (live) or online (model).
+    pub players: u64,
+    /// Live: players connecting or retrying. Model: tickets waiting.
+    pub waiting: u64,
+}
+
+/// The run at one point in time. Rates are per second over the last interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the start (virtual time in model mode).
+    pub t_s: f64,
+    /// Per region, in scenario order.
+    pub regions: Vec<RegionSample>,
+    /// Requests per second (live) or operations per second (model estimate).
+    pub requests_per_s: f64,
+    /// Failed requests and logins per second.
+    pub errors_per_s: f64,
+    /// Successful logins per second.
+    pub logins_per_s: f64,
+    /// Request latency percentiles over the interval, ms (live).
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Match wait percentiles of the tickets matched in the interval, seconds (model).
+    pub match_wait_p50_s: Option<f64>,
+    pub match_wait_p95_s: Option<f64>,
+    /// Matches formed per second (model).
+    pub matches_per_s: Option<f64>,
+}
+
+/// One objective's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloResult {
+    /// Objective name as in the scenario's `[slo]` (e.g. `login_p99_ms`).
+    pub name: String,
+    /// The limit.
+    pub limit: f64,
+    /// What the run measured (`None`: nothing to measure, counted as missed).
+    pub actual: Option<f64>,
+    /// Whether the objective was met.
+    pub ok: bool,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub format: String,
+    /// `live` or `model`.
+    pub mode: String,
+    pub scenario: String,
+    pub description: String,
+    /// Player-count multiplier of the run.
+    pub scale: f64,
+    /// Region names, in the order of every per-region list.
+    pub regions: Vec<String>,
+    /// Run start, Unix ms.
+    pub started_unix_ms: u64,
+    /// Wall-clock length of the run, seconds.
+    pub wall_s: f64,
+    /// Simulated length, seconds (equals wall time in live mode).
+    pub sim_s: f64,
+    /// Where live mode sent its players (addresses), or `in-process` for model mode.
+    pub target: String,
+    pub totals: Totals,
+    pub operations: BTreeMap<String, HistSummary>,
+    pub errors: BTreeMap<String, u64>,
+    pub errors_by_op: BTreeMap<String, BTreeMap<String, u64>>,
+    pub timeline: Vec<Sample>,
+    pub slo: Vec<SloResult>,
+    pub notes: Vec<String>,
+}
+
+impl Results {
+    /// Whether every objective was met.
+    pub fn slo_ok(&self) -> bool {
+        self.slo.iter().all(|s| s.ok)
+    }
+
+    /// Fills `slo` from the scenario's objectives (those that apply to this mode).
+    pub fn evaluate_slos(&mut self, scenario: &Scenario) {
+        let s = &scenario.slo;
+        let live = self.mode == "live";
+        let op = |name: &str| self.operations.get(name);
+        let mut out = Vec::new();
+        let mut check = |name: &str, limit: Option<f64>, actual: Option<f64>, lower_is_better: bool| {
+            if let Some(limit) = limit {
+                let ok = actual.is_some_and(|a| if lower_is_better { a <= limit } else { a >= limit });
+                out.push(SloResult {
+                    name: name.into(),
+                    limit,
+                    actual,
+                    ok,
+                });
+            }
+        };
+        let t = &self.totals;
+        if live {
+            let login_p99 = op("login").filter(|h| h.count > 0).map(|h| h.p99);
+            check("login_p99_ms", s.login_p99_ms, login_p99, true);
+            let req_p99 = [Op::Ping, Op::Echo, Op::StateLoad, Op::StateSave]
+                .iter()
+                .filter_map(|o| op(o.name()).filter(|h| h.count > 0).map(|h| h.p99))
+                .reduce(f64::max);
+            check("request_p99_ms", s.request_p99_ms, req_p99, true);
+            let attempts = t.requests + t.login_attempts;
+            let errors = t.request_errors + t.login_failures;
+            let rate = (attempts > 0).then(|| errors as f64 / attempts as f64);
+            check("error_rate", s.error_rate, rate, true);
+            let tried = t.players_logged_in + t.players_gave_up;
+            let success = (tried > 0).then(|| t.players_logged_in as f64 / tried as f64);
+            check("login_success_rate", s.login_success_rate, success, false);
+        } else {
+            let wait = op("match_wait").filter(|h| h.count > 0).map(|h| h.p95 / 1000.0);
+            check("match_wait_p95_s", s.match_wait_p95_s, wait, true);
+        }
+        self.slo = out;
+    }
+
+    /// Writes `result.json` and `report.html` into `dir` (created if needed);
+    /// returns their paths.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = dir.join("result.json");
+        std::fs::write(&json, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        let html = dir.join("report.html");
+        std::fs::write(&html, crate::report::render(self))
+            .with_context(|| format!("writing {}", html.display()))?;
+        Ok((json, html))
+    }
+
+    /// Reads a `result.json`.
+    pub fn read(path: &Path) -> anyhow::Result<Results> {
+        let r: Results = serde_json::from_slice(&std::fs::read(path)?)?;
+        anyhow::ensure!(r.format == FORMAT, "unknown result format {:?}", r.format);
+        Ok(r)
+    }
+}
+
+/// Operation summaries for every non-empty histogram.
+pub fn summarise(hists: impl IntoIterator<Item = (Op, Histogram<u64>)>) -> BTreeMap<String, HistSummary> {
+    hists
+        .into_iter()
+        .filter(|(_, h)| !h.is_empty())
+        .map(|(op, h)| (op.name().to_owned(), HistSummary::new(&h, op.unit())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hdr_round_trips_through_base64() {
+        let mut h = crate::record::new_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 100).unwrap();
+        }
+        let s = HistSummary::new(&h, "us");
+        assert_eq!(s.count, 1000);
+        assert!((s.p50 - 50.0).abs() < 0.1, "p50 {} ms", s.p50);
+        let back = s.decode().unwrap();
+        assert_eq!(back.len(), 1000);
+        assert_eq!(back.value_at_quantile(0.99), h.value_at_quantile(0.99));
+    }
+}

@@ -1,0 +1,628 @@
+//! Scenario files: what a run simulates, as one TOML file, parsed with serde
+//! and validated once ([`Scenario::from_file`] / [`Scenario::parse`]).
+//!
+//! Units are in the field names: `_s` seconds, `_ms` milliseconds; player
+//! counts are concurrent players. Unknown keys are errors (a typo must not
+//! silently fall back to a default). Every key, with an example, is in
+//! `sim/README.md`; the presets in `sim/scenarios/` are working examples.
+//!
+//! ```toml
+//! name = "smoke"
+//! seed = 7
+//!
+//! [[regions]]
+//! name = "eu-west"
+//! rtt_ms = { kind = "normal", mean = 35, stddev = 10, min = 5 }
+//! curve = [
+//!   { kind = "ramp", to = 20, duration_s = 2 },
+//!   { kind = "hold", duration_s = 3 },
+//!   { kind = "drain", duration_s = 1 },
+//! ]
+//!
+//! [session]
+//! length_s = { kind = "log_normal", median = 30, sigma = 0.5 }
+//! think_ms = { kind = "exponential", mean = 200 }
+//!
+//! [behaviour]            # relative weights of what a player does after each think time
+//! ping = 1
+//! echo = 1
+//! state_load = 1
+//! state_save = 1
+//! matchmaking = 0        # model mode (the gateway has no matchmaking channel yet)
+//!
+//! [slo]
+//! login_p99_ms = 2000
+//! error_rate = 0.01
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::curve::{Curve, Segment};
+use crate::dist::Dist;
+
+/// A scenario that cannot be used, with the reason.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    /// The TOML does not parse or does not match the format (unknown key,
+    /// wrong type, missing field).
+    #[error("cannot parse scenario: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// The values parse but do not make sense together.
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
+}
+
+/// A whole scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used for the output folder: `[A-Za-z0-9_-]`, 1..=64 characters.
+    pub name: String,
+    /// Free text shown in the report.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random draw, so a run can be repeated. Default 1.
+    #[serde(default = "one")]
+    pub seed: u64,
+    /// How often the timeline is sampled (players, rates, percentiles), in ms.
+    /// Default 1,000.
+    #[serde(default = "thousand")]
+    pub sample_interval_ms: u64,
+    /// Regions, each with its own traffic curve (at least one).
+    pub regions: Vec<RegionSpec>,
+    /// Session lengths and pacing.
+    pub session: SessionSpec,
+    /// What players do within a session.
+    #[serde(default)]
+    pub behaviour: BehaviourMix,
+    /// What a player does when a login fails.
+    #[serde(default)]
+    pub retry: RetrySpec,
+    /// Bounds of live mode.
+    #[serde(default)]
+    pub live: LiveSpec,
+    /// Matchmaking (model mode): queue shape, skill window, match length.
+    #[serde(default)]
+    pub matchmaking: Option<MatchmakingSpec>,
+    /// Objectives that decide the exit code.
+    #[serde(default)]
+    pub slo: SloSpec,
+}
+
+/// One region: its traffic curve and how far its players are from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionSpec {
+    /// Region name (`[a-z0-9-]`, 1..=32 characters, as the backend's region names).
+    pub name: String,
+    /// Target concurrent players over time (see [`crate::curve`]).
+    pub curve: Vec<Segment>,
+    /// Round-trip time of this region's players to their home region, ms
+    /// (model mode: ticket latencies). Default fixed 30.
+    #[serde(default = "default_rtt")]
+    pub rtt_ms: Dist,
+    /// Regions this region's players may fall back to for matchmaking, each
+    /// with the players' round-trip time to it.
+    #[serde(default)]
+    pub neighbours: Vec<NeighbourSpec>,
+}
+
+/// A fallback region and the latency to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighbourSpec {
+    /// A region of this scenario.
+    pub name: String,
+    /// Round-trip time from the home region's players to it, ms.
+    pub rtt_ms: Dist,
+}
+
+/// Session length and the pause between actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// How long a player stays, seconds. When it ends the player logs out and
+    /// (while the curve still wants them) a new player arrives in their place.
+    pub length_s: Dist,
+    /// Pause between two actions of a player, ms.
+    pub think_ms: Dist,
+}
+
+/// Relative weights of the actions a player picks after each think time
+/// (they need not sum to 1; all zero means players only stay connected).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BehaviourMix {
+    /// Ping on the control stream (round-trip time). Default 1.
+    pub ping: f64,
+    /// Echo request of `echo_bytes` on the echo channel. Default 1.
+    pub echo: f64,
+    /// Load the player's state documents (`StateList`). Default 1.
+    pub state_load: f64,
+    /// Save a state document (read-modify-write with compare-and-set). Default 0.5.
+    pub state_save: f64,
+    /// Queue for a match (model mode; live mode skips it until the gateway
+    /// serves matchmaking). Default 0.
+    pub matchmaking: f64,
+    /// Payload of an echo request, bytes. Default 64.
+    pub echo_bytes: usize,
+    /// Size of a saved state document, bytes. Default 256.
+    pub state_bytes: usize,
+}
+
+impl Default for BehaviourMix {
+    fn default() -> Self {
+        BehaviourMix {
+            ping: 1.0,
+            echo: 1.0,
+            state_load: 1.0,
+            state_save: 0.5,
+            matchmaking: 0.0,
+            echo_bytes: 64,
+            state_bytes: 256,
+        }
+    }
+}
+
+impl BehaviourMix {
+    /// The weights in [`crate::record::Op`] order of actions: ping, echo,
+    /// state_load, state_save, matchmaking.
+    pub fn weights(&self) -> [f64; 5] {
+        [
+            self.ping,
+            self.echo,
+            self.state_load,
+            self.state_save,
+            self.matchmaking,
+        ]
+    }
+}
+
+/// How failing logins are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryMode {
+    /// Exponential backoff with full jitter (the SDK's reconnect policy):
+    /// attempt n waits uniformly in `[0, min(max_ms, initial_ms × 2^(n-1))]`.
+    Backoff,
+    /// A uniformly random wait in `[0, interval_ms]` before every attempt.
+    Jitter,
+    /// Every failing player retries at the same instants: the next multiple of
+    /// `interval_ms` since the run started (a fixed retry timer in the game).
+    Lockstep,
+}
+
+/// What a player does when a login fails (Reject, timeout, network error).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySpec {
+    /// Retry pattern. Default `backoff`.
+    pub mode: RetryMode,
+    /// First backoff ceiling, ms. Default 200.
+    pub initial_ms: u64,
+    /// Largest backoff ceiling, ms. Default 30,000.
+    pub max_ms: u64,
+    /// Period of `jitter` and `lockstep`, ms. Default 1,000.
+    pub interval_ms: u64,
+    /// Attempts (including the first) before a player gives up. Default 8.
+    pub max_attempts: u32,
+    /// Wait at least the `retry_after` a gateway asks for. Default true.
+    pub honour_retry_after: bool,
+    /// Share (0..=1) of impatient players who ignore all of the above and
+    /// retry every `impatient_interval_ms`. Default 0.
+    pub impatient_share: f64,
+    /// Retry period of impatient players, ms. Default 250.
+    pub impatient_interval_ms: u64,
+}
+
+impl Default for RetrySpec {
+    fn default() -> Self {
+        RetrySpec {
+            mode: RetryMode::Backoff,
+            initial_ms: 200,
+            max_ms: 30_000,
+            interval_ms: 1_000,
+            max_attempts: 8,
+            honour_retry_after: true,
+            impatient_share: 0.0,
+            impatient_interval_ms: 250,
+        }
+    }
+}
+
+/// Bounds of live mode: a run never holds more players or starts logins
+/// faster than this, whatever the curve asks (`--max-players` overrides).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveSpec {
+    /// Most virtual players alive at once (all regions). Default 1,000.
+    pub max_players: usize,
+    /// Most new players started per second (all regions). Default 500.
+    pub max_arrivals_per_sec: f64,
+    /// SDK request timeout (requests, pings, login), ms. Default 10,000.
+    pub request_timeout_ms: u64,
+    /// How often the driver compares players with the curve, ms. Default 100.
+    pub control_interval_ms: u64,
+    /// After the curve ends, how long players get to log out, ms. Default 5,000.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for LiveSpec {
+    fn default() -> Self {
+        LiveSpec {
+            max_players: 1_000,
+            max_arrivals_per_sec: 500.0,
+            request_timeout_ms: 10_000,
+            control_interval_ms: 100,
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// One expansion step of the skill window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpansionSpec {
+    /// Wait after which this step applies, seconds (the first step: 0).
+    pub after_s: f64,
+    /// Widest accepted rating spread in a match, rating points.
+    pub max_skill_diff: f64,
+}
+
+/// Cross-region fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossRegionSpec {
+    /// Wait after which a ticket may play in a neighbour region, seconds.
+    pub after_s: f64,
+    /// Highest round-trip time to that region a ticket accepts, ms.
+    pub max_latency_ms: u32,
+}
+
+/// The matchmaking part of model mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchmakingSpec {
+    /// Queue name (`[a-z0-9_-]`). Default `default`.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Teams per match.
+    pub teams: u32,
+    /// Players per team.
+    pub team_size: u32,
+    /// Skill window steps (first `after_s = 0`, increasing).
+    pub expansions: Vec<ExpansionSpec>,
+    /// Cross-region fallback; none by default.
+    #[serde(default)]
+    pub cross_region: Option<CrossRegionSpec>,
+    /// Period of matching rounds, ms of virtual time. Default 1,000.
+    #[serde(default = "thousand")]
+    pub round_interval_ms: u64,
+    /// Player skill rating.
+    pub skill: Dist,
+    /// Rating uncertainty. Default fixed 0.
+    #[serde(default = "zero")]
+    pub uncertainty: Dist,
+    /// Extra skill window per point of uncertainty. Default 0.
+    #[serde(default)]
+    pub uncertainty_widening: f64,
+    /// Length of a match, seconds; the player is busy meanwhile.
+    pub match_duration_s: Dist,
+}
+
+/// Service level objectives. Any that is set and missed makes the run exit
+/// with status 2. Live-mode objectives are ignored in model mode and vice versa.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SloSpec {
+    /// 99th percentile of successful login time (connect + Welcome), ms.
+    pub login_p99_ms: Option<f64>,
+    /// 99th percentile of every request type (ping, echo, state), ms.
+    pub request_p99_ms: Option<f64>,
+    /// Failed requests and logins over all attempts (0..=1).
+    pub error_rate: Option<f64>,
+    /// Players who logged in over players who tried (0..=1).
+    pub login_success_rate: Option<f64>,
+    /// 95th percentile of matchmaking wait, seconds (model mode).
+    pub match_wait_p95_s: Option<f64>,
+}
+
+fn one() -> u64 {
+    1
+}
+fn thousand() -> u64 {
+    1_000
+}
+fn default_rtt() -> Dist {
+    Dist::Fixed { value: 30.0 }
+}
+fn zero() -> Dist {
+    Dist::Fixed { value: 0.0 }
+}
+fn default_queue() -> String {
+    "default".into()
+}
+
+fn region_name_ok(n: &str) -> bool {
+    (1..=32).contains(&n.len()) && n.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+}
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Scenario::parse(&text)
+    }
+
+    /// Parses and validates scenario TOML.
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let s: Scenario = toml::from_str(text)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// The region curves, player counts multiplied by `scale`.
+    pub fn curves(&self, scale: f64) -> Vec<Curve> {
+        self.regions.iter().map(|r| Curve::new(&r.curve, scale)).collect()
+    }
+
+    /// Length of the run: the longest region curve, seconds.
+    pub fn duration_s(&self) -> f64 {
+        self.curves(1.0).iter().map(Curve::duration_s).fold(0.0, f64::max)
+    }
+
+    /// Checks everything serde cannot: ranges, names, cross references.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |m: String| Err(ScenarioError::Invalid(m));
+        if !((1..=64).contains(&self.name.len())
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return bad(format!(
+                "name {:?}: 1..=64 characters of [A-Za-z0-9_-]",
+                self.name
+            ));
+        }
+        if self.sample_interval_ms == 0 {
+            return bad("sample_interval_ms must be > 0".into());
+        }
+        if self.regions.is_empty() {
+            return bad("at least one [[regions]] entry is required".into());
+        }
+        let names: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+        for (i, r) in self.regions.iter().enumerate() {
+            if !region_name_ok(&r.name) {
+                return bad(format!("region {:?}: 1..=32 characters of [a-z0-9-]", r.name));
+            }
+            if names[..i].contains(&r.name.as_str()) {
+                return bad(format!("region {:?} is listed twice", r.name));
+            }
+            if r.curve.is_empty() {
+                return bad(format!("region {:?}: the curve has no segments", r.name));
+            }
+            for (j, seg) in r.curve.iter().enumerate() {
+                seg.validate()
+                    .or_else(|e| bad(format!("region {:?}, curve segment {}: {e}", r.name, j + 1)))?;
+            }
+            if Curve::new(&r.curve, 1.0).duration_s() <= 0.0 {
+                return bad(format!("region {:?}: the curve lasts 0 s", r.name));
+            }
+            r.rtt_ms
+                .validate()
+                .or_else(|e| bad(format!("region {:?}: rtt_ms: {e}", r.name)))?;
+            for n in &r.neighbours {
+                if n.name == r.name || !names.contains(&n.name.as_str()) {
+                    return bad(format!(
+                        "region {:?}: neighbour {:?} is not another region of this scenario",
+                        r.name, n.name
+                    ));
+                }
+                n.rtt_ms
+                    .validate()
+                    .or_else(|e| bad(format!("region {:?}, neighbour {:?}: {e}", r.name, n.name)))?;
+            }
+        }
+        self.session
+            .length_s
+            .validate()
+            .or_else(|e| bad(format!("session.length_s: {e}")))?;
+        self.session
+            .think_ms
+            .validate()
+            .or_else(|e| bad(format!("session.think_ms: {e}")))?;
+        if self.session.length_s.mean() <= 0.0 {
+            return bad("session.length_s must have a positive mean".into());
+        }
+        let w = self.behaviour.weights();
+        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+            return bad("behaviour weights must be finite numbers >= 0".into());
+        }
+        if self.behaviour.echo_bytes > 16 * 1024 || self.behaviour.state_bytes > 16 * 1024 {
+            return bad("behaviour.echo_bytes and state_bytes must be at most 16384".into());
+        }
+        let r = &self.retry;
+        if r.max_attempts == 0
+            || r.interval_ms == 0
+            || r.impatient_interval_ms == 0
+            || r.initial_ms > r.max_ms
+        {
+            return bad("retry: max_attempts, interval_ms and impatient_interval_ms must be > 0, initial_ms <= max_ms".into());
+        }
+        if !(0.0..=1.0).contains(&r.impatient_share) {
+            return bad("retry.impatient_share must be within 0..=1".into());
+        }
+        let l = &self.live;
+        if l.max_players == 0
+            || !(l.max_arrivals_per_sec.is_finite() && l.max_arrivals_per_sec > 0.0)
+            || l.request_timeout_ms == 0
+            || l.control_interval_ms == 0
+        {
+            return bad("live: max_players, max_arrivals_per_sec, request_timeout_ms and control_interval_ms must be > 0".into());
+        }
+        if let Some(m) = &self.matchmaking {
+            self.validate_matchmaking(m)?;
+        } else if self.behaviour.matchmaking > 0.0 {
+            return bad("behaviour.matchmaking > 0 needs a [matchmaking] section".into());
+        }
+        let s = &self.slo;
+        let rates = [s.error_rate, s.login_success_rate];
+        if rates.iter().flatten().any(|v| !(0.0..=1.0).contains(v)) {
+            return bad("slo.error_rate and slo.login_success_rate must be within 0..=1".into());
+        }
+        let limits = [s.login_p99_ms, s.request_p99_ms, s.match_wait_p95_s];
+        if limits.iter().flatten().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return bad("slo latency limits must be > 0".into());
+        }
+        Ok(())
+    }
+
+    fn validate_matchmaking(&self, m: &MatchmakingSpec) -> Result<(), ScenarioError> {
+        let bad = |m: String| Err(ScenarioError::Invalid(m));
+        let players = u64::from(m.teams) * u64::from(m.team_size);
+        if m.teams == 0 || m.team_size == 0 || !(2..=200).contains(&players) {
+            return bad(
+                "matchmaking: teams and team_size must be >= 1 with 2..=200 players per match".into(),
+            );
+        }
+        if m.round_interval_ms == 0 {
+            return bad("matchmaking.round_interval_ms must be > 0".into());
+        }
+        let first_ok = m.expansions.first().is_some_and(|e| e.after_s == 0.0);
+        let ordered = m
+            .expansions
+            .windows(2)
+            .all(|w| w[1].after_s > w[0].after_s && w[1].max_skill_diff >= w[0].max_skill_diff);
+        let finite = m
+            .expansions
+            .iter()
+            .all(|e| e.after_s.is_finite() && e.max_skill_diff.is_finite() && e.max_skill_diff >= 0.0);
+        if !(first_ok && ordered && finite) {
+            return bad("matchmaking.expansions: the first step has after_s = 0; after_s strictly increases and max_skill_diff never decreases".into());
+        }
+        if !(m.uncertainty_widening.is_finite() && m.uncertainty_widening >= 0.0) {
+            return bad("matchmaking.uncertainty_widening must be >= 0".into());
+        }
+        if m.cross_region
+            .is_some_and(|c| !(c.after_s.is_finite() && c.after_s >= 0.0))
+        {
+            return bad("matchmaking.cross_region.after_s must be >= 0".into());
+        }
+        for (what, d) in [
+            ("skill", &m.skill),
+            ("uncertainty", &m.uncertainty),
+            ("match_duration_s", &m.match_duration_s),
+        ] {
+            d.validate()
+                .or_else(|e| bad(format!("matchmaking.{what}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+[[regions]]
+name = "eu-west"
+curve = [{ kind = "ramp", to = 10, duration_s = 2 }]
+[session]
+length_s = { kind = "fixed", value = 60 }
+think_ms = { kind = "fixed", value = 100 }
+"#;
+
+    fn err(extra: &str) -> String {
+        Scenario::parse(&format!("{BASE}{extra}"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn minimal_scenario_gets_defaults() {
+        let s = Scenario::parse(BASE).unwrap();
+        assert_eq!(s.seed, 1);
+        assert_eq!(s.live.max_players, 1_000);
+        assert_eq!(s.retry.mode, RetryMode::Backoff);
+        assert_eq!(s.regions[0].rtt_ms, Dist::Fixed { value: 30.0 });
+        assert_eq!(s.duration_s(), 2.0);
+        assert!(s.matchmaking.is_none());
+    }
+
+    #[test]
+    fn shipped_presets_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Scenario::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 4, "presets found: {n}");
+    }
+
+    #[test]
+    fn typos_and_wrong_types_are_parse_errors() {
+        assert!(err("[live]\nmax_player = 3\n").contains("unknown field"));
+        assert!(err("[retry]\nmode = \"sometimes\"\n").contains("unknown variant"));
+        let e = Scenario::parse(&BASE.replace("\"ramp\"", "\"rampe\"")).unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{e}");
+        let e = Scenario::parse(&BASE.replace("duration_s = 2", "duration_s = \"2\"")).unwrap_err();
+        assert!(matches!(e, ScenarioError::Parse(_)), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        assert!(Scenario::parse(&BASE.replace("name = \"t\"", "name = \"a b\"")).is_err());
+        let e = Scenario::parse(&BASE.replace("eu-west", "EU_West")).unwrap_err();
+        assert!(e.to_string().contains("region \"EU_West\""), "{e}");
+        let e = Scenario::parse(&BASE.replace("to = 10", "to = -10")).unwrap_err();
+        assert!(e.to_string().contains("curve segment 1"), "{e}");
+        assert!(err("[retry]\nimpatient_share = 2\n").contains("impatient_share"));
+        assert!(err("[behaviour]\nmatchmaking = 1\n").contains("[matchmaking]"));
+        assert!(err("[slo]\nerror_rate = 1.5\n").contains("error_rate"));
+        assert!(err("[live]\nmax_players = 0\n").contains("max_players"));
+        let e = Scenario::parse(&format!(
+            "{BASE}[[regions]]\nname = \"us-east\"\ncurve = [{{ kind = \"hold\", level = 1, duration_s = 1 }}]\nneighbours = [{{ name = \"mars\", rtt_ms = {{ kind = \"fixed\", value = 1 }} }}]\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("neighbour \"mars\""), "{e}");
+    }
+
+    #[test]
+    fn matchmaking_section_is_checked() {
+        let mm = |exp: &str| {
+            format!(
+                "{BASE}[matchmaking]\nteams = 2\nteam_size = 5\nexpansions = [{exp}]\nskill = {{ kind = \"normal\", mean = 1500, stddev = 300 }}\nmatch_duration_s = {{ kind = \"fixed\", value = 600 }}\n"
+            )
+        };
+        let ok = Scenario::parse(&mm(
+            "{ after_s = 0, max_skill_diff = 50 }, { after_s = 10, max_skill_diff = 200 }",
+        ))
+        .unwrap();
+        let m = ok.matchmaking.unwrap();
+        assert_eq!((m.queue.as_str(), m.round_interval_ms), ("default", 1_000));
+        let e = Scenario::parse(&mm("{ after_s = 5, max_skill_diff = 50 }")).unwrap_err();
+        assert!(e.to_string().contains("expansions"), "{e}");
+        let e = Scenario::parse(&mm(
+            "{ after_s = 0, max_skill_diff = 50 }, { after_s = 10, max_skill_diff = 20 }",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("expansions"), "{e}");
+    }
+}
