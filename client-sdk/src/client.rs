@@ -145,6 +145,14 @@ impl Client {
         ))
     }
 
+    /// Opens an `Inventory` channel: the player's ledger, with idempotent writes
+    /// and `InventoryChanged` pushes while it is open.
+    pub async fn inventory(&self) -> Result<crate::InventoryClient, ClientError> {
+        Ok(crate::InventoryClient::new(
+            self.open_channel(ChannelKind::Inventory).await?,
+        ))
+    }
+
     /// Subscribes to session events and pushes. The first call receives every
     /// event since `connect`; later calls receive events from then on.
     pub fn events(&self) -> Events {

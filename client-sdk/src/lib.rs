@@ -13,6 +13,8 @@
 //!   [`Client::ping`], [`Client::open_channel`], [`Client::echo`],
 //!   [`Client::events`], [`Client::close`].
 //! - [`StateClient`] ([`Client::state`]): the player's versioned documents.
+//! - [`InventoryClient`] ([`Client::inventory`]): the player's ledger; writes
+//!   carry idempotency keys the SDK keeps across its retries.
 //! - [`Channel`]: one service stream; [`Channel::request`] with request ids and
 //!   timeouts. Handles keep working across reconnects.
 //! - [`Event`] / [`Events`]: connection lifecycle and server pushes, through a
@@ -71,6 +73,7 @@ mod connection;
 mod error;
 mod events;
 mod framing;
+pub mod inventory;
 mod session;
 mod socket;
 mod state;
@@ -82,6 +85,10 @@ pub use config::{ClientConfig, Credentials, Platform, ReconnectPolicy, Trust};
 pub use connection::rank_by_rtt;
 pub use error::{ClientError, ServerError};
 pub use events::{Event, Events};
-pub use outpost_schema::{ChannelKind, ErrorCode, PushBody, RequestBody, ResponseBody, StateDocument};
+pub use inventory::{new_idempotency_key, InventoryClient};
+pub use outpost_schema::{
+    AssetAmount, AssetDelta, AssetKind, ChannelKind, ErrorCode, InventoryEvent, InventoryEventKind,
+    InventoryReceipt, PushBody, RequestBody, ResponseBody, StateDocument,
+};
 pub use session::WelcomeInfo;
 pub use state::{is_conflict, StateClient};

@@ -11,6 +11,9 @@
 //! | POST | `/players/{player}/kick` | 200 if a live session was kicked (`KickedByOperator`), 404 if none |
 //! | POST | `/players/{player}/transfer?to={region}` | 200 + the finished transfer record (JSON); 409/400/503 with the reason |
 //! | GET | `/transfers/{id}` | 200 + the transfer record, 404 if unknown |
+//! | GET | `/players/{player}/inventory/audit?region=` | 200 + JSON: the player's events folded and compared with their balances |
+//! | GET | `/players/{player}/inventory/duplicates?region=` | 200 + JSON: repeated idempotency keys (count, first and last seen) |
+//! | POST | `/inventory/audit?region=` | 200 + JSON summary of a streaming audit of every ledger of the region |
 
 use std::net::SocketAddr;
 
@@ -37,6 +40,9 @@ pub async fn serve(addr: SocketAddr, handle: GatewayHandle) -> std::io::Result<S
         .route("/players/{player}/kick", post(kick))
         .route("/players/{player}/transfer", post(transfer))
         .route("/transfers/{id}", get(transfer_status))
+        .route("/players/{player}/inventory/audit", get(player_audit))
+        .route("/players/{player}/inventory/duplicates", get(player_duplicates))
+        .route("/inventory/audit", post(region_audit))
         .with_state(handle);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -115,5 +121,91 @@ fn transfer_status_code(e: &outpost_backend::transfer::TransferError) -> StatusC
         E::SameRegion(_) | E::UnknownRegion(_) => StatusCode::BAD_REQUEST,
         E::AlreadyInProgress(_) | E::FenceConflict { .. } | E::UnexpectedStep { .. } => StatusCode::CONFLICT,
         _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RegionQuery {
+    region: Option<String>,
+}
+
+fn audit_json(a: &outpost_backend::ledger::PlayerAudit) -> serde_json::Value {
+    serde_json::json!({
+        "player": a.player,
+        "events": a.events,
+        "assets": a.assets,
+        "clean": a.is_clean(),
+        "mismatches": a.mismatches.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>(),
+    })
+}
+
+fn no_ledger() -> axum::response::Response {
+    (StatusCode::NOT_FOUND, "region not reachable from this gateway").into_response()
+}
+
+async fn player_audit(
+    State(h): State<GatewayHandle>,
+    Path(player): Path<String>,
+    Query(q): Query<RegionQuery>,
+) -> axum::response::Response {
+    let Some(ledger) = h.ledger(q.region.as_deref()) else {
+        return no_ledger();
+    };
+    // Audits are heavy and their futures are not `Send`: run them on a blocking
+    // thread, driven by the current runtime.
+    let rt = tokio::runtime::Handle::current();
+    let audit =
+        tokio::task::spawn_blocking(move || rt.block_on(async move { ledger.audit_player(&player).await }));
+    let Ok(audit) = audit.await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "audit panicked").into_response();
+    };
+    match audit {
+        Ok(a) => Json(audit_json(&a)).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn player_duplicates(
+    State(h): State<GatewayHandle>,
+    Path(player): Path<String>,
+    Query(q): Query<RegionQuery>,
+) -> axum::response::Response {
+    let Some(ledger) = h.ledger(q.region.as_deref()) else {
+        return no_ledger();
+    };
+    match ledger.duplicates(&player).await {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+/// Streams through every ledger of the region (bounded memory); reports at most
+/// 100 players with mismatches in full.
+async fn region_audit(
+    State(h): State<GatewayHandle>,
+    Query(q): Query<RegionQuery>,
+) -> axum::response::Response {
+    let Some(ledger) = h.ledger(q.region.as_deref()) else {
+        return no_ledger();
+    };
+    let rt = tokio::runtime::Handle::current();
+    let audit = tokio::task::spawn_blocking(move || {
+        rt.block_on(async move { ledger.audit_region(100, |_| {}).await })
+    });
+    let Ok(audit) = audit.await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "audit panicked").into_response();
+    };
+    match audit {
+        Ok(r) => Json(serde_json::json!({
+            "clean": r.is_clean(),
+            "players": r.players,
+            "clean_players": r.clean_players,
+            "skipped_incoming": r.skipped_incoming,
+            "events": r.events,
+            "mismatches": r.mismatches,
+            "reported": r.reported.iter().map(audit_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }

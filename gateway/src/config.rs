@@ -46,6 +46,7 @@ pub struct GatewayConfig {
     /// (move the player's data here, then serve locally).
     pub foreign_login_policy: ForeignLoginPolicy,
     pub tls: TlsConfig,
+    pub inventory: InventoryConfig,
     pub limits: LimitsConfig,
     pub session: SessionConfig,
     pub admission: AdmissionConfig,
@@ -65,6 +66,7 @@ impl Default for GatewayConfig {
             remote_regions: Vec::new(),
             foreign_login_policy: ForeignLoginPolicy::default(),
             tls: TlsConfig::default(),
+            inventory: InventoryConfig::default(),
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
             admission: AdmissionConfig::default(),
@@ -105,6 +107,36 @@ impl Default for TlsConfig {
             key_path: None,
             dev_certs_dir: PathBuf::from("certs/dev"),
         }
+    }
+}
+
+/// The inventory channel.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InventoryConfig {
+    /// The item catalog (TOML or JSON: items with max stack, currencies, offers).
+    /// Default: none, which uses the built-in development catalog
+    /// (`gateway/src/dev_catalog.toml`).
+    pub catalog_path: Option<PathBuf>,
+    /// Whether clients may grant themselves items (`InventoryGrantRequest`).
+    /// Default false: in production grants come from trusted services (match
+    /// results, store receipts). Turn on for development, tests and load tests.
+    pub client_grants: bool,
+}
+
+impl InventoryConfig {
+    /// Loads and validates the catalog.
+    pub fn catalog(&self) -> Result<outpost_backend::ledger::Catalog, ConfigError> {
+        use outpost_backend::ledger::Catalog;
+        let catalog = match &self.catalog_path {
+            Some(path) => Catalog::load(path),
+            None => Catalog::from_toml_str(include_str!("dev_catalog.toml")),
+        }
+        .map_err(|e| ConfigError::Invalid(format!("inventory catalog: {e}")))?;
+        catalog
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("inventory catalog: {e}")))?;
+        Ok(catalog)
     }
 }
 
@@ -365,6 +397,7 @@ impl GatewayConfig {
         if self.drain.deadline_ms < self.drain.window_ms {
             return bad("drain.deadline_ms must be at least drain.window_ms");
         }
+        self.inventory.catalog()?;
         if self.tls.cert_path.is_some() != self.tls.key_path.is_some() {
             return bad("tls.cert_path and tls.key_path must be set together");
         }

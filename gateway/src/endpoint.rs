@@ -1,6 +1,7 @@
 //! The UDP socket and the QUIC endpoint: buffer sizing and transport limits.
 
 use std::net::UdpSocket;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,35 @@ pub fn transport_config(cfg: &GatewayConfig) -> quinn::TransportConfig {
     tc
 }
 
+/// The key QUIC stateless-reset tokens are derived from, kept in
+/// `data_dir/quic_reset_key` so it survives restarts. After a crash or a restart,
+/// the new process answers packets of the old process's connections with a
+/// stateless reset the clients recognise, so they reconnect at once instead of
+/// waiting for their idle timeout (quinn's default is a fresh random key per
+/// process, which clients of the old process cannot verify).
+pub fn reset_key(data_dir: &Path) -> std::io::Result<ring::hmac::Key> {
+    let path = data_dir.join("quic_reset_key");
+    let secret = match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() == 32 => bytes,
+        _ => {
+            std::fs::create_dir_all(data_dir)?;
+            let mut bytes = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+                .map_err(|_| std::io::Error::other("no system randomness"))?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &bytes)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            bytes
+        }
+    };
+    Ok(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret))
+}
+
 /// Builds the QUIC endpoint on `socket`.
 pub fn endpoint(
     cfg: &GatewayConfig,
@@ -87,7 +117,7 @@ pub fn endpoint(
             .max(1024),
     );
     quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        quinn::EndpointConfig::new(Arc::new(reset_key(&cfg.data_dir)?)),
         Some(server),
         socket,
         Arc::new(quinn::TokioRuntime),

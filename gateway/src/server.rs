@@ -134,6 +134,13 @@ impl GatewayHandle {
         &self.shared.transfers
     }
 
+    /// The inventory ledger of `region` (default: this gateway's), for operators.
+    pub fn ledger(&self, region: Option<&str>) -> Option<outpost_backend::ledger::Ledger<AnyStore>> {
+        let region = region.unwrap_or(self.shared.regions.local());
+        let store = self.shared.regions.store(region)?;
+        outpost_backend::ledger::Ledger::new(store, region, (*self.shared.catalog).clone()).ok()
+    }
+
     /// Kicks a player's live session (operator action).
     pub fn kick(&self, player: &str) -> bool {
         self.shared.registry.kick(
@@ -238,6 +245,7 @@ pub async fn start_with_stores(
     )
     .await?;
 
+    let catalog = Arc::new(config.inventory.catalog()?);
     let (drain_tx, drain_rx) = watch::channel(None);
     let (shutdown, _) = broadcast::channel(1);
     let l = &config.limits;
@@ -254,7 +262,13 @@ pub async fn start_with_stores(
     };
     let shared = Arc::new(Shared {
         registry: Registry::new(l.max_sessions),
-        router: Router::with_defaults(l.max_frame_size, regions.clone()),
+        router: Router::with_defaults(
+            l.max_frame_size,
+            regions.clone(),
+            catalog.clone(),
+            config.inventory.client_grants,
+        ),
+        catalog,
         regions,
         transfers: transfers.clone(),
         presence,

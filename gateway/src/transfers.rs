@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_backend::identity::Identity;
+use outpost_backend::ledger::LedgerFamily;
 use outpost_backend::store::AnyStore;
 use outpost_backend::transfer::{Transfer, TransferError, TransferRecord};
 use tracing::{info, warn};
@@ -36,7 +37,10 @@ impl Transfers {
                 .ok_or_else(|| TransferError::UnknownRegion((*name).to_owned()))?;
             stores.push(((*name).to_owned(), store));
         }
-        Ok(Transfer::new(self.identity.clone(), stores))
+        let mut transfer = Transfer::new(self.identity.clone(), stores);
+        // Player state moves by default; the inventory ledger moves with it.
+        transfer.register_family(Arc::new(LedgerFamily));
+        Ok(transfer)
     }
 
     /// Moves `player` to `to`, start to finish.

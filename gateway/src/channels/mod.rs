@@ -18,6 +18,7 @@ use crate::driver::SessionCore;
 use crate::session::{ChannelId, SlowConsumer};
 
 pub mod echo;
+pub mod inventory;
 pub mod state;
 
 /// What a service answers to one request.
@@ -92,11 +93,24 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router with the services every gateway has: `Echo` and `State`.
-    pub fn with_defaults(max_frame_size: u32, regions: Arc<crate::regions::Regions>) -> Self {
+    /// A router with the services every gateway has: `Echo`, `State` and
+    /// `Inventory`.
+    pub fn with_defaults(
+        max_frame_size: u32,
+        regions: Arc<crate::regions::Regions>,
+        catalog: Arc<outpost_backend::ledger::Catalog>,
+        client_grants: bool,
+    ) -> Self {
         let mut r = Router::default();
         r.insert(ChannelKind::Echo, Arc::new(echo::Echo::new(max_frame_size)));
-        r.insert(ChannelKind::State, Arc::new(state::StateService::new(regions)));
+        r.insert(
+            ChannelKind::State,
+            Arc::new(state::StateService::new(regions.clone())),
+        );
+        r.insert(
+            ChannelKind::Inventory,
+            Arc::new(inventory::InventoryService::new(regions, catalog, client_grants)),
+        );
         r
     }
 

@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub registry: Registry,
     pub auth: Authenticator,
     pub router: Router,
+    /// The item catalog (inventory channel, admin audits).
+    pub catalog: Arc<outpost_backend::ledger::Catalog>,
     /// Stores of the regions this gateway reaches.
     pub regions: Arc<Regions>,
     /// Cross-region transfers (the `transfer` login policy, admin API).
