@@ -27,7 +27,8 @@
 //! `OUTPOST_BENCH_ROUNDS` (3), `OUTPOST_BENCH_LOGINS` (2000),
 //! `OUTPOST_BENCH_LOGIN_CONCURRENCY` (128), `OUTPOST_BENCH_PING_SESSIONS` (100),
 //! `OUTPOST_BENCH_PING_SECS` (5), `OUTPOST_BENCH_SESSIONS` (10000),
-//! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_ONLY` (`login,ping,rss`).
+//! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_ONLY` (`login,ping,rss`),
+//! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -190,7 +191,18 @@ struct Server {
 
 impl Server {
     async fn spawn(kind: Kind, data: &Path, certs: &Path, unlimited_pings: bool) -> Result<Server> {
-        let mut cmd = Command::new(std::env::current_exe()?);
+        // `OUTPOST_BENCH_CHILD_WRAPPER="heaptrack"` (or `valgrind --tool=massif`)
+        // runs the server children under a profiler; their RSS then includes it.
+        let wrapper = std::env::var("OUTPOST_BENCH_CHILD_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(std::env::current_exe()?);
+                c
+            }
+            None => Command::new(std::env::current_exe()?),
+        };
         cmd.env(ROLE_ENV, kind.role())
             .env(DIR_ENV, data)
             .env(CERTS_ENV, certs)
@@ -205,14 +217,21 @@ impl Server {
         let pid = child.id().context("child pid")?;
         let stdin = child.stdin.take();
         let mut lines = BufReader::new(child.stdout.take().context("child stdout")?).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        // Skip what a profiler wrapper may print first.
+        let ready = async {
+            loop {
+                match lines.next_line().await? {
+                    Some(line) => match line.strip_prefix("READY ") {
+                        Some(addr) => return Ok::<SocketAddr, anyhow::Error>(addr.parse()?),
+                        None => eprintln!("  child: {line}"),
+                    },
+                    None => bail!("child exited before READY"),
+                }
+            }
+        };
+        let addr = tokio::time::timeout(Duration::from_secs(60), ready)
             .await
-            .context("child did not start in 30 s")??
-            .context("child exited before READY")?;
-        let addr = line
-            .strip_prefix("READY ")
-            .with_context(|| format!("unexpected child output {line:?}"))?
-            .parse()?;
+            .context("child did not start in 60 s")??;
         Ok(Server {
             child,
             stdin,
