@@ -7,6 +7,7 @@
 //! outpost-sim live SCENARIO --gateway eu-west=127.0.0.1:4433 --gateway us-east=127.0.0.1:4434 --ca ca.pem
 //! outpost-sim model sim/scenarios/launch-day.toml                   # virtual time, matchmaker core
 //! outpost-sim check sim/scenarios/*.toml                            # validate scenario files
+//! outpost-sim render target/sim/smoke-live/result.json              # re-render report.html
 //! ```
 //!
 //! Exit status: 0 all SLOs met (or none set), 2 an SLO missed, 1 the run
@@ -43,6 +44,8 @@ enum Command {
     Live(LiveArgs),
     /// Run the matchmaker core on virtual time (no sockets).
     Model(CommonArgs),
+    /// Re-render report.html next to an existing result.json.
+    Render { result: PathBuf },
     /// Parse and validate scenario files.
     Check {
         #[arg(required = true)]
@@ -116,6 +119,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     s.curves(1.0).iter().map(|c| c.peak()).sum::<f64>()
                 );
             }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Render { result } => {
+            let r = Results::read(result).with_context(|| result.display().to_string())?;
+            let html = result.with_file_name("report.html");
+            std::fs::write(&html, outpost_sim::report::render(&r))?;
+            println!("report: {}", html.display());
             return Ok(ExitCode::SUCCESS);
         }
         Command::Live(a) => ("live", &a.common),

@@ -17,7 +17,7 @@ const W: f64 = 880.0;
 const H: f64 = 240.0;
 const ML: f64 = 64.0;
 const MR: f64 = 16.0;
-const MT: f64 = 12.0;
+const MT: f64 = 26.0;
 const MB: f64 = 34.0;
 
 /// One line of a chart; `None` y values leave a gap.
@@ -155,8 +155,8 @@ pub fn line_chart(title: &str, unit: &str, series: &[Series]) -> String {
     );
     let _ = write!(
         out,
-        "<text x=\"12\" y=\"{}\" class=\"unit\">{}</text>",
-        MT + 4.0,
+        "<text x=\"{}\" y=\"14\" class=\"unit\">{}</text>",
+        2.0,
         esc(unit)
     );
     for s in series {
@@ -267,7 +267,7 @@ pub fn render(r: &Results) -> String {
 
     // SLOs.
     if !r.slo.is_empty() {
-        h.push_str("<h2>Service level objectives</h2><table><tr><th>objective</th><th>limit</th><th>measured</th><th></th></tr>");
+        h.push_str("<h2>Service level objectives</h2><table><tr><th>objective</th><th class=\"n\">limit</th><th class=\"n\">measured</th><th></th></tr>");
         for s in &r.slo {
             let _ = write!(
                 h,
@@ -389,13 +389,15 @@ pub fn render(r: &Results) -> String {
             &[series("matches/s", PALETTE[2], false, tl, |s| s.matches_per_s)],
         ));
     }
-    h.push_str(&line_chart(
-        "Errors per second",
-        "per second",
-        &[series("errors/s", PALETTE[1], false, tl, |s| {
-            Some(s.errors_per_s)
-        })],
-    ));
+    if live {
+        h.push_str(&line_chart(
+            "Errors per second (failed requests and login attempts)",
+            "per second",
+            &[series("errors/s", PALETTE[1], false, tl, |s| {
+                Some(s.errors_per_s)
+            })],
+        ));
+    }
 
     // Operations.
     h.push_str("<h2>Latency by operation</h2>");
@@ -403,7 +405,7 @@ pub fn render(r: &Results) -> String {
         h.push_str("<p class=\"empty\">no operations recorded</p>");
     } else {
         let max_p99 = r.operations.values().map(|o| o.p99).fold(0.0, f64::max);
-        h.push_str("<table><tr><th>operation</th><th>count</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th class=\"w\">p99 (bar) </th></tr>");
+        h.push_str("<table><tr><th>operation</th><th class=\"n\">count</th><th class=\"n\">p50</th><th class=\"n\">p90</th><th class=\"n\">p95</th><th class=\"n\">p99</th><th class=\"n\">p99.9</th><th class=\"n\">max</th><th class=\"w\">p99</th></tr>");
         for (name, o) in &r.operations {
             let unit = if name == "match_wait" { "s" } else { "ms" };
             let k = if unit == "s" { 1e-3 } else { 1.0 };
@@ -431,7 +433,7 @@ pub fn render(r: &Results) -> String {
         h.push_str("<p class=\"empty\">no errors</p>");
     } else {
         let max = r.errors.values().copied().max().unwrap_or(1) as f64;
-        h.push_str("<table><tr><th>code</th><th>count</th><th>by operation</th><th class=\"w\"></th></tr>");
+        h.push_str("<table><tr><th>code</th><th class=\"n\">count</th><th>by operation</th><th class=\"w\"></th></tr>");
         let mut errs: Vec<_> = r.errors.iter().collect();
         errs.sort_by(|a, b| b.1.cmp(a.1));
         for (code, n) in errs {
@@ -482,7 +484,7 @@ svg{display:block;max-width:100%;height:auto}
 .legend i{display:inline-block;width:22px;margin-right:6px;vertical-align:middle}
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #e5e7eb}
 th,td{padding:5px 8px;border-bottom:1px solid #f0f1f3;text-align:left;font-size:13px}th{background:#f9fafb;font-weight:600}
-td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.w{width:30%}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.w{width:30%}
 .bar{background:#f3f4f6;height:10px;border-radius:2px}.bar b{display:block;height:10px;border-radius:2px}
 .empty{color:#6b7280;font-style:italic}
 footer{margin-top:32px;color:#9ca3af;font-size:12px}
