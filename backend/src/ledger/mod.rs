@@ -429,3 +429,5 @@ pub(crate) fn decode_event(events: &Subspace, key: &[u8], value: &[u8]) -> Resul
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transfer_tests;

@@ -295,6 +295,37 @@ impl Store for RerunOnce {
     }
 }
 
+/// A store that waits `delay` between a transaction's begin (its read version)
+/// and the closure's first read, so concurrent transactions really overlap and
+/// anything that is not protected by a read conflict races.
+#[derive(Clone)]
+pub(super) struct Delayed {
+    pub(super) inner: EmbeddedStore,
+    pub(super) delay: Duration,
+}
+
+impl Store for Delayed {
+    type Tx = EmbeddedTx;
+    async fn transact<T, E, F, Fut>(&self, options: TransactOptions, mut f: F) -> Result<T, TxError<E>>
+    where
+        F: FnMut(Self::Tx) -> Fut + Send,
+        Fut: Future<Output = Result<T, TxError<E>>> + Send,
+        T: Send,
+        E: Send,
+    {
+        let delay = self.delay;
+        self.inner
+            .transact(options, move |tx| {
+                let run = f(tx);
+                async move {
+                    tokio::time::sleep(delay).await;
+                    run.await
+                }
+            })
+            .await
+    }
+}
+
 #[tokio::test]
 async fn commit_result_unknown_rerun_returns_the_original() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -638,10 +669,14 @@ async fn watch_fires_on_a_change_from_another_handle() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_grants_near_the_limit_never_pass_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let inner = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = Delayed {
+        inner,
+        delay: Duration::from_millis(3),
+    };
     let mut catalog = Catalog::default();
     catalog.items.insert(
         "gem_shard".into(),
@@ -670,6 +705,10 @@ async fn concurrent_grants_near_the_limit_never_pass_it() -> anyhow::Result<()> 
     assert_eq!((ok, full), (20, 20));
     assert_eq!(bal(&l.balances(P1).await?, Asset::item("gem_shard")), 1000);
     assert!(l.audit_player(P1).await?.is_clean());
+    assert!(
+        l.stats().retries() > 0,
+        "the grants overlapped (else this proves nothing)"
+    );
     Ok(())
 }
 
