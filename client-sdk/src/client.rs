@@ -153,6 +153,14 @@ impl Client {
         ))
     }
 
+    /// Opens a `Matchmaking` channel: queue, cancel, status; `MatchFound` pushes.
+    pub async fn matchmaking(&self) -> Result<crate::MatchmakingClient, ClientError> {
+        Ok(crate::MatchmakingClient::new(
+            self.open_channel(ChannelKind::Matchmaking).await?,
+            self.clone(),
+        ))
+    }
+
     /// Subscribes to session events and pushes. The first call receives every
     /// event since `connect`; later calls receive events from then on.
     pub fn events(&self) -> Events {

@@ -15,6 +15,7 @@
 //! - [`StateClient`] ([`Client::state`]): the player's versioned documents.
 //! - [`InventoryClient`] ([`Client::inventory`]): the player's ledger; writes
 //!   carry idempotency keys the SDK keeps across its retries.
+//! - [`MatchmakingClient`] ([`Client::matchmaking`]): tickets; matches arrive as pushes.
 //! - [`Channel`]: one service stream; [`Channel::request`] with request ids and
 //!   timeouts. Handles keep working across reconnects.
 //! - [`Event`] / [`Events`]: connection lifecycle and server pushes, through a
@@ -74,6 +75,7 @@ mod error;
 mod events;
 mod framing;
 pub mod inventory;
+mod matchmaking;
 mod session;
 mod socket;
 mod state;
@@ -86,9 +88,10 @@ pub use connection::rank_by_rtt;
 pub use error::{ClientError, ServerError};
 pub use events::{Event, Events};
 pub use inventory::{new_idempotency_key, InventoryClient};
+pub use matchmaking::{MatchmakingClient, TicketInfo};
 pub use outpost_schema::{
     AssetAmount, AssetDelta, AssetKind, ChannelKind, ErrorCode, InventoryEvent, InventoryEventKind,
-    InventoryReceipt, PushBody, RequestBody, ResponseBody, StateDocument,
+    InventoryReceipt, MatchInfo, PushBody, RegionRtt, RequestBody, ResponseBody, StateDocument, TicketStatus,
 };
 pub use session::WelcomeInfo;
 pub use state::{is_conflict, StateClient};

@@ -47,6 +47,7 @@ pub struct GatewayConfig {
     pub foreign_login_policy: ForeignLoginPolicy,
     pub tls: TlsConfig,
     pub inventory: InventoryConfig,
+    pub matchmaking: MatchmakingConfig,
     pub limits: LimitsConfig,
     pub session: SessionConfig,
     pub admission: AdmissionConfig,
@@ -67,6 +68,7 @@ impl Default for GatewayConfig {
             foreign_login_policy: ForeignLoginPolicy::default(),
             tls: TlsConfig::default(),
             inventory: InventoryConfig::default(),
+            matchmaking: MatchmakingConfig::default(),
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
             admission: AdmissionConfig::default(),
@@ -137,6 +139,59 @@ impl InventoryConfig {
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("inventory catalog: {e}")))?;
         Ok(catalog)
+    }
+}
+
+/// The matchmaking channel and this gateway's matchmaker workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatchmakingConfig {
+    /// Regions and queues (backend `MatchmakerConfig`: team shapes, expansion
+    /// steps, cross-region fallback, skill bands). Default: this gateway's region
+    /// alone, with queues `duel` (1v1) and `squad` (5v5), windows widening at 0,
+    /// 5 and 15 s.
+    pub pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
+    /// Matchmaker workers this gateway runs. Workers of every gateway sharing
+    /// the store split the pool's partitions through leases; 0 leaves matching to
+    /// other processes. Default 1.
+    pub workers: usize,
+    /// Game-server addresses handed out in matches, round-robin. Default
+    /// `["127.0.0.1:7777"]`.
+    pub servers: Vec<String>,
+}
+
+impl Default for MatchmakingConfig {
+    fn default() -> Self {
+        MatchmakingConfig {
+            pool: None,
+            workers: 1,
+            servers: vec!["127.0.0.1:7777".into()],
+        }
+    }
+}
+
+impl MatchmakingConfig {
+    /// The pool configuration (the default for `region` when none is set), validated.
+    pub fn pool(&self, region: &str) -> Result<outpost_backend::matchmaker::MatchmakerConfig, ConfigError> {
+        let pool = match &self.pool {
+            Some(p) => p.clone(),
+            None => {
+                let expansions = r#"[{"after_ms":0,"max_skill_diff":100.0},{"after_ms":5000,"max_skill_diff":300.0},{"after_ms":15000,"max_skill_diff":1000.0}]"#;
+                serde_json::from_str(&format!(
+                    r#"{{"regions":[{{"name":"{region}"}}],"queues":[
+                        {{"name":"duel","teams":2,"team_size":1,"expansions":{expansions}}},
+                        {{"name":"squad","teams":2,"team_size":5,"expansions":{expansions}}}]}}"#
+                ))
+                .map_err(|e| ConfigError::Invalid(format!("default matchmaker pool: {e}")))?
+            }
+        };
+        pool.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if !pool.regions.iter().any(|r| r.name == region) {
+            return Err(ConfigError::Invalid(format!(
+                "matchmaking.pool must include this gateway's region {region}"
+            )));
+        }
+        Ok(pool)
     }
 }
 
@@ -398,6 +453,10 @@ impl GatewayConfig {
             return bad("drain.deadline_ms must be at least drain.window_ms");
         }
         self.inventory.catalog()?;
+        self.matchmaking.pool(&self.region)?;
+        if self.matchmaking.workers > 0 && self.matchmaking.servers.is_empty() {
+            return bad("matchmaking.servers must list at least one game server when workers run");
+        }
         if self.tls.cert_path.is_some() != self.tls.key_path.is_some() {
             return bad("tls.cert_path and tls.key_path must be set together");
         }

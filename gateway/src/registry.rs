@@ -117,6 +117,11 @@ impl Registry {
         }
     }
 
+    /// Whether the player has a live session on this gateway.
+    pub fn is_live(&self, player: &str) -> bool {
+        self.by_player.lock().expect("registry lock").contains_key(player)
+    }
+
     /// Kicks a player's live session (operator action). True if one was found.
     pub fn kick(&self, player: &str, reason: ErrorCode, message: &str) -> bool {
         let entry = self.by_player.lock().expect("registry lock").get(player).cloned();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_backend::identity::{Identity, IdentityError};
+use outpost_backend::matchmaker::{Matchmaker, ServerAllocator, StaticAllocator, Worker, WorkerConfig};
 use outpost_backend::presence::Presence;
 use outpost_backend::store::{AnyStore, BackendKind, OpenStoreError};
 use serde::Serialize;
@@ -246,6 +247,15 @@ pub async fn start_with_stores(
     .await?;
 
     let catalog = Arc::new(config.inventory.catalog()?);
+    let local_store = regions
+        .store(&config.region)
+        .expect("the local region always has a store");
+    let matchmaker = Matchmaker::new(
+        local_store,
+        &config.region,
+        config.matchmaking.pool(&config.region)?,
+    )
+    .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
     let (drain_tx, drain_rx) = watch::channel(None);
     let (shutdown, _) = broadcast::channel(1);
     let l = &config.limits;
@@ -260,14 +270,23 @@ pub async fn start_with_stores(
         control_burst: l.control_burst,
         idle_timeout: Duration::from_millis(s.idle_timeout_ms),
     };
+    let mut router = Router::with_defaults(
+        l.max_frame_size,
+        regions.clone(),
+        catalog.clone(),
+        config.inventory.client_grants,
+    );
+    router.insert(
+        outpost_schema::ChannelKind::Matchmaking,
+        Arc::new(crate::channels::matchmaking::MatchmakingService::new(
+            matchmaker.clone(),
+            regions.clone(),
+        )),
+    );
     let shared = Arc::new(Shared {
         registry: Registry::new(l.max_sessions),
-        router: Router::with_defaults(
-            l.max_frame_size,
-            regions.clone(),
-            catalog.clone(),
-            config.inventory.client_grants,
-        ),
+        router,
+        matchmaker: matchmaker.clone(),
         catalog,
         regions,
         transfers: transfers.clone(),
@@ -294,6 +313,7 @@ pub async fn start_with_stores(
     info!(%quic_addr, %admin_addr, region = %shared.config.region, "gateway listening");
 
     tokio::spawn(async move { transfers.resume_pending().await });
+    spawn_matchmaker_workers(&shared, matchmaker)?;
     let task = tokio::spawn(accept_loop(shared, endpoint));
     Ok(RunningGateway {
         quic_addr,
@@ -302,6 +322,28 @@ pub async fn start_with_stores(
         handle,
         task,
     })
+}
+
+/// Starts this gateway's matchmaker workers; they stop with the gateway.
+fn spawn_matchmaker_workers(
+    shared: &Arc<Shared>,
+    matchmaker: Matchmaker<AnyStore>,
+) -> Result<(), StartError> {
+    let m = &shared.config.matchmaking;
+    let servers: Arc<dyn ServerAllocator> = Arc::new(StaticAllocator::new([(
+        shared.config.region.clone(),
+        m.servers.clone(),
+    )]));
+    for i in 0..m.workers {
+        let owner = format!("{}/mm-{i}", shared.name);
+        let worker = Worker::new(matchmaker.clone(), WorkerConfig::new(owner), servers.clone())
+            .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
+        let mut stop = shared.shutdown.subscribe();
+        tokio::spawn(worker.run(async move {
+            let _ = stop.recv().await;
+        }));
+    }
+    Ok(())
 }
 
 async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {

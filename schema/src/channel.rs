@@ -12,6 +12,9 @@ use crate::inventory::{
     amounts_len, read_amounts, read_events, read_receipt, write_amounts, write_events, write_receipt,
     AssetAmount, InventoryEvent, InventoryReceipt,
 };
+use crate::matchmaking::{
+    match_len, read_match, read_rtts, write_match, write_rtts, MatchInfo, RegionRtt, TicketStatus,
+};
 use crate::{ChannelKind, ErrorCode};
 
 const IDENT: &str = "OPH1";
@@ -62,6 +65,16 @@ pub enum RequestBody {
         limit: u16,
         reverse: bool,
     },
+    /// Queue the player (solo).
+    MatchmakingQueue {
+        queue: String,
+        latencies: Vec<RegionRtt>,
+        max_latency_ms: u32,
+    },
+    /// Cancel the player's waiting ticket.
+    MatchmakingCancel,
+    /// The player's latest ticket.
+    MatchmakingStatus,
     /// A union member this build does not know (its tag).
     Unknown(u8),
 }
@@ -93,6 +106,12 @@ pub enum ResponseBody {
         events: Vec<InventoryEvent>,
         next: String,
     },
+    /// The player's latest ticket (`ticket_id` 0 and status `None`: no ticket).
+    MatchmakingStatus {
+        ticket_id: u64,
+        status: TicketStatus,
+        matched: Option<MatchInfo>,
+    },
     Unknown(u8),
 }
 
@@ -110,6 +129,11 @@ pub enum PushBody {
     /// The player's balances changed; every non-zero balance.
     InventoryChanged {
         balances: Vec<AssetAmount>,
+    },
+    /// The player's ticket was placed in a match.
+    MatchFound {
+        ticket_id: u64,
+        matched: MatchInfo,
     },
     Unknown(u8),
 }
@@ -223,6 +247,11 @@ fn payload_len(msg: &ChannelMsg) -> usize {
             ..
         })
         | ChannelMsg::Push(PushBody::InventoryChanged { balances: items }) => amounts_len(items),
+        ChannelMsg::Response(Response {
+            body: ResponseBody::MatchmakingStatus { matched: Some(m), .. },
+            ..
+        })
+        | ChannelMsg::Push(PushBody::MatchFound { matched: m, .. }) => match_len(m),
         ChannelMsg::Response(Response {
             body: ResponseBody::InventoryHistory { events, .. },
             ..
@@ -350,6 +379,39 @@ impl ChannelMsg {
                         let t = fb::InventoryHistoryRequest::create(&mut b, &args);
                         (fb::RequestBody::InventoryHistoryRequest, Some(t.as_union_value()))
                     }
+                    RequestBody::MatchmakingQueue {
+                        queue,
+                        latencies,
+                        max_latency_ms,
+                    } => {
+                        let args = fb::MatchmakingQueueRequestArgs {
+                            queue: Some(b.create_string(queue)),
+                            latencies: Some(write_rtts(&mut b, latencies)),
+                            max_latency_ms: *max_latency_ms,
+                        };
+                        let t = fb::MatchmakingQueueRequest::create(&mut b, &args);
+                        (fb::RequestBody::MatchmakingQueueRequest, Some(t.as_union_value()))
+                    }
+                    RequestBody::MatchmakingCancel => {
+                        let t = fb::MatchmakingCancelRequest::create(
+                            &mut b,
+                            &fb::MatchmakingCancelRequestArgs {},
+                        );
+                        (
+                            fb::RequestBody::MatchmakingCancelRequest,
+                            Some(t.as_union_value()),
+                        )
+                    }
+                    RequestBody::MatchmakingStatus => {
+                        let t = fb::MatchmakingStatusRequest::create(
+                            &mut b,
+                            &fb::MatchmakingStatusRequestArgs {},
+                        );
+                        (
+                            fb::RequestBody::MatchmakingStatusRequest,
+                            Some(t.as_union_value()),
+                        )
+                    }
                     RequestBody::Unknown(tag) => (fb::RequestBody(*tag), Some(empty_table(&mut b))),
                 };
                 let t = fb::Request::create(
@@ -414,6 +476,23 @@ impl ChannelMsg {
                             Some(t.as_union_value()),
                         )
                     }
+                    ResponseBody::MatchmakingStatus {
+                        ticket_id,
+                        status,
+                        matched,
+                    } => {
+                        let match_ = matched.as_ref().map(|m| write_match(&mut b, m));
+                        let args = fb::MatchmakingStatusResponseArgs {
+                            ticket_id: *ticket_id,
+                            status: *status,
+                            match_,
+                        };
+                        let t = fb::MatchmakingStatusResponse::create(&mut b, &args);
+                        (
+                            fb::ResponseBody::MatchmakingStatusResponse,
+                            Some(t.as_union_value()),
+                        )
+                    }
                     ResponseBody::Unknown(tag) => (fb::ResponseBody(*tag), Some(empty_table(&mut b))),
                 };
                 let t = fb::Response::create(
@@ -460,6 +539,17 @@ impl ChannelMsg {
                         let balances = Some(write_amounts(&mut b, balances));
                         let t = fb::InventoryChanged::create(&mut b, &fb::InventoryChangedArgs { balances });
                         (fb::PushBody::InventoryChanged, Some(t.as_union_value()))
+                    }
+                    PushBody::MatchFound { ticket_id, matched } => {
+                        let match_ = Some(write_match(&mut b, matched));
+                        let t = fb::MatchFound::create(
+                            &mut b,
+                            &fb::MatchFoundArgs {
+                                ticket_id: *ticket_id,
+                                match_,
+                            },
+                        );
+                        (fb::PushBody::MatchFound, Some(t.as_union_value()))
                     }
                     PushBody::Unknown(tag) => (fb::PushBody(*tag), Some(empty_table(&mut b))),
                 };
@@ -543,6 +633,18 @@ impl ChannelMsg {
                         }
                     }
                     fb::RequestBody::InventoryBalancesRequest => RequestBody::InventoryBalances,
+                    fb::RequestBody::MatchmakingQueueRequest => {
+                        let q = r
+                            .body_as_matchmaking_queue_request()
+                            .ok_or(DecodeError::Missing("MatchmakingQueueRequest"))?;
+                        RequestBody::MatchmakingQueue {
+                            queue: q.queue().unwrap_or_default().to_owned(),
+                            latencies: read_rtts(q.latencies()),
+                            max_latency_ms: q.max_latency_ms(),
+                        }
+                    }
+                    fb::RequestBody::MatchmakingCancelRequest => RequestBody::MatchmakingCancel,
+                    fb::RequestBody::MatchmakingStatusRequest => RequestBody::MatchmakingStatus,
                     fb::RequestBody::InventoryHistoryRequest => {
                         let h = r
                             .body_as_inventory_history_request()
@@ -623,6 +725,16 @@ impl ChannelMsg {
                             next: h.next().unwrap_or_default().to_owned(),
                         }
                     }
+                    fb::ResponseBody::MatchmakingStatusResponse => {
+                        let m = r
+                            .body_as_matchmaking_status_response()
+                            .ok_or(DecodeError::Missing("MatchmakingStatusResponse"))?;
+                        ResponseBody::MatchmakingStatus {
+                            ticket_id: m.ticket_id(),
+                            status: m.status(),
+                            matched: m.match_().map(read_match),
+                        }
+                    }
                     fb::ResponseBody::StateSetResponse => {
                         let t = r
                             .body_as_state_set_response()
@@ -661,6 +773,16 @@ impl ChannelMsg {
                             .ok_or(DecodeError::Missing("InventoryChanged"))?;
                         PushBody::InventoryChanged {
                             balances: read_amounts(c.balances()),
+                        }
+                    }
+                    fb::PushBody::MatchFound => {
+                        let m = p
+                            .body_as_match_found()
+                            .ok_or(DecodeError::Missing("MatchFound"))?;
+                        let matched = m.match_().ok_or(DecodeError::Missing("match"))?;
+                        PushBody::MatchFound {
+                            ticket_id: m.ticket_id(),
+                            matched: read_match(matched),
                         }
                     }
                     fb::PushBody::StateChanged => {

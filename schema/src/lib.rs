@@ -38,6 +38,7 @@ mod channel;
 mod control;
 mod frame;
 mod inventory;
+mod matchmaking;
 
 pub use channel::{
     ChannelMsg, ErrorFrame, PushBody, Request, RequestBody, Response, ResponseBody, StateDocument,
@@ -52,6 +53,7 @@ pub use gen::outpost::wire::{ChannelKind, ErrorCode, Platform};
 pub use inventory::{
     AssetAmount, AssetDelta, AssetKind, InventoryEvent, InventoryEventKind, InventoryReceipt,
 };
+pub use matchmaking::{MatchInfo, RegionRtt, TicketStatus};
 
 /// The protocol version this crate speaks, sent in `Hello` and `Welcome`.
 /// Bumped only for changes old peers cannot ignore; appended fields do not bump it.

@@ -200,6 +200,47 @@ fn every_channel_message_roundtrips() {
     channel_roundtrip(ChannelMsg::Push(PushBody::InventoryChanged {
         balances: vec![gold],
     }));
+    let info = MatchInfo {
+        match_id: "m1".into(),
+        queue: "duel".into(),
+        region: "eu".into(),
+        server: "10.0.0.1:7777".into(),
+        team: 1,
+        teams: vec![vec!["a".into()], vec!["b".into(), "c".into()]],
+        cross_region: true,
+    };
+    for body in [
+        RequestBody::MatchmakingQueue {
+            queue: "duel".into(),
+            latencies: vec![RegionRtt {
+                region: "eu".into(),
+                rtt_ms: 20,
+            }],
+            max_latency_ms: 80,
+        },
+        RequestBody::MatchmakingCancel,
+        RequestBody::MatchmakingStatus,
+    ] {
+        channel_roundtrip(ChannelMsg::Request(Request { request_id: 5, body }));
+    }
+    for body in [
+        ResponseBody::MatchmakingStatus {
+            ticket_id: 9,
+            status: TicketStatus::Matched,
+            matched: Some(info.clone()),
+        },
+        ResponseBody::MatchmakingStatus {
+            ticket_id: 0,
+            status: TicketStatus::None,
+            matched: None,
+        },
+    ] {
+        channel_roundtrip(ChannelMsg::Response(Response { request_id: 6, body }));
+    }
+    channel_roundtrip(ChannelMsg::Push(PushBody::MatchFound {
+        ticket_id: 9,
+        matched: info,
+    }));
     channel_roundtrip(ChannelMsg::Push(PushBody::StateChanged { documents: vec![doc] }));
 }
 

@@ -19,6 +19,7 @@ use crate::session::{ChannelId, SlowConsumer};
 
 pub mod echo;
 pub mod inventory;
+pub mod matchmaking;
 pub mod state;
 
 /// What a service answers to one request.

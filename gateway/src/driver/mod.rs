@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     pub registry: Registry,
     pub auth: Authenticator,
     pub router: Router,
+    /// The region's matchmaking pool (tickets of sessions that do not resume are
+    /// removed).
+    pub matchmaker: outpost_backend::matchmaker::Matchmaker<AnyStore>,
     /// The item catalog (inventory channel, admin audits).
     pub catalog: Arc<outpost_backend::ledger::Catalog>,
     /// Stores of the regions this gateway reaches.

@@ -5,14 +5,15 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PUSH_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PUSH_BODY: u8 = 3;
+pub const ENUM_MAX_PUSH_BODY: u8 = 4;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PUSH_BODY: [PushBody; 4] = [
+pub const ENUM_VALUES_PUSH_BODY: [PushBody; 5] = [
   PushBody::NONE,
   PushBody::EchoPush,
   PushBody::StateChanged,
   PushBody::InventoryChanged,
+  PushBody::MatchFound,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -24,14 +25,16 @@ impl PushBody {
   pub const EchoPush: Self = Self(1);
   pub const StateChanged: Self = Self(2);
   pub const InventoryChanged: Self = Self(3);
+  pub const MatchFound: Self = Self(4);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 3;
+  pub const ENUM_MAX: u8 = 4;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoPush,
     Self::StateChanged,
     Self::InventoryChanged,
+    Self::MatchFound,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -40,6 +43,7 @@ impl PushBody {
       Self::EchoPush => Some("EchoPush"),
       Self::StateChanged => Some("StateChanged"),
       Self::InventoryChanged => Some("InventoryChanged"),
+      Self::MatchFound => Some("MatchFound"),
       _ => None,
     }
   }

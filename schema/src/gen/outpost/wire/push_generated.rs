@@ -97,6 +97,21 @@ impl<'a> Push<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_match_found(&self) -> Option<MatchFound<'a>> {
+    if self.body_type() == PushBody::MatchFound {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MatchFound::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Push<'_> {
@@ -110,6 +125,7 @@ impl ::flatbuffers::Verifiable for Push<'_> {
           PushBody::EchoPush => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<EchoPush>>("PushBody::EchoPush", pos),
           PushBody::StateChanged => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateChanged>>("PushBody::StateChanged", pos),
           PushBody::InventoryChanged => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryChanged>>("PushBody::InventoryChanged", pos),
+          PushBody::MatchFound => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchFound>>("PushBody::MatchFound", pos),
           _ => Ok(()),
         }
      })?
@@ -180,6 +196,13 @@ impl ::core::fmt::Debug for Push<'_> {
         },
         PushBody::InventoryChanged => {
           if let Some(x) = self.body_as_inventory_changed() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PushBody::MatchFound => {
+          if let Some(x) = self.body_as_match_found() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -5,10 +5,10 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 9;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 13] = [
   RequestBody::NONE,
   RequestBody::EchoRequest,
   RequestBody::StateGetRequest,
@@ -19,6 +19,9 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
   RequestBody::InventoryPurchaseRequest,
   RequestBody::InventoryBalancesRequest,
   RequestBody::InventoryHistoryRequest,
+  RequestBody::MatchmakingQueueRequest,
+  RequestBody::MatchmakingCancelRequest,
+  RequestBody::MatchmakingStatusRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -36,9 +39,12 @@ impl RequestBody {
   pub const InventoryPurchaseRequest: Self = Self(7);
   pub const InventoryBalancesRequest: Self = Self(8);
   pub const InventoryHistoryRequest: Self = Self(9);
+  pub const MatchmakingQueueRequest: Self = Self(10);
+  pub const MatchmakingCancelRequest: Self = Self(11);
+  pub const MatchmakingStatusRequest: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoRequest,
@@ -50,6 +56,9 @@ impl RequestBody {
     Self::InventoryPurchaseRequest,
     Self::InventoryBalancesRequest,
     Self::InventoryHistoryRequest,
+    Self::MatchmakingQueueRequest,
+    Self::MatchmakingCancelRequest,
+    Self::MatchmakingStatusRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -64,6 +73,9 @@ impl RequestBody {
       Self::InventoryPurchaseRequest => Some("InventoryPurchaseRequest"),
       Self::InventoryBalancesRequest => Some("InventoryBalancesRequest"),
       Self::InventoryHistoryRequest => Some("InventoryHistoryRequest"),
+      Self::MatchmakingQueueRequest => Some("MatchmakingQueueRequest"),
+      Self::MatchmakingCancelRequest => Some("MatchmakingCancelRequest"),
+      Self::MatchmakingStatusRequest => Some("MatchmakingStatusRequest"),
       _ => None,
     }
   }

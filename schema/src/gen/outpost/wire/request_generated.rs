@@ -197,6 +197,51 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_matchmaking_queue_request(&self) -> Option<MatchmakingQueueRequest<'a>> {
+    if self.body_type() == RequestBody::MatchmakingQueueRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MatchmakingQueueRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_matchmaking_cancel_request(&self) -> Option<MatchmakingCancelRequest<'a>> {
+    if self.body_type() == RequestBody::MatchmakingCancelRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MatchmakingCancelRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_matchmaking_status_request(&self) -> Option<MatchmakingStatusRequest<'a>> {
+    if self.body_type() == RequestBody::MatchmakingStatusRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MatchmakingStatusRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -217,6 +262,9 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::InventoryPurchaseRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryPurchaseRequest>>("RequestBody::InventoryPurchaseRequest", pos),
           RequestBody::InventoryBalancesRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryBalancesRequest>>("RequestBody::InventoryBalancesRequest", pos),
           RequestBody::InventoryHistoryRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryHistoryRequest>>("RequestBody::InventoryHistoryRequest", pos),
+          RequestBody::MatchmakingQueueRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchmakingQueueRequest>>("RequestBody::MatchmakingQueueRequest", pos),
+          RequestBody::MatchmakingCancelRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchmakingCancelRequest>>("RequestBody::MatchmakingCancelRequest", pos),
+          RequestBody::MatchmakingStatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchmakingStatusRequest>>("RequestBody::MatchmakingStatusRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -336,6 +384,27 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::InventoryHistoryRequest => {
           if let Some(x) = self.body_as_inventory_history_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::MatchmakingQueueRequest => {
+          if let Some(x) = self.body_as_matchmaking_queue_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::MatchmakingCancelRequest => {
+          if let Some(x) = self.body_as_matchmaking_cancel_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::MatchmakingStatusRequest => {
+          if let Some(x) = self.body_as_matchmaking_status_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -5,10 +5,10 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 7;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 8;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 8] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
   ResponseBody::NONE,
   ResponseBody::EchoResponse,
   ResponseBody::StateGetResponse,
@@ -17,6 +17,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 8] = [
   ResponseBody::InventoryWriteResponse,
   ResponseBody::InventoryBalancesResponse,
   ResponseBody::InventoryHistoryResponse,
+  ResponseBody::MatchmakingStatusResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -32,9 +33,10 @@ impl ResponseBody {
   pub const InventoryWriteResponse: Self = Self(5);
   pub const InventoryBalancesResponse: Self = Self(6);
   pub const InventoryHistoryResponse: Self = Self(7);
+  pub const MatchmakingStatusResponse: Self = Self(8);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 7;
+  pub const ENUM_MAX: u8 = 8;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoResponse,
@@ -44,6 +46,7 @@ impl ResponseBody {
     Self::InventoryWriteResponse,
     Self::InventoryBalancesResponse,
     Self::InventoryHistoryResponse,
+    Self::MatchmakingStatusResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -56,6 +59,7 @@ impl ResponseBody {
       Self::InventoryWriteResponse => Some("InventoryWriteResponse"),
       Self::InventoryBalancesResponse => Some("InventoryBalancesResponse"),
       Self::InventoryHistoryResponse => Some("InventoryHistoryResponse"),
+      Self::MatchmakingStatusResponse => Some("MatchmakingStatusResponse"),
       _ => None,
     }
   }

@@ -166,6 +166,21 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_matchmaking_status_response(&self) -> Option<MatchmakingStatusResponse<'a>> {
+    if self.body_type() == ResponseBody::MatchmakingStatusResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MatchmakingStatusResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -184,6 +199,7 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::InventoryWriteResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryWriteResponse>>("ResponseBody::InventoryWriteResponse", pos),
           ResponseBody::InventoryBalancesResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryBalancesResponse>>("ResponseBody::InventoryBalancesResponse", pos),
           ResponseBody::InventoryHistoryResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryHistoryResponse>>("ResponseBody::InventoryHistoryResponse", pos),
+          ResponseBody::MatchmakingStatusResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchmakingStatusResponse>>("ResponseBody::MatchmakingStatusResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -289,6 +305,13 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::InventoryHistoryResponse => {
           if let Some(x) = self.body_as_inventory_history_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::MatchmakingStatusResponse => {
+          if let Some(x) = self.body_as_matchmaking_status_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

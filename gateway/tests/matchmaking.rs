@@ -1,0 +1,131 @@
+//! Matchmaking end to end: clients queue through the SDK and receive their match
+//! push; disconnected players' tickets are removed after the resume window,
+//! resumed players keep theirs.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use common::*;
+use outpost_backend::matchmaker::{Matchmaker, TicketState};
+use outpost_client::{ChannelKind, Client, ClientError, ErrorCode, Event, MatchInfo, PushBody, TicketStatus};
+
+async fn match_push(events: &mut outpost_client::Events) -> MatchInfo {
+    let wait = async {
+        loop {
+            if let Some(Event::Push {
+                channel: ChannelKind::Matchmaking,
+                body: PushBody::MatchFound { matched, .. },
+            }) = events.recv().await
+            {
+                return matched;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .expect("a MatchFound push")
+}
+
+#[tokio::test]
+async fn two_players_queue_and_both_get_the_match_push() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    let a = Client::connect(gw.client_config(device())).await?;
+    let b = Client::connect(gw.client_config(device())).await?;
+    let (mut ea, mut eb) = (a.events(), b.events());
+    let (ma, mb) = (a.matchmaking().await?, b.matchmaking().await?);
+
+    let ta = ma.queue_here("duel").await?;
+    assert_eq!(ta.status, TicketStatus::Waiting);
+    // Queueing twice is refused while a ticket waits.
+    match ma.queue_here("duel").await {
+        Err(ClientError::Server(e)) => assert_eq!(e.code, ErrorCode::Conflict),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    mb.queue_here("duel").await?;
+
+    let (pa, pb) = (match_push(&mut ea).await, match_push(&mut eb).await);
+    assert_eq!(pa.match_id, pb.match_id);
+    assert_eq!(pa.server, "127.0.0.1:7777");
+    assert_eq!(pa.teams.len(), 2);
+    assert_ne!(pa.team, pb.team, "a duel puts them on opposite teams");
+    assert!(pa.teams[pa.team as usize].contains(&a.player_id()));
+    let status = ma.status().await?;
+    assert_eq!(
+        (status.status, status.matched.map(|m| m.match_id)),
+        (TicketStatus::Matched, Some(pa.match_id))
+    );
+    // Unknown queues are invalid requests.
+    match mb.queue("no-such-queue", vec![], 0).await {
+        Err(ClientError::Server(e)) => assert_eq!(e.code, ErrorCode::InvalidRequest),
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_leaves_the_pool() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|c| c.matchmaking.workers = 0).await?;
+    let a = Client::connect(gw.client_config(device())).await?;
+    let mm = a.matchmaking().await?;
+    mm.queue_here("squad").await?;
+    assert_eq!(mm.cancel().await?.status, TicketStatus::Cancelled);
+    assert_eq!(mm.status().await?.status, TicketStatus::Cancelled);
+    Ok(())
+}
+
+#[tokio::test]
+async fn disconnected_tickets_are_removed_after_the_resume_window_resumed_ones_kept() -> Result<()> {
+    let world = World::new().await?;
+    // No workers: tickets stay waiting, so only disconnect handling changes them.
+    let gw = world
+        .gateway(|c| {
+            c.matchmaking.workers = 0;
+            c.session.resume_window_secs = 1;
+        })
+        .await?;
+    let leaver = Client::connect(gw.client_config(device())).await?;
+    let stayer = Client::connect(gw.client_config(device())).await?;
+    let (leaver_id, stayer_id) = (leaver.player_id(), stayer.player_id());
+    leaver.matchmaking().await?.queue_here("squad").await?;
+    stayer.matchmaking().await?.queue_here("squad").await?;
+    let mut events = stayer.events();
+
+    leaver.close().await; // gone for good
+    stayer.debug_kill_connection(); // network loss; the SDK resumes
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await? {
+            Some(Event::Connected { resumed: true }) => break,
+            Some(_) => continue,
+            None => panic!("no resume"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let mm = Matchmaker::new(world.store.clone(), "local", gw_pool())?;
+    let state = |p: &str| {
+        let mm = mm.clone();
+        let p = p.to_owned();
+        async move { mm.ticket_status(&p).await.map(|t| t.map(|t| t.state)) }
+    };
+    assert_eq!(
+        state(&leaver_id).await?,
+        Some(TicketState::Removed),
+        "the leaver's ticket is removed"
+    );
+    assert_eq!(
+        state(&stayer_id).await?,
+        Some(TicketState::Waiting),
+        "the resumed player keeps the ticket"
+    );
+    Ok(())
+}
+
+fn gw_pool() -> outpost_backend::matchmaker::MatchmakerConfig {
+    outpost_gateway::config::MatchmakingConfig::default()
+        .pool("local")
+        .expect("default pool")
+}
