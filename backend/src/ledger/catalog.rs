@@ -46,7 +46,9 @@ pub struct ItemDef {
     pub max_stack: Option<u64>,
     /// Escrow shards for the limit (see the ledger's design notes); only for
     /// limited items. Default: `max_stack / 1000`, clamped to 1..=32.
-    /// 1..=min(256, max_stack). Changing it later is safe.
+    /// 1..=min(256, max_stack). It (and the limit) may change between
+    /// deployments: while any shard is over its new capacity, grants take the
+    /// exact path. Do not run writers with different catalogs at once.
     #[serde(default)]
     pub escrow_shards: Option<u16>,
 }
@@ -107,10 +109,12 @@ pub(crate) struct AssetRule {
 
 impl AssetRule {
     /// The capacity of escrow shard `s`: the limit split evenly, the remainder
-    /// going to the first shards, so the capacities add up to the limit.
+    /// going to the first shards, so the capacities add up to the limit. Shards
+    /// at or past `shards` (left by an older catalog) have capacity 0.
     pub fn shard_capacity(&self, s: u16) -> u64 {
         match self.limit {
             None => u64::MAX,
+            Some(_) if s >= self.shards => 0,
             Some(limit) => {
                 let n = u64::from(self.shards);
                 limit / n + u64::from(u64::from(s) < limit % n)

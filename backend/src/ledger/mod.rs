@@ -77,7 +77,10 @@
 //!   wrongly accepted). The default `n` is `limit / 1000` clamped to 1..=32
 //!   (a 99-potion stack is one key: its grants are serialized, which is cheap
 //!   because it fills up after a few anyway); the catalog can set
-//!   `escrow_shards` per asset. Debits and trades on a hot player still
+//!   `escrow_shards` per asset. Limits and shard counts may change between
+//!   deployments: while any shard is over its (new) capacity, grants take the
+//!   exact path. Writers with *different* catalogs at the same time are not
+//!   supported (the fast path of one could pass the limit of the other). Debits and trades on a hot player still
 //!   conflict with concurrent grants of the same asset and retry; the
 //!   benchmark measures both.
 //!

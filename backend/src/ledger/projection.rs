@@ -56,8 +56,8 @@ fn as_u64(v: i64) -> u64 {
 ///
 /// - Unlimited: an atomic add to shard 0, no read conflict at all; a snapshot
 ///   read keeps the balance under [`UNLIMITED_CEILING`].
-/// - Limited, fast path: a snapshot read of the shards picks (at random) one
-///   whose room fits `amount`; that one shard is read with a conflict and
+/// - Limited, fast path (while every shard is within its capacity): a snapshot
+///   read of the shards picks (at random) one whose room fits `amount`; that one shard is read with a conflict and
 ///   atomically added to if it still fits. Concurrent credits conflict only if
 ///   they pick the same shard.
 /// - Limited, slow path (no single shard has room, or one shard): every shard
@@ -89,8 +89,11 @@ pub(crate) async fn credit<T: Transaction>(
         tx.atomic_add(&keys::shard(region, player, asset, 0), delta)?;
         return Ok(());
     };
-    if rule.shards > 1 {
-        let snap = read_shards(tx, region, player, asset, true).await?;
+    let snap = read_shards(tx, region, player, asset, true).await?;
+    // The fast path is exact only while every shard is within its capacity (a
+    // shard over it, left by an older catalog, only ever shrinks).
+    let within = |(&s, &b): (&u16, &i64)| b >= 0 && as_u64(b) <= rule.shard_capacity(s);
+    if rule.shards > 1 && snap.iter().all(within) {
         let candidates: Vec<u16> = (0..rule.shards)
             .filter(|&s| {
                 let b = snap.get(&s).copied().unwrap_or(0);

@@ -224,6 +224,44 @@ async fn limits_hold_on_both_paths() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_changed_shard_count_keeps_the_limit() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    let def = |shards| ItemDef {
+        max_stack: Some(100),
+        escrow_shards: Some(shards),
+    };
+    let mut catalog = Catalog::default();
+    catalog.items.insert("rune".into(), def(2));
+    let two = Ledger::new(l.store().clone(), "eu", catalog.clone())?;
+    two.grant(P1, "a", "loot", &[Quantity::item("rune", 100)]).await?; // 50 + 50
+    catalog.items.insert("rune".into(), def(4)); // capacities 25: shards 0 and 1 are over
+    let four = Ledger::new(l.store().clone(), "eu", catalog.clone())?;
+    assert!(matches!(
+        four.grant(P1, "b", "loot", &[Quantity::item("rune", 1)]).await,
+        Err(LedgerError::LimitExceeded { balance: 100, .. })
+    ));
+    four.consume(P1, "c", "use", &[Quantity::item("rune", 60)])
+        .await?;
+    four.grant(P1, "d", "loot", &[Quantity::item("rune", 60)]).await?;
+    assert!(four
+        .grant(P1, "e", "loot", &[Quantity::item("rune", 1)])
+        .await
+        .is_err());
+    catalog.items.insert("rune".into(), def(1)); // shards 1.. are left over
+    let one = Ledger::new(l.store().clone(), "eu", catalog)?;
+    assert!(one
+        .grant(P1, "f", "loot", &[Quantity::item("rune", 1)])
+        .await
+        .is_err());
+    one.consume(P1, "g", "use", &[Quantity::item("rune", 100)])
+        .await?;
+    one.grant(P1, "h", "loot", &[Quantity::item("rune", 100)]).await?;
+    assert_eq!(bal(&one.balances(P1).await?, Asset::item("rune")), 100);
+    assert!(one.audit_player(P1).await?.is_clean());
+    Ok(())
+}
+
+#[tokio::test]
 async fn duplicates_return_the_original_and_are_recorded() -> anyhow::Result<()> {
     let (_dir, l) = open("eu").await?;
     let first = l.grant(P1, "req-1", "match_reward", &[gold(7)]).await?;
