@@ -12,6 +12,10 @@ use crate::inventory::{
     amounts_len, read_amounts, read_events, read_receipt, write_amounts, write_events, write_receipt,
     AssetAmount, InventoryEvent, InventoryReceipt,
 };
+use crate::live::{
+    read_error_counts, read_flags, read_manifest, read_manifests, write_error_counts, write_flags,
+    write_manifest, write_manifests, ContentManifest, Flag, TelemetryErrorCount,
+};
 use crate::matchmaking::{
     match_len, read_match, read_rtts, write_match, write_rtts, MatchInfo, RegionRtt, TicketStatus,
 };
@@ -29,7 +33,7 @@ pub struct StateDocument {
 }
 
 /// A request body, one variant per service operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RequestBody {
     /// Diagnostic echo: answer with `payload`, then send `push_count` pushes.
     Echo { payload: Vec<u8>, push_count: u16 },
@@ -75,12 +79,23 @@ pub enum RequestBody {
     MatchmakingCancel,
     /// The player's latest ticket.
     MatchmakingStatus,
+    /// The latest manifest of every content id.
+    ContentList,
+    /// The latest manifest of one content id.
+    ContentGet { id: String },
+    /// Every flag's value for this session.
+    Flags,
+    /// Errors and latencies observed by the client.
+    Telemetry {
+        errors: Vec<TelemetryErrorCount>,
+        latencies_ms: Vec<f64>,
+    },
     /// A union member this build does not know (its tag).
     Unknown(u8),
 }
 
 /// A successful response body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ResponseBody {
     Echo {
         payload: Vec<u8>,
@@ -112,11 +127,24 @@ pub enum ResponseBody {
         status: TicketStatus,
         matched: Option<MatchInfo>,
     },
+    ContentList {
+        manifests: Vec<ContentManifest>,
+    },
+    ContentGet {
+        manifest: ContentManifest,
+    },
+    Flags {
+        flags: Vec<Flag>,
+    },
+    /// Events recorded.
+    TelemetryAck {
+        accepted: u32,
+    },
     Unknown(u8),
 }
 
 /// A server push body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PushBody {
     Echo {
         payload: Vec<u8>,
@@ -135,16 +163,24 @@ pub enum PushBody {
         ticket_id: u64,
         matched: MatchInfo,
     },
+    /// A new content manifest version was published.
+    ContentPublished {
+        manifest: ContentManifest,
+    },
+    /// Every flag's value for this session, after a change.
+    FlagsChanged {
+        flags: Vec<Flag>,
+    },
     Unknown(u8),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub request_id: u64,
     pub body: RequestBody,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub request_id: u64,
     pub body: ResponseBody,
@@ -161,7 +197,7 @@ pub struct ErrorFrame {
 }
 
 /// Every frame that can travel on a channel stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ChannelMsg {
     Open(ChannelKind),
     Request(Request),
@@ -412,6 +448,28 @@ impl ChannelMsg {
                             Some(t.as_union_value()),
                         )
                     }
+                    RequestBody::ContentList => {
+                        let t = fb::ContentListRequest::create(&mut b, &fb::ContentListRequestArgs {});
+                        (fb::RequestBody::ContentListRequest, Some(t.as_union_value()))
+                    }
+                    RequestBody::ContentGet { id } => {
+                        let id = Some(b.create_string(id));
+                        let t = fb::ContentGetRequest::create(&mut b, &fb::ContentGetRequestArgs { id });
+                        (fb::RequestBody::ContentGetRequest, Some(t.as_union_value()))
+                    }
+                    RequestBody::Flags => {
+                        let t = fb::FlagsRequest::create(&mut b, &fb::FlagsRequestArgs {});
+                        (fb::RequestBody::FlagsRequest, Some(t.as_union_value()))
+                    }
+                    RequestBody::Telemetry { errors, latencies_ms } => {
+                        let errors = Some(write_error_counts(&mut b, errors));
+                        let latencies_ms = Some(b.create_vector(latencies_ms));
+                        let t = fb::TelemetryReport::create(
+                            &mut b,
+                            &fb::TelemetryReportArgs { errors, latencies_ms },
+                        );
+                        (fb::RequestBody::TelemetryReport, Some(t.as_union_value()))
+                    }
                     RequestBody::Unknown(tag) => (fb::RequestBody(*tag), Some(empty_table(&mut b))),
                 };
                 let t = fb::Request::create(
@@ -493,6 +551,30 @@ impl ChannelMsg {
                             Some(t.as_union_value()),
                         )
                     }
+                    ResponseBody::ContentList { manifests } => {
+                        let manifests = Some(write_manifests(&mut b, manifests));
+                        let t = fb::ContentListResponse::create(
+                            &mut b,
+                            &fb::ContentListResponseArgs { manifests },
+                        );
+                        (fb::ResponseBody::ContentListResponse, Some(t.as_union_value()))
+                    }
+                    ResponseBody::ContentGet { manifest } => {
+                        let manifest = Some(write_manifest(&mut b, manifest));
+                        let t =
+                            fb::ContentGetResponse::create(&mut b, &fb::ContentGetResponseArgs { manifest });
+                        (fb::ResponseBody::ContentGetResponse, Some(t.as_union_value()))
+                    }
+                    ResponseBody::Flags { flags } => {
+                        let flags = Some(write_flags(&mut b, flags));
+                        let t = fb::FlagsResponse::create(&mut b, &fb::FlagsResponseArgs { flags });
+                        (fb::ResponseBody::FlagsResponse, Some(t.as_union_value()))
+                    }
+                    ResponseBody::TelemetryAck { accepted } => {
+                        let t =
+                            fb::TelemetryAck::create(&mut b, &fb::TelemetryAckArgs { accepted: *accepted });
+                        (fb::ResponseBody::TelemetryAck, Some(t.as_union_value()))
+                    }
                     ResponseBody::Unknown(tag) => (fb::ResponseBody(*tag), Some(empty_table(&mut b))),
                 };
                 let t = fb::Response::create(
@@ -550,6 +632,16 @@ impl ChannelMsg {
                             },
                         );
                         (fb::PushBody::MatchFound, Some(t.as_union_value()))
+                    }
+                    PushBody::ContentPublished { manifest } => {
+                        let manifest = Some(write_manifest(&mut b, manifest));
+                        let t = fb::ContentPublished::create(&mut b, &fb::ContentPublishedArgs { manifest });
+                        (fb::PushBody::ContentPublished, Some(t.as_union_value()))
+                    }
+                    PushBody::FlagsChanged { flags } => {
+                        let flags = Some(write_flags(&mut b, flags));
+                        let t = fb::FlagsChanged::create(&mut b, &fb::FlagsChangedArgs { flags });
+                        (fb::PushBody::FlagsChanged, Some(t.as_union_value()))
                     }
                     PushBody::Unknown(tag) => (fb::PushBody(*tag), Some(empty_table(&mut b))),
                 };
@@ -644,6 +736,25 @@ impl ChannelMsg {
                         }
                     }
                     fb::RequestBody::MatchmakingCancelRequest => RequestBody::MatchmakingCancel,
+                    fb::RequestBody::ContentListRequest => RequestBody::ContentList,
+                    fb::RequestBody::FlagsRequest => RequestBody::Flags,
+                    fb::RequestBody::ContentGetRequest => {
+                        let g = r
+                            .body_as_content_get_request()
+                            .ok_or(DecodeError::Missing("ContentGetRequest"))?;
+                        RequestBody::ContentGet {
+                            id: g.id().unwrap_or_default().to_owned(),
+                        }
+                    }
+                    fb::RequestBody::TelemetryReport => {
+                        let t = r
+                            .body_as_telemetry_report()
+                            .ok_or(DecodeError::Missing("TelemetryReport"))?;
+                        RequestBody::Telemetry {
+                            errors: read_error_counts(t.errors()),
+                            latencies_ms: t.latencies_ms().map(|v| v.iter().collect()).unwrap_or_default(),
+                        }
+                    }
                     fb::RequestBody::MatchmakingStatusRequest => RequestBody::MatchmakingStatus,
                     fb::RequestBody::InventoryHistoryRequest => {
                         let h = r
@@ -735,6 +846,39 @@ impl ChannelMsg {
                             matched: m.match_().map(read_match),
                         }
                     }
+                    fb::ResponseBody::ContentListResponse => {
+                        let l = r
+                            .body_as_content_list_response()
+                            .ok_or(DecodeError::Missing("ContentListResponse"))?;
+                        ResponseBody::ContentList {
+                            manifests: read_manifests(l.manifests()),
+                        }
+                    }
+                    fb::ResponseBody::ContentGetResponse => {
+                        let g = r
+                            .body_as_content_get_response()
+                            .ok_or(DecodeError::Missing("ContentGetResponse"))?;
+                        let m = g.manifest().ok_or(DecodeError::Missing("manifest"))?;
+                        ResponseBody::ContentGet {
+                            manifest: read_manifest(m),
+                        }
+                    }
+                    fb::ResponseBody::FlagsResponse => {
+                        let f = r
+                            .body_as_flags_response()
+                            .ok_or(DecodeError::Missing("FlagsResponse"))?;
+                        ResponseBody::Flags {
+                            flags: read_flags(f.flags()),
+                        }
+                    }
+                    fb::ResponseBody::TelemetryAck => {
+                        let a = r
+                            .body_as_telemetry_ack()
+                            .ok_or(DecodeError::Missing("TelemetryAck"))?;
+                        ResponseBody::TelemetryAck {
+                            accepted: a.accepted(),
+                        }
+                    }
                     fb::ResponseBody::StateSetResponse => {
                         let t = r
                             .body_as_state_set_response()
@@ -783,6 +927,23 @@ impl ChannelMsg {
                         PushBody::MatchFound {
                             ticket_id: m.ticket_id(),
                             matched: read_match(matched),
+                        }
+                    }
+                    fb::PushBody::ContentPublished => {
+                        let c = p
+                            .body_as_content_published()
+                            .ok_or(DecodeError::Missing("ContentPublished"))?;
+                        let m = c.manifest().ok_or(DecodeError::Missing("manifest"))?;
+                        PushBody::ContentPublished {
+                            manifest: read_manifest(m),
+                        }
+                    }
+                    fb::PushBody::FlagsChanged => {
+                        let f = p
+                            .body_as_flags_changed()
+                            .ok_or(DecodeError::Missing("FlagsChanged"))?;
+                        PushBody::FlagsChanged {
+                            flags: read_flags(f.flags()),
                         }
                     }
                     fb::PushBody::StateChanged => {

@@ -38,6 +38,7 @@ mod channel;
 mod control;
 mod frame;
 mod inventory;
+mod live;
 mod matchmaking;
 
 pub use channel::{
@@ -53,6 +54,7 @@ pub use gen::outpost::wire::{ChannelKind, ErrorCode, Platform};
 pub use inventory::{
     AssetAmount, AssetDelta, AssetKind, InventoryEvent, InventoryEventKind, InventoryReceipt,
 };
+pub use live::{ContentAsset, ContentManifest, Flag, FlagKind, FlagValue, TelemetryErrorCount};
 pub use matchmaking::{MatchInfo, RegionRtt, TicketStatus};
 
 /// The protocol version this crate speaks, sent in `Hello` and `Welcome`.

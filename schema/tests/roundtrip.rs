@@ -241,6 +241,64 @@ fn every_channel_message_roundtrips() {
         ticket_id: 9,
         matched: info,
     }));
+    let manifest = ContentManifest {
+        id: "maps".into(),
+        version: 7,
+        min_client_version: "1.4.0".into(),
+        assets: vec![ContentAsset {
+            url: "https://cdn/x.pak".into(),
+            sha256: "ab".repeat(32),
+            size: 42,
+        }],
+        published_ms: 11,
+        client_too_old: true,
+    };
+    let flags = vec![
+        Flag {
+            key: "a".into(),
+            value: FlagValue::Bool(true),
+        },
+        Flag {
+            key: "b".into(),
+            value: FlagValue::Number(0.25),
+        },
+        Flag {
+            key: "c".into(),
+            value: FlagValue::String("blue".into()),
+        },
+        Flag {
+            key: "d".into(),
+            value: FlagValue::Json("{\"x\":1}".into()),
+        },
+    ];
+    for body in [
+        RequestBody::ContentList,
+        RequestBody::ContentGet { id: "maps".into() },
+        RequestBody::Flags,
+        RequestBody::Telemetry {
+            errors: vec![TelemetryErrorCount {
+                code: "E42".into(),
+                count: 3,
+            }],
+            latencies_ms: vec![12.5, 80.0],
+        },
+    ] {
+        channel_roundtrip(ChannelMsg::Request(Request { request_id: 7, body }));
+    }
+    for body in [
+        ResponseBody::ContentList {
+            manifests: vec![manifest.clone()],
+        },
+        ResponseBody::ContentGet {
+            manifest: manifest.clone(),
+        },
+        ResponseBody::Flags { flags: flags.clone() },
+        ResponseBody::TelemetryAck { accepted: 5 },
+    ] {
+        channel_roundtrip(ChannelMsg::Response(Response { request_id: 8, body }));
+    }
+    channel_roundtrip(ChannelMsg::Push(PushBody::ContentPublished { manifest }));
+    channel_roundtrip(ChannelMsg::Push(PushBody::FlagsChanged { flags }));
     channel_roundtrip(ChannelMsg::Push(PushBody::StateChanged { documents: vec![doc] }));
 }
 

@@ -5,10 +5,10 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 406;
+pub const ENUM_MAX_ERROR_CODE: u16 = 407;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 31] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 32] = [
   ErrorCode::Unspecified,
   ErrorCode::BadFrame,
   ErrorCode::FrameTooLarge,
@@ -40,6 +40,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 31] = [
   ErrorCode::Internal,
   ErrorCode::Unavailable,
   ErrorCode::Timeout,
+  ErrorCode::ClientTooOld,
 ];
 
 /// One error-code space for the whole protocol. The same numbers appear in
@@ -82,9 +83,10 @@ impl ErrorCode {
   pub const Internal: Self = Self(404);
   pub const Unavailable: Self = Self(405);
   pub const Timeout: Self = Self(406);
+  pub const ClientTooOld: Self = Self(407);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 406;
+  pub const ENUM_MAX: u16 = 407;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::Unspecified,
     Self::BadFrame,
@@ -117,6 +119,7 @@ impl ErrorCode {
     Self::Internal,
     Self::Unavailable,
     Self::Timeout,
+    Self::ClientTooOld,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -152,6 +155,7 @@ impl ErrorCode {
       Self::Internal => Some("Internal"),
       Self::Unavailable => Some("Unavailable"),
       Self::Timeout => Some("Timeout"),
+      Self::ClientTooOld => Some("ClientTooOld"),
       _ => None,
     }
   }

@@ -5,15 +5,17 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PUSH_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PUSH_BODY: u8 = 4;
+pub const ENUM_MAX_PUSH_BODY: u8 = 6;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PUSH_BODY: [PushBody; 5] = [
+pub const ENUM_VALUES_PUSH_BODY: [PushBody; 7] = [
   PushBody::NONE,
   PushBody::EchoPush,
   PushBody::StateChanged,
   PushBody::InventoryChanged,
   PushBody::MatchFound,
+  PushBody::ContentPublished,
+  PushBody::FlagsChanged,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -26,15 +28,19 @@ impl PushBody {
   pub const StateChanged: Self = Self(2);
   pub const InventoryChanged: Self = Self(3);
   pub const MatchFound: Self = Self(4);
+  pub const ContentPublished: Self = Self(5);
+  pub const FlagsChanged: Self = Self(6);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 4;
+  pub const ENUM_MAX: u8 = 6;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoPush,
     Self::StateChanged,
     Self::InventoryChanged,
     Self::MatchFound,
+    Self::ContentPublished,
+    Self::FlagsChanged,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -44,6 +50,8 @@ impl PushBody {
       Self::StateChanged => Some("StateChanged"),
       Self::InventoryChanged => Some("InventoryChanged"),
       Self::MatchFound => Some("MatchFound"),
+      Self::ContentPublished => Some("ContentPublished"),
+      Self::FlagsChanged => Some("FlagsChanged"),
       _ => None,
     }
   }

@@ -112,6 +112,36 @@ impl<'a> Push<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_content_published(&self) -> Option<ContentPublished<'a>> {
+    if self.body_type() == PushBody::ContentPublished {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ContentPublished::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_flags_changed(&self) -> Option<FlagsChanged<'a>> {
+    if self.body_type() == PushBody::FlagsChanged {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FlagsChanged::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Push<'_> {
@@ -126,6 +156,8 @@ impl ::flatbuffers::Verifiable for Push<'_> {
           PushBody::StateChanged => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<StateChanged>>("PushBody::StateChanged", pos),
           PushBody::InventoryChanged => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryChanged>>("PushBody::InventoryChanged", pos),
           PushBody::MatchFound => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchFound>>("PushBody::MatchFound", pos),
+          PushBody::ContentPublished => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ContentPublished>>("PushBody::ContentPublished", pos),
+          PushBody::FlagsChanged => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FlagsChanged>>("PushBody::FlagsChanged", pos),
           _ => Ok(()),
         }
      })?
@@ -203,6 +235,20 @@ impl ::core::fmt::Debug for Push<'_> {
         },
         PushBody::MatchFound => {
           if let Some(x) = self.body_as_match_found() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PushBody::ContentPublished => {
+          if let Some(x) = self.body_as_content_published() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PushBody::FlagsChanged => {
+          if let Some(x) = self.body_as_flags_changed() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -5,10 +5,10 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 12;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 16;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 13] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 17] = [
   RequestBody::NONE,
   RequestBody::EchoRequest,
   RequestBody::StateGetRequest,
@@ -22,6 +22,10 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 13] = [
   RequestBody::MatchmakingQueueRequest,
   RequestBody::MatchmakingCancelRequest,
   RequestBody::MatchmakingStatusRequest,
+  RequestBody::ContentListRequest,
+  RequestBody::ContentGetRequest,
+  RequestBody::FlagsRequest,
+  RequestBody::TelemetryReport,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -42,9 +46,13 @@ impl RequestBody {
   pub const MatchmakingQueueRequest: Self = Self(10);
   pub const MatchmakingCancelRequest: Self = Self(11);
   pub const MatchmakingStatusRequest: Self = Self(12);
+  pub const ContentListRequest: Self = Self(13);
+  pub const ContentGetRequest: Self = Self(14);
+  pub const FlagsRequest: Self = Self(15);
+  pub const TelemetryReport: Self = Self(16);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 12;
+  pub const ENUM_MAX: u8 = 16;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoRequest,
@@ -59,6 +67,10 @@ impl RequestBody {
     Self::MatchmakingQueueRequest,
     Self::MatchmakingCancelRequest,
     Self::MatchmakingStatusRequest,
+    Self::ContentListRequest,
+    Self::ContentGetRequest,
+    Self::FlagsRequest,
+    Self::TelemetryReport,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -76,6 +88,10 @@ impl RequestBody {
       Self::MatchmakingQueueRequest => Some("MatchmakingQueueRequest"),
       Self::MatchmakingCancelRequest => Some("MatchmakingCancelRequest"),
       Self::MatchmakingStatusRequest => Some("MatchmakingStatusRequest"),
+      Self::ContentListRequest => Some("ContentListRequest"),
+      Self::ContentGetRequest => Some("ContentGetRequest"),
+      Self::FlagsRequest => Some("FlagsRequest"),
+      Self::TelemetryReport => Some("TelemetryReport"),
       _ => None,
     }
   }

@@ -242,6 +242,66 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_content_list_request(&self) -> Option<ContentListRequest<'a>> {
+    if self.body_type() == RequestBody::ContentListRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ContentListRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_content_get_request(&self) -> Option<ContentGetRequest<'a>> {
+    if self.body_type() == RequestBody::ContentGetRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ContentGetRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_flags_request(&self) -> Option<FlagsRequest<'a>> {
+    if self.body_type() == RequestBody::FlagsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FlagsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_telemetry_report(&self) -> Option<TelemetryReport<'a>> {
+    if self.body_type() == RequestBody::TelemetryReport {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { TelemetryReport::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -265,6 +325,10 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::MatchmakingQueueRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchmakingQueueRequest>>("RequestBody::MatchmakingQueueRequest", pos),
           RequestBody::MatchmakingCancelRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchmakingCancelRequest>>("RequestBody::MatchmakingCancelRequest", pos),
           RequestBody::MatchmakingStatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchmakingStatusRequest>>("RequestBody::MatchmakingStatusRequest", pos),
+          RequestBody::ContentListRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ContentListRequest>>("RequestBody::ContentListRequest", pos),
+          RequestBody::ContentGetRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ContentGetRequest>>("RequestBody::ContentGetRequest", pos),
+          RequestBody::FlagsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FlagsRequest>>("RequestBody::FlagsRequest", pos),
+          RequestBody::TelemetryReport => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TelemetryReport>>("RequestBody::TelemetryReport", pos),
           _ => Ok(()),
         }
      })?
@@ -405,6 +469,34 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::MatchmakingStatusRequest => {
           if let Some(x) = self.body_as_matchmaking_status_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ContentListRequest => {
+          if let Some(x) = self.body_as_content_list_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ContentGetRequest => {
+          if let Some(x) = self.body_as_content_get_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::FlagsRequest => {
+          if let Some(x) = self.body_as_flags_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::TelemetryReport => {
+          if let Some(x) = self.body_as_telemetry_report() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -5,10 +5,10 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 8;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
   ResponseBody::NONE,
   ResponseBody::EchoResponse,
   ResponseBody::StateGetResponse,
@@ -18,6 +18,10 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
   ResponseBody::InventoryBalancesResponse,
   ResponseBody::InventoryHistoryResponse,
   ResponseBody::MatchmakingStatusResponse,
+  ResponseBody::ContentListResponse,
+  ResponseBody::ContentGetResponse,
+  ResponseBody::FlagsResponse,
+  ResponseBody::TelemetryAck,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -34,9 +38,13 @@ impl ResponseBody {
   pub const InventoryBalancesResponse: Self = Self(6);
   pub const InventoryHistoryResponse: Self = Self(7);
   pub const MatchmakingStatusResponse: Self = Self(8);
+  pub const ContentListResponse: Self = Self(9);
+  pub const ContentGetResponse: Self = Self(10);
+  pub const FlagsResponse: Self = Self(11);
+  pub const TelemetryAck: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 8;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoResponse,
@@ -47,6 +55,10 @@ impl ResponseBody {
     Self::InventoryBalancesResponse,
     Self::InventoryHistoryResponse,
     Self::MatchmakingStatusResponse,
+    Self::ContentListResponse,
+    Self::ContentGetResponse,
+    Self::FlagsResponse,
+    Self::TelemetryAck,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -60,6 +72,10 @@ impl ResponseBody {
       Self::InventoryBalancesResponse => Some("InventoryBalancesResponse"),
       Self::InventoryHistoryResponse => Some("InventoryHistoryResponse"),
       Self::MatchmakingStatusResponse => Some("MatchmakingStatusResponse"),
+      Self::ContentListResponse => Some("ContentListResponse"),
+      Self::ContentGetResponse => Some("ContentGetResponse"),
+      Self::FlagsResponse => Some("FlagsResponse"),
+      Self::TelemetryAck => Some("TelemetryAck"),
       _ => None,
     }
   }

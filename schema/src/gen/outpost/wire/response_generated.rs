@@ -181,6 +181,66 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_content_list_response(&self) -> Option<ContentListResponse<'a>> {
+    if self.body_type() == ResponseBody::ContentListResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ContentListResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_content_get_response(&self) -> Option<ContentGetResponse<'a>> {
+    if self.body_type() == ResponseBody::ContentGetResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ContentGetResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_flags_response(&self) -> Option<FlagsResponse<'a>> {
+    if self.body_type() == ResponseBody::FlagsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FlagsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_telemetry_ack(&self) -> Option<TelemetryAck<'a>> {
+    if self.body_type() == ResponseBody::TelemetryAck {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { TelemetryAck::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -200,6 +260,10 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::InventoryBalancesResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryBalancesResponse>>("ResponseBody::InventoryBalancesResponse", pos),
           ResponseBody::InventoryHistoryResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InventoryHistoryResponse>>("ResponseBody::InventoryHistoryResponse", pos),
           ResponseBody::MatchmakingStatusResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchmakingStatusResponse>>("ResponseBody::MatchmakingStatusResponse", pos),
+          ResponseBody::ContentListResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ContentListResponse>>("ResponseBody::ContentListResponse", pos),
+          ResponseBody::ContentGetResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ContentGetResponse>>("ResponseBody::ContentGetResponse", pos),
+          ResponseBody::FlagsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FlagsResponse>>("ResponseBody::FlagsResponse", pos),
+          ResponseBody::TelemetryAck => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TelemetryAck>>("ResponseBody::TelemetryAck", pos),
           _ => Ok(()),
         }
      })?
@@ -312,6 +376,34 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::MatchmakingStatusResponse => {
           if let Some(x) = self.body_as_matchmaking_status_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ContentListResponse => {
+          if let Some(x) = self.body_as_content_list_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ContentGetResponse => {
+          if let Some(x) = self.body_as_content_get_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::FlagsResponse => {
+          if let Some(x) = self.body_as_flags_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::TelemetryAck => {
+          if let Some(x) = self.body_as_telemetry_ack() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
