@@ -451,10 +451,17 @@ async fn four_workers_under_churn_never_match_twice_or_lose_a_ticket() -> anyhow
     }
     let (created, cancelled) = churn(&mm, 3, 150, 1).await?;
     wait_until_drained(&mm, Duration::from_secs(20)).await?;
-    // The four workers split the 12 partitions.
-    let held: Vec<usize> = stats.iter().map(|s| s.lock().unwrap().partitions_held).collect();
-    assert_eq!(held.iter().sum::<usize>(), mm.partitions().len(), "{held:?}");
-    assert!(held.iter().all(|&h| h == 3), "fair share: {held:?}");
+    // The four workers split the 12 partitions, 3 each (a worker that stalled
+    // past its lease under load may briefly hold fewer: poll a little).
+    let start = Instant::now();
+    let held = loop {
+        let held: Vec<usize> = stats.iter().map(|s| s.lock().unwrap().partitions_held).collect();
+        if held.iter().all(|&h| h == 3) || start.elapsed() > Duration::from_secs(5) {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(held, vec![3; 4], "fair share");
     for s in stops {
         let _ = s.send(());
     }
