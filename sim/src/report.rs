@@ -111,7 +111,12 @@ pub fn line_chart(title: &str, unit: &str, series: &[Series]) -> String {
     }
     let ystep = nice_step(if y1 > 0.0 { y1 } else { 1.0 }, 4.0);
     let ymax = ((y1 / ystep).ceil() * ystep).max(ystep);
-    let xstep = nice_step(x1 - x0, 8.0);
+    // Ticks at round minutes when the axis is labelled in minutes.
+    let xstep = if x1 - x0 > 600.0 {
+        nice_step((x1 - x0) / 60.0, 8.0) * 60.0
+    } else {
+        nice_step(x1 - x0, 8.0)
+    };
     let px = |x: f64| ML + (x - x0) / (x1 - x0) * (W - ML - MR);
     let py = |y: f64| MT + (1.0 - y / ymax) * (H - MT - MB);
     let _ = write!(
