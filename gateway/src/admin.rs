@@ -14,6 +14,14 @@
 //! | GET | `/players/{player}/inventory/audit?region=` | 200 + JSON: the player's events folded and compared with their balances |
 //! | GET | `/players/{player}/inventory/duplicates?region=` | 200 + JSON: repeated idempotency keys (count, first and last seen) |
 //! | POST | `/inventory/audit?region=` | 200 + JSON summary of a streaming audit of every ledger of the region |
+//! | POST | `/content?actor=` | body: a content manifest (JSON); publishes it (immutable, version must grow) |
+//! | PUT | `/flags/{key}?actor=&expected_version=` | body: a flag (JSON); sets it (compare-and-set on version) |
+//! | POST | `/rollouts?actor=` | body: `{"flag", "rule", "plan"}`; starts a progressive rollout |
+//! | GET | `/rollouts` | running rollouts (JSON) |
+//! | POST | `/rollouts/{id}/kill?actor=`, `/rollouts/{id}/promote?actor=` | kill switch / manual promotion |
+//! | GET | `/audit?target=` | the live-ops audit log: who changed what, when (JSON) |
+//!
+//! Every change made here is recorded with its `actor` in the audit log.
 
 use std::net::SocketAddr;
 
@@ -43,6 +51,12 @@ pub async fn serve(addr: SocketAddr, handle: GatewayHandle) -> std::io::Result<S
         .route("/players/{player}/inventory/audit", get(player_audit))
         .route("/players/{player}/inventory/duplicates", get(player_duplicates))
         .route("/inventory/audit", post(region_audit))
+        .route("/content", post(publish_content))
+        .route("/flags/{key}", axum::routing::put(set_flag))
+        .route("/rollouts", post(start_rollout).get(list_rollouts))
+        .route("/rollouts/{id}/kill", post(kill_rollout))
+        .route("/rollouts/{id}/promote", post(promote_rollout))
+        .route("/audit", get(audit_log))
         .with_state(handle);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -64,10 +78,9 @@ async fn readyz(State(h): State<GatewayHandle>) -> impl IntoResponse {
 
 async fn metrics(State(h): State<GatewayHandle>) -> impl IntoResponse {
     h.refresh_gauges();
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        crate::metrics::render(),
-    )
+    let mut body = crate::metrics::render();
+    body.push_str(&h.live().render_metrics());
+    ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
 async fn status(State(h): State<GatewayHandle>) -> impl IntoResponse {
@@ -208,4 +221,124 @@ async fn region_audit(
         .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ActorQuery {
+    actor: Option<String>,
+    expected_version: Option<u64>,
+}
+
+impl ActorQuery {
+    fn actor(&self) -> &str {
+        self.actor.as_deref().unwrap_or("admin")
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn result<T: serde::Serialize, E: std::fmt::Display>(r: Result<T, E>) -> axum::response::Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn publish_content(
+    State(h): State<GatewayHandle>,
+    Query(q): Query<ActorQuery>,
+    Json(manifest): Json<outpost_backend::content::ContentManifest>,
+) -> axum::response::Response {
+    result(h.live().content_service.publish(q.actor(), manifest).await)
+}
+
+async fn set_flag(
+    State(h): State<GatewayHandle>,
+    Path(key): Path<String>,
+    Query(q): Query<ActorQuery>,
+    Json(flag): Json<outpost_backend::flags::Flag>,
+) -> axum::response::Response {
+    if flag.key != key {
+        return (StatusCode::BAD_REQUEST, "the body's key differs from the path's").into_response();
+    }
+    result(
+        h.live()
+            .flags_service
+            .set_flag(q.actor(), flag, q.expected_version)
+            .await,
+    )
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct StartRollout {
+    flag: String,
+    rule: String,
+    plan: outpost_backend::flags::RolloutPlan,
+}
+
+async fn start_rollout(
+    State(h): State<GatewayHandle>,
+    Query(q): Query<ActorQuery>,
+    Json(body): Json<StartRollout>,
+) -> axum::response::Response {
+    result(
+        h.live()
+            .rollouts
+            .start(q.actor(), &body.flag, &body.rule, body.plan, now_ms())
+            .await,
+    )
+}
+
+async fn list_rollouts(State(h): State<GatewayHandle>) -> axum::response::Response {
+    result(h.live().rollouts.running().await)
+}
+
+async fn kill_rollout(
+    State(h): State<GatewayHandle>,
+    Path(id): Path<String>,
+    Query(q): Query<ActorQuery>,
+) -> axum::response::Response {
+    result(
+        h.live()
+            .rollouts
+            .kill(q.actor(), &id, now_ms())
+            .await
+            .map(|r| r.rollout),
+    )
+}
+
+async fn promote_rollout(
+    State(h): State<GatewayHandle>,
+    Path(id): Path<String>,
+    Query(q): Query<ActorQuery>,
+) -> axum::response::Response {
+    result(
+        h.live()
+            .rollouts
+            .promote(q.actor(), &id, now_ms())
+            .await
+            .map(|r| r.rollout),
+    )
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AuditLogQuery {
+    target: Option<String>,
+}
+
+async fn audit_log(
+    State(h): State<GatewayHandle>,
+    Query(q): Query<AuditLogQuery>,
+) -> axum::response::Response {
+    let query = outpost_backend::flags::audit::AuditQuery {
+        target: q.target,
+        after: None,
+        limit: 0,
+    };
+    let entries = h.live().flags_service.audit(&query).await;
+    result(entries.map(|v| v.into_iter().map(|e| e.record).collect::<Vec<_>>()))
 }

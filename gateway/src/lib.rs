@@ -27,6 +27,7 @@ pub mod config;
 mod driver;
 pub mod endpoint;
 pub mod frame_io;
+pub mod live;
 pub mod metrics;
 pub mod regions;
 pub mod registry;

@@ -24,6 +24,7 @@ use crate::channels::Router;
 use crate::config::{ConfigError, GatewayConfig, QuicRetry};
 use crate::driver::{serve_connection, DrainPlan, Shared};
 use crate::endpoint::{self, SocketBuffers};
+use crate::live::Live;
 use crate::regions::Regions;
 use crate::registry::Registry;
 use crate::session::SessionLimits;
@@ -128,6 +129,11 @@ impl GatewayHandle {
             udp_recv_buffer_bytes: self.buffers.recv_bytes,
             udp_send_buffer_bytes: self.buffers.send_bytes,
         }
+    }
+
+    /// Flags, content, telemetry and rollouts (admin API).
+    pub fn live(&self) -> &crate::live::Live {
+        &self.shared.live
     }
 
     /// Cross-region transfers (admin API).
@@ -235,6 +241,7 @@ pub async fn start_with_stores(
         .map_err(|source| StartError::Bind { what: "UDP", source })?;
 
     let presence = Presence::new(global.clone());
+    let global_store = global.clone();
     let identity = Identity::open(global).await?;
     let transfers = Transfers::new(identity.clone(), regions.clone());
     let s = &config.session;
@@ -270,12 +277,16 @@ pub async fn start_with_stores(
         control_burst: l.control_burst,
         idle_timeout: Duration::from_millis(s.idle_timeout_ms),
     };
+    let live = Live::start(global_store.clone(), &shutdown)
+        .await
+        .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
     let mut router = Router::with_defaults(
         l.max_frame_size,
         regions.clone(),
         catalog.clone(),
         config.inventory.client_grants,
-    );
+    )
+    .with_live(live.clone());
     router.insert(
         outpost_schema::ChannelKind::Matchmaking,
         Arc::new(crate::channels::matchmaking::MatchmakingService::new(
@@ -287,6 +298,7 @@ pub async fn start_with_stores(
         registry: Registry::new(l.max_sessions),
         router,
         matchmaker: matchmaker.clone(),
+        live,
         catalog,
         regions,
         transfers: transfers.clone(),

@@ -158,7 +158,8 @@ async fn oversized_and_unverifiable_channel_frames_get_errors_and_the_session_li
 
     // A channel the gateway does not serve, and a first frame that is not OpenChannel.
     let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&ChannelMsg::Open(ChannelKind::Telemetry).encode())
+    // (a kind number from a newer client that this gateway does not know)
+    send.write_all(&ChannelMsg::Open(ChannelKind(200)).encode())
         .await?;
     assert_eq!(
         expect_channel_error(&mut recv).await?.code,

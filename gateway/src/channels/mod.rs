@@ -17,10 +17,12 @@ use tokio::sync::mpsc;
 use crate::driver::SessionCore;
 use crate::session::{ChannelId, SlowConsumer};
 
+pub mod content;
 pub mod echo;
 pub mod inventory;
 pub mod matchmaking;
 pub mod state;
+pub mod telemetry;
 
 /// What a service answers to one request.
 pub struct Reply {
@@ -58,10 +60,52 @@ impl ServiceError {
     }
 }
 
+/// What the session's client said about itself in `Hello` (for flag targeting
+/// and telemetry labels).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client's build version (`0.0.0` if it sent none or garbage).
+    pub version: outpost_backend::content::ClientVersion,
+    /// Lowercase platform name (`windows`, `ps5`, ... see [`platform_name`]).
+    pub platform: &'static str,
+}
+
+impl ClientInfo {
+    pub fn from_hello(client_version: &str, platform: outpost_schema::Platform) -> Self {
+        let version = client_version
+            .parse()
+            .unwrap_or_else(|_| "0.0.0".parse().expect("valid literal"));
+        ClientInfo {
+            version,
+            platform: platform_name(platform),
+        }
+    }
+}
+
+/// The lowercase name flag rules and metrics use for a platform.
+pub fn platform_name(p: outpost_schema::Platform) -> &'static str {
+    use outpost_schema::Platform as P;
+    match p {
+        P::Windows => "windows",
+        P::MacOS => "macos",
+        P::Linux => "linux",
+        P::IOS => "ios",
+        P::Android => "android",
+        P::PlayStation => "playstation",
+        P::Xbox => "xbox",
+        P::Switch => "switch",
+        _ => "unknown",
+    }
+}
+
 /// Who is asking, and where pushes for them go.
 #[derive(Clone)]
 pub struct RequestContext {
     pub player_id: Arc<str>,
+    /// The region of the gateway serving the session.
+    pub region: Arc<str>,
+    /// What the client said about itself.
+    pub client: Arc<ClientInfo>,
     /// The player's home region: where their data lives.
     pub home_region: Arc<str>,
     pub session_id: u64,
@@ -113,6 +157,19 @@ impl Router {
             Arc::new(inventory::InventoryService::new(regions, catalog, client_grants)),
         );
         r
+    }
+
+    /// Adds the live-ops channels: `Content` (manifests, flags) and `Telemetry`.
+    pub fn with_live(mut self, live: Arc<crate::live::Live>) -> Self {
+        self.insert(
+            ChannelKind::Content,
+            Arc::new(content::ContentService::new(live.clone())),
+        );
+        self.insert(
+            ChannelKind::Telemetry,
+            Arc::new(telemetry::TelemetryService::new(live)),
+        );
+        self
     }
 
     pub fn insert(&mut self, kind: ChannelKind, service: Arc<dyn ChannelService>) {

@@ -35,6 +35,8 @@ pub(super) struct ChannelTask {
     pub core: Arc<SessionCore>,
     pub player_id: Arc<str>,
     pub home_region: Arc<str>,
+    pub region: Arc<str>,
+    pub client: Arc<crate::channels::ClientInfo>,
     pub session_id: u64,
     pub max_frame_size: u32,
 }
@@ -88,6 +90,8 @@ impl ChannelTask {
         let ctx = RequestContext {
             player_id: self.player_id.clone(),
             home_region: self.home_region.clone(),
+            region: self.region.clone(),
+            client: self.client.clone(),
             session_id: self.session_id,
             sink: sink.clone(),
         };

@@ -29,27 +29,23 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incom
     let Some(w) = Box::pin(login(shared, incoming)).await else {
         return;
     };
-    session::run_session(
-        w.shared,
-        w.conn,
-        w.send,
-        w.recv,
-        w.principal,
-        w.max_frame_size,
-        w.slot,
-    )
-    .await;
+    session::run_session(w).await;
 }
 
 /// A connection that was sent `Welcome`, ready for its session loop.
-struct Welcomed {
-    shared: Arc<Shared>,
-    conn: Connection,
-    send: SendStream,
-    recv: RecvStream,
-    principal: Principal,
-    max_frame_size: u32,
-    slot: Slot,
+pub(super) struct Welcomed {
+    pub shared: Arc<Shared>,
+    pub conn: Connection,
+    /// The control stream.
+    pub send: SendStream,
+    pub recv: RecvStream,
+    pub principal: Principal,
+    /// What the client said about itself in `Hello`.
+    pub client: Arc<crate::channels::ClientInfo>,
+    /// Negotiated in `Welcome`.
+    pub max_frame_size: u32,
+    /// The session's place under the capacity limit.
+    pub slot: Slot,
 }
 
 /// Handshake, Hello, admission and authentication; `None` once the connection
@@ -158,12 +154,17 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
     }
     let result = if principal.resumed { "resumed" } else { "welcome" };
     metrics::counter!("outpost_logins_total", "result" => result).increment(1);
+    let client = Arc::new(crate::channels::ClientInfo::from_hello(
+        &hello.client_version,
+        hello.platform,
+    ));
     Some(Welcomed {
         shared,
         conn,
         send,
         recv,
         principal,
+        client,
         max_frame_size,
         slot,
     })

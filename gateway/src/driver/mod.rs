@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     /// The region's matchmaking pool (tickets of sessions that do not resume are
     /// removed).
     pub matchmaker: outpost_backend::matchmaker::Matchmaker<AnyStore>,
+    /// Flags, content, telemetry and rollouts.
+    pub live: Arc<crate::live::Live>,
     /// The item catalog (inventory channel, admin audits).
     pub catalog: Arc<outpost_backend::ledger::Catalog>,
     /// Stores of the regions this gateway reaches.

@@ -5,16 +5,15 @@ use std::time::Instant;
 
 use outpost_backend::presence::Claim;
 use outpost_schema::{ControlMsg, ErrorCode};
-use quinn::{Connection, RecvStream, SendStream};
+use quinn::RecvStream;
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::{channel, var_code, SessionCore, Shared, CONTROL_WRITE_TIMEOUT, FINAL_FRAME_LINGER};
-use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
-use crate::registry::{SessionCommand, Slot};
+use crate::registry::SessionCommand;
 use crate::session::{Action, Session};
 
 /// How a session ended.
@@ -30,17 +29,20 @@ enum End {
     Lost,
 }
 
-pub(super) async fn run_session(
-    shared: Arc<Shared>,
-    conn: Connection,
-    mut control_send: SendStream,
-    control_recv: RecvStream,
-    principal: Principal,
-    max_frame_size: u32,
-    slot: Slot,
-) {
+pub(super) async fn run_session(w: super::login::Welcomed) {
+    let super::login::Welcomed {
+        shared,
+        conn,
+        send: mut control_send,
+        recv: control_recv,
+        principal,
+        client,
+        max_frame_size,
+        slot,
+    } = w;
     let session_id: u64 = rand::thread_rng().gen();
     let home_region: Arc<str> = principal.home_region.as_str().into();
+    let region: Arc<str> = shared.config.region.as_str().into();
     let core = Arc::new(SessionCore::new(Session::new(
         shared.limits.clone(),
         Instant::now(),
@@ -123,6 +125,8 @@ pub(super) async fn run_session(
                         core: core.clone(),
                         player_id: principal.player_id.clone(),
                         home_region: home_region.clone(),
+                        region: region.clone(),
+                        client: client.clone(),
                         session_id,
                         max_frame_size,
                     };

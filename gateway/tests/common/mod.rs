@@ -172,12 +172,19 @@ pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// A blocking HTTP/1.1 request to the admin API; returns the whole response.
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> Result<String> {
+    http_json(addr, method, path, "")
+}
+
+/// [`http`] with a JSON body.
+pub fn http_json(addr: SocketAddr, method: &str, path: &str, body: &str) -> Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let len = body.len();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {len}\r\nConnection: close\r\n\r\n{body}"
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;

@@ -1,0 +1,166 @@
+//! Live operations state shared by every session of a gateway: the current flag
+//! snapshot and content manifests (each kept fresh by a store watch, so changes
+//! made anywhere reach every connected session without a restart), the
+//! telemetry aggregator, and the periodic loop that flushes rollout cohort
+//! counters and ticks the rollout controller.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use outpost_backend::content::{Content, PublishedManifest};
+use outpost_backend::flags::{FlagSnapshot, Flags, Rollouts};
+use outpost_backend::store::AnyStore;
+use outpost_backend::telemetry::{flush_cohort_deltas, TelemetryAggregator, TelemetryConfig};
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
+
+/// How often cohort counters are flushed and the rollout controller ticks.
+const TICK: Duration = Duration::from_secs(2);
+
+/// The gateway's live-ops state.
+pub struct Live {
+    pub flags: watch::Receiver<Arc<FlagSnapshot>>,
+    pub content: watch::Receiver<Arc<Vec<PublishedManifest>>>,
+    pub telemetry: Mutex<TelemetryAggregator>,
+    pub flags_service: Flags<AnyStore>,
+    pub content_service: Content<AnyStore>,
+    pub rollouts: Rollouts<AnyStore>,
+}
+
+/// Why live ops could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("live ops: {0}")]
+pub struct LiveError(String);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Live {
+    /// Loads the flags and content, then keeps them fresh until `shutdown`.
+    pub async fn start(global: AnyStore, shutdown: &broadcast::Sender<()>) -> Result<Arc<Live>, LiveError> {
+        let flags_service = Flags::new(global.clone());
+        let content_service = Content::new(global.clone());
+        let (snap, flags_watch) = flags_service
+            .snapshot_and_watch()
+            .await
+            .map_err(|e| LiveError(e.to_string()))?;
+        let (list, content_watch) = content_service
+            .list_and_watch()
+            .await
+            .map_err(|e| LiveError(e.to_string()))?;
+        let (flags_tx, flags_rx) = watch::channel(Arc::new(snap));
+        let (content_tx, content_rx) = watch::channel(Arc::new(list));
+        let telemetry =
+            TelemetryAggregator::new(TelemetryConfig::default()).map_err(|e| LiveError(e.to_string()))?;
+        let live = Arc::new(Live {
+            flags: flags_rx,
+            content: content_rx,
+            telemetry: Mutex::new(telemetry),
+            flags_service: flags_service.clone(),
+            content_service: content_service.clone(),
+            rollouts: Rollouts::new(global.clone()),
+        });
+
+        let mut stop = shutdown.subscribe();
+        tokio::spawn(async move {
+            let mut w = flags_watch;
+            loop {
+                tokio::select! { r = &mut w => if r.is_err() { tokio::time::sleep(Duration::from_secs(1)).await }, _ = stop.recv() => return }
+                match flags_service.snapshot_and_watch().await {
+                    Ok((snap, next)) => {
+                        flags_tx.send_replace(Arc::new(snap));
+                        w = next;
+                    }
+                    Err(e) => warn!(error = %e, "cannot reload flags; retrying"),
+                }
+            }
+        });
+        let mut stop = shutdown.subscribe();
+        tokio::spawn(async move {
+            let mut w = content_watch;
+            loop {
+                tokio::select! { r = &mut w => if r.is_err() { tokio::time::sleep(Duration::from_secs(1)).await }, _ = stop.recv() => return }
+                match content_service.list_and_watch().await {
+                    Ok((list, next)) => {
+                        content_tx.send_replace(Arc::new(list));
+                        w = next;
+                    }
+                    Err(e) => warn!(error = %e, "cannot reload content; retrying"),
+                }
+            }
+        });
+        let (mut stop, weak) = (shutdown.subscribe(), Arc::downgrade(&live));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            loop {
+                tokio::select! { _ = tick.tick() => {}, _ = stop.recv() => return }
+                let Some(live) = weak.upgrade() else { return };
+                let deltas = live
+                    .telemetry
+                    .lock()
+                    .expect("telemetry lock")
+                    .take_cohort_deltas();
+                if let Err(e) = flush_cohort_deltas(&global, now_ms(), &deltas).await {
+                    warn!(error = %e, "cannot flush rollout cohort counters; keeping them");
+                    live.telemetry
+                        .lock()
+                        .expect("telemetry lock")
+                        .restore_cohort_deltas(deltas);
+                }
+                match live.rollouts.tick(now_ms()).await {
+                    Ok(reports) => {
+                        for r in reports.iter().filter(|r| !r.actions.is_empty()) {
+                            info!(rollout = %r.rollout.id, actions = ?r.actions, "rollout advanced");
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "rollout tick failed"),
+                }
+            }
+        });
+        Ok(live)
+    }
+
+    /// Client telemetry as Prometheus text (appended to `/metrics`).
+    pub fn render_metrics(&self) -> String {
+        let snap = self.telemetry.lock().expect("telemetry lock").snapshot();
+        let mut out = String::new();
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str("# TYPE outpost_client_errors_total counter\n");
+        for (l, n) in &snap.errors {
+            let _ = writeln!(
+                out,
+                "outpost_client_errors_total{{client_version=\"{}\",platform=\"{}\",code=\"{}\"}} {n}",
+                esc(&l.client_version),
+                esc(&l.platform),
+                esc(&l.code)
+            );
+        }
+        out.push_str("# TYPE outpost_client_latency_ms histogram\n");
+        for (l, h) in &snap.latencies {
+            let labels = format!(
+                "client_version=\"{}\",platform=\"{}\"",
+                esc(&l.client_version),
+                esc(&l.platform)
+            );
+            for (le, c) in &h.buckets {
+                let _ = writeln!(
+                    out,
+                    "outpost_client_latency_ms_bucket{{{labels},le=\"{le}\"}} {c}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "outpost_client_latency_ms_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "outpost_client_latency_ms_sum{{{labels}}} {}", h.sum_ms);
+            let _ = writeln!(out, "outpost_client_latency_ms_count{{{labels}}} {}", h.count);
+        }
+        let _ = writeln!(out, "# TYPE outpost_client_telemetry_rejected_total counter\noutpost_client_telemetry_rejected_total {}", snap.rejected_events);
+        out
+    }
+}
