@@ -20,7 +20,7 @@ pub mod keyspace;
 pub mod ledger;
 pub mod matchmaker;
 pub mod presence;
-pub mod store;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod transfer;
