@@ -167,16 +167,19 @@ impl Authenticator {
 
     /// Issues the session and resume tokens for a `Welcome`.
     pub async fn issue(&self, player: &str) -> Result<IssuedTokens, Refusal> {
-        let session = self
+        // One store read for both tokens (account and active key).
+        let mut tokens = self
             .identity
-            .issue_token(player, self.session_ttl)
+            .issue_tokens(player, &[self.session_ttl, self.resume_ttl])
             .await
-            .map_err(identity_refusal)?;
-        let resume = self
-            .identity
-            .issue_token(player, self.resume_ttl)
-            .await
-            .map_err(identity_refusal)?;
+            .map_err(identity_refusal)?
+            .into_iter();
+        let (Some(session), Some(resume)) = (tokens.next(), tokens.next()) else {
+            return Err(Refusal::new(
+                ErrorCode::Internal,
+                "identity issued too few tokens",
+            ));
+        };
         Ok(IssuedTokens {
             session_token: session.token,
             resume_token: resume.token,

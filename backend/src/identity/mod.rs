@@ -231,12 +231,35 @@ impl<S: Store> Identity<S> {
         ttl: Duration,
         now_unix_secs: u64,
     ) -> Result<IssuedToken, IdentityError> {
+        let mut tokens = self.issue_tokens_at(player, &[ttl], now_unix_secs).await?;
+        Ok(tokens.pop().expect("one token per ttl"))
+    }
+
+    /// Issues one token per entry of `ttls` (e.g. a session token and a short-lived
+    /// resume token), all from one read of the account and the active key.
+    pub async fn issue_tokens(
+        &self,
+        player: &str,
+        ttls: &[Duration],
+    ) -> Result<Vec<IssuedToken>, IdentityError> {
+        self.issue_tokens_at(player, ttls, unix_now()).await
+    }
+
+    /// [`issue_tokens`](Self::issue_tokens) with an explicit issue time.
+    pub async fn issue_tokens_at(
+        &self,
+        player: &str,
+        ttls: &[Duration],
+        now_unix_secs: u64,
+    ) -> Result<Vec<IssuedToken>, IdentityError> {
         check_player_id(player)?;
-        if ttl.as_secs() == 0 || ttl > MAX_TOKEN_TTL {
-            return Err(IdentityError::TtlOutOfRange {
-                secs: ttl.as_secs(),
-                max_secs: MAX_TOKEN_TTL.as_secs(),
-            });
+        for ttl in ttls {
+            if ttl.as_secs() == 0 || *ttl > MAX_TOKEN_TTL {
+                return Err(IdentityError::TtlOutOfRange {
+                    secs: ttl.as_secs(),
+                    max_secs: MAX_TOKEN_TTL.as_secs(),
+                });
+            }
         }
         let player = player.to_owned();
         let (account, key) = self
@@ -253,15 +276,20 @@ impl<S: Store> Identity<S> {
             })
             .await?;
         let signing = signing_key_of(&key)?;
-        let claims = SessionClaims {
-            kid: key.kid,
-            sub: account.player,
-            home: account.home,
-            iat: now_unix_secs,
-            exp: now_unix_secs.saturating_add(ttl.as_secs()),
-        };
-        let token = tokens::sign(&signing, &claims);
-        Ok(IssuedToken { token, claims })
+        Ok(ttls
+            .iter()
+            .map(|ttl| {
+                let claims = SessionClaims {
+                    kid: key.kid.clone(),
+                    sub: account.player.clone(),
+                    home: account.home.clone(),
+                    iat: now_unix_secs,
+                    exp: now_unix_secs.saturating_add(ttl.as_secs()),
+                };
+                let token = tokens::sign(&signing, &claims);
+                IssuedToken { token, claims }
+            })
+            .collect())
     }
 
     /// A verifier holding the public keys of every non-retired signing key.
