@@ -231,15 +231,25 @@ async fn issue_tokens_signs_each_lifetime_from_one_read() -> anyhow::Result<()> 
     let login = id.login_device("dev-multi", &[3u8; 20], "eu").await?;
     let player = &login.account.player;
     let tokens = id
-        .issue_tokens_at(player, &[Duration::from_secs(86_400), Duration::from_secs(120)], 1_000)
+        .issue_tokens_at(
+            player,
+            &[Duration::from_secs(86_400), Duration::from_secs(120)],
+            1_000,
+        )
         .await?;
     assert_eq!(tokens.len(), 2);
-    assert_eq!((tokens[0].claims.exp, tokens[1].claims.exp), (1_000 + 86_400, 1_000 + 120));
+    assert_eq!(
+        (tokens[0].claims.exp, tokens[1].claims.exp),
+        (1_000 + 86_400, 1_000 + 120)
+    );
     let verifier = id.verifier().await?;
     for t in &tokens {
         assert_eq!(verifier.verify(&t.token, 1_050)?.sub, *player);
     }
-    assert!(verifier.verify(&tokens[1].token, 1_120).is_err(), "the short one expires first");
+    assert!(
+        verifier.verify(&tokens[1].token, 1_120).is_err(),
+        "the short one expires first"
+    );
     assert!(id.issue_tokens(player, &[Duration::ZERO]).await.is_err());
     Ok(())
 }
