@@ -34,6 +34,9 @@ use crate::retry::{retry_delay, Attempt};
 use crate::scenario::Scenario;
 use crate::RunOptions;
 
+/// How long a live player waits for a match before cancelling its ticket.
+const MATCH_WAIT_LIMIT: Duration = Duration::from_secs(30);
+
 /// Where live mode sends its players.
 #[derive(Debug, Clone)]
 pub struct LiveTarget {
@@ -230,10 +233,7 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
     let mut notes = Vec::new();
     let t = rec.totals();
     if t.skipped_actions > 0 {
-        notes.push(format!(
-            "{} matchmaking actions were skipped: the gateway serves no matchmaking channel yet (model mode runs the matchmaker).",
-            t.skipped_actions
-        ));
+        notes.push(format!("{} matchmaking actions were skipped.", t.skipped_actions));
     }
     if aborted > 0 {
         notes.push(format!(
@@ -652,8 +652,35 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
                 }
             }
             Action::Matchmaking => {
-                inc(&rec.counters.skipped_actions);
-                continue;
+                // Queue, then wait for the MatchFound push (bounded), as a game
+                // would; the recorded time is the match wait.
+                let queue = sc.matchmaking.as_ref().map_or("duel", |m| m.queue.as_str());
+                let res = async {
+                    let mm = s.client.matchmaking().await?;
+                    let mut events = s.client.events();
+                    mm.queue_here(queue).await?;
+                    let found = tokio::time::timeout(MATCH_WAIT_LIMIT, async {
+                        while let Some(ev) = events.recv().await {
+                            if let Event::Push {
+                                body: outpost_client::PushBody::MatchFound { .. },
+                                ..
+                            } = ev
+                            {
+                                return true;
+                            }
+                        }
+                        false
+                    })
+                    .await;
+                    if matches!(found, Ok(true)) {
+                        Ok(())
+                    } else {
+                        let _ = mm.cancel().await;
+                        Err(ClientError::Timeout)
+                    }
+                }
+                .await;
+                (Op::MatchWait, res)
             }
         };
         match res {

@@ -21,9 +21,32 @@ pub struct LocalGateway {
     _dir: TempDir,
 }
 
+/// The local gateway's matchmaking pool for `scenario`: it serves every region's
+/// players as region `local`, so the scenario's queue goes into its pool without
+/// cross-region fallback. `None` when the scenario has no matchmaking.
+pub fn local_pool(
+    scenario: &crate::scenario::Scenario,
+) -> Option<outpost_backend::matchmaker::MatchmakerConfig> {
+    scenario.matchmaking.as_ref().map(|m| {
+        let mut c = crate::model::matchmaker_config(scenario, m);
+        c.regions = vec![outpost_backend::matchmaker::RegionConfig {
+            name: "local".into(),
+            neighbours: vec![],
+        }];
+        for q in &mut c.queues {
+            q.cross_region = None;
+        }
+        c
+    })
+}
+
 impl LocalGateway {
-    /// Starts a gateway admitting up to `max_sessions` sessions.
-    pub async fn start(max_sessions: usize) -> anyhow::Result<LocalGateway> {
+    /// Starts a gateway admitting up to `max_sessions` sessions, with the
+    /// scenario's matchmaking queue (if any) in its pool.
+    pub async fn start(
+        max_sessions: usize,
+        pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
+    ) -> anyhow::Result<LocalGateway> {
         let dir = tempfile::tempdir().context("temporary directory for the local gateway")?;
         let mut config = GatewayConfig {
             listen: "127.0.0.1:0".parse()?,
@@ -33,6 +56,9 @@ impl LocalGateway {
         };
         config.tls.dev_certs_dir = dir.path().join("certs");
         config.limits.max_sessions = max_sessions.max(1);
+        if pool.is_some() {
+            config.matchmaking.pool = pool;
+        }
         let running = outpost_gateway::start(config)
             .await
             .context("starting the local gateway")?;

@@ -22,6 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use outpost_sim::live::LiveTarget;
+use outpost_sim::local::local_pool;
 use outpost_sim::local::LocalGateway;
 use outpost_sim::results::Results;
 use outpost_sim::scenario::Scenario;
@@ -167,7 +168,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_live(scenario: &Scenario, a: &LiveArgs, opts: &RunOptions) -> anyhow::Result<Results> {
     if a.local {
         let cap = opts.max_players.unwrap_or(scenario.live.max_players);
-        let gw = LocalGateway::start(cap.saturating_mul(2).max(1_000)).await?;
+        let pool = local_pool(scenario);
+        let gw = LocalGateway::start(cap.saturating_mul(2).max(1_000), pool).await?;
         if opts.progress {
             eprintln!("local gateway on {} (in-process; temporary store)", gw.addr);
         }

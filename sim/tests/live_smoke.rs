@@ -14,7 +14,9 @@ use outpost_sim::RunOptions;
 async fn smoke_scenario_against_a_local_gateway() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
     let scenario = Scenario::from_file(&path).unwrap();
-    let gw = LocalGateway::start(1_000).await.unwrap();
+    let gw = LocalGateway::start(1_000, outpost_sim::local::local_pool(&scenario))
+        .await
+        .unwrap();
     assert!(gw.addr.ip().is_loopback());
     let target = LiveTarget {
         gateways: vec![vec![gw.addr]; scenario.regions.len()],
@@ -42,9 +44,9 @@ async fn smoke_scenario_against_a_local_gateway() {
         t.logins_ok >= t.players_logged_in + t.storm_drops,
         "storm victims logged in again: {t:?}"
     );
-    assert!(
-        t.skipped_actions > 0,
-        "matchmaking actions are skipped in live mode"
+    assert_eq!(
+        t.skipped_actions, 0,
+        "the gateway serves matchmaking: nothing is skipped"
     );
     assert!(t.requests > 100, "{t:?}");
     assert!(
@@ -52,7 +54,7 @@ async fn smoke_scenario_against_a_local_gateway() {
         "request errors {:?}",
         results.errors
     );
-    for op in ["login", "ping", "echo", "state_load", "state_save"] {
+    for op in ["login", "ping", "echo", "state_load", "state_save", "match_wait"] {
         let o = &results.operations[op];
         assert!(o.count > 0 && o.p50 > 0.0 && o.p99 >= o.p50, "{op}: {o:?}");
         assert_eq!(
