@@ -28,7 +28,7 @@
 //! echo = 1
 //! state_load = 1
 //! state_save = 1
-//! matchmaking = 0        # model mode (the gateway has no matchmaking channel yet)
+//! matchmaking = 0        # queue and wait for a match (live: through the gateway)
 //!
 //! [slo]
 //! login_p99_ms = 2000
