@@ -80,6 +80,7 @@ async fn metrics(State(h): State<GatewayHandle>) -> impl IntoResponse {
     h.refresh_gauges();
     let mut body = crate::metrics::render();
     body.push_str(&h.live().render_metrics());
+    body.push_str(&h.matchmaking_metrics().await);
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 

@@ -29,6 +29,7 @@ pub mod endpoint;
 pub mod frame_io;
 pub mod live;
 pub mod metrics;
+pub mod mm_metrics;
 pub mod regions;
 pub mod registry;
 pub mod server;

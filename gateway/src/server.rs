@@ -131,6 +131,12 @@ impl GatewayHandle {
         }
     }
 
+    /// Matchmaking metrics (pool depth from the store, this gateway's workers).
+    pub async fn matchmaking_metrics(&self) -> String {
+        let workers = self.shared.mm_stats.lock().expect("mm stats lock").clone();
+        crate::mm_metrics::render(&self.shared.matchmaker, &workers).await
+    }
+
     /// Flags, content, telemetry and rollouts (admin API).
     pub fn live(&self) -> &crate::live::Live {
         &self.shared.live
@@ -298,6 +304,7 @@ pub async fn start_with_stores(
         registry: Registry::new(l.max_sessions),
         router,
         matchmaker: matchmaker.clone(),
+        mm_stats: std::sync::Mutex::new(Vec::new()),
         live,
         catalog,
         regions,
@@ -350,6 +357,11 @@ fn spawn_matchmaker_workers(
         let owner = format!("{}/mm-{i}", shared.name);
         let worker = Worker::new(matchmaker.clone(), WorkerConfig::new(owner), servers.clone())
             .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
+        shared
+            .mm_stats
+            .lock()
+            .expect("mm stats lock")
+            .push(worker.stats());
         let mut stop = shared.shutdown.subscribe();
         tokio::spawn(worker.run(async move {
             let _ = stop.recv().await;

@@ -57,6 +57,21 @@ async fn two_players_queue_and_both_get_the_match_push() -> Result<()> {
         (status.status, status.matched.map(|m| m.match_id)),
         (TicketStatus::Matched, Some(pa.match_id))
     );
+    // The match shows up in the gateway's metrics.
+    let admin = gw.admin;
+    let metrics = tokio::task::spawn_blocking(move || http(admin, "GET", "/metrics")).await??;
+    assert!(
+        metrics.contains(r#"outpost_mm_matches_total{queue="duel",region="local"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"outpost_mm_pool_depth{queue="duel",region="local"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("outpost_mm_wait_ms_count{queue=\"duel\",region=\"local\"} 2"),
+        "{metrics}"
+    );
     // Unknown queues are invalid requests.
     match mb.queue("no-such-queue", vec![], 0).await {
         Err(ClientError::Server(e)) => assert_eq!(e.code, ErrorCode::InvalidRequest),

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     /// The region's matchmaking pool (tickets of sessions that do not resume are
     /// removed).
     pub matchmaker: outpost_backend::matchmaker::Matchmaker<AnyStore>,
+    /// Statistics of this gateway's matchmaker workers (for `/metrics`).
+    pub mm_stats: Mutex<Vec<Arc<Mutex<outpost_backend::matchmaker::WorkerStats>>>>,
     /// Flags, content, telemetry and rollouts.
     pub live: Arc<crate::live::Live>,
     /// The item catalog (inventory channel, admin audits).
