@@ -23,4 +23,5 @@ pub mod presence;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod time;
 pub mod transfer;

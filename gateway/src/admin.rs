@@ -33,6 +33,7 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 
 use crate::server::GatewayHandle;
+use outpost_backend::time::now_ms;
 
 /// Binds the admin listener and serves it until the gateway shuts down.
 pub async fn serve(addr: SocketAddr, handle: GatewayHandle) -> std::io::Result<SocketAddr> {
@@ -234,12 +235,6 @@ impl ActorQuery {
     fn actor(&self) -> &str {
         self.actor.as_deref().unwrap_or("admin")
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn result<T: serde::Serialize, E: std::fmt::Display>(r: Result<T, E>) -> axum::response::Response {

@@ -12,6 +12,7 @@ use outpost_backend::content::{Content, PublishedManifest};
 use outpost_backend::flags::{FlagSnapshot, Flags, Rollouts};
 use outpost_backend::store::AnyStore;
 use outpost_backend::telemetry::{flush_cohort_deltas, TelemetryAggregator, TelemetryConfig};
+use outpost_backend::time::now_ms;
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
@@ -32,12 +33,6 @@ pub struct Live {
 #[derive(Debug, thiserror::Error)]
 #[error("live ops: {0}")]
 pub struct LiveError(String);
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 impl Live {
     /// Loads the flags and content, then keeps them fresh until `shutdown`.

@@ -55,11 +55,11 @@ pub mod version;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::flags::audit::{self, AuditAction, AuditRecord};
 use crate::store::{Store, Transaction, TxError, Watch};
 
+pub(crate) use crate::time::now_ms;
 pub use errors::ContentError;
 pub use types::{
     check_client, is_valid_name, Asset, ContentManifest, PublishedManifest, MAX_ASSETS, MAX_CONTENT_IDS,
@@ -96,13 +96,6 @@ impl Future for ContentWatch {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.watch).poll(cx).map_err(ContentError::Store)
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn decode_counter(raw: Option<Vec<u8>>) -> u64 {

@@ -137,7 +137,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use foundationdb_tuple::Subspace;
 
@@ -146,6 +145,7 @@ use crate::store::{Store, Transaction, TxError, Watch};
 use crate::transfer::fence::{self, Fence};
 use crate::transfer::PlayerFamily;
 
+pub(crate) use crate::time::now_ms;
 pub use audit::{Mismatch, PlayerAudit, RegionAudit};
 pub use catalog::{Catalog, CurrencyDef, ItemDef, Offer};
 pub use errors::LedgerError;
@@ -226,13 +226,6 @@ impl Future for ChangeWatch {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.watch).poll(cx).map_err(LedgerError::Store)
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn check_player(player: &str) -> Result<(), LedgerError> {

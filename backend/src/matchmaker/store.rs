@@ -6,7 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::identity::check_player_id;
 use crate::keyspace::RegionName;
@@ -18,17 +17,10 @@ use super::errors::{CommitError, MatchmakerError};
 use super::keys::{self, Partition, PlayerEntry, TicketRecord, TicketState};
 use super::lease::Lease;
 use super::types::{Match, MatchId, RegionLatency, Skill, Ticket, TicketId};
+pub(crate) use crate::time::now_ms;
 
 /// Tickets read per transaction when loading a partition.
 const LOAD_PAGE: usize = 5_000;
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// What a client asks for (through the gateway's matchmaking channel).
 #[derive(Debug, Clone, PartialEq)]

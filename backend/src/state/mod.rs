@@ -52,12 +52,12 @@ pub mod types;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::identity::{check_player_id, check_region};
 use crate::store::{Store, Transaction, TxError, Watch};
 use crate::transfer::fence::{self, Fence};
 
+use crate::time::now_ms;
 pub use errors::StateError;
 pub use types::{check_doc_name, Document, MAX_DOCS_PER_PLAYER, MAX_DOC_BYTES, MAX_DOC_NAME_BYTES};
 
@@ -90,13 +90,6 @@ impl Future for ChangeWatch {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.watch).poll(cx).map_err(StateError::Store)
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn check_player(player: &str) -> Result<(), StateError> {

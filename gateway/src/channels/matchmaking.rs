@@ -23,6 +23,7 @@ use tracing::debug;
 
 use super::{ChannelService, Reply, RequestContext, ServiceError};
 use crate::regions::Regions;
+use outpost_backend::time::now_ms;
 
 /// Skill of a player without an `mmr` document.
 const DEFAULT_SKILL: Skill = Skill {
@@ -127,12 +128,6 @@ async fn skill_of(regions: &Regions, home: &str, player: &str) -> Skill {
         },
         _ => DEFAULT_SKILL,
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl ChannelService for MatchmakingService {
