@@ -12,7 +12,9 @@
 //!    `ServerConfig`/`TransportConfig` (same certificate, same concurrency);
 //! 2. Ping/Pong round trips per second on the control stream with p50/p99
 //!    latency, beside a bare quinn server echoing the same frame on a bidi stream;
-//! 3. server RSS per idle session at 10,000 sessions, gateway and bare quinn.
+//! 3. server RSS per idle session at 10,000 sessions, gateway and bare quinn;
+//! 4. durable inventory grants per second with p50/p99 through the gateway, many
+//!    players and one hot player (issue 4; `grants.rs`, gateway only).
 //!
 //! Servers always run in a child process (this binary re-executed with
 //! `OUTPOST_BENCH_ROLE=gateway|bare`), so the child's `VmRSS` is the server's
@@ -27,7 +29,9 @@
 //! `OUTPOST_BENCH_ROUNDS` (3), `OUTPOST_BENCH_LOGINS` (2000),
 //! `OUTPOST_BENCH_LOGIN_CONCURRENCY` (128), `OUTPOST_BENCH_PING_SESSIONS` (100),
 //! `OUTPOST_BENCH_PING_SECS` (5), `OUTPOST_BENCH_SESSIONS` (10000),
-//! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_ONLY` (`login,ping,rss`),
+//! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_GRANT_SECS` (5),
+//! `OUTPOST_BENCH_GRANT_PLAYERS` (64), `OUTPOST_BENCH_HOT_CHANNELS` (4),
+//! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`),
 //! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children).
 
 use std::net::SocketAddr;
@@ -53,6 +57,10 @@ const ROLE_ENV: &str = "OUTPOST_BENCH_ROLE";
 const DIR_ENV: &str = "OUTPOST_BENCH_CHILD_DIR";
 const CERTS_ENV: &str = "OUTPOST_BENCH_CHILD_CERTS";
 const UNLIMITED_PINGS_ENV: &str = "OUTPOST_BENCH_CHILD_UNLIMITED_PINGS";
+const GRANTS_ENV: &str = "OUTPOST_BENCH_CHILD_GRANTS";
+
+#[path = "gateway/grants.rs"]
+mod grants;
 
 fn main() -> Result<()> {
     let role = std::env::var(ROLE_ENV).unwrap_or_default();
@@ -113,6 +121,14 @@ async fn child_gateway() -> Result<()> {
         // per-session control rate limit (default 20/s, kick above it) is lifted.
         config.limits.control_rate_per_sec = 1e9;
         config.limits.control_burst = 1e9;
+    }
+    if std::env::var_os(GRANTS_ENV).is_some() {
+        // The grants run measures the ledger path through the gateway: client
+        // grants on (development setting), per-session request rate limit
+        // (default 200/s, burst 400) lifted. In-flight limits stay at defaults.
+        config.inventory.client_grants = true;
+        config.limits.request_rate_per_sec = 1e9;
+        config.limits.request_burst = 1e9;
     }
     let running = outpost_gateway::start(config).await?;
     println!("READY {}", running.quic_addr);
@@ -191,6 +207,16 @@ struct Server {
 
 impl Server {
     async fn spawn(kind: Kind, data: &Path, certs: &Path, unlimited_pings: bool) -> Result<Server> {
+        let env: &[&str] = if unlimited_pings {
+            &[UNLIMITED_PINGS_ENV]
+        } else {
+            &[]
+        };
+        Server::spawn_with(kind, data, certs, env).await
+    }
+
+    /// `flags`: environment variables set to `1` in the child.
+    async fn spawn_with(kind: Kind, data: &Path, certs: &Path, flags: &[&str]) -> Result<Server> {
         // `OUTPOST_BENCH_CHILD_WRAPPER="heaptrack"` (or `valgrind --tool=massif`)
         // runs the server children under a profiler; their RSS then includes it.
         let wrapper = std::env::var("OUTPOST_BENCH_CHILD_WRAPPER").unwrap_or_default();
@@ -210,8 +236,8 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        if unlimited_pings {
-            cmd.env(UNLIMITED_PINGS_ENV, "1");
+        for flag in flags {
+            cmd.env(flag, "1");
         }
         let mut child = cmd.spawn()?;
         let pid = child.id().context("child pid")?;
@@ -709,7 +735,8 @@ async fn parent() -> Result<()> {
     let ping_secs: f64 = env_or("OUTPOST_BENCH_PING_SECS", 5.0);
     let sessions: usize = env_or("OUTPOST_BENCH_SESSIONS", 10_000);
     let open_conc: usize = env_or("OUTPOST_BENCH_OPEN_CONCURRENCY", 200);
-    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "login,ping,rss".into());
+    let grant_secs: f64 = env_or("OUTPOST_BENCH_GRANT_SECS", 5.0);
+    let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "login,ping,rss,grants".into());
 
     let dir = tempfile::tempdir()?;
     let certs = dir.path().join("certs");
@@ -726,8 +753,35 @@ async fn parent() -> Result<()> {
     let mut relogin = Vec::new();
     let mut token = Vec::new();
     let mut ping: [Vec<PingRun>; 2] = [Vec::new(), Vec::new()];
+    let mut grant_runs: [Vec<grants::GrantRun>; 2] = [Vec::new(), Vec::new()];
     let mut login_errors = 0;
     for round in 0..rounds {
+        if only.contains("grants") {
+            // A fresh gateway child per round; the two cases alternate order.
+            let data = dir.path().join(format!("grants-{round}"));
+            let server = Server::spawn_with(Kind::Gateway, &data, &certs, &[GRANTS_ENV]).await?;
+            let cases = if round % 2 == 0 {
+                [grants::GrantCase::ManyPlayers, grants::GrantCase::HotPlayer]
+            } else {
+                [grants::GrantCase::HotPlayer, grants::GrantCase::ManyPlayers]
+            };
+            for case in cases {
+                let r = grants::grant_run(
+                    &client,
+                    server.addr,
+                    case,
+                    grant_secs,
+                    &format!("r{round}-{case:?}"),
+                )
+                .await?;
+                eprintln!(
+                    "round {round} grants {case:?}: {:.0}/s (p50 {} µs, p99 {} µs, {:.2} pushes/grant, {} errors, {} balance mismatches)",
+                    r.per_sec, r.p50_us, r.p99_us, r.pushes_per_grant, r.errors, r.mismatches
+                );
+                grant_runs[(case == grants::GrantCase::HotPlayer) as usize].push(r);
+            }
+            server.stop().await;
+        }
         // Alternate which server goes first, so slow drift in machine load does
         // not always favour the same side.
         let order = if round % 2 == 0 {
@@ -838,11 +892,15 @@ async fn parent() -> Result<()> {
     }
 
     // ---- the table ----
-    println!();
-    println!("## outpost gateway vs bare quinn 0.11 (medians of {rounds} rounds)");
-    println!();
-    println!("| measurement | gateway | bare quinn | gateway / bare | target | per-round (gateway; bare) |");
-    println!("|---|---:|---:|---:|---|---|");
+    if ["login", "ping", "rss"].iter().any(|m| only.contains(m)) {
+        println!();
+        println!("## outpost gateway vs bare quinn 0.11 (medians of {rounds} rounds)");
+        println!();
+        println!(
+            "| measurement | gateway | bare quinn | gateway / bare | target | per-round (gateway; bare) |"
+        );
+        println!("|---|---:|---:|---:|---|---|");
+    }
     if only.contains("login") {
         let hs = median(handshake.clone());
         for (name, v) in [
@@ -898,6 +956,9 @@ async fn parent() -> Result<()> {
         if gw.errors + bare.errors > 0 {
             println!("\nRSS phase errors: gateway {}, bare {}", gw.errors, bare.errors);
         }
+    }
+    if only.contains("grants") {
+        grants::print_table(&grant_runs, rounds, grant_secs);
     }
     if login_errors > 0 {
         println!("\nlogin errors: {login_errors}");
