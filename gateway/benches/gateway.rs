@@ -130,6 +130,11 @@ async fn child_gateway() -> Result<()> {
         config.limits.request_rate_per_sec = 1e9;
         config.limits.request_burst = 1e9;
     }
+    if std::env::var_os("OUTPOST_BENCH_NO_PRESENCE").is_some() {
+        // Attribution experiment: the login path without the cross-gateway
+        // presence claim/release (two durable store writes per session).
+        config.session.cross_gateway_presence = false;
+    }
     let running = outpost_gateway::start(config).await?;
     println!("READY {}", running.quic_addr);
     let handle = running.handle();

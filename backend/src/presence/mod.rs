@@ -10,8 +10,11 @@
 //! between gateways may be ordered either way). Each session then
 //! [`watches`](Presence::displaced) that key: when a newer claim lands — from
 //! this gateway or any other sharing the global store — the watch resolves and
-//! the gateway kicks the older session with `ReplacedByNewLogin`. A session that ends [`releases`](Presence::release) the
-//! key only if it still holds it, so a late release never erases a newer claim.
+//! the gateway kicks the older session with `ReplacedByNewLogin`. A session that ends may
+//! [`release`](Presence::release) the key (only if it still holds it, so a late
+//! release never erases a newer claim); the gateway does not, to save a durable
+//! write per session, so [`Presence::current`] is the player's latest login, not
+//! proof that it is still connected.
 //!
 //! The claim is durable (it goes through the store's commit, group-committed on
 //! the embedded backend): one write per login.
