@@ -13,6 +13,8 @@
 //! | GET | `/transfers/{id}` | 200 + the transfer record, 404 if unknown |
 //! | GET | `/players/{player}/inventory/audit?region=` | 200 + JSON: the player's events folded and compared with their balances |
 //! | GET | `/players/{player}/inventory/duplicates?region=` | 200 + JSON: repeated idempotency keys (count, first and last seen) |
+//! | POST | `/players/{player}/inventory/correction?region=` | body `{"idempotency_key", "reason", "changes": [{"asset": {"kind", "id"}, "delta"}]}`: an operator's signed correction |
+//! | POST | `/inventory/trade` | body `{"idempotency_key", "a": {"player", "gives": [{"asset", "amount"}]}, "b": {...}}`: an atomic trade between two players of this region, for trusted game services (clients cannot trade: no consent flow on the wire) |
 //! | POST | `/inventory/audit?region=` | 200 + JSON summary of a streaming audit of every ledger of the region |
 //! | POST | `/content?actor=` | body: a content manifest (JSON); publishes it (immutable, version must grow) |
 //! | PUT | `/flags/{key}?actor=&expected_version=` | body: a flag (JSON); sets it (compare-and-set on version) |
@@ -52,6 +54,11 @@ pub async fn serve(addr: SocketAddr, handle: GatewayHandle) -> std::io::Result<S
         .route("/players/{player}/inventory/audit", get(player_audit))
         .route("/players/{player}/inventory/duplicates", get(player_duplicates))
         .route("/inventory/audit", post(region_audit))
+        .route(
+            "/players/{player}/inventory/correction",
+            post(inventory_correction),
+        )
+        .route("/inventory/trade", post(inventory_trade))
         .route("/content", post(publish_content))
         .route("/flags/{key}", axum::routing::put(set_flag))
         .route("/rollouts", post(start_rollout).get(list_rollouts))
@@ -337,4 +344,74 @@ async fn audit_log(
     };
     let entries = h.live().flags_service.audit(&query).await;
     result(entries.map(|v| v.into_iter().map(|e| e.record).collect::<Vec<_>>()))
+}
+
+fn receipt_json(o: &outpost_backend::ledger::Outcome) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": o.receipt.event.to_string(),
+        "idempotency_key": o.receipt.idempotency_key,
+        "changes": o.receipt.changes,
+        "at_ms": o.receipt.at_ms,
+        "duplicate": o.duplicate,
+    })
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Correction {
+    idempotency_key: String,
+    reason: String,
+    changes: Vec<outpost_backend::ledger::Change>,
+}
+
+async fn inventory_correction(
+    State(h): State<GatewayHandle>,
+    Path(player): Path<String>,
+    Query(q): Query<RegionQuery>,
+    Json(c): Json<Correction>,
+) -> axum::response::Response {
+    let Some(ledger) = h.ledger(q.region.as_deref()) else {
+        return no_ledger();
+    };
+    match ledger
+        .admin_correction(&player, &c.idempotency_key, &c.reason, &c.changes)
+        .await
+    {
+        Ok(o) => Json(receipt_json(&o)).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TradeParty {
+    player: String,
+    #[serde(default)]
+    gives: Vec<outpost_backend::ledger::Quantity>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Trade {
+    idempotency_key: String,
+    a: TradeParty,
+    b: TradeParty,
+}
+
+async fn inventory_trade(State(h): State<GatewayHandle>, Json(t): Json<Trade>) -> axum::response::Response {
+    let Some(ledger) = h.ledger(None) else {
+        return no_ledger();
+    };
+    let mut sides = Vec::with_capacity(2);
+    for p in [t.a, t.b] {
+        match h.transfers().home_region(&p.player).await {
+            Ok(home_region) => sides.push(outpost_backend::ledger::TradeSide {
+                player: p.player,
+                home_region,
+                gives: p.gives,
+            }),
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
+    }
+    match ledger.trade(&sides[0], &sides[1], &t.idempotency_key).await {
+        Ok(o) => Json(receipt_json(&o)).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
 }

@@ -52,6 +52,14 @@ impl Transfers {
         service.resume(&id).await
     }
 
+    /// The player's home region as identity has it now.
+    pub async fn home_region(
+        &self,
+        player: &str,
+    ) -> Result<String, outpost_backend::identity::IdentityError> {
+        self.identity.home_region(player).await
+    }
+
     /// A transfer's record.
     pub async fn status(&self, id: &str) -> Result<TransferRecord, TransferError> {
         self.service(&[self.regions.local()])?.status(id).await

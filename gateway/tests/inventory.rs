@@ -141,6 +141,68 @@ async fn client_grants_are_forbidden_by_default_and_players_are_isolated() -> Re
     Ok(())
 }
 
+#[tokio::test]
+async fn trusted_trades_and_operator_corrections_through_the_admin_api() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|c| c.inventory.client_grants = true).await?;
+    let alice = Client::connect(gw.client_config(device())).await?;
+    let bob = Client::connect(gw.client_config(device())).await?;
+    let (ai, bi) = (alice.inventory().await?, bob.inventory().await?);
+    ai.grant("match_reward", vec![gold(100)]).await?;
+    let sword = AssetAmount {
+        kind: AssetKind::Item,
+        id: "sword".into(),
+        amount: 1,
+    };
+    bi.grant("match_reward", vec![sword]).await?;
+
+    let post = |path: String, body: String| {
+        let addr = gw.admin;
+        tokio::task::spawn_blocking(move || http_json(addr, "POST", &path, &body))
+    };
+    let trade = format!(
+        r#"{{"idempotency_key":"t-1",
+            "a":{{"player":"{}","gives":[{{"asset":{{"kind":"currency","id":"gold"}},"amount":60}}]}},
+            "b":{{"player":"{}","gives":[{{"asset":{{"kind":"item","id":"sword"}},"amount":1}}]}}}}"#,
+        alice.player_id(),
+        bob.player_id()
+    );
+    let r = post("/inventory/trade".into(), trade.clone()).await??;
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.contains("\"duplicate\":false"),
+        "{r}"
+    );
+    let again = post("/inventory/trade".into(), trade).await??;
+    assert!(
+        again.contains("\"duplicate\":true"),
+        "a replayed trade is not applied twice: {again}"
+    );
+    let (a, b) = (ai.balances().await?, bi.balances().await?);
+    assert_eq!((balance(&a, "gold"), balance(&a, "sword")), (40, 1));
+    assert_eq!((balance(&b, "gold"), balance(&b, "sword")), (60, 0));
+
+    // An operator's correction; one that would go negative is refused.
+    let fix = |delta: i64| {
+        format!(
+            r#"{{"idempotency_key":"fix-{delta}","reason":"support ticket 42","changes":[{{"asset":{{"kind":"currency","id":"gold"}},"delta":{delta}}}]}}"#
+        )
+    };
+    let r = post(
+        format!("/players/{}/inventory/correction", alice.player_id()),
+        fix(-10),
+    )
+    .await??;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = post(
+        format!("/players/{}/inventory/correction", alice.player_id()),
+        fix(-1000),
+    )
+    .await??;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert_eq!(balance(&ai.balances().await?, "gold"), 30);
+    Ok(())
+}
+
 // ---- crash test over real processes --------------------------------------
 
 struct GatewayProcess {
