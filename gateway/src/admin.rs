@@ -151,6 +151,20 @@ struct RegionQuery {
     region: Option<String>,
 }
 
+/// Runs a future that is not `Send` (the ledger's audits) on a blocking thread,
+/// driven by the current runtime. Audits are long scans, so they belong off the
+/// async workers anyway. `None` if it panicked.
+async fn on_blocking_thread<T, F>(make: impl FnOnce() -> F + Send + 'static) -> Option<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || rt.block_on(make()))
+        .await
+        .ok()
+}
+
 fn audit_json(a: &outpost_backend::ledger::PlayerAudit) -> serde_json::Value {
     serde_json::json!({
         "player": a.player,
@@ -173,12 +187,8 @@ async fn player_audit(
     let Some(ledger) = h.ledger(q.region.as_deref()) else {
         return no_ledger();
     };
-    // Audits are heavy and their futures are not `Send`: run them on a blocking
-    // thread, driven by the current runtime.
-    let rt = tokio::runtime::Handle::current();
-    let audit =
-        tokio::task::spawn_blocking(move || rt.block_on(async move { ledger.audit_player(&player).await }));
-    let Ok(audit) = audit.await else {
+    let Some(audit) = on_blocking_thread(move || async move { ledger.audit_player(&player).await }).await
+    else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "audit panicked").into_response();
     };
     match audit {
@@ -210,11 +220,8 @@ async fn region_audit(
     let Some(ledger) = h.ledger(q.region.as_deref()) else {
         return no_ledger();
     };
-    let rt = tokio::runtime::Handle::current();
-    let audit = tokio::task::spawn_blocking(move || {
-        rt.block_on(async move { ledger.audit_region(100, |_| {}).await })
-    });
-    let Ok(audit) = audit.await else {
+    let Some(audit) = on_blocking_thread(move || async move { ledger.audit_region(100, |_| {}).await }).await
+    else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "audit panicked").into_response();
     };
     match audit {
