@@ -52,12 +52,8 @@ pub mod keys;
 pub mod types;
 pub mod version;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use crate::flags::audit::{self, AuditAction, AuditRecord};
-use crate::store::{Store, Transaction, TxError, Watch};
+use crate::store::{Store, Transaction, TxError};
 
 pub(crate) use crate::time::now_ms;
 pub use errors::ContentError;
@@ -84,19 +80,7 @@ impl<S: Store> std::fmt::Debug for Content<S> {
 
 /// Resolves after the next publish (see [`Content::watch_content`]). Dropping it
 /// cancels the watch.
-#[derive(Debug)]
-pub struct ContentWatch {
-    /// The publish counter's value when the watch was registered.
-    pub seq: u64,
-    watch: Watch,
-}
-
-impl Future for ContentWatch {
-    type Output = Result<(), ContentError>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.watch).poll(cx).map_err(ContentError::Store)
-    }
-}
+pub type ContentWatch = crate::store::CounterWatch<ContentError>;
 
 pub(crate) fn decode_counter(raw: Option<Vec<u8>>) -> u64 {
     raw.map(|v| {
@@ -311,7 +295,7 @@ impl<S: Store> Content<S> {
                 let key = keys::changes();
                 let seq = decode_counter(tx.get(&key).await?);
                 let watch = tx.watch(&key)?;
-                Ok::<_, TxError<ContentError>>((list, ContentWatch { seq, watch }))
+                Ok::<_, TxError<ContentError>>((list, ContentWatch::new(seq, watch)))
             })
             .await?;
         Ok(res)
@@ -326,7 +310,7 @@ impl<S: Store> Content<S> {
                 let key = keys::changes();
                 let seq = decode_counter(tx.get(&key).await?);
                 let watch = tx.watch(&key)?;
-                Ok::<_, TxError<ContentError>>(ContentWatch { seq, watch })
+                Ok::<_, TxError<ContentError>>(ContentWatch::new(seq, watch))
             })
             .await?;
         Ok(res)

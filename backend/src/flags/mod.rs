@@ -61,14 +61,11 @@ mod segments;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use serde::{Deserialize, Serialize};
 
 use crate::content::{decode_counter, now_ms, valid_actor, ClientVersion};
-use crate::store::{Store, Transaction, TxError, Watch};
+use crate::store::{Store, Transaction, TxError};
 
 use audit::{AuditAction, AuditEntry, AuditError, AuditQuery, AuditRecord};
 pub use driver::{Rollouts, TickReport, CONTROLLER_ACTOR};
@@ -179,19 +176,7 @@ impl FlagSnapshot {
 
 /// Resolves after the next change to flags, segments or rollout percentages (see
 /// [`Flags::watch_flags`]). Dropping it cancels the watch.
-#[derive(Debug)]
-pub struct FlagsWatch {
-    /// The change counter's value when the watch was registered.
-    pub seq: u64,
-    watch: Watch,
-}
-
-impl Future for FlagsWatch {
-    type Output = Result<(), FlagError>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.watch).poll(cx).map_err(FlagError::Store)
-    }
-}
+pub type FlagsWatch = crate::store::CounterWatch<FlagError>;
 
 /// The flags service. Cheap to clone.
 #[derive(Clone)]
@@ -444,7 +429,7 @@ impl<S: Store> Flags<S> {
                 let snap = snapshot_in_tx(&tx).await?;
                 let watch = tx.watch(&keys::changes())?;
                 let seq = snap.seq;
-                Ok::<_, TxError<FlagError>>((snap, FlagsWatch { seq, watch }))
+                Ok::<_, TxError<FlagError>>((snap, FlagsWatch::new(seq, watch)))
             })
             .await?;
         Ok(res)
@@ -458,10 +443,7 @@ impl<S: Store> Flags<S> {
             .run(|tx| async move {
                 let key = keys::changes();
                 let seq = decode_counter(tx.get(&key).await?);
-                Ok::<_, TxError<FlagError>>(FlagsWatch {
-                    seq,
-                    watch: tx.watch(&key)?,
-                })
+                Ok::<_, TxError<FlagError>>(FlagsWatch::new(seq, tx.watch(&key)?))
             })
             .await?;
         Ok(res)

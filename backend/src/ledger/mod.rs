@@ -132,16 +132,13 @@ mod ops;
 mod projection;
 pub mod types;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use foundationdb_tuple::Subspace;
 
 use crate::identity::{check_player_id, check_region};
-use crate::store::{Store, Transaction, TxError, Watch};
+use crate::store::{Store, Transaction, TxError};
 use crate::transfer::fence::{self, Fence};
 use crate::transfer::PlayerFamily;
 
@@ -214,19 +211,7 @@ impl PlayerFamily for LedgerFamily {
 
 /// Resolves after the player's ledger changes (see [`Ledger::watch_changes`]).
 /// Dropping it cancels the watch.
-#[derive(Debug)]
-pub struct ChangeWatch {
-    /// The change counter's value when the watch was registered.
-    pub seq: u64,
-    watch: Watch,
-}
-
-impl Future for ChangeWatch {
-    type Output = Result<(), LedgerError>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.watch).poll(cx).map_err(LedgerError::Store)
-    }
-}
+pub type ChangeWatch = crate::store::CounterWatch<LedgerError>;
 
 pub(crate) fn check_player(player: &str) -> Result<(), LedgerError> {
     check_player_id(player).map_err(|_| LedgerError::InvalidPlayerId(player.chars().take(64).collect()))
@@ -325,13 +310,7 @@ impl<S: Store> Ledger<S> {
                     let raw = projection::read_all(&tx, &region, &player, false).await?;
                     let key = keys::changes(&region, &player);
                     let seq = types::decode_i64(tx.get(&key).await?.as_deref()) as u64;
-                    Ok::<_, TxError<LedgerError>>((
-                        raw,
-                        ChangeWatch {
-                            seq,
-                            watch: tx.watch(&key)?,
-                        },
-                    ))
+                    Ok::<_, TxError<LedgerError>>((raw, ChangeWatch::new(seq, tx.watch(&key)?)))
                 }
             })
             .await?;
@@ -350,7 +329,7 @@ impl<S: Store> Ledger<S> {
                 async move {
                     let seq = types::decode_i64(tx.get(&key).await?.as_deref()) as u64;
                     let watch = tx.watch(&key)?;
-                    Ok::<_, TxError<LedgerError>>(ChangeWatch { seq, watch })
+                    Ok::<_, TxError<LedgerError>>(ChangeWatch::new(seq, watch))
                 }
             })
             .await?;

@@ -1,5 +1,6 @@
 //! Ledger tests against the real embedded store in a temporary directory.
 
+use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 

@@ -49,12 +49,8 @@ pub mod errors;
 pub mod keys;
 pub mod types;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use crate::identity::{check_player_id, check_region};
-use crate::store::{Store, Transaction, TxError, Watch};
+use crate::store::{Store, Transaction, TxError};
 use crate::transfer::fence::{self, Fence};
 
 use crate::time::now_ms;
@@ -78,19 +74,7 @@ impl<S: Store> std::fmt::Debug for PlayerState<S> {
 
 /// Resolves after the player's documents change (see
 /// [`PlayerState::watch_changes`]). Dropping it cancels the watch.
-#[derive(Debug)]
-pub struct ChangeWatch {
-    /// The change counter's value when the watch was registered.
-    pub seq: u64,
-    watch: Watch,
-}
-
-impl Future for ChangeWatch {
-    type Output = Result<(), StateError>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.watch).poll(cx).map_err(StateError::Store)
-    }
-}
+pub type ChangeWatch = crate::store::CounterWatch<StateError>;
 
 fn check_player(player: &str) -> Result<(), StateError> {
     check_player_id(player).map_err(|_| StateError::InvalidPlayerId(player.chars().take(64).collect()))
@@ -224,7 +208,7 @@ impl<S: Store> PlayerState<S> {
                 async move {
                     let seq = decode_counter(tx.get(&key).await?);
                     let watch = tx.watch(&key)?;
-                    Ok::<_, TxError<StateError>>(ChangeWatch { seq, watch })
+                    Ok::<_, TxError<StateError>>(ChangeWatch::new(seq, watch))
                 }
             })
             .await?;
@@ -248,10 +232,7 @@ impl<S: Store> PlayerState<S> {
                     let w = if watch {
                         let key = keys::changes(&region, &player);
                         let seq = decode_counter(tx.get(&key).await?);
-                        Some(ChangeWatch {
-                            seq,
-                            watch: tx.watch(&key)?,
-                        })
+                        Some(ChangeWatch::new(seq, tx.watch(&key)?))
                     } else {
                         None
                     };

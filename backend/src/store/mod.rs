@@ -266,6 +266,45 @@ impl std::fmt::Debug for Watch {
     }
 }
 
+/// A [`Watch`] on a service's change counter: resolves after the counter changes
+/// (any writer, any process sharing the store), with the store error mapped into
+/// the service's error type. `seq` is the counter's value when the watch was
+/// registered. Dropping it cancels the watch. Services name it with a type alias
+/// (`state::ChangeWatch`, `ledger::ChangeWatch`, `content::ContentWatch`,
+/// `flags::FlagsWatch`).
+pub struct CounterWatch<E> {
+    /// The counter's value when the watch was registered.
+    pub seq: u64,
+    watch: Watch,
+    _error: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<E> CounterWatch<E> {
+    /// Wraps `watch`, registered when the counter read `seq`.
+    pub fn new(seq: u64, watch: Watch) -> Self {
+        CounterWatch {
+            seq,
+            watch,
+            _error: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<E: From<StoreError>> Future for CounterWatch<E> {
+    type Output = Result<(), E>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.watch).poll(cx).map_err(E::from)
+    }
+}
+
+impl<E> std::fmt::Debug for CounterWatch<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CounterWatch")
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Splits a versionstamped key (see [`Transaction::set_versionstamped_key`]) into
 /// the key and the placeholder offset, checking that the placeholder fits.
 pub(crate) fn split_versionstamped_key(key_with_offset: &[u8]) -> Result<(&[u8], usize), StoreError> {
