@@ -43,6 +43,7 @@ impl Client {
         let quinn_cfg = quinn_client_config(&config.trust)?;
         let hello = hello(&config, config.credentials.clone(), None);
         let est = dial_and_login(
+            config.endpoint.as_ref(),
             &config.gateways,
             &config.server_name,
             &quinn_cfg,

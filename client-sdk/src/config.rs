@@ -104,6 +104,23 @@ pub struct ClientConfig {
     /// behind, the oldest events are dropped and it receives
     /// [`crate::Event::Lagged`] with the number missed. Default 1024.
     pub event_capacity: usize,
+    /// A QUIC endpoint (one UDP socket) this client shares with other clients
+    /// of the process, e.g. `quinn::Endpoint::client("0.0.0.0:0".parse()?)`.
+    /// Default `None`: each client binds its own socket and closes it with
+    /// the session, which is what a game wants.
+    ///
+    /// For load generators and bot hosts that run thousands of clients: a
+    /// shared endpoint saves a socket, a file descriptor and a kernel receive
+    /// buffer per client (quinn tells connections apart by connection id).
+    /// Trade-offs: one endpoint's packets are processed by one task, so spread
+    /// many clients over a few endpoints (a handful per core); the endpoint's
+    /// address family must match the gateways'. The SDK connects with its own
+    /// TLS/QUIC settings (the endpoint needs no default client config) and
+    /// never closes a shared endpoint; dropping the last clone closes it.
+    /// `debug_kill_connection` cannot silence one connection on a shared
+    /// socket, so there it closes the connection (with a CONNECTION_CLOSE)
+    /// instead of going silent.
+    pub endpoint: Option<quinn::Endpoint>,
 }
 
 impl ClientConfig {
@@ -121,6 +138,7 @@ impl ClientConfig {
             reconnect: ReconnectPolicy::default(),
             auto_reconnect: true,
             event_capacity: 1024,
+            endpoint: None,
         }
     }
 

@@ -16,10 +16,48 @@ use crate::framing::{read_control, write_frame, ReadError};
 use crate::socket::KillSwitchSocket;
 use crate::tls::alpn_ok;
 
+/// The endpoint a connection runs on: the client's own (closed with the
+/// connection) or one shared with other clients (never closed by the SDK).
+#[derive(Clone, Debug)]
+pub(crate) struct DialEndpoint {
+    endpoint: Endpoint,
+    shared: bool,
+}
+
+impl DialEndpoint {
+    /// Closes an own endpoint; a shared one stays open for its other clients.
+    pub fn close(&self, code: quinn::VarInt, reason: &[u8]) {
+        if !self.shared {
+            self.endpoint.close(code, reason);
+        }
+    }
+
+    /// Waits until an own endpoint has sent its last packets (a shared one
+    /// keeps running, so there is nothing to wait for).
+    pub async fn wait_idle(&self) {
+        if !self.shared {
+            self.endpoint.wait_idle().await;
+        }
+    }
+}
+
+/// Silences the client's own UDP socket (test hook); no-op on a shared endpoint.
+#[derive(Clone, Debug)]
+pub(crate) struct KillSwitch(Option<Arc<KillSwitchSocket>>);
+
+impl KillSwitch {
+    /// From now on nothing leaves the client's own socket.
+    pub fn kill(&self) {
+        if let Some(s) = &self.0 {
+            s.kill();
+        }
+    }
+}
+
 /// A logged-in connection, ready to be driven by the session.
 pub(crate) struct Established {
-    pub endpoint: Endpoint,
-    pub socket: Arc<KillSwitchSocket>,
+    pub endpoint: DialEndpoint,
+    pub socket: KillSwitch,
     pub conn: quinn::Connection,
     pub gateway: SocketAddr,
     pub welcome: Welcome,
@@ -62,7 +100,9 @@ pub(crate) fn pick_error(errors: Vec<ClientError>) -> ClientError {
 
 /// Handshakes with every gateway concurrently, then logs in at the fastest one
 /// that accepts. Losers are closed. `timeout` bounds each handshake and each login.
+/// With `shared`, connects on that endpoint instead of binding a socket.
 pub(crate) async fn dial_and_login(
+    shared: Option<&Endpoint>,
     gateways: &[SocketAddr],
     server_name: &str,
     client_cfg: &quinn::ClientConfig,
@@ -73,18 +113,41 @@ pub(crate) async fn dial_and_login(
     let first = *gateways
         .first()
         .ok_or_else(|| ClientError::Config("no gateway addresses given".into()))?;
-    let socket = KillSwitchSocket::bind(first).map_err(|e| ClientError::Connect(format!("bind: {e}")))?;
-    let runtime = quinn::default_runtime().ok_or_else(|| ClientError::Connect("no tokio runtime".into()))?;
-    let mut endpoint =
-        Endpoint::new_with_abstract_socket(quinn::EndpointConfig::default(), None, socket.clone(), runtime)
+    let (endpoint, socket) = match shared {
+        Some(e) => (
+            DialEndpoint {
+                endpoint: e.clone(),
+                shared: true,
+            },
+            KillSwitch(None),
+        ),
+        None => {
+            let socket =
+                KillSwitchSocket::bind(first).map_err(|e| ClientError::Connect(format!("bind: {e}")))?;
+            let runtime =
+                quinn::default_runtime().ok_or_else(|| ClientError::Connect("no tokio runtime".into()))?;
+            let endpoint = Endpoint::new_with_abstract_socket(
+                quinn::EndpointConfig::default(),
+                None,
+                socket.clone(),
+                runtime,
+            )
             .map_err(|e| ClientError::Connect(format!("endpoint: {e}")))?;
-    endpoint.set_default_client_config(client_cfg.clone());
+            (
+                DialEndpoint {
+                    endpoint,
+                    shared: false,
+                },
+                KillSwitch(Some(socket)),
+            )
+        }
+    };
 
     let attempts = gateways.iter().enumerate().map(|(i, &addr)| {
-        let endpoint = endpoint.clone();
+        let endpoint = endpoint.endpoint.clone();
         async move {
             let connecting = endpoint
-                .connect(addr, server_name)
+                .connect_with(client_cfg.clone(), addr, server_name)
                 .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
             let conn = tokio::time::timeout(timeout, connecting)
                 .await

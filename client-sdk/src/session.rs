@@ -494,6 +494,7 @@ impl Actor {
             };
             let hello = hello(config, credentials, self.resume_token.clone());
             let dial = dial_and_login(
+                config.endpoint.as_ref(),
                 &config.gateways,
                 &config.server_name,
                 &shared.quinn_cfg,
