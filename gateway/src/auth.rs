@@ -2,9 +2,15 @@
 //!
 //! - Device credentials go to the identity service (one store transaction).
 //! - Session tokens are verified locally against the region's public signing keys
-//!   (no store round trip). The key set is loaded at startup and reloaded when the
-//!   identity service reports a rotation (a store watch), so a token signed by a
-//!   key another gateway just created is accepted without a restart.
+//!   (no signature work touches the store). The key set is loaded at startup and
+//!   reloaded when the identity service reports a rotation (a store watch), so a
+//!   token signed by a key another gateway just created is accepted without a
+//!   restart. A token login still reads the account once: the home region in a
+//!   token predates any transfer since, and Welcome must carry the current one.
+//! - Welcome's tokens are signed with the active key held in memory (the same
+//!   watch reloads it), so issuing them costs two signatures and no store read.
+//!   Between a rotation and the reload (one watch round trip) new tokens are
+//!   still signed by the previous key, which stays valid until it is retired.
 //! - Resume tokens are session tokens with a short lifetime (the resume window):
 //!   any gateway of the region can verify them, which is what lets a drained
 //!   client resume on another gateway.
@@ -14,7 +20,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use outpost_backend::identity::{unix_now, Identity, IdentityError, TokenError, TokenVerifier};
+use outpost_backend::identity::{unix_now, Account, Identity, IdentityError, Keyring, TokenError};
 use outpost_backend::store::AnyStore;
 use outpost_schema::{Credentials, ErrorCode, Hello};
 use tracing::{info, warn};
@@ -23,6 +29,7 @@ use tracing::{info, warn};
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub player_id: Arc<str>,
+    /// The player's home region as identity has it now (read during login).
     pub home_region: String,
     /// True when the login presented a valid resume token.
     pub resumed: bool,
@@ -49,16 +56,15 @@ impl Refusal {
 pub struct IssuedTokens {
     pub session_token: String,
     pub resume_token: String,
-    /// The player's home region as the identity service has it now (read while
-    /// issuing). Authoritative: a presented token's `home` may predate a transfer.
-    pub home_region: String,
 }
 
 /// Authenticates logins for one gateway.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     identity: Identity<AnyStore>,
-    verifier: Arc<RwLock<TokenVerifier>>,
+    /// Public keys (verify) and the active private key (sign), kept current by
+    /// a store watch.
+    keys: Arc<RwLock<Keyring>>,
     region: String,
     session_ttl: Duration,
     resume_ttl: Duration,
@@ -72,10 +78,10 @@ impl Authenticator {
         session_ttl: Duration,
         resume_ttl: Duration,
     ) -> Result<Self, IdentityError> {
-        let verifier = Arc::new(RwLock::new(identity.verifier().await?));
+        let keys = Arc::new(RwLock::new(identity.keyring().await?));
         let auth = Authenticator {
             identity,
-            verifier,
+            keys,
             region,
             session_ttl,
             resume_ttl,
@@ -84,10 +90,10 @@ impl Authenticator {
         Ok(auth)
     }
 
-    /// Reloads the verifier whenever the signing keys change, from any process.
+    /// Reloads the keyring whenever the signing keys change, from any process.
     fn spawn_key_refresher(&self) {
         let identity = self.identity.clone();
-        let verifier = Arc::downgrade(&self.verifier);
+        let keys = Arc::downgrade(&self.keys);
         tokio::spawn(async move {
             loop {
                 let watch = match identity.watch_signing_keys().await {
@@ -102,13 +108,17 @@ impl Authenticator {
                     warn!(error = %e, "signing key watch failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                let Some(verifier) = verifier.upgrade() else {
+                let Some(keys) = keys.upgrade() else {
                     return;
                 };
-                match identity.verifier().await {
-                    Ok(v) => {
-                        info!(keys = v.len(), "reloaded token signing keys");
-                        *verifier.write().expect("verifier lock") = v;
+                match identity.keyring().await {
+                    Ok(k) => {
+                        info!(
+                            keys = k.verifier.len(),
+                            active = k.signer.kid(),
+                            "reloaded token signing keys"
+                        );
+                        *keys.write().expect("keyring lock") = k;
                     }
                     Err(e) => warn!(error = %e, "cannot reload signing keys"),
                 }
@@ -117,13 +127,11 @@ impl Authenticator {
     }
 
     /// Authenticates a Hello: a valid resume token wins; otherwise the credentials.
+    /// One store transaction either way (device check, or the account of a token).
     pub async fn login(&self, hello: &Hello) -> Result<Principal, Refusal> {
         if let Some(resume) = &hello.resume_token {
             match self.verify_token(resume) {
-                Ok(mut p) => {
-                    p.resumed = true;
-                    return Ok(p);
-                }
+                Ok(player) => return self.token_principal(&player, true).await,
                 Err(refusal) if hello.credentials.is_none() => {
                     return Err(Refusal::new(ErrorCode::ResumeRejected, refusal.message))
                 }
@@ -135,46 +143,62 @@ impl Authenticator {
                 ErrorCode::MissingCredentials,
                 "Hello carries no credentials",
             )),
-            Some(Credentials::Token(token)) => self.verify_token(token),
+            Some(Credentials::Token(token)) => {
+                let player = self.verify_token(token)?;
+                self.token_principal(&player, false).await
+            }
             Some(Credentials::Device { device_id, secret }) => {
                 let login = self
                     .identity
                     .login_device(device_id, secret.as_bytes(), &self.region)
                     .await
                     .map_err(identity_refusal)?;
-                Ok(Principal {
-                    player_id: login.account.player.into(),
-                    home_region: login.account.home,
-                    resumed: false,
-                })
+                Ok(principal_of(login.account, false))
             }
         }
     }
 
-    fn verify_token(&self, token: &str) -> Result<Principal, Refusal> {
+    /// Checks a token's signature and expiry locally; returns its player id.
+    fn verify_token(&self, token: &str) -> Result<String, Refusal> {
         let claims = self
-            .verifier
+            .keys
             .read()
-            .expect("verifier lock")
+            .expect("keyring lock")
+            .verifier
             .verify(token, unix_now())
             .map_err(token_refusal)?;
-        Ok(Principal {
-            player_id: claims.sub.into(),
-            home_region: claims.home,
-            resumed: false,
-        })
+        Ok(claims.sub)
     }
 
-    /// Issues the session and resume tokens for a `Welcome`.
-    pub async fn issue(&self, player: &str) -> Result<IssuedTokens, Refusal> {
-        // One store read for both tokens (account and active key).
-        let mut tokens = self
+    /// The principal of a verified token: the account is read for its current
+    /// home region (a token's `home` claim may predate a transfer).
+    async fn token_principal(&self, player: &str, resumed: bool) -> Result<Principal, Refusal> {
+        let account = self
             .identity
-            .issue_tokens(player, &[self.session_ttl, self.resume_ttl])
+            .account(player)
             .await
             .map_err(identity_refusal)?
-            .into_iter();
-        let (Some(session), Some(resume)) = (tokens.next(), tokens.next()) else {
+            .ok_or_else(|| identity_refusal(IdentityError::UnknownPlayer(player.to_owned())))?;
+        Ok(principal_of(account, resumed))
+    }
+
+    /// Issues the session and resume tokens for a `Welcome`, signed in memory
+    /// with the active key; they carry `principal.home_region`.
+    pub fn issue(&self, principal: &Principal) -> Result<IssuedTokens, Refusal> {
+        let account = Account {
+            player: principal.player_id.to_string(),
+            home: principal.home_region.clone(),
+            created_unix: 0, // not part of a token
+        };
+        let issued = self
+            .keys
+            .read()
+            .expect("keyring lock")
+            .signer
+            .issue(&account, &[self.session_ttl, self.resume_ttl], unix_now())
+            .map_err(identity_refusal)?;
+        let mut issued = issued.into_iter();
+        let (Some(session), Some(resume)) = (issued.next(), issued.next()) else {
             return Err(Refusal::new(
                 ErrorCode::Internal,
                 "identity issued too few tokens",
@@ -183,8 +207,15 @@ impl Authenticator {
         Ok(IssuedTokens {
             session_token: session.token,
             resume_token: resume.token,
-            home_region: session.claims.home,
         })
+    }
+}
+
+fn principal_of(account: Account, resumed: bool) -> Principal {
+    Principal {
+        player_id: account.player.into(),
+        home_region: account.home,
+        resumed,
     }
 }
 

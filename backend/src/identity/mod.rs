@@ -64,13 +64,21 @@ use sha2::{Digest as _, Sha256};
 use crate::store::{Store, Transaction, TxError, Watch};
 
 pub use errors::IdentityError;
-pub use tokens::{SessionClaims, TokenError, TokenVerifier, MAX_TOKEN_BYTES};
+pub use tokens::{SessionClaims, TokenError, TokenSigner, TokenVerifier, MAX_TOKEN_BYTES};
 pub use types::{check_player_id, check_region, Account, DeviceLogin, IssuedToken, SigningKeyInfo};
 
 use types::{decode, encode, hex, unhex, ActiveKeyRecord, DeviceRecord, SigningKeyRecord};
 
-/// Longest token lifetime [`Identity::issue_token`] accepts: 30 days.
-pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// What a token issuer keeps in memory: see [`Identity::keyring`].
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    /// Public keys of every non-retired signing key.
+    pub verifier: TokenVerifier,
+    /// The active signing key.
+    pub signer: TokenSigner,
+}
+
+pub use tokens::MAX_TOKEN_TTL;
 
 /// Domain separation for device secret hashes.
 const DEVICE_HASH_DOMAIN: &[u8] = b"outpost/device/v1";
@@ -253,14 +261,7 @@ impl<S: Store> Identity<S> {
         now_unix_secs: u64,
     ) -> Result<Vec<IssuedToken>, IdentityError> {
         check_player_id(player)?;
-        for ttl in ttls {
-            if ttl.as_secs() == 0 || *ttl > MAX_TOKEN_TTL {
-                return Err(IdentityError::TtlOutOfRange {
-                    secs: ttl.as_secs(),
-                    max_secs: MAX_TOKEN_TTL.as_secs(),
-                });
-            }
-        }
+        tokens::check_ttls(ttls)?;
         let player = player.to_owned();
         let (account, key) = self
             .store
@@ -275,21 +276,27 @@ impl<S: Store> Identity<S> {
                 }
             })
             .await?;
-        let signing = signing_key_of(&key)?;
-        Ok(ttls
-            .iter()
-            .map(|ttl| {
-                let claims = SessionClaims {
-                    kid: key.kid.clone(),
-                    sub: account.player.clone(),
-                    home: account.home.clone(),
-                    iat: now_unix_secs,
-                    exp: now_unix_secs.saturating_add(ttl.as_secs()),
-                };
-                let token = tokens::sign(&signing, &claims);
-                IssuedToken { token, claims }
+        signer_of(&key)?.issue(&account, ttls, now_unix_secs)
+    }
+
+    /// The keys a token issuer holds in memory: every non-retired public key (to
+    /// verify) and the active private key (to sign), read in one transaction.
+    /// A gateway loads this at startup and again whenever
+    /// [`watch_signing_keys`](Self::watch_signing_keys) fires, so a login issues
+    /// its tokens with no store round trip.
+    pub async fn keyring(&self) -> Result<Keyring, IdentityError> {
+        let (records, active) = self
+            .store
+            .run(|tx| async move {
+                let records = read_all_keys(&tx).await?;
+                let active = read_active_key(&tx).await?;
+                Ok((records, active))
             })
-            .collect())
+            .await?;
+        Ok(Keyring {
+            verifier: verifier_of(records)?,
+            signer: signer_of(&active)?,
+        })
     }
 
     /// A verifier holding the public keys of every non-retired signing key.
@@ -298,12 +305,7 @@ impl<S: Store> Identity<S> {
             .store
             .run(|tx| async move { read_all_keys(&tx).await })
             .await?;
-        let mut v = TokenVerifier::new();
-        for rec in records.into_iter().filter(|r| r.retired_unix.is_none()) {
-            let public = verifying_key_of(&rec)?;
-            v.insert(rec.kid, public);
-        }
-        Ok(v)
+        verifier_of(records)
     }
 
     /// A future that resolves when the set of signing keys changes (rotation or
@@ -471,10 +473,20 @@ fn install_key<T: Transaction>(tx: &T, rec: &SigningKeyRecord) -> Result<(), TxE
     Ok(())
 }
 
-fn signing_key_of(rec: &SigningKeyRecord) -> Result<SigningKey, IdentityError> {
+/// A verifier over the public keys of every non-retired key record.
+fn verifier_of(records: Vec<SigningKeyRecord>) -> Result<TokenVerifier, IdentityError> {
+    let mut v = TokenVerifier::new();
+    for rec in records.into_iter().filter(|r| r.retired_unix.is_none()) {
+        let public = verifying_key_of(&rec)?;
+        v.insert(rec.kid, public);
+    }
+    Ok(v)
+}
+
+fn signer_of(rec: &SigningKeyRecord) -> Result<TokenSigner, IdentityError> {
     let bytes = URL_SAFE_NO_PAD.decode(&rec.secret).ok();
     let arr: Option<[u8; 32]> = bytes.and_then(|b| b.as_slice().try_into().ok());
-    arr.map(|a| SigningKey::from_bytes(&a))
+    arr.map(|a| TokenSigner::new(rec.kid.clone(), SigningKey::from_bytes(&a)))
         .ok_or_else(|| IdentityError::CorruptRecord {
             family: "signing key",
             detail: format!("secret of {} is not 32 base64url bytes", rec.kid),

@@ -253,3 +253,44 @@ async fn issue_tokens_signs_each_lifetime_from_one_read() -> anyhow::Result<()> 
     assert!(id.issue_tokens(player, &[Duration::ZERO]).await.is_err());
     Ok(())
 }
+
+#[tokio::test]
+async fn keyring_signs_in_memory_with_the_active_key_and_follows_rotation() -> anyhow::Result<()> {
+    let (_dir, id) = open().await?;
+    let account = id.login_device("dev-k", SECRET, "eu-west").await?.account;
+    let ring = id.keyring().await?;
+    let first_kid = ring.signer.kid().to_owned();
+
+    let issued = ring.signer.issue(&account, &[Duration::from_secs(60)], 1_000)?;
+    let claims = ring.verifier.verify(&issued[0].token, 1_010)?;
+    assert_eq!(
+        (claims.sub.as_str(), claims.home.as_str()),
+        (account.player.as_str(), "eu-west")
+    );
+    assert_eq!(claims.kid, first_kid);
+    // Any gateway's verifier (loaded from the store) accepts what the in-memory signer made.
+    id.verifier().await?.verify(&issued[0].token, 1_010)?;
+
+    let too_long = ring
+        .signer
+        .issue(&account, &[MAX_TOKEN_TTL + Duration::from_secs(1)], 1_000);
+    assert!(
+        matches!(too_long, Err(IdentityError::TtlOutOfRange { .. })),
+        "{too_long:?}"
+    );
+    let zero = ring.signer.issue(&account, &[Duration::ZERO], 1_000);
+    assert!(
+        matches!(zero, Err(IdentityError::TtlOutOfRange { .. })),
+        "{zero:?}"
+    );
+
+    // After a rotation a reloaded keyring signs with the new key and still
+    // verifies tokens of the old one; the signer's Debug never shows the secret.
+    let new_kid = id.rotate_signing_key().await?;
+    let ring2 = id.keyring().await?;
+    assert_eq!(ring2.signer.kid(), new_kid);
+    ring2.verifier.verify(&issued[0].token, 1_010)?;
+    let debug = format!("{:?}", ring2.signer);
+    assert!(debug.contains(&new_kid) && !debug.contains("key:"), "{debug}");
+    Ok(())
+}

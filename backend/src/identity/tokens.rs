@@ -40,11 +40,15 @@
 //! that must be authoritative reads the home region from identity.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+
+use super::errors::IdentityError;
+use super::types::{Account, IssuedToken};
 
 /// Longest accepted token, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 2048;
@@ -89,6 +93,75 @@ pub enum TokenError {
     /// the verifier's last refresh).
     #[error("token signed with unknown key {0:?}")]
     UnknownKey(String),
+}
+
+/// Longest token lifetime an issuer accepts: 30 days.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Checks every lifetime is in `1 s ..= MAX_TOKEN_TTL`.
+pub(crate) fn check_ttls(ttls: &[Duration]) -> Result<(), IdentityError> {
+    match ttls.iter().find(|t| t.as_secs() == 0 || **t > MAX_TOKEN_TTL) {
+        Some(ttl) => Err(IdentityError::TtlOutOfRange {
+            secs: ttl.as_secs(),
+            max_secs: MAX_TOKEN_TTL.as_secs(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The active private signing key, held in memory by a token issuer so that
+/// issuing needs no store round trip (see
+/// [`Identity::keyring`](super::Identity::keyring)). `Debug` shows the key id only.
+#[derive(Clone)]
+pub struct TokenSigner {
+    kid: String,
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSigner {
+    pub(crate) fn new(kid: String, key: SigningKey) -> Self {
+        TokenSigner { kid, key }
+    }
+
+    /// The id of the key, as tokens carry it.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// One token per entry of `ttls` for `account`, issued at `now_unix_secs`,
+    /// carrying the account's home region.
+    pub fn issue(
+        &self,
+        account: &Account,
+        ttls: &[Duration],
+        now_unix_secs: u64,
+    ) -> Result<Vec<IssuedToken>, IdentityError> {
+        check_ttls(ttls)?;
+        Ok(ttls
+            .iter()
+            .map(|ttl| {
+                let claims = SessionClaims {
+                    kid: self.kid.clone(),
+                    sub: account.player.clone(),
+                    home: account.home.clone(),
+                    iat: now_unix_secs,
+                    exp: now_unix_secs.saturating_add(ttl.as_secs()),
+                };
+                IssuedToken {
+                    token: sign(&self.key, &claims),
+                    claims,
+                }
+            })
+            .collect())
+    }
 }
 
 /// Signs `claims` with `key` into a token string.

@@ -115,25 +115,17 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
         Ok(p) => p,
         Err(r) => return reject(&conn, send, r.code, &r.message, 0).await,
     };
-    let mut tokens = match shared.auth.issue(&principal.player_id).await {
-        Ok(t) => t,
-        Err(r) => return reject(&conn, send, r.code, &r.message, 1_000).await,
-    };
-    principal.home_region = tokens.home_region.clone();
     if principal.home_region != shared.config.region {
         match foreign_login(&shared, &principal).await {
             Ok(None) => {}
-            Ok(Some(new_home)) => {
-                principal.home_region = new_home;
-                // Re-issue so the tokens carry the new home region.
-                tokens = match shared.auth.issue(&principal.player_id).await {
-                    Ok(t) => t,
-                    Err(r) => return reject(&conn, send, r.code, &r.message, 1_000).await,
-                };
-            }
+            Ok(Some(new_home)) => principal.home_region = new_home,
             Err((code, message, retry)) => return reject(&conn, send, code, &message, retry).await,
         }
     }
+    let tokens = match shared.auth.issue(&principal) {
+        Ok(t) => t,
+        Err(r) => return reject(&conn, send, r.code, &r.message, 1_000).await,
+    };
     let max_frame_size = negotiate_max_frame_size(hello.max_frame_size, shared.config.limits.max_frame_size);
     let s = &shared.config.session;
     let welcome = ControlMsg::Welcome(Welcome {
