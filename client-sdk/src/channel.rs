@@ -99,7 +99,17 @@ impl Channel {
     /// Sends a request and waits for its response, within the configured
     /// request timeout (which includes waiting for a reconnect and for a free
     /// in-flight slot). An `Error` answer becomes [`ClientError::Server`].
+    /// The outcome (latency, or the error) is recorded in the client's
+    /// telemetry (see [`crate::TelemetryReporter`]).
     pub async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
+        let (op, started) = (crate::telemetry::operation(&body), std::time::Instant::now());
+        let result = self.request_inner(body).await;
+        let telemetry = &self.inner.shared.telemetry;
+        telemetry.request(self.inner.kind, op, &result, started.elapsed());
+        result
+    }
+
+    async fn request_inner(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
         let (reply, rx) = oneshot::channel();
         let fut = async {
             if self.inner.tx.send(Pending { body, reply }).await.is_err() {

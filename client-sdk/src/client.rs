@@ -11,11 +11,15 @@ use crate::config::ClientConfig;
 use crate::connection::dial_and_login;
 use crate::error::ClientError;
 use crate::events::{EventHub, Events};
+use crate::live::LiveClient;
 use crate::session::{hello, Actor, Command, ConnState, Shared, WelcomeInfo};
+use crate::telemetry::{Recorder, Sink, TelemetryReporter};
 use crate::tls::quinn_client_config;
 
 /// Commands queued from handles to the session actor.
 const COMMAND_QUEUE: usize = 64;
+/// How long `close()` waits for pending telemetry to be sent.
+const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// A connected Outpost session. Cheap to clone; all clones drive the same
 /// session. The session is logged out when [`Client::close`] is called or when
@@ -30,6 +34,8 @@ struct ClientInner {
     shared: Arc<Shared>,
     cmds: mpsc::Sender<Command>,
     echo: tokio::sync::Mutex<Option<Channel>>,
+    live: tokio::sync::Mutex<Option<LiveClient>>,
+    telemetry: Arc<Sink>,
 }
 
 impl Client {
@@ -55,18 +61,23 @@ impl Client {
         let (state, _) = watch::channel(ConnState::Connecting);
         let shared = Arc::new(Shared {
             events: EventHub::new(config.event_capacity),
-            config,
             quinn_cfg,
             state,
             info: Default::default(),
+            telemetry: Recorder::new(config.telemetry.clone()),
+            config,
         });
         let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         Actor::spawn(shared.clone(), cmd_rx, est);
+        let telemetry = Sink::new(shared.clone(), cmds.clone());
+        Sink::spawn_flusher(&telemetry);
         Ok(Client {
             inner: Arc::new(ClientInner {
                 shared,
                 cmds,
                 echo: tokio::sync::Mutex::new(None),
+                live: tokio::sync::Mutex::new(None),
+                telemetry,
             }),
         })
     }
@@ -162,16 +173,42 @@ impl Client {
         ))
     }
 
+    /// Live ops: the session's feature flags and content manifests, cached and
+    /// kept current by pushes ([`LiveClient`]); [`Event::Live`](crate::Event::Live)
+    /// events announce changes from now on. The first call opens the `Content`
+    /// channel and reads both; later calls return the same client.
+    pub async fn live(&self) -> Result<LiveClient, ClientError> {
+        let mut slot = self.inner.live.lock().await;
+        if let Some(l) = slot.as_ref() {
+            return Ok(l.clone());
+        }
+        let channel = self.open_channel(ChannelKind::Content).await?;
+        let live = LiveClient::start(self.inner.shared.clone(), channel).await?;
+        *slot = Some(live.clone());
+        Ok(live)
+    }
+
+    /// The SDK's telemetry: report the game's own errors and latency samples,
+    /// flush, read counters. The SDK records its requests' failures and
+    /// latencies by itself (see [`TelemetryReporter`]).
+    pub fn telemetry(&self) -> TelemetryReporter {
+        TelemetryReporter::new(self.inner.shared.clone(), &self.inner.telemetry)
+    }
+
     /// Subscribes to session events and pushes. The first call receives every
     /// event since `connect`; later calls receive events from then on.
     pub fn events(&self) -> Events {
         self.inner.shared.events.subscribe()
     }
 
-    /// Logs out: closes the connection cleanly (QUIC code 0) and ends the
+    /// Logs out: sends pending telemetry (best effort, for at most
+    /// 1 s), closes the connection cleanly (QUIC code 0) and ends the
     /// session; no reconnect follows. Requests still in flight fail with
     /// [`ClientError::Closed`]. Idempotent.
     pub async fn close(&self) {
+        if self.is_connected() {
+            let _ = tokio::time::timeout(CLOSE_FLUSH_LIMIT, self.inner.telemetry.flush()).await;
+        }
         let (reply, rx) = oneshot::channel();
         if self.inner.cmds.send(Command::Close(reply)).await.is_ok() {
             let _ = rx.await;

@@ -8,6 +8,7 @@ use std::time::Duration;
 pub use outpost_schema::{Credentials, Platform};
 
 use crate::error::ClientError;
+use crate::telemetry::TelemetryConfig;
 
 /// Which certificate authorities the SDK trusts for the gateway's TLS certificate.
 ///
@@ -87,6 +88,10 @@ pub struct ClientConfig {
     pub client_version: String,
     /// Platform reported in `Hello`. Default [`Platform::Unknown`].
     pub platform: Platform,
+    /// The SDK's own error and latency reports on the `Telemetry` channel:
+    /// on/off, flush interval (default 10 s) and batch bounds; see
+    /// [`TelemetryConfig`].
+    pub telemetry: TelemetryConfig,
     /// Time limit for one request, ping, channel open, or one QUIC handshake
     /// plus login. Includes time spent waiting for a reconnect. Default 10 s.
     pub request_timeout: Duration,
@@ -133,6 +138,7 @@ impl ClientConfig {
             credentials,
             client_version: env!("CARGO_PKG_VERSION").to_owned(),
             platform: Platform::Unknown,
+            telemetry: TelemetryConfig::default(),
             request_timeout: Duration::from_secs(10),
             max_frame_size: 0,
             reconnect: ReconnectPolicy::default(),
@@ -155,6 +161,7 @@ impl ClientConfig {
         if !(self.reconnect.multiplier >= 1.0 && self.reconnect.multiplier.is_finite()) {
             return Err(ClientError::Config("reconnect.multiplier must be >= 1".into()));
         }
+        self.telemetry.validate()?;
         Ok(())
     }
 }

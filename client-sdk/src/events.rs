@@ -13,6 +13,7 @@ use outpost_schema::{ChannelKind, ErrorCode, PushBody};
 use tokio::sync::broadcast;
 
 use crate::error::ClientError;
+use crate::live::LiveEvent;
 
 /// Something that happened to the session, or a push from the gateway.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,9 @@ pub enum Event {
     Push { channel: ChannelKind, body: PushBody },
     /// This subscriber fell behind and `missed` older events were dropped.
     Lagged { missed: u64 },
+    /// A live-ops change (flags, content), emitted once [`crate::Client::live`]
+    /// was called, after the [`crate::LiveClient`] cache was updated.
+    Live(LiveEvent),
     /// The session ended for good (the last event).
     Closed { reason: ClientError },
 }
@@ -105,6 +109,15 @@ impl EventHub {
     pub(crate) fn emit(&self, ev: Event) {
         // No subscriber is fine: the event is simply not observed.
         let _ = self.tx.send(ev);
+    }
+
+    /// A subscription from now on that leaves the early events to the first
+    /// [`subscribe`](Self::subscribe) (used by the SDK's own followers).
+    pub(crate) fn subscribe_from_now(&self) -> Events {
+        Events {
+            rx: self.tx.subscribe(),
+            done: false,
+        }
     }
 
     pub(crate) fn subscribe(&self) -> Events {

@@ -16,6 +16,12 @@
 //! - [`InventoryClient`] ([`Client::inventory`]): the player's ledger; writes
 //!   carry idempotency keys the SDK keeps across its retries.
 //! - [`MatchmakingClient`] ([`Client::matchmaking`]): tickets; matches arrive as pushes.
+//! - [`LiveClient`] ([`Client::live`]): feature flags (typed, cached, read
+//!   synchronously) and content manifests, kept current by pushes;
+//!   [`Event::Live`] announces changes.
+//! - [`TelemetryReporter`] ([`Client::telemetry`]): the SDK reports request
+//!   failures and latencies by itself, batched and bounded
+//!   ([`TelemetryConfig`]); the game adds its own errors and latencies.
 //! - [`Channel`]: one service stream; [`Channel::request`] with request ids and
 //!   timeouts. Handles keep working across reconnects.
 //! - [`Event`] / [`Events`]: connection lifecycle and server pushes, through a
@@ -75,10 +81,12 @@ mod error;
 mod events;
 mod framing;
 pub mod inventory;
+mod live;
 mod matchmaking;
 mod session;
 mod socket;
 mod state;
+mod telemetry;
 mod tls;
 
 pub use channel::Channel;
@@ -88,10 +96,16 @@ pub use connection::rank_by_rtt;
 pub use error::{ClientError, ServerError};
 pub use events::{Event, Events};
 pub use inventory::{new_idempotency_key, InventoryClient};
+pub use live::{FlagSnapshot, FlagWatch, LiveClient, LiveEvent};
 pub use matchmaking::{MatchmakingClient, TicketInfo};
 pub use outpost_schema::{
-    AssetAmount, AssetDelta, AssetKind, ChannelKind, ErrorCode, InventoryEvent, InventoryEventKind,
-    InventoryReceipt, MatchInfo, PushBody, RegionRtt, RequestBody, ResponseBody, StateDocument, TicketStatus,
+    AssetAmount, AssetDelta, AssetKind, ChannelKind, ContentAsset, ContentManifest, ErrorCode, FlagValue,
+    InventoryEvent, InventoryEventKind, InventoryReceipt, MatchInfo, PushBody, RegionRtt, RequestBody,
+    ResponseBody, StateDocument, TicketStatus,
 };
 pub use session::WelcomeInfo;
 pub use state::{is_conflict, StateClient};
+pub use telemetry::{
+    error_name, TelemetryConfig, TelemetryReporter, TelemetryStats, MAX_COUNT_PER_ERROR,
+    MAX_ERRORS_PER_REPORT, MAX_LATENCIES_PER_REPORT,
+};

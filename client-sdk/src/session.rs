@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub state: watch::Sender<ConnState>,
     pub events: EventHub,
     pub info: Mutex<Option<WelcomeInfo>>,
+    /// The SDK's own telemetry buffer (see `telemetry.rs`).
+    pub telemetry: crate::telemetry::Recorder,
 }
 
 impl Shared {
