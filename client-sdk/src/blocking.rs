@@ -92,6 +92,25 @@ impl Client {
         }
     }
 
+    /// See [`crate::Client::live`]. The returned client's cached reads
+    /// ([`crate::LiveClient::flags`], [`crate::LiveClient::bool_flag`], ...) are
+    /// synchronous and need no runtime (its async calls, `fetch_manifest` and
+    /// `refresh`, need one).
+    pub fn live(&self) -> Result<crate::LiveClient, ClientError> {
+        self.rt.block_on(self.inner.live())
+    }
+
+    /// See [`crate::Client::telemetry`]. Recording is synchronous; use
+    /// [`Client::flush_telemetry`] to send now.
+    pub fn telemetry(&self) -> crate::TelemetryReporter {
+        self.inner.telemetry()
+    }
+
+    /// See [`crate::TelemetryReporter::flush`].
+    pub fn flush_telemetry(&self) {
+        self.rt.block_on(self.inner.telemetry().flush())
+    }
+
     /// See [`crate::Client::close`].
     pub fn close(&self) {
         self.rt.block_on(self.inner.close())
