@@ -467,18 +467,33 @@ async fn login_run(
                     login(&conn, Credentials::Token(t)).await?.2.session_token
                 }
             };
+            // Datagrams each way up to (not including) the close: what a login costs
+            // on the wire beside a bare handshake.
+            let stats = conn.stats();
             conn.close(0u32.into(), b"bench login done");
-            Ok(token)
+            Ok((token, stats.udp_tx.datagrams, stats.udp_rx.datagrams))
         }
     })
     .await;
     let elapsed = start.elapsed().as_secs_f64();
     let errors = count_errors(&results, &format!("{kind:?}"));
     let ok = results.len() - errors;
+    let (tx, rx) = results
+        .iter()
+        .flatten()
+        .fold((0, 0), |(t, r), x| (t + x.1, r + x.2));
+    eprintln!(
+        "  {kind:?}: datagrams per connection before close: client→server {:.2}, server→client {:.2}",
+        tx as f64 / ok.max(1) as f64,
+        rx as f64 / ok.max(1) as f64
+    );
     LoginRun {
         per_sec: ok as f64 / elapsed,
         errors,
-        tokens: results.into_iter().map(|r| r.unwrap_or_default()).collect(),
+        tokens: results
+            .into_iter()
+            .map(|r| r.map(|x| x.0).unwrap_or_default())
+            .collect(),
     }
 }
 
