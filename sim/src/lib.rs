@@ -7,7 +7,8 @@
 //! - [`scenario`]: the TOML scenario format, validated once; [`curve`] the
 //!   traffic curves (`Curve::target_at`), [`dist`] the distributions.
 //! - [`live`]: virtual players as tokio tasks driving real gateways over QUIC
-//!   through `outpost-client`, exactly as a game would.
+//!   through `outpost-client`, exactly as a game would (the player itself is
+//!   in `player.rs`; [`inventory`] its ledger operations).
 //! - [`model`]: the backend's matchmaker core on virtual time, for launches of
 //!   millions of players that no single machine could host over sockets.
 //! - [`record`], [`results`], [`report`]: HDR histograms and counters, the
@@ -20,9 +21,11 @@
 
 pub mod curve;
 pub mod dist;
+pub mod inventory;
 pub mod live;
 pub mod local;
 pub mod model;
+mod player;
 pub mod record;
 pub mod report;
 pub mod results;

@@ -15,27 +15,30 @@
 //! Every wait is bounded: the run stops at the end of the curve (or
 //! `--duration`), players get `live.shutdown_grace_ms` to log out, and the
 //! stragglers are aborted.
+//!
+//! Sockets: with `live.endpoints = 0` every player's SDK client binds its own
+//! UDP socket (as a game does; a storm's dropped connection goes silent).
+//! With `live.endpoints = N` players share a pool of N QUIC endpoints
+//! (`ClientConfig::endpoint`), player `n` on endpoint `n mod N`, which is how
+//! one process holds tens of thousands of players: N sockets instead of one
+//! per player. The players themselves are in [`crate::player`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use outpost_client::{Client, ClientConfig, ClientError, Credentials, Event, StateClient, Trust};
+use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::curve::{Storm, StormMode};
+use crate::curve::Storm;
+use crate::player::{player, PlayerCtl, StormOrder};
 use crate::record::{inc, Op, Recorder};
 use crate::results::{summarise, RegionSample, Results, Sample, FORMAT};
-use crate::retry::{retry_delay, Attempt};
 use crate::scenario::Scenario;
 use crate::RunOptions;
-
-/// How long a live player waits for a match before cancelling its ticket.
-const MATCH_WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Where live mode sends its players.
 #[derive(Debug, Clone)]
@@ -48,42 +51,59 @@ pub struct LiveTarget {
     pub server_name: String,
 }
 
-/// A storm order for one player: log in again following this.
-#[derive(Debug, Clone, Copy)]
-struct StormOrder {
-    started: Instant,
-    until: Instant,
-    mode: StormMode,
-    interval: Duration,
+/// What every player of a run shares.
+pub(crate) struct Ctx {
+    pub scenario: Scenario,
+    pub target: LiveTarget,
+    pub rec: Arc<Recorder>,
+    pub run_start: Instant,
+    pub run_id: String,
+    pub request_timeout: Duration,
+    /// Shared QUIC endpoints (`live.endpoints`); empty: a socket per player.
+    pub endpoints: Vec<quinn::Endpoint>,
 }
 
-/// The controller's handle on one player.
-#[derive(Debug, Default)]
-struct PlayerCtl {
-    stop: AtomicBool,
-    done: AtomicBool,
-    connected: AtomicBool,
-    storm: Mutex<Option<StormOrder>>,
-    notify: Notify,
-}
-
-impl PlayerCtl {
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    fn take_storm(&self) -> Option<StormOrder> {
-        self.storm.lock().unwrap_or_else(|p| p.into_inner()).take()
+impl Ctx {
+    /// The shared endpoint of player `n`, if the run shares endpoints.
+    pub fn endpoint_for(&self, n: u64) -> Option<quinn::Endpoint> {
+        (!self.endpoints.is_empty())
+            .then(|| self.endpoints[(n % self.endpoints.len() as u64) as usize].clone())
     }
 }
 
-struct Ctx {
-    scenario: Scenario,
-    target: LiveTarget,
-    rec: Arc<Recorder>,
-    run_start: Instant,
-    run_id: String,
-    request_timeout: Duration,
+/// Binds `n` client endpoints on the wildcard address of `family_of`'s family,
+/// each with `buffer_bytes` of socket receive and send buffer (the kernel
+/// caps them at `net.core.rmem_max` / `wmem_max`): a burst of handshake
+/// replies for thousands of players must not overflow the socket.
+pub fn bind_endpoints(
+    n: usize,
+    family_of: SocketAddr,
+    buffer_bytes: usize,
+) -> anyhow::Result<Vec<quinn::Endpoint>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind: SocketAddr = if family_of.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let runtime = quinn::default_runtime().context("no tokio runtime for the client endpoints")?;
+    (0..n)
+        .map(|_| {
+            let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+            // Best effort: a smaller buffer than asked still works, with more loss in bursts.
+            let _ = socket.set_recv_buffer_size(buffer_bytes);
+            let _ = socket.set_send_buffer_size(buffer_bytes);
+            socket.bind(&bind.into())?;
+            let endpoint = quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                None,
+                socket.into(),
+                runtime.clone(),
+            )?;
+            Ok(endpoint)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("binding the shared client endpoints")
 }
 
 /// Runs `scenario` against `target` and returns the results (not yet written).
@@ -104,6 +124,11 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         run_start: Instant::now(),
         run_id: format!("{:08x}", rand::random::<u32>()),
         request_timeout: Duration::from_millis(scenario.live.request_timeout_ms),
+        endpoints: bind_endpoints(
+            scenario.live.endpoints,
+            target.gateways[0][0],
+            scenario.live.endpoint_buffer_bytes,
+        )?,
     });
     let curves = scenario.curves(opts.scale);
     let mut duration = scenario.duration_s();
@@ -228,6 +253,10 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
     let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     let aborted = tasks.len();
     tasks.shutdown().await;
+    // Let the shared endpoints send the last CONNECTION_CLOSEs.
+    for e in &ctx.endpoints {
+        let _ = tokio::time::timeout(Duration::from_secs(1), e.wait_idle()).await;
+    }
     let sim_s = ctx.run_start.elapsed().as_secs_f64();
 
     let mut notes = Vec::new();
@@ -239,6 +268,12 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         notes.push(format!(
             "{aborted} players had not logged out {} ms after the end and were aborted.",
             scenario.live.shutdown_grace_ms
+        ));
+    }
+    if !ctx.endpoints.is_empty() {
+        notes.push(format!(
+            "Players shared {} QUIC endpoints (live.endpoints); a storm's dropped connections were closed with a CONNECTION_CLOSE instead of going silent.",
+            ctx.endpoints.len()
         ));
     }
     let peak: f64 = curves.iter().map(|c| c.peak()).sum();
@@ -365,349 +400,4 @@ fn progress_line(s: &Sample, scenario: &Scenario, rec: &Recorder) -> String {
         rec.error_total(),
         s.errors_per_s,
     )
-}
-
-/// Sleeps `d`, waking early when the controller signals; false when told to stop.
-async fn pause(ctl: &PlayerCtl, d: Duration) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = ctl.notify.notified() => {}
-    }
-    !ctl.stopping()
-}
-
-/// Logs in, retrying as the scenario (or a storm) says. `None`: gave up or stopped.
-async fn login(
-    ctx: &Ctx,
-    ctl: &PlayerCtl,
-    region: usize,
-    creds: &Credentials,
-    rng: &mut StdRng,
-    storm: Option<StormOrder>,
-) -> Option<Client> {
-    let rec = &ctx.rec;
-    let retry = &ctx.scenario.retry;
-    let impatient = rng.gen_bool(retry.impatient_share);
-    let mut config = ClientConfig::new(
-        ctx.target.gateways[region].clone(),
-        Trust::DevCa {
-            pem: ctx.target.ca_pem.clone(),
-        },
-        creds.clone(),
-    );
-    config.server_name = ctx.target.server_name.clone();
-    config.request_timeout = ctx.request_timeout;
-    config.event_capacity = 16;
-    let mut attempt = 0u32;
-    if let Some(s) = storm {
-        // The first attempt after a storm: all at once (lockstep) or spread (jitter).
-        let first = match s.mode {
-            StormMode::Lockstep => s.interval,
-            StormMode::Jitter => s.interval.mul_f64(rng.gen::<f64>()),
-        };
-        if !pause(ctl, (s.started + first).saturating_duration_since(Instant::now())).await {
-            return None;
-        }
-    }
-    loop {
-        attempt += 1;
-        inc(&rec.counters.login_attempts);
-        let t0 = Instant::now();
-        let err = match Client::connect(config.clone()).await {
-            Ok(c) => {
-                rec.ok(Op::Login, t0.elapsed());
-                inc(&rec.counters.logins_ok);
-                return Some(c);
-            }
-            Err(e) => e,
-        };
-        inc(&rec.counters.login_failures);
-        rec.err(Op::Login, &err);
-        let now = Instant::now();
-        let delay = match storm {
-            Some(s) => {
-                if now >= s.until {
-                    return give_up(rec);
-                }
-                match s.mode {
-                    StormMode::Lockstep => {
-                        let since = now.duration_since(s.started).as_nanos();
-                        let step = s.interval.as_nanos().max(1);
-                        Duration::from_nanos(((since / step + 1) * step - since) as u64)
-                    }
-                    StormMode::Jitter => s.interval.mul_f64(rng.gen::<f64>()),
-                }
-            }
-            None => {
-                if attempt >= retry.max_attempts || !err.is_retryable() {
-                    return give_up(rec);
-                }
-                retry_delay(
-                    retry,
-                    Attempt {
-                        number: attempt,
-                        impatient,
-                        retry_after: err.retry_after(),
-                        since_start: now.duration_since(ctx.run_start),
-                    },
-                    rng,
-                )
-            }
-        };
-        if !pause(ctl, delay).await {
-            return None;
-        }
-    }
-}
-
-fn give_up(rec: &Recorder) -> Option<Client> {
-    inc(&rec.counters.players_gave_up);
-    None
-}
-
-/// What a logged-in player does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Ping,
-    Echo,
-    StateLoad,
-    StateSave,
-    Matchmaking,
-}
-
-fn pick(weights: &[f64; 5], rng: &mut StdRng) -> Option<Action> {
-    let total: f64 = weights.iter().sum();
-    if total <= 0.0 {
-        return None;
-    }
-    let mut x = rng.gen::<f64>() * total;
-    let actions = [
-        Action::Ping,
-        Action::Echo,
-        Action::StateLoad,
-        Action::StateSave,
-        Action::Matchmaking,
-    ];
-    for (a, w) in actions.iter().zip(weights) {
-        if x < *w {
-            return Some(*a);
-        }
-        x -= w;
-    }
-    actions
-        .iter()
-        .zip(weights)
-        .rev()
-        .find(|(_, w)| **w > 0.0)
-        .map(|(a, _)| *a)
-}
-
-/// One logged-in session's per-player state.
-struct Session {
-    client: Client,
-    events: outpost_client::Events,
-    first_connect_seen: bool,
-    state: Option<StateClient>,
-}
-
-impl Session {
-    fn new(client: Client) -> Self {
-        let events = client.events();
-        Session {
-            client,
-            events,
-            first_connect_seen: false,
-            state: None,
-        }
-    }
-
-    /// Counts reconnects from the SDK's events; false if the session ended.
-    fn drain_events(&mut self, rec: &Recorder) -> bool {
-        while let Some(ev) = self.events.try_recv() {
-            match ev {
-                Event::Connected { resumed } => {
-                    if self.first_connect_seen {
-                        inc(&rec.counters.reconnects);
-                        if resumed {
-                            inc(&rec.counters.resumed);
-                        }
-                    }
-                    self.first_connect_seen = true;
-                }
-                Event::Closed { reason } => {
-                    rec.err_code(
-                        Op::Login,
-                        format!("SessionEnded:{}", crate::record::error_code(&reason)),
-                    );
-                    return false;
-                }
-                _ => {}
-            }
-        }
-        true
-    }
-
-    async fn state(&mut self) -> Result<StateClient, ClientError> {
-        if let Some(s) = &self.state {
-            return Ok(s.clone());
-        }
-        let s = self.client.state().await?;
-        self.state = Some(s.clone());
-        Ok(s)
-    }
-}
-
-async fn player(ctx: Arc<Ctx>, region: usize, n: u64, ctl: Arc<PlayerCtl>) {
-    run_player(&ctx, region, n, &ctl).await;
-    ctl.connected.store(false, Ordering::Relaxed);
-    ctl.done.store(true, Ordering::Relaxed);
-    ctx.rec.alive[region].fetch_sub(1, Ordering::Relaxed);
-}
-
-async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
-    let rec = &ctx.rec;
-    let sc = &ctx.scenario;
-    let mut rng = StdRng::seed_from_u64(sc.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let length = Duration::from_secs_f64(sc.session.length_s.sample(&mut rng).min(1e7));
-    let session_end = Instant::now() + length;
-    let creds = Credentials::Device {
-        device_id: format!("sim-{}-{}-{n}", ctx.run_id, sc.regions[region].name),
-        secret: format!("outpost-sim-secret-{n:08}"),
-    };
-    let Some(client) = login(ctx, ctl, region, &creds, &mut rng, None).await else {
-        return;
-    };
-    inc(&rec.counters.players_logged_in);
-    let mut s = Session::new(client);
-    let set_connected = |on: bool| {
-        ctl.connected.store(on, Ordering::Relaxed);
-        let d = if on { 1 } else { -1 };
-        rec.connected[region].fetch_add(d, Ordering::Relaxed);
-    };
-    set_connected(true);
-    let weights = sc.behaviour.weights();
-    let mut version = 0u64;
-    loop {
-        if !s.drain_events(rec) {
-            set_connected(false);
-            return;
-        }
-        if ctl.stopping() || Instant::now() >= session_end {
-            break;
-        }
-        if let Some(order) = ctl.take_storm() {
-            inc(&rec.counters.storm_drops);
-            set_connected(false);
-            // Gone without a goodbye: the gateway only notices through the idle
-            // timeout or the replacing login.
-            s.client.debug_kill_connection();
-            drop(s);
-            let Some(client) = login(ctx, ctl, region, &creds, &mut rng, Some(order)).await else {
-                return;
-            };
-            s = Session::new(client);
-            set_connected(true);
-            continue;
-        }
-        let think = Duration::from_secs_f64(sc.session.think_ms.sample(&mut rng) / 1000.0);
-        let wake = (Instant::now() + think).min(session_end);
-        tokio::select! {
-            _ = tokio::time::sleep_until(wake.into()) => {}
-            _ = ctl.notify.notified() => continue,
-        }
-        let Some(action) = pick(&weights, &mut rng) else {
-            continue;
-        };
-        let t0 = Instant::now();
-        let (op, res) = match action {
-            Action::Ping => (Op::Ping, s.client.ping().await.map(|_| ())),
-            Action::Echo => (
-                Op::Echo,
-                s.client
-                    .echo(vec![0x5a; sc.behaviour.echo_bytes], 0)
-                    .await
-                    .map(|_| ()),
-            ),
-            Action::StateLoad => (
-                Op::StateLoad,
-                async { s.state().await?.list().await }.await.map(|_| ()),
-            ),
-            Action::StateSave => {
-                let value = vec![b'x'; sc.behaviour.state_bytes];
-                let res = async { s.state().await?.set("sim", version, value).await }.await;
-                match res {
-                    Ok(v) => {
-                        version = v;
-                        (Op::StateSave, Ok(()))
-                    }
-                    Err(e) => {
-                        if outpost_client::is_conflict(&e) {
-                            // Someone else (a replaced session) wrote: re-read the version.
-                            if let Ok(Some(doc)) = async { s.state().await?.get("sim").await }.await {
-                                version = doc.version;
-                            }
-                        }
-                        (Op::StateSave, Err(e))
-                    }
-                }
-            }
-            Action::Matchmaking => {
-                // Queue, then wait for the MatchFound push (bounded), as a game
-                // would; the recorded time is the match wait.
-                let queue = sc.matchmaking.as_ref().map_or("duel", |m| m.queue.as_str());
-                let res = async {
-                    let mm = s.client.matchmaking().await?;
-                    let mut events = s.client.events();
-                    mm.queue_here(queue).await?;
-                    let found = tokio::time::timeout(MATCH_WAIT_LIMIT, async {
-                        while let Some(ev) = events.recv().await {
-                            if let Event::Push {
-                                body: outpost_client::PushBody::MatchFound { .. },
-                                ..
-                            } = ev
-                            {
-                                return true;
-                            }
-                        }
-                        false
-                    })
-                    .await;
-                    if matches!(found, Ok(true)) {
-                        Ok(())
-                    } else {
-                        let _ = mm.cancel().await;
-                        Err(ClientError::Timeout)
-                    }
-                }
-                .await;
-                (Op::MatchWait, res)
-            }
-        };
-        match res {
-            Ok(()) => rec.ok(op, t0.elapsed()),
-            Err(e) => rec.err(op, &e),
-        }
-    }
-    set_connected(false);
-    inc(&rec.counters.sessions_completed);
-    let _ = tokio::time::timeout(Duration::from_secs(2), s.client.close()).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pick_follows_weights() {
-        let mut rng = StdRng::seed_from_u64(3);
-        assert_eq!(pick(&[0.0; 5], &mut rng), None);
-        let mut counts = [0usize; 5];
-        for _ in 0..10_000 {
-            let a = pick(&[1.0, 0.0, 3.0, 0.0, 0.0], &mut rng).unwrap();
-            counts[a as usize] += 1;
-        }
-        assert_eq!(counts[1] + counts[3] + counts[4], 0);
-        let share = counts[2] as f64 / 10_000.0;
-        assert!((share - 0.75).abs() < 0.03, "{share}");
-    }
 }

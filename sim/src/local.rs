@@ -42,7 +42,11 @@ pub fn local_pool(
 
 impl LocalGateway {
     /// Starts a gateway admitting up to `max_sessions` sessions, with the
-    /// scenario's matchmaking queue (if any) in its pool.
+    /// scenario's matchmaking queue (if any) in its pool and client grants
+    /// on (`inventory.client_grants`, for the sim's inventory grants). The
+    /// other limits are the gateway's defaults: per-session bounds, 8 MiB UDP
+    /// buffers (capped by `net.core.rmem_max`), QUIC Retry only above 512
+    /// handshakes in progress.
     pub async fn start(
         max_sessions: usize,
         pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
@@ -56,6 +60,8 @@ impl LocalGateway {
         };
         config.tls.dev_certs_dir = dir.path().join("certs");
         config.limits.max_sessions = max_sessions.max(1);
+        // Players grant themselves currency (the sim's inventory grants).
+        config.inventory.client_grants = true;
         if pool.is_some() {
             config.matchmaking.pool = pool;
         }

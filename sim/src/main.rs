@@ -146,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let results = match &cli.command {
         Command::Live(a) => {
             opts.max_players = a.max_players;
+            raise_open_file_limit(opts.progress);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(run_live(&scenario, a, &opts))?
         }
@@ -192,6 +193,18 @@ async fn run_live(scenario: &Scenario, a: &LiveArgs, opts: &RunOptions) -> anyho
         server_name: a.server_name.clone(),
     };
     outpost_sim::live::run(scenario, target, opts).await
+}
+
+/// Raises the soft open-file limit to the hard limit: without shared endpoints
+/// every live player holds a UDP socket, and the usual soft limit (1,024) ends
+/// a run of more players with "too many open files". Best effort: on failure
+/// the run goes on with the limit it has.
+fn raise_open_file_limit(verbose: bool) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if verbose => eprintln!("open-file limit: {n}"),
+        Ok(_) => {}
+        Err(e) => eprintln!("outpost-sim: could not raise the open-file limit: {e}"),
+    }
 }
 
 /// `ADDR` applies to every region; `REGION=ADDR` to one (and wins over the former).
@@ -246,6 +259,12 @@ fn print_summary(r: &Results) {
             t.requests,
             t.request_errors
         );
+        if t.inventory_ops > 0 {
+            println!(
+                "inventory operations {} · purchases declined {} · replays verified {}",
+                t.inventory_ops, t.purchases_declined, t.replays_verified
+            );
+        }
     } else {
         println!(
             "players {} · tickets {} · matches {}",

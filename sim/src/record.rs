@@ -30,17 +30,32 @@ pub enum Op {
     StateSave,
     /// Wait from ticket creation to match (model mode; milliseconds).
     MatchWait,
+    /// `InventoryBalances` on the inventory channel.
+    InventoryBalances,
+    /// `InventoryHistory` (one page, newest first).
+    InventoryHistory,
+    /// `InventoryGrant` with a fresh idempotency key.
+    InventoryGrant,
+    /// `InventoryPurchase` with a fresh idempotency key (declined ones included).
+    InventoryPurchase,
+    /// The session's last grant or purchase again, with its key.
+    InventoryReplay,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 11] = [
         Op::Login,
         Op::Ping,
         Op::Echo,
         Op::StateLoad,
         Op::StateSave,
         Op::MatchWait,
+        Op::InventoryBalances,
+        Op::InventoryHistory,
+        Op::InventoryGrant,
+        Op::InventoryPurchase,
+        Op::InventoryReplay,
     ];
 
     /// Name in results and reports.
@@ -52,6 +67,11 @@ impl Op {
             Op::StateLoad => "state_load",
             Op::StateSave => "state_save",
             Op::MatchWait => "match_wait",
+            Op::InventoryBalances => "inventory_balances",
+            Op::InventoryHistory => "inventory_history",
+            Op::InventoryGrant => "inventory_grant",
+            Op::InventoryPurchase => "inventory_purchase",
+            Op::InventoryReplay => "inventory_replay",
         }
     }
 
@@ -66,7 +86,19 @@ impl Op {
     /// Whether this is a request a player makes inside a session (counted in
     /// request rates and the request error rate).
     pub fn is_request(self) -> bool {
-        matches!(self, Op::Ping | Op::Echo | Op::StateLoad | Op::StateSave)
+        !matches!(self, Op::Login | Op::MatchWait)
+    }
+
+    /// Whether this is an inventory operation.
+    pub fn is_inventory(self) -> bool {
+        matches!(
+            self,
+            Op::InventoryBalances
+                | Op::InventoryHistory
+                | Op::InventoryGrant
+                | Op::InventoryPurchase
+                | Op::InventoryReplay
+        )
     }
 }
 
@@ -109,6 +141,9 @@ pub struct Counters {
     pub request_errors: AtomicU64,
     pub sessions_completed: AtomicU64,
     pub skipped_actions: AtomicU64,
+    pub inventory_ops: AtomicU64,
+    pub purchases_declined: AtomicU64,
+    pub replays_verified: AtomicU64,
 }
 
 /// Counters as written to the results.
@@ -133,7 +168,7 @@ pub struct Totals {
     pub resumed: u64,
     /// Sessions dropped by retry storms.
     pub storm_drops: u64,
-    /// Requests made inside sessions (ping, echo, state).
+    /// Requests made inside sessions (ping, echo, state, inventory).
     pub requests: u64,
     /// Requests that failed.
     pub request_errors: u64,
@@ -146,6 +181,17 @@ pub struct Totals {
     pub tickets: u64,
     /// Model mode: matches formed.
     pub matches: u64,
+    /// Inventory operations started (every `inventory_*` operation, failed
+    /// ones included; also counted in `requests`).
+    #[serde(default)]
+    pub inventory_ops: u64,
+    /// Purchases the ledger refused with `Conflict` (balance too small, stack
+    /// full): answers, not failures; recorded in `inventory_purchase`.
+    #[serde(default)]
+    pub purchases_declined: u64,
+    /// Replays answered with the original receipt (`duplicate`, same event id).
+    #[serde(default)]
+    pub replays_verified: u64,
 }
 
 /// Everything recorded during a run.
@@ -259,6 +305,9 @@ impl Recorder {
             skipped_actions: g(&c.skipped_actions),
             tickets: 0,
             matches: 0,
+            inventory_ops: g(&c.inventory_ops),
+            purchases_declined: g(&c.purchases_declined),
+            replays_verified: g(&c.replays_verified),
         }
     }
 }

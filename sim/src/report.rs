@@ -312,6 +312,13 @@ pub fn render(r: &Results) -> String {
             ("requests", fmt_num(t.requests as f64)),
             ("request errors", fmt_num(t.request_errors as f64)),
         ]);
+        if t.inventory_ops > 0 {
+            cards.extend([
+                ("inventory operations", fmt_num(t.inventory_ops as f64)),
+                ("purchases declined", fmt_num(t.purchases_declined as f64)),
+                ("replays verified", fmt_num(t.replays_verified as f64)),
+            ]);
+        }
     } else {
         cards.extend([
             ("players arrived", fmt_num(t.players_started as f64)),

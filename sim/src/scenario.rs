@@ -29,6 +29,14 @@
 //! state_load = 1
 //! state_save = 1
 //! matchmaking = 0        # queue and wait for a match (live: through the gateway)
+//! inventory = 1          # an inventory operation, as the [inventory] mix says
+//!
+//! [inventory]            # relative weights within inventory operations (see crate::inventory)
+//! balances = 4
+//! history = 1
+//! grant = 2              # needs inventory.client_grants on the gateway (--local turns it on)
+//! purchase = 1
+//! replay = 0.5
 //!
 //! [slo]
 //! login_p99_ms = 2000
@@ -42,6 +50,7 @@ use thiserror::Error;
 
 use crate::curve::{Curve, Segment};
 use crate::dist::Dist;
+use crate::inventory::InventorySpec;
 
 /// A scenario that cannot be used, with the reason.
 #[derive(Debug, Error)]
@@ -90,6 +99,9 @@ pub struct Scenario {
     /// Matchmaking (model mode): queue shape, skill window, match length.
     #[serde(default)]
     pub matchmaking: Option<MatchmakingSpec>,
+    /// What an inventory action is (live mode; the defaults when absent).
+    #[serde(default)]
+    pub inventory: InventorySpec,
     /// Objectives that decide the exit code.
     #[serde(default)]
     pub slo: SloSpec,
@@ -147,9 +159,13 @@ pub struct BehaviourMix {
     pub state_load: f64,
     /// Save a state document (read-modify-write with compare-and-set). Default 0.5.
     pub state_save: f64,
-    /// Queue for a match (model mode; live mode skips it until the gateway
-    /// serves matchmaking). Default 0.
+    /// Queue for a match and wait for it (model mode: tickets; live mode:
+    /// through the gateway's matchmaking channel). Default 0.
     pub matchmaking: f64,
+    /// An inventory operation, drawn from the `[inventory]` mix (live mode;
+    /// model mode does not model it). Default 0. Expected inventory operations
+    /// per player-minute: `60,000 / mean think_ms × inventory / sum of weights`.
+    pub inventory: f64,
     /// Payload of an echo request, bytes. Default 64.
     pub echo_bytes: usize,
     /// Size of a saved state document, bytes. Default 256.
@@ -164,6 +180,7 @@ impl Default for BehaviourMix {
             state_load: 1.0,
             state_save: 0.5,
             matchmaking: 0.0,
+            inventory: 0.0,
             echo_bytes: 64,
             state_bytes: 256,
         }
@@ -171,15 +188,16 @@ impl Default for BehaviourMix {
 }
 
 impl BehaviourMix {
-    /// The weights in [`crate::record::Op`] order of actions: ping, echo,
-    /// state_load, state_save, matchmaking.
-    pub fn weights(&self) -> [f64; 5] {
+    /// The weights of the actions, in this order: ping, echo, state_load,
+    /// state_save, matchmaking, inventory.
+    pub fn weights(&self) -> [f64; 6] {
         [
             self.ping,
             self.echo,
             self.state_load,
             self.state_save,
             self.matchmaking,
+            self.inventory,
         ]
     }
 }
@@ -251,6 +269,19 @@ pub struct LiveSpec {
     pub control_interval_ms: u64,
     /// After the curve ends, how long players get to log out, ms. Default 5,000.
     pub shutdown_grace_ms: u64,
+    /// QUIC endpoints (UDP sockets) the players share, 0..=256. Default 0:
+    /// every player binds its own socket, as a game does (a storm's dropped
+    /// connection then goes silent). Above a few thousand players use a few
+    /// per core (e.g. 8): one socket per player costs a file descriptor and a
+    /// kernel buffer each, while a shared endpoint's packets are handled by
+    /// one task, and a storm closes a shared connection with a
+    /// CONNECTION_CLOSE instead of silence.
+    pub endpoints: usize,
+    /// Receive and send buffer of each shared endpoint's socket, bytes, at
+    /// least 65,536. Default 8 MiB (the kernel caps it at `net.core.rmem_max`
+    /// / `wmem_max`): a login burst of thousands of players must not
+    /// overflow it, or dropped handshake packets wait for a retransmission.
+    pub endpoint_buffer_bytes: usize,
 }
 
 impl Default for LiveSpec {
@@ -261,6 +292,8 @@ impl Default for LiveSpec {
             request_timeout_ms: 10_000,
             control_interval_ms: 100,
             shutdown_grace_ms: 5_000,
+            endpoints: 0,
+            endpoint_buffer_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -449,6 +482,9 @@ impl Scenario {
         if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
             return bad("behaviour weights must be finite numbers >= 0".into());
         }
+        self.inventory
+            .validate(self.behaviour.inventory > 0.0)
+            .or_else(bad)?;
         if self.behaviour.echo_bytes > 16 * 1024 || self.behaviour.state_bytes > 16 * 1024 {
             return bad("behaviour.echo_bytes and state_bytes must be at most 16384".into());
         }
@@ -470,6 +506,11 @@ impl Scenario {
             || l.control_interval_ms == 0
         {
             return bad("live: max_players, max_arrivals_per_sec, request_timeout_ms and control_interval_ms must be > 0".into());
+        }
+        if l.endpoints > 256 || l.endpoint_buffer_bytes < 65_536 {
+            return bad(
+                "live.endpoints must be within 0..=256 and live.endpoint_buffer_bytes >= 65536".into(),
+            );
         }
         if let Some(m) = &self.matchmaking {
             self.validate_matchmaking(m)?;
@@ -597,6 +638,10 @@ think_ms = { kind = "fixed", value = 100 }
         assert!(err("[behaviour]\nmatchmaking = 1\n").contains("[matchmaking]"));
         assert!(err("[slo]\nerror_rate = 1.5\n").contains("error_rate"));
         assert!(err("[live]\nmax_players = 0\n").contains("max_players"));
+        assert!(err("[inventory]\nhistory_limit = 500\n").contains("history_limit"));
+        assert!(err("[inventory]\ngrants = 1\n").contains("unknown field"));
+        let none = "[behaviour]\ninventory = 1\n[inventory]\nbalances = 0\nhistory = 0\ngrant = 0\npurchase = 0\nreplay = 0\n";
+        assert!(err(none).contains("[inventory] weight"));
         let e = Scenario::parse(&format!(
             "{BASE}[[regions]]\nname = \"us-east\"\ncurve = [{{ kind = \"hold\", level = 1, duration_s = 1 }}]\nneighbours = [{{ name = \"mars\", rtt_ms = {{ kind = \"fixed\", value = 1 }} }}]\n"
         ))

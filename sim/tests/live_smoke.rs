@@ -1,9 +1,12 @@
 //! Live mode end to end: `smoke.toml` against a real gateway started in this
 //! process on loopback, through the real SDK over QUIC. Checks the JSON
-//! result's counts against what the scenario asked for.
+//! result's counts against what the scenario asked for: players per region
+//! against the curves, and the action mix (inventory operations and their
+//! kinds) against the behaviour and inventory weights.
 
 use std::path::Path;
 
+use outpost_sim::inventory::InvKind;
 use outpost_sim::live::LiveTarget;
 use outpost_sim::local::LocalGateway;
 use outpost_sim::results::Results;
@@ -54,7 +57,22 @@ async fn smoke_scenario_against_a_local_gateway() {
         "request errors {:?}",
         results.errors
     );
-    for op in ["login", "ping", "echo", "state_load", "state_save", "match_wait"] {
+    let asked: Vec<&str> = ["login", "ping", "echo", "state_load", "state_save", "match_wait"]
+        .into_iter()
+        .chain(
+            InvKind::ALL
+                .iter()
+                .zip(scenario.inventory.weights())
+                .filter(|(_, w)| *w > 0.0)
+                .map(|(k, _)| k.op().name()),
+        )
+        .collect();
+    assert_eq!(
+        asked.len(),
+        11,
+        "the smoke scenario asks for every inventory kind"
+    );
+    for op in asked {
         let o = &results.operations[op];
         assert!(o.count > 0 && o.p50 > 0.0 && o.p99 >= o.p50, "{op}: {o:?}");
         assert_eq!(
@@ -85,11 +103,95 @@ async fn smoke_scenario_against_a_local_gateway() {
     let back = Results::read(&json).unwrap();
     assert_eq!(back.totals, results.totals);
     assert_eq!(back.operations.len(), results.operations.len());
+    check_action_mix(&scenario, &back);
     let page = std::fs::read_to_string(html).unwrap();
     assert!(page.starts_with("<!doctype html>") && page.ends_with("</html>"));
     assert!(page.matches("<svg").count() >= 4, "charts are drawn");
+    for k in InvKind::ALL {
+        assert!(page.contains(k.op().name()), "{} in the report", k.op().name());
+    }
+    assert!(page.contains("replays verified"));
     assert!(
         !page.contains("http://") && !page.contains("https://"),
         "nothing is fetched from the network"
+    );
+}
+
+/// Attempts of `op` in a result: recorded samples plus errors.
+fn attempts(r: &Results, op: &str) -> u64 {
+    let ok = r.operations.get(op).map_or(0, |o| o.count);
+    let failed: u64 = r.errors_by_op.get(op).map_or(0, |m| m.values().sum());
+    ok + failed
+}
+
+/// `n` of `total` draws with probability `p`: within 4.5 standard deviations
+/// (plus one for rounding) of the expectation.
+fn assert_binomial(what: &str, n: u64, total: u64, p: f64) {
+    let mean = total as f64 * p;
+    let sd = (total as f64 * p * (1.0 - p)).sqrt();
+    assert!(
+        (n as f64 - mean).abs() <= 4.5 * sd + 1.0,
+        "{what}: {n} of {total}, expected {mean:.0} ± {:.0} (p = {p:.3})",
+        4.5 * sd
+    );
+}
+
+/// The result's action counts against the scenario's weights: how many
+/// inventory operations (behaviour.inventory among all actions) and of which
+/// kinds ([inventory] weights), from the JSON written by the run.
+fn check_action_mix(scenario: &Scenario, r: &Results) {
+    let t = &r.totals;
+    let b = &scenario.behaviour;
+    // Every action a player took: requests (ping, echo, state, inventory) and match waits.
+    let actions = t.requests + attempts(r, "match_wait");
+    let w = b.weights();
+    let share = b.inventory / w.iter().sum::<f64>();
+    assert!(actions > 300, "enough actions to compare shares: {actions}");
+    assert_binomial("inventory operations", t.inventory_ops, actions, share);
+
+    // The kinds add up to the counter, and follow the [inventory] weights.
+    let inv = &scenario.inventory;
+    let per_kind: Vec<u64> = InvKind::ALL.iter().map(|k| attempts(r, k.op().name())).collect();
+    assert_eq!(per_kind.iter().sum::<u64>(), t.inventory_ops, "{per_kind:?}");
+    // A replay is drawn only once the session has a write; otherwise the draw is
+    // repeated among the other kinds, so those keep their proportions exactly.
+    let weights = inv.weights();
+    let others: u64 = per_kind[..4].iter().sum();
+    let others_w: f64 = weights[..4].iter().sum();
+    for (i, k) in InvKind::ALL[..4].iter().enumerate() {
+        assert_binomial(k.op().name(), per_kind[i], others, weights[i] / others_w);
+    }
+    let replay_max = t.inventory_ops as f64 * weights[4] / weights.iter().sum::<f64>();
+    assert!(
+        per_kind[4] > 0 && (per_kind[4] as f64) <= replay_max + 4.5 * replay_max.sqrt() + 1.0,
+        "replays {} (at most about {replay_max:.0})",
+        per_kind[4]
+    );
+    // Keyed writes are idempotent through the gateway: every replay came back
+    // as the original receipt.
+    assert_eq!(
+        t.replays_verified,
+        per_kind[4],
+        "errors: {:?}",
+        r.errors_by_op.get("inventory_replay")
+    );
+    assert!(!r.errors.contains_key("ReplayMismatch"));
+    // A purchase before enough grants is declined (Conflict: not a failure);
+    // the others went through on granted gems.
+    let purchases = per_kind[3];
+    assert!(
+        t.purchases_declined < purchases,
+        "declined {} of {purchases} purchases",
+        t.purchases_declined
+    );
+    let inv_errors: u64 = InvKind::ALL
+        .iter()
+        .filter_map(|k| r.errors_by_op.get(k.op().name()))
+        .flat_map(|m| m.values())
+        .sum();
+    assert!(
+        inv_errors * 50 <= t.inventory_ops,
+        "inventory errors {:?}",
+        r.errors_by_op
     );
 }
