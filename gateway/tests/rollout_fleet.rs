@@ -540,5 +540,29 @@ async fn sdk_errors_and_game_reports_become_gateway_metrics() -> Result<()> {
     client.close().await;
     telemetry.report_error("E_LATE", "");
     telemetry.flush().await;
+
+    // A batch that fills is sent at once, not at the (here: hourly) interval.
+    let mut config = gw.client_config(device());
+    config.platform = Platform::Windows;
+    config.client_version = "3.1.5".into();
+    config.telemetry.flush_interval = Duration::from_secs(3600);
+    config.telemetry.max_latency_samples = 3;
+    let client = Client::connect(config).await?;
+    for ms in [5, 6, 7] {
+        client.telemetry().report_latency(Duration::from_millis(ms));
+    }
+    let want = r#"outpost_client_latency_ms_count{client_version="3.1.5",platform="windows"} 3"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = admin(&gw, "GET", "/metrics".into(), String::new()).await?;
+        if m.contains(want) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the full batch was not sent: missing {want} in\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
