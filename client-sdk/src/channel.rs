@@ -12,6 +12,10 @@
 //! whether a request is idempotent (or carries an idempotency key). Requests
 //! *queued* while the client is reconnecting have not been sent yet; they are
 //! sent on the next connection if their timeout has not expired.
+//!
+//! A GoAway does not make requests fail: once the session starts moving
+//! (see `session.rs`), new requests are held for the next connection and the
+//! old connection is closed only after those already sent were answered.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -265,7 +269,7 @@ impl ChannelTask {
         let notify = Arc::new(Notify::new());
         let mut reader = tokio::spawn(channel_reader(
             recv,
-            live.max_frame,
+            live.clone(),
             self.kind,
             inflight.clone(),
             notify.clone(),
@@ -274,7 +278,7 @@ impl ChannelTask {
         let count = |m: &Arc<Mutex<HashMap<u64, Reply>>>| m.lock().unwrap_or_else(|p| p.into_inner()).len();
 
         let served = loop {
-            let can_send = count(&inflight) < live.max_in_flight;
+            let can_send = count(&inflight) < live.max_in_flight && !live.is_moving();
             tokio::select! {
                 biased;
                 r = &mut reader => break match r {
@@ -283,7 +287,7 @@ impl ChannelTask {
                         if let ClientError::Protocol { code, .. } = &e {
                             live.conn.close(code.0.into(), b"bad channel frame");
                         }
-                        fail_all(&inflight, &e);
+                        fail_all(&inflight, live, &e);
                         Served::Reconnect
                     }
                     Ok(ReaderEnd::Finished) if live.conn.close_reason().is_none() => {
@@ -311,10 +315,17 @@ impl ChannelTask {
                     if p.reply.is_closed() {
                         continue; // the caller gave up (timeout) before it was sent
                     }
+                    if !live.try_claim() {
+                        // The session is leaving this connection after a GoAway:
+                        // keep the request for the next one.
+                        self.backlog.push_front(p);
+                        continue;
+                    }
                     self.next_id += 1;
                     let id = self.next_id;
                     let frame = ChannelMsg::Request(Request { request_id: id, body: p.body }).encode();
                     if body_len(&frame) > live.max_frame as usize {
+                        live.release(1);
                         let _ = p.reply.send(Err(ClientError::RequestTooLarge {
                             len: body_len(&frame),
                             max: live.max_frame,
@@ -337,18 +348,19 @@ impl ChannelTask {
                     .into(),
             ),
         };
-        fail_all(&inflight, &err);
+        fail_all(&inflight, live, &err);
         served
     }
 }
 
-fn fail_all(inflight: &Mutex<HashMap<u64, Reply>>, err: &ClientError) {
+fn fail_all(inflight: &Mutex<HashMap<u64, Reply>>, live: &LiveConn, err: &ClientError) {
     let drained: Vec<Reply> = inflight
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .drain()
         .map(|(_, r)| r)
         .collect();
+    live.release(drained.len());
     for r in drained {
         let _ = r.send(Err(err.clone()));
     }
@@ -365,7 +377,7 @@ async fn next_pending(backlog: &mut VecDeque<Pending>, rx: &mut mpsc::Receiver<P
 /// pushes to the event queue.
 async fn channel_reader(
     mut recv: quinn::RecvStream,
-    max_frame: u32,
+    live: Arc<LiveConn>,
     kind: ChannelKind,
     inflight: Arc<Mutex<HashMap<u64, Reply>>>,
     notify: Arc<Notify>,
@@ -375,6 +387,7 @@ async fn channel_reader(
         let reply = inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         match reply {
             Some(r) => {
+                live.release(1);
                 notify.notify_one();
                 let _ = r.send(result);
             }
@@ -383,7 +396,7 @@ async fn channel_reader(
         }
     };
     loop {
-        match read_channel(&mut recv, max_frame).await {
+        match read_channel(&mut recv, live.max_frame).await {
             Ok(None) => return ReaderEnd::Finished,
             Err(ReadError::Io(_)) => return ReaderEnd::Io,
             Err(ReadError::Decode(e)) => return ReaderEnd::Protocol(ClientError::protocol(&e)),

@@ -2,6 +2,13 @@
 //! stream, sends heartbeats, reacts to GoAway / Kick, and reconnects and
 //! resumes after connection loss.
 //!
+//! A GoAway is a planned move, and no call may fail because of it: when its
+//! delay has elapsed the actor marks the connection as *moving* ([`LiveConn`]),
+//! channel tasks stop sending new requests on it (they queue them for the next
+//! connection), and the actor closes it only once every request already sent
+//! has been answered (bounded by the request timeout). Pings asked for while
+//! moving or reconnecting are sent on the next connection.
+//!
 //! The actor publishes the connection state on a `watch` channel
 //! ([`ConnState`]); channel tasks (see `channel.rs`) follow it to re-open their
 //! streams on every new connection. Commands from `Client` handles (ping,
@@ -10,12 +17,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outpost_schema::{ControlMsg, Credentials, ErrorCode, Hello, Welcome, PROTOCOL_VERSION};
 use quinn::ConnectionError;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
 use crate::backoff;
@@ -70,6 +78,53 @@ pub(crate) struct LiveConn {
     pub generation: u64,
     pub max_frame: u32,
     pub max_in_flight: usize,
+    /// Set once the connection is being left after a GoAway: no new request
+    /// may be sent on it.
+    moving: AtomicBool,
+    /// Requests sent on this connection and not yet answered, all channels.
+    in_flight: AtomicUsize,
+    /// Notified when `in_flight` drops to 0.
+    idle: Notify,
+}
+
+impl LiveConn {
+    /// Claims the right to send one request on this connection; `false` (and
+    /// nothing claimed) once the connection is moving. Pair every `true` with one
+    /// [`release`](Self::release).
+    ///
+    /// The counter is raised before the flag is read, and the actor sets the flag
+    /// before it reads the counter (both `SeqCst`): either the actor sees this
+    /// request and waits for its answer, or this request sees the flag and waits
+    /// for the next connection. None is sent on a connection being closed.
+    pub(crate) fn try_claim(&self) -> bool {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        if self.moving.load(Ordering::SeqCst) {
+            self.release(1);
+            return false;
+        }
+        true
+    }
+
+    /// `n` requests were answered or abandoned.
+    pub(crate) fn release(&self, n: usize) {
+        if n > 0 && self.in_flight.fetch_sub(n, Ordering::SeqCst) == n {
+            self.idle.notify_one();
+        }
+    }
+
+    /// Whether new requests must wait for the next connection.
+    pub(crate) fn is_moving(&self) -> bool {
+        self.moving.load(Ordering::SeqCst)
+    }
+
+    /// Stops new requests on this connection.
+    fn begin_move(&self) {
+        self.moving.store(true, Ordering::SeqCst);
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) == 0
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +228,8 @@ pub(crate) struct Actor {
     nonce: u64,
     /// Replies to `close()` calls, answered when the actor is done.
     closers: Vec<oneshot::Sender<()>>,
+    /// Pings asked for while moving or reconnecting: sent on the next connection.
+    deferred_pings: Vec<PingReply>,
 }
 
 impl Actor {
@@ -185,13 +242,14 @@ impl Actor {
             generation: 0,
             nonce: 0,
             closers: Vec::new(),
+            deferred_pings: Vec::new(),
         };
-        actor.install(&est);
-        tokio::spawn(actor.run(est));
+        let live = actor.install(&est);
+        tokio::spawn(actor.run(est, live));
     }
 
     /// Publishes a fresh login: tokens, info, state, event.
-    fn install(&mut self, est: &Established) {
+    fn install(&mut self, est: &Established) -> Arc<LiveConn> {
         let w = &est.welcome;
         self.generation += 1;
         self.resume_token = Some(w.resume_token.clone()).filter(|t| !t.is_empty());
@@ -217,21 +275,27 @@ impl Actor {
             protocol_version: w.protocol_version,
         };
         *self.shared.info.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
-        self.shared
-            .state
-            .send_replace(ConnState::Connected(Arc::new(LiveConn {
-                conn: est.conn.clone(),
-                generation: self.generation,
-                max_frame: est.max_frame,
-                max_in_flight: max_in_flight as usize,
-            })));
+        let live = Arc::new(LiveConn {
+            conn: est.conn.clone(),
+            generation: self.generation,
+            max_frame: est.max_frame,
+            max_in_flight: max_in_flight as usize,
+            moving: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        });
+        self.shared.state.send_replace(ConnState::Connected(live.clone()));
         self.shared.events.emit(Event::Connected { resumed: w.resumed });
         tracing::debug!(gateway = %est.gateway, resumed = w.resumed, "outpost session connected");
+        live
     }
 
     /// Ends the session for good.
     fn finish(&mut self, reason: ClientError) {
         self.shared.state.send_replace(ConnState::Closed(reason.clone()));
+        for r in self.deferred_pings.drain(..) {
+            let _ = r.send(Err(reason.clone()));
+        }
         self.shared.events.emit(Event::Closed { reason });
         for c in self.closers.drain(..) {
             let _ = c.send(());
@@ -251,10 +315,10 @@ impl Actor {
         }
     }
 
-    async fn run(mut self, mut est: Established) {
+    async fn run(mut self, mut est: Established, mut live: Arc<LiveConn>) {
         loop {
             let endpoint = est.endpoint.clone();
-            let outcome = self.drive(est).await;
+            let outcome = self.drive(est, &live).await;
             if !matches!(outcome, Outcome::Closed) {
                 self.shared.state.send_replace(ConnState::Connecting);
             }
@@ -307,7 +371,7 @@ impl Actor {
             endpoint.close(ErrorCode::Unspecified.0.into(), b"");
             match self.reconnect(immediate).await {
                 Some(next) => {
-                    self.install(&next);
+                    live = self.install(&next);
                     est = next;
                 }
                 None => return,
@@ -316,7 +380,7 @@ impl Actor {
     }
 
     /// Drives one logged-in connection until it ends.
-    async fn drive(&mut self, est: Established) -> Outcome {
+    async fn drive(&mut self, est: Established, live: &LiveConn) -> Outcome {
         let Established {
             socket,
             conn,
@@ -334,9 +398,24 @@ impl Actor {
         let mut last_pong = Instant::now();
         let mut pings: VecDeque<PendingPing> = VecDeque::new();
         let mut goaway_at: Option<Instant> = None;
+        // Set once the GoAway delay elapsed: leave when quiet, or at this instant.
+        let mut move_by: Option<Instant> = None;
+        for reply in std::mem::take(&mut self.deferred_pings) {
+            if !reply.is_closed() {
+                if let Err(e) = self.send_ping(&mut ctrl_send, &mut pings, Some(reply)).await {
+                    return self.closed_outcome(&conn, e).await;
+                }
+            }
+        }
 
         let outcome = loop {
+            if move_by.is_some() && live.is_quiet() && !pings.iter().any(|p| p.2.is_some()) {
+                // Every request sent here was answered: leave now.
+                conn.close(ErrorCode::Draining.0.into(), b"moving after GoAway");
+                break Outcome::GoAway;
+            }
             let goaway_sleep = tokio::time::sleep_until(goaway_at.unwrap_or_else(Instant::now));
+            let move_sleep = tokio::time::sleep_until(move_by.unwrap_or_else(Instant::now));
             tokio::select! {
                 cmd = self.cmds.recv() => match cmd {
                     None => {
@@ -354,12 +433,15 @@ impl Actor {
                         conn.close(ErrorCode::Unspecified.0.into(), b"");
                         break Outcome::Lost(ClientError::ConnectionLost("connection killed (debug hook)".into()));
                     }
+                    Some(Command::Ping(reply)) if move_by.is_some() => self.defer_ping(reply),
                     Some(Command::Ping(reply)) => {
                         if let Err(e) = self.send_ping(&mut ctrl_send, &mut pings, Some(reply)).await {
                             break self.closed_outcome(&conn, e).await;
                         }
                     }
                 },
+                // Woken when the last request in flight is answered (checked above).
+                _ = live.idle.notified(), if move_by.is_some() => {}
                 msg = ctrl_rx.recv() => match msg {
                     Some(Ok(ControlMsg::Pong { nonce })) => {
                         last_pong = Instant::now();
@@ -403,7 +485,14 @@ impl Actor {
                         break self.closed_outcome(&conn, e).await;
                     }
                 }
-                _ = goaway_sleep, if goaway_at.is_some() => {
+                _ = goaway_sleep, if goaway_at.is_some() && move_by.is_none() => {
+                    // Stop sending here; requests already sent get their answers
+                    // before the connection is closed (checked at the loop's top).
+                    live.begin_move();
+                    move_by = Some(Instant::now() + self.shared.config.request_timeout);
+                }
+                _ = move_sleep, if move_by.is_some() => {
+                    tracing::debug!("requests still unanswered a request timeout after GoAway; moving anyway");
                     conn.close(ErrorCode::Draining.0.into(), b"moving after GoAway");
                     break Outcome::GoAway;
                 }
@@ -421,6 +510,12 @@ impl Actor {
             }
         }
         outcome
+    }
+
+    /// Keeps a ping for the next connection (dropping those whose caller gave up).
+    fn defer_ping(&mut self, reply: PingReply) {
+        self.deferred_pings.retain(|r| !r.is_closed());
+        self.deferred_pings.push(reply);
     }
 
     async fn send_ping(
@@ -548,9 +643,8 @@ impl Actor {
                         self.closers.push(reply);
                         return None;
                     }
-                    Some(Command::Ping(reply)) => {
-                        let _ = reply.send(Err(ClientError::ConnectionLost("reconnecting".into())));
-                    }
+                    // Sent on the next connection (the caller's timeout still applies).
+                    Some(Command::Ping(reply)) => self.defer_ping(reply),
                     Some(Command::Kill) => {}
                 },
             }
