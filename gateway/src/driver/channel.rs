@@ -12,6 +12,7 @@ use futures::{FutureExt, StreamExt};
 use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, ErrorFrame, Response};
 use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::{var_code, SessionCore, Shared};
 use crate::channels::{ChannelSink, RequestContext, ServiceError};
@@ -28,6 +29,45 @@ fn next_frame(mut recv: RecvStream, max: u32) -> ReadFuture {
         let r = read_frame(&mut recv, max).await;
         (recv, r)
     })
+}
+
+/// A helper task of one channel (its writer, its push subscription), aborted
+/// when dropped. The session ends its channel tasks by aborting them; without
+/// this their helpers would live on detached, and the writer's `SendStream`
+/// would keep the QUIC connection, and with it the gateway's UDP socket, open
+/// after the gateway stopped (a restart on the same port then fails to bind).
+struct Helper<T>(Option<JoinHandle<T>>);
+
+impl<T> Helper<T> {
+    fn spawn(f: impl Future<Output = T> + Send + 'static) -> Self
+    where
+        T: Send + 'static,
+    {
+        Helper(Some(tokio::spawn(f)))
+    }
+
+    /// Waits for the task to finish by itself.
+    async fn join(mut self) {
+        if let Some(task) = self.0.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops the task and waits until it is gone.
+    async fn stop(mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl<T> Drop for Helper<T> {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 pub(super) struct ChannelTask {
@@ -80,7 +120,7 @@ impl ChannelTask {
         metrics::counter!("outpost_channels_opened_total", "channel" => channel_name(kind)).increment(1);
 
         let (tx, rx) = mpsc::channel(self.shared.limits.outbound_queue_frames);
-        let writer = tokio::spawn(write_frames(self.core.clone(), id, send, rx));
+        let writer = Helper::spawn(write_frames(self.core.clone(), id, send, rx));
         let sink = ChannelSink {
             id,
             tx,
@@ -95,7 +135,7 @@ impl ChannelTask {
             session_id: self.session_id,
             sink: sink.clone(),
         };
-        let subscription = service.subscribe(ctx.clone()).map(tokio::spawn);
+        let subscription = service.subscribe(ctx.clone()).map(Helper::spawn);
 
         let mut pending = FuturesUnordered::new();
         let mut reading: Option<ReadFuture> = Some(next_frame(recv, self.max_frame_size));
@@ -158,13 +198,12 @@ impl ChannelTask {
         }
         drop(pending);
         if let Some(task) = subscription {
-            task.abort();
-            let _ = task.await;
+            task.stop().await;
         }
         drop(ctx);
         drop(sink);
         // The writer flushes what is queued, then finishes the stream.
-        let _ = writer.await;
+        writer.join().await;
         self.core.with_machine(|m| m.close_channel(id));
     }
 }
