@@ -99,12 +99,13 @@ pub fn reset_key(data_dir: &Path) -> std::io::Result<ring::hmac::Key> {
     Ok(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret))
 }
 
-/// Builds the QUIC endpoint on `socket`.
-pub fn endpoint(
+/// The QUIC server config: `tls` plus the session transport parameters and the
+/// incoming-connection bound. A TLS reload clones it and swaps only `crypto`, so
+/// everything else (and the retry-token key) stays as it was.
+pub fn server_config(
     cfg: &GatewayConfig,
     tls: Arc<rustls::ServerConfig>,
-    socket: UdpSocket,
-) -> std::io::Result<quinn::Endpoint> {
+) -> std::io::Result<quinn::ServerConfig> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -116,6 +117,15 @@ pub fn endpoint(
             .saturating_add(cfg.admission.retry_above_handshakes)
             .max(1024),
     );
+    Ok(server)
+}
+
+/// Builds the QUIC endpoint on `socket`, serving `server` (see [`server_config`]).
+pub fn endpoint(
+    cfg: &GatewayConfig,
+    server: quinn::ServerConfig,
+    socket: UdpSocket,
+) -> std::io::Result<quinn::Endpoint> {
     quinn::Endpoint::new(
         quinn::EndpointConfig::new(Arc::new(reset_key(&cfg.data_dir)?)),
         Some(server),

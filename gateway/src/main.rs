@@ -5,6 +5,9 @@
 //! outpost-gateway --config gw.toml     # a TOML file (see GatewayConfig); flags and env override it
 //! outpost-gateway gen-certs            # development CA + localhost certificate in certs/dev
 //! ```
+//!
+//! Signals: SIGTERM/SIGINT drain (a second one stops at once); SIGHUP reloads the
+//! TLS certificate and key files (they are also polled; see `tls.reload_check_interval_ms`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -90,12 +93,24 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: GatewayConfig) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Installed before starting: SIGHUP's default action would end the process.
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let gateway = outpost_gateway::start(config)
         .await
         .context("starting the gateway")?;
+    let reloader = gateway.handle();
+    tokio::spawn(async move {
+        // SIGHUP: re-read the TLS certificate and key (the reload logs its outcome;
+        // a failed one keeps the current certificate).
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading the TLS certificate");
+            let h = reloader.clone();
+            let _ = tokio::task::spawn_blocking(move || h.reload_tls()).await;
+        }
+    });
     let handle = gateway.handle();
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
         else {
             return;

@@ -5,7 +5,8 @@
 //! `logins_total{result,code}`, `sessions_live`, `sessions_admitted`,
 //! `session_closes_total{code}`, `frames_rejected_total{code}`,
 //! `channels_opened_total{channel}`, `channels_refused_total{code}`,
-//! `quic_retries_total`, `udp_recv_buffer_bytes`, `udp_send_buffer_bytes`, `draining`.
+//! `quic_retries_total`, `udp_recv_buffer_bytes`, `udp_send_buffer_bytes`, `draining`,
+//! `tls_reloads_total`, `tls_reload_failures_total`, `tls_cert_not_after_seconds`.
 
 use std::sync::OnceLock;
 

@@ -28,7 +28,7 @@ use crate::live::Live;
 use crate::regions::Regions;
 use crate::registry::Registry;
 use crate::session::SessionLimits;
-use crate::tls::{ServerIdentity, TlsError};
+use crate::tls::{CertFiles, ReloadReport, ServerIdentity, TlsError, TlsReloader, TlsStatus};
 use crate::transfers::Transfers;
 
 /// Why a gateway could not start.
@@ -55,6 +55,7 @@ pub struct GatewayHandle {
     shared: Arc<Shared>,
     drain_tx: Arc<watch::Sender<Option<DrainPlan>>>,
     buffers: SocketBuffers,
+    tls: Arc<TlsReloader>,
 }
 
 /// What `/status` reports.
@@ -163,6 +164,20 @@ impl GatewayHandle {
         )
     }
 
+    /// Re-reads the certificate and key files now, whatever their state (SIGHUP
+    /// does this). New handshakes present the new certificate; established
+    /// sessions are untouched. On error the previous certificate stays in
+    /// service. Blocks briefly (reads two files): from async code, call it on
+    /// `spawn_blocking`.
+    pub fn reload_tls(&self) -> Result<ReloadReport, TlsError> {
+        self.tls.reload()
+    }
+
+    /// Certificate reload figures of this gateway.
+    pub fn tls_status(&self) -> TlsStatus {
+        self.tls.status()
+    }
+
     pub(crate) fn refresh_gauges(&self) {
         metrics::gauge!("outpost_sessions_admitted").set(self.shared.registry.admitted() as f64);
     }
@@ -232,16 +247,24 @@ pub async fn start_with_stores(
     config.validate()?;
     let regions = Arc::new(regions);
     crate::metrics::install();
-    let tls = ServerIdentity::load(&config.tls)?;
+    let (tls, tls_stamp) = ServerIdentity::load_stamped(&config.tls)?;
     let (socket, buffers) =
         endpoint::bind_udp(&config).map_err(|source| StartError::Bind { what: "UDP", source })?;
     metrics::gauge!("outpost_udp_recv_buffer_bytes").set(buffers.recv_bytes as f64);
     metrics::gauge!("outpost_udp_send_buffer_bytes").set(buffers.send_bytes as f64);
-    let endpoint =
-        endpoint::endpoint(&config, tls.rustls_config()?, socket).map_err(|source| StartError::Bind {
-            what: "QUIC endpoint",
-            source,
-        })?;
+    let bind_quic = |source| StartError::Bind {
+        what: "QUIC endpoint",
+        source,
+    };
+    let server_config = endpoint::server_config(&config, tls.rustls_config()?).map_err(bind_quic)?;
+    let endpoint = endpoint::endpoint(&config, server_config.clone(), socket).map_err(bind_quic)?;
+    let tls_reloader = Arc::new(TlsReloader::new(
+        CertFiles::of(&config.tls),
+        endpoint.clone(),
+        server_config,
+        tls_stamp,
+        tls.not_after(),
+    ));
     let quic_addr = endpoint
         .local_addr()
         .map_err(|source| StartError::Bind { what: "UDP", source })?;
@@ -322,6 +345,7 @@ pub async fn start_with_stores(
         shared: shared.clone(),
         drain_tx: Arc::new(drain_tx),
         buffers,
+        tls: tls_reloader.clone(),
     };
     let admin_addr = crate::admin::serve(shared.config.admin_listen, handle.clone())
         .await
@@ -331,6 +355,10 @@ pub async fn start_with_stores(
         })?;
     info!(%quic_addr, %admin_addr, region = %shared.config.region, "gateway listening");
 
+    let poll = shared.config.tls.reload_check_interval_ms;
+    if poll > 0 {
+        tls_reloader.spawn_polling(Duration::from_millis(poll), shared.shutdown.subscribe());
+    }
     tokio::spawn(async move { transfers.resume_pending().await });
     spawn_matchmaker_workers(&shared, matchmaker)?;
     let task = tokio::spawn(accept_loop(shared, endpoint));

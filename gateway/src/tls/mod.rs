@@ -1,22 +1,44 @@
 //! TLS for the QUIC endpoint: TLS 1.3 only, ALPN `outpost/1`, certificates from
-//! configured PEM files or, in development, a generated local CA.
+//! configured PEM files or, in development, a generated local CA; reloaded
+//! without a restart when the files change.
 //!
-//! Development certificates: `outpost-gateway gen-certs [--out certs/dev]` writes
-//! `ca.pem`/`ca.key` (a development CA) and `gateway.pem`/`gateway.key` (a
-//! certificate for `localhost`, `127.0.0.1` and `::1` signed by that CA). A gateway
-//! with no `tls.cert_path` configured runs the same generation on first start and
-//! reuses the files afterwards; clients in development mode trust `ca.pem`.
-//! Production sets `tls.cert_path` and `tls.key_path` to real PEM files.
+//! Production sets `tls.cert_path` and `tls.key_path` to PEM files (chain leaf
+//! first; PKCS#8, SEC1 or PKCS#1 key). Development certificates (`dev`):
+//! `outpost-gateway gen-certs [--out certs/dev]` writes `ca.pem`/`ca.key` (a
+//! development CA) and `gateway.pem`/`gateway.key` (a certificate for
+//! `localhost`, `127.0.0.1` and `::1` signed by that CA). A gateway with no
+//! `tls.cert_path` configured runs the same generation on first start and reuses
+//! the files afterwards; clients in development mode trust `ca.pem`.
+//!
+//! Hot reload (`reload`): the served pair — the configured files, or
+//! `gateway.pem`/`gateway.key` in development — is re-read when `stat` shows a
+//! change (checked every `tls.reload_check_interval_ms`, default 10 s; 0 turns
+//! polling off) and on SIGHUP. The new certificate is used for new handshakes;
+//! established sessions keep their connection and their keys. A pair that does
+//! not load (unparseable, missing, key not matching the certificate — typically a
+//! rotation caught halfway) is not installed: the old one stays in service, a
+//! warning is logged, `outpost_tls_reload_failures_total` counts the attempt and
+//! the next check tries again. To rotate, write the new files next to the old
+//! ones and rename them into place (key and certificate in either order), or let
+//! Kubernetes update a mounted secret. `not_after` reads the leaf's expiry for
+//! the `outpost_tls_cert_not_after_seconds` gauge.
+
+mod dev;
+mod not_after;
+mod reload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
 use crate::config::TlsConfig;
+
+pub use dev::{ensure_dev_certs, generate_dev_certs, DevCertPaths};
+pub use not_after::not_after_unix;
+pub use reload::{CertWatcher, FileStamp, PairStamp, ReloadReport, TlsReloader, TlsStatus};
 
 /// A failure to produce or load certificates.
 #[derive(Debug, Error)]
@@ -34,89 +56,38 @@ pub enum TlsError {
     NoCertificate(PathBuf),
     #[error("invalid TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("QUIC cannot use this TLS configuration: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
 }
 
-/// Paths of the development CA and gateway certificate in a directory.
-#[derive(Debug, Clone)]
-pub struct DevCertPaths {
-    pub ca_cert: PathBuf,
-    pub ca_key: PathBuf,
+/// The two files the served certificate comes from: `tls.cert_path`/`key_path`
+/// when configured, else `gateway.pem`/`gateway.key` in `tls.dev_certs_dir`.
+/// These are the files hot reload watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// PEM certificate chain, leaf first.
     pub cert: PathBuf,
+    /// PEM private key of the leaf.
     pub key: PathBuf,
 }
 
-impl DevCertPaths {
-    pub fn in_dir(dir: &Path) -> Self {
-        DevCertPaths {
-            ca_cert: dir.join("ca.pem"),
-            ca_key: dir.join("ca.key"),
-            cert: dir.join("gateway.pem"),
-            key: dir.join("gateway.key"),
+impl CertFiles {
+    /// The files `cfg` serves from.
+    pub fn of(cfg: &TlsConfig) -> Self {
+        match (&cfg.cert_path, &cfg.key_path) {
+            (Some(cert), Some(key)) => CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => {
+                let dev = DevCertPaths::in_dir(&cfg.dev_certs_dir);
+                CertFiles {
+                    cert: dev.cert,
+                    key: dev.key,
+                }
+            }
         }
     }
-
-    fn all_exist(&self) -> bool {
-        [&self.ca_cert, &self.ca_key, &self.cert, &self.key]
-            .iter()
-            .all(|p| p.exists())
-    }
-}
-
-/// Creates the development CA and `localhost` certificate in `dir` unless all four
-/// files already exist. Returns their paths.
-pub fn ensure_dev_certs(dir: &Path) -> Result<DevCertPaths, TlsError> {
-    let paths = DevCertPaths::in_dir(dir);
-    if paths.all_exist() {
-        return Ok(paths);
-    }
-    generate_dev_certs(dir)
-}
-
-/// Always writes a fresh development CA and gateway certificate into `dir`.
-pub fn generate_dev_certs(dir: &Path) -> Result<DevCertPaths, TlsError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| TlsError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let paths = DevCertPaths::in_dir(dir);
-
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "Outpost development CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca.self_signed(&ca_key)?;
-
-    let mut leaf = CertificateParams::new(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ])?;
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
-    leaf.use_authority_key_identifier_extension = true;
-    let leaf_key = KeyPair::generate()?;
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
-
-    // Write keys first and certificates last, so `all_exist` never sees a
-    // certificate without its key.
-    for (path, text) in [
-        (&paths.ca_key, issuer.key().serialize_pem()),
-        (&paths.key, leaf_key.serialize_pem()),
-        (&paths.ca_cert, ca_cert.pem()),
-        (&paths.cert, leaf_cert.pem()),
-    ] {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-    }
-    Ok(paths)
 }
 
 /// The certificate chain and key the gateway presents, plus (development only) the
@@ -131,29 +102,51 @@ pub struct ServerIdentity {
 impl ServerIdentity {
     /// Loads configured certificates, or ensures and loads development ones.
     pub fn load(cfg: &TlsConfig) -> Result<Self, TlsError> {
-        match (&cfg.cert_path, &cfg.key_path) {
-            (Some(cert), Some(key)) => Ok(ServerIdentity {
-                chain: load_chain(cert)?,
-                key: load_key(key)?,
-                dev_ca_pem: None,
-            }),
+        Ok(Self::load_stamped(cfg)?.0)
+    }
+
+    /// [`ServerIdentity::load`], plus the state of the two files taken just
+    /// before they were read (the starting point of hot reload).
+    pub fn load_stamped(cfg: &TlsConfig) -> Result<(Self, PairStamp), TlsError> {
+        let dev_ca_pem = match (&cfg.cert_path, &cfg.key_path) {
+            (Some(_), Some(_)) => None,
             _ => {
                 let paths = ensure_dev_certs(&cfg.dev_certs_dir)?;
                 let ca = std::fs::read(&paths.ca_cert).map_err(|source| TlsError::Io {
                     path: paths.ca_cert.clone(),
                     source,
                 })?;
-                Ok(ServerIdentity {
-                    chain: load_chain(&paths.cert)?,
-                    key: load_key(&paths.key)?,
-                    dev_ca_pem: Some(ca),
-                })
+                Some(ca)
             }
-        }
+        };
+        let files = CertFiles::of(cfg);
+        let stamp = PairStamp::of(&files);
+        let identity = ServerIdentity {
+            dev_ca_pem,
+            ..Self::from_files(&files)?
+        };
+        Ok((identity, stamp))
+    }
+
+    /// Reads the chain and key from `files` (no development CA). Whether they
+    /// belong together is checked by [`ServerIdentity::rustls_config`].
+    pub fn from_files(files: &CertFiles) -> Result<Self, TlsError> {
+        Ok(ServerIdentity {
+            chain: load_chain(&files.cert)?,
+            key: load_key(&files.key)?,
+            dev_ca_pem: None,
+        })
+    }
+
+    /// The leaf certificate's `notAfter` (unix seconds), if it can be read.
+    pub fn not_after(&self) -> Option<i64> {
+        self.chain.first().and_then(|leaf| not_after_unix(leaf))
     }
 
     /// A rustls server config: TLS 1.3 only, ALPN `outpost/1`, no 0-RTT (a replayed
-    /// Hello must never log anyone in twice).
+    /// Hello must never log anyone in twice). Fails if the key cannot be parsed or
+    /// does not match the leaf certificate's public key (rustls compares the
+    /// SubjectPublicKeyInfo), or if the leaf is not a parseable certificate.
     pub fn rustls_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -206,5 +199,38 @@ mod tests {
         assert_eq!(first.chain, second.chain, "existing dev certs must be reused");
         assert!(first.dev_ca_pem.is_some());
         first.rustls_config().unwrap();
+    }
+
+    #[test]
+    fn mismatched_or_garbage_pairs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = generate_dev_certs(&dir.path().join("a")).unwrap();
+        let b = generate_dev_certs(&dir.path().join("b")).unwrap();
+        let mixed = CertFiles {
+            cert: a.cert.clone(),
+            key: b.key.clone(),
+        };
+        let identity = ServerIdentity::from_files(&mixed).unwrap();
+        let err = identity
+            .rustls_config()
+            .expect_err("a foreign key must be refused");
+        assert!(
+            matches!(err, TlsError::Rustls(rustls::Error::InconsistentKeys(_))),
+            "{err}"
+        );
+        std::fs::write(&a.cert, "garbage").unwrap();
+        let files = CertFiles {
+            cert: a.cert,
+            key: a.key,
+        };
+        assert!(matches!(
+            ServerIdentity::from_files(&files),
+            Err(TlsError::NoCertificate(_))
+        ));
+        let missing = CertFiles {
+            cert: dir.path().join("nope.pem"),
+            key: b.key,
+        };
+        assert!(ServerIdentity::from_files(&missing).is_err());
     }
 }
