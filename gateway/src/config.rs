@@ -25,6 +25,19 @@ pub struct GatewayConfig {
     /// `POST /drain`). Default `127.0.0.1:9433`: loopback only, because drain and
     /// session data must not be reachable from the internet. Port 0 picks a free port.
     pub admin_listen: SocketAddr,
+    /// The admin API's bearer token (env `OUTPOST_ADMIN_TOKEN`): every admin
+    /// route but `/healthz`, `/readyz` and `/metrics` needs `Authorization:
+    /// Bearer <token>`. 32..=512 bytes of printable ASCII without spaces
+    /// (e.g. `openssl rand -hex 32`); shorter tokens are refused at startup.
+    /// Default: none, see `admin_token_file`. Prefer the file or the
+    /// environment over writing the token into a config file that others read.
+    pub admin_token: Option<crate::admin::AdminToken>,
+    /// A file holding the admin token (surrounding whitespace ignored), read at
+    /// startup; it must exist. Default: none, in which case (and with no
+    /// `admin_token`) the gateway uses `<data_dir>/admin.token`, generating a
+    /// random 256-bit token there (mode 0600) on first start and reusing it
+    /// afterwards. `admin_token` and `admin_token_file` exclude each other.
+    pub admin_token_file: Option<PathBuf>,
     /// Name of the region this gateway serves. Default `local`.
     pub region: String,
     /// Directory of the embedded store (region and global keyspaces). Default `./data`.
@@ -60,6 +73,8 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: "0.0.0.0:4433".parse().expect("valid literal"),
             admin_listen: "127.0.0.1:9433".parse().expect("valid literal"),
+            admin_token: None,
+            admin_token_file: None,
             region: "local".into(),
             data_dir: PathBuf::from("data"),
             store: None,
@@ -461,6 +476,12 @@ impl GatewayConfig {
         if self.drain.deadline_ms < self.drain.window_ms {
             return bad("drain.deadline_ms must be at least drain.window_ms");
         }
+        if self.admin_token.is_some() && self.admin_token_file.is_some() {
+            return bad("set admin_token or admin_token_file, not both");
+        }
+        if let Some(token) = &self.admin_token {
+            token.check().map_err(ConfigError::Invalid)?;
+        }
         self.inventory.catalog()?;
         self.matchmaking.pool(&self.region)?;
         if self.matchmaking.workers > 0 && self.matchmaking.servers.is_empty() {
@@ -510,6 +531,23 @@ mod tests {
         assert_eq!(c.limits.max_sessions, 10);
         assert_eq!(c.limits.max_channels, LimitsConfig::default().max_channels);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn admin_tokens_are_checked_at_startup() {
+        let c: GatewayConfig = toml::from_str(&format!("admin_token = \"{}\"", "k".repeat(32))).unwrap();
+        c.validate().unwrap();
+        assert!(
+            !format!("{c:?}").contains(&"k".repeat(32)),
+            "Debug hides the token"
+        );
+        let short: GatewayConfig = toml::from_str("admin_token = \"hunter2\"").unwrap();
+        assert!(short.validate().is_err());
+        let both = GatewayConfig {
+            admin_token_file: Some("t".into()),
+            ..c
+        };
+        assert!(both.validate().is_err());
     }
 
     #[test]

@@ -29,6 +29,11 @@ struct Cli {
     /// Admin HTTP address (overrides `admin_listen`).
     #[arg(long, env = "OUTPOST_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
+    /// File holding the admin API token (overrides `admin_token_file` and
+    /// `OUTPOST_ADMIN_TOKEN`). The token itself comes only from the config file
+    /// or the environment, never from the command line, where `ps` shows it.
+    #[arg(long, env = "OUTPOST_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Region name (overrides `region`).
     #[arg(long, env = "OUTPOST_REGION")]
     region: Option<String>,
@@ -76,6 +81,19 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = cli.admin_listen {
         config.admin_listen = v;
+    }
+    // The environment's token overrides the file's settings; the command line's
+    // token file overrides both.
+    if let Some(v) = std::env::var("OUTPOST_ADMIN_TOKEN")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        config.admin_token = Some(v.into());
+        config.admin_token_file = None;
+    }
+    if let Some(v) = cli.admin_token_file {
+        config.admin_token = None;
+        config.admin_token_file = Some(v);
     }
     if let Some(v) = cli.region {
         config.region = v;

@@ -195,6 +195,7 @@ pub struct RunningGateway {
     pub admin_addr: SocketAddr,
     /// PEM of the development CA, when development certificates are in use.
     pub dev_ca_pem: Option<Vec<u8>>,
+    admin_token: crate::admin::AdminToken,
     handle: GatewayHandle,
     task: JoinHandle<()>,
 }
@@ -202,6 +203,11 @@ pub struct RunningGateway {
 impl RunningGateway {
     pub fn handle(&self) -> GatewayHandle {
         self.handle.clone()
+    }
+
+    /// The admin API's bearer token (for tests and tools on this host).
+    pub fn admin_token(&self) -> &str {
+        self.admin_token.as_str()
     }
 
     /// Waits until the gateway has stopped (after a drain or a shutdown) and every
@@ -245,6 +251,7 @@ pub async fn start_with_stores(
     regions: Regions,
 ) -> Result<RunningGateway, StartError> {
     config.validate()?;
+    let admin_token = crate::admin::auth::resolve(&config)?;
     let regions = Arc::new(regions);
     crate::metrics::install();
     let (tls, tls_stamp) = ServerIdentity::load_stamped(&config.tls)?;
@@ -347,7 +354,7 @@ pub async fn start_with_stores(
         buffers,
         tls: tls_reloader.clone(),
     };
-    let admin_addr = crate::admin::serve(shared.config.admin_listen, handle.clone())
+    let admin_addr = crate::admin::serve(shared.config.admin_listen, handle.clone(), &admin_token)
         .await
         .map_err(|source| StartError::Bind {
             what: "admin HTTP",
@@ -361,11 +368,12 @@ pub async fn start_with_stores(
     }
     tokio::spawn(async move { transfers.resume_pending().await });
     spawn_matchmaker_workers(&shared, matchmaker)?;
-    let task = tokio::spawn(accept_loop(shared, endpoint));
+    let task = tokio::spawn(accept_loop(shared, endpoint, tls_reloader));
     Ok(RunningGateway {
         quic_addr,
         admin_addr,
         dev_ca_pem: tls.dev_ca_pem,
+        admin_token,
         handle,
         task,
     })
@@ -398,7 +406,7 @@ fn spawn_matchmaker_workers(
     Ok(())
 }
 
-async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, tls: Arc<TlsReloader>) {
     let mut shutdown = shared.shutdown.subscribe();
     // Every connection task holds a clone; `recv` returns `None` once all are gone.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -425,6 +433,8 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
         });
     }
     drop(done_tx);
+    // Handles outlive the gateway; the endpoint (and its socket) must not.
+    tls.detach();
     // Sessions see the same shutdown signal and close themselves.
     let _ = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await;
     endpoint.close(

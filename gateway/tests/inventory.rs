@@ -217,6 +217,7 @@ impl GatewayProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_outpost-gateway"))
             .args(["--config", self.dir.join("gateway.toml").to_str().unwrap()])
             .env("RUST_LOG", "error")
+            .env_remove("OUTPOST_ADMIN_TOKEN")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -268,6 +269,7 @@ async fn grants_survive_sigkill_of_the_gateway_exactly_once() -> Result<()> {
         dir.path().join("gateway.toml"),
         format!(
             "listen = \"{quic}\"\nadmin_listen = \"{admin}\"\ndata_dir = \"{data}\"\n\
+             admin_token = \"{TEST_ADMIN_TOKEN}\"\n\
              [tls]\ndev_certs_dir = \"{certs}\"\n[inventory]\nclient_grants = true\n\
              [session]\nheartbeat_interval_ms = 1000\nidle_timeout_ms = 5000\n",
             data = dir.path().join("data").display(),

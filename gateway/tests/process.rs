@@ -1,5 +1,6 @@
 //! The real binary, as ops run it: `outpost-gateway` with no flags and no files
-//! prepared (the README's first command), then SIGTERM.
+//! prepared (the README's first command), then SIGTERM. It generates its admin
+//! token under `data/`.
 //!
 //! This test binds the default ports (UDP 4433, TCP 127.0.0.1:9433); it fails if
 //! another gateway is already running on this machine.
@@ -20,6 +21,8 @@ async fn the_default_binary_serves_then_drains_on_sigterm() -> Result<()> {
         .current_dir(dir.path())
         .env("RUST_LOG", "warn")
         .env_remove("OUTPOST_CONFIG")
+        .env_remove("OUTPOST_ADMIN_TOKEN")
+        .env_remove("OUTPOST_ADMIN_TOKEN_FILE")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -44,6 +47,23 @@ async fn the_default_binary_serves_then_drains_on_sigterm() -> Result<()> {
     // It created its development certificates and data directory where it runs.
     let ca = std::fs::read(dir.path().join("certs/dev/ca.pem"))?;
     assert!(dir.path().join("data/store").is_dir());
+    // ... and its admin token, private to the user, which the admin API requires.
+    let token_path = dir.path().join("data/admin.token");
+    let token = std::fs::read_to_string(&token_path)?.trim().to_owned();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_path)?.permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let (with, without) = tokio::task::spawn_blocking(move || -> Result<_> {
+        Ok((
+            http_with_token(admin, "GET", "/status", "", Some(&token))?,
+            http_with_token(admin, "GET", "/status", "", None)?,
+        ))
+    })
+    .await??;
+    assert!(with.starts_with("HTTP/1.1 200"), "{with}");
+    assert!(without.starts_with("HTTP/1.1 401"), "{without}");
 
     // A client logs in over UDP 4433 with the generated development CA.
     let mut config = client_config(vec!["127.0.0.1:4433".parse()?], &ca, device());

@@ -7,10 +7,13 @@ use crate::store::{StoreError, TxError};
 #[non_exhaustive]
 pub enum FlagError {
     /// A flag that breaks a rule; nothing was changed.
-    #[error("invalid flag {key:?}: {reason}")]
+    #[error("invalid flag {key:?}: {field}: {reason}")]
     InvalidFlag {
         /// The flag's key (truncated).
         key: String,
+        /// Where in the flag's JSON form, e.g. `key`, `default` or
+        /// `rules[1].percentage_bp` (the same paths a JSON decoding error names).
+        field: String,
         /// What is wrong.
         reason: String,
     },

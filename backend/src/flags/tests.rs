@@ -325,9 +325,9 @@ async fn malformed_flag_is_refused_and_nothing_changes() -> anyhow::Result<()> {
     let mut bad = good.clone();
     bad.rules[0].value = FlagValue::String("yes".into());
     match flags.set_flag("alice", bad, None).await {
-        Err(FlagError::InvalidFlag { key, reason }) => {
-            assert_eq!(key, "k");
-            assert!(reason.contains("rule r"), "{reason}");
+        Err(FlagError::InvalidFlag { key, field, reason }) => {
+            assert_eq!((key.as_str(), field.as_str()), ("k", "rules[0].value"));
+            assert!(reason.contains("String"), "{reason}");
         }
         other => panic!("expected InvalidFlag, got {other:?}"),
     }

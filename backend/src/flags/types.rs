@@ -179,48 +179,57 @@ pub fn is_valid_platform(p: &str) -> bool {
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
 }
 
-fn invalid(key: &str, msg: String) -> FlagError {
+fn invalid(key: &str, field: &str, msg: String) -> FlagError {
     FlagError::InvalidFlag {
         key: crate::content::types::truncate(key, 64),
+        field: field.to_owned(),
         reason: msg,
     }
 }
 
-fn check_value(key: &str, what: &str, v: &FlagValue, ty: FlagType) -> Result<(), FlagError> {
+fn check_value(key: &str, field: &str, v: &FlagValue, ty: FlagType) -> Result<(), FlagError> {
     if v.flag_type() != ty {
         return Err(invalid(
             key,
-            format!("{what} is {:?} but the flag's default is {:?}", v.flag_type(), ty),
+            field,
+            format!(
+                "the value is {:?} but the flag's default is {:?}",
+                v.flag_type(),
+                ty
+            ),
         ));
     }
     if let FlagValue::Number(n) = v {
         if !n.is_finite() {
-            return Err(invalid(key, format!("{what} is not a finite number")));
+            return Err(invalid(key, field, "not a finite number".into()));
         }
     }
     Ok(())
 }
 
-fn check_list(key: &str, what: &str, list: &[String], ok: impl Fn(&str) -> bool) -> Result<(), FlagError> {
+fn check_list(key: &str, field: &str, list: &[String], ok: impl Fn(&str) -> bool) -> Result<(), FlagError> {
     if list.len() > MAX_CONDITION_ENTRIES {
         return Err(invalid(
             key,
-            format!("{what}: {} entries, limit {MAX_CONDITION_ENTRIES}", list.len()),
+            field,
+            format!("{} entries, limit {MAX_CONDITION_ENTRIES}", list.len()),
         ));
     }
     let mut seen = HashSet::new();
-    for item in list {
+    for (i, item) in list.iter().enumerate() {
         if !ok(item) {
             return Err(invalid(
                 key,
-                format!(
-                    "{what}: invalid entry {:?}",
-                    crate::content::types::truncate(item, 64)
-                ),
+                &format!("{field}[{i}]"),
+                format!("invalid entry {:?}", crate::content::types::truncate(item, 64)),
             ));
         }
         if !seen.insert(item) {
-            return Err(invalid(key, format!("{what}: duplicate entry {item:?}")));
+            return Err(invalid(
+                key,
+                &format!("{field}[{i}]"),
+                format!("duplicate entry {item:?}"),
+            ));
         }
     }
     Ok(())
@@ -235,13 +244,15 @@ impl Flag {
         if !is_valid_name(key) {
             return Err(invalid(
                 key,
-                "key: use 1..=64 bytes of a-z, 0-9, '_', '-', '.'".into(),
+                "key",
+                "use 1..=64 bytes of a-z, 0-9, '_', '-', '.'".into(),
             ));
         }
         if self.description.len() > MAX_DESCRIPTION_BYTES {
             return Err(invalid(
                 key,
-                format!("description longer than {MAX_DESCRIPTION_BYTES} bytes"),
+                "description",
+                format!("longer than {MAX_DESCRIPTION_BYTES} bytes"),
             ));
         }
         let ty = self.default.flag_type();
@@ -249,45 +260,44 @@ impl Flag {
         if self.rules.len() > MAX_RULES {
             return Err(invalid(
                 key,
+                "rules",
                 format!("{} rules, limit {MAX_RULES}", self.rules.len()),
             ));
         }
         let mut ids = HashSet::new();
-        for rule in &self.rules {
+        for (i, rule) in self.rules.iter().enumerate() {
             let id = &rule.id;
+            let at = |f: &str| format!("rules[{i}].{f}");
             if !is_valid_name(id) {
                 return Err(invalid(
                     key,
+                    &at("id"),
                     format!(
-                        "rule id {:?}: use 1..=64 bytes of a-z, 0-9, '_', '-', '.'",
+                        "{:?}: use 1..=64 bytes of a-z, 0-9, '_', '-', '.'",
                         crate::content::types::truncate(id, 64)
                     ),
                 ));
             }
             if !ids.insert(id) {
-                return Err(invalid(key, format!("duplicate rule id {id:?}")));
+                return Err(invalid(key, &at("id"), format!("duplicate rule id {id:?}")));
             }
-            check_value(key, &format!("rule {id}: value"), &rule.value, ty)?;
+            check_value(key, &at("value"), &rule.value, ty)?;
             if rule.percentage_bp > FULL_BP {
                 return Err(invalid(
                     key,
+                    &at("percentage_bp"),
                     format!(
-                        "rule {id}: percentage_bp {} is over {FULL_BP}",
+                        "rule {id}: {} is over {FULL_BP} (basis points: {FULL_BP} = 100 %)",
                         rule.percentage_bp
                     ),
                 ));
             }
             let w = &rule.when;
-            check_list(key, &format!("rule {id}: regions"), &w.regions, |r| {
+            check_list(key, &at("when.regions"), &w.regions, |r| {
                 RegionName::new(r).is_ok()
             })?;
-            check_list(
-                key,
-                &format!("rule {id}: platforms"),
-                &w.platforms,
-                is_valid_platform,
-            )?;
-            check_list(key, &format!("rule {id}: segments"), &w.segments, is_valid_name)?;
+            check_list(key, &at("when.platforms"), &w.platforms, is_valid_platform)?;
+            check_list(key, &at("when.segments"), &w.segments, is_valid_name)?;
             if let Some(VersionRange {
                 min: Some(min),
                 max: Some(max),
@@ -296,7 +306,8 @@ impl Flag {
                 if min >= max {
                     return Err(invalid(
                         key,
-                        format!("rule {id}: client_version range [{min}, {max}) is empty"),
+                        &at("when.client_version"),
+                        format!("rule {id}: range [{min}, {max}) is empty (min is inclusive, max exclusive)"),
                     ));
                 }
             }
@@ -305,6 +316,7 @@ impl Flag {
         if size > MAX_FLAG_BYTES {
             return Err(invalid(
                 key,
+                "(whole flag)",
                 format!("encoded flag is {size} bytes, limit {MAX_FLAG_BYTES}"),
             ));
         }
@@ -412,6 +424,28 @@ mod tests {
                 "{name}"
             );
         }
+        // The error names where in the JSON form the problem is.
+        let field_of = |mutate: &dyn Fn(&mut Flag)| {
+            let mut f = flag();
+            mutate(&mut f);
+            match f.validate() {
+                Err(FlagError::InvalidFlag { field, .. }) => field,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(field_of(&|f| f.key.clear()), "key");
+        assert_eq!(
+            field_of(&|f| f.rules[1].percentage_bp = FULL_BP + 1),
+            "rules[1].percentage_bp"
+        );
+        assert_eq!(
+            field_of(&|f| f.rules[0].value = FlagValue::Number(1.0)),
+            "rules[0].value"
+        );
+        assert_eq!(
+            field_of(&|f| f.rules[1].when.platforms = vec!["pc".into(), "P C".into()]),
+            "rules[1].when.platforms[1]"
+        );
     }
 
     #[test]

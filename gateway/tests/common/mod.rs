@@ -13,6 +13,10 @@ use outpost_gateway::{GatewayConfig, GatewayHandle, RunningGateway};
 use outpost_schema::{ControlMsg, FrameHeader, Hello, Welcome, LENGTH_PREFIX_BYTES, PROTOCOL_VERSION};
 use tempfile::TempDir;
 
+/// The admin token of every gateway made from [`World::config`]; [`http`] and
+/// [`http_json`] send it.
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
 /// One test's world: a temp dir with the store and dev certificates.
 pub struct World {
     pub dir: TempDir,
@@ -35,6 +39,7 @@ impl World {
             ..GatewayConfig::default()
         };
         c.tls.dev_certs_dir = self.dir.path().join("certs");
+        c.admin_token = Some(TEST_ADMIN_TOKEN.into());
         c.transport.udp_recv_buffer_bytes = 1 << 20;
         c.transport.udp_send_buffer_bytes = 1 << 20;
         c
@@ -170,23 +175,41 @@ pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// A blocking HTTP/1.1 request to the admin API; returns the whole response.
+/// A blocking HTTP/1.1 request to the admin API with [`TEST_ADMIN_TOKEN`];
+/// returns the whole response.
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> Result<String> {
     http_json(addr, method, path, "")
 }
 
 /// [`http`] with a JSON body.
 pub fn http_json(addr: SocketAddr, method: &str, path: &str, body: &str) -> Result<String> {
+    http_with_token(addr, method, path, body, Some(TEST_ADMIN_TOKEN))
+}
+
+/// [`http_json`] with another admin token, or none (no `Authorization` header).
+pub fn http_with_token(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let len = body.len();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
          Content-Length: {len}\r\nConnection: close\r\n\r\n{body}"
     )?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out)
+}
+
+/// The body of a whole HTTP response (what [`http`] returns).
+pub fn http_body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }
