@@ -61,8 +61,10 @@
 //! missing Pong for two heartbeat intervals, protocol error, retryable Kick) is
 //! followed by reconnect attempts with exponential backoff and full jitter
 //! ([`backoff`]), never earlier than a `retry_after` the gateway asked for. After
-//! `GoAway` the SDK waits `reconnect_after`, then moves to the best gateway of
-//! the list. Each attempt presents the resume token of the last `Welcome` and,
+//! `GoAway` the SDK waits `reconnect_after`, stops sending on the old connection
+//! (new requests wait for the next one), lets the requests already sent be
+//! answered, then moves to the best gateway of the list: a drain or rolling
+//! restart fails no call. Each attempt presents the resume token of the last `Welcome` and,
 //! as fallback, the `session_token` from `Welcome` (or the configured
 //! credentials). Channels are re-opened on the new connection. Requests in
 //! flight when a connection dies fail with [`ClientError::ConnectionLost`] and
