@@ -1,7 +1,8 @@
 //! `--local` / `--spawn-gateway`: one gateway started inside the sim process,
 //! on loopback (`127.0.0.1`, free ports), with the embedded store and
 //! development certificates in a temporary directory that is removed
-//! afterwards. A convenience for one-command demos and tests: the gateway
+//! afterwards. `outpost-sim gateway` runs the same gateway as a process of
+//! its own, so that the sim and the gateway can be measured apart. A convenience for one-command demos and tests: the gateway
 //! shares the sim's runtime and CPU, so figures for capacity planning come
 //! from gateways run as their own processes (`--gateway`).
 
@@ -51,9 +52,18 @@ impl LocalGateway {
         max_sessions: usize,
         pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
     ) -> anyhow::Result<LocalGateway> {
+        Self::start_on("127.0.0.1:0".parse()?, max_sessions, pool).await
+    }
+
+    /// [`LocalGateway::start`] on a given QUIC address (`outpost-sim gateway`).
+    pub async fn start_on(
+        listen: std::net::SocketAddr,
+        max_sessions: usize,
+        pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
+    ) -> anyhow::Result<LocalGateway> {
         let dir = tempfile::tempdir().context("temporary directory for the local gateway")?;
         let mut config = GatewayConfig {
-            listen: "127.0.0.1:0".parse()?,
+            listen,
             admin_listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().join("data"),
             ..GatewayConfig::default()

@@ -7,6 +7,7 @@
 //! outpost-sim live SCENARIO --gateway eu-west=127.0.0.1:4433 --gateway us-east=127.0.0.1:4434 --ca ca.pem
 //! outpost-sim model sim/scenarios/launch-day.toml                   # virtual time, matchmaker core
 //! outpost-sim check sim/scenarios/*.toml                            # validate scenario files
+//! outpost-sim gateway SCENARIO --ca-out /tmp/ca.pem                  # the --local gateway as its own process
 //! outpost-sim render target/sim/smoke-live/result.json              # re-render report.html
 //! ```
 //!
@@ -45,6 +46,10 @@ enum Command {
     Live(LiveArgs),
     /// Run the matchmaker core on virtual time (no sockets).
     Model(CommonArgs),
+    /// Run the `--local` gateway as a process of its own (the scenario's
+    /// matchmaking queue, client grants on, temporary store) until Ctrl-C, to
+    /// measure sim and gateway apart: `live SCENARIO --gateway ADDR --ca CA_OUT`.
+    Gateway(GatewayArgs),
     /// Re-render report.html next to an existing result.json.
     Render { result: PathBuf },
     /// Parse and validate scenario files.
@@ -71,6 +76,21 @@ struct CommonArgs {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct GatewayArgs {
+    /// Scenario whose matchmaking queue the gateway serves.
+    scenario: PathBuf,
+    /// QUIC address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    listen: SocketAddr,
+    /// Where to write the development CA (PEM) for `live --ca`.
+    #[arg(long)]
+    ca_out: PathBuf,
+    /// Sessions admitted. Default: twice live.max_players, at least 1,000.
+    #[arg(long)]
+    max_sessions: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("report: {}", html.display());
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Gateway(a) => return serve_gateway(a),
         Command::Live(a) => ("live", &a.common),
         Command::Model(a) => ("model", a),
     };
@@ -193,6 +214,28 @@ async fn run_live(scenario: &Scenario, a: &LiveArgs, opts: &RunOptions) -> anyho
         server_name: a.server_name.clone(),
     };
     outpost_sim::live::run(scenario, target, opts).await
+}
+
+/// `outpost-sim gateway`: the local gateway until Ctrl-C.
+fn serve_gateway(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
+    let scenario = Scenario::from_file(&a.scenario).with_context(|| a.scenario.display().to_string())?;
+    raise_open_file_limit(false);
+    let max_sessions = a
+        .max_sessions
+        .unwrap_or(scenario.live.max_players.saturating_mul(2).max(1_000));
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let gw = LocalGateway::start_on(a.listen, max_sessions, local_pool(&scenario)).await?;
+        std::fs::write(&a.ca_out, &gw.ca_pem).with_context(|| format!("writing {}", a.ca_out.display()))?;
+        println!(
+            "gateway on {} (max {max_sessions} sessions; CA in {}); Ctrl-C stops it",
+            gw.addr,
+            a.ca_out.display()
+        );
+        tokio::signal::ctrl_c().await?;
+        gw.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Raises the soft open-file limit to the hard limit: without shared endpoints
