@@ -280,6 +280,20 @@ impl Server {
             .context("VmRSS")
     }
 
+    /// CPU time the server process has used so far (user + system, all threads),
+    /// in microseconds, from `/proc/<pid>/stat` (clock ticks of 1/100 s: the
+    /// kernel's USER_HZ on Linux x86_64 and aarch64).
+    fn cpu_us(&self) -> Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // Fields after the parenthesised command name; utime and stime are the
+        // 14th and 15th fields of the whole line.
+        let rest = stat.rsplit_once(')').context("stat format")?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
+        Ok(ticks * 10_000)
+    }
+
     /// Median of a few samples, so one sample taken mid-allocation does not decide.
     async fn rss_kib_settled(&self) -> Result<u64> {
         let mut v = Vec::new();
@@ -438,13 +452,16 @@ enum LoginKind {
 
 struct LoginRun {
     per_sec: f64,
+    /// Server CPU time per successful login (µs): less sensitive to other load
+    /// on the machine than the rate, since it counts only the server's own work.
+    server_cpu_us: f64,
     errors: usize,
     tokens: Vec<String>,
 }
 
 async fn login_run(
     client: &Arc<Client>,
-    addr: SocketAddr,
+    server: &Server,
     kind: LoginKind,
     n: usize,
     concurrency: usize,
@@ -452,6 +469,8 @@ async fn login_run(
     tokens: &Arc<Vec<String>>,
 ) -> LoginRun {
     let (client, tag, tokens) = (client.clone(), tag.to_owned(), tokens.clone());
+    let addr = server.addr;
+    let cpu_before = server.cpu_us().unwrap_or(0);
     let start = Instant::now();
     let results = bounded(n, concurrency, move |i| {
         let (client, tag, tokens) = (client.clone(), tag.clone(), tokens.clone());
@@ -476,6 +495,7 @@ async fn login_run(
     })
     .await;
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = server.cpu_us().unwrap_or(0).saturating_sub(cpu_before);
     let errors = count_errors(&results, &format!("{kind:?}"));
     let ok = results.len() - errors;
     let (tx, rx) = results
@@ -489,6 +509,7 @@ async fn login_run(
     );
     LoginRun {
         per_sec: ok as f64 / elapsed,
+        server_cpu_us: cpu as f64 / ok.max(1) as f64,
         errors,
         tokens: results
             .into_iter()
@@ -819,7 +840,7 @@ async fn parent() -> Result<()> {
                     Kind::Bare => {
                         let r = login_run(
                             &client,
-                            server.addr,
+                            &server,
                             LoginKind::Handshake,
                             logins,
                             login_conc,
@@ -829,12 +850,12 @@ async fn parent() -> Result<()> {
                         .await;
                         eprintln!("round {round} bare quinn handshakes/s: {:.0}", r.per_sec);
                         login_errors += r.errors;
-                        handshake.push(r.per_sec);
+                        handshake.push((r.per_sec, r.server_cpu_us));
                     }
                     Kind::Gateway => {
                         let f = login_run(
                             &client,
-                            server.addr,
+                            &server,
                             LoginKind::FreshDevice,
                             logins,
                             login_conc,
@@ -845,7 +866,7 @@ async fn parent() -> Result<()> {
                         let tokens = Arc::new(f.tokens.clone());
                         let d = login_run(
                             &client,
-                            server.addr,
+                            &server,
                             LoginKind::DeviceRelogin,
                             logins,
                             login_conc,
@@ -855,7 +876,7 @@ async fn parent() -> Result<()> {
                         .await;
                         let t = login_run(
                             &client,
-                            server.addr,
+                            &server,
                             LoginKind::Token,
                             logins,
                             login_conc,
@@ -868,9 +889,9 @@ async fn parent() -> Result<()> {
                             f.per_sec, d.per_sec, t.per_sec
                         );
                         login_errors += f.errors + d.errors + t.errors;
-                        fresh.push(f.per_sec);
-                        relogin.push(d.per_sec);
-                        token.push(t.per_sec);
+                        fresh.push((f.per_sec, f.server_cpu_us));
+                        relogin.push((d.per_sec, d.server_cpu_us));
+                        token.push((t.per_sec, t.server_cpu_us));
                     }
                 }
                 server.stop().await;
@@ -922,18 +943,42 @@ async fn parent() -> Result<()> {
         println!("|---|---:|---:|---:|---|---|");
     }
     if only.contains("login") {
-        let hs = median(handshake.clone());
-        for (name, v) in [
-            ("logins/s, fresh device (creates account)", &fresh),
-            ("logins/s, device re-login (existing account)", &relogin),
-            ("logins/s, session token", &token),
-        ] {
-            let m = median(v.clone());
+        let rate = |v: &[(f64, f64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
+        let cpu = |v: &[(f64, f64)]| v.iter().map(|x| x.1).collect::<Vec<_>>();
+        let (hs, hs_cpu) = (rate(&handshake), cpu(&handshake));
+        let kinds = [
+            ("fresh device (creates account)", &fresh),
+            ("device re-login (existing account)", &relogin),
+            ("session token", &token),
+        ];
+        for (name, v) in kinds {
+            let m = median(rate(v));
             println!(
-                "| {name}, {login_conc} in flight | {m:.0} | {hs:.0} (handshakes/s) | {:.0}% | ≥ 80% | {}; {} |",
-                100.0 * m / hs,
-                fmt_runs(v),
-                fmt_runs(&handshake)
+                "| logins/s, {name}, {login_conc} in flight | {m:.0} | {:.0} (handshakes/s) | {:.0}% | ≥ 80% | {}; {} |",
+                median(hs.clone()),
+                100.0 * m / median(hs.clone()),
+                fmt_runs(&rate(v)),
+                fmt_runs(&hs)
+            );
+        }
+        for (name, v) in kinds {
+            let m = median(cpu(v));
+            println!(
+                "| server CPU µs per login, {name} | {m:.0} | {:.0} (per handshake) | {:.0}% | — | {}; {} |",
+                median(hs_cpu.clone()),
+                100.0 * m / median(hs_cpu.clone()),
+                fmt_runs(&cpu(v)),
+                fmt_runs(&hs_cpu)
+            );
+        }
+        // The same rounds paired: gateway rate / bare rate of the same round, so
+        // load that drifts between rounds cancels out.
+        for (name, v) in kinds {
+            let paired: Vec<f64> = v.iter().zip(&handshake).map(|(g, b)| 100.0 * g.0 / b.0).collect();
+            println!(
+                "\nlogins, {name}: per-round gateway/bare {} %, median {:.0}%",
+                fmt_runs(&paired),
+                median(paired.clone())
             );
         }
     }

@@ -368,7 +368,7 @@ pub async fn start_with_stores(
     }
     tokio::spawn(async move { transfers.resume_pending().await });
     spawn_matchmaker_workers(&shared, matchmaker)?;
-    let task = tokio::spawn(accept_loop(shared, endpoint));
+    let task = tokio::spawn(accept_loop(shared, endpoint, tls_reloader));
     Ok(RunningGateway {
         quic_addr,
         admin_addr,
@@ -406,7 +406,7 @@ fn spawn_matchmaker_workers(
     Ok(())
 }
 
-async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, tls: Arc<TlsReloader>) {
     let mut shutdown = shared.shutdown.subscribe();
     // Every connection task holds a clone; `recv` returns `None` once all are gone.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -433,6 +433,8 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
         });
     }
     drop(done_tx);
+    // Handles outlive the gateway; the endpoint (and its socket) must not.
+    tls.detach();
     // Sessions see the same shutdown signal and close themselves.
     let _ = tokio::time::timeout(Duration::from_secs(5), done_rx.recv()).await;
     endpoint.close(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use common::*;
 use outpost_client::{Client, Event};
+use outpost_gateway::tls::TlsError;
 use outpost_schema::ControlMsg;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls_pki_types::CertificateDer;
@@ -272,7 +273,7 @@ async fn reload_on_request_with_polling_off() -> Result<()> {
     let at = CertFilesAt::in_dir(world.dir.path());
     let a = pki.leaf("certificate A")?;
     at.install(&a)?;
-    let gw = gateway(&world, &pki, &at, 0).await?;
+    let mut gw = gateway(&world, &pki, &at, 0).await?;
     let b = pki.leaf("certificate B")?;
     at.install(&b)?;
     // Nothing polls: A stays until asked.
@@ -284,6 +285,19 @@ async fn reload_on_request_with_polling_off() -> Result<()> {
     std::fs::write(&at.key, "garbage")?;
     assert!(gw.handle.reload_tls().is_err());
     assert_eq!(presented_leaf(gw.addr, &gw.ca_pem).await?, b.der);
+
+    // Once stopped, the gateway's socket closes although a handle (holding the
+    // reloader) lives on, and reloads say why they cannot happen.
+    let (handle, addr) = (gw.handle.clone(), gw.addr);
+    let running = gw.running.take().context("running")?;
+    handle.shutdown();
+    running.wait().await;
+    assert!(matches!(handle.reload_tls(), Err(TlsError::Stopped)));
+    let rebound = eventually(Duration::from_secs(10), || {
+        std::net::UdpSocket::bind(addr).is_ok()
+    })
+    .await;
+    assert!(rebound, "the stopped gateway still holds {addr}");
     Ok(())
 }
 

@@ -58,6 +58,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("QUIC cannot use this TLS configuration: {0}")]
     Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("the gateway has stopped")]
+    Stopped,
 }
 
 /// The two files the served certificate comes from: `tls.cert_path`/`key_path`

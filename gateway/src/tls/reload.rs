@@ -166,7 +166,8 @@ struct State {
 /// Reloads the served certificate into a running QUIC endpoint.
 pub struct TlsReloader {
     files: CertFiles,
-    endpoint: quinn::Endpoint,
+    /// `None` once the gateway stopped: a handle must not keep the socket open.
+    endpoint: Mutex<Option<quinn::Endpoint>>,
     /// The QUIC server config the endpoint started with; reloads swap its TLS part.
     template: quinn::ServerConfig,
     /// Held for the whole of a reload, so two reloads never interleave.
@@ -188,7 +189,7 @@ impl TlsReloader {
         set_not_after_gauge(not_after);
         TlsReloader {
             files,
-            endpoint,
+            endpoint: Mutex::new(Some(endpoint)),
             template,
             state: Mutex::new(State {
                 watcher: CertWatcher::new(installed),
@@ -237,6 +238,12 @@ impl TlsReloader {
                 }
             }
         });
+    }
+
+    /// Lets go of the endpoint once the gateway has stopped (so its UDP socket
+    /// closes even while handles live on); later reloads fail with `Stopped`.
+    pub fn detach(&self) {
+        self.endpoint.lock().expect("tls endpoint lock").take();
     }
 
     /// This gateway's reload figures.
@@ -295,7 +302,12 @@ impl TlsReloader {
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(rustls)?;
         let mut server = self.template.clone();
         server.crypto = Arc::new(crypto);
-        self.endpoint.set_server_config(Some(server));
+        self.endpoint
+            .lock()
+            .expect("tls endpoint lock")
+            .as_ref()
+            .ok_or(TlsError::Stopped)?
+            .set_server_config(Some(server));
         Ok(ReloadReport {
             not_after_unix: identity.not_after(),
         })
