@@ -287,7 +287,8 @@ async fn reload_on_request_with_polling_off() -> Result<()> {
     assert_eq!(presented_leaf(gw.addr, &gw.ca_pem).await?, b.der);
 
     // Once stopped, the gateway's socket closes although a handle (holding the
-    // reloader) lives on, and reloads say why they cannot happen.
+    // reloader) lives on, and reloads of a valid pair say why they cannot happen.
+    at.install(&a)?;
     let (handle, addr) = (gw.handle.clone(), gw.addr);
     let running = gw.running.take().context("running")?;
     handle.shutdown();
