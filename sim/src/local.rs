@@ -1,8 +1,11 @@
 //! `--local` / `--spawn-gateway`: one gateway started inside the sim process,
 //! on loopback (`127.0.0.1`, free ports), with the embedded store and
 //! development certificates in a temporary directory that is removed
-//! afterwards. `outpost-sim gateway` runs the same gateway as a process of
-//! its own, so that the sim and the gateway can be measured apart. A convenience for one-command demos and tests: the gateway
+//! afterwards. The gateway runs on a tokio runtime of its own (2 worker
+//! threads) inside the process, so that thousands of virtual players on the
+//! sim's runtime cannot starve its accept loop and timers. `outpost-sim
+//! gateway` runs the same gateway as a process of its own, so that the sim and
+//! the gateway can be measured apart. A convenience for one-command demos and tests: the gateway
 //! shares the sim's runtime and CPU, so figures for capacity planning come
 //! from gateways run as their own processes (`--gateway`).
 
@@ -19,6 +22,9 @@ pub struct LocalGateway {
     /// PEM of its development CA.
     pub ca_pem: Vec<u8>,
     running: Option<RunningGateway>,
+    /// The gateway's own runtime; shut down in the background at the end (a
+    /// runtime cannot be dropped from async code).
+    runtime: Option<tokio::runtime::Runtime>,
     _dir: TempDir,
 }
 
@@ -75,8 +81,16 @@ impl LocalGateway {
         if pool.is_some() {
             config.matchmaking.pool = pool;
         }
-        let running = outpost_gateway::start(config)
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("local-gateway")
+            .enable_all()
+            .build()
+            .context("the local gateway's runtime")?;
+        let running = runtime
+            .spawn(outpost_gateway::start(config))
             .await
+            .context("the local gateway's start task")?
             .context("starting the local gateway")?;
         Ok(LocalGateway {
             addr: running.quic_addr,
@@ -85,15 +99,16 @@ impl LocalGateway {
                 .clone()
                 .context("the local gateway has no dev CA")?,
             running: Some(running),
+            runtime: Some(runtime),
             _dir: dir,
         })
     }
 
     /// Stops the gateway and waits (at most 10 s) until it has.
     pub async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
+        if let (Some(r), Some(rt)) = (self.running.take(), &self.runtime) {
             r.handle().shutdown();
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), r.wait()).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), rt.spawn(r.wait())).await;
         }
     }
 }
@@ -102,6 +117,9 @@ impl Drop for LocalGateway {
     fn drop(&mut self) {
         if let Some(r) = &self.running {
             r.handle().shutdown();
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
         }
     }
 }
