@@ -157,6 +157,16 @@ impl ServerIdentity {
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
         config.alpn_protocols = vec![outpost_schema::ALPN.to_vec()];
         config.max_early_data_size = 0;
+        // No TLS session resumption. rustls would otherwise mint two stateful
+        // tickets per handshake into a 256-entry cache in this process: at gateway
+        // scale (thousands of handshakes per second, clients spread over many
+        // gateways) a returning client almost never finds its entry, so every
+        // login would pay for ticket generation, a locked cache insert and the
+        // NewSessionTicket bytes for nothing. Reconnects are cheap at the session
+        // layer instead (resume tokens, §3.4 of PROTOCOL.md). Resumption across a
+        // fleet would need a ticket key shared by the region's gateways.
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(Arc::new(config))
     }
 }
