@@ -65,7 +65,9 @@ pub struct WelcomeInfo {
     pub max_in_flight_per_channel: u32,
     /// Token for later logins at any gateway (the SDK already prefers it on reconnect).
     pub session_token: String,
-    /// Opaque resume token (the SDK presents it on reconnect by itself).
+    /// Opaque resume token (the SDK presents it on reconnect by itself): the
+    /// newest one, from `Welcome` or from the gateway's later
+    /// `ResumeTokenRefresh` (every half resume window, PROTOCOL.md 3.4).
     pub resume_token: String,
     pub protocol_version: u16,
 }
@@ -202,6 +204,8 @@ pub(crate) fn hello(config: &ClientConfig, credentials: Credentials, resume_toke
         credentials: Some(credentials),
         resume_token,
         max_frame_size: config.max_frame_size,
+        // This SDK keeps the newest token from ResumeTokenRefresh (see `drive`).
+        accepts_resume_refresh: true,
     }
 }
 
@@ -457,6 +461,9 @@ impl Actor {
                         let at = Instant::now() + after;
                         goaway_at = Some(goaway_at.map_or(at, |g| g.min(at)));
                     }
+                    Some(Ok(ControlMsg::ResumeTokenRefresh { resume_token })) => {
+                        self.refresh_resume_token(resume_token);
+                    }
                     Some(Ok(ControlMsg::Kick(k))) => {
                         conn.close(k.reason.0.into(), b"kicked");
                         break Outcome::Kicked { code: k.reason, message: k.message };
@@ -510,6 +517,24 @@ impl Actor {
             }
         }
         outcome
+    }
+
+    /// Keeps the newest resume token (PROTOCOL.md 3.4); an empty one is ignored.
+    fn refresh_resume_token(&mut self, token: String) {
+        if token.is_empty() {
+            return;
+        }
+        if let Some(info) = self
+            .shared
+            .info
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            info.resume_token.clone_from(&token);
+        }
+        self.resume_token = Some(token);
+        tracing::trace!("outpost resume token refreshed");
     }
 
     /// Keeps a ping for the next connection (dropping those whose caller gave up).

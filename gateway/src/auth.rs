@@ -185,18 +185,7 @@ impl Authenticator {
     /// Issues the session and resume tokens for a `Welcome`, signed in memory
     /// with the active key; they carry `principal.home_region`.
     pub fn issue(&self, principal: &Principal) -> Result<IssuedTokens, Refusal> {
-        let account = Account {
-            player: principal.player_id.to_string(),
-            home: principal.home_region.clone(),
-            created_unix: 0, // not part of a token
-        };
-        let issued = self
-            .keys
-            .read()
-            .expect("keyring lock")
-            .signer
-            .issue(&account, &[self.session_ttl, self.resume_ttl], unix_now())
-            .map_err(identity_refusal)?;
+        let issued = self.sign(principal, &[self.session_ttl, self.resume_ttl])?;
         let mut issued = issued.into_iter();
         let (Some(session), Some(resume)) = (issued.next(), issued.next()) else {
             return Err(Refusal::new(
@@ -208,6 +197,35 @@ impl Authenticator {
             session_token: session.token,
             resume_token: resume.token,
         })
+    }
+
+    /// Issues only a resume token (one Ed25519 signature, in memory, no store
+    /// access): the periodic `ResumeTokenRefresh` of a live session.
+    pub fn issue_resume(&self, principal: &Principal) -> Result<String, Refusal> {
+        self.sign(principal, &[self.resume_ttl])?
+            .into_iter()
+            .next()
+            .map(|t| t.token)
+            .ok_or_else(|| Refusal::new(ErrorCode::Internal, "identity issued no token"))
+    }
+
+    /// Signs one token per lifetime in `ttls` for `principal`, with the active key.
+    fn sign(
+        &self,
+        principal: &Principal,
+        ttls: &[Duration],
+    ) -> Result<Vec<outpost_backend::identity::IssuedToken>, Refusal> {
+        let account = Account {
+            player: principal.player_id.to_string(),
+            home: principal.home_region.clone(),
+            created_unix: 0, // not part of a token
+        };
+        self.keys
+            .read()
+            .expect("keyring lock")
+            .signer
+            .issue(&account, ttls, unix_now())
+            .map_err(identity_refusal)
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Hello {
     pub resume_token: Option<String>,
     /// Largest frame the client accepts (0 = protocol default).
     pub max_frame_size: u32,
+    /// The client understands [`ControlMsg::ResumeTokenRefresh`]; the gateway
+    /// sends it only when this is set (older clients reject unknown messages).
+    pub accepts_resume_refresh: bool,
 }
 
 /// Gateway → client: the session is established.
@@ -74,10 +77,20 @@ pub enum ControlMsg {
     Hello(Hello),
     Welcome(Welcome),
     Reject(Reject),
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
     GoAway(GoAway),
     Kick(Kick),
+    /// Gateway → client: a fresh resume token replacing every earlier one
+    /// (PROTOCOL.md 3.4); only sent to clients whose `Hello` set
+    /// `accepts_resume_refresh`.
+    ResumeTokenRefresh {
+        resume_token: String,
+    },
 }
 
 impl ControlMsg {
@@ -114,6 +127,7 @@ impl ControlMsg {
                     credentials,
                     resume_token,
                     max_frame_size: h.max_frame_size,
+                    accepts_resume_refresh: h.accepts_resume_refresh,
                 };
                 (
                     fb::ControlBody::Hello,
@@ -179,6 +193,15 @@ impl ControlMsg {
                     fb::Kick::create(&mut b, &args).as_union_value(),
                 )
             }
+            ControlMsg::ResumeTokenRefresh { resume_token } => {
+                let args = fb::ResumeTokenRefreshArgs {
+                    resume_token: Some(b.create_string(resume_token)),
+                };
+                (
+                    fb::ControlBody::ResumeTokenRefresh,
+                    fb::ResumeTokenRefresh::create(&mut b, &args).as_union_value(),
+                )
+            }
         };
         let root = fb::ControlFrame::create(
             &mut b,
@@ -226,6 +249,7 @@ impl ControlMsg {
                     credentials,
                     resume_token: h.resume_token().filter(|t| !t.is_empty()).map(str::to_owned),
                     max_frame_size: h.max_frame_size(),
+                    accepts_resume_refresh: h.accepts_resume_refresh(),
                 })
             }
             fb::ControlBody::Welcome => {
@@ -275,8 +299,40 @@ impl ControlMsg {
                     message: s(k.message()),
                 })
             }
+            fb::ControlBody::ResumeTokenRefresh => {
+                let r = frame
+                    .body_as_resume_token_refresh()
+                    .ok_or(DecodeError::Missing("ResumeTokenRefresh"))?;
+                ControlMsg::ResumeTokenRefresh {
+                    resume_token: s(r.resume_token()),
+                }
+            }
             fb::ControlBody::NONE => return Err(DecodeError::Missing("body")),
             other => return Err(DecodeError::UnknownBody(other.0)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fb;
+
+    /// Union tags are part of the wire format: members are only ever appended
+    /// (PROTOCOL.md: schema evolution), so existing peers keep decoding.
+    #[test]
+    fn control_union_tags_are_stable() {
+        let tags = [
+            (fb::ControlBody::Hello, 1),
+            (fb::ControlBody::Welcome, 2),
+            (fb::ControlBody::Reject, 3),
+            (fb::ControlBody::Ping, 4),
+            (fb::ControlBody::Pong, 5),
+            (fb::ControlBody::GoAway, 6),
+            (fb::ControlBody::Kick, 7),
+            (fb::ControlBody::ResumeTokenRefresh, 8),
+        ];
+        for (body, tag) in tags {
+            assert_eq!(body.0, tag, "{body:?}");
+        }
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Main types:
 //! - [`ControlMsg`]: every frame of the control stream (Hello, Welcome, Reject,
-//!   Ping/Pong, GoAway, Kick), as owned Rust values.
+//!   Ping/Pong, GoAway, Kick, ResumeTokenRefresh), as owned Rust values.
 //! - [`ChannelMsg`]: every frame of a channel stream (OpenChannel, Request,
 //!   Response, Error, Push).
 //! - [`ErrorCode`], [`Platform`], [`ChannelKind`]: protocol enums (generated;

@@ -35,6 +35,7 @@ fn every_control_message_roundtrips() {
         }),
         resume_token: Some("resume".into()),
         max_frame_size: 8192,
+        accepts_resume_refresh: true,
     }));
     control_roundtrip(ControlMsg::Hello(Hello {
         credentials: Some(Credentials::Token("tok".into())),
@@ -70,6 +71,12 @@ fn every_control_message_roundtrips() {
         reason: ErrorCode::ReplacedByNewLogin,
         message: "x".into(),
     }));
+    control_roundtrip(ControlMsg::ResumeTokenRefresh {
+        resume_token: "v1.claims.sig".into(),
+    });
+    control_roundtrip(ControlMsg::ResumeTokenRefresh {
+        resume_token: String::new(),
+    });
 }
 
 #[test]

@@ -44,6 +44,8 @@ pub(super) struct Welcomed {
     pub client: Arc<crate::channels::ClientInfo>,
     /// Negotiated in `Welcome`.
     pub max_frame_size: u32,
+    /// The client's `Hello` said it understands `ResumeTokenRefresh`.
+    pub accepts_resume_refresh: bool,
     /// The session's place under the capacity limit.
     pub slot: Slot,
 }
@@ -158,6 +160,7 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
         principal,
         client,
         max_frame_size,
+        accepts_resume_refresh: hello.accepts_resume_refresh,
         slot,
     })
 }

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::{channel, var_code, SessionCore, Shared, CONTROL_WRITE_TIMEOUT, FINAL_FRAME_LINGER};
+use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::registry::SessionCommand;
 use crate::session::{Action, Session};
@@ -38,15 +39,21 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         principal,
         client,
         max_frame_size,
+        accepts_resume_refresh,
         slot,
     } = w;
     let session_id: u64 = rand::thread_rng().gen();
     let home_region: Arc<str> = principal.home_region.as_str().into();
     let region: Arc<str> = shared.config.region.as_str().into();
-    let core = Arc::new(SessionCore::new(Session::new(
-        shared.limits.clone(),
-        Instant::now(),
-    )));
+    let now = Instant::now();
+    let mut machine = Session::new(shared.limits.clone(), now);
+    if accepts_resume_refresh {
+        machine.enable_resume_refresh(
+            resume_refresh_interval(shared.config.session.resume_window_secs),
+            now,
+        );
+    }
+    let core = Arc::new(SessionCore::new(machine));
     let (cmd_tx, mut cmd_rx) = mpsc::channel(4);
     shared
         .registry
@@ -78,27 +85,32 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
             }
         }
         while let Some(action) = core.poll_action() {
-            match action {
+            let msg = match action {
                 Action::SendControl(msg) => {
                     kicked |= matches!(msg, ControlMsg::Kick(_));
-                    let frame = msg.encode();
-                    match tokio::time::timeout(CONTROL_WRITE_TIMEOUT, control_send.write_all(&frame)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break 'session End::Lost,
-                        Err(_) => {
-                            break 'session End::Close {
-                                code: ErrorCode::SlowConsumer,
-                                message: "control stream not read".into(),
-                                kicked: false,
-                            }
-                        }
-                    }
+                    msg
                 }
+                Action::RefreshResumeToken => match refreshed_resume_token(&shared, &principal) {
+                    Some(msg) => msg,
+                    None => continue,
+                },
                 Action::Close { code, message } => {
                     break 'session End::Close {
                         code,
                         message,
                         kicked,
+                    }
+                }
+            };
+            let frame = msg.encode();
+            match tokio::time::timeout(CONTROL_WRITE_TIMEOUT, control_send.write_all(&frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break 'session End::Lost,
+                Err(_) => {
+                    break 'session End::Close {
+                        code: ErrorCode::SlowConsumer,
+                        message: "control stream not read".into(),
+                        kicked: false,
                     }
                 }
             }
@@ -235,6 +247,33 @@ async fn remove_tickets_unless_resumed(shared: Arc<Shared>, player: Arc<str>, se
         Ok(None) => {}
         Err(e) => warn!(error = %e, "cannot remove matchmaking ticket"),
     }
+}
+
+/// Signs a fresh resume token for the session's player, as the frame to send.
+/// `None` when signing fails (no usable key): the client keeps its older token,
+/// and the next interval tries again.
+fn refreshed_resume_token(shared: &Shared, principal: &Principal) -> Option<ControlMsg> {
+    match shared.auth.issue_resume(principal) {
+        Ok(resume_token) => {
+            metrics::counter!("outpost_resume_refreshes_total", "result" => "ok").increment(1);
+            Some(ControlMsg::ResumeTokenRefresh { resume_token })
+        }
+        Err(r) => {
+            warn!(code = ?r.code, message = %r.message, "cannot refresh a resume token");
+            metrics::counter!("outpost_resume_refreshes_total", "result" => "failed").increment(1);
+            None
+        }
+    }
+}
+
+/// How often a live session gets a fresh resume token: half the resume window
+/// (PROTOCOL.md 3.4), so the token a client holds always has at least half a
+/// window of validity left (less the up-to-1 s rounding of the token's `exp` to
+/// whole seconds). Cost: one Ed25519 signature (~20 us) per session per
+/// interval; at the default 120 s window, 1M sessions make 16,667 signatures/s,
+/// about a third of one core.
+fn resume_refresh_interval(resume_window_secs: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(resume_window_secs.saturating_mul(500))
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {

@@ -36,6 +36,11 @@ pub struct SessionLimits {
 pub enum Action {
     /// Write this frame on the control stream.
     SendControl(ControlMsg),
+    /// Sign a fresh resume token for the session's player and send it as
+    /// `ResumeTokenRefresh` on the control stream (see
+    /// [`Session::enable_resume_refresh`]). The machine cannot sign: keys are
+    /// the driver's business.
+    RefreshResumeToken,
     /// Close the QUIC connection with this application error code. Always the
     /// last action; after it the machine emits nothing more.
     Close { code: ErrorCode, message: String },
@@ -91,6 +96,15 @@ pub struct Session {
     channels: HashMap<ChannelId, ChannelState>,
     /// Actions not yet taken by the driver.
     actions: VecDeque<Action>,
+    /// When on: how often a fresh resume token is due, and when the next one is.
+    resume_refresh: Option<ResumeRefresh>,
+}
+
+/// The resume-token refresh timer (see [`Session::enable_resume_refresh`]).
+#[derive(Debug, Clone, Copy)]
+struct ResumeRefresh {
+    every: Duration,
+    next: Instant,
 }
 
 impl Session {
@@ -104,7 +118,22 @@ impl Session {
             last_rx: now,
             channels: HashMap::new(),
             actions: VecDeque::new(),
+            resume_refresh: None,
         }
+    }
+
+    /// Asks for a fresh resume token every `every`, the first one `every` after
+    /// `now` (the `Welcome` just carried one). Off by default: only clients that
+    /// said in `Hello` they understand `ResumeTokenRefresh` get it. A zero
+    /// interval is treated as off. The timer runs while active and while
+    /// draining (a drained client may take until the drain deadline to leave,
+    /// and the refresh keeps its token valid meanwhile at no extra cost), and
+    /// stops when the session closes.
+    pub fn enable_resume_refresh(&mut self, every: Duration, now: Instant) {
+        self.resume_refresh = (!every.is_zero()).then_some(ResumeRefresh {
+            every,
+            next: now + every,
+        });
     }
 
     /// True once the machine has emitted its `Close`.
@@ -285,6 +314,22 @@ impl Session {
 
     /// The time passed; act on whatever deadline has come.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_deadlines(now);
+        if self.is_closed() {
+            return;
+        }
+        if let Some(r) = &mut self.resume_refresh {
+            if now >= r.next {
+                // Counted from now, not from the missed deadline: a late wake-up
+                // (a busy runtime) never makes a burst of signatures.
+                r.next = now + r.every;
+                self.actions.push_back(Action::RefreshResumeToken);
+            }
+        }
+    }
+
+    /// The drain deadline and the idle timeout.
+    fn handle_deadlines(&mut self, now: Instant) {
         match self.phase {
             Phase::Closed => {}
             Phase::Draining { close_at } if now >= close_at => {
@@ -301,11 +346,12 @@ impl Session {
     /// When the driver must call [`handle_timeout`](Self::handle_timeout) next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.last_rx + self.limits.idle_timeout;
-        match self.phase {
-            Phase::Closed => None,
-            Phase::Draining { close_at } => Some(close_at.min(idle)),
-            Phase::Active => Some(idle),
-        }
+        let next = match self.phase {
+            Phase::Closed => return None,
+            Phase::Draining { close_at } => close_at.min(idle),
+            Phase::Active => idle,
+        };
+        Some(self.resume_refresh.map_or(next, |r| next.min(r.next)))
     }
 
     /// The next action for the driver, if any.

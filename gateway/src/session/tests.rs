@@ -264,3 +264,128 @@ fn channel_limit_and_closed_session_refusals() {
         }
     ));
 }
+
+fn refreshes(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| **a == Action::RefreshResumeToken)
+        .count()
+}
+
+#[test]
+fn resume_refresh_is_off_unless_enabled() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(30_000)));
+    for i in 1..=5 {
+        s.handle_control(t0 + ms(i * 5_000), ControlMsg::Ping { nonce: i });
+        s.handle_timeout(t0 + ms(i * 5_000));
+    }
+    assert_eq!(refreshes(&drain(&mut s)), 0);
+    // A zero interval is off too (never a refresh storm).
+    s.enable_resume_refresh(Duration::ZERO, t0 + ms(25_000));
+    s.handle_timeout(t0 + ms(25_000));
+    assert_eq!(refreshes(&drain(&mut s)), 0);
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(55_000)));
+}
+
+#[test]
+fn resume_refresh_is_due_every_interval_while_active() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.enable_resume_refresh(ms(10_000), t0);
+    // Welcome carried a token: the first refresh is one interval later, and the
+    // machine asks to be woken for it (before the idle timeout).
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(10_000)));
+    s.handle_timeout(t0 + ms(9_999));
+    assert!(drain(&mut s).is_empty());
+    s.handle_timeout(t0 + ms(10_000));
+    assert_eq!(drain(&mut s), vec![Action::RefreshResumeToken]);
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(20_000)));
+    // Waking again at the same instant does not refresh twice.
+    s.handle_timeout(t0 + ms(10_000));
+    assert!(drain(&mut s).is_empty());
+    // Keep the session alive; one refresh per interval over a minute.
+    let mut total = 1;
+    for i in 1..=10 {
+        let now = t0 + ms(10_000 + i * 5_000);
+        s.handle_control(now, ControlMsg::Ping { nonce: i });
+        s.handle_timeout(now);
+        total += refreshes(&drain(&mut s));
+    }
+    assert_eq!(total, 6, "refreshes at 10, 20, .., 60 s");
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn a_late_wakeup_gives_one_refresh_not_a_burst() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.enable_resume_refresh(ms(1_000), t0);
+    // The runtime was busy for 5.5 intervals: one refresh now, the next a full
+    // interval later.
+    s.handle_timeout(t0 + ms(5_500));
+    assert_eq!(drain(&mut s), vec![Action::RefreshResumeToken]);
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(6_500)));
+}
+
+#[test]
+fn resume_refresh_continues_while_draining_and_stops_at_close() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.enable_resume_refresh(ms(4_000), t0);
+    let deadline = t0 + ms(10_000);
+    s.begin_drain(ms(2_000), deadline);
+    assert!(matches!(
+        &drain(&mut s)[..],
+        [Action::SendControl(ControlMsg::GoAway(_))]
+    ));
+    // A drained client may stay until the deadline: its token is kept fresh.
+    assert_eq!(s.poll_timeout(), Some(t0 + ms(4_000)));
+    s.handle_timeout(t0 + ms(4_000));
+    assert_eq!(drain(&mut s), vec![Action::RefreshResumeToken]);
+    s.handle_timeout(t0 + ms(8_000));
+    assert_eq!(drain(&mut s), vec![Action::RefreshResumeToken]);
+    assert_eq!(s.poll_timeout(), Some(deadline));
+    // The deadline and a due refresh at the same instant: close only.
+    s.enable_resume_refresh(ms(2_000), t0 + ms(8_000));
+    s.handle_timeout(deadline);
+    let actions = drain(&mut s);
+    assert!(matches!(
+        &actions[..],
+        [Action::Close {
+            code: ErrorCode::Draining,
+            ..
+        }]
+    ));
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(t0 + ms(60_000));
+    assert!(drain(&mut s).is_empty());
+}
+
+#[test]
+fn no_resume_refresh_after_a_kick_or_idle_close() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.enable_resume_refresh(ms(30_000), t0);
+    // Idle timeout and refresh fall due together: the session is kicked and
+    // gets no new token (PROTOCOL.md 3.4: no resume after a Kick).
+    s.handle_timeout(t0 + ms(30_000));
+    let actions = drain(&mut s);
+    assert_eq!(refreshes(&actions), 0);
+    assert!(matches!(
+        actions.last(),
+        Some(Action::Close {
+            code: ErrorCode::IdleTimeout,
+            ..
+        })
+    ));
+
+    let mut s = Session::new(limits(), t0);
+    s.enable_resume_refresh(ms(1_000), t0);
+    s.kick(ErrorCode::KickedByOperator, "bye");
+    drain(&mut s);
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(t0 + ms(5_000));
+    assert!(drain(&mut s).is_empty());
+}

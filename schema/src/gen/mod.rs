@@ -48,6 +48,8 @@ pub mod outpost {
     pub use self::go_away_generated::*;
     mod kick_generated;
     pub use self::kick_generated::*;
+    mod resume_token_refresh_generated;
+    pub use self::resume_token_refresh_generated::*;
     mod control_frame_generated;
     pub use self::control_frame_generated::*;
     mod open_channel_generated;

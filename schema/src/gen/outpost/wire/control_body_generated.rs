@@ -5,10 +5,10 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CONTROL_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CONTROL_BODY: u8 = 7;
+pub const ENUM_MAX_CONTROL_BODY: u8 = 8;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CONTROL_BODY: [ControlBody; 8] = [
+pub const ENUM_VALUES_CONTROL_BODY: [ControlBody; 9] = [
   ControlBody::NONE,
   ControlBody::Hello,
   ControlBody::Welcome,
@@ -17,6 +17,7 @@ pub const ENUM_VALUES_CONTROL_BODY: [ControlBody; 8] = [
   ControlBody::Pong,
   ControlBody::GoAway,
   ControlBody::Kick,
+  ControlBody::ResumeTokenRefresh,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -32,9 +33,10 @@ impl ControlBody {
   pub const Pong: Self = Self(5);
   pub const GoAway: Self = Self(6);
   pub const Kick: Self = Self(7);
+  pub const ResumeTokenRefresh: Self = Self(8);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 7;
+  pub const ENUM_MAX: u8 = 8;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -44,6 +46,7 @@ impl ControlBody {
     Self::Pong,
     Self::GoAway,
     Self::Kick,
+    Self::ResumeTokenRefresh,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -56,6 +59,7 @@ impl ControlBody {
       Self::Pong => Some("Pong"),
       Self::GoAway => Some("GoAway"),
       Self::Kick => Some("Kick"),
+      Self::ResumeTokenRefresh => Some("ResumeTokenRefresh"),
       _ => None,
     }
   }

@@ -156,6 +156,21 @@ impl<'a> ControlFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_resume_token_refresh(&self) -> Option<ResumeTokenRefresh<'a>> {
+    if self.body_type() == ControlBody::ResumeTokenRefresh {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ResumeTokenRefresh::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ControlFrame<'_> {
@@ -173,6 +188,7 @@ impl ::flatbuffers::Verifiable for ControlFrame<'_> {
           ControlBody::Pong => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Pong>>("ControlBody::Pong", pos),
           ControlBody::GoAway => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GoAway>>("ControlBody::GoAway", pos),
           ControlBody::Kick => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Kick>>("ControlBody::Kick", pos),
+          ControlBody::ResumeTokenRefresh => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ResumeTokenRefresh>>("ControlBody::ResumeTokenRefresh", pos),
           _ => Ok(()),
         }
      })?
@@ -271,6 +287,13 @@ impl ::core::fmt::Debug for ControlFrame<'_> {
         },
         ControlBody::Kick => {
           if let Some(x) = self.body_as_kick() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ControlBody::ResumeTokenRefresh => {
+          if let Some(x) = self.body_as_resume_token_refresh() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

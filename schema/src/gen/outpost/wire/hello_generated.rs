@@ -26,6 +26,7 @@ impl<'a> Hello<'a> {
   pub const VT_CREDENTIALS: ::flatbuffers::VOffsetT = 12;
   pub const VT_RESUME_TOKEN: ::flatbuffers::VOffsetT = 14;
   pub const VT_MAX_FRAME_SIZE: ::flatbuffers::VOffsetT = 16;
+  pub const VT_ACCEPTS_RESUME_REFRESH: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -42,6 +43,7 @@ impl<'a> Hello<'a> {
     if let Some(x) = args.credentials { builder.add_credentials(x); }
     if let Some(x) = args.client_version { builder.add_client_version(x); }
     builder.add_protocol_version(args.protocol_version);
+    builder.add_accepts_resume_refresh(args.accepts_resume_refresh);
     builder.add_credentials_type(args.credentials_type);
     builder.add_platform(args.platform);
     builder.finish()
@@ -101,6 +103,16 @@ impl<'a> Hello<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(Hello::VT_MAX_FRAME_SIZE, Some(0)).unwrap()}
   }
+  /// The client understands ResumeTokenRefresh (PROTOCOL.md 3.4). The gateway
+  /// sends that message only to clients that set this, so older clients (which
+  /// treat an unknown control message as a protocol error) never see it.
+  #[inline]
+  pub fn accepts_resume_refresh(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Hello::VT_ACCEPTS_RESUME_REFRESH, Some(false)).unwrap()}
+  }
   #[inline]
   #[allow(non_snake_case)]
   pub fn credentials_as_device_credentials(&self) -> Option<DeviceCredentials<'a>> {
@@ -151,6 +163,7 @@ impl ::flatbuffers::Verifiable for Hello<'_> {
      })?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("resume_token", Self::VT_RESUME_TOKEN, false)?
      .visit_field::<u32>("max_frame_size", Self::VT_MAX_FRAME_SIZE, false)?
+     .visit_field::<bool>("accepts_resume_refresh", Self::VT_ACCEPTS_RESUME_REFRESH, false)?
      .finish();
     Ok(())
   }
@@ -163,6 +176,7 @@ pub struct HelloArgs<'a> {
     pub credentials: Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>>,
     pub resume_token: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub max_frame_size: u32,
+    pub accepts_resume_refresh: bool,
 }
 impl<'a> Default for HelloArgs<'a> {
   #[inline]
@@ -175,6 +189,7 @@ impl<'a> Default for HelloArgs<'a> {
       credentials: None,
       resume_token: None,
       max_frame_size: 0,
+      accepts_resume_refresh: false,
     }
   }
 }
@@ -211,6 +226,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HelloBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_max_frame_size(&mut self, max_frame_size: u32) {
     self.fbb_.push_slot::<u32>(Hello::VT_MAX_FRAME_SIZE, max_frame_size, 0);
+  }
+  #[inline]
+  pub fn add_accepts_resume_refresh(&mut self, accepts_resume_refresh: bool) {
+    self.fbb_.push_slot::<bool>(Hello::VT_ACCEPTS_RESUME_REFRESH, accepts_resume_refresh, false);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HelloBuilder<'a, 'b, A> {
@@ -256,6 +275,7 @@ impl ::core::fmt::Debug for Hello<'_> {
       };
       ds.field("resume_token", &self.resume_token());
       ds.field("max_frame_size", &self.max_frame_size());
+      ds.field("accepts_resume_refresh", &self.accepts_resume_refresh());
       ds.finish()
   }
 }
