@@ -198,6 +198,142 @@ async fn resume_after_the_connection_is_killed() -> Result<()> {
     Ok(())
 }
 
+/// Issue #2: a session older than the resume window still resumes, because the
+/// gateway sends a fresh resume token every half window (ResumeTokenRefresh)
+/// and the SDK keeps the newest. Without the refresh, Welcome's token has long
+/// expired when the connection dies and the SDK falls back to a full login
+/// (`resumed: false`).
+#[tokio::test]
+async fn a_session_older_than_the_resume_window_still_resumes() -> Result<()> {
+    const WINDOW_SECS: u64 = 4;
+    let world = World::new().await?;
+    let gw = world
+        .gateway(|c| c.session.resume_window_secs = WINDOW_SECS)
+        .await?;
+    let client = Client::connect(gw.client_config(device())).await?;
+    let mut events = client.events();
+    let echo = client.open_channel(ChannelKind::Echo).await?;
+    let player = client.player_id();
+    let welcome_token = client.welcome().resume_token;
+    next_event(&mut events, "first Connected", |e| {
+        matches!(e, Event::Connected { .. })
+    })
+    .await;
+
+    // Connected for over three resume windows: Welcome's token expired long ago
+    // (tokens expire WINDOW_SECS after they were issued, rounded down to seconds).
+    tokio::time::sleep(Duration::from_secs(3 * WINDOW_SECS + 1)).await;
+    assert_ne!(
+        client.welcome().resume_token,
+        welcome_token,
+        "the SDK holds a refreshed resume token"
+    );
+    client.debug_kill_connection();
+    next_event(&mut events, "Disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    let ev = next_event(&mut events, "reconnect", |e| matches!(e, Event::Connected { .. })).await;
+    assert_eq!(
+        ev,
+        Event::Connected { resumed: true },
+        "resumed, not a fresh login"
+    );
+    assert!(client.welcome().resumed);
+    assert_eq!(client.player_id(), player);
+    assert_eq!(echo.echo(b"after".to_vec(), 0).await?, b"after");
+    Ok(())
+}
+
+/// ResumeTokenRefresh at the protocol level: only a client whose Hello set
+/// `accepts_resume_refresh` gets it (older clients would take an unknown control
+/// message for a protocol error); the refreshed token resumes after Welcome's
+/// own token expired.
+#[tokio::test]
+async fn resume_token_refresh_goes_only_to_clients_that_ask_for_it() -> Result<()> {
+    use outpost_schema::{ControlMsg, Credentials as WireCredentials, Hello, PROTOCOL_VERSION};
+
+    async fn hello(
+        conn: &quinn::Connection,
+        credentials: Option<WireCredentials>,
+        resume_token: Option<String>,
+        accepts_resume_refresh: bool,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream, ControlMsg)> {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let hello = ControlMsg::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: "raw-test".into(),
+            credentials,
+            resume_token,
+            accepts_resume_refresh,
+            ..Default::default()
+        });
+        send.write_all(&hello.encode()).await?;
+        let answer = ControlMsg::decode(&read_raw_frame(&mut recv, 1 << 16).await?)?;
+        Ok((send, recv, answer))
+    }
+    let wire_device = || WireCredentials::Device {
+        device_id: format!("dev-{:016x}", rand::random::<u64>()),
+        secret: "s".repeat(24),
+    };
+
+    let world = World::new().await?;
+    // Refresh every second.
+    let gw = world.gateway(|c| c.session.resume_window_secs = 2).await?;
+
+    // A client that asks for refreshes gets them, every half window.
+    let conn = raw_connect(&gw).await?;
+    let (_send, mut recv, welcome) = hello(&conn, Some(wire_device()), None, true).await?;
+    let ControlMsg::Welcome(welcome) = welcome else {
+        anyhow::bail!("expected Welcome, got {welcome:?}");
+    };
+    let mut refreshed = Vec::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(3_300) {
+        let frame =
+            tokio::time::timeout(Duration::from_secs(3), read_raw_frame(&mut recv, 1 << 16)).await??;
+        match ControlMsg::decode(&frame)? {
+            ControlMsg::ResumeTokenRefresh { resume_token } => refreshed.push(resume_token),
+            other => anyhow::bail!("unexpected control frame {other:?}"),
+        }
+    }
+    assert!(
+        (2..=4).contains(&refreshed.len()),
+        "one refresh per second, got {}",
+        refreshed.len()
+    );
+    let newest = refreshed.pop().unwrap();
+
+    // Welcome's token (issued over 3 s ago, valid 2 s) is expired; the newest
+    // refreshed one resumes the session, without credentials.
+    let again = raw_connect(&gw).await?;
+    let (_, _, answer) = hello(&again, None, Some(welcome.resume_token.clone()), true).await?;
+    assert!(
+        matches!(&answer, ControlMsg::Reject(r) if r.reason == ErrorCode::ResumeRejected),
+        "{answer:?}"
+    );
+    let again = raw_connect(&gw).await?;
+    let (_s, _r, answer) = hello(&again, None, Some(newest), true).await?;
+    match answer {
+        ControlMsg::Welcome(w) => {
+            assert!(w.resumed);
+            assert_eq!(w.player_id, welcome.player_id);
+        }
+        other => anyhow::bail!("expected a resumed Welcome, got {other:?}"),
+    }
+
+    // A client that did not ask (every client before the message existed) never
+    // gets one: after three refresh intervals its next frame is the Pong.
+    let old = raw_connect(&gw).await?;
+    let (mut send, mut recv, welcome) = hello(&old, Some(wire_device()), None, false).await?;
+    assert!(matches!(welcome, ControlMsg::Welcome(_)), "{welcome:?}");
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    send.write_all(&ControlMsg::Ping { nonce: 7 }.encode()).await?;
+    let frame = tokio::time::timeout(Duration::from_secs(3), read_raw_frame(&mut recv, 1 << 16)).await??;
+    assert_eq!(ControlMsg::decode(&frame)?, ControlMsg::Pong { nonce: 7 });
+    Ok(())
+}
+
 #[tokio::test]
 async fn drain_moves_clients_to_another_gateway_with_resume() -> Result<()> {
     let world = World::new().await?;
