@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use outpost_client::{ChannelKind, Client, ClientError, Credentials, ErrorCode, Event, Events, PushBody};
+use outpost_schema::ControlMsg;
 use support::{MockGateway, TokenSet};
 
 /// Waits for the first event matching `pred`, returning it and the events skipped.
@@ -214,6 +215,36 @@ async fn resumes_after_network_loss_and_channels_keep_working() -> Result<()> {
         hellos[1].credentials,
         Some(Credentials::Token("session-player-dev-e".into()))
     );
+    Ok(())
+}
+
+/// PROTOCOL.md 3.4: the SDK asks for resume-token refreshes, keeps the newest
+/// token (an empty one is ignored), and presents it on reconnect.
+#[tokio::test]
+async fn keeps_the_newest_refreshed_resume_token_and_resumes_with_it() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-refresh")).await?;
+    let mut events = client.events();
+    let welcome_token = client.welcome().resume_token;
+    assert!(gw.hellos()[0].accepts_resume_refresh);
+
+    for token in ["rt-refreshed-1", "rt-refreshed-2", ""] {
+        gw.send_all(ControlMsg::ResumeTokenRefresh {
+            resume_token: token.into(),
+        })
+        .await;
+    }
+    // The Pong comes after the refreshes on the same stream: they were handled.
+    client.ping().await?;
+    assert_ne!(client.welcome().resume_token, welcome_token);
+    assert_eq!(client.welcome().resume_token, "rt-refreshed-2");
+
+    client.debug_kill_connection();
+    wait_for(&mut events, |e| matches!(e, Event::Disconnected { .. })).await?;
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    let hellos = gw.hellos();
+    assert_eq!(hellos.len(), 2);
+    assert_eq!(hellos[1].resume_token.as_deref(), Some("rt-refreshed-2"));
     Ok(())
 }
 
