@@ -23,6 +23,7 @@ async fn embedded_durable_conforms() {
     conformance::versionstamp_order(&store, root).await;
     conformance::watches_fire_on_change(&store, root).await;
     conformance::limits_are_enforced(&store, root).await;
+    conformance::relaxed_commits_are_transactions(&store, root).await;
     // 64 x 1,000 durable increments of one key: group commit keeps this quick.
     conformance::concurrent_increments(&store, root, 64, 1000).await;
 }

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use foundationdb_tuple::{Subspace, Versionstamp};
 
-use super::{limits, KeyValue, Store, StoreError, TransactOptions, Transaction, TxError};
+use super::{limits, Durability, KeyValue, Store, StoreError, TransactOptions, Transaction, TxError};
 
 /// One attempt only: a retryable error surfaces as `RetryLimitReached`.
 const ONCE: TransactOptions = TransactOptions {
     retry_limit: Some(1),
     timeout: None,
+    durability: Durability::Durable,
 };
 
 fn key(root: &[u8], case: &str, k: &str) -> Vec<u8> {
@@ -80,7 +81,63 @@ pub async fn run_all<S: Store>(store: &S, root: &[u8]) {
     versionstamp_order(store, root).await;
     watches_fire_on_change(store, root).await;
     limits_are_enforced(store, root).await;
+    relaxed_commits_are_transactions(store, root).await;
     concurrent_increments(store, root, 64, 1000).await;
+}
+
+/// A [`Durability::Relaxed`] commit is still a transaction: atomic, visible to
+/// every later transaction, conflict-checked, and it fires watches.
+pub async fn relaxed_commits_are_transactions<S: Store>(store: &S, root: &[u8]) {
+    reset(store, root, "relaxed").await;
+    let (a, b) = (key(root, "relaxed", "a"), key(root, "relaxed", "b"));
+    let relaxed = TransactOptions {
+        durability: Durability::Relaxed,
+        ..ONCE
+    };
+    let watch = store
+        .run(|tx| {
+            let a = a.clone();
+            async move {
+                tx.get(&a).await?;
+                Ok::<_, TxError>(tx.watch(&a)?)
+            }
+        })
+        .await
+        .expect("watch");
+    store
+        .transact(relaxed, |tx| {
+            let (a, b) = (a.clone(), b.clone());
+            async move {
+                tx.set(&a, b"1")?;
+                tx.set(&b, b"2")?;
+                Ok::<_, TxError>(())
+            }
+        })
+        .await
+        .expect("relaxed commit");
+    assert_eq!(
+        get(store, &a).await.as_deref(),
+        Some(&b"1"[..]),
+        "visible at once"
+    );
+    assert_eq!(get(store, &b).await.as_deref(), Some(&b"2"[..]), "atomic");
+    tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("a relaxed commit fires watches")
+        .expect("watch");
+    let r = store
+        .transact(relaxed, |tx| {
+            let a = a.clone();
+            async move {
+                let _ = tx.get(&a).await?;
+                set(store, &a, b"3").await; // interferes
+                tx.set(&a, b"4")?;
+                Ok::<_, TxError>(())
+            }
+        })
+        .await;
+    expect_conflict(r, "relaxed commits are conflict-checked");
+    assert_eq!(get(store, &a).await.as_deref(), Some(&b"3"[..]));
 }
 
 /// Reads see the transaction's own sets, clears, range clears and atomic adds,
@@ -452,6 +509,7 @@ pub async fn limits_are_enforced<S: Store>(store: &S, root: &[u8]) {
             TransactOptions {
                 retry_limit: None,
                 timeout: Some(Duration::from_millis(50)),
+                ..TransactOptions::default()
             },
             |_tx| async {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -493,6 +551,7 @@ pub async fn concurrent_increments<S: Store>(store: &S, root: &[u8], tasks: u64,
                             TransactOptions {
                                 retry_limit: None,
                                 timeout: Some(Duration::from_secs(60)),
+                                ..TransactOptions::default()
                             },
                             |tx| {
                                 let k = k.clone();

@@ -103,6 +103,24 @@ pub struct TransactOptions {
     /// Wall-clock limit for all attempts together; exceeding it fails with
     /// [`StoreError::Timeout`]. `None`: no limit. Default: 10 s.
     pub timeout: Option<Duration>,
+    /// When the commit counts as done. Default: [`Durability::Durable`].
+    pub durability: Durability,
+}
+
+/// When a commit returns (see [`TransactOptions::durability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After the commit is durable (fsync'd, or replicated to FoundationDB's logs).
+    #[default]
+    Durable,
+    /// As soon as the commit is applied: it is atomic, isolated and ordered like any
+    /// other and visible to every later transaction, but it may be lost if the
+    /// process or machine crashes before the next durable commit, which makes every
+    /// earlier commit durable too. For soft state whose loss in such a crash is
+    /// harmless, e.g. the presence of sessions that the crashed process itself held.
+    /// Read-only transactions do not wait for relaxed commits to become durable.
+    /// FoundationDB commits are always durable: there this changes nothing.
+    Relaxed,
 }
 
 impl Default for TransactOptions {
@@ -110,6 +128,7 @@ impl Default for TransactOptions {
         TransactOptions {
             retry_limit: Some(100),
             timeout: Some(Duration::from_secs(10)),
+            durability: Durability::Durable,
         }
     }
 }

@@ -32,7 +32,9 @@
 //! - **Durability** ([`group_commit`]): in [`PersistMode::Durable`] a commit returns
 //!   only after its journal entry is fsync'd; concurrent commits share one fsync.
 //!   Read-only transactions wait until the data they read is durable, so nothing a
-//!   crash could undo is ever returned.
+//!   crash could undo is ever returned — except what [`Durability::Relaxed`]
+//!   commits wrote: they return at once, do not make readers wait, and become
+//!   durable with the next durable commit's fsync.
 //!
 //! The critical section (conflict check, apply, journal write into fjall's buffer)
 //! takes microseconds and runs on the calling task; point and range reads are
@@ -60,7 +62,7 @@ use serde::Deserialize;
 use self::conflict::{CommitLog, CommitRecord};
 use self::group_commit::GroupCommit;
 use self::watch::WatchRegistry;
-use super::{limits, Store, StoreError, TransactOptions, TxError};
+use super::{limits, Durability, Store, StoreError, TransactOptions, TxError};
 pub use tx::EmbeddedTx;
 use tx::{Pending, TxState};
 
@@ -271,8 +273,8 @@ impl EmbeddedStore {
 
     /// Commits `tx`: conflict check and apply (synchronously, under the commit
     /// lock), then wait for durability.
-    async fn commit(&self, tx: &EmbeddedTx) -> Result<(), StoreError> {
-        let (durable, stamp, stamps) = self.apply(tx)?;
+    async fn commit(&self, tx: &EmbeddedTx, durability: Durability) -> Result<(), StoreError> {
+        let (durable, stamp, stamps) = self.apply(tx, durability)?;
         if let Some(durable) = durable {
             durable
                 .await
@@ -295,6 +297,7 @@ impl EmbeddedStore {
     fn apply(
         &self,
         tx: &EmbeddedTx,
+        durability: Durability,
     ) -> Result<
         (
             Option<tokio::sync::oneshot::Receiver<group_commit::Durable>>,
@@ -407,7 +410,12 @@ impl EmbeddedStore {
             };
             cs.watches.register(key, seen, current.as_deref(), fire);
         }
-        let durable = self.inner.group.as_ref().map(|g| g.written(version));
+        // A relaxed commit waits for nothing: its journal entry is made durable by
+        // the next durable commit's flush (the journal is one ordered log).
+        let durable = match durability {
+            Durability::Durable => self.inner.group.as_ref().map(|g| g.written(version)),
+            Durability::Relaxed => None,
+        };
         drop(cs);
         Ok((durable, Some(stamp), stamps))
     }
@@ -480,7 +488,11 @@ impl Store for EmbeddedStore {
                 None => run.await,
             };
             let result = match outcome {
-                Ok(value) => self.commit(&tx).await.map(|()| value).map_err(TxError::Store),
+                Ok(value) => self
+                    .commit(&tx, options.durability)
+                    .await
+                    .map(|()| value)
+                    .map_err(TxError::Store),
                 Err(e) => Err(e),
             };
             drop(tx);
@@ -503,3 +515,6 @@ impl Store for EmbeddedStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
