@@ -391,6 +391,14 @@ pub struct TransportConfig {
     pub send_window: u64,
     /// QUIC idle timeout, in ms. Default 30,000.
     pub max_idle_timeout_ms: u64,
+    /// Path MTU discovery (DPLPMTUD, RFC 8899): after each handshake the gateway
+    /// probes whether datagrams above QUIC's 1,200-byte minimum get through, and
+    /// again every 10 minutes. Default **off**: game traffic is small frames that
+    /// fit 1,200-byte datagrams, and the probes cost every new connection extra
+    /// datagrams each way exactly when logins arrive as a storm (see
+    /// docs/PERFORMANCE.md, gateway logins). Turn on when channels carry large
+    /// payloads (content, big state documents) on paths known to allow 1,500 bytes.
+    pub mtu_discovery: bool,
 }
 
 impl Default for TransportConfig {
@@ -402,6 +410,7 @@ impl Default for TransportConfig {
             receive_window: 512 * 1024,
             send_window: 512 * 1024,
             max_idle_timeout_ms: 30_000,
+            mtu_discovery: false,
         }
     }
 }

@@ -67,6 +67,9 @@ pub fn transport_config(cfg: &GatewayConfig) -> quinn::TransportConfig {
     tc.datagram_receive_buffer_size(None);
     let idle = Duration::from_millis(t.max_idle_timeout_ms);
     tc.max_idle_timeout(Some(idle.try_into().expect("idle timeout validated at startup")));
+    if !t.mtu_discovery {
+        tc.mtu_discovery_config(None);
+    }
     tc
 }
 
