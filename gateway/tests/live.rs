@@ -1,15 +1,17 @@
 //! Live operations end to end: flags and content change while players are
 //! connected and reach them as pushes; client telemetry becomes metrics;
-//! rollouts are started, listed, killed and audited through the admin API.
+//! rollouts are started, listed, killed and audited through the admin API; the
+//! SDK's typed live client and its self-telemetry against a real gateway.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use common::*;
 use outpost_client::{
-    ChannelKind, Client, ClientError, ErrorCode, Event, PushBody, RequestBody, ResponseBody,
+    ChannelKind, Client, ClientError, ErrorCode, Event, Events, LiveEvent, PushBody, RequestBody,
+    ResponseBody,
 };
 use outpost_schema::{Flag, FlagValue, Platform, TelemetryErrorCount};
 
@@ -110,13 +112,6 @@ async fn published_content_is_pushed_and_too_old_clients_are_told() -> Result<()
     let content = client.open_channel(ChannelKind::Content).await?;
     next_push(&mut events, |b| matches!(b, PushBody::FlagsChanged { .. })).await;
 
-    let manifest = |version: u64, min: &str| {
-        format!(
-            r#"{{"id":"maps","version":{version},"min_client_version":"{min}",
-                "assets":[{{"url":"https://cdn.example/maps-{version}.pak","sha256":"{}","size":1024}}]}}"#,
-            "ab".repeat(32)
-        )
-    };
     let r = admin(&gw, "POST", "/content?actor=ci".into(), manifest(1, "1.0.0")).await?;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     let PushBody::ContentPublished { manifest: m } =
@@ -210,5 +205,220 @@ async fn telemetry_becomes_metrics_and_rollouts_are_operated_and_audited() -> Re
     assert!(killed.starts_with("HTTP/1.1 200"), "{killed}");
     let log = admin(&gw, "GET", format!("/audit?target=rollout:{id}"), String::new()).await?;
     assert!(log.contains("ops"), "{log}");
+    Ok(())
+}
+
+async fn next_live(events: &mut Events, what: &str, f: impl Fn(&LiveEvent) -> bool) -> LiveEvent {
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Some(Event::Live(ev)) if f(&ev) => return ev,
+                Some(_) => {}
+                None => panic!("event stream ended while waiting for {what}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within 10 s"))
+}
+
+fn manifest(version: u64, min: &str) -> String {
+    format!(
+        r#"{{"id":"maps","version":{version},"min_client_version":"{min}",
+            "assets":[{{"url":"https://cdn.example/maps-{version}.pak","sha256":"{}","size":1024}}]}}"#,
+        "ab".repeat(32)
+    )
+}
+
+#[tokio::test]
+async fn live_client_caches_flags_and_content_follows_pushes_and_survives_resume() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    let r = admin(&gw, "PUT", "/flags/theme?actor=alice".into(), flag_json("green")).await?;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let mut config = gw.client_config(device());
+    config.platform = Platform::Android;
+    config.client_version = "1.2.0".into();
+    let client = Client::connect(config).await?;
+    let mut events = client.events();
+    let live = client.live().await?;
+    // Read synchronously from the cache, typed.
+    assert_eq!(live.flags().string("theme"), Some("green"));
+    assert_eq!(live.string_flag("theme", "x"), "green");
+    assert!(live.bool_flag("theme", true), "wrong type: the default");
+    assert!(live.content().is_empty());
+
+    // A flag change: the event arrives after the cache was updated.
+    let r = admin(
+        &gw,
+        "PUT",
+        "/flags/theme?actor=alice&expected_version=1".into(),
+        flag_json("red"),
+    )
+    .await?;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let ev = next_live(&mut events, "FlagsChanged", |e| {
+        matches!(e, LiveEvent::FlagsChanged { .. })
+    })
+    .await;
+    assert_eq!(
+        ev,
+        LiveEvent::FlagsChanged {
+            changed: vec!["theme".into()]
+        }
+    );
+    assert_eq!(live.flag("theme"), Some(FlagValue::String("red".into())));
+
+    // Content: published, then a version this client is too old for.
+    admin(&gw, "POST", "/content?actor=ci".into(), manifest(1, "1.0.0")).await?;
+    let ev = next_live(&mut events, "ContentPublished", |e| {
+        matches!(e, LiveEvent::ContentPublished { .. })
+    })
+    .await;
+    let LiveEvent::ContentPublished { manifest: m } = ev else {
+        unreachable!()
+    };
+    assert_eq!((m.id.as_str(), m.version, m.client_too_old), ("maps", 1, false));
+    assert_eq!(live.manifest("maps").map(|m| m.version), Some(1));
+    admin(&gw, "POST", "/content?actor=ci".into(), manifest(2, "2.0.0")).await?;
+    let ev = next_live(&mut events, "ClientTooOld", |e| {
+        matches!(e, LiveEvent::ClientTooOld { .. })
+    })
+    .await;
+    assert_eq!(
+        ev,
+        LiveEvent::ClientTooOld {
+            content_id: "maps".into(),
+            version: 2,
+            min_client_version: "2.0.0".into()
+        }
+    );
+    assert!(live
+        .manifest("maps")
+        .is_some_and(|m| m.version == 2 && m.client_too_old));
+    match live.fetch_manifest("maps").await {
+        Err(ClientError::Server(e)) => assert_eq!(e.code, ErrorCode::ClientTooOld),
+        other => panic!("expected ClientTooOld, got {other:?}"),
+    }
+
+    // Resume: the connection dies; what changes meanwhile reaches the cache
+    // after the SDK reconnected (push on re-open, refresh after Connected).
+    client.debug_kill_connection();
+    let r = admin(
+        &gw,
+        "PUT",
+        "/flags/theme?actor=alice&expected_version=2".into(),
+        flag_json("blue"),
+    )
+    .await?;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    admin(&gw, "POST", "/content?actor=ci".into(), manifest(3, "1.0.0")).await?;
+    let ev = next_live(
+        &mut events,
+        "ContentPublished v3",
+        |e| matches!(e, LiveEvent::ContentPublished { manifest } if manifest.version == 3),
+    )
+    .await;
+    assert!(matches!(ev, LiveEvent::ContentPublished { .. }));
+    assert!(
+        eventually(Duration::from_secs(10), || live.flags().string("theme")
+            == Some("blue"))
+        .await,
+        "flags after resume: {:?}",
+        live.flags()
+    );
+    // One live client per session: a second call shares the cache.
+    assert_eq!(client.live().await?.manifest("maps").map(|m| m.version), Some(3));
+    Ok(())
+}
+
+#[tokio::test]
+async fn sdk_errors_and_game_reports_become_gateway_metrics() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    let mut config = gw.client_config(device());
+    config.platform = Platform::Windows;
+    config.client_version = "3.1.4".into();
+    config.telemetry.flush_interval = Duration::from_millis(200);
+    let client = Client::connect(config).await?;
+    let live = client.live().await?;
+    // A typed call fails: the SDK records it by itself (channel, operation, code).
+    match live.fetch_manifest("no-such-content").await {
+        Err(ClientError::Server(e)) => assert_eq!(e.code, ErrorCode::NotFound),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    // The game reports its own error and a latency sample.
+    let telemetry = client.telemetry();
+    telemetry.report_error("E_DOWNLOAD", "patcher");
+    telemetry.report_error("E_DOWNLOAD", "patcher");
+    telemetry.report_latency(Duration::from_millis(40));
+    // No explicit flush: the periodic flusher sends the batch.
+    let want = [
+        r#"outpost_client_errors_total{client_version="3.1.4",platform="windows",code="content.ContentGet.NotFound"} 1"#,
+        r#"outpost_client_errors_total{client_version="3.1.4",platform="windows",code="patcher.E_DOWNLOAD"} 2"#,
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let m = admin(&gw, "GET", "/metrics".into(), String::new()).await?;
+        if want.iter().all(|w| m.contains(w)) || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for w in want {
+        assert!(metrics.contains(w), "missing {w} in\n{metrics}");
+    }
+    // Latencies: the game's sample and the SDK's own request samples.
+    let count = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(r#"outpost_client_latency_ms_count{client_version="3.1.4",platform="windows"}"#)
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        count >= 3,
+        "game sample + Flags + ContentList: {count}\n{metrics}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || telemetry.stats().sent == 6).await,
+        "2 SDK latencies + 1 SDK error + 2 game errors + 1 game latency: {:?}",
+        telemetry.stats()
+    );
+    let s = telemetry.stats();
+    assert_eq!(
+        (s.recorded, s.dropped, s.failed_reports, s.lost),
+        (6, 0, 0, 0),
+        "{s:?}"
+    );
+    // Telemetry never surfaces as a game error, even after the session ended.
+    client.close().await;
+    telemetry.report_error("E_LATE", "");
+    telemetry.flush().await;
+
+    // A batch that fills is sent at once, not at the (here: hourly) interval.
+    let mut config = gw.client_config(device());
+    config.platform = Platform::Windows;
+    config.client_version = "3.1.5".into();
+    config.telemetry.flush_interval = Duration::from_secs(3600);
+    config.telemetry.max_latency_samples = 3;
+    let client = Client::connect(config).await?;
+    for ms in [5, 6, 7] {
+        client.telemetry().report_latency(Duration::from_millis(ms));
+    }
+    let want = r#"outpost_client_latency_ms_count{client_version="3.1.5",platform="windows"} 3"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = admin(&gw, "GET", "/metrics".into(), String::new()).await?;
+        if m.contains(want) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the full batch was not sent: missing {want} in\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }
