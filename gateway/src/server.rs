@@ -67,6 +67,8 @@ pub struct Status {
     pub draining: bool,
     pub udp_recv_buffer_bytes: usize,
     pub udp_send_buffer_bytes: usize,
+    /// Certificate files, reload counts and the served certificate's expiry.
+    pub tls: TlsStatus,
 }
 
 impl GatewayHandle {
@@ -129,6 +131,7 @@ impl GatewayHandle {
             draining: self.is_draining(),
             udp_recv_buffer_bytes: self.buffers.recv_bytes,
             udp_send_buffer_bytes: self.buffers.send_bytes,
+            tls: self.tls_status(),
         }
     }
 

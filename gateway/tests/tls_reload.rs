@@ -209,6 +209,12 @@ async fn a_replaced_certificate_reaches_new_handshakes_and_sessions_stay() -> Re
     for name in ["outpost_tls_reloads_total", "outpost_tls_cert_not_after_seconds"] {
         assert!(m.contains(name), "{name} missing from /metrics");
     }
+    let admin = gw.admin;
+    let status = tokio::task::spawn_blocking(move || http(admin, "GET", "/status")).await??;
+    assert!(
+        status.contains(r#""reloads":1"#),
+        "/status must show the reload: {status}"
+    );
     Ok(())
 }
 

@@ -36,7 +36,7 @@
 //! | GET | `/healthz` | 200 `ok` while the process serves (no token) |
 //! | GET | `/readyz` | 200 `ready`, or 503 `draining` once a drain began (no token) |
 //! | GET | `/metrics` | Prometheus text exposition (no token) |
-//! | GET | `/status` | JSON: region, live and admitted sessions, drain state, socket buffers |
+//! | GET | `/status` | JSON: region, live and admitted sessions, drain state, socket buffers, TLS certificate reloads |
 //! | POST | `/drain` | 202: starts a graceful drain (idempotent) |
 //! | POST | `/players/{player}/kick` | 200 if a live session was kicked (`KickedByOperator`), 404 if none |
 //! | POST | `/players/{player}/transfer?to={region}` | 200 + the finished transfer record (JSON); 409/400/503 with the reason |
