@@ -61,6 +61,13 @@ const GRANTS_ENV: &str = "OUTPOST_BENCH_CHILD_GRANTS";
 
 #[path = "gateway/grants.rs"]
 mod grants;
+#[path = "gateway/login.rs"]
+mod login;
+#[path = "gateway/rss.rs"]
+mod rss;
+
+use login::{login_run, LoginKind};
+use rss::rss_run;
 
 fn main() -> Result<()> {
     let role = std::env::var(ROLE_ENV).unwrap_or_default();
@@ -436,88 +443,6 @@ fn count_errors<T>(results: &[Result<T>], what: &str) -> usize {
     errors.len()
 }
 
-// ---- 1. logins -----------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LoginKind {
-    /// Bare quinn: the handshake alone.
-    Handshake,
-    /// Device credentials used for the first time: creates the account.
-    FreshDevice,
-    /// Device credentials of an existing account: store reads only.
-    DeviceRelogin,
-    /// The session token from an earlier Welcome: verified locally.
-    Token,
-}
-
-struct LoginRun {
-    per_sec: f64,
-    /// Server CPU time per successful login (µs): less sensitive to other load
-    /// on the machine than the rate, since it counts only the server's own work.
-    server_cpu_us: f64,
-    errors: usize,
-    tokens: Vec<String>,
-}
-
-async fn login_run(
-    client: &Arc<Client>,
-    server: &Server,
-    kind: LoginKind,
-    n: usize,
-    concurrency: usize,
-    tag: &str,
-    tokens: &Arc<Vec<String>>,
-) -> LoginRun {
-    let (client, tag, tokens) = (client.clone(), tag.to_owned(), tokens.clone());
-    let addr = server.addr;
-    let cpu_before = server.cpu_us().unwrap_or(0);
-    let start = Instant::now();
-    let results = bounded(n, concurrency, move |i| {
-        let (client, tag, tokens) = (client.clone(), tag.clone(), tokens.clone());
-        async move {
-            let conn = client.connect(addr).await?;
-            let token = match kind {
-                LoginKind::Handshake => String::new(),
-                LoginKind::FreshDevice | LoginKind::DeviceRelogin => {
-                    login(&conn, device(&tag, i)).await?.2.session_token
-                }
-                LoginKind::Token => {
-                    let t = tokens.get(i).context("no token")?.clone();
-                    login(&conn, Credentials::Token(t)).await?.2.session_token
-                }
-            };
-            // Datagrams each way up to (not including) the close: what a login costs
-            // on the wire beside a bare handshake.
-            let stats = conn.stats();
-            conn.close(0u32.into(), b"bench login done");
-            Ok((token, stats.udp_tx.datagrams, stats.udp_rx.datagrams))
-        }
-    })
-    .await;
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = server.cpu_us().unwrap_or(0).saturating_sub(cpu_before);
-    let errors = count_errors(&results, &format!("{kind:?}"));
-    let ok = results.len() - errors;
-    let (tx, rx) = results
-        .iter()
-        .flatten()
-        .fold((0, 0), |(t, r), x| (t + x.1, r + x.2));
-    eprintln!(
-        "  {kind:?}: datagrams per connection before close: client→server {:.2}, server→client {:.2}",
-        tx as f64 / ok.max(1) as f64,
-        rx as f64 / ok.max(1) as f64
-    );
-    LoginRun {
-        per_sec: ok as f64 / elapsed,
-        server_cpu_us: cpu as f64 / ok.max(1) as f64,
-        errors,
-        tokens: results
-            .into_iter()
-            .map(|r| r.map(|x| x.0).unwrap_or_default())
-            .collect(),
-    }
-}
-
 // ---- 2. ping RPCs --------------------------------------------------------------
 
 struct PingRun {
@@ -608,144 +533,6 @@ async fn ping_run(
         p50_us: total.value_at_quantile(0.50),
         p99_us: total.value_at_quantile(0.99),
         errors: errors.load(Ordering::Relaxed) as usize,
-    })
-}
-
-// ---- 3. RSS per idle session ---------------------------------------------------
-
-struct RssRun {
-    baseline_kib: u64,
-    after_kib: u64,
-    sessions: usize,
-    errors: usize,
-}
-
-impl RssRun {
-    fn per_session_kib(&self) -> f64 {
-        (self.after_kib as f64 - self.baseline_kib as f64) / self.sessions as f64
-    }
-}
-
-/// Opens one idle session and keeps it alive until `stop` closes: a gateway
-/// session pings at the heartbeat interval its Welcome asked for; a bare
-/// connection relies on the client's QUIC keep-alive.
-async fn hold_session(
-    client: Arc<Client>,
-    addr: SocketAddr,
-    kind: Kind,
-    credentials: Credentials,
-    stop: Arc<Semaphore>,
-) -> Result<tokio::task::JoinHandle<()>> {
-    let conn = client.connect(addr).await?;
-    let control = match kind {
-        Kind::Gateway => {
-            let (send, recv, w) = login(&conn, credentials).await?;
-            Some((send, recv, Duration::from_millis(w.heartbeat_interval_ms.into())))
-        }
-        Kind::Bare => None,
-    };
-    Ok(tokio::spawn(async move {
-        let stopped = stop.acquire();
-        tokio::pin!(stopped);
-        match control {
-            Some((mut send, mut recv, every)) => {
-                let mut nonce = 0;
-                loop {
-                    tokio::select! {
-                        _ = &mut stopped => break,
-                        _ = tokio::time::sleep(every) => {
-                            nonce += 1;
-                            let f = ControlMsg::Ping { nonce }.encode();
-                            if send.write_all(&f).await.is_err() || read_frame(&mut recv).await.is_err() {
-                                eprintln!("  held session lost");
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-            None => {
-                tokio::select! {
-                    _ = &mut stopped => {}
-                    _ = conn.closed() => eprintln!("  held connection lost"),
-                }
-            }
-        }
-        conn.close(0u32.into(), b"bench rss done");
-    }))
-}
-
-async fn rss_run(
-    client: &Arc<Client>,
-    kind: Kind,
-    data: &Path,
-    certs: &Path,
-    warmup: usize,
-    sessions: usize,
-    concurrency: usize,
-) -> Result<RssRun> {
-    let total = warmup + sessions;
-    if kind == Kind::Gateway {
-        // Create the accounts in a separate gateway process first, so the measured
-        // process only reads them: store memory for 10,000 new accounts (memtable,
-        // journal) is not session memory.
-        let prep = Server::spawn(kind, data, certs, false).await?;
-        let c = client.clone();
-        let addr = prep.addr;
-        let results = bounded(total, concurrency, move |i| {
-            let c = c.clone();
-            async move {
-                let conn = c.connect(addr).await?;
-                login(&conn, device("rss", i)).await?;
-                conn.close(0u32.into(), b"account created");
-                Ok(())
-            }
-        })
-        .await;
-        let errors = count_errors(&results, "rss account creation");
-        prep.stop().await;
-        if errors > 0 {
-            bail!("{errors} accounts could not be created");
-        }
-    }
-    let server = Server::spawn(kind, data, certs, false).await?;
-    let stop = Arc::new(Semaphore::new(0));
-    let open = |range: std::ops::Range<usize>| {
-        let (c, stop) = (client.clone(), stop.clone());
-        let (start, addr) = (range.start, server.addr);
-        bounded(range.len(), concurrency, move |i| {
-            let (c, stop) = (c.clone(), stop.clone());
-            hold_session(c, addr, kind, device("rss", start + i), stop)
-        })
-    };
-    let warm = open(0..warmup).await;
-    let mut errors = count_errors(&warm, "rss warm-up");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let baseline_kib = server.rss_kib_settled().await?;
-    let t0 = Instant::now();
-    let held = open(warmup..total).await;
-    let held_errors = count_errors(&held, "rss sessions");
-    errors += held_errors;
-    let opened_in = t0.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let after_kib = server.rss_kib_settled().await?;
-    eprintln!(
-        "  {kind:?}: opened {} sessions in {:.1} s, RSS {} → {} KiB",
-        sessions,
-        opened_in.as_secs_f64(),
-        baseline_kib,
-        after_kib
-    );
-    stop.close();
-    for h in warm.into_iter().chain(held).flatten() {
-        let _ = h.await;
-    }
-    server.stop().await;
-    Ok(RssRun {
-        baseline_kib,
-        after_kib,
-        sessions: sessions - held_errors,
-        errors,
     })
 }
 
