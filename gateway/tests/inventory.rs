@@ -5,6 +5,8 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -292,13 +294,26 @@ async fn grants_survive_sigkill_of_the_gateway_exactly_once() -> Result<()> {
     let inv = client.inventory().await?;
 
     // The killer: SIGKILL at random moments, restart on the same ports and data.
+    // Before each kill it waits for one more acknowledged grant (at most 10 s), so
+    // a loaded machine, where reconnect + login + a durable grant can take longer
+    // than the pause, still makes progress between kills instead of starving.
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let progress = acked_so_far.clone();
     let killer = tokio::spawn(async move {
         let mut kills = 0u32;
         loop {
-            let pause = Duration::from_millis(rand::random::<u64>() % 1000 + 300);
+            let seen = progress.load(Ordering::SeqCst);
+            let pause = Duration::from_millis(rand::random::<u64>() % 600 + 100);
+            let progressed = async {
+                let start = Instant::now();
+                while progress.load(Ordering::SeqCst) == seen && start.elapsed() < Duration::from_secs(10) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(pause).await;
+            };
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                _ = progressed => {}
                 _ = &mut stop_rx => break,
             }
             gw.kill();
@@ -323,6 +338,7 @@ async fn grants_survive_sigkill_of_the_gateway_exactly_once() -> Result<()> {
                 Ok(r) => {
                     duplicate_acks += u64::from(r.duplicate);
                     acked.push(r);
+                    acked_so_far.fetch_add(1, Ordering::SeqCst);
                     break;
                 }
                 Err(e) if Instant::now() < deadline => {
