@@ -13,7 +13,8 @@
 //!   still signed by the previous key, which stays valid until it is retired.
 //! - Resume tokens are session tokens with a short lifetime (the resume window):
 //!   any gateway of the region can verify them, which is what lets a drained
-//!   client resume on another gateway.
+//!   client resume on another gateway. A live session gets a fresh one every half
+//!   window ([`Authenticator::issue_resume`], PROTOCOL.md §3.4).
 //!
 //! Identity errors are mapped to wire codes here and nowhere else.
 
