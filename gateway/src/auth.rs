@@ -216,16 +216,11 @@ impl Authenticator {
         principal: &Principal,
         ttls: &[Duration],
     ) -> Result<Vec<outpost_backend::identity::IssuedToken>, Refusal> {
-        let account = Account {
-            player: principal.player_id.to_string(),
-            home: principal.home_region.clone(),
-            created_unix: 0, // not part of a token
-        };
         self.keys
             .read()
             .expect("keyring lock")
             .signer
-            .issue(&account, ttls, unix_now())
+            .issue(&principal.player_id, &principal.home_region, ttls, unix_now())
             .map_err(identity_refusal)
     }
 }

@@ -276,7 +276,7 @@ impl<S: Store> Identity<S> {
                 }
             })
             .await?;
-        signer_of(&key)?.issue(&account, ttls, now_unix_secs)
+        signer_of(&key)?.issue(&account.player, &account.home, ttls, now_unix_secs)
     }
 
     /// The keys a token issuer holds in memory: every non-retired public key (to

@@ -261,7 +261,9 @@ async fn keyring_signs_in_memory_with_the_active_key_and_follows_rotation() -> a
     let ring = id.keyring().await?;
     let first_kid = ring.signer.kid().to_owned();
 
-    let issued = ring.signer.issue(&account, &[Duration::from_secs(60)], 1_000)?;
+    let issued = ring
+        .signer
+        .issue(&account.player, &account.home, &[Duration::from_secs(60)], 1_000)?;
     let claims = ring.verifier.verify(&issued[0].token, 1_010)?;
     assert_eq!(
         (claims.sub.as_str(), claims.home.as_str()),
@@ -271,14 +273,19 @@ async fn keyring_signs_in_memory_with_the_active_key_and_follows_rotation() -> a
     // Any gateway's verifier (loaded from the store) accepts what the in-memory signer made.
     id.verifier().await?.verify(&issued[0].token, 1_010)?;
 
-    let too_long = ring
-        .signer
-        .issue(&account, &[MAX_TOKEN_TTL + Duration::from_secs(1)], 1_000);
+    let too_long = ring.signer.issue(
+        &account.player,
+        &account.home,
+        &[MAX_TOKEN_TTL + Duration::from_secs(1)],
+        1_000,
+    );
     assert!(
         matches!(too_long, Err(IdentityError::TtlOutOfRange { .. })),
         "{too_long:?}"
     );
-    let zero = ring.signer.issue(&account, &[Duration::ZERO], 1_000);
+    let zero = ring
+        .signer
+        .issue(&account.player, &account.home, &[Duration::ZERO], 1_000);
     assert!(
         matches!(zero, Err(IdentityError::TtlOutOfRange { .. })),
         "{zero:?}"

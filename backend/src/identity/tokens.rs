@@ -48,7 +48,7 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::errors::IdentityError;
-use super::types::{Account, IssuedToken};
+use super::types::IssuedToken;
 
 /// Longest accepted token, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 2048;
@@ -136,11 +136,12 @@ impl TokenSigner {
         &self.kid
     }
 
-    /// One token per entry of `ttls` for `account`, issued at `now_unix_secs`,
-    /// carrying the account's home region.
+    /// One token per entry of `ttls` for `player` (subject) whose home region is
+    /// `home`, issued at `now_unix_secs`.
     pub fn issue(
         &self,
-        account: &Account,
+        player: &str,
+        home: &str,
         ttls: &[Duration],
         now_unix_secs: u64,
     ) -> Result<Vec<IssuedToken>, IdentityError> {
@@ -150,8 +151,8 @@ impl TokenSigner {
             .map(|ttl| {
                 let claims = SessionClaims {
                     kid: self.kid.clone(),
-                    sub: account.player.clone(),
-                    home: account.home.clone(),
+                    sub: player.to_owned(),
+                    home: home.to_owned(),
                     iat: now_unix_secs,
                     exp: now_unix_secs.saturating_add(ttl.as_secs()),
                 };
