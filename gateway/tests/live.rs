@@ -46,17 +46,21 @@ fn flag_json(color: &str) -> String {
     )
 }
 
+/// Sets the `theme` flag (green for Android), then connects an Android 1.2.0 client.
+async fn android_client_with_green_theme(gw: &TestGateway) -> Result<Client> {
+    let r = admin(gw, "PUT", "/flags/theme?actor=alice".into(), flag_json("green")).await?;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let mut config = gw.client_config(device());
+    config.platform = Platform::Android;
+    config.client_version = "1.2.0".into();
+    Ok(Client::connect(config).await?)
+}
+
 #[tokio::test]
 async fn flag_changes_reach_connected_sessions_live() -> Result<()> {
     let world = World::new().await?;
     let gw = world.gateway(|_| {}).await?;
-    let r = admin(&gw, "PUT", "/flags/theme?actor=alice".into(), flag_json("green")).await?;
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-
-    let mut config = gw.client_config(device());
-    config.platform = Platform::Android;
-    config.client_version = "1.2.0".into();
-    let client = Client::connect(config).await?;
+    let client = android_client_with_green_theme(&gw).await?;
     let mut events = client.events();
     let content = client.open_channel(ChannelKind::Content).await?;
     let theme = |flags: &[Flag]| flags.iter().find(|f| f.key == "theme").map(|f| f.value.clone());
@@ -235,12 +239,7 @@ fn manifest(version: u64, min: &str) -> String {
 async fn live_client_caches_flags_and_content_follows_pushes_and_survives_resume() -> Result<()> {
     let world = World::new().await?;
     let gw = world.gateway(|_| {}).await?;
-    let r = admin(&gw, "PUT", "/flags/theme?actor=alice".into(), flag_json("green")).await?;
-    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    let mut config = gw.client_config(device());
-    config.platform = Platform::Android;
-    config.client_version = "1.2.0".into();
-    let client = Client::connect(config).await?;
+    let client = android_client_with_green_theme(&gw).await?;
     let mut events = client.events();
     let live = client.live().await?;
     // Read synchronously from the cache, typed.
