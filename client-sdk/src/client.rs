@@ -46,7 +46,7 @@ impl Client {
     /// failure as [`ClientError::Connect`]. Must be called inside a tokio runtime.
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         config.validate()?;
-        let quinn_cfg = quinn_client_config(&config.trust)?;
+        let quinn_cfg = quinn_client_config(&config.trust, config.mtu_discovery)?;
         let hello = hello(&config, config.credentials.clone(), None);
         let est = dial_and_login(
             config.endpoint.as_ref(),

@@ -126,6 +126,15 @@ pub struct ClientConfig {
     /// socket, so there it closes the connection (with a CONNECTION_CLOSE)
     /// instead of going silent.
     pub endpoint: Option<quinn::Endpoint>,
+    /// Path MTU discovery (RFC 8899) for datagrams this client sends: after each
+    /// handshake quinn probes whether datagrams above QUIC's 1,200-byte minimum
+    /// get through (and again every 10 minutes). Default **off**, like the
+    /// gateway's `transport.mtu_discovery`: game traffic is small frames, and
+    /// each probe is an extra datagram the gateway must receive, decrypt and
+    /// acknowledge during the login storm (two per login measured in the gateway
+    /// bench). Turn on for clients that upload large payloads (big state
+    /// documents) on paths known to carry 1,500-byte datagrams.
+    pub mtu_discovery: bool,
 }
 
 impl ClientConfig {
@@ -145,6 +154,7 @@ impl ClientConfig {
             auto_reconnect: true,
             event_capacity: 1024,
             endpoint: None,
+            mtu_discovery: false,
         }
     }
 

@@ -16,7 +16,10 @@ use crate::error::ClientError;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the quinn client configuration for a trust setting.
-pub(crate) fn quinn_client_config(trust: &Trust) -> Result<quinn::ClientConfig, ClientError> {
+pub(crate) fn quinn_client_config(
+    trust: &Trust,
+    mtu_discovery: bool,
+) -> Result<quinn::ClientConfig, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(trust.pem()) {
         let cert = cert.map_err(|e| ClientError::Config(format!("bad CA PEM: {e}")))?;
@@ -37,6 +40,16 @@ pub(crate) fn quinn_client_config(trust: &Trust) -> Result<quinn::ClientConfig, 
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ClientError::Config(format!("QUIC TLS setup: {e}")))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(Arc::new(quic_transport_config(mtu_discovery)));
+    Ok(cfg)
+}
+
+/// The QUIC transport settings the SDK connects with. Public so that load
+/// generators speaking the protocol with raw quinn (the gateway bench) put the
+/// same datagrams on the wire as a game client does.
+///
+/// `mtu_discovery`: see [`crate::ClientConfig::mtu_discovery`].
+pub fn quic_transport_config(mtu_discovery: bool) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     // The gateway never opens streams towards the client.
     transport
@@ -45,8 +58,10 @@ pub(crate) fn quinn_client_config(trust: &Trust) -> Result<quinn::ClientConfig, 
         .max_idle_timeout(Some(
             IDLE_TIMEOUT.try_into().expect("30 s is a valid idle timeout"),
         ));
-    cfg.transport_config(Arc::new(transport));
-    Ok(cfg)
+    if !mtu_discovery {
+        transport.mtu_discovery_config(None);
+    }
+    transport
 }
 
 /// Whether the server selected our ALPN (PROTOCOL.md 1: a client MUST refuse

@@ -340,7 +340,9 @@ impl Client {
             .with_no_client_auth();
         tls.alpn_protocols = vec![outpost_schema::ALPN.to_vec()];
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-        let mut transport = quinn::TransportConfig::default();
+        // The SDK's transport settings, so the bench client puts the same datagrams
+        // on the wire as a game client (e.g. no MTU probes by default).
+        let mut transport = outpost_client::quic_transport_config(false);
         // Keeps idle connections alive at the QUIC level (both servers' idle
         // timeout is 30 s); gateway sessions also send Ping as Welcome asks.
         transport.keep_alive_interval(Some(Duration::from_secs(10)));

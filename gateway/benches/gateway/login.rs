@@ -56,7 +56,7 @@ pub(super) async fn login_run(
             // on the wire beside a bare handshake.
             let stats = conn.stats();
             conn.close(0u32.into(), b"bench login done");
-            Ok((token, stats.udp_tx.datagrams, stats.udp_rx.datagrams))
+            Ok((token, stats.udp_tx.datagrams, stats.udp_rx.datagrams, stats.frame_tx, stats.frame_rx))
         }
     })
     .await;
@@ -73,6 +73,15 @@ pub(super) async fn login_run(
         tx as f64 / ok.max(1) as f64,
         rx as f64 / ok.max(1) as f64
     );
+    let ok_results: Vec<_> = results.iter().flatten().collect();
+    eprintln!(
+        "  {kind:?}: frames per connection, client→server {}",
+        frames_per_conn(ok_results.iter().map(|x| &x.3))
+    );
+    eprintln!(
+        "  {kind:?}: frames per connection, server→client {}",
+        frames_per_conn(ok_results.iter().map(|x| &x.4))
+    );
     LoginRun {
         per_sec: ok as f64 / elapsed,
         server_cpu_us: cpu as f64 / ok.max(1) as f64,
@@ -82,4 +91,39 @@ pub(super) async fn login_run(
             .map(|r| r.map(|x| x.0).unwrap_or_default())
             .collect(),
     }
+}
+
+/// The frame types a login exchanges, averaged per connection (zero counts left out).
+fn frames_per_conn<'a>(stats: impl Iterator<Item = &'a quinn::FrameStats>) -> String {
+    let mut n = 0usize;
+    let mut sums = [0u64; 10];
+    for f in stats {
+        n += 1;
+        let v = [
+            f.acks,
+            f.crypto,
+            f.handshake_done as u64,
+            f.new_connection_id,
+            f.retire_connection_id,
+            f.stream,
+            f.max_streams_bidi,
+            f.max_stream_data + f.max_data,
+            f.ping,
+            f.new_token,
+        ];
+        for (s, x) in sums.iter_mut().zip(v) {
+            *s += x;
+        }
+    }
+    let names = [
+        "ack", "crypto", "handshake_done", "new_cid", "retire_cid", "stream",
+        "max_streams_bidi", "max_data", "ping", "new_token",
+    ];
+    names
+        .iter()
+        .zip(sums)
+        .filter(|(_, s)| *s > 0)
+        .map(|(name, s)| format!("{name} {:.2}", s as f64 / n.max(1) as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
