@@ -7,14 +7,19 @@
 //!   token signed by a key another gateway just created is accepted without a
 //!   restart. A token login still reads the account once: the home region in a
 //!   token predates any transfer since, and Welcome must carry the current one.
-//! - Welcome's tokens are signed with the active key held in memory (the same
-//!   watch reloads it), so issuing them costs two signatures and no store read.
+//! - Welcome's session token is signed with the active key held in memory (the
+//!   same watch reloads it): one signature, no store read. A token login whose
+//!   token was signed by the active key, names the account's current home and
+//!   has more than half of `session_ttl` left gets **the same token back**
+//!   instead (no signature: the verify it just passed is the only Ed25519 work).
 //!   Between a rotation and the reload (one watch round trip) new tokens are
 //!   still signed by the previous key, which stays valid until it is retired.
-//! - Resume tokens are session tokens with a short lifetime (the resume window):
-//!   any gateway of the region can verify them, which is what lets a drained
-//!   client resume on another gateway. A live session gets a fresh one every half
-//!   window ([`Authenticator::issue_resume`], PROTOCOL.md §3.4).
+//! - Resume tokens live for the resume window and are MACs under keys derived
+//!   from the same signing keys (`outpost_backend::identity::resume`): any
+//!   gateway of the region can check them, which is what lets a drained client
+//!   resume on another gateway, and minting or checking one costs well under a
+//!   microsecond. A live session gets a fresh one every half window
+//!   ([`Authenticator::issue_resume`], PROTOCOL.md §3.4).
 //!
 //! Identity errors are mapped to wire codes here and nowhere else.
 
@@ -34,6 +39,10 @@ pub struct Principal {
     pub home_region: String,
     /// True when the login presented a valid resume token.
     pub resumed: bool,
+    /// The session token the client logged in with, when it can be handed back
+    /// in `Welcome` as is (signed by the active key, current home region, more
+    /// than half its lifetime left); `None` means sign a new one.
+    pub reusable_session_token: Option<String>,
 }
 
 /// A login refused with a wire code.
@@ -131,8 +140,13 @@ impl Authenticator {
     /// One store transaction either way (device check, or the account of a token).
     pub async fn login(&self, hello: &Hello) -> Result<Principal, Refusal> {
         if let Some(resume) = &hello.resume_token {
-            match self.verify_token(resume) {
-                Ok(player) => return self.token_principal(&player, true).await,
+            let checked = self
+                .keyring()
+                .resume
+                .verify(resume, unix_now())
+                .map_err(token_refusal);
+            match checked {
+                Ok(claims) => return self.token_principal(&claims.sub, true).await,
                 Err(refusal) if hello.credentials.is_none() => {
                     return Err(Refusal::new(ErrorCode::ResumeRejected, refusal.message))
                 }
@@ -145,8 +159,19 @@ impl Authenticator {
                 "Hello carries no credentials",
             )),
             Some(Credentials::Token(token)) => {
-                let player = self.verify_token(token)?;
-                self.token_principal(&player, false).await
+                let now = unix_now();
+                let (claims, active_kid) = {
+                    let keys = self.keyring();
+                    let claims = keys.verifier.verify(token, now).map_err(token_refusal)?;
+                    let active = keys.signer.kid() == claims.kid;
+                    (claims, active)
+                };
+                let mut principal = self.token_principal(&claims.sub, false).await?;
+                let fresh = claims.exp.saturating_sub(now) > self.session_ttl.as_secs() / 2;
+                if active_kid && fresh && claims.home == principal.home_region {
+                    principal.reusable_session_token = Some(token.clone());
+                }
+                Ok(principal)
             }
             Some(Credentials::Device { device_id, secret }) => {
                 let login = self
@@ -159,16 +184,8 @@ impl Authenticator {
         }
     }
 
-    /// Checks a token's signature and expiry locally; returns its player id.
-    fn verify_token(&self, token: &str) -> Result<String, Refusal> {
-        let claims = self
-            .keys
-            .read()
-            .expect("keyring lock")
-            .verifier
-            .verify(token, unix_now())
-            .map_err(token_refusal)?;
-        Ok(claims.sub)
+    fn keyring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
+        self.keys.read().expect("keyring lock")
     }
 
     /// The principal of a verified token: the account is read for its current
@@ -183,45 +200,48 @@ impl Authenticator {
         Ok(principal_of(account, resumed))
     }
 
-    /// Issues the session and resume tokens for a `Welcome`, signed in memory
-    /// with the active key; they carry `principal.home_region`.
+    /// The tokens for a `Welcome`, with the active keys held in memory: the
+    /// session token (the reusable one the client presented, else one Ed25519
+    /// signature) and a resume token (a MAC). Both carry `principal.home_region`.
     pub fn issue(&self, principal: &Principal) -> Result<IssuedTokens, Refusal> {
-        let issued = self.sign(principal, &[self.session_ttl, self.resume_ttl])?;
-        let mut issued = issued.into_iter();
-        let (Some(session), Some(resume)) = (issued.next(), issued.next()) else {
-            return Err(Refusal::new(
-                ErrorCode::Internal,
-                "identity issued too few tokens",
-            ));
+        let resume_token = self.issue_resume(principal)?;
+        let session_token = match &principal.reusable_session_token {
+            Some(token) => token.clone(),
+            None => {
+                self.keyring()
+                    .signer
+                    .issue(
+                        &principal.player_id,
+                        &principal.home_region,
+                        &[self.session_ttl],
+                        unix_now(),
+                    )
+                    .map_err(identity_refusal)?
+                    .pop()
+                    .ok_or_else(|| Refusal::new(ErrorCode::Internal, "identity issued no token"))?
+                    .token
+            }
         };
         Ok(IssuedTokens {
-            session_token: session.token,
-            resume_token: resume.token,
+            session_token,
+            resume_token,
         })
     }
 
-    /// Issues only a resume token (one Ed25519 signature, in memory, no store
-    /// access): the periodic `ResumeTokenRefresh` of a live session.
+    /// A resume token alone (a MAC, in memory, no store access): also the
+    /// periodic `ResumeTokenRefresh` of a live session.
     pub fn issue_resume(&self, principal: &Principal) -> Result<String, Refusal> {
-        self.sign(principal, &[self.resume_ttl])?
-            .into_iter()
-            .next()
-            .map(|t| t.token)
-            .ok_or_else(|| Refusal::new(ErrorCode::Internal, "identity issued no token"))
-    }
-
-    /// Signs one token per lifetime in `ttls` for `principal`, with the active key.
-    fn sign(
-        &self,
-        principal: &Principal,
-        ttls: &[Duration],
-    ) -> Result<Vec<outpost_backend::identity::IssuedToken>, Refusal> {
-        self.keys
-            .read()
-            .expect("keyring lock")
-            .signer
-            .issue(&principal.player_id, &principal.home_region, ttls, unix_now())
-            .map_err(identity_refusal)
+        Ok(self
+            .keyring()
+            .resume
+            .issue(
+                &principal.player_id,
+                &principal.home_region,
+                self.resume_ttl,
+                unix_now(),
+            )
+            .map_err(identity_refusal)?
+            .token)
     }
 }
 
@@ -230,6 +250,7 @@ fn principal_of(account: Account, resumed: bool) -> Principal {
         player_id: account.player.into(),
         home_region: account.home,
         resumed,
+        reusable_session_token: None,
     }
 }
 

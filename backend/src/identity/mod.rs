@@ -49,6 +49,7 @@
 
 pub mod errors;
 pub mod keys;
+pub mod resume;
 pub mod tokens;
 pub mod types;
 
@@ -64,6 +65,7 @@ use sha2::{Digest as _, Sha256};
 use crate::store::{Store, Transaction, TxError, Watch};
 
 pub use errors::IdentityError;
+pub use resume::ResumeKeys;
 pub use tokens::{SessionClaims, TokenError, TokenSigner, TokenVerifier, MAX_TOKEN_BYTES};
 pub use types::{check_player_id, check_region, Account, DeviceLogin, IssuedToken, SigningKeyInfo};
 
@@ -76,6 +78,9 @@ pub struct Keyring {
     pub verifier: TokenVerifier,
     /// The active signing key.
     pub signer: TokenSigner,
+    /// Resume-token keys of every non-retired signing key; mints with the active
+    /// one (see [`resume`]).
+    pub resume: ResumeKeys,
 }
 
 pub use tokens::MAX_TOKEN_TTL;
@@ -280,7 +285,8 @@ impl<S: Store> Identity<S> {
     }
 
     /// The keys a token issuer holds in memory: every non-retired public key (to
-    /// verify) and the active private key (to sign), read in one transaction.
+    /// verify), the active private key (to sign), and the resume-token keys
+    /// derived from the non-retired private keys, read in one transaction.
     /// A gateway loads this at startup and again whenever
     /// [`watch_signing_keys`](Self::watch_signing_keys) fires, so a login issues
     /// its tokens with no store round trip.
@@ -293,9 +299,16 @@ impl<S: Store> Identity<S> {
                 Ok((records, active))
             })
             .await?;
+        let live: Vec<SigningKeyRecord> = records.into_iter().filter(|r| r.retired_unix.is_none()).collect();
+        let seeds = live
+            .iter()
+            .map(|r| Ok((r.kid.as_str(), seed_of(r)?)))
+            .collect::<Result<Vec<_>, IdentityError>>()?;
+        let resume = ResumeKeys::new(&active.kid, seeds.iter().map(|(kid, seed)| (*kid, seed)))?;
         Ok(Keyring {
-            verifier: verifier_of(records)?,
+            verifier: verifier_of(live)?,
             signer: signer_of(&active)?,
+            resume,
         })
     }
 
@@ -484,9 +497,17 @@ fn verifier_of(records: Vec<SigningKeyRecord>) -> Result<TokenVerifier, Identity
 }
 
 fn signer_of(rec: &SigningKeyRecord) -> Result<TokenSigner, IdentityError> {
+    Ok(TokenSigner::new(
+        rec.kid.clone(),
+        SigningKey::from_bytes(&seed_of(rec)?),
+    ))
+}
+
+/// The Ed25519 secret seed of a key record.
+fn seed_of(rec: &SigningKeyRecord) -> Result<[u8; 32], IdentityError> {
     let bytes = URL_SAFE_NO_PAD.decode(&rec.secret).ok();
-    let arr: Option<[u8; 32]> = bytes.and_then(|b| b.as_slice().try_into().ok());
-    arr.map(|a| TokenSigner::new(rec.kid.clone(), SigningKey::from_bytes(&a)))
+    bytes
+        .and_then(|b| b.as_slice().try_into().ok())
         .ok_or_else(|| IdentityError::CorruptRecord {
             family: "signing key",
             detail: format!("secret of {} is not 32 base64url bytes", rec.kid),

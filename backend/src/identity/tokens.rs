@@ -167,14 +167,71 @@ impl TokenSigner {
 
 /// Signs `claims` with `key` into a token string.
 pub(crate) fn sign(key: &SigningKey, claims: &SessionClaims) -> String {
+    assemble(PREFIX, claims, |signed| key.sign(signed).to_bytes().to_vec())
+}
+
+/// Builds `prefix base64url(JSON claims) "." base64url(tag)`, where `tag` is
+/// computed over everything before the second `.`.
+pub(crate) fn assemble(prefix: &str, claims: &SessionClaims, tag: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
     let json = serde_json::to_vec(claims).expect("claims serialize");
-    let mut token = String::with_capacity(PREFIX.len() + json.len() * 4 / 3 + 90);
-    token.push_str(PREFIX);
+    let mut token = String::with_capacity(prefix.len() + json.len() * 4 / 3 + 90);
+    token.push_str(prefix);
     URL_SAFE_NO_PAD.encode_string(&json, &mut token);
-    let sig = key.sign(token.as_bytes());
+    let tag = tag(token.as_bytes());
     token.push('.');
-    URL_SAFE_NO_PAD.encode_string(sig.to_bytes(), &mut token);
+    URL_SAFE_NO_PAD.encode_string(tag, &mut token);
     token
+}
+
+/// A token taken apart, not yet authenticated.
+pub(crate) struct Parsed<'a> {
+    /// The bytes the tag covers: the prefix and the encoded claims.
+    pub signed: &'a [u8],
+    pub claims: SessionClaims,
+    /// The decoded tag (signature or MAC); its length is the caller's to check.
+    pub tag: Vec<u8>,
+}
+
+/// Splits and decodes `prefix claims "." tag`, checking the length bound, the
+/// prefix, the base64url encodings and the claims' JSON. Nothing is
+/// authenticated yet.
+pub(crate) fn parse<'a>(token: &'a str, prefix: &str) -> Result<Parsed<'a>, TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed("longer than 2048 bytes"));
+    }
+    let rest = token
+        .strip_prefix(prefix)
+        .ok_or(TokenError::Malformed("wrong format prefix"))?;
+    let (claims_b64, tag_b64) = rest
+        .split_once('.')
+        .ok_or(TokenError::Malformed("missing signature part"))?;
+    if tag_b64.contains('.') {
+        return Err(TokenError::Malformed("too many parts"));
+    }
+    let json = URL_SAFE_NO_PAD
+        .decode(claims_b64)
+        .map_err(|_| TokenError::Malformed("claims are not base64url"))?;
+    let claims: SessionClaims = serde_json::from_slice(&json)
+        .map_err(|_| TokenError::Malformed("claims are not the expected JSON"))?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag_b64)
+        .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
+    Ok(Parsed {
+        signed: &token.as_bytes()[..prefix.len() + claims_b64.len()],
+        claims,
+        tag,
+    })
+}
+
+/// Expiry check, after authentication: valid while `now < exp`.
+pub(crate) fn check_expiry(claims: SessionClaims, now_unix_secs: u64) -> Result<SessionClaims, TokenError> {
+    if now_unix_secs >= claims.exp {
+        return Err(TokenError::Expired {
+            exp: claims.exp,
+            now: now_unix_secs,
+        });
+    }
+    Ok(claims)
 }
 
 /// Verifies tokens against a set of public keys, with no store access.
@@ -214,44 +271,19 @@ impl TokenVerifier {
     /// Checks, in order: length, format, that the key is known, the signature,
     /// then expiry. Claims are only returned after the signature verified.
     pub fn verify(&self, token: &str, now_unix_secs: u64) -> Result<SessionClaims, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Malformed("longer than 2048 bytes"));
-        }
-        let rest = token
-            .strip_prefix(PREFIX)
-            .ok_or(TokenError::Malformed("missing v1. prefix"))?;
-        let (claims_b64, sig_b64) = rest
-            .split_once('.')
-            .ok_or(TokenError::Malformed("missing signature part"))?;
-        if sig_b64.contains('.') {
-            return Err(TokenError::Malformed("too many parts"));
-        }
-        let json = URL_SAFE_NO_PAD
-            .decode(claims_b64)
-            .map_err(|_| TokenError::Malformed("claims are not base64url"))?;
-        let claims: SessionClaims = serde_json::from_slice(&json)
-            .map_err(|_| TokenError::Malformed("claims are not the expected JSON"))?;
-        let sig_bytes = URL_SAFE_NO_PAD
-            .decode(sig_b64)
-            .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
-        let sig_arr: [u8; 64] = sig_bytes
+        let parsed = parse(token, PREFIX)?;
+        let sig: [u8; 64] = parsed
+            .tag
             .as_slice()
             .try_into()
             .map_err(|_| TokenError::Malformed("signature is not 64 bytes"))?;
         let key = self
             .keys
-            .get(&claims.kid)
-            .ok_or_else(|| TokenError::UnknownKey(claims.kid.clone()))?;
-        let signed = &token[..PREFIX.len() + claims_b64.len()];
-        key.verify_strict(signed.as_bytes(), &Signature::from_bytes(&sig_arr))
+            .get(&parsed.claims.kid)
+            .ok_or_else(|| TokenError::UnknownKey(parsed.claims.kid.clone()))?;
+        key.verify_strict(parsed.signed, &Signature::from_bytes(&sig))
             .map_err(|_| TokenError::BadSignature)?;
-        if now_unix_secs >= claims.exp {
-            return Err(TokenError::Expired {
-                exp: claims.exp,
-                now: now_unix_secs,
-            });
-        }
-        Ok(claims)
+        check_expiry(parsed.claims, now_unix_secs)
     }
 }
 

@@ -120,7 +120,11 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
     if principal.home_region != shared.config.region {
         match foreign_login(&shared, &principal).await {
             Ok(None) => {}
-            Ok(Some(new_home)) => principal.home_region = new_home,
+            Ok(Some(new_home)) => {
+                // Moved here: the presented token names the old home.
+                principal.home_region = new_home;
+                principal.reusable_session_token = None;
+            }
             Err((code, message, retry)) => return reject(&conn, send, code, &message, retry).await,
         }
     }
