@@ -103,6 +103,14 @@ pub struct EmbeddedConfig {
     /// started before the oldest kept commit fail with `TransactionTooOld`.
     #[serde(default = "default_max_conflict_log")]
     pub max_conflict_log: usize,
+    /// Group commit linger, in µs (durable mode): when the last fsync covered more
+    /// than one commit, the next one first waits this long for more commits to
+    /// join it. Trades up to this much latency per durable commit under load for
+    /// fewer fsyncs (each costs ~90 µs of CPU in a VM). Never applies to a lone
+    /// commit on an idle store. Default 1,000 (1 ms, small beside a network round
+    /// trip); 0 turns it off.
+    #[serde(default = "default_group_commit_linger_us")]
+    pub group_commit_linger_us: u64,
 }
 
 fn default_cache_bytes() -> u64 {
@@ -111,6 +119,10 @@ fn default_cache_bytes() -> u64 {
 
 fn default_max_conflict_log() -> usize {
     1_000_000
+}
+
+fn default_group_commit_linger_us() -> u64 {
+    1_000
 }
 
 /// An invalid [`EmbeddedConfig`].
@@ -132,6 +144,7 @@ impl EmbeddedConfig {
             persist: PersistMode::Durable,
             cache_bytes: default_cache_bytes(),
             max_conflict_log: default_max_conflict_log(),
+            group_commit_linger_us: default_group_commit_linger_us(),
         }
     }
 
@@ -236,7 +249,12 @@ impl EmbeddedStore {
             ),
         };
         let group = match config.persist {
-            PersistMode::Durable => Some(GroupCommit::start(db.clone(), absolute(&config.path), version)?),
+            PersistMode::Durable => Some(GroupCommit::start(
+                db.clone(),
+                absolute(&config.path),
+                version,
+                std::time::Duration::from_micros(config.group_commit_linger_us),
+            )?),
             PersistMode::Buffered => None,
         };
         Ok(EmbeddedStore {

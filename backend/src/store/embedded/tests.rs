@@ -1,6 +1,6 @@
 //! Group commit and relaxed durability on the real embedded store in a temp dir.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::store::{Transaction, TxError};
@@ -70,4 +70,56 @@ async fn relaxed_commits_and_their_readers_cause_no_journal_sync() {
     // A durable commit syncs the journal, which holds the relaxed commits before it.
     put(&store, Durability::Durable, b"d1", b"z").await;
     assert!(syncs(&store) > before);
+}
+
+#[tokio::test]
+async fn group_commit_lingers_only_after_a_shared_fsync() {
+    // A long linger, so that waiting for it cannot be confused with a slow fsync.
+    let linger = Duration::from_secs(1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        group_commit_linger_us: linger.as_micros() as u64,
+        ..EmbeddedConfig::new(dir.path())
+    })
+    .await
+    .expect("open");
+    let group = || store.inner.group.as_ref().expect("durable mode");
+
+    // A lone commit on an idle store: no linger.
+    let t = Instant::now();
+    put(&store, Durability::Durable, b"alone", b"x").await;
+    assert!(
+        t.elapsed() < linger * 9 / 10,
+        "idle commit waited {:?}",
+        t.elapsed()
+    );
+    assert!(group().last_batch() <= 1);
+
+    // Concurrent commits share fsyncs; once one fsync released several waiters,
+    // the next commit waits for the batch to grow.
+    for wave in 0.. {
+        assert!(wave < 20, "16 concurrent commits never shared an fsync");
+        let commits = (0..16).map(|i| {
+            let key = format!("w{wave}-{i}");
+            let store = &store;
+            async move { put(store, Durability::Durable, key.as_bytes(), b"y").await }
+        });
+        futures::future::join_all(commits).await;
+        if group().last_batch() > 1 {
+            break;
+        }
+    }
+    let t = Instant::now();
+    put(&store, Durability::Durable, b"after-batch", b"z").await;
+    assert!(t.elapsed() >= linger * 9 / 10, "lingered only {:?}", t.elapsed());
+
+    // That fsync covered one commit, so the next lone commit goes at once again.
+    assert_eq!(group().last_batch(), 1);
+    let t = Instant::now();
+    put(&store, Durability::Durable, b"alone-again", b"x").await;
+    assert!(
+        t.elapsed() < linger * 9 / 10,
+        "idle commit waited {:?}",
+        t.elapsed()
+    );
 }
