@@ -34,6 +34,11 @@
 //! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`),
 //! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children).
 
+/// The gateway binary's allocator (see `src/main.rs`); both server children run in
+/// this binary, so the bare-quinn baseline gets the same one.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

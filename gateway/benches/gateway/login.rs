@@ -56,7 +56,13 @@ pub(super) async fn login_run(
             // on the wire beside a bare handshake.
             let stats = conn.stats();
             conn.close(0u32.into(), b"bench login done");
-            Ok((token, stats.udp_tx.datagrams, stats.udp_rx.datagrams, stats.frame_tx, stats.frame_rx))
+            Ok((
+                token,
+                stats.udp_tx.datagrams,
+                stats.udp_rx.datagrams,
+                stats.frame_tx,
+                stats.frame_rx,
+            ))
         }
     })
     .await;
@@ -116,8 +122,16 @@ fn frames_per_conn<'a>(stats: impl Iterator<Item = &'a quinn::FrameStats>) -> St
         }
     }
     let names = [
-        "ack", "crypto", "handshake_done", "new_cid", "retire_cid", "stream",
-        "max_streams_bidi", "max_data", "ping", "new_token",
+        "ack",
+        "crypto",
+        "handshake_done",
+        "new_cid",
+        "retire_cid",
+        "stream",
+        "max_streams_bidi",
+        "max_data",
+        "ping",
+        "new_token",
     ];
     names
         .iter()
