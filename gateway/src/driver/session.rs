@@ -249,8 +249,8 @@ async fn remove_tickets_unless_resumed(shared: Arc<Shared>, player: Arc<str>, se
     }
 }
 
-/// Signs a fresh resume token for the session's player, as the frame to send.
-/// `None` when signing fails (no usable key): the client keeps its older token,
+/// Mints a fresh resume token for the session's player, as the frame to send.
+/// `None` when that fails (no usable key): the client keeps its older token,
 /// and the next interval tries again.
 fn refreshed_resume_token(shared: &Shared, principal: &Principal) -> Option<ControlMsg> {
     match shared.auth.issue_resume(principal) {
@@ -269,9 +269,9 @@ fn refreshed_resume_token(shared: &Shared, principal: &Principal) -> Option<Cont
 /// How often a live session gets a fresh resume token: half the resume window
 /// (PROTOCOL.md 3.4), so the token a client holds always has at least half a
 /// window of validity left (less the up-to-1 s rounding of the token's `exp` to
-/// whole seconds). Cost: one Ed25519 signature (~20 us) per session per
-/// interval; at the default 120 s window, 1M sessions make 16,667 signatures/s,
-/// about a third of one core.
+/// whole seconds). Cost: one HMAC-SHA256 (well under 1 us) and one small frame
+/// per session per interval; at the default 120 s window, 1M sessions make
+/// 16,667 refreshes/s.
 fn resume_refresh_interval(resume_window_secs: u64) -> std::time::Duration {
     std::time::Duration::from_millis(resume_window_secs.saturating_mul(500))
 }

@@ -36,9 +36,9 @@ pub struct SessionLimits {
 pub enum Action {
     /// Write this frame on the control stream.
     SendControl(ControlMsg),
-    /// Sign a fresh resume token for the session's player and send it as
+    /// Mint a fresh resume token for the session's player and send it as
     /// `ResumeTokenRefresh` on the control stream (see
-    /// [`Session::enable_resume_refresh`]). The machine cannot sign: keys are
+    /// [`Session::enable_resume_refresh`]). The machine holds no keys: they are
     /// the driver's business.
     RefreshResumeToken,
     /// Close the QUIC connection with this application error code. Always the
@@ -321,7 +321,7 @@ impl Session {
         if let Some(r) = &mut self.resume_refresh {
             if now >= r.next {
                 // Counted from now, not from the missed deadline: a late wake-up
-                // (a busy runtime) never makes a burst of signatures.
+                // (a busy runtime) never makes a burst of refreshes.
                 r.next = now + r.every;
                 self.actions.push_back(Action::RefreshResumeToken);
             }
