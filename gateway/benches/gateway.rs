@@ -26,7 +26,7 @@
 //! would make 10,000 sessions from one process needlessly expensive.
 //!
 //! Sizes (environment overrides):
-//! `OUTPOST_BENCH_ROUNDS` (3), `OUTPOST_BENCH_LOGINS` (2000),
+//! `OUTPOST_BENCH_ROUNDS` (3), `OUTPOST_BENCH_LOGINS` (6000),
 //! `OUTPOST_BENCH_LOGIN_CONCURRENCY` (128), `OUTPOST_BENCH_PING_SESSIONS` (100),
 //! `OUTPOST_BENCH_PING_SECS` (5), `OUTPOST_BENCH_SESSIONS` (10000),
 //! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_GRANT_SECS` (5),
@@ -564,7 +564,10 @@ fn fmt_runs(v: &[f64]) -> String {
 
 async fn parent() -> Result<()> {
     let rounds: usize = env_or("OUTPOST_BENCH_ROUNDS", 3);
-    let logins: usize = env_or("OUTPOST_BENCH_LOGINS", 2000);
+    // 6,000 per kind: about 2 s per phase on the 2-core machine. With 2,000 a
+    // phase lasted under a second and start-up transients (first connections,
+    // runtime warm-up) weighed on every rate.
+    let logins: usize = env_or("OUTPOST_BENCH_LOGINS", 6000);
     let login_conc: usize = env_or("OUTPOST_BENCH_LOGIN_CONCURRENCY", 128);
     let ping_sessions: usize = env_or("OUTPOST_BENCH_PING_SESSIONS", 100);
     let ping_secs: f64 = env_or("OUTPOST_BENCH_PING_SECS", 5.0);
