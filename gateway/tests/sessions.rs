@@ -251,31 +251,7 @@ async fn a_session_older_than_the_resume_window_still_resumes() -> Result<()> {
 /// own token expired.
 #[tokio::test]
 async fn resume_token_refresh_goes_only_to_clients_that_ask_for_it() -> Result<()> {
-    use outpost_schema::{ControlMsg, Credentials as WireCredentials, Hello, PROTOCOL_VERSION};
-
-    async fn hello(
-        conn: &quinn::Connection,
-        credentials: Option<WireCredentials>,
-        resume_token: Option<String>,
-        accepts_resume_refresh: bool,
-    ) -> Result<(quinn::SendStream, quinn::RecvStream, ControlMsg)> {
-        let (mut send, mut recv) = conn.open_bi().await?;
-        let hello = ControlMsg::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            client_version: "raw-test".into(),
-            credentials,
-            resume_token,
-            accepts_resume_refresh,
-            ..Default::default()
-        });
-        send.write_all(&hello.encode()).await?;
-        let answer = ControlMsg::decode(&read_raw_frame(&mut recv, 1 << 16).await?)?;
-        Ok((send, recv, answer))
-    }
-    let wire_device = || WireCredentials::Device {
-        device_id: format!("dev-{:016x}", rand::random::<u64>()),
-        secret: "s".repeat(24),
-    };
+    use outpost_schema::ControlMsg;
 
     let world = World::new().await?;
     // Refresh every second.
@@ -283,7 +259,7 @@ async fn resume_token_refresh_goes_only_to_clients_that_ask_for_it() -> Result<(
 
     // A client that asks for refreshes gets them, every half window.
     let conn = raw_connect(&gw).await?;
-    let (_send, mut recv, welcome) = hello(&conn, Some(wire_device()), None, true).await?;
+    let (_send, mut recv, welcome) = raw_hello(&conn, Some(wire_device()), None, true).await?;
     let ControlMsg::Welcome(welcome) = welcome else {
         anyhow::bail!("expected Welcome, got {welcome:?}");
     };
@@ -307,13 +283,13 @@ async fn resume_token_refresh_goes_only_to_clients_that_ask_for_it() -> Result<(
     // Welcome's token (issued over 3 s ago, valid 2 s) is expired; the newest
     // refreshed one resumes the session, without credentials.
     let again = raw_connect(&gw).await?;
-    let (_, _, answer) = hello(&again, None, Some(welcome.resume_token.clone()), true).await?;
+    let (_, _, answer) = raw_hello(&again, None, Some(welcome.resume_token.clone()), true).await?;
     assert!(
         matches!(&answer, ControlMsg::Reject(r) if r.reason == ErrorCode::ResumeRejected),
         "{answer:?}"
     );
     let again = raw_connect(&gw).await?;
-    let (_s, _r, answer) = hello(&again, None, Some(newest), true).await?;
+    let (_s, _r, answer) = raw_hello(&again, None, Some(newest), true).await?;
     match answer {
         ControlMsg::Welcome(w) => {
             assert!(w.resumed);
@@ -325,7 +301,7 @@ async fn resume_token_refresh_goes_only_to_clients_that_ask_for_it() -> Result<(
     // A client that did not ask (every client before the message existed) never
     // gets one: after three refresh intervals its next frame is the Pong.
     let old = raw_connect(&gw).await?;
-    let (mut send, mut recv, welcome) = hello(&old, Some(wire_device()), None, false).await?;
+    let (mut send, mut recv, welcome) = raw_hello(&old, Some(wire_device()), None, false).await?;
     assert!(matches!(welcome, ControlMsg::Welcome(_)), "{welcome:?}");
     tokio::time::sleep(Duration::from_millis(3_200)).await;
     send.write_all(&ControlMsg::Ping { nonce: 7 }.encode()).await?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use common::*;
 use outpost_backend::identity::{unix_now, Identity};
-use outpost_schema::{ControlMsg, Credentials, ErrorCode, Hello, Welcome, PROTOCOL_VERSION};
+use outpost_schema::{ControlMsg, Credentials, ErrorCode, Welcome};
 
 /// Hello on a fresh raw connection; the gateway's answer.
 async fn hello(
@@ -18,16 +18,7 @@ async fn hello(
     resume_token: Option<String>,
 ) -> Result<ControlMsg> {
     let conn = raw_connect(gw).await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    let hello = ControlMsg::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
-        client_version: "raw-test".into(),
-        credentials,
-        resume_token,
-        ..Default::default()
-    });
-    send.write_all(&hello.encode()).await?;
-    let answer = ControlMsg::decode(&read_raw_frame(&mut recv, 1 << 16).await?)?;
+    let (_send, _recv, answer) = raw_hello(&conn, credentials, resume_token, true).await?;
     conn.close(0u32.into(), b"done");
     Ok(answer)
 }
@@ -36,13 +27,6 @@ async fn welcome(gw: &TestGateway, credentials: Credentials) -> Result<Welcome> 
     match hello(gw, Some(credentials), None).await? {
         ControlMsg::Welcome(w) => Ok(w),
         other => bail!("expected Welcome, got {other:?}"),
-    }
-}
-
-fn wire_device() -> Credentials {
-    Credentials::Device {
-        device_id: format!("dev-{:016x}", rand::random::<u64>()),
-        secret: "s".repeat(24),
     }
 }
 

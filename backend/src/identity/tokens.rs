@@ -287,6 +287,16 @@ impl TokenVerifier {
     }
 }
 
+/// `token` with the byte at `pos` (modulo its length) set to `byte`, if that is
+/// still UTF-8: the mutation the never-accepts-a-changed-token properties use.
+#[cfg(test)]
+pub(crate) fn with_byte(token: &str, pos: usize, byte: u8) -> Option<String> {
+    let mut bytes = token.as_bytes().to_vec();
+    let i = pos % bytes.len();
+    bytes[i] = byte;
+    String::from_utf8(bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,10 +428,7 @@ mod tests {
         ) {
             let (key, v, claims) = setup();
             let token = sign(&key, &claims);
-            let mut bytes = token.clone().into_bytes();
-            let i = pos % bytes.len();
-            bytes[i] = byte;
-            if let Ok(s) = String::from_utf8(bytes) {
+            if let Some(s) = with_byte(&token, pos, byte) {
                 let r = v.verify(&s, now);
                 // A changed token never verifies; an unchanged one only fails on expiry.
                 if s != token {

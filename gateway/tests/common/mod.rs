@@ -134,6 +134,36 @@ pub async fn read_raw_frame(recv: &mut quinn::RecvStream, max: u32) -> Result<Ve
     Ok(frame)
 }
 
+/// Sends a `Hello` on a new control stream; returns the stream and the gateway's
+/// answer (Welcome or Reject), whatever it is.
+pub async fn raw_hello(
+    conn: &quinn::Connection,
+    credentials: Option<Credentials>,
+    resume_token: Option<String>,
+    accepts_resume_refresh: bool,
+) -> Result<(quinn::SendStream, quinn::RecvStream, ControlMsg)> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = ControlMsg::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: "raw-test".into(),
+        credentials,
+        resume_token,
+        accepts_resume_refresh,
+        ..Default::default()
+    });
+    send.write_all(&hello.encode()).await?;
+    let answer = ControlMsg::decode(&read_raw_frame(&mut recv, 1 << 16).await?)?;
+    Ok((send, recv, answer))
+}
+
+/// Wire device credentials with a random, unused device id.
+pub fn wire_device() -> Credentials {
+    Credentials::Device {
+        device_id: format!("dev-{:016x}", rand::random::<u64>()),
+        secret: "s".repeat(24),
+    }
+}
+
 /// Logs in over a raw connection; returns the control stream and the Welcome.
 pub async fn raw_login(
     conn: &quinn::Connection,
