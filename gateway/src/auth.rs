@@ -201,12 +201,13 @@ impl Authenticator {
     }
 
     /// The tokens for a `Welcome`, with the active keys held in memory: the
-    /// session token (the reusable one the client presented, else one Ed25519
+    /// session token (the reusable one the client presented, taken out of
+    /// `principal` so a live session does not keep it, else one Ed25519
     /// signature) and a resume token (a MAC). Both carry `principal.home_region`.
-    pub fn issue(&self, principal: &Principal) -> Result<IssuedTokens, Refusal> {
+    pub fn issue(&self, principal: &mut Principal) -> Result<IssuedTokens, Refusal> {
         let resume_token = self.issue_resume(principal)?;
-        let session_token = match &principal.reusable_session_token {
-            Some(token) => token.clone(),
+        let session_token = match principal.reusable_session_token.take() {
+            Some(token) => token,
             None => {
                 self.keyring()
                     .signer

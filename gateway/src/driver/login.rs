@@ -128,7 +128,7 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
             Err((code, message, retry)) => return reject(&conn, send, code, &message, retry).await,
         }
     }
-    let tokens = match shared.auth.issue(&principal) {
+    let tokens = match shared.auth.issue(&mut principal) {
         Ok(t) => t,
         Err(r) => return reject(&conn, send, r.code, &r.message, 1_000).await,
     };
