@@ -49,7 +49,10 @@ impl StateClient {
     /// Compare-and-set: writes `value` if the document is at `expected_version`
     /// (0: it must not exist) and returns the new version. A version mismatch is
     /// `ClientError::Server` with code `Conflict` (see [`is_conflict`]): re-read,
-    /// merge, and try again.
+    /// merge, and try again. When a save fails with an unknown outcome (the
+    /// connection was lost, the request timed out), sending the same save again
+    /// is safe: if the first attempt landed, the gateway answers with the version
+    /// it created (PROTOCOL.md, State channel).
     pub async fn set(&self, name: &str, expected_version: u64, value: Vec<u8>) -> Result<u64, ClientError> {
         let body = RequestBody::StateSet {
             name: name.into(),

@@ -279,6 +279,11 @@ async fn the_sdk_typed_state_api() -> Result<()> {
     assert!(outpost_client::is_conflict(&err), "{err:?}");
     let v2 = state.set("profile", v1, b"b".to_vec()).await?;
     assert_eq!((v1, v2), (1, 2));
+    // The same save again (as a game retries after a lost connection left the
+    // outcome unknown) gets the version it created; different bytes conflict.
+    assert_eq!(state.set("profile", v1, b"b".to_vec()).await?, v2);
+    let err = state.set("profile", v1, b"c".to_vec()).await.unwrap_err();
+    assert!(outpost_client::is_conflict(&err), "{err:?}");
     let docs = state.list().await?;
     assert_eq!((docs.len(), docs[0].value.as_slice()), (1, &b"b"[..]));
     Ok(())

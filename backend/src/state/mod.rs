@@ -16,6 +16,14 @@
 //!   [`StateError::VersionConflict`] carrying the version found, so the caller
 //!   re-reads, merges and retries. Concurrent writers of one document serialize
 //!   through the store's read conflicts: exactly one CAS per version wins.
+//! - **Retries.** A CAS whose document is already at `expected_version + 1`
+//!   holding exactly the bytes it proposes succeeds with that version and writes
+//!   nothing: it is a replay of a write that committed but whose answer was lost
+//!   (the connection dropped mid-request, a client timed out), so a blind retry
+//!   after an unknown outcome gets the same answer as the first attempt instead
+//!   of a `VersionConflict` against itself. Two writers proposing identical bytes
+//!   for the same version both succeed, which leaves the document exactly as
+//!   each of them asked.
 //! - **Transfer fence.** Every write reads the player's fence
 //!   ([`crate::transfer::fence`]) in the same transaction: while a cross-region
 //!   transfer is moving the player, writes fail with
@@ -276,11 +284,22 @@ impl<S: Store> PlayerState<S> {
                 async move {
                     check_fence(&tx, &region, &player, true).await?;
                     let key = keys::doc(&region, &player, &doc);
-                    let actual = match tx.get(&key).await? {
-                        Some(raw) => types::decode(&raw).map_err(TxError::User)?.0,
-                        None => 0,
+                    let (actual, current) = match tx.get(&key).await? {
+                        Some(raw) => {
+                            let (version, _, current) = types::decode(&raw).map_err(TxError::User)?;
+                            (version, Some(current))
+                        }
+                        None => (0, None),
                     };
                     if actual != expected_version {
+                        // A replay of this very write, whose first attempt committed
+                        // but whose answer was lost with the connection: answer as
+                        // the first attempt did (see "Retries" in the module docs).
+                        if expected_version.checked_add(1) == Some(actual)
+                            && current.as_deref() == Some(&value[..])
+                        {
+                            return Ok(actual);
+                        }
                         return Err(TxError::User(StateError::VersionConflict {
                             expected: expected_version,
                             actual,

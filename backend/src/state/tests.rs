@@ -231,3 +231,35 @@ async fn fence_refuses_writes_and_reads_by_state() -> anyhow::Result<()> {
     assert_eq!(st.compare_and_set(P1, "profile", 1, b"b").await?, 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_replayed_cas_gets_the_version_it_created_and_writes_nothing() -> anyhow::Result<()> {
+    let (_dir, st) = open("eu").await?;
+    assert_eq!(st.compare_and_set(P1, "profile", 0, b"first").await?, 1);
+    assert_eq!(st.compare_and_set(P1, "profile", 1, b"second").await?, 2);
+    let before = st.get(P1, "profile").await?.unwrap();
+
+    // The answer to the second write was lost; the client sends it again.
+    assert_eq!(st.compare_and_set(P1, "profile", 1, b"second").await?, 2);
+    let after = st.get(P1, "profile").await?.unwrap();
+    assert_eq!(
+        (after.version, after.updated_ms),
+        (before.version, before.updated_ms),
+        "nothing written"
+    );
+
+    // Not a replay: other bytes, an older base, or a creation replayed after a
+    // later write: each is still a conflict.
+    for (expected, value) in [(1, &b"other"[..]), (0, &b"second"[..]), (0, &b"first"[..])] {
+        match st.compare_and_set(P1, "profile", expected, value).await {
+            Err(StateError::VersionConflict { actual: 2, .. }) => {}
+            other => panic!("expected a conflict for ({expected}, {value:?}), got {other:?}"),
+        }
+    }
+    // The largest expected version a client can send does not overflow.
+    assert!(matches!(
+        st.compare_and_set(P1, "profile", u64::MAX, b"second").await,
+        Err(StateError::VersionConflict { .. })
+    ));
+    Ok(())
+}
