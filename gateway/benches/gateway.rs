@@ -32,7 +32,8 @@
 //! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_GRANT_SECS` (5),
 //! `OUTPOST_BENCH_GRANT_PLAYERS` (64), `OUTPOST_BENCH_HOT_CHANNELS` (4),
 //! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`),
-//! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children).
+//! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children),
+//! `OUTPOST_BENCH_GROUP_COMMIT_LINGER_US` (the gateway child's store setting).
 
 /// The gateway binary's allocator (see `src/main.rs`); both server children run in
 /// this binary, so the bare-quinn baseline gets the same one.
@@ -146,6 +147,14 @@ async fn child_gateway() -> Result<()> {
         // Attribution experiment: the login path without the cross-gateway
         // presence claim/release (two durable store writes per session).
         config.session.cross_gateway_presence = false;
+    }
+    if let Ok(us) = std::env::var("OUTPOST_BENCH_GROUP_COMMIT_LINGER_US") {
+        // A/B of the embedded store's group-commit linger (default 1,000 µs).
+        let mut store = config.region_store();
+        if let Some(e) = store.embedded.as_mut() {
+            e.group_commit_linger_us = us.parse()?;
+        }
+        config.store = Some(store);
     }
     let running = outpost_gateway::start(config).await?;
     println!("READY {}", running.quic_addr);
