@@ -301,3 +301,68 @@ async fn keyring_signs_in_memory_with_the_active_key_and_follows_rotation() -> a
     assert!(debug.contains(&new_kid) && !debug.contains("key:"), "{debug}");
     Ok(())
 }
+
+#[tokio::test]
+async fn keyring_resume_tokens_follow_rotation_and_retirement() -> anyhow::Result<()> {
+    let (_dir, id) = open().await?;
+    let account = id.login_device("dev-r", SECRET, "eu-west").await?.account;
+    let ring = id.keyring().await?;
+    let token = ring
+        .resume
+        .issue(&account.player, &account.home, Duration::from_secs(120), 1_000)?
+        .token;
+    // Another gateway loading the same store checks it; a rotation keeps it valid.
+    assert_eq!(
+        id.keyring().await?.resume.verify(&token, 1_010)?.sub,
+        account.player
+    );
+    let old_kid = ring.signer.kid().to_owned();
+    let new_kid = id.rotate_signing_key().await?;
+    let ring2 = id.keyring().await?;
+    assert_eq!(ring2.resume.active_kid(), new_kid);
+    ring2.resume.verify(&token, 1_010)?;
+    // Retiring the key it was minted under ends it, as for session tokens.
+    id.retire_signing_key(&old_kid).await?;
+    assert_eq!(
+        id.keyring().await?.resume.verify(&token, 1_010),
+        Err(TokenError::UnknownKey(old_kid))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_key_published_without_its_secret_still_verifies_session_tokens() -> anyhow::Result<()> {
+    // E.g. a key whose private half lives in a KMS elsewhere: the keyring loads,
+    // verifies that key's session tokens, and simply has no resume key for it.
+    let (_dir, id) = open().await?;
+    let account = id.login_device("dev-p", SECRET, "eu-west").await?.account;
+    let outside = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    let record = types::SigningKeyRecord {
+        kid: "k00000000000000ff".into(),
+        secret: String::new(),
+        public: URL_SAFE_NO_PAD.encode(outside.verifying_key().to_bytes()),
+        created_unix: 1,
+        retired_unix: None,
+    };
+    id.store
+        .run(|tx| {
+            let record = record.clone();
+            async move {
+                tx.set(&keys::signing_key(&record.kid), &types::encode(&record))?;
+                Ok::<_, TxError<IdentityError>>(())
+            }
+        })
+        .await?;
+    let ring = id.keyring().await?;
+    let claims = tokens::SessionClaims {
+        kid: record.kid.clone(),
+        sub: account.player.clone(),
+        home: account.home.clone(),
+        iat: 1_000,
+        exp: 2_000,
+    };
+    let token = tokens::sign(&outside, &claims);
+    assert_eq!(ring.verifier.verify(&token, 1_500)?, claims);
+    assert_ne!(ring.resume.active_kid(), record.kid);
+    Ok(())
+}
