@@ -333,7 +333,10 @@ pub async fn start_with_stores(
             regions.clone(),
         )),
     );
+    let (tickets, ended_sessions) =
+        crate::driver::tickets::TicketReaper::new(Duration::from_secs(config.session.resume_window_secs));
     let shared = Arc::new(Shared {
+        tickets,
         registry: Registry::new(l.max_sessions),
         router,
         matchmaker: matchmaker.clone(),
@@ -371,6 +374,11 @@ pub async fn start_with_stores(
     }
     tokio::spawn(async move { transfers.resume_pending().await });
     spawn_matchmaker_workers(&shared, matchmaker)?;
+    tokio::spawn(crate::driver::tickets::run(
+        shared.clone(),
+        ended_sessions,
+        shared.shutdown.subscribe(),
+    ));
     let task = tokio::spawn(accept_loop(shared, endpoint, tls_reloader));
     Ok(RunningGateway {
         quic_addr,

@@ -11,6 +11,7 @@
 mod channel;
 mod login;
 mod session;
+pub(crate) mod tickets;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,8 @@ pub(crate) struct Shared {
     pub presence: Presence<AnyStore>,
     /// This gateway's name in presence claims (its QUIC address).
     pub name: String,
+    /// Matchmaking tickets of ended sessions, checked after the resume window.
+    pub tickets: tickets::TicketReaper,
     /// `Some` once the gateway drains; sessions watch it.
     pub drain: watch::Receiver<Option<DrainPlan>>,
     /// Fires once when the gateway shuts down.

@@ -172,11 +172,9 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         metrics::counter!("outpost_session_closes_total", "code" => "ConnectionLost").increment(1);
     }
     shared.registry.unregister(&principal.player_id, &cmd_tx);
-    tokio::spawn(remove_tickets_unless_resumed(
-        shared.clone(),
-        principal.player_id.clone(),
-        session_id,
-    ));
+    shared
+        .tickets
+        .session_ended(principal.player_id.clone(), session_id);
     // The presence claim is left in place: claims are ordered by login time, so a
     // stale one never displaces a newer login, and not releasing saves a durable
     // store write per session (measured: about 5 points of login rate).
@@ -217,35 +215,6 @@ async fn watch_presence(
         }
         Ok(None) => {} // released: the session is ending anyway
         Err(e) => warn!(error = %e, "presence watch failed"),
-    }
-}
-
-/// After the resume window, removes the player's matchmaking ticket unless they
-/// came back (a newer session of theirs holds presence, on any gateway).
-async fn remove_tickets_unless_resumed(shared: Arc<Shared>, player: Arc<str>, session_id: u64) {
-    tokio::time::sleep(std::time::Duration::from_secs(
-        shared.config.session.resume_window_secs,
-    ))
-    .await;
-    let came_back = match shared.presence.current(&player).await {
-        Ok(Some(claim)) => claim.session_id != session_id,
-        Ok(None) => false,
-        Err(e) => {
-            warn!(error = %e, "cannot read presence; keeping the ticket");
-            true
-        }
-    };
-    // `is_live` covers a resume on this gateway while presence is off.
-    if came_back || shared.registry.is_live(&player) {
-        return;
-    }
-    match shared.matchmaker.remove_player_tickets(&player).await {
-        Ok(Some(t)) => debug!(
-            ticket = t.0,
-            "removed the ticket of a player who did not come back"
-        ),
-        Ok(None) => {}
-        Err(e) => warn!(error = %e, "cannot remove matchmaking ticket"),
     }
 }
 
