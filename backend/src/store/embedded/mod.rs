@@ -30,8 +30,9 @@
 //!   lock; they fire when the change becomes visible (for durable commits, possibly
 //!   just before the writer's commit returns).
 //! - **Durability** ([`group_commit`]): in [`PersistMode::Durable`] a commit returns
-//!   only after its journal entry is fsync'd; concurrent commits share one fsync.
-//!   Read-only transactions wait until the data they read is durable, so nothing a
+//!   only after its journal entry is fsync'd; concurrent commits share one fsync
+//!   (under load the flusher lingers up to `group_commit_linger_us` so more share
+//!   it). Read-only transactions wait until the data they read is durable, so nothing a
 //!   crash could undo is ever returned — except what [`Durability::Relaxed`]
 //!   commits wrote: they return at once, do not make readers wait, and become
 //!   durable with the next durable commit's fsync.
