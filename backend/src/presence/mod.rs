@@ -16,7 +16,8 @@
 //! write per session, so [`Presence::current`] is the player's latest login, not
 //! proof that it is still connected.
 //!
-//! Claims and releases commit with [`Durability::Relaxed`]: presence is soft state
+//! Claims and releases commit with [`Durability::Relaxed`], and the watch's read
+//! is relaxed too (it never waits for an fsync of other commits): presence is soft state
 //! about live sessions, and the only crash that can lose a relaxed commit (of the
 //! process owning the embedded store, or of its machine) also ends every session
 //! that process held, so a lost claim describes a session that is gone anyway.
@@ -95,9 +96,11 @@ impl<S: Store> Presence<S> {
     pub async fn displaced(&self, player: &str, mine: &Claim) -> Result<Option<Claim>, PresenceError> {
         let key = keys::presence(player);
         loop {
+            // Relaxed: presence is soft state, so this read never waits for an
+            // fsync of other players' durable commits (see `Durability`).
             let (current, watch) = self
                 .store
-                .run(|tx| {
+                .transact(relaxed(), |tx| {
                     let key = key.clone();
                     async move {
                         let raw = tx.get(&key).await?;

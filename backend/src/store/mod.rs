@@ -119,7 +119,17 @@ pub enum Durability {
     /// earlier commit durable too. For soft state whose loss in such a crash is
     /// harmless, e.g. the presence of sessions that the crashed process itself held.
     /// Read-only transactions do not wait for relaxed commits to become durable.
-    /// FoundationDB commits are always durable: there this changes nothing.
+    ///
+    /// On a **read-only** transaction it means: return what was read without
+    /// waiting for it to become durable. A durable read-only transaction waits
+    /// until every durable commit at or below its read version is on disk (so it
+    /// never returns what a crash could undo), which under a stream of durable
+    /// commits (a login storm creating accounts) costs a wait for the next fsync
+    /// even when the keys read were never written durably. Soft-state readers
+    /// (presence) do not need that guarantee.
+    ///
+    /// FoundationDB commits are always durable and its reads only ever see
+    /// committed data: there this changes nothing.
     Relaxed,
 }
 

@@ -356,11 +356,14 @@ impl EmbeddedStore {
                 cs.watches.register(key, seen, current.as_deref(), fire);
             }
             drop(cs);
-            let durable = self
-                .inner
-                .group
-                .as_ref()
-                .and_then(|g| g.wait_durable(tx.0.read_version));
+            let durable = match durability {
+                Durability::Relaxed => None,
+                Durability::Durable => self
+                    .inner
+                    .group
+                    .as_ref()
+                    .and_then(|g| g.wait_durable(tx.0.read_version)),
+            };
             return Ok((durable, None, Vec::new()));
         }
 

@@ -72,10 +72,8 @@ async fn relaxed_commits_and_their_readers_cause_no_journal_sync() {
     assert!(syncs(&store) > before);
 }
 
-#[tokio::test]
-async fn group_commit_lingers_only_after_a_shared_fsync() {
-    // A long linger, so that waiting for it cannot be confused with a slow fsync.
-    let linger = Duration::from_secs(1);
+/// A durable store whose group commit lingers `linger` (see the linger test).
+async fn open_lingering(linger: Duration) -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(EmbeddedConfig {
         group_commit_linger_us: linger.as_micros() as u64,
@@ -83,6 +81,30 @@ async fn group_commit_lingers_only_after_a_shared_fsync() {
     })
     .await
     .expect("open");
+    (dir, store)
+}
+
+/// Commits waves of 16 concurrent durable writes until one fsync has released
+/// more than one waiter, so that the next fsync lingers.
+async fn share_an_fsync(store: &EmbeddedStore) {
+    for wave in 0.. {
+        assert!(wave < 20, "16 concurrent commits never shared an fsync");
+        let commits = (0..16).map(|i| {
+            let key = format!("w{wave}-{i}");
+            async move { put(store, Durability::Durable, key.as_bytes(), b"y").await }
+        });
+        futures::future::join_all(commits).await;
+        if store.inner.group.as_ref().expect("durable mode").last_batch() > 1 {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn group_commit_lingers_only_after_a_shared_fsync() {
+    // A long linger, so that waiting for it cannot be confused with a slow fsync.
+    let linger = Duration::from_secs(1);
+    let (_dir, store) = open_lingering(linger).await;
     let group = || store.inner.group.as_ref().expect("durable mode");
 
     // A lone commit on an idle store: no linger.
@@ -97,18 +119,7 @@ async fn group_commit_lingers_only_after_a_shared_fsync() {
 
     // Concurrent commits share fsyncs; once one fsync released several waiters,
     // the next commit waits for the batch to grow.
-    for wave in 0.. {
-        assert!(wave < 20, "16 concurrent commits never shared an fsync");
-        let commits = (0..16).map(|i| {
-            let key = format!("w{wave}-{i}");
-            let store = &store;
-            async move { put(store, Durability::Durable, key.as_bytes(), b"y").await }
-        });
-        futures::future::join_all(commits).await;
-        if group().last_batch() > 1 {
-            break;
-        }
-    }
+    share_an_fsync(&store).await;
     let t = Instant::now();
     put(&store, Durability::Durable, b"after-batch", b"z").await;
     assert!(t.elapsed() >= linger * 9 / 10, "lingered only {:?}", t.elapsed());
@@ -121,5 +132,45 @@ async fn group_commit_lingers_only_after_a_shared_fsync() {
         t.elapsed() < linger * 9 / 10,
         "idle commit waited {:?}",
         t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn relaxed_reads_do_not_wait_for_other_commits_to_become_durable() {
+    let linger = Duration::from_secs(1);
+    let (_dir, store) = open_lingering(linger).await;
+    put(&store, Durability::Relaxed, b"soft", b"1").await;
+    share_an_fsync(&store).await;
+    // A durable commit now waits ~1 s (linger) for its fsync; meanwhile a read
+    // at a version above it either waits for that fsync (durable read) or not.
+    let pending = put(&store, Durability::Durable, b"hard", b"2");
+    let reads = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let read = |durability| {
+            let store = &store;
+            async move {
+                let options = TransactOptions {
+                    durability,
+                    ..TransactOptions::default()
+                };
+                let t = Instant::now();
+                let v = store
+                    .transact(
+                        options,
+                        |tx| async move { Ok::<_, TxError>(tx.get(b"soft").await?) },
+                    )
+                    .await
+                    .expect("read");
+                assert_eq!(v.as_deref(), Some(&b"1"[..]));
+                t.elapsed()
+            }
+        };
+        (read(Durability::Relaxed).await, read(Durability::Durable).await)
+    };
+    let ((), (relaxed, durable)) = tokio::join!(pending, reads);
+    assert!(relaxed < linger / 2, "relaxed read waited {relaxed:?}");
+    assert!(
+        durable >= linger / 2,
+        "durable read returned after {durable:?}, before the fsync"
     );
 }
