@@ -199,10 +199,7 @@ pub(crate) async fn get_flag_in_tx<T: Transaction, E>(
     key: &str,
     err: impl Fn(String) -> E,
 ) -> Result<Option<FlagRecord>, TxError<E>> {
-    match tx.get(&keys::flag(key)).await? {
-        Some(raw) => decode(&raw).map(Some).map_err(|e| TxError::User(err(e))),
-        None => Ok(None),
-    }
+    get_decoded(tx, &keys::flag(key), err).await
 }
 
 pub(crate) async fn active_rollout_in_tx<T: Transaction, E>(
@@ -210,7 +207,16 @@ pub(crate) async fn active_rollout_in_tx<T: Transaction, E>(
     flag: &str,
     err: impl Fn(String) -> E,
 ) -> Result<Option<ActiveRollout>, TxError<E>> {
-    match tx.get(&keys::active_rollout(flag)).await? {
+    get_decoded(tx, &keys::active_rollout(flag), err).await
+}
+
+/// Reads `key` and decodes its versioned value; `err` wraps a decoding failure.
+async fn get_decoded<T: Transaction, V: serde::de::DeserializeOwned, E>(
+    tx: &T,
+    key: &[u8],
+    err: impl Fn(String) -> E,
+) -> Result<Option<V>, TxError<E>> {
+    match tx.get(key).await? {
         Some(raw) => decode(&raw).map(Some).map_err(|e| TxError::User(err(e))),
         None => Ok(None),
     }
