@@ -10,14 +10,35 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use common::*;
 use outpost_client::{
-    ChannelKind, Client, ClientError, ErrorCode, Event, Events, LiveEvent, PushBody, RequestBody,
-    ResponseBody,
+    ChannelKind, Client, ClientConfig, ClientError, ErrorCode, Event, Events, LiveEvent, PushBody,
+    RequestBody, ResponseBody,
 };
 use outpost_schema::{Flag, FlagValue, Platform, TelemetryErrorCount};
 
 async fn admin(gw: &TestGateway, method: &'static str, path: String, body: String) -> Result<String> {
     let addr = gw.admin;
     tokio::task::spawn_blocking(move || http_json(addr, method, &path, &body)).await?
+}
+
+/// A Windows client of game version `version` (the labels telemetry metrics carry).
+fn windows_client(gw: &TestGateway, version: &str) -> ClientConfig {
+    let mut config = gw.client_config(device());
+    config.platform = Platform::Windows;
+    config.client_version = version.into();
+    config
+}
+
+/// `/metrics` once it contains every line of `want`, or as it is after 10 s
+/// (the caller's assertions then say what is missing).
+async fn metrics_with(gw: &TestGateway, want: &[&str]) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = admin(gw, "GET", "/metrics".into(), String::new()).await?;
+        if want.iter().all(|w| m.contains(w)) || Instant::now() > deadline {
+            return Ok(m);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn next_push(events: &mut outpost_client::Events, f: impl Fn(&PushBody) -> bool) -> PushBody {
@@ -158,10 +179,7 @@ async fn published_content_is_pushed_and_too_old_clients_are_told() -> Result<()
 async fn telemetry_becomes_metrics_and_rollouts_are_operated_and_audited() -> Result<()> {
     let world = World::new().await?;
     let gw = world.gateway(|_| {}).await?;
-    let mut config = gw.client_config(device());
-    config.platform = Platform::Windows;
-    config.client_version = "3.1.4".into();
-    let client = Client::connect(config).await?;
+    let client = Client::connect(windows_client(&gw, "3.1.4")).await?;
     let telemetry = client.open_channel(ChannelKind::Telemetry).await?;
     let report = RequestBody::Telemetry {
         errors: vec![TelemetryErrorCount {
@@ -336,9 +354,7 @@ async fn live_client_caches_flags_and_content_follows_pushes_and_survives_resume
 async fn sdk_errors_and_game_reports_become_gateway_metrics() -> Result<()> {
     let world = World::new().await?;
     let gw = world.gateway(|_| {}).await?;
-    let mut config = gw.client_config(device());
-    config.platform = Platform::Windows;
-    config.client_version = "3.1.4".into();
+    let mut config = windows_client(&gw, "3.1.4");
     config.telemetry.flush_interval = Duration::from_millis(200);
     let client = Client::connect(config).await?;
     let live = client.live().await?;
@@ -357,14 +373,7 @@ async fn sdk_errors_and_game_reports_become_gateway_metrics() -> Result<()> {
         r#"outpost_client_errors_total{client_version="3.1.4",platform="windows",code="content.ContentGet.NotFound"} 1"#,
         r#"outpost_client_errors_total{client_version="3.1.4",platform="windows",code="patcher.E_DOWNLOAD"} 2"#,
     ];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let metrics = loop {
-        let m = admin(&gw, "GET", "/metrics".into(), String::new()).await?;
-        if want.iter().all(|w| m.contains(w)) || Instant::now() > deadline {
-            break m;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let metrics = metrics_with(&gw, &want).await?;
     for w in want {
         assert!(metrics.contains(w), "missing {w} in\n{metrics}");
     }
@@ -397,9 +406,7 @@ async fn sdk_errors_and_game_reports_become_gateway_metrics() -> Result<()> {
     telemetry.flush().await;
 
     // A batch that fills is sent at once, not at the (here: hourly) interval.
-    let mut config = gw.client_config(device());
-    config.platform = Platform::Windows;
-    config.client_version = "3.1.5".into();
+    let mut config = windows_client(&gw, "3.1.5");
     config.telemetry.flush_interval = Duration::from_secs(3600);
     config.telemetry.max_latency_samples = 3;
     let client = Client::connect(config).await?;
@@ -407,17 +414,10 @@ async fn sdk_errors_and_game_reports_become_gateway_metrics() -> Result<()> {
         client.telemetry().report_latency(Duration::from_millis(ms));
     }
     let want = r#"outpost_client_latency_ms_count{client_version="3.1.5",platform="windows"} 3"#;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let m = admin(&gw, "GET", "/metrics".into(), String::new()).await?;
-        if m.contains(want) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the full batch was not sent: missing {want} in\n{m}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let m = metrics_with(&gw, &[want]).await?;
+    assert!(
+        m.contains(want),
+        "the full batch was not sent: missing {want} in\n{m}"
+    );
     Ok(())
 }
