@@ -150,17 +150,24 @@ async fn raw_ping(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, no
     Ok(())
 }
 
-async fn metrics(admin: SocketAddr) -> Result<String> {
-    tokio::task::spawn_blocking(move || http(admin, "GET", "/metrics")).await?
+/// `GET path` on the admin HTTP listener.
+async fn admin_get(admin: SocketAddr, path: &'static str) -> Result<String> {
+    tokio::task::spawn_blocking(move || http(admin, "GET", path)).await?
+}
+
+/// A fresh CA, and its certificate "A" installed as the gateway's files in `dir`.
+fn pki_serving_a(dir: &Path) -> Result<(Pki, CertFilesAt, Leaf)> {
+    let pki = Pki::new()?;
+    let at = CertFilesAt::in_dir(dir);
+    let a = pki.leaf("certificate A")?;
+    at.install(&a)?;
+    Ok((pki, at, a))
 }
 
 #[tokio::test]
 async fn a_replaced_certificate_reaches_new_handshakes_and_sessions_stay() -> Result<()> {
     let world = World::new().await?;
-    let pki = Pki::new()?;
-    let at = CertFilesAt::in_dir(world.dir.path());
-    let a = pki.leaf("certificate A")?;
-    at.install(&a)?;
+    let (pki, at, a) = pki_serving_a(world.dir.path())?;
     let gw = gateway(&world, &pki, &at, 100).await?;
     assert_eq!(presented_leaf(gw.addr, &gw.ca_pem).await?, a.der);
 
@@ -205,12 +212,11 @@ async fn a_replaced_certificate_reaches_new_handshakes_and_sessions_stay() -> Re
     // A new SDK session handshakes with certificate B under the same CA.
     let fresh = Client::connect(gw.client_config(device())).await?;
     fresh.ping().await?;
-    let m = metrics(gw.admin).await?;
+    let m = admin_get(gw.admin, "/metrics").await?;
     for name in ["outpost_tls_reloads_total", "outpost_tls_cert_not_after_seconds"] {
         assert!(m.contains(name), "{name} missing from /metrics");
     }
-    let admin = gw.admin;
-    let status = tokio::task::spawn_blocking(move || http(admin, "GET", "/status")).await??;
+    let status = admin_get(gw.admin, "/status").await?;
     assert!(
         status.contains(r#""reloads":1"#),
         "/status must show the reload: {status}"
@@ -221,10 +227,7 @@ async fn a_replaced_certificate_reaches_new_handshakes_and_sessions_stay() -> Re
 #[tokio::test]
 async fn an_invalid_pair_is_never_installed_and_a_fixed_one_is() -> Result<()> {
     let world = World::new().await?;
-    let pki = Pki::new()?;
-    let at = CertFilesAt::in_dir(world.dir.path());
-    let a = pki.leaf("certificate A")?;
-    at.install(&a)?;
+    let (pki, at, a) = pki_serving_a(world.dir.path())?;
     let gw = gateway(&world, &pki, &at, 100).await?;
     let client = Client::connect(gw.client_config(device())).await?;
 
@@ -238,13 +241,9 @@ async fn an_invalid_pair_is_never_installed_and_a_fixed_one_is() -> Result<()> {
     assert!(status.last_error.is_some(), "{status:?}");
     assert_eq!(presented_leaf(gw.addr, &gw.ca_pem).await?, a.der);
     client.ping().await?;
-    let health = tokio::task::spawn_blocking({
-        let admin = gw.admin;
-        move || http(admin, "GET", "/healthz")
-    })
-    .await??;
+    let health = admin_get(gw.admin, "/healthz").await?;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    assert!(metrics(gw.admin)
+    assert!(admin_get(gw.admin, "/metrics")
         .await?
         .contains("outpost_tls_reload_failures_total"));
 
@@ -275,10 +274,7 @@ async fn an_invalid_pair_is_never_installed_and_a_fixed_one_is() -> Result<()> {
 #[tokio::test]
 async fn reload_on_request_with_polling_off() -> Result<()> {
     let world = World::new().await?;
-    let pki = Pki::new()?;
-    let at = CertFilesAt::in_dir(world.dir.path());
-    let a = pki.leaf("certificate A")?;
-    at.install(&a)?;
+    let (pki, at, a) = pki_serving_a(world.dir.path())?;
     let mut gw = gateway(&world, &pki, &at, 0).await?;
     let b = pki.leaf("certificate B")?;
     at.install(&b)?;
@@ -320,10 +316,7 @@ fn free_port(udp: bool) -> Result<u16> {
 #[tokio::test]
 async fn the_binary_reloads_on_sighup() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let pki = Pki::new()?;
-    let at = CertFilesAt::in_dir(dir.path());
-    let a = pki.leaf("certificate A")?;
-    at.install(&a)?;
+    let (pki, at, a) = pki_serving_a(dir.path())?;
     let quic: SocketAddr = format!("127.0.0.1:{}", free_port(true)?).parse()?;
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port(false)?).parse()?;
     let config = dir.path().join("gateway.toml");
@@ -388,7 +381,7 @@ async fn sighup_scenario(
     wait_presenting(quic, ca, &b.der).await?;
     assert!(child.try_wait()?.is_none(), "SIGHUP must not end the process");
     client.ping().await?;
-    let m = metrics(admin).await?;
+    let m = admin_get(admin, "/metrics").await?;
     assert!(
         m.lines()
             .any(|l| l.starts_with("outpost_tls_reloads_total") && l.ends_with(" 1")),
