@@ -5,9 +5,10 @@
 //! a session token ([`super::tokens`]), it is never checked by anyone but a
 //! gateway, and every gateway already holds the signing keys' private halves (it
 //! signs session tokens with them). So a resume token is authenticated with
-//! HMAC-SHA256 instead of an Ed25519 signature: ~0.2 µs to mint or check instead
-//! of ~15 µs to sign and ~38 µs to verify (measured on the 2-core CI machine; see
-//! docs/PERFORMANCE.md). That is paid on every login (each `Welcome` carries a
+//! HMAC-SHA256 instead of an Ed25519 signature: ~0.5–0.7 µs to mint or check a
+//! whole token (claims JSON and base64 included) instead of ~16 µs to sign and
+//! ~41 µs to verify (`cargo bench -p outpost-backend --bench tokens` on the 2-core
+//! CI machine; see docs/PERFORMANCE.md). That is paid on every login (each `Welcome` carries a
 //! resume token), on every refresh (one per session per half resume window), and
 //! on every resume — after a gateway restart, by all of its clients at once.
 //!
