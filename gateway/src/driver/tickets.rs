@@ -4,8 +4,9 @@
 //! any gateway.
 //!
 //! One task per gateway works through a queue of ended sessions, instead of one
-//! task sleeping for the whole window per ended session: an entry is ~40 bytes
-//! instead of a task with its timer (~0.5 KB), and when a mass disconnect comes
+//! task sleeping for the whole window per ended session: an entry is 40 bytes
+//! (an `Instant`, an `Arc<str>` and a `u64`; not measured beyond that) instead of
+//! a spawned task holding a timer and its future, and when a mass disconnect comes
 //! due all at once the checks (a presence read, maybe a ticket removal) run at
 //! most [`MAX_CONCURRENT_CHECKS`] at a time instead of all together. Every entry
 //! shares the same window, so the queue is in due order.
