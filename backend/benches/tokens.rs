@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     let ttl = Duration::from_secs(3600);
     let now = 1_000;
     let session = ring.signer.issue(PLAYER, "eu-west", &[ttl], now)?.remove(0).token;
-    let resume = ring.resume.issue(PLAYER, "eu-west", ttl, now)?.token;
+    let resume = ring.resume.issue(PLAYER, "eu-west", 7, ttl, now)?.token;
 
     let rows = [
         (
@@ -59,7 +59,7 @@ fn main() -> anyhow::Result<()> {
         (
             "resume token: mint (HMAC-SHA256)",
             median_us(|| {
-                ring.resume.issue(PLAYER, "eu-west", ttl, now).expect("mint");
+                ring.resume.issue(PLAYER, "eu-west", 7, ttl, now).expect("mint");
             }),
         ),
         (

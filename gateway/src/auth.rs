@@ -19,7 +19,11 @@
 //!   gateway of the region can check them, which is what lets a drained client
 //!   resume on another gateway, and minting or checking one costs well under a
 //!   microsecond. A live session gets a fresh one every half window
-//!   ([`Authenticator::issue_resume`], PROTOCOL.md §3.4).
+//!   ([`Authenticator::issue_resume`], PROTOCOL.md §3.4). Each names the
+//!   session it was issued to; whether that session may still be resumed (not
+//!   replaced by a newer login, kicked or logged out) is checked against the
+//!   player's presence claim by the login path, in the claim transaction every
+//!   login writes anyway (`outpost_backend::presence`).
 //!
 //! Identity errors are mapped to wire codes here and nowhere else.
 
@@ -39,6 +43,12 @@ pub struct Principal {
     pub home_region: String,
     /// True when the login presented a valid resume token.
     pub resumed: bool,
+    /// For a resume: the session its token was issued to, which must still be
+    /// the player's current, un-ended presence claim.
+    pub resume_of: Option<u64>,
+    /// This session's id: random, chosen at login, named in its presence claim
+    /// and in every resume token it is handed.
+    pub session_id: u64,
     /// The session token the client logged in with, when it can be handed back
     /// in `Welcome` as is (signed by the active key, current home region, more
     /// than half its lifetime left); `None` means sign a new one.
@@ -138,6 +148,9 @@ impl Authenticator {
 
     /// Authenticates a Hello: a valid resume token wins; otherwise the credentials.
     /// One store transaction either way (device check, or the account of a token).
+    /// A resume is only provisional until the caller checked `resume_of` against
+    /// presence (and fell back to [`login_credentials`](Self::login_credentials)
+    /// if it was revoked).
     pub async fn login(&self, hello: &Hello) -> Result<Principal, Refusal> {
         if let Some(resume) = &hello.resume_token {
             let checked = self
@@ -146,13 +159,22 @@ impl Authenticator {
                 .verify(resume, unix_now())
                 .map_err(token_refusal);
             match checked {
-                Ok(claims) => return self.token_principal(&claims.sub, true).await,
+                Ok(claims) => {
+                    let mut principal = self.token_principal(&claims.sub, true).await?;
+                    principal.resume_of = claims.sid;
+                    return Ok(principal);
+                }
                 Err(refusal) if hello.credentials.is_none() => {
                     return Err(Refusal::new(ErrorCode::ResumeRejected, refusal.message))
                 }
                 Err(_) => {} // fall back to the credentials
             }
         }
+        self.login_credentials(hello).await
+    }
+
+    /// Authenticates a Hello by its credentials alone, ignoring any resume token.
+    pub async fn login_credentials(&self, hello: &Hello) -> Result<Principal, Refusal> {
         match &hello.credentials {
             None => Err(Refusal::new(
                 ErrorCode::MissingCredentials,
@@ -238,6 +260,7 @@ impl Authenticator {
             .issue(
                 &principal.player_id,
                 &principal.home_region,
+                principal.session_id,
                 self.resume_ttl,
                 unix_now(),
             )
@@ -251,6 +274,8 @@ fn principal_of(account: Account, resumed: bool) -> Principal {
         player_id: account.player.into(),
         home_region: account.home,
         resumed,
+        resume_of: None,
+        session_id: rand::random(),
         reusable_session_token: None,
     }
 }

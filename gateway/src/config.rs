@@ -282,16 +282,22 @@ pub struct SessionConfig {
     /// How long a resume token stays valid, in seconds. Default 120. Longer
     /// windows survive longer outages; shorter ones free server-side session
     /// state (tickets, subscriptions) sooner. Live sessions get a fresh token
-    /// every half window (`ResumeTokenRefresh`, PROTOCOL.md 3.4): one Ed25519
-    /// signature (~20 us) per session per half window, so shorter windows cost
-    /// more CPU (at 120 s, 1M sessions take about a third of a core).
+    /// every half window (`ResumeTokenRefresh`, PROTOCOL.md 3.4): one HMAC
+    /// mint (0.5-0.7 us measured, docs/PERFORMANCE.md) and one small frame per
+    /// session per half window, so shorter windows cost proportionally more
+    /// (at 120 s, 1M sessions make ~16,700 refreshes/s, about 1% of a core).
     pub resume_window_secs: u64,
     /// Lifetime of the session token handed out in `Welcome`, in seconds.
     /// Default 86,400 (one day).
     pub session_token_ttl_secs: u64,
     /// Enforce one live session per player across every gateway sharing the
-    /// global store (a durable presence write per login and a store watch per
-    /// session). Default true. Off: only within this gateway.
+    /// global store (a relaxed presence write per login, before `Welcome`, and a
+    /// store watch per session), and make resume tokens revocable: a later
+    /// login, a kick (operator kicks from any gateway) or a logout revokes every
+    /// earlier resume token of the player on every gateway (PROTOCOL.md §3.4).
+    /// Default true. Off (benchmark attribution only): one session per player
+    /// holds within this gateway only, and a resume token stays valid until it
+    /// expires (at most `resume_window_secs`), even after a kick.
     pub cross_gateway_presence: bool,
 }
 

@@ -158,13 +158,26 @@ impl GatewayHandle {
         outpost_backend::ledger::Ledger::new(store, region, (*self.shared.catalog).clone()).ok()
     }
 
-    /// Kicks a player's live session (operator action).
-    pub fn kick(&self, player: &str) -> bool {
-        self.shared.registry.kick(
+    /// Kicks a player's session wherever it is (operator action). With
+    /// cross-gateway presence (the default) this first ends the player's
+    /// presence claim, which revokes every resume token of that session on
+    /// every gateway of the region, and makes the gateway holding the session,
+    /// whichever it is, kick it with `KickedByOperator` (its presence watch
+    /// sees the ended claim); a session on this gateway is kicked at once as
+    /// well. True if a session was kicked or a resumable one revoked.
+    pub async fn kick(&self, player: &str) -> Result<bool, outpost_backend::presence::PresenceError> {
+        let revoked = if self.shared.config.session.cross_gateway_presence {
+            let end = outpost_backend::presence::SessionEnd::KickedByOperator;
+            self.shared.presence.end_current(player, end).await?.is_some()
+        } else {
+            false
+        };
+        let local = self.shared.registry.kick(
             player,
             outpost_schema::ErrorCode::KickedByOperator,
             "kicked by an operator",
-        )
+        );
+        Ok(revoked || local)
     }
 
     /// Re-reads the certificate and key files now, whatever their state (SIGHUP

@@ -97,12 +97,13 @@ impl ResumeKeys {
         &self.active
     }
 
-    /// A resume token for `player` (home region `home`), valid for `ttl` from
-    /// `now_unix_secs`.
+    /// A resume token for session `session` of `player` (home region `home`),
+    /// valid for `ttl` from `now_unix_secs`.
     pub fn issue(
         &self,
         player: &str,
         home: &str,
+        session: u64,
         ttl: Duration,
         now_unix_secs: u64,
     ) -> Result<IssuedToken, IdentityError> {
@@ -113,6 +114,7 @@ impl ResumeKeys {
             home: home.to_owned(),
             iat: now_unix_secs,
             exp: now_unix_secs.saturating_add(ttl.as_secs()),
+            sid: Some(session),
         };
         let key = &self.keys[&self.active];
         let token = assemble(PREFIX, &claims, |signed| {
@@ -121,12 +123,18 @@ impl ResumeKeys {
         Ok(IssuedToken { token, claims })
     }
 
-    /// Checks `token` at `now_unix_secs` and returns its claims. Checks, in
-    /// order: length and format, that the key is known, the MAC, then expiry.
+    /// Checks `token` at `now_unix_secs` and returns its claims, whose `sid`
+    /// is always set. Checks, in order: length and format (a token without a
+    /// session id is malformed), that the key is known, the MAC, then expiry.
+    /// Whether the session is still resumable (not replaced, kicked or logged
+    /// out) is the caller's to check against presence.
     pub fn verify(&self, token: &str, now_unix_secs: u64) -> Result<SessionClaims, TokenError> {
         let parsed = parse(token, PREFIX)?;
         if parsed.tag.len() != 32 {
             return Err(TokenError::Malformed("MAC is not 32 bytes"));
+        }
+        if parsed.claims.sid.is_none() {
+            return Err(TokenError::Malformed("resume token names no session"));
         }
         let key = self
             .keys
@@ -152,7 +160,7 @@ mod tests {
     }
 
     fn mint(k: &ResumeKeys) -> String {
-        k.issue(PLAYER, "eu-west", Duration::from_secs(120), 1_000)
+        k.issue(PLAYER, "eu-west", 7, Duration::from_secs(120), 1_000)
             .unwrap()
             .token
     }
@@ -168,6 +176,7 @@ mod tests {
             (PLAYER, "eu-west", "k1")
         );
         assert_eq!(claims.exp, 1_120);
+        assert_eq!(claims.sid, Some(7), "bound to the session it was issued to");
         assert_eq!(
             k.verify(&token, 1_120),
             Err(TokenError::Expired {
@@ -210,10 +219,33 @@ mod tests {
             home: "eu-west".into(),
             iat: 1_000,
             exp: u64::MAX,
+            sid: Some(7),
         };
         let evil_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&evil).unwrap());
         let forged = format!("r1.{evil_claims}.{mac}");
         assert_eq!(k.verify(&forged, 1_050), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_correctly_macd_token_without_a_session_id_is_malformed() {
+        // What a gateway from before session binding minted: it cannot be
+        // checked against presence, so it does not resume (the client falls
+        // back to its credentials).
+        let k = keys();
+        let claims = SessionClaims {
+            kid: "k1".into(),
+            sub: PLAYER.into(),
+            home: "eu-west".into(),
+            iat: 1_000,
+            exp: 2_000,
+            sid: None,
+        };
+        let key = &k.keys["k1"];
+        let token = assemble(PREFIX, &claims, |signed| hmac::sign(key, signed).as_ref().to_vec());
+        assert_eq!(
+            k.verify(&token, 1_050),
+            Err(TokenError::Malformed("resume token names no session"))
+        );
     }
 
     #[test]

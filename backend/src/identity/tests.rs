@@ -309,7 +309,7 @@ async fn keyring_resume_tokens_follow_rotation_and_retirement() -> anyhow::Resul
     let ring = id.keyring().await?;
     let token = ring
         .resume
-        .issue(&account.player, &account.home, Duration::from_secs(120), 1_000)?
+        .issue(&account.player, &account.home, 1, Duration::from_secs(120), 1_000)?
         .token;
     // Another gateway loading the same store checks it; a rotation keeps it valid.
     assert_eq!(
@@ -360,6 +360,7 @@ async fn a_key_published_without_its_secret_still_verifies_session_tokens() -> a
         home: account.home.clone(),
         iat: 1_000,
         exp: 2_000,
+        sid: None,
     };
     let token = tokens::sign(&outside, &claims);
     assert_eq!(ring.verifier.verify(&token, 1_500)?, claims);

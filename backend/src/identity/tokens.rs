@@ -69,6 +69,13 @@ pub struct SessionClaims {
     pub iat: u64,
     /// Expires at (unix seconds); valid while `now < exp`.
     pub exp: u64,
+    /// Resume tokens only: the session (its presence claim's id) the token was
+    /// issued to. A resume is accepted only while that session is still the
+    /// player's current, un-ended one (`presence`), which is how a later login,
+    /// a kick or a logout revokes every earlier resume token. Session tokens
+    /// never carry it (their bytes are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<u64>,
 }
 
 /// Why a token was rejected.
@@ -155,6 +162,7 @@ impl TokenSigner {
                     home: home.to_owned(),
                     iat: now_unix_secs,
                     exp: now_unix_secs.saturating_add(ttl.as_secs()),
+                    sid: None,
                 };
                 IssuedToken {
                     token: sign(&self.key, &claims),
@@ -313,6 +321,7 @@ mod tests {
             home: "eu-west".into(),
             iat: 1_000,
             exp: 2_000,
+            sid: None,
         };
         (key, v, claims)
     }
@@ -355,6 +364,7 @@ mod tests {
         let evil = SessionClaims {
             sub: "ffffffffffffffffffffffffffffffff".into(),
             exp: u64::MAX,
+            sid: None,
             ..claims
         };
         let evil_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&evil).unwrap());

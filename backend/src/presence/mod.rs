@@ -16,6 +16,25 @@
 //! write per session, so [`Presence::current`] is the player's latest login, not
 //! proof that it is still connected.
 //!
+//! # Revoking resume tokens
+//!
+//! A resume token names the session id it was issued to (`sid`), and
+//! [`resume`](Presence::resume) accepts it only while the presence key still
+//! holds that session's claim, un-ended, in the same transaction that writes the
+//! resumed session's claim. So every earlier resume token of a player is revoked,
+//! on every gateway of the region at once, by:
+//!
+//! - a later login or resume: its claim replaces the older one;
+//! - a kick: the kicked session's claim is [`ended`](Presence::end) before the
+//!   Kick frame is sent (an operator's kick ends whichever claim is current,
+//!   [`end_current`](Presence::end_current), and the holding session's watch,
+//!   on whatever gateway, sees it and kicks it);
+//! - a logout: the session's claim is ended the same way.
+//!
+//! No extra round trip on the login path: the resume check *is* the claim that
+//! every login writes anyway, moved before `Welcome`. A connection that is merely
+//! lost writes nothing, so its session stays resumable for the resume window.
+//!
 //! Claims and releases commit with [`Durability::Relaxed`], and the watch's read
 //! is relaxed too (it never waits for an fsync of other commits): presence is soft state
 //! about live sessions, and the only crash that can lose a relaxed commit (of the
@@ -40,7 +59,7 @@ fn relaxed() -> TransactOptions {
 }
 
 pub use errors::PresenceError;
-pub use types::Claim;
+pub use types::{Claim, Displacement, ResumeRefused, SessionEnd};
 
 /// The presence service over the global store. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -90,10 +109,12 @@ impl<S: Store> Presence<S> {
         raw.map(|r| Claim::decode(&r)).transpose()
     }
 
-    /// Resolves with the newer claim once a later login holds the player's
-    /// presence (at once if that is already so), or `None` once nobody holds it.
+    /// Resolves once `mine` stops being the player's live session: a later
+    /// login holds the presence ([`Displacement::NewerLogin`], at once if that
+    /// is already so), `mine` was ended by a kick or logout, possibly written by
+    /// another gateway ([`Displacement::Ended`]), or nobody holds it any more.
     /// Cancel by dropping.
-    pub async fn displaced(&self, player: &str, mine: &Claim) -> Result<Option<Claim>, PresenceError> {
+    pub async fn displaced(&self, player: &str, mine: &Claim) -> Result<Displacement, PresenceError> {
         let key = keys::presence(player);
         loop {
             // Relaxed: presence is soft state, so this read never waits for an
@@ -111,12 +132,100 @@ impl<S: Store> Presence<S> {
                 .await?;
             let current = current.map(|r| Claim::decode(&r)).transpose()?;
             match current {
-                Some(c) if c.is_newer_than(mine) => return Ok(Some(c)),
-                None => return Ok(None),
+                None => return Ok(Displacement::Released),
+                Some(c) if c.is_newer_than(mine) => return Ok(Displacement::NewerLogin(c)),
+                Some(Claim {
+                    session_id,
+                    ended: Some(end),
+                    ..
+                }) if session_id == mine.session_id => return Ok(Displacement::Ended(end)),
                 Some(_) => {}
             }
             watch.await?;
         }
+    }
+
+    /// Resumes session `token_session` as the new session `claim`, in one
+    /// transaction: accepted only while the presence key holds
+    /// `token_session`'s claim and it has not ended; then `claim` replaces it.
+    /// `claim.since_ms` is raised above the replaced claim's if this gateway's
+    /// clock is behind, so the resumed session is always the newer one.
+    pub async fn resume(
+        &self,
+        player: &str,
+        token_session: u64,
+        claim: &mut Claim,
+    ) -> Result<Result<(), ResumeRefused>, PresenceError> {
+        claim.check()?;
+        let key = keys::presence(player);
+        let outcome = self
+            .store
+            .transact(relaxed(), |tx| {
+                let (key, mut claim) = (key.clone(), claim.clone());
+                async move {
+                    let current = match tx.get(&key).await? {
+                        Some(raw) => Claim::decode(&raw).map_err(TxError::User)?,
+                        None => return Ok(Err(ResumeRefused::Unknown)),
+                    };
+                    if current.session_id != token_session {
+                        return Ok(Err(ResumeRefused::Replaced));
+                    }
+                    if let Some(end) = current.ended {
+                        return Ok(Err(ResumeRefused::Ended(end)));
+                    }
+                    claim.since_ms = claim.since_ms.max(current.since_ms.saturating_add(1));
+                    tx.set(&key, &claim.encode())?;
+                    Ok::<_, TxError<PresenceError>>(Ok(claim.since_ms))
+                }
+            })
+            .await?;
+        Ok(outcome.map(|since_ms| claim.since_ms = since_ms))
+    }
+
+    /// Marks session `session_id` as ended (`end`), revoking its resume tokens,
+    /// if it still holds the player's presence and has not ended yet. Returns
+    /// whether it wrote.
+    pub async fn end(&self, player: &str, session_id: u64, end: SessionEnd) -> Result<bool, PresenceError> {
+        Ok(self.end_where(player, end, Some(session_id)).await?.is_some())
+    }
+
+    /// Ends whichever session holds the player's presence (an operator's kick,
+    /// from any gateway): returns the claim it ended, `None` if there was no
+    /// un-ended claim. The holder's [`displaced`](Self::displaced) watch, on
+    /// whatever gateway, resolves with [`Displacement::Ended`].
+    pub async fn end_current(&self, player: &str, end: SessionEnd) -> Result<Option<Claim>, PresenceError> {
+        self.end_where(player, end, None).await
+    }
+
+    async fn end_where(
+        &self,
+        player: &str,
+        end: SessionEnd,
+        session_id: Option<u64>,
+    ) -> Result<Option<Claim>, PresenceError> {
+        let key = keys::presence(player);
+        let ended = self
+            .store
+            .transact(relaxed(), |tx| {
+                let key = key.clone();
+                async move {
+                    let Some(raw) = tx.get(&key).await? else {
+                        return Ok(None);
+                    };
+                    let held = Claim::decode(&raw).map_err(TxError::User)?;
+                    if held.ended.is_some() || session_id.is_some_and(|id| id != held.session_id) {
+                        return Ok(None);
+                    }
+                    let ended = Claim {
+                        ended: Some(end),
+                        ..held
+                    };
+                    tx.set(&key, &ended.encode())?;
+                    Ok::<_, TxError<PresenceError>>(Some(ended))
+                }
+            })
+            .await?;
+        Ok(ended)
     }
 
     /// Clears the player's presence if `session_id` still holds it.

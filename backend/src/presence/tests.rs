@@ -14,11 +14,7 @@ async fn store() -> (tempfile::TempDir, EmbeddedStore) {
 }
 
 fn claim(id: u64) -> Claim {
-    Claim {
-        since_ms: 1_000 * id,
-        session_id: id,
-        gateway: format!("gw-{id}"),
-    }
+    Claim::new(1_000 * id, id, format!("gw-{id}"))
 }
 
 #[tokio::test]
@@ -42,7 +38,7 @@ async fn a_newer_claim_displaces_the_older_session() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(by, Some(claim(2)));
+    assert_eq!(by, Displacement::NewerLogin(claim(2)));
 }
 
 #[tokio::test]
@@ -61,7 +57,7 @@ async fn release_only_clears_its_own_claim() {
     assert_eq!(p.current("p1").await.unwrap(), None);
     assert_eq!(
         p.displaced("p1", &claim(2)).await.unwrap(),
-        None,
+        Displacement::Released,
         "no claim: resolve at once"
     );
 }
@@ -74,13 +70,32 @@ async fn an_older_login_arriving_late_does_not_displace_a_newer_one() {
     assert!(!p.claim("p1", &claim(3)).await.unwrap(), "older claim refused");
     assert_eq!(p.current("p1").await.unwrap(), Some(claim(5)));
     // The late, older session learns at once that it is displaced.
-    assert_eq!(p.displaced("p1", &claim(3)).await.unwrap(), Some(claim(5)));
+    assert_eq!(
+        p.displaced("p1", &claim(3)).await.unwrap(),
+        Displacement::NewerLogin(claim(5))
+    );
 }
 
 #[test]
 fn claims_roundtrip_and_garbage_is_an_error() {
     let c = claim(77);
     assert_eq!(Claim::decode(&c.encode()).unwrap(), c);
+    assert_eq!(c.encode()[0], 1, "a live claim keeps the v1 bytes");
+    for end in [SessionEnd::Kicked, SessionEnd::KickedByOperator, SessionEnd::LoggedOut] {
+        let ended = Claim {
+            ended: Some(end),
+            ..claim(78)
+        };
+        assert_eq!(Claim::decode(&ended.encode()).unwrap(), ended);
+    }
+    assert!(matches!(Claim::decode(&[2; 17]), Err(PresenceError::Corrupt)), "v2 needs its end byte");
+    let mut bad_end = Claim {
+        ended: Some(SessionEnd::Kicked),
+        ..claim(1)
+    }
+    .encode();
+    bad_end[17] = 9;
+    assert!(matches!(Claim::decode(&bad_end), Err(PresenceError::Corrupt)));
     assert!(matches!(Claim::decode(&[]), Err(PresenceError::Corrupt)));
     assert!(matches!(Claim::decode(&[1, 2, 3]), Err(PresenceError::Corrupt)));
     assert!(matches!(
@@ -88,11 +103,82 @@ fn claims_roundtrip_and_garbage_is_an_error() {
         Err(PresenceError::UnsupportedSchema(9))
     ));
     assert!(matches!(Claim::decode(&[1; 12]), Err(PresenceError::Corrupt)));
-    assert!(Claim {
-        since_ms: 1,
-        session_id: 1,
-        gateway: "x".repeat(200)
-    }
-    .check()
-    .is_err());
+    assert!(Claim::new(1, 1, "x".repeat(200)).check().is_err());
+}
+
+#[tokio::test]
+async fn resume_accepts_only_the_current_unended_session_and_replaces_it() {
+    let (_d, s) = store().await;
+    let p = Presence::new(s);
+    p.claim("p1", &claim(1)).await.unwrap();
+    // Resuming session 1 as session 2: accepted, and the new claim is newer
+    // even though its clock reads earlier (another gateway, behind).
+    let mut resumed = Claim::new(10, 2, "gw-b");
+    assert_eq!(p.resume("p1", 1, &mut resumed).await.unwrap(), Ok(()));
+    assert_eq!(resumed.since_ms, 1_001, "raised above the replaced claim");
+    assert_eq!(p.current("p1").await.unwrap(), Some(resumed.clone()));
+    // Session 1's tokens are revoked by the resume itself.
+    let mut again = Claim::new(5_000, 3, "gw-c");
+    assert_eq!(
+        p.resume("p1", 1, &mut again).await.unwrap(),
+        Err(ResumeRefused::Replaced)
+    );
+    // A new login replaces session 2: its tokens are revoked too.
+    p.claim("p1", &claim(9)).await.unwrap();
+    assert_eq!(
+        p.resume("p1", 2, &mut again).await.unwrap(),
+        Err(ResumeRefused::Replaced)
+    );
+    // No claim at all: nothing to resume.
+    assert_eq!(
+        p.resume("nobody", 1, &mut again).await.unwrap(),
+        Err(ResumeRefused::Unknown)
+    );
+}
+
+#[tokio::test]
+async fn an_ended_session_cannot_be_resumed_and_its_watch_learns_why() {
+    let (_d, s) = store().await;
+    let p = Presence::new(s);
+    p.claim("p1", &claim(1)).await.unwrap();
+    let waiter = {
+        let p = p.clone();
+        tokio::spawn(async move { p.displaced("p1", &claim(1)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished());
+    // An operator on another gateway ends whatever session is current.
+    let ended = p.end_current("p1", SessionEnd::KickedByOperator).await.unwrap();
+    assert_eq!(ended.map(|c| c.session_id), Some(1));
+    let seen = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, Displacement::Ended(SessionEnd::KickedByOperator));
+    let mut resumed = Claim::new(2_000, 2, "gw-b");
+    assert_eq!(
+        p.resume("p1", 1, &mut resumed).await.unwrap(),
+        Err(ResumeRefused::Ended(SessionEnd::KickedByOperator))
+    );
+    // Ending again is a no-op, and a new login replaces the ended claim.
+    assert!(p.end_current("p1", SessionEnd::KickedByOperator).await.unwrap().is_none());
+    assert!(!p.end("p1", 1, SessionEnd::LoggedOut).await.unwrap());
+    assert!(p.claim("p1", &claim(3)).await.unwrap());
+    assert_eq!(p.current("p1").await.unwrap(), Some(claim(3)));
+}
+
+#[tokio::test]
+async fn a_session_ends_only_its_own_claim() {
+    let (_d, s) = store().await;
+    let p = Presence::new(s);
+    p.claim("p1", &claim(1)).await.unwrap();
+    p.claim("p1", &claim(2)).await.unwrap();
+    assert!(!p.end("p1", 1, SessionEnd::Kicked).await.unwrap(), "not its claim any more");
+    assert_eq!(p.current("p1").await.unwrap(), Some(claim(2)));
+    assert!(p.end("p1", 2, SessionEnd::LoggedOut).await.unwrap());
+    assert_eq!(
+        p.current("p1").await.unwrap().and_then(|c| c.ended),
+        Some(SessionEnd::LoggedOut)
+    );
 }

@@ -35,15 +35,20 @@ pub(super) async fn drain(State(h): State<GatewayHandle>) -> impl IntoResponse {
 }
 
 pub(super) async fn kick(State(h): State<GatewayHandle>, Path(player): Path<String>) -> Response {
-    if h.kick(&player) {
-        (StatusCode::OK, "kicked").into_response()
-    } else {
-        ApiError::new(
+    match h.kick(&player).await {
+        Ok(true) => (StatusCode::OK, "kicked").into_response(),
+        Ok(false) => ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no live session for that player on this gateway",
+            "no live or resumable session for that player",
         )
-        .into_response()
+        .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("cannot reach presence in the global store: {e}"),
+        )
+        .into_response(),
     }
 }
 

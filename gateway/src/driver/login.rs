@@ -10,8 +10,9 @@ use outpost_schema::{
 };
 use quinn::{Connection, RecvStream, SendStream};
 use rand::Rng;
-use tracing::debug;
+use tracing::{debug, warn};
 
+use outpost_backend::presence::{Claim, ResumeRefused};
 use outpost_backend::transfer::{decide_login, LoginAction, LoginContext};
 
 use super::{session, var_code, Shared, FINAL_FRAME_LINGER};
@@ -48,6 +49,9 @@ pub(super) struct Welcomed {
     pub accepts_resume_refresh: bool,
     /// The session's place under the capacity limit.
     pub slot: Slot,
+    /// The session's presence claim, written before `Welcome`; `None` when
+    /// cross-gateway presence is off or the claim could not be written.
+    pub claim: Option<Claim>,
 }
 
 /// Handshake, Hello, admission and authentication; `None` once the connection
@@ -113,21 +117,10 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
         let retry = a.busy_retry_after_ms + rand::thread_rng().gen_range(0..=a.busy_retry_jitter_ms);
         return reject(&conn, send, ErrorCode::ServerBusy, "gateway at capacity", retry).await;
     };
-    let mut principal = match shared.auth.login(&hello).await {
-        Ok(p) => p,
-        Err(r) => return reject(&conn, send, r.code, &r.message, 0).await,
+    let (mut principal, claim) = match authenticate(&shared, &hello).await {
+        Ok(v) => v,
+        Err((code, message, retry)) => return reject(&conn, send, code, &message, retry).await,
     };
-    if principal.home_region != shared.config.region {
-        match foreign_login(&shared, &principal).await {
-            Ok(None) => {}
-            Ok(Some(new_home)) => {
-                // Moved here: the presented token names the old home.
-                principal.home_region = new_home;
-                principal.reusable_session_token = None;
-            }
-            Err((code, message, retry)) => return reject(&conn, send, code, &message, retry).await,
-        }
-    }
     let tokens = match shared.auth.issue(&mut principal) {
         Ok(t) => t,
         Err(r) => return reject(&conn, send, r.code, &r.message, 1_000).await,
@@ -166,12 +159,96 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
         max_frame_size,
         accepts_resume_refresh: hello.accepts_resume_refresh,
         slot,
+        claim,
     })
+}
+
+/// A login refused: the code, message and `retry_after_ms` of its `Reject`.
+type Refused = (ErrorCode, String, u32);
+
+/// Authentication, the foreign-login policy and the presence claim, in that
+/// order: the claim is written only for a login that will be welcomed (a claim
+/// displaces the player's other session), and before `Welcome`, so that every
+/// resume token handed out names a session presence knows.
+///
+/// A resume is accepted only if presence still holds the session its token
+/// names, un-ended (checked in the claim's own transaction: no extra round
+/// trip). A revoked resume falls back to the Hello's credentials, as an invalid
+/// token does; without credentials it is `ResumeRejected`.
+async fn authenticate(shared: &Shared, hello: &Hello) -> Result<(Principal, Option<Claim>), Refused> {
+    let refused = |r: crate::auth::Refusal| (r.code, r.message, 0);
+    let mut principal = shared.auth.login(hello).await.map_err(refused)?;
+    apply_foreign_policy(shared, &mut principal).await?;
+    match claim_presence(shared, &principal).await? {
+        Ok(claim) => Ok((principal, claim)),
+        Err(revoked) => {
+            metrics::counter!("outpost_resumes_revoked_total").increment(1);
+            if hello.credentials.is_none() {
+                return Err((
+                    ErrorCode::ResumeRejected,
+                    format!("resume token revoked: {revoked}"),
+                    0,
+                ));
+            }
+            let mut principal = shared.auth.login_credentials(hello).await.map_err(refused)?;
+            apply_foreign_policy(shared, &mut principal).await?;
+            let claim = claim_presence(shared, &principal)
+                .await?
+                .expect("a credentials login is never a resume");
+            Ok((principal, claim))
+        }
+    }
+}
+
+/// Writes the session's presence claim (a resume: checks and replaces the
+/// claim its token names). The outer `Err` refuses the login; the inner one
+/// says the resume token was revoked. A failed plain claim is logged and the
+/// login goes on: one session per player then holds on this gateway only.
+async fn claim_presence(
+    shared: &Shared,
+    principal: &Principal,
+) -> Result<Result<Option<Claim>, ResumeRefused>, Refused> {
+    if !shared.config.session.cross_gateway_presence {
+        return Ok(Ok(None));
+    }
+    let since_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut claim = Claim::new(since_ms, principal.session_id, shared.name.clone());
+    let player = &principal.player_id;
+    if let Some(token_session) = principal.resume_of {
+        return match shared.presence.resume(player, token_session, &mut claim).await {
+            Ok(Ok(())) => Ok(Ok(Some(claim))),
+            Ok(Err(revoked)) => Ok(Err(revoked)),
+            // Fail closed: a resume that cannot be checked is not accepted.
+            Err(e) => Err((ErrorCode::Unavailable, format!("cannot check the resume: {e}"), 1_000)),
+        };
+    }
+    match shared.presence.claim(player, &claim).await {
+        Ok(_) => Ok(Ok(Some(claim))),
+        Err(e) => {
+            warn!(error = %e, "presence claim failed; one-session-per-player holds on this gateway only");
+            Ok(Ok(None))
+        }
+    }
+}
+
+/// Runs the foreign-login policy for a player homed in another region.
+async fn apply_foreign_policy(shared: &Shared, principal: &mut Principal) -> Result<(), Refused> {
+    if principal.home_region == shared.config.region {
+        return Ok(());
+    }
+    if let Some(new_home) = foreign_login(shared, principal).await? {
+        // Moved here: the presented token names the old home.
+        principal.home_region = new_home;
+        principal.reusable_session_token = None;
+    }
+    Ok(())
 }
 
 /// Applies the foreign-login policy to a player homed in another region.
 /// `Ok(None)`: serve as is; `Ok(Some(home))`: the player was moved here.
-async fn foreign_login(shared: &Shared, p: &Principal) -> Result<Option<String>, (ErrorCode, String, u32)> {
+async fn foreign_login(shared: &Shared, p: &Principal) -> Result<Option<String>, Refused> {
     let unavailable = |e: &dyn std::fmt::Display| (ErrorCode::Unavailable, e.to_string(), 1_000);
     let in_progress = shared
         .transfers
@@ -216,7 +293,7 @@ async fn foreign_login(shared: &Shared, p: &Principal) -> Result<Option<String>,
 }
 
 /// Checks that need no IO: protocol version, drain state.
-fn precheck(shared: &Shared, hello: &Hello) -> Result<(), (ErrorCode, String, u32)> {
+fn precheck(shared: &Shared, hello: &Hello) -> Result<(), Refused> {
     if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
         return Err((
             ErrorCode::UnsupportedProtocolVersion,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use outpost_backend::presence::Claim;
+use outpost_backend::presence::{Claim, Displacement, SessionEnd};
 use outpost_schema::{ControlMsg, ErrorCode};
 use quinn::RecvStream;
 use rand::Rng;
@@ -30,6 +30,12 @@ enum End {
     Lost,
 }
 
+/// How long ending a presence claim (a kick, a logout) may hold up the
+/// session's close. The claim is relaxed soft state (no fsync), so this is
+/// only reached when the global store is in trouble; the kick goes ahead then
+/// and the token stays valid until it expires, which the log says.
+const END_CLAIM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(super) async fn run_session(w: super::login::Welcomed) {
     let super::login::Welcomed {
         shared,
@@ -41,8 +47,9 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         max_frame_size,
         accepts_resume_refresh,
         slot,
+        claim,
     } = w;
-    let session_id: u64 = rand::thread_rng().gen();
+    let session_id = principal.session_id;
     let home_region: Arc<str> = principal.home_region.as_str().into();
     let region: Arc<str> = shared.config.region.as_str().into();
     let now = Instant::now();
@@ -62,17 +69,20 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
 
     let mut tasks = JoinSet::new();
     tasks.spawn(control_reader(core.clone(), control_recv, max_frame_size));
-    if shared.config.session.cross_gateway_presence {
+    if let Some(claim) = claim {
         tasks.spawn(watch_presence(
             shared.clone(),
             principal.player_id.clone(),
-            session_id,
+            claim,
             cmd_tx.clone(),
         ));
     }
     let mut drain = shared.drain.clone();
     let mut shutdown = shared.shutdown.subscribe();
     let mut kicked = false;
+    // Closed because the same session went on over a newer connection: not a
+    // logout, its claim must stay.
+    let mut superseded = false;
     let mut check_drain = true;
 
     let end = 'session: loop {
@@ -87,7 +97,12 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         while let Some(action) = core.poll_action() {
             let msg = match action {
                 Action::SendControl(msg) => {
-                    kicked |= matches!(msg, ControlMsg::Kick(_));
+                    if let ControlMsg::Kick(k) = &msg {
+                        kicked = true;
+                        // Revoke the session's resume tokens before the client
+                        // can learn of the kick (and try to resume past it).
+                        end_claim(&shared, &principal, kick_end(k.reason)).await;
+                    }
                     msg
                 }
                 Action::RefreshResumeToken => match refreshed_resume_token(&shared, &principal) {
@@ -107,6 +122,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => break 'session End::Lost,
                 Err(_) => {
+                    end_claim(&shared, &principal, Some(SessionEnd::Kicked)).await;
                     break 'session End::Close {
                         code: ErrorCode::SlowConsumer,
                         message: "control stream not read".into(),
@@ -123,11 +139,14 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
             _ = sleep_until_opt(deadline) => core.with_machine(|m| m.handle_timeout(Instant::now())),
             Some(cmd) = cmd_rx.recv() => match cmd {
                 SessionCommand::Kick { reason, message } => core.with_machine(|m| m.kick(reason, &message)),
-                SessionCommand::Superseded => break End::Close {
-                    code: ErrorCode::Unspecified,
-                    message: "session resumed on another connection".into(),
-                    kicked: false,
-                },
+                SessionCommand::Superseded => {
+                    superseded = true;
+                    break End::Close {
+                        code: ErrorCode::Unspecified,
+                        message: "session resumed on another connection".into(),
+                        kicked: false,
+                    }
+                }
             },
             Ok(()) = drain.changed() => check_drain = true,
             stream = conn.accept_bi() => match stream {
@@ -157,6 +176,9 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         }
     };
 
+    if !superseded && is_logout(&end, &conn) {
+        end_claim(&shared, &principal, Some(SessionEnd::LoggedOut)).await;
+    }
     if let End::Close {
         code,
         message,
@@ -175,46 +197,79 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     shared
         .tickets
         .session_ended(principal.player_id.clone(), session_id);
-    // The presence claim is left in place: claims are ordered by login time, so a
-    // stale one never displaces a newer login, and not releasing saves a durable
-    // store write per session (measured: about 5 points of login rate).
+    // A lost connection leaves the presence claim in place (the session stays
+    // resumable): claims are ordered by login time, so a stale one never
+    // displaces a newer login, and not releasing saves a store write per
+    // session (measured: about 5 points of login rate).
     metrics::gauge!("outpost_sessions_live").decrement(1.0);
     tasks.shutdown().await;
     drop(slot);
 }
 
-/// Claims the player's presence for this session, then kicks the session when a
-/// newer login (on any gateway sharing the global store) claims it.
+/// Kicks the session when it stops being the player's live one: a newer login
+/// (on any gateway sharing the global store) holds the presence, or an operator
+/// ended it from any gateway. The claim itself was written before `Welcome`.
 async fn watch_presence(
     shared: Arc<Shared>,
     player: Arc<str>,
-    session_id: u64,
+    claim: Claim,
     commands: mpsc::Sender<SessionCommand>,
 ) {
-    let since_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let claim = Claim {
-        since_ms,
-        session_id,
-        gateway: shared.name.clone(),
+    let (reason, message) = match shared.presence.displaced(&player, &claim).await {
+        Ok(Displacement::NewerLogin(by)) => (
+            ErrorCode::ReplacedByNewLogin,
+            format!("you logged in from another connection (gateway {})", by.gateway),
+        ),
+        Ok(Displacement::Ended(SessionEnd::KickedByOperator)) => (
+            ErrorCode::KickedByOperator,
+            "an operator ended your session".to_owned(),
+        ),
+        // The session ended itself (its own kick or logout), or nobody holds
+        // the presence any more: it is ending anyway.
+        Ok(Displacement::Ended(_) | Displacement::Released) => return,
+        Err(e) => {
+            warn!(error = %e, "presence watch failed");
+            return;
+        }
     };
-    if let Err(e) = shared.presence.claim(&player, &claim).await {
-        warn!(error = %e, "presence claim failed; one-session-per-player holds on this gateway only");
+    let _ = commands.send(SessionCommand::Kick { reason, message }).await;
+}
+
+/// What a kick with `reason` records in presence: `None` for
+/// `ReplacedByNewLogin`, whose newer claim already revoked this session.
+fn kick_end(reason: ErrorCode) -> Option<SessionEnd> {
+    match reason {
+        ErrorCode::ReplacedByNewLogin => None,
+        ErrorCode::KickedByOperator => Some(SessionEnd::KickedByOperator),
+        _ => Some(SessionEnd::Kicked),
+    }
+}
+
+/// Marks the session's presence claim ended (revoking its resume tokens on
+/// every gateway), if cross-gateway presence is on and it still holds it.
+async fn end_claim(shared: &Shared, principal: &Principal, end: Option<SessionEnd>) {
+    let Some(end) = end else { return };
+    if !shared.config.session.cross_gateway_presence {
         return;
     }
-    match shared.presence.displaced(&player, &claim).await {
-        Ok(Some(by)) => {
-            let message = format!("you logged in from another connection (gateway {})", by.gateway);
-            let _ = commands
-                .send(SessionCommand::Kick {
-                    reason: ErrorCode::ReplacedByNewLogin,
-                    message,
-                })
-                .await;
-        }
-        Ok(None) => {} // released: the session is ending anyway
-        Err(e) => warn!(error = %e, "presence watch failed"),
+    let ending = shared.presence.end(&principal.player_id, principal.session_id, end);
+    match tokio::time::timeout(END_CLAIM_TIMEOUT, ending).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!(error = %e, ?end, "cannot end the presence claim; its resume tokens stay valid until they expire"),
+        Err(_) => warn!(?end, "ending the presence claim timed out; its resume tokens stay valid until they expire"),
+    }
+}
+
+/// Whether the client logged out (PROTOCOL.md §6): it finished its control
+/// stream (the machine closes with `Unspecified`), or closed the connection
+/// with application code 0.
+fn is_logout(end: &End, conn: &quinn::Connection) -> bool {
+    match end {
+        End::Close { code, kicked, .. } => *code == ErrorCode::Unspecified && !kicked,
+        End::Lost => matches!(
+            conn.close_reason(),
+            Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code.into_inner() == 0
+        ),
     }
 }
 
