@@ -38,7 +38,12 @@ async fn present(
     gw: &TestGateway,
     token: &str,
     creds: Option<Credentials>,
-) -> Result<(ControlMsg, quinn::Connection, quinn::SendStream, quinn::RecvStream)> {
+) -> Result<(
+    ControlMsg,
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+)> {
     let conn = raw_connect(gw).await?;
     let (send, recv, answer) = raw_hello(&conn, creds, Some(token.to_owned()), true).await?;
     Ok((answer, conn, send, recv))
@@ -76,7 +81,9 @@ async fn expect_kick(raw: &mut Raw, reason: ErrorCode) -> Result<()> {
 
 /// The session answers a Ping: it is alive and was not kicked.
 async fn assert_alive(raw: &mut Raw) -> Result<()> {
-    raw.send.write_all(&ControlMsg::Ping { nonce: 7 }.encode()).await?;
+    raw.send
+        .write_all(&ControlMsg::Ping { nonce: 7 }.encode())
+        .await?;
     let pong = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match ControlMsg::decode(&read_raw_frame(&mut raw.recv, 1 << 16).await?)? {
@@ -134,7 +141,8 @@ async fn an_operator_kick_on_any_gateway_kicks_and_revokes_everywhere() -> Resul
 
     // The operator uses gateway B's admin API; the session lives on A.
     let admin = b.admin;
-    let kicked = tokio::task::spawn_blocking(move || http(admin, "POST", &format!("/players/{player}/kick"))).await??;
+    let kicked = tokio::task::spawn_blocking(move || http(admin, "POST", &format!("/players/{player}/kick")))
+        .await??;
     assert!(kicked.starts_with("HTTP/1.1 200"), "{kicked}");
     expect_kick(&mut session, ErrorCode::KickedByOperator).await?;
     assert!(eventually(Duration::from_secs(5), || a.handle.sessions_live() == 0).await);
@@ -159,13 +167,17 @@ async fn an_operator_kick_revokes_a_disconnected_but_resumable_session() -> Resu
     let session = login(&a, &wire_device()).await?;
     let token = session.welcome.resume_token.clone();
     let player = session.welcome.player_id.clone();
-    // The connection is lost, not logged out (a non-zero code): resumable.
-    session.conn.close(ErrorCode::Draining.0.into(), b"network gone");
+    // The connection is lost, not logged out: resumable.
+    abandon(&session.conn);
     assert!(eventually(Duration::from_secs(5), || a.handle.sessions_live() == 0).await);
 
     let admin = a.admin;
-    let kicked = tokio::task::spawn_blocking(move || http(admin, "POST", &format!("/players/{player}/kick"))).await??;
-    assert!(kicked.starts_with("HTTP/1.1 200"), "a resumable session was revoked: {kicked}");
+    let kicked = tokio::task::spawn_blocking(move || http(admin, "POST", &format!("/players/{player}/kick")))
+        .await??;
+    assert!(
+        kicked.starts_with("HTTP/1.1 200"),
+        "a resumable session was revoked: {kicked}"
+    );
     let (answer, ..) = present(&a, &token, None).await?;
     assert_resume_rejected(&answer, "token of a session kicked while disconnected");
     Ok(())
@@ -178,7 +190,7 @@ async fn a_lost_connection_resumes_but_a_logout_does_not() -> Result<()> {
     let b = world.gateway(|_| {}).await?;
     let session = login(&a, &wire_device()).await?;
     // Lost (any code but 0): resumable, on the other gateway too.
-    session.conn.close(ErrorCode::Draining.0.into(), b"network gone");
+    abandon(&session.conn);
     let (answer, conn, ..) = present(&b, &session.welcome.resume_token, None).await?;
     let resumed = match answer {
         ControlMsg::Welcome(w) => {
@@ -210,5 +222,26 @@ async fn finishing_the_control_stream_is_a_logout() -> Result<()> {
     );
     let (answer, ..) = present(&a, &session.welcome.resume_token, None).await?;
     assert_resume_rejected(&answer, "token of a session whose control stream was finished");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idle_timeout_kick_leaves_the_session_resumable() -> Result<()> {
+    // The client may never see an IdleTimeout Kick (its network is down): that
+    // outage is what resume exists for, so the kick revokes nothing.
+    let world = World::new().await?;
+    let a = world
+        .gateway(|c| {
+            c.session.heartbeat_interval_ms = 200;
+            c.session.idle_timeout_ms = 600;
+        })
+        .await?;
+    let mut session = login(&a, &wire_device()).await?;
+    expect_kick(&mut session, ErrorCode::IdleTimeout).await?;
+    let (answer, ..) = present(&a, &session.welcome.resume_token, None).await?;
+    match answer {
+        ControlMsg::Welcome(w) => assert!(w.resumed),
+        other => bail!("an idle-timed-out session must resume: {other:?}"),
+    }
     Ok(())
 }

@@ -19,7 +19,7 @@ async fn hello(
 ) -> Result<ControlMsg> {
     let conn = raw_connect(gw).await?;
     let (_send, _recv, answer) = raw_hello(&conn, credentials, resume_token, true).await?;
-    conn.close(0u32.into(), b"done");
+    abandon(&conn); // not a logout: the session stays resumable
     Ok(answer)
 }
 

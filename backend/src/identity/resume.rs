@@ -241,7 +241,9 @@ mod tests {
             sid: None,
         };
         let key = &k.keys["k1"];
-        let token = assemble(PREFIX, &claims, |signed| hmac::sign(key, signed).as_ref().to_vec());
+        let token = assemble(PREFIX, &claims, |signed| {
+            hmac::sign(key, signed).as_ref().to_vec()
+        });
         assert_eq!(
             k.verify(&token, 1_050),
             Err(TokenError::Malformed("resume token names no session"))

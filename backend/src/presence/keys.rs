@@ -5,11 +5,11 @@
 //! ```text
 //! ("g", "presence", player) -> Claim   live:  [1] ++ since_ms u64 BE ++ session_id u64 BE ++ gateway (UTF-8)
 //!                                      ended: [2] ++ since_ms u64 BE ++ session_id u64 BE ++ end u8 ++ gateway (UTF-8)
-//!                                             end: 1 kicked, 2 kicked by an operator, 3 logged out
+//!                                             end: 1 kicked by an operator, 2 logged out
 //! ```
 //!
 //! Written by every login before `Welcome` (a claim, or for a resume a
-//! check-and-claim), by kicks and logouts (ended), read by every session's
+//! check-and-claim), by operator kicks and logouts (ended), read by every session's
 //! displacement watch. An ended claim revokes its session's resume tokens; it
 //! stays until the next login replaces it (a sweep may remove it only after the
 //! resume window, when every token that could name it has expired).

@@ -25,11 +25,14 @@
 //! on every gateway of the region at once, by:
 //!
 //! - a later login or resume: its claim replaces the older one;
-//! - a kick: the kicked session's claim is [`ended`](Presence::end) before the
-//!   Kick frame is sent (an operator's kick ends whichever claim is current,
-//!   [`end_current`](Presence::end_current), and the holding session's watch,
-//!   on whatever gateway, sees it and kicks it);
-//! - a logout: the session's claim is ended the same way.
+//! - an operator's kick: it [ends](Presence::end_current) whichever claim is
+//!   current, before any Kick frame is sent, and the holding session's watch,
+//!   on whatever gateway, sees it and kicks the session;
+//! - a logout: the session [ends](Presence::end) its own claim.
+//!
+//! Kicks for the health of a connection (idle timeout, slow consumer, rate
+//! limit) revoke nothing: the session's state is intact and the client may
+//! never have received the Kick (an idle timeout during a network outage).
 //!
 //! No extra round trip on the login path: the resume check *is* the claim that
 //! every login writes anyway, moved before `Welcome`. A connection that is merely

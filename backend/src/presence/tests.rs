@@ -81,16 +81,19 @@ fn claims_roundtrip_and_garbage_is_an_error() {
     let c = claim(77);
     assert_eq!(Claim::decode(&c.encode()).unwrap(), c);
     assert_eq!(c.encode()[0], 1, "a live claim keeps the v1 bytes");
-    for end in [SessionEnd::Kicked, SessionEnd::KickedByOperator, SessionEnd::LoggedOut] {
+    for end in [SessionEnd::KickedByOperator, SessionEnd::LoggedOut] {
         let ended = Claim {
             ended: Some(end),
             ..claim(78)
         };
         assert_eq!(Claim::decode(&ended.encode()).unwrap(), ended);
     }
-    assert!(matches!(Claim::decode(&[2; 17]), Err(PresenceError::Corrupt)), "v2 needs its end byte");
+    assert!(
+        matches!(Claim::decode(&[2; 17]), Err(PresenceError::Corrupt)),
+        "v2 needs its end byte"
+    );
     let mut bad_end = Claim {
-        ended: Some(SessionEnd::Kicked),
+        ended: Some(SessionEnd::LoggedOut),
         ..claim(1)
     }
     .encode();
@@ -162,7 +165,11 @@ async fn an_ended_session_cannot_be_resumed_and_its_watch_learns_why() {
         Err(ResumeRefused::Ended(SessionEnd::KickedByOperator))
     );
     // Ending again is a no-op, and a new login replaces the ended claim.
-    assert!(p.end_current("p1", SessionEnd::KickedByOperator).await.unwrap().is_none());
+    assert!(p
+        .end_current("p1", SessionEnd::KickedByOperator)
+        .await
+        .unwrap()
+        .is_none());
     assert!(!p.end("p1", 1, SessionEnd::LoggedOut).await.unwrap());
     assert!(p.claim("p1", &claim(3)).await.unwrap());
     assert_eq!(p.current("p1").await.unwrap(), Some(claim(3)));
@@ -174,7 +181,10 @@ async fn a_session_ends_only_its_own_claim() {
     let p = Presence::new(s);
     p.claim("p1", &claim(1)).await.unwrap();
     p.claim("p1", &claim(2)).await.unwrap();
-    assert!(!p.end("p1", 1, SessionEnd::Kicked).await.unwrap(), "not its claim any more");
+    assert!(
+        !p.end("p1", 1, SessionEnd::LoggedOut).await.unwrap(),
+        "not its claim any more"
+    );
     assert_eq!(p.current("p1").await.unwrap(), Some(claim(2)));
     assert!(p.end("p1", 2, SessionEnd::LoggedOut).await.unwrap());
     assert_eq!(

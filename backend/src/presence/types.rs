@@ -13,11 +13,12 @@ pub const MAX_GATEWAY_BYTES: usize = 128;
 
 /// How a session ended in a way that forbids resuming it. A session whose
 /// connection was merely lost ends with no record at all: it stays resumable
-/// for the resume window.
+/// for the resume window. So do sessions the gateway kicked for the health of
+/// their connection (idle timeout, slow consumer, rate limit): their server
+/// state is intact, and the client may never have seen the Kick (an idle
+/// timeout during a network outage is exactly what resume exists for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SessionEnd {
-    /// The gateway kicked it (idle timeout, slow consumer, rate limit, ...).
-    Kicked,
     /// An operator kicked it (admin API), from any gateway of the region.
     KickedByOperator,
     /// The client logged out (closed its connection with code 0, or finished
@@ -28,17 +29,15 @@ pub enum SessionEnd {
 impl SessionEnd {
     fn to_byte(self) -> u8 {
         match self {
-            SessionEnd::Kicked => 1,
-            SessionEnd::KickedByOperator => 2,
-            SessionEnd::LoggedOut => 3,
+            SessionEnd::KickedByOperator => 1,
+            SessionEnd::LoggedOut => 2,
         }
     }
 
     fn from_byte(b: u8) -> Result<Self, PresenceError> {
         match b {
-            1 => Ok(SessionEnd::Kicked),
-            2 => Ok(SessionEnd::KickedByOperator),
-            3 => Ok(SessionEnd::LoggedOut),
+            1 => Ok(SessionEnd::KickedByOperator),
+            2 => Ok(SessionEnd::LoggedOut),
             _ => Err(PresenceError::Corrupt),
         }
     }
@@ -56,8 +55,8 @@ pub struct Claim {
     pub session_id: u64,
     /// Which gateway holds the session (for operators; e.g. its address).
     pub gateway: String,
-    /// `Some` once the session was kicked or logged out: its resume tokens are
-    /// revoked. `None` while it is live or merely disconnected.
+    /// `Some` once an operator kicked the session or it logged out: its resume
+    /// tokens are revoked. `None` while it is live or merely disconnected.
     pub ended: Option<SessionEnd>,
 }
 
@@ -86,7 +85,11 @@ impl Claim {
 
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(18 + self.gateway.len());
-        v.push(if self.ended.is_some() { SCHEMA_V2 } else { SCHEMA_V1 });
+        v.push(if self.ended.is_some() {
+            SCHEMA_V2
+        } else {
+            SCHEMA_V1
+        });
         v.extend_from_slice(&self.since_ms.to_be_bytes());
         v.extend_from_slice(&self.session_id.to_be_bytes());
         if let Some(end) = self.ended {
@@ -99,9 +102,7 @@ impl Claim {
     pub(crate) fn decode(raw: &[u8]) -> Result<Self, PresenceError> {
         let (rest, ended) = match raw {
             [SCHEMA_V1, rest @ ..] if rest.len() >= 16 => (rest, None),
-            [SCHEMA_V2, rest @ ..] if rest.len() >= 17 => {
-                (rest, Some(SessionEnd::from_byte(rest[16])?))
-            }
+            [SCHEMA_V2, rest @ ..] if rest.len() >= 17 => (rest, Some(SessionEnd::from_byte(rest[16])?)),
             [SCHEMA_V1 | SCHEMA_V2, ..] | [] => return Err(PresenceError::Corrupt),
             [v, ..] => return Err(PresenceError::UnsupportedSchema(*v)),
         };

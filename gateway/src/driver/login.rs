@@ -221,7 +221,11 @@ async fn claim_presence(
             Ok(Ok(())) => Ok(Ok(Some(claim))),
             Ok(Err(revoked)) => Ok(Err(revoked)),
             // Fail closed: a resume that cannot be checked is not accepted.
-            Err(e) => Err((ErrorCode::Unavailable, format!("cannot check the resume: {e}"), 1_000)),
+            Err(e) => Err((
+                ErrorCode::Unavailable,
+                format!("cannot check the resume: {e}"),
+                1_000,
+            )),
         };
     }
     match shared.presence.claim(player, &claim).await {

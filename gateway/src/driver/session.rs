@@ -30,10 +30,10 @@ enum End {
     Lost,
 }
 
-/// How long ending a presence claim (a kick, a logout) may hold up the
-/// session's close. The claim is relaxed soft state (no fsync), so this is
-/// only reached when the global store is in trouble; the kick goes ahead then
-/// and the token stays valid until it expires, which the log says.
+/// How long ending a presence claim (a logout) may hold up the session's
+/// close. The claim is relaxed soft state (no fsync), so this is
+/// only reached when the global store is in trouble; the close goes ahead
+/// then and the token stays valid until it expires, which the log says.
 const END_CLAIM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) async fn run_session(w: super::login::Welcomed) {
@@ -97,12 +97,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         while let Some(action) = core.poll_action() {
             let msg = match action {
                 Action::SendControl(msg) => {
-                    if let ControlMsg::Kick(k) = &msg {
-                        kicked = true;
-                        // Revoke the session's resume tokens before the client
-                        // can learn of the kick (and try to resume past it).
-                        end_claim(&shared, &principal, kick_end(k.reason)).await;
-                    }
+                    kicked |= matches!(msg, ControlMsg::Kick(_));
                     msg
                 }
                 Action::RefreshResumeToken => match refreshed_resume_token(&shared, &principal) {
@@ -122,7 +117,6 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => break 'session End::Lost,
                 Err(_) => {
-                    end_claim(&shared, &principal, Some(SessionEnd::Kicked)).await;
                     break 'session End::Close {
                         code: ErrorCode::SlowConsumer,
                         message: "control stream not read".into(),
@@ -177,7 +171,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     };
 
     if !superseded && is_logout(&end, &conn) {
-        end_claim(&shared, &principal, Some(SessionEnd::LoggedOut)).await;
+        end_claim(&shared, &principal).await;
     }
     if let End::Close {
         code,
@@ -235,28 +229,28 @@ async fn watch_presence(
     let _ = commands.send(SessionCommand::Kick { reason, message }).await;
 }
 
-/// What a kick with `reason` records in presence: `None` for
-/// `ReplacedByNewLogin`, whose newer claim already revoked this session.
-fn kick_end(reason: ErrorCode) -> Option<SessionEnd> {
-    match reason {
-        ErrorCode::ReplacedByNewLogin => None,
-        ErrorCode::KickedByOperator => Some(SessionEnd::KickedByOperator),
-        _ => Some(SessionEnd::Kicked),
-    }
-}
-
-/// Marks the session's presence claim ended (revoking its resume tokens on
-/// every gateway), if cross-gateway presence is on and it still holds it.
-async fn end_claim(shared: &Shared, principal: &Principal, end: Option<SessionEnd>) {
-    let Some(end) = end else { return };
+/// A logout: marks the session's presence claim ended, revoking its resume
+/// tokens on every gateway, if cross-gateway presence is on and the session
+/// still holds the claim. (Operator kicks end the claim before the Kick goes
+/// out, in `GatewayHandle::kick`; a `ReplacedByNewLogin` session's claim was
+/// replaced by the newer one; other kicks revoke nothing, see
+/// `outpost_backend::presence`.)
+async fn end_claim(shared: &Shared, principal: &Principal) {
+    let end = SessionEnd::LoggedOut;
     if !shared.config.session.cross_gateway_presence {
         return;
     }
-    let ending = shared.presence.end(&principal.player_id, principal.session_id, end);
+    let ending = shared
+        .presence
+        .end(&principal.player_id, principal.session_id, end);
     match tokio::time::timeout(END_CLAIM_TIMEOUT, ending).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => warn!(error = %e, ?end, "cannot end the presence claim; its resume tokens stay valid until they expire"),
-        Err(_) => warn!(?end, "ending the presence claim timed out; its resume tokens stay valid until they expire"),
+        Ok(Err(e)) => {
+            warn!(error = %e, "logout: cannot end the presence claim; its resume tokens stay valid until they expire")
+        }
+        Err(_) => warn!(
+            "logout: ending the presence claim timed out; its resume tokens stay valid until they expire"
+        ),
     }
 }
 

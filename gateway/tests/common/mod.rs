@@ -101,6 +101,14 @@ pub fn device() -> Credentials {
 // ---- raw client: speaks the protocol frame by frame ----------------------
 
 pub fn raw_endpoint(ca_pem: &[u8], alpn: &[u8]) -> Result<quinn::Endpoint> {
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    ep.set_default_client_config(raw_client_config(ca_pem, alpn)?);
+    Ok(ep)
+}
+
+/// The raw client's QUIC config (TLS 1.3 trusting `ca_pem`, ALPN `alpn`,
+/// quinn's default transport): attach a transport config to test flow control.
+pub fn raw_client_config(ca_pem: &[u8], alpn: &[u8]) -> Result<quinn::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert?)?;
@@ -112,9 +120,7 @@ pub fn raw_endpoint(ca_pem: &[u8], alpn: &[u8]) -> Result<quinn::Endpoint> {
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    Ok(ep)
+    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
 }
 
 use rustls_pki_types::pem::PemObject;
@@ -154,6 +160,14 @@ pub async fn raw_hello(
     send.write_all(&hello.encode()).await?;
     let answer = ControlMsg::decode(&read_raw_frame(&mut recv, 1 << 16).await?)?;
     Ok((send, recv, answer))
+}
+
+/// Closes a raw connection without logging out: an application close with a
+/// non-zero code (1), which the gateway treats like a lost connection (the
+/// session stays resumable), whereas code 0 is a logout that revokes the
+/// session's resume tokens (PROTOCOL.md §6).
+pub fn abandon(conn: &quinn::Connection) {
+    conn.close(1u32.into(), b"abandoned");
 }
 
 /// Wire device credentials with a random, unused device id.
