@@ -326,3 +326,15 @@ async fn a_client_with_small_frames_gets_large_documents_without_their_values() 
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_sdk_lists_every_document_whole() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    let client = outpost_client::Client::connect(gw.client_config(device())).await?;
+    fill_documents(&world, &client.player_id()).await?;
+    let docs = client.state().await?.list().await?;
+    assert_eq!(docs.len(), MAX_DOCS_PER_PLAYER);
+    docs.iter().for_each(check_whole);
+    Ok(())
+}
