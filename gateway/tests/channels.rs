@@ -37,7 +37,8 @@ impl RawChannel {
 
     /// The next frame; its length is checked against the negotiated maximum.
     async fn next(&mut self) -> Result<ChannelMsg> {
-        let frame = tokio::time::timeout(Duration::from_secs(10), read_raw_frame(&mut self.recv, self.max)).await??;
+        let frame =
+            tokio::time::timeout(Duration::from_secs(10), read_raw_frame(&mut self.recv, self.max)).await??;
         Ok(ChannelMsg::decode(&frame)?)
     }
 
@@ -57,7 +58,10 @@ fn echo(delay_ms: u32) -> RequestBody {
 }
 
 /// Logs in with a proposed frame size (0: the protocol default).
-async fn login(gw: &TestGateway, max_frame_size: u32) -> Result<(quinn::Connection, quinn::SendStream, Welcome)> {
+async fn login(
+    gw: &TestGateway,
+    max_frame_size: u32,
+) -> Result<(quinn::Connection, quinn::SendStream, Welcome)> {
     let conn = raw_connect(gw).await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     let hello = ControlMsg::Hello(Hello {
@@ -83,7 +87,9 @@ async fn every_pushing_channel_opens_with_one_push_even_for_a_new_player() -> Re
     // push each when the channel opens, possibly empty.
     let mut state = RawChannel::open(&conn, ChannelKind::State, w.max_frame_size).await?;
     match state.next().await? {
-        ChannelMsg::Push(PushBody::StateChanged { documents }) => assert!(documents.is_empty(), "{documents:?}"),
+        ChannelMsg::Push(PushBody::StateChanged { documents }) => {
+            assert!(documents.is_empty(), "{documents:?}")
+        }
         other => bail!("expected an empty StateChanged, got {other:?}"),
     }
     let mut inventory = RawChannel::open(&conn, ChannelKind::Inventory, w.max_frame_size).await?;
@@ -93,7 +99,10 @@ async fn every_pushing_channel_opens_with_one_push_even_for_a_new_player() -> Re
     }
     let mut content = RawChannel::open(&conn, ChannelKind::Content, w.max_frame_size).await?;
     assert!(
-        matches!(content.next().await?, ChannelMsg::Push(PushBody::FlagsChanged { .. })),
+        matches!(
+            content.next().await?,
+            ChannelMsg::Push(PushBody::FlagsChanged { .. })
+        ),
         "FlagsChanged first"
     );
     // And the empty snapshot is the only one: the next State frame answers a request.
@@ -184,7 +193,10 @@ async fn the_largest_document_is_accepted_and_one_byte_more_is_invalid_request()
     assert_eq!(w.max_frame_size, DEFAULT_MAX_FRAME_SIZE);
     assert_eq!(MAX_DOC_BYTES, 65_536, "the documented maximum");
     let mut ch = RawChannel::open(&conn, ChannelKind::State, w.max_frame_size).await?;
-    assert!(matches!(ch.next().await?, ChannelMsg::Push(PushBody::StateChanged { .. })));
+    assert!(matches!(
+        ch.next().await?,
+        ChannelMsg::Push(PushBody::StateChanged { .. })
+    ));
     let set = |value: Vec<u8>| RequestBody::StateSet {
         name: doc_name(0),
         expected_version: 0,
@@ -268,13 +280,20 @@ async fn a_snapshot_larger_than_a_frame_is_split_and_a_list_omits_what_does_not_
             other => bail!("expected StateChanged pushes, got {other:?}"),
         }
     }
-    assert!(pushes >= 32, "4 MiB cannot come in fewer 128 KiB frames: {pushes}");
+    assert!(
+        pushes >= 32,
+        "4 MiB cannot come in fewer 128 KiB frames: {pushes}"
+    );
 
     // StateList: one response within the frame; values as long as they fit,
     // then names and versions with `value_omitted`.
     ch.request(1, RequestBody::StateList).await?;
-    let ChannelMsg::Response(r) = ch.next().await? else { bail!("expected the list") };
-    let ResponseBody::StateList { documents } = r.body else { bail!("expected StateList") };
+    let ChannelMsg::Response(r) = ch.next().await? else {
+        bail!("expected the list")
+    };
+    let ResponseBody::StateList { documents } = r.body else {
+        bail!("expected StateList")
+    };
     assert_eq!(documents.len(), MAX_DOCS_PER_PLAYER);
     let whole = documents.iter().take_while(|d| !d.value_omitted).count();
     assert!(whole >= 1, "at least the first value fits");
@@ -282,7 +301,11 @@ async fn a_snapshot_larger_than_a_frame_is_split_and_a_list_omits_what_does_not_
         check_whole(d);
     }
     for d in &documents[whole..] {
-        assert!(d.value_omitted && d.value.is_empty() && d.version == 1, "{}", d.name);
+        assert!(
+            d.value_omitted && d.value.is_empty() && d.version == 1,
+            "{}",
+            d.name
+        );
     }
     // An omitted one reads back whole with StateGet.
     let last = documents.last().unwrap().name.clone();
@@ -304,7 +327,9 @@ async fn a_client_with_small_frames_gets_large_documents_without_their_values() 
     let (conn, _control, w) = login(&gw, 8_192).await?;
     assert_eq!(w.max_frame_size, 8_192);
     let state = PlayerState::new(world.store.clone(), "local")?;
-    state.compare_and_set(&w.player_id, "big", 0, &vec![1; 20_000]).await?;
+    state
+        .compare_and_set(&w.player_id, "big", 0, &vec![1; 20_000])
+        .await?;
     state.compare_and_set(&w.player_id, "small", 0, b"s").await?;
     let mut ch = RawChannel::open(&conn, ChannelKind::State, w.max_frame_size).await?;
     let mut docs = Vec::new();
@@ -316,8 +341,12 @@ async fn a_client_with_small_frames_gets_large_documents_without_their_values() 
     }
     docs.sort_by(|a, b| a.name.cmp(&b.name));
     assert!(docs[0].value_omitted && docs[0].value.is_empty() && docs[0].version == 1);
-    assert_eq!((docs[1].value.as_slice(), docs[1].value_omitted), (&b"s"[..], false));
-    ch.request(1, RequestBody::StateGet { name: "big".into() }).await?;
+    assert_eq!(
+        (docs[1].value.as_slice(), docs[1].value_omitted),
+        (&b"s"[..], false)
+    );
+    ch.request(1, RequestBody::StateGet { name: "big".into() })
+        .await?;
     match ch.next().await? {
         ChannelMsg::Response(r) => {
             assert!(matches!(r.body, ResponseBody::StateGet { document: Some(d) } if d.value_omitted))

@@ -99,7 +99,10 @@ fn session_and_transport_defaults_match_the_config() {
     assert_eq!(first_after("Default port: UDP"), u64::from(c.listen.port()));
     assert_eq!(
         numbers_after("Transport limits announced by the gateway (defaults):")[..2],
-        [u64::from(c.limits.max_channels) + 1, u64::from(c.limits.max_channels)]
+        [
+            u64::from(c.limits.max_channels) + 1,
+            u64::from(c.limits.max_channels)
+        ]
     );
     assert_eq!(
         first_after("no unidirectional streams, QUIC idle timeout") * 1000,
@@ -121,7 +124,10 @@ fn session_and_transport_defaults_match_the_config() {
     );
     assert_eq!(
         numbers_after("Control frames are rate limited (default")[..2],
-        [c.limits.control_rate_per_sec as u64, c.limits.control_burst as u64]
+        [
+            c.limits.control_rate_per_sec as u64,
+            c.limits.control_burst as u64
+        ]
     );
     assert_eq!(
         first_after("the resume window (default"),
@@ -142,11 +148,17 @@ fn channel_limits_table_matches_the_config() {
     );
     assert_eq!(
         table_default("frames queued for the client"),
-        [l.outbound_queue_frames as u64, (l.outbound_queue_bytes >> 20) as u64],
+        [
+            l.outbound_queue_frames as u64,
+            (l.outbound_queue_bytes >> 20) as u64
+        ],
         "frames, then MiB"
     );
     assert_eq!(l.outbound_queue_bytes % (1 << 20), 0, "the table says whole MiB");
-    assert_eq!(table_default("channels open at once"), [u64::from(l.max_channels)]);
+    assert_eq!(
+        table_default("channels open at once"),
+        [u64::from(l.max_channels)]
+    );
     assert!(PROTOCOL.contains("256 frames or 1 MiB per channel"));
     // The prose on in-flight processing names the same limit.
     assert_eq!(
@@ -158,20 +170,14 @@ fn channel_limits_table_matches_the_config() {
 #[test]
 fn service_bounds_match_the_code() {
     // 4.1 Echo.
+    assert_eq!(first_after("`push_count` over"), u64::from(echo::MAX_ECHO_PUSHES));
     assert_eq!(
-        first_after("`push_count` over"),
-        u64::from(echo::MAX_ECHO_PUSHES)
+        first_after("or `delay_ms` over"),
+        u64::from(echo::MAX_ECHO_DELAY_MS)
     );
-    assert_eq!(first_after("or `delay_ms` over"), u64::from(echo::MAX_ECHO_DELAY_MS));
     // 4.2 State.
-    assert_eq!(
-        numbers_after("(names:")[..2],
-        [1, MAX_DOC_NAME_BYTES as u64]
-    );
-    assert_eq!(
-        first_after("values: opaque bytes, at most"),
-        MAX_DOC_BYTES as u64
-    );
+    assert_eq!(numbers_after("(names:")[..2], [1, MAX_DOC_NAME_BYTES as u64]);
+    assert_eq!(first_after("values: opaque bytes, at most"), MAX_DOC_BYTES as u64);
     assert!(folded().contains(&format!("at most {MAX_DOCS_PER_PLAYER} documents per player")));
     assert_eq!(
         numbers_after("A value of")[..2],
@@ -218,8 +224,13 @@ fn the_documented_limits_fit_together() {
         },
     });
     assert!(largest_set.encode().len() - outpost_schema::LENGTH_PREFIX_BYTES <= frame);
-    let full_list = MAX_DOC_BYTES + MAX_DOCS_PER_PLAYER * (MAX_DOC_NAME_BYTES + STATE_DOC_OVERHEAD) + STATE_FRAME_OVERHEAD;
+    let full_list = MAX_DOC_BYTES
+        + MAX_DOCS_PER_PLAYER * (MAX_DOC_NAME_BYTES + STATE_DOC_OVERHEAD)
+        + STATE_FRAME_OVERHEAD;
     assert!(full_list <= frame, "{full_list} > {frame}");
     let c = GatewayConfig::default();
-    assert!(c.limits.outbound_queue_bytes >= 2 * frame, "a paced push fits half the queue");
+    assert!(
+        c.limits.outbound_queue_bytes >= 2 * frame,
+        "a paced push fits half the queue"
+    );
 }

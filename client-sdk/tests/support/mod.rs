@@ -261,7 +261,8 @@ async fn serve_channel(mut send: SendStream, mut recv: RecvStream, max: u32) -> 
         };
         let outpost_schema::RequestBody::Echo {
             payload, push_count, ..
-        } = req.body else {
+        } = req.body
+        else {
             continue;
         };
         match &payload[..] {

@@ -207,7 +207,12 @@ impl ChannelService for StateService {
                     if first || !changed.is_empty() {
                         first = false;
                         for documents in split_for_pushes(changed, max_frame) {
-                            if ctx.sink.push_paced(PushBody::StateChanged { documents }).await.is_err() {
+                            if ctx
+                                .sink
+                                .push_paced(PushBody::StateChanged { documents })
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }

@@ -159,7 +159,11 @@ fn a_request_id_in_flight_is_refused_until_answered_and_takes_no_token() {
     // Ids are per channel, and the refusals above took no rate token.
     assert_eq!(s.admit_request(t0, 2, 7), Verdict::Admit);
     s.request_done(1, 7);
-    assert_eq!(s.admit_request(t0, 1, 7), Verdict::Admit, "answered ids may be reused");
+    assert_eq!(
+        s.admit_request(t0, 1, 7),
+        Verdict::Admit,
+        "answered ids may be reused"
+    );
     // Duplicates are found before the in-flight bound: both slots of channel 1
     // are taken now (7 and 8), and a repeated 8 is still InvalidRequest.
     s.request_done(2, 7);
@@ -197,7 +201,10 @@ fn paced_pushes_keep_half_the_queue_free() {
     assert!(!s.has_room_for_paced(1, 101));
     s.enqueue(1, 1).unwrap();
     assert!(!s.has_room_for_paced(1, 1), "3 of 4 frames");
-    assert!(s.has_room_for_paced(9, 10_000), "no such channel: the send fails instead");
+    assert!(
+        s.has_room_for_paced(9, 10_000),
+        "no such channel: the send fails instead"
+    );
 }
 
 #[test]
