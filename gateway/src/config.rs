@@ -236,14 +236,12 @@ pub struct LimitsConfig {
     /// Default 100,000.
     pub max_sessions: usize,
     /// Largest frame the gateway accepts or sends, in bytes (clients may negotiate
-    /// lower). Default 131,072 (128 KiB, the protocol default of
-    /// `outpost_schema::DEFAULT_MAX_FRAME_SIZE`): the largest state document
-    /// (65,536 bytes, PROTOCOL.md 4.2) plus the request's envelope must fit one
-    /// frame, and 64 KiB would not leave room for the envelope. Lower it only if
-    /// no client stores documents near that size: a `StateSetRequest` that does
-    /// not fit the frame is refused as `FrameTooLarge` and closes its channel.
-    /// Larger frames raise the worst-case memory per in-flight request (see
-    /// above), not the memory of sessions that send small frames.
+    /// lower). Default 131,072, the protocol default: the largest state document
+    /// (65,536 bytes, PROTOCOL.md 4.2) plus its request's envelope must fit one
+    /// frame, which 64 KiB does not. Lower it only if no client stores documents
+    /// near that size (a `StateSetRequest` over the frame size is `FrameTooLarge`
+    /// and closes its channel). Larger frames raise the worst-case memory above,
+    /// not the memory of sessions that send small frames.
     pub max_frame_size: u32,
     /// Channels (streams besides the control stream) a session may have open.
     /// Enforced by QUIC's stream limit. Default 16.
