@@ -133,6 +133,7 @@ impl Channel {
             .request(RequestBody::Echo {
                 payload: payload.into(),
                 push_count,
+                delay_ms: 0,
             })
             .await?
         {

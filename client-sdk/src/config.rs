@@ -97,7 +97,7 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Largest frame (bytes of FlatBuffer) this client accepts; the gateway
     /// negotiates the smaller of both proposals. 0 (default) = protocol default
-    /// (64 KiB).
+    /// (128 KiB). Below that, the largest state documents cannot be written.
     pub max_frame_size: u32,
     /// Backoff between reconnect attempts.
     pub reconnect: ReconnectPolicy,

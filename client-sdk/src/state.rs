@@ -38,12 +38,22 @@ impl StateClient {
         }
     }
 
-    /// Every document of the player.
+    /// Every document of the player. When their values do not all fit one
+    /// frame, the gateway leaves some out (`value_omitted`, PROTOCOL.md 4.2);
+    /// this reads those one by one, so each comes back whole (at its latest
+    /// version). Only a document too large for the negotiated frame size on its
+    /// own stays `value_omitted`.
     pub async fn list(&self) -> Result<Vec<StateDocument>, ClientError> {
-        match self.channel.request(RequestBody::StateList).await? {
-            ResponseBody::StateList { documents } => Ok(documents),
-            other => Err(unexpected(other)),
+        let mut documents = match self.channel.request(RequestBody::StateList).await? {
+            ResponseBody::StateList { documents } => documents,
+            other => return Err(unexpected(other)),
+        };
+        for d in documents.iter_mut().filter(|d| d.value_omitted) {
+            if let Some(whole) = self.get(&d.name).await? {
+                *d = whole;
+            }
         }
+        Ok(documents)
     }
 
     /// Compare-and-set: writes `value` if the document is at `expected_version`

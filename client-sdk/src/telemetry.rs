@@ -615,6 +615,7 @@ mod tests {
                 version: 1,
                 updated_ms: 0,
                 value: vec![],
+                value_omitted: false,
             }),
         });
         r.request(ChannelKind::State, "StateGet", &ok, Duration::from_millis(7));

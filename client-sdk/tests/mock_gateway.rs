@@ -42,7 +42,7 @@ async fn login_ping_echo_and_pushes() -> Result<()> {
     let w = client.welcome();
     assert_eq!(w.region, "mock-1");
     assert_eq!(w.gateway, gw.addr);
-    assert_eq!(w.max_frame_size, 65_536);
+    assert_eq!(w.max_frame_size, 131_072, "the protocol default");
     assert!(!w.resumed);
     let rtt = client.ping().await?;
     assert!(rtt < Duration::from_secs(1), "{rtt:?}");

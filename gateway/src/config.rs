@@ -219,9 +219,16 @@ impl MatchmakingConfig {
     }
 }
 
-/// Per-session bounds. Together they cap a session's memory in the gateway at
-/// roughly `max_channels × (outbound_queue_bytes + max_frame_size ×
-/// max_in_flight_per_channel)` plus QUIC's `send_window`.
+/// Per-session bounds. Together they cap the frames a session makes the gateway
+/// hold at `max_channels × (outbound_queue_bytes + max_frame_size ×
+/// (max_in_flight_per_channel + 1))` (per channel: its outbound queue, one
+/// request body per request in flight and the frame being read), plus the
+/// control stream's frame and QUIC's `send_window`. At the defaults that is
+/// 16 × (1 MiB + 128 KiB × 33) ≈ 82 MiB for a session that fills every channel
+/// with max-size requests; a typical session holds a few KiB. Not counted: a
+/// request that reads all of a player's state documents (`StateList`, and the
+/// `State` channel's push subscription) holds them while it runs, at most
+/// 64 × 64 KiB = 4 MiB.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
@@ -229,7 +236,12 @@ pub struct LimitsConfig {
     /// Default 100,000.
     pub max_sessions: usize,
     /// Largest frame the gateway accepts or sends, in bytes (clients may negotiate
-    /// lower). Default 65,536. Larger frames cost memory per in-flight request.
+    /// lower). Default 131,072, the protocol default: the largest state document
+    /// (65,536 bytes, PROTOCOL.md 4.2) plus its request's envelope must fit one
+    /// frame, which 64 KiB does not. Lower it only if no client stores documents
+    /// near that size (a `StateSetRequest` over the frame size is `FrameTooLarge`
+    /// and closes its channel). Larger frames raise the worst-case memory above,
+    /// not the memory of sessions that send small frames.
     pub max_frame_size: u32,
     /// Channels (streams besides the control stream) a session may have open.
     /// Enforced by QUIC's stream limit. Default 16.
@@ -255,7 +267,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_sessions: 100_000,
-            max_frame_size: 64 * 1024,
+            max_frame_size: outpost_schema::DEFAULT_MAX_FRAME_SIZE,
             max_channels: 16,
             max_in_flight_per_channel: 32,
             outbound_queue_frames: 256,

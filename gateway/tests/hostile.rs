@@ -171,6 +171,7 @@ async fn oversized_and_unverifiable_channel_frames_get_errors_and_the_session_li
         body: RequestBody::Echo {
             payload: vec![],
             push_count: 0,
+            delay_ms: 0,
         },
     });
     send.write_all(&req.encode()).await?;
@@ -236,6 +237,7 @@ async fn rate_limited_requests_get_rate_limited_with_retry_after() -> Result<()>
             body: RequestBody::Echo {
                 payload: vec![1],
                 push_count: 0,
+                delay_ms: 0,
             },
         });
         send.write_all(&req.encode()).await?;
@@ -275,6 +277,7 @@ async fn a_client_that_stops_reading_is_disconnected_and_memory_stays_bounded() 
             body: RequestBody::Echo {
                 payload: payload.clone(),
                 push_count: 1024,
+                delay_ms: 0,
             },
         });
         if send.write_all(&req.encode()).await.is_err() {

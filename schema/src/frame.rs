@@ -19,8 +19,10 @@ pub const LENGTH_PREFIX_BYTES: usize = 4;
 /// `Welcome` and `Reject`, and to the first frame of a channel.
 pub const HANDSHAKE_MAX_FRAME_SIZE: u32 = 16 * 1024;
 
-/// Maximum frame size a peer proposes when it has no reason to choose another.
-pub const DEFAULT_MAX_FRAME_SIZE: u32 = 64 * 1024;
+/// Maximum frame size a peer proposes when it has no reason to choose another
+/// (128 KiB): a `StateSetRequest` carrying the largest state document (64 KiB,
+/// PROTOCOL.md 4.2) plus its envelope must fit one frame.
+pub const DEFAULT_MAX_FRAME_SIZE: u32 = 128 * 1024;
 
 /// No negotiation goes below this, so every protocol message always fits.
 pub const MIN_MAX_FRAME_SIZE: u32 = 4 * 1024;

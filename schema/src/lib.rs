@@ -43,6 +43,7 @@ mod matchmaking;
 
 pub use channel::{
     ChannelMsg, ErrorFrame, PushBody, Request, RequestBody, Response, ResponseBody, StateDocument,
+    STATE_DOC_OVERHEAD, STATE_FRAME_OVERHEAD,
 };
 pub use control::{ControlMsg, Credentials, GoAway, Hello, Kick, Reject, Welcome};
 pub use frame::{

@@ -87,6 +87,7 @@ fn every_channel_message_roundtrips() {
         body: RequestBody::Echo {
             payload: vec![1, 2, 3],
             push_count: 2,
+            delay_ms: 250,
         },
     }));
     channel_roundtrip(ChannelMsg::Response(Response {
@@ -110,6 +111,7 @@ fn every_channel_message_roundtrips() {
         version: 3,
         updated_ms: 1_700_000_000_000,
         value: vec![1, 2],
+        value_omitted: false,
     };
     for body in [
         RequestBody::StateGet {
@@ -130,7 +132,15 @@ fn every_channel_message_roundtrips() {
         },
         ResponseBody::StateGet { document: None },
         ResponseBody::StateList {
-            documents: vec![doc.clone(), StateDocument::default()],
+            documents: vec![
+                doc.clone(),
+                StateDocument::default(),
+                StateDocument {
+                    value: vec![],
+                    value_omitted: true,
+                    ..doc.clone()
+                },
+            ],
         },
         ResponseBody::StateList { documents: vec![] },
         ResponseBody::StateSet { version: 4 },
@@ -372,7 +382,7 @@ proptest! {
     /// identifier and most offsets are plausible).
     #[test]
     fn corrupted_frames_never_panic(idx in 0usize..64, val in any::<u8>(), payload in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let frame = ChannelMsg::Request(Request { request_id: 5, body: RequestBody::Echo { payload, push_count: 1 } }).encode();
+        let frame = ChannelMsg::Request(Request { request_id: 5, body: RequestBody::Echo { payload, push_count: 1, delay_ms: 0 } }).encode();
         let mut b = frame.clone();
         let i = LENGTH_PREFIX_BYTES + idx % (b.len() - LENGTH_PREFIX_BYTES);
         b[i] = val;
@@ -381,8 +391,33 @@ proptest! {
 
     #[test]
     fn echo_requests_roundtrip(id in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..2048), n in any::<u16>()) {
-        let msg = ChannelMsg::Request(Request { request_id: id, body: RequestBody::Echo { payload, push_count: n } });
+        let msg = ChannelMsg::Request(Request { request_id: id, body: RequestBody::Echo { payload, push_count: n, delay_ms: u32::from(n) } });
         let frame = msg.encode();
         prop_assert_eq!(ChannelMsg::decode(&frame).unwrap(), msg);
+    }
+
+    /// The bound the gateway packs state frames by (documents' `wire_size_bound`
+    /// plus `STATE_FRAME_OVERHEAD`) really bounds the encoded frame, for lists,
+    /// pushes and single-document responses alike.
+    #[test]
+    fn state_frames_stay_within_their_size_bound(
+        docs in proptest::collection::vec(
+            ("[a-z0-9_.-]{1,64}", proptest::collection::vec(any::<u8>(), 0..300), any::<u64>(), any::<bool>()),
+            0..64,
+        )
+    ) {
+        let docs: Vec<StateDocument> = docs
+            .into_iter()
+            .map(|(name, value, version, value_omitted)| StateDocument { name, version, updated_ms: version, value, value_omitted })
+            .collect();
+        let bound = docs.iter().map(StateDocument::wire_size_bound).sum::<usize>() + STATE_FRAME_OVERHEAD;
+        for msg in [
+            ChannelMsg::Push(PushBody::StateChanged { documents: docs.clone() }),
+            ChannelMsg::Response(Response { request_id: u64::MAX, body: ResponseBody::StateList { documents: docs.clone() } }),
+            ChannelMsg::Response(Response { request_id: u64::MAX, body: ResponseBody::StateGet { document: docs.first().cloned() } }),
+        ] {
+            let len = msg.encode().len();
+            prop_assert!(len <= bound, "{} bytes over the bound {}", len, bound);
+        }
     }
 }

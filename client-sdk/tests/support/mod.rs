@@ -259,7 +259,10 @@ async fn serve_channel(mut send: SendStream, mut recv: RecvStream, max: u32) -> 
         let ChannelMsg::Request(req) = ChannelMsg::decode(&f)? else {
             continue;
         };
-        let outpost_schema::RequestBody::Echo { payload, push_count } = req.body else {
+        let outpost_schema::RequestBody::Echo {
+            payload, push_count, ..
+        } = req.body
+        else {
             continue;
         };
         match &payload[..] {

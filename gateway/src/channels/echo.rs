@@ -1,5 +1,8 @@
-//! The diagnostic `Echo` channel: answers with the payload, then pushes it back
-//! `push_count` times. Used by tests, benchmarks and health probes.
+//! The diagnostic `Echo` channel: answers with the payload (after `delay_ms`),
+//! then pushes it back `push_count` times. Used by tests, benchmarks and health
+//! probes; the delay keeps a request in flight, e.g. to probe the in-flight limit.
+
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -9,6 +12,9 @@ use super::{ChannelService, Reply, RequestContext, ServiceError};
 
 /// Most pushes one echo request may ask for (PROTOCOL.md §4.1).
 pub const MAX_ECHO_PUSHES: u16 = 1024;
+
+/// Longest answer delay one echo request may ask for, in ms (PROTOCOL.md §4.1).
+pub const MAX_ECHO_DELAY_MS: u32 = 10_000;
 
 /// The echo service.
 #[derive(Debug, Clone)]
@@ -30,7 +36,12 @@ impl ChannelService for Echo {
     ) -> BoxFuture<'static, Result<Reply, ServiceError>> {
         let max = self.max_frame_size as usize;
         async move {
-            let RequestBody::Echo { payload, push_count } = body else {
+            let RequestBody::Echo {
+                payload,
+                push_count,
+                delay_ms,
+            } = body
+            else {
                 return Err(ServiceError::new(
                     ErrorCode::InvalidRequest,
                     "the echo channel takes EchoRequest",
@@ -42,12 +53,21 @@ impl ChannelService for Echo {
                     "push_count over 1024",
                 ));
             }
+            if delay_ms > MAX_ECHO_DELAY_MS {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidRequest,
+                    "delay_ms over 10000",
+                ));
+            }
             // Headroom for the envelope, so the echoed frame fits the agreed size.
             if payload.len() + 128 > max {
                 return Err(ServiceError::new(
                     ErrorCode::InvalidRequest,
                     "payload too large to echo",
                 ));
+            }
+            if delay_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(u64::from(delay_ms))).await;
             }
             let pushed = payload.clone();
             let pushes = (0..u32::from(push_count)).map(move |sequence| PushBody::Echo {

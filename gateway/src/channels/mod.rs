@@ -190,12 +190,20 @@ pub struct ChannelSink {
     pub(crate) tx: mpsc::Sender<Vec<u8>>,
     pub(crate) core: Arc<SessionCore>,
     pub(crate) max_frame_size: u32,
+    /// Signalled by the channel's writer whenever it hands a frame to QUIC.
+    pub(crate) room: Arc<tokio::sync::Notify>,
 }
 
 impl ChannelSink {
     /// Queues a frame for the client. `Err` means the session is closing with
     /// `SlowConsumer` (or already closed); the frame was dropped.
     pub fn send(&self, msg: &ChannelMsg) -> Result<(), SlowConsumer> {
+        self.send_frame(self.encode(msg))
+    }
+
+    /// The message's frame, or an `Internal` error in its place if it exceeds
+    /// the negotiated frame size.
+    fn encode(&self, msg: &ChannelMsg) -> Vec<u8> {
         let mut frame = msg.encode();
         if frame.len() - outpost_schema::LENGTH_PREFIX_BYTES > self.max_frame_size as usize {
             // A service produced more than the client agreed to receive: a server
@@ -212,6 +220,10 @@ impl ChannelSink {
             })
             .encode();
         }
+        frame
+    }
+
+    fn send_frame(&self, frame: Vec<u8>) -> Result<(), SlowConsumer> {
         let len = frame.len();
         let admitted = self.core.with_machine(|m| m.enqueue(self.id, len));
         if admitted.is_err() {
@@ -230,5 +242,24 @@ impl ChannelSink {
     /// Queues a push.
     pub fn push(&self, body: PushBody) -> Result<(), SlowConsumer> {
         self.send(&ChannelMsg::Push(body))
+    }
+
+    /// Queues a push once the channel's queue is at most half full, waiting for
+    /// the client to read if needed: for a series of large pushes the gateway
+    /// makes on its own (a state snapshot of many big documents), which would
+    /// otherwise overflow the queue of a client that reads normally and close
+    /// its session as `SlowConsumer`. The other half stays free for responses.
+    /// A client that stops reading holds the series here (bounded: one push),
+    /// until the idle timeout or another frame's overflow ends the session.
+    pub async fn push_paced(&self, body: PushBody) -> Result<(), SlowConsumer> {
+        let frame = self.encode(&ChannelMsg::Push(body));
+        let len = frame.len();
+        loop {
+            let notified = self.room.notified();
+            if self.core.with_machine(|m| m.has_room_for_paced(self.id, len)) {
+                return self.send_frame(frame);
+            }
+            notified.await;
+        }
     }
 }

@@ -45,7 +45,67 @@ fn to_wire(d: Document) -> StateDocument {
         version: d.version,
         updated_ms: d.updated_ms,
         value: d.value,
+        value_omitted: false,
     }
+}
+
+/// Whether documents whose size bounds sum to `docs_bytes` fit one frame of
+/// `max_frame` bytes (the length prefix excluded, as negotiated).
+fn fits(docs_bytes: usize, max_frame: usize) -> bool {
+    docs_bytes + outpost_schema::STATE_FRAME_OVERHEAD <= max_frame + outpost_schema::LENGTH_PREFIX_BYTES
+}
+
+/// The document with its value left out if it cannot fit a frame on its own
+/// (only below the default frame size; PROTOCOL.md 4.2).
+fn fit_alone(mut d: StateDocument, max_frame: usize) -> StateDocument {
+    if !fits(d.wire_size_bound(), max_frame) {
+        d.value = Vec::new();
+        d.value_omitted = true;
+    }
+    d
+}
+
+/// Splits documents, in order, into groups that each fit one `StateChanged`
+/// push (PROTOCOL.md 4.2: a change set or snapshot too large for one frame is
+/// sent as consecutive pushes of whole documents). Always at least one group,
+/// so an empty snapshot is still one (empty) push.
+fn split_for_pushes(docs: Vec<StateDocument>, max_frame: usize) -> Vec<Vec<StateDocument>> {
+    let mut groups = vec![Vec::new()];
+    let mut used = 0;
+    for d in docs {
+        let d = fit_alone(d, max_frame);
+        let size = d.wire_size_bound();
+        let current = groups.last_mut().expect("never empty");
+        if !current.is_empty() && !fits(used + size, max_frame) {
+            groups.push(Vec::new());
+            used = 0;
+        }
+        used += size;
+        groups.last_mut().expect("never empty").push(d);
+    }
+    groups
+}
+
+/// A `StateListResponse` that fits one frame: values in order as long as they
+/// fit, then the remaining documents with their values omitted (PROTOCOL.md 4.2).
+fn fit_list(docs: Vec<StateDocument>, max_frame: usize) -> Vec<StateDocument> {
+    let omitted_bytes = |d: &StateDocument| d.name.len() + outpost_schema::STATE_DOC_OVERHEAD;
+    // Room is kept for every document's entry, so the omitted ones still fit.
+    let mut used: usize = docs.iter().map(omitted_bytes).sum();
+    let mut full = true;
+    docs.into_iter()
+        .map(|mut d| {
+            let extra = d.value.len();
+            if full && fits(used + extra, max_frame) {
+                used += extra;
+            } else {
+                full = false;
+                d.value = Vec::new();
+                d.value_omitted = true;
+            }
+            d
+        })
+        .collect()
 }
 
 /// The one place state errors become wire codes.
@@ -76,6 +136,7 @@ impl ChannelService for StateService {
         body: RequestBody,
     ) -> BoxFuture<'static, Result<Reply, ServiceError>> {
         let service = self.service(&ctx.home_region);
+        let max_frame = ctx.sink.max_frame_size as usize;
         async move {
             let state = service?;
             let player = &ctx.player_id;
@@ -83,13 +144,13 @@ impl ChannelService for StateService {
                 RequestBody::StateGet { name } => {
                     let doc = state.get(player, &name).await.map_err(state_error)?;
                     ResponseBody::StateGet {
-                        document: doc.map(to_wire),
+                        document: doc.map(|d| fit_alone(to_wire(d), max_frame)),
                     }
                 }
                 RequestBody::StateList => {
                     let docs = state.list(player).await.map_err(state_error)?;
                     ResponseBody::StateList {
-                        documents: docs.into_iter().map(to_wire).collect(),
+                        documents: fit_list(docs.into_iter().map(to_wire).collect(), max_frame),
                     }
                 }
                 RequestBody::StateSet {
@@ -115,14 +176,18 @@ impl ChannelService for StateService {
         .boxed()
     }
 
-    /// Pushes `StateChanged`: first a snapshot of every existing document, then
-    /// the documents whose version moved, for as long as the channel is open. Built on a store watch, so writes made through any
-    /// gateway of the region arrive too.
+    /// Pushes `StateChanged`: first a snapshot of every existing document (one
+    /// push, empty if there are none), then the documents whose version moved,
+    /// for as long as the channel is open. Built on a store watch, so writes
+    /// made through any gateway of the region arrive too. A set of documents
+    /// too large for one frame goes out as consecutive pushes.
     fn subscribe(&self, ctx: RequestContext) -> Option<BoxFuture<'static, ()>> {
         let state = self.service(&ctx.home_region).ok()?;
+        let max_frame = ctx.sink.max_frame_size as usize;
         Some(
             async move {
                 let mut seen: HashMap<String, u64> = HashMap::new();
+                let mut first = true;
                 loop {
                     let (docs, watch) = match state.list_and_watch(&ctx.player_id).await {
                         Ok(v) => v,
@@ -137,15 +202,20 @@ impl ChannelService for StateService {
                             changed.push(to_wire(d));
                         }
                     }
-                    // The first listing pushes every existing document (a snapshot);
-                    // later ones only what changed since.
-                    if !changed.is_empty()
-                        && ctx
-                            .sink
-                            .push(PushBody::StateChanged { documents: changed })
-                            .is_err()
-                    {
-                        return;
+                    // The first listing pushes every existing document (a snapshot,
+                    // empty if there are none); later ones only what changed since.
+                    if first || !changed.is_empty() {
+                        first = false;
+                        for documents in split_for_pushes(changed, max_frame) {
+                            if ctx
+                                .sink
+                                .push_paced(PushBody::StateChanged { documents })
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
                     }
                     if watch.await.is_err() {
                         return;

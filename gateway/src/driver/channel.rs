@@ -120,12 +120,14 @@ impl ChannelTask {
         metrics::counter!("outpost_channels_opened_total", "channel" => channel_name(kind)).increment(1);
 
         let (tx, rx) = mpsc::channel(self.shared.limits.outbound_queue_frames);
-        let writer = Helper::spawn(write_frames(self.core.clone(), id, send, rx));
+        let room = Arc::new(tokio::sync::Notify::new());
+        let writer = Helper::spawn(write_frames(self.core.clone(), id, send, rx, room.clone()));
         let sink = ChannelSink {
             id,
             tx,
             core: self.core.clone(),
             max_frame_size: self.max_frame_size,
+            room,
         };
         let ctx = RequestContext {
             player_id: self.player_id.clone(),
@@ -157,10 +159,16 @@ impl ChannelTask {
                         }
                     };
                     match ChannelMsg::decode(&frame) {
+                        Ok(ChannelMsg::Request(req)) if req.request_id == 0 => {
+                            // 0 names the whole channel in answers, so such a request could
+                            // never be answered: a protocol error (PROTOCOL.md 4).
+                            let msg = "request_id 0 is reserved for channel-level errors";
+                            stop_code = Some(channel_error(&sink, &mut { recv }, ErrorCode::InvalidRequest, msg));
+                        }
                         Ok(ChannelMsg::Request(req)) => {
-                            match self.core.with_machine(|m| m.admit_request(Instant::now(), id)) {
+                            let request_id = req.request_id;
+                            match self.core.with_machine(|m| m.admit_request(Instant::now(), id, request_id)) {
                                 Verdict::Admit => {
-                                    let request_id = req.request_id;
                                     pending.push(service.handle(ctx.clone(), req.body).map(move |r| (request_id, r)));
                                 }
                                 Verdict::Refuse { code, retry_after, message } => {
@@ -180,7 +188,7 @@ impl ChannelTask {
                     }
                 }
                 Some((request_id, result)) = pending.next(), if !pending.is_empty() => {
-                    self.core.with_machine(|m| m.request_done(id));
+                    self.core.with_machine(|m| m.request_done(id, request_id));
                     let sent = match result {
                         Ok(reply) => sink
                             .send(&ChannelMsg::Response(Response { request_id, body: reply.body }))
@@ -253,6 +261,7 @@ async fn write_frames(
     id: ChannelId,
     mut send: SendStream,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    room: Arc<tokio::sync::Notify>,
 ) {
     while let Some(frame) = rx.recv().await {
         let len = frame.len();
@@ -260,6 +269,7 @@ async fn write_frames(
             return;
         }
         core.with_machine(|m| m.dequeued(id, len));
+        room.notify_one();
     }
     let _ = send.finish();
 }

@@ -6,7 +6,7 @@
 //! (`crate::driver`) owns the sockets and simply executes actions. Nothing here
 //! reads a clock, so tests run on a fake one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use outpost_schema::{ChannelKind, ControlMsg, ErrorCode, GoAway, Kick};
@@ -76,7 +76,9 @@ enum Phase {
 
 #[derive(Debug, Default)]
 struct ChannelState {
-    in_flight: u32,
+    /// Request ids admitted and not yet answered (at most
+    /// `max_in_flight_per_channel`).
+    in_flight: HashSet<u64>,
     queued_frames: usize,
     queued_bytes: usize,
 }
@@ -201,7 +203,12 @@ impl Session {
     }
 
     /// A request arrived on a channel: admit it, or say what to answer instead.
-    pub fn admit_request(&mut self, now: Instant, id: ChannelId) -> Verdict {
+    /// In order: a `request_id` already in flight on the channel is
+    /// `InvalidRequest`, one over the in-flight bound `TooManyInFlight`, one
+    /// over the session's rate `RateLimited` (PROTOCOL.md 4). Refused requests
+    /// take no rate token. (Request id 0 never gets here: it names the whole
+    /// channel, so the driver treats it as a protocol error.)
+    pub fn admit_request(&mut self, now: Instant, id: ChannelId, request_id: u64) -> Verdict {
         self.handle_received(now);
         if self.is_closed() {
             return Verdict::Refuse {
@@ -217,7 +224,14 @@ impl Session {
                 message: "no such channel",
             };
         };
-        if ch.in_flight >= self.limits.max_in_flight_per_channel {
+        if ch.in_flight.contains(&request_id) {
+            return Verdict::Refuse {
+                code: ErrorCode::InvalidRequest,
+                retry_after: None,
+                message: "request_id is already in flight on this channel",
+            };
+        }
+        if ch.in_flight.len() >= self.limits.max_in_flight_per_channel as usize {
             return Verdict::Refuse {
                 code: ErrorCode::TooManyInFlight,
                 retry_after: None,
@@ -231,14 +245,14 @@ impl Session {
                 message: "request rate limit exceeded",
             };
         }
-        ch.in_flight += 1;
+        ch.in_flight.insert(request_id);
         Verdict::Admit
     }
 
     /// An admitted request was answered (or abandoned).
-    pub fn request_done(&mut self, id: ChannelId) {
+    pub fn request_done(&mut self, id: ChannelId, request_id: u64) {
         if let Some(ch) = self.channels.get_mut(&id) {
-            ch.in_flight = ch.in_flight.saturating_sub(1);
+            ch.in_flight.remove(&request_id);
         }
     }
 
@@ -263,6 +277,19 @@ impl Session {
         ch.queued_frames += 1;
         ch.queued_bytes += bytes;
         Ok(())
+    }
+
+    /// Whether a frame of `bytes` the gateway sends on its own initiative
+    /// (see `ChannelSink::push_paced`) may be queued now: the channel's queue
+    /// is empty, or stays within half its bounds with the frame. True for a
+    /// closed session or channel, so the caller's send fails instead of waiting.
+    pub fn has_room_for_paced(&self, id: ChannelId, bytes: usize) -> bool {
+        let Some(ch) = self.channels.get(&id).filter(|_| !self.is_closed()) else {
+            return true;
+        };
+        ch.queued_frames == 0
+            || (ch.queued_frames < self.limits.outbound_queue_frames / 2
+                && ch.queued_bytes + bytes <= self.limits.outbound_queue_bytes / 2)
     }
 
     /// A queued frame of `bytes` was handed to QUIC.

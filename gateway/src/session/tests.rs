@@ -79,7 +79,7 @@ fn channel_traffic_also_counts_as_activity() {
     let t0 = Instant::now();
     let mut s = Session::new(limits(), t0);
     s.open_channel(t0 + ms(10_000), 1, ChannelKind::Echo).unwrap();
-    assert_eq!(s.admit_request(t0 + ms(25_000), 1), Verdict::Admit);
+    assert_eq!(s.admit_request(t0 + ms(25_000), 1, 101), Verdict::Admit);
     s.handle_timeout(t0 + ms(40_000));
     assert!(drain(&mut s).is_empty());
     assert_eq!(s.poll_timeout(), Some(t0 + ms(55_000)));
@@ -92,10 +92,10 @@ fn request_rate_limit_refuses_with_retry_after_then_recovers() {
     l.max_in_flight_per_channel = 100;
     let mut s = Session::new(l, t0);
     s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
-    for _ in 0..5 {
-        assert_eq!(s.admit_request(t0, 1), Verdict::Admit);
+    for n in 0..5 {
+        assert_eq!(s.admit_request(t0, 1, 102 + n), Verdict::Admit);
     }
-    match s.admit_request(t0, 1) {
+    match s.admit_request(t0, 1, 120) {
         Verdict::Refuse {
             code: ErrorCode::RateLimited,
             retry_after: Some(wait),
@@ -107,9 +107,9 @@ fn request_rate_limit_refuses_with_retry_after_then_recovers() {
     }
     // The session stays open: rate limiting refuses requests, it does not kick.
     assert!(drain(&mut s).is_empty());
-    assert_eq!(s.admit_request(t0 + ms(100), 1), Verdict::Admit);
+    assert_eq!(s.admit_request(t0 + ms(100), 1, 130), Verdict::Admit);
     assert!(matches!(
-        s.admit_request(t0 + ms(100), 1),
+        s.admit_request(t0 + ms(100), 1, 131),
         Verdict::Refuse {
             code: ErrorCode::RateLimited,
             ..
@@ -123,19 +123,88 @@ fn in_flight_bound_per_channel() {
     let mut s = Session::new(limits(), t0);
     s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
     s.open_channel(t0, 2, ChannelKind::Echo).unwrap();
-    assert_eq!(s.admit_request(t0, 1), Verdict::Admit);
-    assert_eq!(s.admit_request(t0, 1), Verdict::Admit);
+    assert_eq!(s.admit_request(t0, 1, 106), Verdict::Admit);
+    assert_eq!(s.admit_request(t0, 1, 107), Verdict::Admit);
     assert!(matches!(
-        s.admit_request(t0, 1),
+        s.admit_request(t0, 1, 108),
         Verdict::Refuse {
             code: ErrorCode::TooManyInFlight,
             ..
         }
     ));
     // Another channel has its own bound.
-    assert_eq!(s.admit_request(t0, 2), Verdict::Admit);
-    s.request_done(1);
-    assert_eq!(s.admit_request(t0, 1), Verdict::Admit);
+    assert_eq!(s.admit_request(t0, 2, 109), Verdict::Admit);
+    s.request_done(1, 106);
+    assert_eq!(s.admit_request(t0, 1, 110), Verdict::Admit);
+}
+
+#[test]
+fn a_request_id_in_flight_is_refused_until_answered_and_takes_no_token() {
+    let t0 = Instant::now();
+    let mut l = limits();
+    l.request_burst = 3.0;
+    let mut s = Session::new(l, t0);
+    s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
+    s.open_channel(t0, 2, ChannelKind::Echo).unwrap();
+    assert_eq!(s.admit_request(t0, 1, 7), Verdict::Admit);
+    for _ in 0..3 {
+        assert!(matches!(
+            s.admit_request(t0, 1, 7),
+            Verdict::Refuse {
+                code: ErrorCode::InvalidRequest,
+                ..
+            }
+        ));
+    }
+    // Ids are per channel, and the refusals above took no rate token.
+    assert_eq!(s.admit_request(t0, 2, 7), Verdict::Admit);
+    s.request_done(1, 7);
+    assert_eq!(
+        s.admit_request(t0, 1, 7),
+        Verdict::Admit,
+        "answered ids may be reused"
+    );
+    // Duplicates are found before the in-flight bound: both slots of channel 1
+    // are taken now (7 and 8), and a repeated 8 is still InvalidRequest.
+    s.request_done(2, 7);
+    assert_eq!(s.admit_request(t0 + ms(1000), 1, 8), Verdict::Admit);
+    assert!(matches!(
+        s.admit_request(t0 + ms(1000), 1, 8),
+        Verdict::Refuse {
+            code: ErrorCode::InvalidRequest,
+            ..
+        }
+    ));
+    assert!(matches!(
+        s.admit_request(t0 + ms(1000), 1, 9),
+        Verdict::Refuse {
+            code: ErrorCode::TooManyInFlight,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn paced_pushes_keep_half_the_queue_free() {
+    let t0 = Instant::now();
+    let mut l = limits();
+    l.outbound_queue_frames = 4;
+    l.outbound_queue_bytes = 1000;
+    let mut s = Session::new(l, t0);
+    s.open_channel(t0, 1, ChannelKind::State).unwrap();
+    assert!(s.has_room_for_paced(1, 900), "an empty queue takes any frame");
+    s.enqueue(1, 900).unwrap();
+    assert!(!s.has_room_for_paced(1, 10));
+    s.dequeued(1, 900);
+    s.enqueue(1, 400).unwrap();
+    assert!(s.has_room_for_paced(1, 100), "500 of 1000 bytes, 2 of 4 frames");
+    assert!(!s.has_room_for_paced(1, 101));
+    s.enqueue(1, 1).unwrap();
+    assert!(!s.has_room_for_paced(1, 1), "3 of 4 frames");
+    assert!(
+        s.has_room_for_paced(9, 10_000),
+        "no such channel: the send fails instead"
+    );
 }
 
 #[test]
@@ -257,7 +326,7 @@ fn channel_limit_and_closed_session_refusals() {
     s.kick(ErrorCode::KickedByOperator, "bye");
     assert!(s.open_channel(t0, 10, ChannelKind::Echo).is_err());
     assert!(matches!(
-        s.admit_request(t0, 9),
+        s.admit_request(t0, 9, 111),
         Verdict::Refuse {
             code: ErrorCode::ShuttingDown,
             ..

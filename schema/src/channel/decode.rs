@@ -28,6 +28,7 @@ impl ChannelMsg {
                         RequestBody::Echo {
                             payload: bytes(e.payload()),
                             push_count: e.push_count(),
+                            delay_ms: e.delay_ms(),
                         }
                     }
                     fb::RequestBody::StateGetRequest => {

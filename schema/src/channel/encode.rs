@@ -13,13 +13,18 @@ impl ChannelMsg {
             }
             ChannelMsg::Request(r) => {
                 let (body_type, body) = match &r.body {
-                    RequestBody::Echo { payload, push_count } => {
+                    RequestBody::Echo {
+                        payload,
+                        push_count,
+                        delay_ms,
+                    } => {
                         let payload = Some(b.create_vector(payload));
                         let t = fb::EchoRequest::create(
                             &mut b,
                             &fb::EchoRequestArgs {
                                 payload,
                                 push_count: *push_count,
+                                delay_ms: *delay_ms,
                             },
                         );
                         (fb::RequestBody::EchoRequest, Some(t.as_union_value()))

@@ -33,13 +33,38 @@ pub struct StateDocument {
     pub version: u64,
     pub updated_ms: u64,
     pub value: Vec<u8>,
+    /// The value was left out because it did not fit the frame (`value` is
+    /// empty); read it with `StateGet` (PROTOCOL.md 4.2).
+    pub value_omitted: bool,
+}
+
+/// An upper bound of the bytes one [`StateDocument`] adds to a frame besides its
+/// name and value: its table and vtable, the length prefixes of the name and
+/// value, padding and alignment, and its offset in a documents vector.
+pub const STATE_DOC_OVERHEAD: usize = 96;
+
+/// An upper bound of the bytes of a `StateChanged` push, `StateListResponse` or
+/// `StateGetResponse` frame besides its documents (prefix, root, envelope
+/// tables and vtables, the documents vector's length).
+pub const STATE_FRAME_OVERHEAD: usize = 128;
+
+impl StateDocument {
+    /// An upper bound of the bytes this document adds to a frame.
+    pub fn wire_size_bound(&self) -> usize {
+        self.name.len() + self.value.len() + STATE_DOC_OVERHEAD
+    }
 }
 
 /// A request body, one variant per service operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequestBody {
-    /// Diagnostic echo: answer with `payload`, then send `push_count` pushes.
-    Echo { payload: Vec<u8>, push_count: u16 },
+    /// Diagnostic echo: answer with `payload` after `delay_ms`, then send
+    /// `push_count` pushes.
+    Echo {
+        payload: Vec<u8>,
+        push_count: u16,
+        delay_ms: u32,
+    },
     /// Read one of the player's state documents.
     StateGet { name: String },
     /// Read all of the player's state documents.
@@ -225,6 +250,7 @@ fn write_doc<'a>(
         version: d.version,
         updated_ms: d.updated_ms,
         value: Some(b.create_vector(&d.value)),
+        value_omitted: d.value_omitted,
     };
     fb::StateDocument::create(b, &args)
 }
@@ -243,6 +269,7 @@ fn read_doc(d: fb::StateDocument<'_>) -> StateDocument {
         version: d.version(),
         updated_ms: d.updated_ms(),
         value: d.value().map(|v| v.bytes().to_vec()).unwrap_or_default(),
+        value_omitted: d.value_omitted(),
     }
 }
 

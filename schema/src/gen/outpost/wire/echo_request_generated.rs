@@ -7,6 +7,8 @@ pub enum EchoRequestOffset {}
 
 /// Echo `payload` back in an EchoResponse; then send `push_count` EchoPush
 /// frames carrying the same payload (bounded by the gateway, see PROTOCOL.md).
+/// `delay_ms` (at most 10,000) holds the answer back that long: the request
+/// stays in flight meanwhile (for probing the in-flight limit and timeouts).
 pub struct EchoRequest<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -22,6 +24,7 @@ impl<'a> ::flatbuffers::Follow<'a> for EchoRequest<'a> {
 impl<'a> EchoRequest<'a> {
   pub const VT_PAYLOAD: ::flatbuffers::VOffsetT = 4;
   pub const VT_PUSH_COUNT: ::flatbuffers::VOffsetT = 6;
+  pub const VT_DELAY_MS: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -33,6 +36,7 @@ impl<'a> EchoRequest<'a> {
     args: &'args EchoRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<EchoRequest<'bldr>> {
     let mut builder = EchoRequestBuilder::new(_fbb);
+    builder.add_delay_ms(args.delay_ms);
     if let Some(x) = args.payload { builder.add_payload(x); }
     builder.add_push_count(args.push_count);
     builder.finish()
@@ -53,6 +57,13 @@ impl<'a> EchoRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u16>(EchoRequest::VT_PUSH_COUNT, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn delay_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(EchoRequest::VT_DELAY_MS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for EchoRequest<'_> {
@@ -63,6 +74,7 @@ impl ::flatbuffers::Verifiable for EchoRequest<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("payload", Self::VT_PAYLOAD, false)?
      .visit_field::<u16>("push_count", Self::VT_PUSH_COUNT, false)?
+     .visit_field::<u32>("delay_ms", Self::VT_DELAY_MS, false)?
      .finish();
     Ok(())
   }
@@ -70,6 +82,7 @@ impl ::flatbuffers::Verifiable for EchoRequest<'_> {
 pub struct EchoRequestArgs<'a> {
     pub payload: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub push_count: u16,
+    pub delay_ms: u32,
 }
 impl<'a> Default for EchoRequestArgs<'a> {
   #[inline]
@@ -77,6 +90,7 @@ impl<'a> Default for EchoRequestArgs<'a> {
     EchoRequestArgs {
       payload: None,
       push_count: 0,
+      delay_ms: 0,
     }
   }
 }
@@ -93,6 +107,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> EchoRequestBuilder<'a, 'b, A>
   #[inline]
   pub fn add_push_count(&mut self, push_count: u16) {
     self.fbb_.push_slot::<u16>(EchoRequest::VT_PUSH_COUNT, push_count, 0);
+  }
+  #[inline]
+  pub fn add_delay_ms(&mut self, delay_ms: u32) {
+    self.fbb_.push_slot::<u32>(EchoRequest::VT_DELAY_MS, delay_ms, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> EchoRequestBuilder<'a, 'b, A> {
@@ -114,6 +132,7 @@ impl ::core::fmt::Debug for EchoRequest<'_> {
     let mut ds = f.debug_struct("EchoRequest");
       ds.field("payload", &self.payload());
       ds.field("push_count", &self.push_count());
+      ds.field("delay_ms", &self.delay_ms());
       ds.finish()
   }
 }

@@ -7,6 +7,8 @@ pub enum StateDocumentOffset {}
 
 /// One document: opaque bytes with a version (1 after the first write, +1 per
 /// update) and the time of the last write (unix milliseconds).
+/// `value_omitted`: the value was left out because it did not fit the frame
+/// (see PROTOCOL.md 4.2); `value` is then empty, read it with StateGetRequest.
 pub struct StateDocument<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -24,6 +26,7 @@ impl<'a> StateDocument<'a> {
   pub const VT_VERSION: ::flatbuffers::VOffsetT = 6;
   pub const VT_UPDATED_MS: ::flatbuffers::VOffsetT = 8;
   pub const VT_VALUE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_VALUE_OMITTED: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -39,6 +42,7 @@ impl<'a> StateDocument<'a> {
     builder.add_version(args.version);
     if let Some(x) = args.value { builder.add_value(x); }
     if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_value_omitted(args.value_omitted);
     builder.finish()
   }
 
@@ -71,6 +75,13 @@ impl<'a> StateDocument<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(StateDocument::VT_VALUE, None)}
   }
+  #[inline]
+  pub fn value_omitted(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(StateDocument::VT_VALUE_OMITTED, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for StateDocument<'_> {
@@ -83,6 +94,7 @@ impl ::flatbuffers::Verifiable for StateDocument<'_> {
      .visit_field::<u64>("version", Self::VT_VERSION, false)?
      .visit_field::<u64>("updated_ms", Self::VT_UPDATED_MS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("value", Self::VT_VALUE, false)?
+     .visit_field::<bool>("value_omitted", Self::VT_VALUE_OMITTED, false)?
      .finish();
     Ok(())
   }
@@ -92,6 +104,7 @@ pub struct StateDocumentArgs<'a> {
     pub version: u64,
     pub updated_ms: u64,
     pub value: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub value_omitted: bool,
 }
 impl<'a> Default for StateDocumentArgs<'a> {
   #[inline]
@@ -101,6 +114,7 @@ impl<'a> Default for StateDocumentArgs<'a> {
       version: 0,
       updated_ms: 0,
       value: None,
+      value_omitted: false,
     }
   }
 }
@@ -127,6 +141,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StateDocumentBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(StateDocument::VT_VALUE, value);
   }
   #[inline]
+  pub fn add_value_omitted(&mut self, value_omitted: bool) {
+    self.fbb_.push_slot::<bool>(StateDocument::VT_VALUE_OMITTED, value_omitted, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StateDocumentBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     StateDocumentBuilder {
@@ -148,6 +166,7 @@ impl ::core::fmt::Debug for StateDocument<'_> {
       ds.field("version", &self.version());
       ds.field("updated_ms", &self.updated_ms());
       ds.field("value", &self.value());
+      ds.field("value_omitted", &self.value_omitted());
       ds.finish()
   }
 }
