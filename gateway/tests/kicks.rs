@@ -47,6 +47,7 @@ async fn a_slow_consumer_kick_is_followed_by_connection_close() -> Result<()> {
             body: RequestBody::Echo {
                 payload: vec![0x5A; 16 * 1024],
                 push_count: 64,
+                delay_ms: 0,
             },
         });
         if send.write_all(&req.encode()).await.is_err() {
