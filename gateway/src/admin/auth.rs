@@ -234,7 +234,7 @@ pub(crate) async fn require_token(State(check): State<TokenCheck>, req: Request,
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer realm=\"outpost-admin\"")],
-        axum::Json(serde_json::json!({ "error": "unauthorized", "message": message })),
+        axum::Json(super::reply::ErrorBody::new("unauthorized", message)),
     )
         .into_response()
 }
