@@ -58,7 +58,7 @@ pub struct GatewayHandle {
     tls: Arc<TlsReloader>,
 }
 
-/// What `/status` reports (and its schema in the admin API's OpenAPI document).
+/// What `/status` reports.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// The region this gateway serves.

@@ -499,7 +499,10 @@ async fn the_openapi_document_describes_exactly_the_served_routes() -> Result<()
             .replace("{player}", "p1")
             .replace("{id}", "0123456789abcdef0123456789abcdef")
             .replace("{key}", "theme");
-        assert!(!path.contains('{'), "a path parameter this test does not fill: {template}");
+        assert!(
+            !path.contains('{'),
+            "a path parameter this test does not fill: {template}"
+        );
         let item = item.as_object().context("path item")?;
         for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
             let Some(op) = item.get(&method.to_lowercase()) else {
@@ -507,7 +510,10 @@ async fn the_openapi_document_describes_exactly_the_served_routes() -> Result<()
                 // router's 405 on a guarded path.
                 let r = call(gw.admin, method, &path, "", Some(TEST_ADMIN_TOKEN)).await?;
                 let status = parse(&r).0;
-                assert_eq!(status, 405, "{method} {template} is served but not documented: {r}");
+                assert_eq!(
+                    status, 405,
+                    "{method} {template} is served but not documented: {r}"
+                );
                 continue;
             };
             let r = call(gw.admin, method, &path, "", None).await?;

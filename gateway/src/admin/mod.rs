@@ -12,9 +12,9 @@
 //! ## Authentication
 //!
 //! Every route answers only requests carrying `Authorization: Bearer <token>`
-//! with the gateway's admin token, except `/healthz`, `/readyz` and `/metrics`:
-//! load balancers, orchestrators' probes and Prometheus scrapers poll those
-//! without credentials, and they change nothing. The trade-off: anyone who can
+//! with the gateway's admin token, except `/healthz`, `/readyz` and `/metrics`
+//! (and `/openapi.json`, below): load balancers, orchestrators' probes and
+//! Prometheus scrapers poll those without credentials, and they change nothing. The trade-off: anyone who can
 //! reach the admin port learns the gateway's liveness, drain state and
 //! metrics (session counts, client error rates); keep `admin_listen` on
 //! loopback or a private network. The token comes from `admin_token`
@@ -91,7 +91,7 @@ pub use auth::AdminToken;
 use crate::server::GatewayHandle;
 
 /// Binds the admin listener and serves it until the gateway shuts down. Every
-/// route but the probes and `/metrics` requires `token`.
+/// route but the probes, `/metrics` and `/openapi.json` requires `token`.
 pub async fn serve(
     addr: SocketAddr,
     handle: GatewayHandle,

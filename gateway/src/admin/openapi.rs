@@ -118,10 +118,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// Puts `op` behind the bearer token: the requirement and its 401 answer.
 fn require_token(op: &mut Operation) {
     op.security = Some(vec![SecurityRequirement::new::<_, _, String>(SCHEME, [])]);
-    op.responses.responses.insert(
-        "401".into(),
-        RefOr::Ref(Ref::from_response_name(UNAUTHORIZED)),
-    );
+    op.responses
+        .responses
+        .insert("401".into(), RefOr::Ref(Ref::from_response_name(UNAUTHORIZED)));
 }
 
 /// The document as pretty JSON with a final newline (what `/openapi.json`
@@ -129,7 +128,9 @@ fn require_token(op: &mut Operation) {
 pub fn document_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        let mut s = document().to_pretty_json().expect("the OpenAPI document serializes");
+        let mut s = document()
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes");
         s.push('\n');
         s
     })
@@ -159,7 +160,9 @@ mod tests {
         let mut out = BTreeSet::new();
         for line in include_str!("mod.rs").lines() {
             let cells: Vec<&str> = line.trim_start_matches("//!").split('|').map(str::trim).collect();
-            let [_, method, paths, ..] = cells[..] else { continue };
+            let [_, method, paths, ..] = cells[..] else {
+                continue;
+            };
             if !matches!(method, "GET" | "POST" | "PUT" | "DELETE" | "PATCH") {
                 continue;
             }

@@ -342,7 +342,8 @@ mod tests {
     /// it to the same JSON.
     fn same_shape<B: Serialize + DeserializeOwned, M: Serialize + DeserializeOwned>(sample: Value) {
         let name = std::any::type_name::<M>();
-        let backend: B = serde_json::from_value(sample.clone()).unwrap_or_else(|e| panic!("{name}: backend: {e}"));
+        let backend: B =
+            serde_json::from_value(sample.clone()).unwrap_or_else(|e| panic!("{name}: backend: {e}"));
         let backend = serde_json::to_value(backend).unwrap();
         let mirror: M = serde_json::from_value(backend.clone())
             .unwrap_or_else(|e| panic!("{name}: the mirror refuses the backend's JSON: {e}\n{backend}"));
@@ -407,7 +408,14 @@ mod tests {
         same_shape::<ledger::DuplicateRecord, DuplicateRecord>(
             json!({"idempotency_key": "k", "count": 2, "first_seen_ms": 1, "last_seen_ms": 9}),
         );
-        for step in ["started", "source_fenced", "copied", "home_switched", "source_cleared", "done"] {
+        for step in [
+            "started",
+            "source_fenced",
+            "copied",
+            "home_switched",
+            "source_cleared",
+            "done",
+        ] {
             same_shape::<transfer::TransferRecord, TransferRecord>(json!({
                 "id": "0".repeat(32), "player": "p1", "from": "eu", "to": "us",
                 "step": step, "created_unix": 1, "updated_unix": 2,
