@@ -531,6 +531,15 @@ async fn the_openapi_document_describes_exactly_the_served_routes() -> Result<()
         }
     }
     assert!(operations >= 24, "{operations} operations");
+    // The documented 413 of a body over 2 MiB.
+    let big = format!(r#"{{"key":"theme","description":"{}"}}"#, "x".repeat(3 << 20));
+    let r = call(gw.admin, "PUT", "/flags/theme", &big, Some(TEST_ADMIN_TOKEN)).await?;
+    let (status, body) = parse(&r);
+    assert_eq!(
+        (status, &body["error"]),
+        (413, &Value::from("invalid_body")),
+        "{r}"
+    );
     // And the check can tell: an unknown path is the router's 404.
     let (status, _) = parse(&call(gw.admin, "GET", "/no-such-route", "", None).await?);
     assert_eq!(status, 404);

@@ -219,6 +219,7 @@ pub(super) struct Correction {
     responses(
         (status = 200, description = "The receipt (`duplicate`: applied before)", body = ReceiptBody),
         (status = 400, description = "`invalid_json`, `invalid_body`, `invalid_query`, or `rejected` by the ledger (a balance would go negative or over its ceiling, unknown asset, ...)", body = ErrorBody),
+        (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
         (status = 404, description = UNKNOWN_REGION, body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
@@ -263,6 +264,7 @@ pub(super) struct Trade {
     responses(
         (status = 200, description = "The receipt (`duplicate`: applied before)", body = ReceiptBody),
         (status = 400, description = "`invalid_json`, `invalid_body`, or `rejected` (unknown player, a player of another region, not enough to give, ...)", body = ErrorBody),
+        (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
         (status = 404, description = UNKNOWN_REGION, body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]

@@ -106,6 +106,7 @@ fn audit_error(e: AuditError) -> ApiError {
     responses(
         (status = 200, description = "Published", body = schemas::PublishedManifest),
         (status = 400, description = "`invalid_json`, `invalid_body`, `invalid_query`, `invalid_manifest`, `invalid_actor`, or `rejected` (the version does not grow, ...)", body = ErrorBody),
+        (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
         (status = 500, description = "`corrupt`: a stored record does not decode", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
@@ -139,6 +140,7 @@ pub(super) async fn list_content(State(h): State<GatewayHandle>) -> Response {
     responses(
         (status = 200, description = "The stored flag with its new version", body = schemas::FlagRecord),
         (status = 400, description = "`invalid_json` / `invalid_flag` (with `field`), `version_conflict`, `rollout_active`, `invalid_actor`, `invalid_body`, `invalid_query`", body = ErrorBody),
+        (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
         (status = 500, description = "`corrupt`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
@@ -217,6 +219,7 @@ pub(super) struct StartRollout {
     responses(
         (status = 200, description = "The rollout", body = schemas::Rollout),
         (status = 400, description = "`invalid_json`, `invalid_plan`, `flag_not_found`, `rule_not_found`, `invalid_actor`, `invalid_body`, `invalid_query`, or `rejected` (a rollout already drives the flag, ...)", body = ErrorBody),
+        (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 500, description = "`corrupt`", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
