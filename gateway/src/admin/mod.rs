@@ -14,10 +14,10 @@
 //! Every route answers only requests carrying `Authorization: Bearer <token>`
 //! with the gateway's admin token, except `/healthz`, `/readyz` and `/metrics`
 //! (and `/openapi.json`, below): load balancers, orchestrators' probes and
-//! Prometheus scrapers poll those without credentials, and they change nothing. The trade-off: anyone who can
-//! reach the admin port learns the gateway's liveness, drain state and
-//! metrics (session counts, client error rates); keep `admin_listen` on
-//! loopback or a private network. The token comes from `admin_token`
+//! Prometheus scrapers poll those without credentials, and they change
+//! nothing. The trade-off: anyone who can reach the admin port learns the
+//! gateway's liveness, drain state and metrics (session counts, client error
+//! rates); keep `admin_listen` on loopback or a private network. The token comes from `admin_token`
 //! (`OUTPOST_ADMIN_TOKEN`), `admin_token_file`, or else `<data_dir>/admin.token`,
 //! generated on first start (256 random bits, mode 0600) and reused ([`auth`]).
 //! A missing or wrong token gets 401 `{"error":"unauthorized","message":...}`

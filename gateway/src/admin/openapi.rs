@@ -1,8 +1,8 @@
 //! The admin API's OpenAPI 3.1 document, generated from the code: every route
-//! comes from the route table in [`super::route_table`], which also builds the
-//! axum `Router` (utoipa-axum registers a handler and its `#[utoipa::path]`
-//! description together), so a route cannot be served without being in the
-//! document. Authentication is not annotated by hand either: every operation of
+//! comes from the route table (`route_table` in `admin/mod.rs`), which also
+//! builds the axum `Router` (utoipa-axum registers a handler and its
+//! `#[utoipa::path]` description together), so a route cannot be served
+//! without being in the document. Authentication is not annotated by hand either: every operation of
 //! the table's guarded half gets the bearer requirement and the 401 answer here,
 //! from the same router that puts the token check in front of it.
 //!
