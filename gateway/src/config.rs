@@ -26,7 +26,7 @@ pub struct GatewayConfig {
     /// session data must not be reachable from the internet. Port 0 picks a free port.
     pub admin_listen: SocketAddr,
     /// The admin API's bearer token (env `OUTPOST_ADMIN_TOKEN`): every admin
-    /// route but `/healthz`, `/readyz` and `/metrics` needs `Authorization:
+    /// route but `/healthz`, `/readyz`, `/metrics` and `/openapi.json` needs `Authorization:
     /// Bearer <token>`. 32..=512 bytes of printable ASCII without spaces
     /// (e.g. `openssl rand -hex 32`); shorter tokens are refused at startup.
     /// Default: none, see `admin_token_file`. Prefer the file or the

@@ -59,13 +59,19 @@ pub struct GatewayHandle {
 }
 
 /// What `/status` reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Status {
+    /// The region this gateway serves.
     pub region: String,
+    /// Live (welcomed) sessions.
     pub sessions_live: usize,
+    /// Sessions admitted (logging in or live), counted against `max_sessions`.
     pub sessions_admitted: usize,
+    /// Whether a drain began (`/readyz` answers 503).
     pub draining: bool,
+    /// The QUIC socket's receive buffer, as the kernel granted it.
     pub udp_recv_buffer_bytes: usize,
+    /// The QUIC socket's send buffer, as the kernel granted it.
     pub udp_send_buffer_bytes: usize,
     /// Certificate files, reload counts and the served certificate's expiry.
     pub tls: TlsStatus,

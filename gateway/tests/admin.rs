@@ -470,3 +470,78 @@ async fn the_cli_operates_a_gateway() -> Result<()> {
     assert!(gw.handle.is_draining());
     Ok(())
 }
+
+/// The OpenAPI document against what a real gateway serves: every documented
+/// operation is routed (an operation needing the token answers 401 without it,
+/// an open one answers 200), and on a documented path every undocumented method
+/// is 405 (not routed), so a handler added to a path without its description
+/// fails here. Nothing documented runs: the probes change nothing and the rest
+/// are refused without the token. (`admin::openapi`'s unit tests compare the document with the
+/// route table in `admin/mod.rs`'s module doc, and check that routes reach the
+/// router only through the documented table.)
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_served_routes() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    let r = call(gw.admin, "GET", "/openapi.json", "", None).await?;
+    let (status, doc) = parse(&r);
+    assert_eq!(status, 200, "the document needs no token: {r}");
+    assert_eq!(
+        doc,
+        serde_json::from_str::<Value>(outpost_gateway::admin::openapi::document_json())?,
+        "the gateway serves the document the code generates"
+    );
+    let paths = doc["paths"].as_object().context("paths")?;
+    assert!(paths.len() >= 20, "{paths:?}");
+    let mut operations = 0;
+    for (template, item) in paths {
+        let path = template
+            .replace("{player}", "p1")
+            .replace("{id}", "0123456789abcdef0123456789abcdef")
+            .replace("{key}", "theme");
+        assert!(
+            !path.contains('{'),
+            "a path parameter this test does not fill: {template}"
+        );
+        let item = item.as_object().context("path item")?;
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            let Some(op) = item.get(&method.to_lowercase()) else {
+                // With the token: the token check answers 401 before the
+                // router's 405 on a guarded path.
+                let r = call(gw.admin, method, &path, "", Some(TEST_ADMIN_TOKEN)).await?;
+                let status = parse(&r).0;
+                assert_eq!(
+                    status, 405,
+                    "{method} {template} is served but not documented: {r}"
+                );
+                continue;
+            };
+            let r = call(gw.admin, method, &path, "", None).await?;
+            let (status, body) = parse(&r);
+            operations += 1;
+            if op.get("security").is_some() {
+                assert_eq!(
+                    (status, &body["error"]),
+                    (401, &Value::from("unauthorized")),
+                    "{method} {template} is documented as needing the token: {r}"
+                );
+            } else {
+                assert_eq!(status, 200, "{method} {template} is documented as open: {r}");
+            }
+        }
+    }
+    assert!(operations >= 24, "{operations} operations");
+    // The documented 413 of a body over 2 MiB.
+    let big = format!(r#"{{"key":"theme","description":"{}"}}"#, "x".repeat(3 << 20));
+    let r = call(gw.admin, "PUT", "/flags/theme", &big, Some(TEST_ADMIN_TOKEN)).await?;
+    let (status, body) = parse(&r);
+    assert_eq!(
+        (status, &body["error"]),
+        (413, &Value::from("invalid_body")),
+        "{r}"
+    );
+    // And the check can tell: an unknown path is the router's 404.
+    let (status, _) = parse(&call(gw.admin, "GET", "/no-such-route", "", None).await?);
+    assert_eq!(status, 404);
+    Ok(())
+}

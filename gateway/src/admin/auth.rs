@@ -1,6 +1,7 @@
 //! The admin token: where it comes from (configuration, a file, or generated
 //! once into `<data_dir>/admin.token`), how it is checked (constant time, on
-//! every route but the probes and `/metrics`) and what a refusal looks like.
+//! every route but the probes, `/metrics` and `/openapi.json`) and what a
+//! refusal looks like.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -234,7 +235,7 @@ pub(crate) async fn require_token(State(check): State<TokenCheck>, req: Request,
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer realm=\"outpost-admin\"")],
-        axum::Json(serde_json::json!({ "error": "unauthorized", "message": message })),
+        axum::Json(super::reply::ErrorBody::new("unauthorized", message)),
     )
         .into_response()
 }

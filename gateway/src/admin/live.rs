@@ -12,13 +12,31 @@ use outpost_backend::flags::audit::{AuditError, AuditQuery};
 use outpost_backend::flags::{Flag, FlagError, RolloutError, RolloutPlan};
 use outpost_backend::time::now_ms;
 
-use super::reply::{reply, ApiError, JsonBody, QueryOf};
+use super::reply::{reply, ApiError, ErrorBody, JsonBody, QueryOf};
+use super::schemas;
 use crate::server::GatewayHandle;
 
-#[derive(Debug, serde::Deserialize)]
+/// Who makes a change (recorded in the audit log) and, for `PUT /flags/{key}`,
+/// the version the change is based on.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ActorQuery {
+    /// Who makes the change, for the audit log (default `admin`; the CLI sends
+    /// `$USER@host`).
     actor: Option<String>,
+    /// `PUT /flags/{key}` only: compare-and-set on the stored version (0: the
+    /// flag must not exist yet); absent: unconditional.
     expected_version: Option<u64>,
+}
+
+/// `actor` alone, for the routes that take no `expected_version`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the query string only; the handlers decode `ActorQuery`.
+pub(super) struct ActorOnly {
+    /// Who makes the change, for the audit log (default `admin`; the CLI sends
+    /// `$USER@host`).
+    actor: Option<String>,
 }
 
 impl ActorQuery {
@@ -80,6 +98,18 @@ fn audit_error(e: AuditError) -> ApiError {
     }
 }
 
+/// Publishes a content manifest (immutable; each publish of an id needs a higher
+/// version).
+#[utoipa::path(post, path = "/content", tag = "live-ops",
+    params(ActorOnly),
+    request_body = schemas::ContentManifest,
+    responses(
+        (status = 200, description = "Published", body = schemas::PublishedManifest),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `invalid_query`, `invalid_manifest`, `invalid_actor`, or `rejected` (the version does not grow, ...)", body = ErrorBody),
+        (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn publish_content(
     State(h): State<GatewayHandle>,
     QueryOf(q): QueryOf<ActorQuery>,
@@ -91,10 +121,29 @@ pub(super) async fn publish_content(
     )
 }
 
+/// The latest manifest of every content id.
+#[utoipa::path(get, path = "/content", tag = "live-ops",
+    responses(
+        (status = 200, description = "The latest manifests", body = Vec<schemas::PublishedManifest>),
+        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn list_content(State(h): State<GatewayHandle>) -> Response {
     reply(h.live().content_service.list().await, content_error)
 }
 
+/// Creates or replaces a flag (its key must be the path's), optionally
+/// compare-and-set on its version.
+#[utoipa::path(put, path = "/flags/{key}", tag = "live-ops",
+    params(("key" = String, Path, description = "The flag key"), ActorQuery),
+    request_body = schemas::Flag,
+    responses(
+        (status = 200, description = "The stored flag with its new version", body = schemas::FlagRecord),
+        (status = 400, description = "`invalid_json` / `invalid_flag` (with `field`), `version_conflict`, `rollout_active`, `invalid_actor`, `invalid_body`, `invalid_query`", body = ErrorBody),
+        (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
+        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn set_flag(
     State(h): State<GatewayHandle>,
     Path(key): Path<String>,
@@ -121,6 +170,15 @@ pub(super) async fn set_flag(
     )
 }
 
+/// One flag with its version and last change.
+#[utoipa::path(get, path = "/flags/{key}", tag = "live-ops",
+    params(("key" = String, Path, description = "The flag key")),
+    responses(
+        (status = 200, description = "The flag", body = schemas::FlagRecord),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn get_flag(State(h): State<GatewayHandle>, Path(key): Path<String>) -> Response {
     match h.live().flags_service.get_flag(&key).await {
         Ok(Some(record)) => Json(record).into_response(),
@@ -131,18 +189,41 @@ pub(super) async fn get_flag(State(h): State<GatewayHandle>, Path(key): Path<Str
     }
 }
 
+/// Every flag with its version and last change.
+#[utoipa::path(get, path = "/flags", tag = "live-ops",
+    responses(
+        (status = 200, description = "Every flag", body = Vec<schemas::FlagRecord>),
+        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn list_flags(State(h): State<GatewayHandle>) -> Response {
     reply(h.live().flags_service.list().await, flag_error)
 }
 
-#[derive(Debug, serde::Deserialize)]
+/// A progressive rollout of one rule of one flag.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StartRollout {
+    /// The flag's key.
     flag: String,
+    /// The id of the rule whose `percentage_bp` the rollout drives.
     rule: String,
+    #[schema(value_type = schemas::RolloutPlan)]
     plan: RolloutPlan,
 }
 
+/// Starts a progressive rollout and applies its first stage.
+#[utoipa::path(post, path = "/rollouts", tag = "live-ops",
+    params(ActorOnly),
+    request_body = StartRollout,
+    responses(
+        (status = 200, description = "The rollout", body = schemas::Rollout),
+        (status = 400, description = "`invalid_json`, `invalid_plan`, `flag_not_found`, `rule_not_found`, `invalid_actor`, `invalid_body`, `invalid_query`, or `rejected` (a rollout already drives the flag, ...)", body = ErrorBody),
+        (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn start_rollout(
     State(h): State<GatewayHandle>,
     QueryOf(q): QueryOf<ActorQuery>,
@@ -157,10 +238,27 @@ pub(super) async fn start_rollout(
     )
 }
 
+/// The running rollouts.
+#[utoipa::path(get, path = "/rollouts", tag = "live-ops",
+    responses(
+        (status = 200, description = "Running rollouts", body = Vec<schemas::Rollout>),
+        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn list_rollouts(State(h): State<GatewayHandle>) -> Response {
     reply(h.live().rollouts.running().await, rollout_error)
 }
 
+/// The kill switch: stops the rollout and sets its rule back to 0 %.
+#[utoipa::path(post, path = "/rollouts/{id}/kill", tag = "live-ops",
+    params(("id" = String, Path, description = "The rollout id"), ActorOnly),
+    responses(
+        (status = 200, description = "The rollout after the kill", body = schemas::Rollout),
+        (status = 400, description = "`invalid_actor`, `invalid_query`, or `rejected` (the rollout is over, ...)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown rollout", body = ErrorBody),
+        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn kill_rollout(
     State(h): State<GatewayHandle>,
     Path(id): Path<String>,
@@ -170,6 +268,16 @@ pub(super) async fn kill_rollout(
     reply(r.map(|r| r.rollout), rollout_error)
 }
 
+/// Manual promotion: moves the rollout to its next stage now.
+#[utoipa::path(post, path = "/rollouts/{id}/promote", tag = "live-ops",
+    params(("id" = String, Path, description = "The rollout id"), ActorOnly),
+    responses(
+        (status = 200, description = "The rollout after the promotion", body = schemas::Rollout),
+        (status = 400, description = "`invalid_actor`, `invalid_query`, or `rejected` (the rollout is over, ...)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown rollout", body = ErrorBody),
+        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn promote_rollout(
     State(h): State<GatewayHandle>,
     Path(id): Path<String>,
@@ -179,13 +287,24 @@ pub(super) async fn promote_rollout(
     reply(r.map(|r| r.rollout), rollout_error)
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AuditLogQuery {
+    /// Only records of this target (`flag:<key>`, `rollout:<id>`, `content:<id>`, `segment:<name>`).
     target: Option<String>,
+    /// Most records (0 or absent: the server's maximum page, 1000).
     #[serde(default)]
     limit: usize,
 }
 
+/// The live-ops audit log, oldest first: who changed what, when.
+#[utoipa::path(get, path = "/audit", tag = "live-ops",
+    params(AuditLogQuery),
+    responses(
+        (status = 200, description = "Audit records", body = Vec<schemas::AuditRecord>),
+        (status = 400, description = "`invalid_query` or `rejected`", body = ErrorBody),
+        (status = 503, description = "`store_unavailable`", body = ErrorBody),
+    ))]
 pub(super) async fn audit_log(
     State(h): State<GatewayHandle>,
     QueryOf(q): QueryOf<AuditLogQuery>,

@@ -4,20 +4,30 @@
 //! (content, flags, rollouts, audit log). The `outpost-admin` CLI
 //! ([`client`]) drives it.
 //!
+//! The reference (every route's method, parameters, request and answer bodies,
+//! errors and authentication) is the OpenAPI 3.1 document generated from this
+//! code ([`openapi`]): served at `GET /openapi.json` and checked in as
+//! `docs/admin-openapi.json`. The table below is the summary.
+//!
 //! ## Authentication
 //!
 //! Every route answers only requests carrying `Authorization: Bearer <token>`
-//! with the gateway's admin token, except `/healthz`, `/readyz` and `/metrics`:
-//! load balancers, orchestrators' probes and Prometheus scrapers poll those
-//! without credentials, and they change nothing. The trade-off: anyone who can
-//! reach the admin port learns the gateway's liveness, drain state and
-//! metrics (session counts, client error rates); keep `admin_listen` on
-//! loopback or a private network. The token comes from `admin_token`
+//! with the gateway's admin token, except `/healthz`, `/readyz` and `/metrics`
+//! (and `/openapi.json`, below): load balancers, orchestrators' probes and
+//! Prometheus scrapers poll those without credentials, and they change
+//! nothing. The trade-off: anyone who can reach the admin port learns the
+//! gateway's liveness, drain state and metrics (session counts, client error
+//! rates); keep `admin_listen` on loopback or a private network. The token comes from `admin_token`
 //! (`OUTPOST_ADMIN_TOKEN`), `admin_token_file`, or else `<data_dir>/admin.token`,
 //! generated on first start (256 random bits, mode 0600) and reused ([`auth`]).
 //! A missing or wrong token gets 401 `{"error":"unauthorized","message":...}`
 //! before any handler runs (nothing happens), compared in constant time, and
 //! is counted in `outpost_admin_unauthorized_total{reason="missing"|"malformed"|"wrong"}`.
+//!
+//! `/openapi.json` needs no token either: the document is the same for every
+//! gateway of a version (it is in the repository), holds no secret and no
+//! deployment detail, and tools that render or check it can fetch it without
+//! being handed the token.
 //!
 //! ## Errors
 //!
@@ -36,6 +46,7 @@
 //! | GET | `/healthz` | 200 `ok` while the process serves (no token) |
 //! | GET | `/readyz` | 200 `ready`, or 503 `draining` once a drain began (no token) |
 //! | GET | `/metrics` | Prometheus text exposition (no token) |
+//! | GET | `/openapi.json` | this API's OpenAPI 3.1 document (no token) |
 //! | GET | `/status` | JSON: region, live and admitted sessions, drain state, socket buffers, TLS certificate reloads |
 //! | POST | `/drain` | 202: starts a graceful drain (idempotent) |
 //! | POST | `/players/{player}/kick` | 200 if a live session was kicked (`KickedByOperator`), 404 if none |
@@ -63,22 +74,24 @@ pub mod auth;
 pub mod client;
 mod inventory;
 mod live;
+pub mod openapi;
 mod ops;
 mod reply;
+mod schemas;
 
 use std::net::SocketAddr;
 
-use axum::routing::{get, post, put};
-use axum::Router;
 use tokio::net::TcpListener;
 use tracing::warn;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::AdminToken;
 
 use crate::server::GatewayHandle;
 
 /// Binds the admin listener and serves it until the gateway shuts down. Every
-/// route but the probes and `/metrics` requires `token`.
+/// route but the probes, `/metrics` and `/openapi.json` requires `token`.
 pub async fn serve(
     addr: SocketAddr,
     handle: GatewayHandle,
@@ -90,39 +103,13 @@ pub async fn serve(
         warn!(%local, "the admin API listens beyond loopback: the token travels unencrypted; keep this port on a private network");
     }
     let mut shutdown = handle.shutdown_signal();
-    let open = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics));
-    let guarded = Router::new()
-        .route("/status", get(ops::status))
-        .route("/drain", post(ops::drain))
-        .route("/players/{player}/kick", post(ops::kick))
-        .route("/players/{player}/transfer", post(ops::transfer))
-        .route("/transfers/{id}", get(ops::transfer_status))
-        .route("/players/{player}/inventory/audit", get(inventory::player_audit))
-        .route(
-            "/players/{player}/inventory/duplicates",
-            get(inventory::player_duplicates),
-        )
-        .route("/inventory/audit", post(inventory::region_audit))
-        .route(
-            "/players/{player}/inventory/correction",
-            post(inventory::correction),
-        )
-        .route("/inventory/trade", post(inventory::trade))
-        .route("/content", post(live::publish_content).get(live::list_content))
-        .route("/flags", get(live::list_flags))
-        .route("/flags/{key}", put(live::set_flag).get(live::get_flag))
-        .route("/rollouts", post(live::start_rollout).get(live::list_rollouts))
-        .route("/rollouts/{id}/kill", post(live::kill_rollout))
-        .route("/rollouts/{id}/promote", post(live::promote_rollout))
-        .route("/audit", get(live::audit_log))
-        .route_layer(axum::middleware::from_fn_with_state(
-            auth::TokenCheck::new(token),
-            auth::require_token,
-        ));
-    let app = open.merge(guarded).with_state(handle);
+    let (open, guarded) = route_table();
+    let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(
+        auth::TokenCheck::new(token),
+        auth::require_token,
+    ));
+    let (app, _) = open.merge(guarded).split_for_parts();
+    let app = app.with_state(handle);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -131,4 +118,35 @@ pub async fn serve(
             .await;
     });
     Ok(local)
+}
+
+/// Every admin route, each registered with its OpenAPI description: those open
+/// to anyone and those behind the token. It builds both the served `Router`
+/// ([`serve`]) and the document ([`openapi::document`]), so the two cannot
+/// drift; add routes here only through `.routes(routes!(...))`.
+fn route_table() -> (OpenApiRouter<GatewayHandle>, OpenApiRouter<GatewayHandle>) {
+    let open = OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(openapi::openapi_json));
+    let guarded = OpenApiRouter::new()
+        .routes(routes!(ops::status))
+        .routes(routes!(ops::drain))
+        .routes(routes!(ops::kick))
+        .routes(routes!(ops::transfer))
+        .routes(routes!(ops::transfer_status))
+        .routes(routes!(inventory::player_audit))
+        .routes(routes!(inventory::player_duplicates))
+        .routes(routes!(inventory::region_audit))
+        .routes(routes!(inventory::correction))
+        .routes(routes!(inventory::trade))
+        .routes(routes!(live::publish_content, live::list_content))
+        .routes(routes!(live::list_flags))
+        .routes(routes!(live::set_flag, live::get_flag))
+        .routes(routes!(live::start_rollout, live::list_rollouts))
+        .routes(routes!(live::kill_rollout))
+        .routes(routes!(live::promote_rollout))
+        .routes(routes!(live::audit_log));
+    (open, guarded)
 }

@@ -6,9 +6,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::reply::{reply, ApiError, QueryOf};
-use crate::server::GatewayHandle;
+use super::reply::{reply, ApiError, ErrorBody, QueryOf};
+use super::schemas::TransferRecord;
+use crate::server::{GatewayHandle, Status};
 
+/// Liveness probe.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "The process serves", body = String, content_type = "text/plain", example = "ok")))]
+pub(super) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness probe: not ready once a drain began.
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain", example = "ready"),
+        (status = 503, description = "A drain began", body = String, content_type = "text/plain", example = "draining"),
+    ))]
 pub(super) async fn readyz(State(h): State<GatewayHandle>) -> impl IntoResponse {
     if h.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
@@ -17,6 +31,10 @@ pub(super) async fn readyz(State(h): State<GatewayHandle>) -> impl IntoResponse 
     }
 }
 
+/// Prometheus text exposition: sessions, logins, frames refused, client
+/// telemetry, matchmaking, TLS reloads, admin refusals.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4")))]
 pub(super) async fn metrics(State(h): State<GatewayHandle>) -> impl IntoResponse {
     h.refresh_gauges();
     let mut body = crate::metrics::render();
@@ -25,15 +43,30 @@ pub(super) async fn metrics(State(h): State<GatewayHandle>) -> impl IntoResponse
     ([("content-type", "text/plain; version=0.0.4")], body)
 }
 
+/// The gateway's region, sessions, drain state, socket buffers and TLS reloads.
+#[utoipa::path(get, path = "/status", tag = "gateway",
+    responses((status = 200, description = "The gateway's status", body = Status)))]
 pub(super) async fn status(State(h): State<GatewayHandle>) -> impl IntoResponse {
     Json(h.status())
 }
 
+/// Starts a graceful drain (idempotent): logins are refused, sessions get a
+/// GoAway spread over the drain window, the gateway stops once empty or at the
+/// deadline. SIGTERM does the same.
+#[utoipa::path(post, path = "/drain", tag = "gateway",
+    responses((status = 202, description = "Draining", body = String, content_type = "text/plain", example = "draining")))]
 pub(super) async fn drain(State(h): State<GatewayHandle>) -> impl IntoResponse {
     h.drain();
     (StatusCode::ACCEPTED, "draining")
 }
 
+/// Kicks the player's live session off this gateway (`KickedByOperator`).
+#[utoipa::path(post, path = "/players/{player}/kick", tag = "gateway",
+    params(("player" = String, Path, description = "The player id")),
+    responses(
+        (status = 200, description = "Kicked", body = String, content_type = "text/plain", example = "kicked"),
+        (status = 404, description = "`not_found`: no live session for that player here", body = ErrorBody),
+    ))]
 pub(super) async fn kick(State(h): State<GatewayHandle>, Path(player): Path<String>) -> Response {
     match h.kick(&player).await {
         Ok(true) => (StatusCode::OK, "kicked").into_response(),
@@ -52,11 +85,24 @@ pub(super) async fn kick(State(h): State<GatewayHandle>, Path(player): Path<Stri
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct TransferQuery {
+    /// The destination region.
     to: String,
 }
 
+/// Moves the player's home to another region and waits for the transfer to
+/// finish (fence, copy, switch home, clear the source, lift the fence).
+#[utoipa::path(post, path = "/players/{player}/transfer", tag = "gateway",
+    params(("player" = String, Path, description = "The player id"), TransferQuery),
+    responses(
+        (status = 200, description = "The finished transfer", body = TransferRecord),
+        (status = 400, description = "`invalid_transfer` (same or unknown region) or `invalid_query` (no `to`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown player", body = ErrorBody),
+        (status = 409, description = "`conflict`: a transfer of the player is in progress, or a fence conflict", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the store failed; the transfer resumes later", body = ErrorBody),
+    ))]
 pub(super) async fn transfer(
     State(h): State<GatewayHandle>,
     Path(player): Path<String>,
@@ -65,6 +111,14 @@ pub(super) async fn transfer(
     reply(h.transfers().move_player(&player, &q.to).await, transfer_error)
 }
 
+/// A transfer's record.
+#[utoipa::path(get, path = "/transfers/{id}", tag = "gateway",
+    params(("id" = String, Path, description = "The transfer id (32 hex characters)")),
+    responses(
+        (status = 200, description = "The transfer", body = TransferRecord),
+        (status = 404, description = "`not_found`: unknown transfer", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the store failed", body = ErrorBody),
+    ))]
 pub(super) async fn transfer_status(State(h): State<GatewayHandle>, Path(id): Path<String>) -> Response {
     reply(h.transfers().status(&id).await, transfer_error)
 }

@@ -11,6 +11,35 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
+/// The JSON body of every error answer of the admin API. (Error answers are
+/// made from this type, which is also the document's schema: they cannot differ.)
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "invalid_flag", "message": "rules[0].percentage_bp: 20000 is over 10000", "field": "rules[0].percentage_bp"}))]
+pub(crate) struct ErrorBody {
+    /// A stable machine-readable code (`unauthorized`, `not_found`,
+    /// `invalid_json`, `invalid_query`, `invalid_flag`, `conflict`,
+    /// `store_unavailable`, ...).
+    pub error: String,
+    /// A human-readable explanation.
+    pub message: String,
+    /// The offending part of the request, when known (`rules[0].percentage_bp`,
+    /// `actor`, `plan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub field: Option<String>,
+}
+
+impl ErrorBody {
+    /// `{"error": code, "message": message}`.
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: code.to_owned(),
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
 /// An admin API error answer.
 #[derive(Debug)]
 pub(crate) struct ApiError {
@@ -44,10 +73,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
-        if let Some(field) = self.field {
-            body["field"] = field.into();
-        }
+        let body = ErrorBody {
+            field: self.field,
+            ..ErrorBody::new(self.code, self.message)
+        };
         (self.status, Json(body)).into_response()
     }
 }

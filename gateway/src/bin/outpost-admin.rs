@@ -11,6 +11,7 @@
 //! outpost-admin rollouts start plan.json      # {"flag", "rule", "plan"}
 //! outpost-admin rollouts list | promote <id> | kill <id>
 //! outpost-admin audit --target flag:new-shop
+//! outpost-admin openapi > admin-openapi.json  # offline: the API reference
 //! ```
 //!
 //! The gateway is `--admin` (default `127.0.0.1:9433`, the gateway's default
@@ -78,6 +79,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         limit: usize,
     },
+    /// Print the admin API's OpenAPI document built into this binary (no
+    /// gateway needed; a running gateway serves its own at /openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +131,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Openapi = cli.command {
+        print!("{}", outpost_gateway::admin::openapi::document_json());
+        return Ok(ExitCode::SUCCESS);
+    }
     let token = match cli.token.clone().filter(|t| !t.is_empty()) {
         Some(t) => t,
         None => read_token(&cli.token_file)?,
@@ -173,6 +181,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             ("GET", path, None)
         }
+        Command::Openapi => unreachable!("answered above without a gateway"),
     };
     let answer = AdminClient::new(cli.admin, token).request(method, &path, body.as_deref())?;
     if answer.is_success() {

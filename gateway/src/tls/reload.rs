@@ -143,9 +143,11 @@ pub struct ReloadReport {
 
 /// Reload figures of one gateway (the Prometheus counters add up every gateway
 /// of the process).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TlsStatus {
+    #[schema(value_type = String)]
     pub cert_path: std::path::PathBuf,
+    #[schema(value_type = String)]
     pub key_path: std::path::PathBuf,
     /// Successful reloads since start.
     pub reloads: u64,
