@@ -49,7 +49,7 @@
 //! | GET | `/openapi.json` | this API's OpenAPI 3.1 document (no token) |
 //! | GET | `/status` | JSON: region, live and admitted sessions, drain state, socket buffers, TLS certificate reloads |
 //! | POST | `/drain` | 202: starts a graceful drain (idempotent) |
-//! | POST | `/players/{player}/kick` | 200 if a live session was kicked (`KickedByOperator`), 404 if none |
+//! | POST | `/players/{player}/kick` | 200 if a session was kicked on any gateway of the region or a resumable one revoked (`KickedByOperator`), 404 if none, 503 if presence is unreachable |
 //! | POST | `/players/{player}/transfer?to={region}` | 200 + the finished transfer record (JSON); 409/400/503 with the reason |
 //! | GET | `/transfers/{id}` | 200 + the transfer record, 404 if unknown |
 //! | GET | `/players/{player}/inventory/audit?region=` | 200 + JSON: the player's events folded and compared with their balances |

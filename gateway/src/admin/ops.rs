@@ -60,12 +60,15 @@ pub(super) async fn drain(State(h): State<GatewayHandle>) -> impl IntoResponse {
     (StatusCode::ACCEPTED, "draining")
 }
 
-/// Kicks the player's live session off this gateway (`KickedByOperator`).
+/// Kicks the player's session on whichever gateway of the region holds it
+/// (`KickedByOperator`) and revokes its resume tokens everywhere, including a
+/// session that is disconnected but still resumable (PROTOCOL.md §3.4).
 #[utoipa::path(post, path = "/players/{player}/kick", tag = "gateway",
     params(("player" = String, Path, description = "The player id")),
     responses(
-        (status = 200, description = "Kicked", body = String, content_type = "text/plain", example = "kicked"),
-        (status = 404, description = "`not_found`: no live session for that player here", body = ErrorBody),
+        (status = 200, description = "Kicked (or a resumable session revoked)", body = String, content_type = "text/plain", example = "kicked"),
+        (status = 404, description = "`not_found`: no live or resumable session for that player", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the global store (presence) cannot be reached", body = ErrorBody),
     ))]
 pub(super) async fn kick(State(h): State<GatewayHandle>, Path(player): Path<String>) -> Response {
     match h.kick(&player).await {
