@@ -11,7 +11,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, ErrorFrame, Response};
 use quinn::{RecvStream, SendStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{var_code, SessionCore, Shared};
@@ -79,6 +79,10 @@ pub(super) struct ChannelTask {
     pub client: Arc<crate::channels::ClientInfo>,
     pub session_id: u64,
     pub max_frame_size: u32,
+    /// Moved into the channel's writer, which drops it once it has stopped:
+    /// the session waits for every clone to be gone before it closes the
+    /// connection (see `WriterStop`).
+    pub writer_done: mpsc::Sender<()>,
 }
 
 impl ChannelTask {
@@ -121,7 +125,11 @@ impl ChannelTask {
 
         let (tx, rx) = mpsc::channel(self.shared.limits.outbound_queue_frames);
         let room = Arc::new(tokio::sync::Notify::new());
-        let writer = Helper::spawn(write_frames(self.core.clone(), id, send, rx, room.clone()));
+        let stop = WriterStop {
+            closing: self.core.closing(),
+            _done: self.writer_done.clone(),
+        };
+        let writer = Helper::spawn(write_frames(self.core.clone(), id, send, rx, room.clone(), stop));
         let sink = ChannelSink {
             id,
             tx,
@@ -256,17 +264,67 @@ async fn refuse(mut send: SendStream, mut recv: RecvStream, code: ErrorCode, mes
 
 /// Writes queued frames in order; each written frame leaves the session's
 /// outbound accounting. Ends when every sender is gone, then finishes the stream.
+/// How a writer learns that its session is closing, and how the session
+/// learns that the writer is done.
+pub(super) struct WriterStop {
+    /// Set (to the close code) when the session closes with a code.
+    closing: watch::Receiver<Option<quinn::VarInt>>,
+    /// Dropped when the writer returns.
+    _done: mpsc::Sender<()>,
+}
+
+impl WriterStop {
+    /// Resolves with the close code once the session is closing.
+    async fn closing(&mut self) -> quinn::VarInt {
+        let code = self.closing.wait_for(Option::is_some).await.ok().and_then(|c| *c);
+        match code {
+            Some(code) => code,
+            // The session is gone without a close code: wait to be aborted.
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Writes queued frames in order; each written frame leaves the session's
+/// outbound accounting. Ends when every sender is gone, then finishes the stream.
+///
+/// When the session closes with a code first, the stream is **reset** with it,
+/// discarding whatever is still queued in quinn. Why: a closed quinn
+/// connection processes no more ACKs, yet quinn-proto 0.11 still treats
+/// stream data it could send as ack-eliciting and so holds the
+/// CONNECTION_CLOSE behind the congestion window, which that data (written for
+/// a client that stopped reading) has filled. The close then never left, the
+/// connection was forgotten after 3 PTO, and the client only learnt from a
+/// stateless reset or its own idle timeout (issue #12, defect 2;
+/// `tests/kicks.rs`). With nothing left to send, the close goes out at once.
 async fn write_frames(
     core: Arc<SessionCore>,
     id: ChannelId,
     mut send: SendStream,
     mut rx: mpsc::Receiver<Vec<u8>>,
     room: Arc<tokio::sync::Notify>,
+    mut stop: WriterStop,
 ) {
-    while let Some(frame) = rx.recv().await {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            code = stop.closing() => {
+                let _ = send.reset(code);
+                return;
+            }
+            frame = rx.recv() => frame,
+        };
+        let Some(frame) = frame else { break };
         let len = frame.len();
-        if send.write_all(&frame).await.is_err() {
-            return;
+        tokio::select! {
+            biased;
+            code = stop.closing() => {
+                let _ = send.reset(code);
+                return;
+            }
+            written = send.write_all(&frame) => if written.is_err() {
+                return;
+            },
         }
         core.with_machine(|m| m.dequeued(id, len));
         room.notify_one();

@@ -79,6 +79,9 @@ pub(crate) struct Shared {
 pub struct SessionCore {
     machine: Mutex<Session>,
     wake: Notify,
+    /// The close code once the session closes with one: channel writers then
+    /// reset their streams before the connection is closed (`channel.rs`).
+    closing: watch::Sender<Option<quinn::VarInt>>,
 }
 
 impl SessionCore {
@@ -86,7 +89,13 @@ impl SessionCore {
         SessionCore {
             machine: Mutex::new(session),
             wake: Notify::new(),
+            closing: watch::Sender::new(None),
         }
+    }
+
+    /// Subscribes to the session's close code.
+    pub(crate) fn closing(&self) -> watch::Receiver<Option<quinn::VarInt>> {
+        self.closing.subscribe()
     }
 
     /// Runs `f` on the machine. Keep `f` short: never await inside.

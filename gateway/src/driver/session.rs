@@ -30,6 +30,10 @@ enum End {
     Lost,
 }
 
+/// How long a closing session waits for its channel writers to reset their
+/// streams. They only need to be scheduled once: a few ms even when busy.
+const WRITERS_STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How long ending a presence claim (a logout) may hold up the session's
 /// close. The claim is relaxed soft state (no fsync), so this is
 /// only reached when the global store is in trouble; the close goes ahead
@@ -61,6 +65,9 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         );
     }
     let core = Arc::new(SessionCore::new(machine));
+    // Every channel writer holds a clone of `writers_tx`; `writers_rx` sees
+    // the channel close once they all stopped (mini-redis' shutdown_complete).
+    let (writers_tx, mut writers_rx) = mpsc::channel::<()>(1);
     let (cmd_tx, mut cmd_rx) = mpsc::channel(4);
     shared
         .registry
@@ -154,6 +161,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
                         client: client.clone(),
                         session_id,
                         max_frame_size,
+                        writer_done: writers_tx.clone(),
                     };
                     tasks.spawn(ctx.run(send, recv));
                 }
@@ -179,6 +187,11 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         kicked,
     } = end
     {
+        // Channel writers reset their streams first (see `write_frames`), so
+        // nothing queued for the client holds up the Kick or the close.
+        core.closing.send_replace(Some(var_code(code)));
+        drop(writers_tx);
+        let _ = tokio::time::timeout(WRITERS_STOP_WAIT, writers_rx.recv()).await;
         if kicked && control_send.finish().is_ok() {
             let _ = tokio::time::timeout(FINAL_FRAME_LINGER, control_send.stopped()).await;
         }
