@@ -1,5 +1,6 @@
 //! Identity's errors.
 
+use crate::error_class::{Classify, ErrorClass};
 use crate::store::{StoreError, TxError};
 
 /// An error from an [`Identity`](super::Identity) operation.
@@ -76,6 +77,25 @@ impl From<TxError<IdentityError>> for IdentityError {
         match e {
             TxError::Store(s) => IdentityError::Store(s),
             TxError::User(u) => u,
+        }
+    }
+}
+
+impl Classify for IdentityError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            IdentityError::DeviceIdLength { .. }
+            | IdentityError::SecretLength { .. }
+            | IdentityError::InvalidRegion(_)
+            | IdentityError::InvalidPlayerId(_)
+            | IdentityError::TtlOutOfRange { .. } => ErrorClass::Invalid,
+            IdentityError::BadCredentials => ErrorClass::Forbidden,
+            IdentityError::UnknownPlayer(_) | IdentityError::UnknownSigningKey(_) => ErrorClass::NotFound,
+            IdentityError::CannotRetireActiveKey(_) => ErrorClass::Conflict,
+            IdentityError::CorruptRecord { .. } | IdentityError::UnsupportedSchema { .. } => {
+                ErrorClass::Internal
+            }
+            IdentityError::Store(e) => e.class(),
         }
     }
 }

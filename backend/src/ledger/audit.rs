@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use foundationdb_tuple::Element;
 
+use crate::fence::{self, Fence};
 use crate::store::{Store, Transaction, TxError};
-use crate::transfer::fence::{self, Fence};
 
 use super::errors::LedgerError;
 use super::types::{Asset, EventId};

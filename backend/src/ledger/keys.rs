@@ -170,6 +170,6 @@ mod tests {
         assert_eq!(&body[off..off + 10], &[0xff; 10]);
         assert!(body.starts_with(events("eu", "p1").bytes()));
         // The fence is outside the family the transfer clears.
-        assert!(!inside(&crate::transfer::fence::key("eu", "p1"), &p));
+        assert!(!inside(&crate::fence::key("eu", "p1"), &p));
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! **One write = one transaction** that, for each player it touches:
 //!
-//! 1. reads the player fence ([`crate::transfer::fence`]): refused while a
+//! 1. reads the player fence ([`crate::fence`]): refused while a
 //!    transfer moves the player ([`LedgerError::TransferInProgress`]) or after
 //!    it left ([`LedgerError::PlayerMoved`]);
 //! 2. (acting player only) looks up the idempotency key (below);
@@ -137,9 +137,9 @@ use std::sync::Arc;
 
 use foundationdb_tuple::Subspace;
 
+use crate::fence::{self, Fence};
 use crate::identity::{check_player_id, check_region};
 use crate::store::{Store, Transaction, TxError};
-use crate::transfer::fence::{self, Fence};
 use crate::transfer::PlayerFamily;
 
 pub(crate) use crate::time::now_ms;
@@ -309,7 +309,7 @@ impl<S: Store> Ledger<S> {
                     check_fence(&tx, &region, &player, false).await?;
                     let raw = projection::read_all(&tx, &region, &player, false).await?;
                     let key = keys::changes(&region, &player);
-                    let seq = types::decode_i64(tx.get(&key).await?.as_deref()) as u64;
+                    let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                     Ok::<_, TxError<LedgerError>>((raw, ChangeWatch::new(seq, tx.watch(&key)?)))
                 }
             })
@@ -327,7 +327,7 @@ impl<S: Store> Ledger<S> {
             .run(|tx| {
                 let key = key.clone();
                 async move {
-                    let seq = types::decode_i64(tx.get(&key).await?.as_deref()) as u64;
+                    let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                     let watch = tx.watch(&key)?;
                     Ok::<_, TxError<LedgerError>>(ChangeWatch::new(seq, watch))
                 }

@@ -9,7 +9,8 @@ use crate::store::{Transaction, TxError};
 use super::catalog::AssetRule;
 use super::errors::LedgerError;
 use super::keys;
-use super::types::{decode_i64, Asset, Balances};
+use super::types::{Asset, Balances};
+use crate::codec::decode_counter;
 
 /// The ceiling of an *unlimited* asset's balance: far below `i64::MAX`, so the
 /// conflict-free credits of unlimited assets (checked against a snapshot read)
@@ -39,7 +40,7 @@ async fn read_shards<T: Transaction>(
         let (s,): (u16,) = sub
             .unpack(&kv.key)
             .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable balance shard key".into())))?;
-        out.insert(s, decode_i64(Some(&kv.value)));
+        out.insert(s, decode_counter(Some(&kv.value)));
     }
     Ok(out)
 }
@@ -103,7 +104,7 @@ pub(crate) async fn credit<T: Transaction>(
         if !candidates.is_empty() {
             let s = candidates[rand::random::<usize>() % candidates.len()];
             let key = keys::shard(region, player, asset, s);
-            let b = decode_i64(tx.get(&key).await?.as_deref());
+            let b = decode_counter(tx.get(&key).await?.as_deref());
             if b >= 0 && as_u64(b) + amount <= rule.shard_capacity(s) {
                 tx.atomic_add(&key, delta)?;
                 return Ok(());
@@ -208,7 +209,7 @@ pub(crate) async fn read_all<T: Transaction>(
             .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
         out.entry(Asset { kind, id })
             .or_default()
-            .push((s, decode_i64(Some(&kv.value))));
+            .push((s, decode_counter(Some(&kv.value))));
     }
     Ok(out)
 }

@@ -38,9 +38,6 @@ use serde::{Deserialize, Serialize};
 
 use super::types::{MatchId, Ticket, TicketId};
 
-/// The schema version byte in front of every JSON record.
-pub(crate) const SCHEMA_V1: u8 = 1;
-
 /// `("r", pool, "mm")`.
 pub fn root(pool: &str) -> Subspace {
     Subspace::all().subspace(&(crate::keyspace::REGION_TAG, pool, "mm"))
@@ -168,20 +165,14 @@ pub(crate) struct WorkerRecord {
     pub expires_ms: u64,
 }
 
-/// Encodes a v1 record.
+/// Encodes a v1 record ([`crate::codec::encode_v1`]).
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![SCHEMA_V1];
-    serde_json::to_writer(&mut out, v).expect("matchmaker records serialize");
-    out
+    crate::codec::encode_v1(v)
 }
 
 /// Decodes a v1 record; the error names what is wrong.
 pub(crate) fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
-    match raw.split_first() {
-        Some((&SCHEMA_V1, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!("unsupported schema version {v}")),
-        None => Err("empty value".into()),
-    }
+    crate::codec::decode_v1(raw).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -208,7 +199,7 @@ mod tests {
             state: TicketState::Matched { match_id: MatchId(7) },
         };
         let raw = encode(&rec);
-        assert_eq!(raw[0], SCHEMA_V1);
+        assert_eq!(raw[0], crate::codec::SCHEMA_V1);
         assert_eq!(decode::<PlayerEntry>(&raw).unwrap(), rec);
         assert!(decode::<PlayerEntry>(&[2, b'{', b'}']).is_err());
     }

@@ -461,10 +461,8 @@ impl<S: Store> Matchmaker<S> {
             .run(|tx| {
                 let key = key.clone();
                 async move {
-                    let v = tx.get_snapshot(&key).await?.unwrap_or_default();
-                    let mut b = [0u8; 8];
-                    b[..v.len().min(8)].copy_from_slice(&v[..v.len().min(8)]);
-                    Ok::<_, TxError<MatchmakerError>>(i64::from_le_bytes(b).max(0) as u64)
+                    let v = crate::codec::decode_counter(tx.get_snapshot(&key).await?.as_deref());
+                    Ok::<_, TxError<MatchmakerError>>(v.max(0) as u64)
                 }
             })
             .await?;

@@ -20,7 +20,7 @@
 //! Everything of a player lives under `("r", region, "st", player)`
 //! ([`player`]), which is the family the cross-region transfer moves. The player
 //! fence checked by every write lives with the transfer
-//! ([`crate::transfer::fence`]).
+//! ([`crate::fence`]).
 
 use foundationdb_tuple::Subspace;
 

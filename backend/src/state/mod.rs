@@ -25,7 +25,7 @@
 //!   for the same version both succeed, which leaves the document exactly as
 //!   each of them asked.
 //! - **Transfer fence.** Every write reads the player's fence
-//!   ([`crate::transfer::fence`]) in the same transaction: while a cross-region
+//!   ([`crate::fence`]) in the same transaction: while a cross-region
 //!   transfer is moving the player, writes fail with
 //!   [`StateError::TransferInProgress`]; in the region the player left, with
 //!   [`StateError::PlayerMoved`]. Reads are refused in a region the player is
@@ -57,9 +57,9 @@ pub mod errors;
 pub mod keys;
 pub mod types;
 
+use crate::fence::{self, Fence};
 use crate::identity::{check_player_id, check_region};
 use crate::store::{Store, Transaction, TxError};
-use crate::transfer::fence::{self, Fence};
 
 use crate::time::now_ms;
 pub use errors::StateError;
@@ -108,16 +108,6 @@ async fn check_fence<T: Transaction>(
         Some(f) if for_write || f.blocks_reads() => Err(TxError::User(fence_error(f))),
         _ => Ok(()),
     }
-}
-
-fn decode_counter(raw: Option<Vec<u8>>) -> u64 {
-    raw.map(|v| {
-        let mut b = [0u8; 8];
-        let n = v.len().min(8);
-        b[..n].copy_from_slice(&v[..n]);
-        u64::from_le_bytes(b)
-    })
-    .unwrap_or(0)
 }
 
 async fn list_in_tx<T: Transaction>(
@@ -214,7 +204,7 @@ impl<S: Store> PlayerState<S> {
             .run(|tx| {
                 let key = key.clone();
                 async move {
-                    let seq = decode_counter(tx.get(&key).await?);
+                    let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                     let watch = tx.watch(&key)?;
                     Ok::<_, TxError<StateError>>(ChangeWatch::new(seq, watch))
                 }
@@ -239,7 +229,7 @@ impl<S: Store> PlayerState<S> {
                     let docs = list_in_tx(&tx, &region, &player).await?;
                     let w = if watch {
                         let key = keys::changes(&region, &player);
-                        let seq = decode_counter(tx.get(&key).await?);
+                        let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                         Some(ChangeWatch::new(seq, tx.watch(&key)?))
                     } else {
                         None

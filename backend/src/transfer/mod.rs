@@ -44,7 +44,6 @@
 //! ```
 
 pub mod errors;
-pub mod fence;
 pub mod keys;
 pub mod policy;
 pub mod types;
@@ -59,8 +58,9 @@ use serde::{Deserialize, Serialize};
 use crate::identity::{self, check_player_id, check_region, unix_now, Identity};
 use crate::store::{Store, Transaction, TxError};
 
+use crate::fence;
+pub use crate::fence::Fence;
 pub use errors::TransferError;
-pub use fence::Fence;
 pub use policy::{decide_login, ForeignLoginPolicy, LoginAction, LoginContext};
 pub use types::{HookPoint, PlayerFamily, StateFamily, TransferId, TransferRecord, TransferStep};
 

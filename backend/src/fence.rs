@@ -16,13 +16,15 @@
 //! Reading the fence adds a read conflict, so a write that raced with the
 //! transaction setting the fence conflicts and re-runs, then sees the fence: no
 //! write can slip into the source after the copy has read it.
+//!
+//! Its own module, shared by the services that own per-player data (state,
+//! ledger) and by the transfer that sets it, so none of them depends on another
+//! for it.
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{decode_v1, encode_v1, CodecError};
 use crate::store::{Transaction, TxError};
-
-/// Schema version byte of a stored fence.
-const SCHEMA_V1: u8 = 1;
 
 /// `("r", region, "pl", player, "fence")`.
 pub fn key(region: &str, player: &str) -> Vec<u8> {
@@ -72,17 +74,17 @@ impl Fence {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![SCHEMA_V1];
-        serde_json::to_writer(&mut out, self).expect("fence serializes");
-        out
+        encode_v1(self)
     }
 
+    /// Decodes a stored fence; the error names what is wrong (the messages
+    /// name the fence, as they always did).
     pub(crate) fn decode(raw: &[u8]) -> Result<Fence, String> {
-        match raw.split_first() {
-            Some((&SCHEMA_V1, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
-            Some((v, _)) => Err(format!("unsupported fence schema version {v}")),
-            None => Err("empty fence value".into()),
-        }
+        decode_v1(raw).map_err(|e| match e {
+            CodecError::UnsupportedVersion(v) => format!("unsupported fence schema version {v}"),
+            CodecError::Empty => "empty fence value".into(),
+            CodecError::Json(e) => e.to_string(),
+        })
     }
 }
 
@@ -128,7 +130,7 @@ mod tests {
             to: "us".into(),
         };
         let raw = f.encode();
-        assert_eq!(raw[0], SCHEMA_V1);
+        assert_eq!(raw[0], crate::codec::SCHEMA_V1);
         assert!(std::str::from_utf8(&raw[1..])
             .unwrap()
             .contains(r#""state":"moved""#));
