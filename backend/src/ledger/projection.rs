@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::keyspace::RegionName;
 use crate::store::{Transaction, TxError};
 
 use super::catalog::AssetRule;
@@ -23,7 +24,7 @@ type TxResult<T> = Result<T, TxError<LedgerError>>;
 /// Reads one asset's shards (shard → value), with or without read conflicts.
 async fn read_shards<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     asset: &Asset,
     snapshot: bool,
@@ -70,7 +71,7 @@ fn as_u64(v: i64) -> u64 {
 /// within its capacity, and the capacities add up to the limit.
 pub(crate) async fn credit<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     asset: &Asset,
     rule: AssetRule,
@@ -156,7 +157,7 @@ pub(crate) async fn credit<T: Transaction>(
 /// and takes from the fullest shards first.
 pub(crate) async fn debit<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     asset: &Asset,
     amount: u64,
@@ -189,7 +190,7 @@ pub(crate) async fn debit<T: Transaction>(
 /// balances included. `snapshot`: without read conflicts.
 pub(crate) async fn read_all<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     snapshot: bool,
 ) -> TxResult<BTreeMap<Asset, Vec<(u16, i64)>>> {

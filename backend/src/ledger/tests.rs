@@ -656,7 +656,7 @@ async fn fences_refuse_writes() -> anyhow::Result<()> {
     let set_fence = |f: Fence| {
         l.store().run(move |tx| {
             let f = f.clone();
-            async move { fence::set::<_, LedgerError>(&tx, "eu", P1, &f) }
+            async move { fence::set::<_, LedgerError>(&tx, &eu(), P1, &f) }
         })
     };
     set_fence(Fence::Outgoing {
@@ -768,9 +768,9 @@ async fn audit_reports_every_mismatch_and_streams_the_region() -> anyhow::Result
         .run(|tx| {
             let (p1, p3) = (p1.clone(), p3.clone());
             async move {
-                tx.atomic_add(&keys::shard("eu", &p1, &Asset::currency("gold"), 3), 5)?;
-                tx.atomic_add(&keys::shard("eu", &p3, &Asset::item("dust"), 1), -2)?;
-                tx.atomic_add(&keys::shard("eu", &p3, &Asset::item("sword"), 0), 2)?;
+                tx.atomic_add(&keys::shard(&eu(), &p1, &Asset::currency("gold"), 3), 5)?;
+                tx.atomic_add(&keys::shard(&eu(), &p3, &Asset::item("dust"), 1), -2)?;
+                tx.atomic_add(&keys::shard(&eu(), &p3, &Asset::item("sword"), 0), 2)?;
                 Ok::<_, TxError<LedgerError>>(())
             }
         })
@@ -817,4 +817,9 @@ async fn store_errors_are_not_hidden() -> anyhow::Result<()> {
     );
     assert!(l.balances(P1).await?.is_empty());
     Ok(())
+}
+
+/// The region every test ledger serves.
+fn eu() -> crate::keyspace::RegionName {
+    crate::keyspace::RegionName::new("eu").unwrap()
 }

@@ -58,7 +58,8 @@ pub mod keys;
 pub mod types;
 
 use crate::fence::{self, Fence};
-use crate::identity::{check_player_id, check_region};
+use crate::identity::check_player_id;
+use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError};
 
 use crate::time::now_ms;
@@ -69,7 +70,7 @@ pub use types::{check_doc_name, Document, MAX_DOCS_PER_PLAYER, MAX_DOC_BYTES, MA
 #[derive(Clone)]
 pub struct PlayerState<S: Store> {
     store: S,
-    region: String,
+    region: RegionName,
 }
 
 impl<S: Store> std::fmt::Debug for PlayerState<S> {
@@ -100,7 +101,7 @@ fn fence_error(f: Fence) -> StateError {
 /// Fails if the player's fence refuses writes (`for_write`) or reads.
 async fn check_fence<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     for_write: bool,
 ) -> Result<(), TxError<StateError>> {
@@ -112,7 +113,7 @@ async fn check_fence<T: Transaction>(
 
 async fn list_in_tx<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
 ) -> Result<Vec<Document>, TxError<StateError>> {
     let sub = keys::docs(region, player);
@@ -137,11 +138,8 @@ async fn list_in_tx<T: Transaction>(
 impl<S: Store> PlayerState<S> {
     /// The player state of `region`, stored in `store`.
     pub fn new(store: S, region: &str) -> Result<Self, StateError> {
-        check_region(region).map_err(|_| StateError::InvalidRegion(region.to_owned()))?;
-        Ok(PlayerState {
-            store,
-            region: region.to_owned(),
-        })
+        let region = RegionName::new(region).map_err(|e| StateError::InvalidRegion(e.0))?;
+        Ok(PlayerState { store, region })
     }
 
     /// The store (crate tests read raw keys through it).
@@ -152,7 +150,7 @@ impl<S: Store> PlayerState<S> {
 
     /// The region this instance serves.
     pub fn region(&self) -> &str {
-        &self.region
+        self.region.as_str()
     }
 
     /// Reads one document (`None` if it does not exist).

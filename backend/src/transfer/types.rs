@@ -5,6 +5,7 @@ use foundationdb_tuple::Subspace;
 use serde::{Deserialize, Serialize};
 
 use super::errors::TransferError;
+use crate::keyspace::RegionName;
 
 /// A transfer's id: 32 lowercase hex characters.
 pub type TransferId = String;
@@ -103,7 +104,7 @@ pub trait PlayerFamily: Send + Sync + 'static {
     /// A short name for logs and errors.
     fn name(&self) -> &'static str;
     /// The subspace holding all of the family's keys for `player` in `region`.
-    fn player_subspace(&self, region: &str, player: &str) -> Subspace;
+    fn player_subspace(&self, region: &RegionName, player: &str) -> Subspace;
 }
 
 /// Player state's family: `("r", region, "st", player)` (documents and change
@@ -115,7 +116,7 @@ impl PlayerFamily for StateFamily {
     fn name(&self) -> &'static str {
         "state"
     }
-    fn player_subspace(&self, region: &str, player: &str) -> Subspace {
+    fn player_subspace(&self, region: &RegionName, player: &str) -> Subspace {
         crate::state::keys::player(region, player)
     }
 }
