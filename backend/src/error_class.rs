@@ -17,15 +17,14 @@
 //! | [`Unavailable`](ErrorClass::Unavailable) | retry the same request after `retry_after` (store contention or outage, transfer in progress) |
 //! | [`Internal`](ErrorClass::Internal) | report it: the server's data or configuration is wrong; retrying does not help |
 //!
-//! The implementations for errors of modules with their own owners (store,
-//! presence, session tokens) are here, so those modules stay untouched; the
-//! services' own are next to their error types.
+//! The implementations for the store's, the codec's and presence's errors are
+//! here (none of those modules depends on this one); every other one is next to
+//! its error type.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use crate::codec::CodecError;
-use crate::identity::TokenError;
 use crate::presence::PresenceError;
 use crate::store::{StoreError, TxError};
 
@@ -153,20 +152,6 @@ impl Classify for PresenceError {
             PresenceError::GatewayNameTooLong(_) => ErrorClass::Invalid,
             PresenceError::Corrupt | PresenceError::UnsupportedSchema(_) => ErrorClass::Internal,
             PresenceError::Store(e) => e.class(),
-        }
-    }
-}
-
-impl Classify for TokenError {
-    /// Every rejected token is [`ErrorClass::Forbidden`]: the caller must log in
-    /// again (an unknown key may also mean this verifier has not refreshed yet,
-    /// which a fresh login fixes too).
-    fn class(&self) -> ErrorClass {
-        match self {
-            TokenError::Malformed(_)
-            | TokenError::BadSignature
-            | TokenError::Expired { .. }
-            | TokenError::UnknownKey(_) => ErrorClass::Forbidden,
         }
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 use crate::audit::AuditError;
 use crate::content::ContentError;
 use crate::flags::{FlagError, RolloutError};
-use crate::identity::IdentityError;
+use crate::identity::{IdentityError, TokenError};
 use crate::ledger::LedgerError;
 use crate::matchmaker::{AllocError, CommitError, ConfigError, CoreError, MatchmakerError, TicketId};
 use crate::state::StateError;

@@ -2,6 +2,8 @@
 //! player in the source and destination regions, and that every service checks in
 //! the same transaction as each write to that player's data.
 //!
+//! # Key Schema
+//!
 //! ```text
 //! ("r", region, "pl", player, "fence") -> v1 JSON Fence
 //! ```

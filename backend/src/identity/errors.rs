@@ -3,6 +3,8 @@
 use crate::error_class::{Classify, ErrorClass};
 use crate::store::{StoreError, TxError};
 
+use super::tokens::TokenError;
+
 /// An error from an [`Identity`](super::Identity) operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -96,6 +98,20 @@ impl Classify for IdentityError {
                 ErrorClass::Internal
             }
             IdentityError::Store(e) => e.class(),
+        }
+    }
+}
+
+impl Classify for TokenError {
+    /// Every rejected token is [`ErrorClass::Forbidden`]: the caller must log in
+    /// again (an unknown key may also mean this verifier has not refreshed yet,
+    /// which a fresh login fixes too).
+    fn class(&self) -> ErrorClass {
+        match self {
+            TokenError::Malformed(_)
+            | TokenError::BadSignature
+            | TokenError::Expired { .. }
+            | TokenError::UnknownKey(_) => ErrorClass::Forbidden,
         }
     }
 }
