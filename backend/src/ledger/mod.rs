@@ -402,6 +402,8 @@ pub(crate) fn decode_event(events: &Subspace, key: &[u8], value: &[u8]) -> Resul
 }
 
 #[cfg(test)]
+mod admin_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
