@@ -1,6 +1,7 @@
 //! Content's errors.
 
 use super::version::ClientVersion;
+use crate::error_class::{Classify, ErrorClass};
 use crate::store::{StoreError, TxError};
 
 /// An error from a [`Content`](super::Content) operation or a manifest check.
@@ -66,6 +67,25 @@ impl From<TxError<ContentError>> for ContentError {
         match e {
             TxError::Store(s) => ContentError::Store(s),
             TxError::User(u) => u,
+        }
+    }
+}
+
+impl Classify for ContentError {
+    /// A client too old for the content is [`ErrorClass::Forbidden`] (it must
+    /// update first); the gateway also keeps its dedicated "client too old" code.
+    fn class(&self) -> ErrorClass {
+        match self {
+            ContentError::ClientTooOld { .. } => ErrorClass::Forbidden,
+            ContentError::AlreadyPublished { .. } | ContentError::VersionNotNewer { .. } => {
+                ErrorClass::Conflict
+            }
+            ContentError::NotFound { .. } => ErrorClass::NotFound,
+            ContentError::InvalidManifest(_)
+            | ContentError::InvalidActor
+            | ContentError::TooManyContentIds { .. } => ErrorClass::Invalid,
+            ContentError::Corrupt(_) => ErrorClass::Internal,
+            ContentError::Store(e) => e.class(),
         }
     }
 }

@@ -41,7 +41,7 @@
 //! }
 //! ```
 //!
-//! - **Audit.** Every publish appends a [`crate::flags::audit`] record
+//! - **Audit.** Every publish appends a [`crate::audit`] record
 //!   (`content:<id>`, `content_publish`) in the same transaction.
 //! - **Bounds.** [`MAX_ASSETS`] assets per manifest, URLs up to [`MAX_URL_BYTES`],
 //!   the encoded record under [`MAX_MANIFEST_BYTES`] (inside one store value), at
@@ -52,19 +52,18 @@ pub mod keys;
 pub mod types;
 pub mod version;
 
-use crate::flags::audit::{self, AuditAction, AuditRecord};
+use crate::audit::{self, AuditAction, AuditRecord};
 use crate::store::{Store, Transaction, TxError};
 
-pub(crate) use crate::time::now_ms;
+use crate::names::is_valid_actor;
+pub use crate::names::{is_valid_name, MAX_ACTOR_BYTES};
+use crate::time::now_ms;
 pub use errors::ContentError;
 pub use types::{
-    check_client, is_valid_name, Asset, ContentManifest, PublishedManifest, MAX_ASSETS, MAX_CONTENT_IDS,
+    check_client, Asset, ContentManifest, PublishedManifest, MAX_ASSETS, MAX_CONTENT_IDS,
     MAX_CONTENT_ID_BYTES, MAX_MANIFEST_BYTES, MAX_URL_BYTES,
 };
 pub use version::{ClientVersion, InvalidClientVersion};
-
-/// Longest actor name (who made a change), in bytes.
-pub const MAX_ACTOR_BYTES: usize = 128;
 
 /// The content service. Cheap to clone.
 #[derive(Clone)]
@@ -81,20 +80,6 @@ impl<S: Store> std::fmt::Debug for Content<S> {
 /// Resolves after the next publish (see [`Content::watch_content`]). Dropping it
 /// cancels the watch.
 pub type ContentWatch = crate::store::CounterWatch<ContentError>;
-
-pub(crate) fn decode_counter(raw: Option<Vec<u8>>) -> u64 {
-    raw.map(|v| {
-        let mut b = [0u8; 8];
-        let n = v.len().min(8);
-        b[..n].copy_from_slice(&v[..n]);
-        u64::from_le_bytes(b)
-    })
-    .unwrap_or(0)
-}
-
-pub(crate) fn valid_actor(actor: &str) -> bool {
-    !actor.is_empty() && actor.len() <= MAX_ACTOR_BYTES
-}
 
 async fn get_in_tx<T: Transaction>(
     tx: &T,
@@ -163,7 +148,7 @@ impl<S: Store> Content<S> {
         manifest: ContentManifest,
     ) -> Result<PublishedManifest, ContentError> {
         manifest.validate()?;
-        if !valid_actor(actor) {
+        if !is_valid_actor(actor) {
             return Err(ContentError::InvalidActor);
         }
         let probe = types::encode(&PublishedManifest {
@@ -293,7 +278,7 @@ impl<S: Store> Content<S> {
             .run(|tx| async move {
                 let list = list_in_tx(&tx).await?;
                 let key = keys::changes();
-                let seq = decode_counter(tx.get(&key).await?);
+                let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                 let watch = tx.watch(&key)?;
                 Ok::<_, TxError<ContentError>>((list, ContentWatch::new(seq, watch)))
             })
@@ -308,7 +293,7 @@ impl<S: Store> Content<S> {
             .store
             .run(|tx| async move {
                 let key = keys::changes();
-                let seq = decode_counter(tx.get(&key).await?);
+                let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                 let watch = tx.watch(&key)?;
                 Ok::<_, TxError<ContentError>>(ContentWatch::new(seq, watch))
             })

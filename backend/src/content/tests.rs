@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::flags::audit::{self as audit_log, AuditQuery};
+use crate::audit::{self as audit_log, AuditQuery};
 use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
 
 async fn open() -> anyhow::Result<(tempfile::TempDir, EmbeddedStore, Content<EmbeddedStore>)> {

@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::ContentError;
 use super::version::ClientVersion;
+use crate::names::{is_valid_name, truncate};
 
-/// Longest content id, in bytes.
-pub const MAX_CONTENT_ID_BYTES: usize = 64;
+/// Longest content id, in bytes (a short name, [`crate::names::MAX_NAME_BYTES`]).
+pub const MAX_CONTENT_ID_BYTES: usize = crate::names::MAX_NAME_BYTES;
 /// Most assets in one manifest.
 pub const MAX_ASSETS: usize = 256;
 /// Longest asset URL, in bytes.
@@ -17,8 +18,6 @@ pub const MAX_MANIFEST_BYTES: usize = 90_000;
 /// Most distinct content ids ([`Content::list`](super::Content::list) returns
 /// all of them in one read).
 pub const MAX_CONTENT_IDS: usize = 1000;
-
-pub(crate) const SCHEMA_V1: u8 = 1;
 
 /// One downloadable asset of a content version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,25 +53,6 @@ pub struct PublishedManifest {
     pub published_ms: u64,
     /// Who published it.
     pub published_by: String,
-}
-
-/// Checks a short name (content id, flag key, segment name): 1..=64 bytes of
-/// lowercase ASCII letters, digits, `_`, `-` and `.`.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_CONTENT_ID_BYTES
-        && name
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.'))
-}
-
-/// The first `max` bytes of `s` (at a character boundary), for error messages.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 fn invalid(msg: impl Into<String>) -> ContentError {
@@ -149,20 +129,14 @@ pub(crate) struct LatestRecord {
     pub version: u64,
 }
 
+/// Encodes a content record ([`crate::codec::encode_v1`]).
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![SCHEMA_V1];
-    serde_json::to_writer(&mut out, v).expect("content records serialize");
-    out
+    crate::codec::encode_v1(v)
 }
 
+/// Decodes a content record written by [`encode`].
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, ContentError> {
-    match raw.split_first() {
-        Some((&SCHEMA_V1, json)) => {
-            serde_json::from_slice(json).map_err(|e| ContentError::Corrupt(e.to_string()))
-        }
-        Some((v, _)) => Err(ContentError::Corrupt(format!("unsupported schema version {v}"))),
-        None => Err(ContentError::Corrupt("empty value".into())),
-    }
+    crate::codec::decode_v1(raw).map_err(|e| ContentError::Corrupt(e.to_string()))
 }
 
 #[cfg(test)]

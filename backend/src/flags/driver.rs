@@ -13,10 +13,10 @@
 
 use rand::RngCore;
 
-use super::audit::{self, AuditAction, AuditRecord};
 use super::rollout::{Rollout, RolloutAction, RolloutPlan, RolloutState, MAX_LOOKBACK_MS};
 use super::{active_rollout_in_tx, decode, encode, get_flag_in_tx, keys, ActiveRollout, RolloutError};
-use crate::content::valid_actor;
+use crate::audit::{self, AuditAction, AuditRecord};
+use crate::names::is_valid_actor;
 use crate::store::{Store, Transaction, TxError};
 use crate::telemetry::cohort::{clear_cohort_stats, read_cohort_stats};
 
@@ -180,7 +180,7 @@ impl<S: Store> Rollouts<S> {
         now_ms: u64,
     ) -> Result<Rollout, RolloutError> {
         plan.validate()?;
-        if !valid_actor(actor) {
+        if !is_valid_actor(actor) {
             return Err(RolloutError::InvalidActor);
         }
         let (actor, flag, rule) = (actor.to_owned(), flag.to_owned(), rule.to_owned());
@@ -363,7 +363,7 @@ impl<S: Store> Rollouts<S> {
     }
 
     async fn operator(&self, actor: &str, id: &str, now_ms: u64, op: Op) -> Result<TickReport, RolloutError> {
-        if !valid_actor(actor) {
+        if !is_valid_actor(actor) {
             return Err(RolloutError::InvalidActor);
         }
         let (actor, id) = (actor.to_owned(), id.to_owned());

@@ -1,5 +1,6 @@
 //! Errors of the flags service and of rollouts.
 
+use crate::error_class::{Classify, ErrorClass};
 use crate::store::{StoreError, TxError};
 
 /// An error from a [`Flags`](super::Flags) operation.
@@ -125,6 +126,37 @@ impl From<TxError<RolloutError>> for RolloutError {
         match e {
             TxError::Store(s) => RolloutError::Store(s),
             TxError::User(u) => u,
+        }
+    }
+}
+
+impl Classify for FlagError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            FlagError::InvalidFlag { .. }
+            | FlagError::InvalidSegment(_)
+            | FlagError::InvalidActor
+            | FlagError::TooManyFlags { .. }
+            | FlagError::SegmentLimit(_) => ErrorClass::Invalid,
+            FlagError::VersionConflict { .. } | FlagError::RolloutActive { .. } => ErrorClass::Conflict,
+            FlagError::Corrupt(_) => ErrorClass::Internal,
+            FlagError::Store(e) => e.class(),
+        }
+    }
+}
+
+impl Classify for RolloutError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RolloutError::InvalidPlan(_) | RolloutError::InvalidActor => ErrorClass::Invalid,
+            RolloutError::FlagNotFound(_) | RolloutError::RuleNotFound { .. } | RolloutError::NotFound(_) => {
+                ErrorClass::NotFound
+            }
+            RolloutError::AlreadyActive { .. } | RolloutError::Finished(_) | RolloutError::AtLastStage(_) => {
+                ErrorClass::Conflict
+            }
+            RolloutError::Corrupt(_) => ErrorClass::Internal,
+            RolloutError::Store(e) => e.class(),
         }
     }
 }

@@ -22,11 +22,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::types::{Conditions, Flag, FlagValue, FULL_BP};
 use crate::content::ClientVersion;
+use crate::telemetry::Cohort;
 
 /// Everything evaluation looks at for one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,18 +42,6 @@ pub struct EvalContext {
     /// The segments the player is in (see
     /// [`FlagSnapshot::context`](super::FlagSnapshot::context)).
     pub segments: BTreeSet<String>,
-}
-
-/// Which side of a rollout a session is on (for telemetry and health gates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cohort {
-    /// Matches the rolled-out rule's conditions and is inside its percentage:
-    /// gets the new value.
-    Treatment,
-    /// Matches the rule's conditions but is outside its percentage: the
-    /// comparison group.
-    Control,
 }
 
 /// Why evaluation returned what it did.

@@ -1,4 +1,4 @@
-//! Feature flags', rollouts' and the audit log's keys in the **global** keyspace.
+//! Feature flags' and rollouts' keys in the **global** keyspace.
 //!
 //! # Key Schema
 //!
@@ -18,19 +18,16 @@
 //!                                                (both read in the transaction that changes them)
 //! ("g", "flags", "ro", rollout_id)            -> v1 JSON Rollout (plan, state, version)
 //! ("g", "flags", "roa", flag_key)             -> v1 JSON { id, rule }: the flag's running rollout
-//! ("g", "audit", "log", versionstamp)         -> v1 JSON AuditRecord, in commit order
-//! ("g", "audit", "tgt", target, versionstamp) -> the same v1 JSON AuditRecord, indexed by target
 //! ```
 //!
 //! - `flag_key`, `segment`: 1..=64 bytes of `[a-z0-9_.-]`; `player`: 32 lowercase
 //!   hex; `rollout_id`: `ro-` + 16 lowercase hex.
-//! - `versionstamp`: a tuple versionstamp (10-byte commit stamp + 2-byte order
-//!   within the transaction), filled in at commit, so audit keys are
-//!   conflict-free appends in commit order.
+//! - The audit log that flag, segment and rollout changes append to has its own
+//!   keys (`crate::audit::keys`).
 //! - The per-rollout cohort counters that telemetry writes and the rollout
 //!   controller reads live with telemetry (`crate::telemetry::keys`).
 
-use foundationdb_tuple::{Subspace, Versionstamp};
+use foundationdb_tuple::Subspace;
 
 /// The flags subspace `("g", "flags")`.
 pub fn flags_root() -> Subspace {
@@ -97,27 +94,6 @@ pub fn active_rollout(flag_key: &str) -> Vec<u8> {
     active_rollouts().pack(&(flag_key,))
 }
 
-/// The audit subspace `("g", "audit")`.
-pub fn audit_root() -> Subspace {
-    crate::keyspace::global_family("audit")
-}
-
-/// `("g", "audit", "log")`: every audit record in commit order.
-pub fn audit_log() -> Subspace {
-    audit_root().subspace(&("log",))
-}
-
-/// `("g", "audit", "tgt", target)`: one target's audit records in commit order.
-pub fn audit_by_target(target: &str) -> Subspace {
-    audit_root().subspace(&("tgt", target))
-}
-
-/// A versionstamped key (with its 4-byte offset suffix) in `sub`, order `seq`
-/// within the transaction.
-pub(crate) fn versionstamped(sub: &Subspace, seq: u16) -> Vec<u8> {
-    sub.pack_with_versionstamp(&(Versionstamp::incomplete(seq),))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,10 +116,6 @@ mod tests {
         assert!(!inside(
             &segment_members("vip2").pack(&("p",)),
             &segment_members("vip").range()
-        ));
-        assert!(!inside(
-            &audit_by_target("flag:a").pack(&("x",)),
-            &audit_log().range()
         ));
         let g = crate::keyspace::global().range();
         assert!(inside(&flag("a"), &g) && inside(&changes(), &g));

@@ -48,10 +48,9 @@
 //!   gates compare the cohort's client-reported error rate with the control
 //!   group's (counters written by [`crate::telemetry`]) and roll back by
 //!   themselves; a kill switch; every change is audited.
-//! - **Audit** ([`audit`]): every flag, segment, rollout and content change appends
+//! - **Audit** ([`crate::audit`], its own module): every flag, segment, rollout and content change appends
 //!   a record (who, when, what, old → new) in its own transaction.
 
-pub mod audit;
 mod driver;
 pub mod errors;
 pub mod eval;
@@ -64,37 +63,34 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::content::{decode_counter, now_ms, valid_actor, ClientVersion};
+use crate::codec::decode_counter;
+use crate::content::ClientVersion;
+use crate::names::is_valid_actor;
 use crate::store::{Store, Transaction, TxError};
+use crate::time::now_ms;
 
-use audit::{AuditAction, AuditEntry, AuditError, AuditQuery, AuditRecord};
+use crate::audit::{self, AuditAction, AuditEntry, AuditError, AuditQuery, AuditRecord};
+/// The rollout cohort types live with the counters they are read from.
+pub use crate::telemetry::{Cohort, CohortStats, GroupStats};
 pub use driver::{Rollouts, TickReport, CONTROLLER_ACTOR};
 pub use errors::{FlagError, RolloutError};
 pub use eval::{
-    bucket, cohort, evaluate, evaluate_all, evaluate_detailed, in_percentage, Cohort, EvalContext, Reason,
+    bucket, cohort, evaluate, evaluate_all, evaluate_detailed, in_percentage, EvalContext, Reason,
 };
-pub use rollout::{
-    CohortStats, GroupStats, HealthGate, Rollout, RolloutAction, RolloutPlan, RolloutState, Stage,
-};
+pub use rollout::{HealthGate, Rollout, RolloutAction, RolloutPlan, RolloutState, Stage};
 pub use segments::{MAX_SEGMENTS, MAX_SEGMENT_BATCH, MAX_SEGMENT_MEMBERS, MAX_TOTAL_SEGMENT_MEMBERS};
 pub use types::{
     Conditions, Flag, FlagRecord, FlagType, FlagValue, Rule, VersionRange, FULL_BP, MAX_FLAGS, MAX_RULES,
 };
 
-const SCHEMA_V1: u8 = 1;
-
+/// Encodes a flags record ([`crate::codec::encode_v1`]).
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![SCHEMA_V1];
-    serde_json::to_writer(&mut out, v).expect("flag records serialize");
-    out
+    crate::codec::encode_v1(v)
 }
 
+/// Decodes a flags record written by [`encode`]; the error names what is wrong.
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, String> {
-    match raw.split_first() {
-        Some((&SCHEMA_V1, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!("unsupported schema version {v}")),
-        None => Err("empty value".into()),
-    }
+    crate::codec::decode_v1(raw).map_err(|e| e.to_string())
 }
 
 /// The value of `("g", "flags", "roa", flag)`: the flag's running rollout.
@@ -229,7 +225,7 @@ async fn list_in_tx<T: Transaction>(tx: &T) -> Result<Vec<FlagRecord>, TxError<F
 }
 
 async fn snapshot_in_tx<T: Transaction>(tx: &T) -> Result<FlagSnapshot, TxError<FlagError>> {
-    let seq = decode_counter(tx.get(&keys::changes()).await?);
+    let seq = decode_counter(tx.get(&keys::changes()).await?.as_deref()) as u64;
     let flags = list_in_tx(tx).await?;
     let segments = segments::all_in_tx(tx).await?;
     let (b, e) = keys::active_rollouts().range();
@@ -272,7 +268,7 @@ impl<S: Store> Flags<S> {
         expected_version: Option<u64>,
     ) -> Result<FlagRecord, FlagError> {
         flag.validate()?;
-        if !valid_actor(actor) {
+        if !is_valid_actor(actor) {
             return Err(FlagError::InvalidActor);
         }
         let actor = actor.to_owned();
@@ -350,7 +346,7 @@ impl<S: Store> Flags<S> {
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<bool, FlagError> {
-        if !valid_actor(actor) {
+        if !is_valid_actor(actor) {
             return Err(FlagError::InvalidActor);
         }
         let (actor, key) = (actor.to_owned(), key.to_owned());
@@ -448,7 +444,7 @@ impl<S: Store> Flags<S> {
             .store
             .run(|tx| async move {
                 let key = keys::changes();
-                let seq = decode_counter(tx.get(&key).await?);
+                let seq = decode_counter(tx.get(&key).await?.as_deref()) as u64;
                 Ok::<_, TxError<FlagError>>(FlagsWatch::new(seq, tx.watch(&key)?))
             })
             .await?;

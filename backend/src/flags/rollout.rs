@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::RolloutError;
 use super::types::FULL_BP;
+use crate::telemetry::CohortStats;
 
 /// Most stages in a plan.
 pub const MAX_STAGES: usize = 16;
@@ -136,35 +137,6 @@ impl RolloutPlan {
         }
         Ok(())
     }
-}
-
-/// Requests and errors reported by one group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct GroupStats {
-    /// Operations reported (successes and errors).
-    pub requests: u64,
-    /// Errors reported.
-    pub errors: u64,
-}
-
-impl GroupStats {
-    /// Errors per request, in percent (0 with no requests).
-    pub fn error_rate_pct(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            100.0 * self.errors.min(self.requests) as f64 / self.requests as f64
-        }
-    }
-}
-
-/// Both groups' statistics over a gate's window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CohortStats {
-    /// Players inside the rollout percentage.
-    pub cohort: GroupStats,
-    /// Players matching the rule but outside the percentage.
-    pub control: GroupStats,
 }
 
 /// Where a rollout is.

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use super::audit::{AuditAction, AuditQuery};
 use super::tests::{bool_flag, open, player};
 use super::*;
+use crate::audit::{AuditAction, AuditQuery};
 use crate::telemetry::{flush_cohort_deltas, CohortDeltas, COHORT_WINDOW_MS};
 
 const T0: u64 = 1_700_000_000_000;
@@ -553,7 +553,7 @@ async fn service_futures_can_be_spawned() -> anyhow::Result<()> {
     tokio::spawn(async move { content.list_and_watch().await.map(|_| ()) }).await??;
     let s = store.clone();
     tokio::spawn(async move {
-        super::audit::read(&s, &AuditQuery::default())
+        crate::audit::read(&s, &AuditQuery::default())
             .await
             .map(|v| v.len())
     })

@@ -3,11 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::audit::{self, AuditAction, AuditRecord};
 use super::{keys, FlagError, Flags};
-use crate::content::{decode_counter, is_valid_name, now_ms, valid_actor};
+use crate::audit::{self, AuditAction, AuditRecord};
+use crate::codec::decode_counter;
 use crate::identity::check_player_id;
+use crate::names::{is_valid_actor, is_valid_name, truncate};
 use crate::store::{Store, Transaction, TxError};
+use crate::time::now_ms;
 
 /// Most members of one segment.
 pub const MAX_SEGMENT_MEMBERS: usize = 10_000;
@@ -39,13 +41,13 @@ pub(crate) async fn all_in_tx<T: Transaction>(
 }
 
 fn check_input(actor: &str, segment: &str, players: &[&str]) -> Result<(), FlagError> {
-    if !valid_actor(actor) {
+    if !is_valid_actor(actor) {
         return Err(FlagError::InvalidActor);
     }
     if !is_valid_name(segment) {
         return Err(FlagError::InvalidSegment(format!(
             "segment name {:?}: use 1..=64 bytes of a-z, 0-9, '_', '-', '.'",
-            crate::content::types::truncate(segment, 64)
+            truncate(segment, 64)
         )));
     }
     if players.len() > MAX_SEGMENT_BATCH {
@@ -58,7 +60,7 @@ fn check_input(actor: &str, segment: &str, players: &[&str]) -> Result<(), FlagE
         if check_player_id(p).is_err() {
             return Err(FlagError::InvalidSegment(format!(
                 "player id {:?} is not 32 lowercase hex characters",
-                crate::content::types::truncate(p, 64)
+                truncate(p, 64)
             )));
         }
     }
@@ -142,8 +144,9 @@ impl<S: Store> Flags<S> {
                     if changed.is_empty() {
                         return Ok(0);
                     }
-                    let count = decode_counter(tx.get(&keys::segment_count(&segment)).await?) as usize;
-                    let total = decode_counter(tx.get(&keys::segment_total()).await?) as usize;
+                    let count =
+                        decode_counter(tx.get(&keys::segment_count(&segment)).await?.as_deref()) as usize;
+                    let total = decode_counter(tx.get(&keys::segment_total()).await?.as_deref()) as usize;
                     let n = changed.len();
                     if add {
                         let limit = |m: String| Err(TxError::User(FlagError::SegmentLimit(m)));

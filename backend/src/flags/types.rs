@@ -9,8 +9,10 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::errors::FlagError;
-use crate::content::{is_valid_name, ClientVersion};
+use crate::content::ClientVersion;
 use crate::keyspace::RegionName;
+use crate::names::{is_valid_name, truncate};
+pub use crate::names::{is_valid_platform, MAX_PLATFORM_BYTES};
 
 /// A percentage in basis points: 10,000 = 100 %.
 pub const FULL_BP: u32 = 10_000;
@@ -18,8 +20,6 @@ pub const FULL_BP: u32 = 10_000;
 pub const MAX_RULES: usize = 64;
 /// Most entries in one condition list (regions, platforms, segments).
 pub const MAX_CONDITION_ENTRIES: usize = 64;
-/// Longest platform name, in bytes (`[a-z0-9_-]`).
-pub const MAX_PLATFORM_BYTES: usize = 32;
 /// Longest flag description, in bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 /// Largest JSON encoding of a whole flag, in bytes (an audit record holds two).
@@ -171,17 +171,9 @@ pub struct FlagRecord {
     pub updated_by: String,
 }
 
-/// Checks a platform name: 1..=32 bytes of `[a-z0-9_-]`.
-pub fn is_valid_platform(p: &str) -> bool {
-    !p.is_empty()
-        && p.len() <= MAX_PLATFORM_BYTES
-        && p.bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
-}
-
 fn invalid(key: &str, field: &str, msg: String) -> FlagError {
     FlagError::InvalidFlag {
-        key: crate::content::types::truncate(key, 64),
+        key: truncate(key, 64),
         field: field.to_owned(),
         reason: msg,
     }
@@ -221,7 +213,7 @@ fn check_list(key: &str, field: &str, list: &[String], ok: impl Fn(&str) -> bool
             return Err(invalid(
                 key,
                 &format!("{field}[{i}]"),
-                format!("invalid entry {:?}", crate::content::types::truncate(item, 64)),
+                format!("invalid entry {:?}", truncate(item, 64)),
             ));
         }
         if !seen.insert(item) {
@@ -274,7 +266,7 @@ impl Flag {
                     &at("id"),
                     format!(
                         "{:?}: use 1..=64 bytes of a-z, 0-9, '_', '-', '.'",
-                        crate::content::types::truncate(id, 64)
+                        truncate(id, 64)
                     ),
                 ));
             }

@@ -1,6 +1,9 @@
 //! Identity's errors.
 
+use crate::error_class::{Classify, ErrorClass};
 use crate::store::{StoreError, TxError};
+
+use super::tokens::TokenError;
 
 /// An error from an [`Identity`](super::Identity) operation.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,39 @@ impl From<TxError<IdentityError>> for IdentityError {
         match e {
             TxError::Store(s) => IdentityError::Store(s),
             TxError::User(u) => u,
+        }
+    }
+}
+
+impl Classify for IdentityError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            IdentityError::DeviceIdLength { .. }
+            | IdentityError::SecretLength { .. }
+            | IdentityError::InvalidRegion(_)
+            | IdentityError::InvalidPlayerId(_)
+            | IdentityError::TtlOutOfRange { .. } => ErrorClass::Invalid,
+            IdentityError::BadCredentials => ErrorClass::Forbidden,
+            IdentityError::UnknownPlayer(_) | IdentityError::UnknownSigningKey(_) => ErrorClass::NotFound,
+            IdentityError::CannotRetireActiveKey(_) => ErrorClass::Conflict,
+            IdentityError::CorruptRecord { .. } | IdentityError::UnsupportedSchema { .. } => {
+                ErrorClass::Internal
+            }
+            IdentityError::Store(e) => e.class(),
+        }
+    }
+}
+
+impl Classify for TokenError {
+    /// Every rejected token is [`ErrorClass::Forbidden`]: the caller must log in
+    /// again (an unknown key may also mean this verifier has not refreshed yet,
+    /// which a fresh login fixes too).
+    fn class(&self) -> ErrorClass {
+        match self {
+            TokenError::Malformed(_)
+            | TokenError::BadSignature
+            | TokenError::Expired { .. }
+            | TokenError::UnknownKey(_) => ErrorClass::Forbidden,
         }
     }
 }

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::errors::IdentityError;
+use crate::codec::CodecError;
+use crate::names::truncate;
 
 /// Largest device id, in bytes.
 pub const MAX_DEVICE_ID_BYTES: usize = 128;
@@ -13,9 +15,6 @@ pub const MIN_SECRET_BYTES: usize = 16;
 pub const MAX_SECRET_BYTES: usize = 256;
 /// Longest region name, in bytes (see [`crate::keyspace::RegionName`]).
 pub const MAX_REGION_BYTES: usize = 32;
-
-/// The schema version byte in front of every identity value.
-pub(crate) const SCHEMA_V1: u8 = 1;
 
 /// A player's account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,12 +85,9 @@ pub(crate) struct ActiveKeyRecord {
     pub kid: String,
 }
 
-/// Encodes a record: schema byte then JSON.
+/// Encodes a record: schema byte then JSON ([`crate::codec::encode_v1`]).
 pub(crate) fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    let mut out = vec![SCHEMA_V1];
-    // Serializing these plain structs to a Vec cannot fail.
-    serde_json::to_writer(&mut out, record).expect("identity records serialize");
-    out
+    crate::codec::encode_v1(record)
 }
 
 /// Decodes a record written by [`encode`].
@@ -99,17 +95,13 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
     family: &'static str,
     bytes: &[u8],
 ) -> Result<T, IdentityError> {
-    match bytes.split_first() {
-        Some((&SCHEMA_V1, json)) => serde_json::from_slice(json).map_err(|e| IdentityError::CorruptRecord {
+    crate::codec::decode_v1(bytes).map_err(|e| match e {
+        CodecError::UnsupportedVersion(version) => IdentityError::UnsupportedSchema { family, version },
+        CodecError::Empty | CodecError::Json(_) => IdentityError::CorruptRecord {
             family,
             detail: e.to_string(),
-        }),
-        Some((&v, _)) => Err(IdentityError::UnsupportedSchema { family, version: v }),
-        None => Err(IdentityError::CorruptRecord {
-            family,
-            detail: "empty value".into(),
-        }),
-    }
+        },
+    })
 }
 
 /// Checks a region name with the keyspace's rules
@@ -146,14 +138,6 @@ pub(crate) fn check_device_input(device_id: &str, secret: &[u8]) -> Result<(), I
         });
     }
     Ok(())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 /// Lowercase hex of `bytes`.
@@ -208,7 +192,7 @@ mod tests {
     fn records_carry_a_schema_byte() {
         let rec = ActiveKeyRecord { kid: "k1".into() };
         let bytes = encode(&rec);
-        assert_eq!(bytes[0], SCHEMA_V1);
+        assert_eq!(bytes[0], crate::codec::SCHEMA_V1);
         let back: ActiveKeyRecord = decode("active", &bytes).unwrap();
         assert_eq!(back.kid, "k1");
         let mut v2 = bytes.clone();

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use foundationdb_tuple::Element;
 
+use crate::fence::{self, Fence};
 use crate::store::{Store, Transaction, TxError};
-use crate::transfer::fence::{self, Fence};
 
 use super::errors::LedgerError;
 use super::types::{Asset, EventId};
@@ -120,7 +120,7 @@ async fn audit_in_tx<T: Transaction, S: Store>(
     tx: &T,
     player: &str,
 ) -> Result<PlayerAudit, TxError<LedgerError>> {
-    let region = ledger.region();
+    let region = &ledger.region;
     let mut mismatches = Vec::new();
     let mut folded: BTreeMap<Asset, i64> = BTreeMap::new();
     let mut events = 0u64;

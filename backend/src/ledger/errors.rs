@@ -1,5 +1,6 @@
 //! The ledger's errors.
 
+use crate::error_class::{Classify, ErrorClass};
 use crate::store::{StoreError, TxError};
 
 use super::types::Asset;
@@ -145,6 +146,31 @@ impl LedgerError {
             LedgerError::InvalidCatalog(_) => "invalid_catalog",
             LedgerError::Corrupt(_) | LedgerError::UnsupportedSchema(_) => "corrupt",
             LedgerError::Store(_) => "store",
+        }
+    }
+}
+
+impl Classify for LedgerError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            LedgerError::Insufficient { .. }
+            | LedgerError::LimitExceeded { .. }
+            | LedgerError::IdempotencyKeyReused(_) => ErrorClass::Conflict,
+            LedgerError::UnknownAsset(_) | LedgerError::UnknownOffer(_) => ErrorClass::NotFound,
+            LedgerError::CrossRegionTrade { .. } | LedgerError::PlayerMoved { .. } => ErrorClass::Forbidden,
+            LedgerError::InvalidTrade(_)
+            | LedgerError::InvalidQuantity(_)
+            | LedgerError::InvalidId { .. }
+            | LedgerError::InvalidIdempotencyKey(_)
+            | LedgerError::InvalidReason
+            | LedgerError::InvalidCursor(_)
+            | LedgerError::InvalidPlayerId(_)
+            | LedgerError::InvalidRegion(_) => ErrorClass::Invalid,
+            LedgerError::TransferInProgress { .. } => ErrorClass::TRANSFER_UNAVAILABLE,
+            LedgerError::InvalidCatalog(_) | LedgerError::Corrupt(_) | LedgerError::UnsupportedSchema(_) => {
+                ErrorClass::Internal
+            }
+            LedgerError::Store(e) => e.class(),
         }
     }
 }

@@ -33,31 +33,32 @@
 use foundationdb_tuple::{Subspace, Versionstamp};
 
 use super::types::{Asset, EventId};
+use crate::keyspace::RegionName;
 
 /// The ledger subspace of a region, `("r", region, "inv")` (every player's
 /// ledger; the region audit pages through it).
-pub fn ledgers(region: &str) -> Subspace {
-    crate::state::keys::region(region).subspace(&("inv",))
+pub fn ledgers(region: &RegionName) -> Subspace {
+    crate::keyspace::region_family(region, "inv")
 }
 
 /// Everything the ledger keeps for `player` in `region`: `("r", region, "inv", player)`.
-pub fn player(region: &str, player: &str) -> Subspace {
+pub fn player(region: &RegionName, player: &str) -> Subspace {
     ledgers(region).subspace(&(player,))
 }
 
 /// The player's events, `(.., "ev")`.
-pub fn events(region: &str, player_id: &str) -> Subspace {
+pub fn events(region: &RegionName, player_id: &str) -> Subspace {
     player(region, player_id).subspace(&("ev",))
 }
 
 /// A new event's key, with the versionstamp placeholder and offset (for
 /// `set_versionstamped_key`).
-pub fn new_event(region: &str, player_id: &str, gen: u32) -> Vec<u8> {
+pub fn new_event(region: &RegionName, player_id: &str, gen: u32) -> Vec<u8> {
     events(region, player_id).pack_with_versionstamp(&(gen, Versionstamp::incomplete(0)))
 }
 
 /// A stored event's key.
-pub fn event(region: &str, player_id: &str, id: &EventId) -> Vec<u8> {
+pub fn event(region: &RegionName, player_id: &str, id: &EventId) -> Vec<u8> {
     events(region, player_id).pack(&(id.gen, Versionstamp::complete(id.stamp, 0)))
 }
 
@@ -71,47 +72,47 @@ pub fn event_id(events: &Subspace, key: &[u8]) -> Option<EventId> {
 }
 
 /// The prefix below which the receipt for idempotency key `key` lives.
-pub fn idem(region: &str, player_id: &str, key: &str) -> Subspace {
+pub fn idem(region: &RegionName, player_id: &str, key: &str) -> Subspace {
     player(region, player_id).subspace(&("idem", key))
 }
 
 /// A new receipt's key (versionstamp placeholder and offset).
-pub fn new_idem(region: &str, player_id: &str, key: &str) -> Vec<u8> {
+pub fn new_idem(region: &RegionName, player_id: &str, key: &str) -> Vec<u8> {
     idem(region, player_id, key).pack_with_versionstamp(&(Versionstamp::incomplete(0),))
 }
 
 /// The player's duplicate records, `(.., "dup")`.
-pub fn dups(region: &str, player_id: &str) -> Subspace {
+pub fn dups(region: &RegionName, player_id: &str) -> Subspace {
     player(region, player_id).subspace(&("dup",))
 }
 
 /// `(.., "dup", key)`.
-pub fn dup(region: &str, player_id: &str, key: &str) -> Vec<u8> {
+pub fn dup(region: &RegionName, player_id: &str, key: &str) -> Vec<u8> {
     dups(region, player_id).pack(&(key,))
 }
 
 /// The player's balances, `(.., "bal")`.
-pub fn balances(region: &str, player_id: &str) -> Subspace {
+pub fn balances(region: &RegionName, player_id: &str) -> Subspace {
     player(region, player_id).subspace(&("bal",))
 }
 
 /// The shards of one asset's balance, `(.., "bal", kind, id)`.
-pub fn asset(region: &str, player_id: &str, asset: &Asset) -> Subspace {
+pub fn asset(region: &RegionName, player_id: &str, asset: &Asset) -> Subspace {
     balances(region, player_id).subspace(&(asset.kind.tag(), asset.id.as_str()))
 }
 
 /// `(.., "bal", kind, id, shard)`.
-pub fn shard(region: &str, player_id: &str, a: &Asset, shard: u16) -> Vec<u8> {
+pub fn shard(region: &RegionName, player_id: &str, a: &Asset, shard: u16) -> Vec<u8> {
     asset(region, player_id, a).pack(&(shard,))
 }
 
 /// `(.., "chg")`: the player's change counter.
-pub fn changes(region: &str, player_id: &str) -> Vec<u8> {
+pub fn changes(region: &RegionName, player_id: &str) -> Vec<u8> {
     player(region, player_id).pack(&("chg",))
 }
 
 /// `(.., "gen")`: the player's ledger generation record.
-pub fn generation(region: &str, player_id: &str) -> Vec<u8> {
+pub fn generation(region: &RegionName, player_id: &str) -> Vec<u8> {
     player(region, player_id).pack(&("gen",))
 }
 
@@ -127,49 +128,49 @@ mod tests {
     fn layout_matches_the_shared_keyspace_and_nests() {
         let eu = crate::keyspace::RegionName::new("eu").unwrap();
         assert_eq!(
-            player("eu", "p1").bytes(),
+            player(&eu, "p1").bytes(),
             crate::keyspace::region_family(&eu, "inv")
                 .subspace(&("p1",))
                 .bytes()
         );
-        let p = player("eu", "p1").range();
+        let p = player(&eu, "p1").range();
         let id = EventId {
             gen: 3,
             stamp: [7; 10],
         };
         let gold = Asset::currency("gold");
         for k in [
-            event("eu", "p1", &id),
-            dup("eu", "p1", "k"),
-            shard("eu", "p1", &gold, 5),
-            changes("eu", "p1"),
-            generation("eu", "p1"),
+            event(&eu, "p1", &id),
+            dup(&eu, "p1", "k"),
+            shard(&eu, "p1", &gold, 5),
+            changes(&eu, "p1"),
+            generation(&eu, "p1"),
         ] {
             assert!(inside(&k, &p));
         }
-        assert!(!inside(&event("eu", "p10", &id), &p));
+        assert!(!inside(&event(&eu, "p10", &id), &p));
         assert!(!inside(
-            &shard("eu", "p1", &Asset::currency("golden"), 0),
-            &asset("eu", "p1", &gold).range()
+            &shard(&eu, "p1", &Asset::currency("golden"), 0),
+            &asset(&eu, "p1", &gold).range()
         ));
         assert!(!inside(
-            &shard("eu", "p1", &Asset::item("gold"), 0),
-            &asset("eu", "p1", &gold).range()
+            &shard(&eu, "p1", &Asset::item("gold"), 0),
+            &asset(&eu, "p1", &gold).range()
         ));
-        assert_eq!(event_id(&events("eu", "p1"), &event("eu", "p1", &id)), Some(id));
+        assert_eq!(event_id(&events(&eu, "p1"), &event(&eu, "p1", &id)), Some(id));
         // Generations order before stamps.
         let later = EventId {
             gen: 4,
             stamp: [0; 10],
         };
-        assert!(event("eu", "p1", &id) < event("eu", "p1", &later));
+        assert!(event(&eu, "p1", &id) < event(&eu, "p1", &later));
         // The versionstamped forms end in a 4-byte offset pointing at the stamp.
-        let k = new_event("eu", "p1", 3);
+        let k = new_event(&eu, "p1", 3);
         let (body, off) = k.split_at(k.len() - 4);
         let off = u32::from_le_bytes(off.try_into().unwrap()) as usize;
         assert_eq!(&body[off..off + 10], &[0xff; 10]);
-        assert!(body.starts_with(events("eu", "p1").bytes()));
+        assert!(body.starts_with(events(&eu, "p1").bytes()));
         // The fence is outside the family the transfer clears.
-        assert!(!inside(&crate::transfer::fence::key("eu", "p1"), &p));
+        assert!(!inside(&crate::fence::key(&eu, "p1"), &p));
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! **One write = one transaction** that, for each player it touches:
 //!
-//! 1. reads the player fence ([`crate::transfer::fence`]): refused while a
+//! 1. reads the player fence ([`crate::fence`]): refused while a
 //!    transfer moves the player ([`LedgerError::TransferInProgress`]) or after
 //!    it left ([`LedgerError::PlayerMoved`]);
 //! 2. (acting player only) looks up the idempotency key (below);
@@ -137,9 +137,10 @@ use std::sync::Arc;
 
 use foundationdb_tuple::Subspace;
 
-use crate::identity::{check_player_id, check_region};
+use crate::fence::{self, Fence};
+use crate::identity::check_player_id;
+use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError};
-use crate::transfer::fence::{self, Fence};
 use crate::transfer::PlayerFamily;
 
 pub(crate) use crate::time::now_ms;
@@ -183,7 +184,7 @@ struct Counters {
 #[derive(Clone)]
 pub struct Ledger<S: Store> {
     store: S,
-    region: String,
+    region: RegionName,
     catalog: Arc<Catalog>,
     counters: Arc<Counters>,
 }
@@ -204,7 +205,7 @@ impl PlayerFamily for LedgerFamily {
     fn name(&self) -> &'static str {
         "ledger"
     }
-    fn player_subspace(&self, region: &str, player: &str) -> Subspace {
+    fn player_subspace(&self, region: &RegionName, player: &str) -> Subspace {
         keys::player(region, player)
     }
 }
@@ -220,7 +221,7 @@ pub(crate) fn check_player(player: &str) -> Result<(), LedgerError> {
 /// Fails if the player's fence refuses writes (`for_write`) or reads.
 pub(crate) async fn check_fence<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     for_write: bool,
 ) -> Result<(), TxError<LedgerError>> {
@@ -238,11 +239,11 @@ pub(crate) async fn check_fence<T: Transaction>(
 impl<S: Store> Ledger<S> {
     /// The ledger of `region`, stored in `store`, with `catalog` (validated here).
     pub fn new(store: S, region: &str, catalog: Catalog) -> Result<Self, LedgerError> {
-        check_region(region).map_err(|_| LedgerError::InvalidRegion(region.to_owned()))?;
+        let region = RegionName::new(region).map_err(|e| LedgerError::InvalidRegion(e.0))?;
         catalog.validate()?;
         Ok(Ledger {
             store,
-            region: region.to_owned(),
+            region,
             catalog: Arc::new(catalog),
             counters: Arc::default(),
         })
@@ -250,7 +251,7 @@ impl<S: Store> Ledger<S> {
 
     /// The region this ledger serves.
     pub fn region(&self) -> &str {
-        &self.region
+        self.region.as_str()
     }
 
     /// The catalog.
@@ -309,7 +310,7 @@ impl<S: Store> Ledger<S> {
                     check_fence(&tx, &region, &player, false).await?;
                     let raw = projection::read_all(&tx, &region, &player, false).await?;
                     let key = keys::changes(&region, &player);
-                    let seq = types::decode_i64(tx.get(&key).await?.as_deref()) as u64;
+                    let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                     Ok::<_, TxError<LedgerError>>((raw, ChangeWatch::new(seq, tx.watch(&key)?)))
                 }
             })
@@ -327,7 +328,7 @@ impl<S: Store> Ledger<S> {
             .run(|tx| {
                 let key = key.clone();
                 async move {
-                    let seq = types::decode_i64(tx.get(&key).await?.as_deref()) as u64;
+                    let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                     let watch = tx.watch(&key)?;
                     Ok::<_, TxError<LedgerError>>(ChangeWatch::new(seq, watch))
                 }
@@ -400,6 +401,8 @@ pub(crate) fn decode_event(events: &Subspace, key: &[u8], value: &[u8]) -> Resul
     Ok(stored.into_event(id))
 }
 
+#[cfg(test)]
+mod admin_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

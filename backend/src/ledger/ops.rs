@@ -9,6 +9,7 @@ use std::sync::Arc;
 use foundationdb_tuple::Versionstamp;
 use sha2::{Digest, Sha256};
 
+use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError, VersionstampFuture};
 
 use super::catalog::AssetRule;
@@ -107,13 +108,13 @@ fn describe(changes: &BTreeMap<Asset, i64>) -> String {
 
 /// Generation of the player's ledger in this region, bumped if the record was
 /// written in another region (the ledger was copied in by a transfer).
-async fn ensure_gen<T: Transaction>(tx: &T, region: &str, player: &str) -> TxResult<u32> {
+async fn ensure_gen<T: Transaction>(tx: &T, region: &RegionName, player: &str) -> TxResult<u32> {
     let key = keys::generation(region, player);
     let (gen, write) = match tx.get(&key).await? {
         None => (0, true),
         Some(raw) => {
             let (gen, wrote) = decode_gen(&raw).map_err(TxError::User)?;
-            if wrote == region {
+            if wrote == region.as_str() {
                 (gen, false)
             } else {
                 (gen + 1, true)
@@ -121,14 +122,18 @@ async fn ensure_gen<T: Transaction>(tx: &T, region: &str, player: &str) -> TxRes
         }
     };
     if write {
-        tx.set(&key, &encode_gen(gen, region))?;
+        tx.set(&key, &encode_gen(gen, region.as_str()))?;
     }
     Ok(gen)
 }
 
 /// Looks up the idempotency key; for a duplicate, bumps its record and returns
 /// the original receipt.
-async fn check_duplicate<T: Transaction>(tx: &T, region: &str, plan: &Plan) -> TxResult<Option<Receipt>> {
+async fn check_duplicate<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    plan: &Plan,
+) -> TxResult<Option<Receipt>> {
     let actor = &plan.sides[0].player;
     let sub = keys::idem(region, actor, &plan.idem);
     let (b, e) = sub.range();
@@ -303,11 +308,11 @@ impl<S: Store> Ledger<S> {
         check_player(&b.player)?;
         check_idempotency_key(idempotency_key)?;
         for side in [a, b] {
-            if side.home_region != self.region {
+            if side.home_region != self.region.as_str() {
                 return Err(LedgerError::CrossRegionTrade {
                     player: side.player.clone(),
                     home: side.home_region.chars().take(64).collect(),
-                    region: self.region.clone(),
+                    region: self.region.to_string(),
                 });
             }
         }

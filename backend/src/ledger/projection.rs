@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::keyspace::RegionName;
 use crate::store::{Transaction, TxError};
 
 use super::catalog::AssetRule;
 use super::errors::LedgerError;
 use super::keys;
-use super::types::{decode_i64, Asset, Balances};
+use super::types::{Asset, Balances};
+use crate::codec::decode_counter;
 
 /// The ceiling of an *unlimited* asset's balance: far below `i64::MAX`, so the
 /// conflict-free credits of unlimited assets (checked against a snapshot read)
@@ -22,7 +24,7 @@ type TxResult<T> = Result<T, TxError<LedgerError>>;
 /// Reads one asset's shards (shard → value), with or without read conflicts.
 async fn read_shards<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     asset: &Asset,
     snapshot: bool,
@@ -39,7 +41,7 @@ async fn read_shards<T: Transaction>(
         let (s,): (u16,) = sub
             .unpack(&kv.key)
             .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable balance shard key".into())))?;
-        out.insert(s, decode_i64(Some(&kv.value)));
+        out.insert(s, decode_counter(Some(&kv.value)));
     }
     Ok(out)
 }
@@ -69,7 +71,7 @@ fn as_u64(v: i64) -> u64 {
 /// within its capacity, and the capacities add up to the limit.
 pub(crate) async fn credit<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     asset: &Asset,
     rule: AssetRule,
@@ -103,7 +105,7 @@ pub(crate) async fn credit<T: Transaction>(
         if !candidates.is_empty() {
             let s = candidates[rand::random::<usize>() % candidates.len()];
             let key = keys::shard(region, player, asset, s);
-            let b = decode_i64(tx.get(&key).await?.as_deref());
+            let b = decode_counter(tx.get(&key).await?.as_deref());
             if b >= 0 && as_u64(b) + amount <= rule.shard_capacity(s) {
                 tx.atomic_add(&key, delta)?;
                 return Ok(());
@@ -155,7 +157,7 @@ pub(crate) async fn credit<T: Transaction>(
 /// and takes from the fullest shards first.
 pub(crate) async fn debit<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     asset: &Asset,
     amount: u64,
@@ -188,7 +190,7 @@ pub(crate) async fn debit<T: Transaction>(
 /// balances included. `snapshot`: without read conflicts.
 pub(crate) async fn read_all<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     snapshot: bool,
 ) -> TxResult<BTreeMap<Asset, Vec<(u16, i64)>>> {
@@ -208,7 +210,7 @@ pub(crate) async fn read_all<T: Transaction>(
             .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
         out.entry(Asset { kind, id })
             .or_default()
-            .push((s, decode_i64(Some(&kv.value))));
+            .push((s, decode_counter(Some(&kv.value))));
     }
     Ok(out)
 }

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::errors::LedgerError;
+use crate::codec::CodecError;
 
 /// Longest idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
@@ -26,7 +27,7 @@ pub const MAX_HISTORY_PAGE: usize = 1000;
 /// The schema version byte in front of every stored value (events, receipts,
 /// duplicate records, generation records). Balance shards and the change
 /// counter are raw 8-byte little-endian integers (atomic add), without it.
-pub(crate) const SCHEMA_V1: u8 = 1;
+pub(crate) use crate::codec::SCHEMA_V1;
 
 /// Whether an asset is an item or a currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -328,25 +329,20 @@ pub(crate) struct StoredReceipt {
     pub at_ms: u64,
 }
 
-/// `[SCHEMA_V1] ++ JSON`.
+/// `[SCHEMA_V1] ++ JSON` ([`crate::codec::encode_v1`]).
 pub(crate) fn encode_json<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![SCHEMA_V1];
-    serde_json::to_writer(&mut out, v).expect("ledger records serialize");
-    out
+    crate::codec::encode_v1(v)
 }
 
-/// Decodes `[SCHEMA_V1] ++ JSON`.
+/// Decodes `[SCHEMA_V1] ++ JSON`; `what` names the record in the error.
 pub(crate) fn decode_json<T: for<'de> Deserialize<'de>>(
     raw: &[u8],
     what: &'static str,
 ) -> Result<T, LedgerError> {
-    match raw.split_first() {
-        Some((&SCHEMA_V1, json)) => {
-            serde_json::from_slice(json).map_err(|e| LedgerError::Corrupt(format!("{what}: {e}")))
-        }
-        Some((&v, _)) => Err(LedgerError::UnsupportedSchema(v)),
-        None => Err(LedgerError::Corrupt(format!("{what}: empty value"))),
-    }
+    crate::codec::decode_v1(raw).map_err(|e| match e {
+        CodecError::UnsupportedVersion(v) => LedgerError::UnsupportedSchema(v),
+        CodecError::Empty | CodecError::Json(_) => LedgerError::Corrupt(format!("{what}: {e}")),
+    })
 }
 
 /// The generation record: `[SCHEMA_V1][gen u32 BE][region utf-8]`.
@@ -369,16 +365,6 @@ pub(crate) fn decode_gen(raw: &[u8]) -> Result<(u32, String), LedgerError> {
         Some(&v) => Err(LedgerError::UnsupportedSchema(v)),
         None => Err(LedgerError::Corrupt("generation record: empty".into())),
     }
-}
-
-/// Reads an 8-byte little-endian counter (missing: 0).
-pub(crate) fn decode_i64(raw: Option<&[u8]>) -> i64 {
-    let mut b = [0u8; 8];
-    if let Some(v) = raw {
-        let n = v.len().min(8);
-        b[..n].copy_from_slice(&v[..n]);
-    }
-    i64::from_le_bytes(b)
 }
 
 /// Checks an id (item, currency, offer, source): 1..=64 bytes of `a-z 0-9 _ - .`.
@@ -471,7 +457,5 @@ mod tests {
         for bad in ["", "has space", &"k".repeat(129), "é"] {
             assert!(check_idempotency_key(bad).is_err(), "{bad}");
         }
-        assert_eq!(decode_i64(None), 0);
-        assert_eq!(decode_i64(Some(&(-5i64).to_le_bytes())), -5);
     }
 }

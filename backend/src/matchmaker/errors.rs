@@ -1,7 +1,9 @@
 //! Errors of the store-backed matchmaker.
 
+use crate::error_class::{Classify, ErrorClass};
 use crate::store::{StoreError, TxError};
 
+use super::alloc::AllocError;
 use super::config::ConfigError;
 use super::core::CoreError;
 use super::types::{MatchId, TicketId};
@@ -95,6 +97,78 @@ impl From<TxError<CommitError>> for CommitError {
         match e {
             TxError::Store(s) => CommitError::Store(s),
             TxError::User(u) => u,
+        }
+    }
+}
+
+impl Classify for MatchmakerError {
+    /// Errors of building the matchmaker (its config, worker config, pool region)
+    /// are [`ErrorClass::Internal`]: the server was set up wrong, not the
+    /// request.
+    fn class(&self) -> ErrorClass {
+        match self {
+            MatchmakerError::Config(_)
+            | MatchmakerError::InvalidWorkerConfig(_)
+            | MatchmakerError::InvalidPoolRegion(_)
+            | MatchmakerError::Corrupt(_) => ErrorClass::Internal,
+            MatchmakerError::InvalidPlayerId(_) | MatchmakerError::DuplicatePlayer(_) => ErrorClass::Invalid,
+            MatchmakerError::InvalidTicket(e) => e.class(),
+            MatchmakerError::AlreadyQueued { .. } | MatchmakerError::AlreadyMatched { .. } => {
+                ErrorClass::Conflict
+            }
+            MatchmakerError::TicketNotFound(_) => ErrorClass::NotFound,
+            MatchmakerError::TicketIdCollision => ErrorClass::STORE_UNAVAILABLE,
+            MatchmakerError::Store(e) => e.class(),
+        }
+    }
+}
+
+impl Classify for CommitError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            CommitError::LeaseLost(_) | CommitError::TicketUnavailable(_) => ErrorClass::Conflict,
+            CommitError::Corrupt(_) => ErrorClass::Internal,
+            CommitError::Store(e) => e.class(),
+        }
+    }
+}
+
+impl Classify for CoreError {
+    /// A ticket that does not fit the configuration; a duplicate id is a
+    /// conflict with the pool.
+    fn class(&self) -> ErrorClass {
+        match self {
+            CoreError::UnknownQueue(_)
+            | CoreError::UnknownRegion(_)
+            | CoreError::PartySize { .. }
+            | CoreError::InvalidSkill => ErrorClass::Invalid,
+            CoreError::DuplicateTicket(_) => ErrorClass::Conflict,
+        }
+    }
+}
+
+impl Classify for ConfigError {
+    /// The configuration given is invalid (to whoever gave it).
+    fn class(&self) -> ErrorClass {
+        match self {
+            ConfigError::Empty
+            | ConfigError::TooManyRegions
+            | ConfigError::Region(_)
+            | ConfigError::Neighbour { .. }
+            | ConfigError::QueueName(_)
+            | ConfigError::TeamShape(_)
+            | ConfigError::Expansions { .. }
+            | ConfigError::SkillBands(_)
+            | ConfigError::Queue { .. } => ErrorClass::Invalid,
+        }
+    }
+}
+
+impl Classify for AllocError {
+    /// No server now may mean one later.
+    fn class(&self) -> ErrorClass {
+        match self {
+            AllocError::NoCapacity(_) | AllocError::Failed(_) => ErrorClass::STORE_UNAVAILABLE,
         }
     }
 }

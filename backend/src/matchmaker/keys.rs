@@ -37,13 +37,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::types::{MatchId, Ticket, TicketId};
-
-/// The schema version byte in front of every JSON record.
-pub(crate) const SCHEMA_V1: u8 = 1;
+use crate::keyspace::RegionName;
 
 /// `("r", pool, "mm")`.
-pub fn root(pool: &str) -> Subspace {
-    Subspace::all().subspace(&(crate::keyspace::REGION_TAG, pool, "mm"))
+pub fn root(pool: &RegionName) -> Subspace {
+    crate::keyspace::region_family(pool, "mm")
 }
 
 /// A partition of the pool: one queue, one home region, one skill band.
@@ -64,47 +62,47 @@ impl std::fmt::Display for Partition {
 }
 
 /// `("r", pool, "mm", "q", queue, region, band)`: one partition's waiting tickets.
-pub fn partition(pool: &str, p: &Partition) -> Subspace {
+pub fn partition(pool: &RegionName, p: &Partition) -> Subspace {
     root(pool).subspace(&("q", p.queue.as_str(), p.region.as_str(), u64::from(p.band)))
 }
 
 /// A waiting ticket's index key.
-pub fn waiting(pool: &str, p: &Partition, created_ms: u64, ticket: TicketId) -> Vec<u8> {
+pub fn waiting(pool: &RegionName, p: &Partition, created_ms: u64, ticket: TicketId) -> Vec<u8> {
     partition(pool, p).pack(&(created_ms, ticket.0))
 }
 
 /// `("r", pool, "mm", "tk", ticket)`.
-pub fn ticket(pool: &str, ticket: TicketId) -> Vec<u8> {
+pub fn ticket(pool: &RegionName, ticket: TicketId) -> Vec<u8> {
     root(pool).pack(&("tk", ticket.0))
 }
 
 /// `("r", pool, "mm", "pl", player)`.
-pub fn player(pool: &str, player: &str) -> Vec<u8> {
+pub fn player(pool: &RegionName, player: &str) -> Vec<u8> {
     root(pool).pack(&("pl", player))
 }
 
 /// `("r", pool, "mm", "m", match)`.
-pub fn match_record(pool: &str, id: MatchId) -> Vec<u8> {
+pub fn match_record(pool: &RegionName, id: MatchId) -> Vec<u8> {
     root(pool).pack(&("m", id.to_string()))
 }
 
 /// `("r", pool, "mm", "ls", queue, region, band)`.
-pub fn lease(pool: &str, p: &Partition) -> Vec<u8> {
+pub fn lease(pool: &RegionName, p: &Partition) -> Vec<u8> {
     root(pool).pack(&("ls", p.queue.as_str(), p.region.as_str(), u64::from(p.band)))
 }
 
 /// `("r", pool, "mm", "wk")`: every worker's heartbeat.
-pub fn workers(pool: &str) -> Subspace {
+pub fn workers(pool: &RegionName) -> Subspace {
     root(pool).subspace(&("wk",))
 }
 
 /// `("r", pool, "mm", "wk", owner)`.
-pub fn worker(pool: &str, owner: &str) -> Vec<u8> {
+pub fn worker(pool: &RegionName, owner: &str) -> Vec<u8> {
     workers(pool).pack(&(owner,))
 }
 
 /// `("r", pool, "mm", "d", queue, region)`: the pool depth counter.
-pub fn depth(pool: &str, queue: &str, region: &str) -> Vec<u8> {
+pub fn depth(pool: &RegionName, queue: &str, region: &str) -> Vec<u8> {
     root(pool).pack(&("d", queue, region))
 }
 
@@ -168,20 +166,14 @@ pub(crate) struct WorkerRecord {
     pub expires_ms: u64,
 }
 
-/// Encodes a v1 record.
+/// Encodes a v1 record ([`crate::codec::encode_v1`]).
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![SCHEMA_V1];
-    serde_json::to_writer(&mut out, v).expect("matchmaker records serialize");
-    out
+    crate::codec::encode_v1(v)
 }
 
 /// Decodes a v1 record; the error names what is wrong.
 pub(crate) fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, String> {
-    match raw.split_first() {
-        Some((&SCHEMA_V1, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
-        Some((v, _)) => Err(format!("unsupported schema version {v}")),
-        None => Err("empty value".into()),
-    }
+    crate::codec::decode_v1(raw).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -190,25 +182,25 @@ mod tests {
 
     #[test]
     fn layout_and_ordering() {
+        let eu = RegionName::new("eu").unwrap();
         let p = Partition {
             queue: "q".into(),
             region: "eu".into(),
             band: 1,
         };
-        let (b, e) = partition("eu", &p).range();
-        let k1 = waiting("eu", &p, 1_000, TicketId(9));
-        let k2 = waiting("eu", &p, 2_000, TicketId(1));
+        let (b, e) = partition(&eu, &p).range();
+        let k1 = waiting(&eu, &p, 1_000, TicketId(9));
+        let k2 = waiting(&eu, &p, 2_000, TicketId(1));
         assert!(b < k1 && k1 < k2 && k2 < e, "waiting keys sort by creation time");
         let other = Partition { band: 2, ..p.clone() };
-        assert!(waiting("eu", &other, 0, TicketId(0)) >= e);
-        let name = crate::keyspace::RegionName::new("eu").unwrap();
-        assert!(crate::keyspace::region_family(&name, "mm").is_start_of(&ticket("eu", TicketId(1))));
+        assert!(waiting(&eu, &other, 0, TicketId(0)) >= e);
+        assert!(crate::keyspace::region_family(&eu, "mm").is_start_of(&ticket(&eu, TicketId(1))));
         let rec = PlayerEntry {
             ticket: TicketId(5),
             state: TicketState::Matched { match_id: MatchId(7) },
         };
         let raw = encode(&rec);
-        assert_eq!(raw[0], SCHEMA_V1);
+        assert_eq!(raw[0], crate::codec::SCHEMA_V1);
         assert_eq!(decode::<PlayerEntry>(&raw).unwrap(), rec);
         assert!(decode::<PlayerEntry>(&[2, b'{', b'}']).is_err());
     }

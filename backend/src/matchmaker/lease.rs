@@ -47,7 +47,7 @@ fn corrupt(e: String) -> TxError<MatchmakerError> {
 impl<S: Store> Matchmaker<S> {
     /// The lease record of a partition, if any (owner, token, expiry).
     pub async fn lease_of(&self, p: &Partition) -> Result<Option<Lease>, MatchmakerError> {
-        let key = keys::lease(self.pool_region(), p);
+        let key = keys::lease(self.pool_name(), p);
         let res = self
             .store()
             .run(|tx| {
@@ -77,7 +77,7 @@ impl<S: Store> Matchmaker<S> {
         ttl_ms: u64,
         now_ms: u64,
     ) -> Result<Option<Lease>, MatchmakerError> {
-        let key = keys::lease(self.pool_region(), p);
+        let key = keys::lease(self.pool_name(), p);
         let owner = owner.to_owned();
         let res = self
             .store()
@@ -115,7 +115,7 @@ impl<S: Store> Matchmaker<S> {
     /// Extends a held lease to `now_ms + ttl_ms`; `false` if it was lost
     /// (another owner or token).
     pub async fn renew(&self, lease: &mut Lease, ttl_ms: u64, now_ms: u64) -> Result<bool, MatchmakerError> {
-        let key = keys::lease(self.pool_region(), &lease.partition);
+        let key = keys::lease(self.pool_name(), &lease.partition);
         let (owner, token) = (lease.owner.clone(), lease.token);
         let ok = self
             .store()
@@ -146,7 +146,7 @@ impl<S: Store> Matchmaker<S> {
 
     /// Gives a held lease up at once (keeps the token, so it still grows).
     pub async fn release(&self, lease: &Lease) -> Result<(), MatchmakerError> {
-        let key = keys::lease(self.pool_region(), &lease.partition);
+        let key = keys::lease(self.pool_name(), &lease.partition);
         let (owner, token) = (lease.owner.clone(), lease.token);
         self.store()
             .run(|tx| {
@@ -173,7 +173,7 @@ impl<S: Store> Matchmaker<S> {
         ttl_ms: u64,
         now_ms: u64,
     ) -> Result<usize, MatchmakerError> {
-        let pool = self.pool_region().to_owned();
+        let pool = self.pool_name().clone();
         let owner = owner.to_owned();
         let res = self
             .store()
@@ -208,7 +208,7 @@ impl<S: Store> Matchmaker<S> {
 
     /// Removes worker `owner`'s heartbeat (clean shutdown).
     pub async fn worker_leave(&self, owner: &str) -> Result<(), MatchmakerError> {
-        let key = keys::worker(self.pool_region(), owner);
+        let key = keys::worker(self.pool_name(), owner);
         self.store()
             .run(|tx| {
                 let key = key.clone();

@@ -79,7 +79,7 @@ pub enum CommitOutcome {
 #[derive(Clone)]
 pub struct Matchmaker<S: Store> {
     store: S,
-    pool: Arc<str>,
+    pool: Arc<RegionName>,
     config: Arc<MatchmakerConfig>,
 }
 
@@ -99,7 +99,7 @@ fn check_player(p: &str) -> Result<(), MatchmakerError> {
 
 async fn read_record<T: Transaction>(
     tx: &T,
-    pool: &str,
+    pool: &RegionName,
     id: TicketId,
 ) -> Result<Option<TicketRecord>, TxError<MatchmakerError>> {
     match tx.get(&keys::ticket(pool, id)).await? {
@@ -111,7 +111,7 @@ async fn read_record<T: Transaction>(
 /// Moves a waiting ticket to a final state (cancelled or removed) in `tx`.
 fn finish_ticket<T: Transaction>(
     tx: &T,
-    pool: &str,
+    pool: &RegionName,
     rec: &mut TicketRecord,
     state: TicketState,
     player_entries: &[(String, Option<PlayerEntry>)],
@@ -136,7 +136,7 @@ fn finish_ticket<T: Transaction>(
 
 async fn read_entries<T: Transaction>(
     tx: &T,
-    pool: &str,
+    pool: &RegionName,
     players: &[String],
 ) -> Result<Vec<(String, Option<PlayerEntry>)>, TxError<MatchmakerError>> {
     let mut out = Vec::with_capacity(players.len());
@@ -154,11 +154,11 @@ impl<S: Store> Matchmaker<S> {
     /// The matchmaker whose pool lives in `pool_region`'s keyspace of `store`,
     /// for `config` (validated here).
     pub fn new(store: S, pool_region: &str, config: MatchmakerConfig) -> Result<Self, MatchmakerError> {
-        RegionName::new(pool_region).map_err(|_| MatchmakerError::InvalidPoolRegion(pool_region.into()))?;
+        let pool = RegionName::new(pool_region).map_err(|e| MatchmakerError::InvalidPoolRegion(e.0))?;
         config.validate()?;
         Ok(Matchmaker {
             store,
-            pool: pool_region.into(),
+            pool: Arc::new(pool),
             config: Arc::new(config),
         })
     }
@@ -175,6 +175,12 @@ impl<S: Store> Matchmaker<S> {
 
     /// The region whose keyspace holds the pool.
     pub fn pool_region(&self) -> &str {
+        self.pool.as_str()
+    }
+
+    /// The region whose keyspace holds the pool, as the validated name the
+    /// pool's keys are built from.
+    pub(crate) fn pool_name(&self) -> &RegionName {
         &self.pool
     }
 
@@ -461,10 +467,8 @@ impl<S: Store> Matchmaker<S> {
             .run(|tx| {
                 let key = key.clone();
                 async move {
-                    let v = tx.get_snapshot(&key).await?.unwrap_or_default();
-                    let mut b = [0u8; 8];
-                    b[..v.len().min(8)].copy_from_slice(&v[..v.len().min(8)]);
-                    Ok::<_, TxError<MatchmakerError>>(i64::from_le_bytes(b).max(0) as u64)
+                    let v = crate::codec::decode_counter(tx.get_snapshot(&key).await?.as_deref());
+                    Ok::<_, TxError<MatchmakerError>>(v.max(0) as u64)
                 }
             })
             .await?;

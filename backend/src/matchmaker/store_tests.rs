@@ -276,7 +276,7 @@ async fn a_stale_lease_cannot_commit() -> anyhow::Result<()> {
 /// waiting tickets in none; waiting tickets have their index key and the
 /// depth counters add up. Returns (matched, cancelled, waiting).
 async fn check_invariants(mm: &Mm, created: &[TicketId]) -> anyhow::Result<(usize, usize, usize)> {
-    let (b, e) = keys::root("eu").subspace(&("m",)).range();
+    let (b, e) = keys::root(mm.pool_name()).subspace(&("m",)).range();
     let kvs = mm
         .store()
         .run(|tx| {

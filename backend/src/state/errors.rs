@@ -1,5 +1,6 @@
 //! Player state's errors.
 
+use crate::error_class::{Classify, ErrorClass};
 use crate::store::{StoreError, TxError};
 
 /// An error from a [`PlayerState`](super::PlayerState) operation.
@@ -70,6 +71,25 @@ impl From<TxError<StateError>> for StateError {
         match e {
             TxError::Store(s) => StateError::Store(s),
             TxError::User(u) => u,
+        }
+    }
+}
+
+impl Classify for StateError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            StateError::VersionConflict { .. } => ErrorClass::Conflict,
+            StateError::InvalidDocName(_)
+            | StateError::InvalidPlayerId(_)
+            | StateError::InvalidRegion(_)
+            | StateError::DocumentTooLarge { .. }
+            | StateError::TooManyDocuments { .. } => ErrorClass::Invalid,
+            StateError::TransferInProgress { .. } => ErrorClass::TRANSFER_UNAVAILABLE,
+            StateError::PlayerMoved { .. } => ErrorClass::Forbidden,
+            StateError::CorruptDocument(_)
+            | StateError::UnsupportedSchema(_)
+            | StateError::CorruptFence(_) => ErrorClass::Internal,
+            StateError::Store(e) => e.class(),
         }
     }
 }

@@ -20,35 +20,30 @@
 //! Everything of a player lives under `("r", region, "st", player)`
 //! ([`player`]), which is the family the cross-region transfer moves. The player
 //! fence checked by every write lives with the transfer
-//! ([`crate::transfer::fence`]).
+//! ([`crate::fence`]).
 
 use foundationdb_tuple::Subspace;
 
-/// The region subspace `("r", region)`: the same bytes as
-/// [`crate::keyspace::region`], for a region name the caller has already
-/// validated (services check names once, at their API boundary).
-pub fn region(region: &str) -> Subspace {
-    Subspace::all().subspace(&(crate::keyspace::REGION_TAG, region))
-}
+use crate::keyspace::RegionName;
 
 /// Everything player state keeps for `player` in `region`:
 /// `("r", region, "st", player)`.
-pub fn player(region_name: &str, player: &str) -> Subspace {
-    region(region_name).subspace(&("st", player))
+pub fn player(region_name: &RegionName, player: &str) -> Subspace {
+    crate::keyspace::region_family(region_name, "st").subspace(&(player,))
 }
 
 /// The subspace of the player's documents, `("r", region, "st", player, "doc")`.
-pub fn docs(region_name: &str, player_id: &str) -> Subspace {
+pub fn docs(region_name: &RegionName, player_id: &str) -> Subspace {
     player(region_name, player_id).subspace(&("doc",))
 }
 
 /// `("r", region, "st", player, "doc", name)`: one document.
-pub fn doc(region_name: &str, player_id: &str, name: &str) -> Vec<u8> {
+pub fn doc(region_name: &RegionName, player_id: &str, name: &str) -> Vec<u8> {
     docs(region_name, player_id).pack(&(name,))
 }
 
 /// `("r", region, "st", player, "chg")`: the player's change counter.
-pub fn changes(region_name: &str, player_id: &str) -> Vec<u8> {
+pub fn changes(region_name: &RegionName, player_id: &str) -> Vec<u8> {
     player(region_name, player_id).pack(&("chg",))
 }
 
@@ -62,10 +57,9 @@ mod tests {
 
     #[test]
     fn region_matches_the_shared_keyspace() {
-        let name = crate::keyspace::RegionName::new("eu-west").unwrap();
-        assert_eq!(region("eu-west").bytes(), crate::keyspace::region(&name).bytes());
+        let name = RegionName::new("eu-west").unwrap();
         assert_eq!(
-            player("eu-west", "p").bytes(),
+            player(&name, "p").bytes(),
             crate::keyspace::region_family(&name, "st")
                 .subspace(&("p",))
                 .bytes()
@@ -74,14 +68,17 @@ mod tests {
 
     #[test]
     fn layout() {
-        let p = player("eu", "p1").range();
-        assert!(inside(&doc("eu", "p1", "profile"), &p));
-        assert!(inside(&changes("eu", "p1"), &p));
-        assert!(!inside(&changes("eu", "p1"), &docs("eu", "p1").range()));
+        let (eu, us) = (RegionName::new("eu").unwrap(), RegionName::new("us").unwrap());
+        let p = player(&eu, "p1").range();
+        assert!(inside(&doc(&eu, "p1", "profile"), &p));
+        assert!(inside(&changes(&eu, "p1"), &p));
+        assert!(!inside(&changes(&eu, "p1"), &docs(&eu, "p1").range()));
         // Other players and regions are outside.
-        assert!(!inside(&doc("eu", "p2", "profile"), &p));
-        assert!(!inside(&doc("us", "p1", "profile"), &p));
+        assert!(!inside(&doc(&eu, "p2", "profile"), &p));
+        assert!(!inside(&doc(&us, "p1", "profile"), &p));
         // A player id that is a prefix of another does not overlap (tuple encoding).
-        assert!(!inside(&doc("eu", "p10", "profile"), &p));
+        assert!(!inside(&doc(&eu, "p10", "profile"), &p));
+        // The player fence is outside the family the transfer clears.
+        assert!(!inside(&crate::fence::key(&eu, "p1"), &p));
     }
 }

@@ -25,7 +25,7 @@
 //!   for the same version both succeed, which leaves the document exactly as
 //!   each of them asked.
 //! - **Transfer fence.** Every write reads the player's fence
-//!   ([`crate::transfer::fence`]) in the same transaction: while a cross-region
+//!   ([`crate::fence`]) in the same transaction: while a cross-region
 //!   transfer is moving the player, writes fail with
 //!   [`StateError::TransferInProgress`]; in the region the player left, with
 //!   [`StateError::PlayerMoved`]. Reads are refused in a region the player is
@@ -57,9 +57,10 @@ pub mod errors;
 pub mod keys;
 pub mod types;
 
-use crate::identity::{check_player_id, check_region};
+use crate::fence::{self, Fence};
+use crate::identity::check_player_id;
+use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError};
-use crate::transfer::fence::{self, Fence};
 
 use crate::time::now_ms;
 pub use errors::StateError;
@@ -69,7 +70,7 @@ pub use types::{check_doc_name, Document, MAX_DOCS_PER_PLAYER, MAX_DOC_BYTES, MA
 #[derive(Clone)]
 pub struct PlayerState<S: Store> {
     store: S,
-    region: String,
+    region: RegionName,
 }
 
 impl<S: Store> std::fmt::Debug for PlayerState<S> {
@@ -100,7 +101,7 @@ fn fence_error(f: Fence) -> StateError {
 /// Fails if the player's fence refuses writes (`for_write`) or reads.
 async fn check_fence<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     for_write: bool,
 ) -> Result<(), TxError<StateError>> {
@@ -110,19 +111,9 @@ async fn check_fence<T: Transaction>(
     }
 }
 
-fn decode_counter(raw: Option<Vec<u8>>) -> u64 {
-    raw.map(|v| {
-        let mut b = [0u8; 8];
-        let n = v.len().min(8);
-        b[..n].copy_from_slice(&v[..n]);
-        u64::from_le_bytes(b)
-    })
-    .unwrap_or(0)
-}
-
 async fn list_in_tx<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
 ) -> Result<Vec<Document>, TxError<StateError>> {
     let sub = keys::docs(region, player);
@@ -147,11 +138,8 @@ async fn list_in_tx<T: Transaction>(
 impl<S: Store> PlayerState<S> {
     /// The player state of `region`, stored in `store`.
     pub fn new(store: S, region: &str) -> Result<Self, StateError> {
-        check_region(region).map_err(|_| StateError::InvalidRegion(region.to_owned()))?;
-        Ok(PlayerState {
-            store,
-            region: region.to_owned(),
-        })
+        let region = RegionName::new(region).map_err(|e| StateError::InvalidRegion(e.0))?;
+        Ok(PlayerState { store, region })
     }
 
     /// The store (crate tests read raw keys through it).
@@ -162,7 +150,7 @@ impl<S: Store> PlayerState<S> {
 
     /// The region this instance serves.
     pub fn region(&self) -> &str {
-        &self.region
+        self.region.as_str()
     }
 
     /// Reads one document (`None` if it does not exist).
@@ -214,7 +202,7 @@ impl<S: Store> PlayerState<S> {
             .run(|tx| {
                 let key = key.clone();
                 async move {
-                    let seq = decode_counter(tx.get(&key).await?);
+                    let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                     let watch = tx.watch(&key)?;
                     Ok::<_, TxError<StateError>>(ChangeWatch::new(seq, watch))
                 }
@@ -239,7 +227,7 @@ impl<S: Store> PlayerState<S> {
                     let docs = list_in_tx(&tx, &region, &player).await?;
                     let w = if watch {
                         let key = keys::changes(&region, &player);
-                        let seq = decode_counter(tx.get(&key).await?);
+                        let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
                         Some(ChangeWatch::new(seq, tx.watch(&key)?))
                     } else {
                         None

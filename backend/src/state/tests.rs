@@ -179,8 +179,17 @@ async fn fence_refuses_writes_and_reads_by_state() -> anyhow::Result<()> {
             let f = f.clone();
             async move {
                 match &f {
-                    Some(f) => fence::set::<_, StateError>(&tx, "eu", P1, f)?,
-                    None => fence::clear::<_, StateError>(&tx, "eu", P1)?,
+                    Some(f) => fence::set::<_, StateError>(
+                        &tx,
+                        &crate::keyspace::RegionName::new("eu").unwrap(),
+                        P1,
+                        f,
+                    )?,
+                    None => fence::clear::<_, StateError>(
+                        &tx,
+                        &crate::keyspace::RegionName::new("eu").unwrap(),
+                        P1,
+                    )?,
                 }
                 Ok::<_, TxError<StateError>>(())
             }

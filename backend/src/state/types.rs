@@ -12,7 +12,7 @@ pub const MAX_DOC_BYTES: usize = 64 * 1024;
 pub const MAX_DOCS_PER_PLAYER: usize = 64;
 
 /// The schema version byte in front of every stored document.
-pub(crate) const SCHEMA_V1: u8 = 1;
+pub(crate) use crate::codec::SCHEMA_V1;
 const HEADER: usize = 1 + 8 + 8;
 
 /// One versioned document of a player.

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::cohort::Cohort;
 use super::cohort::CohortDeltas;
 use super::TelemetryError;
 use crate::content::ClientVersion;
-use crate::flags::types::is_valid_platform;
-use crate::flags::Cohort;
+use crate::names::is_valid_platform;
 
 /// The label value that replaces a series once the series bound is reached, and
 /// any label value that is not well-formed.

@@ -1,12 +1,56 @@
 //! Per-rollout cohort and control counters in the store: written by every
 //! gateway with conflict-free atomic adds, summed over a time range by the rollout
-//! controller.
+//! controller; and the types those counters are read into ([`Cohort`],
+//! [`GroupStats`], [`CohortStats`]), which the rollout machine in `flags`
+//! consumes (so flags depends on telemetry, never the reverse).
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::keys::{self, COHORT_WINDOW_MS};
-use crate::flags::{Cohort, CohortStats, GroupStats};
 use crate::store::{Store, StoreError, Transaction, TxError};
+
+/// Which side of a rollout a session is on (for telemetry and health gates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cohort {
+    /// Matches the rolled-out rule's conditions and is inside its percentage:
+    /// gets the new value.
+    Treatment,
+    /// Matches the rule's conditions but is outside its percentage: the
+    /// comparison group.
+    Control,
+}
+
+/// Requests and errors reported by one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GroupStats {
+    /// Operations reported (successes and errors).
+    pub requests: u64,
+    /// Errors reported.
+    pub errors: u64,
+}
+
+impl GroupStats {
+    /// Errors per request, in percent (0 with no requests).
+    pub fn error_rate_pct(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            100.0 * self.errors.min(self.requests) as f64 / self.requests as f64
+        }
+    }
+}
+
+/// Both groups' statistics over a gate's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CohortStats {
+    /// Players inside the rollout percentage.
+    pub cohort: GroupStats,
+    /// Players matching the rule but outside the percentage.
+    pub control: GroupStats,
+}
 
 /// Requests and errors to add to rollouts' counters: `(rollout id, cohort)` →
 /// counts. Build it with [`TelemetryAggregator::take_cohort_deltas`](super::TelemetryAggregator::take_cohort_deltas).
@@ -71,10 +115,7 @@ pub async fn read_cohort_stats<T: Transaction>(
         let Ok((_, group, metric)) = sub.unpack::<(u64, String, String)>(&kv.key) else {
             continue;
         };
-        let mut b = [0u8; 8];
-        let n = kv.value.len().min(8);
-        b[..n].copy_from_slice(&kv.value[..n]);
-        let v = i64::from_le_bytes(b).max(0) as u64;
+        let v = crate::codec::decode_counter(Some(&kv.value)).max(0) as u64;
         let g = match group.as_str() {
             "t" => &mut stats.cohort,
             "c" => &mut stats.control,

@@ -18,7 +18,7 @@
 
 use foundationdb_tuple::Subspace;
 
-use crate::flags::Cohort;
+use super::cohort::Cohort;
 
 /// Length of one counter window, in milliseconds.
 pub const COHORT_WINDOW_MS: u64 = 10_000;

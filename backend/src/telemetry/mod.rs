@@ -52,7 +52,9 @@ pub use aggregator::{
     ErrorLabels, Histogram, LatencyLabels, TelemetryAggregator, TelemetryConfig, TelemetryEvent,
     TelemetryKind, TelemetrySnapshot, MAX_ERROR_CODE_BYTES, OTHER,
 };
-pub use cohort::{clear_cohort_stats, flush_cohort_deltas, read_cohort_stats, CohortDeltas};
+pub use cohort::{
+    clear_cohort_stats, flush_cohort_deltas, read_cohort_stats, Cohort, CohortDeltas, CohortStats, GroupStats,
+};
 pub use keys::COHORT_WINDOW_MS;
 
 /// An error from telemetry configuration.
@@ -62,6 +64,14 @@ pub enum TelemetryError {
     /// A [`TelemetryConfig`] that breaks a rule.
     #[error("invalid telemetry config: {0}")]
     InvalidConfig(String),
+}
+
+impl crate::error_class::Classify for TelemetryError {
+    fn class(&self) -> crate::error_class::ErrorClass {
+        match self {
+            TelemetryError::InvalidConfig(_) => crate::error_class::ErrorClass::Invalid,
+        }
+    }
 }
 
 #[cfg(test)]

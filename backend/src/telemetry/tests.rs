@@ -2,7 +2,7 @@
 //! the real embedded store.
 
 use super::*;
-use crate::flags::{Cohort, CohortStats, GroupStats};
+use super::{Cohort, CohortStats, GroupStats};
 use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
 use crate::store::{Store, TxError};
 

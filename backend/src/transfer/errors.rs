@@ -1,10 +1,11 @@
 //! Cross-region transfer errors.
 
+use crate::error_class::{Classify, ErrorClass};
 use crate::identity::IdentityError;
 use crate::store::{StoreError, TxError};
 
-use super::fence::Fence;
 use super::types::{HookPoint, TransferStep};
+use crate::fence::Fence;
 
 /// An error from a [`Transfer`](super::Transfer) operation.
 #[derive(Debug, thiserror::Error)]
@@ -73,5 +74,26 @@ impl From<TxError<TransferError>> for TransferError {
 impl From<TxError<IdentityError>> for TransferError {
     fn from(e: TxError<IdentityError>) -> Self {
         TransferError::Identity(e.into())
+    }
+}
+
+impl Classify for TransferError {
+    /// A fence or step mismatch needs an operator ([`ErrorClass::Conflict`]: the
+    /// stored state is not what the operation expects); an injected interruption
+    /// is retried by resuming.
+    fn class(&self) -> ErrorClass {
+        match self {
+            TransferError::SameRegion(_) => ErrorClass::Invalid,
+            TransferError::UnknownRegion(_)
+            | TransferError::UnknownPlayer(_)
+            | TransferError::UnknownTransfer(_) => ErrorClass::NotFound,
+            TransferError::AlreadyInProgress(_)
+            | TransferError::FenceConflict { .. }
+            | TransferError::UnexpectedStep { .. } => ErrorClass::Conflict,
+            TransferError::Interrupted(_) => ErrorClass::TRANSFER_UNAVAILABLE,
+            TransferError::Corrupt(_) => ErrorClass::Internal,
+            TransferError::Identity(e) => e.class(),
+            TransferError::Store(e) => e.class(),
+        }
     }
 }

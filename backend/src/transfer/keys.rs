@@ -9,7 +9,7 @@
 //!                                        (at most one; cleared with the step to Done)
 //! ```
 //!
-//! The per-region player fence is in [`super::fence`].
+//! The per-region player fence is in [`crate::fence`].
 
 use foundationdb_tuple::Subspace;
 

@@ -44,7 +44,6 @@
 //! ```
 
 pub mod errors;
-pub mod fence;
 pub mod keys;
 pub mod policy;
 pub mod types;
@@ -57,10 +56,12 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::{self, check_player_id, check_region, unix_now, Identity};
+use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError};
 
+use crate::fence;
+pub use crate::fence::Fence;
 pub use errors::TransferError;
-pub use fence::Fence;
 pub use policy::{decide_login, ForeignLoginPolicy, LoginAction, LoginContext};
 pub use types::{HookPoint, PlayerFamily, StateFamily, TransferId, TransferRecord, TransferStep};
 
@@ -122,9 +123,17 @@ fn identity_tx_error(e: TxError<identity::IdentityError>) -> TxError<TransferErr
     }
 }
 
+/// The record's source and destination as region names (a record holding an
+/// invalid one is corrupt: [`Transfer::start`] checks both).
+fn endpoints(rec: &TransferRecord) -> Result<(RegionName, RegionName), TransferError> {
+    let name =
+        |n: &str| RegionName::new(n).map_err(|e| TransferError::Corrupt(format!("transfer {}: {e}", rec.id)));
+    Ok((name(&rec.from)?, name(&rec.to)?))
+}
+
 async fn read_fence<T: Transaction>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
 ) -> Result<Option<Fence>, TxError<TransferError>> {
     fence::read(tx, region, player, TransferError::Corrupt).await
@@ -147,7 +156,7 @@ impl<G: Store, R: Store> Transfer<G, R> {
     }
 
     /// The key range of every registered family for `player` in `region`.
-    fn player_ranges(&self, region: &str, player: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn player_ranges(&self, region: &RegionName, player: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
         self.families
             .iter()
             .map(|f| f.player_subspace(region, player).range())
@@ -307,15 +316,15 @@ impl<G: Store, R: Store> Transfer<G, R> {
 
     /// Step `source_fenced`: the source refuses writes to the player.
     async fn fence_source(&self, rec: &TransferRecord) -> Result<(), TransferError> {
-        let rec2 = rec.clone();
+        let (rec2, (from2, _)) = (rec.clone(), endpoints(rec)?);
         self.region(&rec.from)?
             .run(|tx| {
-                let rec = rec2.clone();
+                let (rec, from) = (rec2.clone(), from2.clone());
                 async move {
-                    match read_fence(&tx, &rec.from, &rec.player).await? {
+                    match read_fence(&tx, &from, &rec.player).await? {
                         None => fence::set(
                             &tx,
-                            &rec.from,
+                            &from,
                             &rec.player,
                             &Fence::Outgoing {
                                 transfer: rec.id.clone(),
@@ -335,12 +344,13 @@ impl<G: Store, R: Store> Transfer<G, R> {
     /// player's families, then copy every key page by page.
     async fn copy(&self, rec: &TransferRecord) -> Result<(), TransferError> {
         let (src, dst) = (self.region(&rec.from)?, self.region(&rec.to)?);
-        let dst_ranges = Arc::new(self.player_ranges(&rec.to, &rec.player));
+        let (from, to) = endpoints(rec)?;
+        let dst_ranges = Arc::new(self.player_ranges(&to, &rec.player));
         let rec2 = rec.clone();
         dst.run(|tx| {
-            let (rec, ranges) = (rec2.clone(), dst_ranges.clone());
+            let (rec, ranges, to) = (rec2.clone(), dst_ranges.clone(), to.clone());
             async move {
-                match read_fence(&tx, &rec.to, &rec.player).await? {
+                match read_fence(&tx, &to, &rec.player).await? {
                     None | Some(Fence::Moved { .. }) => {}
                     Some(Fence::Incoming { transfer, .. }) if transfer == rec.id => {}
                     found => return Err(fence_conflict(&rec, &rec.to, found)),
@@ -349,7 +359,7 @@ impl<G: Store, R: Store> Transfer<G, R> {
                     transfer: rec.id.clone(),
                     from: rec.from.clone(),
                 };
-                fence::set(&tx, &rec.to, &rec.player, &incoming)?;
+                fence::set(&tx, &to, &rec.player, &incoming)?;
                 for (b, e) in ranges.iter() {
                     tx.clear_range(b, e)?;
                 }
@@ -359,16 +369,16 @@ impl<G: Store, R: Store> Transfer<G, R> {
         .await?;
 
         for fam in self.families.iter() {
-            let src_sub = fam.player_subspace(&rec.from, &rec.player);
-            let dst_prefix = fam.player_subspace(&rec.to, &rec.player).bytes().to_vec();
+            let src_sub = fam.player_subspace(&from, &rec.player);
+            let dst_prefix = fam.player_subspace(&to, &rec.player).bytes().to_vec();
             let (mut begin, end) = src_sub.range();
             loop {
                 let (rec2, b2, e2) = (rec.clone(), begin.clone(), end.clone());
                 let page = src
                     .run(|tx| {
-                        let (rec, b, e) = (rec2.clone(), b2.clone(), e2.clone());
+                        let (rec, b, e, from) = (rec2.clone(), b2.clone(), e2.clone(), from.clone());
                         async move {
-                            match read_fence(&tx, &rec.from, &rec.player).await? {
+                            match read_fence(&tx, &from, &rec.player).await? {
                                 Some(Fence::Outgoing { transfer, .. }) if transfer == rec.id => {}
                                 found => return Err(fence_conflict(&rec, &rec.from, found)),
                             }
@@ -381,9 +391,10 @@ impl<G: Store, R: Store> Transfer<G, R> {
                 let full = page.len() == COPY_PAGE_KEYS;
                 let (rec2, page, src_len) = (rec.clone(), Arc::new(page), src_sub.bytes().len());
                 dst.run(|tx| {
-                    let (rec, page, dst_prefix) = (rec2.clone(), page.clone(), dst_prefix.clone());
+                    let (rec, page, dst_prefix, to) =
+                        (rec2.clone(), page.clone(), dst_prefix.clone(), to.clone());
                     async move {
-                        match read_fence(&tx, &rec.to, &rec.player).await? {
+                        match read_fence(&tx, &to, &rec.player).await? {
                             Some(Fence::Incoming { transfer, .. }) if transfer == rec.id => {}
                             found => return Err(fence_conflict(&rec, &rec.to, found)),
                         }
@@ -440,12 +451,13 @@ impl<G: Store, R: Store> Transfer<G, R> {
     /// Step `source_cleared`: remove the player's families from the source and
     /// leave a `moved` fence naming the new home.
     async fn clear_source(&self, rec: &TransferRecord) -> Result<(), TransferError> {
-        let (rec2, ranges) = (rec.clone(), Arc::new(self.player_ranges(&rec.from, &rec.player)));
+        let (from2, _) = endpoints(rec)?;
+        let (rec2, ranges) = (rec.clone(), Arc::new(self.player_ranges(&from2, &rec.player)));
         self.region(&rec.from)?
             .run(|tx| {
-                let (rec, ranges) = (rec2.clone(), ranges.clone());
+                let (rec, ranges, from) = (rec2.clone(), ranges.clone(), from2.clone());
                 async move {
-                    match read_fence(&tx, &rec.from, &rec.player).await? {
+                    match read_fence(&tx, &from, &rec.player).await? {
                         Some(Fence::Outgoing { transfer, .. } | Fence::Moved { transfer, .. })
                             if transfer == rec.id => {}
                         found => return Err(fence_conflict(&rec, &rec.from, found)),
@@ -457,7 +469,7 @@ impl<G: Store, R: Store> Transfer<G, R> {
                         transfer: rec.id.clone(),
                         to: rec.to.clone(),
                     };
-                    fence::set(&tx, &rec.from, &rec.player, &moved)
+                    fence::set(&tx, &from, &rec.player, &moved)
                 }
             })
             .await?;
@@ -466,14 +478,14 @@ impl<G: Store, R: Store> Transfer<G, R> {
 
     /// Step `done` (effect): lift the destination's `incoming` fence.
     async fn unfence_destination(&self, rec: &TransferRecord) -> Result<(), TransferError> {
-        let rec2 = rec.clone();
+        let (rec2, (_, to2)) = (rec.clone(), endpoints(rec)?);
         self.region(&rec.to)?
             .run(|tx| {
-                let rec = rec2.clone();
+                let (rec, to) = (rec2.clone(), to2.clone());
                 async move {
-                    match read_fence(&tx, &rec.to, &rec.player).await? {
+                    match read_fence(&tx, &to, &rec.player).await? {
                         Some(Fence::Incoming { transfer, .. }) if transfer == rec.id => {
-                            fence::clear(&tx, &rec.to, &rec.player)
+                            fence::clear(&tx, &to, &rec.player)
                         }
                         None => Ok(()),
                         found => Err(fence_conflict(&rec, &rec.to, found)),

@@ -81,7 +81,7 @@ fn docs_of(docs: Vec<state::Document>) -> Docs {
 
 /// The player's documents as stored in `st`'s region, read raw (past any fence).
 async fn raw_docs(st: &PlayerState<EmbeddedStore>, player: &str) -> anyhow::Result<Docs> {
-    let sub = state::keys::docs(st.region(), player);
+    let sub = state::keys::docs(&RegionName::new(st.region())?, player);
     let kvs = st
         .store_for_tests()
         .run(|tx| {
@@ -103,7 +103,7 @@ async fn raw_docs(st: &PlayerState<EmbeddedStore>, player: &str) -> anyhow::Resu
 
 /// Whether the region holds any key of the player's state family.
 async fn family_is_empty(st: &PlayerState<EmbeddedStore>, player: &str) -> anyhow::Result<bool> {
-    let (b, e) = state::keys::player(st.region(), player).range();
+    let (b, e) = state::keys::player(&RegionName::new(st.region())?, player).range();
     let kvs = st
         .store_for_tests()
         .run(|tx| {

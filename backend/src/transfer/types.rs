@@ -5,6 +5,7 @@ use foundationdb_tuple::Subspace;
 use serde::{Deserialize, Serialize};
 
 use super::errors::TransferError;
+use crate::keyspace::RegionName;
 
 /// A transfer's id: 32 lowercase hex characters.
 pub type TransferId = String;
@@ -81,22 +82,14 @@ pub struct TransferRecord {
     pub updated_unix: u64,
 }
 
-const SCHEMA_V1: u8 = 1;
-
+/// Encodes a transfer record ([`crate::codec::encode_v1`]).
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![SCHEMA_V1];
-    serde_json::to_writer(&mut out, v).expect("transfer records serialize");
-    out
+    crate::codec::encode_v1(v)
 }
 
+/// Decodes a transfer record written by [`encode`].
 pub(crate) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, TransferError> {
-    match raw.split_first() {
-        Some((&SCHEMA_V1, json)) => {
-            serde_json::from_slice(json).map_err(|e| TransferError::Corrupt(e.to_string()))
-        }
-        Some((v, _)) => Err(TransferError::Corrupt(format!("unsupported schema version {v}"))),
-        None => Err(TransferError::Corrupt("empty value".into())),
-    }
+    crate::codec::decode_v1(raw).map_err(|e| TransferError::Corrupt(e.to_string()))
 }
 
 /// A family of per-player keys in a region keyspace that a transfer moves.
@@ -105,13 +98,13 @@ pub(crate) fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, Tran
 /// `player_subspace(region, player).range()`, and the part of the key after the
 /// subspace prefix must not depend on the region (it is copied verbatim). Values
 /// are copied as they are (their schema-version bytes included). A family must
-/// check the player fence ([`super::fence`]) in every transaction that writes
+/// check the player fence ([`crate::fence`]) in every transaction that writes
 /// those keys.
 pub trait PlayerFamily: Send + Sync + 'static {
     /// A short name for logs and errors.
     fn name(&self) -> &'static str;
     /// The subspace holding all of the family's keys for `player` in `region`.
-    fn player_subspace(&self, region: &str, player: &str) -> Subspace;
+    fn player_subspace(&self, region: &RegionName, player: &str) -> Subspace;
 }
 
 /// Player state's family: `("r", region, "st", player)` (documents and change
@@ -123,7 +116,7 @@ impl PlayerFamily for StateFamily {
     fn name(&self) -> &'static str {
         "state"
     }
-    fn player_subspace(&self, region: &str, player: &str) -> Subspace {
+    fn player_subspace(&self, region: &RegionName, player: &str) -> Subspace {
         crate::state::keys::player(region, player)
     }
 }

@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use outpost_backend::audit::{AuditError, AuditQuery};
 use outpost_backend::content::{ContentError, ContentManifest};
-use outpost_backend::flags::audit::{AuditError, AuditQuery};
 use outpost_backend::flags::{Flag, FlagError, RolloutError, RolloutPlan};
 use outpost_backend::time::now_ms;
 

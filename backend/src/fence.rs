@@ -2,6 +2,8 @@
 //! player in the source and destination regions, and that every service checks in
 //! the same transaction as each write to that player's data.
 //!
+//! # Key Schema
+//!
 //! ```text
 //! ("r", region, "pl", player, "fence") -> v1 JSON Fence
 //! ```
@@ -16,17 +18,20 @@
 //! Reading the fence adds a read conflict, so a write that raced with the
 //! transaction setting the fence conflicts and re-runs, then sees the fence: no
 //! write can slip into the source after the copy has read it.
+//!
+//! Its own module, shared by the services that own per-player data (state,
+//! ledger) and by the transfer that sets it, so none of them depends on another
+//! for it.
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{decode_v1, encode_v1, CodecError};
+use crate::keyspace::RegionName;
 use crate::store::{Transaction, TxError};
 
-/// Schema version byte of a stored fence.
-const SCHEMA_V1: u8 = 1;
-
 /// `("r", region, "pl", player, "fence")`.
-pub fn key(region: &str, player: &str) -> Vec<u8> {
-    crate::state::keys::region(region).pack(&("pl", player, "fence"))
+pub fn key(region: &RegionName, player: &str) -> Vec<u8> {
+    crate::keyspace::region_family(region, "pl").pack(&(player, "fence"))
 }
 
 /// A player's fence in one region.
@@ -72,17 +77,17 @@ impl Fence {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = vec![SCHEMA_V1];
-        serde_json::to_writer(&mut out, self).expect("fence serializes");
-        out
+        encode_v1(self)
     }
 
+    /// Decodes a stored fence; the error names what is wrong (the messages
+    /// name the fence, as they always did).
     pub(crate) fn decode(raw: &[u8]) -> Result<Fence, String> {
-        match raw.split_first() {
-            Some((&SCHEMA_V1, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
-            Some((v, _)) => Err(format!("unsupported fence schema version {v}")),
-            None => Err("empty fence value".into()),
-        }
+        decode_v1(raw).map_err(|e| match e {
+            CodecError::UnsupportedVersion(v) => format!("unsupported fence schema version {v}"),
+            CodecError::Empty => "empty fence value".into(),
+            CodecError::Json(e) => e.to_string(),
+        })
     }
 }
 
@@ -90,7 +95,7 @@ impl Fence {
 /// a decode failure into the caller's error type.
 pub async fn read<T: Transaction, E>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     map: impl FnOnce(String) -> E,
 ) -> Result<Option<Fence>, TxError<E>> {
@@ -103,7 +108,7 @@ pub async fn read<T: Transaction, E>(
 /// Sets the player's fence in `region`.
 pub(crate) fn set<T: Transaction, E>(
     tx: &T,
-    region: &str,
+    region: &RegionName,
     player: &str,
     fence: &Fence,
 ) -> Result<(), TxError<E>> {
@@ -112,7 +117,7 @@ pub(crate) fn set<T: Transaction, E>(
 }
 
 /// Removes the player's fence in `region`.
-pub(crate) fn clear<T: Transaction, E>(tx: &T, region: &str, player: &str) -> Result<(), TxError<E>> {
+pub(crate) fn clear<T: Transaction, E>(tx: &T, region: &RegionName, player: &str) -> Result<(), TxError<E>> {
     tx.clear(&key(region, player))?;
     Ok(())
 }
@@ -128,7 +133,7 @@ mod tests {
             to: "us".into(),
         };
         let raw = f.encode();
-        assert_eq!(raw[0], SCHEMA_V1);
+        assert_eq!(raw[0], crate::codec::SCHEMA_V1);
         assert!(std::str::from_utf8(&raw[1..])
             .unwrap()
             .contains(r#""state":"moved""#));
@@ -140,9 +145,5 @@ mod tests {
             to: "b".into()
         }
         .blocks_reads());
-        // The fence is outside the player's state family, which the transfer clears.
-        let (b, e) = crate::state::keys::player("eu", "p").range();
-        let k = key("eu", "p");
-        assert!(!(k.as_slice() > b.as_slice() && k.as_slice() < e.as_slice()));
     }
 }

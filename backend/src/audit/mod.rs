@@ -10,14 +10,18 @@
 //! A record's `old` / `new` are JSON snapshots of the changed object (a whole flag,
 //! a rollout's percentage and state, a manifest summary), bounded by the size
 //! limits of those objects, so a record always fits in one store value.
+//!
+//! Its own module (not part of `flags` or `content`): flags, segments, rollouts
+//! and content all append to it, and none of them depends on another for it.
+//! [`keys`] has the key schema.
+
+pub mod keys;
 
 use serde::{Deserialize, Serialize};
 
-use super::keys;
+use crate::codec::{decode_v1, encode_v1};
+use crate::error_class::{Classify, ErrorClass};
 use crate::store::{Store, StoreError, Transaction, TxError};
-
-/// The schema version byte of stored audit records.
-const SCHEMA_V1: u8 = 1;
 
 /// Most records one [`read`] returns.
 pub const MAX_AUDIT_PAGE: usize = 1000;
@@ -145,11 +149,20 @@ impl From<TxError<AuditError>> for AuditError {
     }
 }
 
+impl Classify for AuditError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            AuditError::InvalidCursor(_) => ErrorClass::Invalid,
+            AuditError::Corrupt(_) => ErrorClass::Internal,
+            AuditError::Store(e) => e.class(),
+        }
+    }
+}
+
 /// Appends `record` in `tx`, as the `seq`-th record of this transaction (each
 /// record of one transaction needs its own `seq`).
 pub(crate) fn append<T: Transaction>(tx: &T, seq: u16, record: &AuditRecord) -> Result<(), StoreError> {
-    let mut value = vec![SCHEMA_V1];
-    serde_json::to_writer(&mut value, record).expect("audit records serialize");
+    let value = encode_v1(record);
     tx.set_versionstamped_key(&keys::versionstamped(&keys::audit_log(), seq), &value)?;
     tx.set_versionstamped_key(
         &keys::versionstamped(&keys::audit_by_target(&record.target), seq),
@@ -159,13 +172,7 @@ pub(crate) fn append<T: Transaction>(tx: &T, seq: u16, record: &AuditRecord) -> 
 }
 
 fn decode(raw: &[u8]) -> Result<AuditRecord, AuditError> {
-    match raw.split_first() {
-        Some((&SCHEMA_V1, json)) => {
-            serde_json::from_slice(json).map_err(|e| AuditError::Corrupt(e.to_string()))
-        }
-        Some((v, _)) => Err(AuditError::Corrupt(format!("unsupported schema version {v}"))),
-        None => Err(AuditError::Corrupt("empty value".into())),
-    }
+    decode_v1(raw).map_err(|e| AuditError::Corrupt(e.to_string()))
 }
 
 /// Reads one page of the audit log, oldest first.
@@ -227,7 +234,7 @@ mod tests {
     #[test]
     fn unknown_actions_decode() {
         let json = r#"{"actor":"a","at_ms":1,"target":"t","action":"from_the_future","old":null,"new":null}"#;
-        let mut raw = vec![SCHEMA_V1];
+        let mut raw = vec![crate::codec::SCHEMA_V1];
         raw.extend_from_slice(json.as_bytes());
         assert_eq!(decode(&raw).unwrap().action, AuditAction::Unknown);
         assert!(decode(&[2, b'{', b'}']).is_err());
