@@ -213,7 +213,7 @@ pub(crate) struct RolloutPlan {
 #[schema(value_type = Object)]
 pub(crate) struct Rollout(serde_json::Value);
 
-/// `outpost_backend::flags::audit::AuditAction`.
+/// `outpost_backend::audit::AuditAction`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum AuditAction {
@@ -231,7 +231,7 @@ pub(crate) enum AuditAction {
     Unknown,
 }
 
-/// `outpost_backend::flags::audit::AuditRecord`: one live-ops change.
+/// `outpost_backend::outpost_backend::audit::AuditRecord`: one live-ops change.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditRecord {
@@ -391,7 +391,7 @@ mod tests {
             {"percentage_bp": 10000, "min_dwell_ms": 0}
         ]}));
         for (reason, action) in [(Some("gate crossed"), "rollout_rollback"), (None, "flag_set")] {
-            same_shape::<flags::audit::AuditRecord, AuditRecord>(json!({
+            same_shape::<outpost_backend::audit::AuditRecord, AuditRecord>(json!({
                 "actor": "alice", "at_ms": 7, "target": "flag:new-shop", "action": action,
                 "old": null, "new": flag(), "reason": reason,
             }));
