@@ -231,7 +231,7 @@ pub(crate) enum AuditAction {
     Unknown,
 }
 
-/// `outpost_backend::outpost_backend::audit::AuditRecord`: one live-ops change.
+/// `outpost_backend::audit::AuditRecord`: one live-ops change.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditRecord {
