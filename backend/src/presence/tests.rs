@@ -17,16 +17,24 @@ fn claim(id: u64) -> Claim {
     Claim::new(1_000 * id, id, format!("gw-{id}"))
 }
 
+/// Session `mine`'s displacement watch, running; checked to be still waiting.
+async fn watch_in_background(
+    p: &Presence<EmbeddedStore>,
+    player: &'static str,
+    mine: Claim,
+) -> tokio::task::JoinHandle<Result<Displacement, PresenceError>> {
+    let p = p.clone();
+    let waiter = tokio::spawn(async move { p.displaced(player, &mine).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    waiter
+}
+
 #[tokio::test]
 async fn a_newer_claim_displaces_the_older_session() {
     let (_d, s) = store().await;
     let p = Presence::new(s);
     p.claim("p1", &claim(1)).await.unwrap();
-    let waiter = {
-        let p = p.clone();
-        tokio::spawn(async move { p.displaced("p1", &claim(1)).await })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiter = watch_in_background(&p, "p1", claim(1)).await;
     assert!(!waiter.is_finished(), "no newer claim yet");
     // Another player's claim does not disturb it.
     p.claim("p2", &claim(9)).await.unwrap();
@@ -144,11 +152,7 @@ async fn an_ended_session_cannot_be_resumed_and_its_watch_learns_why() {
     let (_d, s) = store().await;
     let p = Presence::new(s);
     p.claim("p1", &claim(1)).await.unwrap();
-    let waiter = {
-        let p = p.clone();
-        tokio::spawn(async move { p.displaced("p1", &claim(1)).await })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiter = watch_in_background(&p, "p1", claim(1)).await;
     assert!(!waiter.is_finished());
     // An operator on another gateway ends whatever session is current.
     let ended = p.end_current("p1", SessionEnd::KickedByOperator).await.unwrap();
