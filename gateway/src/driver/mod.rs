@@ -111,10 +111,6 @@ pub(crate) fn var_code(code: ErrorCode) -> quinn::VarInt {
     quinn::VarInt::from_u32(u32::from(code.0))
 }
 
-/// How long a write on the control stream may block before the client is deemed
-/// unable to keep up.
-const CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// How long we wait for a final frame (Reject, Kick) to be acknowledged before
 /// closing the connection anyway.
 const FINAL_FRAME_LINGER: Duration = Duration::from_millis(500);

@@ -10,11 +10,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::{channel, var_code, SessionCore, Shared, CONTROL_WRITE_TIMEOUT, FINAL_FRAME_LINGER};
+use super::{channel, var_code, SessionCore, Shared, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::registry::SessionCommand;
-use crate::session::{rules, Action, Session};
+use crate::session::{rules, Action, Session, CONTROL_WRITE_TIMEOUT};
 
 /// How a session ended.
 enum End {
@@ -115,11 +115,9 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => break 'session End::Lost,
                 Err(_) => {
-                    break 'session End::Close {
-                        code: ErrorCode::SlowConsumer,
-                        message: "control stream not read".into(),
-                        kicked: false,
-                    }
+                    // Whatever was being written (a Kick too) was not delivered.
+                    kicked = false;
+                    core.with_machine(|m| m.handle_control_write_timeout());
                 }
             }
         }

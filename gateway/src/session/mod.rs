@@ -18,7 +18,7 @@ pub mod rules;
 pub use login::{
     ForeignFacts, FrameError, LoggedIn, Login, LoginConfig, LoginRefusal, LoginStep, PresenceOutcome,
 };
-pub use machine::{Action, ChannelId, Session, SessionLimits, SlowConsumer, Verdict};
+pub use machine::{Action, ChannelId, Session, SessionLimits, SlowConsumer, Verdict, CONTROL_WRITE_TIMEOUT};
 pub use rate::TokenBucket;
 
 #[cfg(test)]
