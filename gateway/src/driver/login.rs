@@ -157,13 +157,15 @@ async fn perform(io: &mut LoginIo, login: &mut Login, step: LoginStep) {
             io.slot = shared.registry.try_admit();
             login.handle_admission(io.slot.is_some());
         }
-        LoginStep::Authenticate { credentials_only } => {
+        LoginStep::Resume => {
             let hello = login.hello().expect("Hello received");
-            let result = if credentials_only {
-                shared.auth.login_credentials(hello).await
-            } else {
-                shared.auth.login(hello).await
-            };
+            let token = hello.resume_token.as_deref().unwrap_or_default();
+            let result = shared.auth.login_resume(token).await;
+            login.handle_resume(result);
+        }
+        LoginStep::Authenticate => {
+            let hello = login.hello().expect("Hello received");
+            let result = shared.auth.login_credentials(hello).await;
             login.handle_auth(result);
         }
         LoginStep::CheckForeign { player, home } => {

@@ -22,14 +22,18 @@
 //! 3. Admission under the capacity limit ([`LoginStep::Admit`]), before any
 //!    authentication work so a login storm above capacity costs one `Reject`
 //!    each: `ServerBusy`, `retry_after_ms` = base + uniform jitter.
-//! 4. Authentication ([`LoginStep::Authenticate`]): the authenticator's
-//!    refusals pass through with their code and no `retry_after_ms`.
+//! 4. Authentication: by the resume token if the Hello has one
+//!    ([`LoginStep::Resume`]), else by its credentials
+//!    ([`LoginStep::Authenticate`]), else `MissingCredentials`. A resume token
+//!    that does not verify falls back to the credentials, or is
+//!    `ResumeRejected` without them. Other refusals of the authenticator pass
+//!    through with their code and no `retry_after_ms`.
 //! 5. The foreign-login policy for a player homed elsewhere
 //!    ([`LoginStep::CheckForeign`], then possibly [`LoginStep::Transfer`],
 //!    bounded by `transfer_timeout`): `WrongRegion`, or `Unavailable`.
 //! 6. The presence claim ([`LoginStep::ClaimPresence`]), written only for a
-//!    login that will be welcomed and before `Welcome`. A revoked resume falls
-//!    back to the Hello's credentials (back to step 4, credentials only), or is
+//!    login that will be welcomed and before `Welcome`. A revoked resume is
+//!    treated like an invalid token: back to step 4 with the credentials, or
 //!    `ResumeRejected` without them; a resume that cannot be checked is
 //!    `Unavailable` (fail closed); a plain claim that cannot be written is
 //!    ignored (one session per player then holds on this gateway only).
@@ -51,7 +55,7 @@ use outpost_schema::{
 };
 
 use super::rules::Draw;
-use crate::auth::{IssuedTokens, Principal, Refusal};
+use crate::auth::{IssuedTokens, Principal, Refusal, ResumeError};
 
 /// `retry_after_ms` of a refusal caused by a backend dependency.
 const UNAVAILABLE_RETRY_MS: u32 = 1_000;
@@ -144,9 +148,12 @@ pub enum LoginStep {
     /// Reserve a place under the capacity limit; answer
     /// [`Login::handle_admission`].
     Admit,
-    /// Authenticate [`Login::hello`] (only by its credentials, ignoring any
-    /// resume token, when `credentials_only`); answer [`Login::handle_auth`].
-    Authenticate { credentials_only: bool },
+    /// Authenticate by the resume token of [`Login::hello`]; answer
+    /// [`Login::handle_resume`].
+    Resume,
+    /// Authenticate by the credentials of [`Login::hello`], ignoring any
+    /// resume token; answer [`Login::handle_auth`].
+    Authenticate,
     /// The player is homed in `home`, another region: find out the
     /// [`ForeignFacts`]; answer [`Login::handle_foreign`].
     CheckForeign {
@@ -181,6 +188,7 @@ enum Phase {
         deadline: Instant,
     },
     Admitting,
+    Resuming,
     Authenticating,
     CheckingForeign,
     Transferring {
@@ -210,8 +218,9 @@ pub struct Login {
     phase: Phase,
     hello: Option<Hello>,
     principal: Option<Principal>,
-    /// The resume was revoked and the login fell back to the credentials.
-    fell_back: bool,
+    /// The resume token was invalid or revoked: the login goes on with the
+    /// credentials.
+    resume_failed: bool,
     /// Set by `Welcome`.
     max_frame_size: u32,
     actions: VecDeque<LoginStep>,
@@ -228,7 +237,7 @@ impl Login {
             phase: Phase::AwaitHello { deadline },
             hello: None,
             principal: None,
-            fell_back: false,
+            resume_failed: false,
             max_frame_size: 0,
             actions: VecDeque::new(),
         }
@@ -303,7 +312,19 @@ impl Login {
             let retry = base.saturating_add(self.draw_up_to(jitter));
             return self.refuse(ErrorCode::ServerBusy, "gateway at capacity", retry);
         }
-        self.authenticate(false);
+        self.authenticate();
+    }
+
+    /// The answer to [`LoginStep::Resume`].
+    pub fn handle_resume(&mut self, result: Result<Principal, ResumeError>) {
+        if self.phase != Phase::Resuming {
+            return;
+        }
+        match result {
+            Ok(principal) => self.authenticated(principal),
+            Err(ResumeError::InvalidToken(r)) => self.fall_back(r.message),
+            Err(ResumeError::Refused(r)) => self.reject(r.into()),
+        }
     }
 
     /// The answer to [`LoginStep::Authenticate`].
@@ -312,17 +333,7 @@ impl Login {
             return;
         }
         match result {
-            Ok(principal) => {
-                let foreign = principal.home_region != self.config.region;
-                let (player, home) = (principal.player_id.clone(), principal.home_region.clone());
-                self.principal = Some(principal);
-                if foreign {
-                    self.phase = Phase::CheckingForeign;
-                    self.actions.push_back(LoginStep::CheckForeign { player, home });
-                } else {
-                    self.claim_presence();
-                }
-            }
+            Ok(principal) => self.authenticated(principal),
             Err(r) => self.reject(r.into()),
         }
     }
@@ -392,18 +403,12 @@ impl Login {
         match outcome {
             PresenceOutcome::Claimed | PresenceOutcome::ClaimFailed => self.issue_tokens(),
             PresenceOutcome::ResumeRevoked(revoked) => {
-                let has_credentials = self.hello.as_ref().is_some_and(|h| h.credentials.is_some());
-                if self.fell_back {
+                if self.resume_failed {
                     // A credentials login claims without a resume: never here.
                     return self.refuse(ErrorCode::Internal, "presence refused a fresh claim", 0);
                 }
-                if !has_credentials {
-                    let message = format!("resume token revoked: {revoked}");
-                    return self.refuse(ErrorCode::ResumeRejected, message, 0);
-                }
-                self.fell_back = true;
                 self.principal = None;
-                self.authenticate(true);
+                self.fall_back(format!("resume token revoked: {revoked}"));
             }
             PresenceOutcome::ResumeUnchecked(e) => self.refuse(
                 ErrorCode::Unavailable,
@@ -487,10 +492,43 @@ impl Login {
         })
     }
 
-    fn authenticate(&mut self, credentials_only: bool) {
-        self.phase = Phase::Authenticating;
-        self.actions
-            .push_back(LoginStep::Authenticate { credentials_only });
+    /// Authenticates by the resume token, unless it failed already, else by
+    /// the credentials.
+    fn authenticate(&mut self) {
+        let hello = self.hello.as_ref().expect("Hello received");
+        let (phase, step) = if hello.resume_token.is_some() && !self.resume_failed {
+            (Phase::Resuming, LoginStep::Resume)
+        } else if hello.credentials.is_some() {
+            (Phase::Authenticating, LoginStep::Authenticate)
+        } else {
+            return self.refuse(ErrorCode::MissingCredentials, "Hello carries no credentials", 0);
+        };
+        self.phase = phase;
+        self.actions.push_back(step);
+    }
+
+    /// The resume token is invalid or revoked (`why`): fall back to the
+    /// credentials, or refuse without them.
+    fn fall_back(&mut self, why: String) {
+        self.resume_failed = true;
+        if self.hello.as_ref().is_some_and(|h| h.credentials.is_none()) {
+            return self.refuse(ErrorCode::ResumeRejected, why, 0);
+        }
+        self.authenticate();
+    }
+
+    /// Authentication succeeded: on to the foreign-login policy for a player
+    /// homed elsewhere, else to the presence claim.
+    fn authenticated(&mut self, principal: Principal) {
+        let foreign = principal.home_region != self.config.region;
+        let (player, home) = (principal.player_id.clone(), principal.home_region.clone());
+        self.principal = Some(principal);
+        if foreign {
+            self.phase = Phase::CheckingForeign;
+            self.actions.push_back(LoginStep::CheckForeign { player, home });
+        } else {
+            self.claim_presence();
+        }
     }
 
     fn claim_presence(&mut self) {

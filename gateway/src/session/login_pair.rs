@@ -18,7 +18,7 @@ use outpost_schema::{
 
 use super::login::{ForeignFacts, FrameError, Login, LoginConfig, LoginStep, PresenceOutcome};
 use super::rules::Draw;
-use crate::auth::{IssuedTokens, Principal, Refusal};
+use crate::auth::{IssuedTokens, Principal, Refusal, ResumeError};
 
 /// The gateway's region in these tests.
 pub const REGION: &str = "us";
@@ -94,6 +94,8 @@ pub fn refusal(code: ErrorCode, message: &str) -> Refusal {
 pub struct Backend {
     pub draining: Option<Duration>,
     pub capacity: bool,
+    /// Answers to `Resume`, in order.
+    pub resume: VecDeque<Result<Principal, ResumeError>>,
     /// Answers to `Authenticate`, in order.
     pub auth: VecDeque<Result<Principal, Refusal>>,
     pub foreign: Result<ForeignFacts, String>,
@@ -109,6 +111,7 @@ impl Default for Backend {
         Backend {
             draining: None,
             capacity: true,
+            resume: VecDeque::new(),
             auth: VecDeque::from([Ok(principal(REGION))]),
             foreign: Ok(ForeignFacts {
                 transfer_in_progress: false,
@@ -233,7 +236,11 @@ impl Pair {
             let b = &mut self.backend;
             match step {
                 LoginStep::Admit => self.login.handle_admission(b.capacity),
-                LoginStep::Authenticate { .. } => {
+                LoginStep::Resume => {
+                    let result = b.resume.pop_front().expect("scripted resume result");
+                    self.login.handle_resume(result);
+                }
+                LoginStep::Authenticate => {
                     let result = b.auth.pop_front().expect("scripted auth result");
                     self.login.handle_auth(result);
                 }

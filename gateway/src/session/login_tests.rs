@@ -11,6 +11,7 @@ use outpost_schema::{ControlMsg, ErrorCode, Hello, PROTOCOL_VERSION};
 use super::login::{ForeignFacts, LoginConfig, LoginStep, PresenceOutcome};
 use super::login_pair::*;
 use super::rules::{uniform, Draw};
+use crate::auth::{Principal, ResumeError};
 
 const NO_DRAW: Draw = |_| panic!("nothing to draw");
 
@@ -25,8 +26,16 @@ fn login(backend: Backend, hello: Hello) -> Pair {
     pair
 }
 
-fn is_auth(credentials_only: bool) -> impl Fn(&LoginStep) -> bool {
-    move |s| *s == LoginStep::Authenticate { credentials_only }
+fn is_auth(s: &LoginStep) -> bool {
+    *s == LoginStep::Authenticate
+}
+
+fn is_resume(s: &LoginStep) -> bool {
+    *s == LoginStep::Resume
+}
+
+fn invalid_token(code: ErrorCode) -> Result<Principal, ResumeError> {
+    Err(ResumeError::InvalidToken(refusal(code, "token does not verify")))
 }
 
 #[test]
@@ -49,12 +58,7 @@ fn fresh_login_is_welcomed() {
     // Admission before authentication; the claim is a plain one.
     assert!(matches!(
         pair.steps[..2],
-        [
-            LoginStep::Admit,
-            LoginStep::Authenticate {
-                credentials_only: false
-            }
-        ]
+        [LoginStep::Admit, LoginStep::Authenticate]
     ));
     assert!(pair.steps.contains(&LoginStep::ClaimPresence {
         player: "p-1".into(),
@@ -69,7 +73,7 @@ fn fresh_login_is_welcomed() {
 #[test]
 fn resume_is_checked_against_presence_and_welcomed_as_resumed() {
     let backend = Backend {
-        auth: VecDeque::from([Ok(resumed(7))]),
+        resume: VecDeque::from([Ok(resumed(7))]),
         ..Backend::default()
     };
     let pair = login(backend, resume_hello(false));
@@ -200,11 +204,7 @@ fn at_capacity_the_gateway_is_busy_with_jittered_retry() {
         pair.send_hello(hello());
         let r = pair.rejected();
         assert_eq!(r.reason, ErrorCode::ServerBusy);
-        assert_eq!(
-            pair.count(is_auth(false)),
-            0,
-            "no authentication work above capacity"
-        );
+        assert_eq!(pair.count(is_auth), 0, "no authentication work above capacity");
         r.retry_after_ms
     };
     assert_eq!(busy(|_| 0), 2_000);
@@ -223,9 +223,6 @@ fn authentication_refusals_pass_through_without_delay() {
         ErrorCode::TokenBadSignature,
         ErrorCode::TokenExpired,
         ErrorCode::TokenUnknownKey,
-        // The authenticator's own verdicts on the Hello's shape.
-        ErrorCode::MissingCredentials,
-        ErrorCode::ResumeRejected,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
     ] {
@@ -242,6 +239,69 @@ fn authentication_refusals_pass_through_without_delay() {
 }
 
 #[test]
+fn a_hello_without_credentials_or_resume_token_is_missing_credentials() {
+    let pair = login(
+        Backend::default(),
+        Hello {
+            credentials: None,
+            ..hello()
+        },
+    );
+    let r = pair.rejected();
+    assert_eq!((r.reason, r.retry_after_ms), (ErrorCode::MissingCredentials, 0));
+    assert_eq!(r.message, "Hello carries no credentials");
+    assert_eq!(pair.count(|s| is_auth(s) || is_resume(s)), 0);
+}
+
+#[test]
+fn an_invalid_resume_token_without_credentials_is_resume_rejected() {
+    for code in [
+        ErrorCode::TokenMalformed,
+        ErrorCode::TokenBadSignature,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenUnknownKey,
+    ] {
+        let backend = Backend {
+            resume: VecDeque::from([invalid_token(code)]),
+            ..Backend::default()
+        };
+        let pair = login(backend, resume_hello(false));
+        let r = pair.rejected();
+        assert_eq!((r.reason, r.retry_after_ms), (ErrorCode::ResumeRejected, 0));
+        assert_eq!(r.message, "token does not verify");
+        assert_eq!(pair.count(is_auth), 0);
+    }
+}
+
+#[test]
+fn an_invalid_resume_token_with_credentials_falls_back_to_them() {
+    let backend = Backend {
+        resume: VecDeque::from([invalid_token(ErrorCode::TokenExpired)]),
+        ..Backend::default()
+    };
+    let pair = login(backend, resume_hello(true));
+    assert!(!pair.welcomed().resumed);
+    assert_eq!((pair.count(is_resume), pair.count(is_auth)), (1, 1));
+}
+
+#[test]
+fn a_resume_refused_after_the_token_verified_does_not_fall_back() {
+    // The token is good but the account cannot be read: the refusal passes
+    // through (retrying with the credentials would meet the same store).
+    let backend = Backend {
+        resume: VecDeque::from([Err(ResumeError::Refused(refusal(
+            ErrorCode::Unavailable,
+            "store down",
+        )))]),
+        ..Backend::default()
+    };
+    let pair = login(backend, resume_hello(true));
+    let r = pair.rejected();
+    assert_eq!((r.reason, r.retry_after_ms), (ErrorCode::Unavailable, 0));
+    assert_eq!(pair.count(is_auth), 0);
+}
+
+#[test]
 fn a_revoked_resume_without_credentials_is_resume_rejected() {
     for revoked in [
         ResumeRefused::Replaced,
@@ -250,7 +310,7 @@ fn a_revoked_resume_without_credentials_is_resume_rejected() {
         ResumeRefused::Unknown,
     ] {
         let backend = Backend {
-            auth: VecDeque::from([Ok(resumed(7))]),
+            resume: VecDeque::from([Ok(resumed(7))]),
             presence: VecDeque::from([PresenceOutcome::ResumeRevoked(revoked)]),
             ..Backend::default()
         };
@@ -258,14 +318,14 @@ fn a_revoked_resume_without_credentials_is_resume_rejected() {
         let r = pair.rejected();
         assert_eq!((r.reason, r.retry_after_ms), (ErrorCode::ResumeRejected, 0));
         assert!(r.message.starts_with("resume token revoked: "), "{}", r.message);
-        assert_eq!(pair.count(is_auth(true)), 0, "no credentials to fall back to");
+        assert_eq!(pair.count(is_auth), 0, "no credentials to fall back to");
     }
 }
 
 #[test]
 fn a_revoked_resume_with_credentials_falls_back_to_a_full_login() {
     let backend = Backend {
-        auth: VecDeque::from([Ok(resumed(7)), Ok(principal(REGION))]),
+        resume: VecDeque::from([Ok(resumed(7))]),
         presence: VecDeque::from([
             PresenceOutcome::ResumeRevoked(ResumeRefused::Replaced),
             PresenceOutcome::Claimed,
@@ -274,11 +334,7 @@ fn a_revoked_resume_with_credentials_falls_back_to_a_full_login() {
     };
     let pair = login(backend, resume_hello(true));
     assert!(!pair.welcomed().resumed);
-    assert_eq!(
-        pair.count(is_auth(true)),
-        1,
-        "credentials only, ignoring the token"
-    );
+    assert_eq!(pair.count(is_auth), 1, "credentials only, ignoring the token");
     let claims: Vec<_> = pair
         .steps
         .iter()
@@ -290,7 +346,8 @@ fn a_revoked_resume_with_credentials_falls_back_to_a_full_login() {
     assert_eq!(claims, [Some(7), None]);
     // The fallback's own refusal is what the client gets.
     let backend = Backend {
-        auth: VecDeque::from([Ok(resumed(7)), Err(refusal(ErrorCode::TokenExpired, "expired"))]),
+        resume: VecDeque::from([Ok(resumed(7))]),
+        auth: VecDeque::from([Err(refusal(ErrorCode::TokenExpired, "expired"))]),
         presence: VecDeque::from([PresenceOutcome::ResumeRevoked(ResumeRefused::Replaced)]),
         ..Backend::default()
     };
@@ -303,7 +360,7 @@ fn a_revoked_resume_with_credentials_falls_back_to_a_full_login() {
 #[test]
 fn a_resume_that_cannot_be_checked_is_unavailable() {
     let backend = Backend {
-        auth: VecDeque::from([Ok(resumed(7))]),
+        resume: VecDeque::from([Ok(resumed(7))]),
         presence: VecDeque::from([PresenceOutcome::ResumeUnchecked("store down".into())]),
         ..Backend::default()
     };
@@ -324,7 +381,7 @@ fn a_failed_plain_claim_does_not_stop_the_login() {
 #[test]
 fn without_cross_gateway_presence_nothing_is_claimed() {
     let backend = Backend {
-        auth: VecDeque::from([Ok(resumed(7))]),
+        resume: VecDeque::from([Ok(resumed(7))]),
         presence: VecDeque::new(),
         ..Backend::default()
     };
