@@ -46,6 +46,7 @@
 //! machine emits nothing more.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_backend::presence::ResumeRefused;
@@ -156,18 +157,15 @@ pub enum LoginStep {
     Authenticate,
     /// The player is homed in `home`, another region: find out the
     /// [`ForeignFacts`]; answer [`Login::handle_foreign`].
-    CheckForeign {
-        player: std::sync::Arc<str>,
-        home: String,
-    },
+    CheckForeign { player: Arc<str>, home: String },
     /// Move the player's home to this region; answer
     /// [`Login::handle_transfer`] or, at [`Login::poll_timeout`],
     /// [`Login::handle_timeout`] (dropping the transfer).
-    Transfer { player: std::sync::Arc<str> },
+    Transfer { player: Arc<str> },
     /// Write the session's presence claim (for a resume, check and replace the
     /// claim of session `resume_of`); answer [`Login::handle_presence`].
     ClaimPresence {
-        player: std::sync::Arc<str>,
+        player: Arc<str>,
         session_id: u64,
         resume_of: Option<u64>,
     },
@@ -213,7 +211,7 @@ pub struct LoggedIn {
 /// One connection's login, as a deterministic state machine.
 #[derive(Debug)]
 pub struct Login {
-    config: std::sync::Arc<LoginConfig>,
+    config: Arc<LoginConfig>,
     draw: Draw,
     phase: Phase,
     hello: Option<Hello>,
@@ -229,7 +227,7 @@ pub struct Login {
 impl Login {
     /// A login whose QUIC handshake completed at `now`; `draw` supplies the
     /// jitter of `retry_after_ms`.
-    pub fn new(config: std::sync::Arc<LoginConfig>, now: Instant, draw: Draw) -> Self {
+    pub fn new(config: Arc<LoginConfig>, now: Instant, draw: Draw) -> Self {
         let deadline = now + config.hello_timeout;
         Login {
             config,
