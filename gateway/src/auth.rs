@@ -71,6 +71,16 @@ impl Refusal {
     }
 }
 
+/// Why [`Authenticator::login_resume`] failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResumeError {
+    /// The token does not verify (malformed, forged, expired, unknown key).
+    InvalidToken(Refusal),
+    /// The token verified but the login is refused (e.g. the account cannot
+    /// be read).
+    Refused(Refusal),
+}
+
 /// Tokens handed out in `Welcome`.
 #[derive(Debug, Clone)]
 pub struct IssuedTokens {
@@ -146,31 +156,23 @@ impl Authenticator {
         });
     }
 
-    /// Authenticates a Hello: a valid resume token wins; otherwise the credentials.
-    /// One store transaction either way (device check, or the account of a token).
-    /// A resume is only provisional until the caller checked `resume_of` against
-    /// presence (and fell back to [`login_credentials`](Self::login_credentials)
-    /// if it was revoked).
-    pub async fn login(&self, hello: &Hello) -> Result<Principal, Refusal> {
-        if let Some(resume) = &hello.resume_token {
-            let checked = self
-                .keyring()
-                .resume
-                .verify(resume, unix_now())
-                .map_err(token_refusal);
-            match checked {
-                Ok(claims) => {
-                    let mut principal = self.token_principal(&claims.sub, true).await?;
-                    principal.resume_of = claims.sid;
-                    return Ok(principal);
-                }
-                Err(refusal) if hello.credentials.is_none() => {
-                    return Err(Refusal::new(ErrorCode::ResumeRejected, refusal.message))
-                }
-                Err(_) => {} // fall back to the credentials
-            }
-        }
-        self.login_credentials(hello).await
+    /// Authenticates by a resume token: one account read once the token
+    /// verifies. The resume is only provisional until the caller checked
+    /// `resume_of` against presence. Which credential a Hello is tried with,
+    /// and what follows a refusal, is the login machine's business
+    /// (`crate::session::Login`).
+    pub async fn login_resume(&self, token: &str) -> Result<Principal, ResumeError> {
+        let claims = self
+            .keyring()
+            .resume
+            .verify(token, unix_now())
+            .map_err(|e| ResumeError::InvalidToken(token_refusal(e)))?;
+        let mut principal = self
+            .token_principal(&claims.sub, true)
+            .await
+            .map_err(ResumeError::Refused)?;
+        principal.resume_of = claims.sid;
+        Ok(principal)
     }
 
     /// Authenticates a Hello by its credentials alone, ignoring any resume token.

@@ -27,7 +27,7 @@ use crate::endpoint::{self, SocketBuffers};
 use crate::live::Live;
 use crate::regions::Regions;
 use crate::registry::Registry;
-use crate::session::SessionLimits;
+use crate::session::{LoginConfig, SessionLimits};
 use crate::tls::{CertFiles, ReloadReport, ServerIdentity, TlsError, TlsReloader, TlsStatus};
 use crate::transfers::Transfers;
 
@@ -367,6 +367,7 @@ pub async fn start_with_stores(
         presence,
         name: quic_addr.to_string(),
         limits,
+        login: Arc::new(login_config(&config)),
         auth,
         drain: drain_rx,
         shutdown,
@@ -410,6 +411,28 @@ pub async fn start_with_stores(
 }
 
 /// Starts this gateway's matchmaker workers; they stop with the gateway.
+/// The login rules' settings, from the gateway's configuration.
+fn login_config(config: &GatewayConfig) -> LoginConfig {
+    let s = &config.session;
+    LoginConfig {
+        region: config.region.clone(),
+        hello_timeout: config.hello_timeout(),
+        max_frame_size: config.limits.max_frame_size,
+        heartbeat_interval_ms: s.heartbeat_interval_ms.try_into().unwrap_or(u32::MAX),
+        idle_timeout_ms: s.idle_timeout_ms.try_into().unwrap_or(u32::MAX),
+        max_in_flight_per_channel: config.limits.max_in_flight_per_channel,
+        busy_retry_after_ms: config.admission.busy_retry_after_ms,
+        busy_retry_jitter_ms: config.admission.busy_retry_jitter_ms,
+        cross_gateway_presence: s.cross_gateway_presence,
+        foreign_login_policy: config.foreign_login_policy,
+        transfer_timeout: LOGIN_TRANSFER_TIMEOUT,
+    }
+}
+
+/// How long a login waits for a transfer of its player to this region (the
+/// `transfer` foreign-login policy) before answering `Unavailable`.
+const LOGIN_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn spawn_matchmaker_workers(
     shared: &Arc<Shared>,
     matchmaker: Matchmaker<AnyStore>,

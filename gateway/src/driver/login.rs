@@ -1,24 +1,25 @@
-//! Accepting a connection and the login handshake: Hello in, Welcome or Reject out.
+//! Accepting a connection and the login handshake: Hello in, Welcome or Reject
+//! out. A pump for the [`Login`] state machine: it performs the steps the
+//! machine asks for (reads, the authenticator, stores, writes) and feeds their
+//! results back; every decision (order of checks, codes, `retry_after_ms`) is
+//! the machine's.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use outpost_schema::{
-    negotiate_max_frame_size, ControlMsg, ErrorCode, Hello, Reject, Welcome, HANDSHAKE_MAX_FRAME_SIZE,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
-};
+use outpost_schema::{ControlMsg, Reject, HANDSHAKE_MAX_FRAME_SIZE};
 use quinn::{Connection, RecvStream, SendStream};
-use rand::Rng;
 use tracing::{debug, warn};
 
-use outpost_backend::presence::{Claim, ResumeRefused};
-use outpost_backend::transfer::{decide_login, LoginAction, LoginContext};
+use outpost_backend::presence::Claim;
 
 use super::{session, var_code, Shared, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::read_frame;
 use crate::registry::Slot;
+use crate::session::{rules, ForeignFacts, FrameError, Login, LoginRefusal, LoginStep, PresenceOutcome};
 
 /// Serves one incoming connection from handshake to close.
 pub(crate) async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
@@ -54,8 +55,17 @@ pub(super) struct Welcomed {
     pub claim: Option<Claim>,
 }
 
-/// Handshake, Hello, admission and authentication; `None` once the connection
-/// was refused or lost.
+/// What the login holds on the IO side while the machine runs.
+struct LoginIo {
+    shared: Arc<Shared>,
+    conn: Connection,
+    control: Option<(SendStream, RecvStream)>,
+    slot: Option<Slot>,
+    claim: Option<Claim>,
+}
+
+/// Handshake, then the login machine's steps; `None` once the connection was
+/// refused or lost.
 async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcomed> {
     shared.handshaking.fetch_add(1, Ordering::Relaxed);
     let handshake = incoming.await;
@@ -71,80 +81,183 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
             return None;
         }
     };
-    let hello_timeout = shared.config.hello_timeout();
-    let first = tokio::time::timeout(hello_timeout, async {
-        let (send, mut recv) = conn.accept_bi().await.ok()?;
-        let frame = read_frame(&mut recv, HANDSHAKE_MAX_FRAME_SIZE).await;
-        Some((send, recv, frame))
-    })
-    .await;
-    let (mut send, recv, frame) = match first {
-        Ok(Some(v)) => v,
-        Ok(None) => return None, // the client went away before opening the control stream
-        Err(_) => {
-            conn.close(
-                var_code(ErrorCode::HelloTimeout),
-                b"no Hello within the hello timeout",
-            );
-            return None;
+    let mut login = Login::new(shared.login.clone(), Instant::now(), rules::uniform);
+    let mut io = LoginIo {
+        shared,
+        conn,
+        control: None,
+        slot: None,
+        claim: None,
+    };
+    let first = within(&mut login, first_frame(&io.conn)).await;
+    match first {
+        Some(Some((send, recv, frame))) => {
+            io.control = Some((send, recv));
+            let drain = io.shared.drain.borrow().map(|plan| plan.window);
+            login.handle_first_frame(frame, drain);
         }
-    };
-    let hello = match frame {
-        Ok(Some(frame)) => match ControlMsg::decode(&frame) {
-            Ok(ControlMsg::Hello(h)) => h,
-            Ok(_) => {
-                return reject(
-                    &conn,
-                    send,
-                    ErrorCode::UnexpectedFrame,
-                    "the first frame must be Hello",
-                    0,
-                )
-                .await
-            }
-            Err(e) => return reject(&conn, send, e.code(), &e.to_string(), 0).await,
-        },
-        Ok(None) => return None,
-        Err(e) => return reject(&conn, send, e.code(), &e.to_string(), 0).await,
-    };
-    if let Err((code, message, retry_after_ms)) = precheck(&shared, &hello) {
-        return reject(&conn, send, code, &message, retry_after_ms).await;
+        // The client went away before opening the control stream or sending a frame.
+        Some(None) => login.handle_lost(),
+        None => {} // the machine timed out
     }
-    // Admission before any authentication work, so a login storm above capacity
-    // costs us one Reject each and nothing more.
-    let Some(slot) = shared.registry.try_admit() else {
-        let a = &shared.config.admission;
-        let retry = a.busy_retry_after_ms + rand::thread_rng().gen_range(0..=a.busy_retry_jitter_ms);
-        return reject(&conn, send, ErrorCode::ServerBusy, "gateway at capacity", retry).await;
+    while let Some(step) = login.poll_action() {
+        match step {
+            LoginStep::SendWelcome(welcome) => return welcome_out(io, login, welcome).await,
+            LoginStep::Reject(refusal) => return reject(io, refusal).await,
+            LoginStep::Close { code, message } => {
+                io.conn.close(var_code(code), message.as_bytes());
+                return None;
+            }
+            step => perform(&mut io, &mut login, step).await,
+        }
+    }
+    None
+}
+
+/// Accepts the control stream and reads its first frame: `None` when the
+/// client went away first.
+async fn first_frame(conn: &Connection) -> Option<(SendStream, RecvStream, Result<ControlMsg, FrameError>)> {
+    let (send, mut recv) = conn.accept_bi().await.ok()?;
+    let frame = match read_frame(&mut recv, HANDSHAKE_MAX_FRAME_SIZE).await {
+        Ok(Some(frame)) => ControlMsg::decode(&frame).map_err(|e| frame_error(e.code(), &e)),
+        Ok(None) => return None,
+        Err(e) => Err(frame_error(e.code(), &e)),
     };
-    let (mut principal, claim) = match authenticate(&shared, &hello).await {
-        Ok(v) => v,
-        Err((code, message, retry)) => return reject(&conn, send, code, &message, retry).await,
+    Some((send, recv, frame))
+}
+
+fn frame_error(code: outpost_schema::ErrorCode, e: &dyn std::fmt::Display) -> FrameError {
+    FrameError {
+        code,
+        message: e.to_string(),
+    }
+}
+
+/// Runs `fut` until the machine's next deadline; `None` when that came first
+/// (the machine was told, and `fut` dropped).
+async fn within<F: Future>(login: &mut Login, fut: F) -> Option<F::Output> {
+    let Some(deadline) = login.poll_timeout() else {
+        return Some(fut.await);
     };
-    let tokens = match shared.auth.issue(&mut principal) {
-        Ok(t) => t,
-        Err(r) => return reject(&conn, send, r.code, &r.message, 1_000).await,
-    };
-    let max_frame_size = negotiate_max_frame_size(hello.max_frame_size, shared.config.limits.max_frame_size);
-    let s = &shared.config.session;
-    let welcome = ControlMsg::Welcome(Welcome {
-        protocol_version: PROTOCOL_VERSION,
-        player_id: principal.player_id.to_string(),
-        resume_token: tokens.resume_token,
-        resumed: principal.resumed,
-        max_frame_size,
-        heartbeat_interval_ms: s.heartbeat_interval_ms.try_into().unwrap_or(u32::MAX),
-        idle_timeout_ms: s.idle_timeout_ms.try_into().unwrap_or(u32::MAX),
-        max_in_flight_per_channel: shared.config.limits.max_in_flight_per_channel,
-        region: shared.config.region.clone(),
-        session_token: tokens.session_token,
-        home_region: principal.home_region.clone(),
-    });
-    if send.write_all(&welcome.encode()).await.is_err() {
+    match tokio::time::timeout_at(deadline.into(), fut).await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            // The timer fired at the deadline; the clock read may lag it by a hair.
+            login.handle_timeout(Instant::now().max(deadline));
+            None
+        }
+    }
+}
+
+/// Performs one backend step and feeds its result to the machine.
+async fn perform(io: &mut LoginIo, login: &mut Login, step: LoginStep) {
+    let shared = &io.shared;
+    match step {
+        LoginStep::Admit => {
+            io.slot = shared.registry.try_admit();
+            login.handle_admission(io.slot.is_some());
+        }
+        LoginStep::Resume => {
+            let hello = login.hello().expect("Hello received");
+            let token = hello.resume_token.as_deref().unwrap_or_default();
+            let result = shared.auth.login_resume(token).await;
+            login.handle_resume(result);
+        }
+        LoginStep::Authenticate => {
+            let hello = login.hello().expect("Hello received");
+            let result = shared.auth.login_credentials(hello).await;
+            login.handle_auth(result);
+        }
+        LoginStep::CheckForeign { player, home } => {
+            let facts = shared.transfers.in_progress(&player).await;
+            let facts = facts
+                .map(|transfer_in_progress| ForeignFacts {
+                    transfer_in_progress,
+                    home_reachable: shared.regions.store(&home).is_some(),
+                })
+                .map_err(|e| e.to_string());
+            login.handle_foreign(Instant::now(), facts);
+        }
+        LoginStep::Transfer { player } => {
+            let moving = shared.transfers.move_player(&player, &shared.config.region);
+            if let Some(moved) = within(login, moving).await {
+                login.handle_transfer(moved.map(|m| m.to).map_err(|e| e.to_string()));
+            }
+        }
+        LoginStep::ClaimPresence {
+            player,
+            session_id,
+            resume_of,
+        } => {
+            let (outcome, claim) = claim_presence(shared, &player, session_id, resume_of).await;
+            if let PresenceOutcome::ResumeRevoked(_) = outcome {
+                metrics::counter!("outpost_resumes_revoked_total").increment(1);
+            }
+            io.claim = claim;
+            login.handle_presence(outcome);
+        }
+        LoginStep::IssueTokens => {
+            let principal = login.principal_mut().expect("authenticated");
+            let tokens = shared.auth.issue(principal);
+            login.handle_tokens(tokens);
+        }
+        LoginStep::SendWelcome(_) | LoginStep::Reject(_) | LoginStep::Close { .. } => {
+            unreachable!("final steps are the caller's")
+        }
+    }
+}
+
+/// Writes the session's presence claim; for a resume, checks and replaces the
+/// claim of the session its token names, in the claim's own transaction (no
+/// extra round trip).
+async fn claim_presence(
+    shared: &Shared,
+    player: &str,
+    session_id: u64,
+    resume_of: Option<u64>,
+) -> (PresenceOutcome, Option<Claim>) {
+    let since_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut claim = Claim::new(since_ms, session_id, shared.name.clone());
+    if let Some(token_session) = resume_of {
+        return match shared.presence.resume(player, token_session, &mut claim).await {
+            Ok(Ok(())) => (PresenceOutcome::Claimed, Some(claim)),
+            Ok(Err(revoked)) => (PresenceOutcome::ResumeRevoked(revoked), None),
+            Err(e) => (PresenceOutcome::ResumeUnchecked(e.to_string()), None),
+        };
+    }
+    match shared.presence.claim(player, &claim).await {
+        Ok(_) => (PresenceOutcome::Claimed, Some(claim)),
+        Err(e) => {
+            warn!(error = %e, "presence claim failed; one-session-per-player holds on this gateway only");
+            (PresenceOutcome::ClaimFailed, None)
+        }
+    }
+}
+
+/// Sends `Welcome` and hands the connection to its session loop.
+async fn welcome_out(io: LoginIo, login: Login, welcome: outpost_schema::Welcome) -> Option<Welcomed> {
+    let LoginIo {
+        shared,
+        conn,
+        control,
+        slot,
+        claim,
+    } = io;
+    let (mut send, recv) = control?;
+    let logged_in = login.into_logged_in()?;
+    if send
+        .write_all(&ControlMsg::Welcome(welcome).encode())
+        .await
+        .is_err()
+    {
         return None;
     }
+    let principal = logged_in.principal;
     let result = if principal.resumed { "resumed" } else { "welcome" };
     metrics::counter!("outpost_logins_total", "result" => result).increment(1);
+    let hello = logged_in.hello;
     let client = Arc::new(crate::channels::ClientInfo::from_hello(
         &hello.client_version,
         hello.platform,
@@ -156,190 +269,36 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
         recv,
         principal,
         client,
-        max_frame_size,
+        max_frame_size: logged_in.max_frame_size,
         accepts_resume_refresh: hello.accepts_resume_refresh,
-        slot,
+        slot: slot?,
         claim,
     })
 }
 
-/// A login refused: the code, message and `retry_after_ms` of its `Reject`.
-type Refused = (ErrorCode, String, u32);
-
-/// Authentication, the foreign-login policy and the presence claim, in that
-/// order: the claim is written only for a login that will be welcomed (a claim
-/// displaces the player's other session), and before `Welcome`, so that every
-/// resume token handed out names a session presence knows.
-///
-/// A resume is accepted only if presence still holds the session its token
-/// names, un-ended (checked in the claim's own transaction: no extra round
-/// trip). A revoked resume falls back to the Hello's credentials, as an invalid
-/// token does; without credentials it is `ResumeRejected`.
-async fn authenticate(shared: &Shared, hello: &Hello) -> Result<(Principal, Option<Claim>), Refused> {
-    let refused = |r: crate::auth::Refusal| (r.code, r.message, 0);
-    let mut principal = shared.auth.login(hello).await.map_err(refused)?;
-    apply_foreign_policy(shared, &mut principal).await?;
-    match claim_presence(shared, &principal).await? {
-        Ok(claim) => Ok((principal, claim)),
-        Err(revoked) => {
-            metrics::counter!("outpost_resumes_revoked_total").increment(1);
-            if hello.credentials.is_none() {
-                return Err((
-                    ErrorCode::ResumeRejected,
-                    format!("resume token revoked: {revoked}"),
-                    0,
-                ));
-            }
-            let mut principal = shared.auth.login_credentials(hello).await.map_err(refused)?;
-            apply_foreign_policy(shared, &mut principal).await?;
-            let claim = claim_presence(shared, &principal)
-                .await?
-                .expect("a credentials login is never a resume");
-            Ok((principal, claim))
-        }
-    }
-}
-
-/// Writes the session's presence claim (a resume: checks and replaces the
-/// claim its token names). The outer `Err` refuses the login; the inner one
-/// says the resume token was revoked. A failed plain claim is logged and the
-/// login goes on: one session per player then holds on this gateway only.
-async fn claim_presence(
-    shared: &Shared,
-    principal: &Principal,
-) -> Result<Result<Option<Claim>, ResumeRefused>, Refused> {
-    if !shared.config.session.cross_gateway_presence {
-        return Ok(Ok(None));
-    }
-    let since_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let mut claim = Claim::new(since_ms, principal.session_id, shared.name.clone());
-    let player = &principal.player_id;
-    if let Some(token_session) = principal.resume_of {
-        return match shared.presence.resume(player, token_session, &mut claim).await {
-            Ok(Ok(())) => Ok(Ok(Some(claim))),
-            Ok(Err(revoked)) => Ok(Err(revoked)),
-            // Fail closed: a resume that cannot be checked is not accepted.
-            Err(e) => Err((
-                ErrorCode::Unavailable,
-                format!("cannot check the resume: {e}"),
-                1_000,
-            )),
-        };
-    }
-    match shared.presence.claim(player, &claim).await {
-        Ok(_) => Ok(Ok(Some(claim))),
-        Err(e) => {
-            warn!(error = %e, "presence claim failed; one-session-per-player holds on this gateway only");
-            Ok(Ok(None))
-        }
-    }
-}
-
-/// Runs the foreign-login policy for a player homed in another region.
-async fn apply_foreign_policy(shared: &Shared, principal: &mut Principal) -> Result<(), Refused> {
-    if principal.home_region == shared.config.region {
-        return Ok(());
-    }
-    if let Some(new_home) = foreign_login(shared, principal).await? {
-        // Moved here: the presented token names the old home.
-        principal.home_region = new_home;
-        principal.reusable_session_token = None;
-    }
-    Ok(())
-}
-
-/// Applies the foreign-login policy to a player homed in another region.
-/// `Ok(None)`: serve as is; `Ok(Some(home))`: the player was moved here.
-async fn foreign_login(shared: &Shared, p: &Principal) -> Result<Option<String>, Refused> {
-    let unavailable = |e: &dyn std::fmt::Display| (ErrorCode::Unavailable, e.to_string(), 1_000);
-    let in_progress = shared
-        .transfers
-        .in_progress(&p.player_id)
-        .await
-        .map_err(|e| unavailable(&e))?;
-    let ctx = LoginContext {
-        gateway_region: &shared.config.region,
-        home_region: &p.home_region,
-        home_reachable: shared.regions.store(&p.home_region).is_some(),
-        transfer_in_progress: in_progress,
-    };
-    match decide_login(shared.config.foreign_login_policy, ctx) {
-        LoginAction::ServeLocally | LoginAction::ServeViaHome { .. } => Ok(None),
-        LoginAction::Redirect { home } => Err((
-            ErrorCode::WrongRegion,
-            format!("home region is {home}; connect to a gateway there"),
-            0,
-        )),
-        LoginAction::RetryLater => Err((
-            ErrorCode::Unavailable,
-            "player is being moved between regions".into(),
-            1_000,
-        )),
-        LoginAction::TransferHere { .. } => {
-            let moved = tokio::time::timeout(
-                Duration::from_secs(10),
-                shared.transfers.move_player(&p.player_id, &shared.config.region),
-            )
-            .await
-            .map_err(|_| {
-                (
-                    ErrorCode::Unavailable,
-                    "transfer still running; retry".to_owned(),
-                    2_000,
-                )
-            })?
-            .map_err(|e| unavailable(&e))?;
-            Ok(Some(moved.to))
-        }
-    }
-}
-
-/// Checks that need no IO: protocol version, drain state.
-fn precheck(shared: &Shared, hello: &Hello) -> Result<(), Refused> {
-    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&hello.protocol_version) {
-        return Err((
-            ErrorCode::UnsupportedProtocolVersion,
-            format!(
-                "protocol version {} not supported; this gateway serves {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
-                hello.protocol_version
-            ),
-            0,
-        ));
-    }
-    if let Some(plan) = *shared.drain.borrow() {
-        let window = plan.window.as_millis().min(u128::from(u32::MAX)) as u32;
-        let retry = rand::thread_rng().gen_range(0..=window);
-        return Err((
-            ErrorCode::Draining,
-            "gateway draining; connect to another gateway".into(),
-            retry,
-        ));
-    }
-    Ok(())
-}
-
 /// Sends `Reject`, waits briefly for it to be delivered, and closes. Returns
 /// `None`, so that a refusing login path reads `return reject(..).await`.
-async fn reject<T>(
-    conn: &Connection,
-    mut send: SendStream,
-    code: ErrorCode,
-    message: &str,
-    retry_after_ms: u32,
-) -> Option<T> {
+async fn reject<T>(io: LoginIo, refusal: LoginRefusal) -> Option<T> {
+    let LoginRefusal {
+        code,
+        message,
+        retry_after_ms,
+    } = refusal;
     metrics::counter!("outpost_logins_total", "result" => "reject", "code" => format!("{code:?}"))
         .increment(1);
     let frame = ControlMsg::Reject(Reject {
         reason: code,
-        message: message.to_owned(),
+        message: message.clone(),
         retry_after_ms,
     })
     .encode();
-    if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
-        let _ = tokio::time::timeout(FINAL_FRAME_LINGER, send.stopped()).await;
+    let mut control = io.control;
+    if let Some((send, _)) = control.as_mut() {
+        if send.write_all(&frame).await.is_ok() && send.finish().is_ok() {
+            let _ = tokio::time::timeout(FINAL_FRAME_LINGER, send.stopped()).await;
+        }
     }
-    conn.close(var_code(code), message.as_bytes());
+    io.conn.close(var_code(code), message.as_bytes());
+    drop(control);
     None
 }

@@ -1,7 +1,7 @@
 //! The driver: the one part of the gateway that touches QUIC and tokio for a
-//! session. It performs the login handshake, then runs the session's
-//! [`Session`](crate::session::Session) state machine: feeding it what arrives,
-//! executing what it asks for, and waking it at its deadlines.
+//! session. It runs the login's [`Login`](crate::session::Login) state machine,
+//! then the session's [`Session`](crate::session::Session) one: feeding each
+//! what arrives, executing what it asks for, and waking it at its deadlines.
 //!
 //! Tasks per connection: the session loop (this module's `run_session`), one
 //! control-stream reader, and per channel one reader loop plus one writer. They
@@ -28,7 +28,7 @@ use outpost_backend::store::AnyStore;
 
 use crate::regions::Regions;
 use crate::registry::Registry;
-use crate::session::{Action, Session, SessionLimits};
+use crate::session::{Action, LoginConfig, Session, SessionLimits};
 use crate::transfers::Transfers;
 
 pub(crate) use login::serve_connection;
@@ -45,6 +45,8 @@ pub struct DrainPlan {
 pub(crate) struct Shared {
     pub config: GatewayConfig,
     pub limits: SessionLimits,
+    /// The settings of the login rules (from `config`).
+    pub login: Arc<LoginConfig>,
     pub registry: Registry,
     pub auth: Authenticator,
     pub router: Router,
@@ -117,10 +119,6 @@ impl SessionCore {
 pub(crate) fn var_code(code: ErrorCode) -> quinn::VarInt {
     quinn::VarInt::from_u32(u32::from(code.0))
 }
-
-/// How long a write on the control stream may block before the client is deemed
-/// unable to keep up.
-const CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long we wait for a final frame (Reject, Kick) to be acknowledged before
 /// closing the connection anyway.

@@ -3,19 +3,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use outpost_backend::presence::{Claim, Displacement, SessionEnd};
-use outpost_schema::{ControlMsg, ErrorCode};
+use outpost_backend::presence::{Claim, SessionEnd};
+use outpost_schema::{ControlMsg, ErrorCode, Kick};
 use quinn::RecvStream;
-use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::{channel, var_code, SessionCore, Shared, CONTROL_WRITE_TIMEOUT, FINAL_FRAME_LINGER};
+use super::{channel, var_code, SessionCore, Shared, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::registry::SessionCommand;
-use crate::session::{Action, Session};
+use crate::session::{rules, Action, Session, CONTROL_WRITE_TIMEOUT};
 
 /// How a session ended.
 enum End {
@@ -96,8 +95,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         if check_drain {
             check_drain = false;
             if let Some(plan) = *drain.borrow_and_update() {
-                let window = plan.window.as_millis().min(u128::from(u64::MAX)) as u64;
-                let delay = std::time::Duration::from_millis(rand::thread_rng().gen_range(0..=window));
+                let delay = rules::drain_reconnect_delay(plan.window, rules::uniform);
                 core.with_machine(|m| m.begin_drain(delay, plan.deadline));
             }
         }
@@ -124,11 +122,9 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => break 'session End::Lost,
                 Err(_) => {
-                    break 'session End::Close {
-                        code: ErrorCode::SlowConsumer,
-                        message: "control stream not read".into(),
-                        kicked: false,
-                    }
+                    // Whatever was being written (a Kick too) was not delivered.
+                    kicked = false;
+                    core.with_machine(|m| m.handle_control_write_timeout());
                 }
             }
         }
@@ -222,24 +218,16 @@ async fn watch_presence(
     claim: Claim,
     commands: mpsc::Sender<SessionCommand>,
 ) {
-    let (reason, message) = match shared.presence.displaced(&player, &claim).await {
-        Ok(Displacement::NewerLogin(by)) => (
-            ErrorCode::ReplacedByNewLogin,
-            format!("you logged in from another connection (gateway {})", by.gateway),
-        ),
-        Ok(Displacement::Ended(SessionEnd::KickedByOperator)) => (
-            ErrorCode::KickedByOperator,
-            "an operator ended your session".to_owned(),
-        ),
-        // The session ended itself (its own kick or logout), or nobody holds
-        // the presence any more: it is ending anyway.
-        Ok(Displacement::Ended(_) | Displacement::Released) => return,
+    let kick = match shared.presence.displaced(&player, &claim).await {
+        Ok(displacement) => rules::presence_kick(&displacement),
         Err(e) => {
             warn!(error = %e, "presence watch failed");
             return;
         }
     };
-    let _ = commands.send(SessionCommand::Kick { reason, message }).await;
+    if let Some(Kick { reason, message }) = kick {
+        let _ = commands.send(SessionCommand::Kick { reason, message }).await;
+    }
 }
 
 /// A logout: marks the session's presence claim ended, revoking its resume

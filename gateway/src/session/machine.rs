@@ -13,6 +13,10 @@ use outpost_schema::{ChannelKind, ControlMsg, ErrorCode, GoAway, Kick};
 
 use super::rate::TokenBucket;
 
+/// How long a write on the control stream may block before the client is
+/// deemed unable to keep up ([`Session::handle_control_write_timeout`]).
+pub const CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Identifies a channel within its session (the QUIC stream index).
 pub type ChannelId = u64;
 
@@ -325,6 +329,20 @@ impl Session {
             message: message.into(),
         })));
         self.close(reason, message);
+    }
+
+    /// A write on the control stream blocked for [`CONTROL_WRITE_TIMEOUT`]:
+    /// the client is not reading it. Closes with `SlowConsumer` and drops
+    /// whatever was still to be sent, a queued Kick or Close included (they
+    /// could not be written either; a Kick that was not delivered is not
+    /// lingered for).
+    pub fn handle_control_write_timeout(&mut self) {
+        self.actions.clear();
+        self.phase = Phase::Closed;
+        self.actions.push_back(Action::Close {
+            code: ErrorCode::SlowConsumer,
+            message: "control stream not read".into(),
+        });
     }
 
     /// Closes without a Kick (protocol errors, drain deadline).

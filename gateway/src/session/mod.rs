@@ -4,14 +4,26 @@
 //! (heartbeats and idle timeout, resume-token refresh, rate limits, in-flight
 //! bounds, outbound queue bounds, drain timing) live in [`Session`], a deterministic state machine in the
 //! style of `quinn-proto`: inputs via `handle_*`/`admit_*` with the time passed in,
-//! outputs via [`Session::poll_action`] and [`Session::poll_timeout`]. The one
-//! component that touches QUIC and tokio is `crate::driver`.
+//! outputs via [`Session::poll_action`] and [`Session::poll_timeout`]. The login
+//! that precedes it (Hello to Welcome or a refusal) is the [`Login`] machine, in
+//! the same style; the few decisions the driver needs besides (drain reconnect
+//! delay, presence kicks) are pure functions in [`rules`]. The one component
+//! that touches QUIC and tokio is `crate::driver`.
 
+mod login;
 mod machine;
 mod rate;
+pub mod rules;
 
-pub use machine::{Action, ChannelId, Session, SessionLimits, SlowConsumer, Verdict};
+pub use login::{
+    ForeignFacts, FrameError, LoggedIn, Login, LoginConfig, LoginRefusal, LoginStep, PresenceOutcome,
+};
+pub use machine::{Action, ChannelId, Session, SessionLimits, SlowConsumer, Verdict, CONTROL_WRITE_TIMEOUT};
 pub use rate::TokenBucket;
 
+#[cfg(test)]
+mod login_pair;
+#[cfg(test)]
+mod login_tests;
 #[cfg(test)]
 mod tests;

@@ -458,3 +458,40 @@ fn no_resume_refresh_after_a_kick_or_idle_close() {
     s.handle_timeout(t0 + ms(5_000));
     assert!(drain(&mut s).is_empty());
 }
+
+#[test]
+fn a_stalled_control_write_closes_with_slow_consumer_dropping_what_was_queued() {
+    let t0 = Instant::now();
+    let mut s = Session::new(limits(), t0);
+    s.handle_control(t0, ControlMsg::Ping { nonce: 1 });
+    s.handle_control(t0, ControlMsg::Ping { nonce: 2 });
+    // The driver took the first Pong and its write stalled.
+    assert!(matches!(
+        s.poll_action(),
+        Some(Action::SendControl(ControlMsg::Pong { nonce: 1 }))
+    ));
+    s.handle_control_write_timeout();
+    assert_eq!(
+        drain(&mut s),
+        vec![Action::Close {
+            code: ErrorCode::SlowConsumer,
+            message: "control stream not read".into()
+        }]
+    );
+    assert!(s.is_closed());
+    // Also when the stalled write was a Kick: the Kick's own close is replaced.
+    let mut s = Session::new(limits(), t0);
+    s.handle_timeout(t0 + ms(30_000));
+    assert!(matches!(
+        s.poll_action(),
+        Some(Action::SendControl(ControlMsg::Kick(_)))
+    ));
+    s.handle_control_write_timeout();
+    assert!(matches!(
+        &drain(&mut s)[..],
+        [Action::Close {
+            code: ErrorCode::SlowConsumer,
+            ..
+        }]
+    ));
+}
