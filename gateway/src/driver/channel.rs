@@ -17,10 +17,24 @@ use tokio::task::JoinHandle;
 use super::{var_code, SessionCore, Shared};
 use crate::channels::{ChannelSink, RequestContext, ServiceError};
 use crate::frame_io::{read_frame, FrameReadError};
-use crate::session::{ChannelId, Verdict};
+use crate::session::{ChannelId, ChannelStream, FrameError, StreamInput, StreamStep};
 
 type ReadResult = Result<Option<Vec<u8>>, FrameReadError>;
 type ReadFuture = Pin<Box<dyn Future<Output = (RecvStream, ReadResult)> + Send>>;
+
+/// What a frame read means for the channel-stream machine; `None` when the
+/// stream or connection itself failed (nothing more to say to the client).
+fn stream_input(read: ReadResult) -> Option<StreamInput> {
+    match read {
+        Ok(Some(frame)) => Some(StreamInput::Frame(frame)),
+        Ok(None) => Some(StreamInput::Finished),
+        Err(FrameReadError::Stream(_)) => None,
+        Err(e) => Some(StreamInput::BadFrame(FrameError {
+            code: e.code(),
+            message: e.to_string(),
+        })),
+    }
+}
 
 /// Reads the next frame; owns the stream so the read survives `select!` turns
 /// (a half-read frame is never dropped).
@@ -87,40 +101,23 @@ pub(super) struct ChannelTask {
 
 impl ChannelTask {
     pub async fn run(self, send: SendStream, mut recv: RecvStream) {
-        let id: ChannelId = recv.id().index();
-        let kind = match read_frame(&mut recv, self.max_frame_size).await {
-            Ok(Some(frame)) => match ChannelMsg::decode(&frame) {
-                Ok(ChannelMsg::Open(kind)) => kind,
-                Ok(_) => {
-                    return refuse(
-                        send,
-                        recv,
-                        ErrorCode::UnexpectedFrame,
-                        "first frame must be OpenChannel",
-                    )
-                    .await
-                }
-                Err(e) => return refuse(send, recv, e.code(), &e.to_string()).await,
+        let mut stream = ChannelStream::new(recv.id().index());
+        let id = stream.id();
+        let Some(input) = stream_input(read_frame(&mut recv, self.max_frame_size).await) else {
+            return;
+        };
+        let router = &self.shared.router;
+        let first = self.core.with_machine(|m| {
+            stream.handle_input(Instant::now(), m, input, |kind| router.get(kind).is_some())
+        });
+        let (kind, service) = match first {
+            StreamStep::Opened(kind) => match router.get(kind) {
+                Some(service) => (kind, service),
+                None => return, // checked by the machine a moment ago
             },
-            Ok(None) | Err(FrameReadError::Stream(_)) => return,
-            Err(e) => return refuse(send, recv, e.code(), &e.to_string()).await,
+            StreamStep::Refuse { code, message } => return refuse(send, recv, code, &message).await,
+            _ => return, // the client finished before opening a channel
         };
-        self.core.with_machine(|m| m.handle_received(Instant::now()));
-        let Some(service) = self.shared.router.get(kind) else {
-            return refuse(
-                send,
-                recv,
-                ErrorCode::UnknownChannel,
-                "this gateway does not serve that channel",
-            )
-            .await;
-        };
-        if let Err(code) = self
-            .core
-            .with_machine(|m| m.open_channel(Instant::now(), id, kind))
-        {
-            return refuse(send, recv, code, "channel refused").await;
-        }
         metrics::counter!("outpost_channels_opened_total", "channel" => channel_name(kind)).increment(1);
 
         let (tx, rx) = mpsc::channel(self.shared.limits.outbound_queue_frames);
@@ -155,44 +152,28 @@ impl ChannelTask {
                 break;
             }
             tokio::select! {
-                (recv, result) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                (mut recv, result) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
                     reading = None;
-                    let frame = match result {
-                        Ok(Some(frame)) => frame,
-                        Ok(None) => continue, // the client finished its side; answer what is pending
-                        Err(FrameReadError::Stream(_)) => break,
-                        Err(e) => {
-                            stop_code = Some(channel_error(&sink, &mut { recv }, e.code(), &e.to_string()));
-                            continue;
-                        }
-                    };
-                    match ChannelMsg::decode(&frame) {
-                        Ok(ChannelMsg::Request(req)) if req.request_id == 0 => {
-                            // 0 names the whole channel in answers, so such a request could
-                            // never be answered: a protocol error (PROTOCOL.md 4).
-                            let msg = "request_id 0 is reserved for channel-level errors";
-                            stop_code = Some(channel_error(&sink, &mut { recv }, ErrorCode::InvalidRequest, msg));
-                        }
-                        Ok(ChannelMsg::Request(req)) => {
+                    let Some(input) = stream_input(result) else { break };
+                    let step = self.core.with_machine(|m| stream.handle_input(Instant::now(), m, input, |_| true));
+                    match step {
+                        StreamStep::Dispatch(req) => {
                             let request_id = req.request_id;
-                            match self.core.with_machine(|m| m.admit_request(Instant::now(), id, request_id)) {
-                                Verdict::Admit => {
-                                    pending.push(service.handle(ctx.clone(), req.body).map(move |r| (request_id, r)));
-                                }
-                                Verdict::Refuse { code, retry_after, message } => {
-                                    let e = ServiceError { code, message: message.into(), retry_after };
-                                    if send_error(&sink, req.request_id, &e).is_err() {
-                                        break;
-                                    }
-                                }
+                            pending.push(service.handle(ctx.clone(), req.body).map(move |r| (request_id, r)));
+                        }
+                        StreamStep::Answer { request_id, code, retry_after, message } => {
+                            let e = ServiceError { code, message: message.into(), retry_after };
+                            if send_error(&sink, request_id, &e).is_err() {
+                                break;
                             }
-                            reading = Some(next_frame(recv, self.max_frame_size));
                         }
-                        Ok(_) => {
-                            let msg = "only Request frames may follow OpenChannel";
-                            stop_code = Some(channel_error(&sink, &mut { recv }, ErrorCode::UnexpectedFrame, msg));
+                        StreamStep::Fail { code, message } => {
+                            stop_code = Some(channel_error(&sink, &mut recv, code, &message));
                         }
-                        Err(e) => stop_code = Some(channel_error(&sink, &mut { recv }, e.code(), &e.to_string())),
+                        StreamStep::Finish | StreamStep::Opened(_) | StreamStep::Refuse { .. } => {}
+                    }
+                    if stream.wants_frames() {
+                        reading = Some(next_frame(recv, self.max_frame_size));
                     }
                 }
                 Some((request_id, result)) = pending.next(), if !pending.is_empty() => {

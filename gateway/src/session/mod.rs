@@ -7,14 +7,18 @@
 //! outputs via [`Session::poll_action`] and [`Session::poll_timeout`]. The login
 //! that precedes it (Hello to Welcome or a refusal) is the [`Login`] machine, in
 //! the same style; the few decisions the driver needs besides (drain reconnect
-//! delay, presence kicks) are pure functions in [`rules`]. The one component
+//! delay, presence kicks) are pure functions in [`rules`]. Each channel stream's
+//! rules (first frame, request ids, what may follow) are the [`ChannelStream`]
+//! machine, which consults the session's accounting. The one component
 //! that touches QUIC and tokio is `crate::driver`.
 
+mod channel;
 mod login;
 mod machine;
 mod rate;
 pub mod rules;
 
+pub use channel::{ChannelStream, StreamInput, StreamStep};
 pub use login::{
     ForeignFacts, FrameError, LoggedIn, Login, LoginConfig, LoginRefusal, LoginStep, PresenceOutcome,
 };

@@ -1,0 +1,207 @@
+//! The channel-stream machine: the rules of one channel stream (PROTOCOL.md
+//! §4), with no IO.
+//!
+//! One [`ChannelStream`] per client-opened stream after `Welcome`. The driver
+//! (`crate::driver::channel`) reads frames and hands each one in, with `now`
+//! and the session's [`Session`] machine (which owns the per-session
+//! accounting: channels open, requests in flight, the request rate); the
+//! machine decodes and checks it and answers with the one [`StreamStep`] the
+//! driver must take. The rules, in the order they are checked:
+//!
+//! 1. The first frame must be `OpenChannel` (`UnexpectedFrame` otherwise), for
+//!    a channel this gateway serves (`UnknownChannel`), within the session's
+//!    channel limit (the session's code). A refused stream gets `Error {
+//!    request_id: 0 }` and is finished.
+//! 2. After it, only `Request` frames: anything else, or a frame that fails
+//!    framing or verification, is a channel-level error (`Error { request_id:
+//!    0 }` with the frame's code), after which nothing more is read; requests
+//!    already dispatched are still answered.
+//! 3. `request_id` 0 names the whole channel in answers, so a request carrying
+//!    it could never be answered: a channel-level `InvalidRequest`.
+//! 4. Every other request is admitted or refused by the session (a duplicate
+//!    in-flight id, the in-flight bound, the request rate): a refused request
+//!    gets `Error` for its own id and the channel stays open.
+//! 5. The client finishing its side ends reading; what is in flight is still
+//!    answered, then the stream is finished.
+
+use std::time::Instant;
+
+use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, Request};
+
+use super::login::FrameError;
+use super::machine::{ChannelId, Session, Verdict};
+
+/// What was read from the stream, as the driver hands it in.
+#[derive(Debug)]
+pub enum StreamInput {
+    /// One complete frame, not yet decoded.
+    Frame(Vec<u8>),
+    /// A frame that failed the framing checks (length, truncation).
+    BadFrame(FrameError),
+    /// The client finished its side of the stream.
+    Finished,
+}
+
+/// What the driver does next with the stream.
+#[derive(Debug, PartialEq)]
+pub enum StreamStep {
+    /// The channel is open: serve it with this kind's service.
+    Opened(ChannelKind),
+    /// Refuse the stream before it opened: `Error { request_id: 0, code }`,
+    /// then stop and finish it.
+    Refuse { code: ErrorCode, message: String },
+    /// Dispatch this admitted request; report its end with
+    /// [`Session::request_done`].
+    Dispatch(Request),
+    /// Answer this request with an error without dispatching it; keep reading.
+    Answer {
+        request_id: u64,
+        code: ErrorCode,
+        retry_after: Option<std::time::Duration>,
+        message: &'static str,
+    },
+    /// A channel-level protocol error: send `Error { request_id: 0, code }`
+    /// and stop reading; answer what is in flight.
+    Fail { code: ErrorCode, message: String },
+    /// Stop reading; answer what is in flight, then finish the stream.
+    Finish,
+}
+
+/// Where the stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for `OpenChannel`.
+    Opening,
+    /// Serving requests.
+    Open,
+    /// Nothing more is read (refused, failed or finished).
+    Done,
+}
+
+/// The rules of one channel stream.
+#[derive(Debug)]
+pub struct ChannelStream {
+    id: ChannelId,
+    phase: Phase,
+}
+
+impl ChannelStream {
+    /// The stream with QUIC stream index `id`, before its first frame.
+    pub fn new(id: ChannelId) -> Self {
+        ChannelStream {
+            id,
+            phase: Phase::Opening,
+        }
+    }
+
+    /// The stream's channel id in the session's accounting.
+    pub fn id(&self) -> ChannelId {
+        self.id
+    }
+
+    /// Whether the driver should read another frame.
+    pub fn wants_frames(&self) -> bool {
+        self.phase != Phase::Done
+    }
+
+    /// Takes what was read from the stream. `serves` tells whether this
+    /// gateway serves a channel kind (asked only for `OpenChannel`).
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        session: &mut Session,
+        input: StreamInput,
+        serves: impl FnOnce(ChannelKind) -> bool,
+    ) -> StreamStep {
+        let step = match (self.phase, input) {
+            (Phase::Done, _) => StreamStep::Finish,
+            (_, StreamInput::Finished) => StreamStep::Finish,
+            (Phase::Opening, StreamInput::BadFrame(e)) => refuse(e.code, e.message),
+            (Phase::Open, StreamInput::BadFrame(e)) => fail(e.code, e.message),
+            (Phase::Opening, StreamInput::Frame(frame)) => self.open(now, session, &frame, serves),
+            (Phase::Open, StreamInput::Frame(frame)) => self.request(now, session, &frame),
+        };
+        self.phase = match (&step, self.phase) {
+            (StreamStep::Opened(_), _) => Phase::Open,
+            (StreamStep::Dispatch(_) | StreamStep::Answer { .. }, phase) => phase,
+            _ => Phase::Done,
+        };
+        step
+    }
+
+    fn open(
+        &mut self,
+        now: Instant,
+        session: &mut Session,
+        frame: &[u8],
+        serves: impl FnOnce(ChannelKind) -> bool,
+    ) -> StreamStep {
+        session.handle_received(now);
+        let kind = match ChannelMsg::decode(frame) {
+            Ok(ChannelMsg::Open(kind)) => kind,
+            Ok(_) => return refuse(ErrorCode::UnexpectedFrame, "first frame must be OpenChannel"),
+            Err(e) => return refuse(e.code(), e.to_string()),
+        };
+        if !serves(kind) {
+            return refuse(
+                ErrorCode::UnknownChannel,
+                "this gateway does not serve that channel",
+            );
+        }
+        match session.open_channel(now, self.id, kind) {
+            Ok(()) => StreamStep::Opened(kind),
+            Err(code) => refuse(code, "channel refused"),
+        }
+    }
+
+    fn request(&mut self, now: Instant, session: &mut Session, frame: &[u8]) -> StreamStep {
+        match ChannelMsg::decode(frame) {
+            Ok(ChannelMsg::Request(req)) if req.request_id == 0 => {
+                session.handle_received(now);
+                fail(
+                    ErrorCode::InvalidRequest,
+                    "request_id 0 is reserved for channel-level errors",
+                )
+            }
+            Ok(ChannelMsg::Request(req)) => match session.admit_request(now, self.id, req.request_id) {
+                Verdict::Admit => StreamStep::Dispatch(req),
+                Verdict::Refuse {
+                    code,
+                    retry_after,
+                    message,
+                } => StreamStep::Answer {
+                    request_id: req.request_id,
+                    code,
+                    retry_after,
+                    message,
+                },
+            },
+            Ok(_) => {
+                session.handle_received(now);
+                fail(
+                    ErrorCode::UnexpectedFrame,
+                    "only Request frames may follow OpenChannel",
+                )
+            }
+            Err(e) => fail(e.code(), e.to_string()),
+        }
+    }
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> StreamStep {
+    StreamStep::Refuse {
+        code,
+        message: message.into(),
+    }
+}
+
+fn fail(code: ErrorCode, message: impl Into<String>) -> StreamStep {
+    StreamStep::Fail {
+        code,
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+#[path = "channel_tests.rs"]
+mod tests;

@@ -1,0 +1,233 @@
+//! The channel-stream rules of PROTOCOL.md §4 on a fake clock: real frames
+//! (encoded and decoded as on the wire), the real session machine, no sockets.
+
+use std::time::{Duration, Instant};
+
+use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, Request, RequestBody, Response, ResponseBody};
+
+use super::*;
+use crate::session::SessionLimits;
+
+fn limits() -> SessionLimits {
+    SessionLimits {
+        max_channels: 2,
+        max_in_flight_per_channel: 2,
+        outbound_queue_frames: 8,
+        outbound_queue_bytes: 10_000,
+        request_rate_per_sec: 10.0,
+        request_burst: 4.0,
+        control_rate_per_sec: 2.0,
+        control_burst: 4.0,
+        idle_timeout: Duration::from_secs(30),
+    }
+}
+
+/// A session at `t0` and its streams.
+struct Fixture {
+    t0: Instant,
+    session: Session,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let t0 = Instant::now();
+        Fixture {
+            t0,
+            session: Session::new(limits(), t0),
+        }
+    }
+
+    /// Feeds `input` to `stream` at `t0 + at_ms`; this gateway serves every
+    /// channel but `Telemetry`.
+    fn feed(&mut self, stream: &mut ChannelStream, at_ms: u64, input: StreamInput) -> StreamStep {
+        let now = self.t0 + Duration::from_millis(at_ms);
+        stream.handle_input(now, &mut self.session, input, |k| k != ChannelKind::Telemetry)
+    }
+
+    fn frame(&mut self, stream: &mut ChannelStream, at_ms: u64, msg: ChannelMsg) -> StreamStep {
+        self.feed(stream, at_ms, StreamInput::Frame(msg.encode()))
+    }
+
+    /// A stream that opened an `Echo` channel.
+    fn open_echo(&mut self, id: ChannelId) -> ChannelStream {
+        let mut s = ChannelStream::new(id);
+        let step = self.frame(&mut s, 0, ChannelMsg::Open(ChannelKind::Echo));
+        assert_eq!(step, StreamStep::Opened(ChannelKind::Echo));
+        s
+    }
+}
+
+fn echo(request_id: u64) -> ChannelMsg {
+    ChannelMsg::Request(Request {
+        request_id,
+        body: RequestBody::Echo {
+            payload: b"x".to_vec(),
+            push_count: 0,
+            delay_ms: 0,
+        },
+    })
+}
+
+fn refused(step: &StreamStep) -> ErrorCode {
+    match step {
+        StreamStep::Refuse { code, .. } => *code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn failed(step: &StreamStep) -> ErrorCode {
+    match step {
+        StreamStep::Fail { code, .. } => *code,
+        other => panic!("expected a channel-level error, got {other:?}"),
+    }
+}
+
+fn answered(step: &StreamStep) -> (u64, ErrorCode) {
+    match step {
+        StreamStep::Answer { request_id, code, .. } => (*request_id, *code),
+        other => panic!("expected an error answer, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_first_frame_must_open_a_served_channel_within_the_limit() {
+    let mut f = Fixture::new();
+    // Not OpenChannel.
+    let mut s = ChannelStream::new(0);
+    assert_eq!(refused(&f.frame(&mut s, 0, echo(1))), ErrorCode::UnexpectedFrame);
+    assert!(!s.wants_frames(), "a refused stream is not read further");
+    // Garbage, and a frame the framing already refused.
+    let mut s = ChannelStream::new(4);
+    let garbage = StreamInput::Frame(vec![4, 0, 0, 0, 1, 2, 3, 4]);
+    assert_eq!(refused(&f.feed(&mut s, 0, garbage)), ErrorCode::BadFrame);
+    let mut s = ChannelStream::new(8);
+    let too_large = StreamInput::BadFrame(FrameError {
+        code: ErrorCode::FrameTooLarge,
+        message: "frame of 1 GiB".into(),
+    });
+    assert_eq!(refused(&f.feed(&mut s, 0, too_large)), ErrorCode::FrameTooLarge);
+    // A channel this gateway does not serve.
+    let mut s = ChannelStream::new(12);
+    let telemetry = ChannelMsg::Open(ChannelKind::Telemetry);
+    assert_eq!(refused(&f.frame(&mut s, 0, telemetry)), ErrorCode::UnknownChannel);
+    // Within the session's channel limit (2), then over it.
+    f.open_echo(16);
+    f.open_echo(20);
+    let mut s = ChannelStream::new(24);
+    let third = ChannelMsg::Open(ChannelKind::State);
+    assert_eq!(refused(&f.frame(&mut s, 0, third)), ErrorCode::TooManyInFlight);
+    // Once a channel closes there is room again.
+    f.session.close_channel(16);
+    let mut s = ChannelStream::new(28);
+    let again = f.frame(&mut s, 0, ChannelMsg::Open(ChannelKind::State));
+    assert_eq!(again, StreamStep::Opened(ChannelKind::State));
+}
+
+#[test]
+fn a_client_that_finishes_before_opening_is_let_go_quietly() {
+    let mut f = Fixture::new();
+    let mut s = ChannelStream::new(0);
+    assert_eq!(f.feed(&mut s, 0, StreamInput::Finished), StreamStep::Finish);
+    assert!(!s.wants_frames());
+}
+
+#[test]
+fn requests_are_dispatched_until_the_in_flight_bound_then_answered_with_too_many_in_flight() {
+    let mut f = Fixture::new();
+    let mut s = f.open_echo(0);
+    assert!(matches!(f.frame(&mut s, 1, echo(1)), StreamStep::Dispatch(r) if r.request_id == 1));
+    assert!(matches!(f.frame(&mut s, 2, echo(2)), StreamStep::Dispatch(r) if r.request_id == 2));
+    assert_eq!(
+        answered(&f.frame(&mut s, 3, echo(3))),
+        (3, ErrorCode::TooManyInFlight)
+    );
+    assert!(s.wants_frames(), "a refused request leaves the channel open");
+    // An answer frees a place.
+    f.session.request_done(0, 1);
+    assert!(matches!(f.frame(&mut s, 4, echo(3)), StreamStep::Dispatch(_)));
+}
+
+#[test]
+fn request_ids_are_non_zero_and_unique_among_those_in_flight() {
+    let mut f = Fixture::new();
+    let mut s = f.open_echo(0);
+    assert!(matches!(f.frame(&mut s, 1, echo(7)), StreamStep::Dispatch(_)));
+    assert_eq!(
+        answered(&f.frame(&mut s, 2, echo(7))),
+        (7, ErrorCode::InvalidRequest)
+    );
+    // Once answered, the id may be used again.
+    f.session.request_done(0, 7);
+    assert!(matches!(f.frame(&mut s, 3, echo(7)), StreamStep::Dispatch(_)));
+    // Id 0 names the whole channel: a channel-level error, reading stops.
+    assert_eq!(failed(&f.frame(&mut s, 4, echo(0))), ErrorCode::InvalidRequest);
+    assert!(!s.wants_frames());
+}
+
+#[test]
+fn requests_over_the_session_rate_are_answered_rate_limited_with_a_retry_time() {
+    let mut f = Fixture::new();
+    let mut s = f.open_echo(0);
+    // Burst 4: four requests pass (each answered at once), the fifth waits.
+    for id in 1..=4 {
+        assert!(matches!(f.frame(&mut s, 10, echo(id)), StreamStep::Dispatch(_)));
+        f.session.request_done(0, id);
+    }
+    match f.frame(&mut s, 10, echo(5)) {
+        StreamStep::Answer {
+            request_id: 5,
+            code: ErrorCode::RateLimited,
+            retry_after: Some(wait),
+            ..
+        } => assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        ),
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // 10/s: 100 ms later a token is back.
+    assert!(matches!(f.frame(&mut s, 110, echo(5)), StreamStep::Dispatch(_)));
+}
+
+#[test]
+fn only_requests_may_follow_open_channel() {
+    let mut f = Fixture::new();
+    for (i, msg) in [
+        ChannelMsg::Open(ChannelKind::Echo),
+        ChannelMsg::Response(Response {
+            request_id: 1,
+            body: ResponseBody::Echo { payload: vec![] },
+        }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut s = f.open_echo(i as u64 * 4);
+        assert_eq!(failed(&f.frame(&mut s, 1, msg)), ErrorCode::UnexpectedFrame);
+        assert!(!s.wants_frames());
+        f.session.close_channel(i as u64 * 4);
+    }
+    // A frame error after the open is a channel-level error with its code.
+    let mut s = f.open_echo(8);
+    let bad = StreamInput::Frame(vec![3, 0, 0, 0, 9, 9, 9]);
+    assert_eq!(failed(&f.feed(&mut s, 1, bad)), ErrorCode::BadFrame);
+}
+
+#[test]
+fn finishing_stops_reading_and_every_frame_counts_as_activity() {
+    let mut f = Fixture::new();
+    let mut s = f.open_echo(0);
+    assert!(matches!(
+        f.frame(&mut s, 20_000, echo(1)),
+        StreamStep::Dispatch(_)
+    ));
+    // The request at 20 s moved the idle deadline (30 s of silence).
+    assert_eq!(
+        f.session.poll_timeout(),
+        Some(f.t0 + Duration::from_millis(50_000))
+    );
+    assert_eq!(f.feed(&mut s, 20_001, StreamInput::Finished), StreamStep::Finish);
+    assert!(!s.wants_frames());
+    // Nothing is read after the end, whatever arrives.
+    assert_eq!(f.frame(&mut s, 20_002, echo(2)), StreamStep::Finish);
+}
