@@ -291,16 +291,22 @@ fn token_refusal(e: TokenError) -> Refusal {
     Refusal::new(code, e.to_string())
 }
 
-/// The one place identity errors become wire codes.
+/// The one place identity errors become wire codes. Whatever the client got
+/// wrong about its credentials folds into `BadCredentials` (PROTOCOL.md §5: the
+/// client cannot tell a bad secret from an unknown account); everything else
+/// is the server's problem, answered by class with a generic message and a
+/// correlation id (the error itself goes to the log, see
+/// [`crate::channels::errors`]).
 fn identity_refusal(e: IdentityError) -> Refusal {
-    let code = match &e {
+    match &e {
         IdentityError::DeviceIdLength { .. }
         | IdentityError::SecretLength { .. }
         | IdentityError::BadCredentials
         | IdentityError::InvalidPlayerId(_)
-        | IdentityError::UnknownPlayer(_) => ErrorCode::BadCredentials,
-        IdentityError::Store(_) => ErrorCode::Unavailable,
-        _ => ErrorCode::Internal,
-    };
-    Refusal::new(code, e.to_string())
+        | IdentityError::UnknownPlayer(_) => Refusal::new(ErrorCode::BadCredentials, e.to_string()),
+        _ => {
+            let e = crate::channels::errors::server_error(e);
+            Refusal::new(e.code, e.message)
+        }
+    }
 }

@@ -4,7 +4,7 @@
 //! A service implements [`ChannelService`] with plain wire-level request and
 //! response bodies (`outpost_schema` owned types). Services adapt backend calls
 //! (which know nothing of the wire) and map their errors to [`ServiceError`]
-//! codes in one place each.
+//! codes by the errors' class, in [`errors::wire_error`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +19,10 @@ use crate::session::{ChannelId, SlowConsumer};
 
 pub mod content;
 pub mod echo;
+pub mod errors;
 pub mod inventory;
 pub mod matchmaking;
+pub mod region_services;
 pub mod state;
 pub mod telemetry;
 
@@ -139,22 +141,24 @@ pub struct Router {
 
 impl Router {
     /// A router with the services every gateway has: `Echo`, `State` and
-    /// `Inventory`.
+    /// `Inventory`, which share one [`ServiceCache`](region_services::ServiceCache)
+    /// (the local region's services are built here, once).
     pub fn with_defaults(
         max_frame_size: u32,
         regions: Arc<crate::regions::Regions>,
         catalog: Arc<outpost_backend::ledger::Catalog>,
         client_grants: bool,
     ) -> Self {
+        let services = Arc::new(region_services::ServiceCache::new(regions, catalog));
         let mut r = Router::default();
         r.insert(ChannelKind::Echo, Arc::new(echo::Echo::new(max_frame_size)));
         r.insert(
             ChannelKind::State,
-            Arc::new(state::StateService::new(regions.clone())),
+            Arc::new(state::StateService::new(services.clone())),
         );
         r.insert(
             ChannelKind::Inventory,
-            Arc::new(inventory::InventoryService::new(regions, catalog, client_grants)),
+            Arc::new(inventory::InventoryService::new(services, client_grants)),
         );
         r
     }
