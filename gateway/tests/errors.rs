@@ -93,7 +93,10 @@ async fn internal_errors_send_a_correlation_id_the_log_has() -> Result<()> {
         .and_then(|m| m.rsplit_once("(ref "))
         .map(|(_, id)| id.to_owned())
         .unwrap_or_else(|| panic!("a correlation id in {:?}", e.message));
-    assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
 
     let text = log.text();
     let line = text

@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use outpost_backend::error_class::Classify;
 use super::reply::{class_error, reply, ApiError, ClassAnswers, ErrorBody, QueryOf};
 use super::schemas::TransferRecord;
 use crate::server::{GatewayHandle, Status};
+use outpost_backend::error_class::Classify;
 
 /// Liveness probe.
 #[utoipa::path(get, path = "/healthz", tag = "probes",

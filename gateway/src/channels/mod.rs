@@ -14,7 +14,6 @@ use futures::future::BoxFuture;
 use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, PushBody, RequestBody, ResponseBody};
 use tokio::sync::mpsc;
 
-use crate::driver::SessionCore;
 use crate::session::{ChannelId, SlowConsumer};
 
 pub mod content;
@@ -185,6 +184,25 @@ impl Router {
     }
 }
 
+/// What a channel's sink needs of its session: the per-channel queue
+/// accounting of the session's state machine (`crate::session`) and a way to
+/// wake the session's driver. The driver implements it; channels never see the
+/// driver's types.
+pub trait SessionQueues: Send + Sync + 'static {
+    /// Counts a frame of `len` bytes into channel `id`'s queue. `Err`: the
+    /// session is closing with `SlowConsumer` (or already closed), and the
+    /// frame must be dropped.
+    fn enqueue(&self, id: ChannelId, len: usize) -> Result<(), SlowConsumer>;
+    /// Takes a frame of `len` bytes back out of channel `id`'s count.
+    fn dequeued(&self, id: ChannelId, len: usize);
+    /// Whether a paced push of `len` bytes may be queued on channel `id` now
+    /// (see [`ChannelSink::push_paced`]).
+    fn has_room_for_paced(&self, id: ChannelId, len: usize) -> bool;
+    /// Wakes the session's driver, to act on what the machine decided (a
+    /// close).
+    fn wake(&self);
+}
+
 /// The outbound side of one channel: frames go through the session's queue
 /// accounting, so a client that does not read is disconnected instead of growing
 /// the gateway's memory.
@@ -192,7 +210,7 @@ impl Router {
 pub struct ChannelSink {
     pub(crate) id: ChannelId,
     pub(crate) tx: mpsc::Sender<Vec<u8>>,
-    pub(crate) core: Arc<SessionCore>,
+    pub(crate) core: Arc<dyn SessionQueues>,
     pub(crate) max_frame_size: u32,
     /// Signalled by the channel's writer whenever it hands a frame to QUIC.
     pub(crate) room: Arc<tokio::sync::Notify>,
@@ -229,7 +247,7 @@ impl ChannelSink {
 
     fn send_frame(&self, frame: Vec<u8>) -> Result<(), SlowConsumer> {
         let len = frame.len();
-        let admitted = self.core.with_machine(|m| m.enqueue(self.id, len));
+        let admitted = self.core.enqueue(self.id, len);
         if admitted.is_err() {
             self.core.wake();
             return Err(SlowConsumer);
@@ -237,7 +255,7 @@ impl ChannelSink {
         if self.tx.try_send(frame).is_err() {
             // The writer is gone (stream closed) or its queue is full; the machine's
             // own bound is the same size, so this only happens while closing.
-            self.core.with_machine(|m| m.dequeued(self.id, len));
+            self.core.dequeued(self.id, len);
             return Err(SlowConsumer);
         }
         Ok(())
@@ -260,7 +278,7 @@ impl ChannelSink {
         let len = frame.len();
         loop {
             let notified = self.room.notified();
-            if self.core.with_machine(|m| m.has_room_for_paced(self.id, len)) {
+            if self.core.has_room_for_paced(self.id, len) {
                 return self.send_frame(frame);
             }
             notified.await;
