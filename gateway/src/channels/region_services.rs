@@ -97,3 +97,67 @@ impl ServiceCache {
         Ok(self.insert(region, services))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use outpost_backend::store::StoreConfig;
+
+    use super::*;
+
+    async fn cache(catalog: Catalog) -> (tempfile::TempDir, ServiceCache) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AnyStore::open(&StoreConfig::embedded(dir.path().join("store")))
+            .await
+            .unwrap();
+        let regions = Arc::new(Regions::new("eu", store, true));
+        (dir, ServiceCache::new(regions, Arc::new(catalog)))
+    }
+
+    #[tokio::test]
+    async fn services_are_built_once_per_region() {
+        let dev = Catalog::from_toml_str(include_str!("../dev_catalog.toml")).unwrap();
+        let (_dir, cache) = cache(dev).await;
+        assert_eq!(cache.built.read().unwrap().len(), 1, "the local region, at once");
+        let a = cache.get("eu").unwrap();
+        assert!(Arc::ptr_eq(&a, &cache.get("eu").unwrap()));
+        let b = cache.get("apac").unwrap();
+        assert!(Arc::ptr_eq(&b, &cache.get("apac").unwrap()));
+        assert_eq!(b.ledger.region(), "apac");
+        let Err(e) = cache.get("Not A Region") else {
+            panic!("an invalid region name is refused")
+        };
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert_eq!(cache.built.read().unwrap().len(), 2, "failures are not cached");
+    }
+
+    /// What a request used to pay (build the services: clone and validate the
+    /// catalog, validate the region) against a cache hit. Run with
+    /// `cargo test -p outpost-gateway --lib measure_ -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore = "a measurement, not a check"]
+    async fn measure_build_against_cache_hit() {
+        for items in [6usize, 1_000] {
+            let mut toml = String::new();
+            for i in 0..items {
+                toml.push_str(&format!("[items.item_{i}]\nmax_stack = 99\n"));
+            }
+            let catalog = Catalog::from_toml_str(&toml).unwrap();
+            let (_dir, cache) = cache(catalog.clone()).await;
+            let store = cache.regions.store("eu").unwrap();
+            let n = 2_000u32;
+            let t = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(RegionServices::build(store.clone(), "eu", &catalog).unwrap());
+            }
+            let build = t.elapsed() / n;
+            let t = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(cache.get("eu").unwrap());
+            }
+            let hit = t.elapsed() / n;
+            eprintln!("{items} items: build {build:?} per request, cache hit {hit:?}");
+        }
+    }
+}
