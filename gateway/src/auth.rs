@@ -292,11 +292,13 @@ fn token_refusal(e: TokenError) -> Refusal {
 }
 
 /// The one place identity errors become wire codes. Whatever the client got
-/// wrong about its credentials folds into `BadCredentials` (PROTOCOL.md §5: the
-/// client cannot tell a bad secret from an unknown account); everything else
-/// is the server's problem, answered by class with a generic message and a
-/// correlation id (the error itself goes to the log, see
-/// [`crate::channels::errors`]).
+/// wrong about its credentials folds into `BadCredentials` (PROTOCOL.md §5:
+/// "device id or secret wrong, or out of bounds"; an unknown account reads the
+/// same). Everything else is the server's problem whatever its class (the
+/// gateway's own region name or token lifetime, a corrupt record, the store):
+/// `Unavailable` when retrying may help, else `Internal`, with a generic
+/// message and a correlation id; the error itself goes to the log
+/// ([`crate::channels::errors::server_error`]).
 fn identity_refusal(e: IdentityError) -> Refusal {
     match &e {
         IdentityError::DeviceIdLength { .. }
