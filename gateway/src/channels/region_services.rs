@@ -65,7 +65,7 @@ impl ServiceCache {
             catalog,
             built: RwLock::default(),
         };
-        let _ = cache.get(&cache.regions.local().to_owned());
+        let _ = cache.get(cache.regions.local());
         cache
     }
 
