@@ -293,16 +293,24 @@ fn token_refusal(e: TokenError) -> Refusal {
     Refusal::new(code, e.to_string())
 }
 
-/// The one place identity errors become wire codes.
+/// The one place identity errors become wire codes. Whatever the client got
+/// wrong about its credentials folds into `BadCredentials` (PROTOCOL.md §5:
+/// "device id or secret wrong, or out of bounds"; an unknown account reads the
+/// same). Everything else is the server's problem whatever its class (the
+/// gateway's own region name or token lifetime, a corrupt record, the store):
+/// `Unavailable` when retrying may help, else `Internal`, with a generic
+/// message and a correlation id; the error itself goes to the log
+/// ([`crate::channels::errors::server_error`]).
 fn identity_refusal(e: IdentityError) -> Refusal {
-    let code = match &e {
+    match &e {
         IdentityError::DeviceIdLength { .. }
         | IdentityError::SecretLength { .. }
         | IdentityError::BadCredentials
         | IdentityError::InvalidPlayerId(_)
-        | IdentityError::UnknownPlayer(_) => ErrorCode::BadCredentials,
-        IdentityError::Store(_) => ErrorCode::Unavailable,
-        _ => ErrorCode::Internal,
-    };
-    Refusal::new(code, e.to_string())
+        | IdentityError::UnknownPlayer(_) => Refusal::new(ErrorCode::BadCredentials, e.to_string()),
+        _ => {
+            let e = crate::channels::errors::server_error(e);
+            Refusal::new(e.code, e.message)
+        }
+    }
 }

@@ -8,7 +8,7 @@ use axum::Json;
 use outpost_backend::ledger::{Ledger, LedgerError};
 use outpost_backend::store::AnyStore;
 
-use super::reply::{ApiError, ErrorBody, JsonBody, QueryOf};
+use super::reply::{class_error, ApiError, ClassAnswers, ErrorBody, JsonBody, QueryOf};
 use super::schemas;
 use crate::server::GatewayHandle;
 
@@ -106,11 +106,11 @@ fn ledger(h: &GatewayHandle, region: Option<&str>) -> Result<Ledger<AnyStore>, A
     })
 }
 
+/// Ledger errors by class: refusals 400 `rejected`, store failures 503
+/// `store_unavailable`, internal errors (a corrupt record, a bad catalog) 500
+/// `internal`.
 fn ledger_error(e: LedgerError) -> ApiError {
-    match e {
-        LedgerError::Store(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e),
-        e => ApiError::bad_request("rejected", e),
-    }
+    class_error(e, &ClassAnswers::REJECTED)
 }
 
 fn panicked() -> ApiError {
@@ -124,7 +124,7 @@ fn panicked() -> ApiError {
         (status = 200, description = "The audit", body = PlayerAuditBody),
         (status = 400, description = "`rejected` (bad player id) or `invalid_query`", body = ErrorBody),
         (status = 404, description = UNKNOWN_REGION, body = ErrorBody),
-        (status = 500, description = "`internal`: the audit panicked", body = ErrorBody),
+        (status = 500, description = "`internal`: the audit panicked, or a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn player_audit(
@@ -147,6 +147,7 @@ pub(super) async fn player_audit(
         (status = 200, description = "The repeated keys", body = Vec<schemas::DuplicateRecord>),
         (status = 400, description = "`rejected` (bad player id) or `invalid_query`", body = ErrorBody),
         (status = 404, description = UNKNOWN_REGION, body = ErrorBody),
+        (status = 500, description = "`internal`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn player_duplicates(
@@ -167,7 +168,7 @@ pub(super) async fn player_duplicates(
         (status = 200, description = "The region's audit", body = RegionAuditBody),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 404, description = UNKNOWN_REGION, body = ErrorBody),
-        (status = 500, description = "`internal`: the audit panicked", body = ErrorBody),
+        (status = 500, description = "`internal`: the audit panicked, or a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`unavailable`: the store failed", body = ErrorBody),
     ))]
 pub(super) async fn region_audit(
@@ -178,7 +179,7 @@ pub(super) async fn region_audit(
     let r = on_blocking_thread(move || async move { ledger.audit_region(100, |_| {}).await })
         .await
         .ok_or_else(panicked)?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e))?;
+        .map_err(|e| class_error(e, &ClassAnswers::BY_STATUS))?;
     Ok(Json(RegionAuditBody {
         clean: r.is_clean(),
         players: r.players,
@@ -221,6 +222,7 @@ pub(super) struct Correction {
         (status = 400, description = "`invalid_json`, `invalid_body`, `invalid_query`, or `rejected` by the ledger (a balance would go negative or over its ceiling, unknown asset, ...)", body = ErrorBody),
         (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
         (status = 404, description = UNKNOWN_REGION, body = ErrorBody),
+        (status = 500, description = "`internal`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn correction(
@@ -266,6 +268,7 @@ pub(super) struct Trade {
         (status = 400, description = "`invalid_json`, `invalid_body`, or `rejected` (unknown player, a player of another region, not enough to give, ...)", body = ErrorBody),
         (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
         (status = 404, description = UNKNOWN_REGION, body = ErrorBody),
+        (status = 500, description = "`internal`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn trade(
@@ -279,7 +282,7 @@ pub(super) async fn trade(
             .transfers()
             .home_region(&p.player)
             .await
-            .map_err(|e| ApiError::bad_request("rejected", e))?;
+            .map_err(|e| class_error(e, &ClassAnswers::REJECTED))?;
         sides.push(outpost_backend::ledger::TradeSide {
             player: p.player,
             home_region,

@@ -12,7 +12,7 @@ use outpost_backend::content::{ContentError, ContentManifest};
 use outpost_backend::flags::{Flag, FlagError, RolloutError, RolloutPlan};
 use outpost_backend::time::now_ms;
 
-use super::reply::{reply, ApiError, ErrorBody, JsonBody, QueryOf};
+use super::reply::{class_error, reply, ApiError, ClassAnswers, ErrorBody, JsonBody, QueryOf};
 use super::schemas;
 use crate::server::GatewayHandle;
 
@@ -45,13 +45,12 @@ impl ActorQuery {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)
-}
-
-fn corrupt(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt", e)
-}
+/// Refusals 400 `rejected`, store failures 503 `store_unavailable`, a
+/// corrupt record 500 `corrupt` (generic message, correlation id).
+const LIVE: ClassAnswers = ClassAnswers {
+    internal: "corrupt",
+    ..ClassAnswers::REJECTED
+};
 
 fn flag_error(e: FlagError) -> ApiError {
     match e {
@@ -62,9 +61,7 @@ fn flag_error(e: FlagError) -> ApiError {
         FlagError::VersionConflict { .. } => ApiError::bad_request("version_conflict", e),
         FlagError::RolloutActive { .. } => ApiError::bad_request("rollout_active", e),
         FlagError::InvalidActor => ApiError::bad_request("invalid_actor", e).field("actor"),
-        FlagError::Store(_) => unavailable(e),
-        FlagError::Corrupt(_) => corrupt(e),
-        e => ApiError::bad_request("rejected", e),
+        e => class_error(e, &LIVE),
     }
 }
 
@@ -75,9 +72,7 @@ fn rollout_error(e: RolloutError) -> ApiError {
         RolloutError::RuleNotFound { .. } => ApiError::bad_request("rule_not_found", e).field("rule"),
         RolloutError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e),
         RolloutError::InvalidActor => ApiError::bad_request("invalid_actor", e).field("actor"),
-        RolloutError::Store(_) => unavailable(e),
-        RolloutError::Corrupt(_) => corrupt(e),
-        e => ApiError::bad_request("rejected", e),
+        e => class_error(e, &LIVE),
     }
 }
 
@@ -85,17 +80,12 @@ fn content_error(e: ContentError) -> ApiError {
     match e {
         ContentError::InvalidManifest(_) => ApiError::bad_request("invalid_manifest", e),
         ContentError::InvalidActor => ApiError::bad_request("invalid_actor", e).field("actor"),
-        ContentError::Store(_) => unavailable(e),
-        ContentError::Corrupt(_) => corrupt(e),
-        e => ApiError::bad_request("rejected", e),
+        e => class_error(e, &LIVE),
     }
 }
 
 fn audit_error(e: AuditError) -> ApiError {
-    match e {
-        AuditError::Store(_) => unavailable(e),
-        e => ApiError::bad_request("rejected", e),
-    }
+    class_error(e, &LIVE)
 }
 
 /// Publishes a content manifest (immutable; each publish of an id needs a higher
@@ -107,7 +97,7 @@ fn audit_error(e: AuditError) -> ApiError {
         (status = 200, description = "Published", body = schemas::PublishedManifest),
         (status = 400, description = "`invalid_json`, `invalid_body`, `invalid_query`, `invalid_manifest`, `invalid_actor`, or `rejected` (the version does not grow, ...)", body = ErrorBody),
         (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
-        (status = 500, description = "`corrupt`: a stored record does not decode", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn publish_content(
@@ -125,7 +115,7 @@ pub(super) async fn publish_content(
 #[utoipa::path(get, path = "/content", tag = "live-ops",
     responses(
         (status = 200, description = "The latest manifests", body = Vec<schemas::PublishedManifest>),
-        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn list_content(State(h): State<GatewayHandle>) -> Response {
@@ -141,7 +131,7 @@ pub(super) async fn list_content(State(h): State<GatewayHandle>) -> Response {
         (status = 200, description = "The stored flag with its new version", body = schemas::FlagRecord),
         (status = 400, description = "`invalid_json` / `invalid_flag` (with `field`), `version_conflict`, `rollout_active`, `invalid_actor`, `invalid_body`, `invalid_query`", body = ErrorBody),
         (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
-        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn set_flag(
@@ -176,7 +166,7 @@ pub(super) async fn set_flag(
     responses(
         (status = 200, description = "The flag", body = schemas::FlagRecord),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn get_flag(State(h): State<GatewayHandle>, Path(key): Path<String>) -> Response {
@@ -193,7 +183,7 @@ pub(super) async fn get_flag(State(h): State<GatewayHandle>, Path(key): Path<Str
 #[utoipa::path(get, path = "/flags", tag = "live-ops",
     responses(
         (status = 200, description = "Every flag", body = Vec<schemas::FlagRecord>),
-        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn list_flags(State(h): State<GatewayHandle>) -> Response {
@@ -221,7 +211,7 @@ pub(super) struct StartRollout {
         (status = 400, description = "`invalid_json`, `invalid_plan`, `flag_not_found`, `rule_not_found`, `invalid_actor`, `invalid_body`, `invalid_query`, or `rejected` (a rollout already drives the flag, ...)", body = ErrorBody),
         (status = 413, description = "`invalid_body`: the body is over 2 MiB", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn start_rollout(
@@ -242,7 +232,7 @@ pub(super) async fn start_rollout(
 #[utoipa::path(get, path = "/rollouts", tag = "live-ops",
     responses(
         (status = 200, description = "Running rollouts", body = Vec<schemas::Rollout>),
-        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn list_rollouts(State(h): State<GatewayHandle>) -> Response {
@@ -256,7 +246,7 @@ pub(super) async fn list_rollouts(State(h): State<GatewayHandle>) -> Response {
         (status = 200, description = "The rollout after the kill", body = schemas::Rollout),
         (status = 400, description = "`invalid_actor`, `invalid_query`, or `rejected` (the rollout is over, ...)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown rollout", body = ErrorBody),
-        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn kill_rollout(
@@ -275,7 +265,7 @@ pub(super) async fn kill_rollout(
         (status = 200, description = "The rollout after the promotion", body = schemas::Rollout),
         (status = 400, description = "`invalid_actor`, `invalid_query`, or `rejected` (the rollout is over, ...)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown rollout", body = ErrorBody),
-        (status = 500, description = "`corrupt`", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn promote_rollout(
@@ -303,6 +293,7 @@ pub(super) struct AuditLogQuery {
     responses(
         (status = 200, description = "Audit records", body = Vec<schemas::AuditRecord>),
         (status = 400, description = "`invalid_query` or `rejected`", body = ErrorBody),
+        (status = 500, description = "`corrupt`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`store_unavailable`", body = ErrorBody),
     ))]
 pub(super) async fn audit_log(

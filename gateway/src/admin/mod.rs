@@ -39,6 +39,12 @@
 //! field, e.g. `rules[0].percentage_bp`. Nothing is written in either case:
 //! neither the flag nor an audit record.
 //!
+//! Other backend errors are answered by their class
+//! ([`reply::class_error`]): a store failure is 503 with `Retry-After`; an
+//! internal error (a stored record that does not decode) is 500 whose message
+//! is generic and ends in `(ref <16 hex digits>)`, a correlation id under which
+//! the gateway logged the actual error.
+//!
 //! ## Routes
 //!
 //! | method | path | answer |
@@ -50,7 +56,7 @@
 //! | GET | `/status` | JSON: region, live and admitted sessions, drain state, socket buffers, TLS certificate reloads |
 //! | POST | `/drain` | 202: starts a graceful drain (idempotent) |
 //! | POST | `/players/{player}/kick` | 200 if a session was kicked on any gateway of the region or a resumable one revoked (`KickedByOperator`), 404 if none, 503 if presence is unreachable |
-//! | POST | `/players/{player}/transfer?to={region}` | 200 + the finished transfer record (JSON); 409/400/503 with the reason |
+//! | POST | `/players/{player}/transfer?to={region}` | 200 + the finished transfer record (JSON); 400/403/404/409/500/503 with the reason |
 //! | GET | `/transfers/{id}` | 200 + the transfer record, 404 if unknown |
 //! | GET | `/players/{player}/inventory/audit?region=` | 200 + JSON: the player's events folded and compared with their balances |
 //! | GET | `/players/{player}/inventory/duplicates?region=` | 200 + JSON: repeated idempotency keys (count, first and last seen) |

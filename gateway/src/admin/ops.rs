@@ -6,9 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::reply::{reply, ApiError, ErrorBody, QueryOf};
+use super::reply::{class_error, reply, ApiError, ClassAnswers, ErrorBody, QueryOf};
 use super::schemas::TransferRecord;
 use crate::server::{GatewayHandle, Status};
+use outpost_backend::error_class::Classify;
 
 /// Liveness probe.
 #[utoipa::path(get, path = "/healthz", tag = "probes",
@@ -68,6 +69,7 @@ pub(super) async fn drain(State(h): State<GatewayHandle>) -> impl IntoResponse {
     responses(
         (status = 200, description = "Kicked (or a resumable session revoked)", body = String, content_type = "text/plain", example = "kicked"),
         (status = 404, description = "`not_found`: no live or resumable session for that player", body = ErrorBody),
+        (status = 500, description = "`internal`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`unavailable`: the global store (presence) cannot be reached", body = ErrorBody),
     ))]
 pub(super) async fn kick(State(h): State<GatewayHandle>, Path(player): Path<String>) -> Response {
@@ -79,12 +81,13 @@ pub(super) async fn kick(State(h): State<GatewayHandle>, Path(player): Path<Stri
             "no live or resumable session for that player",
         )
         .into_response(),
-        Err(e) => ApiError::new(
+        Err(e) if e.class().is_retryable() => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             format!("cannot reach presence in the global store: {e}"),
         )
         .into_response(),
+        Err(e) => class_error(e, &ClassAnswers::BY_STATUS).into_response(),
     }
 }
 
@@ -103,7 +106,9 @@ pub(super) struct TransferQuery {
         (status = 200, description = "The finished transfer", body = TransferRecord),
         (status = 400, description = "`invalid_transfer` (same or unknown region) or `invalid_query` (no `to`)", body = ErrorBody),
         (status = 404, description = "`not_found`: unknown player", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the player's identity refused the move", body = ErrorBody),
         (status = 409, description = "`conflict`: a transfer of the player is in progress, or a fence conflict", body = ErrorBody),
+        (status = 500, description = "`internal`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`unavailable`: the store failed; the transfer resumes later", body = ErrorBody),
     ))]
 pub(super) async fn transfer(
@@ -120,22 +125,23 @@ pub(super) async fn transfer(
     responses(
         (status = 200, description = "The transfer", body = TransferRecord),
         (status = 404, description = "`not_found`: unknown transfer", body = ErrorBody),
+        (status = 500, description = "`internal`: a stored record does not decode (generic message with a correlation id; the error is in the gateway log)", body = ErrorBody),
         (status = 503, description = "`unavailable`: the store failed", body = ErrorBody),
     ))]
 pub(super) async fn transfer_status(State(h): State<GatewayHandle>, Path(id): Path<String>) -> Response {
     reply(h.transfers().status(&id).await, transfer_error)
 }
 
-/// Transfer errors as HTTP statuses (the admin API's one mapping).
+/// Transfer errors as HTTP statuses: by class, except an unknown region,
+/// which is documented as a 400 `invalid_transfer` like the same region.
 fn transfer_error(e: outpost_backend::transfer::TransferError) -> ApiError {
     use outpost_backend::transfer::TransferError as E;
-    let (status, code) = match &e {
-        E::UnknownTransfer(_) | E::UnknownPlayer(_) => (StatusCode::NOT_FOUND, "not_found"),
-        E::SameRegion(_) | E::UnknownRegion(_) => (StatusCode::BAD_REQUEST, "invalid_transfer"),
-        E::AlreadyInProgress(_) | E::FenceConflict { .. } | E::UnexpectedStep { .. } => {
-            (StatusCode::CONFLICT, "conflict")
-        }
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    const TRANSFER: ClassAnswers = ClassAnswers {
+        invalid: (StatusCode::BAD_REQUEST, "invalid_transfer"),
+        ..ClassAnswers::BY_STATUS
     };
-    ApiError::new(status, code, e)
+    match e {
+        E::UnknownRegion(_) => ApiError::bad_request("invalid_transfer", e),
+        e => class_error(e, &TRANSFER),
+    }
 }

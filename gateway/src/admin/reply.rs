@@ -2,6 +2,12 @@
 //! input into those answers: every error is JSON `{"error": code, "message":
 //! text, "field": path?}`, where `field` (when known) names the offending part
 //! of the request body in the form `rules[0].percentage_bp`.
+//!
+//! Backend errors become answers by their class ([`class_error`]), after the
+//! few variants a route documents a code of its own for (`invalid_flag` with its
+//! field, ...): a new backend variant gets the answer of its class, never a
+//! silent 400. Internal errors answer 500 with a generic message and a
+//! correlation id; the real error is in the gateway's log under that id.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -9,6 +15,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use outpost_backend::error_class::{Classify, ErrorClass};
 use serde::de::DeserializeOwned;
 
 /// The JSON body of every error answer of the admin API. (Error answers are
@@ -47,6 +54,8 @@ pub(crate) struct ApiError {
     code: &'static str,
     message: String,
     field: Option<String>,
+    /// Sent as `Retry-After` (whole seconds, at least 1).
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -56,7 +65,19 @@ impl ApiError {
             code,
             message: message.to_string(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// 500 with `code` and a generic message with a correlation id; `e` goes
+    /// to the log under that id, not to the caller.
+    pub(crate) fn internal(code: &'static str, e: impl std::fmt::Display) -> Self {
+        let id = crate::channels::errors::log_internal(&e);
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            crate::channels::errors::internal_message(&id),
+        )
     }
 
     /// 400 with `code`.
@@ -77,8 +98,74 @@ impl IntoResponse for ApiError {
             field: self.field,
             ..ErrorBody::new(self.code, self.message)
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
+}
+
+/// An answer's status and code.
+pub(crate) type Answer = (StatusCode, &'static str);
+
+/// How a route answers each [`ErrorClass`] (its documented statuses and codes).
+pub(crate) struct ClassAnswers {
+    pub invalid: Answer,
+    pub not_found: Answer,
+    pub conflict: Answer,
+    pub forbidden: Answer,
+    /// The code of the 503 (with `Retry-After`).
+    pub unavailable: &'static str,
+    /// The code of the 500 (generic message, correlation id).
+    pub internal: &'static str,
+}
+
+impl ClassAnswers {
+    /// Each class its own status: 400 `rejected`, 404 `not_found`, 409
+    /// `conflict`, 403 `forbidden`, 503 `unavailable`, 500 `internal`.
+    pub(crate) const BY_STATUS: ClassAnswers = ClassAnswers {
+        invalid: (StatusCode::BAD_REQUEST, "rejected"),
+        not_found: (StatusCode::NOT_FOUND, "not_found"),
+        conflict: (StatusCode::CONFLICT, "conflict"),
+        forbidden: (StatusCode::FORBIDDEN, "forbidden"),
+        unavailable: "unavailable",
+        internal: "internal",
+    };
+
+    /// The older routes (ledger, live ops) answer every refusal 400 `rejected`
+    /// (documented so; clients tell them apart by message), store failures 503
+    /// `store_unavailable`.
+    pub(crate) const REJECTED: ClassAnswers = ClassAnswers {
+        invalid: (StatusCode::BAD_REQUEST, "rejected"),
+        not_found: (StatusCode::BAD_REQUEST, "rejected"),
+        conflict: (StatusCode::BAD_REQUEST, "rejected"),
+        forbidden: (StatusCode::BAD_REQUEST, "rejected"),
+        unavailable: "store_unavailable",
+        internal: "internal",
+    };
+}
+
+/// The one place a backend error's class becomes an admin answer. Refusals
+/// and unavailability keep the error's text (the caller is an operator or a
+/// trusted service); internal errors do not (see [`ApiError::internal`]).
+pub(crate) fn class_error<E: Classify + std::fmt::Display>(e: E, answers: &ClassAnswers) -> ApiError {
+    let (status, code) = match e.class() {
+        ErrorClass::Invalid => answers.invalid,
+        ErrorClass::NotFound => answers.not_found,
+        ErrorClass::Conflict => answers.conflict,
+        ErrorClass::Forbidden => answers.forbidden,
+        ErrorClass::Unavailable { retry_after } => {
+            let mut a = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, answers.unavailable, e);
+            a.retry_after = Some(retry_after);
+            return a;
+        }
+        ErrorClass::Internal => return ApiError::internal(answers.internal, e),
+    };
+    ApiError::new(status, code, e)
 }
 
 /// A JSON request body. Decoding errors are 400 `invalid_json` naming the

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use outpost_backend::content::{ClientVersion, PublishedManifest};
+use outpost_backend::content::{ClientVersion, ContentError, PublishedManifest};
 use outpost_backend::flags::{FlagSnapshot, FlagValue as BackendValue};
 use outpost_schema::{
     ContentAsset, ContentManifest, ErrorCode, Flag, FlagValue, PushBody, RequestBody, ResponseBody,
 };
 
+use super::errors::wire_error;
 use super::{ChannelService, Reply, RequestContext, ServiceError};
 use crate::live::Live;
 
@@ -26,6 +27,15 @@ pub struct ContentService {
 impl ContentService {
     pub fn new(live: Arc<Live>) -> Self {
         ContentService { live }
+    }
+}
+
+/// Content errors as wire codes: the dedicated `ClientTooOld` (PROTOCOL.md
+/// §4.5; its message names the minimum version), anything else by class.
+fn content_error(e: ContentError) -> ServiceError {
+    match e {
+        ContentError::ClientTooOld { .. } => ServiceError::new(ErrorCode::ClientTooOld, e.to_string()),
+        e => wire_error(e),
     }
 }
 
@@ -95,7 +105,7 @@ impl ChannelService for ContentService {
                         ));
                     };
                     if let Err(e) = p.manifest.check_client(client) {
-                        return Err(ServiceError::new(ErrorCode::ClientTooOld, e.to_string()));
+                        return Err(content_error(e));
                     }
                     ResponseBody::ContentGet {
                         manifest: to_wire(p, client),

@@ -5,73 +5,57 @@
 //! its own player (requests carry no player id). Client grants are refused unless
 //! `inventory.client_grants` is on (development and tests; in production grants
 //! come from trusted services). Ledger errors become wire codes in
-//! [`ledger_error`] and nowhere else.
+//! [`ledger_error`]: by their class, except the one PROTOCOL.md documents on its
+//! own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use outpost_backend::ledger::{
-    Asset, AssetKind, Catalog, Change, Event, EventKind, HistoryQuery, Ledger, LedgerError, Outcome, Quantity,
+    Asset, AssetKind, Change, Event, EventKind, HistoryQuery, LedgerError, Outcome, Quantity,
 };
-use outpost_backend::store::AnyStore;
 use outpost_schema::{
     AssetAmount, AssetDelta, ErrorCode, InventoryEvent, InventoryEventKind, InventoryReceipt, PushBody,
     RequestBody, ResponseBody,
 };
 use tracing::debug;
 
+use super::errors::wire_error;
+use super::region_services::{RegionServices, ServiceCache};
 use super::{ChannelService, Reply, RequestContext, ServiceError};
-use crate::regions::Regions;
 
 /// The inventory service.
 pub struct InventoryService {
-    regions: Arc<Regions>,
-    catalog: Arc<Catalog>,
+    services: Arc<ServiceCache>,
     client_grants: bool,
 }
 
 impl InventoryService {
-    pub fn new(regions: Arc<Regions>, catalog: Arc<Catalog>, client_grants: bool) -> Self {
+    pub fn new(services: Arc<ServiceCache>, client_grants: bool) -> Self {
         InventoryService {
-            regions,
-            catalog,
+            services,
             client_grants,
         }
     }
 
-    fn ledger(&self, home: &str) -> Result<Ledger<AnyStore>, ServiceError> {
-        let store = self.regions.store(home).ok_or_else(|| {
-            ServiceError::new(
-                ErrorCode::Unavailable,
-                format!("home region {home} is not reachable from this gateway"),
-            )
-        })?;
-        Ledger::new(store, home, (*self.catalog).clone()).map_err(ledger_error)
+    fn services(&self, home: &str) -> Result<Arc<RegionServices>, ServiceError> {
+        self.services.get(home)
     }
 }
 
-/// The one place ledger errors become wire codes.
+/// The one place ledger errors become wire codes: by class, except a reused
+/// idempotency key. Its class is `Conflict` (the key is bound to another
+/// request), but PROTOCOL.md §4.3 documents it as `InvalidRequest`, and that is
+/// what the client should act on: the request is wrong (a key must not be
+/// reused for a different operation), re-reading state does not help, and the
+/// same request fails again (as the IETF idempotency-key draft and Stripe
+/// answer 422, not 409, for it).
 pub fn ledger_error(e: LedgerError) -> ServiceError {
-    let (code, retry_after) = match &e {
-        LedgerError::Insufficient { .. } | LedgerError::LimitExceeded { .. } => (ErrorCode::Conflict, None),
-        LedgerError::UnknownOffer(_) | LedgerError::UnknownAsset(_) => (ErrorCode::NotFound, None),
-        LedgerError::TransferInProgress { .. } => (ErrorCode::Unavailable, Some(Duration::from_secs(1))),
-        LedgerError::PlayerMoved { .. } | LedgerError::CrossRegionTrade { .. } => {
-            (ErrorCode::Forbidden, None)
-        }
-        LedgerError::Store(_) => (ErrorCode::Unavailable, Some(Duration::from_millis(500))),
-        LedgerError::Corrupt(_) | LedgerError::UnsupportedSchema(_) | LedgerError::InvalidCatalog(_) => {
-            (ErrorCode::Internal, None)
-        }
-        _ => (ErrorCode::InvalidRequest, None),
-    };
-    ServiceError {
-        code,
-        message: e.to_string(),
-        retry_after,
+    match e {
+        LedgerError::IdempotencyKeyReused(_) => ServiceError::new(ErrorCode::InvalidRequest, e.to_string()),
+        e => wire_error(e),
     }
 }
 
@@ -168,10 +152,11 @@ impl ChannelService for InventoryService {
         ctx: RequestContext,
         body: RequestBody,
     ) -> BoxFuture<'static, Result<Reply, ServiceError>> {
-        let ledger = self.ledger(&ctx.home_region);
+        let services = self.services(&ctx.home_region);
         let client_grants = self.client_grants;
         async move {
-            let ledger = ledger?;
+            let services = services?;
+            let ledger = &services.ledger;
             let player = &ctx.player_id;
             let body = match body {
                 RequestBody::InventoryBalances => ResponseBody::InventoryBalances {
@@ -259,7 +244,7 @@ impl ChannelService for InventoryService {
     /// Pushes `InventoryChanged` (every non-zero balance) once when the channel
     /// opens and after every change, from any writer of the region's store.
     fn subscribe(&self, ctx: RequestContext) -> Option<BoxFuture<'static, ()>> {
-        let ledger = self.ledger(&ctx.home_region).ok()?;
+        let ledger = self.services(&ctx.home_region).ok()?.ledger.clone();
         Some(
             async move {
                 let mut last = None;

@@ -5,8 +5,8 @@
 //! Skill is server-authoritative: it comes from the player's `mmr` state document
 //! (`{"rating": f64, "uncertainty": f64}`), never from the client; without one
 //! the player gets 1500 ± 350. Clients queue solo; parties are formed by game
-//! services through the backend API. Matchmaker errors become wire codes in
-//! [`mm_error`] and nowhere else.
+//! services through the backend API. Matchmaker errors become wire codes by
+//! their class, in [`mm_error`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use outpost_backend::store::AnyStore;
 use outpost_schema::{ErrorCode, MatchInfo, PushBody, RequestBody, ResponseBody, TicketStatus};
 use tracing::debug;
 
+use super::errors::wire_error;
 use super::{ChannelService, Reply, RequestContext, ServiceError};
 use crate::regions::Regions;
 use outpost_backend::time::now_ms;
@@ -46,26 +47,9 @@ impl MatchmakingService {
     }
 }
 
-/// The one place matchmaker errors become wire codes.
+/// The one place matchmaker errors become wire codes: by their class.
 fn mm_error(e: MatchmakerError) -> ServiceError {
-    let (code, retry_after) = match &e {
-        MatchmakerError::AlreadyQueued { .. } | MatchmakerError::AlreadyMatched { .. } => {
-            (ErrorCode::Conflict, None)
-        }
-        MatchmakerError::TicketNotFound(_) => (ErrorCode::NotFound, None),
-        MatchmakerError::Store(_) | MatchmakerError::TicketIdCollision => {
-            (ErrorCode::Unavailable, Some(Duration::from_millis(500)))
-        }
-        MatchmakerError::Corrupt(_)
-        | MatchmakerError::Config(_)
-        | MatchmakerError::InvalidWorkerConfig(_) => (ErrorCode::Internal, None),
-        _ => (ErrorCode::InvalidRequest, None),
-    };
-    ServiceError {
-        code,
-        message: e.to_string(),
-        retry_after,
-    }
+    wire_error(e)
 }
 
 /// The wire view of a match, from `player`'s side.

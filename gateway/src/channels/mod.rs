@@ -4,7 +4,7 @@
 //! A service implements [`ChannelService`] with plain wire-level request and
 //! response bodies (`outpost_schema` owned types). Services adapt backend calls
 //! (which know nothing of the wire) and map their errors to [`ServiceError`]
-//! codes in one place each.
+//! codes by the errors' class, in [`errors::wire_error`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,13 +14,14 @@ use futures::future::BoxFuture;
 use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, PushBody, RequestBody, ResponseBody};
 use tokio::sync::mpsc;
 
-use crate::driver::SessionCore;
 use crate::session::{ChannelId, SlowConsumer};
 
 pub mod content;
 pub mod echo;
+pub mod errors;
 pub mod inventory;
 pub mod matchmaking;
+pub mod region_services;
 pub mod state;
 pub mod telemetry;
 
@@ -139,22 +140,24 @@ pub struct Router {
 
 impl Router {
     /// A router with the services every gateway has: `Echo`, `State` and
-    /// `Inventory`.
+    /// `Inventory`, which share one [`ServiceCache`](region_services::ServiceCache)
+    /// (the local region's services are built here, once).
     pub fn with_defaults(
         max_frame_size: u32,
         regions: Arc<crate::regions::Regions>,
         catalog: Arc<outpost_backend::ledger::Catalog>,
         client_grants: bool,
     ) -> Self {
+        let services = Arc::new(region_services::ServiceCache::new(regions, catalog));
         let mut r = Router::default();
         r.insert(ChannelKind::Echo, Arc::new(echo::Echo::new(max_frame_size)));
         r.insert(
             ChannelKind::State,
-            Arc::new(state::StateService::new(regions.clone())),
+            Arc::new(state::StateService::new(services.clone())),
         );
         r.insert(
             ChannelKind::Inventory,
-            Arc::new(inventory::InventoryService::new(regions, catalog, client_grants)),
+            Arc::new(inventory::InventoryService::new(services, client_grants)),
         );
         r
     }
@@ -181,6 +184,25 @@ impl Router {
     }
 }
 
+/// What a channel's sink needs of its session: the per-channel queue
+/// accounting of the session's state machine (`crate::session`) and a way to
+/// wake the session's driver. The driver implements it; channels never see the
+/// driver's types.
+pub trait SessionQueues: Send + Sync + 'static {
+    /// Counts a frame of `len` bytes into channel `id`'s queue. `Err`: the
+    /// session is closing with `SlowConsumer` (or already closed), and the
+    /// frame must be dropped.
+    fn enqueue(&self, id: ChannelId, len: usize) -> Result<(), SlowConsumer>;
+    /// Takes a frame of `len` bytes back out of channel `id`'s count.
+    fn dequeued(&self, id: ChannelId, len: usize);
+    /// Whether a paced push of `len` bytes may be queued on channel `id` now
+    /// (see [`ChannelSink::push_paced`]).
+    fn has_room_for_paced(&self, id: ChannelId, len: usize) -> bool;
+    /// Wakes the session's driver, to act on what the machine decided (a
+    /// close).
+    fn wake(&self);
+}
+
 /// The outbound side of one channel: frames go through the session's queue
 /// accounting, so a client that does not read is disconnected instead of growing
 /// the gateway's memory.
@@ -188,7 +210,7 @@ impl Router {
 pub struct ChannelSink {
     pub(crate) id: ChannelId,
     pub(crate) tx: mpsc::Sender<Vec<u8>>,
-    pub(crate) core: Arc<SessionCore>,
+    pub(crate) core: Arc<dyn SessionQueues>,
     pub(crate) max_frame_size: u32,
     /// Signalled by the channel's writer whenever it hands a frame to QUIC.
     pub(crate) room: Arc<tokio::sync::Notify>,
@@ -225,7 +247,7 @@ impl ChannelSink {
 
     fn send_frame(&self, frame: Vec<u8>) -> Result<(), SlowConsumer> {
         let len = frame.len();
-        let admitted = self.core.with_machine(|m| m.enqueue(self.id, len));
+        let admitted = self.core.enqueue(self.id, len);
         if admitted.is_err() {
             self.core.wake();
             return Err(SlowConsumer);
@@ -233,7 +255,7 @@ impl ChannelSink {
         if self.tx.try_send(frame).is_err() {
             // The writer is gone (stream closed) or its queue is full; the machine's
             // own bound is the same size, so this only happens while closing.
-            self.core.with_machine(|m| m.dequeued(self.id, len));
+            self.core.dequeued(self.id, len);
             return Err(SlowConsumer);
         }
         Ok(())
@@ -256,7 +278,7 @@ impl ChannelSink {
         let len = frame.len();
         loop {
             let notified = self.room.notified();
-            if self.core.with_machine(|m| m.has_room_for_paced(self.id, len)) {
+            if self.core.has_room_for_paced(self.id, len) {
                 return self.send_frame(frame);
             }
             notified.await;

@@ -2,40 +2,35 @@
 //! `state::PlayerState`) and live `StateChanged` pushes.
 //!
 //! Documents live in the player's home region. The gateway reaches that region's
-//! store through [`Regions`]; a session can only ever address its own player.
-//! State errors become wire codes in [`state_error`] and nowhere else.
+//! service through the [`ServiceCache`]; a session can only ever address its
+//! own player. State errors become wire codes by their class, in
+//! [`wire_error`](super::errors::wire_error).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use outpost_backend::state::{Document, PlayerState, StateError};
+use outpost_backend::state::Document;
 use outpost_schema::{ErrorCode, PushBody, RequestBody, ResponseBody, StateDocument};
 use tracing::debug;
 
+use super::errors::wire_error;
+use super::region_services::{RegionServices, ServiceCache};
 use super::{ChannelService, Reply, RequestContext, ServiceError};
-use crate::regions::Regions;
 
 /// The state service.
 pub struct StateService {
-    regions: Arc<Regions>,
+    services: Arc<ServiceCache>,
 }
 
 impl StateService {
-    pub fn new(regions: Arc<Regions>) -> Self {
-        StateService { regions }
+    pub fn new(services: Arc<ServiceCache>) -> Self {
+        StateService { services }
     }
 
-    fn service(&self, home: &str) -> Result<PlayerState<outpost_backend::store::AnyStore>, ServiceError> {
-        let store = self.regions.store(home).ok_or_else(|| {
-            ServiceError::new(
-                ErrorCode::Unavailable,
-                format!("home region {home} is not reachable from this gateway"),
-            )
-        })?;
-        PlayerState::new(store, home).map_err(state_error)
+    fn service(&self, home: &str) -> Result<Arc<RegionServices>, ServiceError> {
+        self.services.get(home)
     }
 }
 
@@ -108,27 +103,6 @@ fn fit_list(docs: Vec<StateDocument>, max_frame: usize) -> Vec<StateDocument> {
         .collect()
 }
 
-/// The one place state errors become wire codes.
-fn state_error(e: StateError) -> ServiceError {
-    let (code, retry_after) = match &e {
-        StateError::VersionConflict { .. } => (ErrorCode::Conflict, None),
-        StateError::InvalidDocName(_)
-        | StateError::DocumentTooLarge { .. }
-        | StateError::TooManyDocuments { .. }
-        | StateError::InvalidPlayerId(_)
-        | StateError::InvalidRegion(_) => (ErrorCode::InvalidRequest, None),
-        StateError::TransferInProgress { .. } => (ErrorCode::Unavailable, Some(Duration::from_secs(1))),
-        StateError::PlayerMoved { .. } => (ErrorCode::Forbidden, None),
-        StateError::Store(_) => (ErrorCode::Unavailable, Some(Duration::from_millis(500))),
-        _ => (ErrorCode::Internal, None),
-    };
-    ServiceError {
-        code,
-        message: e.to_string(),
-        retry_after,
-    }
-}
-
 impl ChannelService for StateService {
     fn handle(
         &self,
@@ -138,17 +112,18 @@ impl ChannelService for StateService {
         let service = self.service(&ctx.home_region);
         let max_frame = ctx.sink.max_frame_size as usize;
         async move {
-            let state = service?;
+            let services = service?;
+            let state = &services.state;
             let player = &ctx.player_id;
             let body = match body {
                 RequestBody::StateGet { name } => {
-                    let doc = state.get(player, &name).await.map_err(state_error)?;
+                    let doc = state.get(player, &name).await.map_err(wire_error)?;
                     ResponseBody::StateGet {
                         document: doc.map(|d| fit_alone(to_wire(d), max_frame)),
                     }
                 }
                 RequestBody::StateList => {
-                    let docs = state.list(player).await.map_err(state_error)?;
+                    let docs = state.list(player).await.map_err(wire_error)?;
                     ResponseBody::StateList {
                         documents: fit_list(docs.into_iter().map(to_wire).collect(), max_frame),
                     }
@@ -161,7 +136,7 @@ impl ChannelService for StateService {
                     let version = state
                         .compare_and_set(player, &name, expected_version, &value)
                         .await
-                        .map_err(state_error)?;
+                        .map_err(wire_error)?;
                     ResponseBody::StateSet { version }
                 }
                 _ => {
@@ -182,7 +157,7 @@ impl ChannelService for StateService {
     /// made through any gateway of the region arrive too. A set of documents
     /// too large for one frame goes out as consecutive pushes.
     fn subscribe(&self, ctx: RequestContext) -> Option<BoxFuture<'static, ()>> {
-        let state = self.service(&ctx.home_region).ok()?;
+        let state = self.service(&ctx.home_region).ok()?.state.clone();
         let max_frame = ctx.sink.max_frame_size as usize;
         Some(
             async move {

@@ -86,6 +86,26 @@ pub struct SessionCore {
     closing: watch::Sender<Option<quinn::VarInt>>,
 }
 
+/// Channels reach the session through this trait only (queue accounting and
+/// wake-ups), never through the driver's types.
+impl crate::channels::SessionQueues for SessionCore {
+    fn enqueue(&self, id: crate::session::ChannelId, len: usize) -> Result<(), crate::session::SlowConsumer> {
+        self.with_machine(|m| m.enqueue(id, len))
+    }
+
+    fn dequeued(&self, id: crate::session::ChannelId, len: usize) {
+        self.with_machine(|m| m.dequeued(id, len))
+    }
+
+    fn has_room_for_paced(&self, id: crate::session::ChannelId, len: usize) -> bool {
+        self.with_machine(|m| m.has_room_for_paced(id, len))
+    }
+
+    fn wake(&self) {
+        SessionCore::wake(self)
+    }
+}
+
 impl SessionCore {
     fn new(session: Session) -> Self {
         SessionCore {
