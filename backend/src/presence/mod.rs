@@ -130,7 +130,7 @@ impl<S: Store> Presence<S> {
         let written = self
             .store
             .transact(relaxed(), |tx| {
-                let (key, claim) = (key.clone(), claim.clone());
+                let (key, claim, owner) = (key.clone(), claim.clone(), player.to_owned());
                 async move {
                     let old = match tx.get(&key).await? {
                         Some(raw) => Some(Claim::decode(&raw).map_err(TxError::User)?),
@@ -139,7 +139,7 @@ impl<S: Store> Presence<S> {
                     if old.as_ref().is_some_and(|o| o.is_newer_than(&claim)) {
                         return Ok(false);
                     }
-                    reindex(&tx, player, old.as_ref(), Some(&claim))?;
+                    reindex(&tx, &owner, old.as_ref(), Some(&claim))?;
                     tx.set(&key, &claim.encode())?;
                     Ok::<_, TxError<PresenceError>>(true)
                 }
@@ -214,7 +214,7 @@ impl<S: Store> Presence<S> {
         let outcome = self
             .store
             .transact(relaxed(), |tx| {
-                let (key, mut claim) = (key.clone(), claim.clone());
+                let (key, mut claim, owner) = (key.clone(), claim.clone(), player.to_owned());
                 async move {
                     let current = match tx.get(&key).await? {
                         Some(raw) => Claim::decode(&raw).map_err(TxError::User)?,
@@ -227,7 +227,7 @@ impl<S: Store> Presence<S> {
                         return Ok(Err(ResumeRefused::Ended(end)));
                     }
                     claim.since_ms = claim.since_ms.max(current.since_ms.saturating_add(1));
-                    reindex(&tx, player, Some(&current), Some(&claim))?;
+                    reindex(&tx, &owner, Some(&current), Some(&claim))?;
                     tx.set(&key, &claim.encode())?;
                     Ok::<_, TxError<PresenceError>>(Ok(claim.since_ms))
                 }
@@ -287,12 +287,12 @@ impl<S: Store> Presence<S> {
         let key = keys::presence(player);
         self.store
             .transact(relaxed(), |tx| {
-                let key = key.clone();
+                let (key, owner) = (key.clone(), player.to_owned());
                 async move {
                     if let Some(raw) = tx.get(&key).await? {
                         let held = Claim::decode(&raw).map_err(TxError::User)?;
                         if held.session_id == session_id {
-                            reindex(&tx, player, Some(&held), None)?;
+                            reindex(&tx, &owner, Some(&held), None)?;
                             tx.clear(&key)?;
                         }
                     }
