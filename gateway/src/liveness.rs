@@ -105,7 +105,10 @@ pub(crate) async fn heartbeat(
             _ = stop.recv() => break,
             _ = tick.tick() => {}
         }
-        match liveness.heartbeat(incarnation, now_ms() + settings.expiry_ms).await {
+        match liveness
+            .heartbeat(incarnation, now_ms() + settings.expiry_ms)
+            .await
+        {
             Ok(()) => {}
             Err(LivenessError::Fenced(_)) => {
                 error!(
@@ -149,9 +152,12 @@ async fn export_stats(s: Arc<SweepStats>) {
     loop {
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         metrics::gauge!("outpost_sweep_incarnations_total").set(get(&s.incarnations_swept) as f64);
-        metrics::gauge!("outpost_sweep_orphans_total", "kind" => "ticket_removed").set(get(&s.tickets_removed) as f64);
-        metrics::gauge!("outpost_sweep_orphans_total", "kind" => "ticket_rehomed").set(get(&s.tickets_rehomed) as f64);
-        metrics::gauge!("outpost_sweep_orphans_total", "kind" => "presence_claim").set(get(&s.claims_cleared) as f64);
+        metrics::gauge!("outpost_sweep_orphans_total", "kind" => "ticket_removed")
+            .set(get(&s.tickets_removed) as f64);
+        metrics::gauge!("outpost_sweep_orphans_total", "kind" => "ticket_rehomed")
+            .set(get(&s.tickets_rehomed) as f64);
+        metrics::gauge!("outpost_sweep_orphans_total", "kind" => "presence_claim")
+            .set(get(&s.claims_cleared) as f64);
         metrics::gauge!("outpost_gc_collected_total", "kind" => "mm_finished_ticket")
             .set(get(&s.finished_collected) as f64);
         metrics::gauge!("outpost_gc_oldest_age_ms", "kind" => "mm_finished_ticket")

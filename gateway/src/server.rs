@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_backend::identity::{Identity, IdentityError};
-use outpost_backend::matchmaker::{Matchmaker, ServerAllocator, StaticAllocator, Worker, WorkerConfig};
 use outpost_backend::liveness::Liveness;
+use outpost_backend::matchmaker::{Matchmaker, ServerAllocator, StaticAllocator, Worker, WorkerConfig};
 use outpost_backend::presence::Presence;
-use outpost_backend::time::now_ms;
 use outpost_backend::store::{AnyStore, BackendKind, OpenStoreError};
+use outpost_backend::time::now_ms;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -322,7 +322,10 @@ pub async fn start_with_stores(
         .register(&quic_addr.to_string(), config.liveness.expiry_ms, now_ms())
         .await
         .map_err(|e| invalid(format!("cannot register in the liveness registry: {e}")))?;
-    info!(incarnation = format!("{incarnation:016x}"), "registered this gateway incarnation");
+    info!(
+        incarnation = format!("{incarnation:016x}"),
+        "registered this gateway incarnation"
+    );
     let presence = Presence::new(global_store.clone()).with_incarnation(incarnation);
     let pool = Matchmaker::new(
         local_store,

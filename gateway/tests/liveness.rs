@@ -17,7 +17,11 @@ use outpost_gateway::GatewayConfig;
 
 /// Counts MatchFound pushes until `quiet` passes without another after the
 /// first (or `limit` without any).
-async fn match_pushes(events: &mut outpost_client::Events, limit: Duration, quiet: Duration) -> Vec<MatchInfo> {
+async fn match_pushes(
+    events: &mut outpost_client::Events,
+    limit: Duration,
+    quiet: Duration,
+) -> Vec<MatchInfo> {
     let mut got = Vec::new();
     loop {
         let wait = if got.is_empty() { limit } else { quiet };
@@ -70,7 +74,11 @@ async fn queueing_again_after_a_reconnect_gets_the_same_ticket_and_one_match() -
     let mut events = again.events();
     let mm = again.matchmaking().await?;
     let t2 = mm.queue_here("duel").await?;
-    assert_eq!((t2.ticket_id, t2.status), (t1.ticket_id, TicketStatus::Waiting), "re-attached");
+    assert_eq!(
+        (t2.ticket_id, t2.status),
+        (t1.ticket_id, TicketStatus::Waiting),
+        "re-attached"
+    );
     assert_eq!(mm.queue_here("duel").await?.ticket_id, t1.ticket_id, "idempotent");
     drop(first);
 
@@ -79,7 +87,10 @@ async fn queueing_again_after_a_reconnect_gets_the_same_ticket_and_one_match() -
     let pushes = match_pushes(&mut events, Duration::from_secs(20), Duration::from_millis(1500)).await;
     assert_eq!(pushes.len(), 1, "exactly one MatchFound: {pushes:?}");
     let status = mm.status().await?;
-    assert_eq!((status.ticket_id, status.status), (t1.ticket_id, TicketStatus::Matched));
+    assert_eq!(
+        (status.ticket_id, status.status),
+        (t1.ticket_id, TicketStatus::Matched)
+    );
     // Cancelling a matched ticket says so instead of failing.
     let c = mm.cancel().await?;
     assert_eq!(c.status, TicketStatus::Matched);
@@ -113,7 +124,10 @@ impl Crashable {
                 Err(e) => return ready_tx.send(Err(e.to_string())).expect("send"),
             };
             ready_tx
-                .send(Ok((running.quic_addr, running.dev_ca_pem.clone().expect("dev CA"))))
+                .send(Ok((
+                    running.quic_addr,
+                    running.dev_ca_pem.clone().expect("dev CA"),
+                )))
                 .expect("send");
             let _ = killed.recv();
             // No shutdown, no drain: the tasks just stop.
@@ -166,11 +180,13 @@ async fn a_killed_gateway_leaves_nothing_behind_and_returning_players_keep_their
     // 1 only logs in (the sweep hands its ticket to B). 2 and 3 never return.
     let back0 = Client::connect(b.client_config(creds[0].clone())).await?;
     let mut ev0 = back0.events();
-    let t0 = back0.matchmaking().await?.queue_here("squad").await?;
+    // (A channel stays open, and gets its pushes, while its handle lives.)
+    let mm0 = back0.matchmaking().await?;
+    let t0 = mm0.queue_here("squad").await?;
     assert_eq!(t0.ticket_id, on_a[0].1, "re-attached after the crash");
     let back1 = Client::connect(b.client_config(creds[1].clone())).await?;
     let mut ev1 = back1.events();
-    back1.matchmaking().await?;
+    let _mm1 = back1.matchmaking().await?;
 
     // Resume window (2 s) + expiry (0.5 s) + sweep slack.
     let mm = Matchmaker::new(world.store.clone(), "local", pool())?;
@@ -181,19 +197,27 @@ async fn a_killed_gateway_leaves_nothing_behind_and_returning_players_keep_their
         for (p, _) in &on_a {
             states.push(mm.ticket_status(p).await?.map(|t| t.state));
         }
-        if states[2] == Some(TicketState::Removed) && states[3] == Some(TicketState::Removed) {
+        let claims_gone =
+            presence.current(&on_a[2].0).await?.is_none() && presence.current(&on_a[3].0).await?.is_none();
+        if states[2] == Some(TicketState::Removed) && states[3] == Some(TicketState::Removed) && claims_gone {
             assert_eq!(states[0], Some(TicketState::Waiting));
             assert_eq!(states[1], Some(TicketState::Waiting), "came back: kept");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "orphans not swept: {states:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "orphans not swept: {states:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for (p, _) in &on_a[2..] {
         assert_eq!(presence.current(p).await?, None, "orphaned claim swept");
     }
     for (p, _) in &on_a[..2] {
-        assert!(presence.current(p).await?.is_some(), "returning players keep presence");
+        assert!(
+            presence.current(p).await?.is_some(),
+            "returning players keep presence"
+        );
     }
 
     // Eight more players fill the match: the two who came back are in it,
@@ -211,7 +235,10 @@ async fn a_killed_gateway_leaves_nothing_behind_and_returning_players_keep_their
     let players: Vec<&String> = m0[0].teams.iter().flatten().collect();
     for (p, _) in &on_a[2..] {
         assert!(!players.contains(&p), "a swept ticket was matched");
-        assert_eq!(mm.ticket_status(p).await?.map(|t| t.state), Some(TicketState::Removed));
+        assert_eq!(
+            mm.ticket_status(p).await?.map(|t| t.state),
+            Some(TicketState::Removed)
+        );
     }
     Ok(())
 }
