@@ -231,11 +231,10 @@ async fn reattach<T: Transaction>(
             queue: existing.ticket.queue,
         }));
     }
-    if rec.holder.is_some() && existing.holder != rec.holder {
+    if let Some(inc) = rec.holder.filter(|_| existing.holder != rec.holder) {
         if let Some(old) = existing.holder {
             tx.clear(&keys::holder(pool, old, tid))?;
         }
-        let inc = rec.holder.expect("checked");
         tx.set(&keys::holder(pool, inc, tid), &[crate::codec::SCHEMA_V1])?;
         existing.holder = Some(inc);
         existing.updated_ms = now_ms();
