@@ -130,6 +130,7 @@ pub mod errors;
 pub mod keys;
 mod ops;
 mod projection;
+pub mod retention;
 pub mod types;
 
 use std::sync::atomic::{AtomicU64, Ordering};

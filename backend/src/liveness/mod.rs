@@ -65,6 +65,9 @@ pub enum LivenessError {
     /// Presence failed during a sweep.
     #[error(transparent)]
     Presence(#[from] crate::presence::PresenceError),
+    /// The ledger failed during retention GC.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 impl From<TxError<LivenessError>> for LivenessError {
@@ -321,5 +324,7 @@ impl<S: Store> Liveness<S> {
     }
 }
 
+#[cfg(test)]
+mod churn_tests;
 #[cfg(test)]
 mod tests;

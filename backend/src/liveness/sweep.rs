@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use tokio::sync::Mutex;
+
+use crate::ledger::Ledger;
 use crate::matchmaker::Matchmaker;
 use crate::presence::Presence;
 use crate::store::Store;
@@ -50,6 +53,19 @@ pub struct SweepConfig {
     /// intervals): a dead sweeper's work resumes elsewhere after this.
     #[serde(default = "default_lease")]
     pub lease_ttl_ms: u64,
+    /// The ledger's idempotency window, milliseconds: receipts older than this
+    /// and duplicate records last seen before it are deleted
+    /// ([`crate::ledger::retention`]). Default 604,800,000 (7 days): far longer
+    /// than any client retries a request (the SDK retries for minutes; a game
+    /// that queues purchases offline should resend within a day), so a retry
+    /// is never applied twice in practice, while storage stops growing with
+    /// total traffic. 0 keeps them forever.
+    #[serde(default = "default_receipts")]
+    pub receipt_retention_ms: u64,
+    /// Players whose receipts one pass visits (the pass resumes after the last
+    /// one next time). Default 100.
+    #[serde(default = "default_ledger_players")]
+    pub ledger_players_per_pass: usize,
 }
 
 fn default_interval() -> u64 {
@@ -67,6 +83,12 @@ fn default_retention() -> u64 {
 fn default_lease() -> u64 {
     15_000
 }
+fn default_receipts() -> u64 {
+    7 * 24 * 3_600_000
+}
+fn default_ledger_players() -> usize {
+    100
+}
 
 impl Default for SweepConfig {
     fn default() -> Self {
@@ -76,6 +98,8 @@ impl Default for SweepConfig {
             resume_window_ms: default_resume(),
             finished_retention_ms: default_retention(),
             lease_ttl_ms: default_lease(),
+            receipt_retention_ms: default_receipts(),
+            ledger_players_per_pass: default_ledger_players(),
         }
     }
 }
@@ -112,6 +136,12 @@ pub struct SweepStats {
     pub finished_collected: AtomicU64,
     /// Age of the oldest finished ticket left after the last GC pass, ms.
     pub finished_oldest_age_ms: AtomicU64,
+    /// Ledger idempotency receipts collected.
+    pub receipts_collected: AtomicU64,
+    /// Ledger duplicate records collected.
+    pub duplicates_collected: AtomicU64,
+    /// Age of the oldest receipt kept among the players the last pass visited, ms.
+    pub receipts_oldest_age_ms: AtomicU64,
 }
 
 /// What one [`Sweeper::sweep_once`] did.
@@ -129,6 +159,8 @@ pub struct SweepReport {
     pub claims_cleared: usize,
     /// Finished tickets collected.
     pub collected: usize,
+    /// Ledger receipts and duplicate records collected.
+    pub ledger_collected: usize,
 }
 
 /// The sweeper of one region (see the [module docs](self)).
@@ -139,6 +171,7 @@ pub struct Sweeper<S: Store, G: Store> {
     owner: String,
     cfg: SweepConfig,
     stats: Arc<SweepStats>,
+    ledger: Option<(Ledger<S>, Mutex<Option<String>>)>,
 }
 
 impl<S: Store, G: Store> Sweeper<S, G> {
@@ -159,7 +192,15 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             owner: owner.into(),
             cfg,
             stats: Arc::default(),
+            ledger: None,
         })
+    }
+
+    /// Also collects `ledger`'s receipts and duplicate records past
+    /// `receipt_retention_ms` (the ledger of this region).
+    pub fn with_ledger(mut self, ledger: Ledger<S>) -> Self {
+        self.ledger = Some((ledger, Mutex::new(None)));
+        self
     }
 
     /// The counters.
@@ -223,6 +264,27 @@ impl<S: Store, G: Store> Sweeper<S, G> {
                     break;
                 }
             }
+        }
+        if let (Some((ledger, cursor)), true) = (&self.ledger, self.cfg.receipt_retention_ms > 0) {
+            let mut c = cursor.lock().await;
+            let cutoff = now_ms.saturating_sub(self.cfg.receipt_retention_ms);
+            let lr = ledger
+                .collect_region(
+                    cutoff,
+                    self.cfg.batch,
+                    self.cfg.ledger_players_per_pass,
+                    &mut c,
+                    now_ms,
+                )
+                .await?;
+            r.ledger_collected = lr.receipts_collected + lr.duplicates_collected;
+            let s = &self.stats;
+            s.receipts_collected
+                .fetch_add(lr.receipts_collected as u64, Ordering::Relaxed);
+            s.duplicates_collected
+                .fetch_add(lr.duplicates_collected as u64, Ordering::Relaxed);
+            s.receipts_oldest_age_ms
+                .store(lr.oldest_receipt_age_ms, Ordering::Relaxed);
         }
         let s = &self.stats;
         s.incarnations_swept
