@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use outpost_backend::ledger::Ledger;
 use outpost_backend::liveness::{Liveness, LivenessConfig, LivenessError, SweepConfig, SweepStats, Sweeper};
 use outpost_backend::matchmaker::Matchmaker;
 use outpost_backend::presence::Presence;
@@ -45,6 +46,14 @@ pub struct LivenessSettings {
     /// which a reopened channel gets a recent match pushed again, and enough
     /// for support to look a match up). 0 keeps them forever.
     pub finished_retention_ms: u64,
+    /// The ledger's idempotency window: receipts older than this, and
+    /// duplicate records last seen before it, are deleted. Default
+    /// 604,800,000 (7 days): far beyond any client retry, so a retried grant
+    /// or purchase is never applied twice in practice. Events are never
+    /// deleted. 0 keeps receipts forever.
+    pub receipt_retention_ms: u64,
+    /// Players whose receipts one sweep pass visits. Default 100.
+    pub ledger_players_per_pass: usize,
 }
 
 impl Default for LivenessSettings {
@@ -57,6 +66,8 @@ impl Default for LivenessSettings {
             sweep_batch: s.batch,
             sweep_lease_ttl_ms: s.lease_ttl_ms,
             finished_retention_ms: s.finished_retention_ms,
+            receipt_retention_ms: s.receipt_retention_ms,
+            ledger_players_per_pass: s.ledger_players_per_pass,
         }
     }
 }
@@ -78,6 +89,8 @@ impl LivenessSettings {
             resume_window_ms,
             finished_retention_ms: self.finished_retention_ms,
             lease_ttl_ms: self.sweep_lease_ttl_ms,
+            receipt_retention_ms: self.receipt_retention_ms,
+            ledger_players_per_pass: self.ledger_players_per_pass,
         }
     }
 
@@ -130,12 +143,16 @@ pub(crate) async fn sweep(
     liveness: Liveness<AnyStore>,
     matchmaker: Matchmaker<AnyStore>,
     presence: Presence<AnyStore>,
+    ledger: Option<Ledger<AnyStore>>,
     owner: String,
     cfg: SweepConfig,
     mut stop: broadcast::Receiver<()>,
 ) {
     let sweeper = match Sweeper::new(liveness, matchmaker, presence, owner, cfg) {
-        Ok(s) => s,
+        Ok(s) => match ledger {
+            Some(l) => s.with_ledger(l),
+            None => s,
+        },
         Err(e) => return error!(error = %e, "sweeper not started"),
     };
     let stats = sweeper.stats();
@@ -162,6 +179,12 @@ async fn export_stats(s: Arc<SweepStats>) {
             .set(get(&s.finished_collected) as f64);
         metrics::gauge!("outpost_gc_oldest_age_ms", "kind" => "mm_finished_ticket")
             .set(get(&s.finished_oldest_age_ms) as f64);
+        metrics::gauge!("outpost_gc_collected_total", "kind" => "ledger_receipt")
+            .set(get(&s.receipts_collected) as f64);
+        metrics::gauge!("outpost_gc_collected_total", "kind" => "ledger_duplicate")
+            .set(get(&s.duplicates_collected) as f64);
+        metrics::gauge!("outpost_gc_oldest_age_ms", "kind" => "ledger_receipt")
+            .set(get(&s.receipts_oldest_age_ms) as f64);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

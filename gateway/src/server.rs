@@ -416,6 +416,15 @@ pub async fn start_with_stores(
         liveness,
         pool,
         Presence::new(global_store),
+        outpost_backend::ledger::Ledger::new(
+            shared
+                .regions
+                .store(&shared.config.region)
+                .expect("the local region always has a store"),
+            &shared.config.region,
+            (*shared.catalog).clone(),
+        )
+        .ok(),
         format!("{}/{incarnation:016x}", shared.name),
         shared
             .config

@@ -325,6 +325,8 @@ impl<S: Store> Liveness<S> {
 }
 
 #[cfg(test)]
+mod bench_tests;
+#[cfg(test)]
 mod churn_tests;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,8 @@
 //! transaction that reads the ticket record, so it conflicts with any match
 //! commit of the same ticket: a ticket is never matched after it was swept.
 
+use futures::StreamExt;
+
 use crate::presence::Presence;
 use crate::store::{Store, Transaction, TxError};
 
@@ -15,6 +17,9 @@ use super::errors::MatchmakerError;
 use super::keys::{self, PlayerEntry, TicketState};
 use super::store::{corrupt, leave_pool, read_record, Matchmaker};
 use super::types::TicketId;
+
+/// Tickets of one page swept at once (each its own transaction).
+const SWEEP_CONCURRENCY: usize = 16;
 
 /// What one page of an orphan sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,77 +69,95 @@ impl<S: Store> Matchmaker<S> {
             done: page.len() < batch,
             ..OrphanPage::default()
         };
-        for kv in page {
-            let (id,): (u64,) = sub
-                .unpack(&kv.key)
-                .map_err(|e| MatchmakerError::Corrupt(e.to_string()))?;
-            let id = TicketId(id);
-            let Some((ticket, _)) = self.ticket(id).await? else {
-                continue;
-            };
-            // Who came back: a live claim naming another incarnation.
-            let mut back = None;
-            if let Some(p) = presence {
-                for player in &ticket.players {
-                    let current = p.current(player).await.map_err(|e| match e {
-                        crate::presence::PresenceError::Store(s) => MatchmakerError::Store(s),
-                        other => MatchmakerError::Corrupt(other.to_string()),
-                    })?;
-                    if let Some(c) = current {
-                        if c.ended.is_none() && c.incarnation != 0 && c.incarnation != inc {
-                            back = Some(c.incarnation);
-                            break;
-                        }
-                    }
-                }
-            }
-            let pool = self.pool_name().clone();
-            let did = self
-                .store()
-                .run(|tx| {
-                    let (pool, index_key) = (pool.clone(), kv.key.clone());
-                    async move {
-                        tx.clear(&index_key)?;
-                        let Some(mut rec) = read_record(&tx, &pool, id).await? else {
-                            return Ok(None);
-                        };
-                        if rec.state != TicketState::Waiting || rec.holder != Some(inc) {
-                            return Ok(None);
-                        }
-                        if let Some(to) = back {
-                            let alive = crate::liveness::read_incarnation(&tx, &pool, to)
-                                .await
-                                .map_err(|e| corrupt(format!("{e:?}")))?
-                                .is_some_and(|r| !r.swept);
-                            if alive {
-                                rec.holder = Some(to);
-                                tx.set(&keys::holder(&pool, to, id), &[crate::codec::SCHEMA_V1])?;
-                                tx.set(&keys::ticket(&pool, id), &keys::encode(&rec))?;
-                                return Ok(Some(false));
-                            }
-                        }
-                        let state = TicketState::Removed;
-                        leave_pool(&tx, &pool, &mut rec, state, super::store::now_ms())?;
-                        for player in &rec.ticket.players {
-                            let key = keys::player(&pool, player);
-                            if let Some(raw) = tx.get(&key).await? {
-                                let e: PlayerEntry = keys::decode(&raw).map_err(corrupt)?;
-                                if e.ticket == id {
-                                    tx.set(&key, &keys::encode(&PlayerEntry { ticket: id, state }))?;
-                                }
-                            }
-                        }
-                        Ok(Some(true))
-                    }
-                })
-                .await?;
-            match did {
+        let results: Vec<Result<Option<bool>, MatchmakerError>> = futures::stream::iter(page)
+            .map(|kv| self.sweep_one(inc, kv.key, presence))
+            .buffer_unordered(SWEEP_CONCURRENCY)
+            .collect()
+            .await;
+        for r in results {
+            match r? {
                 Some(true) => out.removed += 1,
                 Some(false) => out.rehomed += 1,
                 None => {}
             }
         }
         Ok(out)
+    }
+
+    /// Sweeps one ticket of the holder index of `inc`: `Some(true)` removed,
+    /// `Some(false)` re-homed, `None` nothing to do (already finished or moved).
+    async fn sweep_one<P: Store>(
+        &self,
+        inc: u64,
+        index_key: Vec<u8>,
+        presence: Option<&Presence<P>>,
+    ) -> Result<Option<bool>, MatchmakerError> {
+        let sub = keys::holders(self.pool_name(), inc);
+        let (id,): (u64,) = sub
+            .unpack(&index_key)
+            .map_err(|e| MatchmakerError::Corrupt(e.to_string()))?;
+        let id = TicketId(id);
+        let Some((ticket, _)) = self.ticket(id).await? else {
+            return Ok(None);
+        };
+        // Who came back: a live claim naming another incarnation.
+        let mut back = None;
+        if let Some(p) = presence {
+            for player in &ticket.players {
+                let current = p.current(player).await.map_err(|e| match e {
+                    crate::presence::PresenceError::Store(s) => MatchmakerError::Store(s),
+                    other => MatchmakerError::Corrupt(other.to_string()),
+                })?;
+                if let Some(c) = current {
+                    if c.ended.is_none() && c.incarnation != 0 && c.incarnation != inc {
+                        back = Some(c.incarnation);
+                        break;
+                    }
+                }
+            }
+        }
+        let pool = self.pool_name().clone();
+        let did = self
+            .store()
+            .run(|tx| {
+                let (pool, index_key) = (pool.clone(), index_key.clone());
+                async move {
+                    tx.clear(&index_key)?;
+                    let Some(mut rec) = read_record(&tx, &pool, id).await? else {
+                        return Ok(None);
+                    };
+                    if rec.state != TicketState::Waiting || rec.holder != Some(inc) {
+                        return Ok(None);
+                    }
+                    if let Some(to) = back {
+                        let alive = match crate::liveness::read_incarnation(&tx, &pool, to).await {
+                            Ok(r) => r.is_some_and(|r| !r.swept),
+                            Err(TxError::Store(e)) => return Err(TxError::Store(e)),
+                            Err(TxError::User(e)) => return Err(corrupt(e.to_string())),
+                        };
+                        if alive {
+                            rec.holder = Some(to);
+                            tx.set(&keys::holder(&pool, to, id), &[crate::codec::SCHEMA_V1])?;
+                            tx.set(&keys::ticket(&pool, id), &keys::encode(&rec))?;
+                            return Ok(Some(false));
+                        }
+                    }
+                    let state = TicketState::Removed;
+                    leave_pool(&tx, &pool, &mut rec, state, super::store::now_ms())?;
+                    for player in &rec.ticket.players {
+                        let key = keys::player(&pool, player);
+                        if let Some(raw) = tx.get(&key).await? {
+                            let e: PlayerEntry = keys::decode(&raw).map_err(corrupt)?;
+                            if e.ticket == id {
+                                tx.set(&key, &keys::encode(&PlayerEntry { ticket: id, state }))?;
+                            }
+                        }
+                    }
+                    Ok(Some(true))
+                }
+            })
+            .await?;
+        Ok(did)
     }
 
     /// Deletes up to `batch` tickets that finished at or before `cutoff_ms`,
