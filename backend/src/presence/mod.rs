@@ -38,6 +38,16 @@
 //! every login writes anyway, moved before `Welcome`. A connection that is merely
 //! lost writes nothing, so its session stays resumable for the resume window.
 //!
+//! # Gateway crashes
+//!
+//! A claim names the gateway incarnation holding it
+//! ([`Presence::with_incarnation`]; records v3 / v4, v1 / v2 still read), and
+//! an index `("g", "presence_inc", incarnation, player)` lists an
+//! incarnation's claims. The orphan sweep ([`crate::liveness`]) clears them once
+//! the incarnation's heartbeat expired more than a resume window ago: by then
+//! every resume token that could name one has expired, so clearing an ended
+//! claim revokes nothing that was still valid ([`sweep`]).
+//!
 //! Claims and releases commit with [`Durability::Relaxed`], and the watch's read
 //! is relaxed too (it never waits for an fsync of other commits): presence is soft state
 //! about live sessions, and the only crash that can lose a relaxed commit (of the
