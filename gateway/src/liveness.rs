@@ -188,3 +188,39 @@ async fn export_stats(s: Arc<SweepStats>) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_rules_are_enforced() {
+        let d = LivenessSettings::default();
+        assert!(d.validate(120_000).is_ok());
+        let bad = LivenessSettings {
+            expiry_ms: d.heartbeat_interval_ms,
+            ..d.clone()
+        };
+        assert!(bad.validate(120_000).is_err(), "expiry below 2 x interval");
+        let bad = LivenessSettings {
+            sweep_lease_ttl_ms: d.sweep_interval_ms,
+            ..d.clone()
+        };
+        assert!(
+            bad.validate(120_000).is_err(),
+            "lease must outlive a pass interval"
+        );
+        let mut c = crate::config::GatewayConfig::default();
+        c.liveness.heartbeat_interval_ms = 0;
+        assert!(c.validate().is_err(), "checked with the gateway config");
+        let parsed: LivenessSettings = toml::from_str("expiry_ms = 20000\nreceipt_retention_ms = 0").unwrap();
+        assert_eq!(
+            (
+                parsed.expiry_ms,
+                parsed.receipt_retention_ms,
+                parsed.heartbeat_interval_ms
+            ),
+            (20_000, 0, 2_000)
+        );
+    }
+}
