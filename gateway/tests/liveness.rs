@@ -53,14 +53,21 @@ fn fast_liveness(c: &mut GatewayConfig) {
 #[tokio::test]
 async fn queueing_again_after_a_reconnect_gets_the_same_ticket_and_one_match() -> Result<()> {
     let world = World::new().await?;
-    let gw1 = world.gateway(|c| c.matchmaking.workers = 0).await?;
+    // The first gateway dies under the player (so the old session can never
+    // come back and race the new one).
+    let mut c1 = world.config();
+    c1.matchmaking.workers = 0;
+    let gw1 = Crashable::start(c1, world.store.clone())?;
     let gw2 = world.gateway(|_| {}).await?;
     let creds = device();
-    let first = Client::connect(gw1.client_config(creds.clone())).await?;
-    let t1 = first.matchmaking().await?.queue_here("duel").await?;
+    let mut cfg = client_config(vec![gw1.addr], &gw1.ca_pem, creds.clone());
+    cfg.reconnect.max_attempts = Some(1);
+    let first = Client::connect(cfg).await?;
+    let first_mm = first.matchmaking().await?;
+    let t1 = first_mm.queue_here("duel").await?;
     assert_eq!(t1.status, TicketStatus::Waiting);
     // Another queue while it waits: a clear Conflict naming the queue.
-    match first.matchmaking().await?.queue_here("squad").await {
+    match first_mm.queue_here("squad").await {
         Err(ClientError::Server(e)) => {
             assert_eq!(e.code, ErrorCode::Conflict);
             assert!(e.message.contains("\"duel\""), "{}", e.message);
@@ -68,8 +75,8 @@ async fn queueing_again_after_a_reconnect_gets_the_same_ticket_and_one_match() -
         other => panic!("expected Conflict, got {other:?}"),
     }
     // The connection drops; the player logs in again through another gateway
-    // (a new session, which replaces the old one) and queues again.
-    first.debug_kill_connection();
+    // and queues again.
+    gw1.kill();
     let again = Client::connect(gw2.client_config(creds)).await?;
     let mut events = again.events();
     let mm = again.matchmaking().await?;
@@ -80,7 +87,7 @@ async fn queueing_again_after_a_reconnect_gets_the_same_ticket_and_one_match() -
         "re-attached"
     );
     assert_eq!(mm.queue_here("duel").await?.ticket_id, t1.ticket_id, "idempotent");
-    drop(first);
+    drop((first_mm, first));
 
     let other = Client::connect(gw2.client_config(device())).await?;
     other.matchmaking().await?.queue_here("duel").await?;
