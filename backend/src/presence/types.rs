@@ -9,7 +9,11 @@ const SCHEMA_V1: u8 = 1;
 const SCHEMA_V2: u8 = 2;
 /// A live claim that names its gateway incarnation: v1 plus the incarnation
 /// after the session id. Written only when the incarnation is known (non-zero),
-/// so gateways without liveness keep writing v1 / v2.
+/// so gateways without liveness keep writing v1 / v2. Gateways of releases
+/// before v3 cannot read v3 / v4 (`UnsupportedSchema`): during a rolling
+/// upgrade their claims and displacement watches on players last seen by a new
+/// gateway fail (logged; one session per player then holds per gateway only)
+/// until they are replaced.
 const SCHEMA_V3: u8 = 3;
 /// An ended claim that names its gateway incarnation: v2 plus the incarnation
 /// after the session id.
