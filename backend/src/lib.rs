@@ -29,6 +29,7 @@ pub mod flags;
 pub mod identity;
 pub mod keyspace;
 pub mod ledger;
+pub mod liveness;
 pub mod matchmaker;
 pub mod names;
 pub mod presence;

@@ -46,6 +46,12 @@ impl MatchmakingClient {
     /// Queues the player in `queue` with the latencies the game measured to each
     /// region; `max_latency_ms` bounds fallback regions (0: no bound). The match
     /// arrives as a `MatchFound` push.
+    ///
+    /// Idempotent per queue: while the player's ticket waits in `queue`, queueing
+    /// again (e.g. after a reconnect) returns that same ticket, still `Waiting`,
+    /// and its match is pushed once. While a ticket waits in *another* queue this
+    /// fails with `ClientError::Server` code `Conflict` (the message names that
+    /// queue): [`cancel`](Self::cancel) first.
     pub async fn queue(
         &self,
         queue: &str,
@@ -69,7 +75,8 @@ impl MatchmakingClient {
         self.queue(queue, vec![RegionRtt { region, rtt_ms }], 0).await
     }
 
-    /// Cancels the player's waiting ticket (no effect once matched).
+    /// Cancels the player's waiting ticket. Once a match got there first, nothing
+    /// changes and the answer says so: status `Matched`, with the match.
     pub async fn cancel(&self) -> Result<TicketInfo, ClientError> {
         self.call(RequestBody::MatchmakingCancel).await
     }

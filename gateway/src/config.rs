@@ -66,6 +66,9 @@ pub struct GatewayConfig {
     pub admission: AdmissionConfig,
     pub drain: DrainConfig,
     pub transport: TransportConfig,
+    /// This process's registration in the region's liveness registry and the
+    /// orphan sweep / retention GC it takes part in (`crate::liveness`).
+    pub liveness: crate::liveness::LivenessSettings,
 }
 
 impl Default for GatewayConfig {
@@ -89,6 +92,7 @@ impl Default for GatewayConfig {
             admission: AdmissionConfig::default(),
             drain: DrainConfig::default(),
             transport: TransportConfig::default(),
+            liveness: crate::liveness::LivenessSettings::default(),
         }
     }
 }
@@ -503,6 +507,9 @@ impl GatewayConfig {
         if s.hello_timeout_ms == 0 || s.resume_window_secs == 0 || s.session_token_ttl_secs == 0 {
             return bad("session timeouts must be > 0");
         }
+        self.liveness
+            .validate(s.resume_window_secs * 1000)
+            .map_err(|e| ConfigError::Invalid(format!("liveness: {e}")))?;
         if self.drain.deadline_ms < self.drain.window_ms {
             return bad("drain.deadline_ms must be at least drain.window_ms");
         }

@@ -16,7 +16,8 @@
 //! Module map: `config` (settings) · `tls` (certificates) · `endpoint` (UDP socket
 //! and QUIC transport) · `frame_io` (frames on streams) · `auth` (login, the one
 //! place identity errors become wire codes) · `registry` (capacity, one session
-//! per player) · `session` (rules, no IO) · `driver` (runs sessions over quinn) ·
+//! per player) · `liveness` (this process's heartbeat, the orphan sweep) ·
+//! `session` (rules, no IO) · `driver` (runs sessions over quinn) ·
 //! `channels` (services) · `admin` (HTTP) · `metrics` · `server` (lifecycle).
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ mod driver;
 pub mod endpoint;
 pub mod frame_io;
 pub mod live;
+pub mod liveness;
 pub mod metrics;
 pub mod mm_metrics;
 pub mod regions;

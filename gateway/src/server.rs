@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_backend::identity::{Identity, IdentityError};
+use outpost_backend::liveness::Liveness;
 use outpost_backend::matchmaker::{Matchmaker, ServerAllocator, StaticAllocator, Worker, WorkerConfig};
 use outpost_backend::presence::Presence;
 use outpost_backend::store::{AnyStore, BackendKind, OpenStoreError};
+use outpost_backend::time::now_ms;
 use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -298,7 +300,6 @@ pub async fn start_with_stores(
         .local_addr()
         .map_err(|source| StartError::Bind { what: "UDP", source })?;
 
-    let presence = Presence::new(global.clone());
     let global_store = global.clone();
     let identity = Identity::open(global).await?;
     let transfers = Transfers::new(identity.clone(), regions.clone());
@@ -315,12 +316,24 @@ pub async fn start_with_stores(
     let local_store = regions
         .store(&config.region)
         .expect("the local region always has a store");
-    let matchmaker = Matchmaker::new(
+    let invalid = |e: String| StartError::Config(crate::config::ConfigError::Invalid(e));
+    let liveness = Liveness::new(local_store.clone(), &config.region).map_err(|e| invalid(e.to_string()))?;
+    let incarnation = liveness
+        .register(&quic_addr.to_string(), config.liveness.expiry_ms, now_ms())
+        .await
+        .map_err(|e| invalid(format!("cannot register in the liveness registry: {e}")))?;
+    info!(
+        incarnation = format!("{incarnation:016x}"),
+        "registered this gateway incarnation"
+    );
+    let presence = Presence::new(global_store.clone()).with_incarnation(incarnation);
+    let pool = Matchmaker::new(
         local_store,
         &config.region,
         config.matchmaking.pool(&config.region)?,
     )
-    .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
+    .map_err(|e| invalid(e.to_string()))?;
+    let matchmaker = pool.clone().with_incarnation(incarnation);
     let (drain_tx, drain_rx) = watch::channel(None);
     let (shutdown, _) = broadcast::channel(1);
     let l = &config.limits;
@@ -394,6 +407,32 @@ pub async fn start_with_stores(
     }
     tokio::spawn(async move { transfers.resume_pending().await });
     spawn_matchmaker_workers(&shared, matchmaker)?;
+    tokio::spawn(crate::liveness::heartbeat(
+        liveness.clone(),
+        incarnation,
+        shared.config.liveness.clone(),
+        shared.shutdown.clone(),
+    ));
+    tokio::spawn(crate::liveness::sweep(
+        liveness,
+        pool,
+        Presence::new(global_store),
+        outpost_backend::ledger::Ledger::new(
+            shared
+                .regions
+                .store(&shared.config.region)
+                .expect("the local region always has a store"),
+            &shared.config.region,
+            (*shared.catalog).clone(),
+        )
+        .ok(),
+        format!("{}/{incarnation:016x}", shared.name),
+        shared
+            .config
+            .liveness
+            .sweep(shared.config.session.resume_window_secs * 1000),
+        shared.shutdown.subscribe(),
+    ));
     tokio::spawn(crate::driver::tickets::run(
         shared.clone(),
         ended_sessions,

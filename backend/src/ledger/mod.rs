@@ -45,6 +45,11 @@
 //! Rejected requests (overdraw, limit, fence) store nothing: retrying them with
 //! the same key re-evaluates them.
 //!
+//! Receipts and duplicate records are kept for the **idempotency window**
+//! (`receipt_retention_ms`, default 7 days) and then deleted by the region's
+//! sweep ([`retention`]): a key reused after the window is applied as a new
+//! request. Events are never deleted.
+//!
 //! # Hot players
 //!
 //! Many concurrent grants to one player (match rewards, quest completions from
@@ -130,6 +135,7 @@ pub mod errors;
 pub mod keys;
 mod ops;
 mod projection;
+pub mod retention;
 pub mod types;
 
 use std::sync::atomic::{AtomicU64, Ordering};

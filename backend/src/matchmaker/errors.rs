@@ -31,14 +31,22 @@ pub enum MatchmakerError {
     /// skill).
     #[error(transparent)]
     InvalidTicket(#[from] CoreError),
-    /// A player already has a waiting ticket; cancel it first.
-    #[error("player {player} already waits on ticket {ticket}")]
+    /// A player already waits on another ticket: in another queue, or with
+    /// other players (queueing again for the same queue with the same players
+    /// re-attaches to the waiting ticket instead). Cancel it first.
+    #[error("player {player} already waits on ticket {ticket} in queue {queue:?}; cancel it first")]
     AlreadyQueued {
         /// The player.
         player: String,
         /// Their waiting ticket.
         ticket: TicketId,
+        /// That ticket's queue.
+        queue: String,
     },
+    /// The gateway incarnation creating the ticket was declared dead and its
+    /// state swept ([`crate::liveness`]); that process must stop serving.
+    #[error("gateway incarnation {0:016x} is no longer live")]
+    HolderGone(u64),
     /// No such ticket.
     #[error("ticket {0} not found")]
     TicketNotFound(TicketId),
@@ -117,7 +125,9 @@ impl Classify for MatchmakerError {
                 ErrorClass::Conflict
             }
             MatchmakerError::TicketNotFound(_) => ErrorClass::NotFound,
-            MatchmakerError::TicketIdCollision => ErrorClass::STORE_UNAVAILABLE,
+            MatchmakerError::TicketIdCollision | MatchmakerError::HolderGone(_) => {
+                ErrorClass::STORE_UNAVAILABLE
+            }
             MatchmakerError::Store(e) => e.class(),
         }
     }

@@ -26,6 +26,14 @@
 //! ("r", pool, "mm", "wk", owner)       -> v1 worker heartbeat {expires_ms}
 //! ("r", pool, "mm", "d", queue, region) -> 8-byte LE counter: waiting tickets
 //!                                         (pool depth), atomic add
+//! ("r", pool, "mm", "hd", incarnation, ticket) -> [1]
+//!        the holder index: present exactly while the ticket waits and a
+//!        gateway incarnation (`liveness`) holds it; the orphan sweep reads
+//!        one dead incarnation's range
+//! ("r", pool, "mm", "fin", updated_ms, ticket) -> [1]
+//!        the finished index: a ticket that reached a final state at
+//!        updated_ms; retention GC reads its prefix (oldest first) and deletes
+//!        the ticket record, its match record and stale player entries
 //! ```
 //!
 //! `ticket` is the ticket id as an integer, `match` the match id as 32 hex
@@ -101,6 +109,26 @@ pub fn worker(pool: &RegionName, owner: &str) -> Vec<u8> {
     workers(pool).pack(&(owner,))
 }
 
+/// `("r", pool, "mm", "hd", incarnation)`: tickets held by one gateway incarnation.
+pub fn holders(pool: &RegionName, incarnation: u64) -> Subspace {
+    root(pool).subspace(&("hd", incarnation))
+}
+
+/// `("r", pool, "mm", "hd", incarnation, ticket)`.
+pub fn holder(pool: &RegionName, incarnation: u64, ticket: TicketId) -> Vec<u8> {
+    holders(pool, incarnation).pack(&(ticket.0,))
+}
+
+/// `("r", pool, "mm", "fin")`: finished tickets by the time they finished.
+pub fn finished_all(pool: &RegionName) -> Subspace {
+    root(pool).subspace(&("fin",))
+}
+
+/// `("r", pool, "mm", "fin", updated_ms, ticket)`.
+pub fn finished(pool: &RegionName, updated_ms: u64, ticket: TicketId) -> Vec<u8> {
+    finished_all(pool).pack(&(updated_ms, ticket.0))
+}
+
 /// `("r", pool, "mm", "d", queue, region)`: the pool depth counter.
 pub fn depth(pool: &RegionName, queue: &str, region: &str) -> Vec<u8> {
     root(pool).pack(&("d", queue, region))
@@ -132,6 +160,10 @@ pub(crate) struct TicketRecord {
     #[serde(flatten)]
     pub state: TicketState,
     pub updated_ms: u64,
+    /// The gateway incarnation holding the ticket's session (absent in records
+    /// written before liveness, and for tickets created outside a gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<u64>,
 }
 
 impl TicketRecord {

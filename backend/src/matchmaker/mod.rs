@@ -49,7 +49,18 @@
 //!   whichever process) made it.
 //! - **Disconnects.** The gateway calls [`Matchmaker::remove_player_tickets`]
 //!   once a session's resume window has expired; a session that resumes keeps
-//!   its ticket (see that method for the contract).
+//!   its ticket (see that method for the contract). That is a fast path kept in
+//!   the gateway's memory; the guarantee comes from liveness: a ticket records
+//!   the gateway incarnation holding it ([`Matchmaker::with_incarnation`]), and
+//!   the orphan sweep ([`orphans`], run by [`crate::liveness::Sweeper`])
+//!   removes or re-homes the tickets of an incarnation that died.
+//! - **Idempotent queueing.** [`Matchmaker::create_ticket`] for players who
+//!   already wait together in the same queue returns their ticket (moving it to
+//!   the caller's incarnation); another queue is
+//!   [`MatchmakerError::AlreadyQueued`].
+//! - **Retention.** Finished tickets are listed by finish time; the sweep
+//!   deletes them (and their matches) after `finished_retention_ms`
+//!   ([`Matchmaker::collect_finished`]).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -100,7 +111,9 @@ pub mod core;
 pub mod errors;
 pub mod keys;
 pub mod lease;
+pub mod orphans;
 pub(crate) mod pool;
+pub(crate) mod reads;
 pub mod stats;
 pub mod store;
 pub(crate) mod teams;

@@ -16,11 +16,8 @@ use super::core::check_ticket;
 use super::errors::{CommitError, MatchmakerError};
 use super::keys::{self, Partition, PlayerEntry, TicketRecord, TicketState};
 use super::lease::Lease;
-use super::types::{Match, MatchId, RegionLatency, Skill, Ticket, TicketId};
+use super::types::{Match, RegionLatency, Skill, Ticket, TicketId};
 pub(crate) use crate::time::now_ms;
-
-/// Tickets read per transaction when loading a partition.
-const LOAD_PAGE: usize = 5_000;
 
 /// What a client asks for (through the gateway's matchmaking channel).
 #[derive(Debug, Clone, PartialEq)]
@@ -56,7 +53,7 @@ pub struct PlayerTicket {
 /// cancelled, removed), written by any process sharing the store. Dropping it
 /// cancels the watch.
 #[derive(Debug)]
-pub struct PlayerWatch(Watch);
+pub struct PlayerWatch(pub(crate) Watch);
 
 impl Future for PlayerWatch {
     type Output = Result<(), MatchmakerError>;
@@ -81,6 +78,9 @@ pub struct Matchmaker<S: Store> {
     store: S,
     pool: Arc<RegionName>,
     config: Arc<MatchmakerConfig>,
+    /// The gateway incarnation whose sessions this matchmaker queues (the
+    /// holder recorded on new and re-attached tickets).
+    incarnation: Option<u64>,
 }
 
 impl<S: Store> std::fmt::Debug for Matchmaker<S> {
@@ -89,15 +89,15 @@ impl<S: Store> std::fmt::Debug for Matchmaker<S> {
     }
 }
 
-fn corrupt(e: String) -> TxError<MatchmakerError> {
+pub(crate) fn corrupt(e: String) -> TxError<MatchmakerError> {
     TxError::User(MatchmakerError::Corrupt(e))
 }
 
-fn check_player(p: &str) -> Result<(), MatchmakerError> {
+pub(crate) fn check_player(p: &str) -> Result<(), MatchmakerError> {
     check_player_id(p).map_err(|_| MatchmakerError::InvalidPlayerId(p.chars().take(64).collect()))
 }
 
-async fn read_record<T: Transaction>(
+pub(crate) async fn read_record<T: Transaction>(
     tx: &T,
     pool: &RegionName,
     id: TicketId,
@@ -116,12 +116,7 @@ fn finish_ticket<T: Transaction>(
     state: TicketState,
     player_entries: &[(String, Option<PlayerEntry>)],
 ) -> Result<(), TxError<MatchmakerError>> {
-    let p = rec.partition();
-    tx.clear(&keys::waiting(pool, &p, rec.ticket.created_ms, rec.ticket.id))?;
-    tx.atomic_add(&keys::depth(pool, &p.queue, &p.region), -1)?;
-    rec.state = state;
-    rec.updated_ms = now_ms();
-    tx.set(&keys::ticket(pool, rec.ticket.id), &keys::encode(rec))?;
+    leave_pool(tx, pool, rec, state, now_ms())?;
     for (player, entry) in player_entries {
         if entry.as_ref().is_some_and(|e| e.ticket == rec.ticket.id) {
             let e = PlayerEntry {
@@ -132,6 +127,48 @@ fn finish_ticket<T: Transaction>(
         }
     }
     Ok(())
+}
+
+/// The part of every final state change that concerns the ticket itself: out
+/// of the waiting index, the depth counter and the holder index; into the
+/// finished index (for retention GC); the record rewritten.
+pub(crate) fn leave_pool<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    rec: &mut TicketRecord,
+    state: TicketState,
+    now: u64,
+) -> Result<(), TxError<MatchmakerError>> {
+    let p = rec.partition();
+    tx.clear(&keys::waiting(pool, &p, rec.ticket.created_ms, rec.ticket.id))?;
+    tx.atomic_add(&keys::depth(pool, &p.queue, &p.region), -1)?;
+    if let Some(inc) = rec.holder {
+        tx.clear(&keys::holder(pool, inc, rec.ticket.id))?;
+    }
+    rec.state = state;
+    rec.updated_ms = now;
+    tx.set(
+        &keys::finished(pool, now, rec.ticket.id),
+        &[crate::codec::SCHEMA_V1],
+    )?;
+    tx.set(&keys::ticket(pool, rec.ticket.id), &keys::encode(rec))?;
+    Ok(())
+}
+
+/// Fails unless gateway incarnation `inc` is registered in the pool region and
+/// not swept: a ticket is never handed to an incarnation whose state the
+/// orphan sweep has already released (it would never be swept again).
+async fn check_holder<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    inc: u64,
+) -> Result<(), TxError<MatchmakerError>> {
+    match crate::liveness::read_incarnation(tx, pool, inc).await {
+        Ok(Some(r)) if !r.swept => Ok(()),
+        Ok(_) => Err(TxError::User(MatchmakerError::HolderGone(inc))),
+        Err(TxError::Store(e)) => Err(TxError::Store(e)),
+        Err(TxError::User(e)) => Err(corrupt(e.to_string())),
+    }
 }
 
 async fn read_entries<T: Transaction>(
@@ -150,6 +187,62 @@ async fn read_entries<T: Transaction>(
     Ok(out)
 }
 
+/// The re-attach rule of [`Matchmaker::create_ticket`]: `Some(id)` if every
+/// player of `rec` waits on ticket `id` in the same queue with exactly the same
+/// players (its holder moved to `rec.holder`); an error if any player waits on
+/// another ticket; `None` if nobody waits.
+async fn reattach<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    rec: &TicketRecord,
+) -> Result<Option<TicketId>, TxError<MatchmakerError>> {
+    let mut waiting_on: Option<TicketId> = None;
+    let mut all = true;
+    for (_, entry) in read_entries(tx, pool, &rec.ticket.players).await? {
+        match entry.filter(|e| e.state == TicketState::Waiting) {
+            Some(e) if waiting_on.is_none_or(|t| t == e.ticket) => waiting_on = Some(e.ticket),
+            Some(_) => all = false,
+            None => all = false,
+        }
+    }
+    let Some(tid) = waiting_on else { return Ok(None) };
+    let Some(mut existing) = read_record(tx, pool, tid).await? else {
+        return Err(corrupt(format!("player entry points to missing ticket {tid}")));
+    };
+    let mut same = existing.ticket.players.clone();
+    let mut want = rec.ticket.players.clone();
+    same.sort();
+    want.sort();
+    if !all
+        || same != want
+        || existing.ticket.queue != rec.ticket.queue
+        || existing.state != TicketState::Waiting
+    {
+        let player = rec
+            .ticket
+            .players
+            .iter()
+            .find(|p| existing.ticket.players.contains(p))
+            .cloned()
+            .unwrap_or_default();
+        return Err(TxError::User(MatchmakerError::AlreadyQueued {
+            player,
+            ticket: tid,
+            queue: existing.ticket.queue,
+        }));
+    }
+    if let Some(inc) = rec.holder.filter(|_| existing.holder != rec.holder) {
+        if let Some(old) = existing.holder {
+            tx.clear(&keys::holder(pool, old, tid))?;
+        }
+        tx.set(&keys::holder(pool, inc, tid), &[crate::codec::SCHEMA_V1])?;
+        existing.holder = Some(inc);
+        existing.updated_ms = now_ms();
+        tx.set(&keys::ticket(pool, tid), &keys::encode(&existing))?;
+    }
+    Ok(Some(tid))
+}
+
 impl<S: Store> Matchmaker<S> {
     /// The matchmaker whose pool lives in `pool_region`'s keyspace of `store`,
     /// for `config` (validated here).
@@ -160,7 +253,22 @@ impl<S: Store> Matchmaker<S> {
             store,
             pool: Arc::new(pool),
             config: Arc::new(config),
+            incarnation: None,
         })
+    }
+
+    /// This matchmaker, recording gateway incarnation `incarnation`
+    /// ([`crate::liveness`]) as the holder of the tickets it creates or
+    /// re-attaches, so the orphan sweep can release them if that incarnation
+    /// dies. The incarnation must be registered in the pool region.
+    pub fn with_incarnation(mut self, incarnation: u64) -> Self {
+        self.incarnation = Some(incarnation);
+        self
+    }
+
+    /// The holder recorded on tickets this matchmaker creates, if any.
+    pub fn incarnation(&self) -> Option<u64> {
+        self.incarnation
     }
 
     /// The configuration.
@@ -204,8 +312,16 @@ impl<S: Store> Matchmaker<S> {
     /// Puts a ticket in the pool and returns its id. Every player gets a player
     /// entry (state `waiting`) that [`watch_player`](Self::watch_player) follows.
     ///
-    /// Errors: [`MatchmakerError::AlreadyQueued`] if a player already waits,
-    /// input errors ([`MatchmakerError::InvalidTicket`],
+    /// **Idempotent per queue:** if exactly these players already wait together
+    /// on one ticket in the same queue, that ticket's id is returned and nothing
+    /// else changes (its place in the pool, its skill and latencies stay) except
+    /// its holder, which becomes this matchmaker's gateway incarnation (see
+    /// [`with_incarnation`](Self::with_incarnation)): a player who reconnected
+    /// through another gateway re-attaches to the ticket it had.
+    ///
+    /// Errors: [`MatchmakerError::AlreadyQueued`] if a player waits on another
+    /// ticket (another queue, or another party), [`MatchmakerError::HolderGone`]
+    /// if this matchmaker's incarnation was already swept as dead, input errors ([`MatchmakerError::InvalidTicket`],
     /// [`MatchmakerError::InvalidPlayerId`], [`MatchmakerError::DuplicatePlayer`]).
     pub async fn create_ticket(&self, req: TicketRequest) -> Result<TicketId, MatchmakerError> {
         for (i, p) in req.players.iter().enumerate() {
@@ -235,10 +351,12 @@ impl<S: Store> Matchmaker<S> {
             band,
             state: TicketState::Waiting,
             updated_ms: now_ms(),
+            holder: self.incarnation,
         };
         let pool = self.pool.clone();
         let id = rec.ticket.id;
-        self.store
+        let id = self
+            .store
             .run(|tx| {
                 let (pool, rec) = (pool.clone(), rec.clone());
                 async move {
@@ -246,17 +364,15 @@ impl<S: Store> Matchmaker<S> {
                         // Our own earlier attempt (commit result unknown), or a
                         // random collision.
                         if existing.ticket == rec.ticket {
-                            return Ok(());
+                            return Ok(id);
                         }
                         return Err(TxError::User(MatchmakerError::TicketIdCollision));
                     }
-                    for (player, entry) in read_entries(&tx, &pool, &rec.ticket.players).await? {
-                        if let Some(e) = entry.filter(|e| e.state == TicketState::Waiting) {
-                            return Err(TxError::User(MatchmakerError::AlreadyQueued {
-                                player,
-                                ticket: e.ticket,
-                            }));
-                        }
+                    if let Some(inc) = rec.holder {
+                        check_holder(&tx, &pool, inc).await?;
+                    }
+                    if let Some(existing) = reattach(&tx, &pool, &rec).await? {
+                        return Ok(existing);
                     }
                     let p = rec.partition();
                     tx.set(&keys::ticket(&pool, id), &keys::encode(&rec))?;
@@ -272,7 +388,10 @@ impl<S: Store> Matchmaker<S> {
                         tx.set(&keys::player(&pool, player), &entry)?;
                     }
                     tx.atomic_add(&keys::depth(&pool, &p.queue, &p.region), 1)?;
-                    Ok(())
+                    if let Some(inc) = rec.holder {
+                        tx.set(&keys::holder(&pool, inc, id), &[crate::codec::SCHEMA_V1])?;
+                    }
+                    Ok(id)
                 }
             })
             .await?;
@@ -356,172 +475,6 @@ impl<S: Store> Matchmaker<S> {
         Ok(res)
     }
 
-    /// A ticket and its state.
-    pub async fn ticket(&self, id: TicketId) -> Result<Option<(Ticket, TicketState)>, MatchmakerError> {
-        let pool = self.pool.clone();
-        let res = self
-            .store
-            .run(|tx| {
-                let pool = pool.clone();
-                async move { Ok(read_record(&tx, &pool, id).await?.map(|r| (r.ticket, r.state))) }
-            })
-            .await?;
-        Ok(res)
-    }
-
-    /// The player's latest ticket, its state and (if matched) the match.
-    pub async fn ticket_status(&self, player: &str) -> Result<Option<PlayerTicket>, MatchmakerError> {
-        Ok(self.status_and_maybe_watch(player, false).await?.0)
-    }
-
-    /// [`ticket_status`](Self::ticket_status) plus a [`PlayerWatch`] registered
-    /// in the same transaction: it resolves on the next change of the player's
-    /// entry by any process sharing the store. The gateway's push loop:
-    ///
-    /// ```ignore
-    /// loop {
-    ///     let (status, watch) = mm.watch_player(&player).await?;
-    ///     if let Some(PlayerTicket { assigned: Some(m), .. }) = status { push_match(m); }
-    ///     watch.await?;
-    /// }
-    /// ```
-    pub async fn watch_player(
-        &self,
-        player: &str,
-    ) -> Result<(Option<PlayerTicket>, PlayerWatch), MatchmakerError> {
-        let (s, w) = self.status_and_maybe_watch(player, true).await?;
-        Ok((s, w.expect("watch requested")))
-    }
-
-    async fn status_and_maybe_watch(
-        &self,
-        player: &str,
-        watch: bool,
-    ) -> Result<(Option<PlayerTicket>, Option<PlayerWatch>), MatchmakerError> {
-        check_player(player)?;
-        let (pool, player) = (self.pool.clone(), player.to_owned());
-        let res = self
-            .store
-            .run(|tx| {
-                let (pool, player) = (pool.clone(), player.clone());
-                async move {
-                    let key = keys::player(&pool, &player);
-                    let entry = match tx.get(&key).await? {
-                        Some(raw) => Some(keys::decode::<PlayerEntry>(&raw).map_err(corrupt)?),
-                        None => None,
-                    };
-                    let status = match entry {
-                        None => None,
-                        Some(e) => {
-                            let assigned = match e.state {
-                                TicketState::Matched { match_id } => {
-                                    match tx.get(&keys::match_record(&pool, match_id)).await? {
-                                        Some(raw) => Some(keys::decode::<Match>(&raw).map_err(corrupt)?),
-                                        None => return Err(corrupt(format!("missing match {match_id}"))),
-                                    }
-                                }
-                                _ => None,
-                            };
-                            Some(PlayerTicket {
-                                ticket: e.ticket,
-                                state: e.state,
-                                assigned,
-                            })
-                        }
-                    };
-                    let w = if watch {
-                        Some(PlayerWatch(tx.watch(&key)?))
-                    } else {
-                        None
-                    };
-                    Ok((status, w))
-                }
-            })
-            .await?;
-        Ok(res)
-    }
-
-    /// A committed match.
-    pub async fn get_match(&self, id: MatchId) -> Result<Option<Match>, MatchmakerError> {
-        let pool = self.pool.clone();
-        let res = self
-            .store
-            .run(|tx| {
-                let pool = pool.clone();
-                async move {
-                    match tx.get_snapshot(&keys::match_record(&pool, id)).await? {
-                        Some(raw) => keys::decode(&raw).map(Some).map_err(corrupt),
-                        None => Ok(None),
-                    }
-                }
-            })
-            .await?;
-        Ok(res)
-    }
-
-    /// Waiting tickets in `queue` with home `region` (pool depth, all bands).
-    pub async fn depth(&self, queue: &str, region: &str) -> Result<u64, MatchmakerError> {
-        let key = keys::depth(&self.pool, queue, region);
-        let res = self
-            .store
-            .run(|tx| {
-                let key = key.clone();
-                async move {
-                    let v = crate::codec::decode_counter(tx.get_snapshot(&key).await?.as_deref());
-                    Ok::<_, TxError<MatchmakerError>>(v.max(0) as u64)
-                }
-            })
-            .await?;
-        Ok(res)
-    }
-
-    /// The waiting tickets of a partition, oldest first; with `created_before`,
-    /// only those created before that time. Snapshot reads in pages of
-    /// [`LOAD_PAGE`] (one transaction each): the result may be slightly stale,
-    /// which the match commit checks make harmless.
-    pub async fn load_partition(
-        &self,
-        p: &Partition,
-        created_before: Option<u64>,
-    ) -> Result<Vec<Ticket>, MatchmakerError> {
-        let sub = keys::partition(&self.pool, p);
-        let (mut begin, all_end) = sub.range();
-        let end = match created_before {
-            Some(t) => sub.pack(&(t,)),
-            None => all_end,
-        };
-        let mut out = Vec::new();
-        loop {
-            let page = self
-                .store
-                .run(|tx| {
-                    let (begin, end) = (begin.clone(), end.clone());
-                    async move {
-                        Ok::<_, TxError<MatchmakerError>>(
-                            tx.get_range_snapshot(&begin, &end, Some(LOAD_PAGE), false)
-                                .await?,
-                        )
-                    }
-                })
-                .await?;
-            let full = page.len() == LOAD_PAGE;
-            for kv in &page {
-                out.push(keys::decode::<Ticket>(&kv.value).map_err(MatchmakerError::Corrupt)?);
-            }
-            match page.last() {
-                Some(last) if full => {
-                    begin = last.key.clone();
-                    begin.push(0);
-                }
-                _ => break,
-            }
-            if begin >= end {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
     /// Commits `m` under `lease` in one transaction: the lease must still carry
     /// its fencing token, and every ticket must still be waiting; then every
     /// ticket is marked matched and leaves the pool, the match record and every
@@ -567,12 +520,10 @@ impl<S: Store> Matchmaker<S> {
                     let state = TicketState::Matched { match_id: m.id };
                     let now = now_ms();
                     for mut rec in recs {
-                        let p = rec.partition();
-                        tx.clear(&keys::waiting(&pool, &p, rec.ticket.created_ms, rec.ticket.id))?;
-                        tx.atomic_add(&keys::depth(&pool, &p.queue, &p.region), -1)?;
-                        rec.state = state;
-                        rec.updated_ms = now;
-                        tx.set(&keys::ticket(&pool, rec.ticket.id), &keys::encode(&rec))?;
+                        leave_pool(&tx, &pool, &mut rec, state, now).map_err(|e| match e {
+                            TxError::Store(s) => TxError::Store(s),
+                            TxError::User(u) => TxError::User(CommitError::Corrupt(u.to_string())),
+                        })?;
                         let entry = keys::encode(&PlayerEntry {
                             ticket: rec.ticket.id,
                             state,

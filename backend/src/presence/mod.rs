@@ -38,6 +38,16 @@
 //! every login writes anyway, moved before `Welcome`. A connection that is merely
 //! lost writes nothing, so its session stays resumable for the resume window.
 //!
+//! # Gateway crashes
+//!
+//! A claim names the gateway incarnation holding it
+//! ([`Presence::with_incarnation`]; records v3 / v4, v1 / v2 still read), and
+//! an index `("g", "presence_inc", incarnation, player)` lists an
+//! incarnation's claims. The orphan sweep ([`crate::liveness`]) clears them once
+//! the incarnation's heartbeat expired more than a resume window ago: by then
+//! every resume token that could name one has expired, so clearing an ended
+//! claim revokes nothing that was still valid ([`sweep`]).
+//!
 //! Claims and releases commit with [`Durability::Relaxed`], and the watch's read
 //! is relaxed too (it never waits for an fsync of other commits): presence is soft state
 //! about live sessions, and the only crash that can lose a relaxed commit (of the
@@ -49,6 +59,7 @@
 
 pub mod errors;
 pub mod keys;
+pub mod sweep;
 pub mod types;
 
 use crate::store::{Durability, Store, TransactOptions, Transaction, TxError};
@@ -64,16 +75,60 @@ fn relaxed() -> TransactOptions {
 pub use errors::PresenceError;
 pub use types::{Claim, Displacement, ResumeRefused, SessionEnd};
 
+/// Keeps the holder index `("g", "presence_inc", incarnation, player)` in step
+/// when the player's claim goes from `old` to `new` (`None`: cleared), in the
+/// same transaction.
+fn reindex<T: Transaction>(
+    tx: &T,
+    player: &str,
+    old: Option<&Claim>,
+    new: Option<&Claim>,
+) -> Result<(), TxError<PresenceError>> {
+    let (old, new) = (old.map_or(0, |c| c.incarnation), new.map_or(0, |c| c.incarnation));
+    if old != new && old != 0 {
+        tx.clear(&keys::holder(old, player))?;
+    }
+    if old != new && new != 0 {
+        tx.set(&keys::holder(new, player), &[1])?;
+    }
+    Ok(())
+}
+
 /// The presence service over the global store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Presence<S: Store> {
     store: S,
+    incarnation: u64,
 }
 
 impl<S: Store> Presence<S> {
     /// Presence over the global store.
     pub fn new(store: S) -> Self {
-        Presence { store }
+        Presence {
+            store,
+            incarnation: 0,
+        }
+    }
+
+    /// This service, stamping gateway incarnation `incarnation`
+    /// ([`crate::liveness`]) on the claims it writes (claims and resumes whose
+    /// own `incarnation` is 0), so the orphan sweep can release them if the
+    /// incarnation dies.
+    pub fn with_incarnation(mut self, incarnation: u64) -> Self {
+        self.incarnation = incarnation;
+        self
+    }
+
+    fn stamp(&self, claim: &Claim) -> Claim {
+        let mut c = claim.clone();
+        if c.incarnation == 0 {
+            c.incarnation = self.incarnation;
+        }
+        c
+    }
+
+    pub(crate) fn store(&self) -> &S {
+        &self.store
     }
 
     /// Makes `claim` the player's live session unless a newer login already holds
@@ -81,16 +136,20 @@ impl<S: Store> Presence<S> {
     pub async fn claim(&self, player: &str, claim: &Claim) -> Result<bool, PresenceError> {
         claim.check()?;
         let key = keys::presence(player);
+        let claim = self.stamp(claim);
         let written = self
             .store
             .transact(relaxed(), |tx| {
-                let (key, claim) = (key.clone(), claim.clone());
+                let (key, claim, owner) = (key.clone(), claim.clone(), player.to_owned());
                 async move {
-                    if let Some(raw) = tx.get(&key).await? {
-                        if Claim::decode(&raw).map_err(TxError::User)?.is_newer_than(&claim) {
-                            return Ok(false);
-                        }
+                    let old = match tx.get(&key).await? {
+                        Some(raw) => Some(Claim::decode(&raw).map_err(TxError::User)?),
+                        None => None,
+                    };
+                    if old.as_ref().is_some_and(|o| o.is_newer_than(&claim)) {
+                        return Ok(false);
                     }
+                    reindex(&tx, &owner, old.as_ref(), Some(&claim))?;
                     tx.set(&key, &claim.encode())?;
                     Ok::<_, TxError<PresenceError>>(true)
                 }
@@ -160,11 +219,12 @@ impl<S: Store> Presence<S> {
         claim: &mut Claim,
     ) -> Result<Result<(), ResumeRefused>, PresenceError> {
         claim.check()?;
+        *claim = self.stamp(claim);
         let key = keys::presence(player);
         let outcome = self
             .store
             .transact(relaxed(), |tx| {
-                let (key, mut claim) = (key.clone(), claim.clone());
+                let (key, mut claim, owner) = (key.clone(), claim.clone(), player.to_owned());
                 async move {
                     let current = match tx.get(&key).await? {
                         Some(raw) => Claim::decode(&raw).map_err(TxError::User)?,
@@ -177,6 +237,7 @@ impl<S: Store> Presence<S> {
                         return Ok(Err(ResumeRefused::Ended(end)));
                     }
                     claim.since_ms = claim.since_ms.max(current.since_ms.saturating_add(1));
+                    reindex(&tx, &owner, Some(&current), Some(&claim))?;
                     tx.set(&key, &claim.encode())?;
                     Ok::<_, TxError<PresenceError>>(Ok(claim.since_ms))
                 }
@@ -236,11 +297,12 @@ impl<S: Store> Presence<S> {
         let key = keys::presence(player);
         self.store
             .transact(relaxed(), |tx| {
-                let key = key.clone();
+                let (key, owner) = (key.clone(), player.to_owned());
                 async move {
                     if let Some(raw) = tx.get(&key).await? {
                         let held = Claim::decode(&raw).map_err(TxError::User)?;
                         if held.session_id == session_id {
+                            reindex(&tx, &owner, Some(&held), None)?;
                             tx.clear(&key)?;
                         }
                     }

@@ -196,3 +196,55 @@ async fn a_session_ends_only_its_own_claim() {
         Some(SessionEnd::LoggedOut)
     );
 }
+
+#[test]
+fn claims_with_an_incarnation_use_v3_and_v4_and_older_records_still_decode() {
+    let c = Claim {
+        incarnation: 0xabcdef,
+        ..claim(5)
+    };
+    let raw = c.encode();
+    assert_eq!(
+        (raw[0], raw.len()),
+        (3, 1 + 24 + 4),
+        "v3: v1 plus the incarnation"
+    );
+    assert_eq!(Claim::decode(&raw).unwrap(), c);
+    let ended = Claim {
+        ended: Some(SessionEnd::KickedByOperator),
+        ..c.clone()
+    };
+    let raw = ended.encode();
+    assert_eq!(raw[0], 4);
+    assert_eq!(Claim::decode(&raw).unwrap(), ended);
+    assert!(matches!(Claim::decode(&raw[..25]), Err(PresenceError::Corrupt)));
+    // A v1 record written by an older gateway: incarnation unknown (0).
+    let mut v1 = vec![1];
+    v1.extend_from_slice(&7u64.to_be_bytes());
+    v1.extend_from_slice(&8u64.to_be_bytes());
+    v1.extend_from_slice(b"gw-old");
+    assert_eq!(Claim::decode(&v1).unwrap(), Claim::new(7, 8, "gw-old"));
+}
+
+#[tokio::test]
+async fn the_holder_index_follows_the_claim() -> anyhow::Result<()> {
+    let (_d, s) = store().await;
+    let (a, b) = (
+        Presence::new(s.clone()).with_incarnation(1),
+        Presence::new(s.clone()).with_incarnation(2),
+    );
+    let p = "0123456789abcdef0123456789abcdef";
+    assert!(a.claim(p, &claim(1)).await?);
+    assert_eq!(a.current(p).await?.unwrap().incarnation, 1, "stamped");
+    // A newer login on another incarnation moves the index entry.
+    assert!(b.claim(p, &claim(2)).await?);
+    assert_eq!(a.sweep_incarnation(1, 10).await?, (0, true), "nothing left on 1");
+    b.end(p, 2, SessionEnd::LoggedOut).await?;
+    assert_eq!(
+        a.sweep_incarnation(2, 10).await?,
+        (1, true),
+        "the ended claim of 2 is swept"
+    );
+    assert_eq!(a.current(p).await?, None);
+    Ok(())
+}

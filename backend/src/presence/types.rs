@@ -7,6 +7,17 @@ use super::errors::PresenceError;
 const SCHEMA_V1: u8 = 1;
 /// An ended claim: v1's fields plus one byte naming how the session ended.
 const SCHEMA_V2: u8 = 2;
+/// A live claim that names its gateway incarnation: v1 plus the incarnation
+/// after the session id. Written only when the incarnation is known (non-zero),
+/// so gateways without liveness keep writing v1 / v2. Gateways of releases
+/// before v3 cannot read v3 / v4 (`UnsupportedSchema`): during a rolling
+/// upgrade their claims and displacement watches on players last seen by a new
+/// gateway fail (logged; one session per player then holds per gateway only)
+/// until they are replaced.
+const SCHEMA_V3: u8 = 3;
+/// An ended claim that names its gateway incarnation: v2 plus the incarnation
+/// after the session id.
+const SCHEMA_V4: u8 = 4;
 
 /// Longest gateway name stored with a claim, in bytes.
 pub const MAX_GATEWAY_BYTES: usize = 128;
@@ -58,16 +69,22 @@ pub struct Claim {
     /// `Some` once an operator kicked the session or it logged out: its resume
     /// tokens are revoked. `None` while it is live or merely disconnected.
     pub ended: Option<SessionEnd>,
+    /// The gateway incarnation ([`crate::liveness`]) holding the session; 0 if
+    /// unknown (claims written before liveness, or by a presence service
+    /// without an incarnation). The orphan sweep releases claims whose
+    /// incarnation died.
+    pub incarnation: u64,
 }
 
 impl Claim {
-    /// A live claim.
+    /// A live claim (incarnation unknown: [`super::Presence`] stamps its own).
     pub fn new(since_ms: u64, session_id: u64, gateway: impl Into<String>) -> Self {
         Claim {
             since_ms,
             session_id,
             gateway: gateway.into(),
             ended: None,
+            incarnation: 0,
         }
     }
 
@@ -84,14 +101,18 @@ impl Claim {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(18 + self.gateway.len());
-        v.push(if self.ended.is_some() {
-            SCHEMA_V2
-        } else {
-            SCHEMA_V1
+        let mut v = Vec::with_capacity(26 + self.gateway.len());
+        v.push(match (self.ended.is_some(), self.incarnation != 0) {
+            (false, false) => SCHEMA_V1,
+            (true, false) => SCHEMA_V2,
+            (false, true) => SCHEMA_V3,
+            (true, true) => SCHEMA_V4,
         });
         v.extend_from_slice(&self.since_ms.to_be_bytes());
         v.extend_from_slice(&self.session_id.to_be_bytes());
+        if self.incarnation != 0 {
+            v.extend_from_slice(&self.incarnation.to_be_bytes());
+        }
         if let Some(end) = self.ended {
             v.push(end.to_byte());
         }
@@ -100,20 +121,31 @@ impl Claim {
     }
 
     pub(crate) fn decode(raw: &[u8]) -> Result<Self, PresenceError> {
-        let (rest, ended) = match raw {
-            [SCHEMA_V1, rest @ ..] if rest.len() >= 16 => (rest, None),
-            [SCHEMA_V2, rest @ ..] if rest.len() >= 17 => (rest, Some(SessionEnd::from_byte(rest[16])?)),
-            [SCHEMA_V1 | SCHEMA_V2, ..] | [] => return Err(PresenceError::Corrupt),
-            [v, ..] => return Err(PresenceError::UnsupportedSchema(*v)),
+        let (version, rest) = raw.split_first().ok_or(PresenceError::Corrupt)?;
+        let (with_inc, with_end) = match *version {
+            SCHEMA_V1 => (false, false),
+            SCHEMA_V2 => (false, true),
+            SCHEMA_V3 => (true, false),
+            SCHEMA_V4 => (true, true),
+            v => return Err(PresenceError::UnsupportedSchema(v)),
         };
-        let (since, rest) = rest.split_at(8);
-        let (id, rest) = rest.split_at(8);
-        let gw = if ended.is_some() { &rest[1..] } else { rest };
+        let fixed = 16 + if with_inc { 8 } else { 0 } + usize::from(with_end);
+        if rest.len() < fixed {
+            return Err(PresenceError::Corrupt);
+        }
+        let u64_at = |i: usize| u64::from_be_bytes(rest[i..i + 8].try_into().expect("8 bytes"));
+        let incarnation = if with_inc { u64_at(16) } else { 0 };
+        let ended = if with_end {
+            Some(SessionEnd::from_byte(rest[fixed - 1])?)
+        } else {
+            None
+        };
         Ok(Claim {
-            since_ms: u64::from_be_bytes(since.try_into().expect("8 bytes")),
-            session_id: u64::from_be_bytes(id.try_into().expect("8 bytes")),
-            gateway: String::from_utf8(gw.to_vec()).map_err(|_| PresenceError::Corrupt)?,
+            since_ms: u64_at(0),
+            session_id: u64_at(8),
+            gateway: String::from_utf8(rest[fixed..].to_vec()).map_err(|_| PresenceError::Corrupt)?,
             ended,
+            incarnation,
         })
     }
 }

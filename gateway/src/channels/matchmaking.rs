@@ -145,13 +145,21 @@ impl ChannelService for MatchmakingService {
                             .collect(),
                         max_latency_ms: (max_latency_ms > 0).then_some(max_latency_ms),
                     };
+                    // Idempotent: the same queue again re-attaches to the
+                    // waiting ticket (e.g. after a reconnect); another queue
+                    // is `Conflict` naming the waiting ticket's queue.
                     mm.create_ticket(req).await.map_err(mm_error)?;
                     status_body(mm.ticket_status(&player).await.map_err(mm_error)?, &player)
                 }
+                // Cancelling a ticket that a match got first is not an error:
+                // the answer says `Matched` and carries the match.
                 RequestBody::MatchmakingCancel => {
                     if let Some(t) = mm.ticket_status(&player).await.map_err(mm_error)? {
                         if t.state == TicketState::Waiting {
-                            mm.cancel_ticket(t.ticket).await.map_err(mm_error)?;
+                            match mm.cancel_ticket(t.ticket).await {
+                                Ok(_) | Err(MatchmakerError::AlreadyMatched { .. }) => {}
+                                Err(e) => return Err(mm_error(e)),
+                            }
                         }
                     }
                     status_body(mm.ticket_status(&player).await.map_err(mm_error)?, &player)

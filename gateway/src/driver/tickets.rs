@@ -11,9 +11,13 @@
 //! most [`MAX_CONCURRENT_CHECKS`] at a time instead of all together. Every entry
 //! shares the same window, so the queue is in due order.
 //!
-//! Like the per-session timers it replaces, the queue lives in this process: a
-//! gateway that stops (crash, or restart after a drain) before the window ends
-//! leaves those tickets waiting (see the closing notes of issue 2).
+//! This queue lives in this process and is only the fast path: a gateway that
+//! stops (crash, or restart after a drain) before the window ends loses it.
+//! Correctness does not depend on it: every ticket records the gateway
+//! incarnation holding it, and the region's orphan sweep (backend `liveness`,
+//! run by every gateway under a lease) removes the tickets of a dead
+//! incarnation's players who did not come back, one resume window after its
+//! heartbeat expired.
 
 use std::sync::Arc;
 use std::time::Duration;

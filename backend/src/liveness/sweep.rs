@@ -1,0 +1,318 @@
+//! The orphan sweep and retention GC of a region: whichever process holds the
+//! region's sweep lease releases what dead gateway incarnations held and
+//! collects finished matchmaking state older than its retention.
+//!
+//! Every item is released in its own bounded transaction that re-checks the
+//! item (still held by the dead incarnation, still waiting), so a sweep that
+//! dies half way, or two sweepers overlapping after a lease expiry, release
+//! each item at most once and leave nothing half done. The lease only keeps
+//! the work from being done twice in parallel.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use tokio::sync::Mutex;
+
+use crate::ledger::Ledger;
+use crate::matchmaker::Matchmaker;
+use crate::presence::Presence;
+use crate::store::Store;
+
+use super::{Liveness, LivenessError};
+
+/// Settings of the sweeper (gateway config `liveness.sweep`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    /// How often a sweep pass runs, milliseconds. Default 5,000. Each pass
+    /// costs one lease transaction and one range read of the registrations
+    /// when there is nothing to do.
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    /// Items per page (one range read, then one transaction per item; GC
+    /// deletes a whole page in one transaction). Default 100: a page of
+    /// finished tickets is well under FoundationDB's 10 MB / 5 s limits.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// The resume window, milliseconds: a dead incarnation is swept
+    /// `expiry + resume_window` after its last heartbeat. Set by the gateway
+    /// from its session config.
+    #[serde(default = "default_resume")]
+    pub resume_window_ms: u64,
+    /// How long finished tickets (matched, cancelled, removed), their player
+    /// entries and match records are kept, milliseconds. Default 3,600,000
+    /// (one hour): longer than the 10-minute window in which a reopened
+    /// channel is pushed a recent match again, and long enough for support to
+    /// look a match up; 0 disables the GC.
+    #[serde(default = "default_retention")]
+    pub finished_retention_ms: u64,
+    /// Time-to-live of the sweep lease, milliseconds. Default 15,000 (three
+    /// intervals): a dead sweeper's work resumes elsewhere after this.
+    #[serde(default = "default_lease")]
+    pub lease_ttl_ms: u64,
+    /// The ledger's idempotency window, milliseconds: receipts older than this
+    /// and duplicate records last seen before it are deleted
+    /// ([`crate::ledger::retention`]). Default 604,800,000 (7 days): far longer
+    /// than any client retries a request (the SDK retries for minutes; a game
+    /// that queues purchases offline should resend within a day), so a retry
+    /// is never applied twice in practice, while storage stops growing with
+    /// total traffic. 0 keeps them forever.
+    #[serde(default = "default_receipts")]
+    pub receipt_retention_ms: u64,
+    /// Players whose receipts one pass visits (the pass resumes after the last
+    /// one next time). Default 100.
+    #[serde(default = "default_ledger_players")]
+    pub ledger_players_per_pass: usize,
+}
+
+fn default_interval() -> u64 {
+    5_000
+}
+fn default_batch() -> usize {
+    100
+}
+fn default_resume() -> u64 {
+    120_000
+}
+fn default_retention() -> u64 {
+    3_600_000
+}
+fn default_lease() -> u64 {
+    15_000
+}
+fn default_receipts() -> u64 {
+    7 * 24 * 3_600_000
+}
+fn default_ledger_players() -> usize {
+    100
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        SweepConfig {
+            interval_ms: default_interval(),
+            batch: default_batch(),
+            resume_window_ms: default_resume(),
+            finished_retention_ms: default_retention(),
+            lease_ttl_ms: default_lease(),
+            receipt_retention_ms: default_receipts(),
+            ledger_players_per_pass: default_ledger_players(),
+        }
+    }
+}
+
+impl SweepConfig {
+    /// Checks the rules documented on the fields.
+    pub fn validate(&self) -> Result<(), LivenessError> {
+        if self.interval_ms == 0 || self.batch == 0 || self.batch > 10_000 {
+            return Err(LivenessError::InvalidConfig(
+                "sweep interval_ms must be > 0 and batch in 1..=10000",
+            ));
+        }
+        if self.lease_ttl_ms <= self.interval_ms {
+            return Err(LivenessError::InvalidConfig(
+                "sweep lease_ttl_ms must exceed interval_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counters of a sweeper (exported as metrics by the gateway).
+#[derive(Debug, Default)]
+pub struct SweepStats {
+    /// Dead incarnations fully released.
+    pub incarnations_swept: AtomicU64,
+    /// Orphaned tickets removed.
+    pub tickets_removed: AtomicU64,
+    /// Orphaned tickets handed to a player's new incarnation.
+    pub tickets_rehomed: AtomicU64,
+    /// Orphaned presence claims cleared.
+    pub claims_cleared: AtomicU64,
+    /// Finished tickets collected by retention GC.
+    pub finished_collected: AtomicU64,
+    /// Age of the oldest finished ticket left after the last GC pass, ms.
+    pub finished_oldest_age_ms: AtomicU64,
+    /// Ledger idempotency receipts collected.
+    pub receipts_collected: AtomicU64,
+    /// Ledger duplicate records collected.
+    pub duplicates_collected: AtomicU64,
+    /// Age of the oldest receipt kept among the players the last pass visited, ms.
+    pub receipts_oldest_age_ms: AtomicU64,
+}
+
+/// What one [`Sweeper::sweep_once`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Whether this sweeper held the lease (did anything).
+    pub leader: bool,
+    /// Dead incarnations fully released.
+    pub incarnations: usize,
+    /// Orphaned tickets removed.
+    pub tickets_removed: usize,
+    /// Orphaned tickets re-homed.
+    pub tickets_rehomed: usize,
+    /// Orphaned presence claims cleared.
+    pub claims_cleared: usize,
+    /// Finished tickets collected.
+    pub collected: usize,
+    /// Ledger receipts and duplicate records collected.
+    pub ledger_collected: usize,
+}
+
+/// The sweeper of one region (see the [module docs](self)).
+pub struct Sweeper<S: Store, G: Store> {
+    liveness: Liveness<S>,
+    matchmaker: Matchmaker<S>,
+    presence: Presence<G>,
+    owner: String,
+    cfg: SweepConfig,
+    stats: Arc<SweepStats>,
+    ledger: Option<(Ledger<S>, Mutex<Option<String>>)>,
+}
+
+impl<S: Store, G: Store> Sweeper<S, G> {
+    /// A sweeper named `owner` (unique per process, e.g. the gateway id and
+    /// incarnation) over the region's registry and pool and the global presence.
+    pub fn new(
+        liveness: Liveness<S>,
+        matchmaker: Matchmaker<S>,
+        presence: Presence<G>,
+        owner: impl Into<String>,
+        cfg: SweepConfig,
+    ) -> Result<Self, LivenessError> {
+        cfg.validate()?;
+        Ok(Sweeper {
+            liveness,
+            matchmaker,
+            presence,
+            owner: owner.into(),
+            cfg,
+            stats: Arc::default(),
+            ledger: None,
+        })
+    }
+
+    /// Also collects `ledger`'s receipts and duplicate records past
+    /// `receipt_retention_ms` (the ledger of this region).
+    pub fn with_ledger(mut self, ledger: Ledger<S>) -> Self {
+        self.ledger = Some((ledger, Mutex::new(None)));
+        self
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<SweepStats> {
+        self.stats.clone()
+    }
+
+    /// One pass at wall-clock `now_ms`: if this sweeper holds the lease,
+    /// release every incarnation dead for a resume window, then collect
+    /// finished tickets past retention (a bounded number of pages per pass).
+    pub async fn sweep_once(&self, now_ms: u64) -> Result<SweepReport, LivenessError> {
+        let mut r = SweepReport::default();
+        if self
+            .liveness
+            .try_sweep_lease(&self.owner, self.cfg.lease_ttl_ms, now_ms)
+            .await?
+            .is_none()
+        {
+            return Ok(r);
+        }
+        r.leader = true;
+        let cutoff = now_ms.saturating_sub(self.cfg.resume_window_ms);
+        for rec in self.liveness.list().await? {
+            if !self.liveness.mark_swept(rec.incarnation, cutoff).await? {
+                continue;
+            }
+            let inc = rec.incarnation;
+            loop {
+                let page = self
+                    .matchmaker
+                    .sweep_holder(inc, self.cfg.batch, Some(&self.presence))
+                    .await?;
+                r.tickets_removed += page.removed;
+                r.tickets_rehomed += page.rehomed;
+                if page.done {
+                    break;
+                }
+            }
+            loop {
+                let (cleared, done) = self.presence.sweep_incarnation(inc, self.cfg.batch).await?;
+                r.claims_cleared += cleared;
+                if done {
+                    break;
+                }
+            }
+            self.liveness.forget(inc).await?;
+            r.incarnations += 1;
+            tracing::info!(incarnation = format!("{inc:016x}"), gateway = %rec.gateway, "swept a dead gateway incarnation");
+        }
+        if self.cfg.finished_retention_ms > 0 {
+            let cutoff = now_ms.saturating_sub(self.cfg.finished_retention_ms);
+            // At most 16 pages per pass, so a backlog never starves the next
+            // orphan pass.
+            for _ in 0..16 {
+                let page = self.matchmaker.collect_finished(cutoff, self.cfg.batch).await?;
+                r.collected += page.collected;
+                self.stats
+                    .finished_oldest_age_ms
+                    .store(page.oldest_age_ms, Ordering::Relaxed);
+                if page.done {
+                    break;
+                }
+            }
+        }
+        if let (Some((ledger, cursor)), true) = (&self.ledger, self.cfg.receipt_retention_ms > 0) {
+            let mut c = cursor.lock().await;
+            let cutoff = now_ms.saturating_sub(self.cfg.receipt_retention_ms);
+            let lr = ledger
+                .collect_region(
+                    cutoff,
+                    self.cfg.batch,
+                    self.cfg.ledger_players_per_pass,
+                    &mut c,
+                    now_ms,
+                )
+                .await?;
+            r.ledger_collected = lr.receipts_collected + lr.duplicates_collected;
+            let s = &self.stats;
+            s.receipts_collected
+                .fetch_add(lr.receipts_collected as u64, Ordering::Relaxed);
+            s.duplicates_collected
+                .fetch_add(lr.duplicates_collected as u64, Ordering::Relaxed);
+            s.receipts_oldest_age_ms
+                .store(lr.oldest_receipt_age_ms, Ordering::Relaxed);
+        }
+        let s = &self.stats;
+        s.incarnations_swept
+            .fetch_add(r.incarnations as u64, Ordering::Relaxed);
+        s.tickets_removed
+            .fetch_add(r.tickets_removed as u64, Ordering::Relaxed);
+        s.tickets_rehomed
+            .fetch_add(r.tickets_rehomed as u64, Ordering::Relaxed);
+        s.claims_cleared
+            .fetch_add(r.claims_cleared as u64, Ordering::Relaxed);
+        s.finished_collected
+            .fetch_add(r.collected as u64, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// Runs passes every `interval_ms` until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_millis(self.cfg.interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.sweep_once(crate::time::now_ms()).await {
+                tracing::warn!(error = %e, "orphan sweep pass failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Liveness tests on the real embedded store: registration and fencing,
+//! idempotent queueing, the orphan sweep (removed vs re-homed tickets,
+//! presence claims) and retention GC.
+
+use super::*;
+use crate::matchmaker::*;
+use crate::presence::{Claim, Presence, SessionEnd};
+use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, PersistMode};
+
+fn player(n: u64) -> String {
+    format!("{n:032x}")
+}
+
+fn pool() -> MatchmakerConfig {
+    serde_json::from_str(
+        r#"{"regions": [{"name": "eu"}], "queues": [
+        {"name": "duel", "teams": 2, "team_size": 1, "expansions": [{"after_ms": 0, "max_skill_diff": 5000.0}]},
+        {"name": "duo", "teams": 2, "team_size": 2, "expansions": [{"after_ms": 0, "max_skill_diff": 5000.0}]}]}"#,
+    )
+    .unwrap()
+}
+
+fn req(players: Vec<String>, queue: &str) -> TicketRequest {
+    TicketRequest {
+        players,
+        queue: queue.into(),
+        skill: Skill {
+            rating: 1500.0,
+            uncertainty: 50.0,
+        },
+        home_region: "eu".into(),
+        latencies: vec![],
+        max_latency_ms: None,
+    }
+}
+
+async fn open() -> anyhow::Result<(tempfile::TempDir, EmbeddedStore)> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = EmbeddedConfig::new(dir.path());
+    cfg.persist = PersistMode::Buffered;
+    Ok((dir, EmbeddedStore::open(cfg).await?))
+}
+
+#[tokio::test]
+async fn queueing_again_reattaches_and_another_queue_is_refused() -> anyhow::Result<()> {
+    let (_d, store) = open().await?;
+    let live = Liveness::new(store.clone(), "eu")?;
+    let (a, b) = (
+        live.register("gw-a", 10_000, 1).await?,
+        live.register("gw-b", 10_000, 1).await?,
+    );
+    let mm_a = Matchmaker::new(store.clone(), "eu", pool())?.with_incarnation(a);
+    let mm_b = Matchmaker::new(store.clone(), "eu", pool())?.with_incarnation(b);
+    let (p, q) = (player(1), player(2));
+    let t = mm_a.create_ticket(req(vec![p.clone()], "duel")).await?;
+    assert_eq!(
+        mm_b.create_ticket(req(vec![p.clone()], "duel")).await?,
+        t,
+        "re-attach"
+    );
+    assert_eq!(mm_a.depth("duel", "eu").await?, 1, "still one ticket");
+    match mm_b.create_ticket(req(vec![p.clone()], "duo")).await {
+        Err(MatchmakerError::AlreadyQueued { ticket, queue, .. }) => {
+            assert_eq!((ticket, queue.as_str()), (t, "duel"))
+        }
+        other => panic!("expected AlreadyQueued, got {other:?}"),
+    }
+    match mm_b.create_ticket(req(vec![q.clone(), p.clone()], "duo")).await {
+        Err(MatchmakerError::AlreadyQueued { ticket, .. }) => assert_eq!(ticket, t, "another party"),
+        other => panic!("expected AlreadyQueued, got {other:?}"),
+    }
+    // The holder moved to b: sweeping a finds nothing, sweeping b removes it.
+    let presence: Option<&Presence<EmbeddedStore>> = None;
+    assert_eq!(mm_a.sweep_holder(a, 10, presence).await?.removed, 0);
+    assert_eq!(mm_a.sweep_holder(b, 10, presence).await?.removed, 1);
+    assert_eq!(mm_a.ticket_status(&p).await?.unwrap().state, TicketState::Removed);
+    Ok(())
+}
+
+#[tokio::test]
+async fn heartbeats_fence_and_config_rules() -> anyhow::Result<()> {
+    let (_d, store) = open().await?;
+    let live = Liveness::new(store.clone(), "eu")?;
+    let inc = live.register("gw-a", 1_000, 0).await?;
+    live.heartbeat(inc, 5_000).await?;
+    assert!(!live.mark_swept(inc, 4_999).await?, "not expired yet");
+    assert!(live.mark_swept(inc, 5_000).await?);
+    assert!(matches!(
+        live.heartbeat(inc, 9_000).await,
+        Err(LivenessError::Fenced(_))
+    ));
+    let mm = Matchmaker::new(store.clone(), "eu", pool())?.with_incarnation(inc);
+    assert!(matches!(
+        mm.create_ticket(req(vec![player(1)], "duel")).await,
+        Err(MatchmakerError::HolderGone(_))
+    ));
+    assert!(LivenessConfig::default().validate().is_ok());
+    let bad = LivenessConfig {
+        heartbeat_interval_ms: 1_000,
+        expiry_ms: 1_500,
+    };
+    assert!(bad.validate().is_err());
+    assert!(SweepConfig {
+        lease_ttl_ms: 1,
+        ..SweepConfig::default()
+    }
+    .validate()
+    .is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn sweep_releases_a_dead_incarnation_and_keeps_who_came_back() -> anyhow::Result<()> {
+    let (_d, store) = open().await?;
+    let live = Liveness::new(store.clone(), "eu")?;
+    let now = crate::time::now_ms();
+    let dead = live.register("gw-a", 1_000, now - 100_000).await?;
+    let alive = live.register("gw-b", 600_000, now).await?;
+    let (pa, pb) = (
+        Presence::new(store.clone()).with_incarnation(dead),
+        Presence::new(store.clone()).with_incarnation(alive),
+    );
+    let mm_a = Matchmaker::new(store.clone(), "eu", pool())?.with_incarnation(dead);
+    let (gone, back, ended) = (player(1), player(2), player(3));
+    for (i, p) in [&gone, &back, &ended].into_iter().enumerate() {
+        assert!(
+            pa.claim(p, &Claim::new(now - 99_000, i as u64 + 1, "gw-a"))
+                .await?
+        );
+        mm_a.create_ticket(req(vec![p.clone()], "duel")).await?;
+    }
+    pa.end(&ended, 3, SessionEnd::LoggedOut).await?;
+    // `back` logged in again through gw-b (a new session).
+    assert!(pb.claim(&back, &Claim::new(now - 1_000, 9, "gw-b")).await?);
+    let sweeper = Sweeper::new(
+        live.clone(),
+        Matchmaker::new(store.clone(), "eu", pool())?,
+        Presence::new(store.clone()),
+        "sweeper-1",
+        SweepConfig {
+            resume_window_ms: 50_000,
+            finished_retention_ms: 0,
+            ..SweepConfig::default()
+        },
+    )?;
+    // Not yet: expired, but less than a resume window ago.
+    let early = sweeper.sweep_once(now - 100_000 + 1_000 + 49_000).await?;
+    assert_eq!((early.leader, early.incarnations), (true, 0));
+    let r = sweeper.sweep_once(now).await?;
+    assert_eq!(
+        (
+            r.incarnations,
+            r.tickets_removed,
+            r.tickets_rehomed,
+            r.claims_cleared
+        ),
+        (1, 2, 1, 2)
+    );
+    let state = |p: &String| {
+        let mm = mm_a.clone();
+        let p = p.clone();
+        async move { mm.ticket_status(&p).await.map(|t| t.unwrap().state) }
+    };
+    assert_eq!(state(&gone).await?, TicketState::Removed);
+    assert_eq!(state(&ended).await?, TicketState::Removed);
+    assert_eq!(state(&back).await?, TicketState::Waiting, "came back: re-homed");
+    assert_eq!(pa.current(&gone).await?, None);
+    assert_eq!(
+        pa.current(&ended).await?,
+        None,
+        "ended claim swept after the window"
+    );
+    assert_eq!(pa.current(&back).await?.unwrap().incarnation, alive);
+    assert_eq!(live.list().await?.len(), 1, "the dead registration is gone");
+    // Another sweeper does not get the lease while this one holds it.
+    let other = Sweeper::new(
+        live.clone(),
+        Matchmaker::new(store.clone(), "eu", pool())?,
+        Presence::new(store.clone()),
+        "sweeper-2",
+        SweepConfig::default(),
+    )?;
+    assert!(!other.sweep_once(now).await?.leader);
+    Ok(())
+}
+
+#[tokio::test]
+async fn retention_collects_finished_tickets_in_pages() -> anyhow::Result<()> {
+    let (_d, store) = open().await?;
+    let live = Liveness::new(store.clone(), "eu")?;
+    let mm = Matchmaker::new(store.clone(), "eu", pool())?;
+    for i in 0..25 {
+        let t = mm.create_ticket(req(vec![player(i)], "duo")).await?;
+        mm.cancel_ticket(t).await?;
+    }
+    let sweeper = Sweeper::new(
+        live,
+        mm.clone(),
+        Presence::new(store.clone()),
+        "s",
+        SweepConfig {
+            batch: 10,
+            finished_retention_ms: 1,
+            ..SweepConfig::default()
+        },
+    )?;
+    let r = sweeper.sweep_once(crate::time::now_ms() + 10).await?;
+    assert_eq!(r.collected, 25);
+    assert_eq!(mm.ticket_status(&player(3)).await?, None);
+    let all = crate::keyspace::region_family(&crate::keyspace::RegionName::new("eu")?, "mm");
+    let (b, e) = all.range();
+    let left = store
+        .run(|tx| {
+            let (b, e) = (b.clone(), e.clone());
+            async move {
+                Ok::<_, crate::store::TxError<LivenessError>>(
+                    crate::store::Transaction::get_range_snapshot(&tx, &b, &e, None, false).await?,
+                )
+            }
+        })
+        .await?;
+    // Only the depth counter remains.
+    assert_eq!(left.len(), 1, "{left:?}");
+    Ok(())
+}
