@@ -1,0 +1,576 @@
+//! The launch login queue: a region-wide admission budget and a strict-FIFO
+//! queue of places in the region keyspace, so every gateway of the region sees
+//! one queue and a gateway's death loses nobody's place.
+//!
+//! # Model
+//!
+//! - **Slots.** The [`Budget`] bounds the region's *slots in use* (the `used`
+//!   counter): live sessions, admitted places not yet taken, and re-entry
+//!   reservations. It also bounds admissions per one-second window. An
+//!   absent budget is unlimited.
+//! - **One entry per account** (`acct`, the per-account bound): at most one
+//!   place or slot. A login of an account that already holds one gets that one
+//!   back (a waiting place keeps its position; a reservation is taken; a live
+//!   session is displaced and its slot moves to the new login). Being
+//!   authenticated as the account is what entitles a login to its entry; a
+//!   queue token additionally names the place, and a token that does not name
+//!   the account's current entry is refused ([`QueueTokenError`]).
+//! - **FIFO.** A place is a versionstamped key (`w`, stamp): stamps grow with
+//!   commit order, so the FIFO is ordered by enqueue commit, region-wide,
+//!   without a shared counter to contend on. Admission always takes the lowest
+//!   stamps. The place's position is the number of waiting stamps below its
+//!   own; places only leave the FIFO from anywhere and are only added at its
+//!   end, so positions never go up (a later read never sees more places ahead).
+//! - **Direct admission** happens only when nobody waits and the budget has
+//!   room, so a newcomer never overtakes a waiting place.
+//! - **Expiry.** A waiting place whose holder disconnects ([`Queue::detach`])
+//!   survives `place_grace`; an admitted place waits `place_grace` for its
+//!   holder to take it; an unclean session end reserves the slot for
+//!   `reentry_grace` (re-entry without queueing). [`Queue::sweep`] removes what
+//!   expired (any gateway may run it; it is idempotent).
+//! - **Liveness hook.** Every entry records its `holder` (the gateway id) in
+//!   the entry and in a holder index; when fleet liveness declares a gateway
+//!   dead, its orphan sweep calls [`Queue::release_holder`], which turns that
+//!   gateway's places into detached places and its sessions into re-entry
+//!   reservations. This module does not decide who is dead.
+//!
+//! # Admission coordination (why the budget is never overshot)
+//!
+//! Every admission, direct ([`Queue::enter`]) or from the queue
+//! ([`Queue::admit_tick`]), runs in a transaction that reads the budget, the
+//! `used` counter and the rate window with read conflicts and rewrites the
+//! rate window. Two admissions that run at once from different gateways
+//! therefore conflict, and the loser re-runs against the winner's result
+//! (serializable transactions). The budget is never overshot at all, which is
+//! within the required "one tick's admissions"; the cost is that admission
+//! transactions of a region serialize, which is why an admission tick admits a
+//! batch (up to `max_batch`) per transaction. Slot releases are atomic
+//! decrements of `used` (they never wait), and lowering the budget live never
+//! kicks anybody: admission just stops until `used` falls below it.
+//!
+//! # Costs
+//!
+//! Per queued player: one transaction to enqueue (plus one to bind the stamp),
+//! none per update interval: a gateway reads the whole FIFO once per interval
+//! ([`Queue::view`], keys only in practice) and computes every local position
+//! from it; one transaction when its place is admitted ([`Queue::poll`]).
+
+mod admit;
+pub mod errors;
+pub mod keys;
+pub mod token;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+use foundationdb_tuple::Versionstamp;
+use rand::RngCore as _;
+
+pub use errors::{QueueError, QueueTokenError};
+pub use token::{QueueClaims, QueueKeys};
+pub use types::{
+    AdmittedVia, Budget, Entry, EtaEstimator, Place, PlaceStatus, QueueSettings, QueueView, Stamp,
+};
+
+use crate::codec::{decode_counter, decode_v1, encode_v1};
+use crate::keyspace::RegionName;
+use crate::store::{Store, Transaction, TxError};
+use types::{AccountEntry, EntryState, RateWindow, WaitingPlace};
+
+type TxResult<T> = Result<T, TxError<QueueError>>;
+
+/// The login queue of one region. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Queue<S: Store> {
+    store: S,
+    region: RegionName,
+    settings: QueueSettings,
+    keys: QueueKeys,
+}
+
+/// What the enter transaction decided (before the stamp is known).
+enum Decided {
+    Admitted(u64, AdmittedVia),
+    Waiting(u64, Option<Stamp>),
+    Enqueued(u64),
+}
+
+impl<S: Store> Queue<S> {
+    /// The queue of `region` over its store, minting tokens with `keys`.
+    pub fn new(
+        store: S,
+        region: RegionName,
+        settings: QueueSettings,
+        keys: QueueKeys,
+    ) -> Result<Self, QueueError> {
+        settings.check()?;
+        Ok(Queue {
+            store,
+            region,
+            settings,
+            keys,
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &QueueSettings {
+        &self.settings
+    }
+
+    /// The budget in force (unlimited if none was ever set).
+    pub async fn budget(&self) -> Result<Budget, QueueError> {
+        let region = self.region.clone();
+        Ok(self
+            .store
+            .run(|tx| {
+                let region = region.clone();
+                async move { read_budget(&tx, &region).await }
+            })
+            .await?)
+    }
+
+    /// Replaces the budget (the admin API; live for every gateway at once).
+    pub async fn set_budget(&self, budget: Budget, now_ms: u64) -> Result<Budget, QueueError> {
+        self.write_budget(budget, now_ms, false).await
+    }
+
+    /// Writes `budget` only if none is stored (gateway start-up from config);
+    /// returns the one in force.
+    pub async fn ensure_budget(&self, budget: Budget, now_ms: u64) -> Result<Budget, QueueError> {
+        self.write_budget(budget, now_ms, true).await
+    }
+
+    async fn write_budget(
+        &self,
+        mut budget: Budget,
+        now_ms: u64,
+        only_if_absent: bool,
+    ) -> Result<Budget, QueueError> {
+        budget.updated_ms = now_ms;
+        let key = keys::budget(&self.region);
+        Ok(self
+            .store
+            .run(|tx| {
+                let key = key.clone();
+                async move {
+                    if only_if_absent {
+                        if let Some(raw) = tx.get(&key).await? {
+                            return decode_v1(&raw)
+                                .map_err(|e| TxError::User(QueueError::corrupt("budget", e)));
+                        }
+                    }
+                    tx.set(&key, &encode_v1(&budget))?;
+                    Ok(budget)
+                }
+            })
+            .await?)
+    }
+
+    /// Decides a login of `player` (authenticated) held by gateway `holder`:
+    /// admitted at once, or a place in the queue. `token`: the queue token the
+    /// client presented, if any (checked first; see [`QueueTokenError`]).
+    pub async fn enter(
+        &self,
+        player: &str,
+        holder: &str,
+        token: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Entry, QueueError> {
+        let named = match token {
+            Some(t) => {
+                let claims = self.keys.verify(t, now_ms / 1_000)?;
+                if claims.player != player || claims.region != self.region.as_str() {
+                    return Err(QueueTokenError::WrongAccount.into());
+                }
+                Some(claims.place)
+            }
+            None => None,
+        };
+        let fresh = rand::rngs::OsRng.next_u64();
+        let (region, settings) = (self.region.clone(), self.settings);
+        let (decided, stamp_future) = self
+            .store
+            .run(|tx| {
+                let region = region.clone();
+                async move {
+                    let d = enter_tx(&tx, &region, &settings, player, holder, named, fresh, now_ms).await?;
+                    Ok((d, tx.versionstamp()))
+                }
+            })
+            .await?;
+        match decided {
+            Decided::Admitted(slot, via) => Ok(Entry::Admitted { slot, via }),
+            Decided::Waiting(place, Some(stamp)) => {
+                Ok(Entry::Queued(self.place(player, place, stamp, now_ms)))
+            }
+            Decided::Waiting(place, None) => {
+                let stamp = self.find_stamp(place).await?.ok_or(QueueTokenError::PlaceGone)?;
+                self.bind(player, place, stamp).await?;
+                Ok(Entry::Queued(self.place(player, place, stamp, now_ms)))
+            }
+            Decided::Enqueued(place) => {
+                let vs = stamp_future.await.map_err(QueueError::Store)?;
+                let stamp = Stamp::from_versionstamp(&Versionstamp::complete(vs, 0));
+                self.bind(player, place, stamp).await?;
+                Ok(Entry::Queued(self.place(player, place, stamp, now_ms)))
+            }
+        }
+    }
+
+    fn place(&self, player: &str, place: u64, stamp: Stamp, now_ms: u64) -> Place {
+        let token = self.keys.issue(
+            player,
+            self.region.as_str(),
+            place,
+            self.settings.token_ttl,
+            now_ms / 1_000,
+        );
+        Place {
+            player: player.to_owned(),
+            place,
+            stamp,
+            token,
+        }
+    }
+
+    /// Records the enqueue stamp in the account entry (idempotent).
+    async fn bind(&self, player: &str, place: u64, stamp: Stamp) -> Result<(), QueueError> {
+        let region = self.region.clone();
+        self.store
+            .run(|tx| {
+                let region = region.clone();
+                async move {
+                    if let Some(mut e) = read_entry(&tx, &region, player).await? {
+                        if e.place == place {
+                            if let EntryState::Waiting { stamp: s @ None, .. } = &mut e.state {
+                                *s = Some(stamp.to_hex());
+                                tx.set(&keys::account(&region, player), &encode_v1(&e))?;
+                            }
+                        }
+                    }
+                    Ok::<_, TxError<QueueError>>(())
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Finds a place's stamp by scanning the FIFO (only needed when the
+    /// gateway that enqueued it died between enqueue and bind).
+    async fn find_stamp(&self, place: u64) -> Result<Option<Stamp>, QueueError> {
+        let region = self.region.clone();
+        Ok(self
+            .store
+            .run(|tx| {
+                let region = region.clone();
+                async move { find_stamp_tx(&tx, &region, place).await }
+            })
+            .await?)
+    }
+
+    /// A waiting login checks its place (once per update interval, when the
+    /// FIFO view no longer shows it): an admitted place becomes the session's
+    /// slot.
+    pub async fn poll(&self, place: &Place, holder: &str, now_ms: u64) -> Result<PlaceStatus, QueueError> {
+        let region = self.region.clone();
+        Ok(self
+            .store
+            .run(|tx| {
+                let region = region.clone();
+                async move {
+                    let Some(e) = read_entry(&tx, &region, &place.player).await? else {
+                        return Ok(PlaceStatus::Gone);
+                    };
+                    if e.place != place.place {
+                        return Ok(PlaceStatus::Gone);
+                    }
+                    match e.state {
+                        EntryState::Waiting { .. } => Ok(PlaceStatus::Waiting),
+                        EntryState::Reserved { .. } | EntryState::Session { .. } => {
+                            let new = AccountEntry {
+                                place: e.place,
+                                state: EntryState::Session { since_ms: now_ms },
+                                holder: holder.to_owned(),
+                                expires_ms: None,
+                            };
+                            write_entry(&tx, &region, &place.player, Some(&e), &new)?;
+                            Ok(PlaceStatus::Admitted { slot: e.place })
+                        }
+                    }
+                }
+            })
+            .await?)
+    }
+
+    /// The holder lost the connection of a waiting place: the place survives
+    /// `place_grace` unless the client comes back ([`Queue::enter`]).
+    pub async fn detach(&self, player: &str, place: u64, now_ms: u64) -> Result<(), QueueError> {
+        let deadline = now_ms.saturating_add(self.settings.place_grace.as_millis() as u64);
+        self.update_entry(player, place, move |e| match e.state {
+            EntryState::Waiting { .. } if e.expires_ms.is_none() => Some(AccountEntry {
+                expires_ms: Some(deadline),
+                ..e.clone()
+            }),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The session holding `slot` ended. `clean` (logout): the slot is freed;
+    /// otherwise (crash, network loss) it is reserved for `reentry_grace`.
+    pub async fn end_session(
+        &self,
+        player: &str,
+        slot: u64,
+        clean: bool,
+        now_ms: u64,
+    ) -> Result<(), QueueError> {
+        let region = self.region.clone();
+        let deadline = now_ms.saturating_add(self.settings.reentry_grace.as_millis() as u64);
+        let reserve = !clean && !self.settings.reentry_grace.is_zero();
+        self.store
+            .run(|tx| {
+                let region = region.clone();
+                async move {
+                    let Some(e) = read_entry(&tx, &region, player).await? else {
+                        return Ok(());
+                    };
+                    if e.place != slot || !matches!(e.state, EntryState::Session { .. }) {
+                        return Ok(());
+                    }
+                    if reserve {
+                        let new = AccountEntry {
+                            state: EntryState::Reserved { since_ms: now_ms },
+                            expires_ms: Some(deadline),
+                            ..e.clone()
+                        };
+                        write_entry(&tx, &region, player, Some(&e), &new)?;
+                    } else {
+                        clear_entry(&tx, &region, player, &e)?;
+                        tx.atomic_add(&keys::used(&region), -1)?;
+                    }
+                    Ok::<_, TxError<QueueError>>(())
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Applies `change` to the entry of `player` if it still names `place`.
+    async fn update_entry(
+        &self,
+        player: &str,
+        place: u64,
+        change: impl Fn(&AccountEntry) -> Option<AccountEntry> + Send + Sync,
+    ) -> Result<(), QueueError> {
+        let region = self.region.clone();
+        let change = &change;
+        self.store
+            .run(|tx| {
+                let region = region.clone();
+                async move {
+                    if let Some(e) = read_entry(&tx, &region, player).await? {
+                        if e.place == place {
+                            if let Some(new) = change(&e) {
+                                write_entry(&tx, &region, player, Some(&e), &new)?;
+                            }
+                        }
+                    }
+                    Ok::<_, TxError<QueueError>>(())
+                }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// The enter decision, inside its transaction.
+#[allow(clippy::too_many_arguments)]
+async fn enter_tx<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    settings: &QueueSettings,
+    player: &str,
+    holder: &str,
+    named: Option<u64>,
+    fresh: u64,
+    now_ms: u64,
+) -> TxResult<Decided> {
+    let existing = read_entry(tx, region, player).await?;
+    if let Some(place) = named {
+        if existing.as_ref().is_none_or(|e| e.place != place) {
+            return Err(TxError::User(QueueTokenError::PlaceGone.into()));
+        }
+    }
+    let session = |slot| AccountEntry {
+        place: slot,
+        state: EntryState::Session { since_ms: now_ms },
+        holder: holder.to_owned(),
+        expires_ms: None,
+    };
+    if let Some(e) = existing {
+        let decided = match &e.state {
+            EntryState::Waiting { stamp, .. } => {
+                let again = AccountEntry {
+                    holder: holder.to_owned(),
+                    expires_ms: None,
+                    ..e.clone()
+                };
+                write_entry(tx, region, player, Some(&e), &again)?;
+                Decided::Waiting(e.place, stamp.as_deref().and_then(Stamp::from_hex))
+            }
+            EntryState::Reserved { .. } => {
+                write_entry(tx, region, player, Some(&e), &session(e.place))?;
+                Decided::Admitted(e.place, AdmittedVia::Reserved)
+            }
+            EntryState::Session { .. } => {
+                write_entry(tx, region, player, Some(&e), &session(fresh))?;
+                Decided::Admitted(fresh, AdmittedVia::Displacing)
+            }
+        };
+        return Ok(decided);
+    }
+    let (_, mut rate, room) = admission_room(tx, region, settings, now_ms).await?;
+    let (wb, we) = keys::waiting(region).range();
+    let someone_waits = !tx.get_range(&wb, &we, Some(1), false).await?.is_empty();
+    if room > 0 && !someone_waits {
+        rate.admitted += 1;
+        tx.set(&keys::rate(region), &encode_v1(&rate))?;
+        tx.atomic_add(&keys::used(region), 1)?;
+        tx.atomic_add(&keys::admissions(region), 1)?;
+        write_entry(tx, region, player, None, &session(fresh))?;
+        return Ok(Decided::Admitted(fresh, AdmittedVia::Direct));
+    }
+    let place = WaitingPlace {
+        player: player.to_owned(),
+        place: fresh,
+        enqueued_ms: now_ms,
+    };
+    tx.set_versionstamped_key(&keys::waiting_new(region), &encode_v1(&place))?;
+    let entry = AccountEntry {
+        place: fresh,
+        state: EntryState::Waiting {
+            stamp: None,
+            enqueued_ms: now_ms,
+        },
+        holder: holder.to_owned(),
+        expires_ms: None,
+    };
+    write_entry(tx, region, player, None, &entry)?;
+    Ok(Decided::Enqueued(fresh))
+}
+
+/// Reads the budget, slots in use and rate window (all with read conflicts:
+/// the admission serialization point) and returns how many may be admitted now.
+pub(crate) async fn admission_room<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    settings: &QueueSettings,
+    now_ms: u64,
+) -> TxResult<(Budget, RateWindow, u32)> {
+    let budget = read_budget(tx, region).await?;
+    let used = decode_counter(tx.get(&keys::used(region)).await?.as_deref()).max(0) as u64;
+    let mut rate: RateWindow = match tx.get(&keys::rate(region)).await? {
+        Some(raw) => decode_v1(&raw).map_err(|e| TxError::User(QueueError::corrupt("rate", e)))?,
+        None => RateWindow::default(),
+    };
+    let by_rate = rate.room(now_ms, budget.max_admissions_per_sec);
+    let by_slots = u64::from(budget.max_sessions).saturating_sub(used);
+    let room = if budget.paused {
+        0
+    } else {
+        by_slots
+            .min(u64::from(by_rate))
+            .min(u64::from(settings.max_batch)) as u32
+    };
+    Ok((budget, rate, room))
+}
+
+pub(crate) async fn read_budget<T: Transaction>(tx: &T, region: &RegionName) -> TxResult<Budget> {
+    match tx.get(&keys::budget(region)).await? {
+        Some(raw) => decode_v1(&raw).map_err(|e| TxError::User(QueueError::corrupt("budget", e))),
+        None => Ok(Budget::unlimited()),
+    }
+}
+
+pub(crate) async fn read_entry<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+) -> TxResult<Option<AccountEntry>> {
+    match tx.get(&keys::account(region, player)).await? {
+        Some(raw) => Ok(Some(
+            decode_v1(&raw).map_err(|e| TxError::User(QueueError::corrupt("account", e)))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Writes an entry, keeping the holder and expiry indexes in step with `old`.
+pub(crate) fn write_entry<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+    old: Option<&AccountEntry>,
+    new: &AccountEntry,
+) -> TxResult<()> {
+    if let Some(old) = old {
+        if old.holder != new.holder {
+            tx.clear(&keys::holder(region, &old.holder).pack(&(player,)))?;
+        }
+        if let Some(d) = old.expires_ms.filter(|d| Some(*d) != new.expires_ms) {
+            tx.clear(&keys::expiry_at(region, d, player))?;
+        }
+    }
+    tx.set(&keys::holder(region, &new.holder).pack(&(player,)), &[1])?;
+    if let Some(d) = new.expires_ms {
+        tx.set(&keys::expiry_at(region, d, player), &[1])?;
+    }
+    tx.set(&keys::account(region, player), &encode_v1(new))?;
+    Ok(())
+}
+
+/// Removes an entry and its index keys (not its FIFO key).
+pub(crate) fn clear_entry<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+    old: &AccountEntry,
+) -> TxResult<()> {
+    tx.clear(&keys::holder(region, &old.holder).pack(&(player,)))?;
+    if let Some(d) = old.expires_ms {
+        tx.clear(&keys::expiry_at(region, d, player))?;
+    }
+    tx.clear(&keys::account(region, player))?;
+    Ok(())
+}
+
+/// Scans the FIFO for `place` (snapshot read).
+pub(crate) async fn find_stamp_tx<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    place: u64,
+) -> TxResult<Option<Stamp>> {
+    let sub = keys::waiting(region);
+    let (b, e) = sub.range();
+    for kv in tx.get_range_snapshot(&b, &e, None, false).await? {
+        let w: WaitingPlace =
+            decode_v1(&kv.value).map_err(|e| TxError::User(QueueError::corrupt("waiting", e)))?;
+        if w.place == place {
+            return Ok(Some(stamp_of(&sub, &kv.key)?));
+        }
+    }
+    Ok(None)
+}
+
+/// The stamp of a FIFO key.
+pub(crate) fn stamp_of(sub: &foundationdb_tuple::Subspace, key: &[u8]) -> TxResult<Stamp> {
+    let (vs,): (Versionstamp,) = sub.unpack(key).map_err(|e| {
+        TxError::User(QueueError::Corrupt {
+            family: "waiting",
+            detail: e.to_string(),
+        })
+    })?;
+    Ok(Stamp::from_versionstamp(&vs))
+}
