@@ -70,7 +70,7 @@ use rand::RngCore as _;
 pub use errors::{QueueError, QueueTokenError};
 pub use token::{QueueClaims, QueueKeys};
 pub use types::{
-    AdmittedVia, Budget, Entry, EtaEstimator, Place, PlaceStatus, QueueSettings, QueueView, Stamp,
+    AdmittedVia, Budget, EnterMode, Entry, EtaEstimator, Place, PlaceStatus, QueueSettings, QueueView, Stamp,
 };
 
 use crate::codec::{decode_counter, decode_v1, encode_v1};
@@ -94,6 +94,7 @@ enum Decided {
     Admitted(u64, AdmittedVia),
     Waiting(u64, Option<Stamp>),
     Enqueued(u64),
+    Busy,
 }
 
 impl<S: Store> Queue<S> {
@@ -168,13 +169,27 @@ impl<S: Store> Queue<S> {
     }
 
     /// Decides a login of `player` (authenticated) held by gateway `holder`:
-    /// admitted at once, or a place in the queue. `token`: the queue token the
-    /// client presented, if any (checked first; see [`QueueTokenError`]).
+    /// admitted at once, or a place in the queue ([`EnterMode::Queue`]).
+    /// `token`: the queue token the client presented, if any (checked first;
+    /// see [`QueueTokenError`]).
     pub async fn enter(
         &self,
         player: &str,
         holder: &str,
         token: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Entry, QueueError> {
+        self.enter_with(player, holder, token, EnterMode::Queue, now_ms)
+            .await
+    }
+
+    /// [`Queue::enter`] with an explicit [`EnterMode`].
+    pub async fn enter_with(
+        &self,
+        player: &str,
+        holder: &str,
+        token: Option<&str>,
+        mode: EnterMode,
         now_ms: u64,
     ) -> Result<Entry, QueueError> {
         let named = match token {
@@ -194,13 +209,21 @@ impl<S: Store> Queue<S> {
             .run(|tx| {
                 let region = region.clone();
                 async move {
-                    let d = enter_tx(&tx, &region, &settings, player, holder, named, fresh, now_ms).await?;
+                    let who = Who {
+                        player,
+                        holder,
+                        named,
+                        fresh,
+                        mode,
+                    };
+                    let d = enter_tx(&tx, &region, &settings, &who, now_ms).await?;
                     Ok((d, tx.versionstamp()))
                 }
             })
             .await?;
         match decided {
             Decided::Admitted(slot, via) => Ok(Entry::Admitted { slot, via }),
+            Decided::Busy => Ok(Entry::Busy),
             Decided::Waiting(place, Some(stamp)) => {
                 Ok(Entry::Queued(self.place(player, place, stamp, now_ms)))
             }
@@ -385,18 +408,32 @@ impl<S: Store> Queue<S> {
     }
 }
 
+/// Who enters, and how.
+struct Who<'a> {
+    player: &'a str,
+    holder: &'a str,
+    /// The place the client's token names.
+    named: Option<u64>,
+    /// A fresh random id for a new place or slot.
+    fresh: u64,
+    mode: EnterMode,
+}
+
 /// The enter decision, inside its transaction.
-#[allow(clippy::too_many_arguments)]
 async fn enter_tx<T: Transaction>(
     tx: &T,
     region: &RegionName,
     settings: &QueueSettings,
-    player: &str,
-    holder: &str,
-    named: Option<u64>,
-    fresh: u64,
+    who: &Who<'_>,
     now_ms: u64,
 ) -> TxResult<Decided> {
+    let &Who {
+        player,
+        holder,
+        named,
+        fresh,
+        mode,
+    } = who;
     let existing = read_entry(tx, region, player).await?;
     if let Some(place) = named {
         if existing.as_ref().is_none_or(|e| e.place != place) {
@@ -434,13 +471,22 @@ async fn enter_tx<T: Transaction>(
     let (_, mut rate, room) = admission_room(tx, region, settings, now_ms).await?;
     let (wb, we) = keys::waiting(region).range();
     let someone_waits = !tx.get_range(&wb, &we, Some(1), false).await?.is_empty();
-    if room > 0 && !someone_waits {
+    let resume = mode == EnterMode::Resume;
+    if resume || (room > 0 && !someone_waits) {
         rate.admitted += 1;
         tx.set(&keys::rate(region), &encode_v1(&rate))?;
         tx.atomic_add(&keys::used(region), 1)?;
         tx.atomic_add(&keys::admissions(region), 1)?;
         write_entry(tx, region, player, None, &session(fresh))?;
-        return Ok(Decided::Admitted(fresh, AdmittedVia::Direct));
+        let via = if resume {
+            AdmittedVia::Resumed
+        } else {
+            AdmittedVia::Direct
+        };
+        return Ok(Decided::Admitted(fresh, via));
+    }
+    if mode == EnterMode::NoQueue {
+        return Ok(Decided::Busy);
     }
     let place = WaitingPlace {
         player: player.to_owned(),

@@ -405,6 +405,32 @@ async fn the_rate_limit_holds_across_concurrent_admitters_and_pause_stops_all() 
     );
 }
 
+#[tokio::test]
+async fn clients_without_queue_support_get_busy_and_no_place_and_resumes_get_in() {
+    let (_d, s) = store().await;
+    let q = queue(&s);
+    q.set_budget(budget(1, 100), T0).await.unwrap();
+    admitted(&q.enter("a", "gw", None, T0).await.unwrap());
+    let e = q
+        .enter_with("old", "gw", None, EnterMode::NoQueue, T0)
+        .await
+        .unwrap();
+    assert_eq!(e, Entry::Busy);
+    assert!(q.view().await.unwrap().is_empty(), "no place written");
+    let r = q
+        .enter_with("res", "gw", None, EnterMode::Resume, T0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        r,
+        Entry::Admitted {
+            via: AdmittedVia::Resumed,
+            ..
+        }
+    ));
+    assert_eq!(q.view().await.unwrap().used, 2, "a resume over budget is counted");
+}
+
 #[test]
 fn eta_follows_the_measured_rate() {
     let mut e = EtaEstimator::new(Duration::from_secs(30));

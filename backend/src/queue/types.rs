@@ -63,7 +63,7 @@ impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
             place_grace: Duration::from_secs(120),
-            reentry_grace: Duration::from_secs(60),
+            reentry_grace: Duration::from_secs(120),
             max_batch: 100,
             token_ttl: Duration::from_secs(6 * 3600),
         }
@@ -187,6 +187,20 @@ pub struct Place {
     pub token: String,
 }
 
+/// How a login may be admitted (see [`super::Queue::enter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnterMode {
+    /// The client understands the queue: over budget it gets a place.
+    Queue,
+    /// The client does not understand the queue: over budget it gets
+    /// [`Entry::Busy`] and no place is written.
+    NoQueue,
+    /// A resumed session: admitted whatever the budget (its slot is normally
+    /// still reserved, as the re-entry grace covers the resume window; if not,
+    /// the budget may be exceeded by such resumes).
+    Resume,
+}
+
 /// What [`super::Queue::enter`] decided for a login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -200,6 +214,8 @@ pub enum Entry {
     },
     /// The login waits in the FIFO.
     Queued(Place),
+    /// Over budget and the login may not queue ([`EnterMode::NoQueue`]).
+    Busy,
 }
 
 /// How a login got its slot.
@@ -212,6 +228,8 @@ pub enum AdmittedVia {
     /// A reservation (re-entry within the grace, or an admitted place taken
     /// after a reconnect).
     Reserved,
+    /// A resumed session with no reservation left ([`EnterMode::Resume`]).
+    Resumed,
     /// The account already had a live session, which this login displaces
     /// (the foreign-login policy allowed it): the slot moves over.
     Displacing,
