@@ -132,6 +132,7 @@ impl<S: Store> Queue<S> {
                 .store
                 .run(|tx| {
                     let (region, sub, from, end) = (region.clone(), sub.clone(), from.clone(), end.clone());
+                    let gateway = gateway.to_owned();
                     async move {
                         let batch = tx.get_range(&from, &end, Some(SWEEP_BATCH), false).await?;
                         let mut n = 0;

@@ -116,6 +116,11 @@ impl<S: Store> Queue<S> {
         })
     }
 
+    /// This queue with other token keys (after a signing-key rotation). Cheap.
+    pub fn with_keys(&self, keys: QueueKeys) -> Self {
+        Queue { keys, ..self.clone() }
+    }
+
     /// The settings.
     pub fn settings(&self) -> &QueueSettings {
         &self.settings
@@ -209,11 +214,11 @@ impl<S: Store> Queue<S> {
         let (decided, stamp_future) = self
             .store
             .run(|tx| {
-                let region = region.clone();
+                let (region, player, holder) = (region.clone(), player.to_owned(), holder.to_owned());
                 async move {
                     let who = Who {
-                        player,
-                        holder,
+                        player: &player,
+                        holder: &holder,
                         named,
                         fresh,
                         mode,
@@ -265,7 +270,9 @@ impl<S: Store> Queue<S> {
         self.store
             .run(|tx| {
                 let region = region.clone();
+                let player = player.to_owned();
                 async move {
+                    let player = player.as_str();
                     if let Some(mut e) = read_entry(&tx, &region, player).await? {
                         if e.place == place {
                             if let EntryState::Waiting { stamp: s @ None, .. } = &mut e.state {
@@ -303,6 +310,7 @@ impl<S: Store> Queue<S> {
             .store
             .run(|tx| {
                 let region = region.clone();
+                let (place, holder) = (place.clone(), holder.to_owned());
                 async move {
                     let Some(e) = read_entry(&tx, &region, &place.player).await? else {
                         return Ok(PlaceStatus::Gone);
@@ -316,7 +324,7 @@ impl<S: Store> Queue<S> {
                             let new = AccountEntry {
                                 place: e.place,
                                 state: EntryState::Session { since_ms: now_ms },
-                                holder: holder.to_owned(),
+                                holder: holder.clone(),
                                 expires_ms: None,
                             };
                             write_entry(&tx, &region, &place.player, Some(&e), &new)?;
@@ -332,14 +340,29 @@ impl<S: Store> Queue<S> {
     /// `place_grace` unless the client comes back ([`Queue::enter`]).
     pub async fn detach(&self, player: &str, place: u64, now_ms: u64) -> Result<(), QueueError> {
         let deadline = now_ms.saturating_add(self.settings.place_grace.as_millis() as u64);
-        self.update_entry(player, place, move |e| match e.state {
-            EntryState::Waiting { .. } if e.expires_ms.is_none() => Some(AccountEntry {
-                expires_ms: Some(deadline),
-                ..e.clone()
-            }),
-            _ => None,
-        })
-        .await
+        let region = self.region.clone();
+        self.store
+            .run(|tx| {
+                let (region, player) = (region.clone(), player.to_owned());
+                async move {
+                    let Some(e) = read_entry(&tx, &region, &player).await? else {
+                        return Ok(());
+                    };
+                    if e.place == place
+                        && e.expires_ms.is_none()
+                        && matches!(e.state, EntryState::Waiting { .. })
+                    {
+                        let new = AccountEntry {
+                            expires_ms: Some(deadline),
+                            ..e.clone()
+                        };
+                        write_entry(&tx, &region, &player, Some(&e), &new)?;
+                    }
+                    Ok::<_, TxError<QueueError>>(())
+                }
+            })
+            .await?;
+        Ok(())
     }
 
     /// The session holding `slot` ended. `clean` (logout): the slot is freed;
@@ -357,7 +380,9 @@ impl<S: Store> Queue<S> {
         self.store
             .run(|tx| {
                 let region = region.clone();
+                let player = player.to_owned();
                 async move {
+                    let player = player.as_str();
                     let Some(e) = read_entry(&tx, &region, player).await? else {
                         return Ok(());
                     };
@@ -374,33 +399,6 @@ impl<S: Store> Queue<S> {
                     } else {
                         clear_entry(&tx, &region, player, &e)?;
                         tx.atomic_add(&keys::used(&region), -1)?;
-                    }
-                    Ok::<_, TxError<QueueError>>(())
-                }
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Applies `change` to the entry of `player` if it still names `place`.
-    async fn update_entry(
-        &self,
-        player: &str,
-        place: u64,
-        change: impl Fn(&AccountEntry) -> Option<AccountEntry> + Send + Sync,
-    ) -> Result<(), QueueError> {
-        let region = self.region.clone();
-        let change = &change;
-        self.store
-            .run(|tx| {
-                let region = region.clone();
-                async move {
-                    if let Some(e) = read_entry(&tx, &region, player).await? {
-                        if e.place == place {
-                            if let Some(new) = change(&e) {
-                                write_entry(&tx, &region, player, Some(&e), &new)?;
-                            }
-                        }
                     }
                     Ok::<_, TxError<QueueError>>(())
                 }
