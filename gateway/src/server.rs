@@ -152,6 +152,11 @@ impl GatewayHandle {
         &self.shared.live
     }
 
+    /// The region's login queue, when enabled.
+    pub(crate) fn queue(&self) -> Option<&std::sync::Arc<crate::driver::queue::RegionQueue>> {
+        self.shared.queue.as_ref()
+    }
+
     /// Cross-region transfers (admin API).
     pub fn transfers(&self) -> &Transfers {
         &self.shared.transfers

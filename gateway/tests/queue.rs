@@ -187,3 +187,42 @@ async fn three_gateways_one_fifo_queue() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_sets_the_budget_live_and_pause_holds_everyone() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|c| c.queue.enabled = true).await?;
+    let other = world
+        .gateway(|c| {
+            c.queue.enabled = true;
+            c.queue.update_interval_ms = 500;
+        })
+        .await?;
+    let put = http_json(
+        gw.admin,
+        "PUT",
+        "/queue",
+        r#"{"max_sessions": 10, "max_admissions_per_sec": 5, "paused": true}"#,
+    )?;
+    assert!(put.starts_with("HTTP/1.1 200"), "{put}");
+    // The other gateway sees the stored budget at its next read.
+    let mut status = String::new();
+    for _ in 0..40 {
+        status = http(other.admin, "GET", "/queue")?;
+        if http_body(&status).contains(r#""paused":true"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(http_body(&status).contains(r#""max_sessions":10"#), "{status}");
+    // Paused: a queue-aware login waits, told so.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _c = client(&other, 0, wire_device(), None, tx).await?;
+    match next(&mut rx).await? {
+        (_, Event::Queued { position: 0, .. }) => {}
+        other => bail!("expected a place at the head, got {other:?}"),
+    }
+    let bad = http_json(gw.admin, "PUT", "/queue", r#"{"max_sessions": "many"}"#)?;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    Ok(())
+}
