@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use outpost_backend::presence::Claim;
 
-use super::queue::Held;
+use super::queue::{Held, Waiting};
 use super::{session, var_code, Shared, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::read_frame;
@@ -143,8 +143,8 @@ async fn release_held(io: &mut LoginIo) {
                 rq.end_session(player, slot, true).await;
             }
         }
-        Held::Place(place, _) => {
-            rq.detach(&place).await;
+        Held::Place(w) => {
+            rq.detach(&w.place).await;
         }
     }
 }
@@ -261,9 +261,12 @@ async fn send_queued_and_wait(io: &mut LoginIo, login: &mut Login, queued: outpo
     let (Some(rq), Some((send, recv))) = (io.shared.queue.as_ref(), io.control.as_mut()) else {
         return login.handle_lost();
     };
-    let Held::Place(place, last_heard) = &mut io.held else {
+    let Held::Place(w) = &mut io.held else {
         return login.handle_lost();
     };
+    let Waiting {
+        place, last_heard, ..
+    } = &mut **w;
     if send
         .write_all(&ControlMsg::Queued(queued).encode())
         .await
@@ -276,7 +279,8 @@ async fn send_queued_and_wait(io: &mut LoginIo, login: &mut Login, queued: outpo
     match rq.wait(place, &io.shared.name, last_heard, send, recv).await {
         Some(update) => {
             if update == crate::session::QueueUpdate::Admitted {
-                io.held = Held::Slot(place.place);
+                w.record_admitted();
+                io.held = Held::Slot(w.place.place);
             }
             login.handle_queue_update(update);
         }

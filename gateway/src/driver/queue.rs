@@ -137,7 +137,15 @@ impl RegionQueue {
                 let position = snap.view.position(place.stamp).unwrap_or(snap.view.len() as u32);
                 let first = snap.queued(position, &place.token);
                 metrics::counter!("outpost_queue_enqueued_total").increment(1);
-                (QueueDecision::Queued(first), Held::Place(place, Instant::now()))
+                let promised_ms = (!first.paused).then_some(u64::from(first.eta_ms));
+                let now = Instant::now();
+                let waiting = Waiting {
+                    place,
+                    last_heard: now,
+                    since: now,
+                    promised_ms,
+                };
+                (QueueDecision::Queued(first), Held::Place(Box::new(waiting)))
             }
             Ok(Entry::Busy) => (QueueDecision::Busy, Held::Nothing),
             Err(QueueError::Token(t)) => (
@@ -215,8 +223,35 @@ pub(crate) enum Held {
     Nothing,
     /// A slot (admitted).
     Slot(u64),
-    /// A waiting place, and when the client was last heard from.
-    Place(Place, Instant),
+    /// A waiting place.
+    Place(Box<Waiting>),
+}
+
+/// A waiting place as its connection's login holds it.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    pub place: Place,
+    /// When the client was last heard from (idle timeout).
+    pub last_heard: Instant,
+    /// When this connection got the place (a reconnect starts anew).
+    pub since: Instant,
+    /// The ETA of the first `Queued` (none while paused).
+    pub promised_ms: Option<u64>,
+}
+
+impl Waiting {
+    /// Admitted: records the wait and the ETA error on this connection
+    /// (`/metrics`: mean ETA error = `outpost_queue_eta_error_ms_total` /
+    /// `outpost_queue_eta_samples_total`).
+    pub fn record_admitted(&self) {
+        let waited = self.since.elapsed().as_millis() as u64;
+        metrics::counter!("outpost_queue_wait_ms_total").increment(waited);
+        metrics::counter!("outpost_queue_admitted_from_queue_total").increment(1);
+        if let Some(p) = self.promised_ms {
+            metrics::counter!("outpost_queue_eta_error_ms_total").increment(waited.abs_diff(p));
+            metrics::counter!("outpost_queue_eta_samples_total").increment(1);
+        }
+    }
 }
 
 /// The wire code of a refused queue token.
