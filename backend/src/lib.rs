@@ -13,7 +13,7 @@
 //! - Shared by several services: [`audit`] (the live-ops audit log), [`fence`]
 //!   (the per-player transfer fence), [`names`] (short-name validators).
 //! - The services: [`identity`], [`presence`], [`state`], [`ledger`],
-//!   [`matchmaker`], [`flags`], [`content`], [`telemetry`], [`transfer`].
+//!   [`matchmaker`], [`queue`], [`flags`], [`content`], [`telemetry`], [`transfer`].
 //!
 //! The backend knows nothing of QUIC or FlatBuffers: services take and return plain
 //! Rust types.
@@ -33,6 +33,7 @@ pub mod liveness;
 pub mod matchmaker;
 pub mod names;
 pub mod presence;
+pub mod queue;
 pub mod state;
 pub mod store;
 pub mod telemetry;

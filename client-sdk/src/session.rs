@@ -206,6 +206,8 @@ pub(crate) fn hello(config: &ClientConfig, credentials: Credentials, resume_toke
         max_frame_size: config.max_frame_size,
         // This SDK keeps the newest token from ResumeTokenRefresh (see `drive`).
         accepts_resume_refresh: true,
+        accepts_queue: false,
+        queue_token: None,
     }
 }
 

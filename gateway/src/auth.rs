@@ -208,6 +208,11 @@ impl Authenticator {
         }
     }
 
+    /// The current queue-token keys (they rotate with the signing keys).
+    pub fn queue_keys(&self) -> outpost_backend::queue::QueueKeys {
+        self.keyring().queue.clone()
+    }
+
     fn keyring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
         self.keys.read().expect("keyring lock")
     }

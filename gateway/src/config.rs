@@ -15,6 +15,10 @@ use outpost_backend::transfer::ForeignLoginPolicy;
 use serde::Deserialize;
 use thiserror::Error;
 
+#[path = "config_queue.rs"]
+mod queue;
+pub use queue::QueueConfig;
+
 /// Everything a gateway process needs to know. Every field has a default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,6 +68,8 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     pub session: SessionConfig,
     pub admission: AdmissionConfig,
+    /// The region's launch login queue (off by default).
+    pub queue: QueueConfig,
     pub drain: DrainConfig,
     pub transport: TransportConfig,
     /// This process's registration in the region's liveness registry and the
@@ -90,6 +96,7 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
             admission: AdmissionConfig::default(),
+            queue: QueueConfig::default(),
             drain: DrainConfig::default(),
             transport: TransportConfig::default(),
             liveness: crate::liveness::LivenessSettings::default(),
@@ -530,6 +537,9 @@ impl GatewayConfig {
         if (1..100).contains(&self.tls.reload_check_interval_ms) {
             return bad("tls.reload_check_interval_ms must be 0 (off) or at least 100");
         }
+        self.queue
+            .validate(s.resume_window_secs)
+            .map_err(ConfigError::Invalid)?;
         if self.transport.max_idle_timeout_ms < s.heartbeat_interval_ms {
             return bad("transport.max_idle_timeout_ms must be at least session.heartbeat_interval_ms");
         }

@@ -154,6 +154,11 @@ impl GatewayHandle {
         &self.shared.live
     }
 
+    /// The region's login queue, when enabled.
+    pub(crate) fn queue(&self) -> Option<&std::sync::Arc<crate::driver::queue::RegionQueue>> {
+        self.shared.queue.as_ref()
+    }
+
     /// Cross-region transfers (admin API).
     pub fn transfers(&self) -> &Transfers {
         &self.shared.transfers
@@ -327,6 +332,7 @@ pub async fn start_with_stores(
         "registered this gateway incarnation"
     );
     let presence = Presence::new(global_store.clone()).with_incarnation(incarnation);
+    let queue = start_queue(&config, &local_store, &auth).await?;
     let pool = Matchmaker::new(
         local_store,
         &config.region,
@@ -385,6 +391,7 @@ pub async fn start_with_stores(
         drain: drain_rx,
         shutdown,
         handshaking: AtomicUsize::new(0),
+        queue: queue.clone(),
         config,
     });
     let handle = GatewayHandle {
@@ -404,6 +411,9 @@ pub async fn start_with_stores(
     let poll = shared.config.tls.reload_check_interval_ms;
     if poll > 0 {
         tls_reloader.spawn_polling(Duration::from_millis(poll), shared.shutdown.subscribe());
+    }
+    if let Some(q) = queue {
+        tokio::spawn(q.run(shared.shutdown.subscribe()));
     }
     tokio::spawn(async move { transfers.resume_pending().await });
     spawn_matchmaker_workers(&shared, matchmaker)?;
@@ -465,7 +475,32 @@ fn login_config(config: &GatewayConfig) -> LoginConfig {
         cross_gateway_presence: s.cross_gateway_presence,
         foreign_login_policy: config.foreign_login_policy,
         transfer_timeout: LOGIN_TRANSFER_TIMEOUT,
+        queue: config.queue.enabled,
     }
+}
+
+/// The region's login queue, when enabled: writes the configured budget if
+/// none is stored yet.
+async fn start_queue(
+    config: &GatewayConfig,
+    store: &outpost_backend::store::AnyStore,
+    auth: &Authenticator,
+) -> Result<Option<Arc<crate::driver::queue::RegionQueue>>, StartError> {
+    if !config.queue.enabled {
+        return Ok(None);
+    }
+    let invalid = |e: outpost_backend::queue::QueueError| {
+        StartError::Config(crate::config::ConfigError::Invalid(format!("queue: {e}")))
+    };
+    let region = outpost_backend::keyspace::RegionName::new(config.region.as_str())
+        .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
+    let queue =
+        outpost_backend::queue::Queue::new(store.clone(), region, config.queue.settings(), auth.queue_keys())
+            .map_err(invalid)?;
+    let rq = crate::driver::queue::RegionQueue::start(queue, config.queue.clone())
+        .await
+        .map_err(invalid)?;
+    Ok(Some(Arc::new(rq)))
 }
 
 /// How long a login waits for a transfer of its player to this region (the

@@ -30,6 +30,11 @@ pub struct Hello {
     /// The client understands [`ControlMsg::ResumeTokenRefresh`]; the gateway
     /// sends it only when this is set (older clients reject unknown messages).
     pub accepts_resume_refresh: bool,
+    /// The client understands [`ControlMsg::Queued`]; without it a login over
+    /// the region's budget is rejected (`ServerBusy`) instead of queued.
+    pub accepts_queue: bool,
+    /// A queue token from an earlier [`Queued`]: keep the place it names.
+    pub queue_token: Option<String>,
 }
 
 /// Gateway → client: the session is established.
@@ -71,6 +76,22 @@ pub struct Kick {
     pub message: String,
 }
 
+/// Gateway → client: the login waits in the region's queue (PROTOCOL.md,
+/// "Login queue"); only sent to clients whose `Hello` set `accepts_queue`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Queued {
+    /// Places ahead (0: next); never higher than in an earlier `Queued`.
+    pub position: u32,
+    /// Estimated wait in milliseconds (0 when `paused`: unknown).
+    pub eta_ms: u32,
+    /// Opaque token naming the place; replaces every earlier one.
+    pub queue_token: String,
+    /// Places waiting in the region.
+    pub queue_length: u32,
+    /// Admission is paused by the operators.
+    pub paused: bool,
+}
+
 /// Every frame that can travel on the control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlMsg {
@@ -91,6 +112,8 @@ pub enum ControlMsg {
     ResumeTokenRefresh {
         resume_token: String,
     },
+    /// Gateway → client: queued; position and ETA updates.
+    Queued(Queued),
 }
 
 impl ControlMsg {
@@ -119,6 +142,7 @@ impl ControlMsg {
                     }
                 };
                 let resume_token = h.resume_token.as_deref().map(|t| b.create_string(t));
+                let queue_token = h.queue_token.as_deref().map(|t| b.create_string(t));
                 let args = fb::HelloArgs {
                     protocol_version: h.protocol_version,
                     client_version: Some(client_version),
@@ -128,6 +152,8 @@ impl ControlMsg {
                     resume_token,
                     max_frame_size: h.max_frame_size,
                     accepts_resume_refresh: h.accepts_resume_refresh,
+                    accepts_queue: h.accepts_queue,
+                    queue_token,
                 };
                 (
                     fb::ControlBody::Hello,
@@ -202,6 +228,19 @@ impl ControlMsg {
                     fb::ResumeTokenRefresh::create(&mut b, &args).as_union_value(),
                 )
             }
+            ControlMsg::Queued(q) => {
+                let args = fb::QueuedArgs {
+                    position: q.position,
+                    eta_ms: q.eta_ms,
+                    queue_token: Some(b.create_string(&q.queue_token)),
+                    queue_length: q.queue_length,
+                    paused: q.paused,
+                };
+                (
+                    fb::ControlBody::Queued,
+                    fb::Queued::create(&mut b, &args).as_union_value(),
+                )
+            }
         };
         let root = fb::ControlFrame::create(
             &mut b,
@@ -250,6 +289,8 @@ impl ControlMsg {
                     resume_token: h.resume_token().filter(|t| !t.is_empty()).map(str::to_owned),
                     max_frame_size: h.max_frame_size(),
                     accepts_resume_refresh: h.accepts_resume_refresh(),
+                    accepts_queue: h.accepts_queue(),
+                    queue_token: h.queue_token().filter(|t| !t.is_empty()).map(str::to_owned),
                 })
             }
             fb::ControlBody::Welcome => {
@@ -307,6 +348,16 @@ impl ControlMsg {
                     resume_token: s(r.resume_token()),
                 }
             }
+            fb::ControlBody::Queued => {
+                let q = frame.body_as_queued().ok_or(DecodeError::Missing("Queued"))?;
+                ControlMsg::Queued(Queued {
+                    position: q.position(),
+                    eta_ms: q.eta_ms(),
+                    queue_token: s(q.queue_token()),
+                    queue_length: q.queue_length(),
+                    paused: q.paused(),
+                })
+            }
             fb::ControlBody::NONE => return Err(DecodeError::Missing("body")),
             other => return Err(DecodeError::UnknownBody(other.0)),
         })
@@ -330,6 +381,7 @@ mod tests {
             (fb::ControlBody::GoAway, 6),
             (fb::ControlBody::Kick, 7),
             (fb::ControlBody::ResumeTokenRefresh, 8),
+            (fb::ControlBody::Queued, 9),
         ];
         for (body, tag) in tags {
             assert_eq!(body.0, tag, "{body:?}");

@@ -45,7 +45,7 @@ pub use channel::{
     ChannelMsg, ErrorFrame, PushBody, Request, RequestBody, Response, ResponseBody, StateDocument,
     STATE_DOC_OVERHEAD, STATE_FRAME_OVERHEAD,
 };
-pub use control::{ControlMsg, Credentials, GoAway, Hello, Kick, Reject, Welcome};
+pub use control::{ControlMsg, Credentials, GoAway, Hello, Kick, Queued, Reject, Welcome};
 pub use frame::{
     negotiate_max_frame_size, verifier_options, DecodeError, FrameHeader, DEFAULT_MAX_FRAME_SIZE,
     HANDSHAKE_MAX_FRAME_SIZE, LENGTH_PREFIX_BYTES, MAX_FRAME_SIZE_CEILING, MIN_MAX_FRAME_SIZE,

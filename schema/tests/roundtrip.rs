@@ -36,6 +36,8 @@ fn every_control_message_roundtrips() {
         resume_token: Some("resume".into()),
         max_frame_size: 8192,
         accepts_resume_refresh: true,
+        accepts_queue: true,
+        queue_token: Some("q1.claims.mac".into()),
     }));
     control_roundtrip(ControlMsg::Hello(Hello {
         credentials: Some(Credentials::Token("tok".into())),
@@ -77,6 +79,17 @@ fn every_control_message_roundtrips() {
     control_roundtrip(ControlMsg::ResumeTokenRefresh {
         resume_token: String::new(),
     });
+    control_roundtrip(ControlMsg::Queued(Queued {
+        position: 41,
+        eta_ms: 90_000,
+        queue_token: "q1.claims.mac".into(),
+        queue_length: 1_000,
+        paused: false,
+    }));
+    control_roundtrip(ControlMsg::Queued(Queued {
+        paused: true,
+        ..Default::default()
+    }));
 }
 
 #[test]

@@ -87,6 +87,9 @@ pub struct Keyring {
     /// Resume-token keys of every non-retired signing key; mints with the active
     /// one (see [`resume`]).
     pub resume: ResumeKeys,
+    /// Queue-token keys derived from the same seeds (see
+    /// [`crate::queue::token`]); mints with the active one.
+    pub queue: crate::queue::QueueKeys,
 }
 
 pub use tokens::MAX_TOKEN_TTL;
@@ -315,10 +318,16 @@ impl<S: Store> Identity<S> {
             .filter_map(|r| seed_of(r).ok().map(|seed| (r.kid.as_str(), seed)))
             .collect();
         let resume = ResumeKeys::new(&active.kid, seeds.iter().map(|(kid, seed)| (*kid, seed)))?;
+        let queue = crate::queue::QueueKeys::new(&active.kid, seeds.iter().map(|(kid, seed)| (*kid, seed)))
+            .map_err(|e| IdentityError::CorruptRecord {
+            family: "signing key",
+            detail: e.to_string(),
+        })?;
         Ok(Keyring {
             verifier: verifier_of(live)?,
             signer,
             resume,
+            queue,
         })
     }
 

@@ -58,6 +58,8 @@
 //! | POST | `/players/{player}/kick` | 200 if a session was kicked on any gateway of the region or a resumable one revoked (`KickedByOperator`), 404 if none, 503 if presence is unreachable |
 //! | POST | `/players/{player}/transfer?to={region}` | 200 + the finished transfer record (JSON); 400/403/404/409/500/503 with the reason |
 //! | GET | `/transfers/{id}` | 200 + the transfer record, 404 if unknown |
+//! | GET | `/queue` | the region login queue: budget in force, length, slots used, admissions, abandoned places (JSON); 404 `queue_disabled` when off |
+//! | PUT | `/queue` | body `{"max_sessions", "max_admissions_per_sec", "paused"}`: replaces the region's admission budget, live at every gateway |
 //! | GET | `/players/{player}/inventory/audit?region=` | 200 + JSON: the player's events folded and compared with their balances |
 //! | GET | `/players/{player}/inventory/duplicates?region=` | 200 + JSON: repeated idempotency keys (count, first and last seen) |
 //! | POST | `/players/{player}/inventory/correction?region=` | body `{"idempotency_key", "reason", "changes": [{"asset": {"kind", "id"}, "delta"}]}`: an operator's signed correction |
@@ -82,6 +84,7 @@ mod inventory;
 mod live;
 pub mod openapi;
 mod ops;
+mod queue;
 mod reply;
 mod schemas;
 
@@ -142,6 +145,7 @@ fn route_table() -> (OpenApiRouter<GatewayHandle>, OpenApiRouter<GatewayHandle>)
         .routes(routes!(ops::kick))
         .routes(routes!(ops::transfer))
         .routes(routes!(ops::transfer_status))
+        .routes(routes!(queue::get_queue, queue::put_queue))
         .routes(routes!(inventory::player_audit))
         .routes(routes!(inventory::player_duplicates))
         .routes(routes!(inventory::region_audit))

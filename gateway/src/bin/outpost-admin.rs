@@ -4,6 +4,8 @@
 //! outpost-admin status
 //! outpost-admin drain
 //! outpost-admin kick <player>
+//! outpost-admin queue status
+//! outpost-admin queue set --max-sessions 5000 --max-admissions-per-sec 200 [--paused]
 //! outpost-admin content publish manifest.json
 //! outpost-admin content list
 //! outpost-admin flags set new-shop flag.json --expected-version 3
@@ -61,6 +63,9 @@ enum Command {
     Drain,
     /// Kick a player's live session off this gateway.
     Kick { player: String },
+    /// The region's login queue and admission budget.
+    #[command(subcommand)]
+    Queue(QueueCmd),
     /// Content manifests.
     #[command(subcommand)]
     Content(ContentCmd),
@@ -82,6 +87,24 @@ enum Command {
     /// Print the admin API's OpenAPI document built into this binary (no
     /// gateway needed; a running gateway serves its own at /openapi.json).
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueCmd {
+    /// Budget in force, queue length, slots used, admissions, abandoned places.
+    Status,
+    /// Replace the region's admission budget (live at every gateway).
+    Set {
+        /// Maximum slots in use in the region.
+        #[arg(long)]
+        max_sessions: u32,
+        /// Maximum admissions per second, region-wide.
+        #[arg(long)]
+        max_admissions_per_sec: u32,
+        /// Pause admission (logins queue; nobody is admitted).
+        #[arg(long)]
+        paused: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +168,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status => ("GET", "/status".to_owned(), None),
         Command::Drain => ("POST", "/drain".to_owned(), None),
         Command::Kick { player } => ("POST", format!("/players/{}/kick", e(player)), None),
+        Command::Queue(QueueCmd::Status) => ("GET", "/queue".to_owned(), None),
+        Command::Queue(QueueCmd::Set {
+            max_sessions,
+            max_admissions_per_sec,
+            paused,
+        }) => {
+            let body = serde_json::json!({
+                "max_sessions": max_sessions,
+                "max_admissions_per_sec": max_admissions_per_sec,
+                "paused": paused,
+            });
+            ("PUT", "/queue".to_owned(), Some(body.to_string().into_bytes()))
+        }
         Command::Content(ContentCmd::Publish { manifest }) => (
             "POST",
             format!("/content?actor={actor}"),

@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 
 use outpost_backend::presence::Claim;
 
+use super::queue::{Held, Waiting};
 use super::{session, var_code, Shared, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::read_frame;
@@ -53,6 +54,9 @@ pub(super) struct Welcomed {
     /// The session's presence claim, written before `Welcome`; `None` when
     /// cross-gateway presence is off or the claim could not be written.
     pub claim: Option<Claim>,
+    /// The session's slot in the region's login queue (released when the
+    /// session ends); `None` when the queue is off.
+    pub queue_slot: Option<u64>,
 }
 
 /// What the login holds on the IO side while the machine runs.
@@ -62,6 +66,10 @@ struct LoginIo {
     control: Option<(SendStream, RecvStream)>,
     slot: Option<Slot>,
     claim: Option<Claim>,
+    /// What the login holds in the region queue.
+    held: Held,
+    /// The player the queue entry belongs to.
+    player: Option<Arc<str>>,
 }
 
 /// Handshake, then the login machine's steps; `None` once the connection was
@@ -88,6 +96,8 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
         control: None,
         slot: None,
         claim: None,
+        held: Held::Nothing,
+        player: None,
     };
     let first = within(&mut login, first_frame(&io.conn)).await;
     match first {
@@ -103,15 +113,40 @@ async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcome
     while let Some(step) = login.poll_action() {
         match step {
             LoginStep::SendWelcome(welcome) => return welcome_out(io, login, welcome).await,
-            LoginStep::Reject(refusal) => return reject(io, refusal).await,
+            LoginStep::Reject(refusal) => {
+                release_held(&mut io).await;
+                return reject(io, refusal).await;
+            }
             LoginStep::Close { code, message } => {
+                release_held(&mut io).await;
                 io.conn.close(var_code(code), message.as_bytes());
                 return None;
             }
             step => perform(&mut io, &mut login, step).await,
         }
     }
+    release_held(&mut io).await;
     None
+}
+
+/// A login that ends without `Welcome` gives back what it holds in the queue:
+/// a slot is freed; a place is detached (kept for the grace: the client may
+/// come back with its token).
+async fn release_held(io: &mut LoginIo) {
+    let Some(rq) = io.shared.queue.as_ref() else {
+        return;
+    };
+    match std::mem::replace(&mut io.held, Held::Nothing) {
+        Held::Nothing => {}
+        Held::Slot(slot) => {
+            if let Some(player) = io.player.as_deref() {
+                rq.end_session(player, slot, true).await;
+            }
+        }
+        Held::Place(w) => {
+            rq.detach(&w.place).await;
+        }
+    }
 }
 
 /// Accepts the control stream and reads its first frame: `None` when the
@@ -196,6 +231,19 @@ async fn perform(io: &mut LoginIo, login: &mut Login, step: LoginStep) {
             io.claim = claim;
             login.handle_presence(outcome);
         }
+        LoginStep::EnterQueue { player, mode, token } => {
+            let Some(rq) = shared.queue.as_ref() else {
+                return login.handle_queue(crate::session::QueueDecision::Admitted);
+            };
+            let keys = shared.auth.queue_keys();
+            let (decision, held) = rq
+                .enter(keys, &player, &shared.name, mode, token.as_deref())
+                .await;
+            io.player = Some(player);
+            io.held = held;
+            login.handle_queue(decision);
+        }
+        LoginStep::SendQueued(queued) => send_queued_and_wait(io, login, queued).await,
         LoginStep::IssueTokens => {
             let principal = login.principal_mut().expect("authenticated");
             let tokens = shared.auth.issue(principal);
@@ -203,6 +251,42 @@ async fn perform(io: &mut LoginIo, login: &mut Login, step: LoginStep) {
         }
         LoginStep::SendWelcome(_) | LoginStep::Reject(_) | LoginStep::Close { .. } => {
             unreachable!("final steps are the caller's")
+        }
+    }
+}
+
+/// Sends a `Queued`, waits one update interval (answering `Ping`s) and feeds
+/// the machine what became of the place.
+async fn send_queued_and_wait(io: &mut LoginIo, login: &mut Login, queued: outpost_schema::Queued) {
+    let (Some(rq), Some((send, recv))) = (io.shared.queue.as_ref(), io.control.as_mut()) else {
+        return login.handle_lost();
+    };
+    let Held::Place(w) = &mut io.held else {
+        return login.handle_lost();
+    };
+    let Waiting {
+        place, last_heard, ..
+    } = &mut **w;
+    if send
+        .write_all(&ControlMsg::Queued(queued).encode())
+        .await
+        .is_err()
+    {
+        rq.detach(place).await;
+        io.held = Held::Nothing;
+        return login.handle_lost();
+    }
+    match rq.wait(place, &io.shared.name, last_heard, send, recv).await {
+        Some(update) => {
+            if update == crate::session::QueueUpdate::Admitted {
+                w.record_admitted();
+                io.held = Held::Slot(w.place.place);
+            }
+            login.handle_queue_update(update);
+        }
+        None => {
+            io.held = Held::Nothing; // detached by `wait`
+            login.handle_lost();
         }
     }
 }
@@ -244,7 +328,13 @@ async fn welcome_out(io: LoginIo, login: Login, welcome: outpost_schema::Welcome
         control,
         slot,
         claim,
+        held,
+        ..
     } = io;
+    let queue_slot = match held {
+        Held::Slot(slot) => Some(slot),
+        _ => None,
+    };
     let (mut send, recv) = control?;
     let logged_in = login.into_logged_in()?;
     if send
@@ -273,6 +363,7 @@ async fn welcome_out(io: LoginIo, login: Login, welcome: outpost_schema::Welcome
         accepts_resume_refresh: hello.accepts_resume_refresh,
         slot: slot?,
         claim,
+        queue_slot,
     })
 }
 

@@ -10,6 +10,7 @@
 
 mod channel;
 mod login;
+pub(crate) mod queue;
 mod session;
 pub(crate) mod tickets;
 
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     pub shutdown: broadcast::Sender<()>,
     /// QUIC handshakes in progress (drives `quic_retry = "auto"`).
     pub handshaking: AtomicUsize,
+    /// The region's login queue, when `queue.enabled`.
+    pub queue: Option<Arc<queue::RegionQueue>>,
 }
 
 /// A session's state machine and the signal that wakes its loop.

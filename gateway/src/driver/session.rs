@@ -51,6 +51,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         accepts_resume_refresh,
         slot,
         claim,
+        queue_slot,
     } = w;
     let session_id = principal.session_id;
     let home_region: Arc<str> = principal.home_region.as_str().into();
@@ -174,8 +175,16 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         }
     };
 
-    if !superseded && is_logout(&end, &conn) {
+    let logout = !superseded && is_logout(&end, &conn);
+    if logout {
         end_claim(&shared, &principal).await;
+    }
+    if let (Some(rq), Some(slot)) = (shared.queue.clone(), queue_slot) {
+        // A superseded session's slot already moved to the newer login (the
+        // release is then a no-op); a logout frees it, a loss reserves it
+        // for the re-entry grace.
+        let player = principal.player_id.clone();
+        tokio::spawn(async move { rq.end_session(&player, slot, logout).await });
     }
     if let End::Close {
         code,

@@ -31,13 +31,19 @@
 //! 5. The foreign-login policy for a player homed elsewhere
 //!    ([`LoginStep::CheckForeign`], then possibly [`LoginStep::Transfer`],
 //!    bounded by `transfer_timeout`): `WrongRegion`, or `Unavailable`.
-//! 6. The presence claim ([`LoginStep::ClaimPresence`]), written only for a
+//! 6. The region's login queue ([`LoginStep::EnterQueue`], when
+//!    `LoginConfig::queue` is on; see [`queue`](self::queue)): admitted, or
+//!    `Queued` updates until admitted (`Welcome` then follows), or
+//!    `ServerBusy` for a client that did not announce queue support, or a
+//!    queue-token code (`QueueTokenInvalid`, `QueueTokenExpired`,
+//!    `QueuePlaceGone`).
+//! 7. The presence claim ([`LoginStep::ClaimPresence`]), written only for a
 //!    login that will be welcomed and before `Welcome`. A revoked resume is
 //!    treated like an invalid token: back to step 4 with the credentials, or
 //!    `ResumeRejected` without them; a resume that cannot be checked is
 //!    `Unavailable` (fail closed); a plain claim that cannot be written is
 //!    ignored (one session per player then holds on this gateway only).
-//! 7. Tokens ([`LoginStep::IssueTokens`]), then [`LoginStep::SendWelcome`].
+//! 8. Tokens ([`LoginStep::IssueTokens`]), then [`LoginStep::SendWelcome`].
 //!
 //! The driver (`crate::driver::login`) performs each step and feeds the result
 //! back; it decides nothing. It keeps the IO-side objects (the capacity slot,
@@ -50,13 +56,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outpost_backend::presence::ResumeRefused;
+use outpost_backend::queue::EnterMode;
 use outpost_backend::transfer::{decide_login, ForeignLoginPolicy, LoginAction, LoginContext};
 use outpost_schema::{
-    negotiate_max_frame_size, ControlMsg, ErrorCode, Hello, Welcome, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    negotiate_max_frame_size, ControlMsg, ErrorCode, Hello, Queued, Welcome, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 
 use super::rules::Draw;
+
+#[path = "login_queue.rs"]
+pub mod queue;
 use crate::auth::{IssuedTokens, Principal, Refusal, ResumeError};
+pub use queue::{QueueDecision, QueueUpdate};
 
 /// `retry_after_ms` of a refusal caused by a backend dependency.
 const UNAVAILABLE_RETRY_MS: u32 = 1_000;
@@ -118,6 +130,8 @@ pub struct LoginConfig {
     pub foreign_login_policy: ForeignLoginPolicy,
     /// How long a login waits for a transfer of its player to this region.
     pub transfer_timeout: Duration,
+    /// Whether logins go through the region's login queue (PROTOCOL.md 3.7).
+    pub queue: bool,
 }
 
 /// What the driver must find out for the foreign-login policy.
@@ -169,6 +183,16 @@ pub enum LoginStep {
         session_id: u64,
         resume_of: Option<u64>,
     },
+    /// Enter the region's login queue; answer [`Login::handle_queue`].
+    EnterQueue {
+        player: Arc<str>,
+        mode: EnterMode,
+        /// The `Hello.queue_token`, if any.
+        token: Option<String>,
+    },
+    /// Send this `Queued`, then wait for the place: answer
+    /// [`Login::handle_queue_update`] at each update interval.
+    SendQueued(Queued),
     /// Issue the tokens for [`Login::principal_mut`]; answer
     /// [`Login::handle_tokens`].
     IssueTokens,
@@ -192,6 +216,8 @@ enum Phase {
     Transferring {
         deadline: Instant,
     },
+    EnteringQueue,
+    Queued,
     Claiming,
     Issuing,
     Welcomed,
@@ -221,6 +247,8 @@ pub struct Login {
     resume_failed: bool,
     /// Set by `Welcome`.
     max_frame_size: u32,
+    /// The lowest position sent in a `Queued` (positions never go up).
+    queue_position: Option<u32>,
     actions: VecDeque<LoginStep>,
 }
 
@@ -237,6 +265,7 @@ impl Login {
             principal: None,
             resume_failed: false,
             max_frame_size: 0,
+            queue_position: None,
             actions: VecDeque::new(),
         }
     }
@@ -305,10 +334,7 @@ impl Login {
             return;
         }
         if !granted {
-            let c = &self.config;
-            let (base, jitter) = (c.busy_retry_after_ms, c.busy_retry_jitter_ms);
-            let retry = base.saturating_add(self.draw_up_to(jitter));
-            return self.refuse(ErrorCode::ServerBusy, "gateway at capacity", retry);
+            return self.refuse_busy("gateway at capacity");
         }
         self.authenticate();
     }
@@ -354,7 +380,7 @@ impl Login {
             transfer_in_progress: facts.transfer_in_progress,
         };
         match decide_login(self.config.foreign_login_policy, ctx) {
-            LoginAction::ServeLocally | LoginAction::ServeViaHome { .. } => self.claim_presence(),
+            LoginAction::ServeLocally | LoginAction::ServeViaHome { .. } => self.enter_queue(),
             LoginAction::Redirect { home } => self.refuse(
                 ErrorCode::WrongRegion,
                 format!("home region is {home}; connect to a gateway there"),
@@ -387,7 +413,7 @@ impl Login {
                 // Moved here: the presented token names the old home.
                 p.home_region = new_home;
                 p.reusable_session_token = None;
-                self.claim_presence();
+                self.enter_queue();
             }
             Err(e) => self.refuse(ErrorCode::Unavailable, e, UNAVAILABLE_RETRY_MS),
         }
@@ -525,7 +551,7 @@ impl Login {
             self.phase = Phase::CheckingForeign;
             self.actions.push_back(LoginStep::CheckForeign { player, home });
         } else {
-            self.claim_presence();
+            self.enter_queue();
         }
     }
 
@@ -545,6 +571,14 @@ impl Login {
     fn issue_tokens(&mut self) {
         self.phase = Phase::Issuing;
         self.actions.push_back(LoginStep::IssueTokens);
+    }
+
+    /// `ServerBusy` with `retry_after_ms` = base + uniform jitter.
+    fn refuse_busy(&mut self, why: &str) {
+        let c = &self.config;
+        let (base, jitter) = (c.busy_retry_after_ms, c.busy_retry_jitter_ms);
+        let retry = base.saturating_add(self.draw_up_to(jitter));
+        self.refuse(ErrorCode::ServerBusy, why, retry);
     }
 
     /// A uniform draw in `0..=max`.

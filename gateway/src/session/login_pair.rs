@@ -16,7 +16,9 @@ use outpost_schema::{
     LENGTH_PREFIX_BYTES, PROTOCOL_VERSION,
 };
 
-use super::login::{ForeignFacts, FrameError, Login, LoginConfig, LoginStep, PresenceOutcome};
+use super::login::{
+    ForeignFacts, FrameError, Login, LoginConfig, LoginStep, PresenceOutcome, QueueDecision, QueueUpdate,
+};
 use super::rules::Draw;
 use crate::auth::{IssuedTokens, Principal, Refusal, ResumeError};
 
@@ -36,6 +38,7 @@ pub fn config() -> LoginConfig {
         cross_gateway_presence: true,
         foreign_login_policy: ForeignLoginPolicy::Redirect,
         transfer_timeout: Duration::from_secs(10),
+        queue: false,
     }
 }
 
@@ -104,6 +107,8 @@ pub struct Backend {
     /// Answers to `ClaimPresence`, in order.
     pub presence: VecDeque<PresenceOutcome>,
     pub tokens: Result<IssuedTokens, Refusal>,
+    /// Answers to `EnterQueue`, in order (only asked when the queue is on).
+    pub queue: VecDeque<QueueDecision>,
 }
 
 impl Default for Backend {
@@ -123,6 +128,7 @@ impl Default for Backend {
                 session_token: "v1.session".into(),
                 resume_token: "r1.resume".into(),
             }),
+            queue: VecDeque::from([QueueDecision::Admitted]),
         }
     }
 }
@@ -149,8 +155,10 @@ pub struct Pair {
     pub backend: Backend,
     /// Every step the gateway performed, in order (final ones included).
     pub steps: Vec<LoginStep>,
-    /// Frames the gateway sent to the client.
+    /// Frames the gateway sent to the client (`Queued` ones are in `queued`).
     to_client: Vec<Vec<u8>>,
+    /// `Queued` frames the gateway sent, decoded.
+    pub queued: Vec<outpost_schema::Queued>,
     closed: Option<ErrorCode>,
 }
 
@@ -163,6 +171,7 @@ impl Pair {
             backend,
             steps: Vec::new(),
             to_client: Vec::new(),
+            queued: Vec::new(),
             closed: None,
         }
     }
@@ -223,6 +232,12 @@ impl Pair {
         }
     }
 
+    /// The driver's finding about the waiting place, at an update interval.
+    pub fn queue_update(&mut self, update: QueueUpdate) {
+        self.login.handle_queue_update(update);
+        self.drive();
+    }
+
     /// How many times the gateway performed a step matching `f`.
     pub fn count(&self, f: impl Fn(&LoginStep) -> bool) -> usize {
         self.steps.iter().filter(|s| f(s)).count()
@@ -257,6 +272,16 @@ impl Pair {
                 LoginStep::IssueTokens => {
                     assert!(self.login.principal_mut().is_some(), "tokens for a principal");
                     self.login.handle_tokens(b.tokens.clone());
+                }
+                LoginStep::EnterQueue { .. } => {
+                    let decision = b.queue.pop_front().expect("scripted queue decision");
+                    self.login.handle_queue(decision);
+                }
+                LoginStep::SendQueued(q) => {
+                    match ControlMsg::decode(&ControlMsg::Queued(q).encode()).expect("Queued frame") {
+                        ControlMsg::Queued(q) => self.queued.push(q),
+                        other => panic!("{other:?}"),
+                    }
                 }
                 LoginStep::SendWelcome(w) => self.to_client.push(ControlMsg::Welcome(w).encode()),
                 LoginStep::Reject(r) => {

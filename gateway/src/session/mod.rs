@@ -21,12 +21,15 @@ pub mod rules;
 pub use channel::{ChannelStream, StreamInput, StreamStep};
 pub use login::{
     ForeignFacts, FrameError, LoggedIn, Login, LoginConfig, LoginRefusal, LoginStep, PresenceOutcome,
+    QueueDecision, QueueUpdate,
 };
 pub use machine::{Action, ChannelId, Session, SessionLimits, SlowConsumer, Verdict, CONTROL_WRITE_TIMEOUT};
 pub use rate::TokenBucket;
 
 #[cfg(test)]
 mod login_pair;
+#[cfg(test)]
+mod login_queue_tests;
 #[cfg(test)]
 mod login_tests;
 #[cfg(test)]

@@ -50,6 +50,8 @@ pub mod outpost {
     pub use self::kick_generated::*;
     mod resume_token_refresh_generated;
     pub use self::resume_token_refresh_generated::*;
+    mod queued_generated;
+    pub use self::queued_generated::*;
     mod control_frame_generated;
     pub use self::control_frame_generated::*;
     mod open_channel_generated;

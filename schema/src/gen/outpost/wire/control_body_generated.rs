@@ -5,10 +5,10 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_CONTROL_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_CONTROL_BODY: u8 = 8;
+pub const ENUM_MAX_CONTROL_BODY: u8 = 9;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_CONTROL_BODY: [ControlBody; 9] = [
+pub const ENUM_VALUES_CONTROL_BODY: [ControlBody; 10] = [
   ControlBody::NONE,
   ControlBody::Hello,
   ControlBody::Welcome,
@@ -18,6 +18,7 @@ pub const ENUM_VALUES_CONTROL_BODY: [ControlBody; 9] = [
   ControlBody::GoAway,
   ControlBody::Kick,
   ControlBody::ResumeTokenRefresh,
+  ControlBody::Queued,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -34,9 +35,10 @@ impl ControlBody {
   pub const GoAway: Self = Self(6);
   pub const Kick: Self = Self(7);
   pub const ResumeTokenRefresh: Self = Self(8);
+  pub const Queued: Self = Self(9);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 8;
+  pub const ENUM_MAX: u8 = 9;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Hello,
@@ -47,6 +49,7 @@ impl ControlBody {
     Self::GoAway,
     Self::Kick,
     Self::ResumeTokenRefresh,
+    Self::Queued,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -60,6 +63,7 @@ impl ControlBody {
       Self::GoAway => Some("GoAway"),
       Self::Kick => Some("Kick"),
       Self::ResumeTokenRefresh => Some("ResumeTokenRefresh"),
+      Self::Queued => Some("Queued"),
       _ => None,
     }
   }

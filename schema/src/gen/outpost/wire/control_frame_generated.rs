@@ -171,6 +171,21 @@ impl<'a> ControlFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_queued(&self) -> Option<Queued<'a>> {
+    if self.body_type() == ControlBody::Queued {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Queued::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ControlFrame<'_> {
@@ -189,6 +204,7 @@ impl ::flatbuffers::Verifiable for ControlFrame<'_> {
           ControlBody::GoAway => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GoAway>>("ControlBody::GoAway", pos),
           ControlBody::Kick => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Kick>>("ControlBody::Kick", pos),
           ControlBody::ResumeTokenRefresh => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ResumeTokenRefresh>>("ControlBody::ResumeTokenRefresh", pos),
+          ControlBody::Queued => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Queued>>("ControlBody::Queued", pos),
           _ => Ok(()),
         }
      })?
@@ -294,6 +310,13 @@ impl ::core::fmt::Debug for ControlFrame<'_> {
         },
         ControlBody::ResumeTokenRefresh => {
           if let Some(x) = self.body_as_resume_token_refresh() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ControlBody::Queued => {
+          if let Some(x) = self.body_as_queued() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

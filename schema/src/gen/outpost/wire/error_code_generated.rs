@@ -8,7 +8,7 @@ pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 pub const ENUM_MAX_ERROR_CODE: u16 = 407;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 32] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 35] = [
   ErrorCode::Unspecified,
   ErrorCode::BadFrame,
   ErrorCode::FrameTooLarge,
@@ -33,6 +33,9 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 32] = [
   ErrorCode::ReplacedByNewLogin,
   ErrorCode::KickedByOperator,
   ErrorCode::ShuttingDown,
+  ErrorCode::QueueTokenInvalid,
+  ErrorCode::QueueTokenExpired,
+  ErrorCode::QueuePlaceGone,
   ErrorCode::InvalidRequest,
   ErrorCode::NotFound,
   ErrorCode::Conflict,
@@ -76,6 +79,9 @@ impl ErrorCode {
   pub const ReplacedByNewLogin: Self = Self(306);
   pub const KickedByOperator: Self = Self(307);
   pub const ShuttingDown: Self = Self(308);
+  pub const QueueTokenInvalid: Self = Self(309);
+  pub const QueueTokenExpired: Self = Self(310);
+  pub const QueuePlaceGone: Self = Self(311);
   pub const InvalidRequest: Self = Self(400);
   pub const NotFound: Self = Self(401);
   pub const Conflict: Self = Self(402);
@@ -112,6 +118,9 @@ impl ErrorCode {
     Self::ReplacedByNewLogin,
     Self::KickedByOperator,
     Self::ShuttingDown,
+    Self::QueueTokenInvalid,
+    Self::QueueTokenExpired,
+    Self::QueuePlaceGone,
     Self::InvalidRequest,
     Self::NotFound,
     Self::Conflict,
@@ -148,6 +157,9 @@ impl ErrorCode {
       Self::ReplacedByNewLogin => Some("ReplacedByNewLogin"),
       Self::KickedByOperator => Some("KickedByOperator"),
       Self::ShuttingDown => Some("ShuttingDown"),
+      Self::QueueTokenInvalid => Some("QueueTokenInvalid"),
+      Self::QueueTokenExpired => Some("QueueTokenExpired"),
+      Self::QueuePlaceGone => Some("QueuePlaceGone"),
       Self::InvalidRequest => Some("InvalidRequest"),
       Self::NotFound => Some("NotFound"),
       Self::Conflict => Some("Conflict"),

@@ -27,6 +27,8 @@ impl<'a> Hello<'a> {
   pub const VT_RESUME_TOKEN: ::flatbuffers::VOffsetT = 14;
   pub const VT_MAX_FRAME_SIZE: ::flatbuffers::VOffsetT = 16;
   pub const VT_ACCEPTS_RESUME_REFRESH: ::flatbuffers::VOffsetT = 18;
+  pub const VT_ACCEPTS_QUEUE: ::flatbuffers::VOffsetT = 20;
+  pub const VT_QUEUE_TOKEN: ::flatbuffers::VOffsetT = 22;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -38,11 +40,13 @@ impl<'a> Hello<'a> {
     args: &'args HelloArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Hello<'bldr>> {
     let mut builder = HelloBuilder::new(_fbb);
+    if let Some(x) = args.queue_token { builder.add_queue_token(x); }
     builder.add_max_frame_size(args.max_frame_size);
     if let Some(x) = args.resume_token { builder.add_resume_token(x); }
     if let Some(x) = args.credentials { builder.add_credentials(x); }
     if let Some(x) = args.client_version { builder.add_client_version(x); }
     builder.add_protocol_version(args.protocol_version);
+    builder.add_accepts_queue(args.accepts_queue);
     builder.add_accepts_resume_refresh(args.accepts_resume_refresh);
     builder.add_credentials_type(args.credentials_type);
     builder.add_platform(args.platform);
@@ -113,6 +117,25 @@ impl<'a> Hello<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Hello::VT_ACCEPTS_RESUME_REFRESH, Some(false)).unwrap()}
   }
+  /// The client understands Queued (PROTOCOL.md "Login queue"). A client
+  /// that does not set this is never queued: over budget it gets
+  /// Reject { ServerBusy } as before.
+  #[inline]
+  pub fn accepts_queue(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Hello::VT_ACCEPTS_QUEUE, Some(false)).unwrap()}
+  }
+  /// Opaque token from an earlier Queued: the client asks for the place it
+  /// names back (any gateway of the region, within the place grace).
+  #[inline]
+  pub fn queue_token(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Hello::VT_QUEUE_TOKEN, None)}
+  }
   #[inline]
   #[allow(non_snake_case)]
   pub fn credentials_as_device_credentials(&self) -> Option<DeviceCredentials<'a>> {
@@ -164,6 +187,8 @@ impl ::flatbuffers::Verifiable for Hello<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("resume_token", Self::VT_RESUME_TOKEN, false)?
      .visit_field::<u32>("max_frame_size", Self::VT_MAX_FRAME_SIZE, false)?
      .visit_field::<bool>("accepts_resume_refresh", Self::VT_ACCEPTS_RESUME_REFRESH, false)?
+     .visit_field::<bool>("accepts_queue", Self::VT_ACCEPTS_QUEUE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("queue_token", Self::VT_QUEUE_TOKEN, false)?
      .finish();
     Ok(())
   }
@@ -177,6 +202,8 @@ pub struct HelloArgs<'a> {
     pub resume_token: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub max_frame_size: u32,
     pub accepts_resume_refresh: bool,
+    pub accepts_queue: bool,
+    pub queue_token: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for HelloArgs<'a> {
   #[inline]
@@ -190,6 +217,8 @@ impl<'a> Default for HelloArgs<'a> {
       resume_token: None,
       max_frame_size: 0,
       accepts_resume_refresh: false,
+      accepts_queue: false,
+      queue_token: None,
     }
   }
 }
@@ -230,6 +259,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HelloBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_accepts_resume_refresh(&mut self, accepts_resume_refresh: bool) {
     self.fbb_.push_slot::<bool>(Hello::VT_ACCEPTS_RESUME_REFRESH, accepts_resume_refresh, false);
+  }
+  #[inline]
+  pub fn add_accepts_queue(&mut self, accepts_queue: bool) {
+    self.fbb_.push_slot::<bool>(Hello::VT_ACCEPTS_QUEUE, accepts_queue, false);
+  }
+  #[inline]
+  pub fn add_queue_token(&mut self, queue_token: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Hello::VT_QUEUE_TOKEN, queue_token);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HelloBuilder<'a, 'b, A> {
@@ -276,6 +313,8 @@ impl ::core::fmt::Debug for Hello<'_> {
       ds.field("resume_token", &self.resume_token());
       ds.field("max_frame_size", &self.max_frame_size());
       ds.field("accepts_resume_refresh", &self.accepts_resume_refresh());
+      ds.field("accepts_queue", &self.accepts_queue());
+      ds.field("queue_token", &self.queue_token());
       ds.finish()
   }
 }

@@ -1,0 +1,266 @@
+//! The gateway's side of the region login queue: the background loop that
+//! runs admission ticks and the expiry sweep and reads the whole queue once
+//! per update interval (one store read per gateway per interval, whatever the
+//! number of queued connections), and the per-connection wait that sends
+//! `Queued` updates and answers `Ping`s (PROTOCOL.md 3.7).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outpost_backend::queue::{
+    EnterMode, Entry, EtaEstimator, Place, PlaceStatus, Queue, QueueError, QueueTokenError, QueueView,
+};
+use outpost_backend::store::AnyStore;
+use outpost_backend::time::now_ms;
+use outpost_schema::{ControlMsg, ErrorCode, Queued, HANDSHAKE_MAX_FRAME_SIZE};
+use quinn::{RecvStream, SendStream};
+use tokio::sync::{broadcast, watch};
+use tracing::warn;
+
+use crate::config::QueueConfig;
+use crate::frame_io::read_frame;
+use crate::session::{QueueDecision, QueueUpdate};
+
+/// A queued connection that sends nothing for this long is closed
+/// (`IdleTimeout`); its place is detached, not lost.
+const QUEUED_IDLE: Duration = Duration::from_secs(30);
+
+/// The latest read of the queue, shared by every queued connection.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueSnapshot {
+    pub view: QueueView,
+    eta: EtaEstimator,
+}
+
+impl QueueSnapshot {
+    /// The `Queued` for a place at `position`.
+    fn queued(&self, position: u32, token: &str) -> Queued {
+        let b = &self.view.budget;
+        let paused = b.paused;
+        let eta = if paused {
+            None
+        } else {
+            self.eta.eta_ms(position, b.max_admissions_per_sec)
+        };
+        Queued {
+            position,
+            eta_ms: eta.map_or(0, |e| u32::try_from(e).unwrap_or(u32::MAX)),
+            queue_token: token.to_owned(),
+            queue_length: u32::try_from(self.view.len()).unwrap_or(u32::MAX),
+            paused,
+        }
+    }
+}
+
+/// The region queue as one gateway uses it.
+pub(crate) struct RegionQueue {
+    pub queue: Queue<AnyStore>,
+    pub config: QueueConfig,
+    pub snapshot: watch::Receiver<Arc<QueueSnapshot>>,
+    tx: watch::Sender<Arc<QueueSnapshot>>,
+}
+
+impl RegionQueue {
+    /// Writes the configured budget if none is stored yet and reads the queue once.
+    pub async fn start(queue: Queue<AnyStore>, config: QueueConfig) -> Result<Self, QueueError> {
+        queue.ensure_budget(config.initial_budget(), now_ms()).await?;
+        let mut eta = EtaEstimator::new(Duration::from_secs(config.eta_window_secs));
+        let view = queue.view().await?;
+        eta.sample(now_ms(), view.admissions_total);
+        let (tx, snapshot) = watch::channel(Arc::new(QueueSnapshot { view, eta }));
+        Ok(RegionQueue {
+            queue,
+            config,
+            snapshot,
+            tx,
+        })
+    }
+
+    /// Admission ticks every `admit_tick_ms`; sweep and a fresh view every
+    /// `update_interval_ms`; until shutdown.
+    pub async fn run(self: Arc<Self>, mut shutdown: broadcast::Receiver<()>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.admit_tick_ms));
+        let update = Duration::from_millis(self.config.update_interval_ms);
+        let mut next_view = Instant::now() + update;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.recv() => return,
+            }
+            match self.queue.admit_tick(now_ms()).await {
+                Ok(admitted) => {
+                    metrics::counter!("outpost_queue_admissions_total").increment(admitted.len() as u64)
+                }
+                Err(e) => warn!(error = %e, "queue admission tick failed"),
+            }
+            if Instant::now() >= next_view {
+                next_view = Instant::now() + update;
+                self.refresh().await;
+            }
+        }
+    }
+
+    async fn refresh(&self) {
+        if let Err(e) = self.queue.sweep(now_ms()).await {
+            warn!(error = %e, "queue expiry sweep failed");
+        }
+        match self.queue.view().await {
+            Ok(view) => {
+                let mut eta = self.snapshot.borrow().eta.clone();
+                eta.sample(now_ms(), view.admissions_total);
+                metrics::gauge!("outpost_queue_length").set(view.len() as f64);
+                metrics::gauge!("outpost_queue_slots_used").set(view.used as f64);
+                metrics::gauge!("outpost_queue_abandoned").set(view.abandoned_total as f64);
+                metrics::gauge!("outpost_queue_admissions_per_sec").set(eta.rate_per_sec().unwrap_or(0.0));
+                self.tx.send_replace(Arc::new(QueueSnapshot { view, eta }));
+            }
+            Err(e) => warn!(error = %e, "queue view failed"),
+        }
+    }
+
+    /// [`LoginStep::EnterQueue`](crate::session::LoginStep::EnterQueue): the
+    /// decision, and the slot or the place the driver then holds.
+    pub async fn enter(
+        &self,
+        keys: outpost_backend::queue::QueueKeys,
+        player: &str,
+        holder: &str,
+        mode: EnterMode,
+        token: Option<&str>,
+    ) -> (QueueDecision, Held) {
+        let q = self.queue.with_keys(keys);
+        match q.enter_with(player, holder, token, mode, now_ms()).await {
+            Ok(Entry::Admitted { slot, .. }) => (QueueDecision::Admitted, Held::Slot(slot)),
+            Ok(Entry::Queued(place)) => {
+                let snap = self.snapshot.borrow().clone();
+                // A view older than the enqueue does not show the place: it is last.
+                let position = snap.view.position(place.stamp).unwrap_or(snap.view.len() as u32);
+                let first = snap.queued(position, &place.token);
+                metrics::counter!("outpost_queue_enqueued_total").increment(1);
+                let promised_ms = (!first.paused).then_some(u64::from(first.eta_ms));
+                let now = Instant::now();
+                let waiting = Waiting {
+                    place,
+                    last_heard: now,
+                    since: now,
+                    promised_ms,
+                };
+                (QueueDecision::Queued(first), Held::Place(Box::new(waiting)))
+            }
+            Ok(Entry::Busy) => (QueueDecision::Busy, Held::Nothing),
+            Err(QueueError::Token(t)) => (
+                QueueDecision::TokenRefused(token_code(&t), t.to_string()),
+                Held::Nothing,
+            ),
+            Err(e) => (QueueDecision::Failed(e.to_string()), Held::Nothing),
+        }
+    }
+
+    /// Waits out one update interval of a queued connection: answers `Ping`s,
+    /// then reports the place's state. `None`: the connection went away or
+    /// idled out (the place is detached, kept for the grace).
+    pub async fn wait(
+        &self,
+        place: &Place,
+        holder: &str,
+        last_heard: &mut Instant,
+        send: &mut SendStream,
+        recv: &mut RecvStream,
+    ) -> Option<QueueUpdate> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.config.update_interval_ms);
+        loop {
+            let idle_at = tokio::time::Instant::from_std(*last_heard + QUEUED_IDLE);
+            // Dropping a half-read frame at the interval could lose a Ping split
+            // across packets; Pings are tiny, and a client cut off by that
+            // reconnects with its token and keeps its place.
+            tokio::select! {
+                frame = read_frame(recv, HANDSHAKE_MAX_FRAME_SIZE) => match frame.ok().flatten().map(|f| ControlMsg::decode(&f)) {
+                    Some(Ok(ControlMsg::Ping { nonce })) => {
+                        *last_heard = Instant::now();
+                        send.write_all(&ControlMsg::Pong { nonce }.encode()).await.ok()?;
+                    }
+                    _ => return self.detach(place).await,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tokio::time::sleep_until(idle_at) => return self.detach(place).await,
+            }
+        }
+        let snap = self.snapshot.borrow().clone();
+        if let Some(position) = snap.view.position(place.stamp) {
+            return Some(QueueUpdate::Waiting(snap.queued(position, &place.token)));
+        }
+        Some(match self.queue.poll(place, holder, now_ms()).await {
+            Ok(PlaceStatus::Admitted { .. }) => QueueUpdate::Admitted,
+            Ok(PlaceStatus::Waiting) => {
+                QueueUpdate::Waiting(snap.queued(snap.view.len() as u32, &place.token))
+            }
+            Ok(PlaceStatus::Gone) => QueueUpdate::Gone,
+            Err(e) => QueueUpdate::Failed(e.to_string()),
+        })
+    }
+
+    /// The holder lost a waiting place's connection.
+    pub async fn detach(&self, place: &Place) -> Option<QueueUpdate> {
+        metrics::counter!("outpost_queue_detached_total").increment(1);
+        if let Err(e) = self.queue.detach(&place.player, place.place, now_ms()).await {
+            warn!(error = %e, "queue detach failed; the place expires only through the liveness sweep");
+        }
+        None
+    }
+
+    /// Releases a session's slot (`clean`: a logout frees it; otherwise it is
+    /// reserved for the re-entry grace).
+    pub async fn end_session(&self, player: &str, slot: u64, clean: bool) {
+        if let Err(e) = self.queue.end_session(player, slot, clean, now_ms()).await {
+            warn!(error = %e, "queue: releasing the session's slot failed; it expires with the holder");
+        }
+    }
+}
+
+/// What a login holds in the queue.
+#[derive(Debug)]
+pub(crate) enum Held {
+    Nothing,
+    /// A slot (admitted).
+    Slot(u64),
+    /// A waiting place.
+    Place(Box<Waiting>),
+}
+
+/// A waiting place as its connection's login holds it.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    pub place: Place,
+    /// When the client was last heard from (idle timeout).
+    pub last_heard: Instant,
+    /// When this connection got the place (a reconnect starts anew).
+    pub since: Instant,
+    /// The ETA of the first `Queued` (none while paused).
+    pub promised_ms: Option<u64>,
+}
+
+impl Waiting {
+    /// Admitted: records the wait and the ETA error on this connection
+    /// (`/metrics`: mean ETA error = `outpost_queue_eta_error_ms_total` /
+    /// `outpost_queue_eta_samples_total`).
+    pub fn record_admitted(&self) {
+        let waited = self.since.elapsed().as_millis() as u64;
+        metrics::counter!("outpost_queue_wait_ms_total").increment(waited);
+        metrics::counter!("outpost_queue_admitted_from_queue_total").increment(1);
+        if let Some(p) = self.promised_ms {
+            metrics::counter!("outpost_queue_eta_error_ms_total").increment(waited.abs_diff(p));
+            metrics::counter!("outpost_queue_eta_samples_total").increment(1);
+        }
+    }
+}
+
+/// The wire code of a refused queue token.
+fn token_code(e: &QueueTokenError) -> ErrorCode {
+    match e {
+        QueueTokenError::Malformed(_) | QueueTokenError::Forged | QueueTokenError::WrongAccount => {
+            ErrorCode::QueueTokenInvalid
+        }
+        QueueTokenError::Expired { .. } => ErrorCode::QueueTokenExpired,
+        QueueTokenError::PlaceGone => ErrorCode::QueuePlaceGone,
+    }
+}
