@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::*;
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, EmbeddedTx};
+use crate::store::embedded::{EmbeddedStore, EmbeddedTx};
 use crate::store::TransactOptions;
 
 pub(super) const P1: &str = "0123456789abcdef0123456789abcdef";
@@ -32,7 +32,7 @@ pub(super) const CATALOG: &str = r#"
 
 pub(super) async fn open(region: &str) -> anyhow::Result<(tempfile::TempDir, Ledger<EmbeddedStore>)> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = crate::store::testing::open_store(dir.path()).await?;
     Ok((dir, Ledger::new(store, region, Catalog::from_toml_str(CATALOG)?)?))
 }
 
@@ -368,7 +368,7 @@ impl Store for Delayed {
 #[tokio::test]
 async fn commit_result_unknown_rerun_returns_the_original() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let inner = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let inner = crate::store::testing::open_store(dir.path()).await?;
     let armed = Arc::new(AtomicBool::new(false));
     let store = RerunOnce {
         inner,

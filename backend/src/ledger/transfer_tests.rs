@@ -4,14 +4,14 @@
 use super::tests::CATALOG;
 use super::*;
 use crate::identity::Identity;
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
+use crate::store::embedded::EmbeddedStore;
 use crate::transfer::Transfer;
 
 const SECRET: &[u8] = b"ledger-transfer-secret-0123456789";
 
 async fn open_store() -> anyhow::Result<(tempfile::TempDir, EmbeddedStore)> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = crate::store::testing::open_store(dir.path()).await?;
     Ok((dir, store))
 }
 

@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, PersistMode};
+use crate::store::embedded::{EmbeddedStore, PersistMode};
 use crate::store::{Store, Transaction, TxError};
 
 type Mm = Matchmaker<EmbeddedStore>;
@@ -57,7 +57,7 @@ fn config() -> MatchmakerConfig {
 
 async fn open() -> anyhow::Result<(tempfile::TempDir, Mm)> {
     let dir = tempfile::tempdir()?;
-    let mut cfg = EmbeddedConfig::new(dir.path());
+    let mut cfg = crate::store::testing::config(dir.path());
     cfg.persist = PersistMode::Buffered;
     let store = EmbeddedStore::open(cfg).await?;
     Ok((dir, Matchmaker::new(store, "eu", config())?))

@@ -6,7 +6,7 @@ use std::task::Poll;
 
 use super::*;
 use crate::state::{self, PlayerState, StateError};
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
+use crate::store::embedded::EmbeddedStore;
 
 const SECRET: &[u8] = b"transfer-test-secret-0123456789";
 
@@ -20,7 +20,7 @@ struct Env {
 
 async fn open_store() -> anyhow::Result<(tempfile::TempDir, EmbeddedStore)> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = crate::store::testing::open_store(dir.path()).await?;
     Ok((dir, store))
 }
 
