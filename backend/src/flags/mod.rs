@@ -327,7 +327,10 @@ impl<S: Store> Flags<S> {
                         updated_by: actor.clone(),
                     };
                     tx.set(&keys::flag(&key), &encode(&record))?;
-                    tx.set(&keys::last_op(&key), &op_marker(&op, record.version, record.updated_ms))?;
+                    tx.set(
+                        &keys::last_op(&key),
+                        &op_marker(&op, record.version, record.updated_ms),
+                    )?;
                     tx.atomic_add(&keys::changes(), 1)?;
                     audit::append(
                         &tx,

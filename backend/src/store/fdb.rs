@@ -104,9 +104,16 @@ impl FdbStore {
 
     /// Sets the transaction options of one `transact` call: the call's bounds,
     /// capped by the configured ones.
-    fn set_options(&self, trx: &foundationdb::Transaction, options: &TransactOptions) -> Result<(), StoreError> {
+    fn set_options(
+        &self,
+        trx: &foundationdb::Transaction,
+        options: &TransactOptions,
+    ) -> Result<(), StoreError> {
         let c = &self.config;
-        let timeout_ms = match (options.timeout.map(|t| t.as_millis().max(1) as u64), c.transaction_timeout_ms) {
+        let timeout_ms = match (
+            options.timeout.map(|t| t.as_millis().max(1) as u64),
+            c.transaction_timeout_ms,
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -116,17 +123,22 @@ impl FdbStore {
         };
         let clamp = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
         if let Some(ms) = timeout_ms {
-            trx.set_option(TransactionOption::Timeout(clamp(ms))).map_err(map_err)?;
+            trx.set_option(TransactionOption::Timeout(clamp(ms)))
+                .map_err(map_err)?;
         }
         if let Some(n) = attempts {
             // FoundationDB counts retries, not attempts.
-            trx.set_option(TransactionOption::RetryLimit(clamp(u64::from(n.saturating_sub(1)))))
-                .map_err(map_err)?;
+            trx.set_option(TransactionOption::RetryLimit(clamp(u64::from(
+                n.saturating_sub(1),
+            ))))
+            .map_err(map_err)?;
         }
         trx.set_option(TransactionOption::SizeLimit(clamp(u64::from(c.size_limit_bytes))))
             .map_err(map_err)?;
-        trx.set_option(TransactionOption::MaxRetryDelay(clamp(u64::from(c.max_retry_delay_ms))))
-            .map_err(map_err)?;
+        trx.set_option(TransactionOption::MaxRetryDelay(clamp(u64::from(
+            c.max_retry_delay_ms,
+        ))))
+        .map_err(map_err)?;
         Ok(())
     }
 }

@@ -115,7 +115,10 @@ mod tests {
         // future_version (1009) and process_behind (1037) were fatal with the old
         // hand-kept list; any code the predicate calls retryable is retried.
         for code in [1009, 1037, 1020, 1007, 4242] {
-            assert!(matches!(next_step(&Fake(code, true, false), 1, Some(100), false, other), Next::Retry));
+            assert!(matches!(
+                next_step(&Fake(code, true, false), 1, Some(100), false, other),
+                Next::Retry
+            ));
         }
     }
 

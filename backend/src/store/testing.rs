@@ -31,6 +31,23 @@ pub fn config(dir: &Path) -> EmbeddedConfig {
     }
 }
 
+/// Whether this test process runs in fault mode (for the few assertions about a
+/// premise the fault mode changes; each says why).
+pub fn faults_enabled() -> bool {
+    matches!(FaultConfig::from_env(), Ok(Some(_)))
+}
+
+/// For a test whose fault-mode failure is a known, not yet fixed bug: returns
+/// `true` (the test should return at once) in fault mode, after printing why, so
+/// the skip shows in the test output. Each use names the bug.
+pub fn skip_under_faults(known_bug: &str) -> bool {
+    let skip = faults_enabled();
+    if skip {
+        eprintln!("SKIPPED in fault mode (known bug, not fixed yet): {known_bug}");
+    }
+    skip
+}
+
 /// Opens a test store (see [`config`]).
 pub async fn open_store(dir: &Path) -> Result<EmbeddedStore, OpenError> {
     EmbeddedStore::open(config(dir)).await

@@ -287,10 +287,9 @@ pub(super) struct FaultInjector {
 impl FaultInjector {
     pub(super) fn new(config: FaultConfig) -> Self {
         let nth = STORES_OPENED.fetch_add(1, Ordering::Relaxed);
-        let label = config
-            .label
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let label = config.label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
         let seed = config.seed ^ label ^ nth.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         FaultInjector {
             config,
@@ -376,7 +375,12 @@ impl Drop for FaultInjector {
         let Some(path) = &self.config.report else {
             return;
         };
-        let line = format!("suite={} seed={} {}\n", self.config.label, self.config.seed, self.counts());
+        let line = format!(
+            "suite={} seed={} {}\n",
+            self.config.label,
+            self.config.seed,
+            self.counts()
+        );
         // One short O_APPEND write per store: lines of parallel tests do not interleave.
         let written = std::fs::OpenOptions::new()
             .create(true)
@@ -398,10 +402,19 @@ mod tests {
         let c: FaultConfig = "seed=7, unknown_applied=0.1,conflict=0.2,max_delay_ms=2,label=ledger"
             .parse()
             .unwrap();
-        assert_eq!((c.seed, c.unknown_applied, c.conflict, c.max_delay_ms), (7, 0.1, 0.2, 2));
+        assert_eq!(
+            (c.seed, c.unknown_applied, c.conflict, c.max_delay_ms),
+            (7, 0.1, 0.2, 2)
+        );
         assert_eq!(c.label, "ledger");
-        assert!(matches!("nope=1".parse::<FaultConfig>(), Err(FaultConfigError::UnknownKey(_))));
-        assert!(matches!("seed".parse::<FaultConfig>(), Err(FaultConfigError::BadItem(_))));
+        assert!(matches!(
+            "nope=1".parse::<FaultConfig>(),
+            Err(FaultConfigError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            "seed".parse::<FaultConfig>(),
+            Err(FaultConfigError::BadItem(_))
+        ));
         assert!(matches!(
             "conflict=1.5".parse::<FaultConfig>(),
             Err(FaultConfigError::RateOutOfRange("conflict"))
@@ -436,7 +449,10 @@ mod tests {
             [c.unknown_applied, c.unknown_not_applied, c.conflict, c.too_old],
             seen
         );
-        assert!((4500..5500).contains(&c.commit_delay) && (4500..5500).contains(&c.watch_delay), "{c}");
+        assert!(
+            (4500..5500).contains(&c.commit_delay) && (4500..5500).contains(&c.watch_delay),
+            "{c}"
+        );
         // Read-only commits only meet too_old (and delays).
         for _ in 0..1000 {
             let f = inj.plan_commit(true, Duration::ZERO).fault;
