@@ -274,8 +274,17 @@ struct Counters {
     watch_delay: AtomicU64,
 }
 
-/// Stores opened in this process, mixed into each injector's seed.
-static STORES_OPENED: AtomicU64 = AtomicU64::new(0);
+std::thread_local! {
+    /// Stores opened by this thread so far, mixed into each injector's seed.
+    static STORES_OPENED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// FNV-1a of `bytes`.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
 
 /// The injector of one store.
 pub(super) struct FaultInjector {
@@ -286,11 +295,19 @@ pub(super) struct FaultInjector {
 
 impl FaultInjector {
     pub(super) fn new(config: FaultConfig) -> Self {
-        let nth = STORES_OPENED.fetch_add(1, Ordering::Relaxed);
-        let label = config.label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        // Seed, label, the opening thread's name (a test's name under libtest) and
+        // how many stores that thread opened before: the same store of the same
+        // test draws the same sequence in every run, whatever else runs in parallel.
+        let nth = STORES_OPENED.with(|n| {
+            let v = n.get();
+            n.set(v + 1);
+            v
         });
-        let seed = config.seed ^ label ^ nth.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let thread = fnv(std::thread::current().name().unwrap_or("").as_bytes());
+        let seed = config.seed
+            ^ fnv(config.label.as_bytes())
+            ^ thread.rotate_left(17)
+            ^ nth.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         FaultInjector {
             config,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
