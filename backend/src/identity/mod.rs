@@ -350,12 +350,19 @@ impl<S: Store> Identity<S> {
     /// Creates a new signing key and makes it the active one. Older keys keep
     /// verifying tokens until retired. Returns the new key id.
     pub async fn rotate_signing_key(&self) -> Result<String, IdentityError> {
+        // Made once per call: a rerun after an unknown commit result finds the key
+        // its earlier attempt installed instead of rotating a second time.
+        let rec = new_key_record(unix_now());
         let res = self
             .store
-            .run(|tx| async move {
-                let rec = new_key_record(unix_now());
-                install_key(&tx, &rec)?;
-                Ok::<_, TxError<IdentityError>>(rec.kid)
+            .run(|tx| {
+                let rec = rec.clone();
+                async move {
+                    if tx.get(&keys::signing_key(&rec.kid)).await?.is_none() {
+                        install_key(&tx, &rec)?;
+                    }
+                    Ok::<_, TxError<IdentityError>>(rec.kid)
+                }
             })
             .await?;
         Ok(res)

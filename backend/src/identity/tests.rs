@@ -141,11 +141,6 @@ async fn issued_tokens_verify_locally_and_carry_home() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn rotation_keeps_old_tokens_valid_until_retired() -> anyhow::Result<()> {
-    if crate::store::testing::skip_under_faults(
-        "key rotation can rotate twice when its commit result is unknown",
-    ) {
-        return Ok(());
-    }
     let (_dir, id) = open().await?;
     let player = id.login_device("dev", SECRET, "eu").await?.account.player;
     let ttl = Duration::from_secs(3600);
