@@ -153,11 +153,22 @@ fn ledger_records() {
         kind: EventKind::Consume,
         changes: vec![],
         at_ms: 3,
+        op: None,
     };
     check(
         encode_json(&rc),
         &rc,
         r#"{"fingerprint":"f","gen":1,"kind":"consume","changes":[],"at_ms":3}"#,
+    );
+    // Receipts written by a call carry its op id (see ledger::ops::check_duplicate).
+    let rc = StoredReceipt {
+        op: Some("00ff".into()),
+        ..rc
+    };
+    check(
+        encode_json(&rc),
+        &rc,
+        r#"{"fingerprint":"f","gen":1,"kind":"consume","changes":[],"at_ms":3,"op":"00ff"}"#,
     );
     let Err(e) = decode_json::<StoredReceipt>(&[], "receipt") else {
         panic!("decoded")

@@ -546,6 +546,16 @@ impl GatewayConfig {
         Ok(())
     }
 
+    /// Whether any configured store is on FoundationDB: `main` then boots the
+    /// FoundationDB network (builds with the `fdb` feature) before starting.
+    pub fn uses_fdb(&self) -> bool {
+        self.store
+            .iter()
+            .chain(&self.global_store)
+            .chain(self.remote_regions.iter().map(|r| &r.store))
+            .any(|s| s.backend == outpost_backend::store::BackendKind::Fdb)
+    }
+
     /// This region's store configuration (the embedded default if none is set).
     pub fn region_store(&self) -> StoreConfig {
         self.store
@@ -565,6 +575,25 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         GatewayConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn fdb_stores_are_selected_by_config() {
+        let c: GatewayConfig = toml::from_str(
+            "[store]\nbackend = \"fdb\"\n[store.fdb]\ncluster_file = \"/etc/foundationdb/eu.cluster\"\n\
+             [global_store]\nbackend = \"fdb\"\n[global_store.fdb]\ncluster_file = \"/etc/foundationdb/global.cluster\"\n",
+        )
+        .unwrap();
+        assert!(c.uses_fdb());
+        assert!(!GatewayConfig::default().uses_fdb());
+        let err = c.validate();
+        if cfg!(feature = "fdb") {
+            err.unwrap();
+        } else {
+            // A build without the feature says so at startup, naming the feature.
+            let msg = err.unwrap_err().to_string();
+            assert!(msg.contains("`fdb` cargo feature"), "{msg}");
+        }
     }
 
     #[test]

@@ -116,7 +116,28 @@ fn main() -> anyhow::Result<()> {
     if let Some(v) = cli.dev_certs_dir {
         config.tls.dev_certs_dir = v;
     }
+    // The FoundationDB network runs once per process, started before any store
+    // opens and stopped (by dropping the guard) when `main` returns.
+    #[cfg(feature = "fdb")]
+    let _fdb_network = if config.uses_fdb() {
+        Some(boot_fdb()?)
+    } else {
+        None
+    };
     tokio::runtime::Runtime::new()?.block_on(run(config))
+}
+
+/// Starts FoundationDB's network thread (client API 7.3).
+#[cfg(feature = "fdb")]
+fn boot_fdb() -> anyhow::Result<foundationdb::api::NetworkAutoStop> {
+    let builder = foundationdb::api::FdbApiBuilder::default()
+        .build()
+        .context("selecting the FoundationDB client API version (is libfdb_c 7.3 installed?)")?;
+    // SAFETY: called once, before any FoundationDB use; the guard lives in `main`
+    // and is dropped (stopping the network) before the process exits.
+    let network = unsafe { builder.boot() }.context("starting the FoundationDB network")?;
+    tracing::info!("FoundationDB network started");
+    Ok(network)
 }
 
 async fn run(config: GatewayConfig) -> anyhow::Result<()> {

@@ -58,20 +58,25 @@ impl LocalGateway {
         max_sessions: usize,
         pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
     ) -> anyhow::Result<LocalGateway> {
-        Self::start_on("127.0.0.1:0".parse()?, max_sessions, pool).await
+        Self::start_on("127.0.0.1:0".parse()?, max_sessions, pool, None).await
     }
 
-    /// [`LocalGateway::start`] on a given QUIC address (`outpost-sim gateway`).
+    /// [`LocalGateway::start`] on a given QUIC address (`outpost-sim gateway`),
+    /// with `store` as the region's and the global store (default: an embedded
+    /// store in the temporary directory).
     pub async fn start_on(
         listen: std::net::SocketAddr,
         max_sessions: usize,
         pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
+        store: Option<outpost_backend::store::StoreConfig>,
     ) -> anyhow::Result<LocalGateway> {
         let dir = tempfile::tempdir().context("temporary directory for the local gateway")?;
         let mut config = GatewayConfig {
             listen,
             admin_listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().join("data"),
+            global_store: store.clone(),
+            store,
             ..GatewayConfig::default()
         };
         config.tls.dev_certs_dir = dir.path().join("certs");

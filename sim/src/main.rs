@@ -91,6 +91,11 @@ struct GatewayArgs {
     /// Sessions admitted. Default: twice live.max_players, at least 1,000.
     #[arg(long)]
     max_sessions: Option<usize>,
+    /// TOML file of a store config (`backend = "fdb"` with `[fdb] cluster_file`
+    /// needs a build with `--features fdb`) used for the region's and the global
+    /// keyspace. Default: an embedded store in a temporary directory.
+    #[arg(long)]
+    store_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -223,9 +228,27 @@ fn serve_gateway(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
     let max_sessions = a
         .max_sessions
         .unwrap_or(scenario.live.max_players.saturating_mul(2).max(1_000));
+    let store = match &a.store_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            let store: outpost_backend::store::StoreConfig =
+                toml::from_str(&text).with_context(|| path.display().to_string())?;
+            // Without the `fdb` feature this names the feature; checked before booting.
+            store.validate().with_context(|| path.display().to_string())?;
+            Some(store)
+        }
+        None => None,
+    };
+    // The FoundationDB network runs once per process; the guard stops it when
+    // this function returns.
+    #[cfg(feature = "fdb")]
+    let _fdb_network = match &store {
+        Some(s) if s.backend == outpost_backend::store::BackendKind::Fdb => Some(boot_fdb()?),
+        _ => None,
+    };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let gw = LocalGateway::start_on(a.listen, max_sessions, local_pool(&scenario)).await?;
+        let gw = LocalGateway::start_on(a.listen, max_sessions, local_pool(&scenario), store).await?;
         std::fs::write(&a.ca_out, &gw.ca_pem).with_context(|| format!("writing {}", a.ca_out.display()))?;
         println!(
             "gateway on {} (max {max_sessions} sessions; CA in {}); Ctrl-C stops it",
@@ -236,6 +259,18 @@ fn serve_gateway(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
         gw.stop().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Starts FoundationDB's network thread (client API 7.3).
+#[cfg(feature = "fdb")]
+fn boot_fdb() -> anyhow::Result<foundationdb::api::NetworkAutoStop> {
+    let builder = foundationdb::api::FdbApiBuilder::default()
+        .build()
+        .context("selecting the FoundationDB client API version (is libfdb_c 7.3 installed?)")?;
+    // SAFETY: called once per process, before any FoundationDB use; the guard is
+    // dropped (stopping the network) before the process exits.
+    let network = unsafe { builder.boot() }.context("starting the FoundationDB network")?;
+    Ok(network)
 }
 
 /// Raises the soft open-file limit to the hard limit: without shared endpoints

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use super::*;
 use crate::audit::{self as audit_log, AuditQuery};
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
+use crate::store::embedded::EmbeddedStore;
 
 async fn open() -> anyhow::Result<(tempfile::TempDir, EmbeddedStore, Content<EmbeddedStore>)> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = crate::store::testing::open_store(dir.path()).await?;
     Ok((dir, store.clone(), Content::new(store)))
 }
 

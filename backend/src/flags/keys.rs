@@ -59,6 +59,11 @@ pub fn all_segments() -> Subspace {
     flags_root().subspace(&("seg",))
 }
 
+/// `("g", "flags", "op", key)`: the last set or delete of a flag (idempotency).
+pub fn last_op(key: &str) -> Vec<u8> {
+    flags_root().pack(&("op", key))
+}
+
 /// The subspace of all segment counts, `("g", "flags", "segn")`.
 pub fn segment_counts() -> Subspace {
     flags_root().subspace(&("segn",))

@@ -272,12 +272,23 @@ impl<S: Store> Flags<S> {
             return Err(FlagError::InvalidActor);
         }
         let actor = actor.to_owned();
+        let op = new_op_id();
         let res = self
             .store
             .run(|tx| {
                 let (flag, actor) = (flag.clone(), actor.clone());
                 async move {
                     let key = flag.key.clone();
+                    // A rerun after an unknown commit result that did commit: return
+                    // what that attempt returned, write nothing twice.
+                    if let Some((version, updated_ms)) = own_last_op(&tx, &key, &op).await? {
+                        return Ok(FlagRecord {
+                            flag,
+                            version,
+                            updated_ms,
+                            updated_by: actor,
+                        });
+                    }
                     let old = get_flag_in_tx(&tx, &key, FlagError::Corrupt).await?;
                     let actual = old.as_ref().map_or(0, |r| r.version);
                     if let Some(expected) = expected_version {
@@ -316,6 +327,10 @@ impl<S: Store> Flags<S> {
                         updated_by: actor.clone(),
                     };
                     tx.set(&keys::flag(&key), &encode(&record))?;
+                    tx.set(
+                        &keys::last_op(&key),
+                        &op_marker(&op, record.version, record.updated_ms),
+                    )?;
                     tx.atomic_add(&keys::changes(), 1)?;
                     audit::append(
                         &tx,
@@ -350,11 +365,15 @@ impl<S: Store> Flags<S> {
             return Err(FlagError::InvalidActor);
         }
         let (actor, key) = (actor.to_owned(), key.to_owned());
+        let op = new_op_id();
         let res = self
             .store
             .run(|tx| {
                 let (actor, key) = (actor.clone(), key.clone());
                 async move {
+                    if own_last_op(&tx, &key, &op).await?.is_some() {
+                        return Ok(true); // an earlier attempt deleted it
+                    }
                     let old = get_flag_in_tx(&tx, &key, FlagError::Corrupt).await?;
                     let actual = old.as_ref().map_or(0, |r| r.version);
                     if let Some(expected) = expected_version {
@@ -375,6 +394,7 @@ impl<S: Store> Flags<S> {
                         }));
                     }
                     tx.clear(&keys::flag(&key))?;
+                    tx.set(&keys::last_op(&key), &op_marker(&op, 0, now_ms()))?;
                     tx.atomic_add(&keys::changes(), 1)?;
                     audit::append(
                         &tx,
@@ -455,6 +475,38 @@ impl<S: Store> Flags<S> {
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, AuditError> {
         audit::read(&self.store, query).await
     }
+}
+
+/// A random id of one `set_flag`/`delete_flag` call, the same in every attempt.
+fn new_op_id() -> [u8; 16] {
+    rand::random()
+}
+
+/// The value of [`keys::last_op`]: op id, version written (0: deleted), time.
+fn op_marker(op: &[u8; 16], version: u64, updated_ms: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32);
+    v.extend_from_slice(op);
+    v.extend_from_slice(&version.to_be_bytes());
+    v.extend_from_slice(&updated_ms.to_be_bytes());
+    v
+}
+
+/// `(version, updated_ms)` if the flag's last set/delete was the call `op` (an
+/// earlier attempt of this very call committed). Read in the transaction, so a
+/// concurrent writer conflicts.
+async fn own_last_op<T: Transaction>(
+    tx: &T,
+    key: &str,
+    op: &[u8; 16],
+) -> Result<Option<(u64, u64)>, TxError<FlagError>> {
+    let Some(v) = tx.get(&keys::last_op(key)).await? else {
+        return Ok(None);
+    };
+    if v.len() != 32 || v[..16] != op[..] {
+        return Ok(None);
+    }
+    let num = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().expect("8 bytes"));
+    Ok(Some((num(16..24), num(24..32))))
 }
 
 #[cfg(test)]

@@ -146,6 +146,12 @@ impl<S: Store> Identity<S> {
         types::check_device_input(device_id, secret)?;
         check_region(region)?;
         let now = unix_now();
+        // Drawn once per call, not per attempt: a rerun after an unknown commit
+        // result recognises the account its earlier attempt created.
+        let mut player = [0u8; 16];
+        let mut salt = [0u8; 16];
+        OsRng.fill_bytes(&mut player);
+        OsRng.fill_bytes(&mut salt);
         let res = self
             .store
             .run(|tx| {
@@ -170,14 +176,10 @@ impl<S: Store> Identity<S> {
                             .await?
                             .ok_or_else(|| TxError::User(IdentityError::UnknownPlayer(rec.player)))?;
                         return Ok(DeviceLogin {
+                            created: account.player == hex(&player),
                             account,
-                            created: false,
                         });
                     }
-                    let mut player = [0u8; 16];
-                    let mut salt = [0u8; 16];
-                    OsRng.fill_bytes(&mut player);
-                    OsRng.fill_bytes(&mut salt);
                     let account = Account {
                         player: hex(&player),
                         home: region,
@@ -357,12 +359,19 @@ impl<S: Store> Identity<S> {
     /// Creates a new signing key and makes it the active one. Older keys keep
     /// verifying tokens until retired. Returns the new key id.
     pub async fn rotate_signing_key(&self) -> Result<String, IdentityError> {
+        // Made once per call: a rerun after an unknown commit result finds the key
+        // its earlier attempt installed instead of rotating a second time.
+        let rec = new_key_record(unix_now());
         let res = self
             .store
-            .run(|tx| async move {
-                let rec = new_key_record(unix_now());
-                install_key(&tx, &rec)?;
-                Ok::<_, TxError<IdentityError>>(rec.kid)
+            .run(|tx| {
+                let rec = rec.clone();
+                async move {
+                    if tx.get(&keys::signing_key(&rec.kid)).await?.is_none() {
+                        install_key(&tx, &rec)?;
+                    }
+                    Ok::<_, TxError<IdentityError>>(rec.kid)
+                }
             })
             .await?;
         Ok(res)

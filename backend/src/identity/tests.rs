@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use super::*;
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
+use crate::store::embedded::EmbeddedStore;
 
 async fn open() -> anyhow::Result<(tempfile::TempDir, Identity<EmbeddedStore>)> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = crate::store::testing::open_store(dir.path()).await?;
     Ok((dir, Identity::open(store).await?))
 }
 
@@ -189,13 +189,13 @@ async fn rotation_keeps_old_tokens_valid_until_retired() -> anyhow::Result<()> {
 async fn reopening_keeps_keys_and_accounts() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (player, token) = {
-        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+        let store = crate::store::testing::open_store(dir.path()).await?;
         let id = Identity::open(store).await?;
         let player = id.login_device("dev", SECRET, "eu").await?.account.player;
         let token = id.issue_token(&player, Duration::from_secs(60)).await?.token;
         (player, token)
     };
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = crate::store::testing::open_store(dir.path()).await?;
     let id = Identity::open(store).await?;
     assert_eq!(
         id.signing_keys().await?.len(),

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::tests::{bal, eu, gold, open, side, Delayed, CATALOG, P1, P2};
 use super::*;
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
 use crate::store::StoreError;
 
 #[tokio::test]
@@ -151,7 +150,7 @@ async fn watch_fires_on_a_change_from_another_handle() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_grants_near_the_limit_never_pass_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let inner = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let inner = crate::store::testing::open_store(dir.path()).await?;
     let store = Delayed {
         inner,
         delay: Duration::from_millis(3),

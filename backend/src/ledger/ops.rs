@@ -56,6 +56,8 @@ struct Plan {
 
 enum Done {
     Duplicate(Receipt),
+    /// This call's own earlier attempt committed (its result was unknown).
+    Rerun(Receipt),
     Applied {
         gen: u32,
         at_ms: u64,
@@ -128,12 +130,15 @@ async fn ensure_gen<T: Transaction>(tx: &T, region: &RegionName, player: &str) -
 }
 
 /// Looks up the idempotency key; for a duplicate, bumps its record and returns
-/// the original receipt.
+/// the original receipt. A receipt written by this very call (`op`: an earlier
+/// attempt whose commit result was unknown did commit) is returned as `Rerun`,
+/// without counting a duplicate.
 async fn check_duplicate<T: Transaction>(
     tx: &T,
     region: &RegionName,
     plan: &Plan,
-) -> TxResult<Option<Receipt>> {
+    op: &str,
+) -> TxResult<Option<Done>> {
     let actor = &plan.sides[0].player;
     let sub = keys::idem(region, actor, &plan.idem);
     let (b, e) = sub.range();
@@ -148,6 +153,24 @@ async fn check_duplicate<T: Transaction>(
         return Err(TxError::User(LedgerError::IdempotencyKeyReused(
             plan.idem.clone(),
         )));
+    }
+    let own = stored.op.as_deref() == Some(op);
+    let stamp = vs
+        .transaction_version()
+        .try_into()
+        .map_err(|_| TxError::User(LedgerError::Corrupt("short versionstamp".into())))?;
+    let receipt = Receipt {
+        event: EventId {
+            gen: stored.gen,
+            stamp,
+        },
+        kind: stored.kind,
+        idempotency_key: plan.idem.clone(),
+        changes: stored.changes,
+        at_ms: stored.at_ms,
+    };
+    if own {
+        return Ok(Some(Done::Rerun(receipt)));
     }
     let dup_key = keys::dup(region, actor, &plan.idem);
     let now = now_ms();
@@ -166,20 +189,7 @@ async fn check_duplicate<T: Transaction>(
         },
     };
     tx.set(&dup_key, &encode_json(&record))?;
-    let stamp = vs
-        .transaction_version()
-        .try_into()
-        .map_err(|_| TxError::User(LedgerError::Corrupt("short versionstamp".into())))?;
-    Ok(Some(Receipt {
-        event: EventId {
-            gen: stored.gen,
-            stamp,
-        },
-        kind: stored.kind,
-        idempotency_key: plan.idem.clone(),
-        changes: stored.changes,
-        at_ms: stored.at_ms,
-    }))
+    Ok(Some(Done::Duplicate(receipt)))
 }
 
 impl<S: Store> Ledger<S> {
@@ -387,18 +397,20 @@ impl<S: Store> Ledger<S> {
     /// Runs a validated write in one transaction (see the module docs).
     async fn execute(&self, plan: Plan) -> Result<Outcome, LedgerError> {
         let plan = Arc::new(plan);
+        let op: Arc<str> = format!("{:032x}", rand::random::<u128>()).into();
         let (region, counters) = (self.region.clone(), self.counters.clone());
         let res = self
             .store
             .run(|tx| {
-                let (plan, region, counters) = (plan.clone(), region.clone(), counters.clone());
+                let (plan, region, counters, op) =
+                    (plan.clone(), region.clone(), counters.clone(), op.clone());
                 async move {
                     counters.attempts.fetch_add(1, Ordering::Relaxed);
                     for side in &plan.sides {
                         check_fence(&tx, &region, &side.player, true).await?;
                     }
-                    if let Some(receipt) = check_duplicate(&tx, &region, &plan).await? {
-                        return Ok(Done::Duplicate(receipt));
+                    if let Some(done) = check_duplicate(&tx, &region, &plan, &op).await? {
+                        return Ok(done);
                     }
                     let mut gens = Vec::with_capacity(plan.sides.len());
                     for side in &plan.sides {
@@ -441,6 +453,7 @@ impl<S: Store> Ledger<S> {
                         kind: plan.kind,
                         changes: plan.sides[0].stored_changes(),
                         at_ms,
+                        op: Some(op.to_string()),
                     };
                     tx.set_versionstamped_key(
                         &keys::new_idem(&region, &plan.sides[0].player, &plan.idem),
@@ -467,6 +480,10 @@ impl<S: Store> Ledger<S> {
             Done::Duplicate(receipt) => Ok(Outcome {
                 receipt,
                 duplicate: true,
+            }),
+            Done::Rerun(receipt) => Ok(Outcome {
+                receipt,
+                duplicate: false,
             }),
             Done::Applied { gen, at_ms, stamp } => {
                 let stamp = stamp.await?;

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::tests::Delayed;
 use super::tests::CATALOG;
 use super::*;
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, PersistMode};
+use crate::store::embedded::{EmbeddedStore, PersistMode};
 
 const PLAYERS: usize = 3;
 const ASSETS: [(AssetKind, &str); 7] = [
@@ -165,7 +165,7 @@ async fn totals(l: &Ledger<Delayed>) -> anyhow::Result<BTreeMap<Asset, u64>> {
 
 async fn check_case(seq: Vec<Op>, conc: Vec<Op>) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut config = EmbeddedConfig::new(dir.path());
+    let mut config = crate::store::testing::config(dir.path());
     config.persist = PersistMode::Buffered; // same semantics, faster tests
     let inner = EmbeddedStore::open(config).await?;
     let store = Delayed {

@@ -327,6 +327,11 @@ pub(crate) struct StoredReceipt {
     pub kind: EventKind,
     pub changes: Vec<Change>,
     pub at_ms: u64,
+    /// Random id of the call that wrote it (hex), so that the call's own rerun
+    /// after an unknown commit result is not counted as a client's duplicate.
+    /// Absent in receipts written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
 }
 
 /// `[SCHEMA_V1] ++ JSON` ([`crate::codec::encode_v1`]).

@@ -362,8 +362,12 @@ impl<S: Store> Matchmaker<S> {
                 async move {
                     if let Some(existing) = read_record(&tx, &pool, id).await? {
                         // Our own earlier attempt (commit result unknown), or a
-                        // random collision.
-                        if existing.ticket == rec.ticket {
+                        // random collision. Compared on exact fields: the skill's
+                        // floats need not survive the JSON round trip bit for bit.
+                        let t = &existing.ticket;
+                        if (&t.players, &t.queue, t.created_ms)
+                            == (&rec.ticket.players, &rec.ticket.queue, rec.ticket.created_ms)
+                        {
                             return Ok(id);
                         }
                         return Err(TxError::User(MatchmakerError::TicketIdCollision));

@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use super::*;
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
+use crate::store::embedded::EmbeddedStore;
 
 const P1: &str = "0123456789abcdef0123456789abcdef";
 const P2: &str = "fedcba9876543210fedcba9876543210";
 
 async fn open(region: &str) -> anyhow::Result<(tempfile::TempDir, PlayerState<EmbeddedStore>)> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = crate::store::testing::open_store(dir.path()).await?;
     Ok((dir, PlayerState::new(store, region)?))
 }
 

@@ -20,14 +20,80 @@ pub enum BackendKind {
 }
 
 /// Settings of the FoundationDB backend. Parsed whether or not the `fdb` feature is
-/// compiled in, so one config file works with every build.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+/// compiled in, so one config file works with every build. Validated by
+/// [`FdbConfig::validate`].
+///
+/// The retry loop's own bounds come from each call's
+/// [`TransactOptions`](super::TransactOptions) (default: 100 attempts, 10 s); the
+/// settings here cap them for the whole process and are passed to FoundationDB as
+/// transaction options, so its client enforces them too.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FdbConfig {
     /// Path of the cluster file. Default (`None`): FoundationDB's own default,
     /// i.e. `$FDB_CLUSTER_FILE` or `/etc/foundationdb/fdb.cluster`.
     #[serde(default)]
     pub cluster_file: Option<PathBuf>,
+    /// Upper bound, in ms, of a transaction's timeout (all attempts together;
+    /// FoundationDB option `timeout`). A call asking for longer, or for none, gets
+    /// this. Default: none (each call's own timeout). Lower values shed load faster
+    /// when the cluster is unhealthy; too low fails slow-but-healthy transactions.
+    #[serde(default)]
+    pub transaction_timeout_ms: Option<u64>,
+    /// Upper bound of the attempts per transaction (FoundationDB option
+    /// `retry_limit`, which counts retries: this minus one). Default: none (each
+    /// call's own limit).
+    #[serde(default)]
+    pub retry_limit: Option<u32>,
+    /// Largest transaction, in bytes (FoundationDB option `size_limit`).
+    /// Default and maximum 10,000,000 (FoundationDB's own); at least 32.
+    #[serde(default = "default_size_limit")]
+    pub size_limit_bytes: u32,
+    /// Longest backoff between attempts, in ms (FoundationDB option
+    /// `max_retry_delay`). Default 1,000 (FoundationDB's own). Lower retries
+    /// sooner under contention, at the cost of more conflicting load.
+    #[serde(default = "default_max_retry_delay_ms")]
+    pub max_retry_delay_ms: u32,
+}
+
+fn default_size_limit() -> u32 {
+    10_000_000
+}
+
+fn default_max_retry_delay_ms() -> u32 {
+    1_000
+}
+
+impl Default for FdbConfig {
+    fn default() -> Self {
+        FdbConfig {
+            cluster_file: None,
+            transaction_timeout_ms: None,
+            retry_limit: None,
+            size_limit_bytes: default_size_limit(),
+            max_retry_delay_ms: default_max_retry_delay_ms(),
+        }
+    }
+}
+
+impl FdbConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), StoreConfigError> {
+        let bad = |m: &'static str| Err(StoreConfigError::Fdb(m));
+        if self.transaction_timeout_ms == Some(0) {
+            return bad("`transaction_timeout_ms` must be at least 1");
+        }
+        if self.retry_limit == Some(0) {
+            return bad("`retry_limit` must be at least 1");
+        }
+        if !(32..=10_000_000).contains(&self.size_limit_bytes) {
+            return bad("`size_limit_bytes` must be within 32..=10000000");
+        }
+        if self.max_retry_delay_ms == 0 {
+            return bad("`max_retry_delay_ms` must be at least 1");
+        }
+        Ok(())
+    }
 }
 
 /// Where a keyspace lives. Validated once by [`StoreConfig::validate`] (called by
@@ -40,8 +106,9 @@ pub struct FdbConfig {
 /// persist = "durable"             # or "buffered"
 /// [fdb]
 /// cluster_file = "/etc/foundationdb/fdb.cluster"
+/// transaction_timeout_ms = 5000   # optional caps, see FdbConfig
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// Backend to use. Default: [`BackendKind::Embedded`].
@@ -74,7 +141,7 @@ impl StoreConfig {
                 .ok_or(StoreConfigError::MissingEmbedded)?
                 .validate()
                 .map_err(StoreConfigError::Embedded),
-            BackendKind::Fdb if cfg!(feature = "fdb") => Ok(()),
+            BackendKind::Fdb if cfg!(feature = "fdb") => self.fdb.validate(),
             BackendKind::Fdb => Err(StoreConfigError::FdbNotCompiled),
         }
     }
@@ -90,8 +157,14 @@ pub enum StoreConfigError {
     #[error(transparent)]
     Embedded(EmbeddedConfigError),
     /// `backend = "fdb"` in a build without the `fdb` feature.
-    #[error("store config: backend is `fdb` but this build lacks the `fdb` cargo feature")]
+    #[error(
+        "store config: backend is `fdb` but this build lacks the `fdb` cargo feature \
+         (rebuild with `cargo build --release --features fdb`)"
+    )]
     FdbNotCompiled,
+    /// The `[fdb]` section is invalid.
+    #[error("store config: fdb: {0}")]
+    Fdb(&'static str),
 }
 
 /// Error opening an [`AnyStore`].

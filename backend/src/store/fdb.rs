@@ -26,25 +26,33 @@
 //!
 //! Everything maps onto the native operation: reads, snapshot reads, range reads
 //! (paged with `WantAll`), set/clear/clear_range, `ADD`, `SET_VERSIONSTAMPED_KEY`,
-//! `get_versionstamp`, `watch`. FoundationDB error codes become typed
-//! [`StoreError`]s (1020 `not_committed` → `Conflict`, 1007 → `TransactionTooOld`,
-//! 1021 → `CommitUnknownResult`, 2101/2102/2103 → size errors, 1031 → `Timeout`).
-//! Limits are also checked by this layer as each write is made, exactly as on the
-//! embedded backend, so errors surface at the same call on both.
+//! `get_versionstamp`, `watch`. Limits are also checked by this layer as each write
+//! is made, exactly as on the embedded backend, so errors surface at the same call
+//! on both.
 //!
-//! The retry loop creates a fresh transaction per attempt and backs off with the
-//! same jittered exponential schedule as the embedded backend (rather than
-//! `fdb_transaction_on_error`), so both backends retry identically. As in the
-//! `foundationdb` crate's own `run`, the closure must not keep a clone of the
-//! transaction past its future: committing needs sole ownership.
+//! # Retries: FoundationDB's own
+//!
+//! The retry loop is FoundationDB's: after a failed read or commit it asks the
+//! client library's predicates whether the error is retryable (every transient
+//! code, not a hand-kept list; see [`fdb_errors`](super::fdb_errors)) and, if so,
+//! calls `fdb_transaction_on_error`, which backs off with FoundationDB's schedule
+//! and resets the transaction, then runs the closure again. Errors that may have
+//! committed (`commit_unknown_result`, ...) are retried the same way and surface
+//! as [`StoreError::CommitUnknownResult`] if the loop gives up. The transaction
+//! options `timeout`, `retry_limit`, `size_limit` and `max_retry_delay` are set
+//! from [`FdbConfig`] and the call's [`TransactOptions`] (they persist across
+//! `on_error`). As in the `foundationdb` crate's own `run`, the closure must not
+//! keep a clone of the transaction past its future: committing needs sole
+//! ownership.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use foundationdb::options::{MutationType, StreamingMode};
+use foundationdb::options::{MutationType, StreamingMode, TransactionOption};
 use foundationdb::{Database, FdbError, KeySelector, RangeOption};
 
 use super::error::{check_key, check_value};
+use super::fdb_errors::{self, FdbErrorPredicates, Next};
 use super::{
     limits, split_versionstamped_key, FdbConfig, KeyValue, Store, StoreError, TransactOptions, Transaction,
     TxError, TxVersionstamp, VersionstampFuture, Watch,
@@ -60,12 +68,16 @@ pub enum FdbOpenError {
     /// cluster file, ...).
     #[error("fdb: opening database: {0}")]
     Open(#[source] FdbError),
+    /// The `[fdb]` settings are invalid.
+    #[error(transparent)]
+    Config(#[from] super::StoreConfigError),
 }
 
 /// A FoundationDB [`Store`]. Cheap to clone.
 #[derive(Clone)]
 pub struct FdbStore {
     db: Arc<Database>,
+    config: Arc<FdbConfig>,
 }
 
 impl std::fmt::Debug for FdbStore {
@@ -78,41 +90,82 @@ impl FdbStore {
     /// Opens the database named by `config` (the network must already run; see the
     /// [module docs](self)).
     pub fn open(config: &FdbConfig) -> Result<Self, FdbOpenError> {
+        config.validate()?;
         let path = match &config.cluster_file {
             Some(p) => Some(p.to_str().ok_or(FdbOpenError::ClusterFilePath)?),
             None => None,
         };
         let db = Database::new(path).map_err(FdbOpenError::Open)?;
-        Ok(FdbStore { db: Arc::new(db) })
+        Ok(FdbStore {
+            db: Arc::new(db),
+            config: Arc::new(config.clone()),
+        })
+    }
+
+    /// Sets the transaction options of one `transact` call: the call's bounds,
+    /// capped by the configured ones.
+    fn set_options(
+        &self,
+        trx: &foundationdb::Transaction,
+        options: &TransactOptions,
+    ) -> Result<(), StoreError> {
+        let c = &self.config;
+        let timeout_ms = match (
+            options.timeout.map(|t| t.as_millis().max(1) as u64),
+            c.transaction_timeout_ms,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let attempts = match (options.retry_limit, c.retry_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let clamp = |v: u64| i32::try_from(v).unwrap_or(i32::MAX);
+        if let Some(ms) = timeout_ms {
+            trx.set_option(TransactionOption::Timeout(clamp(ms)))
+                .map_err(map_err)?;
+        }
+        if let Some(n) = attempts {
+            // FoundationDB counts retries, not attempts.
+            trx.set_option(TransactionOption::RetryLimit(clamp(u64::from(
+                n.saturating_sub(1),
+            ))))
+            .map_err(map_err)?;
+        }
+        trx.set_option(TransactionOption::SizeLimit(clamp(u64::from(c.size_limit_bytes))))
+            .map_err(map_err)?;
+        trx.set_option(TransactionOption::MaxRetryDelay(clamp(u64::from(
+            c.max_retry_delay_ms,
+        ))))
+        .map_err(map_err)?;
+        Ok(())
     }
 }
 
-/// Maps a FoundationDB error to a [`StoreError`].
-fn map_err(e: FdbError) -> StoreError {
-    match e.code() {
-        1020 => StoreError::Conflict,
-        1007 => StoreError::TransactionTooOld,
-        1021 => StoreError::CommitUnknownResult,
-        1031 => StoreError::Timeout,
-        2101 => StoreError::TransactionTooLarge {
-            size: 0,
-            limit: limits::MAX_TRANSACTION_BYTES,
-        },
-        2102 => StoreError::KeyTooLarge {
-            size: 0,
-            limit: limits::MAX_KEY_BYTES,
-        },
-        2103 => StoreError::ValueTooLarge {
-            size: 0,
-            limit: limits::MAX_VALUE_BYTES,
-        },
-        _ => StoreError::backend(e),
+impl FdbErrorPredicates for FdbError {
+    fn code(&self) -> i32 {
+        FdbError::code(*self)
     }
+    fn is_retryable(&self) -> bool {
+        FdbError::is_retryable(*self)
+    }
+    fn is_maybe_committed(&self) -> bool {
+        FdbError::is_maybe_committed(*self)
+    }
+}
+
+/// Maps a FoundationDB error to a [`StoreError`] (see [`fdb_errors::classify`]).
+fn map_err(e: FdbError) -> StoreError {
+    fdb_errors::classify(&e, || StoreError::backend(e))
 }
 
 struct FdbTxInner {
     trx: foundationdb::Transaction,
     size: AtomicUsize,
+    /// The last FoundationDB error a read of this attempt met: what the retry
+    /// loop hands to `on_error` when the closure fails with it.
+    last_error: std::sync::Mutex<Option<FdbError>>,
 }
 
 /// A FoundationDB transaction. Cheap to clone; clones must be dropped before the
@@ -139,6 +192,32 @@ impl FdbTx {
         Ok(())
     }
 
+    fn new(trx: foundationdb::Transaction) -> Self {
+        FdbTx(Arc::new(FdbTxInner {
+            trx,
+            size: AtomicUsize::new(0),
+            last_error: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Maps `e`, remembering it for the retry loop.
+    fn fail(&self, e: FdbError) -> StoreError {
+        *self.0.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        map_err(e)
+    }
+
+    /// The FoundationDB error behind `e`, a store error the closure returned.
+    fn fdb_error_of(&self, e: &StoreError) -> Option<FdbError> {
+        match e {
+            StoreError::Backend(b) => b.downcast_ref::<FdbError>().copied(),
+            StoreError::Conflict
+            | StoreError::TransactionTooOld
+            | StoreError::CommitUnknownResult
+            | StoreError::Timeout => *self.0.last_error.lock().unwrap_or_else(|p| p.into_inner()),
+            _ => None,
+        }
+    }
+
     async fn read(&self, key: &[u8], snapshot: bool) -> Result<Option<Vec<u8>>, StoreError> {
         check_key(key)?;
         Ok(self
@@ -146,7 +225,7 @@ impl FdbTx {
             .trx
             .get(key, snapshot)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .map(|v| v.to_vec()))
     }
 
@@ -179,7 +258,7 @@ impl FdbTx {
                 .trx
                 .get_range(&opt, iteration, snapshot)
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| self.fail(e))?;
             out.extend(values.iter().map(|kv| KeyValue {
                 key: kv.key().to_vec(),
                 value: kv.value().to_vec(),
@@ -292,20 +371,21 @@ impl Transaction for FdbTx {
     }
 }
 
-impl FdbStore {
-    async fn commit(tx: FdbTx) -> Result<(), StoreError> {
-        let inner = Arc::try_unwrap(tx.0).map_err(|_| {
-            StoreError::backend(std::io::Error::other(
-                "a clone of the transaction outlived its closure; cannot commit",
-            ))
-        })?;
-        inner
-            .trx
-            .commit()
-            .await
-            .map(|_| ())
-            .map_err(|e| map_err(FdbError::from(e)))
-    }
+/// The transaction back from a finished attempt, if the closure kept no clone.
+fn take_trx(tx: FdbTx) -> Result<foundationdb::Transaction, StoreError> {
+    Arc::try_unwrap(tx.0).map(|inner| inner.trx).map_err(|_| {
+        StoreError::backend(std::io::Error::other(
+            "a clone of the transaction outlived its closure; cannot commit",
+        ))
+    })
+}
+
+/// A failed attempt's transaction, for `on_error`.
+enum Failed {
+    /// The commit failed.
+    Commit(foundationdb::TransactionCommitError),
+    /// A read (or another operation) of the closure failed.
+    Op(foundationdb::Transaction),
 }
 
 impl Store for FdbStore {
@@ -318,15 +398,15 @@ impl Store for FdbStore {
         T: Send,
         E: Send,
     {
+        // The closure is also bounded here, in case it awaits something other than
+        // the store; FoundationDB's `timeout` option bounds the store's own calls.
         let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut trx = self.db.create_trx().map_err(map_err)?;
+        self.set_options(&trx, &options)?;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let trx = self.db.create_trx().map_err(map_err)?;
-            let tx = FdbTx(Arc::new(FdbTxInner {
-                trx,
-                size: AtomicUsize::new(0),
-            }));
+            let tx = FdbTx::new(trx);
             let run = f(tx.clone());
             let outcome = match deadline {
                 Some(d) => tokio::time::timeout_at(d, run)
@@ -334,25 +414,70 @@ impl Store for FdbStore {
                     .unwrap_or(Err(TxError::Store(StoreError::Timeout))),
                 None => run.await,
             };
-            let result = match outcome {
-                Ok(value) => Self::commit(tx).await.map(|()| value).map_err(TxError::Store),
-                Err(e) => Err(e),
+            // The error of this attempt and the transaction to hand to on_error.
+            let (error, failed) = match outcome {
+                Ok(value) => match take_trx(tx)?.commit().await {
+                    Ok(_) => return Ok(value),
+                    Err(e) => (*e, Failed::Commit(e)),
+                },
+                Err(TxError::Store(e)) => match tx.fdb_error_of(&e) {
+                    Some(code) => (code, Failed::Op(take_trx(tx)?)),
+                    None => return Err(TxError::Store(e)),
+                },
+                Err(user) => return Err(user),
             };
-            match result {
-                Err(TxError::Store(e)) if e.is_retryable() => {
-                    if options.retry_limit.is_some_and(|l| attempts >= l) {
-                        return Err(TxError::Store(StoreError::RetryLimitReached {
-                            attempts,
-                            last: Box::new(e),
-                        }));
+            let past_deadline = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            match fdb_errors::next_step(&error, attempts, options.retry_limit, past_deadline, || {
+                StoreError::backend(error)
+            }) {
+                Next::Fail(e) => return Err(TxError::Store(e)),
+                Next::Retry => {
+                    tracing::trace!(attempts, code = error.code(), "retrying transaction");
+                    // FoundationDB's backoff; it resets the transaction (options
+                    // persist) or reports why it will not retry.
+                    trx = match failed {
+                        Failed::Commit(e) => e.on_error().await,
+                        Failed::Op(t) => t.on_error(error).await,
                     }
-                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                        return Err(TxError::Store(StoreError::Timeout));
-                    }
-                    super::embedded::backoff(attempts).await;
+                    .map_err(map_err)?;
                 }
-                other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mapping against the real client library's predicates (runs wherever
+    /// tests with `--features fdb` link, i.e. where libfdb_c is installed; no
+    /// cluster needed).
+    #[test]
+    fn error_mapping_follows_the_binding_predicates() {
+        // A few well-known codes first, so the test cannot pass vacuously.
+        let future_version = FdbError::from_code(1009);
+        let process_behind = FdbError::from_code(1037);
+        let unknown_result = FdbError::from_code(1021);
+        let too_large = FdbError::from_code(2101);
+        assert!(future_version.is_retryable() && process_behind.is_retryable());
+        assert!(unknown_result.is_maybe_committed());
+        assert!(!too_large.is_retryable());
+        let mut retried = 0;
+        for code in (1000..1300).chain(2000..2200) {
+            let e = FdbError::from_code(code);
+            let next = fdb_errors::next_step(&e, 1, Some(100), false, || StoreError::backend(e));
+            if e.is_maybe_committed() {
+                assert!(matches!(map_err(e), StoreError::CommitUnknownResult), "{code}");
+            }
+            match next {
+                Next::Retry => {
+                    assert!(e.is_retryable(), "{code}");
+                    retried += 1;
+                }
+                Next::Fail(_) => assert!(!e.is_retryable(), "{code}"),
+            }
+        }
+        assert!(retried >= 5, "only {retried} retryable codes");
     }
 }

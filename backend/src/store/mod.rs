@@ -28,8 +28,9 @@
 //! - **Commit result unknown.** On FoundationDB a commit can fail in a way that
 //!   leaves its outcome unknown; the retry loop retries it like FoundationDB's own
 //!   `run` does. Every write that must not happen twice therefore carries an
-//!   idempotency key checked inside its own transaction. The embedded backend never
-//!   produces this error, but code must not rely on that.
+//!   idempotency key checked inside its own transaction. The embedded backend
+//!   produces this error only in its fault mode ([`embedded::faults`]), which CI
+//!   turns on for every service suite; code must not rely on its absence.
 //!
 //! # Backends
 //!
@@ -76,6 +77,11 @@ pub mod embedded;
 mod error;
 #[cfg(feature = "fdb")]
 pub mod fdb;
+// Used by `fdb`; compiled (and tested) in every build. Unused without the feature.
+#[cfg_attr(not(feature = "fdb"), allow(dead_code))]
+mod fdb_errors;
+#[doc(hidden)]
+pub mod testing;
 
 pub use any::{AnyStore, AnyTx, BackendKind, FdbConfig, OpenStoreError, StoreConfig, StoreConfigError};
 pub use error::{limits, StoreError, TxError};

@@ -82,10 +82,17 @@ pub async fn flush_cohort_deltas<S: Store>(
             adds.push((keys::counter(id, window, *cohort, true), d.errors as i64));
         }
     }
+    // Idempotency of this flush across reruns (see `keys::flush_slot`).
+    let flush_id: u128 = rand::random();
+    let slot = keys::flush_slot(flush_id);
     store
         .run(|tx| {
-            let adds = adds.clone();
+            let (adds, slot) = (adds.clone(), slot.clone());
             async move {
+                if tx.get(&slot).await?.as_deref() == Some(&flush_id.to_be_bytes()[..]) {
+                    return Ok(()); // an earlier attempt committed
+                }
+                tx.set(&slot, &flush_id.to_be_bytes())?;
                 for (key, delta) in &adds {
                     tx.atomic_add(key, *delta)?;
                 }

@@ -4,7 +4,14 @@
 //!
 //! ```text
 //! ("g", "tm", "ro", rollout_id, window, group, metric) -> 8-byte LE counter (atomic add, no schema byte)
+//! ("g", "tm", "fl", slot)                              -> 16-byte id of the last flush in that slot
 //! ```
+//!
+//! - `slot`: `flush_id % FLUSH_SLOTS`. A flush reads its slot and writes its id
+//!   there in the same transaction as its adds, so its own rerun after an unknown
+//!   commit result finds its id and adds nothing twice. Bounded (4,096 keys); a
+//!   rerun whose slot another flush took in between (1 in 4,096 per intervening
+//!   flush) would add twice.
 //!
 //! - `window`: `unix_ms / COHORT_WINDOW_MS` (10-second windows), an integer, so a
 //!   rollout's windows sort by time and a time range is one range read.
@@ -26,6 +33,14 @@ pub const COHORT_WINDOW_MS: u64 = 10_000;
 /// Telemetry's subspace `("g", "tm")`.
 pub fn root() -> Subspace {
     crate::keyspace::global_family("tm")
+}
+
+/// Number of flush idempotency slots.
+pub const FLUSH_SLOTS: u64 = 4096;
+
+/// `("g", "tm", "fl", slot)`: the last flush written to that slot.
+pub fn flush_slot(flush_id: u128) -> Vec<u8> {
+    root().pack(&("fl", (flush_id % u128::from(FLUSH_SLOTS)) as u64))
 }
 
 /// `("g", "tm", "ro", rollout_id)`: all of a rollout's counters.

@@ -3,7 +3,6 @@
 
 use super::*;
 use super::{Cohort, CohortStats, GroupStats};
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
 use crate::store::{Store, TxError};
 
 fn err(version: &str, platform: &str, code: &str) -> TelemetryEvent {
@@ -170,7 +169,7 @@ fn cohort_counts_are_bounded_taken_and_restored() -> anyhow::Result<()> {
 #[tokio::test]
 async fn counters_from_many_gateways_sum_by_window() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = crate::store::testing::open_store(dir.path()).await?;
     let t0 = 1_700_000_000_000u64;
     let id = "ro-0123456789abcdef";
     let delta = |req: u64, errs: u64, cohort: Cohort| {

@@ -191,6 +191,10 @@ impl<G: Store, R: Store> Transfer<G, R> {
                 async move {
                     if let Some(raw) = tx.get(&keys::active(&player)).await? {
                         let p: ActivePointer = types::decode(&raw).map_err(TxError::User)?;
+                        if p.id == id {
+                            // This call's earlier attempt committed (its result was unknown).
+                            return Ok(id);
+                        }
                         return Err(TxError::User(TransferError::AlreadyInProgress(p.id)));
                     }
                     let account = identity::read_account(&tx, &player)

@@ -6,7 +6,7 @@ use std::task::Poll;
 
 use super::*;
 use crate::state::{self, PlayerState, StateError};
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
+use crate::store::embedded::EmbeddedStore;
 
 const SECRET: &[u8] = b"transfer-test-secret-0123456789";
 
@@ -20,7 +20,7 @@ struct Env {
 
 async fn open_store() -> anyhow::Result<(tempfile::TempDir, EmbeddedStore)> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await?;
+    let store = crate::store::testing::open_store(dir.path()).await?;
     Ok((dir, store))
 }
 
@@ -250,6 +250,11 @@ async fn copy_pages_through_many_keys() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn concurrent_writes_in_the_source_are_either_copied_or_refused() -> anyhow::Result<()> {
+    if crate::store::testing::skip_under_faults(
+        "a state write whose commit result was unknown can be refused on rerun (transfer fence) though it applied",
+    ) {
+        return Ok(());
+    }
     let env = env(false).await?;
     let (player, _) = seed(&env, "dev-race").await?;
     let writer = {

@@ -43,10 +43,12 @@
 //! fsync (the long wait) runs on a dedicated thread. If fjall applies write
 //! backpressure (compaction far behind), commits stall inside the lock.
 //!
-//! This backend never produces `CommitUnknownResult` except when an fsync fails;
-//! the store then refuses every further write until it is reopened.
+//! This backend never produces `CommitUnknownResult` except when an fsync fails
+//! (the store then refuses every further write until it is reopened) or when its
+//! fault mode ([`faults`], off by default) injects FoundationDB's failure modes.
 
 pub mod conflict;
+pub mod faults;
 pub mod group_commit;
 mod tx;
 pub mod watch;
@@ -61,6 +63,7 @@ use rand::Rng;
 use serde::Deserialize;
 
 use self::conflict::{CommitLog, CommitRecord};
+use self::faults::{CommitFault, FaultConfig, FaultConfigError, FaultCounts, FaultInjector};
 use self::group_commit::GroupCommit;
 use self::watch::WatchRegistry;
 use super::{limits, Durability, Store, StoreError, TransactOptions, TxError};
@@ -86,7 +89,7 @@ pub enum PersistMode {
 
 /// Configuration of the embedded store. Validated by [`EmbeddedConfig::validate`]
 /// (called by [`EmbeddedStore::open`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedConfig {
     /// Data directory; created if missing. One process may open it at a time.
@@ -112,6 +115,11 @@ pub struct EmbeddedConfig {
     /// trip); 0 turns it off.
     #[serde(default = "default_group_commit_linger_us")]
     pub group_commit_linger_us: u64,
+    /// Fault mode (see [`faults`]): injects FoundationDB's failure modes at the
+    /// given rates. Default: none (off, and free). For tests and chaos runs only:
+    /// it makes commits fail on purpose.
+    #[serde(default)]
+    pub faults: Option<FaultConfig>,
 }
 
 fn default_cache_bytes() -> u64 {
@@ -135,6 +143,9 @@ pub enum EmbeddedConfigError {
     /// `max_conflict_log` is zero.
     #[error("embedded store: `max_conflict_log` must be at least 1")]
     ZeroConflictLog,
+    /// The `faults` table is invalid.
+    #[error(transparent)]
+    Faults(#[from] FaultConfigError),
 }
 
 impl EmbeddedConfig {
@@ -146,6 +157,7 @@ impl EmbeddedConfig {
             cache_bytes: default_cache_bytes(),
             max_conflict_log: default_max_conflict_log(),
             group_commit_linger_us: default_group_commit_linger_us(),
+            faults: None,
         }
     }
 
@@ -156,6 +168,9 @@ impl EmbeddedConfig {
         }
         if self.max_conflict_log == 0 {
             return Err(EmbeddedConfigError::ZeroConflictLog);
+        }
+        if let Some(f) = &self.faults {
+            f.validate()?;
         }
         Ok(())
     }
@@ -196,6 +211,8 @@ pub(super) struct Inner {
     meta: Keyspace,
     persist: PersistMode,
     commit: Mutex<CommitState>,
+    /// The fault injector; `None` (the default) costs one check per commit/watch.
+    faults: Option<FaultInjector>,
     /// Present in durable mode. Declared last: dropped after the keyspaces, and it
     /// flushes everything pending before its thread exits.
     group: Option<GroupCommit>,
@@ -272,9 +289,15 @@ impl EmbeddedStore {
                     ),
                     watches: WatchRegistry::default(),
                 }),
+                faults: config.faults.clone().map(FaultInjector::new),
                 group,
             }),
         })
+    }
+
+    /// What the fault mode has injected so far (`None`: fault mode off).
+    pub fn fault_counts(&self) -> Option<FaultCounts> {
+        self.inner.faults.as_ref().map(FaultInjector::counts)
     }
 
     fn lock_commit(&self) -> MutexGuard<'_, CommitState> {
@@ -293,6 +316,34 @@ impl EmbeddedStore {
     /// Commits `tx`: conflict check and apply (synchronously, under the commit
     /// lock), then wait for durability.
     async fn commit(&self, tx: &EmbeddedTx, durability: Durability) -> Result<(), StoreError> {
+        let mut unknown_after = false;
+        if let Some(faults) = &self.inner.faults {
+            let plan = faults.plan_commit(tx.is_read_only(), tx.0.started.elapsed());
+            if let Some(d) = plan.delay {
+                tokio::time::sleep(d).await;
+            }
+            match plan.fault {
+                None => {}
+                Some(CommitFault::UnknownApplied) => unknown_after = true,
+                Some(fault) => {
+                    // Not applied: its watches and versionstamp are cancelled.
+                    tx.abandon();
+                    return Err(match fault {
+                        CommitFault::Conflict => StoreError::Conflict,
+                        CommitFault::TooOld => StoreError::TransactionTooOld,
+                        _ => StoreError::CommitUnknownResult,
+                    });
+                }
+            }
+        }
+        self.commit_now(tx, durability).await?;
+        if unknown_after {
+            return Err(StoreError::CommitUnknownResult);
+        }
+        Ok(())
+    }
+
+    async fn commit_now(&self, tx: &EmbeddedTx, durability: Durability) -> Result<(), StoreError> {
         let (durable, stamp, stamps) = self.apply(tx, durability)?;
         if let Some(durable) = durable {
             durable

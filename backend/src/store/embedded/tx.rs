@@ -110,6 +110,22 @@ impl EmbeddedTx {
         Ok(st)
     }
 
+    /// Whether the transaction has written nothing (so far).
+    pub(super) fn is_read_only(&self) -> bool {
+        let st = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.writes.is_empty() && st.cleared.is_empty() && st.stamped.is_empty()
+    }
+
+    /// Ends the transaction without committing: its watches and versionstamp
+    /// futures fail with `Cancelled`, later use of it too.
+    pub(super) fn abandon(&self) {
+        let mut st = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        *st = TxState {
+            finished: true,
+            ..TxState::default()
+        };
+    }
+
     pub(super) fn check_age(&self) -> Result<(), StoreError> {
         if self.0.started.elapsed() > limits::MAX_TRANSACTION_AGE {
             return Err(StoreError::TransactionTooOld);
@@ -364,8 +380,13 @@ impl Transaction for EmbeddedTx {
         check_key(key)?;
         let (tx, rx) = oneshot::channel();
         self.state()?.watches.push((key.to_vec(), tx));
-        Ok(Watch::new(
-            async move { rx.await.map_err(|_| StoreError::Cancelled) },
-        ))
+        let late = self.0.store.faults.as_ref().and_then(|f| f.plan_watch());
+        Ok(Watch::new(async move {
+            rx.await.map_err(|_| StoreError::Cancelled)?;
+            if let Some(late) = late {
+                tokio::time::sleep(late).await;
+            }
+            Ok(())
+        }))
     }
 }
