@@ -230,6 +230,11 @@ impl<S: Store> Presence<S> {
                         Some(raw) => Claim::decode(&raw).map_err(TxError::User)?,
                         None => return Ok(Err(ResumeRefused::Unknown)),
                     };
+                    if current.session_id == claim.session_id && current.ended.is_none() {
+                        // Our own earlier attempt committed (its result was
+                        // reported unknown): the resume is done.
+                        return Ok(Ok(current.since_ms));
+                    }
                     if current.session_id != token_session {
                         return Ok(Err(ResumeRefused::Replaced));
                     }
@@ -247,15 +252,18 @@ impl<S: Store> Presence<S> {
     }
 
     /// Marks session `session_id` as ended (`end`), revoking its resume tokens,
-    /// if it still holds the player's presence and has not ended yet. Returns
-    /// whether it wrote.
+    /// if it still holds the player's presence. Returns whether its claim is
+    /// now ended with `end`: idempotent, so a retry after an unknown commit
+    /// result (or a second logout) answers as the first call did. False when
+    /// the claim is another session's, or ended otherwise.
     pub async fn end(&self, player: &str, session_id: u64, end: SessionEnd) -> Result<bool, PresenceError> {
         Ok(self.end_where(player, end, Some(session_id)).await?.is_some())
     }
 
     /// Ends whichever session holds the player's presence (an operator's kick,
-    /// from any gateway): returns the claim it ended, `None` if there was no
-    /// un-ended claim. The holder's [`displaced`](Self::displaced) watch, on
+    /// from any gateway): returns the claim, now ended with `end` (also when it
+    /// already was: idempotent, as retries after an unknown commit result need),
+    /// `None` if there is no claim or it ended otherwise (a logout). The holder's [`displaced`](Self::displaced) watch, on
     /// whatever gateway, resolves with [`Displacement::Ended`].
     pub async fn end_current(&self, player: &str, end: SessionEnd) -> Result<Option<Claim>, PresenceError> {
         self.end_where(player, end, None).await
@@ -277,8 +285,13 @@ impl<S: Store> Presence<S> {
                         return Ok(None);
                     };
                     let held = Claim::decode(&raw).map_err(TxError::User)?;
-                    if held.ended.is_some() || session_id.is_some_and(|id| id != held.session_id) {
+                    if session_id.is_some_and(|id| id != held.session_id) {
                         return Ok(None);
+                    }
+                    match held.ended {
+                        Some(e) if e == end => return Ok(Some(held)), // already done
+                        Some(_) => return Ok(None),
+                        None => {}
                     }
                     let ended = Claim {
                         ended: Some(end),

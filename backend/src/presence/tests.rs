@@ -126,6 +126,11 @@ async fn resume_accepts_only_the_current_unended_session_and_replaces_it() {
     assert_eq!(p.resume("p1", 1, &mut resumed).await.unwrap(), Ok(()));
     assert_eq!(resumed.since_ms, 1_001, "raised above the replaced claim");
     assert_eq!(p.current("p1").await.unwrap(), Some(resumed.clone()));
+    // The same resume again (a retry whose first commit's result was unknown)
+    // is recognised as done, not refused as replaced.
+    let mut retried = resumed.clone();
+    assert_eq!(p.resume("p1", 1, &mut retried).await.unwrap(), Ok(()));
+    assert_eq!(retried.since_ms, resumed.since_ms);
     // Session 1's tokens are revoked by the resume itself.
     let mut again = Claim::new(5_000, 3, "gw-c");
     assert_eq!(
@@ -147,11 +152,6 @@ async fn resume_accepts_only_the_current_unended_session_and_replaces_it() {
 
 #[tokio::test]
 async fn an_ended_session_cannot_be_resumed_and_its_watch_learns_why() {
-    if crate::store::testing::skip_under_faults(
-        "presence end/resume under unknown commit results (not investigated)",
-    ) {
-        return;
-    }
     let (_d, s) = store().await;
     let p = Presence::new(s);
     p.claim("p1", &claim(1)).await.unwrap();
@@ -171,12 +171,11 @@ async fn an_ended_session_cannot_be_resumed_and_its_watch_learns_why() {
         p.resume("p1", 1, &mut resumed).await.unwrap(),
         Err(ResumeRefused::Ended(SessionEnd::KickedByOperator))
     );
-    // Ending again is a no-op, and a new login replaces the ended claim.
-    assert!(p
-        .end_current("p1", SessionEnd::KickedByOperator)
-        .await
-        .unwrap()
-        .is_none());
+    // Ending again is idempotent (what a retry after an unknown commit result
+    // needs); another kind of end is not recorded over it; a new login
+    // replaces the ended claim.
+    let again = p.end_current("p1", SessionEnd::KickedByOperator).await.unwrap();
+    assert_eq!(again.and_then(|c| c.ended), Some(SessionEnd::KickedByOperator));
     assert!(!p.end("p1", 1, SessionEnd::LoggedOut).await.unwrap());
     assert!(p.claim("p1", &claim(3)).await.unwrap());
     assert_eq!(p.current("p1").await.unwrap(), Some(claim(3)));
@@ -184,11 +183,6 @@ async fn an_ended_session_cannot_be_resumed_and_its_watch_learns_why() {
 
 #[tokio::test]
 async fn a_session_ends_only_its_own_claim() {
-    if crate::store::testing::skip_under_faults(
-        "presence end under unknown commit results (not investigated)",
-    ) {
-        return;
-    }
     let (_d, s) = store().await;
     let p = Presence::new(s);
     p.claim("p1", &claim(1)).await.unwrap();
@@ -246,12 +240,17 @@ async fn the_holder_index_follows_the_claim() -> anyhow::Result<()> {
     assert_eq!(a.current(p).await?.unwrap().incarnation, 1, "stamped");
     // A newer login on another incarnation moves the index entry.
     assert!(b.claim(p, &claim(2)).await?);
-    assert_eq!(a.sweep_incarnation(1, 10).await?, (0, true), "nothing left on 1");
+    // The counts are what this call did; under the fault mode a retried sweep
+    // whose first commit applied finds the work done and counts less. The
+    // effect (what is left) is checked in every mode.
+    let exact = !crate::store::testing::faults_enabled();
+    let (swept, done) = a.sweep_incarnation(1, 10).await?;
+    assert!(done && (swept == 0 || !exact), "nothing left on 1: {swept}");
     b.end(p, 2, SessionEnd::LoggedOut).await?;
-    assert_eq!(
-        a.sweep_incarnation(2, 10).await?,
-        (1, true),
-        "the ended claim of 2 is swept"
+    let (swept, done) = a.sweep_incarnation(2, 10).await?;
+    assert!(
+        done && (swept == 1 || !exact),
+        "the ended claim of 2 is swept: {swept}"
     );
     assert_eq!(a.current(p).await?, None);
     Ok(())
