@@ -63,6 +63,26 @@ impl std::fmt::Debug for ResumeKeys {
     }
 }
 
+/// HMAC-SHA256 keys derived from `(kid, Ed25519 secret seed)` pairs, one per
+/// key id: `HMAC-SHA256(key = seed, message = label)`. Resume tokens and queue
+/// tokens (`crate::queue::token`) each use their own `label`, so a key of one
+/// kind never verifies a token of the other.
+pub(crate) fn derive_mac_keys<'a>(
+    seeds: impl IntoIterator<Item = (&'a str, &'a [u8; 32])>,
+    label: &[u8],
+) -> HashMap<String, hmac::Key> {
+    seeds
+        .into_iter()
+        .map(|(kid, seed)| {
+            let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, seed), label);
+            (
+                kid.to_owned(),
+                hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            )
+        })
+        .collect()
+}
+
 impl ResumeKeys {
     /// Keys derived from `(kid, Ed25519 secret seed)` pairs; `active` mints.
     /// Errors if `active` is not among them.
@@ -70,16 +90,7 @@ impl ResumeKeys {
         active: &str,
         seeds: impl IntoIterator<Item = (&'a str, &'a [u8; 32])>,
     ) -> Result<Self, IdentityError> {
-        let keys: HashMap<String, hmac::Key> = seeds
-            .into_iter()
-            .map(|(kid, seed)| {
-                let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, seed), KEY_LABEL);
-                (
-                    kid.to_owned(),
-                    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
-                )
-            })
-            .collect();
+        let keys = derive_mac_keys(seeds, KEY_LABEL);
         if !keys.contains_key(active) {
             return Err(IdentityError::CorruptRecord {
                 family: "signing key",

@@ -61,16 +61,7 @@ impl QueueKeys {
         active: &str,
         seeds: impl IntoIterator<Item = (&'a str, &'a [u8; 32])>,
     ) -> Result<Self, QueueError> {
-        let keys: HashMap<String, hmac::Key> = seeds
-            .into_iter()
-            .map(|(kid, seed)| {
-                let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, seed), KEY_LABEL);
-                (
-                    kid.to_owned(),
-                    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
-                )
-            })
-            .collect();
+        let keys = crate::identity::resume::derive_mac_keys(seeds, KEY_LABEL);
         if !keys.contains_key(active) {
             return Err(QueueError::InvalidSettings("active queue-token key is missing"));
         }
