@@ -1,0 +1,80 @@
+//! Config parsing and validation tests (`config.rs`).
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    GatewayConfig::default().validate().unwrap();
+}
+
+#[test]
+fn fdb_stores_are_selected_by_config() {
+    let c: GatewayConfig = toml::from_str(
+        "[store]\nbackend = \"fdb\"\n[store.fdb]\ncluster_file = \"/etc/foundationdb/eu.cluster\"\n\
+         [global_store]\nbackend = \"fdb\"\n[global_store.fdb]\ncluster_file = \"/etc/foundationdb/global.cluster\"\n",
+    )
+    .unwrap();
+    assert!(c.uses_fdb());
+    assert!(!GatewayConfig::default().uses_fdb());
+    let err = c.validate();
+    if cfg!(feature = "fdb") {
+        err.unwrap();
+    } else {
+        // A build without the feature says so at startup, naming the feature.
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains("`fdb` cargo feature"), "{msg}");
+    }
+}
+
+#[test]
+fn toml_overrides_only_what_it_names() {
+    let c: GatewayConfig = toml::from_str(
+        "region = \"eu-west\"\nforeign_login_policy = \"redirect\"\n[limits]\nmax_sessions = 10\n[drain]\nwindow_ms = 5\ndeadline_ms = 6\n",
+    )
+    .unwrap();
+    assert_eq!(c.region, "eu-west");
+    assert_eq!(c.foreign_login_policy, ForeignLoginPolicy::Redirect);
+    assert_eq!(c.limits.max_sessions, 10);
+    assert_eq!(c.limits.max_channels, LimitsConfig::default().max_channels);
+    c.validate().unwrap();
+}
+
+#[test]
+fn admin_tokens_are_checked_at_startup() {
+    let c: GatewayConfig = toml::from_str(&format!("admin_token = \"{}\"", "k".repeat(32))).unwrap();
+    c.validate().unwrap();
+    assert!(
+        !format!("{c:?}").contains(&"k".repeat(32)),
+        "Debug hides the token"
+    );
+    let short: GatewayConfig = toml::from_str("admin_token = \"hunter2\"").unwrap();
+    assert!(short.validate().is_err());
+    let both = GatewayConfig {
+        admin_token_file: Some("t".into()),
+        ..c
+    };
+    assert!(both.validate().is_err());
+}
+
+#[test]
+fn unknown_keys_and_contradictions_are_refused() {
+    assert!(toml::from_str::<GatewayConfig>("regoin = \"x\"").is_err());
+    let mut c = GatewayConfig::default();
+    c.session.idle_timeout_ms = c.session.heartbeat_interval_ms;
+    assert!(c.validate().is_err());
+    let mut c = GatewayConfig::default();
+    c.tls.cert_path = Some("x".into());
+    assert!(c.validate().is_err());
+    let mut c = GatewayConfig::default();
+    c.tls.reload_check_interval_ms = 5;
+    assert!(c.validate().is_err(), "a 5 ms certificate poll is a typo");
+    c.tls.reload_check_interval_ms = 0;
+    c.validate().unwrap();
+    let mut c = GatewayConfig::default();
+    c.limits.request_rate_per_sec = f64::NAN;
+    assert!(c.validate().is_err());
+    let c = GatewayConfig {
+        region: "EU_West".into(),
+        ..GatewayConfig::default()
+    };
+    assert!(c.validate().is_err(), "region names follow the keyspace rules");
+}
