@@ -28,6 +28,7 @@ pub mod fence;
 pub mod flags;
 pub mod identity;
 pub mod keyspace;
+pub mod lease;
 pub mod ledger;
 pub mod liveness;
 pub mod matchmaker;

@@ -88,11 +88,13 @@ impl<S: Store> Matchmaker<S> {
                         Some(raw) => Some(keys::decode::<LeaseRecord>(&raw).map_err(corrupt)?),
                         None => None,
                     };
-                    let token = match &old {
-                        Some(l) if l.owner == owner => l.token,
-                        Some(l) if l.expires_ms > now_ms => return Ok(None),
-                        Some(l) => l.token + 1,
-                        None => 1,
+                    let held = old.as_ref().map(|l| crate::lease::Held {
+                        owner: &l.owner,
+                        token: l.token,
+                        expires_ms: l.expires_ms,
+                    });
+                    let Some(token) = crate::lease::token_for(held, &owner, now_ms) else {
+                        return Ok(None);
                     };
                     let rec = LeaseRecord {
                         owner,
