@@ -16,6 +16,7 @@
 //! [`keys`] has the key schema.
 
 pub mod keys;
+pub mod retention;
 
 use serde::{Deserialize, Serialize};
 

@@ -55,6 +55,7 @@ mod driver;
 pub mod errors;
 pub mod eval;
 pub mod keys;
+pub mod retention;
 pub mod rollout;
 mod segments;
 pub mod types;
