@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod mm_metrics;
 pub mod regions;
 pub mod registry;
+mod retention;
 pub mod server;
 pub mod session;
 pub mod tls;

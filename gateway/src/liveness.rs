@@ -54,6 +54,16 @@ pub struct LivenessSettings {
     pub receipt_retention_ms: u64,
     /// Players whose receipts one sweep pass visits. Default 100.
     pub ledger_players_per_pass: usize,
+    /// How long live-ops audit records (flag, segment, rollout and content
+    /// changes) are kept. Default 34,560,000,000 (400 days: a yearly review
+    /// plus a month of slack); 0 keeps them forever. The log grows with
+    /// operator and controller actions, not with players.
+    pub audit_retention_ms: u64,
+    /// Interval of this gateway's global retention passes (audit records past
+    /// their retention, cohort counters of ended rollouts; `crate::retention`),
+    /// jittered ±10%. Default 600,000 (10 minutes); 0 disables them on this
+    /// gateway. Every gateway runs them (idempotent, no lease).
+    pub global_gc_interval_ms: u64,
 }
 
 impl Default for LivenessSettings {
@@ -68,6 +78,8 @@ impl Default for LivenessSettings {
             finished_retention_ms: s.finished_retention_ms,
             receipt_retention_ms: s.receipt_retention_ms,
             ledger_players_per_pass: s.ledger_players_per_pass,
+            audit_retention_ms: 400 * 24 * 3_600_000,
+            global_gc_interval_ms: 600_000,
         }
     }
 }

@@ -423,6 +423,11 @@ pub async fn start_with_stores(
         shared.config.liveness.clone(),
         shared.shutdown.clone(),
     ));
+    tokio::spawn(crate::retention::run(
+        global_store.clone(),
+        shared.config.liveness.clone(),
+        shared.shutdown.subscribe(),
+    ));
     tokio::spawn(crate::liveness::sweep(
         liveness,
         pool,

@@ -53,7 +53,8 @@ pub async fn collect_stale_cohort_counters<S: Store>(
                 async move {
                     let mut report = StaleCountersReport::default();
                     for _ in 0..page {
-                        let Some(kv) = tx.get_range_snapshot(&cursor, &end, Some(1), false).await?.pop() else {
+                        let Some(kv) = tx.get_range_snapshot(&cursor, &end, Some(1), false).await?.pop()
+                        else {
                             return Ok((report, None));
                         };
                         // (rollout_id, window, group, metric): see telemetry::keys.
@@ -145,7 +146,9 @@ mod tests {
                 gate: None,
             }],
         };
-        let running = rollouts.start("alice", "new_shop", "everyone", plan.clone(), T0).await?;
+        let running = rollouts
+            .start("alice", "new_shop", "everyone", plan.clone(), T0)
+            .await?;
         flush_cohort_deltas(&store, T0, &one_count(&running.id)).await?;
         // A rollout id with no record (deleted by hand, partial restore).
         flush_cohort_deltas(&store, T0, &one_count("ro-ghost")).await?;
@@ -163,12 +166,20 @@ mod tests {
             );
         }
         assert_eq!(counter_keys(&store, "ro-ghost").await?, 0);
-        assert_eq!(counter_keys(&store, &running.id).await?, 2, "requests and errors kept");
+        assert_eq!(
+            counter_keys(&store, &running.id).await?,
+            2,
+            "requests and errors kept"
+        );
 
         // The rollout ends; a gateway flushes counts it took before it heard.
         rollouts.kill("alice", &running.id, T0 + 1_000).await?;
         flush_cohort_deltas(&store, T0 + 2_000, &one_count(&running.id)).await?;
-        assert_eq!(counter_keys(&store, &running.id).await?, 2, "a late flush recreates them");
+        assert_eq!(
+            counter_keys(&store, &running.id).await?,
+            2,
+            "a late flush recreates them"
+        );
         let r = collect_stale_cohort_counters(&store, 100).await?;
         if exact {
             assert_eq!((r.rollouts_seen, r.rollouts_cleared), (1, 1));
