@@ -13,7 +13,7 @@ use crate::keyspace::{global_family, region_family};
 use crate::ledger::{Catalog, Ledger, Quantity};
 use crate::matchmaker::*;
 use crate::presence::{Claim, Presence};
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, PersistMode};
+use crate::store::embedded::{EmbeddedStore, PersistMode};
 use crate::store::Transaction;
 use crate::time::now_ms;
 
@@ -65,7 +65,7 @@ async fn count(
 #[tokio::test]
 async fn a_compressed_hour_of_churn_keeps_stored_keys_bounded() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut cfg = EmbeddedConfig::new(dir.path());
+    let mut cfg = crate::store::testing::config(dir.path());
     cfg.persist = PersistMode::Buffered;
     let store = EmbeddedStore::open(cfg).await?;
     let pool: MatchmakerConfig = serde_json::from_str(

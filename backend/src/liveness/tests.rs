@@ -5,7 +5,7 @@
 use super::*;
 use crate::matchmaker::*;
 use crate::presence::{Claim, Presence, SessionEnd};
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, PersistMode};
+use crate::store::embedded::{EmbeddedStore, PersistMode};
 
 fn player(n: u64) -> String {
     format!("{n:032x}")
@@ -36,7 +36,7 @@ fn req(players: Vec<String>, queue: &str) -> TicketRequest {
 
 async fn open() -> anyhow::Result<(tempfile::TempDir, EmbeddedStore)> {
     let dir = tempfile::tempdir()?;
-    let mut cfg = EmbeddedConfig::new(dir.path());
+    let mut cfg = crate::store::testing::config(dir.path());
     cfg.persist = PersistMode::Buffered;
     Ok((dir, EmbeddedStore::open(cfg).await?))
 }

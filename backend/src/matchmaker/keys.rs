@@ -15,7 +15,8 @@
 //!        prefix range
 //! ("r", pool, "mm", "tk", ticket)      -> v1 ticket record: the ticket, its band,
 //!                                         its state (waiting / matched + match id /
-//!                                         cancelled / removed), updated_ms
+//!                                         cancelled / removed), updated_ms, holder,
+//!                                         removed_by (the op id of the removal call)
 //! ("r", pool, "mm", "pl", player)      -> v1 player entry: {ticket, state, match}
 //!                                         of the player's latest ticket; rewritten
 //!                                         on every state change, watched by the
@@ -164,6 +165,11 @@ pub(crate) struct TicketRecord {
     /// written before liveness, and for tickets created outside a gateway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<u64>,
+    /// The random op id of the `remove_player_tickets` call that removed the
+    /// ticket, so that call's rerun after an unknown commit result recognises
+    /// its own effect (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_by: Option<u64>,
 }
 
 impl TicketRecord {

@@ -4,13 +4,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::*;
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
+use crate::store::embedded::EmbeddedStore;
 
 async fn store() -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = EmbeddedStore::open(EmbeddedConfig::new(dir.path()))
-        .await
-        .unwrap();
+    let s = crate::store::testing::open_store(dir.path()).await.unwrap();
     (dir, s)
 }
 
