@@ -147,14 +147,15 @@ async fn sweep_releases_a_dead_incarnation_and_keeps_who_came_back() -> anyhow::
     let early = sweeper.sweep_once(now - 100_000 + 1_000 + 49_000).await?;
     assert_eq!((early.leader, early.incarnations), (true, 0));
     let r = sweeper.sweep_once(now).await?;
-    assert_eq!(
-        (
-            r.incarnations,
-            r.tickets_removed,
-            r.tickets_rehomed,
-            r.claims_cleared
-        ),
-        (1, 2, 1, 2)
+    assert_eq!((r.incarnations, r.tickets_removed, r.tickets_rehomed), (1, 2, 1));
+    // Known limit (as in presence's own holder-index test): a claim sweep
+    // retried after its commit applied with an unknown result finds the claim
+    // gone and does not count it, so in fault mode the count may be lower;
+    // the effect (what is left) is checked below in every mode.
+    assert!(
+        r.claims_cleared == 2 || crate::store::testing::faults_enabled() && r.claims_cleared < 2,
+        "{}",
+        r.claims_cleared
     );
     let state = |p: &String| {
         let mm = mm_a.clone();
@@ -219,7 +220,10 @@ async fn retention_collects_finished_tickets_in_pages() -> anyhow::Result<()> {
             }
         })
         .await?;
-    // Only the depth counter remains.
+    // Only the depth counter and retention's op marker (one key per pool)
+    // remain.
+    let marker = crate::matchmaker::keys::gc_marker(&crate::keyspace::RegionName::new("eu")?);
+    let left: Vec<_> = left.iter().filter(|kv| kv.key != marker).collect();
     assert_eq!(left.len(), 1, "{left:?}");
     Ok(())
 }

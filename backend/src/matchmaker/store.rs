@@ -352,7 +352,7 @@ impl<S: Store> Matchmaker<S> {
             state: TicketState::Waiting,
             updated_ms: now_ms(),
             holder: self.incarnation,
-            removed_by: None,
+            op: None,
         };
         let pool = self.pool.clone();
         let id = rec.ticket.id;
@@ -476,13 +476,13 @@ impl<S: Store> Matchmaker<S> {
                     if own_removal {
                         // Removed by an earlier attempt of this very call (its
                         // commit result was unknown)? Then answer as it did.
-                        let ours = rec.state == TicketState::Removed && rec.removed_by == Some(op);
+                        let ours = rec.state == TicketState::Removed && rec.op == Some(op);
                         return Ok(ours.then_some(entry.ticket));
                     }
                     if rec.state != TicketState::Waiting {
                         return Ok(None);
                     }
-                    rec.removed_by = Some(op);
+                    rec.op = Some(op);
                     let entries = read_entries(&tx, &pool, &rec.ticket.players).await?;
                     finish_ticket(&tx, &pool, &mut rec, TicketState::Removed, &entries)?;
                     Ok(Some(entry.ticket))
