@@ -227,3 +227,39 @@ async fn retention_collects_finished_tickets_in_pages() -> anyhow::Result<()> {
     assert_eq!(left.len(), 1, "{left:?}");
     Ok(())
 }
+
+/// The orphan sweep and retention GC when each commit applied, then reported
+/// an unknown result (forced): their reruns count what the first attempts did.
+#[tokio::test]
+async fn sweep_and_retention_reruns_count_what_the_first_attempt_did() -> anyhow::Result<()> {
+    use crate::store::testing::{open_scripted_store, CommitFault};
+    let dir = tempfile::tempdir()?;
+    let store = open_scripted_store(dir.path()).await?;
+    let live = Liveness::new(store.clone(), "eu")?;
+    let (dead, alive) = (
+        live.register("gw-a", 10_000, 1).await?,
+        live.register("gw-b", 10_000, 1).await?,
+    );
+    let mm = Matchmaker::new(store.clone(), "eu", pool())?.with_incarnation(dead);
+    let (gone, back) = (player(1), player(2));
+    let t_gone = mm.create_ticket(req(vec![gone.clone()], "duel")).await?;
+    mm.create_ticket(req(vec![back.clone()], "duel")).await?;
+    let presence = Presence::new(store.clone()).with_incarnation(alive);
+    assert!(presence.claim(&back, &Claim::new(1_000, 9, "gw-b")).await?);
+
+    assert!(store.script_commit_faults([CommitFault::UnknownApplied, CommitFault::UnknownApplied]));
+    let page = mm.sweep_holder(dead, 10, Some(&presence)).await?;
+    assert_eq!((page.removed, page.rehomed, page.done), (1, 1, true));
+    assert_eq!(mm.ticket(t_gone).await?.unwrap().1, TicketState::Removed);
+    assert_eq!(
+        mm.ticket_status(&back).await?.unwrap().state,
+        TicketState::Waiting
+    );
+
+    assert!(store.script_commit_faults([CommitFault::UnknownApplied]));
+    let gc = mm.collect_finished(crate::time::now_ms() + 1, 10).await?;
+    assert_eq!((gc.collected, gc.done), (1, true));
+    assert_eq!(mm.ticket(t_gone).await?, None);
+    assert_eq!(store.fault_counts().unwrap().unknown_applied, 3);
+    Ok(())
+}
