@@ -11,7 +11,8 @@
 //! - [`error_class`]: the class of every service error ([`ErrorClass`]), for
 //!   edges that turn errors into wire codes.
 //! - Shared by several services: [`audit`] (the live-ops audit log), [`fence`]
-//!   (the per-player transfer fence), [`names`] (short-name validators).
+//!   (the per-player transfer fence), [`names`] (short-name validators),
+//!   [`rerun`] (op markers: idempotent reruns after unknown commit results).
 //! - The services: [`identity`], [`presence`], [`state`], [`ledger`],
 //!   [`matchmaker`], [`queue`], [`flags`], [`content`], [`telemetry`], [`transfer`].
 //!
@@ -35,6 +36,7 @@ pub mod matchmaker;
 pub mod names;
 pub mod presence;
 pub mod queue;
+pub mod rerun;
 pub mod state;
 pub mod store;
 pub mod telemetry;

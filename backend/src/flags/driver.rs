@@ -9,6 +9,12 @@
 //! nothing to do. Cohort statistics are read with snapshot reads, so the stream
 //! of telemetry adds never conflicts with a tick.
 //!
+//! Every transition (start, tick, kill, promote) also records its call's random
+//! op id with its report ([`keys::rollout_op`]): a rerun after an unknown
+//! commit result that did commit finds it and returns the first attempt's
+//! report instead of doing nothing (a tick), failing (a kill of a now finished
+//! rollout) or doing it twice (a promote).
+//!
 //! Time is passed in (`now_ms`), never read here, so tests drive a fake clock.
 
 use rand::RngCore;
@@ -24,7 +30,7 @@ use crate::telemetry::cohort::{clear_cohort_stats, read_cohort_stats};
 pub const CONTROLLER_ACTOR: &str = "rollout-controller";
 
 /// What one tick did to one rollout.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TickReport {
     /// The rollout after the tick.
     pub rollout: Rollout,
@@ -60,6 +66,38 @@ async fn get_in_tx<T: Transaction>(tx: &T, id: &str) -> Result<Option<Rollout>, 
         Some(raw) => decode(&raw).map(Some).map_err(|e| TxError::User(corrupt(e))),
         None => Ok(None),
     }
+}
+
+/// A random id of one driver call, the same in every attempt of its
+/// transaction.
+type OpId = [u8; 16];
+
+/// The report of call `op` if it is the rollout's last transition: an earlier
+/// attempt of this very call committed though its result was unknown. Read in
+/// the transaction, so a concurrent transition conflicts.
+async fn own_op_in_tx<T: Transaction>(
+    tx: &T,
+    id: &str,
+    op: &OpId,
+) -> Result<Option<TickReport>, TxError<RolloutError>> {
+    match tx.get(&keys::rollout_op(id)).await? {
+        Some(v) if v.len() > 16 && v[..16] == op[..] => {
+            decode(&v[16..]).map(Some).map_err(|e| TxError::User(corrupt(e)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Records `report` as the rollout's last transition, made by call `op`.
+fn mark_op_in_tx<T: Transaction>(
+    tx: &T,
+    op: &OpId,
+    report: &TickReport,
+) -> Result<(), TxError<RolloutError>> {
+    let mut v = op.to_vec();
+    v.extend_from_slice(&encode(report));
+    tx.set(&keys::rollout_op(&report.rollout.id), &v)?;
+    Ok(())
 }
 
 fn stage_of(r: &Rollout) -> Option<usize> {
@@ -184,11 +222,27 @@ impl<S: Store> Rollouts<S> {
             return Err(RolloutError::InvalidActor);
         }
         let (actor, flag, rule) = (actor.to_owned(), flag.to_owned(), rule.to_owned());
+        let op: OpId = rand::random();
+        let mut raw = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let id = format!(
+            "ro-{}",
+            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
         let res = self
             .store
             .run(|tx| {
-                let (actor, flag, rule, plan) = (actor.clone(), flag.clone(), rule.clone(), plan.clone());
+                let (actor, flag, rule, plan, id) = (
+                    actor.clone(),
+                    flag.clone(),
+                    rule.clone(),
+                    plan.clone(),
+                    id.clone(),
+                );
                 async move {
+                    if let Some(done) = own_op_in_tx(&tx, &id, &op).await? {
+                        return Ok(done.rollout); // an earlier attempt committed
+                    }
                     if let Some(active) = active_rollout_in_tx(&tx, &flag, corrupt).await? {
                         let existing = get_in_tx(&tx, &active.id).await?;
                         if let Some(ro) = existing {
@@ -208,12 +262,6 @@ impl<S: Store> Rollouts<S> {
                     let Some(current) = rec.flag.rule(&rule) else {
                         return Err(TxError::User(RolloutError::RuleNotFound { flag, rule }));
                     };
-                    let mut raw = [0u8; 8];
-                    rand::thread_rng().fill_bytes(&mut raw);
-                    let id = format!(
-                        "ro-{}",
-                        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
-                    );
                     // `before` is the rule as it was, expressed as a finished rollout
                     // at its old percentage, so the audit record shows old -> new.
                     let mut before = Rollout::new(
@@ -236,15 +284,16 @@ impl<S: Store> Rollouts<S> {
                         }),
                     )?;
                     let to_bp = after.percentage_bp();
-                    apply_in_tx(
+                    let actions = [RolloutAction::SetPercentage { from_bp, to_bp }];
+                    apply_in_tx(&tx, &before, &mut after, &actions, &actor, now_ms).await?;
+                    mark_op_in_tx(
                         &tx,
-                        &before,
-                        &mut after,
-                        &[RolloutAction::SetPercentage { from_bp, to_bp }],
-                        &actor,
-                        now_ms,
-                    )
-                    .await?;
+                        &op,
+                        &TickReport {
+                            rollout: after.clone(),
+                            actions: actions.to_vec(),
+                        },
+                    )?;
                     for target in [format!("rollout:{id}"), format!("flag:{flag}")] {
                         audit::append(
                             &tx,
@@ -322,11 +371,15 @@ impl<S: Store> Rollouts<S> {
     /// changed (or it is not running).
     pub async fn tick_one(&self, id: &str, now_ms: u64) -> Result<Option<TickReport>, RolloutError> {
         let id = id.to_owned();
+        let op: OpId = rand::random();
         let res = self
             .store
             .run(|tx| {
                 let id = id.clone();
                 async move {
+                    if let Some(done) = own_op_in_tx(&tx, &id, &op).await? {
+                        return Ok(Some(done)); // an earlier attempt committed
+                    }
                     let Some(before) = get_in_tx(&tx, &id).await? else {
                         return Err(TxError::User(RolloutError::NotFound(id)));
                     };
@@ -340,10 +393,12 @@ impl<S: Store> Rollouts<S> {
                         return Ok(None);
                     }
                     apply_in_tx(&tx, &before, &mut after, &actions, CONTROLLER_ACTOR, now_ms).await?;
-                    Ok(Some(TickReport {
+                    let report = TickReport {
                         rollout: after,
                         actions,
-                    }))
+                    };
+                    mark_op_in_tx(&tx, &op, &report)?;
+                    Ok(Some(report))
                 }
             })
             .await?;
@@ -367,11 +422,15 @@ impl<S: Store> Rollouts<S> {
             return Err(RolloutError::InvalidActor);
         }
         let (actor, id) = (actor.to_owned(), id.to_owned());
+        let call: OpId = rand::random();
         let res = self
             .store
             .run(|tx| {
                 let (actor, id) = (actor.clone(), id.clone());
                 async move {
+                    if let Some(done) = own_op_in_tx(&tx, &id, &call).await? {
+                        return Ok(done); // an earlier attempt committed
+                    }
                     let Some(before) = get_in_tx(&tx, &id).await? else {
                         return Err(TxError::User(RolloutError::NotFound(id)));
                     };
@@ -382,10 +441,12 @@ impl<S: Store> Rollouts<S> {
                     }
                     .map_err(TxError::User)?;
                     apply_in_tx(&tx, &before, &mut after, &actions, &actor, now_ms).await?;
-                    Ok(TickReport {
+                    let report = TickReport {
                         rollout: after,
                         actions,
-                    })
+                    };
+                    mark_op_in_tx(&tx, &call, &report)?;
+                    Ok(report)
                 }
             })
             .await?;

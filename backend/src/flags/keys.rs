@@ -16,8 +16,14 @@
 //! ("g", "flags", "segn", segment)             -> 8-byte LE count of the segment's members
 //! ("g", "flags", "segt")                      -> 8-byte LE count of all segments' members
 //!                                                (both read in the transaction that changes them)
+//! ("g", "flags", "sgop", segment)             -> 16-byte op id ++ 8-byte BE count: the segment's
+//!                                                last add/remove (idempotency of its reruns)
 //! ("g", "flags", "ro", rollout_id)            -> v1 JSON Rollout (plan, state, version)
 //! ("g", "flags", "roa", flag_key)             -> v1 JSON { id, rule }: the flag's running rollout
+//! ("g", "flags", "roop", rollout_id)          -> 16-byte op id ++ v1 JSON TickReport: the rollout's
+//!                                                last transition (idempotency of its reruns)
+//! ("g", "flags", "op", flag_key)              -> 16-byte op id ++ 8-byte BE version ++ 8-byte BE
+//!                                                updated_ms: the flag's last set/delete (idempotency)
 //! ```
 //!
 //! - `flag_key`, `segment`: 1..=64 bytes of `[a-z0-9_.-]`; `player`: 32 lowercase
@@ -64,6 +70,12 @@ pub fn last_op(key: &str) -> Vec<u8> {
     flags_root().pack(&("op", key))
 }
 
+/// `("g", "flags", "sgop", segment)`: the segment's last add or remove
+/// (idempotency of its reruns).
+pub fn segment_op(segment: &str) -> Vec<u8> {
+    flags_root().pack(&("sgop", segment))
+}
+
 /// The subspace of all segment counts, `("g", "flags", "segn")`.
 pub fn segment_counts() -> Subspace {
     flags_root().subspace(&("segn",))
@@ -87,6 +99,12 @@ pub fn rollouts() -> Subspace {
 /// `("g", "flags", "ro", id)`: one rollout.
 pub fn rollout(id: &str) -> Vec<u8> {
     rollouts().pack(&(id,))
+}
+
+/// `("g", "flags", "roop", id)`: the rollout's last transition (idempotency of
+/// its reruns).
+pub fn rollout_op(id: &str) -> Vec<u8> {
+    flags_root().pack(&("roop", id))
 }
 
 /// `("g", "flags", "roa")`: every running rollout, by flag.

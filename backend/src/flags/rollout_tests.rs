@@ -254,11 +254,6 @@ fn rule_pct(snap: &FlagSnapshot) -> u32 {
 
 #[tokio::test]
 async fn driver_progresses_stages_on_a_fake_clock_and_audits_in_order() -> anyhow::Result<()> {
-    if crate::store::testing::skip_under_faults(
-        "rollout driver steps are not idempotent across unknown commit results",
-    ) {
-        return Ok(());
-    }
     let (_dir, _store, flags, rollouts) = setup().await?;
     let ro = rollouts
         .start("alice", "new_shop", "everyone", plan(false), T0)
@@ -356,11 +351,6 @@ fn deltas(
 
 #[tokio::test]
 async fn driver_rolls_back_when_the_cohort_errors_and_not_below_the_threshold() -> anyhow::Result<()> {
-    if crate::store::testing::skip_under_faults(
-        "rollout driver steps are not idempotent across unknown commit results",
-    ) {
-        return Ok(());
-    }
     let (_dir, store, flags, rollouts) = setup().await?;
     let gated = RolloutPlan {
         stages: vec![
@@ -464,11 +454,6 @@ async fn rollouts_store_rows(
 
 #[tokio::test]
 async fn kill_switch_guards_and_concurrent_ticks() -> anyhow::Result<()> {
-    if crate::store::testing::skip_under_faults(
-        "a tick whose commit result was unknown reports no stage change though it made one",
-    ) {
-        return Ok(());
-    }
     let (_dir, _store, flags, rollouts) = setup().await?;
     let ro = rollouts
         .start("alice", "new_shop", "everyone", plan(false), T0)
@@ -551,11 +536,6 @@ async fn kill_switch_guards_and_concurrent_ticks() -> anyhow::Result<()> {
 /// and `'static`-friendly (this fails to compile otherwise).
 #[tokio::test]
 async fn service_futures_can_be_spawned() -> anyhow::Result<()> {
-    if crate::store::testing::skip_under_faults(
-        "rollout transitions report `finished` when their own earlier attempt committed",
-    ) {
-        return Ok(());
-    }
     let (_dir, store, flags, rollouts) = setup().await?;
     let content = crate::content::Content::new(store.clone());
     let f = flags.clone();
@@ -578,5 +558,66 @@ async fn service_futures_can_be_spawned() -> anyhow::Result<()> {
             .map(|v| v.len())
     })
     .await??;
+    Ok(())
+}
+
+/// Every driver call whose commit applied, then reported an unknown result
+/// (forced): its rerun returns what the first attempt did (a start its
+/// rollout, a tick its stage change, a promote one stage, a kill the killed
+/// rollout), and each transition is made and audited once.
+#[tokio::test]
+async fn driver_reruns_after_applied_unknown_results_answer_as_the_first_attempt() -> anyhow::Result<()> {
+    use crate::store::testing::{open_scripted_store, CommitFault};
+    let dir = tempfile::tempdir()?;
+    let store = open_scripted_store(dir.path()).await?;
+    let (flags, rollouts) = (Flags::new(store.clone()), Rollouts::new(store.clone()));
+    let mut f = bool_flag("new_shop", vec![]);
+    f.rules.push(Rule {
+        id: "everyone".into(),
+        when: Conditions::default(),
+        value: FlagValue::Bool(true),
+        percentage_bp: 0,
+    });
+    flags.set_flag("alice", f, None).await?;
+    let unknown = || assert!(store.script_commit_faults([CommitFault::UnknownApplied]));
+
+    unknown();
+    let ro = rollouts
+        .start("alice", "new_shop", "everyone", plan(false), T0)
+        .await?;
+    assert_eq!((ro.version, ro.percentage_bp()), (1, 100));
+    unknown();
+    let ticked = rollouts.tick(T0 + 10 * MIN).await?;
+    assert_eq!(ticked.len(), 1, "the tick's own stage change is reported");
+    assert_eq!(ticked[0].rollout.percentage_bp(), 1000);
+    unknown();
+    let promoted = rollouts.promote("bob", &ro.id, T0 + 11 * MIN).await?;
+    assert_eq!(promoted.rollout.percentage_bp(), 5000, "one stage, not two");
+    unknown();
+    let killed = rollouts.kill("oncall", &ro.id, T0 + 12 * MIN).await?;
+    assert!(matches!(killed.rollout.state, RolloutState::Killed { .. }));
+    assert_eq!(store.fault_counts().unwrap().unknown_applied, 4);
+    // A new call is not a rerun.
+    assert!(matches!(
+        rollouts.kill("oncall", &ro.id, T0 + 13 * MIN).await,
+        Err(RolloutError::Finished(_))
+    ));
+    assert_eq!(rule_pct(&flags.snapshot().await?), 0);
+    let log = flags
+        .audit(&AuditQuery {
+            target: Some(format!("rollout:{}", ro.id)),
+            ..Default::default()
+        })
+        .await?;
+    let actions: Vec<_> = log.iter().map(|e| e.record.action).collect();
+    assert_eq!(
+        actions,
+        vec![
+            AuditAction::RolloutStart,
+            AuditAction::RolloutStage,
+            AuditAction::RolloutStage,
+            AuditAction::RolloutKill
+        ]
+    );
     Ok(())
 }

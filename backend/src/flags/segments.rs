@@ -70,7 +70,9 @@ fn check_input(actor: &str, segment: &str, players: &[&str]) -> Result<(), FlagE
 impl<S: Store> Flags<S> {
     /// Adds `players` to `segment` (created on first use) on behalf of `actor`.
     /// Returns how many were not members yet. Bumps the change counter and
-    /// audits, in one transaction.
+    /// audits, in one transaction. A rerun after an unknown commit result that
+    /// did commit returns the first attempt's count (the segment's op marker,
+    /// [`keys::segment_op`]).
     ///
     /// Errors: [`FlagError::InvalidSegment`], [`FlagError::SegmentLimit`] (the
     /// bounds [`MAX_SEGMENT_MEMBERS`], [`MAX_TOTAL_SEGMENT_MEMBERS`],
@@ -127,11 +129,21 @@ impl<S: Store> Flags<S> {
         check_input(actor, segment, players)?;
         let players: BTreeSet<String> = players.iter().map(|p| p.to_string()).collect();
         let (actor, segment) = (actor.to_owned(), segment.to_owned());
+        // The same in every attempt: a rerun after an unknown commit result
+        // that did commit finds it in the segment's op marker.
+        let op: [u8; 16] = rand::random();
         let res = self
             .store
             .run(|tx| {
                 let (actor, segment, players) = (actor.clone(), segment.clone(), players.clone());
                 async move {
+                    let marker = keys::segment_op(&segment);
+                    if let Some(v) = tx.get(&marker).await? {
+                        if v.len() == 24 && v[..16] == op[..] {
+                            let n = u64::from_be_bytes(v[16..].try_into().expect("8 bytes"));
+                            return Ok(n as usize); // an earlier attempt committed
+                        }
+                    }
                     let members = keys::segment_members(&segment);
                     let mut changed = Vec::new();
                     for p in &players {
@@ -185,6 +197,9 @@ impl<S: Store> Flags<S> {
                     }
                     tx.atomic_add(&keys::segment_total(), delta)?;
                     tx.atomic_add(&keys::changes(), 1)?;
+                    let mut mark = op.to_vec();
+                    mark.extend_from_slice(&(n as u64).to_be_bytes());
+                    tx.set(&marker, &mark)?;
                     audit::append(
                         &tx,
                         0,

@@ -367,11 +367,6 @@ async fn watch_fires_on_flag_and_segment_changes() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn segments_feed_evaluation_and_are_bounded() -> anyhow::Result<()> {
-    if crate::store::testing::skip_under_faults(
-        "segment adds report 0 added after a rerun of an unknown-result commit that added them",
-    ) {
-        return Ok(());
-    }
     let (_dir, store) = open().await?;
     let flags = Flags::new(store);
     let f = bool_flag(
@@ -518,5 +513,35 @@ async fn set_and_delete_are_exactly_once_when_commits_report_unknown() -> anyhow
     assert_eq!(log.len(), 21, "one audit record per change");
     let injected = store.fault_counts().expect("fault mode on").unknown_applied;
     assert!(injected >= 5, "only {injected} unknown results injected");
+    Ok(())
+}
+
+/// A segment change whose commit applied, then reported an unknown result
+/// (forced): the rerun answers with the first attempt's count, and the change
+/// is made and audited once.
+#[tokio::test]
+async fn a_segment_change_rerun_after_it_applied_returns_the_first_count() -> anyhow::Result<()> {
+    use crate::store::testing::{open_scripted_store, CommitFault};
+    let dir = tempfile::tempdir()?;
+    let store = open_scripted_store(dir.path()).await?;
+    let flags = Flags::new(store.clone());
+    let (p1, p2, p3) = (player(1), player(2), player(3));
+    assert!(store.script_commit_faults([CommitFault::UnknownApplied]));
+    assert_eq!(flags.add_to_segment("alice", "qa", &[&p1, &p2]).await?, 2);
+    assert!(store.script_commit_faults([CommitFault::UnknownApplied]));
+    assert_eq!(flags.add_to_segment("alice", "qa", &[&p2, &p3]).await?, 1);
+    assert!(store.script_commit_faults([CommitFault::UnknownApplied]));
+    assert_eq!(flags.remove_from_segment("alice", "qa", &[&p1, &p3]).await?, 2);
+    assert_eq!(store.fault_counts().unwrap().unknown_applied, 3);
+    // A second call is a new call: nothing left to remove.
+    assert_eq!(flags.remove_from_segment("alice", "qa", &[&p1]).await?, 0);
+    assert_eq!(flags.segment_members("qa").await?, vec![p2.clone()]);
+    let log = flags
+        .audit(&audit::AuditQuery {
+            target: Some("segment:qa".into()),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(log.len(), 3, "one audit record per change");
     Ok(())
 }

@@ -19,7 +19,8 @@
 //!        commit as the event, so (gen, vs) is the event id. Looked up by the
 //!        prefix (.., "idem", key): at most one key below it
 //! (.., "inv", player, "dup", key)          -> v1 duplicate record: [1] ++ JSON
-//!        {idempotency_key, count, first_seen_ms, last_seen_ms}
+//!        {idempotency_key, count, first_seen_ms, last_seen_ms, ops}; ops (absent
+//!        in older records): op ids of the latest calls counted, at most 16
 //! (.., "inv", player, "bal", kind, id, s)  -> 8-byte LE i64 (atomic add, no schema
 //!        byte): escrow shard s (u16) of the balance of asset (kind "i" | "c", id);
 //!        the balance is the sum of the shards; unlimited assets use shard 0 only

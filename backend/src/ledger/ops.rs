@@ -174,22 +174,53 @@ async fn check_duplicate<T: Transaction>(
     }
     let dup_key = keys::dup(region, actor, &plan.idem);
     let now = now_ms();
-    let record = match tx.get(&dup_key).await? {
+    let stored = match tx.get(&dup_key).await? {
         Some(raw) => {
-            let mut r: DuplicateRecord = decode_json(&raw, "duplicate record").map_err(TxError::User)?;
-            r.count += 1;
-            r.last_seen_ms = r.last_seen_ms.max(now);
+            let mut r: StoredDuplicate = decode_json(&raw, "duplicate record").map_err(TxError::User)?;
+            if r.ops.iter().any(|o| o == op) {
+                // This call's own earlier attempt counted it (its commit result
+                // was unknown): count it once.
+                return Ok(Some(Done::Duplicate(receipt)));
+            }
+            r.record.count += 1;
+            r.record.last_seen_ms = r.record.last_seen_ms.max(now);
             r
         }
-        None => DuplicateRecord {
-            idempotency_key: plan.idem.clone(),
-            count: 1,
-            first_seen_ms: now,
-            last_seen_ms: now,
+        None => StoredDuplicate {
+            record: DuplicateRecord {
+                idempotency_key: plan.idem.clone(),
+                count: 1,
+                first_seen_ms: now,
+                last_seen_ms: now,
+            },
+            ops: Vec::new(),
         },
     };
-    tx.set(&dup_key, &encode_json(&record))?;
+    let mut stored = stored;
+    if stored.ops.len() >= DUPLICATE_OPS_KEPT {
+        stored.ops.remove(0);
+    }
+    stored.ops.push(op.to_owned());
+    tx.set(&dup_key, &encode_json(&stored))?;
     Ok(Some(Done::Duplicate(receipt)))
+}
+
+/// How many of the latest counted calls a duplicate record names (see
+/// [`StoredDuplicate::ops`]).
+const DUPLICATE_OPS_KEPT: usize = 16;
+
+/// The stored duplicate record: the public [`DuplicateRecord`] (readers decode
+/// just that and ignore the rest) and the op ids of the latest calls it
+/// counted, so a call's rerun after an unknown commit result that did commit
+/// is not counted twice, even when a few other duplicates of the same key
+/// were counted in between.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredDuplicate {
+    #[serde(flatten)]
+    record: DuplicateRecord,
+    /// Oldest first, at most [`DUPLICATE_OPS_KEPT`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ops: Vec<String>,
 }
 
 impl<S: Store> Ledger<S> {

@@ -5,7 +5,7 @@
 use super::*;
 use crate::matchmaker::*;
 use crate::presence::{Claim, Presence, SessionEnd};
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, PersistMode};
+use crate::store::embedded::{EmbeddedStore, PersistMode};
 
 fn player(n: u64) -> String {
     format!("{n:032x}")
@@ -36,7 +36,7 @@ fn req(players: Vec<String>, queue: &str) -> TicketRequest {
 
 async fn open() -> anyhow::Result<(tempfile::TempDir, EmbeddedStore)> {
     let dir = tempfile::tempdir()?;
-    let mut cfg = EmbeddedConfig::new(dir.path());
+    let mut cfg = crate::store::testing::config(dir.path());
     cfg.persist = PersistMode::Buffered;
     Ok((dir, EmbeddedStore::open(cfg).await?))
 }
@@ -147,14 +147,15 @@ async fn sweep_releases_a_dead_incarnation_and_keeps_who_came_back() -> anyhow::
     let early = sweeper.sweep_once(now - 100_000 + 1_000 + 49_000).await?;
     assert_eq!((early.leader, early.incarnations), (true, 0));
     let r = sweeper.sweep_once(now).await?;
-    assert_eq!(
-        (
-            r.incarnations,
-            r.tickets_removed,
-            r.tickets_rehomed,
-            r.claims_cleared
-        ),
-        (1, 2, 1, 2)
+    assert_eq!((r.incarnations, r.tickets_removed, r.tickets_rehomed), (1, 2, 1));
+    // Known limit (as in presence's own holder-index test): a claim sweep
+    // retried after its commit applied with an unknown result finds the claim
+    // gone and does not count it, so in fault mode the count may be lower;
+    // the effect (what is left) is checked below in every mode.
+    assert!(
+        r.claims_cleared == 2 || crate::store::testing::faults_enabled() && r.claims_cleared < 2,
+        "{}",
+        r.claims_cleared
     );
     let state = |p: &String| {
         let mm = mm_a.clone();
@@ -219,7 +220,46 @@ async fn retention_collects_finished_tickets_in_pages() -> anyhow::Result<()> {
             }
         })
         .await?;
-    // Only the depth counter remains.
+    // Only the depth counter and retention's op marker (one key per pool)
+    // remain.
+    let marker = crate::matchmaker::keys::gc_marker(&crate::keyspace::RegionName::new("eu")?);
+    let left: Vec<_> = left.iter().filter(|kv| kv.key != marker).collect();
     assert_eq!(left.len(), 1, "{left:?}");
+    Ok(())
+}
+
+/// The orphan sweep and retention GC when each commit applied, then reported
+/// an unknown result (forced): their reruns count what the first attempts did.
+#[tokio::test]
+async fn sweep_and_retention_reruns_count_what_the_first_attempt_did() -> anyhow::Result<()> {
+    use crate::store::testing::{open_scripted_store, CommitFault};
+    let dir = tempfile::tempdir()?;
+    let store = open_scripted_store(dir.path()).await?;
+    let live = Liveness::new(store.clone(), "eu")?;
+    let (dead, alive) = (
+        live.register("gw-a", 10_000, 1).await?,
+        live.register("gw-b", 10_000, 1).await?,
+    );
+    let mm = Matchmaker::new(store.clone(), "eu", pool())?.with_incarnation(dead);
+    let (gone, back) = (player(1), player(2));
+    let t_gone = mm.create_ticket(req(vec![gone.clone()], "duel")).await?;
+    mm.create_ticket(req(vec![back.clone()], "duel")).await?;
+    let presence = Presence::new(store.clone()).with_incarnation(alive);
+    assert!(presence.claim(&back, &Claim::new(1_000, 9, "gw-b")).await?);
+
+    assert!(store.script_commit_faults([CommitFault::UnknownApplied, CommitFault::UnknownApplied]));
+    let page = mm.sweep_holder(dead, 10, Some(&presence)).await?;
+    assert_eq!((page.removed, page.rehomed, page.done), (1, 1, true));
+    assert_eq!(mm.ticket(t_gone).await?.unwrap().1, TicketState::Removed);
+    assert_eq!(
+        mm.ticket_status(&back).await?.unwrap().state,
+        TicketState::Waiting
+    );
+
+    assert!(store.script_commit_faults([CommitFault::UnknownApplied]));
+    let gc = mm.collect_finished(crate::time::now_ms() + 1, 10).await?;
+    assert_eq!((gc.collected, gc.done), (1, true));
+    assert_eq!(mm.ticket(t_gone).await?, None);
+    assert_eq!(store.fault_counts().unwrap().unknown_applied, 3);
     Ok(())
 }

@@ -15,7 +15,8 @@
 //!        prefix range
 //! ("r", pool, "mm", "tk", ticket)      -> v1 ticket record: the ticket, its band,
 //!                                         its state (waiting / matched + match id /
-//!                                         cancelled / removed), updated_ms
+//!                                         cancelled / removed), updated_ms, holder,
+//!                                         op (the call that removed / re-homed it)
 //! ("r", pool, "mm", "pl", player)      -> v1 player entry: {ticket, state, match}
 //!                                         of the player's latest ticket; rewritten
 //!                                         on every state change, watched by the
@@ -30,6 +31,8 @@
 //!        the holder index: present exactly while the ticket waits and a
 //!        gateway incarnation (`liveness`) holds it; the orphan sweep reads
 //!        one dead incarnation's range
+//! ("r", pool, "mm", "op", "gc")        -> op marker (`crate::rerun`): the last
+//!                                         retention batch's op id and answer
 //! ("r", pool, "mm", "fin", updated_ms, ticket) -> [1]
 //!        the finished index: a ticket that reached a final state at
 //!        updated_ms; retention GC reads its prefix (oldest first) and deletes
@@ -119,6 +122,11 @@ pub fn holder(pool: &RegionName, incarnation: u64, ticket: TicketId) -> Vec<u8> 
     holders(pool, incarnation).pack(&(ticket.0,))
 }
 
+/// `("r", pool, "mm", "op", "gc")`: the op marker of retention batches.
+pub fn gc_marker(pool: &RegionName) -> Vec<u8> {
+    root(pool).pack(&("op", "gc"))
+}
+
 /// `("r", pool, "mm", "fin")`: finished tickets by the time they finished.
 pub fn finished_all(pool: &RegionName) -> Subspace {
     root(pool).subspace(&("fin",))
@@ -164,6 +172,11 @@ pub(crate) struct TicketRecord {
     /// written before liveness, and for tickets created outside a gateway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<u64>,
+    /// The random op id of the call that last removed or re-homed the ticket
+    /// (`remove_player_tickets`, the orphan sweep), so that call's rerun after
+    /// an unknown commit result recognises its own effect (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<u64>,
 }
 
 impl TicketRecord {

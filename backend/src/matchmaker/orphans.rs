@@ -11,6 +11,7 @@
 use futures::StreamExt;
 
 use crate::presence::Presence;
+use crate::rerun;
 use crate::store::{Store, Transaction, TxError};
 
 use super::errors::MatchmakerError;
@@ -117,6 +118,7 @@ impl<S: Store> Matchmaker<S> {
             }
         }
         let pool = self.pool_name().clone();
+        let op: u64 = rand::random();
         let did = self
             .store()
             .run(|tx| {
@@ -126,9 +128,15 @@ impl<S: Store> Matchmaker<S> {
                     let Some(mut rec) = read_record(&tx, &pool, id).await? else {
                         return Ok(None);
                     };
+                    if rec.op == Some(op) {
+                        // This call's earlier attempt committed (its result was
+                        // unknown): answer as it did.
+                        return Ok(Some(rec.state == TicketState::Removed));
+                    }
                     if rec.state != TicketState::Waiting || rec.holder != Some(inc) {
                         return Ok(None);
                     }
+                    rec.op = Some(op);
                     if let Some(to) = back {
                         let alive = match crate::liveness::read_incarnation(&tx, &pool, to).await {
                             Ok(r) => r.is_some_and(|r| !r.swept),
@@ -168,40 +176,29 @@ impl<S: Store> Matchmaker<S> {
     pub async fn collect_finished(&self, cutoff_ms: u64, batch: usize) -> Result<GcPage, MatchmakerError> {
         let pool = self.pool_name().clone();
         let now = super::store::now_ms();
+        let op = rerun::new_op();
         let res = self
             .store()
             .run(|tx| {
                 let pool = pool.clone();
                 async move {
                     let sub = keys::finished_all(&pool);
-                    let (b, _) = sub.range();
-                    let end = sub.pack(&(cutoff_ms + 1,));
-                    let page = tx.get_range(&b, &end, Some(batch), false).await?;
-                    let mut out = GcPage {
-                        done: page.len() < batch,
-                        ..GcPage::default()
-                    };
-                    for kv in &page {
-                        let (_, id): (u64, u64) = sub.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
-                        let id = TicketId(id);
-                        tx.clear(&kv.key)?;
-                        let Some(rec) = read_record(&tx, &pool, id).await? else {
-                            continue;
-                        };
-                        if let TicketState::Matched { match_id } = rec.state {
-                            tx.clear(&keys::match_record(&pool, match_id))?;
+                    let marker = keys::gc_marker(&pool);
+                    // This call's earlier attempt committed (its result was
+                    // unknown): answer with its count.
+                    let done: Option<(usize, bool)> = rerun::recall(&tx, &marker, &op, corrupt_of).await?;
+                    let mut out = GcPage::default();
+                    match done {
+                        Some((collected, done)) => {
+                            out.collected = collected;
+                            out.done = done;
                         }
-                        for player in &rec.ticket.players {
-                            let key = keys::player(&pool, player);
-                            if let Some(raw) = tx.get(&key).await? {
-                                let e: PlayerEntry = keys::decode(&raw).map_err(corrupt)?;
-                                if e.ticket == id {
-                                    tx.clear(&key)?;
-                                }
+                        None => {
+                            collect_page(&tx, &pool, cutoff_ms, batch, &mut out).await?;
+                            if out.collected > 0 {
+                                rerun::remember(&tx, &marker, &op, &(out.collected, out.done))?;
                             }
                         }
-                        tx.clear(&keys::ticket(&pool, id))?;
-                        out.collected += 1;
                     }
                     let (b2, e2) = sub.range();
                     if let Some(first) = tx.get_range_snapshot(&b2, &e2, Some(1), false).await?.first() {
@@ -215,4 +212,47 @@ impl<S: Store> Matchmaker<S> {
             .await?;
         Ok(res)
     }
+}
+
+fn corrupt_of(detail: String) -> MatchmakerError {
+    MatchmakerError::Corrupt(detail)
+}
+
+/// Deletes one page of finished tickets (see
+/// [`Matchmaker::collect_finished`]), counting into `out`.
+async fn collect_page<T: Transaction>(
+    tx: &T,
+    pool: &crate::keyspace::RegionName,
+    cutoff_ms: u64,
+    batch: usize,
+    out: &mut GcPage,
+) -> Result<(), TxError<MatchmakerError>> {
+    let sub = keys::finished_all(pool);
+    let (b, _) = sub.range();
+    let end = sub.pack(&(cutoff_ms + 1,));
+    let page = tx.get_range(&b, &end, Some(batch), false).await?;
+    out.done = page.len() < batch;
+    for kv in &page {
+        let (_, id): (u64, u64) = sub.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
+        let id = TicketId(id);
+        tx.clear(&kv.key)?;
+        let Some(rec) = read_record(tx, pool, id).await? else {
+            continue;
+        };
+        if let TicketState::Matched { match_id } = rec.state {
+            tx.clear(&keys::match_record(pool, match_id))?;
+        }
+        for player in &rec.ticket.players {
+            let key = keys::player(pool, player);
+            if let Some(raw) = tx.get(&key).await? {
+                let e: PlayerEntry = keys::decode(&raw).map_err(corrupt)?;
+                if e.ticket == id {
+                    tx.clear(&key)?;
+                }
+            }
+        }
+        tx.clear(&keys::ticket(pool, id))?;
+        out.collected += 1;
+    }
+    Ok(())
 }

@@ -352,6 +352,7 @@ impl<S: Store> Matchmaker<S> {
             state: TicketState::Waiting,
             updated_ms: now_ms(),
             holder: self.incarnation,
+            op: None,
         };
         let pool = self.pool.clone();
         let id = rec.ticket.id;
@@ -437,7 +438,9 @@ impl<S: Store> Matchmaker<S> {
 
     /// Removes the player's waiting ticket (the whole party's) because the
     /// player disconnected and did not resume, and returns its id; `None` if
-    /// the player has no waiting ticket.
+    /// the player has no waiting ticket. A rerun after an unknown commit result
+    /// that did commit returns the id too (the ticket record names the call
+    /// that removed it).
     ///
     /// **Contract with the gateway:** call this when a session's resume window
     /// expires, not when the connection drops. A session that resumes within
@@ -449,6 +452,8 @@ impl<S: Store> Matchmaker<S> {
     pub async fn remove_player_tickets(&self, player: &str) -> Result<Option<TicketId>, MatchmakerError> {
         check_player(player)?;
         let (pool, player) = (self.pool.clone(), player.to_owned());
+        // The same in every attempt, recorded in the removed ticket.
+        let op: u64 = rand::random();
         let res = self
             .store
             .run(|tx| {
@@ -458,7 +463,8 @@ impl<S: Store> Matchmaker<S> {
                         return Ok(None);
                     };
                     let entry: PlayerEntry = keys::decode(&raw).map_err(corrupt)?;
-                    if entry.state != TicketState::Waiting {
+                    let own_removal = entry.state == TicketState::Removed;
+                    if entry.state != TicketState::Waiting && !own_removal {
                         return Ok(None);
                     }
                     let Some(mut rec) = read_record(&tx, &pool, entry.ticket).await? else {
@@ -467,9 +473,16 @@ impl<S: Store> Matchmaker<S> {
                             entry.ticket
                         )));
                     };
+                    if own_removal {
+                        // Removed by an earlier attempt of this very call (its
+                        // commit result was unknown)? Then answer as it did.
+                        let ours = rec.state == TicketState::Removed && rec.op == Some(op);
+                        return Ok(ours.then_some(entry.ticket));
+                    }
                     if rec.state != TicketState::Waiting {
                         return Ok(None);
                     }
+                    rec.op = Some(op);
                     let entries = read_entries(&tx, &pool, &rec.ticket.players).await?;
                     finish_ticket(&tx, &pool, &mut rec, TicketState::Removed, &entries)?;
                     Ok(Some(entry.ticket))

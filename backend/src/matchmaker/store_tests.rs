@@ -108,11 +108,6 @@ fn worker_cfg(owner: &str) -> WorkerConfig {
 
 #[tokio::test]
 async fn ticket_life_cycle_and_player_removal() -> anyhow::Result<()> {
-    if crate::store::testing::skip_under_faults(
-        "remove_player_tickets returns None when its own earlier attempt removed the ticket",
-    ) {
-        return Ok(());
-    }
     let (_dir, mm) = open().await?;
     let (a, b, c) = (player(1), player(2), player(3));
     let t = mm
@@ -565,5 +560,28 @@ async fn a_killed_worker_loses_nothing_and_its_partitions_move_within_the_lease_
         panic!("{waiting} tickets left waiting: {left:?}");
     }
     eprintln!("takeover after {takeover:?}; matched {matched} cancelled {cancelled} waiting {waiting}");
+    Ok(())
+}
+
+/// A removal whose commit applied, then reported an unknown result (forced):
+/// the rerun returns the ticket it removed, not `None`; another call after it
+/// finds nothing to remove.
+#[tokio::test]
+async fn a_removal_rerun_after_it_applied_returns_the_ticket() -> anyhow::Result<()> {
+    use crate::store::testing::{open_scripted_store, CommitFault};
+    let dir = tempfile::tempdir()?;
+    let store = open_scripted_store(dir.path()).await?;
+    let mm = Matchmaker::new(store.clone(), "eu", config())?;
+    let (b, c) = (player(2), player(3));
+    let party = mm
+        .create_ticket(request(vec![b.clone(), c.clone()], "duo", 1500.0, "eu"))
+        .await?;
+    assert!(store.script_commit_faults([CommitFault::UnknownApplied]));
+    assert_eq!(mm.remove_player_tickets(&b).await?, Some(party));
+    assert_eq!(store.fault_counts().unwrap().unknown_applied, 1);
+    assert_eq!(mm.ticket(party).await?.unwrap().1, TicketState::Removed);
+    assert_eq!(mm.depth("duo", "eu").await?, 0, "left the pool once");
+    assert_eq!(mm.remove_player_tickets(&b).await?, None);
+    assert_eq!(mm.remove_player_tickets(&c).await?, None, "another member's call");
     Ok(())
 }

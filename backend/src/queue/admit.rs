@@ -2,6 +2,7 @@
 //! view gateways compute positions from, and the fleet-liveness hook.
 
 use crate::codec::{decode_counter, decode_v1, encode_v1};
+use crate::rerun;
 use crate::store::{Store, Transaction, TxError};
 
 use super::types::{AccountEntry, EntryState, WaitingPlace};
@@ -10,22 +11,37 @@ use super::{
     QueueError, QueueView, Stamp, TxResult,
 };
 
+/// A stored op marker that does not decode.
+fn corrupt_marker(detail: String) -> QueueError {
+    QueueError::Corrupt {
+        family: "op marker",
+        detail,
+    }
+}
+
 /// Most expiry-index or holder-index entries one sweep transaction handles.
 const SWEEP_BATCH: usize = 100;
 
 impl<S: Store> Queue<S> {
     /// One admission tick: admits as many places from the head of the FIFO as
     /// the budget allows right now (at most `max_batch`), in one transaction.
-    /// Returns the players admitted. Any gateway may run it at any time; see
+    /// Returns the players admitted (also when the store's retry loop ran the
+    /// tick again after an unknown commit result that did commit: an op
+    /// marker, see [`crate::rerun`]). Any gateway may run it at any time; see
     /// the module docs for why concurrent ticks never overshoot the budget.
     pub async fn admit_tick(&self, now_ms: u64) -> Result<Vec<String>, QueueError> {
         let (region, settings) = (self.region.clone(), self.settings);
         let deadline = now_ms.saturating_add(settings.place_grace.as_millis() as u64);
+        let op = rerun::new_op();
         Ok(self
             .store
             .run(|tx| {
                 let region = region.clone();
                 async move {
+                    let marker = keys::op_marker(&region, "tick");
+                    if let Some(done) = rerun::recall(&tx, &marker, &op, corrupt_marker).await? {
+                        return Ok(done); // an earlier attempt committed
+                    }
                     let (_, mut rate, room) = admission_room(&tx, &region, &settings, now_ms).await?;
                     if room == 0 {
                         return Ok(Vec::new());
@@ -56,6 +72,7 @@ impl<S: Store> Queue<S> {
                     tx.set(&keys::rate(&region), &encode_v1(&rate))?;
                     tx.atomic_add(&keys::used(&region), i64::from(n))?;
                     tx.atomic_add(&keys::admissions(&region), i64::from(n))?;
+                    rerun::remember(&tx, &marker, &op, &admitted)?;
                     Ok::<_, TxError<QueueError>>(admitted)
                 }
             })
@@ -70,11 +87,22 @@ impl<S: Store> Queue<S> {
         let mut total = 0;
         loop {
             let region = self.region.clone();
+            let op = rerun::new_op();
             let (done, n) = self
                 .store
                 .run(|tx| {
                     let region = region.clone();
-                    async move { sweep_batch(&tx, &region, now_ms).await }
+                    async move {
+                        let marker = keys::op_marker(&region, "sweep");
+                        if let Some(done) = rerun::recall(&tx, &marker, &op, corrupt_marker).await? {
+                            return Ok(done); // an earlier attempt committed
+                        }
+                        let done = sweep_batch(&tx, &region, now_ms).await?;
+                        if done.1 > 0 {
+                            rerun::remember(&tx, &marker, &op, &done)?;
+                        }
+                        Ok(done)
+                    }
                 })
                 .await?;
             total += n;
@@ -128,12 +156,17 @@ impl<S: Store> Queue<S> {
         let mut total = 0;
         loop {
             let (region, sub, from) = (region.clone(), sub.clone(), begin.clone());
+            let op = rerun::new_op();
             let (next, n) = self
                 .store
                 .run(|tx| {
                     let (region, sub, from, end) = (region.clone(), sub.clone(), from.clone(), end.clone());
                     let gateway = gateway.to_owned();
                     async move {
+                        let marker = keys::release_marker(&region, &gateway);
+                        if let Some(done) = rerun::recall(&tx, &marker, &op, corrupt_marker).await? {
+                            return Ok(done); // an earlier attempt committed
+                        }
                         let batch = tx.get_range(&from, &end, Some(SWEEP_BATCH), false).await?;
                         let mut n = 0;
                         for kv in &batch {
@@ -168,6 +201,9 @@ impl<S: Store> Queue<S> {
                             k.push(0);
                             k
                         });
+                        if n > 0 {
+                            rerun::remember(&tx, &marker, &op, &(&next, n))?;
+                        }
                         Ok::<_, TxError<QueueError>>((next, n))
                     }
                 })

@@ -21,6 +21,10 @@
 //! ("r", region, "lq", "exp", deadline_ms, player) -> [1]: expiry index (detached places,
 //!                                            untaken admissions, re-entry reservations)
 //! ("r", region, "lq", "stat", "adm"|"aband") -> 8-byte LE counters: admissions, abandoned places
+//! ("r", region, "lq", "op", "tick"|"sweep") -> op marker (`crate::rerun`): the last admission
+//!                                            tick's / expiry sweep batch's op id and answer
+//! ("r", region, "lq", "op", "rel", holder) -> op marker: the last `release_holder` batch for
+//!                                            that gateway
 //! ```
 //!
 //! The entry (`acct`) is the truth; the holder and expiry indexes are kept in
@@ -30,6 +34,18 @@
 use foundationdb_tuple::{Subspace, Versionstamp};
 
 use crate::keyspace::RegionName;
+
+/// `("r", region, "lq", "op", scope)`: the op marker of one kind of region-wide
+/// work (`tick`, `sweep`; see `crate::rerun`).
+pub fn op_marker(region: &RegionName, scope: &str) -> Vec<u8> {
+    root(region).pack(&("op", scope))
+}
+
+/// `("r", region, "lq", "op", "rel", holder)`: the op marker of
+/// `release_holder` batches for gateway `holder`.
+pub fn release_marker(region: &RegionName, holder: &str) -> Vec<u8> {
+    root(region).pack(&("op", "rel", holder))
+}
 
 /// `("r", region, "lq")`.
 pub fn root(region: &RegionName) -> Subspace {

@@ -326,6 +326,7 @@ impl<S: Store> Queue<S> {
                                 state: EntryState::Session { since_ms: now_ms },
                                 holder: holder.clone(),
                                 expires_ms: None,
+                                entered: None,
                             };
                             write_entry(&tx, &region, &place.player, Some(&e), &new)?;
                             Ok(PlaceStatus::Admitted { slot: e.place })
@@ -435,16 +436,26 @@ async fn enter_tx<T: Transaction>(
         mode,
     } = who;
     let existing = read_entry(tx, region, player).await?;
+    if let Some(e) = &existing {
+        if let (EntryState::Session { .. }, Some((op, via))) = (&e.state, e.entered) {
+            if op == fresh {
+                // This very call's earlier attempt committed (its result was
+                // unknown): answer as it did.
+                return Ok(Decided::Admitted(e.place, via));
+            }
+        }
+    }
     if let Some(place) = named {
         if existing.as_ref().is_none_or(|e| e.place != place) {
             return Err(TxError::User(QueueTokenError::PlaceGone.into()));
         }
     }
-    let session = |slot| AccountEntry {
+    let session = |slot, via| AccountEntry {
         place: slot,
         state: EntryState::Session { since_ms: now_ms },
         holder: holder.to_owned(),
         expires_ms: None,
+        entered: Some((fresh, via)),
     };
     if let Some(e) = existing {
         let decided = match &e.state {
@@ -458,11 +469,23 @@ async fn enter_tx<T: Transaction>(
                 Decided::Waiting(e.place, stamp.as_deref().and_then(Stamp::from_hex))
             }
             EntryState::Reserved { .. } => {
-                write_entry(tx, region, player, Some(&e), &session(e.place))?;
+                write_entry(
+                    tx,
+                    region,
+                    player,
+                    Some(&e),
+                    &session(e.place, AdmittedVia::Reserved),
+                )?;
                 Decided::Admitted(e.place, AdmittedVia::Reserved)
             }
             EntryState::Session { .. } => {
-                write_entry(tx, region, player, Some(&e), &session(fresh))?;
+                write_entry(
+                    tx,
+                    region,
+                    player,
+                    Some(&e),
+                    &session(fresh, AdmittedVia::Displacing),
+                )?;
                 Decided::Admitted(fresh, AdmittedVia::Displacing)
             }
         };
@@ -477,12 +500,12 @@ async fn enter_tx<T: Transaction>(
         tx.set(&keys::rate(region), &encode_v1(&rate))?;
         tx.atomic_add(&keys::used(region), 1)?;
         tx.atomic_add(&keys::admissions(region), 1)?;
-        write_entry(tx, region, player, None, &session(fresh))?;
         let via = if resume {
             AdmittedVia::Resumed
         } else {
             AdmittedVia::Direct
         };
+        write_entry(tx, region, player, None, &session(fresh, via))?;
         return Ok(Decided::Admitted(fresh, via));
     }
     if mode == EnterMode::NoQueue {
@@ -502,6 +525,7 @@ async fn enter_tx<T: Transaction>(
         },
         holder: holder.to_owned(),
         expires_ms: None,
+        entered: None,
     };
     write_entry(tx, region, player, None, &entry)?;
     Ok(Decided::Enqueued(fresh))

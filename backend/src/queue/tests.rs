@@ -4,13 +4,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::*;
-use crate::store::embedded::{EmbeddedConfig, EmbeddedStore};
+use crate::store::embedded::EmbeddedStore;
 
 async fn store() -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().unwrap();
-    let s = EmbeddedStore::open(EmbeddedConfig::new(dir.path()))
-        .await
-        .unwrap();
+    let s = crate::store::testing::open_store(dir.path()).await.unwrap();
     (dir, s)
 }
 
@@ -443,4 +441,83 @@ fn eta_follows_the_measured_rate() {
     e.sample(50_000, 100);
     assert_eq!(e.rate_per_sec(), Some(0.0));
     assert_eq!(e.eta_ms(9, 5), Some(2_000));
+}
+
+/// Every queue write whose commit applied, then reported an unknown result
+/// (forced): its rerun answers as the first attempt did (how a login got in,
+/// who a tick admitted, how many entries a release or a sweep changed).
+#[tokio::test]
+async fn reruns_after_applied_unknown_results_answer_as_the_first_attempt() {
+    use crate::store::testing::{open_scripted_store, CommitFault};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_scripted_store(dir.path()).await.unwrap();
+    let q = queue(&s);
+    let unknown = || assert!(s.script_commit_faults([CommitFault::UnknownApplied]));
+    q.set_budget(budget(1, 100), T0).await.unwrap();
+    unknown();
+    let direct = q.enter("a", "gw-a", None, T0).await.unwrap();
+    assert!(
+        matches!(
+            direct,
+            Entry::Admitted {
+                via: AdmittedVia::Direct,
+                ..
+            }
+        ),
+        "{direct:?}"
+    );
+    let w = queued(q.enter("w", "gw-a", None, T0).await.unwrap());
+    q.end_session("a", admitted(&direct), false, T0 + 1)
+        .await
+        .unwrap();
+    unknown();
+    let back = q.enter("a", "gw-b", None, T0 + 2).await.unwrap();
+    assert!(
+        matches!(
+            back,
+            Entry::Admitted {
+                via: AdmittedVia::Reserved,
+                ..
+            }
+        ),
+        "{back:?}"
+    );
+    unknown();
+    let resumed = q
+        .enter_with("r", "gw-b", None, EnterMode::Resume, T0 + 3)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            resumed,
+            Entry::Admitted {
+                via: AdmittedVia::Resumed,
+                ..
+            }
+        ),
+        "{resumed:?}"
+    );
+    // The gateway holding `w` dies: its place is detached, counted once.
+    unknown();
+    assert_eq!(q.release_holder("gw-a", T0 + 4).await.unwrap(), 1);
+    unknown();
+    assert_eq!(q.sweep(T0 + 4 + 10_000).await.unwrap(), 1, "w's place expired");
+    assert_eq!(q.poll(&w, "gw-a", T0 + 10_005).await.unwrap(), PlaceStatus::Gone);
+    // The budget is full (a, r): x queues; both leave; a tick admits x.
+    let x = queued(q.enter("x", "gw-b", None, T0 + 10_006).await.unwrap());
+    q.end_session("a", admitted(&back), true, T0 + 10_007)
+        .await
+        .unwrap();
+    q.end_session("r", admitted(&resumed), true, T0 + 10_007)
+        .await
+        .unwrap();
+    unknown();
+    assert_eq!(q.admit_tick(T0 + 10_008).await.unwrap(), vec!["x".to_owned()]);
+    assert_eq!(
+        q.poll(&x, "gw-b", T0 + 10_009).await.unwrap(),
+        PlaceStatus::Admitted { slot: x.place }
+    );
+    let view = q.view().await.unwrap();
+    assert_eq!((view.used, view.admissions_total), (1, 3), "direct, resumed, x");
+    assert_eq!(s.fault_counts().unwrap().unknown_applied, 6);
 }

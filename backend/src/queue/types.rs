@@ -130,6 +130,12 @@ pub(crate) struct AccountEntry {
     /// When this entry expires unless its holder acts (detached place,
     /// untaken admission, re-entry reservation); mirrored in the expiry index.
     pub expires_ms: Option<u64>,
+    /// The login that made this session: its `enter` call's random id (also
+    /// the slot it would draw) and how it got in, so that call's rerun after
+    /// an unknown commit result answers as the first attempt did (absent on
+    /// other states and in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entered: Option<(u64, AdmittedVia)>,
 }
 
 /// The state of an account's entry.
@@ -219,7 +225,8 @@ pub enum Entry {
 }
 
 /// How a login got its slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AdmittedVia {
     /// The budget had room and nobody was waiting.
     Direct,

@@ -23,7 +23,12 @@
 //!   after an unknown outcome gets the same answer as the first attempt instead
 //!   of a `VersionConflict` against itself. Two writers proposing identical bytes
 //!   for the same version both succeed, which leaves the document exactly as
-//!   each of them asked.
+//!   each of them asked. The replay is recognised before the transfer fence is
+//!   checked: a write that committed before a transfer fenced the player is
+//!   answered as done (the copy carries it), not refused. (Once the transfer has
+//!   cleared the source, the document is gone and a replay there is refused
+//!   with [`StateError::PlayerMoved`]: its outcome is then unknown to the
+//!   caller, who re-reads in the new home.)
 //! - **Transfer fence.** Every write reads the player's fence
 //!   ([`crate::fence`]) in the same transaction: while a cross-region
 //!   transfer is moving the player, writes fail with
@@ -270,7 +275,6 @@ impl<S: Store> PlayerState<S> {
                 let (region, player, doc, value) =
                     (region.clone(), player.clone(), doc.clone(), value.clone());
                 async move {
-                    check_fence(&tx, &region, &player, true).await?;
                     let key = keys::doc(&region, &player, &doc);
                     let (actual, current) = match tx.get(&key).await? {
                         Some(raw) => {
@@ -279,15 +283,19 @@ impl<S: Store> PlayerState<S> {
                         }
                         None => (0, None),
                     };
+                    // A replay of this very write, whose first attempt committed
+                    // but whose answer was lost (with the connection, or as an
+                    // unknown commit result before this rerun): answer as the
+                    // first attempt did (see "Retries" in the module docs), also
+                    // if a transfer fenced the player since: the write came
+                    // before the fence, so the copy carries it.
+                    if expected_version.checked_add(1) == Some(actual)
+                        && current.as_deref() == Some(&value[..])
+                    {
+                        return Ok(actual);
+                    }
+                    check_fence(&tx, &region, &player, true).await?;
                     if actual != expected_version {
-                        // A replay of this very write, whose first attempt committed
-                        // but whose answer was lost with the connection: answer as
-                        // the first attempt did (see "Retries" in the module docs).
-                        if expected_version.checked_add(1) == Some(actual)
-                            && current.as_deref() == Some(&value[..])
-                        {
-                            return Ok(actual);
-                        }
                         return Err(TxError::User(StateError::VersionConflict {
                             expected: expected_version,
                             actual,

@@ -272,3 +272,42 @@ async fn a_replayed_cas_gets_the_version_it_created_and_writes_nothing() -> anyh
     ));
     Ok(())
 }
+
+/// A write whose commit applied but reported an unknown result (forced), and a
+/// replay of it after a transfer fenced the player: both answer with the
+/// version the write created, as the first attempt would have; a new write is
+/// still refused by the fence.
+#[tokio::test]
+async fn a_write_that_applied_is_answered_as_done_on_rerun_even_behind_a_fence() -> anyhow::Result<()> {
+    use crate::store::testing::{open_scripted_store, CommitFault};
+    let dir = tempfile::tempdir()?;
+    let store = open_scripted_store(dir.path()).await?;
+    let st = PlayerState::new(store.clone(), "eu")?;
+    assert_eq!(st.compare_and_set(P1, "profile", 0, b"a").await?, 1);
+    assert!(store.script_commit_faults([CommitFault::UnknownApplied]));
+    assert_eq!(st.compare_and_set(P1, "profile", 1, b"b").await?, 2, "rerun");
+    assert_eq!(store.fault_counts().unwrap().unknown_applied, 1);
+
+    st.store
+        .run(|tx| async move {
+            let f = Fence::Outgoing {
+                transfer: "t1".into(),
+                to: "us".into(),
+            };
+            fence::set::<_, StateError>(&tx, &crate::keyspace::RegionName::new("eu").unwrap(), P1, &f)?;
+            Ok::<_, TxError<StateError>>(())
+        })
+        .await?;
+    // The rerun of "1 -> b" (the fence went up between its attempts).
+    assert_eq!(st.compare_and_set(P1, "profile", 1, b"b").await?, 2);
+    assert!(matches!(
+        st.compare_and_set(P1, "profile", 2, b"c").await,
+        Err(StateError::TransferInProgress { .. })
+    ));
+    assert!(matches!(
+        st.compare_and_set(P1, "profile", 1, b"other").await,
+        Err(StateError::TransferInProgress { .. })
+    ));
+    assert_eq!(st.get(P1, "profile").await?.unwrap().version, 2);
+    Ok(())
+}

@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+pub use super::embedded::faults::CommitFault;
 use super::embedded::faults::FaultConfig;
 use super::embedded::{EmbeddedConfig, EmbeddedStore, OpenError};
 
@@ -51,6 +52,23 @@ pub fn skip_under_faults(known_bug: &str) -> bool {
 /// Opens a test store (see [`config`]).
 pub async fn open_store(dir: &Path) -> Result<EmbeddedStore, OpenError> {
     EmbeddedStore::open(config(dir)).await
+}
+
+/// Opens a store in `dir` whose fault mode injects nothing by itself (in every
+/// mode, whatever [`FAULTS_ENV`](super::embedded::faults::FAULTS_ENV) says) but
+/// takes scripted faults: a test calls
+/// [`EmbeddedStore::script_commit_faults`] right before the call it is about,
+/// e.g. with [`CommitFault::UnknownApplied`] to prove that a rerun of a commit
+/// that applied answers as the first attempt would have.
+pub async fn open_scripted_store(dir: &Path) -> Result<EmbeddedStore, OpenError> {
+    EmbeddedStore::open(EmbeddedConfig {
+        faults: Some(FaultConfig {
+            label: suite_of_current_test(),
+            ..FaultConfig::default()
+        }),
+        ..EmbeddedConfig::new(dir)
+    })
+    .await
 }
 
 /// The module of the running test: libtest names each test's thread after its

@@ -250,11 +250,6 @@ async fn copy_pages_through_many_keys() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn concurrent_writes_in_the_source_are_either_copied_or_refused() -> anyhow::Result<()> {
-    if crate::store::testing::skip_under_faults(
-        "a state write whose commit result was unknown can be refused on rerun (transfer fence) though it applied",
-    ) {
-        return Ok(());
-    }
     let env = env(false).await?;
     let (player, _) = seed(&env, "dev-race").await?;
     let writer = {

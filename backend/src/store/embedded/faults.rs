@@ -34,6 +34,7 @@
 //! With `report` set, each store appends one line of counts to that file when it
 //! is dropped (`.ci/fault-report` sums them per suite).
 
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -244,9 +245,10 @@ impl std::fmt::Display for FaultCounts {
     }
 }
 
-/// What to do to one commit.
+/// What to do to one commit (drawn at the configured rates, or scripted for a
+/// test with [`EmbeddedStore::script_commit_faults`](super::EmbeddedStore::script_commit_faults)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CommitFault {
+pub enum CommitFault {
     /// Apply, then report `CommitUnknownResult`.
     UnknownApplied,
     /// Report `CommitUnknownResult` without applying.
@@ -291,6 +293,8 @@ pub(super) struct FaultInjector {
     config: FaultConfig,
     rng: Mutex<StdRng>,
     counters: Counters,
+    /// Faults for the next write commits, in order, before any drawn one.
+    scripted: Mutex<VecDeque<CommitFault>>,
 }
 
 impl FaultInjector {
@@ -312,6 +316,7 @@ impl FaultInjector {
             config,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             counters: Counters::default(),
+            scripted: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -323,8 +328,32 @@ impl FaultInjector {
         Duration::from_micros(rng.gen_range(0..=self.config.max_delay_ms.max(1) * 1000))
     }
 
-    /// Draws the plan of one commit of a transaction that is `age` old.
+    /// Queues `faults` for the next write commits (one each, in order), ahead
+    /// of the drawn ones.
+    pub(super) fn script(&self, faults: impl IntoIterator<Item = CommitFault>) {
+        self.scripted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(faults);
+    }
+
+    /// Draws the plan of one commit of a transaction that is `age` old (a
+    /// scripted fault first, for a write).
     pub(super) fn plan_commit(&self, read_only: bool, age: Duration) -> CommitPlan {
+        if !read_only {
+            let next = self
+                .scripted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_front();
+            if let Some(fault) = next {
+                self.count(fault);
+                return CommitPlan {
+                    delay: None,
+                    fault: Some(fault),
+                };
+            }
+        }
         let c = &self.config;
         let mut rng = self.rng();
         let delay = (rng.gen::<f64>() < c.commit_delay).then(|| self.delay(&mut rng));
@@ -352,15 +381,19 @@ impl FaultInjector {
             self.counters.commit_delay.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(f) = fault {
-            let counter = match f {
-                CommitFault::UnknownApplied => &self.counters.unknown_applied,
-                CommitFault::UnknownNotApplied => &self.counters.unknown_not_applied,
-                CommitFault::Conflict => &self.counters.conflict,
-                CommitFault::TooOld => &self.counters.too_old,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+            self.count(f);
         }
         CommitPlan { delay, fault }
+    }
+
+    fn count(&self, f: CommitFault) {
+        let counter = match f {
+            CommitFault::UnknownApplied => &self.counters.unknown_applied,
+            CommitFault::UnknownNotApplied => &self.counters.unknown_not_applied,
+            CommitFault::Conflict => &self.counters.conflict,
+            CommitFault::TooOld => &self.counters.too_old,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Draws how late a new watch fires (none: on time).

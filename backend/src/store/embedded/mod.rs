@@ -300,6 +300,21 @@ impl EmbeddedStore {
         self.inner.faults.as_ref().map(FaultInjector::counts)
     }
 
+    /// Makes the next write commits meet `faults`, one each, in order, ahead of
+    /// the drawn ones: a test forces, say, "applied, then result unknown" on
+    /// exactly the commit it is about. Returns `false` (and scripts nothing) if
+    /// the fault mode is off; open the store with a default
+    /// [`FaultConfig`](faults::FaultConfig) (every rate 0) to script faults only.
+    pub fn script_commit_faults(&self, faults: impl IntoIterator<Item = CommitFault>) -> bool {
+        match &self.inner.faults {
+            Some(f) => {
+                f.script(faults);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn lock_commit(&self) -> MutexGuard<'_, CommitState> {
         self.inner.commit.lock().unwrap_or_else(|p| p.into_inner())
     }
