@@ -168,11 +168,17 @@ enum OutpostEventKind
   // A push on the diagnostic echo channel. `num0`: its sequence number,
   // `data`: the payload.
   OUTPOST_EVENT_KIND_ECHO_PUSH = 15,
-  // Reserved for the login queue: the login waits in the region's queue;
-  // `num0`: position (1 = next), `num1`: estimated wait in ms. Not emitted
-  // by this version of the SDK (the Rust SDK has no queue event yet); the
-  // value is fixed so that games can handle it already.
+  // The login waits in the region's login queue, at connect or at a
+  // reconnect; repeated at the gateway's update interval until
+  // `QueueAdmitted`. `num0`: places ahead (0: next), `num1`: estimated wait
+  // in ms (UINT64_MAX: unknown, e.g. admission paused), `data`: JSON
+  // `{"queue_length":n,"paused":bool,"gateway":"ip:port"}`. Reserved: not
+  // emitted yet (the Rust SDK's queue events are on another branch; the
+  // values are fixed so games can handle them already).
   OUTPOST_EVENT_KIND_QUEUE_POSITION = 16,
+  // The queued login was admitted after `num0` ms; `Connected` follows.
+  // Reserved like `QueuePosition`: not emitted yet.
+  OUTPOST_EVENT_KIND_QUEUE_ADMITTED = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -195,6 +195,8 @@ enum Write {
     Consume,
 }
 
+// The C signatures' arguments, passed through unchanged.
+#[allow(clippy::too_many_arguments)]
 fn write(
     which: Write,
     client: OutpostClient,

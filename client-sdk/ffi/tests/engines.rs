@@ -186,6 +186,7 @@ fn hostile_inputs_at_the_boundary() -> Result<()> {
         .output()
         .is_ok_and(|o| o.status.success());
     let out = if valgrind {
+        eprintln!("running the hostile-input program under valgrind");
         run(Command::new("valgrind")
             .args([
                 "--quiet",
