@@ -416,7 +416,8 @@ OutpostStatus outpost_client_free(OutpostClient client);
 
 // Where a client is: 0 connecting (first login under way), 1 connected,
 // 2 reconnecting (a login was made before; requests wait for the next one),
-// 3 closed (closed, failed or kicked for good). Thread-safety: any thread.
+// 3 closed (closed, failed, or ended for good as of the last `outpost_poll`).
+// Thread-safety: any thread.
 OutpostStatus outpost_client_state(OutpostClient client,
                                    uint32_t *out);
 

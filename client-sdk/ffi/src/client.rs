@@ -157,7 +157,12 @@ impl ClientHandle {
             .and_then(|e| e.try_recv());
         if let Some(ev) = sdk {
             let client = self.ready().ok();
-            pending.extend(from_sdk(ev, || client.map(|c| c.player_id()).unwrap_or_default()));
+            let events = from_sdk(ev, || client.map(|c| c.player_id()).unwrap_or_default());
+            if events.iter().any(|e| e.kind == OutpostEventKind::Closed as u32) {
+                // The session ended for good (kicked, gave up reconnecting, closed).
+                self.shared.closing.store(true, Ordering::Release);
+            }
+            pending.extend(events);
             return pending.pop_front().or_else(|| self.next_event(pending));
         }
         self.shared
@@ -328,7 +333,8 @@ pub extern "C" fn outpost_client_free(client: OutpostClient) -> OutpostStatus {
 
 /// Where a client is: 0 connecting (first login under way), 1 connected,
 /// 2 reconnecting (a login was made before; requests wait for the next one),
-/// 3 closed (closed, failed or kicked for good). Thread-safety: any thread.
+/// 3 closed (closed, failed, or ended for good as of the last `outpost_poll`).
+/// Thread-safety: any thread.
 #[no_mangle]
 pub extern "C" fn outpost_client_state(client: OutpostClient, out: *mut u32) -> OutpostStatus {
     guard(|| {

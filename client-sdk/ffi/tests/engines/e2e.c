@@ -68,7 +68,10 @@ static int frame(Player *p, uint64_t want_id) {
     for (size_t i = 0; i < n; i++) {
         const OutpostEvent *e = &evs[i];
         switch (e->kind) {
-        case OUTPOST_EVENT_KIND_CONNECTED: p->connected++; break;
+        case OUTPOST_EVENT_KIND_CONNECTED:
+            p->connected++;
+            if (p->connected > 1 && e->num0 != 1) fail("reconnect did not resume the session");
+            break;
         case OUTPOST_EVENT_KIND_CLOSED: p->closed = 1; break;
         case OUTPOST_EVENT_KIND_MATCH_FOUND:
             p->match_found = 1;
@@ -174,6 +177,18 @@ int main(int argc, char **argv) {
     const OutpostEvent *got = await_ok(&a, req, "state get");
     if (got->num0 != saved || strcmp(a.data, doc) != 0) fail("state get after set: %s", a.data);
     printf("state saved at version %llu\n", (unsigned long long)saved);
+
+    /* Network loss: the SDK reconnects and resumes by itself; requests keep working. */
+    int before = a.connected;
+    CHECK(outpost_debug_kill_connection(a.client));
+    for (int i = 0; i < 3000 && a.connected == before; i++) {
+        frame(&a, 0);
+        sleep_ms(5);
+    }
+    if (a.connected == before) fail("no reconnect after the connection was killed");
+    uint32_t conn_state = 0;
+    CHECK(outpost_client_state(a.client, &conn_state));
+    if (conn_state != 1) fail("state after reconnect: %u", conn_state);
 
     /* Inventory: a keyed grant, repeated (a retry after a crash), then balances. */
     OutpostAsset gold = {OUTPOST_ASSET_CURRENCY, 0, (const uint8_t *)"gold", 4, 100};
