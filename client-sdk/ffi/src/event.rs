@@ -263,3 +263,73 @@ fn push(channel: ChannelKind, body: PushBody) -> Vec<OwnedEvent> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use outpost_client::{ClientError, ErrorCode, MatchInfo, ServerError, StateDocument};
+
+    use super::*;
+
+    #[test]
+    fn one_state_push_becomes_one_event_per_document() {
+        let doc = |name: &str, version| StateDocument {
+            name: name.into(),
+            version,
+            updated_ms: 7,
+            value: b"v".to_vec(),
+            value_omitted: false,
+        };
+        let evs = from_sdk(
+            Event::Push {
+                channel: ChannelKind::State,
+                body: PushBody::StateChanged {
+                    documents: vec![doc("a", 1), doc("b", 2)],
+                },
+            },
+            String::new,
+        );
+        let got: Vec<_> = evs.iter().map(|e| (e.kind, e.text.clone(), e.num0)).collect();
+        let k = OutpostEventKind::StateChanged as u32;
+        assert_eq!(got, vec![(k, b"a".to_vec(), 1), (k, b"b".to_vec(), 2)]);
+    }
+
+    #[test]
+    fn events_carry_their_fields() {
+        let connected = from_sdk(Event::Connected { resumed: true }, || "p-1".into());
+        assert_eq!(
+            (connected[0].num0, connected[0].text.as_slice()),
+            (1, &b"p-1"[..])
+        );
+        let matched = from_sdk(
+            Event::Push {
+                channel: ChannelKind::Matchmaking,
+                body: PushBody::MatchFound {
+                    ticket_id: 9,
+                    matched: MatchInfo {
+                        server: "10.0.0.1:7777".into(),
+                        queue: "duel".into(),
+                        ..MatchInfo::default()
+                    },
+                },
+            },
+            String::new,
+        );
+        assert_eq!(matched[0].kind, OutpostEventKind::MatchFound as u32);
+        assert_eq!(matched[0].num0, 9);
+        assert_eq!(matched[0].text, b"10.0.0.1:7777");
+        let json: serde_json::Value = serde_json::from_slice(&matched[0].data).unwrap();
+        assert_eq!(json["queue"], "duel");
+        let conflict = ClientError::Server(ServerError {
+            code: ErrorCode::Conflict,
+            message: "version 3".into(),
+            retry_after: None,
+        });
+        let closed = from_sdk(Event::Closed { reason: conflict }, String::new);
+        assert_eq!(closed[0].status, OutpostStatus::Conflict as i32);
+        assert_eq!(closed[0].code, u32::from(ErrorCode::Conflict.0));
+        // Views point into the owned event; empty fields are NULL.
+        let view = closed[0].view();
+        assert_eq!(view.text, closed[0].text.as_ptr());
+        assert!(view.data.is_null() && view.data_len == 0);
+    }
+}
