@@ -25,6 +25,9 @@
  *   returned by outpost_poll() on the thread that calls it.
  * - Asynchronous calls (those with a request_id out-parameter) return at once;
  *   their outcome arrives as an OUTPOST_EVENT_KIND_RESPONSE event with that id.
+ *
+ * Linking: -loutpost_client_ffi (liboutpost_client_ffi.so / .dylib / .dll), or
+ * the static liboutpost_client_ffi.a plus, on Linux, -lpthread -ldl -lm.
  */
 
 #ifndef OUTPOST_H

@@ -203,3 +203,24 @@ fn hostile_inputs_at_the_boundary() -> Result<()> {
     assert!(out.contains("HOSTILE OK"), "{out}");
     Ok(())
 }
+
+/// The static library links with just the system libraries the header names
+/// (what engines that link statically, and iOS, need) and works.
+#[test]
+fn static_library_links_and_runs() -> Result<()> {
+    let lib = lib_dir()?;
+    let work = tempfile::tempdir()?;
+    let exe = work.path().join("hostile_static");
+    run(Command::new("cc")
+        .args(["-std=c11", "-D_POSIX_C_SOURCE=200809L"])
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg(crate_dir().join("tests/engines/hostile.c"))
+        .arg(lib.join("liboutpost_client_ffi.a"))
+        .args(["-lpthread", "-ldl", "-lm"])
+        .arg("-o")
+        .arg(&exe))?;
+    let out = run(&mut Command::new(&exe))?;
+    assert!(out.contains("HOSTILE OK"), "{out}");
+    Ok(())
+}
