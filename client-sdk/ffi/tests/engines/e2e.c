@@ -205,6 +205,17 @@ int main(int argc, char **argv) {
     await_ok(&a, req, "balances");
     if (!strstr(a.data, "\"id\":\"gold\"") || !strstr(a.data, "\"amount\":100")) fail("balances: %s", a.data);
     printf("balances %s\n", a.data);
+    /* Consume with an SDK-made key; too much is a conflict; the ledger has all three. */
+    OutpostAsset some = {OUTPOST_ASSET_CURRENCY, 0, (const uint8_t *)"gold", 4, 30};
+    CHECK(outpost_inventory_consume(a.client, NULL, 0, S("shop"), &some, 1, &req));
+    await_ok(&a, req, "consume");
+    if (strlen(a.text) != 32 || !strstr(a.data, "\"delta\":-30")) fail("consume receipt: key %s, %s", a.text, a.data);
+    OutpostAsset too_much = {OUTPOST_ASSET_CURRENCY, 0, (const uint8_t *)"gold", 4, 1000};
+    CHECK(outpost_inventory_consume(a.client, NULL, 0, S("shop"), &too_much, 1, &req));
+    if (await_response(&a, req)->status != OUTPOST_STATUS_CONFLICT) fail("overdraft did not conflict");
+    CHECK(outpost_inventory_history(a.client, NULL, 0, 10, 1, &req));
+    await_ok(&a, req, "history");
+    if (!strstr(a.data, key) || !strstr(a.data, "\"kind\":\"consume\"")) fail("history: %s", a.data);
 
     /* Live flags (cached) and telemetry. */
     CHECK(outpost_live_start(a.client, &req));
@@ -212,6 +223,14 @@ int main(int argc, char **argv) {
     uint8_t flag = 7;
     CHECK(outpost_flag_bool(a.client, S("no-such-flag"), 1, &flag));
     if (flag != 1) fail("default flag value");
+    size_t flags_len = 0;
+    OutpostStatus fs = outpost_live_flags(a.client, NULL, 0, &flags_len);
+    if (fs != OUTPOST_STATUS_BUFFER_TOO_SMALL || flags_len < 2) fail("flags length query: %s", outpost_status_name(fs));
+    char *flags = malloc(flags_len + 1);
+    CHECK(outpost_live_flags(a.client, (uint8_t *)flags, flags_len, &flags_len));
+    flags[flags_len] = 0;
+    if (flags[0] != '{') fail("flags: %s", flags);
+    free(flags);
     CHECK(outpost_telemetry_report_error(a.client, S("c_e2e_error"), S("from the C test")));
     CHECK(outpost_telemetry_report_latency_us(a.client, 1500));
     CHECK(outpost_telemetry_flush(a.client, &req));
