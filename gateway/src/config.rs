@@ -75,6 +75,8 @@ pub struct GatewayConfig {
     /// This process's registration in the region's liveness registry and the
     /// orphan sweep / retention GC it takes part in (`crate::liveness`).
     pub liveness: crate::liveness::LivenessSettings,
+    /// The optional metrics-only listener (`crate::metrics::listener`).
+    pub metrics: crate::metrics::listener::MetricsConfig,
 }
 
 impl Default for GatewayConfig {
@@ -100,6 +102,7 @@ impl Default for GatewayConfig {
             drain: DrainConfig::default(),
             transport: TransportConfig::default(),
             liveness: crate::liveness::LivenessSettings::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -472,6 +475,13 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         let l = &self.limits;
+        if self
+            .metrics
+            .listen
+            .is_some_and(|m| m == self.admin_listen && m.port() != 0)
+        {
+            return bad("metrics.listen must differ from admin_listen");
+        }
         for region in std::iter::once(&self.region).chain(self.remote_regions.iter().map(|r| &r.name)) {
             if let Err(e) = RegionName::new(region.as_str()) {
                 return Err(ConfigError::Invalid(e.to_string()));

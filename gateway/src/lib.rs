@@ -31,7 +31,6 @@ pub mod frame_io;
 pub mod live;
 pub mod liveness;
 pub mod metrics;
-pub mod mm_metrics;
 pub mod regions;
 pub mod registry;
 mod retention;

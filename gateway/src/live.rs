@@ -4,7 +4,6 @@
 //! telemetry aggregator, and the periodic loop that flushes rollout cohort
 //! counters and ticks the rollout controller.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -117,45 +116,5 @@ impl Live {
             }
         });
         Ok(live)
-    }
-
-    /// Client telemetry as Prometheus text (appended to `/metrics`).
-    pub fn render_metrics(&self) -> String {
-        let snap = self.telemetry.lock().expect("telemetry lock").snapshot();
-        let mut out = String::new();
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        out.push_str("# TYPE outpost_client_errors_total counter\n");
-        for (l, n) in &snap.errors {
-            let _ = writeln!(
-                out,
-                "outpost_client_errors_total{{client_version=\"{}\",platform=\"{}\",code=\"{}\"}} {n}",
-                esc(&l.client_version),
-                esc(&l.platform),
-                esc(&l.code)
-            );
-        }
-        out.push_str("# TYPE outpost_client_latency_ms histogram\n");
-        for (l, h) in &snap.latencies {
-            let labels = format!(
-                "client_version=\"{}\",platform=\"{}\"",
-                esc(&l.client_version),
-                esc(&l.platform)
-            );
-            for (le, c) in &h.buckets {
-                let _ = writeln!(
-                    out,
-                    "outpost_client_latency_ms_bucket{{{labels},le=\"{le}\"}} {c}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "outpost_client_latency_ms_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "outpost_client_latency_ms_sum{{{labels}}} {}", h.sum_ms);
-            let _ = writeln!(out, "outpost_client_latency_ms_count{{{labels}}} {}", h.count);
-        }
-        let _ = writeln!(out, "# TYPE outpost_client_telemetry_rejected_total counter\noutpost_client_telemetry_rejected_total {}", snap.rejected_events);
-        out
     }
 }

@@ -38,6 +38,9 @@ struct Cli {
     /// Admin HTTP address (overrides `admin_listen`).
     #[arg(long, env = "OUTPOST_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
+    /// Address of the metrics-only listener (overrides `metrics.listen`; off by default).
+    #[arg(long, env = "OUTPOST_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// File holding the admin API token (overrides `admin_token_file` and
     /// `OUTPOST_ADMIN_TOKEN`). The token itself comes only from the config file
     /// or the environment, never from the command line, where `ps` shows it.
@@ -90,6 +93,9 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = cli.admin_listen {
         config.admin_listen = v;
+    }
+    if let Some(v) = cli.metrics_listen {
+        config.metrics.listen = Some(v);
     }
     // The environment's token overrides the file's settings; the command line's
     // token file overrides both.

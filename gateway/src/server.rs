@@ -143,12 +143,6 @@ impl GatewayHandle {
         }
     }
 
-    /// Matchmaking metrics (pool depth from the store, this gateway's workers).
-    pub async fn matchmaking_metrics(&self) -> String {
-        let workers = self.shared.mm_stats.lock().expect("mm stats lock").clone();
-        crate::mm_metrics::render(&self.shared.matchmaker, &workers).await
-    }
-
     /// Flags, content, telemetry and rollouts (admin API).
     pub fn live(&self) -> &crate::live::Live {
         &self.shared.live
@@ -207,8 +201,9 @@ impl GatewayHandle {
         self.tls.status()
     }
 
-    pub(crate) fn refresh_gauges(&self) {
-        metrics::gauge!("outpost_sessions_admitted").set(self.shared.registry.admitted() as f64);
+    /// Sets the gauges read at scrape time (`crate::metrics::gauges`).
+    pub(crate) async fn refresh_gauges(&self) {
+        crate::metrics::gauges::refresh(&self.shared).await;
     }
 
     pub(crate) fn shutdown_signal(&self) -> broadcast::Receiver<()> {
@@ -222,6 +217,8 @@ pub struct RunningGateway {
     pub quic_addr: SocketAddr,
     /// The admin HTTP address.
     pub admin_addr: SocketAddr,
+    /// The metrics-only listener's address, when `metrics.listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// PEM of the development CA, when development certificates are in use.
     pub dev_ca_pem: Option<Vec<u8>>,
     admin_token: crate::admin::AdminToken,
@@ -283,6 +280,10 @@ pub async fn start_with_stores(
     let admin_token = crate::admin::auth::resolve(&config)?;
     let regions = Arc::new(regions);
     crate::metrics::install();
+    outpost_backend::store::metrics::describe(global.backend_name());
+    for (_, store) in regions.iter() {
+        outpost_backend::store::metrics::describe(store.backend_name());
+    }
     let (tls, tls_stamp) = ServerIdentity::load_stamped(&config.tls)?;
     let (socket, buffers) =
         endpoint::bind_udp(&config).map_err(|source| StartError::Bind { what: "UDP", source })?;
@@ -406,7 +407,18 @@ pub async fn start_with_stores(
             what: "admin HTTP",
             source,
         })?;
-    info!(%quic_addr, %admin_addr, region = %shared.config.region, "gateway listening");
+    let metrics_addr = match shared.config.metrics.listen {
+        Some(addr) => Some(
+            crate::metrics::listener::serve(addr, handle.clone())
+                .await
+                .map_err(|source| StartError::Bind {
+                    what: "metrics HTTP",
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    info!(%quic_addr, %admin_addr, ?metrics_addr, region = %shared.config.region, "gateway listening");
 
     let poll = shared.config.tls.reload_check_interval_ms;
     if poll > 0 {
@@ -457,6 +469,7 @@ pub async fn start_with_stores(
     Ok(RunningGateway {
         quic_addr,
         admin_addr,
+        metrics_addr,
         dev_ca_pem: tls.dev_ca_pem,
         admin_token,
         handle,
@@ -521,6 +534,9 @@ fn spawn_matchmaker_workers(
         shared.config.region.clone(),
         m.servers.clone(),
     )]));
+    if m.workers > 0 {
+        crate::metrics::gauges::register_matchmaking(&matchmaker);
+    }
     for i in 0..m.workers {
         let owner = format!("{}/mm-{i}", shared.name);
         let worker = Worker::new(matchmaker.clone(), WorkerConfig::new(owner), servers.clone())

@@ -408,7 +408,13 @@ async fn admin_http_serves_health_readiness_and_metrics() -> Result<()> {
         "{health}"
     );
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
-    assert!(metrics.contains("outpost_logins_total"), "{metrics}");
+    // Registered at zero at startup; the login above counted.
+    let welcomed = metrics.lines().find_map(|l| {
+        l.strip_prefix("outpost_logins_total{result=\"welcome\"} ")?
+            .parse::<u64>()
+            .ok()
+    });
+    assert!(welcomed.is_some_and(|n| n >= 1), "{metrics}");
     assert!(metrics.contains("outpost_sessions_live"), "{metrics}");
     Ok(())
 }

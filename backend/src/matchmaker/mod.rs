@@ -11,7 +11,8 @@
 //!   skill bands) and regions (neighbours), validated once.
 //! - [`alloc`]: game-server allocation ([`alloc::ServerAllocator`]; default
 //!   [`alloc::StaticAllocator`]).
-//! - [`stats`]: statistics the gateway exports as metrics.
+//! - [`stats`]: plain counters of formed matches; [`metrics`]: what the
+//!   workers record through the `metrics` facade (the gateway exports it).
 //! - [`Matchmaker`] ([`store`]): the pool in the Store — create, cancel and
 //!   status of tickets, per-player watches, match commits. Keys: [`keys`].
 //! - [`lease`] and [`Worker`] ([`worker`]): partition leases with heartbeats and
@@ -111,6 +112,7 @@ pub mod core;
 pub mod errors;
 pub mod keys;
 pub mod lease;
+pub mod metrics;
 pub mod orphans;
 pub(crate) mod pool;
 pub(crate) mod reads;
@@ -128,7 +130,7 @@ pub use core::{check_ticket, CoreError, MatchCore};
 pub use errors::{CommitError, MatchmakerError};
 pub use keys::{Partition, TicketState};
 pub use lease::Lease;
-pub use stats::{Histogram, MatchStats, QueueRegionStats};
+pub use stats::{MatchStats, QueueRegionStats};
 pub use store::{CommitOutcome, Matchmaker, PlayerTicket, PlayerWatch, TicketRequest};
 pub use types::{
     Match, MatchId, MatchedTicket, RegionLatency, ServerAssignment, Skill, Team, Ticket, TicketId,

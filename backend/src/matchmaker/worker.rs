@@ -338,26 +338,31 @@ impl<S: Store> Worker<S> {
                 .collect()
                 .await;
         self.stats.lock().expect("stats lock").rounds += 1;
+        super::metrics::round();
         for (m, r) in results {
             let mut s = self.stats.lock().expect("stats lock");
             let Some(r) = r else {
                 report.refused += 1;
                 s.alloc_failures += 1;
+                super::metrics::refused("no_server");
                 continue;
             };
             match r {
                 Ok(_) => {
                     report.committed += 1;
                     s.matches.record(&m);
+                    super::metrics::committed(&m);
                 }
                 Err(CommitError::TicketUnavailable(_)) => {
                     report.refused += 1;
                     s.commit_ticket_unavailable += 1;
+                    super::metrics::refused("ticket_unavailable");
                 }
                 Err(CommitError::LeaseLost(_)) => {
                     report.refused += 1;
                     report.lease_lost = true;
                     s.commit_lease_lost += 1;
+                    super::metrics::refused("lease_lost");
                 }
                 Err(CommitError::Corrupt(e)) => return Err(MatchmakerError::Corrupt(e)),
                 Err(CommitError::Store(e)) => return Err(MatchmakerError::Store(e)),

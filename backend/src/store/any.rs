@@ -210,6 +210,17 @@ impl AnyStore {
     }
 }
 
+impl AnyStore {
+    /// The backend's name, as in the `backend` label of [`super::metrics`].
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            AnyStore::Embedded(_) => "embedded",
+            #[cfg(feature = "fdb")]
+            AnyStore::Fdb(_) => "fdb",
+        }
+    }
+}
+
 /// The transaction of an [`AnyStore`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]

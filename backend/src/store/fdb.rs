@@ -388,6 +388,9 @@ enum Failed {
     Op(foundationdb::Transaction),
 }
 
+/// The `backend` label of this backend's metrics.
+const BACKEND: &str = "fdb";
+
 impl Store for FdbStore {
     type Tx = FdbTx;
 
@@ -416,13 +419,21 @@ impl Store for FdbStore {
             };
             // The error of this attempt and the transaction to hand to on_error.
             let (error, failed) = match outcome {
-                Ok(value) => match take_trx(tx)?.commit().await {
-                    Ok(_) => return Ok(value),
-                    Err(e) => (*e, Failed::Commit(e)),
-                },
+                Ok(value) => {
+                    let started = std::time::Instant::now();
+                    let committed = take_trx(tx)?.commit().await;
+                    super::metrics::commit(BACKEND, started.elapsed(), committed.is_ok());
+                    match committed {
+                        Ok(_) => return Ok(value),
+                        Err(e) => (*e, Failed::Commit(e)),
+                    }
+                }
                 Err(TxError::Store(e)) => match tx.fdb_error_of(&e) {
                     Some(code) => (code, Failed::Op(take_trx(tx)?)),
-                    None => return Err(TxError::Store(e)),
+                    None => {
+                        super::metrics::failed(BACKEND, &e);
+                        return Err(TxError::Store(e));
+                    }
                 },
                 Err(user) => return Err(user),
             };
@@ -430,8 +441,12 @@ impl Store for FdbStore {
             match fdb_errors::next_step(&error, attempts, options.retry_limit, past_deadline, || {
                 StoreError::backend(error)
             }) {
-                Next::Fail(e) => return Err(TxError::Store(e)),
+                Next::Fail(e) => {
+                    super::metrics::failed(BACKEND, &e);
+                    return Err(TxError::Store(e));
+                }
                 Next::Retry => {
+                    super::metrics::retry(BACKEND, &map_err(error));
                     tracing::trace!(attempts, code = error.code(), "retrying transaction");
                     // FoundationDB's backoff; it resets the transaction (options
                     // persist) or reports why it will not retry.

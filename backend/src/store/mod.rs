@@ -80,6 +80,7 @@ pub mod fdb;
 // Used by `fdb`; compiled (and tested) in every build. Unused without the feature.
 #[cfg_attr(not(feature = "fdb"), allow(dead_code))]
 mod fdb_errors;
+pub mod metrics;
 #[doc(hidden)]
 pub mod testing;
 

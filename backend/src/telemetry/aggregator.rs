@@ -37,7 +37,8 @@ pub struct TelemetryConfig {
     /// Upper bounds of the latency histogram's buckets, in milliseconds,
     /// strictly increasing, finite, positive, at most 32 (an implicit `+Inf`
     /// bucket follows). Default 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
-    /// 10000.
+    /// 10000. The exported metric `outpost_client_latency_ms` always has the
+    /// default buckets ([`super::metrics::LATENCY_BUCKETS_MS`]).
     pub latency_buckets_ms: Vec<f64>,
 }
 
@@ -47,9 +48,7 @@ impl Default for TelemetryConfig {
             max_error_series: 1000,
             max_latency_series: 200,
             max_cohort_counters: 128,
-            latency_buckets_ms: vec![
-                5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-            ],
+            latency_buckets_ms: super::metrics::LATENCY_BUCKETS_MS.to_vec(),
         }
     }
 }
@@ -218,12 +217,14 @@ impl TelemetryAggregator {
                         code: OTHER.into(),
                     };
                 }
+                super::metrics::error(&labels);
                 *self.errors.entry(labels).or_insert(0) += 1;
                 true
             }
             TelemetryKind::Latency { millis } => {
                 if !millis.is_finite() || *millis < 0.0 {
                     self.rejected += 1;
+                    super::metrics::rejected();
                     return;
                 }
                 let mut labels = LatencyLabels {
@@ -238,6 +239,7 @@ impl TelemetryAggregator {
                         platform: OTHER.into(),
                     };
                 }
+                super::metrics::latency(&labels, *millis);
                 let n = self.config.latency_buckets_ms.len();
                 let h = self.latencies.entry(labels).or_insert_with(|| Hist {
                     counts: vec![0; n + 1],
@@ -267,7 +269,8 @@ impl TelemetryAggregator {
         (self.errors.len(), self.latencies.len())
     }
 
-    /// The cumulative metrics, for the gateway's Prometheus exporter.
+    /// The cumulative figures (each event is also recorded through the
+    /// `metrics` facade as it is counted, see [`super::metrics`]).
     pub fn snapshot(&self) -> TelemetrySnapshot {
         let errors: BTreeMap<_, _> = self.errors.iter().map(|(k, v)| (k.clone(), *v)).collect();
         let latencies: BTreeMap<_, _> = self

@@ -9,9 +9,10 @@
 //!   (client version, platform). The number of series is bounded
 //!   ([`TelemetryConfig`]); once full, new label sets are counted under `other`,
 //!   and malformed labels become `other` too, so no client can grow the gateway's
-//!   memory or its Prometheus cardinality. Counters are cumulative; the gateway
-//!   exports [`TelemetryAggregator::snapshot`] as Prometheus counters and
-//!   histograms.
+//!   memory or its Prometheus cardinality. Each counted event is also recorded
+//!   through the `metrics` facade under the bounded labels ([`metrics`]), which
+//!   the gateway exports; [`TelemetryAggregator::snapshot`] gives the same
+//!   figures in memory.
 //! - **Rollout health in the store** ([`cohort`]): every event also counts one
 //!   request (and, for errors, one error) for each running rollout the session
 //!   takes part in, on its side (treatment cohort or control). The gateway flushes
@@ -40,13 +41,12 @@
 //! if let Err(e) = flush_cohort_deltas(&global_store, unix_ms(), &deltas).await {
 //!     agg.lock().restore_cohort_deltas(deltas);
 //! }
-//! // on scrape
-//! export(agg.lock().snapshot());
 //! ```
 
 pub mod aggregator;
 pub mod cohort;
 pub mod keys;
+pub mod metrics;
 
 pub use aggregator::{
     ErrorLabels, Histogram, LatencyLabels, TelemetryAggregator, TelemetryConfig, TelemetryEvent,

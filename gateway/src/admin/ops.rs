@@ -37,11 +37,10 @@ pub(super) async fn readyz(State(h): State<GatewayHandle>) -> impl IntoResponse 
 #[utoipa::path(get, path = "/metrics", tag = "probes",
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4")))]
 pub(super) async fn metrics(State(h): State<GatewayHandle>) -> impl IntoResponse {
-    h.refresh_gauges();
-    let mut body = crate::metrics::render();
-    body.push_str(&h.live().render_metrics());
-    body.push_str(&h.matchmaking_metrics().await);
-    ([("content-type", "text/plain; version=0.0.4")], body)
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        crate::metrics::scrape(&h).await,
+    )
 }
 
 /// The gateway's region, sessions, drain state, socket buffers and TLS reloads.

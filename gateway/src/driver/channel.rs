@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::{var_code, SessionCore, Shared};
 use crate::channels::{ChannelSink, RequestContext, ServiceError};
 use crate::frame_io::{read_frame, FrameReadError};
+use crate::metrics::requests;
 use crate::session::{ChannelId, ChannelStream, FrameError, StreamInput, StreamStep};
 
 type ReadResult = Result<Option<Vec<u8>>, FrameReadError>;
@@ -118,7 +119,8 @@ impl ChannelTask {
             StreamStep::Refuse { code, message } => return refuse(send, recv, code, &message).await,
             _ => return, // the client finished before opening a channel
         };
-        metrics::counter!("outpost_channels_opened_total", "channel" => channel_name(kind)).increment(1);
+        let channel = channel_name(kind);
+        metrics::counter!("outpost_channels_opened_total", "channel" => channel).increment(1);
 
         let (tx, rx) = mpsc::channel(self.shared.limits.outbound_queue_frames);
         let room = Arc::new(tokio::sync::Notify::new());
@@ -158,10 +160,12 @@ impl ChannelTask {
                     let step = self.core.with_machine(|m| stream.handle_input(Instant::now(), m, input, |_| true));
                     match step {
                         StreamStep::Dispatch(req) => {
-                            let request_id = req.request_id;
-                            pending.push(service.handle(ctx.clone(), req.body).map(move |r| (request_id, r)));
+                            let (request_id, started) = (req.request_id, Instant::now());
+                            let op = requests::operation_name(&req.body);
+                            pending.push(service.handle(ctx.clone(), req.body).map(move |r| (request_id, op, started, r)));
                         }
                         StreamStep::Answer { request_id, code, retry_after, message } => {
+                            requests::refused_or_ok(channel, requests::UNDISPATCHED, Some(code));
                             let e = ServiceError { code, message: message.into(), retry_after };
                             if send_error(&sink, request_id, &e).is_err() {
                                 break;
@@ -176,8 +180,9 @@ impl ChannelTask {
                         reading = Some(next_frame(recv, self.max_frame_size));
                     }
                 }
-                Some((request_id, result)) = pending.next(), if !pending.is_empty() => {
+                Some((request_id, op, started, result)) = pending.next(), if !pending.is_empty() => {
                     self.core.with_machine(|m| m.request_done(id, request_id));
+                    requests::answered(channel, op, started.elapsed(), result.as_ref().err().map(|e| e.code));
                     let sent = match result {
                         Ok(reply) => sink
                             .send(&ChannelMsg::Response(Response { request_id, body: reply.body }))

@@ -551,6 +551,9 @@ pub(crate) async fn backoff(attempt: u32) {
     tokio::time::sleep(base.mul_f64(jitter)).await;
 }
 
+/// The `backend` label of this backend's metrics.
+const BACKEND: &str = "embedded";
+
 impl Store for EmbeddedStore {
     type Tx = EmbeddedTx;
 
@@ -576,28 +579,35 @@ impl Store for EmbeddedStore {
                 None => run.await,
             };
             let result = match outcome {
-                Ok(value) => self
-                    .commit(&tx, options.durability)
-                    .await
-                    .map(|()| value)
-                    .map_err(TxError::Store),
+                Ok(value) => {
+                    let started = std::time::Instant::now();
+                    let committed = self.commit(&tx, options.durability).await;
+                    super::metrics::commit(BACKEND, started.elapsed(), committed.is_ok());
+                    committed.map(|()| value).map_err(TxError::Store)
+                }
                 Err(e) => Err(e),
             };
             drop(tx);
+            let give_up = |e: StoreError| {
+                super::metrics::failed(BACKEND, &e);
+                Err(TxError::Store(e))
+            };
             match result {
                 Err(TxError::Store(e)) if e.is_retryable() => {
                     if options.retry_limit.is_some_and(|l| attempts >= l) {
-                        return Err(TxError::Store(StoreError::RetryLimitReached {
+                        return give_up(StoreError::RetryLimitReached {
                             attempts,
                             last: Box::new(e),
-                        }));
+                        });
                     }
                     if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                        return Err(TxError::Store(StoreError::Timeout));
+                        return give_up(StoreError::Timeout);
                     }
+                    super::metrics::retry(BACKEND, &e);
                     tracing::trace!(attempts, error = %e, "retrying transaction");
                     backoff(attempts).await;
                 }
+                Err(TxError::Store(e)) => return give_up(e),
                 other => return other,
             }
         }

@@ -1,0 +1,93 @@
+//! Store metrics, recorded through the [`metrics`] facade by every backend's
+//! retry loop (the gateway installs the recorder and exports them; without one
+//! these calls do nothing): transactions committed, attempts that conflicted or
+//! were retried and why, transactions that failed, and how long commits take.
+//!
+//! Label `backend` is `embedded` or `fdb`; `reason` is a fixed word. A process
+//! with several stores (the region's, the global one) adds them up.
+
+use std::time::Duration;
+
+use super::StoreError;
+
+/// Transactions committed (counter; `backend`).
+pub const COMMITS: &str = "outpost_store_commits_total";
+/// Attempts that ended in a conflict (counter; `backend`).
+pub const CONFLICTS: &str = "outpost_store_conflicts_total";
+/// Attempts retried (counter; `backend`, `reason`).
+pub const RETRIES: &str = "outpost_store_retries_total";
+/// Transactions that failed for good (counter; `backend`, `reason`).
+pub const FAILURES: &str = "outpost_store_transaction_failures_total";
+/// Duration of each commit call, seconds (histogram; `backend`).
+pub const COMMIT_SECONDS: &str = "outpost_store_commit_duration_seconds";
+
+/// Upper bounds of the commit-duration buckets, seconds.
+pub const COMMIT_BUCKETS_SECONDS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Registers the help texts with the installed recorder, and the series of
+/// `backend` at zero.
+pub fn describe(backend: &'static str) {
+    metrics::describe_counter!(
+        COMMITS,
+        "Store transactions committed (read-only ones included), by backend."
+    );
+    metrics::describe_counter!(
+        CONFLICTS,
+        "Store transaction attempts that ended in a conflict (another commit wrote what they read); each is retried."
+    );
+    metrics::describe_counter!(
+        RETRIES,
+        "Store transaction attempts retried, by reason: conflict, too_old, unknown_result, other (FoundationDB's other retryable errors)."
+    );
+    metrics::describe_counter!(
+        FAILURES,
+        "Store transactions that failed for good, by reason: timeout, retry_limit, error (a non-retryable store error)."
+    );
+    metrics::describe_histogram!(
+        COMMIT_SECONDS,
+        "Duration of store commit calls (including the durable flush), seconds."
+    );
+    let _ = metrics::counter!(COMMITS, "backend" => backend);
+    let _ = metrics::counter!(CONFLICTS, "backend" => backend);
+    let _ = metrics::histogram!(COMMIT_SECONDS, "backend" => backend);
+    for reason in ["conflict", "too_old", "unknown_result", "other"] {
+        let _ = metrics::counter!(RETRIES, "backend" => backend, "reason" => reason);
+    }
+    for reason in ["timeout", "retry_limit", "error"] {
+        let _ = metrics::counter!(FAILURES, "backend" => backend, "reason" => reason);
+    }
+}
+
+/// A commit call finished after `took` (`ok`: it committed).
+pub(crate) fn commit(backend: &'static str, took: Duration, ok: bool) {
+    metrics::histogram!(COMMIT_SECONDS, "backend" => backend).record(took.as_secs_f64());
+    if ok {
+        metrics::counter!(COMMITS, "backend" => backend).increment(1);
+    }
+}
+
+/// An attempt failed with the retryable `e` and runs again.
+pub(crate) fn retry(backend: &'static str, e: &StoreError) {
+    let reason = match e {
+        StoreError::Conflict => {
+            metrics::counter!(CONFLICTS, "backend" => backend).increment(1);
+            "conflict"
+        }
+        StoreError::TransactionTooOld => "too_old",
+        StoreError::CommitUnknownResult => "unknown_result",
+        _ => "other",
+    };
+    metrics::counter!(RETRIES, "backend" => backend, "reason" => reason).increment(1);
+}
+
+/// A transaction failed for good with `e` (a caller's own error is not counted).
+pub(crate) fn failed(backend: &'static str, e: &StoreError) {
+    let reason = match e {
+        StoreError::Timeout => "timeout",
+        StoreError::RetryLimitReached { .. } => "retry_limit",
+        _ => "error",
+    };
+    metrics::counter!(FAILURES, "backend" => backend, "reason" => reason).increment(1);
+}

@@ -1,0 +1,197 @@
+//! Help texts of the gateway's own metrics (backend metrics describe
+//! themselves next to their recording code). One entry per metric name; the
+//! recording call sites use the same literal names.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+
+/// `outpost_build_info{version}`: always 1.
+pub const BUILD_INFO: &str = "outpost_build_info";
+/// Requests answered per channel, operation and result code (`ok` or the wire error code).
+pub const REQUESTS: &str = "outpost_requests_total";
+/// Server-side request latency per channel and operation, seconds.
+pub const REQUEST_SECONDS: &str = "outpost_request_duration_seconds";
+
+const COUNTERS: &[(&str, &str)] = &[
+    (
+        REQUESTS,
+        "Channel requests answered, by channel, operation and code (`ok`, or the wire error code sent).",
+    ),
+    (
+        "outpost_handshakes_total",
+        "QUIC/TLS handshakes, by result (ok, failed).",
+    ),
+    (
+        "outpost_logins_total",
+        "Logins answered, by result (welcome, resumed, reject) and, for rejects, the wire code.",
+    ),
+    (
+        "outpost_session_closes_total",
+        "Sessions closed, by the wire code of the close (ConnectionLost when the peer vanished).",
+    ),
+    (
+        "outpost_frames_rejected_total",
+        "Frames refused as malformed or out of protocol, by wire code.",
+    ),
+    ("outpost_channels_opened_total", "Channels opened, by channel."),
+    (
+        "outpost_channels_refused_total",
+        "Channel opens refused, by wire code.",
+    ),
+    (
+        "outpost_quic_retries_total",
+        "QUIC Retry packets sent to validate client addresses (under handshake load).",
+    ),
+    (
+        "outpost_resume_refreshes_total",
+        "Resume-token refreshes sent to sessions, by result (ok, failed).",
+    ),
+    (
+        "outpost_resumes_revoked_total",
+        "Resume attempts refused because the token was revoked (kick or newer login).",
+    ),
+    (
+        "outpost_tls_reloads_total",
+        "Certificate reloads that put a new certificate in service.",
+    ),
+    (
+        "outpost_tls_reload_failures_total",
+        "Certificate reloads that failed (the previous certificate stays in service).",
+    ),
+    (
+        "outpost_admin_unauthorized_total",
+        "Admin API requests refused for a missing or wrong token, by reason.",
+    ),
+    (
+        "outpost_liveness_fenced_total",
+        "Times this process found its liveness registration taken over (it stops serving).",
+    ),
+    (
+        "outpost_queue_admissions_total",
+        "Logins admitted from the region queue by this gateway's admission loop.",
+    ),
+    (
+        "outpost_queue_enqueued_total",
+        "Logins placed in the region login queue.",
+    ),
+    (
+        "outpost_queue_detached_total",
+        "Queued logins whose connection went away (their place is kept for a while).",
+    ),
+    (
+        "outpost_queue_admitted_from_queue_total",
+        "Queued logins that reached Welcome.",
+    ),
+    (
+        "outpost_queue_wait_ms_total",
+        "Total time admitted logins waited in the queue, milliseconds (divide by admitted_from_queue).",
+    ),
+    (
+        "outpost_queue_eta_error_ms_total",
+        "Sum of |actual wait - first ETA shown|, milliseconds.",
+    ),
+    (
+        "outpost_queue_eta_samples_total",
+        "Admissions with an ETA to compare (divisor of eta_error_ms_total).",
+    ),
+];
+
+const GAUGES: &[(&str, &str)] = &[
+    (
+        BUILD_INFO,
+        "Build of this gateway: always 1, the version in the label.",
+    ),
+    (
+        "outpost_sessions_live",
+        "Sessions held by this process (logged in, not yet closed).",
+    ),
+    (
+        "outpost_sessions_admitted",
+        "Session slots taken in this gateway's admission budget (including logins in progress).",
+    ),
+    (
+        "outpost_draining",
+        "1 once a drain began (POST /drain or SIGTERM), else absent or 0.",
+    ),
+    (
+        "outpost_udp_recv_buffer_bytes",
+        "UDP receive buffer the kernel granted the QUIC socket, bytes.",
+    ),
+    (
+        "outpost_udp_send_buffer_bytes",
+        "UDP send buffer the kernel granted the QUIC socket, bytes.",
+    ),
+    (
+        "outpost_tls_cert_not_after_seconds",
+        "Expiry of the certificate in service, Unix seconds.",
+    ),
+    (
+        "outpost_queue_length",
+        "Logins waiting in the region login queue.",
+    ),
+    (
+        "outpost_queue_slots_used",
+        "Session slots used in the region's admission budget, as the queue sees them.",
+    ),
+    (
+        "outpost_queue_abandoned",
+        "Queue places abandoned so far (the queue's own cumulative count).",
+    ),
+    (
+        "outpost_queue_admissions_per_sec",
+        "Recent admission rate from the queue (what ETAs are computed from).",
+    ),
+    (
+        "outpost_sweep_incarnations_total",
+        "Dead gateway incarnations swept by this process's orphan sweep (cumulative).",
+    ),
+    (
+        "outpost_sweep_orphans_total",
+        "Orphaned records the sweep handled, by kind (cumulative).",
+    ),
+    (
+        "outpost_gc_collected_total",
+        "Records the retention GC removed, by kind (cumulative).",
+    ),
+    (
+        "outpost_gc_oldest_age_ms",
+        "Age of the oldest record still waiting for the retention GC, by kind, milliseconds.",
+    ),
+];
+
+const HISTOGRAMS: &[(&str, &str)] = &[(
+    REQUEST_SECONDS,
+    "Server-side latency of channel requests, from dispatch to the answer being queued, by channel and operation, seconds.",
+)];
+
+/// Every gateway metric name with its help text (for tests and docs).
+pub fn all() -> impl Iterator<Item = (&'static str, &'static str)> {
+    COUNTERS.iter().chain(GAUGES).chain(HISTOGRAMS).copied()
+}
+
+/// Registers the help texts with the installed recorder.
+pub(super) fn describe() {
+    for (name, help) in COUNTERS {
+        describe_counter!(*name, *help);
+    }
+    for (name, help) in GAUGES {
+        describe_gauge!(*name, *help);
+    }
+    for (name, help) in HISTOGRAMS {
+        describe_histogram!(*name, *help);
+    }
+    // Series that dashboards and alerts read before their first event.
+    for result in ["ok", "failed"] {
+        let _ = metrics::counter!("outpost_handshakes_total", "result" => result);
+    }
+    for result in ["welcome", "resumed"] {
+        let _ = metrics::counter!("outpost_logins_total", "result" => result);
+    }
+    metrics::gauge!("outpost_sessions_live").increment(0.0);
+    metrics::gauge!("outpost_draining").increment(0.0);
+    for reason in ["missing", "malformed", "wrong"] {
+        let _ = metrics::counter!("outpost_admin_unauthorized_total", "reason" => reason);
+    }
+    let _ = metrics::counter!("outpost_quic_retries_total");
+    let _ = metrics::counter!("outpost_tls_reload_failures_total");
+    let _ = metrics::counter!("outpost_tls_reloads_total");
+}

@@ -1,0 +1,42 @@
+//! Figures read at scrape time rather than recorded at events.
+
+use outpost_backend::matchmaker::metrics::{register, PARTITIONS_HELD, POOL_DEPTH};
+use outpost_backend::matchmaker::Matchmaker;
+use outpost_backend::store::AnyStore;
+
+use crate::driver::Shared;
+
+/// Sets admitted sessions, this process's matchmaking partitions, and the pool
+/// depth per queue and region (read from the store, so it covers every
+/// gateway's tickets; a pair whose read fails keeps its previous value).
+pub(crate) async fn refresh(shared: &Shared) {
+    metrics::gauge!("outpost_sessions_admitted").set(shared.registry.admitted() as f64);
+    let held: usize = {
+        let workers = shared.mm_stats.lock().expect("mm stats lock");
+        workers
+            .iter()
+            .map(|w| w.lock().expect("worker stats lock").partitions_held)
+            .sum()
+    };
+    metrics::gauge!(PARTITIONS_HELD).set(held as f64);
+    let mm = &shared.matchmaker;
+    let cfg = mm.config();
+    for q in &cfg.queues {
+        for r in &cfg.regions {
+            if let Ok(depth) = mm.depth(&q.name, &r.name).await {
+                metrics::gauge!(POOL_DEPTH, "queue" => q.name.clone(), "region" => r.name.clone())
+                    .set(depth as f64);
+            }
+        }
+    }
+}
+
+/// Registers every configured queue and region's matchmaking series at zero.
+pub(crate) fn register_matchmaking(mm: &Matchmaker<AnyStore>) {
+    let cfg = mm.config();
+    for q in &cfg.queues {
+        for r in &cfg.regions {
+            register(&q.name, &r.name);
+        }
+    }
+}
