@@ -93,7 +93,7 @@ pub(crate) async fn establish(
         }
         just_refused = false;
         let now = Instant::now();
-        let Some(deadline) = wait.deadline().filter(|&d| d > now) else {
+        let Some(deadline) = wait.deadline().filter(|_| !wait.expired(now)) else {
             return Err(ClientError::Timeout);
         };
         attempt += 1;

@@ -61,6 +61,8 @@ pub(crate) struct RegionQueue {
     tx: watch::Sender<Arc<QueueSnapshot>>,
     /// Places held per client address (`queue.max_places_per_address`).
     addresses: Arc<AddressPlaces>,
+    /// One fresh read of the queue at a time (see `snapshot_showing`).
+    fresh_read: tokio::sync::Mutex<()>,
 }
 
 impl RegionQueue {
@@ -81,6 +83,7 @@ impl RegionQueue {
             snapshot,
             tx,
             addresses,
+            fresh_read: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -148,8 +151,9 @@ impl RegionQueue {
         match q.enter_with(player, holder, token, mode, now_ms()).await {
             Ok(Entry::Admitted { slot, .. }) => (QueueDecision::Admitted, Held::Slot(slot)),
             Ok(Entry::Queued(place)) => {
-                let snap = self.snapshot.borrow().clone();
-                // A view older than the enqueue does not show the place: it is last.
+                let snap = self.snapshot_showing(place.stamp).await;
+                // Only if the fresh read failed: a view older than the enqueue
+                // does not show the place; it is at least last of that view.
                 let position = snap.view.position(place.stamp).unwrap_or(snap.view.len() as u32);
                 let first = snap.queued(position, &place.token);
                 metrics::counter!("outpost_queue_enqueued_total").increment(1);
@@ -170,6 +174,38 @@ impl RegionQueue {
                 Held::Nothing,
             ),
             Err(e) => (QueueDecision::Failed(e.to_string()), Held::Nothing),
+        }
+    }
+
+    /// A snapshot that shows the place enqueued at `stamp`: the current one
+    /// if it does, else a fresh read of the queue (one at a time: logins
+    /// enqueued meanwhile wait for that read and usually find their place in
+    /// it, so a burst of arrivals costs a few reads, not one each). A place
+    /// must not get its first position from a view older than itself: that
+    /// view's length is below the true position, and the position would go
+    /// up at the next update (PROTOCOL.md 3.7 forbids it).
+    async fn snapshot_showing(&self, stamp: outpost_backend::queue::Stamp) -> Arc<QueueSnapshot> {
+        let shows = |s: &QueueSnapshot| s.view.position(stamp).is_some();
+        let snap = self.snapshot.borrow().clone();
+        if shows(&snap) {
+            return snap;
+        }
+        let _one = self.fresh_read.lock().await;
+        let snap = self.snapshot.borrow().clone();
+        if shows(&snap) {
+            return snap;
+        }
+        match self.queue.view().await {
+            Ok(view) => {
+                let eta = snap.eta.clone();
+                let fresh = Arc::new(QueueSnapshot { view, eta });
+                self.tx.send_replace(fresh.clone());
+                fresh
+            }
+            Err(e) => {
+                warn!(error = %e, "queue view failed");
+                snap
+            }
         }
     }
 
