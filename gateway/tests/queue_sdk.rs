@@ -73,44 +73,58 @@ struct Seen {
 }
 
 /// Connects (waiting in the queue), holds the session for `hold`, logs out.
+/// A failed first connect is tried again twice, as a game would (the SDK does
+/// not retry a first `connect`; in a debug build under a 1,000-login storm a
+/// login can outlast the gateway's hello timeout).
 async fn run_client(config: ClientConfig, seen: Arc<Mutex<Seen>>, hold: Duration, live: Arc<AtomicU64>) {
-    let (mut events, connect) = match Client::connect_with_events(config) {
-        Ok(v) => v,
-        Err(e) => {
-            seen.lock().unwrap().error = Some(e.to_string());
+    for attempt in 1..=3 {
+        let (mut events, connect) = match Client::connect_with_events(config.clone()) {
+            Ok(v) => v,
+            Err(e) => {
+                seen.lock().unwrap().error = Some(e.to_string());
+                return;
+            }
+        };
+        let watcher = {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                while let Some(ev) = events.recv().await {
+                    let mut s = seen.lock().unwrap();
+                    match ev {
+                        Event::Queued {
+                            position, gateway, ..
+                        } => {
+                            s.positions.push(position);
+                            s.via.push(gateway);
+                        }
+                        Event::Admitted { .. } => s.admitted += 1,
+                        Event::Connected { resumed: false } => s.fresh_logins += 1,
+                        _ => {}
+                    }
+                }
+            })
+        };
+        let result = connect.await;
+        let ok = result.is_ok();
+        match result {
+            Ok(client) => {
+                seen.lock().unwrap().welcome_gateway = Some(client.welcome().gateway);
+                live.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                live.fetch_sub(1, Ordering::SeqCst);
+                client.close().await;
+            }
+            Err(e) if attempt == 3 || !seen.lock().unwrap().positions.is_empty() => {
+                seen.lock().unwrap().error = Some(e.to_string())
+            }
+            Err(_) => {}
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), watcher).await;
+        if ok || seen.lock().unwrap().error.is_some() {
             return;
         }
-    };
-    let watcher = {
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                let mut s = seen.lock().unwrap();
-                match ev {
-                    Event::Queued {
-                        position, gateway, ..
-                    } => {
-                        s.positions.push(position);
-                        s.via.push(gateway);
-                    }
-                    Event::Admitted { .. } => s.admitted += 1,
-                    Event::Connected { resumed: false } => s.fresh_logins += 1,
-                    _ => {}
-                }
-            }
-        })
-    };
-    match connect.await {
-        Ok(client) => {
-            seen.lock().unwrap().welcome_gateway = Some(client.welcome().gateway);
-            live.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(hold).await;
-            live.fetch_sub(1, Ordering::SeqCst);
-            client.close().await;
-        }
-        Err(e) => seen.lock().unwrap().error = Some(e.to_string()),
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), watcher).await;
 }
 
 /// What the sampler found in the store.
@@ -199,18 +213,25 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
             live.clone(),
         )));
     }
-    let all_queued = eventually(Duration::from_secs(120), || {
+    let all_queued = eventually(Duration::from_secs(60), || {
         seen.iter().all(|s| !s.lock().unwrap().positions.is_empty())
     })
     .await;
     let queued_in = started.elapsed();
-    ensure!(
-        all_queued,
-        "{} of {n} clients queued within 120 s",
-        seen.iter()
-            .filter(|s| !s.lock().unwrap().positions.is_empty())
-            .count()
-    );
+    if !all_queued {
+        let errors: Vec<String> = seen
+            .iter()
+            .filter_map(|s| s.lock().unwrap().error.clone())
+            .collect();
+        bail!(
+            "{} of {n} clients queued within 60 s; {} failed to connect, e.g. {:?}",
+            seen.iter()
+                .filter(|s| !s.lock().unwrap().positions.is_empty())
+                .count(),
+            errors.len(),
+            &errors[..errors.len().min(3)]
+        );
+    }
     // The droppers come back through another gateway, with their place.
     let moved = |s: &Seen| {
         s.via
@@ -223,7 +244,17 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
             .all(|i| moved(&seen[i].lock().unwrap()))
     })
     .await;
-    ensure!(dropped_ok, "every dropper reconnected through another gateway");
+    if !dropped_ok {
+        let stuck: Vec<String> = (0..n)
+            .filter(|&i| is_dropper(i) && !moved(&seen[i].lock().unwrap()))
+            .map(|i| format!("{i}: {:?}", seen[i].lock().unwrap()))
+            .collect();
+        bail!(
+            "{} droppers not back through another gateway: {:?}",
+            stuck.len(),
+            &stuck[..stuck.len().min(2)]
+        );
+    }
 
     // Sample the store from now on, then open the budget.
     let budget_now = Arc::new(AtomicU64::new(0));
@@ -352,7 +383,7 @@ async fn a_launch_queue_over_3_gateways_loses_no_place() -> Result<()> {
 /// The acceptance test in full: 3 gateways, budget 200, 1,000 clients
 /// arriving together, 100 of them dropping mid-queue, one gateway killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "minutes in a debug build on 2 shared cores (831 of 1,000 clients had queued after 120 s); run with --release --ignored"]
+#[ignore = "too slow for CI in a debug build on 2 shared cores: 831 to 999 of the 1,000 clients had queued after 60-120 s (load average 16-18); run with --ignored on a quiet machine"]
 async fn a_launch_queue_of_1000_clients_over_3_gateways_loses_no_place() -> Result<()> {
     launch(1_000, 100, 200, 400).await
 }
