@@ -173,7 +173,9 @@ pub(crate) async fn dial_and_login(
             Ok((i, conn))
         }
     });
-    let results = collect_handshakes(attempts, timeout).await;
+    let avoid = wait.avoid();
+    let preferred = |(i, _): &(usize, quinn::Connection)| Some(gateways[*i]) != avoid;
+    let results = collect_handshakes(attempts, timeout, preferred).await;
 
     let mut errors = Vec::new();
     let mut conns: Vec<Option<quinn::Connection>> = vec![None; gateways.len()];
@@ -188,7 +190,7 @@ pub(crate) async fn dial_and_login(
         }
     }
     let mut order = rank_by_rtt(&measured);
-    if let Some(avoid) = wait.avoid() {
+    if let Some(avoid) = avoid {
         // Stable: the others keep their RTT order.
         order.sort_by_key(|&i| gateways[i] == avoid);
     }
@@ -260,9 +262,14 @@ pub(crate) async fn dial_and_login(
 /// would not win on RTT anyway, and an unreachable gateway in the list must
 /// not delay every login by a whole timeout. Unfinished handshakes are dropped
 /// (which abandons them).
+///
+/// A success for which `preferred` is false (the gateway a queued login just
+/// lost, tried last) does not start that countdown: the others get the whole
+/// timeout to be preferred over it.
 async fn collect_handshakes<F, T>(
     attempts: impl Iterator<Item = F>,
     timeout: Duration,
+    preferred: impl Fn(&T) -> bool,
 ) -> Vec<Result<T, ClientError>>
 where
     F: std::future::Future<Output = Result<T, ClientError>>,
@@ -272,8 +279,10 @@ where
     let mut pending: futures::stream::FuturesUnordered<F> = attempts.collect();
     let mut results = Vec::new();
     let mut deadline = start + timeout + Duration::from_millis(100);
+    let mut counting = false;
     while let Ok(Some(r)) = tokio::time::timeout_at(deadline, pending.next()).await {
-        if r.is_ok() && !results.iter().any(|r: &Result<T, ClientError>| r.is_ok()) {
+        if !counting && r.as_ref().is_ok_and(&preferred) {
+            counting = true;
             let grace = start.elapsed() * 2 + Duration::from_millis(50);
             deadline = deadline.min(start + grace);
         }
@@ -318,11 +327,30 @@ mod tests {
             Box::pin(async { Err(ClientError::Connect("refused".into())) }),
         ];
         let start = std::time::Instant::now();
-        let results = collect_handshakes(attempts.into_iter(), Duration::from_secs(10)).await;
+        let results = collect_handshakes(attempts.into_iter(), Duration::from_secs(10), |_| true).await;
         assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
         let oks: Vec<u32> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
         assert_eq!(oks, vec![1, 2], "the close second still gets measured");
         assert_eq!(results.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_gateway_tried_last_does_not_cut_the_others_short() {
+        type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, ClientError>> + Send>>;
+        let attempts: Vec<Fut> = vec![
+            Box::pin(async {
+                tokio::time::sleep(ms(10)).await;
+                Ok(1)
+            }),
+            Box::pin(async {
+                tokio::time::sleep(ms(300)).await;
+                Ok(2)
+            }),
+        ];
+        // 1 is the gateway just lost: 2, far slower, is still waited for.
+        let results = collect_handshakes(attempts.into_iter(), Duration::from_secs(10), |v| *v != 1).await;
+        let oks: Vec<u32> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+        assert_eq!(oks, vec![1, 2]);
     }
 
     fn rejected(code: ErrorCode, retry: Option<u64>) -> ClientError {
