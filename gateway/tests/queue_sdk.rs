@@ -372,18 +372,12 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
     Ok(())
 }
 
-/// The acceptance scenario at the size CI affords (one fifth of the issue's):
-/// 3 gateways, budget 40, 200 clients arriving together, 20 of them dropping
-/// mid-queue, one gateway killed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_launch_queue_over_3_gateways_loses_no_place() -> Result<()> {
-    launch(200, 20, 40, 100).await
-}
-
 /// The acceptance test in full: 3 gateways, budget 200, 1,000 clients
 /// arriving together, 100 of them dropping mid-queue, one gateway killed.
+/// About 20 s in a debug build on 2 quiet cores (all 1,000 queued after
+/// 9.5 s, drained 10.6 s after the budget opened); on the same machine
+/// loaded by five other builds (load average 16-18) it did not finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "too slow for CI in a debug build on 2 shared cores: 831 to 999 of the 1,000 clients had queued after 60-120 s (load average 16-18); run with --ignored on a quiet machine"]
 async fn a_launch_queue_of_1000_clients_over_3_gateways_loses_no_place() -> Result<()> {
     launch(1_000, 100, 200, 400).await
 }
