@@ -374,9 +374,10 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
 
 /// The acceptance test in full: 3 gateways, budget 200, 1,000 clients
 /// arriving together, 100 of them dropping mid-queue, one gateway killed.
-/// About 20 s in a debug build on 2 quiet cores (all 1,000 queued after
-/// 9.5 s, drained 10.6 s after the budget opened); on the same machine
-/// loaded by five other builds (load average 16-18) it did not finish.
+/// 13-34 s in a debug build on this 2-core machine at load average 4-5
+/// (all 1,000 queued after 9.5-14 s, drained 10.6-19.4 s after the budget
+/// opened); at load average 16-18 (five other builds) 831-999 clients had
+/// queued after 60-120 s and it failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_queue_of_1000_clients_over_3_gateways_loses_no_place() -> Result<()> {
     launch(1_000, 100, 200, 400).await
