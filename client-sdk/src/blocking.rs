@@ -35,18 +35,45 @@ pub struct EventReceiver {
 }
 
 impl Client {
-    /// Starts a private runtime (one worker thread) and connects.
+    /// Starts a private runtime (one worker thread) and connects; waits in
+    /// the region's login queue if there is one (see [`crate::Client::connect`]).
     pub fn connect(config: ClientConfig) -> Result<Client, ClientError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("outpost-client")
-            .enable_all()
-            .build()
-            .map_err(|e| ClientError::Config(format!("cannot start a runtime: {e}")))?;
+        let rt = runtime()?;
         let inner = rt.block_on(crate::Client::connect(config))?;
         Ok(Client {
             rt: Arc::new(rt),
             inner,
+        })
+    }
+
+    /// [`Client::connect`], calling `on_event` on this thread with every event
+    /// until it returns: [`Event::Queued`] (position, ETA) while the login
+    /// waits in the region's queue, [`Event::Admitted`] and `Connected` (or
+    /// `Closed` with the error). Later events go to [`Client::events`]
+    /// subscriptions.
+    pub fn connect_with_events(
+        config: ClientConfig,
+        mut on_event: impl FnMut(Event),
+    ) -> Result<Client, ClientError> {
+        let rt = runtime()?;
+        let (mut events, connect) = crate::Client::connect_with_events(config)?;
+        let result = rt.block_on(async {
+            tokio::pin!(connect);
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(ev) = events.recv() => on_event(ev),
+                    result = &mut connect => break result,
+                }
+            }
+        });
+        // What was emitted along with the end of the connect.
+        while let Some(ev) = events.try_recv() {
+            on_event(ev);
+        }
+        Ok(Client {
+            rt: Arc::new(rt),
+            inner: result?,
         })
     }
 
@@ -120,6 +147,15 @@ impl Client {
     pub fn as_async(&self) -> &crate::Client {
         &self.inner
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ClientError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("outpost-client")
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Config(format!("cannot start a runtime: {e}")))
 }
 
 impl Channel {

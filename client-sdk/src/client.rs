@@ -8,11 +8,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::channel::Channel;
 use crate::config::ClientConfig;
-use crate::connection::dial_and_login;
 use crate::error::ClientError;
-use crate::events::{EventHub, Events};
+use crate::events::{Event, EventHub, Events};
 use crate::live::LiveClient;
-use crate::session::{hello, Actor, Command, ConnState, Shared, WelcomeInfo};
+use crate::login::establish;
+use crate::session::{Actor, Command, ConnState, Shared, WelcomeInfo};
 use crate::telemetry::{Recorder, Sink, TelemetryReporter};
 use crate::tls::quinn_client_config;
 
@@ -44,29 +44,64 @@ impl Client {
     /// time that accepts. The first attempt is not retried: a refusal comes
     /// back as [`ClientError::Rejected`] (honour its `retry_after`), a network
     /// failure as [`ClientError::Connect`]. Must be called inside a tokio runtime.
+    ///
+    /// If the region is at capacity and runs a login queue (PROTOCOL.md 3.7),
+    /// this waits in the queue until admitted (see [`crate::QueuePolicy`]:
+    /// on by default, at most 6 h): once the login holds a place, a lost
+    /// connection is re-established with the queue token, keeping the place.
+    /// To show position and ETA while waiting, use
+    /// [`Client::connect_with_events`]; here they can be read afterwards from
+    /// the first [`Client::events`] subscription (up to `event_capacity`).
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
+        Self::finish(Self::prepare(config)?).await
+    }
+
+    /// [`Client::connect`], with the client's first event subscription taken
+    /// before the login starts: it receives [`crate::Event::Queued`] (position,
+    /// ETA) while the future waits in the region's login queue, then
+    /// [`crate::Event::Admitted`], `Connected` and every later event (or
+    /// `Closed` with the error if the connect fails). Drive both, e.g. in a
+    /// `select!` or by spawning the future. [`Client::events`] on the
+    /// resulting client then subscribes from its call on.
+    pub fn connect_with_events(
+        config: ClientConfig,
+    ) -> Result<
+        (
+            Events,
+            impl std::future::Future<Output = Result<Client, ClientError>> + Send + 'static,
+        ),
+        ClientError,
+    > {
+        let shared = Self::prepare(config)?;
+        let events = shared.events.subscribe();
+        Ok((events, Self::finish(shared)))
+    }
+
+    /// Validates the configuration and builds the session's shared state.
+    fn prepare(config: ClientConfig) -> Result<Arc<Shared>, ClientError> {
         config.validate()?;
         let quinn_cfg = quinn_client_config(&config.trust, config.mtu_discovery)?;
-        let hello = hello(&config, config.credentials.clone(), None);
-        let est = dial_and_login(
-            config.endpoint.as_ref(),
-            &config.gateways,
-            &config.server_name,
-            &quinn_cfg,
-            &hello,
-            config.max_frame_size,
-            config.request_timeout,
-        )
-        .await?;
         let (state, _) = watch::channel(ConnState::Connecting);
-        let shared = Arc::new(Shared {
+        Ok(Arc::new(Shared {
             events: EventHub::new(config.event_capacity),
             quinn_cfg,
             state,
             info: Default::default(),
             telemetry: Recorder::new(config.telemetry.clone()),
             config,
-        });
+        }))
+    }
+
+    /// The first login (through the queue if any), then the session actor.
+    async fn finish(shared: Arc<Shared>) -> Result<Client, ClientError> {
+        let est = match establish(&shared, shared.config.credentials.clone(), None).await {
+            Ok(est) => est,
+            Err(e) => {
+                shared.state.send_replace(ConnState::Closed(e.clone()));
+                shared.events.emit(Event::Closed { reason: e.clone() });
+                return Err(e);
+            }
+        };
         let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         Actor::spawn(shared.clone(), cmd_rx, est);
         let telemetry = Sink::new(shared.clone(), cmds.clone());

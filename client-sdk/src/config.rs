@@ -68,6 +68,47 @@ impl Default for ReconnectPolicy {
     }
 }
 
+/// How the SDK behaves at a region's login queue (PROTOCOL.md 3.7).
+///
+/// With `enabled` (the default) every `Hello` announces queue support: a login
+/// over the region's admission budget gets a place instead of a
+/// `Reject { ServerBusy }`, and [`crate::Client::connect`] (or a reconnect)
+/// waits for it, reporting [`crate::Event::Queued`] (position, ETA) at the
+/// gateway's update interval and [`crate::Event::Admitted`] at the end. A
+/// connection lost while waiting is re-established (to any configured gateway,
+/// with `reconnect` backoff) presenting the newest queue token, which keeps
+/// the place for the region's place grace (default 120 s).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuePolicy {
+    /// Announce queue support (`Hello.accepts_queue`). Default `true`. Off:
+    /// a login over budget is refused with `ServerBusy` and a `retry_after`,
+    /// as with gateways that have no queue.
+    pub enabled: bool,
+    /// Longest time one login may wait in the queue, counted from the first
+    /// `Queued` and including reconnects while queued; then the login fails
+    /// with [`ClientError::Timeout`] (the SDK leaves the queue). Default 6 h,
+    /// the lifetime of a queue token: a launch queue can take hours, and the
+    /// game can always stop earlier by dropping the connect future or closing
+    /// the client.
+    pub max_wait: Duration,
+    /// Interval of the `Ping`s the SDK sends while queued (the gateway closes
+    /// a queued connection silent for 30 s; PROTOCOL.md asks for at least one
+    /// every 10 s). A queued connection from which nothing (no `Queued`, no
+    /// `Pong`) arrives for three intervals is treated as lost. Default 5 s;
+    /// 100 ms..=10 s.
+    pub ping_interval: Duration,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_wait: Duration::from_secs(6 * 3600),
+            ping_interval: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Everything [`crate::Client::connect`] needs. A plain struct: build it with
 /// [`ClientConfig::new`] and override fields as needed.
 #[derive(Clone, Debug)]
@@ -135,6 +176,14 @@ pub struct ClientConfig {
     /// bench). Turn on for clients that upload large payloads (big state
     /// documents) on paths known to carry 1,500-byte datagrams.
     pub mtu_discovery: bool,
+    /// Waiting in the region's login queue: on by default, bounded by
+    /// `max_wait` (6 h); see [`QueuePolicy`].
+    pub queue: QueuePolicy,
+    /// Test hook: after this many `Queued` frames of one login, the SDK
+    /// abandons the queued connection once (closes it with code 1, as a lost
+    /// network looks to the gateway) and reconnects with its queue token.
+    #[doc(hidden)]
+    pub debug_queue_drop_after: Option<u32>,
 }
 
 impl ClientConfig {
@@ -155,6 +204,8 @@ impl ClientConfig {
             event_capacity: 1024,
             endpoint: None,
             mtu_discovery: false,
+            queue: QueuePolicy::default(),
+            debug_queue_drop_after: None,
         }
     }
 
@@ -170,6 +221,14 @@ impl ClientConfig {
         }
         if !(self.reconnect.multiplier >= 1.0 && self.reconnect.multiplier.is_finite()) {
             return Err(ClientError::Config("reconnect.multiplier must be >= 1".into()));
+        }
+        if self.queue.max_wait.is_zero() {
+            return Err(ClientError::Config("queue.max_wait must be positive".into()));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(10)).contains(&self.queue.ping_interval) {
+            return Err(ClientError::Config(
+                "queue.ping_interval must be within 100 ms..=10 s".into(),
+            ));
         }
         self.telemetry.validate()?;
         Ok(())

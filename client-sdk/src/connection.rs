@@ -1,18 +1,20 @@
 //! Establishing a session: concurrent QUIC handshakes to every configured
-//! gateway, ranking by measured round-trip time, then `Hello` → `Welcome` /
-//! `Reject` on the control stream of the best gateway that accepts.
+//! gateway, ranking by measured round-trip time, then the login (`login.rs`)
+//! at the best gateway that accepts: `Welcome`, or a wait in the region's
+//! queue there, or `Reject` (the next gateway is tried).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_schema::{
-    negotiate_max_frame_size, ControlMsg, ErrorCode, Hello, Welcome, HANDSHAKE_MAX_FRAME_SIZE,
-};
-use quinn::{ConnectionError, Endpoint, RecvStream, SendStream};
+use outpost_schema::{ErrorCode, Hello, Welcome};
+use quinn::{Endpoint, RecvStream, SendStream};
 
-use crate::error::{is_fatal_reject, ms, ClientError};
-use crate::framing::{read_control, write_frame, ReadError};
+use crate::config::ClientConfig;
+use crate::error::{is_fatal_reject, ClientError};
+use crate::events::EventHub;
+use crate::login::{login, wait_admitted, Answer};
+use crate::queue::QueueWait;
 use crate::socket::KillSwitchSocket;
 use crate::tls::alpn_ok;
 
@@ -98,22 +100,31 @@ pub(crate) fn pick_error(errors: Vec<ClientError>) -> ClientError {
         .unwrap_or_else(|| ClientError::Connect("no gateway configured".into()))
 }
 
+/// What a dial needs: the client's configuration and its QUIC settings.
+pub(crate) struct Dial<'a> {
+    pub config: &'a ClientConfig,
+    pub quinn_cfg: &'a quinn::ClientConfig,
+}
+
 /// Handshakes with every gateway concurrently, then logs in at the fastest one
-/// that accepts. Losers are closed. `timeout` bounds each handshake and each login.
-/// With `shared`, connects on that endpoint instead of binding a socket.
+/// that accepts (the gateway `wait` names as the last one used comes last).
+/// Losers are closed. The request timeout bounds each handshake and each
+/// login's first answer; a queued login then waits for admission
+/// ([`wait_admitted`]). With a shared endpoint in the config, connects on it
+/// instead of binding a socket.
 pub(crate) async fn dial_and_login(
-    shared: Option<&Endpoint>,
-    gateways: &[SocketAddr],
-    server_name: &str,
-    client_cfg: &quinn::ClientConfig,
+    dial: &Dial<'_>,
     hello: &Hello,
-    proposed_max_frame: u32,
-    timeout: Duration,
+    wait: &mut QueueWait,
+    events: &EventHub,
 ) -> Result<Established, ClientError> {
+    let config = dial.config;
+    let (gateways, server_name, client_cfg) = (&config.gateways, &config.server_name, dial.quinn_cfg);
+    let (proposed_max_frame, timeout) = (config.max_frame_size, config.request_timeout);
     let first = *gateways
         .first()
         .ok_or_else(|| ClientError::Config("no gateway addresses given".into()))?;
-    let (endpoint, socket) = match shared {
+    let (endpoint, socket) = match config.endpoint.as_ref() {
         Some(e) => (
             DialEndpoint {
                 endpoint: e.clone(),
@@ -162,7 +173,9 @@ pub(crate) async fn dial_and_login(
             Ok((i, conn))
         }
     });
-    let results = collect_handshakes(attempts, timeout).await;
+    let avoid = wait.avoid();
+    let preferred = |(i, _): &(usize, quinn::Connection)| Some(gateways[*i]) != avoid;
+    let results = collect_handshakes(attempts, timeout, preferred).await;
 
     let mut errors = Vec::new();
     let mut conns: Vec<Option<quinn::Connection>> = vec![None; gateways.len()];
@@ -176,7 +189,11 @@ pub(crate) async fn dial_and_login(
             Err(e) => errors.push(e),
         }
     }
-    let order = rank_by_rtt(&measured);
+    let mut order = rank_by_rtt(&measured);
+    if let Some(avoid) = avoid {
+        // Stable: the others keep their RTT order.
+        order.sort_by_key(|&i| gateways[i] == avoid);
+    }
     let mut chosen = None;
     for i in order {
         let Some(conn) = conns[i].take() else { continue };
@@ -185,18 +202,7 @@ pub(crate) async fn dial_and_login(
             continue;
         }
         match login(&conn, hello, proposed_max_frame, timeout).await {
-            Ok((welcome, max_frame, ctrl_send, ctrl_recv)) => {
-                chosen = Some(Established {
-                    endpoint: endpoint.clone(),
-                    socket: socket.clone(),
-                    conn,
-                    gateway: gateways[i],
-                    welcome,
-                    max_frame,
-                    ctrl_send,
-                    ctrl_recv,
-                });
-            }
+            Ok((answer, ctrl_send, ctrl_recv)) => chosen = Some((i, conn, answer, ctrl_send, ctrl_recv)),
             Err(e) => {
                 if matches!(e, ClientError::Protocol { .. }) {
                     if let ClientError::Protocol { code, .. } = &e {
@@ -209,13 +215,46 @@ pub(crate) async fn dial_and_login(
             }
         }
     }
-    match chosen {
-        Some(est) => Ok(est),
-        None => {
-            endpoint.close(ErrorCode::Unspecified.0.into(), b"");
-            Err(pick_error(errors))
+    let Some((i, conn, answer, ctrl_send, ctrl_recv)) = chosen else {
+        endpoint.close(ErrorCode::Unspecified.0.into(), b"");
+        return Err(pick_error(errors));
+    };
+    let gateway = gateways[i];
+    let (welcome, max_frame, ctrl_send, ctrl_recv) = match answer {
+        Answer::Welcome(w, max_frame) => (w, max_frame, ctrl_send, ctrl_recv),
+        Answer::Queued(q) => {
+            events.emit(wait.on_queued(&q, gateway, tokio::time::Instant::now()));
+            let streams = (ctrl_send, ctrl_recv);
+            match wait_admitted(
+                &conn,
+                gateway,
+                streams,
+                wait,
+                events,
+                &config.queue,
+                proposed_max_frame,
+            )
+            .await
+            {
+                Ok(admitted) => admitted,
+                Err(e) => {
+                    conn.close(ErrorCode::Unspecified.0.into(), b"");
+                    endpoint.close(ErrorCode::Unspecified.0.into(), b"");
+                    return Err(e);
+                }
+            }
         }
-    }
+    };
+    Ok(Established {
+        endpoint,
+        socket,
+        conn,
+        gateway,
+        welcome,
+        max_frame,
+        ctrl_send,
+        ctrl_recv,
+    })
 }
 
 /// Runs the handshakes concurrently. Once the first one succeeds (after `t`),
@@ -223,9 +262,14 @@ pub(crate) async fn dial_and_login(
 /// would not win on RTT anyway, and an unreachable gateway in the list must
 /// not delay every login by a whole timeout. Unfinished handshakes are dropped
 /// (which abandons them).
+///
+/// A success for which `preferred` is false (the gateway a queued login just
+/// lost, tried last) does not start that countdown: the others get the whole
+/// timeout to be preferred over it.
 async fn collect_handshakes<F, T>(
     attempts: impl Iterator<Item = F>,
     timeout: Duration,
+    preferred: impl Fn(&T) -> bool,
 ) -> Vec<Result<T, ClientError>>
 where
     F: std::future::Future<Output = Result<T, ClientError>>,
@@ -235,75 +279,16 @@ where
     let mut pending: futures::stream::FuturesUnordered<F> = attempts.collect();
     let mut results = Vec::new();
     let mut deadline = start + timeout + Duration::from_millis(100);
+    let mut counting = false;
     while let Ok(Some(r)) = tokio::time::timeout_at(deadline, pending.next()).await {
-        if r.is_ok() && !results.iter().any(|r: &Result<T, ClientError>| r.is_ok()) {
+        if !counting && r.as_ref().is_ok_and(&preferred) {
+            counting = true;
             let grace = start.elapsed() * 2 + Duration::from_millis(50);
             deadline = deadline.min(start + grace);
         }
         results.push(r);
     }
     results
-}
-
-/// Maps a connection that closed during login: the gateway closes with the
-/// `Reject` reason as the application code, and that close may overtake the
-/// `Reject` frame itself.
-fn login_close_error(e: ConnectionError) -> ClientError {
-    match e {
-        ConnectionError::ApplicationClosed(c) => {
-            let code = u16::try_from(c.error_code.into_inner())
-                .map(ErrorCode)
-                .unwrap_or(ErrorCode::Internal);
-            ClientError::Rejected {
-                code,
-                message: String::from_utf8_lossy(&c.reason).into_owned(),
-                retry_after: None,
-            }
-        }
-        other => ClientError::Connect(other.to_string()),
-    }
-}
-
-type Login = (Welcome, u32, SendStream, RecvStream);
-
-async fn login(
-    conn: &quinn::Connection,
-    hello: &Hello,
-    proposed_max_frame: u32,
-    timeout: Duration,
-) -> Result<Login, ClientError> {
-    let fut = async {
-        let (mut send, mut recv) = conn.open_bi().await.map_err(login_close_error)?;
-        let closed = |detail: String| match conn.close_reason() {
-            Some(e) => login_close_error(e),
-            None => ClientError::Connect(detail),
-        };
-        write_frame(&mut send, &ControlMsg::Hello(hello.clone()).encode())
-            .await
-            .map_err(closed)?;
-        match read_control(&mut recv, HANDSHAKE_MAX_FRAME_SIZE).await {
-            Ok(Some(ControlMsg::Welcome(w))) => {
-                let max_frame = negotiate_max_frame_size(proposed_max_frame, w.max_frame_size);
-                Ok((w, max_frame, send, recv))
-            }
-            Ok(Some(ControlMsg::Reject(r))) => Err(ClientError::Rejected {
-                code: r.reason,
-                message: r.message,
-                retry_after: ms(r.retry_after_ms),
-            }),
-            Ok(Some(_)) => Err(ClientError::unexpected("expected Welcome or Reject")),
-            Ok(None) => {
-                // Give the CONNECTION_CLOSE carrying the reason a moment to arrive.
-                let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
-                Err(closed("control stream ended before Welcome".into()))
-            }
-            Err(ReadError::Io(detail)) => Err(closed(detail)),
-            Err(ReadError::Decode(e)) => Err(ClientError::protocol(&e)),
-        }
-    };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| ClientError::Timeout)?
 }
 
 #[cfg(test)]
@@ -342,11 +327,30 @@ mod tests {
             Box::pin(async { Err(ClientError::Connect("refused".into())) }),
         ];
         let start = std::time::Instant::now();
-        let results = collect_handshakes(attempts.into_iter(), Duration::from_secs(10)).await;
+        let results = collect_handshakes(attempts.into_iter(), Duration::from_secs(10), |_| true).await;
         assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
         let oks: Vec<u32> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
         assert_eq!(oks, vec![1, 2], "the close second still gets measured");
         assert_eq!(results.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_gateway_tried_last_does_not_cut_the_others_short() {
+        type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, ClientError>> + Send>>;
+        let attempts: Vec<Fut> = vec![
+            Box::pin(async {
+                tokio::time::sleep(ms(10)).await;
+                Ok(1)
+            }),
+            Box::pin(async {
+                tokio::time::sleep(ms(300)).await;
+                Ok(2)
+            }),
+        ];
+        // 1 is the gateway just lost: 2, far slower, is still waited for.
+        let results = collect_handshakes(attempts.into_iter(), Duration::from_secs(10), |v| *v != 1).await;
+        let oks: Vec<u32> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+        assert_eq!(oks, vec![1, 2]);
     }
 
     fn rejected(code: ErrorCode, retry: Option<u64>) -> ClientError {

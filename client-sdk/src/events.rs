@@ -21,6 +21,27 @@ pub enum Event {
     /// A login succeeded. `resumed`: the gateway restored the previous session
     /// (server-side state kept); otherwise this is a fresh session.
     Connected { resumed: bool },
+    /// The login waits in the region's login queue (PROTOCOL.md 3.7), at
+    /// `connect` or at a reconnect; repeated at the gateway's update interval
+    /// (default 5 s) until [`Event::Admitted`]. `position`: places ahead (0:
+    /// next); it never increases for one place, across the SDK's reconnects
+    /// too (the SDK keeps the queue token). `eta`: the gateway's estimate
+    /// from its measured admission rate (`None` while admission is paused or
+    /// unknown). `queue_length`: places waiting in the region. `paused`: the
+    /// operators paused admission; the place is kept. `gateway`: the one
+    /// the place is held through right now.
+    Queued {
+        position: u32,
+        eta: Option<Duration>,
+        queue_length: u32,
+        paused: bool,
+        gateway: std::net::SocketAddr,
+    },
+    /// The queued login was admitted after `waited` (from its first
+    /// `Queued`); `Connected` follows. A wait that ends otherwise (over
+    /// `QueuePolicy::max_wait`, a refusal) ends the `connect` call with the
+    /// error, or, at a reconnect, is retried or ends with `Closed`.
+    Admitted { waited: Duration },
     /// The connection was lost. Followed by `Reconnecting` when the SDK
     /// reconnects by itself, or by `Closed`.
     Disconnected { reason: ClientError },

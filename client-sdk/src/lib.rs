@@ -70,6 +70,27 @@
 //! flight when a connection dies fail with [`ClientError::ConnectionLost`] and
 //! are not re-sent (see [`Channel`]). No reconnect after [`Client::close`] or a
 //! Kick with `ReplacedByNewLogin` / `KickedByOperator`.
+//!
+//! ## Login queue
+//! When a region is at capacity its gateways may queue logins instead of
+//! refusing them (PROTOCOL.md 3.7). The SDK announces queue support by default
+//! ([`QueuePolicy::enabled`]); a queued [`Client::connect`] (or a reconnect)
+//! does not return until the login is admitted, and reports the wait as
+//! [`Event::Queued`] `{ position, eta, queue_length, paused, gateway }` at the
+//! gateway's update interval (default 5 s), then [`Event::Admitted`] and
+//! `Connected`. Use [`Client::connect_with_events`] (or
+//! [`blocking::Client::connect_with_events`]) to see them while `connect`
+//! waits. Positions never go up for one place. While queued the SDK pings
+//! every [`QueuePolicy::ping_interval`]; a connection lost while queued (or
+//! silent for three intervals) is re-established with `reconnect` backoff,
+//! trying the other gateways first, and presents the newest queue token, which
+//! keeps the place for the region's place grace (default 120 s). A refused
+//! token (`QueueTokenInvalid`, `QueueTokenExpired`, `QueuePlaceGone`) is
+//! dropped and the login retried at once (the account gets its place back if
+//! it still holds one). The whole wait is bounded by [`QueuePolicy::max_wait`]
+//! (default 6 h), after which `connect` fails with [`ClientError::Timeout`].
+//! Dropping the `connect` future leaves the queue (the place then expires
+//! after the grace).
 
 #![forbid(unsafe_code)]
 
@@ -78,13 +99,16 @@ pub mod blocking;
 mod channel;
 mod client;
 mod config;
+mod conn_state;
 mod connection;
 mod error;
 mod events;
 mod framing;
 pub mod inventory;
 mod live;
+mod login;
 mod matchmaking;
+mod queue;
 mod session;
 mod socket;
 mod state;
@@ -93,7 +117,7 @@ mod tls;
 
 pub use channel::Channel;
 pub use client::Client;
-pub use config::{ClientConfig, Credentials, Platform, ReconnectPolicy, Trust};
+pub use config::{ClientConfig, Credentials, Platform, QueuePolicy, ReconnectPolicy, Trust};
 pub use connection::rank_by_rtt;
 pub use error::{ClientError, ServerError};
 pub use events::{Event, Events};

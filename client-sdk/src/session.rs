@@ -16,22 +16,24 @@
 //! gone the queue closes and the actor logs out.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_schema::{ControlMsg, Credentials, ErrorCode, Hello, Welcome, PROTOCOL_VERSION};
+use outpost_schema::{ControlMsg, Credentials, ErrorCode, Welcome};
 use quinn::ConnectionError;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
+pub use crate::conn_state::WelcomeInfo;
+pub(crate) use crate::conn_state::{ConnState, LiveConn, Shared};
+
 use crate::backoff;
-use crate::config::ClientConfig;
-use crate::connection::{dial_and_login, Established};
+use crate::connection::Established;
 use crate::error::{is_fatal_reject, is_final_kick, ClientError};
-use crate::events::{Event, EventHub};
+use crate::events::Event;
 use crate::framing::{read_control, write_frame, ReadError};
+use crate::login::establish;
 
 /// Heartbeat interval when the gateway announces 0 (PROTOCOL.md 3.2 default).
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
@@ -45,133 +47,6 @@ const MAX_IN_FLIGHT_CAP: u32 = 1024;
 const MAX_PENDING_PINGS: usize = 32;
 /// How long a clean close waits for CONNECTION_CLOSE to leave.
 const CLOSE_LINGER: Duration = Duration::from_millis(300);
-
-/// What the session knows from the last `Welcome`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WelcomeInfo {
-    /// The logged-in player.
-    pub player_id: String,
-    /// Whether the last login resumed the previous session.
-    pub resumed: bool,
-    /// Region of the gateway and home region of the player.
-    pub region: String,
-    pub home_region: String,
-    /// The gateway this connection goes to.
-    pub gateway: SocketAddr,
-    /// Negotiated maximum frame size, bytes of FlatBuffer.
-    pub max_frame_size: u32,
-    pub heartbeat_interval: Duration,
-    pub idle_timeout: Duration,
-    pub max_in_flight_per_channel: u32,
-    /// Token for later logins at any gateway (the SDK already prefers it on reconnect).
-    pub session_token: String,
-    /// Opaque resume token (the SDK presents it on reconnect by itself): the
-    /// newest one, from `Welcome` or from the gateway's later
-    /// `ResumeTokenRefresh` (every half resume window, PROTOCOL.md 3.4).
-    pub resume_token: String,
-    pub protocol_version: u16,
-}
-
-/// A live, logged-in connection as seen by channel tasks.
-#[derive(Debug)]
-pub(crate) struct LiveConn {
-    pub conn: quinn::Connection,
-    /// Increases with every successful login; channel tasks re-open on change.
-    pub generation: u64,
-    pub max_frame: u32,
-    pub max_in_flight: usize,
-    /// Set once the connection is being left after a GoAway: no new request
-    /// may be sent on it.
-    moving: AtomicBool,
-    /// Requests sent on this connection and not yet answered, all channels.
-    in_flight: AtomicUsize,
-    /// Notified when `in_flight` drops to 0.
-    idle: Notify,
-}
-
-impl LiveConn {
-    /// Claims the right to send one request on this connection; `false` (and
-    /// nothing claimed) once the connection is moving. Pair every `true` with one
-    /// [`release`](Self::release).
-    ///
-    /// The counter is raised before the flag is read, and the actor sets the flag
-    /// before it reads the counter (both `SeqCst`): either the actor sees this
-    /// request and waits for its answer, or this request sees the flag and waits
-    /// for the next connection. None is sent on a connection being closed.
-    pub(crate) fn try_claim(&self) -> bool {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.moving.load(Ordering::SeqCst) {
-            self.release(1);
-            return false;
-        }
-        true
-    }
-
-    /// `n` requests were answered or abandoned.
-    pub(crate) fn release(&self, n: usize) {
-        if n > 0 && self.in_flight.fetch_sub(n, Ordering::SeqCst) == n {
-            self.idle.notify_one();
-        }
-    }
-
-    /// Whether new requests must wait for the next connection.
-    pub(crate) fn is_moving(&self) -> bool {
-        self.moving.load(Ordering::SeqCst)
-    }
-
-    /// Stops new requests on this connection.
-    fn begin_move(&self) {
-        self.moving.store(true, Ordering::SeqCst);
-    }
-
-    fn is_quiet(&self) -> bool {
-        self.in_flight.load(Ordering::SeqCst) == 0
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum ConnState {
-    /// No usable connection; the actor is (re)connecting.
-    Connecting,
-    Connected(Arc<LiveConn>),
-    /// The session ended for good.
-    Closed(ClientError),
-}
-
-/// State shared by the actor, channel tasks and handles.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub config: ClientConfig,
-    pub quinn_cfg: quinn::ClientConfig,
-    pub state: watch::Sender<ConnState>,
-    pub events: EventHub,
-    pub info: Mutex<Option<WelcomeInfo>>,
-    /// The SDK's own telemetry buffer (see `telemetry.rs`).
-    pub telemetry: crate::telemetry::Recorder,
-}
-
-impl Shared {
-    /// Waits (up to `timeout`) for a logged-in connection.
-    pub(crate) async fn wait_live(&self, timeout: Duration) -> Result<Arc<LiveConn>, ClientError> {
-        let mut rx = self.state.subscribe();
-        let fut = async {
-            loop {
-                let s = rx.borrow_and_update().clone();
-                match s {
-                    ConnState::Connected(l) => return Ok(l),
-                    ConnState::Closed(e) => return Err(e),
-                    ConnState::Connecting => {}
-                }
-                if rx.changed().await.is_err() {
-                    return Err(ClientError::Closed);
-                }
-            }
-        };
-        tokio::time::timeout(timeout, fut)
-            .await
-            .unwrap_or(Err(ClientError::Timeout))
-    }
-}
 
 type PingReply = oneshot::Sender<Result<Duration, ClientError>>;
 /// A Ping awaiting its Pong: nonce, when it was sent, who waits (none for heartbeats).
@@ -194,21 +69,6 @@ enum Outcome {
     },
     /// GoAway delay elapsed; move now.
     GoAway,
-}
-
-pub(crate) fn hello(config: &ClientConfig, credentials: Credentials, resume_token: Option<String>) -> Hello {
-    Hello {
-        protocol_version: PROTOCOL_VERSION,
-        client_version: config.client_version.clone(),
-        platform: config.platform,
-        credentials: Some(credentials),
-        resume_token,
-        max_frame_size: config.max_frame_size,
-        // This SDK keeps the newest token from ResumeTokenRefresh (see `drive`).
-        accepts_resume_refresh: true,
-        accepts_queue: false,
-        queue_token: None,
-    }
 }
 
 fn heartbeat_interval(w: &Welcome) -> Duration {
@@ -616,16 +476,7 @@ impl Actor {
                 Some(t) => Credentials::Token(t.clone()),
                 None => config.credentials.clone(),
             };
-            let hello = hello(config, credentials, self.resume_token.clone());
-            let dial = dial_and_login(
-                config.endpoint.as_ref(),
-                &config.gateways,
-                &config.server_name,
-                &shared.quinn_cfg,
-                &hello,
-                config.max_frame_size,
-                config.request_timeout,
-            );
+            let dial = establish(&shared, credentials, self.resume_token.clone());
             let Some(result) = self.serve_while(dial).await else {
                 self.finish(ClientError::Closed);
                 return None;

@@ -50,6 +50,17 @@ pub struct QueueConfig {
     /// Window over which the admission rate (for the ETA) is measured, in s.
     /// Default 30.
     pub eta_window_secs: u64,
+    /// Most queue places the connections from one address (an IPv4 address
+    /// or an IPv6 /64) may hold through this gateway; a login from an
+    /// address at the bound is treated like a client without queue support
+    /// (admitted if there is room, else `Reject { ServerBusy }`). A place
+    /// counts until admitted, or for `place_grace_secs` after its connection
+    /// is lost. Bounds what one host with many accounts can take of the
+    /// queue; too low refuses players behind a shared address (carrier-grade
+    /// NAT, campuses, LAN events), too high lets one host push everyone
+    /// back. The count is per gateway (a region holds up to this many per
+    /// gateway). Default 32; 0 = no bound.
+    pub max_places_per_address: u32,
 }
 
 impl Default for QueueConfig {
@@ -65,6 +76,7 @@ impl Default for QueueConfig {
             reentry_grace_secs: 120,
             token_ttl_secs: 6 * 3_600,
             eta_window_secs: 30,
+            max_places_per_address: 32,
         }
     }
 }

@@ -226,3 +226,150 @@ async fn the_admin_api_sets_the_budget_live_and_pause_holds_everyone() -> Result
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     Ok(())
 }
+
+/// A raw queue-aware login: the connection, its control stream and the
+/// gateway's first answer.
+async fn hello_queue(
+    gw: &TestGateway,
+    credentials: Credentials,
+    token: Option<String>,
+) -> Result<(
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+    ControlMsg,
+)> {
+    let conn = raw_connect(gw).await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = ControlMsg::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: "queue-test".into(),
+        credentials: Some(credentials),
+        accepts_queue: true,
+        queue_token: token,
+        ..Default::default()
+    });
+    send.write_all(&hello.encode()).await?;
+    let answer = ControlMsg::decode(&read_raw_frame(&mut recv, 1 << 16).await?)?;
+    Ok((conn, send, recv, answer))
+}
+
+fn reject_code(answer: &ControlMsg) -> Option<ErrorCode> {
+    match answer {
+        ControlMsg::Reject(r) => Some(r.reason),
+        _ => None,
+    }
+}
+
+fn queued_token(answer: ControlMsg) -> Result<String> {
+    match answer {
+        ControlMsg::Queued(q) => Ok(q.queue_token),
+        other => bail!("expected Queued, got {other:?}"),
+    }
+}
+
+/// PROTOCOL.md 3.7 items 9 and 10 over the wire: forged, foreign and replayed
+/// queue tokens get their codes; one address holds at most
+/// `max_places_per_address` places (the next login from it is `ServerBusy`),
+/// but an account it already holds a place for comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_tokens_and_addresses_are_refused_with_their_codes() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world
+        .gateway(|c| {
+            c.queue.enabled = true;
+            c.queue.max_sessions = 1;
+            c.queue.update_interval_ms = 500;
+            c.queue.admit_tick_ms = 50;
+            c.queue.max_places_per_address = 3;
+        })
+        .await?;
+    let holder_conn = raw_connect(&gw).await?;
+    let _holder = raw_login(&holder_conn, wire_device()).await?;
+    let (a, b, c) = (wire_device(), wire_device(), wire_device());
+    let (a_conn, _a_send, mut a_recv, first) = hello_queue(&gw, a.clone(), None).await?;
+    let token_a = queued_token(first)?;
+    let (_b_conn, _bs, _br, first) = hello_queue(&gw, b.clone(), None).await?;
+    let token_b = queued_token(first)?;
+    let (c_conn, _cs, _cr, first) = hello_queue(&gw, c.clone(), None).await?;
+    let token_c = queued_token(first)?;
+
+    // Forged (a tag that does not verify), garbage, and another account's token.
+    let mut forged = token_a.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    for (token, what) in [
+        (forged, "forged"),
+        ("q1.garbage".to_owned(), "garbage"),
+        (token_b.clone(), "b's"),
+    ] {
+        let (_conn, _s, _r, answer) = hello_queue(&gw, a.clone(), Some(token)).await?;
+        assert_eq!(
+            reject_code(&answer),
+            Some(ErrorCode::QueueTokenInvalid),
+            "{what} token: {answer:?}"
+        );
+    }
+
+    // The address holds 3 places (a, b, c): a fourth account is turned away
+    // as if it could not queue...
+    let (_conn, _s, _r, answer) = hello_queue(&gw, wire_device(), None).await?;
+    assert_eq!(reject_code(&answer), Some(ErrorCode::ServerBusy), "{answer:?}");
+    // ...while c, dropped, comes back with its token to the same place.
+    abandon(&c_conn);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_c2, _cs2, _cr2, answer) = hello_queue(&gw, c.clone(), Some(token_c)).await?;
+    assert!(matches!(answer, ControlMsg::Queued(_)), "{answer:?}");
+
+    // Replayed: a is admitted, plays, logs out; its old token names a place
+    // that is gone.
+    holder_conn.close(0u32.into(), b"logout");
+    let welcomed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ControlMsg::decode(&read_raw_frame(&mut a_recv, 1 << 16).await?)? {
+                ControlMsg::Welcome(_) => return anyhow::Ok(()),
+                ControlMsg::Queued(_) => {}
+                other => bail!("a: {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(matches!(welcomed, Ok(Ok(()))), "a admitted: {welcomed:?}");
+    a_conn.close(0u32.into(), b"logout");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_conn, _s, _r, answer) = hello_queue(&gw, a.clone(), Some(token_a)).await?;
+    assert_eq!(
+        reject_code(&answer),
+        Some(ErrorCode::QueuePlaceGone),
+        "{answer:?}"
+    );
+    Ok(())
+}
+
+/// An expired queue token is `QueueTokenExpired` (a gateway minting 2 s tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_queue_token_is_refused_with_its_code() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world
+        .gateway(|c| {
+            c.queue.enabled = true;
+            c.queue.max_sessions = 0;
+            c.queue.update_interval_ms = 500;
+            c.queue.place_grace_secs = 2;
+            c.queue.token_ttl_secs = 2;
+        })
+        .await?;
+    let a = wire_device();
+    let (conn, _s, _r, first) = hello_queue(&gw, a.clone(), None).await?;
+    let token = queued_token(first)?;
+    abandon(&conn);
+    // Expiry counts whole seconds: 2 s of lifetime are over within 3.
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    let (_conn, _s, _r, answer) = hello_queue(&gw, a, Some(token)).await?;
+    assert_eq!(
+        reject_code(&answer),
+        Some(ErrorCode::QueueTokenExpired),
+        "{answer:?}"
+    );
+    Ok(())
+}

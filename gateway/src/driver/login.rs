@@ -236,8 +236,9 @@ async fn perform(io: &mut LoginIo, login: &mut Login, step: LoginStep) {
                 return login.handle_queue(crate::session::QueueDecision::Admitted);
             };
             let keys = shared.auth.queue_keys();
+            let remote = io.conn.remote_address().ip();
             let (decision, held) = rq
-                .enter(keys, &player, &shared.name, mode, token.as_deref())
+                .enter(keys, &player, &shared.name, (mode, token.as_deref()), remote)
                 .await;
             io.player = Some(player);
             io.held = held;

@@ -11,6 +11,7 @@
 mod channel;
 mod login;
 pub(crate) mod queue;
+pub(crate) mod queue_addr;
 mod session;
 pub(crate) mod tickets;
 

@@ -17,6 +17,7 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::{broadcast, watch};
 use tracing::warn;
 
+use super::queue_addr::{AddrKey, AddressHold, AddressPlaces};
 use crate::config::QueueConfig;
 use crate::frame_io::read_frame;
 use crate::session::{QueueDecision, QueueUpdate};
@@ -58,6 +59,10 @@ pub(crate) struct RegionQueue {
     pub config: QueueConfig,
     pub snapshot: watch::Receiver<Arc<QueueSnapshot>>,
     tx: watch::Sender<Arc<QueueSnapshot>>,
+    /// Places held per client address (`queue.max_places_per_address`).
+    addresses: Arc<AddressPlaces>,
+    /// One fresh read of the queue at a time (see `snapshot_showing`).
+    fresh_read: tokio::sync::Mutex<()>,
 }
 
 impl RegionQueue {
@@ -68,11 +73,17 @@ impl RegionQueue {
         let view = queue.view().await?;
         eta.sample(now_ms(), view.admissions_total);
         let (tx, snapshot) = watch::channel(Arc::new(QueueSnapshot { view, eta }));
+        let addresses = AddressPlaces::new(
+            config.max_places_per_address,
+            Duration::from_secs(config.place_grace_secs),
+        );
         Ok(RegionQueue {
             queue,
             config,
             snapshot,
             tx,
+            addresses,
+            fresh_read: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -119,27 +130,37 @@ impl RegionQueue {
     }
 
     /// [`LoginStep::EnterQueue`](crate::session::LoginStep::EnterQueue): the
-    /// decision, and the slot or the place the driver then holds.
+    /// decision, and the slot or the place the driver then holds. A login
+    /// from an address at `max_places_per_address` cannot queue (it is
+    /// admitted if there is room, else `Busy`).
     pub async fn enter(
         &self,
         keys: outpost_backend::queue::QueueKeys,
         player: &str,
         holder: &str,
-        mode: EnterMode,
-        token: Option<&str>,
+        (mut mode, mut token): (EnterMode, Option<&str>),
+        remote: std::net::IpAddr,
     ) -> (QueueDecision, Held) {
+        let addr = AddrKey::of(remote);
+        if mode == EnterMode::Queue && !self.addresses.allows(addr, player, Instant::now()) {
+            metrics::counter!("outpost_queue_address_refusals_total").increment(1);
+            mode = EnterMode::NoQueue;
+            token = None;
+        }
         let q = self.queue.with_keys(keys);
         match q.enter_with(player, holder, token, mode, now_ms()).await {
             Ok(Entry::Admitted { slot, .. }) => (QueueDecision::Admitted, Held::Slot(slot)),
             Ok(Entry::Queued(place)) => {
-                let snap = self.snapshot.borrow().clone();
-                // A view older than the enqueue does not show the place: it is last.
+                let snap = self.snapshot_showing(place.stamp).await;
+                // Only if the fresh read failed: a view older than the enqueue
+                // does not show the place; it is at least last of that view.
                 let position = snap.view.position(place.stamp).unwrap_or(snap.view.len() as u32);
                 let first = snap.queued(position, &place.token);
                 metrics::counter!("outpost_queue_enqueued_total").increment(1);
                 let promised_ms = (!first.paused).then_some(u64::from(first.eta_ms));
                 let now = Instant::now();
                 let waiting = Waiting {
+                    address: self.addresses.hold(addr, player, now),
                     place,
                     last_heard: now,
                     since: now,
@@ -153,6 +174,38 @@ impl RegionQueue {
                 Held::Nothing,
             ),
             Err(e) => (QueueDecision::Failed(e.to_string()), Held::Nothing),
+        }
+    }
+
+    /// A snapshot that shows the place enqueued at `stamp`: the current one
+    /// if it does, else a fresh read of the queue (one at a time: logins
+    /// enqueued meanwhile wait for that read and usually find their place in
+    /// it, so a burst of arrivals costs a few reads, not one each). A place
+    /// must not get its first position from a view older than itself: that
+    /// view's length is below the true position, and the position would go
+    /// up at the next update (PROTOCOL.md 3.7 forbids it).
+    async fn snapshot_showing(&self, stamp: outpost_backend::queue::Stamp) -> Arc<QueueSnapshot> {
+        let shows = |s: &QueueSnapshot| s.view.position(stamp).is_some();
+        let snap = self.snapshot.borrow().clone();
+        if shows(&snap) {
+            return snap;
+        }
+        let _one = self.fresh_read.lock().await;
+        let snap = self.snapshot.borrow().clone();
+        if shows(&snap) {
+            return snap;
+        }
+        match self.queue.view().await {
+            Ok(view) => {
+                let eta = snap.eta.clone();
+                let fresh = Arc::new(QueueSnapshot { view, eta });
+                self.tx.send_replace(fresh.clone());
+                fresh
+            }
+            Err(e) => {
+                warn!(error = %e, "queue view failed");
+                snap
+            }
         }
     }
 
@@ -237,13 +290,16 @@ pub(crate) struct Waiting {
     pub since: Instant,
     /// The ETA of the first `Queued` (none while paused).
     pub promised_ms: Option<u64>,
+    /// The place's count against its address's bound.
+    pub address: AddressHold,
 }
 
 impl Waiting {
     /// Admitted: records the wait and the ETA error on this connection
     /// (`/metrics`: mean ETA error = `outpost_queue_eta_error_ms_total` /
     /// `outpost_queue_eta_samples_total`).
-    pub fn record_admitted(&self) {
+    pub fn record_admitted(&mut self) {
+        self.address.admitted();
         let waited = self.since.elapsed().as_millis() as u64;
         metrics::counter!("outpost_queue_wait_ms_total").increment(waited);
         metrics::counter!("outpost_queue_admitted_from_queue_total").increment(1);

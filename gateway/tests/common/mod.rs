@@ -90,6 +90,57 @@ pub fn client_config(gateways: Vec<SocketAddr>, ca_pem: &[u8], credentials: Cred
     c
 }
 
+/// A gateway on its own runtime in its own thread; [`Crashable::kill`] drops
+/// that runtime, stopping every task of the gateway at once (no drain, no
+/// close frames, no last heartbeat), like a SIGKILL.
+pub struct Crashable {
+    pub addr: SocketAddr,
+    pub ca_pem: Vec<u8>,
+    kill: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Crashable {
+    pub fn start(config: GatewayConfig, store: AnyStore) -> Result<Self> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (kill, killed) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let running = rt.block_on(outpost_gateway::start_with_store(config, store));
+            let running = match running {
+                Ok(r) => r,
+                Err(e) => return ready_tx.send(Err(e.to_string())).expect("send"),
+            };
+            ready_tx
+                .send(Ok((
+                    running.quic_addr,
+                    running.dev_ca_pem.clone().expect("dev CA"),
+                )))
+                .expect("send");
+            let _ = killed.recv();
+            // No shutdown, no drain: the tasks just stop.
+            std::mem::forget(running);
+            rt.shutdown_background();
+        });
+        let (addr, ca_pem) = ready_rx.recv()?.map_err(anyhow::Error::msg)?;
+        Ok(Crashable {
+            addr,
+            ca_pem,
+            kill,
+            thread,
+        })
+    }
+
+    pub fn kill(self) {
+        let _ = self.kill.send(());
+        self.thread.join().expect("gateway thread");
+    }
+}
+
 /// Fresh device credentials (a new account on first login).
 pub fn device() -> Credentials {
     Credentials::Device {
