@@ -30,6 +30,11 @@ use outpost_gateway::GatewayConfig;
 
 /// Most places one admission transaction admits (one tick's worth).
 const MAX_BATCH: u32 = 50;
+/// How long 1,000 clients may take to hold a place. 13-20 s on two quiet
+/// cores in a debug build; the bound is generous because a loaded machine
+/// (a load average of 16 was seen) slows handshakes several-fold, and this is
+/// a correctness test, not a timing one.
+const QUEUE_ALL: Duration = Duration::from_secs(240);
 
 fn queue_on(c: &mut GatewayConfig, budget: u32, rate: u32) {
     c.queue.enabled = true;
@@ -213,7 +218,7 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
             live.clone(),
         )));
     }
-    let all_queued = eventually(Duration::from_secs(60), || {
+    let all_queued = eventually(QUEUE_ALL, || {
         seen.iter().all(|s| !s.lock().unwrap().positions.is_empty())
     })
     .await;
@@ -224,7 +229,7 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
             .filter_map(|s| s.lock().unwrap().error.clone())
             .collect();
         bail!(
-            "{} of {n} clients queued within 60 s; {} failed to connect, e.g. {:?}",
+            "{} of {n} clients queued within {QUEUE_ALL:?}; {} failed to connect, e.g. {:?}",
             seen.iter()
                 .filter(|s| !s.lock().unwrap().positions.is_empty())
                 .count(),
@@ -238,7 +243,7 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
             .first()
             .is_some_and(|first| s.via.iter().any(|g| g != first))
     };
-    let dropped_ok = eventually(Duration::from_secs(30), || {
+    let dropped_ok = eventually(Duration::from_secs(90), || {
         (0..n)
             .filter(|&i| is_dropper(i))
             .all(|i| moved(&seen[i].lock().unwrap()))
@@ -284,7 +289,7 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
 
     // Kill the third gateway once a third of the queue is through.
     let third = (n / 3) as u64;
-    let killed_at = eventually(Duration::from_secs(60), || {
+    let killed_at = eventually(Duration::from_secs(180), || {
         samples
             .lock()
             .unwrap()
@@ -293,7 +298,7 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
             .is_some_and(|v| v.admissions_total >= third)
     })
     .await;
-    ensure!(killed_at, "a third admitted within 60 s");
+    ensure!(killed_at, "a third admitted within 180 s");
     let on_killed: Vec<usize> = (0..n)
         .filter(|&i| {
             let s = seen[i].lock().unwrap();
@@ -303,9 +308,9 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
     tokio::task::spawn_blocking(move || g2.kill()).await?;
 
     for t in tasks {
-        tokio::time::timeout(Duration::from_secs(120), t)
+        tokio::time::timeout(Duration::from_secs(300), t)
             .await
-            .context("a client did not finish within 120 s")??;
+            .context("a client did not finish within 300 s")??;
     }
     let drained_in = opened.elapsed();
     stop.store(true, Ordering::SeqCst);
