@@ -32,6 +32,7 @@ pub mod live;
 pub mod liveness;
 pub mod metrics;
 pub mod mm_metrics;
+mod queue_metrics;
 pub mod regions;
 pub mod registry;
 pub mod server;
