@@ -128,23 +128,3 @@ impl LoginQueueSpec {
         Ok(())
     }
 }
-
-fn one() -> u64 {
-    1
-}
-fn thousand() -> u64 {
-    1_000
-}
-fn default_rtt() -> Dist {
-    Dist::Fixed { value: 30.0 }
-}
-fn zero() -> Dist {
-    Dist::Fixed { value: 0.0 }
-}
-fn default_queue() -> String {
-    "default".into()
-}
-
-fn region_name_ok(n: &str) -> bool {
-    (1..=32).contains(&n.len()) && n.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
-}

@@ -379,6 +379,26 @@ pub struct SloSpec {
     pub queue_eta_error_p95_s: Option<f64>,
 }
 
+fn one() -> u64 {
+    1
+}
+fn thousand() -> u64 {
+    1_000
+}
+fn default_rtt() -> Dist {
+    Dist::Fixed { value: 30.0 }
+}
+fn zero() -> Dist {
+    Dist::Fixed { value: 0.0 }
+}
+fn default_queue() -> String {
+    "default".into()
+}
+
+fn region_name_ok(n: &str) -> bool {
+    (1..=32).contains(&n.len()) && n.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+}
+
 impl Scenario {
     /// Reads, parses and validates a scenario file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
