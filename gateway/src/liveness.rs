@@ -158,19 +158,27 @@ pub(crate) fn sweep_queue(shared: &crate::driver::Shared) -> Option<Queue<AnySto
     .ok()
 }
 
+/// What the sweeper also collects besides tickets and presence claims.
+pub(crate) struct SweepAlso {
+    /// The region's ledger (receipt and duplicate retention).
+    pub ledger: Option<Ledger<AnyStore>>,
+    /// The region's login queue (a dead incarnation's places and slots).
+    pub queue: Option<Queue<AnyStore>>,
+}
+
 /// Runs the region sweeper until shutdown, exporting its counters.
 pub(crate) async fn sweep(
     liveness: Liveness<AnyStore>,
     matchmaker: Matchmaker<AnyStore>,
     presence: Presence<AnyStore>,
-    ledger: Option<Ledger<AnyStore>>,
-    queue: Option<Queue<AnyStore>>,
+    also: SweepAlso,
     owner: String,
     cfg: SweepConfig,
     mut stop: broadcast::Receiver<()>,
 ) {
     let sweeper = match Sweeper::new(liveness, matchmaker, presence, owner, cfg) {
         Ok(s) => {
+            let SweepAlso { ledger, queue } = also;
             let s = match ledger {
                 Some(l) => s.with_ledger(l),
                 None => s,

@@ -428,16 +428,18 @@ pub async fn start_with_stores(
         liveness,
         pool,
         Presence::new(global_store),
-        outpost_backend::ledger::Ledger::new(
-            shared
-                .regions
-                .store(&shared.config.region)
-                .expect("the local region always has a store"),
-            &shared.config.region,
-            (*shared.catalog).clone(),
-        )
-        .ok(),
-        crate::liveness::sweep_queue(&shared),
+        crate::liveness::SweepAlso {
+            ledger: outpost_backend::ledger::Ledger::new(
+                shared
+                    .regions
+                    .store(&shared.config.region)
+                    .expect("the local region always has a store"),
+                &shared.config.region,
+                (*shared.catalog).clone(),
+            )
+            .ok(),
+            queue: crate::liveness::sweep_queue(&shared),
+        },
         outpost_backend::liveness::holder_id(&shared.name, incarnation),
         shared
             .config
