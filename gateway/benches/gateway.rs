@@ -14,7 +14,10 @@
 //!    latency, beside a bare quinn server echoing the same frame on a bidi stream;
 //! 3. server RSS per idle session at 10,000 sessions, gateway and bare quinn;
 //! 4. durable inventory grants per second with p50/p99 through the gateway, many
-//!    players and one hot player (issue 4; `grants.rs`, gateway only).
+//!    players and one hot player (issue 4; `grants.rs`, gateway only);
+//! 5. only when `OUTPOST_BENCH_ONLY` names `queued`: server RSS per queued
+//!    connection (issue 15; `queued.rs`), beside the idle-session figure when
+//!    `rss` runs too.
 //!
 //! Servers always run in a child process (this binary re-executed with
 //! `OUTPOST_BENCH_ROLE=gateway|bare`), so the child's `VmRSS` is the server's
@@ -31,7 +34,8 @@
 //! `OUTPOST_BENCH_PING_SECS` (5), `OUTPOST_BENCH_SESSIONS` (10000),
 //! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_GRANT_SECS` (5),
 //! `OUTPOST_BENCH_GRANT_PLAYERS` (64), `OUTPOST_BENCH_HOT_CHANNELS` (4),
-//! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`),
+//! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`;
+//! also `queued`), `OUTPOST_BENCH_QUEUED` (10000),
 //! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children),
 //! `OUTPOST_BENCH_GROUP_COMMIT_LINGER_US` (the gateway child's store setting).
 
@@ -64,11 +68,14 @@ const DIR_ENV: &str = "OUTPOST_BENCH_CHILD_DIR";
 const CERTS_ENV: &str = "OUTPOST_BENCH_CHILD_CERTS";
 const UNLIMITED_PINGS_ENV: &str = "OUTPOST_BENCH_CHILD_UNLIMITED_PINGS";
 const GRANTS_ENV: &str = "OUTPOST_BENCH_CHILD_GRANTS";
+const QUEUE_ENV: &str = "OUTPOST_BENCH_CHILD_QUEUE";
 
 #[path = "gateway/grants.rs"]
 mod grants;
 #[path = "gateway/login.rs"]
 mod login;
+#[path = "gateway/queued.rs"]
+mod queued;
 #[path = "gateway/rss.rs"]
 mod rss;
 
@@ -155,6 +162,12 @@ async fn child_gateway() -> Result<()> {
             e.group_commit_linger_us = us.parse()?;
         }
         config.store = Some(store);
+    }
+    if std::env::var_os(QUEUE_ENV).is_some() {
+        // The queued-connection run: the region login queue on, a budget the
+        // warm-up sessions fill, so every later login waits in the queue.
+        config.queue.enabled = true;
+        config.queue.max_sessions = queued::QUEUE_BUDGET;
     }
     let running = outpost_gateway::start(config).await?;
     println!("READY {}", running.quic_addr);
@@ -738,6 +751,14 @@ async fn parent() -> Result<()> {
         }
     }
 
+    let queued_n: usize = env_or("OUTPOST_BENCH_QUEUED", 10_000);
+    let queued_run = if only.contains("queued") {
+        let data = dir.path().join("gateway-queued");
+        Some(queued::queued_run(&client, &data, &certs, queued_n, open_conc).await?)
+    } else {
+        None
+    };
+
     // ---- the table ----
     if ["login", "ping", "rss"].iter().any(|m| only.contains(m)) {
         println!();
@@ -827,6 +848,21 @@ async fn parent() -> Result<()> {
         if gw.errors + bare.errors > 0 {
             println!("\nRSS phase errors: gateway {}, bare {}", gw.errors, bare.errors);
         }
+    }
+    if let Some(q) = &queued_run {
+        let idle = rss
+            .iter()
+            .find(|(k, _)| *k == Kind::Gateway)
+            .map_or("not run".to_owned(), |(_, r)| {
+                format!("{:.1} KiB", r.per_session_kib())
+            });
+        println!(
+            "\n| RSS per queued connection at {queued_n} (KiB) | {:.1} | idle session, same run: {idle} | gateway {}→{} KiB | errors {} |",
+            q.per_session_kib(),
+            q.baseline_kib,
+            q.after_kib,
+            q.errors
+        );
     }
     if only.contains("grants") {
         grants::print_table(&grant_runs, rounds, grant_secs);

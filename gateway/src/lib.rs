@@ -31,6 +31,7 @@ pub mod frame_io;
 pub mod live;
 pub mod liveness;
 pub mod metrics;
+mod queue_metrics;
 pub mod regions;
 pub mod registry;
 mod retention;

@@ -14,6 +14,7 @@ use outpost_backend::ledger::Ledger;
 use outpost_backend::liveness::{Liveness, LivenessConfig, LivenessError, SweepConfig, SweepStats, Sweeper};
 use outpost_backend::matchmaker::Matchmaker;
 use outpost_backend::presence::Presence;
+use outpost_backend::queue::Queue;
 use outpost_backend::store::AnyStore;
 use outpost_backend::time::now_ms;
 use serde::Deserialize;
@@ -150,21 +151,55 @@ pub(crate) async fn heartbeat(
     let _ = liveness.heartbeat(incarnation, now_ms()).await;
 }
 
+/// The region's queue for the orphan sweep, even where this gateway does not
+/// queue logins: whichever gateway of the region holds the sweep lease must
+/// release a dead gateway's places and slots (one range read per dead
+/// incarnation when nobody queues).
+pub(crate) fn sweep_queue(shared: &crate::driver::Shared) -> Option<Queue<AnyStore>> {
+    if let Some(q) = &shared.queue {
+        return Some(q.queue.clone());
+    }
+    let region = outpost_backend::keyspace::RegionName::new(shared.config.region.as_str()).ok()?;
+    let store = shared.regions.store(&shared.config.region)?;
+    Queue::new(
+        store,
+        region,
+        shared.config.queue.settings(),
+        shared.auth.queue_keys(),
+    )
+    .ok()
+}
+
+/// What the sweeper also collects besides tickets and presence claims.
+pub(crate) struct SweepAlso {
+    /// The region's ledger (receipt and duplicate retention).
+    pub ledger: Option<Ledger<AnyStore>>,
+    /// The region's login queue (a dead incarnation's places and slots).
+    pub queue: Option<Queue<AnyStore>>,
+}
+
 /// Runs the region sweeper until shutdown, exporting its counters.
 pub(crate) async fn sweep(
     liveness: Liveness<AnyStore>,
     matchmaker: Matchmaker<AnyStore>,
     presence: Presence<AnyStore>,
-    ledger: Option<Ledger<AnyStore>>,
+    also: SweepAlso,
     owner: String,
     cfg: SweepConfig,
     mut stop: broadcast::Receiver<()>,
 ) {
     let sweeper = match Sweeper::new(liveness, matchmaker, presence, owner, cfg) {
-        Ok(s) => match ledger {
-            Some(l) => s.with_ledger(l),
-            None => s,
-        },
+        Ok(s) => {
+            let SweepAlso { ledger, queue } = also;
+            let s = match ledger {
+                Some(l) => s.with_ledger(l),
+                None => s,
+            };
+            match queue {
+                Some(q) => s.with_queue(q),
+                None => s,
+            }
+        }
         Err(e) => return error!(error = %e, "sweeper not started"),
     };
     let stats = sweeper.stats();
@@ -187,6 +222,8 @@ async fn export_stats(s: Arc<SweepStats>) {
             .set(get(&s.tickets_rehomed) as f64);
         metrics::gauge!("outpost_sweep_orphans_total", "kind" => "presence_claim")
             .set(get(&s.claims_cleared) as f64);
+        metrics::gauge!("outpost_sweep_orphans_total", "kind" => "queue_entry")
+            .set(get(&s.queue_released) as f64);
         metrics::gauge!("outpost_gc_collected_total", "kind" => "mm_finished_ticket")
             .set(get(&s.finished_collected) as f64);
         metrics::gauge!("outpost_gc_oldest_age_ms", "kind" => "mm_finished_ticket")

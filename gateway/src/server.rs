@@ -333,7 +333,8 @@ pub async fn start_with_stores(
         "registered this gateway incarnation"
     );
     let presence = Presence::new(global_store.clone()).with_incarnation(incarnation);
-    let queue = start_queue(&config, &local_store, &auth).await?;
+    let holder = outpost_backend::liveness::holder_id(&quic_addr.to_string(), incarnation);
+    let queue = start_queue(&config, &local_store, &auth, holder).await?;
     let pool = Matchmaker::new(
         local_store,
         &config.region,
@@ -444,16 +445,19 @@ pub async fn start_with_stores(
         liveness,
         pool,
         Presence::new(global_store),
-        outpost_backend::ledger::Ledger::new(
-            shared
-                .regions
-                .store(&shared.config.region)
-                .expect("the local region always has a store"),
-            &shared.config.region,
-            (*shared.catalog).clone(),
-        )
-        .ok(),
-        format!("{}/{incarnation:016x}", shared.name),
+        crate::liveness::SweepAlso {
+            ledger: outpost_backend::ledger::Ledger::new(
+                shared
+                    .regions
+                    .store(&shared.config.region)
+                    .expect("the local region always has a store"),
+                &shared.config.region,
+                (*shared.catalog).clone(),
+            )
+            .ok(),
+            queue: crate::liveness::sweep_queue(&shared),
+        },
+        outpost_backend::liveness::holder_id(&shared.name, incarnation),
         shared
             .config
             .liveness
@@ -503,6 +507,7 @@ async fn start_queue(
     config: &GatewayConfig,
     store: &outpost_backend::store::AnyStore,
     auth: &Authenticator,
+    holder: String,
 ) -> Result<Option<Arc<crate::driver::queue::RegionQueue>>, StartError> {
     if !config.queue.enabled {
         return Ok(None);
@@ -515,7 +520,7 @@ async fn start_queue(
     let queue =
         outpost_backend::queue::Queue::new(store.clone(), region, config.queue.settings(), auth.queue_keys())
             .map_err(invalid)?;
-    let rq = crate::driver::queue::RegionQueue::start(queue, config.queue.clone())
+    let rq = crate::driver::queue::RegionQueue::start(queue, config.queue.clone(), holder)
         .await
         .map_err(invalid)?;
     Ok(Some(Arc::new(rq)))

@@ -1,7 +1,9 @@
 //! Fleet liveness over real QUIC: queueing again after a reconnect re-attaches
 //! to the waiting ticket (one MatchFound), and a gateway killed without a drain
 //! leaves nothing behind once its heartbeat expired and a resume window passed,
-//! while players who came back through another gateway keep their tickets.
+//! while players who came back through another gateway keep their tickets
+//! (and, with the login queue on, the region's slots in use come back to the
+//! sessions that are live).
 
 mod common;
 
@@ -47,6 +49,23 @@ fn fast_liveness(c: &mut GatewayConfig) {
     c.liveness.expiry_ms = 500;
     c.liveness.sweep_interval_ms = 100;
     c.liveness.sweep_lease_ttl_ms = 400;
+}
+
+/// The login queue on, with short graces (the budget is large: nobody waits).
+fn fast_queue(c: &mut GatewayConfig) {
+    c.queue.enabled = true;
+    c.queue.reentry_grace_secs = 2;
+    c.queue.place_grace_secs = 2;
+    c.queue.update_interval_ms = 500;
+}
+
+/// The region's slots in use (the login queue's `used` counter).
+async fn slots_used(store: &outpost_backend::store::AnyStore) -> Result<u64> {
+    use outpost_backend::queue::{Queue, QueueKeys, QueueSettings};
+    let keys = QueueKeys::new("k", [("k", &[1u8; 32])])?;
+    let region = outpost_backend::keyspace::RegionName::new("local")?;
+    let q = Queue::new(store.clone(), region, QueueSettings::default(), keys)?;
+    Ok(q.view().await?.used)
 }
 
 #[tokio::test]
@@ -109,11 +128,13 @@ async fn a_killed_gateway_leaves_nothing_behind_and_returning_players_keep_their
     let world = World::new().await?;
     let mut ca = world.config();
     fast_liveness(&mut ca);
+    fast_queue(&mut ca);
     ca.matchmaking.workers = 0;
     let a = Crashable::start(ca, world.store.clone())?;
     let b = world
         .gateway(|c| {
             fast_liveness(c);
+            fast_queue(c);
             c.matchmaking.workers = 1;
         })
         .await?;
@@ -129,6 +150,7 @@ async fn a_killed_gateway_leaves_nothing_behind_and_returning_players_keep_their
         on_a.push((client.player_id(), t.ticket_id));
         std::mem::forget(client); // its connection dies with A
     }
+    assert_eq!(slots_used(&world.store).await?, 4);
     a.kill();
 
     // Players 0 and 1 come back through B in time: 0 queues again (re-attach),
@@ -173,6 +195,18 @@ async fn a_killed_gateway_leaves_nothing_behind_and_returning_players_keep_their
             presence.current(p).await?.is_some(),
             "returning players keep presence"
         );
+    }
+    // The sweep turned A's two orphaned sessions into re-entry reservations;
+    // after the re-entry grace (2 s) their slots are back: the two who came
+    // back hold the only slots (their logins through B took over theirs).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while slots_used(&world.store).await? != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slots leaked: {} in use",
+            slots_used(&world.store).await?
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Eight more players fill the match: the two who came back are in it,

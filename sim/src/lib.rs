@@ -11,6 +11,8 @@
 //!   in `player.rs`; [`inventory`] its ledger operations).
 //! - [`model`]: the backend's matchmaker core on virtual time, for launches of
 //!   millions of players that no single machine could host over sockets.
+//! - [`queue_model`]: queue mode, the backend's real login queue on an
+//!   embedded store and virtual time (the launch-queue preset).
 //! - [`record`], [`results`], [`report`]: HDR histograms and counters, the
 //!   JSON result, the HTML report.
 //! - [`local`]: `--local` / `--spawn-gateway`, one in-process gateway on
@@ -26,6 +28,9 @@ pub mod live;
 pub mod local;
 pub mod model;
 mod player;
+pub mod queue_model;
+mod queue_report;
+pub mod queue_spec;
 pub mod record;
 pub mod report;
 pub mod results;

@@ -312,6 +312,7 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         timeline,
         slo: Vec::new(),
         notes,
+        login_queue: None,
     };
     results.evaluate_slos(scenario);
     Ok(results)

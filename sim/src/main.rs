@@ -6,6 +6,7 @@
 //! outpost-sim live SCENARIO --gateway 127.0.0.1:4433 --ca certs/dev/ca.pem
 //! outpost-sim live SCENARIO --gateway eu-west=127.0.0.1:4433 --gateway us-east=127.0.0.1:4434 --ca ca.pem
 //! outpost-sim model sim/scenarios/launch-day.toml                   # virtual time, matchmaker core
+//! outpost-sim queue sim/scenarios/launch-queue.toml                 # virtual time, the real login queue
 //! outpost-sim check sim/scenarios/*.toml                            # validate scenario files
 //! outpost-sim gateway SCENARIO --ca-out /tmp/ca.pem                  # the --local gateway as its own process
 //! outpost-sim render target/sim/smoke-live/result.json              # re-render report.html
@@ -46,6 +47,9 @@ enum Command {
     Live(LiveArgs),
     /// Run the matchmaker core on virtual time (no sockets).
     Model(CommonArgs),
+    /// Run the backend's login queue on an embedded store and virtual time
+    /// (scenarios with a `[login_queue]` section).
+    Queue(CommonArgs),
     /// Run the `--local` gateway as a process of its own (the scenario's
     /// matchmaking queue, client grants on, temporary store) until Ctrl-C, to
     /// measure sim and gateway apart: `live SCENARIO --gateway ADDR --ca CA_OUT`.
@@ -157,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(a) => return serve_gateway(a),
         Command::Live(a) => ("live", &a.common),
         Command::Model(a) => ("model", a),
+        Command::Queue(a) => ("queue", a),
     };
     let scenario =
         Scenario::from_file(&common.scenario).with_context(|| common.scenario.display().to_string())?;
@@ -176,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(run_live(&scenario, a, &opts))?
         }
+        Command::Queue(_) => outpost_sim::queue_model::run(&scenario, &opts)?,
         _ => outpost_sim::model::run(&scenario, &opts)?,
     };
     let out = common
@@ -343,6 +349,18 @@ fn print_summary(r: &Results) {
                 t.inventory_ops, t.purchases_declined, t.replays_verified
             );
         }
+    } else if let Some(q) = &r.login_queue {
+        println!(
+            "arrivals {} · direct {} · queued {} · admitted from queue {} · peak queue {} · drops {} (kept {}) · gave up {}",
+            q.arrivals, q.direct, q.queued, q.admitted_from_queue, q.peak_length, q.drops, q.places_kept, q.gave_up
+        );
+        println!(
+            "FIFO violations {} · lost places {} · most admissions in 1 s {} (budget {}/s)",
+            q.fifo_violations + q.position_increases,
+            q.lost_places,
+            q.max_admissions_per_window,
+            q.budget_admissions_per_sec
+        );
     } else {
         println!(
             "players {} · tickets {} · matches {}",

@@ -448,6 +448,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
         timeline,
         slo: Vec::new(),
         notes,
+        login_queue: None,
     };
     results.evaluate_slos(scenario);
     Ok(results)

@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 use crate::results::{Results, Sample};
 
-const PALETTE: [&str; 8] = [
+pub(crate) const PALETTE: [&str; 8] = [
     "#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563",
 ];
 const W: f64 = 880.0;
@@ -212,7 +212,7 @@ pub fn line_chart(title: &str, unit: &str, series: &[Series]) -> String {
     out
 }
 
-fn series(
+pub(crate) fn series(
     name: impl Into<String>,
     color: &'static str,
     dashed: bool,
@@ -319,6 +319,8 @@ pub fn render(r: &Results) -> String {
                 ("replays verified", fmt_num(t.replays_verified as f64)),
             ]);
         }
+    } else if let Some(q) = &r.login_queue {
+        cards.extend(crate::queue_report::cards(q));
     } else {
         cards.extend([
             ("players arrived", fmt_num(t.players_started as f64)),
@@ -371,6 +373,8 @@ pub fn render(r: &Results) -> String {
                 series("p99", PALETTE[1], false, tl, |s| s.p99_ms),
             ],
         ));
+    } else if r.mode == "queue" {
+        h.push_str(&crate::queue_report::section(r));
     } else {
         h.push_str(&line_chart(
             "Match wait of tickets matched in each interval",

@@ -125,6 +125,64 @@ pub struct Sample {
     pub match_wait_p95_s: Option<f64>,
     /// Matches formed per second (model).
     pub matches_per_s: Option<f64>,
+    /// The login queue (queue mode).
+    #[serde(default)]
+    pub queue: Option<QueueSample>,
+}
+
+/// The login queue at one sample time (queue mode). Waits and ETA errors are
+/// of the players admitted in the interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueSample {
+    /// Places waiting (the last view).
+    pub length: u64,
+    /// Region slots in use.
+    pub slots_used: u64,
+    /// Admissions per second over the interval.
+    pub admissions_per_s: f64,
+    /// Wait percentiles, seconds.
+    pub wait_p50_s: Option<f64>,
+    pub wait_p95_s: Option<f64>,
+    /// |first ETA − wait| percentiles, seconds.
+    pub eta_error_p50_s: Option<f64>,
+    pub eta_error_p95_s: Option<f64>,
+}
+
+/// What queue mode counted over the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueSummary {
+    /// Players who arrived (each logs in once, unless dropped).
+    pub arrivals: u64,
+    /// Admitted without queueing (the budget had room and nobody waited).
+    pub direct: u64,
+    /// Given a place.
+    pub queued: u64,
+    /// Admitted from the queue.
+    pub admitted_from_queue: u64,
+    /// Connections dropped while queued.
+    pub drops: u64,
+    /// Of those, reconnects (with the token, through another gateway) that got
+    /// their place (or its admission) back.
+    pub places_kept: u64,
+    /// Reconnects after the place grace: the place had expired (not a loss).
+    pub expired_while_away: u64,
+    /// Players who gave up while queued.
+    pub gave_up: u64,
+    /// Places the region counted as abandoned (expired).
+    pub abandoned: u64,
+    /// Admissions out of FIFO order (a later enqueue admitted before an earlier one).
+    pub fifo_violations: u64,
+    /// Times a player's position went up between two updates.
+    pub position_increases: u64,
+    /// Places lost: gone although their player neither gave up nor stayed away too long.
+    pub lost_places: u64,
+    /// Most places waiting at once.
+    pub peak_length: u64,
+    /// Most admissions in one rate window (one second of virtual time).
+    pub max_admissions_per_window: u64,
+    /// The budget in force (after `--scale`).
+    pub budget_max_sessions: u32,
+    pub budget_admissions_per_sec: u32,
 }
 
 /// One objective's verdict.
@@ -167,6 +225,9 @@ pub struct Results {
     pub timeline: Vec<Sample>,
     pub slo: Vec<SloResult>,
     pub notes: Vec<String>,
+    /// Queue mode's counts.
+    #[serde(default)]
+    pub login_queue: Option<QueueSummary>,
 }
 
 impl Results {
@@ -209,6 +270,20 @@ impl Results {
             let tried = t.players_logged_in + t.players_gave_up;
             let success = (tried > 0).then(|| t.players_logged_in as f64 / tried as f64);
             check("login_success_rate", s.login_success_rate, success, false);
+        } else if self.mode == "queue" {
+            let q = self.login_queue.clone().unwrap_or_default();
+            let fifo = (q.fifo_violations + q.position_increases) as f64;
+            check("queue_fifo_violations", s.queue_fifo_violations, Some(fifo), true);
+            check(
+                "queue_lost_places",
+                s.queue_lost_places,
+                Some(q.lost_places as f64),
+                true,
+            );
+            let eta = op("queue_eta_error")
+                .filter(|h| h.count > 0)
+                .map(|h| h.p95 / 1000.0);
+            check("queue_eta_error_p95_s", s.queue_eta_error_p95_s, eta, true);
         } else {
             let wait = op("match_wait").filter(|h| h.count > 0).map(|h| h.p95 / 1000.0);
             check("match_wait_p95_s", s.match_wait_p95_s, wait, true);

@@ -51,6 +51,7 @@ use thiserror::Error;
 use crate::curve::{Curve, Segment};
 use crate::dist::Dist;
 use crate::inventory::InventorySpec;
+pub use crate::queue_spec::LoginQueueSpec;
 
 /// A scenario that cannot be used, with the reason.
 #[derive(Debug, Error)]
@@ -102,6 +103,9 @@ pub struct Scenario {
     /// What an inventory action is (live mode; the defaults when absent).
     #[serde(default)]
     pub inventory: InventorySpec,
+    /// The region login queue (queue mode; see [`crate::queue_model`]).
+    #[serde(default)]
+    pub login_queue: Option<LoginQueueSpec>,
     /// Objectives that decide the exit code.
     #[serde(default)]
     pub slo: SloSpec,
@@ -364,6 +368,15 @@ pub struct SloSpec {
     pub login_success_rate: Option<f64>,
     /// 95th percentile of matchmaking wait, seconds (model mode).
     pub match_wait_p95_s: Option<f64>,
+    /// Most admissions out of FIFO order plus positions that went up (queue
+    /// mode; the queue promises 0).
+    pub queue_fifo_violations: Option<f64>,
+    /// Most places lost: a player who neither gave up nor stayed away past
+    /// the place grace finds its place gone (queue mode; promised 0).
+    pub queue_lost_places: Option<f64>,
+    /// 95th percentile of |first ETA − actual wait| at admission, seconds
+    /// (queue mode).
+    pub queue_eta_error_p95_s: Option<f64>,
 }
 
 fn one() -> u64 {
@@ -511,6 +524,9 @@ impl Scenario {
             return bad(
                 "live.endpoints must be within 0..=256 and live.endpoint_buffer_bytes >= 65536".into(),
             );
+        }
+        if let Some(q) = &self.login_queue {
+            q.validate().map_err(ScenarioError::Invalid)?;
         }
         if let Some(m) = &self.matchmaking {
             self.validate_matchmaking(m)?;

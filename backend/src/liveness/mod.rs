@@ -20,7 +20,9 @@
 //!   dead and every resume token its sessions were issued has expired (tokens
 //!   live one resume window and are only issued while the incarnation
 //!   heartbeats). The sweeper marks it `swept`, then releases its holder
-//!   indexes item by item, then deletes the registration.
+//!   indexes item by item (matchmaking tickets, presence claims, and, with
+//!   [`Sweeper::with_queue`], login-queue places and slots held by
+//!   [`holder_id`]), then deletes the registration.
 //!
 //! Clocks: `expires_ms` is written with the gateway's clock and compared with
 //! the sweeper's. Keep `expiry_ms` above `2 × heartbeat_interval_ms` plus the
@@ -65,6 +67,9 @@ pub enum LivenessError {
     /// Presence failed during a sweep.
     #[error(transparent)]
     Presence(#[from] crate::presence::PresenceError),
+    /// The login queue failed during a sweep.
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
     /// The ledger failed during retention GC.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
@@ -126,6 +131,14 @@ impl LivenessConfig {
         }
         Ok(())
     }
+}
+
+/// The holder name a gateway incarnation uses where state records its holder
+/// as a string (the login queue's entries): `gateway/incarnation` (16 hex
+/// digits), so a gateway restarted under the same id is another holder and
+/// the sweep of its dead predecessor never releases the new one's entries.
+pub fn holder_id(gateway: &str, incarnation: u64) -> String {
+    format!("{gateway}/{incarnation:016x}")
 }
 
 fn corrupt(e: impl std::fmt::Display) -> TxError<LivenessError> {
@@ -330,5 +343,7 @@ impl<S: Store> Liveness<S> {
 mod bench_tests;
 #[cfg(test)]
 mod churn_tests;
+#[cfg(test)]
+mod queue_tests;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 use crate::ledger::Ledger;
 use crate::matchmaker::Matchmaker;
 use crate::presence::Presence;
+use crate::queue::Queue;
 use crate::store::Store;
 
 use super::{Liveness, LivenessError};
@@ -132,6 +133,9 @@ pub struct SweepStats {
     pub tickets_rehomed: AtomicU64,
     /// Orphaned presence claims cleared.
     pub claims_cleared: AtomicU64,
+    /// Login-queue entries of dead incarnations released (waiting places
+    /// detached, sessions turned into re-entry reservations).
+    pub queue_released: AtomicU64,
     /// Finished tickets collected by retention GC.
     pub finished_collected: AtomicU64,
     /// Age of the oldest finished ticket left after the last GC pass, ms.
@@ -157,6 +161,8 @@ pub struct SweepReport {
     pub tickets_rehomed: usize,
     /// Orphaned presence claims cleared.
     pub claims_cleared: usize,
+    /// Login-queue entries released ([`Queue::release_holder`]).
+    pub queue_released: usize,
     /// Finished tickets collected.
     pub collected: usize,
     /// Ledger receipts and duplicate records collected.
@@ -172,6 +178,7 @@ pub struct Sweeper<S: Store, G: Store> {
     cfg: SweepConfig,
     stats: Arc<SweepStats>,
     ledger: Option<(Ledger<S>, Mutex<Option<String>>)>,
+    queue: Option<Queue<S>>,
 }
 
 impl<S: Store, G: Store> Sweeper<S, G> {
@@ -193,6 +200,7 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             cfg,
             stats: Arc::default(),
             ledger: None,
+            queue: None,
         })
     }
 
@@ -200,6 +208,20 @@ impl<S: Store, G: Store> Sweeper<S, G> {
     /// `receipt_retention_ms` (the ledger of this region).
     pub fn with_ledger(mut self, ledger: Ledger<S>) -> Self {
         self.ledger = Some((ledger, Mutex::new(None)));
+        self
+    }
+
+    /// Also releases what dead incarnations held in the region's login
+    /// `queue`: each gateway enters the queue as holder
+    /// [`holder_id`](super::holder_id)`(gateway, incarnation)`, and once per
+    /// dead incarnation the sweep calls [`Queue::release_holder`] with it. Its
+    /// waiting places become detached (they expire `place_grace` after the
+    /// sweep unless their players come back), its sessions become re-entry
+    /// reservations (their slots return to the budget `reentry_grace` after
+    /// the sweep unless their players re-enter), so the region's slots-in-use
+    /// counter never keeps a dead gateway's slots.
+    pub fn with_queue(mut self, queue: Queue<S>) -> Self {
+        self.queue = Some(queue);
         self
     }
 
@@ -245,6 +267,13 @@ impl<S: Store, G: Store> Sweeper<S, G> {
                 if done {
                     break;
                 }
+            }
+            if let Some(q) = &self.queue {
+                // Idempotent: a pass that fails here re-runs it next time (the
+                // registration is only forgotten once everything is released).
+                r.queue_released += q
+                    .release_holder(&super::holder_id(&rec.gateway, inc), now_ms)
+                    .await?;
             }
             self.liveness.forget(inc).await?;
             r.incarnations += 1;
@@ -295,6 +324,8 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             .fetch_add(r.tickets_rehomed as u64, Ordering::Relaxed);
         s.claims_cleared
             .fetch_add(r.claims_cleared as u64, Ordering::Relaxed);
+        s.queue_released
+            .fetch_add(r.queue_released as u64, Ordering::Relaxed);
         s.finished_collected
             .fetch_add(r.collected as u64, Ordering::Relaxed);
         Ok(r)

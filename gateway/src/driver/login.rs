@@ -237,9 +237,7 @@ async fn perform(io: &mut LoginIo, login: &mut Login, step: LoginStep) {
             };
             let keys = shared.auth.queue_keys();
             let remote = io.conn.remote_address().ip();
-            let (decision, held) = rq
-                .enter(keys, &player, &shared.name, (mode, token.as_deref()), remote)
-                .await;
+            let (decision, held) = rq.enter(keys, &player, (mode, token.as_deref()), remote).await;
             io.player = Some(player);
             io.held = held;
             login.handle_queue(decision);
@@ -277,7 +275,7 @@ async fn send_queued_and_wait(io: &mut LoginIo, login: &mut Login, queued: outpo
         io.held = Held::Nothing;
         return login.handle_lost();
     }
-    match rq.wait(place, &io.shared.name, last_heard, send, recv).await {
+    match rq.wait(place, last_heard, send, recv).await {
         Some(update) => {
             if update == crate::session::QueueUpdate::Admitted {
                 w.record_admitted();

@@ -57,6 +57,10 @@ impl QueueSnapshot {
 pub(crate) struct RegionQueue {
     pub queue: Queue<AnyStore>,
     pub config: QueueConfig,
+    /// This gateway incarnation as the queue's holder
+    /// ([`outpost_backend::liveness::holder_id`]): the region's orphan sweep
+    /// releases what it holds once the incarnation is declared dead.
+    holder: String,
     pub snapshot: watch::Receiver<Arc<QueueSnapshot>>,
     tx: watch::Sender<Arc<QueueSnapshot>>,
     /// Places held per client address (`queue.max_places_per_address`).
@@ -66,8 +70,14 @@ pub(crate) struct RegionQueue {
 }
 
 impl RegionQueue {
-    /// Writes the configured budget if none is stored yet and reads the queue once.
-    pub async fn start(queue: Queue<AnyStore>, config: QueueConfig) -> Result<Self, QueueError> {
+    /// Writes the configured budget if none is stored yet and reads the queue
+    /// once. `holder`: see the field.
+    pub async fn start(
+        queue: Queue<AnyStore>,
+        config: QueueConfig,
+        holder: String,
+    ) -> Result<Self, QueueError> {
+        crate::queue_metrics::describe();
         queue.ensure_budget(config.initial_budget(), now_ms()).await?;
         let mut eta = EtaEstimator::new(Duration::from_secs(config.eta_window_secs));
         let view = queue.view().await?;
@@ -80,6 +90,7 @@ impl RegionQueue {
         Ok(RegionQueue {
             queue,
             config,
+            holder,
             snapshot,
             tx,
             addresses,
@@ -99,9 +110,7 @@ impl RegionQueue {
                 _ = shutdown.recv() => return,
             }
             match self.queue.admit_tick(now_ms()).await {
-                Ok(admitted) => {
-                    metrics::counter!("outpost_queue_admissions_total").increment(admitted.len() as u64)
-                }
+                Ok(admitted) => crate::queue_metrics::tick_admitted(admitted.len()),
                 Err(e) => warn!(error = %e, "queue admission tick failed"),
             }
             if Instant::now() >= next_view {
@@ -119,10 +128,7 @@ impl RegionQueue {
             Ok(view) => {
                 let mut eta = self.snapshot.borrow().eta.clone();
                 eta.sample(now_ms(), view.admissions_total);
-                metrics::gauge!("outpost_queue_length").set(view.len() as f64);
-                metrics::gauge!("outpost_queue_slots_used").set(view.used as f64);
-                metrics::gauge!("outpost_queue_abandoned").set(view.abandoned_total as f64);
-                metrics::gauge!("outpost_queue_admissions_per_sec").set(eta.rate_per_sec().unwrap_or(0.0));
+                crate::queue_metrics::view(&view, eta.rate_per_sec());
                 self.tx.send_replace(Arc::new(QueueSnapshot { view, eta }));
             }
             Err(e) => warn!(error = %e, "queue view failed"),
@@ -137,7 +143,6 @@ impl RegionQueue {
         &self,
         keys: outpost_backend::queue::QueueKeys,
         player: &str,
-        holder: &str,
         (mut mode, mut token): (EnterMode, Option<&str>),
         remote: std::net::IpAddr,
     ) -> (QueueDecision, Held) {
@@ -148,7 +153,7 @@ impl RegionQueue {
             token = None;
         }
         let q = self.queue.with_keys(keys);
-        match q.enter_with(player, holder, token, mode, now_ms()).await {
+        match q.enter_with(player, &self.holder, token, mode, now_ms()).await {
             Ok(Entry::Admitted { slot, .. }) => (QueueDecision::Admitted, Held::Slot(slot)),
             Ok(Entry::Queued(place)) => {
                 let snap = self.snapshot_showing(place.stamp).await;
@@ -156,7 +161,7 @@ impl RegionQueue {
                 // does not show the place; it is at least last of that view.
                 let position = snap.view.position(place.stamp).unwrap_or(snap.view.len() as u32);
                 let first = snap.queued(position, &place.token);
-                metrics::counter!("outpost_queue_enqueued_total").increment(1);
+                crate::queue_metrics::enqueued();
                 let promised_ms = (!first.paused).then_some(u64::from(first.eta_ms));
                 let now = Instant::now();
                 let waiting = Waiting {
@@ -215,7 +220,6 @@ impl RegionQueue {
     pub async fn wait(
         &self,
         place: &Place,
-        holder: &str,
         last_heard: &mut Instant,
         send: &mut SendStream,
         recv: &mut RecvStream,
@@ -242,7 +246,7 @@ impl RegionQueue {
         if let Some(position) = snap.view.position(place.stamp) {
             return Some(QueueUpdate::Waiting(snap.queued(position, &place.token)));
         }
-        Some(match self.queue.poll(place, holder, now_ms()).await {
+        Some(match self.queue.poll(place, &self.holder, now_ms()).await {
             Ok(PlaceStatus::Admitted { .. }) => QueueUpdate::Admitted,
             Ok(PlaceStatus::Waiting) => {
                 QueueUpdate::Waiting(snap.queued(snap.view.len() as u32, &place.token))
@@ -254,7 +258,7 @@ impl RegionQueue {
 
     /// The holder lost a waiting place's connection.
     pub async fn detach(&self, place: &Place) -> Option<QueueUpdate> {
-        metrics::counter!("outpost_queue_detached_total").increment(1);
+        crate::queue_metrics::detached();
         if let Err(e) = self.queue.detach(&place.player, place.place, now_ms()).await {
             warn!(error = %e, "queue detach failed; the place expires only through the liveness sweep");
         }
@@ -296,17 +300,11 @@ pub(crate) struct Waiting {
 
 impl Waiting {
     /// Admitted: records the wait and the ETA error on this connection
-    /// (`/metrics`: mean ETA error = `outpost_queue_eta_error_ms_total` /
-    /// `outpost_queue_eta_samples_total`).
+    /// (`outpost_queue_wait_ms`, `outpost_queue_eta_error_ms`).
     pub fn record_admitted(&mut self) {
         self.address.admitted();
         let waited = self.since.elapsed().as_millis() as u64;
-        metrics::counter!("outpost_queue_wait_ms_total").increment(waited);
-        metrics::counter!("outpost_queue_admitted_from_queue_total").increment(1);
-        if let Some(p) = self.promised_ms {
-            metrics::counter!("outpost_queue_eta_error_ms_total").increment(waited.abs_diff(p));
-            metrics::counter!("outpost_queue_eta_samples_total").increment(1);
-        }
+        crate::queue_metrics::admitted_from_queue(waited, self.promised_ms);
     }
 }
 
