@@ -18,6 +18,9 @@ use thiserror::Error;
 #[path = "config_queue.rs"]
 mod queue;
 pub use queue::QueueConfig;
+#[path = "config_log.rs"]
+mod log_section;
+pub use log_section::{LogConfig, LogFormat, DEFAULT_LOG_FILTER};
 
 /// Everything a gateway process needs to know. Every field has a default.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,6 +78,8 @@ pub struct GatewayConfig {
     /// This process's registration in the region's liveness registry and the
     /// orphan sweep / retention GC it takes part in (`crate::liveness`).
     pub liveness: crate::liveness::LivenessSettings,
+    /// Log format and default filter (`RUST_LOG` overrides the filter).
+    pub log: LogConfig,
 }
 
 impl Default for GatewayConfig {
@@ -100,6 +105,7 @@ impl Default for GatewayConfig {
             drain: DrainConfig::default(),
             transport: TransportConfig::default(),
             liveness: crate::liveness::LivenessSettings::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -540,6 +546,7 @@ impl GatewayConfig {
         self.queue
             .validate(s.resume_window_secs)
             .map_err(ConfigError::Invalid)?;
+        crate::logging::filter(&self.log, None).map_err(ConfigError::Invalid)?;
         if self.transport.max_idle_timeout_ms < s.heartbeat_interval_ms {
             return bad("transport.max_idle_timeout_ms must be at least session.heartbeat_interval_ms");
         }

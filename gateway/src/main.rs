@@ -6,6 +6,10 @@
 //! outpost-gateway gen-certs            # development CA + localhost certificate in certs/dev
 //! ```
 //!
+//! Logs: standard error, text or JSON (`[log] format`), colours only on a
+//! terminal; `RUST_LOG` replaces the default filter (`[log] filter`: Outpost at
+//! info, third-party crates at warn).
+//!
 //! Signals: SIGTERM/SIGINT drain (a second one stops at once); SIGHUP reloads the
 //! TLS certificate and key files (they are also polled; see `tls.reload_check_interval_ms`).
 
@@ -23,8 +27,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use outpost_gateway::config::GatewayConfig;
-use tracing_subscriber::EnvFilter;
+use outpost_gateway::config::{GatewayConfig, LogConfig};
+use outpost_gateway::logging;
 
 #[derive(Debug, Parser)]
 #[command(name = "outpost-gateway", version, about = "Outpost QUIC session gateway")]
@@ -70,11 +74,9 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
     let cli = Cli::parse();
     if let Some(Command::GenCerts { out }) = &cli.command {
+        logging::init(&LogConfig::default()).map_err(anyhow::Error::msg)?;
         let paths = outpost_gateway::tls::generate_dev_certs(out)?;
         println!("development CA:          {}", paths.ca_cert.display());
         println!("gateway certificate:     {}", paths.cert.display());
@@ -116,6 +118,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(v) = cli.dev_certs_dir {
         config.tls.dev_certs_dir = v;
     }
+    // Logging starts once the config (its `[log]` section) is known; errors
+    // before this point are printed by `main`'s error return.
+    logging::init(&config.log).map_err(anyhow::Error::msg)?;
     // The FoundationDB network runs once per process, started before any store
     // opens and stopped (by dropping the guard) when `main` returns.
     #[cfg(feature = "fdb")]
