@@ -50,6 +50,7 @@
 pub mod conflict;
 pub mod faults;
 pub mod group_commit;
+pub mod holder;
 mod tx;
 pub mod watch;
 
@@ -190,6 +191,9 @@ pub enum OpenError {
         /// fjall's error.
         source: fjall::Error,
     },
+    /// Another process (or another open store of this one) holds the directory.
+    #[error("embedded store at {path} is locked {holder}")]
+    Locked { path: PathBuf, holder: holder::Holder },
     /// Starting the flusher thread or reading the directory failed.
     #[error("opening embedded store: {0}")]
     Io(#[from] std::io::Error),
@@ -248,10 +252,14 @@ impl EmbeddedStore {
             path: config.path.clone(),
             source,
         };
-        let db = Database::builder(&config.path)
-            .cache_size(config.cache_bytes)
-            .open()
-            .map_err(fjall_err)?;
+        let db = match Database::builder(&config.path).cache_size(config.cache_bytes).open() {
+            Err(fjall::Error::Locked) => {
+                let holder = holder::Holder::of(&config.path);
+                return Err(OpenError::Locked { path: config.path.clone(), holder });
+            }
+            opened => opened.map_err(fjall_err)?,
+        };
+        holder::record(&config.path);
         let data = db
             .keyspace("data", KeyspaceCreateOptions::default)
             .map_err(fjall_err)?;
