@@ -92,11 +92,20 @@ fn deploy_example_is_the_defaults() {
     // No PartialEq on the config (it holds backend types); the pretty Debug
     // form lists every field with its value.
     let defaults = format!("{:#?}", GatewayConfig::default());
-    assert_eq!(format!("{parsed:#?}"), defaults, "deploy/gateway.toml differs from the defaults");
+    assert_eq!(
+        format!("{parsed:#?}"),
+        defaults,
+        "deploy/gateway.toml differs from the defaults"
+    );
     let mut missing = Vec::new();
     for line in defaults.lines() {
-        let Some((name, _)) = line.trim_start().split_once(": ") else { continue };
-        if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        let Some((name, _)) = line.trim_start().split_once(": ") else {
+            continue;
+        };
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             continue;
         }
         let named = text.lines().any(|l| {
@@ -107,5 +116,8 @@ fn deploy_example_is_the_defaults() {
             missing.push(name.to_owned());
         }
     }
-    assert!(missing.is_empty(), "keys missing from deploy/gateway.toml: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "keys missing from deploy/gateway.toml: {missing:?}"
+    );
 }
