@@ -121,3 +121,25 @@ fn deploy_example_is_the_defaults() {
         "keys missing from deploy/gateway.toml: {missing:?}"
     );
 }
+
+/// The Kubernetes ConfigMap's `gateway.toml` (deploy/k8s/gateway.yaml) is a
+/// valid configuration.
+#[test]
+fn kubernetes_configmap_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/gateway.yaml");
+    let yaml = std::fs::read_to_string(path).unwrap();
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "gateway.toml: |").skip(1);
+    let mut toml_text = String::new();
+    for line in lines.by_ref() {
+        if !line.is_empty() && !line.starts_with("    ") {
+            break;
+        }
+        toml_text.push_str(line.strip_prefix("    ").unwrap_or(line));
+        toml_text.push('\n');
+    }
+    let c: GatewayConfig = toml::from_str(&toml_text).unwrap();
+    assert_eq!(c.region, "eu-west");
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert!(c.tls.cert_path.is_some());
+    c.validate().unwrap();
+}

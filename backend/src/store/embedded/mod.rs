@@ -193,7 +193,12 @@ pub enum OpenError {
     },
     /// Another process (or another open store of this one) holds the directory.
     #[error("embedded store at {path} is locked {holder}")]
-    Locked { path: PathBuf, holder: holder::Holder },
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// Who holds it, from its pid file.
+        holder: holder::Holder,
+    },
     /// Starting the flusher thread or reading the directory failed.
     #[error("opening embedded store: {0}")]
     Io(#[from] std::io::Error),
