@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
 use anyhow::Context;
 use outpost_client::{AssetAmount, AssetKind, ChannelKind, Client, ClientConfig, Credentials, Trust};
 
-async fn quickstart(gateway: &str, ca: &std::path::Path) -> anyhow::Result<()> {
+pub async fn quickstart(gateway: &str, ca: &std::path::Path) -> anyhow::Result<()> {
     let config = ClientConfig::new(
         vec![gateway.parse().context("OUTPOST_GATEWAY")?],
         Trust::dev_ca_from_file(ca)?, // development CA; see certs/README.md

@@ -147,8 +147,12 @@ fn boot_fdb() -> anyhow::Result<foundationdb::api::NetworkAutoStop> {
 
 async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    // Installed before starting: SIGHUP's default action would end the process.
+    // Installed before starting: the default actions of SIGHUP, SIGTERM and
+    // SIGINT end the process, and an orchestrator may stop the gateway as soon as
+    // its admin port answers (before a handler installed later would be there).
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let gateway = outpost_gateway::start(config)
         .await
         .context("starting the gateway")?;
@@ -164,10 +168,6 @@ async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     });
     let handle = gateway.handle();
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
-            return;
-        };
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
