@@ -4,7 +4,8 @@
 //! long as a process has it open; a second open fails with `Locked` and says
 //! nothing of the holder. So the process that opened it writes its pid to
 //! `holder.pid` in the directory right after taking the lock, and an open that
-//! finds the directory locked reads that file back and reports the pid, the
+//! finds the directory locked reads that file back
+//! ([`OpenError::Locked`](super::OpenError::Locked)) and reports the pid, the
 //! holder's command name and whether it is running ([`Holder`]). The file is
 //! left in place when the process exits: the lock (released by the kernel) is
 //! what counts, and the next holder overwrites the file.
@@ -71,6 +72,21 @@ impl fmt::Display for Holder {
                 "by pid {pid}, which is not running here: another container or host shares this directory"
             ),
         }
+    }
+}
+
+/// The error of a failed open of `dir`: [`OpenError::Locked`] naming the
+/// holder when fjall found the directory locked.
+pub(super) fn open_error(e: fjall::Error, dir: &Path) -> super::OpenError {
+    match e {
+        fjall::Error::Locked => super::OpenError::Locked {
+            path: dir.to_owned(),
+            holder: Holder::of(dir),
+        },
+        source => super::OpenError::Fjall {
+            path: dir.to_owned(),
+            source,
+        },
     }
 }
 

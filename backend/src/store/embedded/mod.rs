@@ -257,13 +257,10 @@ impl EmbeddedStore {
             path: config.path.clone(),
             source,
         };
-        let db = match Database::builder(&config.path).cache_size(config.cache_bytes).open() {
-            Err(fjall::Error::Locked) => {
-                let holder = holder::Holder::of(&config.path);
-                return Err(OpenError::Locked { path: config.path.clone(), holder });
-            }
-            opened => opened.map_err(fjall_err)?,
-        };
+        let db = Database::builder(&config.path)
+            .cache_size(config.cache_bytes)
+            .open()
+            .map_err(|e| holder::open_error(e, &config.path))?;
         holder::record(&config.path);
         let data = db
             .keyspace("data", KeyspaceCreateOptions::default)
