@@ -4,7 +4,8 @@
 //!
 //! ```sh
 //! cargo run -p outpost-gateway                 # in one terminal, from the repository root
-//! cargo run --example quickstart               # in another, from anywhere in the repository
+//! cargo run --example quickstart               # in another, from the root or client-sdk/
+//! cargo run -p outpost-client --example quickstart   # from any other directory of the repository
 //! ```
 //!
 //! `OUTPOST_GATEWAY` (default `127.0.0.1:4433`) is the gateway's UDP address and
