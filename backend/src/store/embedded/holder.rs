@@ -129,7 +129,22 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains(&format!("locked by pid {me} (")), "{message}");
         assert!(message.contains("running"), "{message}");
+        // Once the holder closes, the directory (pid file and all) opens again.
         drop(first);
+        let mut reopened = None;
+        for _ in 0..100 {
+            match EmbeddedStore::open(EmbeddedConfig::new(dir.path())).await {
+                Ok(store) => {
+                    reopened = Some(store);
+                    break;
+                }
+                Err(OpenError::Locked { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("reopening: {e}"),
+            }
+        }
+        assert!(reopened.is_some(), "still locked 5 s after the holder closed");
     }
 
     #[test]
