@@ -18,6 +18,9 @@ use thiserror::Error;
 #[path = "config_queue.rs"]
 mod queue;
 pub use queue::QueueConfig;
+#[path = "config_log.rs"]
+mod log_section;
+pub use log_section::{LogConfig, LogFormat, DEFAULT_LOG_FILTER};
 
 /// Everything a gateway process needs to know. Every field has a default.
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +80,8 @@ pub struct GatewayConfig {
     pub liveness: crate::liveness::LivenessSettings,
     /// The optional metrics-only listener (`crate::metrics::listener`).
     pub metrics: crate::metrics::listener::MetricsConfig,
+    /// Log format and default filter (`RUST_LOG` overrides the filter).
+    pub log: LogConfig,
 }
 
 impl Default for GatewayConfig {
@@ -103,6 +108,7 @@ impl Default for GatewayConfig {
             transport: TransportConfig::default(),
             liveness: crate::liveness::LivenessSettings::default(),
             metrics: Default::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -550,6 +556,7 @@ impl GatewayConfig {
         self.queue
             .validate(s.resume_window_secs)
             .map_err(ConfigError::Invalid)?;
+        crate::logging::filter(&self.log, None).map_err(ConfigError::Invalid)?;
         if self.transport.max_idle_timeout_ms < s.heartbeat_interval_ms {
             return bad("transport.max_idle_timeout_ms must be at least session.heartbeat_interval_ms");
         }

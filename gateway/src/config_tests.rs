@@ -78,3 +78,68 @@ fn unknown_keys_and_contradictions_are_refused() {
     };
     assert!(c.validate().is_err(), "region names follow the keyspace rules");
 }
+
+/// `deploy/gateway.toml` is the annotated example operators start from: what it
+/// sets must be exactly the defaults, and it must name every key (keys whose
+/// default is "none" appear commented out), so that a key added to
+/// `GatewayConfig` without its line there fails here.
+#[test]
+fn deploy_example_is_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/gateway.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed = GatewayConfig::from_file(&path).unwrap();
+    parsed.validate().unwrap();
+    // No PartialEq on the config (it holds backend types); the pretty Debug
+    // form lists every field with its value.
+    let defaults = format!("{:#?}", GatewayConfig::default());
+    assert_eq!(
+        format!("{parsed:#?}"),
+        defaults,
+        "deploy/gateway.toml differs from the defaults"
+    );
+    let mut missing = Vec::new();
+    for line in defaults.lines() {
+        let Some((name, _)) = line.trim_start().split_once(": ") else {
+            continue;
+        };
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            continue;
+        }
+        let named = text.lines().any(|l| {
+            let l = l.trim_start_matches('#').trim();
+            l.starts_with(&format!("{name} =")) || l == format!("[{name}]")
+        });
+        if !named {
+            missing.push(name.to_owned());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "keys missing from deploy/gateway.toml: {missing:?}"
+    );
+}
+
+/// The Kubernetes ConfigMap's `gateway.toml` (deploy/k8s/gateway.yaml) is a
+/// valid configuration.
+#[test]
+fn kubernetes_configmap_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/gateway.yaml");
+    let yaml = std::fs::read_to_string(path).unwrap();
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "gateway.toml: |").skip(1);
+    let mut toml_text = String::new();
+    for line in lines.by_ref() {
+        if !line.is_empty() && !line.starts_with("    ") {
+            break;
+        }
+        toml_text.push_str(line.strip_prefix("    ").unwrap_or(line));
+        toml_text.push('\n');
+    }
+    let c: GatewayConfig = toml::from_str(&toml_text).unwrap();
+    assert_eq!(c.region, "eu-west");
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert!(c.tls.cert_path.is_some());
+    c.validate().unwrap();
+}

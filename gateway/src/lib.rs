@@ -18,7 +18,8 @@
 //! place identity errors become wire codes) · `registry` (capacity, one session
 //! per player) · `liveness` (this process's heartbeat, the orphan sweep) ·
 //! `session` (rules, no IO) · `driver` (runs sessions over quinn) ·
-//! `channels` (services) · `admin` (HTTP) · `metrics` · `server` (lifecycle).
+//! `channels` (services) · `admin` (HTTP) · `metrics` · `logging` (log output) ·
+//! `server` (lifecycle).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod endpoint;
 pub mod frame_io;
 pub mod live;
 pub mod liveness;
+pub mod logging;
 pub mod metrics;
 mod queue_metrics;
 pub mod regions;

@@ -6,6 +6,10 @@
 //! outpost-gateway gen-certs            # development CA + localhost certificate in certs/dev
 //! ```
 //!
+//! Logs: standard error, text or JSON (`[log] format`), colours only on a
+//! terminal; `RUST_LOG` replaces the default filter (`[log] filter`: Outpost at
+//! info, third-party crates at warn).
+//!
 //! Signals: SIGTERM/SIGINT drain (a second one stops at once); SIGHUP reloads the
 //! TLS certificate and key files (they are also polled; see `tls.reload_check_interval_ms`).
 
@@ -23,8 +27,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use outpost_gateway::config::GatewayConfig;
-use tracing_subscriber::EnvFilter;
+use outpost_gateway::config::{GatewayConfig, LogConfig};
+use outpost_gateway::logging;
 
 #[derive(Debug, Parser)]
 #[command(name = "outpost-gateway", version, about = "Outpost QUIC session gateway")]
@@ -73,11 +77,9 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
     let cli = Cli::parse();
     if let Some(Command::GenCerts { out }) = &cli.command {
+        logging::init(&LogConfig::default()).map_err(anyhow::Error::msg)?;
         let paths = outpost_gateway::tls::generate_dev_certs(out)?;
         println!("development CA:          {}", paths.ca_cert.display());
         println!("gateway certificate:     {}", paths.cert.display());
@@ -122,6 +124,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(v) = cli.dev_certs_dir {
         config.tls.dev_certs_dir = v;
     }
+    // Logging starts once the config (its `[log]` section) is known; errors
+    // before this point are printed by `main`'s error return.
+    logging::init(&config.log).map_err(anyhow::Error::msg)?;
     // The FoundationDB network runs once per process, started before any store
     // opens and stopped (by dropping the guard) when `main` returns.
     #[cfg(feature = "fdb")]
@@ -148,8 +153,12 @@ fn boot_fdb() -> anyhow::Result<foundationdb::api::NetworkAutoStop> {
 
 async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    // Installed before starting: SIGHUP's default action would end the process.
+    // Installed before starting: the default actions of SIGHUP, SIGTERM and
+    // SIGINT end the process, and an orchestrator may stop the gateway as soon as
+    // its admin port answers (before a handler installed later would be there).
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let gateway = outpost_gateway::start(config)
         .await
         .context("starting the gateway")?;
@@ -165,10 +174,6 @@ async fn run(config: GatewayConfig) -> anyhow::Result<()> {
     });
     let handle = gateway.handle();
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
-            return;
-        };
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}

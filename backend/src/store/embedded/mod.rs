@@ -50,6 +50,7 @@
 pub mod conflict;
 pub mod faults;
 pub mod group_commit;
+pub mod holder;
 mod tx;
 pub mod watch;
 
@@ -190,6 +191,14 @@ pub enum OpenError {
         /// fjall's error.
         source: fjall::Error,
     },
+    /// Another process (or another open store of this one) holds the directory.
+    #[error("embedded store at {path} is locked {holder}")]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// Who holds it, from its pid file.
+        holder: holder::Holder,
+    },
     /// Starting the flusher thread or reading the directory failed.
     #[error("opening embedded store: {0}")]
     Io(#[from] std::io::Error),
@@ -251,7 +260,8 @@ impl EmbeddedStore {
         let db = Database::builder(&config.path)
             .cache_size(config.cache_bytes)
             .open()
-            .map_err(fjall_err)?;
+            .map_err(|e| holder::open_error(e, &config.path))?;
+        holder::record(&config.path);
         let data = db
             .keyspace("data", KeyspaceCreateOptions::default)
             .map_err(fjall_err)?;
