@@ -2,8 +2,9 @@
 //! store in a temp dir) with the queue on and a budget of one session; a
 //! first C-ABI client takes the slot, a second one waits in the queue and
 //! `outpost_poll` hands it `QUEUE_POSITION` while its connect waits; when the
-//! first logs out it gets `QUEUE_ADMITTED`, then `CONNECTED`. The ABI is
-//! called in-process (the crate is also an rlib), as a game would call it.
+//! first logs out it gets `QUEUE_ADMITTED`, then `CONNECTED`. A third one,
+//! closed while queued, ends with `CLOSED`. The ABI is called in-process (the
+//! crate is also an rlib), as a game would call it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -41,8 +42,8 @@ fn connect(gw: SocketAddr, ca: &[u8], device: &str) -> Result<OutpostClient> {
     Ok(client)
 }
 
-/// Event kinds and their `num0`, `num1`, `data` (copied).
-type Seen = Vec<(u32, u64, u64, Vec<u8>)>;
+/// Event kinds and their `num0`, `num1`, `data` (copied), `status`.
+type Seen = Vec<(u32, u64, u64, Vec<u8>, i32)>;
 
 /// Polls `client` until an event of `kind` arrived (or `limit` passed).
 async fn poll_until(
@@ -75,8 +76,8 @@ async fn poll_until(
                 // SAFETY: valid until the next poll of this client, per the ABI.
                 unsafe { std::slice::from_raw_parts(e.data, e.data_len) }.to_vec()
             };
-            seen.push((e.kind, e.num0, e.num1, data));
-            if e.kind == OutpostEventKind::Closed as u32 {
+            seen.push((e.kind, e.num0, e.num1, data, e.status));
+            if e.kind == OutpostEventKind::Closed as u32 && kind != OutpostEventKind::Closed {
                 let text = if e.text.is_null() {
                     Vec::new()
                 } else {
@@ -131,7 +132,7 @@ async fn a_queued_c_client_sees_its_position_then_admission_then_login() -> Resu
     let mut state = 9;
     ok(outpost_client_state(waiter, &mut state), "state")?;
     ensure!(state == 0, "still connecting while queued: {state}");
-    let (_, position, _, data) = seen
+    let (_, position, _, data, _) = seen
         .iter()
         .find(|e| e.0 == OutpostEventKind::QueuePosition as u32)
         .context("queue position")?;
@@ -139,6 +140,21 @@ async fn a_queued_c_client_sees_its_position_then_admission_then_login() -> Resu
     let json: serde_json::Value = serde_json::from_slice(data)?;
     ensure!(json["queue_length"] == 1, "{json}");
     ensure!(json["gateway"] == gw.quic_addr.to_string(), "{json}");
+
+    // A third client queues behind, then gives up: closing it ends its
+    // connect with CLOSED (status CLOSED) while it waits.
+    let leaver = connect(gw.quic_addr, &ca, "ffi-queue-leaver")?;
+    let mut leaver_seen = Seen::new();
+    poll_until(leaver, OutpostEventKind::QueuePosition, &mut leaver_seen, limit).await?;
+    ok(outpost_client_close(leaver), "close leaver")?;
+    poll_until(leaver, OutpostEventKind::Closed, &mut leaver_seen, limit).await?;
+    let closed = leaver_seen.last().context("closed")?;
+    ensure!(
+        closed.0 == OutpostEventKind::Closed as u32 && closed.4 == OutpostStatus::Closed as i32,
+        "{leaver_seen:?}"
+    );
+    ok(outpost_client_state(leaver, &mut state), "state")?;
+    ensure!(state == 3, "closed: {state}");
 
     ok(outpost_client_close(holder), "close holder")?;
     poll_until(waiter, OutpostEventKind::Connected, &mut seen, limit).await?;
@@ -155,6 +171,7 @@ async fn a_queued_c_client_sees_its_position_then_admission_then_login() -> Resu
     // Off the test's runtime: free blocks (it stops the client's runtime).
     tokio::task::spawn_blocking(move || {
         ok(outpost_client_free(waiter), "free waiter")?;
+        ok(outpost_client_free(leaver), "free leaver")?;
         ok(outpost_client_free(holder), "free holder")
     })
     .await??;
