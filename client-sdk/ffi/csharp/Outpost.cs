@@ -85,6 +85,7 @@ namespace Outpost
         [DllImport(Lib)] internal static extern Status outpost_config_set_token(ulong cfg, byte[] s, UIntPtr len);
         [DllImport(Lib)] internal static extern Status outpost_config_set_client_version(ulong cfg, byte[] s, UIntPtr len);
         [DllImport(Lib)] internal static extern Status outpost_config_set_reconnect(ulong cfg, byte auto, uint initial_ms, uint max_ms, double multiplier, uint max_attempts);
+        [DllImport(Lib)] internal static extern Status outpost_config_set_queue(ulong cfg, byte enabled, uint max_wait_secs);
         [DllImport(Lib)] internal static extern Status outpost_client_connect(ulong cfg, out ulong client);
         [DllImport(Lib)] internal static extern Status outpost_client_close(ulong client);
         [DllImport(Lib)] internal static extern Status outpost_client_free(ulong client);
@@ -175,6 +176,8 @@ namespace Outpost
         {
             return Native.outpost_config_set_reconnect(Handle.Id, (byte)(automatic ? 1 : 0), initialMs, maxMs, multiplier, maxAttempts);
         }
+        /// <summary>The login queue: on (default) with at most maxWaitSecs of waiting (QueuePosition events meanwhile), or off.</summary>
+        public Status SetQueue(bool enabled, uint maxWaitSecs) { return Native.outpost_config_set_queue(Handle.Id, (byte)(enabled ? 1 : 0), maxWaitSecs); }
         public void Dispose() { Handle.Dispose(); }
     }
 

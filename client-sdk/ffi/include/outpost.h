@@ -175,12 +175,14 @@ enum OutpostEventKind
   // reconnect; repeated at the gateway's update interval until
   // `QueueAdmitted`. `num0`: places ahead (0: next), `num1`: estimated wait
   // in ms (UINT64_MAX: unknown, e.g. admission paused), `data`: JSON
-  // `{"queue_length":n,"paused":bool,"gateway":"ip:port"}`. Reserved: not
-  // emitted yet (the Rust SDK's queue events are on another branch; the
-  // values are fixed so games can handle them already).
+  // `{"queue_length":n,"paused":bool,"gateway":"ip:port"}` (`queue_length`:
+  // places waiting in the region; `paused`: operators paused admission, the
+  // place is kept; `gateway`: the one the place is held through now). The
+  // position never increases for one place, across reconnects too. Only
+  // with the queue enabled (`outpost_config_set_queue`, on by default).
   OUTPOST_EVENT_KIND_QUEUE_POSITION = 16,
-  // The queued login was admitted after `num0` ms; `Connected` follows.
-  // Reserved like `QueuePosition`: not emitted yet.
+  // The queued login was admitted after waiting `num0` ms (from its first
+  // `QueuePosition`); `Connected` follows.
   OUTPOST_EVENT_KIND_QUEUE_ADMITTED = 17,
 };
 #ifndef __cplusplus
@@ -401,7 +403,8 @@ OutpostStatus outpost_poll(OutpostClient client,
                            size_t *count);
 
 // Starts logging out: pending telemetry is sent (at most 1 s), the connection
-// is closed cleanly and no reconnect follows; `OUTPOST_EVENT_KIND_CLOSED` (status
+// is closed cleanly and no reconnect follows (a connect still under way, e.g.
+// waiting in the login queue, stops waiting); `OUTPOST_EVENT_KIND_CLOSED` (status
 // `OUTPOST_STATUS_CLOSED`) arrives through `outpost_poll` when done. Requests
 // still in flight fail with `OUTPOST_STATUS_CLOSED`. Returns at once;
 // idempotent. The handle stays valid until `outpost_client_free`.
@@ -448,7 +451,7 @@ OutpostStatus outpost_debug_kill_connection(OutpostClient client);
 // Creates an empty configuration and writes its handle to `*out`. Defaults:
 // server name "localhost", request timeout 10 s, auto-reconnect on with
 // backoff 200 ms initial, 30 s max, x2, unlimited attempts, event capacity
-// 1024, SDK telemetry on. Gateways, CA and credentials must be set.
+// 1024, SDK telemetry on, login queue on (at most 6 h). Gateways, CA and credentials must be set.
 // Ownership: the caller owns the handle and frees it with
 // `outpost_config_free` (a client made from it does not need it any more).
 // Thread-safety: any thread; a configuration may be used from several threads.
@@ -525,6 +528,21 @@ OutpostStatus outpost_config_set_event_capacity(OutpostConfig config,
 // every 10 s) on the telemetry channel. Default 1. Thread-safety: any thread.
 OutpostStatus outpost_config_set_telemetry(OutpostConfig config,
                                            uint8_t enabled);
+
+// The region's login queue (when the region is at capacity). `enabled` 1
+// (default): a login over capacity waits in the queue, reporting
+// `OUTPOST_EVENT_KIND_QUEUE_POSITION` every few seconds, then
+// `_QUEUE_ADMITTED` and `_CONNECTED`; a lost connection while queued is
+// re-established keeping the place. At most `max_wait_secs` (> 0; default
+// 21600, 6 h, the lifetime of a queue place), counted from the first
+// `QUEUE_POSITION` and including reconnects; then the connect fails
+// (`OUTPOST_EVENT_KIND_CLOSED`, `OUTPOST_STATUS_TIMEOUT`). Close the client
+// to stop waiting earlier. `enabled` 0: a login over capacity fails at once
+// (`OUTPOST_STATUS_REJECTED`, `code` 300 ServerBusy; `max_wait_secs`
+// is ignored). Thread-safety: any thread.
+OutpostStatus outpost_config_set_queue(OutpostConfig config,
+                                       uint8_t enabled,
+                                       uint32_t max_wait_secs);
 
 // Starts live ops: opens the content channel and reads the session's flags and
 // content manifests into the SDK's cache, which pushes keep current from then

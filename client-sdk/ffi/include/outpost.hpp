@@ -121,6 +121,10 @@ public:
             outpost_config_set_reconnect(handle_, automatic ? 1 : 0, initial_ms, max_ms, multiplier, max_attempts));
     }
     Status set_telemetry(bool enabled) { return Status::from(outpost_config_set_telemetry(handle_, enabled ? 1 : 0)); }
+    /// The login queue: on (default) with at most `max_wait_secs` of waiting, or off.
+    Status set_queue(bool enabled, uint32_t max_wait_secs) {
+        return Status::from(outpost_config_set_queue(handle_, enabled ? 1 : 0, max_wait_secs));
+    }
     OutpostConfig handle() const { return handle_; }
 
 private:

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use outpost_client::{Client, Events, InventoryClient, LiveClient, MatchmakingClient, StateClient};
-use tokio::sync::{watch, OnceCell};
+use outpost_client::{Client, Event, Events, InventoryClient, LiveClient, MatchmakingClient, StateClient};
+use tokio::sync::{watch, Notify, OnceCell};
 
 use crate::abi;
 use crate::event::{from_sdk, OutpostEvent, OutpostEventKind, OwnedEvent};
@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     next_request: AtomicU64,
     closing: AtomicBool,
+    /// Ends a connect still under way (e.g. waiting in the login queue).
+    stop_connect: Notify,
     pub state: OnceCell<StateClient>,
     pub inventory: OnceCell<InventoryClient>,
     pub matchmaking: OnceCell<MatchmakingClient>,
@@ -81,6 +83,9 @@ pub(crate) struct ClientHandle {
     pub shared: Arc<Shared>,
     /// Events not yet handed out (one SDK event can become several).
     pending: Mutex<VecDeque<OwnedEvent>>,
+    /// The first `Connected`, when it was read before its client was handed
+    /// over (it names the player); delivered with the next poll after that.
+    held: Mutex<Option<Event>>,
     /// The memory behind the pointers of the last `outpost_poll`.
     batch: Mutex<Vec<OwnedEvent>>,
 }
@@ -148,14 +153,23 @@ impl ClientHandle {
         if let Some(ev) = pending.pop_front() {
             return Some(ev);
         }
-        let sdk = self
-            .shared
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-            .and_then(|e| e.try_recv());
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let sdk = held.take().or_else(|| {
+            self.shared
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+                .and_then(|e| e.try_recv())
+        });
         if let Some(ev) = sdk {
+            if matches!(ev, Event::Connected { .. }) && matches!(*self.shared.conn.borrow(), Conn::Pending) {
+                // The login finished; the connect task hands its client over
+                // in a moment.
+                *held = Some(ev);
+                return None;
+            }
+            drop(held);
             let client = self.ready().ok();
             let events = from_sdk(ev, || client.map(|c| c.player_id()).unwrap_or_default());
             if events.iter().any(|e| e.kind == OutpostEventKind::Closed as u32) {
@@ -210,33 +224,58 @@ pub extern "C" fn outpost_client_connect(config: OutpostConfig, out: *mut Outpos
             in_flight: AtomicUsize::new(0),
             next_request: AtomicU64::new(1),
             closing: AtomicBool::new(false),
+            stop_connect: Notify::new(),
             state: OnceCell::new(),
             inventory: OnceCell::new(),
             matchmaking: OnceCell::new(),
             live: Mutex::new(None),
         });
         let task_shared = shared.clone();
-        rt.spawn(async move {
-            match Client::connect(cfg).await {
-                Ok(client) => {
-                    *task_shared.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.events());
-                    task_shared.conn.send_replace(Conn::Ready(client.clone()));
-                    if task_shared.closing.load(Ordering::Acquire) {
-                        client.close().await;
+        // The event subscription is taken before the login starts, so that
+        // queue positions reach `outpost_poll` while the login waits; a login
+        // that fails delivers its `Closed` through it as well.
+        let connect = {
+            let _rt = rt.enter();
+            Client::connect_with_events(cfg)
+        };
+        match connect {
+            Ok((events, connect)) => {
+                *shared.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(events);
+                rt.spawn(async move {
+                    let connected = tokio::select! {
+                        r = connect => r,
+                        () = task_shared.stop_connect.notified() => {
+                            let e = FfiError::new(OutpostStatus::Closed, "closed while connecting");
+                            task_shared.complete(OwnedEvent::error(OutpostEventKind::Closed, &e));
+                            task_shared.conn.send_replace(Conn::Failed(e));
+                            return;
+                        }
+                    };
+                    match connected {
+                        Ok(client) => {
+                            task_shared.conn.send_replace(Conn::Ready(client.clone()));
+                            if task_shared.closing.load(Ordering::Acquire) {
+                                client.close().await;
+                            }
+                        }
+                        Err(e) => {
+                            task_shared.conn.send_replace(Conn::Failed(FfiError::from(e)));
+                        }
                     }
-                }
-                Err(e) => {
-                    let e = FfiError::from(e);
-                    task_shared.complete(OwnedEvent::error(OutpostEventKind::Closed, &e));
-                    task_shared.conn.send_replace(Conn::Failed(e));
-                }
+                });
             }
-        });
+            Err(e) => {
+                let e = FfiError::from(e);
+                shared.complete(OwnedEvent::error(OutpostEventKind::Closed, &e));
+                shared.conn.send_replace(Conn::Failed(e));
+            }
+        }
         let handle = ClientHandle {
             spawner: rt.handle().clone(),
             rt: Mutex::new(Some(rt)),
             shared,
             pending: Mutex::new(VecDeque::new()),
+            held: Mutex::new(None),
             batch: Mutex::new(Vec::new()),
         };
         abi::write(out, handles::insert_client(Arc::new(handle)), "out")
@@ -281,7 +320,8 @@ pub extern "C" fn outpost_poll(
 }
 
 /// Starts logging out: pending telemetry is sent (at most 1 s), the connection
-/// is closed cleanly and no reconnect follows; `OUTPOST_EVENT_KIND_CLOSED` (status
+/// is closed cleanly and no reconnect follows (a connect still under way, e.g.
+/// waiting in the login queue, stops waiting); `OUTPOST_EVENT_KIND_CLOSED` (status
 /// `OUTPOST_STATUS_CLOSED`) arrives through `outpost_poll` when done. Requests
 /// still in flight fail with `OUTPOST_STATUS_CLOSED`. Returns at once;
 /// idempotent. The handle stays valid until `outpost_client_free`.
@@ -293,6 +333,9 @@ pub extern "C" fn outpost_client_close(client: OutpostClient) -> OutpostStatus {
         h.shared.closing.store(true, Ordering::Release);
         if let Ok(c) = h.ready() {
             h.spawner.spawn(async move { c.close().await });
+        } else {
+            // A connect still under way (in the login queue, say) stops.
+            h.shared.stop_connect.notify_one();
         }
         Ok(())
     })

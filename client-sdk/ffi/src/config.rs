@@ -25,6 +25,7 @@ pub(crate) struct ConfigBuilder {
     reconnect: Option<(Duration, Duration, f64, Option<u32>)>,
     event_capacity: Option<usize>,
     telemetry: Option<bool>,
+    queue: Option<(bool, Duration)>,
 }
 
 impl ConfigBuilder {
@@ -64,6 +65,10 @@ impl ConfigBuilder {
         if let Some(on) = self.telemetry {
             c.telemetry.enabled = on;
         }
+        if let Some((enabled, max_wait)) = self.queue {
+            c.queue.enabled = enabled;
+            c.queue.max_wait = max_wait;
+        }
         Ok(c)
     }
 }
@@ -79,7 +84,7 @@ fn with_config(config: OutpostConfig, f: impl FnOnce(&mut ConfigBuilder) -> FfiR
 /// Creates an empty configuration and writes its handle to `*out`. Defaults:
 /// server name "localhost", request timeout 10 s, auto-reconnect on with
 /// backoff 200 ms initial, 30 s max, x2, unlimited attempts, event capacity
-/// 1024, SDK telemetry on. Gateways, CA and credentials must be set.
+/// 1024, SDK telemetry on, login queue on (at most 6 h). Gateways, CA and credentials must be set.
 /// Ownership: the caller owns the handle and frees it with
 /// `outpost_config_free` (a client made from it does not need it any more).
 /// Thread-safety: any thread; a configuration may be used from several threads.
@@ -289,6 +294,36 @@ pub extern "C" fn outpost_config_set_event_capacity(config: OutpostConfig, capac
 pub extern "C" fn outpost_config_set_telemetry(config: OutpostConfig, enabled: u8) -> OutpostStatus {
     with_config(config, |b| {
         b.telemetry = Some(enabled != 0);
+        Ok(())
+    })
+}
+
+/// The region's login queue (when the region is at capacity). `enabled` 1
+/// (default): a login over capacity waits in the queue, reporting
+/// `OUTPOST_EVENT_KIND_QUEUE_POSITION` every few seconds, then
+/// `_QUEUE_ADMITTED` and `_CONNECTED`; a lost connection while queued is
+/// re-established keeping the place. At most `max_wait_secs` (> 0; default
+/// 21600, 6 h, the lifetime of a queue place), counted from the first
+/// `QUEUE_POSITION` and including reconnects; then the connect fails
+/// (`OUTPOST_EVENT_KIND_CLOSED`, `OUTPOST_STATUS_TIMEOUT`). Close the client
+/// to stop waiting earlier. `enabled` 0: a login over capacity fails at once
+/// (`OUTPOST_STATUS_REJECTED`, `code` 300 ServerBusy; `max_wait_secs`
+/// is ignored). Thread-safety: any thread.
+#[no_mangle]
+pub extern "C" fn outpost_config_set_queue(
+    config: OutpostConfig,
+    enabled: u8,
+    max_wait_secs: u32,
+) -> OutpostStatus {
+    with_config(config, |b| {
+        if enabled != 0 && max_wait_secs == 0 {
+            return Err(FfiError::new(
+                OutpostStatus::InvalidArgument,
+                "max_wait_secs must be > 0",
+            ));
+        }
+        let max_wait = Duration::from_secs(u64::from(max_wait_secs.max(1)));
+        b.queue = Some((enabled != 0, max_wait));
         Ok(())
     })
 }

@@ -72,12 +72,14 @@ pub enum OutpostEventKind {
     /// reconnect; repeated at the gateway's update interval until
     /// `QueueAdmitted`. `num0`: places ahead (0: next), `num1`: estimated wait
     /// in ms (UINT64_MAX: unknown, e.g. admission paused), `data`: JSON
-    /// `{"queue_length":n,"paused":bool,"gateway":"ip:port"}`. Reserved: not
-    /// emitted yet (the Rust SDK's queue events are on another branch; the
-    /// values are fixed so games can handle them already).
+    /// `{"queue_length":n,"paused":bool,"gateway":"ip:port"}` (`queue_length`:
+    /// places waiting in the region; `paused`: operators paused admission, the
+    /// place is kept; `gateway`: the one the place is held through now). The
+    /// position never increases for one place, across reconnects too. Only
+    /// with the queue enabled (`outpost_config_set_queue`, on by default).
     QueuePosition = 16,
-    /// The queued login was admitted after `num0` ms; `Connected` follows.
-    /// Reserved like `QueuePosition`: not emitted yet.
+    /// The queued login was admitted after waiting `num0` ms (from its first
+    /// `QueuePosition`); `Connected` follows.
     QueueAdmitted = 17,
 }
 
@@ -219,11 +221,23 @@ pub(crate) fn from_sdk(ev: Event, player_id: impl FnOnce() -> String) -> Vec<Own
             data: min_client_version.into_bytes(),
             ..OwnedEvent::new(K::ClientTooOld)
         }),
+        Event::Queued {
+            position,
+            eta,
+            queue_length,
+            paused,
+            gateway,
+        } => one(OwnedEvent {
+            num0: u64::from(position),
+            num1: eta.map_or(u64::MAX, ms),
+            data: json::queued(queue_length, paused, gateway),
+            ..OwnedEvent::new(K::QueuePosition)
+        }),
+        Event::Admitted { waited } => one(OwnedEvent {
+            num0: ms(waited),
+            ..OwnedEvent::new(K::QueueAdmitted)
+        }),
         Event::Push { channel, body } => push(channel, body),
-        // Variants added to the Rust SDK later are not forwarded until they
-        // get a kind here.
-        #[allow(unreachable_patterns)]
-        _ => Vec::new(),
     }
 }
 
@@ -331,5 +345,50 @@ mod tests {
         let view = closed[0].view();
         assert_eq!(view.text, closed[0].text.as_ptr());
         assert!(view.data.is_null() && view.data_len == 0);
+    }
+
+    #[test]
+    fn queue_events_carry_position_eta_and_wait() {
+        use std::time::Duration;
+        let gateway: std::net::SocketAddr = "127.0.0.1:4433".parse().unwrap();
+        let queued = |eta| {
+            let evs = from_sdk(
+                Event::Queued {
+                    position: 41,
+                    eta,
+                    queue_length: 900,
+                    paused: eta.is_none(),
+                    gateway,
+                },
+                String::new,
+            );
+            assert_eq!(evs.len(), 1);
+            evs.into_iter().next().unwrap()
+        };
+        let known = queued(Some(Duration::from_millis(12_345)));
+        assert_eq!(known.kind, OutpostEventKind::QueuePosition as u32);
+        assert_eq!((known.num0, known.num1), (41, 12_345));
+        assert_eq!(known.status, OutpostStatus::Ok as i32);
+        let json: serde_json::Value = serde_json::from_slice(&known.data).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"queue_length": 900, "paused": false, "gateway": "127.0.0.1:4433"})
+        );
+        // No estimate (admission paused): UINT64_MAX, never 0 ("now").
+        let paused = queued(None);
+        assert_eq!(paused.num1, u64::MAX);
+        let json: serde_json::Value = serde_json::from_slice(&paused.data).unwrap();
+        assert_eq!(json["paused"], true);
+
+        let admitted = from_sdk(
+            Event::Admitted {
+                waited: Duration::from_secs(90),
+            },
+            String::new,
+        );
+        assert_eq!(admitted.len(), 1);
+        assert_eq!(admitted[0].kind, OutpostEventKind::QueueAdmitted as u32);
+        assert_eq!(admitted[0].num0, 90_000);
+        assert!(admitted[0].view().data.is_null() && admitted[0].view().text.is_null());
     }
 }

@@ -1,8 +1,9 @@
 //! JSON texts for the structured payloads of events and responses (balances,
-//! receipts, ledger pages, matches, manifests, flags). The C ABI keeps fixed
-//! fields for what games read every frame and hands nested data over as UTF-8
-//! JSON, whose schema is documented in `outpost.h`: every engine has a JSON
-//! parser, and fields can be added to a payload without changing the ABI.
+//! receipts, ledger pages, matches, manifests, flags, queue positions). The C
+//! ABI keeps fixed fields for what games read every frame and hands nested
+//! data over as UTF-8 JSON, whose schema is documented in `outpost.h`: every
+//! engine has a JSON parser, and fields can be added to a payload without
+//! changing the ABI.
 
 use outpost_client::{
     AssetAmount, AssetDelta, AssetKind, ContentManifest, FlagSnapshot, FlagValue, InventoryEvent,
@@ -151,4 +152,13 @@ pub(crate) fn flags(snapshot: &FlagSnapshot) -> Vec<u8> {
 /// `["key", ...]`
 pub(crate) fn keys(v: &[String]) -> Vec<u8> {
     text(json!(v))
+}
+
+/// `{"queue_length":n,"paused":bool,"gateway":"ip:port"}`
+pub(crate) fn queued(queue_length: u32, paused: bool, gateway: std::net::SocketAddr) -> Vec<u8> {
+    text(json!({
+        "queue_length": queue_length,
+        "paused": paused,
+        "gateway": gateway.to_string(),
+    }))
 }
