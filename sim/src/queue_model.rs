@@ -11,8 +11,10 @@
 //!    (clean logout: its slot is freed);
 //! 2. new players arrive until players present (waiting or online) reach the
 //!    curve's target; each logs in through the next gateway (round robin):
-//!    admitted at once, or given a place and a first ETA computed as the
-//!    gateway does (position in its last view, or last; the measured rate);
+//!    admitted at once, or given a place; at the end of the arrivals, the
+//!    places enqueued in this step get their first ETA as the gateway computes
+//!    it (position in a view that shows the place, read afresh if the last
+//!    one does not; the measured rate);
 //! 3. every gateway runs one admission tick (they serialize in the store);
 //! 4. every `update_interval_ms`: the expiry sweep, one view of the queue,
 //!    the positions of every connected queued player (a position that goes
@@ -61,6 +63,8 @@ struct Wait {
     place: Place,
     enqueued_ms: u64,
     first_eta_ms: Option<u64>,
+    /// Enqueued this step; its first `Queued` is answered at the step's end.
+    needs_first_eta: bool,
     last_position: Option<u32>,
     connected: bool,
     away_since_ms: u64,
@@ -122,12 +126,45 @@ impl World {
             .flatten()
     }
 
+    /// The first `Queued` of the places enqueued this step, as the gateway
+    /// answers it (`driver/queue.rs`, `snapshot_showing`): a place must not
+    /// get its first position from a view older than itself, so when the last
+    /// view does not show it the gateway reads the queue afresh, one read at a
+    /// time, and logins enqueued meanwhile share that read. Here: one fresh
+    /// view per step for all the places it enqueued.
+    async fn answer_new_places(&mut self) -> anyhow::Result<()> {
+        let pending: Vec<usize> = (0..self.players.len())
+            .filter(|&i| matches!(&self.players[i].state, State::Waiting(w) if w.needs_first_eta))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let shown = |w: &World, i: usize| match &w.players[i].state {
+            State::Waiting(wt) => w.view.position(wt.place.stamp).is_some(),
+            _ => true,
+        };
+        if !pending.iter().all(|&i| shown(self, i)) {
+            self.view = self.q.view().await?;
+        }
+        for i in pending {
+            let eta = match &self.players[i].state {
+                State::Waiting(w) => self.first_eta(w.place.stamp),
+                _ => continue,
+            };
+            if let State::Waiting(w) = &mut self.players[i].state {
+                w.first_eta_ms = eta;
+                w.needs_first_eta = false;
+            }
+        }
+        Ok(())
+    }
+
     fn wait_for(&mut self, place: Place, now: u64) -> Box<Wait> {
-        let first_eta_ms = self.first_eta(place.stamp);
         Box::new(Wait {
             place,
             enqueued_ms: now,
-            first_eta_ms,
+            first_eta_ms: None,
+            needs_first_eta: true,
             last_position: None,
             connected: true,
             away_since_ms: now,
@@ -474,6 +511,7 @@ async fn run_async(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Res
         while (w.active as f64) < target.round() {
             w.arrive(now).await?;
         }
+        w.answer_new_places().await?;
         w.ticks(now).await?;
         let done = elapsed >= duration_ms;
         if elapsed % update_every == 0 || done {

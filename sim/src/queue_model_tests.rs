@@ -38,6 +38,7 @@ fn launch_queue_preset_keeps_fifo_and_every_place() {
         .max();
     assert!(peak.unwrap_or(0) > 100, "a queue formed");
     for s in &r.slo {
+        eprintln!("SLO {}: {:?} (limit {})", s.name, s.actual, s.limit);
         assert!(s.ok, "SLO {} missed: {:?} > {}", s.name, s.actual, s.limit);
     }
     let names: Vec<&str> = r.slo.iter().map(|s| s.name.as_str()).collect();
