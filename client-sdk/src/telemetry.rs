@@ -213,26 +213,7 @@ pub fn error_name(e: &ClientError) -> String {
 
 /// The operation a request performs, as named in telemetry codes.
 pub(crate) fn operation(body: &RequestBody) -> &'static str {
-    match body {
-        RequestBody::Echo { .. } => "Echo",
-        RequestBody::StateGet { .. } => "StateGet",
-        RequestBody::StateList => "StateList",
-        RequestBody::StateSet { .. } => "StateSet",
-        RequestBody::InventoryGrant { .. } => "InventoryGrant",
-        RequestBody::InventoryConsume { .. } => "InventoryConsume",
-        RequestBody::InventoryPurchase { .. } => "InventoryPurchase",
-        RequestBody::InventoryBalances => "InventoryBalances",
-        RequestBody::InventoryHistory { .. } => "InventoryHistory",
-        RequestBody::MatchmakingQueue { .. } => "MatchmakingQueue",
-        RequestBody::MatchmakingCancel => "MatchmakingCancel",
-        RequestBody::MatchmakingStatus => "MatchmakingStatus",
-        RequestBody::ContentList => "ContentList",
-        RequestBody::ContentGet { .. } => "ContentGet",
-        RequestBody::Flags => "Flags",
-        RequestBody::Telemetry { .. } => "Telemetry",
-        #[allow(unreachable_patterns)]
-        _ => "Other",
-    }
+    body.operation_name()
 }
 
 fn channel_name(kind: ChannelKind) -> String {

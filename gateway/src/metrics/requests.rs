@@ -10,25 +10,7 @@ use super::catalogue::{REQUESTS, REQUEST_SECONDS};
 
 /// The `operation` label of a request: its body's variant name.
 pub fn operation_name(body: &RequestBody) -> &'static str {
-    match body {
-        RequestBody::Echo { .. } => "Echo",
-        RequestBody::StateGet { .. } => "StateGet",
-        RequestBody::StateList => "StateList",
-        RequestBody::StateSet { .. } => "StateSet",
-        RequestBody::InventoryGrant { .. } => "InventoryGrant",
-        RequestBody::InventoryConsume { .. } => "InventoryConsume",
-        RequestBody::InventoryPurchase { .. } => "InventoryPurchase",
-        RequestBody::InventoryBalances => "InventoryBalances",
-        RequestBody::InventoryHistory { .. } => "InventoryHistory",
-        RequestBody::MatchmakingQueue { .. } => "MatchmakingQueue",
-        RequestBody::MatchmakingCancel => "MatchmakingCancel",
-        RequestBody::MatchmakingStatus => "MatchmakingStatus",
-        RequestBody::ContentList => "ContentList",
-        RequestBody::ContentGet { .. } => "ContentGet",
-        RequestBody::Flags => "Flags",
-        RequestBody::Telemetry { .. } => "Telemetry",
-        RequestBody::Unknown(_) => "Unknown",
-    }
+    body.operation_name()
 }
 
 /// The `operation` label of a request answered by the channel rules before

@@ -122,6 +122,32 @@ pub enum RequestBody {
     Unknown(u8),
 }
 
+impl RequestBody {
+    /// The operation's name (the variant's), for metrics labels and
+    /// telemetry codes: one fixed, bounded set.
+    pub fn operation_name(&self) -> &'static str {
+        match self {
+            RequestBody::Echo { .. } => "Echo",
+            RequestBody::StateGet { .. } => "StateGet",
+            RequestBody::StateList => "StateList",
+            RequestBody::StateSet { .. } => "StateSet",
+            RequestBody::InventoryGrant { .. } => "InventoryGrant",
+            RequestBody::InventoryConsume { .. } => "InventoryConsume",
+            RequestBody::InventoryPurchase { .. } => "InventoryPurchase",
+            RequestBody::InventoryBalances => "InventoryBalances",
+            RequestBody::InventoryHistory { .. } => "InventoryHistory",
+            RequestBody::MatchmakingQueue { .. } => "MatchmakingQueue",
+            RequestBody::MatchmakingCancel => "MatchmakingCancel",
+            RequestBody::MatchmakingStatus => "MatchmakingStatus",
+            RequestBody::ContentList => "ContentList",
+            RequestBody::ContentGet { .. } => "ContentGet",
+            RequestBody::Flags => "Flags",
+            RequestBody::Telemetry { .. } => "Telemetry",
+            RequestBody::Unknown(_) => "Unknown",
+        }
+    }
+}
+
 /// A successful response body.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResponseBody {
