@@ -168,6 +168,9 @@ async fn child_gateway() -> Result<()> {
         // warm-up sessions fill, so every later login waits in the queue.
         config.queue.enabled = true;
         config.queue.max_sessions = queued::QUEUE_BUDGET;
+        // Every bench client comes from 127.0.0.1: the per-address bound
+        // (default 32) would refuse all but the first few.
+        config.queue.max_places_per_address = 0;
     }
     let running = outpost_gateway::start(config).await?;
     println!("READY {}", running.quic_addr);

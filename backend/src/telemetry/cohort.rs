@@ -60,10 +60,13 @@ pub type CohortDeltas = BTreeMap<(String, Cohort), GroupStats>;
 /// transaction of atomic adds (never conflicts; safe from any number of
 /// gateways). An empty map writes nothing.
 ///
-/// Not idempotent: if the store reports "commit result unknown" and the retry
-/// loop runs the adds again, one flush may count twice. Health gates compare
-/// rates over thousands of samples, so a rare duplicate flush is accepted rather
-/// than paying an idempotency key per flush.
+/// Idempotent across the store's reruns: the flush writes its random id into
+/// one of [`keys::FLUSH_SLOTS`] slots in the same transaction as its adds, and a
+/// rerun that finds its id there (the earlier attempt committed though its
+/// result was unknown) adds nothing. The slot may be overwritten by another
+/// flush in between (1 in 4,096 per intervening flush), in which case that rare
+/// rerun would count twice: health gates compare rates over thousands of
+/// samples, so that is accepted rather than keeping one key per flush.
 pub async fn flush_cohort_deltas<S: Store>(
     store: &S,
     now_ms: u64,
