@@ -96,7 +96,7 @@ pub async fn collect_stale_cohort_counters<S: Store>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{bool_flag, open};
+    use super::super::rollout_tests::setup;
     use super::super::*;
     use super::*;
     use crate::telemetry::{flush_cohort_deltas, Cohort, CohortDeltas, GroupStats};
@@ -128,17 +128,7 @@ mod tests {
 
     #[tokio::test]
     async fn counters_of_ended_and_unknown_rollouts_go_a_running_rollouts_stay() -> anyhow::Result<()> {
-        let (_dir, store) = open().await?;
-        let flags = Flags::new(store.clone());
-        let mut f = bool_flag("new_shop", vec![]);
-        f.rules.push(Rule {
-            id: "everyone".into(),
-            when: Conditions::default(),
-            value: FlagValue::Bool(true),
-            percentage_bp: 0,
-        });
-        flags.set_flag("alice", f, None).await?;
-        let rollouts = Rollouts::new(store.clone());
+        let (_dir, store, _flags, rollouts) = setup().await?;
         let plan = RolloutPlan {
             stages: vec![Stage {
                 percentage_bp: 1000,

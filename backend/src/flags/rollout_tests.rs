@@ -225,7 +225,9 @@ fn stats_window_covers_the_lookback_but_not_before_the_stage() {
 
 // ---- store-backed driver ----
 
-async fn setup() -> anyhow::Result<(
+/// A store with flag `new_shop` and its rule `everyone` at 0%, ready for a
+/// rollout (also used by the retention tests).
+pub(super) async fn setup() -> anyhow::Result<(
     tempfile::TempDir,
     crate::store::embedded::EmbeddedStore,
     Flags<crate::store::embedded::EmbeddedStore>,
