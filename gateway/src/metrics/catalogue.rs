@@ -1,5 +1,6 @@
-//! Help texts of the gateway's own metrics (backend metrics describe
-//! themselves next to their recording code). One entry per metric name; the
+//! Help texts of the gateway's own metrics (backend metrics, and the login
+//! queue's in `crate::queue_metrics`, describe themselves next to their
+//! recording code). One entry per metric name; the
 //! recording call sites use the same literal names.
 
 use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -65,34 +66,6 @@ const COUNTERS: &[(&str, &str)] = &[
         "outpost_liveness_fenced_total",
         "Times this process found its liveness registration taken over (it stops serving).",
     ),
-    (
-        "outpost_queue_admissions_total",
-        "Logins admitted from the region queue by this gateway's admission loop.",
-    ),
-    (
-        "outpost_queue_enqueued_total",
-        "Logins placed in the region login queue.",
-    ),
-    (
-        "outpost_queue_detached_total",
-        "Queued logins whose connection went away (their place is kept for a while).",
-    ),
-    (
-        "outpost_queue_admitted_from_queue_total",
-        "Queued logins that reached Welcome.",
-    ),
-    (
-        "outpost_queue_wait_ms_total",
-        "Total time admitted logins waited in the queue, milliseconds (divide by admitted_from_queue).",
-    ),
-    (
-        "outpost_queue_eta_error_ms_total",
-        "Sum of |actual wait - first ETA shown|, milliseconds.",
-    ),
-    (
-        "outpost_queue_eta_samples_total",
-        "Admissions with an ETA to compare (divisor of eta_error_ms_total).",
-    ),
 ];
 
 const GAUGES: &[(&str, &str)] = &[
@@ -123,22 +96,6 @@ const GAUGES: &[(&str, &str)] = &[
     (
         "outpost_tls_cert_not_after_seconds",
         "Expiry of the certificate in service, Unix seconds.",
-    ),
-    (
-        "outpost_queue_length",
-        "Logins waiting in the region login queue.",
-    ),
-    (
-        "outpost_queue_slots_used",
-        "Session slots used in the region's admission budget, as the queue sees them.",
-    ),
-    (
-        "outpost_queue_abandoned",
-        "Queue places abandoned so far (the queue's own cumulative count).",
-    ),
-    (
-        "outpost_queue_admissions_per_sec",
-        "Recent admission rate from the queue (what ETAs are computed from).",
     ),
     (
         "outpost_sweep_incarnations_total",
