@@ -1,11 +1,10 @@
-//! A minimal blocking client of the admin HTTP API, for the `outpost-admin`
-//! CLI: one HTTP/1.1 request per TCP connection (`Connection: close`), the
-//! bearer token on every request. The admin API is a loopback service with
-//! small answers, so a plain `std::net::TcpStream` is enough and keeps the CLI
-//! free of an HTTP client stack.
+//! The blocking client of the admin HTTP API: the `outpost-admin` CLI and the
+//! integration tests both speak to the admin API through [`AdminClient`], which
+//! sends each request with `ureq` (plain HTTP to a loopback service, no TLS
+//! stack), the bearer token on every request, and reads the whole answer
+//! whatever its status.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -17,17 +16,11 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error("cannot reach the admin API at {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Connect { addr: SocketAddr, source: ureq::Error },
     #[error("admin API at {addr}: {source}")]
-    Io {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("admin API at {addr} sent a malformed answer: {reason}")]
-    Malformed { addr: SocketAddr, reason: String },
+    Io { addr: SocketAddr, source: ureq::Error },
+    #[error("admin API at {addr}: bad request {reason}")]
+    Request { addr: SocketAddr, reason: String },
 }
 
 /// An HTTP answer.
@@ -43,6 +36,14 @@ impl Answer {
     /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// The status's canonical reason phrase (`"OK"`, `"Unauthorized"`, ...), empty if none.
+    pub fn reason(&self) -> &'static str {
+        ureq::http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
     }
 
     /// The error message of a JSON error answer (`message`), else the body.
@@ -64,96 +65,63 @@ impl Answer {
 #[derive(Debug, Clone)]
 pub struct AdminClient {
     addr: SocketAddr,
-    token: String,
-    timeout: Duration,
+    /// The bearer token; `None` sends no `Authorization` header (tests of the
+    /// refusal use it).
+    token: Option<String>,
+    agent: ureq::Agent,
 }
 
 impl AdminClient {
     /// A client of the admin API at `addr` presenting `token`. Requests time out
     /// after 30 s (a region-wide audit may take a while).
     pub fn new(addr: SocketAddr, token: impl Into<String>) -> Self {
-        AdminClient {
-            addr,
-            token: token.into(),
-            timeout: Duration::from_secs(30),
-        }
+        Self::with_token(addr, Some(token.into()), Duration::from_secs(30))
+    }
+
+    /// A client presenting `token` (or none), whose requests time out after `timeout`.
+    pub fn with_token(addr: SocketAddr, token: Option<String>, timeout: Duration) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            // Every status is an answer the caller reads (error bodies carry the code).
+            .http_status_as_error(false)
+            .build()
+            .into();
+        AdminClient { addr, token, agent }
     }
 
     /// Sends `method path` with an optional JSON body.
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Answer, ClientError> {
         let addr = self.addr;
-        let io = |source| ClientError::Io { addr, source };
-        let mut s = TcpStream::connect_timeout(&addr, self.timeout)
-            .map_err(|source| ClientError::Connect { addr, source })?;
-        s.set_read_timeout(Some(self.timeout)).map_err(io)?;
-        s.set_write_timeout(Some(self.timeout)).map_err(io)?;
-        let body = body.unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.token,
-            body.len()
-        );
-        s.write_all(head.as_bytes()).map_err(io)?;
-        s.write_all(body).map_err(io)?;
-        let mut raw = Vec::new();
-        s.take(MAX_RESPONSE_BYTES).read_to_end(&mut raw).map_err(io)?;
-        parse_response(&raw).map_err(|reason| ClientError::Malformed { addr, reason })
-    }
-}
-
-/// Parses a whole `Connection: close` HTTP/1.1 response (fixed length, chunked
-/// or read to the end).
-fn parse_response(raw: &[u8]) -> Result<Answer, String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|_| "headers are not UTF-8")?;
-    let mut body = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
-            chunked = true;
-        } else if name.eq_ignore_ascii_case("content-length") {
-            let n: usize = value.parse().map_err(|_| "bad Content-Length")?;
-            body = body.get(..n).ok_or("body shorter than its Content-Length")?;
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
+            .header("Content-Type", "application/json");
+        if let Some(token) = &self.token {
+            req = req.header("Authorization", format!("Bearer {token}"));
         }
-    }
-    let body = if chunked { dechunk(body)? } else { body.to_vec() };
-    Ok(Answer {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunk size")?;
-        let size_text = std::str::from_utf8(&data[..eol]).map_err(|_| "bad chunk size")?;
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(data.get(..size).ok_or("truncated chunk")?);
-        data = data.get(size + 2..).ok_or("truncated chunk")?;
+        let req = req
+            .body(body.unwrap_or_default().to_vec())
+            .map_err(|e| ClientError::Request {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let mut resp = self.agent.run(req).map_err(|source| match source {
+            ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+                ClientError::Connect { addr, source }
+            }
+            source => ClientError::Io { addr, source },
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(|source| ClientError::Io { addr, source })?;
+        Ok(Answer {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     }
 }
 
@@ -174,21 +142,6 @@ pub fn encode_component(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn responses_are_parsed() {
-        let a = parse_response(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 38\r\n\r\n{\"error\":\"unauthorized\",\"message\":\"x\"}")
-            .unwrap();
-        assert_eq!(a.status, 401);
-        assert_eq!(a.error_message(), "unauthorized: x");
-        let a = parse_response(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((a.status, a.body.as_str()), (200, "abcde"));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n").is_err());
-        assert!(parse_response(b"garbage\r\n\r\n").is_err());
-    }
 
     #[test]
     fn components_are_encoded() {

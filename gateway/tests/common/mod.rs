@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use outpost_backend::store::{AnyStore, StoreConfig};
 use outpost_client::{ClientConfig, Credentials, ReconnectPolicy, Trust};
+use outpost_gateway::admin::client::AdminClient;
 use outpost_gateway::{GatewayConfig, GatewayHandle, RunningGateway};
 use outpost_schema::{ControlMsg, FrameHeader, Hello, Welcome, LENGTH_PREFIX_BYTES, PROTOCOL_VERSION};
 use tempfile::TempDir;
@@ -270,8 +271,10 @@ pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// A blocking HTTP/1.1 request to the admin API with [`TEST_ADMIN_TOKEN`];
-/// returns the whole response.
+/// A blocking request to the admin API with [`TEST_ADMIN_TOKEN`], through the
+/// CLI's own client ([`AdminClient`], ureq); returns the answer as
+/// `"HTTP/1.1 <status> <reason>\r\n\r\n<body>"` (the status line and body
+/// the assertions read).
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> Result<String> {
     http_json(addr, method, path, "")
 }
@@ -289,19 +292,14 @@ pub fn http_with_token(
     body: &str,
     token: Option<&str>,
 ) -> Result<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let len = body.len();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {len}\r\nConnection: close\r\n\r\n{body}"
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
+    let client = AdminClient::with_token(addr, token.map(str::to_owned), Duration::from_secs(10));
+    let answer = client.request(method, path, Some(body.as_bytes()))?;
+    Ok(format!(
+        "HTTP/1.1 {} {}\r\n\r\n{}",
+        answer.status,
+        answer.reason(),
+        answer.body
+    ))
 }
 
 /// The body of a whole HTTP response (what [`http`] returns).
