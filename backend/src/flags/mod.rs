@@ -515,3 +515,6 @@ mod tests;
 
 #[cfg(test)]
 mod rollout_tests;
+
+#[cfg(test)]
+mod rollout_machine_tests;
