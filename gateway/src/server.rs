@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::auth::Authenticator;
+use crate::channels::region_services::ServiceCache;
 use crate::channels::Router;
 use crate::config::{ConfigError, GatewayConfig, QuicRetry};
 use crate::driver::{serve_connection, DrainPlan, Shared};
@@ -161,8 +162,7 @@ impl GatewayHandle {
     /// The inventory ledger of `region` (default: this gateway's), for operators.
     pub fn ledger(&self, region: Option<&str>) -> Option<outpost_backend::ledger::Ledger<AnyStore>> {
         let region = region.unwrap_or(self.shared.regions.local());
-        let store = self.shared.regions.store(region)?;
-        outpost_backend::ledger::Ledger::new(store, region, (*self.shared.catalog).clone()).ok()
+        Some(self.shared.services.get(region).ok()?.ledger.clone())
     }
 
     /// Kicks a player's session wherever it is (operator action). With
@@ -359,18 +359,15 @@ pub async fn start_with_stores(
     let live = Live::start(global_store.clone(), &shutdown)
         .await
         .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
-    let mut router = Router::with_defaults(
-        l.max_frame_size,
-        regions.clone(),
-        catalog.clone(),
-        config.inventory.client_grants,
-    )
-    .with_live(live.clone());
+    let services = Arc::new(ServiceCache::new(regions.clone(), catalog));
+    let mut router =
+        Router::with_defaults(l.max_frame_size, services.clone(), config.inventory.client_grants)
+            .with_live(live.clone());
     router.insert(
         outpost_schema::ChannelKind::Matchmaking,
         Arc::new(crate::channels::matchmaking::MatchmakingService::new(
             matchmaker.clone(),
-            regions.clone(),
+            services.clone(),
         )),
     );
     let (tickets, ended_sessions) =
@@ -382,7 +379,7 @@ pub async fn start_with_stores(
         matchmaker: matchmaker.clone(),
         mm_stats: std::sync::Mutex::new(Vec::new()),
         live,
-        catalog,
+        services,
         regions,
         transfers: transfers.clone(),
         presence,
@@ -446,15 +443,11 @@ pub async fn start_with_stores(
         pool,
         Presence::new(global_store),
         crate::liveness::SweepAlso {
-            ledger: outpost_backend::ledger::Ledger::new(
-                shared
-                    .regions
-                    .store(&shared.config.region)
-                    .expect("the local region always has a store"),
-                &shared.config.region,
-                (*shared.catalog).clone(),
-            )
-            .ok(),
+            ledger: shared
+                .services
+                .get(&shared.config.region)
+                .ok()
+                .map(|s| s.ledger.clone()),
             queue: crate::liveness::sweep_queue(&shared),
         },
         outpost_backend::liveness::holder_id(&shared.name, incarnation),

@@ -16,14 +16,13 @@ use futures::FutureExt;
 use outpost_backend::matchmaker::{
     Match, Matchmaker, MatchmakerError, PlayerTicket, RegionLatency, Skill, TicketRequest, TicketState,
 };
-use outpost_backend::state::PlayerState;
 use outpost_backend::store::AnyStore;
 use outpost_schema::{ErrorCode, MatchInfo, PushBody, RequestBody, ResponseBody, TicketStatus};
 use tracing::debug;
 
 use super::errors::wire_error;
+use super::region_services::ServiceCache;
 use super::{ChannelService, Reply, RequestContext, ServiceError};
-use crate::regions::Regions;
 use outpost_backend::time::now_ms;
 
 /// Skill of a player without an `mmr` document.
@@ -38,12 +37,13 @@ const RECENT_MATCH: Duration = Duration::from_secs(600);
 /// The matchmaking service of this gateway's region.
 pub struct MatchmakingService {
     mm: Matchmaker<AnyStore>,
-    regions: Arc<Regions>,
+    /// The home regions' player state (skill is read from the `mmr` document).
+    services: Arc<ServiceCache>,
 }
 
 impl MatchmakingService {
-    pub fn new(mm: Matchmaker<AnyStore>, regions: Arc<Regions>) -> Self {
-        MatchmakingService { mm, regions }
+    pub fn new(mm: Matchmaker<AnyStore>, services: Arc<ServiceCache>) -> Self {
+        MatchmakingService { mm, services }
     }
 }
 
@@ -90,11 +90,8 @@ fn status_body(status: Option<PlayerTicket>, player: &str) -> ResponseBody {
 }
 
 /// The player's skill from their `mmr` document in their home region.
-async fn skill_of(regions: &Regions, home: &str, player: &str) -> Skill {
-    let Some(store) = regions.store(home) else {
-        return DEFAULT_SKILL;
-    };
-    let Ok(state) = PlayerState::new(store, home) else {
+async fn skill_of(services: &ServiceCache, home: &str, player: &str) -> Skill {
+    let Ok(region) = services.get(home) else {
         return DEFAULT_SKILL;
     };
     #[derive(serde::Deserialize)]
@@ -102,7 +99,7 @@ async fn skill_of(regions: &Regions, home: &str, player: &str) -> Skill {
         rating: f64,
         uncertainty: f64,
     }
-    match state.get(player, "mmr").await {
+    match region.state.get(player, "mmr").await {
         Ok(Some(doc)) => match serde_json::from_slice::<Mmr>(&doc.value) {
             Ok(m) if m.rating.is_finite() && m.uncertainty.is_finite() && m.uncertainty >= 0.0 => Skill {
                 rating: m.rating,
@@ -120,7 +117,7 @@ impl ChannelService for MatchmakingService {
         ctx: RequestContext,
         body: RequestBody,
     ) -> BoxFuture<'static, Result<Reply, ServiceError>> {
-        let (mm, regions) = (self.mm.clone(), self.regions.clone());
+        let (mm, services) = (self.mm.clone(), self.services.clone());
         async move {
             let player = ctx.player_id.to_string();
             let body = match body {
@@ -129,7 +126,7 @@ impl ChannelService for MatchmakingService {
                     latencies,
                     max_latency_ms,
                 } => {
-                    let skill = skill_of(&regions, &ctx.home_region, &player).await;
+                    let skill = skill_of(&services, &ctx.home_region, &player).await;
                     let req = TicketRequest {
                         players: vec![player.clone()],
                         queue,

@@ -140,15 +140,14 @@ pub struct Router {
 
 impl Router {
     /// A router with the services every gateway has: `Echo`, `State` and
-    /// `Inventory`, which share one [`ServiceCache`](region_services::ServiceCache)
-    /// (the local region's services are built here, once).
+    /// `Inventory`, which share the gateway's one
+    /// [`ServiceCache`](region_services::ServiceCache) (the per-region service
+    /// objects, built once).
     pub fn with_defaults(
         max_frame_size: u32,
-        regions: Arc<crate::regions::Regions>,
-        catalog: Arc<outpost_backend::ledger::Catalog>,
+        services: Arc<region_services::ServiceCache>,
         client_grants: bool,
     ) -> Self {
-        let services = Arc::new(region_services::ServiceCache::new(regions, catalog));
         let mut r = Router::default();
         r.insert(ChannelKind::Echo, Arc::new(echo::Echo::new(max_frame_size)));
         r.insert(

@@ -59,8 +59,9 @@ pub(crate) struct Shared {
     pub mm_stats: Mutex<Vec<Arc<Mutex<outpost_backend::matchmaker::WorkerStats>>>>,
     /// Flags, content, telemetry and rollouts.
     pub live: Arc<crate::live::Live>,
-    /// The item catalog (inventory channel, admin audits).
-    pub catalog: Arc<outpost_backend::ledger::Catalog>,
+    /// The per-region service objects (player state, ledger), built once per
+    /// region and shared by the channels, the admin API and the orphan sweep.
+    pub services: Arc<crate::channels::region_services::ServiceCache>,
     /// Stores of the regions this gateway reaches.
     pub regions: Arc<Regions>,
     /// Cross-region transfers (the `transfer` login policy, admin API).
