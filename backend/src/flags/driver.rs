@@ -222,6 +222,8 @@ impl<S: Store> Rollouts<S> {
             return Err(RolloutError::InvalidActor);
         }
         let (actor, flag, rule) = (actor.to_owned(), flag.to_owned(), rule.to_owned());
+        // The same in every attempt: a rerun after an unknown commit result
+        // that did commit finds its op marker.
         let op: OpId = rand::random();
         let mut raw = [0u8; 8];
         rand::thread_rng().fill_bytes(&mut raw);
@@ -229,95 +231,16 @@ impl<S: Store> Rollouts<S> {
             "ro-{}",
             raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
-        let res = self
-            .store
-            .run(|tx| {
-                let (actor, flag, rule, plan, id) = (
-                    actor.clone(),
-                    flag.clone(),
-                    rule.clone(),
-                    plan.clone(),
-                    id.clone(),
-                );
-                async move {
-                    if let Some(done) = own_op_in_tx(&tx, &id, &op).await? {
-                        return Ok(done.rollout); // an earlier attempt committed
-                    }
-                    if let Some(active) = active_rollout_in_tx(&tx, &flag, corrupt).await? {
-                        let existing = get_in_tx(&tx, &active.id).await?;
-                        if let Some(ro) = existing {
-                            if ro.rule == rule && ro.plan == plan && ro.created_by == actor && ro.version == 1
-                            {
-                                return Ok(ro);
-                            }
-                        }
-                        return Err(TxError::User(RolloutError::AlreadyActive {
-                            flag,
-                            rollout: active.id,
-                        }));
-                    }
-                    let Some(rec) = get_flag_in_tx(&tx, &flag, corrupt).await? else {
-                        return Err(TxError::User(RolloutError::FlagNotFound(flag)));
-                    };
-                    let Some(current) = rec.flag.rule(&rule) else {
-                        return Err(TxError::User(RolloutError::RuleNotFound { flag, rule }));
-                    };
-                    // `before` is the rule as it was, expressed as a finished rollout
-                    // at its old percentage, so the audit record shows old -> new.
-                    let mut before = Rollout::new(
-                        id.clone(),
-                        flag.clone(),
-                        rule.clone(),
-                        plan.clone(),
-                        actor.clone(),
-                        now_ms,
-                    );
-                    before.version = 0;
-                    let from_bp = current.percentage_bp;
-                    let mut after = before.clone();
-                    tx.set(
-                        &keys::active_rollout(&flag),
-                        &encode(&ActiveRollout {
-                            id: id.clone(),
-                            flag: flag.clone(),
-                            rule: rule.clone(),
-                        }),
-                    )?;
-                    let to_bp = after.percentage_bp();
-                    let actions = [RolloutAction::SetPercentage { from_bp, to_bp }];
-                    apply_in_tx(&tx, &before, &mut after, &actions, &actor, now_ms).await?;
-                    mark_op_in_tx(
-                        &tx,
-                        &op,
-                        &TickReport {
-                            rollout: after.clone(),
-                            actions: actions.to_vec(),
-                        },
-                    )?;
-                    for target in [format!("rollout:{id}"), format!("flag:{flag}")] {
-                        audit::append(
-                            &tx,
-                            if target.starts_with("rollout:") { 0 } else { 1 },
-                            &AuditRecord {
-                                actor: actor.clone(),
-                                at_ms: now_ms,
-                                target,
-                                action: AuditAction::RolloutStart,
-                                old: Some(serde_json::json!({ "percentage_bp": from_bp })),
-                                new: Some(serde_json::json!({
-                                    "rule": rule,
-                                    "plan": serde_json::to_value(&plan).expect("plans serialize"),
-                                    "stage": 0,
-                                    "percentage_bp": to_bp,
-                                })),
-                                reason: None,
-                            },
-                        )?;
-                    }
-                    Ok(after)
-                }
-            })
-            .await?;
+        let start = Start {
+            actor,
+            flag,
+            rule,
+            plan,
+            id,
+            op,
+            now_ms,
+        };
+        let res = self.store.run(|tx| start_in_tx(tx, start.clone())).await?;
         Ok(res)
     }
 
@@ -452,4 +375,104 @@ impl<S: Store> Rollouts<S> {
             .await?;
         Ok(res)
     }
+}
+
+/// A rollout start, the same in every attempt of its transaction.
+#[derive(Clone)]
+struct Start {
+    actor: String,
+    flag: String,
+    rule: String,
+    plan: RolloutPlan,
+    /// The new rollout's id.
+    id: String,
+    op: OpId,
+    now_ms: u64,
+}
+
+/// [`Rollouts::start`] inside its transaction.
+async fn start_in_tx<T: Transaction>(tx: T, start: Start) -> Result<Rollout, TxError<RolloutError>> {
+    let Start {
+        actor,
+        flag,
+        rule,
+        plan,
+        id,
+        op,
+        now_ms,
+    } = start;
+    if let Some(done) = own_op_in_tx(&tx, &id, &op).await? {
+        return Ok(done.rollout); // an earlier attempt committed
+    }
+    if let Some(active) = active_rollout_in_tx(&tx, &flag, corrupt).await? {
+        let existing = get_in_tx(&tx, &active.id).await?;
+        if let Some(ro) = existing {
+            if ro.rule == rule && ro.plan == plan && ro.created_by == actor && ro.version == 1 {
+                return Ok(ro);
+            }
+        }
+        return Err(TxError::User(RolloutError::AlreadyActive {
+            flag,
+            rollout: active.id,
+        }));
+    }
+    let Some(rec) = get_flag_in_tx(&tx, &flag, corrupt).await? else {
+        return Err(TxError::User(RolloutError::FlagNotFound(flag)));
+    };
+    let Some(current) = rec.flag.rule(&rule) else {
+        return Err(TxError::User(RolloutError::RuleNotFound { flag, rule }));
+    };
+    // `before` is the rule as it was, expressed as a finished rollout
+    // at its old percentage, so the audit record shows old -> new.
+    let mut before = Rollout::new(
+        id.clone(),
+        flag.clone(),
+        rule.clone(),
+        plan.clone(),
+        actor.clone(),
+        now_ms,
+    );
+    before.version = 0;
+    let from_bp = current.percentage_bp;
+    let mut after = before.clone();
+    tx.set(
+        &keys::active_rollout(&flag),
+        &encode(&ActiveRollout {
+            id: id.clone(),
+            flag: flag.clone(),
+            rule: rule.clone(),
+        }),
+    )?;
+    let to_bp = after.percentage_bp();
+    let actions = [RolloutAction::SetPercentage { from_bp, to_bp }];
+    apply_in_tx(&tx, &before, &mut after, &actions, &actor, now_ms).await?;
+    mark_op_in_tx(
+        &tx,
+        &op,
+        &TickReport {
+            rollout: after.clone(),
+            actions: actions.to_vec(),
+        },
+    )?;
+    for target in [format!("rollout:{id}"), format!("flag:{flag}")] {
+        audit::append(
+            &tx,
+            if target.starts_with("rollout:") { 0 } else { 1 },
+            &AuditRecord {
+                actor: actor.clone(),
+                at_ms: now_ms,
+                target,
+                action: AuditAction::RolloutStart,
+                old: Some(serde_json::json!({ "percentage_bp": from_bp })),
+                new: Some(serde_json::json!({
+                    "rule": rule,
+                    "plan": serde_json::to_value(&plan).expect("plans serialize"),
+                    "stage": 0,
+                    "percentage_bp": to_bp,
+                })),
+                reason: None,
+            },
+        )?;
+    }
+    Ok(after)
 }

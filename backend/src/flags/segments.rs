@@ -8,7 +8,7 @@ use crate::audit::{self, AuditAction, AuditRecord};
 use crate::codec::decode_counter;
 use crate::identity::check_player_id;
 use crate::names::{is_valid_actor, is_valid_name, truncate};
-use crate::store::{Store, Transaction, TxError};
+use crate::store::{Store, StoreError, Transaction, TxError};
 use crate::time::now_ms;
 
 /// Most members of one segment.
@@ -158,28 +158,9 @@ impl<S: Store> Flags<S> {
                     }
                     let count =
                         decode_counter(tx.get(&keys::segment_count(&segment)).await?.as_deref()) as usize;
-                    let total = decode_counter(tx.get(&keys::segment_total()).await?.as_deref()) as usize;
                     let n = changed.len();
                     if add {
-                        let limit = |m: String| Err(TxError::User(FlagError::SegmentLimit(m)));
-                        if count + n > MAX_SEGMENT_MEMBERS {
-                            return limit(format!(
-                                "segment {segment} would have {} members, limit {MAX_SEGMENT_MEMBERS}",
-                                count + n
-                            ));
-                        }
-                        if total + n > MAX_TOTAL_SEGMENT_MEMBERS {
-                            return limit(format!(
-                                "all segments would have {} members, limit {MAX_TOTAL_SEGMENT_MEMBERS}",
-                                total + n
-                            ));
-                        }
-                        if count == 0 {
-                            let (b, e) = keys::segment_counts().range();
-                            if tx.get_range(&b, &e, Some(MAX_SEGMENTS), false).await?.len() >= MAX_SEGMENTS {
-                                return limit(format!("{MAX_SEGMENTS} segments exist already"));
-                            }
-                        }
+                        check_room(&tx, &segment, count, n).await?;
                     }
                     for p in &changed {
                         let key = members.pack(&(p.as_str(),));
@@ -200,27 +181,71 @@ impl<S: Store> Flags<S> {
                     let mut mark = op.to_vec();
                     mark.extend_from_slice(&(n as u64).to_be_bytes());
                     tx.set(&marker, &mark)?;
-                    audit::append(
-                        &tx,
-                        0,
-                        &AuditRecord {
-                            actor,
-                            at_ms: now_ms(),
-                            target: format!("segment:{segment}"),
-                            action: if add {
-                                AuditAction::SegmentAdd
-                            } else {
-                                AuditAction::SegmentRemove
-                            },
-                            old: None,
-                            new: Some(serde_json::json!({ "players": changed })),
-                            reason: None,
-                        },
-                    )?;
+                    let action = if add {
+                        AuditAction::SegmentAdd
+                    } else {
+                        AuditAction::SegmentRemove
+                    };
+                    audit_change(&tx, actor, &segment, action, &changed)?;
                     Ok(n)
                 }
             })
             .await?;
         Ok(res)
     }
+}
+
+/// Refuses (`SegmentLimit`) adding `n` members to `segment`, which has
+/// `count`, when that would pass the per-segment or the total member bound,
+/// or create a segment past [`MAX_SEGMENTS`].
+async fn check_room<T: Transaction>(
+    tx: &T,
+    segment: &str,
+    count: usize,
+    n: usize,
+) -> Result<(), TxError<FlagError>> {
+    let limit = |m: String| Err(TxError::User(FlagError::SegmentLimit(m)));
+    if count + n > MAX_SEGMENT_MEMBERS {
+        return limit(format!(
+            "segment {segment} would have {} members, limit {MAX_SEGMENT_MEMBERS}",
+            count + n
+        ));
+    }
+    let total = decode_counter(tx.get(&keys::segment_total()).await?.as_deref()) as usize;
+    if total + n > MAX_TOTAL_SEGMENT_MEMBERS {
+        return limit(format!(
+            "all segments would have {} members, limit {MAX_TOTAL_SEGMENT_MEMBERS}",
+            total + n
+        ));
+    }
+    if count == 0 {
+        let (b, e) = keys::segment_counts().range();
+        if tx.get_range(&b, &e, Some(MAX_SEGMENTS), false).await?.len() >= MAX_SEGMENTS {
+            return limit(format!("{MAX_SEGMENTS} segments exist already"));
+        }
+    }
+    Ok(())
+}
+
+/// Audits a membership change of `segment` (the players actually added or removed).
+fn audit_change<T: Transaction>(
+    tx: &T,
+    actor: String,
+    segment: &str,
+    action: AuditAction,
+    changed: &[String],
+) -> Result<(), StoreError> {
+    audit::append(
+        tx,
+        0,
+        &AuditRecord {
+            actor,
+            at_ms: now_ms(),
+            target: format!("segment:{segment}"),
+            action,
+            old: None,
+            new: Some(serde_json::json!({ "players": changed })),
+            reason: None,
+        },
+    )
 }

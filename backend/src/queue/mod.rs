@@ -428,13 +428,7 @@ async fn enter_tx<T: Transaction>(
     who: &Who<'_>,
     now_ms: u64,
 ) -> TxResult<Decided> {
-    let &Who {
-        player,
-        holder,
-        named,
-        fresh,
-        mode,
-    } = who;
+    let (player, named, fresh) = (who.player, who.named, who.fresh);
     let existing = read_entry(tx, region, player).await?;
     if let Some(e) = &existing {
         if let (EntryState::Session { .. }, Some((op, via))) = (&e.state, e.entered) {
@@ -450,47 +444,69 @@ async fn enter_tx<T: Transaction>(
             return Err(TxError::User(QueueTokenError::PlaceGone.into()));
         }
     }
-    let session = |slot, via| AccountEntry {
+    match existing {
+        Some(e) => rejoin_tx(tx, region, who, e, now_ms),
+        None => new_entry_tx(tx, region, settings, who, now_ms).await,
+    }
+}
+
+/// The account of `who` held a session entry: what it becomes for a new
+/// session of the account at `now_ms` (admitted at once, or by `via`).
+fn session_entry(who: &Who<'_>, slot: u64, via: AdmittedVia, now_ms: u64) -> AccountEntry {
+    AccountEntry {
         place: slot,
         state: EntryState::Session { since_ms: now_ms },
-        holder: holder.to_owned(),
+        holder: who.holder.to_owned(),
         expires_ms: None,
-        entered: Some((fresh, via)),
-    };
-    if let Some(e) = existing {
-        let decided = match &e.state {
-            EntryState::Waiting { stamp, .. } => {
-                let again = AccountEntry {
-                    holder: holder.to_owned(),
-                    expires_ms: None,
-                    ..e.clone()
-                };
-                write_entry(tx, region, player, Some(&e), &again)?;
-                Decided::Waiting(e.place, stamp.as_deref().and_then(Stamp::from_hex))
-            }
-            EntryState::Reserved { .. } => {
-                write_entry(
-                    tx,
-                    region,
-                    player,
-                    Some(&e),
-                    &session(e.place, AdmittedVia::Reserved),
-                )?;
-                Decided::Admitted(e.place, AdmittedVia::Reserved)
-            }
-            EntryState::Session { .. } => {
-                write_entry(
-                    tx,
-                    region,
-                    player,
-                    Some(&e),
-                    &session(fresh, AdmittedVia::Displacing),
-                )?;
-                Decided::Admitted(fresh, AdmittedVia::Displacing)
-            }
-        };
-        return Ok(decided);
+        entered: Some((who.fresh, via)),
     }
+}
+
+/// The enter decision for an account that already has an entry: a waiting
+/// place is kept (now held by the caller), a reserved slot is taken, a live
+/// session is displaced (the new session takes a fresh slot id).
+fn rejoin_tx<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    who: &Who<'_>,
+    e: AccountEntry,
+    now_ms: u64,
+) -> TxResult<Decided> {
+    let player = who.player;
+    Ok(match &e.state {
+        EntryState::Waiting { stamp, .. } => {
+            let again = AccountEntry {
+                holder: who.holder.to_owned(),
+                expires_ms: None,
+                ..e.clone()
+            };
+            write_entry(tx, region, player, Some(&e), &again)?;
+            Decided::Waiting(e.place, stamp.as_deref().and_then(Stamp::from_hex))
+        }
+        EntryState::Reserved { .. } => {
+            let entry = session_entry(who, e.place, AdmittedVia::Reserved, now_ms);
+            write_entry(tx, region, player, Some(&e), &entry)?;
+            Decided::Admitted(e.place, AdmittedVia::Reserved)
+        }
+        EntryState::Session { .. } => {
+            let entry = session_entry(who, who.fresh, AdmittedVia::Displacing, now_ms);
+            write_entry(tx, region, player, Some(&e), &entry)?;
+            Decided::Admitted(who.fresh, AdmittedVia::Displacing)
+        }
+    })
+}
+
+/// The enter decision for an account without an entry: admitted directly
+/// when there is room and nobody waits (or always, for a resume), refused
+/// with `Busy` when the caller cannot queue, else a new place at the back.
+async fn new_entry_tx<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    settings: &QueueSettings,
+    who: &Who<'_>,
+    now_ms: u64,
+) -> TxResult<Decided> {
+    let (player, holder, fresh, mode) = (who.player, who.holder, who.fresh, who.mode);
     let (_, mut rate, room) = admission_room(tx, region, settings, now_ms).await?;
     let (wb, we) = keys::waiting(region).range();
     let someone_waits = !tx.get_range(&wb, &we, Some(1), false).await?.is_empty();
@@ -505,7 +521,7 @@ async fn enter_tx<T: Transaction>(
         } else {
             AdmittedVia::Direct
         };
-        write_entry(tx, region, player, None, &session(fresh, via))?;
+        write_entry(tx, region, player, None, &session_entry(who, fresh, via, now_ms))?;
         return Ok(Decided::Admitted(fresh, via));
     }
     if mode == EnterMode::NoQueue {
