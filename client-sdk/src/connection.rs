@@ -119,103 +119,16 @@ pub(crate) async fn dial_and_login(
     events: &EventHub,
 ) -> Result<Established, ClientError> {
     let config = dial.config;
-    let (gateways, server_name, client_cfg) = (&config.gateways, &config.server_name, dial.quinn_cfg);
+    let gateways = &config.gateways;
     let (proposed_max_frame, timeout) = (config.max_frame_size, config.request_timeout);
     let first = *gateways
         .first()
         .ok_or_else(|| ClientError::Config("no gateway addresses given".into()))?;
-    let (endpoint, socket) = match config.endpoint.as_ref() {
-        Some(e) => (
-            DialEndpoint {
-                endpoint: e.clone(),
-                shared: true,
-            },
-            KillSwitch(None),
-        ),
-        None => {
-            let socket =
-                KillSwitchSocket::bind(first).map_err(|e| ClientError::Connect(format!("bind: {e}")))?;
-            let runtime =
-                quinn::default_runtime().ok_or_else(|| ClientError::Connect("no tokio runtime".into()))?;
-            let endpoint = Endpoint::new_with_abstract_socket(
-                quinn::EndpointConfig::default(),
-                None,
-                socket.clone(),
-                runtime,
-            )
-            .map_err(|e| ClientError::Connect(format!("endpoint: {e}")))?;
-            (
-                DialEndpoint {
-                    endpoint,
-                    shared: false,
-                },
-                KillSwitch(Some(socket)),
-            )
-        }
-    };
+    let (endpoint, socket) = open_endpoint(config, first)?;
+    let (mut conns, order, mut errors) = handshake_all(&endpoint.endpoint, dial, wait).await;
 
-    let attempts = gateways.iter().enumerate().map(|(i, &addr)| {
-        let endpoint = endpoint.endpoint.clone();
-        async move {
-            let connecting = endpoint
-                .connect_with(client_cfg.clone(), addr, server_name)
-                .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
-            let conn = tokio::time::timeout(timeout, connecting)
-                .await
-                .map_err(|_| ClientError::Connect(format!("{addr}: handshake timed out")))?
-                .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
-            if !alpn_ok(&conn) {
-                conn.close(ErrorCode::Unspecified.0.into(), b"ALPN outpost/1 not selected");
-                return Err(ClientError::Connect(format!(
-                    "{addr}: server did not select ALPN outpost/1"
-                )));
-            }
-            Ok((i, conn))
-        }
-    });
-    let avoid = wait.avoid();
-    let preferred = |(i, _): &(usize, quinn::Connection)| Some(gateways[*i]) != avoid;
-    let results = collect_handshakes(attempts, timeout, preferred).await;
-
-    let mut errors = Vec::new();
-    let mut conns: Vec<Option<quinn::Connection>> = vec![None; gateways.len()];
-    let mut measured = Vec::new();
-    for r in results {
-        match r {
-            Ok((i, conn)) => {
-                measured.push((i, conn.rtt()));
-                conns[i] = Some(conn);
-            }
-            Err(e) => errors.push(e),
-        }
-    }
-    let mut order = rank_by_rtt(&measured);
-    if let Some(avoid) = avoid {
-        // Stable: the others keep their RTT order.
-        order.sort_by_key(|&i| gateways[i] == avoid);
-    }
-    let mut chosen = None;
-    for i in order {
-        let Some(conn) = conns[i].take() else { continue };
-        if chosen.is_some() {
-            conn.close(ErrorCode::Unspecified.0.into(), b"another gateway was selected");
-            continue;
-        }
-        match login(&conn, hello, proposed_max_frame, timeout).await {
-            Ok((answer, ctrl_send, ctrl_recv)) => chosen = Some((i, conn, answer, ctrl_send, ctrl_recv)),
-            Err(e) => {
-                if matches!(e, ClientError::Protocol { .. }) {
-                    if let ClientError::Protocol { code, .. } = &e {
-                        conn.close(code.0.into(), b"protocol error");
-                    }
-                } else {
-                    conn.close(ErrorCode::Unspecified.0.into(), b"login failed");
-                }
-                errors.push(e);
-            }
-        }
-    }
-    let Some((i, conn, answer, ctrl_send, ctrl_recv)) = chosen else {
+    let chosen = login_in_order(&mut conns, order, hello, proposed_max_frame, timeout, &mut errors).await;
+    let Some((i, conn, (answer, ctrl_send, ctrl_recv))) = chosen else {
         endpoint.close(ErrorCode::Unspecified.0.into(), b"");
         return Err(pick_error(errors));
     };
@@ -255,6 +168,123 @@ pub(crate) async fn dial_and_login(
         ctrl_send,
         ctrl_recv,
     })
+}
+
+/// Logs in on the handshaken connections in `order` until one answers
+/// (Welcome or Queued); closes every other connection, and records each
+/// refusal in `errors`.
+async fn login_in_order(
+    conns: &mut [Option<quinn::Connection>],
+    order: Vec<usize>,
+    hello: &Hello,
+    proposed_max_frame: u32,
+    timeout: std::time::Duration,
+    errors: &mut Vec<ClientError>,
+) -> Option<(
+    usize,
+    quinn::Connection,
+    (Answer, quinn::SendStream, quinn::RecvStream),
+)> {
+    let mut chosen = None;
+    for i in order {
+        let Some(conn) = conns[i].take() else { continue };
+        if chosen.is_some() {
+            conn.close(ErrorCode::Unspecified.0.into(), b"another gateway was selected");
+            continue;
+        }
+        match login(&conn, hello, proposed_max_frame, timeout).await {
+            Ok(answer) => chosen = Some((i, conn, answer)),
+            Err(e) => {
+                match &e {
+                    ClientError::Protocol { code, .. } => conn.close(code.0.into(), b"protocol error"),
+                    _ => conn.close(ErrorCode::Unspecified.0.into(), b"login failed"),
+                }
+                errors.push(e);
+            }
+        }
+    }
+    chosen
+}
+
+/// Handshakes with every gateway of the config concurrently on `endpoint`
+/// ([`collect_handshakes`]): the connections by gateway index, the indexes of
+/// the established ones fastest first (the gateway `wait` avoids last), and
+/// the failures.
+async fn handshake_all(
+    endpoint: &Endpoint,
+    dial: &Dial<'_>,
+    wait: &QueueWait,
+) -> (Vec<Option<quinn::Connection>>, Vec<usize>, Vec<ClientError>) {
+    let config = dial.config;
+    let (gateways, server_name, client_cfg) = (&config.gateways, &config.server_name, dial.quinn_cfg);
+    let timeout = config.request_timeout;
+    let attempts = gateways.iter().enumerate().map(|(i, &addr)| {
+        let endpoint = endpoint.clone();
+        async move {
+            let connecting = endpoint
+                .connect_with(client_cfg.clone(), addr, server_name)
+                .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
+            let conn = tokio::time::timeout(timeout, connecting)
+                .await
+                .map_err(|_| ClientError::Connect(format!("{addr}: handshake timed out")))?
+                .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
+            if !alpn_ok(&conn) {
+                conn.close(ErrorCode::Unspecified.0.into(), b"ALPN outpost/1 not selected");
+                return Err(ClientError::Connect(format!(
+                    "{addr}: server did not select ALPN outpost/1"
+                )));
+            }
+            Ok((i, conn))
+        }
+    });
+    let avoid = wait.avoid();
+    let preferred = |(i, _): &(usize, quinn::Connection)| Some(gateways[*i]) != avoid;
+    let results = collect_handshakes(attempts, timeout, preferred).await;
+
+    let mut errors = Vec::new();
+    let mut conns: Vec<Option<quinn::Connection>> = vec![None; gateways.len()];
+    let mut measured = Vec::new();
+    for r in results {
+        match r {
+            Ok((i, conn)) => {
+                measured.push((i, conn.rtt()));
+                conns[i] = Some(conn);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut order = rank_by_rtt(&measured);
+    if let Some(avoid) = avoid {
+        // Stable: the others keep their RTT order.
+        order.sort_by_key(|&i| gateways[i] == avoid);
+    }
+    (conns, order, errors)
+}
+
+/// The endpoint a dial connects on: the config's shared one, or a new one on
+/// its own socket (with the kill switch that lets the SDK simulate a dead
+/// network).
+fn open_endpoint(
+    config: &ClientConfig,
+    first: std::net::SocketAddr,
+) -> Result<(DialEndpoint, KillSwitch), ClientError> {
+    if let Some(e) = config.endpoint.as_ref() {
+        let shared = DialEndpoint {
+            endpoint: e.clone(),
+            shared: true,
+        };
+        return Ok((shared, KillSwitch(None)));
+    }
+    let socket = KillSwitchSocket::bind(first).map_err(|e| ClientError::Connect(format!("bind: {e}")))?;
+    let runtime = quinn::default_runtime().ok_or_else(|| ClientError::Connect("no tokio runtime".into()))?;
+    let endpoint =
+        Endpoint::new_with_abstract_socket(quinn::EndpointConfig::default(), None, socket.clone(), runtime)
+            .map_err(|e| ClientError::Connect(format!("endpoint: {e}")))?;
+    let own = DialEndpoint {
+        endpoint,
+        shared: false,
+    };
+    Ok((own, KillSwitch(Some(socket))))
 }
 
 /// Runs the handshakes concurrently. Once the first one succeeds (after `t`),
