@@ -277,10 +277,8 @@ impl<S: Store> Content<S> {
             .store
             .run(|tx| async move {
                 let list = list_in_tx(&tx).await?;
-                let key = keys::changes();
-                let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
-                let watch = tx.watch(&key)?;
-                Ok::<_, TxError<ContentError>>((list, ContentWatch::new(seq, watch)))
+                let watch = ContentWatch::register(&tx, &keys::changes()).await?;
+                Ok::<_, TxError<ContentError>>((list, watch))
             })
             .await?;
         Ok(res)
@@ -289,16 +287,7 @@ impl<S: Store> Content<S> {
     /// A [`ContentWatch`] that resolves after the next publish by any process
     /// sharing the global store.
     pub async fn watch_content(&self) -> Result<ContentWatch, ContentError> {
-        let res = self
-            .store
-            .run(|tx| async move {
-                let key = keys::changes();
-                let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
-                let watch = tx.watch(&key)?;
-                Ok::<_, TxError<ContentError>>(ContentWatch::new(seq, watch))
-            })
-            .await?;
-        Ok(res)
+        Ok(ContentWatch::open(&self.store, &keys::changes()).await?)
     }
 }
 

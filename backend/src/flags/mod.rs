@@ -461,15 +461,7 @@ impl<S: Store> Flags<S> {
     /// A [`FlagsWatch`] that resolves after the next change to flags, segments or
     /// rollout percentages, by any process sharing the global store.
     pub async fn watch_flags(&self) -> Result<FlagsWatch, FlagError> {
-        let res = self
-            .store
-            .run(|tx| async move {
-                let key = keys::changes();
-                let seq = decode_counter(tx.get(&key).await?.as_deref()) as u64;
-                Ok::<_, TxError<FlagError>>(FlagsWatch::new(seq, tx.watch(&key)?))
-            })
-            .await?;
-        Ok(res)
+        Ok(FlagsWatch::open(&self.store, &keys::changes()).await?)
     }
 
     /// A page of the audit log (flags, segments, rollouts, content).

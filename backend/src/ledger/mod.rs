@@ -315,9 +315,8 @@ impl<S: Store> Ledger<S> {
                 async move {
                     check_fence(&tx, &region, &player, false).await?;
                     let raw = projection::read_all(&tx, &region, &player, false).await?;
-                    let key = keys::changes(&region, &player);
-                    let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
-                    Ok::<_, TxError<LedgerError>>((raw, ChangeWatch::new(seq, tx.watch(&key)?)))
+                    let watch = ChangeWatch::register(&tx, &keys::changes(&region, &player)).await?;
+                    Ok::<_, TxError<LedgerError>>((raw, watch))
                 }
             })
             .await?;
@@ -329,18 +328,7 @@ impl<S: Store> Ledger<S> {
     pub async fn watch_changes(&self, player: &str) -> Result<ChangeWatch, LedgerError> {
         check_player(player)?;
         let key = keys::changes(&self.region, player);
-        let res = self
-            .store
-            .run(|tx| {
-                let key = key.clone();
-                async move {
-                    let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
-                    let watch = tx.watch(&key)?;
-                    Ok::<_, TxError<LedgerError>>(ChangeWatch::new(seq, watch))
-                }
-            })
-            .await?;
-        Ok(res)
+        Ok(ChangeWatch::open(&self.store, &key).await?)
     }
 
     /// A page of the player's events, in ledger order (newest first with

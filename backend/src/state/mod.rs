@@ -202,18 +202,7 @@ impl<S: Store> PlayerState<S> {
     pub async fn watch_changes(&self, player: &str) -> Result<ChangeWatch, StateError> {
         check_player(player)?;
         let key = keys::changes(&self.region, player);
-        let res = self
-            .store
-            .run(|tx| {
-                let key = key.clone();
-                async move {
-                    let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
-                    let watch = tx.watch(&key)?;
-                    Ok::<_, TxError<StateError>>(ChangeWatch::new(seq, watch))
-                }
-            })
-            .await?;
-        Ok(res)
+        Ok(ChangeWatch::open(&self.store, &key).await?)
     }
 
     async fn list_and_maybe_watch(
@@ -231,9 +220,7 @@ impl<S: Store> PlayerState<S> {
                     check_fence(&tx, &region, &player, false).await?;
                     let docs = list_in_tx(&tx, &region, &player).await?;
                     let w = if watch {
-                        let key = keys::changes(&region, &player);
-                        let seq = crate::codec::decode_counter(tx.get(&key).await?.as_deref()) as u64;
-                        Some(ChangeWatch::new(seq, tx.watch(&key)?))
+                        Some(ChangeWatch::register(&tx, &keys::changes(&region, &player)).await?)
                     } else {
                         None
                     };

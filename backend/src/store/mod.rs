@@ -324,6 +324,28 @@ impl<E> CounterWatch<E> {
             _error: std::marker::PhantomData,
         }
     }
+
+    /// Reads the counter at `key` in `tx` and registers a watch on it there,
+    /// so the watch fires for every change committed after that read.
+    pub async fn register<T: Transaction>(tx: &T, key: &[u8]) -> Result<Self, StoreError> {
+        let seq = crate::codec::decode_counter(tx.get(key).await?.as_deref()) as u64;
+        Ok(CounterWatch::new(seq, tx.watch(key)?))
+    }
+
+    /// [`register`](Self::register) in a transaction of its own (what a
+    /// service's `watch_*` call does).
+    pub async fn open<S: Store>(store: &S, key: &[u8]) -> Result<Self, StoreError>
+    where
+        E: Send,
+    {
+        let res = store
+            .run(|tx| async move { Ok::<_, TxError>(Self::register(&tx, key).await?) })
+            .await;
+        res.map_err(|e| match e {
+            TxError::Store(e) => e,
+            TxError::User(never) => match never {},
+        })
+    }
 }
 
 impl<E: From<StoreError>> Future for CounterWatch<E> {
