@@ -57,7 +57,9 @@ impl AccountingSpec {
             // A lower-case prefix names an operation; codes are CamelCase
             // (and may contain `:` themselves, e.g. `Kicked:ServerBusy`).
             let code = match e.split_once(':') {
-                Some((op, code)) if !op.is_empty() && op.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+                Some((op, code))
+                    if !op.is_empty() && op.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+                {
                     if !Op::ALL.iter().any(|o| o.name() == op) {
                         return Err(format!(
                             "accounting.expected {e:?}: unknown operation {op:?} (one of {})",

@@ -193,6 +193,11 @@ fn judge_growth(b: f64, n: f64, pct: f64, floor: f64) -> Verdict {
     }
 }
 
+/// Reads one percentile of a summary.
+type Pick = fn(&crate::results::HistSummary) -> f64;
+/// Reads one count of a result.
+type Count = fn(&Results) -> u64;
+
 /// Compares `new` with `base`.
 pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
     let mut rows = Vec::new();
@@ -201,8 +206,10 @@ pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
     for op in ops {
         let (b, n) = (base.operations.get(op.as_str()), new.operations.get(op.as_str()));
         let wait = op == "match_wait" || op.starts_with("queue_");
-        let enough = b.zip(n).is_some_and(|(b, n)| b.count >= th.min_count && n.count >= th.min_count);
-        let pcts: [(&str, fn(&crate::results::HistSummary) -> f64); 5] = [
+        let enough = b
+            .zip(n)
+            .is_some_and(|(b, n)| b.count >= th.min_count && n.count >= th.min_count);
+        let pcts: [(&str, Pick); 5] = [
             ("p50", |h| h.p50),
             ("p95", |h| h.p95),
             ("p99", |h| h.p99),
@@ -262,7 +269,9 @@ pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
                 .map(|a| (a.error_count() as f64 / a.attempts as f64, a.attempts))
         };
         let (b, n) = (rate(base), rate(new));
-        let enough = b.zip(n).is_some_and(|(b, n)| b.1 >= th.min_count && n.1 >= th.min_count);
+        let enough = b
+            .zip(n)
+            .is_some_and(|(b, n)| b.1 >= th.min_count && n.1 >= th.min_count);
         rows.push(Row {
             group: "errors",
             metric: format!("{op} error rate"),
@@ -328,7 +337,7 @@ pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
         });
     }
     // Counts, for information.
-    let counts: [(&str, fn(&Results) -> u64); 4] = [
+    let counts: [(&str, Count); 4] = [
         ("peak concurrent players", Results::peak_players),
         ("attempts", |r| r.totals.attempts),
         ("errors", |r| r.totals.errors),
@@ -364,7 +373,11 @@ mod tests {
     #[test]
     fn growth_needs_both_thresholds() {
         assert_eq!(judge_growth(100.0, 130.0, 20.0, 5.0), Verdict::Regression);
-        assert_eq!(judge_growth(1.0, 3.0, 20.0, 5.0), Verdict::Same, "tripled but 2 ms: noise");
+        assert_eq!(
+            judge_growth(1.0, 3.0, 20.0, 5.0),
+            Verdict::Same,
+            "tripled but 2 ms: noise"
+        );
         assert_eq!(judge_growth(100.0, 110.0, 20.0, 5.0), Verdict::Same);
         assert_eq!(judge_growth(100.0, 70.0, 20.0, 5.0), Verdict::Better);
         assert!(Thresholds::default().validate().is_ok());

@@ -419,7 +419,11 @@ fn progress_line(s: &Sample, scenario: &Scenario, rec: &Recorder) -> String {
         line += &format!(" [{}]", crate::accounting::top(&ledger, false, 3));
     }
     if t.outcomes > 0 {
-        line += &format!(" | outcomes {} [{}]", t.outcomes, crate::accounting::top(&ledger, true, 3));
+        line += &format!(
+            " | outcomes {} [{}]",
+            t.outcomes,
+            crate::accounting::top(&ledger, true, 3)
+        );
     }
     line
 }

@@ -25,14 +25,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use outpost_sim::accounting::ranked;
+use outpost_sim::compare::Thresholds;
 use outpost_sim::live::LiveTarget;
 use outpost_sim::local::local_pool;
 use outpost_sim::local::LocalGateway;
-use outpost_sim::accounting::ranked;
-use outpost_sim::compare::Thresholds;
 use outpost_sim::results::Results;
-use outpost_sim::units::{fmt_count, fmt_ms, fmt_s};
 use outpost_sim::scenario::Scenario;
+use outpost_sim::units::{fmt_count, fmt_ms, fmt_s};
 use outpost_sim::RunOptions;
 
 #[derive(Debug, Parser)]
@@ -407,7 +407,10 @@ fn compare(a: &CompareArgs) -> anyhow::Result<ExitCode> {
     let new = Results::read(&a.new).with_context(|| a.new.display().to_string())?;
     let c = outpost_sim::compare::compare(&base, &new, &th);
     print!("{}", c.text());
-    let html = a.html.clone().unwrap_or_else(|| a.new.with_file_name("compare.html"));
+    let html = a
+        .html
+        .clone()
+        .unwrap_or_else(|| a.new.with_file_name("compare.html"));
     std::fs::write(&html, outpost_sim::compare::render(&c)).with_context(|| html.display().to_string())?;
     println!("compare report: {}", html.display());
     Ok(if c.regressions().next().is_none() {
@@ -445,7 +448,9 @@ fn print_summary(r: &Results) {
                 t.inventory_ops, t.purchases_declined, t.replays_verified
             );
         }
-        let rate = r.error_rate().map_or("-".into(), |e| format!("{:.3}%", e * 100.0));
+        let rate = r
+            .error_rate()
+            .map_or("-".into(), |e| format!("{:.3}%", e * 100.0));
         println!(
             "attempts {} · errors {} ({rate}) · expected outcomes {}",
             fmt_count(t.attempts),

@@ -354,9 +354,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
                 let old = scenario.rehearsal.old_clients.filter(|o| w.rng.gen_bool(o.share));
                 let back = match (old, storm.mode) {
                     // Old clients: the next multiple of their interval since the start.
-                    (Some(o), _) => {
-                        crate::retry::old_client_delay(o.interval_ms, Duration::from_millis(now)).as_millis() as u64
-                    }
+                    (Some(o), _) => crate::retry::old_client_delay(o.interval_ms, Duration::from_millis(now))
+                        .as_millis() as u64,
                     (None, StormMode::Lockstep) => storm.interval_ms,
                     (None, StormMode::Jitter) => w.rng.gen_range(0..=storm.interval_ms),
                 };

@@ -66,6 +66,14 @@ async fn pause(ctl: &PlayerCtl, d: Duration) -> bool {
     !ctl.stopping()
 }
 
+/// How a login retries: after a storm's drop (its order), and whether the
+/// player runs an old client (its fixed retry period, ms).
+#[derive(Debug, Clone, Copy)]
+struct Retrying {
+    storm: Option<StormOrder>,
+    old_client: Option<u64>,
+}
+
 /// Logs in, retrying as the scenario (or a storm) says. `None`: gave up or stopped.
 async fn login(
     ctx: &Ctx,
@@ -74,9 +82,9 @@ async fn login(
     n: u64,
     creds: &Credentials,
     rng: &mut StdRng,
-    storm: Option<StormOrder>,
-    old_client: Option<u64>,
+    how: Retrying,
 ) -> Option<Client> {
+    let Retrying { storm, old_client } = how;
     let rec = &ctx.rec;
     let retry = &ctx.scenario.retry;
     let impatient = rng.gen_bool(retry.impatient_share);
@@ -95,9 +103,7 @@ async fn login(
     if let Some(s) = storm {
         // The first attempt after a storm: all at once (lockstep) or spread (jitter).
         let first = match (s.mode, old_client) {
-            (_, Some(ms)) => {
-                crate::retry::old_client_delay(ms, s.started.duration_since(ctx.run_start))
-            }
+            (_, Some(ms)) => crate::retry::old_client_delay(ms, s.started.duration_since(ctx.run_start)),
             (StormMode::Lockstep, None) => s.interval,
             (StormMode::Jitter, None) => s.interval.mul_f64(rng.gen::<f64>()),
         };
@@ -293,7 +299,20 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
         .old_clients
         .filter(|_| crate::rehearsal::is_old_client(&sc.rehearsal, rng.gen::<f64>()))
         .map(|o| o.interval_ms);
-    let Some(client) = login(ctx, ctl, region, n, &creds, &mut rng, None, old_client).await else {
+    let Some(client) = login(
+        ctx,
+        ctl,
+        region,
+        n,
+        &creds,
+        &mut rng,
+        Retrying {
+            storm: None,
+            old_client,
+        },
+    )
+    .await
+    else {
         return;
     };
     inc(&rec.counters.players_logged_in);
@@ -333,7 +352,19 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
                 inc(&rec.counters.outage_drops);
                 return;
             }
-            let Some(client) = login(ctx, ctl, region, n, &creds, &mut rng, Some(order), old_client).await
+            let Some(client) = login(
+                ctx,
+                ctl,
+                region,
+                n,
+                &creds,
+                &mut rng,
+                Retrying {
+                    storm: Some(order),
+                    old_client,
+                },
+            )
+            .await
             else {
                 return;
             };

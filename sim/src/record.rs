@@ -475,7 +475,10 @@ mod tests {
         assert_eq!(r.error_total(), 1);
         let l = r.ledger();
         assert_eq!(l["inventory_purchase"].outcomes["Conflict"], 1);
-        assert_eq!((l["inventory_purchase"].attempts, l["inventory_purchase"].ok), (2, 1));
+        assert_eq!(
+            (l["inventory_purchase"].attempts, l["inventory_purchase"].ok),
+            (2, 1)
+        );
         assert_eq!(l["inventory_grant"].errors["Conflict"], 1);
         assert_eq!(r.errors(), BTreeMap::from([("Conflict".to_owned(), 1)]));
         assert!(r.histogram(Op::Session).is_empty());

@@ -113,13 +113,14 @@ impl RehearsalSpec {
     /// Checks ranges and names against `s`.
     pub fn validate(&self, s: &Scenario) -> Result<(), String> {
         let fin = |v: f64| v.is_finite() && v >= 0.0;
+        let pos = |v: f64| v.is_finite() && v > 0.0;
         if let Some(x) = &self.surprise {
-            if !(x.factor.is_finite() && x.factor > 0.0) || !fin(x.from_s) {
+            if !(pos(x.factor) && fin(x.from_s)) {
                 return Err("rehearsal.surprise: factor must be > 0 and from_s >= 0".into());
             }
         }
         if let Some(f) = &self.fill {
-            if !(f.players.is_finite() && f.players > 0.0) || !fin(f.at_s) || !(f.within_s.is_finite() && f.within_s > 0.0) {
+            if !(pos(f.players) && fin(f.at_s) && pos(f.within_s)) {
                 return Err("rehearsal.fill: players and within_s must be > 0, at_s >= 0".into());
             }
         }
@@ -138,7 +139,7 @@ impl RehearsalSpec {
                     o.to, o.region
                 ));
             }
-            if !fin(o.at_s) || !(o.duration_s.is_finite() && o.duration_s > 0.0) || !(o.share > 0.0 && o.share <= 1.0) {
+            if !(fin(o.at_s) && pos(o.duration_s) && o.share > 0.0 && o.share <= 1.0) {
                 return Err("rehearsal.outage: at_s >= 0, duration_s > 0, share within (0, 1]".into());
             }
         }

@@ -53,8 +53,14 @@ fn fill_reaches_the_capacity_within_its_window() {
     assert!((c[0].target_at(25.0) - 500.0).abs() < 1e-9, "half way");
     assert!((c[0].target_at(40.0) - 1_000.0).abs() < 1e-9);
     assert!((c[1].target_at(40.0) - 500.0).abs() < 1e-9);
-    assert!((c[0].target_at(199.0) - 1_000.0).abs() < 1e-9, "held until the curve ends");
-    assert!((c[0].target_at(300.0) - 100.0).abs() < 1e-9, "then the final level");
+    assert!(
+        (c[0].target_at(199.0) - 1_000.0).abs() < 1e-9,
+        "held until the curve ends"
+    );
+    assert!(
+        (c[0].target_at(300.0) - 100.0).abs() < 1e-9,
+        "then the final level"
+    );
     let total: f64 = c.iter().map(|c| c.peak()).sum();
     assert!((total - 1_500.0).abs() < 1e-3, "{total}");
 }
@@ -74,7 +80,9 @@ fn outage_moves_the_region_to_its_neighbour_and_back() {
     assert!(storms[0].moved && storms[0].at_s == 120.0 && storms[0].share == 1.0);
     assert!((c[1].peak() - 150.0).abs() < 1e-3);
     // A partial outage moves its share only.
-    let s = scenario("outage = { region = \"eu-west\", to = \"us-east\", at_s = 120, duration_s = 30, share = 0.5 }");
+    let s = scenario(
+        "outage = { region = \"eu-west\", to = \"us-east\", at_s = 120, duration_s = 30, share = 0.5 }",
+    );
     let c = s.curves(1.0);
     assert_eq!((c[0].target_at(130.0), c[1].target_at(130.0)), (50.0, 100.0));
 }
@@ -92,8 +100,16 @@ fn validation_names_the_knob() {
     assert!(err("surprise = { factor = 0 }").contains("surprise"));
     assert!(err("fill = { players = 10, within_s = 0 }").contains("fill"));
     assert!(err("old_clients = { share = 1.5 }").contains("old_clients"));
-    assert!(err("outage = { region = \"mars\", to = \"us-east\", at_s = 1, duration_s = 1 }").contains("mars"));
-    assert!(err("outage = { region = \"us-east\", to = \"eu-west\", at_s = 1, duration_s = 1 }").contains("neighbour"));
-    assert!(err("outage = { region = \"eu-west\", to = \"us-east\", at_s = 1, duration_s = 0 }").contains("duration_s"));
+    assert!(
+        err("outage = { region = \"mars\", to = \"us-east\", at_s = 1, duration_s = 1 }").contains("mars")
+    );
+    assert!(
+        err("outage = { region = \"us-east\", to = \"eu-west\", at_s = 1, duration_s = 1 }")
+            .contains("neighbour")
+    );
+    assert!(
+        err("outage = { region = \"eu-west\", to = \"us-east\", at_s = 1, duration_s = 0 }")
+            .contains("duration_s")
+    );
     assert!(err("sunrise = 1").contains("unknown field"));
 }

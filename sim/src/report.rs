@@ -249,16 +249,20 @@ pub fn accounting_tables(r: &Results) -> String {
             .iter()
             .flat_map(|(op, m)| m.iter().map(move |(c, n)| (op.clone(), c.clone(), *n)))
             .collect();
-        v.sort_by(|a, b| b.2.cmp(&a.2));
+        v.sort_by_key(|e| std::cmp::Reverse(e.2));
         v
     } else {
         ranked(&r.accounting, false)
     };
     let outcomes = ranked(&r.accounting, true);
     let t = &r.totals;
-    let rate = r
-        .error_rate()
-        .map_or(String::new(), |e| format!(" · error rate {:.3}% of {} attempts", e * 100.0, fmt_num(t.attempts as f64)));
+    let rate = r.error_rate().map_or(String::new(), |e| {
+        format!(
+            " · error rate {:.3}% of {} attempts",
+            e * 100.0,
+            fmt_num(t.attempts as f64)
+        )
+    });
     let _ = write!(
         h,
         "<h2>Errors <small>{} errors · {} expected outcomes{rate}</small></h2>",
@@ -280,7 +284,9 @@ pub fn accounting_tables(r: &Results) -> String {
                 .accounting
                 .get(op)
                 .filter(|a| a.attempts > 0)
-                .map_or("–".into(), |a| format!("{:.2}%", *n as f64 * 100.0 / a.attempts as f64));
+                .map_or("–".into(), |a| {
+                    format!("{:.2}%", *n as f64 * 100.0 / a.attempts as f64)
+                });
             let _ = write!(
                 h,
                 "<tr data-op=\"{op}\" data-code=\"{code}\" data-count=\"{n}\"><td>{op}</td><td>{code}</td><td class=\"n\">{}</td><td class=\"n\">{share}</td><td>{}</td></tr>",
@@ -342,7 +348,10 @@ pub fn render(r: &Results) -> String {
         h.push_str("<h2>Service level objectives</h2><table id=\"slo\"><tr><th>objective</th><th class=\"n\">limit</th><th class=\"n\">measured</th><th></th></tr>");
         for s in &r.slo {
             let (pill, measured) = match s.status() {
-                SloStatus::Met => ("<span class=\"pill ok\">met</span>", s.actual.map_or("–".into(), fmt_num)),
+                SloStatus::Met => (
+                    "<span class=\"pill ok\">met</span>",
+                    s.actual.map_or("–".into(), fmt_num),
+                ),
                 SloStatus::Missed => (
                     "<span class=\"pill bad\">missed</span>",
                     s.actual.map_or_else(|| format!("– ({})", esc(&s.note)), fmt_num),

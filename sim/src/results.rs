@@ -36,9 +36,9 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::accounting::OpAccount;
-pub use crate::slo::{SloResult, SloStatus};
 use crate::record::{Op, Totals};
 use crate::scenario::Scenario;
+pub use crate::slo::{SloResult, SloStatus};
 
 /// Identifies this JSON format.
 pub const FORMAT: &str = "outpost-sim-result/1";

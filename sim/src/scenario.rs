@@ -48,13 +48,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::accounting::AccountingSpec;
 use crate::curve::{Curve, Segment};
 use crate::dist::Dist;
-use crate::accounting::AccountingSpec;
 use crate::inventory::InventorySpec;
-use crate::rehearsal::RehearsalSpec;
 pub use crate::matchmaking_spec::{CrossRegionSpec, ExpansionSpec, MatchmakingSpec};
 pub use crate::queue_spec::LoginQueueSpec;
+use crate::rehearsal::RehearsalSpec;
 
 /// A scenario that cannot be used, with the reason.
 #[derive(Debug, Error)]
@@ -490,12 +490,17 @@ impl Scenario {
             if b.weights().iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
                 return bad(format!("{at}behaviour weights must be finite numbers >= 0"));
             }
-            inv.validate(b.inventory > 0.0).or_else(|e| bad(format!("{at}{e}")))?;
+            inv.validate(b.inventory > 0.0)
+                .or_else(|e| bad(format!("{at}{e}")))?;
             if b.echo_bytes > 16 * 1024 || b.state_bytes > 16 * 1024 {
-                return bad(format!("{at}behaviour.echo_bytes and state_bytes must be at most 16384"));
+                return bad(format!(
+                    "{at}behaviour.echo_bytes and state_bytes must be at most 16384"
+                ));
             }
             if b.matchmaking > 0.0 && self.matchmaking.is_none() {
-                return bad(format!("{at}behaviour.matchmaking > 0 needs a [matchmaking] section"));
+                return bad(format!(
+                    "{at}behaviour.matchmaking > 0 needs a [matchmaking] section"
+                ));
             }
         }
         self.inventory.validate(false).or_else(bad)?;

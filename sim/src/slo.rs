@@ -121,7 +121,10 @@ pub fn evaluate(r: &Results, scenario: &Scenario) -> Vec<SloResult> {
         "error_rate",
         s.error_rate,
         true,
-        live_only(r.error_rate().map_or(Measure::NoData("nothing attempted"), Measure::Value)),
+        live_only(
+            r.error_rate()
+                .map_or(Measure::NoData("nothing attempted"), Measure::Value),
+        ),
     ));
     let tried = t.players_logged_in + t.players_gave_up;
     table.push((
@@ -161,9 +164,11 @@ pub fn evaluate(r: &Results, scenario: &Scenario) -> Vec<SloResult> {
         "queue_eta_error_p95_s",
         s.queue_eta_error_p95_s,
         true,
-        queue_only(op("queue_eta_error").map_or(Measure::NoData("no player was admitted from the queue"), |h| {
-            Measure::Value(h.p95 / 1000.0)
-        })),
+        queue_only(
+            op("queue_eta_error").map_or(Measure::NoData("no player was admitted from the queue"), |h| {
+                Measure::Value(h.p95 / 1000.0)
+            }),
+        ),
     ));
 
     table

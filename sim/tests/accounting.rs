@@ -102,14 +102,25 @@ async fn every_output_shows_the_same_counts() {
     assert_eq!((purchase.attempts, purchase.ok), (35, 0));
     assert_eq!((r.accounting["ping"].attempts, r.accounting["ping"].ok), (10, 10));
     let login = &r.accounting["login"];
-    assert_eq!((login.attempts, login.ok, login.error_count()), (11, 9, 2), "{login:?}");
+    assert_eq!(
+        (login.attempts, login.ok, login.error_count()),
+        (11, 9, 2),
+        "{login:?}"
+    );
     assert_eq!(r.accounting["session"].ok, 9, "{:?}", r.accounting["session"]);
     let t = &r.totals;
     assert_eq!((t.errors, t.outcomes, t.attempts), (17, 20, 65), "{t:?}");
-    assert_eq!((t.players_gave_up, t.purchases_declined, t.request_errors), (2, 20, 15));
+    assert_eq!(
+        (t.players_gave_up, t.purchases_declined, t.request_errors),
+        (2, 20, 15)
+    );
     assert_eq!(r.errors.values().sum::<u64>(), 17);
     assert_eq!(r.errors_by_op["inventory_purchase"]["NotFound"], 15);
-    assert!(!r.errors.contains_key("Conflict"), "outcomes are not errors: {:?}", r.errors);
+    assert!(
+        !r.errors.contains_key("Conflict"),
+        "outcomes are not errors: {:?}",
+        r.errors
+    );
 
     // The SLO evaluation judges the same figures; one it cannot measure is listed.
     let slo = |name: &str| r.slo.iter().find(|s| s.name == name).unwrap();
@@ -126,7 +137,10 @@ async fn every_output_shows_the_same_counts() {
     assert!(last.ends_with("(final)") || last.contains("(final)"), "{last}");
     assert!(last.contains("errors 17 ("), "{last}");
     assert!(last.contains("inventory_purchase/NotFound 15"), "{last}");
-    assert!(last.contains("outcomes 20 [inventory_purchase/Conflict 20]"), "{last}");
+    assert!(
+        last.contains("outcomes 20 [inventory_purchase/Conflict 20]"),
+        "{last}"
+    );
     // Error counts only ever grow line by line, and never past the final one.
     let counts: Vec<u64> = lines
         .iter()
@@ -146,7 +160,10 @@ async fn every_output_shows_the_same_counts() {
     ] {
         assert!(page.contains(row), "{row} in the report");
     }
-    assert!(page.contains("17 errors · 20 expected outcomes"), "the error heading");
+    assert!(
+        page.contains("17 errors · 20 expected outcomes"),
+        "the error heading"
+    );
     assert!(page.contains("not measured in this mode"));
     assert!(page.contains(r#"data-slo="match_wait_p95_s""#));
 }

@@ -15,6 +15,7 @@ fn model_run(scenario: &Path, out: &Path) -> PathBuf {
         .args(["model", "--quiet", "--scale", "10", "--out"])
         .arg(out)
         .arg(scenario)
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     // 0 or 2 (an SLO missed) are runs; 1 is a failure.
@@ -41,7 +42,11 @@ fn compare_gates_on_regressions_only() {
     let text = std::fs::read_to_string(&smoke).unwrap();
     assert!(text.contains("round_interval_ms = 250"));
     let worse_toml = dir.path().join("worse.toml");
-    std::fs::write(&worse_toml, text.replace("round_interval_ms = 250", "round_interval_ms = 2000")).unwrap();
+    std::fs::write(
+        &worse_toml,
+        text.replace("round_interval_ms = 250", "round_interval_ms = 2000"),
+    )
+    .unwrap();
     let worse = model_run(&worse_toml, &dir.path().join("worse"));
     let html = dir.path().join("diff.html");
     let out = sim()
@@ -56,7 +61,8 @@ fn compare_gates_on_regressions_only() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("REGRESSION"), "{text}");
     assert!(
-        text.lines().any(|l| l.contains("match_wait p50") && l.contains("REGRESSION")),
+        text.lines()
+            .any(|l| l.contains("match_wait p50") && l.contains("REGRESSION")),
         "{text}"
     );
     assert!(std::fs::read_to_string(&html).unwrap().contains("regression(s)"));
@@ -68,7 +74,12 @@ fn compare_gates_on_regressions_only() {
         .args(["--wait-pct", "100000", "--ignore-slo-verdicts"])
         .output()
         .unwrap();
-    assert_eq!(loose.status.code(), Some(0), "{}", String::from_utf8_lossy(&loose.stdout));
+    assert_eq!(
+        loose.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&loose.stdout)
+    );
     let thresholds = dir.path().join("t.toml");
     std::fs::write(&thresholds, "wait_pct = -1\n").unwrap();
     let bad = sim()

@@ -126,7 +126,11 @@ fn attempts(r: &Results, op: &str) -> u64 {
     let Some(a) = r.accounting.get(op) else {
         return 0;
     };
-    assert_eq!(a.ok, r.operations.get(op).map_or(0, |o| o.count), "{op}: successes are the histogram");
+    assert_eq!(
+        a.ok,
+        r.operations.get(op).map_or(0, |o| o.count),
+        "{op}: successes are the histogram"
+    );
     let errors: u64 = r.errors_by_op.get(op).map_or(0, |m| m.values().sum());
     assert_eq!(a.error_count(), errors, "{op}: errors_by_op is the accounting's");
     assert_eq!(a.attempts, a.ok + a.error_count() + a.outcome_count(), "{op}");
