@@ -80,10 +80,17 @@ fn rehearsal_knobs_change_what_the_model_runs() {
     let at = |t: f64| r.timeline.iter().find(|s| (s.t_s - t).abs() < 1e-6).unwrap();
     let before = at(4.0);
     assert_eq!(before.regions[0].players, 200, "eu-west: 10 × 20");
-    assert_eq!(before.regions[0].forecast, Some(20), "the forecast is kept for the report");
+    assert_eq!(
+        before.regions[0].forecast,
+        Some(20),
+        "the forecast is kept for the report"
+    );
     let during = at(5.5);
     assert_eq!(during.regions[0].players, 0, "eu-west is down");
-    assert_eq!(during.regions[1].players, 300, "us-east: its 100 and eu-west's 200");
+    assert_eq!(
+        during.regions[1].players, 300,
+        "us-east: its 100 and eu-west's 200"
+    );
     assert_eq!(during.regions[1].forecast, Some(10));
     assert_eq!(r.peak_players(), 300);
     assert!(r.totals.outage_drops > 0, "{:?}", r.totals);
