@@ -44,7 +44,13 @@ fn smoke_scenario_in_model_mode_forms_matches() {
             );
         }
     }
-    assert!(r.slo.iter().any(|s| s.name == "match_wait_p95_s"));
+    assert!(r.slo.iter().any(|s| s.name == "match_wait_p95_s" && s.measured));
+    // The live objectives are listed, as not measured in this mode, never dropped or missed.
+    for name in ["login_p99_ms", "error_rate", "login_success_rate"] {
+        let s = r.slo.iter().find(|s| s.name == name).unwrap();
+        assert!(!s.measured && s.ok && s.actual.is_none(), "{s:?}");
+        assert_eq!(s.status().label(), "not measured in this mode");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let (json, html) = r.write(dir.path()).unwrap();
