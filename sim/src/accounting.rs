@@ -14,7 +14,7 @@
 //! ```toml
 //! [accounting]
 //! # "op:Code" (one operation) or "Code" (any operation); these are the defaults
-//! expected = ["inventory_purchase:Conflict", "state_save:Conflict", "match_wait:Conflict"]
+//! expected = ["inventory_purchase:Conflict", "state_save:Conflict", "match_wait:Conflict", "match_wait:Cancelled"]
 //! ```
 //!
 //! `expected = []` makes every failure an error.
@@ -34,7 +34,9 @@ pub struct AccountingSpec {
     /// any. Default: `inventory_purchase:Conflict` (balance too small),
     /// `state_save:Conflict` (another session wrote; the player re-reads the
     /// version), `match_wait:Conflict` (the previous match is still open; the
-    /// player queues again at its next matchmaking action).
+    /// player queues again at its next matchmaking action),
+    /// `match_wait:Cancelled` (the player left the queue: its session ended
+    /// or a storm dropped it).
     pub expected: Vec<String>,
 }
 
@@ -45,6 +47,7 @@ impl Default for AccountingSpec {
                 "inventory_purchase:Conflict".into(),
                 "state_save:Conflict".into(),
                 "match_wait:Conflict".into(),
+                "match_wait:Cancelled".into(),
             ],
         }
     }

@@ -427,40 +427,47 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
                 // Queue, then wait for the MatchFound push (bounded), as a game
                 // would; the recorded time is the match wait.
                 let queue = sc.matchmaking.as_ref().map_or("duel", |m| m.queue.as_str());
-                let res: Result<(), Option<ClientError>> = async {
-                    let mm = s.client.matchmaking().await.map_err(Some)?;
+                // Err: the code the wait is counted under.
+                let res: Result<(), String> = async {
+                    let code = |e: ClientError| crate::record::error_code(&e);
+                    let mm = s.client.matchmaking().await.map_err(code)?;
                     let mut events = s.client.events();
-                    mm.queue_here(queue).await.map_err(Some)?;
-                    let found = tokio::time::timeout(MATCH_WAIT_LIMIT, async {
-                        while let Some(ev) = events.recv().await {
-                            if let Event::Push {
-                                body: outpost_client::PushBody::MatchFound { .. },
-                                ..
-                            } = ev
-                            {
-                                return true;
+                    mm.queue_here(queue).await.map_err(code)?;
+                    let found = tokio::select! {
+                        f = tokio::time::timeout(MATCH_WAIT_LIMIT, async {
+                            while let Some(ev) = events.recv().await {
+                                if let Event::Push {
+                                    body: outpost_client::PushBody::MatchFound { .. },
+                                    ..
+                                } = ev
+                                {
+                                    return true;
+                                }
                             }
+                            false
+                        }) => Some(matches!(f, Ok(true))),
+                        // Told to stop (or a storm): leave the queue now.
+                        _ = ctl.notify.notified() => None,
+                    };
+                    match found {
+                        Some(true) => Ok(()),
+                        Some(false) => {
+                            let _ = mm.cancel().await;
+                            Err("MatchWaitTimeout".into())
                         }
-                        false
-                    })
-                    .await;
-                    if matches!(found, Ok(true)) {
-                        Ok(())
-                    } else {
-                        let _ = mm.cancel().await;
-                        Err(None)
+                        None => {
+                            let _ = mm.cancel().await;
+                            Err("Cancelled".into())
+                        }
                     }
                 }
                 .await;
-                // A Conflict (the previous match still open) is an expected
-                // outcome by default: the next matchmaking action queues again.
+                // A Conflict (the previous match still open) and a wait the
+                // player left (Cancelled) are expected outcomes by default.
                 match res {
                     Ok(()) => rec.ok(Op::MatchWait, t0.elapsed()),
-                    Err(Some(e)) => {
-                        rec.err(Op::MatchWait, &e);
-                    }
-                    Err(None) => {
-                        rec.err_code(Op::MatchWait, "MatchWaitTimeout".into());
+                    Err(code) => {
+                        rec.err_code(Op::MatchWait, code);
                     }
                 }
                 continue;
