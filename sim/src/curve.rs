@@ -204,6 +204,29 @@ pub struct Storm {
     pub mode: StormMode,
     /// Retry interval, milliseconds.
     pub interval_ms: u64,
+    /// A region outage (`[rehearsal] outage`): the affected players lose
+    /// their connection and do not come back to this region (a neighbour's
+    /// curve takes them over).
+    pub moved: bool,
+}
+
+/// A change `[rehearsal]` makes to a forecast curve (see [`crate::rehearsal`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Mod {
+    /// From `from_s` on, the target is `factor` times the forecast.
+    Factor { from_s: f64, factor: f64 },
+    /// From `at_s` until the curve ends, the target is at least `level`,
+    /// reached linearly over `within_s`.
+    Floor { at_s: f64, within_s: f64, level: f64 },
+    /// Within `[from_s, until_s)`, `share` of the target is gone.
+    Cut { from_s: f64, until_s: f64, share: f64 },
+    /// Within `[from_s, until_s)`, `share` of `source`'s target is added.
+    Gain {
+        from_s: f64,
+        until_s: f64,
+        share: f64,
+        source: Box<Curve>,
+    },
 }
 
 /// A region's target concurrency over time, compiled from segments.
@@ -212,6 +235,7 @@ pub struct Curve {
     pieces: Vec<Piece>,
     storms: Vec<Storm>,
     end_level: f64,
+    mods: Vec<Mod>,
 }
 
 impl Curve {
@@ -261,6 +285,7 @@ impl Curve {
                         share,
                         mode,
                         interval_ms,
+                        moved: false,
                     });
                     (
                         Shape::Linear {
@@ -285,7 +310,19 @@ impl Curve {
             pieces,
             storms,
             end_level: level,
+            mods: Vec::new(),
         }
+    }
+
+    /// Adds a `[rehearsal]` change (applied in the order added).
+    pub(crate) fn push_mod(&mut self, m: Mod) {
+        self.mods.push(m);
+    }
+
+    /// Adds a storm (kept in time order).
+    pub(crate) fn push_storm(&mut self, s: Storm) {
+        self.storms.push(s);
+        self.storms.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     }
 
     /// Seconds until the last segment ends.
@@ -304,6 +341,38 @@ impl Curve {
         if t < 0.0 || t.is_nan() {
             return 0.0;
         }
+        let mut v = self.base_at(t);
+        let end = self.duration_s();
+        for m in &self.mods {
+            match m {
+                Mod::Factor { from_s, factor } if t >= *from_s => v *= factor,
+                Mod::Floor {
+                    at_s,
+                    within_s,
+                    level,
+                } if t >= *at_s && t < end => {
+                    let f = ((t - at_s) / within_s).min(1.0);
+                    v = v.max(level * f);
+                }
+                Mod::Cut {
+                    from_s,
+                    until_s,
+                    share,
+                } if t >= *from_s && t < *until_s => v *= 1.0 - share,
+                Mod::Gain {
+                    from_s,
+                    until_s,
+                    share,
+                    source,
+                } if t >= *from_s && t < *until_s => v += share * source.target_at(t),
+                _ => {}
+            }
+        }
+        v
+    }
+
+    /// The forecast segments' target at `t` (no `[rehearsal]` changes).
+    fn base_at(&self, t: f64) -> f64 {
         // Pieces are sorted and contiguous: the first whose end is after t.
         let i = self.pieces.partition_point(|p| p.end <= t);
         let Some(p) = self.pieces.get(i) else {
@@ -325,17 +394,54 @@ impl Curve {
         }
     }
 
-    /// Highest target over the whole curve (sampled at every piece boundary
-    /// and spike peak, which is where the maxima of piecewise-linear curves are).
-    pub fn peak(&self) -> f64 {
-        let mut m = self.end_level;
+    /// Times where the target may change slope or jump: piece bounds, spike
+    /// peaks, and the bounds of `[rehearsal]` changes.
+    fn breakpoints(&self) -> Vec<f64> {
+        let mut v = vec![0.0];
         for p in &self.pieces {
-            m = m.max(self.target_at(p.start));
-            if let Shape::Spike { peak, .. } = p.shape {
-                m = m.max(peak);
+            v.extend([p.start, p.end]);
+            if let Shape::Spike { rise, .. } = p.shape {
+                v.push(p.start + rise);
             }
-            if let Shape::Linear { from, to } = p.shape {
-                m = m.max(from).max(to);
+        }
+        for m in &self.mods {
+            match m {
+                Mod::Factor { from_s, .. } => v.push(*from_s),
+                Mod::Floor { at_s, within_s, .. } => v.extend([*at_s, at_s + within_s]),
+                Mod::Cut { from_s, until_s, .. } => v.extend([*from_s, *until_s]),
+                Mod::Gain {
+                    from_s,
+                    until_s,
+                    source,
+                    ..
+                } => {
+                    v.extend([*from_s, *until_s]);
+                    v.extend(source.breakpoints());
+                }
+            }
+        }
+        v
+    }
+
+    /// Highest target over the whole curve (at every breakpoint and just
+    /// before it, which is where the maxima of piecewise-linear curves are).
+    pub fn peak(&self) -> f64 {
+        if self.mods.is_empty() {
+            // Exact: the pieces' own end values.
+            let mut m = self.end_level;
+            for p in &self.pieces {
+                m = m.max(match p.shape {
+                    Shape::Spike { peak, base, .. } => peak.max(base),
+                    Shape::Linear { from, to } => from.max(to),
+                });
+            }
+            return m;
+        }
+        let mut m = self.target_at(f64::MAX);
+        for t in self.breakpoints() {
+            m = m.max(self.target_at(t));
+            if t > 0.0 {
+                m = m.max(self.target_at(t - 1e-6));
             }
         }
         m
@@ -343,206 +449,5 @@ impl Curve {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ramp(to: f64, d: f64) -> Segment {
-        Segment::Ramp {
-            from: None,
-            to,
-            duration_s: d,
-        }
-    }
-
-    fn close(a: f64, b: f64) -> bool {
-        (a - b).abs() < 1e-9
-    }
-
-    #[test]
-    fn ramp_hold_drain() {
-        let c = Curve::new(
-            &[
-                ramp(100.0, 10.0),
-                Segment::Hold {
-                    level: None,
-                    duration_s: 5.0,
-                },
-                Segment::Drain {
-                    to: None,
-                    duration_s: 10.0,
-                },
-            ],
-            1.0,
-        );
-        assert_eq!(c.duration_s(), 25.0);
-        assert!(close(c.target_at(-1.0), 0.0));
-        assert!(close(c.target_at(0.0), 0.0));
-        assert!(close(c.target_at(5.0), 50.0));
-        assert!(close(c.target_at(10.0), 100.0));
-        assert!(close(c.target_at(12.0), 100.0));
-        assert!(close(c.target_at(20.0), 50.0));
-        assert!(close(c.target_at(25.0), 0.0));
-        assert!(close(c.target_at(1e9), 0.0));
-        assert!(close(c.peak(), 100.0));
-    }
-
-    #[test]
-    fn ramp_and_hold_can_jump() {
-        let c = Curve::new(
-            &[
-                Segment::Ramp {
-                    from: Some(10.0),
-                    to: 20.0,
-                    duration_s: 10.0,
-                },
-                Segment::Hold {
-                    level: Some(5.0),
-                    duration_s: 10.0,
-                },
-            ],
-            1.0,
-        );
-        assert!(close(c.target_at(0.0), 10.0));
-        assert!(close(c.target_at(9.999_999), 20.0 - 1e-6));
-        assert!(close(c.target_at(10.0), 5.0));
-        assert!(
-            close(c.target_at(30.0), 5.0),
-            "the final level holds after the end"
-        );
-    }
-
-    #[test]
-    fn queue_release_steps_up_at_once() {
-        let c = Curve::new(
-            &[
-                ramp(10.0, 10.0),
-                Segment::QueueRelease {
-                    players: 1000.0,
-                    duration_s: 5.0,
-                },
-                ramp(0.0, 10.0),
-            ],
-            1.0,
-        );
-        assert!(close(c.target_at(9.999), 9.999));
-        assert!(close(c.target_at(10.0), 1010.0));
-        assert!(close(c.target_at(14.9), 1010.0));
-        assert!(close(c.target_at(20.0), 505.0));
-    }
-
-    #[test]
-    fn spike_rises_to_peak_then_returns_to_base() {
-        let c = Curve::new(
-            &[
-                Segment::Hold {
-                    level: Some(100.0),
-                    duration_s: 10.0,
-                },
-                Segment::Spike {
-                    peak: 300.0,
-                    duration_s: 20.0,
-                    rise_s: Some(4.0),
-                },
-            ],
-            1.0,
-        );
-        assert!(close(c.target_at(10.0), 100.0));
-        assert!(close(c.target_at(12.0), 200.0));
-        assert!(close(c.target_at(14.0), 300.0));
-        assert!(close(c.target_at(22.0), 200.0));
-        assert!(close(c.target_at(30.0), 100.0));
-        assert!(close(c.peak(), 300.0));
-        // Default rise: a tenth of the duration.
-        let d = Curve::new(
-            &[Segment::Spike {
-                peak: 50.0,
-                duration_s: 10.0,
-                rise_s: None,
-            }],
-            1.0,
-        );
-        assert!(close(d.target_at(1.0), 50.0));
-        assert!(close(d.target_at(0.5), 25.0));
-    }
-
-    #[test]
-    fn retry_storm_keeps_level_and_is_listed() {
-        let c = Curve::new(
-            &[
-                ramp(40.0, 4.0),
-                Segment::RetryStorm {
-                    share: 0.5,
-                    duration_s: 6.0,
-                    mode: StormMode::Lockstep,
-                    interval_ms: 500,
-                },
-            ],
-            1.0,
-        );
-        assert!(close(c.target_at(7.0), 40.0));
-        assert_eq!(
-            c.storms(),
-            &[Storm {
-                at_s: 4.0,
-                until_s: 10.0,
-                share: 0.5,
-                mode: StormMode::Lockstep,
-                interval_ms: 500
-            }]
-        );
-    }
-
-    #[test]
-    fn scale_multiplies_counts_not_time() {
-        let c = Curve::new(
-            &[
-                ramp(1000.0, 10.0),
-                Segment::QueueRelease {
-                    players: 500.0,
-                    duration_s: 1.0,
-                },
-            ],
-            0.01,
-        );
-        assert!(close(c.target_at(5.0), 5.0));
-        assert!(close(c.target_at(10.5), 15.0));
-        assert_eq!(c.duration_s(), 11.0);
-    }
-
-    #[test]
-    fn zero_length_segments_change_the_level_only() {
-        let c = Curve::new(
-            &[
-                Segment::QueueRelease {
-                    players: 7.0,
-                    duration_s: 0.0,
-                },
-                ramp(7.0, 2.0),
-            ],
-            1.0,
-        );
-        assert!(close(c.target_at(0.0), 7.0));
-        assert!(close(c.target_at(1.0), 7.0));
-        assert!(close(Curve::new(&[], 1.0).target_at(3.0), 0.0));
-    }
-
-    #[test]
-    fn validation_names_the_problem() {
-        let bad = Segment::Spike {
-            peak: 10.0,
-            duration_s: 5.0,
-            rise_s: Some(6.0),
-        };
-        assert!(bad.validate().unwrap_err().contains("rise_s"));
-        let bad = Segment::RetryStorm {
-            share: 1.5,
-            duration_s: 1.0,
-            mode: StormMode::Jitter,
-            interval_ms: 10,
-        };
-        assert!(bad.validate().unwrap_err().contains("share"));
-        assert!(ramp(-1.0, 1.0).validate().is_err());
-        assert!(ramp(1.0, f64::NAN).validate().is_err());
-        assert!(ramp(1.0, 1.0).validate().is_ok());
-    }
-}
+#[path = "curve_tests.rs"]
+mod tests;

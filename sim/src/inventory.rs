@@ -27,9 +27,9 @@
 //! Grants need `inventory.client_grants = true` on the gateway (`--local`
 //! turns it on); against other gateways set `grant = 0` (a client may only
 //! read, purchase and consume there). A purchase the ledger refuses with
-//! `Conflict` (balance too small, stack full) is a business answer, not a
-//! failure: it is recorded in the purchase histogram and counted in
-//! `totals.purchases_declined`. A replay re-sends the session's last grant or
+//! `Conflict` (balance too small, stack full) is a business answer: counted
+//! in `totals.purchases_declined` and, by default, as the expected outcome
+//! `inventory_purchase` / `Conflict`, not an error (see [`crate::accounting`]). A replay re-sends the session's last grant or
 //! purchase with the same idempotency key; the gateway must answer with the
 //! original receipt (`duplicate`, same event id), else it counts as error
 //! `ReplayMismatch`. Before a session's first write a replay is drawn again
@@ -216,12 +216,14 @@ pub async fn perform(
                     });
                     Ok(())
                 }
-                Err(e) if kind == InvKind::Purchase && outpost_client::is_conflict(&e) => {
-                    // Refused by the ledger (balance too small): an answer, not a failure.
-                    inc(&rec.counters.purchases_declined);
-                    Ok(())
+                Err(e) => {
+                    if kind == InvKind::Purchase && outpost_client::is_conflict(&e) {
+                        // Refused by the ledger (balance too small): an
+                        // expected outcome by default ([accounting]).
+                        inc(&rec.counters.purchases_declined);
+                    }
+                    Err(e)
                 }
-                Err(e) => Err(e),
             }
         }
         InvKind::Replay => match last.clone() {
@@ -241,7 +243,9 @@ pub async fn perform(
     };
     match res {
         Ok(()) => rec.ok(op, t0.elapsed()),
-        Err(e) => rec.err(op, &e),
+        Err(e) => {
+            rec.err(op, &e);
+        }
     }
 }
 

@@ -14,29 +14,44 @@
 //! - [`queue_model`]: queue mode, the backend's real login queue on an
 //!   embedded store and virtual time (the launch-queue preset).
 //! - [`record`], [`results`], [`report`]: HDR histograms and counters, the
-//!   JSON result, the HTML report.
+//!   JSON result, the HTML report; [`accounting`] how every attempt ended
+//!   (success, error, expected outcome), the one source of every error count;
+//!   [`slo`] the objectives, judged in every mode; [`units`] how durations
+//!   print.
+//! - [`rehearsal`]: launch rehearsal knobs (a surprise over forecast, a fill
+//!   of the capacity, old clients in lockstep, a region outage).
+//! - [`compare`]: `outpost-sim compare BASE.json NEW.json`, the differences
+//!   between two runs and whether they are a regression.
 //! - [`local`]: `--local` / `--spawn-gateway`, one in-process gateway on
 //!   loopback for one-command demos and tests.
 //!
 //! Run it with the `outpost-sim` binary (see `sim/README.md`).
 #![forbid(unsafe_code)]
 
+pub mod accounting;
+pub mod compare;
+mod compare_report;
 pub mod curve;
 pub mod dist;
 pub mod inventory;
 pub mod live;
 pub mod local;
+mod matchmaking_spec;
 pub mod model;
 mod player;
 pub mod queue_model;
 mod queue_report;
 pub mod queue_spec;
 pub mod record;
+pub mod rehearsal;
 pub mod report;
 pub mod results;
 pub mod retry;
 pub mod scenario;
+pub mod slo;
+pub mod units;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Options of one run that come from the command line, not the scenario.
@@ -52,6 +67,21 @@ pub struct RunOptions {
     pub max_duration: Option<Duration>,
     /// Print a progress line per sample to stderr.
     pub progress: bool,
+    /// Also keep every progress line here (whether printed or not), e.g.
+    /// for a test that checks them against the result.
+    pub progress_log: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+impl RunOptions {
+    /// Prints `line` to stderr (with `progress`) and keeps it in `progress_log`.
+    pub fn report_progress(&self, line: String) {
+        if self.progress {
+            eprintln!("{line}");
+        }
+        if let Some(log) = &self.progress_log {
+            log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -61,6 +91,7 @@ impl Default for RunOptions {
             max_players: None,
             max_duration: None,
             progress: false,
+            progress_log: None,
         }
     }
 }

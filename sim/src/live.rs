@@ -113,7 +113,7 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         "every region needs at least one gateway address"
     );
     let nreg = scenario.regions.len();
-    let rec = Arc::new(Recorder::new(nreg));
+    let rec = Arc::new(Recorder::with_accounting(nreg, scenario.accounting.clone()));
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -131,6 +131,10 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         )?,
     });
     let curves = scenario.curves(opts.scale);
+    let forecast = scenario
+        .rehearsal
+        .changes_curves()
+        .then(|| scenario.forecast_curves(opts.scale));
     let mut duration = scenario.duration_s();
     if let Some(d) = opts.max_duration {
         duration = duration.min(d.as_secs_f64());
@@ -168,10 +172,8 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
             list.retain(|p| !p.done.load(Ordering::Relaxed));
         }
         if now >= next_sample {
-            let s = sampler.sample(&rec, &curves, t, &players);
-            if opts.progress {
-                eprintln!("{}", progress_line(&s, scenario, &rec));
-            }
+            let s = sampler.sample(&rec, &curves, forecast.as_deref(), t, &players);
+            opts.report_progress(progress_line(&s, scenario, &rec));
             timeline.push(s);
             next_sample += sample_every;
         }
@@ -185,6 +187,7 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
                 until: ctx.run_start + Duration::from_secs_f64(storm.until_s),
                 mode: storm.mode,
                 interval: Duration::from_millis(storm.interval_ms),
+                moved: storm.moved,
             };
             for p in &players[r] {
                 if p.connected.load(Ordering::Relaxed) && !p.stopping() && rng.gen_bool(storm.share) {
@@ -258,6 +261,10 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         let _ = tokio::time::timeout(Duration::from_secs(1), e.wait_idle()).await;
     }
     let sim_s = ctx.run_start.elapsed().as_secs_f64();
+    // The final counts, after every player has ended: the summary's figures.
+    let mut last = sampler.sample(&rec, &curves, forecast.as_deref(), sim_s, &players);
+    last.t_s = sim_s;
+    opts.report_progress(format!("{} (final)", progress_line(&last, scenario, &rec)));
 
     let mut notes = Vec::new();
     let t = rec.totals();
@@ -309,6 +316,8 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         operations: summarise(Op::ALL.iter().map(|&op| (op, rec.histogram(op)))),
         errors: rec.errors(),
         errors_by_op: rec.errors_by_op(),
+        accounting: rec.ledger(),
+        expected_outcomes: scenario.accounting.expected.clone(),
         timeline,
         slo: Vec::new(),
         notes,
@@ -340,6 +349,7 @@ impl Sampler {
         &mut self,
         rec: &Recorder,
         curves: &[crate::curve::Curve],
+        forecast: Option<&[crate::curve::Curve]>,
         t: f64,
         players: &[Vec<Arc<PlayerCtl>>],
     ) -> Sample {
@@ -369,6 +379,7 @@ impl Sampler {
                         target: c.target_at(t).round() as u64,
                         players: connected,
                         waiting: (players[r].len() as u64).saturating_sub(connected),
+                        forecast: forecast.map(|f| f[r].target_at(t).round() as u64),
                     }
                 })
                 .collect(),
@@ -382,6 +393,8 @@ impl Sampler {
     }
 }
 
+/// One progress line. Its error count is the accounting's (errors only,
+/// expected outcomes apart), the same figure as the summary and `result.json`.
 fn progress_line(s: &Sample, scenario: &Scenario, rec: &Recorder) -> String {
     let regions: Vec<String> = s
         .regions
@@ -390,15 +403,27 @@ fn progress_line(s: &Sample, scenario: &Scenario, rec: &Recorder) -> String {
         .map(|(r, spec)| format!("{} {}/{}", spec.name, r.players, r.target))
         .collect();
     let t = rec.totals();
-    format!(
+    let ledger = rec.ledger();
+    let mut line = format!(
         "[{:>7.1}s] players {} | {:.0} req/s p99 {} | logins {} ({:.0}/s) | errors {} ({:.0}/s)",
         s.t_s,
         regions.join(" "),
         s.requests_per_s,
-        s.p99_ms.map_or("-".into(), |v| format!("{v:.1} ms")),
+        s.p99_ms.map_or("-".into(), crate::units::fmt_ms),
         t.logins_ok,
         s.logins_per_s,
-        rec.error_total(),
+        t.errors,
         s.errors_per_s,
-    )
+    );
+    if t.errors > 0 {
+        line += &format!(" [{}]", crate::accounting::top(&ledger, false, 3));
+    }
+    if t.outcomes > 0 {
+        line += &format!(
+            " | outcomes {} [{}]",
+            t.outcomes,
+            crate::accounting::top(&ledger, true, 3)
+        );
+    }
+    line
 }

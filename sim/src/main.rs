@@ -10,10 +10,12 @@
 //! outpost-sim check sim/scenarios/*.toml                            # validate scenario files
 //! outpost-sim gateway SCENARIO --ca-out /tmp/ca.pem                  # the --local gateway as its own process
 //! outpost-sim render target/sim/smoke-live/result.json              # re-render report.html
+//! outpost-sim compare BASE/result.json NEW/result.json              # differences; exit 2 on a regression
 //! ```
 //!
 //! Exit status: 0 all SLOs met (or none set), 2 an SLO missed, 1 the run
-//! could not be done (bad scenario, unreachable setup).
+//! could not be done (bad scenario, unreachable setup). `compare`: 0 no
+//! regression, 2 a regression beyond the thresholds, 1 could not compare.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,11 +25,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use outpost_sim::accounting::ranked;
+use outpost_sim::compare::Thresholds;
 use outpost_sim::live::LiveTarget;
 use outpost_sim::local::local_pool;
 use outpost_sim::local::LocalGateway;
 use outpost_sim::results::Results;
 use outpost_sim::scenario::Scenario;
+use outpost_sim::units::{fmt_count, fmt_ms, fmt_s};
 use outpost_sim::RunOptions;
 
 #[derive(Debug, Parser)]
@@ -56,6 +61,9 @@ enum Command {
     Gateway(GatewayArgs),
     /// Re-render report.html next to an existing result.json.
     Render { result: PathBuf },
+    /// Compare two result.json files: print the differences, write an HTML
+    /// diff, exit 2 on a regression beyond the thresholds.
+    Compare(CompareArgs),
     /// Parse and validate scenario files.
     Check {
         #[arg(required = true)]
@@ -80,6 +88,46 @@ struct CommonArgs {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// The reference run's result.json.
+    base: PathBuf,
+    /// The run to judge.
+    new: PathBuf,
+    /// TOML file of thresholds (keys as the flags, with `_`: latency_pct,
+    /// latency_floor_ms, wait_pct, wait_floor_s, error_rate_abs,
+    /// success_rate_abs, min_count, slo_verdicts). Flags win over it.
+    #[arg(long)]
+    thresholds: Option<PathBuf>,
+    /// Latency percentiles: relative growth that is a regression, percent (default 20).
+    #[arg(long)]
+    latency_pct: Option<f64>,
+    /// ... and the absolute growth also needed, ms (default 5).
+    #[arg(long)]
+    latency_floor_ms: Option<f64>,
+    /// Waits (match, queue): relative growth, percent (default 20).
+    #[arg(long)]
+    wait_pct: Option<f64>,
+    /// ... and the absolute growth also needed, seconds (default 1).
+    #[arg(long)]
+    wait_floor_s: Option<f64>,
+    /// Error rates: absolute growth that is a regression (default 0.005).
+    #[arg(long)]
+    error_rate_abs: Option<f64>,
+    /// Login success rate: absolute fall that is a regression (default 0.01).
+    #[arg(long)]
+    success_rate_abs: Option<f64>,
+    /// Fewest samples in both runs for a metric to be judged (default 20).
+    #[arg(long)]
+    min_count: Option<u64>,
+    /// Do not count SLOs met in BASE and missed in NEW as regressions.
+    #[arg(long)]
+    ignore_slo_verdicts: bool,
+    /// Where to write the HTML diff. Default: compare.html next to NEW.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Gateway(a) => return serve_gateway(a),
+        Command::Compare(a) => return compare(a),
         Command::Live(a) => ("live", &a.common),
         Command::Model(a) => ("model", a),
         Command::Queue(a) => ("queue", a),
@@ -173,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         max_players: None,
         max_duration: common.duration.map(Duration::from_secs_f64),
         progress: !common.quiet,
+        progress_log: None,
     };
     let results = match &cli.command {
         Command::Live(a) => {
@@ -326,28 +376,92 @@ fn parse_gateways(scenario: &Scenario, args: &[String]) -> anyhow::Result<Vec<Ve
         .collect()
 }
 
+/// `outpost-sim compare`.
+fn compare(a: &CompareArgs) -> anyhow::Result<ExitCode> {
+    let mut th = match &a.thresholds {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            toml::from_str::<Thresholds>(&text).with_context(|| path.display().to_string())?
+        }
+        None => Thresholds::default(),
+    };
+    let set = |v: Option<f64>, into: &mut f64| {
+        if let Some(v) = v {
+            *into = v;
+        }
+    };
+    set(a.latency_pct, &mut th.latency_pct);
+    set(a.latency_floor_ms, &mut th.latency_floor_ms);
+    set(a.wait_pct, &mut th.wait_pct);
+    set(a.wait_floor_s, &mut th.wait_floor_s);
+    set(a.error_rate_abs, &mut th.error_rate_abs);
+    set(a.success_rate_abs, &mut th.success_rate_abs);
+    if let Some(n) = a.min_count {
+        th.min_count = n;
+    }
+    if a.ignore_slo_verdicts {
+        th.slo_verdicts = false;
+    }
+    th.validate().map_err(anyhow::Error::msg)?;
+    let base = Results::read(&a.base).with_context(|| a.base.display().to_string())?;
+    let new = Results::read(&a.new).with_context(|| a.new.display().to_string())?;
+    let c = outpost_sim::compare::compare(&base, &new, &th);
+    print!("{}", c.text());
+    let html = a
+        .html
+        .clone()
+        .unwrap_or_else(|| a.new.with_file_name("compare.html"));
+    std::fs::write(&html, outpost_sim::compare::render(&c)).with_context(|| html.display().to_string())?;
+    println!("compare report: {}", html.display());
+    Ok(if c.regressions().next().is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// The console summary. Every error figure is the accounting's, as in the
+/// progress line, `result.json` and the report.
 fn print_summary(r: &Results) {
     let t = &r.totals;
     println!(
-        "{} ({} mode): {:.1} s simulated in {:.1} s",
-        r.scenario, r.mode, r.sim_s, r.wall_s
+        "{} ({} mode): {} simulated in {}",
+        r.scenario,
+        r.mode,
+        fmt_s(r.sim_s),
+        fmt_s(r.wall_s)
     );
     if r.mode == "live" {
         println!(
-            "players {} · logins {} ok / {} failed · gave up {} · reconnects {} · requests {} ({} errors)",
-            t.players_started,
-            t.logins_ok,
-            t.login_failures,
-            t.players_gave_up,
-            t.reconnects,
-            t.requests,
-            t.request_errors
+            "peak concurrent players {} · players started {} · logins {} ok / {} failed · gave up {} · reconnects {} · requests {}",
+            fmt_count(r.peak_players()),
+            fmt_count(t.players_started),
+            fmt_count(t.logins_ok),
+            fmt_count(t.login_failures),
+            fmt_count(t.players_gave_up),
+            fmt_count(t.reconnects),
+            fmt_count(t.requests),
         );
         if t.inventory_ops > 0 {
             println!(
                 "inventory operations {} · purchases declined {} · replays verified {}",
                 t.inventory_ops, t.purchases_declined, t.replays_verified
             );
+        }
+        let rate = r
+            .error_rate()
+            .map_or("-".into(), |e| format!("{:.3}%", e * 100.0));
+        println!(
+            "attempts {} · errors {} ({rate}) · expected outcomes {}",
+            fmt_count(t.attempts),
+            fmt_count(t.errors),
+            fmt_count(t.outcomes)
+        );
+        for (op, code, n) in ranked(&r.accounting, false) {
+            println!("  error   {op:<20} {code:<32} {n}");
+        }
+        for (op, code, n) in ranked(&r.accounting, true) {
+            println!("  outcome {op:<20} {code:<32} {n}");
         }
     } else if let Some(q) = &r.login_queue {
         println!(
@@ -363,32 +477,46 @@ fn print_summary(r: &Results) {
         );
     } else {
         println!(
-            "players {} · tickets {} · matches {}",
-            t.players_started, t.tickets, t.matches
+            "peak concurrent players {} · arrivals {} · tickets {} · matches {}",
+            fmt_count(r.peak_players()),
+            fmt_count(t.players_started),
+            fmt_count(t.tickets),
+            fmt_count(t.matches)
         );
     }
     for (name, o) in &r.operations {
-        let (k, unit) = if name == "match_wait" {
-            (1e-3, "s")
-        } else {
-            (1.0, "ms")
-        };
         println!(
-            "  {name:<11} n={:<9} p50 {:.2} {unit}  p95 {:.2} {unit}  p99 {:.2} {unit}  max {:.2} {unit}",
+            "  {name:<18} n={:<9} p50 {:<10} p95 {:<10} p99 {:<10} p99.9 {:<10} max {}",
             o.count,
-            o.p50 * k,
-            o.p95 * k,
-            o.p99 * k,
-            o.max * k
+            fmt_ms(o.p50),
+            fmt_ms(o.p95),
+            fmt_ms(o.p99),
+            fmt_ms(o.p999),
+            fmt_ms(o.max)
         );
     }
+    if let Some(w) = r.operations.get("match_wait") {
+        // A tail far beyond the p95 is what players remember: say it.
+        if w.max > 4.0 * w.p95.max(1.0) && w.max >= 60_000.0 {
+            println!(
+                "  ! worst match wait {} (p95 {}): see the report's tail waits",
+                fmt_ms(w.max),
+                fmt_ms(w.p95)
+            );
+        }
+    }
     for s in &r.slo {
+        let measured = match s.actual {
+            Some(v) => format!("{v:.3}"),
+            None if s.measured && !s.note.is_empty() => format!("- ({})", s.note),
+            None => "-".into(),
+        };
         println!(
-            "  SLO {:<20} limit {:<10} measured {:<12} {}",
+            "  SLO {:<22} limit {:<10} measured {:<12} {}",
             s.name,
             s.limit,
-            s.actual.map_or("-".into(), |v| format!("{v:.3}")),
-            if s.ok { "met" } else { "MISSED" }
+            measured,
+            s.status().label()
         );
     }
 }

@@ -267,6 +267,10 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
     let lobby_mean_ms = (mm.is_some() && mm_share > 0.0).then(|| scenario.session.think_ms.mean() / mm_share);
     let step_ms = mm.map_or(1_000, |m| m.round_interval_ms);
     let curves: Vec<Curve> = scenario.curves(opts.scale);
+    let forecast = scenario
+        .rehearsal
+        .changes_curves()
+        .then(|| scenario.forecast_curves(opts.scale));
     let mut duration_ms = (scenario.duration_s() * 1000.0) as u64;
     if let Some(d) = opts.max_duration {
         duration_ms = duration_ms.min(d.as_millis() as u64);
@@ -338,11 +342,22 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
                 .filter(|_| w.rng.gen_bool(storm.share))
                 .collect();
             for slot in hit {
+                if storm.moved {
+                    // A region outage: the player leaves; the neighbour's curve
+                    // brings as many new players there.
+                    w.totals.outage_drops += 1;
+                    w.leave(slot);
+                    continue;
+                }
                 w.reset(slot);
                 w.totals.storm_drops += 1;
-                let back = match storm.mode {
-                    StormMode::Lockstep => storm.interval_ms,
-                    StormMode::Jitter => w.rng.gen_range(0..=storm.interval_ms),
+                let old = scenario.rehearsal.old_clients.filter(|o| w.rng.gen_bool(o.share));
+                let back = match (old, storm.mode) {
+                    // Old clients: the next multiple of their interval since the start.
+                    (Some(o), _) => crate::retry::old_client_delay(o.interval_ms, Duration::from_millis(now))
+                        .as_millis() as u64,
+                    (None, StormMode::Lockstep) => storm.interval_ms,
+                    (None, StormMode::Jitter) => w.rng.gen_range(0..=storm.interval_ms),
                 };
                 w.schedule(now + back, slot, Ev::Queue);
             }
@@ -389,6 +404,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
                 t_s,
                 regions: (0..nreg)
                     .map(|r| RegionSample {
+                        forecast: forecast.as_ref().map(|f| f[r].target_at(t_s).round() as u64),
                         target: curves[r].target_at(t_s).round() as u64,
                         players: w.online[r].len() as u64,
                         waiting: w
@@ -404,9 +420,11 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
             };
             interval_waits.reset();
             interval_matches = 0;
-            if opts.progress && (last_progress.elapsed() >= Duration::from_secs(1) || done) {
+            if (opts.progress || opts.progress_log.is_some())
+                && (last_progress.elapsed() >= Duration::from_secs(1) || done)
+            {
                 last_progress = Instant::now();
-                eprintln!("{}", progress_line(&sample, scenario, &w.totals, wall.elapsed()));
+                opts.report_progress(progress_line(&sample, scenario, &w.totals, wall.elapsed()));
             }
             timeline.push(sample);
             while next_sample <= now {
@@ -445,6 +463,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
         operations: summarise([(Op::MatchWait, waits)]),
         errors: BTreeMap::new(),
         errors_by_op: BTreeMap::new(),
+        accounting: BTreeMap::new(),
+        expected_outcomes: scenario.accounting.expected.clone(),
         timeline,
         slo: Vec::new(),
         notes,
@@ -461,7 +481,7 @@ fn progress_line(s: &Sample, scenario: &Scenario, t: &Totals, wall: Duration) ->
         .zip(&scenario.regions)
         .map(|(r, spec)| format!("{} {}/{} q{}", spec.name, r.players, r.target, r.waiting))
         .collect();
-    let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}s"));
+    let f = |v: Option<f64>| v.map_or("-".into(), crate::units::fmt_s);
     format!(
         "[virtual {:>7.0}s | wall {:>5.1}s] players {} | matches {} ({:.0}/s) | wait p50 {} p95 {}",
         s.t_s,

@@ -33,6 +33,8 @@ pub(crate) struct StormOrder {
     pub until: Instant,
     pub mode: StormMode,
     pub interval: Duration,
+    /// A region outage: drop the connection and leave (a neighbour takes over).
+    pub moved: bool,
 }
 
 /// The controller's handle on one player.
@@ -64,6 +66,14 @@ async fn pause(ctl: &PlayerCtl, d: Duration) -> bool {
     !ctl.stopping()
 }
 
+/// How a login retries: after a storm's drop (its order), and whether the
+/// player runs an old client (its fixed retry period, ms).
+#[derive(Debug, Clone, Copy)]
+struct Retrying {
+    storm: Option<StormOrder>,
+    old_client: Option<u64>,
+}
+
 /// Logs in, retrying as the scenario (or a storm) says. `None`: gave up or stopped.
 async fn login(
     ctx: &Ctx,
@@ -72,8 +82,9 @@ async fn login(
     n: u64,
     creds: &Credentials,
     rng: &mut StdRng,
-    storm: Option<StormOrder>,
+    how: Retrying,
 ) -> Option<Client> {
+    let Retrying { storm, old_client } = how;
     let rec = &ctx.rec;
     let retry = &ctx.scenario.retry;
     let impatient = rng.gen_bool(retry.impatient_share);
@@ -91,9 +102,10 @@ async fn login(
     let mut attempt = 0u32;
     if let Some(s) = storm {
         // The first attempt after a storm: all at once (lockstep) or spread (jitter).
-        let first = match s.mode {
-            StormMode::Lockstep => s.interval,
-            StormMode::Jitter => s.interval.mul_f64(rng.gen::<f64>()),
+        let first = match (s.mode, old_client) {
+            (_, Some(ms)) => crate::retry::old_client_delay(ms, s.started.duration_since(ctx.run_start)),
+            (StormMode::Lockstep, None) => s.interval,
+            (StormMode::Jitter, None) => s.interval.mul_f64(rng.gen::<f64>()),
         };
         if !pause(ctl, (s.started + first).saturating_duration_since(Instant::now())).await {
             return None;
@@ -114,34 +126,37 @@ async fn login(
         inc(&rec.counters.login_failures);
         rec.err(Op::Login, &err);
         let now = Instant::now();
+        let since_start = now.duration_since(ctx.run_start);
         let delay = match storm {
-            Some(s) => {
-                if now >= s.until {
-                    return give_up(rec);
-                }
-                match s.mode {
-                    StormMode::Lockstep => {
-                        let since = now.duration_since(s.started).as_nanos();
-                        let step = s.interval.as_nanos().max(1);
-                        Duration::from_nanos(((since / step + 1) * step - since) as u64)
-                    }
-                    StormMode::Jitter => s.interval.mul_f64(rng.gen::<f64>()),
-                }
+            Some(s) if now >= s.until => return give_up(rec),
+            Some(_) if old_client.is_some() => {
+                crate::retry::old_client_delay(old_client.unwrap_or(1_000), since_start)
             }
+            Some(s) => match s.mode {
+                StormMode::Lockstep => {
+                    let since = now.duration_since(s.started).as_nanos();
+                    let step = s.interval.as_nanos().max(1);
+                    Duration::from_nanos(((since / step + 1) * step - since) as u64)
+                }
+                StormMode::Jitter => s.interval.mul_f64(rng.gen::<f64>()),
+            },
             None => {
                 if attempt >= retry.max_attempts || !err.is_retryable() {
                     return give_up(rec);
                 }
-                retry_delay(
-                    retry,
-                    Attempt {
-                        number: attempt,
-                        impatient,
-                        retry_after: err.retry_after(),
-                        since_start: now.duration_since(ctx.run_start),
-                    },
-                    rng,
-                )
+                match old_client {
+                    Some(ms) => crate::retry::old_client_delay(ms, since_start),
+                    None => retry_delay(
+                        retry,
+                        Attempt {
+                            number: attempt,
+                            impatient,
+                            retry_after: err.retry_after(),
+                            since_start,
+                        },
+                        rng,
+                    ),
+                }
             }
         };
         if !pause(ctl, delay).await {
@@ -230,7 +245,7 @@ impl Session {
                 }
                 Event::Closed { reason } => {
                     rec.err_code(
-                        Op::Login,
+                        Op::Session,
                         format!("SessionEnded:{}", crate::record::error_code(&reason)),
                     );
                     return false;
@@ -278,7 +293,26 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
         device_id: format!("sim-{}-{}-{n}", ctx.run_id, sc.regions[region].name),
         secret: format!("outpost-sim-secret-{n:08}"),
     };
-    let Some(client) = login(ctx, ctl, region, n, &creds, &mut rng, None).await else {
+    // Drawn only with the knob set, so other scenarios keep their draws.
+    let old_client = sc
+        .rehearsal
+        .old_clients
+        .filter(|_| crate::rehearsal::is_old_client(&sc.rehearsal, rng.gen::<f64>()))
+        .map(|o| o.interval_ms);
+    let Some(client) = login(
+        ctx,
+        ctl,
+        region,
+        n,
+        &creds,
+        &mut rng,
+        Retrying {
+            storm: None,
+            old_client,
+        },
+    )
+    .await
+    else {
         return;
     };
     inc(&rec.counters.players_logged_in);
@@ -289,13 +323,16 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
         rec.connected[region].fetch_add(d, Ordering::Relaxed);
     };
     set_connected(true);
-    let weights = sc.behaviour.weights();
+    let behaviour = sc.behaviour_of(region);
+    let weights = behaviour.weights();
+    let mut actions = 0u32;
     let mut version = 0u64;
     // Kept across a storm's re-login: a replay then re-sends the previous
     // connection's write, as a game retrying after a reconnect would.
     let mut last_write: Option<LastWrite> = None;
     loop {
         if !s.drain_events(rec) {
+            // The gateway or the network ended the session (counted there).
             set_connected(false);
             return;
         }
@@ -306,14 +343,41 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
             inc(&rec.counters.storm_drops);
             set_connected(false);
             // Gone without a goodbye: the gateway only notices through the idle
-            // timeout or the replacing login.
+            // timeout or the replacing login. The player ended it: not an error.
             s.client.debug_kill_connection();
             drop(s);
-            let Some(client) = login(ctx, ctl, region, n, &creds, &mut rng, Some(order)).await else {
+            rec.count_ok(Op::Session);
+            if order.moved {
+                // A region outage: a neighbour's curve takes this player over.
+                inc(&rec.counters.outage_drops);
+                return;
+            }
+            let Some(client) = login(
+                ctx,
+                ctl,
+                region,
+                n,
+                &creds,
+                &mut rng,
+                Retrying {
+                    storm: Some(order),
+                    old_client,
+                },
+            )
+            .await
+            else {
                 return;
             };
             s = Session::new(client);
             set_connected(true);
+            continue;
+        }
+        if sc.session.max_actions.is_some_and(|m| actions >= m) {
+            // Away from keyboard until the session ends (or the controller calls).
+            tokio::select! {
+                _ = tokio::time::sleep_until(session_end.into()) => {}
+                _ = ctl.notify.notified() => {}
+            }
             continue;
         }
         let think = Duration::from_secs_f64(sc.session.think_ms.sample(&mut rng) / 1000.0);
@@ -325,13 +389,14 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
         let Some(action) = pick(&weights, &mut rng) else {
             continue;
         };
+        actions += 1;
         let t0 = Instant::now();
         let (op, res) = match action {
             Action::Ping => (Op::Ping, s.client.ping().await.map(|_| ())),
             Action::Echo => (
                 Op::Echo,
                 s.client
-                    .echo(vec![0x5a; sc.behaviour.echo_bytes], 0)
+                    .echo(vec![0x5a; behaviour.echo_bytes], 0)
                     .await
                     .map(|_| ()),
             ),
@@ -340,7 +405,7 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
                 async { s.state().await?.list().await }.await.map(|_| ()),
             ),
             Action::StateSave => {
-                let value = vec![b'x'; sc.behaviour.state_bytes];
+                let value = vec![b'x'; behaviour.state_bytes];
                 let res = async { s.state().await?.set("sim", version, value).await }.await;
                 match res {
                     Ok(v) => {
@@ -362,36 +427,54 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
                 // Queue, then wait for the MatchFound push (bounded), as a game
                 // would; the recorded time is the match wait.
                 let queue = sc.matchmaking.as_ref().map_or("duel", |m| m.queue.as_str());
-                let res = async {
-                    let mm = s.client.matchmaking().await?;
+                // Err: the code the wait is counted under.
+                let res: Result<(), String> = async {
+                    let code = |e: ClientError| crate::record::error_code(&e);
+                    let mm = s.client.matchmaking().await.map_err(code)?;
                     let mut events = s.client.events();
-                    mm.queue_here(queue).await?;
-                    let found = tokio::time::timeout(MATCH_WAIT_LIMIT, async {
-                        while let Some(ev) = events.recv().await {
-                            if let Event::Push {
-                                body: outpost_client::PushBody::MatchFound { .. },
-                                ..
-                            } = ev
-                            {
-                                return true;
+                    mm.queue_here(queue).await.map_err(code)?;
+                    let found = tokio::select! {
+                        f = tokio::time::timeout(MATCH_WAIT_LIMIT, async {
+                            while let Some(ev) = events.recv().await {
+                                if let Event::Push {
+                                    body: outpost_client::PushBody::MatchFound { .. },
+                                    ..
+                                } = ev
+                                {
+                                    return true;
+                                }
                             }
+                            false
+                        }) => Some(matches!(f, Ok(true))),
+                        // Told to stop (or a storm): leave the queue now.
+                        _ = ctl.notify.notified() => None,
+                    };
+                    match found {
+                        Some(true) => Ok(()),
+                        Some(false) => {
+                            let _ = mm.cancel().await;
+                            Err("MatchWaitTimeout".into())
                         }
-                        false
-                    })
-                    .await;
-                    if matches!(found, Ok(true)) {
-                        Ok(())
-                    } else {
-                        let _ = mm.cancel().await;
-                        Err(ClientError::Timeout)
+                        None => {
+                            let _ = mm.cancel().await;
+                            Err("Cancelled".into())
+                        }
                     }
                 }
                 .await;
-                (Op::MatchWait, res)
+                // A Conflict (the previous match still open) and a wait the
+                // player left (Cancelled) are expected outcomes by default.
+                match res {
+                    Ok(()) => rec.ok(Op::MatchWait, t0.elapsed()),
+                    Err(code) => {
+                        rec.err_code(Op::MatchWait, code);
+                    }
+                }
+                continue;
             }
             Action::Inventory => {
                 // Records itself (its kinds have their own histograms).
-                let spec = &sc.inventory;
+                let spec = sc.inventory_of(region);
                 let Some(kind) = inventory::pick(spec, last_write.is_some(), &mut rng) else {
                     continue;
                 };
@@ -406,14 +489,15 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
             }
         };
         match res {
-            // Match waits are kept in milliseconds (Op::unit), as in model mode.
-            Ok(()) if op == Op::MatchWait => rec.record_value(op, t0.elapsed().as_millis() as u64),
             Ok(()) => rec.ok(op, t0.elapsed()),
-            Err(e) => rec.err(op, &e),
+            Err(e) => {
+                rec.err(op, &e);
+            }
         }
     }
     set_connected(false);
     inc(&rec.counters.sessions_completed);
+    rec.count_ok(Op::Session);
     let _ = tokio::time::timeout(Duration::from_secs(2), s.client.close()).await;
 }
 

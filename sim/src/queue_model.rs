@@ -401,6 +401,7 @@ impl World {
                 target: target.round() as u64,
                 players: online,
                 waiting,
+                forecast: None,
             }],
             logins_per_s: self.interval_admitted as f64 / dt,
             queue: Some(QueueSample {
@@ -588,6 +589,8 @@ async fn run_async(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Res
         operations,
         errors: std::collections::BTreeMap::new(),
         errors_by_op: std::collections::BTreeMap::new(),
+        accounting: std::collections::BTreeMap::new(),
+        expected_outcomes: Vec::new(),
         timeline,
         slo: Vec::new(),
         notes,

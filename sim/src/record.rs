@@ -1,5 +1,7 @@
 //! Measurements shared by every virtual player of a run: HDR histograms per
-//! operation, errors by code, counters, and per-region player gauges.
+//! operation, the accounting of how every attempt ended (success, error or
+//! expected outcome, by operation and code: [`crate::accounting`]), counters,
+//! and per-region player gauges.
 //!
 //! Latencies are recorded in microseconds (match waits in model mode in
 //! milliseconds), in histograms covering 1 unit .. 1 hour with 3 significant
@@ -14,6 +16,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use outpost_client::ClientError;
 use serde::{Deserialize, Serialize};
+
+use crate::accounting::{AccountingSpec, OpAccount};
 
 /// What a histogram measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,11 +44,15 @@ pub enum Op {
     InventoryPurchase,
     /// The session's last grant or purchase again, with its key.
     InventoryReplay,
+    /// A session, counted when it ends: ok when the player ended it (logout,
+    /// a storm's drop), an error `SessionEnded:<code>` when the gateway or the
+    /// network did. No latency.
+    Session,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 12] = [
         Op::Login,
         Op::Ping,
         Op::Echo,
@@ -56,6 +64,7 @@ impl Op {
         Op::InventoryGrant,
         Op::InventoryPurchase,
         Op::InventoryReplay,
+        Op::Session,
     ];
 
     /// Name in results and reports.
@@ -72,6 +81,7 @@ impl Op {
             Op::InventoryGrant => "inventory_grant",
             Op::InventoryPurchase => "inventory_purchase",
             Op::InventoryReplay => "inventory_replay",
+            Op::Session => "session",
         }
     }
 
@@ -86,7 +96,7 @@ impl Op {
     /// Whether this is a request a player makes inside a session (counted in
     /// request rates and the request error rate).
     pub fn is_request(self) -> bool {
-        !matches!(self, Op::Login | Op::MatchWait)
+        !matches!(self, Op::Login | Op::MatchWait | Op::Session)
     }
 
     /// Whether this is an inventory operation.
@@ -144,6 +154,7 @@ pub struct Counters {
     pub inventory_ops: AtomicU64,
     pub purchases_declined: AtomicU64,
     pub replays_verified: AtomicU64,
+    pub outage_drops: AtomicU64,
 }
 
 /// Counters as written to the results.
@@ -186,12 +197,29 @@ pub struct Totals {
     #[serde(default)]
     pub inventory_ops: u64,
     /// Purchases the ledger refused with `Conflict` (balance too small, stack
-    /// full): answers, not failures; recorded in `inventory_purchase`.
+    /// full); in the accounting under `inventory_purchase` / `Conflict` (an
+    /// expected outcome unless the scenario says otherwise).
     #[serde(default)]
     pub purchases_declined: u64,
     /// Replays answered with the original receipt (`duplicate`, same event id).
     #[serde(default)]
     pub replays_verified: u64,
+    /// Attempts of every operation (logins, requests, match waits, sessions),
+    /// the denominator of `slo.error_rate`.
+    #[serde(default)]
+    pub attempts: u64,
+    /// Errors of every operation (expected outcomes excluded), the numerator
+    /// of `slo.error_rate`: the figure the progress line, the summary and the
+    /// report show.
+    #[serde(default)]
+    pub errors: u64,
+    /// Expected outcomes of every operation (`[accounting] expected`).
+    #[serde(default)]
+    pub outcomes: u64,
+    /// Players an outage moved off their region (`[rehearsal] outage`): their
+    /// connection dropped, and the neighbour's curve took them over.
+    #[serde(default)]
+    pub outage_drops: u64,
 }
 
 /// Everything recorded during a run.
@@ -199,8 +227,8 @@ pub struct Recorder {
     hists: Vec<Mutex<Histogram<u64>>>,
     /// Requests (all request ops) since the last sample.
     interval: Mutex<Histogram<u64>>,
-    errors: Mutex<BTreeMap<String, u64>>,
-    errors_by_op: Mutex<BTreeMap<(Op, String), u64>>,
+    ledger: Mutex<BTreeMap<Op, OpAccount>>,
+    accounting: AccountingSpec,
     /// Per region: players logged in right now.
     pub connected: Vec<AtomicI64>,
     /// Per region: players started and not finished (connecting, retrying or in a session).
@@ -209,13 +237,19 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder for `regions` regions.
+    /// A recorder for `regions` regions with the default accounting.
     pub fn new(regions: usize) -> Recorder {
+        Recorder::with_accounting(regions, AccountingSpec::default())
+    }
+
+    /// A recorder for `regions` regions; `accounting` says which failure
+    /// codes are expected outcomes.
+    pub fn with_accounting(regions: usize, accounting: AccountingSpec) -> Recorder {
         Recorder {
             hists: Op::ALL.iter().map(|_| Mutex::new(new_histogram())).collect(),
             interval: Mutex::new(new_histogram()),
-            errors: Mutex::default(),
-            errors_by_op: Mutex::default(),
+            ledger: Mutex::default(),
+            accounting,
             connected: (0..regions).map(|_| AtomicI64::new(0)).collect(),
             alive: (0..regions).map(|_| AtomicI64::new(0)).collect(),
             counters: Counters::default(),
@@ -226,34 +260,66 @@ impl Recorder {
         Op::ALL.iter().position(|o| *o == op).expect("listed")
     }
 
-    /// Records one successful operation of `op` that took `d`.
+    /// Records one successful operation of `op` that took `d` (kept in
+    /// `op`'s unit: microseconds, or milliseconds for match waits).
     pub fn ok(&self, op: Op, d: Duration) {
-        let us = (d.as_micros() as u64).max(1);
-        self.record_value(op, us);
+        let v = if op.unit() == "ms" {
+            d.as_millis() as u64
+        } else {
+            d.as_micros() as u64
+        }
+        .max(1);
+        self.record_value(op, v);
+        self.count_ok(op);
         if op.is_request() {
-            self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            lock(&self.interval).saturating_record(us);
+            lock(&self.interval).saturating_record(v);
         }
     }
 
-    /// Records a raw value in `op`'s unit (model mode: match waits in ms).
+    /// Counts a success of `op` without a latency (a session that ended well).
+    pub fn count_ok(&self, op: Op) {
+        {
+            let mut l = lock(&self.ledger);
+            let a = l.entry(op).or_default();
+            a.attempts += 1;
+            a.ok += 1;
+        }
+        if op.is_request() {
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a raw value in `op`'s unit into its histogram (not counted as
+    /// an attempt: callers that measure successes use [`Recorder::ok`]).
     pub fn record_value(&self, op: Op, v: u64) {
         lock(&self.hists[Self::idx(op)]).saturating_record(v.max(1));
     }
 
-    /// Records a failed operation under its error code.
-    pub fn err(&self, op: Op, e: &ClientError) {
-        self.err_code(op, error_code(e));
+    /// Records a failed operation under its error code; returns whether it
+    /// counted as an error (false: an expected outcome).
+    pub fn err(&self, op: Op, e: &ClientError) -> bool {
+        self.err_code(op, error_code(e))
     }
 
-    /// Records a failure under an explicit code.
-    pub fn err_code(&self, op: Op, code: String) {
+    /// Records a failure under an explicit code, as an error or, when the
+    /// scenario's `[accounting]` says so, an expected outcome; returns
+    /// whether it counted as an error.
+    pub fn err_code(&self, op: Op, code: String) -> bool {
+        let expected = self.accounting.is_expected(op, &code);
+        {
+            let mut l = lock(&self.ledger);
+            let a = l.entry(op).or_default();
+            a.attempts += 1;
+            let m = if expected { &mut a.outcomes } else { &mut a.errors };
+            *m.entry(code).or_default() += 1;
+        }
         if op.is_request() {
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            self.counters.request_errors.fetch_add(1, Ordering::Relaxed);
+            if !expected {
+                self.counters.request_errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        *lock(&self.errors).entry(code.clone()).or_default() += 1;
-        *lock(&self.errors_by_op).entry((op, code)).or_default() += 1;
+        !expected
     }
 
     /// Takes the per-interval request histogram, leaving an empty one.
@@ -266,23 +332,27 @@ impl Recorder {
         lock(&self.hists[Self::idx(op)]).clone()
     }
 
-    /// Total errors so far.
+    /// Total errors so far (expected outcomes excluded).
     pub fn error_total(&self) -> u64 {
-        lock(&self.errors).values().sum()
+        lock(&self.ledger).values().map(OpAccount::error_count).sum()
     }
 
-    /// Errors by code.
+    /// How every operation's attempts ended, by operation name.
+    pub fn ledger(&self) -> BTreeMap<String, OpAccount> {
+        lock(&self.ledger)
+            .iter()
+            .map(|(op, a)| (op.name().to_owned(), a.clone()))
+            .collect()
+    }
+
+    /// Errors by code (all operations).
     pub fn errors(&self) -> BTreeMap<String, u64> {
-        lock(&self.errors).clone()
+        errors_by_code(&self.ledger())
     }
 
     /// Errors by operation, then code.
     pub fn errors_by_op(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
-        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for ((op, code), n) in lock(&self.errors_by_op).iter() {
-            out.entry(op.name().into()).or_default().insert(code.clone(), *n);
-        }
-        out
+        errors_by_op(&self.ledger())
     }
 
     /// The counters' current values.
@@ -303,13 +373,44 @@ impl Recorder {
             request_errors: g(&c.request_errors),
             sessions_completed: g(&c.sessions_completed),
             skipped_actions: g(&c.skipped_actions),
-            tickets: 0,
-            matches: 0,
             inventory_ops: g(&c.inventory_ops),
             purchases_declined: g(&c.purchases_declined),
             replays_verified: g(&c.replays_verified),
+            outage_drops: g(&c.outage_drops),
+            ..Totals::default()
+        }
+        .with_ledger(&self.ledger())
+    }
+}
+
+impl Totals {
+    /// Fills `attempts`, `errors` and `outcomes` from a ledger.
+    pub fn with_ledger(mut self, ledger: &BTreeMap<String, OpAccount>) -> Totals {
+        self.attempts = ledger.values().map(|a| a.attempts).sum();
+        self.errors = ledger.values().map(OpAccount::error_count).sum();
+        self.outcomes = ledger.values().map(OpAccount::outcome_count).sum();
+        self
+    }
+}
+
+/// The errors of a ledger by code (all operations).
+pub fn errors_by_code(ledger: &BTreeMap<String, OpAccount>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for a in ledger.values() {
+        for (code, n) in &a.errors {
+            *out.entry(code.clone()).or_default() += n;
         }
     }
+    out
+}
+
+/// The errors of a ledger by operation, then code (operations without errors left out).
+pub fn errors_by_op(ledger: &BTreeMap<String, OpAccount>) -> BTreeMap<String, BTreeMap<String, u64>> {
+    ledger
+        .iter()
+        .filter(|(_, a)| !a.errors.is_empty())
+        .map(|(op, a)| (op.clone(), a.errors.clone()))
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -353,5 +454,33 @@ mod tests {
         assert_eq!(e["ClientTimeout"], 1);
         assert_eq!(e["ServerBusy"], 1);
         assert_eq!(r.errors_by_op()["login"]["ServerBusy"], 1);
+        assert_eq!((t.attempts, t.errors, t.outcomes), (4, 2, 0));
+    }
+
+    #[test]
+    fn expected_codes_are_outcomes_not_errors() {
+        let r = Recorder::new(1);
+        let conflict = ClientError::Server(outpost_client::ServerError {
+            code: ErrorCode::Conflict,
+            message: String::new(),
+            retry_after: None,
+        });
+        assert!(!r.err(Op::InventoryPurchase, &conflict));
+        assert!(r.err(Op::InventoryGrant, &conflict));
+        r.ok(Op::InventoryPurchase, Duration::from_millis(2));
+        r.count_ok(Op::Session);
+        let t = r.totals();
+        assert_eq!((t.requests, t.request_errors), (3, 1));
+        assert_eq!((t.attempts, t.errors, t.outcomes), (4, 1, 1));
+        assert_eq!(r.error_total(), 1);
+        let l = r.ledger();
+        assert_eq!(l["inventory_purchase"].outcomes["Conflict"], 1);
+        assert_eq!(
+            (l["inventory_purchase"].attempts, l["inventory_purchase"].ok),
+            (2, 1)
+        );
+        assert_eq!(l["inventory_grant"].errors["Conflict"], 1);
+        assert_eq!(r.errors(), BTreeMap::from([("Conflict".to_owned(), 1)]));
+        assert!(r.histogram(Op::Session).is_empty());
     }
 }

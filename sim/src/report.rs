@@ -8,7 +8,8 @@
 
 use std::fmt::Write;
 
-use crate::results::{Results, Sample};
+use crate::accounting::ranked;
+use crate::results::{Results, Sample, SloStatus};
 
 pub(crate) const PALETTE: [&str; 8] = [
     "#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563",
@@ -237,6 +238,78 @@ fn bar(v: f64, max: f64, color: &str) -> String {
     format!("<div class=\"bar\"><b style=\"width:{w:.1}%;background:{color}\"></b></div>")
 }
 
+/// The error table and the expected-outcome table (by operation and code,
+/// most frequent first), from the run's accounting. Older results without
+/// an accounting fall back to `errors_by_op`.
+pub fn accounting_tables(r: &Results) -> String {
+    let mut h = String::new();
+    let errors: Vec<(String, String, u64)> = if r.accounting.is_empty() {
+        let mut v: Vec<_> = r
+            .errors_by_op
+            .iter()
+            .flat_map(|(op, m)| m.iter().map(move |(c, n)| (op.clone(), c.clone(), *n)))
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.2));
+        v
+    } else {
+        ranked(&r.accounting, false)
+    };
+    let outcomes = ranked(&r.accounting, true);
+    let t = &r.totals;
+    let rate = r.error_rate().map_or(String::new(), |e| {
+        format!(
+            " · error rate {:.3}% of {} attempts",
+            e * 100.0,
+            fmt_num(t.attempts as f64)
+        )
+    });
+    let _ = write!(
+        h,
+        "<h2>Errors <small>{} errors · {} expected outcomes{rate}</small></h2>",
+        fmt_num(errors.iter().map(|e| e.2).sum::<u64>() as f64),
+        fmt_num(outcomes.iter().map(|e| e.2).sum::<u64>() as f64)
+    );
+    let table = |h: &mut String, id: &str, rows: &[(String, String, u64)], color: &str, empty: &str| {
+        if rows.is_empty() {
+            let _ = write!(h, "<p class=\"empty\" id=\"{id}\">{empty}</p>");
+            return;
+        }
+        let max = rows.iter().map(|e| e.2).max().unwrap_or(1) as f64;
+        let _ = write!(
+            h,
+            "<table id=\"{id}\"><tr><th>operation</th><th>code</th><th class=\"n\">count</th><th class=\"n\">of attempts</th><th class=\"w\"></th></tr>"
+        );
+        for (op, code, n) in rows {
+            let share = r
+                .accounting
+                .get(op)
+                .filter(|a| a.attempts > 0)
+                .map_or("–".into(), |a| {
+                    format!("{:.2}%", *n as f64 * 100.0 / a.attempts as f64)
+                });
+            let _ = write!(
+                h,
+                "<tr data-op=\"{op}\" data-code=\"{code}\" data-count=\"{n}\"><td>{op}</td><td>{code}</td><td class=\"n\">{}</td><td class=\"n\">{share}</td><td>{}</td></tr>",
+                fmt_num(*n as f64),
+                bar(*n as f64, max, color),
+                op = esc(op),
+                code = esc(code),
+            );
+        }
+        h.push_str("</table>");
+    };
+    table(&mut h, "errors", &errors, PALETTE[1], "no errors");
+    if !outcomes.is_empty() || !r.expected_outcomes.is_empty() {
+        let _ = write!(
+            h,
+            "<h3>Expected outcomes <small>(handled by the game, not errors: {})</small></h3>",
+            esc(&r.expected_outcomes.join(", "))
+        );
+        table(&mut h, "outcomes", &outcomes, PALETTE[3], "none");
+    }
+    h
+}
+
 /// Renders the whole report.
 pub fn render(r: &Results) -> String {
     let tl = &r.timeline;
@@ -270,21 +343,30 @@ pub fn render(r: &Results) -> String {
         esc(&r.target)
     );
 
-    // SLOs.
+    // SLOs: every objective the scenario sets, measured or not in this mode.
     if !r.slo.is_empty() {
-        h.push_str("<h2>Service level objectives</h2><table><tr><th>objective</th><th class=\"n\">limit</th><th class=\"n\">measured</th><th></th></tr>");
+        h.push_str("<h2>Service level objectives</h2><table id=\"slo\"><tr><th>objective</th><th class=\"n\">limit</th><th class=\"n\">measured</th><th></th></tr>");
         for s in &r.slo {
+            let (pill, measured) = match s.status() {
+                SloStatus::Met => (
+                    "<span class=\"pill ok\">met</span>",
+                    s.actual.map_or("–".into(), fmt_num),
+                ),
+                SloStatus::Missed => (
+                    "<span class=\"pill bad\">missed</span>",
+                    s.actual.map_or_else(|| format!("– ({})", esc(&s.note)), fmt_num),
+                ),
+                SloStatus::NotMeasured => (
+                    "<span class=\"pill none\">not measured in this mode</span>",
+                    esc(&s.note),
+                ),
+            };
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                "<tr data-slo=\"{}\"><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{measured}</td><td>{pill}</td></tr>",
+                esc(&s.name),
                 esc(&s.name),
                 fmt_num(s.limit),
-                s.actual.map_or("–".into(), fmt_num),
-                if s.ok {
-                    "<span class=\"pill ok\">met</span>"
-                } else {
-                    "<span class=\"pill bad\">missed</span>"
-                }
             );
         }
         h.push_str("</table>");
@@ -443,32 +525,9 @@ pub fn render(r: &Results) -> String {
         h.push_str("</table>");
     }
 
-    // Errors.
-    h.push_str("<h2>Errors by code</h2>");
-    if r.errors.is_empty() {
-        h.push_str("<p class=\"empty\">no errors</p>");
-    } else {
-        let max = r.errors.values().copied().max().unwrap_or(1) as f64;
-        h.push_str("<table><tr><th>code</th><th class=\"n\">count</th><th>by operation</th><th class=\"w\"></th></tr>");
-        let mut errs: Vec<_> = r.errors.iter().collect();
-        errs.sort_by(|a, b| b.1.cmp(a.1));
-        for (code, n) in errs {
-            let ops: Vec<String> = r
-                .errors_by_op
-                .iter()
-                .filter_map(|(op, m)| m.get(code).map(|c| format!("{op} {c}")))
-                .collect();
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(code),
-                fmt_num(*n as f64),
-                esc(&ops.join(", ")),
-                bar(*n as f64, max, PALETTE[1])
-            );
-        }
-        h.push_str("</table>");
-    }
+    // Errors and expected outcomes, by operation and code: the accounting,
+    // with the same counts as the console and result.json.
+    h.push_str(&accounting_tables(r));
     if !r.notes.is_empty() {
         h.push_str("<h2>Notes</h2><ul>");
         for n in &r.notes {

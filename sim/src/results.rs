@@ -12,12 +12,18 @@
 //!   base64** (standard alphabet, padded), whose values are in `hdr_unit`
 //!   (`us` for requests, `ms` for match waits). Any HdrHistogram library
 //!   decodes it (Rust: `hdrhistogram::serialization::Deserializer`).
-//! - `totals`: counters ([`crate::record::Totals`]).
-//! - `errors`: failures by code (protocol `ErrorCode` names such as
-//!   `ServerBusy`, or SDK kinds such as `ClientTimeout`, `ConnectFailed`);
-//!   `errors_by_op`: the same split by operation.
+//! - `totals`: counters ([`crate::record::Totals`]); `attempts`, `errors`
+//!   and `outcomes` sum the accounting over every operation.
+//! - `accounting.<op>`: how the attempts of each operation ended
+//!   ([`OpAccount`]: `attempts`, `ok`, `errors` and `outcomes` by code;
+//!   `attempts = ok + errors + outcomes`). Errors are failures the scenario
+//!   does not list as expected (`expected_outcomes`, from `[accounting]`);
+//!   codes are protocol `ErrorCode` names such as `ServerBusy`, or SDK kinds
+//!   such as `ClientTimeout`, `ConnectFailed`. `errors` (by code) and
+//!   `errors_by_op` are views of the same errors.
 //! - `timeline`: one [`Sample`] per `sample_interval_ms`.
-//! - `slo`: one [`SloResult`] per objective set in the scenario.
+//! - `slo`: one [`SloResult`] per objective set in the scenario, in every
+//!   mode: `measured: false` when this mode cannot measure it.
 //! - `notes`: what the run could not do (e.g. skipped actions), in words.
 
 use std::collections::BTreeMap;
@@ -29,8 +35,10 @@ use hdrhistogram::serialization::{Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::accounting::OpAccount;
 use crate::record::{Op, Totals};
 use crate::scenario::Scenario;
+pub use crate::slo::{SloResult, SloStatus};
 
 /// Identifies this JSON format.
 pub const FORMAT: &str = "outpost-sim-result/1";
@@ -102,6 +110,10 @@ pub struct RegionSample {
     pub players: u64,
     /// Live: players connecting or retrying. Model: tickets waiting.
     pub waiting: u64,
+    /// What the curve forecast before `[rehearsal]` changed it (a surprise
+    /// over forecast, a fill, an outage); absent without those.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<u64>,
 }
 
 /// The run at one point in time. Rates are per second over the last interval.
@@ -185,19 +197,6 @@ pub struct QueueSummary {
     pub budget_admissions_per_sec: u32,
 }
 
-/// One objective's verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SloResult {
-    /// Objective name as in the scenario's `[slo]` (e.g. `login_p99_ms`).
-    pub name: String,
-    /// The limit.
-    pub limit: f64,
-    /// What the run measured (`None`: nothing to measure, counted as missed).
-    pub actual: Option<f64>,
-    /// Whether the objective was met.
-    pub ok: bool,
-}
-
 /// Everything a run produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
@@ -220,8 +219,18 @@ pub struct Results {
     pub target: String,
     pub totals: Totals,
     pub operations: BTreeMap<String, HistSummary>,
+    /// Errors by code: the errors of `accounting`, all operations together.
     pub errors: BTreeMap<String, u64>,
+    /// Errors by operation, then code (the errors of `accounting`).
     pub errors_by_op: BTreeMap<String, BTreeMap<String, u64>>,
+    /// How every operation's attempts ended: successes, errors and expected
+    /// outcomes by code ([`OpAccount`]). The one source of every error count.
+    #[serde(default)]
+    pub accounting: BTreeMap<String, OpAccount>,
+    /// The scenario's `[accounting] expected` codes this run classified as
+    /// outcomes.
+    #[serde(default)]
+    pub expected_outcomes: Vec<String>,
     pub timeline: Vec<Sample>,
     pub slo: Vec<SloResult>,
     pub notes: Vec<String>,
@@ -231,64 +240,32 @@ pub struct Results {
 }
 
 impl Results {
-    /// Whether every objective was met.
+    /// Whether every objective was met (one not measured in this mode does
+    /// not count as missed).
     pub fn slo_ok(&self) -> bool {
         self.slo.iter().all(|s| s.ok)
     }
 
-    /// Fills `slo` from the scenario's objectives (those that apply to this mode).
+    /// Fills `slo` with every objective the scenario sets: measured, or
+    /// marked as not measured in this mode ([`crate::slo`]).
     pub fn evaluate_slos(&mut self, scenario: &Scenario) {
-        let s = &scenario.slo;
-        let live = self.mode == "live";
-        let op = |name: &str| self.operations.get(name);
-        let mut out = Vec::new();
-        let mut check = |name: &str, limit: Option<f64>, actual: Option<f64>, lower_is_better: bool| {
-            if let Some(limit) = limit {
-                let ok = actual.is_some_and(|a| if lower_is_better { a <= limit } else { a >= limit });
-                out.push(SloResult {
-                    name: name.into(),
-                    limit,
-                    actual,
-                    ok,
-                });
-            }
-        };
+        self.slo = crate::slo::evaluate(self, scenario);
+    }
+
+    /// The error rate `slo.error_rate` is judged on: errors over attempts,
+    /// every operation (`None`: nothing attempted).
+    pub fn error_rate(&self) -> Option<f64> {
         let t = &self.totals;
-        if live {
-            let login_p99 = op("login").filter(|h| h.count > 0).map(|h| h.p99);
-            check("login_p99_ms", s.login_p99_ms, login_p99, true);
-            let req_p99 = Op::ALL
-                .iter()
-                .filter(|o| o.is_request())
-                .filter_map(|o| op(o.name()).filter(|h| h.count > 0).map(|h| h.p99))
-                .reduce(f64::max);
-            check("request_p99_ms", s.request_p99_ms, req_p99, true);
-            let attempts = t.requests + t.login_attempts;
-            let errors = t.request_errors + t.login_failures;
-            let rate = (attempts > 0).then(|| errors as f64 / attempts as f64);
-            check("error_rate", s.error_rate, rate, true);
-            let tried = t.players_logged_in + t.players_gave_up;
-            let success = (tried > 0).then(|| t.players_logged_in as f64 / tried as f64);
-            check("login_success_rate", s.login_success_rate, success, false);
-        } else if self.mode == "queue" {
-            let q = self.login_queue.clone().unwrap_or_default();
-            let fifo = (q.fifo_violations + q.position_increases) as f64;
-            check("queue_fifo_violations", s.queue_fifo_violations, Some(fifo), true);
-            check(
-                "queue_lost_places",
-                s.queue_lost_places,
-                Some(q.lost_places as f64),
-                true,
-            );
-            let eta = op("queue_eta_error")
-                .filter(|h| h.count > 0)
-                .map(|h| h.p95 / 1000.0);
-            check("queue_eta_error_p95_s", s.queue_eta_error_p95_s, eta, true);
-        } else {
-            let wait = op("match_wait").filter(|h| h.count > 0).map(|h| h.p95 / 1000.0);
-            check("match_wait_p95_s", s.match_wait_p95_s, wait, true);
-        }
-        self.slo = out;
+        (t.attempts > 0).then(|| t.errors as f64 / t.attempts as f64)
+    }
+
+    /// Most concurrent players (all regions) at any sample.
+    pub fn peak_players(&self) -> u64 {
+        self.timeline
+            .iter()
+            .map(|s| s.regions.iter().map(|x| x.players).sum::<u64>())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Writes `result.json` and `report.html` into `dir` (created if needed);

@@ -49,6 +49,17 @@ pub fn retry_delay<R: Rng + ?Sized>(spec: &RetrySpec, a: Attempt, rng: &mut R) -
     }
 }
 
+/// When an old client (`[rehearsal] old_clients`) retries: at the next
+/// multiple of `interval_ms` since the run start, with no jitter, no backoff
+/// and no regard for the gateway's `retry_after`, so every old client that
+/// failed in the same interval retries at the same instant.
+pub fn old_client_delay(interval_ms: u64, since_start: Duration) -> Duration {
+    let step = u128::from(interval_ms.max(1)) * 1_000_000;
+    let now = since_start.as_nanos();
+    let next = (now / step + 1) * step;
+    Duration::from_nanos((next - now) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +131,24 @@ mod tests {
             ..at(1, 1_200)
         };
         assert_eq!(retry_delay(&spec, a, &mut rng), Duration::from_millis(1_800));
+    }
+
+    #[test]
+    fn old_clients_retry_together_whatever_the_gateway_says() {
+        // Failures spread over one interval all retry at the same instant, and
+        // a retry_after or the attempt number changes nothing.
+        let times: Vec<Duration> = [3_000u64, 3_001, 3_500, 3_999]
+            .iter()
+            .map(|&ms| Duration::from_millis(ms) + old_client_delay(1_000, Duration::from_millis(ms)))
+            .collect();
+        assert!(times.iter().all(|t| *t == Duration::from_secs(4)), "{times:?}");
+        // The scenario's backoff for the same failures spreads them out.
+        let spec = RetrySpec::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let spread: std::collections::BTreeSet<Duration> = (0..20)
+            .map(|_| Duration::from_millis(3_000) + retry_delay(&spec, at(2, 3_000), &mut rng))
+            .collect();
+        assert!(spread.len() > 10, "{spread:?}");
     }
 
     #[test]

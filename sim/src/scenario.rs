@@ -48,10 +48,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::accounting::AccountingSpec;
 use crate::curve::{Curve, Segment};
 use crate::dist::Dist;
 use crate::inventory::InventorySpec;
+pub use crate::matchmaking_spec::{CrossRegionSpec, ExpansionSpec, MatchmakingSpec};
 pub use crate::queue_spec::LoginQueueSpec;
+use crate::rehearsal::RehearsalSpec;
 
 /// A scenario that cannot be used, with the reason.
 #[derive(Debug, Error)]
@@ -109,6 +112,15 @@ pub struct Scenario {
     /// Objectives that decide the exit code.
     #[serde(default)]
     pub slo: SloSpec,
+    /// Which failure codes are expected outcomes rather than errors
+    /// (see [`crate::accounting`]).
+    #[serde(default)]
+    pub accounting: AccountingSpec,
+    /// Launch rehearsal: a surprise over forecast, a fill of the capacity,
+    /// old clients retrying in lockstep, a region outage (see
+    /// [`crate::rehearsal`]). None by default.
+    #[serde(default)]
+    pub rehearsal: RehearsalSpec,
 }
 
 /// One region: its traffic curve and how far its players are from it.
@@ -127,6 +139,13 @@ pub struct RegionSpec {
     /// with the players' round-trip time to it.
     #[serde(default)]
     pub neighbours: Vec<NeighbourSpec>,
+    /// Live mode: this region's players follow this action mix instead of
+    /// the scenario's `[behaviour]` (e.g. a region on an older client).
+    #[serde(default)]
+    pub behaviour: Option<BehaviourMix>,
+    /// Live mode: this region's inventory mix instead of `[inventory]`.
+    #[serde(default)]
+    pub inventory: Option<InventorySpec>,
 }
 
 /// A fallback region and the latency to it.
@@ -148,6 +167,10 @@ pub struct SessionSpec {
     pub length_s: Dist,
     /// Pause between two actions of a player, ms.
     pub think_ms: Dist,
+    /// Live mode: after this many actions a player stays connected without
+    /// acting (away from keyboard) until its session ends. Default: no limit.
+    #[serde(default)]
+    pub max_actions: Option<u32>,
 }
 
 /// Relative weights of the actions a player picks after each think time
@@ -302,59 +325,9 @@ impl Default for LiveSpec {
     }
 }
 
-/// One expansion step of the skill window.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExpansionSpec {
-    /// Wait after which this step applies, seconds (the first step: 0).
-    pub after_s: f64,
-    /// Widest accepted rating spread in a match, rating points.
-    pub max_skill_diff: f64,
-}
-
-/// Cross-region fallback.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CrossRegionSpec {
-    /// Wait after which a ticket may play in a neighbour region, seconds.
-    pub after_s: f64,
-    /// Highest round-trip time to that region a ticket accepts, ms.
-    pub max_latency_ms: u32,
-}
-
-/// The matchmaking part of model mode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MatchmakingSpec {
-    /// Queue name (`[a-z0-9_-]`). Default `default`.
-    #[serde(default = "default_queue")]
-    pub queue: String,
-    /// Teams per match.
-    pub teams: u32,
-    /// Players per team.
-    pub team_size: u32,
-    /// Skill window steps (first `after_s = 0`, increasing).
-    pub expansions: Vec<ExpansionSpec>,
-    /// Cross-region fallback; none by default.
-    #[serde(default)]
-    pub cross_region: Option<CrossRegionSpec>,
-    /// Period of matching rounds, ms of virtual time. Default 1,000.
-    #[serde(default = "thousand")]
-    pub round_interval_ms: u64,
-    /// Player skill rating.
-    pub skill: Dist,
-    /// Rating uncertainty. Default fixed 0.
-    #[serde(default = "zero")]
-    pub uncertainty: Dist,
-    /// Extra skill window per point of uncertainty. Default 0.
-    #[serde(default)]
-    pub uncertainty_widening: f64,
-    /// Length of a match, seconds; the player is busy meanwhile.
-    pub match_duration_s: Dist,
-}
-
 /// Service level objectives. Any that is set and missed makes the run exit
-/// with status 2. Live-mode objectives are ignored in model mode and vice versa.
+/// with status 2. Every one set is listed in every mode; one a mode cannot
+/// measure is shown as "not measured in this mode" (see [`crate::slo`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SloSpec {
@@ -362,11 +335,14 @@ pub struct SloSpec {
     pub login_p99_ms: Option<f64>,
     /// 99th percentile of every request type (ping, echo, state), ms.
     pub request_p99_ms: Option<f64>,
-    /// Failed requests and logins over all attempts (0..=1).
+    /// Errors over attempts, every operation (logins, requests, match waits,
+    /// sessions), expected outcomes not counted as errors (0..=1; see
+    /// [`crate::accounting`]).
     pub error_rate: Option<f64>,
     /// Players who logged in over players who tried (0..=1).
     pub login_success_rate: Option<f64>,
-    /// 95th percentile of matchmaking wait, seconds (model mode).
+    /// 95th percentile of matchmaking wait, seconds (model mode, and live
+    /// mode when players queue for matches).
     pub match_wait_p95_s: Option<f64>,
     /// Most admissions out of FIFO order plus positions that went up (queue
     /// mode; the queue promises 0).
@@ -387,12 +363,6 @@ fn thousand() -> u64 {
 }
 fn default_rtt() -> Dist {
     Dist::Fixed { value: 30.0 }
-}
-fn zero() -> Dist {
-    Dist::Fixed { value: 0.0 }
-}
-fn default_queue() -> String {
-    "default".into()
 }
 
 fn region_name_ok(n: &str) -> bool {
@@ -417,14 +387,33 @@ impl Scenario {
         Ok(s)
     }
 
-    /// The region curves, player counts multiplied by `scale`.
+    /// The region curves the players follow, player counts multiplied by
+    /// `scale`: the forecast changed by `[rehearsal]` (surprise, fill, outage).
     pub fn curves(&self, scale: f64) -> Vec<Curve> {
+        self.rehearsal.apply(self, self.forecast_curves(scale), scale)
+    }
+
+    /// The region curves as the scenario forecasts them, before `[rehearsal]`.
+    pub fn forecast_curves(&self, scale: f64) -> Vec<Curve> {
         self.regions.iter().map(|r| Curve::new(&r.curve, scale)).collect()
     }
 
     /// Length of the run: the longest region curve, seconds.
     pub fn duration_s(&self) -> f64 {
-        self.curves(1.0).iter().map(Curve::duration_s).fold(0.0, f64::max)
+        self.forecast_curves(1.0)
+            .iter()
+            .map(Curve::duration_s)
+            .fold(0.0, f64::max)
+    }
+
+    /// The action mix of `region`'s players (its own, or `[behaviour]`).
+    pub fn behaviour_of(&self, region: usize) -> &BehaviourMix {
+        self.regions[region].behaviour.as_ref().unwrap_or(&self.behaviour)
+    }
+
+    /// The inventory mix of `region`'s players (its own, or `[inventory]`).
+    pub fn inventory_of(&self, region: usize) -> &InventorySpec {
+        self.regions[region].inventory.as_ref().unwrap_or(&self.inventory)
     }
 
     /// Checks everything serde cannot: ranges, names, cross references.
@@ -491,16 +480,35 @@ impl Scenario {
         if self.session.length_s.mean() <= 0.0 {
             return bad("session.length_s must have a positive mean".into());
         }
-        let w = self.behaviour.weights();
-        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
-            return bad("behaviour weights must be finite numbers >= 0".into());
+        for i in 0..self.regions.len() {
+            let (b, inv) = (self.behaviour_of(i), self.inventory_of(i));
+            let at = if self.regions[i].behaviour.is_some() || self.regions[i].inventory.is_some() {
+                format!("region {:?}: ", self.regions[i].name)
+            } else {
+                String::new()
+            };
+            if b.weights().iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+                return bad(format!("{at}behaviour weights must be finite numbers >= 0"));
+            }
+            inv.validate(b.inventory > 0.0)
+                .or_else(|e| bad(format!("{at}{e}")))?;
+            if b.echo_bytes > 16 * 1024 || b.state_bytes > 16 * 1024 {
+                return bad(format!(
+                    "{at}behaviour.echo_bytes and state_bytes must be at most 16384"
+                ));
+            }
+            if b.matchmaking > 0.0 && self.matchmaking.is_none() {
+                return bad(format!(
+                    "{at}behaviour.matchmaking > 0 needs a [matchmaking] section"
+                ));
+            }
         }
-        self.inventory
-            .validate(self.behaviour.inventory > 0.0)
-            .or_else(bad)?;
-        if self.behaviour.echo_bytes > 16 * 1024 || self.behaviour.state_bytes > 16 * 1024 {
-            return bad("behaviour.echo_bytes and state_bytes must be at most 16384".into());
+        self.inventory.validate(false).or_else(bad)?;
+        if self.session.max_actions == Some(0) {
+            return bad("session.max_actions must be > 0 (leave it out for no limit)".into());
         }
+        self.accounting.validate().or_else(bad)?;
+        self.rehearsal.validate(self).or_else(bad)?;
         let r = &self.retry;
         if r.max_attempts == 0
             || r.interval_ms == 0
@@ -530,8 +538,6 @@ impl Scenario {
         }
         if let Some(m) = &self.matchmaking {
             self.validate_matchmaking(m)?;
-        } else if self.behaviour.matchmaking > 0.0 {
-            return bad("behaviour.matchmaking > 0 needs a [matchmaking] section".into());
         }
         let s = &self.slo;
         let rates = [s.error_rate, s.login_success_rate];
@@ -541,48 +547,6 @@ impl Scenario {
         let limits = [s.login_p99_ms, s.request_p99_ms, s.match_wait_p95_s];
         if limits.iter().flatten().any(|v| !(v.is_finite() && *v > 0.0)) {
             return bad("slo latency limits must be > 0".into());
-        }
-        Ok(())
-    }
-
-    fn validate_matchmaking(&self, m: &MatchmakingSpec) -> Result<(), ScenarioError> {
-        let bad = |m: String| Err(ScenarioError::Invalid(m));
-        let players = u64::from(m.teams) * u64::from(m.team_size);
-        if m.teams == 0 || m.team_size == 0 || !(2..=200).contains(&players) {
-            return bad(
-                "matchmaking: teams and team_size must be >= 1 with 2..=200 players per match".into(),
-            );
-        }
-        if m.round_interval_ms == 0 {
-            return bad("matchmaking.round_interval_ms must be > 0".into());
-        }
-        let first_ok = m.expansions.first().is_some_and(|e| e.after_s == 0.0);
-        let ordered = m
-            .expansions
-            .windows(2)
-            .all(|w| w[1].after_s > w[0].after_s && w[1].max_skill_diff >= w[0].max_skill_diff);
-        let finite = m
-            .expansions
-            .iter()
-            .all(|e| e.after_s.is_finite() && e.max_skill_diff.is_finite() && e.max_skill_diff >= 0.0);
-        if !(first_ok && ordered && finite) {
-            return bad("matchmaking.expansions: the first step has after_s = 0; after_s strictly increases and max_skill_diff never decreases".into());
-        }
-        if !(m.uncertainty_widening.is_finite() && m.uncertainty_widening >= 0.0) {
-            return bad("matchmaking.uncertainty_widening must be >= 0".into());
-        }
-        if m.cross_region
-            .is_some_and(|c| !(c.after_s.is_finite() && c.after_s >= 0.0))
-        {
-            return bad("matchmaking.cross_region.after_s must be >= 0".into());
-        }
-        for (what, d) in [
-            ("skill", &m.skill),
-            ("uncertainty", &m.uncertainty),
-            ("match_duration_s", &m.match_duration_s),
-        ] {
-            d.validate()
-                .or_else(|e| bad(format!("matchmaking.{what}: {e}")))?;
         }
         Ok(())
     }

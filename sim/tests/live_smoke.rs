@@ -96,6 +96,9 @@ async fn smoke_scenario_against_a_local_gateway() {
         .iter()
         .all(|s| s.regions.iter().map(|x| x.players).sum::<u64>() <= scenario.live.max_players as u64));
     assert!(results.slo.iter().any(|s| s.name == "login_p99_ms"));
+    // Every objective the scenario sets is evaluated in live mode, match waits included.
+    assert_eq!(results.slo.len(), 4, "{:?}", results.slo);
+    assert!(results.slo.iter().all(|s| s.measured), "{:?}", results.slo);
     assert!(results.slo_ok(), "{:?}", results.slo);
 
     let dir = tempfile::tempdir().unwrap();
@@ -117,11 +120,21 @@ async fn smoke_scenario_against_a_local_gateway() {
     );
 }
 
-/// Attempts of `op` in a result: recorded samples plus errors.
+/// Attempts of `op` in a result (successes, errors and expected outcomes),
+/// checked against its histogram and error views.
 fn attempts(r: &Results, op: &str) -> u64 {
-    let ok = r.operations.get(op).map_or(0, |o| o.count);
-    let failed: u64 = r.errors_by_op.get(op).map_or(0, |m| m.values().sum());
-    ok + failed
+    let Some(a) = r.accounting.get(op) else {
+        return 0;
+    };
+    assert_eq!(
+        a.ok,
+        r.operations.get(op).map_or(0, |o| o.count),
+        "{op}: successes are the histogram"
+    );
+    let errors: u64 = r.errors_by_op.get(op).map_or(0, |m| m.values().sum());
+    assert_eq!(a.error_count(), errors, "{op}: errors_by_op is the accounting's");
+    assert_eq!(a.attempts, a.ok + a.error_count() + a.outcome_count(), "{op}");
+    a.attempts
 }
 
 /// `n` of `total` draws with probability `p`: within 4.5 standard deviations

@@ -44,7 +44,13 @@ fn smoke_scenario_in_model_mode_forms_matches() {
             );
         }
     }
-    assert!(r.slo.iter().any(|s| s.name == "match_wait_p95_s"));
+    assert!(r.slo.iter().any(|s| s.name == "match_wait_p95_s" && s.measured));
+    // The live objectives are listed, as not measured in this mode, never dropped or missed.
+    for name in ["login_p99_ms", "error_rate", "login_success_rate"] {
+        let s = r.slo.iter().find(|s| s.name == name).unwrap();
+        assert!(!s.measured && s.ok && s.actual.is_none(), "{s:?}");
+        assert_eq!(s.status().label(), "not measured in this mode");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let (json, html) = r.write(dir.path()).unwrap();
@@ -65,4 +71,33 @@ fn model_mode_scales_to_many_players_quickly() {
     assert!(r.totals.players_started >= 50_000, "{:?}", r.totals);
     assert!(r.totals.matches > 1_000, "{:?}", r.totals);
     assert!(r.operations["match_wait"].p95 > 0.0);
+}
+
+#[test]
+fn rehearsal_knobs_change_what_the_model_runs() {
+    // Ten times the forecast, and eu-west down from 5 s to 6 s with its players
+    // moved to us-east.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml");
+    let text = std::fs::read_to_string(path).unwrap()
+        + "\n[rehearsal]\nsurprise = { factor = 10 }\nold_clients = { share = 0.5 }\n\
+           outage = { region = \"eu-west\", to = \"us-east\", at_s = 5, duration_s = 1 }\n";
+    let scenario = Scenario::parse(&text).unwrap();
+    let r = outpost_sim::model::run(&scenario, &RunOptions::default()).unwrap();
+    let at = |t: f64| r.timeline.iter().find(|s| (s.t_s - t).abs() < 1e-6).unwrap();
+    let before = at(4.0);
+    assert_eq!(before.regions[0].players, 200, "eu-west: 10 × 20");
+    assert_eq!(
+        before.regions[0].forecast,
+        Some(20),
+        "the forecast is kept for the report"
+    );
+    let during = at(5.5);
+    assert_eq!(during.regions[0].players, 0, "eu-west is down");
+    assert_eq!(
+        during.regions[1].players, 300,
+        "us-east: its 100 and eu-west's 200"
+    );
+    assert_eq!(during.regions[1].forecast, Some(10));
+    assert_eq!(r.peak_players(), 300);
+    assert!(r.totals.outage_drops > 0, "{:?}", r.totals);
 }
