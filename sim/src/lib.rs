@@ -14,15 +14,19 @@
 //! - [`queue_model`]: queue mode, the backend's real login queue on an
 //!   embedded store and virtual time (the launch-queue preset).
 //! - [`record`], [`results`], [`report`]: HDR histograms and counters, the
-//!   JSON result, the HTML report.
+//!   JSON result, the HTML report; [`annotations`] what the report draws
+//!   beside the timeline (phases, the gateway's CPU and memory from
+//!   [`gateway_probe`], model mode's worst tickets).
 //! - [`local`]: `--local` / `--spawn-gateway`, one in-process gateway on
 //!   loopback for one-command demos and tests.
 //!
 //! Run it with the `outpost-sim` binary (see `sim/README.md`).
 #![forbid(unsafe_code)]
 
+pub mod annotations;
 pub mod curve;
 pub mod dist;
+pub mod gateway_probe;
 pub mod inventory;
 pub mod live;
 pub mod local;
@@ -33,6 +37,8 @@ mod queue_report;
 pub mod queue_spec;
 pub mod record;
 pub mod report;
+mod report_chart;
+mod report_sections;
 pub mod results;
 pub mod retry;
 pub mod scenario;
@@ -52,6 +58,9 @@ pub struct RunOptions {
     pub max_duration: Option<Duration>,
     /// Print a progress line per sample to stderr.
     pub progress: bool,
+    /// Live mode: where to read the gateway's CPU and memory at each sample
+    /// (`None`: not measured).
+    pub gateway_probe: Option<gateway_probe::GatewayProbe>,
 }
 
 impl Default for RunOptions {
@@ -61,6 +70,7 @@ impl Default for RunOptions {
             max_players: None,
             max_duration: None,
             progress: false,
+            gateway_probe: None,
         }
     }
 }

@@ -15,6 +15,11 @@ use anyhow::Context;
 use outpost_gateway::{GatewayConfig, RunningGateway};
 use tempfile::TempDir;
 
+/// Name of the in-process gateway's runtime threads (threads they start
+/// inherit it unless they name themselves): how `--local` finds the
+/// gateway's CPU time (see [`crate::gateway_probe`]).
+pub const THREAD_NAME: &str = "local-gateway";
+
 /// A running in-process gateway. Dropping it shuts the gateway down.
 pub struct LocalGateway {
     /// Its QUIC address (loopback).
@@ -88,7 +93,7 @@ impl LocalGateway {
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name("local-gateway")
+            .thread_name(THREAD_NAME)
             .enable_all()
             .build()
             .context("the local gateway's runtime")?;

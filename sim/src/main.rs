@@ -23,9 +23,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use outpost_sim::gateway_probe::GatewayProbe;
 use outpost_sim::live::LiveTarget;
 use outpost_sim::local::local_pool;
 use outpost_sim::local::LocalGateway;
+use outpost_sim::report::fmt_ms;
 use outpost_sim::results::Results;
 use outpost_sim::scenario::Scenario;
 use outpost_sim::RunOptions;
@@ -123,6 +125,15 @@ struct LiveArgs {
     /// Override live.max_players.
     #[arg(long)]
     max_players: Option<usize>,
+    /// Read the gateway's CPU and RSS at every sample from its `/metrics`
+    /// (`HOST:PORT` of its metrics or admin listener). With `--local` the
+    /// in-process gateway is measured without this.
+    #[arg(long, conflicts_with_all = ["local", "gateway_pid"])]
+    gateway_metrics: Option<SocketAddr>,
+    /// Read the gateway's CPU and RSS at every sample from `/proc/PID` (a
+    /// gateway process on this machine, e.g. `outpost-sim gateway`).
+    #[arg(long, conflicts_with = "local")]
+    gateway_pid: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -173,10 +184,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         max_players: None,
         max_duration: common.duration.map(Duration::from_secs_f64),
         progress: !common.quiet,
+        gateway_probe: None,
     };
     let results = match &cli.command {
         Command::Live(a) => {
             opts.max_players = a.max_players;
+            opts.gateway_probe = if a.local {
+                Some(GatewayProbe::Threads(outpost_sim::local::THREAD_NAME.into()))
+            } else if let Some(pid) = a.gateway_pid {
+                Some(GatewayProbe::Pid(pid))
+            } else {
+                a.gateway_metrics.map(GatewayProbe::Metrics)
+            };
             raise_open_file_limit(opts.progress);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(run_live(&scenario, a, &opts))?
@@ -362,24 +381,31 @@ fn print_summary(r: &Results) {
             q.budget_admissions_per_sec
         );
     } else {
+        let peak = r.model_tail.as_ref().map_or(0, |m| m.peak_players);
         println!(
-            "players {} · tickets {} · matches {}",
-            t.players_started, t.tickets, t.matches
+            "peak concurrent players {} · arrivals {} · tickets {} · matches {}",
+            peak, t.players_started, t.tickets, t.matches
         );
+        if let Some(w) = r.model_tail.as_ref().and_then(|m| m.worst_tickets.first()) {
+            println!(
+                "  worst wait {}: a {} player (rating {:.0}) matched in {} at {}",
+                fmt_ms(w.wait_s * 1000.0),
+                w.home_region,
+                w.rating,
+                w.match_region,
+                fmt_ms(w.matched_at_s * 1000.0)
+            );
+        }
     }
     for (name, o) in &r.operations {
-        let (k, unit) = if name == "match_wait" {
-            (1e-3, "s")
-        } else {
-            (1.0, "ms")
-        };
         println!(
-            "  {name:<11} n={:<9} p50 {:.2} {unit}  p95 {:.2} {unit}  p99 {:.2} {unit}  max {:.2} {unit}",
+            "  {name:<11} n={:<9} p50 {}  p95 {}  p99 {}  p99.9 {}  max {}",
             o.count,
-            o.p50 * k,
-            o.p95 * k,
-            o.p99 * k,
-            o.max * k
+            fmt_ms(o.p50),
+            fmt_ms(o.p95),
+            fmt_ms(o.p99),
+            fmt_ms(o.p999),
+            fmt_ms(o.max)
         );
     }
     for s in &r.slo {

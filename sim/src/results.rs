@@ -19,6 +19,8 @@
 //! - `timeline`: one [`Sample`] per `sample_interval_ms`.
 //! - `slo`: one [`SloResult`] per objective set in the scenario.
 //! - `notes`: what the run could not do (e.g. skipped actions), in words.
+//! - `phases`, `gateway_source`, `model_tail` and the per-region and
+//!   `gateway` fields of the timeline: see [`crate::annotations`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,7 @@ use hdrhistogram::serialization::{Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::annotations::{GatewaySample, GatewaySource, ModelTail, Phase};
 use crate::record::{Op, Totals};
 use crate::scenario::Scenario;
 
@@ -102,6 +105,17 @@ pub struct RegionSample {
     pub players: u64,
     /// Live: players connecting or retrying. Model: tickets waiting.
     pub waiting: u64,
+    /// Live: this region's successful logins per second over the interval.
+    #[serde(default)]
+    pub logins_per_s: Option<f64>,
+    /// Live: this region's failed requests and login attempts per second.
+    #[serde(default)]
+    pub errors_per_s: Option<f64>,
+    /// Live: this region's request latency percentiles over the interval, ms.
+    #[serde(default)]
+    pub p50_ms: Option<f64>,
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
 }
 
 /// The run at one point in time. Rates are per second over the last interval.
@@ -128,6 +142,10 @@ pub struct Sample {
     /// The login queue (queue mode).
     #[serde(default)]
     pub queue: Option<QueueSample>,
+    /// The gateway's CPU and memory (live mode, when the sim can see the
+    /// gateway; see `Results::gateway_source`).
+    #[serde(default)]
+    pub gateway: Option<GatewaySample>,
 }
 
 /// The login queue at one sample time (queue mode). Waits and ETA errors are
@@ -228,6 +246,15 @@ pub struct Results {
     /// Queue mode's counts.
     #[serde(default)]
     pub login_queue: Option<QueueSummary>,
+    /// The scenario's phases (storms, spikes, ...), shaded on the charts.
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+    /// Where the timeline's gateway figures come from (`None`: not measured).
+    #[serde(default)]
+    pub gateway_source: Option<GatewaySource>,
+    /// Model mode: peak concurrency and the worst tickets.
+    #[serde(default)]
+    pub model_tail: Option<ModelTail>,
 }
 
 impl Results {
