@@ -399,7 +399,7 @@ fn print_summary(r: &Results) {
     }
     for (name, o) in &r.operations {
         println!(
-            "  {name:<11} n={:<9} p50 {}  p95 {}  p99 {}  p99.9 {}  max {}",
+            "  {name:<18} n={:<9} p50 {}  p95 {}  p99 {}  p99.9 {}  max {}",
             o.count,
             fmt_ms(o.p50),
             fmt_ms(o.p95),

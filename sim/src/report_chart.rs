@@ -257,14 +257,25 @@ fn render_chart(c: &Chart<'_>, series: &[Series]) -> String {
         esc(c.title)
     );
     // Phases: shaded bands, labelled at the top (rows alternate so that
-    // neighbouring labels do not overlap).
-    for (i, p) in c.phases.iter().enumerate() {
+    // neighbouring labels do not overlap). The same phase in several regions
+    // is drawn once, naming them all.
+    let several = c.phases.iter().any(|q| q.region != c.phases[0].region);
+    let mut merged: Vec<(&Phase, Vec<&str>)> = Vec::new();
+    for p in &c.phases {
+        match merged.iter_mut().find(|(m, _)| {
+            m.kind == p.kind && m.label == p.label && m.start_s == p.start_s && m.end_s == p.end_s
+        }) {
+            Some((_, regions)) => regions.push(&p.region),
+            None => merged.push((p, vec![&p.region])),
+        }
+    }
+    for (i, (p, regions)) in merged.iter().enumerate() {
         if p.end_s <= x0 || p.start_s >= x1 {
             continue;
         }
         let (a, b) = (px(p.start_s), px(p.end_s).max(px(p.start_s) + 1.0));
-        let label = if c.phases.iter().any(|q| q.region != p.region) {
-            format!("{} · {}", p.label, p.region)
+        let label = if several {
+            format!("{} · {}", p.label, regions.join(", "))
         } else {
             p.label.clone()
         };
@@ -274,7 +285,7 @@ fn render_chart(c: &Chart<'_>, series: &[Series]) -> String {
             b - a,
             H - MT - MB,
             a + 3.0,
-            MT + 11.0 + (i % 3) as f64 * 11.0,
+            MT + 11.0 + (i % 2) as f64 * 11.0,
             esc(&label),
             kind = esc(&p.kind),
             fill = phase_fill(&p.kind),

@@ -161,7 +161,7 @@ fn check_report(dir: &Path, r: &Results) -> String {
 }
 
 fn smoke() -> Scenario {
-    Scenario::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml")).unwrap()
+    Scenario::from_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/smoke.toml")).unwrap()
 }
 
 #[test]
