@@ -26,6 +26,9 @@ pub struct LocalGateway {
     pub addr: SocketAddr,
     /// PEM of its development CA.
     pub ca_pem: Vec<u8>,
+    /// Its metrics-only listener (`GET /metrics`, loopback): for
+    /// `live --gateway-metrics` when it runs as `outpost-sim gateway`.
+    pub metrics_addr: Option<SocketAddr>,
     running: Option<RunningGateway>,
     /// The gateway's own runtime; shut down in the background at the end (a
     /// runtime cannot be dropped from async code).
@@ -86,6 +89,7 @@ impl LocalGateway {
         };
         config.tls.dev_certs_dir = dir.path().join("certs");
         config.limits.max_sessions = max_sessions.max(1);
+        config.metrics.listen = Some("127.0.0.1:0".parse()?);
         // Players grant themselves currency (the sim's inventory grants).
         config.inventory.client_grants = true;
         if pool.is_some() {
@@ -104,6 +108,7 @@ impl LocalGateway {
             .context("starting the local gateway")?;
         Ok(LocalGateway {
             addr: running.quic_addr,
+            metrics_addr: running.metrics_addr,
             ca_pem: running
                 .dev_ca_pem
                 .clone()

@@ -276,9 +276,10 @@ fn serve_gateway(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
         let gw = LocalGateway::start_on(a.listen, max_sessions, local_pool(&scenario), store).await?;
         std::fs::write(&a.ca_out, &gw.ca_pem).with_context(|| format!("writing {}", a.ca_out.display()))?;
         println!(
-            "gateway on {} (max {max_sessions} sessions; CA in {}); Ctrl-C stops it",
+            "gateway on {} (max {max_sessions} sessions; CA in {}; metrics on {}); Ctrl-C stops it",
             gw.addr,
-            a.ca_out.display()
+            a.ca_out.display(),
+            gw.metrics_addr.map_or("-".into(), |m| m.to_string())
         );
         tokio::signal::ctrl_c().await?;
         gw.stop().await;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use outpost_sim::gateway_probe::GatewayProbe;
+use outpost_sim::gateway_probe::{GatewayProbe, Prober};
 use outpost_sim::live::LiveTarget;
 use outpost_sim::local::LocalGateway;
 use outpost_sim::results::Results;
@@ -198,6 +198,16 @@ async fn live_report_renders_in_chromium() {
         ..RunOptions::default()
     };
     let r = outpost_sim::live::run(&scenario, target, &opts).await.unwrap();
+    // The `/metrics` probe reads the same gateway's listener (its process
+    // figures are this test process's: the gateway runs inside it).
+    let mut scrape = Prober::new(GatewayProbe::Metrics(gw.metrics_addr.expect("metrics listener")));
+    let first = scrape.sample().await.expect("GET /metrics answered");
+    assert!(first.rss_bytes.unwrap_or(0) > 1 << 20, "{first:?}");
+    let second = scrape.sample().await.expect("GET /metrics answered");
+    assert!(
+        second.cpu_cores.is_some(),
+        "a CPU rate from two scrapes: {second:?}"
+    );
     gw.stop().await;
     let dir = tempfile::tempdir().unwrap();
     r.write(dir.path()).unwrap();
