@@ -17,7 +17,9 @@
 //!   JSON result, the HTML report; [`accounting`] how every attempt ended
 //!   (success, error, expected outcome), the one source of every error count;
 //!   [`slo`] the objectives, judged in every mode; [`units`] how durations
-//!   print.
+//!   print; [`annotations`] what the report draws beside the timeline
+//!   (phases, the gateway's CPU and memory from [`gateway_probe`], model
+//!   mode's worst tickets).
 //! - [`rehearsal`]: launch rehearsal knobs (a surprise over forecast, a fill
 //!   of the capacity, old clients in lockstep, a region outage).
 //! - [`compare`]: `outpost-sim compare BASE.json NEW.json`, the differences
@@ -29,10 +31,12 @@
 #![forbid(unsafe_code)]
 
 pub mod accounting;
+pub mod annotations;
 pub mod compare;
 mod compare_report;
 pub mod curve;
 pub mod dist;
+pub mod gateway_probe;
 pub mod inventory;
 pub mod live;
 pub mod local;
@@ -45,6 +49,8 @@ pub mod queue_spec;
 pub mod record;
 pub mod rehearsal;
 pub mod report;
+mod report_chart;
+mod report_sections;
 pub mod results;
 pub mod retry;
 pub mod scenario;
@@ -67,6 +73,9 @@ pub struct RunOptions {
     pub max_duration: Option<Duration>,
     /// Print a progress line per sample to stderr.
     pub progress: bool,
+    /// Live mode: where to read the gateway's CPU and memory at each sample
+    /// (`None`: not measured).
+    pub gateway_probe: Option<gateway_probe::GatewayProbe>,
     /// Also keep every progress line here (whether printed or not), e.g.
     /// for a test that checks them against the result.
     pub progress_log: Option<Arc<Mutex<Vec<String>>>>,
@@ -92,6 +101,7 @@ impl Default for RunOptions {
             max_duration: None,
             progress: false,
             progress_log: None,
+            gateway_probe: None,
         }
     }
 }

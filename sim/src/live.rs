@@ -158,7 +158,12 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
     let sample_every = Duration::from_millis(scenario.sample_interval_ms);
     let mut tick = tokio::time::interval(control);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sampler = Sampler::new(ctx.run_start);
+    let mut sampler = Sampler::new(ctx.run_start, nreg);
+    let mut prober = opts.gateway_probe.clone().map(crate::gateway_probe::Prober::new);
+    if let Some(p) = &mut prober {
+        // The first reading is the base of the first interval's CPU rate.
+        let _ = p.sample().await;
+    }
     let mut timeline = Vec::new();
     let mut last_tick = ctx.run_start;
     let mut next_sample = ctx.run_start + sample_every;
@@ -172,7 +177,10 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
             list.retain(|p| !p.done.load(Ordering::Relaxed));
         }
         if now >= next_sample {
-            let s = sampler.sample(&rec, &curves, forecast.as_deref(), t, &players);
+            let mut s = sampler.sample(&rec, &curves, forecast.as_deref(), t, &players);
+            if let Some(p) = &mut prober {
+                s.gateway = p.sample().await;
+            }
             opts.report_progress(progress_line(&s, scenario, &rec));
             timeline.push(s);
             next_sample += sample_every;
@@ -239,7 +247,7 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
                 players[r].push(ctl.clone());
                 rec.alive[r].fetch_add(1, Ordering::Relaxed);
                 inc(&rec.counters.players_started);
-                tasks.spawn(player(ctx.clone(), r, next_player, ctl));
+                tasks.spawn(crate::record::REGION.scope(r, player(ctx.clone(), r, next_player, ctl)));
                 next_player += 1;
             }
             left -= share;
@@ -322,6 +330,9 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         slo: Vec::new(),
         notes,
         login_queue: None,
+        phases: crate::annotations::phases(scenario),
+        gateway_source: opts.gateway_probe.as_ref().map(|p| p.source()),
+        model_tail: None,
     };
     results.evaluate_slos(scenario);
     Ok(results)
@@ -333,15 +344,20 @@ struct Sampler {
     requests: u64,
     errors: u64,
     logins: u64,
+    /// Per region: logins and errors at the last sample.
+    region_logins: Vec<u64>,
+    region_errors: Vec<u64>,
 }
 
 impl Sampler {
-    fn new(start: Instant) -> Self {
+    fn new(start: Instant, regions: usize) -> Self {
         Sampler {
             last: start,
             requests: 0,
             errors: 0,
             logins: 0,
+            region_logins: vec![0; regions],
+            region_errors: vec![0; regions],
         }
     }
 
@@ -375,11 +391,19 @@ impl Sampler {
                         .iter()
                         .filter(|p| p.connected.load(Ordering::Relaxed))
                         .count() as u64;
+                    let rh = rec.take_region_interval(r);
+                    let rpct = |q: f64| (!rh.is_empty()).then(|| rh.value_at_quantile(q) as f64 / 1000.0);
+                    let logins = rec.region_logins[r].load(Ordering::Relaxed);
+                    let errors = rec.region_errors[r].load(Ordering::Relaxed);
                     RegionSample {
                         target: c.target_at(t).round() as u64,
                         players: connected,
                         waiting: (players[r].len() as u64).saturating_sub(connected),
                         forecast: forecast.map(|f| f[r].target_at(t).round() as u64),
+                        logins_per_s: Some(rate(logins, &mut self.region_logins[r])),
+                        errors_per_s: Some(rate(errors, &mut self.region_errors[r])),
+                        p50_ms: rpct(0.5),
+                        p99_ms: rpct(0.99),
                     }
                 })
                 .collect(),

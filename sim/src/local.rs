@@ -15,12 +15,20 @@ use anyhow::Context;
 use outpost_gateway::{GatewayConfig, RunningGateway};
 use tempfile::TempDir;
 
+/// Name of the in-process gateway's runtime threads (threads they start
+/// inherit it unless they name themselves): how `--local` finds the
+/// gateway's CPU time (see [`crate::gateway_probe`]).
+pub const THREAD_NAME: &str = "local-gateway";
+
 /// A running in-process gateway. Dropping it shuts the gateway down.
 pub struct LocalGateway {
     /// Its QUIC address (loopback).
     pub addr: SocketAddr,
     /// PEM of its development CA.
     pub ca_pem: Vec<u8>,
+    /// Its metrics-only listener (`GET /metrics`, loopback): for
+    /// `live --gateway-metrics` when it runs as `outpost-sim gateway`.
+    pub metrics_addr: Option<SocketAddr>,
     running: Option<RunningGateway>,
     /// The gateway's own runtime; shut down in the background at the end (a
     /// runtime cannot be dropped from async code).
@@ -81,6 +89,7 @@ impl LocalGateway {
         };
         config.tls.dev_certs_dir = dir.path().join("certs");
         config.limits.max_sessions = max_sessions.max(1);
+        config.metrics.listen = Some("127.0.0.1:0".parse()?);
         // Players grant themselves currency (the sim's inventory grants).
         config.inventory.client_grants = true;
         if pool.is_some() {
@@ -88,7 +97,7 @@ impl LocalGateway {
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name("local-gateway")
+            .thread_name(THREAD_NAME)
             .enable_all()
             .build()
             .context("the local gateway's runtime")?;
@@ -99,6 +108,7 @@ impl LocalGateway {
             .context("starting the local gateway")?;
         Ok(LocalGateway {
             addr: running.quic_addr,
+            metrics_addr: running.metrics_addr,
             ca_pem: running
                 .dev_ca_pem
                 .clone()

@@ -27,6 +27,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use outpost_sim::accounting::ranked;
 use outpost_sim::compare::Thresholds;
+use outpost_sim::gateway_probe::GatewayProbe;
 use outpost_sim::live::LiveTarget;
 use outpost_sim::local::local_pool;
 use outpost_sim::local::LocalGateway;
@@ -171,6 +172,15 @@ struct LiveArgs {
     /// Override live.max_players.
     #[arg(long)]
     max_players: Option<usize>,
+    /// Read the gateway's CPU and RSS at every sample from its `/metrics`
+    /// (`HOST:PORT` of its metrics or admin listener). With `--local` the
+    /// in-process gateway is measured without this.
+    #[arg(long, conflicts_with_all = ["local", "gateway_pid"])]
+    gateway_metrics: Option<SocketAddr>,
+    /// Read the gateway's CPU and RSS at every sample from `/proc/PID` (a
+    /// gateway process on this machine, e.g. `outpost-sim gateway`).
+    #[arg(long, conflicts_with = "local")]
+    gateway_pid: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -223,10 +233,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         max_duration: common.duration.map(Duration::from_secs_f64),
         progress: !common.quiet,
         progress_log: None,
+        gateway_probe: None,
     };
     let results = match &cli.command {
         Command::Live(a) => {
             opts.max_players = a.max_players;
+            opts.gateway_probe = if a.local {
+                Some(GatewayProbe::Threads(outpost_sim::local::THREAD_NAME.into()))
+            } else if let Some(pid) = a.gateway_pid {
+                Some(GatewayProbe::Pid(pid))
+            } else {
+                a.gateway_metrics.map(GatewayProbe::Metrics)
+            };
             raise_open_file_limit(opts.progress);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(run_live(&scenario, a, &opts))?
@@ -307,9 +325,10 @@ fn serve_gateway(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
         let gw = LocalGateway::start_on(a.listen, max_sessions, local_pool(&scenario), store).await?;
         std::fs::write(&a.ca_out, &gw.ca_pem).with_context(|| format!("writing {}", a.ca_out.display()))?;
         println!(
-            "gateway on {} (max {max_sessions} sessions; CA in {}); Ctrl-C stops it",
+            "gateway on {} (max {max_sessions} sessions; CA in {}; metrics on {}); Ctrl-C stops it",
             gw.addr,
-            a.ca_out.display()
+            a.ca_out.display(),
+            gw.metrics_addr.map_or("-".into(), |m| m.to_string())
         );
         tokio::signal::ctrl_c().await?;
         gw.stop().await;
@@ -483,6 +502,16 @@ fn print_summary(r: &Results) {
             fmt_count(t.tickets),
             fmt_count(t.matches)
         );
+        if let Some(w) = r.model_tail.as_ref().and_then(|m| m.worst_tickets.first()) {
+            println!(
+                "  worst wait {}: a {} player (rating {:.0}) matched in {} at {}",
+                fmt_ms(w.wait_s * 1000.0),
+                w.home_region,
+                w.rating,
+                w.match_region,
+                fmt_ms(w.matched_at_s * 1000.0)
+            );
+        }
     }
     for (name, o) in &r.operations {
         println!(

@@ -33,6 +33,7 @@ use outpost_backend::matchmaker::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::annotations::{ModelTail, WorstTicket};
 use crate::curve::{Curve, StormMode};
 use crate::record::{new_histogram, Op, Totals};
 use crate::results::{summarise, RegionSample, Results, Sample, FORMAT};
@@ -299,6 +300,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
     let mut waits = new_histogram();
     let mut interval_waits = new_histogram();
     let mut interval_matches = 0u64;
+    let mut tail = ModelTail::default();
     let mut timeline = Vec::new();
     let mut next_sample = scenario.sample_interval_ms;
     let mut last_sample = 0u64;
@@ -387,6 +389,17 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
                     waits.saturating_record(t.wait_ms.max(1));
                     interval_waits.saturating_record(t.wait_ms.max(1));
                     let slot = slot_of(t.id);
+                    if tail.keeps(t.wait_ms as f64 / 1000.0) {
+                        tail.offer(WorstTicket {
+                            wait_s: t.wait_ms as f64 / 1000.0,
+                            matched_at_s: t_s,
+                            home_region: t.home_region.clone(),
+                            match_region: game.region.clone(),
+                            rating: f64::from(w.players[slot as usize].rating),
+                            expansion: t.expansion,
+                            match_skill_spread: game.skill_spread,
+                        });
+                    }
                     w.players[slot as usize].state = State::Playing;
                     w.schedule(now + length, slot, Ev::MatchOver);
                 }
@@ -411,6 +424,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
                             .core
                             .as_ref()
                             .map_or(0, |c| c.depth(&queue_name, &scenario.regions[r].name) as u64),
+                        ..RegionSample::default()
                     })
                     .collect(),
                 match_wait_p50_s: pct(0.5),
@@ -448,6 +462,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
         None => notes.push("No matchmaking in this scenario (no [matchmaking] section or a zero matchmaking weight): only the population is modelled.".into()),
     }
     let sim_s = duration_ms as f64 / 1000.0;
+    (tail.peak_players, tail.peak_at_s) = crate::annotations::peak_players(&timeline);
     let mut results = Results {
         format: FORMAT.into(),
         mode: "model".into(),
@@ -469,6 +484,9 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
         slo: Vec::new(),
         notes,
         login_queue: None,
+        phases: crate::annotations::phases(scenario),
+        gateway_source: None,
+        model_tail: Some(tail),
     };
     results.evaluate_slos(scenario);
     Ok(results)

@@ -401,7 +401,7 @@ impl World {
                 target: target.round() as u64,
                 players: online,
                 waiting,
-                forecast: None,
+                ..RegionSample::default()
             }],
             logins_per_s: self.interval_admitted as f64 / dt,
             queue: Some(QueueSample {
@@ -595,6 +595,9 @@ async fn run_async(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Res
         slo: Vec::new(),
         notes,
         login_queue: Some(w.sum),
+        phases: crate::annotations::phases(scenario),
+        gateway_source: None,
+        model_tail: None,
     };
     results.evaluate_slos(scenario);
     Ok(results)

@@ -1,7 +1,7 @@
 //! The queue-mode part of the HTML report: queue length, admissions/s
 //! against the budget, waits and ETA error over time.
 
-use crate::report::{fmt_num, line_chart, series, PALETTE};
+use crate::report::{fmt_num, series, Chart, Unit, PALETTE};
 use crate::results::{QueueSummary, Results};
 
 /// Summary cards.
@@ -43,31 +43,33 @@ pub(crate) fn section(r: &Results) -> String {
     let q = |f: fn(&crate::results::QueueSample) -> Option<f64>| {
         move |s: &crate::results::Sample| s.queue.as_ref().and_then(f)
     };
+    let eta_slo = r
+        .slo
+        .iter()
+        .find(|s| s.name == "queue_eta_error_p95_s")
+        .map(|s| s.limit);
+    let chart = |title: &'static str, unit: &'static str| {
+        Chart::new(title, Unit::Plain(unit)).phases(&r.phases, None)
+    };
     let mut h = String::new();
-    h.push_str(&line_chart(
-        "Queue length and slots in use",
-        "players",
-        &[
-            series(
-                "queue length",
-                PALETTE[0],
-                false,
-                tl,
-                q(|x| Some(x.length as f64)),
-            ),
-            series(
-                "slots in use",
-                PALETTE[2],
-                false,
-                tl,
-                q(|x| Some(x.slots_used as f64)),
-            ),
-        ],
-    ));
-    h.push_str(&line_chart(
-        "Admissions per second (dashed: the budget)",
-        "per second",
-        &[
+    h.push_str(&chart("Queue length and slots in use", "players").render(&[
+        series(
+            "queue length",
+            PALETTE[0],
+            false,
+            tl,
+            q(|x| Some(x.length as f64)),
+        ),
+        series(
+            "slots in use",
+            PALETTE[2],
+            false,
+            tl,
+            q(|x| Some(x.slots_used as f64)),
+        ),
+    ]));
+    h.push_str(
+        &chart("Admissions per second (dashed: the budget)", "per second").render(&[
             series(
                 "admissions/s",
                 PALETTE[0],
@@ -76,23 +78,24 @@ pub(crate) fn section(r: &Results) -> String {
                 q(|x| Some(x.admissions_per_s)),
             ),
             series("budget", PALETTE[1], true, tl, move |_| budget),
-        ],
-    ));
-    h.push_str(&line_chart(
-        "Wait of players admitted in each interval",
-        "seconds",
-        &[
+        ]),
+    );
+    h.push_str(
+        &chart("Wait of players admitted in each interval", "seconds").render(&[
             series("p50", PALETTE[0], false, tl, q(|x| x.wait_p50_s)),
             series("p95", PALETTE[1], false, tl, q(|x| x.wait_p95_s)),
-        ],
-    ));
-    h.push_str(&line_chart(
-        "ETA error of players admitted in each interval (|first ETA − wait|)",
-        "seconds",
-        &[
+        ]),
+    );
+    h.push_str(
+        &chart(
+            "ETA error of players admitted in each interval (|first ETA − wait|)",
+            "seconds",
+        )
+        .threshold("ETA error p95 SLO", eta_slo)
+        .render(&[
             series("p50", PALETTE[0], false, tl, q(|x| x.eta_error_p50_s)),
             series("p95", PALETTE[1], false, tl, q(|x| x.eta_error_p95_s)),
-        ],
-    ));
+        ]),
+    );
     h
 }

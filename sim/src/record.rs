@@ -135,6 +135,12 @@ pub fn error_code(e: &ClientError) -> String {
     }
 }
 
+tokio::task_local! {
+    /// The region of the player task that is recording (live mode sets it
+    /// around each player task), for the per-region timeline.
+    pub static REGION: usize;
+}
+
 /// Run-wide counters (see [`Totals`] for their meaning).
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -234,6 +240,11 @@ pub struct Recorder {
     /// Per region: players started and not finished (connecting, retrying or in a session).
     pub alive: Vec<AtomicI64>,
     pub counters: Counters,
+    /// Per region (of the recording task, see [`REGION`]): requests since
+    /// the last sample, successful logins, failures.
+    region_interval: Vec<Mutex<Histogram<u64>>>,
+    pub region_logins: Vec<AtomicU64>,
+    pub region_errors: Vec<AtomicU64>,
 }
 
 impl Recorder {
@@ -253,7 +264,23 @@ impl Recorder {
             connected: (0..regions).map(|_| AtomicI64::new(0)).collect(),
             alive: (0..regions).map(|_| AtomicI64::new(0)).collect(),
             counters: Counters::default(),
+            region_interval: (0..regions).map(|_| Mutex::new(new_histogram())).collect(),
+            region_logins: (0..regions).map(|_| AtomicU64::new(0)).collect(),
+            region_errors: (0..regions).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// The region of the recording task, if it has one of this recorder's.
+    fn region(&self) -> Option<usize> {
+        REGION
+            .try_with(|r| *r)
+            .ok()
+            .filter(|r| *r < self.region_logins.len())
+    }
+
+    /// Takes region `r`'s per-interval request histogram, leaving an empty one.
+    pub fn take_region_interval(&self, r: usize) -> Histogram<u64> {
+        std::mem::replace(&mut *lock(&self.region_interval[r]), new_histogram())
     }
 
     fn idx(op: Op) -> usize {
@@ -273,6 +300,13 @@ impl Recorder {
         self.count_ok(op);
         if op.is_request() {
             lock(&self.interval).saturating_record(v);
+        }
+        if let Some(r) = self.region() {
+            if op.is_request() {
+                lock(&self.region_interval[r]).saturating_record(v);
+            } else if op == Op::Login {
+                self.region_logins[r].fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -317,6 +351,11 @@ impl Recorder {
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             if !expected {
                 self.counters.request_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if !expected {
+            if let Some(r) = self.region() {
+                self.region_errors[r].fetch_add(1, Ordering::Relaxed);
             }
         }
         !expected
@@ -482,5 +521,28 @@ mod tests {
         assert_eq!(l["inventory_grant"].errors["Conflict"], 1);
         assert_eq!(r.errors(), BTreeMap::from([("Conflict".to_owned(), 1)]));
         assert!(r.histogram(Op::Session).is_empty());
+    }
+
+    #[tokio::test]
+    async fn counts_per_region_of_the_recording_task() {
+        let r = std::sync::Arc::new(Recorder::new(2));
+        let r1 = r.clone();
+        REGION
+            .scope(1, async move {
+                r1.ok(Op::Login, Duration::from_millis(3));
+                r1.ok(Op::Ping, Duration::from_micros(700));
+                r1.err(Op::Echo, &ClientError::Timeout);
+            })
+            .await;
+        r.ok(Op::Ping, Duration::from_micros(900));
+        assert_eq!(r.region_logins[1].load(Ordering::Relaxed), 1);
+        assert_eq!(r.region_errors[1].load(Ordering::Relaxed), 1);
+        assert_eq!(r.region_logins[0].load(Ordering::Relaxed), 0);
+        assert_eq!(r.take_region_interval(1).len(), 1);
+        assert!(
+            r.take_region_interval(0).is_empty(),
+            "no region outside a player task"
+        );
+        assert_eq!(r.take_interval().len(), 2);
     }
 }

@@ -25,6 +25,8 @@
 //! - `slo`: one [`SloResult`] per objective set in the scenario, in every
 //!   mode: `measured: false` when this mode cannot measure it.
 //! - `notes`: what the run could not do (e.g. skipped actions), in words.
+//! - `phases`, `gateway_source`, `model_tail` and the per-region and
+//!   `gateway` fields of the timeline: see [`crate::annotations`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::accounting::OpAccount;
+use crate::annotations::{GatewaySample, GatewaySource, ModelTail, Phase};
 use crate::record::{Op, Totals};
 use crate::scenario::Scenario;
 pub use crate::slo::{SloResult, SloStatus};
@@ -114,6 +117,17 @@ pub struct RegionSample {
     /// over forecast, a fill, an outage); absent without those.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<u64>,
+    /// Live: this region's successful logins per second over the interval.
+    #[serde(default)]
+    pub logins_per_s: Option<f64>,
+    /// Live: this region's failed requests and login attempts per second.
+    #[serde(default)]
+    pub errors_per_s: Option<f64>,
+    /// Live: this region's request latency percentiles over the interval, ms.
+    #[serde(default)]
+    pub p50_ms: Option<f64>,
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
 }
 
 /// The run at one point in time. Rates are per second over the last interval.
@@ -140,6 +154,10 @@ pub struct Sample {
     /// The login queue (queue mode).
     #[serde(default)]
     pub queue: Option<QueueSample>,
+    /// The gateway's CPU and memory (live mode, when the sim can see the
+    /// gateway; see `Results::gateway_source`).
+    #[serde(default)]
+    pub gateway: Option<GatewaySample>,
 }
 
 /// The login queue at one sample time (queue mode). Waits and ETA errors are
@@ -237,6 +255,15 @@ pub struct Results {
     /// Queue mode's counts.
     #[serde(default)]
     pub login_queue: Option<QueueSummary>,
+    /// The scenario's phases (storms, spikes, ...), shaded on the charts.
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+    /// Where the timeline's gateway figures come from (`None`: not measured).
+    #[serde(default)]
+    pub gateway_source: Option<GatewaySource>,
+    /// Model mode: peak concurrency and the worst tickets.
+    #[serde(default)]
+    pub model_tail: Option<ModelTail>,
 }
 
 impl Results {
