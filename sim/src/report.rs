@@ -99,17 +99,24 @@ pub fn render(r: &Results) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>outpost-sim: {name}</title><style>{CSS}</style></head><body><main>",
         name = esc(&r.scenario)
     );
-    let verdict = if r.slo.is_empty() {
+    let count = |st: SloStatus| r.slo.iter().filter(|s| s.status() == st).count();
+    let (missed, unmeasured) = (count(SloStatus::Missed), count(SloStatus::NotMeasured));
+    let measured = r.slo.len() - unmeasured;
+    let mut verdict = if r.slo.is_empty() {
         "<span class=\"pill none\">no SLOs set</span>".to_owned()
-    } else if r.slo_ok() {
-        "<span class=\"pill ok\">all SLOs met</span>".to_owned()
+    } else if measured == 0 {
+        String::new()
+    } else if missed == 0 {
+        format!("<span class=\"pill ok\">all {measured} measured SLOs met</span>")
     } else {
-        format!(
-            "<span class=\"pill bad\">{} of {} SLOs missed</span>",
-            r.slo.iter().filter(|s| !s.ok).count(),
-            r.slo.len()
-        )
+        format!("<span class=\"pill bad\">{missed} of {measured} measured SLOs missed</span>")
     };
+    if unmeasured > 0 {
+        let _ = write!(
+            verdict,
+            " <span class=\"pill none\">{unmeasured} not measured in this mode</span>"
+        );
+    }
     let _ = write!(
         h,
         "<header><h1>{} <small>{} mode</small> {verdict}</h1><p>{}</p><p class=\"meta\">scale {} · simulated {} · wall {} · target {}</p></header>",
