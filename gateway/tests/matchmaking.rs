@@ -180,8 +180,9 @@ async fn a_game_server_backfills_its_match_and_the_new_player_is_pushed_that_mat
     let a = Client::connect(gw.client_config(device())).await?;
     let b = Client::connect(gw.client_config(device())).await?;
     let mut ea = a.events();
-    a.matchmaking().await?.queue_here("duel").await?;
-    b.matchmaking().await?.queue_here("duel").await?;
+    let (ma, mb) = (a.matchmaking().await?, b.matchmaking().await?);
+    ma.queue_here("duel").await?;
+    mb.queue_here("duel").await?;
     let m = match_push(&mut ea).await;
     // Player a left; the game server asks for one player on a's team.
     let mut slots = [0u32, 0];
@@ -203,7 +204,8 @@ async fn a_game_server_backfills_its_match_and_the_new_player_is_pushed_that_mat
 
     let c = Client::connect(gw.client_config(device())).await?;
     let mut ec = c.events();
-    c.matchmaking().await?.queue_here("duel").await?;
+    let mc = c.matchmaking().await?;
+    mc.queue_here("duel").await?;
     let pc = match_push(&mut ec).await;
     assert_eq!(
         pc.match_id, m.match_id,
