@@ -144,8 +144,8 @@ fn now_ms() -> u64 {
 }
 
 /// One worker per partition, each with a real lease, running rounds until
-/// `done` says stop and its partition is drained (a round commits nothing and
-/// fewer than a match's tickets are left); returns matches committed.
+/// `done` says every ticket exists and a round of its partition commits
+/// nothing; returns matches committed.
 async fn drain(mm: &Mm, done: Arc<AtomicBool>) -> anyhow::Result<u64> {
     let alloc = Arc::new(StaticAllocator::new([(
         "eu".to_string(),
@@ -170,7 +170,10 @@ async fn drain(mm: &Mm, done: Arc<AtomicBool>) -> anyhow::Result<u64> {
                 let finished = done.load(Ordering::Acquire);
                 let r = w.run_partition(&lease, now_ms()).await?;
                 committed += r.committed as u64;
-                if finished && r.committed == 0 && r.own_tickets < 10 {
+                // Once every ticket exists, a round that commits nothing
+                // means what is left cannot match (tails of the rating
+                // distribution beyond the window).
+                if finished && r.committed == 0 {
                     return anyhow::Ok(committed);
                 }
                 if r.committed == 0 {
