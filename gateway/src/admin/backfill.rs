@@ -94,8 +94,8 @@ fn parse<T: std::str::FromStr>(s: &str, len: usize, what: &str) -> Result<T, Api
 /// skill window reaches the match's mean rating; each placed player gets a
 /// `MatchFound` push naming this match. Bounded: 4 open requests per match,
 /// 10,000 per region pool.
-#[utoipa::path(post, path = "/matches/{match_id}/backfill", tag = "matchmaking",
-    params(("match_id" = String, Path, description = "The match id (32 hex characters)")),
+#[utoipa::path(post, path = "/matches/{id}/backfill", tag = "matchmaking",
+    params(("id" = String, Path, description = "The match id (32 hex characters)")),
     request_body = BackfillBody,
     responses(
         (status = 201, description = "The request, `open`", body = BackfillView),
