@@ -260,8 +260,7 @@ pub(crate) fn apply_fill(m: &mut Match, fill: &BackfillFill) {
     }
 }
 
-/// What to look for in a ticket's id on a backfilled match: the tickets of
-/// one fill.
+/// The tickets of one fill (recorded in the filled request).
 pub(crate) fn fill_tickets(fill: &BackfillFill) -> Vec<TicketId> {
     fill.placed.iter().map(|p| p.ticket.id).collect()
 }
