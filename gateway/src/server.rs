@@ -154,6 +154,11 @@ impl GatewayHandle {
         self.shared.queue.as_ref()
     }
 
+    /// The region's matchmaking pool (admin API: backfill requests).
+    pub(crate) fn matchmaker(&self) -> &Matchmaker<AnyStore> {
+        &self.shared.matchmaker
+    }
+
     /// Cross-region transfers (admin API).
     pub fn transfers(&self) -> &Transfers {
         &self.shared.transfers

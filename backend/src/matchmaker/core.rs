@@ -107,9 +107,9 @@ pub enum CoreError {
     InvalidSkill,
 }
 
-struct QueueState {
-    cfg: QueueConfig,
-    pool: Pool,
+pub(super) struct QueueState {
+    pub(super) cfg: QueueConfig,
+    pub(super) pool: Pool,
 }
 
 /// A ticket candidate in one pass: its slot and its facts at `now`.
@@ -124,13 +124,13 @@ struct Cand {
 
 /// The matchmaking algorithm over an in-memory pool (see the [module docs](self)).
 pub struct MatchCore {
-    regions: Vec<String>,
-    region_idx: HashMap<String, u16>,
+    pub(super) regions: Vec<String>,
+    pub(super) region_idx: HashMap<String, u16>,
     /// For each region R: the regions that list R as a neighbour.
     fallback_sources: Vec<Vec<u16>>,
-    queues: Vec<QueueState>,
-    queue_idx: HashMap<String, u16>,
-    by_id: HashMap<TicketId, (u16, u32)>,
+    pub(super) queues: Vec<QueueState>,
+    pub(super) queue_idx: HashMap<String, u16>,
+    pub(super) by_id: HashMap<TicketId, (u16, u32)>,
     next_match: u128,
     stats: MatchStats,
 }

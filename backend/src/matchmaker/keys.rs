@@ -37,6 +37,17 @@
 //!        the finished index: a ticket that reached a final state at
 //!        updated_ms; retention GC reads its prefix (oldest first) and deletes
 //!        the ticket record, its match record and stale player entries
+//! ("r", pool, "mm", "bf", backfill)    -> v1 backfill record (`backfill`): the
+//!                                         request, its band, expires_ms, state
+//!                                         (open / filled / cancelled / expired),
+//!                                         updated_ms, the tickets placed, op
+//! ("r", pool, "mm", "bq", queue, region, band, created_ms, backfill) -> v1 request
+//!        the open-backfill index: present exactly while the request is open;
+//!        the worker of partition (queue, region, band) reads its range
+//! ("r", pool, "mm", "bm", match, backfill) -> v1 expires_ms
+//!        a match's open requests (bounds them per match)
+//! ("r", pool, "mm", "bd")              -> 8-byte LE counter: open requests in
+//!                                         the pool (bounds them), atomic add
 //! ```
 //!
 //! `ticket` is the ticket id as an integer, `match` the match id as 32 hex
@@ -140,6 +151,36 @@ pub fn finished(pool: &RegionName, updated_ms: u64, ticket: TicketId) -> Vec<u8>
 /// `("r", pool, "mm", "d", queue, region)`: the pool depth counter.
 pub fn depth(pool: &RegionName, queue: &str, region: &str) -> Vec<u8> {
     root(pool).pack(&("d", queue, region))
+}
+
+/// `("r", pool, "mm", "bf", backfill)`.
+pub fn backfill(pool: &RegionName, id: super::backfill::BackfillId) -> Vec<u8> {
+    root(pool).pack(&("bf", id.0))
+}
+
+/// `("r", pool, "mm", "bq", queue, region, band)`: a partition's open backfill requests.
+pub fn backfill_partition(pool: &RegionName, p: &Partition) -> Subspace {
+    root(pool).subspace(&("bq", p.queue.as_str(), p.region.as_str(), u64::from(p.band)))
+}
+
+/// An open backfill request's index key.
+pub fn backfill_open(
+    pool: &RegionName,
+    p: &Partition,
+    created_ms: u64,
+    id: super::backfill::BackfillId,
+) -> Vec<u8> {
+    backfill_partition(pool, p).pack(&(created_ms, id.0))
+}
+
+/// `("r", pool, "mm", "bm", match)`: a match's open backfill requests.
+pub fn backfill_match(pool: &RegionName, m: MatchId) -> Subspace {
+    root(pool).subspace(&("bm", m.to_string()))
+}
+
+/// `("r", pool, "mm", "bd")`: open backfill requests in the pool.
+pub fn backfill_count(pool: &RegionName) -> Vec<u8> {
+    root(pool).pack(&("bd",))
 }
 
 /// Where a ticket is in its life.

@@ -17,6 +17,9 @@
 //!   status of tickets, per-player watches, match commits. Keys: [`keys`].
 //! - [`lease`] and [`Worker`] ([`worker`]): partition leases with heartbeats and
 //!   fencing tokens; workers that split the partitions and run rounds.
+//! - [`backfill`] ([`backfill_store`]): a match in progress asks for
+//!   replacement players; requests are served before new matches, each filled
+//!   exactly once.
 //!
 //! Everything takes and returns plain Rust types ([`types`]).
 //!
@@ -107,6 +110,8 @@
 //! ```
 
 pub mod alloc;
+pub mod backfill;
+pub mod backfill_store;
 pub mod config;
 pub mod core;
 pub mod errors;
@@ -123,6 +128,10 @@ pub mod types;
 pub mod worker;
 
 pub use alloc::{AllocError, ServerAllocator, StaticAllocator};
+pub use backfill::{Backfill, BackfillFill, BackfillId, BackfillPlacement};
+pub use backfill_store::{
+    BackfillError, BackfillOutcome, BackfillRecord, BackfillRequest, BackfillState, FillReport,
+};
 pub use config::{
     ConfigError, CrossRegionConfig, ExpansionStep, MatchmakerConfig, QueueConfig, RegionConfig,
 };
@@ -137,6 +146,8 @@ pub use types::{
 };
 pub use worker::{RoundReport, Worker, WorkerConfig, WorkerStats};
 
+#[cfg(test)]
+mod backfill_tests;
 #[cfg(test)]
 mod core_tests;
 #[cfg(test)]

@@ -90,6 +90,16 @@ impl Pool {
         self.slots[slot as usize].as_ref().expect("live slot")
     }
 
+    /// Up to `n` slots of `region`'s home tickets rated below `rating`
+    /// (closest first) and up to `n` rated at or above it (closest first).
+    pub fn region_near(&self, region: u16, rating: f64, n: usize) -> (Vec<u32>, Vec<u32>) {
+        let set = &self.by_region[region as usize];
+        let key = (rating_key(rating), 0);
+        let below = set.range(..key).rev().take(n).map(|&(_, s)| s).collect();
+        let above = set.range(key..).take(n).map(|&(_, s)| s).collect();
+        (below, above)
+    }
+
     /// Slots of `region`'s home tickets in rating order.
     pub fn region_slots(&self, region: u16) -> impl Iterator<Item = u32> + '_ {
         self.by_region[region as usize].iter().map(|&(_, s)| s)

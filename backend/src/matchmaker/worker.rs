@@ -327,7 +327,11 @@ impl<S: Store> Worker<S> {
             // A stale copy may repeat a ticket; skipping it is right.
             let _ = core.insert_borrowed(t);
         }
-        let mut matches = core.run_round(now);
+        // Backfill requests of the partition are served before new matches.
+        let backfills = self.mm.load_backfills(p, now).await?;
+        let (fills, mut matches) = core.run_round_with_backfills(now, &backfills);
+        let filled = super::backfill_store::commit_fills(&self.mm, lease, fills).await?;
+        report.lease_lost |= filled.lease_lost;
         for m in &mut matches {
             m.id = MatchId(rand::random());
         }

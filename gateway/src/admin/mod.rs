@@ -60,6 +60,8 @@
 //! | GET | `/transfers/{id}` | 200 + the transfer record, 404 if unknown |
 //! | GET | `/queue` | the region login queue: budget in force, length, slots used, admissions, abandoned places (JSON); 404 `queue_disabled` when off |
 //! | PUT | `/queue` | body `{"max_sessions", "max_admissions_per_sec", "paused"}`: replaces the region's admission budget, live at every gateway |
+//! | POST | `/matches/{id}/backfill` | body `{"slots": [per team], "ttl_ms"?}`: a game server asks for replacement players for a match in progress; 201 + the request (JSON); filled before new matches, each placed player pushed `MatchFound` naming the match |
+//! | GET, DELETE | `/backfills/{id}` | a backfill request (`open`, `filled`, `cancelled`, `expired`) / cancel it |
 //! | GET | `/players/{player}/inventory/audit?region=` | 200 + JSON: the player's events folded and compared with their balances |
 //! | GET | `/players/{player}/inventory/duplicates?region=` | 200 + JSON: repeated idempotency keys (count, first and last seen) |
 //! | POST | `/players/{player}/inventory/correction?region=` | body `{"idempotency_key", "reason", "changes": [{"asset": {"kind", "id"}, "delta"}]}`: an operator's signed correction |
@@ -79,6 +81,7 @@
 //! is what the operator says their name is (the CLI sends `$USER@host`).
 
 pub mod auth;
+mod backfill;
 pub mod client;
 mod inventory;
 mod live;
@@ -146,6 +149,8 @@ fn route_table() -> (OpenApiRouter<GatewayHandle>, OpenApiRouter<GatewayHandle>)
         .routes(routes!(ops::transfer))
         .routes(routes!(ops::transfer_status))
         .routes(routes!(queue::get_queue, queue::put_queue))
+        .routes(routes!(backfill::create))
+        .routes(routes!(backfill::get, backfill::cancel))
         .routes(routes!(inventory::player_audit))
         .routes(routes!(inventory::player_duplicates))
         .routes(routes!(inventory::region_audit))

@@ -44,6 +44,7 @@ parameter (default `admin`). Generated from the gateway's code (`gateway/src/adm
         (name = "probes", description = "Health, readiness and metrics: no token"),
         (name = "docs", description = "This document: no token"),
         (name = "gateway", description = "Status, drain, kicks and cross-region transfers"),
+        (name = "matchmaking", description = "Backfill: game servers ask for replacement players for a match in progress"),
         (name = "inventory", description = "The inventory ledger's operator tools"),
         (name = "live-ops", description = "Content manifests, feature flags, rollouts and their audit log"),
     ),
