@@ -36,6 +36,7 @@ pub mod report;
 pub mod results;
 pub mod retry;
 pub mod scenario;
+pub mod spread;
 
 use std::time::Duration;
 

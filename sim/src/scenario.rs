@@ -351,6 +351,36 @@ pub struct MatchmakingSpec {
     pub uncertainty_widening: f64,
     /// Length of a match, seconds; the player is busy meanwhile.
     pub match_duration_s: Dist,
+    /// Bounded wait, seconds: a ticket still waiting this long ends without a
+    /// match (the player goes back to the lobby). Default none.
+    #[serde(default)]
+    pub deadline_s: Option<f64>,
+    /// Target-seeking widening (backend `QueueConfig::target_wait`). Default
+    /// none: the fixed steps.
+    #[serde(default)]
+    pub target_wait: Option<TargetWaitSpec>,
+}
+
+/// A queue's wait target (backend `matchmaker::widening`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetWaitSpec {
+    /// Wait percentile to hold at the target, in (0, 1). Default 0.95.
+    #[serde(default = "p95")]
+    pub percentile: f64,
+    /// Target wait at that percentile, seconds.
+    pub wait_s: f64,
+    /// Rating points per widening pool. Default 200.
+    #[serde(default = "two_hundred")]
+    pub rating_bucket: f64,
+}
+
+fn p95() -> f64 {
+    0.95
+}
+
+fn two_hundred() -> f64 {
+    200.0
 }
 
 /// Service level objectives. Any that is set and missed makes the run exit
@@ -368,6 +398,11 @@ pub struct SloSpec {
     pub login_success_rate: Option<f64>,
     /// 95th percentile of matchmaking wait, seconds (model mode).
     pub match_wait_p95_s: Option<f64>,
+    /// 99.9th percentile of matchmaking wait, seconds (model mode; a
+    /// deadline outcome counts with its wait).
+    pub match_wait_p999_s: Option<f64>,
+    /// Longest matchmaking wait, seconds (model mode).
+    pub match_wait_max_s: Option<f64>,
     /// Most admissions out of FIFO order plus positions that went up (queue
     /// mode; the queue promises 0).
     pub queue_fifo_violations: Option<f64>,
@@ -538,7 +573,13 @@ impl Scenario {
         if rates.iter().flatten().any(|v| !(0.0..=1.0).contains(v)) {
             return bad("slo.error_rate and slo.login_success_rate must be within 0..=1".into());
         }
-        let limits = [s.login_p99_ms, s.request_p99_ms, s.match_wait_p95_s];
+        let limits = [
+            s.login_p99_ms,
+            s.request_p99_ms,
+            s.match_wait_p95_s,
+            s.match_wait_p999_s,
+            s.match_wait_max_s,
+        ];
         if limits.iter().flatten().any(|v| !(v.is_finite() && *v > 0.0)) {
             return bad("slo latency limits must be > 0".into());
         }

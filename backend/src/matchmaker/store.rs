@@ -404,7 +404,8 @@ impl<S: Store> Matchmaker<S> {
     }
 
     /// Cancels a waiting ticket and returns its final state: `Cancelled` (also
-    /// if it already was, or was removed). Fails with
+    /// if it already was), or the final state it already had (removed, timed
+    /// out). Fails with
     /// [`MatchmakerError::AlreadyMatched`] if a match got there first.
     pub async fn cancel_ticket(&self, id: TicketId) -> Result<TicketState, MatchmakerError> {
         let pool = self.pool.clone();
@@ -428,7 +429,7 @@ impl<S: Store> Matchmaker<S> {
                                 match_id,
                             }))
                         }
-                        s @ (TicketState::Cancelled | TicketState::Removed) => Ok(s),
+                        s @ (TicketState::Cancelled | TicketState::Removed | TicketState::TimedOut { .. }) => Ok(s),
                     }
                 }
             })
