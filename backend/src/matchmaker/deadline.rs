@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, TxError};
+use crate::store::{Store, Transaction, TxError};
 
 use super::config::{ConfigError, QueueConfig};
 use super::errors::CommitError;

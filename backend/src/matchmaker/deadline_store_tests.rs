@@ -205,10 +205,17 @@ async fn a_commit_or_cancel_racing_the_deadline_exactly_one_wins() -> anyhow::Re
             }
             let mut m = core.run_round(store::now_ms()).pop().expect("a match");
             m.id = MatchId(rand::random());
-            let (c, e) = tokio::join!(
+            // Either side polled first, so each gets to win.
+            let (commit, expire) = (
                 mm.commit_match(&lease, &m),
-                mm.expire_ticket(&lease, a, NoMatchReason::Deadline)
+                mm.expire_ticket(&lease, a, NoMatchReason::Deadline),
             );
+            let (c, e) = if i % 4 == 0 {
+                tokio::join!(commit, expire)
+            } else {
+                let (e, c) = tokio::join!(expire, commit);
+                (c, e)
+            };
             let (sa, sb) = (mm.ticket(a).await?.unwrap().1, mm.ticket(b).await?.unwrap().1);
             match (c, e) {
                 (Ok(CommitOutcome::Committed), Err(CommitError::TicketUnavailable(t))) => {
@@ -224,10 +231,16 @@ async fn a_commit_or_cancel_racing_the_deadline_exactly_one_wins() -> anyhow::Re
                 other => panic!("not exactly one winner: {other:?}"),
             }
         } else {
-            let (c, e) = tokio::join!(
+            let (cancel, expire) = (
                 mm.cancel_ticket(a),
-                mm.expire_ticket(&lease, a, NoMatchReason::Deadline)
+                mm.expire_ticket(&lease, a, NoMatchReason::Deadline),
             );
+            let (c, e) = if i % 4 == 1 {
+                tokio::join!(cancel, expire)
+            } else {
+                let (e, c) = tokio::join!(expire, cancel);
+                (c, e)
+            };
             let sa = mm.ticket(a).await?.unwrap().1;
             match (c?, e) {
                 (TicketState::Cancelled, Err(CommitError::TicketUnavailable(_))) => {
@@ -254,5 +267,6 @@ async fn a_commit_or_cancel_racing_the_deadline_exactly_one_wins() -> anyhow::Re
     assert!(fin.values().all(|&n| n == 1), "one final state per ticket");
     assert_eq!(fin.len(), 80);
     eprintln!("commit won {commits}, expiry won {expiries}, cancel won {cancels}");
+    assert!(commits > 0 && cancels > 0 && expiries > 0, "every side won some races");
     Ok(())
 }
