@@ -288,8 +288,18 @@ impl Results {
             let wait = op("match_wait").filter(|h| h.count > 0).map(|h| h.p95 / 1000.0);
             check("match_wait_p95_s", s.match_wait_p95_s, wait, true);
             let wait = op("match_wait").filter(|h| h.count > 0);
-            check("match_wait_p999_s", s.match_wait_p999_s, wait.map(|h| h.p999 / 1000.0), true);
-            check("match_wait_max_s", s.match_wait_max_s, wait.map(|h| h.max / 1000.0), true);
+            check(
+                "match_wait_p999_s",
+                s.match_wait_p999_s,
+                wait.map(|h| h.p999 / 1000.0),
+                true,
+            );
+            check(
+                "match_wait_max_s",
+                s.match_wait_max_s,
+                wait.map(|h| h.max / 1000.0),
+                true,
+            );
         }
         self.slo = out;
     }

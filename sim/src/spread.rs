@@ -71,9 +71,18 @@ impl SpreadByWait {
             self.no_match,
             self.max_wait_ms as f64 / 1000.0
         )];
-        let bands = [(0.0, 0.5, "<= p50"), (0.5, 0.95, "p50-p95"), (0.95, 0.99, "p95-p99"), (0.99, 0.999, "p99-p99.9"), (0.999, 1.0, "> p99.9")];
+        let bands = [
+            (0.0, 0.5, "<= p50"),
+            (0.5, 0.95, "p50-p95"),
+            (0.95, 0.99, "p95-p99"),
+            (0.99, 0.999, "p99-p99.9"),
+            (0.999, 1.0, "> p99.9"),
+        ];
         for (lo, hi, name) in bands {
-            let (from, to) = ((lo * total as f64).ceil() as u64, (hi * total as f64).ceil() as u64);
+            let (from, to) = (
+                (lo * total as f64).ceil() as u64,
+                (hi * total as f64).ceil() as u64,
+            );
             let (mut seen, mut n, mut sum, mut max) = (0u64, 0u64, 0.0, 0.0f64);
             let (mut w_lo, mut w_hi) = (None, 0usize);
             for (i, b) in self.bins.iter().enumerate() {
@@ -115,8 +124,16 @@ mod tests {
         let r = s.report();
         assert!(r[0].contains("1 tickets ended without a match"), "{r:?}");
         assert!(r[0].contains("longest wait 120.0 s"), "{r:?}");
-        assert!(r.iter().any(|l| l.starts_with("  <= p50: waits 0.0-50.0 s, 500 tickets, mean spread 10.0")), "{r:?}");
-        assert!(r.iter().any(|l| l.starts_with("  p99-p99.9:") && l.contains("max spread 500")), "{r:?}");
+        assert!(
+            r.iter()
+                .any(|l| l.starts_with("  <= p50: waits 0.0-50.0 s, 500 tickets, mean spread 10.0")),
+            "{r:?}"
+        );
+        assert!(
+            r.iter()
+                .any(|l| l.starts_with("  p99-p99.9:") && l.contains("max spread 500")),
+            "{r:?}"
+        );
         assert!((s.mean_spread().unwrap() - (990.0 * 10.0 + 10.0 * 500.0) / 1000.0).abs() < 1e-9);
     }
 }

@@ -268,7 +268,6 @@ impl QueueConfig {
         }
         super::deadline::validate(self)?;
         super::widening::validate(self)
-
     }
 }
 
@@ -396,11 +395,17 @@ mod tests {
         assert!(matches!(c.validate(), Err(ConfigError::QueueName(_))));
         let mut c = base.clone();
         c.queues[0].deadline_ms = Some(5_000);
-        assert!(matches!(c.validate(), Err(ConfigError::Queue { .. })), "deadline at the last step");
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Queue { .. })),
+            "deadline at the last step"
+        );
         c.queues[0].deadline_ms = Some(5_001);
         c.validate().unwrap();
         c.queues[0].target_wait = Some(super::super::widening::TargetWait::new(1.0, 1_000));
-        assert!(matches!(c.validate(), Err(ConfigError::Queue { .. })), "percentile 1");
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Queue { .. })),
+            "percentile 1"
+        );
         let mut c = base;
         c.regions[0].name = "EU".into();
         assert!(matches!(c.validate(), Err(ConfigError::Region(_))));

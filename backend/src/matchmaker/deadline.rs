@@ -134,7 +134,10 @@ impl<S: Store> Matchmaker<S> {
                 async move {
                     let ccorrupt = |e: String| TxError::User(CommitError::Corrupt(e));
                     let lost = || TxError::User(CommitError::LeaseLost(lease.partition.to_string()));
-                    let raw = tx.get(&keys::lease(&pool, &lease.partition)).await?.ok_or_else(lost)?;
+                    let raw = tx
+                        .get(&keys::lease(&pool, &lease.partition))
+                        .await?
+                        .ok_or_else(lost)?;
                     let l: keys::LeaseRecord = keys::decode(&raw).map_err(ccorrupt)?;
                     if l.owner != lease.owner || l.token != lease.token {
                         return Err(lost());

@@ -123,7 +123,10 @@ async fn four_workers_give_every_ticket_at_its_deadline_exactly_one_outcome() ->
     }
     let mut paired = Vec::new();
     for i in 0..12u64 {
-        paired.push(mm.create_ticket(request(player(100 + i), 5_000.0 + (i / 2) as f64 * 100.0)).await?);
+        paired.push(
+            mm.create_ticket(request(player(100 + i), 5_000.0 + (i / 2) as f64 * 100.0))
+                .await?,
+        );
     }
     let mut stops = Vec::new();
     let mut tasks = Vec::new();
@@ -136,7 +139,14 @@ async fn four_workers_give_every_ticket_at_its_deadline_exactly_one_outcome() ->
             round_interval_ms: 20,
             commit_concurrency: 4,
         };
-        let w = Worker::new(mm.clone(), cfg, Arc::new(StaticAllocator::new([("eu".to_string(), vec!["eu-1:7777".to_string()])])))?;
+        let w = Worker::new(
+            mm.clone(),
+            cfg,
+            Arc::new(StaticAllocator::new([(
+                "eu".to_string(),
+                vec!["eu-1:7777".to_string()],
+            )])),
+        )?;
         stats.push(w.stats());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         stops.push(stop);
@@ -190,7 +200,10 @@ async fn a_commit_or_cancel_racing_the_deadline_exactly_one_wins() -> anyhow::Re
         region: "eu".into(),
         band: 1,
     };
-    let lease = mm.try_acquire(&p, "w", 60_000, store::now_ms()).await?.expect("free");
+    let lease = mm
+        .try_acquire(&p, "w", 60_000, store::now_ms())
+        .await?
+        .expect("free");
     let timed_out = TicketState::TimedOut {
         reason: NoMatchReason::Deadline,
     };
@@ -248,7 +261,11 @@ async fn a_commit_or_cancel_racing_the_deadline_exactly_one_wins() -> anyhow::Re
                     cancels += 1;
                 }
                 (s, Ok(ExpireOutcome::Expired)) => {
-                    assert_eq!((s, sa), (timed_out, timed_out), "cancel reports the outcome that won");
+                    assert_eq!(
+                        (s, sa),
+                        (timed_out, timed_out),
+                        "cancel reports the outcome that won"
+                    );
                     expiries += 1;
                 }
                 other => panic!("not exactly one winner: {other:?}"),
@@ -267,6 +284,9 @@ async fn a_commit_or_cancel_racing_the_deadline_exactly_one_wins() -> anyhow::Re
     assert!(fin.values().all(|&n| n == 1), "one final state per ticket");
     assert_eq!(fin.len(), 80);
     eprintln!("commit won {commits}, expiry won {expiries}, cancel won {cancels}");
-    assert!(commits > 0 && cancels > 0 && expiries > 0, "every side won some races");
+    assert!(
+        commits > 0 && cancels > 0 && expiries > 0,
+        "every side won some races"
+    );
     Ok(())
 }

@@ -116,7 +116,10 @@ fn every_ticket_gets_exactly_one_outcome_no_later_than_its_deadline() {
     for (id, (_, outcomes)) in &tickets {
         assert_eq!(*outcomes, 1, "ticket {id}: {outcomes} outcomes");
     }
-    assert!(timed_out > 0 && matched > timed_out, "{matched} matched, {timed_out} timed out");
+    assert!(
+        timed_out > 0 && matched > timed_out,
+        "{matched} matched, {timed_out} timed out"
+    );
     // A second call has nothing left to expire.
     assert!(core.expire_due(400 * ROUND, 401 * ROUND).is_empty());
 }
@@ -130,7 +133,8 @@ fn run_pool(q: QueueConfig, rounds: u64) -> (u64, f64) {
     let (mut waits, mut spread, mut matches) = (Vec::new(), 0.0, 0u32);
     for round in 0..rounds {
         let now = round * ROUND;
-        core.insert(ticket(round, rng.gen_range(1000.0..2000.0), now)).unwrap();
+        core.insert(ticket(round, rng.gen_range(1000.0..2000.0), now))
+            .unwrap();
         for m in core.run_round(now) {
             if round >= rounds / 2 {
                 waits.extend(m.tickets.iter().map(|t| t.wait_ms));
@@ -145,7 +149,14 @@ fn run_pool(q: QueueConfig, rounds: u64) -> (u64, f64) {
 
 #[test]
 fn target_seeking_widening_converges_on_a_synthetic_pool() {
-    let steps = [(0, 4.0), (2_000, 8.0), (4_000, 16.0), (8_000, 32.0), (16_000, 64.0), (32_000, 128.0)];
+    let steps = [
+        (0, 4.0),
+        (2_000, 8.0),
+        (4_000, 16.0),
+        (8_000, 32.0),
+        (16_000, 64.0),
+        (32_000, 128.0),
+    ];
     let target = 12_000;
     let mut q = queue(1, &steps);
     q.target_wait = Some(TargetWait {
@@ -157,6 +168,12 @@ fn target_seeking_widening_converges_on_a_synthetic_pool() {
     let (_, widest_spread) = run_pool(queue(1, &[(0, 128.0)]), 40_000);
     eprintln!("target-seeking p95 {p95} ms spread {spread:.1}; fixed p95 {fixed_p95} ms spread {fixed_spread:.1}; widest spread {widest_spread:.1}");
     let tolerance = target / 4;
-    assert!(p95.abs_diff(target) <= tolerance, "p95 {p95} ms, target {target} ms");
-    assert!(spread < widest_spread, "spread {spread} vs widest window {widest_spread}");
+    assert!(
+        p95.abs_diff(target) <= tolerance,
+        "p95 {p95} ms, target {target} ms"
+    );
+    assert!(
+        spread < widest_spread,
+        "spread {spread} vs widest window {widest_spread}"
+    );
 }

@@ -20,7 +20,8 @@ use crate::live::{
     write_manifest, write_manifests, ContentManifest, Flag, TelemetryErrorCount,
 };
 use crate::matchmaking::{
-    match_len, read_match, read_rtts, write_match, write_rtts, MatchInfo, NoMatchReason, RegionRtt, TicketStatus,
+    match_len, read_match, read_rtts, write_match, write_rtts, MatchInfo, NoMatchReason, RegionRtt,
+    TicketStatus,
 };
 use crate::{ChannelKind, ErrorCode};
 
