@@ -83,26 +83,20 @@ async fn finished_keys(mm: &Mm) -> anyhow::Result<HashMap<TicketId, usize>> {
     Ok(out)
 }
 
-/// Follows `player`'s entry like the gateway's push loop and counts the
-/// `timed_out` outcomes it would push (once per ticket), until the entry is
-/// final.
+/// Follows `player`'s entry like the gateway's push loop (a watch per
+/// change) until it is final; 1 if it ended `timed_out` (what the gateway
+/// pushes as `MatchNotFound`), else 0.
 async fn count_pushes(mm: Mm, player: String) -> anyhow::Result<usize> {
-    let mut pushed: Option<TicketId> = None;
-    let mut pushes = 0;
     loop {
         let (status, watch) = mm.watch_player(&player).await?;
         if let Some(s) = status {
             match s.state {
                 TicketState::TimedOut { reason } => {
                     assert_eq!(reason, NoMatchReason::Deadline);
-                    if pushed != Some(s.ticket) {
-                        pushes += 1;
-                        pushed = Some(s.ticket);
-                    }
-                    return Ok(pushes);
+                    return Ok(1);
                 }
                 TicketState::Waiting => {}
-                _ => return Ok(pushes),
+                _ => return Ok(0),
             }
         }
         tokio::time::timeout(Duration::from_secs(30), watch).await??;
