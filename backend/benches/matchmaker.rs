@@ -65,6 +65,8 @@ fn config() -> MatchmakerConfig {
             cross_region: None,
             skill_bands: vec![],
             band_borrow_after_ms: None,
+            deadline_ms: None,
+            target_wait: None,
         }],
     }
 }

@@ -83,6 +83,8 @@ fn config(partitions: usize) -> MatchmakerConfig {
             cross_region: None,
             skill_bands: band_edges(partitions),
             band_borrow_after_ms: None,
+            deadline_ms: None,
+            target_wait: None,
         }],
     }
 }

@@ -126,8 +126,8 @@ pub use live::{FlagSnapshot, FlagWatch, LiveClient, LiveEvent};
 pub use matchmaking::{MatchmakingClient, TicketInfo};
 pub use outpost_schema::{
     AssetAmount, AssetDelta, AssetKind, ChannelKind, ContentAsset, ContentManifest, ErrorCode, FlagValue,
-    InventoryEvent, InventoryEventKind, InventoryReceipt, MatchInfo, PushBody, RegionRtt, RequestBody,
-    ResponseBody, StateDocument, TicketStatus,
+    InventoryEvent, InventoryEventKind, InventoryReceipt, MatchInfo, NoMatchReason, PushBody, RegionRtt,
+    RequestBody, ResponseBody, StateDocument, TicketStatus,
 };
 pub use session::WelcomeInfo;
 pub use state::{is_conflict, StateClient};

@@ -7,9 +7,17 @@
 //! let mut events = client.events();
 //! mm.queue_here("duel").await?;                 // reports this region's measured RTT
 //! while let Some(ev) = events.recv().await {
-//!     if let Event::Push { channel: ChannelKind::Matchmaking, body: PushBody::MatchFound { matched, .. } } = ev {
-//!         println!("play on {} in team {}", matched.server, matched.team);
-//!         break;
+//!     match ev {
+//!         Event::Push { channel: ChannelKind::Matchmaking, body: PushBody::MatchFound { matched, .. } } => {
+//!             println!("play on {} in team {}", matched.server, matched.team);
+//!             break;
+//!         }
+//!         // The queue's deadline passed without a match (reason code).
+//!         Event::Push { channel: ChannelKind::Matchmaking, body: PushBody::MatchNotFound { reason, .. } } => {
+//!             println!("no match found ({reason:?}); try again later");
+//!             break;
+//!         }
+//!         _ => {}
 //!     }
 //! }
 //! # Ok(()) }
@@ -45,7 +53,10 @@ impl MatchmakingClient {
 
     /// Queues the player in `queue` with the latencies the game measured to each
     /// region; `max_latency_ms` bounds fallback regions (0: no bound). The match
-    /// arrives as a `MatchFound` push.
+    /// arrives as a `MatchFound` push. In a queue with a deadline, a ticket that
+    /// finds no match in time ends with one `MatchNotFound { ticket_id, reason }`
+    /// push instead (status `TimedOut`; `NoMatchReason::Deadline`: show "no
+    /// match found" and let the player queue again; PROTOCOL.md §4.4).
     ///
     /// Idempotent per queue: while the player's ticket waits in `queue`, queueing
     /// again (e.g. after a reconnect) returns that same ticket, still `Waiting`,

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::Result;
 use common::*;
 use outpost_backend::matchmaker::{Matchmaker, TicketState};
-use outpost_client::{ChannelKind, Client, ClientError, ErrorCode, Event, MatchInfo, PushBody, TicketStatus};
+use outpost_client::{
+    ChannelKind, Client, ClientError, ErrorCode, Event, MatchInfo, NoMatchReason, PushBody, TicketStatus,
+};
 
 async fn match_push(events: &mut outpost_client::Events) -> MatchInfo {
     let wait = async {
@@ -143,4 +145,59 @@ fn gw_pool() -> outpost_backend::matchmaker::MatchmakerConfig {
     outpost_gateway::config::MatchmakingConfig::default()
         .pool("local")
         .expect("default pool")
+}
+
+#[tokio::test]
+async fn a_ticket_at_its_deadline_gets_one_match_not_found_push() -> Result<()> {
+    let world = World::new().await?;
+    let mut pool = gw_pool();
+    // A queue nobody else joins, with a short deadline.
+    let mut lonely = pool.queues[0].clone();
+    lonely.name = "lonely".into();
+    lonely.expansions.truncate(1);
+    lonely.deadline_ms = Some(600);
+    pool.queues.push(lonely);
+    let gw = world.gateway(move |c| c.matchmaking.pool = Some(pool)).await?;
+    let a = Client::connect(gw.client_config(device())).await?;
+    let mut events = a.events();
+    let mm = a.matchmaking().await?;
+    let ticket = mm.queue_here("lonely").await?;
+    assert_eq!(ticket.status, TicketStatus::Waiting);
+    let reason = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Some(Event::Push {
+                    channel: ChannelKind::Matchmaking,
+                    body: PushBody::MatchNotFound { ticket_id, reason },
+                }) => {
+                    assert_eq!(ticket_id, ticket.ticket_id);
+                    return reason;
+                }
+                Some(_) => continue,
+                None => panic!("client closed"),
+            }
+        }
+    })
+    .await
+    .expect("a MatchNotFound push");
+    assert_eq!(reason, NoMatchReason::Deadline);
+    assert_eq!(mm.status().await?.status, TicketStatus::TimedOut);
+    // Exactly once: nothing more arrives for this ticket while the workers go
+    // on running rounds.
+    let more = tokio::time::timeout(Duration::from_millis(1_500), async {
+        loop {
+            if let Some(Event::Push {
+                body: PushBody::MatchNotFound { .. } | PushBody::MatchFound { .. },
+                ..
+            }) = events.recv().await
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(more.is_err(), "a second outcome push");
+    // The player may queue again.
+    assert_eq!(mm.queue_here("lonely").await?.status, TicketStatus::Waiting);
+    Ok(())
 }

@@ -56,7 +56,7 @@ pub use inventory::{
     AssetAmount, AssetDelta, AssetKind, InventoryEvent, InventoryEventKind, InventoryReceipt,
 };
 pub use live::{ContentAsset, ContentManifest, Flag, FlagKind, FlagValue, TelemetryErrorCount};
-pub use matchmaking::{MatchInfo, RegionRtt, TicketStatus};
+pub use matchmaking::{MatchInfo, NoMatchReason, RegionRtt, TicketStatus};
 
 /// The protocol version this crate speaks, sent in `Hello` and `Welcome`.
 /// Bumped only for changes old peers cannot ignore; appended fields do not bump it.

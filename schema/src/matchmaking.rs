@@ -4,7 +4,7 @@
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
 
 use crate::gen::outpost::wire as fb;
-pub use crate::gen::outpost::wire::TicketStatus;
+pub use crate::gen::outpost::wire::{NoMatchReason, TicketStatus};
 
 /// A measured round-trip time to a region.
 #[derive(Debug, Clone, PartialEq, Eq)]

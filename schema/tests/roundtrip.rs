@@ -271,6 +271,21 @@ fn every_channel_message_roundtrips() {
         ticket_id: 9,
         matched: info,
     }));
+    for reason in [
+        outpost_schema::NoMatchReason::Deadline,
+        outpost_schema::NoMatchReason::Unknown,
+        outpost_schema::NoMatchReason(200),
+    ] {
+        channel_roundtrip(ChannelMsg::Push(PushBody::MatchNotFound { ticket_id: 9, reason }));
+    }
+    channel_roundtrip(ChannelMsg::Response(Response {
+        request_id: 7,
+        body: ResponseBody::MatchmakingStatus {
+            ticket_id: 9,
+            status: TicketStatus::TimedOut,
+            matched: None,
+        },
+    }));
     let manifest = ContentManifest {
         id: "maps".into(),
         version: 7,

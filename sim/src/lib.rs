@@ -55,6 +55,7 @@ pub mod results;
 pub mod retry;
 pub mod scenario;
 pub mod slo;
+pub mod spread;
 pub mod units;
 
 use std::sync::{Arc, Mutex};

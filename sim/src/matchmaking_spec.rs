@@ -55,6 +55,36 @@ pub struct MatchmakingSpec {
     pub uncertainty_widening: f64,
     /// Length of a match, seconds; the player is busy meanwhile.
     pub match_duration_s: Dist,
+    /// Bounded wait, seconds: a ticket still waiting this long ends without a
+    /// match (the player goes back to the lobby). Default none.
+    #[serde(default)]
+    pub deadline_s: Option<f64>,
+    /// Target-seeking widening (backend `QueueConfig::target_wait`). Default
+    /// none: the fixed steps.
+    #[serde(default)]
+    pub target_wait: Option<TargetWaitSpec>,
+}
+
+/// A queue's wait target (backend `matchmaker::widening`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetWaitSpec {
+    /// Wait percentile to hold at the target, in (0, 1). Default 0.95.
+    #[serde(default = "p95")]
+    pub percentile: f64,
+    /// Target wait at that percentile, seconds.
+    pub wait_s: f64,
+    /// Rating points per widening pool. Default 200.
+    #[serde(default = "two_hundred")]
+    pub rating_bucket: f64,
+}
+
+fn p95() -> f64 {
+    0.95
+}
+
+fn two_hundred() -> f64 {
+    200.0
 }
 
 fn thousand() -> u64 {

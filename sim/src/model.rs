@@ -13,7 +13,10 @@
 //! 3. each region's online players are brought to the curve's target: new
 //!    players arrive (no arrival cap: a queue release arrives in one step), or
 //!    random players leave;
-//! 4. one matching round runs; matched players play for `match_duration_s`.
+//! 4. one matching round runs; matched players play for `match_duration_s`;
+//!    with `deadline_s`, tickets whose deadline falls before the next round
+//!    end without a match (their wait is recorded; the player goes back to
+//!    the lobby and queues again later).
 //!
 //! What is modelled and what not: logins, requests and the network are not
 //! (that is live mode). A player in the lobby queues after an exponential wait
@@ -28,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use outpost_backend::matchmaker::{
     CrossRegionConfig, ExpansionStep, MatchCore, MatchmakerConfig, QueueConfig, RegionConfig, RegionLatency,
-    Skill, Ticket, TicketId,
+    Skill, TargetWait, Ticket, TicketId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -71,6 +74,11 @@ pub fn matchmaker_config(s: &Scenario, m: &MatchmakingSpec) -> MatchmakerConfig 
             }),
             skill_bands: Vec::new(),
             band_borrow_after_ms: None,
+            deadline_ms: m.deadline_s.map(ms),
+            target_wait: m.target_wait.map(|t| TargetWait {
+                rating_bucket: t.rating_bucket,
+                ..TargetWait::new(t.percentile, ms(t.wait_s))
+            }),
         }],
     }
 }
@@ -298,6 +306,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
     storms.sort_by(|a, b| a.1.at_s.total_cmp(&b.1.at_s));
     let mut next_storm = 0;
     let mut waits = new_histogram();
+    let mut spread = crate::spread::SpreadByWait::default();
     let mut interval_waits = new_histogram();
     let mut interval_matches = 0u64;
     let mut tail = ModelTail::default();
@@ -380,6 +389,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
         // 4. One matching round.
         if let Some(core) = &mut w.core {
             let matches = core.run_round(now);
+            let expired = core.expire_due(now, now + step_ms);
             let m = mm.expect("a core exists only with [matchmaking]");
             for game in matches {
                 w.totals.matches += 1;
@@ -388,6 +398,7 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
                 for t in &game.tickets {
                     waits.saturating_record(t.wait_ms.max(1));
                     interval_waits.saturating_record(t.wait_ms.max(1));
+                    spread.matched(t.wait_ms, game.skill_spread);
                     let slot = slot_of(t.id);
                     if tail.keeps(t.wait_ms as f64 / 1000.0) {
                         tail.offer(WorstTicket {
@@ -403,6 +414,15 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
                     w.players[slot as usize].state = State::Playing;
                     w.schedule(now + length, slot, Ev::MatchOver);
                 }
+            }
+            // Deadline outcomes: the wait counts; the player is back in the lobby.
+            for nm in expired {
+                waits.saturating_record(nm.wait_ms.max(1));
+                interval_waits.saturating_record(nm.wait_ms.max(1));
+                spread.no_match(nm.wait_ms);
+                let slot = slot_of(nm.ticket);
+                w.players[slot as usize].state = State::Lobby;
+                w.schedule_queue(now, slot);
             }
         }
         // Timeline.
@@ -460,6 +480,12 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
             ms / 1000.0
         )),
         None => notes.push("No matchmaking in this scenario (no [matchmaking] section or a zero matchmaking weight): only the population is modelled.".into()),
+    }
+    if mm.is_some() {
+        notes.extend(spread.report());
+        for line in spread.report() {
+            eprintln!("{line}");
+        }
     }
     let sim_s = duration_ms as f64 / 1000.0;
     (tail.peak_players, tail.peak_at_s) = crate::annotations::peak_players(&timeline);

@@ -52,7 +52,7 @@ use crate::accounting::AccountingSpec;
 use crate::curve::{Curve, Segment};
 use crate::dist::Dist;
 use crate::inventory::InventorySpec;
-pub use crate::matchmaking_spec::{CrossRegionSpec, ExpansionSpec, MatchmakingSpec};
+pub use crate::matchmaking_spec::{CrossRegionSpec, ExpansionSpec, MatchmakingSpec, TargetWaitSpec};
 pub use crate::queue_spec::LoginQueueSpec;
 use crate::rehearsal::RehearsalSpec;
 
@@ -344,6 +344,11 @@ pub struct SloSpec {
     /// 95th percentile of matchmaking wait, seconds (model mode, and live
     /// mode when players queue for matches).
     pub match_wait_p95_s: Option<f64>,
+    /// 99.9th percentile of matchmaking wait, seconds (as `match_wait_p95_s`;
+    /// a deadline outcome counts with its wait).
+    pub match_wait_p999_s: Option<f64>,
+    /// Longest matchmaking wait, seconds (as `match_wait_p95_s`).
+    pub match_wait_max_s: Option<f64>,
     /// Most admissions out of FIFO order plus positions that went up (queue
     /// mode; the queue promises 0).
     pub queue_fifo_violations: Option<f64>,
@@ -544,7 +549,13 @@ impl Scenario {
         if rates.iter().flatten().any(|v| !(0.0..=1.0).contains(v)) {
             return bad("slo.error_rate and slo.login_success_rate must be within 0..=1".into());
         }
-        let limits = [s.login_p99_ms, s.request_p99_ms, s.match_wait_p95_s];
+        let limits = [
+            s.login_p99_ms,
+            s.request_p99_ms,
+            s.match_wait_p95_s,
+            s.match_wait_p999_s,
+            s.match_wait_max_s,
+        ];
         if limits.iter().flatten().any(|v| !(v.is_finite() && *v > 0.0)) {
             return bad("slo latency limits must be > 0".into());
         }

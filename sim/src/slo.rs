@@ -9,7 +9,7 @@
 //! |---|---|---|---|
 //! | `login_p99_ms`, `request_p99_ms`, `login_success_rate` | yes | – | – |
 //! | `error_rate` (errors / attempts, [`crate::accounting`]) | yes | – | – |
-//! | `match_wait_p95_s` | yes (players that queue) | yes | – |
+//! | `match_wait_p95_s`, `match_wait_p999_s`, `match_wait_max_s` | yes (players that queue) | yes | – |
 //! | `queue_fifo_violations`, `queue_lost_places`, `queue_eta_error_p95_s` | – | – | yes |
 
 use serde::{Deserialize, Serialize};
@@ -137,16 +137,20 @@ pub fn evaluate(r: &Results, scenario: &Scenario) -> Vec<SloResult> {
             Measure::NoData("no player finished logging in")
         }),
     ));
-    let wait = if !(live || model) {
-        Measure::NotInMode("")
-    } else if !queues || scenario.matchmaking.is_none() {
-        Measure::NotInMode("the scenario's players do not queue for matches")
-    } else {
-        op("match_wait").map_or(Measure::NoData("no ticket was matched"), |h| {
-            Measure::Value(h.p95 / 1000.0)
-        })
+    let wait = |pick: fn(&crate::results::HistSummary) -> f64| {
+        if !(live || model) {
+            Measure::NotInMode("")
+        } else if !queues || scenario.matchmaking.is_none() {
+            Measure::NotInMode("the scenario's players do not queue for matches")
+        } else {
+            op("match_wait").map_or(Measure::NoData("no ticket was matched"), |h| {
+                Measure::Value(pick(h) / 1000.0)
+            })
+        }
     };
-    table.push(("match_wait_p95_s", s.match_wait_p95_s, true, wait));
+    table.push(("match_wait_p95_s", s.match_wait_p95_s, true, wait(|h| h.p95)));
+    table.push(("match_wait_p999_s", s.match_wait_p999_s, true, wait(|h| h.p999)));
+    table.push(("match_wait_max_s", s.match_wait_max_s, true, wait(|h| h.max)));
     let q = r.login_queue.clone().unwrap_or_default();
     table.push((
         "queue_fifo_violations",

@@ -31,6 +31,8 @@ fn config() -> MatchmakerConfig {
         cross_region: None,
         skill_bands: bands,
         band_borrow_after_ms: None,
+        deadline_ms: None,
+        target_wait: None,
     };
     MatchmakerConfig {
         regions: vec![RegionConfig {

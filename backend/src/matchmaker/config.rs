@@ -92,6 +92,24 @@ pub struct QueueConfig {
     /// there is one step).
     #[serde(default)]
     pub band_borrow_after_ms: Option<u64>,
+    /// Bounded wait, milliseconds: a ticket still waiting this long gets a
+    /// final "no match" outcome (reason `deadline`) pushed to its players
+    /// instead of waiting on in silence (see [`super::deadline`]). Must come
+    /// after the last expansion step's `after_ms` and after
+    /// `cross_region.after_ms`, so the widest window and the fallback get
+    /// their chance first; at most one day. Default `None`: tickets wait
+    /// until matched, cancelled or removed. Trade-off: a short deadline bounds
+    /// every wait but sends players with rare ratings or from small regions
+    /// back to the menu more often; it should be well above the wait a queue
+    /// targets (e.g. 120 s for a 12 s p95).
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// Target-seeking widening: adapt per pool how fast tickets walk through
+    /// `expansions` so that the given wait percentile meets its target,
+    /// keeping skill spread as small as that allows (see
+    /// [`super::widening`]). Default `None`: the fixed steps.
+    #[serde(default)]
+    pub target_wait: Option<super::widening::TargetWait>,
 }
 
 /// One region of the matchmaker (a place game servers run).
@@ -248,7 +266,8 @@ impl QueueConfig {
         if !bands_ok {
             return Err(ConfigError::SkillBands(q()));
         }
-        Ok(())
+        super::deadline::validate(self)?;
+        super::widening::validate(self)
     }
 }
 
@@ -321,6 +340,8 @@ mod tests {
             cross_region: None,
             skill_bands: vec![1000.0, 2000.0],
             band_borrow_after_ms: None,
+            deadline_ms: None,
+            target_wait: None,
         }
     }
 
@@ -372,6 +393,19 @@ mod tests {
         let mut c = base.clone();
         c.queues.push(five_v_five());
         assert!(matches!(c.validate(), Err(ConfigError::QueueName(_))));
+        let mut c = base.clone();
+        c.queues[0].deadline_ms = Some(5_000);
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Queue { .. })),
+            "deadline at the last step"
+        );
+        c.queues[0].deadline_ms = Some(5_001);
+        c.validate().unwrap();
+        c.queues[0].target_wait = Some(super::super::widening::TargetWait::new(1.0, 1_000));
+        assert!(
+            matches!(c.validate(), Err(ConfigError::Queue { .. })),
+            "percentile 1"
+        );
         let mut c = base;
         c.regions[0].name = "EU".into();
         assert!(matches!(c.validate(), Err(ConfigError::Region(_))));

@@ -24,8 +24,13 @@
 //!    no match this round.
 //!
 //! A ticket's **window** is `max_skill_diff` of the expansion step in force for
-//! its wait (`now - created_ms`) plus `uncertainty_widening × uncertainty`; a
+//! its wait (`now - created_ms`; with a `target_wait`, the effective wait of
+//! [`super::widening`]) plus `uncertainty_widening × uncertainty`; a
 //! ticket is only ever placed in a match whose spread is within its own window.
+//!
+//! **Deadline.** After a round, [`MatchCore::expire_due`] takes out the
+//! tickets whose queue deadline falls before the next round, each with a
+//! [`NoMatch`] outcome (see [`super::deadline`]).
 //!
 //! Each full group is split into teams by [`teams`](super::teams) (parties stay
 //! whole; team skill totals balanced); a group whose parties cannot be packed
@@ -39,10 +44,33 @@
 use std::collections::HashMap;
 
 use super::config::{ConfigError, MatchmakerConfig, QueueConfig};
+use super::deadline::{NoMatch, NoMatchReason};
 use super::pool::{Entry, Pool};
 use super::stats::MatchStats;
 use super::teams::{self, Item};
 use super::types::{Match, MatchId, MatchedTicket, Team, Ticket, TicketId};
+use super::widening::Widening;
+
+/// The expansion step of ticket `e` of queue `qi` at `now_ms` (its effective
+/// wait under target-seeking widening).
+fn step_of(cfg: &QueueConfig, widening: &Widening, qi: usize, e: &Entry, now_ms: u64) -> usize {
+    let waited = now_ms.saturating_sub(e.created_ms);
+    match cfg.target_wait {
+        Some(t) => {
+            let speed = widening.speed(Widening::key(&t, qi, e.home, e.rating));
+            cfg.step_at(Widening::effective_wait(cfg, speed, waited))
+        }
+        None => cfg.step_at(waited),
+    }
+}
+
+/// Records a ticket leaving the pool with `waited_ms` as an observation of
+/// its widening pool (queues with a `target_wait`).
+fn observe(cfg: &QueueConfig, widening: &mut Widening, qi: usize, e: &Entry, waited_ms: u64) {
+    if let Some(t) = cfg.target_wait {
+        widening.observe(&t, Widening::key(&t, qi, e.home, e.rating), waited_ms);
+    }
+}
 
 /// Fills a group anchored at `cands[i]` from its lookahead window, largest
 /// parties first (ties: closest rating), keeping the group's spread within
@@ -133,6 +161,7 @@ pub struct MatchCore {
     pub(super) by_id: HashMap<TicketId, (u16, u32)>,
     next_match: u128,
     stats: MatchStats,
+    widening: Widening,
 }
 
 impl std::fmt::Debug for MatchCore {
@@ -204,6 +233,7 @@ impl MatchCore {
             by_id: HashMap::new(),
             next_match: 1,
             stats: MatchStats::default(),
+            widening: Widening::default(),
         })
     }
 
@@ -301,10 +331,67 @@ impl MatchCore {
         &self.stats
     }
 
+    /// The target-seeking widening state (per-pool speeds).
+    pub fn widening(&self) -> &Widening {
+        &self.widening
+    }
+
+    /// Takes the widening state out (leaving a fresh one), to carry it into
+    /// the next round's core ([`set_widening`](Self::set_widening)).
+    pub fn take_widening(&mut self) -> Widening {
+        std::mem::take(&mut self.widening)
+    }
+
+    /// Continues with widening state `w` (from an earlier core of the same
+    /// config).
+    pub fn set_widening(&mut self, w: Widening) {
+        self.widening = w;
+    }
+
+    /// Takes out every owned ticket whose queue deadline falls before
+    /// `next_round_ms` (at the latest: at `now_ms`) and returns their
+    /// outcomes, so no ticket waits past its deadline. Call it after
+    /// [`run_round`](Self::run_round) at the same `now_ms`: the widest window
+    /// gets its last chance first. Borrowed tickets are left to their owner.
+    pub fn expire_due(&mut self, now_ms: u64, next_round_ms: u64) -> Vec<NoMatch> {
+        let horizon = next_round_ms.max(now_ms.saturating_add(1));
+        let mut out = Vec::new();
+        for qi in 0..self.queues.len() {
+            let q = &mut self.queues[qi];
+            let Some(deadline) = q.cfg.deadline_ms else {
+                continue;
+            };
+            let due: Vec<u32> = (0..self.regions.len() as u16)
+                .flat_map(|r| q.pool.region_slots(r))
+                .filter(|&s| {
+                    let e = q.pool.get(s);
+                    !e.borrowed && e.created_ms.saturating_add(deadline) < horizon
+                })
+                .collect();
+            for slot in due {
+                let e = q.pool.remove(slot).expect("due ticket is in the pool");
+                self.by_id.remove(&e.id);
+                let wait = now_ms.saturating_sub(e.created_ms);
+                observe(&q.cfg, &mut self.widening, qi, &e, wait);
+                out.push(NoMatch {
+                    ticket: e.id,
+                    queue: q.cfg.name.clone(),
+                    home_region: self.regions[e.home as usize].clone(),
+                    players: e.players,
+                    wait_ms: wait,
+                    reason: NoMatchReason::Deadline,
+                });
+            }
+        }
+        out
+    }
+
     /// Runs one round at time `now_ms` and returns the matches formed; their
     /// tickets have left the pool. `server` is `None` (see
     /// [`ServerAllocator`](super::alloc::ServerAllocator)).
     pub fn run_round(&mut self, now_ms: u64) -> Vec<Match> {
+        let queues = &self.queues;
+        self.widening.adapt(|qi| queues[qi as usize].cfg.target_wait);
         let mut out = Vec::new();
         for qi in 0..self.queues.len() {
             for r in 0..self.regions.len() as u16 {
@@ -349,7 +436,7 @@ impl MatchCore {
     fn cand(&self, qi: usize, slot: u32, now_ms: u64) -> Cand {
         let q = &self.queues[qi];
         let e = q.pool.get(slot);
-        let step = q.cfg.step_at(now_ms.saturating_sub(e.created_ms));
+        let step = step_of(&q.cfg, &self.widening, qi, e, now_ms);
         Cand {
             slot,
             rating: e.rating,
@@ -459,8 +546,9 @@ impl MatchCore {
                     id: e.id,
                     home_region: self.regions[e.home as usize].clone(),
                     wait_ms: wait,
-                    expansion: q.cfg.step_at(wait) as u32,
+                    expansion: step_of(&q.cfg, &self.widening, qi, &e, now_ms) as u32,
                 });
+                observe(&q.cfg, &mut self.widening, qi, &e, wait);
                 t.tickets.push(e.id);
                 t.players.extend(e.players);
             }

@@ -27,6 +27,8 @@ fn queue(name: &str, teams: u32, team_size: u32, expansions: Vec<ExpansionStep>)
         cross_region: None,
         skill_bands: vec![],
         band_borrow_after_ms: None,
+        deadline_ms: None,
+        target_wait: None,
     }
 }
 

@@ -15,7 +15,8 @@
 //!        prefix range
 //! ("r", pool, "mm", "tk", ticket)      -> v1 ticket record: the ticket, its band,
 //!                                         its state (waiting / matched + match id /
-//!                                         cancelled / removed), updated_ms, holder,
+//!                                         cancelled / removed / timed_out + reason),
+//!                                         updated_ms, holder,
 //!                                         op (the call that removed / re-homed it)
 //! ("r", pool, "mm", "pl", player)      -> v1 player entry: {ticket, state, match}
 //!                                         of the player's latest ticket; rewritten
@@ -199,6 +200,12 @@ pub enum TicketState {
     Cancelled,
     /// Removed because a player disconnected and did not resume (final).
     Removed,
+    /// No match before the queue's deadline (final; see
+    /// [`super::deadline`]).
+    TimedOut {
+        /// Why.
+        reason: super::deadline::NoMatchReason,
+    },
 }
 
 /// The stored ticket record.

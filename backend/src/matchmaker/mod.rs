@@ -8,7 +8,10 @@
 //!   in. No store, no network, no clock: the simulator runs it on virtual time
 //!   with millions of tickets, and store workers run it once per round.
 //! - [`config`]: queues (team shape, expansion steps, cross-region fallback,
-//!   skill bands) and regions (neighbours), validated once.
+//!   skill bands, deadline, wait target) and regions (neighbours), validated once.
+//! - [`deadline`]: bounded wait, a final "no match" outcome at a queue's
+//!   deadline, in the core and in the store; [`widening`]: target-seeking
+//!   widening (per-pool schedule speeds adapted to a wait target).
 //! - [`alloc`]: game-server allocation ([`alloc::ServerAllocator`]; default
 //!   [`alloc::StaticAllocator`]).
 //! - [`stats`]: plain counters of formed matches; [`metrics`]: what the
@@ -35,7 +38,8 @@
 //!   store) split them, so throughput grows with workers until there is one
 //!   worker per partition.
 //! - **Never matched twice, never lost.** A ticket's record holds its state:
-//!   `waiting` → `matched` | `cancelled` | `removed`, each final. Every state
+//!   `waiting` → `matched` | `cancelled` | `removed` | `timed_out`, each final
+//!   (`timed_out`: no match before the queue's deadline, [`deadline`]). Every state
 //!   change happens in one transaction that reads the record (a read conflict),
 //!   checks it is `waiting`, and writes the new state, the index key removal and
 //!   the player entries together. A match commit additionally reads the
@@ -114,6 +118,7 @@ pub mod backfill;
 pub mod backfill_store;
 pub mod config;
 pub mod core;
+pub mod deadline;
 pub mod errors;
 pub mod keys;
 pub mod lease;
@@ -125,6 +130,7 @@ pub mod stats;
 pub mod store;
 pub(crate) mod teams;
 pub mod types;
+pub mod widening;
 pub mod worker;
 
 pub use alloc::{AllocError, ServerAllocator, StaticAllocator};
@@ -136,6 +142,7 @@ pub use config::{
     ConfigError, CrossRegionConfig, ExpansionStep, MatchmakerConfig, QueueConfig, RegionConfig,
 };
 pub use core::{check_ticket, CoreError, MatchCore};
+pub use deadline::{ExpireOutcome, NoMatch, NoMatchReason};
 pub use errors::{CommitError, MatchmakerError};
 pub use keys::{Partition, TicketState};
 pub use lease::Lease;
@@ -144,11 +151,16 @@ pub use store::{CommitOutcome, Matchmaker, PlayerTicket, PlayerWatch, TicketRequ
 pub use types::{
     Match, MatchId, MatchedTicket, RegionLatency, ServerAssignment, Skill, Team, Ticket, TicketId,
 };
+pub use widening::{TargetWait, Widening};
 pub use worker::{RoundReport, Worker, WorkerConfig, WorkerStats};
 
 #[cfg(test)]
 mod backfill_tests;
 #[cfg(test)]
 mod core_tests;
+#[cfg(test)]
+mod deadline_store_tests;
+#[cfg(test)]
+mod deadline_tests;
 #[cfg(test)]
 mod store_tests;

@@ -404,35 +404,38 @@ impl<S: Store> Matchmaker<S> {
     }
 
     /// Cancels a waiting ticket and returns its final state: `Cancelled` (also
-    /// if it already was, or was removed). Fails with
+    /// if it already was), or the final state it already had (removed, timed
+    /// out). Fails with
     /// [`MatchmakerError::AlreadyMatched`] if a match got there first.
     pub async fn cancel_ticket(&self, id: TicketId) -> Result<TicketState, MatchmakerError> {
         let pool = self.pool.clone();
-        let res = self
-            .store
-            .run(|tx| {
-                let pool = pool.clone();
-                async move {
-                    let mut rec = read_record(&tx, &pool, id)
-                        .await?
-                        .ok_or(TxError::User(MatchmakerError::TicketNotFound(id)))?;
-                    match rec.state {
-                        TicketState::Waiting => {
-                            let entries = read_entries(&tx, &pool, &rec.ticket.players).await?;
-                            finish_ticket(&tx, &pool, &mut rec, TicketState::Cancelled, &entries)?;
-                            Ok(TicketState::Cancelled)
+        let res =
+            self.store
+                .run(|tx| {
+                    let pool = pool.clone();
+                    async move {
+                        let mut rec = read_record(&tx, &pool, id)
+                            .await?
+                            .ok_or(TxError::User(MatchmakerError::TicketNotFound(id)))?;
+                        match rec.state {
+                            TicketState::Waiting => {
+                                let entries = read_entries(&tx, &pool, &rec.ticket.players).await?;
+                                finish_ticket(&tx, &pool, &mut rec, TicketState::Cancelled, &entries)?;
+                                Ok(TicketState::Cancelled)
+                            }
+                            TicketState::Matched { match_id } => {
+                                Err(TxError::User(MatchmakerError::AlreadyMatched {
+                                    ticket: id,
+                                    match_id,
+                                }))
+                            }
+                            s @ (TicketState::Cancelled
+                            | TicketState::Removed
+                            | TicketState::TimedOut { .. }) => Ok(s),
                         }
-                        TicketState::Matched { match_id } => {
-                            Err(TxError::User(MatchmakerError::AlreadyMatched {
-                                ticket: id,
-                                match_id,
-                            }))
-                        }
-                        s @ (TicketState::Cancelled | TicketState::Removed) => Ok(s),
                     }
-                }
-            })
-            .await?;
+                })
+                .await?;
         Ok(res)
     }
 

@@ -39,6 +39,8 @@ fn config() -> MatchmakerConfig {
         }),
         skill_bands: vec![1000.0, 2000.0],
         band_borrow_after_ms: None,
+        deadline_ms: None,
+        target_wait: None,
     };
     MatchmakerConfig {
         regions: vec![
@@ -321,7 +323,7 @@ async fn check_invariants(mm: &Mm, created: &[TicketId]) -> anyhow::Result<(usiz
                 assert_eq!(in_match.get(id), Some(&match_id), "ticket {id}");
                 assert!(!indexed);
             }
-            TicketState::Cancelled | TicketState::Removed => {
+            TicketState::Cancelled | TicketState::Removed | TicketState::TimedOut { .. } => {
                 cancelled += 1;
                 assert!(!in_match.contains_key(id), "cancelled ticket {id} in a match");
                 assert!(!indexed);

@@ -17,7 +17,11 @@
 //! 3. for each match (up to `commit_concurrency` at once): allocate a server,
 //!    then [`Matchmaker::commit_match`] under the lease; on failure release the
 //!    server. A failed commit changes nothing, so its still-waiting tickets
-//!    are simply matched in a later round.
+//!    are simply matched in a later round;
+//! 4. the partition's own tickets whose queue deadline falls before the next
+//!    round get their "no match" outcome ([`Matchmaker::expire_ticket`] under
+//!    the lease; [`super::deadline`]). The core's target-seeking widening
+//!    state is kept per partition from one round to the next.
 //!
 //! Two workers may race for a borrowed ticket, or a ticket may be cancelled
 //! while its match commits: the commit transaction reads every ticket record,
@@ -43,6 +47,7 @@ use super::lease::Lease;
 use super::stats::MatchStats;
 use super::store::{now_ms, CommitOutcome, Matchmaker};
 use super::types::{Match, MatchId};
+use super::widening::Widening;
 
 /// Settings of one worker. Validated by [`Worker::new`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -125,6 +130,8 @@ pub struct WorkerStats {
     pub partitions_held: usize,
     /// Living workers seen at the last heartbeat.
     pub workers_alive: usize,
+    /// Tickets given their deadline outcome ([`super::deadline`]).
+    pub timed_out: u64,
 }
 
 /// What one partition round did.
@@ -140,6 +147,8 @@ pub struct RoundReport {
     pub refused: usize,
     /// The lease was lost during the round.
     pub lease_lost: bool,
+    /// Tickets given their deadline outcome.
+    pub timed_out: usize,
 }
 
 /// A matchmaking worker (see the [module docs](self)).
@@ -150,6 +159,8 @@ pub struct Worker<S: Store> {
     held: BTreeMap<Partition, Lease>,
     last_heartbeat_ms: u64,
     stats: Arc<Mutex<WorkerStats>>,
+    /// Target-seeking widening state per partition, carried across rounds.
+    widening: Mutex<BTreeMap<Partition, Widening>>,
 }
 
 impl<S: Store> std::fmt::Debug for Worker<S> {
@@ -176,6 +187,7 @@ impl<S: Store> Worker<S> {
             held: BTreeMap::new(),
             last_heartbeat_ms: 0,
             stats: Arc::default(),
+            widening: Mutex::default(),
         })
     }
 
@@ -262,6 +274,7 @@ impl<S: Store> Worker<S> {
             total.committed += r.committed;
             total.refused += r.refused;
             total.lease_lost |= r.lease_lost;
+            total.timed_out += r.timed_out;
         }
         Ok(total)
     }
@@ -327,6 +340,9 @@ impl<S: Store> Worker<S> {
             // A stale copy may repeat a ticket; skipping it is right.
             let _ = core.insert_borrowed(t);
         }
+        if let Some(w) = self.widening.lock().expect("widening lock").remove(p) {
+            core.set_widening(w);
+        }
         // Backfill requests of the partition are served before new matches.
         let backfills = self.mm.load_backfills(p, now).await?;
         let (fills, mut matches) = core.run_round_with_backfills(now, &backfills);
@@ -371,6 +387,16 @@ impl<S: Store> Worker<S> {
                 Err(CommitError::Corrupt(e)) => return Err(MatchmakerError::Corrupt(e)),
                 Err(CommitError::Store(e)) => return Err(MatchmakerError::Store(e)),
             }
+        }
+        // Deadlines: after the round's commits (the widest window had its
+        // chance), tickets due before the next round get their outcome.
+        let due = core.expire_due(now, now.saturating_add(self.cfg.round_interval_ms));
+        (self.widening.lock().expect("widening lock")).insert(p.clone(), core.take_widening());
+        if !report.lease_lost && !due.is_empty() {
+            let (n, lost) = super::deadline::expire_all(&self.mm, lease, due).await?;
+            report.timed_out = n;
+            report.lease_lost |= lost;
+            self.stats.lock().expect("stats lock").timed_out += n as u64;
         }
         Ok(report)
     }

@@ -30,7 +30,7 @@ namespace Outpost
         None = 0, Connected = 1, Disconnected = 2, Reconnecting = 3, GoAway = 4, Kicked = 5,
         Closed = 6, Lagged = 7, Response = 8, StateChanged = 9, InventoryChanged = 10,
         MatchFound = 11, FlagsChanged = 12, ContentPublished = 13, ClientTooOld = 14,
-        EchoPush = 15, QueuePosition = 16, QueueAdmitted = 17,
+        EchoPush = 15, QueuePosition = 16, QueueAdmitted = 17, MatchNotFound = 18,
     }
 
     public enum AssetKind : uint { Item = 0, Currency = 1 }

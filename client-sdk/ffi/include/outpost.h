@@ -184,6 +184,11 @@ enum OutpostEventKind
   // The queued login was admitted after waiting `num0` ms (from its first
   // `QueuePosition`); `Connected` follows.
   OUTPOST_EVENT_KIND_QUEUE_ADMITTED = 17,
+  // The player's ticket `num0` ended without a match (final, pushed once):
+  // `num1`: the reason code (1: the queue's deadline passed; 0: a reason
+  // this SDK does not know), `text`: its name (`deadline`, `unknown`). The
+  // game shows "no match found" and may queue again.
+  OUTPOST_EVENT_KIND_MATCH_NOT_FOUND = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -81,6 +81,11 @@ pub enum OutpostEventKind {
     /// The queued login was admitted after waiting `num0` ms (from its first
     /// `QueuePosition`); `Connected` follows.
     QueueAdmitted = 17,
+    /// The player's ticket `num0` ended without a match (final, pushed once):
+    /// `num1`: the reason code (1: the queue's deadline passed; 0: a reason
+    /// this SDK does not know), `text`: its name (`deadline`, `unknown`). The
+    /// game shows "no match found" and may queue again.
+    MatchNotFound = 18,
 }
 
 /// One event, as written by `outpost_poll`. `text` and `data` point into
@@ -264,6 +269,15 @@ fn push(channel: ChannelKind, body: PushBody) -> Vec<OwnedEvent> {
             data: json::match_info(&matched),
             ..OwnedEvent::new(K::MatchFound)
         }],
+        PushBody::MatchNotFound { ticket_id, reason } => vec![OwnedEvent {
+            num0: ticket_id,
+            num1: u64::from(reason.0),
+            text: match reason {
+                outpost_client::NoMatchReason::Deadline => b"deadline".to_vec(),
+                _ => b"unknown".to_vec(),
+            },
+            ..OwnedEvent::new(K::MatchNotFound)
+        }],
         PushBody::Echo { payload, sequence } => vec![OwnedEvent {
             num0: u64::from(sequence),
             data: payload,
@@ -333,6 +347,19 @@ mod tests {
         assert_eq!(matched[0].text, b"10.0.0.1:7777");
         let json: serde_json::Value = serde_json::from_slice(&matched[0].data).unwrap();
         assert_eq!(json["queue"], "duel");
+        let no_match = from_sdk(
+            Event::Push {
+                channel: ChannelKind::Matchmaking,
+                body: PushBody::MatchNotFound {
+                    ticket_id: 9,
+                    reason: outpost_client::NoMatchReason::Deadline,
+                },
+            },
+            String::new,
+        );
+        assert_eq!(no_match[0].kind, OutpostEventKind::MatchNotFound as u32);
+        assert_eq!((no_match[0].num0, no_match[0].num1), (9, 1));
+        assert_eq!(no_match[0].text, b"deadline");
         let conflict = ClientError::Server(ServerError {
             code: ErrorCode::Conflict,
             message: "version 3".into(),

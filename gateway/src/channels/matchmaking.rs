@@ -4,7 +4,8 @@
 //!
 //! Skill is server-authoritative: it comes from the player's `mmr` state document
 //! (`{"rating": f64, "uncertainty": f64}`), never from the client; without one
-//! the player gets 1500 ± 350. Clients queue solo; parties are formed by game
+//! the player gets 1500 ± 350. A ticket that reaches its queue's deadline
+//! ends with the `MatchNotFound` push (reason code). Clients queue solo; parties are formed by game
 //! services through the backend API. Matchmaker errors become wire codes by
 //! their class, in [`mm_error`].
 
@@ -18,6 +19,15 @@ use outpost_backend::matchmaker::{
 };
 use outpost_backend::store::AnyStore;
 use outpost_schema::{ErrorCode, MatchInfo, PushBody, RequestBody, ResponseBody, TicketStatus};
+
+/// The wire code of a "no match" reason.
+fn wire_reason(r: outpost_backend::matchmaker::NoMatchReason) -> outpost_schema::NoMatchReason {
+    use outpost_backend::matchmaker::NoMatchReason as R;
+    match r {
+        R::Deadline => outpost_schema::NoMatchReason::Deadline,
+        _ => outpost_schema::NoMatchReason::Unknown,
+    }
+}
 use tracing::debug;
 
 use super::errors::wire_error;
@@ -78,6 +88,7 @@ fn status_body(status: Option<PlayerTicket>, player: &str) -> ResponseBody {
                 TicketState::Matched { .. } => TicketStatus::Matched,
                 TicketState::Cancelled => TicketStatus::Cancelled,
                 TicketState::Removed => TicketStatus::Removed,
+                TicketState::TimedOut { .. } => TicketStatus::TimedOut,
             };
             let matched = t.assigned.as_ref().map(|m| match_info(m, player));
             ResponseBody::MatchmakingStatus {
@@ -178,6 +189,9 @@ impl ChannelService for MatchmakingService {
 
     /// Pushes `MatchFound` when the player's ticket is matched (by any worker, in
     /// any process sharing the store); on (re)open, a recent match is pushed again.
+    /// Pushes `MatchNotFound` once when the ticket reaches its queue deadline
+    /// while the channel is open (a channel opened later reads it with
+    /// `MatchmakingStatusRequest`: status `TimedOut`).
     fn subscribe(&self, ctx: RequestContext) -> Option<BoxFuture<'static, ()>> {
         let mm = self.mm.clone();
         Some(
@@ -193,6 +207,22 @@ impl ChannelService for MatchmakingService {
                         }
                     };
                     if let Some(PlayerTicket {
+                        ticket,
+                        state: TicketState::TimedOut { reason },
+                        ..
+                    }) = status
+                    {
+                        if pushed != Some(ticket.0) && !first {
+                            let push = PushBody::MatchNotFound {
+                                ticket_id: ticket.0,
+                                reason: wire_reason(reason),
+                            };
+                            if ctx.sink.push(push).is_err() {
+                                return;
+                            }
+                        }
+                        pushed = Some(ticket.0);
+                    } else if let Some(PlayerTicket {
                         ticket,
                         assigned: Some(m),
                         ..

@@ -274,6 +274,15 @@ impl ChannelMsg {
                             matched: read_match(matched),
                         }
                     }
+                    fb::PushBody::MatchNotFound => {
+                        let m = p
+                            .body_as_match_not_found()
+                            .ok_or(DecodeError::Missing("MatchNotFound"))?;
+                        PushBody::MatchNotFound {
+                            ticket_id: m.ticket_id(),
+                            reason: m.reason(),
+                        }
+                    }
                     fb::PushBody::ContentPublished => {
                         let c = p
                             .body_as_content_published()

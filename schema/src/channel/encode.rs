@@ -337,6 +337,16 @@ impl ChannelMsg {
                         );
                         (fb::PushBody::MatchFound, Some(t.as_union_value()))
                     }
+                    PushBody::MatchNotFound { ticket_id, reason } => {
+                        let t = fb::MatchNotFound::create(
+                            &mut b,
+                            &fb::MatchNotFoundArgs {
+                                ticket_id: *ticket_id,
+                                reason: *reason,
+                            },
+                        );
+                        (fb::PushBody::MatchNotFound, Some(t.as_union_value()))
+                    }
                     PushBody::ContentPublished { manifest } => {
                         let manifest = Some(write_manifest(&mut b, manifest));
                         let t = fb::ContentPublished::create(&mut b, &fb::ContentPublishedArgs { manifest });

@@ -20,7 +20,8 @@ use crate::live::{
     write_manifest, write_manifests, ContentManifest, Flag, TelemetryErrorCount,
 };
 use crate::matchmaking::{
-    match_len, read_match, read_rtts, write_match, write_rtts, MatchInfo, RegionRtt, TicketStatus,
+    match_len, read_match, read_rtts, write_match, write_rtts, MatchInfo, NoMatchReason, RegionRtt,
+    TicketStatus,
 };
 use crate::{ChannelKind, ErrorCode};
 
@@ -224,6 +225,11 @@ pub enum PushBody {
     /// Every flag's value for this session, after a change.
     FlagsChanged {
         flags: Vec<Flag>,
+    },
+    /// The player's ticket ended without a match (queue deadline).
+    MatchNotFound {
+        ticket_id: u64,
+        reason: NoMatchReason,
     },
     Unknown(u8),
 }

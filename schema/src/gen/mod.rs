@@ -20,6 +20,8 @@ pub mod outpost {
     pub use self::inventory_event_kind_generated::*;
     mod ticket_status_generated;
     pub use self::ticket_status_generated::*;
+    mod no_match_reason_generated;
+    pub use self::no_match_reason_generated::*;
     mod flag_kind_generated;
     pub use self::flag_kind_generated::*;
     mod request_body_generated;
@@ -120,6 +122,8 @@ pub mod outpost {
     pub use self::matchmaking_status_response_generated::*;
     mod match_found_generated;
     pub use self::match_found_generated::*;
+    mod match_not_found_generated;
+    pub use self::match_not_found_generated::*;
     mod content_asset_generated;
     pub use self::content_asset_generated::*;
     mod content_manifest_generated;

@@ -5,10 +5,10 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PUSH_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PUSH_BODY: u8 = 6;
+pub const ENUM_MAX_PUSH_BODY: u8 = 7;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PUSH_BODY: [PushBody; 7] = [
+pub const ENUM_VALUES_PUSH_BODY: [PushBody; 8] = [
   PushBody::NONE,
   PushBody::EchoPush,
   PushBody::StateChanged,
@@ -16,6 +16,7 @@ pub const ENUM_VALUES_PUSH_BODY: [PushBody; 7] = [
   PushBody::MatchFound,
   PushBody::ContentPublished,
   PushBody::FlagsChanged,
+  PushBody::MatchNotFound,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -30,9 +31,10 @@ impl PushBody {
   pub const MatchFound: Self = Self(4);
   pub const ContentPublished: Self = Self(5);
   pub const FlagsChanged: Self = Self(6);
+  pub const MatchNotFound: Self = Self(7);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 6;
+  pub const ENUM_MAX: u8 = 7;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::EchoPush,
@@ -41,6 +43,7 @@ impl PushBody {
     Self::MatchFound,
     Self::ContentPublished,
     Self::FlagsChanged,
+    Self::MatchNotFound,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -52,6 +55,7 @@ impl PushBody {
       Self::MatchFound => Some("MatchFound"),
       Self::ContentPublished => Some("ContentPublished"),
       Self::FlagsChanged => Some("FlagsChanged"),
+      Self::MatchNotFound => Some("MatchNotFound"),
       _ => None,
     }
   }

@@ -142,6 +142,21 @@ impl<'a> Push<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_match_not_found(&self) -> Option<MatchNotFound<'a>> {
+    if self.body_type() == PushBody::MatchNotFound {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { MatchNotFound::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Push<'_> {
@@ -158,6 +173,7 @@ impl ::flatbuffers::Verifiable for Push<'_> {
           PushBody::MatchFound => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchFound>>("PushBody::MatchFound", pos),
           PushBody::ContentPublished => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ContentPublished>>("PushBody::ContentPublished", pos),
           PushBody::FlagsChanged => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FlagsChanged>>("PushBody::FlagsChanged", pos),
+          PushBody::MatchNotFound => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MatchNotFound>>("PushBody::MatchNotFound", pos),
           _ => Ok(()),
         }
      })?
@@ -249,6 +265,13 @@ impl ::core::fmt::Debug for Push<'_> {
         },
         PushBody::FlagsChanged => {
           if let Some(x) = self.body_as_flags_changed() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PushBody::MatchNotFound => {
+          if let Some(x) = self.body_as_match_not_found() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -5,17 +5,19 @@ use super::*;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_TICKET_STATUS: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_TICKET_STATUS: u8 = 4;
+pub const ENUM_MAX_TICKET_STATUS: u8 = 5;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_TICKET_STATUS: [TicketStatus; 5] = [
+pub const ENUM_VALUES_TICKET_STATUS: [TicketStatus; 6] = [
   TicketStatus::None,
   TicketStatus::Waiting,
   TicketStatus::Matched,
   TicketStatus::Cancelled,
   TicketStatus::Removed,
+  TicketStatus::TimedOut,
 ];
 
+/// TimedOut (appended): no match before the queue's deadline (see MatchNotFound).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]
 pub struct TicketStatus(pub u8);
@@ -26,15 +28,17 @@ impl TicketStatus {
   pub const Matched: Self = Self(2);
   pub const Cancelled: Self = Self(3);
   pub const Removed: Self = Self(4);
+  pub const TimedOut: Self = Self(5);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 4;
+  pub const ENUM_MAX: u8 = 5;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Waiting,
     Self::Matched,
     Self::Cancelled,
     Self::Removed,
+    Self::TimedOut,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -44,6 +48,7 @@ impl TicketStatus {
       Self::Matched => Some("Matched"),
       Self::Cancelled => Some("Cancelled"),
       Self::Removed => Some("Removed"),
+      Self::TimedOut => Some("TimedOut"),
       _ => None,
     }
   }
