@@ -24,6 +24,9 @@
 #    each round also runs the gateway with the fixed 1 ms group-commit linger
 #    (`OUTPOST_BENCH_GROUP_COMMIT_FIXED`, the behaviour before it adapted).
 #
+# OUTPOST_GATEWAY_BENCH_EXE: run this gateway bench executable instead of
+# building it (`cargo bench -p outpost-gateway --bench gateway --no-run`).
+#
 # The data directory is under $OUTPOST_BENCH_DIR (default: the system temp dir;
 # use a real disk, not tmpfs, or the fsyncs mean nothing). The gateway bench
 # keeps its data in the system temp dir.
@@ -150,7 +153,9 @@ gateway_bench() { # extra environment as arguments
         "$gateway_exe" --bench 2>/dev/null |
         awk -F'|' '/^\| many players/ { m = $3 } /^\| one hot player/ { h = $3 } END { gsub(/ /, "", m); gsub(/ /, "", h); print m, h }'
 }
-if [ "$skip_gateway" -eq 0 ]; then
+if [ "$skip_gateway" -eq 0 ] && [ -n "${OUTPOST_GATEWAY_BENCH_EXE:-}" ]; then
+    gateway_exe=$OUTPOST_GATEWAY_BENCH_EXE # an already built bench executable
+elif [ "$skip_gateway" -eq 0 ]; then
     gateway_exe=$(cd "$repo" && cargo bench -p outpost-gateway --bench gateway --no-run 2>&1 |
         sed -n 's/.*Executable.*(\(.*\)).*/\1/p' | tail -1)
     [ -n "$gateway_exe" ] || { echo "could not build the gateway bench" >&2; exit 1; }
@@ -174,7 +179,7 @@ for r in $(seq 1 "$rounds"); do
             pg_many+=("$m")
             pg_hot+=("$h")
             echo "round $r postgres: many $m/s, hot $h/s (load $(cut -d' ' -f1 /proc/loadavg))"
-        elif [ "$skip_gateway" -eq 0 ]; then
+        elif [ "$side" = gw ] && [ "$skip_gateway" -eq 0 ]; then
             read -r m h < <(gateway_bench)
             gw_many+=("$m")
             gw_hot+=("$h")

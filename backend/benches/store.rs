@@ -194,7 +194,9 @@ fn main() -> anyhow::Result<()> {
     println!(
         "store bench: {runs} runs x {secs} s per cell, medians; dir {}; load {}",
         base.display(),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim_end()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim_end()
     );
     println!("| workload | writers | tx/s | p50 (µs) | p99 (µs) |");
     println!("|---|---:|---:|---:|---:|");

@@ -7,7 +7,10 @@ use super::*;
 use crate::store::TxError;
 
 /// Balances by the range read over every balance shard (the audit's read).
-async fn scanned(l: &Ledger<crate::store::embedded::EmbeddedStore>, player: &str) -> anyhow::Result<Balances> {
+async fn scanned(
+    l: &Ledger<crate::store::embedded::EmbeddedStore>,
+    player: &str,
+) -> anyhow::Result<Balances> {
     let region = l.region.clone();
     let player = player.to_owned();
     let raw = l
@@ -21,7 +24,10 @@ async fn scanned(l: &Ledger<crate::store::embedded::EmbeddedStore>, player: &str
 }
 
 /// Balances as a hot player's are read: through the index, by point reads.
-async fn by_index(l: &Ledger<crate::store::embedded::EmbeddedStore>, player: &str) -> anyhow::Result<Balances> {
+async fn by_index(
+    l: &Ledger<crate::store::embedded::EmbeddedStore>,
+    player: &str,
+) -> anyhow::Result<Balances> {
     let (region, catalog) = (l.region.clone(), l.catalog.clone());
     let player = player.to_owned();
     let raw = l
@@ -51,8 +57,13 @@ async fn balances_through_the_index_match_the_scan() -> anyhow::Result<()> {
     let (_dir, l) = open("eu").await?;
     l.grant(P1, "k1", "quest", &[gold(70), Quantity::item("potion", 3)])
         .await?;
-    l.grant(P1, "k2", "quest", &[Quantity::currency("gems", 20), Quantity::item("ore", 5)])
-        .await?;
+    l.grant(
+        P1,
+        "k2",
+        "quest",
+        &[Quantity::currency("gems", 20), Quantity::item("ore", 5)],
+    )
+    .await?;
     l.purchase(P1, "k3", "potion_pack").await?;
     l.consume(P1, "k4", "use", &[Quantity::item("ore", 5)]).await?;
     assert!(indexed(&l, P1).await?);

@@ -455,14 +455,30 @@ impl<S: Store> Ledger<S> {
                     // Debits first (their errors are the likelier ones), then credits.
                     for side in &plan.sides {
                         for (asset, rule, delta) in side.changes.iter().filter(|c| c.2 < 0) {
-                            projection::debit(&tx, &region, &side.player, asset, *rule, point, delta.unsigned_abs())
-                                .await?;
+                            projection::debit(
+                                &tx,
+                                &region,
+                                &side.player,
+                                asset,
+                                *rule,
+                                point,
+                                delta.unsigned_abs(),
+                            )
+                            .await?;
                         }
                     }
                     for side in &plan.sides {
                         for (asset, rule, delta) in side.changes.iter().filter(|c| c.2 > 0) {
-                            projection::credit(&tx, &region, &side.player, asset, *rule, point, *delta as u64)
-                                .await?;
+                            projection::credit(
+                                &tx,
+                                &region,
+                                &side.player,
+                                asset,
+                                *rule,
+                                point,
+                                *delta as u64,
+                            )
+                            .await?;
                         }
                     }
                     let at_ms = now_ms();

@@ -110,7 +110,9 @@ pub(crate) async fn credit<T: Transaction>(
     let delta = i64::try_from(amount).expect("amounts are bounded");
     note_held(tx, region, player, asset).await?;
     let Some(limit) = rule.limit else {
-        let bal = as_u64(total(&read_shards(tx, region, player, asset, rule.shards, point, true).await?));
+        let bal = as_u64(total(
+            &read_shards(tx, region, player, asset, rule.shards, point, true).await?,
+        ));
         if bal + amount > UNLIMITED_CEILING {
             return Err(TxError::User(LedgerError::LimitExceeded {
                 asset: asset.clone(),

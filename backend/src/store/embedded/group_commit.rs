@@ -212,7 +212,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn flusher(shared: &Shared, db: &Database, mut syncer: JournalSyncer, linger: Duration, policy: LingerPolicy) {
+fn flusher(
+    shared: &Shared,
+    db: &Database,
+    mut syncer: JournalSyncer,
+    linger: Duration,
+    policy: LingerPolicy,
+) {
     loop {
         let target = {
             let mut st = lock(&shared.state);
