@@ -7,8 +7,11 @@
 //! cargo bench -p outpost-backend --bench ledger -- [--secs 3] [--runs 3] [--writers 64]
 //! ```
 //!
-//! Each cell runs `--runs` times (fresh store each time) for `--secs` seconds;
-//! the table reports the median of the runs for each figure. Every grant is a
+//! Each cell runs `--runs` times (fresh store each time) for `--secs` seconds,
+//! in interleaved rounds (every workload once per round, so drift in machine
+//! load favours none); the table reports the median of the runs for each
+//! figure, and the last lines the hot/many ratios (each hot workload's median
+//! rate against the many-player rate; the target is ≥ 80%). Every grant is a
 //! full ledger write (fence, idempotency lookup with a fresh key, balance,
 //! versionstamped event and receipt, change counter) committed durably
 //! (`fdatasync`, group commit). Data lives under `$OUTPOST_BENCH_DIR` (default:
@@ -151,25 +154,47 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(std::env::temp_dir);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     println!(
-        "ledger bench: {writers} writers, {runs} runs x {secs} s per cell, medians; durable; dir {}",
-        base.display()
+        "ledger bench: {writers} writers, {runs} runs x {secs} s per cell, medians; durable; dir {}; load {}",
+        base.display(),
+        load_average()
     );
     println!("| workload | grants/s | p50 (ms) | p99 (ms) | conflict retries per grant | failed grants |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for w in WORKLOADS {
-        let mut cells = Vec::new();
-        for _ in 0..runs {
-            cells.push(rt.block_on(run_cell(w, writers, secs, &base))?);
+    let mut cells: Vec<Vec<Cell>> = WORKLOADS.iter().map(|_| Vec::new()).collect();
+    for _ in 0..runs {
+        for (w, cells) in WORKLOADS.iter().zip(cells.iter_mut()) {
+            cells.push(rt.block_on(run_cell(*w, writers, secs, &base))?);
         }
+    }
+    let mut rates = Vec::new();
+    for (w, cells) in WORKLOADS.iter().zip(&cells) {
+        let gps = median(cells.iter().map(|c| c.gps).collect());
+        rates.push(gps);
         println!(
             "| {} | {:.0} | {:.1} | {:.1} | {:.2} | {} |",
             w.name,
-            median(cells.iter().map(|c| c.gps).collect()),
+            gps,
             median(cells.iter().map(|c| c.p50_ms).collect()),
             median(cells.iter().map(|c| c.p99_ms).collect()),
             median(cells.iter().map(|c| c.retries_per_grant).collect()),
             cells.iter().map(|c| c.errors).sum::<u64>(),
         );
     }
+    println!();
+    for (w, rate) in WORKLOADS.iter().zip(&rates).filter(|(w, _)| w.hot) {
+        println!(
+            "hot/many: {}: {:.0}% of the many-player rate (target >= 80%)",
+            w.name,
+            100.0 * rate / rates[0]
+        );
+    }
+    println!("load average at the end: {}", load_average());
     Ok(())
+}
+
+/// `/proc/loadavg`'s first three fields (empty where there is none).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

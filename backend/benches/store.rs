@@ -1,13 +1,18 @@
 //! Store benchmark (embedded backend): transactions per second and latency
 //! percentiles for read-modify-write (durable and buffered), 1,000-key range reads
-//! and versionstamped appends, with 1, 16 and 64 concurrent writers.
+//! and versionstamped appends, with 1, 16 and 64 concurrent writers. Durable
+//! read-modify-write runs with three group-commit settings side by side: the
+//! default (adaptive linger, at most 1 ms), the fixed 1 ms linger (the behaviour
+//! before it adapted) and no linger.
 //!
 //! ```text
 //! cargo bench -p outpost-backend --bench store -- [--secs 2] [--runs 3]
 //! ```
 //!
-//! Each cell runs `--runs` times (fresh store each time) for `--secs` seconds; the
-//! table reports the median of the runs for each figure. Data lives in a temporary
+//! Each cell runs `--runs` times (fresh store each time) for `--secs` seconds, in
+//! interleaved rounds (every workload once per round at each writer count, so
+//! drift in machine load favours none); the table reports the median of the runs
+//! for each figure. Data lives in a temporary
 //! directory under `$OUTPOST_BENCH_DIR` (default: the system temp dir; it must be a
 //! real disk, not tmpfs, for durable figures to mean anything).
 
@@ -23,6 +28,8 @@ use outpost_backend::store::{Store, Transaction, TxError};
 #[derive(Clone, Copy, Debug)]
 enum Workload {
     RmwDurable,
+    RmwDurableFixedLinger,
+    RmwDurableNoLinger,
     RmwBuffered,
     Range1000,
     VersionstampAppend,
@@ -31,7 +38,11 @@ enum Workload {
 impl Workload {
     fn name(self) -> &'static str {
         match self {
-            Workload::RmwDurable => "read-modify-write, durable, distinct keys",
+            Workload::RmwDurable => "read-modify-write, durable, distinct keys (adaptive linger, default)",
+            Workload::RmwDurableFixedLinger => {
+                "read-modify-write, durable, distinct keys (fixed 1 ms linger: before)"
+            }
+            Workload::RmwDurableNoLinger => "read-modify-write, durable, distinct keys (no linger)",
             Workload::RmwBuffered => "read-modify-write, buffered, distinct keys",
             Workload::Range1000 => "range read, 1,000 keys x 100 B",
             Workload::VersionstampAppend => "versionstamped append, durable",
@@ -60,6 +71,11 @@ async fn run_cell(
     let dir = tempfile::tempdir_in(base).context("bench dir")?;
     let mut config = EmbeddedConfig::new(dir.path());
     config.persist = workload.persist();
+    match workload {
+        Workload::RmwDurableFixedLinger => config.group_commit_adaptive = false,
+        Workload::RmwDurableNoLinger => config.group_commit_linger_us = 0,
+        _ => {}
+    }
     let store = EmbeddedStore::open(config).await?;
     let space = Subspace::from_bytes(b"bench".to_vec());
 
@@ -90,7 +106,10 @@ async fn run_cell(
             while Instant::now() < deadline {
                 let t0 = Instant::now();
                 match workload {
-                    Workload::RmwDurable | Workload::RmwBuffered => {
+                    Workload::RmwDurable
+                    | Workload::RmwDurableFixedLinger
+                    | Workload::RmwDurableNoLinger
+                    | Workload::RmwBuffered => {
                         store
                             .run(|tx| {
                                 let key = key.clone();
@@ -173,30 +192,51 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let rt = Arc::new(rt);
     println!(
-        "store bench: {runs} runs x {secs} s per cell, medians; dir {}",
-        base.display()
+        "store bench: {runs} runs x {secs} s per cell, medians; dir {}; load {}",
+        base.display(),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim_end()
     );
     println!("| workload | writers | tx/s | p50 (µs) | p99 (µs) |");
     println!("|---|---:|---:|---:|---:|");
-    for workload in [
+    let workloads = [
         Workload::RmwDurable,
+        Workload::RmwDurableFixedLinger,
+        Workload::RmwDurableNoLinger,
         Workload::RmwBuffered,
         Workload::Range1000,
         Workload::VersionstampAppend,
-    ] {
-        for writers in [1usize, 16, 64] {
-            let mut cells = Vec::new();
-            for _ in 0..runs {
-                cells.push(rt.block_on(run_cell(workload, writers, secs, &base))?);
+    ];
+    let writer_counts = [1usize, 16, 64];
+    let mut cells: Vec<Vec<Vec<Cell>>> = workloads
+        .iter()
+        .map(|_| writer_counts.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for (wi, &writers) in writer_counts.iter().enumerate() {
+        for _ in 0..runs {
+            for (k, &workload) in workloads.iter().enumerate() {
+                cells[k][wi].push(rt.block_on(run_cell(workload, writers, secs, &base))?);
             }
+        }
+    }
+    for (k, workload) in workloads.iter().enumerate() {
+        for (wi, writers) in writer_counts.iter().enumerate() {
+            let c = &cells[k][wi];
             println!(
                 "| {} | {writers} | {:.0} | {:.0} | {:.0} |",
                 workload.name(),
-                median(cells.iter().map(|c| c.tps).collect()),
-                median(cells.iter().map(|c| c.p50_us).collect()),
-                median(cells.iter().map(|c| c.p99_us).collect()),
+                median(c.iter().map(|c| c.tps).collect()),
+                median(c.iter().map(|c| c.p50_us).collect()),
+                median(c.iter().map(|c| c.p99_us).collect()),
             );
         }
     }
+    println!(
+        "load average at the end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    );
     Ok(())
 }

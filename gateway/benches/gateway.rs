@@ -37,7 +37,9 @@
 //! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`;
 //! also `queued`), `OUTPOST_BENCH_QUEUED` (10000),
 //! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children),
-//! `OUTPOST_BENCH_GROUP_COMMIT_LINGER_US` (the gateway child's store setting).
+//! `OUTPOST_BENCH_GROUP_COMMIT_LINGER_US` (the gateway child's store setting),
+//! `OUTPOST_BENCH_GROUP_COMMIT_FIXED` (set: the child's group commit always waits
+//! the whole linger, the behaviour before it adapted).
 
 /// The gateway binary's allocator (see `src/main.rs`); both server children run in
 /// this binary, so the bare-quinn baseline gets the same one.
@@ -160,6 +162,14 @@ async fn child_gateway() -> Result<()> {
         let mut store = config.region_store();
         if let Some(e) = store.embedded.as_mut() {
             e.group_commit_linger_us = us.parse()?;
+        }
+        config.store = Some(store);
+    }
+    if std::env::var_os("OUTPOST_BENCH_GROUP_COMMIT_FIXED").is_some() {
+        // A/B of the adaptive group commit: the fixed linger it replaced.
+        let mut store = config.region_store();
+        if let Some(e) = store.embedded.as_mut() {
+            e.group_commit_adaptive = false;
         }
         config.store = Some(store);
     }

@@ -158,7 +158,7 @@ async fn audit_in_tx<T: Transaction, S: Store>(
             _ => break,
         }
     }
-    let raw = match projection::read_all(tx, region, player, true).await {
+    let raw = match projection::read_all_scan(tx, region, player, true).await {
         Ok(raw) => raw,
         Err(TxError::User(e)) => {
             mismatches.push(Mismatch::Corrupt {

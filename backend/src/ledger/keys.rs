@@ -24,6 +24,15 @@
 //! (.., "inv", player, "bal", kind, id, s)  -> 8-byte LE i64 (atomic add, no schema
 //!        byte): escrow shard s (u16) of the balance of asset (kind "i" | "c", id);
 //!        the balance is the sum of the shards; unlimited assets use shard 0 only
+//! (.., "inv", player, "held", kind, id)    -> v1: [1]: the player has a balance
+//!        key for asset (kind, id) (written, blindly, with the asset's first
+//!        credit; never removed): lets balances be read by point reads instead
+//!        of a range read over "bal", which steps over every stored version of a
+//!        hot player's shards
+//! (.., "inv", player, "held_all")          -> v1: [1]: "held" lists every asset
+//!        under "bal" (written with the first write after "held" existed, which
+//!        indexes the assets found by one range read); without it, balances are
+//!        read by the range read over "bal"
 //! (.., "inv", player, "chg")               -> 8-byte LE counter, +1 (atomic add) in
 //!        every transaction that appends an event for the player; watched
 //! (.., "inv", player, "gen")               -> v1: [1][gen u32 BE][region utf-8]:
@@ -107,6 +116,21 @@ pub fn shard(region: &RegionName, player_id: &str, a: &Asset, shard: u16) -> Vec
     asset(region, player_id, a).pack(&(shard,))
 }
 
+/// The index of the assets the player has a balance key for, `(.., "held")`.
+pub fn held(region: &RegionName, player_id: &str) -> Subspace {
+    player(region, player_id).subspace(&("held",))
+}
+
+/// `(.., "held", kind, id)`.
+pub fn held_asset(region: &RegionName, player_id: &str, a: &Asset) -> Vec<u8> {
+    held(region, player_id).pack(&(a.kind.tag(), a.id.as_str()))
+}
+
+/// `(.., "held_all")`: present once [`held`] is complete for the player.
+pub fn held_all(region: &RegionName, player_id: &str) -> Vec<u8> {
+    player(region, player_id).pack(&("held_all",))
+}
+
 /// `(.., "chg")`: the player's change counter.
 pub fn changes(region: &RegionName, player_id: &str) -> Vec<u8> {
     player(region, player_id).pack(&("chg",))
@@ -146,6 +170,8 @@ mod tests {
             shard(&eu, "p1", &gold, 5),
             changes(&eu, "p1"),
             generation(&eu, "p1"),
+            held_asset(&eu, "p1", &gold),
+            held_all(&eu, "p1"),
         ] {
             assert!(inside(&k, &p));
         }
@@ -158,6 +184,8 @@ mod tests {
             &shard(&eu, "p1", &Asset::item("gold"), 0),
             &asset(&eu, "p1", &gold).range()
         ));
+        // The marker is not inside the index it vouches for.
+        assert!(!inside(&held_all(&eu, "p1"), &held(&eu, "p1").range()));
         assert_eq!(event_id(&events(&eu, "p1"), &event(&eu, "p1", &id)), Some(id));
         // Generations order before stamps.
         let later = EventId {

@@ -89,6 +89,19 @@
 //!   conflict with concurrent grants of the same asset and retry; the
 //!   benchmark measures both.
 //!
+//! - **reads on the hot path are point reads**: the store keeps every version of
+//!   a key until compaction and a range read steps over all of them, so a range
+//!   read over a hot player's balance shards costs time proportional to the
+//!   grants since the last flush (it was ~80% of a hot grant's CPU;
+//!   docs/PERFORMANCE.md, "Durable writes"). While a player has another write
+//!   in flight in this process ([`hot`]), a credit or debit reads the catalog's
+//!   shards by point reads (plus a range read over shard numbers past the
+//!   catalog's, which nothing writes), and [`Ledger::balances`] reads the
+//!   held-asset index (`(.., "held")`, written blindly with an asset's first
+//!   credit, see [`keys`]) and then each asset's shards the same way; otherwise
+//!   one range read is cheaper and is used. The audit always reads every
+//!   balance by one range read (the ground truth).
+//!
 //!   An alternative would be an in-process coalescer per player (batch
 //!   concurrent grants into one transaction); it helps only within one gateway
 //!   process and adds latency, so the key design comes first.
@@ -132,6 +145,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod errors;
+mod hot;
 pub mod keys;
 mod ops;
 mod projection;
@@ -181,6 +195,8 @@ impl LedgerStats {
 struct Counters {
     attempts: AtomicU64,
     writes: AtomicU64,
+    /// Writes in flight per player: how shards are read ([`hot`]).
+    in_flight: hot::InFlight,
     /// Test-only fault injection: attempts to fail after all their writes.
     #[cfg(test)]
     fail_after_writes: std::sync::atomic::AtomicU32,
@@ -288,14 +304,15 @@ impl<S: Store> Ledger<S> {
     /// The player's balances: every asset with a positive balance.
     pub async fn balances(&self, player: &str) -> Result<Balances, LedgerError> {
         check_player(player)?;
-        let (region, player) = (self.region.clone(), player.to_owned());
+        let (region, player, catalog) = (self.region.clone(), player.to_owned(), self.catalog.clone());
+        let point = self.counters.in_flight.is_busy(&player);
         let raw = self
             .store
             .run(|tx| {
-                let (region, player) = (region.clone(), player.clone());
+                let (region, player, catalog) = (region.clone(), player.clone(), catalog.clone());
                 async move {
                     check_fence(&tx, &region, &player, false).await?;
-                    projection::read_all(&tx, &region, &player, false).await
+                    projection::read_all(&tx, &region, &player, &catalog, point, false).await
                 }
             })
             .await?;
@@ -307,14 +324,15 @@ impl<S: Store> Ledger<S> {
     /// gateway's inventory-changed push loop).
     pub async fn balances_and_watch(&self, player: &str) -> Result<(Balances, ChangeWatch), LedgerError> {
         check_player(player)?;
-        let (region, player) = (self.region.clone(), player.to_owned());
+        let (region, player, catalog) = (self.region.clone(), player.to_owned(), self.catalog.clone());
+        let point = self.counters.in_flight.is_busy(&player);
         let (raw, w) = self
             .store
             .run(|tx| {
-                let (region, player) = (region.clone(), player.clone());
+                let (region, player, catalog) = (region.clone(), player.clone(), catalog.clone());
                 async move {
                     check_fence(&tx, &region, &player, false).await?;
-                    let raw = projection::read_all(&tx, &region, &player, false).await?;
+                    let raw = projection::read_all(&tx, &region, &player, &catalog, point, false).await?;
                     let watch = ChangeWatch::register(&tx, &keys::changes(&region, &player)).await?;
                     Ok::<_, TxError<LedgerError>>((raw, watch))
                 }
@@ -397,6 +415,8 @@ pub(crate) fn decode_event(events: &Subspace, key: &[u8], value: &[u8]) -> Resul
 
 #[cfg(test)]
 mod admin_tests;
+#[cfg(test)]
+mod held_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

@@ -430,6 +430,11 @@ impl<S: Store> Ledger<S> {
         let plan = Arc::new(plan);
         let op: Arc<str> = format!("{:032x}", rand::random::<u128>()).into();
         let (region, counters) = (self.region.clone(), self.counters.clone());
+        let entered = self
+            .counters
+            .in_flight
+            .enter(plan.sides.iter().map(|s| s.player.as_str()));
+        let point = entered.hot;
         let res = self
             .store
             .run(|tx| {
@@ -449,15 +454,31 @@ impl<S: Store> Ledger<S> {
                     }
                     // Debits first (their errors are the likelier ones), then credits.
                     for side in &plan.sides {
-                        for (asset, _, delta) in side.changes.iter().filter(|c| c.2 < 0) {
-                            projection::debit(&tx, &region, &side.player, asset, delta.unsigned_abs())
-                                .await?;
+                        for (asset, rule, delta) in side.changes.iter().filter(|c| c.2 < 0) {
+                            projection::debit(
+                                &tx,
+                                &region,
+                                &side.player,
+                                asset,
+                                *rule,
+                                point,
+                                delta.unsigned_abs(),
+                            )
+                            .await?;
                         }
                     }
                     for side in &plan.sides {
                         for (asset, rule, delta) in side.changes.iter().filter(|c| c.2 > 0) {
-                            projection::credit(&tx, &region, &side.player, asset, *rule, *delta as u64)
-                                .await?;
+                            projection::credit(
+                                &tx,
+                                &region,
+                                &side.player,
+                                asset,
+                                *rule,
+                                point,
+                                *delta as u64,
+                            )
+                            .await?;
                         }
                     }
                     let at_ms = now_ms();
@@ -506,6 +527,7 @@ impl<S: Store> Ledger<S> {
                 }
             })
             .await;
+        drop(entered);
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
         match res? {
             Done::Duplicate(receipt) => Ok(Outcome {

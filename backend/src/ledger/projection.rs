@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use crate::keyspace::RegionName;
 use crate::store::{Transaction, TxError};
 
-use super::catalog::AssetRule;
+use super::catalog::{AssetRule, Catalog};
 use super::errors::LedgerError;
 use super::keys;
-use super::types::{Asset, Balances};
+use super::types::{Asset, AssetKind, Balances};
 use crate::codec::decode_counter;
 
 /// The ceiling of an *unlimited* asset's balance: far below `i64::MAX`, so the
@@ -22,21 +22,50 @@ pub const UNLIMITED_CEILING: u64 = 1 << 60;
 type TxResult<T> = Result<T, TxError<LedgerError>>;
 
 /// Reads one asset's shards (shard → value), with or without read conflicts.
+/// `point` (a hot player, see [`super::hot`]): the catalog's `shards` by point
+/// reads, then any shard at or past `shards` (left by an older catalog with
+/// more) by a range read; otherwise one range read over the asset.
+///
+/// The store keeps every version of a key until compaction, and a range read
+/// steps over all of them (fjall's MVCC merge), while a point read seeks to the
+/// one it needs. A hot player's shards take thousands of writes a second, so
+/// one range read over them was ~80% of a hot grant's CPU (docs/PERFORMANCE.md,
+/// "Durable writes"). The keys past `shards` are not written under this
+/// catalog, so the range read over them stays cheap. Both ways return the same
+/// values and register the same conflicts (the asset's subspace holds shard
+/// keys only).
 async fn read_shards<T: Transaction>(
     tx: &T,
     region: &RegionName,
     player: &str,
     asset: &Asset,
+    shards: u16,
+    point: bool,
     snapshot: bool,
 ) -> TxResult<BTreeMap<u16, i64>> {
+    let mut out = BTreeMap::new();
+    let shards = if point { shards } else { 0 };
+    // The subspace once, not per shard: building it is several allocations
+    // and a tuple encoding each time (they showed in the profile).
     let sub = keys::asset(region, player, asset);
-    let (b, e) = sub.range();
+    for s in 0..shards {
+        let key = sub.pack(&(s,));
+        let v = if snapshot {
+            tx.get_snapshot(&key).await?
+        } else {
+            tx.get(&key).await?
+        };
+        if let Some(v) = v {
+            out.insert(s, decode_counter(Some(&v)));
+        }
+    }
+    let b = sub.pack(&(shards,));
+    let (_, e) = sub.range();
     let kvs = if snapshot {
         tx.get_range_snapshot(&b, &e, None, false).await?
     } else {
         tx.get_range(&b, &e, None, false).await?
     };
-    let mut out = BTreeMap::new();
     for kv in kvs {
         let (s,): (u16,) = sub
             .unpack(&kv.key)
@@ -75,11 +104,15 @@ pub(crate) async fn credit<T: Transaction>(
     player: &str,
     asset: &Asset,
     rule: AssetRule,
+    point: bool,
     amount: u64,
 ) -> TxResult<()> {
     let delta = i64::try_from(amount).expect("amounts are bounded");
+    note_held(tx, region, player, asset).await?;
     let Some(limit) = rule.limit else {
-        let bal = as_u64(total(&read_shards(tx, region, player, asset, true).await?));
+        let bal = as_u64(total(
+            &read_shards(tx, region, player, asset, rule.shards, point, true).await?,
+        ));
         if bal + amount > UNLIMITED_CEILING {
             return Err(TxError::User(LedgerError::LimitExceeded {
                 asset: asset.clone(),
@@ -91,7 +124,7 @@ pub(crate) async fn credit<T: Transaction>(
         tx.atomic_add(&keys::shard(region, player, asset, 0), delta)?;
         return Ok(());
     };
-    let snap = read_shards(tx, region, player, asset, true).await?;
+    let snap = read_shards(tx, region, player, asset, rule.shards, point, true).await?;
     // The fast path is exact only while every shard is within its capacity (a
     // shard over it, left by an older catalog, only ever shrinks).
     let within = |(&s, &b): (&u16, &i64)| b >= 0 && as_u64(b) <= rule.shard_capacity(s);
@@ -112,7 +145,7 @@ pub(crate) async fn credit<T: Transaction>(
             }
         }
     }
-    let shards = read_shards(tx, region, player, asset, false).await?;
+    let shards = read_shards(tx, region, player, asset, rule.shards, point, false).await?;
     let bal = as_u64(total(&shards));
     let over = || {
         TxError::User(LedgerError::LimitExceeded {
@@ -160,9 +193,11 @@ pub(crate) async fn debit<T: Transaction>(
     region: &RegionName,
     player: &str,
     asset: &Asset,
+    rule: AssetRule,
+    point: bool,
     amount: u64,
 ) -> TxResult<()> {
-    let shards = read_shards(tx, region, player, asset, false).await?;
+    let shards = read_shards(tx, region, player, asset, rule.shards, point, false).await?;
     let bal = as_u64(total(&shards));
     if bal < amount {
         return Err(TxError::User(LedgerError::Insufficient {
@@ -186,9 +221,87 @@ pub(crate) async fn debit<T: Transaction>(
     Ok(())
 }
 
+/// The value of a "held" index entry and of the "held_all" marker (v1).
+const HELD: &[u8] = &[1];
+
+/// Keeps the held-asset index ([`keys::held`]) complete before a credit of
+/// `asset`: its entry is set unless the snapshot has it, and on the player's
+/// first credit since the index exists, every asset found under "bal" (one
+/// range read) is indexed and the "held_all" marker set. Blind writes and
+/// snapshot reads only: concurrent credits do not conflict on the index.
+/// (A writer that does not know the index, i.e. an older version during a
+/// rolling upgrade, could credit a new asset without indexing it; the audit
+/// reads balances by the range read and would report it.)
+async fn note_held<T: Transaction>(tx: &T, region: &RegionName, player: &str, asset: &Asset) -> TxResult<()> {
+    let key = keys::held_asset(region, player, asset);
+    if tx.get_snapshot(&key).await?.is_none() {
+        tx.set(&key, HELD)?;
+    }
+    let marker = keys::held_all(region, player);
+    if tx.get_snapshot(&marker).await?.is_none() {
+        for a in read_all_scan(tx, region, player, true).await?.keys() {
+            tx.set(&keys::held_asset(region, player, a), HELD)?;
+        }
+        tx.set(&marker, HELD)?;
+    }
+    Ok(())
+}
+
 /// A player's balances (the sum of each asset's shards), raw: signed, zero
-/// balances included. `snapshot`: without read conflicts.
+/// balances included. `snapshot`: without read conflicts. `point` (a hot
+/// player, see [`super::hot`]) and once the held-asset index is complete
+/// ("held_all"): reads the index and then each asset's
+/// shards by point reads ([`read_shards`], with the catalog's shard count; an
+/// asset no longer in the catalog by a range read); otherwise by one range
+/// read over every balance ([`read_all_scan`]).
 pub(crate) async fn read_all<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+    catalog: &Catalog,
+    point: bool,
+    snapshot: bool,
+) -> TxResult<BTreeMap<Asset, Vec<(u16, i64)>>> {
+    if !point {
+        return read_all_scan(tx, region, player, snapshot).await;
+    }
+    let marker = keys::held_all(region, player);
+    let indexed = if snapshot {
+        tx.get_snapshot(&marker).await?
+    } else {
+        tx.get(&marker).await?
+    };
+    if indexed.is_none() {
+        return read_all_scan(tx, region, player, snapshot).await;
+    }
+    let sub = keys::held(region, player);
+    let (b, e) = sub.range();
+    let kvs = if snapshot {
+        tx.get_range_snapshot(&b, &e, None, false).await?
+    } else {
+        tx.get_range(&b, &e, None, false).await?
+    };
+    let mut out = BTreeMap::new();
+    for kv in kvs {
+        let (tag, id): (String, String) = sub
+            .unpack(&kv.key)
+            .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable held-asset key".into())))?;
+        let kind = AssetKind::from_tag(&tag)
+            .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
+        let asset = Asset { kind, id };
+        let shards = catalog.rule(&asset).map(|r| r.shards).unwrap_or(0);
+        let found = read_shards(tx, region, player, &asset, shards, true, snapshot).await?;
+        if !found.is_empty() {
+            out.insert(asset, found.into_iter().collect());
+        }
+    }
+    Ok(out)
+}
+
+/// A player's balances as [`read_all`], by one range read over every balance
+/// shard (the ground truth the audit uses; steps over every stored version of
+/// the shards).
+pub(crate) async fn read_all_scan<T: Transaction>(
     tx: &T,
     region: &RegionName,
     player: &str,
@@ -206,7 +319,7 @@ pub(crate) async fn read_all<T: Transaction>(
         let (tag, id, s): (String, String, u16) = sub
             .unpack(&kv.key)
             .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable balance key".into())))?;
-        let kind = super::types::AssetKind::from_tag(&tag)
+        let kind = AssetKind::from_tag(&tag)
             .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
         out.entry(Asset { kind, id })
             .or_default()

@@ -8,15 +8,32 @@
 //! throughput grows with concurrency instead of being capped at one fsync per
 //! transaction (about 8,000/s at ~125 µs per fsync).
 //!
-//! # Linger under load
+//! # Linger under load, adaptive
 //!
 //! An fsync costs CPU as well as time (in a VM, ~90 µs of it: the virtio kick,
 //! the ext4 journal commit, interrupts and wake-ups; see docs/PERFORMANCE.md).
 //! When the device is fast, each fsync covers only the few commits that arrived
 //! while the previous one ran. So when the last fsync covered more than one
-//! waiter (commits are arriving concurrently), the flusher first waits
-//! `linger` for the batch to grow; a lone commit on an idle store never waits.
-//! The flusher is only woken (a futex syscall) when it is actually idle.
+//! commit (commits are arriving concurrently), the flusher first waits for the
+//! batch to grow; a lone commit on an idle store never waits.
+//!
+//! A fixed wait (the `linger`, 1 ms by default) is right when commits trickle in
+//! while the CPU does other work (a gateway: handshakes, QUIC, the ledger), and
+//! wrong when every writer is already waiting for this very fsync (a closed loop
+//! of writers, the store bench): then nobody else can arrive, and the store sits
+//! idle for the rest of the linger (it cut durable throughput 2.3–3× at 16–64
+//! writers). So by default ([`LingerPolicy::Adaptive`]) the linger ends as soon
+//! as **as many commits wait as the last fsync released** (the writers that
+//! fsync woke are all back: waiting longer would only add latency), and at the
+//! latest after `linger`. The batch size is the queue depth the store itself
+//! observes, so it follows the load without tuning: a population of writers
+//! that shrinks costs one full linger, after which the target is the new, smaller
+//! batch; one that grows is covered by the commits that arrive during the fsync
+//! (they join the next batch, which is then larger). Read-only transactions
+//! waiting for durability ride along but are not counted. [`LingerPolicy::Fixed`]
+//! always waits the full linger (the behaviour before; kept for A/B runs).
+//! The flusher is only woken (a futex syscall) when it is actually idle, or
+//! lingering and the batch just reached its target: at most once per fsync.
 //!
 //! # How the journal is made durable without blocking writers
 //!
@@ -37,10 +54,20 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fjall::{Database, PersistMode};
 use tokio::sync::oneshot;
+
+/// When a lingering flush stops waiting for its batch to grow (see the module
+/// docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LingerPolicy {
+    /// Until as many commits wait as the last fsync released, at most the linger.
+    Adaptive,
+    /// Always the whole linger.
+    Fixed,
+}
 
 /// Outcome delivered to a waiter: `Ok` once its version is durable, `Err` if the
 /// flush failed (the commit's durability is then unknown).
@@ -51,14 +78,20 @@ struct State {
     written: u64,
     /// Highest version known durable.
     durable: u64,
-    waiters: Vec<(u64, oneshot::Sender<Durable>)>,
+    /// `(version, is a commit, sender)`: commits and durable reads waiting.
+    waiters: Vec<(u64, bool, oneshot::Sender<Durable>)>,
+    /// Commits among `waiters`.
+    commits_waiting: usize,
     /// Journal syncs done so far (tests check which commits cause one).
     syncs: u64,
     failed: bool,
     shutdown: bool,
     /// The flusher waits on the condvar (nothing to sync): commits must wake it.
     flusher_idle: bool,
-    /// How many waiters the last fsync released (linger only when > 1).
+    /// The flusher lingers (adaptive policy): a commit that brings
+    /// `commits_waiting` to `last_batch` must wake it.
+    flusher_lingering: bool,
+    /// How many commits the last fsync released (linger only when > 1).
     last_batch: usize,
 }
 
@@ -75,18 +108,26 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the flusher for `db`, whose files live in `dir`; `version` is the
-    /// highest version already durable (recovered at open); `linger`: see the
-    /// module docs.
-    pub(super) fn start(db: Database, dir: PathBuf, version: u64, linger: Duration) -> std::io::Result<Self> {
+    /// highest version already durable (recovered at open); `linger` and
+    /// `policy`: see the module docs.
+    pub(super) fn start(
+        db: Database,
+        dir: PathBuf,
+        version: u64,
+        linger: Duration,
+        policy: LingerPolicy,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 written: version,
                 durable: version,
                 waiters: Vec::new(),
+                commits_waiting: 0,
                 syncs: 0,
                 failed: false,
                 shutdown: false,
                 flusher_idle: false,
+                flusher_lingering: false,
                 last_batch: 0,
             }),
             wake: Condvar::new(),
@@ -95,7 +136,7 @@ impl GroupCommit {
             .name("outpost-store-flush".into())
             .spawn({
                 let shared = shared.clone();
-                move || flusher(&shared, &db, JournalSyncer::new(dir), linger)
+                move || flusher(&shared, &db, JournalSyncer::new(dir), linger, policy)
             })?;
         Ok(GroupCommit {
             shared,
@@ -113,10 +154,11 @@ impl GroupCommit {
             return rx;
         }
         st.written = st.written.max(version);
-        st.waiters.push((version, tx));
-        let idle = st.flusher_idle;
+        st.waiters.push((version, true, tx));
+        st.commits_waiting += 1;
+        let wake = st.flusher_idle || (st.flusher_lingering && st.commits_waiting == st.last_batch);
         drop(st);
-        if idle {
+        if wake {
             self.shared.wake.notify_one();
         }
         rx
@@ -137,7 +179,7 @@ impl GroupCommit {
         if st.failed {
             let _ = tx.send(Err(()));
         } else {
-            st.waiters.push((version, tx));
+            st.waiters.push((version, false, tx));
         }
         Some(rx)
     }
@@ -150,7 +192,7 @@ impl GroupCommit {
         lock(&self.shared.state).syncs
     }
 
-    /// Waiters the last sync released.
+    /// Commits the last sync released.
     pub(super) fn last_batch(&self) -> usize {
         lock(&self.shared.state).last_batch
     }
@@ -170,7 +212,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn flusher(shared: &Shared, db: &Database, mut syncer: JournalSyncer, linger: Duration) {
+fn flusher(
+    shared: &Shared,
+    db: &Database,
+    mut syncer: JournalSyncer,
+    linger: Duration,
+    policy: LingerPolicy,
+) {
     loop {
         let target = {
             let mut st = lock(&shared.state);
@@ -183,9 +231,28 @@ fn flusher(shared: &Shared, db: &Database, mut syncer: JournalSyncer, linger: Du
                 return; // shutdown with nothing pending
             }
             if st.last_batch > 1 && !linger.is_zero() && !st.shutdown {
-                drop(st);
-                std::thread::sleep(linger);
-                st = lock(&shared.state);
+                match policy {
+                    LingerPolicy::Fixed => {
+                        drop(st);
+                        std::thread::sleep(linger);
+                        st = lock(&shared.state);
+                    }
+                    LingerPolicy::Adaptive => {
+                        let until = Instant::now() + linger;
+                        while st.commits_waiting < st.last_batch && !st.shutdown {
+                            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                                break;
+                            };
+                            st.flusher_lingering = true;
+                            st = shared
+                                .wake
+                                .wait_timeout(st, left)
+                                .unwrap_or_else(|p| p.into_inner())
+                                .0;
+                            st.flusher_lingering = false;
+                        }
+                    }
+                }
             }
             st.written
         };
@@ -195,11 +262,14 @@ fn flusher(shared: &Shared, db: &Database, mut syncer: JournalSyncer, linger: Du
             Ok(()) => {
                 st.durable = target;
                 st.syncs += 1;
-                let (done, pending): (Vec<_>, Vec<_>) = st.waiters.drain(..).partition(|(v, _)| *v <= target);
+                let (done, pending): (Vec<_>, Vec<_>) =
+                    st.waiters.drain(..).partition(|(v, _, _)| *v <= target);
                 st.waiters = pending;
-                st.last_batch = done.len();
+                let released = done.iter().filter(|(_, commit, _)| *commit).count();
+                st.commits_waiting -= released;
+                st.last_batch = released;
                 drop(st);
-                for (_, w) in done {
+                for (_, _, w) in done {
                     let _ = w.send(Ok(()));
                 }
             }
@@ -207,7 +277,8 @@ fn flusher(shared: &Shared, db: &Database, mut syncer: JournalSyncer, linger: Du
                 tracing::error!(error = %e, "store journal fsync failed; the store refuses further durable commits");
                 st.failed = true;
                 // Nothing is durable any more; fail every waiter, then stop.
-                for (_, w) in st.waiters.drain(..) {
+                st.commits_waiting = 0;
+                for (_, _, w) in st.waiters.drain(..) {
                     let _ = w.send(Err(()));
                 }
                 st.durable = st.written;

@@ -74,9 +74,15 @@ async fn relaxed_commits_and_their_readers_cause_no_journal_sync() {
 
 /// A durable store whose group commit lingers `linger` (see the linger test).
 async fn open_lingering(linger: Duration) -> (tempfile::TempDir, EmbeddedStore) {
+    open_lingering_with(linger, true).await
+}
+
+/// As [`open_lingering`], with the adaptive (`true`) or fixed linger.
+async fn open_lingering_with(linger: Duration, adaptive: bool) -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = EmbeddedStore::open(EmbeddedConfig {
         group_commit_linger_us: linger.as_micros() as u64,
+        group_commit_adaptive: adaptive,
         ..EmbeddedConfig::new(dir.path())
     })
     .await
@@ -133,6 +139,38 @@ async fn group_commit_lingers_only_after_a_shared_fsync() {
         "idle commit waited {:?}",
         t.elapsed()
     );
+}
+
+/// After an fsync released `n` commits, `n` concurrent commits make a complete
+/// batch: the adaptive linger ends when the last of them arrives, the fixed one
+/// waits it out.
+async fn time_a_returning_batch(adaptive: bool) -> (Duration, Duration) {
+    // A long linger, so that waiting for it cannot be confused with a slow fsync.
+    let linger = Duration::from_secs(1);
+    let (_dir, store) = open_lingering_with(linger, adaptive).await;
+    share_an_fsync(&store).await;
+    let n = store.inner.group.as_ref().expect("durable mode").last_batch();
+    assert!(n > 1);
+    let t = Instant::now();
+    futures::future::join_all((0..n).map(|i| {
+        let key = format!("back-{i}");
+        let store = &store;
+        async move { put(store, Durability::Durable, key.as_bytes(), b"b").await }
+    }))
+    .await;
+    (t.elapsed(), linger)
+}
+
+#[tokio::test]
+async fn adaptive_linger_ends_when_the_last_batch_is_back() {
+    let (took, linger) = time_a_returning_batch(true).await;
+    assert!(took < linger / 2, "the complete batch still lingered {took:?}");
+}
+
+#[tokio::test]
+async fn fixed_linger_waits_even_for_a_complete_batch() {
+    let (took, linger) = time_a_returning_batch(false).await;
+    assert!(took >= linger * 9 / 10, "lingered only {took:?}");
 }
 
 #[tokio::test]
