@@ -6,10 +6,13 @@
 //! ```
 //!
 //! What it reports (medians over rounds that alternate gateway and bare quinn):
-//! 1. logins per second: fresh device logins (first use creates an account, a
-//!    durable store write), device re-logins (store reads only) and session-token
-//!    logins, beside the handshake rate of a bare quinn server with default
-//!    `ServerConfig`/`TransportConfig` (same certificate, same concurrency);
+//! 1. logins per second and server CPU per login: fresh device logins (first use
+//!    creates an account, a durable store write), device re-logins (store reads
+//!    only) and session-token logins, beside the handshake rate and CPU of a bare
+//!    quinn server with default `ServerConfig`/`TransportConfig` (same
+//!    certificate, same concurrency); every gateway phase is paired with a bare
+//!    phase run right beside it and the report gives medians of the per-pair
+//!    ratios (`login.rs`);
 //! 2. Ping/Pong round trips per second on the control stream with p50/p99
 //!    latency, beside a bare quinn server echoing the same frame on a bidi stream;
 //! 3. server RSS per idle session at 10,000 sessions, gateway and bare quinn;
@@ -81,7 +84,6 @@ mod queued;
 #[path = "gateway/rss.rs"]
 mod rss;
 
-use login::{login_run, LoginKind};
 use rss::rss_run;
 
 fn main() -> Result<()> {
@@ -621,13 +623,14 @@ async fn parent() -> Result<()> {
          {ping_sessions} ping sessions × {ping_secs} s, {sessions} idle sessions"
     );
 
-    let mut handshake = Vec::new();
-    let mut fresh = Vec::new();
-    let mut relogin = Vec::new();
-    let mut token = Vec::new();
+    // Logins first, paired and interleaved with bare quinn (login.rs).
+    let login_pairs = if only.contains("login") {
+        Some(login::login_pairs(&client, dir.path(), &certs, rounds, logins, login_conc).await?)
+    } else {
+        None
+    };
     let mut ping: [Vec<PingRun>; 2] = [Vec::new(), Vec::new()];
     let mut grant_runs: [Vec<grants::GrantRun>; 2] = [Vec::new(), Vec::new()];
-    let mut login_errors = 0;
     for round in 0..rounds {
         if only.contains("grants") {
             // A fresh gateway child per round; the two cases alternate order.
@@ -665,69 +668,6 @@ async fn parent() -> Result<()> {
         for kind in order {
             let data = dir.path().join(format!("{}-{round}", kind.role()));
             let tag = format!("r{round}");
-            if only.contains("login") {
-                let server = Server::spawn(kind, &data, &certs, false).await?;
-                let none = Arc::new(Vec::new());
-                match kind {
-                    Kind::Bare => {
-                        let r = login_run(
-                            &client,
-                            &server,
-                            LoginKind::Handshake,
-                            logins,
-                            login_conc,
-                            &tag,
-                            &none,
-                        )
-                        .await;
-                        eprintln!("round {round} bare quinn handshakes/s: {:.0}", r.per_sec);
-                        login_errors += r.errors;
-                        handshake.push((r.per_sec, r.server_cpu_us));
-                    }
-                    Kind::Gateway => {
-                        let f = login_run(
-                            &client,
-                            &server,
-                            LoginKind::FreshDevice,
-                            logins,
-                            login_conc,
-                            &tag,
-                            &none,
-                        )
-                        .await;
-                        let tokens = Arc::new(f.tokens.clone());
-                        let d = login_run(
-                            &client,
-                            &server,
-                            LoginKind::DeviceRelogin,
-                            logins,
-                            login_conc,
-                            &tag,
-                            &none,
-                        )
-                        .await;
-                        let t = login_run(
-                            &client,
-                            &server,
-                            LoginKind::Token,
-                            logins,
-                            login_conc,
-                            &tag,
-                            &tokens,
-                        )
-                        .await;
-                        eprintln!(
-                            "round {round} gateway logins/s: fresh device {:.0}, device re-login {:.0}, token {:.0}",
-                            f.per_sec, d.per_sec, t.per_sec
-                        );
-                        login_errors += f.errors + d.errors + t.errors;
-                        fresh.push((f.per_sec, f.server_cpu_us));
-                        relogin.push((d.per_sec, d.server_cpu_us));
-                        token.push((t.per_sec, t.server_cpu_us));
-                    }
-                }
-                server.stop().await;
-            }
             if only.contains("ping") {
                 let server = Server::spawn(kind, &data.with_extension("ping"), &certs, true).await?;
                 let r = ping_run(
@@ -773,7 +713,10 @@ async fn parent() -> Result<()> {
     };
 
     // ---- the table ----
-    if ["login", "ping", "rss"].iter().any(|m| only.contains(m)) {
+    if let Some(p) = &login_pairs {
+        login::print_login_pairs(p, login_conc);
+    }
+    if ["ping", "rss"].iter().any(|m| only.contains(m)) {
         println!();
         println!("## outpost gateway vs bare quinn 0.11 (medians of {rounds} rounds)");
         println!();
@@ -781,46 +724,6 @@ async fn parent() -> Result<()> {
             "| measurement | gateway | bare quinn | gateway / bare | target | per-round (gateway; bare) |"
         );
         println!("|---|---:|---:|---:|---|---|");
-    }
-    if only.contains("login") {
-        let rate = |v: &[(f64, f64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
-        let cpu = |v: &[(f64, f64)]| v.iter().map(|x| x.1).collect::<Vec<_>>();
-        let (hs, hs_cpu) = (rate(&handshake), cpu(&handshake));
-        let kinds = [
-            ("fresh device (creates account)", &fresh),
-            ("device re-login (existing account)", &relogin),
-            ("session token", &token),
-        ];
-        for (name, v) in kinds {
-            let m = median(rate(v));
-            println!(
-                "| logins/s, {name}, {login_conc} in flight | {m:.0} | {:.0} (handshakes/s) | {:.0}% | ≥ 80% | {}; {} |",
-                median(hs.clone()),
-                100.0 * m / median(hs.clone()),
-                fmt_runs(&rate(v)),
-                fmt_runs(&hs)
-            );
-        }
-        for (name, v) in kinds {
-            let m = median(cpu(v));
-            println!(
-                "| server CPU µs per login, {name} | {m:.0} | {:.0} (per handshake) | {:.0}% | — | {}; {} |",
-                median(hs_cpu.clone()),
-                100.0 * m / median(hs_cpu.clone()),
-                fmt_runs(&cpu(v)),
-                fmt_runs(&hs_cpu)
-            );
-        }
-        // The same rounds paired: gateway rate / bare rate of the same round, so
-        // load that drifts between rounds cancels out.
-        for (name, v) in kinds {
-            let paired: Vec<f64> = v.iter().zip(&handshake).map(|(g, b)| 100.0 * g.0 / b.0).collect();
-            println!(
-                "\nlogins, {name}: per-round gateway/bare {} %, median {:.0}%",
-                fmt_runs(&paired),
-                median(paired.clone())
-            );
-        }
     }
     if only.contains("ping") {
         let col = |k: usize, f: fn(&PingRun) -> f64| -> (f64, Vec<f64>) {
@@ -879,9 +782,6 @@ async fn parent() -> Result<()> {
     }
     if only.contains("grants") {
         grants::print_table(&grant_runs, rounds, grant_secs);
-    }
-    if login_errors > 0 {
-        println!("\nlogin errors: {login_errors}");
     }
     Ok(())
 }

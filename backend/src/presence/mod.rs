@@ -37,6 +37,12 @@
 //! No extra round trip on the login path: the resume check *is* the claim that
 //! every login writes anyway, moved before `Welcome`. A connection that is merely
 //! lost writes nothing, so its session stays resumable for the resume window.
+//! The session's displacement watch is registered in that same transaction
+//! ([`claim_watched`](Presence::claim_watched),
+//! [`resume_watched`](Presence::resume_watched), then
+//! [`displaced_after`](Presence::displaced_after)): it fires once the key stops
+//! holding exactly the claim just written, so a login needs no separate read
+//! to start watching.
 //!
 //! # Gateway crashes
 //!
@@ -62,7 +68,7 @@ pub mod keys;
 pub mod sweep;
 pub mod types;
 
-use crate::store::{Durability, Store, TransactOptions, Transaction, TxError};
+use crate::store::{Durability, Store, TransactOptions, Transaction, TxError, Watch};
 
 /// Options of presence writes: relaxed durability (see the module docs).
 fn relaxed() -> TransactOptions {
@@ -134,6 +140,26 @@ impl<S: Store> Presence<S> {
     /// Makes `claim` the player's live session unless a newer login already holds
     /// it. Returns whether the claim was written.
     pub async fn claim(&self, player: &str, claim: &Claim) -> Result<bool, PresenceError> {
+        Ok(self.claim_inner(player, claim, false).await?.is_some())
+    }
+
+    /// [`claim`](Self::claim), and when the claim was written, a store watch on
+    /// the presence key registered in the same transaction: it resolves once
+    /// the key stops holding exactly this claim. Hand it to
+    /// [`displaced_after`](Self::displaced_after), which then needs no read of
+    /// its own to start (one store transaction less per login). `None`: a
+    /// newer login holds the presence.
+    pub async fn claim_watched(&self, player: &str, claim: &Claim) -> Result<Option<Watch>, PresenceError> {
+        Ok(self.claim_inner(player, claim, true).await?.flatten())
+    }
+
+    /// `Some(watch if asked for)` when the claim was written.
+    async fn claim_inner(
+        &self,
+        player: &str,
+        claim: &Claim,
+        watched: bool,
+    ) -> Result<Option<Option<Watch>>, PresenceError> {
         claim.check()?;
         let key = keys::presence(player);
         let claim = self.stamp(claim);
@@ -147,11 +173,12 @@ impl<S: Store> Presence<S> {
                         None => None,
                     };
                     if old.as_ref().is_some_and(|o| o.is_newer_than(&claim)) {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     reindex(&tx, &owner, old.as_ref(), Some(&claim))?;
                     tx.set(&key, &claim.encode())?;
-                    Ok::<_, TxError<PresenceError>>(true)
+                    let watch = if watched { Some(tx.watch(&key)?) } else { None };
+                    Ok::<_, TxError<PresenceError>>(Some(watch))
                 }
             })
             .await?;
@@ -207,6 +234,20 @@ impl<S: Store> Presence<S> {
         }
     }
 
+    /// [`displaced`](Self::displaced), starting from the watch that
+    /// [`claim_watched`](Self::claim_watched) or
+    /// [`resume_watched`](Self::resume_watched) returned with `mine`: nothing
+    /// is read until the key changes. Cancel by dropping.
+    pub async fn displaced_after(
+        &self,
+        player: &str,
+        mine: &Claim,
+        watch: Watch,
+    ) -> Result<Displacement, PresenceError> {
+        watch.await?;
+        self.displaced(player, mine).await
+    }
+
     /// Resumes session `token_session` as the new session `claim`, in one
     /// transaction: accepted only while the presence key holds
     /// `token_session`'s claim and it has not ended; then `claim` replaces it.
@@ -218,6 +259,32 @@ impl<S: Store> Presence<S> {
         token_session: u64,
         claim: &mut Claim,
     ) -> Result<Result<(), ResumeRefused>, PresenceError> {
+        Ok(self
+            .resume_inner(player, token_session, claim, false)
+            .await?
+            .map(drop))
+    }
+
+    /// [`resume`](Self::resume), and when it was accepted, a watch on the
+    /// presence key registered in the same transaction, as for
+    /// [`claim_watched`](Self::claim_watched).
+    pub async fn resume_watched(
+        &self,
+        player: &str,
+        token_session: u64,
+        claim: &mut Claim,
+    ) -> Result<Result<Watch, ResumeRefused>, PresenceError> {
+        let outcome = self.resume_inner(player, token_session, claim, true).await?;
+        Ok(outcome.map(|w| w.expect("asked for a watch")))
+    }
+
+    async fn resume_inner(
+        &self,
+        player: &str,
+        token_session: u64,
+        claim: &mut Claim,
+        watched: bool,
+    ) -> Result<Result<Option<Watch>, ResumeRefused>, PresenceError> {
         claim.check()?;
         *claim = self.stamp(claim);
         let key = keys::presence(player);
@@ -230,10 +297,17 @@ impl<S: Store> Presence<S> {
                         Some(raw) => Claim::decode(&raw).map_err(TxError::User)?,
                         None => return Ok(Err(ResumeRefused::Unknown)),
                     };
+                    let watch = || {
+                        if watched {
+                            tx.watch(&key).map(Some)
+                        } else {
+                            Ok(None)
+                        }
+                    };
                     if current.session_id == claim.session_id && current.ended.is_none() {
                         // Our own earlier attempt committed (its result was
                         // reported unknown): the resume is done.
-                        return Ok(Ok(current.since_ms));
+                        return Ok(Ok((current.since_ms, watch()?)));
                     }
                     if current.session_id != token_session {
                         return Ok(Err(ResumeRefused::Replaced));
@@ -244,11 +318,14 @@ impl<S: Store> Presence<S> {
                     claim.since_ms = claim.since_ms.max(current.since_ms.saturating_add(1));
                     reindex(&tx, &owner, Some(&current), Some(&claim))?;
                     tx.set(&key, &claim.encode())?;
-                    Ok::<_, TxError<PresenceError>>(Ok(claim.since_ms))
+                    Ok::<_, TxError<PresenceError>>(Ok((claim.since_ms, watch()?)))
                 }
             })
             .await?;
-        Ok(outcome.map(|since_ms| claim.since_ms = since_ms))
+        Ok(outcome.map(|(since_ms, watch)| {
+            claim.since_ms = since_ms;
+            watch
+        }))
     }
 
     /// Marks session `session_id` as ended (`end`), revoking its resume tokens,

@@ -48,6 +48,55 @@ async fn a_newer_claim_displaces_the_older_session() {
 }
 
 #[tokio::test]
+async fn the_watch_registered_by_the_claim_resolves_on_a_newer_claim_or_an_end_only() {
+    let (_d, s) = store().await;
+    let p = Presence::new(s);
+    let watch = p.claim_watched("p1", &claim(2)).await.unwrap().expect("written");
+    let p2 = p.clone();
+    let waiter = tokio::spawn(async move { p2.displaced_after("p1", &claim(2), watch).await });
+    // An older, late claim is refused and changes nothing; another player's
+    // claim does not touch the key.
+    assert!(!p.claim("p1", &claim(1)).await.unwrap());
+    p.claim("p2", &claim(9)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished(), "the key still holds claim 2");
+    p.claim("p1", &claim(3)).await.unwrap();
+    let by = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(by, Displacement::NewerLogin(claim(3)));
+    assert!(
+        p.claim_watched("p1", &claim(1)).await.unwrap().is_none(),
+        "a newer login holds it: no claim, no watch"
+    );
+
+    // A resume's watch resolves when its session is ended (a logout).
+    let mut resumed = claim(4);
+    let watch = p
+        .resume_watched("p1", 3, &mut resumed)
+        .await
+        .unwrap()
+        .expect("claim 3 is current");
+    let p2 = p.clone();
+    let mine = resumed.clone();
+    let waiter = tokio::spawn(async move { p2.displaced_after("p1", &mine, watch).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiter.is_finished());
+    assert!(p
+        .end("p1", resumed.session_id, SessionEnd::LoggedOut)
+        .await
+        .unwrap());
+    let by = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(by, Displacement::Ended(SessionEnd::LoggedOut));
+}
+
+#[tokio::test]
 async fn release_only_clears_its_own_claim() {
     let (_d, s) = store().await;
     let p = Presence::new(s);

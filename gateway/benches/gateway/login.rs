@@ -1,8 +1,161 @@
 //! Logins per second: handshake → Hello → Welcome → close, for fresh device
 //! credentials, device re-logins and session tokens, beside bare quinn's handshake
 //! rate; with the server child's CPU time per login and the datagrams exchanged.
+//!
+//! Paired and interleaved ([`login_pairs`]): one gateway child and one bare-quinn
+//! child live for the whole login run, and every gateway phase (one login kind)
+//! is paired with a bare-handshake phase run right beside it. Within a round the
+//! sequence is bare, fresh, bare, re-login, bare, token; the next round starts
+//! with the gateway (fresh, bare, re-login, bare, token, bare), so neither side
+//! always goes first. Each pair gives a rate ratio and a CPU ratio (gateway CPU
+//! per login / bare CPU per handshake of the same pair); the report is the median
+//! of those per-pair ratios, so load that drifts over the run cancels out.
 
 use super::*;
+
+/// The gateway's login kinds, in the order a round runs them (re-login needs the
+/// fresh devices, token logins the fresh logins' session tokens).
+pub(super) const GATEWAY_KINDS: [LoginKind; 3] =
+    [LoginKind::FreshDevice, LoginKind::DeviceRelogin, LoginKind::Token];
+
+/// One gateway phase and the bare phase run beside it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LoginPair {
+    /// Gateway logins/s and server CPU µs per login.
+    pub(super) gateway: (f64, f64),
+    /// Bare handshakes/s and server CPU µs per handshake.
+    pub(super) bare: (f64, f64),
+}
+
+impl LoginPair {
+    pub(super) fn rate_ratio(&self) -> f64 {
+        self.gateway.0 / self.bare.0
+    }
+    pub(super) fn cpu_ratio(&self) -> f64 {
+        self.gateway.1 / self.bare.1
+    }
+}
+
+/// Every pair of a paired login run, per gateway kind (`GATEWAY_KINDS` order).
+pub(super) struct LoginPairs {
+    pub(super) pairs: [Vec<LoginPair>; 3],
+    pub(super) errors: usize,
+}
+
+/// Runs `rounds` rounds of paired, interleaved login phases against one gateway
+/// child and one bare child (see the module docs).
+pub(super) async fn login_pairs(
+    client: &Arc<Client>,
+    dir: &Path,
+    certs: &Path,
+    rounds: usize,
+    logins: usize,
+    concurrency: usize,
+) -> Result<LoginPairs> {
+    let bare = Server::spawn(Kind::Bare, &dir.join("bare-login"), certs, false).await?;
+    let gateway = Server::spawn(Kind::Gateway, &dir.join("gateway-login"), certs, false).await?;
+    eprintln!(
+        "login children: gateway pid {}, bare pid {}",
+        gateway.pid, bare.pid
+    );
+    let none = Arc::new(Vec::new());
+    let mut out = LoginPairs {
+        pairs: [Vec::new(), Vec::new(), Vec::new()],
+        errors: 0,
+    };
+    for round in 0..rounds {
+        let tag = format!("r{round}");
+        let mut tokens = none.clone();
+        for (k, kind) in GATEWAY_KINDS.into_iter().enumerate() {
+            // Futures are lazy: each phase (and its CPU reading) starts when awaited.
+            let bare_phase = login_run(
+                client,
+                &bare,
+                LoginKind::Handshake,
+                logins,
+                concurrency,
+                &tag,
+                &none,
+            );
+            let gateway_phase = login_run(client, &gateway, kind, logins, concurrency, &tag, &tokens);
+            let (b, g) = if round % 2 == 0 {
+                let b = bare_phase.await;
+                (b, gateway_phase.await)
+            } else {
+                let g = gateway_phase.await;
+                (bare_phase.await, g)
+            };
+            if kind == LoginKind::FreshDevice {
+                tokens = Arc::new(g.tokens.clone());
+            }
+            let pair = LoginPair {
+                gateway: (g.per_sec, g.server_cpu_us),
+                bare: (b.per_sec, b.server_cpu_us),
+            };
+            eprintln!(
+                "round {round} {kind:?}: gateway {:.0}/s, {:.0} µs CPU per login; bare {:.0}/s, {:.0} µs per handshake; ratio {:.0}% rate, {:.2}× CPU",
+                g.per_sec,
+                g.server_cpu_us,
+                b.per_sec,
+                b.server_cpu_us,
+                100.0 * pair.rate_ratio(),
+                pair.cpu_ratio()
+            );
+            out.errors += g.errors + b.errors;
+            out.pairs[k].push(pair);
+        }
+    }
+    gateway.stop().await;
+    bare.stop().await;
+    Ok(out)
+}
+
+/// Prints the paired login table: medians over pairs, per kind.
+pub(super) fn print_login_pairs(p: &LoginPairs, concurrency: usize) {
+    println!();
+    println!(
+        "## logins, gateway vs bare quinn 0.11: paired, interleaved phases ({} pairs per kind, {concurrency} in flight)",
+        p.pairs[0].len()
+    );
+    println!();
+    println!(
+        "| login kind | gateway logins/s | bare handshakes/s | **gateway / bare (median of pairs)** | ≥ 90%? | server CPU µs per login | per bare handshake | **CPU ratio (median of pairs)** | per-pair rate ratios % | per-pair CPU ratios |"
+    );
+    println!("|---|---:|---:|---:|---|---:|---:|---:|---|---|");
+    let names = [
+        "fresh device (creates account)",
+        "device re-login",
+        "session token",
+    ];
+    for (name, v) in names.iter().zip(&p.pairs) {
+        let col = |f: fn(&LoginPair) -> f64| median(v.iter().map(f).collect());
+        let rate = col(|x| x.rate_ratio());
+        let cpu = col(|x| x.cpu_ratio());
+        println!(
+            "| {name} | {:.0} | {:.0} | **{:.0}%** | {} | {:.0} | {:.0} | **{:.2}×** | {} | {} |",
+            col(|x| x.gateway.0),
+            col(|x| x.bare.0),
+            100.0 * rate,
+            if rate >= 0.9 { "yes" } else { "no" },
+            col(|x| x.gateway.1),
+            col(|x| x.bare.1),
+            cpu,
+            v.iter()
+                .map(|x| format!("{:.0}", 100.0 * x.rate_ratio()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            v.iter()
+                .map(|x| format!("{:.2}", x.cpu_ratio()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!();
+    println!("targets (issue 21): every kind ≥ 90% of bare quinn's rate; fresh-device CPU ≤ 1.15× a bare handshake");
+    if p.errors > 0 {
+        println!("\nlogin errors: {}", p.errors);
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum LoginKind {

@@ -14,6 +14,7 @@ use quinn::{Connection, RecvStream, SendStream};
 use tracing::{debug, warn};
 
 use outpost_backend::presence::Claim;
+use outpost_backend::store::Watch;
 
 use super::queue::{Held, Waiting};
 use super::{session, var_code, Shared, FINAL_FRAME_LINGER};
@@ -51,9 +52,12 @@ pub(super) struct Welcomed {
     pub accepts_resume_refresh: bool,
     /// The session's place under the capacity limit.
     pub slot: Slot,
-    /// The session's presence claim, written before `Welcome`; `None` when
-    /// cross-gateway presence is off or the claim could not be written.
-    pub claim: Option<Claim>,
+    /// The session's presence claim, written before `Welcome`, with the store
+    /// watch registered in the claim's own transaction (the session's
+    /// displacement watch starts from it; `None` if a newer login already
+    /// held the presence); `None` when cross-gateway presence is off or the
+    /// claim could not be written.
+    pub claim: Option<(Claim, Option<Watch>)>,
     /// The session's slot in the region's login queue (released when the
     /// session ends); `None` when the queue is off.
     pub queue_slot: Option<u64>,
@@ -65,7 +69,7 @@ struct LoginIo {
     conn: Connection,
     control: Option<(SendStream, RecvStream)>,
     slot: Option<Slot>,
-    claim: Option<Claim>,
+    claim: Option<(Claim, Option<Watch>)>,
     /// What the login holds in the region queue.
     held: Held,
     /// The player the queue entry belongs to.
@@ -292,26 +296,34 @@ async fn send_queued_and_wait(io: &mut LoginIo, login: &mut Login, queued: outpo
 
 /// Writes the session's presence claim; for a resume, checks and replaces the
 /// claim of the session its token names, in the claim's own transaction (no
-/// extra round trip).
+/// extra round trip). The same transaction registers the watch the session's
+/// displacement check starts from.
 async fn claim_presence(
     shared: &Shared,
     player: &str,
     session_id: u64,
     resume_of: Option<u64>,
-) -> (PresenceOutcome, Option<Claim>) {
+) -> (PresenceOutcome, Option<(Claim, Option<Watch>)>) {
     let since_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let mut claim = Claim::new(since_ms, session_id, shared.name.clone());
     if let Some(token_session) = resume_of {
-        return match shared.presence.resume(player, token_session, &mut claim).await {
-            Ok(Ok(())) => (PresenceOutcome::Claimed, Some(claim)),
+        return match shared
+            .presence
+            .resume_watched(player, token_session, &mut claim)
+            .await
+        {
+            Ok(Ok(watch)) => (PresenceOutcome::Claimed, Some((claim, Some(watch)))),
             Ok(Err(revoked)) => (PresenceOutcome::ResumeRevoked(revoked), None),
             Err(e) => (PresenceOutcome::ResumeUnchecked(e.to_string()), None),
         };
     }
-    match shared.presence.claim(player, &claim).await {
-        Ok(_) => (PresenceOutcome::Claimed, Some(claim)),
+    match shared.presence.claim_watched(player, &claim).await {
+        Ok(Some(watch)) => (PresenceOutcome::Claimed, Some((claim, Some(watch)))),
+        // A newer login already holds the presence: no watch, so the session's
+        // displacement check reads the newer claim at once and kicks.
+        Ok(None) => (PresenceOutcome::Claimed, Some((claim, None))),
         Err(e) => {
             warn!(error = %e, "presence claim failed; one-session-per-player holds on this gateway only");
             (PresenceOutcome::ClaimFailed, None)

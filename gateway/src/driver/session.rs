@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use outpost_backend::presence::{Claim, SessionEnd};
+use outpost_backend::store::Watch;
 use outpost_schema::{ControlMsg, ErrorCode, Kick};
 use quinn::RecvStream;
 use tokio::sync::mpsc;
@@ -76,14 +77,15 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
 
     let mut tasks = JoinSet::new();
     tasks.spawn(control_reader(core.clone(), control_recv, max_frame_size));
-    if let Some(claim) = claim {
+    let presence_watch = claim.map(|(claim, watch)| {
         tasks.spawn(watch_presence(
             shared.clone(),
             principal.player_id.clone(),
             claim,
+            watch,
             cmd_tx.clone(),
-        ));
-    }
+        ))
+    });
     let mut drain = shared.drain.clone();
     let mut shutdown = shared.shutdown.subscribe();
     let mut kicked = false;
@@ -175,6 +177,12 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         }
     };
 
+    // The session is over: its presence watch would only wake on the writes
+    // below (a logout's end of the claim) and read the key again for a Kick
+    // nobody takes any more.
+    if let Some(watch) = presence_watch {
+        watch.abort();
+    }
     let logout = !superseded && is_logout(&end, &conn);
     if logout {
         end_claim(&shared, &principal).await;
@@ -225,9 +233,15 @@ async fn watch_presence(
     shared: Arc<Shared>,
     player: Arc<str>,
     claim: Claim,
+    watch: Option<Watch>,
     commands: mpsc::Sender<SessionCommand>,
 ) {
-    let kick = match shared.presence.displaced(&player, &claim).await {
+    let displaced = match watch {
+        // Registered by the claim's transaction: nothing to read until the key changes.
+        Some(watch) => shared.presence.displaced_after(&player, &claim, watch).await,
+        None => shared.presence.displaced(&player, &claim).await,
+    };
+    let kick = match displaced {
         Ok(displacement) => rules::presence_kick(&displacement),
         Err(e) => {
             warn!(error = %e, "presence watch failed");
