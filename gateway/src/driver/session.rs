@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 use super::{channel, var_code, SessionCore, Shared, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
-use crate::registry::SessionCommand;
+use crate::registry::{Inbox, SessionCommand};
 use crate::session::{rules, Action, Session, CONTROL_WRITE_TIMEOUT};
 
 /// How a session ended.
@@ -67,23 +67,24 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     let core = Arc::new(SessionCore::new(machine));
     // Every channel writer holds a clone of `writers_tx`; `writers_rx` sees
     // the channel close once they all stopped (mini-redis' shutdown_complete).
-    let (writers_tx, mut writers_rx) = mpsc::channel::<()>(1);
-    let (cmd_tx, mut cmd_rx) = mpsc::channel(4);
+    // Made with the first channel: an idle session (control stream only) does
+    // not pay for a channel it never uses.
+    let mut writers: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)> = None;
+    let inbox = Inbox::new();
     shared
         .registry
-        .register(&principal.player_id, session_id, cmd_tx.clone());
+        .register(&principal.player_id, session_id, inbox.clone());
     metrics::gauge!("outpost_sessions_live").increment(1.0);
 
+    // Channel tasks; the control stream and the presence watch are polled by
+    // this loop itself (no task of their own: memory and a wake-up per frame).
     let mut tasks = JoinSet::new();
-    tasks.spawn(control_reader(core.clone(), control_recv, max_frame_size));
-    if let Some(claim) = claim {
-        tasks.spawn(watch_presence(
-            shared.clone(),
-            principal.player_id.clone(),
-            claim,
-            cmd_tx.clone(),
-        ));
-    }
+    let control = control_reader(core.clone(), control_recv, max_frame_size);
+    tokio::pin!(control);
+    let mut control_done = false;
+    let presence = watch_presence(shared.clone(), principal.player_id.clone(), claim);
+    tokio::pin!(presence);
+    let mut presence_done = false;
     let mut drain = shared.drain.clone();
     let mut shutdown = shared.shutdown.subscribe();
     let mut kicked = false;
@@ -135,7 +136,14 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         tokio::select! {
             _ = core.wake.notified() => {}
             _ = sleep_until_opt(deadline) => core.with_machine(|m| m.handle_timeout(Instant::now())),
-            Some(cmd) = cmd_rx.recv() => match cmd {
+            () = &mut control, if !control_done => control_done = true,
+            kick = &mut presence, if !presence_done => {
+                presence_done = true;
+                if let Some(Kick { reason, message }) = kick {
+                    core.with_machine(|m| m.kick(reason, &message));
+                }
+            }
+            cmd = inbox.recv() => match cmd {
                 SessionCommand::Kick { reason, message } => core.with_machine(|m| m.kick(reason, &message)),
                 SessionCommand::Superseded => {
                     superseded = true;
@@ -158,7 +166,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
                         client: client.clone(),
                         session_id,
                         max_frame_size,
-                        writer_done: writers_tx.clone(),
+                        writer_done: writers.get_or_insert_with(|| mpsc::channel(1)).0.clone(),
                     };
                     tasks.spawn(ctx.run(send, recv));
                 }
@@ -195,8 +203,10 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         // Channel writers reset their streams first (see `write_frames`), so
         // nothing queued for the client holds up the Kick or the close.
         core.closing.send_replace(Some(var_code(code)));
-        drop(writers_tx);
-        let _ = tokio::time::timeout(WRITERS_STOP_WAIT, writers_rx.recv()).await;
+        if let Some((writers_tx, mut writers_rx)) = writers.take() {
+            drop(writers_tx);
+            let _ = tokio::time::timeout(WRITERS_STOP_WAIT, writers_rx.recv()).await;
+        }
         if kicked && control_send.finish().is_ok() {
             let _ = tokio::time::timeout(FINAL_FRAME_LINGER, control_send.stopped()).await;
         }
@@ -205,7 +215,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     } else {
         metrics::counter!("outpost_session_closes_total", "code" => "ConnectionLost").increment(1);
     }
-    shared.registry.unregister(&principal.player_id, &cmd_tx);
+    shared.registry.unregister(&principal.player_id, &inbox);
     shared
         .tickets
         .session_ended(principal.player_id.clone(), session_id);
@@ -218,24 +228,21 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     drop(slot);
 }
 
-/// Kicks the session when it stops being the player's live one: a newer login
-/// (on any gateway sharing the global store) holds the presence, or an operator
-/// ended it from any gateway. The claim itself was written before `Welcome`.
-async fn watch_presence(
-    shared: Arc<Shared>,
-    player: Arc<str>,
-    claim: Claim,
-    commands: mpsc::Sender<SessionCommand>,
-) {
-    let kick = match shared.presence.displaced(&player, &claim).await {
+/// The Kick for when the session stops being the player's live one: a newer
+/// login (on any gateway sharing the global store) holds the presence, or an
+/// operator ended it from any gateway. The claim itself was written before
+/// `Welcome`. Never completes without a claim (presence off) or while the
+/// session stays the live one.
+async fn watch_presence(shared: Arc<Shared>, player: Arc<str>, claim: Option<Claim>) -> Option<Kick> {
+    let Some(claim) = claim else {
+        return std::future::pending().await;
+    };
+    match shared.presence.displaced(&player, &claim).await {
         Ok(displacement) => rules::presence_kick(&displacement),
         Err(e) => {
             warn!(error = %e, "presence watch failed");
-            return;
+            None
         }
-    };
-    if let Some(Kick { reason, message }) = kick {
-        let _ = commands.send(SessionCommand::Kick { reason, message }).await;
     }
 }
 
