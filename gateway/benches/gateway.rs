@@ -855,7 +855,9 @@ async fn parent() -> Result<()> {
         let idle = rss
             .iter()
             .find(|r| r.who == Idle::Gateway)
-            .map_or("not run".to_owned(), |r| format!("{:.1} KiB", r.per_session_kib(0)));
+            .map_or("not run".to_owned(), |r| {
+                format!("{:.1} KiB", r.per_session_kib(0))
+            });
         println!(
             "\n| RSS per queued connection at {queued_n} (KiB) | {:.1} | idle session, same run: {idle} | gateway {}→{} KiB | errors {} |",
             q.per_session_kib(),

@@ -158,7 +158,10 @@ impl Registry {
     /// Removes the player's entry if it still belongs to this connection.
     pub fn unregister(&self, player: &Arc<str>, commands: &Arc<Inbox>) {
         let mut map = self.by_player.lock().expect("registry lock");
-        if map.get(player).is_some_and(|e| Arc::ptr_eq(&e.commands, commands)) {
+        if map
+            .get(player)
+            .is_some_and(|e| Arc::ptr_eq(&e.commands, commands))
+        {
             map.remove(player);
         }
     }

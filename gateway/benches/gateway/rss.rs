@@ -179,7 +179,13 @@ pub(super) fn session_points() -> Vec<usize> {
 /// Creates `n` device accounts in a separate gateway process on `data`, so the
 /// measured process only reads them: store memory for 100,000 new accounts
 /// (memtable, journal) is not session memory.
-async fn create_accounts(clients: &[Arc<Client>], data: &Path, certs: &Path, n: usize, conc: usize) -> Result<()> {
+async fn create_accounts(
+    clients: &[Arc<Client>],
+    data: &Path,
+    certs: &Path,
+    n: usize,
+    conc: usize,
+) -> Result<()> {
     let prep = Server::spawn(Kind::Gateway, data, certs, false).await?;
     let (cs, addr) = (clients.to_vec(), prep.addr);
     let t0 = Instant::now();
@@ -300,7 +306,8 @@ pub(super) fn print_rows(runs: &[IdleRun]) {
     if runs.is_empty() {
         return;
     }
-    let cols = [Idle::Gateway, Idle::BareDefault, Idle::BareMatched].map(|w| runs.iter().find(|r| r.who == w));
+    let cols =
+        [Idle::Gateway, Idle::BareDefault, Idle::BareMatched].map(|w| runs.iter().find(|r| r.who == w));
     let points = runs.iter().map(|r| r.points.len()).max().unwrap_or(0);
     println!();
     println!(
@@ -330,7 +337,11 @@ pub(super) fn print_rows(runs: &[IdleRun]) {
     let cpu = |r: &Option<&IdleRun>| r.map_or("—".into(), |r| format!("{:.2}", r.cpu_pct_per_100k()));
     let at = |r: &Option<&IdleRun>| {
         r.map_or("—".into(), |r| {
-            format!("{} sessions, {:.0} s", r.points.last().map_or(0, |p| p.0), r.idle_cpu.1)
+            format!(
+                "{} sessions, {:.0} s",
+                r.points.last().map_or(0, |p| p.0),
+                r.idle_cpu.1
+            )
         })
     };
     println!(
@@ -342,7 +353,11 @@ pub(super) fn print_rows(runs: &[IdleRun]) {
         at(&cols[1]),
         at(&cols[2])
     );
-    let errors: Vec<String> = runs.iter().filter(|r| r.errors > 0).map(|r| format!("{:?} {}", r.who, r.errors)).collect();
+    let errors: Vec<String> = runs
+        .iter()
+        .filter(|r| r.errors > 0)
+        .map(|r| format!("{:?} {}", r.who, r.errors))
+        .collect();
     if !errors.is_empty() {
         println!("\nidle-session errors: {}", errors.join(", "));
     }
