@@ -33,7 +33,9 @@ use serde::Deserialize;
 /// - **Connection IDs.** quinn issues each client up to 8 connection IDs (or
 ///   fewer if the client asks) and keeps them in the endpoint's index, about
 ///   40 bytes each; quinn 0.11 has no setting for it.
-/// - **Transmit buffer**: see `segmentation_offload`.
+/// - **Transmit buffer**: one per connection, kept at the largest batch it
+///   sent; with `segmentation_offload` off it stays at one datagram, which did
+///   not measurably shrink idle sessions.
 /// - **Timers** are not per-session tasks: quinn keeps one timer per
 ///   connection, and a session's deadlines (idle timeout, resume-token
 ///   refresh) are one entry at a time in tokio's shared timer wheel.
@@ -64,14 +66,12 @@ pub struct TransportConfig {
     /// payloads (content, big state documents) on paths known to allow 1,500 bytes.
     pub mtu_discovery: bool,
     /// UDP generic segmentation offload (GSO): quinn hands the kernel up to 10
-    /// datagrams of a connection in one `sendmsg`. Default on. Memory: each
-    /// connection keeps a transmit buffer sized for the largest batch it ever
-    /// sent (the handshake flight: 2–3 datagrams, ≈ 4 KiB, kept for the
-    /// session's life); off, it stays at one datagram (≈ 1.5 KiB). Cost of off:
-    /// one `sendmsg` per datagram when a connection sends a burst (handshake
-    /// flights, large channel payloads); idle and small-frame traffic sends one
-    /// datagram at a time either way. Measured in docs/PERFORMANCE.md ("Memory
-    /// per idle session").
+    /// datagrams of a connection in one `sendmsg`. Default on. Off costs one
+    /// `sendmsg` per datagram whenever a connection sends a burst (handshake
+    /// flights, large channel payloads); use it only where a NIC or middlebox
+    /// mishandles GSO. It does not save memory for idle sessions: measured
+    /// within noise (≤ 0.4 KiB per session) in docs/PERFORMANCE.md ("Memory per
+    /// idle session").
     pub segmentation_offload: bool,
 }
 
