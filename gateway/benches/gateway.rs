@@ -15,7 +15,9 @@
 //!    ratios (`login.rs`);
 //! 2. Ping/Pong round trips per second on the control stream with p50/p99
 //!    latency, beside a bare quinn server echoing the same frame on a bidi stream;
-//! 3. server RSS per idle session at 10,000 sessions, gateway and bare quinn;
+//! 3. server RSS per idle session at 10,000 and 100,000 sessions, gateway and bare
+//!    quinn with default and with the gateway's transport settings, and the
+//!    servers' CPU while 100,000 sessions idle (`rss.rs`);
 //! 4. durable inventory grants per second with p50/p99 through the gateway, many
 //!    players and one hot player (issue 4; `grants.rs`, gateway only);
 //! 5. only when `OUTPOST_BENCH_ONLY` names `queued`: server RSS per queued
@@ -34,7 +36,8 @@
 //! Sizes (environment overrides):
 //! `OUTPOST_BENCH_ROUNDS` (3), `OUTPOST_BENCH_LOGINS` (6000),
 //! `OUTPOST_BENCH_LOGIN_CONCURRENCY` (128), `OUTPOST_BENCH_PING_SESSIONS` (100),
-//! `OUTPOST_BENCH_PING_SECS` (5), `OUTPOST_BENCH_SESSIONS` (10000),
+//! `OUTPOST_BENCH_PING_SECS` (5), `OUTPOST_BENCH_SESSIONS` (`10000,100000`),
+//! `OUTPOST_BENCH_IDLE_CPU_SECS` (60), `OUTPOST_BENCH_IDLE` (`bare,matched,gateway`),
 //! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_GRANT_SECS` (5),
 //! `OUTPOST_BENCH_GRANT_PLAYERS` (64), `OUTPOST_BENCH_HOT_CHANNELS` (4),
 //! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`;
@@ -46,6 +49,9 @@
 
 /// The gateway binary's allocator (see `src/main.rs`); both server children run in
 /// this binary, so the bare-quinn baseline gets the same one.
+/// `--features bench-system-alloc` swaps it for the system allocator, for heap
+/// profilers that hook malloc.
+#[cfg(not(feature = "bench-system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -84,7 +90,7 @@ mod queued;
 #[path = "gateway/rss.rs"]
 mod rss;
 
-use rss::rss_run;
+use rss::{idle_run, Idle};
 
 fn main() -> Result<()> {
     let role = std::env::var(ROLE_ENV).unwrap_or_default();
@@ -134,6 +140,10 @@ fn server_config(data: &Path, certs: &Path) -> GatewayConfig {
         ..GatewayConfig::default()
     };
     c.tls.dev_certs_dir = certs.to_owned();
+    if std::env::var_os("OUTPOST_BENCH_NO_GSO").is_some() {
+        // A/B of `transport.segmentation_offload` (gateway and matched bare quinn).
+        c.transport.segmentation_offload = false;
+    }
     c
 }
 
@@ -203,7 +213,12 @@ async fn child_bare() -> Result<()> {
     let config = server_config(&data, &certs);
     let tls = ServerIdentity::load(&config.tls)?.rustls_config()?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
-    let server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    if std::env::var_os(rss::MATCHED_ENV).is_some() {
+        // Bare quinn with the gateway's transport parameters (streams, windows,
+        // idle timeout), for the idle-session memory comparison.
+        server.transport_config(Arc::new(outpost_gateway::endpoint::transport_config(&config)));
+    }
     let (socket, _) = outpost_gateway::endpoint::bind_udp(&config)?;
     let endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
@@ -608,7 +623,8 @@ async fn parent() -> Result<()> {
     let login_conc: usize = env_or("OUTPOST_BENCH_LOGIN_CONCURRENCY", 128);
     let ping_sessions: usize = env_or("OUTPOST_BENCH_PING_SESSIONS", 100);
     let ping_secs: f64 = env_or("OUTPOST_BENCH_PING_SECS", 5.0);
-    let sessions: usize = env_or("OUTPOST_BENCH_SESSIONS", 10_000);
+    let sessions = rss::session_points();
+    let idle_cpu_secs: f64 = env_or("OUTPOST_BENCH_IDLE_CPU_SECS", 60.0);
     let open_conc: usize = env_or("OUTPOST_BENCH_OPEN_CONCURRENCY", 200);
     let grant_secs: f64 = env_or("OUTPOST_BENCH_GRANT_SECS", 5.0);
     let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "login,ping,rss,grants".into());
@@ -620,7 +636,7 @@ async fn parent() -> Result<()> {
     let client = Arc::new(Client::new(&ca)?);
     eprintln!(
         "outpost gateway bench: {rounds} rounds, {logins} logins at {login_conc} in flight, \
-         {ping_sessions} ping sessions × {ping_secs} s, {sessions} idle sessions"
+         {ping_sessions} ping sessions × {ping_secs} s, idle sessions at {sessions:?}"
     );
 
     // Logins first, paired and interleaved with bare quinn (login.rs).
@@ -695,12 +711,9 @@ async fn parent() -> Result<()> {
 
     let mut rss = Vec::new();
     if only.contains("rss") {
-        for kind in [Kind::Bare, Kind::Gateway] {
-            let data = dir.path().join(format!("{}-rss", kind.role()));
-            rss.push((
-                kind,
-                rss_run(&client, kind, &data, &certs, 100, sessions, open_conc).await?,
-            ));
+        for who in rss::idle_servers() {
+            let data = dir.path().join(format!("{who:?}-rss"));
+            rss.push(idle_run(&ca, who, &data, &certs, 100, &sessions, open_conc, idle_cpu_secs).await?);
         }
     }
 
@@ -750,27 +763,13 @@ async fn parent() -> Result<()> {
             println!("\nping errors: {errs}");
         }
     }
-    if let [(_, bare), (_, gw)] = rss.as_slice() {
-        println!(
-            "| RSS per idle session at {sessions} (KiB) | {:.1} | {:.1} | {:.0}% | ≤ 40 KiB | gateway {}→{} KiB; bare {}→{} KiB |",
-            gw.per_session_kib(),
-            bare.per_session_kib(),
-            100.0 * gw.per_session_kib() / bare.per_session_kib(),
-            gw.baseline_kib,
-            gw.after_kib,
-            bare.baseline_kib,
-            bare.after_kib
-        );
-        if gw.errors + bare.errors > 0 {
-            println!("\nRSS phase errors: gateway {}, bare {}", gw.errors, bare.errors);
-        }
-    }
+    rss::print_rows(&rss);
     if let Some(q) = &queued_run {
         let idle = rss
             .iter()
-            .find(|(k, _)| *k == Kind::Gateway)
-            .map_or("not run".to_owned(), |(_, r)| {
-                format!("{:.1} KiB", r.per_session_kib())
+            .find(|r| r.who == Idle::Gateway)
+            .map_or("not run".to_owned(), |r| {
+                format!("{:.1} KiB", r.per_session_kib(0))
             });
         println!(
             "\n| RSS per queued connection at {queued_n} (KiB) | {:.1} | idle session, same run: {idle} | gateway {}→{} KiB | errors {} |",

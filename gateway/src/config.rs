@@ -18,6 +18,9 @@ use thiserror::Error;
 #[path = "config_queue.rs"]
 mod queue;
 pub use queue::QueueConfig;
+#[path = "config_transport.rs"]
+mod transport;
+pub use transport::TransportConfig;
 #[path = "config_log.rs"]
 mod log_section;
 pub use log_section::{LogConfig, LogFormat, DEFAULT_LOG_FILTER};
@@ -403,52 +406,6 @@ impl Default for DrainConfig {
         DrainConfig {
             window_ms: 10_000,
             deadline_ms: 30_000,
-        }
-    }
-}
-
-/// UDP socket and QUIC transport sizing. Measured on our 2-core machines: with the
-/// kernel's default 208 KiB receive buffer a burst of a few hundred handshakes
-/// overflows the socket, and every dropped Initial waits a full retransmission
-/// timeout (~1 s), so handshake throughput collapses from ~2,000/s to ~150/s.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TransportConfig {
-    /// SO_RCVBUF of the UDP socket, in bytes. Default 8 MiB. The kernel caps it at
-    /// `net.core.rmem_max`; the gateway logs and exports the size it actually got.
-    pub udp_recv_buffer_bytes: usize,
-    /// SO_SNDBUF of the UDP socket, in bytes. Default 4 MiB (capped by `wmem_max`).
-    pub udp_send_buffer_bytes: usize,
-    /// Bytes a client may have unacknowledged on one stream (QUIC stream flow
-    /// control). Default 256 KiB. Allocated only as data arrives.
-    pub stream_receive_window: u32,
-    /// Bytes a client may have unacknowledged across the connection. Default 512 KiB.
-    pub receive_window: u32,
-    /// Bytes the gateway buffers unacknowledged per connection. Default 512 KiB.
-    /// Bounds what a client that stops reading can make the gateway hold.
-    pub send_window: u64,
-    /// QUIC idle timeout, in ms. Default 30,000.
-    pub max_idle_timeout_ms: u64,
-    /// Path MTU discovery (DPLPMTUD, RFC 8899): after each handshake the gateway
-    /// probes whether datagrams above QUIC's 1,200-byte minimum get through, and
-    /// again every 10 minutes. Default **off**: game traffic is small frames that
-    /// fit 1,200-byte datagrams, and the probes cost every new connection extra
-    /// datagrams each way exactly when logins arrive as a storm (see
-    /// docs/PERFORMANCE.md, gateway logins). Turn on when channels carry large
-    /// payloads (content, big state documents) on paths known to allow 1,500 bytes.
-    pub mtu_discovery: bool,
-}
-
-impl Default for TransportConfig {
-    fn default() -> Self {
-        TransportConfig {
-            udp_recv_buffer_bytes: 8 * 1024 * 1024,
-            udp_send_buffer_bytes: 4 * 1024 * 1024,
-            stream_receive_window: 256 * 1024,
-            receive_window: 512 * 1024,
-            send_window: 512 * 1024,
-            max_idle_timeout_ms: 30_000,
-            mtu_discovery: false,
         }
     }
 }

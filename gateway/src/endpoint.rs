@@ -70,6 +70,7 @@ pub fn transport_config(cfg: &GatewayConfig) -> quinn::TransportConfig {
     if !t.mtu_discovery {
         tc.mtu_discovery_config(None);
     }
+    tc.enable_segmentation_offload(t.segmentation_offload);
     tc
 }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use outpost_schema::ErrorCode;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// A command delivered to a running session task.
 #[derive(Debug, Clone)]
@@ -17,11 +17,57 @@ pub enum SessionCommand {
     Superseded,
 }
 
+/// A session's command inbox: at most one pending command, since every
+/// command ends the session (a later one while the first is pending is
+/// dropped: the session is already closing). About 100 bytes per session, where
+/// a tokio `mpsc` channel allocates its first block of 32 slots (≈ 1.5 KiB)
+/// up front (docs/PERFORMANCE.md, memory per idle session).
+#[derive(Debug, Default)]
+pub struct Inbox {
+    pending: Mutex<Option<SessionCommand>>,
+    ready: Notify,
+}
+
+impl Inbox {
+    pub fn new() -> Arc<Inbox> {
+        Arc::new(Inbox::default())
+    }
+
+    /// Leaves `cmd` for the session; false if a command is already pending.
+    pub fn send(&self, cmd: SessionCommand) -> bool {
+        let mut pending = self.pending.lock().expect("inbox lock");
+        if pending.is_some() {
+            return false;
+        }
+        *pending = Some(cmd);
+        drop(pending);
+        self.ready.notify_one();
+        true
+    }
+
+    /// The pending command, once there is one. Cancel-safe: a command is only
+    /// taken when this returns it.
+    pub async fn recv(&self) -> SessionCommand {
+        loop {
+            let notified = self.ready.notified();
+            if let Some(cmd) = self.pending.lock().expect("inbox lock").take() {
+                return cmd;
+            }
+            notified.await;
+        }
+    }
+
+    /// The pending command, if any, without waiting.
+    pub fn try_recv(&self) -> Option<SessionCommand> {
+        self.pending.lock().expect("inbox lock").take()
+    }
+}
+
 /// A live session's entry: its id and its command inbox.
 #[derive(Debug, Clone)]
 struct Entry {
     session_id: u64,
-    commands: mpsc::Sender<SessionCommand>,
+    commands: Arc<Inbox>,
 }
 
 /// Live sessions by player id, plus the admission counter.
@@ -89,7 +135,7 @@ impl Registry {
     /// Makes `session_id` the player's live session. A different live session of
     /// the same player is kicked with `ReplacedByNewLogin`; the same session on an
     /// older connection (a resume) is closed quietly.
-    pub fn register(&self, player: &Arc<str>, session_id: u64, commands: mpsc::Sender<SessionCommand>) {
+    pub fn register(&self, player: &Arc<str>, session_id: u64, commands: Arc<Inbox>) {
         let old = self
             .by_player
             .lock()
@@ -104,15 +150,18 @@ impl Registry {
                     message: "you logged in from another connection".into(),
                 }
             };
-            // A full inbox means the old session is already closing.
-            let _ = old.commands.try_send(cmd);
+            // A pending command means the old session is already closing.
+            old.commands.send(cmd);
         }
     }
 
     /// Removes the player's entry if it still belongs to this connection.
-    pub fn unregister(&self, player: &Arc<str>, commands: &mpsc::Sender<SessionCommand>) {
+    pub fn unregister(&self, player: &Arc<str>, commands: &Arc<Inbox>) {
         let mut map = self.by_player.lock().expect("registry lock");
-        if map.get(player).is_some_and(|e| e.commands.same_channel(commands)) {
+        if map
+            .get(player)
+            .is_some_and(|e| Arc::ptr_eq(&e.commands, commands))
+        {
             map.remove(player);
         }
     }
@@ -126,12 +175,10 @@ impl Registry {
     pub fn kick(&self, player: &str, reason: ErrorCode, message: &str) -> bool {
         let entry = self.by_player.lock().expect("registry lock").get(player).cloned();
         entry.is_some_and(|e| {
-            e.commands
-                .try_send(SessionCommand::Kick {
-                    reason,
-                    message: message.into(),
-                })
-                .is_ok()
+            e.commands.send(SessionCommand::Kick {
+                reason,
+                message: message.into(),
+            })
         })
     }
 }
@@ -154,24 +201,44 @@ mod tests {
     fn second_login_kicks_the_first_and_resume_supersedes_quietly() {
         let r = Registry::new(10);
         let p: Arc<str> = "p1".into();
-        let (tx1, mut rx1) = mpsc::channel(4);
-        let (tx2, mut rx2) = mpsc::channel(4);
-        let (tx3, _rx3) = mpsc::channel(4);
+        let (tx1, tx2, tx3) = (Inbox::new(), Inbox::new(), Inbox::new());
         r.register(&p, 1, tx1.clone());
         r.register(&p, 2, tx2.clone());
         assert!(matches!(
-            rx1.try_recv().unwrap(),
+            tx1.try_recv().unwrap(),
             SessionCommand::Kick {
                 reason: ErrorCode::ReplacedByNewLogin,
                 ..
             }
         ));
         r.register(&p, 2, tx3.clone());
-        assert!(matches!(rx2.try_recv().unwrap(), SessionCommand::Superseded));
+        assert!(matches!(tx2.try_recv().unwrap(), SessionCommand::Superseded));
         // A stale unregister does not remove the newer entry.
         r.unregister(&p, &tx1);
         assert_eq!(r.live(), 1);
         r.unregister(&p, &tx3);
         assert_eq!(r.live(), 0);
+    }
+
+    #[tokio::test]
+    async fn inbox_keeps_the_first_command_until_it_is_received() {
+        let inbox = Inbox::new();
+        assert!(inbox.try_recv().is_none());
+        assert!(inbox.send(SessionCommand::Superseded));
+        // The session is already ending: a second command is not queued.
+        assert!(!inbox.send(SessionCommand::Kick {
+            reason: ErrorCode::Unspecified,
+            message: "late".into(),
+        }));
+        assert!(matches!(inbox.recv().await, SessionCommand::Superseded));
+        assert!(inbox.try_recv().is_none());
+        // A receiver waiting before the command arrives is woken by it.
+        let waiting = tokio::spawn({
+            let inbox = inbox.clone();
+            async move { inbox.recv().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(inbox.send(SessionCommand::Superseded));
+        assert!(matches!(waiting.await.unwrap(), SessionCommand::Superseded));
     }
 }

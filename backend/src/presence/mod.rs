@@ -208,17 +208,18 @@ impl<S: Store> Presence<S> {
         loop {
             // Relaxed: presence is soft state, so this read never waits for an
             // fsync of other players' durable commits (see `Durability`).
-            let (current, watch) = self
-                .store
-                .transact(relaxed(), |tx| {
-                    let key = key.clone();
-                    async move {
-                        let raw = tx.get(&key).await?;
-                        let watch = tx.watch(&key)?;
-                        Ok::<_, TxError<PresenceError>>((raw, watch))
-                    }
-                })
-                .await?;
+            // Boxed: the caller awaits this for a whole session, and inline the
+            // transaction's future would keep its room (kilobytes) in the
+            // caller's state while only the watch is pending.
+            let (current, watch) = Box::pin(self.store.transact(relaxed(), |tx| {
+                let key = key.clone();
+                async move {
+                    let raw = tx.get(&key).await?;
+                    let watch = tx.watch(&key)?;
+                    Ok::<_, TxError<PresenceError>>((raw, watch))
+                }
+            }))
+            .await?;
             let current = current.map(|r| Claim::decode(&r)).transpose()?;
             match current {
                 None => return Ok(Displacement::Released),

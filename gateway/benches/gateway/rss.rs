@@ -1,7 +1,18 @@
 //! RSS per idle session: the server child's resident memory before and after
-//! opening many idle sessions that only heartbeat.
+//! opening many idle sessions that only heartbeat, at several session counts
+//! (default 10,000 and 100,000: `OUTPOST_BENCH_SESSIONS=10000,100000`), for the
+//! gateway and for bare quinn with default and with the gateway's transport
+//! settings; then the server's CPU while the largest count idles.
 
 use super::*;
+
+/// The bare child uses the gateway's `TransportConfig`
+/// (`outpost_gateway::endpoint::transport_config`) instead of quinn's default.
+pub(super) const MATCHED_ENV: &str = "OUTPOST_BENCH_CHILD_MATCHED";
+
+/// Sessions held per client endpoint (one UDP socket each): spreads the load
+/// generator's receive path over several endpoint drivers.
+const SESSIONS_PER_CLIENT: usize = 25_000;
 
 pub(super) struct RssRun {
     pub(super) baseline_kib: u64,
@@ -16,9 +27,84 @@ impl RssRun {
     }
 }
 
+/// The servers the idle figures are taken for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Idle {
+    Gateway,
+    /// Quinn's default `ServerConfig`/`TransportConfig`.
+    BareDefault,
+    /// Quinn with the gateway's `TransportConfig` (streams, windows, timeouts).
+    BareMatched,
+}
+
+impl Idle {
+    fn kind(self) -> Kind {
+        match self {
+            Idle::Gateway => Kind::Gateway,
+            Idle::BareDefault | Idle::BareMatched => Kind::Bare,
+        }
+    }
+
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Idle::BareMatched => &[MATCHED_ENV],
+            Idle::Gateway | Idle::BareDefault => &[],
+        }
+    }
+}
+
+/// One server's idle run: RSS at each session count, then its CPU while idle.
+pub(super) struct IdleRun {
+    pub(super) who: Idle,
+    pub(super) warmup: usize,
+    pub(super) baseline_kib: u64,
+    /// (sessions open in total, RSS in KiB).
+    pub(super) points: Vec<(usize, u64)>,
+    /// Server CPU while the last point's sessions idled: (µs used, seconds).
+    pub(super) idle_cpu: (u64, f64),
+    pub(super) errors: usize,
+}
+
+impl IdleRun {
+    /// KiB per session added since the warm-up baseline.
+    pub(super) fn per_session_kib(&self, i: usize) -> f64 {
+        let (n, kib) = self.points[i];
+        (kib as f64 - self.baseline_kib as f64) / (n - self.warmup) as f64
+    }
+
+    /// Server CPU while idle, in % of one core, scaled to 100,000 sessions.
+    pub(super) fn cpu_pct_per_100k(&self) -> f64 {
+        let n = self.points.last().map_or(1, |p| p.0) as f64;
+        let (us, secs) = self.idle_cpu;
+        100.0 * (us as f64 / 1e6) / secs * 100_000.0 / n
+    }
+}
+
+/// Hello → Welcome as a current SDK client sends it (it accepts resume-token
+/// refreshes, so the gateway's refresh timer runs as in production).
+async fn idle_login(
+    conn: &quinn::Connection,
+    credentials: Credentials,
+) -> Result<(quinn::SendStream, quinn::RecvStream, Welcome)> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = ControlMsg::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: "outpost-bench".into(),
+        credentials: Some(credentials),
+        accepts_resume_refresh: true,
+        ..Default::default()
+    });
+    send.write_all(&hello.encode()).await?;
+    match ControlMsg::decode(&read_frame(&mut recv).await?)? {
+        ControlMsg::Welcome(w) => Ok((send, recv, w)),
+        other => bail!("expected Welcome, got {other:?}"),
+    }
+}
+
 /// Opens one idle session and keeps it alive until `stop` closes: a gateway
-/// session pings at the heartbeat interval its Welcome asked for; a bare
-/// connection relies on the client's QUIC keep-alive.
+/// session pings at the heartbeat interval its Welcome asked for (and takes
+/// the resume-token refreshes that arrive in between); a bare connection
+/// relies on the client's QUIC keep-alive.
 pub(super) async fn hold_session(
     client: Arc<Client>,
     addr: SocketAddr,
@@ -29,7 +115,7 @@ pub(super) async fn hold_session(
     let conn = client.connect(addr).await?;
     let control = match kind {
         Kind::Gateway => {
-            let (send, recv, w) = login(&conn, credentials).await?;
+            let (send, recv, w) = idle_login(&conn, credentials).await?;
             Some((send, recv, Duration::from_millis(w.heartbeat_interval_ms.into())))
         }
         Kind::Bare => None,
@@ -46,7 +132,7 @@ pub(super) async fn hold_session(
                         _ = tokio::time::sleep(every) => {
                             nonce += 1;
                             let f = ControlMsg::Ping { nonce }.encode();
-                            if send.write_all(&f).await.is_err() || read_frame(&mut recv).await.is_err() {
+                            if send.write_all(&f).await.is_err() || !pong(&mut recv, nonce).await {
                                 eprintln!("  held session lost");
                                 break;
                             }
@@ -65,76 +151,214 @@ pub(super) async fn hold_session(
     }))
 }
 
-pub(super) async fn rss_run(
-    client: &Arc<Client>,
-    kind: Kind,
+/// Reads control frames until the Pong for `nonce` (a resume-token refresh
+/// may come first); `false` if the stream fails.
+async fn pong(recv: &mut quinn::RecvStream, nonce: u64) -> bool {
+    loop {
+        let Ok(frame) = read_frame(recv).await else {
+            return false;
+        };
+        match ControlMsg::decode(&frame) {
+            Ok(ControlMsg::Pong { nonce: n }) if n == nonce => return true,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Session counts to measure at, from `OUTPOST_BENCH_SESSIONS` (comma-separated
+/// totals, warm-up included; default `10000,100000`).
+pub(super) fn session_points() -> Vec<usize> {
+    let spec = std::env::var("OUTPOST_BENCH_SESSIONS").unwrap_or_else(|_| "10000,100000".into());
+    let mut v: Vec<usize> = spec.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Creates `n` device accounts in a separate gateway process on `data`, so the
+/// measured process only reads them: store memory for 100,000 new accounts
+/// (memtable, journal) is not session memory.
+async fn create_accounts(
+    clients: &[Arc<Client>],
+    data: &Path,
+    certs: &Path,
+    n: usize,
+    conc: usize,
+) -> Result<()> {
+    let prep = Server::spawn(Kind::Gateway, data, certs, false).await?;
+    let (cs, addr) = (clients.to_vec(), prep.addr);
+    let t0 = Instant::now();
+    let results = bounded(n, conc, move |i| {
+        let c = cs[i % cs.len()].clone();
+        async move {
+            let conn = c.connect(addr).await?;
+            login(&conn, device("rss", i)).await?;
+            conn.close(0u32.into(), b"account created");
+            Ok(())
+        }
+    })
+    .await;
+    let errors = count_errors(&results, "rss account creation");
+    prep.stop().await;
+    eprintln!("  {n} accounts created in {:.1} s", t0.elapsed().as_secs_f64());
+    if errors > 0 {
+        bail!("{errors} accounts could not be created");
+    }
+    Ok(())
+}
+
+/// Opens sessions up to each of `points` (totals) on a fresh server child,
+/// sampling its RSS at each, then its CPU over `cpu_secs` of idling.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn idle_run(
+    ca: &[u8],
+    who: Idle,
     data: &Path,
     certs: &Path,
     warmup: usize,
-    sessions: usize,
+    points: &[usize],
     concurrency: usize,
-) -> Result<RssRun> {
-    let total = warmup + sessions;
+    cpu_secs: f64,
+) -> Result<IdleRun> {
+    let total = *points.last().context("no session counts")?;
+    let clients = (0..total.div_ceil(SESSIONS_PER_CLIENT).max(1))
+        .map(|_| Client::new(ca).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+    let kind = who.kind();
     if kind == Kind::Gateway {
-        // Create the accounts in a separate gateway process first, so the measured
-        // process only reads them: store memory for 10,000 new accounts (memtable,
-        // journal) is not session memory.
-        let prep = Server::spawn(kind, data, certs, false).await?;
-        let c = client.clone();
-        let addr = prep.addr;
-        let results = bounded(total, concurrency, move |i| {
-            let c = c.clone();
-            async move {
-                let conn = c.connect(addr).await?;
-                login(&conn, device("rss", i)).await?;
-                conn.close(0u32.into(), b"account created");
-                Ok(())
-            }
-        })
-        .await;
-        let errors = count_errors(&results, "rss account creation");
-        prep.stop().await;
-        if errors > 0 {
-            bail!("{errors} accounts could not be created");
-        }
+        create_accounts(&clients, data, certs, total, concurrency).await?;
     }
-    let server = Server::spawn(kind, data, certs, false).await?;
+    let server = Server::spawn_with(kind, data, certs, who.flags()).await?;
     let stop = Arc::new(Semaphore::new(0));
     let open = |range: std::ops::Range<usize>| {
-        let (c, stop) = (client.clone(), stop.clone());
+        let (cs, stop) = (clients.clone(), stop.clone());
         let (start, addr) = (range.start, server.addr);
         bounded(range.len(), concurrency, move |i| {
-            let (c, stop) = (c.clone(), stop.clone());
+            let (c, stop) = (cs[(start + i) % cs.len()].clone(), stop.clone());
             hold_session(c, addr, kind, device("rss", start + i), stop)
         })
     };
-    let warm = open(0..warmup).await;
-    let mut errors = count_errors(&warm, "rss warm-up");
+    let mut held = open(0..warmup).await;
+    let mut errors = count_errors(&held, "rss warm-up");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let baseline_kib = server.rss_kib_settled().await?;
-    let t0 = Instant::now();
-    let held = open(warmup..total).await;
-    let held_errors = count_errors(&held, "rss sessions");
-    errors += held_errors;
-    let opened_in = t0.elapsed();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let after_kib = server.rss_kib_settled().await?;
+    let mut points_kib = Vec::new();
+    let mut open_now = warmup;
+    for &n in points {
+        let t0 = Instant::now();
+        let more = open(open_now..n).await;
+        let e = count_errors(&more, "rss sessions");
+        errors += e;
+        held.extend(more);
+        let opened_in = t0.elapsed();
+        open_now = n;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let kib = server.rss_kib_settled().await?;
+        eprintln!(
+            "  {who:?}: {n} sessions ({e} failed; the last {} opened in {:.1} s), RSS {baseline_kib} → {kib} KiB",
+            n - warmup,
+            opened_in.as_secs_f64(),
+        );
+        points_kib.push((n - errors, kib));
+    }
+    let cpu0 = server.cpu_us()?;
+    tokio::time::sleep(Duration::from_secs_f64(cpu_secs)).await;
+    let idle_cpu = (server.cpu_us()? - cpu0, cpu_secs);
     eprintln!(
-        "  {kind:?}: opened {} sessions in {:.1} s, RSS {} → {} KiB",
-        sessions,
-        opened_in.as_secs_f64(),
-        baseline_kib,
-        after_kib
+        "  {who:?}: server CPU {:.2} s over {cpu_secs} s idle at {open_now} sessions",
+        idle_cpu.0 as f64 / 1e6
     );
     stop.close();
-    for h in warm.into_iter().chain(held).flatten() {
+    for h in held.into_iter().flatten() {
         let _ = h.await;
     }
     server.stop().await;
-    Ok(RssRun {
+    for c in &clients {
+        c.endpoint.wait_idle().await;
+    }
+    Ok(IdleRun {
+        who,
+        warmup,
         baseline_kib,
-        after_kib,
-        sessions: sessions - held_errors,
+        points: points_kib,
+        idle_cpu,
         errors,
     })
+}
+
+/// The servers to run, from `OUTPOST_BENCH_IDLE` (comma-separated `bare`,
+/// `matched`, `gateway`; default all three, in that order).
+pub(super) fn idle_servers() -> Vec<Idle> {
+    let spec = std::env::var("OUTPOST_BENCH_IDLE").unwrap_or_else(|_| "bare,matched,gateway".into());
+    spec.split(',')
+        .filter_map(|w| match w.trim() {
+            "bare" => Some(Idle::BareDefault),
+            "matched" => Some(Idle::BareMatched),
+            "gateway" => Some(Idle::Gateway),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The idle rows of the bench's table.
+pub(super) fn print_rows(runs: &[IdleRun]) {
+    if runs.is_empty() {
+        return;
+    }
+    let cols =
+        [Idle::Gateway, Idle::BareDefault, Idle::BareMatched].map(|w| runs.iter().find(|r| r.who == w));
+    let points = runs.iter().map(|r| r.points.len()).max().unwrap_or(0);
+    println!();
+    println!(
+        "| idle sessions | gateway | bare quinn, default transport | bare quinn, gateway's transport | target | RSS KiB (baseline→after): gateway; bare default; bare matched |"
+    );
+    println!("|---|---:|---:|---:|---|---|");
+    for i in 0..points {
+        let n = runs.iter().find_map(|r| r.points.get(i)).map_or(0, |p| p.0);
+        let per = |r: &Option<&IdleRun>| match r {
+            Some(r) if i < r.points.len() => format!("{:.1}", r.per_session_kib(i)),
+            _ => "—".into(),
+        };
+        let kib = |r: &Option<&IdleRun>| match r {
+            Some(r) if i < r.points.len() => format!("{}→{}", r.baseline_kib, r.points[i].1),
+            _ => "—".into(),
+        };
+        println!(
+            "| RSS per idle session at {n} (KiB) | {} | {} | {} | ≤ 16 KiB | {}; {}; {} |",
+            per(&cols[0]),
+            per(&cols[1]),
+            per(&cols[2]),
+            kib(&cols[0]),
+            kib(&cols[1]),
+            kib(&cols[2])
+        );
+    }
+    let cpu = |r: &Option<&IdleRun>| r.map_or("—".into(), |r| format!("{:.2}", r.cpu_pct_per_100k()));
+    let at = |r: &Option<&IdleRun>| {
+        r.map_or("—".into(), |r| {
+            format!(
+                "{} sessions, {:.0} s",
+                r.points.last().map_or(0, |p| p.0),
+                r.idle_cpu.1
+            )
+        })
+    };
+    println!(
+        "| server CPU while idle, % of one core per 100,000 sessions | {} | {} | {} | measured | {}; {}; {} |",
+        cpu(&cols[0]),
+        cpu(&cols[1]),
+        cpu(&cols[2]),
+        at(&cols[0]),
+        at(&cols[1]),
+        at(&cols[2])
+    );
+    let errors: Vec<String> = runs
+        .iter()
+        .filter(|r| r.errors > 0)
+        .map(|r| format!("{:?} {}", r.who, r.errors))
+        .collect();
+    if !errors.is_empty() {
+        println!("\nidle-session errors: {}", errors.join(", "));
+    }
 }

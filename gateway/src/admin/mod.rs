@@ -61,7 +61,8 @@
 //! | GET | `/queue` | the region login queue: budget in force, length, slots used, admissions, abandoned places (JSON); 404 `queue_disabled` when off |
 //! | PUT | `/queue` | body `{"max_sessions", "max_admissions_per_sec", "paused"}`: replaces the region's admission budget, live at every gateway |
 //! | POST | `/matches/{id}/backfill` | body `{"slots": [per team], "ttl_ms"?}`: a game server asks for replacement players for a match in progress; 201 + the request (JSON); filled before new matches, each placed player pushed `MatchFound` naming the match |
-//! | GET, DELETE | `/backfills/{id}` | a backfill request (`open`, `filled`, `cancelled`, `expired`) / cancel it |
+//! | GET | `/backfills/{id}` | 200 + a backfill request (`open`, `filled`, `cancelled`, `expired`), 404 if unknown |
+//! | DELETE | `/backfills/{id}` | cancels an open backfill request (idempotent: the same answer again); 409 `backfill_filled` once filled |
 //! | GET | `/players/{player}/inventory/audit?region=` | 200 + JSON: the player's events folded and compared with their balances |
 //! | GET | `/players/{player}/inventory/duplicates?region=` | 200 + JSON: repeated idempotency keys (count, first and last seen) |
 //! | POST | `/players/{player}/inventory/correction?region=` | body `{"idempotency_key", "reason", "changes": [{"asset": {"kind", "id"}, "delta"}]}`: an operator's signed correction |

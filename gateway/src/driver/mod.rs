@@ -3,10 +3,14 @@
 //! then the session's [`Session`](crate::session::Session) one: feeding each
 //! what arrives, executing what it asks for, and waking it at its deadlines.
 //!
-//! Tasks per connection: the session loop (this module's `run_session`), one
-//! control-stream reader, and per channel one reader loop plus one writer. They
-//! share the state machine behind a short-held mutex ([`SessionCore`]); the
-//! session loop is woken through a `Notify` whenever the machine has actions.
+//! Tasks per connection: the session loop (this module's `run_session`, which
+//! also reads the control stream and watches the presence claim, so an idle
+//! session is one task of ours beside quinn's connection driver), and per
+//! channel one reader loop plus one writer. They share the state machine behind
+//! a short-held mutex ([`SessionCore`]); the session loop is woken through a
+//! `Notify` whenever the machine has actions. A session's deadlines (idle
+//! timeout, resume-token refresh) are one `tokio::time::Sleep` at a time for
+//! the earliest, an entry in tokio's shared timer wheel, not a task.
 
 mod channel;
 mod login;

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 use super::{channel, var_code, SessionCore, Shared, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
-use crate::registry::SessionCommand;
+use crate::registry::{Inbox, SessionCommand};
 use crate::session::{rules, Action, Session, CONTROL_WRITE_TIMEOUT};
 
 /// How a session ended.
@@ -68,24 +68,24 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     let core = Arc::new(SessionCore::new(machine));
     // Every channel writer holds a clone of `writers_tx`; `writers_rx` sees
     // the channel close once they all stopped (mini-redis' shutdown_complete).
-    let (writers_tx, mut writers_rx) = mpsc::channel::<()>(1);
-    let (cmd_tx, mut cmd_rx) = mpsc::channel(4);
+    // Made with the first channel: an idle session (control stream only) does
+    // not pay for a channel it never uses.
+    let mut writers: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)> = None;
+    let inbox = Inbox::new();
     shared
         .registry
-        .register(&principal.player_id, session_id, cmd_tx.clone());
+        .register(&principal.player_id, session_id, inbox.clone());
     metrics::gauge!("outpost_sessions_live").increment(1.0);
 
+    // Channel tasks; the control stream and the presence watch are polled by
+    // this loop itself (no task of their own: memory and a wake-up per frame).
     let mut tasks = JoinSet::new();
-    tasks.spawn(control_reader(core.clone(), control_recv, max_frame_size));
-    let presence_watch = claim.map(|(claim, watch)| {
-        tasks.spawn(watch_presence(
-            shared.clone(),
-            principal.player_id.clone(),
-            claim,
-            watch,
-            cmd_tx.clone(),
-        ))
-    });
+    let control = control_reader(core.clone(), control_recv, max_frame_size);
+    tokio::pin!(control);
+    let mut control_done = false;
+    let presence = watch_presence(shared.clone(), principal.player_id.clone(), claim);
+    tokio::pin!(presence);
+    let mut presence_done = false;
     let mut drain = shared.drain.clone();
     let mut shutdown = shared.shutdown.subscribe();
     let mut kicked = false;
@@ -137,7 +137,14 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         tokio::select! {
             _ = core.wake.notified() => {}
             _ = sleep_until_opt(deadline) => core.with_machine(|m| m.handle_timeout(Instant::now())),
-            Some(cmd) = cmd_rx.recv() => match cmd {
+            () = &mut control, if !control_done => control_done = true,
+            kick = &mut presence, if !presence_done => {
+                presence_done = true;
+                if let Some(Kick { reason, message }) = kick {
+                    core.with_machine(|m| m.kick(reason, &message));
+                }
+            }
+            cmd = inbox.recv() => match cmd {
                 SessionCommand::Kick { reason, message } => core.with_machine(|m| m.kick(reason, &message)),
                 SessionCommand::Superseded => {
                     superseded = true;
@@ -160,7 +167,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
                         client: client.clone(),
                         session_id,
                         max_frame_size,
-                        writer_done: writers_tx.clone(),
+                        writer_done: writers.get_or_insert_with(|| mpsc::channel(1)).0.clone(),
                     };
                     tasks.spawn(ctx.run(send, recv));
                 }
@@ -177,12 +184,9 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         }
     };
 
-    // The session is over: its presence watch would only wake on the writes
-    // below (a logout's end of the claim) and read the key again for a Kick
-    // nobody takes any more.
-    if let Some(watch) = presence_watch {
-        watch.abort();
-    }
+    // The session is over: its presence watch is no longer polled, so the
+    // writes below (a logout's end of the claim) wake nothing that reads the
+    // key again for a Kick nobody takes any more.
     let logout = !superseded && is_logout(&end, &conn);
     if logout {
         end_claim(&shared, &principal).await;
@@ -203,8 +207,10 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         // Channel writers reset their streams first (see `write_frames`), so
         // nothing queued for the client holds up the Kick or the close.
         core.closing.send_replace(Some(var_code(code)));
-        drop(writers_tx);
-        let _ = tokio::time::timeout(WRITERS_STOP_WAIT, writers_rx.recv()).await;
+        if let Some((writers_tx, mut writers_rx)) = writers.take() {
+            drop(writers_tx);
+            let _ = tokio::time::timeout(WRITERS_STOP_WAIT, writers_rx.recv()).await;
+        }
         if kicked && control_send.finish().is_ok() {
             let _ = tokio::time::timeout(FINAL_FRAME_LINGER, control_send.stopped()).await;
         }
@@ -213,7 +219,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     } else {
         metrics::counter!("outpost_session_closes_total", "code" => "ConnectionLost").increment(1);
     }
-    shared.registry.unregister(&principal.player_id, &cmd_tx);
+    shared.registry.unregister(&principal.player_id, &inbox);
     shared
         .tickets
         .session_ended(principal.player_id.clone(), session_id);
@@ -226,30 +232,31 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     drop(slot);
 }
 
-/// Kicks the session when it stops being the player's live one: a newer login
-/// (on any gateway sharing the global store) holds the presence, or an operator
-/// ended it from any gateway. The claim itself was written before `Welcome`.
+/// The Kick for when the session stops being the player's live one: a newer
+/// login (on any gateway sharing the global store) holds the presence, or an
+/// operator ended it from any gateway. The claim itself was written before
+/// `Welcome`, usually with the watch registered in the same transaction.
+/// Never completes without a claim (presence off) or while the session stays
+/// the live one.
 async fn watch_presence(
     shared: Arc<Shared>,
     player: Arc<str>,
-    claim: Claim,
-    watch: Option<Watch>,
-    commands: mpsc::Sender<SessionCommand>,
-) {
+    claim: Option<(Claim, Option<Watch>)>,
+) -> Option<Kick> {
+    let Some((claim, watch)) = claim else {
+        return std::future::pending().await;
+    };
     let displaced = match watch {
         // Registered by the claim's transaction: nothing to read until the key changes.
         Some(watch) => shared.presence.displaced_after(&player, &claim, watch).await,
         None => shared.presence.displaced(&player, &claim).await,
     };
-    let kick = match displaced {
+    match displaced {
         Ok(displacement) => rules::presence_kick(&displacement),
         Err(e) => {
             warn!(error = %e, "presence watch failed");
-            return;
+            None
         }
-    };
-    if let Some(Kick { reason, message }) = kick {
-        let _ = commands.send(SessionCommand::Kick { reason, message }).await;
     }
 }
 

@@ -401,6 +401,13 @@ impl Session {
 
     /// The next action for the driver, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if self.actions.is_empty() {
+            // Memory per idle session: a drained queue keeps no buffer (it
+            // would hold room for 4 actions, one `ControlMsg` each, for the
+            // session's life after its first Pong).
+            self.actions = VecDeque::new();
+        }
+        action
     }
 }

@@ -1,0 +1,91 @@
+//! The `[transport]` section: the UDP socket and the QUIC transport parameters
+//! of every session, with what each costs in memory per session and what it
+//! buys. Figures: docs/PERFORMANCE.md, "Memory per idle session (issue 21)".
+
+use serde::Deserialize;
+
+/// UDP socket and QUIC transport sizing. Measured on our 2-core machines: with the
+/// kernel's default 208 KiB receive buffer a burst of a few hundred handshakes
+/// overflows the socket, and every dropped Initial waits a full retransmission
+/// timeout (~1 s), so handshake throughput collapses from ~2,000/s to ~150/s.
+///
+/// Memory per session. An idle session's memory is mostly quinn's own
+/// per-connection state, which no setting here removes: measured on
+/// 2026-12-04, bare quinn 0.11 holds 40.1 KiB per idle connection with its
+/// default transport and 30.6 KiB with this section's defaults (mostly the
+/// stream count below), and the gateway adds its session on top. What the
+/// settings trade:
+/// - **Streams.** quinn sets up its stream-map entries for every stream the
+///   client may open at once, when the connection starts: `1 +
+///   limits.max_channels` bidirectional (default 17), no unidirectional ones
+///   (quinn's default is 100 + 100). Fewer
+///   channels per session, less memory; a client opening more waits for
+///   credit.
+/// - **Flow-control windows** (`stream_receive_window`, `receive_window`,
+///   `send_window`) reserve nothing: they bound what a client can make the
+///   gateway buffer. An idle session costs the same at any window; the worst
+///   case is the window: a client that sends a full connection window and a
+///   peer that stops reading hold up to 512 KiB + 512 KiB each (at 100,000
+///   sessions, far above the idle figure; `limits.outbound_queue_bytes` and
+///   the channel limits bound what the gateway queues itself). Smaller windows
+///   cap that worst case and slow bulk transfers on long paths (one window per
+///   round trip).
+/// - **Connection IDs.** quinn issues each client up to 8 connection IDs (or
+///   fewer if the client asks) and keeps them in the endpoint's index, about
+///   40 bytes each; quinn 0.11 has no setting for it.
+/// - **Transmit buffer**: one per connection, kept at the largest batch it
+///   sent; with `segmentation_offload` off it stays at one datagram, which did
+///   not measurably shrink idle sessions.
+/// - **Timers** are not per-session tasks: quinn keeps one timer per
+///   connection, and a session's deadlines (idle timeout, resume-token
+///   refresh) are one entry at a time in tokio's shared timer wheel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    /// SO_RCVBUF of the UDP socket, in bytes. Default 8 MiB. The kernel caps it at
+    /// `net.core.rmem_max`; the gateway logs and exports the size it actually got.
+    pub udp_recv_buffer_bytes: usize,
+    /// SO_SNDBUF of the UDP socket, in bytes. Default 4 MiB (capped by `wmem_max`).
+    pub udp_send_buffer_bytes: usize,
+    /// Bytes a client may have unacknowledged on one stream (QUIC stream flow
+    /// control). Default 256 KiB. Allocated only as data arrives (see above).
+    pub stream_receive_window: u32,
+    /// Bytes a client may have unacknowledged across the connection. Default 512 KiB.
+    pub receive_window: u32,
+    /// Bytes the gateway buffers unacknowledged per connection. Default 512 KiB.
+    /// Bounds what a client that stops reading can make the gateway hold.
+    pub send_window: u64,
+    /// QUIC idle timeout, in ms. Default 30,000.
+    pub max_idle_timeout_ms: u64,
+    /// Path MTU discovery (DPLPMTUD, RFC 8899): after each handshake the gateway
+    /// probes whether datagrams above QUIC's 1,200-byte minimum get through, and
+    /// again every 10 minutes. Default **off**: game traffic is small frames that
+    /// fit 1,200-byte datagrams, and the probes cost every new connection extra
+    /// datagrams each way exactly when logins arrive as a storm (see
+    /// docs/PERFORMANCE.md, gateway logins). Turn on when channels carry large
+    /// payloads (content, big state documents) on paths known to allow 1,500 bytes.
+    pub mtu_discovery: bool,
+    /// UDP generic segmentation offload (GSO): quinn hands the kernel up to 10
+    /// datagrams of a connection in one `sendmsg`. Default on. Off costs one
+    /// `sendmsg` per datagram whenever a connection sends a burst (handshake
+    /// flights, large channel payloads); use it only where a NIC or middlebox
+    /// mishandles GSO. It does not save memory for idle sessions: measured
+    /// within noise (≤ 0.4 KiB per session) in docs/PERFORMANCE.md ("Memory per
+    /// idle session").
+    pub segmentation_offload: bool,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            udp_recv_buffer_bytes: 8 * 1024 * 1024,
+            udp_send_buffer_bytes: 4 * 1024 * 1024,
+            stream_receive_window: 256 * 1024,
+            receive_window: 512 * 1024,
+            send_window: 512 * 1024,
+            max_idle_timeout_ms: 30_000,
+            mtu_discovery: false,
+            segmentation_offload: true,
+        }
+    }
+}
