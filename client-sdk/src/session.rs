@@ -235,7 +235,10 @@ impl Actor {
                 }
             }
             endpoint.close(ErrorCode::Unspecified.0.into(), b"");
-            match self.reconnect(immediate).await {
+            // Boxed: the reconnect (handshakes, login, maybe a queue wait) is
+            // the largest state of this task but rarely live; inline, every
+            // session's task would reserve room for it all the time.
+            match Box::pin(self.reconnect(immediate)).await {
                 Some(next) => {
                     live = self.install(&next);
                     est = next;
