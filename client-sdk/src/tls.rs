@@ -147,7 +147,8 @@ mod tests {
 
     #[test]
     fn a_pem_without_certificates_is_refused() {
-        for pem in [&b""[..], b"not a certificate"] {
+        let cases: [&[u8]; 2] = [b"", b"not a certificate"];
+        for pem in cases {
             let trust = Trust::DevCa { pem: pem.to_vec() };
             let err = quinn_client_config(&trust, false).expect_err("no CA in it");
             assert!(matches!(err, ClientError::Config(_)), "{err:?}");
