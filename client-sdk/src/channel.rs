@@ -34,6 +34,8 @@ const REQUEST_QUEUE: usize = 64;
 
 type Reply = oneshot::Sender<Result<ResponseBody, ClientError>>;
 
+/// Boxed in the queue: a tokio channel allocates its slots in blocks of 32,
+/// so inline requests would cost every open channel 32 of them.
 struct Pending {
     body: RequestBody,
     reply: Reply,
@@ -51,7 +53,7 @@ pub struct Channel {
 struct ChannelInner {
     kind: ChannelKind,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Box<Pending>>,
     dead: Arc<Mutex<Option<ClientError>>>,
     _session: mpsc::Sender<Command>,
 }
@@ -116,7 +118,13 @@ impl Channel {
     async fn request_inner(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
         let (reply, rx) = oneshot::channel();
         let fut = async {
-            if self.inner.tx.send(Pending { body, reply }).await.is_err() {
+            if self
+                .inner
+                .tx
+                .send(Box::new(Pending { body, reply }))
+                .await
+                .is_err()
+            {
                 return Err(self.dead_error());
             }
             rx.await.unwrap_or_else(|_| Err(self.dead_error()))
@@ -189,10 +197,10 @@ enum ReaderEnd {
 struct ChannelTask {
     kind: ChannelKind,
     shared: Arc<Shared>,
-    rx: mpsc::Receiver<Pending>,
+    rx: mpsc::Receiver<Box<Pending>>,
     dead: Arc<Mutex<Option<ClientError>>>,
     /// Requests taken from `rx` while no connection was available.
-    backlog: VecDeque<Pending>,
+    backlog: VecDeque<Box<Pending>>,
     next_id: u64,
     ready: Option<oneshot::Sender<Result<(), ClientError>>>,
 }
@@ -367,7 +375,10 @@ fn fail_all(inflight: &Mutex<HashMap<u64, Reply>>, live: &LiveConn, err: &Client
     }
 }
 
-async fn next_pending(backlog: &mut VecDeque<Pending>, rx: &mut mpsc::Receiver<Pending>) -> Option<Pending> {
+async fn next_pending(
+    backlog: &mut VecDeque<Box<Pending>>,
+    rx: &mut mpsc::Receiver<Box<Pending>>,
+) -> Option<Box<Pending>> {
     match backlog.pop_front() {
         Some(p) => Some(p),
         None => rx.recv().await,

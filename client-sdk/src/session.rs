@@ -235,7 +235,10 @@ impl Actor {
                 }
             }
             endpoint.close(ErrorCode::Unspecified.0.into(), b"");
-            match self.reconnect(immediate).await {
+            // Boxed: the reconnect (handshakes, login, maybe a queue wait) is
+            // the largest state of this task but rarely live; inline, every
+            // session's task would reserve room for it all the time.
+            match Box::pin(self.reconnect(immediate)).await {
                 Some(next) => {
                     live = self.install(&next);
                     est = next;
@@ -256,7 +259,9 @@ impl Actor {
             welcome,
             ..
         } = est;
-        let (ctrl_tx, mut ctrl_rx) = mpsc::channel(16);
+        // Boxed items: a tokio channel allocates its slots in blocks of 32, so
+        // inline control messages would cost every session 32 of them.
+        let (ctrl_tx, mut ctrl_rx) = mpsc::channel::<Box<Result<ControlMsg, ReadError>>>(16);
         let reader = tokio::spawn(control_reader(ctrl_recv, max_frame, ctrl_tx));
         let hb = heartbeat_interval(&welcome);
         let mut tick = tokio::time::interval_at(Instant::now() + hb, hb);
@@ -308,7 +313,7 @@ impl Actor {
                 },
                 // Woken when the last request in flight is answered (checked above).
                 _ = live.idle.notified(), if move_by.is_some() => {}
-                msg = ctrl_rx.recv() => match msg {
+                msg = ctrl_rx.recv() => match msg.map(|m| *m) {
                     Some(Ok(ControlMsg::Pong { nonce })) => {
                         last_pong = Instant::now();
                         if let Some(pos) = pings.iter().position(|p| p.0 == nonce) {
@@ -535,18 +540,18 @@ impl Actor {
 async fn control_reader(
     mut recv: quinn::RecvStream,
     max_frame: u32,
-    tx: mpsc::Sender<Result<ControlMsg, ReadError>>,
+    tx: mpsc::Sender<Box<Result<ControlMsg, ReadError>>>,
 ) {
     loop {
         match read_control(&mut recv, max_frame).await {
             Ok(Some(msg)) => {
-                if tx.send(Ok(msg)).await.is_err() {
+                if tx.send(Box::new(Ok(msg))).await.is_err() {
                     return;
                 }
             }
             Ok(None) => return,
             Err(e) => {
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.send(Box::new(Err(e))).await;
                 return;
             }
         }

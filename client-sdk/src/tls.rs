@@ -1,7 +1,7 @@
 //! TLS and QUIC client configuration: rustls 0.23 with the ring provider,
 //! TLS 1.3 only, ALPN `outpost/1`, trusting exactly the configured CAs.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use outpost_schema::ALPN;
@@ -15,13 +15,65 @@ use crate::error::ClientError;
 /// of both peers' proposals (the gateway announces 30 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Server names whose TLS 1.3 tickets one client remembers. A client talks to
+/// the gateways of one region, which normally share one certificate name, so
+/// one entry is used; rustls' default (256) reserves a table for 256 names in
+/// every client, which a process running thousands of clients (the sim, bot
+/// hosts) pays per client.
+const RESUMPTION_SERVER_NAMES: usize = 2;
+
+/// Most distinct trust settings whose parsed TLS configuration the process
+/// keeps ([`shared_tls`]); a game uses one.
+const SHARED_TLS_ENTRIES: usize = 8;
+
+/// The process-wide TLS configurations, by CA PEM: the parsed root store,
+/// the certificate verifier and the crypto provider are built once and shared
+/// by every client that trusts the same CAs (they are read-only). Each client
+/// still gets its own session-ticket store (see [`quinn_client_config`]).
+static SHARED_TLS: Mutex<Vec<(Vec<u8>, Arc<rustls::ClientConfig>)>> = Mutex::new(Vec::new());
+
+/// The shared QUIC transport settings, without and with MTU discovery.
+static TRANSPORT: OnceLock<[Arc<quinn::TransportConfig>; 2]> = OnceLock::new();
+
 /// Builds the quinn client configuration for a trust setting.
+///
+/// Everything read-only (root store, verifier, crypto provider, ALPN,
+/// transport settings) is built once per process and trust setting and
+/// shared; what is per client is the TLS session-ticket store, so that a
+/// client resumes only its own sessions (as separate game installs would).
 pub(crate) fn quinn_client_config(
     trust: &Trust,
     mtu_discovery: bool,
 ) -> Result<quinn::ClientConfig, ClientError> {
+    let base = shared_tls(trust.pem())?;
+    let mut tls = (*base).clone();
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(RESUMPTION_SERVER_NAMES);
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls))
+        .map_err(|e| ClientError::Config(format!("QUIC TLS setup: {e}")))?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    let transport = TRANSPORT.get_or_init(|| [false, true].map(|mtu| Arc::new(quic_transport_config(mtu))));
+    cfg.transport_config(transport[usize::from(mtu_discovery)].clone());
+    Ok(cfg)
+}
+
+/// The shared TLS configuration for CAs `pem` (built on first use).
+fn shared_tls(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    let mut cache = SHARED_TLS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, cfg)) = cache.iter().find(|(k, _)| k == pem) {
+        return Ok(cfg.clone());
+    }
+    let cfg = Arc::new(build_tls(pem)?);
+    if cache.len() >= SHARED_TLS_ENTRIES {
+        cache.remove(0);
+    }
+    cache.push((pem.to_vec(), cfg.clone()));
+    Ok(cfg)
+}
+
+/// Parses `pem` into a root store and builds the TLS 1.3 client configuration.
+fn build_tls(pem: &[u8]) -> Result<rustls::ClientConfig, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(trust.pem()) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| ClientError::Config(format!("bad CA PEM: {e}")))?;
         roots
             .add(cert)
@@ -37,11 +89,7 @@ pub(crate) fn quinn_client_config(
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| ClientError::Config(format!("QUIC TLS setup: {e}")))?;
-    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(Arc::new(quic_transport_config(mtu_discovery)));
-    Ok(cfg)
+    Ok(tls)
 }
 
 /// The QUIC transport settings the SDK connects with. Public so that load
@@ -71,4 +119,39 @@ pub(crate) fn alpn_ok(conn: &quinn::Connection) -> bool {
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|d| d.protocol)
         .is_some_and(|p| p == ALPN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_pem() -> Vec<u8> {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a test CA");
+        ck.cert.pem().into_bytes()
+    }
+
+    #[test]
+    fn clients_trusting_the_same_cas_share_one_tls_config() {
+        let pem = ca_pem();
+        let a = shared_tls(&pem).expect("valid PEM");
+        let b = shared_tls(&pem).expect("valid PEM");
+        assert!(Arc::ptr_eq(&a, &b), "the same CAs must not be parsed twice");
+        let other = shared_tls(&ca_pem()).expect("valid PEM");
+        assert!(!Arc::ptr_eq(&a, &other), "other CAs get their own config");
+        assert_eq!(a.alpn_protocols, vec![ALPN.to_vec()]);
+        // Per client: a config builds for both transport settings.
+        let trust = Trust::DevCa { pem };
+        quinn_client_config(&trust, false).expect("client config");
+        quinn_client_config(&trust, true).expect("client config with MTU discovery");
+    }
+
+    #[test]
+    fn a_pem_without_certificates_is_refused() {
+        let cases: [&[u8]; 2] = [b"", b"not a certificate"];
+        for pem in cases {
+            let trust = Trust::DevCa { pem: pem.to_vec() };
+            let err = quinn_client_config(&trust, false).expect_err("no CA in it");
+            assert!(matches!(err, ClientError::Config(_)), "{err:?}");
+        }
+    }
 }

@@ -299,7 +299,10 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
         .old_clients
         .filter(|_| crate::rehearsal::is_old_client(&sc.rehearsal, rng.gen::<f64>()))
         .map(|o| o.interval_ms);
-    let Some(client) = login(
+    // Logins are boxed: the SDK's connect future (handshakes, login, queue
+    // wait) is the largest state of a player, but only live while logging in;
+    // inline, every player's task would reserve room for it for its lifetime.
+    let Some(client) = Box::pin(login(
         ctx,
         ctl,
         region,
@@ -310,7 +313,7 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
             storm: None,
             old_client,
         },
-    )
+    ))
     .await
     else {
         return;
@@ -352,7 +355,7 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
                 inc(&rec.counters.outage_drops);
                 return;
             }
-            let Some(client) = login(
+            let Some(client) = Box::pin(login(
                 ctx,
                 ctl,
                 region,
@@ -363,7 +366,7 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
                     storm: Some(order),
                     old_client,
                 },
-            )
+            ))
             .await
             else {
                 return;
