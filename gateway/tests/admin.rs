@@ -22,19 +22,6 @@ async fn call(
     tokio::task::spawn_blocking(move || http_with_token(addr, method, &path, &body, token.as_deref())).await?
 }
 
-/// The status code and the JSON body of a response.
-fn parse(response: &str) -> (u16, Value) {
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        serde_json::from_str(http_body(response)).unwrap_or(Value::Null),
-    )
-}
-
 fn flag_json(key: &str, color: &str) -> String {
     format!(
         r#"{{"key":"{key}","default":{{"type":"string","value":"plain"}},
@@ -46,9 +33,9 @@ fn flag_json(key: &str, color: &str) -> String {
 /// the right token.
 async fn flag_and_audit(admin: SocketAddr, key: &str) -> Result<(Value, usize)> {
     let (status, flag) =
-        parse(&call(admin, "GET", &format!("/flags/{key}"), "", Some(TEST_ADMIN_TOKEN)).await?);
+        status_and_json(&call(admin, "GET", &format!("/flags/{key}"), "", Some(TEST_ADMIN_TOKEN)).await?);
     let flag = if status == 404 { Value::Null } else { flag };
-    let (status, audit) = parse(
+    let (status, audit) = status_and_json(
         &call(
             admin,
             "GET",
@@ -70,7 +57,7 @@ async fn a_missing_or_wrong_token_is_refused_and_changes_nothing() -> Result<()>
         gw.running.as_ref().map(|r| r.admin_token()),
         Some(TEST_ADMIN_TOKEN)
     );
-    let (status, _) = parse(
+    let (status, _) = status_and_json(
         &call(
             gw.admin,
             "PUT",
@@ -95,7 +82,7 @@ async fn a_missing_or_wrong_token_is_refused_and_changes_nothing() -> Result<()>
             ("GET", "/audit", String::new()),
         ] {
             let r = call(gw.admin, method, path, &body, token).await?;
-            let (status, body) = parse(&r);
+            let (status, body) = status_and_json(&r);
             assert_eq!(status, 401, "{method} {path} with {token:?}: {r}");
             assert_eq!(body["error"], "unauthorized", "{r}");
             assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{r}");
@@ -111,13 +98,13 @@ async fn a_missing_or_wrong_token_is_refused_and_changes_nothing() -> Result<()>
         Some(&format!("x{TEST_ADMIN_TOKEN}")),
     )
     .await?;
-    assert_eq!(parse(&basic).0, 401, "{basic}");
+    assert_eq!(status_and_json(&basic).0, 401, "{basic}");
 
     // Nothing changed: same flag, same audit log, no new flag, not draining.
     assert_eq!(flag_and_audit(gw.admin, "theme").await?, before);
     assert_eq!(flag_and_audit(gw.admin, "other").await?, (Value::Null, 0));
     assert!(!gw.handle.is_draining());
-    let (status, s) = parse(&call(gw.admin, "GET", "/status", "", Some(TEST_ADMIN_TOKEN)).await?);
+    let (status, s) = status_and_json(&call(gw.admin, "GET", "/status", "", Some(TEST_ADMIN_TOKEN)).await?);
     assert_eq!((status, &s["draining"]), (200, &Value::Bool(false)));
 
     // Probes and the scrape need no token; the refusals were counted.
@@ -152,7 +139,7 @@ async fn malformed_flags_are_refused_naming_the_field_and_nothing_is_written() -
     let gw = world.gateway(|_| {}).await?;
     let good = flag_json("theme", "green");
     assert_eq!(
-        parse(
+        status_and_json(
             &call(
                 gw.admin,
                 "PUT",
@@ -226,7 +213,7 @@ async fn malformed_flags_are_refused_naming_the_field_and_nothing_is_written() -
             Some(TEST_ADMIN_TOKEN),
         )
         .await?;
-        let (status, err) = parse(&r);
+        let (status, err) = status_and_json(&r);
         assert_eq!(status, 400, "{what}: {r}");
         assert_eq!(err["error"], *code, "{what}: {r}");
         let got = err["field"].as_str().unwrap_or_default();
@@ -249,7 +236,7 @@ async fn malformed_flags_are_refused_naming_the_field_and_nothing_is_written() -
             Some(TEST_ADMIN_TOKEN),
         )
         .await?;
-        let (status, err) = parse(&r);
+        let (status, err) = status_and_json(&r);
         assert_eq!(
             (status, err["error"].as_str()),
             (400, Some("invalid_json")),
@@ -265,7 +252,7 @@ async fn malformed_flags_are_refused_naming_the_field_and_nothing_is_written() -
         Some(TEST_ADMIN_TOKEN),
     )
     .await?;
-    assert_eq!(parse(&r).1["error"], "invalid_query", "{r}");
+    assert_eq!(status_and_json(&r).1["error"], "invalid_query", "{r}");
     // A malformed flag under a new key creates nothing either.
     let r = call(
         gw.admin,
@@ -275,12 +262,12 @@ async fn malformed_flags_are_refused_naming_the_field_and_nothing_is_written() -
         Some(TEST_ADMIN_TOKEN),
     )
     .await?;
-    assert_eq!(parse(&r).0, 400, "{r}");
+    assert_eq!(status_and_json(&r).0, 400, "{r}");
 
     // Nothing was written: the flag, its version and the audit log are as before.
     assert_eq!(flag_and_audit(gw.admin, "theme").await?, before);
     assert_eq!(flag_and_audit(gw.admin, "fresh").await?, (Value::Null, 0));
-    let (_, all) = parse(&call(gw.admin, "GET", "/audit", "", Some(TEST_ADMIN_TOKEN)).await?);
+    let (_, all) = status_and_json(&call(gw.admin, "GET", "/audit", "", Some(TEST_ADMIN_TOKEN)).await?);
     assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
 
     // A rollout plan that breaks a rule is refused the same way.
@@ -294,13 +281,14 @@ async fn malformed_flags_are_refused_naming_the_field_and_nothing_is_written() -
         Some(TEST_ADMIN_TOKEN),
     )
     .await?;
-    let (status, err) = parse(&r);
+    let (status, err) = status_and_json(&r);
     assert_eq!(
         (status, err["error"].as_str()),
         (400, Some("invalid_plan")),
         "{r}"
     );
-    let (_, running) = parse(&call(gw.admin, "GET", "/rollouts", "", Some(TEST_ADMIN_TOKEN)).await?);
+    let (_, running) =
+        status_and_json(&call(gw.admin, "GET", "/rollouts", "", Some(TEST_ADMIN_TOKEN)).await?);
     assert_eq!(running, serde_json::json!([]));
     Ok(())
 }
@@ -488,7 +476,7 @@ async fn the_openapi_document_describes_exactly_the_served_routes() -> Result<()
     let world = World::new().await?;
     let gw = world.gateway(|_| {}).await?;
     let r = call(gw.admin, "GET", "/openapi.json", "", None).await?;
-    let (status, doc) = parse(&r);
+    let (status, doc) = status_and_json(&r);
     assert_eq!(status, 200, "the document needs no token: {r}");
     assert_eq!(
         doc,
@@ -513,7 +501,7 @@ async fn the_openapi_document_describes_exactly_the_served_routes() -> Result<()
                 // With the token: the token check answers 401 before the
                 // router's 405 on a guarded path.
                 let r = call(gw.admin, method, &path, "", Some(TEST_ADMIN_TOKEN)).await?;
-                let status = parse(&r).0;
+                let status = status_and_json(&r).0;
                 assert_eq!(
                     status, 405,
                     "{method} {template} is served but not documented: {r}"
@@ -521,7 +509,7 @@ async fn the_openapi_document_describes_exactly_the_served_routes() -> Result<()
                 continue;
             };
             let r = call(gw.admin, method, &path, "", None).await?;
-            let (status, body) = parse(&r);
+            let (status, body) = status_and_json(&r);
             operations += 1;
             if op.get("security").is_some() {
                 assert_eq!(
@@ -538,162 +526,14 @@ async fn the_openapi_document_describes_exactly_the_served_routes() -> Result<()
     // The documented 413 of a body over 2 MiB.
     let big = format!(r#"{{"key":"theme","description":"{}"}}"#, "x".repeat(3 << 20));
     let r = call(gw.admin, "PUT", "/flags/theme", &big, Some(TEST_ADMIN_TOKEN)).await?;
-    let (status, body) = parse(&r);
+    let (status, body) = status_and_json(&r);
     assert_eq!(
         (status, &body["error"]),
         (413, &Value::from("invalid_body")),
         "{r}"
     );
     // And the check can tell: an unknown path is the router's 404.
-    let (status, _) = parse(&call(gw.admin, "GET", "/no-such-route", "", None).await?);
+    let (status, _) = status_and_json(&call(gw.admin, "GET", "/no-such-route", "", None).await?);
     assert_eq!(status, 404);
-    Ok(())
-}
-
-async fn match_push(events: &mut outpost_client::Events) -> outpost_client::MatchInfo {
-    use outpost_client::{ChannelKind, Event, PushBody};
-    let wait = async {
-        loop {
-            if let Some(Event::Push {
-                channel: ChannelKind::Matchmaking,
-                body: PushBody::MatchFound { matched, .. },
-            }) = events.recv().await
-            {
-                return matched;
-            }
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(20), wait)
-        .await
-        .expect("a MatchFound push")
-}
-
-/// Backfill through the admin API, end to end with real QUIC clients (here and
-/// not in `matchmaking.rs`, whose first test counts the process's matches in
-/// the metrics).
-fn admin_call(
-    admin: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Result<(u16, serde_json::Value)> {
-    let r = http_json(admin, method, path, body)?;
-    let status = r
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((
-        status,
-        serde_json::from_str(http_body(&r)).unwrap_or(serde_json::Value::Null),
-    ))
-}
-
-async fn admin(
-    admin: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Result<(u16, serde_json::Value)> {
-    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
-    tokio::task::spawn_blocking(move || admin_call(admin, &method, &path, &body)).await?
-}
-#[tokio::test]
-async fn a_game_server_backfills_its_match_and_the_new_player_is_pushed_that_match() -> Result<()> {
-    let world = World::new().await?;
-    let gw = world.gateway(|_| {}).await?;
-    let a = outpost_client::Client::connect(gw.client_config(device())).await?;
-    let b = outpost_client::Client::connect(gw.client_config(device())).await?;
-    let mut ea = a.events();
-    let (ma, mb) = (a.matchmaking().await?, b.matchmaking().await?);
-    ma.queue_here("duel").await?;
-    mb.queue_here("duel").await?;
-    let m = match_push(&mut ea).await;
-    // Player a left; the game server asks for one player on a's team.
-    let mut slots = [0u32, 0];
-    slots[m.team as usize] = 1;
-    let body = format!(r#"{{"slots":[{},{}],"ttl_ms":30000}}"#, slots[0], slots[1]);
-    let (status, req) = admin(
-        gw.admin,
-        "POST",
-        &format!("/matches/{}/backfill", m.match_id),
-        &body,
-    )
-    .await?;
-    assert_eq!(status, 201, "{req}");
-    assert_eq!(
-        (req["state"].as_str(), req["match_id"].as_str()),
-        (Some("open"), Some(m.match_id.as_str()))
-    );
-    let id = req["id"].as_str().expect("id").to_owned();
-
-    let c = outpost_client::Client::connect(gw.client_config(device())).await?;
-    let mut ec = c.events();
-    let mc = c.matchmaking().await?;
-    mc.queue_here("duel").await?;
-    let pc = match_push(&mut ec).await;
-    assert_eq!(
-        pc.match_id, m.match_id,
-        "the backfilled player joins the existing match"
-    );
-    assert_eq!(pc.team, m.team);
-    assert!(pc.teams[pc.team as usize].contains(&c.player_id()));
-    assert_eq!(pc.server, m.server);
-    let (status, got) = admin(gw.admin, "GET", &format!("/backfills/{id}"), "").await?;
-    assert_eq!((status, got["state"].as_str()), (200, Some("filled")), "{got}");
-    assert_eq!(got["tickets"].as_array().map(Vec::len), Some(1));
-    // Filled requests cannot be cancelled; hostile input gets documented codes.
-    let (status, e) = admin(gw.admin, "DELETE", &format!("/backfills/{id}"), "").await?;
-    assert_eq!((status, e["error"].as_str()), (409, Some("backfill_filled")));
-    for (path, body, want) in [
-        (
-            format!("/matches/{}/backfill", m.match_id),
-            r#"{"slots":[1]}"#,
-            (400, "invalid_backfill"),
-        ),
-        (
-            format!("/matches/{}/backfill", m.match_id),
-            r#"{"slots":[2,0]}"#,
-            (400, "invalid_backfill"),
-        ),
-        (
-            format!("/matches/{}/backfill", m.match_id),
-            r#"{"slots":[1,0],"ttl_ms":1}"#,
-            (400, "invalid_backfill"),
-        ),
-        (
-            format!("/matches/{}/backfill", m.match_id),
-            r#"{"slots":[1,0],"x":1}"#,
-            (400, "invalid_json"),
-        ),
-        (
-            "/matches/xyz/backfill".to_owned(),
-            r#"{"slots":[1,0]}"#,
-            (400, "invalid_id"),
-        ),
-        (
-            format!("/matches/{:032x}/backfill", 7),
-            r#"{"slots":[1,0]}"#,
-            (404, "match_not_found"),
-        ),
-    ] {
-        let (status, e) = admin(gw.admin, "POST", &path, body).await?;
-        assert_eq!((status, e["error"].as_str().unwrap_or("")), want, "{path} {body}");
-    }
-    // An open request can be cancelled (idempotently); it is then never filled.
-    let (_, open) = admin(
-        gw.admin,
-        "POST",
-        &format!("/matches/{}/backfill", m.match_id),
-        r#"{"slots":[1,0]}"#,
-    )
-    .await?;
-    let oid = open["id"].as_str().expect("id");
-    for _ in 0..2 {
-        let (status, r) = admin(gw.admin, "DELETE", &format!("/backfills/{oid}"), "").await?;
-        assert_eq!((status, r["state"].as_str()), (200, Some("cancelled")));
-    }
-    let (status, e) = admin(gw.admin, "GET", &format!("/backfills/{:016x}", 9), "").await?;
-    assert_eq!((status, e["error"].as_str()), (404, Some("not_found")));
     Ok(())
 }

@@ -306,3 +306,15 @@ pub fn http_with_token(
 pub fn http_body(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }
+
+/// The status code (0 if none) and the JSON body (`Null` if not JSON) of a
+/// whole HTTP response (what [`http`] returns).
+pub fn status_and_json(response: &str) -> (u16, serde_json::Value) {
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = serde_json::from_str(http_body(response)).unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
