@@ -193,8 +193,12 @@ pub(crate) async fn expire_all<S: Store>(
     let mut expired = 0;
     for nm in due {
         match mm.expire_ticket(lease, nm.ticket, nm.reason).await {
-            Ok(ExpireOutcome::Expired) => expired += 1,
-            Ok(ExpireOutcome::AlreadyExpired) | Err(CommitError::TicketUnavailable(_)) => {}
+            // `AlreadyExpired` here is this call's own first attempt, which
+            // applied and reported an unknown result: only the partition's
+            // current lease holder expires its tickets, and it loads waiting
+            // tickets only, so no other worker's expiry is seen as one.
+            Ok(ExpireOutcome::Expired | ExpireOutcome::AlreadyExpired) => expired += 1,
+            Err(CommitError::TicketUnavailable(_)) => {}
             Err(CommitError::LeaseLost(_)) => return Ok((expired, true)),
             Err(CommitError::Corrupt(e)) => return Err(MatchmakerError::Corrupt(e)),
             Err(CommitError::Store(e)) => return Err(MatchmakerError::Store(e)),
