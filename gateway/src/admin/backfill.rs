@@ -9,12 +9,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use outpost_backend::matchmaker::backfill::{DEFAULT_TTL_MS, MAX_TTL_MS, MIN_TTL_MS};
+use outpost_backend::matchmaker::backfill::DEFAULT_TTL_MS;
 use outpost_backend::matchmaker::{
     BackfillError, BackfillId, BackfillRecord, BackfillRequest, BackfillState, MatchId,
 };
 
-use super::reply::{class_error, ApiError, ClassAnswers, ErrorBody, JsonBody};
+use super::reply::{class_error, reply, ApiError, ClassAnswers, ErrorBody, JsonBody};
 use crate::server::GatewayHandle;
 
 /// A backfill request's body.
@@ -114,19 +114,11 @@ pub(super) async fn create(
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
-    let ttl_ms = b.ttl_ms.unwrap_or(DEFAULT_TTL_MS);
-    if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&ttl_ms) {
-        return ApiError::bad_request(
-            "invalid_backfill",
-            format!("ttl_ms must be {MIN_TTL_MS}..={MAX_TTL_MS}"),
-        )
-        .field("ttl_ms")
-        .into_response();
-    }
+    // The lifetime's bounds are checked by the matchmaker (`invalid_backfill`).
     let req = BackfillRequest {
         match_id,
         slots: b.slots,
-        ttl_ms,
+        ttl_ms: b.ttl_ms.unwrap_or(DEFAULT_TTL_MS),
     };
     match h.matchmaker().create_backfill(req).await {
         Ok(r) => (StatusCode::CREATED, Json(view(&r))).into_response(),
@@ -173,8 +165,5 @@ pub(super) async fn cancel(State(h): State<GatewayHandle>, Path(id): Path<String
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    match h.matchmaker().cancel_backfill(id).await {
-        Ok(r) => Json(view(&r)).into_response(),
-        Err(e) => error(e).into_response(),
-    }
+    reply(h.matchmaker().cancel_backfill(id).await.map(|r| view(&r)), error)
 }
