@@ -26,6 +26,7 @@ pub mod admin;
 pub mod auth;
 pub mod channels;
 pub mod config;
+mod control;
 mod driver;
 pub mod endpoint;
 pub mod frame_io;

@@ -155,7 +155,7 @@ pub(crate) async fn heartbeat(
 /// queue logins: whichever gateway of the region holds the sweep lease must
 /// release a dead gateway's places and slots (one range read per dead
 /// incarnation when nobody queues).
-pub(crate) fn sweep_queue(shared: &crate::driver::Shared) -> Option<Queue<AnyStore>> {
+pub(crate) fn sweep_queue(shared: &crate::driver::SessionDeps) -> Option<Queue<AnyStore>> {
     if let Some(q) = &shared.queue {
         return Some(q.queue.clone());
     }

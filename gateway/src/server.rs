@@ -1,4 +1,8 @@
-//! Starting, draining and stopping a gateway.
+//! Starting and stopping a gateway: [`start_with_stores`] builds the session
+//! dependencies ([`SessionDeps`]) and the control plane
+//! ([`ControlPlane`](crate::control::ControlPlane), which also holds the
+//! [`GatewayHandle`] that drains and stops it), serves the admin API, starts
+//! the background tasks and runs the accept loop.
 //!
 //! Shutdown follows mini-redis: a broadcast signal tells every task to stop, and a
 //! completion channel (every connection task holds a sender clone) tells the
@@ -7,15 +11,14 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use outpost_backend::identity::{Identity, IdentityError};
 use outpost_backend::liveness::Liveness;
-use outpost_backend::matchmaker::{Matchmaker, ServerAllocator, StaticAllocator, Worker, WorkerConfig};
+use outpost_backend::matchmaker::Matchmaker;
 use outpost_backend::presence::Presence;
 use outpost_backend::store::{AnyStore, BackendKind, OpenStoreError};
 use outpost_backend::time::now_ms;
-use serde::Serialize;
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -25,13 +28,15 @@ use crate::auth::Authenticator;
 use crate::channels::region_services::ServiceCache;
 use crate::channels::Router;
 use crate::config::{ConfigError, GatewayConfig, QuicRetry};
-use crate::driver::{serve_connection, DrainPlan, Shared};
+use crate::control::{Background, ControlPlane};
+pub use crate::control::{GatewayHandle, Status};
+use crate::driver::{serve_connection, SessionDeps};
 use crate::endpoint::{self, SocketBuffers};
 use crate::live::Live;
 use crate::regions::Regions;
 use crate::registry::Registry;
 use crate::session::{LoginConfig, SessionLimits};
-use crate::tls::{CertFiles, ReloadReport, ServerIdentity, TlsError, TlsReloader, TlsStatus};
+use crate::tls::{CertFiles, ServerIdentity, TlsError, TlsReloader};
 use crate::transfers::Transfers;
 
 /// Why a gateway could not start.
@@ -52,167 +57,10 @@ pub enum StartError {
     Identity(#[from] IdentityError),
 }
 
-/// A cheap handle to a running gateway: drain it, stop it, read its state.
-#[derive(Clone)]
-pub struct GatewayHandle {
-    shared: Arc<Shared>,
-    drain_tx: Arc<watch::Sender<Option<DrainPlan>>>,
-    buffers: SocketBuffers,
-    tls: Arc<TlsReloader>,
-}
-
-/// What `/status` reports.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Status {
-    /// The region this gateway serves.
-    pub region: String,
-    /// Live (welcomed) sessions.
-    pub sessions_live: usize,
-    /// Sessions admitted (logging in or live), counted against `max_sessions`.
-    pub sessions_admitted: usize,
-    /// Whether a drain began (`/readyz` answers 503).
-    pub draining: bool,
-    /// The QUIC socket's receive buffer, as the kernel granted it.
-    pub udp_recv_buffer_bytes: usize,
-    /// The QUIC socket's send buffer, as the kernel granted it.
-    pub udp_send_buffer_bytes: usize,
-    /// Certificate files, reload counts and the served certificate's expiry.
-    pub tls: TlsStatus,
-}
-
-impl GatewayHandle {
-    /// Starts a graceful drain (idempotent): logins are refused with `Draining`,
-    /// every session gets a GoAway with a delay spread over the drain window, and
-    /// the gateway stops once empty or at the drain deadline.
-    pub fn drain(&self) {
-        let d = &self.shared.config.drain;
-        let plan = DrainPlan {
-            window: Duration::from_millis(d.window_ms),
-            deadline: Instant::now() + Duration::from_millis(d.deadline_ms),
-        };
-        let started = self.drain_tx.send_if_modified(|cur| {
-            if cur.is_some() {
-                return false;
-            }
-            *cur = Some(plan);
-            true
-        });
-        if !started {
-            return;
-        }
-        info!(
-            window_ms = d.window_ms,
-            deadline_ms = d.deadline_ms,
-            "drain started"
-        );
-        metrics::gauge!("outpost_draining").set(1.0);
-        let h = self.clone();
-        tokio::spawn(async move {
-            while h.shared.registry.admitted() > 0 && Instant::now() < plan.deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            info!(
-                remaining = h.shared.registry.admitted(),
-                "drain finished; shutting down"
-            );
-            h.shutdown();
-        });
-    }
-
-    /// Stops at once: every session is closed with `ShuttingDown`.
-    pub fn shutdown(&self) {
-        let _ = self.shared.shutdown.send(());
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.drain_tx.borrow().is_some()
-    }
-
-    pub fn sessions_live(&self) -> usize {
-        self.shared.registry.live()
-    }
-
-    pub fn status(&self) -> Status {
-        Status {
-            region: self.shared.config.region.clone(),
-            sessions_live: self.shared.registry.live(),
-            sessions_admitted: self.shared.registry.admitted(),
-            draining: self.is_draining(),
-            udp_recv_buffer_bytes: self.buffers.recv_bytes,
-            udp_send_buffer_bytes: self.buffers.send_bytes,
-            tls: self.tls_status(),
-        }
-    }
-
-    /// Flags, content, telemetry and rollouts (admin API).
-    pub fn live(&self) -> &crate::live::Live {
-        &self.shared.live
-    }
-
-    /// The region's login queue, when enabled.
-    pub(crate) fn queue(&self) -> Option<&std::sync::Arc<crate::driver::queue::RegionQueue>> {
-        self.shared.queue.as_ref()
-    }
-
-    /// The region's matchmaking pool (admin API: backfill requests).
-    pub(crate) fn matchmaker(&self) -> &Matchmaker<AnyStore> {
-        &self.shared.matchmaker
-    }
-
-    /// Cross-region transfers (admin API).
-    pub fn transfers(&self) -> &Transfers {
-        &self.shared.transfers
-    }
-
-    /// The inventory ledger of `region` (default: this gateway's), for operators.
-    pub fn ledger(&self, region: Option<&str>) -> Option<outpost_backend::ledger::Ledger<AnyStore>> {
-        let region = region.unwrap_or(self.shared.regions.local());
-        Some(self.shared.services.get(region).ok()?.ledger.clone())
-    }
-
-    /// Kicks a player's session wherever it is (operator action). With
-    /// cross-gateway presence (the default) this first ends the player's
-    /// presence claim, which revokes every resume token of that session on
-    /// every gateway of the region, and makes the gateway holding the session,
-    /// whichever it is, kick it with `KickedByOperator` (its presence watch
-    /// sees the ended claim); a session on this gateway is kicked at once as
-    /// well. True if a session was kicked or a resumable one revoked.
-    pub async fn kick(&self, player: &str) -> Result<bool, outpost_backend::presence::PresenceError> {
-        let revoked = if self.shared.config.session.cross_gateway_presence {
-            let end = outpost_backend::presence::SessionEnd::KickedByOperator;
-            self.shared.presence.end_current(player, end).await?.is_some()
-        } else {
-            false
-        };
-        let local = self.shared.registry.kick(
-            player,
-            outpost_schema::ErrorCode::KickedByOperator,
-            "kicked by an operator",
-        );
-        Ok(revoked || local)
-    }
-
-    /// Re-reads the certificate and key files now, whatever their state (SIGHUP
-    /// does this). New handshakes present the new certificate; established
-    /// sessions are untouched. On error the previous certificate stays in
-    /// service. Blocks briefly (reads two files): from async code, call it on
-    /// `spawn_blocking`.
-    pub fn reload_tls(&self) -> Result<ReloadReport, TlsError> {
-        self.tls.reload()
-    }
-
-    /// Certificate reload figures of this gateway.
-    pub fn tls_status(&self) -> TlsStatus {
-        self.tls.status()
-    }
-
-    /// Sets the gauges read at scrape time (`crate::metrics::gauges`).
-    pub(crate) async fn refresh_gauges(&self) {
-        crate::metrics::gauges::refresh(&self.shared).await;
-    }
-
-    pub(crate) fn shutdown_signal(&self) -> broadcast::Receiver<()> {
-        self.shared.shutdown.subscribe()
+impl StartError {
+    /// A setting the backend refused when the gateway built its services.
+    pub(crate) fn invalid(e: impl std::fmt::Display) -> Self {
+        StartError::Config(ConfigError::Invalid(e.to_string()))
     }
 }
 
@@ -284,36 +132,148 @@ pub async fn start_with_stores(
     config.validate()?;
     let admin_token = crate::admin::auth::resolve(&config)?;
     let regions = Arc::new(regions);
+    describe_metrics(&global, &regions);
+    let quic = bind_quic(&config)?;
+
+    let identity = Identity::open(global.clone()).await?;
+    let transfers = Transfers::new(identity.clone(), regions.clone());
+    let auth = authenticator(&config, identity).await?;
+    let local_store = regions
+        .store(&config.region)
+        .expect("the local region always has a store");
+    let (liveness, incarnation) = register_incarnation(&config, &local_store, quic.addr).await?;
+    let presence = Presence::new(global.clone()).with_incarnation(incarnation);
+    let holder = outpost_backend::liveness::holder_id(&quic.addr.to_string(), incarnation);
+    let queue = start_queue(&config, &local_store, &auth, holder).await?;
+    let pool = Matchmaker::new(
+        local_store,
+        &config.region,
+        config.matchmaking.pool(&config.region)?,
+    )
+    .map_err(StartError::invalid)?;
+    let matchmaker = pool.clone().with_incarnation(incarnation);
+    let (drain_tx, drain_rx) = watch::channel(None);
+    let (shutdown, _) = broadcast::channel(1);
+    let live = Live::start(global.clone(), &shutdown)
+        .await
+        .map_err(StartError::invalid)?;
+    let services = Arc::new(ServiceCache::new(
+        regions.clone(),
+        Arc::new(config.inventory.catalog()?),
+    ));
+    let router = router(&config, &services, &live, &matchmaker);
+    let (tickets, ended_sessions) =
+        crate::driver::tickets::TicketReaper::new(Duration::from_secs(config.session.resume_window_secs));
+    let sessions = Arc::new(SessionDeps {
+        tickets,
+        registry: Registry::new(config.limits.max_sessions),
+        router,
+        transfers,
+        regions,
+        presence,
+        name: quic.addr.to_string(),
+        limits: session_limits(&config),
+        login: Arc::new(login_config(&config)),
+        auth,
+        drain: drain_rx,
+        shutdown,
+        handshaking: AtomicUsize::new(0),
+        queue,
+        config,
+    });
+    let control = Arc::new(ControlPlane {
+        sessions: sessions.clone(),
+        matchmaker,
+        mm_stats: std::sync::Mutex::new(Vec::new()),
+        live,
+        services,
+        drain_tx,
+        buffers: quic.buffers,
+        tls: quic.tls.clone(),
+    });
+    let handle = GatewayHandle::new(control.clone());
+    let (admin_addr, metrics_addr) = serve_http(&sessions.config, &handle, &admin_token).await?;
+    info!(quic_addr = %quic.addr, %admin_addr, ?metrics_addr, region = %sessions.config.region, "gateway listening");
+
+    control.spawn_background(Background {
+        liveness,
+        incarnation,
+        pool,
+        global,
+        ended_sessions,
+    })?;
+    let task = tokio::spawn(accept_loop(sessions, quic.endpoint, quic.tls));
+    Ok(RunningGateway {
+        quic_addr: quic.addr,
+        admin_addr,
+        metrics_addr,
+        dev_ca_pem: quic.dev_ca_pem,
+        admin_token,
+        handle,
+        task,
+    })
+}
+
+/// Describes the metrics of the gateway and of every store it opened.
+fn describe_metrics(global: &AnyStore, regions: &Regions) {
     crate::metrics::install();
     outpost_backend::store::metrics::describe(global.backend_name());
     for (_, store) in regions.iter() {
         outpost_backend::store::metrics::describe(store.backend_name());
     }
+}
+
+/// The bound QUIC endpoint and what comes with it.
+struct QuicListener {
+    endpoint: quinn::Endpoint,
+    /// The endpoint's UDP address.
+    addr: SocketAddr,
+    /// The UDP socket's buffer sizes, as the kernel granted them.
+    buffers: SocketBuffers,
+    /// Reloads the endpoint's certificate.
+    tls: Arc<TlsReloader>,
+    /// PEM of the development CA, when development certificates are in use.
+    dev_ca_pem: Option<Vec<u8>>,
+}
+
+/// Loads the certificate, binds the UDP socket and makes the QUIC endpoint.
+fn bind_quic(config: &GatewayConfig) -> Result<QuicListener, StartError> {
     let (tls, tls_stamp) = ServerIdentity::load_stamped(&config.tls)?;
     let (socket, buffers) =
-        endpoint::bind_udp(&config).map_err(|source| StartError::Bind { what: "UDP", source })?;
+        endpoint::bind_udp(config).map_err(|source| StartError::Bind { what: "UDP", source })?;
     metrics::gauge!("outpost_udp_recv_buffer_bytes").set(buffers.recv_bytes as f64);
     metrics::gauge!("outpost_udp_send_buffer_bytes").set(buffers.send_bytes as f64);
     let bind_quic = |source| StartError::Bind {
         what: "QUIC endpoint",
         source,
     };
-    let server_config = endpoint::server_config(&config, tls.rustls_config()?).map_err(bind_quic)?;
-    let endpoint = endpoint::endpoint(&config, server_config.clone(), socket).map_err(bind_quic)?;
-    let tls_reloader = Arc::new(TlsReloader::new(
+    let server_config = endpoint::server_config(config, tls.rustls_config()?).map_err(bind_quic)?;
+    let endpoint = endpoint::endpoint(config, server_config.clone(), socket).map_err(bind_quic)?;
+    let reloader = Arc::new(TlsReloader::new(
         CertFiles::of(&config.tls),
         endpoint.clone(),
         server_config,
         tls_stamp,
         tls.not_after(),
     ));
-    let quic_addr = endpoint
+    let addr = endpoint
         .local_addr()
         .map_err(|source| StartError::Bind { what: "UDP", source })?;
+    Ok(QuicListener {
+        endpoint,
+        addr,
+        buffers,
+        tls: reloader,
+        dev_ca_pem: tls.dev_ca_pem,
+    })
+}
 
-    let global_store = global.clone();
-    let identity = Identity::open(global).await?;
-    let transfers = Transfers::new(identity.clone(), regions.clone());
+/// The authenticator over the global identity service, with the configured
+/// token lifetimes.
+async fn authenticator(
+    config: &GatewayConfig,
+    identity: Identity<AnyStore>,
+) -> Result<Authenticator, StartError> {
     let s = &config.session;
     let auth = Authenticator::new(
         identity,
@@ -322,52 +282,40 @@ pub async fn start_with_stores(
         Duration::from_secs(s.resume_window_secs),
     )
     .await?;
+    Ok(auth)
+}
 
-    let catalog = Arc::new(config.inventory.catalog()?);
-    let local_store = regions
-        .store(&config.region)
-        .expect("the local region always has a store");
-    let invalid = |e: String| StartError::Config(crate::config::ConfigError::Invalid(e));
-    let liveness = Liveness::new(local_store.clone(), &config.region).map_err(|e| invalid(e.to_string()))?;
+/// Registers this gateway incarnation in the region's liveness registry.
+async fn register_incarnation(
+    config: &GatewayConfig,
+    store: &AnyStore,
+    quic_addr: SocketAddr,
+) -> Result<(Liveness<AnyStore>, u64), StartError> {
+    let liveness = Liveness::new(store.clone(), &config.region).map_err(StartError::invalid)?;
     let incarnation = liveness
         .register(&quic_addr.to_string(), config.liveness.expiry_ms, now_ms())
         .await
-        .map_err(|e| invalid(format!("cannot register in the liveness registry: {e}")))?;
+        .map_err(|e| StartError::invalid(format!("cannot register in the liveness registry: {e}")))?;
     info!(
         incarnation = format!("{incarnation:016x}"),
         "registered this gateway incarnation"
     );
-    let presence = Presence::new(global_store.clone()).with_incarnation(incarnation);
-    let holder = outpost_backend::liveness::holder_id(&quic_addr.to_string(), incarnation);
-    let queue = start_queue(&config, &local_store, &auth, holder).await?;
-    let pool = Matchmaker::new(
-        local_store,
-        &config.region,
-        config.matchmaking.pool(&config.region)?,
+    Ok((liveness, incarnation))
+}
+
+/// The channel router: the default services, flags and content, matchmaking.
+fn router(
+    config: &GatewayConfig,
+    services: &Arc<ServiceCache>,
+    live: &Arc<Live>,
+    matchmaker: &Matchmaker<AnyStore>,
+) -> Router {
+    let mut router = Router::with_defaults(
+        config.limits.max_frame_size,
+        services.clone(),
+        config.inventory.client_grants,
     )
-    .map_err(|e| invalid(e.to_string()))?;
-    let matchmaker = pool.clone().with_incarnation(incarnation);
-    let (drain_tx, drain_rx) = watch::channel(None);
-    let (shutdown, _) = broadcast::channel(1);
-    let l = &config.limits;
-    let limits = SessionLimits {
-        max_channels: l.max_channels,
-        max_in_flight_per_channel: l.max_in_flight_per_channel,
-        outbound_queue_frames: l.outbound_queue_frames,
-        outbound_queue_bytes: l.outbound_queue_bytes,
-        request_rate_per_sec: l.request_rate_per_sec,
-        request_burst: l.request_burst,
-        control_rate_per_sec: l.control_rate_per_sec,
-        control_burst: l.control_burst,
-        idle_timeout: Duration::from_millis(s.idle_timeout_ms),
-    };
-    let live = Live::start(global_store.clone(), &shutdown)
-        .await
-        .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
-    let services = Arc::new(ServiceCache::new(regions.clone(), catalog));
-    let mut router =
-        Router::with_defaults(l.max_frame_size, services.clone(), config.inventory.client_grants)
-            .with_live(live.clone());
+    .with_live(live.clone());
     router.insert(
         outpost_schema::ChannelKind::Matchmaking,
         Arc::new(crate::channels::matchmaking::MatchmakingService::new(
@@ -375,42 +323,23 @@ pub async fn start_with_stores(
             services.clone(),
         )),
     );
-    let (tickets, ended_sessions) =
-        crate::driver::tickets::TicketReaper::new(Duration::from_secs(config.session.resume_window_secs));
-    let shared = Arc::new(Shared {
-        tickets,
-        registry: Registry::new(l.max_sessions),
-        router,
-        matchmaker: matchmaker.clone(),
-        mm_stats: std::sync::Mutex::new(Vec::new()),
-        live,
-        services,
-        regions,
-        transfers: transfers.clone(),
-        presence,
-        name: quic_addr.to_string(),
-        limits,
-        login: Arc::new(login_config(&config)),
-        auth,
-        drain: drain_rx,
-        shutdown,
-        handshaking: AtomicUsize::new(0),
-        queue: queue.clone(),
-        config,
-    });
-    let handle = GatewayHandle {
-        shared: shared.clone(),
-        drain_tx: Arc::new(drain_tx),
-        buffers,
-        tls: tls_reloader.clone(),
-    };
-    let admin_addr = crate::admin::serve(shared.config.admin_listen, handle.clone(), &admin_token)
+    router
+}
+
+/// Serves the admin API and, when `metrics.listen` is set, the metrics-only
+/// listener; their addresses.
+async fn serve_http(
+    config: &GatewayConfig,
+    handle: &GatewayHandle,
+    admin_token: &crate::admin::AdminToken,
+) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
+    let admin_addr = crate::admin::serve(config.admin_listen, handle.clone(), admin_token)
         .await
         .map_err(|source| StartError::Bind {
             what: "admin HTTP",
             source,
         })?;
-    let metrics_addr = match shared.config.metrics.listen {
+    let metrics_addr = match config.metrics.listen {
         Some(addr) => Some(
             crate::metrics::listener::serve(addr, handle.clone())
                 .await
@@ -421,65 +350,25 @@ pub async fn start_with_stores(
         ),
         None => None,
     };
-    info!(%quic_addr, %admin_addr, ?metrics_addr, region = %shared.config.region, "gateway listening");
-
-    let poll = shared.config.tls.reload_check_interval_ms;
-    if poll > 0 {
-        tls_reloader.spawn_polling(Duration::from_millis(poll), shared.shutdown.subscribe());
-    }
-    if let Some(q) = queue {
-        tokio::spawn(q.run(shared.shutdown.subscribe()));
-    }
-    tokio::spawn(async move { transfers.resume_pending().await });
-    spawn_matchmaker_workers(&shared, matchmaker)?;
-    tokio::spawn(crate::liveness::heartbeat(
-        liveness.clone(),
-        incarnation,
-        shared.config.liveness.clone(),
-        shared.shutdown.clone(),
-    ));
-    tokio::spawn(crate::retention::run(
-        global_store.clone(),
-        shared.config.liveness.clone(),
-        shared.shutdown.subscribe(),
-    ));
-    tokio::spawn(crate::liveness::sweep(
-        liveness,
-        pool,
-        Presence::new(global_store),
-        crate::liveness::SweepAlso {
-            ledger: shared
-                .services
-                .get(&shared.config.region)
-                .ok()
-                .map(|s| s.ledger.clone()),
-            queue: crate::liveness::sweep_queue(&shared),
-        },
-        outpost_backend::liveness::holder_id(&shared.name, incarnation),
-        shared
-            .config
-            .liveness
-            .sweep(shared.config.session.resume_window_secs * 1000),
-        shared.shutdown.subscribe(),
-    ));
-    tokio::spawn(crate::driver::tickets::run(
-        shared.clone(),
-        ended_sessions,
-        shared.shutdown.subscribe(),
-    ));
-    let task = tokio::spawn(accept_loop(shared, endpoint, tls_reloader));
-    Ok(RunningGateway {
-        quic_addr,
-        admin_addr,
-        metrics_addr,
-        dev_ca_pem: tls.dev_ca_pem,
-        admin_token,
-        handle,
-        task,
-    })
+    Ok((admin_addr, metrics_addr))
 }
 
-/// Starts this gateway's matchmaker workers; they stop with the gateway.
+/// Every session's limits, from the gateway's configuration.
+fn session_limits(config: &GatewayConfig) -> SessionLimits {
+    let l = &config.limits;
+    SessionLimits {
+        max_channels: l.max_channels,
+        max_in_flight_per_channel: l.max_in_flight_per_channel,
+        outbound_queue_frames: l.outbound_queue_frames,
+        outbound_queue_bytes: l.outbound_queue_bytes,
+        request_rate_per_sec: l.request_rate_per_sec,
+        request_burst: l.request_burst,
+        control_rate_per_sec: l.control_rate_per_sec,
+        control_burst: l.control_burst,
+        idle_timeout: Duration::from_millis(config.session.idle_timeout_ms),
+    }
+}
+
 /// The login rules' settings, from the gateway's configuration.
 fn login_config(config: &GatewayConfig) -> LoginConfig {
     let s = &config.session;
@@ -510,11 +399,9 @@ async fn start_queue(
     if !config.queue.enabled {
         return Ok(None);
     }
-    let invalid = |e: outpost_backend::queue::QueueError| {
-        StartError::Config(crate::config::ConfigError::Invalid(format!("queue: {e}")))
-    };
-    let region = outpost_backend::keyspace::RegionName::new(config.region.as_str())
-        .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
+    let invalid = |e: outpost_backend::queue::QueueError| StartError::invalid(format!("queue: {e}"));
+    let region =
+        outpost_backend::keyspace::RegionName::new(config.region.as_str()).map_err(StartError::invalid)?;
     let queue =
         outpost_backend::queue::Queue::new(store.clone(), region, config.queue.settings(), auth.queue_keys())
             .map_err(invalid)?;
@@ -528,36 +415,7 @@ async fn start_queue(
 /// `transfer` foreign-login policy) before answering `Unavailable`.
 const LOGIN_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn spawn_matchmaker_workers(
-    shared: &Arc<Shared>,
-    matchmaker: Matchmaker<AnyStore>,
-) -> Result<(), StartError> {
-    let m = &shared.config.matchmaking;
-    let servers: Arc<dyn ServerAllocator> = Arc::new(StaticAllocator::new([(
-        shared.config.region.clone(),
-        m.servers.clone(),
-    )]));
-    if m.workers > 0 {
-        crate::metrics::gauges::register_matchmaking(&matchmaker);
-    }
-    for i in 0..m.workers {
-        let owner = format!("{}/mm-{i}", shared.name);
-        let worker = Worker::new(matchmaker.clone(), WorkerConfig::new(owner), servers.clone())
-            .map_err(|e| StartError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
-        shared
-            .mm_stats
-            .lock()
-            .expect("mm stats lock")
-            .push(worker.stats());
-        let mut stop = shared.shutdown.subscribe();
-        tokio::spawn(worker.run(async move {
-            let _ = stop.recv().await;
-        }));
-    }
-    Ok(())
-}
-
-async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, tls: Arc<TlsReloader>) {
+async fn accept_loop(shared: Arc<SessionDeps>, endpoint: quinn::Endpoint, tls: Arc<TlsReloader>) {
     let mut shutdown = shared.shutdown.subscribe();
     // Every connection task holds a clone; `recv` returns `None` once all are gone.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -596,7 +454,7 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, tls: Arc<Tl
     info!("gateway stopped");
 }
 
-fn must_validate(shared: &Shared) -> bool {
+fn must_validate(shared: &SessionDeps) -> bool {
     let a = &shared.config.admission;
     match a.quic_retry {
         QuicRetry::Off => false,

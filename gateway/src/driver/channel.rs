@@ -14,7 +14,7 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{var_code, SessionCore, Shared};
+use super::{var_code, SessionCore, SessionDeps};
 use crate::channels::{ChannelSink, RequestContext, ServiceError};
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::metrics::requests;
@@ -86,7 +86,7 @@ impl<T> Drop for Helper<T> {
 }
 
 pub(super) struct ChannelTask {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<SessionDeps>,
     pub core: Arc<SessionCore>,
     pub player_id: Arc<str>,
     pub home_region: Arc<str>,

@@ -17,14 +17,14 @@ use outpost_backend::presence::Claim;
 use outpost_backend::store::Watch;
 
 use super::queue::{Held, Waiting};
-use super::{session, var_code, Shared, FINAL_FRAME_LINGER};
+use super::{session, var_code, SessionDeps, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::read_frame;
 use crate::registry::Slot;
 use crate::session::{rules, ForeignFacts, FrameError, Login, LoginRefusal, LoginStep, PresenceOutcome};
 
 /// Serves one incoming connection from handshake to close.
-pub(crate) async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
+pub(crate) async fn serve_connection(shared: Arc<SessionDeps>, incoming: quinn::Incoming) {
     // Memory per idle session: the login phase awaits large, short-lived futures
     // (QUIC handshake, store transactions, transfer steps, a lingering Reject).
     // Awaited inline, rustc reserves room for them in this task's state for the
@@ -38,7 +38,7 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incom
 
 /// A connection that was sent `Welcome`, ready for its session loop.
 pub(super) struct Welcomed {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<SessionDeps>,
     pub conn: Connection,
     /// The control stream.
     pub send: SendStream,
@@ -65,7 +65,7 @@ pub(super) struct Welcomed {
 
 /// What the login holds on the IO side while the machine runs.
 struct LoginIo {
-    shared: Arc<Shared>,
+    shared: Arc<SessionDeps>,
     conn: Connection,
     control: Option<(SendStream, RecvStream)>,
     slot: Option<Slot>,
@@ -78,7 +78,7 @@ struct LoginIo {
 
 /// Handshake, then the login machine's steps; `None` once the connection was
 /// refused or lost.
-async fn login(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Welcomed> {
+async fn login(shared: Arc<SessionDeps>, incoming: quinn::Incoming) -> Option<Welcomed> {
     shared.handshaking.fetch_add(1, Ordering::Relaxed);
     let handshake = incoming.await;
     shared.handshaking.fetch_sub(1, Ordering::Relaxed);
@@ -299,7 +299,7 @@ async fn send_queued_and_wait(io: &mut LoginIo, login: &mut Login, queued: outpo
 /// extra round trip). The same transaction registers the watch the session's
 /// displacement check starts from.
 async fn claim_presence(
-    shared: &Shared,
+    shared: &SessionDeps,
     player: &str,
     session_id: u64,
     resume_of: Option<u64>,

@@ -47,43 +47,55 @@ pub struct DrainPlan {
     pub deadline: Instant,
 }
 
-/// State shared by every connection of one gateway.
-pub(crate) struct Shared {
+/// What a connection needs, from its QUIC handshake to its session's end:
+/// one per gateway, shared by every connection task (and its channel tasks)
+/// behind an `Arc`. The operator side and the background tasks hold it too,
+/// inside [`ControlPlane`](crate::control::ControlPlane), but nothing here
+/// exists for them alone: what only they use lives there.
+pub(crate) struct SessionDeps {
+    /// The validated gateway configuration: the region's name, the session
+    /// settings a session reads at its end (presence, resume window) and the
+    /// admission settings the accept loop reads per handshake.
     pub config: GatewayConfig,
+    /// Every session machine's limits (channels, in-flight, queues, rates,
+    /// idle timeout), built once from `config` and cloned into each session.
     pub limits: SessionLimits,
-    /// The settings of the login rules (from `config`).
+    /// The settings of the login rules (from `config`), shared by every
+    /// login machine.
     pub login: Arc<LoginConfig>,
+    /// Admission (the `max_sessions` slots) and this gateway's live sessions
+    /// by player: logins take a slot, sessions register to be kicked or
+    /// superseded.
     pub registry: Registry,
+    /// Checks credentials and resume tokens, issues session and resume
+    /// tokens (at login, and the session's periodic resume-token refresh).
     pub auth: Authenticator,
+    /// Maps a channel stream's kind to the service that serves it.
     pub router: Router,
-    /// The region's matchmaking pool (tickets of sessions that do not resume are
-    /// removed).
-    pub matchmaker: outpost_backend::matchmaker::Matchmaker<AnyStore>,
-    /// Statistics of this gateway's matchmaker workers (for `/metrics`).
-    pub mm_stats: Mutex<Vec<Arc<Mutex<outpost_backend::matchmaker::WorkerStats>>>>,
-    /// Flags, content, telemetry and rollouts.
-    pub live: Arc<crate::live::Live>,
-    /// The per-region service objects (player state, ledger), built once per
-    /// region and shared by the channels, the admin API and the orphan sweep.
-    pub services: Arc<crate::channels::region_services::ServiceCache>,
-    /// Stores of the regions this gateway reaches.
-    pub regions: Arc<Regions>,
-    /// Cross-region transfers (the `transfer` login policy, admin API).
-    pub transfers: Transfers,
-    /// One live session per player across gateways (global store).
+    /// One live session per player across gateways (global store): the
+    /// login claims it, the session watches it and a logout ends it.
     pub presence: Presence<AnyStore>,
     /// This gateway's name in presence claims (its QUIC address).
     pub name: String,
-    /// Matchmaking tickets of ended sessions, checked after the resume window.
+    /// Where an ended session leaves its player's matchmaking ticket for a
+    /// check after the resume window (the control plane runs the checks).
     pub tickets: tickets::TicketReaper,
-    /// `Some` once the gateway drains; sessions watch it.
+    /// `Some` once the gateway drains: logins are refused, sessions get a
+    /// GoAway. The sending side is the control plane's.
     pub drain: watch::Receiver<Option<DrainPlan>>,
-    /// Fires once when the gateway shuts down.
+    /// Fires once when the gateway shuts down: every session closes.
     pub shutdown: broadcast::Sender<()>,
     /// QUIC handshakes in progress (drives `quic_retry = "auto"`).
     pub handshaking: AtomicUsize,
-    /// The region's login queue, when `queue.enabled`.
+    /// The region's login queue, when `queue.enabled`: logins enter it,
+    /// sessions hold and release its slots.
     pub queue: Option<Arc<queue::RegionQueue>>,
+    /// Cross-region transfers: the `transfer` foreign-login policy moves a
+    /// player here during login (the admin API starts and reads them too).
+    pub transfers: Transfers,
+    /// Stores of the regions this gateway reaches: a foreign login checks
+    /// that the player's home region is reachable.
+    pub regions: Arc<Regions>,
 }
 
 /// A session's state machine and the signal that wakes its loop.

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::{channel, var_code, SessionCore, Shared, FINAL_FRAME_LINGER};
+use super::{channel, var_code, SessionCore, SessionDeps, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::registry::{Inbox, SessionCommand};
@@ -239,7 +239,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
 /// Never completes without a claim (presence off) or while the session stays
 /// the live one.
 async fn watch_presence(
-    shared: Arc<Shared>,
+    shared: Arc<SessionDeps>,
     player: Arc<str>,
     claim: Option<(Claim, Option<Watch>)>,
 ) -> Option<Kick> {
@@ -266,7 +266,7 @@ async fn watch_presence(
 /// out, in `GatewayHandle::kick`; a `ReplacedByNewLogin` session's claim was
 /// replaced by the newer one; other kicks revoke nothing, see
 /// `outpost_backend::presence`.)
-async fn end_claim(shared: &Shared, principal: &Principal) {
+async fn end_claim(shared: &SessionDeps, principal: &Principal) {
     let end = SessionEnd::LoggedOut;
     if !shared.config.session.cross_gateway_presence {
         return;
@@ -301,7 +301,7 @@ fn is_logout(end: &End, conn: &quinn::Connection) -> bool {
 /// Mints a fresh resume token for the session's player, as the frame to send.
 /// `None` when that fails (no usable key): the client keeps its older token,
 /// and the next interval tries again.
-fn refreshed_resume_token(shared: &Shared, principal: &Principal) -> Option<ControlMsg> {
+fn refreshed_resume_token(shared: &SessionDeps, principal: &Principal) -> Option<ControlMsg> {
     match shared.auth.issue_resume(principal) {
         Ok(resume_token) => {
             metrics::counter!("outpost_resume_refreshes_total", "result" => "ok").increment(1);

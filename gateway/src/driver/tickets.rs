@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::Shared;
+use crate::control::ControlPlane;
 
 /// Most ticket checks in flight at once.
 pub(crate) const MAX_CONCURRENT_CHECKS: usize = 32;
@@ -40,7 +40,7 @@ pub(crate) struct Ended {
     session_id: u64,
 }
 
-/// The sending side, kept in [`Shared`].
+/// The sending side, kept in [`SessionDeps`](super::SessionDeps).
 #[derive(Debug)]
 pub(crate) struct TicketReaper {
     tx: mpsc::UnboundedSender<Ended>,
@@ -68,7 +68,7 @@ impl TicketReaper {
 
 /// Works through the queue until the gateway shuts down.
 pub(crate) async fn run(
-    shared: Arc<Shared>,
+    control: Arc<ControlPlane>,
     mut queue: mpsc::UnboundedReceiver<Ended>,
     mut shutdown: broadcast::Receiver<()>,
 ) {
@@ -87,7 +87,7 @@ pub(crate) async fn run(
             checks.join_next().await;
         }
         checks.spawn(remove_unless_resumed(
-            shared.clone(),
+            control.clone(),
             ended.player,
             ended.session_id,
         ));
@@ -98,8 +98,9 @@ pub(crate) async fn run(
 
 /// Removes the player's matchmaking ticket unless they came back (a newer
 /// session of theirs holds presence, on any gateway, or is live here).
-async fn remove_unless_resumed(shared: Arc<Shared>, player: Arc<str>, session_id: u64) {
-    let came_back = match shared.presence.current(&player).await {
+async fn remove_unless_resumed(control: Arc<ControlPlane>, player: Arc<str>, session_id: u64) {
+    let sessions = &control.sessions;
+    let came_back = match sessions.presence.current(&player).await {
         Ok(Some(claim)) => claim.session_id != session_id,
         Ok(None) => false,
         Err(e) => {
@@ -108,10 +109,10 @@ async fn remove_unless_resumed(shared: Arc<Shared>, player: Arc<str>, session_id
         }
     };
     // `is_live` covers a resume on this gateway while presence is off.
-    if came_back || shared.registry.is_live(&player) {
+    if came_back || sessions.registry.is_live(&player) {
         return;
     }
-    match shared.matchmaker.remove_player_tickets(&player).await {
+    match control.matchmaker.remove_player_tickets(&player).await {
         Ok(Some(t)) => debug!(
             ticket = t.0,
             "removed the ticket of a player who did not come back"

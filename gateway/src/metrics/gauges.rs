@@ -4,22 +4,22 @@ use outpost_backend::matchmaker::metrics::{register, PARTITIONS_HELD, POOL_DEPTH
 use outpost_backend::matchmaker::Matchmaker;
 use outpost_backend::store::AnyStore;
 
-use crate::driver::Shared;
+use crate::control::ControlPlane;
 
 /// Sets admitted sessions, this process's matchmaking partitions, and the pool
 /// depth per queue and region (read from the store, so it covers every
 /// gateway's tickets; a pair whose read fails keeps its previous value).
-pub(crate) async fn refresh(shared: &Shared) {
-    metrics::gauge!("outpost_sessions_admitted").set(shared.registry.admitted() as f64);
+pub(crate) async fn refresh(control: &ControlPlane) {
+    metrics::gauge!("outpost_sessions_admitted").set(control.sessions.registry.admitted() as f64);
     let held: usize = {
-        let workers = shared.mm_stats.lock().expect("mm stats lock");
+        let workers = control.mm_stats.lock().expect("mm stats lock");
         workers
             .iter()
             .map(|w| w.lock().expect("worker stats lock").partitions_held)
             .sum()
     };
     metrics::gauge!(PARTITIONS_HELD).set(held as f64);
-    let mm = &shared.matchmaker;
+    let mm = &control.matchmaker;
     let cfg = mm.config();
     for q in &cfg.queues {
         for r in &cfg.regions {
