@@ -1,5 +1,7 @@
 //! The session loop: runs one welcomed session until it closes.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -44,7 +46,7 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     let super::login::Welcomed {
         shared,
         conn,
-        send: mut control_send,
+        send: control_send,
         recv: control_recv,
         principal,
         client,
@@ -54,9 +56,178 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         claim,
         queue_slot,
     } = w;
-    let session_id = principal.session_id;
-    let home_region: Arc<str> = principal.home_region.as_str().into();
-    let region: Arc<str> = shared.config.region.as_str().into();
+    let core = Arc::new(SessionCore::new(new_machine(&shared, accepts_resume_refresh)));
+    let mut s = Running {
+        home_region: principal.home_region.as_str().into(),
+        region: shared.config.region.as_str().into(),
+        shared,
+        core,
+        conn,
+        control_send,
+        principal,
+        client,
+        max_frame_size,
+        writers: None,
+        inbox: Inbox::new(),
+        tasks: JoinSet::new(),
+    };
+    let (player, session_id) = (s.principal.player_id.clone(), s.principal.session_id);
+    s.shared.registry.register(&player, session_id, s.inbox.clone());
+    metrics::gauge!("outpost_sessions_live").increment(1.0);
+
+    // The control stream and the presence watch are polled by the session
+    // loop itself (no task of their own: memory and a wake-up per frame).
+    // They are dropped only after the connection is closed: dropped before
+    // it, a slow consumer's CONNECTION_CLOSE did not arrive within 10 s
+    // (tests/kicks.rs; why was not investigated).
+    let control = control_reader(s.core.clone(), control_recv, s.max_frame_size);
+    tokio::pin!(control);
+    let presence = watch_presence(s.shared.clone(), player.clone(), claim);
+    tokio::pin!(presence);
+    let (end, superseded) = s.serve(control, presence).await;
+
+    // The session is over: its presence watch is no longer polled, so the
+    // writes below (a logout's end of the claim) wake nothing that reads the
+    // key again for a Kick nobody takes any more.
+    let logout = !superseded && is_logout(&end, &s.conn);
+    release_claims(&s.shared, &s.principal, logout, queue_slot).await;
+    close_connection(&s.core, &mut s.writers, &mut s.control_send, &s.conn, end).await;
+    s.shared.registry.unregister(&player, &s.inbox);
+    s.shared.tickets.session_ended(player, session_id);
+    // A lost connection leaves the presence claim in place (the session stays
+    // resumable): claims are ordered by login time, so a stale one never
+    // displaces a newer login, and not releasing saves a store write per
+    // session (measured: about 5 points of login rate).
+    metrics::gauge!("outpost_sessions_live").decrement(1.0);
+    s.tasks.shutdown().await;
+    drop(slot);
+}
+
+/// A welcomed session while its loop runs: what the loop feeds the machine
+/// from and writes its actions to, and what every channel task gets a copy of.
+struct Running {
+    shared: Arc<SessionDeps>,
+    core: Arc<SessionCore>,
+    conn: quinn::Connection,
+    /// The control stream's sending side (the loop reads the other side).
+    control_send: quinn::SendStream,
+    principal: Principal,
+    /// The session's home region, for its channels.
+    home_region: Arc<str>,
+    /// This gateway's region, for its channels.
+    region: Arc<str>,
+    client: Arc<crate::channels::ClientInfo>,
+    max_frame_size: u32,
+    /// Every channel writer holds a clone of `writers_tx`; `writers_rx` sees
+    /// the channel close once they all stopped (mini-redis' shutdown_complete).
+    /// Made with the first channel: an idle session (control stream only) does
+    /// not pay for a channel it never uses.
+    writers: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
+    /// Kicks and supersession from the rest of the gateway (the registry).
+    inbox: Arc<Inbox>,
+    /// Channel tasks.
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Runs the session until it ends: feeds the machine the control stream
+    /// (`control` reads it), its deadlines, presence (`presence` watches it),
+    /// kicks, drain and shutdown, carries out its actions and opens channels. True with the end if the same session went
+    /// on over a newer connection (not a logout: its claim must stay).
+    async fn serve(
+        &mut self,
+        mut control: Pin<&mut impl Future<Output = ()>>,
+        mut presence: Pin<&mut impl Future<Output = Option<Kick>>>,
+    ) -> (End, bool) {
+        let mut control_done = false;
+        let mut presence_done = false;
+        let mut drain = self.shared.drain.clone();
+        let mut shutdown = self.shared.shutdown.subscribe();
+        let mut kicked = false;
+        let mut check_drain = true;
+        let core = self.core.clone();
+
+        loop {
+            if check_drain {
+                check_drain = false;
+                if let Some(plan) = *drain.borrow_and_update() {
+                    let delay = rules::drain_reconnect_delay(plan.window, rules::uniform);
+                    core.with_machine(|m| m.begin_drain(delay, plan.deadline));
+                }
+            }
+            let performed = perform_actions(
+                &self.shared,
+                &core,
+                &self.principal,
+                &mut self.control_send,
+                &mut kicked,
+            );
+            if let Some(end) = performed.await {
+                return (end, false);
+            }
+            let deadline = core
+                .with_machine(|m| m.poll_timeout())
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                _ = core.wake.notified() => {}
+                _ = sleep_until_opt(deadline) => core.with_machine(|m| m.handle_timeout(Instant::now())),
+                () = control.as_mut(), if !control_done => control_done = true,
+                kick = presence.as_mut(), if !presence_done => {
+                    presence_done = true;
+                    if let Some(Kick { reason, message }) = kick {
+                        core.with_machine(|m| m.kick(reason, &message));
+                    }
+                }
+                cmd = self.inbox.recv() => match cmd {
+                    SessionCommand::Kick { reason, message } => core.with_machine(|m| m.kick(reason, &message)),
+                    SessionCommand::Superseded => {
+                        let end = End::Close {
+                            code: ErrorCode::Unspecified,
+                            message: "session resumed on another connection".into(),
+                            kicked: false,
+                        };
+                        return (end, true);
+                    }
+                },
+                Ok(()) = drain.changed() => check_drain = true,
+                stream = self.conn.accept_bi() => match stream {
+                    Ok((send, recv)) => self.open_channel(send, recv),
+                    Err(e) => {
+                        debug!(error = %e, "connection ended");
+                        return (End::Lost, false);
+                    }
+                },
+                _ = shutdown.recv() => {
+                    let end = End::Close {
+                        code: ErrorCode::ShuttingDown,
+                        message: "gateway shutting down".into(),
+                        kicked: false,
+                    };
+                    return (end, false);
+                }
+            }
+        }
+    }
+
+    /// Starts the task of a channel the client opened.
+    fn open_channel(&mut self, send: quinn::SendStream, recv: RecvStream) {
+        let ctx = channel::ChannelTask {
+            shared: self.shared.clone(),
+            core: self.core.clone(),
+            player_id: self.principal.player_id.clone(),
+            home_region: self.home_region.clone(),
+            region: self.region.clone(),
+            client: self.client.clone(),
+            session_id: self.principal.session_id,
+            max_frame_size: self.max_frame_size,
+            writer_done: self.writers.get_or_insert_with(|| mpsc::channel(1)).0.clone(),
+        };
+        self.tasks.spawn(ctx.run(send, recv));
+    }
+}
+
+/// A new session's machine, with resume-token refresh if the client takes it.
+fn new_machine(shared: &SessionDeps, accepts_resume_refresh: bool) -> Session {
     let now = Instant::now();
     let mut machine = Session::new(shared.limits.clone(), now);
     if accepts_resume_refresh {
@@ -65,131 +236,57 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
             now,
         );
     }
-    let core = Arc::new(SessionCore::new(machine));
-    // Every channel writer holds a clone of `writers_tx`; `writers_rx` sees
-    // the channel close once they all stopped (mini-redis' shutdown_complete).
-    // Made with the first channel: an idle session (control stream only) does
-    // not pay for a channel it never uses.
-    let mut writers: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)> = None;
-    let inbox = Inbox::new();
-    shared
-        .registry
-        .register(&principal.player_id, session_id, inbox.clone());
-    metrics::gauge!("outpost_sessions_live").increment(1.0);
+    machine
+}
 
-    // Channel tasks; the control stream and the presence watch are polled by
-    // this loop itself (no task of their own: memory and a wake-up per frame).
-    let mut tasks = JoinSet::new();
-    let control = control_reader(core.clone(), control_recv, max_frame_size);
-    tokio::pin!(control);
-    let mut control_done = false;
-    let presence = watch_presence(shared.clone(), principal.player_id.clone(), claim);
-    tokio::pin!(presence);
-    let mut presence_done = false;
-    let mut drain = shared.drain.clone();
-    let mut shutdown = shared.shutdown.subscribe();
-    let mut kicked = false;
-    // Closed because the same session went on over a newer connection: not a
-    // logout, its claim must stay.
-    let mut superseded = false;
-    let mut check_drain = true;
-
-    let end = 'session: loop {
-        if check_drain {
-            check_drain = false;
-            if let Some(plan) = *drain.borrow_and_update() {
-                let delay = rules::drain_reconnect_delay(plan.window, rules::uniform);
-                core.with_machine(|m| m.begin_drain(delay, plan.deadline));
+/// Carries out what the machine asks for until it asks for nothing more:
+/// control frames go out (each within `CONTROL_WRITE_TIMEOUT`), resume
+/// tokens are minted. `Some` when the session ends; `kicked` records whether
+/// a Kick went out.
+async fn perform_actions(
+    shared: &SessionDeps,
+    core: &SessionCore,
+    principal: &Principal,
+    control_send: &mut quinn::SendStream,
+    kicked: &mut bool,
+) -> Option<End> {
+    while let Some(action) = core.poll_action() {
+        let msg = match action {
+            Action::SendControl(msg) => {
+                *kicked |= matches!(msg, ControlMsg::Kick(_));
+                msg
+            }
+            Action::RefreshResumeToken => match refreshed_resume_token(shared, principal) {
+                Some(msg) => msg,
+                None => continue,
+            },
+            Action::Close { code, message } => {
+                return Some(End::Close {
+                    code,
+                    message,
+                    kicked: *kicked,
+                })
+            }
+        };
+        let frame = msg.encode();
+        match tokio::time::timeout(CONTROL_WRITE_TIMEOUT, control_send.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Some(End::Lost),
+            Err(_) => {
+                // Whatever was being written (a Kick too) was not delivered.
+                *kicked = false;
+                core.with_machine(|m| m.handle_control_write_timeout());
             }
         }
-        while let Some(action) = core.poll_action() {
-            let msg = match action {
-                Action::SendControl(msg) => {
-                    kicked |= matches!(msg, ControlMsg::Kick(_));
-                    msg
-                }
-                Action::RefreshResumeToken => match refreshed_resume_token(&shared, &principal) {
-                    Some(msg) => msg,
-                    None => continue,
-                },
-                Action::Close { code, message } => {
-                    break 'session End::Close {
-                        code,
-                        message,
-                        kicked,
-                    }
-                }
-            };
-            let frame = msg.encode();
-            match tokio::time::timeout(CONTROL_WRITE_TIMEOUT, control_send.write_all(&frame)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break 'session End::Lost,
-                Err(_) => {
-                    // Whatever was being written (a Kick too) was not delivered.
-                    kicked = false;
-                    core.with_machine(|m| m.handle_control_write_timeout());
-                }
-            }
-        }
-        let deadline = core
-            .with_machine(|m| m.poll_timeout())
-            .map(tokio::time::Instant::from_std);
-        tokio::select! {
-            _ = core.wake.notified() => {}
-            _ = sleep_until_opt(deadline) => core.with_machine(|m| m.handle_timeout(Instant::now())),
-            () = &mut control, if !control_done => control_done = true,
-            kick = &mut presence, if !presence_done => {
-                presence_done = true;
-                if let Some(Kick { reason, message }) = kick {
-                    core.with_machine(|m| m.kick(reason, &message));
-                }
-            }
-            cmd = inbox.recv() => match cmd {
-                SessionCommand::Kick { reason, message } => core.with_machine(|m| m.kick(reason, &message)),
-                SessionCommand::Superseded => {
-                    superseded = true;
-                    break End::Close {
-                        code: ErrorCode::Unspecified,
-                        message: "session resumed on another connection".into(),
-                        kicked: false,
-                    }
-                }
-            },
-            Ok(()) = drain.changed() => check_drain = true,
-            stream = conn.accept_bi() => match stream {
-                Ok((send, recv)) => {
-                    let ctx = channel::ChannelTask {
-                        shared: shared.clone(),
-                        core: core.clone(),
-                        player_id: principal.player_id.clone(),
-                        home_region: home_region.clone(),
-                        region: region.clone(),
-                        client: client.clone(),
-                        session_id,
-                        max_frame_size,
-                        writer_done: writers.get_or_insert_with(|| mpsc::channel(1)).0.clone(),
-                    };
-                    tasks.spawn(ctx.run(send, recv));
-                }
-                Err(e) => {
-                    debug!(error = %e, "connection ended");
-                    break End::Lost;
-                }
-            },
-            _ = shutdown.recv() => break End::Close {
-                code: ErrorCode::ShuttingDown,
-                message: "gateway shutting down".into(),
-                kicked: false,
-            },
-        }
-    };
+    }
+    None
+}
 
-    // The session is over: its presence watch is no longer polled, so the
-    // writes below (a logout's end of the claim) wake nothing that reads the
-    // key again for a Kick nobody takes any more.
-    let logout = !superseded && is_logout(&end, &conn);
+/// What an ended session holds outside this gateway: a logout ends its
+/// presence claim; its slot in the region's login queue is released.
+async fn release_claims(shared: &SessionDeps, principal: &Principal, logout: bool, queue_slot: Option<u64>) {
     if logout {
-        end_claim(&shared, &principal).await;
+        end_claim(shared, principal).await;
     }
     if let (Some(rq), Some(slot)) = (shared.queue.clone(), queue_slot) {
         // A superseded session's slot already moved to the newer login (the
@@ -198,6 +295,16 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         let player = principal.player_id.clone();
         tokio::spawn(async move { rq.end_session(&player, slot, logout).await });
     }
+}
+
+/// Closes the connection with the session's code, if it is not gone already.
+async fn close_connection(
+    core: &SessionCore,
+    writers: &mut Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
+    control_send: &mut quinn::SendStream,
+    conn: &quinn::Connection,
+    end: End,
+) {
     if let End::Close {
         code,
         message,
@@ -219,17 +326,6 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     } else {
         metrics::counter!("outpost_session_closes_total", "code" => "ConnectionLost").increment(1);
     }
-    shared.registry.unregister(&principal.player_id, &inbox);
-    shared
-        .tickets
-        .session_ended(principal.player_id.clone(), session_id);
-    // A lost connection leaves the presence claim in place (the session stays
-    // resumable): claims are ordered by login time, so a stale one never
-    // displaces a newer login, and not releasing saves a store write per
-    // session (measured: about 5 points of login rate).
-    metrics::gauge!("outpost_sessions_live").decrement(1.0);
-    tasks.shutdown().await;
-    drop(slot);
 }
 
 /// The Kick for when the session stops being the player's live one: a newer
@@ -338,13 +434,7 @@ async fn control_reader(core: Arc<SessionCore>, mut recv: RecvStream, max_frame_
         match read_frame(&mut recv, max_frame_size).await {
             Ok(Some(frame)) => match ControlMsg::decode(&frame) {
                 Ok(msg) => core.with_machine(|m| m.handle_control(Instant::now(), msg)),
-                Err(e) => {
-                    metrics::counter!("outpost_frames_rejected_total", "code" => format!("{:?}", e.code()))
-                        .increment(1);
-                    core.with_machine(|m| m.handle_control_error(e.code(), &e.to_string()));
-                    core.wake();
-                    return;
-                }
+                Err(e) => return reject_control(&core, e.code(), &e.to_string()),
             },
             Ok(None) => {
                 core.with_machine(|m| m.handle_control_finished());
@@ -352,14 +442,16 @@ async fn control_reader(core: Arc<SessionCore>, mut recv: RecvStream, max_frame_
                 return;
             }
             Err(FrameReadError::Stream(_)) => return, // the connection is going away
-            Err(e) => {
-                metrics::counter!("outpost_frames_rejected_total", "code" => format!("{:?}", e.code()))
-                    .increment(1);
-                core.with_machine(|m| m.handle_control_error(e.code(), &e.to_string()));
-                core.wake();
-                return;
-            }
+            Err(e) => return reject_control(&core, e.code(), &e.to_string()),
         }
         core.wake();
     }
+}
+
+/// A control frame that cannot be read or decoded: counted, and the machine
+/// closes the session with its code.
+fn reject_control(core: &SessionCore, code: ErrorCode, message: &str) {
+    metrics::counter!("outpost_frames_rejected_total", "code" => format!("{code:?}")).increment(1);
+    core.with_machine(|m| m.handle_control_error(code, message));
+    core.wake();
 }
