@@ -15,15 +15,12 @@
 //! close, the test kill switch) arrive on an mpsc queue; when every handle is
 //! gone the queue closes and the actor logs out.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_schema::{ControlMsg, Credentials, ErrorCode, Welcome};
-use quinn::ConnectionError;
+use outpost_schema::{Credentials, ErrorCode, Welcome};
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio::time::Instant;
 
 pub use crate::conn_state::WelcomeInfo;
 pub(crate) use crate::conn_state::{ConnState, LiveConn, Shared};
@@ -32,8 +29,9 @@ use crate::backoff;
 use crate::connection::Established;
 use crate::error::{is_fatal_reject, is_final_kick, ClientError};
 use crate::events::Event;
-use crate::framing::{read_control, write_frame, ReadError};
 use crate::login::establish;
+
+mod drive;
 
 /// Heartbeat interval when the gateway announces 0 (PROTOCOL.md 3.2 default).
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
@@ -43,14 +41,10 @@ const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 const DEFAULT_MAX_IN_FLIGHT: u32 = 32;
 /// Upper bound of the client's per-channel in-flight map, whatever the gateway says.
 const MAX_IN_FLIGHT_CAP: u32 = 1024;
-/// Pings awaiting a Pong; the oldest is failed when more are sent.
-const MAX_PENDING_PINGS: usize = 32;
 /// How long a clean close waits for CONNECTION_CLOSE to leave.
 const CLOSE_LINGER: Duration = Duration::from_millis(300);
 
 type PingReply = oneshot::Sender<Result<Duration, ClientError>>;
-/// A Ping awaiting its Pong: nonce, when it was sent, who waits (none for heartbeats).
-type PendingPing = (u64, Instant, Option<PingReply>);
 
 pub(crate) enum Command {
     Ping(PingReply),
@@ -75,13 +69,6 @@ fn heartbeat_interval(w: &Welcome) -> Duration {
     match w.heartbeat_interval_ms {
         0 => DEFAULT_HEARTBEAT,
         v => Duration::from_millis(u64::from(v)).max(MIN_HEARTBEAT),
-    }
-}
-
-fn app_code(e: &ConnectionError) -> Option<ErrorCode> {
-    match e {
-        ConnectionError::ApplicationClosed(c) => u16::try_from(c.error_code.into_inner()).ok().map(ErrorCode),
-        _ => None,
     }
 }
 
@@ -190,7 +177,7 @@ impl Actor {
             }
             let auto = self.shared.config.auto_reconnect;
             let mut immediate = false;
-            match outcome {
+            let (err, final_kick) = match outcome {
                 Outcome::Closed => {
                     let _ = tokio::time::timeout(CLOSE_LINGER, endpoint.wait_idle()).await;
                     self.finish(ClientError::Closed);
@@ -204,35 +191,23 @@ impl Actor {
                         message: message.clone(),
                     };
                     self.shared.events.emit(Event::Kicked { code, message });
-                    self.shared
-                        .events
-                        .emit(Event::Disconnected { reason: err.clone() });
-                    if is_final_kick(code) || !auto {
-                        self.finish(err);
-                        return;
-                    }
+                    (err, is_final_kick(code))
                 }
                 Outcome::Lost(err) => {
                     tracing::debug!(error = %err, "outpost connection lost");
-                    self.shared
-                        .events
-                        .emit(Event::Disconnected { reason: err.clone() });
-                    if !auto {
-                        self.finish(err);
-                        return;
-                    }
+                    (err, false)
                 }
                 Outcome::GoAway => {
-                    let err = ClientError::ConnectionLost("moved after GoAway".into());
-                    self.shared
-                        .events
-                        .emit(Event::Disconnected { reason: err.clone() });
-                    if !auto {
-                        self.finish(err);
-                        return;
-                    }
                     immediate = true;
+                    (ClientError::ConnectionLost("moved after GoAway".into()), false)
                 }
+            };
+            self.shared
+                .events
+                .emit(Event::Disconnected { reason: err.clone() });
+            if final_kick || !auto {
+                self.finish(err);
+                return;
             }
             endpoint.close(ErrorCode::Unspecified.0.into(), b"");
             // Boxed: the reconnect (handshakes, login, maybe a queue wait) is
@@ -248,207 +223,10 @@ impl Actor {
         }
     }
 
-    /// Drives one logged-in connection until it ends.
-    async fn drive(&mut self, est: Established, live: &LiveConn) -> Outcome {
-        let Established {
-            socket,
-            conn,
-            mut ctrl_send,
-            ctrl_recv,
-            max_frame,
-            welcome,
-            ..
-        } = est;
-        // Boxed items: a tokio channel allocates its slots in blocks of 32, so
-        // inline control messages would cost every session 32 of them.
-        let (ctrl_tx, mut ctrl_rx) = mpsc::channel::<Box<Result<ControlMsg, ReadError>>>(16);
-        let reader = tokio::spawn(control_reader(ctrl_recv, max_frame, ctrl_tx));
-        let hb = heartbeat_interval(&welcome);
-        let mut tick = tokio::time::interval_at(Instant::now() + hb, hb);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_pong = Instant::now();
-        let mut pings: VecDeque<PendingPing> = VecDeque::new();
-        let mut goaway_at: Option<Instant> = None;
-        // Set once the GoAway delay elapsed: leave when quiet, or at this instant.
-        let mut move_by: Option<Instant> = None;
-        for reply in std::mem::take(&mut self.deferred_pings) {
-            if !reply.is_closed() {
-                if let Err(e) = self.send_ping(&mut ctrl_send, &mut pings, Some(reply)).await {
-                    return self.closed_outcome(&conn, e).await;
-                }
-            }
-        }
-
-        let outcome = loop {
-            if move_by.is_some() && live.is_quiet() && !pings.iter().any(|p| p.2.is_some()) {
-                // Every request sent here was answered: leave now.
-                conn.close(ErrorCode::Draining.0.into(), b"moving after GoAway");
-                break Outcome::GoAway;
-            }
-            let goaway_sleep = tokio::time::sleep_until(goaway_at.unwrap_or_else(Instant::now));
-            let move_sleep = tokio::time::sleep_until(move_by.unwrap_or_else(Instant::now));
-            tokio::select! {
-                cmd = self.cmds.recv() => match cmd {
-                    None => {
-                        conn.close(ErrorCode::Unspecified.0.into(), b"client dropped");
-                        break Outcome::Closed;
-                    }
-                    Some(Command::Close(reply)) => {
-                        self.closers.push(reply);
-                        let _ = ctrl_send.finish();
-                        conn.close(ErrorCode::Unspecified.0.into(), b"logout");
-                        break Outcome::Closed;
-                    }
-                    Some(Command::Kill) => {
-                        socket.kill();
-                        conn.close(ErrorCode::Unspecified.0.into(), b"");
-                        break Outcome::Lost(ClientError::ConnectionLost("connection killed (debug hook)".into()));
-                    }
-                    Some(Command::Ping(reply)) if move_by.is_some() => self.defer_ping(reply),
-                    Some(Command::Ping(reply)) => {
-                        if let Err(e) = self.send_ping(&mut ctrl_send, &mut pings, Some(reply)).await {
-                            break self.closed_outcome(&conn, e).await;
-                        }
-                    }
-                },
-                // Woken when the last request in flight is answered (checked above).
-                _ = live.idle.notified(), if move_by.is_some() => {}
-                msg = ctrl_rx.recv() => match msg.map(|m| *m) {
-                    Some(Ok(ControlMsg::Pong { nonce })) => {
-                        last_pong = Instant::now();
-                        if let Some(pos) = pings.iter().position(|p| p.0 == nonce) {
-                            if let Some((_, sent, Some(reply))) = pings.remove(pos) {
-                                let _ = reply.send(Ok(sent.elapsed()));
-                            }
-                        }
-                    }
-                    Some(Ok(ControlMsg::GoAway(g))) => {
-                        let after = Duration::from_millis(u64::from(g.reconnect_after_ms));
-                        self.shared.events.emit(Event::GoAway { reconnect_after: after });
-                        let at = Instant::now() + after;
-                        goaway_at = Some(goaway_at.map_or(at, |g| g.min(at)));
-                    }
-                    Some(Ok(ControlMsg::ResumeTokenRefresh { resume_token })) => {
-                        self.refresh_resume_token(resume_token);
-                    }
-                    Some(Ok(ControlMsg::Kick(k))) => {
-                        conn.close(k.reason.0.into(), b"kicked");
-                        break Outcome::Kicked { code: k.reason, message: k.message };
-                    }
-                    Some(Ok(_)) => {
-                        let err = ClientError::unexpected("unexpected frame on the control stream");
-                        conn.close(ErrorCode::UnexpectedFrame.0.into(), b"unexpected control frame");
-                        break Outcome::Lost(err);
-                    }
-                    Some(Err(ReadError::Decode(e))) => {
-                        conn.close(e.code().0.into(), b"bad control frame");
-                        break Outcome::Lost(ClientError::protocol(&e));
-                    }
-                    Some(Err(ReadError::Io(detail))) => break self.closed_outcome(&conn, detail).await,
-                    None => break self.closed_outcome(&conn, "control stream ended".into()).await,
-                },
-                _ = tick.tick() => {
-                    if last_pong.elapsed() > hb * 2 {
-                        conn.close(ErrorCode::IdleTimeout.0.into(), b"no pong");
-                        break Outcome::Lost(ClientError::ConnectionLost(format!(
-                            "no Pong for {} ms (2 heartbeat intervals)",
-                            (hb * 2).as_millis()
-                        )));
-                    }
-                    if let Err(e) = self.send_ping(&mut ctrl_send, &mut pings, None).await {
-                        break self.closed_outcome(&conn, e).await;
-                    }
-                }
-                _ = goaway_sleep, if goaway_at.is_some() && move_by.is_none() => {
-                    // Stop sending here; requests already sent get their answers
-                    // before the connection is closed (checked at the loop's top).
-                    live.begin_move();
-                    move_by = Some(Instant::now() + self.shared.config.request_timeout);
-                }
-                _ = move_sleep, if move_by.is_some() => {
-                    tracing::debug!("requests still unanswered a request timeout after GoAway; moving anyway");
-                    conn.close(ErrorCode::Draining.0.into(), b"moving after GoAway");
-                    break Outcome::GoAway;
-                }
-                e = conn.closed() => break Self::map_close(e),
-            }
-        };
-        reader.abort();
-        let err = match &outcome {
-            Outcome::Closed => ClientError::Closed,
-            _ => ClientError::ConnectionLost("connection ended before the Pong".into()),
-        };
-        for (_, _, reply) in pings {
-            if let Some(r) = reply {
-                let _ = r.send(Err(err.clone()));
-            }
-        }
-        outcome
-    }
-
-    /// Keeps the newest resume token (PROTOCOL.md 3.4); an empty one is ignored.
-    fn refresh_resume_token(&mut self, token: String) {
-        if token.is_empty() {
-            return;
-        }
-        if let Some(info) = self
-            .shared
-            .info
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            info.resume_token.clone_from(&token);
-        }
-        self.resume_token = Some(token);
-        tracing::trace!("outpost resume token refreshed");
-    }
-
     /// Keeps a ping for the next connection (dropping those whose caller gave up).
     fn defer_ping(&mut self, reply: PingReply) {
         self.deferred_pings.retain(|r| !r.is_closed());
         self.deferred_pings.push(reply);
-    }
-
-    async fn send_ping(
-        &mut self,
-        ctrl_send: &mut quinn::SendStream,
-        pings: &mut VecDeque<PendingPing>,
-        reply: Option<PingReply>,
-    ) -> Result<(), String> {
-        self.nonce = self.nonce.wrapping_add(1);
-        if pings.len() >= MAX_PENDING_PINGS {
-            if let Some((_, _, Some(r))) = pings.pop_front() {
-                let _ = r.send(Err(ClientError::Timeout));
-            }
-        }
-        pings.push_back((self.nonce, Instant::now(), reply));
-        write_frame(ctrl_send, &ControlMsg::Ping { nonce: self.nonce }.encode()).await
-    }
-
-    /// The control stream failed: find out why from the connection.
-    async fn closed_outcome(&self, conn: &quinn::Connection, detail: String) -> Outcome {
-        match tokio::time::timeout(Duration::from_millis(200), conn.closed()).await {
-            Ok(e) => Self::map_close(e),
-            Err(_) => {
-                conn.close(ErrorCode::BadFrame.0.into(), b"control stream failed");
-                Outcome::Lost(ClientError::ConnectionLost(detail))
-            }
-        }
-    }
-
-    fn map_close(e: ConnectionError) -> Outcome {
-        match app_code(&e) {
-            // The Kick frame may be overtaken by the close carrying its reason.
-            Some(code) if is_final_kick(code) => Outcome::Kicked {
-                code,
-                message: match &e {
-                    ConnectionError::ApplicationClosed(c) => String::from_utf8_lossy(&c.reason).into_owned(),
-                    _ => String::new(),
-                },
-            },
-            _ => Outcome::Lost(ClientError::ConnectionLost(e.to_string())),
-        }
     }
 
     /// Reconnects with backoff until a login succeeds; `None` when the session
@@ -530,29 +308,6 @@ impl Actor {
                     Some(Command::Ping(reply)) => self.defer_ping(reply),
                     Some(Command::Kill) => {}
                 },
-            }
-        }
-    }
-}
-
-/// Reads the control stream and forwards decoded frames to the actor; ends at
-/// the first error.
-async fn control_reader(
-    mut recv: quinn::RecvStream,
-    max_frame: u32,
-    tx: mpsc::Sender<Box<Result<ControlMsg, ReadError>>>,
-) {
-    loop {
-        match read_control(&mut recv, max_frame).await {
-            Ok(Some(msg)) => {
-                if tx.send(Box::new(Ok(msg))).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                let _ = tx.send(Box::new(Err(e))).await;
-                return;
             }
         }
     }
