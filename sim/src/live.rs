@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 
 use crate::curve::Storm;
 use crate::player::{player, PlayerCtl, StormOrder};
-use crate::record::{inc, Op, Recorder};
+use crate::record::{inc, Op, Recorder, Totals};
 use crate::results::{summarise, RegionSample, Results, Sample, FORMAT};
 use crate::scenario::Scenario;
 use crate::RunOptions;
@@ -64,6 +64,23 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// A run's context; binds the shared endpoints, if the run shares them.
+    fn new(scenario: &Scenario, target: &LiveTarget, rec: Arc<Recorder>) -> anyhow::Result<Self> {
+        Ok(Ctx {
+            scenario: scenario.clone(),
+            target: target.clone(),
+            rec,
+            run_start: Instant::now(),
+            run_id: format!("{:08x}", rand::random::<u32>()),
+            request_timeout: Duration::from_millis(scenario.live.request_timeout_ms),
+            endpoints: bind_endpoints(
+                scenario.live.endpoints,
+                target.gateways[0][0],
+                scenario.live.endpoint_buffer_bytes,
+            )?,
+        })
+    }
+
     /// The shared endpoint of player `n`, if the run shares endpoints.
     pub fn endpoint_for(&self, n: u64) -> Option<quinn::Endpoint> {
         (!self.endpoints.is_empty())
@@ -117,19 +134,7 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let ctx = Arc::new(Ctx {
-        scenario: scenario.clone(),
-        target: target.clone(),
-        rec: rec.clone(),
-        run_start: Instant::now(),
-        run_id: format!("{:08x}", rand::random::<u32>()),
-        request_timeout: Duration::from_millis(scenario.live.request_timeout_ms),
-        endpoints: bind_endpoints(
-            scenario.live.endpoints,
-            target.gateways[0][0],
-            scenario.live.endpoint_buffer_bytes,
-        )?,
-    });
+    let ctx = Arc::new(Ctx::new(scenario, &target, rec.clone())?);
     let curves = scenario.curves(opts.scale);
     let forecast = scenario
         .rehearsal
@@ -140,20 +145,11 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         duration = duration.min(d.as_secs_f64());
     }
     let max_players = opts.max_players.unwrap_or(scenario.live.max_players).max(1);
-    let rate = scenario.live.max_arrivals_per_sec;
-    let mut storms: Vec<(usize, Storm)> = curves
-        .iter()
-        .enumerate()
-        .flat_map(|(r, c)| c.storms().iter().map(move |s| (r, *s)))
-        .collect();
-    storms.sort_by(|a, b| a.1.at_s.total_cmp(&b.1.at_s));
-    let mut next_storm = 0;
-    let mut rng = StdRng::seed_from_u64(scenario.seed);
+    let mut storms = Storms::new(&curves, scenario.seed);
+    let mut arrivals = Arrivals::new(scenario.live.max_arrivals_per_sec, max_players, ctx.run_start);
 
     let mut players: Vec<Vec<Arc<PlayerCtl>>> = vec![Vec::new(); nreg];
     let mut tasks = JoinSet::new();
-    let mut next_player: u64 = 0;
-    let mut tokens = rate.min(1.0);
     let control = Duration::from_millis(scenario.live.control_interval_ms);
     let sample_every = Duration::from_millis(scenario.sample_interval_ms);
     let mut tick = tokio::time::interval(control);
@@ -165,7 +161,6 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         let _ = p.sample().await;
     }
     let mut timeline = Vec::new();
-    let mut last_tick = ctx.run_start;
     let mut next_sample = ctx.run_start + sample_every;
 
     loop {
@@ -188,30 +183,132 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         if t >= duration {
             break;
         }
-        while let Some((r, storm)) = storms.get(next_storm).copied().filter(|(_, s)| s.at_s <= t) {
-            next_storm += 1;
+        storms.release(now, t, ctx.run_start, &players);
+        arrivals.steer(now, t, &curves, &mut players, &mut tasks, &ctx);
+    }
+
+    let aborted = stop_players(
+        &players,
+        tasks,
+        Duration::from_millis(scenario.live.shutdown_grace_ms),
+    )
+    .await;
+    // Let the shared endpoints send the last CONNECTION_CLOSEs.
+    for e in &ctx.endpoints {
+        let _ = tokio::time::timeout(Duration::from_secs(1), e.wait_idle()).await;
+    }
+    let sim_s = ctx.run_start.elapsed().as_secs_f64();
+    // The final counts, after every player has ended: the summary's figures.
+    let mut last = sampler.sample(&rec, &curves, forecast.as_deref(), sim_s, &players);
+    last.t_s = sim_s;
+    opts.report_progress(format!("{} (final)", progress_line(&last, scenario, &rec)));
+
+    let peak: f64 = curves.iter().map(|c| c.peak()).sum();
+    let totals = rec.totals();
+    let notes = run_notes(scenario, &totals, ctx.endpoints.len(), aborted, peak, max_players);
+    let mut results = Results {
+        totals,
+        timeline,
+        notes,
+        ..live_results(scenario, opts, &target, &rec, started_unix_ms, sim_s)
+    };
+    results.evaluate_slos(scenario);
+    Ok(results)
+}
+
+/// The curves' retry storms in time order, and which players each one hits.
+struct Storms {
+    /// (region, storm), by start time.
+    due: Vec<(usize, Storm)>,
+    /// The first storm not yet released.
+    next: usize,
+    /// Picks each storm's share of the players (seeded: `scenario.seed`).
+    rng: StdRng,
+}
+
+impl Storms {
+    fn new(curves: &[crate::curve::Curve], seed: u64) -> Self {
+        let mut due: Vec<(usize, Storm)> = curves
+            .iter()
+            .enumerate()
+            .flat_map(|(r, c)| c.storms().iter().map(move |s| (r, *s)))
+            .collect();
+        due.sort_by(|a, b| a.1.at_s.total_cmp(&b.1.at_s));
+        Storms {
+            due,
+            next: 0,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// Orders the storms due by `t` (seconds into the run) on their share of
+    /// each region's connected players.
+    fn release(&mut self, now: Instant, t: f64, run_start: Instant, players: &[Vec<Arc<PlayerCtl>>]) {
+        while let Some((r, storm)) = self.due.get(self.next).copied().filter(|(_, s)| s.at_s <= t) {
+            self.next += 1;
             let order = StormOrder {
                 started: now,
-                until: ctx.run_start + Duration::from_secs_f64(storm.until_s),
+                until: run_start + Duration::from_secs_f64(storm.until_s),
                 mode: storm.mode,
                 interval: Duration::from_millis(storm.interval_ms),
                 moved: storm.moved,
             };
             for p in &players[r] {
-                if p.connected.load(Ordering::Relaxed) && !p.stopping() && rng.gen_bool(storm.share) {
+                if p.connected.load(Ordering::Relaxed) && !p.stopping() && self.rng.gen_bool(storm.share) {
                     *p.storm.lock().unwrap_or_else(|e| e.into_inner()) = Some(order);
                     p.notify.notify_one();
                 }
             }
         }
-        let dt = now.duration_since(last_tick).as_secs_f64();
-        last_tick = now;
-        tokens = (tokens + rate * dt).min(rate.max(1.0));
+    }
+}
+
+/// The controller's arrivals: a token bucket of `live.max_arrivals_per_sec`
+/// over all regions, and the player cap.
+struct Arrivals {
+    /// Arrivals per second over all regions.
+    rate: f64,
+    /// Players that may start now.
+    tokens: f64,
+    /// The most players at once (`live.max_players` / `--max-players`).
+    max_players: usize,
+    /// The number of the next player (its account and endpoint).
+    next_player: u64,
+    /// When the bucket was last filled.
+    last_tick: Instant,
+}
+
+impl Arrivals {
+    fn new(rate: f64, max_players: usize, run_start: Instant) -> Self {
+        Arrivals {
+            rate,
+            tokens: rate.min(1.0),
+            max_players,
+            next_player: 0,
+            last_tick: run_start,
+        }
+    }
+
+    /// Compares each region's players with its curve at `t`: the oldest of a
+    /// surplus log out, a deficit gets new players as the tokens allow,
+    /// shared between the regions in proportion to their deficits.
+    fn steer(
+        &mut self,
+        now: Instant,
+        t: f64,
+        curves: &[crate::curve::Curve],
+        players: &mut [Vec<Arc<PlayerCtl>>],
+        tasks: &mut JoinSet<()>,
+        ctx: &Arc<Ctx>,
+    ) {
+        let dt = now.duration_since(self.last_tick).as_secs_f64();
+        self.last_tick = now;
+        self.tokens = (self.tokens + self.rate * dt).min(self.rate.max(1.0));
         // Targets, scaled down together if they exceed the player cap.
         let wanted: Vec<f64> = curves.iter().map(|c| c.target_at(t).round()).collect();
         let sum: f64 = wanted.iter().sum();
-        let factor = if sum > max_players as f64 {
-            max_players as f64 / sum
+        let factor = if sum > self.max_players as f64 {
+            self.max_players as f64 / sum
         } else {
             1.0
         };
@@ -226,9 +323,9 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
             .map(|(g, a)| g.saturating_sub(*a))
             .collect();
         let total_deficit: usize = deficits.iter().sum();
-        let allowed = (tokens.floor() as usize).min(total_deficit);
+        let allowed = (self.tokens.floor() as usize).min(total_deficit);
         let mut left = allowed;
-        for r in 0..nreg {
+        for r in 0..players.len() {
             // Surplus: the oldest players log out.
             let surplus = active[r].saturating_sub(goals[r]);
             for p in players[r].iter().filter(|p| !p.stopping()).take(surplus) {
@@ -245,37 +342,77 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
             for _ in 0..share {
                 let ctl = Arc::new(PlayerCtl::default());
                 players[r].push(ctl.clone());
-                rec.alive[r].fetch_add(1, Ordering::Relaxed);
-                inc(&rec.counters.players_started);
-                tasks.spawn(crate::record::REGION.scope(r, player(ctx.clone(), r, next_player, ctl)));
-                next_player += 1;
+                ctx.rec.alive[r].fetch_add(1, Ordering::Relaxed);
+                inc(&ctx.rec.counters.players_started);
+                tasks.spawn(crate::record::REGION.scope(r, player(ctx.clone(), r, self.next_player, ctl)));
+                self.next_player += 1;
             }
             left -= share;
-            tokens -= share as f64;
+            self.tokens -= share as f64;
         }
     }
+}
 
-    // The curve is over: everyone logs out, within the grace period.
+/// The results of a live run but its totals, timeline, notes and SLO
+/// verdicts.
+fn live_results(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    target: &LiveTarget,
+    rec: &Recorder,
+    started_unix_ms: u64,
+    sim_s: f64,
+) -> Results {
+    Results {
+        format: FORMAT.into(),
+        mode: "live".into(),
+        scenario: scenario.name.clone(),
+        description: scenario.description.clone(),
+        scale: opts.scale,
+        regions: scenario.regions.iter().map(|r| r.name.clone()).collect(),
+        started_unix_ms,
+        wall_s: sim_s,
+        sim_s,
+        target: target_addrs(target, scenario),
+        totals: Totals::default(),
+        operations: summarise(Op::ALL.iter().map(|&op| (op, rec.histogram(op)))),
+        errors: rec.errors(),
+        errors_by_op: rec.errors_by_op(),
+        accounting: rec.ledger(),
+        expected_outcomes: scenario.accounting.expected.clone(),
+        timeline: Vec::new(),
+        slo: Vec::new(),
+        notes: Vec::new(),
+        login_queue: None,
+        phases: crate::annotations::phases(scenario),
+        gateway_source: opts.gateway_probe.as_ref().map(|p| p.source()),
+        model_tail: None,
+    }
+}
+
+/// The curve is over: everyone logs out, within `grace`; the number of
+/// players aborted after it.
+async fn stop_players(players: &[Vec<Arc<PlayerCtl>>], mut tasks: JoinSet<()>, grace: Duration) -> usize {
     for p in players.iter().flatten() {
         p.stop.store(true, Ordering::Relaxed);
         p.notify.notify_one();
     }
-    let grace = Duration::from_millis(scenario.live.shutdown_grace_ms);
     let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     let aborted = tasks.len();
     tasks.shutdown().await;
-    // Let the shared endpoints send the last CONNECTION_CLOSEs.
-    for e in &ctx.endpoints {
-        let _ = tokio::time::timeout(Duration::from_secs(1), e.wait_idle()).await;
-    }
-    let sim_s = ctx.run_start.elapsed().as_secs_f64();
-    // The final counts, after every player has ended: the summary's figures.
-    let mut last = sampler.sample(&rec, &curves, forecast.as_deref(), sim_s, &players);
-    last.t_s = sim_s;
-    opts.report_progress(format!("{} (final)", progress_line(&last, scenario, &rec)));
+    aborted
+}
 
+/// The run's notes for the report.
+fn run_notes(
+    scenario: &Scenario,
+    t: &Totals,
+    endpoints: usize,
+    aborted: usize,
+    peak: f64,
+    max_players: usize,
+) -> Vec<String> {
     let mut notes = Vec::new();
-    let t = rec.totals();
     if t.skipped_actions > 0 {
         notes.push(format!("{} matchmaking actions were skipped.", t.skipped_actions));
     }
@@ -285,18 +422,21 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
             scenario.live.shutdown_grace_ms
         ));
     }
-    if !ctx.endpoints.is_empty() {
+    if endpoints > 0 {
         notes.push(format!(
-            "Players shared {} QUIC endpoints (live.endpoints); a storm's dropped connections were closed with a CONNECTION_CLOSE instead of going silent.",
-            ctx.endpoints.len()
+            "Players shared {endpoints} QUIC endpoints (live.endpoints); a storm's dropped connections were closed with a CONNECTION_CLOSE instead of going silent."
         ));
     }
-    let peak: f64 = curves.iter().map(|c| c.peak()).sum();
     if peak > max_players as f64 {
         notes.push(format!(
             "The curves peak at {peak:.0} players; this run was capped at {max_players} (live.max_players / --max-players)."
         ));
     }
+    notes
+}
+
+/// The gateways a run targeted, as `region=addr,addr region=...`.
+fn target_addrs(target: &LiveTarget, scenario: &Scenario) -> String {
     let addrs: Vec<String> = target
         .gateways
         .iter()
@@ -309,33 +449,7 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
             )
         })
         .collect();
-    let mut results = Results {
-        format: FORMAT.into(),
-        mode: "live".into(),
-        scenario: scenario.name.clone(),
-        description: scenario.description.clone(),
-        scale: opts.scale,
-        regions: scenario.regions.iter().map(|r| r.name.clone()).collect(),
-        started_unix_ms,
-        wall_s: sim_s,
-        sim_s,
-        target: addrs.join(" "),
-        totals: t,
-        operations: summarise(Op::ALL.iter().map(|&op| (op, rec.histogram(op)))),
-        errors: rec.errors(),
-        errors_by_op: rec.errors_by_op(),
-        accounting: rec.ledger(),
-        expected_outcomes: scenario.accounting.expected.clone(),
-        timeline,
-        slo: Vec::new(),
-        notes,
-        login_queue: None,
-        phases: crate::annotations::phases(scenario),
-        gateway_source: opts.gateway_probe.as_ref().map(|p| p.source()),
-        model_tail: None,
-    };
-    results.evaluate_slos(scenario);
-    Ok(results)
+    addrs.join(" ")
 }
 
 /// Turns counters into per-interval rates for the timeline.
