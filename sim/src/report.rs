@@ -91,14 +91,38 @@ pub fn accounting_tables(r: &Results) -> String {
 
 /// Renders the whole report.
 pub fn render(r: &Results) -> String {
-    let tl = &r.timeline;
-    let live = r.mode == "live";
     let mut h = String::with_capacity(64 * 1024);
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>outpost-sim: {name}</title><style>{CSS}</style></head><body><main>",
         name = esc(&r.scenario)
     );
+    header(&mut h, r);
+    slo_table(&mut h, r);
+    total_cards(&mut h, r);
+
+    h.push_str(&crate::report_sections::over_time(r));
+    h.push_str(&crate::report_sections::regions(r));
+    h.push_str(&crate::report_sections::gateway(r));
+    h.push_str(&crate::report_sections::model_tail(r));
+    h.push_str(&crate::report_sections::operations(r));
+
+    // Errors and expected outcomes, by operation and code: the accounting,
+    // with the same counts as the console and result.json.
+    h.push_str(&accounting_tables(r));
+    if !r.notes.is_empty() {
+        h.push_str("<h2>Notes</h2><ul>");
+        for n in &r.notes {
+            let _ = write!(h, "<li>{}</li>", esc(n));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("<footer>outpost-sim · data: result.json next to this file (format outpost-sim-result/1)</footer></main></body></html>");
+    h
+}
+
+/// The title, the SLO verdict and the run's facts.
+fn header(h: &mut String, r: &Results) {
     let count = |st: SloStatus| r.slo.iter().filter(|s| s.status() == st).count();
     let (missed, unmeasured) = (count(SloStatus::Missed), count(SloStatus::NotMeasured));
     let measured = r.slo.len() - unmeasured;
@@ -128,45 +152,51 @@ pub fn render(r: &Results) -> String {
         fmt_time(r.wall_s, r.wall_s),
         esc(&r.target)
     );
+}
 
-    // SLOs: every objective the scenario sets, measured or not in this mode.
-    if !r.slo.is_empty() {
-        h.push_str("<h2>Service level objectives</h2><table id=\"slo\"><tr><th>objective</th><th class=\"n\">limit</th><th class=\"n\">measured</th><th></th></tr>");
-        for s in &r.slo {
-            let (pill, measured) = match s.status() {
-                SloStatus::Met => (
-                    "<span class=\"pill ok\">met</span>",
-                    s.actual.map_or("–".into(), fmt_num),
-                ),
-                SloStatus::Missed => (
-                    "<span class=\"pill bad\">missed</span>",
-                    s.actual.map_or_else(|| format!("– ({})", esc(&s.note)), fmt_num),
-                ),
-                SloStatus::NotMeasured => (
-                    "<span class=\"pill none\">not measured in this mode</span>",
-                    esc(&s.note),
-                ),
-            };
-            let _ = write!(
-                h,
-                "<tr data-slo=\"{}\"><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{measured}</td><td>{pill}</td></tr>",
-                esc(&s.name),
-                esc(&s.name),
-                fmt_num(s.limit),
-            );
-        }
-        h.push_str("</table>");
+/// SLOs: every objective the scenario sets, measured or not in this mode.
+fn slo_table(h: &mut String, r: &Results) {
+    if r.slo.is_empty() {
+        return;
     }
+    h.push_str("<h2>Service level objectives</h2><table id=\"slo\"><tr><th>objective</th><th class=\"n\">limit</th><th class=\"n\">measured</th><th></th></tr>");
+    for s in &r.slo {
+        let (pill, measured) = match s.status() {
+            SloStatus::Met => (
+                "<span class=\"pill ok\">met</span>",
+                s.actual.map_or("–".into(), fmt_num),
+            ),
+            SloStatus::Missed => (
+                "<span class=\"pill bad\">missed</span>",
+                s.actual.map_or_else(|| format!("– ({})", esc(&s.note)), fmt_num),
+            ),
+            SloStatus::NotMeasured => (
+                "<span class=\"pill none\">not measured in this mode</span>",
+                esc(&s.note),
+            ),
+        };
+        let _ = write!(
+            h,
+            "<tr data-slo=\"{}\"><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{measured}</td><td>{pill}</td></tr>",
+            esc(&s.name),
+            esc(&s.name),
+            fmt_num(s.limit),
+        );
+    }
+    h.push_str("</table>");
+}
 
-    // Totals as cards.
+/// Totals as cards: what the mode counts.
+fn total_cards(h: &mut String, r: &Results) {
     let t = &r.totals;
-    let peak_players = tl
+    let peak_players = r
+        .timeline
         .iter()
         .map(|s| s.regions.iter().map(|x| x.players).sum::<u64>())
         .max()
         .unwrap_or(0);
     let mut cards: Vec<(&str, String)> = vec![("peak concurrent", fmt_num(peak_players as f64))];
-    if live {
+    if r.mode == "live" {
         cards.extend([
             ("players started", fmt_num(t.players_started as f64)),
             ("logins ok", fmt_num(t.logins_ok as f64)),
@@ -202,25 +232,6 @@ pub fn render(r: &Results) -> String {
         let _ = write!(h, "<div><b>{v}</b><span>{k}</span></div>");
     }
     h.push_str("</div>");
-
-    h.push_str(&crate::report_sections::over_time(r));
-    h.push_str(&crate::report_sections::regions(r));
-    h.push_str(&crate::report_sections::gateway(r));
-    h.push_str(&crate::report_sections::model_tail(r));
-    h.push_str(&crate::report_sections::operations(r));
-
-    // Errors and expected outcomes, by operation and code: the accounting,
-    // with the same counts as the console and result.json.
-    h.push_str(&accounting_tables(r));
-    if !r.notes.is_empty() {
-        h.push_str("<h2>Notes</h2><ul>");
-        for n in &r.notes {
-            let _ = write!(h, "<li>{}</li>", esc(n));
-        }
-        h.push_str("</ul>");
-    }
-    h.push_str("<footer>outpost-sim · data: result.json next to this file (format outpost-sim-result/1)</footer></main></body></html>");
-    h
 }
 
 const CSS: &str = "
