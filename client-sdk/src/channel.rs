@@ -290,24 +290,7 @@ impl ChannelTask {
             let can_send = count(&inflight) < live.max_in_flight && !live.is_moving();
             tokio::select! {
                 biased;
-                r = &mut reader => break match r {
-                    Ok(ReaderEnd::ChannelError(e)) => Served::Dead(ClientError::ChannelClosed(e)),
-                    Ok(ReaderEnd::Protocol(e)) => {
-                        if let ClientError::Protocol { code, .. } = &e {
-                            live.conn.close(code.0.into(), b"bad channel frame");
-                        }
-                        fail_all(&inflight, live, &e);
-                        Served::Reconnect
-                    }
-                    Ok(ReaderEnd::Finished) if live.conn.close_reason().is_none() => {
-                        Served::Dead(ClientError::ChannelClosed(ServerError {
-                            code: ErrorCode::Unspecified,
-                            message: "the gateway finished the channel".into(),
-                            retry_after: None,
-                        }))
-                    }
-                    _ => Served::Reconnect,
-                },
+                r = &mut reader => break reader_ended(r, &inflight, live),
                 r = state.changed() => {
                     let same = matches!(&*state.borrow(), ConnState::Connected(l) if l.generation == live.generation);
                     if r.is_err() || !same {
@@ -359,6 +342,33 @@ impl ChannelTask {
         };
         fail_all(&inflight, live, &err);
         served
+    }
+}
+
+/// What the channel does once its stream's reader has stopped (`r`, the
+/// reader task's end).
+fn reader_ended(
+    r: Result<ReaderEnd, tokio::task::JoinError>,
+    inflight: &Mutex<HashMap<u64, Reply>>,
+    live: &LiveConn,
+) -> Served {
+    match r {
+        Ok(ReaderEnd::ChannelError(e)) => Served::Dead(ClientError::ChannelClosed(e)),
+        Ok(ReaderEnd::Protocol(e)) => {
+            if let ClientError::Protocol { code, .. } = &e {
+                live.conn.close(code.0.into(), b"bad channel frame");
+            }
+            fail_all(inflight, live, &e);
+            Served::Reconnect
+        }
+        Ok(ReaderEnd::Finished) if live.conn.close_reason().is_none() => {
+            Served::Dead(ClientError::ChannelClosed(ServerError {
+                code: ErrorCode::Unspecified,
+                message: "the gateway finished the channel".into(),
+                retry_after: None,
+            }))
+        }
+        _ => Served::Reconnect,
     }
 }
 
