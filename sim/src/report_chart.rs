@@ -204,59 +204,122 @@ fn phase_fill(kind: &str) -> &'static str {
 }
 
 fn render_chart(c: &Chart<'_>, series: &[Series]) -> String {
-    let pts = series.iter().flat_map(|s| s.points.iter());
-    let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
-    for (x, y) in pts {
-        x0 = x0.min(*x);
-        x1 = x1.max(*x);
-        if let Some(y) = y {
-            y1 = y1.max(*y);
-        }
-    }
     let mut out = String::new();
     let _ = write!(out, "<section class=\"chart\"><h3>{}</h3>", esc(c.title));
-    if !x0.is_finite() {
+    let Some((f, off_scale)) = Frame::fit(c, series) else {
         out.push_str("<p class=\"empty\">no data</p></section>");
         return out;
-    }
-    // A threshold far above the data would flatten it: such a line is named
-    // in the legend instead.
-    let data_max = y1;
-    let mut off_scale = Vec::new();
-    for t in &c.thresholds {
-        if data_max <= 0.0 || t.value <= data_max * 4.0 {
-            y1 = y1.max(t.value);
-        } else {
-            off_scale.push(t);
-        }
-    }
-    let (k, unit) = c.unit.scale(y1);
-    let y1 = y1 / k;
-    x0 = x0.min(0.0);
-    if x1 <= x0 {
-        x1 = x0 + 1.0;
-    }
-    let ystep = nice_step(if y1 > 0.0 { y1 } else { 1.0 }, 4.0);
-    let ymax = ((y1 / ystep).ceil() * ystep).max(ystep);
-    // Ticks at round minutes when the axis is labelled in minutes.
-    let xstep = if x1 - x0 > 600.0 {
-        nice_step((x1 - x0) / 60.0, 8.0) * 60.0
-    } else {
-        nice_step(x1 - x0, 8.0)
     };
-    let px = |x: f64| ML + (x.clamp(x0, x1) - x0) / (x1 - x0) * (W - ML - MR);
-    let py = |y: f64| MT + (1.0 - y / ymax) * (H - MT - MB);
     let _ = write!(
         out,
         "<svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" aria-label=\"{}\">",
         esc(c.title)
     );
-    // Phases: shaded bands, labelled at the top (rows alternate so that
-    // neighbouring labels do not overlap). The same phase in several regions
-    // is drawn once, naming them all.
-    let several = c.phases.iter().any(|q| q.region != c.phases[0].region);
+    draw_phases(&mut out, &f, &c.phases);
+    draw_axes(&mut out, &f);
+    draw_series(&mut out, &f, series);
+    for t in c
+        .thresholds
+        .iter()
+        .filter(|t| !off_scale.iter().any(|o| std::ptr::eq(*o, *t)))
+    {
+        let y = f.py(t.value / f.k);
+        let _ = write!(
+            out,
+            "<g class=\"slo\"><line x1=\"{ML}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#991b1b\" stroke-width=\"1.25\" stroke-dasharray=\"2 3\"/><text x=\"{}\" y=\"{:.1}\" class=\"sl\">{}</text></g>",
+            W - MR,
+            W - MR - 2.0,
+            y - 3.0,
+            esc(&format!("{} {}", t.label, fmt_num(t.value / f.k))) + " " + &esc(f.unit)
+        );
+    }
+    out.push_str("</svg>");
+    draw_legend(&mut out, c, series, &off_scale);
+    out.push_str("</section>");
+    out
+}
+
+/// A chart's axes: the data's extent, the value scale and the tick steps.
+struct Frame {
+    x0: f64,
+    x1: f64,
+    /// Values are divided by `k` and labelled in `unit` (`Unit::scale`).
+    k: f64,
+    unit: &'static str,
+    ystep: f64,
+    ymax: f64,
+    xstep: f64,
+}
+
+impl Frame {
+    /// Fits the axes to the series and the thresholds on the scale; returns
+    /// also the thresholds left off it. `None` when there is no point.
+    fn fit<'c>(c: &'c Chart<'_>, series: &[Series]) -> Option<(Frame, Vec<&'c Threshold>)> {
+        let pts = series.iter().flat_map(|s| s.points.iter());
+        let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+        for (x, y) in pts {
+            x0 = x0.min(*x);
+            x1 = x1.max(*x);
+            if let Some(y) = y {
+                y1 = y1.max(*y);
+            }
+        }
+        if !x0.is_finite() {
+            return None;
+        }
+        // A threshold far above the data would flatten it: such a line is
+        // named in the legend instead.
+        let data_max = y1;
+        let mut off_scale = Vec::new();
+        for t in &c.thresholds {
+            if data_max <= 0.0 || t.value <= data_max * 4.0 {
+                y1 = y1.max(t.value);
+            } else {
+                off_scale.push(t);
+            }
+        }
+        let (k, unit) = c.unit.scale(y1);
+        let y1 = y1 / k;
+        x0 = x0.min(0.0);
+        if x1 <= x0 {
+            x1 = x0 + 1.0;
+        }
+        let ystep = nice_step(if y1 > 0.0 { y1 } else { 1.0 }, 4.0);
+        let ymax = ((y1 / ystep).ceil() * ystep).max(ystep);
+        // Ticks at round minutes when the axis is labelled in minutes.
+        let xstep = if x1 - x0 > 600.0 {
+            nice_step((x1 - x0) / 60.0, 8.0) * 60.0
+        } else {
+            nice_step(x1 - x0, 8.0)
+        };
+        let frame = Frame {
+            x0,
+            x1,
+            k,
+            unit,
+            ystep,
+            ymax,
+            xstep,
+        };
+        Some((frame, off_scale))
+    }
+
+    fn px(&self, x: f64) -> f64 {
+        ML + (x.clamp(self.x0, self.x1) - self.x0) / (self.x1 - self.x0) * (W - ML - MR)
+    }
+
+    fn py(&self, y: f64) -> f64 {
+        MT + (1.0 - y / self.ymax) * (H - MT - MB)
+    }
+}
+
+/// Phases: shaded bands, labelled at the top (rows alternate so that
+/// neighbouring labels do not overlap). The same phase in several regions is
+/// drawn once, naming them all.
+fn draw_phases(out: &mut String, f: &Frame, phases: &[&Phase]) {
+    let several = phases.iter().any(|q| q.region != phases[0].region);
     let mut merged: Vec<(&Phase, Vec<&str>)> = Vec::new();
-    for p in &c.phases {
+    for p in phases {
         match merged.iter_mut().find(|(m, _)| {
             m.kind == p.kind && m.label == p.label && m.start_s == p.start_s && m.end_s == p.end_s
         }) {
@@ -265,10 +328,10 @@ fn render_chart(c: &Chart<'_>, series: &[Series]) -> String {
         }
     }
     for (i, (p, regions)) in merged.iter().enumerate() {
-        if p.end_s <= x0 || p.start_s >= x1 {
+        if p.end_s <= f.x0 || p.start_s >= f.x1 {
             continue;
         }
-        let (a, b) = (px(p.start_s), px(p.end_s).max(px(p.start_s) + 1.0));
+        let (a, b) = (f.px(p.start_s), f.px(p.end_s).max(f.px(p.start_s) + 1.0));
         let label = if several {
             format!("{} · {}", p.label, regions.join(", "))
         } else {
@@ -286,32 +349,36 @@ fn render_chart(c: &Chart<'_>, series: &[Series]) -> String {
             fill = phase_fill(&p.kind),
         );
     }
-    // Grid and y labels.
+}
+
+/// Grid lines with the y labels, x ticks with the time labels, both axes and
+/// the unit.
+fn draw_axes(out: &mut String, f: &Frame) {
     let mut y = 0.0;
-    while y <= ymax + ystep * 1e-9 {
+    while y <= f.ymax + f.ystep * 1e-9 {
         let _ = write!(
             out,
             "<line x1=\"{ML}\" x2=\"{}\" y1=\"{y_}\" y2=\"{y_}\" class=\"grid\"/><text x=\"{}\" y=\"{}\" class=\"yl\">{}</text>",
             W - MR,
             ML - 6.0,
-            py(y) + 4.0,
+            f.py(y) + 4.0,
             fmt_num(y),
-            y_ = py(y)
+            y_ = f.py(y)
         );
-        y += ystep;
+        y += f.ystep;
     }
-    let mut x = (x0 / xstep).ceil() * xstep;
-    while x <= x1 + xstep * 1e-9 {
+    let mut x = (f.x0 / f.xstep).ceil() * f.xstep;
+    while x <= f.x1 + f.xstep * 1e-9 {
         let _ = write!(
             out,
             "<line x1=\"{x_}\" x2=\"{x_}\" y1=\"{}\" y2=\"{}\" class=\"tick\"/><text x=\"{x_}\" y=\"{}\" class=\"xl\">{}</text>",
             H - MB,
             H - MB + 4.0,
             H - MB + 18.0,
-            fmt_time(x, x1 - x0),
-            x_ = px(x)
+            fmt_time(x, f.x1 - f.x0),
+            x_ = f.px(x)
         );
-        x += xstep;
+        x += f.xstep;
     }
     let _ = write!(
         out,
@@ -320,30 +387,32 @@ fn render_chart(c: &Chart<'_>, series: &[Series]) -> String {
         W - MR,
         b = H - MB
     );
-    let _ = write!(out, "<text x=\"2\" y=\"14\" class=\"unit\">{}</text>", esc(unit));
-    // Solid lines first, then dashed targets over them.
+    let _ = write!(
+        out,
+        "<text x=\"2\" y=\"14\" class=\"unit\">{}</text>",
+        esc(f.unit)
+    );
+}
+
+/// The series: solid lines first, then dashed targets over them. Each is one
+/// path with gaps where values are missing; a point with no neighbour is a dot.
+fn draw_series(out: &mut String, f: &Frame, series: &[Series]) {
     let ordered = series
         .iter()
         .filter(|s| !s.dashed)
         .chain(series.iter().filter(|s| s.dashed));
     for s in ordered {
-        // One path with gaps where values are missing.
         let mut d = String::new();
         let mut pen = false;
         let mut lone = Vec::new();
         for (i, (x, y)) in s.points.iter().enumerate() {
             match y {
                 Some(y) => {
-                    let _ = write!(
-                        d,
-                        "{}{:.1},{:.1} ",
-                        if pen { "L" } else { "M" },
-                        px(*x),
-                        py(*y / k)
-                    );
+                    let (cx, cy) = (f.px(*x), f.py(*y / f.k));
+                    let _ = write!(d, "{}{cx:.1},{cy:.1} ", if pen { "L" } else { "M" });
                     let next_missing = s.points.get(i + 1).is_none_or(|p| p.1.is_none());
                     if !pen && next_missing {
-                        lone.push((px(*x), py(*y / k)));
+                        lone.push((cx, cy));
                     }
                     pen = true;
                 }
@@ -372,22 +441,12 @@ fn render_chart(c: &Chart<'_>, series: &[Series]) -> String {
             );
         }
     }
-    for t in c
-        .thresholds
-        .iter()
-        .filter(|t| !off_scale.iter().any(|o| std::ptr::eq(*o, *t)))
-    {
-        let y = py(t.value / k);
-        let _ = write!(
-            out,
-            "<g class=\"slo\"><line x1=\"{ML}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#991b1b\" stroke-width=\"1.25\" stroke-dasharray=\"2 3\"/><text x=\"{}\" y=\"{:.1}\" class=\"sl\">{}</text></g>",
-            W - MR,
-            W - MR - 2.0,
-            y - 3.0,
-            esc(&format!("{} {}", t.label, fmt_num(t.value / k))) + " " + &esc(unit)
-        );
-    }
-    out.push_str("</svg><div class=\"legend\">");
+}
+
+/// The legend: each series, each threshold (saying when it is above the
+/// scale), and the phases' shading.
+fn draw_legend(out: &mut String, c: &Chart<'_>, series: &[Series], off_scale: &[&Threshold]) {
+    out.push_str("<div class=\"legend\">");
     for s in series {
         let _ = write!(
             out,
@@ -413,8 +472,7 @@ fn render_chart(c: &Chart<'_>, series: &[Series]) -> String {
     if !c.phases.is_empty() {
         out.push_str("<span><i class=\"shade\"></i>shaded: the scenario's phases</span>");
     }
-    out.push_str("</div></section>");
-    out
+    out.push_str("</div>");
 }
 
 /// One value with its own unit.
