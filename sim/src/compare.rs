@@ -201,7 +201,22 @@ type Count = fn(&Results) -> u64;
 /// Compares `new` with `base`.
 pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
     let mut rows = Vec::new();
-    // Latencies and waits, per operation.
+    latency_rows(&mut rows, base, new, th);
+    error_rows(&mut rows, base, new, th);
+    rows.push(login_row(base, new, th));
+    slo_rows(&mut rows, base, new, th);
+    count_rows(&mut rows, base, new);
+    Comparison {
+        base: format!("{} ({} mode)", base.scenario, base.mode),
+        new: format!("{} ({} mode)", new.scenario, new.mode),
+        rows,
+        thresholds: th.clone(),
+    }
+}
+
+/// Latencies and waits, per operation and percentile (the maximum for
+/// information only: one outlier is not a trend).
+fn latency_rows(rows: &mut Vec<Row>, base: &Results, new: &Results, th: &Thresholds) {
     let ops: BTreeSet<&String> = base.operations.keys().chain(new.operations.keys()).collect();
     for op in ops {
         let (b, n) = (base.operations.get(op.as_str()), new.operations.get(op.as_str()));
@@ -238,7 +253,10 @@ pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
             });
         }
     }
-    // Error rates: overall, then per operation.
+}
+
+/// Error rates: overall, then per operation.
+fn error_rows(rows: &mut Vec<Row>, base: &Results, new: &Results, th: &Thresholds) {
     let judge_rate = |b: Option<f64>, n: Option<f64>, enough: bool| match (b, n) {
         (Some(b), Some(n)) if enough => {
             if n - b > th.error_rate_abs {
@@ -281,7 +299,10 @@ pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
             verdict: judge_rate(b.map(|x| x.0), n.map(|x| x.0), enough),
         });
     }
-    // Login success.
+}
+
+/// Login success (live mode only: the others have no logins).
+fn login_row(base: &Results, new: &Results, th: &Thresholds) -> Row {
     let success = |r: &Results| {
         let tried = r.totals.players_logged_in + r.totals.players_gave_up;
         (r.mode == "live" && tried > 0).then(|| (r.totals.players_logged_in as f64 / tried as f64, tried))
@@ -299,15 +320,19 @@ pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
         }
         _ => Verdict::Info,
     };
-    rows.push(Row {
+    Row {
         group: "logins",
         metric: "login success rate".into(),
         base: b.map(|x| x.0),
         new: n.map(|x| x.0),
         unit: "share",
         verdict,
-    });
-    // SLO verdicts.
+    }
+}
+
+/// SLO verdicts: met in BASE and missed in NEW (or missed in NEW with no
+/// verdict in BASE) is a regression when `slo_verdicts` is on.
+fn slo_rows(rows: &mut Vec<Row>, base: &Results, new: &Results, th: &Thresholds) {
     let names: BTreeSet<&String> = base.slo.iter().chain(&new.slo).map(|s| &s.name).collect();
     for name in names {
         let get = |r: &Results| {
@@ -336,7 +361,10 @@ pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
             verdict,
         });
     }
-    // Counts, for information.
+}
+
+/// Counts, for information.
+fn count_rows(rows: &mut Vec<Row>, base: &Results, new: &Results) {
     let counts: [(&str, Count); 4] = [
         ("peak concurrent players", Results::peak_players),
         ("attempts", |r| r.totals.attempts),
@@ -352,12 +380,6 @@ pub fn compare(base: &Results, new: &Results, th: &Thresholds) -> Comparison {
             unit: "count",
             verdict: Verdict::Info,
         });
-    }
-    Comparison {
-        base: format!("{} ({} mode)", base.scenario, base.mode),
-        new: format!("{} ({} mode)", new.scenario, new.mode),
-        rows,
-        thresholds: th.clone(),
     }
 }
 
