@@ -293,7 +293,7 @@ impl<S: Store> Worker<S> {
         // Backfill requests of the partition are served before new matches.
         let backfills = self.mm.load_backfills(p, now).await?;
         let (fills, matches) = core.run_round_with_backfills(now, &backfills);
-        let filled = super::backfill_store::commit_fills(&self.mm, lease, fills).await?;
+        let filled = super::backfill_store::commit_fills(&self.mm, lease, fills, &backfills).await?;
         report.lease_lost |= filled.lease_lost;
         self.commit_matches(lease, matches, &mut report).await?;
         self.expire_deadlines(lease, now, &mut core, &mut report).await?;

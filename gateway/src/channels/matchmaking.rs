@@ -220,6 +220,8 @@ impl ChannelService for MatchmakingService {
                             if ctx.sink.push(push).is_err() {
                                 return;
                             }
+                            metrics::counter!(crate::metrics::catalogue::MATCH_NOT_FOUND_PUSHED, "reason" => reason.as_str())
+                                .increment(1);
                         }
                         pushed = Some(ticket.0);
                     } else if let Some(PlayerTicket {
