@@ -141,7 +141,9 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
     assert_eq!(req["leaving"], serde_json::json!([leaver.clone()]));
     let c = Client::connect(gw.client_config(device())).await?;
     let mut ec = c.events();
-    c.matchmaking().await?.queue_here("duel").await?;
+    // (The channel stays open while the push is awaited.)
+    let mc = c.matchmaking().await?;
+    mc.queue_here("duel").await?;
     let pc = push(&mut ec, true).await.expect("match");
     assert_eq!(pc.match_id, m.match_id);
     let roster: Vec<&String> = pc.teams.iter().flatten().collect();
@@ -152,7 +154,8 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
     // A lonely ticket reaches its deadline.
     let d = Client::connect(gw.client_config(device())).await?;
     let mut ed = d.events();
-    d.matchmaking().await?.queue_here("lonely").await?;
+    let md = d.matchmaking().await?;
+    md.queue_here("lonely").await?;
     assert!(push(&mut ed, false).await.is_none());
 
     let after = scrape(gw.admin).await?;
