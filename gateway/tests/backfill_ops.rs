@@ -172,7 +172,7 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
     assert_eq!(closed("cancelled"), Some(1.0), "{after}");
     assert_eq!(closed("expired"), Some(0.0), "{after}");
     assert_eq!(
-        sample(&after, "outpost_mm_backfill_fill_ms_count", &duel),
+        sample(&after, "outpost_mm_backfill_fill_seconds_count", &duel),
         Some(1.0),
         "{after}"
     );

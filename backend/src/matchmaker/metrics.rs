@@ -50,8 +50,13 @@ pub const BACKFILLS_REQUESTED: &str = "outpost_mm_backfills_requested_total";
 pub const BACKFILLS_CLOSED: &str = "outpost_mm_backfills_closed_total";
 /// Open backfill requests in the pool, read from the store at scrape time (gauge).
 pub const BACKFILLS_OPEN: &str = "outpost_mm_backfills_open";
-/// From a backfill request to its fill commit, ms (histogram; `queue`, `region`).
-pub const BACKFILL_FILL_MS: &str = "outpost_mm_backfill_fill_ms";
+/// From a backfill request to its fill commit, seconds (histogram; `queue`, `region`).
+pub const BACKFILL_FILL_SECONDS: &str = "outpost_mm_backfill_fill_seconds";
+/// Upper bounds of the backfill fill-latency histogram's buckets, seconds (a
+/// request lives at most 600 s).
+pub const FILL_BUCKETS_SECONDS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 /// Tickets given their deadline "no match" outcome (counter; `queue`,
 /// `region` (home), `reason`: `deadline`).
 pub const TIMED_OUT: &str = "outpost_mm_tickets_timed_out_total";
@@ -112,8 +117,8 @@ pub fn describe() {
         "Open backfill requests in the matchmaking pool (read from the store at scrape time; includes requests past their lifetime not yet closed)."
     );
     describe_histogram!(
-        BACKFILL_FILL_MS,
-        "From a backfill request to the commit that filled it, milliseconds."
+        BACKFILL_FILL_SECONDS,
+        "From a backfill request to the commit that filled it, seconds."
     );
     describe_counter!(
         TIMED_OUT,
@@ -136,8 +141,8 @@ pub(super) fn backfill_closed(queue: &str, region: &str, outcome: &'static str) 
 /// Records a fill commit `latency_ms` after its request.
 pub(super) fn backfill_filled(queue: &str, region: &str, latency_ms: u64) {
     backfill_closed(queue, region, "filled");
-    metrics::histogram!(BACKFILL_FILL_MS, "queue" => queue.to_owned(), "region" => region.to_owned())
-        .record(latency_ms as f64);
+    metrics::histogram!(BACKFILL_FILL_SECONDS, "queue" => queue.to_owned(), "region" => region.to_owned())
+        .record(latency_ms as f64 / 1_000.0);
 }
 
 /// Records a ticket given its deadline outcome.
@@ -192,7 +197,7 @@ pub fn register(queue: &str, region: &str) {
     for outcome in BACKFILL_OUTCOMES {
         let _ = metrics::counter!(BACKFILLS_CLOSED, "queue" => queue.to_owned(), "region" => region.to_owned(), "outcome" => *outcome);
     }
-    let _ = metrics::histogram!(BACKFILL_FILL_MS, &labels);
+    let _ = metrics::histogram!(BACKFILL_FILL_SECONDS, &labels);
     for reason in [super::deadline::NoMatchReason::Deadline] {
         let _ = metrics::counter!(TIMED_OUT, "queue" => queue.to_owned(), "region" => region.to_owned(), "reason" => reason.as_str());
     }

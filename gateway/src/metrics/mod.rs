@@ -50,8 +50,8 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
         matchmaker::metrics::SPREAD_BUCKETS,
     ),
     (
-        matchmaker::metrics::BACKFILL_FILL_MS,
-        matchmaker::metrics::WAIT_BUCKETS_MS,
+        matchmaker::metrics::BACKFILL_FILL_SECONDS,
+        matchmaker::metrics::FILL_BUCKETS_SECONDS,
     ),
     (
         telemetry::metrics::LATENCY_MS,
