@@ -92,7 +92,11 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
             &[r#"reason="deadline""#][..],
         ),
     ] {
-        assert_eq!(sample(&before, name, labels), Some(0.0), "{name} registered at zero");
+        assert_eq!(
+            sample(&before, name, labels),
+            Some(0.0),
+            "{name} registered at zero"
+        );
     }
 
     // A duel match; player a leaves it.
@@ -149,7 +153,10 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
     let roster: Vec<&String> = pc.teams.iter().flatten().collect();
     assert!(roster.contains(&&c.player_id()), "{roster:?}");
     assert!(roster.contains(&&other), "{roster:?}");
-    assert!(!roster.contains(&&leaver), "the leaver is off the roster: {roster:?}");
+    assert!(
+        !roster.contains(&&leaver),
+        "the leaver is off the roster: {roster:?}"
+    );
 
     // A lonely ticket reaches its deadline.
     let d = Client::connect(gw.client_config(device())).await?;
@@ -161,7 +168,11 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
     let after = scrape(gw.admin).await?;
     let closed = |outcome: &str| {
         let o = format!(r#"outcome="{outcome}""#);
-        sample(&after, "outpost_mm_backfills_closed_total", &[duel[0], duel[1], &o])
+        sample(
+            &after,
+            "outpost_mm_backfills_closed_total",
+            &[duel[0], duel[1], &o],
+        )
     };
     assert_eq!(
         sample(&after, "outpost_mm_backfills_requested_total", &duel),
@@ -176,7 +187,11 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
         Some(1.0),
         "{after}"
     );
-    assert_eq!(sample(&after, "outpost_mm_backfills_open", &[]), Some(0.0), "{after}");
+    assert_eq!(
+        sample(&after, "outpost_mm_backfills_open", &[]),
+        Some(0.0),
+        "{after}"
+    );
     assert_eq!(
         sample(
             &after,
@@ -187,7 +202,11 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
         "{after}"
     );
     assert_eq!(
-        sample(&after, "outpost_mm_match_not_found_pushed_total", &[r#"reason="deadline""#]),
+        sample(
+            &after,
+            "outpost_mm_match_not_found_pushed_total",
+            &[r#"reason="deadline""#]
+        ),
         Some(1.0),
         "{after}"
     );

@@ -172,7 +172,11 @@ async fn a_fill_takes_the_leaving_players_off_the_match_record() -> anyhow::Resu
     let after = mm.get_match(before.id).await?.expect("match");
     assert_eq!(after.team_of(&gone), None, "the leaver is off the teams");
     assert_eq!(after.left, vec![gone.clone()]);
-    assert_eq!(after.team_of(&player(first_new)), Some(1), "the replacement joined team 1");
+    assert_eq!(
+        after.team_of(&player(first_new)),
+        Some(1),
+        "the replacement joined team 1"
+    );
     assert_eq!(after.players().count(), before.players().count());
     assert_eq!(after.teams[0], before.teams[0], "the other team is untouched");
     Ok(())
@@ -186,7 +190,9 @@ async fn hostile_leaving_lists_get_invalid_leaving() -> anyhow::Result<()> {
     stop(workers).await?;
     let m = mm.get_match(matches[0]).await?.expect("match");
     let member = m.teams[0].players[0].clone();
-    let too_many: Vec<String> = (0..=backfill::MAX_LEAVING as u64).map(|i| player(10_000 + i)).collect();
+    let too_many: Vec<String> = (0..=backfill::MAX_LEAVING as u64)
+        .map(|i| player(10_000 + i))
+        .collect();
     for leaving in [
         vec![player(999_999)],
         vec!["not a player id \u{0}\u{202e}".to_string()],
@@ -195,7 +201,10 @@ async fn hostile_leaving_lists_get_invalid_leaving() -> anyhow::Result<()> {
     ] {
         match mm.create_backfill(req(m.id, vec![1, 0], 60_000, leaving)).await {
             Err(BackfillError::InvalidLeaving(msg)) => {
-                assert!(!msg.contains('\u{202e}'), "the caller's text is not echoed: {msg}");
+                assert!(
+                    !msg.contains('\u{202e}'),
+                    "the caller's text is not echoed: {msg}"
+                );
             }
             other => panic!("expected InvalidLeaving, got {other:?}"),
         }
@@ -206,7 +215,8 @@ async fn hostile_leaving_lists_get_invalid_leaving() -> anyhow::Result<()> {
     );
     // Nothing was stored by the refused requests; a valid list is accepted.
     assert_eq!(mm.open_backfills().await?, 0);
-    mm.create_backfill(req(m.id, vec![1, 0], 60_000, vec![member])).await?;
+    mm.create_backfill(req(m.id, vec![1, 0], 60_000, vec![member]))
+        .await?;
     assert_eq!(mm.open_backfills().await?, 1);
     Ok(())
 }

@@ -11,8 +11,8 @@ use crate::keyspace::RegionName;
 use crate::store::{Store, StoreError, Transaction, TxError};
 
 use super::backfill::{
-    apply_fill, apply_leaving, check_leaving, fill_tickets, Backfill, BackfillFill, BackfillId, MAX_OPEN_PER_MATCH, MAX_OPEN_PER_POOL,
-    MAX_TTL_MS, MIN_TTL_MS,
+    apply_fill, apply_leaving, check_leaving, fill_tickets, Backfill, BackfillFill, BackfillId,
+    MAX_OPEN_PER_MATCH, MAX_OPEN_PER_POOL, MAX_TTL_MS, MIN_TTL_MS,
 };
 use super::errors::{CommitError, MatchmakerError};
 use super::keys::{self, Partition, PlayerEntry, TicketRecord, TicketState};
