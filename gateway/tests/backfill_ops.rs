@@ -59,7 +59,7 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 }
 
 async fn scrape(addr: std::net::SocketAddr) -> Result<String> {
-    Ok(tokio::task::spawn_blocking(move || http(addr, "GET", "/metrics")).await??)
+    tokio::task::spawn_blocking(move || http(addr, "GET", "/metrics")).await?
 }
 
 #[tokio::test]
