@@ -157,6 +157,18 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
         !roster.contains(&&leaver),
         "the leaver is off the roster: {roster:?}"
     );
+    // On reopening the matchmaking channel, a player still in the match is
+    // pushed it again (a recent match), the leaver is not.
+    let mut eb = b.events();
+    drop((ma, mb));
+    let (_ma, _mb) = (a.matchmaking().await?, b.matchmaking().await?);
+    assert_eq!(
+        push(&mut eb, true).await.map(|x| x.match_id),
+        Some(m.match_id.clone()),
+        "a player still in the match gets it again on reopen"
+    );
+    let again = tokio::time::timeout(Duration::from_millis(1_000), push(&mut ea, true)).await;
+    assert!(again.is_err(), "the leaver was pushed the match again");
 
     // A lonely ticket reaches its deadline.
     let d = Client::connect(gw.client_config(device())).await?;
