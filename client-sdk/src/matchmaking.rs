@@ -56,7 +56,12 @@ impl MatchmakingClient {
     /// arrives as a `MatchFound` push. In a queue with a deadline, a ticket that
     /// finds no match in time ends with one `MatchNotFound { ticket_id, reason }`
     /// push instead (status `TimedOut`; `NoMatchReason::Deadline`: show "no
-    /// match found" and let the player queue again; PROTOCOL.md §4.4).
+    /// match found" and let the player queue again; PROTOCOL.md §4.4). A
+    /// `MatchNotFound` from a newer gateway whose `reason` this SDK does not know
+    /// is delivered with the raw code (`reason.variant_name()` is `None`): show
+    /// it like `Unknown`. `ticket_id` 0 means the push named no ticket. A
+    /// `MatchNotFound` that does not decode is a `BadFrame` protocol error, like
+    /// any undecodable frame: the connection is dropped and the client resumes.
     ///
     /// Idempotent per queue: while the player's ticket waits in `queue`, queueing
     /// again (e.g. after a reconnect) returns that same ticket, still `Waiting`,

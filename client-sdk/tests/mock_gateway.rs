@@ -416,6 +416,42 @@ async fn a_garbage_frame_is_a_protocol_error_then_the_client_recovers() -> Resul
     Ok(())
 }
 
+/// Hostile `MatchNotFound` pushes (PROTOCOL.md §4.4): one with a reason code
+/// this SDK does not know and no ticket id is delivered as it is
+/// (`reason` keeps the raw code, which a game shows like `Unknown`;
+/// `ticket_id` reads 0, "no ticket"); one cut short is a `BadFrame` protocol
+/// error, after which the client resumes and the channel works again. Neither
+/// panics.
+#[tokio::test]
+async fn malformed_match_not_found_pushes_are_delivered_or_refused_without_panic() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-k")).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    let ch = client.open_channel(ChannelKind::Echo).await?;
+    assert_eq!(ch.echo(b"mnf-unknown".to_vec(), 0).await?, b"mnf-unknown");
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Push { .. })).await?;
+    match ev {
+        Event::Push {
+            body: PushBody::MatchNotFound { ticket_id, reason },
+            ..
+        } => {
+            assert_eq!(ticket_id, 0, "an absent ticket id reads 0");
+            assert_eq!(reason, outpost_schema::NoMatchReason(200), "the raw code is kept");
+            assert!(reason.variant_name().is_none(), "not a reason this SDK knows");
+        }
+        other => bail!("expected MatchNotFound, got {other:?}"),
+    }
+    match ch.echo(b"mnf-truncated".to_vec(), 0).await {
+        Err(ClientError::Protocol { code, .. }) => assert_eq!(code, ErrorCode::BadFrame),
+        other => bail!("expected a protocol error, got {other:?}"),
+    }
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(ev, Event::Connected { resumed: true });
+    assert_eq!(ch.echo(b"ok".to_vec(), 0).await?, b"ok");
+    Ok(())
+}
+
 #[tokio::test]
 async fn no_auto_reconnect_means_the_loss_is_final() -> Result<()> {
     let gw = MockGateway::start(TokenSet::default()).await?;

@@ -102,6 +102,16 @@ ts("Matches and refusals", [(f'sum by (queue) (rate(outpost_mm_matches_total{{{S
                             (f'sum by (reason) (rate(outpost_mm_commit_refused_total{{{SEL}}}[$__rate_interval]))', "refused {{reason}}"),
                             (f'sum(outpost_mm_partitions_held{{{SEL}}})', "partitions held")], "short", x=16)
 next_row()
+ts("Backfill requests", [(f'sum(rate(outpost_mm_backfills_requested_total{{{SEL}}}[$__rate_interval]))', "requested"),
+                         (f'sum by (outcome) (rate(outpost_mm_backfills_closed_total{{{SEL}}}[$__rate_interval]))', "{{outcome}}"),
+                         (f'max(outpost_mm_backfills_open{{{SEL}}})', "open")], "short", x=0,
+   desc="Replacement players asked for matches in progress: requests per second, how they ended, and the open requests in the pool.")
+ts("Backfill fill latency p50 / p90", [(f'histogram_quantile(0.5, sum by (queue, le) (rate(outpost_mm_backfill_fill_seconds_bucket{{{SEL}}}[5m])))', "p50 {{queue}}"),
+                                       (f'histogram_quantile(0.9, sum by (queue, le) (rate(outpost_mm_backfill_fill_seconds_bucket{{{SEL}}}[5m])))', "p90 {{queue}}")], "s", x=8)
+ts("Deadline outcomes (no match)", [(f'sum by (queue) (rate(outpost_mm_tickets_timed_out_total{{{SEL}}}[$__rate_interval]))', "timed out {{queue}}"),
+                                    (f'sum by (reason) (rate(outpost_mm_match_not_found_pushed_total{{{SEL}}}[$__rate_interval]))', "MatchNotFound pushed {{reason}}")], "short", x=16,
+   desc="Tickets that reached their queue's deadline without a match, and the MatchNotFound pushes sent for them.")
+next_row()
 
 row("Clients (telemetry)")
 ts("Client errors by code", [(f'sum by (code) (rate(outpost_client_errors_total{{{SEL}}}[$__rate_interval]))', "{{code}}")], "reqps", x=0)

@@ -47,6 +47,11 @@ pub struct LivenessSettings {
     /// which a reopened channel gets a recent match pushed again, and enough
     /// for support to look a match up). 0 keeps them forever.
     pub finished_retention_ms: u64,
+    /// How long finished matchmaking backfill requests (filled, cancelled,
+    /// expired) are kept. Default 3,600,000 (one hour: a game server or
+    /// support can read a request's outcome well after its lifetime of at most
+    /// 10 minutes). 0 keeps them forever; open requests are never collected.
+    pub backfill_retention_ms: u64,
     /// The ledger's idempotency window: receipts older than this, and
     /// duplicate records last seen before it, are deleted. Default
     /// 604,800,000 (7 days): far beyond any client retry, so a retried grant
@@ -77,6 +82,7 @@ impl Default for LivenessSettings {
             sweep_batch: s.batch,
             sweep_lease_ttl_ms: s.lease_ttl_ms,
             finished_retention_ms: s.finished_retention_ms,
+            backfill_retention_ms: s.backfill_retention_ms,
             receipt_retention_ms: s.receipt_retention_ms,
             ledger_players_per_pass: s.ledger_players_per_pass,
             audit_retention_ms: 400 * 24 * 3_600_000,
@@ -101,6 +107,7 @@ impl LivenessSettings {
             batch: self.sweep_batch,
             resume_window_ms,
             finished_retention_ms: self.finished_retention_ms,
+            backfill_retention_ms: self.backfill_retention_ms,
             lease_ttl_ms: self.sweep_lease_ttl_ms,
             receipt_retention_ms: self.receipt_retention_ms,
             ledger_players_per_pass: self.ledger_players_per_pass,
@@ -228,6 +235,10 @@ async fn export_stats(s: Arc<SweepStats>) {
             .set(get(&s.finished_collected) as f64);
         metrics::gauge!("outpost_gc_oldest_age_ms", "kind" => "mm_finished_ticket")
             .set(get(&s.finished_oldest_age_ms) as f64);
+        metrics::gauge!("outpost_gc_collected_total", "kind" => "mm_finished_backfill")
+            .set(get(&s.backfills_collected) as f64);
+        metrics::gauge!("outpost_gc_oldest_age_ms", "kind" => "mm_finished_backfill")
+            .set(get(&s.backfills_oldest_age_ms) as f64);
         metrics::gauge!("outpost_gc_collected_total", "kind" => "ledger_receipt")
             .set(get(&s.receipts_collected) as f64);
         metrics::gauge!("outpost_gc_collected_total", "kind" => "ledger_duplicate")

@@ -50,6 +50,14 @@ pub struct SweepConfig {
     /// look a match up; 0 disables the GC.
     #[serde(default = "default_retention")]
     pub finished_retention_ms: u64,
+    /// How long finished matchmaking backfill requests (filled, cancelled,
+    /// expired) are kept after they finished, milliseconds. Default 3,600,000
+    /// (one hour: a game server or support can still read a request's outcome
+    /// and placed tickets well after its lifetime of at most 10 minutes); 0
+    /// keeps them forever. Open requests are never collected. Each pass
+    /// deletes at most 16 pages of `batch` records.
+    #[serde(default = "default_retention")]
+    pub backfill_retention_ms: u64,
     /// Time-to-live of the sweep lease, milliseconds. Default 15,000 (three
     /// intervals): a dead sweeper's work resumes elsewhere after this.
     #[serde(default = "default_lease")]
@@ -98,6 +106,7 @@ impl Default for SweepConfig {
             batch: default_batch(),
             resume_window_ms: default_resume(),
             finished_retention_ms: default_retention(),
+            backfill_retention_ms: default_retention(),
             lease_ttl_ms: default_lease(),
             receipt_retention_ms: default_receipts(),
             ledger_players_per_pass: default_ledger_players(),
@@ -140,6 +149,10 @@ pub struct SweepStats {
     pub finished_collected: AtomicU64,
     /// Age of the oldest finished ticket left after the last GC pass, ms.
     pub finished_oldest_age_ms: AtomicU64,
+    /// Finished backfill requests collected by retention GC.
+    pub backfills_collected: AtomicU64,
+    /// Age of the oldest finished backfill request left after the last GC pass, ms.
+    pub backfills_oldest_age_ms: AtomicU64,
     /// Ledger idempotency receipts collected.
     pub receipts_collected: AtomicU64,
     /// Ledger duplicate records collected.
@@ -165,6 +178,8 @@ pub struct SweepReport {
     pub queue_released: usize,
     /// Finished tickets collected.
     pub collected: usize,
+    /// Finished backfill requests collected.
+    pub backfills_collected: usize,
     /// Ledger receipts and duplicate records collected.
     pub ledger_collected: usize,
 }
@@ -232,7 +247,8 @@ impl<S: Store, G: Store> Sweeper<S, G> {
 
     /// One pass at wall-clock `now_ms`: if this sweeper holds the lease,
     /// release every incarnation dead for a resume window, then collect
-    /// finished tickets past retention (a bounded number of pages per pass).
+    /// finished tickets and backfill requests past retention (a bounded
+    /// number of pages per pass).
     pub async fn sweep_once(&self, now_ms: u64) -> Result<SweepReport, LivenessError> {
         let mut r = SweepReport::default();
         if self
@@ -294,6 +310,23 @@ impl<S: Store, G: Store> Sweeper<S, G> {
                 }
             }
         }
+        if self.cfg.backfill_retention_ms > 0 {
+            let cutoff = now_ms.saturating_sub(self.cfg.backfill_retention_ms);
+            // Bounded like the tickets' GC: at most 16 pages per pass.
+            for _ in 0..16 {
+                let page = self
+                    .matchmaker
+                    .collect_finished_backfills(cutoff, self.cfg.batch)
+                    .await?;
+                r.backfills_collected += page.collected;
+                self.stats
+                    .backfills_oldest_age_ms
+                    .store(page.oldest_age_ms, Ordering::Relaxed);
+                if page.done {
+                    break;
+                }
+            }
+        }
         if let (Some((ledger, cursor)), true) = (&self.ledger, self.cfg.receipt_retention_ms > 0) {
             let mut c = cursor.lock().await;
             let cutoff = now_ms.saturating_sub(self.cfg.receipt_retention_ms);
@@ -328,6 +361,8 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             .fetch_add(r.queue_released as u64, Ordering::Relaxed);
         s.finished_collected
             .fetch_add(r.collected as u64, Ordering::Relaxed);
+        s.backfills_collected
+            .fetch_add(r.backfills_collected as u64, Ordering::Relaxed);
         Ok(r)
     }
 

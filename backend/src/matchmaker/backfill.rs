@@ -33,8 +33,10 @@
 //! is one transaction that reads the worker's lease (fencing), the request
 //! record (must be `open` and unexpired), every ticket record (must be
 //! `waiting`) and the match record; it then marks the tickets matched into the
-//! existing match, adds their players to the match record's teams, and marks
-//! the request `filled`. Two workers racing for one request, a fill racing a
+//! existing match, removes the players the request named as `leaving` from the
+//! match record's teams (recording them in `Match::left`), adds the new
+//! players to the teams, and marks the request `filled`: the match record's
+//! roster is the match as it is after the fill. Two workers racing for one request, a fill racing a
 //! cancel, or two requests of one match filled at once therefore conflict and
 //! exactly one wins. The player entries turn `matched` naming the existing
 //! match, so the gateway pushes `MatchFound` for that match to the backfilled
@@ -46,7 +48,13 @@
 //! Hostile or buggy callers are bounded: at most
 //! [`MAX_OPEN_PER_MATCH`] open requests per match and [`MAX_OPEN_PER_POOL`]
 //! per pool, a lifetime of [`MIN_TTL_MS`]..=[`MAX_TTL_MS`], one entry of
-//! `slots` per team, each at most the team size, at least one seat in total.
+//! `slots` per team, each at most the team size, at least one seat in total;
+//! `leaving` names at most [`MAX_LEAVING`] distinct players, each a player of
+//! the match when the request is made ([`check_leaving`]).
+//!
+//! Team mean ratings are not lowered when a player leaves (the match record
+//! keeps ticket ratings, not per-player ones); they move only with the
+//! ratings of the tickets that join.
 
 use std::cmp::Reverse;
 
@@ -65,6 +73,8 @@ pub const MIN_TTL_MS: u64 = 1_000;
 pub const MAX_TTL_MS: u64 = 600_000;
 /// Lifetime when the caller gives none, milliseconds.
 pub const DEFAULT_TTL_MS: u64 = 60_000;
+/// Most players one request may name as leaving (the largest match).
+pub const MAX_LEAVING: usize = super::config::MAX_MATCH_PLAYERS as usize;
 /// Tickets looked at on each side of the target rating per request and round.
 const NEAR: usize = 64;
 
@@ -257,6 +267,42 @@ pub(crate) fn apply_fill(m: &mut Match, fill: &BackfillFill) {
         team.players.extend(p.players.iter().cloned());
         m.tickets.push(p.ticket.clone());
         m.cross_region |= p.ticket.home_region != m.region;
+    }
+}
+
+/// Checks a request's `leaving` list against match `m`: at most
+/// [`MAX_LEAVING`] entries, no player twice, each a player of `m`. The error
+/// names the offending entry by index (never echoes the caller's text).
+pub fn check_leaving(m: &Match, leaving: &[String]) -> Result<(), String> {
+    if leaving.len() > MAX_LEAVING {
+        return Err(format!(
+            "leaving names {} players; at most {MAX_LEAVING}",
+            leaving.len()
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(leaving.len());
+    for (i, p) in leaving.iter().enumerate() {
+        if !seen.insert(p.as_str()) {
+            return Err(format!("leaving[{i}] repeats a player"));
+        }
+        if m.team_of(p).is_none() {
+            return Err(format!("leaving[{i}] is not a player of the match"));
+        }
+    }
+    Ok(())
+}
+
+/// Takes the `leaving` players still on a team off it and records them in
+/// `m.left` (a player already gone, e.g. named by an earlier fill, is skipped).
+pub(crate) fn apply_leaving(m: &mut Match, leaving: &[String]) {
+    for p in leaving {
+        let Some(t) = m.team_of(p) else {
+            continue;
+        };
+        m.teams[t].players.retain(|x| x != p);
+        if !m.left.contains(p) {
+            m.left.push(p.clone());
+        }
     }
 }
 

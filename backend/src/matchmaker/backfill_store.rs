@@ -11,8 +11,8 @@ use crate::keyspace::RegionName;
 use crate::store::{Store, StoreError, Transaction, TxError};
 
 use super::backfill::{
-    apply_fill, fill_tickets, Backfill, BackfillFill, BackfillId, MAX_OPEN_PER_MATCH, MAX_OPEN_PER_POOL,
-    MAX_TTL_MS, MIN_TTL_MS,
+    apply_fill, apply_leaving, check_leaving, fill_tickets, Backfill, BackfillFill, BackfillId,
+    MAX_OPEN_PER_MATCH, MAX_OPEN_PER_POOL, MAX_TTL_MS, MIN_TTL_MS,
 };
 use super::errors::{CommitError, MatchmakerError};
 use super::keys::{self, Partition, PlayerEntry, TicketRecord, TicketState};
@@ -31,6 +31,11 @@ pub struct BackfillRequest {
     /// Lifetime, milliseconds ([`MIN_TTL_MS`]..=[`MAX_TTL_MS`]); once it has
     /// passed the request is never filled.
     pub ttl_ms: u64,
+    /// Players who left the match and are replaced (at most
+    /// [`MAX_LEAVING`](super::backfill::MAX_LEAVING), distinct, each a player
+    /// of the match): the fill takes them off the match record's teams in
+    /// the same transaction that adds the new players. May be empty.
+    pub leaving: Vec<String>,
 }
 
 /// Where a backfill request is in its life; all but `Open` are final.
@@ -63,6 +68,10 @@ pub struct BackfillRecord {
     /// The tickets placed, once filled.
     #[serde(default)]
     pub tickets: Vec<TicketId>,
+    /// The players the request names as leaving the match (taken off its
+    /// teams by the fill).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaving: Vec<String>,
     /// The random op id of the fill commit (recognises its own retried commit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<u64>,
@@ -100,6 +109,10 @@ pub enum BackfillError {
     /// The request breaks a rule (slots per team, team size, lifetime).
     #[error("invalid backfill request: {0}")]
     Invalid(String),
+    /// The `leaving` list breaks a rule (too long, a player twice, a player
+    /// not in the match).
+    #[error("invalid leaving list: {0}")]
+    InvalidLeaving(String),
     /// No such match in this pool.
     #[error("match {0} not found")]
     MatchNotFound(MatchId),
@@ -137,7 +150,7 @@ impl From<TxError<BackfillError>> for BackfillError {
 impl Classify for BackfillError {
     fn class(&self) -> ErrorClass {
         match self {
-            BackfillError::Invalid(_) => ErrorClass::Invalid,
+            BackfillError::Invalid(_) | BackfillError::InvalidLeaving(_) => ErrorClass::Invalid,
             BackfillError::MatchNotFound(_) | BackfillError::NotFound(_) => ErrorClass::NotFound,
             BackfillError::TooMany { .. } | BackfillError::AlreadyFilled(_) => ErrorClass::Conflict,
             BackfillError::Corrupt(_) => ErrorClass::Internal,
@@ -191,7 +204,8 @@ async fn read_backfill<T: Transaction>(
 }
 
 /// Moves an open request to a final state: out of the open index, the match's
-/// list and the pool counter; the record rewritten.
+/// list and the pool counter, into the finished index (retention); the record
+/// rewritten.
 fn close<T: Transaction>(
     tx: &T,
     pool: &RegionName,
@@ -210,6 +224,7 @@ fn close<T: Transaction>(
     tx.atomic_add(&keys::backfill_count(pool), -1)?;
     rec.state = state;
     rec.updated_ms = now;
+    tx.set(&keys::backfill_finished(pool, now, rec.request.id), &[1])?;
     tx.set(&keys::backfill(pool, rec.request.id), &keys::encode(rec))
 }
 
@@ -222,6 +237,14 @@ impl<S: Store> Matchmaker<S> {
             return Err(BackfillError::Invalid(format!(
                 "ttl_ms must be {MIN_TTL_MS}..={MAX_TTL_MS}, got {}",
                 req.ttl_ms
+            )));
+        }
+        if req.leaving.len() > super::backfill::MAX_LEAVING {
+            // Before any store read: a hostile list costs nothing.
+            return Err(BackfillError::InvalidLeaving(format!(
+                "leaving names {} players; at most {}",
+                req.leaving.len(),
+                super::backfill::MAX_LEAVING
             )));
         }
         let m = self
@@ -251,6 +274,7 @@ impl<S: Store> Matchmaker<S> {
         if req.slots.iter().all(|&s| s == 0) {
             return Err(BackfillError::Invalid("slots asks for no player".into()));
         }
+        check_leaving(&m, &req.leaving).map_err(BackfillError::InvalidLeaving)?;
         let now = now_ms();
         let request = Backfill::for_match(BackfillId(rand::random()), &m, req.slots, now);
         let rec = BackfillRecord {
@@ -260,6 +284,7 @@ impl<S: Store> Matchmaker<S> {
             state: BackfillState::Open,
             updated_ms: now,
             tickets: Vec::new(),
+            leaving: req.leaving,
             op: None,
         };
         let pool = Arc::new(self.pool_name().clone());
@@ -319,6 +344,7 @@ impl<S: Store> Matchmaker<S> {
                 }
             })
             .await?;
+        super::metrics::backfill_requested(&res.request.queue, &res.request.region);
         Ok(res)
     }
 
@@ -352,7 +378,8 @@ impl<S: Store> Matchmaker<S> {
         want: BackfillState,
     ) -> Result<BackfillRecord, BackfillError> {
         let pool = Arc::new(self.pool_name().clone());
-        let res = self
+        // The record, and whether this call closed it (for the metrics).
+        let (rec, closed) = self
             .store()
             .run(|tx| {
                 let pool = pool.clone();
@@ -363,20 +390,27 @@ impl<S: Store> Matchmaker<S> {
                     };
                     match rec.state {
                         BackfillState::Filled => Err(TxError::User(BackfillError::AlreadyFilled(id))),
-                        BackfillState::Cancelled | BackfillState::Expired => Ok(rec),
+                        BackfillState::Cancelled | BackfillState::Expired => Ok((rec, false)),
                         BackfillState::Open => {
                             let state = match rec.state_at(now) {
                                 BackfillState::Expired => BackfillState::Expired,
                                 _ => want,
                             };
                             close(&tx, &pool, &mut rec, state, now)?;
-                            Ok(rec)
+                            Ok((rec, true))
                         }
                     }
                 }
             })
             .await?;
-        Ok(res)
+        if closed {
+            let outcome = match rec.state {
+                BackfillState::Cancelled => "cancelled",
+                _ => "expired",
+            };
+            super::metrics::backfill_closed(&rec.request.queue, &rec.request.region, outcome);
+        }
+        Ok(rec)
     }
 
     /// The open, unexpired requests of partition `p`, oldest first (snapshot
@@ -483,6 +517,7 @@ impl<S: Store> Matchmaker<S> {
                             tx.set(&keys::player(&pool, player), &entry)?;
                         }
                     }
+                    apply_leaving(&mut m, &rec.leaving);
                     apply_fill(&mut m, &fill);
                     tx.set(&keys::match_record(&pool, m.id), &keys::encode(&m))?;
                     rec.tickets = fill_tickets(&fill);
@@ -496,18 +531,23 @@ impl<S: Store> Matchmaker<S> {
     }
 }
 
-/// Commits one round's fills under `lease`, in order (the worker calls it
-/// before committing the round's new matches).
+/// Commits one round's fills of `requests` under `lease`, in order (the
+/// worker calls it before committing the round's new matches).
 pub(crate) async fn commit_fills<S: Store>(
     mm: &Matchmaker<S>,
     lease: &Lease,
     fills: Vec<BackfillFill>,
+    requests: &[Backfill],
 ) -> Result<FillReport, MatchmakerError> {
     let mut report = FillReport::default();
     for fill in fills {
         match mm.commit_backfill(lease, &fill, rand::random()).await {
             Ok(BackfillOutcome::Committed | BackfillOutcome::AlreadyCommitted) => {
                 report.committed += 1;
+                if let Some(b) = requests.iter().find(|b| b.id == fill.backfill) {
+                    let latency = now_ms().saturating_sub(b.created_ms);
+                    super::metrics::backfill_filled(&b.queue, &b.region, latency);
+                }
                 tracing::debug!(backfill = %fill.backfill, r#match = %fill.match_id, "backfill filled");
             }
             Ok(BackfillOutcome::Gone) | Err(CommitError::TicketUnavailable(_)) => report.refused += 1,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::store::embedded::{EmbeddedStore, PersistMode};
 
-type Mm = Matchmaker<EmbeddedStore>;
+pub(super) type Mm = Matchmaker<EmbeddedStore>;
 
 fn step(after_ms: u64, max_skill_diff: f64) -> ExpansionStep {
     ExpansionStep {
@@ -147,7 +147,7 @@ fn a_backfill_is_filled_whole_or_not_at_all_and_parties_stay_on_one_team() {
 
 // ---- store ---------------------------------------------------------------
 
-async fn open() -> anyhow::Result<(tempfile::TempDir, Mm)> {
+pub(super) async fn open() -> anyhow::Result<(tempfile::TempDir, Mm)> {
     let dir = tempfile::tempdir()?;
     let mut cfg = crate::store::testing::config(dir.path());
     cfg.persist = PersistMode::Buffered;
@@ -155,11 +155,11 @@ async fn open() -> anyhow::Result<(tempfile::TempDir, Mm)> {
     Ok((dir, Matchmaker::new(store, "eu", config())?))
 }
 
-fn player(n: u64) -> String {
+pub(super) fn player(n: u64) -> String {
     format!("{n:032x}")
 }
 
-fn squad_req(p: u64, rating: f64) -> TicketRequest {
+pub(super) fn squad_req(p: u64, rating: f64) -> TicketRequest {
     TicketRequest {
         players: vec![player(p)],
         queue: "squad".into(),
@@ -190,12 +190,12 @@ fn worker_cfg(owner: &str) -> WorkerConfig {
     }
 }
 
-struct Running {
+pub(super) struct Running {
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn start(mm: &Mm, names: &[&str]) -> anyhow::Result<Running> {
+pub(super) fn start(mm: &Mm, names: &[&str]) -> anyhow::Result<Running> {
     let mut r = Running {
         stops: Vec::new(),
         tasks: Vec::new(),
@@ -211,7 +211,7 @@ fn start(mm: &Mm, names: &[&str]) -> anyhow::Result<Running> {
     Ok(r)
 }
 
-async fn stop(r: Running) -> anyhow::Result<()> {
+pub(super) async fn stop(r: Running) -> anyhow::Result<()> {
     for s in r.stops {
         let _ = s.send(());
     }
@@ -233,7 +233,7 @@ async fn matched(mm: &Mm, p: u64) -> anyhow::Result<Option<MatchId>> {
 
 /// `n` 2v2 matches at ratings away from the band edges, made by the running
 /// workers; returns their ids and the next free player number.
-async fn make_matches(mm: &Mm, n: u64) -> anyhow::Result<(Vec<MatchId>, u64)> {
+pub(super) async fn make_matches(mm: &Mm, n: u64) -> anyhow::Result<(Vec<MatchId>, u64)> {
     let mut next = 1;
     let mut firsts = Vec::new();
     for i in 0..n {
@@ -333,6 +333,7 @@ async fn ask(mm: &Mm, ids: &[MatchId]) -> anyhow::Result<Vec<BackfillRecord>> {
                 match_id: *id,
                 slots,
                 ttl_ms: 60_000,
+                leaving: vec![],
             })
             .await?,
         );
@@ -441,6 +442,7 @@ async fn racing_fill_commits_and_a_cancel_leave_exactly_one_winner() -> anyhow::
             match_id: req.request.match_id,
             slots: vec![1, 0],
             ttl_ms: 60_000,
+            leaving: vec![],
         })
         .await?;
     let mut core = MatchCore::new(mm.config())?;
@@ -530,6 +532,7 @@ async fn a_killed_worker_fills_nothing_twice_and_its_stale_lease_cannot_commit()
             match_id: matches[0],
             slots: vec![1, 0],
             ttl_ms: 60_000,
+            leaving: vec![],
         })
         .await?;
     let fill = BackfillFill {
@@ -555,6 +558,7 @@ async fn hostile_requests_get_documented_errors() -> anyhow::Result<()> {
         match_id: m,
         slots,
         ttl_ms,
+        leaving: vec![],
     };
     for r in [
         bad(vec![1], 10_000),

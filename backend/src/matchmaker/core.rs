@@ -570,6 +570,7 @@ impl MatchCore {
             cross_region: cross,
             created_ms: now_ms,
             server: None,
+            left: Vec::new(),
         }
     }
 }

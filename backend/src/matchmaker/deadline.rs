@@ -197,7 +197,10 @@ pub(crate) async fn expire_all<S: Store>(
             // applied and reported an unknown result: only the partition's
             // current lease holder expires its tickets, and it loads waiting
             // tickets only, so no other worker's expiry is seen as one.
-            Ok(ExpireOutcome::Expired | ExpireOutcome::AlreadyExpired) => expired += 1,
+            Ok(ExpireOutcome::Expired | ExpireOutcome::AlreadyExpired) => {
+                expired += 1;
+                super::metrics::timed_out(&nm.queue, &nm.home_region, nm.reason.as_str());
+            }
             Err(CommitError::TicketUnavailable(_)) => {}
             Err(CommitError::LeaseLost(_)) => return Ok((expired, true)),
             Err(CommitError::Corrupt(e)) => return Err(MatchmakerError::Corrupt(e)),

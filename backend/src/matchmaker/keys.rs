@@ -49,6 +49,12 @@
 //!        a match's open requests (bounds them per match)
 //! ("r", pool, "mm", "bd")              -> 8-byte LE counter: open requests in
 //!                                         the pool (bounds them), atomic add
+//! ("r", pool, "mm", "bfin", updated_ms, backfill) -> [1]
+//!        the finished-backfill index: a request that reached a final state
+//!        (filled / cancelled / expired) at updated_ms; retention GC reads its
+//!        prefix (oldest first) and deletes the request record
+//! ("r", pool, "mm", "op", "bgc")       -> op marker: the last backfill
+//!                                         retention batch's op id and answer
 //! ```
 //!
 //! `ticket` is the ticket id as an integer, `match` the match id as 32 hex
@@ -182,6 +188,21 @@ pub fn backfill_match(pool: &RegionName, m: MatchId) -> Subspace {
 /// `("r", pool, "mm", "bd")`: open backfill requests in the pool.
 pub fn backfill_count(pool: &RegionName) -> Vec<u8> {
     root(pool).pack(&("bd",))
+}
+
+/// `("r", pool, "mm", "bfin")`: finished backfill requests by the time they finished.
+pub fn backfill_finished_all(pool: &RegionName) -> Subspace {
+    root(pool).subspace(&("bfin",))
+}
+
+/// `("r", pool, "mm", "bfin", updated_ms, backfill)`.
+pub fn backfill_finished(pool: &RegionName, updated_ms: u64, id: super::backfill::BackfillId) -> Vec<u8> {
+    backfill_finished_all(pool).pack(&(updated_ms, id.0))
+}
+
+/// `("r", pool, "mm", "op", "bgc")`: the op marker of backfill retention batches.
+pub fn backfill_gc_marker(pool: &RegionName) -> Vec<u8> {
+    root(pool).pack(&("op", "bgc"))
 }
 
 /// Where a ticket is in its life.

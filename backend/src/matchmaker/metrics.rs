@@ -4,7 +4,12 @@
 //! and help texts are here, next to the events; [`describe`] registers the help.
 //!
 //! Labels are bounded by the configuration: `queue` and `region` are configured
-//! names, `step` an expansion step index, `reason` a fixed word.
+//! names, `step` an expansion step index, `reason` and `outcome` fixed words.
+//!
+//! Backfill and deadline events are counted by the process where they happen:
+//! `requested` and `cancelled` by the gateway that answered the admin call,
+//! `filled` and `expired` (and timed-out tickets) by the worker that committed
+//! them, so a fleet's figure is the sum over its gateways.
 
 use super::types::Match;
 
@@ -38,6 +43,26 @@ pub const COMMIT_REFUSED: &str = "outpost_mm_commit_refused_total";
 pub const POOL_DEPTH: &str = "outpost_mm_pool_depth";
 /// Partitions held by this process's workers (gauge).
 pub const PARTITIONS_HELD: &str = "outpost_mm_partitions_held";
+/// Backfill requests stored (counter; `queue`, `region`).
+pub const BACKFILLS_REQUESTED: &str = "outpost_mm_backfills_requested_total";
+/// Backfill requests that reached a final state (counter; `queue`, `region`,
+/// `outcome`: `filled`, `cancelled`, `expired`).
+pub const BACKFILLS_CLOSED: &str = "outpost_mm_backfills_closed_total";
+/// Open backfill requests in the pool, read from the store at scrape time (gauge).
+pub const BACKFILLS_OPEN: &str = "outpost_mm_backfills_open";
+/// From a backfill request to its fill commit, seconds (histogram; `queue`, `region`).
+pub const BACKFILL_FILL_SECONDS: &str = "outpost_mm_backfill_fill_seconds";
+/// Upper bounds of the backfill fill-latency histogram's buckets, seconds (a
+/// request lives at most 600 s).
+pub const FILL_BUCKETS_SECONDS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Tickets given their deadline "no match" outcome (counter; `queue`,
+/// `region` (home), `reason`: `deadline`).
+pub const TIMED_OUT: &str = "outpost_mm_tickets_timed_out_total";
+
+/// Backfill closing outcomes (the `outcome` label of [`BACKFILLS_CLOSED`]).
+pub const BACKFILL_OUTCOMES: &[&str] = &["filled", "cancelled", "expired"];
 
 /// Registers the help text of every matchmaking metric with the installed recorder.
 pub fn describe() {
@@ -79,6 +104,51 @@ pub fn describe() {
         PARTITIONS_HELD,
         "Matchmaking partitions whose lease this process's workers hold."
     );
+    describe_counter!(
+        BACKFILLS_REQUESTED,
+        "Backfill requests (replacement players for a match in progress) stored through this process, by queue and match region."
+    );
+    describe_counter!(
+        BACKFILLS_CLOSED,
+        "Backfill requests closed by this process, by queue, match region and outcome (filled, cancelled, expired)."
+    );
+    describe_gauge!(
+        BACKFILLS_OPEN,
+        "Open backfill requests in the matchmaking pool (read from the store at scrape time; includes requests past their lifetime not yet closed)."
+    );
+    describe_histogram!(
+        BACKFILL_FILL_SECONDS,
+        "From a backfill request to the commit that filled it, seconds."
+    );
+    describe_counter!(
+        TIMED_OUT,
+        "Tickets given the deadline \"no match\" outcome by this process's workers, by queue, home region and reason."
+    );
+}
+
+/// Records a stored backfill request.
+pub(super) fn backfill_requested(queue: &str, region: &str) {
+    metrics::counter!(BACKFILLS_REQUESTED, "queue" => queue.to_owned(), "region" => region.to_owned())
+        .increment(1);
+}
+
+/// Records a backfill request closed as `outcome` (one of [`BACKFILL_OUTCOMES`]).
+pub(super) fn backfill_closed(queue: &str, region: &str, outcome: &'static str) {
+    metrics::counter!(BACKFILLS_CLOSED, "queue" => queue.to_owned(), "region" => region.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// Records a fill commit `latency_ms` after its request.
+pub(super) fn backfill_filled(queue: &str, region: &str, latency_ms: u64) {
+    backfill_closed(queue, region, "filled");
+    metrics::histogram!(BACKFILL_FILL_SECONDS, "queue" => queue.to_owned(), "region" => region.to_owned())
+        .record(latency_ms as f64 / 1_000.0);
+}
+
+/// Records a ticket given its deadline outcome.
+pub(super) fn timed_out(queue: &str, region: &str, reason: &'static str) {
+    metrics::counter!(TIMED_OUT, "queue" => queue.to_owned(), "region" => region.to_owned(), "reason" => reason)
+        .increment(1);
 }
 
 /// Records a committed match.
@@ -123,4 +193,12 @@ pub fn register(queue: &str, region: &str) {
         let _ = metrics::counter!(COMMIT_REFUSED, "reason" => reason);
     }
     let _ = metrics::counter!(ROUNDS);
+    let _ = metrics::counter!(BACKFILLS_REQUESTED, &labels);
+    for outcome in BACKFILL_OUTCOMES {
+        let _ = metrics::counter!(BACKFILLS_CLOSED, "queue" => queue.to_owned(), "region" => region.to_owned(), "outcome" => *outcome);
+    }
+    let _ = metrics::histogram!(BACKFILL_FILL_SECONDS, &labels);
+    // Every `NoMatchReason` (one so far).
+    let reason = super::deadline::NoMatchReason::Deadline.as_str();
+    let _ = metrics::counter!(TIMED_OUT, "queue" => queue.to_owned(), "region" => region.to_owned(), "reason" => reason);
 }

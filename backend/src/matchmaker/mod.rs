@@ -68,7 +68,8 @@
 //!   [`MatchmakerError::AlreadyQueued`].
 //! - **Retention.** Finished tickets are listed by finish time; the sweep
 //!   deletes them (and their matches) after `finished_retention_ms`
-//!   ([`Matchmaker::collect_finished`]).
+//!   ([`Matchmaker::collect_finished`]); finished backfill requests after
+//!   `backfill_retention_ms` ([`backfill_gc`]).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -115,6 +116,7 @@
 
 pub mod alloc;
 pub mod backfill;
+pub mod backfill_gc;
 pub mod backfill_store;
 pub mod config;
 pub mod core;
@@ -154,6 +156,8 @@ pub use types::{
 pub use widening::{TargetWait, Widening};
 pub use worker::{RoundReport, Worker, WorkerConfig, WorkerStats};
 
+#[cfg(test)]
+mod backfill_ops_tests;
 #[cfg(test)]
 mod backfill_tests;
 #[cfg(test)]

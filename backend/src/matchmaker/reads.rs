@@ -120,6 +120,24 @@ impl<S: Store> Matchmaker<S> {
         Ok(res)
     }
 
+    /// Open backfill requests in the pool (the pool's counter: requests past
+    /// their lifetime count until a worker or a cancel closes them).
+    pub async fn open_backfills(&self) -> Result<u64, MatchmakerError> {
+        let key = keys::backfill_count(self.pool_name());
+        let n = self
+            .store()
+            .run(|tx| {
+                let key = key.clone();
+                async move {
+                    Ok::<_, TxError<MatchmakerError>>(crate::codec::decode_counter(
+                        tx.get_snapshot(&key).await?.as_deref(),
+                    ))
+                }
+            })
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Waiting tickets in `queue` with home `region` (pool depth, all bands).
     pub async fn depth(&self, queue: &str, region: &str) -> Result<u64, MatchmakerError> {
         let key = keys::depth(self.pool_name(), queue, region);

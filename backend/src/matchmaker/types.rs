@@ -161,6 +161,11 @@ pub struct Match {
     pub created_ms: u64,
     /// The game server, once allocated.
     pub server: Option<ServerAssignment>,
+    /// Players who left the match in progress, in the order backfill fills
+    /// named them (`leaving` of a backfill request; [`super::backfill`]); they
+    /// are no longer on `teams`. Empty for a match never backfilled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<String>,
 }
 
 impl Match {

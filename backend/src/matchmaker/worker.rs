@@ -46,7 +46,7 @@ use super::keys::Partition;
 use super::lease::Lease;
 use super::stats::MatchStats;
 use super::store::{now_ms, CommitOutcome, Matchmaker};
-use super::types::{Match, MatchId};
+use super::types::{Match, MatchId, Ticket};
 use super::widening::Widening;
 
 /// Settings of one worker. Validated by [`Worker::new`].
@@ -282,8 +282,33 @@ impl<S: Store> Worker<S> {
     /// One round on one partition under `lease` at time `now` (see the
     /// [module docs](self)). Does not renew the lease.
     pub async fn run_partition(&self, lease: &Lease, now: u64) -> Result<RoundReport, MatchmakerError> {
-        let cfg = self.mm.config();
         let p = &lease.partition;
+        let (own, borrowed) = self.load_round_tickets(p, now).await?;
+        let mut report = RoundReport {
+            own_tickets: own.len(),
+            borrowed_tickets: borrowed.len(),
+            ..RoundReport::default()
+        };
+        let mut core = self.round_core(p, own, borrowed)?;
+        // Backfill requests of the partition are served before new matches.
+        let backfills = self.mm.load_backfills(p, now).await?;
+        let (fills, matches) = core.run_round_with_backfills(now, &backfills);
+        let filled = super::backfill_store::commit_fills(&self.mm, lease, fills, &backfills).await?;
+        report.lease_lost |= filled.lease_lost;
+        self.commit_matches(lease, matches, &mut report).await?;
+        self.expire_deadlines(lease, now, &mut core, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Step 1 of a round: the partition's own waiting tickets, and the
+    /// tickets borrowed from adjacent bands and neighbour regions (see the
+    /// [module docs](self)).
+    async fn load_round_tickets(
+        &self,
+        p: &Partition,
+        now: u64,
+    ) -> Result<(Vec<Ticket>, Vec<Ticket>), MatchmakerError> {
+        let cfg = self.mm.config();
         let q = cfg
             .queue(&p.queue)
             .ok_or_else(|| MatchmakerError::Corrupt(format!("lease on unknown queue {}", p.queue)))?;
@@ -323,12 +348,18 @@ impl<S: Store> Worker<S> {
                 );
             }
         }
-        let mut report = RoundReport {
-            own_tickets: own.len(),
-            borrowed_tickets: borrowed.len(),
-            ..RoundReport::default()
-        };
-        let mut core = MatchCore::new(cfg)?;
+        Ok((own, borrowed))
+    }
+
+    /// Step 2: a fresh core holding the round's tickets, with the partition's
+    /// widening state carried over from its previous round.
+    fn round_core(
+        &self,
+        p: &Partition,
+        own: Vec<Ticket>,
+        borrowed: Vec<Ticket>,
+    ) -> Result<MatchCore, MatchmakerError> {
+        let mut core = MatchCore::new(self.mm.config())?;
         for t in own {
             let id = t.id;
             if let Err(e) = core.insert(t) {
@@ -343,11 +374,17 @@ impl<S: Store> Worker<S> {
         if let Some(w) = self.widening.lock().expect("widening lock").remove(p) {
             core.set_widening(w);
         }
-        // Backfill requests of the partition are served before new matches.
-        let backfills = self.mm.load_backfills(p, now).await?;
-        let (fills, mut matches) = core.run_round_with_backfills(now, &backfills);
-        let filled = super::backfill_store::commit_fills(&self.mm, lease, fills).await?;
-        report.lease_lost |= filled.lease_lost;
+        Ok(core)
+    }
+
+    /// Step 3: allocates a server for and commits each new match (up to
+    /// `commit_concurrency` at once), counting the outcomes.
+    async fn commit_matches(
+        &self,
+        lease: &Lease,
+        mut matches: Vec<Match>,
+        report: &mut RoundReport,
+    ) -> Result<(), MatchmakerError> {
         for m in &mut matches {
             m.id = MatchId(rand::random());
         }
@@ -388,8 +425,20 @@ impl<S: Store> Worker<S> {
                 Err(CommitError::Store(e)) => return Err(MatchmakerError::Store(e)),
             }
         }
-        // Deadlines: after the round's commits (the widest window had its
-        // chance), tickets due before the next round get their outcome.
+        Ok(())
+    }
+
+    /// Step 4: after the round's commits (the widest window had its chance),
+    /// the tickets due before the next round get their deadline outcome; the
+    /// core's widening state is kept for the partition's next round.
+    async fn expire_deadlines(
+        &self,
+        lease: &Lease,
+        now: u64,
+        core: &mut MatchCore,
+        report: &mut RoundReport,
+    ) -> Result<(), MatchmakerError> {
+        let p = &lease.partition;
         let due = core.expire_due(now, now.saturating_add(self.cfg.round_interval_ms));
         (self.widening.lock().expect("widening lock")).insert(p.clone(), core.take_widening());
         if !report.lease_lost && !due.is_empty() {
@@ -398,7 +447,7 @@ impl<S: Store> Worker<S> {
             report.lease_lost |= lost;
             self.stats.lock().expect("stats lock").timed_out += n as u64;
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Allocates a server and commits; `None` if no server could be allocated

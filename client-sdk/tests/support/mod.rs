@@ -273,6 +273,30 @@ async fn serve_channel(mut send: SendStream, mut recv: RecvStream, max: u32) -> 
                 send.write_all(&g).await?;
                 continue;
             }
+            // A MatchNotFound push with a reason this SDK does not know and
+            // no ticket id (0 is the field's default, so it is absent on the
+            // wire), then the echo answer.
+            b"mnf-unknown" => {
+                let p = ChannelMsg::Push(PushBody::MatchNotFound {
+                    ticket_id: 0,
+                    reason: outpost_schema::NoMatchReason(200),
+                });
+                send.write_all(&p.encode()).await?;
+            }
+            // A MatchNotFound push cut short (its table lies past the end of
+            // the frame): undecodable.
+            b"mnf-truncated" => {
+                let p = ChannelMsg::Push(PushBody::MatchNotFound {
+                    ticket_id: 7,
+                    reason: outpost_schema::NoMatchReason::Deadline,
+                });
+                let full = p.encode();
+                let body = &full[4..full.len() - 12];
+                let mut g = (body.len() as u32).to_le_bytes().to_vec();
+                g.extend_from_slice(body);
+                send.write_all(&g).await?;
+                continue;
+            }
             b"busy" => {
                 let e = ChannelMsg::Error(ErrorFrame {
                     request_id: req.request_id,

@@ -28,6 +28,13 @@ pub(super) struct BackfillBody {
     /// passed the request is never filled.
     #[serde(default)]
     ttl_ms: Option<u64>,
+    /// Players who left the match and are being replaced (player ids as in
+    /// `MatchFound`; optional, at most 200, distinct, each a player of the
+    /// match). The fill takes them off the match's teams in the same
+    /// transaction that adds the replacements, so the match record (and the
+    /// `MatchFound` pushed to the replacements) lists the match as it is.
+    #[serde(default)]
+    leaving: Vec<String>,
 }
 
 /// A backfill request and where it is in its life.
@@ -48,6 +55,8 @@ pub(super) struct BackfillView {
     expires_ms: u64,
     /// The tickets placed (16 hex characters each), once filled.
     tickets: Vec<String>,
+    /// The players named as leaving (taken off the match's teams by the fill).
+    leaving: Vec<String>,
 }
 
 fn view(r: &BackfillRecord) -> BackfillView {
@@ -67,12 +76,14 @@ fn view(r: &BackfillRecord) -> BackfillView {
         created_ms: r.request.created_ms,
         expires_ms: r.expires_ms,
         tickets: r.tickets.iter().map(|t| t.to_string()).collect(),
+        leaving: r.leaving.clone(),
     }
 }
 
 fn error(e: BackfillError) -> ApiError {
     match e {
         BackfillError::Invalid(m) => ApiError::bad_request("invalid_backfill", m),
+        BackfillError::InvalidLeaving(m) => ApiError::bad_request("invalid_leaving", m),
         BackfillError::MatchNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "match_not_found", e),
         BackfillError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e),
         BackfillError::TooMany { .. } => ApiError::new(StatusCode::CONFLICT, "too_many_backfills", e),
@@ -92,14 +103,16 @@ fn parse<T: std::str::FromStr>(s: &str, len: usize, what: &str) -> Result<T, Api
 /// players left). The region's matchmaker fills the request before forming
 /// new matches, whole (every seat) or not at all, from waiting tickets whose
 /// skill window reaches the match's mean rating; each placed player gets a
-/// `MatchFound` push naming this match. Bounded: 4 open requests per match,
-/// 10,000 per region pool.
+/// `MatchFound` push naming this match. The optional `leaving` list names the
+/// players being replaced: the fill takes them off the match's teams in the
+/// same transaction, so the match's roster lists who is in it now. Bounded: 4
+/// open requests per match, 10,000 per region pool, 200 leaving players.
 #[utoipa::path(post, path = "/matches/{id}/backfill", tag = "matchmaking",
     params(("id" = String, Path, description = "The match id (32 hex characters)")),
     request_body = BackfillBody,
     responses(
         (status = 201, description = "The request, `open`", body = BackfillView),
-        (status = 400, description = "`invalid_json`, `invalid_body`, `invalid_id` (match id not 32 hex characters), `invalid_backfill` (slots not one per team, over the team size or all zero; ttl_ms out of range)", body = ErrorBody),
+        (status = 400, description = "`invalid_json`, `invalid_body`, `invalid_id` (match id not 32 hex characters), `invalid_backfill` (slots not one per team, over the team size or all zero; ttl_ms out of range), `invalid_leaving` (leaving names more than 200 players, a player twice, or a player not in the match)", body = ErrorBody),
         (status = 404, description = "`match_not_found`: no such match in this region's pool", body = ErrorBody),
         (status = 409, description = "`too_many_backfills`: the match or the pool has too many open requests", body = ErrorBody),
         (status = 500, description = "`internal`: a stored record does not decode (generic message with a correlation id)", body = ErrorBody),
@@ -119,6 +132,7 @@ pub(super) async fn create(
         match_id,
         slots: b.slots,
         ttl_ms: b.ttl_ms.unwrap_or(DEFAULT_TTL_MS),
+        leaving: b.leaving,
     };
     match h.matchmaker().create_backfill(req).await {
         Ok(r) => (StatusCode::CREATED, Json(view(&r))).into_response(),

@@ -188,7 +188,8 @@ impl ChannelService for MatchmakingService {
     }
 
     /// Pushes `MatchFound` when the player's ticket is matched (by any worker, in
-    /// any process sharing the store); on (re)open, a recent match is pushed again.
+    /// any process sharing the store); on (re)open, a recent match is pushed again
+    /// unless the player left it (named as leaving by a filled backfill).
     /// Pushes `MatchNotFound` once when the ticket reaches its queue deadline
     /// while the channel is open (a channel opened later reads it with
     /// `MatchmakingStatusRequest`: status `TimedOut`).
@@ -220,6 +221,8 @@ impl ChannelService for MatchmakingService {
                             if ctx.sink.push(push).is_err() {
                                 return;
                             }
+                            metrics::counter!(crate::metrics::catalogue::MATCH_NOT_FOUND_PUSHED, "reason" => reason.as_str())
+                                .increment(1);
                         }
                         pushed = Some(ticket.0);
                     } else if let Some(PlayerTicket {
@@ -229,7 +232,10 @@ impl ChannelService for MatchmakingService {
                     }) = status
                     {
                         let recent = now_ms().saturating_sub(m.created_ms) < RECENT_MATCH.as_millis() as u64;
-                        if pushed != Some(ticket.0) && (!first || recent) {
+                        // A match the player left (a backfill named them as
+                        // leaving) is not pushed again on (re)open.
+                        let left = m.left.iter().any(|p| **p == *ctx.player_id);
+                        if pushed != Some(ticket.0) && (!first || (recent && !left)) {
                             let push = PushBody::MatchFound {
                                 ticket_id: ticket.0,
                                 matched: match_info(&m, &ctx.player_id),

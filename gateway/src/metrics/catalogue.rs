@@ -11,6 +11,9 @@ pub const BUILD_INFO: &str = "outpost_build_info";
 pub const REQUESTS: &str = "outpost_requests_total";
 /// Server-side request latency per channel and operation, seconds.
 pub const REQUEST_SECONDS: &str = "outpost_request_duration_seconds";
+/// `MatchNotFound` pushes sent to sessions, by `reason` (the backend's
+/// `NoMatchReason::as_str`: `deadline`).
+pub const MATCH_NOT_FOUND_PUSHED: &str = "outpost_mm_match_not_found_pushed_total";
 
 const COUNTERS: &[(&str, &str)] = &[
     (
@@ -61,6 +64,10 @@ const COUNTERS: &[(&str, &str)] = &[
     (
         "outpost_admin_unauthorized_total",
         "Admin API requests refused for a missing or wrong token, by reason.",
+    ),
+    (
+        MATCH_NOT_FOUND_PUSHED,
+        "MatchNotFound pushes sent to this process's sessions (a ticket reached its queue deadline without a match), by reason.",
     ),
     (
         "outpost_liveness_fenced_total",
@@ -149,6 +156,7 @@ pub(super) fn describe() {
         let _ = metrics::counter!("outpost_admin_unauthorized_total", "reason" => reason);
     }
     let _ = metrics::counter!("outpost_quic_retries_total");
+    let _ = metrics::counter!(MATCH_NOT_FOUND_PUSHED, "reason" => "deadline");
     let _ = metrics::counter!("outpost_tls_reload_failures_total");
     let _ = metrics::counter!("outpost_tls_reloads_total");
 }

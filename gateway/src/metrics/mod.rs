@@ -50,6 +50,10 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
         matchmaker::metrics::SPREAD_BUCKETS,
     ),
     (
+        matchmaker::metrics::BACKFILL_FILL_SECONDS,
+        matchmaker::metrics::FILL_BUCKETS_SECONDS,
+    ),
+    (
         telemetry::metrics::LATENCY_MS,
         telemetry::metrics::LATENCY_BUCKETS_MS,
     ),
