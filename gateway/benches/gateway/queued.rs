@@ -93,7 +93,14 @@ pub(super) async fn queued_run(
         // Lost warm-up sessions are not counted here: the queued figure's
         // baseline is taken after the warm-up, whatever it holds.
         let lost = Arc::new(AtomicUsize::new(0));
-        hold_session(c.clone(), addr, Kind::Gateway, device("queued", i), s.clone(), lost)
+        hold_session(
+            c.clone(),
+            addr,
+            Kind::Gateway,
+            device("queued", i),
+            s.clone(),
+            lost,
+        )
     })
     .await;
     let mut errors = count_errors(&warm, "queued warm-up");

@@ -371,11 +371,7 @@ pub(super) fn print_rows(runs: &[IdleRun]) {
     let cpu = |r: &Option<&IdleRun>| r.map_or("—".into(), |r| format!("{:.2}", r.cpu_pct_per_100k()));
     let at = |r: &Option<&IdleRun>| {
         r.map_or("—".into(), |r| {
-            format!(
-                "{} sessions, {:.0} s",
-                r.idle_cpu.2,
-                r.idle_cpu.1
-            )
+            format!("{} sessions, {:.0} s", r.idle_cpu.2, r.idle_cpu.1)
         })
     };
     println!(
@@ -390,7 +386,12 @@ pub(super) fn print_rows(runs: &[IdleRun]) {
     let errors: Vec<String> = runs
         .iter()
         .filter(|r| r.errors + r.lost > 0)
-        .map(|r| format!("{:?} {} failed to open, {} lost while held", r.who, r.errors, r.lost))
+        .map(|r| {
+            format!(
+                "{:?} {} failed to open, {} lost while held",
+                r.who, r.errors, r.lost
+            )
+        })
         .collect();
     if !errors.is_empty() {
         println!("\nidle-session errors: {}", errors.join(", "));

@@ -27,7 +27,12 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) async fn spawn(kind: Kind, data: &Path, certs: &Path, unlimited_pings: bool) -> Result<Server> {
+    pub(crate) async fn spawn(
+        kind: Kind,
+        data: &Path,
+        certs: &Path,
+        unlimited_pings: bool,
+    ) -> Result<Server> {
         let env: &[&str] = if unlimited_pings {
             &[UNLIMITED_PINGS_ENV]
         } else {
