@@ -1,5 +1,5 @@
-//! 2. Ping RPCs: closed loops of one request frame → one reply frame on the control
-//! stream (gateway) or an echoing bidi stream (bare quinn).
+//! Ping RPCs (the report's item 2): closed loops of one request frame → one reply
+//! frame on the control stream (gateway) or an echoing bidi stream (bare quinn).
 
 use super::*;
 
