@@ -13,14 +13,19 @@ use serde::Deserialize;
 /// per-connection state, which no setting here removes: measured on
 /// 2026-12-04, bare quinn 0.11 holds 40.1 KiB per idle connection with its
 /// default transport and 30.6 KiB with this section's defaults (mostly the
-/// stream count below), and the gateway adds its session on top. What the
-/// settings trade:
+/// stream count below), and the gateway adds its session on top. A heap
+/// profile of 3,100 idle gateway sessions puts ≈ 27 KiB of heap per session
+/// in quinn and rustls (event channel 7.0, connection state 7.0, transmit
+/// buffer 2.5, TLS state and keys 6.4, packet and stream bookkeeping 4.4) and
+/// ≈ 5 KiB in the gateway's session. What the settings trade:
 /// - **Streams.** quinn sets up its stream-map entries for every stream the
 ///   client may open at once, when the connection starts: `1 +
 ///   limits.max_channels` bidirectional (default 17), no unidirectional ones
 ///   (quinn's default is 100 + 100). Fewer
 ///   channels per session, less memory; a client opening more waits for
-///   credit.
+///   credit. Heap profile (issue 21, session 7): 1.34 KiB per idle session
+///   at 17 streams; `max_channels = 8` would save about half of it, and a
+///   game whose client opens more channel kinds than that would queue them.
 /// - **Flow-control windows** (`stream_receive_window`, `receive_window`,
 ///   `send_window`) reserve nothing: they bound what a client can make the
 ///   gateway buffer. An idle session costs the same at any window; the worst
@@ -30,12 +35,23 @@ use serde::Deserialize;
 ///   the channel limits bound what the gateway queues itself). Smaller windows
 ///   cap that worst case and slow bulk transfers on long paths (one window per
 ///   round trip).
-/// - **Connection IDs.** quinn issues each client up to 8 connection IDs (or
-///   fewer if the client asks) and keeps them in the endpoint's index, about
-///   40 bytes each; quinn 0.11 has no setting for it.
+/// - **Connection IDs.** quinn 0.11 issues each client as many connection IDs
+///   as the client accepts, at most 8 (quinn-based clients, the SDK included,
+///   accept 5), and keeps each in the endpoint's index and in the
+///   connection's own table: a few hundred bytes per session in all. quinn
+///   0.11 has no setting for the count; zero-length connection IDs
+///   (`EndpointConfig::cid_generator`) would drop them, and with them NAT
+///   rebinding and migration (a mobile client's session would not survive
+///   an address change), so they are not used.
+/// - **Receive path per connection** (not a setting): quinn keeps an
+///   endpoint-to-connection event channel per connection whose first block
+///   holds 32 events, ≈ 7 KiB per session, allocated at the handshake; only a
+///   quinn change removes it (docs/PERFORMANCE.md, "Idle sessions at 100,000
+///   and live-50k").
 /// - **Transmit buffer**: one per connection, kept at the largest batch it
-///   sent; with `segmentation_offload` off it stays at one datagram, which did
-///   not measurably shrink idle sessions.
+///   sent (2.45 KiB per idle session in the heap profile: the handshake
+///   flight); with `segmentation_offload` off it stays at one datagram, which
+///   did not measurably shrink idle sessions (≤ 0.4 KiB, within noise).
 /// - **Timers** are not per-session tasks: quinn keeps one timer per
 ///   connection, and a session's deadlines (idle timeout, resume-token
 ///   refresh) are one entry at a time in tokio's shared timer wheel.

@@ -58,25 +58,29 @@ pub(super) struct IdleRun {
     pub(super) who: Idle,
     pub(super) warmup: usize,
     pub(super) baseline_kib: u64,
-    /// (sessions open in total, RSS in KiB).
-    pub(super) points: Vec<(usize, u64)>,
-    /// Server CPU while the last point's sessions idled: (µs used, seconds).
-    pub(super) idle_cpu: (u64, f64),
+    /// (sessions opened in total, sessions live: opened less failed and
+    /// lost, RSS in KiB).
+    pub(super) points: Vec<(usize, usize, u64)>,
+    /// Server CPU while the last point's sessions idled: (µs used, seconds,
+    /// sessions live at the end of the window).
+    pub(super) idle_cpu: (u64, f64, usize),
+    /// Sessions that failed to open.
     pub(super) errors: usize,
+    /// Sessions lost after they opened (idle timeouts under load).
+    pub(super) lost: usize,
 }
 
 impl IdleRun {
     /// KiB per session added since the warm-up baseline.
     pub(super) fn per_session_kib(&self, i: usize) -> f64 {
-        let (n, kib) = self.points[i];
-        (kib as f64 - self.baseline_kib as f64) / (n - self.warmup) as f64
+        let (_, live, kib) = self.points[i];
+        (kib as f64 - self.baseline_kib as f64) / live.saturating_sub(self.warmup).max(1) as f64
     }
 
     /// Server CPU while idle, in % of one core, scaled to 100,000 sessions.
     pub(super) fn cpu_pct_per_100k(&self) -> f64 {
-        let n = self.points.last().map_or(1, |p| p.0) as f64;
-        let (us, secs) = self.idle_cpu;
-        100.0 * (us as f64 / 1e6) / secs * 100_000.0 / n
+        let (us, secs, n) = self.idle_cpu;
+        100.0 * (us as f64 / 1e6) / secs * 100_000.0 / n.max(1) as f64
     }
 }
 
@@ -104,13 +108,16 @@ async fn idle_login(
 /// Opens one idle session and keeps it alive until `stop` closes: a gateway
 /// session pings at the heartbeat interval its Welcome asked for (and takes
 /// the resume-token refreshes that arrive in between); a bare connection
-/// relies on the client's QUIC keep-alive.
+/// relies on the client's QUIC keep-alive. A session lost before `stop`
+/// (e.g. an idle timeout when the machine is too loaded to deliver
+/// keep-alives in time) counts in `lost`.
 pub(super) async fn hold_session(
     client: Arc<Client>,
     addr: SocketAddr,
     kind: Kind,
     credentials: Credentials,
     stop: Arc<Semaphore>,
+    lost: Arc<AtomicUsize>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let conn = client.connect(addr).await?;
     let control = match kind {
@@ -133,7 +140,9 @@ pub(super) async fn hold_session(
                             nonce += 1;
                             let f = ControlMsg::Ping { nonce }.encode();
                             if send.write_all(&f).await.is_err() || !pong(&mut recv, nonce).await {
-                                eprintln!("  held session lost");
+                                if lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                                    eprintln!("  held session lost (first of the run)");
+                                }
                                 break;
                             }
                         }
@@ -143,7 +152,11 @@ pub(super) async fn hold_session(
             None => {
                 tokio::select! {
                     _ = &mut stopped => {}
-                    _ = conn.closed() => eprintln!("  held connection lost"),
+                    _ = conn.closed() => {
+                        if lost.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("  held connection lost (first of the run)");
+                        }
+                    }
                 }
             }
         }
@@ -231,12 +244,13 @@ pub(super) async fn idle_run(
     }
     let server = Server::spawn_with(kind, data, certs, who.flags()).await?;
     let stop = Arc::new(Semaphore::new(0));
+    let lost = Arc::new(AtomicUsize::new(0));
     let open = |range: std::ops::Range<usize>| {
-        let (cs, stop) = (clients.clone(), stop.clone());
+        let (cs, stop, lost) = (clients.clone(), stop.clone(), lost.clone());
         let (start, addr) = (range.start, server.addr);
         bounded(range.len(), concurrency, move |i| {
-            let (c, stop) = (cs[(start + i) % cs.len()].clone(), stop.clone());
-            hold_session(c, addr, kind, device("rss", start + i), stop)
+            let (c, stop, lost) = (cs[(start + i) % cs.len()].clone(), stop.clone(), lost.clone());
+            hold_session(c, addr, kind, device("rss", start + i), stop, lost)
         })
     };
     let mut held = open(0..warmup).await;
@@ -246,6 +260,7 @@ pub(super) async fn idle_run(
     let mut points_kib = Vec::new();
     let mut open_now = warmup;
     for &n in points {
+        let open_before = open_now;
         let t0 = Instant::now();
         let more = open(open_now..n).await;
         let e = count_errors(&more, "rss sessions");
@@ -255,19 +270,27 @@ pub(super) async fn idle_run(
         open_now = n;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let kib = server.rss_kib_settled().await?;
+        // Sessions that failed to open or were lost since hold no memory of
+        // their own any more: the per-session figure divides by those alive.
+        let gone = lost.load(Ordering::Relaxed);
+        let opened = n - open_before;
         eprintln!(
-            "  {who:?}: {n} sessions ({e} failed; the last {} opened in {:.1} s), RSS {baseline_kib} → {kib} KiB",
-            n - warmup,
+            "  {who:?}: {n} sessions ({e} failed, {gone} lost so far; {opened} opened in {:.1} s, {:.0}/s), \
+             RSS {baseline_kib} → {kib} KiB, load average {}",
             opened_in.as_secs_f64(),
+            opened as f64 / opened_in.as_secs_f64().max(1e-9),
+            load_average(),
         );
-        points_kib.push((n - errors, kib));
+        points_kib.push((n, n.saturating_sub(errors + gone), kib));
     }
     let cpu0 = server.cpu_us()?;
     tokio::time::sleep(Duration::from_secs_f64(cpu_secs)).await;
     let idle_cpu = (server.cpu_us()? - cpu0, cpu_secs);
+    let alive = open_now.saturating_sub(errors + lost.load(Ordering::Relaxed));
     eprintln!(
-        "  {who:?}: server CPU {:.2} s over {cpu_secs} s idle at {open_now} sessions",
-        idle_cpu.0 as f64 / 1e6
+        "  {who:?}: server CPU {:.2} s over {cpu_secs} s idle at {alive} live sessions ({open_now} opened), load average {}",
+        idle_cpu.0 as f64 / 1e6,
+        load_average(),
     );
     stop.close();
     for h in held.into_iter().flatten() {
@@ -282,9 +305,17 @@ pub(super) async fn idle_run(
         warmup,
         baseline_kib,
         points: points_kib,
-        idle_cpu,
+        idle_cpu: (idle_cpu.0, idle_cpu.1, alive),
         errors,
+        lost: lost.load(Ordering::Relaxed),
     })
+}
+
+/// `/proc/loadavg`'s three averages, for the log: the machine is shared.
+pub(super) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// The servers to run, from `OUTPOST_BENCH_IDLE` (comma-separated `bare`,
@@ -321,7 +352,10 @@ pub(super) fn print_rows(runs: &[IdleRun]) {
             _ => "—".into(),
         };
         let kib = |r: &Option<&IdleRun>| match r {
-            Some(r) if i < r.points.len() => format!("{}→{}", r.baseline_kib, r.points[i].1),
+            Some(r) if i < r.points.len() => {
+                let (_, live, kib) = r.points[i];
+                format!("{}→{kib} ({live} live)", r.baseline_kib)
+            }
             _ => "—".into(),
         };
         println!(
@@ -337,11 +371,7 @@ pub(super) fn print_rows(runs: &[IdleRun]) {
     let cpu = |r: &Option<&IdleRun>| r.map_or("—".into(), |r| format!("{:.2}", r.cpu_pct_per_100k()));
     let at = |r: &Option<&IdleRun>| {
         r.map_or("—".into(), |r| {
-            format!(
-                "{} sessions, {:.0} s",
-                r.points.last().map_or(0, |p| p.0),
-                r.idle_cpu.1
-            )
+            format!("{} sessions, {:.0} s", r.idle_cpu.2, r.idle_cpu.1)
         })
     };
     println!(
@@ -355,8 +385,13 @@ pub(super) fn print_rows(runs: &[IdleRun]) {
     );
     let errors: Vec<String> = runs
         .iter()
-        .filter(|r| r.errors > 0)
-        .map(|r| format!("{:?} {}", r.who, r.errors))
+        .filter(|r| r.errors + r.lost > 0)
+        .map(|r| {
+            format!(
+                "{:?} {} failed to open, {} lost while held",
+                r.who, r.errors, r.lost
+            )
+        })
         .collect();
     if !errors.is_empty() {
         println!("\nidle-session errors: {}", errors.join(", "));

@@ -1,0 +1,147 @@
+//! Server children: this bench binary re-executed with `OUTPOST_BENCH_ROLE=gateway`
+//! (the real gateway, default config plus the bench's flags) or `=bare` (bare quinn
+//! echoing frames). Each prints `READY <addr>` and exits when its stdin closes.
+
+use super::*;
+
+fn child_paths() -> Result<(PathBuf, PathBuf)> {
+    let dir = std::env::var_os(DIR_ENV).context("child data dir")?;
+    let certs = std::env::var_os(CERTS_ENV).context("child certs dir")?;
+    Ok((dir.into(), certs.into()))
+}
+
+/// Waits until the parent closes our stdin (or the parent dies).
+async fn stdin_closed() {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+pub(crate) fn server_config(data: &Path, certs: &Path) -> GatewayConfig {
+    // Defaults throughout (socket buffers, transport windows, limits, timeouts),
+    // only the addresses and directories are the bench's.
+    let mut c = GatewayConfig {
+        listen: "127.0.0.1:0".parse().expect("literal"),
+        admin_listen: "127.0.0.1:0".parse().expect("literal"),
+        data_dir: data.to_owned(),
+        ..GatewayConfig::default()
+    };
+    c.tls.dev_certs_dir = certs.to_owned();
+    // The admission cap (`limits.max_sessions`, default 100,000) counts the
+    // idle run's warm-up and any session still closing, so a 100,000-session
+    // run would sit exactly at it: room for the largest count of
+    // `OUTPOST_BENCH_SESSIONS` (inherited from the parent) plus 10%.
+    let largest = rss::session_points().last().copied().unwrap_or(0);
+    c.limits.max_sessions = c.limits.max_sessions.max(largest + largest / 10);
+    if std::env::var_os("OUTPOST_BENCH_NO_GSO").is_some() {
+        // A/B of `transport.segmentation_offload` (gateway and matched bare quinn).
+        c.transport.segmentation_offload = false;
+    }
+    c
+}
+
+pub(crate) async fn child_gateway() -> Result<()> {
+    let (data, certs) = child_paths()?;
+    let mut config = server_config(&data, &certs);
+    if std::env::var_os(UNLIMITED_PINGS_ENV).is_some() {
+        // The ping-throughput run measures the control-stream round trip, so the
+        // per-session control rate limit (default 20/s, kick above it) is lifted.
+        config.limits.control_rate_per_sec = 1e9;
+        config.limits.control_burst = 1e9;
+    }
+    if std::env::var_os(GRANTS_ENV).is_some() {
+        // The grants run measures the ledger path through the gateway: client
+        // grants on (development setting), per-session request rate limit
+        // (default 200/s, burst 400) lifted. In-flight limits stay at defaults.
+        config.inventory.client_grants = true;
+        config.limits.request_rate_per_sec = 1e9;
+        config.limits.request_burst = 1e9;
+    }
+    if std::env::var_os("OUTPOST_BENCH_NO_PRESENCE").is_some() {
+        // Attribution experiment: the login path without the cross-gateway
+        // presence claim/release (two durable store writes per session).
+        config.session.cross_gateway_presence = false;
+    }
+    if let Ok(us) = std::env::var("OUTPOST_BENCH_GROUP_COMMIT_LINGER_US") {
+        // A/B of the embedded store's group-commit linger (default 1,000 µs).
+        let mut store = config.region_store();
+        if let Some(e) = store.embedded.as_mut() {
+            e.group_commit_linger_us = us.parse()?;
+        }
+        config.store = Some(store);
+    }
+    if std::env::var_os("OUTPOST_BENCH_GROUP_COMMIT_FIXED").is_some() {
+        // A/B of the adaptive group commit: the fixed linger it replaced.
+        let mut store = config.region_store();
+        if let Some(e) = store.embedded.as_mut() {
+            e.group_commit_adaptive = false;
+        }
+        config.store = Some(store);
+    }
+    if std::env::var_os(QUEUE_ENV).is_some() {
+        // The queued-connection run: the region login queue on, a budget the
+        // warm-up sessions fill, so every later login waits in the queue.
+        config.queue.enabled = true;
+        config.queue.max_sessions = queued::QUEUE_BUDGET;
+        // Every bench client comes from 127.0.0.1: the per-address bound
+        // (default 32) would refuse all but the first few.
+        config.queue.max_places_per_address = 0;
+    }
+    let running = outpost_gateway::start(config).await?;
+    println!("READY {}", running.quic_addr);
+    let handle = running.handle();
+    stdin_closed().await;
+    handle.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(10), running.wait()).await;
+    Ok(())
+}
+
+/// Bare quinn: default `ServerConfig` and `TransportConfig`, the gateway's
+/// certificate and TLS settings (TLS 1.3, ALPN `outpost/1`), and the same UDP
+/// socket sizing as the gateway (socket buffers are a kernel setting, not quinn's;
+/// with the kernel's 208 KiB default a login burst drops packets, see DESIGN.md).
+/// It accepts connections and echoes length-prefixed frames on any bidi stream.
+pub(crate) async fn child_bare() -> Result<()> {
+    let (data, certs) = child_paths()?;
+    let config = server_config(&data, &certs);
+    let tls = ServerIdentity::load(&config.tls)?.rustls_config()?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    if std::env::var_os(rss::MATCHED_ENV).is_some() {
+        // Bare quinn with the gateway's transport parameters (streams, windows,
+        // idle timeout), for the idle-session memory comparison.
+        server.transport_config(Arc::new(outpost_gateway::endpoint::transport_config(&config)));
+    }
+    let (socket, _) = outpost_gateway::endpoint::bind_udp(&config)?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    println!("READY {}", endpoint.local_addr()?);
+    let ep = endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        while let Ok(frame) = read_frame(&mut recv).await {
+                            if send.write_all(&frame).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+        }
+    });
+    stdin_closed().await;
+    endpoint.close(0u32.into(), b"bench done");
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The load generator's QUIC client (raw quinn with the SDK's transport settings),
+//! the protocol's login exchange and the bounded-concurrency driver.
+
+use super::*;
+
+pub(crate) struct Client {
+    pub(crate) endpoint: quinn::Endpoint,
+}
+
+impl Client {
+    pub(crate) fn new(ca_pem: &[u8]) -> Result<Client> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![outpost_schema::ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+        // The SDK's transport settings, so the bench client puts the same datagrams
+        // on the wire as a game client (e.g. no MTU probes by default).
+        let mut transport = outpost_client::quic_transport_config(false);
+        // Keeps idle connections alive at the QUIC level (both servers' idle
+        // timeout is 30 s); gateway sessions also send Ping as Welcome asks.
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
+        cc.transport_config(Arc::new(transport));
+        // Same socket sizing as the servers: the client sees the same bursts.
+        let sock_cfg = GatewayConfig {
+            listen: "127.0.0.1:0".parse()?,
+            ..GatewayConfig::default()
+        };
+        let (socket, _) = outpost_gateway::endpoint::bind_udp(&sock_cfg)?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        endpoint.set_default_client_config(cc);
+        Ok(Client { endpoint })
+    }
+
+    pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<quinn::Connection> {
+        Ok(self.endpoint.connect(addr, "localhost")?.await?)
+    }
+}
+
+pub(crate) async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>> {
+    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+    recv.read_exact(&mut prefix).await?;
+    let h = FrameHeader::parse(prefix, 1 << 20)?;
+    let mut frame = vec![0u8; LENGTH_PREFIX_BYTES + h.len as usize];
+    frame[..LENGTH_PREFIX_BYTES].copy_from_slice(&prefix);
+    recv.read_exact(&mut frame[LENGTH_PREFIX_BYTES..]).await?;
+    Ok(frame)
+}
+
+pub(crate) fn device(tag: &str, i: usize) -> Credentials {
+    Credentials::Device {
+        device_id: format!("bench-{tag}-{i:06}"),
+        secret: "bench-secret-0123456789".into(),
+    }
+}
+
+/// Hello → Welcome on a fresh control stream.
+pub(crate) async fn login(
+    conn: &quinn::Connection,
+    credentials: Credentials,
+) -> Result<(quinn::SendStream, quinn::RecvStream, Welcome)> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = ControlMsg::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: "outpost-bench".into(),
+        credentials: Some(credentials),
+        ..Default::default()
+    });
+    send.write_all(&hello.encode()).await?;
+    match ControlMsg::decode(&read_frame(&mut recv).await?)? {
+        ControlMsg::Welcome(w) => Ok((send, recv, w)),
+        other => bail!("expected Welcome, got {other:?}"),
+    }
+}
+
+/// Runs `work(i)` for i in 0..n with at most `concurrency` in flight.
+pub(crate) async fn bounded<F, Fut, T>(n: usize, concurrency: usize, work: F) -> Vec<Result<T>>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T>> + Send,
+    T: Send + 'static,
+{
+    let work = Arc::new(work);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.min(n.max(1)) {
+        let (work, next) = (work.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                out.push((i, work(i).await));
+            }
+            out
+        }));
+    }
+    let mut all: Vec<(usize, Result<T>)> = Vec::with_capacity(n);
+    for w in workers {
+        all.extend(w.await.expect("worker panicked"));
+    }
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+pub(crate) fn count_errors<T>(results: &[Result<T>], what: &str) -> usize {
+    let errors: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    if let Some(e) = errors.first() {
+        eprintln!("  {what}: {} failed, first error: {e:#}", errors.len());
+    }
+    errors.len()
+}
