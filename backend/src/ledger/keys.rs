@@ -33,6 +33,12 @@
 //!        under "bal" (written with the first write after "held" existed, which
 //!        indexes the assets found by one range read); without it, balances are
 //!        read by the range read over "bal"
+//! (.., "inv", player, "escrow", kind, id)  -> v1: [1][limit u64 BE][shards u16 BE]:
+//!        the escrow layout every shard of the limited asset (kind, id) is
+//!        within: each shard s holds 0..=capacity(limit, shards, s). Written by
+//!        a credit's exact path when the layout differs from its catalog's,
+//!        cleared by a write that leaves a shard outside it; lets a credit read
+//!        just the shard it adds to (see `escrow`)
 //! (.., "inv", player, "chg")               -> 8-byte LE counter, +1 (atomic add) in
 //!        every transaction that appends an event for the player; watched
 //! (.., "inv", player, "gen")               -> v1: [1][gen u32 BE][region utf-8]:
@@ -131,6 +137,11 @@ pub fn held_all(region: &RegionName, player_id: &str) -> Vec<u8> {
     player(region, player_id).pack(&("held_all",))
 }
 
+/// `(.., "escrow", kind, id)`: the escrow layout record of a limited asset.
+pub fn escrow_layout(region: &RegionName, player_id: &str, a: &Asset) -> Vec<u8> {
+    player(region, player_id).pack(&("escrow", a.kind.tag(), a.id.as_str()))
+}
+
 /// `(.., "chg")`: the player's change counter.
 pub fn changes(region: &RegionName, player_id: &str) -> Vec<u8> {
     player(region, player_id).pack(&("chg",))
@@ -172,6 +183,7 @@ mod tests {
             generation(&eu, "p1"),
             held_asset(&eu, "p1", &gold),
             held_all(&eu, "p1"),
+            escrow_layout(&eu, "p1", &gold),
         ] {
             assert!(inside(&k, &p));
         }
@@ -183,6 +195,11 @@ mod tests {
         assert!(!inside(
             &shard(&eu, "p1", &Asset::item("gold"), 0),
             &asset(&eu, "p1", &gold).range()
+        ));
+        // The layout record is not a balance key.
+        assert!(!inside(
+            &escrow_layout(&eu, "p1", &gold),
+            &balances(&eu, "p1").range()
         ));
         // The marker is not inside the index it vouches for.
         assert!(!inside(&held_all(&eu, "p1"), &held(&eu, "p1").range()));

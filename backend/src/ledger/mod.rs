@@ -67,14 +67,21 @@
 //!   currency's max balance) cannot do that: two grants that each see room in a
 //!   snapshot could together pass the limit. They use **escrow shards**: the
 //!   balance is split over `n` keys, each with a capacity (the limit split
-//!   evenly, adding up to the limit). A grant reads the shards with a snapshot,
-//!   picks at random one that has room, reads *that* shard with a conflict and
-//!   adds to it. Every shard stays within its capacity, so the sum stays within
-//!   the limit, exactly; concurrent grants conflict only when they pick the same
-//!   shard. When no single shard has room (near the limit, or a large grant), the
-//!   grant reads all shards with conflicts and spreads the amount: exact, but it
-//!   conflicts with every concurrent writer of that asset. Debits (consume,
-//!   price, trade) always read every shard of the asset with conflicts.
+//!   evenly, adding up to the limit). While every shard is within its
+//!   capacity, the sum is within the limit, so a grant needs to see only the
+//!   shard it adds to: it picks one at random, reads *that* shard with a
+//!   conflict and adds to it if it has room. Concurrent grants conflict only
+//!   when they pick the same shard. "Every shard is within its capacity" is
+//!   kept in a **layout record** per asset (`(limit, n)` of the catalog the
+//!   shards are within; [`escrow`] has the argument): a grant reads it with a
+//!   conflict and takes the fast path only if it equals its catalog's. When a
+//!   few random shards have no room (near the limit, or a large grant), or the
+//!   record is missing or differs (first credit, catalog change), the grant
+//!   takes the **exact path**: it reads all shards with conflicts, checks the
+//!   total against the limit, spreads the amount, and sets (or clears) the
+//!   record: exact, but it conflicts with every concurrent writer of that
+//!   asset. Debits (consume, price, trade) always read every shard of the
+//!   asset with conflicts.
 //!
 //!   Trade-offs: `n` keys per limited asset (balances read a few more keys);
 //!   near the limit grants fall to the slow path; a grant can be refused while
@@ -83,9 +90,13 @@
 //!   (a 99-potion stack is one key: its grants are serialized, which is cheap
 //!   because it fills up after a few anyway); the catalog can set
 //!   `escrow_shards` per asset. Limits and shard counts may change between
-//!   deployments: while any shard is over its (new) capacity, grants take the
-//!   exact path. Writers with *different* catalogs at the same time are not
-//!   supported (the fast path of one could pass the limit of the other). Debits and trades on a hot player still
+//!   deployments: the layout record then differs from the catalog, and the
+//!   first grant takes the exact path; while any shard is over its (new)
+//!   capacity there is no record and every grant takes it. Writers with
+//!   *different* catalogs at the same time (a rolling deploy) each keep their
+//!   own limit: each finds the other's record and takes the exact path
+//!   (slower, never over); a writer built before the record existed does not
+//!   keep it and must not run beside a different catalog. Debits and trades on a hot player still
 //!   conflict with concurrent grants of the same asset and retry; the
 //!   benchmark measures both.
 //!
@@ -94,7 +105,7 @@
 //!   read over a hot player's balance shards costs time proportional to the
 //!   grants since the last flush (it was ~80% of a hot grant's CPU;
 //!   docs/PERFORMANCE.md, "Durable writes"). While a player has another write
-//!   in flight in this process ([`hot`]), a credit or debit reads the catalog's
+//!   in flight in this process ([`hot`]), an exact-path credit or a debit reads the catalog's
 //!   shards by point reads (plus a range read over shard numbers past the
 //!   catalog's, which nothing writes), and [`Ledger::balances`] reads the
 //!   held-asset index (`(.., "held")`, written blindly with an asset's first
@@ -145,6 +156,7 @@
 pub mod audit;
 pub mod catalog;
 pub mod errors;
+mod escrow;
 mod hot;
 pub mod keys;
 mod ops;
@@ -416,7 +428,11 @@ pub(crate) fn decode_event(events: &Subspace, key: &[u8], value: &[u8]) -> Resul
 #[cfg(test)]
 mod admin_tests;
 #[cfg(test)]
+mod escrow_tests;
+#[cfg(test)]
 mod held_tests;
+#[cfg(test)]
+mod idem_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

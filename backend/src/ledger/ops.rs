@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use foundationdb_tuple::Versionstamp;
 use sha2::{Digest, Sha256};
 
 use crate::keyspace::RegionName;
@@ -15,11 +14,11 @@ use crate::store::{Store, Transaction, TxError, VersionstampFuture};
 use super::catalog::AssetRule;
 use super::errors::LedgerError;
 use super::types::{
-    check_id, check_idempotency_key, decode_gen, decode_json, encode_gen, encode_json, Asset, Change,
-    DuplicateRecord, EventId, EventKind, Outcome, Quantity, Receipt, StoredEvent, StoredReceipt, TradeSide,
-    MAX_AMOUNT, MAX_ASSETS_PER_REQUEST, MAX_REASON_BYTES,
+    check_id, check_idempotency_key, decode_gen, encode_gen, encode_json, Asset, Change, EventId, EventKind,
+    Outcome, Quantity, Receipt, StoredEvent, StoredReceipt, TradeSide, MAX_AMOUNT, MAX_ASSETS_PER_REQUEST,
+    MAX_REASON_BYTES,
 };
-use super::{check_fence, check_player, keys, now_ms, projection, Ledger};
+use super::{check_fence, check_player, keys, now_ms, projection, Counters, Ledger};
 
 type TxResult<T> = Result<T, TxError<LedgerError>>;
 
@@ -101,6 +100,10 @@ fn normalize(items: &[Quantity]) -> Result<BTreeMap<Asset, u64>, LedgerError> {
     Ok(out)
 }
 
+#[path = "idem.rs"]
+mod idem;
+use idem::check_duplicate;
+
 fn describe(changes: &BTreeMap<Asset, i64>) -> String {
     changes.iter().fold(String::new(), |mut s, (a, d)| {
         let _ = write!(s, "{}:{}:{d};", a.kind.tag(), a.id);
@@ -127,100 +130,6 @@ async fn ensure_gen<T: Transaction>(tx: &T, region: &RegionName, player: &str) -
         tx.set(&key, &encode_gen(gen, region.as_str()))?;
     }
     Ok(gen)
-}
-
-/// Looks up the idempotency key; for a duplicate, bumps its record and returns
-/// the original receipt. A receipt written by this very call (`op`: an earlier
-/// attempt whose commit result was unknown did commit) is returned as `Rerun`,
-/// without counting a duplicate.
-async fn check_duplicate<T: Transaction>(
-    tx: &T,
-    region: &RegionName,
-    plan: &Plan,
-    op: &str,
-) -> TxResult<Option<Done>> {
-    let actor = &plan.sides[0].player;
-    let sub = keys::idem(region, actor, &plan.idem);
-    let (b, e) = sub.range();
-    let Some(kv) = tx.get_range(&b, &e, Some(1), false).await?.into_iter().next() else {
-        return Ok(None);
-    };
-    let (vs,): (Versionstamp,) = sub
-        .unpack(&kv.key)
-        .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable receipt key".into())))?;
-    let stored: StoredReceipt = decode_json(&kv.value, "receipt").map_err(TxError::User)?;
-    if stored.fingerprint != plan.fingerprint {
-        return Err(TxError::User(LedgerError::IdempotencyKeyReused(
-            plan.idem.clone(),
-        )));
-    }
-    let own = stored.op.as_deref() == Some(op);
-    let stamp = vs
-        .transaction_version()
-        .try_into()
-        .map_err(|_| TxError::User(LedgerError::Corrupt("short versionstamp".into())))?;
-    let receipt = Receipt {
-        event: EventId {
-            gen: stored.gen,
-            stamp,
-        },
-        kind: stored.kind,
-        idempotency_key: plan.idem.clone(),
-        changes: stored.changes,
-        at_ms: stored.at_ms,
-    };
-    if own {
-        return Ok(Some(Done::Rerun(receipt)));
-    }
-    let dup_key = keys::dup(region, actor, &plan.idem);
-    let now = now_ms();
-    let stored = match tx.get(&dup_key).await? {
-        Some(raw) => {
-            let mut r: StoredDuplicate = decode_json(&raw, "duplicate record").map_err(TxError::User)?;
-            if r.ops.iter().any(|o| o == op) {
-                // This call's own earlier attempt counted it (its commit result
-                // was unknown): count it once.
-                return Ok(Some(Done::Duplicate(receipt)));
-            }
-            r.record.count += 1;
-            r.record.last_seen_ms = r.record.last_seen_ms.max(now);
-            r
-        }
-        None => StoredDuplicate {
-            record: DuplicateRecord {
-                idempotency_key: plan.idem.clone(),
-                count: 1,
-                first_seen_ms: now,
-                last_seen_ms: now,
-            },
-            ops: Vec::new(),
-        },
-    };
-    let mut stored = stored;
-    if stored.ops.len() >= DUPLICATE_OPS_KEPT {
-        stored.ops.remove(0);
-    }
-    stored.ops.push(op.to_owned());
-    tx.set(&dup_key, &encode_json(&stored))?;
-    Ok(Some(Done::Duplicate(receipt)))
-}
-
-/// How many of the latest counted calls a duplicate record names (see
-/// [`StoredDuplicate::ops`]).
-const DUPLICATE_OPS_KEPT: usize = 16;
-
-/// The stored duplicate record: the public [`DuplicateRecord`] (readers decode
-/// just that and ignore the rest) and the op ids of the latest calls it
-/// counted, so a call's rerun after an unknown commit result that did commit
-/// is not counted twice, even when a few other duplicates of the same key
-/// were counted in between.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredDuplicate {
-    #[serde(flatten)]
-    record: DuplicateRecord,
-    /// Oldest first, at most [`DUPLICATE_OPS_KEPT`].
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    ops: Vec<String>,
 }
 
 impl<S: Store> Ledger<S> {
@@ -440,117 +349,146 @@ impl<S: Store> Ledger<S> {
             .run(|tx| {
                 let (plan, region, counters, op) =
                     (plan.clone(), region.clone(), counters.clone(), op.clone());
-                async move {
-                    counters.attempts.fetch_add(1, Ordering::Relaxed);
-                    for side in &plan.sides {
-                        check_fence(&tx, &region, &side.player, true).await?;
-                    }
-                    if let Some(done) = check_duplicate(&tx, &region, &plan, &op).await? {
-                        return Ok(done);
-                    }
-                    let mut gens = Vec::with_capacity(plan.sides.len());
-                    for side in &plan.sides {
-                        gens.push(ensure_gen(&tx, &region, &side.player).await?);
-                    }
-                    // Debits first (their errors are the likelier ones), then credits.
-                    for side in &plan.sides {
-                        for (asset, rule, delta) in side.changes.iter().filter(|c| c.2 < 0) {
-                            projection::debit(
-                                &tx,
-                                &region,
-                                &side.player,
-                                asset,
-                                *rule,
-                                point,
-                                delta.unsigned_abs(),
-                            )
-                            .await?;
-                        }
-                    }
-                    for side in &plan.sides {
-                        for (asset, rule, delta) in side.changes.iter().filter(|c| c.2 > 0) {
-                            projection::credit(
-                                &tx,
-                                &region,
-                                &side.player,
-                                asset,
-                                *rule,
-                                point,
-                                *delta as u64,
-                            )
-                            .await?;
-                        }
-                    }
-                    let at_ms = now_ms();
-                    for (side, gen) in plan.sides.iter().zip(&gens) {
-                        let event = StoredEvent {
-                            kind: plan.kind,
-                            source: side.source.clone(),
-                            idem: plan.idem.clone(),
-                            changes: side.stored_changes(),
-                            at_ms,
-                            counterparty: side.counterparty.clone(),
-                            offer: side.offer.clone(),
-                            reason: side.reason.clone(),
-                        };
-                        tx.set_versionstamped_key(
-                            &keys::new_event(&region, &side.player, *gen),
-                            &encode_json(&event),
-                        )?;
-                        tx.atomic_add(&keys::changes(&region, &side.player), 1)?;
-                    }
-                    let receipt = StoredReceipt {
-                        fingerprint: plan.fingerprint.clone(),
-                        gen: gens[0],
-                        kind: plan.kind,
-                        changes: plan.sides[0].stored_changes(),
-                        at_ms,
-                        op: Some(op.to_string()),
-                    };
-                    tx.set_versionstamped_key(
-                        &keys::new_idem(&region, &plan.sides[0].player, &plan.idem),
-                        &encode_json(&receipt),
-                    )?;
-                    #[cfg(test)]
-                    if counters
-                        .fail_after_writes
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                        .is_ok()
-                    {
-                        return Err(TxError::Store(crate::store::StoreError::CommitUnknownResult));
-                    }
-                    Ok(Done::Applied {
-                        gen: gens[0],
-                        at_ms,
-                        stamp: tx.versionstamp(),
-                    })
-                }
+                async move { attempt(&tx, &region, &plan, &op, point, &counters).await }
             })
             .await;
         drop(entered);
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
-        match res? {
-            Done::Duplicate(receipt) => Ok(Outcome {
-                receipt,
-                duplicate: true,
-            }),
-            Done::Rerun(receipt) => Ok(Outcome {
-                receipt,
+        outcome(&plan, res?).await
+    }
+}
+
+/// One attempt of a write's transaction (the store may run it again: it keeps
+/// no state across attempts). `point`: how balance shards are read ([`super::hot`]).
+async fn attempt<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    plan: &Plan,
+    op: &str,
+    point: bool,
+    counters: &Counters,
+) -> TxResult<Done> {
+    counters.attempts.fetch_add(1, Ordering::Relaxed);
+    for side in &plan.sides {
+        check_fence(tx, region, &side.player, true).await?;
+    }
+    if let Some(done) = check_duplicate(tx, region, plan, op).await? {
+        return Ok(done);
+    }
+    let mut gens = Vec::with_capacity(plan.sides.len());
+    for side in &plan.sides {
+        gens.push(ensure_gen(tx, region, &side.player).await?);
+    }
+    apply_balances(tx, region, plan, point).await?;
+    let at_ms = now_ms();
+    append_events(tx, region, plan, &gens, at_ms, op)?;
+    #[cfg(test)]
+    if counters
+        .fail_after_writes
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(TxError::Store(crate::store::StoreError::CommitUnknownResult));
+    }
+    Ok(Done::Applied {
+        gen: gens[0],
+        at_ms,
+        stamp: tx.versionstamp(),
+    })
+}
+
+/// Every side's balance changes: debits first (their errors are the likelier
+/// ones), then credits.
+async fn apply_balances<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    plan: &Plan,
+    point: bool,
+) -> TxResult<()> {
+    for side in &plan.sides {
+        for (asset, rule, delta) in side.changes.iter().filter(|c| c.2 < 0) {
+            projection::debit(
+                tx,
+                region,
+                &side.player,
+                asset,
+                *rule,
+                point,
+                delta.unsigned_abs(),
+            )
+            .await?;
+        }
+    }
+    for side in &plan.sides {
+        for (asset, rule, delta) in side.changes.iter().filter(|c| c.2 > 0) {
+            projection::credit(tx, region, &side.player, asset, *rule, point, *delta as u64).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Appends every side's event (versionstamped), bumps its change counter, and
+/// stores the acting side's receipt under the idempotency key.
+fn append_events<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    plan: &Plan,
+    gens: &[u32],
+    at_ms: u64,
+    op: &str,
+) -> TxResult<()> {
+    for (side, gen) in plan.sides.iter().zip(gens) {
+        let event = StoredEvent {
+            kind: plan.kind,
+            source: side.source.clone(),
+            idem: plan.idem.clone(),
+            changes: side.stored_changes(),
+            at_ms,
+            counterparty: side.counterparty.clone(),
+            offer: side.offer.clone(),
+            reason: side.reason.clone(),
+        };
+        tx.set_versionstamped_key(&keys::new_event(region, &side.player, *gen), &encode_json(&event))?;
+        tx.atomic_add(&keys::changes(region, &side.player), 1)?;
+    }
+    let receipt = StoredReceipt {
+        fingerprint: plan.fingerprint.clone(),
+        gen: gens[0],
+        kind: plan.kind,
+        changes: plan.sides[0].stored_changes(),
+        at_ms,
+        op: Some(op.to_owned()),
+    };
+    tx.set_versionstamped_key(
+        &keys::new_idem(region, &plan.sides[0].player, &plan.idem),
+        &encode_json(&receipt),
+    )?;
+    Ok(())
+}
+
+/// The caller's answer for a finished transaction.
+async fn outcome(plan: &Plan, done: Done) -> Result<Outcome, LedgerError> {
+    match done {
+        Done::Duplicate(receipt) => Ok(Outcome {
+            receipt,
+            duplicate: true,
+        }),
+        Done::Rerun(receipt) => Ok(Outcome {
+            receipt,
+            duplicate: false,
+        }),
+        Done::Applied { gen, at_ms, stamp } => {
+            let stamp = stamp.await?;
+            Ok(Outcome {
+                receipt: Receipt {
+                    event: EventId { gen, stamp },
+                    kind: plan.kind,
+                    idempotency_key: plan.idem.clone(),
+                    changes: plan.sides[0].stored_changes(),
+                    at_ms,
+                },
                 duplicate: false,
-            }),
-            Done::Applied { gen, at_ms, stamp } => {
-                let stamp = stamp.await?;
-                Ok(Outcome {
-                    receipt: Receipt {
-                        event: EventId { gen, stamp },
-                        kind: plan.kind,
-                        idempotency_key: plan.idem.clone(),
-                        changes: plan.sides[0].stored_changes(),
-                        at_ms,
-                    },
-                    duplicate: false,
-                })
-            }
+            })
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::store::{Transaction, TxError};
 
 use super::catalog::{AssetRule, Catalog};
 use super::errors::LedgerError;
+use super::escrow;
 use super::keys;
 use super::types::{Asset, AssetKind, Balances};
 use crate::codec::decode_counter;
@@ -34,7 +35,7 @@ type TxResult<T> = Result<T, TxError<LedgerError>>;
 /// catalog, so the range read over them stays cheap. Both ways return the same
 /// values and register the same conflicts (the asset's subspace holds shard
 /// keys only).
-async fn read_shards<T: Transaction>(
+pub(super) async fn read_shards<T: Transaction>(
     tx: &T,
     region: &RegionName,
     player: &str,
@@ -85,19 +86,11 @@ fn as_u64(v: i64) -> u64 {
 
 /// Adds `amount` of `asset` to `player`'s balance, within the asset's limit.
 ///
-/// - Unlimited: an atomic add to shard 0, no read conflict at all; a snapshot
-///   read keeps the balance under [`UNLIMITED_CEILING`].
-/// - Limited, fast path (while every shard is within its capacity): a snapshot
-///   read of the shards picks (at random) one whose room fits `amount`; that one shard is read with a conflict and
-///   atomically added to if it still fits. Concurrent credits conflict only if
-///   they pick the same shard.
-/// - Limited, slow path (no single shard has room, or one shard): every shard
-///   is read with a conflict, the total is checked against the limit, and the
-///   amount is spread over the shards' room. Conflicts with every concurrent
-///   writer of the asset, so it is exact.
-///
-/// Invariant (every shard written under a read conflict on it): each shard stays
-/// within its capacity, and the capacities add up to the limit.
+/// - Unlimited: an atomic add to shard 0, no read conflict on it; a snapshot
+///   read keeps the balance under [`UNLIMITED_CEILING`], and a layout record
+///   left from when the asset was limited is cleared ([`escrow::forget_layout`]).
+/// - Limited: escrow shards ([`escrow`]): the fast path reads and adds to one
+///   shard; the exact path reads every shard with a conflict.
 pub(crate) async fn credit<T: Transaction>(
     tx: &T,
     region: &RegionName,
@@ -107,7 +100,6 @@ pub(crate) async fn credit<T: Transaction>(
     point: bool,
     amount: u64,
 ) -> TxResult<()> {
-    let delta = i64::try_from(amount).expect("amounts are bounded");
     note_held(tx, region, player, asset).await?;
     let Some(limit) = rule.limit else {
         let bal = as_u64(total(
@@ -121,68 +113,12 @@ pub(crate) async fn credit<T: Transaction>(
                 adding: amount,
             }));
         }
+        escrow::forget_layout(tx, region, player, asset).await?;
+        let delta = i64::try_from(amount).expect("amounts are bounded");
         tx.atomic_add(&keys::shard(region, player, asset, 0), delta)?;
         return Ok(());
     };
-    let snap = read_shards(tx, region, player, asset, rule.shards, point, true).await?;
-    // The fast path is exact only while every shard is within its capacity (a
-    // shard over it, left by an older catalog, only ever shrinks).
-    let within = |(&s, &b): (&u16, &i64)| b >= 0 && as_u64(b) <= rule.shard_capacity(s);
-    if rule.shards > 1 && snap.iter().all(within) {
-        let candidates: Vec<u16> = (0..rule.shards)
-            .filter(|&s| {
-                let b = snap.get(&s).copied().unwrap_or(0);
-                b >= 0 && as_u64(b) + amount <= rule.shard_capacity(s)
-            })
-            .collect();
-        if !candidates.is_empty() {
-            let s = candidates[rand::random::<usize>() % candidates.len()];
-            let key = keys::shard(region, player, asset, s);
-            let b = decode_counter(tx.get(&key).await?.as_deref());
-            if b >= 0 && as_u64(b) + amount <= rule.shard_capacity(s) {
-                tx.atomic_add(&key, delta)?;
-                return Ok(());
-            }
-        }
-    }
-    let shards = read_shards(tx, region, player, asset, rule.shards, point, false).await?;
-    let bal = as_u64(total(&shards));
-    let over = || {
-        TxError::User(LedgerError::LimitExceeded {
-            asset: asset.clone(),
-            limit,
-            balance: bal,
-            adding: amount,
-        })
-    };
-    if bal + amount > limit {
-        return Err(over());
-    }
-    // Spread over the room left in each shard, starting at a random shard so
-    // concurrent slow paths do not all fill shard 0.
-    let start = rand::random::<u16>() % rule.shards;
-    let mut plan = Vec::new();
-    let mut left = amount;
-    for i in 0..rule.shards {
-        let s = (start + i) % rule.shards;
-        let b = as_u64(shards.get(&s).copied().unwrap_or(0));
-        let take = rule.shard_capacity(s).saturating_sub(b).min(left);
-        if take > 0 {
-            plan.push((s, take));
-            left -= take;
-        }
-        if left == 0 {
-            break;
-        }
-    }
-    if left > 0 {
-        // Only if shards are over their capacity (the limit was lowered).
-        return Err(over());
-    }
-    for (s, take) in plan {
-        tx.atomic_add(&keys::shard(region, player, asset, s), take as i64)?;
-    }
-    Ok(())
+    escrow::credit_limited(tx, region, player, asset, rule, limit, point, amount).await
 }
 
 /// Removes `amount` of `asset` from `player`'s balance, or fails with

@@ -14,6 +14,11 @@
 //! Latency is per request (sent → `InventoryWrite` response) in an HDR histogram.
 //! After the clock stops, every loop drains its outstanding requests and each
 //! player's gold balance is read back and must equal its acknowledged grants.
+//!
+//! CPU per grant is reported for each side apart: the gateway child's and this
+//! client process's (QUIC, TLS and the protocol on the client side share the
+//! same cores), from `/proc/<pid>/stat` over the measured window, divided by
+//! the grants sent in it.
 
 use std::collections::HashMap;
 
@@ -42,6 +47,21 @@ pub struct GrantRun {
     /// `Inventory` channel of the player is pushed its balances on a change;
     /// pushes coalesce).
     pub pushes_per_grant: f64,
+    /// The gateway child's CPU time (user + system) per grant in the window, µs.
+    pub gateway_cpu_us: f64,
+    /// This (client) process's CPU time per grant in the window, µs.
+    pub client_cpu_us: f64,
+}
+
+/// CPU time (user + system, all threads) of `/proc/<pid>/stat` so far, in µs
+/// (clock ticks of 1/100 s, Linux's USER_HZ); `pid` may be `self`.
+fn cpu_us(pid: &str) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
+    Ok(ticks * 10_000)
 }
 
 /// One in-flight-bounded closed loop on one `Inventory` channel.
@@ -173,10 +193,12 @@ async fn gold_balance(conn: &quinn::Connection) -> Result<u64> {
     }
 }
 
-/// One measurement of `case` against a gateway child started with grants enabled.
+/// One measurement of `case` against a gateway child (process `gateway_pid`)
+/// started with grants enabled.
 pub async fn grant_run(
     client: &Arc<Client>,
     addr: SocketAddr,
+    gateway_pid: u32,
     case: GrantCase,
     secs: f64,
     tag: &str,
@@ -228,6 +250,15 @@ pub async fn grant_run(
         per_session.push(tasks);
     }
 
+    // CPU of both processes over the measured window.
+    let window_cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(warm_until.into()).await;
+        let gw = gateway_pid.to_string();
+        let start = (cpu_us(&gw)?, cpu_us("self")?);
+        tokio::time::sleep_until(stop_at.into()).await;
+        Ok::<_, anyhow::Error>((cpu_us(&gw)? - start.0, cpu_us("self")? - start.1))
+    });
+
     let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let (mut errors, mut mismatches) = (0u64, 0usize);
     let (mut all_acked, mut pushes) = (0u64, 0u64);
@@ -257,7 +288,11 @@ pub async fn grant_run(
         }
         conn.close(0u32.into(), b"bench grants done");
     }
+    let (gw_cpu, client_cpu) = window_cpu.await??;
+    let in_window = total.len().max(1) as f64;
     Ok(GrantRun {
+        gateway_cpu_us: gw_cpu as f64 / in_window,
+        client_cpu_us: client_cpu as f64 / in_window,
         per_sec: total.len() as f64 / secs,
         p50_us: total.value_at_quantile(0.50),
         p99_us: total.value_at_quantile(0.99),
@@ -276,9 +311,9 @@ pub fn print_table(runs: &[Vec<GrantRun>; 2], rounds: usize, secs: f64) {
     println!("## durable grants through the gateway (medians of {rounds} rounds, {secs} s each)");
     println!();
     println!(
-        "| workload | grants/s | p50 (ms) | p99 (ms) | pushes per grant | errors | balance mismatches | per-round grants/s |"
+        "| workload | grants/s | p50 (ms) | p99 (ms) | pushes per grant | errors | balance mismatches | per-round grants/s | gateway CPU µs/grant | client CPU µs/grant |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     let names = [
         format!("many players: {players} sessions × 1 channel × 1 in flight"),
         format!(
@@ -291,8 +326,10 @@ pub fn print_table(runs: &[Vec<GrantRun>; 2], rounds: usize, secs: f64) {
         let p50 = median(v.iter().map(|r| r.p50_us as f64 / 1000.0).collect());
         let p99 = median(v.iter().map(|r| r.p99_us as f64 / 1000.0).collect());
         let pushes = median(v.iter().map(|r| r.pushes_per_grant).collect());
+        let gw_cpu = median(v.iter().map(|r| r.gateway_cpu_us).collect());
+        let client_cpu = median(v.iter().map(|r| r.client_cpu_us).collect());
         println!(
-            "| {name} | {:.0} | {p50:.1} | {p99:.1} | {pushes:.2} | {} | {} | {} |",
+            "| {name} | {:.0} | {p50:.1} | {p99:.1} | {pushes:.2} | {} | {} | {} | {gw_cpu:.0} | {client_cpu:.0} |",
             median(rate.clone()),
             v.iter().map(|r| r.errors).sum::<u64>(),
             v.iter().map(|r| r.mismatches).sum::<usize>(),

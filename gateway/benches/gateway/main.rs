@@ -186,14 +186,15 @@ async fn parent() -> Result<()> {
                 let r = grants::grant_run(
                     &client,
                     server.addr,
+                    server.pid,
                     case,
                     grant_secs,
                     &format!("r{round}-{case:?}"),
                 )
                 .await?;
                 eprintln!(
-                    "round {round} grants {case:?}: {:.0}/s (p50 {} µs, p99 {} µs, {:.2} pushes/grant, {} errors, {} balance mismatches)",
-                    r.per_sec, r.p50_us, r.p99_us, r.pushes_per_grant, r.errors, r.mismatches
+                    "round {round} grants {case:?}: {:.0}/s (p50 {} µs, p99 {} µs, {:.2} pushes/grant, {} errors, {} balance mismatches, CPU/grant gateway {:.0} µs, client {:.0} µs)",
+                    r.per_sec, r.p50_us, r.p99_us, r.pushes_per_grant, r.errors, r.mismatches, r.gateway_cpu_us, r.client_cpu_us
                 );
                 grant_runs[(case == grants::GrantCase::HotPlayer) as usize].push(r);
             }
