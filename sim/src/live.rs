@@ -333,6 +333,7 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         phases: crate::annotations::phases(scenario),
         gateway_source: opts.gateway_probe.as_ref().map(|p| p.source()),
         model_tail: None,
+        model_store: None,
     };
     results.evaluate_slos(scenario);
     Ok(results)
