@@ -105,9 +105,12 @@ pub struct StoreSummary {
     pub rounds_skipped_store_busy: u64,
     /// Wall time of the rounds (load, core, commits), seconds.
     pub round_wall_s: f64,
+    /// ... of the rounds that committed at least one match.
+    pub committing_round_wall_s: f64,
     /// Wall time writing tickets and cancels, seconds.
     pub write_wall_s: f64,
-    /// Matches committed per second of round wall time.
+    /// Matches committed per second of the committing rounds' wall time
+    /// (empty rounds after a drain would dilute it).
     pub matches_per_s: f64,
     /// Σ store share of the wait ÷ Σ wait over matched tickets (see the module docs).
     pub store_share_of_wait: f64,
@@ -411,6 +414,9 @@ impl StorePool {
             a.drain().map(|(_, m)| m).collect()
         };
         let reported: usize = reports.iter().map(|r| r.committed).sum();
+        if !committed.is_empty() {
+            self.sum.committing_round_wall_s += d.as_secs_f64();
+        }
         self.sum.commit_count_mismatches += reported.abs_diff(committed.len()) as u64;
         let matches = self.matched(committed, commit_at, due);
         let expired = self.expire(start, commit_at);
@@ -505,7 +511,7 @@ impl StorePool {
         s.audited_tickets = audited;
         s.audited_not_matched = not_matched;
         s.waiting_at_end = self.depth.iter().sum();
-        s.matches_per_s = s.matches_committed as f64 / s.round_wall_s.max(1e-9);
+        s.matches_per_s = s.matches_committed as f64 / s.committing_round_wall_s.max(1e-9);
         s.store_share_of_wait = if self.wait_ms > 0.0 {
             self.store_part_ms / self.wait_ms
         } else {
@@ -532,8 +538,8 @@ impl StorePool {
                 s.partitions, s.workers, s.commit_concurrency
             ),
             format!(
-                "Store: {} matches committed in {:.1} s of rounds ({:.0} matches/s), {} deadline outcomes; {} rounds, {} steps skipped because the store was busy; ticket writes {:.1} s; last commit at {:.1} s virtual; {} still waiting at the end.",
-                s.matches_committed, s.round_wall_s, s.matches_per_s, s.tickets_expired, s.rounds,
+                "Store: {} matches committed in {:.1} s of committing rounds ({:.0} matches/s; {:.1} s of rounds in all), {} deadline outcomes; {} rounds, {} steps skipped because the store was busy; ticket writes {:.1} s; last commit at {:.1} s virtual; {} still waiting at the end.",
+                s.matches_committed, s.committing_round_wall_s, s.matches_per_s, s.round_wall_s, s.tickets_expired, s.rounds,
                 s.rounds_skipped_store_busy, s.write_wall_s, s.last_commit_s, s.waiting_at_end
             ),
             format!(
