@@ -101,6 +101,8 @@ struct World<'a> {
     online: Vec<Vec<u32>>,
     /// Events by step index, with their exact due time (ms).
     wheel: BTreeMap<u64, Vec<(u32, u32, Ev, u64)>>,
+    /// The step whose events fired last: an event due by then goes to the next step.
+    fired: u64,
     step_ms: u64,
     /// Mean lobby time before queueing, ms (`None`: players never queue).
     lobby_mean_ms: Option<f64>,
@@ -130,7 +132,9 @@ impl Measure {
 
 impl World<'_> {
     fn schedule(&mut self, at_ms: u64, slot: u32, ev: Ev) {
-        let step = at_ms.div_ceil(self.step_ms);
+        // Due at or before a step whose events already fired (e.g. a lobby
+        // time under 1 ms): the next step, never a step that will not fire again.
+        let step = at_ms.div_ceil(self.step_ms).max(self.fired + 1);
         let p = &self.players[slot as usize];
         let gen = if matches!(ev, Ev::SessionEnd) {
             p.life
@@ -244,6 +248,7 @@ impl World<'_> {
 
     /// 1. Events due at `step`.
     fn fire_events(&mut self, step: u64, now: u64) -> anyhow::Result<()> {
+        self.fired = step;
         let Some(evs) = self.wheel.remove(&step) else {
             return Ok(());
         };
@@ -496,6 +501,7 @@ fn world(scenario: &Scenario) -> anyhow::Result<World<'_>> {
         free: Vec::new(),
         online: vec![Vec::new(); scenario.regions.len()],
         wheel: BTreeMap::new(),
+        fired: 0,
         step_ms,
         lobby_mean_ms: (mm.is_some() && mm_share > 0.0).then(|| scenario.session.think_ms.mean() / mm_share),
         rng: StdRng::seed_from_u64(scenario.seed),
