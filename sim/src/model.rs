@@ -25,11 +25,9 @@
 //! think period that ends in a matchmaking action). Ticket latencies come from
 //! the region's `rtt_ms` and its neighbours' distributions.
 //!
-//! With `[matchmaking.store]` (`outpost-sim model --store --partitions N`)
-//! the round runs the real store-backed pool instead of the core alone: an
-//! embedded store, leased partitions, one worker each; the store's work runs
-//! on real time charged to the virtual clock (see [`crate::model_store`] for
-//! how the two clocks combine and what the waits mean).
+//! With `[matchmaking.store]` (`model --store --partitions N`) the real
+//! store-backed pool replaces the core, its work on real time charged to the
+//! virtual clock ([`crate::model_store`]: how the clocks combine, what waits mean).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -132,8 +130,7 @@ impl Measure {
 
 impl World<'_> {
     fn schedule(&mut self, at_ms: u64, slot: u32, ev: Ev) {
-        // Due at or before a step whose events already fired (e.g. a lobby
-        // time under 1 ms): the next step, never a step that will not fire again.
+        // Due by a step whose events already fired (a lobby time < 1 ms): the next one.
         let step = at_ms.div_ceil(self.step_ms).max(self.fired + 1);
         let p = &self.players[slot as usize];
         let gen = if matches!(ev, Ev::SessionEnd) {
@@ -481,7 +478,9 @@ fn world(scenario: &Scenario) -> anyhow::Result<World<'_>> {
                 Some(st) => Engine::Store(Box::new(
                     StorePool::open(&cfg, st, step_ms).context("store-backed pool")?,
                 )),
-                None => Engine::Core(MatchCore::new(&cfg).context("matchmaker configuration")?),
+                None => Engine::Core(Box::new(
+                    MatchCore::new(&cfg).context("matchmaker configuration")?,
+                )),
             })
         }
         None => None,

@@ -9,7 +9,7 @@ use crate::model_store::StorePool;
 /// The matchmaker a model run drives: the core alone, or the real
 /// store-backed pool (`[matchmaking.store]`, `--store`).
 pub(crate) enum Engine {
-    Core(MatchCore),
+    Core(Box<MatchCore>),
     Store(Box<StorePool>),
 }
 
