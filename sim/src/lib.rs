@@ -46,6 +46,7 @@ mod matchmaking_spec;
 pub mod model;
 mod model_engine;
 pub mod model_store;
+mod model_store_summary;
 mod player;
 pub mod queue_model;
 mod queue_report;

@@ -537,7 +537,7 @@ fn finish(
     let (target, model_store) = match w.core {
         Some(Engine::Store(pool)) => {
             let (sum, ops) = pool.finish()?;
-            for line in StorePool::notes(&sum) {
+            for line in sum.notes() {
                 eprintln!("{line}");
                 notes.push(line);
             }
