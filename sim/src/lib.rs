@@ -10,7 +10,9 @@
 //!   through `outpost-client`, exactly as a game would (the player itself is
 //!   in `player.rs`; [`inventory`] its ledger operations).
 //! - [`model`]: the backend's matchmaker core on virtual time, for launches of
-//!   millions of players that no single machine could host over sockets.
+//!   millions of players that no single machine could host over sockets;
+//!   with `--store`, [`model_store`]: the real store-backed pool (embedded
+//!   store, partitions, workers with leases), its work on real time.
 //! - [`queue_model`]: queue mode, the backend's real login queue on an
 //!   embedded store and virtual time (the launch-queue preset).
 //! - [`record`], [`results`], [`report`]: HDR histograms and counters, the
@@ -42,6 +44,9 @@ pub mod live;
 pub mod local;
 mod matchmaking_spec;
 pub mod model;
+mod model_engine;
+pub mod model_store;
+mod model_store_summary;
 mod player;
 pub mod queue_model;
 mod queue_report;

@@ -387,6 +387,7 @@ fn live_results(
         phases: crate::annotations::phases(scenario),
         gateway_source: opts.gateway_probe.as_ref().map(|p| p.source()),
         model_tail: None,
+        model_store: None,
     }
 }
 

@@ -51,8 +51,9 @@ struct Cli {
 enum Command {
     /// Drive real gateways over QUIC with virtual players.
     Live(LiveArgs),
-    /// Run the matchmaker core on virtual time (no sockets).
-    Model(CommonArgs),
+    /// Run the matchmaker core (or, with --store, the store-backed pool) on
+    /// virtual time (no sockets).
+    Model(ModelArgs),
     /// Run the backend's login queue on an embedded store and virtual time
     /// (scenarios with a `[login_queue]` section).
     Queue(CommonArgs),
@@ -89,6 +90,21 @@ struct CommonArgs {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Debug, Args)]
+struct ModelArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Run the real store-backed pool (embedded store in a temporary
+    /// directory, leased partitions, one worker each) instead of the core
+    /// alone; its work runs on real time (sets `[matchmaking.store]`).
+    #[arg(long)]
+    store: bool,
+    /// With --store: skill-band partitions per region (default: the
+    /// scenario's, else 1).
+    #[arg(long, requires = "store")]
+    partitions: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -219,11 +235,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gateway(a) => return serve_gateway(a),
         Command::Compare(a) => return compare(a),
         Command::Live(a) => ("live", &a.common),
-        Command::Model(a) => ("model", a),
+        Command::Model(a) => ("model", &a.common),
         Command::Queue(a) => ("queue", a),
     };
-    let scenario =
+    let mut scenario =
         Scenario::from_file(&common.scenario).with_context(|| common.scenario.display().to_string())?;
+    if let Command::Model(a) = &cli.command {
+        store_option(&mut scenario, a)?;
+    }
     if !(common.scale.is_finite() && common.scale > 0.0) {
         bail!("--scale must be a positive number");
     }
@@ -264,6 +283,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// `model --store [--partitions N]`: the scenario's `[matchmaking.store]`.
+fn store_option(scenario: &mut Scenario, a: &ModelArgs) -> anyhow::Result<()> {
+    if !a.store {
+        return Ok(());
+    }
+    let Some(m) = scenario.matchmaking.as_mut() else {
+        bail!("--store needs a [matchmaking] section");
+    };
+    let st = m.store.get_or_insert_with(Default::default);
+    if let Some(p) = a.partitions {
+        st.partitions = p;
+    }
+    scenario.validate()?;
+    Ok(())
 }
 
 async fn run_live(scenario: &Scenario, a: &LiveArgs, opts: &RunOptions) -> anyhow::Result<Results> {

@@ -1,6 +1,9 @@
 //! The `[matchmaking]` section of a scenario (model mode's matchmaker, and
 //! the local gateway's pool): its types and validation.
 
+use outpost_backend::matchmaker::{
+    CrossRegionConfig, ExpansionStep, MatchmakerConfig, QueueConfig, RegionConfig, TargetWait,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::dist::Dist;
@@ -63,6 +66,42 @@ pub struct MatchmakingSpec {
     /// none: the fixed steps.
     #[serde(default)]
     pub target_wait: Option<TargetWaitSpec>,
+    /// Model mode only: run the real store-backed pool (embedded store,
+    /// partitions, workers with leases) instead of the core alone
+    /// (`src/model_store.rs`). Default none; `outpost-sim model --store`
+    /// switches it on.
+    #[serde(default)]
+    pub store: Option<StoreSpec>,
+}
+
+/// `[matchmaking.store]`: model mode through the store-backed pool.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// Skill-band partitions per region (band edges at the quantiles of
+    /// `skill`), one worker with its own lease per partition. Default 1.
+    #[serde(default = "one")]
+    pub partitions: u32,
+    /// Match commits in flight per partition round. Default 64.
+    #[serde(default = "sixty_four")]
+    pub commit_concurrency: usize,
+}
+
+impl Default for StoreSpec {
+    fn default() -> Self {
+        StoreSpec {
+            partitions: one(),
+            commit_concurrency: sixty_four(),
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn sixty_four() -> usize {
+    64
 }
 
 /// A queue's wait target (backend `matchmaker::widening`).
@@ -129,6 +168,11 @@ impl Scenario {
         {
             return bad("matchmaking.cross_region.after_s must be >= 0".into());
         }
+        if m.store
+            .is_some_and(|st| !(1..=256).contains(&st.partitions) || st.commit_concurrency == 0)
+        {
+            return bad("matchmaking.store: partitions must be 1..=256 and commit_concurrency > 0".into());
+        }
         for (what, d) in [
             ("skill", &m.skill),
             ("uncertainty", &m.uncertainty),
@@ -138,5 +182,47 @@ impl Scenario {
                 .or_else(|e| bad(format!("matchmaking.{what}: {e}")))?;
         }
         Ok(())
+    }
+}
+
+/// The backend matchmaker configuration a scenario describes.
+pub fn matchmaker_config(s: &Scenario, m: &MatchmakingSpec) -> MatchmakerConfig {
+    let ms = |s: f64| (s * 1000.0).round() as u64;
+    MatchmakerConfig {
+        regions: s
+            .regions
+            .iter()
+            .map(|r| RegionConfig {
+                name: r.name.clone(),
+                neighbours: r.neighbours.iter().map(|n| n.name.clone()).collect(),
+            })
+            .collect(),
+        queues: vec![QueueConfig {
+            name: m.queue.clone(),
+            teams: m.teams,
+            team_size: m.team_size,
+            expansions: m
+                .expansions
+                .iter()
+                .map(|e| ExpansionStep {
+                    after_ms: ms(e.after_s),
+                    max_skill_diff: e.max_skill_diff,
+                })
+                .collect(),
+            uncertainty_widening: m.uncertainty_widening,
+            cross_region: m.cross_region.map(|c| CrossRegionConfig {
+                after_ms: ms(c.after_s),
+                max_latency_ms: c.max_latency_ms,
+            }),
+            skill_bands: m.store.map_or_else(Vec::new, |st| {
+                crate::model_store::band_edges(&m.skill, st.partitions)
+            }),
+            band_borrow_after_ms: None,
+            deadline_ms: m.deadline_s.map(ms),
+            target_wait: m.target_wait.map(|t| TargetWait {
+                rating_bucket: t.rating_bucket,
+                ..TargetWait::new(t.percentile, ms(t.wait_s))
+            }),
+        }],
     }
 }

@@ -24,64 +24,31 @@
 //! mix (exact when think times are exponential: it is the wait until the first
 //! think period that ends in a matchmaking action). Ticket latencies come from
 //! the region's `rtt_ms` and its neighbours' distributions.
+//!
+//! With `[matchmaking.store]` (`model --store --partitions N`) the real
+//! store-backed pool replaces the core, its work on real time charged to the
+//! virtual clock ([`crate::model_store`]: how the clocks combine, what waits mean).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use outpost_backend::matchmaker::{
-    CrossRegionConfig, ExpansionStep, MatchCore, MatchmakerConfig, QueueConfig, RegionConfig, RegionLatency,
-    Skill, TargetWait, Ticket, TicketId,
-};
+use hdrhistogram::Histogram;
+use outpost_backend::matchmaker::{MatchCore, RegionLatency, Skill, Ticket, TicketId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::annotations::{ModelTail, WorstTicket};
-use crate::curve::{Curve, StormMode};
+use crate::curve::{Curve, Storm, StormMode};
+use crate::model_engine::Engine;
+use crate::model_store::StorePool;
 use crate::record::{new_histogram, Op, Totals};
 use crate::results::{summarise, RegionSample, Results, Sample, FORMAT};
 use crate::scenario::{MatchmakingSpec, Scenario};
+use crate::spread::SpreadByWait;
 use crate::RunOptions;
 
-/// The backend matchmaker configuration a scenario describes.
-pub fn matchmaker_config(s: &Scenario, m: &MatchmakingSpec) -> MatchmakerConfig {
-    let ms = |s: f64| (s * 1000.0).round() as u64;
-    MatchmakerConfig {
-        regions: s
-            .regions
-            .iter()
-            .map(|r| RegionConfig {
-                name: r.name.clone(),
-                neighbours: r.neighbours.iter().map(|n| n.name.clone()).collect(),
-            })
-            .collect(),
-        queues: vec![QueueConfig {
-            name: m.queue.clone(),
-            teams: m.teams,
-            team_size: m.team_size,
-            expansions: m
-                .expansions
-                .iter()
-                .map(|e| ExpansionStep {
-                    after_ms: ms(e.after_s),
-                    max_skill_diff: e.max_skill_diff,
-                })
-                .collect(),
-            uncertainty_widening: m.uncertainty_widening,
-            cross_region: m.cross_region.map(|c| CrossRegionConfig {
-                after_ms: ms(c.after_s),
-                max_latency_ms: c.max_latency_ms,
-            }),
-            skill_bands: Vec::new(),
-            band_borrow_after_ms: None,
-            deadline_ms: m.deadline_s.map(ms),
-            target_wait: m.target_wait.map(|t| TargetWait {
-                rating_bucket: t.rating_bucket,
-                ..TargetWait::new(t.percentile, ms(t.wait_s))
-            }),
-        }],
-    }
-}
+pub use crate::matchmaking_spec::matchmaker_config;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -126,12 +93,14 @@ fn slot_of(id: TicketId) -> u32 {
 struct World<'a> {
     s: &'a Scenario,
     mm: Option<&'a MatchmakingSpec>,
-    core: Option<MatchCore>,
+    core: Option<Engine>,
     players: Vec<Player>,
     free: Vec<u32>,
     online: Vec<Vec<u32>>,
     /// Events by step index, with their exact due time (ms).
     wheel: BTreeMap<u64, Vec<(u32, u32, Ev, u64)>>,
+    /// The step whose events fired last: an event due by then goes to the next step.
+    fired: u64,
     step_ms: u64,
     /// Mean lobby time before queueing, ms (`None`: players never queue).
     lobby_mean_ms: Option<f64>,
@@ -139,9 +108,30 @@ struct World<'a> {
     totals: Totals,
 }
 
+/// What a run measures as it goes.
+struct Measure {
+    waits: Histogram<u64>,
+    spread: SpreadByWait,
+    interval_waits: Histogram<u64>,
+    interval_matches: u64,
+    tail: ModelTail,
+    timeline: Vec<Sample>,
+    next_sample: u64,
+    last_sample: u64,
+    last_progress: Instant,
+}
+
+impl Measure {
+    fn wait(&mut self, wait_ms: u64) {
+        self.waits.saturating_record(wait_ms.max(1));
+        self.interval_waits.saturating_record(wait_ms.max(1));
+    }
+}
+
 impl World<'_> {
     fn schedule(&mut self, at_ms: u64, slot: u32, ev: Ev) {
-        let step = at_ms.div_ceil(self.step_ms);
+        // Due by a step whose events already fired (a lobby time < 1 ms): the next one.
+        let step = at_ms.div_ceil(self.step_ms).max(self.fired + 1);
         let p = &self.players[slot as usize];
         let gen = if matches!(ev, Ev::SessionEnd) {
             p.life
@@ -248,10 +238,161 @@ impl World<'_> {
             latencies,
             max_latency_ms: None,
             created_ms: now,
-        })
-        .context("matchmaker refused a ticket")?;
+        })?;
         self.totals.tickets += 1;
         Ok(())
+    }
+
+    /// 1. Events due at `step`.
+    fn fire_events(&mut self, step: u64, now: u64) -> anyhow::Result<()> {
+        self.fired = step;
+        let Some(evs) = self.wheel.remove(&step) else {
+            return Ok(());
+        };
+        for (slot, gen, ev, at_ms) in evs {
+            let p = self.players[slot as usize];
+            let current = if matches!(ev, Ev::SessionEnd) {
+                p.life
+            } else {
+                p.gen
+            };
+            if current != gen || p.state == State::Offline {
+                continue;
+            }
+            match ev {
+                Ev::SessionEnd => self.leave(slot),
+                // The ticket exists from the moment the player queued (between rounds).
+                Ev::Queue if p.state == State::Lobby => self.queue(at_ms.min(now), slot)?,
+                Ev::MatchOver if p.state == State::Playing => {
+                    self.players[slot as usize].state = State::Lobby;
+                    self.schedule_queue(now, slot);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// 2. A retry storm (or an outage) hits region `r`.
+    fn storm(&mut self, now: u64, r: usize, storm: Storm) {
+        let hit: Vec<u32> = self.online[r]
+            .iter()
+            .copied()
+            .filter(|_| self.rng.gen_bool(storm.share))
+            .collect();
+        for slot in hit {
+            if storm.moved {
+                // A region outage: the player leaves; the neighbour's curve
+                // brings as many new players there.
+                self.totals.outage_drops += 1;
+                self.leave(slot);
+                continue;
+            }
+            self.reset(slot);
+            self.totals.storm_drops += 1;
+            let old = self
+                .s
+                .rehearsal
+                .old_clients
+                .filter(|o| self.rng.gen_bool(o.share));
+            let back = match (old, storm.mode) {
+                // Old clients: the next multiple of their interval since the start.
+                (Some(o), _) => crate::retry::old_client_delay(o.interval_ms, Duration::from_millis(now))
+                    .as_millis() as u64,
+                (None, StormMode::Lockstep) => storm.interval_ms,
+                (None, StormMode::Jitter) => self.rng.gen_range(0..=storm.interval_ms),
+            };
+            self.schedule(now + back, slot, Ev::Queue);
+        }
+    }
+
+    /// 3. Each region's online players brought to its curve's target.
+    fn follow_curves(&mut self, now: u64, t_s: f64, curves: &[Curve]) {
+        for (r, curve) in curves.iter().enumerate() {
+            let target = curve.target_at(t_s).round() as usize;
+            let online = self.online[r].len();
+            for _ in online..target {
+                self.arrive(now, r);
+            }
+            for _ in target..online {
+                let list = &self.online[r];
+                let slot = list[self.rng.gen_range(0..list.len())];
+                self.leave(slot);
+            }
+        }
+    }
+
+    /// 4. One matching round: matched players play, deadline outcomes go back to the lobby.
+    fn match_round(&mut self, now: u64, t_s: f64, me: &mut Measure) -> anyhow::Result<()> {
+        let (Some(core), Some(m)) = (&mut self.core, self.mm) else {
+            return Ok(());
+        };
+        let (matches, expired) = core.round(now, self.step_ms)?;
+        for game in matches {
+            self.totals.matches += 1;
+            me.interval_matches += 1;
+            let length = (m.match_duration_s.sample(&mut self.rng) * 1000.0) as u64;
+            for t in &game.tickets {
+                me.wait(t.wait_ms);
+                me.spread.matched(t.wait_ms, game.skill_spread);
+                let slot = slot_of(t.id);
+                if me.tail.keeps(t.wait_ms as f64 / 1000.0) {
+                    me.tail.offer(WorstTicket {
+                        wait_s: t.wait_ms as f64 / 1000.0,
+                        matched_at_s: t_s,
+                        home_region: t.home_region.clone(),
+                        match_region: game.region.clone(),
+                        rating: f64::from(self.players[slot as usize].rating),
+                        expansion: t.expansion,
+                        match_skill_spread: game.skill_spread,
+                    });
+                }
+                self.players[slot as usize].state = State::Playing;
+                self.schedule(now + length, slot, Ev::MatchOver);
+            }
+        }
+        // Deadline outcomes: the wait counts; the player is back in the lobby.
+        for nm in expired {
+            me.wait(nm.wait_ms);
+            me.spread.no_match(nm.wait_ms);
+            let slot = slot_of(nm.ticket);
+            self.players[slot as usize].state = State::Lobby;
+            self.schedule_queue(now, slot);
+        }
+        Ok(())
+    }
+
+    /// The timeline sample at `now`.
+    fn sample(&self, now: u64, curves: &[Curve], forecast: Option<&Vec<Curve>>, me: &mut Measure) -> Sample {
+        let t_s = now as f64 / 1000.0;
+        let dt = ((now - me.last_sample) as f64 / 1000.0).max(1e-3);
+        me.last_sample = now;
+        let pct = |q: f64| {
+            (!me.interval_waits.is_empty()).then(|| me.interval_waits.value_at_quantile(q) as f64 / 1000.0)
+        };
+        let queue = self.mm.map(|m| m.queue.as_str()).unwrap_or_default();
+        let sample = Sample {
+            t_s,
+            regions: (0..self.s.regions.len())
+                .map(|r| RegionSample {
+                    forecast: forecast.map(|f| f[r].target_at(t_s).round() as u64),
+                    target: curves[r].target_at(t_s).round() as u64,
+                    players: self.online[r].len() as u64,
+                    waiting: self
+                        .core
+                        .as_ref()
+                        .map_or(0, |c| c.depth(queue, &self.s.regions[r].name, r)),
+                    ..RegionSample::default()
+                })
+                .collect(),
+            match_wait_p50_s: pct(0.5),
+            match_wait_p95_s: pct(0.95),
+            matches_per_s: Some(me.interval_matches as f64 / dt),
+            ..Sample::default()
+        };
+        me.interval_waits.reset();
+        me.interval_matches = 0;
+        sample
     }
 }
 
@@ -261,20 +402,8 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let mm = scenario.matchmaking.as_ref();
-    let core = match mm {
-        Some(m) => Some(MatchCore::new(&matchmaker_config(scenario, m)).context("matchmaker configuration")?),
-        None => None,
-    };
-    let weights = scenario.behaviour.weights();
-    let total_w: f64 = weights.iter().sum();
-    let mm_share = if total_w > 0.0 {
-        scenario.behaviour.matchmaking / total_w
-    } else {
-        0.0
-    };
-    let lobby_mean_ms = (mm.is_some() && mm_share > 0.0).then(|| scenario.session.think_ms.mean() / mm_share);
-    let step_ms = mm.map_or(1_000, |m| m.round_interval_ms);
+    let mut w = world(scenario)?;
+    let step_ms = w.step_ms;
     let curves: Vec<Curve> = scenario.curves(opts.scale);
     let forecast = scenario
         .rehearsal
@@ -284,185 +413,47 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
     if let Some(d) = opts.max_duration {
         duration_ms = duration_ms.min(d.as_millis() as u64);
     }
-    let nreg = scenario.regions.len();
-    let mut w = World {
-        s: scenario,
-        mm,
-        core,
-        players: Vec::new(),
-        free: Vec::new(),
-        online: vec![Vec::new(); nreg],
-        wheel: BTreeMap::new(),
-        step_ms,
-        lobby_mean_ms,
-        rng: StdRng::seed_from_u64(scenario.seed),
-        totals: Totals::default(),
-    };
-    let mut storms: Vec<(usize, crate::curve::Storm)> = curves
+    let mut storms: Vec<(usize, Storm)> = curves
         .iter()
         .enumerate()
         .flat_map(|(r, c)| c.storms().iter().map(move |s| (r, *s)))
         .collect();
     storms.sort_by(|a, b| a.1.at_s.total_cmp(&b.1.at_s));
     let mut next_storm = 0;
-    let mut waits = new_histogram();
-    let mut spread = crate::spread::SpreadByWait::default();
-    let mut interval_waits = new_histogram();
-    let mut interval_matches = 0u64;
-    let mut tail = ModelTail::default();
-    let mut timeline = Vec::new();
-    let mut next_sample = scenario.sample_interval_ms;
-    let mut last_sample = 0u64;
-    let mut last_progress = Instant::now();
-    let queue_name = mm.map(|m| m.queue.clone()).unwrap_or_default();
-
+    let mut me = Measure {
+        waits: new_histogram(),
+        spread: SpreadByWait::default(),
+        interval_waits: new_histogram(),
+        interval_matches: 0,
+        tail: ModelTail::default(),
+        timeline: Vec::new(),
+        next_sample: scenario.sample_interval_ms,
+        last_sample: 0,
+        last_progress: Instant::now(),
+    };
     let mut step = 0u64;
     loop {
         let now = step * step_ms;
-        // 1. Events due now.
-        if let Some(evs) = w.wheel.remove(&step) {
-            for (slot, gen, ev, at_ms) in evs {
-                let p = w.players[slot as usize];
-                let current = if matches!(ev, Ev::SessionEnd) {
-                    p.life
-                } else {
-                    p.gen
-                };
-                if current != gen || p.state == State::Offline {
-                    continue;
-                }
-                match ev {
-                    Ev::SessionEnd => w.leave(slot),
-                    // The ticket exists from the moment the player queued (between rounds).
-                    Ev::Queue if p.state == State::Lobby => w.queue(at_ms.min(now), slot)?,
-                    Ev::MatchOver if p.state == State::Playing => {
-                        w.players[slot as usize].state = State::Lobby;
-                        w.schedule_queue(now, slot);
-                    }
-                    _ => {}
-                }
-            }
-        }
         let t_s = now as f64 / 1000.0;
-        // 2. Retry storms.
+        w.fire_events(step, now)?;
         while let Some((r, storm)) = storms.get(next_storm).copied().filter(|(_, s)| s.at_s <= t_s) {
             next_storm += 1;
-            let hit: Vec<u32> = w.online[r]
-                .iter()
-                .copied()
-                .filter(|_| w.rng.gen_bool(storm.share))
-                .collect();
-            for slot in hit {
-                if storm.moved {
-                    // A region outage: the player leaves; the neighbour's curve
-                    // brings as many new players there.
-                    w.totals.outage_drops += 1;
-                    w.leave(slot);
-                    continue;
-                }
-                w.reset(slot);
-                w.totals.storm_drops += 1;
-                let old = scenario.rehearsal.old_clients.filter(|o| w.rng.gen_bool(o.share));
-                let back = match (old, storm.mode) {
-                    // Old clients: the next multiple of their interval since the start.
-                    (Some(o), _) => crate::retry::old_client_delay(o.interval_ms, Duration::from_millis(now))
-                        .as_millis() as u64,
-                    (None, StormMode::Lockstep) => storm.interval_ms,
-                    (None, StormMode::Jitter) => w.rng.gen_range(0..=storm.interval_ms),
-                };
-                w.schedule(now + back, slot, Ev::Queue);
-            }
+            w.storm(now, r, storm);
         }
-        // 3. Follow the curves.
-        for (r, curve) in curves.iter().enumerate() {
-            let target = curve.target_at(t_s).round() as usize;
-            let online = w.online[r].len();
-            for _ in online..target {
-                w.arrive(now, r);
-            }
-            for _ in target..online {
-                let list = &w.online[r];
-                let slot = list[w.rng.gen_range(0..list.len())];
-                w.leave(slot);
-            }
-        }
-        // 4. One matching round.
-        if let Some(core) = &mut w.core {
-            let matches = core.run_round(now);
-            let expired = core.expire_due(now, now + step_ms);
-            let m = mm.expect("a core exists only with [matchmaking]");
-            for game in matches {
-                w.totals.matches += 1;
-                interval_matches += 1;
-                let length = (m.match_duration_s.sample(&mut w.rng) * 1000.0) as u64;
-                for t in &game.tickets {
-                    waits.saturating_record(t.wait_ms.max(1));
-                    interval_waits.saturating_record(t.wait_ms.max(1));
-                    spread.matched(t.wait_ms, game.skill_spread);
-                    let slot = slot_of(t.id);
-                    if tail.keeps(t.wait_ms as f64 / 1000.0) {
-                        tail.offer(WorstTicket {
-                            wait_s: t.wait_ms as f64 / 1000.0,
-                            matched_at_s: t_s,
-                            home_region: t.home_region.clone(),
-                            match_region: game.region.clone(),
-                            rating: f64::from(w.players[slot as usize].rating),
-                            expansion: t.expansion,
-                            match_skill_spread: game.skill_spread,
-                        });
-                    }
-                    w.players[slot as usize].state = State::Playing;
-                    w.schedule(now + length, slot, Ev::MatchOver);
-                }
-            }
-            // Deadline outcomes: the wait counts; the player is back in the lobby.
-            for nm in expired {
-                waits.saturating_record(nm.wait_ms.max(1));
-                interval_waits.saturating_record(nm.wait_ms.max(1));
-                spread.no_match(nm.wait_ms);
-                let slot = slot_of(nm.ticket);
-                w.players[slot as usize].state = State::Lobby;
-                w.schedule_queue(now, slot);
-            }
-        }
-        // Timeline.
+        w.follow_curves(now, t_s, &curves);
+        w.match_round(now, t_s, &mut me)?;
         let done = now >= duration_ms;
-        if now >= next_sample || done {
-            let dt = ((now - last_sample) as f64 / 1000.0).max(1e-3);
-            last_sample = now;
-            let pct = |q: f64| {
-                (!interval_waits.is_empty()).then(|| interval_waits.value_at_quantile(q) as f64 / 1000.0)
-            };
-            let sample = Sample {
-                t_s,
-                regions: (0..nreg)
-                    .map(|r| RegionSample {
-                        forecast: forecast.as_ref().map(|f| f[r].target_at(t_s).round() as u64),
-                        target: curves[r].target_at(t_s).round() as u64,
-                        players: w.online[r].len() as u64,
-                        waiting: w
-                            .core
-                            .as_ref()
-                            .map_or(0, |c| c.depth(&queue_name, &scenario.regions[r].name) as u64),
-                        ..RegionSample::default()
-                    })
-                    .collect(),
-                match_wait_p50_s: pct(0.5),
-                match_wait_p95_s: pct(0.95),
-                matches_per_s: Some(interval_matches as f64 / dt),
-                ..Sample::default()
-            };
-            interval_waits.reset();
-            interval_matches = 0;
+        if now >= me.next_sample || done {
+            let sample = w.sample(now, &curves, forecast.as_ref(), &mut me);
             if (opts.progress || opts.progress_log.is_some())
-                && (last_progress.elapsed() >= Duration::from_secs(1) || done)
+                && (me.last_progress.elapsed() >= Duration::from_secs(1) || done)
             {
-                last_progress = Instant::now();
+                me.last_progress = Instant::now();
                 opts.report_progress(progress_line(&sample, scenario, &w.totals, wall.elapsed()));
             }
-            timeline.push(sample);
-            while next_sample <= now {
-                next_sample += scenario.sample_interval_ms;
+            me.timeline.push(sample);
+            while me.next_sample <= now {
+                me.next_sample += scenario.sample_interval_ms;
             }
         }
         if done {
@@ -470,25 +461,92 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
         }
         step += 1;
     }
+    let mut results = finish(scenario, opts, w, me, duration_ms)?;
+    results.started_unix_ms = started_unix_ms;
+    results.wall_s = wall.elapsed().as_secs_f64();
+    Ok(results)
+}
 
+/// The world a scenario starts from (the matchmaker opened, nobody online).
+fn world(scenario: &Scenario) -> anyhow::Result<World<'_>> {
+    let mm = scenario.matchmaking.as_ref();
+    let step_ms = mm.map_or(1_000, |m| m.round_interval_ms);
+    let core = match mm {
+        Some(m) => {
+            let cfg = matchmaker_config(scenario, m);
+            Some(match m.store {
+                Some(st) => Engine::Store(Box::new(
+                    StorePool::open(&cfg, st, step_ms).context("store-backed pool")?,
+                )),
+                None => Engine::Core(Box::new(
+                    MatchCore::new(&cfg).context("matchmaker configuration")?,
+                )),
+            })
+        }
+        None => None,
+    };
+    let weights = scenario.behaviour.weights();
+    let total_w: f64 = weights.iter().sum();
+    let mm_share = if total_w > 0.0 {
+        scenario.behaviour.matchmaking / total_w
+    } else {
+        0.0
+    };
+    Ok(World {
+        s: scenario,
+        mm,
+        core,
+        players: Vec::new(),
+        free: Vec::new(),
+        online: vec![Vec::new(); scenario.regions.len()],
+        wheel: BTreeMap::new(),
+        fired: 0,
+        step_ms,
+        lobby_mean_ms: (mm.is_some() && mm_share > 0.0).then(|| scenario.session.think_ms.mean() / mm_share),
+        rng: StdRng::seed_from_u64(scenario.seed),
+        totals: Totals::default(),
+    })
+}
+
+/// The results of a finished run (wall time and start filled in by the caller).
+fn finish(
+    scenario: &Scenario,
+    opts: &RunOptions,
+    w: World,
+    mut me: Measure,
+    duration_ms: u64,
+) -> anyhow::Result<Results> {
+    let step_ms = w.step_ms;
     let mut notes = vec![format!(
         "Model mode: virtual time in steps of {step_ms} ms; logins, requests and the network are not modelled (live mode does that)."
     )];
-    match lobby_mean_ms {
+    match w.lobby_mean_ms {
         Some(ms) => notes.push(format!(
             "Players queue after an exponential lobby time with mean {:.1} s (think time mean ÷ matchmaking share of the behaviour mix).",
             ms / 1000.0
         )),
         None => notes.push("No matchmaking in this scenario (no [matchmaking] section or a zero matchmaking weight): only the population is modelled.".into()),
     }
-    if mm.is_some() {
-        notes.extend(spread.report());
-        for line in spread.report() {
+    if w.mm.is_some() {
+        notes.extend(me.spread.report());
+        for line in me.spread.report() {
             eprintln!("{line}");
         }
     }
-    let sim_s = duration_ms as f64 / 1000.0;
-    (tail.peak_players, tail.peak_at_s) = crate::annotations::peak_players(&timeline);
+    let mut operations = summarise([(Op::MatchWait, std::mem::replace(&mut me.waits, new_histogram()))]);
+    let (target, model_store) = match w.core {
+        Some(Engine::Store(pool)) => {
+            let (sum, ops) = pool.finish()?;
+            for line in sum.notes() {
+                eprintln!("{line}");
+                notes.push(line);
+            }
+            operations.extend(ops);
+            ("in-process store-backed matchmaker (outpost-backend: embedded store, leased partitions, workers)", Some(sum))
+        }
+        _ => ("in-process matchmaker core (outpost-backend)", None),
+    };
+    (me.tail.peak_players, me.tail.peak_at_s) = crate::annotations::peak_players(&me.timeline);
     let mut results = Results {
         format: FORMAT.into(),
         mode: "model".into(),
@@ -496,23 +554,24 @@ pub fn run(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Results> {
         description: scenario.description.clone(),
         scale: opts.scale,
         regions: scenario.regions.iter().map(|r| r.name.clone()).collect(),
-        started_unix_ms,
-        wall_s: wall.elapsed().as_secs_f64(),
-        sim_s,
-        target: "in-process matchmaker core (outpost-backend)".into(),
+        started_unix_ms: 0,
+        wall_s: 0.0,
+        sim_s: duration_ms as f64 / 1000.0,
+        target: target.into(),
         totals: w.totals,
-        operations: summarise([(Op::MatchWait, waits)]),
+        operations,
         errors: BTreeMap::new(),
         errors_by_op: BTreeMap::new(),
         accounting: BTreeMap::new(),
         expected_outcomes: scenario.accounting.expected.clone(),
-        timeline,
+        timeline: me.timeline,
         slo: Vec::new(),
         notes,
         login_queue: None,
         phases: crate::annotations::phases(scenario),
         gateway_source: None,
-        model_tail: Some(tail),
+        model_tail: Some(me.tail),
+        model_store,
     };
     results.evaluate_slos(scenario);
     Ok(results)

@@ -105,6 +105,7 @@ pub fn render(r: &Results) -> String {
     h.push_str(&crate::report_sections::regions(r));
     h.push_str(&crate::report_sections::gateway(r));
     h.push_str(&crate::report_sections::model_tail(r));
+    h.push_str(&crate::report_sections::model_store(r));
     h.push_str(&crate::report_sections::operations(r));
 
     // Errors and expected outcomes, by operation and code: the accounting,

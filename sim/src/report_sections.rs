@@ -347,3 +347,41 @@ fn table(title: &str, rows: &[(&String, &HistSummary)]) -> String {
     h.push_str("</table>");
     h
 }
+
+/// Model mode with `--store`: what the store-backed pool did.
+pub(crate) fn model_store(r: &Results) -> String {
+    let Some(s) = &r.model_store else {
+        return String::new();
+    };
+    let mut h = String::from("<h2 id=\"store\">Store-backed pool</h2><div class=\"cards\">");
+    let cards = [
+        (
+            format!("{} × {}", s.partitions, s.workers),
+            "partitions per region × workers",
+        ),
+        (fmt_num(s.matches_committed as f64), "matches committed"),
+        (fmt_num(s.matches_per_s), "matches committed per second of rounds"),
+        (
+            format!("{:.1}%", s.store_share_of_wait * 100.0),
+            "store's share of the match wait",
+        ),
+        (
+            fmt_num(s.rounds_skipped_store_busy as f64),
+            "rounds skipped: store busy",
+        ),
+        (fmt_ms(s.last_commit_s * 1000.0), "last commit (virtual)"),
+    ];
+    for (v, k) in cards {
+        let _ = write!(h, "<div><b>{v}</b><span>{k}</span></div>");
+    }
+    h.push_str("</div>");
+    let bad = s.commit_count_mismatches + s.expiry_mismatches + s.unknown_tickets + s.audited_not_matched;
+    if bad > 0 || s.store_match_records != s.matches_committed {
+        let _ = write!(
+            h,
+            "<p class=\"warn\">Store audit failed: {} match records for {} matches committed, {} mismatches (see the notes).</p>",
+            s.store_match_records, s.matches_committed, bad
+        );
+    }
+    h
+}

@@ -25,6 +25,7 @@
 //! - `slo`: one [`SloResult`] per objective set in the scenario, in every
 //!   mode: `measured: false` when this mode cannot measure it.
 //! - `notes`: what the run could not do (e.g. skipped actions), in words.
+//! - `model_store`: model mode with `--store` ([`crate::model_store`]).
 //! - `phases`, `gateway_source`, `model_tail` and the per-region and
 //!   `gateway` fields of the timeline: see [`crate::annotations`].
 
@@ -264,6 +265,9 @@ pub struct Results {
     /// Model mode: peak concurrency and the worst tickets.
     #[serde(default)]
     pub model_tail: Option<ModelTail>,
+    /// Model mode through the store-backed pool (`--store`): what the store did.
+    #[serde(default)]
+    pub model_store: Option<crate::model_store::StoreSummary>,
 }
 
 impl Results {

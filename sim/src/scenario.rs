@@ -52,7 +52,9 @@ use crate::accounting::AccountingSpec;
 use crate::curve::{Curve, Segment};
 use crate::dist::Dist;
 use crate::inventory::InventorySpec;
-pub use crate::matchmaking_spec::{CrossRegionSpec, ExpansionSpec, MatchmakingSpec, TargetWaitSpec};
+pub use crate::matchmaking_spec::{
+    CrossRegionSpec, ExpansionSpec, MatchmakingSpec, StoreSpec, TargetWaitSpec,
+};
 pub use crate::queue_spec::LoginQueueSpec;
 use crate::rehearsal::RehearsalSpec;
 

@@ -324,6 +324,18 @@ impl<S: Store> Matchmaker<S> {
     /// if this matchmaker's incarnation was already swept as dead, input errors ([`MatchmakerError::InvalidTicket`],
     /// [`MatchmakerError::InvalidPlayerId`], [`MatchmakerError::DuplicatePlayer`]).
     pub async fn create_ticket(&self, req: TicketRequest) -> Result<TicketId, MatchmakerError> {
+        self.create_ticket_at(req, now_ms()).await
+    }
+
+    /// [`create_ticket`](Self::create_ticket) with the ticket's creation time
+    /// given (ms, the clock workers pass to their rounds): the simulator's
+    /// model mode runs the store-backed pool on virtual time this way. Servers
+    /// use `create_ticket`.
+    pub async fn create_ticket_at(
+        &self,
+        req: TicketRequest,
+        created_ms: u64,
+    ) -> Result<TicketId, MatchmakerError> {
         for (i, p) in req.players.iter().enumerate() {
             check_player(p)?;
             if req.players[..i].contains(p) {
@@ -338,7 +350,7 @@ impl<S: Store> Matchmaker<S> {
             home_region: req.home_region,
             latencies: req.latencies,
             max_latency_ms: req.max_latency_ms,
-            created_ms: now_ms(),
+            created_ms,
         };
         check_ticket(&self.config, &ticket)?;
         let band = self
