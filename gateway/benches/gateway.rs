@@ -43,6 +43,11 @@
 //! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`;
 //! also `queued`), `OUTPOST_BENCH_QUEUED` (10000),
 //! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children),
+//! `OUTPOST_BENCH_LOGIN_ENDPOINTS` (`own`: each login connection on a client
+//! endpoint of its own, as game clients; `shared`: all on one endpoint) and
+//! `OUTPOST_BENCH_CLIENT_CIDS` (`zero`: the SDK's zero-length client connection
+//! ids; `default`: quinn's), see `gateway/own_endpoints.rs`; both servers get the
+//! same client,
 //! `OUTPOST_BENCH_GROUP_COMMIT_LINGER_US` (the gateway child's store setting),
 //! `OUTPOST_BENCH_GROUP_COMMIT_FIXED` (set: the child's group commit always waits
 //! the whole linger, the behaviour before it adapted).
@@ -85,11 +90,14 @@ const QUEUE_ENV: &str = "OUTPOST_BENCH_CHILD_QUEUE";
 mod grants;
 #[path = "gateway/login.rs"]
 mod login;
+#[path = "gateway/own_endpoints.rs"]
+mod own_endpoints;
 #[path = "gateway/queued.rs"]
 mod queued;
 #[path = "gateway/rss.rs"]
 mod rss;
 
+use own_endpoints::{client_socket_config, Lease, OwnEndpoints};
 use rss::{idle_run, Idle};
 
 fn main() -> Result<()> {
@@ -382,6 +390,9 @@ impl Server {
 
 struct Client {
     endpoint: quinn::Endpoint,
+    /// Login runs: endpoints of their own, one connection each (see
+    /// [`Client::connect_own`]); `None` when `OUTPOST_BENCH_LOGIN_ENDPOINTS=shared`.
+    own: Option<OwnEndpoints>,
 }
 
 impl Client {
@@ -405,24 +416,51 @@ impl Client {
         transport.keep_alive_interval(Some(Duration::from_secs(10)));
         let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
         cc.transport_config(Arc::new(transport));
-        // Same socket sizing as the servers: the client sees the same bursts.
-        let sock_cfg = GatewayConfig {
-            listen: "127.0.0.1:0".parse()?,
-            ..GatewayConfig::default()
-        };
-        let (socket, _) = outpost_gateway::endpoint::bind_udp(&sock_cfg)?;
+        let (socket, _) = outpost_gateway::endpoint::bind_udp(&client_socket_config()?)?;
         let mut endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             None,
             socket,
             Arc::new(quinn::TokioRuntime),
         )?;
-        endpoint.set_default_client_config(cc);
-        Ok(Client { endpoint })
+        endpoint.set_default_client_config(cc.clone());
+        let own = match std::env::var("OUTPOST_BENCH_LOGIN_ENDPOINTS").as_deref() {
+            Ok("shared") => None,
+            Ok("own") | Err(_) => Some(OwnEndpoints {
+                zero_length_cids: std::env::var("OUTPOST_BENCH_CLIENT_CIDS").as_deref() != Ok("default"),
+                cc,
+                idle: Default::default(),
+            }),
+            Ok(other) => bail!("OUTPOST_BENCH_LOGIN_ENDPOINTS={other}: own or shared"),
+        };
+        Ok(Client { endpoint, own })
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<quinn::Connection> {
         Ok(self.endpoint.connect(addr, "localhost")?.await?)
+    }
+
+    /// A login run's connection: on an endpoint of its own (see [`OwnEndpoints`]),
+    /// held until the returned lease drops, or on the shared endpoint.
+    async fn connect_own(&self, addr: SocketAddr) -> Result<(quinn::Connection, Option<Lease<'_>>)> {
+        let Some(pool) = &self.own else {
+            return Ok((self.connect(addr).await?, None));
+        };
+        let lease = pool.lease()?;
+        let e = lease.endpoint.as_ref().expect("leased");
+        let conn = e.connect(addr, "localhost")?.await?;
+        Ok((conn, Some(lease)))
+    }
+
+    /// What the login runs' client endpoints are, for the report.
+    fn login_endpoints(&self) -> &'static str {
+        match &self.own {
+            None => "one shared client endpoint, quinn's default 8-byte connection ids",
+            Some(p) if p.zero_length_cids => {
+                "an endpoint per client connection with the SDK's zero-length connection ids"
+            }
+            Some(_) => "an endpoint per client connection with quinn's default 8-byte connection ids",
+        }
     }
 }
 
