@@ -277,9 +277,13 @@ fn open_endpoint(
     }
     let socket = KillSwitchSocket::bind(first).map_err(|e| ClientError::Connect(format!("bind: {e}")))?;
     let runtime = quinn::default_runtime().ok_or_else(|| ClientError::Connect("no tokio runtime".into()))?;
-    let endpoint =
-        Endpoint::new_with_abstract_socket(endpoint_config_for(&config.gateways), None, socket.clone(), runtime)
-            .map_err(|e| ClientError::Connect(format!("endpoint: {e}")))?;
+    let endpoint = Endpoint::new_with_abstract_socket(
+        endpoint_config_for(&config.gateways),
+        None,
+        socket.clone(),
+        runtime,
+    )
+    .map_err(|e| ClientError::Connect(format!("endpoint: {e}")))?;
     let own = DialEndpoint {
         endpoint,
         shared: false,

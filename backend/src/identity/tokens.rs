@@ -426,7 +426,9 @@ mod tests {
     fn an_issued_token_remembered_verifies_and_still_needs_a_known_key() {
         let (key, v, claims) = setup();
         let signer = TokenSigner::new("k1".into(), key.clone());
-        let issued = signer.issue(&claims.sub, &claims.home, &[Duration::from_secs(60)], 1_000).unwrap();
+        let issued = signer
+            .issue(&claims.sub, &claims.home, &[Duration::from_secs(60)], 1_000)
+            .unwrap();
         let token = &issued[0].token;
         v.remember_issued(token);
         assert_eq!(v.verify(token, 1_059).unwrap(), issued[0].claims);
@@ -434,7 +436,10 @@ mod tests {
         // A verifier without k1 refuses it whatever its memory holds.
         let other = TokenVerifier::new();
         other.remember_issued(token);
-        assert_eq!(other.verify(token, 1_010), Err(TokenError::UnknownKey("k1".into())));
+        assert_eq!(
+            other.verify(token, 1_010),
+            Err(TokenError::UnknownKey("k1".into()))
+        );
     }
 
     #[test]

@@ -125,7 +125,10 @@ mod tests {
             }
         }
         assert!(v.len() <= 2 * GENERATION, "{} digests remembered", v.len());
-        assert!(!v.contains(&digest("token-1")), "an old, unused token is remembered");
+        assert!(
+            !v.contains(&digest("token-1")),
+            "an old, unused token is remembered"
+        );
         assert!(v.contains(&digest(&format!("token-{}", 3 * GENERATION - 1))));
         v.clear();
         assert_eq!(v.len(), 0);
