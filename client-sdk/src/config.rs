@@ -157,7 +157,9 @@ pub struct ClientConfig {
     ///
     /// For load generators and bot hosts that run thousands of clients: a
     /// shared endpoint saves a socket, a file descriptor and a kernel receive
-    /// buffer per client (quinn tells connections apart by connection id).
+    /// buffer per client (quinn tells connections apart by connection id; a
+    /// client's own endpoint uses zero-length ids instead, see
+    /// [`crate::quic_endpoint_config`]).
     /// Trade-offs: one endpoint's packets are processed by one task, so spread
     /// many clients over a few endpoints (a handful per core); the endpoint's
     /// address family must match the gateways'. The SDK connects with its own

@@ -16,7 +16,7 @@ use crate::events::EventHub;
 use crate::login::{login, wait_admitted, Answer};
 use crate::queue::QueueWait;
 use crate::socket::KillSwitchSocket;
-use crate::tls::alpn_ok;
+use crate::tls::{alpn_ok, endpoint_config_for};
 
 /// The endpoint a connection runs on: the client's own (closed with the
 /// connection) or one shared with other clients (never closed by the SDK).
@@ -277,9 +277,13 @@ fn open_endpoint(
     }
     let socket = KillSwitchSocket::bind(first).map_err(|e| ClientError::Connect(format!("bind: {e}")))?;
     let runtime = quinn::default_runtime().ok_or_else(|| ClientError::Connect("no tokio runtime".into()))?;
-    let endpoint =
-        Endpoint::new_with_abstract_socket(quinn::EndpointConfig::default(), None, socket.clone(), runtime)
-            .map_err(|e| ClientError::Connect(format!("endpoint: {e}")))?;
+    let endpoint = Endpoint::new_with_abstract_socket(
+        endpoint_config_for(&config.gateways),
+        None,
+        socket.clone(),
+        runtime,
+    )
+    .map_err(|e| ClientError::Connect(format!("endpoint: {e}")))?;
     let own = DialEndpoint {
         endpoint,
         shared: false,

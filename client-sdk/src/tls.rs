@@ -112,6 +112,66 @@ pub fn quic_transport_config(mtu_discovery: bool) -> quinn::TransportConfig {
     transport
 }
 
+/// The QUIC endpoint settings of a client's own endpoint (one UDP socket per
+/// client, the SDK's default): **zero-length connection ids** for the packets
+/// the gateway sends to the client. Public, like [`quic_transport_config`], so
+/// that load generators put the same datagrams on the wire as a game client.
+///
+/// Why: with connection ids of its own, each side of a QUIC connection hands
+/// the other `active_connection_id_limit − 1` spare ids right after the
+/// handshake (quinn: 5 − 1 = 4 `NEW_CONNECTION_ID` frames each way, plus a
+/// `RETIRE_CONNECTION_ID`); a client with zero-length ids issues none and
+/// announces the limit's default of 2, so the gateway issues one. That is
+/// seven frames less per login for the gateway to send, receive, encrypt and
+/// acknowledge (measured in the gateway bench, docs/PERFORMANCE.md).
+///
+/// Trade-offs: quinn tells a zero-length-id client's connections apart by the
+/// server's address alone, so an endpoint built with this config must have at
+/// most one connection (live or draining) per server address. The SDK's own
+/// endpoint serves one dial, whose gateways it checks are distinct
+/// ([`endpoint_config_for`]); a shared endpoint (`ClientConfig::endpoint`) is
+/// the caller's and keeps its own settings. A client's own address changing
+/// (NAT rebinding, Wi-Fi to cellular) still works: the gateway, whose ids are
+/// not zero-length, recognises the connection on the new path.
+pub fn quic_endpoint_config() -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::default();
+    config.cid_generator(|| Box::new(ZeroLengthCids));
+    config
+}
+
+/// The endpoint settings for a client's own endpoint dialling `gateways`:
+/// [`quic_endpoint_config`] when every address is distinct, quinn's defaults
+/// otherwise (a list naming one gateway twice would give one endpoint two
+/// connections to the same address, which zero-length ids cannot tell apart).
+pub(crate) fn endpoint_config_for(gateways: &[std::net::SocketAddr]) -> quinn::EndpointConfig {
+    let distinct = gateways
+        .iter()
+        .enumerate()
+        .all(|(i, a)| !gateways[..i].contains(a));
+    if distinct {
+        quic_endpoint_config()
+    } else {
+        quinn::EndpointConfig::default()
+    }
+}
+
+/// Connection ids of length zero (see [`quic_endpoint_config`]).
+struct ZeroLengthCids;
+
+impl quinn::ConnectionIdGenerator for ZeroLengthCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        quinn::ConnectionId::new(&[])
+    }
+
+    fn cid_len(&self) -> usize {
+        0
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
 /// Whether the server selected our ALPN (PROTOCOL.md 1: a client MUST refuse
 /// a server that did not).
 pub(crate) fn alpn_ok(conn: &quinn::Connection) -> bool {

@@ -14,6 +14,12 @@
 //!   instead (no signature: the verify it just passed is the only Ed25519 work).
 //!   Between a rotation and the reload (one watch round trip) new tokens are
 //!   still signed by the previous key, which stays valid until it is retired.
+//! - The keyring's verifier remembers (bounded, see
+//!   `outpost_backend::identity::TokenVerifier`) the session tokens this
+//!   gateway signed or verified, so a token login with a token this gateway
+//!   handed out or already checked costs a SHA-256 instead of an Ed25519
+//!   verification; format, key id and expiry are still checked every time. The
+//!   memory goes with the keyring when the signing keys change.
 //! - Resume tokens live for the resume window and are MACs under keys derived
 //!   from the same signing keys (`outpost_backend::identity::resume`): any
 //!   gateway of the region can check them, which is what lets a drained client
@@ -238,7 +244,8 @@ impl Authenticator {
         let session_token = match principal.reusable_session_token.take() {
             Some(token) => token,
             None => {
-                self.keyring()
+                let keys = self.keyring();
+                let token = keys
                     .signer
                     .issue(
                         &principal.player_id,
@@ -249,7 +256,11 @@ impl Authenticator {
                     .map_err(identity_refusal)?
                     .pop()
                     .ok_or_else(|| Refusal::new(ErrorCode::Internal, "identity issued no token"))?
-                    .token
+                    .token;
+                // Signed just now by the active key: a token login presenting it
+                // here later skips the signature check.
+                keys.verifier.remember_issued(&token);
+                token
             }
         };
         Ok(IssuedTokens {

@@ -58,6 +58,7 @@ pub mod keys;
 pub mod resume;
 pub mod tokens;
 pub mod types;
+mod verified;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -40,6 +40,7 @@
 //! that must be authoritative reads the home region from identity.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -49,6 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::IdentityError;
 use super::types::IssuedToken;
+use super::verified::{self, Verified};
 
 /// Longest accepted token, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 2048;
@@ -243,9 +245,16 @@ pub(crate) fn check_expiry(claims: SessionClaims, now_unix_secs: u64) -> Result<
 }
 
 /// Verifies tokens against a set of public keys, with no store access.
+///
+/// It remembers (a bounded number of) the tokens it has authenticated, so a
+/// token presented again costs a SHA-256 instead of an Ed25519 verification;
+/// every other check (format, known key, expiry) still runs. See
+/// `identity/verified.rs` for the bound and the threat model. Clones share
+/// that memory.
 #[derive(Debug, Clone, Default)]
 pub struct TokenVerifier {
     keys: HashMap<String, VerifyingKey>,
+    verified: Arc<Verified>,
 }
 
 impl TokenVerifier {
@@ -254,9 +263,23 @@ impl TokenVerifier {
         Self::default()
     }
 
-    /// Adds (or replaces) a key.
+    /// Adds (or replaces) a key. Starts a new, empty memory of authenticated
+    /// tokens (a replaced key must not keep its tokens valid); clones made
+    /// before keep the old one, so a verifier never shares its memory with one
+    /// whose keys differ.
     pub fn insert(&mut self, kid: impl Into<String>, key: VerifyingKey) {
         self.keys.insert(kid.into(), key);
+        self.verified = Arc::default();
+    }
+
+    /// Remembers a token this process has just signed with one of this
+    /// verifier's keys ([`TokenSigner::issue`] under the keyring's active key),
+    /// so that presenting it again skips the signature check. Only for tokens
+    /// the caller signed itself: a remembered string is accepted without its
+    /// signature being looked at (its key id must still be known and it must not
+    /// have expired).
+    pub fn remember_issued(&self, token: &str) {
+        self.verified.insert(verified::digest(token));
     }
 
     /// The known key ids.
@@ -277,7 +300,8 @@ impl TokenVerifier {
     /// Verifies `token` at time `now_unix_secs` and returns its claims.
     ///
     /// Checks, in order: length, format, that the key is known, the signature,
-    /// then expiry. Claims are only returned after the signature verified.
+    /// then expiry. Claims are only returned after the signature verified, now
+    /// or for the same bytes earlier (the verifier's memory, see the type docs).
     pub fn verify(&self, token: &str, now_unix_secs: u64) -> Result<SessionClaims, TokenError> {
         let parsed = parse(token, PREFIX)?;
         let sig: [u8; 64] = parsed
@@ -289,8 +313,12 @@ impl TokenVerifier {
             .keys
             .get(&parsed.claims.kid)
             .ok_or_else(|| TokenError::UnknownKey(parsed.claims.kid.clone()))?;
-        key.verify_strict(parsed.signed, &Signature::from_bytes(&sig))
-            .map_err(|_| TokenError::BadSignature)?;
+        let digest = verified::digest(token);
+        if !self.verified.contains(&digest) {
+            key.verify_strict(parsed.signed, &Signature::from_bytes(&sig))
+                .map_err(|_| TokenError::BadSignature)?;
+            self.verified.insert(digest);
+        }
         check_expiry(parsed.claims, now_unix_secs)
     }
 }
@@ -370,6 +398,50 @@ mod tests {
         let evil_claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&evil).unwrap());
         let tampered = format!("v1.{evil_claims}.{sig}");
         assert_eq!(v.verify(&tampered, 1_500), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_verified_before_is_still_checked_for_expiry_key_and_tampering() {
+        let (key, mut v, claims) = setup();
+        let token = sign(&key, &claims);
+        assert_eq!(v.verify(&token, 1_500).unwrap(), claims);
+        // Remembered now: the same bytes skip the signature, nothing else.
+        assert_eq!(v.verify(&token, 1_999).unwrap(), claims);
+        assert_eq!(
+            v.verify(&token, 2_000),
+            Err(TokenError::Expired {
+                exp: 2_000,
+                now: 2_000
+            })
+        );
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        raw[3] ^= 0x40;
+        let tampered = format!("{head}.{}", URL_SAFE_NO_PAD.encode(raw));
+        assert_eq!(v.verify(&tampered, 1_500), Err(TokenError::BadSignature));
+        // A replaced key forgets what its predecessor authenticated.
+        v.insert("k1", SigningKey::generate(&mut OsRng).verifying_key());
+        assert_eq!(v.verify(&token, 1_500), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn an_issued_token_remembered_verifies_and_still_needs_a_known_key() {
+        let (key, v, claims) = setup();
+        let signer = TokenSigner::new("k1".into(), key.clone());
+        let issued = signer
+            .issue(&claims.sub, &claims.home, &[Duration::from_secs(60)], 1_000)
+            .unwrap();
+        let token = &issued[0].token;
+        v.remember_issued(token);
+        assert_eq!(v.verify(token, 1_059).unwrap(), issued[0].claims);
+        assert!(matches!(v.verify(token, 1_060), Err(TokenError::Expired { .. })));
+        // A verifier without k1 refuses it whatever its memory holds.
+        let other = TokenVerifier::new();
+        other.remember_issued(token);
+        assert_eq!(
+            other.verify(token, 1_010),
+            Err(TokenError::UnknownKey("k1".into()))
+        );
     }
 
     #[test]

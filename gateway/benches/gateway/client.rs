@@ -2,9 +2,13 @@
 //! the protocol's login exchange and the bounded-concurrency driver.
 
 use super::*;
+use crate::own_endpoints::{client_socket_config, Lease, OwnEndpoints};
 
 pub(crate) struct Client {
     pub(crate) endpoint: quinn::Endpoint,
+    /// Login runs: endpoints of their own, one connection each (see
+    /// [`Client::connect_own`]); `None` when `OUTPOST_BENCH_LOGIN_ENDPOINTS=shared`.
+    own: Option<OwnEndpoints>,
 }
 
 impl Client {
@@ -29,23 +33,54 @@ impl Client {
         let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
         cc.transport_config(Arc::new(transport));
         // Same socket sizing as the servers: the client sees the same bursts.
-        let sock_cfg = GatewayConfig {
-            listen: "127.0.0.1:0".parse()?,
-            ..GatewayConfig::default()
-        };
-        let (socket, _) = outpost_gateway::endpoint::bind_udp(&sock_cfg)?;
+        let (socket, _) = outpost_gateway::endpoint::bind_udp(&client_socket_config()?)?;
         let mut endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             None,
             socket,
             Arc::new(quinn::TokioRuntime),
         )?;
-        endpoint.set_default_client_config(cc);
-        Ok(Client { endpoint })
+        endpoint.set_default_client_config(cc.clone());
+        let own = match std::env::var("OUTPOST_BENCH_LOGIN_ENDPOINTS").as_deref() {
+            Ok("shared") => None,
+            Ok("own") | Err(_) => Some(OwnEndpoints {
+                zero_length_cids: std::env::var("OUTPOST_BENCH_CLIENT_CIDS").as_deref() != Ok("default"),
+                cc,
+                idle: Default::default(),
+            }),
+            Ok(other) => bail!("OUTPOST_BENCH_LOGIN_ENDPOINTS={other}: own or shared"),
+        };
+        Ok(Client { endpoint, own })
     }
 
     pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<quinn::Connection> {
         Ok(self.endpoint.connect(addr, "localhost")?.await?)
+    }
+
+    /// A login run's connection: on an endpoint of its own (see [`OwnEndpoints`]),
+    /// held until the returned lease drops, or on the shared endpoint.
+    pub(crate) async fn connect_own(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(quinn::Connection, Option<Lease<'_>>)> {
+        let Some(pool) = &self.own else {
+            return Ok((self.connect(addr).await?, None));
+        };
+        let lease = pool.lease()?;
+        let e = lease.endpoint.as_ref().expect("leased");
+        let conn = e.connect(addr, "localhost")?.await?;
+        Ok((conn, Some(lease)))
+    }
+
+    /// What the login runs' client endpoints are, for the report.
+    pub(crate) fn login_endpoints(&self) -> &'static str {
+        match &self.own {
+            None => "one shared client endpoint, quinn's default 8-byte connection ids",
+            Some(p) if p.zero_length_cids => {
+                "an endpoint per client connection with the SDK's zero-length connection ids"
+            }
+            Some(_) => "an endpoint per client connection with quinn's default 8-byte connection ids",
+        }
     }
 }
 

@@ -40,6 +40,8 @@ impl LoginPair {
 pub(super) struct LoginPairs {
     pub(super) pairs: [Vec<LoginPair>; 3],
     pub(super) errors: usize,
+    /// How the load generator's client endpoints were set up.
+    pub(super) client: &'static str,
 }
 
 /// Runs `rounds` rounds of paired, interleaved login phases against one gateway
@@ -62,6 +64,7 @@ pub(super) async fn login_pairs(
     let mut out = LoginPairs {
         pairs: [Vec::new(), Vec::new(), Vec::new()],
         errors: 0,
+        client: client.login_endpoints(),
     };
     for round in 0..rounds {
         let tag = format!("r{round}");
@@ -151,6 +154,7 @@ pub(super) fn print_login_pairs(p: &LoginPairs, concurrency: usize) {
         );
     }
     println!();
+    println!("client (both servers alike): {}", p.client);
     println!("targets (issue 21): every kind ≥ 90% of bare quinn's rate; fresh-device CPU ≤ 1.15× a bare handshake");
     if p.errors > 0 {
         println!("\nlogin errors: {}", p.errors);
@@ -194,7 +198,7 @@ pub(super) async fn login_run(
     let results = bounded(n, concurrency, move |i| {
         let (client, tag, tokens) = (client.clone(), tag.clone(), tokens.clone());
         async move {
-            let conn = client.connect(addr).await?;
+            let (conn, _lease) = client.connect_own(addr).await?;
             let token = match kind {
                 LoginKind::Handshake => String::new(),
                 LoginKind::FreshDevice | LoginKind::DeviceRelogin => {

@@ -48,6 +48,11 @@
 //! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`;
 //! also `queued`), `OUTPOST_BENCH_QUEUED` (10000),
 //! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children),
+//! `OUTPOST_BENCH_LOGIN_ENDPOINTS` (`own`: each login connection on a client
+//! endpoint of its own, as game clients; `shared`: all on one endpoint) and
+//! `OUTPOST_BENCH_CLIENT_CIDS` (`zero`: the SDK's zero-length client connection
+//! ids; `default`: quinn's), see `gateway/own_endpoints.rs`; both servers get the
+//! same client,
 //! `OUTPOST_BENCH_GROUP_COMMIT_LINGER_US` (the gateway child's store setting),
 //! `OUTPOST_BENCH_GROUP_COMMIT_FIXED` (set: the child's group commit always waits
 //! the whole linger, the behaviour before it adapted).
@@ -90,6 +95,7 @@ mod children;
 mod client;
 mod grants;
 mod login;
+mod own_endpoints;
 mod ping;
 mod queued;
 mod rss;
