@@ -5,7 +5,7 @@
 //! the machine's.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,12 +76,34 @@ struct LoginIo {
     player: Option<Arc<str>>,
 }
 
+/// One QUIC handshake in progress, counted in [`SessionDeps::handshaking`]
+/// from [`Handshaking::enter`] until dropped.
+struct Handshaking<'a>(&'a AtomicUsize);
+
+impl<'a> Handshaking<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Handshaking(count)
+    }
+}
+
+impl Drop for Handshaking<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Handshake, then the login machine's steps; `None` once the connection was
 /// refused or lost.
 async fn login(shared: Arc<SessionDeps>, incoming: quinn::Incoming) -> Option<Welcomed> {
-    shared.handshaking.fetch_add(1, Ordering::Relaxed);
-    let handshake = incoming.await;
-    shared.handshaking.fetch_sub(1, Ordering::Relaxed);
+    let handshake = {
+        // Counted while the handshake runs, and uncounted however it ends
+        // (including this future being dropped mid-handshake): a count that
+        // leaked upwards would leave `quic_retry = "auto"` retrying every
+        // client for the life of the process.
+        let _counted = Handshaking::enter(&shared.handshaking);
+        incoming.await
+    };
     let conn = match handshake {
         Ok(conn) => {
             metrics::counter!("outpost_handshakes_total", "result" => "ok").increment(1);
@@ -403,4 +425,24 @@ async fn reject<T>(io: LoginIo, refusal: LoginRefusal) -> Option<T> {
     io.conn.close(var_code(code), message.as_bytes());
     drop(control);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handshake_dropped_midway_is_uncounted() {
+        let count = AtomicUsize::new(0);
+        let mut handshake = Box::pin(async {
+            let _counted = Handshaking::enter(&count);
+            std::future::pending::<()>().await
+        });
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(handshake.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(count.load(Ordering::Relaxed), 1, "counted while it runs");
+        drop(handshake);
+        assert_eq!(count.load(Ordering::Relaxed), 0, "uncounted once dropped");
+    }
 }
