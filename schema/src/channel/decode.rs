@@ -31,11 +31,6 @@ impl ChannelMsg {
     }
 }
 
-/// A union member or required table, or `Missing(what)` when it is absent.
-fn need<T>(v: Option<T>, what: &'static str) -> Result<T, DecodeError> {
-    v.ok_or(DecodeError::Missing(what))
-}
-
 fn bytes(v: Option<flatbuffers::Vector<'_, u8>>) -> Vec<u8> {
     v.map(|v| v.bytes().to_vec()).unwrap_or_default()
 }
