@@ -2,7 +2,7 @@
 
 use flatbuffers::FlatBufferBuilder;
 
-use crate::frame::{check_identifier, finish_frame, verifier_options, DecodeError};
+use crate::frame::{check_identifier, finish_frame, need, verifier_options, DecodeError};
 use crate::gen::outpost::wire as fb;
 use crate::{ErrorCode, Platform};
 
@@ -116,80 +116,17 @@ pub enum ControlMsg {
     Queued(Queued),
 }
 
+/// A written union member, before its union tag is attached.
+type Union = flatbuffers::WIPOffset<flatbuffers::UnionWIPOffset>;
+
 impl ControlMsg {
     /// Encodes the message as one complete frame (length prefix included).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = FlatBufferBuilder::with_capacity(128);
         let (body_type, body) = match self {
-            ControlMsg::Hello(h) => {
-                let client_version = b.create_string(&h.client_version);
-                let (credentials_type, credentials) = match &h.credentials {
-                    None => (fb::Credentials::NONE, None),
-                    Some(Credentials::Device { device_id, secret }) => {
-                        let args = fb::DeviceCredentialsArgs {
-                            device_id: Some(b.create_string(device_id)),
-                            secret: Some(b.create_string(secret)),
-                        };
-                        let t = fb::DeviceCredentials::create(&mut b, &args);
-                        (fb::Credentials::DeviceCredentials, Some(t.as_union_value()))
-                    }
-                    Some(Credentials::Token(token)) => {
-                        let args = fb::TokenCredentialsArgs {
-                            token: Some(b.create_string(token)),
-                        };
-                        let t = fb::TokenCredentials::create(&mut b, &args);
-                        (fb::Credentials::TokenCredentials, Some(t.as_union_value()))
-                    }
-                };
-                let resume_token = h.resume_token.as_deref().map(|t| b.create_string(t));
-                let queue_token = h.queue_token.as_deref().map(|t| b.create_string(t));
-                let args = fb::HelloArgs {
-                    protocol_version: h.protocol_version,
-                    client_version: Some(client_version),
-                    platform: h.platform,
-                    credentials_type,
-                    credentials,
-                    resume_token,
-                    max_frame_size: h.max_frame_size,
-                    accepts_resume_refresh: h.accepts_resume_refresh,
-                    accepts_queue: h.accepts_queue,
-                    queue_token,
-                };
-                (
-                    fb::ControlBody::Hello,
-                    fb::Hello::create(&mut b, &args).as_union_value(),
-                )
-            }
-            ControlMsg::Welcome(w) => {
-                let args = fb::WelcomeArgs {
-                    protocol_version: w.protocol_version,
-                    player_id: Some(b.create_string(&w.player_id)),
-                    resume_token: Some(b.create_string(&w.resume_token)),
-                    resumed: w.resumed,
-                    max_frame_size: w.max_frame_size,
-                    heartbeat_interval_ms: w.heartbeat_interval_ms,
-                    idle_timeout_ms: w.idle_timeout_ms,
-                    max_in_flight_per_channel: w.max_in_flight_per_channel,
-                    region: Some(b.create_string(&w.region)),
-                    session_token: Some(b.create_string(&w.session_token)),
-                    home_region: Some(b.create_string(&w.home_region)),
-                };
-                (
-                    fb::ControlBody::Welcome,
-                    fb::Welcome::create(&mut b, &args).as_union_value(),
-                )
-            }
-            ControlMsg::Reject(r) => {
-                let args = fb::RejectArgs {
-                    reason: r.reason,
-                    message: Some(b.create_string(&r.message)),
-                    retry_after_ms: r.retry_after_ms,
-                };
-                (
-                    fb::ControlBody::Reject,
-                    fb::Reject::create(&mut b, &args).as_union_value(),
-                )
-            }
+            ControlMsg::Hello(h) => (fb::ControlBody::Hello, write_hello(&mut b, h)),
+            ControlMsg::Welcome(w) => (fb::ControlBody::Welcome, write_welcome(&mut b, w)),
+            ControlMsg::Reject(r) => (fb::ControlBody::Reject, write_reject(&mut b, r)),
             ControlMsg::Ping { nonce } => {
                 let t = fb::Ping::create(&mut b, &fb::PingArgs { nonce: *nonce });
                 (fb::ControlBody::Ping, t.as_union_value())
@@ -198,49 +135,13 @@ impl ControlMsg {
                 let t = fb::Pong::create(&mut b, &fb::PongArgs { nonce: *nonce });
                 (fb::ControlBody::Pong, t.as_union_value())
             }
-            ControlMsg::GoAway(g) => {
-                let args = fb::GoAwayArgs {
-                    reason: g.reason,
-                    reconnect_after_ms: g.reconnect_after_ms,
-                    message: Some(b.create_string(&g.message)),
-                };
-                (
-                    fb::ControlBody::GoAway,
-                    fb::GoAway::create(&mut b, &args).as_union_value(),
-                )
-            }
-            ControlMsg::Kick(k) => {
-                let args = fb::KickArgs {
-                    reason: k.reason,
-                    message: Some(b.create_string(&k.message)),
-                };
-                (
-                    fb::ControlBody::Kick,
-                    fb::Kick::create(&mut b, &args).as_union_value(),
-                )
-            }
-            ControlMsg::ResumeTokenRefresh { resume_token } => {
-                let args = fb::ResumeTokenRefreshArgs {
-                    resume_token: Some(b.create_string(resume_token)),
-                };
-                (
-                    fb::ControlBody::ResumeTokenRefresh,
-                    fb::ResumeTokenRefresh::create(&mut b, &args).as_union_value(),
-                )
-            }
-            ControlMsg::Queued(q) => {
-                let args = fb::QueuedArgs {
-                    position: q.position,
-                    eta_ms: q.eta_ms,
-                    queue_token: Some(b.create_string(&q.queue_token)),
-                    queue_length: q.queue_length,
-                    paused: q.paused,
-                };
-                (
-                    fb::ControlBody::Queued,
-                    fb::Queued::create(&mut b, &args).as_union_value(),
-                )
-            }
+            ControlMsg::GoAway(g) => (fb::ControlBody::GoAway, write_go_away(&mut b, g)),
+            ControlMsg::Kick(k) => (fb::ControlBody::Kick, write_kick(&mut b, k)),
+            ControlMsg::ResumeTokenRefresh { resume_token } => (
+                fb::ControlBody::ResumeTokenRefresh,
+                write_resume_token_refresh(&mut b, resume_token),
+            ),
+            ControlMsg::Queued(q) => (fb::ControlBody::Queued, write_queued(&mut b, q)),
         };
         let root = fb::ControlFrame::create(
             &mut b,
@@ -258,109 +159,230 @@ impl ControlMsg {
         check_identifier(buf, IDENT)?;
         let frame =
             flatbuffers::size_prefixed_root_with_opts::<fb::ControlFrame>(&verifier_options(buf.len()), buf)?;
-        let s = |v: Option<&str>| v.unwrap_or_default().to_owned();
         Ok(match frame.body_type() {
-            fb::ControlBody::Hello => {
-                let h = frame.body_as_hello().ok_or(DecodeError::Missing("Hello"))?;
-                let credentials = match h.credentials_type() {
-                    fb::Credentials::NONE => None,
-                    fb::Credentials::DeviceCredentials => {
-                        let d = h
-                            .credentials_as_device_credentials()
-                            .ok_or(DecodeError::Missing("credentials"))?;
-                        Some(Credentials::Device {
-                            device_id: s(d.device_id()),
-                            secret: s(d.secret()),
-                        })
-                    }
-                    fb::Credentials::TokenCredentials => {
-                        let t = h
-                            .credentials_as_token_credentials()
-                            .ok_or(DecodeError::Missing("credentials"))?;
-                        Some(Credentials::Token(s(t.token())))
-                    }
-                    other => return Err(DecodeError::UnknownBody(other.0)),
-                };
-                ControlMsg::Hello(Hello {
-                    protocol_version: h.protocol_version(),
-                    client_version: s(h.client_version()),
-                    platform: h.platform(),
-                    credentials,
-                    resume_token: h.resume_token().filter(|t| !t.is_empty()).map(str::to_owned),
-                    max_frame_size: h.max_frame_size(),
-                    accepts_resume_refresh: h.accepts_resume_refresh(),
-                    accepts_queue: h.accepts_queue(),
-                    queue_token: h.queue_token().filter(|t| !t.is_empty()).map(str::to_owned),
-                })
-            }
+            fb::ControlBody::Hello => ControlMsg::Hello(read_hello(need(frame.body_as_hello(), "Hello")?)?),
             fb::ControlBody::Welcome => {
-                let w = frame.body_as_welcome().ok_or(DecodeError::Missing("Welcome"))?;
-                ControlMsg::Welcome(Welcome {
-                    protocol_version: w.protocol_version(),
-                    player_id: s(w.player_id()),
-                    resume_token: s(w.resume_token()),
-                    resumed: w.resumed(),
-                    max_frame_size: w.max_frame_size(),
-                    heartbeat_interval_ms: w.heartbeat_interval_ms(),
-                    idle_timeout_ms: w.idle_timeout_ms(),
-                    max_in_flight_per_channel: w.max_in_flight_per_channel(),
-                    region: s(w.region()),
-                    session_token: s(w.session_token()),
-                    home_region: s(w.home_region()),
-                })
+                ControlMsg::Welcome(read_welcome(need(frame.body_as_welcome(), "Welcome")?))
             }
             fb::ControlBody::Reject => {
-                let r = frame.body_as_reject().ok_or(DecodeError::Missing("Reject"))?;
-                ControlMsg::Reject(Reject {
-                    reason: r.reason(),
-                    message: s(r.message()),
-                    retry_after_ms: r.retry_after_ms(),
-                })
+                ControlMsg::Reject(read_reject(need(frame.body_as_reject(), "Reject")?))
             }
-            fb::ControlBody::Ping => {
-                let p = frame.body_as_ping().ok_or(DecodeError::Missing("Ping"))?;
-                ControlMsg::Ping { nonce: p.nonce() }
-            }
-            fb::ControlBody::Pong => {
-                let p = frame.body_as_pong().ok_or(DecodeError::Missing("Pong"))?;
-                ControlMsg::Pong { nonce: p.nonce() }
-            }
+            fb::ControlBody::Ping => ControlMsg::Ping {
+                nonce: need(frame.body_as_ping(), "Ping")?.nonce(),
+            },
+            fb::ControlBody::Pong => ControlMsg::Pong {
+                nonce: need(frame.body_as_pong(), "Pong")?.nonce(),
+            },
             fb::ControlBody::GoAway => {
-                let g = frame.body_as_go_away().ok_or(DecodeError::Missing("GoAway"))?;
-                ControlMsg::GoAway(GoAway {
-                    reason: g.reason(),
-                    reconnect_after_ms: g.reconnect_after_ms(),
-                    message: s(g.message()),
-                })
+                ControlMsg::GoAway(read_go_away(need(frame.body_as_go_away(), "GoAway")?))
             }
-            fb::ControlBody::Kick => {
-                let k = frame.body_as_kick().ok_or(DecodeError::Missing("Kick"))?;
-                ControlMsg::Kick(Kick {
-                    reason: k.reason(),
-                    message: s(k.message()),
-                })
-            }
-            fb::ControlBody::ResumeTokenRefresh => {
-                let r = frame
-                    .body_as_resume_token_refresh()
-                    .ok_or(DecodeError::Missing("ResumeTokenRefresh"))?;
-                ControlMsg::ResumeTokenRefresh {
-                    resume_token: s(r.resume_token()),
-                }
-            }
+            fb::ControlBody::Kick => ControlMsg::Kick(read_kick(need(frame.body_as_kick(), "Kick")?)),
+            fb::ControlBody::ResumeTokenRefresh => ControlMsg::ResumeTokenRefresh {
+                resume_token: s(
+                    need(frame.body_as_resume_token_refresh(), "ResumeTokenRefresh")?.resume_token()
+                ),
+            },
             fb::ControlBody::Queued => {
-                let q = frame.body_as_queued().ok_or(DecodeError::Missing("Queued"))?;
-                ControlMsg::Queued(Queued {
-                    position: q.position(),
-                    eta_ms: q.eta_ms(),
-                    queue_token: s(q.queue_token()),
-                    queue_length: q.queue_length(),
-                    paused: q.paused(),
-                })
+                ControlMsg::Queued(read_queued(need(frame.body_as_queued(), "Queued")?))
             }
             fb::ControlBody::NONE => return Err(DecodeError::Missing("body")),
             other => return Err(DecodeError::UnknownBody(other.0)),
         })
+    }
+}
+
+// Writers, one per message; each writes its strings before its table, in
+// field order (that order is part of the bytes: `tests/golden.rs`).
+
+fn write_hello(b: &mut FlatBufferBuilder<'_>, h: &Hello) -> Union {
+    let client_version = b.create_string(&h.client_version);
+    let (credentials_type, credentials) = write_credentials(b, h.credentials.as_ref());
+    let resume_token = h.resume_token.as_deref().map(|t| b.create_string(t));
+    let queue_token = h.queue_token.as_deref().map(|t| b.create_string(t));
+    let args = fb::HelloArgs {
+        protocol_version: h.protocol_version,
+        client_version: Some(client_version),
+        platform: h.platform,
+        credentials_type,
+        credentials,
+        resume_token,
+        max_frame_size: h.max_frame_size,
+        accepts_resume_refresh: h.accepts_resume_refresh,
+        accepts_queue: h.accepts_queue,
+        queue_token,
+    };
+    fb::Hello::create(b, &args).as_union_value()
+}
+
+fn write_credentials(
+    b: &mut FlatBufferBuilder<'_>,
+    credentials: Option<&Credentials>,
+) -> (fb::Credentials, Option<Union>) {
+    match credentials {
+        None => (fb::Credentials::NONE, None),
+        Some(Credentials::Device { device_id, secret }) => {
+            let args = fb::DeviceCredentialsArgs {
+                device_id: Some(b.create_string(device_id)),
+                secret: Some(b.create_string(secret)),
+            };
+            let t = fb::DeviceCredentials::create(b, &args);
+            (fb::Credentials::DeviceCredentials, Some(t.as_union_value()))
+        }
+        Some(Credentials::Token(token)) => {
+            let args = fb::TokenCredentialsArgs {
+                token: Some(b.create_string(token)),
+            };
+            let t = fb::TokenCredentials::create(b, &args);
+            (fb::Credentials::TokenCredentials, Some(t.as_union_value()))
+        }
+    }
+}
+
+fn write_welcome(b: &mut FlatBufferBuilder<'_>, w: &Welcome) -> Union {
+    let args = fb::WelcomeArgs {
+        protocol_version: w.protocol_version,
+        player_id: Some(b.create_string(&w.player_id)),
+        resume_token: Some(b.create_string(&w.resume_token)),
+        resumed: w.resumed,
+        max_frame_size: w.max_frame_size,
+        heartbeat_interval_ms: w.heartbeat_interval_ms,
+        idle_timeout_ms: w.idle_timeout_ms,
+        max_in_flight_per_channel: w.max_in_flight_per_channel,
+        region: Some(b.create_string(&w.region)),
+        session_token: Some(b.create_string(&w.session_token)),
+        home_region: Some(b.create_string(&w.home_region)),
+    };
+    fb::Welcome::create(b, &args).as_union_value()
+}
+
+fn write_reject(b: &mut FlatBufferBuilder<'_>, r: &Reject) -> Union {
+    let args = fb::RejectArgs {
+        reason: r.reason,
+        message: Some(b.create_string(&r.message)),
+        retry_after_ms: r.retry_after_ms,
+    };
+    fb::Reject::create(b, &args).as_union_value()
+}
+
+fn write_go_away(b: &mut FlatBufferBuilder<'_>, g: &GoAway) -> Union {
+    let args = fb::GoAwayArgs {
+        reason: g.reason,
+        reconnect_after_ms: g.reconnect_after_ms,
+        message: Some(b.create_string(&g.message)),
+    };
+    fb::GoAway::create(b, &args).as_union_value()
+}
+
+fn write_kick(b: &mut FlatBufferBuilder<'_>, k: &Kick) -> Union {
+    let args = fb::KickArgs {
+        reason: k.reason,
+        message: Some(b.create_string(&k.message)),
+    };
+    fb::Kick::create(b, &args).as_union_value()
+}
+
+fn write_resume_token_refresh(b: &mut FlatBufferBuilder<'_>, resume_token: &str) -> Union {
+    let args = fb::ResumeTokenRefreshArgs {
+        resume_token: Some(b.create_string(resume_token)),
+    };
+    fb::ResumeTokenRefresh::create(b, &args).as_union_value()
+}
+
+fn write_queued(b: &mut FlatBufferBuilder<'_>, q: &Queued) -> Union {
+    let args = fb::QueuedArgs {
+        position: q.position,
+        eta_ms: q.eta_ms,
+        queue_token: Some(b.create_string(&q.queue_token)),
+        queue_length: q.queue_length,
+        paused: q.paused,
+    };
+    fb::Queued::create(b, &args).as_union_value()
+}
+
+// Readers, one per message.
+
+fn s(v: Option<&str>) -> String {
+    v.unwrap_or_default().to_owned()
+}
+
+fn read_hello(h: fb::Hello<'_>) -> Result<Hello, DecodeError> {
+    Ok(Hello {
+        protocol_version: h.protocol_version(),
+        client_version: s(h.client_version()),
+        platform: h.platform(),
+        credentials: read_credentials(&h)?,
+        resume_token: h.resume_token().filter(|t| !t.is_empty()).map(str::to_owned),
+        max_frame_size: h.max_frame_size(),
+        accepts_resume_refresh: h.accepts_resume_refresh(),
+        accepts_queue: h.accepts_queue(),
+        queue_token: h.queue_token().filter(|t| !t.is_empty()).map(str::to_owned),
+    })
+}
+
+fn read_credentials(h: &fb::Hello<'_>) -> Result<Option<Credentials>, DecodeError> {
+    Ok(match h.credentials_type() {
+        fb::Credentials::NONE => None,
+        fb::Credentials::DeviceCredentials => {
+            let d = need(h.credentials_as_device_credentials(), "credentials")?;
+            Some(Credentials::Device {
+                device_id: s(d.device_id()),
+                secret: s(d.secret()),
+            })
+        }
+        fb::Credentials::TokenCredentials => {
+            let t = need(h.credentials_as_token_credentials(), "credentials")?;
+            Some(Credentials::Token(s(t.token())))
+        }
+        other => return Err(DecodeError::UnknownBody(other.0)),
+    })
+}
+
+fn read_welcome(w: fb::Welcome<'_>) -> Welcome {
+    Welcome {
+        protocol_version: w.protocol_version(),
+        player_id: s(w.player_id()),
+        resume_token: s(w.resume_token()),
+        resumed: w.resumed(),
+        max_frame_size: w.max_frame_size(),
+        heartbeat_interval_ms: w.heartbeat_interval_ms(),
+        idle_timeout_ms: w.idle_timeout_ms(),
+        max_in_flight_per_channel: w.max_in_flight_per_channel(),
+        region: s(w.region()),
+        session_token: s(w.session_token()),
+        home_region: s(w.home_region()),
+    }
+}
+
+fn read_reject(r: fb::Reject<'_>) -> Reject {
+    Reject {
+        reason: r.reason(),
+        message: s(r.message()),
+        retry_after_ms: r.retry_after_ms(),
+    }
+}
+
+fn read_go_away(g: fb::GoAway<'_>) -> GoAway {
+    GoAway {
+        reason: g.reason(),
+        reconnect_after_ms: g.reconnect_after_ms(),
+        message: s(g.message()),
+    }
+}
+
+fn read_kick(k: fb::Kick<'_>) -> Kick {
+    Kick {
+        reason: k.reason(),
+        message: s(k.message()),
+    }
+}
+
+fn read_queued(q: fb::Queued<'_>) -> Queued {
+    Queued {
+        position: q.position(),
+        eta_ms: q.eta_ms(),
+        queue_token: s(q.queue_token()),
+        queue_length: q.queue_length(),
+        paused: q.paused(),
     }
 }
 

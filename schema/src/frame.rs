@@ -114,6 +114,12 @@ impl DecodeError {
     }
 }
 
+/// A union member or required table, or `Missing(what)` when it is absent;
+/// shared by both decoders.
+pub(crate) fn need<T>(v: Option<T>, what: &'static str) -> Result<T, DecodeError> {
+    v.ok_or(DecodeError::Missing(what))
+}
+
 /// Checks the prefix matches the frame and the file identifier; shared by both root types.
 pub(crate) fn check_identifier(buf: &[u8], ident: &'static str) -> Result<(), DecodeError> {
     let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX_BYTES>() else {

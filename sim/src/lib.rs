@@ -59,6 +59,7 @@ mod report_sections;
 pub mod results;
 pub mod retry;
 pub mod scenario;
+mod scenario_validate;
 pub mod slo;
 pub mod spread;
 pub mod units;

@@ -299,80 +299,38 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
         .old_clients
         .filter(|_| crate::rehearsal::is_old_client(&sc.rehearsal, rng.gen::<f64>()))
         .map(|o| o.interval_ms);
-    // Logins are boxed: the SDK's connect future (handshakes, login, queue
-    // wait) is the largest state of a player, but only live while logging in;
-    // inline, every player's task would reserve room for it for its lifetime.
-    let Some(client) = Box::pin(login(
-        ctx,
-        ctl,
+    let who = Who {
         region,
         n,
-        &creds,
-        &mut rng,
-        Retrying {
-            storm: None,
-            old_client,
-        },
-    ))
-    .await
-    else {
+        creds,
+        old_client,
+    };
+    let Some(client) = who.login(ctx, ctl, &mut rng, None).await else {
         return;
     };
     inc(&rec.counters.players_logged_in);
     let mut s = Session::new(client);
-    let set_connected = |on: bool| {
-        ctl.connected.store(on, Ordering::Relaxed);
-        let d = if on { 1 } else { -1 };
-        rec.connected[region].fetch_add(d, Ordering::Relaxed);
-    };
-    set_connected(true);
-    let behaviour = sc.behaviour_of(region);
-    let weights = behaviour.weights();
+    set_connected(rec, ctl, region, true);
+    let weights = sc.behaviour_of(region).weights();
     let mut actions = 0u32;
-    let mut version = 0u64;
     // Kept across a storm's re-login: a replay then re-sends the previous
     // connection's write, as a game retrying after a reconnect would.
-    let mut last_write: Option<LastWrite> = None;
+    let mut written = Written::default();
     loop {
         if !s.drain_events(rec) {
             // The gateway or the network ended the session (counted there).
-            set_connected(false);
+            set_connected(rec, ctl, region, false);
             return;
         }
         if ctl.stopping() || Instant::now() >= session_end {
             break;
         }
         if let Some(order) = ctl.take_storm() {
-            inc(&rec.counters.storm_drops);
-            set_connected(false);
-            // Gone without a goodbye: the gateway only notices through the idle
-            // timeout or the replacing login. The player ended it: not an error.
-            s.client.debug_kill_connection();
-            drop(s);
-            rec.count_ok(Op::Session);
-            if order.moved {
-                // A region outage: a neighbour's curve takes this player over.
-                inc(&rec.counters.outage_drops);
-                return;
-            }
-            let Some(client) = Box::pin(login(
-                ctx,
-                ctl,
-                region,
-                n,
-                &creds,
-                &mut rng,
-                Retrying {
-                    storm: Some(order),
-                    old_client,
-                },
-            ))
-            .await
-            else {
+            let Some(next) = storm_relogin(ctx, ctl, &who, &mut rng, s, order).await else {
                 return;
             };
-            s = Session::new(client);
-            set_connected(true);
+            s = next;
+            set_connected(rec, ctl, region, true);
             continue;
         }
         if sc.session.max_actions.is_some_and(|m| actions >= m) {
@@ -393,115 +351,211 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
             continue;
         };
         actions += 1;
-        let t0 = Instant::now();
-        let (op, res) = match action {
-            Action::Ping => (Op::Ping, s.client.ping().await.map(|_| ())),
-            Action::Echo => (
-                Op::Echo,
-                s.client
-                    .echo(vec![0x5a; behaviour.echo_bytes], 0)
-                    .await
-                    .map(|_| ()),
-            ),
-            Action::StateLoad => (
-                Op::StateLoad,
-                async { s.state().await?.list().await }.await.map(|_| ()),
-            ),
-            Action::StateSave => {
-                let value = vec![b'x'; behaviour.state_bytes];
-                let res = async { s.state().await?.set("sim", version, value).await }.await;
-                match res {
-                    Ok(v) => {
-                        version = v;
-                        (Op::StateSave, Ok(()))
-                    }
-                    Err(e) => {
-                        if outpost_client::is_conflict(&e) {
-                            // Someone else (a replaced session) wrote: re-read the version.
-                            if let Ok(Some(doc)) = async { s.state().await?.get("sim").await }.await {
-                                version = doc.version;
-                            }
-                        }
-                        (Op::StateSave, Err(e))
-                    }
-                }
-            }
-            Action::Matchmaking => {
-                // Queue, then wait for the MatchFound push (bounded), as a game
-                // would; the recorded time is the match wait.
-                let queue = sc.matchmaking.as_ref().map_or("duel", |m| m.queue.as_str());
-                // Err: the code the wait is counted under.
-                let res: Result<(), String> = async {
-                    let code = |e: ClientError| crate::record::error_code(&e);
-                    let mm = s.client.matchmaking().await.map_err(code)?;
-                    let mut events = s.client.events();
-                    mm.queue_here(queue).await.map_err(code)?;
-                    let found = tokio::select! {
-                        f = tokio::time::timeout(MATCH_WAIT_LIMIT, async {
-                            while let Some(ev) = events.recv().await {
-                                if let Event::Push {
-                                    body: outpost_client::PushBody::MatchFound { .. },
-                                    ..
-                                } = ev
-                                {
-                                    return true;
-                                }
-                            }
-                            false
-                        }) => Some(matches!(f, Ok(true))),
-                        // Told to stop (or a storm): leave the queue now.
-                        _ = ctl.notify.notified() => None,
-                    };
-                    match found {
-                        Some(true) => Ok(()),
-                        Some(false) => {
-                            let _ = mm.cancel().await;
-                            Err("MatchWaitTimeout".into())
-                        }
-                        None => {
-                            let _ = mm.cancel().await;
-                            Err("Cancelled".into())
-                        }
-                    }
-                }
-                .await;
-                // A Conflict (the previous match still open) and a wait the
-                // player left (Cancelled) are expected outcomes by default.
-                match res {
-                    Ok(()) => rec.ok(Op::MatchWait, t0.elapsed()),
-                    Err(code) => {
-                        rec.err_code(Op::MatchWait, code);
-                    }
-                }
-                continue;
-            }
-            Action::Inventory => {
-                // Records itself (its kinds have their own histograms).
-                let spec = sc.inventory_of(region);
-                let Some(kind) = inventory::pick(spec, last_write.is_some(), &mut rng) else {
-                    continue;
-                };
-                match s.inventory().await {
-                    Ok(inv) => inventory::perform(&inv, spec, kind, &mut last_write, rec).await,
-                    Err(e) => {
-                        inc(&rec.counters.inventory_ops);
-                        rec.err(kind.op(), &e);
-                    }
-                }
-                continue;
-            }
-        };
-        match res {
-            Ok(()) => rec.ok(op, t0.elapsed()),
-            Err(e) => {
-                rec.err(op, &e);
-            }
-        }
+        act(ctx, ctl, region, &mut s, action, &mut written, &mut rng).await;
     }
-    set_connected(false);
+    set_connected(rec, ctl, region, false);
     inc(&rec.counters.sessions_completed);
     rec.count_ok(Op::Session);
     let _ = tokio::time::timeout(Duration::from_secs(2), s.client.close()).await;
+}
+
+/// Who logs in, the same for every login of one player.
+struct Who {
+    region: usize,
+    n: u64,
+    creds: Credentials,
+    /// An old client's fixed retry period (ms).
+    old_client: Option<u64>,
+}
+
+impl Who {
+    /// Logs in (after a storm's drop: following its order).
+    async fn login(
+        &self,
+        ctx: &Ctx,
+        ctl: &PlayerCtl,
+        rng: &mut StdRng,
+        storm: Option<StormOrder>,
+    ) -> Option<Client> {
+        let how = Retrying {
+            storm,
+            old_client: self.old_client,
+        };
+        // Logins are boxed: the SDK's connect future (handshakes, login, queue
+        // wait) is the largest state of a player, but only live while logging in;
+        // inline, every player's task would reserve room for it for its lifetime.
+        Box::pin(login(ctx, ctl, self.region, self.n, &self.creds, rng, how)).await
+    }
+}
+
+/// Marks the player connected or not, in its handle and its region's gauge.
+fn set_connected(rec: &Recorder, ctl: &PlayerCtl, region: usize, on: bool) {
+    ctl.connected.store(on, Ordering::Relaxed);
+    let d = if on { 1 } else { -1 };
+    rec.connected[region].fetch_add(d, Ordering::Relaxed);
+}
+
+/// A storm's drop: the connection goes without a goodbye, then the player
+/// logs in again as the order says. `None`: the player is gone (moved to a
+/// neighbour by an outage, gave up or was stopped).
+async fn storm_relogin(
+    ctx: &Ctx,
+    ctl: &PlayerCtl,
+    who: &Who,
+    rng: &mut StdRng,
+    s: Session,
+    order: StormOrder,
+) -> Option<Session> {
+    let rec = &ctx.rec;
+    inc(&rec.counters.storm_drops);
+    set_connected(rec, ctl, who.region, false);
+    // Gone without a goodbye: the gateway only notices through the idle
+    // timeout or the replacing login. The player ended it: not an error.
+    s.client.debug_kill_connection();
+    drop(s);
+    rec.count_ok(Op::Session);
+    if order.moved {
+        // A region outage: a neighbour's curve takes this player over.
+        inc(&rec.counters.outage_drops);
+        return None;
+    }
+    let client = who.login(ctx, ctl, rng, Some(order)).await?;
+    Some(Session::new(client))
+}
+
+/// What a player's writes left behind, for the next writes.
+#[derive(Default)]
+struct Written {
+    /// The state document's version, for the next compare-and-set.
+    version: u64,
+    /// The last inventory write, for a replay.
+    last_write: Option<LastWrite>,
+}
+
+/// Performs one action and records how it went.
+async fn act(
+    ctx: &Ctx,
+    ctl: &PlayerCtl,
+    region: usize,
+    s: &mut Session,
+    action: Action,
+    written: &mut Written,
+    rng: &mut StdRng,
+) {
+    let rec = &ctx.rec;
+    let sc = &ctx.scenario;
+    let behaviour = sc.behaviour_of(region);
+    let t0 = Instant::now();
+    let (op, res) = match action {
+        Action::Ping => (Op::Ping, s.client.ping().await.map(|_| ())),
+        Action::Echo => (
+            Op::Echo,
+            s.client
+                .echo(vec![0x5a; behaviour.echo_bytes], 0)
+                .await
+                .map(|_| ()),
+        ),
+        Action::StateLoad => (
+            Op::StateLoad,
+            async { s.state().await?.list().await }.await.map(|_| ()),
+        ),
+        Action::StateSave => (
+            Op::StateSave,
+            state_save(s, behaviour.state_bytes, &mut written.version).await,
+        ),
+        Action::Matchmaking => {
+            let queue = sc.matchmaking.as_ref().map_or("duel", |m| m.queue.as_str());
+            // A Conflict (the previous match still open) and a wait the
+            // player left (Cancelled) are expected outcomes by default.
+            match match_wait(s, ctl, queue).await {
+                Ok(()) => rec.ok(Op::MatchWait, t0.elapsed()),
+                Err(code) => {
+                    rec.err_code(Op::MatchWait, code);
+                }
+            }
+            return;
+        }
+        Action::Inventory => {
+            // Records itself (its kinds have their own histograms).
+            let spec = sc.inventory_of(region);
+            let Some(kind) = inventory::pick(spec, written.last_write.is_some(), rng) else {
+                return;
+            };
+            match s.inventory().await {
+                Ok(inv) => inventory::perform(&inv, spec, kind, &mut written.last_write, rec).await,
+                Err(e) => {
+                    inc(&rec.counters.inventory_ops);
+                    rec.err(kind.op(), &e);
+                }
+            }
+            return;
+        }
+    };
+    match res {
+        Ok(()) => rec.ok(op, t0.elapsed()),
+        Err(e) => {
+            rec.err(op, &e);
+        }
+    }
+}
+
+/// Writes the player's document at the version it last saw; on a conflict
+/// re-reads the version for the next save.
+async fn state_save(s: &mut Session, bytes: usize, version: &mut u64) -> Result<(), ClientError> {
+    let value = vec![b'x'; bytes];
+    let res = async { s.state().await?.set("sim", *version, value).await }.await;
+    match res {
+        Ok(v) => {
+            *version = v;
+            Ok(())
+        }
+        Err(e) => {
+            if outpost_client::is_conflict(&e) {
+                // Someone else (a replaced session) wrote: re-read the version.
+                if let Ok(Some(doc)) = async { s.state().await?.get("sim").await }.await {
+                    *version = doc.version;
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Queues, then waits for the MatchFound push (bounded), as a game would;
+/// the caller records the time as the match wait. Err: the code the wait is
+/// counted under.
+async fn match_wait(s: &mut Session, ctl: &PlayerCtl, queue: &str) -> Result<(), String> {
+    let code = |e: ClientError| crate::record::error_code(&e);
+    let mm = s.client.matchmaking().await.map_err(code)?;
+    let mut events = s.client.events();
+    mm.queue_here(queue).await.map_err(code)?;
+    let found = tokio::select! {
+        f = tokio::time::timeout(MATCH_WAIT_LIMIT, async {
+            while let Some(ev) = events.recv().await {
+                if let Event::Push {
+                    body: outpost_client::PushBody::MatchFound { .. },
+                    ..
+                } = ev
+                {
+                    return true;
+                }
+            }
+            false
+        }) => Some(matches!(f, Ok(true))),
+        // Told to stop (or a storm): leave the queue now.
+        _ = ctl.notify.notified() => None,
+    };
+    match found {
+        Some(true) => Ok(()),
+        Some(false) => {
+            let _ = mm.cancel().await;
+            Err("MatchWaitTimeout".into())
+        }
+        None => {
+            let _ = mm.cancel().await;
+            Err("Cancelled".into())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -352,165 +352,224 @@ async fn run_async(scenario: &Scenario, opts: &RunOptions) -> anyhow::Result<Res
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let wall = Instant::now();
+    // The store's directory, removed when the run is over (not before).
     let dir = tempfile::tempdir()?;
-    let mut cfg = EmbeddedConfig::new(dir.path());
-    cfg.persist = PersistMode::Buffered;
-    let store = EmbeddedStore::open(cfg).await?;
-    let settings = QueueSettings {
-        place_grace: Duration::from_secs(spec.place_grace_s),
-        ..QueueSettings::default()
-    };
-    let key: [u8; 32] = StdRng::seed_from_u64(scenario.seed ^ 0x5155_4555).gen();
-    let keys = QueueKeys::new("sim", [("sim", &key)])?;
-    let q = Queue::new(store, RegionName::new("sim")?, settings, keys)?;
-    let budget = Budget {
-        max_sessions: scaled(spec.max_sessions, opts.scale),
-        max_admissions_per_sec: scaled(spec.max_admissions_per_sec, opts.scale),
-        paused: false,
-        updated_ms: 0,
-    };
-    q.set_budget(budget, T0).await?;
+    let mut w = World::open(dir.path(), scenario, opts, spec).await?;
     let curve: Curve = scenario.curves(opts.scale).swap_remove(0);
     let mut duration_ms = (scenario.duration_s() * 1000.0) as u64;
     if let Some(d) = opts.max_duration {
         duration_ms = duration_ms.min(d.as_millis() as u64);
     }
-    let view = q.view().await?;
-    let mut w = World {
-        q,
-        session: scenario.session.length_s.clone(),
-        holders: (0..spec.gateways).map(|g| format!("sim-gw-{g}")).collect(),
-        players: Vec::new(),
-        by_name: HashMap::new(),
-        events: BinaryHeap::new(),
-        rng: StdRng::seed_from_u64(scenario.seed),
-        sum: QueueSummary {
-            budget_max_sessions: budget.max_sessions,
-            budget_admissions_per_sec: budget.max_admissions_per_sec,
-            ..QueueSummary::default()
-        },
-        active: 0,
-        view,
-        eta: EtaEstimator::new(Duration::from_secs(spec.eta_window_s)),
-        last_admitted: None,
-        waits: new_histogram(),
-        eta_errors: new_histogram(),
-        interval_waits: new_histogram(),
-        interval_eta_errors: new_histogram(),
-        interval_admitted: 0,
-        window: (0, 0),
-        spec,
+    let clock = RunClock {
+        started_unix_ms,
+        wall,
+        duration_ms,
     };
     w.eta.sample(T0, 0);
-    let step = w.spec.admit_tick_ms;
-    let update_every = w.spec.update_interval_ms;
-    let (mut timeline, mut next_sample, mut last_sample) = (Vec::new(), 0u64, 0u64);
-    let mut last_progress = Instant::now();
-    let mut elapsed = 0u64;
-    loop {
-        let now = T0 + elapsed;
-        while let Some(&Reverse((at, i, ev))) = w.events.peek() {
-            if at > now {
-                break;
-            }
-            w.events.pop();
-            w.event(now, i, ev).await?;
-        }
-        let t_s = elapsed as f64 / 1000.0;
-        let target = curve.target_at(t_s);
-        while (w.active as f64) < target.round() {
-            w.arrive(now).await?;
-        }
-        w.answer_new_places().await?;
-        w.ticks(now).await?;
-        let done = elapsed >= duration_ms;
-        if elapsed % update_every == 0 || done {
-            w.update(now).await?;
-        }
-        if elapsed >= next_sample || done {
-            let dt = ((elapsed - last_sample) as f64 / 1000.0).max(1e-3);
-            last_sample = elapsed;
-            let s = w.sample(t_s, dt, target);
-            if opts.progress && (last_progress.elapsed() >= Duration::from_secs(1) || done) {
-                last_progress = Instant::now();
-                let qs = s.queue.as_ref().expect("queue sample");
-                eprintln!(
-                    "[virtual {t_s:>6.0}s | wall {:>5.1}s] queue {} · online {} · admitted {:.0}/s · lost {} · fifo {}",
-                    wall.elapsed().as_secs_f64(),
-                    qs.length,
-                    s.regions[0].players,
-                    qs.admissions_per_s,
-                    w.sum.lost_places,
-                    w.sum.fifo_violations + w.sum.position_increases
-                );
-            }
-            timeline.push(s);
-            while next_sample <= elapsed {
-                next_sample += scenario.sample_interval_ms;
-            }
-        }
-        if done {
-            break;
-        }
-        elapsed += step;
-    }
+    let timeline = w.run_steps(&curve, &clock, scenario, opts).await?;
     w.sum.abandoned = w.view.abandoned_total;
-    let region = &scenario.regions[0].name;
-    let mut notes = vec![
-        format!(
-            "Queue mode: the backend's login queue on an embedded store (buffered), virtual time in steps of {step} ms, {} gateways each ticking every step; arrivals follow region {region:?}'s curve{}.",
-            w.holders.len(),
-            if scenario.regions.len() > 1 { " (other regions are ignored)" } else { "" }
-        ),
-        format!(
-            "Budget {} slots, {} admissions/s (after --scale); updates every {} ms; ETA from the admission rate measured over {} s.",
-            w.sum.budget_max_sessions, w.sum.budget_admissions_per_sec, update_every, w.spec.eta_window_s
-        ),
-    ];
-    notes.push(
-        "Wait: from the place's enqueue (or a fresh place after an expiry) to the gateway seeing the admission at its next update; ETA error: |ETA of the first Queued − that wait|."
-            .into(),
-    );
-    let mut operations = std::collections::BTreeMap::new();
-    operations.insert("queue_wait".to_owned(), HistSummary::new(&w.waits, "ms"));
-    operations.insert(
-        "queue_eta_error".to_owned(),
-        HistSummary::new(&w.eta_errors, "ms"),
-    );
-    let totals = Totals {
-        players_started: w.sum.arrivals,
-        logins_ok: w.sum.direct + w.sum.admitted_from_queue,
-        players_logged_in: w.sum.direct + w.sum.admitted_from_queue,
-        ..Totals::default()
-    };
-    let mut results = Results {
-        format: FORMAT.into(),
-        mode: "queue".into(),
-        scenario: scenario.name.clone(),
-        description: scenario.description.clone(),
-        scale: opts.scale,
-        regions: vec![region.clone()],
-        started_unix_ms,
-        wall_s: wall.elapsed().as_secs_f64(),
-        sim_s: duration_ms as f64 / 1000.0,
-        target: "in-process login queue (outpost-backend) on an embedded store".into(),
-        totals,
-        operations,
-        errors: std::collections::BTreeMap::new(),
-        errors_by_op: std::collections::BTreeMap::new(),
-        accounting: std::collections::BTreeMap::new(),
-        expected_outcomes: Vec::new(),
-        timeline,
-        slo: Vec::new(),
-        notes,
-        login_queue: Some(w.sum),
-        phases: crate::annotations::phases(scenario),
-        gateway_source: None,
-        model_tail: None,
-        model_store: None,
-    };
+    let mut results = w.results(scenario, opts, &clock, timeline);
     results.evaluate_slos(scenario);
     Ok(results)
+}
+
+/// When the run started (Unix ms, and on the wall clock) and how long it
+/// simulates (virtual ms).
+struct RunClock {
+    started_unix_ms: u64,
+    wall: Instant,
+    duration_ms: u64,
+}
+
+impl World {
+    /// The queue on a fresh embedded store in `dir`, with the scenario's
+    /// budget (after `--scale`), and the world around it, nobody arrived yet.
+    async fn open(
+        dir: &std::path::Path,
+        scenario: &Scenario,
+        opts: &RunOptions,
+        spec: LoginQueueSpec,
+    ) -> anyhow::Result<World> {
+        let mut cfg = EmbeddedConfig::new(dir);
+        cfg.persist = PersistMode::Buffered;
+        let store = EmbeddedStore::open(cfg).await?;
+        let settings = QueueSettings {
+            place_grace: Duration::from_secs(spec.place_grace_s),
+            ..QueueSettings::default()
+        };
+        let key: [u8; 32] = StdRng::seed_from_u64(scenario.seed ^ 0x5155_4555).gen();
+        let keys = QueueKeys::new("sim", [("sim", &key)])?;
+        let q = Queue::new(store, RegionName::new("sim")?, settings, keys)?;
+        let budget = Budget {
+            max_sessions: scaled(spec.max_sessions, opts.scale),
+            max_admissions_per_sec: scaled(spec.max_admissions_per_sec, opts.scale),
+            paused: false,
+            updated_ms: 0,
+        };
+        q.set_budget(budget, T0).await?;
+        let view = q.view().await?;
+        Ok(World {
+            q,
+            session: scenario.session.length_s.clone(),
+            holders: (0..spec.gateways).map(|g| format!("sim-gw-{g}")).collect(),
+            players: Vec::new(),
+            by_name: HashMap::new(),
+            events: BinaryHeap::new(),
+            rng: StdRng::seed_from_u64(scenario.seed),
+            sum: QueueSummary {
+                budget_max_sessions: budget.max_sessions,
+                budget_admissions_per_sec: budget.max_admissions_per_sec,
+                ..QueueSummary::default()
+            },
+            active: 0,
+            view,
+            eta: EtaEstimator::new(Duration::from_secs(spec.eta_window_s)),
+            last_admitted: None,
+            waits: new_histogram(),
+            eta_errors: new_histogram(),
+            interval_waits: new_histogram(),
+            interval_eta_errors: new_histogram(),
+            interval_admitted: 0,
+            window: (0, 0),
+            spec,
+        })
+    }
+
+    /// Steps virtual time from 0 to `duration_ms` (the module doc's four
+    /// parts of a step), sampling the timeline as the scenario says.
+    async fn run_steps(
+        &mut self,
+        curve: &Curve,
+        clock: &RunClock,
+        scenario: &Scenario,
+        opts: &RunOptions,
+    ) -> anyhow::Result<Vec<Sample>> {
+        let step = self.spec.admit_tick_ms;
+        let update_every = self.spec.update_interval_ms;
+        let (mut timeline, mut next_sample, mut last_sample) = (Vec::new(), 0u64, 0u64);
+        let mut last_progress = Instant::now();
+        let mut elapsed = 0u64;
+        loop {
+            let now = T0 + elapsed;
+            while let Some(&Reverse((at, i, ev))) = self.events.peek() {
+                if at > now {
+                    break;
+                }
+                self.events.pop();
+                self.event(now, i, ev).await?;
+            }
+            let t_s = elapsed as f64 / 1000.0;
+            let target = curve.target_at(t_s);
+            while (self.active as f64) < target.round() {
+                self.arrive(now).await?;
+            }
+            self.answer_new_places().await?;
+            self.ticks(now).await?;
+            let done = elapsed >= clock.duration_ms;
+            if elapsed % update_every == 0 || done {
+                self.update(now).await?;
+            }
+            if elapsed >= next_sample || done {
+                let dt = ((elapsed - last_sample) as f64 / 1000.0).max(1e-3);
+                last_sample = elapsed;
+                let s = self.sample(t_s, dt, target);
+                if opts.progress && (last_progress.elapsed() >= Duration::from_secs(1) || done) {
+                    last_progress = Instant::now();
+                    self.print_progress(t_s, clock.wall, &s);
+                }
+                timeline.push(s);
+                while next_sample <= elapsed {
+                    next_sample += scenario.sample_interval_ms;
+                }
+            }
+            if done {
+                return Ok(timeline);
+            }
+            elapsed += step;
+        }
+    }
+
+    fn print_progress(&self, t_s: f64, wall: Instant, s: &Sample) {
+        let qs = s.queue.as_ref().expect("queue sample");
+        eprintln!(
+            "[virtual {t_s:>6.0}s | wall {:>5.1}s] queue {} · online {} · admitted {:.0}/s · lost {} · fifo {}",
+            wall.elapsed().as_secs_f64(),
+            qs.length,
+            s.regions[0].players,
+            qs.admissions_per_s,
+            self.sum.lost_places,
+            self.sum.fifo_violations + self.sum.position_increases
+        );
+    }
+
+    /// The run's results, before the SLO verdicts.
+    fn results(
+        self,
+        scenario: &Scenario,
+        opts: &RunOptions,
+        clock: &RunClock,
+        timeline: Vec<Sample>,
+    ) -> Results {
+        let region = &scenario.regions[0].name;
+        let notes = self.notes(scenario);
+        let mut operations = std::collections::BTreeMap::new();
+        operations.insert("queue_wait".to_owned(), HistSummary::new(&self.waits, "ms"));
+        operations.insert(
+            "queue_eta_error".to_owned(),
+            HistSummary::new(&self.eta_errors, "ms"),
+        );
+        let totals = Totals {
+            players_started: self.sum.arrivals,
+            logins_ok: self.sum.direct + self.sum.admitted_from_queue,
+            players_logged_in: self.sum.direct + self.sum.admitted_from_queue,
+            ..Totals::default()
+        };
+        Results {
+            format: FORMAT.into(),
+            mode: "queue".into(),
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            scale: opts.scale,
+            regions: vec![region.clone()],
+            started_unix_ms: clock.started_unix_ms,
+            wall_s: clock.wall.elapsed().as_secs_f64(),
+            sim_s: clock.duration_ms as f64 / 1000.0,
+            target: "in-process login queue (outpost-backend) on an embedded store".into(),
+            totals,
+            operations,
+            errors: std::collections::BTreeMap::new(),
+            errors_by_op: std::collections::BTreeMap::new(),
+            accounting: std::collections::BTreeMap::new(),
+            expected_outcomes: Vec::new(),
+            timeline,
+            slo: Vec::new(),
+            notes,
+            login_queue: Some(self.sum),
+            phases: crate::annotations::phases(scenario),
+            gateway_source: None,
+            model_tail: None,
+            model_store: None,
+        }
+    }
+
+    /// How the run was modelled, for the report.
+    fn notes(&self, scenario: &Scenario) -> Vec<String> {
+        let region = &scenario.regions[0].name;
+        vec![
+            format!(
+                "Queue mode: the backend's login queue on an embedded store (buffered), virtual time in steps of {} ms, {} gateways each ticking every step; arrivals follow region {region:?}'s curve{}.",
+                self.spec.admit_tick_ms,
+                self.holders.len(),
+                if scenario.regions.len() > 1 { " (other regions are ignored)" } else { "" }
+            ),
+            format!(
+                "Budget {} slots, {} admissions/s (after --scale); updates every {} ms; ETA from the admission rate measured over {} s.",
+                self.sum.budget_max_sessions, self.sum.budget_admissions_per_sec, self.spec.update_interval_ms, self.spec.eta_window_s
+            ),
+            "Wait: from the place's enqueue (or a fresh place after an expiry) to the gateway seeing the admission at its next update; ETA error: |ETA of the first Queued − that wait|."
+                .into(),
+        ]
+    }
 }
 
 #[path = "queue_model_events.rs"]

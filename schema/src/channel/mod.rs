@@ -9,7 +9,7 @@ mod encode;
 
 use flatbuffers::FlatBufferBuilder;
 
-use crate::frame::{check_identifier, finish_frame, verifier_options, DecodeError};
+use crate::frame::{check_identifier, finish_frame, need, verifier_options, DecodeError};
 use crate::gen::outpost::wire as fb;
 use crate::inventory::{
     amounts_len, read_amounts, read_events, read_receipt, write_amounts, write_events, write_receipt,
