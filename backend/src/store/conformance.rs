@@ -428,10 +428,22 @@ pub async fn watches_fire_on_change<S: Store>(store: &S, root: &[u8]) {
 }
 
 /// Key, value and transaction size limits; the age limit; the timeout; a bad
-/// versionstamp offset.
+/// versionstamp offset. Each limit is its own check below, run in this order on
+/// the case's one key.
 pub async fn limits_are_enforced<S: Store>(store: &S, root: &[u8]) {
     reset(store, root, "limits").await;
     let k = key(root, "limits", "k");
+    key_and_value_limits(store, &k).await;
+    transaction_size_limit(store, &k).await;
+    transaction_age_limit(store, &k).await;
+    timeout_is_enforced(store).await;
+    user_errors_pass_through(store, &k).await;
+}
+
+/// A key or value of exactly the limit commits, one byte more is refused at
+/// once (on write and on read), and so is a versionstamp offset outside the key.
+async fn key_and_value_limits<S: Store>(store: &S, k: &[u8]) {
+    let k = k.to_vec();
     let big_key = {
         let mut v = k.clone();
         v.resize(limits::MAX_KEY_BYTES, b'x');
@@ -467,10 +479,13 @@ pub async fn limits_are_enforced<S: Store>(store: &S, root: &[u8]) {
         .await;
     assert!(r.is_ok(), "limit-sized writes must commit: {r:?}");
     assert!(get(store, &big_key).await.is_some());
+}
 
+/// A transaction writing over 10 MB fails with `TransactionTooLarge`.
+async fn transaction_size_limit<S: Store>(store: &S, k: &[u8]) {
     let r = store
         .transact(ONCE, |tx| {
-            let k = k.clone();
+            let k = k.to_vec();
             async move {
                 let value = vec![7u8; limits::MAX_VALUE_BYTES - 100];
                 for i in 0..200u32 {
@@ -486,10 +501,13 @@ pub async fn limits_are_enforced<S: Store>(store: &S, root: &[u8]) {
         matches!(r, Err(TxError::Store(StoreError::TransactionTooLarge { .. }))),
         "over 10 MB: {r:?}"
     );
+}
 
+/// A transaction older than the 5 s limit fails with `TransactionTooOld`.
+async fn transaction_age_limit<S: Store>(store: &S, k: &[u8]) {
     let r = store
         .transact(ONCE, |tx| {
-            let k = k.clone();
+            let k = k.to_vec();
             async move {
                 tokio::time::sleep(limits::MAX_TRANSACTION_AGE + Duration::from_millis(300)).await;
                 let _ = tx.get(&k).await?;
@@ -503,7 +521,10 @@ pub async fn limits_are_enforced<S: Store>(store: &S, root: &[u8]) {
             if matches!(*last, StoreError::TransactionTooOld) => {}
         other => panic!("a 5.3 s transaction must be too old, got {other:?}"),
     }
+}
 
+/// `TransactOptions::timeout` bounds the closure.
+async fn timeout_is_enforced<S: Store>(store: &S) {
     let r = store
         .transact(
             TransactOptions {
@@ -521,11 +542,13 @@ pub async fn limits_are_enforced<S: Store>(store: &S, root: &[u8]) {
         matches!(r, Err(TxError::Store(StoreError::Timeout))),
         "timeout: {r:?}"
     );
+}
 
-    // User errors pass through typed, without committing.
+/// User errors pass through typed, without committing.
+async fn user_errors_pass_through<S: Store>(store: &S, k: &[u8]) {
     let r: Result<(), TxError<&str>> = store
         .run(|tx| {
-            let k = k.clone();
+            let k = k.to_vec();
             async move {
                 tx.set(&k, b"never")?;
                 Err(TxError::User("nope"))
@@ -533,7 +556,7 @@ pub async fn limits_are_enforced<S: Store>(store: &S, root: &[u8]) {
         })
         .await;
     assert!(matches!(r, Err(TxError::User("nope"))));
-    assert_ne!(get(store, &k).await, Some(b"never".to_vec()));
+    assert_ne!(get(store, k).await, Some(b"never".to_vec()));
 }
 
 /// `tasks` concurrent tasks each increment one key `per_task` times with
