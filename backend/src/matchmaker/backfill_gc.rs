@@ -14,7 +14,7 @@ use super::backfill::BackfillId;
 use super::backfill_store::{BackfillRecord, BackfillState};
 use super::errors::MatchmakerError;
 use super::keys;
-use super::orphans::GcPage;
+use super::orphans::{gc_transaction, GcPage};
 use super::store::{corrupt, Matchmaker};
 
 impl<S: Store> Matchmaker<S> {
@@ -35,30 +35,12 @@ impl<S: Store> Matchmaker<S> {
             .run(|tx| {
                 let pool = pool.clone();
                 async move {
-                    let sub = keys::backfill_finished_all(&pool);
+                    let index = keys::backfill_finished_all(&pool);
                     let marker = keys::backfill_gc_marker(&pool);
-                    let done: Option<(usize, bool)> =
-                        rerun::recall(&tx, &marker, &op, MatchmakerError::Corrupt).await?;
-                    let mut out = GcPage::default();
-                    match done {
-                        Some((collected, done)) => {
-                            out.collected = collected;
-                            out.done = done;
-                        }
-                        None => {
-                            collect_page(&tx, &pool, cutoff_ms, batch, &mut out).await?;
-                            if out.collected > 0 {
-                                rerun::remember(&tx, &marker, &op, &(out.collected, out.done))?;
-                            }
-                        }
-                    }
-                    let (b, e) = sub.range();
-                    if let Some(first) = tx.get_range_snapshot(&b, &e, Some(1), false).await?.first() {
-                        let (t, _): (u64, u64) =
-                            sub.unpack(&first.key).map_err(|e| corrupt(e.to_string()))?;
-                        out.oldest_age_ms = now.saturating_sub(t);
-                    }
-                    Ok::<_, TxError<MatchmakerError>>(out)
+                    gc_transaction(&tx, &index, &marker, &op, now, || {
+                        collect_page(&tx, &pool, cutoff_ms, batch)
+                    })
+                    .await
                 }
             })
             .await?;
@@ -66,19 +48,21 @@ impl<S: Store> Matchmaker<S> {
     }
 }
 
-/// Deletes one page of finished backfill records, counting into `out`.
+/// Deletes one page of finished backfill records.
 async fn collect_page<T: Transaction>(
     tx: &T,
     pool: &crate::keyspace::RegionName,
     cutoff_ms: u64,
     batch: usize,
-    out: &mut GcPage,
-) -> Result<(), TxError<MatchmakerError>> {
+) -> Result<GcPage, TxError<MatchmakerError>> {
     let sub = keys::backfill_finished_all(pool);
     let (b, _) = sub.range();
     let end = sub.pack(&(cutoff_ms.saturating_add(1),));
     let page = tx.get_range(&b, &end, Some(batch), false).await?;
-    out.done = page.len() < batch;
+    let mut out = GcPage {
+        done: page.len() < batch,
+        ..GcPage::default()
+    };
     for kv in &page {
         let (_, id): (u64, u64) = sub.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
         let key = keys::backfill(pool, BackfillId(id));
@@ -94,5 +78,5 @@ async fn collect_page<T: Transaction>(
         tx.clear(&key)?;
         out.collected += 1;
     }
-    Ok(())
+    Ok(out)
 }

@@ -8,6 +8,9 @@
 //! transaction that reads the ticket record, so it conflicts with any match
 //! commit of the same ticket: a ticket is never matched after it was swept.
 
+use std::future::Future;
+
+use foundationdb_tuple::Subspace;
 use futures::StreamExt;
 
 use crate::presence::Presence;
@@ -55,17 +58,7 @@ impl<S: Store> Matchmaker<S> {
     ) -> Result<OrphanPage, MatchmakerError> {
         let sub = keys::holders(self.pool_name(), inc);
         let (b, e) = sub.range();
-        let page = self
-            .store()
-            .run(|tx| {
-                let (b, e) = (b.clone(), e.clone());
-                async move {
-                    Ok::<_, TxError<MatchmakerError>>(
-                        tx.get_range_snapshot(&b, &e, Some(batch), false).await?,
-                    )
-                }
-            })
-            .await?;
+        let page = self.snapshot_page(&b, &e, batch).await?;
         let mut out = OrphanPage {
             done: page.len() < batch,
             ..OrphanPage::default()
@@ -182,31 +175,12 @@ impl<S: Store> Matchmaker<S> {
             .run(|tx| {
                 let pool = pool.clone();
                 async move {
-                    let sub = keys::finished_all(&pool);
+                    let index = keys::finished_all(&pool);
                     let marker = keys::gc_marker(&pool);
-                    // This call's earlier attempt committed (its result was
-                    // unknown): answer with its count.
-                    let done: Option<(usize, bool)> = rerun::recall(&tx, &marker, &op, corrupt_of).await?;
-                    let mut out = GcPage::default();
-                    match done {
-                        Some((collected, done)) => {
-                            out.collected = collected;
-                            out.done = done;
-                        }
-                        None => {
-                            collect_page(&tx, &pool, cutoff_ms, batch, &mut out).await?;
-                            if out.collected > 0 {
-                                rerun::remember(&tx, &marker, &op, &(out.collected, out.done))?;
-                            }
-                        }
-                    }
-                    let (b2, e2) = sub.range();
-                    if let Some(first) = tx.get_range_snapshot(&b2, &e2, Some(1), false).await?.first() {
-                        let (t, _): (u64, u64) =
-                            sub.unpack(&first.key).map_err(|e| corrupt(e.to_string()))?;
-                        out.oldest_age_ms = now.saturating_sub(t);
-                    }
-                    Ok::<_, TxError<MatchmakerError>>(out)
+                    gc_transaction(&tx, &index, &marker, &op, now, || {
+                        collect_page(&tx, &pool, cutoff_ms, batch)
+                    })
+                    .await
                 }
             })
             .await?;
@@ -218,20 +192,65 @@ fn corrupt_of(detail: String) -> MatchmakerError {
     MatchmakerError::Corrupt(detail)
 }
 
+/// The body of one retention-GC transaction, the same for finished tickets
+/// and finished backfill requests: `collect` deletes one page and says how
+/// many records went and whether the backlog is done, unless this call's
+/// earlier attempt already committed (its commit result was unknown): then
+/// the answer remembered under `marker` for `op` is returned instead
+/// ([`rerun`]). Either way the age of the oldest entry left in the finished
+/// index `index` (keys `(finished_ms, id)`) is measured against `now`.
+pub(super) async fn gc_transaction<T, F, Fut>(
+    tx: &T,
+    index: &Subspace,
+    marker: &[u8],
+    op: &rerun::OpId,
+    now: u64,
+    collect: F,
+) -> Result<GcPage, TxError<MatchmakerError>>
+where
+    T: Transaction,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<GcPage, TxError<MatchmakerError>>>,
+{
+    let done: Option<(usize, bool)> = rerun::recall(tx, marker, op, corrupt_of).await?;
+    let mut out = match done {
+        Some((collected, done)) => GcPage {
+            collected,
+            done,
+            ..GcPage::default()
+        },
+        None => {
+            let page = collect().await?;
+            if page.collected > 0 {
+                rerun::remember(tx, marker, op, &(page.collected, page.done))?;
+            }
+            page
+        }
+    };
+    let (b, e) = index.range();
+    if let Some(first) = tx.get_range_snapshot(&b, &e, Some(1), false).await?.first() {
+        let (t, _): (u64, u64) = index.unpack(&first.key).map_err(|e| corrupt(e.to_string()))?;
+        out.oldest_age_ms = now.saturating_sub(t);
+    }
+    Ok(out)
+}
+
 /// Deletes one page of finished tickets (see
-/// [`Matchmaker::collect_finished`]), counting into `out`.
+/// [`Matchmaker::collect_finished`]).
 async fn collect_page<T: Transaction>(
     tx: &T,
     pool: &crate::keyspace::RegionName,
     cutoff_ms: u64,
     batch: usize,
-    out: &mut GcPage,
-) -> Result<(), TxError<MatchmakerError>> {
+) -> Result<GcPage, TxError<MatchmakerError>> {
     let sub = keys::finished_all(pool);
     let (b, _) = sub.range();
     let end = sub.pack(&(cutoff_ms + 1,));
     let page = tx.get_range(&b, &end, Some(batch), false).await?;
-    out.done = page.len() < batch;
+    let mut out = GcPage {
+        done: page.len() < batch,
+        ..GcPage::default()
+    };
     for kv in &page {
         let (_, id): (u64, u64) = sub.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
         let id = TicketId(id);
@@ -254,5 +273,5 @@ async fn collect_page<T: Transaction>(
         tx.clear(&keys::ticket(pool, id))?;
         out.collected += 1;
     }
-    Ok(())
+    Ok(out)
 }
