@@ -8,6 +8,7 @@
 //! each item at most once and leave nothing half done. The lease only keeps
 //! the work from being done twice in parallel.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::ledger::Ledger;
-use crate::matchmaker::Matchmaker;
+use crate::matchmaker::orphans::GcPage;
+use crate::matchmaker::{Matchmaker, MatchmakerError};
 use crate::presence::Presence;
 use crate::queue::Queue;
 use crate::store::Store;
@@ -268,10 +270,18 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             self.release_incarnation(&rec, now_ms, &mut r).await?;
         }
         if self.cfg.finished_retention_ms > 0 {
-            self.collect_tickets(now_ms, &mut r).await?;
+            let cutoff = now_ms.saturating_sub(self.cfg.finished_retention_ms);
+            r.collected += collect_pages(&self.stats.finished_oldest_age_ms, || {
+                self.matchmaker.collect_finished(cutoff, self.cfg.batch)
+            })
+            .await?;
         }
         if self.cfg.backfill_retention_ms > 0 {
-            self.collect_backfills(now_ms, &mut r).await?;
+            let cutoff = now_ms.saturating_sub(self.cfg.backfill_retention_ms);
+            r.backfills_collected += collect_pages(&self.stats.backfills_oldest_age_ms, || {
+                self.matchmaker.collect_finished_backfills(cutoff, self.cfg.batch)
+            })
+            .await?;
         }
         if let (Some((ledger, cursor)), true) = (&self.ledger, self.cfg.receipt_retention_ms > 0) {
             self.collect_ledger(ledger, cursor, now_ms, &mut r).await?;
@@ -317,43 +327,6 @@ impl<S: Store, G: Store> Sweeper<S, G> {
         self.liveness.forget(inc).await?;
         r.incarnations += 1;
         tracing::info!(incarnation = format!("{inc:016x}"), gateway = %rec.gateway, "swept a dead gateway incarnation");
-        Ok(())
-    }
-
-    /// Retention GC of finished tickets: at most 16 pages per pass, so a
-    /// backlog never starves the next orphan pass.
-    async fn collect_tickets(&self, now_ms: u64, r: &mut SweepReport) -> Result<(), LivenessError> {
-        let cutoff = now_ms.saturating_sub(self.cfg.finished_retention_ms);
-        for _ in 0..16 {
-            let page = self.matchmaker.collect_finished(cutoff, self.cfg.batch).await?;
-            r.collected += page.collected;
-            self.stats
-                .finished_oldest_age_ms
-                .store(page.oldest_age_ms, Ordering::Relaxed);
-            if page.done {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    /// Retention GC of finished backfill requests, bounded like the tickets'
-    /// GC: at most 16 pages per pass.
-    async fn collect_backfills(&self, now_ms: u64, r: &mut SweepReport) -> Result<(), LivenessError> {
-        let cutoff = now_ms.saturating_sub(self.cfg.backfill_retention_ms);
-        for _ in 0..16 {
-            let page = self
-                .matchmaker
-                .collect_finished_backfills(cutoff, self.cfg.batch)
-                .await?;
-            r.backfills_collected += page.collected;
-            self.stats
-                .backfills_oldest_age_ms
-                .store(page.oldest_age_ms, Ordering::Relaxed);
-            if page.done {
-                break;
-            }
-        }
         Ok(())
     }
 
@@ -422,4 +395,25 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             }
         }
     }
+}
+
+/// Runs retention-GC passes of one kind (`page` deletes one page) until the
+/// backlog is done, at most 16 pages per sweep pass so a backlog never starves
+/// the next orphan pass; keeps the age of the oldest record left in `oldest`.
+/// Returns how many records went.
+async fn collect_pages<F, Fut>(oldest: &AtomicU64, mut page: F) -> Result<usize, LivenessError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<GcPage, MatchmakerError>>,
+{
+    let mut collected = 0;
+    for _ in 0..16 {
+        let p = page().await?;
+        collected += p.collected;
+        oldest.store(p.oldest_age_ms, Ordering::Relaxed);
+        if p.done {
+            break;
+        }
+    }
+    Ok(collected)
 }

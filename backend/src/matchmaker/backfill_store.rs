@@ -508,9 +508,8 @@ impl<S: Store> Matchmaker<S> {
                         }
                         recs.push(rec);
                     }
-                    let state = TicketState::Matched { match_id: m.id };
                     for mut t in recs {
-                        mark_matched(&tx, &pool, &mut t, state, now)?;
+                        mark_matched(&tx, &pool, &mut t, m.id, now)?;
                     }
                     apply_leaving(&mut m, &rec.leaving);
                     apply_fill(&mut m, &fill);

@@ -16,7 +16,7 @@ use super::core::check_ticket;
 use super::errors::{CommitError, MatchmakerError};
 use super::keys::{self, Partition, PlayerEntry, TicketRecord, TicketState};
 use super::lease::{check_lease, Lease};
-use super::types::{Match, RegionLatency, Skill, Ticket, TicketId};
+use super::types::{Match, MatchId, RegionLatency, Skill, Ticket, TicketId};
 pub(crate) use crate::time::now_ms;
 
 /// What a client asks for (through the gateway's matchmaking channel).
@@ -170,16 +170,17 @@ pub(crate) fn leave_pool_in_commit<T: Transaction>(
     })
 }
 
-/// Puts waiting ticket `rec` into a match in a commit under a lease (new
-/// match or backfill): it leaves the pool with `state` (`Matched`), and every
-/// one of its players' entries points at it with that state.
+/// Puts waiting ticket `rec` into match `match_id` in a commit under a lease
+/// (a new match or a backfill): it leaves the pool as `Matched`, and every one
+/// of its players' entries points at it with that state.
 pub(crate) fn mark_matched<T: Transaction>(
     tx: &T,
     pool: &RegionName,
     rec: &mut TicketRecord,
-    state: TicketState,
+    match_id: MatchId,
     now: u64,
 ) -> Result<(), TxError<CommitError>> {
+    let state = TicketState::Matched { match_id };
     leave_pool_in_commit(tx, pool, rec, state, now)?;
     let entry = keys::encode(&PlayerEntry {
         ticket: rec.ticket.id,
@@ -573,10 +574,9 @@ impl<S: Store> Matchmaker<S> {
                             _ => return Err(TxError::User(CommitError::TicketUnavailable(t.id))),
                         }
                     }
-                    let state = TicketState::Matched { match_id: m.id };
                     let now = now_ms();
                     for mut rec in recs {
-                        mark_matched(&tx, &pool, &mut rec, state, now)?;
+                        mark_matched(&tx, &pool, &mut rec, m.id, now)?;
                     }
                     tx.set(&keys::match_record(&pool, m.id), &keys::encode(&*m))?;
                     Ok(CommitOutcome::Committed)
