@@ -7,14 +7,13 @@
 //! first. An `open` request is never in the index, and a record found `open`
 //! through a stray entry is kept (only the entry goes).
 
-use crate::rerun;
 use crate::store::{Store, Transaction, TxError};
 
 use super::backfill::BackfillId;
 use super::backfill_store::{BackfillRecord, BackfillState};
 use super::errors::MatchmakerError;
 use super::keys;
-use super::orphans::{gc_transaction, GcPage};
+use super::orphans::{Finished, GcPage};
 use super::store::{corrupt, Matchmaker};
 
 impl<S: Store> Matchmaker<S> {
@@ -27,29 +26,13 @@ impl<S: Store> Matchmaker<S> {
         cutoff_ms: u64,
         batch: usize,
     ) -> Result<GcPage, MatchmakerError> {
-        let pool = self.pool_name().clone();
-        let now = super::store::now_ms();
-        let op = rerun::new_op();
-        let res = self
-            .store()
-            .run(|tx| {
-                let pool = pool.clone();
-                async move {
-                    let index = keys::backfill_finished_all(&pool);
-                    let marker = keys::backfill_gc_marker(&pool);
-                    gc_transaction(&tx, &index, &marker, &op, now, || {
-                        collect_page(&tx, &pool, cutoff_ms, batch)
-                    })
-                    .await
-                }
-            })
-            .await?;
-        Ok(res)
+        self.collect_gc(Finished::Backfills, cutoff_ms, batch).await
     }
 }
 
-/// Deletes one page of finished backfill records.
-async fn collect_page<T: Transaction>(
+/// Deletes one page of finished backfill records (see
+/// [`Matchmaker::collect_gc`]).
+pub(super) async fn collect_page<T: Transaction>(
     tx: &T,
     pool: &crate::keyspace::RegionName,
     cutoff_ms: u64,

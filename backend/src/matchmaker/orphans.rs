@@ -8,9 +8,6 @@
 //! transaction that reads the ticket record, so it conflicts with any match
 //! commit of the same ticket: a ticket is never matched after it was swept.
 
-use std::future::Future;
-
-use foundationdb_tuple::Subspace;
 use futures::StreamExt;
 
 use crate::presence::Presence;
@@ -167,6 +164,22 @@ impl<S: Store> Matchmaker<S> {
     /// ticket of a match finishes in the same commit, so its first ticket's GC
     /// deletes it), and each player entry still pointing at the ticket.
     pub async fn collect_finished(&self, cutoff_ms: u64, batch: usize) -> Result<GcPage, MatchmakerError> {
+        self.collect_gc(Finished::Tickets, cutoff_ms, batch).await
+    }
+
+    /// One retention-GC transaction, the same for finished tickets and
+    /// finished backfill requests: deletes one page of `kind` finished at or
+    /// before `cutoff_ms` (at most `batch`), unless this call's earlier
+    /// attempt already committed (its commit result was unknown): then the
+    /// answer it remembered is returned instead ([`rerun`]). Either way the
+    /// age of the oldest entry left in the kind's finished index (keys
+    /// `(finished_ms, id)`) is measured.
+    pub(super) async fn collect_gc(
+        &self,
+        kind: Finished,
+        cutoff_ms: u64,
+        batch: usize,
+    ) -> Result<GcPage, MatchmakerError> {
         let pool = self.pool_name().clone();
         let now = super::store::now_ms();
         let op = rerun::new_op();
@@ -175,12 +188,40 @@ impl<S: Store> Matchmaker<S> {
             .run(|tx| {
                 let pool = pool.clone();
                 async move {
-                    let index = keys::finished_all(&pool);
-                    let marker = keys::gc_marker(&pool);
-                    gc_transaction(&tx, &index, &marker, &op, now, || {
-                        collect_page(&tx, &pool, cutoff_ms, batch)
-                    })
-                    .await
+                    let (index, marker) = match kind {
+                        Finished::Tickets => (keys::finished_all(&pool), keys::gc_marker(&pool)),
+                        Finished::Backfills => (
+                            keys::backfill_finished_all(&pool),
+                            keys::backfill_gc_marker(&pool),
+                        ),
+                    };
+                    let done: Option<(usize, bool)> = rerun::recall(&tx, &marker, &op, corrupt_of).await?;
+                    let mut out = match done {
+                        Some((collected, done)) => GcPage {
+                            collected,
+                            done,
+                            ..GcPage::default()
+                        },
+                        None => {
+                            let page = match kind {
+                                Finished::Tickets => collect_page(&tx, &pool, cutoff_ms, batch).await?,
+                                Finished::Backfills => {
+                                    super::backfill_gc::collect_page(&tx, &pool, cutoff_ms, batch).await?
+                                }
+                            };
+                            if page.collected > 0 {
+                                rerun::remember(&tx, &marker, &op, &(page.collected, page.done))?;
+                            }
+                            page
+                        }
+                    };
+                    let (b, e) = index.range();
+                    if let Some(first) = tx.get_range_snapshot(&b, &e, Some(1), false).await?.first() {
+                        let (t, _): (u64, u64) =
+                            index.unpack(&first.key).map_err(|e| corrupt(e.to_string()))?;
+                        out.oldest_age_ms = now.saturating_sub(t);
+                    }
+                    Ok::<_, TxError<MatchmakerError>>(out)
                 }
             })
             .await?;
@@ -188,51 +229,17 @@ impl<S: Store> Matchmaker<S> {
     }
 }
 
-fn corrupt_of(detail: String) -> MatchmakerError {
-    MatchmakerError::Corrupt(detail)
+/// The finished records a retention-GC pass collects.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Finished {
+    /// Tickets (with their match records and player entries).
+    Tickets,
+    /// Backfill requests ([`super::backfill_gc`]).
+    Backfills,
 }
 
-/// The body of one retention-GC transaction, the same for finished tickets
-/// and finished backfill requests: `collect` deletes one page and says how
-/// many records went and whether the backlog is done, unless this call's
-/// earlier attempt already committed (its commit result was unknown): then
-/// the answer remembered under `marker` for `op` is returned instead
-/// ([`rerun`]). Either way the age of the oldest entry left in the finished
-/// index `index` (keys `(finished_ms, id)`) is measured against `now`.
-pub(super) async fn gc_transaction<T, F, Fut>(
-    tx: &T,
-    index: &Subspace,
-    marker: &[u8],
-    op: &rerun::OpId,
-    now: u64,
-    collect: F,
-) -> Result<GcPage, TxError<MatchmakerError>>
-where
-    T: Transaction,
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<GcPage, TxError<MatchmakerError>>>,
-{
-    let done: Option<(usize, bool)> = rerun::recall(tx, marker, op, corrupt_of).await?;
-    let mut out = match done {
-        Some((collected, done)) => GcPage {
-            collected,
-            done,
-            ..GcPage::default()
-        },
-        None => {
-            let page = collect().await?;
-            if page.collected > 0 {
-                rerun::remember(tx, marker, op, &(page.collected, page.done))?;
-            }
-            page
-        }
-    };
-    let (b, e) = index.range();
-    if let Some(first) = tx.get_range_snapshot(&b, &e, Some(1), false).await?.first() {
-        let (t, _): (u64, u64) = index.unpack(&first.key).map_err(|e| corrupt(e.to_string()))?;
-        out.oldest_age_ms = now.saturating_sub(t);
-    }
-    Ok(out)
+fn corrupt_of(detail: String) -> MatchmakerError {
+    MatchmakerError::Corrupt(detail)
 }
 
 /// Deletes one page of finished tickets (see
