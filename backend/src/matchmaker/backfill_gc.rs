@@ -7,6 +7,7 @@
 //! first. An `open` request is never in the index, and a record found `open`
 //! through a stray entry is kept (only the entry goes).
 
+use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError};
 
 use super::backfill::BackfillId;
@@ -30,36 +31,23 @@ impl<S: Store> Matchmaker<S> {
     }
 }
 
-/// Deletes one page of finished backfill records (see
-/// [`Matchmaker::collect_gc`]).
-pub(super) async fn collect_page<T: Transaction>(
+/// Deletes finished backfill request `id` (see
+/// [`Matchmaker::collect_finished_backfills`]). `false`: there was no record,
+/// or it is open (never deleted while open: the index entry was a stray one,
+/// and closing the request writes a new one).
+pub(super) async fn delete_backfill<T: Transaction>(
     tx: &T,
-    pool: &crate::keyspace::RegionName,
-    cutoff_ms: u64,
-    batch: usize,
-) -> Result<GcPage, TxError<MatchmakerError>> {
-    let sub = keys::backfill_finished_all(pool);
-    let (b, _) = sub.range();
-    let end = sub.pack(&(cutoff_ms.saturating_add(1),));
-    let page = tx.get_range(&b, &end, Some(batch), false).await?;
-    let mut out = GcPage {
-        done: page.len() < batch,
-        ..GcPage::default()
+    pool: &RegionName,
+    id: BackfillId,
+) -> Result<bool, TxError<MatchmakerError>> {
+    let key = keys::backfill(pool, id);
+    let Some(raw) = tx.get(&key).await? else {
+        return Ok(false);
     };
-    for kv in &page {
-        let (_, id): (u64, u64) = sub.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
-        let key = keys::backfill(pool, BackfillId(id));
-        tx.clear(&kv.key)?;
-        let Some(raw) = tx.get(&key).await? else {
-            continue;
-        };
-        let rec: BackfillRecord = keys::decode(&raw).map_err(corrupt)?;
-        if rec.state == BackfillState::Open {
-            // Never deleted while open (a stray entry; closing it writes a new one).
-            continue;
-        }
-        tx.clear(&key)?;
-        out.collected += 1;
+    let rec: BackfillRecord = keys::decode(&raw).map_err(corrupt)?;
+    if rec.state == BackfillState::Open {
+        return Ok(false);
     }
-    Ok(out)
+    tx.clear(&key)?;
+    Ok(true)
 }

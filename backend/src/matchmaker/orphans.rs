@@ -8,12 +8,15 @@
 //! transaction that reads the ticket record, so it conflicts with any match
 //! commit of the same ticket: a ticket is never matched after it was swept.
 
+use foundationdb_tuple::Subspace;
 use futures::StreamExt;
 
+use crate::keyspace::RegionName;
 use crate::presence::Presence;
 use crate::rerun;
 use crate::store::{Store, Transaction, TxError};
 
+use super::backfill::BackfillId;
 use super::errors::MatchmakerError;
 use super::keys::{self, PlayerEntry, TicketState};
 use super::store::{corrupt, leave_pool, read_record, Matchmaker};
@@ -203,12 +206,7 @@ impl<S: Store> Matchmaker<S> {
                             ..GcPage::default()
                         },
                         None => {
-                            let page = match kind {
-                                Finished::Tickets => collect_page(&tx, &pool, cutoff_ms, batch).await?,
-                                Finished::Backfills => {
-                                    super::backfill_gc::collect_page(&tx, &pool, cutoff_ms, batch).await?
-                                }
-                            };
+                            let page = collect_page(&tx, &pool, kind, &index, cutoff_ms, batch).await?;
                             if page.collected > 0 {
                                 rerun::remember(&tx, &marker, &op, &(page.collected, page.done))?;
                             }
@@ -242,43 +240,60 @@ fn corrupt_of(detail: String) -> MatchmakerError {
     MatchmakerError::Corrupt(detail)
 }
 
-/// Deletes one page of finished tickets (see
-/// [`Matchmaker::collect_finished`]).
+/// Deletes one page (at most `batch`) of the finished records of `kind` that
+/// finished at or before `cutoff_ms`, oldest first: each entry of the kind's
+/// finished index `index` goes, and with it the record it names, if that is
+/// still there and finished.
 async fn collect_page<T: Transaction>(
     tx: &T,
-    pool: &crate::keyspace::RegionName,
+    pool: &RegionName,
+    kind: Finished,
+    index: &Subspace,
     cutoff_ms: u64,
     batch: usize,
 ) -> Result<GcPage, TxError<MatchmakerError>> {
-    let sub = keys::finished_all(pool);
-    let (b, _) = sub.range();
-    let end = sub.pack(&(cutoff_ms + 1,));
+    let (b, _) = index.range();
+    let end = index.pack(&(cutoff_ms.saturating_add(1),));
     let page = tx.get_range(&b, &end, Some(batch), false).await?;
     let mut out = GcPage {
         done: page.len() < batch,
         ..GcPage::default()
     };
     for kv in &page {
-        let (_, id): (u64, u64) = sub.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
-        let id = TicketId(id);
+        let (_, id): (u64, u64) = index.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
         tx.clear(&kv.key)?;
-        let Some(rec) = read_record(tx, pool, id).await? else {
-            continue;
+        let deleted = match kind {
+            Finished::Tickets => delete_ticket(tx, pool, TicketId(id)).await?,
+            Finished::Backfills => super::backfill_gc::delete_backfill(tx, pool, BackfillId(id)).await?,
         };
-        if let TicketState::Matched { match_id } = rec.state {
-            tx.clear(&keys::match_record(pool, match_id))?;
-        }
-        for player in &rec.ticket.players {
-            let key = keys::player(pool, player);
-            if let Some(raw) = tx.get(&key).await? {
-                let e: PlayerEntry = keys::decode(&raw).map_err(corrupt)?;
-                if e.ticket == id {
-                    tx.clear(&key)?;
-                }
-            }
-        }
-        tx.clear(&keys::ticket(pool, id))?;
-        out.collected += 1;
+        out.collected += usize::from(deleted);
     }
     Ok(out)
+}
+
+/// Deletes finished ticket `id` (see [`Matchmaker::collect_finished`]): its
+/// record, its match record, and each player entry still pointing at it.
+/// `false`: there was no record.
+async fn delete_ticket<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    id: TicketId,
+) -> Result<bool, TxError<MatchmakerError>> {
+    let Some(rec) = read_record(tx, pool, id).await? else {
+        return Ok(false);
+    };
+    if let TicketState::Matched { match_id } = rec.state {
+        tx.clear(&keys::match_record(pool, match_id))?;
+    }
+    for player in &rec.ticket.players {
+        let key = keys::player(pool, player);
+        if let Some(raw) = tx.get(&key).await? {
+            let e: PlayerEntry = keys::decode(&raw).map_err(corrupt)?;
+            if e.ticket == id {
+                tx.clear(&key)?;
+            }
+        }
+    }
+    tx.clear(&keys::ticket(pool, id))?;
+    Ok(true)
 }
