@@ -8,6 +8,7 @@
 //! each item at most once and leave nothing half done. The lease only keeps
 //! the work from being done twice in parallel.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::ledger::Ledger;
-use crate::matchmaker::Matchmaker;
+use crate::matchmaker::orphans::GcPage;
+use crate::matchmaker::{Matchmaker, MatchmakerError};
 use crate::presence::Presence;
 use crate::queue::Queue;
 use crate::store::Store;
@@ -265,89 +267,102 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             if !self.liveness.mark_swept(rec.incarnation, cutoff).await? {
                 continue;
             }
-            let inc = rec.incarnation;
-            loop {
-                let page = self
-                    .matchmaker
-                    .sweep_holder(inc, self.cfg.batch, Some(&self.presence))
-                    .await?;
-                r.tickets_removed += page.removed;
-                r.tickets_rehomed += page.rehomed;
-                if page.done {
-                    break;
-                }
-            }
-            loop {
-                let (cleared, done) = self.presence.sweep_incarnation(inc, self.cfg.batch).await?;
-                r.claims_cleared += cleared;
-                if done {
-                    break;
-                }
-            }
-            if let Some(q) = &self.queue {
-                // Idempotent: a pass that fails here re-runs it next time (the
-                // registration is only forgotten once everything is released).
-                r.queue_released += q
-                    .release_holder(&super::holder_id(&rec.gateway, inc), now_ms)
-                    .await?;
-            }
-            self.liveness.forget(inc).await?;
-            r.incarnations += 1;
-            tracing::info!(incarnation = format!("{inc:016x}"), gateway = %rec.gateway, "swept a dead gateway incarnation");
+            self.release_incarnation(&rec, now_ms, &mut r).await?;
         }
         if self.cfg.finished_retention_ms > 0 {
             let cutoff = now_ms.saturating_sub(self.cfg.finished_retention_ms);
-            // At most 16 pages per pass, so a backlog never starves the next
-            // orphan pass.
-            for _ in 0..16 {
-                let page = self.matchmaker.collect_finished(cutoff, self.cfg.batch).await?;
-                r.collected += page.collected;
-                self.stats
-                    .finished_oldest_age_ms
-                    .store(page.oldest_age_ms, Ordering::Relaxed);
-                if page.done {
-                    break;
-                }
-            }
+            r.collected += collect_pages(&self.stats.finished_oldest_age_ms, || {
+                self.matchmaker.collect_finished(cutoff, self.cfg.batch)
+            })
+            .await?;
         }
         if self.cfg.backfill_retention_ms > 0 {
             let cutoff = now_ms.saturating_sub(self.cfg.backfill_retention_ms);
-            // Bounded like the tickets' GC: at most 16 pages per pass.
-            for _ in 0..16 {
-                let page = self
-                    .matchmaker
-                    .collect_finished_backfills(cutoff, self.cfg.batch)
-                    .await?;
-                r.backfills_collected += page.collected;
-                self.stats
-                    .backfills_oldest_age_ms
-                    .store(page.oldest_age_ms, Ordering::Relaxed);
-                if page.done {
-                    break;
-                }
-            }
+            r.backfills_collected += collect_pages(&self.stats.backfills_oldest_age_ms, || {
+                self.matchmaker.collect_finished_backfills(cutoff, self.cfg.batch)
+            })
+            .await?;
         }
         if let (Some((ledger, cursor)), true) = (&self.ledger, self.cfg.receipt_retention_ms > 0) {
-            let mut c = cursor.lock().await;
-            let cutoff = now_ms.saturating_sub(self.cfg.receipt_retention_ms);
-            let lr = ledger
-                .collect_region(
-                    cutoff,
-                    self.cfg.batch,
-                    self.cfg.ledger_players_per_pass,
-                    &mut c,
-                    now_ms,
-                )
-                .await?;
-            r.ledger_collected = lr.receipts_collected + lr.duplicates_collected;
-            let s = &self.stats;
-            s.receipts_collected
-                .fetch_add(lr.receipts_collected as u64, Ordering::Relaxed);
-            s.duplicates_collected
-                .fetch_add(lr.duplicates_collected as u64, Ordering::Relaxed);
-            s.receipts_oldest_age_ms
-                .store(lr.oldest_receipt_age_ms, Ordering::Relaxed);
+            self.collect_ledger(ledger, cursor, now_ms, &mut r).await?;
         }
+        self.count(&r);
+        Ok(r)
+    }
+
+    /// Releases everything dead incarnation `rec` held (its tickets, presence
+    /// claims and login-queue entries), then forgets its registration.
+    async fn release_incarnation(
+        &self,
+        rec: &super::IncarnationRecord,
+        now_ms: u64,
+        r: &mut SweepReport,
+    ) -> Result<(), LivenessError> {
+        let inc = rec.incarnation;
+        loop {
+            let page = self
+                .matchmaker
+                .sweep_holder(inc, self.cfg.batch, Some(&self.presence))
+                .await?;
+            r.tickets_removed += page.removed;
+            r.tickets_rehomed += page.rehomed;
+            if page.done {
+                break;
+            }
+        }
+        loop {
+            let (cleared, done) = self.presence.sweep_incarnation(inc, self.cfg.batch).await?;
+            r.claims_cleared += cleared;
+            if done {
+                break;
+            }
+        }
+        if let Some(q) = &self.queue {
+            // Idempotent: a pass that fails here re-runs it next time (the
+            // registration is only forgotten once everything is released).
+            r.queue_released += q
+                .release_holder(&super::holder_id(&rec.gateway, inc), now_ms)
+                .await?;
+        }
+        self.liveness.forget(inc).await?;
+        r.incarnations += 1;
+        tracing::info!(incarnation = format!("{inc:016x}"), gateway = %rec.gateway, "swept a dead gateway incarnation");
+        Ok(())
+    }
+
+    /// Retention GC of the ledger's receipts and duplicate records, resuming
+    /// after the last player the previous pass visited (`cursor`).
+    async fn collect_ledger(
+        &self,
+        ledger: &Ledger<S>,
+        cursor: &Mutex<Option<String>>,
+        now_ms: u64,
+        r: &mut SweepReport,
+    ) -> Result<(), LivenessError> {
+        let mut c = cursor.lock().await;
+        let cutoff = now_ms.saturating_sub(self.cfg.receipt_retention_ms);
+        let lr = ledger
+            .collect_region(
+                cutoff,
+                self.cfg.batch,
+                self.cfg.ledger_players_per_pass,
+                &mut c,
+                now_ms,
+            )
+            .await?;
+        r.ledger_collected = lr.receipts_collected + lr.duplicates_collected;
+        let s = &self.stats;
+        s.receipts_collected
+            .fetch_add(lr.receipts_collected as u64, Ordering::Relaxed);
+        s.duplicates_collected
+            .fetch_add(lr.duplicates_collected as u64, Ordering::Relaxed);
+        s.receipts_oldest_age_ms
+            .store(lr.oldest_receipt_age_ms, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Adds a finished pass's report to the counters.
+    fn count(&self, r: &SweepReport) {
         let s = &self.stats;
         s.incarnations_swept
             .fetch_add(r.incarnations as u64, Ordering::Relaxed);
@@ -363,7 +378,6 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             .fetch_add(r.collected as u64, Ordering::Relaxed);
         s.backfills_collected
             .fetch_add(r.backfills_collected as u64, Ordering::Relaxed);
-        Ok(r)
     }
 
     /// Runs passes every `interval_ms` until `shutdown` resolves.
@@ -381,4 +395,25 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             }
         }
     }
+}
+
+/// Runs retention-GC passes of one kind (`page` deletes one page) until the
+/// backlog is done, at most 16 pages per sweep pass so a backlog never starves
+/// the next orphan pass; keeps the age of the oldest record left in `oldest`.
+/// Returns how many records went.
+async fn collect_pages<F, Fut>(oldest: &AtomicU64, mut page: F) -> Result<usize, LivenessError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<GcPage, MatchmakerError>>,
+{
+    let mut collected = 0;
+    for _ in 0..16 {
+        let p = page().await?;
+        collected += p.collected;
+        oldest.store(p.oldest_age_ms, Ordering::Relaxed);
+        if p.done {
+            break;
+        }
+    }
+    Ok(collected)
 }

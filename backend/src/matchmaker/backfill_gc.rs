@@ -7,14 +7,14 @@
 //! first. An `open` request is never in the index, and a record found `open`
 //! through a stray entry is kept (only the entry goes).
 
-use crate::rerun;
+use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError};
 
 use super::backfill::BackfillId;
 use super::backfill_store::{BackfillRecord, BackfillState};
 use super::errors::MatchmakerError;
 use super::keys;
-use super::orphans::GcPage;
+use super::orphans::{Finished, GcPage};
 use super::store::{corrupt, Matchmaker};
 
 impl<S: Store> Matchmaker<S> {
@@ -27,72 +27,27 @@ impl<S: Store> Matchmaker<S> {
         cutoff_ms: u64,
         batch: usize,
     ) -> Result<GcPage, MatchmakerError> {
-        let pool = self.pool_name().clone();
-        let now = super::store::now_ms();
-        let op = rerun::new_op();
-        let res = self
-            .store()
-            .run(|tx| {
-                let pool = pool.clone();
-                async move {
-                    let sub = keys::backfill_finished_all(&pool);
-                    let marker = keys::backfill_gc_marker(&pool);
-                    let done: Option<(usize, bool)> =
-                        rerun::recall(&tx, &marker, &op, MatchmakerError::Corrupt).await?;
-                    let mut out = GcPage::default();
-                    match done {
-                        Some((collected, done)) => {
-                            out.collected = collected;
-                            out.done = done;
-                        }
-                        None => {
-                            collect_page(&tx, &pool, cutoff_ms, batch, &mut out).await?;
-                            if out.collected > 0 {
-                                rerun::remember(&tx, &marker, &op, &(out.collected, out.done))?;
-                            }
-                        }
-                    }
-                    let (b, e) = sub.range();
-                    if let Some(first) = tx.get_range_snapshot(&b, &e, Some(1), false).await?.first() {
-                        let (t, _): (u64, u64) =
-                            sub.unpack(&first.key).map_err(|e| corrupt(e.to_string()))?;
-                        out.oldest_age_ms = now.saturating_sub(t);
-                    }
-                    Ok::<_, TxError<MatchmakerError>>(out)
-                }
-            })
-            .await?;
-        Ok(res)
+        self.collect_gc(Finished::Backfills, cutoff_ms, batch).await
     }
 }
 
-/// Deletes one page of finished backfill records, counting into `out`.
-async fn collect_page<T: Transaction>(
+/// Deletes finished backfill request `id` (see
+/// [`Matchmaker::collect_finished_backfills`]). `false`: there was no record,
+/// or it is open (never deleted while open: the index entry was a stray one,
+/// and closing the request writes a new one).
+pub(super) async fn delete_backfill<T: Transaction>(
     tx: &T,
-    pool: &crate::keyspace::RegionName,
-    cutoff_ms: u64,
-    batch: usize,
-    out: &mut GcPage,
-) -> Result<(), TxError<MatchmakerError>> {
-    let sub = keys::backfill_finished_all(pool);
-    let (b, _) = sub.range();
-    let end = sub.pack(&(cutoff_ms.saturating_add(1),));
-    let page = tx.get_range(&b, &end, Some(batch), false).await?;
-    out.done = page.len() < batch;
-    for kv in &page {
-        let (_, id): (u64, u64) = sub.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
-        let key = keys::backfill(pool, BackfillId(id));
-        tx.clear(&kv.key)?;
-        let Some(raw) = tx.get(&key).await? else {
-            continue;
-        };
-        let rec: BackfillRecord = keys::decode(&raw).map_err(corrupt)?;
-        if rec.state == BackfillState::Open {
-            // Never deleted while open (a stray entry; closing it writes a new one).
-            continue;
-        }
-        tx.clear(&key)?;
-        out.collected += 1;
+    pool: &RegionName,
+    id: BackfillId,
+) -> Result<bool, TxError<MatchmakerError>> {
+    let key = keys::backfill(pool, id);
+    let Some(raw) = tx.get(&key).await? else {
+        return Ok(false);
+    };
+    let rec: BackfillRecord = keys::decode(&raw).map_err(corrupt)?;
+    if rec.state == BackfillState::Open {
+        return Ok(false);
     }
-    Ok(())
+    tx.clear(&key)?;
+    Ok(true)
 }

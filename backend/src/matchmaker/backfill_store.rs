@@ -15,9 +15,9 @@ use super::backfill::{
     MAX_OPEN_PER_MATCH, MAX_OPEN_PER_POOL, MAX_TTL_MS, MIN_TTL_MS,
 };
 use super::errors::{CommitError, MatchmakerError};
-use super::keys::{self, Partition, PlayerEntry, TicketRecord, TicketState};
-use super::lease::Lease;
-use super::store::{leave_pool, now_ms, Matchmaker};
+use super::keys::{self, Partition, TicketRecord, TicketState};
+use super::lease::{check_lease, Lease};
+use super::store::{mark_matched, now_ms, Matchmaker};
 use super::types::{Match, MatchId, TicketId};
 
 /// What a game server asks for.
@@ -228,25 +228,112 @@ fn close<T: Transaction>(
     tx.set(&keys::backfill(pool, rec.request.id), &keys::encode(rec))
 }
 
+/// The bounds of a request checked before any store read (a hostile
+/// `leaving` list costs nothing): the lifetime and the number of leaving
+/// players.
+fn check_request_bounds(req: &BackfillRequest) -> Result<(), BackfillError> {
+    if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&req.ttl_ms) {
+        return Err(BackfillError::Invalid(format!(
+            "ttl_ms must be {MIN_TTL_MS}..={MAX_TTL_MS}, got {}",
+            req.ttl_ms
+        )));
+    }
+    if req.leaving.len() > super::backfill::MAX_LEAVING {
+        return Err(BackfillError::InvalidLeaving(format!(
+            "leaving names {} players; at most {}",
+            req.leaving.len(),
+            super::backfill::MAX_LEAVING
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the open seats against the match: one entry per team (`teams`),
+/// none over `team_size`, at least one seat in total.
+fn check_slots(slots: &[u32], teams: usize, team_size: u32) -> Result<(), BackfillError> {
+    if slots.len() != teams {
+        return Err(BackfillError::Invalid(format!(
+            "slots needs one entry per team ({teams}), got {}",
+            slots.len()
+        )));
+    }
+    if let Some(t) = slots.iter().position(|&s| s > team_size) {
+        return Err(BackfillError::Invalid(format!(
+            "slots[{t}] is {} but the team size is {team_size}",
+            slots[t]
+        )));
+    }
+    if slots.iter().all(|&s| s == 0) {
+        return Err(BackfillError::Invalid("slots asks for no player".into()));
+    }
+    Ok(())
+}
+
+/// The transaction that stores a new open request `rec`: within the limits
+/// of open requests per match and per pool (counted at `now`), it enters the
+/// open index, the match's list and the pool counter. A record already under
+/// its id is this call's earlier attempt (commit result unknown), answered
+/// as it was, or a collision.
+async fn insert_open<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    rec: &BackfillRecord,
+    now: u64,
+) -> Result<BackfillRecord, TxError<BackfillError>> {
+    let id = rec.request.id;
+    if let Some(existing) = read_backfill(tx, pool, id).await? {
+        // Our own earlier attempt (commit result unknown) or a collision.
+        if existing.request.match_id == rec.request.match_id
+            && existing.request.created_ms == rec.request.created_ms
+        {
+            return Ok(existing);
+        }
+        return Err(TxError::User(BackfillError::Invalid(
+            "backfill id collision; retry".into(),
+        )));
+    }
+    let (b, e) = keys::backfill_match(pool, rec.request.match_id).range();
+    let mut open = 0;
+    for kv in tx.get_range(&b, &e, None, false).await? {
+        let exp: u64 = keys::decode(&kv.value).map_err(bcorrupt)?;
+        open += usize::from(exp > now);
+    }
+    if open >= MAX_OPEN_PER_MATCH {
+        return Err(TxError::User(BackfillError::TooMany {
+            scope: "match",
+            limit: MAX_OPEN_PER_MATCH as i64,
+        }));
+    }
+    let count = crate::codec::decode_counter(tx.get(&keys::backfill_count(pool)).await?.as_deref());
+    if count >= MAX_OPEN_PER_POOL {
+        return Err(TxError::User(BackfillError::TooMany {
+            scope: "pool",
+            limit: MAX_OPEN_PER_POOL,
+        }));
+    }
+    let entry = OpenEntry {
+        request: rec.request.clone(),
+        expires_ms: rec.expires_ms,
+    };
+    tx.set(
+        &keys::backfill_open(pool, &rec.partition(), rec.request.created_ms, id),
+        &keys::encode(&entry),
+    )?;
+    tx.set(
+        &keys::backfill_match(pool, rec.request.match_id).pack(&(id.0,)),
+        &keys::encode(&rec.expires_ms),
+    )?;
+    tx.atomic_add(&keys::backfill_count(pool), 1)?;
+    tx.set(&keys::backfill(pool, id), &keys::encode(rec))?;
+    Ok(rec.clone())
+}
+
 impl<S: Store> Matchmaker<S> {
     /// Stores a backfill request for a committed match of this pool (see
     /// [`super::backfill`]). Errors: [`BackfillError::Invalid`],
     /// [`BackfillError::MatchNotFound`], [`BackfillError::TooMany`].
     pub async fn create_backfill(&self, req: BackfillRequest) -> Result<BackfillRecord, BackfillError> {
-        if !(MIN_TTL_MS..=MAX_TTL_MS).contains(&req.ttl_ms) {
-            return Err(BackfillError::Invalid(format!(
-                "ttl_ms must be {MIN_TTL_MS}..={MAX_TTL_MS}, got {}",
-                req.ttl_ms
-            )));
-        }
-        if req.leaving.len() > super::backfill::MAX_LEAVING {
-            // Before any store read: a hostile list costs nothing.
-            return Err(BackfillError::InvalidLeaving(format!(
-                "leaving names {} players; at most {}",
-                req.leaving.len(),
-                super::backfill::MAX_LEAVING
-            )));
-        }
+        check_request_bounds(&req)?;
         let m = self
             .get_match(req.match_id)
             .await
@@ -258,22 +345,7 @@ impl<S: Store> Matchmaker<S> {
         let q = self.config().queue(&m.queue).ok_or_else(|| {
             BackfillError::Invalid(format!("the match's queue {:?} is no longer configured", m.queue))
         })?;
-        if req.slots.len() != m.teams.len() {
-            return Err(BackfillError::Invalid(format!(
-                "slots needs one entry per team ({}), got {}",
-                m.teams.len(),
-                req.slots.len()
-            )));
-        }
-        if let Some(t) = req.slots.iter().position(|&s| s > q.team_size) {
-            return Err(BackfillError::Invalid(format!(
-                "slots[{t}] is {} but the team size is {}",
-                req.slots[t], q.team_size
-            )));
-        }
-        if req.slots.iter().all(|&s| s == 0) {
-            return Err(BackfillError::Invalid("slots asks for no player".into()));
-        }
+        check_slots(&req.slots, m.teams.len(), q.team_size)?;
         check_leaving(&m, &req.leaving).map_err(BackfillError::InvalidLeaving)?;
         let now = now_ms();
         let request = Backfill::for_match(BackfillId(rand::random()), &m, req.slots, now);
@@ -293,55 +365,7 @@ impl<S: Store> Matchmaker<S> {
             .store()
             .run(|tx| {
                 let (pool, rec) = (pool.clone(), rec.clone());
-                async move {
-                    let id = rec.request.id;
-                    if let Some(existing) = read_backfill(&tx, &pool, id).await? {
-                        // Our own earlier attempt (commit result unknown) or a collision.
-                        if existing.request.match_id == rec.request.match_id
-                            && existing.request.created_ms == rec.request.created_ms
-                        {
-                            return Ok(existing);
-                        }
-                        return Err(TxError::User(BackfillError::Invalid(
-                            "backfill id collision; retry".into(),
-                        )));
-                    }
-                    let (b, e) = keys::backfill_match(&pool, rec.request.match_id).range();
-                    let mut open = 0;
-                    for kv in tx.get_range(&b, &e, None, false).await? {
-                        let exp: u64 = keys::decode(&kv.value).map_err(bcorrupt)?;
-                        open += usize::from(exp > now);
-                    }
-                    if open >= MAX_OPEN_PER_MATCH {
-                        return Err(TxError::User(BackfillError::TooMany {
-                            scope: "match",
-                            limit: MAX_OPEN_PER_MATCH as i64,
-                        }));
-                    }
-                    let count =
-                        crate::codec::decode_counter(tx.get(&keys::backfill_count(&pool)).await?.as_deref());
-                    if count >= MAX_OPEN_PER_POOL {
-                        return Err(TxError::User(BackfillError::TooMany {
-                            scope: "pool",
-                            limit: MAX_OPEN_PER_POOL,
-                        }));
-                    }
-                    let entry = OpenEntry {
-                        request: rec.request.clone(),
-                        expires_ms: rec.expires_ms,
-                    };
-                    tx.set(
-                        &keys::backfill_open(&pool, &rec.partition(), rec.request.created_ms, id),
-                        &keys::encode(&entry),
-                    )?;
-                    tx.set(
-                        &keys::backfill_match(&pool, rec.request.match_id).pack(&(id.0,)),
-                        &keys::encode(&rec.expires_ms),
-                    )?;
-                    tx.atomic_add(&keys::backfill_count(&pool), 1)?;
-                    tx.set(&keys::backfill(&pool, id), &keys::encode(&*rec))?;
-                    Ok((*rec).clone())
-                }
+                async move { insert_open(&tx, &pool, &rec, now).await }
             })
             .await?;
         super::metrics::backfill_requested(&res.request.queue, &res.request.region);
@@ -417,18 +441,7 @@ impl<S: Store> Matchmaker<S> {
     /// read). Requests found expired are closed as `expired` on the way.
     pub async fn load_backfills(&self, p: &Partition, now: u64) -> Result<Vec<Backfill>, MatchmakerError> {
         let (b, e) = keys::backfill_partition(self.pool_name(), p).range();
-        let page = self
-            .store()
-            .run(|tx| {
-                let (b, e) = (b.clone(), e.clone());
-                async move {
-                    Ok::<_, TxError<MatchmakerError>>(
-                        tx.get_range_snapshot(&b, &e, Some(MAX_OPEN_PER_POOL as usize), false)
-                            .await?,
-                    )
-                }
-            })
-            .await?;
+        let page = self.snapshot_page(&b, &e, MAX_OPEN_PER_POOL as usize).await?;
         let mut out = Vec::with_capacity(page.len());
         for kv in page {
             let entry: OpenEntry = keys::decode(&kv.value).map_err(MatchmakerError::Corrupt)?;
@@ -467,15 +480,7 @@ impl<S: Store> Matchmaker<S> {
                 let (pool, lease, fill) = (pool.clone(), lease.clone(), fill.clone());
                 async move {
                     let ccorrupt = |e: String| TxError::User(CommitError::Corrupt(e));
-                    let lost = || TxError::User(CommitError::LeaseLost(lease.partition.to_string()));
-                    let raw = tx
-                        .get(&keys::lease(&pool, &lease.partition))
-                        .await?
-                        .ok_or_else(lost)?;
-                    let l: keys::LeaseRecord = keys::decode(&raw).map_err(ccorrupt)?;
-                    if l.owner != lease.owner || l.token != lease.token {
-                        return Err(lost());
-                    }
+                    check_lease(&tx, &pool, &lease).await?;
                     let now = now_ms();
                     let mut rec: BackfillRecord = match tx.get(&keys::backfill(&pool, fill.backfill)).await? {
                         Some(raw) => keys::decode(&raw).map_err(ccorrupt)?,
@@ -503,19 +508,8 @@ impl<S: Store> Matchmaker<S> {
                         }
                         recs.push(rec);
                     }
-                    let state = TicketState::Matched { match_id: m.id };
                     for mut t in recs {
-                        leave_pool(&tx, &pool, &mut t, state, now).map_err(|e| match e {
-                            TxError::Store(s) => TxError::Store(s),
-                            TxError::User(u) => TxError::User(CommitError::Corrupt(u.to_string())),
-                        })?;
-                        let entry = keys::encode(&PlayerEntry {
-                            ticket: t.ticket.id,
-                            state,
-                        });
-                        for player in &t.ticket.players {
-                            tx.set(&keys::player(&pool, player), &entry)?;
-                        }
+                        mark_matched(&tx, &pool, &mut t, m.id, now)?;
                     }
                     apply_leaving(&mut m, &rec.leaving);
                     apply_fill(&mut m, &fill);

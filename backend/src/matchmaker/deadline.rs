@@ -35,8 +35,8 @@ use crate::store::{Store, Transaction, TxError};
 use super::config::{ConfigError, QueueConfig};
 use super::errors::CommitError;
 use super::keys::{self, PlayerEntry, TicketState};
-use super::lease::Lease;
-use super::store::{leave_pool, now_ms, Matchmaker};
+use super::lease::{check_lease, Lease};
+use super::store::{leave_pool_in_commit, now_ms, Matchmaker};
 use super::types::TicketId;
 
 /// Longest accepted deadline: one day.
@@ -133,15 +133,7 @@ impl<S: Store> Matchmaker<S> {
                 let (pool, lease) = (pool.clone(), lease.clone());
                 async move {
                     let ccorrupt = |e: String| TxError::User(CommitError::Corrupt(e));
-                    let lost = || TxError::User(CommitError::LeaseLost(lease.partition.to_string()));
-                    let raw = tx
-                        .get(&keys::lease(&pool, &lease.partition))
-                        .await?
-                        .ok_or_else(lost)?;
-                    let l: keys::LeaseRecord = keys::decode(&raw).map_err(ccorrupt)?;
-                    if l.owner != lease.owner || l.token != lease.token {
-                        return Err(lost());
-                    }
+                    check_lease(&tx, &pool, &lease).await?;
                     let unavailable = || TxError::User(CommitError::TicketUnavailable(id));
                     let raw = tx.get(&keys::ticket(&pool, id)).await?.ok_or_else(unavailable)?;
                     let mut rec: keys::TicketRecord = keys::decode(&raw).map_err(ccorrupt)?;
@@ -156,10 +148,7 @@ impl<S: Store> Matchmaker<S> {
                         _ => return Err(unavailable()),
                     }
                     let state = TicketState::TimedOut { reason };
-                    leave_pool(&tx, &pool, &mut rec, state, now_ms()).map_err(|e| match e {
-                        TxError::Store(s) => TxError::Store(s),
-                        TxError::User(u) => ccorrupt(u.to_string()),
-                    })?;
+                    leave_pool_in_commit(&tx, &pool, &mut rec, state, now_ms())?;
                     let entry = keys::encode(&PlayerEntry { ticket: id, state });
                     for player in &rec.ticket.players {
                         // Only entries that still point at this ticket (a

@@ -21,9 +21,10 @@
 //! workers count the living workers and take a fair share of partitions each
 //! (see [`super::worker`]).
 
+use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError};
 
-use super::errors::MatchmakerError;
+use super::errors::{CommitError, MatchmakerError};
 use super::keys::{self, LeaseRecord, Partition, WorkerRecord};
 use super::store::Matchmaker;
 
@@ -42,6 +43,27 @@ pub struct Lease {
 
 fn corrupt(e: String) -> TxError<MatchmakerError> {
     TxError::User(MatchmakerError::Corrupt(e))
+}
+
+/// The fencing check a commit under `lease` starts with (see the [module
+/// docs](self)): reads the partition's lease record in the commit's own
+/// transaction and fails with [`CommitError::LeaseLost`] unless there is one
+/// and its owner and token are still `lease`'s.
+pub(crate) async fn check_lease<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    lease: &Lease,
+) -> Result<(), TxError<CommitError>> {
+    let lost = || TxError::User(CommitError::LeaseLost(lease.partition.to_string()));
+    let raw = tx
+        .get(&keys::lease(pool, &lease.partition))
+        .await?
+        .ok_or_else(lost)?;
+    let l: LeaseRecord = keys::decode(&raw).map_err(|e| TxError::User(CommitError::Corrupt(e)))?;
+    if l.owner != lease.owner || l.token != lease.token {
+        return Err(lost());
+    }
+    Ok(())
 }
 
 impl<S: Store> Matchmaker<S> {

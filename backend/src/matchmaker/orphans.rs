@@ -8,12 +8,15 @@
 //! transaction that reads the ticket record, so it conflicts with any match
 //! commit of the same ticket: a ticket is never matched after it was swept.
 
+use foundationdb_tuple::Subspace;
 use futures::StreamExt;
 
+use crate::keyspace::RegionName;
 use crate::presence::Presence;
 use crate::rerun;
 use crate::store::{Store, Transaction, TxError};
 
+use super::backfill::BackfillId;
 use super::errors::MatchmakerError;
 use super::keys::{self, PlayerEntry, TicketState};
 use super::store::{corrupt, leave_pool, read_record, Matchmaker};
@@ -55,17 +58,7 @@ impl<S: Store> Matchmaker<S> {
     ) -> Result<OrphanPage, MatchmakerError> {
         let sub = keys::holders(self.pool_name(), inc);
         let (b, e) = sub.range();
-        let page = self
-            .store()
-            .run(|tx| {
-                let (b, e) = (b.clone(), e.clone());
-                async move {
-                    Ok::<_, TxError<MatchmakerError>>(
-                        tx.get_range_snapshot(&b, &e, Some(batch), false).await?,
-                    )
-                }
-            })
-            .await?;
+        let page = self.snapshot_page(&b, &e, batch).await?;
         let mut out = OrphanPage {
             done: page.len() < batch,
             ..OrphanPage::default()
@@ -174,6 +167,22 @@ impl<S: Store> Matchmaker<S> {
     /// ticket of a match finishes in the same commit, so its first ticket's GC
     /// deletes it), and each player entry still pointing at the ticket.
     pub async fn collect_finished(&self, cutoff_ms: u64, batch: usize) -> Result<GcPage, MatchmakerError> {
+        self.collect_gc(Finished::Tickets, cutoff_ms, batch).await
+    }
+
+    /// One retention-GC transaction, the same for finished tickets and
+    /// finished backfill requests: deletes one page of `kind` finished at or
+    /// before `cutoff_ms` (at most `batch`), unless this call's earlier
+    /// attempt already committed (its commit result was unknown): then the
+    /// answer it remembered is returned instead ([`rerun`]). Either way the
+    /// age of the oldest entry left in the kind's finished index (keys
+    /// `(finished_ms, id)`) is measured.
+    pub(super) async fn collect_gc(
+        &self,
+        kind: Finished,
+        cutoff_ms: u64,
+        batch: usize,
+    ) -> Result<GcPage, MatchmakerError> {
         let pool = self.pool_name().clone();
         let now = super::store::now_ms();
         let op = rerun::new_op();
@@ -182,28 +191,32 @@ impl<S: Store> Matchmaker<S> {
             .run(|tx| {
                 let pool = pool.clone();
                 async move {
-                    let sub = keys::finished_all(&pool);
-                    let marker = keys::gc_marker(&pool);
-                    // This call's earlier attempt committed (its result was
-                    // unknown): answer with its count.
+                    let (index, marker) = match kind {
+                        Finished::Tickets => (keys::finished_all(&pool), keys::gc_marker(&pool)),
+                        Finished::Backfills => (
+                            keys::backfill_finished_all(&pool),
+                            keys::backfill_gc_marker(&pool),
+                        ),
+                    };
                     let done: Option<(usize, bool)> = rerun::recall(&tx, &marker, &op, corrupt_of).await?;
-                    let mut out = GcPage::default();
-                    match done {
-                        Some((collected, done)) => {
-                            out.collected = collected;
-                            out.done = done;
-                        }
+                    let mut out = match done {
+                        Some((collected, done)) => GcPage {
+                            collected,
+                            done,
+                            ..GcPage::default()
+                        },
                         None => {
-                            collect_page(&tx, &pool, cutoff_ms, batch, &mut out).await?;
-                            if out.collected > 0 {
-                                rerun::remember(&tx, &marker, &op, &(out.collected, out.done))?;
+                            let page = collect_page(&tx, &pool, kind, &index, cutoff_ms, batch).await?;
+                            if page.collected > 0 {
+                                rerun::remember(&tx, &marker, &op, &(page.collected, page.done))?;
                             }
+                            page
                         }
-                    }
-                    let (b2, e2) = sub.range();
-                    if let Some(first) = tx.get_range_snapshot(&b2, &e2, Some(1), false).await?.first() {
+                    };
+                    let (b, e) = index.range();
+                    if let Some(first) = tx.get_range_snapshot(&b, &e, Some(1), false).await?.first() {
                         let (t, _): (u64, u64) =
-                            sub.unpack(&first.key).map_err(|e| corrupt(e.to_string()))?;
+                            index.unpack(&first.key).map_err(|e| corrupt(e.to_string()))?;
                         out.oldest_age_ms = now.saturating_sub(t);
                     }
                     Ok::<_, TxError<MatchmakerError>>(out)
@@ -214,45 +227,73 @@ impl<S: Store> Matchmaker<S> {
     }
 }
 
+/// The finished records a retention-GC pass collects.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Finished {
+    /// Tickets (with their match records and player entries).
+    Tickets,
+    /// Backfill requests ([`super::backfill_gc`]).
+    Backfills,
+}
+
 fn corrupt_of(detail: String) -> MatchmakerError {
     MatchmakerError::Corrupt(detail)
 }
 
-/// Deletes one page of finished tickets (see
-/// [`Matchmaker::collect_finished`]), counting into `out`.
+/// Deletes one page (at most `batch`) of the finished records of `kind` that
+/// finished at or before `cutoff_ms`, oldest first: each entry of the kind's
+/// finished index `index` goes, and with it the record it names, if that is
+/// still there and finished.
 async fn collect_page<T: Transaction>(
     tx: &T,
-    pool: &crate::keyspace::RegionName,
+    pool: &RegionName,
+    kind: Finished,
+    index: &Subspace,
     cutoff_ms: u64,
     batch: usize,
-    out: &mut GcPage,
-) -> Result<(), TxError<MatchmakerError>> {
-    let sub = keys::finished_all(pool);
-    let (b, _) = sub.range();
-    let end = sub.pack(&(cutoff_ms + 1,));
+) -> Result<GcPage, TxError<MatchmakerError>> {
+    let (b, _) = index.range();
+    let end = index.pack(&(cutoff_ms.saturating_add(1),));
     let page = tx.get_range(&b, &end, Some(batch), false).await?;
-    out.done = page.len() < batch;
+    let mut out = GcPage {
+        done: page.len() < batch,
+        ..GcPage::default()
+    };
     for kv in &page {
-        let (_, id): (u64, u64) = sub.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
-        let id = TicketId(id);
+        let (_, id): (u64, u64) = index.unpack(&kv.key).map_err(|e| corrupt(e.to_string()))?;
         tx.clear(&kv.key)?;
-        let Some(rec) = read_record(tx, pool, id).await? else {
-            continue;
+        let deleted = match kind {
+            Finished::Tickets => delete_ticket(tx, pool, TicketId(id)).await?,
+            Finished::Backfills => super::backfill_gc::delete_backfill(tx, pool, BackfillId(id)).await?,
         };
-        if let TicketState::Matched { match_id } = rec.state {
-            tx.clear(&keys::match_record(pool, match_id))?;
-        }
-        for player in &rec.ticket.players {
-            let key = keys::player(pool, player);
-            if let Some(raw) = tx.get(&key).await? {
-                let e: PlayerEntry = keys::decode(&raw).map_err(corrupt)?;
-                if e.ticket == id {
-                    tx.clear(&key)?;
-                }
+        out.collected += usize::from(deleted);
+    }
+    Ok(out)
+}
+
+/// Deletes finished ticket `id` (see [`Matchmaker::collect_finished`]): its
+/// record, its match record, and each player entry still pointing at it.
+/// `false`: there was no record.
+async fn delete_ticket<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    id: TicketId,
+) -> Result<bool, TxError<MatchmakerError>> {
+    let Some(rec) = read_record(tx, pool, id).await? else {
+        return Ok(false);
+    };
+    if let TicketState::Matched { match_id } = rec.state {
+        tx.clear(&keys::match_record(pool, match_id))?;
+    }
+    for player in &rec.ticket.players {
+        let key = keys::player(pool, player);
+        if let Some(raw) = tx.get(&key).await? {
+            let e: PlayerEntry = keys::decode(&raw).map_err(corrupt)?;
+            if e.ticket == id {
+                tx.clear(&key)?;
             }
         }
-        tx.clear(&keys::ticket(pool, id))?;
-        out.collected += 1;
     }
-    Ok(())
+    tx.clear(&keys::ticket(pool, id))?;
+    Ok(true)
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::store::{Store, Transaction, TxError};
+use crate::store::{KeyValue, Store, Transaction, TxError};
 
 use super::errors::MatchmakerError;
 use super::keys::{self, Partition, PlayerEntry, TicketState};
@@ -154,6 +154,32 @@ impl<S: Store> Matchmaker<S> {
         Ok(res)
     }
 
+    /// Up to `limit` pairs of `[begin, end)` in key order, read as a snapshot
+    /// in a transaction of their own (no read conflict: what the caller then
+    /// does with them is checked by its own transactions).
+    pub(crate) async fn snapshot_page(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, MatchmakerError> {
+        let page = self
+            .store()
+            .run(|tx| {
+                // Owned copies: an attempt's future that borrowed the caller's
+                // slices would not be `Send` for every lifetime, which the
+                // worker tasks spawned on this need.
+                let (begin, end) = (begin.to_vec(), end.to_vec());
+                async move {
+                    Ok::<_, TxError<MatchmakerError>>(
+                        tx.get_range_snapshot(&begin, &end, Some(limit), false).await?,
+                    )
+                }
+            })
+            .await?;
+        Ok(page)
+    }
+
     /// The waiting tickets of a partition, oldest first; with `created_before`,
     /// only those created before that time. Snapshot reads in pages of
     /// [`LOAD_PAGE`] (one transaction each): the result may be slightly stale,
@@ -171,18 +197,7 @@ impl<S: Store> Matchmaker<S> {
         };
         let mut out = Vec::new();
         loop {
-            let page = self
-                .store()
-                .run(|tx| {
-                    let (begin, end) = (begin.clone(), end.clone());
-                    async move {
-                        Ok::<_, TxError<MatchmakerError>>(
-                            tx.get_range_snapshot(&begin, &end, Some(LOAD_PAGE), false)
-                                .await?,
-                        )
-                    }
-                })
-                .await?;
+            let page = self.snapshot_page(&begin, &end, LOAD_PAGE).await?;
             let full = page.len() == LOAD_PAGE;
             for kv in &page {
                 out.push(keys::decode::<Ticket>(&kv.value).map_err(MatchmakerError::Corrupt)?);

@@ -15,8 +15,8 @@ use super::config::MatchmakerConfig;
 use super::core::check_ticket;
 use super::errors::{CommitError, MatchmakerError};
 use super::keys::{self, Partition, PlayerEntry, TicketRecord, TicketState};
-use super::lease::Lease;
-use super::types::{Match, RegionLatency, Skill, Ticket, TicketId};
+use super::lease::{check_lease, Lease};
+use super::types::{Match, MatchId, RegionLatency, Skill, Ticket, TicketId};
 pub(crate) use crate::time::now_ms;
 
 /// What a client asks for (through the gateway's matchmaking channel).
@@ -152,6 +152,43 @@ pub(crate) fn leave_pool<T: Transaction>(
         &[crate::codec::SCHEMA_V1],
     )?;
     tx.set(&keys::ticket(pool, rec.ticket.id), &keys::encode(rec))?;
+    Ok(())
+}
+
+/// [`leave_pool`] in a commit under a lease, whose errors are
+/// [`CommitError`]s: a record found corrupt on the way is `Corrupt`.
+pub(crate) fn leave_pool_in_commit<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    rec: &mut TicketRecord,
+    state: TicketState,
+    now: u64,
+) -> Result<(), TxError<CommitError>> {
+    leave_pool(tx, pool, rec, state, now).map_err(|e| match e {
+        TxError::Store(s) => TxError::Store(s),
+        TxError::User(u) => TxError::User(CommitError::Corrupt(u.to_string())),
+    })
+}
+
+/// Puts waiting ticket `rec` into match `match_id` in a commit under a lease
+/// (a new match or a backfill): it leaves the pool as `Matched`, and every one
+/// of its players' entries points at it with that state.
+pub(crate) fn mark_matched<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    rec: &mut TicketRecord,
+    match_id: MatchId,
+    now: u64,
+) -> Result<(), TxError<CommitError>> {
+    let state = TicketState::Matched { match_id };
+    leave_pool_in_commit(tx, pool, rec, state, now)?;
+    let entry = keys::encode(&PlayerEntry {
+        ticket: rec.ticket.id,
+        state,
+    });
+    for player in &rec.ticket.players {
+        tx.set(&keys::player(pool, player), &entry)?;
+    }
     Ok(())
 }
 
@@ -521,19 +558,7 @@ impl<S: Store> Matchmaker<S> {
                 let (pool, lease, m) = (pool.clone(), lease.clone(), m.clone());
                 async move {
                     let ccorrupt = |e: String| TxError::User(CommitError::Corrupt(e));
-                    match tx.get(&keys::lease(&pool, &lease.partition)).await? {
-                        Some(raw) => {
-                            let l: keys::LeaseRecord = keys::decode(&raw).map_err(ccorrupt)?;
-                            if l.owner != lease.owner || l.token != lease.token {
-                                return Err(TxError::User(CommitError::LeaseLost(
-                                    lease.partition.to_string(),
-                                )));
-                            }
-                        }
-                        None => {
-                            return Err(TxError::User(CommitError::LeaseLost(lease.partition.to_string())))
-                        }
-                    }
+                    check_lease(&tx, &pool, &lease).await?;
                     let mut recs = Vec::with_capacity(m.tickets.len());
                     for t in &m.tickets {
                         let raw = tx.get(&keys::ticket(&pool, t.id)).await?;
@@ -549,20 +574,9 @@ impl<S: Store> Matchmaker<S> {
                             _ => return Err(TxError::User(CommitError::TicketUnavailable(t.id))),
                         }
                     }
-                    let state = TicketState::Matched { match_id: m.id };
                     let now = now_ms();
                     for mut rec in recs {
-                        leave_pool(&tx, &pool, &mut rec, state, now).map_err(|e| match e {
-                            TxError::Store(s) => TxError::Store(s),
-                            TxError::User(u) => TxError::User(CommitError::Corrupt(u.to_string())),
-                        })?;
-                        let entry = keys::encode(&PlayerEntry {
-                            ticket: rec.ticket.id,
-                            state,
-                        });
-                        for player in &rec.ticket.players {
-                            tx.set(&keys::player(&pool, player), &entry)?;
-                        }
+                        mark_matched(&tx, &pool, &mut rec, m.id, now)?;
                     }
                     tx.set(&keys::match_record(&pool, m.id), &keys::encode(&*m))?;
                     Ok(CommitOutcome::Committed)

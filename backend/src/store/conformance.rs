@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use foundationdb_tuple::{Subspace, Versionstamp};
 
-use super::{limits, Durability, KeyValue, Store, StoreError, TransactOptions, Transaction, TxError};
+use super::{Durability, KeyValue, Store, StoreError, TransactOptions, Transaction, TxError};
+
+mod limit_cases;
+pub use limit_cases::limits_are_enforced;
 
 /// One attempt only: a retryable error surfaces as `RetryLimitReached`.
 const ONCE: TransactOptions = TransactOptions {
@@ -425,115 +428,6 @@ pub async fn watches_fire_on_change<S: Store>(store: &S, root: &[u8]) {
         .await
         .expect("watch on absent key did not fire")
         .expect("watch failed");
-}
-
-/// Key, value and transaction size limits; the age limit; the timeout; a bad
-/// versionstamp offset.
-pub async fn limits_are_enforced<S: Store>(store: &S, root: &[u8]) {
-    reset(store, root, "limits").await;
-    let k = key(root, "limits", "k");
-    let big_key = {
-        let mut v = k.clone();
-        v.resize(limits::MAX_KEY_BYTES, b'x');
-        v
-    };
-    let r = store
-        .run(|tx| {
-            let (k, big_key) = (k.clone(), big_key.clone());
-            async move {
-                tx.set(&big_key, b"max key ok")?;
-                let mut too_big = big_key.clone();
-                too_big.push(b'x');
-                assert!(matches!(
-                    tx.set(&too_big, b"v"),
-                    Err(StoreError::KeyTooLarge { .. })
-                ));
-                assert!(matches!(
-                    tx.get(&too_big).await,
-                    Err(StoreError::KeyTooLarge { .. })
-                ));
-                tx.set(&k, &vec![1u8; limits::MAX_VALUE_BYTES])?;
-                assert!(matches!(
-                    tx.set(&k, &vec![1u8; limits::MAX_VALUE_BYTES + 1]),
-                    Err(StoreError::ValueTooLarge { .. })
-                ));
-                assert!(matches!(
-                    tx.set_versionstamped_key(&[1, 2, 3, 0, 0, 0, 0], b"v"),
-                    Err(StoreError::InvalidVersionstamp(_))
-                ));
-                Ok::<_, TxError>(())
-            }
-        })
-        .await;
-    assert!(r.is_ok(), "limit-sized writes must commit: {r:?}");
-    assert!(get(store, &big_key).await.is_some());
-
-    let r = store
-        .transact(ONCE, |tx| {
-            let k = k.clone();
-            async move {
-                let value = vec![7u8; limits::MAX_VALUE_BYTES - 100];
-                for i in 0..200u32 {
-                    let mut key = k.clone();
-                    key.extend_from_slice(&i.to_be_bytes());
-                    tx.set(&key, &value)?;
-                }
-                Ok::<_, TxError>(())
-            }
-        })
-        .await;
-    assert!(
-        matches!(r, Err(TxError::Store(StoreError::TransactionTooLarge { .. }))),
-        "over 10 MB: {r:?}"
-    );
-
-    let r = store
-        .transact(ONCE, |tx| {
-            let k = k.clone();
-            async move {
-                tokio::time::sleep(limits::MAX_TRANSACTION_AGE + Duration::from_millis(300)).await;
-                let _ = tx.get(&k).await?;
-                tx.set(&k, b"late")?;
-                Ok::<_, TxError>(())
-            }
-        })
-        .await;
-    match r {
-        Err(TxError::Store(StoreError::RetryLimitReached { last, .. }))
-            if matches!(*last, StoreError::TransactionTooOld) => {}
-        other => panic!("a 5.3 s transaction must be too old, got {other:?}"),
-    }
-
-    let r = store
-        .transact(
-            TransactOptions {
-                retry_limit: None,
-                timeout: Some(Duration::from_millis(50)),
-                ..TransactOptions::default()
-            },
-            |_tx| async {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                Ok::<_, TxError>(())
-            },
-        )
-        .await;
-    assert!(
-        matches!(r, Err(TxError::Store(StoreError::Timeout))),
-        "timeout: {r:?}"
-    );
-
-    // User errors pass through typed, without committing.
-    let r: Result<(), TxError<&str>> = store
-        .run(|tx| {
-            let k = k.clone();
-            async move {
-                tx.set(&k, b"never")?;
-                Err(TxError::User("nope"))
-            }
-        })
-        .await;
-    assert!(matches!(r, Err(TxError::User("nope"))));
-    assert_ne!(get(store, &k).await, Some(b"never".to_vec()));
 }
 
 /// `tasks` concurrent tasks each increment one key `per_task` times with

@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, ErrorFrame, Response};
+use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, ErrorFrame, Request, Response};
 use quinn::{RecvStream, SendStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::{var_code, SessionCore, SessionDeps};
-use crate::channels::{ChannelSink, RequestContext, ServiceError};
+use crate::channels::{ChannelService, ChannelSink, Reply, RequestContext, ServiceError};
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::metrics::requests;
 use crate::session::{ChannelId, ChannelStream, FrameError, StreamInput, StreamStep};
@@ -100,7 +100,27 @@ pub(super) struct ChannelTask {
     pub writer_done: mpsc::Sender<()>,
 }
 
+/// A channel once opened: its service, the context its requests run in, the
+/// sink its answers go out through, and the helper tasks behind them.
+struct OpenChannel {
+    id: ChannelId,
+    /// The `channel` label of its metrics.
+    name: &'static str,
+    service: Arc<dyn ChannelService>,
+    ctx: RequestContext,
+    sink: ChannelSink,
+    writer: Helper<()>,
+    subscription: Option<Helper<()>>,
+}
+
+/// What a dispatched request yields: its id, operation name and start (for
+/// the metrics), and the service's answer.
+type Answered = (u64, &'static str, Instant, Result<Reply, ServiceError>);
+
 impl ChannelTask {
+    /// Drives one channel stream (the state machine is [`ChannelStream`]; this
+    /// is only its pump): opens it from the first frame, serves it, then
+    /// closes it once its writer has flushed.
     pub async fn run(self, send: SendStream, mut recv: RecvStream) {
         let mut stream = ChannelStream::new(recv.id().index());
         let id = stream.id();
@@ -119,9 +139,24 @@ impl ChannelTask {
             StreamStep::Refuse { code, message } => return refuse(send, recv, code, &message).await,
             _ => return, // the client finished before opening a channel
         };
-        let channel = channel_name(kind);
-        metrics::counter!("outpost_channels_opened_total", "channel" => channel).increment(1);
+        let channel = self.open(id, kind, service, send);
+        if let Some(code) = self.serve(&mut stream, &channel, recv).await {
+            metrics::counter!("outpost_frames_rejected_total", "code" => format!("{code:?}")).increment(1);
+        }
+        channel.close().await;
+        self.core.with_machine(|m| m.close_channel(id));
+    }
 
+    /// Starts an opened channel's writer and push subscription.
+    fn open(
+        &self,
+        id: ChannelId,
+        kind: ChannelKind,
+        service: Arc<dyn ChannelService>,
+        send: SendStream,
+    ) -> OpenChannel {
+        let name = channel_name(kind);
+        metrics::counter!("outpost_channels_opened_total", "channel" => name).increment(1);
         let (tx, rx) = mpsc::channel(self.shared.limits.outbound_queue_frames);
         let room = Arc::new(tokio::sync::Notify::new());
         let stop = WriterStop {
@@ -145,7 +180,28 @@ impl ChannelTask {
             sink: sink.clone(),
         };
         let subscription = service.subscribe(ctx.clone()).map(Helper::spawn);
+        OpenChannel {
+            id,
+            name,
+            service,
+            ctx,
+            sink,
+            writer,
+            subscription,
+        }
+    }
 
+    /// Serves an open channel: feeds each frame read to the stream machine and
+    /// does what it decides, and sends each dispatched request's answer as it
+    /// finishes, until reading has stopped and every request is answered (or
+    /// the stream or the client's queue failed). Returns the code of the
+    /// channel-level protocol error that stopped the reading, if any.
+    async fn serve(
+        &self,
+        stream: &mut ChannelStream,
+        ch: &OpenChannel,
+        recv: RecvStream,
+    ) -> Option<ErrorCode> {
         let mut pending = FuturesUnordered::new();
         let mut reading: Option<ReadFuture> = Some(next_frame(recv, self.max_frame_size));
         let mut stop_code: Option<ErrorCode> = None;
@@ -159,20 +215,16 @@ impl ChannelTask {
                     let Some(input) = stream_input(result) else { break };
                     let step = self.core.with_machine(|m| stream.handle_input(Instant::now(), m, input, |_| true));
                     match step {
-                        StreamStep::Dispatch(req) => {
-                            let (request_id, started) = (req.request_id, Instant::now());
-                            let op = requests::operation_name(&req.body);
-                            pending.push(service.handle(ctx.clone(), req.body).map(move |r| (request_id, op, started, r)));
-                        }
+                        StreamStep::Dispatch(req) => pending.push(dispatch(ch, req)),
                         StreamStep::Answer { request_id, code, retry_after, message } => {
-                            requests::refused_or_ok(channel, requests::UNDISPATCHED, Some(code));
+                            requests::refused_or_ok(ch.name, requests::UNDISPATCHED, Some(code));
                             let e = ServiceError { code, message: message.into(), retry_after };
-                            if send_error(&sink, request_id, &e).is_err() {
+                            if send_error(&ch.sink, request_id, &e).is_err() {
                                 break;
                             }
                         }
                         StreamStep::Fail { code, message } => {
-                            stop_code = Some(channel_error(&sink, &mut recv, code, &message));
+                            stop_code = Some(channel_error(&ch.sink, &mut recv, code, &message));
                         }
                         StreamStep::Finish | StreamStep::Opened(_) | StreamStep::Refuse { .. } => {}
                     }
@@ -180,25 +232,63 @@ impl ChannelTask {
                         reading = Some(next_frame(recv, self.max_frame_size));
                     }
                 }
-                Some((request_id, op, started, result)) = pending.next(), if !pending.is_empty() => {
-                    self.core.with_machine(|m| m.request_done(id, request_id));
-                    requests::answered(channel, op, started.elapsed(), result.as_ref().err().map(|e| e.code));
-                    let sent = match result {
-                        Ok(reply) => sink
-                            .send(&ChannelMsg::Response(Response { request_id, body: reply.body }))
-                            .and_then(|()| { let mut pushes = reply.pushes; pushes.try_for_each(|p| sink.push(p)) }),
-                        Err(e) => send_error(&sink, request_id, &e),
-                    };
-                    if sent.is_err() {
+                Some(answered) = pending.next(), if !pending.is_empty() => {
+                    if self.answer(ch, answered).is_err() {
                         break;
                     }
                 }
             }
         }
-        if let Some(code) = stop_code {
-            metrics::counter!("outpost_frames_rejected_total", "code" => format!("{code:?}")).increment(1);
+        stop_code
+    }
+
+    /// Sends a finished request's answer (the response and its pushes, or its
+    /// error) and reports the request done. `Err`: the client's queue is full.
+    fn answer(&self, ch: &OpenChannel, answered: Answered) -> Result<(), crate::session::SlowConsumer> {
+        let (request_id, op, started, result) = answered;
+        self.core.with_machine(|m| m.request_done(ch.id, request_id));
+        requests::answered(
+            ch.name,
+            op,
+            started.elapsed(),
+            result.as_ref().err().map(|e| e.code),
+        );
+        match result {
+            Ok(reply) => ch
+                .sink
+                .send(&ChannelMsg::Response(Response {
+                    request_id,
+                    body: reply.body,
+                }))
+                .and_then(|()| {
+                    let mut pushes = reply.pushes;
+                    pushes.try_for_each(|p| ch.sink.push(p))
+                }),
+            Err(e) => send_error(&ch.sink, request_id, &e),
         }
-        drop(pending);
+    }
+}
+
+/// Runs an admitted request on the channel's service.
+fn dispatch(ch: &OpenChannel, req: Request) -> impl Future<Output = Answered> {
+    let (request_id, started) = (req.request_id, Instant::now());
+    let op = requests::operation_name(&req.body);
+    ch.service
+        .handle(ch.ctx.clone(), req.body)
+        .map(move |r| (request_id, op, started, r))
+}
+
+impl OpenChannel {
+    /// Stops the push subscription and lets the writer flush what is queued
+    /// and finish the stream.
+    async fn close(self) {
+        let OpenChannel {
+            ctx,
+            sink,
+            writer,
+            subscription,
+            ..
+        } = self;
         if let Some(task) = subscription {
             task.stop().await;
         }
@@ -206,7 +296,6 @@ impl ChannelTask {
         drop(sink);
         // The writer flushes what is queued, then finishes the stream.
         writer.join().await;
-        self.core.with_machine(|m| m.close_channel(id));
     }
 }
 
@@ -248,8 +337,6 @@ async fn refuse(mut send: SendStream, mut recv: RecvStream, code: ErrorCode, mes
     }
 }
 
-/// Writes queued frames in order; each written frame leaves the session's
-/// outbound accounting. Ends when every sender is gone, then finishes the stream.
 /// How a writer learns that its session is closing, and how the session
 /// learns that the writer is done.
 pub(super) struct WriterStop {

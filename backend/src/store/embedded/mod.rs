@@ -25,7 +25,8 @@
 //! - **Applying** happens under the commit lock, against the latest data: cleared
 //!   ranges are expanded to the keys present *now*, atomic adds read the value
 //!   present *now*, versionstamps are filled with the commit version. The result is
-//!   one fjall batch (atomic in the journal and in memory).
+//!   one fjall batch (atomic in the journal and in memory) (the commit path is
+//!   `commit.rs`).
 //! - **Watches** ([`watch`]) are checked against every written key under the same
 //!   lock; they fire when the change becomes visible (for durable commits, possibly
 //!   just before the writer's commit returns).
@@ -48,6 +49,7 @@
 //! (the store then refuses every further write until it is reopened) or when its
 //! fault mode ([`faults`], off by default) injects FoundationDB's failure modes.
 
+mod commit;
 pub mod conflict;
 pub mod faults;
 pub mod group_commit;
@@ -55,22 +57,20 @@ pub mod holder;
 mod tx;
 pub mod watch;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use rand::Rng;
 use serde::Deserialize;
 
-use self::conflict::{CommitLog, CommitRecord};
+use self::conflict::CommitLog;
 use self::faults::{CommitFault, FaultConfig, FaultConfigError, FaultCounts, FaultInjector};
 use self::group_commit::GroupCommit;
 use self::watch::WatchRegistry;
-use super::{limits, Durability, Store, StoreError, TransactOptions, TxError};
+use super::{limits, Store, StoreError, TransactOptions, TxError};
 pub use tx::EmbeddedTx;
-use tx::{Pending, TxState};
 
 const VERSION_KEY: &[u8] = b"version";
 
@@ -347,229 +347,10 @@ impl EmbeddedStore {
             None => false,
         }
     }
-
-    fn lock_commit(&self) -> MutexGuard<'_, CommitState> {
-        self.inner.commit.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts a transaction at the latest commit version.
-    fn begin(&self) -> EmbeddedTx {
-        let cs = self.lock_commit();
-        let snapshot = self.inner.db.snapshot();
-        let version = cs.version;
-        drop(cs);
-        EmbeddedTx::new(self.inner.clone(), version, snapshot)
-    }
-
-    /// Commits `tx`: conflict check and apply (synchronously, under the commit
-    /// lock), then wait for durability.
-    async fn commit(&self, tx: &EmbeddedTx, durability: Durability) -> Result<(), StoreError> {
-        let mut unknown_after = false;
-        if let Some(faults) = &self.inner.faults {
-            let plan = faults.plan_commit(tx.is_read_only(), tx.0.started.elapsed());
-            if let Some(d) = plan.delay {
-                tokio::time::sleep(d).await;
-            }
-            match plan.fault {
-                None => {}
-                Some(CommitFault::UnknownApplied) => unknown_after = true,
-                Some(fault) => {
-                    // Not applied: its watches and versionstamp are cancelled.
-                    tx.abandon();
-                    return Err(match fault {
-                        CommitFault::Conflict => StoreError::Conflict,
-                        CommitFault::TooOld => StoreError::TransactionTooOld,
-                        _ => StoreError::CommitUnknownResult,
-                    });
-                }
-            }
-        }
-        self.commit_now(tx, durability).await?;
-        if unknown_after {
-            return Err(StoreError::CommitUnknownResult);
-        }
-        Ok(())
-    }
-
-    async fn commit_now(&self, tx: &EmbeddedTx, durability: Durability) -> Result<(), StoreError> {
-        let (durable, stamp, stamps) = self.apply(tx, durability)?;
-        if let Some(durable) = durable {
-            durable
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .ok_or(StoreError::CommitUnknownResult)?;
-        }
-        if let Some(stamp) = stamp {
-            for s in stamps {
-                let _ = s.send(stamp);
-            }
-        }
-        Ok(())
-    }
-
-    /// The synchronous part of a commit. Returns what to wait for before the commit
-    /// counts as done, and the versionstamp (none for read-only transactions) with
-    /// the futures waiting for it.
-    #[allow(clippy::type_complexity)]
-    fn apply(
-        &self,
-        tx: &EmbeddedTx,
-        durability: Durability,
-    ) -> Result<
-        (
-            Option<tokio::sync::oneshot::Receiver<group_commit::Durable>>,
-            Option<super::TxVersionstamp>,
-            Vec<tokio::sync::oneshot::Sender<super::TxVersionstamp>>,
-        ),
-        StoreError,
-    > {
-        let st = {
-            let mut guard = tx.0.state.lock().unwrap_or_else(|p| p.into_inner());
-            if guard.finished {
-                return Err(StoreError::Cancelled);
-            }
-            let st = std::mem::take(&mut *guard);
-            guard.finished = true;
-            st
-        };
-        tx.check_age()?;
-        let TxState {
-            writes,
-            cleared,
-            stamped,
-            reads,
-            watches,
-            stamps,
-            ..
-        } = st;
-        let read_only = writes.is_empty() && cleared.is_empty() && stamped.is_empty();
-
-        let mut cs = self.lock_commit();
-        if read_only {
-            // Serializable at its read version; nothing to check or apply. No
-            // versionstamp without writes: `stamps` is dropped, its futures fail.
-            for (key, fire) in watches {
-                let seen = self.snapshot_value(tx, &key)?;
-                let current = self.latest_value(&key)?;
-                cs.watches.register(key, seen, current.as_deref(), fire);
-            }
-            drop(cs);
-            let durable = match durability {
-                Durability::Relaxed => None,
-                Durability::Durable => self
-                    .inner
-                    .group
-                    .as_ref()
-                    .and_then(|g| g.wait_durable(tx.0.read_version)),
-            };
-            return Ok((durable, None, Vec::new()));
-        }
-
-        cs.log.check(tx.0.read_version, &reads)?;
-        let version = cs.version + 1;
-        let stamp = versionstamp(version);
-
-        // Final state of every key this commit changes, against the latest data.
-        let mut fin: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        for (b, e) in &cleared {
-            for kv in self.inner.data.range(b.clone()..e.clone()) {
-                let key = kv.key().map_err(StoreError::backend)?;
-                fin.insert(key.to_vec(), None);
-            }
-        }
-        let mut points: Vec<Vec<u8>> = Vec::with_capacity(writes.len() + stamped.len());
-        for (k, p) in writes {
-            let v = match p {
-                Pending::Set(v) => Some(v),
-                Pending::Clear => None,
-                Pending::Add(d) => Some(super::apply_add(self.latest_value(&k)?.as_deref(), d).to_vec()),
-            };
-            points.push(k.clone());
-            fin.insert(k, v);
-        }
-        for (mut k, offset, v) in stamped {
-            k[offset..offset + 10].copy_from_slice(&stamp);
-            points.push(k.clone());
-            fin.insert(k, Some(v));
-        }
-        points.sort();
-        points.dedup();
-
-        let mut batch = self.inner.db.batch().durability(match self.inner.persist {
-            PersistMode::Buffered => Some(fjall::PersistMode::Buffer),
-            PersistMode::Durable => None, // the group-commit flusher persists
-        });
-        for (k, v) in &fin {
-            match v {
-                Some(v) => batch.insert(&self.inner.data, k.as_slice(), v.as_slice()),
-                None => batch.remove(&self.inner.data, k.as_slice()),
-            }
-        }
-        batch.insert(&self.inner.meta, VERSION_KEY, version.to_be_bytes());
-        batch.commit().map_err(StoreError::backend)?;
-
-        cs.version = version;
-        cs.log.push(CommitRecord {
-            version,
-            at: Instant::now(),
-            points,
-            ranges: cleared,
-        });
-        for (k, v) in &fin {
-            cs.watches.key_written(k, v.as_deref());
-        }
-        for (key, fire) in watches {
-            let current = match fin.get(&key) {
-                Some(v) => v.clone(),
-                None => self.latest_value(&key)?,
-            };
-            let seen = if fin.contains_key(&key) {
-                current.clone()
-            } else {
-                self.snapshot_value(tx, &key)?
-            };
-            cs.watches.register(key, seen, current.as_deref(), fire);
-        }
-        // A relaxed commit waits for nothing: its journal entry is made durable by
-        // the next durable commit's flush (the journal is one ordered log).
-        let durable = match durability {
-            Durability::Durable => self.inner.group.as_ref().map(|g| g.written(version)),
-            Durability::Relaxed => None,
-        };
-        drop(cs);
-        Ok((durable, Some(stamp), stamps))
-    }
-
-    fn latest_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .inner
-            .data
-            .get(key)
-            .map_err(StoreError::backend)?
-            .map(|v| v.to_vec()))
-    }
-
-    fn snapshot_value(&self, tx: &EmbeddedTx, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(tx
-            .0
-            .snapshot
-            .get(&self.inner.data, key)
-            .map_err(StoreError::backend)?
-            .map(|v| v.to_vec()))
-    }
 }
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// The FoundationDB-layout versionstamp of a commit version: 8 bytes big-endian
-/// version, 2 bytes batch order (always 0: one transaction per version here).
-fn versionstamp(version: u64) -> super::TxVersionstamp {
-    let mut s = [0u8; 10];
-    s[..8].copy_from_slice(&version.to_be_bytes());
-    s
 }
 
 /// Waits before retry `attempt` (1-based count of failed attempts): a yield first,

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::store::{Transaction, TxError};
+use crate::store::{Durability, Transaction, TxError};
 
 async fn open() -> (tempfile::TempDir, EmbeddedStore) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -21,6 +21,9 @@ use crate::store::{
 /// A key and value (or a `[begin, end)` range).
 type Pair = (Vec<u8>, Vec<u8>);
 
+/// A transaction's own writes in a range, in scan order.
+type LocalWrites = Vec<(Vec<u8>, Pending)>;
+
 /// A write buffered in the transaction, applied at commit.
 #[derive(Debug, Clone)]
 pub(super) enum Pending {
@@ -176,105 +179,140 @@ impl EmbeddedTx {
         if begin >= end || limit == Some(0) {
             return Ok(Vec::new());
         }
-        let (mut local, cleared): (Vec<(Vec<u8>, Pending)>, Vec<Pair>) = {
-            let st = self.state()?;
-            let local = st
-                .writes
-                .range::<[u8], _>((Bound::Included(begin), Bound::Excluded(end)))
-                .map(|(k, p)| (k.clone(), p.clone()))
-                .collect();
-            let cleared = st
-                .cleared
-                .iter()
-                .filter(|(b, e)| b.as_slice() < end && begin < e.as_slice())
-                .cloned()
-                .collect();
-            (local, cleared)
-        };
-        let in_cleared = |key: &[u8]| {
-            cleared
-                .iter()
-                .any(|(b, e)| b.as_slice() <= key && key < e.as_slice())
-        };
+        let (mut local, cleared) = self.local_range(begin, end)?;
         let iter = self
             .0
             .snapshot
             .range(&self.0.store.data, begin.to_vec()..end.to_vec());
-        let mut storage: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
+        let storage: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
             local.reverse();
             Box::new(iter.rev())
         } else {
             Box::new(iter)
         };
-        let mut next_stored = || -> Result<Option<Pair>, StoreError> {
-            match storage.next() {
-                None => Ok(None),
-                Some(g) => {
-                    let (k, v) = g.into_inner().map_err(StoreError::backend)?;
-                    Ok(Some((k.to_vec(), v.to_vec())))
-                }
-            }
-        };
-        // "Comes first in scan order".
-        let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
-
         let limit = limit.unwrap_or(usize::MAX);
-        let mut out = Vec::new();
-        let mut stored = next_stored()?;
-        let mut local = local.into_iter().peekable();
-        while out.len() < limit {
-            let take_local = match (&stored, local.peek()) {
-                (None, None) => break,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some((sk, _)), Some((lk, _))) => !before(sk, lk),
-            };
-            if !take_local {
-                if let Some((k, v)) = stored.take() {
-                    if !in_cleared(&k) {
-                        out.push(KeyValue { key: k, value: v });
-                    }
-                }
-                stored = next_stored()?;
-                continue;
-            }
-            let Some((lk, pending)) = local.next() else {
-                break;
-            };
-            // The stored value of the same key, if the storage cursor is on it.
-            let base = match &stored {
-                Some((sk, _)) if *sk == lk => {
-                    let v = stored.take().map(|(_, v)| v);
-                    stored = next_stored()?;
-                    v
-                }
-                _ => None,
-            };
-            match pending {
-                Pending::Set(v) => out.push(KeyValue { key: lk, value: v }),
-                Pending::Clear => {}
-                // (An add on a key in a cleared range became a Set.)
-                Pending::Add(d) => out.push(KeyValue {
-                    value: apply_add(base.as_deref(), d).to_vec(),
-                    key: lk,
-                }),
-            }
-        }
+        let out = merge_range(storage, local, &cleared, limit, reverse)?;
         if !snapshot {
-            let hit_limit = out.len() >= limit;
-            let mut st = self.state()?;
-            match out.last() {
-                Some(last) if hit_limit && !reverse => {
-                    let mut stop = last.key.clone();
-                    stop.push(0);
-                    st.reads.add_range(begin, &stop);
-                }
-                Some(last) if hit_limit => st.reads.add_range(&last.key, end),
-                _ => st.reads.add_range(begin, end),
-            }
+            self.record_range_read(begin, end, &out, limit, reverse)?;
         }
         Ok(out)
     }
+
+    /// This transaction's own writes in `[begin, end)`, in key order, and its
+    /// cleared ranges that overlap it (copied: the state lock is not held while
+    /// the snapshot is scanned).
+    fn local_range(&self, begin: &[u8], end: &[u8]) -> Result<(LocalWrites, Vec<Pair>), StoreError> {
+        let st = self.state()?;
+        let local = st
+            .writes
+            .range::<[u8], _>((Bound::Included(begin), Bound::Excluded(end)))
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        let cleared = st
+            .cleared
+            .iter()
+            .filter(|(b, e)| b.as_slice() < end && begin < e.as_slice())
+            .cloned()
+            .collect();
+        Ok((local, cleared))
+    }
+
+    /// Adds what a range read of `[begin, end)` depended on to the read set:
+    /// the whole range, or, when `limit` cut the scan short, the range up to
+    /// and including the last key returned (in scan order).
+    fn record_range_read(
+        &self,
+        begin: &[u8],
+        end: &[u8],
+        out: &[KeyValue],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<(), StoreError> {
+        let hit_limit = out.len() >= limit;
+        let mut st = self.state()?;
+        match out.last() {
+            Some(last) if hit_limit && !reverse => {
+                let mut stop = last.key.clone();
+                stop.push(0);
+                st.reads.add_range(begin, &stop);
+            }
+            Some(last) if hit_limit => st.reads.add_range(&last.key, end),
+            _ => st.reads.add_range(begin, end),
+        }
+        Ok(())
+    }
+}
+
+/// Merges a snapshot scan (`storage`) with the transaction's own writes in the
+/// same range (`local`, in the same scan order), up to `limit` pairs: a local
+/// write replaces the stored value of its key (an add applies to it), and a
+/// stored key inside one of the `cleared` ranges reads as absent.
+fn merge_range(
+    mut storage: impl Iterator<Item = fjall::Guard>,
+    local: LocalWrites,
+    cleared: &[Pair],
+    limit: usize,
+    reverse: bool,
+) -> Result<Vec<KeyValue>, StoreError> {
+    let in_cleared = |key: &[u8]| {
+        cleared
+            .iter()
+            .any(|(b, e)| b.as_slice() <= key && key < e.as_slice())
+    };
+    let mut next_stored = || -> Result<Option<Pair>, StoreError> {
+        match storage.next() {
+            None => Ok(None),
+            Some(g) => {
+                let (k, v) = g.into_inner().map_err(StoreError::backend)?;
+                Ok(Some((k.to_vec(), v.to_vec())))
+            }
+        }
+    };
+    // "Comes first in scan order".
+    let before = |a: &[u8], b: &[u8]| if reverse { a > b } else { a < b };
+
+    let mut out = Vec::new();
+    let mut stored = next_stored()?;
+    let mut local = local.into_iter().peekable();
+    while out.len() < limit {
+        let take_local = match (&stored, local.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((sk, _)), Some((lk, _))) => !before(sk, lk),
+        };
+        if !take_local {
+            if let Some((k, v)) = stored.take() {
+                if !in_cleared(&k) {
+                    out.push(KeyValue { key: k, value: v });
+                }
+            }
+            stored = next_stored()?;
+            continue;
+        }
+        let Some((lk, pending)) = local.next() else {
+            break;
+        };
+        // The stored value of the same key, if the storage cursor is on it.
+        let base = match &stored {
+            Some((sk, _)) if *sk == lk => {
+                let v = stored.take().map(|(_, v)| v);
+                stored = next_stored()?;
+                v
+            }
+            _ => None,
+        };
+        match pending {
+            Pending::Set(v) => out.push(KeyValue { key: lk, value: v }),
+            Pending::Clear => {}
+            // (An add on a key in a cleared range became a Set.)
+            Pending::Add(d) => out.push(KeyValue {
+                value: apply_add(base.as_deref(), d).to_vec(),
+                key: lk,
+            }),
+        }
+    }
+    Ok(out)
 }
 
 impl Transaction for EmbeddedTx {

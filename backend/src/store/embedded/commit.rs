@@ -1,0 +1,304 @@
+//! The embedded backend's commit path (see the [module docs](super)): begin a
+//! transaction at the latest version, then at commit run the fault plan, check
+//! conflicts and apply the writes as one fjall batch under the commit lock,
+//! register the transaction's watches, and wait for durability.
+
+use std::collections::BTreeMap;
+use std::sync::MutexGuard;
+use std::time::Instant;
+
+use fjall::Readable;
+use tokio::sync::oneshot;
+
+use super::conflict::CommitRecord;
+use super::faults::CommitFault;
+use super::group_commit;
+use super::tx::{Pending, TxState};
+use super::{CommitState, EmbeddedStore, EmbeddedTx, PersistMode, VERSION_KEY};
+use crate::store::{apply_add, Durability, StoreError, TxVersionstamp};
+
+/// The final value of every key a commit changes (`None`: deleted), against
+/// the latest data.
+type FinalState = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Watches a transaction set: the key and the sender that fires it.
+type TxWatches = Vec<(Vec<u8>, oneshot::Sender<()>)>;
+
+/// What the synchronous part of a commit leaves to do.
+struct Applied {
+    /// Resolves once the commit is durable; `None`: nothing to wait for.
+    durable: Option<oneshot::Receiver<group_commit::Durable>>,
+    /// The commit's versionstamp (none for read-only transactions) ...
+    stamp: Option<TxVersionstamp>,
+    /// ... and the futures waiting for it.
+    stamps: Vec<oneshot::Sender<TxVersionstamp>>,
+}
+
+impl EmbeddedStore {
+    pub(super) fn lock_commit(&self) -> MutexGuard<'_, CommitState> {
+        self.inner.commit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a transaction at the latest commit version.
+    pub(super) fn begin(&self) -> EmbeddedTx {
+        let cs = self.lock_commit();
+        let snapshot = self.inner.db.snapshot();
+        let version = cs.version;
+        drop(cs);
+        EmbeddedTx::new(self.inner.clone(), version, snapshot)
+    }
+
+    /// Commits `tx`: conflict check and apply (synchronously, under the commit
+    /// lock), then wait for durability.
+    pub(super) async fn commit(&self, tx: &EmbeddedTx, durability: Durability) -> Result<(), StoreError> {
+        let mut unknown_after = false;
+        if let Some(faults) = &self.inner.faults {
+            let plan = faults.plan_commit(tx.is_read_only(), tx.0.started.elapsed());
+            if let Some(d) = plan.delay {
+                tokio::time::sleep(d).await;
+            }
+            match plan.fault {
+                None => {}
+                Some(CommitFault::UnknownApplied) => unknown_after = true,
+                Some(fault) => {
+                    // Not applied: its watches and versionstamp are cancelled.
+                    tx.abandon();
+                    return Err(match fault {
+                        CommitFault::Conflict => StoreError::Conflict,
+                        CommitFault::TooOld => StoreError::TransactionTooOld,
+                        _ => StoreError::CommitUnknownResult,
+                    });
+                }
+            }
+        }
+        self.commit_now(tx, durability).await?;
+        if unknown_after {
+            return Err(StoreError::CommitUnknownResult);
+        }
+        Ok(())
+    }
+
+    async fn commit_now(&self, tx: &EmbeddedTx, durability: Durability) -> Result<(), StoreError> {
+        let Applied {
+            durable,
+            stamp,
+            stamps,
+        } = self.apply(tx, durability)?;
+        if let Some(durable) = durable {
+            durable
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .ok_or(StoreError::CommitUnknownResult)?;
+        }
+        if let Some(stamp) = stamp {
+            for s in stamps {
+                let _ = s.send(stamp);
+            }
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of a commit: takes the transaction's state, then,
+    /// under the commit lock, checks conflicts, writes the batch, logs the
+    /// commit and registers the watches.
+    fn apply(&self, tx: &EmbeddedTx, durability: Durability) -> Result<Applied, StoreError> {
+        let st = take_state(tx)?;
+        tx.check_age()?;
+        let TxState {
+            writes,
+            cleared,
+            stamped,
+            reads,
+            watches,
+            stamps,
+            ..
+        } = st;
+        let read_only = writes.is_empty() && cleared.is_empty() && stamped.is_empty();
+
+        let mut cs = self.lock_commit();
+        if read_only {
+            return self.apply_read_only(cs, tx, watches, durability);
+        }
+
+        cs.log.check(tx.0.read_version, &reads)?;
+        let version = cs.version + 1;
+        let stamp = versionstamp(version);
+        let (fin, points) = self.final_state(&cleared, writes, stamped, &stamp)?;
+        self.write_batch(&fin, version)?;
+
+        cs.version = version;
+        cs.log.push(CommitRecord {
+            version,
+            at: Instant::now(),
+            points,
+            ranges: cleared,
+        });
+        for (k, v) in &fin {
+            cs.watches.key_written(k, v.as_deref());
+        }
+        self.register_written_watches(&mut cs, tx, &fin, watches)?;
+        // A relaxed commit waits for nothing: its journal entry is made durable by
+        // the next durable commit's flush (the journal is one ordered log).
+        let durable = match durability {
+            Durability::Durable => self.inner.group.as_ref().map(|g| g.written(version)),
+            Durability::Relaxed => None,
+        };
+        drop(cs);
+        Ok(Applied {
+            durable,
+            stamp: Some(stamp),
+            stamps,
+        })
+    }
+
+    /// The commit of a transaction that wrote nothing: serializable at its read
+    /// version, so nothing to check or apply; only its watches are registered.
+    /// No versionstamp without writes: its versionstamp futures are dropped
+    /// (they fail). A durable one waits until what it read is durable.
+    fn apply_read_only(
+        &self,
+        mut cs: MutexGuard<'_, CommitState>,
+        tx: &EmbeddedTx,
+        watches: TxWatches,
+        durability: Durability,
+    ) -> Result<Applied, StoreError> {
+        for (key, fire) in watches {
+            let seen = self.snapshot_value(tx, &key)?;
+            let current = self.latest_value(&key)?;
+            cs.watches.register(key, seen, current.as_deref(), fire);
+        }
+        drop(cs);
+        let durable = match durability {
+            Durability::Relaxed => None,
+            Durability::Durable => self
+                .inner
+                .group
+                .as_ref()
+                .and_then(|g| g.wait_durable(tx.0.read_version)),
+        };
+        Ok(Applied {
+            durable,
+            stamp: None,
+            stamps: Vec::new(),
+        })
+    }
+
+    /// The final state of every key the commit changes, against the latest
+    /// data (cleared ranges expanded to the keys present now, adds applied to
+    /// the values present now, versionstamped keys completed with `stamp`), and
+    /// the written keys (sorted, deduplicated) for the conflict log.
+    fn final_state(
+        &self,
+        cleared: &[(Vec<u8>, Vec<u8>)],
+        writes: BTreeMap<Vec<u8>, Pending>,
+        stamped: Vec<(Vec<u8>, usize, Vec<u8>)>,
+        stamp: &TxVersionstamp,
+    ) -> Result<(FinalState, Vec<Vec<u8>>), StoreError> {
+        let mut fin = FinalState::new();
+        for (b, e) in cleared {
+            for kv in self.inner.data.range(b.clone()..e.clone()) {
+                let key = kv.key().map_err(StoreError::backend)?;
+                fin.insert(key.to_vec(), None);
+            }
+        }
+        let mut points: Vec<Vec<u8>> = Vec::with_capacity(writes.len() + stamped.len());
+        for (k, p) in writes {
+            let v = match p {
+                Pending::Set(v) => Some(v),
+                Pending::Clear => None,
+                Pending::Add(d) => Some(apply_add(self.latest_value(&k)?.as_deref(), d).to_vec()),
+            };
+            points.push(k.clone());
+            fin.insert(k, v);
+        }
+        for (mut k, offset, v) in stamped {
+            k[offset..offset + 10].copy_from_slice(stamp);
+            points.push(k.clone());
+            fin.insert(k, Some(v));
+        }
+        points.sort();
+        points.dedup();
+        Ok((fin, points))
+    }
+
+    /// Writes `fin` and the new commit `version` as one fjall batch (atomic in
+    /// the journal and in memory).
+    fn write_batch(&self, fin: &FinalState, version: u64) -> Result<(), StoreError> {
+        let mut batch = self.inner.db.batch().durability(match self.inner.persist {
+            PersistMode::Buffered => Some(fjall::PersistMode::Buffer),
+            PersistMode::Durable => None, // the group-commit flusher persists
+        });
+        for (k, v) in fin {
+            match v {
+                Some(v) => batch.insert(&self.inner.data, k.as_slice(), v.as_slice()),
+                None => batch.remove(&self.inner.data, k.as_slice()),
+            }
+        }
+        batch.insert(&self.inner.meta, VERSION_KEY, version.to_be_bytes());
+        batch.commit().map_err(StoreError::backend)
+    }
+
+    /// Registers the watches of a writing transaction: a watch on a key it
+    /// wrote starts from the value it wrote (its own write never fires it);
+    /// any other starts from the value the transaction read.
+    fn register_written_watches(
+        &self,
+        cs: &mut CommitState,
+        tx: &EmbeddedTx,
+        fin: &FinalState,
+        watches: TxWatches,
+    ) -> Result<(), StoreError> {
+        for (key, fire) in watches {
+            let current = match fin.get(&key) {
+                Some(v) => v.clone(),
+                None => self.latest_value(&key)?,
+            };
+            let seen = if fin.contains_key(&key) {
+                current.clone()
+            } else {
+                self.snapshot_value(tx, &key)?
+            };
+            cs.watches.register(key, seen, current.as_deref(), fire);
+        }
+        Ok(())
+    }
+
+    fn latest_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .inner
+            .data
+            .get(key)
+            .map_err(StoreError::backend)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn snapshot_value(&self, tx: &EmbeddedTx, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(tx
+            .0
+            .snapshot
+            .get(&self.inner.data, key)
+            .map_err(StoreError::backend)?
+            .map(|v| v.to_vec()))
+    }
+}
+
+/// Takes the state of `tx` for its commit, marking it finished (later use of
+/// the transaction fails with `Cancelled`, and so does a second commit).
+fn take_state(tx: &EmbeddedTx) -> Result<TxState, StoreError> {
+    let mut guard = tx.0.state.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.finished {
+        return Err(StoreError::Cancelled);
+    }
+    let st = std::mem::take(&mut *guard);
+    guard.finished = true;
+    Ok(st)
+}
+
+/// The FoundationDB-layout versionstamp of a commit version: 8 bytes big-endian
+/// version, 2 bytes batch order (always 0: one transaction per version here).
+fn versionstamp(version: u64) -> TxVersionstamp {
+    let mut s = [0u8; 10];
+    s[..8].copy_from_slice(&version.to_be_bytes());
+    s
+}
