@@ -110,8 +110,12 @@
 //!   catalog's, which nothing writes), and [`Ledger::balances`] reads the
 //!   held-asset index (`(.., "held")`, written blindly with an asset's first
 //!   credit, see [`keys`]) and then each asset's shards the same way; otherwise
-//!   one range read is cheaper and is used. The audit always reads every
-//!   balance by one range read (the ground truth).
+//!   one range read is cheaper and is used. A reader woken by a change (the
+//!   gateway's inventory-changed push,
+//!   [`Ledger::balances_and_watch_after_change`]) always reads through the
+//!   index: the player was just written, so its shards have fresh versions
+//!   to step over. The audit always reads every balance by one range read
+//!   (the ground truth).
 //!
 //!   An alternative would be an in-process coalescer per player (batch
 //!   concurrent grants into one transaction); it helps only within one gateway
@@ -333,11 +337,42 @@ impl<S: Store> Ledger<S> {
 
     /// The player's balances and a [`ChangeWatch`] registered in the same
     /// transaction: the watch fires on any change after this read (the
-    /// gateway's inventory-changed push loop).
+    /// gateway's inventory-changed push loop, for its first read).
     pub async fn balances_and_watch(&self, player: &str) -> Result<(Balances, ChangeWatch), LedgerError> {
+        let point = self.counters.in_flight.is_busy(player);
+        self.read_and_watch(player, point).await
+    }
+
+    /// As [`Ledger::balances_and_watch`], for a reader that was just woken
+    /// by a change of the player's ledger (the push loop after its watch
+    /// fired): reads the balances through the held-asset index by point
+    /// reads ([`projection::read_all`] with `point`), falling back to the
+    /// range read for a ledger not yet indexed. Same result, same conflicts.
+    ///
+    /// Why: a player whose ledger just changed has fresh versions of its
+    /// shards in the store's memtable (a limited asset's grant writes one of
+    /// its 32 shards), and the range read steps over every stored version of
+    /// every shard since the last flush, while a point read seeks to the
+    /// newest one. The push after every grant of a player with one request
+    /// in flight took the range read (no write in flight by then, [`hot`]),
+    /// ~22% of the gateway's CPU in the many-player grant bench
+    /// (docs/PERFORMANCE.md, "The InventoryChanged push's read"). A reader
+    /// not woken by a change (a channel opening) keeps the range read, which
+    /// is cheaper for a player written now and then.
+    pub async fn balances_and_watch_after_change(
+        &self,
+        player: &str,
+    ) -> Result<(Balances, ChangeWatch), LedgerError> {
+        self.read_and_watch(player, true).await
+    }
+
+    async fn read_and_watch(
+        &self,
+        player: &str,
+        point: bool,
+    ) -> Result<(Balances, ChangeWatch), LedgerError> {
         check_player(player)?;
         let (region, player, catalog) = (self.region.clone(), player.to_owned(), self.catalog.clone());
-        let point = self.counters.in_flight.is_busy(&player);
         let (raw, w) = self
             .store
             .run(|tx| {
