@@ -18,7 +18,9 @@
 //! 2. (acting player only) looks up the idempotency key (below);
 //! 3. reads the ledger generation (see "Order across regions");
 //! 4. debits and credits the balances (never negative, never over the limit:
-//!    any violation aborts the transaction, nothing is written);
+//!    any violation aborts the transaction, nothing is written), and adds the
+//!    same amounts to the assets' totals ([`totals`]; the player's first write
+//!    since totals existed sets them from the shards first);
 //! 5. appends the event under a versionstamped key (conflict-free, ordered);
 //! 6. stores the receipt under the idempotency key, stamped with the same
 //!    versionstamp, so `(generation, versionstamp)` is the event id;
@@ -110,12 +112,13 @@
 //!   catalog's, which nothing writes), and [`Ledger::balances`] reads the
 //!   held-asset index (`(.., "held")`, written blindly with an asset's first
 //!   credit, see [`keys`]) and then each asset's shards the same way; otherwise
-//!   one range read is cheaper and is used. A reader woken by a change (the
-//!   gateway's inventory-changed push,
-//!   [`Ledger::balances_and_watch_after_change`]) always reads through the
-//!   index: the player was just written, so its shards have fresh versions
-//!   to step over. The audit always reads every balance by one range read
-//!   (the ground truth).
+//!   one range read is cheaper and is used. The gateway's inventory-changed
+//!   push, which reads every balance after every change
+//!   ([`Ledger::balances_and_watch`]), reads **per-asset totals** instead
+//!   ([`totals`]: one more key per asset, added to by the same atomic add as
+//!   the shard, so still conflict-free): the index and one point read per
+//!   asset, not one per shard. The audit always reads every balance by one
+//!   range read (the ground truth) and checks the totals against it.
 //!
 //!   An alternative would be an in-process coalescer per player (batch
 //!   concurrent grants into one transaction); it helps only within one gateway
@@ -166,6 +169,7 @@ pub mod keys;
 mod ops;
 mod projection;
 pub mod retention;
+mod totals;
 pub mod types;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -337,55 +341,31 @@ impl<S: Store> Ledger<S> {
 
     /// The player's balances and a [`ChangeWatch`] registered in the same
     /// transaction: the watch fires on any change after this read (the
-    /// gateway's inventory-changed push loop, for its first read).
+    /// gateway's inventory-changed push loop, which calls it after every
+    /// change). Reads the per-asset totals ([`totals`]: the held-asset index
+    /// and one point read per asset) once the player's ledger keeps them,
+    /// else the shards as [`Ledger::balances`] does. Same result either way.
     pub async fn balances_and_watch(&self, player: &str) -> Result<(Balances, ChangeWatch), LedgerError> {
-        let point = self.counters.in_flight.is_busy(player);
-        self.read_and_watch(player, point).await
-    }
-
-    /// As [`Ledger::balances_and_watch`], for a reader that was just woken
-    /// by a change of the player's ledger (the push loop after its watch
-    /// fired): reads the balances through the held-asset index by point
-    /// reads ([`projection::read_all`] with `point`), falling back to the
-    /// range read for a ledger not yet indexed. Same result, same conflicts.
-    ///
-    /// Why: a player whose ledger just changed has fresh versions of its
-    /// shards in the store's memtable (a limited asset's grant writes one of
-    /// its 32 shards), and the range read steps over every stored version of
-    /// every shard since the last flush, while a point read seeks to the
-    /// newest one. The push after every grant of a player with one request
-    /// in flight took the range read (no write in flight by then, [`hot`]),
-    /// ~22% of the gateway's CPU in the many-player grant bench
-    /// (docs/PERFORMANCE.md, "The InventoryChanged push's read"). A reader
-    /// not woken by a change (a channel opening) keeps the range read, which
-    /// is cheaper for a player written now and then.
-    pub async fn balances_and_watch_after_change(
-        &self,
-        player: &str,
-    ) -> Result<(Balances, ChangeWatch), LedgerError> {
-        self.read_and_watch(player, true).await
-    }
-
-    async fn read_and_watch(
-        &self,
-        player: &str,
-        point: bool,
-    ) -> Result<(Balances, ChangeWatch), LedgerError> {
         check_player(player)?;
+        let point = self.counters.in_flight.is_busy(player);
         let (region, player, catalog) = (self.region.clone(), player.to_owned(), self.catalog.clone());
-        let (raw, w) = self
+        Ok(self
             .store
             .run(|tx| {
                 let (region, player, catalog) = (region.clone(), player.clone(), catalog.clone());
                 async move {
                     check_fence(&tx, &region, &player, false).await?;
-                    let raw = projection::read_all(&tx, &region, &player, &catalog, point, false).await?;
+                    let balances = match totals::read(&tx, &region, &player, false).await? {
+                        Some(b) => b,
+                        None => projection::to_balances(
+                            &projection::read_all(&tx, &region, &player, &catalog, point, false).await?,
+                        ),
+                    };
                     let watch = ChangeWatch::register(&tx, &keys::changes(&region, &player)).await?;
-                    Ok::<_, TxError<LedgerError>>((raw, watch))
+                    Ok::<_, TxError<LedgerError>>((balances, watch))
                 }
             })
-            .await?;
-        Ok((projection::to_balances(&raw), w))
+            .await?)
     }
 
     /// A [`ChangeWatch`] that resolves after the player's next ledger change,
@@ -472,5 +452,7 @@ mod idem_tests;
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod totals_tests;
 #[cfg(test)]
 mod transfer_tests;

@@ -11,6 +11,7 @@ use super::catalog::{AssetRule, Catalog};
 use super::errors::LedgerError;
 use super::escrow;
 use super::keys;
+use super::totals;
 use super::types::{Asset, AssetKind, Balances};
 use crate::codec::decode_counter;
 
@@ -116,6 +117,7 @@ pub(crate) async fn credit<T: Transaction>(
         escrow::forget_layout(tx, region, player, asset).await?;
         let delta = i64::try_from(amount).expect("amounts are bounded");
         tx.atomic_add(&keys::shard(region, player, asset, 0), delta)?;
+        totals::add(tx, region, player, asset, delta)?;
         return Ok(());
     };
     escrow::credit_limited(tx, region, player, asset, rule, limit, point, amount).await
@@ -154,6 +156,7 @@ pub(crate) async fn debit<T: Transaction>(
         }
     }
     debug_assert_eq!(left, 0);
+    totals::add(tx, region, player, asset, -(amount as i64))?;
     Ok(())
 }
 

@@ -247,17 +247,9 @@ impl ChannelService for InventoryService {
         let ledger = self.services(&ctx.home_region).ok()?.ledger.clone();
         Some(
             async move {
-                let (mut last, mut woken) = (None, false);
+                let mut last = None;
                 loop {
-                    // After the first read, every read follows a change of the
-                    // player's ledger: read through the held-asset index by
-                    // point reads (the ledger's doc says why that is cheaper).
-                    let read = if woken {
-                        ledger.balances_and_watch_after_change(&ctx.player_id).await
-                    } else {
-                        ledger.balances_and_watch(&ctx.player_id).await
-                    };
-                    let (balances, watch) = match read {
+                    let (balances, watch) = match ledger.balances_and_watch(&ctx.player_id).await {
                         Ok(v) => v,
                         Err(e) => {
                             debug!(error = %e, "inventory subscription stopped");
@@ -276,7 +268,6 @@ impl ChannelService for InventoryService {
                     if watch.await.is_err() {
                         return;
                     }
-                    woken = true;
                 }
             }
             .boxed(),
