@@ -60,14 +60,19 @@ pub(super) fn add<T: Transaction>(
 }
 
 /// Makes the player's totals exact before a write changes balances: if the
-/// "tot_all" marker is missing (snapshot read), sets every asset's total from
-/// one range read of the shards with conflicts, and the marker. Must run
+/// "tot_all" marker is missing (snapshot read), clears every total, sets
+/// each asset's total from one range read of the shards with conflicts, and
+/// sets the marker. Must run
 /// before the write's own shard and total adds (it overwrites totals).
 pub(super) async fn ensure<T: Transaction>(tx: &T, region: &RegionName, player: &str) -> TxResult<()> {
     let marker = keys::totals_all(region, player);
     if tx.get_snapshot(&marker).await?.is_some() {
         return Ok(());
     }
+    // Totals left without the marker (none are expected) would outlive the
+    // set below for an asset with no shards: clear them all first (blind).
+    let (b, e) = keys::totals(region, player).range();
+    tx.clear_range(&b, &e)?;
     for (asset, shards) in read_all_scan(tx, region, player, false).await? {
         let sum: i64 = shards.iter().map(|s| s.1).sum();
         tx.set(&keys::total(region, player, &asset), &sum.to_le_bytes())?;

@@ -145,13 +145,16 @@ async fn a_ledger_written_before_totals_reads_the_shards_and_gets_totals_with_it
     let (before, _) = l.balances_and_watch(P1).await?;
     assert_eq!(before, projection::to_balances(&scan));
     assert_eq!(bal(&before, Asset::currency("gold")), 40_000);
-    // Stale totals without the marker are not read: a total left behind by a
-    // writer that kept them beside one that did not.
+    // Stale totals without the marker are not read (totals left behind by a
+    // writer that kept them beside one that did not), and the next write does
+    // not keep them: one of an asset with shards, one of an asset without.
     l.store()
         .run(|tx| {
-            let key = keys::total(&l.region, P1, &Asset::currency("gold"));
+            let gold = keys::total(&l.region, P1, &Asset::currency("gold"));
+            let ore = keys::total(&l.region, P1, &Asset::item("ore"));
             async move {
-                tx.atomic_add(&key, 5)?;
+                tx.atomic_add(&gold, 5)?;
+                tx.atomic_add(&ore, 3)?;
                 Ok::<_, TxError<LedgerError>>(())
             }
         })
@@ -201,43 +204,53 @@ async fn the_audit_reports_a_total_that_drifted_from_its_shards() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_while_totals_are_first_set_lose_nothing() -> anyhow::Result<()> {
     let (_dir, l) = open("eu").await?;
-    l.grant(
-        P1,
-        "k0",
-        "quest",
-        &[gold(1_000), Quantity::currency("gems", 1_000)],
-    )
-    .await?;
-    forget_totals(&l, P1).await?;
-    // Many writers at once, each the "first" write without the marker in
-    // its snapshot: one sets the totals, the others conflict and retry (or
-    // find the marker), and no add is lost.
-    let mut tasks = Vec::new();
-    for i in 0..24 {
-        let l = l.clone();
-        tasks.push(tokio::spawn(async move {
-            if i % 3 == 0 {
-                l.consume(P1, &format!("c{i}"), "spend", &[Quantity::currency("gems", 2)])
+    // Several players, one after another: the race below is not certain to
+    // go wrong in one try when the first write's read takes no conflicts.
+    for p in 0..16 {
+        let player = format!("{p:032x}");
+        l.grant(
+            &player,
+            "k0",
+            "quest",
+            &[gold(1_000), Quantity::currency("gems", 1_000)],
+        )
+        .await?;
+        forget_totals(&l, &player).await?;
+        // Many writers at once, each the "first" write without the marker in
+        // its snapshot: one sets the totals, the others conflict and retry
+        // (or find the marker), and no add is lost.
+        let mut tasks = Vec::new();
+        for i in 0..24 {
+            let (l, player) = (l.clone(), player.clone());
+            tasks.push(tokio::spawn(async move {
+                if i % 3 == 0 {
+                    l.consume(
+                        &player,
+                        &format!("c{i}"),
+                        "spend",
+                        &[Quantity::currency("gems", 2)],
+                    )
                     .await
-            } else {
-                l.grant(
-                    P1,
-                    &format!("g{i}"),
-                    "loot",
-                    &[gold(1), Quantity::currency("gems", 1)],
-                )
-                .await
-            }
-        }));
+                } else {
+                    l.grant(
+                        &player,
+                        &format!("g{i}"),
+                        "loot",
+                        &[gold(1), Quantity::currency("gems", 1)],
+                    )
+                    .await
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        let (_, scan, totals) = reads(&l, &player).await?;
+        let totals = totals.expect("set by the first write");
+        assert_eq!(totals, projection::to_balances(&scan), "player {p}");
+        assert_eq!(bal(&totals, Asset::currency("gold")), 1_016);
+        assert_eq!(bal(&totals, Asset::currency("gems")), 1_000 + 16 - 16);
+        assert!(l.audit_player(&player).await?.is_clean());
     }
-    for t in tasks {
-        t.await??;
-    }
-    let (_, scan, totals) = reads(&l, P1).await?;
-    let totals = totals.expect("set by the first write");
-    assert_eq!(totals, projection::to_balances(&scan));
-    assert_eq!(bal(&totals, Asset::currency("gold")), 1_016);
-    assert_eq!(bal(&totals, Asset::currency("gems")), 1_000 + 16 - 16);
-    assert!(l.audit_player(P1).await?.is_clean());
     Ok(())
 }
