@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use foundationdb_tuple::Subspace;
+
 use crate::keyspace::RegionName;
 use crate::store::{Transaction, TxError};
 
@@ -222,12 +224,7 @@ pub(crate) async fn read_all<T: Transaction>(
     };
     let mut out = BTreeMap::new();
     for kv in kvs {
-        let (tag, id): (String, String) = sub
-            .unpack(&kv.key)
-            .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable held-asset key".into())))?;
-        let kind = AssetKind::from_tag(&tag)
-            .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
-        let asset = Asset { kind, id };
+        let asset = decode_asset(&sub, &kv.key, "held-asset")?;
         let shards = catalog.rule(&asset).map(|r| r.shards).unwrap_or(0);
         let found = read_shards(tx, region, player, &asset, shards, true, snapshot).await?;
         if !found.is_empty() {
@@ -235,6 +232,17 @@ pub(crate) async fn read_all<T: Transaction>(
         }
     }
     Ok(out)
+}
+
+/// Decodes a key `(.., kind, id)` below `sub` (the held-asset index, the
+/// totals); `what` names the key in the error.
+pub(super) fn decode_asset(sub: &Subspace, key: &[u8], what: &str) -> TxResult<Asset> {
+    let (tag, id): (String, String) = sub
+        .unpack(key)
+        .map_err(|_| TxError::User(LedgerError::Corrupt(format!("undecodable {what} key"))))?;
+    let kind = AssetKind::from_tag(&tag)
+        .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
+    Ok(Asset { kind, id })
 }
 
 /// A player's balances as [`read_all`], by one range read over every balance

@@ -39,8 +39,8 @@ use crate::store::{Transaction, TxError};
 
 use super::errors::LedgerError;
 use super::keys;
-use super::projection::read_all_scan;
-use super::types::{Asset, AssetKind, Balances};
+use super::projection::{decode_asset, read_all_scan};
+use super::types::{Asset, Balances};
 
 type TxResult<T> = Result<T, TxError<LedgerError>>;
 
@@ -114,14 +114,11 @@ pub(super) async fn read<T: Transaction>(
     let totals = keys::totals(region, player);
     let mut out = Balances::new();
     for kv in held {
-        let (tag, id): (String, String) = sub
-            .unpack(&kv.key)
-            .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable held-asset key".into())))?;
-        let kind = AssetKind::from_tag(&tag)
-            .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
-        let total = decode_counter(get(totals.pack(&(tag.as_str(), id.as_str()))).await?.as_deref());
+        let asset = decode_asset(&sub, &kv.key, "held-asset")?;
+        let key = totals.pack(&(asset.kind.tag(), asset.id.as_str()));
+        let total = decode_counter(get(key).await?.as_deref());
         if total > 0 {
-            out.insert(Asset { kind, id }, total as u64);
+            out.insert(asset, total as u64);
         }
     }
     Ok(Some(out))
@@ -145,12 +142,10 @@ pub(super) async fn read_stored<T: Transaction>(
     let (b, e) = sub.range();
     let mut out = BTreeMap::new();
     for kv in tx.get_range_snapshot(&b, &e, None, false).await? {
-        let (tag, id): (String, String) = sub
-            .unpack(&kv.key)
-            .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable total key".into())))?;
-        let kind = AssetKind::from_tag(&tag)
-            .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
-        out.insert(Asset { kind, id }, decode_counter(Some(&kv.value)));
+        out.insert(
+            decode_asset(&sub, &kv.key, "total")?,
+            decode_counter(Some(&kv.value)),
+        );
     }
     Ok(Some(out))
 }
