@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use foundationdb_tuple::Subspace;
 
 use crate::keyspace::RegionName;
-use crate::store::{Transaction, TxError};
+use crate::store::{KeyValue, Transaction, TxError};
 
 use super::catalog::{AssetRule, Catalog};
 use super::errors::LedgerError;
@@ -65,11 +65,7 @@ pub(super) async fn read_shards<T: Transaction>(
     }
     let b = sub.pack(&(shards,));
     let (_, e) = sub.range();
-    let kvs = if snapshot {
-        tx.get_range_snapshot(&b, &e, None, false).await?
-    } else {
-        tx.get_range(&b, &e, None, false).await?
-    };
+    let kvs = range(tx, &b, &e, snapshot).await?;
     for kv in kvs {
         let (s,): (u16,) = sub
             .unpack(&kv.key)
@@ -77,6 +73,15 @@ pub(super) async fn read_shards<T: Transaction>(
         out.insert(s, decode_counter(Some(&kv.value)));
     }
     Ok(out)
+}
+
+/// A range read, with or without read conflicts.
+async fn range<T: Transaction>(tx: &T, b: &[u8], e: &[u8], snapshot: bool) -> TxResult<Vec<KeyValue>> {
+    Ok(if snapshot {
+        tx.get_range_snapshot(b, e, None, false).await?
+    } else {
+        tx.get_range(b, e, None, false).await?
+    })
 }
 
 fn total(shards: &BTreeMap<u16, i64>) -> i64 {
@@ -215,16 +220,8 @@ pub(crate) async fn read_all<T: Transaction>(
     if indexed.is_none() {
         return read_all_scan(tx, region, player, snapshot).await;
     }
-    let sub = keys::held(region, player);
-    let (b, e) = sub.range();
-    let kvs = if snapshot {
-        tx.get_range_snapshot(&b, &e, None, false).await?
-    } else {
-        tx.get_range(&b, &e, None, false).await?
-    };
     let mut out = BTreeMap::new();
-    for kv in kvs {
-        let asset = decode_asset(&sub, &kv.key, "held-asset")?;
+    for asset in held_assets(tx, region, player, snapshot).await? {
         let shards = catalog.rule(&asset).map(|r| r.shards).unwrap_or(0);
         let found = read_shards(tx, region, player, &asset, shards, true, snapshot).await?;
         if !found.is_empty() {
@@ -232,6 +229,22 @@ pub(crate) async fn read_all<T: Transaction>(
         }
     }
     Ok(out)
+}
+
+/// The held-asset index ([`keys::held`]) by one range read: every asset the
+/// player has a balance key for, once "held_all" is set.
+pub(super) async fn held_assets<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+    snapshot: bool,
+) -> TxResult<Vec<Asset>> {
+    let sub = keys::held(region, player);
+    let (b, e) = sub.range();
+    let kvs = range(tx, &b, &e, snapshot).await?;
+    kvs.iter()
+        .map(|kv| decode_asset(&sub, &kv.key, "held-asset"))
+        .collect()
 }
 
 /// Decodes a key `(.., kind, id)` below `sub` (the held-asset index, the
@@ -256,11 +269,7 @@ pub(crate) async fn read_all_scan<T: Transaction>(
 ) -> TxResult<BTreeMap<Asset, Vec<(u16, i64)>>> {
     let sub = keys::balances(region, player);
     let (b, e) = sub.range();
-    let kvs = if snapshot {
-        tx.get_range_snapshot(&b, &e, None, false).await?
-    } else {
-        tx.get_range(&b, &e, None, false).await?
-    };
+    let kvs = range(tx, &b, &e, snapshot).await?;
     let mut out: BTreeMap<Asset, Vec<(u16, i64)>> = BTreeMap::new();
     for kv in kvs {
         let (tag, id, s): (String, String, u16) = sub

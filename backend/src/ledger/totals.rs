@@ -39,7 +39,7 @@ use crate::store::{Transaction, TxError};
 
 use super::errors::LedgerError;
 use super::keys;
-use super::projection::{decode_asset, read_all_scan};
+use super::projection::{decode_asset, held_assets, read_all_scan};
 use super::types::{Asset, Balances};
 
 type TxResult<T> = Result<T, TxError<LedgerError>>;
@@ -103,18 +103,10 @@ pub(super) async fn read<T: Transaction>(
     {
         return Ok(None);
     }
-    let sub = keys::held(region, player);
-    let (b, e) = sub.range();
-    let held = if snapshot {
-        tx.get_range_snapshot(&b, &e, None, false).await?
-    } else {
-        tx.get_range(&b, &e, None, false).await?
-    };
     // The totals' subspace once, not per asset (see `read_shards`).
     let totals = keys::totals(region, player);
     let mut out = Balances::new();
-    for kv in held {
-        let asset = decode_asset(&sub, &kv.key, "held-asset")?;
+    for asset in held_assets(tx, region, player, snapshot).await? {
         let key = totals.pack(&(asset.kind.tag(), asset.id.as_str()));
         let total = decode_counter(get(key).await?.as_deref());
         if total > 0 {
