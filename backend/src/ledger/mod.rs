@@ -60,6 +60,8 @@
 //!
 //! - events and receipts are versionstamped keys (blind appends, no conflict);
 //! - the change counter is an atomic add (no conflict);
+//! - so are the per-asset totals ([`totals`]); only a player's first write
+//!   after totals existed reads the shards with conflicts, to set them;
 //! - the idempotency lookup reads a key range unique to the request;
 //! - the fence and generation keys are read with conflicts but written only
 //!   by transfers and by a player's first write in a region;
