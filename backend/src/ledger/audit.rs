@@ -14,11 +14,12 @@ use std::collections::BTreeMap;
 use foundationdb_tuple::Element;
 
 use crate::fence::{self, Fence};
+use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError};
 
 use super::errors::LedgerError;
 use super::types::{Asset, EventId};
-use super::{check_player, decode_event, keys, projection, Ledger};
+use super::{check_player, decode_event, keys, projection, totals, Ledger};
 
 /// Events read per range read during an audit.
 pub const AUDIT_PAGE: usize = 1000;
@@ -63,6 +64,16 @@ pub enum Mismatch {
         balance: i64,
         /// The limit.
         limit: u64,
+    },
+    /// An asset's stored total (kept while the player's "tot_all" marker is
+    /// set, see `totals`) differs from the sum of its shards.
+    Total {
+        /// The asset.
+        asset: Asset,
+        /// The stored total.
+        total: i64,
+        /// The sum of the shards.
+        shards: i64,
     },
     /// An event or balance that does not decode.
     Corrupt {
@@ -168,6 +179,7 @@ async fn audit_in_tx<T: Transaction, S: Store>(
         }
         Err(e) => return Err(e),
     };
+    check_totals(tx, region, player, &raw, &mut mismatches).await?;
     let mut assets: Vec<&Asset> = folded.keys().chain(raw.keys()).collect();
     assets.sort();
     assets.dedup();
@@ -294,4 +306,41 @@ impl<S: Store> Ledger<S> {
         }
         Ok(summary)
     }
+}
+
+/// While the player's totals are kept ("tot_all"), each must equal the sum
+/// of its asset's shards (`raw`, the range read).
+async fn check_totals<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+    raw: &BTreeMap<Asset, Vec<(u16, i64)>>,
+    mismatches: &mut Vec<Mismatch>,
+) -> Result<(), TxError<LedgerError>> {
+    let stored = match totals::read_stored(tx, region, player).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Ok(()),
+        Err(TxError::User(e)) => {
+            mismatches.push(Mismatch::Corrupt {
+                detail: format!("totals: {e}"),
+            });
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut assets: Vec<&Asset> = stored.keys().chain(raw.keys()).collect();
+    assets.sort();
+    assets.dedup();
+    for asset in assets {
+        let total = stored.get(asset).copied().unwrap_or(0);
+        let shards: i64 = raw.get(asset).map(|s| s.iter().map(|s| s.1).sum()).unwrap_or(0);
+        if total != shards {
+            mismatches.push(Mismatch::Total {
+                asset: asset.clone(),
+                total,
+                shards,
+            });
+        }
+    }
+    Ok(())
 }

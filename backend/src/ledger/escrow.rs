@@ -56,6 +56,7 @@ use super::catalog::AssetRule;
 use super::errors::LedgerError;
 use super::keys;
 use super::projection::read_shards;
+use super::totals;
 use super::types::Asset;
 
 type TxResult<T> = Result<T, TxError<LedgerError>>;
@@ -151,6 +152,7 @@ pub(super) async fn credit_limited<T: Transaction>(
         tx.atomic_add(&keys::shard(region, player, asset, s), take as i64)?;
         *shards.entry(s).or_default() += take as i64;
     }
+    totals::add(tx, region, player, asset, amount as i64)?;
     let within = shards
         .iter()
         .all(|(&s, &b)| b >= 0 && as_u64(b) <= rule.shard_capacity(s));
@@ -187,6 +189,7 @@ async fn fast<T: Transaction>(
         let b = decode_counter(tx.get(&key).await?.as_deref());
         if b >= 0 && as_u64(b) + amount <= rule.shard_capacity(s) {
             tx.atomic_add(&key, delta)?;
+            totals::add(tx, region, player, asset, delta)?;
             return Ok(true);
         }
     }

@@ -40,7 +40,10 @@ async fn by_index(
     Ok(projection::to_balances(&raw))
 }
 
-async fn indexed(l: &Ledger<crate::store::embedded::EmbeddedStore>, player: &str) -> anyhow::Result<bool> {
+pub(super) async fn indexed(
+    l: &Ledger<crate::store::embedded::EmbeddedStore>,
+    player: &str,
+) -> anyhow::Result<bool> {
     let key = keys::held_all(&l.region, player);
     let v = l
         .store()

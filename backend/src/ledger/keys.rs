@@ -33,6 +33,15 @@
 //!        under "bal" (written with the first write after "held" existed, which
 //!        indexes the assets found by one range read); without it, balances are
 //!        read by the range read over "bal"
+//! (.., "inv", player, "tot", 1, kind, id)  -> 8-byte LE i64 (atomic add; the
+//!        schema version is the key's `1`, atomic-add values carry none): the
+//!        asset's total, the sum of its "bal" shards, added to in the same
+//!        transaction as every shard (blind, conflict-free); lets the
+//!        inventory-changed push read one key per asset instead of every shard
+//! (.., "inv", player, "tot_all")           -> v1: [1]: every asset's "tot" equals
+//!        the sum of its shards (written by the player's first write after
+//!        "tot" existed, which sets each total from one range read of the
+//!        shards, with conflicts); without it, totals are not read
 //! (.., "inv", player, "escrow", kind, id)  -> v1: [1][limit u64 BE][shards u16 BE]:
 //!        the escrow layout every shard of the limited asset (kind, id) is
 //!        within: each shard s holds 0..=capacity(limit, shards, s). Written by
@@ -137,6 +146,25 @@ pub fn held_all(region: &RegionName, player_id: &str) -> Vec<u8> {
     player(region, player_id).pack(&("held_all",))
 }
 
+/// The schema version of the per-asset total keys (in the key: their values
+/// are atomic-add counters).
+pub const TOTALS_VERSION: i64 = 1;
+
+/// The player's per-asset totals, `(.., "tot", 1)`.
+pub fn totals(region: &RegionName, player_id: &str) -> Subspace {
+    player(region, player_id).subspace(&("tot", TOTALS_VERSION))
+}
+
+/// `(.., "tot", 1, kind, id)`: the asset's total (the sum of its shards).
+pub fn total(region: &RegionName, player_id: &str, a: &Asset) -> Vec<u8> {
+    totals(region, player_id).pack(&(a.kind.tag(), a.id.as_str()))
+}
+
+/// `(.., "tot_all")`: present once every total of the player is kept.
+pub fn totals_all(region: &RegionName, player_id: &str) -> Vec<u8> {
+    player(region, player_id).pack(&("tot_all",))
+}
+
 /// `(.., "escrow", kind, id)`: the escrow layout record of a limited asset.
 pub fn escrow_layout(region: &RegionName, player_id: &str, a: &Asset) -> Vec<u8> {
     player(region, player_id).pack(&("escrow", a.kind.tag(), a.id.as_str()))
@@ -184,6 +212,8 @@ mod tests {
             held_asset(&eu, "p1", &gold),
             held_all(&eu, "p1"),
             escrow_layout(&eu, "p1", &gold),
+            total(&eu, "p1", &gold),
+            totals_all(&eu, "p1"),
         ] {
             assert!(inside(&k, &p));
         }
@@ -201,8 +231,11 @@ mod tests {
             &escrow_layout(&eu, "p1", &gold),
             &balances(&eu, "p1").range()
         ));
-        // The marker is not inside the index it vouches for.
+        // The markers are not inside the index and totals they vouch for,
+        // and totals are not balance keys.
         assert!(!inside(&held_all(&eu, "p1"), &held(&eu, "p1").range()));
+        assert!(!inside(&totals_all(&eu, "p1"), &totals(&eu, "p1").range()));
+        assert!(!inside(&total(&eu, "p1", &gold), &balances(&eu, "p1").range()));
         assert_eq!(event_id(&events(&eu, "p1"), &event(&eu, "p1", &id)), Some(id));
         // Generations order before stamps.
         let later = EventId {

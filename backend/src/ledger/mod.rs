@@ -18,7 +18,9 @@
 //! 2. (acting player only) looks up the idempotency key (below);
 //! 3. reads the ledger generation (see "Order across regions");
 //! 4. debits and credits the balances (never negative, never over the limit:
-//!    any violation aborts the transaction, nothing is written);
+//!    any violation aborts the transaction, nothing is written), and adds the
+//!    same amounts to the assets' totals ([`totals`]; the player's first write
+//!    since totals existed sets them from the shards first);
 //! 5. appends the event under a versionstamped key (conflict-free, ordered);
 //! 6. stores the receipt under the idempotency key, stamped with the same
 //!    versionstamp, so `(generation, versionstamp)` is the event id;
@@ -58,6 +60,8 @@
 //!
 //! - events and receipts are versionstamped keys (blind appends, no conflict);
 //! - the change counter is an atomic add (no conflict);
+//! - so are the per-asset totals ([`totals`]); only a player's first write
+//!   after totals existed reads the shards with conflicts, to set them;
 //! - the idempotency lookup reads a key range unique to the request;
 //! - the fence and generation keys are read with conflicts but written only
 //!   by transfers and by a player's first write in a region;
@@ -110,8 +114,13 @@
 //!   catalog's, which nothing writes), and [`Ledger::balances`] reads the
 //!   held-asset index (`(.., "held")`, written blindly with an asset's first
 //!   credit, see [`keys`]) and then each asset's shards the same way; otherwise
-//!   one range read is cheaper and is used. The audit always reads every
-//!   balance by one range read (the ground truth).
+//!   one range read is cheaper and is used. The gateway's inventory-changed
+//!   push, which reads every balance after every change
+//!   ([`Ledger::balances_and_watch`]), reads **per-asset totals** instead
+//!   ([`totals`]: one more key per asset, added to by the same atomic add as
+//!   the shard, so still conflict-free): the index and one point read per
+//!   asset, not one per shard. The audit always reads every balance by one
+//!   range read (the ground truth) and checks the totals against it.
 //!
 //!   An alternative would be an in-process coalescer per player (batch
 //!   concurrent grants into one transaction); it helps only within one gateway
@@ -162,6 +171,7 @@ pub mod keys;
 mod ops;
 mod projection;
 pub mod retention;
+mod totals;
 pub mod types;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -333,24 +343,31 @@ impl<S: Store> Ledger<S> {
 
     /// The player's balances and a [`ChangeWatch`] registered in the same
     /// transaction: the watch fires on any change after this read (the
-    /// gateway's inventory-changed push loop).
+    /// gateway's inventory-changed push loop, which calls it after every
+    /// change). Reads the per-asset totals ([`totals`]: the held-asset index
+    /// and one point read per asset) once the player's ledger keeps them,
+    /// else the shards as [`Ledger::balances`] does. Same result either way.
     pub async fn balances_and_watch(&self, player: &str) -> Result<(Balances, ChangeWatch), LedgerError> {
         check_player(player)?;
+        let point = self.counters.in_flight.is_busy(player);
         let (region, player, catalog) = (self.region.clone(), player.to_owned(), self.catalog.clone());
-        let point = self.counters.in_flight.is_busy(&player);
-        let (raw, w) = self
+        Ok(self
             .store
             .run(|tx| {
                 let (region, player, catalog) = (region.clone(), player.clone(), catalog.clone());
                 async move {
                     check_fence(&tx, &region, &player, false).await?;
-                    let raw = projection::read_all(&tx, &region, &player, &catalog, point, false).await?;
+                    let balances = match totals::read(&tx, &region, &player, false).await? {
+                        Some(b) => b,
+                        None => projection::to_balances(
+                            &projection::read_all(&tx, &region, &player, &catalog, point, false).await?,
+                        ),
+                    };
                     let watch = ChangeWatch::register(&tx, &keys::changes(&region, &player)).await?;
-                    Ok::<_, TxError<LedgerError>>((raw, watch))
+                    Ok::<_, TxError<LedgerError>>((balances, watch))
                 }
             })
-            .await?;
-        Ok((projection::to_balances(&raw), w))
+            .await?)
     }
 
     /// A [`ChangeWatch`] that resolves after the player's next ledger change,
@@ -437,5 +454,7 @@ mod idem_tests;
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod totals_tests;
 #[cfg(test)]
 mod transfer_tests;

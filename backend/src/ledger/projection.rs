@@ -4,13 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use foundationdb_tuple::Subspace;
+
 use crate::keyspace::RegionName;
-use crate::store::{Transaction, TxError};
+use crate::store::{KeyValue, Transaction, TxError};
 
 use super::catalog::{AssetRule, Catalog};
 use super::errors::LedgerError;
 use super::escrow;
 use super::keys;
+use super::totals;
 use super::types::{Asset, AssetKind, Balances};
 use crate::codec::decode_counter;
 
@@ -62,11 +65,7 @@ pub(super) async fn read_shards<T: Transaction>(
     }
     let b = sub.pack(&(shards,));
     let (_, e) = sub.range();
-    let kvs = if snapshot {
-        tx.get_range_snapshot(&b, &e, None, false).await?
-    } else {
-        tx.get_range(&b, &e, None, false).await?
-    };
+    let kvs = range(tx, &b, &e, snapshot).await?;
     for kv in kvs {
         let (s,): (u16,) = sub
             .unpack(&kv.key)
@@ -74,6 +73,15 @@ pub(super) async fn read_shards<T: Transaction>(
         out.insert(s, decode_counter(Some(&kv.value)));
     }
     Ok(out)
+}
+
+/// A range read, with or without read conflicts.
+async fn range<T: Transaction>(tx: &T, b: &[u8], e: &[u8], snapshot: bool) -> TxResult<Vec<KeyValue>> {
+    Ok(if snapshot {
+        tx.get_range_snapshot(b, e, None, false).await?
+    } else {
+        tx.get_range(b, e, None, false).await?
+    })
 }
 
 fn total(shards: &BTreeMap<u16, i64>) -> i64 {
@@ -116,6 +124,7 @@ pub(crate) async fn credit<T: Transaction>(
         escrow::forget_layout(tx, region, player, asset).await?;
         let delta = i64::try_from(amount).expect("amounts are bounded");
         tx.atomic_add(&keys::shard(region, player, asset, 0), delta)?;
+        totals::add(tx, region, player, asset, delta)?;
         return Ok(());
     };
     escrow::credit_limited(tx, region, player, asset, rule, limit, point, amount).await
@@ -154,6 +163,7 @@ pub(crate) async fn debit<T: Transaction>(
         }
     }
     debug_assert_eq!(left, 0);
+    totals::add(tx, region, player, asset, -(amount as i64))?;
     Ok(())
 }
 
@@ -210,21 +220,8 @@ pub(crate) async fn read_all<T: Transaction>(
     if indexed.is_none() {
         return read_all_scan(tx, region, player, snapshot).await;
     }
-    let sub = keys::held(region, player);
-    let (b, e) = sub.range();
-    let kvs = if snapshot {
-        tx.get_range_snapshot(&b, &e, None, false).await?
-    } else {
-        tx.get_range(&b, &e, None, false).await?
-    };
     let mut out = BTreeMap::new();
-    for kv in kvs {
-        let (tag, id): (String, String) = sub
-            .unpack(&kv.key)
-            .map_err(|_| TxError::User(LedgerError::Corrupt("undecodable held-asset key".into())))?;
-        let kind = AssetKind::from_tag(&tag)
-            .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
-        let asset = Asset { kind, id };
+    for asset in held_assets(tx, region, player, snapshot).await? {
         let shards = catalog.rule(&asset).map(|r| r.shards).unwrap_or(0);
         let found = read_shards(tx, region, player, &asset, shards, true, snapshot).await?;
         if !found.is_empty() {
@@ -232,6 +229,33 @@ pub(crate) async fn read_all<T: Transaction>(
         }
     }
     Ok(out)
+}
+
+/// The held-asset index ([`keys::held`]) by one range read: every asset the
+/// player has a balance key for, once "held_all" is set.
+pub(super) async fn held_assets<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+    snapshot: bool,
+) -> TxResult<Vec<Asset>> {
+    let sub = keys::held(region, player);
+    let (b, e) = sub.range();
+    let kvs = range(tx, &b, &e, snapshot).await?;
+    kvs.iter()
+        .map(|kv| decode_asset(&sub, &kv.key, "held-asset"))
+        .collect()
+}
+
+/// Decodes a key `(.., kind, id)` below `sub` (the held-asset index, the
+/// totals); `what` names the key in the error.
+pub(super) fn decode_asset(sub: &Subspace, key: &[u8], what: &str) -> TxResult<Asset> {
+    let (tag, id): (String, String) = sub
+        .unpack(key)
+        .map_err(|_| TxError::User(LedgerError::Corrupt(format!("undecodable {what} key"))))?;
+    let kind = AssetKind::from_tag(&tag)
+        .ok_or_else(|| TxError::User(LedgerError::Corrupt(format!("unknown asset kind tag {tag:?}"))))?;
+    Ok(Asset { kind, id })
 }
 
 /// A player's balances as [`read_all`], by one range read over every balance
@@ -245,11 +269,7 @@ pub(crate) async fn read_all_scan<T: Transaction>(
 ) -> TxResult<BTreeMap<Asset, Vec<(u16, i64)>>> {
     let sub = keys::balances(region, player);
     let (b, e) = sub.range();
-    let kvs = if snapshot {
-        tx.get_range_snapshot(&b, &e, None, false).await?
-    } else {
-        tx.get_range(&b, &e, None, false).await?
-    };
+    let kvs = range(tx, &b, &e, snapshot).await?;
     let mut out: BTreeMap<Asset, Vec<(u16, i64)>> = BTreeMap::new();
     for kv in kvs {
         let (tag, id, s): (String, String, u16) = sub
