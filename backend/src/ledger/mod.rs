@@ -323,22 +323,23 @@ impl<S: Store> Ledger<S> {
         self.counters.fail_after_writes.store(n, Ordering::SeqCst);
     }
 
-    /// The player's balances: every asset with a positive balance.
+    /// The player's balances: every asset with a positive balance. Reads the
+    /// per-asset totals once the player's ledger keeps them (see
+    /// [`Ledger::balances_and_watch`]), else the shards.
     pub async fn balances(&self, player: &str) -> Result<Balances, LedgerError> {
         check_player(player)?;
+        let point = self.counters.in_flight.is_busy(player);
         let (region, player, catalog) = (self.region.clone(), player.to_owned(), self.catalog.clone());
-        let point = self.counters.in_flight.is_busy(&player);
-        let raw = self
+        Ok(self
             .store
             .run(|tx| {
                 let (region, player, catalog) = (region.clone(), player.clone(), catalog.clone());
                 async move {
                     check_fence(&tx, &region, &player, false).await?;
-                    projection::read_all(&tx, &region, &player, &catalog, point, false).await
+                    read_balances(&tx, &region, &player, &catalog, point).await
                 }
             })
-            .await?;
-        Ok(projection::to_balances(&raw))
+            .await?)
     }
 
     /// The player's balances and a [`ChangeWatch`] registered in the same
@@ -346,7 +347,7 @@ impl<S: Store> Ledger<S> {
     /// gateway's inventory-changed push loop, which calls it after every
     /// change). Reads the per-asset totals ([`totals`]: the held-asset index
     /// and one point read per asset) once the player's ledger keeps them,
-    /// else the shards as [`Ledger::balances`] does. Same result either way.
+    /// else the shards. Same result either way.
     pub async fn balances_and_watch(&self, player: &str) -> Result<(Balances, ChangeWatch), LedgerError> {
         check_player(player)?;
         let point = self.counters.in_flight.is_busy(player);
@@ -357,12 +358,7 @@ impl<S: Store> Ledger<S> {
                 let (region, player, catalog) = (region.clone(), player.clone(), catalog.clone());
                 async move {
                     check_fence(&tx, &region, &player, false).await?;
-                    let balances = match totals::read(&tx, &region, &player, false).await? {
-                        Some(b) => b,
-                        None => projection::to_balances(
-                            &projection::read_all(&tx, &region, &player, &catalog, point, false).await?,
-                        ),
-                    };
+                    let balances = read_balances(&tx, &region, &player, &catalog, point).await?;
                     let watch = ChangeWatch::register(&tx, &keys::changes(&region, &player)).await?;
                     Ok::<_, TxError<LedgerError>>((balances, watch))
                 }
@@ -450,6 +446,25 @@ mod escrow_tests;
 mod held_tests;
 #[cfg(test)]
 mod idem_tests;
+/// Every positive balance of `player`, read with conflicts: from the
+/// per-asset totals when the ledger keeps them ([`totals::read`]: the held-asset
+/// index and one point read per asset), else from the shards
+/// ([`projection::read_all`]; `point`: through the index, see the module doc).
+async fn read_balances<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+    catalog: &Catalog,
+    point: bool,
+) -> Result<Balances, TxError<LedgerError>> {
+    Ok(match totals::read(tx, region, player, false).await? {
+        Some(b) => b,
+        None => {
+            projection::to_balances(&projection::read_all(tx, region, player, catalog, point, false).await?)
+        }
+    })
+}
+
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

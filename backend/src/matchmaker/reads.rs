@@ -182,7 +182,7 @@ impl<S: Store> Matchmaker<S> {
 
     /// The waiting tickets of a partition, oldest first; with `created_before`,
     /// only those created before that time. Snapshot reads in pages of
-    /// [`LOAD_PAGE`] (one transaction each): the result may be slightly stale,
+    /// `LOAD_PAGE` tickets (5,000; one transaction each): the result may be slightly stale,
     /// which the match commit checks make harmless.
     pub async fn load_partition(
         &self,
