@@ -35,7 +35,7 @@
 //!   (under load the flusher lingers, at most `group_commit_linger_us` and by
 //!   default only until as many commits wait as the last fsync released, so more
 //!   share it). Read-only transactions wait until the data they read is durable, so nothing a
-//!   crash could undo is ever returned — except what [`Durability::Relaxed`]
+//!   crash could undo is ever returned — except what [`Durability::Relaxed`](crate::store::Durability::Relaxed)
 //!   commits wrote: they return at once, do not make readers wait, and become
 //!   durable with the next durable commit's fsync.
 //!
