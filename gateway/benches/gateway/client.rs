@@ -106,14 +106,26 @@ pub(crate) async fn login(
     conn: &quinn::Connection,
     credentials: Credentials,
 ) -> Result<(quinn::SendStream, quinn::RecvStream, Welcome)> {
-    let (mut send, mut recv) = conn.open_bi().await?;
-    let hello = ControlMsg::Hello(Hello {
+    hello_welcome(conn, bench_hello(credentials)).await
+}
+
+/// The bench client's `Hello` with `credentials`.
+pub(crate) fn bench_hello(credentials: Credentials) -> Hello {
+    Hello {
         protocol_version: PROTOCOL_VERSION,
         client_version: "outpost-bench".into(),
         credentials: Some(credentials),
         ..Default::default()
-    });
-    send.write_all(&hello.encode()).await?;
+    }
+}
+
+/// Sends `hello` on a fresh control stream and reads the `Welcome`.
+pub(crate) async fn hello_welcome(
+    conn: &quinn::Connection,
+    hello: Hello,
+) -> Result<(quinn::SendStream, quinn::RecvStream, Welcome)> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&ControlMsg::Hello(hello).encode()).await?;
     match ControlMsg::decode(&read_frame(&mut recv).await?)? {
         ControlMsg::Welcome(w) => Ok((send, recv, w)),
         other => bail!("expected Welcome, got {other:?}"),

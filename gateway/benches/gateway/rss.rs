@@ -5,6 +5,7 @@
 //! settings; then the server's CPU while the largest count idles.
 
 use super::*;
+use crate::client::{bench_hello, hello_welcome};
 
 /// The bare child uses the gateway's `TransportConfig`
 /// (`outpost_gateway::endpoint::transport_config`) instead of quinn's default.
@@ -90,19 +91,11 @@ async fn idle_login(
     conn: &quinn::Connection,
     credentials: Credentials,
 ) -> Result<(quinn::SendStream, quinn::RecvStream, Welcome)> {
-    let (mut send, mut recv) = conn.open_bi().await?;
-    let hello = ControlMsg::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
-        client_version: "outpost-bench".into(),
-        credentials: Some(credentials),
+    let hello = Hello {
         accepts_resume_refresh: true,
-        ..Default::default()
-    });
-    send.write_all(&hello.encode()).await?;
-    match ControlMsg::decode(&read_frame(&mut recv).await?)? {
-        ControlMsg::Welcome(w) => Ok((send, recv, w)),
-        other => bail!("expected Welcome, got {other:?}"),
-    }
+        ..bench_hello(credentials)
+    };
+    hello_welcome(conn, hello).await
 }
 
 /// Opens one idle session and keeps it alive until `stop` closes: a gateway
