@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use outpost_client::{ChannelKind, Client, ClientError, Credentials, ErrorCode, Event, Events, PushBody};
+use outpost_client::{
+    Channel, ChannelKind, Client, ClientError, Credentials, ErrorCode, Event, Events, PushBody,
+};
 use outpost_schema::ControlMsg;
 use support::{MockGateway, TokenSet};
 
@@ -399,6 +401,20 @@ async fn missing_pongs_mean_a_dead_connection() -> Result<()> {
     Ok(())
 }
 
+/// Echoes `payload`, which the mock gateway answers with a frame the SDK must
+/// refuse: the call fails with a `BadFrame` protocol error, the client resumes
+/// its session, and the same channel echoes again.
+async fn bad_frame_then_resume(ch: &Channel, events: &mut Events, payload: &[u8]) -> Result<()> {
+    match ch.echo(payload.to_vec(), 0).await {
+        Err(ClientError::Protocol { code, .. }) => assert_eq!(code, ErrorCode::BadFrame),
+        other => bail!("expected a protocol error, got {other:?}"),
+    }
+    let (ev, _) = wait_for(events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(ev, Event::Connected { resumed: true });
+    assert_eq!(ch.echo(b"ok".to_vec(), 0).await?, b"ok");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_garbage_frame_is_a_protocol_error_then_the_client_recovers() -> Result<()> {
     let gw = MockGateway::start(TokenSet::default()).await?;
@@ -406,14 +422,7 @@ async fn a_garbage_frame_is_a_protocol_error_then_the_client_recovers() -> Resul
     let mut events = client.events();
     wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
     let ch = client.open_channel(ChannelKind::Echo).await?;
-    match ch.echo(b"garbage".to_vec(), 0).await {
-        Err(ClientError::Protocol { code, .. }) => assert_eq!(code, ErrorCode::BadFrame),
-        other => bail!("expected a protocol error, got {other:?}"),
-    }
-    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
-    assert_eq!(ev, Event::Connected { resumed: true });
-    assert_eq!(ch.echo(b"ok".to_vec(), 0).await?, b"ok");
-    Ok(())
+    bad_frame_then_resume(&ch, &mut events, b"garbage").await
 }
 
 /// Hostile `MatchNotFound` pushes (PROTOCOL.md §4.4): one with a reason code
@@ -442,14 +451,7 @@ async fn malformed_match_not_found_pushes_are_delivered_or_refused_without_panic
         }
         other => bail!("expected MatchNotFound, got {other:?}"),
     }
-    match ch.echo(b"mnf-truncated".to_vec(), 0).await {
-        Err(ClientError::Protocol { code, .. }) => assert_eq!(code, ErrorCode::BadFrame),
-        other => bail!("expected a protocol error, got {other:?}"),
-    }
-    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
-    assert_eq!(ev, Event::Connected { resumed: true });
-    assert_eq!(ch.echo(b"ok".to_vec(), 0).await?, b"ok");
-    Ok(())
+    bad_frame_then_resume(&ch, &mut events, b"mnf-truncated").await
 }
 
 #[tokio::test]
