@@ -26,19 +26,6 @@ async fn match_push(events: &mut outpost_client::Events) -> outpost_client::Matc
         .expect("a MatchFound push")
 }
 
-/// An admin request with the test token, off the runtime's threads: the
-/// status and the JSON body.
-async fn admin(
-    admin: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Result<(u16, serde_json::Value)> {
-    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
-    let r = tokio::task::spawn_blocking(move || http_json(admin, &method, &path, &body)).await??;
-    Ok(status_and_json(&r))
-}
-
 #[tokio::test]
 async fn a_game_server_backfills_its_match_and_the_new_player_is_pushed_that_match() -> Result<()> {
     let world = World::new().await?;
@@ -54,7 +41,7 @@ async fn a_game_server_backfills_its_match_and_the_new_player_is_pushed_that_mat
     let mut slots = [0u32, 0];
     slots[m.team as usize] = 1;
     let body = format!(r#"{{"slots":[{},{}],"ttl_ms":30000}}"#, slots[0], slots[1]);
-    let (status, req) = admin(
+    let (status, req) = admin_json(
         gw.admin,
         "POST",
         &format!("/matches/{}/backfill", m.match_id),
@@ -80,11 +67,11 @@ async fn a_game_server_backfills_its_match_and_the_new_player_is_pushed_that_mat
     assert_eq!(pc.team, m.team);
     assert!(pc.teams[pc.team as usize].contains(&c.player_id()));
     assert_eq!(pc.server, m.server);
-    let (status, got) = admin(gw.admin, "GET", &format!("/backfills/{id}"), "").await?;
+    let (status, got) = admin_json(gw.admin, "GET", &format!("/backfills/{id}"), "").await?;
     assert_eq!((status, got["state"].as_str()), (200, Some("filled")), "{got}");
     assert_eq!(got["tickets"].as_array().map(Vec::len), Some(1));
     // Filled requests cannot be cancelled; hostile input gets documented codes.
-    let (status, e) = admin(gw.admin, "DELETE", &format!("/backfills/{id}"), "").await?;
+    let (status, e) = admin_json(gw.admin, "DELETE", &format!("/backfills/{id}"), "").await?;
     assert_eq!((status, e["error"].as_str()), (409, Some("backfill_filled")));
     for (path, body, want) in [
         (
@@ -118,11 +105,11 @@ async fn a_game_server_backfills_its_match_and_the_new_player_is_pushed_that_mat
             (404, "match_not_found"),
         ),
     ] {
-        let (status, e) = admin(gw.admin, "POST", &path, body).await?;
+        let (status, e) = admin_json(gw.admin, "POST", &path, body).await?;
         assert_eq!((status, e["error"].as_str().unwrap_or("")), want, "{path} {body}");
     }
     // An open request can be cancelled (idempotently); it is then never filled.
-    let (_, open) = admin(
+    let (_, open) = admin_json(
         gw.admin,
         "POST",
         &format!("/matches/{}/backfill", m.match_id),
@@ -131,10 +118,10 @@ async fn a_game_server_backfills_its_match_and_the_new_player_is_pushed_that_mat
     .await?;
     let oid = open["id"].as_str().expect("id");
     for _ in 0..2 {
-        let (status, r) = admin(gw.admin, "DELETE", &format!("/backfills/{oid}"), "").await?;
+        let (status, r) = admin_json(gw.admin, "DELETE", &format!("/backfills/{oid}"), "").await?;
         assert_eq!((status, r["state"].as_str()), (200, Some("cancelled")));
     }
-    let (status, e) = admin(gw.admin, "GET", &format!("/backfills/{:016x}", 9), "").await?;
+    let (status, e) = admin_json(gw.admin, "GET", &format!("/backfills/{:016x}", 9), "").await?;
     assert_eq!((status, e["error"].as_str()), (404, Some("not_found")));
     Ok(())
 }

@@ -36,17 +36,6 @@ async fn push(events: &mut outpost_client::Events, found: bool) -> Option<MatchI
         .expect("a matchmaking push")
 }
 
-async fn admin(
-    admin: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Result<(u16, serde_json::Value)> {
-    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
-    let r = tokio::task::spawn_blocking(move || http_json(admin, &method, &path, &body)).await??;
-    Ok(status_and_json(&r))
-}
-
 /// The value of the sample of `name` carrying every label of `labels`
 /// (`k="v"` pairs), from a Prometheus text exposition.
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -121,26 +110,26 @@ async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the
         format!("[{}]", too_many.join(",")),
     ] {
         let body = format!(r#"{{"slots":[{},{}],"leaving":{leaving}}}"#, slots[0], slots[1]);
-        let (status, e) = admin(gw.admin, "POST", &path, &body).await?;
+        let (status, e) = admin_json(gw.admin, "POST", &path, &body).await?;
         assert_eq!(
             (status, e["error"].as_str().unwrap_or("")),
             (400, "invalid_leaving"),
             "{body}"
         );
     }
-    let (status, e) = admin(gw.admin, "POST", &path, r#"{"slots":[1,0],"leaving":"x"}"#).await?;
+    let (status, e) = admin_json(gw.admin, "POST", &path, r#"{"slots":[1,0],"leaving":"x"}"#).await?;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_json")), "{e}");
 
     // A request cancelled, then one naming the leaver, filled by player c.
-    let (_, cancelled) = admin(gw.admin, "POST", &path, r#"{"slots":[1,0]}"#).await?;
+    let (_, cancelled) = admin_json(gw.admin, "POST", &path, r#"{"slots":[1,0]}"#).await?;
     let cid = cancelled["id"].as_str().context("id")?;
-    let (status, _) = admin(gw.admin, "DELETE", &format!("/backfills/{cid}"), "").await?;
+    let (status, _) = admin_json(gw.admin, "DELETE", &format!("/backfills/{cid}"), "").await?;
     assert_eq!(status, 200);
     let body = format!(
         r#"{{"slots":[{},{}],"ttl_ms":30000,"leaving":["{leaver}"]}}"#,
         slots[0], slots[1]
     );
-    let (status, req) = admin(gw.admin, "POST", &path, &body).await?;
+    let (status, req) = admin_json(gw.admin, "POST", &path, &body).await?;
     assert_eq!(status, 201, "{req}");
     assert_eq!(req["leaving"], serde_json::json!([leaver.clone()]));
     let c = Client::connect(gw.client_config(device())).await?;

@@ -307,6 +307,19 @@ pub fn http_body(response: &str) -> &str {
     response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
 }
 
+/// An admin request with the test token, off the runtime's threads (the admin
+/// client blocks): the status and the JSON body, as [`status_and_json`].
+pub async fn admin_json(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, serde_json::Value)> {
+    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_owned());
+    let r = tokio::task::spawn_blocking(move || http_json(admin, &method, &path, &body)).await??;
+    Ok(status_and_json(&r))
+}
+
 /// The status code (0 if none) and the JSON body (`Null` if not JSON) of a
 /// whole HTTP response (what [`http`] returns).
 pub fn status_and_json(response: &str) -> (u16, serde_json::Value) {
