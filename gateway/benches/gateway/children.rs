@@ -100,15 +100,28 @@ pub(crate) async fn child_gateway() -> Result<()> {
     Ok(())
 }
 
+/// Set (to anything) to give the bare-quinn child the gateway's cipher-suite
+/// order (AES-128-GCM picked by the server) instead of the client's choice.
+pub(crate) const BARE_GATEWAY_SUITES_ENV: &str = "OUTPOST_BENCH_BARE_GATEWAY_SUITES";
+
 /// Bare quinn: default `ServerConfig` and `TransportConfig`, the gateway's
 /// certificate and TLS settings (TLS 1.3, ALPN `outpost/1`), and the same UDP
 /// socket sizing as the gateway (socket buffers are a kernel setting, not quinn's;
 /// with the kernel's 208 KiB default a login burst drops packets, see DESIGN.md).
 /// It accepts connections and echoes length-prefixed frames on any bidi stream.
+///
+/// The cipher suite is rustls's default choice, the client's first (AES-256-GCM
+/// for the SDK's client), not the gateway's server-side preference for AES-128
+/// (`SERVER_CIPHER_SUITES`): that preference is a gateway optimisation, so the
+/// baseline does without it. [`BARE_GATEWAY_SUITES_ENV`] gives bare quinn the
+/// gateway's order too, to show how much of a difference the suite makes.
 pub(crate) async fn child_bare() -> Result<()> {
     let (data, certs) = child_paths()?;
     let config = server_config(&data, &certs);
-    let tls = ServerIdentity::load(&config.tls)?.rustls_config()?;
+    let mut tls = ServerIdentity::load(&config.tls)?.rustls_config()?;
+    if std::env::var_os(BARE_GATEWAY_SUITES_ENV).is_none() {
+        Arc::make_mut(&mut tls).ignore_client_order = false;
+    }
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     if std::env::var_os(rss::MATCHED_ENV).is_some() {

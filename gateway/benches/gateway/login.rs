@@ -155,6 +155,12 @@ pub(super) fn print_login_pairs(p: &LoginPairs, concurrency: usize) {
     }
     println!();
     println!("client (both servers alike): {}", p.client);
+    let bare_suites = if std::env::var_os(crate::children::BARE_GATEWAY_SUITES_ENV).is_some() {
+        "the gateway's order (AES-128-GCM-SHA256 chosen by the server)"
+    } else {
+        "the client's choice (AES-256-GCM-SHA384); the gateway picks AES-128-GCM-SHA256"
+    };
+    println!("bare quinn's TLS cipher suite: {bare_suites}");
     println!("targets (issue 21): every kind ≥ 90% of bare quinn's rate; fresh-device CPU ≤ 1.15× a bare handshake");
     if p.errors > 0 {
         println!("\nlogin errors: {}", p.errors);

@@ -146,15 +146,20 @@ impl ServerIdentity {
     }
 
     /// A rustls server config: TLS 1.3 only, ALPN `outpost/1`, no 0-RTT (a replayed
-    /// Hello must never log anyone in twice). Fails if the key cannot be parsed or
+    /// Hello must never log anyone in twice), the gateway's cipher-suite order
+    /// ([`SERVER_CIPHER_SUITES`]). Fails if the key cannot be parsed or
     /// does not match the leaf certificate's public key (rustls compares the
     /// SubjectPublicKeyInfo), or if the leaf is not a parseable certificate.
     pub fn rustls_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            cipher_suites: SERVER_CIPHER_SUITES.to_vec(),
+            ..rustls::crypto::ring::default_provider()
+        });
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        config.ignore_client_order = true;
         config.alpn_protocols = vec![outpost_schema::ALPN.to_vec()];
         config.max_early_data_size = 0;
         // No TLS session resumption. rustls would otherwise mint two stateful
@@ -170,6 +175,27 @@ impl ServerIdentity {
         Ok(Arc::new(config))
     }
 }
+
+/// The TLS 1.3 cipher suites the gateway accepts, in the order it picks them
+/// (the server's order wins over the client's: `ignore_client_order`).
+///
+/// Why AES-128-GCM-SHA256 first: rustls (like most TLS clients, and the SDK)
+/// lists AES-256-GCM-SHA384 first, whose key schedule is HKDF over SHA-384.
+/// SHA-384 is SHA-512's block function, which x86 has no instructions for,
+/// while SHA-256 runs on the SHA extensions ring uses where the CPU has them.
+/// Profiled on the 2-core bench VM (docs/PERFORMANCE.md, "TLS cipher-suite
+/// order"), SHA-512 was the largest single symbol of a login's server CPU
+/// (8.7% self). AES-128-GCM is TLS 1.3's mandatory suite (RFC 8446 §9.1) and
+/// the one QUIC protects Initial packets with (RFC 9001 §5.2). The trade-off: a
+/// client without AES instructions (old 32-bit ARM phones; x86-64 has AES-NI
+/// and 64-bit ARM its crypto extensions) that would have preferred ChaCha20
+/// still gets AES-128 when it offers it, and pays for AES in software; a
+/// client offering only ChaCha20 gets ChaCha20.
+pub const SERVER_CIPHER_SUITES: &[rustls::SupportedCipherSuite] = &[
+    rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+    rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+    rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+];
 
 fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let chain = CertificateDer::pem_file_iter(path)
@@ -211,6 +237,78 @@ mod tests {
         assert_eq!(first.chain, second.chain, "existing dev certs must be reused");
         assert!(first.dev_ca_pem.is_some());
         first.rustls_config().unwrap();
+    }
+
+    /// Runs a TLS 1.3 handshake in memory (no QUIC: the suite choice is the
+    /// same) between the gateway's config and a client offering `suites` in
+    /// that order, and returns the suite they agreed on.
+    fn negotiate(suites: &[rustls::SupportedCipherSuite]) -> rustls::CipherSuite {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = generate_dev_certs(&dir.path().join("dev")).unwrap();
+        let identity = ServerIdentity::from_files(&CertFiles {
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+        })
+        .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = std::fs::read(&certs.ca_cert).unwrap();
+        for cert in CertificateDer::pem_slice_iter(&ca) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: suites.to_vec(),
+            ..rustls::crypto::ring::default_provider()
+        };
+        let mut client_config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client_config.alpn_protocols = vec![outpost_schema::ALPN.to_vec()];
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+        let mut server = rustls::ServerConnection::new(identity.rustls_config().unwrap()).unwrap();
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).unwrap();
+            server.read_tls(&mut wire.as_slice()).unwrap();
+            server.process_new_packets().unwrap();
+            let mut wire = Vec::new();
+            server.write_tls(&mut wire).unwrap();
+            client.read_tls(&mut wire.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+        }
+        assert!(!server.is_handshaking(), "the handshake did not complete");
+        let chosen = server.negotiated_cipher_suite().unwrap().suite();
+        assert_eq!(Some(chosen), client.negotiated_cipher_suite().map(|s| s.suite()));
+        chosen
+    }
+
+    #[test]
+    fn the_gateway_picks_aes_128_even_when_the_client_prefers_aes_256() {
+        use rustls::crypto::ring::cipher_suite::*;
+        // rustls's own default order, which the SDK uses: AES-256 first.
+        let default_order = rustls::crypto::ring::default_provider().cipher_suites;
+        assert_eq!(
+            default_order[0].suite(),
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+        );
+        assert_eq!(
+            negotiate(&default_order),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        // A client that cannot do AES-128 still gets what it offers.
+        assert_eq!(
+            negotiate(&[TLS13_CHACHA20_POLY1305_SHA256]),
+            rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+        );
+        assert_eq!(
+            negotiate(&[TLS13_CHACHA20_POLY1305_SHA256, TLS13_AES_256_GCM_SHA384]),
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+        );
     }
 
     #[test]
