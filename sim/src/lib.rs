@@ -21,7 +21,8 @@
 //!   [`slo`] the objectives, judged in every mode; [`units`] how durations
 //!   print; [`annotations`] what the report draws beside the timeline
 //!   (phases, the gateway's CPU and memory from [`gateway_probe`], model
-//!   mode's worst tickets).
+//!   mode's worst tickets); [`cost`] the gateway's cost per concurrent player
+//!   (CPU-seconds per player-minute, RSS per player) from those samples.
 //! - [`rehearsal`]: launch rehearsal knobs (a surprise over forecast, a fill
 //!   of the capacity, old clients in lockstep, a region outage).
 //! - [`compare`]: `outpost-sim compare BASE.json NEW.json`, the differences
@@ -36,6 +37,7 @@ pub mod accounting;
 pub mod annotations;
 pub mod compare;
 mod compare_report;
+pub mod cost;
 pub mod curve;
 pub mod dist;
 pub mod gateway_probe;

@@ -205,9 +205,24 @@ pub(crate) fn gateway(r: &Results) -> String {
             .filter_map(|p| p.1)
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
     };
+    let cost = crate::cost::GatewayCost::of(tl);
     let cards = [
         ("peak CPU", peak(&cpu).map(|v| format!("{} cores", fmt_num(v)))),
         ("peak RSS", peak(&rss).map(|v| fmt_value(Unit::Bytes, v))),
+        (
+            "CPU-ms per player-minute (run)",
+            cost.map(|c| format!("{:.2}", c.run.cpu_ms_per_player_minute())),
+        ),
+        (
+            "CPU-ms per player-minute (at the peak population)",
+            cost.and_then(|c| c.steady)
+                .map(|s| format!("{:.2}", s.cpu_ms_per_player_minute())),
+        ),
+        (
+            "RSS per player at the peak",
+            cost.and_then(|c| c.rss_kib_per_player())
+                .map(|k| format!("{k:.1} KiB")),
+        ),
     ];
     h.push_str("<div class=\"cards\">");
     for (k, v) in cards {

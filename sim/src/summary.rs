@@ -4,6 +4,7 @@
 //! `result.json` and the report.
 
 use outpost_sim::accounting::ranked;
+use outpost_sim::cost::GatewayCost;
 use outpost_sim::results::{QueueSummary, Results};
 use outpost_sim::units::{fmt_count, fmt_ms, fmt_s};
 
@@ -56,12 +57,36 @@ fn print_live_totals(r: &Results) {
         fmt_count(t.errors),
         fmt_count(t.outcomes)
     );
+    if let Some(c) = GatewayCost::of(&r.timeline) {
+        print_cost(&c);
+    }
     for (op, code, n) in ranked(&r.accounting, false) {
         println!("  error   {op:<20} {code:<32} {n}");
     }
     for (op, code, n) in ranked(&r.accounting, true) {
         println!("  outcome {op:<20} {code:<32} {n}");
     }
+}
+
+/// The gateway's cost per concurrent player (issue 21's cost-per-CCU figure).
+fn print_cost(c: &GatewayCost) {
+    let steady = c.steady.map_or("no steady part".into(), |s| {
+        format!(
+            "{:.2} at the peak population ({:.0} s)",
+            s.cpu_ms_per_player_minute(),
+            s.span_s
+        )
+    });
+    let rss = c
+        .rss_kib_per_player()
+        .map_or("-".into(), |k| format!("{k:.1} KiB"));
+    println!(
+        "gateway cost per player: {:.2} CPU-ms per player-minute over the run ({:.1} CPU-s, {} player-minutes), {steady} · RSS {rss} per player at the peak ({})",
+        c.run.cpu_ms_per_player_minute(),
+        c.run.cpu_s,
+        fmt_count(c.run.player_minutes.round() as u64),
+        fmt_count(c.peak_players),
+    );
 }
 
 /// The login queue's arrivals, admissions and the invariants it must keep.
