@@ -69,7 +69,8 @@ ts("Login rejects by code", [(f'sum by (code) (rate(outpost_logins_total{{{SEL},
    "reqps", x=16, desc="ServerBusy and RateLimited are admission (capacity) rejects.")
 next_row()
 ts("Handshakes", [(f'sum by (result) (rate(outpost_handshakes_total{{{SEL}}}[$__rate_interval]))', "{{result}}"),
-                  (f'sum(rate(outpost_quic_retries_total{{{SEL}}}[$__rate_interval]))', "QUIC retries")], "reqps", x=0)
+                  (f'sum(rate(outpost_quic_retries_total{{{SEL}}}[$__rate_interval]))', "QUIC retries"),
+                  (f'sum by (instance) (rate(outpost_udp_receive_drops_total{{{SEL}}}[$__rate_interval]))', "{{instance}} datagrams dropped")], "reqps", x=0)
 ts("Login queue", [(f'max(outpost_queue_length{{{SEL}}})', "waiting"),
                    (f'sum(rate(outpost_queue_admissions_total{{{SEL}}}[$__rate_interval]))', "admitted /s")], x=8)
 ts("Session closes by code", [(f'sum by (code) (rate(outpost_session_closes_total{{{SEL}}}[$__rate_interval]))', "{{code}}")], "reqps", x=16)
@@ -129,7 +130,8 @@ next_row()
 ts("Certificate reloads", [(f'sum(increase(outpost_tls_reloads_total{{{SEL}}}[1h]))', "reloads"),
                            (f'sum(increase(outpost_tls_reload_failures_total{{{SEL}}}[1h]))', "failures")], x=0)
 ts("UDP socket buffers", [(f'outpost_udp_recv_buffer_bytes{{{SEL}}}', "{{instance}} recv"),
-                          (f'outpost_udp_send_buffer_bytes{{{SEL}}}', "{{instance}} send")], "bytes", x=8)
+                          (f'outpost_udp_send_buffer_bytes{{{SEL}}}', "{{instance}} send"),
+                          (f'outpost_udp_receive_queue_bytes{{{SEL}}}', "{{instance}} queued")], "bytes", x=8)
 ts("Admin API refusals", [(f'sum by (reason) (rate(outpost_admin_unauthorized_total{{{SEL}}}[$__rate_interval]))', "{{reason}}")], "reqps", x=16)
 next_row()
 

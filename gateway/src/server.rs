@@ -241,6 +241,7 @@ fn bind_quic(config: &GatewayConfig) -> Result<QuicListener, StartError> {
     let (tls, tls_stamp) = ServerIdentity::load_stamped(&config.tls)?;
     let (socket, buffers) =
         endpoint::bind_udp(config).map_err(|source| StartError::Bind { what: "UDP", source })?;
+    crate::metrics::udp::watch(&socket);
     metrics::gauge!("outpost_udp_recv_buffer_bytes").set(buffers.recv_bytes as f64);
     metrics::gauge!("outpost_udp_send_buffer_bytes").set(buffers.send_bytes as f64);
     let bind_quic = |source| StartError::Bind {

@@ -27,6 +27,7 @@ pub(crate) mod gauges;
 pub mod listener;
 pub mod process;
 pub mod requests;
+pub mod udp;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -87,6 +88,7 @@ pub fn install() {
         matchmaker::metrics::describe();
         telemetry::metrics::describe();
         process::describe();
+        udp::describe();
         metrics::gauge!(catalogue::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         Some(handle)
     });
@@ -119,6 +121,7 @@ pub fn render() -> String {
 pub async fn scrape(h: &crate::server::GatewayHandle) -> String {
     h.refresh_gauges().await;
     process::refresh();
+    udp::refresh();
     render()
 }
 

@@ -1,0 +1,163 @@
+//! The QUIC socket's kernel receive queue and drops, read from Linux's
+//! `/proc/net/udp{,6}` at each scrape (elsewhere they are absent).
+//!
+//! Why: when the endpoint's receive path falls behind (a CPU-starved box, a
+//! burst of handshakes), datagrams wait in the socket's receive buffer and,
+//! once it is full, the kernel drops them. Neither quinn nor the gateway sees
+//! that happen; clients see lost pings, retransmit, and the extra datagrams
+//! deepen the backlog. docs/PERFORMANCE.md ("live-20k on a loaded machine")
+//! has a run where the queue filled in seconds and sessions then died by idle
+//! timeout. `outpost_udp_receive_drops_total` rising is the earliest sign.
+//!
+//! The socket is found by its inode (`/proc/self/fd/N` names it), recorded
+//! when the gateway binds it ([`watch`]).
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Mutex;
+
+/// Datagrams the kernel dropped at the socket (receive buffer full), summed
+/// over the watched sockets.
+pub const DROPS: &str = "outpost_udp_receive_drops_total";
+/// Bytes waiting in the socket's receive buffer, summed over the watched sockets.
+pub const QUEUE: &str = "outpost_udp_receive_queue_bytes";
+
+/// Inodes of the QUIC sockets this process serves on. A process normally has
+/// one; tests start many gateways, so only the latest few are kept.
+static WATCHED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+const MAX_WATCHED: usize = 16;
+
+pub(super) fn describe() {
+    metrics::describe_counter!(
+        DROPS,
+        "Datagrams the kernel dropped at the QUIC socket because its receive buffer was full (Linux)."
+    );
+    metrics::describe_gauge!(
+        QUEUE,
+        "Bytes waiting in the QUIC socket's kernel receive buffer (Linux)."
+    );
+}
+
+/// Starts reporting `socket`'s queue and drops. Does nothing where the socket's
+/// inode cannot be read (no `/proc`).
+pub fn watch(socket: &impl AsRawFd) {
+    let Some(inode) = inode_of(socket) else {
+        return;
+    };
+    let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
+    if watched.len() == MAX_WATCHED {
+        watched.remove(0);
+    }
+    watched.push(inode);
+}
+
+fn inode_of(socket: &impl AsRawFd) -> Option<u64> {
+    let link = format!("/proc/self/fd/{}", socket.as_raw_fd());
+    std::fs::metadata(link).ok().map(|m| m.ino())
+}
+
+/// One socket's figures from a `/proc/net/udp` table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketFigures {
+    pub queue_bytes: u64,
+    pub drops: u64,
+}
+
+/// Finds the socket with `inode` in the text of `/proc/net/udp` or
+/// `/proc/net/udp6`. Columns: `sl local rem st tx_queue:rx_queue tr:tm
+/// retrnsmt uid timeout inode ref pointer drops` (queues in hex).
+pub fn parse(table: &str, inode: u64) -> Option<SocketFigures> {
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.get(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        let rx = f.get(4)?.split_once(':')?.1;
+        Some(SocketFigures {
+            queue_bytes: u64::from_str_radix(rx, 16).ok()?,
+            drops: f.get(12)?.parse().ok()?,
+        })
+    })
+}
+
+/// The watched sockets' figures, summed; `None` where `/proc/net` is absent or
+/// none of them is found.
+pub fn read() -> Option<SocketFigures> {
+    let watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if watched.is_empty() {
+        return None;
+    }
+    let tables: Vec<String> = ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    let mut sum: Option<SocketFigures> = None;
+    for inode in watched {
+        if let Some(s) = tables.iter().find_map(|t| parse(t, inode)) {
+            let acc = sum.get_or_insert_with(SocketFigures::default);
+            acc.queue_bytes += s.queue_bytes;
+            acc.drops += s.drops;
+        }
+    }
+    sum
+}
+
+/// Sets the metrics from [`read`].
+pub(super) fn refresh() {
+    if let Some(s) = read() {
+        metrics::counter!(DROPS).absolute(s.drops);
+        metrics::gauge!(QUEUE).set(s.queue_bytes as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_kernel_table() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            1187: 0100007F:1172 00000000:0000 07 00000000:00A99840 00:00000000 00000000     0        0 778899 2 0000000000000000 139148\n\
+            1188: 0100007F:1173 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 778900 2 0000000000000000 0\n";
+        assert_eq!(
+            parse(table, 778899),
+            Some(SocketFigures {
+                queue_bytes: 0xA99840,
+                drops: 139148
+            })
+        );
+        assert_eq!(parse(table, 778900), Some(SocketFigures::default()));
+        assert_eq!(parse(table, 1), None);
+        assert_eq!(parse("garbage\nmore garbage", 1), None);
+    }
+
+    /// A real socket on loopback that nobody reads: the kernel queues, then drops.
+    #[test]
+    fn a_socket_nobody_reads_shows_its_queue_and_drops() {
+        let sink = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        sink.set_recv_buffer_size(4096).unwrap();
+        sink.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+            .unwrap();
+        let sink: std::net::UdpSocket = sink.into();
+        let inode = inode_of(&sink).expect("/proc/self/fd names the socket");
+        let table = || std::fs::read_to_string("/proc/net/udp").unwrap();
+        assert_eq!(parse(&table(), inode), Some(SocketFigures::default()));
+
+        let source = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..200 {
+            source.send_to(&[7u8; 1000], sink.local_addr().unwrap()).unwrap();
+        }
+        let after = parse(&table(), inode).unwrap();
+        assert!(after.queue_bytes > 0, "{after:?}");
+        assert!(after.drops > 0, "200 KB into a buffer of a few KB: {after:?}");
+
+        watch(&sink);
+        let summed = read().unwrap();
+        assert!(summed.drops >= after.drops, "{summed:?}");
+    }
+}
