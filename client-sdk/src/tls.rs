@@ -129,7 +129,7 @@ pub fn quic_transport_config(mtu_discovery: bool) -> quinn::TransportConfig {
 /// server's address alone, so an endpoint built with this config must have at
 /// most one connection (live or draining) per server address. The SDK's own
 /// endpoint serves one dial, whose gateways it checks are distinct
-/// ([`endpoint_config_for`]); a shared endpoint (`ClientConfig::endpoint`) is
+/// (`endpoint_config_for`); a shared endpoint (`ClientConfig::endpoint`) is
 /// the caller's and keeps its own settings. A client's own address changing
 /// (NAT rebinding, Wi-Fi to cellular) still works: the gateway, whose ids are
 /// not zero-length, recognises the connection on the new path.

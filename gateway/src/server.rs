@@ -1,6 +1,6 @@
 //! Starting and stopping a gateway: [`start_with_stores`] builds the session
-//! dependencies ([`SessionDeps`]) and the control plane
-//! ([`ControlPlane`](crate::control::ControlPlane), which also holds the
+//! dependencies (`SessionDeps`) and the control plane
+//! (`control::ControlPlane`, which also holds the
 //! [`GatewayHandle`] that drains and stops it), serves the admin API, starts
 //! the background tasks and runs the accept loop.
 //!

@@ -21,7 +21,7 @@
 //! With `live.endpoints = N` players share a pool of N QUIC endpoints
 //! (`ClientConfig::endpoint`), player `n` on endpoint `n mod N`, which is how
 //! one process holds tens of thousands of players: N sockets instead of one
-//! per player. The players themselves are in [`crate::player`].
+//! per player. The players themselves are in `player.rs`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -437,7 +437,7 @@ impl StorePool {
     }
 
     /// Final figures, after auditing the store: match records counted, and
-    /// up to [`AUDIT_TICKETS`] matched tickets read back.
+    /// up to `AUDIT_TICKETS` matched tickets read back.
     pub fn finish(mut self) -> anyhow::Result<(StoreSummary, Vec<(String, HistSummary)>)> {
         let mm = self.mm.clone();
         let ids: Vec<(TicketId, MatchId)> =

@@ -18,7 +18,7 @@
 //! deleted early relative to its commit neighbours. Clears are idempotent, so
 //! a rerun after an unknown commit result, or two gateways collecting at once,
 //! delete nothing twice and leave no half-deleted record (both keys go in one
-//! transaction). A page is at most [`MAX_AUDIT_PAGE`](super::MAX_AUDIT_PAGE)
+//! transaction). A page is at most [`MAX_AUDIT_PAGE`]
 //! records of bounded size: well inside FoundationDB's 10 MB and 5 s limits.
 
 use crate::store::{Store, Transaction, TxError};

@@ -19,7 +19,7 @@
 //! 3. reads the ledger generation (see "Order across regions");
 //! 4. debits and credits the balances (never negative, never over the limit:
 //!    any violation aborts the transaction, nothing is written), and adds the
-//!    same amounts to the assets' totals ([`totals`]; the player's first write
+//!    same amounts to the assets' totals (`totals`; the player's first write
 //!    since totals existed sets them from the shards first);
 //! 5. appends the event under a versionstamped key (conflict-free, ordered);
 //! 6. stores the receipt under the idempotency key, stamped with the same
@@ -60,7 +60,7 @@
 //!
 //! - events and receipts are versionstamped keys (blind appends, no conflict);
 //! - the change counter is an atomic add (no conflict);
-//! - so are the per-asset totals ([`totals`]); only a player's first write
+//! - so are the per-asset totals (`totals`); only a player's first write
 //!   after totals existed reads the shards with conflicts, to set them;
 //! - the idempotency lookup reads a key range unique to the request;
 //! - the fence and generation keys are read with conflicts but written only
@@ -77,7 +77,7 @@
 //!   conflict and adds to it if it has room. Concurrent grants conflict only
 //!   when they pick the same shard. "Every shard is within its capacity" is
 //!   kept in a **layout record** per asset (`(limit, n)` of the catalog the
-//!   shards are within; [`escrow`] has the argument): a grant reads it with a
+//!   shards are within; `escrow` has the argument): a grant reads it with a
 //!   conflict and takes the fast path only if it equals its catalog's. When a
 //!   few random shards have no room (near the limit, or a large grant), or the
 //!   record is missing or differs (first credit, catalog change), the grant
@@ -109,7 +109,7 @@
 //!   read over a hot player's balance shards costs time proportional to the
 //!   grants since the last flush (it was ~80% of a hot grant's CPU;
 //!   docs/PERFORMANCE.md, "Durable writes"). While a player has another write
-//!   in flight in this process ([`hot`]), an exact-path credit or a debit reads the catalog's
+//!   in flight in this process (`hot`), an exact-path credit or a debit reads the catalog's
 //!   shards by point reads (plus a range read over shard numbers past the
 //!   catalog's, which nothing writes), and [`Ledger::balances`] reads the
 //!   held-asset index (`(.., "held")`, written blindly with an asset's first
@@ -117,7 +117,7 @@
 //!   one range read is cheaper and is used. The gateway's inventory-changed
 //!   push, which reads every balance after every change
 //!   ([`Ledger::balances_and_watch`]), reads **per-asset totals** instead
-//!   ([`totals`]: one more key per asset, added to by the same atomic add as
+//!   (`totals`: one more key per asset, added to by the same atomic add as
 //!   the shard, so still conflict-free): the index and one point read per
 //!   asset, not one per shard. The audit always reads every balance by one
 //!   range read (the ground truth) and checks the totals against it.
@@ -217,7 +217,7 @@ impl LedgerStats {
 struct Counters {
     attempts: AtomicU64,
     writes: AtomicU64,
-    /// Writes in flight per player: how shards are read ([`hot`]).
+    /// Writes in flight per player: how shards are read (`hot`).
     in_flight: hot::InFlight,
     /// Test-only fault injection: attempts to fail after all their writes.
     #[cfg(test)]
@@ -345,7 +345,7 @@ impl<S: Store> Ledger<S> {
     /// The player's balances and a [`ChangeWatch`] registered in the same
     /// transaction: the watch fires on any change after this read (the
     /// gateway's inventory-changed push loop, which calls it after every
-    /// change). Reads the per-asset totals ([`totals`]: the held-asset index
+    /// change). Reads the per-asset totals (`totals`: the held-asset index
     /// and one point read per asset) once the player's ledger keeps them,
     /// else the shards. Same result either way.
     pub async fn balances_and_watch(&self, player: &str) -> Result<(Balances, ChangeWatch), LedgerError> {

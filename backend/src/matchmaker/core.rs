@@ -32,7 +32,7 @@
 //! tickets whose queue deadline falls before the next round, each with a
 //! [`NoMatch`] outcome (see [`super::deadline`]).
 //!
-//! Each full group is split into teams by [`teams`](super::teams) (parties stay
+//! Each full group is split into teams by `teams` (parties stay
 //! whole; team skill totals balanced); a group whose parties cannot be packed
 //! into equal teams is skipped.
 //!

@@ -18,7 +18,7 @@
 //!   `outpost_last_error` gives the calling thread's last message.
 //! - **Strings** are UTF-8 with explicit lengths, in and out; nested results
 //!   are UTF-8 JSON with documented schemas ([`json`]).
-//! - **`unsafe`** exists only in [`abi`], each block with its safety argument.
+//! - **`unsafe`** exists only in `abi`, each block with its safety argument.
 
 mod abi;
 mod calls;

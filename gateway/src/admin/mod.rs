@@ -32,7 +32,7 @@
 //! ## Errors
 //!
 //! Every error answer is JSON `{"error": code, "message": text, "field": path?}`
-//! ([`reply`]). A malformed body (bad JSON, unknown field, wrong type, unknown
+//! (`reply`). A malformed body (bad JSON, unknown field, wrong type, unknown
 //! flag value type) is 400 `invalid_json` naming the field; a flag that breaks
 //! a rule (percentage over 10,000 bp, empty client-version range, a value of
 //! another type than the default, a bad key) is 400 `invalid_flag` with the
@@ -40,7 +40,7 @@
 //! neither the flag nor an audit record.
 //!
 //! Other backend errors are answered by their class
-//! ([`reply::class_error`]): a store failure is 503 with `Retry-After`; an
+//! (`reply::class_error`): a store failure is 503 with `Retry-After`; an
 //! internal error (a stored record that does not decode) is 500 whose message
 //! is generic and ends in `(ref <16 hex digits>)`, a correlation id under which
 //! the gateway logged the actual error.

@@ -7,7 +7,7 @@
 //! the player gets 1500 ± 350. A ticket that reaches its queue's deadline
 //! ends with the `MatchNotFound` push (reason code). Clients queue solo; parties are formed by game
 //! services through the backend API. Matchmaker errors become wire codes by
-//! their class, in [`mm_error`].
+//! their class, in `mm_error`.
 
 use std::sync::Arc;
 use std::time::Duration;

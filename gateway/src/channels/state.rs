@@ -4,7 +4,7 @@
 //! Documents live in the player's home region. The gateway reaches that region's
 //! service through the [`ServiceCache`]; a session can only ever address its
 //! own player. State errors become wire codes by their class, in
-//! [`wire_error`](super::errors::wire_error).
+//! [`wire_error`].
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -22,7 +22,7 @@
 //! wrong when every writer is already waiting for this very fsync (a closed loop
 //! of writers, the store bench): then nobody else can arrive, and the store sits
 //! idle for the rest of the linger (it cut durable throughput 2.3–3× at 16–64
-//! writers). So by default ([`LingerPolicy::Adaptive`]) the linger ends as soon
+//! writers). So by default (`LingerPolicy::Adaptive`) the linger ends as soon
 //! as **as many commits wait as the last fsync released** (the writers that
 //! fsync woke are all back: waiting longer would only add latency), and at the
 //! latest after `linger`. The batch size is the queue depth the store itself
@@ -30,7 +30,7 @@
 //! that shrinks costs one full linger, after which the target is the new, smaller
 //! batch; one that grows is covered by the commits that arrive during the fsync
 //! (they join the next batch, which is then larger). Read-only transactions
-//! waiting for durability ride along but are not counted. [`LingerPolicy::Fixed`]
+//! waiting for durability ride along but are not counted. `LingerPolicy::Fixed`
 //! always waits the full linger (the behaviour before; kept for A/B runs).
 //! The flusher is only woken (a futex syscall) when it is actually idle, or
 //! lingering and the batch just reached its target: at most once per fsync.

@@ -337,7 +337,7 @@ impl EmbeddedStore {
     /// the drawn ones: a test forces, say, "applied, then result unknown" on
     /// exactly the commit it is about. Returns `false` (and scripts nothing) if
     /// the fault mode is off; open the store with a default
-    /// [`FaultConfig`](faults::FaultConfig) (every rate 0) to script faults only.
+    /// [`FaultConfig`] (every rate 0) to script faults only.
     pub fn script_commit_faults(&self, faults: impl IntoIterator<Item = CommitFault>) -> bool {
         match &self.inner.faults {
             Some(f) => {
