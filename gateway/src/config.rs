@@ -364,6 +364,15 @@ pub struct AdmissionConfig {
     /// With `quic_retry = "auto"`: handshakes in progress above which new
     /// connections must validate their address first. Default 512.
     pub retry_above_handshakes: usize,
+    /// Refuse new QUIC connections (CONNECTION_REFUSED, before any TLS work)
+    /// while the kernel is dropping datagrams at the gateway's socket, i.e.
+    /// while the receive path is behind (`crate::overload`, sampled every
+    /// 250 ms on Linux; never engages without `/proc`). Default true. The
+    /// trade-off: during a drop episode no one new gets in (clients back off
+    /// and retry), in exchange for the sessions already in keeping their
+    /// heartbeats; off, a backlog can feed itself until sessions time out
+    /// (docs/PERFORMANCE.md, "live-20k on a loaded machine").
+    pub refuse_while_dropping: bool,
 }
 
 impl Default for AdmissionConfig {
@@ -373,6 +382,7 @@ impl Default for AdmissionConfig {
             busy_retry_jitter_ms: 3_000,
             quic_retry: QuicRetry::Auto,
             retry_above_handshakes: 512,
+            refuse_while_dropping: true,
         }
     }
 }

@@ -18,7 +18,8 @@
 //! place identity errors become wire codes) · `registry` (capacity, one session
 //! per player) · `liveness` (this process's heartbeat, the orphan sweep) ·
 //! `session` (rules, no IO) · `driver` (runs sessions over quinn) ·
-//! `channels` (services) · `admin` (HTTP) · `metrics` · `logging` (log output) ·
+//! `channels` (services) · `admin` (HTTP) · `metrics` · `overload` (refusing new
+//! connections while the socket drops datagrams) · `logging` (log output) ·
 //! `server` (lifecycle).
 #![forbid(unsafe_code)]
 
@@ -34,6 +35,7 @@ pub mod live;
 pub mod liveness;
 pub mod logging;
 pub mod metrics;
+pub mod overload;
 mod queue_metrics;
 pub mod regions;
 pub mod registry;

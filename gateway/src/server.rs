@@ -202,7 +202,9 @@ pub async fn start_with_stores(
         global,
         ended_sessions,
     })?;
-    let task = tokio::spawn(accept_loop(sessions, quic.endpoint, quic.tls));
+    let pressure = quic.pressure.clone();
+    tokio::spawn(pressure.clone().run(sessions.shutdown.subscribe()));
+    let task = tokio::spawn(accept_loop(sessions, quic.endpoint, quic.tls, pressure));
     Ok(RunningGateway {
         quic_addr: quic.addr,
         admin_addr,
@@ -230,6 +232,8 @@ struct QuicListener {
     addr: SocketAddr,
     /// The UDP socket's buffer sizes, as the kernel granted them.
     buffers: SocketBuffers,
+    /// Whether the kernel is dropping datagrams at the socket.
+    pressure: Arc<crate::overload::ReceivePressure>,
     /// Reloads the endpoint's certificate.
     tls: Arc<TlsReloader>,
     /// PEM of the development CA, when development certificates are in use.
@@ -242,6 +246,7 @@ fn bind_quic(config: &GatewayConfig) -> Result<QuicListener, StartError> {
     let (socket, buffers) =
         endpoint::bind_udp(config).map_err(|source| StartError::Bind { what: "UDP", source })?;
     crate::metrics::udp::watch(&socket);
+    let pressure = crate::overload::ReceivePressure::of(&socket);
     metrics::gauge!("outpost_udp_recv_buffer_bytes").set(buffers.recv_bytes as f64);
     metrics::gauge!("outpost_udp_send_buffer_bytes").set(buffers.send_bytes as f64);
     let bind_quic = |source| StartError::Bind {
@@ -264,6 +269,7 @@ fn bind_quic(config: &GatewayConfig) -> Result<QuicListener, StartError> {
         endpoint,
         addr,
         buffers,
+        pressure,
         tls: reloader,
         dev_ca_pem: tls.dev_ca_pem,
     })
@@ -416,7 +422,12 @@ async fn start_queue(
 /// `transfer` foreign-login policy) before answering `Unavailable`.
 const LOGIN_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn accept_loop(shared: Arc<SessionDeps>, endpoint: quinn::Endpoint, tls: Arc<TlsReloader>) {
+async fn accept_loop(
+    shared: Arc<SessionDeps>,
+    endpoint: quinn::Endpoint,
+    tls: Arc<TlsReloader>,
+    pressure: Arc<crate::overload::ReceivePressure>,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     // Every connection task holds a clone; `recv` returns `None` once all are gone.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
@@ -428,6 +439,13 @@ async fn accept_loop(shared: Arc<SessionDeps>, endpoint: quinn::Endpoint, tls: A
             },
             _ = shutdown.recv() => break,
         };
+        if shared.config.admission.refuse_while_dropping && pressure.is_dropping() {
+            // The cheapest answer there is (no TLS, one small packet), while
+            // the receive path cannot keep up with the sessions already in.
+            metrics::counter!("outpost_quic_refused_total", "reason" => "receive_drops").increment(1);
+            incoming.refuse();
+            continue;
+        }
         if must_validate(&shared) && !incoming.remote_address_validated() {
             metrics::counter!("outpost_quic_retries_total").increment(1);
             if let Err(e) = incoming.retry() {

@@ -42,6 +42,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "Channel opens refused, by wire code.",
     ),
     (
+        "outpost_quic_refused_total",
+        "New QUIC connections refused before any TLS work, by reason (receive_drops: the kernel was dropping datagrams at the socket).",
+    ),
+    (
         "outpost_quic_retries_total",
         "QUIC Retry packets sent to validate client addresses (under handshake load).",
     ),
@@ -156,6 +160,7 @@ pub(super) fn describe() {
         let _ = metrics::counter!("outpost_admin_unauthorized_total", "reason" => reason);
     }
     let _ = metrics::counter!("outpost_quic_retries_total");
+    let _ = metrics::counter!("outpost_quic_refused_total", "reason" => "receive_drops");
     let _ = metrics::counter!(MATCH_NOT_FOUND_PUSHED, "reason" => "deadline");
     let _ = metrics::counter!("outpost_tls_reload_failures_total");
     let _ = metrics::counter!("outpost_tls_reloads_total");

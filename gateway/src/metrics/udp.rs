@@ -51,7 +51,8 @@ pub fn watch(socket: &impl AsRawFd) {
     watched.push(inode);
 }
 
-fn inode_of(socket: &impl AsRawFd) -> Option<u64> {
+/// The socket's inode, as `/proc/net/udp` lists it; `None` without `/proc`.
+pub(crate) fn inode_of(socket: &impl AsRawFd) -> Option<u64> {
     let link = format!("/proc/self/fd/{}", socket.as_raw_fd());
     std::fs::metadata(link).ok().map(|m| m.ino())
 }
@@ -87,10 +88,7 @@ pub fn read() -> Option<SocketFigures> {
     if watched.is_empty() {
         return None;
     }
-    let tables: Vec<String> = ["/proc/net/udp", "/proc/net/udp6"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .collect();
+    let tables = tables();
     let mut sum: Option<SocketFigures> = None;
     for inode in watched {
         if let Some(s) = tables.iter().find_map(|t| parse(t, inode)) {
@@ -100,6 +98,19 @@ pub fn read() -> Option<SocketFigures> {
         }
     }
     sum
+}
+
+/// One socket's figures (the receive-path overload monitor's reading).
+pub fn read_one(inode: u64) -> Option<SocketFigures> {
+    tables().iter().find_map(|t| parse(t, inode))
+}
+
+/// The texts of `/proc/net/udp` and `/proc/net/udp6` that exist.
+fn tables() -> Vec<String> {
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
 }
 
 /// Sets the metrics from [`read`].
