@@ -17,7 +17,9 @@ use foundationdb_tuple::{Subspace, Versionstamp};
 
 use super::{Durability, KeyValue, Store, StoreError, TransactOptions, Transaction, TxError};
 
+mod add_cases;
 mod limit_cases;
+pub use add_cases::adds_after_reads;
 pub use limit_cases::limits_are_enforced;
 
 /// One attempt only: a retryable error surfaces as `RetryLimitReached`.
@@ -80,6 +82,7 @@ pub async fn run_all<S: Store>(store: &S, root: &[u8]) {
     point_read_conflict(store, root).await;
     range_read_conflict(store, root).await;
     no_conflict_for_snapshot_blind_and_atomic(store, root).await;
+    adds_after_reads(store, root).await;
     retry_reruns_closure(store, root).await;
     versionstamp_order(store, root).await;
     watches_fire_on_change(store, root).await;

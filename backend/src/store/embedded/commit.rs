@@ -110,6 +110,7 @@ impl EmbeddedStore {
             cleared,
             stamped,
             reads,
+            read_values,
             watches,
             stamps,
             ..
@@ -124,7 +125,7 @@ impl EmbeddedStore {
         cs.log.check(tx.0.read_version, &reads)?;
         let version = cs.version + 1;
         let stamp = versionstamp(version);
-        let (fin, points) = self.final_state(&cleared, writes, stamped, &stamp)?;
+        let (fin, points) = self.final_state(&cleared, writes, &read_values, stamped, &stamp)?;
         self.write_batch(&fin, version)?;
 
         cs.version = version;
@@ -188,10 +189,17 @@ impl EmbeddedStore {
     /// data (cleared ranges expanded to the keys present now, adds applied to
     /// the values present now, versionstamped keys completed with `stamp`), and
     /// the written keys (sorted, deduplicated) for the conflict log.
+    ///
+    /// Runs after the conflict check passed: a key in `read_values` (read with
+    /// a conflict) was written by no commit since the read version, so its
+    /// value there is the value present now, and an add to it is applied to
+    /// that without reading the store again (e.g. a ledger credit adds to the
+    /// escrow shard it just read).
     fn final_state(
         &self,
         cleared: &[(Vec<u8>, Vec<u8>)],
         writes: BTreeMap<Vec<u8>, Pending>,
+        read_values: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         stamped: Vec<(Vec<u8>, usize, Vec<u8>)>,
         stamp: &TxVersionstamp,
     ) -> Result<(FinalState, Vec<Vec<u8>>), StoreError> {
@@ -207,7 +215,13 @@ impl EmbeddedStore {
             let v = match p {
                 Pending::Set(v) => Some(v),
                 Pending::Clear => None,
-                Pending::Add(d) => Some(apply_add(self.latest_value(&k)?.as_deref(), d).to_vec()),
+                Pending::Add(d) => {
+                    let base = match read_values.get(&k) {
+                        Some(read) => read.clone(),
+                        None => self.latest_value(&k)?,
+                    };
+                    Some(apply_add(base.as_deref(), d).to_vec())
+                }
             };
             points.push(k.clone());
             fin.insert(k, v);
