@@ -42,6 +42,10 @@
 //!        the sum of its shards (written by the player's first write after
 //!        "tot" existed, which sets each total from one range read of the
 //!        shards, with conflicts); without it, totals are not read
+//! (.., "inv", player, "indexed")           -> v1: [1]: "held_all" and "tot_all"
+//!        are both set (written by a write that found or set both, before its
+//!        balance changes); lets a write and the balance read check one key
+//!        instead of two; without it, they check the two (see `marks`)
 //! (.., "inv", player, "escrow", kind, id)  -> v1: [1][limit u64 BE][shards u16 BE]:
 //!        the escrow layout every shard of the limited asset (kind, id) is
 //!        within: each shard s holds 0..=capacity(limit, shards, s). Written by
@@ -163,6 +167,11 @@ pub fn total(region: &RegionName, player_id: &str, a: &Asset) -> Vec<u8> {
 /// `(.., "tot_all")`: present once every total of the player is kept.
 pub fn totals_all(region: &RegionName, player_id: &str) -> Vec<u8> {
     player(region, player_id).pack(&("tot_all",))
+}
+
+/// `(.., "indexed")`: present once both [`held_all`] and [`totals_all`] are.
+pub fn indexed(region: &RegionName, player_id: &str) -> Vec<u8> {
+    player(region, player_id).pack(&("indexed",))
 }
 
 /// `(.., "escrow", kind, id)`: the escrow layout record of a limited asset.
