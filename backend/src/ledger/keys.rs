@@ -51,7 +51,8 @@
 //!        within: each shard s holds 0..=capacity(limit, shards, s). Written by
 //!        a credit's exact path when the layout differs from its catalog's,
 //!        cleared by a write that leaves a shard outside it; lets a credit read
-//!        just the shard it adds to (see `escrow`)
+//!        just the shard it adds to, and skip the "held" check (the asset was
+//!        indexed when the record was first set; see `escrow`)
 //! (.., "inv", player, "chg")               -> 8-byte LE counter, +1 (atomic add) in
 //!        every transaction that appends an event for the player; watched
 //! (.., "inv", player, "gen")               -> v1: [1][gen u32 BE][region utf-8]:

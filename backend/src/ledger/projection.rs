@@ -101,7 +101,8 @@ fn as_u64(v: i64) -> u64 {
 ///   shard; the exact path reads every shard with a conflict.
 ///
 /// The write's transaction ran [`super::marks::ensure`] for `player` first
-/// (the held-asset index is complete but for this asset, [`note_held`]).
+/// (the held-asset index is complete but for this asset, [`note_held`]: here
+/// for an unlimited asset, in [`escrow::credit_limited`] for a limited one).
 pub(crate) async fn credit<T: Transaction>(
     tx: &T,
     region: &RegionName,
@@ -111,8 +112,8 @@ pub(crate) async fn credit<T: Transaction>(
     point: bool,
     amount: u64,
 ) -> TxResult<()> {
-    note_held(tx, region, player, asset).await?;
     let Some(limit) = rule.limit else {
+        note_held(tx, region, player, asset).await?;
         let bal = as_u64(total(
             &read_shards(tx, region, player, asset, rule.shards, point, true).await?,
         ));
@@ -181,7 +182,12 @@ const HELD: &[u8] = &[1];
 /// index. (A writer that does not know the index, i.e. an older version
 /// during a rolling upgrade, could credit a new asset without indexing it;
 /// the audit reads balances by the range read and would report it.)
-async fn note_held<T: Transaction>(tx: &T, region: &RegionName, player: &str, asset: &Asset) -> TxResult<()> {
+pub(super) async fn note_held<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+    asset: &Asset,
+) -> TxResult<()> {
     let key = keys::held_asset(region, player, asset);
     if tx.get_snapshot(&key).await?.is_none() {
         tx.set(&key, HELD)?;
