@@ -27,6 +27,7 @@ async fn embedded_durable_conforms() {
     conformance::retry_reruns_closure(&store, root).await;
     conformance::versionstamp_order(&store, root).await;
     conformance::watches_fire_on_change(&store, root).await;
+    conformance::watches_see_changes_before_their_commit(&store, root).await;
     conformance::limits_are_enforced(&store, root).await;
     conformance::relaxed_commits_are_transactions(&store, root).await;
     // 64 x 1,000 durable increments of one key: group commit keeps this quick.
