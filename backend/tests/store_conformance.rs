@@ -23,9 +23,11 @@ async fn embedded_durable_conforms() {
     conformance::point_read_conflict(&store, root).await;
     conformance::range_read_conflict(&store, root).await;
     conformance::no_conflict_for_snapshot_blind_and_atomic(&store, root).await;
+    conformance::adds_after_reads(&store, root).await;
     conformance::retry_reruns_closure(&store, root).await;
     conformance::versionstamp_order(&store, root).await;
     conformance::watches_fire_on_change(&store, root).await;
+    conformance::watches_see_changes_before_their_commit(&store, root).await;
     conformance::limits_are_enforced(&store, root).await;
     conformance::relaxed_commits_are_transactions(&store, root).await;
     // 64 x 1,000 durable increments of one key: group commit keeps this quick.

@@ -36,6 +36,13 @@
 //! (the asset's first credit, a ledger written before the record existed, a
 //! catalog change) also takes the exact path once and then writes the record.
 //!
+//! The record also vouches that the asset is in the held-asset index
+//! ([`keys::held_asset`]): every version that writes the record (the index
+//! is older than the record) indexed the asset in the same transaction, on
+//! the credit that set it, and index entries are never removed. So a credit
+//! that finds a record skips the index check ([`note_held`], a snapshot point
+//! read); one without a record makes it.
+//!
 //! Trade-offs: random probes can miss the last shards with room, so near the
 //! limit more credits take the exact path (which conflicts with every
 //! concurrent writer of the asset) than when every shard was read; a probe of
@@ -55,7 +62,7 @@ use crate::store::{Transaction, TxError};
 use super::catalog::AssetRule;
 use super::errors::LedgerError;
 use super::keys;
-use super::projection::read_shards;
+use super::projection::{note_held, read_shards};
 use super::totals;
 use super::types::Asset;
 
@@ -109,6 +116,11 @@ pub(super) async fn credit_limited<T: Transaction>(
 ) -> TxResult<()> {
     let layout_key = keys::escrow_layout(region, player, asset);
     let layout = tx.get(&layout_key).await?;
+    if layout.is_none() {
+        // With a record the asset is in the held-asset index already (see
+        // the module docs): only a credit without one needs to check.
+        note_held(tx, region, player, asset).await?;
+    }
     let ours = encode_layout(limit, rule.shards);
     let current = layout.as_deref() == Some(&ours[..]);
     if current && rule.shards > 1 && fast(tx, region, player, asset, rule, amount).await? {

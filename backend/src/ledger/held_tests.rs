@@ -88,7 +88,8 @@ async fn a_ledger_written_before_the_index_is_indexed_by_its_next_credit() -> an
     let (_dir, l) = open("eu").await?;
     l.grant(P1, "k1", "quest", &[gold(40), Quantity::currency("gems", 9)])
         .await?;
-    // Make it look like a ledger from before the index: no entries, no marker.
+    // Make it look like a ledger from before the index: no entries, no
+    // marker (and no "indexed" marker, which vouches for it).
     let (region, held) = (l.region.clone(), keys::held(&l.region, P1));
     l.store()
         .run(|tx| {
@@ -96,6 +97,7 @@ async fn a_ledger_written_before_the_index_is_indexed_by_its_next_credit() -> an
             async move {
                 tx.clear_range(&b, &e)?;
                 tx.clear(&keys::held_all(&region, P1))?;
+                tx.clear(&keys::indexed(&region, P1))?;
                 Ok::<_, TxError<LedgerError>>(())
             }
         })

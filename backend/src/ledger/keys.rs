@@ -42,12 +42,17 @@
 //!        the sum of its shards (written by the player's first write after
 //!        "tot" existed, which sets each total from one range read of the
 //!        shards, with conflicts); without it, totals are not read
+//! (.., "inv", player, "indexed")           -> v1: [1]: "held_all" and "tot_all"
+//!        are both set (written by a write that found or set both, before its
+//!        balance changes); lets a write and the balance read check one key
+//!        instead of two; without it, they check the two (see `marks`)
 //! (.., "inv", player, "escrow", kind, id)  -> v1: [1][limit u64 BE][shards u16 BE]:
 //!        the escrow layout every shard of the limited asset (kind, id) is
 //!        within: each shard s holds 0..=capacity(limit, shards, s). Written by
 //!        a credit's exact path when the layout differs from its catalog's,
 //!        cleared by a write that leaves a shard outside it; lets a credit read
-//!        just the shard it adds to (see `escrow`)
+//!        just the shard it adds to, and skip the "held" check (the asset was
+//!        indexed when the record was first set; see `escrow`)
 //! (.., "inv", player, "chg")               -> 8-byte LE counter, +1 (atomic add) in
 //!        every transaction that appends an event for the player; watched
 //! (.., "inv", player, "gen")               -> v1: [1][gen u32 BE][region utf-8]:
@@ -163,6 +168,11 @@ pub fn total(region: &RegionName, player_id: &str, a: &Asset) -> Vec<u8> {
 /// `(.., "tot_all")`: present once every total of the player is kept.
 pub fn totals_all(region: &RegionName, player_id: &str) -> Vec<u8> {
     player(region, player_id).pack(&("tot_all",))
+}
+
+/// `(.., "indexed")`: present once both [`held_all`] and [`totals_all`] are.
+pub fn indexed(region: &RegionName, player_id: &str) -> Vec<u8> {
+    player(region, player_id).pack(&("indexed",))
 }
 
 /// `(.., "escrow", kind, id)`: the escrow layout record of a limited asset.

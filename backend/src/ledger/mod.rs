@@ -20,7 +20,9 @@
 //! 4. debits and credits the balances (never negative, never over the limit:
 //!    any violation aborts the transaction, nothing is written), and adds the
 //!    same amounts to the assets' totals (`totals`; the player's first write
-//!    since totals existed sets them from the shards first);
+//!    since totals existed sets them from the shards first, and since the
+//!    held-asset index existed indexes the player's assets: one marker key,
+//!    `marks`, says both are done);
 //! 5. appends the event under a versionstamped key (conflict-free, ordered);
 //! 6. stores the receipt under the idempotency key, stamped with the same
 //!    versionstamp, so `(generation, versionstamp)` is the event id;
@@ -168,6 +170,7 @@ pub mod errors;
 mod escrow;
 mod hot;
 pub mod keys;
+mod marks;
 mod ops;
 mod projection;
 pub mod retention;
@@ -446,6 +449,8 @@ mod escrow_tests;
 mod held_tests;
 #[cfg(test)]
 mod idem_tests;
+#[cfg(test)]
+mod marks_tests;
 /// Every positive balance of `player`, read with conflicts: from the
 /// per-asset totals when the ledger keeps them ([`totals::read`]: the held-asset
 /// index and one point read per asset), else from the shards

@@ -18,7 +18,7 @@ use super::types::{
     Outcome, Quantity, Receipt, StoredEvent, StoredReceipt, TradeSide, MAX_AMOUNT, MAX_ASSETS_PER_REQUEST,
     MAX_REASON_BYTES,
 };
-use super::{check_fence, check_player, keys, now_ms, projection, totals, Counters, Ledger};
+use super::{check_fence, check_player, keys, marks, now_ms, projection, Counters, Ledger};
 
 type TxResult<T> = Result<T, TxError<LedgerError>>;
 
@@ -378,7 +378,7 @@ async fn attempt<T: Transaction>(
     let mut gens = Vec::with_capacity(plan.sides.len());
     for side in &plan.sides {
         gens.push(ensure_gen(tx, region, &side.player).await?);
-        totals::ensure(tx, region, &side.player).await?;
+        marks::ensure(tx, region, &side.player).await?;
     }
     apply_balances(tx, region, plan, point).await?;
     let at_ms = now_ms();

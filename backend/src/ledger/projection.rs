@@ -99,6 +99,10 @@ fn as_u64(v: i64) -> u64 {
 ///   left from when the asset was limited is cleared ([`escrow::forget_layout`]).
 /// - Limited: escrow shards ([`escrow`]): the fast path reads and adds to one
 ///   shard; the exact path reads every shard with a conflict.
+///
+/// The write's transaction ran [`super::marks::ensure`] for `player` first
+/// (the held-asset index is complete but for this asset, [`note_held`]: here
+/// for an unlimited asset, in [`escrow::credit_limited`] for a limited one).
 pub(crate) async fn credit<T: Transaction>(
     tx: &T,
     region: &RegionName,
@@ -108,8 +112,8 @@ pub(crate) async fn credit<T: Transaction>(
     point: bool,
     amount: u64,
 ) -> TxResult<()> {
-    note_held(tx, region, player, asset).await?;
     let Some(limit) = rule.limit else {
+        note_held(tx, region, player, asset).await?;
         let bal = as_u64(total(
             &read_shards(tx, region, player, asset, rule.shards, point, true).await?,
         ));
@@ -170,19 +174,36 @@ pub(crate) async fn debit<T: Transaction>(
 /// The value of a "held" index entry and of the "held_all" marker (v1).
 const HELD: &[u8] = &[1];
 
-/// Keeps the held-asset index ([`keys::held`]) complete before a credit of
-/// `asset`: its entry is set unless the snapshot has it, and on the player's
-/// first credit since the index exists, every asset found under "bal" (one
-/// range read) is indexed and the "held_all" marker set. Blind writes and
-/// snapshot reads only: concurrent credits do not conflict on the index.
-/// (A writer that does not know the index, i.e. an older version during a
-/// rolling upgrade, could credit a new asset without indexing it; the audit
-/// reads balances by the range read and would report it.)
-async fn note_held<T: Transaction>(tx: &T, region: &RegionName, player: &str, asset: &Asset) -> TxResult<()> {
+/// Keeps the held-asset index ([`keys::held`]) complete at a credit of
+/// `asset`: its entry is set unless the snapshot has it. The rest of the
+/// index is complete already: [`ensure_held_all`] ran earlier in the write's
+/// transaction ([`super::marks::ensure`], before any balance change). Blind
+/// writes and snapshot reads only: concurrent credits do not conflict on the
+/// index. (A writer that does not know the index, i.e. an older version
+/// during a rolling upgrade, could credit a new asset without indexing it;
+/// the audit reads balances by the range read and would report it.)
+pub(super) async fn note_held<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+    asset: &Asset,
+) -> TxResult<()> {
     let key = keys::held_asset(region, player, asset);
     if tx.get_snapshot(&key).await?.is_none() {
         tx.set(&key, HELD)?;
     }
+    Ok(())
+}
+
+/// On the player's first write since the index exists ("held_all" missing
+/// from the snapshot): indexes every asset found under "bal" (one range
+/// read, snapshot) and sets the "held_all" marker. Runs before the write's
+/// balance changes (its credits index their own assets, [`note_held`]).
+pub(super) async fn ensure_held_all<T: Transaction>(
+    tx: &T,
+    region: &RegionName,
+    player: &str,
+) -> TxResult<()> {
     let marker = keys::held_all(region, player);
     if tx.get_snapshot(&marker).await?.is_none() {
         for a in read_all_scan(tx, region, player, true).await?.keys() {

@@ -38,9 +38,9 @@ use crate::keyspace::RegionName;
 use crate::store::{Transaction, TxError};
 
 use super::errors::LedgerError;
-use super::keys;
 use super::projection::{decode_asset, held_assets, read_all_scan};
 use super::types::{Asset, Balances};
+use super::{keys, marks};
 
 type TxResult<T> = Result<T, TxError<LedgerError>>;
 
@@ -83,8 +83,9 @@ pub(super) async fn ensure<T: Transaction>(tx: &T, region: &RegionName, player: 
 
 /// The player's balances (every asset with a positive total) from the
 /// held-asset index and one point read per asset, or `None` when the totals
-/// or the index are not complete ("tot_all" or "held_all" missing): the
-/// caller then reads the shards. `snapshot`: without read conflicts.
+/// or the index are not complete ([`marks::complete`]: "indexed", else
+/// "tot_all" and "held_all"): the caller then reads the shards. `snapshot`:
+/// without read conflicts.
 pub(super) async fn read<T: Transaction>(
     tx: &T,
     region: &RegionName,
@@ -98,9 +99,7 @@ pub(super) async fn read<T: Transaction>(
             tx.get(&key).await
         }
     };
-    if get(keys::totals_all(region, player)).await?.is_none()
-        || get(keys::held_all(region, player)).await?.is_none()
-    {
+    if !marks::complete(tx, region, player, snapshot).await? {
         return Ok(None);
     }
     // The totals' subspace once, not per asset (see `read_shards`).

@@ -112,7 +112,7 @@ async fn totals_and_the_index_return_exactly_what_the_full_read_returns() -> any
 }
 
 /// Makes `player`'s ledger look written before totals existed: no totals,
-/// no marker.
+/// no marker (and so no "indexed" marker either, which vouches for it).
 async fn forget_totals(
     l: &Ledger<crate::store::embedded::EmbeddedStore>,
     player: &str,
@@ -125,6 +125,7 @@ async fn forget_totals(
                 let (b, e) = keys::totals(&region, &player).range();
                 tx.clear_range(&b, &e)?;
                 tx.clear(&keys::totals_all(&region, &player))?;
+                tx.clear(&keys::indexed(&region, &player))?;
                 Ok::<_, TxError<LedgerError>>(())
             }
         })

@@ -17,7 +17,9 @@ use foundationdb_tuple::{Subspace, Versionstamp};
 
 use super::{Durability, KeyValue, Store, StoreError, TransactOptions, Transaction, TxError};
 
+mod add_cases;
 mod limit_cases;
+pub use add_cases::adds_after_reads;
 pub use limit_cases::limits_are_enforced;
 
 /// One attempt only: a retryable error surfaces as `RetryLimitReached`.
@@ -80,9 +82,11 @@ pub async fn run_all<S: Store>(store: &S, root: &[u8]) {
     point_read_conflict(store, root).await;
     range_read_conflict(store, root).await;
     no_conflict_for_snapshot_blind_and_atomic(store, root).await;
+    adds_after_reads(store, root).await;
     retry_reruns_closure(store, root).await;
     versionstamp_order(store, root).await;
     watches_fire_on_change(store, root).await;
+    watches_see_changes_before_their_commit(store, root).await;
     limits_are_enforced(store, root).await;
     relaxed_commits_are_transactions(store, root).await;
     concurrent_increments(store, root, 64, 1000).await;
@@ -428,6 +432,50 @@ pub async fn watches_fire_on_change<S: Store>(store: &S, root: &[u8]) {
         .await
         .expect("watch on absent key did not fire")
         .expect("watch failed");
+}
+
+/// A watch whose key another commit changes after the watching transaction
+/// read it (with a conflict, by snapshot, or not at all) and before that
+/// transaction commits fires; one whose key nobody changes does not.
+pub async fn watches_see_changes_before_their_commit<S: Store>(store: &S, root: &[u8]) {
+    reset(store, root, "wlate").await;
+    for (i, how) in ["conflict", "snapshot", "unread", "untouched"]
+        .into_iter()
+        .enumerate()
+    {
+        let k = key(root, "wlate", how);
+        set(store, &k, b"1").await;
+        let w = store
+            .run(|tx| {
+                let k = k.clone();
+                async move {
+                    match i {
+                        0 => drop(tx.get(&k).await?),
+                        1 => drop(tx.get_snapshot(&k).await?),
+                        _ => {}
+                    }
+                    let w = tx.watch(&k)?;
+                    if how != "untouched" {
+                        set(store, &k, b"2").await; // after the read, before the commit
+                    }
+                    Ok::<_, TxError>(w)
+                }
+            })
+            .await
+            .expect("watch");
+        let fired = tokio::time::timeout(
+            Duration::from_millis(if how == "untouched" { 200 } else { 10_000 }),
+            w,
+        )
+        .await;
+        if how == "untouched" {
+            assert!(fired.is_err(), "watch fired without a change to its key");
+        } else {
+            fired
+                .unwrap_or_else(|_| panic!("{how}: a change before the commit did not fire the watch"))
+                .expect("watch failed");
+        }
+    }
 }
 
 /// `tasks` concurrent tasks each increment one key `per_task` times with

@@ -24,6 +24,19 @@ type FinalState = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// Watches a transaction set: the key and the sender that fires it.
 type TxWatches = Vec<(Vec<u8>, oneshot::Sender<()>)>;
 
+/// The stored values of the keys a transaction read with a conflict
+/// ([`TxState::read_values`]).
+type ReadValues = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A watch's starting point: the value its transaction saw, the value now.
+type WatchStart = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// How many commits back (under the commit lock) a watch's registration
+/// looks for a write of its key before reading the key's latest value
+/// instead: a few lookups in the log are cheaper than a store read, a long
+/// walk is not.
+const WATCH_LOG_LOOKBACK: usize = 64;
+
 /// What the synchronous part of a commit leaves to do.
 struct Applied {
     /// Resolves once the commit is durable; `None`: nothing to wait for.
@@ -110,6 +123,7 @@ impl EmbeddedStore {
             cleared,
             stamped,
             reads,
+            read_values,
             watches,
             stamps,
             ..
@@ -118,13 +132,13 @@ impl EmbeddedStore {
 
         let mut cs = self.lock_commit();
         if read_only {
-            return self.apply_read_only(cs, tx, watches, durability);
+            return self.apply_read_only(cs, tx, &read_values, watches, durability);
         }
 
         cs.log.check(tx.0.read_version, &reads)?;
         let version = cs.version + 1;
         let stamp = versionstamp(version);
-        let (fin, points) = self.final_state(&cleared, writes, stamped, &stamp)?;
+        let (fin, points) = self.final_state(&cleared, writes, &read_values, stamped, &stamp)?;
         self.write_batch(&fin, version)?;
 
         cs.version = version;
@@ -137,7 +151,7 @@ impl EmbeddedStore {
         for (k, v) in &fin {
             cs.watches.key_written(k, v.as_deref());
         }
-        self.register_written_watches(&mut cs, tx, &fin, watches)?;
+        self.register_written_watches(&mut cs, tx, &fin, &read_values, watches)?;
         // A relaxed commit waits for nothing: its journal entry is made durable by
         // the next durable commit's flush (the journal is one ordered log).
         let durable = match durability {
@@ -160,12 +174,12 @@ impl EmbeddedStore {
         &self,
         mut cs: MutexGuard<'_, CommitState>,
         tx: &EmbeddedTx,
+        read_values: &ReadValues,
         watches: TxWatches,
         durability: Durability,
     ) -> Result<Applied, StoreError> {
         for (key, fire) in watches {
-            let seen = self.snapshot_value(tx, &key)?;
-            let current = self.latest_value(&key)?;
+            let (seen, current) = self.watch_start(&cs, tx, read_values, &key)?;
             cs.watches.register(key, seen, current.as_deref(), fire);
         }
         drop(cs);
@@ -188,10 +202,17 @@ impl EmbeddedStore {
     /// data (cleared ranges expanded to the keys present now, adds applied to
     /// the values present now, versionstamped keys completed with `stamp`), and
     /// the written keys (sorted, deduplicated) for the conflict log.
+    ///
+    /// Runs after the conflict check passed: a key in `read_values` (read with
+    /// a conflict) was written by no commit since the read version, so its
+    /// value there is the value present now, and an add to it is applied to
+    /// that without reading the store again (e.g. a ledger credit adds to the
+    /// escrow shard it just read).
     fn final_state(
         &self,
         cleared: &[(Vec<u8>, Vec<u8>)],
         writes: BTreeMap<Vec<u8>, Pending>,
+        read_values: &ReadValues,
         stamped: Vec<(Vec<u8>, usize, Vec<u8>)>,
         stamp: &TxVersionstamp,
     ) -> Result<(FinalState, Vec<Vec<u8>>), StoreError> {
@@ -207,7 +228,13 @@ impl EmbeddedStore {
             let v = match p {
                 Pending::Set(v) => Some(v),
                 Pending::Clear => None,
-                Pending::Add(d) => Some(apply_add(self.latest_value(&k)?.as_deref(), d).to_vec()),
+                Pending::Add(d) => {
+                    let base = match read_values.get(&k) {
+                        Some(read) => read.clone(),
+                        None => self.latest_value(&k)?,
+                    };
+                    Some(apply_add(base.as_deref(), d).to_vec())
+                }
             };
             points.push(k.clone());
             fin.insert(k, v);
@@ -247,21 +274,41 @@ impl EmbeddedStore {
         cs: &mut CommitState,
         tx: &EmbeddedTx,
         fin: &FinalState,
+        read_values: &ReadValues,
         watches: TxWatches,
     ) -> Result<(), StoreError> {
         for (key, fire) in watches {
-            let current = match fin.get(&key) {
-                Some(v) => v.clone(),
-                None => self.latest_value(&key)?,
-            };
-            let seen = if fin.contains_key(&key) {
-                current.clone()
-            } else {
-                self.snapshot_value(tx, &key)?
+            let (seen, current) = match fin.get(&key) {
+                Some(v) => (v.clone(), v.clone()),
+                None => self.watch_start(cs, tx, read_values, &key)?,
             };
             cs.watches.register(key, seen, current.as_deref(), fire);
         }
         Ok(())
+    }
+
+    /// Where a watch on `key` (not written by `tx`) starts: the value `tx`
+    /// saw at its read version and the value present now. Neither needs a
+    /// store read in the common case: `tx` read the key with a conflict
+    /// (a counter watch does), and no commit since its read version wrote it
+    /// (the conflict log tells, looking back at most [`WATCH_LOG_LOOKBACK`]
+    /// commits), so the two are the same.
+    fn watch_start(
+        &self,
+        cs: &CommitState,
+        tx: &EmbeddedTx,
+        read_values: &ReadValues,
+        key: &[u8],
+    ) -> Result<WatchStart, StoreError> {
+        let seen = match read_values.get(key) {
+            Some(v) => v.clone(),
+            None => self.snapshot_value(tx, key)?,
+        };
+        let current = match cs.log.written_since(tx.0.read_version, key, WATCH_LOG_LOOKBACK) {
+            Some(false) => seen.clone(),
+            _ => self.latest_value(key)?,
+        };
+        Ok((seen, current))
     }
 
     fn latest_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

@@ -110,6 +110,25 @@ impl CommitLog {
         Ok(())
     }
 
+    /// Whether a commit newer than `read_version` wrote `key`, looking at
+    /// most `max_commits` commits back; `None` when that does not cover every
+    /// commit since (more of them, or the log no longer holds them all).
+    pub(super) fn written_since(&self, read_version: u64, key: &[u8], max_commits: usize) -> Option<bool> {
+        if read_version < self.floor {
+            return None;
+        }
+        let mut newer = self.records.iter().rev().take_while(|r| r.version > read_version);
+        for record in newer.by_ref().take(max_commits) {
+            if record.touches_key(key) {
+                return Some(true);
+            }
+        }
+        match newer.next() {
+            None => Some(false),
+            Some(_) => None,
+        }
+    }
+
     pub(super) fn push(&mut self, record: CommitRecord) {
         let now = record.at;
         self.records.push_back(record);
@@ -161,6 +180,30 @@ mod tests {
         let mut r3 = ReadSet::default();
         r3.add_range(b"w", b"xa");
         assert!(matches!(log.check(4, &r3), Err(StoreError::Conflict)));
+    }
+
+    #[test]
+    fn written_since_looks_at_the_newer_commits_only_and_knows_when_it_cannot_tell() {
+        let mut log = CommitLog::new(3, Duration::from_secs(10));
+        log.push(record(1, &[b"a"], &[]));
+        log.push(record(2, &[b"b"], &[(b"x", b"z")]));
+        log.push(record(3, &[b"c"], &[]));
+        assert_eq!(log.written_since(1, b"b", 10), Some(true));
+        assert_eq!(log.written_since(1, b"y", 10), Some(true), "in a cleared range");
+        assert_eq!(
+            log.written_since(2, b"b", 10),
+            Some(false),
+            "older than the read version"
+        );
+        assert_eq!(log.written_since(1, b"a", 10), Some(false));
+        assert_eq!(log.written_since(3, b"c", 10), Some(false));
+        // Two newer commits, one looked at: it cannot tell (unless found).
+        assert_eq!(log.written_since(1, b"a", 1), None);
+        assert_eq!(log.written_since(1, b"c", 1), Some(true));
+        // Commit 1 dropped (floor 1): read version 0 is no longer covered.
+        log.push(record(4, &[b"d"], &[]));
+        assert_eq!(log.written_since(0, b"q", 10), None);
+        assert_eq!(log.written_since(1, b"q", 10), Some(false));
     }
 
     #[test]

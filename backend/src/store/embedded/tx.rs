@@ -46,6 +46,12 @@ pub(super) struct TxState {
     /// Versionstamped keys: (key, offset of the 10-byte placeholder, value).
     pub(super) stamped: Vec<(Vec<u8>, usize, Vec<u8>)>,
     pub(super) reads: ReadSet,
+    /// The stored value (at the read version) of every key read *with* a
+    /// conflict, for the commit's atomic adds: if the commit passes its
+    /// conflict check, no newer commit wrote such a key, so this is also the
+    /// latest value and the add needs no read under the commit lock (one
+    /// memtable search fewer per add; see `commit::final_state`).
+    pub(super) read_values: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub(super) size: usize,
     pub(super) watches: Vec<(Vec<u8>, oneshot::Sender<()>)>,
     pub(super) stamps: Vec<oneshot::Sender<TxVersionstamp>>,
@@ -159,6 +165,9 @@ impl EmbeddedTx {
             .get(&self.0.store.data, key)
             .map_err(StoreError::backend)?
             .map(|v| v.to_vec());
+        if !snapshot {
+            self.state()?.read_values.insert(key.to_vec(), base.clone());
+        }
         Ok(match pending_add {
             Some(d) => Some(apply_add(base.as_deref(), d).to_vec()),
             None => base,
