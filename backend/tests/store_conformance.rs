@@ -24,6 +24,7 @@ async fn embedded_durable_conforms() {
     conformance::range_read_conflict(&store, root).await;
     conformance::no_conflict_for_snapshot_blind_and_atomic(&store, root).await;
     conformance::adds_after_reads(&store, root).await;
+    conformance::adds_after_a_range_clear(&store, root).await;
     conformance::retry_reruns_closure(&store, root).await;
     conformance::versionstamp_order(&store, root).await;
     conformance::watches_fire_on_change(&store, root).await;

@@ -19,7 +19,7 @@ use super::{Durability, KeyValue, Store, StoreError, TransactOptions, Transactio
 
 mod add_cases;
 mod limit_cases;
-pub use add_cases::adds_after_reads;
+pub use add_cases::{adds_after_a_range_clear, adds_after_reads};
 pub use limit_cases::limits_are_enforced;
 
 /// One attempt only: a retryable error surfaces as `RetryLimitReached`.
@@ -83,6 +83,7 @@ pub async fn run_all<S: Store>(store: &S, root: &[u8]) {
     range_read_conflict(store, root).await;
     no_conflict_for_snapshot_blind_and_atomic(store, root).await;
     adds_after_reads(store, root).await;
+    adds_after_a_range_clear(store, root).await;
     retry_reruns_closure(store, root).await;
     versionstamp_order(store, root).await;
     watches_fire_on_change(store, root).await;

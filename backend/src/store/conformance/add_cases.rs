@@ -74,6 +74,37 @@ pub async fn adds_after_reads<S: Store>(store: &S, root: &[u8]) {
     assert_eq!(get(store, &k("blind")).await, counter(120));
 }
 
+/// An add after a range clear that covers its key applies to nothing (as in
+/// FoundationDB: the clear comes first in the transaction, so the add sees the
+/// key absent), whether or not the transaction read the key before the clear;
+/// an add before the clear is cleared with it.
+pub async fn adds_after_a_range_clear<S: Store>(store: &S, root: &[u8]) {
+    reset(store, root, "clearadd").await;
+    let k = |s: &str| key(root, "clearadd", s);
+    for name in ["a", "b", "c"] {
+        set(store, &k(name), &5i64.to_le_bytes()).await;
+    }
+    store
+        .transact(ONCE, |tx| {
+            let k = &k;
+            async move {
+                assert_eq!(tx.get(&k("a")).await?, counter(5), "read before the clear");
+                tx.atomic_add(&k("c"), 1)?;
+                tx.clear_range(&k("a"), &k("z"))?;
+                tx.atomic_add(&k("a"), 3)?;
+                tx.atomic_add(&k("b"), 4)?;
+                assert_eq!(tx.get(&k("a")).await?, counter(3), "read your clear and add");
+                assert_eq!(tx.get(&k("c")).await?, None, "the earlier add was cleared");
+                Ok::<_, TxError>(())
+            }
+        })
+        .await
+        .expect("clear, then add");
+    assert_eq!(get(store, &k("a")).await, counter(3));
+    assert_eq!(get(store, &k("b")).await, counter(4));
+    assert_eq!(get(store, &k("c")).await, None);
+}
+
 /// Another transaction adds 10 to `a` and to `blind`.
 async fn interfere<S: Store>(store: &S, a: &[u8], blind: &[u8]) -> Result<(), TxError> {
     store
