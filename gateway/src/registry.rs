@@ -189,6 +189,14 @@ impl Registry {
         }
     }
 
+    /// Wakes every live session: for a gateway-wide signal (drain, shutdown)
+    /// that sessions read when they wake (`driver::relay_gateway_signals`).
+    pub fn wake_all(&self) {
+        for e in self.by_player.lock().expect("registry lock").values() {
+            e.commands.inbox().wake();
+        }
+    }
+
     /// Whether the player has a live session on this gateway.
     pub fn is_live(&self, player: &str) -> bool {
         self.by_player.lock().expect("registry lock").contains_key(player)

@@ -103,6 +103,30 @@ pub(crate) struct SessionDeps {
     pub regions: Arc<Regions>,
 }
 
+/// Wakes every live session when the gateway starts draining or shuts down;
+/// sessions look at both signals each time their loop wakes instead of each
+/// waiting on them (memory per idle session: the two waits were 184 bytes in
+/// every session's task). Subscribed here, before the accept loop starts, so
+/// no signal is missed; ends at shutdown.
+pub(crate) fn relay_gateway_signals(
+    shared: &Arc<SessionDeps>,
+) -> impl std::future::Future<Output = ()> + Send {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut drain = shared.drain.clone();
+    let shared = shared.clone();
+    async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.recv() => {
+                    shared.registry.wake_all();
+                    return;
+                }
+                Ok(()) = drain.changed() => shared.registry.wake_all(),
+            }
+        }
+    }
+}
+
 /// A session's state machine, and its inbox: the registry's way to reach the
 /// session, whose `Notify` is also the signal that wakes its loop.
 pub struct SessionCore {

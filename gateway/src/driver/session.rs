@@ -9,6 +9,7 @@ use outpost_backend::presence::{Claim, SessionEnd};
 use outpost_backend::store::Watch;
 use outpost_schema::{ControlMsg, ErrorCode, Kick};
 use quinn::RecvStream;
+use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
@@ -67,7 +68,7 @@ pub(super) async fn run_session(w: Box<super::login::Welcomed>) {
         client,
         max_frame_size,
         writers: None,
-        tasks: JoinSet::new(),
+        tasks: None,
     };
     let (player, session_id) = (s.principal.player_id.clone(), s.principal.session_id);
     s.shared.registry.register(&player, session_id, s.core.clone());
@@ -107,7 +108,9 @@ pub(super) async fn run_session(w: Box<super::login::Welcomed>) {
     // displaces a newer login, and not releasing saves a store write per
     // session (measured: about 5 points of login rate).
     metrics::gauge!("outpost_sessions_live").decrement(1.0);
-    s.tasks.shutdown().await;
+    if let Some(mut tasks) = s.tasks.take() {
+        tasks.shutdown().await;
+    }
     drop(slot);
 }
 
@@ -128,8 +131,9 @@ struct Running {
     /// channel: an idle session (control stream only) does not pay for
     /// channels it never uses.
     writers: Option<Writers>,
-    /// Channel tasks.
-    tasks: JoinSet<()>,
+    /// Channel tasks; made with the first channel (an empty `JoinSet`
+    /// allocates its lists: 80 bytes an idle session need not hold).
+    tasks: Option<JoinSet<()>>,
 }
 
 impl Running {
@@ -154,6 +158,17 @@ impl Running {
             if let Some(end) = take_command(&core) {
                 return (end, true);
             }
+            // Drain and shutdown wake the loop through the registry
+            // (`relay_gateway_signals`), which wakes every live session.
+            if !matches!(shutdown.try_recv(), Err(TryRecvError::Empty)) {
+                let end = End::Close {
+                    code: ErrorCode::ShuttingDown,
+                    message: "gateway shutting down".into(),
+                    kicked: false,
+                };
+                return (end, false);
+            }
+            check_drain |= drain.has_changed().unwrap_or(false);
             if check_drain {
                 check_drain = false;
                 if let Some(plan) = *drain.borrow_and_update() {
@@ -191,7 +206,6 @@ impl Running {
                         core.with_machine(|m| m.kick(reason, &message));
                     }
                 }
-                Ok(()) = drain.changed() => check_drain = true,
                 stream = self.conn.accept_bi() => match stream {
                     Ok((send, recv)) => self.open_channel(send, recv),
                     Err(e) => {
@@ -199,14 +213,6 @@ impl Running {
                         return (End::Lost, false);
                     }
                 },
-                _ = shutdown.recv() => {
-                    let end = End::Close {
-                        code: ErrorCode::ShuttingDown,
-                        message: "gateway shutting down".into(),
-                        kicked: false,
-                    };
-                    return (end, false);
-                }
             }
         }
     }
@@ -229,7 +235,9 @@ impl Running {
             // has yet to subscribe.
             closing: writers.closing.subscribe(),
         };
-        self.tasks.spawn(ctx.run(send, recv));
+        self.tasks
+            .get_or_insert_with(JoinSet::new)
+            .spawn(ctx.run(send, recv));
     }
 }
 
