@@ -176,10 +176,10 @@ impl Running {
                     core.with_machine(|m| m.begin_drain(delay, plan.deadline));
                 }
             }
-            if let Some(first) = core.poll_action() {
+            if core.with_machine(|m| m.has_action()) {
                 // Boxed, and only when there is something to do: writing a
                 // control frame within its timeout is the largest state of
-                // this loop (1 KiB), and inline every idle session's task
+                // this loop (768 bytes), and inline every idle session's task
                 // would keep room for it while it waits in the select.
                 let performed = perform_actions(
                     &self.shared,
@@ -187,7 +187,6 @@ impl Running {
                     &self.principal,
                     &mut self.control_send,
                     &mut kicked,
-                    first,
                 );
                 if let Some(end) = Box::pin(performed).await {
                     return (end, false);
@@ -293,20 +292,18 @@ fn new_machine(shared: &SessionDeps, accepts_resume_refresh: bool) -> Session {
     machine
 }
 
-/// Carries out `first` and what the machine asks for after it until it asks
-/// for nothing more: control frames go out (each within
-/// `CONTROL_WRITE_TIMEOUT`), resume tokens are minted. `Some` when the
-/// session ends; `kicked` records whether a Kick went out.
+/// Carries out what the machine asks for until it asks for nothing more:
+/// control frames go out (each within `CONTROL_WRITE_TIMEOUT`), resume
+/// tokens are minted. `Some` when the session ends; `kicked` records whether
+/// a Kick went out.
 async fn perform_actions(
     shared: &SessionDeps,
     core: &SessionCore,
     principal: &Principal,
     control_send: &mut quinn::SendStream,
     kicked: &mut bool,
-    first: Action,
 ) -> Option<End> {
-    let mut next = Some(first);
-    while let Some(action) = next.take().or_else(|| core.poll_action()) {
+    while let Some(action) = core.poll_action() {
         let msg = match action {
             Action::SendControl(msg) => {
                 *kicked |= matches!(msg, ControlMsg::Kick(_));

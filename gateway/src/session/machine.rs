@@ -403,6 +403,11 @@ impl Session {
         Some(self.resume_refresh.map_or(next, |r| next.min(r.next)))
     }
 
+    /// Whether [`poll_action`](Self::poll_action) has an action to return.
+    pub fn has_action(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     /// The next action for the driver, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
         let action = self.actions.pop_front();
