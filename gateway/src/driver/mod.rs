@@ -7,10 +7,12 @@
 //! also reads the control stream and watches the presence claim, so an idle
 //! session is one task of ours beside quinn's connection driver), and per
 //! channel one reader loop plus one writer. They share the state machine behind
-//! a short-held mutex ([`SessionCore`]); the session loop is woken through a
-//! `Notify` (its inbox's) whenever the machine has actions. A session's deadlines (idle
-//! timeout, resume-token refresh) are one `tokio::time::Sleep` at a time for
-//! the earliest, an entry in tokio's shared timer wheel, not a task.
+//! a short-held mutex ([`SessionCore`]); the session loop is woken through one
+//! `Notify` (its registry inbox's) whenever the machine has actions, a command
+//! arrives, or the gateway drains or shuts down (one task per gateway,
+//! [`relay_gateway_signals`], wakes every session then). A session's deadlines
+//! (idle timeout, resume-token refresh) are one `tokio::time::Sleep` at a time
+//! for the earliest, an entry in tokio's shared timer wheel, not a task.
 
 mod channel;
 mod login;
