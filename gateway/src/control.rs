@@ -252,6 +252,7 @@ impl ControlPlane {
     /// Starts the background tasks; each stops when the gateway shuts down.
     pub(crate) fn spawn_background(self: &Arc<Self>, bg: Background) -> Result<(), StartError> {
         let s = &self.sessions;
+        tokio::spawn(crate::driver::relay_gateway_signals(s));
         let poll = s.config.tls.reload_check_interval_ms;
         if poll > 0 {
             self.tls

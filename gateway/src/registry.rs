@@ -12,16 +12,21 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub enum SessionCommand {
     /// End the session with a Kick.
-    Kick { reason: ErrorCode, message: String },
+    /// (`Box<str>`: it sits in every session's inbox, 8 bytes less than a
+    /// `String` keeps the session's core in a smaller allocator size class.)
+    Kick { reason: ErrorCode, message: Box<str> },
     /// The same session resumed on a new connection: close this one quietly.
     Superseded,
 }
 
 /// A session's command inbox: at most one pending command, since every
 /// command ends the session (a later one while the first is pending is
-/// dropped: the session is already closing). About 100 bytes per session, where
-/// a tokio `mpsc` channel allocates its first block of 32 slots (≈ 1.5 KiB)
-/// up front (docs/PERFORMANCE.md, memory per idle session).
+/// dropped: the session is already closing). It lives inside the session's
+/// core (the driver's `SessionCore`, through [`Reachable`]) and its `Notify`
+/// is the one that wakes the session loop for anything: one allocation and one
+/// waiter per session, where a tokio `mpsc` channel allocates its first block
+/// of 32 slots (≈ 1.5 KiB) up front (docs/PERFORMANCE.md, memory per idle
+/// session).
 #[derive(Debug, Default)]
 pub struct Inbox {
     pending: Mutex<Option<SessionCommand>>,
@@ -29,11 +34,8 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub fn new() -> Arc<Inbox> {
-        Arc::new(Inbox::default())
-    }
-
-    /// Leaves `cmd` for the session; false if a command is already pending.
+    /// Leaves `cmd` for the session and wakes it; false if a command is
+    /// already pending.
     pub fn send(&self, cmd: SessionCommand) -> bool {
         let mut pending = self.pending.lock().expect("inbox lock");
         if pending.is_some() {
@@ -45,29 +47,50 @@ impl Inbox {
         true
     }
 
-    /// The pending command, once there is one. Cancel-safe: a command is only
-    /// taken when this returns it.
-    pub async fn recv(&self) -> SessionCommand {
-        loop {
-            let notified = self.ready.notified();
-            if let Some(cmd) = self.pending.lock().expect("inbox lock").take() {
-                return cmd;
-            }
-            notified.await;
-        }
-    }
-
     /// The pending command, if any, without waiting.
     pub fn try_recv(&self) -> Option<SessionCommand> {
         self.pending.lock().expect("inbox lock").take()
     }
+
+    /// Wakes the session for something else than a command.
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+
+    /// Resolves after a [`send`](Self::send) or [`wake`](Self::wake) that
+    /// nobody took yet (one kept while nobody waits), so a session that looks
+    /// at [`try_recv`](Self::try_recv) and everything else it is woken for
+    /// before waiting on this misses nothing.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.ready.notified()
+    }
 }
 
-/// A live session's entry: its id and its command inbox.
-#[derive(Debug, Clone)]
+/// What holds a session's [`Inbox`]: the registry keeps it to reach the
+/// session.
+pub trait Reachable: Send + Sync {
+    fn inbox(&self) -> &Inbox;
+}
+
+impl Reachable for Inbox {
+    fn inbox(&self) -> &Inbox {
+        self
+    }
+}
+
+/// A live session's entry: its id and what holds its command inbox.
+#[derive(Clone)]
 struct Entry {
     session_id: u64,
-    commands: Arc<Inbox>,
+    commands: Arc<dyn Reachable>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("session_id", &self.session_id)
+            .finish()
+    }
 }
 
 /// Live sessions by player id, plus the admission counter.
@@ -135,7 +158,7 @@ impl Registry {
     /// Makes `session_id` the player's live session. A different live session of
     /// the same player is kicked with `ReplacedByNewLogin`; the same session on an
     /// older connection (a resume) is closed quietly.
-    pub fn register(&self, player: &Arc<str>, session_id: u64, commands: Arc<Inbox>) {
+    pub fn register(&self, player: &Arc<str>, session_id: u64, commands: Arc<dyn Reachable>) {
         let old = self
             .by_player
             .lock()
@@ -151,18 +174,26 @@ impl Registry {
                 }
             };
             // A pending command means the old session is already closing.
-            old.commands.send(cmd);
+            old.commands.inbox().send(cmd);
         }
     }
 
     /// Removes the player's entry if it still belongs to this connection.
-    pub fn unregister(&self, player: &Arc<str>, commands: &Arc<Inbox>) {
+    pub fn unregister(&self, player: &Arc<str>, commands: &Arc<dyn Reachable>) {
         let mut map = self.by_player.lock().expect("registry lock");
         if map
             .get(player)
-            .is_some_and(|e| Arc::ptr_eq(&e.commands, commands))
+            .is_some_and(|e| std::ptr::addr_eq(Arc::as_ptr(&e.commands), Arc::as_ptr(commands)))
         {
             map.remove(player);
+        }
+    }
+
+    /// Wakes every live session: for a gateway-wide signal (drain, shutdown)
+    /// that sessions read when they wake (`driver::relay_gateway_signals`).
+    pub fn wake_all(&self) {
+        for e in self.by_player.lock().expect("registry lock").values() {
+            e.commands.inbox().wake();
         }
     }
 
@@ -175,7 +206,7 @@ impl Registry {
     pub fn kick(&self, player: &str, reason: ErrorCode, message: &str) -> bool {
         let entry = self.by_player.lock().expect("registry lock").get(player).cloned();
         entry.is_some_and(|e| {
-            e.commands.send(SessionCommand::Kick {
+            e.commands.inbox().send(SessionCommand::Kick {
                 reason,
                 message: message.into(),
             })
@@ -201,18 +232,22 @@ mod tests {
     fn second_login_kicks_the_first_and_resume_supersedes_quietly() {
         let r = Registry::new(10);
         let p: Arc<str> = "p1".into();
-        let (tx1, tx2, tx3) = (Inbox::new(), Inbox::new(), Inbox::new());
+        let inbox = || -> Arc<dyn Reachable> { Arc::new(Inbox::default()) };
+        let (tx1, tx2, tx3) = (inbox(), inbox(), inbox());
         r.register(&p, 1, tx1.clone());
         r.register(&p, 2, tx2.clone());
         assert!(matches!(
-            tx1.try_recv().unwrap(),
+            tx1.inbox().try_recv().unwrap(),
             SessionCommand::Kick {
                 reason: ErrorCode::ReplacedByNewLogin,
                 ..
             }
         ));
         r.register(&p, 2, tx3.clone());
-        assert!(matches!(tx2.try_recv().unwrap(), SessionCommand::Superseded));
+        assert!(matches!(
+            tx2.inbox().try_recv().unwrap(),
+            SessionCommand::Superseded
+        ));
         // A stale unregister does not remove the newer entry.
         r.unregister(&p, &tx1);
         assert_eq!(r.live(), 1);
@@ -222,7 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn inbox_keeps_the_first_command_until_it_is_received() {
-        let inbox = Inbox::new();
+        let inbox = Arc::new(Inbox::default());
         assert!(inbox.try_recv().is_none());
         assert!(inbox.send(SessionCommand::Superseded));
         // The session is already ending: a second command is not queued.
@@ -230,15 +265,20 @@ mod tests {
             reason: ErrorCode::Unspecified,
             message: "late".into(),
         }));
-        assert!(matches!(inbox.recv().await, SessionCommand::Superseded));
+        // The send left a wake-up for a session not waiting yet.
+        inbox.notified().await;
+        assert!(matches!(inbox.try_recv(), Some(SessionCommand::Superseded)));
         assert!(inbox.try_recv().is_none());
-        // A receiver waiting before the command arrives is woken by it.
+        // A session waiting before the command arrives is woken by it.
         let waiting = tokio::spawn({
             let inbox = inbox.clone();
-            async move { inbox.recv().await }
+            async move {
+                inbox.notified().await;
+                inbox.try_recv()
+            }
         });
         tokio::task::yield_now().await;
         assert!(inbox.send(SessionCommand::Superseded));
-        assert!(matches!(waiting.await.unwrap(), SessionCommand::Superseded));
+        assert!(matches!(waiting.await.unwrap(), Some(SessionCommand::Superseded)));
     }
 }

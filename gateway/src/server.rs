@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use outpost_backend::identity::{Identity, IdentityError};
 use outpost_backend::liveness::Liveness;
 use outpost_backend::matchmaker::Matchmaker;
@@ -172,7 +173,8 @@ pub async fn start_with_stores(
         regions,
         presence,
         name: quic.addr.to_string(),
-        limits: session_limits(&config),
+        region: config.region.as_str().into(),
+        limits: Arc::new(session_limits(&config)),
         login: Arc::new(login_config(&config)),
         auth,
         drain: drain_rx,
@@ -455,10 +457,11 @@ async fn accept_loop(
         }
         let shared = shared.clone();
         let done = done_tx.clone();
-        tokio::spawn(async move {
-            serve_connection(shared, incoming).await;
-            drop(done);
-        });
+        // The connection's future is made here, not inside an `async` block:
+        // the block would keep room for `incoming` (384 bytes) for the
+        // session's life, beside the future's own.
+        let connection = serve_connection(shared, incoming);
+        tokio::spawn(connection.map(move |()| drop(done)));
     }
     drop(done_tx);
     // Handles outlive the gateway; the endpoint (and its socket) must not.

@@ -98,6 +98,8 @@ pub(super) struct ChannelTask {
     /// the session waits for every clone to be gone before it closes the
     /// connection (see `WriterStop`).
     pub writer_done: mpsc::Sender<()>,
+    /// The session's close code once it closes with one (see `WriterStop`).
+    pub closing: watch::Receiver<Option<quinn::VarInt>>,
 }
 
 /// A channel once opened: its service, the context its requests run in, the
@@ -160,7 +162,7 @@ impl ChannelTask {
         let (tx, rx) = mpsc::channel(self.shared.limits.outbound_queue_frames);
         let room = Arc::new(tokio::sync::Notify::new());
         let stop = WriterStop {
-            closing: self.core.closing(),
+            closing: self.closing.clone(),
             _done: self.writer_done.clone(),
         };
         let writer = Helper::spawn(write_frames(self.core.clone(), id, send, rx, room.clone(), stop));

@@ -9,14 +9,15 @@ use outpost_backend::presence::{Claim, SessionEnd};
 use outpost_backend::store::Watch;
 use outpost_schema::{ControlMsg, ErrorCode, Kick};
 use quinn::RecvStream;
-use tokio::sync::mpsc;
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use super::{channel, var_code, SessionCore, SessionDeps, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
-use crate::registry::{Inbox, SessionCommand};
+use crate::registry::{Reachable, SessionCommand};
 use crate::session::{rules, Action, Session, CONTROL_WRITE_TIMEOUT};
 
 /// How a session ended.
@@ -42,7 +43,7 @@ const WRITERS_STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(
 /// then and the token stays valid until it expires, which the log says.
 const END_CLAIM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-pub(super) async fn run_session(w: super::login::Welcomed) {
+pub(super) async fn run_session(w: Box<super::login::Welcomed>) {
     let super::login::Welcomed {
         shared,
         conn,
@@ -55,11 +56,10 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         slot,
         claim,
         queue_slot,
-    } = w;
+    } = *w;
     let core = Arc::new(SessionCore::new(new_machine(&shared, accepts_resume_refresh)));
     let mut s = Running {
         home_region: principal.home_region.as_str().into(),
-        region: shared.config.region.as_str().into(),
         shared,
         core,
         conn,
@@ -68,11 +68,10 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
         client,
         max_frame_size,
         writers: None,
-        inbox: Inbox::new(),
-        tasks: JoinSet::new(),
+        tasks: None,
     };
     let (player, session_id) = (s.principal.player_id.clone(), s.principal.session_id);
-    s.shared.registry.register(&player, session_id, s.inbox.clone());
+    s.shared.registry.register(&player, session_id, s.core.clone());
     metrics::gauge!("outpost_sessions_live").increment(1.0);
 
     // The control stream and the presence watch are polled by the session
@@ -82,6 +81,15 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     // (tests/kicks.rs; why was not investigated).
     let control = control_reader(s.core.clone(), control_recv, s.max_frame_size);
     tokio::pin!(control);
+    // The watch compares claims by login time and session id only: the
+    // claim's copy of the gateway's name (a heap string) is not kept.
+    let claim = claim.map(|(claim, watch)| {
+        let claim = Claim {
+            gateway: String::new(),
+            ..claim
+        };
+        (claim, watch)
+    });
     let presence = watch_presence(s.shared.clone(), player.clone(), claim);
     tokio::pin!(presence);
     let (end, superseded) = s.serve(control, presence).await;
@@ -91,15 +99,18 @@ pub(super) async fn run_session(w: super::login::Welcomed) {
     // key again for a Kick nobody takes any more.
     let logout = !superseded && is_logout(&end, &s.conn);
     release_claims(&s.shared, &s.principal, logout, queue_slot).await;
-    close_connection(&s.core, &mut s.writers, &mut s.control_send, &s.conn, end).await;
-    s.shared.registry.unregister(&player, &s.inbox);
+    close_connection(&mut s.writers, &mut s.control_send, &s.conn, end).await;
+    let reachable: Arc<dyn Reachable> = s.core.clone();
+    s.shared.registry.unregister(&player, &reachable);
     s.shared.tickets.session_ended(player, session_id);
     // A lost connection leaves the presence claim in place (the session stays
     // resumable): claims are ordered by login time, so a stale one never
     // displaces a newer login, and not releasing saves a store write per
     // session (measured: about 5 points of login rate).
     metrics::gauge!("outpost_sessions_live").decrement(1.0);
-    s.tasks.shutdown().await;
+    if let Some(mut tasks) = s.tasks.take() {
+        tasks.shutdown().await;
+    }
     drop(slot);
 }
 
@@ -114,19 +125,15 @@ struct Running {
     principal: Principal,
     /// The session's home region, for its channels.
     home_region: Arc<str>,
-    /// This gateway's region, for its channels.
-    region: Arc<str>,
     client: Arc<crate::channels::ClientInfo>,
     max_frame_size: u32,
-    /// Every channel writer holds a clone of `writers_tx`; `writers_rx` sees
-    /// the channel close once they all stopped (mini-redis' shutdown_complete).
-    /// Made with the first channel: an idle session (control stream only) does
-    /// not pay for a channel it never uses.
-    writers: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
-    /// Kicks and supersession from the rest of the gateway (the registry).
-    inbox: Arc<Inbox>,
-    /// Channel tasks.
-    tasks: JoinSet<()>,
+    /// What the channel writers share with the session; made with the first
+    /// channel: an idle session (control stream only) does not pay for
+    /// channels it never uses.
+    writers: Option<Writers>,
+    /// Channel tasks; made with the first channel (an empty `JoinSet`
+    /// allocates its lists: 80 bytes an idle session need not hold).
+    tasks: Option<JoinSet<()>>,
 }
 
 impl Running {
@@ -148,6 +155,20 @@ impl Running {
         let core = self.core.clone();
 
         loop {
+            if let Some(end) = take_command(&core) {
+                return (end, true);
+            }
+            // Drain and shutdown wake the loop through the registry
+            // (`relay_gateway_signals`), which wakes every live session.
+            if !matches!(shutdown.try_recv(), Err(TryRecvError::Empty)) {
+                let end = End::Close {
+                    code: ErrorCode::ShuttingDown,
+                    message: "gateway shutting down".into(),
+                    kicked: false,
+                };
+                return (end, false);
+            }
+            check_drain |= drain.has_changed().unwrap_or(false);
             if check_drain {
                 check_drain = false;
                 if let Some(plan) = *drain.borrow_and_update() {
@@ -155,21 +176,27 @@ impl Running {
                     core.with_machine(|m| m.begin_drain(delay, plan.deadline));
                 }
             }
-            let performed = perform_actions(
-                &self.shared,
-                &core,
-                &self.principal,
-                &mut self.control_send,
-                &mut kicked,
-            );
-            if let Some(end) = performed.await {
-                return (end, false);
+            if core.with_machine(|m| m.has_action()) {
+                // Boxed, and only when there is something to do: writing a
+                // control frame within its timeout is the largest state of
+                // this loop (768 bytes), and inline every idle session's task
+                // would keep room for it while it waits in the select.
+                let performed = perform_actions(
+                    &self.shared,
+                    &core,
+                    &self.principal,
+                    &mut self.control_send,
+                    &mut kicked,
+                );
+                if let Some(end) = Box::pin(performed).await {
+                    return (end, false);
+                }
             }
             let deadline = core
                 .with_machine(|m| m.poll_timeout())
                 .map(tokio::time::Instant::from_std);
             tokio::select! {
-                _ = core.wake.notified() => {}
+                _ = core.inbox.notified() => {}
                 _ = sleep_until_opt(deadline) => core.with_machine(|m| m.handle_timeout(Instant::now())),
                 () = control.as_mut(), if !control_done => control_done = true,
                 kick = presence.as_mut(), if !presence_done => {
@@ -178,18 +205,6 @@ impl Running {
                         core.with_machine(|m| m.kick(reason, &message));
                     }
                 }
-                cmd = self.inbox.recv() => match cmd {
-                    SessionCommand::Kick { reason, message } => core.with_machine(|m| m.kick(reason, &message)),
-                    SessionCommand::Superseded => {
-                        let end = End::Close {
-                            code: ErrorCode::Unspecified,
-                            message: "session resumed on another connection".into(),
-                            kicked: false,
-                        };
-                        return (end, true);
-                    }
-                },
-                Ok(()) = drain.changed() => check_drain = true,
                 stream = self.conn.accept_bi() => match stream {
                     Ok((send, recv)) => self.open_channel(send, recv),
                     Err(e) => {
@@ -197,32 +212,70 @@ impl Running {
                         return (End::Lost, false);
                     }
                 },
-                _ = shutdown.recv() => {
-                    let end = End::Close {
-                        code: ErrorCode::ShuttingDown,
-                        message: "gateway shutting down".into(),
-                        kicked: false,
-                    };
-                    return (end, false);
-                }
             }
         }
     }
 
     /// Starts the task of a channel the client opened.
     fn open_channel(&mut self, send: quinn::SendStream, recv: RecvStream) {
+        let writers = self.writers.get_or_insert_with(Writers::new);
         let ctx = channel::ChannelTask {
             shared: self.shared.clone(),
             core: self.core.clone(),
             player_id: self.principal.player_id.clone(),
             home_region: self.home_region.clone(),
-            region: self.region.clone(),
+            region: self.shared.region.clone(),
             client: self.client.clone(),
             session_id: self.principal.session_id,
             max_frame_size: self.max_frame_size,
-            writer_done: self.writers.get_or_insert_with(|| mpsc::channel(1)).0.clone(),
+            writer_done: writers.done_tx.clone(),
+            // Subscribed here, by the session loop, not in the channel's task:
+            // a close (which only this loop starts) never finds a channel that
+            // has yet to subscribe.
+            closing: writers.closing.subscribe(),
         };
-        self.tasks.spawn(ctx.run(send, recv));
+        self.tasks
+            .get_or_insert_with(JoinSet::new)
+            .spawn(ctx.run(send, recv));
+    }
+}
+
+/// The session's side of its channel writers' [`WriterStop`](channel::WriterStop)s.
+struct Writers {
+    /// Every channel writer holds a clone of `done_tx`; `done_rx` sees the
+    /// channel close once they all stopped (mini-redis' shutdown_complete).
+    done_tx: mpsc::Sender<()>,
+    done_rx: mpsc::Receiver<()>,
+    /// The close code once the session closes with one: channel writers then
+    /// reset their streams before the connection is closed (`channel.rs`).
+    closing: watch::Sender<Option<quinn::VarInt>>,
+}
+
+impl Writers {
+    fn new() -> Self {
+        let (done_tx, done_rx) = mpsc::channel(1);
+        Writers {
+            done_tx,
+            done_rx,
+            closing: watch::Sender::new(None),
+        }
+    }
+}
+
+/// Takes a command from the rest of the gateway (the registry), which woke
+/// the loop through the same `Notify` as everything else: a Kick goes to the
+/// machine; `Some` when the same session went on over a newer connection.
+fn take_command(core: &SessionCore) -> Option<End> {
+    match core.inbox.try_recv()? {
+        SessionCommand::Kick { reason, message } => {
+            core.with_machine(|m| m.kick(reason, &message));
+            None
+        }
+        SessionCommand::Superseded => Some(End::Close {
+            code: ErrorCode::Unspecified,
+            message: "session resumed on another connection".into(),
+            kicked: false,
+        }),
     }
 }
 
@@ -286,7 +339,9 @@ async fn perform_actions(
 /// presence claim; its slot in the region's login queue is released.
 async fn release_claims(shared: &SessionDeps, principal: &Principal, logout: bool, queue_slot: Option<u64>) {
     if logout {
-        end_claim(shared, principal).await;
+        // Boxed: a store transaction within a timeout (800 bytes) that every
+        // session's task would otherwise keep room for, for its whole life.
+        Box::pin(end_claim(shared, principal)).await;
     }
     if let (Some(rq), Some(slot)) = (shared.queue.clone(), queue_slot) {
         // A superseded session's slot already moved to the newer login (the
@@ -299,8 +354,7 @@ async fn release_claims(shared: &SessionDeps, principal: &Principal, logout: boo
 
 /// Closes the connection with the session's code, if it is not gone already.
 async fn close_connection(
-    core: &SessionCore,
-    writers: &mut Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
+    writers: &mut Option<Writers>,
     control_send: &mut quinn::SendStream,
     conn: &quinn::Connection,
     end: End,
@@ -313,10 +367,16 @@ async fn close_connection(
     {
         // Channel writers reset their streams first (see `write_frames`), so
         // nothing queued for the client holds up the Kick or the close.
-        core.closing.send_replace(Some(var_code(code)));
-        if let Some((writers_tx, mut writers_rx)) = writers.take() {
-            drop(writers_tx);
-            let _ = tokio::time::timeout(WRITERS_STOP_WAIT, writers_rx.recv()).await;
+        // Without channels there is no writer to tell.
+        if let Some(Writers {
+            done_tx,
+            mut done_rx,
+            closing,
+        }) = writers.take()
+        {
+            closing.send_replace(Some(var_code(code)));
+            drop(done_tx);
+            let _ = tokio::time::timeout(WRITERS_STOP_WAIT, done_rx.recv()).await;
         }
         if kicked && control_send.finish().is_ok() {
             let _ = tokio::time::timeout(FINAL_FRAME_LINGER, control_send.stopped()).await;
@@ -334,20 +394,26 @@ async fn close_connection(
 /// `Welcome`, usually with the watch registered in the same transaction.
 /// Never completes without a claim (presence off) or while the session stays
 /// the live one.
-async fn watch_presence(
+pub(super) async fn watch_presence(
     shared: Arc<SessionDeps>,
     player: Arc<str>,
-    claim: Option<(Claim, Option<Watch>)>,
+    mut claim: Option<(Claim, Option<Watch>)>,
 ) -> Option<Kick> {
-    let Some((claim, watch)) = claim else {
+    // Memory per idle session: this future waits the whole session, so its
+    // size counts. The claim and its watch are used where they are (an async
+    // fn keeps room for its arguments; moved out, they would take room twice)
+    // and the read after the watch fires, a store transaction, is boxed.
+    let Some((claim, watch)) = &mut claim else {
         return std::future::pending().await;
     };
-    let displaced = match watch {
-        // Registered by the claim's transaction: nothing to read until the key changes.
-        Some(watch) => shared.presence.displaced_after(&player, &claim, watch).await,
-        None => shared.presence.displaced(&player, &claim).await,
-    };
-    match displaced {
+    // Registered by the claim's transaction: nothing to read until the key changes.
+    if let Some(watch) = watch {
+        if let Err(e) = watch.await {
+            warn!(error = %e, "presence watch failed");
+            return None;
+        }
+    }
+    match Box::pin(shared.presence.displaced(&player, claim)).await {
         Ok(displacement) => rules::presence_kick(&displacement),
         Err(e) => {
             warn!(error = %e, "presence watch failed");
