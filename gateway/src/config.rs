@@ -367,11 +367,16 @@ pub struct AdmissionConfig {
     /// Refuse new QUIC connections (CONNECTION_REFUSED, before any TLS work)
     /// while the kernel is dropping datagrams at the gateway's socket, i.e.
     /// while the receive path is behind (`crate::overload`, sampled every
-    /// 250 ms on Linux; never engages without `/proc`). Default true. The
-    /// trade-off: during a drop episode no one new gets in (clients back off
-    /// and retry), in exchange for the sessions already in keeping their
-    /// heartbeats; off, a backlog can feed itself until sessions time out
-    /// (docs/PERFORMANCE.md, "live-20k on a loaded machine").
+    /// 250 ms on Linux; never engages without `/proc`). Default **false**.
+    /// On, a gateway starved of CPU kept its sessions instead of collapsing in
+    /// the one A/B run there is (docs/PERFORMANCE.md, "Refusing new
+    /// connections while the socket drops datagrams"); but a burst of logins
+    /// that overflows the socket for a moment also trips it, and refused
+    /// clients that retry at once keep the drops going: with the login queue,
+    /// 1,000 clients arriving together on three gateways then could not move
+    /// to another gateway for 90 s (`gateway/tests/queue_sdk.rs`). Turn it on
+    /// for gateways without the login queue whose CPU may be taken away
+    /// (shared hosts, CPU limits), and watch `outpost_quic_refused_total`.
     pub refuse_while_dropping: bool,
 }
 
@@ -382,7 +387,7 @@ impl Default for AdmissionConfig {
             busy_retry_jitter_ms: 3_000,
             quic_retry: QuicRetry::Auto,
             retry_above_handshakes: 512,
-            refuse_while_dropping: true,
+            refuse_while_dropping: false,
         }
     }
 }

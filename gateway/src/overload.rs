@@ -8,9 +8,10 @@
 //! exchange and signature), and the backlog feeds itself until sessions die by
 //! idle timeout (docs/PERFORMANCE.md, "live-20k on a loaded machine": 16,500
 //! live sessions down to 367 in 90 s). Refusing new connections while drops
-//! continue (`admission.refuse_while_dropping`) costs a refused client one
-//! small packet (CONNECTION_REFUSED under the Initial keys, no TLS) and a
-//! retry with backoff, and leaves the receive path to the sessions already in.
+//! continue (`admission.refuse_while_dropping`, off by default: see its doc
+//! for when a login burst makes it do harm) costs a refused client one small
+//! packet (CONNECTION_REFUSED under the Initial keys, no TLS) and a retry,
+//! and leaves the receive path to the sessions already in.
 //!
 //! [`ReceivePressure`] samples the socket's drop counter in `/proc/net/udp{,6}`
 //! (found by the socket's inode, as for the metrics in
