@@ -153,26 +153,14 @@ mod tests {
     /// read "dropping", and two quiet samples later it clears.
     #[test]
     fn a_flooded_socket_reads_dropping_until_the_drops_stop() {
-        let sink = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )
-        .unwrap();
-        sink.set_recv_buffer_size(4096).unwrap();
-        sink.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
-            .unwrap();
-        let sink: std::net::UdpSocket = sink.into();
+        let sink = udp::test_support::small_sink();
         let pressure = ReceivePressure::of(&sink);
         let inode = pressure.inode.expect("/proc/self/fd names the socket");
         let mut trend = Trend::default();
         pressure.sample(inode, &mut trend);
         assert!(!pressure.is_dropping());
 
-        let source = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        for _ in 0..200 {
-            source.send_to(&[7u8; 1000], sink.local_addr().unwrap()).unwrap();
-        }
+        udp::test_support::flood(&sink);
         pressure.sample(inode, &mut trend);
         assert!(pressure.is_dropping(), "200 KB into a buffer of a few KB");
         pressure.sample(inode, &mut trend);

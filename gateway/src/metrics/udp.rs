@@ -121,6 +121,33 @@ pub(super) fn refresh() {
     }
 }
 
+/// A loopback socket whose receive buffer overflows on demand, for the tests
+/// of this module and of `crate::overload`.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// A UDP socket on loopback with a receive buffer of a few KB.
+    pub fn small_sink() -> std::net::UdpSocket {
+        let sink = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        sink.set_recv_buffer_size(4096).unwrap();
+        sink.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
+            .unwrap();
+        sink.into()
+    }
+
+    /// Sends 200 KB to `sink` in 1,000-byte datagrams: far more than it holds.
+    pub fn flood(sink: &std::net::UdpSocket) {
+        let source = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..200 {
+            source.send_to(&[7u8; 1000], sink.local_addr().unwrap()).unwrap();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,24 +172,12 @@ mod tests {
     /// A real socket on loopback that nobody reads: the kernel queues, then drops.
     #[test]
     fn a_socket_nobody_reads_shows_its_queue_and_drops() {
-        let sink = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )
-        .unwrap();
-        sink.set_recv_buffer_size(4096).unwrap();
-        sink.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into())
-            .unwrap();
-        let sink: std::net::UdpSocket = sink.into();
+        let sink = test_support::small_sink();
         let inode = inode_of(&sink).expect("/proc/self/fd names the socket");
         let table = || std::fs::read_to_string("/proc/net/udp").unwrap();
         assert_eq!(parse(&table(), inode), Some(SocketFigures::default()));
 
-        let source = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        for _ in 0..200 {
-            source.send_to(&[7u8; 1000], sink.local_addr().unwrap()).unwrap();
-        }
+        test_support::flood(&sink);
         let after = parse(&table(), inode).unwrap();
         assert!(after.queue_bytes > 0, "{after:?}");
         assert!(after.drops > 0, "200 KB into a buffer of a few KB: {after:?}");
