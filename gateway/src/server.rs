@@ -205,7 +205,10 @@ pub async fn start_with_stores(
         ended_sessions,
     })?;
     let pressure = quic.pressure.clone();
-    tokio::spawn(pressure.clone().run(sessions.shutdown.subscribe()));
+    if sessions.config.admission.refuse_while_dropping {
+        // Off (the default), nothing samples /proc/net/udp.
+        tokio::spawn(pressure.clone().run(sessions.shutdown.subscribe()));
+    }
     let task = tokio::spawn(accept_loop(sessions, quic.endpoint, quic.tls, pressure));
     Ok(RunningGateway {
         quic_addr: quic.addr,
