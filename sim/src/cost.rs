@@ -32,7 +32,7 @@ pub struct GatewayCost {
 }
 
 /// CPU per player-minute over a set of intervals.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuPerPlayer {
     /// The gateway's CPU-seconds in these intervals.
     pub cpu_s: f64,
@@ -94,16 +94,6 @@ impl GatewayCost {
             peak_players,
             rss_bytes_at_peak: timeline[peak_at].gateway.as_ref().and_then(|g| g.rss_bytes),
         })
-    }
-}
-
-impl Default for CpuPerPlayer {
-    fn default() -> Self {
-        CpuPerPlayer {
-            cpu_s: 0.0,
-            player_minutes: 0.0,
-            span_s: 0.0,
-        }
     }
 }
 
