@@ -17,9 +17,8 @@
 //! (found by the socket's inode, as for the metrics in
 //! [`crate::metrics::udp`]) every [`SAMPLE_EVERY`]; it reads "dropping" while
 //! the counter rose by at least [`MIN_DROPS_PER_SAMPLE`] in the last sample,
-//! or in the one before it (so a refusal
-//! covers at least one full interval after the last drop seen). Without
-//! `/proc` it never reads "dropping".
+//! or in the one before it (so a refusal covers at least one full interval
+//! after the last drop seen). Without `/proc` it never reads "dropping".
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
