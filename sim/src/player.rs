@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use outpost_client::{
-    Client, ClientConfig, ClientError, Credentials, Event, InventoryClient, StateClient, Trust,
-};
+use outpost_client::{Client, ClientConfig, ClientError, Credentials, Event, Trust};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
@@ -22,6 +20,9 @@ use crate::inventory::{self, LastWrite};
 use crate::live::Ctx;
 use crate::record::{inc, Op, Recorder};
 use crate::retry::{retry_delay, Attempt};
+
+mod session;
+use session::{set_connected, Idle, Session};
 
 /// How long a live player waits for a match before cancelling its ticket.
 const MATCH_WAIT_LIMIT: Duration = Duration::from_secs(30);
@@ -209,72 +210,6 @@ fn pick(weights: &[f64; 6], rng: &mut StdRng) -> Option<Action> {
         .map(|(a, _)| *a)
 }
 
-/// One logged-in session's per-player state.
-struct Session {
-    client: Client,
-    events: outpost_client::Events,
-    first_connect_seen: bool,
-    state: Option<StateClient>,
-    inventory: Option<InventoryClient>,
-}
-
-impl Session {
-    fn new(client: Client) -> Self {
-        let events = client.events();
-        Session {
-            client,
-            events,
-            first_connect_seen: false,
-            state: None,
-            inventory: None,
-        }
-    }
-
-    /// Counts reconnects from the SDK's events; false if the session ended.
-    fn drain_events(&mut self, rec: &Recorder) -> bool {
-        while let Some(ev) = self.events.try_recv() {
-            match ev {
-                Event::Connected { resumed } => {
-                    if self.first_connect_seen {
-                        inc(&rec.counters.reconnects);
-                        if resumed {
-                            inc(&rec.counters.resumed);
-                        }
-                    }
-                    self.first_connect_seen = true;
-                }
-                Event::Closed { reason } => {
-                    rec.err_code(
-                        Op::Session,
-                        format!("SessionEnded:{}", crate::record::error_code(&reason)),
-                    );
-                    return false;
-                }
-                _ => {}
-            }
-        }
-        true
-    }
-
-    async fn state(&mut self) -> Result<StateClient, ClientError> {
-        if let Some(s) = &self.state {
-            return Ok(s.clone());
-        }
-        let s = self.client.state().await?;
-        self.state = Some(s.clone());
-        Ok(s)
-    }
-
-    async fn inventory(&mut self) -> Result<InventoryClient, ClientError> {
-        if let Some(i) = &self.inventory {
-            return Ok(i.clone());
-        }
-        let i = self.client.inventory().await?;
-        self.inventory = Some(i.clone());
-        Ok(i)
-    }
-}
-
 /// One player, start to end; the controller's `ctl` is marked done at the end.
 pub(crate) async fn player(ctx: Arc<Ctx>, region: usize, n: u64, ctl: Arc<PlayerCtl>) {
     run_player(&ctx, region, n, &ctl).await;
@@ -317,7 +252,7 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
     // connection's write, as a game retrying after a reconnect would.
     let mut written = Written::default();
     loop {
-        if !s.drain_events(rec) {
+        if !s.drain_events(rec, ctl, region) {
             // The gateway or the network ended the session (counted there).
             set_connected(rec, ctl, region, false);
             return;
@@ -335,17 +270,21 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
         }
         if sc.session.max_actions.is_some_and(|m| actions >= m) {
             // Away from keyboard until the session ends (or the controller calls).
-            tokio::select! {
-                _ = tokio::time::sleep_until(session_end.into()) => {}
-                _ = ctl.notify.notified() => {}
+            if let Idle::Ended = s.idle_until(session_end, rec, ctl, region).await {
+                set_connected(rec, ctl, region, false);
+                return;
             }
             continue;
         }
         let think = Duration::from_secs_f64(sc.session.think_ms.sample(&mut rng) / 1000.0);
         let wake = (Instant::now() + think).min(session_end);
-        tokio::select! {
-            _ = tokio::time::sleep_until(wake.into()) => {}
-            _ = ctl.notify.notified() => continue,
+        match s.idle_until(wake, rec, ctl, region).await {
+            Idle::Elapsed => {}
+            Idle::Called => continue,
+            Idle::Ended => {
+                set_connected(rec, ctl, region, false);
+                return;
+            }
         }
         let Some(action) = pick(&weights, &mut rng) else {
             continue;
@@ -386,13 +325,6 @@ impl Who {
         // inline, every player's task would reserve room for it for its lifetime.
         Box::pin(login(ctx, ctl, self.region, self.n, &self.creds, rng, how)).await
     }
-}
-
-/// Marks the player connected or not, in its handle and its region's gauge.
-fn set_connected(rec: &Recorder, ctl: &PlayerCtl, region: usize, on: bool) {
-    ctl.connected.store(on, Ordering::Relaxed);
-    let d = if on { 1 } else { -1 };
-    rec.connected[region].fetch_add(d, Ordering::Relaxed);
 }
 
 /// A storm's drop: the connection goes without a goodbye, then the player
