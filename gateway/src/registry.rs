@@ -179,11 +179,12 @@ impl Registry {
     }
 
     /// Removes the player's entry if it still belongs to this connection.
-    pub fn unregister(&self, player: &Arc<str>, commands: &Arc<dyn Reachable>) {
+    /// `commands` is compared by address only.
+    pub fn unregister(&self, player: &Arc<str>, commands: &dyn Reachable) {
         let mut map = self.by_player.lock().expect("registry lock");
         if map
             .get(player)
-            .is_some_and(|e| std::ptr::addr_eq(Arc::as_ptr(&e.commands), Arc::as_ptr(commands)))
+            .is_some_and(|e| std::ptr::addr_eq(Arc::as_ptr(&e.commands), commands))
         {
             map.remove(player);
         }
@@ -249,9 +250,9 @@ mod tests {
             SessionCommand::Superseded
         ));
         // A stale unregister does not remove the newer entry.
-        r.unregister(&p, &tx1);
+        r.unregister(&p, &*tx1);
         assert_eq!(r.live(), 1);
-        r.unregister(&p, &tx3);
+        r.unregister(&p, &*tx3);
         assert_eq!(r.live(), 0);
     }
 

@@ -245,16 +245,16 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
     };
     inc(&rec.counters.players_logged_in);
     let mut s = Session::new(client);
-    set_connected(rec, ctl, region, true);
+    set_connected(ctl, true);
     let weights = sc.behaviour_of(region).weights();
     let mut actions = 0u32;
     // Kept across a storm's re-login: a replay then re-sends the previous
     // connection's write, as a game retrying after a reconnect would.
     let mut written = Written::default();
     loop {
-        if !s.drain_events(rec, ctl, region) {
+        if !s.drain_events(rec, ctl) {
             // The gateway or the network ended the session (counted there).
-            set_connected(rec, ctl, region, false);
+            set_connected(ctl, false);
             return;
         }
         if ctl.stopping() || Instant::now() >= session_end {
@@ -265,24 +265,24 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
                 return;
             };
             s = next;
-            set_connected(rec, ctl, region, true);
+            set_connected(ctl, true);
             continue;
         }
         if sc.session.max_actions.is_some_and(|m| actions >= m) {
             // Away from keyboard until the session ends (or the controller calls).
-            if let Idle::Ended = s.idle_until(session_end, rec, ctl, region).await {
-                set_connected(rec, ctl, region, false);
+            if let Idle::Ended = s.idle_until(session_end, rec, ctl).await {
+                set_connected(ctl, false);
                 return;
             }
             continue;
         }
         let think = Duration::from_secs_f64(sc.session.think_ms.sample(&mut rng) / 1000.0);
         let wake = (Instant::now() + think).min(session_end);
-        match s.idle_until(wake, rec, ctl, region).await {
+        match s.idle_until(wake, rec, ctl).await {
             Idle::Elapsed => {}
             Idle::Called => continue,
             Idle::Ended => {
-                set_connected(rec, ctl, region, false);
+                set_connected(ctl, false);
                 return;
             }
         }
@@ -292,7 +292,7 @@ async fn run_player(ctx: &Ctx, region: usize, n: u64, ctl: &PlayerCtl) {
         actions += 1;
         act(ctx, ctl, region, &mut s, action, &mut written, &mut rng).await;
     }
-    set_connected(rec, ctl, region, false);
+    set_connected(ctl, false);
     inc(&rec.counters.sessions_completed);
     rec.count_ok(Op::Session);
     let _ = tokio::time::timeout(Duration::from_secs(2), s.client.close()).await;
@@ -340,7 +340,7 @@ async fn storm_relogin(
 ) -> Option<Session> {
     let rec = &ctx.rec;
     inc(&rec.counters.storm_drops);
-    set_connected(rec, ctl, who.region, false);
+    set_connected(ctl, false);
     // Gone without a goodbye: the gateway only notices through the idle
     // timeout or the replacing login. The player ended it: not an error.
     s.client.debug_kill_connection();

@@ -235,8 +235,6 @@ pub struct Recorder {
     interval: Mutex<Histogram<u64>>,
     ledger: Mutex<BTreeMap<Op, OpAccount>>,
     accounting: AccountingSpec,
-    /// Per region: players logged in right now.
-    pub connected: Vec<AtomicI64>,
     /// Per region: players started and not finished (connecting, retrying or in a session).
     pub alive: Vec<AtomicI64>,
     pub counters: Counters,
@@ -261,7 +259,6 @@ impl Recorder {
             interval: Mutex::new(new_histogram()),
             ledger: Mutex::default(),
             accounting,
-            connected: (0..regions).map(|_| AtomicI64::new(0)).collect(),
             alive: (0..regions).map(|_| AtomicI64::new(0)).collect(),
             counters: Counters::default(),
             region_interval: (0..regions).map(|_| Mutex::new(new_histogram())).collect(),

@@ -9,6 +9,10 @@ pub(crate) struct Client {
     /// Login runs: endpoints of their own, one connection each (see
     /// [`Client::connect_own`]); `None` when `OUTPOST_BENCH_LOGIN_ENDPOINTS=shared`.
     own: Option<OwnEndpoints>,
+    /// The SDK's transport exactly (no QUIC keep-alive): idle gateway
+    /// sessions are kept alive by their protocol heartbeat, as a game's are
+    /// (see [`Client::connect_as_sdk`]).
+    sdk: quinn::ClientConfig,
 }
 
 impl Client {
@@ -23,14 +27,16 @@ impl Client {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![outpost_schema::ALPN.to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+        let crypto = Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls)?);
+        let mut sdk = quinn::ClientConfig::new(crypto.clone());
+        sdk.transport_config(Arc::new(outpost_client::quic_transport_config(false)));
         // The SDK's transport settings, so the bench client puts the same datagrams
         // on the wire as a game client (e.g. no MTU probes by default).
         let mut transport = outpost_client::quic_transport_config(false);
         // Keeps idle connections alive at the QUIC level (both servers' idle
         // timeout is 30 s); gateway sessions also send Ping as Welcome asks.
         transport.keep_alive_interval(Some(Duration::from_secs(10)));
-        let mut cc = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut cc = quinn::ClientConfig::new(crypto);
         cc.transport_config(Arc::new(transport));
         // Same socket sizing as the servers: the client sees the same bursts.
         let (socket, _) = outpost_gateway::endpoint::bind_udp(&client_socket_config()?)?;
@@ -50,11 +56,22 @@ impl Client {
             }),
             Ok(other) => bail!("OUTPOST_BENCH_LOGIN_ENDPOINTS={other}: own or shared"),
         };
-        Ok(Client { endpoint, own })
+        Ok(Client { endpoint, own, sdk })
     }
 
     pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<quinn::Connection> {
         Ok(self.endpoint.connect(addr, "localhost")?.await?)
+    }
+
+    /// A connection with the SDK's transport settings exactly: no QUIC
+    /// keep-alive. The SDK sets none (its heartbeat `Ping` keeps the
+    /// connection alive), and a keep-alive on top would put up to one more
+    /// packet each way per heartbeat on the wire, which a game does not.
+    pub(crate) async fn connect_as_sdk(&self, addr: SocketAddr) -> Result<quinn::Connection> {
+        Ok(self
+            .endpoint
+            .connect_with(self.sdk.clone(), addr, "localhost")?
+            .await?)
     }
 
     /// A login run's connection: on an endpoint of its own (see [`OwnEndpoints`]),

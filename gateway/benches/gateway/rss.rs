@@ -100,8 +100,9 @@ async fn idle_login(
 
 /// Opens one idle session and keeps it alive until `stop` closes: a gateway
 /// session pings at the heartbeat interval its Welcome asked for (and takes
-/// the resume-token refreshes that arrive in between); a bare connection
-/// relies on the client's QUIC keep-alive. A session lost before `stop`
+/// the resume-token refreshes that arrive in between) and, like the SDK, sends
+/// no QUIC keep-alive; a bare connection relies on the client's QUIC
+/// keep-alive. A session lost before `stop`
 /// (e.g. an idle timeout when the machine is too loaded to deliver
 /// keep-alives in time) counts in `lost`.
 pub(super) async fn hold_session(
@@ -112,7 +113,12 @@ pub(super) async fn hold_session(
     stop: Arc<Semaphore>,
     lost: Arc<AtomicUsize>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let conn = client.connect(addr).await?;
+    // Gateway sessions heartbeat as the SDK does, without QUIC keep-alives
+    // (`OUTPOST_BENCH_IDLE_KEEPALIVE=1`: with them too, as before session 10).
+    let conn = match kind {
+        Kind::Gateway if !keepalive_on_gateway_sessions() => client.connect_as_sdk(addr).await?,
+        _ => client.connect(addr).await?,
+    };
     let control = match kind {
         Kind::Gateway => {
             let (send, recv, w) = idle_login(&conn, credentials).await?;
@@ -155,6 +161,12 @@ pub(super) async fn hold_session(
         }
         conn.close(0u32.into(), b"bench rss done");
     }))
+}
+
+/// `OUTPOST_BENCH_IDLE_KEEPALIVE=1`: idle gateway sessions also send QUIC
+/// keep-alives (the bench's behaviour before session 10), for an A/B.
+fn keepalive_on_gateway_sessions() -> bool {
+    std::env::var("OUTPOST_BENCH_IDLE_KEEPALIVE").as_deref() == Ok("1")
 }
 
 /// Reads control frames until the Pong for `nonce` (a resume-token refresh

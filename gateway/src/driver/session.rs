@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use super::{channel, var_code, SessionCore, SessionDeps, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
-use crate::registry::{Reachable, SessionCommand};
+use crate::registry::SessionCommand;
 use crate::session::{rules, Action, Session, CONTROL_WRITE_TIMEOUT};
 
 /// How a session ended.
@@ -100,8 +100,7 @@ pub(super) async fn run_session(w: Box<super::login::Welcomed>) {
     let logout = !superseded && is_logout(&end, &s.conn);
     release_claims(&s.shared, &s.principal, logout, queue_slot).await;
     close_connection(&mut s.writers, &mut s.control_send, &s.conn, end).await;
-    let reachable: Arc<dyn Reachable> = s.core.clone();
-    s.shared.registry.unregister(&player, &reachable);
+    s.shared.registry.unregister(&player, &*s.core);
     s.shared.tickets.session_ended(player, session_id);
     // A lost connection leaves the presence claim in place (the session stays
     // resumable): claims are ordered by login time, so a stale one never

@@ -25,7 +25,7 @@ pub(super) struct Session {
 /// connected and the timeline shows the players the gateway really holds
 /// (before, a player stayed "connected" until its next action noticed the
 /// end). False if the session ended.
-fn follow(first_connect_seen: &mut bool, ev: Event, rec: &Recorder, ctl: &PlayerCtl, region: usize) -> bool {
+fn follow(first_connect_seen: &mut bool, ev: Event, rec: &Recorder, ctl: &PlayerCtl) -> bool {
     match ev {
         Event::Connected { resumed } => {
             if *first_connect_seen {
@@ -35,9 +35,9 @@ fn follow(first_connect_seen: &mut bool, ev: Event, rec: &Recorder, ctl: &Player
                 }
             }
             *first_connect_seen = true;
-            set_connected(rec, ctl, region, true);
+            set_connected(ctl, true);
         }
-        Event::Disconnected { .. } => set_connected(rec, ctl, region, false),
+        Event::Disconnected { .. } => set_connected(ctl, false),
         Event::Closed { reason } => {
             rec.err_code(
                 Op::Session,
@@ -73,14 +73,14 @@ impl Session {
     }
 
     /// See [`follow`].
-    fn on_event(&mut self, ev: Event, rec: &Recorder, ctl: &PlayerCtl, region: usize) -> bool {
-        follow(&mut self.first_connect_seen, ev, rec, ctl, region)
+    fn on_event(&mut self, ev: Event, rec: &Recorder, ctl: &PlayerCtl) -> bool {
+        follow(&mut self.first_connect_seen, ev, rec, ctl)
     }
 
     /// Handles the events already queued; false if the session ended.
-    pub(super) fn drain_events(&mut self, rec: &Recorder, ctl: &PlayerCtl, region: usize) -> bool {
+    pub(super) fn drain_events(&mut self, rec: &Recorder, ctl: &PlayerCtl) -> bool {
         while let Some(ev) = self.events.try_recv() {
-            if !self.on_event(ev, rec, ctl, region) {
+            if !self.on_event(ev, rec, ctl) {
                 return false;
             }
         }
@@ -90,13 +90,7 @@ impl Session {
     /// Idles until `until` or the controller's call, handling SDK events as
     /// they arrive (a lost connection is seen when it happens, not at the
     /// next action).
-    pub(super) async fn idle_until(
-        &mut self,
-        until: Instant,
-        rec: &Recorder,
-        ctl: &PlayerCtl,
-        region: usize,
-    ) -> Idle {
+    pub(super) async fn idle_until(&mut self, until: Instant, rec: &Recorder, ctl: &PlayerCtl) -> Idle {
         let sleep = tokio::time::sleep_until(until.into());
         tokio::pin!(sleep);
         loop {
@@ -105,7 +99,7 @@ impl Session {
                 _ = ctl.notify.notified() => return Idle::Called,
                 ev = self.events.recv() => {
                     let Some(ev) = ev else { return Idle::Ended };
-                    if !self.on_event(ev, rec, ctl, region) {
+                    if !self.on_event(ev, rec, ctl) {
                         return Idle::Ended;
                     }
                 }
@@ -132,14 +126,10 @@ impl Session {
     }
 }
 
-/// Marks the player connected or not, in its handle and its region's gauge
-/// (only a change moves the gauge: SDK events and the player's own steps
-/// both report it).
-pub(super) fn set_connected(rec: &Recorder, ctl: &PlayerCtl, region: usize, on: bool) {
-    if ctl.connected.swap(on, Ordering::Relaxed) != on {
-        let d = if on { 1 } else { -1 };
-        rec.connected[region].fetch_add(d, Ordering::Relaxed);
-    }
+/// Marks the player connected or not (SDK events and the player's own steps
+/// both report it; the live sampler counts the players marked).
+pub(super) fn set_connected(ctl: &PlayerCtl, on: bool) {
+    ctl.connected.store(on, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -148,48 +138,31 @@ mod tests {
 
     #[test]
     fn a_reconnecting_player_is_not_counted_as_connected() {
-        let rec = Recorder::new(2);
+        let rec = Recorder::new(1);
         let ctl = PlayerCtl::default();
         let mut seen = false;
-        let gauge = |r: &Recorder| r.connected[1].load(Ordering::Relaxed);
-        // The login's own Connected, and the player marking itself connected.
-        assert!(follow(
-            &mut seen,
-            Event::Connected { resumed: false },
-            &rec,
-            &ctl,
-            1
-        ));
-        set_connected(&rec, &ctl, 1, true);
-        assert_eq!(gauge(&rec), 1, "reported twice, counted once");
-        assert_eq!(rec.counters.reconnects.load(Ordering::Relaxed), 0);
+        let connected = |c: &PlayerCtl| c.connected.load(Ordering::Relaxed);
+        // The login's own Connected, then the player marks itself connected.
+        assert!(follow(&mut seen, Event::Connected { resumed: false }, &rec, &ctl));
+        set_connected(&ctl, true);
+        assert!(connected(&ctl));
+        assert_eq!(
+            rec.counters.reconnects.load(Ordering::Relaxed),
+            0,
+            "a login, not a reconnect"
+        );
         let lost = Event::Disconnected {
             reason: ClientError::Connect("lost".into()),
         };
-        assert!(follow(&mut seen, lost, &rec, &ctl, 1));
-        assert!(!ctl.connected.load(Ordering::Relaxed));
-        assert_eq!(gauge(&rec), 0);
-        assert!(follow(
-            &mut seen,
-            Event::Connected { resumed: true },
-            &rec,
-            &ctl,
-            1
-        ));
-        assert!(ctl.connected.load(Ordering::Relaxed));
-        assert_eq!(gauge(&rec), 1);
+        assert!(follow(&mut seen, lost, &rec, &ctl), "the SDK reconnects");
+        assert!(!connected(&ctl), "not counted while reconnecting");
+        assert!(follow(&mut seen, Event::Connected { resumed: true }, &rec, &ctl));
+        assert!(connected(&ctl));
         assert_eq!(rec.counters.reconnects.load(Ordering::Relaxed), 1);
         assert_eq!(rec.counters.resumed.load(Ordering::Relaxed), 1);
         let closed = Event::Closed {
             reason: ClientError::Connect("gone".into()),
         };
-        assert!(!follow(&mut seen, closed, &rec, &ctl, 1), "the session ended");
-        set_connected(&rec, &ctl, 1, false);
-        assert_eq!(gauge(&rec), 0);
-        assert_eq!(
-            rec.connected[0].load(Ordering::Relaxed),
-            0,
-            "other regions untouched"
-        );
+        assert!(!follow(&mut seen, closed, &rec, &ctl), "the session ended");
     }
 }
