@@ -58,7 +58,8 @@
 //!
 //! ## Reconnect and resume
 //! With `auto_reconnect` (the default) a lost connection (network error,
-//! missing Pong for two heartbeat intervals, protocol error, retryable Kick) is
+//! missing Pong for two heartbeat intervals while the client runs: a pause of
+//! the game's own process is not counted, protocol error, retryable Kick) is
 //! followed by reconnect attempts with exponential backoff and full jitter
 //! ([`backoff`]), never earlier than a `retry_after` the gateway asked for. After
 //! `GoAway` the SDK waits `reconnect_after`, stops sending on the old connection

@@ -401,6 +401,40 @@ async fn missing_pongs_mean_a_dead_connection() -> Result<()> {
     Ok(())
 }
 
+/// A pause of the client's own process (here the whole runtime blocks, as a
+/// loading hitch on the game's thread or a suspended app would) longer than
+/// two heartbeat intervals is not the gateway's silence: the connection,
+/// which QUIC keeps for 30 s, stays up and is not replaced by a reconnect.
+#[tokio::test]
+async fn a_paused_client_keeps_its_connection() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    gw.state.heartbeat_ms.store(150, Ordering::SeqCst);
+    let client = Client::connect(gw.config("dev-pause")).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    client.ping().await?;
+    for _ in 0..3 {
+        // Blocks this test's single-threaded runtime: nothing runs, neither
+        // the SDK nor the mock gateway, for almost five heartbeat intervals.
+        std::thread::sleep(Duration::from_millis(700));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rtt = client.ping().await?;
+        assert!(rtt < Duration::from_secs(1), "{rtt:?}");
+    }
+    let mut seen = Vec::new();
+    while let Some(ev) = events.try_recv() {
+        seen.push(ev);
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, Event::Disconnected { .. } | Event::Connected { .. })),
+        "the connection was replaced: {seen:?}"
+    );
+    assert!(client.is_connected());
+    Ok(())
+}
+
 /// Echoes `payload`, which the mock gateway answers with a frame the SDK must
 /// refuse: the call fails with a `BadFrame` protocol error, the client resumes
 /// its session, and the same channel echoes again.

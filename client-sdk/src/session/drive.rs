@@ -28,8 +28,16 @@ struct ControlState {
     /// Pings awaiting their Pong, oldest first.
     pings: VecDeque<PendingPing>,
     /// When the last Pong arrived: two heartbeat intervals without one and
-    /// the connection counts as lost.
+    /// the connection counts as lost (see `ticks_since_pong`).
     last_pong: Instant,
+    /// Heartbeat ticks this client ran since the last Pong. The loss rule
+    /// also needs three of them, so that a pause of the client itself (a
+    /// loading hitch that blocks the runtime, a suspended mobile app, a
+    /// debugger) is not taken for the gateway's silence: after the pause
+    /// the delayed tick fires once, the Pong already waiting in the stream is
+    /// read next, and only a gateway that stays silent while the client
+    /// runs loses the connection.
+    ticks_since_pong: u32,
     /// When the earliest GoAway's delay elapses.
     goaway_at: Option<Instant>,
     /// Set once the GoAway delay elapsed: leave when quiet, or at this instant.
@@ -65,6 +73,7 @@ impl Actor {
         let mut st = ControlState {
             pings: VecDeque::new(),
             last_pong: Instant::now(),
+            ticks_since_pong: 0,
             goaway_at: None,
             move_by: None,
         };
@@ -179,6 +188,7 @@ impl Actor {
         match msg {
             Some(Ok(ControlMsg::Pong { nonce })) => {
                 st.last_pong = Instant::now();
+                st.ticks_since_pong = 0;
                 if let Some(pos) = st.pings.iter().position(|p| p.0 == nonce) {
                     if let Some((_, sent, Some(reply))) = st.pings.remove(pos) {
                         let _ = reply.send(Ok(sent.elapsed()));
@@ -220,8 +230,9 @@ impl Actor {
         }
     }
 
-    /// A heartbeat tick: gives up after two intervals without a Pong, else
-    /// sends a Ping; the connection's outcome if it ends the connection.
+    /// A heartbeat tick: gives up after two intervals without a Pong (in wall
+    /// time and in ticks this client ran: see `ControlState::ticks_since_pong`),
+    /// else sends a Ping; the connection's outcome if it ends the connection.
     async fn on_heartbeat(
         &mut self,
         hb: Duration,
@@ -229,7 +240,11 @@ impl Actor {
         ctrl_send: &mut quinn::SendStream,
         st: &mut ControlState,
     ) -> Option<Outcome> {
-        if st.last_pong.elapsed() > hb * 2 {
+        st.ticks_since_pong = st.ticks_since_pong.saturating_add(1);
+        // Three ticks: a silent gateway is caught at the same tick as by the
+        // wall clock alone (the Pong before the first unanswered Ping came
+        // about one interval before it), a paused client is not.
+        if st.ticks_since_pong >= 3 && st.last_pong.elapsed() > hb * 2 {
             conn.close(ErrorCode::IdleTimeout.0.into(), b"no pong");
             return Some(Outcome::Lost(ClientError::ConnectionLost(format!(
                 "no Pong for {} ms (2 heartbeat intervals)",
