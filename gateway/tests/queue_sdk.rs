@@ -80,7 +80,8 @@ struct Seen {
 /// Connects (waiting in the queue), holds the session for `hold`, logs out.
 /// A failed first connect is tried again twice, as a game would (the SDK does
 /// not retry a first `connect`; in a debug build under a 1,000-login storm a
-/// login can outlast the gateway's hello timeout).
+/// login can outlast the gateway's hello timeout), after the error's
+/// `retry_after` if it has one (a busy or refusing gateway), else 200 ms.
 async fn run_client(config: ClientConfig, seen: Arc<Mutex<Seen>>, hold: Duration, live: Arc<AtomicU64>) {
     for attempt in 1..=3 {
         let (mut events, connect) = match Client::connect_with_events(config.clone()) {
@@ -111,6 +112,10 @@ async fn run_client(config: ClientConfig, seen: Arc<Mutex<Seen>>, hold: Duration
         };
         let result = connect.await;
         let ok = result.is_ok();
+        let pause = match &result {
+            Err(e) => e.retry_after().unwrap_or(Duration::from_millis(200)),
+            Ok(_) => Duration::ZERO,
+        };
         match result {
             Ok(client) => {
                 seen.lock().unwrap().welcome_gateway = Some(client.welcome().gateway);
@@ -128,7 +133,7 @@ async fn run_client(config: ClientConfig, seen: Arc<Mutex<Seen>>, hold: Duration
         if ok || seen.lock().unwrap().error.is_some() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 
