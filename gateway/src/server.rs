@@ -206,7 +206,7 @@ pub async fn start_with_stores(
     })?;
     let pressure = quic.pressure.clone();
     if sessions.config.admission.refuse_while_dropping {
-        // Off (the default), nothing samples /proc/net/udp.
+        // Off, nothing samples /proc/net/udp.
         tokio::spawn(pressure.clone().run(sessions.shutdown.subscribe()));
     }
     let task = tokio::spawn(accept_loop(sessions, quic.endpoint, quic.tls, pressure));
