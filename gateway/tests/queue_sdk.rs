@@ -381,13 +381,30 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
             ensure!(moved(&s), "dropper {i} came back through another gateway");
         }
     }
+    // A Welcome the killed gateway sent before it died can reach its client
+    // after the 200 ms above when the machine is loaded (seen at a load
+    // average of 9: a client at position 22 that the gateway admitted as it
+    // was killed): that client was admitted there, not stranded; at most
+    // one admission tick's worth can be. Every other client waiting on it
+    // must have been admitted elsewhere, and there must be such clients.
+    let mut stranded = 0;
     for &i in &on_killed {
         let s = seen[i].lock().unwrap();
         ensure!(
-            s.welcome_gateway.is_some_and(|g| g != killed_addr),
-            "client {i} queued on the killed gateway was admitted elsewhere: {s:?}"
+            s.welcome_gateway.is_some(),
+            "client {i} queued on the killed gateway was admitted: {s:?}"
         );
+        if s.welcome_gateway != Some(killed_addr) {
+            stranded += 1;
+        } else {
+            eprintln!("client {i}: admitted by the killed gateway, its Welcome read after the kill");
+        }
     }
+    let late = on_killed.len() - stranded;
+    ensure!(
+        stranded > 0 && late <= MAX_BATCH as usize,
+        "clients waiting on the killed gateway: {stranded} admitted elsewhere, {late} by it"
+    );
     Ok(())
 }
 
