@@ -18,7 +18,8 @@
 //! Measured on the 1,000-client launch-queue test (`gateway/tests/queue_sdk.rs`,
 //! three debug-build gateways in one process, 2 MiB buffers): each socket
 //! dropped for 2–6 consecutive 250 ms samples (≤ 1.5 s), twice per run (the
-//! arrival, then the admissions), and was empty again within about 2 s. In
+//! arrival, then the admissions); its queue was under half full within 1 s
+//! of the last drop and empty within 2.5 s. In
 //! the collapses this guards against, drops ran at thousands per second for
 //! tens of seconds. So [`Trend`] refuses only once drops have lasted
 //! [`ENGAGE_SAMPLES`] of the last [`WINDOW`] samples (3 s of the last 4: twice
@@ -67,8 +68,8 @@ pub const RELEASE_QUIET_SAMPLES: u32 = 8;
 /// The receive queue, in percent of the socket's buffer, under which it
 /// counts as drained. A queue still above it after the drops stopped is a
 /// receive path only just keeping up: the refused clients' return would
-/// overflow it again. (In the burst above the queue fell from full to empty
-/// within 2 s of the last drop.)
+/// overflow it again. (After the bursts above the queue was under half
+/// within 1 s of the last drop.)
 pub const DRAINED_PERCENT: u64 = 50;
 
 /// Whether the QUIC socket's receive path is behind (see the module docs).
@@ -230,7 +231,7 @@ mod tests {
 
     #[test]
     fn a_login_burst_is_not_a_receive_path_behind() {
-        // One socket of the 1,000-client launch-queue test, sample by sample
+        // Gateway 0 of the 1,000-client launch-queue test, sample by sample
         // (new drops, queue %): the arrival, 13 s of queueing, the admissions.
         let arrival = [
             (0, 3),
