@@ -42,8 +42,10 @@ impl Client {
     /// Connects and logs in. With several gateways, handshakes with all of
     /// them concurrently and logs in at the one with the lowest round-trip
     /// time that accepts. The first attempt is not retried: a refusal comes
-    /// back as [`ClientError::Rejected`] (honour its `retry_after`), a network
-    /// failure as [`ClientError::Connect`]. Must be called inside a tokio runtime.
+    /// back as [`ClientError::Rejected`] (honour its `retry_after`; a gateway
+    /// that refused the connection itself because it is overloaded is
+    /// `ServerBusy` with 1–3 s), a network failure as [`ClientError::Connect`].
+    /// Must be called inside a tokio runtime.
     ///
     /// If the region is at capacity and runs a login queue (PROTOCOL.md 3.7),
     /// this waits in the queue until admitted (see [`crate::QueuePolicy`]:

@@ -206,6 +206,20 @@ async fn login_in_order(
     chosen
 }
 
+/// A failed handshake: a gateway that refused the connection (its receive
+/// path is overloaded) is busy, with a `retry_after` of at least a second
+/// ([`crate::error::refused`]); anything else is a connect failure.
+fn handshake_error(addr: SocketAddr, e: quinn::ConnectionError) -> ClientError {
+    match e {
+        quinn::ConnectionError::ConnectionClosed(close)
+            if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            crate::error::refused(addr, rand::random::<f64>())
+        }
+        other => ClientError::Connect(format!("{addr}: {other}")),
+    }
+}
+
 /// Handshakes with every gateway of the config concurrently on `endpoint`
 /// ([`collect_handshakes`]): the connections by gateway index, the indexes of
 /// the established ones fastest first (the gateway `wait` avoids last), and
@@ -227,7 +241,7 @@ async fn handshake_all(
             let conn = tokio::time::timeout(timeout, connecting)
                 .await
                 .map_err(|_| ClientError::Connect(format!("{addr}: handshake timed out")))?
-                .map_err(|e| ClientError::Connect(format!("{addr}: {e}")))?;
+                .map_err(|e| handshake_error(addr, e))?;
             if !alpn_ok(&conn) {
                 conn.close(ErrorCode::Unspecified.0.into(), b"ALPN outpost/1 not selected");
                 return Err(ClientError::Connect(format!(

@@ -1,6 +1,7 @@
 //! The SDK's one error type. Every failure a caller can see is a
 //! [`ClientError`] value; the SDK never panics on what a gateway sends.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use outpost_schema::{DecodeError, ErrorCode, ErrorFrame};
@@ -35,6 +36,12 @@ pub(crate) fn ms(v: u32) -> Option<Duration> {
 pub enum ClientError {
     /// The gateway refused the login (`Reject`). `retry_after` is the earliest
     /// time a new attempt is allowed.
+    ///
+    /// Also a gateway that refused the connection itself, before any TLS
+    /// (QUIC CONNECTION_REFUSED: its receive path is overloaded, PROTOCOL.md
+    /// 1), when no other gateway of the list let the client in: `code` is
+    /// `ServerBusy` and `retry_after` a delay the SDK picked, at least 1 s
+    /// (1–3 s, jittered so that clients refused together come back apart).
     #[error("login rejected ({code:?}): {message}")]
     Rejected {
         code: ErrorCode,
@@ -113,6 +120,34 @@ impl ClientError {
     }
 }
 
+/// The least a client waits after a gateway refused its connection (QUIC
+/// CONNECTION_REFUSED): the gateway's receive path is behind, and a retry
+/// within the same second only adds to what it cannot read.
+pub(crate) const REFUSED_RETRY_FLOOR: Duration = Duration::from_secs(1);
+/// Uniform jitter on top of [`REFUSED_RETRY_FLOOR`]: a refused crowd comes
+/// back spread over this much instead of all at once.
+pub(crate) const REFUSED_RETRY_JITTER: Duration = Duration::from_secs(2);
+
+/// The error of a connection `gateway` refused (QUIC CONNECTION_REFUSED):
+/// `ServerBusy` with a `retry_after` of [`REFUSED_RETRY_FLOOR`] plus `unit`
+/// (uniform in `[0, 1)`) of [`REFUSED_RETRY_JITTER`].
+pub(crate) fn refused(gateway: SocketAddr, unit: f64) -> ClientError {
+    let unit = if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let retry_after = REFUSED_RETRY_FLOOR + REFUSED_RETRY_JITTER.mul_f64(unit);
+    ClientError::Rejected {
+        code: ErrorCode::ServerBusy,
+        message: format!(
+            "{gateway} refused the connection: the gateway is overloaded (QUIC CONNECTION_REFUSED); retry after {} ms",
+            retry_after.as_millis()
+        ),
+        retry_after: Some(retry_after),
+    }
+}
+
 /// Codes after which the same request may succeed later (PROTOCOL.md section 5).
 pub(crate) fn retryable_code(code: ErrorCode) -> bool {
     matches!(
@@ -170,5 +205,27 @@ mod tests {
         assert_eq!(busy.retry_after(), Some(Duration::from_millis(5)));
         assert!(ClientError::ConnectionLost(String::new()).is_retryable());
         assert!(!ClientError::Closed.is_retryable());
+    }
+
+    #[test]
+    fn a_refused_connection_is_busy_for_one_to_three_seconds() {
+        let gateway: SocketAddr = "127.0.0.1:4433".parse().unwrap();
+        let e = refused(gateway, 0.0);
+        assert!(e.is_retryable());
+        assert!(matches!(&e, ClientError::Rejected { code, .. } if *code == ErrorCode::ServerBusy));
+        assert!(!is_fatal_reject(ErrorCode::ServerBusy));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
+        assert!(e.to_string().contains("127.0.0.1:4433"), "{e}");
+        assert_eq!(refused(gateway, 0.5).retry_after(), Some(Duration::from_secs(2)));
+        let top = refused(gateway, 0.999_999).retry_after().unwrap();
+        assert!(
+            top < Duration::from_secs(3) && top > Duration::from_millis(2_990),
+            "{top:?}"
+        );
+        // Out-of-range randomness is clamped, never below the floor.
+        for unit in [f64::NAN, -1.0, f64::NEG_INFINITY] {
+            assert_eq!(refused(gateway, unit).retry_after(), Some(REFUSED_RETRY_FLOOR));
+        }
+        assert_eq!(refused(gateway, 7.0).retry_after(), Some(Duration::from_secs(3)));
     }
 }

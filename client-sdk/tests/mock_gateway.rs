@@ -283,6 +283,78 @@ async fn reconnect_honours_reject_retry_after() -> Result<()> {
     Ok(())
 }
 
+/// A gateway that refuses the connection (QUIC CONNECTION_REFUSED, its
+/// receive path overloaded) makes `connect` fail with `ServerBusy` and a
+/// `retry_after` of 1-3 s, unless another gateway of the list lets it in.
+#[tokio::test]
+async fn a_refused_connect_is_server_busy_for_at_least_a_second() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    gw.state.refuse_next.store(1, Ordering::SeqCst);
+    let err = Client::connect(gw.config("dev-r")).await.unwrap_err();
+    assert_eq!(gw.state.refused.load(Ordering::SeqCst), 1);
+    let ClientError::Rejected {
+        code, retry_after, ..
+    } = &err
+    else {
+        bail!("expected Rejected, got {err:?}");
+    };
+    assert_eq!(*code, ErrorCode::ServerBusy);
+    let wait = retry_after.expect("a suggested delay");
+    assert!(
+        wait >= Duration::from_secs(1) && wait < Duration::from_secs(3),
+        "{wait:?}"
+    );
+    assert!(err.is_retryable());
+
+    let other = MockGateway::start(TokenSet::default()).await?;
+    gw.state.refuse_next.store(1, Ordering::SeqCst);
+    let mut config = gw.config("dev-r");
+    config.gateways.push(other.addr);
+    // Each mock has its own self-signed certificate: trust both.
+    let mut pem = gw.ca_pem.clone();
+    pem.extend(&other.ca_pem);
+    config.trust = outpost_client::Trust::DevCa { pem };
+    let client = Client::connect(config).await?;
+    assert_eq!(client.welcome().gateway, other.addr);
+    assert_eq!(gw.state.refused.load(Ordering::SeqCst), 2);
+    Ok(())
+}
+
+/// After a refused connection the reconnect loop waits at least a second
+/// (with a 50 ms backoff it would otherwise be back at once).
+#[tokio::test]
+async fn reconnect_after_a_refused_connection_waits_at_least_a_second() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-s")).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    gw.state.refuse_next.store(1, Ordering::SeqCst);
+    let killed = Instant::now();
+    client.debug_kill_connection();
+    let (_, skipped) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(gw.state.refused.load(Ordering::SeqCst), 1);
+    assert!(
+        killed.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        killed.elapsed()
+    );
+    let delays: Vec<_> = skipped
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reconnecting { attempt, delay } => Some((*attempt, *delay)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 2, "{skipped:?}");
+    assert!(delays[0].1 <= Duration::from_millis(50), "{delays:?}");
+    assert!(
+        delays[1].1 >= Duration::from_secs(1) && delays[1].1 < Duration::from_secs(3),
+        "{delays:?}"
+    );
+    client.ping().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn goaway_moves_to_another_gateway_with_resume() -> Result<()> {
     let tokens = TokenSet::default();

@@ -365,18 +365,17 @@ pub struct AdmissionConfig {
     /// connections must validate their address first. Default 512.
     pub retry_above_handshakes: usize,
     /// Refuse new QUIC connections (CONNECTION_REFUSED, before any TLS work)
-    /// while the kernel is dropping datagrams at the gateway's socket, i.e.
-    /// while the receive path is behind (`crate::overload`, sampled every
-    /// 250 ms on Linux; never engages without `/proc`). Default **false**.
-    /// On, a gateway starved of CPU kept its sessions instead of collapsing in
-    /// the one A/B run there is (docs/PERFORMANCE.md, "Refusing new
-    /// connections while the socket drops datagrams"); but a burst of logins
-    /// that overflows the socket for a moment also trips it, and refused
-    /// clients that retry at once keep the drops going: with the login queue,
-    /// 1,000 clients arriving together on three gateways then could not move
-    /// to another gateway for 90 s (`gateway/tests/queue_sdk.rs`). Turn it on
-    /// for gateways without the login queue whose CPU may be taken away
-    /// (shared hosts, CPU limits), and watch `outpost_quic_refused_total`.
+    /// while the receive path is behind: the kernel kept dropping datagrams
+    /// at the gateway's socket for 3 s of the last 4, until 2 s without drops
+    /// with the socket's queue under half full (`crate::overload`, sampled
+    /// every 250 ms on Linux; never engages without `/proc`). Default
+    /// **true**. A gateway starved of CPU kept its sessions with it instead of
+    /// collapsing (docs/PERFORMANCE.md, "Refusing new connections while the
+    /// socket drops datagrams"); a login burst, which overflows the socket for
+    /// a second or two, does not trip it, and SDK clients wait 1–3 s after a
+    /// refusal (docs/PERFORMANCE.md, "Refusal made safe to default"). Refused
+    /// connections are counted in `outpost_quic_refused_total`. Off leaves
+    /// the receive path to cope alone (and nothing samples `/proc/net/udp`).
     pub refuse_while_dropping: bool,
 }
 
@@ -387,7 +386,7 @@ impl Default for AdmissionConfig {
             busy_retry_jitter_ms: 3_000,
             quic_retry: QuicRetry::Auto,
             retry_above_handshakes: 512,
-            refuse_while_dropping: false,
+            refuse_while_dropping: true,
         }
     }
 }

@@ -206,7 +206,7 @@ pub async fn start_with_stores(
     })?;
     let pressure = quic.pressure.clone();
     if sessions.config.admission.refuse_while_dropping {
-        // Off (the default), nothing samples /proc/net/udp.
+        // Off, nothing samples /proc/net/udp.
         tokio::spawn(pressure.clone().run(sessions.shutdown.subscribe()));
     }
     let task = tokio::spawn(accept_loop(sessions, quic.endpoint, quic.tls, pressure));
@@ -251,7 +251,7 @@ fn bind_quic(config: &GatewayConfig) -> Result<QuicListener, StartError> {
     let (socket, buffers) =
         endpoint::bind_udp(config).map_err(|source| StartError::Bind { what: "UDP", source })?;
     crate::metrics::udp::watch(&socket);
-    let pressure = crate::overload::ReceivePressure::of(&socket);
+    let pressure = crate::overload::ReceivePressure::of(&socket, buffers.recv_bytes);
     metrics::gauge!("outpost_udp_recv_buffer_bytes").set(buffers.recv_bytes as f64);
     metrics::gauge!("outpost_udp_send_buffer_bytes").set(buffers.send_bytes as f64);
     let bind_quic = |source| StartError::Bind {
@@ -444,7 +444,7 @@ async fn accept_loop(
             },
             _ = shutdown.recv() => break,
         };
-        if shared.config.admission.refuse_while_dropping && pressure.is_dropping() {
+        if shared.config.admission.refuse_while_dropping && pressure.is_behind() {
             // The cheapest answer there is (no TLS, one small packet), while
             // the receive path cannot keep up with the sessions already in.
             metrics::counter!("outpost_quic_refused_total", "reason" => "receive_drops").increment(1);

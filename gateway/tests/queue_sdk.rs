@@ -80,7 +80,8 @@ struct Seen {
 /// Connects (waiting in the queue), holds the session for `hold`, logs out.
 /// A failed first connect is tried again twice, as a game would (the SDK does
 /// not retry a first `connect`; in a debug build under a 1,000-login storm a
-/// login can outlast the gateway's hello timeout).
+/// login can outlast the gateway's hello timeout), after the error's
+/// `retry_after` if it has one (a busy or refusing gateway), else 200 ms.
 async fn run_client(config: ClientConfig, seen: Arc<Mutex<Seen>>, hold: Duration, live: Arc<AtomicU64>) {
     for attempt in 1..=3 {
         let (mut events, connect) = match Client::connect_with_events(config.clone()) {
@@ -111,6 +112,10 @@ async fn run_client(config: ClientConfig, seen: Arc<Mutex<Seen>>, hold: Duration
         };
         let result = connect.await;
         let ok = result.is_ok();
+        let pause = match &result {
+            Err(e) => e.retry_after().unwrap_or(Duration::from_millis(200)),
+            Ok(_) => Duration::ZERO,
+        };
         match result {
             Ok(client) => {
                 seen.lock().unwrap().welcome_gateway = Some(client.welcome().gateway);
@@ -128,7 +133,7 @@ async fn run_client(config: ClientConfig, seen: Arc<Mutex<Seen>>, hold: Duration
         if ok || seen.lock().unwrap().error.is_some() {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -376,13 +381,30 @@ async fn launch(n: usize, droppers: usize, budget: u32, rate: u32) -> Result<()>
             ensure!(moved(&s), "dropper {i} came back through another gateway");
         }
     }
+    // A Welcome the killed gateway sent before it died can reach its client
+    // after the 200 ms above when the machine is loaded (seen at a load
+    // average of 9: a client at position 22 that the gateway admitted as it
+    // was killed): that client was admitted there, not stranded; at most
+    // one admission tick's worth can be. Every other client waiting on it
+    // must have been admitted elsewhere, and there must be such clients.
+    let mut stranded = 0;
     for &i in &on_killed {
         let s = seen[i].lock().unwrap();
         ensure!(
-            s.welcome_gateway.is_some_and(|g| g != killed_addr),
-            "client {i} queued on the killed gateway was admitted elsewhere: {s:?}"
+            s.welcome_gateway.is_some(),
+            "client {i} queued on the killed gateway was admitted: {s:?}"
         );
+        if s.welcome_gateway != Some(killed_addr) {
+            stranded += 1;
+        } else {
+            eprintln!("client {i}: admitted by the killed gateway, its Welcome read after the kill");
+        }
     }
+    let late = on_killed.len() - stranded;
+    ensure!(
+        stranded > 0 && late <= MAX_BATCH as usize,
+        "clients waiting on the killed gateway: {stranded} admitted elsewhere, {late} by it"
+    );
     Ok(())
 }
 

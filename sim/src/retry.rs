@@ -111,6 +111,37 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_connection_paces_every_patient_player() {
+        // What the SDK reports when a gateway refuses the connection (QUIC
+        // CONNECTION_REFUSED): ServerBusy with a retry_after of 1-3 s, here
+        // the shortest.
+        let refused = outpost_client::ClientError::Rejected {
+            code: outpost_client::ErrorCode::ServerBusy,
+            message: "refused".into(),
+            retry_after: Some(Duration::from_secs(1)),
+        };
+        assert!(
+            refused.is_retryable(),
+            "a player retries it rather than giving up"
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for mode in [RetryMode::Backoff, RetryMode::Jitter, RetryMode::Lockstep] {
+            let spec = RetrySpec {
+                mode,
+                ..RetrySpec::default()
+            };
+            for number in 1..10 {
+                let a = Attempt {
+                    retry_after: refused.retry_after(),
+                    ..at(number, 1_234)
+                };
+                let d = retry_delay(&spec, a, &mut rng);
+                assert!(d >= Duration::from_secs(1), "{mode:?}, attempt {number}: {d:?}");
+            }
+        }
+    }
+
+    #[test]
     fn lockstep_aligns_everyone_to_the_same_instant() {
         let spec = RetrySpec {
             mode: RetryMode::Lockstep,

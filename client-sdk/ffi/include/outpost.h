@@ -76,6 +76,9 @@ enum OutpostStatus
   // No QUIC/TLS connection could be established to any gateway. Retryable.
   OUTPOST_STATUS_CONNECT = 101,
   // The gateway refused the login; `code` is the gateway's error code.
+  // Also a gateway that refused the connection itself, overloaded (QUIC
+  // CONNECTION_REFUSED): `code` 300 ServerBusy, and the message names the
+  // delay (1-3 s) to wait before trying again.
   OUTPOST_STATUS_REJECTED = 102,
   // The gateway ended the session; `code` says why.
   OUTPOST_STATUS_KICKED = 103,

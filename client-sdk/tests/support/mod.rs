@@ -46,6 +46,11 @@ pub struct MockState {
     pub controls: Mutex<Vec<Arc<tokio::sync::Mutex<SendStream>>>>,
     pub heartbeat_ms: AtomicU64,
     pub silent_pongs: AtomicBool,
+    /// New connections to refuse with QUIC CONNECTION_REFUSED before any TLS,
+    /// as a gateway whose receive path is behind does.
+    pub refuse_next: AtomicU64,
+    /// Connections refused so far.
+    pub refused: AtomicU64,
     counter: AtomicU64,
 }
 
@@ -73,6 +78,15 @@ impl MockGateway {
         let st = state.clone();
         tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
+                let refuse = st
+                    .refuse_next
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if refuse {
+                    st.refused.fetch_add(1, Ordering::SeqCst);
+                    incoming.refuse();
+                    continue;
+                }
                 let st = st.clone();
                 tokio::spawn(async move {
                     if let Ok(conn) = incoming.await {

@@ -31,6 +31,9 @@ const QUEUED_IDLE: Duration = Duration::from_secs(30);
 pub(crate) struct QueueSnapshot {
     pub view: QueueView,
     eta: EtaEstimator,
+    /// When the read of `view` started: the view shows every change
+    /// committed before then.
+    read_at: Instant,
 }
 
 impl QueueSnapshot {
@@ -80,9 +83,10 @@ impl RegionQueue {
         crate::queue_metrics::describe();
         queue.ensure_budget(config.initial_budget(), now_ms()).await?;
         let mut eta = EtaEstimator::new(Duration::from_secs(config.eta_window_secs));
+        let read_at = Instant::now();
         let view = queue.view().await?;
         eta.sample(now_ms(), view.admissions_total);
-        let (tx, snapshot) = watch::channel(Arc::new(QueueSnapshot { view, eta }));
+        let (tx, snapshot) = watch::channel(Arc::new(QueueSnapshot { view, eta, read_at }));
         let addresses = AddressPlaces::new(
             config.max_places_per_address,
             Duration::from_secs(config.place_grace_secs),
@@ -124,15 +128,29 @@ impl RegionQueue {
         if let Err(e) = self.queue.sweep(now_ms()).await {
             warn!(error = %e, "queue expiry sweep failed");
         }
+        let read_at = Instant::now();
         match self.queue.view().await {
             Ok(view) => {
                 let mut eta = self.snapshot.borrow().eta.clone();
                 eta.sample(now_ms(), view.admissions_total);
                 crate::queue_metrics::view(&view, eta.rate_per_sec());
-                self.tx.send_replace(Arc::new(QueueSnapshot { view, eta }));
+                self.publish(Arc::new(QueueSnapshot { view, eta, read_at }));
             }
             Err(e) => warn!(error = %e, "queue view failed"),
         }
+    }
+
+    /// Makes `snap` the current snapshot unless a later read already is (a
+    /// login's fresh read may finish before the loop's older one): positions
+    /// taken from the current snapshot must never go back in time.
+    fn publish(&self, snap: Arc<QueueSnapshot>) {
+        self.tx.send_if_modified(|current| {
+            let newer = snap.read_at >= current.read_at;
+            if newer {
+                *current = snap;
+            }
+            newer
+        });
     }
 
     /// [`LoginStep::EnterQueue`](crate::session::LoginStep::EnterQueue): the
@@ -156,10 +174,7 @@ impl RegionQueue {
         match q.enter_with(player, &self.holder, token, mode, now_ms()).await {
             Ok(Entry::Admitted { slot, .. }) => (QueueDecision::Admitted, Held::Slot(slot)),
             Ok(Entry::Queued(place)) => {
-                let snap = self.snapshot_showing(place.stamp).await;
-                // Only if the fresh read failed: a view older than the enqueue
-                // does not show the place; it is at least last of that view.
-                let position = snap.view.position(place.stamp).unwrap_or(snap.view.len() as u32);
+                let (snap, position) = self.first_position(place.stamp, Instant::now()).await;
                 let first = snap.queued(position, &place.token);
                 crate::queue_metrics::enqueued();
                 let promised_ms = (!first.paused).then_some(u64::from(first.eta_ms));
@@ -182,34 +197,53 @@ impl RegionQueue {
         }
     }
 
-    /// A snapshot that shows the place enqueued at `stamp`: the current one
-    /// if it does, else a fresh read of the queue (one at a time: logins
-    /// enqueued meanwhile wait for that read and usually find their place in
-    /// it, so a burst of arrivals costs a few reads, not one each). A place
-    /// must not get its first position from a view older than itself: that
-    /// view's length is below the true position, and the position would go
-    /// up at the next update (PROTOCOL.md 3.7 forbids it).
-    async fn snapshot_showing(&self, stamp: outpost_backend::queue::Stamp) -> Arc<QueueSnapshot> {
-        let shows = |s: &QueueSnapshot| s.view.position(stamp).is_some();
-        let snap = self.snapshot.borrow().clone();
-        if shows(&snap) {
-            return snap;
+    /// The first position of the place at `stamp`, which entered (or came
+    /// back with its token) at `entered`, and the snapshot it comes from: one
+    /// read after `entered` (the current one if it is, else a fresh read, one
+    /// at a time: logins entering meanwhile wait for that read and usually
+    /// find it recent enough, so a burst of arrivals costs a few reads, not
+    /// one each). PROTOCOL.md 3.7 forbids a position that goes up, and an
+    /// older view could show one: it may predate the place (which it then
+    /// does not show: the place is at least last of it, and the next update
+    /// would put it further back), or predate the view another gateway last
+    /// reported to this client, which came back here with its token. A view
+    /// read after `entered` that does not show the place shows that it has
+    /// left the queue since (admitted between the enter and the read): it is
+    /// next, 0, and the next update admits it. (Reporting that view's length
+    /// instead made the launch-queue test flaky: a client at position 207
+    /// that moved gateways while being admitted was told 580.)
+    async fn first_position(
+        &self,
+        stamp: outpost_backend::queue::Stamp,
+        entered: Instant,
+    ) -> (Arc<QueueSnapshot>, u32) {
+        let read_after = |s: &Arc<QueueSnapshot>| (s.read_at >= entered).then(|| s.clone());
+        let at = |s: Arc<QueueSnapshot>| {
+            let position = s.view.position(stamp).unwrap_or(0);
+            (s, position)
+        };
+        if let Some(snap) = read_after(&self.snapshot.borrow()) {
+            return at(snap);
         }
         let _one = self.fresh_read.lock().await;
-        let snap = self.snapshot.borrow().clone();
-        if shows(&snap) {
-            return snap;
+        let current = self.snapshot.borrow().clone();
+        if let Some(snap) = read_after(&current) {
+            return at(snap);
         }
+        let read_at = Instant::now();
         match self.queue.view().await {
             Ok(view) => {
-                let eta = snap.eta.clone();
-                let fresh = Arc::new(QueueSnapshot { view, eta });
-                self.tx.send_replace(fresh.clone());
-                fresh
+                let eta = current.eta.clone();
+                let fresh = Arc::new(QueueSnapshot { view, eta, read_at });
+                self.publish(fresh.clone());
+                at(fresh)
             }
             Err(e) => {
                 warn!(error = %e, "queue view failed");
-                snap
+                // An older view is all there is: a place it does not show
+                // is at least last of it.
+                let position = current.view.position(stamp).unwrap_or(current.view.len() as u32);
+                (current, position)
             }
         }
     }
@@ -316,5 +350,69 @@ fn token_code(e: &QueueTokenError) -> ErrorCode {
         }
         QueueTokenError::Expired { .. } => ErrorCode::QueueTokenExpired,
         QueueTokenError::PlaceGone => ErrorCode::QueuePlaceGone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_backend::keyspace::RegionName;
+    use outpost_backend::queue::{Budget, QueueKeys};
+    use outpost_backend::store::StoreConfig;
+
+    use super::*;
+
+    /// A region queue on an embedded store with a budget of 0 (everyone
+    /// queues), as one gateway uses it.
+    async fn region_queue(dir: &std::path::Path) -> RegionQueue {
+        let store = AnyStore::open(&StoreConfig::embedded(dir.join("store")))
+            .await
+            .unwrap();
+        let config = QueueConfig {
+            enabled: true,
+            max_sessions: 0,
+            ..QueueConfig::default()
+        };
+        let keys = QueueKeys::new("test", [("test", &[7u8; 32])]).unwrap();
+        let queue = Queue::new(store, RegionName::new("test").unwrap(), config.settings(), keys).unwrap();
+        RegionQueue::start(queue, config, "gw-a".into()).await.unwrap()
+    }
+
+    /// The launch-queue test's flake: a client that came back with its token
+    /// while the queue moved was told a position higher than before.
+    #[tokio::test]
+    async fn a_first_position_comes_from_a_view_read_after_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let rq = region_queue(dir.path()).await;
+        let mut stamps = Vec::new();
+        for player in ["p0", "p1", "p2", "p3"] {
+            match rq.queue.enter(player, "gw-a", None, now_ms()).await.unwrap() {
+                Entry::Queued(place) => stamps.push(place.stamp),
+                other => panic!("{player}: {other:?}"),
+            }
+        }
+        rq.refresh().await;
+        assert_eq!(rq.snapshot.borrow().view.position(stamps[3]), Some(3));
+
+        // p1 and p3 come back (with their tokens) as two places are admitted.
+        let entered = Instant::now();
+        let budget = Budget {
+            max_sessions: 2,
+            max_admissions_per_sec: 100,
+            paused: false,
+            updated_ms: 0,
+        };
+        rq.queue.set_budget(budget, now_ms()).await.unwrap();
+        assert_eq!(rq.queue.admit_tick(now_ms()).await.unwrap().len(), 2);
+
+        // The gateway's snapshot predates both: it would say 3 to a client
+        // another gateway may already have told 1.
+        let (snap, position) = rq.first_position(stamps[3], entered).await;
+        assert_eq!(position, 1, "from a view read after the entry");
+        assert!(snap.read_at >= entered);
+        // Admitted between its entry and the read: next, not the queue's length.
+        let (snap, position) = rq.first_position(stamps[1], entered).await;
+        assert_eq!((position, snap.view.len()), (0, 2));
+        // That fresh read is now the gateway's snapshot (one read served both).
+        assert!(rq.snapshot.borrow().read_at >= entered);
     }
 }

@@ -43,7 +43,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     (
         "outpost_quic_refused_total",
-        "New QUIC connections refused before any TLS work, by reason (receive_drops: the kernel was dropping datagrams at the socket).",
+        "New QUIC connections refused before any TLS work, by reason (receive_drops: the receive path was behind, the kernel having dropped datagrams at the socket for 3 s of the last 4).",
     ),
     (
         "outpost_quic_retries_total",

@@ -146,6 +146,14 @@ pub(crate) mod test_support {
             source.send_to(&[7u8; 1000], sink.local_addr().unwrap()).unwrap();
         }
     }
+
+    /// Reads `sink` until nothing is left in its receive queue.
+    pub fn drain(sink: &std::net::UdpSocket) {
+        sink.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 2048];
+        while sink.recv(&mut buf).is_ok() {}
+        sink.set_nonblocking(false).unwrap();
+    }
 }
 
 #[cfg(test)]
