@@ -21,11 +21,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, Request, RequestBody, ResponseBody};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{ClientError, ServerError};
 use crate::events::Event;
-use crate::framing::{body_len, read_channel, write_frame, ReadError};
+use crate::framing::{body_len, write_frame, FrameReader, ReadError};
 use crate::session::{Command, ConnState, LiveConn, Shared};
 
 /// Requests accepted by a channel but not yet sent (while at the in-flight
@@ -182,16 +182,14 @@ enum Served {
     Dead(ClientError),
 }
 
-/// How the stream reader ended.
-enum ReaderEnd {
-    /// The gateway finished the stream.
-    Finished,
-    /// The stream or connection failed.
-    Io,
-    /// `Error` with request id 0: the gateway closed the channel.
-    ChannelError(ServerError),
-    /// The gateway sent something invalid.
-    Protocol(ClientError),
+/// Requests sent on one stream and not yet answered, by request id.
+type InFlight = HashMap<u64, Reply>;
+
+/// A request frame being written: the loop keeps reading (and watching the
+/// connection) while the stream's flow control holds the write back.
+struct Outgoing {
+    frame: Vec<u8>,
+    written: usize,
 }
 
 struct ChannelTask {
@@ -255,13 +253,15 @@ impl ChannelTask {
         }
     }
 
+    /// Serves one connection: one stream, opened here, read and written by
+    /// this task (no reader task of its own: memory per client, issue 21).
     async fn serve(&mut self, live: &Arc<LiveConn>, state: &mut watch::Receiver<ConnState>) -> Served {
         let open = async {
             let (mut send, recv) = live.conn.open_bi().await.map_err(|e| e.to_string())?;
             write_frame(&mut send, &ChannelMsg::Open(self.kind).encode()).await?;
             Ok::<_, String>((send, recv))
         };
-        let (mut send, recv) = tokio::select! {
+        let (mut send, mut recv) = tokio::select! {
             r = open => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -274,65 +274,52 @@ impl ChannelTask {
         if let Some(r) = self.ready.take() {
             let _ = r.send(Ok(()));
         }
-        let inflight: Arc<Mutex<HashMap<u64, Reply>>> = Arc::default();
-        let notify = Arc::new(Notify::new());
-        let mut reader = tokio::spawn(channel_reader(
-            recv,
-            live.clone(),
-            self.kind,
-            inflight.clone(),
-            notify.clone(),
-            self.shared.clone(),
-        ));
-        let count = |m: &Arc<Mutex<HashMap<u64, Reply>>>| m.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let mut inflight = InFlight::new();
+        // Keeps a half-read frame when another branch of the select wins.
+        let mut reader = FrameReader::default();
+        let mut out: Option<Outgoing> = None;
 
         let served = loop {
-            let can_send = count(&inflight) < live.max_in_flight && !live.is_moving();
+            let can_send = out.is_none() && inflight.len() < live.max_in_flight && !live.is_moving();
             tokio::select! {
                 biased;
-                r = &mut reader => break reader_ended(r, &inflight, live),
+                m = reader.channel(&mut recv, live.max_frame) => {
+                    if let Some(end) = self.on_frame(m, &mut inflight, live) {
+                        break end;
+                    }
+                }
                 r = state.changed() => {
                     let same = matches!(&*state.borrow(), ConnState::Connected(l) if l.generation == live.generation);
                     if r.is_err() || !same {
                         break Served::Reconnect;
                     }
                 }
-                _ = notify.notified() => {}
-                p = next_pending(&mut self.backlog, &mut self.rx), if can_send => {
-                    let Some(p) = p else {
-                        // Every handle is gone: finish the stream politely.
-                        let _ = send.finish();
-                        break Served::Dead(ClientError::Closed);
-                    };
-                    if p.reply.is_closed() {
-                        continue; // the caller gave up (timeout) before it was sent
+                // Cancel-safe (quinn): bytes count as written only when it completes.
+                r = write_some(&mut send, out.as_ref()), if out.is_some() => match r {
+                    Ok(n) => {
+                        if let Some(o) = out.as_mut() {
+                            o.written += n;
+                            if o.written == o.frame.len() {
+                                out = None;
+                            }
+                        }
                     }
-                    if !live.try_claim() {
-                        // The session is leaving this connection after a GoAway:
-                        // keep the request for the next one.
-                        self.backlog.push_front(p);
-                        continue;
-                    }
-                    self.next_id += 1;
-                    let id = self.next_id;
-                    let frame = ChannelMsg::Request(Request { request_id: id, body: p.body }).encode();
-                    if body_len(&frame) > live.max_frame as usize {
-                        live.release(1);
-                        let _ = p.reply.send(Err(ClientError::RequestTooLarge {
-                            len: body_len(&frame),
-                            max: live.max_frame,
-                        }));
-                        continue;
-                    }
-                    inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(id, p.reply);
-                    if let Err(e) = write_frame(&mut send, &frame).await {
+                    Err(e) => {
                         tracing::debug!(error = %e, "channel write failed");
                         break Served::Reconnect;
                     }
+                },
+                p = next_pending(&mut self.backlog, &mut self.rx), if can_send => {
+                    let Some(p) = p else {
+                        // Every handle is gone (and nothing is being written:
+                        // `can_send`): finish the stream politely.
+                        let _ = send.finish();
+                        break Served::Dead(ClientError::Closed);
+                    };
+                    out = self.start_request(*p, &mut inflight, live);
                 }
             }
         };
-        reader.abort();
         let err = match &served {
             Served::Dead(e) => e.clone(),
             Served::Reconnect => ClientError::ConnectionLost(
@@ -340,47 +327,110 @@ impl ChannelTask {
                     .into(),
             ),
         };
-        fail_all(&inflight, live, &err);
+        fail_all(&mut inflight, live, &err);
         served
     }
-}
 
-/// What the channel does once its stream's reader has stopped (`r`, the
-/// reader task's end).
-fn reader_ended(
-    r: Result<ReaderEnd, tokio::task::JoinError>,
-    inflight: &Mutex<HashMap<u64, Reply>>,
-    live: &LiveConn,
-) -> Served {
-    match r {
-        Ok(ReaderEnd::ChannelError(e)) => Served::Dead(ClientError::ChannelClosed(e)),
-        Ok(ReaderEnd::Protocol(e)) => {
-            if let ClientError::Protocol { code, .. } = &e {
-                live.conn.close(code.0.into(), b"bad channel frame");
+    /// Takes a request for sending: its frame to write (`None` if it is not
+    /// sent here: the caller gave up, the session is moving, or it is too large).
+    fn start_request(&mut self, p: Pending, inflight: &mut InFlight, live: &LiveConn) -> Option<Outgoing> {
+        if p.reply.is_closed() {
+            return None; // the caller gave up (timeout) before it was sent
+        }
+        if !live.try_claim() {
+            // The session is leaving this connection after a GoAway: keep the
+            // request for the next one.
+            self.backlog.push_front(Box::new(p));
+            return None;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let frame = ChannelMsg::Request(Request {
+            request_id: id,
+            body: p.body,
+        })
+        .encode();
+        if body_len(&frame) > live.max_frame as usize {
+            live.release(1);
+            let _ = p.reply.send(Err(ClientError::RequestTooLarge {
+                len: body_len(&frame),
+                max: live.max_frame,
+            }));
+            return None;
+        }
+        inflight.insert(id, p.reply);
+        Some(Outgoing { frame, written: 0 })
+    }
+
+    /// A frame read from the stream (or its end): responses and errors go to
+    /// their waiting request, pushes to the event queue. `Some` when serving
+    /// this stream is over.
+    fn on_frame(
+        &self,
+        m: Result<Option<ChannelMsg>, ReadError>,
+        inflight: &mut InFlight,
+        live: &LiveConn,
+    ) -> Option<Served> {
+        let mut complete = |id: u64, result: Result<ResponseBody, ClientError>| match inflight.remove(&id) {
+            Some(r) => {
+                live.release(1);
+                let _ = r.send(result);
             }
-            fail_all(inflight, live, &e);
-            Served::Reconnect
+            // Not in flight (e.g. a stale id): ignore, never panic.
+            None => tracing::debug!(request_id = id, "answer for a request that is not in flight"),
+        };
+        match m {
+            Ok(Some(ChannelMsg::Response(r))) => complete(r.request_id, Ok(r.body)),
+            Ok(Some(ChannelMsg::Error(e))) if e.request_id == 0 => {
+                return Some(Served::Dead(ClientError::ChannelClosed(e.into())))
+            }
+            Ok(Some(ChannelMsg::Error(e))) => complete(e.request_id, Err(ClientError::Server(e.into()))),
+            Ok(Some(ChannelMsg::Push(body))) => self.shared.events.emit(Event::Push {
+                channel: self.kind,
+                body,
+            }),
+            Ok(Some(ChannelMsg::Open(_) | ChannelMsg::Request(_))) => {
+                let e = ClientError::unexpected("client-only frame on a channel");
+                return Some(protocol_error(e, inflight, live));
+            }
+            Err(ReadError::Decode(e)) => {
+                return Some(protocol_error(ClientError::protocol(&e), inflight, live))
+            }
+            Ok(None) if live.conn.close_reason().is_none() => {
+                return Some(Served::Dead(ClientError::ChannelClosed(ServerError {
+                    code: ErrorCode::Unspecified,
+                    message: "the gateway finished the channel".into(),
+                    retry_after: None,
+                })))
+            }
+            // The stream or connection failed.
+            Ok(None) | Err(ReadError::Io(_)) => return Some(Served::Reconnect),
         }
-        Ok(ReaderEnd::Finished) if live.conn.close_reason().is_none() => {
-            Served::Dead(ClientError::ChannelClosed(ServerError {
-                code: ErrorCode::Unspecified,
-                message: "the gateway finished the channel".into(),
-                retry_after: None,
-            }))
-        }
-        _ => Served::Reconnect,
+        None
     }
 }
 
-fn fail_all(inflight: &Mutex<HashMap<u64, Reply>>, live: &LiveConn, err: &ClientError) {
-    let drained: Vec<Reply> = inflight
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain()
-        .map(|(_, r)| r)
-        .collect();
-    live.release(drained.len());
-    for r in drained {
+/// The gateway sent something invalid on the channel: the connection is
+/// closed with the error's code and the requests in flight fail with it.
+fn protocol_error(e: ClientError, inflight: &mut InFlight, live: &LiveConn) -> Served {
+    if let ClientError::Protocol { code, .. } = &e {
+        live.conn.close(code.0.into(), b"bad channel frame");
+    }
+    fail_all(inflight, live, &e);
+    Served::Reconnect
+}
+
+/// Writes what the stream takes of the request being written.
+async fn write_some(send: &mut quinn::SendStream, out: Option<&Outgoing>) -> Result<usize, String> {
+    match out {
+        Some(o) => send.write(&o.frame[o.written..]).await.map_err(|e| e.to_string()),
+        None => std::future::pending().await,
+    }
+}
+
+fn fail_all(inflight: &mut InFlight, live: &LiveConn, err: &ClientError) {
+    live.release(inflight.len());
+    for (_, r) in inflight.drain() {
         let _ = r.send(Err(err.clone()));
     }
 }
@@ -392,43 +442,5 @@ async fn next_pending(
     match backlog.pop_front() {
         Some(p) => Some(p),
         None => rx.recv().await,
-    }
-}
-
-/// Reads a channel stream: responses and errors go to their waiting request,
-/// pushes to the event queue.
-async fn channel_reader(
-    mut recv: quinn::RecvStream,
-    live: Arc<LiveConn>,
-    kind: ChannelKind,
-    inflight: Arc<Mutex<HashMap<u64, Reply>>>,
-    notify: Arc<Notify>,
-    shared: Arc<Shared>,
-) -> ReaderEnd {
-    let complete = |id: u64, result: Result<ResponseBody, ClientError>| {
-        let reply = inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        match reply {
-            Some(r) => {
-                live.release(1);
-                notify.notify_one();
-                let _ = r.send(result);
-            }
-            // Not in flight (e.g. a stale id): ignore, never panic.
-            None => tracing::debug!(request_id = id, "answer for a request that is not in flight"),
-        }
-    };
-    loop {
-        match read_channel(&mut recv, live.max_frame).await {
-            Ok(None) => return ReaderEnd::Finished,
-            Err(ReadError::Io(_)) => return ReaderEnd::Io,
-            Err(ReadError::Decode(e)) => return ReaderEnd::Protocol(ClientError::protocol(&e)),
-            Ok(Some(ChannelMsg::Response(r))) => complete(r.request_id, Ok(r.body)),
-            Ok(Some(ChannelMsg::Error(e))) if e.request_id == 0 => return ReaderEnd::ChannelError(e.into()),
-            Ok(Some(ChannelMsg::Error(e))) => complete(e.request_id, Err(ClientError::Server(e.into()))),
-            Ok(Some(ChannelMsg::Push(body))) => shared.events.emit(Event::Push { channel: kind, body }),
-            Ok(Some(ChannelMsg::Open(_) | ChannelMsg::Request(_))) => {
-                return ReaderEnd::Protocol(ClientError::unexpected("client-only frame on a channel"))
-            }
-        }
     }
 }

@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use outpost_schema::{ControlMsg, ErrorCode};
 use quinn::ConnectionError;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{heartbeat_interval, Actor, Command, LiveConn, Outcome, PingReply};
 use crate::connection::{Established, KillSwitch};
 use crate::error::{is_final_kick, ClientError};
 use crate::events::Event;
-use crate::framing::{read_control, write_frame, ReadError};
+use crate::framing::{write_frame, FrameReader, ReadError};
 
 /// Pings awaiting a Pong; the oldest is failed when more are sent.
 const MAX_PENDING_PINGS: usize = 32;
@@ -50,15 +49,15 @@ impl Actor {
             socket,
             conn,
             mut ctrl_send,
-            ctrl_recv,
+            mut ctrl_recv,
             max_frame,
             welcome,
             ..
         } = est;
-        // Boxed items: a tokio channel allocates its slots in blocks of 32, so
-        // inline control messages would cost every session 32 of them.
-        let (ctrl_tx, mut ctrl_rx) = mpsc::channel::<Box<Result<ControlMsg, ReadError>>>(16);
-        let reader = tokio::spawn(control_reader(ctrl_recv, max_frame, ctrl_tx));
+        // The control stream is read by this loop itself, not by a task of its
+        // own feeding a queue (memory per client, issue 21). `FrameReader`
+        // keeps a half-read frame when another branch of the select wins.
+        let mut reader = FrameReader::default();
         let hb = heartbeat_interval(&welcome);
         let mut tick = tokio::time::interval_at(Instant::now() + hb, hb);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,8 +91,9 @@ impl Actor {
                 }
                 // Woken when the last request in flight is answered (checked above).
                 _ = live.idle.notified(), if st.move_by.is_some() => {}
-                msg = ctrl_rx.recv() => {
-                    if let Some(outcome) = self.on_control(msg.map(|m| *m), &conn, &mut st).await {
+                // Once the stream ended or failed, `on_control` ends the connection.
+                msg = reader.control(&mut ctrl_recv, max_frame) => {
+                    if let Some(outcome) = self.on_control(msg.transpose(), &conn, &mut st).await {
                         break outcome;
                     }
                 }
@@ -116,7 +116,6 @@ impl Actor {
                 e = conn.closed() => break Self::map_close(e),
             }
         };
-        reader.abort();
         let err = match &outcome {
             Outcome::Closed => ClientError::Closed,
             _ => ClientError::ConnectionLost("connection ended before the Pong".into()),
@@ -300,29 +299,6 @@ impl Actor {
                 },
             },
             _ => Outcome::Lost(ClientError::ConnectionLost(e.to_string())),
-        }
-    }
-}
-
-/// Reads the control stream and forwards decoded frames to the actor; ends at
-/// the first error.
-async fn control_reader(
-    mut recv: quinn::RecvStream,
-    max_frame: u32,
-    tx: mpsc::Sender<Box<Result<ControlMsg, ReadError>>>,
-) {
-    loop {
-        match read_control(&mut recv, max_frame).await {
-            Ok(Some(msg)) => {
-                if tx.send(Box::new(Ok(msg))).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                let _ = tx.send(Box::new(Err(e))).await;
-                return;
-            }
         }
     }
 }
