@@ -98,7 +98,10 @@ impl Actor {
             deferred_pings: Vec::new(),
         };
         let live = actor.install(&est);
-        tokio::spawn(actor.run(est, live));
+        // Both boxed: the task's future would otherwise hold each twice (an
+        // async fn's arguments and the locals they are moved into), for
+        // the session's whole life.
+        tokio::spawn(Box::new(actor).run(Box::new(est), live));
     }
 
     /// Publishes a fresh login: tokens, info, state, event.
@@ -168,7 +171,7 @@ impl Actor {
         }
     }
 
-    async fn run(mut self, mut est: Established, mut live: Arc<LiveConn>) {
+    pub(crate) async fn run(mut self: Box<Self>, mut est: Box<Established>, mut live: Arc<LiveConn>) {
         loop {
             let endpoint = est.endpoint.clone();
             let outcome = self.drive(est, &live).await;
@@ -216,7 +219,7 @@ impl Actor {
             match Box::pin(self.reconnect(immediate)).await {
                 Some(next) => {
                     live = self.install(&next);
-                    est = next;
+                    est = Box::new(next);
                 }
                 None => return,
             }

@@ -29,10 +29,67 @@ struct ControlState {
     /// When the last Pong arrived: two heartbeat intervals without one and
     /// the connection counts as lost.
     last_pong: Instant,
+    /// When the next heartbeat Ping is due.
+    next_heartbeat: Instant,
     /// When the earliest GoAway's delay elapses.
     goaway_at: Option<Instant>,
     /// Set once the GoAway delay elapsed: leave when quiet, or at this instant.
     move_by: Option<Instant>,
+}
+
+impl ControlState {
+    /// When the loop's one timer must fire next: the next heartbeat, the end
+    /// of a GoAway's delay, or the deadline of the move that followed it.
+    fn next_deadline(&self) -> Instant {
+        match (self.move_by, self.goaway_at) {
+            (Some(m), _) => self.next_heartbeat.min(m),
+            (None, Some(g)) => self.next_heartbeat.min(g),
+            (None, None) => self.next_heartbeat,
+        }
+    }
+}
+
+/// What `drive` keeps of an [`Established`] while the connection lasts (the
+/// `Welcome`, the endpoint and the address are not needed any more).
+struct Link {
+    socket: KillSwitch,
+    conn: quinn::Connection,
+    ctrl_send: quinn::SendStream,
+    ctrl_recv: quinn::RecvStream,
+    max_frame: u32,
+    heartbeat: Duration,
+}
+
+impl Link {
+    /// A plain function, not part of the async `drive`: the `Established` and
+    /// its `Welcome` are gone (their heap too) before the loop starts.
+    fn new(est: Box<Established>) -> Link {
+        let Established {
+            socket,
+            conn,
+            ctrl_send,
+            ctrl_recv,
+            max_frame,
+            welcome,
+            ..
+        } = *est;
+        Link {
+            socket,
+            conn,
+            ctrl_send,
+            ctrl_recv,
+            max_frame,
+            heartbeat: heartbeat_interval(&welcome),
+        }
+    }
+}
+
+/// What one event of the loop means for the connection.
+enum Step {
+    Continue,
+    End(Outcome),
+    /// The control stream failed (the detail): the connection tells why.
+    Failed(String),
 }
 
 fn app_code(e: &ConnectionError) -> Option<ErrorCode> {
@@ -44,76 +101,64 @@ fn app_code(e: &ConnectionError) -> Option<ErrorCode> {
 
 impl Actor {
     /// Drives one logged-in connection until it ends.
-    pub(super) async fn drive(&mut self, est: Established, live: &LiveConn) -> Outcome {
-        let Established {
-            socket,
-            conn,
-            mut ctrl_send,
-            mut ctrl_recv,
-            max_frame,
-            welcome,
-            ..
-        } = est;
-        // The control stream is read by this loop itself, not by a task of its
-        // own feeding a queue (memory per client, issue 21). `FrameReader`
-        // keeps a half-read frame when another branch of the select wins.
+    ///
+    /// This future lives as long as the connection, in every client's task
+    /// (memory per client, issue 21): the `Established` comes boxed and is
+    /// reduced to a [`Link`] at once, one timer serves heartbeats and the
+    /// GoAway move, the control stream is read here (no reader task and
+    /// queue), and the rare diagnosis of a failed stream is boxed.
+    pub(super) async fn drive(&mut self, est: Box<Established>, live: &LiveConn) -> Outcome {
+        let mut link = Link::new(est);
+        // `FrameReader` keeps a half-read frame when another branch of the
+        // select wins.
         let mut reader = FrameReader::default();
-        let hb = heartbeat_interval(&welcome);
-        let mut tick = tokio::time::interval_at(Instant::now() + hb, hb);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let now = Instant::now();
         let mut st = ControlState {
             pings: VecDeque::new(),
-            last_pong: Instant::now(),
+            last_pong: now,
+            next_heartbeat: now + link.heartbeat,
             goaway_at: None,
             move_by: None,
         };
         for reply in std::mem::take(&mut self.deferred_pings) {
             if !reply.is_closed() {
-                if let Err(e) = self.send_ping(&mut ctrl_send, &mut st.pings, Some(reply)).await {
-                    return self.closed_outcome(&conn, e).await;
+                if let Err(e) = self
+                    .send_ping(&mut link.ctrl_send, &mut st.pings, Some(reply))
+                    .await
+                {
+                    return Box::pin(self.closed_outcome(&link.conn, e)).await;
                 }
             }
         }
+        let timer = tokio::time::sleep_until(st.next_deadline());
+        tokio::pin!(timer);
 
         let outcome = loop {
             if st.move_by.is_some() && live.is_quiet() && !st.pings.iter().any(|p| p.2.is_some()) {
                 // Every request sent here was answered: leave now.
-                conn.close(ErrorCode::Draining.0.into(), b"moving after GoAway");
+                link.conn
+                    .close(ErrorCode::Draining.0.into(), b"moving after GoAway");
                 break Outcome::GoAway;
             }
-            let goaway_sleep = tokio::time::sleep_until(st.goaway_at.unwrap_or_else(Instant::now));
-            let move_sleep = tokio::time::sleep_until(st.move_by.unwrap_or_else(Instant::now));
-            tokio::select! {
-                cmd = self.cmds.recv() => {
-                    if let Some(outcome) = self.on_command(cmd, &socket, &conn, &mut ctrl_send, &mut st).await {
-                        break outcome;
-                    }
-                }
+            let due = st.next_deadline();
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            let step = tokio::select! {
+                cmd = self.cmds.recv() => self.on_command(cmd, &mut link, &mut st).await,
                 // Woken when the last request in flight is answered (checked above).
-                _ = live.idle.notified(), if st.move_by.is_some() => {}
+                _ = live.idle.notified(), if st.move_by.is_some() => Step::Continue,
                 // Once the stream ended or failed, `on_control` ends the connection.
-                msg = reader.control(&mut ctrl_recv, max_frame) => {
-                    if let Some(outcome) = self.on_control(msg.transpose(), &conn, &mut st).await {
-                        break outcome;
-                    }
+                msg = reader.control(&mut link.ctrl_recv, link.max_frame) => {
+                    self.on_control(msg.transpose(), &link.conn, &mut st)
                 }
-                _ = tick.tick() => {
-                    if let Some(outcome) = self.on_heartbeat(hb, &conn, &mut ctrl_send, &mut st).await {
-                        break outcome;
-                    }
-                }
-                _ = goaway_sleep, if st.goaway_at.is_some() && st.move_by.is_none() => {
-                    // Stop sending here; requests already sent get their answers
-                    // before the connection is closed (checked at the loop's top).
-                    live.begin_move();
-                    st.move_by = Some(Instant::now() + self.shared.config.request_timeout);
-                }
-                _ = move_sleep, if st.move_by.is_some() => {
-                    tracing::debug!("requests still unanswered a request timeout after GoAway; moving anyway");
-                    conn.close(ErrorCode::Draining.0.into(), b"moving after GoAway");
-                    break Outcome::GoAway;
-                }
-                e = conn.closed() => break Self::map_close(e),
+                () = &mut timer => self.on_timer(due, live, &mut link, &mut st).await,
+                e = link.conn.closed() => Step::End(Self::map_close(e)),
+            };
+            match step {
+                Step::Continue => {}
+                Step::End(outcome) => break outcome,
+                Step::Failed(detail) => break Box::pin(self.closed_outcome(&link.conn, detail)).await,
             }
         };
         let err = match &outcome {
@@ -128,53 +173,50 @@ impl Actor {
         outcome
     }
 
-    /// A command from a `Client` handle (`None`: every handle is gone); the
-    /// connection's outcome if it ends the connection.
-    async fn on_command(
-        &mut self,
-        cmd: Option<Command>,
-        socket: &KillSwitch,
-        conn: &quinn::Connection,
-        ctrl_send: &mut quinn::SendStream,
-        st: &mut ControlState,
-    ) -> Option<Outcome> {
+    /// A command from a `Client` handle (`None`: every handle is gone).
+    async fn on_command(&mut self, cmd: Option<Command>, link: &mut Link, st: &mut ControlState) -> Step {
+        let conn = &link.conn;
         match cmd {
             None => {
                 conn.close(ErrorCode::Unspecified.0.into(), b"client dropped");
-                Some(Outcome::Closed)
+                Step::End(Outcome::Closed)
             }
             Some(Command::Close(reply)) => {
                 self.closers.push(reply);
-                let _ = ctrl_send.finish();
+                let _ = link.ctrl_send.finish();
                 conn.close(ErrorCode::Unspecified.0.into(), b"logout");
-                Some(Outcome::Closed)
+                Step::End(Outcome::Closed)
             }
             Some(Command::Kill) => {
-                socket.kill();
+                link.socket.kill();
                 conn.close(ErrorCode::Unspecified.0.into(), b"");
-                Some(Outcome::Lost(ClientError::ConnectionLost(
+                Step::End(Outcome::Lost(ClientError::ConnectionLost(
                     "connection killed (debug hook)".into(),
                 )))
             }
             Some(Command::Ping(reply)) if st.move_by.is_some() => {
                 self.defer_ping(reply);
-                None
+                Step::Continue
             }
-            Some(Command::Ping(reply)) => match self.send_ping(ctrl_send, &mut st.pings, Some(reply)).await {
-                Ok(()) => None,
-                Err(e) => Some(self.closed_outcome(conn, e).await),
-            },
+            Some(Command::Ping(reply)) => {
+                match self
+                    .send_ping(&mut link.ctrl_send, &mut st.pings, Some(reply))
+                    .await
+                {
+                    Ok(()) => Step::Continue,
+                    Err(e) => Step::Failed(e),
+                }
+            }
         }
     }
 
-    /// A frame (or the end) of the control stream; the connection's outcome
-    /// if it ends the connection.
-    async fn on_control(
+    /// A frame (or the end) of the control stream.
+    fn on_control(
         &mut self,
         msg: Option<Result<ControlMsg, ReadError>>,
         conn: &quinn::Connection,
         st: &mut ControlState,
-    ) -> Option<Outcome> {
+    ) -> Step {
         match msg {
             Some(Ok(ControlMsg::Pong { nonce })) => {
                 st.last_pong = Instant::now();
@@ -183,7 +225,7 @@ impl Actor {
                         let _ = reply.send(Ok(sent.elapsed()));
                     }
                 }
-                None
+                Step::Continue
             }
             Some(Ok(ControlMsg::GoAway(g))) => {
                 let after = Duration::from_millis(u64::from(g.reconnect_after_ms));
@@ -192,15 +234,15 @@ impl Actor {
                 });
                 let at = Instant::now() + after;
                 st.goaway_at = Some(st.goaway_at.map_or(at, |g| g.min(at)));
-                None
+                Step::Continue
             }
             Some(Ok(ControlMsg::ResumeTokenRefresh { resume_token })) => {
                 self.refresh_resume_token(resume_token);
-                None
+                Step::Continue
             }
             Some(Ok(ControlMsg::Kick(k))) => {
                 conn.close(k.reason.0.into(), b"kicked");
-                Some(Outcome::Kicked {
+                Step::End(Outcome::Kicked {
                     code: k.reason,
                     message: k.message,
                 })
@@ -208,36 +250,62 @@ impl Actor {
             Some(Ok(_)) => {
                 let err = ClientError::unexpected("unexpected frame on the control stream");
                 conn.close(ErrorCode::UnexpectedFrame.0.into(), b"unexpected control frame");
-                Some(Outcome::Lost(err))
+                Step::End(Outcome::Lost(err))
             }
             Some(Err(ReadError::Decode(e))) => {
                 conn.close(e.code().0.into(), b"bad control frame");
-                Some(Outcome::Lost(ClientError::protocol(&e)))
+                Step::End(Outcome::Lost(ClientError::protocol(&e)))
             }
-            Some(Err(ReadError::Io(detail))) => Some(self.closed_outcome(conn, detail).await),
-            None => Some(self.closed_outcome(conn, "control stream ended".into()).await),
+            Some(Err(ReadError::Io(detail))) => Step::Failed(detail),
+            None => Step::Failed("control stream ended".into()),
         }
     }
 
-    /// A heartbeat tick: gives up after two intervals without a Pong, else
-    /// sends a Ping; the connection's outcome if it ends the connection.
-    async fn on_heartbeat(
+    /// The loop's timer fired at `due` (see [`ControlState::next_deadline`]):
+    /// the move's deadline, the end of a GoAway's delay, a heartbeat, or more
+    /// than one of them.
+    async fn on_timer(
         &mut self,
-        hb: Duration,
-        conn: &quinn::Connection,
-        ctrl_send: &mut quinn::SendStream,
+        due: Instant,
+        live: &LiveConn,
+        link: &mut Link,
         st: &mut ControlState,
-    ) -> Option<Outcome> {
+    ) -> Step {
+        // The timer fired, so `due` has passed even if the clock reads a hair before it.
+        let now = Instant::now().max(due);
+        if st.move_by.is_some_and(|m| now >= m) {
+            tracing::debug!("requests still unanswered a request timeout after GoAway; moving anyway");
+            link.conn
+                .close(ErrorCode::Draining.0.into(), b"moving after GoAway");
+            return Step::End(Outcome::GoAway);
+        }
+        if st.move_by.is_none() && st.goaway_at.is_some_and(|g| now >= g) {
+            // Stop sending here; requests already sent get their answers
+            // before the connection is closed (checked at the loop's top).
+            live.begin_move();
+            st.move_by = Some(now + self.shared.config.request_timeout);
+        }
+        if now < st.next_heartbeat {
+            return Step::Continue;
+        }
+        let hb = link.heartbeat;
+        // As an interval that delays missed ticks: a heartbeat late by a whole
+        // interval restarts the schedule from now instead of bursting.
+        st.next_heartbeat = if now >= st.next_heartbeat + hb {
+            now + hb
+        } else {
+            st.next_heartbeat + hb
+        };
         if st.last_pong.elapsed() > hb * 2 {
-            conn.close(ErrorCode::IdleTimeout.0.into(), b"no pong");
-            return Some(Outcome::Lost(ClientError::ConnectionLost(format!(
+            link.conn.close(ErrorCode::IdleTimeout.0.into(), b"no pong");
+            return Step::End(Outcome::Lost(ClientError::ConnectionLost(format!(
                 "no Pong for {} ms (2 heartbeat intervals)",
                 (hb * 2).as_millis()
             ))));
         }
-        match self.send_ping(ctrl_send, &mut st.pings, None).await {
-            Ok(()) => None,
-            Err(e) => Some(self.closed_outcome(conn, e).await),
+        match self.send_ping(&mut link.ctrl_send, &mut st.pings, None).await {
+            Ok(()) => Step::Continue,
+            Err(e) => Step::Failed(e),
         }
     }
 
