@@ -78,7 +78,9 @@ impl Channel {
             next_id: 0,
             ready: Some(ready_tx),
         };
-        tokio::spawn(task.run());
+        // Boxed: as an argument of `run` the task would be held twice in
+        // its future (the argument and the local it is moved into).
+        tokio::spawn(Box::new(task).run());
         let timeout = shared.config.request_timeout;
         let channel = Channel {
             inner: Arc::new(ChannelInner {
@@ -192,7 +194,7 @@ struct Outgoing {
     written: usize,
 }
 
-struct ChannelTask {
+pub(crate) struct ChannelTask {
     kind: ChannelKind,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Box<Pending>>,
@@ -204,7 +206,7 @@ struct ChannelTask {
 }
 
 impl ChannelTask {
-    async fn run(mut self) {
+    pub(crate) async fn run(mut self: Box<Self>) {
         let mut state = self.shared.state.subscribe();
         let mut last_gen = 0;
         let end = loop {
@@ -261,8 +263,10 @@ impl ChannelTask {
             write_frame(&mut send, &ChannelMsg::Open(self.kind).encode()).await?;
             Ok::<_, String>((send, recv))
         };
+        // Boxed: opening is live once per connection, the loop below for
+        // its whole life; inline, the loop's future would keep room for both.
         let (mut send, mut recv) = tokio::select! {
-            r = open => match r {
+            r = Box::pin(open) => match r {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(error = %e, "opening channel stream failed");

@@ -115,6 +115,9 @@ mod state;
 mod telemetry;
 mod tls;
 
+#[cfg(test)]
+mod size_tests;
+
 pub use channel::Channel;
 pub use client::Client;
 pub use config::{ClientConfig, Credentials, Platform, QueuePolicy, ReconnectPolicy, Trust};

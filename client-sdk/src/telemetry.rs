@@ -393,31 +393,36 @@ impl Sink {
         if !sink.shared.telemetry.config().enabled {
             return;
         }
-        let weak = Arc::downgrade(sink);
-        let shared = sink.shared.clone();
-        tokio::spawn(async move {
-            let interval = shared.telemetry.config().flush_interval;
-            let mut state = shared.state.subscribe();
-            let mut next = tokio::time::Instant::now() + interval;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next) => next += interval,
-                    _ = shared.telemetry.full.notified() => {}
-                    r = state.changed() => {
-                        if r.is_err() || matches!(&*state.borrow(), ConnState::Closed(_)) {
-                            return;
-                        }
-                        continue;
-                    }
+        tokio::spawn(flush_loop(Arc::downgrade(sink), sink.shared.clone()));
+    }
+}
+
+/// The flusher task: sends the batch every flush interval, or at once when
+/// it fills, until the session ends or the client is gone.
+pub(crate) async fn flush_loop(weak: Weak<Sink>, shared: Arc<Shared>) {
+    let interval = shared.telemetry.config().flush_interval;
+    let mut state = shared.state.subscribe();
+    let mut next = tokio::time::Instant::now() + interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => next += interval,
+            _ = shared.telemetry.full.notified() => {}
+            r = state.changed() => {
+                if r.is_err() || matches!(&*state.borrow(), ConnState::Closed(_)) {
+                    return;
                 }
-                let Some(sink) = weak.upgrade() else { return };
-                sink.flush().await;
-                let now = tokio::time::Instant::now();
-                if next <= now {
-                    next = now + interval;
-                }
+                continue;
             }
-        });
+        }
+        let Some(sink) = weak.upgrade() else { return };
+        // Boxed: a flush (which may open the channel) is most of this
+        // future but rarely live; inline, every client's task would keep
+        // room for it between flushes.
+        Box::pin(sink.flush()).await;
+        let now = tokio::time::Instant::now();
+        if next <= now {
+            next = now + interval;
+        }
     }
 }
 
