@@ -21,11 +21,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, Request, RequestBody, ResponseBody};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::error::{ClientError, ServerError};
 use crate::events::Event;
 use crate::framing::{body_len, write_frame, FrameReader, ReadError};
+use crate::mailbox;
 use crate::session::{Command, ConnState, LiveConn, Shared};
 
 /// Requests accepted by a channel but not yet sent (while at the in-flight
@@ -34,8 +35,8 @@ const REQUEST_QUEUE: usize = 64;
 
 type Reply = oneshot::Sender<Result<ResponseBody, ClientError>>;
 
-/// Boxed in the queue: a tokio channel allocates its slots in blocks of 32,
-/// so inline requests would cost every open channel 32 of them.
+/// Boxed in the queue: its buffer keeps the capacity it once grew to, so
+/// inline requests would keep room for up to 64 of them per channel.
 struct Pending {
     body: RequestBody,
     reply: Reply,
@@ -53,9 +54,9 @@ pub struct Channel {
 struct ChannelInner {
     kind: ChannelKind,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Box<Pending>>,
+    tx: mailbox::Sender<Box<Pending>>,
     dead: Arc<Mutex<Option<ClientError>>>,
-    _session: mpsc::Sender<Command>,
+    _session: mailbox::Sender<Command>,
 }
 
 impl Channel {
@@ -63,10 +64,10 @@ impl Channel {
     /// connection if the client is reconnecting.
     pub(crate) async fn open(
         shared: Arc<Shared>,
-        session: mpsc::Sender<Command>,
+        session: mailbox::Sender<Command>,
         kind: ChannelKind,
     ) -> Result<Channel, ClientError> {
-        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        let (tx, rx) = mailbox::channel(REQUEST_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
         let dead = Arc::new(Mutex::new(None));
         let task = ChannelTask {
@@ -197,7 +198,7 @@ struct Outgoing {
 pub(crate) struct ChannelTask {
     kind: ChannelKind,
     shared: Arc<Shared>,
-    rx: mpsc::Receiver<Box<Pending>>,
+    rx: mailbox::Receiver<Box<Pending>>,
     dead: Arc<Mutex<Option<ClientError>>>,
     /// Requests taken from `rx` while no connection was available.
     backlog: VecDeque<Box<Pending>>,
@@ -228,7 +229,7 @@ impl ChannelTask {
         for p in self.backlog.drain(..) {
             let _ = p.reply.send(Err(end.clone()));
         }
-        while let Ok(p) = self.rx.try_recv() {
+        while let Some(p) = self.rx.try_recv() {
             let _ = p.reply.send(Err(end.clone()));
         }
     }
@@ -441,7 +442,7 @@ fn fail_all(inflight: &mut InFlight, live: &LiveConn, err: &ClientError) {
 
 async fn next_pending(
     backlog: &mut VecDeque<Box<Pending>>,
-    rx: &mut mpsc::Receiver<Box<Pending>>,
+    rx: &mut mailbox::Receiver<Box<Pending>>,
 ) -> Option<Box<Pending>> {
     match backlog.pop_front() {
         Some(p) => Some(p),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_schema::ChannelKind;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::channel::Channel;
 use crate::config::ClientConfig;
@@ -12,6 +12,7 @@ use crate::error::ClientError;
 use crate::events::{Event, EventHub, Events};
 use crate::live::LiveClient;
 use crate::login::establish;
+use crate::mailbox;
 use crate::session::{Actor, Command, ConnState, Shared, WelcomeInfo};
 use crate::telemetry::{Recorder, Sink, TelemetryReporter};
 use crate::tls::quinn_client_config;
@@ -32,7 +33,7 @@ pub struct Client {
 #[derive(Debug)]
 struct ClientInner {
     shared: Arc<Shared>,
-    cmds: mpsc::Sender<Command>,
+    cmds: mailbox::Sender<Command>,
     echo: tokio::sync::Mutex<Option<Channel>>,
     live: tokio::sync::Mutex<Option<LiveClient>>,
     telemetry: Arc<Sink>,
@@ -102,7 +103,7 @@ impl Client {
                 return Err(e);
             }
         };
-        let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (cmds, cmd_rx) = mailbox::channel(COMMAND_QUEUE);
         Actor::spawn(shared.clone(), cmd_rx, est);
         let telemetry = Sink::new(shared.clone(), cmds.clone());
         Sink::spawn_flusher(&telemetry);

@@ -107,6 +107,7 @@ mod framing;
 pub mod inventory;
 mod live;
 mod login;
+mod mailbox;
 mod matchmaking;
 mod queue;
 mod session;

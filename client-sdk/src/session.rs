@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_schema::{Credentials, ErrorCode, Welcome};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
 pub use crate::conn_state::WelcomeInfo;
 pub(crate) use crate::conn_state::{ConnState, LiveConn, Shared};
@@ -30,6 +30,7 @@ use crate::connection::Established;
 use crate::error::{is_fatal_reject, is_final_kick, ClientError};
 use crate::events::Event;
 use crate::login::establish;
+use crate::mailbox;
 
 mod drive;
 
@@ -74,7 +75,7 @@ fn heartbeat_interval(w: &Welcome) -> Duration {
 
 pub(crate) struct Actor {
     shared: Arc<Shared>,
-    cmds: mpsc::Receiver<Command>,
+    cmds: mailbox::Receiver<Command>,
     resume_token: Option<String>,
     session_token: Option<String>,
     generation: u64,
@@ -86,7 +87,7 @@ pub(crate) struct Actor {
 }
 
 impl Actor {
-    pub(crate) fn spawn(shared: Arc<Shared>, cmds: mpsc::Receiver<Command>, est: Established) {
+    pub(crate) fn spawn(shared: Arc<Shared>, cmds: mailbox::Receiver<Command>, est: Established) {
         let mut actor = Actor {
             shared,
             cmds,
@@ -158,7 +159,7 @@ impl Actor {
         }
         // Answer whatever is still queued so no caller waits for its timeout.
         self.cmds.close();
-        while let Ok(cmd) = self.cmds.try_recv() {
+        while let Some(cmd) = self.cmds.try_recv() {
             match cmd {
                 Command::Ping(r) => {
                     let _ = r.send(Err(ClientError::Closed));

@@ -38,10 +38,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use outpost_schema::{ChannelKind, RequestBody, ResponseBody, TelemetryErrorCount};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::channel::Channel;
 use crate::error::ClientError;
+use crate::mailbox;
 use crate::session::{Command, ConnState, Shared};
 
 /// Most error entries the gateway reads from one report (PROTOCOL.md §4.6).
@@ -334,12 +335,12 @@ impl Recorder {
 #[derive(Debug)]
 pub(crate) struct Sink {
     shared: Arc<Shared>,
-    cmds: mpsc::Sender<Command>,
+    cmds: mailbox::Sender<Command>,
     channel: tokio::sync::Mutex<Option<Channel>>,
 }
 
 impl Sink {
-    pub(crate) fn new(shared: Arc<Shared>, cmds: mpsc::Sender<Command>) -> Arc<Sink> {
+    pub(crate) fn new(shared: Arc<Shared>, cmds: mailbox::Sender<Command>) -> Arc<Sink> {
         Arc::new(Sink {
             shared,
             cmds,
