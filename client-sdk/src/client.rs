@@ -7,7 +7,7 @@ use outpost_schema::ChannelKind;
 use tokio::sync::{oneshot, watch};
 
 use crate::channel::Channel;
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Trust};
 use crate::error::ClientError;
 use crate::events::{Event, EventHub, Events};
 use crate::live::LiveClient;
@@ -79,9 +79,13 @@ impl Client {
     }
 
     /// Validates the configuration and builds the session's shared state.
-    fn prepare(config: ClientConfig) -> Result<Arc<Shared>, ClientError> {
+    fn prepare(mut config: ClientConfig) -> Result<Arc<Shared>, ClientError> {
         config.validate()?;
         let quinn_cfg = quinn_client_config(&config.trust, config.mtu_discovery)?;
+        // The CA list lives on in `quinn_cfg` (parsed once per process and
+        // CA list); the session never reads it again, and each client's copy
+        // of the PEM would be kept for its whole life (issue 21).
+        config.trust = Trust::DevCa { pem: Vec::new() };
         let (state, _) = watch::channel(ConnState::Connecting);
         Ok(Arc::new(Shared {
             events: EventHub::new(config.event_capacity),
