@@ -115,6 +115,7 @@ mod socket;
 mod state;
 mod telemetry;
 mod tls;
+mod tls_sessions;
 
 #[cfg(test)]
 mod size_tests;
