@@ -321,9 +321,9 @@ impl Actor {
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
         {
-            info.resume_token.clone_from(&token);
+            info.resume_token = token;
+            self.resume_ok = true;
         }
-        self.resume_token = Some(token);
         tracing::trace!("outpost resume token refreshed");
     }
 
