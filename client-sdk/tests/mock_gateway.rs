@@ -329,6 +329,33 @@ async fn goaway_moves_to_another_gateway_with_resume() -> Result<()> {
     Ok(())
 }
 
+/// A Welcome without a session token leaves the previous one in use: the
+/// logins after it still present it (not the configured device credentials).
+#[tokio::test]
+async fn a_welcome_without_a_session_token_keeps_the_previous_one() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-keep")).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(client.welcome().session_token, "session-player-dev-keep");
+    gw.state.no_session_token.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        client.debug_kill_connection();
+        wait_for(&mut events, |e| matches!(e, Event::Disconnected { .. })).await?;
+        wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+        assert_eq!(client.welcome().session_token, "", "what the last Welcome said");
+    }
+    let hellos = gw.hellos();
+    assert_eq!(hellos.len(), 3);
+    for h in &hellos[1..] {
+        assert_eq!(
+            h.credentials,
+            Some(Credentials::Token("session-player-dev-keep".into()))
+        );
+    }
+    Ok(())
+}
+
 /// A GoAway with a request in flight that is never answered: the session
 /// leaves one request timeout after the GoAway's delay (not before), and
 /// with nothing in flight it leaves right at the delay.

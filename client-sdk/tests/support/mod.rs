@@ -46,6 +46,8 @@ pub struct MockState {
     pub controls: Mutex<Vec<Arc<tokio::sync::Mutex<SendStream>>>>,
     pub heartbeat_ms: AtomicU64,
     pub silent_pongs: AtomicBool,
+    /// Welcome with an empty session token.
+    pub no_session_token: AtomicBool,
     counter: AtomicU64,
 }
 
@@ -228,7 +230,11 @@ async fn serve_conn(conn: quinn::Connection, st: Arc<MockState>) -> Result<()> {
         idle_timeout_ms: 30_000,
         max_in_flight_per_channel: 4,
         region: "mock-1".into(),
-        session_token: format!("session-{player_id}"),
+        session_token: if st.no_session_token.load(Ordering::SeqCst) {
+            String::new()
+        } else {
+            format!("session-{player_id}")
+        },
         home_region: "mock-1".into(),
     });
     send.lock().await.write_all(&welcome.encode()).await?;
