@@ -247,7 +247,12 @@ impl Client {
     /// [`ClientError::Closed`]. Idempotent.
     pub async fn close(&self) {
         if self.is_connected() {
-            let _ = tokio::time::timeout(CLOSE_FLUSH_LIMIT, self.inner.telemetry.flush()).await;
+            // Boxed: a flush (which may open the telemetry channel) is most
+            // of this future; a caller that keeps a `close()` inline in a
+            // long-lived task (the load simulator's players do) would
+            // otherwise reserve room for it all along.
+            let flush = Box::pin(self.inner.telemetry.flush());
+            let _ = tokio::time::timeout(CLOSE_FLUSH_LIMIT, flush).await;
         }
         let (reply, rx) = oneshot::channel();
         if self.inner.cmds.send(Command::Close(reply)).await.is_ok() {
