@@ -15,6 +15,7 @@ use crate::login::establish;
 use crate::mailbox;
 use crate::session::{Actor, Command, ConnState, Shared, WelcomeInfo};
 use crate::telemetry::{Recorder, Sink, TelemetryReporter};
+use crate::telemetry_flush::FlushSchedule;
 use crate::tls::quinn_client_config;
 
 /// Commands queued from handles to the session actor.
@@ -108,9 +109,9 @@ impl Client {
             }
         };
         let (cmds, cmd_rx) = mailbox::channel(COMMAND_QUEUE);
-        Actor::spawn(shared.clone(), cmd_rx, est);
         let telemetry = Sink::new(shared.clone(), cmds.clone());
-        Sink::spawn_flusher(&telemetry);
+        let flush = FlushSchedule::new(&shared.telemetry, &telemetry);
+        Actor::spawn(shared.clone(), cmd_rx, est, flush);
         Ok(Client {
             inner: Arc::new(ClientInner {
                 shared,

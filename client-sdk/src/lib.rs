@@ -114,6 +114,7 @@ mod session;
 mod socket;
 mod state;
 mod telemetry;
+mod telemetry_flush;
 mod tls;
 mod tls_sessions;
 

@@ -31,6 +31,7 @@ use crate::error::{is_fatal_reject, is_final_kick, ClientError};
 use crate::events::Event;
 use crate::login::establish;
 use crate::mailbox;
+use crate::telemetry_flush::FlushSchedule;
 
 mod drive;
 
@@ -98,10 +99,18 @@ pub(crate) struct Actor {
     closers: Vec<oneshot::Sender<()>>,
     /// Pings asked for while moving or reconnecting: sent on the next connection.
     deferred_pings: Vec<PingReply>,
+    /// When to send the telemetry batch (`None`: telemetry off); driven by
+    /// the connection loop.
+    flush: Option<FlushSchedule>,
 }
 
 impl Actor {
-    pub(crate) fn spawn(shared: Arc<Shared>, cmds: mailbox::Receiver<Command>, est: Established) {
+    pub(crate) fn spawn(
+        shared: Arc<Shared>,
+        cmds: mailbox::Receiver<Command>,
+        est: Established,
+        flush: Option<FlushSchedule>,
+    ) {
         let mut actor = Actor {
             shared,
             cmds,
@@ -111,6 +120,7 @@ impl Actor {
             nonce: 0,
             closers: Vec::new(),
             deferred_pings: Vec::new(),
+            flush,
         };
         let live = actor.install(&est);
         // Both boxed: the task's future would otherwise hold each twice (an

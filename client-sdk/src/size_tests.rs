@@ -13,10 +13,6 @@ fn future_size1<A, F: Future>(_: fn(A) -> F) -> usize {
     std::mem::size_of::<F>()
 }
 
-fn future_size2<A, B, F: Future>(_: fn(A, B) -> F) -> usize {
-    std::mem::size_of::<F>()
-}
-
 fn future_size3<A, B, C, F: Future>(_: fn(A, B, C) -> F) -> usize {
     std::mem::size_of::<F>()
 }
@@ -48,14 +44,4 @@ fn a_channel_task_stays_small() {
         size <= 760,
         "ChannelTask::run's future is {size} bytes (measured 672)"
     );
-}
-
-/// The telemetry flusher (one per client with telemetry on). Measured 408
-/// bytes; 1,080 with a flush (the channel's opening and a request) inline.
-/// tokio's cell around it: 512 bytes (1,280 before).
-#[test]
-fn the_telemetry_flusher_stays_small() {
-    let size = future_size2(crate::telemetry::flush_loop);
-    eprintln!("flush_loop's future: {size} bytes");
-    assert!(size <= 460, "flush_loop's future is {size} bytes (measured 408)");
 }

@@ -43,7 +43,7 @@ use tokio::sync::Notify;
 use crate::channel::Channel;
 use crate::error::ClientError;
 use crate::mailbox;
-use crate::session::{Command, ConnState, Shared};
+use crate::session::{Command, Shared};
 
 /// Most error entries the gateway reads from one report (PROTOCOL.md §4.6).
 pub const MAX_ERRORS_PER_REPORT: usize = 64;
@@ -166,7 +166,8 @@ struct RecState {
 pub(crate) struct Recorder {
     config: TelemetryConfig,
     state: Mutex<RecState>,
-    /// Signalled when the batch fills (the flusher sends it at once).
+    /// Signalled when the batch fills (the session sends it at once, see
+    /// `telemetry_flush.rs`).
     full: Notify,
 }
 
@@ -309,6 +310,16 @@ impl Recorder {
         }
     }
 
+    /// Notified when the batch fills (it is then sent at once).
+    pub(crate) fn filled(&self) -> &Notify {
+        &self.full
+    }
+
+    /// Whether nothing is waiting to be sent.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().batch.is_empty()
+    }
+
     /// Takes the pending batch (an empty one if nothing was recorded).
     pub(crate) fn take(&self) -> Batch {
         std::mem::take(&mut self.lock().batch)
@@ -330,7 +341,8 @@ impl Recorder {
 }
 
 /// Where reports go: the `Telemetry` channel, opened on first use. Owned by the
-/// client (so it never keeps a session alive on its own); the flusher and
+/// client (so it never keeps a session alive on its own); the session's flush
+/// schedule (`telemetry_flush.rs`) and
 /// [`TelemetryReporter`] handles hold it weakly.
 #[derive(Debug)]
 pub(crate) struct Sink {
@@ -385,44 +397,6 @@ impl Sink {
             other => Err(ClientError::unexpected(&format!(
                 "unexpected response on the telemetry channel: {other:?}"
             ))),
-        }
-    }
-
-    /// Sends the batch every flush interval, or at once when it fills, until the
-    /// session ends or the client is gone.
-    pub(crate) fn spawn_flusher(sink: &Arc<Sink>) {
-        if !sink.shared.telemetry.config().enabled {
-            return;
-        }
-        tokio::spawn(flush_loop(Arc::downgrade(sink), sink.shared.clone()));
-    }
-}
-
-/// The flusher task: sends the batch every flush interval, or at once when
-/// it fills, until the session ends or the client is gone.
-pub(crate) async fn flush_loop(weak: Weak<Sink>, shared: Arc<Shared>) {
-    let interval = shared.telemetry.config().flush_interval;
-    let mut state = shared.state.subscribe();
-    let mut next = tokio::time::Instant::now() + interval;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next) => next += interval,
-            _ = shared.telemetry.full.notified() => {}
-            r = state.changed() => {
-                if r.is_err() || matches!(&*state.borrow(), ConnState::Closed(_)) {
-                    return;
-                }
-                continue;
-            }
-        }
-        let Some(sink) = weak.upgrade() else { return };
-        // Boxed: a flush (which may open the channel) is most of this
-        // future but rarely live; inline, every client's task would keep
-        // room for it between flushes.
-        Box::pin(sink.flush()).await;
-        let now = tokio::time::Instant::now();
-        if next <= now {
-            next = now + interval;
         }
     }
 }

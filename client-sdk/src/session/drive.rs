@@ -16,6 +16,7 @@ use crate::connection::{Established, KillSwitch};
 use crate::error::{is_final_kick, ClientError};
 use crate::events::Event;
 use crate::framing::{write_frame, FrameReader, ReadError};
+use crate::telemetry_flush::report_done;
 
 /// Pings awaiting a Pong; the oldest is failed when more are sent.
 const MAX_PENDING_PINGS: usize = 32;
@@ -140,7 +141,10 @@ impl Actor {
                     .close(ErrorCode::Draining.0.into(), b"moving after GoAway");
                 break Outcome::GoAway;
             }
-            let due = st.next_deadline();
+            let due = match &self.flush {
+                Some(f) => st.next_deadline().min(f.next()),
+                None => st.next_deadline(),
+            };
             if timer.deadline() != due {
                 timer.as_mut().reset(due);
             }
@@ -153,6 +157,19 @@ impl Actor {
                     self.on_control(msg.transpose(), &link.conn, &mut st)
                 }
                 () = &mut timer => self.on_timer(due, live, &mut link, &mut st).await,
+                // The telemetry batch filled: send it now.
+                _ = self.shared.telemetry.filled().notified(), if self.flush.is_some() => {
+                    if let Some(f) = &mut self.flush {
+                        f.flush(&self.shared.telemetry, Instant::now());
+                    }
+                    Step::Continue
+                }
+                () = report_done(&mut self.flush) => {
+                    if let Some(f) = &mut self.flush {
+                        f.finished(&self.shared.telemetry, Instant::now());
+                    }
+                    Step::Continue
+                }
                 e = link.conn.closed() => Step::End(Self::map_close(e)),
             };
             match step {
@@ -273,6 +290,9 @@ impl Actor {
     ) -> Step {
         // The timer fired, so `due` has passed even if the clock reads a hair before it.
         let now = Instant::now().max(due);
+        if let Some(f) = self.flush.as_mut().filter(|f| now >= f.next()) {
+            f.tick(&self.shared.telemetry, now);
+        }
         if st.move_by.is_some_and(|m| now >= m) {
             tracing::debug!("requests still unanswered a request timeout after GoAway; moving anyway");
             link.conn
