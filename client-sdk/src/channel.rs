@@ -321,7 +321,7 @@ impl ChannelTask {
                         let _ = send.finish();
                         break Served::Dead(ClientError::Closed);
                     };
-                    out = self.start_request(*p, &mut inflight, live);
+                    out = self.start_request(p, &mut inflight, live);
                 }
             }
         };
@@ -338,32 +338,34 @@ impl ChannelTask {
 
     /// Takes a request for sending: its frame to write (`None` if it is not
     /// sent here: the caller gave up, the session is moving, or it is too large).
-    fn start_request(&mut self, p: Pending, inflight: &mut InFlight, live: &LiveConn) -> Option<Outgoing> {
+    fn start_request(
+        &mut self,
+        p: Box<Pending>,
+        inflight: &mut InFlight,
+        live: &LiveConn,
+    ) -> Option<Outgoing> {
         if p.reply.is_closed() {
             return None; // the caller gave up (timeout) before it was sent
         }
         if !live.try_claim() {
             // The session is leaving this connection after a GoAway: keep the
             // request for the next one.
-            self.backlog.push_front(Box::new(p));
+            self.backlog.push_front(p);
             return None;
         }
+        let Pending { body, reply } = *p;
         self.next_id += 1;
         let id = self.next_id;
-        let frame = ChannelMsg::Request(Request {
-            request_id: id,
-            body: p.body,
-        })
-        .encode();
+        let frame = ChannelMsg::Request(Request { request_id: id, body }).encode();
         if body_len(&frame) > live.max_frame as usize {
             live.release(1);
-            let _ = p.reply.send(Err(ClientError::RequestTooLarge {
+            let _ = reply.send(Err(ClientError::RequestTooLarge {
                 len: body_len(&frame),
                 max: live.max_frame,
             }));
             return None;
         }
-        inflight.insert(id, p.reply);
+        inflight.insert(id, reply);
         Some(Outgoing { frame, written: 0 })
     }
 
