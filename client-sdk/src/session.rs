@@ -1,6 +1,6 @@
 //! The connection actor: one background task per client that owns the control
-//! stream, sends heartbeats, reacts to GoAway / Kick, and reconnects and
-//! resumes after connection loss.
+//! stream, sends heartbeats, reacts to GoAway / Kick, reconnects and resumes
+//! after connection loss, and tells when the telemetry batch is sent.
 //!
 //! A GoAway is a planned move, and no call may fail because of it: when its
 //! delay has elapsed the actor marks the connection as *moving* ([`LiveConn`]),

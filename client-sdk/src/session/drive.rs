@@ -1,8 +1,8 @@
 //! Driving one logged-in connection: the control stream (Pongs, GoAway,
 //! resume-token refreshes, Kick), heartbeats, commands from `Client` handles,
-//! and the GoAway move (stop sending, leave once every request sent here was
-//! answered). The actor itself, its reconnects and its state are in the
-//! parent module.
+//! the GoAway move (stop sending, leave once every request sent here was
+//! answered), and the telemetry flush schedule (`telemetry_flush.rs`). The
+//! actor itself, its reconnects and its state are in the parent module.
 
 use std::collections::VecDeque;
 use std::time::Duration;
