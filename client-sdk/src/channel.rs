@@ -21,11 +21,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, Request, RequestBody, ResponseBody};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch};
 
 use crate::error::{ClientError, ServerError};
 use crate::events::Event;
-use crate::framing::{body_len, read_channel, write_frame, ReadError};
+use crate::framing::{body_len, write_frame, FrameReader, ReadError};
+use crate::mailbox;
 use crate::session::{Command, ConnState, LiveConn, Shared};
 
 /// Requests accepted by a channel but not yet sent (while at the in-flight
@@ -34,8 +35,8 @@ const REQUEST_QUEUE: usize = 64;
 
 type Reply = oneshot::Sender<Result<ResponseBody, ClientError>>;
 
-/// Boxed in the queue: a tokio channel allocates its slots in blocks of 32,
-/// so inline requests would cost every open channel 32 of them.
+/// Boxed in the queue: its buffer keeps the capacity it once grew to, so
+/// inline requests would keep room for up to 64 of them per channel.
 struct Pending {
     body: RequestBody,
     reply: Reply,
@@ -53,9 +54,9 @@ pub struct Channel {
 struct ChannelInner {
     kind: ChannelKind,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Box<Pending>>,
+    tx: mailbox::Sender<Box<Pending>>,
     dead: Arc<Mutex<Option<ClientError>>>,
-    _session: mpsc::Sender<Command>,
+    _session: mailbox::Sender<Command>,
 }
 
 impl Channel {
@@ -63,10 +64,10 @@ impl Channel {
     /// connection if the client is reconnecting.
     pub(crate) async fn open(
         shared: Arc<Shared>,
-        session: mpsc::Sender<Command>,
+        session: mailbox::Sender<Command>,
         kind: ChannelKind,
     ) -> Result<Channel, ClientError> {
-        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        let (tx, rx) = mailbox::channel(REQUEST_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
         let dead = Arc::new(Mutex::new(None));
         let task = ChannelTask {
@@ -78,7 +79,9 @@ impl Channel {
             next_id: 0,
             ready: Some(ready_tx),
         };
-        tokio::spawn(task.run());
+        // Boxed: as an argument of `run` the task would be held twice in
+        // its future (the argument and the local it is moved into).
+        tokio::spawn(Box::new(task).run());
         let timeout = shared.config.request_timeout;
         let channel = Channel {
             inner: Arc::new(ChannelInner {
@@ -182,22 +185,20 @@ enum Served {
     Dead(ClientError),
 }
 
-/// How the stream reader ended.
-enum ReaderEnd {
-    /// The gateway finished the stream.
-    Finished,
-    /// The stream or connection failed.
-    Io,
-    /// `Error` with request id 0: the gateway closed the channel.
-    ChannelError(ServerError),
-    /// The gateway sent something invalid.
-    Protocol(ClientError),
+/// Requests sent on one stream and not yet answered, by request id.
+type InFlight = HashMap<u64, Reply>;
+
+/// A request frame being written: the loop keeps reading (and watching the
+/// connection) while the stream's flow control holds the write back.
+struct Outgoing {
+    frame: Vec<u8>,
+    written: usize,
 }
 
-struct ChannelTask {
+pub(crate) struct ChannelTask {
     kind: ChannelKind,
     shared: Arc<Shared>,
-    rx: mpsc::Receiver<Box<Pending>>,
+    rx: mailbox::Receiver<Box<Pending>>,
     dead: Arc<Mutex<Option<ClientError>>>,
     /// Requests taken from `rx` while no connection was available.
     backlog: VecDeque<Box<Pending>>,
@@ -206,7 +207,7 @@ struct ChannelTask {
 }
 
 impl ChannelTask {
-    async fn run(mut self) {
+    pub(crate) async fn run(mut self: Box<Self>) {
         let mut state = self.shared.state.subscribe();
         let mut last_gen = 0;
         let end = loop {
@@ -228,7 +229,7 @@ impl ChannelTask {
         for p in self.backlog.drain(..) {
             let _ = p.reply.send(Err(end.clone()));
         }
-        while let Ok(p) = self.rx.try_recv() {
+        while let Some(p) = self.rx.try_recv() {
             let _ = p.reply.send(Err(end.clone()));
         }
     }
@@ -255,14 +256,18 @@ impl ChannelTask {
         }
     }
 
+    /// Serves one connection: one stream, opened here, read and written by
+    /// this task (no reader task of its own: memory per client, issue 21).
     async fn serve(&mut self, live: &Arc<LiveConn>, state: &mut watch::Receiver<ConnState>) -> Served {
         let open = async {
             let (mut send, recv) = live.conn.open_bi().await.map_err(|e| e.to_string())?;
             write_frame(&mut send, &ChannelMsg::Open(self.kind).encode()).await?;
             Ok::<_, String>((send, recv))
         };
-        let (mut send, recv) = tokio::select! {
-            r = open => match r {
+        // Boxed: opening is live once per connection, the loop below for
+        // its whole life; inline, the loop's future would keep room for both.
+        let (mut send, mut recv) = tokio::select! {
+            r = Box::pin(open) => match r {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(error = %e, "opening channel stream failed");
@@ -274,65 +279,52 @@ impl ChannelTask {
         if let Some(r) = self.ready.take() {
             let _ = r.send(Ok(()));
         }
-        let inflight: Arc<Mutex<HashMap<u64, Reply>>> = Arc::default();
-        let notify = Arc::new(Notify::new());
-        let mut reader = tokio::spawn(channel_reader(
-            recv,
-            live.clone(),
-            self.kind,
-            inflight.clone(),
-            notify.clone(),
-            self.shared.clone(),
-        ));
-        let count = |m: &Arc<Mutex<HashMap<u64, Reply>>>| m.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let mut inflight = InFlight::new();
+        // Keeps a half-read frame when another branch of the select wins.
+        let mut reader = FrameReader::default();
+        let mut out: Option<Outgoing> = None;
 
         let served = loop {
-            let can_send = count(&inflight) < live.max_in_flight && !live.is_moving();
+            let can_send = out.is_none() && inflight.len() < live.max_in_flight && !live.is_moving();
             tokio::select! {
                 biased;
-                r = &mut reader => break reader_ended(r, &inflight, live),
+                m = reader.channel(&mut recv, live.max_frame) => {
+                    if let Some(end) = self.on_frame(m, &mut inflight, live) {
+                        break end;
+                    }
+                }
                 r = state.changed() => {
                     let same = matches!(&*state.borrow(), ConnState::Connected(l) if l.generation == live.generation);
                     if r.is_err() || !same {
                         break Served::Reconnect;
                     }
                 }
-                _ = notify.notified() => {}
-                p = next_pending(&mut self.backlog, &mut self.rx), if can_send => {
-                    let Some(p) = p else {
-                        // Every handle is gone: finish the stream politely.
-                        let _ = send.finish();
-                        break Served::Dead(ClientError::Closed);
-                    };
-                    if p.reply.is_closed() {
-                        continue; // the caller gave up (timeout) before it was sent
+                // Cancel-safe (quinn): bytes count as written only when it completes.
+                r = write_some(&mut send, out.as_ref()), if out.is_some() => match r {
+                    Ok(n) => {
+                        if let Some(o) = out.as_mut() {
+                            o.written += n;
+                            if o.written == o.frame.len() {
+                                out = None;
+                            }
+                        }
                     }
-                    if !live.try_claim() {
-                        // The session is leaving this connection after a GoAway:
-                        // keep the request for the next one.
-                        self.backlog.push_front(p);
-                        continue;
-                    }
-                    self.next_id += 1;
-                    let id = self.next_id;
-                    let frame = ChannelMsg::Request(Request { request_id: id, body: p.body }).encode();
-                    if body_len(&frame) > live.max_frame as usize {
-                        live.release(1);
-                        let _ = p.reply.send(Err(ClientError::RequestTooLarge {
-                            len: body_len(&frame),
-                            max: live.max_frame,
-                        }));
-                        continue;
-                    }
-                    inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(id, p.reply);
-                    if let Err(e) = write_frame(&mut send, &frame).await {
+                    Err(e) => {
                         tracing::debug!(error = %e, "channel write failed");
                         break Served::Reconnect;
                     }
+                },
+                p = next_pending(&mut self.backlog, &mut self.rx), if can_send => {
+                    let Some(p) = p else {
+                        // Every handle is gone (and nothing is being written:
+                        // `can_send`): finish the stream politely.
+                        let _ = send.finish();
+                        break Served::Dead(ClientError::Closed);
+                    };
+                    out = self.start_request(p, &mut inflight, live);
                 }
             }
         };
-        reader.abort();
         let err = match &served {
             Served::Dead(e) => e.clone(),
             Served::Reconnect => ClientError::ConnectionLost(
@@ -340,95 +332,122 @@ impl ChannelTask {
                     .into(),
             ),
         };
-        fail_all(&inflight, live, &err);
+        fail_all(&mut inflight, live, &err);
         served
     }
-}
 
-/// What the channel does once its stream's reader has stopped (`r`, the
-/// reader task's end).
-fn reader_ended(
-    r: Result<ReaderEnd, tokio::task::JoinError>,
-    inflight: &Mutex<HashMap<u64, Reply>>,
-    live: &LiveConn,
-) -> Served {
-    match r {
-        Ok(ReaderEnd::ChannelError(e)) => Served::Dead(ClientError::ChannelClosed(e)),
-        Ok(ReaderEnd::Protocol(e)) => {
-            if let ClientError::Protocol { code, .. } = &e {
-                live.conn.close(code.0.into(), b"bad channel frame");
+    /// Takes a request for sending: its frame to write (`None` if it is not
+    /// sent here: the caller gave up, the session is moving, or it is too large).
+    fn start_request(
+        &mut self,
+        p: Box<Pending>,
+        inflight: &mut InFlight,
+        live: &LiveConn,
+    ) -> Option<Outgoing> {
+        if p.reply.is_closed() {
+            return None; // the caller gave up (timeout) before it was sent
+        }
+        if !live.try_claim() {
+            // The session is leaving this connection after a GoAway: keep the
+            // request for the next one.
+            self.backlog.push_front(p);
+            return None;
+        }
+        let Pending { body, reply } = *p;
+        self.next_id += 1;
+        let id = self.next_id;
+        let frame = ChannelMsg::Request(Request { request_id: id, body }).encode();
+        if body_len(&frame) > live.max_frame as usize {
+            live.release(1);
+            let _ = reply.send(Err(ClientError::RequestTooLarge {
+                len: body_len(&frame),
+                max: live.max_frame,
+            }));
+            return None;
+        }
+        inflight.insert(id, reply);
+        Some(Outgoing { frame, written: 0 })
+    }
+
+    /// A frame read from the stream (or its end): responses and errors go to
+    /// their waiting request, pushes to the event queue. `Some` when serving
+    /// this stream is over.
+    fn on_frame(
+        &self,
+        m: Result<Option<ChannelMsg>, ReadError>,
+        inflight: &mut InFlight,
+        live: &LiveConn,
+    ) -> Option<Served> {
+        let mut complete = |id: u64, result: Result<ResponseBody, ClientError>| match inflight.remove(&id) {
+            Some(r) => {
+                live.release(1);
+                let _ = r.send(result);
             }
-            fail_all(inflight, live, &e);
-            Served::Reconnect
+            // Not in flight (e.g. a stale id): ignore, never panic.
+            None => tracing::debug!(request_id = id, "answer for a request that is not in flight"),
+        };
+        match m {
+            Ok(Some(ChannelMsg::Response(r))) => complete(r.request_id, Ok(r.body)),
+            Ok(Some(ChannelMsg::Error(e))) if e.request_id == 0 => {
+                return Some(Served::Dead(ClientError::ChannelClosed(e.into())))
+            }
+            Ok(Some(ChannelMsg::Error(e))) => complete(e.request_id, Err(ClientError::Server(e.into()))),
+            Ok(Some(ChannelMsg::Push(body))) => self.shared.events.emit(Event::Push {
+                channel: self.kind,
+                body,
+            }),
+            Ok(Some(ChannelMsg::Open(_) | ChannelMsg::Request(_))) => {
+                let e = ClientError::unexpected("client-only frame on a channel");
+                return Some(protocol_error(e, inflight, live));
+            }
+            Err(ReadError::Decode(e)) => {
+                return Some(protocol_error(ClientError::protocol(&e), inflight, live))
+            }
+            Ok(None) if live.conn.close_reason().is_none() => {
+                return Some(Served::Dead(ClientError::ChannelClosed(ServerError {
+                    code: ErrorCode::Unspecified,
+                    message: "the gateway finished the channel".into(),
+                    retry_after: None,
+                })))
+            }
+            // The stream or connection failed.
+            Ok(None) | Err(ReadError::Io(_)) => return Some(Served::Reconnect),
         }
-        Ok(ReaderEnd::Finished) if live.conn.close_reason().is_none() => {
-            Served::Dead(ClientError::ChannelClosed(ServerError {
-                code: ErrorCode::Unspecified,
-                message: "the gateway finished the channel".into(),
-                retry_after: None,
-            }))
-        }
-        _ => Served::Reconnect,
+        None
     }
 }
 
-fn fail_all(inflight: &Mutex<HashMap<u64, Reply>>, live: &LiveConn, err: &ClientError) {
-    let drained: Vec<Reply> = inflight
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain()
-        .map(|(_, r)| r)
-        .collect();
-    live.release(drained.len());
-    for r in drained {
+/// The gateway sent something invalid on the channel: the connection is
+/// closed with the error's code and the requests in flight fail with it.
+fn protocol_error(e: ClientError, inflight: &mut InFlight, live: &LiveConn) -> Served {
+    if let ClientError::Protocol { code, .. } = &e {
+        live.conn.close(code.0.into(), b"bad channel frame");
+    }
+    fail_all(inflight, live, &e);
+    Served::Reconnect
+}
+
+/// Writes what the stream takes of the request being written.
+async fn write_some(send: &mut quinn::SendStream, out: Option<&Outgoing>) -> Result<usize, String> {
+    match out {
+        Some(o) => send.write(&o.frame[o.written..]).await.map_err(|e| e.to_string()),
+        None => std::future::pending().await,
+    }
+}
+
+fn fail_all(inflight: &mut InFlight, live: &LiveConn, err: &ClientError) {
+    live.release(inflight.len());
+    for (_, r) in inflight.drain() {
         let _ = r.send(Err(err.clone()));
     }
 }
 
 async fn next_pending(
     backlog: &mut VecDeque<Box<Pending>>,
-    rx: &mut mpsc::Receiver<Box<Pending>>,
+    rx: &mut mailbox::Receiver<Box<Pending>>,
 ) -> Option<Box<Pending>> {
     match backlog.pop_front() {
         Some(p) => Some(p),
         None => rx.recv().await,
-    }
-}
-
-/// Reads a channel stream: responses and errors go to their waiting request,
-/// pushes to the event queue.
-async fn channel_reader(
-    mut recv: quinn::RecvStream,
-    live: Arc<LiveConn>,
-    kind: ChannelKind,
-    inflight: Arc<Mutex<HashMap<u64, Reply>>>,
-    notify: Arc<Notify>,
-    shared: Arc<Shared>,
-) -> ReaderEnd {
-    let complete = |id: u64, result: Result<ResponseBody, ClientError>| {
-        let reply = inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        match reply {
-            Some(r) => {
-                live.release(1);
-                notify.notify_one();
-                let _ = r.send(result);
-            }
-            // Not in flight (e.g. a stale id): ignore, never panic.
-            None => tracing::debug!(request_id = id, "answer for a request that is not in flight"),
-        }
-    };
-    loop {
-        match read_channel(&mut recv, live.max_frame).await {
-            Ok(None) => return ReaderEnd::Finished,
-            Err(ReadError::Io(_)) => return ReaderEnd::Io,
-            Err(ReadError::Decode(e)) => return ReaderEnd::Protocol(ClientError::protocol(&e)),
-            Ok(Some(ChannelMsg::Response(r))) => complete(r.request_id, Ok(r.body)),
-            Ok(Some(ChannelMsg::Error(e))) if e.request_id == 0 => return ReaderEnd::ChannelError(e.into()),
-            Ok(Some(ChannelMsg::Error(e))) => complete(e.request_id, Err(ClientError::Server(e.into()))),
-            Ok(Some(ChannelMsg::Push(body))) => shared.events.emit(Event::Push { channel: kind, body }),
-            Ok(Some(ChannelMsg::Open(_) | ChannelMsg::Request(_))) => {
-                return ReaderEnd::Protocol(ClientError::unexpected("client-only frame on a channel"))
-            }
-        }
     }
 }

@@ -4,16 +4,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_schema::ChannelKind;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::channel::Channel;
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Trust};
 use crate::error::ClientError;
 use crate::events::{Event, EventHub, Events};
 use crate::live::LiveClient;
 use crate::login::establish;
+use crate::mailbox;
 use crate::session::{Actor, Command, ConnState, Shared, WelcomeInfo};
 use crate::telemetry::{Recorder, Sink, TelemetryReporter};
+use crate::telemetry_flush::FlushSchedule;
 use crate::tls::quinn_client_config;
 
 /// Commands queued from handles to the session actor.
@@ -32,7 +34,7 @@ pub struct Client {
 #[derive(Debug)]
 struct ClientInner {
     shared: Arc<Shared>,
-    cmds: mpsc::Sender<Command>,
+    cmds: mailbox::Sender<Command>,
     echo: tokio::sync::Mutex<Option<Channel>>,
     live: tokio::sync::Mutex<Option<LiveClient>>,
     telemetry: Arc<Sink>,
@@ -80,9 +82,13 @@ impl Client {
     }
 
     /// Validates the configuration and builds the session's shared state.
-    fn prepare(config: ClientConfig) -> Result<Arc<Shared>, ClientError> {
+    fn prepare(mut config: ClientConfig) -> Result<Arc<Shared>, ClientError> {
         config.validate()?;
         let quinn_cfg = quinn_client_config(&config.trust, config.mtu_discovery)?;
+        // The CA list lives on in `quinn_cfg` (parsed once per process and
+        // CA list); the session never reads it again, and each client's copy
+        // of the PEM would be kept for its whole life (issue 21).
+        config.trust = Trust::DevCa { pem: Vec::new() };
         let (state, _) = watch::channel(ConnState::Connecting);
         Ok(Arc::new(Shared {
             events: EventHub::new(config.event_capacity),
@@ -104,10 +110,10 @@ impl Client {
                 return Err(e);
             }
         };
-        let (cmds, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
-        Actor::spawn(shared.clone(), cmd_rx, est);
+        let (cmds, cmd_rx) = mailbox::channel(COMMAND_QUEUE);
         let telemetry = Sink::new(shared.clone(), cmds.clone());
-        Sink::spawn_flusher(&telemetry);
+        let flush = FlushSchedule::new(&shared.telemetry, &telemetry);
+        Actor::spawn(shared.clone(), cmd_rx, est, flush);
         Ok(Client {
             inner: Arc::new(ClientInner {
                 shared,
@@ -244,7 +250,12 @@ impl Client {
     /// [`ClientError::Closed`]. Idempotent.
     pub async fn close(&self) {
         if self.is_connected() {
-            let _ = tokio::time::timeout(CLOSE_FLUSH_LIMIT, self.inner.telemetry.flush()).await;
+            // Boxed: a flush (which may open the telemetry channel) is most
+            // of this future; a caller that keeps a `close()` inline in a
+            // long-lived task (the load simulator's players do) would
+            // otherwise reserve room for it all along.
+            let flush = Box::pin(self.inner.telemetry.flush());
+            let _ = tokio::time::timeout(CLOSE_FLUSH_LIMIT, flush).await;
         }
         let (reply, rx) = oneshot::channel();
         if self.inner.cmds.send(Command::Close(reply)).await.is_ok() {

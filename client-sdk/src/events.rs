@@ -4,8 +4,12 @@
 //! by all subscribers. A subscriber that falls behind loses the **oldest**
 //! events and is told how many with [`Event::Lagged`]; the SDK never blocks on
 //! a slow consumer and never grows memory because of one.
+//!
+//! The ring holds each event behind an `Arc`: a slot then costs a pointer,
+//! not a whole [`Event`] (144 bytes), and the ring is allocated in full for
+//! every client whether events come or not (memory per client, issue 21).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::Stream;
@@ -67,7 +71,7 @@ pub enum Event {
 /// `connect` (including the first `Connected`), later ones from their creation.
 #[derive(Debug)]
 pub struct Events {
-    rx: broadcast::Receiver<Event>,
+    rx: broadcast::Receiver<Arc<Event>>,
     done: bool,
 }
 
@@ -78,7 +82,7 @@ impl Events {
             return None;
         }
         let ev = match self.rx.recv().await {
-            Ok(ev) => ev,
+            Ok(ev) => Arc::unwrap_or_clone(ev),
             Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
             Err(broadcast::error::RecvError::Closed) => {
                 self.done = true;
@@ -95,7 +99,7 @@ impl Events {
             return None;
         }
         let ev = match self.rx.try_recv() {
-            Ok(ev) => ev,
+            Ok(ev) => Arc::unwrap_or_clone(ev),
             Err(broadcast::error::TryRecvError::Lagged(missed)) => Event::Lagged { missed },
             Err(_) => return None,
         };
@@ -114,8 +118,8 @@ impl Events {
 /// The sending side, owned by the session.
 #[derive(Debug)]
 pub(crate) struct EventHub {
-    tx: broadcast::Sender<Event>,
-    first: Mutex<Option<broadcast::Receiver<Event>>>,
+    tx: broadcast::Sender<Arc<Event>>,
+    first: Mutex<Option<broadcast::Receiver<Arc<Event>>>>,
 }
 
 impl EventHub {
@@ -129,7 +133,7 @@ impl EventHub {
 
     pub(crate) fn emit(&self, ev: Event) {
         // No subscriber is fine: the event is simply not observed.
-        let _ = self.tx.send(ev);
+        let _ = self.tx.send(Arc::new(ev));
     }
 
     /// A subscription from now on that leaves the early events to the first

@@ -22,29 +22,92 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: u32,
 ) -> Result<Option<Vec<u8>>, ReadError> {
-    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
-    let mut got = 0;
-    while got < prefix.len() {
-        let n = r
-            .read(&mut prefix[got..])
-            .await
-            .map_err(|e| ReadError::Io(e.to_string()))?;
-        if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(ReadError::Io("stream ended inside a length prefix".into()))
-            };
+    FrameReader::default().frame(r, max).await
+}
+
+/// Reads frames from a stream inside a `select!` loop: the frame being read is
+/// kept here, not in the future, so a read dropped half-way (another branch
+/// won) loses no byte and the next call continues the same frame.
+///
+/// That holds because every await is one `AsyncRead::read`, which is
+/// cancel-safe (no byte is taken unless it completes), and progress is stored
+/// in `self` as soon as it completes. After an error the stream's position is
+/// undefined: callers stop reading it.
+#[derive(Debug, Default)]
+pub(crate) struct FrameReader {
+    prefix: [u8; LENGTH_PREFIX_BYTES],
+    /// Bytes of the current frame read so far, prefix included.
+    got: usize,
+    /// The current frame (prefix included), allocated once its prefix was
+    /// read and checked.
+    frame: Vec<u8>,
+}
+
+impl FrameReader {
+    /// Reads the rest of the current frame (length prefix included). `Ok(None)`
+    /// is a clean end of stream at a frame boundary.
+    pub(crate) async fn frame<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        max: u32,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        while self.got < LENGTH_PREFIX_BYTES {
+            let n = r
+                .read(&mut self.prefix[self.got..])
+                .await
+                .map_err(|e| ReadError::Io(e.to_string()))?;
+            if n == 0 {
+                return if self.got == 0 {
+                    Ok(None)
+                } else {
+                    Err(ReadError::Io("stream ended inside a length prefix".into()))
+                };
+            }
+            self.got += n;
+            if self.got == LENGTH_PREFIX_BYTES {
+                // Checked before anything is allocated for the body.
+                let header = FrameHeader::parse(self.prefix, max).map_err(ReadError::Decode)?;
+                self.frame = vec![0u8; LENGTH_PREFIX_BYTES + header.len as usize];
+                self.frame[..LENGTH_PREFIX_BYTES].copy_from_slice(&self.prefix);
+            }
         }
-        got += n;
+        while self.got < self.frame.len() {
+            let n = r
+                .read(&mut self.frame[self.got..])
+                .await
+                .map_err(|e| ReadError::Io(format!("stream ended inside a frame: {e}")))?;
+            if n == 0 {
+                return Err(ReadError::Io("stream ended inside a frame: early eof".into()));
+            }
+            self.got += n;
+        }
+        self.got = 0;
+        Ok(Some(std::mem::take(&mut self.frame)))
     }
-    let header = FrameHeader::parse(prefix, max).map_err(ReadError::Decode)?;
-    let mut frame = vec![0u8; LENGTH_PREFIX_BYTES + header.len as usize];
-    frame[..LENGTH_PREFIX_BYTES].copy_from_slice(&prefix);
-    r.read_exact(&mut frame[LENGTH_PREFIX_BYTES..])
-        .await
-        .map_err(|e| ReadError::Io(format!("stream ended inside a frame: {e}")))?;
-    Ok(Some(frame))
+
+    /// Reads and decodes the next control-stream frame.
+    pub(crate) async fn control<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        max: u32,
+    ) -> Result<Option<ControlMsg>, ReadError> {
+        match self.frame(r, max).await? {
+            None => Ok(None),
+            Some(f) => ControlMsg::decode(&f).map(Some).map_err(ReadError::Decode),
+        }
+    }
+
+    /// Reads and decodes the next channel-stream frame.
+    pub(crate) async fn channel<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        max: u32,
+    ) -> Result<Option<ChannelMsg>, ReadError> {
+        match self.frame(r, max).await? {
+            None => Ok(None),
+            Some(f) => ChannelMsg::decode(&f).map(Some).map_err(ReadError::Decode),
+        }
+    }
 }
 
 /// Reads and decodes one control-stream frame.
@@ -55,17 +118,6 @@ pub(crate) async fn read_control<R: AsyncRead + Unpin>(
     match read_frame(r, max).await? {
         None => Ok(None),
         Some(f) => ControlMsg::decode(&f).map(Some).map_err(ReadError::Decode),
-    }
-}
-
-/// Reads and decodes one channel-stream frame.
-pub(crate) async fn read_channel<R: AsyncRead + Unpin>(
-    r: &mut R,
-    max: u32,
-) -> Result<Option<ChannelMsg>, ReadError> {
-    match read_frame(r, max).await? {
-        None => Ok(None),
-        Some(f) => ChannelMsg::decode(&f).map(Some).map_err(ReadError::Decode),
     }
 }
 
@@ -159,5 +211,101 @@ mod tests {
             read_control(&mut r, 4096).await,
             Err(ReadError::Decode(DecodeError::WrongIdentifier { .. }))
         ));
+    }
+
+    /// Hands out one byte per completed read, and makes every other poll
+    /// pending (waking itself): a stream whose frames arrive in pieces.
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        pending_next: bool,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let this = &mut *self;
+            this.pending_next = !this.pending_next;
+            if this.pending_next {
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            if this.pos < this.data.len() && buf.remaining() > 0 {
+                buf.put_slice(&this.data[this.pos..=this.pos]);
+                this.pos += 1;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Every read future is polled once and dropped when pending (as a
+    /// `select!` does when another branch wins): the frames still come out
+    /// whole and in order, and the stream's clean end after them.
+    #[test]
+    fn a_frame_reader_keeps_a_half_read_frame_when_its_future_is_dropped() {
+        use futures::FutureExt;
+        let msgs = [
+            ControlMsg::Pong { nonce: 1 },
+            ControlMsg::ResumeTokenRefresh {
+                resume_token: "a resume token long enough to span many reads".into(),
+            },
+            ControlMsg::Pong { nonce: 3 },
+        ];
+        let mut data = Vec::new();
+        for m in &msgs {
+            data.extend(m.encode());
+        }
+        let total = data.len();
+        let mut r = Trickle {
+            data,
+            pos: 0,
+            pending_next: false,
+        };
+        let mut reader = FrameReader::default();
+        let (mut got, mut dropped) = (Vec::new(), 0);
+        let end = loop {
+            match reader.control(&mut r, 4096).now_or_never() {
+                None => dropped += 1,
+                Some(Ok(Some(m))) => got.push(m),
+                Some(other) => break other,
+            }
+            assert!(dropped <= 4 * total, "no progress");
+        };
+        assert!(matches!(end, Ok(None)), "{end:?}");
+        assert_eq!(got, msgs);
+        assert!(dropped >= total, "the reads were cut {dropped} times");
+    }
+
+    /// The same split stream through a real `select!` loop whose other branch
+    /// (a fast tick, as heartbeats) keeps winning.
+    #[tokio::test]
+    async fn a_frame_reader_in_a_select_loop_reads_split_frames_whole() {
+        let msgs: Vec<ControlMsg> = (0..20).map(|nonce| ControlMsg::Pong { nonce }).collect();
+        let (mut w, mut r) = tokio::io::duplex(64);
+        let bytes: Vec<u8> = msgs.iter().flat_map(|m| m.encode()).collect();
+        let writer = tokio::spawn(async move {
+            for b in bytes {
+                w.write_all(&[b]).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut tick = tokio::time::interval(std::time::Duration::from_micros(1));
+        let (mut reader, mut got, mut ticks) = (FrameReader::default(), Vec::new(), 0u32);
+        loop {
+            tokio::select! {
+                biased;
+                _ = tick.tick() => ticks += 1,
+                m = reader.control(&mut r, 4096) => match m.unwrap() {
+                    Some(m) => got.push(m),
+                    None => break,
+                },
+            }
+        }
+        writer.await.unwrap();
+        assert_eq!(got, msgs);
+        assert!(ticks > 1, "the other branch fired {ticks} times");
     }
 }

@@ -108,13 +108,19 @@ mod framing;
 pub mod inventory;
 mod live;
 mod login;
+mod mailbox;
 mod matchmaking;
 mod queue;
 mod session;
 mod socket;
 mod state;
 mod telemetry;
+mod telemetry_flush;
 mod tls;
+mod tls_sessions;
+
+#[cfg(test)]
+mod size_tests;
 
 pub use channel::Channel;
 pub use client::Client;

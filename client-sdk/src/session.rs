@@ -1,6 +1,6 @@
 //! The connection actor: one background task per client that owns the control
-//! stream, sends heartbeats, reacts to GoAway / Kick, and reconnects and
-//! resumes after connection loss.
+//! stream, sends heartbeats, reacts to GoAway / Kick, reconnects and resumes
+//! after connection loss, and tells when the telemetry batch is sent.
 //!
 //! A GoAway is a planned move, and no call may fail because of it: when its
 //! delay has elapsed the actor marks the connection as *moving* ([`LiveConn`]),
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_schema::{Credentials, ErrorCode, Welcome};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
 pub use crate::conn_state::WelcomeInfo;
 pub(crate) use crate::conn_state::{ConnState, LiveConn, Shared};
@@ -30,6 +30,8 @@ use crate::connection::Established;
 use crate::error::{is_fatal_reject, is_final_kick, ClientError};
 use crate::events::Event;
 use crate::login::establish;
+use crate::mailbox;
+use crate::telemetry_flush::FlushSchedule;
 
 mod drive;
 
@@ -72,43 +74,66 @@ fn heartbeat_interval(w: &Welcome) -> Duration {
     }
 }
 
+/// Where the session token for the next login comes from. The tokens are
+/// kept once, in the published [`WelcomeInfo`] (`Shared::info`), not also
+/// here: they are a few hundred bytes each, per client (issue 21).
+enum SessionToken {
+    /// None usable: log in with the configured credentials.
+    None,
+    /// The one in the published `WelcomeInfo`.
+    Published,
+    /// An earlier one, kept because the last `Welcome` carried none.
+    Kept(String),
+}
+
 pub(crate) struct Actor {
     shared: Arc<Shared>,
-    cmds: mpsc::Receiver<Command>,
-    resume_token: Option<String>,
-    session_token: Option<String>,
+    cmds: mailbox::Receiver<Command>,
+    /// Whether the published resume token may be presented (not after a
+    /// Kick or a `ResumeRejected`).
+    resume_ok: bool,
+    session_token: SessionToken,
     generation: u64,
     nonce: u64,
     /// Replies to `close()` calls, answered when the actor is done.
     closers: Vec<oneshot::Sender<()>>,
     /// Pings asked for while moving or reconnecting: sent on the next connection.
     deferred_pings: Vec<PingReply>,
+    /// When to send the telemetry batch (`None`: telemetry off); driven by
+    /// the connection loop.
+    flush: Option<FlushSchedule>,
 }
 
 impl Actor {
-    pub(crate) fn spawn(shared: Arc<Shared>, cmds: mpsc::Receiver<Command>, est: Established) {
+    pub(crate) fn spawn(
+        shared: Arc<Shared>,
+        cmds: mailbox::Receiver<Command>,
+        est: Established,
+        flush: Option<FlushSchedule>,
+    ) {
         let mut actor = Actor {
             shared,
             cmds,
-            resume_token: None,
-            session_token: None,
+            resume_ok: false,
+            session_token: SessionToken::None,
             generation: 0,
             nonce: 0,
             closers: Vec::new(),
             deferred_pings: Vec::new(),
+            flush,
         };
         let live = actor.install(&est);
-        tokio::spawn(actor.run(est, live));
+        // Both boxed: the task's future would otherwise hold each twice (an
+        // async fn's arguments and the locals they are moved into), for
+        // the session's whole life.
+        tokio::spawn(Box::new(actor).run(Box::new(est), live));
     }
 
     /// Publishes a fresh login: tokens, info, state, event.
     fn install(&mut self, est: &Established) -> Arc<LiveConn> {
         let w = &est.welcome;
         self.generation += 1;
-        self.resume_token = Some(w.resume_token.clone()).filter(|t| !t.is_empty());
-        if !w.session_token.is_empty() {
-            self.session_token = Some(w.session_token.clone());
-        }
+        self.resume_ok = !w.resume_token.is_empty();
         let max_in_flight = match w.max_in_flight_per_channel {
             0 => DEFAULT_MAX_IN_FLIGHT,
             v => v.min(MAX_IN_FLIGHT_CAP),
@@ -127,7 +152,15 @@ impl Actor {
             resume_token: w.resume_token.clone(),
             protocol_version: w.protocol_version,
         };
-        *self.shared.info.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
+        let mut published = self.shared.info.lock().unwrap_or_else(|p| p.into_inner());
+        if !w.session_token.is_empty() {
+            self.session_token = SessionToken::Published;
+        } else if let (SessionToken::Published, Some(old)) = (&self.session_token, published.as_ref()) {
+            // This Welcome carries none: the previous one stays usable.
+            self.session_token = SessionToken::Kept(old.session_token.clone());
+        }
+        *published = Some(info);
+        drop(published);
         let live = Arc::new(LiveConn {
             conn: est.conn.clone(),
             generation: self.generation,
@@ -155,7 +188,7 @@ impl Actor {
         }
         // Answer whatever is still queued so no caller waits for its timeout.
         self.cmds.close();
-        while let Ok(cmd) = self.cmds.try_recv() {
+        while let Some(cmd) = self.cmds.try_recv() {
             match cmd {
                 Command::Ping(r) => {
                     let _ = r.send(Err(ClientError::Closed));
@@ -168,7 +201,7 @@ impl Actor {
         }
     }
 
-    async fn run(mut self, mut est: Established, mut live: Arc<LiveConn>) {
+    pub(crate) async fn run(mut self: Box<Self>, mut est: Box<Established>, mut live: Arc<LiveConn>) {
         loop {
             let endpoint = est.endpoint.clone();
             let outcome = self.drive(est, &live).await;
@@ -185,7 +218,7 @@ impl Actor {
                 }
                 Outcome::Kicked { code, message } => {
                     // PROTOCOL.md 3.4: never resume after a Kick.
-                    self.resume_token = None;
+                    self.resume_ok = false;
                     let err = ClientError::Kicked {
                         code,
                         message: message.clone(),
@@ -216,7 +249,7 @@ impl Actor {
             match Box::pin(self.reconnect(immediate)).await {
                 Some(next) => {
                     live = self.install(&next);
-                    est = next;
+                    est = Box::new(next);
                 }
                 None => return,
             }
@@ -255,11 +288,8 @@ impl Actor {
                 self.finish(ClientError::Closed);
                 return None;
             }
-            let credentials = match &self.session_token {
-                Some(t) => Credentials::Token(t.clone()),
-                None => config.credentials.clone(),
-            };
-            let dial = establish(&shared, credentials, self.resume_token.clone());
+            let (credentials, resume_token) = self.login_tokens();
+            let dial = establish(&shared, credentials, resume_token);
             let Some(result) = self.serve_while(dial).await else {
                 self.finish(ClientError::Closed);
                 return None;
@@ -271,11 +301,12 @@ impl Actor {
                     floor = e.retry_after();
                     match &e {
                         ClientError::Rejected { code, .. } if *code == ErrorCode::ResumeRejected => {
-                            self.resume_token = None;
+                            self.resume_ok = false;
                             immediate = true;
                         }
                         ClientError::Rejected { code, .. } if is_fatal_reject(*code) => {
-                            if self.session_token.take().is_some() {
+                            let dropped = std::mem::replace(&mut self.session_token, SessionToken::None);
+                            if !matches!(dropped, SessionToken::None) {
                                 // The stored session token is no good any more:
                                 // fall back to the configured credentials at once.
                                 immediate = true;
@@ -290,6 +321,21 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// The credentials and resume token of the next login.
+    fn login_tokens(&self) -> (Credentials, Option<String>) {
+        let published = self.shared.info.lock().unwrap_or_else(|p| p.into_inner());
+        let credentials = match (&self.session_token, published.as_ref()) {
+            (SessionToken::Published, Some(w)) => Credentials::Token(w.session_token.clone()),
+            (SessionToken::Kept(t), _) => Credentials::Token(t.clone()),
+            _ => self.shared.config.credentials.clone(),
+        };
+        let resume_token = published
+            .as_ref()
+            .filter(|_| self.resume_ok)
+            .map(|w| w.resume_token.clone());
+        (credentials, resume_token)
     }
 
     /// Runs `fut` while answering commands; `None` if the app closed the client.

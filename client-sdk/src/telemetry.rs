@@ -38,11 +38,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use outpost_schema::{ChannelKind, RequestBody, ResponseBody, TelemetryErrorCount};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use crate::channel::Channel;
 use crate::error::ClientError;
-use crate::session::{Command, ConnState, Shared};
+use crate::mailbox;
+use crate::session::{Command, Shared};
 
 /// Most error entries the gateway reads from one report (PROTOCOL.md §4.6).
 pub const MAX_ERRORS_PER_REPORT: usize = 64;
@@ -165,7 +166,8 @@ struct RecState {
 pub(crate) struct Recorder {
     config: TelemetryConfig,
     state: Mutex<RecState>,
-    /// Signalled when the batch fills (the flusher sends it at once).
+    /// Signalled when the batch fills (the session sends it at once, see
+    /// `telemetry_flush.rs`).
     full: Notify,
 }
 
@@ -308,6 +310,16 @@ impl Recorder {
         }
     }
 
+    /// Notified when the batch fills (it is then sent at once).
+    pub(crate) fn filled(&self) -> &Notify {
+        &self.full
+    }
+
+    /// Whether nothing is waiting to be sent.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().batch.is_empty()
+    }
+
     /// Takes the pending batch (an empty one if nothing was recorded).
     pub(crate) fn take(&self) -> Batch {
         std::mem::take(&mut self.lock().batch)
@@ -329,17 +341,18 @@ impl Recorder {
 }
 
 /// Where reports go: the `Telemetry` channel, opened on first use. Owned by the
-/// client (so it never keeps a session alive on its own); the flusher and
+/// client (so it never keeps a session alive on its own); the session's flush
+/// schedule (`telemetry_flush.rs`) and
 /// [`TelemetryReporter`] handles hold it weakly.
 #[derive(Debug)]
 pub(crate) struct Sink {
     shared: Arc<Shared>,
-    cmds: mpsc::Sender<Command>,
+    cmds: mailbox::Sender<Command>,
     channel: tokio::sync::Mutex<Option<Channel>>,
 }
 
 impl Sink {
-    pub(crate) fn new(shared: Arc<Shared>, cmds: mpsc::Sender<Command>) -> Arc<Sink> {
+    pub(crate) fn new(shared: Arc<Shared>, cmds: mailbox::Sender<Command>) -> Arc<Sink> {
         Arc::new(Sink {
             shared,
             cmds,
@@ -385,39 +398,6 @@ impl Sink {
                 "unexpected response on the telemetry channel: {other:?}"
             ))),
         }
-    }
-
-    /// Sends the batch every flush interval, or at once when it fills, until the
-    /// session ends or the client is gone.
-    pub(crate) fn spawn_flusher(sink: &Arc<Sink>) {
-        if !sink.shared.telemetry.config().enabled {
-            return;
-        }
-        let weak = Arc::downgrade(sink);
-        let shared = sink.shared.clone();
-        tokio::spawn(async move {
-            let interval = shared.telemetry.config().flush_interval;
-            let mut state = shared.state.subscribe();
-            let mut next = tokio::time::Instant::now() + interval;
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(next) => next += interval,
-                    _ = shared.telemetry.full.notified() => {}
-                    r = state.changed() => {
-                        if r.is_err() || matches!(&*state.borrow(), ConnState::Closed(_)) {
-                            return;
-                        }
-                        continue;
-                    }
-                }
-                let Some(sink) = weak.upgrade() else { return };
-                sink.flush().await;
-                let now = tokio::time::Instant::now();
-                if next <= now {
-                    next = now + interval;
-                }
-            }
-        });
     }
 }
 

@@ -70,7 +70,7 @@ fn latencies_are_bounded_and_invalid_samples_dropped() {
 }
 
 #[tokio::test]
-async fn a_full_batch_wakes_the_flusher() {
+async fn a_full_batch_wakes_the_flush_schedule() {
     let r = rec(64, 2);
     r.latency_ms(1.0);
     let early = tokio::time::timeout(Duration::from_millis(20), r.full.notified()).await;

@@ -10,17 +10,11 @@ use rustls_pki_types::CertificateDer;
 
 use crate::config::Trust;
 use crate::error::ClientError;
+use crate::tls_sessions::ClientSessions;
 
 /// QUIC idle timeout the client proposes; the effective value is the smaller
 /// of both peers' proposals (the gateway announces 30 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Server names whose TLS 1.3 tickets one client remembers. A client talks to
-/// the gateways of one region, which normally share one certificate name, so
-/// one entry is used; rustls' default (256) reserves a table for 256 names in
-/// every client, which a process running thousands of clients (the sim, bot
-/// hosts) pays per client.
-const RESUMPTION_SERVER_NAMES: usize = 2;
 
 /// Most distinct trust settings whose parsed TLS configuration the process
 /// keeps ([`shared_tls`]); a game uses one.
@@ -47,7 +41,8 @@ pub(crate) fn quinn_client_config(
 ) -> Result<quinn::ClientConfig, ClientError> {
     let base = shared_tls(trust.pem())?;
     let mut tls = (*base).clone();
-    tls.resumption = rustls::client::Resumption::in_memory_sessions(RESUMPTION_SERVER_NAMES);
+    // Per client, and small: see `tls_sessions.rs`.
+    tls.resumption = rustls::client::Resumption::store(Arc::new(ClientSessions::default()));
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls))
         .map_err(|e| ClientError::Config(format!("QUIC TLS setup: {e}")))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));

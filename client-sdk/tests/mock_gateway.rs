@@ -401,6 +401,78 @@ async fn goaway_moves_to_another_gateway_with_resume() -> Result<()> {
     Ok(())
 }
 
+/// A Welcome without a session token leaves the previous one in use: the
+/// logins after it still present it (not the configured device credentials).
+#[tokio::test]
+async fn a_welcome_without_a_session_token_keeps_the_previous_one() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let client = Client::connect(gw.config("dev-keep")).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(client.welcome().session_token, "session-player-dev-keep");
+    gw.state.no_session_token.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        client.debug_kill_connection();
+        wait_for(&mut events, |e| matches!(e, Event::Disconnected { .. })).await?;
+        wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+        assert_eq!(client.welcome().session_token, "", "what the last Welcome said");
+    }
+    let hellos = gw.hellos();
+    assert_eq!(hellos.len(), 3);
+    for h in &hellos[1..] {
+        assert_eq!(
+            h.credentials,
+            Some(Credentials::Token("session-player-dev-keep".into()))
+        );
+    }
+    Ok(())
+}
+
+/// A GoAway with a request in flight that is never answered: the session
+/// leaves one request timeout after the GoAway's delay (not before), and
+/// with nothing in flight it leaves right at the delay.
+#[tokio::test]
+async fn goaway_waits_for_requests_in_flight_at_most_a_request_timeout() -> Result<()> {
+    let gw = MockGateway::start(TokenSet::default()).await?;
+    let mut cfg = gw.config("dev-move");
+    cfg.request_timeout = Duration::from_millis(800);
+    let client = Client::connect(cfg).await?;
+    let mut events = client.events();
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    let ch = client.open_channel(ChannelKind::Echo).await?;
+    let held = tokio::spawn({
+        let ch = ch.clone();
+        async move { ch.echo(b"hold".to_vec(), 0).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let sent = Instant::now();
+    gw.goaway_all(100).await;
+    wait_for(&mut events, |e| matches!(e, Event::Disconnected { .. })).await?;
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(850) && waited < Duration::from_secs(3),
+        "left {waited:?} after the GoAway (delay 100 ms + request timeout 800 ms)"
+    );
+    assert!(matches!(held.await?, Err(ClientError::Timeout)));
+    let (ev, _) = wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(ev, Event::Connected { resumed: true });
+
+    // Nothing in flight now: the move follows the delay at once.
+    assert_eq!(ch.echo(b"moved".to_vec(), 0).await?, b"moved");
+    let sent = Instant::now();
+    gw.goaway_all(100).await;
+    wait_for(&mut events, |e| matches!(e, Event::Disconnected { .. })).await?;
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_millis(700),
+        "left {waited:?} after the GoAway (delay 100 ms, nothing in flight)"
+    );
+    wait_for(&mut events, |e| matches!(e, Event::Connected { .. })).await?;
+    assert_eq!(ch.echo(b"again".to_vec(), 0).await?, b"again");
+    Ok(())
+}
+
 #[tokio::test]
 async fn replaced_by_new_login_ends_the_session_without_reconnect() -> Result<()> {
     let gw = MockGateway::start(TokenSet::default()).await?;

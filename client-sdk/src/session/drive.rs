@@ -1,22 +1,22 @@
 //! Driving one logged-in connection: the control stream (Pongs, GoAway,
 //! resume-token refreshes, Kick), heartbeats, commands from `Client` handles,
-//! and the GoAway move (stop sending, leave once every request sent here was
-//! answered). The actor itself, its reconnects and its state are in the
-//! parent module.
+//! the GoAway move (stop sending, leave once every request sent here was
+//! answered), and the telemetry flush schedule (`telemetry_flush.rs`). The
+//! actor itself, its reconnects and its state are in the parent module.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use outpost_schema::{ControlMsg, ErrorCode};
 use quinn::ConnectionError;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{heartbeat_interval, Actor, Command, LiveConn, Outcome, PingReply};
 use crate::connection::{Established, KillSwitch};
 use crate::error::{is_final_kick, ClientError};
 use crate::events::Event;
-use crate::framing::{read_control, write_frame, ReadError};
+use crate::framing::{write_frame, FrameReader, ReadError};
+use crate::telemetry_flush::report_done;
 
 /// Pings awaiting a Pong; the oldest is failed when more are sent.
 const MAX_PENDING_PINGS: usize = 32;
@@ -38,10 +38,67 @@ struct ControlState {
     /// read next, and only a gateway that stays silent while the client
     /// runs loses the connection.
     ticks_since_pong: u32,
+    /// When the next heartbeat Ping is due.
+    next_heartbeat: Instant,
     /// When the earliest GoAway's delay elapses.
     goaway_at: Option<Instant>,
     /// Set once the GoAway delay elapsed: leave when quiet, or at this instant.
     move_by: Option<Instant>,
+}
+
+impl ControlState {
+    /// When the loop's one timer must fire next: the next heartbeat, the end
+    /// of a GoAway's delay, or the deadline of the move that followed it.
+    fn next_deadline(&self) -> Instant {
+        match (self.move_by, self.goaway_at) {
+            (Some(m), _) => self.next_heartbeat.min(m),
+            (None, Some(g)) => self.next_heartbeat.min(g),
+            (None, None) => self.next_heartbeat,
+        }
+    }
+}
+
+/// What `drive` keeps of an [`Established`] while the connection lasts (the
+/// `Welcome`, the endpoint and the address are not needed any more).
+struct Link {
+    socket: KillSwitch,
+    conn: quinn::Connection,
+    ctrl_send: quinn::SendStream,
+    ctrl_recv: quinn::RecvStream,
+    max_frame: u32,
+    heartbeat: Duration,
+}
+
+impl Link {
+    /// A plain function, not part of the async `drive`: the `Established` and
+    /// its `Welcome` are gone (their heap too) before the loop starts.
+    fn new(est: Box<Established>) -> Link {
+        let Established {
+            socket,
+            conn,
+            ctrl_send,
+            ctrl_recv,
+            max_frame,
+            welcome,
+            ..
+        } = *est;
+        Link {
+            socket,
+            conn,
+            ctrl_send,
+            ctrl_recv,
+            max_frame,
+            heartbeat: heartbeat_interval(&welcome),
+        }
+    }
+}
+
+/// What one event of the loop means for the connection.
+enum Step {
+    Continue,
+    End(Outcome),
+    /// The control stream failed (the detail): the connection tells why.
+    Failed(String),
 }
 
 fn app_code(e: &ConnectionError) -> Option<ErrorCode> {
@@ -53,79 +110,83 @@ fn app_code(e: &ConnectionError) -> Option<ErrorCode> {
 
 impl Actor {
     /// Drives one logged-in connection until it ends.
-    pub(super) async fn drive(&mut self, est: Established, live: &LiveConn) -> Outcome {
-        let Established {
-            socket,
-            conn,
-            mut ctrl_send,
-            ctrl_recv,
-            max_frame,
-            welcome,
-            ..
-        } = est;
-        // Boxed items: a tokio channel allocates its slots in blocks of 32, so
-        // inline control messages would cost every session 32 of them.
-        let (ctrl_tx, mut ctrl_rx) = mpsc::channel::<Box<Result<ControlMsg, ReadError>>>(16);
-        let reader = tokio::spawn(control_reader(ctrl_recv, max_frame, ctrl_tx));
-        let hb = heartbeat_interval(&welcome);
-        let mut tick = tokio::time::interval_at(Instant::now() + hb, hb);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ///
+    /// This future lives as long as the connection, in every client's task
+    /// (memory per client, issue 21): the `Established` comes boxed and is
+    /// reduced to a [`Link`] at once, one timer serves heartbeats and the
+    /// GoAway move, the control stream is read here (no reader task and
+    /// queue), and the rare diagnosis of a failed stream is boxed.
+    pub(super) async fn drive(&mut self, est: Box<Established>, live: &LiveConn) -> Outcome {
+        let mut link = Link::new(est);
+        // `FrameReader` keeps a half-read frame when another branch of the
+        // select wins.
+        let mut reader = FrameReader::default();
+        let now = Instant::now();
         let mut st = ControlState {
             pings: VecDeque::new(),
-            last_pong: Instant::now(),
+            last_pong: now,
             ticks_since_pong: 0,
+            next_heartbeat: now + link.heartbeat,
             goaway_at: None,
             move_by: None,
         };
         for reply in std::mem::take(&mut self.deferred_pings) {
             if !reply.is_closed() {
-                if let Err(e) = self.send_ping(&mut ctrl_send, &mut st.pings, Some(reply)).await {
-                    return self.closed_outcome(&conn, e).await;
+                if let Err(e) = self
+                    .send_ping(&mut link.ctrl_send, &mut st.pings, Some(reply))
+                    .await
+                {
+                    return Box::pin(self.closed_outcome(&link.conn, e)).await;
                 }
             }
         }
+        let timer = tokio::time::sleep_until(st.next_deadline());
+        tokio::pin!(timer);
 
         let outcome = loop {
             if st.move_by.is_some() && live.is_quiet() && !st.pings.iter().any(|p| p.2.is_some()) {
                 // Every request sent here was answered: leave now.
-                conn.close(ErrorCode::Draining.0.into(), b"moving after GoAway");
+                link.conn
+                    .close(ErrorCode::Draining.0.into(), b"moving after GoAway");
                 break Outcome::GoAway;
             }
-            let goaway_sleep = tokio::time::sleep_until(st.goaway_at.unwrap_or_else(Instant::now));
-            let move_sleep = tokio::time::sleep_until(st.move_by.unwrap_or_else(Instant::now));
-            tokio::select! {
-                cmd = self.cmds.recv() => {
-                    if let Some(outcome) = self.on_command(cmd, &socket, &conn, &mut ctrl_send, &mut st).await {
-                        break outcome;
-                    }
-                }
+            let due = match &self.flush {
+                Some(f) => st.next_deadline().min(f.next()),
+                None => st.next_deadline(),
+            };
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
+            let step = tokio::select! {
+                cmd = self.cmds.recv() => self.on_command(cmd, &mut link, &mut st).await,
                 // Woken when the last request in flight is answered (checked above).
-                _ = live.idle.notified(), if st.move_by.is_some() => {}
-                msg = ctrl_rx.recv() => {
-                    if let Some(outcome) = self.on_control(msg.map(|m| *m), &conn, &mut st).await {
-                        break outcome;
+                _ = live.idle.notified(), if st.move_by.is_some() => Step::Continue,
+                // Once the stream ended or failed, `on_control` ends the connection.
+                msg = reader.control(&mut link.ctrl_recv, link.max_frame) => {
+                    self.on_control(msg.transpose(), &link.conn, &mut st)
+                }
+                () = &mut timer => self.on_timer(due, live, &mut link, &mut st).await,
+                // The telemetry batch filled: send it now.
+                _ = self.shared.telemetry.filled().notified(), if self.flush.is_some() => {
+                    if let Some(f) = &mut self.flush {
+                        f.flush(&self.shared.telemetry, Instant::now());
                     }
+                    Step::Continue
                 }
-                _ = tick.tick() => {
-                    if let Some(outcome) = self.on_heartbeat(hb, &conn, &mut ctrl_send, &mut st).await {
-                        break outcome;
+                () = report_done(&mut self.flush) => {
+                    if let Some(f) = &mut self.flush {
+                        f.finished(&self.shared.telemetry, Instant::now());
                     }
+                    Step::Continue
                 }
-                _ = goaway_sleep, if st.goaway_at.is_some() && st.move_by.is_none() => {
-                    // Stop sending here; requests already sent get their answers
-                    // before the connection is closed (checked at the loop's top).
-                    live.begin_move();
-                    st.move_by = Some(Instant::now() + self.shared.config.request_timeout);
-                }
-                _ = move_sleep, if st.move_by.is_some() => {
-                    tracing::debug!("requests still unanswered a request timeout after GoAway; moving anyway");
-                    conn.close(ErrorCode::Draining.0.into(), b"moving after GoAway");
-                    break Outcome::GoAway;
-                }
-                e = conn.closed() => break Self::map_close(e),
+                e = link.conn.closed() => Step::End(Self::map_close(e)),
+            };
+            match step {
+                Step::Continue => {}
+                Step::End(outcome) => break outcome,
+                Step::Failed(detail) => break Box::pin(self.closed_outcome(&link.conn, detail)).await,
             }
         };
-        reader.abort();
         let err = match &outcome {
             Outcome::Closed => ClientError::Closed,
             _ => ClientError::ConnectionLost("connection ended before the Pong".into()),
@@ -138,53 +199,50 @@ impl Actor {
         outcome
     }
 
-    /// A command from a `Client` handle (`None`: every handle is gone); the
-    /// connection's outcome if it ends the connection.
-    async fn on_command(
-        &mut self,
-        cmd: Option<Command>,
-        socket: &KillSwitch,
-        conn: &quinn::Connection,
-        ctrl_send: &mut quinn::SendStream,
-        st: &mut ControlState,
-    ) -> Option<Outcome> {
+    /// A command from a `Client` handle (`None`: every handle is gone).
+    async fn on_command(&mut self, cmd: Option<Command>, link: &mut Link, st: &mut ControlState) -> Step {
+        let conn = &link.conn;
         match cmd {
             None => {
                 conn.close(ErrorCode::Unspecified.0.into(), b"client dropped");
-                Some(Outcome::Closed)
+                Step::End(Outcome::Closed)
             }
             Some(Command::Close(reply)) => {
                 self.closers.push(reply);
-                let _ = ctrl_send.finish();
+                let _ = link.ctrl_send.finish();
                 conn.close(ErrorCode::Unspecified.0.into(), b"logout");
-                Some(Outcome::Closed)
+                Step::End(Outcome::Closed)
             }
             Some(Command::Kill) => {
-                socket.kill();
+                link.socket.kill();
                 conn.close(ErrorCode::Unspecified.0.into(), b"");
-                Some(Outcome::Lost(ClientError::ConnectionLost(
+                Step::End(Outcome::Lost(ClientError::ConnectionLost(
                     "connection killed (debug hook)".into(),
                 )))
             }
             Some(Command::Ping(reply)) if st.move_by.is_some() => {
                 self.defer_ping(reply);
-                None
+                Step::Continue
             }
-            Some(Command::Ping(reply)) => match self.send_ping(ctrl_send, &mut st.pings, Some(reply)).await {
-                Ok(()) => None,
-                Err(e) => Some(self.closed_outcome(conn, e).await),
-            },
+            Some(Command::Ping(reply)) => {
+                match self
+                    .send_ping(&mut link.ctrl_send, &mut st.pings, Some(reply))
+                    .await
+                {
+                    Ok(()) => Step::Continue,
+                    Err(e) => Step::Failed(e),
+                }
+            }
         }
     }
 
-    /// A frame (or the end) of the control stream; the connection's outcome
-    /// if it ends the connection.
-    async fn on_control(
+    /// A frame (or the end) of the control stream.
+    fn on_control(
         &mut self,
         msg: Option<Result<ControlMsg, ReadError>>,
         conn: &quinn::Connection,
         st: &mut ControlState,
-    ) -> Option<Outcome> {
+    ) -> Step {
         match msg {
             Some(Ok(ControlMsg::Pong { nonce })) => {
                 st.last_pong = Instant::now();
@@ -194,7 +252,7 @@ impl Actor {
                         let _ = reply.send(Ok(sent.elapsed()));
                     }
                 }
-                None
+                Step::Continue
             }
             Some(Ok(ControlMsg::GoAway(g))) => {
                 let after = Duration::from_millis(u64::from(g.reconnect_after_ms));
@@ -203,15 +261,15 @@ impl Actor {
                 });
                 let at = Instant::now() + after;
                 st.goaway_at = Some(st.goaway_at.map_or(at, |g| g.min(at)));
-                None
+                Step::Continue
             }
             Some(Ok(ControlMsg::ResumeTokenRefresh { resume_token })) => {
                 self.refresh_resume_token(resume_token);
-                None
+                Step::Continue
             }
             Some(Ok(ControlMsg::Kick(k))) => {
                 conn.close(k.reason.0.into(), b"kicked");
-                Some(Outcome::Kicked {
+                Step::End(Outcome::Kicked {
                     code: k.reason,
                     message: k.message,
                 })
@@ -219,41 +277,69 @@ impl Actor {
             Some(Ok(_)) => {
                 let err = ClientError::unexpected("unexpected frame on the control stream");
                 conn.close(ErrorCode::UnexpectedFrame.0.into(), b"unexpected control frame");
-                Some(Outcome::Lost(err))
+                Step::End(Outcome::Lost(err))
             }
             Some(Err(ReadError::Decode(e))) => {
                 conn.close(e.code().0.into(), b"bad control frame");
-                Some(Outcome::Lost(ClientError::protocol(&e)))
+                Step::End(Outcome::Lost(ClientError::protocol(&e)))
             }
-            Some(Err(ReadError::Io(detail))) => Some(self.closed_outcome(conn, detail).await),
-            None => Some(self.closed_outcome(conn, "control stream ended".into()).await),
+            Some(Err(ReadError::Io(detail))) => Step::Failed(detail),
+            None => Step::Failed("control stream ended".into()),
         }
     }
 
-    /// A heartbeat tick: gives up after two intervals without a Pong (in wall
-    /// time and in ticks this client ran: see `ControlState::ticks_since_pong`),
-    /// else sends a Ping; the connection's outcome if it ends the connection.
-    async fn on_heartbeat(
+    /// The loop's timer fired at `due` (see [`ControlState::next_deadline`]):
+    /// the move's deadline, the end of a GoAway's delay, a heartbeat, or more
+    /// than one of them.
+    async fn on_timer(
         &mut self,
-        hb: Duration,
-        conn: &quinn::Connection,
-        ctrl_send: &mut quinn::SendStream,
+        due: Instant,
+        live: &LiveConn,
+        link: &mut Link,
         st: &mut ControlState,
-    ) -> Option<Outcome> {
+    ) -> Step {
+        // The timer fired, so `due` has passed even if the clock reads a hair before it.
+        let now = Instant::now().max(due);
+        if let Some(f) = self.flush.as_mut().filter(|f| now >= f.next()) {
+            f.tick(&self.shared.telemetry, now);
+        }
+        if st.move_by.is_some_and(|m| now >= m) {
+            tracing::debug!("requests still unanswered a request timeout after GoAway; moving anyway");
+            link.conn
+                .close(ErrorCode::Draining.0.into(), b"moving after GoAway");
+            return Step::End(Outcome::GoAway);
+        }
+        if st.move_by.is_none() && st.goaway_at.is_some_and(|g| now >= g) {
+            // Stop sending here; requests already sent get their answers
+            // before the connection is closed (checked at the loop's top).
+            live.begin_move();
+            st.move_by = Some(now + self.shared.config.request_timeout);
+        }
+        if now < st.next_heartbeat {
+            return Step::Continue;
+        }
+        let hb = link.heartbeat;
+        // As an interval that delays missed ticks: a heartbeat late by a whole
+        // interval restarts the schedule from now instead of bursting.
+        st.next_heartbeat = if now >= st.next_heartbeat + hb {
+            now + hb
+        } else {
+            st.next_heartbeat + hb
+        };
         st.ticks_since_pong = st.ticks_since_pong.saturating_add(1);
         // Three ticks: a silent gateway is caught at the same tick as by the
         // wall clock alone (the Pong before the first unanswered Ping came
         // about one interval before it), a paused client is not.
         if st.ticks_since_pong >= 3 && st.last_pong.elapsed() > hb * 2 {
-            conn.close(ErrorCode::IdleTimeout.0.into(), b"no pong");
-            return Some(Outcome::Lost(ClientError::ConnectionLost(format!(
+            link.conn.close(ErrorCode::IdleTimeout.0.into(), b"no pong");
+            return Step::End(Outcome::Lost(ClientError::ConnectionLost(format!(
                 "no Pong for {} ms (2 heartbeat intervals)",
                 (hb * 2).as_millis()
             ))));
         }
-        match self.send_ping(ctrl_send, &mut st.pings, None).await {
-            Ok(()) => None,
-            Err(e) => Some(self.closed_outcome(conn, e).await),
+        match self.send_ping(&mut link.ctrl_send, &mut st.pings, None).await {
+            Ok(()) => Step::Continue,
+            Err(e) => Step::Failed(e),
         }
     }
 
@@ -269,9 +355,9 @@ impl Actor {
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
         {
-            info.resume_token.clone_from(&token);
+            info.resume_token = token;
+            self.resume_ok = true;
         }
-        self.resume_token = Some(token);
         tracing::trace!("outpost resume token refreshed");
     }
 
@@ -315,29 +401,6 @@ impl Actor {
                 },
             },
             _ => Outcome::Lost(ClientError::ConnectionLost(e.to_string())),
-        }
-    }
-}
-
-/// Reads the control stream and forwards decoded frames to the actor; ends at
-/// the first error.
-async fn control_reader(
-    mut recv: quinn::RecvStream,
-    max_frame: u32,
-    tx: mpsc::Sender<Box<Result<ControlMsg, ReadError>>>,
-) {
-    loop {
-        match read_control(&mut recv, max_frame).await {
-            Ok(Some(msg)) => {
-                if tx.send(Box::new(Ok(msg))).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(e) => {
-                let _ = tx.send(Box::new(Err(e))).await;
-                return;
-            }
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct MockState {
     pub refuse_next: AtomicU64,
     /// Connections refused so far.
     pub refused: AtomicU64,
+    /// Welcome with an empty session token.
+    pub no_session_token: AtomicBool,
     counter: AtomicU64,
 }
 
@@ -126,6 +128,18 @@ impl MockGateway {
         }
     }
 
+    /// Sends `msgs` on every control stream one byte per write, pausing
+    /// `pause` between bytes (a frame arrives in many pieces). The stream is
+    /// held for a whole frame only, so Pongs still go out between frames.
+    pub async fn send_all_split(&self, msgs: &[ControlMsg], pause: Duration) {
+        let controls: Vec<_> = self.state.controls.lock().unwrap().clone();
+        for msg in msgs {
+            for c in &controls {
+                let _ = write_split(&mut *c.lock().await, &msg.encode(), pause).await;
+            }
+        }
+    }
+
     pub async fn goaway_all(&self, reconnect_after_ms: u32) {
         self.send_all(ControlMsg::GoAway(GoAway {
             reason: ErrorCode::Draining,
@@ -150,6 +164,15 @@ impl MockGateway {
     pub fn shutdown(&self) {
         self.endpoint.close(ErrorCode::ShuttingDown.0.into(), b"");
     }
+}
+
+/// Writes `frame` one byte per write, pausing `pause` between bytes.
+async fn write_split(send: &mut SendStream, frame: &[u8], pause: Duration) -> Result<()> {
+    for b in frame {
+        send.write_all(std::slice::from_ref(b)).await?;
+        tokio::time::sleep(pause).await;
+    }
+    Ok(())
 }
 
 async fn read_frame(r: &mut RecvStream, max: u32) -> Result<Option<Vec<u8>>> {
@@ -221,7 +244,11 @@ async fn serve_conn(conn: quinn::Connection, st: Arc<MockState>) -> Result<()> {
         idle_timeout_ms: 30_000,
         max_in_flight_per_channel: 4,
         region: "mock-1".into(),
-        session_token: format!("session-{player_id}"),
+        session_token: if st.no_session_token.load(Ordering::SeqCst) {
+            String::new()
+        } else {
+            format!("session-{player_id}")
+        },
         home_region: "mock-1".into(),
     });
     send.lock().await.write_all(&welcome.encode()).await?;
@@ -281,6 +308,24 @@ async fn serve_channel(mut send: SendStream, mut recv: RecvStream, max: u32) -> 
         };
         match &payload[..] {
             b"hold" => continue, // never answered
+            // The answer and its pushes one byte per write (1 ms apart).
+            p if p.starts_with(b"split") => {
+                let resp = ChannelMsg::Response(Response {
+                    request_id: req.request_id,
+                    body: ResponseBody::Echo {
+                        payload: payload.clone(),
+                    },
+                });
+                write_split(&mut send, &resp.encode(), Duration::from_millis(1)).await?;
+                for sequence in 0..u32::from(push_count) {
+                    let p = ChannelMsg::Push(PushBody::Echo {
+                        payload: payload.clone(),
+                        sequence,
+                    });
+                    write_split(&mut send, &p.encode(), Duration::from_millis(1)).await?;
+                }
+                continue;
+            }
             b"garbage" => {
                 let mut g = 24u32.to_le_bytes().to_vec();
                 g.extend([0x5A; 24]);
