@@ -66,17 +66,19 @@ impl LocalGateway {
         max_sessions: usize,
         pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
     ) -> anyhow::Result<LocalGateway> {
-        Self::start_on("127.0.0.1:0".parse()?, max_sessions, pool, None).await
+        Self::start_on("127.0.0.1:0".parse()?, max_sessions, pool, None, true).await
     }
 
     /// [`LocalGateway::start`] on a given QUIC address (`outpost-sim gateway`),
     /// with `store` as the region's and the global store (default: an embedded
-    /// store in the temporary directory).
+    /// store in the temporary directory), and `admission.refuse_while_dropping`
+    /// as given (on by default; off for an A/B).
     pub async fn start_on(
         listen: std::net::SocketAddr,
         max_sessions: usize,
         pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
         store: Option<outpost_backend::store::StoreConfig>,
+        refuse_while_dropping: bool,
     ) -> anyhow::Result<LocalGateway> {
         let dir = tempfile::tempdir().context("temporary directory for the local gateway")?;
         let mut config = GatewayConfig {
@@ -92,6 +94,7 @@ impl LocalGateway {
         config.metrics.listen = Some("127.0.0.1:0".parse()?);
         // Players grant themselves currency (the sim's inventory grants).
         config.inventory.client_grants = true;
+        config.admission.refuse_while_dropping = refuse_while_dropping;
         if pool.is_some() {
             config.matchmaking.pool = pool;
         }

@@ -167,6 +167,11 @@ struct GatewayArgs {
     /// keyspace. Default: an embedded store in a temporary directory.
     #[arg(long)]
     store_config: Option<PathBuf>,
+    /// Turn the gateway's `admission.refuse_while_dropping` off (on by
+    /// default): for an A/B of how it rides out a receive path that fell
+    /// behind.
+    #[arg(long)]
+    no_refuse_while_dropping: bool,
 }
 
 #[derive(Debug, Args)]
@@ -359,7 +364,14 @@ fn serve_gateway(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let gw = LocalGateway::start_on(a.listen, max_sessions, local_pool(&scenario), store).await?;
+        let gw = LocalGateway::start_on(
+            a.listen,
+            max_sessions,
+            local_pool(&scenario),
+            store,
+            !a.no_refuse_while_dropping,
+        )
+        .await?;
         std::fs::write(&a.ca_out, &gw.ca_pem).with_context(|| format!("writing {}", a.ca_out.display()))?;
         println!(
             "gateway on {} (max {max_sessions} sessions; CA in {}; metrics on {}); Ctrl-C stops it",
