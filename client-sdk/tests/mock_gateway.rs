@@ -29,6 +29,17 @@ async fn wait_for(events: &mut Events, pred: impl Fn(&Event) -> bool) -> Result<
     }
 }
 
+/// The `(attempt, delay)` of every `Reconnecting` among `events`.
+fn reconnect_delays(events: &[Event]) -> Vec<(u32, Duration)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reconnecting { attempt, delay } => Some((*attempt, *delay)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn login_ping_echo_and_pushes() -> Result<()> {
     let gw = MockGateway::start(TokenSet::default()).await?;
@@ -269,13 +280,7 @@ async fn reconnect_honours_reject_retry_after() -> Result<()> {
         "{:?}",
         killed.elapsed()
     );
-    let delays: Vec<_> = skipped
-        .iter()
-        .filter_map(|e| match e {
-            Event::Reconnecting { attempt, delay } => Some((*attempt, *delay)),
-            _ => None,
-        })
-        .collect();
+    let delays = reconnect_delays(&skipped);
     assert_eq!(delays.len(), 2, "{skipped:?}");
     assert!(delays[1].1 >= Duration::from_millis(600), "{delays:?}");
     // a request issued while reconnecting waits for the new connection
@@ -338,13 +343,7 @@ async fn reconnect_after_a_refused_connection_waits_at_least_a_second() -> Resul
         "{:?}",
         killed.elapsed()
     );
-    let delays: Vec<_> = skipped
-        .iter()
-        .filter_map(|e| match e {
-            Event::Reconnecting { attempt, delay } => Some((*attempt, *delay)),
-            _ => None,
-        })
-        .collect();
+    let delays = reconnect_delays(&skipped);
     assert_eq!(delays.len(), 2, "{skipped:?}");
     assert!(delays[0].1 <= Duration::from_millis(50), "{delays:?}");
     assert!(
