@@ -209,7 +209,11 @@ pub async fn start_with_stores(
         // Off, nothing samples /proc/net/udp.
         tokio::spawn(pressure.clone().run(sessions.shutdown.subscribe()));
     }
-    let task = tokio::spawn(accept_loop(sessions, quic.endpoint, quic.tls, pressure));
+    // Subscribed here, not in the task: a shutdown sent before the task's
+    // first poll (a SIGTERM right after start) would otherwise be missed,
+    // and the loop would wait for connections forever.
+    let shutdown = sessions.shutdown.subscribe();
+    let task = tokio::spawn(accept_loop(sessions, shutdown, quic.endpoint, quic.tls, pressure));
     Ok(RunningGateway {
         quic_addr: quic.addr,
         admin_addr,
@@ -429,11 +433,11 @@ const LOGIN_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn accept_loop(
     shared: Arc<SessionDeps>,
+    mut shutdown: tokio::sync::broadcast::Receiver<()>,
     endpoint: quinn::Endpoint,
     tls: Arc<TlsReloader>,
     pressure: Arc<crate::overload::ReceivePressure>,
 ) {
-    let mut shutdown = shared.shutdown.subscribe();
     // Every connection task holds a clone; `recv` returns `None` once all are gone.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     loop {
