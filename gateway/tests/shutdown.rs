@@ -2,22 +2,17 @@
 //! arrives right after the gateway came up) stops: the accept loop must not
 //! miss a shutdown sent before its task first ran.
 
+mod common;
+
 use std::time::Duration;
 
 use anyhow::Result;
-use outpost_gateway::config::GatewayConfig;
+use common::World;
 
 #[tokio::test]
 async fn a_shutdown_right_after_start_stops_the_gateway() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut config = GatewayConfig {
-        listen: "127.0.0.1:0".parse()?,
-        admin_listen: "127.0.0.1:0".parse()?,
-        data_dir: dir.path().join("data"),
-        ..GatewayConfig::default()
-    };
-    config.tls.dev_certs_dir = dir.path().join("certs");
-    let running = outpost_gateway::start(config).await?;
+    let world = World::new().await?;
+    let running = outpost_gateway::start_with_store(world.config(), world.store.clone()).await?;
     // On this single-threaded runtime the accept loop's task has not run
     // yet: the shutdown is sent before it could subscribe in its body.
     running.handle().shutdown();
