@@ -123,39 +123,43 @@ impl LivenessSettings {
 
 /// Heartbeats `incarnation` until shutdown; on a clean shutdown marks it as
 /// expired now (its leftovers are swept one resume window later). If the
-/// registration was fenced, shuts the gateway down.
-pub(crate) async fn heartbeat(
+/// registration was fenced, shuts the gateway down. Subscribed to shutdown
+/// when called, before the returned future is spawned, so a shutdown sent
+/// before its first poll is not missed (as for the accept loop).
+pub(crate) fn heartbeat(
     liveness: Liveness<AnyStore>,
     incarnation: u64,
     settings: LivenessSettings,
     shutdown: broadcast::Sender<()>,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let mut stop = shutdown.subscribe();
-    let mut tick = tokio::time::interval(Duration::from_millis(settings.heartbeat_interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.recv() => break,
-            _ = tick.tick() => {}
-        }
-        match liveness
-            .heartbeat(incarnation, now_ms() + settings.expiry_ms)
-            .await
-        {
-            Ok(()) => {}
-            Err(LivenessError::Fenced(_)) => {
-                error!(
-                    incarnation = format!("{incarnation:016x}"),
-                    "this gateway was declared dead by the region's sweep; shutting down"
-                );
-                metrics::counter!("outpost_liveness_fenced_total").increment(1);
-                let _ = shutdown.send(());
-                return;
+    async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(settings.heartbeat_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.recv() => break,
+                _ = tick.tick() => {}
             }
-            Err(e) => warn!(error = %e, "liveness heartbeat failed"),
+            match liveness
+                .heartbeat(incarnation, now_ms() + settings.expiry_ms)
+                .await
+            {
+                Ok(()) => {}
+                Err(LivenessError::Fenced(_)) => {
+                    error!(
+                        incarnation = format!("{incarnation:016x}"),
+                        "this gateway was declared dead by the region's sweep; shutting down"
+                    );
+                    metrics::counter!("outpost_liveness_fenced_total").increment(1);
+                    let _ = shutdown.send(());
+                    return;
+                }
+                Err(e) => warn!(error = %e, "liveness heartbeat failed"),
+            }
         }
+        let _ = liveness.heartbeat(incarnation, now_ms()).await;
     }
-    let _ = liveness.heartbeat(incarnation, now_ms()).await;
 }
 
 /// The region's queue for the orphan sweep, even where this gateway does not
