@@ -115,10 +115,7 @@ pub(crate) async fn read_control<R: AsyncRead + Unpin>(
     r: &mut R,
     max: u32,
 ) -> Result<Option<ControlMsg>, ReadError> {
-    match read_frame(r, max).await? {
-        None => Ok(None),
-        Some(f) => ControlMsg::decode(&f).map(Some).map_err(ReadError::Decode),
-    }
+    FrameReader::default().control(r, max).await
 }
 
 /// Writes one already-encoded frame.
