@@ -16,15 +16,6 @@ pub(crate) enum ReadError {
     Decode(DecodeError),
 }
 
-/// Reads one whole frame (length prefix included). `Ok(None)` is a clean end
-/// of stream at a frame boundary.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
-    r: &mut R,
-    max: u32,
-) -> Result<Option<Vec<u8>>, ReadError> {
-    FrameReader::default().frame(r, max).await
-}
-
 /// Reads frames from a stream inside a `select!` loop: the frame being read is
 /// kept here, not in the future, so a read dropped half-way (another branch
 /// won) loses no byte and the next call continues the same frame.
@@ -160,7 +151,7 @@ mod tests {
         // without allocating or waiting for the body.
         let bytes = u32::MAX.to_le_bytes();
         let mut r = &bytes[..];
-        match read_frame(&mut r, 4096).await {
+        match FrameReader::default().frame(&mut r, 4096).await {
             Err(ReadError::Decode(e)) => assert_eq!(e.code(), ErrorCode::FrameTooLarge),
             other => panic!("expected FrameTooLarge, got {other:?}"),
         }
@@ -169,12 +160,16 @@ mod tests {
         let max = body_len(&frame) as u32 - 1;
         let mut r = &frame[..];
         assert!(matches!(
-            read_frame(&mut r, max).await,
+            FrameReader::default().frame(&mut r, max).await,
             Err(ReadError::Decode(DecodeError::FrameTooLarge { .. }))
         ));
         // exactly the maximum is fine
         let mut r = &frame[..];
-        assert!(read_frame(&mut r, max + 1).await.unwrap().is_some());
+        assert!(FrameReader::default()
+            .frame(&mut r, max + 1)
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[tokio::test]
@@ -182,16 +177,22 @@ mod tests {
         let bytes = 3u32.to_le_bytes();
         let mut r = &bytes[..];
         assert!(matches!(
-            read_frame(&mut r, 4096).await,
+            FrameReader::default().frame(&mut r, 4096).await,
             Err(ReadError::Decode(DecodeError::TooShort { .. }))
         ));
 
         let frame = ping(9);
         let mut r = &frame[..frame.len() - 1];
-        assert!(matches!(read_frame(&mut r, 4096).await, Err(ReadError::Io(_))));
+        assert!(matches!(
+            FrameReader::default().frame(&mut r, 4096).await,
+            Err(ReadError::Io(_))
+        ));
 
         let mut r = &frame[..2];
-        assert!(matches!(read_frame(&mut r, 4096).await, Err(ReadError::Io(_))));
+        assert!(matches!(
+            FrameReader::default().frame(&mut r, 4096).await,
+            Err(ReadError::Io(_))
+        ));
 
         let mut garbage = 32u32.to_le_bytes().to_vec();
         garbage.extend([0xAB; 32]);
