@@ -2,10 +2,12 @@
 //! with 1, 4 and 16 partitions (one worker per partition, each holding a real
 //! lease and committing under its fencing token), and the time to drain a
 //! launch burst through the store (tickets created as fast as 32 concurrent
-//! callers can while 16 workers run rounds).
+//! callers can while 16 workers run rounds); and what one partition's round
+//! costs as the tickets matched in it accumulate (`--churn`: the partition
+//! floor's figure, `matchmaker::floor`).
 //!
 //! ```text
-//! cargo bench -p outpost-backend --bench matchmaker_store -- [--runs 3] [--tickets 20000] [--burst 2000000]
+//! cargo bench -p outpost-backend --bench matchmaker_store -- [--runs 3] [--tickets 20000] [--burst 2000000] [--churn 100000] [--only churn]
 //! ```
 //!
 //! One region, queue `ranked-5v5` (2 × 5), one expansion step of 400 rating
@@ -66,6 +68,10 @@ fn band_edges(p: usize) -> Vec<f64> {
 }
 
 fn config(partitions: usize) -> MatchmakerConfig {
+    config_with_deadline(partitions, None)
+}
+
+fn config_with_deadline(partitions: usize, deadline_ms: Option<u64>) -> MatchmakerConfig {
     MatchmakerConfig {
         regions: vec![RegionConfig {
             name: "eu".into(),
@@ -83,18 +89,25 @@ fn config(partitions: usize) -> MatchmakerConfig {
             cross_region: None,
             skill_bands: band_edges(partitions),
             band_borrow_after_ms: None,
-            deadline_ms: None,
+            deadline_ms,
             target_wait: None,
         }],
     }
 }
 
 async fn open(partitions: usize, base: &std::path::Path) -> anyhow::Result<(tempfile::TempDir, Mm)> {
+    open_with(config(partitions), base).await
+}
+
+async fn open_with(
+    config: MatchmakerConfig,
+    base: &std::path::Path,
+) -> anyhow::Result<(tempfile::TempDir, Mm)> {
     let dir = tempfile::tempdir_in(base)?;
     let mut cfg = EmbeddedConfig::new(dir.path());
     cfg.persist = PersistMode::Buffered;
     let store = EmbeddedStore::open(cfg).await?;
-    Ok((dir, Matchmaker::new(store, "eu", config(partitions))?))
+    Ok((dir, Matchmaker::new(store, "eu", config)?))
 }
 
 fn request(id: u64, rating: f64) -> TicketRequest {
@@ -242,6 +255,89 @@ async fn burst(partitions: usize, players: u64, base: &std::path::Path) -> anyho
     })
 }
 
+/// One window of the churn phase: medians over its rounds.
+struct ChurnRow {
+    churned: u64,
+    waiting: f64,
+    load_ms: f64,
+    round_ms: f64,
+}
+
+/// Tickets per round in the churn phase: what a busy partition gets between
+/// two rounds (250 ms) at 800 queue entries per second.
+const CHURN_BATCH: u64 = 200;
+
+/// One partition, one worker: batches of `CHURN_BATCH` tickets, each followed
+/// by a timed partition load (what a round reads) and a timed round, until
+/// `total` tickets went through; medians per fifth of the run.
+async fn churn(
+    total: u64,
+    deadline_ms: Option<u64>,
+    base: &std::path::Path,
+) -> anyhow::Result<Vec<ChurnRow>> {
+    let (_dir, mm) = open_with(config_with_deadline(1, deadline_ms), base).await?;
+    let alloc = Arc::new(StaticAllocator::new([(
+        "eu".to_string(),
+        vec!["gs:7777".to_string()],
+    )]));
+    let mut wc = WorkerConfig::new("bench-churn");
+    wc.commit_concurrency = 64;
+    let w = Worker::new(mm.clone(), wc, alloc)?;
+    let p = mm.partitions().remove(0);
+    let lease = mm
+        .try_acquire(&p, "bench-churn", 600_000, now_ms())
+        .await?
+        .context("lease")?;
+    let mut rng = StdRng::seed_from_u64(11);
+    let window = (total / 5).max(CHURN_BATCH);
+    let (mut rows, mut cur) = (Vec::new(), (Vec::new(), Vec::new(), Vec::new()));
+    let mut created = 0u64;
+    while created < total {
+        for id in created..created + CHURN_BATCH {
+            mm.create_ticket(request(id, normal(&mut rng, 1500.0, 300.0)))
+                .await?;
+        }
+        created += CHURN_BATCH;
+        let t = Instant::now();
+        let waiting = mm.load_partition(&p, None).await?.len();
+        cur.1.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        w.run_partition(&lease, now_ms()).await?;
+        cur.2.push(t.elapsed().as_secs_f64() * 1e3);
+        cur.0.push(waiting as f64);
+        if created % window == 0 || created >= total {
+            let (waiting, load, round) = std::mem::take(&mut cur);
+            rows.push(ChurnRow {
+                churned: created,
+                waiting: median(waiting),
+                load_ms: median(load),
+                round_ms: median(round),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn print_churn(total: u64, deadline_ms: Option<u64>, rows: &[ChurnRow]) {
+    let deadline = match deadline_ms {
+        Some(ms) => format!("queue deadline {ms} ms"),
+        None => "no queue deadline".to_string(),
+    };
+    println!();
+    println!(
+        "### Round cost against churn: {total} tickets through one partition, {CHURN_BATCH} per round, {deadline}"
+    );
+    println!();
+    println!("| tickets through (end of window) | waiting (median) | partition load ms (median) | round ms (median) |");
+    println!("|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} |",
+            r.churned, r.waiting, r.load_ms, r.round_ms
+        );
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -249,12 +345,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let (mut runs, mut tickets, mut players) = (3usize, 20_000u64, 2_000_000u64);
+    let (mut churned, mut only_churn) = (100_000u64, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().context("--runs N")?.parse()?,
             "--tickets" => tickets = args.next().context("--tickets N")?.parse()?,
             "--burst" => players = args.next().context("--burst N")?.parse()?,
+            "--churn" => churned = args.next().context("--churn N")?.parse()?,
+            "--only" => {
+                anyhow::ensure!(args.next().as_deref() == Some("churn"), "--only churn");
+                only_churn = true;
+            }
             "--bench" => {}
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -267,6 +369,14 @@ fn main() -> anyhow::Result<()> {
         "matchmaker store bench: {runs} runs, medians; dir {}",
         base.display()
     );
+    // The churn phase first: a fresh store each time, deadline and none.
+    for deadline_ms in [Some(3_000), None] {
+        let rows = rt.block_on(churn(churned, deadline_ms, &base))?;
+        print_churn(churned, deadline_ms, &rows);
+    }
+    if only_churn {
+        return Ok(());
+    }
     println!();
     println!("### Matches committed per second: {tickets} solo tickets pre-loaded, one worker per partition");
     println!();

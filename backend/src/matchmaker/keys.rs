@@ -13,6 +13,10 @@
 //!        partition is the range ("r", pool, "mm", "q", queue, region, band);
 //!        within it keys sort by creation time, so "tickets older than T" is a
 //!        prefix range
+//! ("r", pool, "mm", "fl", queue, region, band) -> v1 floor {created_ms}
+//!        a lower bound on the created_ms of every ticket in that partition's
+//!        waiting index (absent: 0); rounds read the index from it, so they do
+//!        not walk the deletes of tickets matched long ago (`floor`)
 //! ("r", pool, "mm", "tk", ticket)      -> v1 ticket record: the ticket, its band,
 //!                                         its state (waiting / matched + match id /
 //!                                         cancelled / removed / timed_out + reason),
@@ -103,6 +107,12 @@ pub fn waiting(pool: &RegionName, p: &Partition, created_ms: u64, ticket: Ticket
 /// `("r", pool, "mm", "tk", ticket)`.
 pub fn ticket(pool: &RegionName, ticket: TicketId) -> Vec<u8> {
     root(pool).pack(&("tk", ticket.0))
+}
+
+/// `("r", pool, "mm", "fl", queue, region, band)`: the partition's floor
+/// ([`super::floor`]).
+pub fn floor(pool: &RegionName, p: &Partition) -> Vec<u8> {
+    root(pool).pack(&("fl", p.queue.as_str(), p.region.as_str(), u64::from(p.band)))
 }
 
 /// `("r", pool, "mm", "pl", player)`.
@@ -266,6 +276,13 @@ pub(crate) struct PlayerEntry {
     pub state: TicketState,
 }
 
+/// The stored floor of a partition's waiting index ([`super::floor`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FloorRecord {
+    /// No ticket waiting in the partition was created before this (ms).
+    pub created_ms: u64,
+}
+
 /// The stored lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LeaseRecord {
@@ -308,6 +325,12 @@ mod tests {
         assert!(b < k1 && k1 < k2 && k2 < e, "waiting keys sort by creation time");
         let other = Partition { band: 2, ..p.clone() };
         assert!(waiting(&eu, &other, 0, TicketId(0)) >= e);
+        let fl = floor(&eu, &p);
+        assert!(
+            fl < b || fl >= e,
+            "a partition's floor is outside its waiting index"
+        );
+        assert_ne!(fl, floor(&eu, &other));
         assert!(crate::keyspace::region_family(&eu, "mm").is_start_of(&ticket(&eu, TicketId(1))));
         let rec = PlayerEntry {
             ticket: TicketId(5),

@@ -36,7 +36,9 @@
 //!   `(queue, home region, skill band)`, sorted by creation time. Workers lease
 //!   partitions; more workers (in one process or in many gateways sharing the
 //!   store) split them, so throughput grows with workers until there is one
-//!   worker per partition.
+//!   worker per partition. A partition's [`floor`] bounds the creation times
+//!   of its waiting tickets from below, so rounds do not read through the
+//!   deletes of tickets matched long ago.
 //! - **Never matched twice, never lost.** A ticket's record holds its state:
 //!   `waiting` → `matched` | `cancelled` | `removed` | `timed_out`, each final
 //!   (`timed_out`: no match before the queue's deadline, [`deadline`]). Every state
@@ -122,6 +124,7 @@ pub mod config;
 pub mod core;
 pub mod deadline;
 pub mod errors;
+pub mod floor;
 pub mod keys;
 pub mod lease;
 pub mod metrics;
@@ -166,5 +169,7 @@ mod core_tests;
 mod deadline_store_tests;
 #[cfg(test)]
 mod deadline_tests;
+#[cfg(test)]
+mod floor_tests;
 #[cfg(test)]
 mod store_tests;

@@ -182,37 +182,64 @@ impl<S: Store> Matchmaker<S> {
 
     /// The waiting tickets of a partition, oldest first; with `created_before`,
     /// only those created before that time. Snapshot reads in pages of
-    /// `LOAD_PAGE` tickets (5,000; one transaction each): the result may be slightly stale,
-    /// which the match commit checks make harmless.
+    /// `LOAD_PAGE` tickets (5,000; one transaction each), starting at the
+    /// partition's [floor](super::floor), read in the first page's
+    /// transaction: the result may be slightly stale, which the match commit
+    /// checks make harmless.
     pub async fn load_partition(
         &self,
         p: &Partition,
         created_before: Option<u64>,
     ) -> Result<Vec<Ticket>, MatchmakerError> {
         let sub = keys::partition(self.pool_name(), p);
-        let (mut begin, all_end) = sub.range();
         let end = match created_before {
             Some(t) => sub.pack(&(t,)),
-            None => all_end,
+            None => sub.range().1,
         };
+        let mut page = self.first_page(p, &end).await?;
         let mut out = Vec::new();
         loop {
-            let page = self.snapshot_page(&begin, &end, LOAD_PAGE).await?;
             let full = page.len() == LOAD_PAGE;
             for kv in &page {
                 out.push(keys::decode::<Ticket>(&kv.value).map_err(MatchmakerError::Corrupt)?);
             }
-            match page.last() {
+            let begin = match page.last() {
                 Some(last) if full => {
-                    begin = last.key.clone();
-                    begin.push(0);
+                    let mut next = last.key.clone();
+                    next.push(0);
+                    next
                 }
                 _ => break,
-            }
+            };
             if begin >= end {
                 break;
             }
+            page = self.snapshot_page(&begin, &end, LOAD_PAGE).await?;
         }
         Ok(out)
+    }
+
+    /// The first page of [`load_partition`](Self::load_partition): the floor
+    /// and the index from it, in one snapshot.
+    async fn first_page(&self, p: &Partition, end: &[u8]) -> Result<Vec<KeyValue>, MatchmakerError> {
+        let pool = Arc::new(self.pool_name().clone());
+        let page = self
+            .store()
+            .run(|tx| {
+                let (pool, p, end) = (pool.clone(), p.clone(), end.to_vec());
+                async move {
+                    let floor = super::floor::read(&tx, &pool, &p, true).await?;
+                    let begin = keys::partition(&pool, &p).pack(&(floor,));
+                    if begin >= end {
+                        // FoundationDB rejects an inverted range.
+                        return Ok(Vec::new());
+                    }
+                    Ok(tx
+                        .get_range_snapshot(&begin, &end, Some(LOAD_PAGE), false)
+                        .await?)
+                }
+            })
+            .await?;
+        Ok(page)
     }
 }

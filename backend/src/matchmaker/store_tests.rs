@@ -13,9 +13,9 @@ use super::*;
 use crate::store::embedded::{EmbeddedStore, PersistMode};
 use crate::store::{Store, Transaction, TxError};
 
-type Mm = Matchmaker<EmbeddedStore>;
+pub(super) type Mm = Matchmaker<EmbeddedStore>;
 
-fn player(n: u64) -> String {
+pub(super) fn player(n: u64) -> String {
     format!("{n:032x}")
 }
 
@@ -26,7 +26,7 @@ fn step(after_ms: u64, max_skill_diff: f64) -> ExpansionStep {
     }
 }
 
-fn config() -> MatchmakerConfig {
+pub(super) fn config() -> MatchmakerConfig {
     let queue = |name: &str, team_size| QueueConfig {
         name: name.into(),
         teams: 2,
@@ -57,7 +57,7 @@ fn config() -> MatchmakerConfig {
     }
 }
 
-async fn open() -> anyhow::Result<(tempfile::TempDir, Mm)> {
+pub(super) async fn open() -> anyhow::Result<(tempfile::TempDir, Mm)> {
     let dir = tempfile::tempdir()?;
     let mut cfg = crate::store::testing::config(dir.path());
     cfg.persist = PersistMode::Buffered;
@@ -65,7 +65,7 @@ async fn open() -> anyhow::Result<(tempfile::TempDir, Mm)> {
     Ok((dir, Matchmaker::new(store, "eu", config())?))
 }
 
-fn request(players: Vec<String>, queue: &str, rating: f64, home: &str) -> TicketRequest {
+pub(super) fn request(players: Vec<String>, queue: &str, rating: f64, home: &str) -> TicketRequest {
     TicketRequest {
         players,
         queue: queue.into(),
@@ -88,7 +88,7 @@ fn request(players: Vec<String>, queue: &str, rating: f64, home: &str) -> Ticket
     }
 }
 
-fn allocator() -> Arc<StaticAllocator> {
+pub(super) fn allocator() -> Arc<StaticAllocator> {
     Arc::new(StaticAllocator::new([
         (
             "eu".to_string(),
@@ -98,7 +98,7 @@ fn allocator() -> Arc<StaticAllocator> {
     ]))
 }
 
-fn worker_cfg(owner: &str) -> WorkerConfig {
+pub(super) fn worker_cfg(owner: &str) -> WorkerConfig {
     WorkerConfig {
         owner: owner.into(),
         lease_ttl_ms: 600,
@@ -347,6 +347,7 @@ async fn check_invariants(mm: &Mm, created: &[TicketId]) -> anyhow::Result<(usiz
             assert_eq!(mm.depth(q, r).await?, d, "depth {q}/{r}");
         }
     }
+    super::floor_tests::assert_floor_holds(mm).await?;
     Ok((matched, cancelled, waiting))
 }
 

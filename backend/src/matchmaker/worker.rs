@@ -21,7 +21,10 @@
 //! 4. the partition's own tickets whose queue deadline falls before the next
 //!    round get their "no match" outcome ([`Matchmaker::expire_ticket`] under
 //!    the lease; [`super::deadline`]). The core's target-seeking widening
-//!    state is kept per partition from one round to the next.
+//!    state is kept per partition from one round to the next;
+//! 5. the partition's [floor](super::floor) is raised to its oldest waiting
+//!    ticket, so the next round's reads skip the deletes of the tickets
+//!    matched so far.
 //!
 //! Two workers may race for a borrowed ticket, or a ticket may be cancelled
 //! while its match commits: the commit transaction reads every ticket record,
@@ -297,6 +300,13 @@ impl<S: Store> Worker<S> {
         report.lease_lost |= filled.lease_lost;
         self.commit_matches(lease, matches, &mut report).await?;
         self.expire_deadlines(lease, now, &mut core, &mut report).await?;
+        if !report.lease_lost {
+            // An optimisation that is safe to lose (see `floor`): a conflict
+            // with a create, or any other error, leaves the floor lower.
+            if let Err(e) = self.mm.raise_floor(p, now).await {
+                tracing::debug!(partition = %p, error = %e, "matchmaker floor not raised");
+            }
+        }
         Ok(report)
     }
 
