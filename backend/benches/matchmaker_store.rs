@@ -269,7 +269,10 @@ const CHURN_BATCH: u64 = 200;
 
 /// One partition, one worker: batches of `CHURN_BATCH` tickets, each followed
 /// by a timed partition load (what a round reads) and a timed round, until
-/// `total` tickets went through; medians per fifth of the run.
+/// `total` tickets went through; medians per fifth of the run. Time is
+/// virtual (250 ms per round, tickets created at the round's time), so waits
+/// and the deadline are those of a live partition, however fast the machine
+/// runs the rounds.
 async fn churn(
     total: u64,
     deadline_ms: Option<u64>,
@@ -291,10 +294,10 @@ async fn churn(
     let mut rng = StdRng::seed_from_u64(11);
     let window = (total / 5).max(CHURN_BATCH);
     let (mut rows, mut cur) = (Vec::new(), (Vec::new(), Vec::new(), Vec::new()));
-    let mut created = 0u64;
+    let (mut created, mut now) = (0u64, now_ms());
     while created < total {
         for id in created..created + CHURN_BATCH {
-            mm.create_ticket(request(id, normal(&mut rng, 1500.0, 300.0)))
+            mm.create_ticket_at(request(id, normal(&mut rng, 1500.0, 300.0)), now)
                 .await?;
         }
         created += CHURN_BATCH;
@@ -302,8 +305,9 @@ async fn churn(
         let waiting = mm.load_partition(&p, None).await?.len();
         cur.1.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        w.run_partition(&lease, now_ms()).await?;
+        w.run_partition(&lease, now).await?;
         cur.2.push(t.elapsed().as_secs_f64() * 1e3);
+        now += 250;
         cur.0.push(waiting as f64);
         if created % window == 0 || created >= total {
             let (waiting, load, round) = std::mem::take(&mut cur);

@@ -1,67 +1,82 @@
-//! The floor of a partition's waiting index: a lower bound on the
-//! `created_ms` of every ticket waiting in the partition, so that a round reads
-//! the index from the floor instead of from the partition's first key.
+//! The floor of a partition's waiting index: a creation time below which every
+//! waiting ticket of the partition is listed by name, so that a round reads
+//! those few keys and the index from the floor on, instead of the index from
+//! the partition's first key.
 //!
 //! # Why
 //!
 //! Every ticket is written into its partition's waiting index once and deleted
 //! once (matched, cancelled, removed, timed out). An LSM store keeps each
-//! delete as a tombstone until compaction drops it: the embedded store's fjall
-//! keeps every one in its memtable until the memtable (64 MiB) is flushed, and
-//! a range read walks them all to find the live keys. A round that read the
-//! whole partition therefore walked the deletes of every ticket matched since
-//! the last flush, and its cost grew with the time since that flush, not with
-//! the tickets waiting: 9.8% of a steady 10,000-player gateway's CPU went to
-//! skipping them (docs/PERFORMANCE.md, "Where a steady 10,000-player gateway
-//! spends its CPU"). Matched tickets are mostly the oldest ones, so nearly all
-//! of those deletes sit below the oldest ticket still waiting.
+//! delete as a tombstone until compaction drops it (the embedded store's fjall
+//! keeps it in its memtable until a flush, then in table files until
+//! compaction reaches the last level), and a range read walks every one of
+//! them to find the live keys. A round that read the whole partition therefore
+//! walked the deletes of every ticket matched in it for as long as the store
+//! kept them: its cost grew with the partition's history, not with the tickets
+//! waiting. In a steady 10,000-player gateway that was 9.8% of the gateway's
+//! CPU (docs/PERFORMANCE.md, "Where a steady 10,000-player gateway spends its
+//! CPU").
+//!
+//! Most matched tickets are older than most waiting ones, so a lower bound on
+//! the waiting tickets' creation time skips nearly all of those deletes. But a
+//! single ticket that cannot match (a rating at the tail of the distribution,
+//! a party whose latency limit no server meets) would pin a plain lower bound
+//! for as long as it waits, which without a queue deadline is forever. So the
+//! floor names up to [`MAX_BELOW`] such stragglers instead of stopping at them.
 //!
 //! # The invariant, and why it holds
 //!
-//! At every committed version, every key of partition P's waiting index has
-//! `created_ms >= floor(P)` (an absent floor is 0). Deletes cannot break it;
-//! two writers maintain it:
+//! At every committed version, every key of partition P's waiting index with
+//! `created_ms < floor(P).created_ms` is listed in `floor(P).below` (an absent
+//! floor is 0 with an empty list). Deletes cannot break it (a listed ticket
+//! that left is a stale entry, skipped by readers and dropped by the next
+//! raise). Two writers maintain it:
 //!
 //! - **Lowering** ([`lower`]): the transaction that creates a ticket reads the
-//!   floor with a read conflict and, if its ticket is older (another gateway's
-//!   clock behind this one, a create whose transaction retried for a while),
-//!   lowers the floor to the ticket's `created_ms`.
+//!   floor with a read conflict and, if its ticket is older than the floor
+//!   (another gateway's clock trails this one, a create retried for a while),
+//!   lists it, or, with the list full, lowers the floor to the ticket.
 //! - **Raising** ([`Matchmaker::raise_floor`], by the lease holder after each
-//!   round): one transaction reads the floor and the first waiting key at or
-//!   above it, both with read conflicts, and raises the floor to that key's
-//!   `created_ms` (to the round's time when the partition is empty).
+//!   round): one transaction reads the floor with a read conflict, drops the
+//!   listed tickets that left, and reads the index from the floor on, with a
+//!   read conflict, up to one key more than the list has room for. It lists
+//!   what it read and moves the floor to the first key it could not list (or
+//!   past everything, to the round's time, when all fit).
 //!
 //! A create that commits between the raise's reads and its commit either wrote
-//! into the range the raise read (its ticket is at or above the old floor) or
-//! wrote the floor (its ticket is below it): the raise conflicts and changes
-//! nothing. A create whose floor read came before a raise that committed first
-//! conflicts on the floor key, retries, and lowers the raised floor if it must.
-//! The raise is a single attempt with relaxed durability: a conflict, an error
-//! or a crash that loses it leaves a lower floor, which is always safe, and the
-//! next round tries again.
+//! into the range the raise read, or wrote the floor (its ticket is below it):
+//! the raise conflicts and changes nothing. A create whose floor read came
+//! before a raise that committed first conflicts on the floor key, retries,
+//! and lists itself under the raised floor if it must. A create above the
+//! raise's range needs nothing. The raise is a single attempt with relaxed
+//! durability: a conflict, an error, or a crash that loses it leaves the
+//! previous floor, which is always safe, and the next round tries again.
 //!
-//! Readers ([`Matchmaker::load_partition`]) read the floor and the first page
-//! of the index in one snapshot, so they see a floor and an index of the same
-//! version. Deletes above the oldest waiting ticket (tickets matched out of
-//! creation order) are still walked; the floor bounds the walk by the age of
-//! the oldest waiting ticket, which a queue's deadline bounds in turn.
+//! Readers ([`Matchmaker::load_partition`]) read the floor, the listed keys and
+//! the first page of the index in one snapshot, so all three are of the same
+//! version. Deletes above the floor (tickets matched while older ones wait
+//! unlisted) are still walked; the floor passes them at the next raise.
 
 use crate::keyspace::RegionName;
-use crate::store::{Durability, Store, TransactOptions, Transaction, TxError};
+use crate::store::{Durability, KeyValue, Store, TransactOptions, Transaction, TxError};
 
 use super::errors::MatchmakerError;
-use super::keys::{self, FloorRecord, Partition};
+use super::keys::{self, BelowFloor, FloorRecord, Partition};
 use super::store::{corrupt, Matchmaker};
-use super::types::Ticket;
+use super::types::{Ticket, TicketId};
 
-/// The partition's floor as `tx` sees it (0 when absent); `snapshot`: without
-/// a read conflict.
+/// Tickets a floor lists below itself. Each costs every load of the partition
+/// one point read (a round loads its own partition and, with band borrowing,
+/// two more), against walking every delete below the oldest waiting ticket.
+pub(crate) const MAX_BELOW: usize = 32;
+
+/// The partition's floor as `tx` sees it; `snapshot`: without a read conflict.
 pub(crate) async fn read<T: Transaction>(
     tx: &T,
     pool: &RegionName,
     p: &Partition,
     snapshot: bool,
-) -> Result<u64, TxError<MatchmakerError>> {
+) -> Result<FloorRecord, TxError<MatchmakerError>> {
     let key = keys::floor(pool, p);
     let raw = if snapshot {
         tx.get_snapshot(&key).await?
@@ -69,33 +84,70 @@ pub(crate) async fn read<T: Transaction>(
         tx.get(&key).await?
     };
     match raw {
-        Some(raw) => Ok(keys::decode::<FloorRecord>(&raw).map_err(corrupt)?.created_ms),
-        None => Ok(0),
+        Some(raw) => keys::decode(&raw).map_err(corrupt),
+        None => Ok(FloorRecord::default()),
     }
 }
 
-/// In the transaction that inserts a waiting ticket created at `created_ms`:
-/// lowers the floor to it if it is older (see the [module docs](self)).
+/// In the transaction that inserts waiting ticket `ticket`, created at
+/// `created_ms`: lists it under the floor if it is older than the floor, or
+/// lowers the floor to it when the list is full (see the [module docs](self)).
 pub(crate) async fn lower<T: Transaction>(
     tx: &T,
     pool: &RegionName,
     p: &Partition,
     created_ms: u64,
+    ticket: TicketId,
 ) -> Result<(), TxError<MatchmakerError>> {
-    if created_ms < read(tx, pool, p, false).await? {
-        write(tx, pool, p, created_ms)?;
+    let mut floor = read(tx, pool, p, false).await?;
+    if created_ms >= floor.created_ms {
+        return Ok(());
     }
-    Ok(())
+    if floor.below.len() < MAX_BELOW {
+        floor.below.push(BelowFloor { created_ms, ticket });
+    } else {
+        floor.created_ms = created_ms;
+        floor.below.retain(|b| b.created_ms < created_ms);
+    }
+    write(tx, pool, p, &floor)
 }
 
 fn write<T: Transaction>(
     tx: &T,
     pool: &RegionName,
     p: &Partition,
-    created_ms: u64,
+    floor: &FloorRecord,
 ) -> Result<(), TxError<MatchmakerError>> {
-    tx.set(&keys::floor(pool, p), &keys::encode(&FloorRecord { created_ms }))?;
+    tx.set(&keys::floor(pool, p), &keys::encode(floor))?;
     Ok(())
+}
+
+/// The listed tickets of `floor` still waiting and created before `before`,
+/// oldest first, read in `tx` without read conflicts (a listed key, once
+/// deleted, never comes back: ticket ids are never reused).
+pub(crate) async fn read_listed<T: Transaction>(
+    tx: &T,
+    pool: &RegionName,
+    p: &Partition,
+    floor: &FloorRecord,
+    before: Option<u64>,
+) -> Result<Vec<KeyValue>, TxError<MatchmakerError>> {
+    let mut listed: Vec<BelowFloor> = floor
+        .below
+        .iter()
+        .filter(|b| b.created_ms < floor.created_ms && before.is_none_or(|t| b.created_ms < t))
+        .copied()
+        .collect();
+    listed.sort_unstable();
+    listed.dedup();
+    let mut out = Vec::with_capacity(listed.len());
+    for b in listed {
+        let key = keys::waiting(pool, p, b.created_ms, b.ticket);
+        if let Some(value) = tx.get_snapshot(&key).await? {
+            out.push(KeyValue { key, value });
+        }
+    }
+    Ok(out)
 }
 
 /// The body of a raise: the new floor, or `None` when it stays.
@@ -104,32 +156,69 @@ pub(super) async fn raise_in<T: Transaction>(
     pool: &RegionName,
     p: &Partition,
     now: u64,
-) -> Result<Option<u64>, TxError<MatchmakerError>> {
-    let floor = read(tx, pool, p, false).await?;
+) -> Result<Option<FloorRecord>, TxError<MatchmakerError>> {
+    let old = read(tx, pool, p, false).await?;
+    let mut below: Vec<BelowFloor> = Vec::with_capacity(MAX_BELOW);
+    for kv in read_listed(tx, pool, p, &old, None).await? {
+        below.push(listed_entry(&kv)?);
+    }
+    let room = MAX_BELOW - below.len();
     let sub = keys::partition(pool, p);
-    let (_, end) = sub.range();
-    // Limited to one key, the read conflict covers [floor, first key]: a
-    // create below the first key conflicts, one above it does not need to.
-    let first = tx.get_range(&sub.pack(&(floor,)), &end, Some(1), false).await?;
-    let to = match first.first() {
-        Some(kv) => keys::decode::<Ticket>(&kv.value).map_err(corrupt)?.created_ms,
-        None => now,
+    // Limited, the read conflict covers [floor, last key read]: a create in
+    // that range conflicts; one above it is above the new floor.
+    let scan = tx
+        .get_range(
+            &sub.pack(&(old.created_ms,)),
+            &sub.range().1,
+            Some(room + 1),
+            false,
+        )
+        .await?;
+    let mut new_floor = old.created_ms.max(now);
+    for (i, kv) in scan.iter().enumerate() {
+        let entry = listed_entry(kv)?;
+        if i == room {
+            new_floor = entry.created_ms;
+            break;
+        }
+        new_floor = new_floor.max(entry.created_ms + 1);
+        below.push(entry);
+    }
+    // Listed tickets are below the floor (several tickets may share a
+    // creation time with the first one not listed).
+    below.retain(|b| b.created_ms < new_floor);
+    let new = FloorRecord {
+        created_ms: new_floor,
+        below,
     };
-    if to <= floor {
+    if new.created_ms <= old.created_ms {
         return Ok(None);
     }
-    write(tx, pool, p, to)?;
-    Ok(Some(to))
+    write(tx, pool, p, &new)?;
+    Ok(Some(new))
+}
+
+fn listed_entry(kv: &KeyValue) -> Result<BelowFloor, TxError<MatchmakerError>> {
+    let t = keys::decode::<Ticket>(&kv.value).map_err(corrupt)?;
+    Ok(BelowFloor {
+        created_ms: t.created_ms,
+        ticket: t.id,
+    })
 }
 
 impl<S: Store> Matchmaker<S> {
-    /// Raises partition `p`'s floor to its oldest waiting ticket (to `now` if
-    /// none waits); returns the new floor, or `None` if it stayed. One attempt
-    /// with relaxed durability: a conflict with a concurrent create is
-    /// returned as an error and leaves the floor where it was, which is safe
-    /// (see the [module docs](self)). The partition's lease holder calls it
-    /// after each round.
-    pub(crate) async fn raise_floor(&self, p: &Partition, now: u64) -> Result<Option<u64>, MatchmakerError> {
+    /// Raises partition `p`'s floor past its oldest waiting tickets, listing
+    /// up to [`MAX_BELOW`] of them (past all of them, to `now`, if they fit);
+    /// returns the new floor, or `None` if it stayed. One attempt with relaxed
+    /// durability: a conflict with a concurrent create is returned as an
+    /// error and leaves the floor as it was, which is safe (see the
+    /// [module docs](self)). The partition's lease holder calls it after each
+    /// round.
+    pub(crate) async fn raise_floor(
+        &self,
+        p: &Partition,
+        now: u64,
+    ) -> Result<Option<FloorRecord>, MatchmakerError> {
         let options = TransactOptions {
             retry_limit: Some(1),
             durability: Durability::Relaxed,
@@ -146,8 +235,9 @@ impl<S: Store> Matchmaker<S> {
         Ok(raised)
     }
 
-    /// Partition `p`'s floor (0 when it has none): for tests and diagnostics.
-    pub async fn partition_floor(&self, p: &Partition) -> Result<u64, MatchmakerError> {
+    /// Partition `p`'s floor.
+    #[cfg(test)]
+    pub(crate) async fn partition_floor(&self, p: &Partition) -> Result<FloorRecord, MatchmakerError> {
         let pool = self.pool_name().clone();
         let floor = self
             .store()

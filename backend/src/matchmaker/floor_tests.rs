@@ -1,8 +1,9 @@
 //! Tests of the partition floor ([`super::floor`]) against the real embedded
-//! store: it follows the oldest waiting ticket, a ticket created below it
-//! lowers it, a raise racing such a create fails, and under concurrent
-//! creates with skewed clocks, cancels and running workers no waiting ticket
-//! is ever below its partition's floor.
+//! store: it moves past the oldest waiting tickets and lists them, a ticket
+//! created below it is listed (or lowers it when the list is full), a raise
+//! racing such a create fails, and under concurrent creates with skewed
+//! clocks, cancels and running workers no waiting ticket is ever below its
+//! partition's floor unlisted.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::floor::raise_in;
+use super::floor::{raise_in, MAX_BELOW};
 use super::store_tests::{allocator, open, player, request, worker_cfg, Mm};
 use super::*;
 use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, PersistMode};
@@ -51,49 +52,71 @@ fn ids(tickets: &[Ticket]) -> BTreeSet<TicketId> {
     tickets.iter().map(|t| t.id).collect()
 }
 
-/// For every partition of the pool: no waiting ticket is below the floor, and
-/// a round's load (from the floor) sees exactly what a full scan sees.
-/// Returns how many partitions have a floor above 0.
+/// For every partition of the pool: every waiting ticket below the floor is
+/// listed, and a round's load sees exactly what a full scan sees. Returns how
+/// many partitions have a floor above 0.
 pub(super) async fn assert_floor_holds(mm: &Mm) -> anyhow::Result<usize> {
     let mut raised = 0;
     for p in mm.partitions() {
         let floor = mm.partition_floor(&p).await?;
+        let listed: BTreeSet<TicketId> = floor.below.iter().map(|b| b.ticket).collect();
         let all = full_scan(mm, &p).await?;
-        if let Some(t) = all.iter().find(|t| t.created_ms < floor) {
+        if let Some(t) = all
+            .iter()
+            .find(|t| t.created_ms < floor.created_ms && !listed.contains(&t.id))
+        {
             panic!(
-                "{p}: ticket {} created at {} is below the floor {floor}",
-                t.id, t.created_ms
+                "{p}: ticket {} created at {} is below the floor {} and not listed",
+                t.id, t.created_ms, floor.created_ms
             );
         }
-        assert_eq!(ids(&mm.load_partition(&p, None).await?), ids(&all), "{p}");
-        raised += usize::from(floor > 0);
+        let loaded = mm.load_partition(&p, None).await?;
+        assert_eq!(loaded.len(), all.len(), "{p}: no ticket loaded twice");
+        assert_eq!(ids(&loaded), ids(&all), "{p}");
+        raised += usize::from(floor.created_ms > 0);
     }
     Ok(raised)
 }
 
+/// The floor's creation time and its listed tickets' creation times, sorted.
+async fn floor_of(mm: &Mm, p: &Partition) -> anyhow::Result<(u64, Vec<u64>)> {
+    let f = mm.partition_floor(p).await?;
+    let mut below: Vec<u64> = f.below.iter().map(|b| b.created_ms).collect();
+    below.sort_unstable();
+    Ok((f.created_ms, below))
+}
+
 /// Raises `p`'s floor as the worker's rounds do, again after a failed attempt
 /// (in the store's fault mode, an injected conflict or unknown result).
-async fn raise(mm: &Mm, p: &Partition, now: u64) -> anyhow::Result<u64> {
+async fn raise(mm: &Mm, p: &Partition, now: u64) -> anyhow::Result<(u64, Vec<u64>)> {
     for _ in 0..100 {
         if mm.raise_floor(p, now).await.is_ok() {
-            return Ok(mm.partition_floor(p).await?);
+            return floor_of(mm, p).await;
         }
     }
     anyhow::bail!("100 raise attempts failed")
 }
 
+fn created(tickets: &[Ticket]) -> Vec<u64> {
+    tickets.iter().map(|t| t.created_ms).collect()
+}
+
 #[tokio::test]
-async fn the_floor_follows_the_oldest_waiting_ticket_and_a_create_below_lowers_it() -> anyhow::Result<()> {
+async fn the_floor_lists_the_oldest_waiting_tickets_and_a_create_below_it_is_listed() -> anyhow::Result<()> {
     let (_dir, mm) = open().await?;
     let p = duel_eu_mid();
-    assert_eq!(mm.partition_floor(&p).await?, 0, "no floor yet");
-    assert_eq!(raise(&mm, &p, 500).await?, 500, "empty: up to the round's time");
+    assert_eq!(floor_of(&mm, &p).await?, (0, vec![]), "no floor yet");
+    assert_eq!(
+        raise(&mm, &p, 500).await?,
+        (500, vec![]),
+        "empty: up to the round's time"
+    );
 
     let old = create_at(&mm, 1, 100).await?;
     assert_eq!(
-        mm.partition_floor(&p).await?,
-        100,
-        "a create below the floor lowers it"
+        floor_of(&mm, &p).await?,
+        (500, vec![100]),
+        "a create below the floor is listed"
     );
     assert_eq!(ids(&mm.load_partition(&p, None).await?), BTreeSet::from([old]));
 
@@ -101,25 +124,55 @@ async fn the_floor_follows_the_oldest_waiting_ticket_and_a_create_below_lowers_i
     for (i, at) in (200..=1_000).step_by(100).enumerate() {
         later.push(create_at(&mm, 10 + i as u64, at).await?);
     }
-    assert_eq!(
-        mm.partition_floor(&p).await?,
-        100,
-        "creates above the floor leave it"
-    );
+    assert_eq!(floor_of(&mm, &p).await?, (500, vec![100, 200, 300, 400]));
     mm.cancel_ticket(old).await?;
     mm.cancel_ticket(later[0]).await?;
-    assert_eq!(raise(&mm, &p, 5_000).await?, 300, "to the oldest still waiting");
-    assert_eq!(raise(&mm, &p, 5_000).await?, 300, "already there");
     let loaded = mm.load_partition(&p, None).await?;
-    assert_eq!(loaded.first().map(|t| t.created_ms), Some(300));
-    assert_eq!(ids(&loaded), ids(&full_scan(&mm, &p).await?));
-    // `created_before` below the floor: an empty range, not an inverted one.
+    assert_eq!(
+        created(&loaded),
+        (300..=1_000).step_by(100).collect::<Vec<_>>(),
+        "oldest first"
+    );
+    assert_eq!(
+        created(&mm.load_partition(&p, Some(700)).await?),
+        vec![300, 400, 500, 600],
+        "created_before cuts listed tickets and the index alike"
+    );
+    // Everything fits in the list: the floor goes to the round's time.
+    let (floor, below) = raise(&mm, &p, 5_000).await?;
+    assert_eq!(
+        (floor, below),
+        (5_000, (300..=1_000).step_by(100).collect()),
+        "stale entries dropped"
+    );
+    assert_eq!(created(&mm.load_partition(&p, None).await?), created(&loaded));
     assert!(mm.load_partition(&p, Some(250)).await?.is_empty());
 
-    let late = create_at(&mm, 99, 250).await?;
-    assert_eq!(mm.partition_floor(&p).await?, 250);
-    assert!(ids(&mm.load_partition(&p, None).await?).contains(&late));
-    assert!(ids(&mm.load_partition(&p, Some(260)).await?).contains(&late));
+    // A full list: the next create below the floor lowers it instead.
+    let mut n = 100;
+    while mm.partition_floor(&p).await?.below.len() < MAX_BELOW {
+        create_at(&mm, n, 2_000 + n).await?;
+        n += 1;
+    }
+    assert_eq!(floor_of(&mm, &p).await?.0, 5_000);
+    create_at(&mm, 99, 1_500).await?;
+    let (floor, below) = floor_of(&mm, &p).await?;
+    assert_eq!(floor, 1_500, "lowered to the create");
+    assert!(
+        below.iter().all(|&c| c < 1_500),
+        "what the index covers now is unlisted: {below:?}"
+    );
+    assert_eq!(
+        mm.load_partition(&p, None).await?.len(),
+        8 + 1 + (n - 100) as usize
+    );
+
+    // A raise with more waiting than the list holds stops at the first one
+    // it cannot list.
+    let (floor, below) = raise(&mm, &p, 9_000).await?;
+    assert_eq!(below.len(), MAX_BELOW);
+    assert_eq!(below[..9], [300, 400, 500, 600, 700, 800, 900, 1_000, 1_500]);
+    assert_eq!(floor, 2_000 + 100 + (MAX_BELOW as u64 - 9), "the first unlisted");
     assert_eq!(
         assert_floor_holds(&mm).await?,
         1,
@@ -130,7 +183,7 @@ async fn the_floor_follows_the_oldest_waiting_ticket_and_a_create_below_lowers_i
 
 /// One raise attempt that, between its reads and its commit, lets another
 /// gateway create a ticket at `created_ms` (committed); returns the raise's
-/// outcome.
+/// new floor.
 async fn raise_racing_a_create(
     mm: &Mm,
     n: u64,
@@ -147,11 +200,11 @@ async fn raise_racing_a_create(
         .transact(options, |tx| {
             let (mm, pool, p) = (mm.clone(), pool.clone(), p.clone());
             async move {
-                let raised = raise_in(&tx, &pool, &p, 9_000).await?;
+                let raised = raise_in(&tx, &pool, &p, created_ms + 8_000).await?;
                 create_at(&mm, n, created_ms)
                     .await
                     .expect("the other gateway's create");
-                Ok(raised)
+                Ok(raised.map(|f| f.created_ms))
             }
         })
         .await
@@ -162,7 +215,7 @@ fn conflicted<T>(r: &Result<T, TxError<MatchmakerError>>) -> bool {
 }
 
 #[tokio::test]
-async fn a_raise_that_races_a_create_below_its_new_floor_changes_nothing() -> anyhow::Result<()> {
+async fn a_raise_that_races_a_create_it_would_miss_changes_nothing() -> anyhow::Result<()> {
     // Exact conflicts: a store that never injects faults (a spurious conflict
     // would make the "must conflict" cases pass for the wrong reason).
     let dir = tempfile::tempdir()?;
@@ -176,36 +229,39 @@ async fn a_raise_that_races_a_create_below_its_new_floor_changes_nothing() -> an
     let gone = create_at(&mm, 1, 1_000).await?;
     create_at(&mm, 2, 3_000).await?;
     mm.cancel_ticket(gone).await?;
-    assert_eq!(mm.partition_floor(&p).await?, 0);
 
-    // Created inside [floor, first waiting key]: the raise read that range.
+    // Created inside the range the raise read (all of it: everything fit).
     let r = raise_racing_a_create(&mm, 3, 2_000).await;
     assert!(conflicted(&r), "the raise must conflict: {r:?}");
-    assert_eq!(mm.partition_floor(&p).await?, 0, "unchanged");
-    assert_eq!(mm.raise_floor(&p, 9_000).await?, Some(2_000));
+    assert_eq!(floor_of(&mm, &p).await?, (0, vec![]), "unchanged");
+    assert_eq!(
+        mm.raise_floor(&p, 9_000).await?.map(|f| f.created_ms),
+        Some(9_000)
+    );
+    assert_eq!(floor_of(&mm, &p).await?, (9_000, vec![2_000, 3_000]));
 
-    // Created below the floor the raise read: the create wrote the floor.
-    let gone = mm.load_partition(&p, None).await?[0].id;
-    mm.cancel_ticket(gone).await?;
+    // Created below the floor the raise read (which would move it to 9,500
+    // and write its list): the create wrote the floor.
     let r = raise_racing_a_create(&mm, 4, 1_500).await;
     assert!(conflicted(&r), "the raise must conflict: {r:?}");
     assert_eq!(
-        mm.partition_floor(&p).await?,
-        1_500,
-        "the create's lowering stands"
+        floor_of(&mm, &p).await?,
+        (9_000, vec![1_500, 2_000, 3_000]),
+        "listed"
     );
 
-    // Created above the first waiting key: nothing to conflict with.
-    let gone = mm.load_partition(&p, None).await?[0].id;
-    mm.cancel_ticket(gone).await?;
-    assert_eq!(raise_racing_a_create(&mm, 5, 4_000).await?, Some(3_000));
-    let created: Vec<u64> = mm
-        .load_partition(&p, None)
-        .await?
-        .iter()
-        .map(|t| t.created_ms)
-        .collect();
-    assert_eq!(created, vec![3_000, 4_000]);
+    // Created above the range a limited raise read: nothing to conflict with.
+    for i in 0..MAX_BELOW as u64 {
+        create_at(&mm, 10 + i, 10_000 + i).await?;
+    }
+    let first_unlisted = 10_000 + (MAX_BELOW as u64 - 3);
+    assert_eq!(
+        raise_racing_a_create(&mm, 99, 20_000).await?,
+        Some(first_unlisted)
+    );
+    let (floor, below) = floor_of(&mm, &p).await?;
+    assert_eq!((floor, below.len()), (first_unlisted, MAX_BELOW));
+    assert_eq!(mm.load_partition(&p, None).await?.len(), 3 + MAX_BELOW + 1);
     assert_floor_holds(&mm).await?;
     Ok(())
 }

@@ -13,10 +13,11 @@
 //!        partition is the range ("r", pool, "mm", "q", queue, region, band);
 //!        within it keys sort by creation time, so "tickets older than T" is a
 //!        prefix range
-//! ("r", pool, "mm", "fl", queue, region, band) -> v1 floor {created_ms}
-//!        a lower bound on the created_ms of every ticket in that partition's
-//!        waiting index (absent: 0); rounds read the index from it, so they do
-//!        not walk the deletes of tickets matched long ago (`floor`)
+//! ("r", pool, "mm", "fl", queue, region, band) -> v1 floor {created_ms, below}
+//!        every ticket in that partition's waiting index created before
+//!        created_ms is one of the (at most 32) listed in below (absent: 0, none);
+//!        rounds read the listed keys and the index from created_ms, so they
+//!        do not walk the deletes of tickets matched long ago (`floor`)
 //! ("r", pool, "mm", "tk", ticket)      -> v1 ticket record: the ticket, its band,
 //!                                         its state (waiting / matched + match id /
 //!                                         cancelled / removed / timed_out + reason),
@@ -277,10 +278,23 @@ pub(crate) struct PlayerEntry {
 }
 
 /// The stored floor of a partition's waiting index ([`super::floor`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FloorRecord {
-    /// No ticket waiting in the partition was created before this (ms).
+    /// Every ticket waiting in the partition that was created before this
+    /// (ms) is in `below`.
     pub created_ms: u64,
+    /// Tickets created before `created_ms` that may still wait (at most
+    /// [`super::floor::MAX_BELOW`]; an entry whose ticket left is stale and
+    /// harmless).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub below: Vec<BelowFloor>,
+}
+
+/// A ticket listed under a partition's floor: its waiting key's parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct BelowFloor {
+    pub created_ms: u64,
+    pub ticket: TicketId,
 }
 
 /// The stored lease.

@@ -182,10 +182,10 @@ impl<S: Store> Matchmaker<S> {
 
     /// The waiting tickets of a partition, oldest first; with `created_before`,
     /// only those created before that time. Snapshot reads in pages of
-    /// `LOAD_PAGE` tickets (5,000; one transaction each), starting at the
-    /// partition's [floor](super::floor), read in the first page's
-    /// transaction: the result may be slightly stale, which the match commit
-    /// checks make harmless.
+    /// `LOAD_PAGE` tickets (5,000; one transaction each), the first with the
+    /// partition's [floor](super::floor) and the tickets it lists, the rest
+    /// of the index from the floor on: the result may be slightly stale,
+    /// which the match commit checks make harmless.
     pub async fn load_partition(
         &self,
         p: &Partition,
@@ -196,8 +196,11 @@ impl<S: Store> Matchmaker<S> {
             Some(t) => sub.pack(&(t,)),
             None => sub.range().1,
         };
-        let mut page = self.first_page(p, &end).await?;
-        let mut out = Vec::new();
+        let (listed, mut page) = self.first_page(p, created_before, &end).await?;
+        let mut out = Vec::with_capacity(listed.len() + page.len());
+        for kv in &listed {
+            out.push(keys::decode::<Ticket>(&kv.value).map_err(MatchmakerError::Corrupt)?);
+        }
         loop {
             let full = page.len() == LOAD_PAGE;
             for kv in &page {
@@ -219,27 +222,35 @@ impl<S: Store> Matchmaker<S> {
         Ok(out)
     }
 
-    /// The first page of [`load_partition`](Self::load_partition): the floor
-    /// and the index from it, in one snapshot.
-    async fn first_page(&self, p: &Partition, end: &[u8]) -> Result<Vec<KeyValue>, MatchmakerError> {
+    /// The first page of [`load_partition`](Self::load_partition): the
+    /// tickets listed under the floor, and the index from the floor on, in
+    /// one snapshot.
+    async fn first_page(
+        &self,
+        p: &Partition,
+        created_before: Option<u64>,
+        end: &[u8],
+    ) -> Result<(Vec<KeyValue>, Vec<KeyValue>), MatchmakerError> {
         let pool = Arc::new(self.pool_name().clone());
-        let page = self
+        let pages = self
             .store()
             .run(|tx| {
                 let (pool, p, end) = (pool.clone(), p.clone(), end.to_vec());
                 async move {
                     let floor = super::floor::read(&tx, &pool, &p, true).await?;
-                    let begin = keys::partition(&pool, &p).pack(&(floor,));
+                    let listed = super::floor::read_listed(&tx, &pool, &p, &floor, created_before).await?;
+                    let begin = keys::partition(&pool, &p).pack(&(floor.created_ms,));
                     if begin >= end {
                         // FoundationDB rejects an inverted range.
-                        return Ok(Vec::new());
+                        return Ok((listed, Vec::new()));
                     }
-                    Ok(tx
+                    let page = tx
                         .get_range_snapshot(&begin, &end, Some(LOAD_PAGE), false)
-                        .await?)
+                        .await?;
+                    Ok((listed, page))
                 }
             })
             .await?;
-        Ok(page)
+        Ok(pages)
     }
 }

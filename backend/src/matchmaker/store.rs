@@ -429,7 +429,7 @@ impl<S: Store> Matchmaker<S> {
                         return Ok(existing);
                     }
                     let p = rec.partition();
-                    super::floor::lower(&tx, &pool, &p, rec.ticket.created_ms).await?;
+                    super::floor::lower(&tx, &pool, &p, rec.ticket.created_ms, id).await?;
                     tx.set(&keys::ticket(&pool, id), &keys::encode(&rec))?;
                     tx.set(
                         &keys::waiting(&pool, &p, rec.ticket.created_ms, id),
