@@ -53,9 +53,9 @@ pub struct MockState {
     pub refused: AtomicU64,
     /// Welcome with an empty session token.
     pub no_session_token: AtomicBool,
-    /// A `poke` echo request arrived (on any channel): releases the answer
-    /// to an `await-poke` one, so a test sees in its event order when the
-    /// gateway received a request.
+    /// A `poke` echo request arrived (on any connection and channel):
+    /// releases the answer to an `await-poke` one, so that a test sees when
+    /// the gateway received a request.
     pub poked: tokio::sync::Notify,
     counter: AtomicU64,
 }
