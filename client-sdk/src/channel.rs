@@ -20,6 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, Request, RequestBody, ResponseBody};
 use tokio::sync::{oneshot, watch};
 
@@ -32,6 +33,15 @@ use crate::session::{Command, ConnState, LiveConn, Shared};
 /// Requests accepted by a channel but not yet sent (while at the in-flight
 /// limit or reconnecting). Callers beyond this wait (within their timeout).
 const REQUEST_QUEUE: usize = 64;
+
+/// Inbound frames the channel loop handles in a row before its writes get a
+/// turn and the task yields to the runtime. Reads come first in the loop, so
+/// without this a flood of pushes that keeps the stream readable (a server
+/// faster than the game handles its frames) would hold requests back for as
+/// long as it lasts; and a task that never returns `Pending` also keeps the
+/// connection's driver (which puts written bytes on the wire) and the
+/// session's heartbeats from running on its thread.
+const READ_BURST: u32 = 16;
 
 type Reply = oneshot::Sender<Result<ResponseBody, ClientError>>;
 
@@ -283,12 +293,24 @@ impl ChannelTask {
         // Keeps a half-read frame when another branch of the select wins.
         let mut reader = FrameReader::default();
         let mut out: Option<Outgoing> = None;
+        // Inbound frames handled since the last turn of the writes.
+        let mut reads = 0;
 
         let served = loop {
+            if reads == READ_BURST {
+                reads = 0;
+                if let Err(e) = self.write_turn(&mut send, &mut out, &mut inflight, live) {
+                    tracing::debug!(error = %e, "channel write failed");
+                    break Served::Reconnect;
+                }
+                // Lets the connection send what was written, and other tasks run.
+                tokio::task::yield_now().await;
+            }
             let can_send = out.is_none() && inflight.len() < live.max_in_flight && !live.is_moving();
             tokio::select! {
                 biased;
                 m = reader.channel(&mut recv, live.max_frame) => {
+                    reads += 1;
                     if let Some(end) = self.on_frame(m, &mut inflight, live) {
                         break end;
                     }
@@ -301,14 +323,7 @@ impl ChannelTask {
                 }
                 // Cancel-safe (quinn): bytes count as written only when it completes.
                 r = write_some(&mut send, out.as_ref()), if out.is_some() => match r {
-                    Ok(n) => {
-                        if let Some(o) = out.as_mut() {
-                            o.written += n;
-                            if o.written == o.frame.len() {
-                                out = None;
-                            }
-                        }
-                    }
+                    Ok(n) => advance(&mut out, n),
                     Err(e) => {
                         tracing::debug!(error = %e, "channel write failed");
                         break Served::Reconnect;
@@ -334,6 +349,31 @@ impl ChannelTask {
         };
         fail_all(&mut inflight, live, &err);
         served
+    }
+
+    /// The writes' turn after a burst of inbound frames (see [`READ_BURST`]):
+    /// takes a waiting request if one may be sent, and writes what the stream
+    /// accepts right now of the frame being written. Never waits: a write held
+    /// back by flow control is continued by the loop's `select!`.
+    fn write_turn(
+        &mut self,
+        send: &mut quinn::SendStream,
+        out: &mut Option<Outgoing>,
+        inflight: &mut InFlight,
+        live: &LiveConn,
+    ) -> Result<(), String> {
+        let can_send = out.is_none() && inflight.len() < live.max_in_flight && !live.is_moving();
+        if can_send {
+            // `None` also when every handle is gone: the `select!` sees that.
+            if let Some(p) = self.backlog.pop_front().or_else(|| self.rx.try_recv()) {
+                *out = self.start_request(p, inflight, live);
+            }
+        }
+        // Polled once: cancel-safe as in the loop (bytes count only when written).
+        if let Some(n) = write_some(send, out.as_ref()).now_or_never().transpose()? {
+            advance(out, n);
+        }
+        Ok(())
     }
 
     /// Takes a request for sending: its frame to write (`None` if it is not
@@ -432,6 +472,16 @@ async fn write_some(send: &mut quinn::SendStream, out: Option<&Outgoing>) -> Res
     match out {
         Some(o) => send.write(&o.frame[o.written..]).await.map_err(|e| e.to_string()),
         None => std::future::pending().await,
+    }
+}
+
+/// Counts `n` more bytes of the request being written; done once all are.
+fn advance(out: &mut Option<Outgoing>, n: usize) {
+    if let Some(o) = out.as_mut() {
+        o.written += n;
+        if o.written == o.frame.len() {
+            *out = None;
+        }
     }
 }
 

@@ -44,6 +44,9 @@ namespace Outpost
         public ulong Num0;
         public ulong Num1;
         public uint Code;
+        /// <summary>With an error Status (Response, Disconnected, Closed): the wait in ms asked for
+        /// before trying again (e.g. Rejected with ServerBusy, Server with RateLimited); 0 if none.</summary>
+        public uint RetryAfterMs;
         public string Text = "";
         public byte[] Data = new byte[0];
         public string DataText { get { return Encoding.UTF8.GetString(Data); } }
@@ -62,7 +65,7 @@ namespace Outpost
     internal struct RawEvent
     {
         public uint kind; public int status; public ulong request_id; public ulong num0; public ulong num1;
-        public uint code; public uint reserved; public IntPtr text; public UIntPtr text_len; public IntPtr data; public UIntPtr data_len;
+        public uint code; public uint retry_after_ms; public IntPtr text; public UIntPtr text_len; public IntPtr data; public UIntPtr data_len;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -212,7 +215,7 @@ namespace Outpost
                 into.Add(new Event
                 {
                     Kind = (EventKind)e.kind, Status = (Status)e.status, RequestId = e.request_id,
-                    Num0 = e.num0, Num1 = e.num1, Code = e.code,
+                    Num0 = e.num0, Num1 = e.num1, Code = e.code, RetryAfterMs = e.retry_after_ms,
                     Text = Encoding.UTF8.GetString(Utf8.Copy(e.text, e.text_len)),
                     Data = Utf8.Copy(e.data, e.data_len),
                 });

@@ -75,14 +75,16 @@ enum OutpostStatus
   OUTPOST_STATUS_CONFIG = 100,
   // No QUIC/TLS connection could be established to any gateway. Retryable.
   OUTPOST_STATUS_CONNECT = 101,
-  // The gateway refused the login; `code` is the gateway's error code.
-  // Also a gateway that refused the connection itself, overloaded (QUIC
-  // CONNECTION_REFUSED): `code` 300 ServerBusy, and the message names the
-  // delay (1-3 s) to wait before trying again.
+  // The gateway refused the login; `code` is the gateway's error code, and
+  // an event's `retry_after_ms` the wait it asked for (e.g. `ServerBusy`,
+  // `Draining`), 0 if none. Also a gateway that refused the connection
+  // itself, overloaded (QUIC CONNECTION_REFUSED): `code` 300 ServerBusy,
+  // and `retry_after_ms` the delay (1-3 s) to wait before trying again.
   OUTPOST_STATUS_REJECTED = 102,
   // The gateway ended the session; `code` says why.
   OUTPOST_STATUS_KICKED = 103,
-  // The gateway answered the request with an error; `code` says which.
+  // The gateway answered the request with an error; `code` says which
+  // (`retry_after_ms` on the event: the wait it asked for, e.g. `RateLimited`).
   OUTPOST_STATUS_SERVER = 104,
   // A compare-and-set found another version, or a consume found too small a
   // balance (the gateway's `Conflict`): re-read and retry.
@@ -124,8 +126,8 @@ enum OutpostEventKind
   // reconnect. `num0`: 1 when the gateway resumed the previous session, 0 for
   // a fresh one. `text`: the player id.
   OUTPOST_EVENT_KIND_CONNECTED = 1,
-  // The connection was lost. `status`/`code`/`text`: why. `Reconnecting` or
-  // `Closed` follows.
+  // The connection was lost. `status`/`code`/`text` (and `retry_after_ms`):
+  // why. `Reconnecting` or `Closed` follows.
   OUTPOST_EVENT_KIND_DISCONNECTED = 2,
   // The SDK waits `num1` ms, then makes reconnect attempt `num0` (1-based).
   OUTPOST_EVENT_KIND_RECONNECTING = 3,
@@ -137,15 +139,18 @@ enum OutpostEventKind
   OUTPOST_EVENT_KIND_KICKED = 5,
   // The session ended for good; the last event of a client. Also what a
   // failed `outpost_client_connect` delivers. `status` (`OUTPOST_STATUS_CLOSED`
-  // after `outpost_client_close`), `code`, `text`: why.
+  // after `outpost_client_close`), `code`, `text`: why; `retry_after_ms`: the
+  // wait asked for before connecting again (e.g. a login refused with
+  // `ServerBusy`), 0 if none.
   OUTPOST_EVENT_KIND_CLOSED = 6,
   // This client fell behind by more than the configured event capacity:
   // `num0` older events were dropped.
   OUTPOST_EVENT_KIND_LAGGED = 7,
   // The answer to the request whose id the starting call returned:
   // `request_id`; `status` (`OUTPOST_STATUS_OK` or the error; then `code` is
-  // the gateway's error code if any and `text` the message). On success the
-  // other fields are as documented on the function that started it.
+  // the gateway's error code if any, `retry_after_ms` the wait it asked for
+  // before a retry if any, and `text` the message). On success the other
+  // fields are as documented on the function that started it.
   OUTPOST_EVENT_KIND_RESPONSE = 8,
   // A state document changed (one event per document). `text`: its name,
   // `num0`: its new version, `num1`: update time (ms since the Unix epoch),
@@ -235,8 +240,14 @@ typedef struct {
   uint64_t num1;
   // The gateway's error code (see schema/PROTOCOL.md section 5), else 0.
   uint32_t code;
-  // Always 0 (padding made explicit).
-  uint32_t reserved;
+  // With an error `status` (Response, Disconnected, Closed): the wait in ms
+  // asked for before trying again, 0 if none. Set for a login refused with
+  // a hint (`OUTPOST_STATUS_REJECTED`: `ServerBusy` at capacity or QUIC
+  // CONNECTION_REFUSED, `Draining`, `Unavailable`, ...) and for a
+  // request refused with one (`OUTPOST_STATUS_SERVER`, e.g. `RateLimited`).
+  // 0 in every other event. (This field was the always-0 `reserved` before:
+  // the struct's layout is unchanged.)
+  uint32_t retry_after_ms;
   const uint8_t *text;
   size_t text_len;
   const uint8_t *data;

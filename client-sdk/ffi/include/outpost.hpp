@@ -62,6 +62,8 @@ struct Event {
     uint64_t num0 = 0;
     uint64_t num1 = 0;
     uint32_t code = 0;
+    /// With an error status: the wait in ms asked for before trying again, 0 if none.
+    uint32_t retry_after_ms = 0;
     std::string text;
     std::string data;
 };
@@ -174,6 +176,7 @@ public:
             ev.num0 = e.num0;
             ev.num1 = e.num1;
             ev.code = e.code;
+            ev.retry_after_ms = e.retry_after_ms;
             if (e.text_len) ev.text.assign(reinterpret_cast<const char *>(e.text), e.text_len);
             if (e.data_len) ev.data.assign(reinterpret_cast<const char *>(e.data), e.data_len);
             r.value.push_back(std::move(ev));

@@ -18,8 +18,8 @@ pub enum OutpostEventKind {
     /// reconnect. `num0`: 1 when the gateway resumed the previous session, 0 for
     /// a fresh one. `text`: the player id.
     Connected = 1,
-    /// The connection was lost. `status`/`code`/`text`: why. `Reconnecting` or
-    /// `Closed` follows.
+    /// The connection was lost. `status`/`code`/`text` (and `retry_after_ms`):
+    /// why. `Reconnecting` or `Closed` follows.
     Disconnected = 2,
     /// The SDK waits `num1` ms, then makes reconnect attempt `num0` (1-based).
     Reconnecting = 3,
@@ -31,15 +31,18 @@ pub enum OutpostEventKind {
     Kicked = 5,
     /// The session ended for good; the last event of a client. Also what a
     /// failed `outpost_client_connect` delivers. `status` (`OUTPOST_STATUS_CLOSED`
-    /// after `outpost_client_close`), `code`, `text`: why.
+    /// after `outpost_client_close`), `code`, `text`: why; `retry_after_ms`: the
+    /// wait asked for before connecting again (e.g. a login refused with
+    /// `ServerBusy`), 0 if none.
     Closed = 6,
     /// This client fell behind by more than the configured event capacity:
     /// `num0` older events were dropped.
     Lagged = 7,
     /// The answer to the request whose id the starting call returned:
     /// `request_id`; `status` (`OUTPOST_STATUS_OK` or the error; then `code` is
-    /// the gateway's error code if any and `text` the message). On success the
-    /// other fields are as documented on the function that started it.
+    /// the gateway's error code if any, `retry_after_ms` the wait it asked for
+    /// before a retry if any, and `text` the message). On success the other
+    /// fields are as documented on the function that started it.
     Response = 8,
     /// A state document changed (one event per document). `text`: its name,
     /// `num0`: its new version, `num1`: update time (ms since the Unix epoch),
@@ -106,8 +109,14 @@ pub struct OutpostEvent {
     pub num1: u64,
     /// The gateway's error code (see schema/PROTOCOL.md section 5), else 0.
     pub code: u32,
-    /// Always 0 (padding made explicit).
-    pub reserved: u32,
+    /// With an error `status` (Response, Disconnected, Closed): the wait in ms
+    /// asked for before trying again, 0 if none. Set for a login refused with
+    /// a hint (`OUTPOST_STATUS_REJECTED`: `ServerBusy` at capacity or QUIC
+    /// CONNECTION_REFUSED, `Draining`, `Unavailable`, ...) and for a
+    /// request refused with one (`OUTPOST_STATUS_SERVER`, e.g. `RateLimited`).
+    /// 0 in every other event. (This field was the always-0 `reserved` before:
+    /// the struct's layout is unchanged.)
+    pub retry_after_ms: u32,
     pub text: *const u8,
     pub text_len: usize,
     pub data: *const u8,
@@ -123,6 +132,7 @@ pub(crate) struct OwnedEvent {
     pub num0: u64,
     pub num1: u64,
     pub code: u32,
+    pub retry_after_ms: u32,
     pub text: Vec<u8>,
     pub data: Vec<u8>,
 }
@@ -140,6 +150,7 @@ impl OwnedEvent {
             kind: kind as u32,
             status: e.status as i32,
             code: e.code,
+            retry_after_ms: e.retry_after_ms,
             text: e.message.clone().into_bytes(),
             ..Default::default()
         }
@@ -161,7 +172,7 @@ impl OwnedEvent {
             num0: self.num0,
             num1: self.num1,
             code: self.code,
-            reserved: 0,
+            retry_after_ms: self.retry_after_ms,
             text: ptr(&self.text),
             text_len: self.text.len(),
             data: ptr(&self.data),
@@ -372,6 +383,77 @@ mod tests {
         let view = closed[0].view();
         assert_eq!(view.text, closed[0].text.as_ptr());
         assert!(view.data.is_null() && view.data_len == 0);
+    }
+
+    /// A refusal's retry hint is a field of the event (ms), not only words in
+    /// its message; 0 wherever there is none.
+    #[test]
+    fn error_events_carry_the_retry_hint_and_others_zero() {
+        use std::time::Duration;
+        let busy = ClientError::Rejected {
+            code: ErrorCode::ServerBusy,
+            message: "gateway at capacity".into(),
+            retry_after: Some(Duration::from_millis(2_345)),
+        };
+        let closed = from_sdk(Event::Closed { reason: busy }, String::new);
+        assert_eq!(closed[0].status, OutpostStatus::Rejected as i32);
+        assert_eq!(closed[0].code, u32::from(ErrorCode::ServerBusy.0));
+        assert_eq!(closed[0].view().retry_after_ms, 2_345);
+
+        let limited = ClientError::Server(ServerError {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            retry_after: Some(Duration::from_micros(300)),
+        });
+        let response = OwnedEvent::error(OutpostEventKind::Response, &limited.into());
+        assert_eq!(response.status, OutpostStatus::Server as i32);
+        assert_eq!(
+            response.view().retry_after_ms,
+            1,
+            "under 1 ms is still a hint, not 0"
+        );
+        let forever = ClientError::Rejected {
+            code: ErrorCode::Draining,
+            message: String::new(),
+            retry_after: Some(Duration::from_secs(u64::MAX)),
+        };
+        let forever = OwnedEvent::error(OutpostEventKind::Closed, &forever.into());
+        assert_eq!(forever.view().retry_after_ms, u32::MAX);
+
+        let no_hint = [
+            ClientError::Rejected {
+                code: ErrorCode::BadCredentials,
+                message: String::new(),
+                retry_after: None,
+            },
+            ClientError::Timeout,
+            ClientError::ConnectionLost("gone".into()),
+        ];
+        for e in no_hint {
+            let ev = OwnedEvent::error(OutpostEventKind::Response, &e.clone().into());
+            assert_eq!(ev.view().retry_after_ms, 0, "{e:?}");
+        }
+        let kicked = from_sdk(
+            Event::Kicked {
+                code: ErrorCode::ReplacedByNewLogin,
+                message: "bye".into(),
+            },
+            String::new,
+        );
+        let connected = from_sdk(Event::Connected { resumed: false }, || "p".into());
+        assert_eq!(kicked[0].view().retry_after_ms, 0);
+        assert_eq!(connected[0].view().retry_after_ms, 0);
+    }
+
+    /// `retry_after_ms` took the place of the explicit padding `reserved`:
+    /// programs built against the older header read the same layout.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_event_layout_is_unchanged() {
+        assert_eq!(std::mem::offset_of!(OutpostEvent, code), 32);
+        assert_eq!(std::mem::offset_of!(OutpostEvent, retry_after_ms), 36);
+        assert_eq!(std::mem::offset_of!(OutpostEvent, text), 40);
+        assert_eq!(std::mem::size_of::<OutpostEvent>(), 72);
     }
 
     #[test]

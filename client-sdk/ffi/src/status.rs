@@ -36,14 +36,16 @@ pub enum OutpostStatus {
     Config = 100,
     /// No QUIC/TLS connection could be established to any gateway. Retryable.
     Connect = 101,
-    /// The gateway refused the login; `code` is the gateway's error code.
-    /// Also a gateway that refused the connection itself, overloaded (QUIC
-    /// CONNECTION_REFUSED): `code` 300 ServerBusy, and the message names the
-    /// delay (1-3 s) to wait before trying again.
+    /// The gateway refused the login; `code` is the gateway's error code, and
+    /// an event's `retry_after_ms` the wait it asked for (e.g. `ServerBusy`,
+    /// `Draining`), 0 if none. Also a gateway that refused the connection
+    /// itself, overloaded (QUIC CONNECTION_REFUSED): `code` 300 ServerBusy,
+    /// and `retry_after_ms` the delay (1-3 s) to wait before trying again.
     Rejected = 102,
     /// The gateway ended the session; `code` says why.
     Kicked = 103,
-    /// The gateway answered the request with an error; `code` says which.
+    /// The gateway answered the request with an error; `code` says which
+    /// (`retry_after_ms` on the event: the wait it asked for, e.g. `RateLimited`).
     Server = 104,
     /// A compare-and-set found another version, or a consume found too small a
     /// balance (the gateway's `Conflict`): re-read and retry.
@@ -71,6 +73,8 @@ pub(crate) struct FfiError {
     pub status: OutpostStatus,
     pub code: u32,
     pub message: String,
+    /// [`ClientError::retry_after`] in ms (at least 1), 0 for none.
+    pub retry_after_ms: u32,
 }
 
 impl FfiError {
@@ -79,13 +83,21 @@ impl FfiError {
             status,
             code: 0,
             message: message.into(),
+            retry_after_ms: 0,
         }
     }
+}
+
+/// A retry hint in ms for the ABI: 0 means none, so a hint under 1 ms is 1,
+/// and one beyond `u32::MAX` ms (49 days) is `u32::MAX`.
+fn retry_after_ms(d: Option<std::time::Duration>) -> u32 {
+    d.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1))
 }
 
 impl From<ClientError> for FfiError {
     fn from(e: ClientError) -> Self {
         let message = e.to_string();
+        let retry_after_ms = retry_after_ms(e.retry_after());
         let (status, code) = match &e {
             ClientError::Rejected { code, .. } => (OutpostStatus::Rejected, *code),
             ClientError::Kicked { code, .. } => (OutpostStatus::Kicked, *code),
@@ -104,6 +116,7 @@ impl From<ClientError> for FfiError {
             status,
             code: u32::from(code.0),
             message,
+            retry_after_ms,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The engine bindings end to end: a real gateway on loopback (embedded store
 //! in a temp dir) and the C, C++ and C# examples under `tests/engines/`,
 //! compiled with the machine's `cc`, `c++` and Mono's `mcs` against this
-//! crate's `cdylib`, each run as its own process against the gateway. Plus the
-//! hostile-input program, under valgrind when it is installed.
+//! crate's `cdylib`, each run as its own process against the gateway (and a
+//! second one at its session limit, for a refusal with a retry hint). Plus
+//! the hostile-input program, under valgrind when it is installed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,27 +63,64 @@ fn compile_c(src: &str, out: &Path, lib: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The `retry_after_ms` of the busy gateway's `ServerBusy` refusals (no jitter).
+const BUSY_RETRY_AFTER_MS: u32 = 1_500;
+
 struct Gateway {
     running: outpost_gateway::RunningGateway,
+    /// A second gateway with the same CA that admits one session: the next
+    /// login is refused with `ServerBusy` and `BUSY_RETRY_AFTER_MS`.
+    busy: outpost_gateway::RunningGateway,
     ca_file: PathBuf,
     _dir: tempfile::TempDir,
 }
 
+impl Gateway {
+    /// The example's arguments: gateway, CA file, device prefix, busy
+    /// gateway, its retry hint.
+    fn args(&self, cmd: &mut Command, prefix: &str) {
+        cmd.arg(self.running.quic_addr.to_string())
+            .arg(&self.ca_file)
+            .arg(prefix)
+            .arg(self.busy.quic_addr.to_string())
+            .arg(BUSY_RETRY_AFTER_MS.to_string());
+    }
+
+    async fn shutdown(self) {
+        for gw in [&self.running, &self.busy] {
+            gw.handle().shutdown();
+        }
+        self.running.wait().await;
+        self.busy.wait().await;
+    }
+}
+
 async fn gateway() -> Result<Gateway> {
     let dir = tempfile::tempdir()?;
-    let mut gc = GatewayConfig {
-        listen: "127.0.0.1:0".parse()?,
-        admin_listen: "127.0.0.1:0".parse()?,
-        data_dir: dir.path().join("data"),
-        ..GatewayConfig::default()
+    let config = |data: &str| -> Result<GatewayConfig> {
+        let mut gc = GatewayConfig {
+            listen: "127.0.0.1:0".parse()?,
+            admin_listen: "127.0.0.1:0".parse()?,
+            data_dir: dir.path().join(data),
+            ..GatewayConfig::default()
+        };
+        // Shared: the second gateway reuses the certificates the first made.
+        gc.tls.dev_certs_dir = dir.path().join("certs");
+        Ok(gc)
     };
-    gc.tls.dev_certs_dir = dir.path().join("certs");
+    let mut gc = config("data")?;
     gc.inventory.client_grants = true;
     let running = outpost_gateway::start(gc).await?;
+    let mut busy = config("busy-data")?;
+    busy.limits.max_sessions = 1;
+    busy.admission.busy_retry_after_ms = BUSY_RETRY_AFTER_MS;
+    busy.admission.busy_retry_jitter_ms = 0;
+    let busy = outpost_gateway::start(busy).await?;
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, running.dev_ca_pem.clone().context("dev CA PEM")?)?;
     Ok(Gateway {
         running,
+        busy,
         ca_file,
         _dir: dir,
     })
@@ -101,13 +139,10 @@ async fn c_example_against_a_real_gateway() -> Result<()> {
     compile_c("e2e.c", &exe, &lib)?;
     let gw = gateway().await?;
     let mut cmd = Command::new(&exe);
-    cmd.arg(gw.running.quic_addr.to_string())
-        .arg(&gw.ca_file)
-        .arg("c-e2e");
+    gw.args(&mut cmd, "c-e2e");
     let out = run_async(cmd).await?;
     assert!(out.contains("C E2E OK"), "{out}");
-    gw.running.handle().shutdown();
-    gw.running.wait().await;
+    gw.shutdown().await;
     Ok(())
 }
 
@@ -136,13 +171,10 @@ async fn cpp_example_against_a_real_gateway() -> Result<()> {
         .arg("-loutpost_client_ffi"))?;
     let gw = gateway().await?;
     let mut cmd = Command::new(&exe);
-    cmd.arg(gw.running.quic_addr.to_string())
-        .arg(&gw.ca_file)
-        .arg("cpp-e2e");
+    gw.args(&mut cmd, "cpp-e2e");
     let out = run_async(cmd).await?;
     assert!(out.contains("C++ E2E OK"), "{out}");
-    gw.running.handle().shutdown();
-    gw.running.wait().await;
+    gw.shutdown().await;
     Ok(())
 }
 
@@ -160,15 +192,11 @@ async fn csharp_example_against_a_real_gateway() -> Result<()> {
     .context("compiling the C# example needs Mono's mcs (apt-get install mono-mcs mono-runtime)")?;
     let gw = gateway().await?;
     let mut cmd = Command::new("mono");
-    cmd.arg(&exe)
-        .arg(gw.running.quic_addr.to_string())
-        .arg(&gw.ca_file)
-        .arg("cs-e2e")
-        .env("LD_LIBRARY_PATH", &lib);
+    cmd.arg(&exe).env("LD_LIBRARY_PATH", &lib);
+    gw.args(&mut cmd, "cs-e2e");
     let out = run_async(cmd).await?;
     assert!(out.contains("C# E2E OK"), "{out}");
-    gw.running.handle().shutdown();
-    gw.running.wait().await;
+    gw.shutdown().await;
     Ok(())
 }
 

@@ -61,7 +61,7 @@ async fn poll_until(
             num0: 0,
             num1: 0,
             code: 0,
-            reserved: 0,
+            retry_after_ms: 0,
             text: std::ptr::null(),
             text_len: 0,
             data: std::ptr::null(),

@@ -53,6 +53,10 @@ pub struct MockState {
     pub refused: AtomicU64,
     /// Welcome with an empty session token.
     pub no_session_token: AtomicBool,
+    /// A `poke` echo request arrived (on any connection and channel):
+    /// releases the answer to an `await-poke` one, so that a test sees when
+    /// the gateway received a request.
+    pub poked: tokio::sync::Notify,
     counter: AtomicU64,
 }
 
@@ -273,12 +277,17 @@ async fn serve_conn(conn: quinn::Connection, st: Arc<MockState>) -> Result<()> {
 
     // channels
     while let Ok((s, r)) = conn.accept_bi().await {
-        tokio::spawn(serve_channel(s, r, max_frame));
+        tokio::spawn(serve_channel(s, r, max_frame, st.clone()));
     }
     Ok(())
 }
 
-async fn serve_channel(mut send: SendStream, mut recv: RecvStream, max: u32) -> Result<()> {
+async fn serve_channel(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    max: u32,
+    st: Arc<MockState>,
+) -> Result<()> {
     let Some(f) = read_frame(&mut recv, HANDSHAKE_MAX_FRAME_SIZE).await? else {
         return Ok(());
     };
@@ -308,6 +317,9 @@ async fn serve_channel(mut send: SendStream, mut recv: RecvStream, max: u32) -> 
         };
         match &payload[..] {
             b"hold" => continue, // never answered
+            b"poke" => st.poked.notify_one(),
+            // Answered (with its pushes) once a `poke` arrived on another channel.
+            b"await-poke" => st.poked.notified().await,
             // The answer and its pushes one byte per write (1 ms apart).
             p if p.starts_with(b"split") => {
                 let resp = ChannelMsg::Response(Response {

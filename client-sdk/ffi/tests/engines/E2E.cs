@@ -1,7 +1,10 @@
 // End-to-end example and test of the C# wrapper (csharp/Outpost.cs) against a
-// real gateway, run with Mono:  mono e2e.exe <gateway host:port> <CA PEM file> <device prefix>
+// real gateway, run with Mono:
+//   mono e2e.exe <gateway host:port> <CA PEM file> <device prefix> <busy gateway> <its retry ms>
 // Two players log in, save state, make a keyed grant, queue for a duel and
-// both receive the match. Built and run by client-sdk/ffi/tests/engines.rs.
+// both receive the match. On a second gateway that admits one session, a
+// second login is refused with ServerBusy and its retry hint in
+// Event.RetryAfterMs. Built and run by client-sdk/ffi/tests/engines.rs.
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -20,6 +23,7 @@ static class E2E
         public Client Client;
         public bool Connected, Closed, Matched;
         public string MatchJson = "";
+        public Event ClosedEvent;
         readonly List<Event> events = new List<Event>();
 
         public Event Frame(ulong want)
@@ -29,8 +33,10 @@ static class E2E
             Event answer = null;
             foreach (var e in events)
             {
+                // Only a refusal with a retry hint (a Closed event here) carries one.
+                if (e.Kind != EventKind.Closed && e.RetryAfterMs != 0) Fail(e.Kind + " with RetryAfterMs " + e.RetryAfterMs);
                 if (e.Kind == EventKind.Connected) Connected = true;
-                if (e.Kind == EventKind.Closed) Closed = true;
+                if (e.Kind == EventKind.Closed) { Closed = true; ClosedEvent = e; }
                 if (e.Kind == EventKind.MatchFound) { Matched = true; MatchJson = e.DataText; }
                 if (e.Kind == EventKind.Response && e.RequestId == want) answer = e;
             }
@@ -75,8 +81,25 @@ static class E2E
 
     static int Main(string[] args)
     {
-        if (args.Length != 3) Fail("usage: e2e.exe <gateway> <ca.pem> <device prefix>");
+        if (args.Length != 5) Fail("usage: e2e.exe <gateway> <ca.pem> <device prefix> <busy gateway> <its retry ms>");
         var pem = File.ReadAllText(args[1]);
+
+        // The busy gateway: c takes its only session, d is refused with
+        // ServerBusy (code 300) and the wait it asks for.
+        var c = Connect(args[3], pem, args[2] + "-c");
+        Until(c, c, () => c.Connected || c.Closed, "login on the busy gateway");
+        if (!c.Connected) Fail("login on the busy gateway failed: " + c.ClosedEvent);
+        var d = Connect(args[3], pem, args[2] + "-d");
+        Until(d, d, () => d.Closed, "the login beyond the limit was not refused");
+        var r = d.ClosedEvent;
+        if (r.Status != Status.Rejected || r.Code != 300 || r.RetryAfterMs != uint.Parse(args[4]))
+            Fail("refusal: " + r.Status + ", code " + r.Code + ", RetryAfterMs " + r.RetryAfterMs);
+        Console.WriteLine("refused with RetryAfterMs " + r.RetryAfterMs);
+        Check(c.Client.Close(), "close c");
+        Until(c, c, () => c.Closed, "no Closed event for c");
+        if (c.ClosedEvent.RetryAfterMs != 0) Fail("retry hint on a plain close");
+        c.Client.Dispose();
+        d.Client.Dispose();
         var a = Connect(args[0], pem, args[2] + "-a");
         var b = Connect(args[0], pem, args[2] + "-b");
         Until(a, b, () => a.Connected && b.Connected, "login did not complete");

@@ -1,8 +1,11 @@
 /* End-to-end example and test of the C ABI against a real gateway:
- *   e2e <gateway host:port> <CA PEM file> <device prefix>
+ *   e2e <gateway host:port> <CA PEM file> <device prefix> <busy gateway> <its retry ms>
  * Two players log in, save state with compare-and-set, make a keyed grant
  * (and repeat it), read balances and flags, report telemetry, queue for a
- * duel and both receive the match; then close and free. Exit code 0 on success.
+ * duel and both receive the match; then close and free. A second gateway
+ * (same CA) admits one session: a second login there is refused with
+ * ServerBusy and its retry hint in the event's retry_after_ms. Exit code 0
+ * on success.
  * Built and run by client-sdk/ffi/tests/engines.rs. */
 #include "outpost.h"
 
@@ -44,6 +47,8 @@ typedef struct {
     OutpostClient client;
     int connected;
     int closed;
+    /* The Closed event's fields (its text pointer is not kept). */
+    OutpostEvent closed_ev;
     int match_found;
     uint64_t match_ticket;
     char match_json[1024];
@@ -67,12 +72,18 @@ static int frame(Player *p, uint64_t want_id) {
     CHECK(outpost_poll(p->client, evs, 16, &n));
     for (size_t i = 0; i < n; i++) {
         const OutpostEvent *e = &evs[i];
+        /* Only a refusal with a retry hint (a Closed event here) carries one. */
+        if (e->kind != OUTPOST_EVENT_KIND_CLOSED && e->retry_after_ms != 0)
+            fail("event kind %u with retry_after_ms %u", e->kind, e->retry_after_ms);
         switch (e->kind) {
         case OUTPOST_EVENT_KIND_CONNECTED:
             p->connected++;
             if (p->connected > 1 && e->num0 != 1) fail("reconnect did not resume the session");
             break;
-        case OUTPOST_EVENT_KIND_CLOSED: p->closed = 1; break;
+        case OUTPOST_EVENT_KIND_CLOSED:
+            p->closed = 1;
+            p->closed_ev = *e;
+            break;
         case OUTPOST_EVENT_KIND_MATCH_FOUND:
             p->match_found = 1;
             p->match_ticket = e->num0;
@@ -136,12 +147,45 @@ static char *read_file(const char *path, size_t *len) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) fail("usage: e2e <gateway> <ca.pem> <device prefix>");
+    if (argc != 6) fail("usage: e2e <gateway> <ca.pem> <device prefix> <busy gateway> <its retry ms>");
     size_t pem_len = 0;
     char *pem = read_file(argv[2], &pem_len);
-    char dev_a[128], dev_b[128];
+    char dev_a[128], dev_b[128], dev_c[128], dev_d[128];
     snprintf(dev_a, sizeof dev_a, "%s-a", argv[3]);
     snprintf(dev_b, sizeof dev_b, "%s-b", argv[3]);
+    snprintf(dev_c, sizeof dev_c, "%s-c", argv[3]);
+    snprintf(dev_d, sizeof dev_d, "%s-d", argv[3]);
+
+    /* The busy gateway: `c` takes its only session; `d` is refused with
+     * ServerBusy (code 300) and the wait it asks for as a field. */
+    Player c, d;
+    connect_player(&c, argv[4], pem, pem_len, dev_c);
+    for (int i = 0; i < 3000 && !c.connected && !c.closed; i++) {
+        frame(&c, 0);
+        sleep_ms(5);
+    }
+    if (!c.connected) fail("login on the busy gateway did not complete");
+    connect_player(&d, argv[4], pem, pem_len, dev_d);
+    for (int i = 0; i < 3000 && !d.closed; i++) {
+        frame(&d, 0);
+        sleep_ms(5);
+    }
+    if (!d.closed || d.connected) fail("the login beyond the busy gateway's limit was not refused");
+    unsigned long want_retry = strtoul(argv[5], NULL, 10);
+    if (d.closed_ev.status != OUTPOST_STATUS_REJECTED || d.closed_ev.code != 300 ||
+        d.closed_ev.retry_after_ms != want_retry)
+        fail("refusal: %s, code %u, retry_after_ms %u (want REJECTED, 300, %lu)",
+             outpost_status_name(d.closed_ev.status), d.closed_ev.code, d.closed_ev.retry_after_ms, want_retry);
+    printf("refused with retry_after_ms %u\n", d.closed_ev.retry_after_ms);
+    CHECK(outpost_client_close(c.client));
+    for (int i = 0; i < 1000 && !c.closed; i++) {
+        frame(&c, 0);
+        sleep_ms(5);
+    }
+    if (!c.closed || c.closed_ev.status != OUTPOST_STATUS_CLOSED || c.closed_ev.retry_after_ms != 0)
+        fail("closing: %s, retry_after_ms %u", outpost_status_name(c.closed_ev.status), c.closed_ev.retry_after_ms);
+    CHECK(outpost_client_free(c.client));
+    CHECK(outpost_client_free(d.client));
 
     Player a, b;
     connect_player(&a, argv[1], pem, pem_len, dev_a);
@@ -262,6 +306,7 @@ int main(int argc, char **argv) {
         sleep_ms(5);
     }
     if (!a.closed || !b.closed) fail("no Closed event");
+    if (a.closed_ev.retry_after_ms != 0 || b.closed_ev.retry_after_ms != 0) fail("retry hint on a plain close");
     CHECK(outpost_client_free(a.client));
     CHECK(outpost_client_free(b.client));
     size_t n = 0;

@@ -1,7 +1,9 @@
 // End-to-end example and test of the C++ wrapper (outpost.hpp) against a real
-// gateway:  e2e_cpp <gateway host:port> <CA PEM file> <device prefix>
+// gateway:  e2e_cpp <gateway host:port> <CA PEM file> <device prefix> <busy gateway> <its retry ms>
 // Two players log in, save state, make a keyed grant, queue for a duel and
-// both receive the match. Built and run by client-sdk/ffi/tests/engines.rs.
+// both receive the match. On a second gateway that admits one session, a
+// second login is refused with ServerBusy and its retry hint in
+// Event::retry_after_ms. Built and run by client-sdk/ffi/tests/engines.rs.
 #include "outpost.hpp"
 
 #include <chrono>
@@ -28,6 +30,7 @@ struct Player {
     outpost::Client client;
     bool connected = false, closed = false, matched = false;
     std::string match_json;
+    outpost::Event closed_event;
 
     // One frame; returns the Response to `want` if it arrived.
     bool frame(uint64_t want, outpost::Event *out) {
@@ -35,9 +38,12 @@ struct Player {
         check(events.status, "poll");
         bool got = false;
         for (auto &e : events.value) {
+            // Only a refusal with a retry hint (a Closed event here) carries one.
+            if (e.kind != OUTPOST_EVENT_KIND_CLOSED && e.retry_after_ms != 0)
+                fail("event kind " + std::to_string(e.kind) + " with retry_after_ms " + std::to_string(e.retry_after_ms));
             switch (e.kind) {
             case OUTPOST_EVENT_KIND_CONNECTED: connected = true; break;
-            case OUTPOST_EVENT_KIND_CLOSED: closed = true; break;
+            case OUTPOST_EVENT_KIND_CLOSED: closed = true; closed_event = e; break;
             case OUTPOST_EVENT_KIND_MATCH_FOUND: matched = true; match_json = e.data; break;
             case OUTPOST_EVENT_KIND_RESPONSE:
                 if (out && e.request_id == want) { *out = e; got = true; }
@@ -87,11 +93,29 @@ void frames_until(Player &a, Player &b, Pred done, const char *what) {
 }  // namespace
 
 int main(int argc, char **argv) {
-    if (argc != 4) fail("usage: e2e_cpp <gateway> <ca.pem> <device prefix>");
+    if (argc != 6) fail("usage: e2e_cpp <gateway> <ca.pem> <device prefix> <busy gateway> <its retry ms>");
     std::ifstream f(argv[2], std::ios::binary);
     std::stringstream pem;
     pem << f.rdbuf();
     std::string prefix = argv[3];
+
+    // The busy gateway: `c` takes its only session, `d` is refused with
+    // ServerBusy (code 300) and the wait it asks for.
+    {
+        Player c(connect(argv[4], pem.str(), prefix + "-c"));
+        frames_until(c, c, [&] { return c.connected || c.closed; }, "login on the busy gateway");
+        if (!c.connected) fail("login on the busy gateway failed: " + c.closed_event.text);
+        Player d(connect(argv[4], pem.str(), prefix + "-d"));
+        frames_until(d, d, [&] { return d.closed; }, "the login beyond the limit was not refused");
+        const auto &r = d.closed_event;
+        if (r.status != OUTPOST_STATUS_REJECTED || r.code != 300 || r.retry_after_ms != std::stoul(argv[5]))
+            fail(std::string("refusal: ") + outpost_status_name(r.status) + ", code " + std::to_string(r.code) +
+                 ", retry_after_ms " + std::to_string(r.retry_after_ms));
+        std::printf("refused with retry_after_ms %u\n", r.retry_after_ms);
+        check(c.client.close(), "close c");
+        frames_until(c, c, [&] { return c.closed; }, "no Closed event for c");
+        if (c.closed_event.retry_after_ms != 0) fail("retry hint on a plain close");
+    }
 
     Player a(connect(argv[1], pem.str(), prefix + "-a"));
     Player b(connect(argv[1], pem.str(), prefix + "-b"));
