@@ -41,7 +41,8 @@
 //!   listed tickets that left, and reads the index from the floor on, with a
 //!   read conflict, up to one key more than the list has room for. It lists
 //!   what it read and moves the floor to the first key it could not list (or
-//!   past everything, to the round's time, when all fit).
+//!   past everything, to the round's time, when all fit; over an index with no
+//!   waiting ticket above the floor, only every [`IDLE_ADVANCE_MS`]).
 //!
 //! A create that commits between the raise's reads and its commit either wrote
 //! into the range the raise read, or wrote the floor (its ticket is below it):
@@ -69,6 +70,12 @@ use super::types::{Ticket, TicketId};
 /// one point read (a round loads its own partition and, with band borrowing,
 /// two more), against walking every delete below the oldest waiting ticket.
 pub(crate) const MAX_BELOW: usize = 32;
+
+/// How often, at most, a raise moves the floor over an empty index (ms): only
+/// the deletes of tickets created and gone since the last move lie there, few
+/// by then, while moving it every round would write each idle partition's
+/// floor four times a second.
+pub(crate) const IDLE_ADVANCE_MS: u64 = 10_000;
 
 /// The partition's floor as `tx` sees it; `snapshot`: without a read conflict.
 pub(crate) async fn read<T: Transaction>(
@@ -162,6 +169,7 @@ pub(super) async fn raise_in<T: Transaction>(
     for kv in read_listed(tx, pool, p, &old, None).await? {
         below.push(listed_entry(&kv)?);
     }
+    let pruned = below.len() != old.below.len();
     let room = MAX_BELOW - below.len();
     let sub = keys::partition(pool, p);
     // Limited, the read conflict covers [floor, last key read]: a create in
@@ -174,7 +182,12 @@ pub(super) async fn raise_in<T: Transaction>(
             false,
         )
         .await?;
-    let mut new_floor = old.created_ms.max(now);
+    let idle = scan.is_empty() && !pruned && now < old.created_ms.saturating_add(IDLE_ADVANCE_MS);
+    let mut new_floor = if idle {
+        old.created_ms
+    } else {
+        old.created_ms.max(now)
+    };
     for (i, kv) in scan.iter().enumerate() {
         let entry = listed_entry(kv)?;
         if i == room {
@@ -208,8 +221,9 @@ fn listed_entry(kv: &KeyValue) -> Result<BelowFloor, TxError<MatchmakerError>> {
 
 impl<S: Store> Matchmaker<S> {
     /// Raises partition `p`'s floor past its oldest waiting tickets, listing
-    /// up to [`MAX_BELOW`] of them (past all of them, to `now`, if they fit);
-    /// returns the new floor, or `None` if it stayed. One attempt with relaxed
+    /// up to [`MAX_BELOW`] of them (past all of them, to `now`, if they fit;
+    /// over an index with none, at most every [`IDLE_ADVANCE_MS`]); returns
+    /// the new floor, or `None` if it stayed. One attempt with relaxed
     /// durability: a conflict with a concurrent create is returned as an
     /// error and leaves the floor as it was, which is safe (see the
     /// [module docs](self)). The partition's lease holder calls it after each

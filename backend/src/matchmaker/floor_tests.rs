@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::floor::{raise_in, MAX_BELOW};
+use super::floor::{raise_in, IDLE_ADVANCE_MS, MAX_BELOW};
 use super::store_tests::{allocator, open, player, request, worker_cfg, Mm};
 use super::*;
 use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, PersistMode};
@@ -107,24 +107,27 @@ async fn the_floor_lists_the_oldest_waiting_tickets_and_a_create_below_it_is_lis
     let p = duel_eu_mid();
     assert_eq!(floor_of(&mm, &p).await?, (0, vec![]), "no floor yet");
     assert_eq!(
-        raise(&mm, &p, 500).await?,
-        (500, vec![]),
+        raise(&mm, &p, IDLE_ADVANCE_MS - 1).await?,
+        (0, vec![]),
+        "empty: moves only now and then"
+    );
+    assert_eq!(
+        raise(&mm, &p, 20_000).await?,
+        (20_000, vec![]),
         "empty: up to the round's time"
     );
 
     let old = create_at(&mm, 1, 100).await?;
     assert_eq!(
         floor_of(&mm, &p).await?,
-        (500, vec![100]),
+        (20_000, vec![100]),
         "a create below the floor is listed"
     );
     assert_eq!(ids(&mm.load_partition(&p, None).await?), BTreeSet::from([old]));
-
     let mut later = Vec::new();
     for (i, at) in (200..=1_000).step_by(100).enumerate() {
         later.push(create_at(&mm, 10 + i as u64, at).await?);
     }
-    assert_eq!(floor_of(&mm, &p).await?, (500, vec![100, 200, 300, 400]));
     mm.cancel_ticket(old).await?;
     mm.cancel_ticket(later[0]).await?;
     let loaded = mm.load_partition(&p, None).await?;
@@ -136,17 +139,30 @@ async fn the_floor_lists_the_oldest_waiting_tickets_and_a_create_below_it_is_lis
     assert_eq!(
         created(&mm.load_partition(&p, Some(700)).await?),
         vec![300, 400, 500, 600],
-        "created_before cuts listed tickets and the index alike"
+        "created_before cuts the listed tickets"
     );
-    // Everything fits in the list: the floor goes to the round's time.
-    let (floor, below) = raise(&mm, &p, 5_000).await?;
     assert_eq!(
-        (floor, below),
-        (5_000, (300..=1_000).step_by(100).collect()),
+        raise(&mm, &p, 25_000).await?,
+        (25_000, (300..=1_000).step_by(100).collect()),
         "stale entries dropped"
     );
-    assert_eq!(created(&mm.load_partition(&p, None).await?), created(&loaded));
-    assert!(mm.load_partition(&p, Some(250)).await?.is_empty());
+    assert_eq!(
+        raise(&mm, &p, 26_000).await?.0,
+        25_000,
+        "unchanged: not rewritten each round"
+    );
+
+    // Tickets above the floor: listed by the next raise, which moves past them.
+    create_at(&mm, 30, 30_000).await?;
+    create_at(&mm, 31, 30_100).await?;
+    assert_eq!(
+        created(&mm.load_partition(&p, Some(30_050)).await?).last(),
+        Some(&30_000),
+        "created_before cuts the index"
+    );
+    let (floor, below) = raise(&mm, &p, 31_000).await?;
+    assert_eq!((floor, below.len()), (31_000, 10));
+    assert_eq!(mm.load_partition(&p, None).await?.len(), 10);
 
     // A full list: the next create below the floor lowers it instead.
     let mut n = 100;
@@ -154,7 +170,6 @@ async fn the_floor_lists_the_oldest_waiting_tickets_and_a_create_below_it_is_lis
         create_at(&mm, n, 2_000 + n).await?;
         n += 1;
     }
-    assert_eq!(floor_of(&mm, &p).await?.0, 5_000);
     create_at(&mm, 99, 1_500).await?;
     let (floor, below) = floor_of(&mm, &p).await?;
     assert_eq!(floor, 1_500, "lowered to the create");
@@ -162,17 +177,16 @@ async fn the_floor_lists_the_oldest_waiting_tickets_and_a_create_below_it_is_lis
         below.iter().all(|&c| c < 1_500),
         "what the index covers now is unlisted: {below:?}"
     );
-    assert_eq!(
-        mm.load_partition(&p, None).await?.len(),
-        8 + 1 + (n - 100) as usize
-    );
+    let waiting = mm.load_partition(&p, None).await?.len();
+    assert_eq!(waiting, MAX_BELOW + 1);
 
-    // A raise with more waiting than the list holds stops at the first one
+    // More waiting than the list holds: the raise stops at the first ticket
     // it cannot list.
-    let (floor, below) = raise(&mm, &p, 9_000).await?;
+    let (floor, below) = raise(&mm, &p, 40_000).await?;
     assert_eq!(below.len(), MAX_BELOW);
     assert_eq!(below[..9], [300, 400, 500, 600, 700, 800, 900, 1_000, 1_500]);
-    assert_eq!(floor, 2_000 + 100 + (MAX_BELOW as u64 - 9), "the first unlisted");
+    assert_eq!(floor, 30_100, "the first unlisted: {below:?}");
+    assert_eq!(mm.load_partition(&p, None).await?.len(), waiting);
     assert_eq!(
         assert_floor_holds(&mm).await?,
         1,
@@ -200,7 +214,7 @@ async fn raise_racing_a_create(
         .transact(options, |tx| {
             let (mm, pool, p) = (mm.clone(), pool.clone(), p.clone());
             async move {
-                let raised = raise_in(&tx, &pool, &p, created_ms + 8_000).await?;
+                let raised = raise_in(&tx, &pool, &p, created_ms + 20_000).await?;
                 create_at(&mm, n, created_ms)
                     .await
                     .expect("the other gateway's create");
@@ -240,7 +254,7 @@ async fn a_raise_that_races_a_create_it_would_miss_changes_nothing() -> anyhow::
     );
     assert_eq!(floor_of(&mm, &p).await?, (9_000, vec![2_000, 3_000]));
 
-    // Created below the floor the raise read (which would move it to 9,500
+    // Created below the floor the raise read (which would move it to 21,500
     // and write its list): the create wrote the floor.
     let r = raise_racing_a_create(&mm, 4, 1_500).await;
     assert!(conflicted(&r), "the raise must conflict: {r:?}");

@@ -300,7 +300,8 @@ impl<S: Store> Worker<S> {
         report.lease_lost |= filled.lease_lost;
         self.commit_matches(lease, matches, &mut report).await?;
         self.expire_deadlines(lease, now, &mut core, &mut report).await?;
-        if !report.lease_lost {
+        // A partition that had no waiting ticket has no new deletes to skip.
+        if !report.lease_lost && report.own_tickets > 0 {
             // An optimisation that is safe to lose (see `floor`): a conflict
             // with a create, or any other error, leaves the floor lower.
             if let Err(e) = self.mm.raise_floor(p, now).await {
