@@ -537,3 +537,58 @@ async fn the_openapi_document_describes_exactly_the_served_routes() -> Result<()
     assert_eq!(status, 404);
     Ok(())
 }
+
+/// A client still uploading a body the admin API has already answered (413
+/// over the body limit, 401 from the token check before the body is read)
+/// finishes its upload and reads the answer: the gateway lingers on close
+/// instead of resetting the connection, which a client writing its whole body
+/// before reading (ureq, so `outpost-admin` and this file's `call`) saw as
+/// `Broken pipe` whenever the answer overtook its upload.
+#[tokio::test]
+async fn a_client_still_uploading_an_answered_body_reads_the_answer() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    for (token, status) in [(Some(TEST_ADMIN_TOKEN), 413), (None, 401)] {
+        let addr = gw.admin;
+        let answer = tokio::task::spawn_blocking(move || upload_overtaken_by_answer(addr, token))
+            .await?
+            .with_context(|| format!("the upload answered {status}"))?;
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+    }
+    Ok(())
+}
+
+/// `PUT /flags/theme` declaring a 3 MiB body: sends the first 2 MiB + 64 KiB
+/// (past the 2 MiB limit), reads the gateway's whole answer (up to its FIN),
+/// then sends the rest of the body in pieces, and returns the answer. That is
+/// the order of events when the answer overtakes a blocking client's upload;
+/// reading first and pausing between pieces makes it deterministic: a gateway
+/// that closed without lingering resets the connection at the first piece, and
+/// the next write fails.
+fn upload_overtaken_by_answer(addr: SocketAddr, token: Option<&str>) -> Result<String> {
+    use std::io::{Read, Write};
+    const TOTAL: usize = 3 << 20;
+    const FIRST: usize = (2 << 20) + (64 << 10);
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "PUT /flags/theme HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {TOTAL}\r\n\r\n"
+    )?;
+    s.write_all(&vec![b'x'; FIRST]).context("the first part")?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).context("the answer")?;
+    for (i, piece) in vec![b'x'; TOTAL - FIRST].chunks(64 << 10).enumerate() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        s.write_all(piece)
+            .with_context(|| format!("piece {i} of the rest"))?;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    // The gateway closes once it has read the client's FIN: no reset either.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    if let Some(e) = s.take_error()? {
+        anyhow::bail!("after the upload: {e}");
+    }
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}

@@ -39,6 +39,11 @@
 //! field, e.g. `rules[0].percentage_bp`. Nothing is written in either case:
 //! neither the flag nor an audit record.
 //!
+//! An answer given before the request body was read whole (401 from the
+//! token check, 413 over the 2 MiB body limit) ends the connection; the
+//! connection lingers on close (`linger`) so a client still uploading reads
+//! the answer rather than a reset.
+//!
 //! Other backend errors are answered by their class
 //! (`reply::class_error`): a store failure is 503 with `Retry-After`; an
 //! internal error (a stored record that does not decode) is 500 whose message
@@ -85,6 +90,7 @@ pub mod auth;
 mod backfill;
 pub mod client;
 mod inventory;
+mod linger;
 mod live;
 pub mod openapi;
 mod ops;
@@ -123,6 +129,9 @@ pub async fn serve(
     ));
     let (app, _) = open.merge(guarded).split_for_parts();
     let app = app.with_state(handle);
+    // Connections linger on close, so a client still uploading a body that was
+    // answered early (401, 413, ...) reads the answer instead of a reset.
+    let listener = linger::LingeringListener::new(listener, linger::Linger::ADMIN);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
