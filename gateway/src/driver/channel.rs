@@ -14,7 +14,7 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{var_code, SessionCore, SessionDeps};
+use super::{var_code, SessionCore, SessionDeps, READ_BURST};
 use crate::channels::{ChannelService, ChannelSink, Reply, RequestContext, ServiceError};
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::metrics::requests;
@@ -207,13 +207,23 @@ impl ChannelTask {
         let mut pending = FuturesUnordered::new();
         let mut reading: Option<ReadFuture> = Some(next_frame(recv, self.max_frame_size));
         let mut stop_code: Option<ErrorCode> = None;
+        // Frames read since the task last yielded (see `READ_BURST`).
+        let mut reads = 0;
         loop {
             if reading.is_none() && pending.is_empty() {
                 break;
             }
+            if reads == READ_BURST {
+                reads = 0;
+                // The read in progress stays in `reading` (it owns the stream),
+                // so nothing read is lost; the writer, which sends what the
+                // frames just read were answered with, gets the thread.
+                tokio::task::yield_now().await;
+            }
             tokio::select! {
                 (mut recv, result) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
                     reading = None;
+                    reads += 1;
                     let Some(input) = stream_input(result) else { break };
                     let step = self.core.with_machine(|m| stream.handle_input(Instant::now(), m, input, |_| true));
                     match step {

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::{channel, var_code, SessionCore, SessionDeps, FINAL_FRAME_LINGER};
+use super::{channel, var_code, SessionCore, SessionDeps, FINAL_FRAME_LINGER, READ_BURST};
 use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::registry::SessionCommand;
@@ -494,8 +494,18 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Reads the control stream and feeds the machine until the stream ends.
+/// Every [`READ_BURST`] frames it yields: the session loop then writes what
+/// they asked for (Pongs, a Kick and the close) before more is read.
 async fn control_reader(core: Arc<SessionCore>, mut recv: RecvStream, max_frame_size: u32) {
+    let mut reads = 0;
     loop {
+        if reads == READ_BURST {
+            reads = 0;
+            // This future is polled by the session loop's `select!`, which
+            // keeps it (and so any half-read frame) across its turns.
+            tokio::task::yield_now().await;
+        }
+        reads += 1;
         match read_frame(&mut recv, max_frame_size).await {
             Ok(Some(frame)) => match ControlMsg::decode(&frame) {
                 Ok(msg) => core.with_machine(|m| m.handle_control(Instant::now(), msg)),
