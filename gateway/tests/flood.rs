@@ -3,9 +3,9 @@
 //! stream reads do not use tokio's cooperative budget, so a read loop that never
 //! ran out of frames never yielded (`driver::READ_BURST`).
 //!
-//! The gateway runs alone on a runtime with one worker thread, so whatever
-//! one of its tasks does without yielding holds up every other one; the clients
-//! run on the test's own runtime. Nothing here asserts on wall-clock times (the
+//! The gateway runs alone on a runtime with one worker thread (so whatever one
+//! of its tasks does without yielding holds up every other one), or two; the
+//! clients run on the test's own runtime. Nothing here asserts on wall-clock times (the
 //! machine is shared): how long a ping waits is counted in the flooding
 //! client's requests the gateway handled meanwhile.
 
@@ -25,21 +25,21 @@ use outpost_schema::{ChannelKind, ChannelMsg, ControlMsg, Request, RequestBody};
 /// The metric tests here read is process-wide: one test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A gateway on a runtime of its own with a single worker thread.
-struct OneThreadGateway {
+/// A gateway on a runtime of its own with `workers` worker threads.
+struct GatewayThread {
     addr: SocketAddr,
     ca_pem: Vec<u8>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl OneThreadGateway {
-    fn start(config: GatewayConfig, store: AnyStore) -> Result<Self> {
+impl GatewayThread {
+    fn start(config: GatewayConfig, store: AnyStore, workers: usize) -> Result<Self> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
+                .worker_threads(workers)
                 .enable_all()
                 .build()
                 .expect("runtime");
@@ -55,7 +55,7 @@ impl OneThreadGateway {
             rt.shutdown_timeout(Duration::from_secs(2));
         });
         let (addr, ca_pem) = ready_rx.recv()?.map_err(anyhow::Error::msg)?;
-        Ok(OneThreadGateway {
+        Ok(GatewayThread {
             addr,
             ca_pem,
             stop: Some(stop),
@@ -71,7 +71,7 @@ impl OneThreadGateway {
     }
 }
 
-impl Drop for OneThreadGateway {
+impl Drop for GatewayThread {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
@@ -128,14 +128,25 @@ async fn ping(send: &mut quinn::SendStream, recv: &mut quinn::RecvStream, nonce:
 /// PROTOCOL.md 4: a request over the in-flight bound or the rate gets an error
 /// for its own id and the channel stays open. Before `READ_BURST` the channel's
 /// read loop handled a pipelined batch in one go, its writer (a task of its
-/// own, on the same thread) never ran meanwhile, and the answers overflowed the
-/// outbound queue (256 frames): the session was closed as a slow consumer
-/// although the client read everything.
+/// own) never ran meanwhile, and the answers overflowed the outbound queue (256
+/// frames): the session was closed as a slow consumer although the client read
+/// everything. With two worker threads the loop's yields alone were not enough
+/// (the other thread ran the loop again before the writer had its turn; about
+/// 1 run in 10): reading now also waits while half the queue is unwritten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_each_answered_and_the_session_lives() -> Result<()> {
     let _serial = SERIAL.lock().await;
     let world = World::new().await?;
-    let gw = OneThreadGateway::start(world.config(), world.store.clone())?;
+    for workers in [1, 2] {
+        let gw = GatewayThread::start(world.config(), world.store.clone(), workers)?;
+        pipelined_requests(&gw)
+            .await
+            .with_context(|| format!("gateway on {workers} worker threads"))?;
+    }
+    Ok(())
+}
+
+async fn pipelined_requests(gw: &GatewayThread) -> Result<()> {
     let (conn, mut csend, mut crecv) = gw.login().await?;
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&ChannelMsg::Open(ChannelKind::Echo).encode())
@@ -173,7 +184,7 @@ async fn a_flooding_session_does_not_hold_up_another() -> Result<()> {
     let mut config = world.config();
     config.limits.outbound_queue_frames = 1 << 20;
     config.limits.outbound_queue_bytes = 1 << 30;
-    let gw = OneThreadGateway::start(config, world.store.clone())?;
+    let gw = GatewayThread::start(config, world.store.clone(), 1)?;
     let (b, mut bsend, mut brecv) = gw.login().await?;
     let mut baseline = Vec::new();
     for nonce in 0..10 {

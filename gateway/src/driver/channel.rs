@@ -220,8 +220,21 @@ impl ChannelTask {
                 // frames just read were answered with, gets the thread.
                 tokio::task::yield_now().await;
             }
+            // Made before the check, so the writer's progress in between wakes it.
+            let room = ch.sink.room.notified();
+            let backlogged = reading.is_some() && !self.core.with_machine(|m| m.has_room_for_paced(ch.id, 0));
             tokio::select! {
-                (mut recv, result) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                // Frames are read while the channel's queue is within half its
+                // bounds. Beyond, reading waits for the writer: on a busy
+                // runtime (another worker thread takes this task between its
+                // yields) the writer may not have run, and what one turn of
+                // reading adds would otherwise overflow the queue and close the
+                // session as a slow consumer although the client reads. Of a
+                // client that does not read, nothing more is read (bounded by
+                // the QUIC windows): the answers it is already due still
+                // overflow the queue, or it idles out, or the channel stalls.
+                () = room, if backlogged => {}
+                (mut recv, result) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() && !backlogged => {
                     reading = None;
                     reads += 1;
                     let Some(input) = stream_input(result) else { break };
