@@ -14,7 +14,7 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{var_code, SessionCore, SessionDeps};
+use super::{var_code, SessionCore, SessionDeps, READ_BURST};
 use crate::channels::{ChannelService, ChannelSink, Reply, RequestContext, ServiceError};
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::metrics::requests;
@@ -207,13 +207,36 @@ impl ChannelTask {
         let mut pending = FuturesUnordered::new();
         let mut reading: Option<ReadFuture> = Some(next_frame(recv, self.max_frame_size));
         let mut stop_code: Option<ErrorCode> = None;
+        // Frames read since the task last yielded (see `READ_BURST`).
+        let mut reads = 0;
         loop {
             if reading.is_none() && pending.is_empty() {
                 break;
             }
+            if reads == READ_BURST {
+                reads = 0;
+                // The read in progress stays in `reading` (it owns the stream),
+                // so nothing read is lost; the writer, which sends what the
+                // frames just read were answered with, gets the thread.
+                tokio::task::yield_now().await;
+            }
+            // Made before the check, so the writer's progress in between wakes it.
+            let room = ch.sink.room.notified();
+            let backlogged = reading.is_some() && !self.core.with_machine(|m| m.has_room_for_paced(ch.id, 0));
             tokio::select! {
-                (mut recv, result) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() => {
+                // Frames are read while the channel's queue is within half its
+                // bounds. Beyond, reading waits for the writer: on a busy
+                // runtime (another worker thread takes this task between its
+                // yields) the writer may not have run, and what one turn of
+                // reading adds would otherwise overflow the queue and close the
+                // session as a slow consumer although the client reads. Of a
+                // client that does not read, nothing more is read (bounded by
+                // the QUIC windows): the answers it is already due still
+                // overflow the queue, or it idles out, or the channel stalls.
+                () = room, if backlogged => {}
+                (mut recv, result) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() && !backlogged => {
                     reading = None;
+                    reads += 1;
                     let Some(input) = stream_input(result) else { break };
                     let step = self.core.with_machine(|m| stream.handle_input(Instant::now(), m, input, |_| true));
                     match step {

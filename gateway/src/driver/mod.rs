@@ -190,6 +190,31 @@ pub(crate) fn var_code(code: ErrorCode) -> quinn::VarInt {
     quinn::VarInt::from_u32(u32::from(code.0))
 }
 
+/// Frames a channel's read loop handles in a row before its task yields to
+/// the runtime.
+///
+/// Why: quinn's stream reads do not use tokio's cooperative budget, so a loop
+/// whose stream stays readable (a client pipelining many small frames) never
+/// returns `Pending` by itself. It then kept its worker thread until the
+/// buffered data ran out: the session's own writes waited (a channel's writer
+/// is a task of its own, so its answers piled up in the outbound queue and the
+/// session was closed as a slow consumer although the client read them), and
+/// so did every other task on that thread (other sessions, quinn's endpoint
+/// and connection drivers). The rate limits and in-flight bounds did not help:
+/// they bound what is admitted, not what is read (a refused request is read,
+/// answered, and the loop goes on). The same value as the SDK's channel loop:
+/// a turn stays short, and the answers of one turn (at most 16, plus up to
+/// `max_in_flight_per_channel` finished requests') far below the outbound
+/// queue's default 256 frames, at the cost of one yield per 16 frames. Not a
+/// limit on what a client may send, only on how long one task runs without a
+/// break (`tests/flood.rs`). A yield does not make the writer run first when
+/// the runtime has other worker threads, so a channel also stops reading while
+/// half its queue is unwritten (`channel.rs`). The control stream's reader, a future inside the
+/// session loop's `select!`, takes tokio's budget per frame instead (a
+/// `yield_now` there would not yield the task: the `select!` polls it again
+/// at once whenever another branch is ready).
+pub(crate) const READ_BURST: u32 = 16;
+
 /// How long we wait for a final frame (Reject, Kick) to be acknowledged before
 /// closing the connection anyway.
 const FINAL_FRAME_LINGER: Duration = Duration::from_millis(500);

@@ -494,8 +494,20 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Reads the control stream and feeds the machine until the stream ends.
+///
+/// Each frame takes a unit of tokio's cooperative budget, as a read from one
+/// of tokio's own sockets would (quinn's reads take none). Once the task's
+/// budget (128 units a turn) is spent, this future and the session loop's
+/// `select!` return `Pending`: a client that keeps its control stream readable
+/// no longer holds its worker thread for as long as it sends (see
+/// [`READ_BURST`](super::READ_BURST)), and the loop gets to what the frames
+/// asked for (Pongs; over the control rate, the Kick and the close) within a
+/// turn or two instead of after the last buffered frame.
 async fn control_reader(core: Arc<SessionCore>, mut recv: RecvStream, max_frame_size: u32) {
     loop {
+        // Before the read: the session loop keeps this future (and so any
+        // half-read frame) across its turns, but none is in progress here.
+        tokio::task::coop::consume_budget().await;
         match read_frame(&mut recv, max_frame_size).await {
             Ok(Some(frame)) => match ControlMsg::decode(&frame) {
                 Ok(msg) => core.with_machine(|m| m.handle_control(Instant::now(), msg)),
