@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::store_tests::snapshot_range;
 use super::*;
 use crate::store::embedded::{EmbeddedStore, PersistMode};
-use crate::store::{Store, Transaction, TxError};
 
 type Mm = Matchmaker<EmbeddedStore>;
 
@@ -66,13 +66,7 @@ fn request(p: String, rating: f64) -> TicketRequest {
 /// would have two.
 async fn finished_keys(mm: &Mm) -> anyhow::Result<HashMap<TicketId, usize>> {
     let (b, e) = keys::finished_all(mm.pool_name()).range();
-    let kvs = mm
-        .store()
-        .run(|tx| {
-            let (b, e) = (b.clone(), e.clone());
-            async move { Ok::<_, TxError>(tx.get_range_snapshot(&b, &e, None, false).await?) }
-        })
-        .await?;
+    let kvs = snapshot_range(mm, &b, &e).await?;
     let mut out = HashMap::new();
     for kv in kvs {
         let (_, id): (u64, u64) = keys::finished_all(mm.pool_name())

@@ -12,10 +12,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::floor::{raise_in, IDLE_ADVANCE_MS, MAX_BELOW};
-use super::store_tests::{allocator, open, player, request, worker_cfg, Mm};
+use super::store_tests::{allocator, open, player, request, snapshot_range, worker_cfg, Mm};
 use super::*;
 use crate::store::embedded::{EmbeddedConfig, EmbeddedStore, PersistMode};
-use crate::store::{Durability, Store, StoreError, TransactOptions, Transaction, TxError};
+use crate::store::{Durability, Store, StoreError, TransactOptions, TxError};
 
 fn duel_eu_mid() -> Partition {
     Partition {
@@ -36,13 +36,7 @@ async fn create_at(mm: &Mm, n: u64, created_ms: u64) -> anyhow::Result<TicketId>
 /// Every waiting key of `p`, from the partition's first key (not its floor).
 async fn full_scan(mm: &Mm, p: &Partition) -> anyhow::Result<Vec<Ticket>> {
     let (b, e) = keys::partition(mm.pool_name(), p).range();
-    let kvs = mm
-        .store()
-        .run(|tx| {
-            let (b, e) = (b.clone(), e.clone());
-            async move { Ok::<_, TxError>(tx.get_range_snapshot(&b, &e, None, false).await?) }
-        })
-        .await?;
+    let kvs = snapshot_range(mm, &b, &e).await?;
     kvs.iter()
         .map(|kv| keys::decode::<Ticket>(&kv.value).map_err(anyhow::Error::msg))
         .collect()

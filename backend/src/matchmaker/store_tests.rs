@@ -273,12 +273,13 @@ async fn a_stale_lease_cannot_commit() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads every match record and checks: each ticket is in at most one match;
-/// matched tickets are in exactly their recorded match; cancelled/removed and
-/// waiting tickets in none; waiting tickets have their index key and the
-/// depth counters add up. Returns (matched, cancelled, waiting).
-async fn check_invariants(mm: &Mm, created: &[TicketId]) -> anyhow::Result<(usize, usize, usize)> {
-    let (b, e) = keys::root(mm.pool_name()).subspace(&("m",)).range();
+/// Every pair of `[b, e)`, read as one snapshot.
+pub(super) async fn snapshot_range(
+    mm: &Mm,
+    b: &[u8],
+    e: &[u8],
+) -> anyhow::Result<Vec<crate::store::KeyValue>> {
+    let (b, e) = (b.to_vec(), e.to_vec());
     let kvs = mm
         .store()
         .run(|tx| {
@@ -286,6 +287,16 @@ async fn check_invariants(mm: &Mm, created: &[TicketId]) -> anyhow::Result<(usiz
             async move { Ok::<_, TxError>(tx.get_range_snapshot(&b, &e, None, false).await?) }
         })
         .await?;
+    Ok(kvs)
+}
+
+/// Reads every match record and checks: each ticket is in at most one match;
+/// matched tickets are in exactly their recorded match; cancelled/removed and
+/// waiting tickets in none; waiting tickets have their index key and the
+/// depth counters add up. Returns (matched, cancelled, waiting).
+async fn check_invariants(mm: &Mm, created: &[TicketId]) -> anyhow::Result<(usize, usize, usize)> {
+    let (b, e) = keys::root(mm.pool_name()).subspace(&("m",)).range();
+    let kvs = snapshot_range(mm, &b, &e).await?;
     let mut in_match: HashMap<TicketId, MatchId> = HashMap::new();
     for kv in kvs {
         let m: Match = keys::decode(&kv.value).map_err(anyhow::Error::msg)?;
