@@ -170,6 +170,8 @@ mod deadline_store_tests;
 #[cfg(test)]
 mod deadline_tests;
 #[cfg(test)]
+mod floor_stress_tests;
+#[cfg(test)]
 mod floor_tests;
 #[cfg(test)]
 mod store_tests;
