@@ -197,6 +197,16 @@ async fn raise_racing_a_create(
     n: u64,
     created_ms: u64,
 ) -> Result<Option<u64>, TxError<MatchmakerError>> {
+    raise_at_racing_a_create(mm, n, created_ms, created_ms + 20_000).await
+}
+
+/// [`raise_racing_a_create`] with the raise's `now` given.
+async fn raise_at_racing_a_create(
+    mm: &Mm,
+    n: u64,
+    created_ms: u64,
+    now: u64,
+) -> Result<Option<u64>, TxError<MatchmakerError>> {
     let p = duel_eu_mid();
     let options = TransactOptions {
         retry_limit: Some(1),
@@ -208,7 +218,7 @@ async fn raise_racing_a_create(
         .transact(options, |tx| {
             let (mm, pool, p) = (mm.clone(), pool.clone(), p.clone());
             async move {
-                let raised = raise_in(&tx, &pool, &p, created_ms + 20_000).await?;
+                let raised = raise_in(&tx, &pool, &p, now).await?;
                 create_at(&mm, n, created_ms)
                     .await
                     .expect("the other gateway's create");
@@ -270,6 +280,33 @@ async fn a_raise_that_races_a_create_it_would_miss_changes_nothing() -> anyhow::
     let (floor, below) = floor_of(&mm, &p).await?;
     assert_eq!((floor, below.len()), (first_unlisted, MAX_BELOW));
     assert_eq!(mm.load_partition(&p, None).await?.len(), 3 + MAX_BELOW + 1);
+    assert_floor_holds(&mm).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_raise_that_lists_every_waiting_ticket_does_not_conflict_with_a_create_above_its_new_floor(
+) -> anyhow::Result<()> {
+    // Exact conflicts, as above.
+    let dir = tempfile::tempdir()?;
+    let store = EmbeddedStore::open(EmbeddedConfig {
+        persist: PersistMode::Buffered,
+        ..EmbeddedConfig::new(dir.path())
+    })
+    .await?;
+    let mm = Matchmaker::new(store, "eu", super::store_tests::config())?;
+    let p = duel_eu_mid();
+    create_at(&mm, 1, 1_000).await?;
+    create_at(&mm, 2, 3_000).await?;
+    // The round started at 5,000; the raise lists both tickets and moves the
+    // floor to 5,000. A gateway creates a ticket at 5,200 meanwhile (the
+    // usual case in a busy partition: tickets keep arriving during a round):
+    // above the new floor, it needs nothing from the raise, and the raise
+    // need not fail because of it.
+    let r = raise_at_racing_a_create(&mm, 3, 5_200, 5_000).await;
+    assert_eq!(r.ok().flatten(), Some(5_000), "the raise commits");
+    assert_eq!(floor_of(&mm, &p).await?, (5_000, vec![1_000, 3_000]));
+    assert_eq!(mm.load_partition(&p, None).await?.len(), 3);
     assert_floor_holds(&mm).await?;
     Ok(())
 }
