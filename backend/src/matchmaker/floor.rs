@@ -38,11 +38,13 @@
 //!   lists it, or, with the list full, lowers the floor to the ticket.
 //! - **Raising** ([`Matchmaker::raise_floor`], by the lease holder after each
 //!   round): one transaction reads the floor with a read conflict, drops the
-//!   listed tickets that left, and reads the index from the floor on, with a
-//!   read conflict, up to one key more than the list has room for. It lists
-//!   what it read and moves the floor to the first key it could not list (or
-//!   past everything, to the round's time, when all fit; over an index with no
-//!   waiting ticket above the floor, only every [`IDLE_ADVANCE_MS`]).
+//!   listed tickets that left, and reads the index from the floor up to the
+//!   round's time, with a read conflict, up to one key more than the list has
+//!   room for. It lists what it read and moves the floor to the first key it
+//!   could not list (or to the round's time when all fit; over a range with no
+//!   waiting ticket, only every [`IDLE_ADVANCE_MS`]). Tickets created at or
+//!   after the round's time are above the new floor: the raise does not read
+//!   them, so creates arriving while it runs do not make it fail.
 //!
 //! A create that commits between the raise's reads and its commit either wrote
 //! into the range the raise read, or wrote the floor (its ticket is below it):
@@ -170,31 +172,32 @@ pub(super) async fn raise_in<T: Transaction>(
         below.push(listed_entry(&kv)?);
     }
     let pruned = below.len() != old.below.len();
+    if now <= old.created_ms {
+        // Nothing below `now` to pass (the floor only moves up to it).
+        return Ok(None);
+    }
     let room = MAX_BELOW - below.len();
     let sub = keys::partition(pool, p);
+    // Up to `now` only: a create at or after it (the usual case while a
+    // round runs) is above the new floor and must not make the raise fail.
     // Limited, the read conflict covers [floor, last key read]: a create in
     // that range conflicts; one above it is above the new floor.
     let scan = tx
         .get_range(
             &sub.pack(&(old.created_ms,)),
-            &sub.range().1,
+            &sub.pack(&(now,)),
             Some(room + 1),
             false,
         )
         .await?;
     let idle = scan.is_empty() && !pruned && now < old.created_ms.saturating_add(IDLE_ADVANCE_MS);
-    let mut new_floor = if idle {
-        old.created_ms
-    } else {
-        old.created_ms.max(now)
-    };
+    let mut new_floor = if idle { old.created_ms } else { now };
     for (i, kv) in scan.iter().enumerate() {
         let entry = listed_entry(kv)?;
         if i == room {
             new_floor = entry.created_ms;
             break;
         }
-        new_floor = new_floor.max(entry.created_ms + 1);
         below.push(entry);
     }
     // Listed tickets are below the floor (several tickets may share a
@@ -221,8 +224,8 @@ fn listed_entry(kv: &KeyValue) -> Result<BelowFloor, TxError<MatchmakerError>> {
 
 impl<S: Store> Matchmaker<S> {
     /// Raises partition `p`'s floor past its oldest waiting tickets, listing
-    /// up to [`MAX_BELOW`] of them (past all of them, to `now`, if they fit;
-    /// over an index with none, at most every [`IDLE_ADVANCE_MS`]); returns
+    /// up to [`MAX_BELOW`] of them (to `now` if all created before it fit;
+    /// over a range with none, at most every [`IDLE_ADVANCE_MS`]); returns
     /// the new floor, or `None` if it stayed. One attempt with relaxed
     /// durability: a conflict with a concurrent create is returned as an
     /// error and leaves the floor as it was, which is safe (see the
