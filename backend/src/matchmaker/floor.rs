@@ -149,14 +149,19 @@ pub(crate) async fn read_listed<T: Transaction>(
         .collect();
     listed.sort_unstable();
     listed.dedup();
-    let mut out = Vec::with_capacity(listed.len());
-    for b in listed {
-        let key = keys::waiting(pool, p, b.created_ms, b.ticket);
-        if let Some(value) = tx.get_snapshot(&key).await? {
-            out.push(KeyValue { key, value });
-        }
-    }
-    Ok(out)
+    let keys: Vec<Vec<u8>> = listed
+        .iter()
+        .map(|b| keys::waiting(pool, p, b.created_ms, b.ticket))
+        .collect();
+    // All at once: on FoundationDB each read is a round trip, and a round
+    // reads up to MAX_BELOW of them per partition it loads, and again in
+    // its raise.
+    let values = futures::future::try_join_all(keys.iter().map(|k| tx.get_snapshot(k))).await?;
+    Ok(keys
+        .into_iter()
+        .zip(values)
+        .filter_map(|(key, value)| value.map(|value| KeyValue { key, value }))
+        .collect())
 }
 
 /// The body of a raise: the new floor, or `None` when it stays.
