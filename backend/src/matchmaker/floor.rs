@@ -38,13 +38,14 @@
 //!   lists it, or, with the list full, lowers the floor to the ticket.
 //! - **Raising** ([`Matchmaker::raise_floor`], by the lease holder after each
 //!   round): one transaction reads the floor with a read conflict, drops the
-//!   listed tickets that left, and reads the index from the floor up to the
-//!   round's time, with a read conflict, up to one key more than the list has
-//!   room for. It lists what it read and moves the floor to the first key it
-//!   could not list (or to the round's time when all fit; over a range with no
-//!   waiting ticket, only every [`IDLE_ADVANCE_MS`]). Tickets created at or
-//!   after the round's time are above the new floor: the raise does not read
-//!   them, so creates arriving while it runs do not make it fail.
+//!   listed tickets that left, and reads the index from the floor through
+//!   the round's time, with a read conflict, up to one key more than the list
+//!   has room for. It lists what it read and moves the floor to the first key
+//!   it could not list (or past everything it read, to the round's time, when
+//!   all fit; over a range with no waiting ticket, only every
+//!   [`IDLE_ADVANCE_MS`]). Tickets created after the round's time are above
+//!   the new floor: the raise does not read them, so creates arriving while
+//!   it runs do not make it fail.
 //!
 //! A create that commits between the raise's reads and its commit either wrote
 //! into the range the raise read, or wrote the floor (its ticket is below it):
@@ -177,23 +178,19 @@ pub(super) async fn raise_in<T: Transaction>(
         below.push(listed_entry(&kv)?);
     }
     let pruned = below.len() != old.below.len();
-    if now <= old.created_ms {
-        // Nothing below `now` to pass (the floor only moves up to it).
+    if now < old.created_ms {
+        // Nothing created up to `now` to pass (the floor only moves up to it).
         return Ok(None);
     }
     let room = MAX_BELOW - below.len();
     let sub = keys::partition(pool, p);
-    // Up to `now` only: a create at or after it (the usual case while a
-    // round runs) is above the new floor and must not make the raise fail.
+    // Up to `now` only: a create after it (the usual case while a round
+    // runs) is above the new floor and must not make the raise fail.
     // Limited, the read conflict covers [floor, last key read]: a create in
     // that range conflicts; one above it is above the new floor.
+    let end = sub.pack(&(now.saturating_add(1),));
     let scan = tx
-        .get_range(
-            &sub.pack(&(old.created_ms,)),
-            &sub.pack(&(now,)),
-            Some(room + 1),
-            false,
-        )
+        .get_range(&sub.pack(&(old.created_ms,)), &end, Some(room + 1), false)
         .await?;
     let idle = scan.is_empty() && !pruned && now < old.created_ms.saturating_add(IDLE_ADVANCE_MS);
     let mut new_floor = if idle { old.created_ms } else { now };
@@ -203,6 +200,8 @@ pub(super) async fn raise_in<T: Transaction>(
             new_floor = entry.created_ms;
             break;
         }
+        // At most `now + 1`: the scan stops after `now`.
+        new_floor = new_floor.max(entry.created_ms + 1);
         below.push(entry);
     }
     // Listed tickets are below the floor (several tickets may share a
@@ -229,7 +228,7 @@ fn listed_entry(kv: &KeyValue) -> Result<BelowFloor, TxError<MatchmakerError>> {
 
 impl<S: Store> Matchmaker<S> {
     /// Raises partition `p`'s floor past its oldest waiting tickets, listing
-    /// up to [`MAX_BELOW`] of them (to `now` if all created before it fit;
+    /// up to [`MAX_BELOW`] of them (past all created up to `now` if they fit;
     /// over a range with none, at most every [`IDLE_ADVANCE_MS`]); returns
     /// the new floor, or `None` if it stayed. One attempt with relaxed
     /// durability: a conflict with a concurrent create is returned as an
