@@ -32,11 +32,11 @@
 //! that left is a stale entry, skipped by readers and dropped by the next
 //! raise). Two writers maintain it:
 //!
-//! - **Lowering** ([`lower`]): the transaction that creates a ticket reads the
+//! - **Lowering** (`lower`): the transaction that creates a ticket reads the
 //!   floor with a read conflict and, if its ticket is older than the floor
 //!   (another gateway's clock trails this one, a create retried for a while),
 //!   lists it, or, with the list full, lowers the floor to the ticket.
-//! - **Raising** ([`Matchmaker::raise_floor`], by the lease holder after each
+//! - **Raising** (`Matchmaker::raise_floor`, by the lease holder after each
 //!   round): one transaction reads the floor with a read conflict, drops the
 //!   listed tickets that left, and reads the index from the floor through
 //!   the round's time, with a read conflict, up to one key more than the list
@@ -72,13 +72,13 @@ use super::types::{Ticket, TicketId};
 /// Tickets a floor lists below itself. Each costs every load of the partition
 /// one point read (a round loads its own partition and, with band borrowing,
 /// two more), against walking every delete below the oldest waiting ticket.
-pub(crate) const MAX_BELOW: usize = 32;
+pub const MAX_BELOW: usize = 32;
 
 /// How often, at most, a raise moves the floor over an empty index (ms): only
 /// the deletes of tickets created and gone since the last move lie there, few
 /// by then, while moving it every round would write each idle partition's
 /// floor four times a second.
-pub(crate) const IDLE_ADVANCE_MS: u64 = 10_000;
+pub const IDLE_ADVANCE_MS: u64 = 10_000;
 
 /// The partition's floor as `tx` sees it; `snapshot`: without a read conflict.
 pub(crate) async fn read<T: Transaction>(
