@@ -228,21 +228,26 @@ async fn raise_at_racing_a_create(
         .await
 }
 
-fn conflicted<T>(r: &Result<T, TxError<MatchmakerError>>) -> bool {
-    matches!(r, Err(TxError::Store(StoreError::RetryLimitReached { last, .. })) if matches!(**last, StoreError::Conflict))
-}
-
-#[tokio::test]
-async fn a_raise_that_races_a_create_it_would_miss_changes_nothing() -> anyhow::Result<()> {
-    // Exact conflicts: a store that never injects faults (a spurious conflict
-    // would make the "must conflict" cases pass for the wrong reason).
+/// A store with exact conflicts: one that never injects faults, whatever the
+/// fault mode says (a spurious conflict would make a "must conflict" case
+/// pass for the wrong reason).
+async fn open_exact() -> anyhow::Result<(tempfile::TempDir, Mm)> {
     let dir = tempfile::tempdir()?;
     let store = EmbeddedStore::open(EmbeddedConfig {
         persist: PersistMode::Buffered,
         ..EmbeddedConfig::new(dir.path())
     })
     .await?;
-    let mm = Matchmaker::new(store, "eu", super::store_tests::config())?;
+    Ok((dir, Matchmaker::new(store, "eu", super::store_tests::config())?))
+}
+
+fn conflicted<T>(r: &Result<T, TxError<MatchmakerError>>) -> bool {
+    matches!(r, Err(TxError::Store(StoreError::RetryLimitReached { last, .. })) if matches!(**last, StoreError::Conflict))
+}
+
+#[tokio::test]
+async fn a_raise_that_races_a_create_it_would_miss_changes_nothing() -> anyhow::Result<()> {
+    let (_dir, mm) = open_exact().await?;
     let p = duel_eu_mid();
     let gone = create_at(&mm, 1, 1_000).await?;
     create_at(&mm, 2, 3_000).await?;
@@ -287,14 +292,7 @@ async fn a_raise_that_races_a_create_it_would_miss_changes_nothing() -> anyhow::
 #[tokio::test]
 async fn a_raise_that_lists_every_waiting_ticket_does_not_conflict_with_a_create_above_its_new_floor(
 ) -> anyhow::Result<()> {
-    // Exact conflicts, as above.
-    let dir = tempfile::tempdir()?;
-    let store = EmbeddedStore::open(EmbeddedConfig {
-        persist: PersistMode::Buffered,
-        ..EmbeddedConfig::new(dir.path())
-    })
-    .await?;
-    let mm = Matchmaker::new(store, "eu", super::store_tests::config())?;
+    let (_dir, mm) = open_exact().await?;
     let p = duel_eu_mid();
     create_at(&mm, 1, 1_000).await?;
     create_at(&mm, 2, 3_000).await?;
