@@ -61,13 +61,15 @@
 //! version. Deletes above the floor (tickets matched while older ones wait
 //! unlisted) are still walked; the floor passes them at the next raise.
 
+use foundationdb_tuple::Subspace;
+
 use crate::keyspace::RegionName;
 use crate::store::{Durability, KeyValue, Store, TransactOptions, Transaction, TxError};
 
 use super::errors::MatchmakerError;
 use super::keys::{self, BelowFloor, FloorRecord, Partition};
 use super::store::{corrupt, Matchmaker};
-use super::types::{Ticket, TicketId};
+use super::types::TicketId;
 
 /// Tickets a floor lists below itself. Each costs every load of the partition
 /// one point read (a round loads its own partition and, with band borrowing,
@@ -133,15 +135,16 @@ fn write<T: Transaction>(
 }
 
 /// The listed tickets of `floor` still waiting and created before `before`,
-/// oldest first, read in `tx` without read conflicts (a listed key, once
-/// deleted, never comes back: ticket ids are never reused).
+/// oldest first, each with its index pair, read in `tx` without read
+/// conflicts (a listed key, once deleted, never comes back: ticket ids are
+/// never reused).
 pub(crate) async fn read_listed<T: Transaction>(
     tx: &T,
     pool: &RegionName,
     p: &Partition,
     floor: &FloorRecord,
     before: Option<u64>,
-) -> Result<Vec<KeyValue>, TxError<MatchmakerError>> {
+) -> Result<Vec<(BelowFloor, KeyValue)>, TxError<MatchmakerError>> {
     let mut listed: Vec<BelowFloor> = floor
         .below
         .iter()
@@ -158,10 +161,10 @@ pub(crate) async fn read_listed<T: Transaction>(
     // reads up to MAX_BELOW of them per partition it loads, and again in
     // its raise.
     let values = futures::future::try_join_all(keys.iter().map(|k| tx.get_snapshot(k))).await?;
-    Ok(keys
+    Ok(listed
         .into_iter()
-        .zip(values)
-        .filter_map(|(key, value)| value.map(|value| KeyValue { key, value }))
+        .zip(keys.into_iter().zip(values))
+        .filter_map(|(b, (key, value))| value.map(|value| (b, KeyValue { key, value })))
         .collect())
 }
 
@@ -173,15 +176,18 @@ pub(super) async fn raise_in<T: Transaction>(
     now: u64,
 ) -> Result<Option<FloorRecord>, TxError<MatchmakerError>> {
     let old = read(tx, pool, p, false).await?;
-    let mut below: Vec<BelowFloor> = Vec::with_capacity(MAX_BELOW);
-    for kv in read_listed(tx, pool, p, &old, None).await? {
-        below.push(listed_entry(&kv)?);
-    }
-    let pruned = below.len() != old.below.len();
     if now < old.created_ms {
         // Nothing created up to `now` to pass (the floor only moves up to it).
         return Ok(None);
     }
+    let mut below: Vec<BelowFloor> = Vec::with_capacity(MAX_BELOW);
+    below.extend(
+        read_listed(tx, pool, p, &old, None)
+            .await?
+            .into_iter()
+            .map(|(b, _)| b),
+    );
+    let pruned = below.len() != old.below.len();
     let room = MAX_BELOW - below.len();
     let sub = keys::partition(pool, p);
     // Up to `now` only: a create after it (the usual case while a round
@@ -195,7 +201,7 @@ pub(super) async fn raise_in<T: Transaction>(
     let idle = scan.is_empty() && !pruned && now < old.created_ms.saturating_add(IDLE_ADVANCE_MS);
     let mut new_floor = if idle { old.created_ms } else { now };
     for (i, kv) in scan.iter().enumerate() {
-        let entry = listed_entry(kv)?;
+        let entry = index_entry(&sub, kv)?;
         if i == room {
             new_floor = entry.created_ms;
             break;
@@ -218,11 +224,14 @@ pub(super) async fn raise_in<T: Transaction>(
     Ok(Some(new))
 }
 
-fn listed_entry(kv: &KeyValue) -> Result<BelowFloor, TxError<MatchmakerError>> {
-    let t = keys::decode::<Ticket>(&kv.value).map_err(corrupt)?;
+/// The creation time and ticket of a waiting-index pair, from its key.
+fn index_entry(sub: &Subspace, kv: &KeyValue) -> Result<BelowFloor, TxError<MatchmakerError>> {
+    let (created_ms, ticket): (u64, u64) = sub
+        .unpack(&kv.key)
+        .map_err(|e| corrupt(format!("waiting index key: {e:?}")))?;
     Ok(BelowFloor {
-        created_ms: t.created_ms,
-        ticket: t.id,
+        created_ms,
+        ticket: TicketId(ticket),
     })
 }
 

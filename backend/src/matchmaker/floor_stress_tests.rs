@@ -58,6 +58,7 @@ async fn check_snapshot(mm: &Mm, p: &Partition) -> anyhow::Result<(u64, usize)> 
     }
     let mut loaded: Vec<Vec<u8>> = listed
         .iter()
+        .map(|(_, kv)| kv)
         .chain(page.iter())
         .map(|kv| kv.key.clone())
         .collect();

@@ -36,9 +36,9 @@
 //!   `(queue, home region, skill band)`, sorted by creation time. Workers lease
 //!   partitions; more workers (in one process or in many gateways sharing the
 //!   store) split them, so throughput grows with workers until there is one
-//!   worker per partition. A partition's [`floor`] bounds the creation times
-//!   of its waiting tickets from below, so rounds do not read through the
-//!   deletes of tickets matched long ago.
+//!   worker per partition. A partition's [`floor`] is a creation time below
+//!   which its few waiting tickets are listed by name, so rounds do not read
+//!   through the deletes of tickets matched long ago.
 //! - **Never matched twice, never lost.** A ticket's record holds its state:
 //!   `waiting` → `matched` | `cancelled` | `removed` | `timed_out`, each final
 //!   (`timed_out`: no match before the queue's deadline, [`deadline`]). Every state

@@ -197,15 +197,10 @@ impl<S: Store> Matchmaker<S> {
             None => sub.range().1,
         };
         let (listed, mut page) = self.first_page(p, created_before, &end).await?;
-        let mut out = Vec::with_capacity(listed.len() + page.len());
-        for kv in &listed {
-            out.push(keys::decode::<Ticket>(&kv.value).map_err(MatchmakerError::Corrupt)?);
-        }
+        let mut out = decode_tickets(&listed)?;
         loop {
             let full = page.len() == LOAD_PAGE;
-            for kv in &page {
-                out.push(keys::decode::<Ticket>(&kv.value).map_err(MatchmakerError::Corrupt)?);
-            }
+            out.extend(decode_tickets(&page)?);
             let begin = match page.last() {
                 Some(last) if full => {
                     let mut next = last.key.clone();
@@ -238,7 +233,11 @@ impl<S: Store> Matchmaker<S> {
                 let (pool, p, end) = (pool.clone(), p.clone(), end.to_vec());
                 async move {
                     let floor = super::floor::read(&tx, &pool, &p, true).await?;
-                    let listed = super::floor::read_listed(&tx, &pool, &p, &floor, created_before).await?;
+                    let listed = super::floor::read_listed(&tx, &pool, &p, &floor, created_before)
+                        .await?
+                        .into_iter()
+                        .map(|(_, kv)| kv)
+                        .collect();
                     let begin = keys::partition(&pool, &p).pack(&(floor.created_ms,));
                     if begin >= end {
                         // FoundationDB rejects an inverted range.
@@ -253,4 +252,11 @@ impl<S: Store> Matchmaker<S> {
             .await?;
         Ok(pages)
     }
+}
+
+/// The tickets of waiting-index pairs, in order.
+fn decode_tickets(kvs: &[KeyValue]) -> Result<Vec<Ticket>, MatchmakerError> {
+    kvs.iter()
+        .map(|kv| keys::decode::<Ticket>(&kv.value).map_err(MatchmakerError::Corrupt))
+        .collect()
 }

@@ -22,9 +22,9 @@
 //!    round get their "no match" outcome ([`Matchmaker::expire_ticket`] under
 //!    the lease; [`super::deadline`]). The core's target-seeking widening
 //!    state is kept per partition from one round to the next;
-//! 5. the partition's [floor](super::floor) is raised to its oldest waiting
-//!    ticket, so the next round's reads skip the deletes of the tickets
-//!    matched so far.
+//! 5. the partition's [floor](super::floor) is raised past its oldest
+//!    waiting tickets (listing up to 32 of them), so the next round's reads
+//!    skip the deletes of the tickets matched so far.
 //!
 //! Two workers may race for a borrowed ticket, or a ticket may be cancelled
 //! while its match commits: the commit transaction reads every ticket record,
