@@ -208,11 +208,11 @@ pub(crate) fn var_code(code: ErrorCode) -> quinn::VarInt {
 /// queue's default 256 frames, at the cost of one yield per 16 frames. Not a
 /// limit on what a client may send, only on how long one task runs without a
 /// break (`tests/flood.rs`). A yield does not make the writer run first when
-/// the runtime has other worker threads, so a channel also stops reading while
-/// half its queue is unwritten (`channel.rs`). The control stream's reader, a future inside the
-/// session loop's `select!`, takes tokio's budget per frame instead (a
-/// `yield_now` there would not yield the task: the `select!` polls it again
-/// at once whenever another branch is ready).
+/// the runtime has other worker threads, so a channel also stops reading
+/// while half its queue is unwritten (`channel.rs`). The control stream's
+/// reader, a future inside the session loop's `select!`, takes tokio's budget
+/// per frame instead (a `yield_now` there would not yield the task: the
+/// `select!` polls it again at once whenever another branch is ready).
 pub(crate) const READ_BURST: u32 = 16;
 
 /// How long we wait for a final frame (Reject, Kick) to be acknowledged before
