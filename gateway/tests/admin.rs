@@ -554,6 +554,8 @@ async fn a_client_still_uploading_an_answered_body_reads_the_answer() -> Result<
             .await?
             .with_context(|| format!("the upload answered {status}"))?;
         assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{answer}");
+        // The answer says the connection ends (admin_close.rs checks the rest).
+        assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //!
 //! Why: the admin API answers some requests before reading their whole body
 //! (401 from the token check, 413 over the 2 MiB body limit, 405, ...) and
-//! then closes the connection. hyper closes the socket as soon as the answer
+//! then closes the connection (saying so: `unread`). hyper closes the socket as soon as the answer
 //! is written (hyperium/hyper#2384), so the rest of the upload reaches a
 //! closed socket and the kernel answers it with a reset: a client that writes
 //! the whole body before reading (ureq, hence `outpost-admin`, and most

@@ -40,9 +40,10 @@
 //! neither the flag nor an audit record.
 //!
 //! An answer given before the request body was read whole (401 from the
-//! token check, 413 over the 2 MiB body limit) ends the connection; the
-//! connection lingers on close (`linger`) so a client still uploading reads
-//! the answer rather than a reset.
+//! token check, 413 over the 2 MiB body limit, 404, 405) ends the connection
+//! and says so with `Connection: close` (`unread`); the connection lingers on
+//! close (`linger`) so a client still uploading reads the answer rather than
+//! a reset.
 //!
 //! Other backend errors are answered by their class
 //! (`reply::class_error`): a store failure is 503 with `Retry-After`; an
@@ -97,6 +98,7 @@ mod ops;
 mod queue;
 mod reply;
 mod schemas;
+mod unread;
 
 use std::net::SocketAddr;
 
@@ -128,7 +130,11 @@ pub async fn serve(
         auth::require_token,
     ));
     let (app, _) = open.merge(guarded).split_for_parts();
-    let app = app.with_state(handle);
+    // Outermost, so it sees every answer: the token check's, the router's
+    // 404 and 405, and the handlers'.
+    let app = app
+        .layer(axum::middleware::from_fn(unread::close_if_body_unread))
+        .with_state(handle);
     // Connections linger on close, so a client still uploading a body that was
     // answered early (401, 413, ...) reads the answer instead of a reset.
     let listener = linger::LingeringListener::new(listener, linger::Linger::ADMIN);
