@@ -22,6 +22,10 @@
 //! from the same directory generates it). Changes are recorded in the audit
 //! log under `--actor` (default `$USER@<hostname>`). The server's answer (JSON)
 //! goes to stdout; an error answer exits 1 with the server's message on stderr.
+//! No answer exits 2, and stderr says which: `cannot reach the admin API`
+//! (refused, no route, connection timeout: check the address, the gateway and
+//! firewalls) or `connected to the admin API ..., then the request failed`
+//! (reset, closed or cut short, no answer in time: something listens there).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
