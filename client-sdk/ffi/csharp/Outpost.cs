@@ -79,6 +79,7 @@ namespace Outpost
         // Unity: liboutpost_client_ffi.so / outpost_client_ffi.dll / .dylib under Assets/Plugins.
         const string Lib = "outpost_client_ffi";
         [DllImport(Lib)] internal static extern Status outpost_last_error(byte[] buf, UIntPtr cap, out UIntPtr len);
+        [DllImport(Lib)] internal static extern uint outpost_last_retry_after_ms();
         [DllImport(Lib)] internal static extern IntPtr outpost_status_name(int status);
         [DllImport(Lib)] internal static extern Status outpost_config_new(out ulong cfg);
         [DllImport(Lib)] internal static extern Status outpost_config_free(ulong cfg);
@@ -121,7 +122,7 @@ namespace Outpost
         }
     }
 
-    /// <summary>Static helpers: the thread's last error, status names.</summary>
+    /// <summary>Static helpers: the thread's last error and its retry hint, status names.</summary>
     public static class Sdk
     {
         /// <summary>The calling thread's last error message (outpost_last_error).</summary>
@@ -133,6 +134,11 @@ namespace Outpost
             if (Native.outpost_last_error(buf, (UIntPtr)buf.Length, out len) != Status.Ok) return "";
             return Encoding.UTF8.GetString(buf);
         }
+
+        /// <summary>The retry hint of the calling thread's last error (outpost_last_retry_after_ms): the wait
+        /// in ms the gateway asked for before trying again (e.g. a call that returned Rejected after a
+        /// ServerBusy refusal), 0 if none. Replaced by the next failed call; successful calls keep it.</summary>
+        public static uint LastRetryAfterMs() { return Native.outpost_last_retry_after_ms(); }
 
         public static string StatusName(Status s) { return Marshal.PtrToStringAnsi(Native.outpost_status_name((int)s)); }
     }

@@ -6,7 +6,8 @@
  * - Handles (OutpostClient, OutpostConfig) are numbers, not pointers; 0 is
  *   never valid. A freed or unknown handle is OUTPOST_STATUS_INVALID_HANDLE.
  * - Every fallible function returns an OutpostStatus; on an error,
- *   outpost_last_error() returns the message on the same thread.
+ *   outpost_last_error() returns the message on the same thread, and
+ *   outpost_last_retry_after_ms() the wait the gateway asked for (0: none).
  * - Strings are UTF-8 with explicit byte lengths, never NUL-terminated unless
  *   said (outpost_status_name, outpost_version). Invalid UTF-8 is
  *   OUTPOST_STATUS_INVALID_UTF8. A NULL pointer with length 0 is an empty
@@ -80,6 +81,9 @@ enum OutpostStatus
   // `Draining`), 0 if none. Also a gateway that refused the connection
   // itself, overloaded (QUIC CONNECTION_REFUSED): `code` 300 ServerBusy,
   // and `retry_after_ms` the delay (1-3 s) to wait before trying again.
+  // Synchronous calls that need the login (`outpost_client_player_id`,
+  // ...) return it too once the login was refused; their hint is
+  // `outpost_last_retry_after_ms()`.
   OUTPOST_STATUS_REJECTED = 102,
   // The gateway ended the session; `code` says why.
   OUTPOST_STATUS_KICKED = 103,
@@ -267,6 +271,19 @@ extern "C" {
 OutpostStatus outpost_last_error(uint8_t *buf,
                                  size_t cap,
                                  size_t *len);
+
+// The retry hint of the last call on this thread that returned an error: the
+// wait in milliseconds the gateway asked for before trying again (what an
+// event's `retry_after_ms` carries), 0 when that error carried none or no
+// call failed on this thread yet. It belongs to the same error as the message
+// of `outpost_last_error` and lives as long: every call that returns an error
+// sets it (to 0 when that error has no hint); successful calls do not change
+// it, nor do the errors of `outpost_last_error` itself. A synchronous call
+// returns a hint with `OUTPOST_STATUS_REJECTED` after a refused login (e.g.
+// `outpost_client_player_id` once `OUTPOST_EVENT_KIND_CLOSED` reported a
+// `ServerBusy` refusal); asynchronous outcomes carry theirs in their event.
+// Never fails. Thread-safety: any thread (each has its own).
+uint32_t outpost_last_retry_after_ms(void);
 
 // The name of a status code as a static NUL-terminated string
 // ("OUTPOST_STATUS_CONFLICT"; "OUTPOST_STATUS_UNKNOWN" for other values).

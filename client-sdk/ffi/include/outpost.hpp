@@ -29,13 +29,20 @@ inline std::string last_error() {
     return s;
 }
 
-/// A status code and, on failure, its message.
+/// The retry hint of the calling thread's last error in ms, 0 for none (see
+/// outpost_last_retry_after_ms).
+inline uint32_t last_retry_after_ms() { return outpost_last_retry_after_ms(); }
+
+/// A status code and, on failure, its message and retry hint.
 struct Status {
     OutpostStatus code = OUTPOST_STATUS_OK;
     std::string message;
+    /// On failure: the wait in ms the gateway asked for before trying again
+    /// (e.g. OUTPOST_STATUS_REJECTED after a ServerBusy refusal), 0 if none.
+    uint32_t retry_after_ms = 0;
 
     static Status from(OutpostStatus code) {
-        return code == OUTPOST_STATUS_OK ? Status{} : Status{code, last_error()};
+        return code == OUTPOST_STATUS_OK ? Status{} : Status{code, last_error(), last_retry_after_ms()};
     }
     bool ok() const { return code == OUTPOST_STATUS_OK; }
     explicit operator bool() const { return ok(); }

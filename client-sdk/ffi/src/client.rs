@@ -52,6 +52,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// A client's shared state before its connect started.
+    fn new() -> Arc<Self> {
+        let (conn, _) = watch::channel(Conn::Pending);
+        Arc::new(Shared {
+            conn,
+            events: Mutex::new(None),
+            completions: Mutex::new(VecDeque::new()),
+            in_flight: AtomicUsize::new(0),
+            next_request: AtomicU64::new(1),
+            closing: AtomicBool::new(false),
+            stop_connect: Notify::new(),
+            state: OnceCell::new(),
+            inventory: OnceCell::new(),
+            matchmaking: OnceCell::new(),
+            live: Mutex::new(None),
+        })
+    }
+
     /// The connected client, once the first login finished.
     pub async fn client(&self) -> FfiResult<Client> {
         let mut rx = self.conn.subscribe();
@@ -100,6 +118,17 @@ pub(crate) struct Payload {
 }
 
 impl ClientHandle {
+    fn new(rt: tokio::runtime::Runtime, shared: Arc<Shared>) -> Self {
+        ClientHandle {
+            spawner: rt.handle().clone(),
+            rt: Mutex::new(Some(rt)),
+            shared,
+            pending: Mutex::new(VecDeque::new()),
+            held: Mutex::new(None),
+            batch: Mutex::new(Vec::new()),
+        }
+    }
+
     /// Starts `work` on the client's runtime and writes its request id to
     /// `out_id`; the result arrives as `OUTPOST_EVENT_KIND_RESPONSE`.
     pub fn request<F, Fut>(&self, out_id: *mut u64, work: F) -> FfiResult<()>
@@ -216,20 +245,7 @@ pub extern "C" fn outpost_client_connect(config: OutpostConfig, out: *mut Outpos
                     format!("cannot start the SDK runtime: {e}"),
                 )
             })?;
-        let (conn, _) = watch::channel(Conn::Pending);
-        let shared = Arc::new(Shared {
-            conn,
-            events: Mutex::new(None),
-            completions: Mutex::new(VecDeque::new()),
-            in_flight: AtomicUsize::new(0),
-            next_request: AtomicU64::new(1),
-            closing: AtomicBool::new(false),
-            stop_connect: Notify::new(),
-            state: OnceCell::new(),
-            inventory: OnceCell::new(),
-            matchmaking: OnceCell::new(),
-            live: Mutex::new(None),
-        });
+        let shared = Shared::new();
         let task_shared = shared.clone();
         // The event subscription is taken before the login starts, so that
         // queue positions reach `outpost_poll` while the login waits; a login
@@ -270,14 +286,7 @@ pub extern "C" fn outpost_client_connect(config: OutpostConfig, out: *mut Outpos
                 shared.conn.send_replace(Conn::Failed(e));
             }
         }
-        let handle = ClientHandle {
-            spawner: rt.handle().clone(),
-            rt: Mutex::new(Some(rt)),
-            shared,
-            pending: Mutex::new(VecDeque::new()),
-            held: Mutex::new(None),
-            batch: Mutex::new(Vec::new()),
-        };
+        let handle = ClientHandle::new(rt, shared);
         abi::write(out, handles::insert_client(Arc::new(handle)), "out")
     })
 }
@@ -438,4 +447,86 @@ pub extern "C" fn outpost_debug_kill_connection(client: OutpostClient) -> Outpos
         handles::client(client)?.ready()?.debug_kill_connection();
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use outpost_client::{ClientError, ErrorCode};
+
+    use super::*;
+    use crate::{outpost_last_error, outpost_last_retry_after_ms};
+
+    /// A client handle whose login the gateway refused with `e`.
+    fn refused(e: ClientError) -> OutpostClient {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let shared = Shared::new();
+        shared.conn.send_replace(Conn::Failed(FfiError::from(e)));
+        handles::insert_client(Arc::new(ClientHandle::new(rt, shared)))
+    }
+
+    fn last_error() -> String {
+        let mut buf = [0u8; 512];
+        let mut len = 0;
+        assert_eq!(
+            outpost_last_error(buf.as_mut_ptr(), buf.len(), &mut len),
+            OutpostStatus::Ok
+        );
+        String::from_utf8_lossy(&buf[..len]).into_owned()
+    }
+
+    /// A synchronous call that returns REJECTED after a refused login exposes
+    /// the refusal's retry hint as `outpost_last_retry_after_ms`, beside its
+    /// message; the next failed call replaces both, successful calls neither,
+    /// and each thread has its own.
+    #[test]
+    fn a_rejected_synchronous_call_exposes_the_retry_hint_until_the_next_error() {
+        let busy = refused(ClientError::Rejected {
+            code: ErrorCode::ServerBusy,
+            message: "gateway at capacity".into(),
+            retry_after: Some(Duration::from_millis(2_345)),
+        });
+        let mut len = 0;
+        let player_id =
+            |client, len: &mut usize| outpost_client_player_id(client, std::ptr::null_mut(), 0, len);
+        assert_eq!(player_id(busy, &mut len), OutpostStatus::Rejected);
+        assert_eq!(outpost_last_retry_after_ms(), 2_345);
+        assert!(last_error().contains("gateway at capacity"), "{}", last_error());
+        // Another thread has its own (none yet).
+        assert_eq!(
+            std::thread::spawn(|| outpost_last_retry_after_ms())
+                .join()
+                .unwrap(),
+            0
+        );
+        // A successful call changes neither the hint nor the message; nor does
+        // an error of outpost_last_error itself.
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            crate::outpost_new_idempotency_key(buf.as_mut_ptr(), buf.len(), &mut len),
+            OutpostStatus::Ok
+        );
+        assert_eq!(
+            outpost_last_error(std::ptr::null_mut(), 0, std::ptr::null_mut()),
+            OutpostStatus::NullPointer
+        );
+        assert_eq!(outpost_last_retry_after_ms(), 2_345);
+        // A failed call without a hint resets it, with its own message.
+        assert_eq!(player_id(0, &mut len), OutpostStatus::InvalidHandle);
+        assert_eq!(outpost_last_retry_after_ms(), 0);
+        // A refusal without a hint (a bad credential) is REJECTED with 0.
+        let denied = refused(ClientError::Rejected {
+            code: ErrorCode::BadCredentials,
+            message: "bad credentials".into(),
+            retry_after: None,
+        });
+        assert_eq!(player_id(busy, &mut len), OutpostStatus::Rejected);
+        assert_eq!(outpost_last_retry_after_ms(), 2_345);
+        assert_eq!(player_id(denied, &mut len), OutpostStatus::Rejected);
+        assert_eq!(outpost_last_retry_after_ms(), 0);
+        for client in [busy, denied] {
+            assert_eq!(outpost_client_free(client), OutpostStatus::Ok);
+        }
+    }
 }

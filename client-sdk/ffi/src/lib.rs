@@ -15,7 +15,8 @@
 //!   its I/O, timers and reconnects; every function may be called from any
 //!   thread.
 //! - **Errors**: every fallible function returns an [`OutpostStatus`];
-//!   `outpost_last_error` gives the calling thread's last message.
+//!   `outpost_last_error` gives the calling thread's last message and
+//!   `outpost_last_retry_after_ms` its retry hint.
 //! - **Strings** are UTF-8 with explicit lengths, in and out; nested results
 //!   are UTF-8 JSON with documented schemas ([`json`]).
 //! - **`unsafe`** exists only in `abi`, each block with its safety argument.
@@ -54,6 +55,22 @@ pub extern "C" fn outpost_last_error(buf: *mut u8, cap: usize, len: *mut usize) 
         Ok(Err(e)) => e.status,
         Err(_) => OutpostStatus::Internal,
     }
+}
+
+/// The retry hint of the last call on this thread that returned an error: the
+/// wait in milliseconds the gateway asked for before trying again (what an
+/// event's `retry_after_ms` carries), 0 when that error carried none or no
+/// call failed on this thread yet. It belongs to the same error as the message
+/// of `outpost_last_error` and lives as long: every call that returns an error
+/// sets it (to 0 when that error has no hint); successful calls do not change
+/// it, nor do the errors of `outpost_last_error` itself. A synchronous call
+/// returns a hint with `OUTPOST_STATUS_REJECTED` after a refused login (e.g.
+/// `outpost_client_player_id` once `OUTPOST_EVENT_KIND_CLOSED` reported a
+/// `ServerBusy` refusal); asynchronous outcomes carry theirs in their event.
+/// Never fails. Thread-safety: any thread (each has its own).
+#[no_mangle]
+pub extern "C" fn outpost_last_retry_after_ms() -> u32 {
+    status::last_retry_after_ms()
 }
 
 /// The name of a status code as a static NUL-terminated string

@@ -1,7 +1,8 @@
 //! Status codes every fallible call returns, and the thread-local last error
-//! message behind `outpost_last_error`.
+//! message and retry hint behind `outpost_last_error` and
+//! `outpost_last_retry_after_ms`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use outpost_client::{ClientError, ErrorCode};
 
@@ -41,6 +42,9 @@ pub enum OutpostStatus {
     /// `Draining`), 0 if none. Also a gateway that refused the connection
     /// itself, overloaded (QUIC CONNECTION_REFUSED): `code` 300 ServerBusy,
     /// and `retry_after_ms` the delay (1-3 s) to wait before trying again.
+    /// Synchronous calls that need the login (`outpost_client_player_id`,
+    /// ...) return it too once the login was refused; their hint is
+    /// `outpost_last_retry_after_ms()`.
     Rejected = 102,
     /// The gateway ended the session; `code` says why.
     Kicked = 103,
@@ -125,18 +129,28 @@ pub(crate) type FfiResult<T> = Result<T, FfiError>;
 
 thread_local! {
     static LAST_ERROR: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The `retry_after_ms` of the error behind `LAST_ERROR`: always set with it.
+    static LAST_RETRY_AFTER_MS: Cell<u32> = const { Cell::new(0) };
 }
 
-pub(crate) fn set_last_error(message: &str) {
+/// Records the calling thread's last error: its message and its retry hint
+/// (0 for none), both replaced, so a hint never outlives its error.
+pub(crate) fn set_last_error(message: &str, retry_after_ms: u32) {
     LAST_ERROR.with(|m| {
         let mut m = m.borrow_mut();
         m.clear();
         m.extend_from_slice(message.as_bytes());
     });
+    LAST_RETRY_AFTER_MS.with(|r| r.set(retry_after_ms));
 }
 
 pub(crate) fn with_last_error<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     LAST_ERROR.with(|m| f(&m.borrow()))
+}
+
+/// The retry hint of the calling thread's last error, 0 for none.
+pub(crate) fn last_retry_after_ms() -> u32 {
+    LAST_RETRY_AFTER_MS.with(Cell::get)
 }
 
 /// Runs the body of an exported function: turns its error into a status and
@@ -146,7 +160,7 @@ pub(crate) fn guard(body: impl FnOnce() -> FfiResult<()>) -> OutpostStatus {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(Ok(())) => OutpostStatus::Ok,
         Ok(Err(e)) => {
-            set_last_error(&e.message);
+            set_last_error(&e.message, e.retry_after_ms);
             e.status
         }
         Err(panic) => {
@@ -155,9 +169,10 @@ pub(crate) fn guard(body: impl FnOnce() -> FfiResult<()>) -> OutpostStatus {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            set_last_error(&format!(
-                "internal error in the Outpost SDK (please report): {what}"
-            ));
+            set_last_error(
+                &format!("internal error in the Outpost SDK (please report): {what}"),
+                0,
+            );
             OutpostStatus::Internal
         }
     }

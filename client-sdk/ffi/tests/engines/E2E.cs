@@ -4,7 +4,8 @@
 // Two players log in, save state, make a keyed grant, queue for a duel and
 // both receive the match. On a second gateway that admits one session, a
 // second login is refused with ServerBusy and its retry hint in
-// Event.RetryAfterMs. Built and run by client-sdk/ffi/tests/engines.rs.
+// Event.RetryAfterMs, and in Sdk.LastRetryAfterMs() after a synchronous call
+// on that client. Built and run by client-sdk/ffi/tests/engines.rs.
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -95,6 +96,14 @@ static class E2E
         if (r.Status != Status.Rejected || r.Code != 300 || r.RetryAfterMs != uint.Parse(args[4]))
             Fail("refusal: " + r.Status + ", code " + r.Code + ", RetryAfterMs " + r.RetryAfterMs);
         Console.WriteLine("refused with RetryAfterMs " + r.RetryAfterMs);
+        // A synchronous call on the refused client returns Rejected as well,
+        // its hint in Sdk.LastRetryAfterMs() (NotReady until the connect task
+        // records the refusal, just after the Closed event).
+        string noPlayer;
+        var refused = d.Client.PlayerId(out noPlayer);
+        for (int i = 0; i < 400 && refused == Status.NotReady; i++) { Thread.Sleep(5); refused = d.Client.PlayerId(out noPlayer); }
+        if (refused != Status.Rejected || Sdk.LastRetryAfterMs() != uint.Parse(args[4]))
+            Fail("PlayerId after the refusal: " + refused + ", LastRetryAfterMs " + Sdk.LastRetryAfterMs());
         Check(c.Client.Close(), "close c");
         Until(c, c, () => c.Closed, "no Closed event for c");
         if (c.ClosedEvent.RetryAfterMs != 0) Fail("retry hint on a plain close");

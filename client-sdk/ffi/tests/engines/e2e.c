@@ -4,8 +4,9 @@
  * (and repeat it), read balances and flags, report telemetry, queue for a
  * duel and both receive the match; then close and free. A second gateway
  * (same CA) admits one session: a second login there is refused with
- * ServerBusy and its retry hint in the event's retry_after_ms. Exit code 0
- * on success.
+ * ServerBusy and its retry hint in the event's retry_after_ms, and in
+ * outpost_last_retry_after_ms() after a synchronous call on that client.
+ * Exit code 0 on success.
  * Built and run by client-sdk/ffi/tests/engines.rs. */
 #include "outpost.h"
 
@@ -177,6 +178,22 @@ int main(int argc, char **argv) {
         fail("refusal: %s, code %u, retry_after_ms %u (want REJECTED, 300, %lu)",
              outpost_status_name(d.closed_ev.status), d.closed_ev.code, d.closed_ev.retry_after_ms, want_retry);
     printf("refused with retry_after_ms %u\n", d.closed_ev.retry_after_ms);
+    /* A synchronous call on the refused client returns REJECTED as well, its
+     * hint in outpost_last_retry_after_ms() (NOT_READY until the connect task
+     * records the refusal, just after the Closed event). */
+    size_t no_len = 0;
+    OutpostStatus refused = OUTPOST_STATUS_NOT_READY;
+    for (int i = 0; i < 400 && refused == OUTPOST_STATUS_NOT_READY; i++) {
+        refused = outpost_client_player_id(d.client, NULL, 0, &no_len);
+        if (refused == OUTPOST_STATUS_NOT_READY) sleep_ms(5);
+    }
+    if (refused != OUTPOST_STATUS_REJECTED || outpost_last_retry_after_ms() != want_retry)
+        fail("player id after the refusal: %s, last retry_after_ms %u (want REJECTED, %lu)",
+             outpost_status_name(refused), outpost_last_retry_after_ms(), want_retry);
+    /* The next failed call, without a hint, resets it. */
+    if (outpost_client_player_id(0, NULL, 0, &no_len) != OUTPOST_STATUS_INVALID_HANDLE ||
+        outpost_last_retry_after_ms() != 0)
+        fail("a failed call without a hint left last retry_after_ms %u", outpost_last_retry_after_ms());
     CHECK(outpost_client_close(c.client));
     for (int i = 0; i < 1000 && !c.closed; i++) {
         frame(&c, 0);

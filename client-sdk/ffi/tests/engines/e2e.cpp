@@ -3,7 +3,8 @@
 // Two players log in, save state, make a keyed grant, queue for a duel and
 // both receive the match. On a second gateway that admits one session, a
 // second login is refused with ServerBusy and its retry hint in
-// Event::retry_after_ms. Built and run by client-sdk/ffi/tests/engines.rs.
+// Event::retry_after_ms, and in Status::retry_after_ms of a synchronous call
+// on that client. Built and run by client-sdk/ffi/tests/engines.rs.
 #include "outpost.hpp"
 
 #include <chrono>
@@ -112,7 +113,21 @@ int main(int argc, char **argv) {
             fail(std::string("refusal: ") + outpost_status_name(r.status) + ", code " + std::to_string(r.code) +
                  ", retry_after_ms " + std::to_string(r.retry_after_ms));
         std::printf("refused with retry_after_ms %u\n", r.retry_after_ms);
-        check(c.client.close(), "close c");
+        // A synchronous call on the refused client returns REJECTED as well,
+        // its hint in Status::retry_after_ms (NOT_READY until the connect task
+        // records the refusal, just after the Closed event).
+        auto refused = d.client.player_id();
+        for (int i = 0; i < 400 && refused.status.code == OUTPOST_STATUS_NOT_READY; i++) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            refused = d.client.player_id();
+        }
+        if (refused.status.code != OUTPOST_STATUS_REJECTED || refused.status.retry_after_ms != std::stoul(argv[5]) ||
+            outpost::last_retry_after_ms() != refused.status.retry_after_ms)
+            fail(std::string("player id after the refusal: ") + refused.status.name() + ", retry_after_ms " +
+                 std::to_string(refused.status.retry_after_ms));
+        auto closing = c.client.close();
+        check(closing, "close c");
+        if (closing.retry_after_ms != 0) fail("retry hint on a successful call");
         frames_until(c, c, [&] { return c.closed; }, "no Closed event for c");
         if (c.closed_event.retry_after_ms != 0) fail("retry hint on a plain close");
     }

@@ -48,6 +48,11 @@ int main(void) {
     EXPECT(outpost_last_error((uint8_t *)msg, len, &len), OUTPOST_STATUS_OK);
     free(msg);
     EXPECT(outpost_last_error(NULL, 0, NULL), OUTPOST_STATUS_NULL_POINTER);
+    /* A caller mistake carries no retry hint. */
+    if (outpost_last_retry_after_ms() != 0) {
+        fprintf(stderr, "HOSTILE FAILED: retry hint %u on a boundary error\n", outpost_last_retry_after_ms());
+        failures++;
+    }
 
     /* A configuration: bad strings, bad values, incomplete. */
     OutpostConfig cfg = 0;
