@@ -33,6 +33,8 @@ pub enum ClientError {
     /// the gateway (or whatever listens there) ended the request.
     #[error("connected to the admin API at {addr}, then the request failed: {source}")]
     Io { addr: SocketAddr, source: ureq::Error },
+    /// The request could not be built (a method or path that is not valid HTTP);
+    /// nothing was sent.
     #[error("admin API at {addr}: bad request {reason}")]
     Request { addr: SocketAddr, reason: String },
 }
