@@ -222,11 +222,11 @@ impl Session {
     /// `InvalidRequest`, one over the in-flight bound `TooManyInFlight`, one
     /// over the session's rate `RateLimited` (PROTOCOL.md 4). Refused requests
     /// take no rate token. Each of those refusals counts against the session's
-    /// `max_refused_requests_per_window`: the one over it also closes the
-    /// session with `Kick { RateLimited }` (counted in windows of
-    /// [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW)). (Request
-    /// id 0 never gets here: it names the whole channel, so the driver treats
-    /// it as a protocol error.)
+    /// `max_refused_requests_per_window` (per
+    /// [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW)): the one over it is still
+    /// refused and also closes the session with `Kick { RateLimited }`.
+    /// (Request id 0 never gets here: it names the whole channel, so the
+    /// driver treats it as a protocol error.)
     pub fn admit_request(&mut self, now: Instant, id: ChannelId, request_id: u64) -> Verdict {
         self.handle_received(now);
         if self.is_closed() {
