@@ -127,8 +127,8 @@ impl Session {
     pub fn new(limits: impl Into<Arc<SessionLimits>>, now: Instant) -> Self {
         let limits = limits.into();
         Session {
-            control_rate: TokenBucket::new(limits.control_rate_per_sec, limits.control_burst, now),
-            request_rate: TokenBucket::new(limits.request_rate_per_sec, limits.request_burst, now),
+            control_rate: TokenBucket::new(limits.control_burst, now),
+            request_rate: TokenBucket::new(limits.request_burst, now),
             strikes: Strikes::new(),
             limits,
             phase: Phase::Active,
@@ -174,7 +174,8 @@ impl Session {
             return;
         }
         self.handle_received(now);
-        if self.control_rate.try_take(now).is_err() {
+        let (rate, burst) = (self.limits.control_rate_per_sec, self.limits.control_burst);
+        if self.control_rate.try_take(now, rate, burst).is_err() {
             return self.kick(ErrorCode::RateLimited, "too many control frames");
         }
         match msg {
@@ -256,7 +257,8 @@ impl Session {
                 "too many requests in flight on this channel",
             )
         } else {
-            match self.request_rate.try_take(now) {
+            let (rate, burst) = (self.limits.request_rate_per_sec, self.limits.request_burst);
+            match self.request_rate.try_take(now, rate, burst) {
                 Ok(()) => {
                     ch.in_flight.insert(request_id);
                     return Verdict::Admit;
