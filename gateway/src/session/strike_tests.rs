@@ -56,9 +56,8 @@ fn the_refusal_over_the_bound_kicks_with_rate_limited() {
     let t0 = Instant::now();
     let mut s = Session::new(limits(10), t0);
     s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
-    // The burst (5) is admitted and never answered: the in-flight bound (2)
-    // refuses from the 3rd, the rate from the 6th; a reused id is refused
-    // too. Every kind of refusal counts.
+    // Every kind of refusal counts: a reused id (1), the in-flight bound of
+    // 2 (4), then, once the burst of 5 is spent, the rate (5).
     assert_eq!(s.admit_request(t0, 1, 1), Verdict::Admit);
     assert!(is_refused(&s.admit_request(t0, 1, 1), ErrorCode::InvalidRequest));
     assert_eq!(s.admit_request(t0, 1, 2), Verdict::Admit);
