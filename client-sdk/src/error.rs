@@ -52,6 +52,13 @@ pub enum ClientError {
     #[error("kicked by the gateway ({code:?}): {message}")]
     Kicked { code: ErrorCode, message: String },
     /// The gateway answered a request with an `Error` frame.
+    ///
+    /// `RateLimited` (the session's request rate) is not retried by the SDK
+    /// (inventory writes aside): retry after [`ClientError::retry_after`].
+    /// A session that keeps sending requests the gateway refuses, thousands
+    /// a second, is kicked with `RateLimited` (PROTOCOL.md section 4,
+    /// "Refused requests"). The SDK never gets `TooManyInFlight`: it queues
+    /// requests beyond the channel's in-flight limit.
     #[error("server error ({:?}): {}", .0.code, .0.message)]
     Server(ServerError),
     /// The channel was closed by the gateway (`Error` with request id 0, e.g.

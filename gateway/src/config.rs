@@ -284,6 +284,25 @@ pub struct LimitsConfig {
     pub control_rate_per_sec: f64,
     /// Control-frame burst per session. Default 40.
     pub control_burst: f64,
+    /// Requests a session may have refused (`RateLimited`, `TooManyInFlight`,
+    /// or an id still in flight) in one 10-second window
+    /// ([`REFUSAL_WINDOW`](crate::session::REFUSAL_WINDOW)); the refusal over
+    /// it closes the session with `Kick { RateLimited }` (PROTOCOL.md §4).
+    /// Must be > 0. Default 20,000 (2,000/s on average).
+    ///
+    /// Why: a refused request is not processed but is still read, decoded and
+    /// answered (about 10 µs of gateway CPU each, measured on a debug
+    /// build), and a client that ignores its errors can send them as fast as
+    /// QUIC flow control lets it (about 50,000/s from one session on
+    /// loopback: half a core) for as long as it likes. Lower cuts a flood off
+    /// sooner. But a caller that honours `retry_after_ms` is still refused
+    /// once or twice per request it is admitted (up to `2 × (request_burst +
+    /// request_rate_per_sec × 10)` a window, 4,800 at the default rate), and
+    /// concurrent callers that all honour it several times more (8 callers
+    /// over a 1 ms round trip: about 16,000): keep the bound well above the
+    /// former. The SDK queues beyond the in-flight bound and does not retry
+    /// refusals by itself.
+    pub max_refused_requests_per_window: u32,
 }
 
 impl Default for LimitsConfig {
@@ -299,6 +318,7 @@ impl Default for LimitsConfig {
             request_burst: 400.0,
             control_rate_per_sec: 20.0,
             control_burst: 40.0,
+            max_refused_requests_per_window: 20_000,
         }
     }
 }
@@ -493,6 +513,9 @@ impl GatewayConfig {
         ];
         if rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
             return bad("limits rates and bursts must be positive numbers");
+        }
+        if l.max_refused_requests_per_window == 0 {
+            return bad("limits.max_refused_requests_per_window must be > 0");
         }
         let s = &self.session;
         if s.heartbeat_interval_ms == 0 || s.idle_timeout_ms <= s.heartbeat_interval_ms {

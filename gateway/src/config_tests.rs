@@ -72,6 +72,11 @@ fn unknown_keys_and_contradictions_are_refused() {
     let mut c = GatewayConfig::default();
     c.limits.request_rate_per_sec = f64::NAN;
     assert!(c.validate().is_err());
+    let mut c = GatewayConfig::default();
+    c.limits.max_refused_requests_per_window = 0;
+    assert!(c.validate().is_err(), "a session could not be refused once");
+    c.limits.max_refused_requests_per_window = 1;
+    c.validate().unwrap();
     let c = GatewayConfig {
         region: "EU_West".into(),
         ..GatewayConfig::default()

@@ -370,7 +370,7 @@ async fn serve_http(
 }
 
 /// Every session's limits, from the gateway's configuration.
-fn session_limits(config: &GatewayConfig) -> SessionLimits {
+pub(crate) fn session_limits(config: &GatewayConfig) -> SessionLimits {
     let l = &config.limits;
     SessionLimits {
         max_channels: l.max_channels,
@@ -382,6 +382,7 @@ fn session_limits(config: &GatewayConfig) -> SessionLimits {
         control_rate_per_sec: l.control_rate_per_sec,
         control_burst: l.control_burst,
         idle_timeout: Duration::from_millis(config.session.idle_timeout_ms),
+        max_refused_requests_per_window: l.max_refused_requests_per_window,
     }
 }
 

@@ -11,74 +11,16 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use common::*;
-use outpost_backend::store::AnyStore;
-use outpost_gateway::GatewayConfig;
 use outpost_schema::{ChannelKind, ChannelMsg, ControlMsg, Request, RequestBody};
 
 /// The metric tests here read is process-wide: one test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A gateway on a runtime of its own with `workers` worker threads.
-struct GatewayThread {
-    addr: SocketAddr,
-    ca_pem: Vec<u8>,
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl GatewayThread {
-    fn start(config: GatewayConfig, store: AnyStore, workers: usize) -> Result<Self> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let running = match rt.block_on(outpost_gateway::start_with_store(config, store)) {
-                Ok(r) => r,
-                Err(e) => return ready_tx.send(Err(e.to_string())).expect("send"),
-            };
-            let ca = running.dev_ca_pem.clone().expect("dev CA");
-            ready_tx.send(Ok((running.quic_addr, ca))).expect("send");
-            let _ = stopped.recv();
-            running.handle().shutdown();
-            drop(running);
-            rt.shutdown_timeout(Duration::from_secs(2));
-        });
-        let (addr, ca_pem) = ready_rx.recv()?.map_err(anyhow::Error::msg)?;
-        Ok(GatewayThread {
-            addr,
-            ca_pem,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-
-    async fn login(&self) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream)> {
-        let ep = raw_endpoint(&self.ca_pem, outpost_schema::ALPN)?;
-        let conn = ep.connect(self.addr, "localhost")?.await?;
-        let (send, recv, _) = raw_login(&conn, wire_device()).await?;
-        Ok((conn, send, recv))
-    }
-}
-
-impl Drop for GatewayThread {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Echo requests `first..first + n`, as one buffer of frames.
 fn echo_requests(first: u64, n: u64) -> Vec<u8> {
@@ -184,6 +126,9 @@ async fn a_flooding_session_does_not_hold_up_another() -> Result<()> {
     let mut config = world.config();
     config.limits.outbound_queue_frames = 1 << 20;
     config.limits.outbound_queue_bytes = 1 << 30;
+    // A's refusals would close it within a second (PROTOCOL.md §4, refused
+    // requests; tests/strikes.rs): this test needs it flooding throughout.
+    config.limits.max_refused_requests_per_window = u32::MAX;
     let gw = GatewayThread::start(config, world.store.clone(), 1)?;
     let (b, mut bsend, mut brecv) = gw.login().await?;
     let mut baseline = Vec::new();

@@ -8,6 +8,7 @@
 
 use outpost_backend::state::{MAX_DOCS_PER_PLAYER, MAX_DOC_BYTES, MAX_DOC_NAME_BYTES};
 use outpost_gateway::channels::{echo, telemetry};
+use outpost_gateway::session::REFUSAL_WINDOW;
 use outpost_gateway::GatewayConfig;
 use outpost_schema::{
     DEFAULT_MAX_FRAME_SIZE, HANDSHAKE_MAX_FRAME_SIZE, MAX_FRAME_SIZE_CEILING, MIN_MAX_FRAME_SIZE,
@@ -62,6 +63,8 @@ fn table_default(limit: &str) -> Vec<u64> {
         .find(|l| l.starts_with(&format!("| {limit}")))
         .unwrap_or_else(|| panic!("no limits row {limit:?}"));
     let cell = row.split('|').nth(2).expect("a default cell");
+    // Thousands separators: "20,000" is one number.
+    let cell = cell.replace(',', "");
     cell.split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().unwrap())
@@ -158,6 +161,26 @@ fn channel_limits_table_matches_the_config() {
     assert_eq!(
         table_default("channels open at once"),
         [u64::from(l.max_channels)]
+    );
+    assert_eq!(
+        table_default("refused requests per session"),
+        [
+            u64::from(l.max_refused_requests_per_window),
+            REFUSAL_WINDOW.as_secs()
+        ],
+        "refusals, then the window in seconds"
+    );
+    assert_eq!(REFUSAL_WINDOW.subsec_nanos(), 0, "the table says whole seconds");
+    // The prose on refused requests names the same limit and window, and
+    // the most a client honouring retry_after_ms is refused.
+    assert_eq!(first_after("counted, in windows of"), REFUSAL_WINDOW.as_secs());
+    assert_eq!(
+        first_after("takes a window over the limit (default"),
+        u64::from(l.max_refused_requests_per_window)
+    );
+    assert_eq!(
+        first_after("per request it is admitted (at most"),
+        2 * (l.request_burst as u64 + l.request_rate_per_sec as u64 * REFUSAL_WINDOW.as_secs())
     );
     assert!(PROTOCOL.contains("256 frames or 1 MiB per channel"));
     // The prose on in-flight processing names the same limit.

@@ -238,7 +238,17 @@ impl ChannelTask {
                     reading = None;
                     reads += 1;
                     let Some(input) = stream_input(result) else { break };
-                    let step = self.core.with_machine(|m| stream.handle_input(Instant::now(), m, input, |_| true));
+                    let (step, has_action) = self.core.with_machine(|m| {
+                        (stream.handle_input(Instant::now(), m, input, |_| true), m.has_action())
+                    });
+                    if has_action {
+                        // The frame made the session act (a refusal over its
+                        // bound kicked it): the session loop sends the Kick
+                        // and closes the connection. (The refusal's answer,
+                        // which a closed session no longer queues, wakes it
+                        // too; the kick does not rely on that.)
+                        self.core.wake();
+                    }
                     match step {
                         StreamStep::Dispatch(req) => pending.push(dispatch(ch, req)),
                         StreamStep::Answer { request_id, code, retry_after, message } => {

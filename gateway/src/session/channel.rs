@@ -20,7 +20,10 @@
 //!    it could never be answered: a channel-level `InvalidRequest`.
 //! 4. Every other request is admitted or refused by the session (a duplicate
 //!    in-flight id, the in-flight bound, the request rate): a refused request
-//!    gets `Error` for its own id and the channel stays open.
+//!    gets `Error` for its own id and the channel stays open, unless the
+//!    refusal was one too many and closed the session (`Kick { RateLimited
+//!    }`). Once the session is closed, for that reason or any other, a
+//!    channel reads nothing after its next frame.
 //! 5. The client finishing its side ends reading; what is in flight is still
 //!    answered, then the stream is finished.
 
@@ -53,7 +56,8 @@ pub enum StreamStep {
     /// Dispatch this admitted request; report its end with
     /// [`Session::request_done`].
     Dispatch(Request),
-    /// Answer this request with an error without dispatching it; keep reading.
+    /// Answer this request with an error without dispatching it; keep reading
+    /// if [`ChannelStream::wants_frames`] (not once the session is closed).
     Answer {
         request_id: u64,
         code: ErrorCode,
@@ -122,6 +126,10 @@ impl ChannelStream {
             (Phase::Open, StreamInput::Frame(frame)) => self.request(now, session, &frame),
         };
         self.phase = match (&step, self.phase) {
+            // The session is closing (e.g. a refusal over its bound kicked
+            // it): nothing more is read, so a flood stops costing work at
+            // once, not when the connection is gone.
+            _ if session.is_closed() => Phase::Done,
             (StreamStep::Opened(_), _) => Phase::Open,
             (StreamStep::Dispatch(_) | StreamStep::Answer { .. }, phase) => phase,
             _ => Phase::Done,

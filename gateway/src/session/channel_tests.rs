@@ -3,10 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, Request, RequestBody, Response, ResponseBody};
+use outpost_schema::{
+    ChannelKind, ChannelMsg, ControlMsg, ErrorCode, Kick, Request, RequestBody, Response, ResponseBody,
+};
 
 use super::*;
-use crate::session::SessionLimits;
+use crate::session::{Action, SessionLimits};
 
 fn limits() -> SessionLimits {
     SessionLimits {
@@ -19,6 +21,7 @@ fn limits() -> SessionLimits {
         control_rate_per_sec: 2.0,
         control_burst: 4.0,
         idle_timeout: Duration::from_secs(30),
+        max_refused_requests_per_window: 6,
     }
 }
 
@@ -230,4 +233,44 @@ fn finishing_stops_reading_and_every_frame_counts_as_activity() {
     assert!(!s.wants_frames());
     // Nothing is read after the end, whatever arrives.
     assert_eq!(f.frame(&mut s, 20_002, echo(2)), StreamStep::Finish);
+}
+
+#[test]
+fn a_refusal_over_the_bound_kicks_the_session_and_reading_stops() {
+    let mut f = Fixture::new();
+    let mut s = f.open_echo(0);
+    let mut other = f.open_echo(4);
+    // In flight bound 2: ids 1 and 2 are admitted and never answered; every
+    // request after them is refused. The bound is 6 refusals per window.
+    for id in 1..=2 {
+        assert!(matches!(f.frame(&mut s, 1, echo(id)), StreamStep::Dispatch(_)));
+    }
+    for id in 3..=8 {
+        assert_eq!(
+            answered(&f.frame(&mut s, 2, echo(id))),
+            (id, ErrorCode::TooManyInFlight)
+        );
+        assert!(s.wants_frames() && !f.session.is_closed(), "refusal {}", id - 2);
+    }
+    // The 7th refusal is still answered, then nothing more is read.
+    assert_eq!(
+        answered(&f.frame(&mut s, 3, echo(9))),
+        (9, ErrorCode::TooManyInFlight)
+    );
+    assert!(f.session.is_closed());
+    assert!(!s.wants_frames());
+    assert!(matches!(
+        f.session.poll_action(),
+        Some(Action::SendControl(ControlMsg::Kick(Kick {
+            reason: ErrorCode::RateLimited,
+            ..
+        })))
+    ));
+    // The session's other channels stop at their next frame.
+    assert!(other.wants_frames());
+    assert_eq!(
+        answered(&f.frame(&mut other, 4, echo(1))),
+        (1, ErrorCode::ShuttingDown)
+    );
+    assert!(!other.wants_frames());
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use outpost_schema::{ChannelKind, ControlMsg, ErrorCode, GoAway, Kick};
 
 use super::rate::TokenBucket;
+use super::strikes::Strikes;
 
 /// How long a write on the control stream may block before the client is
 /// deemed unable to keep up ([`Session::handle_control_write_timeout`]).
@@ -34,6 +35,9 @@ pub struct SessionLimits {
     pub control_rate_per_sec: f64,
     pub control_burst: f64,
     pub idle_timeout: Duration,
+    /// Refused requests a session may get in one
+    /// [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW); the next closes it.
+    pub max_refused_requests_per_window: u32,
 }
 
 /// Something the driver must do for the session.
@@ -101,6 +105,8 @@ pub struct Session {
     control_rate: TokenBucket,
     /// Channel requests, across all channels of the session.
     request_rate: TokenBucket,
+    /// Requests refused in the current window, across all channels.
+    strikes: Strikes,
     /// Open channels, each with its in-flight and outbound-queue accounting.
     channels: HashMap<ChannelId, ChannelState>,
     /// Actions not yet taken by the driver.
@@ -121,8 +127,9 @@ impl Session {
     pub fn new(limits: impl Into<Arc<SessionLimits>>, now: Instant) -> Self {
         let limits = limits.into();
         Session {
-            control_rate: TokenBucket::new(limits.control_rate_per_sec, limits.control_burst, now),
-            request_rate: TokenBucket::new(limits.request_rate_per_sec, limits.request_burst, now),
+            control_rate: TokenBucket::new(limits.control_burst, now),
+            request_rate: TokenBucket::new(limits.request_burst, now),
+            strikes: Strikes::new(),
             limits,
             phase: Phase::Active,
             last_rx: now,
@@ -167,7 +174,8 @@ impl Session {
             return;
         }
         self.handle_received(now);
-        if self.control_rate.try_take(now).is_err() {
+        let (rate, burst) = (self.limits.control_rate_per_sec, self.limits.control_burst);
+        if self.control_rate.try_take(now, rate, burst).is_err() {
             return self.kick(ErrorCode::RateLimited, "too many control frames");
         }
         match msg {
@@ -214,8 +222,12 @@ impl Session {
     /// In order: a `request_id` already in flight on the channel is
     /// `InvalidRequest`, one over the in-flight bound `TooManyInFlight`, one
     /// over the session's rate `RateLimited` (PROTOCOL.md 4). Refused requests
-    /// take no rate token. (Request id 0 never gets here: it names the whole
-    /// channel, so the driver treats it as a protocol error.)
+    /// take no rate token. Each of those refusals counts against the session's
+    /// `max_refused_requests_per_window` (per
+    /// [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW)): the one over it is still
+    /// refused and also closes the session with `Kick { RateLimited }`.
+    /// (Request id 0 never gets here: it names the whole channel, so the
+    /// driver treats it as a protocol error.)
     pub fn admit_request(&mut self, now: Instant, id: ChannelId, request_id: u64) -> Verdict {
         self.handle_received(now);
         if self.is_closed() {
@@ -232,29 +244,42 @@ impl Session {
                 message: "no such channel",
             };
         };
-        if ch.in_flight.contains(&request_id) {
-            return Verdict::Refuse {
-                code: ErrorCode::InvalidRequest,
-                retry_after: None,
-                message: "request_id is already in flight on this channel",
-            };
+        let (code, retry_after, message) = if ch.in_flight.contains(&request_id) {
+            (
+                ErrorCode::InvalidRequest,
+                None,
+                "request_id is already in flight on this channel",
+            )
+        } else if ch.in_flight.len() >= self.limits.max_in_flight_per_channel as usize {
+            (
+                ErrorCode::TooManyInFlight,
+                None,
+                "too many requests in flight on this channel",
+            )
+        } else {
+            let (rate, burst) = (self.limits.request_rate_per_sec, self.limits.request_burst);
+            match self.request_rate.try_take(now, rate, burst) {
+                Ok(()) => {
+                    ch.in_flight.insert(request_id);
+                    return Verdict::Admit;
+                }
+                Err(wait) => (ErrorCode::RateLimited, Some(wait), "request rate limit exceeded"),
+            }
+        };
+        if self
+            .strikes
+            .refuse(now, self.limits.max_refused_requests_per_window)
+        {
+            self.kick(
+                ErrorCode::RateLimited,
+                "too many refused requests: honour retry_after_ms and max_in_flight_per_channel",
+            );
         }
-        if ch.in_flight.len() >= self.limits.max_in_flight_per_channel as usize {
-            return Verdict::Refuse {
-                code: ErrorCode::TooManyInFlight,
-                retry_after: None,
-                message: "too many requests in flight on this channel",
-            };
+        Verdict::Refuse {
+            code,
+            retry_after,
+            message,
         }
-        if let Err(wait) = self.request_rate.try_take(now) {
-            return Verdict::Refuse {
-                code: ErrorCode::RateLimited,
-                retry_after: Some(wait),
-                message: "request rate limit exceeded",
-            };
-        }
-        ch.in_flight.insert(request_id);
-        Verdict::Admit
     }
 
     /// An admitted request was answered (or abandoned).

@@ -2,8 +2,9 @@
 //!
 //! A session is the gateway's view of one logged-in player connection. Its rules
 //! (heartbeats and idle timeout, resume-token refresh, rate limits, in-flight
-//! bounds, outbound queue bounds, drain timing) live in [`Session`], a deterministic state machine in the
-//! style of `quinn-proto`: inputs via `handle_*`/`admit_*` with the time passed in,
+//! bounds, the bound on refused requests, outbound queue bounds, drain timing)
+//! live in [`Session`], a deterministic state machine in the style of
+//! `quinn-proto`: inputs via `handle_*`/`admit_*` with the time passed in,
 //! outputs via [`Session::poll_action`] and [`Session::poll_timeout`]. The login
 //! that precedes it (Hello to Welcome or a refusal) is the [`Login`] machine, in
 //! the same style; the few decisions the driver needs besides (drain reconnect
@@ -17,6 +18,7 @@ mod login;
 mod machine;
 mod rate;
 pub mod rules;
+mod strikes;
 
 pub use channel::{ChannelStream, StreamInput, StreamStep};
 pub use login::{
@@ -25,6 +27,7 @@ pub use login::{
 };
 pub use machine::{Action, ChannelId, Session, SessionLimits, SlowConsumer, Verdict, CONTROL_WRITE_TIMEOUT};
 pub use rate::TokenBucket;
+pub use strikes::REFUSAL_WINDOW;
 
 #[cfg(test)]
 mod login_pair;
@@ -32,5 +35,7 @@ mod login_pair;
 mod login_queue_tests;
 #[cfg(test)]
 mod login_tests;
+#[cfg(test)]
+mod strike_tests;
 #[cfg(test)]
 mod tests;

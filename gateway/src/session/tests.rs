@@ -17,6 +17,7 @@ fn limits() -> SessionLimits {
         control_rate_per_sec: 2.0,
         control_burst: 4.0,
         idle_timeout: Duration::from_secs(30),
+        max_refused_requests_per_window: 1000,
     }
 }
 

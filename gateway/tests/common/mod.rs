@@ -142,6 +142,96 @@ impl Crashable {
     }
 }
 
+/// The name of every thread of a [`GatewayThread`]'s runtime
+/// ([`gateway_thread_cpu`] sums their CPU).
+pub const GATEWAY_THREAD_NAME: &str = "outpost-gw-test";
+
+/// A gateway on a runtime of its own with `workers` worker threads, named
+/// [`GATEWAY_THREAD_NAME`]: whatever one of its tasks does without yielding
+/// holds up only the gateway, and its CPU can be told from the clients'.
+pub struct GatewayThread {
+    pub addr: SocketAddr,
+    pub ca_pem: Vec<u8>,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl GatewayThread {
+    pub fn start(config: GatewayConfig, store: AnyStore, workers: usize) -> Result<Self> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(GATEWAY_THREAD_NAME.into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .thread_name(GATEWAY_THREAD_NAME)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let running = match rt.block_on(outpost_gateway::start_with_store(config, store)) {
+                    Ok(r) => r,
+                    Err(e) => return ready_tx.send(Err(e.to_string())).expect("send"),
+                };
+                let ca = running.dev_ca_pem.clone().expect("dev CA");
+                ready_tx.send(Ok((running.quic_addr, ca))).expect("send");
+                let _ = stopped.recv();
+                running.handle().shutdown();
+                drop(running);
+                rt.shutdown_timeout(Duration::from_secs(2));
+            })?;
+        let (addr, ca_pem) = ready_rx.recv()?.map_err(anyhow::Error::msg)?;
+        Ok(GatewayThread {
+            addr,
+            ca_pem,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub async fn login(&self) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream)> {
+        let ep = raw_endpoint(&self.ca_pem, outpost_schema::ALPN)?;
+        let conn = ep.connect(self.addr, "localhost")?.await?;
+        let (send, recv, _) = raw_login(&conn, wire_device()).await?;
+        Ok((conn, send, recv))
+    }
+}
+
+impl Drop for GatewayThread {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// CPU time (user + system) used so far by this process's threads named
+/// [`GATEWAY_THREAD_NAME`] that are still alive (Linux; zero elsewhere).
+pub fn gateway_thread_cpu() -> Duration {
+    let ticks_per_sec = 100; // USER_HZ, 100 on every Linux the tests run on
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != GATEWAY_THREAD_NAME {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is the 3rd field of the
+        // line, utime and stime the 14th and 15th.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        for i in [11, 12] {
+            ticks += fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    Duration::from_millis(ticks * 1000 / ticks_per_sec)
+}
+
 /// Fresh device credentials (a new account on first login).
 pub fn device() -> Credentials {
     Credentials::Device {
