@@ -296,11 +296,10 @@ pub struct LimitsConfig {
     /// QUIC flow control lets it (about 50,000/s from one session on
     /// loopback: half a core) for as long as it likes. Lower cuts a flood off
     /// sooner. But a caller that honours `retry_after_ms` is still refused
-    /// once or twice per request it is admitted (up to `2 × (request_burst +
-    /// request_rate_per_sec × 10)` a window, 4,800 at the default rate), and
-    /// concurrent callers that all honour it several times more (8 callers
-    /// over a 1 ms round trip: about 16,000): keep the bound well above the
-    /// former. The SDK queues beyond the in-flight bound and does not retry
+    /// about once per request it is admitted (about `request_rate_per_sec ×
+    /// 10` a window, 2,000 at the default rate), and concurrent callers that
+    /// all honour it several times more (8 callers over a 1 ms round trip:
+    /// about 16,000): keep the bound well above the former. The SDK queues beyond the in-flight bound and does not retry
     /// refusals by itself.
     pub max_refused_requests_per_window: u32,
 }

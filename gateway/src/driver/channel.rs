@@ -18,7 +18,7 @@ use super::{var_code, SessionCore, SessionDeps, READ_BURST};
 use crate::channels::{ChannelService, ChannelSink, Reply, RequestContext, ServiceError};
 use crate::frame_io::{read_frame, FrameReadError};
 use crate::metrics::requests;
-use crate::session::{ChannelId, ChannelStream, FrameError, StreamInput, StreamStep};
+use crate::session::{retry_after_ms, ChannelId, ChannelStream, FrameError, StreamInput, StreamStep};
 
 type ReadResult = Result<Option<Vec<u8>>, FrameReadError>;
 type ReadFuture = Pin<Box<dyn Future<Output = (RecvStream, ReadResult)> + Send>>;
@@ -339,14 +339,11 @@ fn send_error(
     request_id: u64,
     e: &ServiceError,
 ) -> Result<(), crate::session::SlowConsumer> {
-    let retry_after_ms = e
-        .retry_after
-        .map_or(0, |d| d.as_millis().clamp(1, u128::from(u32::MAX)) as u32);
     sink.send(&ChannelMsg::Error(ErrorFrame {
         request_id,
         code: e.code,
         message: e.message.clone(),
-        retry_after_ms,
+        retry_after_ms: retry_after_ms(e.retry_after),
     }))
 }
 

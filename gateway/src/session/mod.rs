@@ -26,7 +26,7 @@ pub use login::{
     QueueDecision, QueueUpdate,
 };
 pub use machine::{Action, ChannelId, Session, SessionLimits, SlowConsumer, Verdict, CONTROL_WRITE_TIMEOUT};
-pub use rate::TokenBucket;
+pub use rate::{retry_after_ms, TokenBucket};
 pub use strikes::REFUSAL_WINDOW;
 
 #[cfg(test)]

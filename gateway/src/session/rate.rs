@@ -37,6 +37,16 @@ impl TokenBucket {
     }
 }
 
+/// A refusal's wait as the wire's `retry_after_ms`: whole milliseconds,
+/// rounded up, so a client that waits exactly that long finds the token there
+/// (rounded down, a wait of 4.7 ms was sent as 4 and the client was refused
+/// again). At least 1 when there is a wait, 0 when there is none.
+pub fn retry_after_ms(wait: Option<Duration>) -> u32 {
+    wait.map_or(0, |d| {
+        d.as_micros().div_ceil(1000).clamp(1, u128::from(u32::MAX)) as u32
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +71,16 @@ mod tests {
             take(&mut b, t2).unwrap();
         }
         assert!(take(&mut b, t2).is_err());
+    }
+
+    #[test]
+    fn a_refusals_wait_is_rounded_up_to_whole_milliseconds() {
+        let us = Duration::from_micros;
+        assert_eq!(retry_after_ms(None), 0, "no wait");
+        assert_eq!(retry_after_ms(Some(us(4_700))), 5, "4.7 ms waits 5, not 4");
+        assert_eq!(retry_after_ms(Some(us(5_000))), 5, "exact milliseconds stay");
+        assert_eq!(retry_after_ms(Some(us(1))), 1, "any wait is at least 1 ms");
+        assert_eq!(retry_after_ms(Some(Duration::ZERO)), 1, "a refusal always waits");
+        assert_eq!(retry_after_ms(Some(Duration::from_secs(u64::MAX))), u32::MAX);
     }
 }

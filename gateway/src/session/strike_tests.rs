@@ -147,8 +147,8 @@ fn default_session(t0: Instant) -> Session {
 /// How a simulated client reacts to a refusal.
 #[derive(Clone, Copy)]
 enum OnRefusal {
-    /// Waits the `retry_after_ms` the `Error` carries (as the wire does:
-    /// whole milliseconds, truncated, at least 1) before sending again.
+    /// Waits the `retry_after_ms` the `Error` carries (the wire's value:
+    /// [`retry_after_ms`]) before sending again.
     HonourRetryAfter,
     /// Sends again as soon as the error arrives.
     RetryAtOnce,
@@ -181,7 +181,7 @@ fn simulate(callers: u64, rtt: Duration, on_refusal: OnRefusal, duration: Durati
                 refusals.push(at);
                 match on_refusal {
                     OnRefusal::RetryAtOnce => Duration::ZERO,
-                    OnRefusal::HonourRetryAfter => ms(retry_after.map_or(0, |d| d.as_millis() as u64).max(1)),
+                    OnRefusal::HonourRetryAfter => ms(u64::from(retry_after_ms(retry_after))),
                 }
             }
         };
