@@ -1,7 +1,7 @@
 //! A client that stalls cannot hold an admin API connection: one that sends
 //! nothing, part of a request head, or a head declaring a body it never sends
 //! is closed once the bound passes (`[admin_timeouts]`, short here), with a
-//! 408 where a request had begun. Raw HTTP/1.1 over `TcpStream`s against a
+//! 408 where a request had begun; so is one that stops reading its answers. Raw HTTP/1.1 over `TcpStream`s against a
 //! real gateway; the probes are on this listener and need no token, so this
 //! is what anyone who reaches it can do.
 
@@ -20,6 +20,7 @@ const BOUNDS: AdminTimeouts = AdminTimeouts {
     head_ms: 500,
     body_idle_ms: 500,
     body_ms: 10_000,
+    send_idle_ms: 500,
 };
 
 /// How long a connection may stay open before the test calls it held: far
@@ -120,5 +121,48 @@ async fn a_stalled_client_is_closed_once_its_bound_passes() -> Result<()> {
     // The bounds held no one back: the gateway still serves.
     let (status, body) = admin_json(gw.admin, "GET", "/healthz", "").await?;
     assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+/// A client that sends requests and reads none of the answers holds the
+/// connection once its receive window and the gateway's send buffer are full:
+/// past the send bound without progress the gateway ends it, so the client,
+/// reading at last, gets only part of what it asked for.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|c| c.admin_timeouts = BOUNDS).await?;
+    let addr = gw.admin;
+    // 200 answers of ~96 KiB (19 MB): far more than the buffers between the
+    // two ends hold, with a small receive buffer on this side (no autotuning).
+    const ASKED: usize = 200;
+    let received = tokio::task::spawn_blocking(move || -> Result<usize> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_recv_buffer_size(64 << 10)?;
+        socket.connect(&addr.into())?;
+        let mut s: TcpStream = socket.into();
+        s.write_all(&b"GET /openapi.json HTTP/1.1\r\nhost: admin\r\n\r\n".repeat(ASKED))?;
+        // Reads nothing for well past the bound.
+        std::thread::sleep(Duration::from_millis(BOUNDS.send_idle_ms * 6));
+        s.set_read_timeout(Some(GENEROUS))?;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => return Err(e).context("reading the answers"),
+            }
+        }
+        Ok(String::from_utf8_lossy(&got).matches("HTTP/1.1 200 OK").count())
+    })
+    .await??;
+    assert!(
+        received < ASKED,
+        "all {ASKED} answers came: the gateway waited for the reader"
+    );
+    let (status, _) = admin_json(gw.admin, "GET", "/healthz", "").await?;
+    assert_eq!(status, 200);
     Ok(())
 }

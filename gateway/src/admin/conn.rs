@@ -10,7 +10,8 @@
 //! answer; it does not run while a handler runs or a body is read (those are
 //! [`timeouts`](super::timeouts)' and the handler's). Past it hyper ends the
 //! connection without an answer; this module then answers 408 if part of a
-//! head had arrived.
+//! head had arrived. An answer's write that the client does not read is
+//! bounded too ([`send`](super::send)).
 
 use std::future::Future;
 use std::pin::pin;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 use super::linger::{LingeringListener, LingeringStream};
+use super::send::SendBound;
 use super::timeouts::AdminTimeouts;
 
 /// The answer to a request whose head did not arrive in time. hyper has not
@@ -67,7 +69,10 @@ async fn connection(
     let mut conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(bounds.head())
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
+        .serve_connection(
+            TokioIo::new(SendBound::new(io, bounds.send_idle())),
+            TowerToHyperService::new(app),
+        );
     let served = tokio::select! {
         served = &mut conn => served,
         // A closed channel (the loop is gone) stops too.

@@ -17,6 +17,7 @@ const BOUNDS: AdminTimeouts = AdminTimeouts {
     head_ms: 300,
     body_idle_ms: 300,
     body_ms: 5_000,
+    send_idle_ms: 300,
 };
 
 /// Three times the head and idle bounds.

@@ -56,7 +56,8 @@
 //! received nothing is closed without an answer. A request body being read
 //! must not pause for more than 30 s, nor take more than 300 s whole
 //! (`timeouts`): past either the answer is 408 `request_timeout` with
-//! `Connection: close`. A handler's own time is not bounded: a region-wide
+//! `Connection: close`. An answer the client stops reading for 30 s ends the
+//! connection (`send`). A handler's own time is not bounded: a region-wide
 //! audit that runs for minutes after reading its request is not cut off.
 //! There is no cap on concurrent connections: one that bounded memory would
 //! let stalling clients fill it and starve the orchestrator's probes.
@@ -115,6 +116,7 @@ mod ops;
 mod queue;
 mod reply;
 mod schemas;
+mod send;
 mod timeouts;
 mod unread;
 

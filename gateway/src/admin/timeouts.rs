@@ -7,8 +7,8 @@
 //! and sends nothing, sends a request head a byte a minute, or declares a body
 //! (`Content-Length: 3000000`) and never sends it holds a connection, a task
 //! and its buffers for ever, and many such clients grow the gateway's memory
-//! without bound. The head bound is hyper's (`conn`); the body bounds are
-//! here, since only the reader of a body knows it is waiting for the client:
+//! without bound. The head bound is hyper's (`conn`), the answer's is the
+//! stream's (`send`); the body bounds are here, since only the reader of a body knows it is waiting for the client:
 //! a handler that runs long after reading its body (a region-wide inventory
 //! audit) reads nothing more and is never cut off.
 
@@ -57,6 +57,10 @@ pub struct AdminTimeouts {
     /// 7 KiB/s, slower than any operator's link, while a client dripping a
     /// byte just within `body_idle_ms` cannot hold the connection for days.
     pub body_ms: u64,
+    /// Longest wait for the client to take more of an answer (its receive
+    /// window full: it stopped reading). Default 30,000, as `body_idle_ms`.
+    /// Past it the connection ends; the answer cannot be amended.
+    pub send_idle_ms: u64,
 }
 
 impl Default for AdminTimeouts {
@@ -65,6 +69,7 @@ impl Default for AdminTimeouts {
             head_ms: 10_000,
             body_idle_ms: 30_000,
             body_ms: 300_000,
+            send_idle_ms: 30_000,
         }
     }
 }
@@ -72,7 +77,7 @@ impl Default for AdminTimeouts {
 impl AdminTimeouts {
     /// Every bound above 0, and the idle bound within the whole body's.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.head_ms == 0 || self.body_idle_ms == 0 || self.body_ms == 0 {
+        if [self.head_ms, self.body_idle_ms, self.body_ms, self.send_idle_ms].contains(&0) {
             return Err("admin_timeouts: every bound must be > 0".into());
         }
         if self.body_idle_ms > self.body_ms {
@@ -83,6 +88,10 @@ impl AdminTimeouts {
 
     pub(crate) fn head(&self) -> Duration {
         Duration::from_millis(self.head_ms)
+    }
+
+    pub(crate) fn send_idle(&self) -> Duration {
+        Duration::from_millis(self.send_idle_ms)
     }
 
     fn body_idle(&self) -> Duration {
