@@ -48,6 +48,9 @@ pub struct GatewayConfig {
     /// random 256-bit token there (mode 0600) on first start and reusing it
     /// afterwards. `admin_token` and `admin_token_file` exclude each other.
     pub admin_token_file: Option<PathBuf>,
+    /// How long the admin API waits for a client's request head and body
+    /// (`crate::admin::AdminTimeouts`).
+    pub admin_timeouts: crate::admin::AdminTimeouts,
     /// Name of the region this gateway serves. Default `local`.
     pub region: String,
     /// Directory of the embedded store (region and global keyspaces). Default `./data`.
@@ -94,6 +97,7 @@ impl Default for GatewayConfig {
             admin_listen: "127.0.0.1:9433".parse().expect("valid literal"),
             admin_token: None,
             admin_token_file: None,
+            admin_timeouts: Default::default(),
             region: "local".into(),
             data_dir: PathBuf::from("data"),
             store: None,
@@ -535,6 +539,7 @@ impl GatewayConfig {
         if let Some(token) = &self.admin_token {
             token.check().map_err(ConfigError::Invalid)?;
         }
+        self.admin_timeouts.validate().map_err(ConfigError::Invalid)?;
         self.inventory.catalog()?;
         self.matchmaking.pool(&self.region)?;
         if self.matchmaking.workers > 0 && self.matchmaking.servers.is_empty() {

@@ -82,6 +82,21 @@ fn unknown_keys_and_contradictions_are_refused() {
         ..GatewayConfig::default()
     };
     assert!(c.validate().is_err(), "region names follow the keyspace rules");
+    let mut c = GatewayConfig::default();
+    c.admin_timeouts.head_ms = 0;
+    assert!(
+        c.validate().is_err(),
+        "a zero head bound would close every connection"
+    );
+    let mut c = GatewayConfig::default();
+    c.admin_timeouts.body_idle_ms = c.admin_timeouts.body_ms + 1;
+    assert!(c.validate().is_err(), "a pause longer than the whole body");
+    let c: GatewayConfig = toml::from_str("[admin_timeouts]\nhead_ms = 2500").unwrap();
+    assert_eq!(c.admin_timeouts.head_ms, 2500);
+    assert_eq!(
+        c.admin_timeouts.body_ms, 300_000,
+        "the others keep their defaults"
+    );
 }
 
 /// `deploy/gateway.toml` is the annotated example operators start from: what it

@@ -349,12 +349,17 @@ async fn serve_http(
     handle: &GatewayHandle,
     admin_token: &crate::admin::AdminToken,
 ) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
-    let admin_addr = crate::admin::serve(config.admin_listen, handle.clone(), admin_token)
-        .await
-        .map_err(|source| StartError::Bind {
-            what: "admin HTTP",
-            source,
-        })?;
+    let admin_addr = crate::admin::serve(
+        config.admin_listen,
+        handle.clone(),
+        admin_token,
+        config.admin_timeouts,
+    )
+    .await
+    .map_err(|source| StartError::Bind {
+        what: "admin HTTP",
+        source,
+    })?;
     let metrics_addr = match config.metrics.listen {
         Some(addr) => Some(
             crate::metrics::listener::serve(addr, handle.clone())

@@ -45,6 +45,23 @@
 //! close (`linger`) so a client still uploading reads the answer rather than
 //! a reset.
 //!
+//! ## Time bounds
+//!
+//! A client cannot hold a connection by stalling (`[admin_timeouts]`,
+//! [`AdminTimeouts`]; the probes and `/metrics` are served here before any
+//! token check, so anyone who reaches the port could). A request's head
+//! (request line and headers) must arrive within 10 s of the connection's
+//! start or, kept alive, of the previous answer (`conn`): past it a
+//! connection that received part of a head is answered 408, one that
+//! received nothing is closed without an answer. A request body being read
+//! must not pause for more than 30 s, nor take more than 300 s whole
+//! (`timeouts`): past either the answer is 408 `request_timeout` with
+//! `Connection: close`. An answer the client stops reading for 30 s ends the
+//! connection (`send`). A handler's own time is not bounded: a region-wide
+//! audit that runs for minutes after reading its request is not cut off.
+//! There is no cap on concurrent connections: one that bounded memory would
+//! let stalling clients fill it and starve the orchestrator's probes.
+//!
 //! Other backend errors are answered by their class
 //! (`reply::class_error`): a store failure is 503 with `Retry-After`; an
 //! internal error (a stored record that does not decode) is 500 whose message
@@ -90,6 +107,7 @@
 pub mod auth;
 mod backfill;
 pub mod client;
+mod conn;
 mod inventory;
 mod linger;
 mod live;
@@ -98,6 +116,8 @@ mod ops;
 mod queue;
 mod reply;
 mod schemas;
+mod send;
+mod timeouts;
 mod unread;
 
 use std::net::SocketAddr;
@@ -108,15 +128,18 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::AdminToken;
+pub use timeouts::AdminTimeouts;
 
 use crate::server::GatewayHandle;
 
 /// Binds the admin listener and serves it until the gateway shuts down. Every
-/// route but the probes, `/metrics` and `/openapi.json` requires `token`.
+/// route but the probes, `/metrics` and `/openapi.json` requires `token`;
+/// `timeouts` bound the wait for each request's head and body.
 pub async fn serve(
     addr: SocketAddr,
     handle: GatewayHandle,
     token: &AdminToken,
+    timeouts: AdminTimeouts,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -130,21 +153,22 @@ pub async fn serve(
         auth::require_token,
     ));
     let (app, _) = open.merge(guarded).split_for_parts();
-    // Outermost, so it sees every answer: the token check's, the router's
-    // 404 and 405, and the handlers'.
+    // The body bound's 408 replaces whatever a handler made of the failed
+    // read. `unread` is outermost, so it sees every answer: the token check's,
+    // the router's 404 and 405, the handlers' and the 408.
     let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            timeouts,
+            timeouts::bound_body,
+        ))
         .layer(axum::middleware::from_fn(unread::close_if_body_unread))
         .with_state(handle);
     // Connections linger on close, so a client still uploading a body that was
-    // answered early (401, 413, ...) reads the answer instead of a reset.
+    // answered early (401, 413, 408, ...) reads the answer instead of a reset.
     let listener = linger::LingeringListener::new(listener, linger::Linger::ADMIN);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.recv().await;
-            })
-            .await;
-    });
+    tokio::spawn(conn::serve(listener, app, timeouts, async move {
+        let _ = shutdown.recv().await;
+    }));
     Ok(local)
 }
 

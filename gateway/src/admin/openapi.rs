@@ -27,6 +27,8 @@ use super::reply::ErrorBody;
 const SCHEME: &str = "admin_token";
 /// The shared 401 answer's name in the document's components.
 const UNAUTHORIZED: &str = "Unauthorized";
+/// The shared 408 answer's name in the document's components.
+const REQUEST_TIMEOUT: &str = "RequestTimeout";
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -63,26 +65,18 @@ pub(super) async fn openapi_json() -> impl IntoResponse {
 pub fn document() -> utoipa::openapi::OpenApi {
     let (open, guarded) = super::route_table();
     let mut guarded = guarded.into_openapi();
-    for item in guarded.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-            &mut item.head,
-            &mut item.options,
-            &mut item.trace,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            require_token(op);
-        }
-    }
+    operations(&mut guarded.paths).for_each(require_token);
     let mut api = ApiDoc::openapi();
     api.merge(open.into_openapi());
     api.merge(guarded);
+    // Every operation whose handler reads a body may answer 408 (`timeouts`).
+    operations(&mut api.paths)
+        .filter(|op| op.request_body.is_some())
+        .for_each(|op| {
+            op.responses
+                .responses
+                .insert("408".into(), RefOr::Ref(Ref::from_response_name(REQUEST_TIMEOUT)));
+        });
     let components = api.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         SCHEME,
@@ -113,7 +107,43 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 .build(),
         ),
     );
+    components.responses.insert(
+        REQUEST_TIMEOUT.into(),
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(
+                    "`request_timeout`: the request body paused for over `admin_timeouts.body_idle_ms` \
+                     (default 30 s) or took over `admin_timeouts.body_ms` (default 300 s); nothing \
+                     happened (a handler acts only on a whole body) and the connection closes",
+                )
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        ),
+    );
     api
+}
+
+/// Every operation of `paths`.
+fn operations(paths: &mut utoipa::openapi::Paths) -> impl Iterator<Item = &mut Operation> {
+    paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// Puts `op` behind the bearer token: the requirement and its 401 answer.
@@ -210,6 +240,23 @@ mod tests {
     /// Routes reach the router only through the route table's
     /// `OpenApiRouter::routes(routes!(...))`: a plain axum `.route(...)` (or a
     /// nested router, a fallback) would be served without being documented.
+    /// A handler that reads a body may answer 408 (`timeouts`); the others
+    /// never read one, so never wait for it.
+    #[test]
+    fn every_operation_with_a_body_may_answer_408() {
+        let doc: serde_json::Value = serde_json::from_str(document_json()).unwrap();
+        let mut with_body = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let has_body = op.get("requestBody").is_some();
+                with_body += usize::from(has_body);
+                let answers_408 = op["responses"]["408"]["$ref"] == "#/components/responses/RequestTimeout";
+                assert_eq!(answers_408, has_body, "{method} {path}");
+            }
+        }
+        assert!(with_body >= 5, "only {with_body} operations take a body");
+    }
+
     #[test]
     fn routes_are_added_only_through_the_documented_table() {
         let code = include_str!("mod.rs");
