@@ -362,7 +362,7 @@ async fn serve_http(
     })?;
     let metrics_addr = match config.metrics.listen {
         Some(addr) => Some(
-            crate::metrics::listener::serve(addr, handle.clone())
+            crate::metrics::listener::serve(addr, handle.clone(), config.admin_timeouts)
                 .await
                 .map_err(|source| StartError::Bind {
                     what: "metrics HTTP",

@@ -1,7 +1,8 @@
 //! A client that stalls cannot hold an admin API connection: one that sends
 //! nothing, part of a request head, or a head declaring a body it never sends
 //! is closed once the bound passes (`[admin_timeouts]`, short here), with a
-//! 408 where a request had begun; so is one that stops reading its answers. Raw HTTP/1.1 over `TcpStream`s against a
+//! 408 where a request had begun; so is one that stops reading its answers,
+//! and so on the metrics-only listener. Raw HTTP/1.1 over `TcpStream`s against a
 //! real gateway; the probes are on this listener and need no token, so this
 //! is what anyone who reaches it can do.
 
@@ -164,5 +165,39 @@ async fn a_client_that_stops_reading_is_closed() -> Result<()> {
     );
     let (status, _) = admin_json(gw.admin, "GET", "/healthz", "").await?;
     assert_eq!(status, 200);
+    Ok(())
+}
+
+/// The metrics-only listener (`metrics.listen`, the one meant for a scraper
+/// on another host) handles its connections as the admin listener does: a
+/// client that sends nothing or half a head is closed once the head bound
+/// passes, and a scrape is still served.
+#[tokio::test]
+async fn the_metrics_listener_closes_a_stalled_client_too() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world
+        .gateway(|c| {
+            c.admin_timeouts = BOUNDS;
+            c.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+        })
+        .await?;
+    let addr = gw
+        .running
+        .as_ref()
+        .and_then(|r| r.metrics_addr)
+        .context("the metrics listener")?;
+    let nothing = tokio::task::spawn_blocking(move || stall(addr, b"")).await??;
+    assert_eq!(statuses(&nothing), Vec::<&str>::new(), "{nothing:?}");
+    let half =
+        tokio::task::spawn_blocking(move || stall(addr, b"GET /metrics HTTP/1.1\r\nhost: m")).await??;
+    assert_eq!(statuses(&half), ["408"], "{half:?}");
+    let scrape = tokio::task::spawn_blocking(move || {
+        stall(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nhost: m\r\nconnection: close\r\n\r\n",
+        )
+    })
+    .await??;
+    assert_eq!(statuses(&scrape), ["200"], "{scrape:?}");
     Ok(())
 }

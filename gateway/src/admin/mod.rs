@@ -107,9 +107,9 @@
 pub mod auth;
 mod backfill;
 pub mod client;
-mod conn;
+pub(crate) mod conn;
 mod inventory;
-mod linger;
+pub(crate) mod linger;
 mod live;
 pub mod openapi;
 mod ops;

@@ -8,8 +8,8 @@
 //! (`Content-Length: 3000000`) and never sends it holds a connection, a task
 //! and its buffers for ever, and many such clients grow the gateway's memory
 //! without bound. The head bound is hyper's (`conn`), the answer's is the
-//! stream's (`send`); the body bounds are here, since only the reader of a body knows it is waiting for the client:
-//! a handler that runs long after reading its body (a region-wide inventory
+//! stream's (`send`); the body bounds are here, since only the reader of a
+//! body knows it is waiting for the client: a handler that runs long after reading its body (a region-wide inventory
 //! audit) reads nothing more and is never cut off.
 
 use std::future::Future;
@@ -34,7 +34,8 @@ use super::reply::ApiError;
 /// How long the admin API waits for a client (`[admin_timeouts]`, in ms).
 /// Past a bound the connection is closed, with a 408 answer where HTTP allows
 /// one. Nothing bounds a handler's own time: it is the server's, not the
-/// client's.
+/// client's. The metrics-only listener (`metrics.listen`) uses the head and
+/// send bounds too (it serves no request with a body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminTimeouts {

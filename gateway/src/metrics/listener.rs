@@ -13,6 +13,9 @@ use axum::Router;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use crate::admin::conn;
+use crate::admin::linger::{Linger, LingeringListener};
+use crate::admin::AdminTimeouts;
 use crate::server::GatewayHandle;
 
 /// Where Prometheus scrapes. `/metrics` is always served on `admin_listen`
@@ -44,18 +47,24 @@ async fn metrics(State(h): State<GatewayHandle>) -> impl IntoResponse {
     )
 }
 
-/// Binds `addr` and serves `/metrics` until the gateway shuts down.
-pub async fn serve(addr: SocketAddr, handle: GatewayHandle) -> std::io::Result<SocketAddr> {
+/// Binds `addr` and serves `/metrics` until the gateway shuts down, with the
+/// admin listener's connection handling: `timeouts`' head and send bounds
+/// (this listener is the one meant for other hosts, so a client that connects
+/// and sends nothing, or stops reading, must not hold a connection for ever;
+/// `GET /metrics` has no body, so the body bounds never apply) and a lingering
+/// close.
+pub async fn serve(
+    addr: SocketAddr,
+    handle: GatewayHandle,
+    timeouts: AdminTimeouts,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let mut shutdown = handle.shutdown_signal();
     let app = Router::new().route("/metrics", get(metrics)).with_state(handle);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.recv().await;
-            })
-            .await;
-    });
+    let listener = LingeringListener::new(listener, Linger::ADMIN);
+    tokio::spawn(conn::serve(listener, app, timeouts, async move {
+        let _ = shutdown.recv().await;
+    }));
     Ok(local)
 }
