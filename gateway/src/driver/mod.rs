@@ -8,11 +8,14 @@
 //! session is one task of ours beside quinn's connection driver), and per
 //! channel one reader loop plus one writer. They share the state machine behind
 //! a short-held mutex ([`SessionCore`]); the session loop is woken through one
-//! `Notify` (its registry inbox's) whenever the machine has actions, a command
-//! arrives, or the gateway drains or shuts down (one task per gateway,
-//! [`relay_gateway_signals`], wakes every session then). A session's deadlines
-//! (idle timeout, resume-token refresh) are one `tokio::time::Sleep` at a time
-//! for the earliest, an entry in tokio's shared timer wheel, not a task.
+//! `Notify` (its registry inbox's) whenever a channel task leaves the machine
+//! actions, a command arrives, or the gateway drains or shuts down (one task
+//! per gateway, [`relay_gateway_signals`], wakes every session then). What the
+//! control stream's frames ask for (a Pong) the loop sees in the same turn
+//! that read them, with no wake-up. A session's deadlines (idle timeout,
+//! resume-token refresh) are one `tokio::time::Sleep` for the session's life,
+//! set to the earliest and moved only when it moves: an entry in tokio's
+//! shared timer wheel, not a task.
 
 mod channel;
 mod login;

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use outpost_backend::presence::{Claim, SessionEnd};
@@ -152,6 +153,17 @@ impl Running {
         let mut kicked = false;
         let mut check_drain = true;
         let core = self.core.clone();
+        // One timer for the session's whole life, moved only when the
+        // machine's next deadline moves (a Ping moves the idle deadline): a
+        // turn of the loop that leaves the deadline where it was touches no
+        // timer, where a `Sleep` made per turn was registered in and removed
+        // from tokio's timer wheel every turn. `armed`: whether it is set to
+        // the deadline it holds (not before the first turn, after it fired, or
+        // once the machine has no deadline); a flag, not a copy of the
+        // deadline, as the loop's state is memory per idle session.
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
+        let mut armed = false;
 
         loop {
             if let Some(end) = take_command(&core) {
@@ -191,13 +203,21 @@ impl Running {
                     return (end, false);
                 }
             }
-            let deadline = core
-                .with_machine(|m| m.poll_timeout())
-                .map(tokio::time::Instant::from_std);
+            let deadline = core.with_machine(|m| m.poll_timeout());
+            if deadline != armed.then(|| timer.deadline().into_std()) {
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(d.into());
+                }
+                armed = deadline.is_some();
+            }
             tokio::select! {
                 _ = core.inbox.notified() => {}
-                _ = sleep_until_opt(deadline) => core.with_machine(|m| m.handle_timeout(Instant::now())),
-                () = control.as_mut(), if !control_done => control_done = true,
+                () = timer.as_mut(), if armed => {
+                    // Fired: set again next turn, whatever the deadline then.
+                    armed = false;
+                    core.with_machine(|m| m.handle_timeout(Instant::now()));
+                }
+                done = control_turn(control.as_mut(), &core), if !control_done => control_done = done,
                 kick = presence.as_mut(), if !presence_done => {
                     presence_done = true;
                     if let Some(Kick { reason, message }) = kick {
@@ -486,14 +506,28 @@ fn resume_refresh_interval(resume_window_secs: u64) -> std::time::Duration {
     std::time::Duration::from_millis(resume_window_secs.saturating_mul(500))
 }
 
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
+/// One turn of the control stream's reader (`control`) in the session loop's
+/// `select!`: ready with `true` once the reader ended, with `false` as soon as
+/// the frames it read left the machine something to do (a Pong to send, a
+/// Kick, a close), so the loop carries that out in the same poll of its task.
+/// The reader used to wake the loop through the inbox's `Notify` after every
+/// frame instead: the task woke itself and was polled a second time (every
+/// branch of the `select!` again) for each heartbeat. Other wakers of the loop
+/// (channel tasks, the registry) still go through the inbox.
+fn control_turn<'a, F: Future<Output = ()>>(
+    mut control: Pin<&'a mut F>,
+    core: &'a SessionCore,
+) -> impl Future<Output = bool> + 'a {
+    std::future::poll_fn(move |cx| match control.as_mut().poll(cx) {
+        Poll::Ready(()) => Poll::Ready(true),
+        Poll::Pending if core.with_machine(|m| m.has_action()) => Poll::Ready(false),
+        Poll::Pending => Poll::Pending,
+    })
 }
 
-/// Reads the control stream and feeds the machine until the stream ends.
+/// Reads the control stream and feeds the machine until the stream ends. It
+/// never wakes the session loop itself: the loop polls it through
+/// [`control_turn`], which sees what the frames left the machine to do.
 ///
 /// Each frame takes a unit of tokio's cooperative budget, as a read from one
 /// of tokio's own sockets would (quinn's reads take none). Once the task's
@@ -513,15 +547,10 @@ async fn control_reader(core: Arc<SessionCore>, mut recv: RecvStream, max_frame_
                 Ok(msg) => core.with_machine(|m| m.handle_control(Instant::now(), msg)),
                 Err(e) => return reject_control(&core, e.code(), &e.to_string()),
             },
-            Ok(None) => {
-                core.with_machine(|m| m.handle_control_finished());
-                core.wake();
-                return;
-            }
+            Ok(None) => return core.with_machine(|m| m.handle_control_finished()),
             Err(FrameReadError::Stream(_)) => return, // the connection is going away
             Err(e) => return reject_control(&core, e.code(), &e.to_string()),
         }
-        core.wake();
     }
 }
 
@@ -530,5 +559,4 @@ async fn control_reader(core: Arc<SessionCore>, mut recv: RecvStream, max_frame_
 fn reject_control(core: &SessionCore, code: ErrorCode, message: &str) {
     metrics::counter!("outpost_frames_rejected_total", "code" => format!("{code:?}")).increment(1);
     core.with_machine(|m| m.handle_control_error(code, message));
-    core.wake();
 }
