@@ -17,27 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use common::*;
-use outpost_schema::{ChannelKind, ChannelMsg, ControlMsg, Request, RequestBody};
+use outpost_schema::{ChannelKind, ChannelMsg, ControlMsg};
 
 /// The metric tests here read is process-wide: one test at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Echo requests `first..first + n`, as one buffer of frames.
-fn echo_requests(first: u64, n: u64) -> Vec<u8> {
-    let mut frames = Vec::new();
-    for request_id in first..first + n {
-        let req = ChannelMsg::Request(Request {
-            request_id,
-            body: RequestBody::Echo {
-                payload: vec![],
-                push_count: 0,
-                delay_ms: 0,
-            },
-        });
-        frames.extend(req.encode());
-    }
-    frames
-}
 
 /// The id an answer on a channel is for (a response or an error).
 fn answered_id(frame: &[u8]) -> Result<u64> {

@@ -12,24 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use common::*;
 use outpost_client::Event;
-use outpost_schema::{ChannelKind, ChannelMsg, ControlMsg, ErrorCode, Request, RequestBody};
-
-/// Echo requests `first..first + n`, as one buffer of frames.
-fn echo_requests(first: u64, n: u64) -> Vec<u8> {
-    let mut frames = Vec::new();
-    for request_id in first..first + n {
-        let req = ChannelMsg::Request(Request {
-            request_id,
-            body: RequestBody::Echo {
-                payload: vec![],
-                push_count: 0,
-                delay_ms: 0,
-            },
-        });
-        frames.extend(req.encode());
-    }
-    frames
-}
+use outpost_schema::{ChannelKind, ChannelMsg, ControlMsg, ErrorCode};
 
 /// What a flooding client read back.
 #[derive(Default)]

@@ -421,3 +421,20 @@ pub fn status_and_json(response: &str) -> (u16, serde_json::Value) {
     let body = serde_json::from_str(http_body(response)).unwrap_or(serde_json::Value::Null);
     (status, body)
 }
+
+/// Echo requests `first..first + n`, as one buffer of frames.
+pub fn echo_requests(first: u64, n: u64) -> Vec<u8> {
+    let mut frames = Vec::new();
+    for request_id in first..first + n {
+        let req = outpost_schema::ChannelMsg::Request(outpost_schema::Request {
+            request_id,
+            body: outpost_schema::RequestBody::Echo {
+                payload: vec![],
+                push_count: 0,
+                delay_ms: 0,
+            },
+        });
+        frames.extend(req.encode());
+    }
+    frames
+}
