@@ -88,9 +88,18 @@ async fn a_stalled_client_is_closed_once_its_bound_passes() -> Result<()> {
             "a declared body that never comes",
             format!(
                 "PUT /flags/theme HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {token}\r\n\
-                 content-type: application/json\r\ncontent-length: 3000000\r\n\r\n"
+                 content-type: application/json\r\ncontent-length: 1000\r\n\r\n"
             ),
             vec!["408"],
+        ),
+        (
+            // Refused from its Content-Length alone: nothing to wait for.
+            "a declared body over the 2 MiB limit that never comes",
+            format!(
+                "PUT /flags/theme HTTP/1.1\r\nhost: admin\r\nauthorization: Bearer {token}\r\n\
+                 content-type: application/json\r\ncontent-length: 3000000\r\n\r\n"
+            ),
+            vec!["413"],
         ),
         (
             "a body that stops halfway",

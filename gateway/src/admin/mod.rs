@@ -157,6 +157,7 @@ pub async fn serve(
     // read. `unread` is outermost, so it sees every answer: the token check's,
     // the router's 404 and 405, the handlers' and the 408.
     let app = app
+        .layer(axum::extract::DefaultBodyLimit::max(reply::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             timeouts,
             timeouts::bound_body,

@@ -168,8 +168,16 @@ pub(crate) fn class_error<E: Classify + std::fmt::Display>(e: E, answers: &Class
     ApiError::new(status, code, e)
 }
 
+/// The largest request body the admin API reads, in bytes (2 MiB, axum's
+/// default, set explicitly in `serve` so that the early refusal below and the
+/// limit agree). Admin bodies are flags, manifests and corrections: a few KiB.
+pub(crate) const MAX_BODY_BYTES: usize = 2 << 20;
+
 /// A JSON request body. Decoding errors are 400 `invalid_json` naming the
-/// field (`rules[0].value: unknown variant ...`). The content type is not
+/// field (`rules[0].value: unknown variant ...`). A body over
+/// [`MAX_BODY_BYTES`] is 413 `invalid_body`: at once when its `Content-Length`
+/// says so (without it the answer waited for the body, which a client might
+/// never send), else once that much was read. The content type is not
 /// checked: every route needs the bearer token, which browsers never attach on
 /// their own, so the usual cross-site-form concern does not apply.
 pub(crate) struct JsonBody<T>(pub T);
@@ -178,6 +186,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(len) = declared.filter(|&len| len > MAX_BODY_BYTES as u64) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_body",
+                format!("the body is {len} bytes; the limit is {MAX_BODY_BYTES}"),
+            ));
+        }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))?;
