@@ -6,27 +6,17 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use outpost_schema::{ChannelKind, ControlMsg, ErrorCode, Kick};
+use outpost_schema::{ChannelKind, ErrorCode};
 
+use super::tests::{drain, kicked, ms};
 use super::*;
 use crate::config::GatewayConfig;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
+/// The tests' limits with a bound on refusals of `max_refused`.
 fn limits(max_refused: u32) -> SessionLimits {
     SessionLimits {
-        max_channels: 4,
-        max_in_flight_per_channel: 2,
-        outbound_queue_frames: 3,
-        outbound_queue_bytes: 1000,
-        request_rate_per_sec: 10.0,
-        request_burst: 5.0,
-        control_rate_per_sec: 2.0,
-        control_burst: 4.0,
-        idle_timeout: Duration::from_secs(30),
         max_refused_requests_per_window: max_refused,
+        ..tests::limits()
     }
 }
 
@@ -35,20 +25,7 @@ fn is_refused(v: &Verdict, code: ErrorCode) -> bool {
 }
 
 fn kicked_for_refusals(s: &mut Session) -> bool {
-    let actions: Vec<Action> = std::iter::from_fn(|| s.poll_action()).collect();
-    matches!(
-        &actions[..],
-        [
-            Action::SendControl(ControlMsg::Kick(Kick {
-                reason: ErrorCode::RateLimited,
-                ..
-            })),
-            Action::Close {
-                code: ErrorCode::RateLimited,
-                ..
-            }
-        ]
-    )
+    kicked(&drain(s), ErrorCode::RateLimited)
 }
 
 #[test]

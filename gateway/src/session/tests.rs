@@ -6,7 +6,7 @@ use outpost_schema::{ChannelKind, ControlMsg, ErrorCode, GoAway, Kick};
 
 use super::*;
 
-fn limits() -> SessionLimits {
+pub(super) fn limits() -> SessionLimits {
     SessionLimits {
         max_channels: 4,
         max_in_flight_per_channel: 2,
@@ -21,12 +21,24 @@ fn limits() -> SessionLimits {
     }
 }
 
-fn drain(s: &mut Session) -> Vec<Action> {
+pub(super) fn drain(s: &mut Session) -> Vec<Action> {
     std::iter::from_fn(|| s.poll_action()).collect()
 }
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
+}
+
+/// Whether `actions` are exactly a `Kick` with `code` followed by the close
+/// with the same code: how every kick of the session ends.
+pub(super) fn kicked(actions: &[Action], code: ErrorCode) -> bool {
+    matches!(
+        actions,
+        [
+            Action::SendControl(ControlMsg::Kick(Kick { reason, .. })),
+            Action::Close { code: closed, .. }
+        ] if *reason == code && *closed == code
+    )
 }
 
 #[test]
@@ -54,19 +66,7 @@ fn heartbeat_timeout_kicks_with_idle_timeout() {
     assert!(drain(&mut s).is_empty());
     s.handle_timeout(t0 + ms(30_000));
     let actions = drain(&mut s);
-    assert!(matches!(
-        &actions[..],
-        [
-            Action::SendControl(ControlMsg::Kick(Kick {
-                reason: ErrorCode::IdleTimeout,
-                ..
-            })),
-            Action::Close {
-                code: ErrorCode::IdleTimeout,
-                ..
-            }
-        ]
-    ));
+    assert!(kicked(&actions, ErrorCode::IdleTimeout));
     assert!(s.is_closed());
     assert_eq!(s.poll_timeout(), None);
     // Nothing more is ever emitted after Close.
@@ -218,19 +218,7 @@ fn control_flood_is_kicked_with_rate_limited() {
     assert_eq!(drain(&mut s).len(), 4);
     s.handle_control(t0, ControlMsg::Ping { nonce: 99 });
     let actions = drain(&mut s);
-    assert!(matches!(
-        &actions[..],
-        [
-            Action::SendControl(ControlMsg::Kick(Kick {
-                reason: ErrorCode::RateLimited,
-                ..
-            })),
-            Action::Close {
-                code: ErrorCode::RateLimited,
-                ..
-            }
-        ]
-    ));
+    assert!(kicked(&actions, ErrorCode::RateLimited));
 }
 
 #[test]
@@ -260,19 +248,7 @@ fn outbound_queue_bounds_close_a_slow_consumer() {
     s.enqueue(1, 10).unwrap();
     assert_eq!(s.enqueue(1, 10), Err(SlowConsumer));
     let actions = drain(&mut s);
-    assert!(matches!(
-        &actions[..],
-        [
-            Action::SendControl(ControlMsg::Kick(Kick {
-                reason: ErrorCode::SlowConsumer,
-                ..
-            })),
-            Action::Close {
-                code: ErrorCode::SlowConsumer,
-                ..
-            }
-        ]
-    ));
+    assert!(kicked(&actions, ErrorCode::SlowConsumer));
     // Bytes bound, on a fresh session.
     let mut s = Session::new(limits(), t0);
     s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
