@@ -92,40 +92,35 @@ pub fn document() -> utoipa::openapi::OpenApi {
     );
     components.responses.insert(
         UNAUTHORIZED.into(),
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(
-                    "`unauthorized`: the `Authorization: Bearer` header is missing, malformed or carries \
-                     the wrong token; nothing happened",
-                )
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                        .build(),
-                )
-                .build(),
+        error_response(
+            "`unauthorized`: the `Authorization: Bearer` header is missing, malformed or carries \
+             the wrong token; nothing happened",
         ),
     );
     components.responses.insert(
         REQUEST_TIMEOUT.into(),
-        RefOr::T(
-            ResponseBuilder::new()
-                .description(
-                    "`request_timeout`: the request body paused for over `admin_timeouts.body_idle_ms` \
-                     (default 30 s) or took over `admin_timeouts.body_ms` (default 300 s); nothing \
-                     happened (a handler acts only on a whole body) and the connection closes",
-                )
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                        .build(),
-                )
-                .build(),
+        error_response(
+            "`request_timeout`: the request body paused for over `admin_timeouts.body_idle_ms` \
+             (default 30 s) or took over `admin_timeouts.body_ms` (default 300 s); nothing \
+             happened (a handler acts only on a whole body) and the connection closes",
         ),
     );
     api
+}
+
+/// A shared response whose body is the API's `ErrorBody` JSON.
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// Every operation of `paths`.
