@@ -1,11 +1,12 @@
 //! The embedded backend's commit path (see the [module docs](super)): begin a
-//! transaction at the latest version, then at commit run the fault plan, check
-//! conflicts and apply the writes as one fjall batch under the commit lock,
-//! register the transaction's watches, and wait for durability.
+//! transaction at the latest version, then at commit run the fault plan, hand
+//! the transaction to the [committer thread](super::committer), which checks
+//! conflicts, applies the writes as one fjall batch and registers the
+//! transaction's watches, and wait for durability.
 
 use std::collections::BTreeMap;
-use std::sync::MutexGuard;
-use std::time::Instant;
+use std::sync::{MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use fjall::Readable;
 use tokio::sync::oneshot;
@@ -31,6 +32,13 @@ type ReadValues = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// A watch's starting point: the value its transaction saw, the value now.
 type WatchStart = (Option<Vec<u8>>, Option<Vec<u8>>);
 
+/// How long a runtime task waits for the commit lock before it hands its
+/// commit to the [committer thread](super::committer) (or begins its
+/// transaction without the lock). A commit holds the lock for a few
+/// microseconds; one that holds it longer is stalled inside fjall, and
+/// waiting for it would stop the task's runtime worker.
+const LOCK_PATIENCE: Duration = Duration::from_micros(200);
+
 /// How many commits back (under the commit lock) a watch's registration
 /// looks for a write of its key before reading the key's latest value
 /// instead: a few lookups in the log are cheaper than a store read, a long
@@ -38,13 +46,51 @@ type WatchStart = (Option<Vec<u8>>, Option<Vec<u8>>);
 const WATCH_LOG_LOOKBACK: usize = 64;
 
 /// What the synchronous part of a commit leaves to do.
-struct Applied {
-    /// Resolves once the commit is durable; `None`: nothing to wait for.
-    durable: Option<oneshot::Receiver<group_commit::Durable>>,
+pub(super) struct Applied {
+    /// What the commit waits for before it is done.
+    wait: DurableWait,
     /// The commit's versionstamp (none for read-only transactions) ...
     stamp: Option<TxVersionstamp>,
     /// ... and the futures waiting for it.
     stamps: Vec<oneshot::Sender<TxVersionstamp>>,
+}
+
+/// What a commit waits for before it returns.
+enum DurableWait {
+    /// Nothing: a relaxed commit, a relaxed read, or a buffered store.
+    Nothing,
+    /// A durable-mode commit at this version: its own journal sync.
+    Commit(u64),
+    /// A durable read at this read version: until what it read is durable.
+    Read(u64),
+}
+
+/// How a commit's outcome reaches its caller.
+pub(super) type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+impl Applied {
+    /// Finishes the commit: once what it waits for is durable (on the flusher
+    /// thread then, or at once), completes its versionstamp futures and calls
+    /// `done`. Called under the commit lock for writes, so that durable
+    /// commits reach the flusher in version order.
+    pub(super) fn finish(self, group: Option<&group_commit::GroupCommit>, done: Done) {
+        let Applied { wait, stamp, stamps } = self;
+        let complete = move |r: group_commit::Durable| {
+            if r.is_ok() {
+                if let Some(stamp) = stamp {
+                    for s in stamps {
+                        let _ = s.send(stamp);
+                    }
+                }
+            }
+            done(r.map_err(|()| StoreError::CommitUnknownResult));
+        };
+        match (wait, group) {
+            (DurableWait::Commit(v), Some(g)) => g.written(v, Box::new(complete)),
+            (DurableWait::Read(v), Some(g)) => g.wait_durable(v, Box::new(complete)),
+            _ => complete(Ok(())),
+        }
+    }
 }
 
 impl EmbeddedStore {
@@ -52,19 +98,64 @@ impl EmbeddedStore {
         self.inner.commit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The commit lock, if it can be had within [`LOCK_PATIENCE`] and no
+    /// commit is queued (see [`committer`](super::committer)): a commit holds
+    /// it for microseconds, unless fjall stalls inside it.
+    fn try_lock_commit(&self) -> Option<MutexGuard<'_, CommitState>> {
+        let start = Instant::now();
+        loop {
+            if !self.inner.committer.is_idle() {
+                return None;
+            }
+            match self.inner.commit.try_lock() {
+                Ok(cs) => return Some(cs),
+                Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) if start.elapsed() < LOCK_PATIENCE => std::thread::yield_now(),
+                Err(TryLockError::WouldBlock) => return None,
+            }
+        }
+    }
+
     /// Starts a transaction at the latest commit version.
-    pub(super) fn begin(&self) -> EmbeddedTx {
-        let cs = self.lock_commit();
+    ///
+    /// With the commit lock (when it can be had within [`LOCK_PATIENCE`]) the
+    /// snapshot is paired with the lock's last version, as every commit
+    /// applies under it. So a transaction does not begin just before the
+    /// commit in progress becomes visible (and then conflict with it: the
+    /// ledger bench's one-hot-player escrow grants retried 0.28 times per
+    /// grant when transactions began without the lock, 0.02 with it).
+    ///
+    /// When the lock is held longer (fjall stalled inside a commit) the
+    /// transaction begins without waiting, and reads its version from the
+    /// snapshot itself: every commit writes its version in the same fjall
+    /// batch as its data (atomic, one sequence number), so the snapshot holds
+    /// exactly the commits up to the version it reads.
+    pub(super) fn begin(&self) -> Result<EmbeddedTx, StoreError> {
+        if let Some(cs) = self.try_lock_commit() {
+            let snapshot = self.inner.db.snapshot();
+            let version = cs.version;
+            drop(cs);
+            return Ok(EmbeddedTx::new(self.inner.clone(), version, snapshot));
+        }
         let snapshot = self.inner.db.snapshot();
-        let version = cs.version;
-        drop(cs);
-        EmbeddedTx::new(self.inner.clone(), version, snapshot)
+        let version =
+            match snapshot
+                .get(&self.inner.meta, VERSION_KEY)
+                .map_err(StoreError::backend)?
+            {
+                None => 0,
+                Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                    StoreError::backend(std::io::Error::other("corrupt commit version record"))
+                })?),
+            };
+        Ok(EmbeddedTx::new(self.inner.clone(), version, snapshot))
     }
 
     /// Commits `tx`: conflict check and apply (synchronously, under the commit
-    /// lock), then wait for durability.
+    /// lock, on this task or the committer thread), then wait for durability.
     pub(super) async fn commit(&self, tx: &EmbeddedTx, durability: Durability) -> Result<(), StoreError> {
         let mut unknown_after = false;
+        let mut stall = None;
         if let Some(faults) = &self.inner.faults {
             let plan = faults.plan_commit(tx.is_read_only(), tx.0.started.elapsed());
             if let Some(d) = plan.delay {
@@ -73,6 +164,7 @@ impl EmbeddedStore {
             match plan.fault {
                 None => {}
                 Some(CommitFault::UnknownApplied) => unknown_after = true,
+                Some(CommitFault::Stall(d)) => stall = Some(d),
                 Some(fault) => {
                     // Not applied: its watches and versionstamp are cancelled.
                     tx.abandon();
@@ -84,38 +176,70 @@ impl EmbeddedStore {
                 }
             }
         }
-        self.commit_now(tx, durability).await?;
+        self.commit_now(tx, durability, stall).await?;
         if unknown_after {
             return Err(StoreError::CommitUnknownResult);
         }
         Ok(())
     }
 
-    async fn commit_now(&self, tx: &EmbeddedTx, durability: Durability) -> Result<(), StoreError> {
-        let Applied {
-            durable,
-            stamp,
-            stamps,
-        } = self.apply(tx, durability)?;
-        if let Some(durable) = durable {
-            durable
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .ok_or(StoreError::CommitUnknownResult)?;
-        }
-        if let Some(stamp) = stamp {
-            for s in stamps {
-                let _ = s.send(stamp);
-            }
-        }
-        Ok(())
+    /// The commit without the fault plan; `stall`: a scripted stall under the
+    /// commit lock first (see [`CommitFault::Stall`]).
+    async fn commit_now(
+        &self,
+        tx: &EmbeddedTx,
+        durability: Durability,
+        stall: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let (reply, done) = oneshot::channel();
+        let reply: Done = Box::new(move |r| {
+            let _ = reply.send(r);
+        });
+        let plain = match stall {
+            None => self.apply_plain_read(tx, durability)?,
+            Some(_) => None,
+        };
+        let done = if let Some(applied) = plain {
+            applied.finish(self.inner.group.as_ref(), reply);
+            done
+        } else if let Some(mut cs) = self.try_lock_commit() {
+            self.apply_and_finish(&mut cs, tx, durability, stall, reply);
+            done
+        } else {
+            self.inner.committer.submit(tx.clone(), durability, stall)
+        };
+        done.await.map_err(|_| StoreError::CommitUnknownResult)?
     }
 
-    /// The synchronous part of a commit: takes the transaction's state, then,
-    /// under the commit lock, checks conflicts, writes the batch, logs the
+    /// Applies `tx` under the commit lock `cs` and finishes it: `done` gets
+    /// the outcome once the commit is done (durable, if it asked to be).
+    pub(super) fn apply_and_finish(
+        &self,
+        cs: &mut CommitState,
+        tx: &EmbeddedTx,
+        durability: Durability,
+        stall: Option<Duration>,
+        done: Done,
+    ) {
+        if let Some(stall) = stall {
+            std::thread::sleep(stall);
+        }
+        match self.apply(cs, tx, durability) {
+            // Under the lock: durable commits reach the flusher in order.
+            Ok(applied) => applied.finish(self.inner.group.as_ref(), done),
+            Err(e) => done(Err(e)),
+        }
+    }
+
+    /// The synchronous part of a commit, under the commit lock `cs`: takes the
+    /// transaction's state, checks conflicts, writes the batch, logs the
     /// commit and registers the watches.
-    fn apply(&self, tx: &EmbeddedTx, durability: Durability) -> Result<Applied, StoreError> {
+    fn apply(
+        &self,
+        cs: &mut CommitState,
+        tx: &EmbeddedTx,
+        durability: Durability,
+    ) -> Result<Applied, StoreError> {
         let st = take_state(tx)?;
         tx.check_age()?;
         let TxState {
@@ -130,7 +254,6 @@ impl EmbeddedStore {
         } = st;
         let read_only = writes.is_empty() && cleared.is_empty() && stamped.is_empty();
 
-        let mut cs = self.lock_commit();
         if read_only {
             return self.apply_read_only(cs, tx, &read_values, watches, durability);
         }
@@ -151,19 +274,54 @@ impl EmbeddedStore {
         for (k, v) in &fin {
             cs.watches.key_written(k, v.as_deref());
         }
-        self.register_written_watches(&mut cs, tx, &fin, &read_values, watches)?;
+        self.register_written_watches(cs, tx, &fin, &read_values, watches)?;
         // A relaxed commit waits for nothing: its journal entry is made durable by
         // the next durable commit's flush (the journal is one ordered log).
-        let durable = match durability {
-            Durability::Durable => self.inner.group.as_ref().map(|g| g.written(version)),
-            Durability::Relaxed => None,
+        let wait = match durability {
+            Durability::Durable => DurableWait::Commit(version),
+            Durability::Relaxed => DurableWait::Nothing,
         };
-        drop(cs);
         Ok(Applied {
-            durable,
+            wait,
             stamp: Some(stamp),
             stamps,
         })
+    }
+
+    /// The commit of a transaction that wrote nothing and set no watch, on the
+    /// caller's task: it needs nothing of the commit state, so it does not
+    /// queue behind the committer. `None` (and the transaction untouched): it
+    /// wrote or watched something, and the committer must run it.
+    fn apply_plain_read(
+        &self,
+        tx: &EmbeddedTx,
+        durability: Durability,
+    ) -> Result<Option<Applied>, StoreError> {
+        {
+            let mut st = tx.0.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.finished {
+                return Err(StoreError::Cancelled);
+            }
+            if !(st.writes.is_empty()
+                && st.cleared.is_empty()
+                && st.stamped.is_empty()
+                && st.watches.is_empty())
+            {
+                return Ok(None);
+            }
+            // Dropped here: a plain read has no versionstamp futures to
+            // complete (they fail, as for any read-only commit).
+            *st = super::tx::TxState {
+                finished: true,
+                ..Default::default()
+            };
+        }
+        tx.check_age()?;
+        Ok(Some(Applied {
+            wait: read_wait(tx, durability),
+            stamp: None,
+            stamps: Vec::new(),
+        }))
     }
 
     /// The commit of a transaction that wrote nothing: serializable at its read
@@ -172,27 +330,18 @@ impl EmbeddedStore {
     /// (they fail). A durable one waits until what it read is durable.
     fn apply_read_only(
         &self,
-        mut cs: MutexGuard<'_, CommitState>,
+        cs: &mut CommitState,
         tx: &EmbeddedTx,
         read_values: &ReadValues,
         watches: TxWatches,
         durability: Durability,
     ) -> Result<Applied, StoreError> {
         for (key, fire) in watches {
-            let (seen, current) = self.watch_start(&cs, tx, read_values, &key)?;
+            let (seen, current) = self.watch_start(cs, tx, read_values, &key)?;
             cs.watches.register(key, seen, current.as_deref(), fire);
         }
-        drop(cs);
-        let durable = match durability {
-            Durability::Relaxed => None,
-            Durability::Durable => self
-                .inner
-                .group
-                .as_ref()
-                .and_then(|g| g.wait_durable(tx.0.read_version)),
-        };
         Ok(Applied {
-            durable,
+            wait: read_wait(tx, durability),
             stamp: None,
             stamps: Vec::new(),
         })
@@ -327,6 +476,15 @@ impl EmbeddedStore {
             .get(&self.inner.data, key)
             .map_err(StoreError::backend)?
             .map(|v| v.to_vec()))
+    }
+}
+
+/// What a read-only commit waits for: a durable one, until what it read is
+/// durable.
+fn read_wait(tx: &EmbeddedTx, durability: Durability) -> DurableWait {
+    match durability {
+        Durability::Relaxed => DurableWait::Nothing,
+        Durability::Durable => DurableWait::Read(tx.0.read_version),
     }
 }
 

@@ -13,6 +13,7 @@
 //! | `too_old`             | a transaction older than `too_old_after_ms`: `TransactionTooOld` |
 //! | `commit_delay`        | the commit waits up to `max_delay_ms` first                  |
 //! | `watch_delay`         | a watch fires up to `max_delay_ms` late                      |
+//! | stall (scripted only) | the commit blocks the thread that runs it, then applies (counted as `commit_delay`) |
 //!
 //! Read-only transactions meet only `too_old` and `commit_delay` (FoundationDB
 //! never reports a conflict or an unknown result for them). The retry loop then
@@ -257,6 +258,11 @@ pub enum CommitFault {
     Conflict,
     /// Report `TransactionTooOld` without applying.
     TooOld,
+    /// Block the thread that runs the commit for this long, then apply the
+    /// commit normally: what fjall does to a commit when its flushes fall
+    /// behind (it sleeps 100 ms at a time) or when a flush holds its locks
+    /// through a slow fsync. Scripted only; counted as a `commit_delay`.
+    Stall(Duration),
 }
 
 /// Decision for one commit: an optional delay first, then an optional fault.
@@ -392,6 +398,7 @@ impl FaultInjector {
             CommitFault::UnknownNotApplied => &self.counters.unknown_not_applied,
             CommitFault::Conflict => &self.counters.conflict,
             CommitFault::TooOld => &self.counters.too_old,
+            CommitFault::Stall(_) => &self.counters.commit_delay,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -489,6 +496,7 @@ mod tests {
                 Some(CommitFault::UnknownNotApplied) => seen[1] += 1,
                 Some(CommitFault::Conflict) => seen[2] += 1,
                 Some(CommitFault::TooOld) => seen[3] += 1,
+                Some(CommitFault::Stall(_)) => panic!("stalls are scripted only"),
                 None => {}
             }
             inj.plan_watch();

@@ -57,7 +57,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fjall::{Database, PersistMode};
-use tokio::sync::oneshot;
 
 /// When a lingering flush stops waiting for its batch to grow (see the module
 /// docs).
@@ -73,13 +72,20 @@ pub(super) enum LingerPolicy {
 /// flush failed (the commit's durability is then unknown).
 pub(super) type Durable = Result<(), ()>;
 
+/// What a waiter runs when its version is durable (or the flush failed): on
+/// the flusher thread, so it must be short (it completes the commit's
+/// futures). A callback rather than a channel, so that the committer thread
+/// can hand a commit's completion straight to the flusher and the caller's
+/// task is woken once per commit.
+pub(super) type OnDurable = Box<dyn FnOnce(Durable) + Send>;
+
 struct State {
     /// Highest version written to the journal (buffered).
     written: u64,
     /// Highest version known durable.
     durable: u64,
-    /// `(version, is a commit, sender)`: commits and durable reads waiting.
-    waiters: Vec<(u64, bool, oneshot::Sender<Durable>)>,
+    /// `(version, is a commit, callback)`: commits and durable reads waiting.
+    waiters: Vec<(u64, bool, OnDurable)>,
     /// Commits among `waiters`.
     commits_waiting: usize,
     /// Journal syncs done so far (tests check which commits cause one).
@@ -144,44 +150,43 @@ impl GroupCommit {
         })
     }
 
-    /// Records that `version` was written (call with the commit lock held, so
-    /// versions arrive in order) and returns a receiver resolved once it is durable.
-    pub(super) fn written(&self, version: u64) -> oneshot::Receiver<Durable> {
-        let (tx, rx) = oneshot::channel();
+    /// Records that `version` was written (call from the committer thread, so
+    /// versions arrive in order); `done` runs once it is durable.
+    pub(super) fn written(&self, version: u64, done: OnDurable) {
         let mut st = lock(&self.shared.state);
         if st.failed {
-            let _ = tx.send(Err(()));
-            return rx;
+            drop(st);
+            done(Err(()));
+            return;
         }
         st.written = st.written.max(version);
-        st.waiters.push((version, true, tx));
+        st.waiters.push((version, true, done));
         st.commits_waiting += 1;
         let wake = st.flusher_idle || (st.flusher_lingering && st.commits_waiting == st.last_batch);
         drop(st);
         if wake {
             self.shared.wake.notify_one();
         }
-        rx
     }
 
-    /// A receiver resolved once every durable-mode commit up to `version` is
-    /// durable, or `None` if that is already so. Read-only transactions use it so
-    /// they never return data a crash could undo. Relaxed commits (which never call
-    /// [`written`](Self::written)) are not waited for: `written` is the newest
-    /// durable-mode commit, so versions above it were all relaxed.
-    pub(super) fn wait_durable(&self, version: u64) -> Option<oneshot::Receiver<Durable>> {
+    /// Runs `done` once every durable-mode commit up to `version` is durable
+    /// (at once, on this thread, if that is already so). Read-only transactions
+    /// use it so they never return data a crash could undo. Relaxed commits
+    /// (which never call [`written`](Self::written)) are not waited for:
+    /// `written` is the newest durable-mode commit, so versions above it were
+    /// all relaxed.
+    pub(super) fn wait_durable(&self, version: u64, done: OnDurable) {
         let mut st = lock(&self.shared.state);
         let version = version.min(st.written);
         if st.durable >= version {
-            return None;
-        }
-        let (tx, rx) = oneshot::channel();
-        if st.failed {
-            let _ = tx.send(Err(()));
+            drop(st);
+            done(Ok(()));
+        } else if st.failed {
+            drop(st);
+            done(Err(()));
         } else {
-            st.waiters.push((version, false, tx));
+            st.waiters.push((version, false, done));
         }
-        Some(rx)
     }
 }
 
@@ -270,7 +275,7 @@ fn flusher(
                 st.last_batch = released;
                 drop(st);
                 for (_, _, w) in done {
-                    let _ = w.send(Ok(()));
+                    w(Ok(()));
                 }
             }
             Err(e) => {
@@ -278,11 +283,14 @@ fn flusher(
                 st.failed = true;
                 // Nothing is durable any more; fail every waiter, then stop.
                 st.commits_waiting = 0;
-                for (_, _, w) in st.waiters.drain(..) {
-                    let _ = w.send(Err(()));
-                }
+                let failed = std::mem::take(&mut st.waiters);
                 st.durable = st.written;
-                if st.shutdown {
+                let stop = st.shutdown;
+                drop(st);
+                for (_, _, w) in failed {
+                    w(Err(()));
+                }
+                if stop {
                     return;
                 }
             }

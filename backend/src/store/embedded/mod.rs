@@ -14,7 +14,9 @@
 //!   (a `u64`, persisted in every batch under `meta/version`, so versions and
 //!   versionstamps keep increasing across restarts). A transaction's read version is
 //!   the last commit version when it began, taken together with a fjall snapshot
-//!   under the commit lock, so the snapshot holds exactly the commits up to it.
+//!   under the commit lock (or, when a commit stalled in fjall holds the lock,
+//!   read from the snapshot's own `meta/version`), so the snapshot holds exactly
+//!   the commits up to it.
 //! - **Conflicts** ([`conflict`]): transactions record point and range reads; a
 //!   bounded log of recent commits records written keys and cleared ranges. At
 //!   commit, under the commit lock, a transaction fails with `Conflict` if a commit
@@ -41,15 +43,22 @@
 //!
 //! The critical section (conflict check, apply, journal write into fjall's buffer)
 //! takes microseconds and runs on the calling task; point and range reads are
-//! served from fjall's memtables and block cache on the calling task too. Only the
-//! fsync (the long wait) runs on a dedicated thread. If fjall applies write
-//! backpressure (compaction far behind), commits stall inside the lock.
+//! served from fjall's memtables and block cache on the calling task too. The
+//! fsync (the long wait) runs on a dedicated thread. fjall can stall a commit
+//! inside the lock (a flush holding its locks through an fsync; its write
+//! backpressure, which sleeps while flushes fall behind): a task that cannot
+//! have the lock within 200 µs hands its commit to the [`committer`] thread
+//! rather than stop its runtime worker, so such a stall stops one runtime
+//! worker at most. Reads still take fjall's version lock for a moment and can
+//! wait while a flush holds it (`benches/store_stall.rs` measures how long the
+//! runtime stops).
 //!
 //! This backend never produces `CommitUnknownResult` except when an fsync fails
 //! (the store then refuses every further write until it is reopened) or when its
 //! fault mode ([`faults`], off by default) injects FoundationDB's failure modes.
 
 mod commit;
+pub mod committer;
 pub mod conflict;
 pub mod faults;
 pub mod group_commit;
@@ -65,6 +74,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use rand::Rng;
 use serde::Deserialize;
 
+use self::committer::Committer;
 use self::conflict::CommitLog;
 use self::faults::{CommitFault, FaultConfig, FaultConfigError, FaultCounts, FaultInjector};
 use self::group_commit::GroupCommit;
@@ -225,10 +235,13 @@ pub enum OpenError {
     CorruptVersion(PathBuf),
 }
 
+/// What commits share, under the commit lock.
 struct CommitState {
     /// Last commit version applied (visible).
     version: u64,
+    /// Recent commits' written keys and cleared ranges, for conflict checks.
     log: CommitLog,
+    /// Watches waiting for a write of their key.
     watches: WatchRegistry,
 }
 
@@ -237,7 +250,11 @@ pub(super) struct Inner {
     pub(super) data: Keyspace,
     meta: Keyspace,
     persist: PersistMode,
+    /// The commit lock: commits apply one at a time, in version order.
     commit: Mutex<CommitState>,
+    /// Runs the commits that would otherwise wait for the commit lock on a
+    /// runtime worker (see [`committer`]).
+    committer: Committer,
     /// The fault injector; `None` (the default) costs one check per commit/watch.
     faults: Option<FaultInjector>,
     /// Present in durable mode. Declared last: dropped after the keyspaces, and it
@@ -322,6 +339,7 @@ impl EmbeddedStore {
                     ),
                     watches: WatchRegistry::default(),
                 }),
+                committer: Committer::start()?,
                 faults: config.faults.clone().map(FaultInjector::new),
                 group,
             }),
@@ -382,7 +400,13 @@ impl Store for EmbeddedStore {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let tx = self.begin();
+            let tx = match self.begin() {
+                Ok(tx) => tx,
+                Err(e) => {
+                    super::metrics::failed(BACKEND, &e);
+                    return Err(TxError::Store(e));
+                }
+            };
             let run = f(tx.clone());
             // The timeout bounds the closure; a commit that started is awaited
             // to the end, so a timeout never hides a successful commit.
@@ -428,5 +452,7 @@ impl Store for EmbeddedStore {
     }
 }
 
+#[cfg(test)]
+mod committer_tests;
 #[cfg(test)]
 mod tests;
