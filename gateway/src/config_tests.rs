@@ -77,6 +77,13 @@ fn unknown_keys_and_contradictions_are_refused() {
     assert!(c.validate().is_err(), "a session could not be refused once");
     c.limits.max_refused_requests_per_window = 1;
     c.validate().unwrap();
+    c.limits.max_failed_channels_per_window = 0;
+    assert!(
+        c.validate().is_err(),
+        "a session could not have a channel refused once"
+    );
+    c.limits.max_failed_channels_per_window = 1;
+    c.validate().unwrap();
     let c = GatewayConfig {
         region: "EU_West".into(),
         ..GatewayConfig::default()

@@ -399,6 +399,7 @@ pub(crate) fn session_limits(config: &GatewayConfig) -> SessionLimits {
         control_burst: l.control_burst,
         idle_timeout: Duration::from_millis(config.session.idle_timeout_ms),
         max_refused_requests_per_window: l.max_refused_requests_per_window,
+        max_failed_channels_per_window: l.max_failed_channels_per_window,
     }
 }
 

@@ -38,6 +38,10 @@ pub struct SessionLimits {
     /// Refused requests a session may get in one
     /// [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW); the next closes it.
     pub max_refused_requests_per_window: u32,
+    /// Channels a session may have refused or failed for what its client
+    /// sent in one [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW); the next closes
+    /// it ([`Session::channel_failed`]).
+    pub max_failed_channels_per_window: u32,
 }
 
 /// Something the driver must do for the session.
@@ -105,7 +109,7 @@ pub struct Session {
     control_rate: TokenBucket,
     /// Channel requests, across all channels of the session.
     request_rate: TokenBucket,
-    /// Requests refused in the current window, across all channels.
+    /// Requests refused, and channels refused or failed, in the current window.
     strikes: Strikes,
     /// Open channels, each with its in-flight and outbound-queue accounting.
     channels: HashMap<ChannelId, ChannelState>,
@@ -279,6 +283,29 @@ impl Session {
             code,
             retry_after,
             message,
+        }
+    }
+
+    /// The gateway refused a channel the client opened, or ended one with a
+    /// channel-level error, for what the client sent (`ChannelStream`: a bad
+    /// or unexpected frame, request id 0, an unknown channel kind, the
+    /// channel limit). Counted against the session's
+    /// `max_failed_channels_per_window` (per
+    /// [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW)): the one over it closes the
+    /// session with `Kick { RateLimited }`. Nothing is counted once the
+    /// session is closed (its channels are refused with `ShuttingDown`).
+    pub fn channel_failed(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        if self
+            .strikes
+            .fail_channel(now, self.limits.max_failed_channels_per_window)
+        {
+            self.kick(
+                ErrorCode::RateLimited,
+                "too many channels refused or failed: fix what the client sends on its channels",
+            );
         }
     }
 
