@@ -202,6 +202,20 @@ async fn kicked_while_another_is_not(bytes: fn() -> Vec<u8>) -> Result<()> {
     for l in loops {
         l.await??;
     }
+    // Operators tell this kick from the other RateLimited ones (every
+    // gateway of this test binary shares one metrics registry, and no test
+    // here breaks another bound).
+    let metrics = scrape(gw.admin).await?;
+    let kicks = |cause: &str| {
+        sample(
+            &metrics,
+            "outpost_rate_limit_kicks_total",
+            &[&format!("cause=\"{cause}\"")],
+        )
+    };
+    assert!(kicks("failed_channels") >= Some(1.0), "{metrics}");
+    assert_eq!(kicks("refused_requests"), Some(0.0));
+    assert_eq!(kicks("control_frames"), Some(0.0));
     let bound = u64::from(world.config().limits.max_failed_channels_per_window);
     let failed = failed.load(Ordering::Relaxed);
     eprintln!(

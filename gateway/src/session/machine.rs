@@ -77,6 +77,37 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlowConsumer;
 
+/// Which bound a session broke when it was kicked with `RateLimited`: three
+/// share that wire code, and operators tell them apart by
+/// `outpost_rate_limit_kicks_total{cause}`, which the driver counts from
+/// [`Session::rate_limit_cause`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitCause {
+    /// Control frames over `control_rate_per_sec` (section 3.2).
+    ControlFrames,
+    /// Refused requests over `max_refused_requests_per_window`.
+    RefusedRequests,
+    /// Channels refused or failed over `max_failed_channels_per_window`.
+    FailedChannels,
+}
+
+impl RateLimitCause {
+    pub const ALL: [RateLimitCause; 3] = [
+        RateLimitCause::ControlFrames,
+        RateLimitCause::RefusedRequests,
+        RateLimitCause::FailedChannels,
+    ];
+
+    /// The metric's `cause` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitCause::ControlFrames => "control_frames",
+            RateLimitCause::RefusedRequests => "refused_requests",
+            RateLimitCause::FailedChannels => "failed_channels",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Active,
@@ -84,7 +115,10 @@ enum Phase {
     Draining {
         close_at: Instant,
     },
-    Closed,
+    /// Kept here, not in a field of its own, so the session grows by nothing.
+    Closed {
+        rate_limited: Option<RateLimitCause>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -159,7 +193,15 @@ impl Session {
 
     /// True once the machine has emitted its `Close`.
     pub fn is_closed(&self) -> bool {
-        self.phase == Phase::Closed
+        matches!(self.phase, Phase::Closed { .. })
+    }
+
+    /// Which bound closed the session with `Kick { RateLimited }`, if one did.
+    pub fn rate_limit_cause(&self) -> Option<RateLimitCause> {
+        match self.phase {
+            Phase::Closed { rate_limited } => rate_limited,
+            _ => None,
+        }
     }
 
     /// True while draining (GoAway sent, not yet closed).
@@ -180,7 +222,7 @@ impl Session {
         self.handle_received(now);
         let (rate, burst) = (self.limits.control_rate_per_sec, self.limits.control_burst);
         if self.control_rate.try_take(now, rate, burst).is_err() {
-            return self.kick(ErrorCode::RateLimited, "too many control frames");
+            return self.rate_limit(RateLimitCause::ControlFrames, "too many control frames");
         }
         match msg {
             ControlMsg::Ping { nonce } => self
@@ -274,8 +316,8 @@ impl Session {
             .strikes
             .refuse(now, self.limits.max_refused_requests_per_window)
         {
-            self.kick(
-                ErrorCode::RateLimited,
+            self.rate_limit(
+                RateLimitCause::RefusedRequests,
                 "too many refused requests: honour retry_after_ms and max_in_flight_per_channel",
             );
         }
@@ -302,8 +344,8 @@ impl Session {
             .strikes
             .fail_channel(now, self.limits.max_failed_channels_per_window)
         {
-            self.kick(
-                ErrorCode::RateLimited,
+            self.rate_limit(
+                RateLimitCause::FailedChannels,
                 "too many channels refused or failed: fix what the client sends on its channels",
             );
         }
@@ -387,6 +429,17 @@ impl Session {
         self.close(reason, message);
     }
 
+    /// Kicks with `RateLimited` for `cause`.
+    fn rate_limit(&mut self, cause: RateLimitCause, message: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.kick(ErrorCode::RateLimited, message);
+        self.phase = Phase::Closed {
+            rate_limited: Some(cause),
+        };
+    }
+
     /// A write on the control stream blocked for [`CONTROL_WRITE_TIMEOUT`]:
     /// the client is not reading it. Closes with `SlowConsumer` and drops
     /// whatever was still to be sent, a queued Kick or Close included (they
@@ -394,7 +447,7 @@ impl Session {
     /// lingered for).
     pub fn handle_control_write_timeout(&mut self) {
         self.actions.clear();
-        self.phase = Phase::Closed;
+        self.phase = Phase::Closed { rate_limited: None };
         self.actions.push_back(Action::Close {
             code: ErrorCode::SlowConsumer,
             message: "control stream not read".into(),
@@ -406,7 +459,7 @@ impl Session {
         if self.is_closed() {
             return;
         }
-        self.phase = Phase::Closed;
+        self.phase = Phase::Closed { rate_limited: None };
         self.actions.push_back(Action::Close {
             code,
             message: message.into(),
@@ -432,7 +485,7 @@ impl Session {
     /// The drain deadline and the idle timeout.
     fn handle_deadlines(&mut self, now: Instant) {
         match self.phase {
-            Phase::Closed => {}
+            Phase::Closed { .. } => {}
             Phase::Draining { close_at } if now >= close_at => {
                 self.close(ErrorCode::Draining, "drain deadline reached")
             }
@@ -448,7 +501,7 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.last_rx + self.limits.idle_timeout;
         let next = match self.phase {
-            Phase::Closed => return None,
+            Phase::Closed { .. } => return None,
             Phase::Draining { close_at } => close_at.min(idle),
             Phase::Active => idle,
         };

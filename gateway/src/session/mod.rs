@@ -25,7 +25,9 @@ pub use login::{
     ForeignFacts, FrameError, LoggedIn, Login, LoginConfig, LoginRefusal, LoginStep, PresenceOutcome,
     QueueDecision, QueueUpdate,
 };
-pub use machine::{Action, ChannelId, Session, SessionLimits, SlowConsumer, Verdict, CONTROL_WRITE_TIMEOUT};
+pub use machine::{
+    Action, ChannelId, RateLimitCause, Session, SessionLimits, SlowConsumer, Verdict, CONTROL_WRITE_TIMEOUT,
+};
 pub use rate::{retry_after_ms, TokenBucket};
 pub use strikes::REFUSAL_WINDOW;
 

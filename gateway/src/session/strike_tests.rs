@@ -64,6 +64,7 @@ fn the_refusal_over_the_bound_kicks_with_rate_limited() {
     ));
     assert!(kicked_for_refusals(&mut s));
     assert!(s.is_closed());
+    assert_eq!(s.rate_limit_cause(), Some(RateLimitCause::RefusedRequests));
     assert!(is_refused(
         &s.admit_request(t0 + ms(2), 1, 31),
         ErrorCode::ShuttingDown
@@ -301,6 +302,7 @@ fn a_client_looping_open_bad_frame_is_kicked_with_rate_limited() {
         StreamStep::Fail { .. }
     ));
     assert!(kicked(&drain(&mut s), ErrorCode::RateLimited));
+    assert_eq!(s.rate_limit_cause(), Some(RateLimitCause::FailedChannels));
     // Once closed, a new stream is refused and nothing more is counted or sent.
     let step = open_then(&mut s, 24, t0 + ms(2), junk());
     assert!(
