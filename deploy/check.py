@@ -29,10 +29,14 @@ if errors:
 
 config = tomllib.loads(by_kind["ConfigMap"]["data"]["gateway.toml"])
 drain = {**defaults["drain"], **config.get("drain", {})}
-deadline_s = drain["deadline_ms"] / 1000
+# After the drain the exit waits up to admin_timeouts.shutdown_grace_ms for the
+# admin requests in progress: the kill must come after both.
+admin_grace = {**defaults["admin_timeouts"], **config.get("admin_timeouts", {})}["shutdown_grace_ms"]
+deadline_s = (drain["deadline_ms"] + admin_grace) / 1000
 pod = by_kind["StatefulSet"]["spec"]["template"]["spec"]
 grace = pod.get("terminationGracePeriodSeconds", 30)
-check(grace > deadline_s, f"k8s: terminationGracePeriodSeconds {grace} must exceed drain.deadline_ms ({deadline_s} s)")
+check(grace > deadline_s, f"k8s: terminationGracePeriodSeconds {grace} must exceed drain.deadline_ms "
+      f"plus admin_timeouts.shutdown_grace_ms ({deadline_s} s)")
 (gw,) = [c for c in pod["containers"] if c["name"] == "gateway"]
 check(gw.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", "k8s: readiness probe must be /readyz")
 check(gw.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", "k8s: liveness probe must be /healthz")
@@ -62,8 +66,9 @@ check(by_kind["PodDisruptionBudget"]["spec"]["selector"] == by_kind["StatefulSet
 
 unit = (DEPLOY / "systemd/outpost-gateway.service").read_text()
 m = re.search(r"^TimeoutStopSec=(\d+)s?$", unit, re.M)
-check(m is not None and int(m.group(1)) > defaults["drain"]["deadline_ms"] / 1000,
-      "systemd: TimeoutStopSec must exceed drain.deadline_ms")
+stop_after = defaults["drain"]["deadline_ms"] + defaults["admin_timeouts"]["shutdown_grace_ms"]
+check(m is not None and int(m.group(1)) > stop_after / 1000,
+      "systemd: TimeoutStopSec must exceed drain.deadline_ms plus admin_timeouts.shutdown_grace_ms")
 check(re.search(r"^KillSignal=SIGTERM$", unit, re.M) is not None, "systemd: KillSignal must be SIGTERM (drain)")
 
 docker = (DEPLOY / "docker/Dockerfile").read_text()

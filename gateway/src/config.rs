@@ -306,6 +306,15 @@ pub struct LimitsConfig {
     /// about 16,000): keep the bound well above the former. The SDK queues beyond the in-flight bound and does not retry
     /// refusals by itself.
     pub max_refused_requests_per_window: u32,
+    /// Channels a session may have refused, or closed with `Error {
+    /// request_id: 0 }`, for what its client sent, per 10-second window (as
+    /// `max_refused_requests_per_window`); the next closes the session with
+    /// `Kick { RateLimited }` (PROTOCOL.md §4 "Failed channels"). > 0; default
+    /// 100. Its own, lower bound: each costs a stream, a task and an answer,
+    /// five refused requests (PERFORMANCE.md, "What a loop of failed channels
+    /// costs"); under the refusals' bound one client could hold 10% of a core
+    /// for ever (0.05% under 100), and no well-behaved client fails a channel.
+    pub max_failed_channels_per_window: u32,
 }
 
 impl Default for LimitsConfig {
@@ -322,6 +331,7 @@ impl Default for LimitsConfig {
             control_rate_per_sec: 20.0,
             control_burst: 40.0,
             max_refused_requests_per_window: 20_000,
+            max_failed_channels_per_window: 100,
         }
     }
 }
@@ -517,8 +527,10 @@ impl GatewayConfig {
         if rates.iter().any(|r| !r.is_finite() || *r <= 0.0) {
             return bad("limits rates and bursts must be positive numbers");
         }
-        if l.max_refused_requests_per_window == 0 {
-            return bad("limits.max_refused_requests_per_window must be > 0");
+        if l.max_refused_requests_per_window == 0 || l.max_failed_channels_per_window == 0 {
+            return bad(
+                "limits.max_refused_requests_per_window and max_failed_channels_per_window must be > 0",
+            );
         }
         let s = &self.session;
         if s.heartbeat_interval_ms == 0 || s.idle_timeout_ms <= s.heartbeat_interval_ms {

@@ -77,6 +77,13 @@ fn unknown_keys_and_contradictions_are_refused() {
     assert!(c.validate().is_err(), "a session could not be refused once");
     c.limits.max_refused_requests_per_window = 1;
     c.validate().unwrap();
+    c.limits.max_failed_channels_per_window = 0;
+    assert!(
+        c.validate().is_err(),
+        "a session could not have a channel refused once"
+    );
+    c.limits.max_failed_channels_per_window = 1;
+    c.validate().unwrap();
     let c = GatewayConfig {
         region: "EU_West".into(),
         ..GatewayConfig::default()
@@ -91,12 +98,19 @@ fn unknown_keys_and_contradictions_are_refused() {
     let mut c = GatewayConfig::default();
     c.admin_timeouts.body_idle_ms = c.admin_timeouts.body_ms + 1;
     assert!(c.validate().is_err(), "a pause longer than the whole body");
+    let mut c = GatewayConfig::default();
+    c.admin_timeouts.shutdown_grace_ms = 0;
+    assert!(
+        c.validate().is_err(),
+        "a zero shutdown grace would cut every request in progress at shutdown"
+    );
     let c: GatewayConfig = toml::from_str("[admin_timeouts]\nhead_ms = 2500").unwrap();
     assert_eq!(c.admin_timeouts.head_ms, 2500);
     assert_eq!(
         c.admin_timeouts.body_ms, 300_000,
         "the others keep their defaults"
     );
+    assert_eq!(c.admin_timeouts.shutdown_grace_ms, 10_000);
 }
 
 /// `deploy/gateway.toml` is the annotated example operators start from: what it

@@ -6,7 +6,8 @@
 //!
 //! Shutdown follows mini-redis: a broadcast signal tells every task to stop, and a
 //! completion channel (every connection task holds a sender clone) tells the
-//! gateway when the last one is gone.
+//! gateway when the last one is gone The admin and metrics listeners stop alike
+//! (`admin::conn`), and [`RunningGateway::wait`] awaits them too.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,6 +79,8 @@ pub struct RunningGateway {
     admin_token: crate::admin::AdminToken,
     handle: GatewayHandle,
     task: JoinHandle<()>,
+    /// The admin and metrics listeners' serving tasks.
+    http: Vec<JoinHandle<()>>,
 }
 
 impl RunningGateway {
@@ -90,10 +93,13 @@ impl RunningGateway {
         self.admin_token.as_str()
     }
 
-    /// Waits until the gateway has stopped (after a drain or a shutdown) and every
-    /// connection task has finished.
+    /// Waits until the gateway has stopped (after a drain or a shutdown), every
+    /// connection task has finished and the admin and metrics listeners have
+    /// answered the requests in progress at the shutdown (at most
+    /// `admin_timeouts.shutdown_grace_ms`, beside the sessions' close).
     pub async fn wait(self) {
-        let _ = self.task.await;
+        let http = futures::future::join_all(self.http);
+        let _ = tokio::join!(self.task, http);
     }
 }
 
@@ -194,7 +200,7 @@ pub async fn start_with_stores(
         tls: quic.tls.clone(),
     });
     let handle = GatewayHandle::new(control.clone());
-    let (admin_addr, metrics_addr) = serve_http(&sessions.config, &handle, &admin_token).await?;
+    let (admin_addr, metrics_addr, http) = serve_http(&sessions.config, &handle, &admin_token).await?;
     info!(quic_addr = %quic.addr, %admin_addr, ?metrics_addr, region = %sessions.config.region, "gateway listening");
 
     control.spawn_background(Background {
@@ -222,6 +228,7 @@ pub async fn start_with_stores(
         admin_token,
         handle,
         task,
+        http,
     })
 }
 
@@ -343,13 +350,13 @@ fn router(
 }
 
 /// Serves the admin API and, when `metrics.listen` is set, the metrics-only
-/// listener; their addresses.
+/// listener; their addresses and serving tasks.
 async fn serve_http(
     config: &GatewayConfig,
     handle: &GatewayHandle,
     admin_token: &crate::admin::AdminToken,
-) -> Result<(SocketAddr, Option<SocketAddr>), StartError> {
-    let admin_addr = crate::admin::serve(
+) -> Result<(SocketAddr, Option<SocketAddr>, Vec<JoinHandle<()>>), StartError> {
+    let (admin_addr, admin) = crate::admin::serve(
         config.admin_listen,
         handle.clone(),
         admin_token,
@@ -360,18 +367,22 @@ async fn serve_http(
         what: "admin HTTP",
         source,
     })?;
+    let mut served = vec![admin];
     let metrics_addr = match config.metrics.listen {
-        Some(addr) => Some(
-            crate::metrics::listener::serve(addr, handle.clone(), config.admin_timeouts)
-                .await
-                .map_err(|source| StartError::Bind {
-                    what: "metrics HTTP",
-                    source,
-                })?,
-        ),
+        Some(addr) => {
+            let (addr, metrics) =
+                crate::metrics::listener::serve(addr, handle.clone(), config.admin_timeouts)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        what: "metrics HTTP",
+                        source,
+                    })?;
+            served.push(metrics);
+            Some(addr)
+        }
         None => None,
     };
-    Ok((admin_addr, metrics_addr))
+    Ok((admin_addr, metrics_addr, served))
 }
 
 /// Every session's limits, from the gateway's configuration.
@@ -388,6 +399,7 @@ pub(crate) fn session_limits(config: &GatewayConfig) -> SessionLimits {
         control_burst: l.control_burst,
         idle_timeout: Duration::from_millis(config.session.idle_timeout_ms),
         max_refused_requests_per_window: l.max_refused_requests_per_window,
+        max_failed_channels_per_window: l.max_failed_channels_per_window,
     }
 }
 

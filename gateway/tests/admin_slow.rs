@@ -22,6 +22,7 @@ const BOUNDS: AdminTimeouts = AdminTimeouts {
     body_idle_ms: 500,
     body_ms: 10_000,
     send_idle_ms: 500,
+    shutdown_grace_ms: 10_000,
 };
 
 /// How long a connection may stay open before the test calls it held: far

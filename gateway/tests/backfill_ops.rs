@@ -36,21 +36,6 @@ async fn push(events: &mut outpost_client::Events, found: bool) -> Option<MatchI
         .expect("a matchmaking push")
 }
 
-/// The value of the sample of `name` carrying every label of `labels`
-/// (`k="v"` pairs), from a Prometheus text exposition.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .find(|l| labels.iter().all(|kv| l.contains(kv)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-async fn scrape(addr: std::net::SocketAddr) -> Result<String> {
-    tokio::task::spawn_blocking(move || http(addr, "GET", "/metrics")).await?
-}
-
 #[tokio::test]
 async fn a_backfill_with_leavers_and_a_deadline_expiry_show_in_the_match_and_the_metrics() -> Result<()> {
     let world = World::new().await?;

@@ -171,6 +171,18 @@ fn channel_limits_table_matches_the_config() {
         "refusals, then the window in seconds"
     );
     assert_eq!(REFUSAL_WINDOW.subsec_nanos(), 0, "the table says whole seconds");
+    assert_eq!(
+        table_default("failed channels per session"),
+        [
+            u64::from(l.max_failed_channels_per_window),
+            REFUSAL_WINDOW.as_secs()
+        ],
+        "channels, then the window in seconds"
+    );
+    assert_eq!(
+        first_after("takes a window over it (default"),
+        u64::from(l.max_failed_channels_per_window)
+    );
     // The prose on refused requests names the same limit and window, and
     // the most a client honouring retry_after_ms is refused.
     assert_eq!(first_after("counted, in windows of"), REFUSAL_WINDOW.as_secs());

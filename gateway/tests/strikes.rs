@@ -201,6 +201,20 @@ async fn a_session_that_keeps_sending_refused_requests_is_kicked_and_another_is_
     stop.store(true, Ordering::Relaxed);
     let _ = writer.await?;
     reader.await?;
+    // Operators tell this kick from the other RateLimited ones (the gateways
+    // of this test binary share one metrics registry, and no other test here
+    // is kicked).
+    let metrics = scrape(gw.admin).await?;
+    let kicks = |cause: &str| {
+        sample(
+            &metrics,
+            "outpost_rate_limit_kicks_total",
+            &[&format!("cause=\"{cause}\"")],
+        )
+    };
+    assert_eq!(kicks("refused_requests"), Some(1.0), "{metrics}");
+    assert_eq!(kicks("failed_channels"), Some(0.0));
+    assert_eq!(kicks("control_frames"), Some(0.0));
     let bound = u64::from(world.config().limits.max_refused_requests_per_window);
     eprintln!(
         "the flooder was kicked after {kicked_after:?}: {} answers read ({} refusals, bound {bound})",

@@ -18,6 +18,7 @@ const BOUNDS: AdminTimeouts = AdminTimeouts {
     body_idle_ms: 300,
     body_ms: 5_000,
     send_idle_ms: 300,
+    shutdown_grace_ms: 5_000,
 };
 
 /// Three times the head and idle bounds.

@@ -18,6 +18,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -78,6 +80,22 @@ pub(crate) struct LingeringStream {
     stream: TcpStream,
     linger: Linger,
     close: Close,
+    /// Set: the close sends the FIN and does not linger ([`LingerSkip`]).
+    skip: Arc<AtomicBool>,
+}
+
+/// Makes a [`LingeringStream`]'s close skip the linger, for a connection
+/// closed with no request in progress: no answer is being sent, so there is
+/// none for a client still uploading to miss, while a client that keeps an
+/// idle connection open without reading would hold the close for the whole
+/// [`Linger::time`] (the gateway's exit waits for it: `conn`).
+#[derive(Clone)]
+pub(crate) struct LingerSkip(Arc<AtomicBool>);
+
+impl LingerSkip {
+    pub(crate) fn skip(&self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 enum Close {
@@ -99,7 +117,13 @@ impl LingeringStream {
             stream,
             linger,
             close: Close::Open,
+            skip: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The switch that makes this stream's close skip the linger.
+    pub(crate) fn linger_skip(&self) -> LingerSkip {
+        LingerSkip(Arc::clone(&self.skip))
     }
 }
 
@@ -139,6 +163,10 @@ impl AsyncWrite for LingeringStream {
                     if let Err(e) = ready!(Pin::new(&mut this.stream).poll_shutdown(cx)) {
                         this.close = Close::Done;
                         return Poll::Ready(Err(e));
+                    }
+                    if this.skip.load(Ordering::Acquire) {
+                        this.close = Close::Done;
+                        continue;
                     }
                     this.close = Close::Draining {
                         deadline: Box::pin(tokio::time::sleep(this.linger.time)),
@@ -221,6 +249,20 @@ mod tests {
             .await
             .expect("the close ends once the bytes are spent")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_skipped_linger_closes_after_the_fin() {
+        // A client that neither sends nor closes: only the skip ends the close early.
+        let (mut server, mut client) = pair(Linger::ADMIN).await;
+        server.linger_skip().skip();
+        tokio::time::timeout(Duration::from_secs(1), server.shutdown())
+            .await
+            .expect("no linger")
+            .unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
     }
 
     #[tokio::test]

@@ -59,6 +59,9 @@
 //! `Connection: close`. An answer the client stops reading for 30 s ends the
 //! connection (`send`). A handler's own time is not bounded: a region-wide
 //! audit that runs for minutes after reading its request is not cut off.
+//! At shutdown the listener stops accepting and the requests in progress are
+//! answered before the process exits, for at most `shutdown_grace_ms`
+//! (default 10 s; `conn`); idle connections close at once.
 //! There is no cap on concurrent connections: one that bounded memory would
 //! let stalling clients fill it and starve the orchestrator's probes.
 //!
@@ -123,6 +126,7 @@ mod unread;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tracing::warn;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -134,13 +138,15 @@ use crate::server::GatewayHandle;
 
 /// Binds the admin listener and serves it until the gateway shuts down. Every
 /// route but the probes, `/metrics` and `/openapi.json` requires `token`;
-/// `timeouts` bound the wait for each request's head and body.
+/// `timeouts` bound the wait for each request's head and body, and the wait
+/// at shutdown for the requests in progress. Returns the bound address and
+/// the serving task, which ends once those requests are answered (`conn`).
 pub async fn serve(
     addr: SocketAddr,
     handle: GatewayHandle,
     token: &AdminToken,
     timeouts: AdminTimeouts,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     if !local.ip().is_loopback() {
@@ -167,10 +173,10 @@ pub async fn serve(
     // Connections linger on close, so a client still uploading a body that was
     // answered early (401, 413, 408, ...) reads the answer instead of a reset.
     let listener = linger::LingeringListener::new(listener, linger::Linger::ADMIN);
-    tokio::spawn(conn::serve(listener, app, timeouts, async move {
+    let served = tokio::spawn(conn::serve(listener, app, timeouts, async move {
         let _ = shutdown.recv().await;
     }));
-    Ok(local)
+    Ok((local, served))
 }
 
 /// Every admin route, each registered with its OpenAPI description: those open

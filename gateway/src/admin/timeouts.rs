@@ -62,6 +62,18 @@ pub struct AdminTimeouts {
     /// window full: it stopped reading). Default 30,000, as `body_idle_ms`.
     /// Past it the connection ends; the answer cannot be amended.
     pub send_idle_ms: u64,
+    /// Longest wait, once the gateway shuts down, for the connections open
+    /// then (`conn`): each answers the request in progress (an operator's
+    /// region-wide audit, a backfill) and closes; idle ones close at once.
+    /// Connections still open past it are cut, and a warning says how many.
+    /// Default 10,000: the gateway's exit waits for whichever ends first, the
+    /// requests in progress or this bound, and it runs beside the sessions'
+    /// close, so a drain under the deploy kit's 30 s `drain.deadline_ms` still
+    /// exits within the orchestrators' 45 s. Longer lets a longer operator
+    /// call finish but holds the exit that long: keep `drain.deadline_ms` plus
+    /// this under the orchestrator's kill deadline. An audit cut here is
+    /// reported to its caller as a failed connection; run it again.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for AdminTimeouts {
@@ -71,6 +83,7 @@ impl Default for AdminTimeouts {
             body_idle_ms: 30_000,
             body_ms: 300_000,
             send_idle_ms: 30_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -78,7 +91,14 @@ impl Default for AdminTimeouts {
 impl AdminTimeouts {
     /// Every bound above 0, and the idle bound within the whole body's.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if [self.head_ms, self.body_idle_ms, self.body_ms, self.send_idle_ms].contains(&0) {
+        let bounds = [
+            self.head_ms,
+            self.body_idle_ms,
+            self.body_ms,
+            self.send_idle_ms,
+            self.shutdown_grace_ms,
+        ];
+        if bounds.contains(&0) {
             return Err("admin_timeouts: every bound must be > 0".into());
         }
         if self.body_idle_ms > self.body_ms {
@@ -93,6 +113,10 @@ impl AdminTimeouts {
 
     pub(crate) fn send_idle(&self) -> Duration {
         Duration::from_millis(self.send_idle_ms)
+    }
+
+    pub(crate) fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     fn body_idle(&self) -> Duration {

@@ -130,9 +130,14 @@ impl ChannelTask {
             return;
         };
         let router = &self.shared.router;
-        let first = self.core.with_machine(|m| {
-            stream.handle_input(Instant::now(), m, input, |kind| router.get(kind).is_some())
+        let (first, has_action) = self.core.with_machine(|m| {
+            let step = stream.handle_input(Instant::now(), m, input, |kind| router.get(kind).is_some());
+            (step, m.has_action())
         });
+        if has_action {
+            // A refusal one too many kicked the session (`Session::channel_failed`).
+            self.core.wake();
+        }
         let (kind, service) = match first {
             StreamStep::Opened(kind) => match router.get(kind) {
                 Some(service) => (kind, service),
@@ -242,8 +247,9 @@ impl ChannelTask {
                         (stream.handle_input(Instant::now(), m, input, |_| true), m.has_action())
                     });
                     if has_action {
-                        // The frame made the session act (a refusal over its
-                        // bound kicked it): the session loop sends the Kick
+                        // The frame made the session act (a refusal or a
+                        // channel failure over its bound kicked it): the
+                        // session loop sends the Kick
                         // and closes the connection. (The refusal's answer,
                         // which a closed session no longer queues, wakes it
                         // too; the kick does not rely on that.)

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use super::{channel, var_code, SessionCore, SessionDeps, FINAL_FRAME_LINGER};
 use crate::auth::Principal;
 use crate::frame_io::{read_frame, FrameReadError};
+use crate::metrics::catalogue::RATE_LIMIT_KICKS;
 use crate::registry::SessionCommand;
 use crate::session::{rules, Action, Session, CONTROL_WRITE_TIMEOUT};
 
@@ -333,11 +334,15 @@ async fn perform_actions(
                 None => continue,
             },
             Action::Close { code, message } => {
+                // The machine emits one Close: each kick is counted once.
+                if let Some(cause) = core.with_machine(|m| m.rate_limit_cause()) {
+                    metrics::counter!(RATE_LIMIT_KICKS, "cause" => cause.as_str()).increment(1);
+                }
                 return Some(End::Close {
                     code,
                     message,
                     kicked: *kicked,
-                })
+                });
             }
         };
         let frame = msg.encode();

@@ -11,6 +11,9 @@ pub const BUILD_INFO: &str = "outpost_build_info";
 pub const REQUESTS: &str = "outpost_requests_total";
 /// Server-side request latency per channel and operation, seconds.
 pub const REQUEST_SECONDS: &str = "outpost_request_duration_seconds";
+/// Sessions kicked with `RateLimited`, by the bound they broke
+/// (`crate::session::RateLimitCause::as_str`).
+pub const RATE_LIMIT_KICKS: &str = "outpost_rate_limit_kicks_total";
 /// `MatchNotFound` pushes sent to sessions, by `reason` (the backend's
 /// `NoMatchReason::as_str`: `deadline`).
 pub const MATCH_NOT_FOUND_PUSHED: &str = "outpost_mm_match_not_found_pushed_total";
@@ -31,6 +34,10 @@ const COUNTERS: &[(&str, &str)] = &[
     (
         "outpost_session_closes_total",
         "Sessions closed, by the wire code of the close (ConnectionLost when the peer vanished).",
+    ),
+    (
+        RATE_LIMIT_KICKS,
+        "Sessions kicked with RateLimited, by cause (control_frames, refused_requests, failed_channels); outpost_session_closes_total{code=\"RateLimited\"} counts them all.",
     ),
     (
         "outpost_frames_rejected_total",
@@ -162,6 +169,9 @@ pub(super) fn describe() {
     let _ = metrics::counter!("outpost_quic_retries_total");
     let _ = metrics::counter!("outpost_quic_refused_total", "reason" => "receive_drops");
     let _ = metrics::counter!(MATCH_NOT_FOUND_PUSHED, "reason" => "deadline");
+    for cause in crate::session::RateLimitCause::ALL {
+        let _ = metrics::counter!(RATE_LIMIT_KICKS, "cause" => cause.as_str());
+    }
     let _ = metrics::counter!("outpost_tls_reload_failures_total");
     let _ = metrics::counter!("outpost_tls_reloads_total");
 }

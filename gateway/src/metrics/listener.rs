@@ -12,6 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::admin::conn;
 use crate::admin::linger::{Linger, LingeringListener};
@@ -52,19 +53,20 @@ async fn metrics(State(h): State<GatewayHandle>) -> impl IntoResponse {
 /// (this listener is the one meant for other hosts, so a client that connects
 /// and sends nothing, or stops reading, must not hold a connection for ever;
 /// `GET /metrics` has no body, so the body bounds never apply) and a lingering
-/// close.
+/// close. Returns the bound address and the serving task, which ends once the
+/// scrapes in progress at shutdown are answered (`shutdown_grace_ms`).
 pub async fn serve(
     addr: SocketAddr,
     handle: GatewayHandle,
     timeouts: AdminTimeouts,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let mut shutdown = handle.shutdown_signal();
     let app = Router::new().route("/metrics", get(metrics)).with_state(handle);
     let listener = LingeringListener::new(listener, Linger::ADMIN);
-    tokio::spawn(conn::serve(listener, app, timeouts, async move {
+    let served = tokio::spawn(conn::serve(listener, app, timeouts, async move {
         let _ = shutdown.recv().await;
     }));
-    Ok(local)
+    Ok((local, served))
 }

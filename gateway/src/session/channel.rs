@@ -26,6 +26,11 @@
 //!    channel reads nothing after its next frame.
 //! 5. The client finishing its side ends reading; what is in flight is still
 //!    answered, then the stream is finished.
+//!
+//! Every stream refused (1) or failed (2, 3) counts against the session's
+//! bound on failed channels (`Session::channel_failed`): the one over it
+//! closes the session with `Kick { RateLimited }`, so a client cannot loop
+//! open, bad frame, open again for ever.
 
 use std::time::Instant;
 
@@ -125,6 +130,11 @@ impl ChannelStream {
             (Phase::Opening, StreamInput::Frame(frame)) => self.open(now, session, &frame, serves),
             (Phase::Open, StreamInput::Frame(frame)) => self.request(now, session, &frame),
         };
+        if matches!(step, StreamStep::Refuse { .. } | StreamStep::Fail { .. }) {
+            // The client's fault (a refusal for the session's close is not
+            // counted: the session is closed already).
+            session.channel_failed(now);
+        }
         self.phase = match (&step, self.phase) {
             // The session is closing (e.g. a refusal over its bound kicked
             // it): nothing more is read, so a flood stops costing work at

@@ -22,6 +22,7 @@ fn limits() -> SessionLimits {
         control_burst: 4.0,
         idle_timeout: Duration::from_secs(30),
         max_refused_requests_per_window: 6,
+        max_failed_channels_per_window: 5,
     }
 }
 

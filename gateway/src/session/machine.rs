@@ -38,6 +38,10 @@ pub struct SessionLimits {
     /// Refused requests a session may get in one
     /// [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW); the next closes it.
     pub max_refused_requests_per_window: u32,
+    /// Channels a session may have refused or failed for what its client
+    /// sent in one [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW); the next closes
+    /// it ([`Session::channel_failed`]).
+    pub max_failed_channels_per_window: u32,
 }
 
 /// Something the driver must do for the session.
@@ -73,6 +77,37 @@ pub enum Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlowConsumer;
 
+/// Which bound a session broke when it was kicked with `RateLimited`: three
+/// share that wire code, and operators tell them apart by
+/// `outpost_rate_limit_kicks_total{cause}`, which the driver counts from
+/// [`Session::rate_limit_cause`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitCause {
+    /// Control frames over `control_rate_per_sec` (section 3.2).
+    ControlFrames,
+    /// Refused requests over `max_refused_requests_per_window`.
+    RefusedRequests,
+    /// Channels refused or failed over `max_failed_channels_per_window`.
+    FailedChannels,
+}
+
+impl RateLimitCause {
+    pub const ALL: [RateLimitCause; 3] = [
+        RateLimitCause::ControlFrames,
+        RateLimitCause::RefusedRequests,
+        RateLimitCause::FailedChannels,
+    ];
+
+    /// The metric's `cause` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitCause::ControlFrames => "control_frames",
+            RateLimitCause::RefusedRequests => "refused_requests",
+            RateLimitCause::FailedChannels => "failed_channels",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Active,
@@ -80,7 +115,10 @@ enum Phase {
     Draining {
         close_at: Instant,
     },
-    Closed,
+    /// Kept here, not in a field of its own, so the session grows by nothing.
+    Closed {
+        rate_limited: Option<RateLimitCause>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -105,7 +143,7 @@ pub struct Session {
     control_rate: TokenBucket,
     /// Channel requests, across all channels of the session.
     request_rate: TokenBucket,
-    /// Requests refused in the current window, across all channels.
+    /// Requests refused, and channels refused or failed, in the current window.
     strikes: Strikes,
     /// Open channels, each with its in-flight and outbound-queue accounting.
     channels: HashMap<ChannelId, ChannelState>,
@@ -155,7 +193,15 @@ impl Session {
 
     /// True once the machine has emitted its `Close`.
     pub fn is_closed(&self) -> bool {
-        self.phase == Phase::Closed
+        matches!(self.phase, Phase::Closed { .. })
+    }
+
+    /// Which bound closed the session with `Kick { RateLimited }`, if one did.
+    pub fn rate_limit_cause(&self) -> Option<RateLimitCause> {
+        match self.phase {
+            Phase::Closed { rate_limited } => rate_limited,
+            _ => None,
+        }
     }
 
     /// True while draining (GoAway sent, not yet closed).
@@ -176,7 +222,7 @@ impl Session {
         self.handle_received(now);
         let (rate, burst) = (self.limits.control_rate_per_sec, self.limits.control_burst);
         if self.control_rate.try_take(now, rate, burst).is_err() {
-            return self.kick(ErrorCode::RateLimited, "too many control frames");
+            return self.rate_limit(RateLimitCause::ControlFrames, "too many control frames");
         }
         match msg {
             ControlMsg::Ping { nonce } => self
@@ -270,8 +316,8 @@ impl Session {
             .strikes
             .refuse(now, self.limits.max_refused_requests_per_window)
         {
-            self.kick(
-                ErrorCode::RateLimited,
+            self.rate_limit(
+                RateLimitCause::RefusedRequests,
                 "too many refused requests: honour retry_after_ms and max_in_flight_per_channel",
             );
         }
@@ -279,6 +325,29 @@ impl Session {
             code,
             retry_after,
             message,
+        }
+    }
+
+    /// The gateway refused a channel the client opened, or ended one with a
+    /// channel-level error, for what the client sent (`ChannelStream`: a bad
+    /// or unexpected frame, request id 0, an unknown channel kind, the
+    /// channel limit). Counted against the session's
+    /// `max_failed_channels_per_window` (per
+    /// [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW)): the one over it closes the
+    /// session with `Kick { RateLimited }`. Nothing is counted once the
+    /// session is closed (its channels are refused with `ShuttingDown`).
+    pub fn channel_failed(&mut self, now: Instant) {
+        if self.is_closed() {
+            return;
+        }
+        if self
+            .strikes
+            .fail_channel(now, self.limits.max_failed_channels_per_window)
+        {
+            self.rate_limit(
+                RateLimitCause::FailedChannels,
+                "too many channels refused or failed: fix what the client sends on its channels",
+            );
         }
     }
 
@@ -360,6 +429,17 @@ impl Session {
         self.close(reason, message);
     }
 
+    /// Kicks with `RateLimited` for `cause`.
+    fn rate_limit(&mut self, cause: RateLimitCause, message: &str) {
+        if self.is_closed() {
+            return;
+        }
+        self.kick(ErrorCode::RateLimited, message);
+        self.phase = Phase::Closed {
+            rate_limited: Some(cause),
+        };
+    }
+
     /// A write on the control stream blocked for [`CONTROL_WRITE_TIMEOUT`]:
     /// the client is not reading it. Closes with `SlowConsumer` and drops
     /// whatever was still to be sent, a queued Kick or Close included (they
@@ -367,7 +447,7 @@ impl Session {
     /// lingered for).
     pub fn handle_control_write_timeout(&mut self) {
         self.actions.clear();
-        self.phase = Phase::Closed;
+        self.phase = Phase::Closed { rate_limited: None };
         self.actions.push_back(Action::Close {
             code: ErrorCode::SlowConsumer,
             message: "control stream not read".into(),
@@ -379,7 +459,7 @@ impl Session {
         if self.is_closed() {
             return;
         }
-        self.phase = Phase::Closed;
+        self.phase = Phase::Closed { rate_limited: None };
         self.actions.push_back(Action::Close {
             code,
             message: message.into(),
@@ -405,7 +485,7 @@ impl Session {
     /// The drain deadline and the idle timeout.
     fn handle_deadlines(&mut self, now: Instant) {
         match self.phase {
-            Phase::Closed => {}
+            Phase::Closed { .. } => {}
             Phase::Draining { close_at } if now >= close_at => {
                 self.close(ErrorCode::Draining, "drain deadline reached")
             }
@@ -421,7 +501,7 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.last_rx + self.limits.idle_timeout;
         let next = match self.phase {
-            Phase::Closed => return None,
+            Phase::Closed { .. } => return None,
             Phase::Draining { close_at } => close_at.min(idle),
             Phase::Active => idle,
         };

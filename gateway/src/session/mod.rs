@@ -2,8 +2,8 @@
 //!
 //! A session is the gateway's view of one logged-in player connection. Its rules
 //! (heartbeats and idle timeout, resume-token refresh, rate limits, in-flight
-//! bounds, the bound on refused requests, outbound queue bounds, drain timing)
-//! live in [`Session`], a deterministic state machine in the style of
+//! bounds, the bounds on refused requests and failed channels, outbound queue
+//! bounds, drain timing) live in [`Session`], a deterministic state machine in the style of
 //! `quinn-proto`: inputs via `handle_*`/`admit_*` with the time passed in,
 //! outputs via [`Session::poll_action`] and [`Session::poll_timeout`]. The login
 //! that precedes it (Hello to Welcome or a refusal) is the [`Login`] machine, in
@@ -25,7 +25,9 @@ pub use login::{
     ForeignFacts, FrameError, LoggedIn, Login, LoginConfig, LoginRefusal, LoginStep, PresenceOutcome,
     QueueDecision, QueueUpdate,
 };
-pub use machine::{Action, ChannelId, Session, SessionLimits, SlowConsumer, Verdict, CONTROL_WRITE_TIMEOUT};
+pub use machine::{
+    Action, ChannelId, RateLimitCause, Session, SessionLimits, SlowConsumer, Verdict, CONTROL_WRITE_TIMEOUT,
+};
 pub use rate::{retry_after_ms, TokenBucket};
 pub use strikes::REFUSAL_WINDOW;
 

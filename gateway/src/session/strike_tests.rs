@@ -1,12 +1,14 @@
-//! The bound on refused requests (`strikes.rs`, `Session::admit_request`) on
-//! a fake clock: what kicks, what never does. The client patterns run
-//! against the gateway's default limits, so changing a default re-checks them.
+//! The bounds on refused requests (`strikes.rs`, `Session::admit_request`)
+//! and on channels refused or failed (`Session::channel_failed`, through the
+//! `ChannelStream` machine) on a fake clock: what kicks, what never does. The
+//! client patterns run against the gateway's default limits, so changing a
+//! default re-checks them.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use outpost_schema::{ChannelKind, ErrorCode};
+use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode, Request, RequestBody};
 
 use super::tests::{drain, kicked, ms};
 use super::*;
@@ -62,6 +64,7 @@ fn the_refusal_over_the_bound_kicks_with_rate_limited() {
     ));
     assert!(kicked_for_refusals(&mut s));
     assert!(s.is_closed());
+    assert_eq!(s.rate_limit_cause(), Some(RateLimitCause::RefusedRequests));
     assert!(is_refused(
         &s.admit_request(t0 + ms(2), 1, 31),
         ErrorCode::ShuttingDown
@@ -215,4 +218,187 @@ fn retrying_at_once_is_kicked_only_at_flood_rates() {
     let (refused, kicked) = simulate(1, Duration::from_micros(50), OnRefusal::RetryAtOnce, minute);
     assert!(kicked, "a flood for a minute was not kicked");
     assert_eq!(refused, bound() + 1, "kicked at the first refusal over the bound");
+}
+
+/// The tests' limits with a bound on failed channels of `max_failed`.
+fn channel_limits(max_failed: u32) -> SessionLimits {
+    SessionLimits {
+        max_failed_channels_per_window: max_failed,
+        ..tests::limits()
+    }
+}
+
+/// One turn of the looping client on stream `id` at `now`: opens an Echo
+/// channel, then sends `bad`; returns what the gateway did with the second
+/// frame. The stream ends (the driver closes the channel) after it.
+fn open_then(s: &mut Session, id: ChannelId, now: Instant, bad: StreamInput) -> StreamStep {
+    let mut stream = ChannelStream::new(id);
+    let open = StreamInput::Frame(ChannelMsg::Open(ChannelKind::Echo).encode());
+    let opened = stream.handle_input(now, s, open, |_| true);
+    if opened != StreamStep::Opened(ChannelKind::Echo) {
+        return opened;
+    }
+    let step = stream.handle_input(now, s, bad, |_| true);
+    s.close_channel(id);
+    step
+}
+
+fn junk() -> StreamInput {
+    StreamInput::Frame(vec![4, 0, 0, 0, 1, 2, 3, 4])
+}
+
+/// The loop the audit found: open, bad frame, open again. Every kind of
+/// channel the gateway refuses or fails counts: a frame that fails
+/// verification, one the framing refused, request id 0, a first frame that
+/// is not `OpenChannel`, a channel kind this gateway does not serve.
+#[test]
+fn a_client_looping_open_bad_frame_is_kicked_with_rate_limited() {
+    let t0 = Instant::now();
+    let mut s = Session::new(channel_limits(5), t0);
+    let id0 = Request {
+        request_id: 0,
+        body: RequestBody::Echo {
+            payload: vec![],
+            push_count: 0,
+            delay_ms: 0,
+        },
+    };
+    let too_large = StreamInput::BadFrame(FrameError {
+        code: ErrorCode::FrameTooLarge,
+        message: "too large".into(),
+    });
+    assert!(matches!(
+        open_then(&mut s, 0, t0, junk()),
+        StreamStep::Fail { .. }
+    ));
+    assert!(matches!(
+        open_then(&mut s, 4, t0, too_large),
+        StreamStep::Fail { .. }
+    ));
+    let zero = StreamInput::Frame(ChannelMsg::Request(id0).encode());
+    assert!(matches!(open_then(&mut s, 8, t0, zero), StreamStep::Fail { .. }));
+    let mut not_open = ChannelStream::new(12);
+    let step = not_open.handle_input(t0, &mut s, junk(), |_| true);
+    assert!(matches!(step, StreamStep::Refuse { .. }), "{step:?}");
+    let mut unknown = ChannelStream::new(16);
+    let open = StreamInput::Frame(ChannelMsg::Open(ChannelKind::Telemetry).encode());
+    let step = unknown.handle_input(t0, &mut s, open, |k| k != ChannelKind::Telemetry);
+    assert!(
+        matches!(
+            step,
+            StreamStep::Refuse {
+                code: ErrorCode::UnknownChannel,
+                ..
+            }
+        ),
+        "{step:?}"
+    );
+    // 5 channels: the bound, not over it.
+    assert!(!s.has_action() && !s.is_closed());
+    // The 6th is answered as usual (its channel-level error), and closes the
+    // session.
+    assert!(matches!(
+        open_then(&mut s, 20, t0 + ms(1), junk()),
+        StreamStep::Fail { .. }
+    ));
+    assert!(kicked(&drain(&mut s), ErrorCode::RateLimited));
+    assert_eq!(s.rate_limit_cause(), Some(RateLimitCause::FailedChannels));
+    // Once closed, a new stream is refused and nothing more is counted or sent.
+    let step = open_then(&mut s, 24, t0 + ms(2), junk());
+    assert!(
+        matches!(
+            step,
+            StreamStep::Refuse {
+                code: ErrorCode::ShuttingDown,
+                ..
+            }
+        ),
+        "{step:?}"
+    );
+    assert!(!s.has_action(), "nothing after the Close");
+}
+
+#[test]
+fn failed_channels_up_to_the_bound_in_every_window_never_kick() {
+    let t0 = Instant::now();
+    let mut s = Session::new(channel_limits(10), t0);
+    let mut id = 0;
+    // 10 in each of 6 consecutive windows (the first begins at the first
+    // failure): 60 in one minute, never 11 in one window.
+    for window in 0..6u32 {
+        let start = t0 + REFUSAL_WINDOW * window;
+        for i in 0..10 {
+            id += 4;
+            open_then(&mut s, id, start + ms(i * 999), junk());
+        }
+        assert!(!s.has_action(), "window {window}");
+    }
+    // The 11th of the last window kicks.
+    let last = t0 + REFUSAL_WINDOW * 5 + REFUSAL_WINDOW - ms(1);
+    open_then(&mut s, id + 4, last, junk());
+    assert!(kicked(&drain(&mut s), ErrorCode::RateLimited));
+}
+
+/// The two bounds are apart: refused requests up to theirs and failed
+/// channels up to theirs, in the same window, kick nobody; and channels that
+/// open and serve are never counted.
+#[test]
+fn refusals_and_failed_channels_count_against_their_own_bounds() {
+    let t0 = Instant::now();
+    let mut l = channel_limits(3);
+    l.max_refused_requests_per_window = 3;
+    let mut s = Session::new(l, t0);
+    for id in (100..10_000).step_by(4) {
+        let mut stream = ChannelStream::new(id);
+        let open = StreamInput::Frame(ChannelMsg::Open(ChannelKind::Echo).encode());
+        assert_eq!(
+            stream.handle_input(t0, &mut s, open, |_| true),
+            StreamStep::Opened(ChannelKind::Echo)
+        );
+        assert_eq!(
+            stream.handle_input(t0, &mut s, StreamInput::Finished, |_| true),
+            StreamStep::Finish
+        );
+        s.close_channel(id);
+    }
+    for id in 0..3 {
+        open_then(&mut s, id * 4, t0, junk());
+    }
+    s.open_channel(t0, 1, ChannelKind::Echo).unwrap();
+    for id in 1..=2 {
+        assert_eq!(s.admit_request(t0, 1, id), Verdict::Admit);
+    }
+    for id in 3..6 {
+        assert!(is_refused(
+            &s.admit_request(t0, 1, id),
+            ErrorCode::TooManyInFlight
+        ));
+    }
+    assert!(!s.has_action() && !s.is_closed());
+}
+
+/// The default bound: a client that opens a channel this gateway does not
+/// serve once a second (an app retrying it) is never kicked; one that loops
+/// at 100 a second is, within the window.
+#[test]
+fn the_default_bound_spares_an_app_retrying_an_unknown_channel() {
+    let t0 = Instant::now();
+    let mut s = default_session(t0);
+    let unknown = || StreamInput::Frame(ChannelMsg::Open(ChannelKind::Telemetry).encode());
+    for i in 0..600u64 {
+        let mut stream = ChannelStream::new(100 + 4 * i);
+        stream.handle_input(t0 + ms(i * 1_000), &mut s, unknown(), |k| {
+            k != ChannelKind::Telemetry
+        });
+    }
+    assert!(!s.has_action() && !s.is_closed(), "one a second for 10 minutes");
+    let bound = GatewayConfig::default().limits.max_failed_channels_per_window as u64;
+    let start = t0 + ms(600_000);
+    for i in 0..=bound {
+        let mut stream = ChannelStream::new(10_000 + 4 * i);
+        stream.handle_input(start + ms(i * 10), &mut s, unknown(), |k| {
+            k != ChannelKind::Telemetry
+        });
+    }
+    assert!(kicked(&drain(&mut s), ErrorCode::RateLimited), "100 a second");
 }

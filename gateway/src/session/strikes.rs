@@ -1,4 +1,5 @@
-//! Refusal strikes: a session whose requests keep being refused is closed.
+//! Refusal strikes: a session whose requests keep being refused, or whose
+//! channels keep being refused or failed, is closed.
 //!
 //! A request over the session's rate or its channel's in-flight bound (or
 //! reusing an id still in flight) is answered with an `Error` and not
@@ -9,6 +10,15 @@
 //! refusal that takes a window over the bound closes the session with `Kick {
 //! RateLimited }` (see [`Session::admit_request`](super::Session::admit_request)).
 //! Requests that are admitted are never counted, however many.
+//!
+//! A channel the gateway refuses at its opening or ends with a channel-level
+//! error for what the client sent (a bad frame, a first frame that is not
+//! `OpenChannel`, request id 0: PROTOCOL.md §7) is counted too, in the same
+//! windows but against its own, lower bound
+//! (`LimitsConfig::max_failed_channels_per_window`): each costs the gateway a
+//! stream, a task, a verification and an answer, about five times a refused
+//! request, and a client never needs one (see
+//! [`Session::channel_failed`](super::Session::channel_failed)).
 
 use std::time::{Duration, Instant};
 
@@ -20,38 +30,58 @@ use std::time::{Duration, Instant};
 /// that follows it, short enough that a flood is cut off within seconds.
 pub const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
 
-/// The refusals of one session in its current window: O(1) memory per session.
+/// The strikes of one session in its current window: O(1) memory per
+/// session (the second count fits in the first's padding).
 #[derive(Debug, Clone, Copy)]
 pub struct Strikes {
-    /// When the current window began (the first refusal after the previous
-    /// window ended), if there is one.
+    /// When the current window began (the first strike of either kind after
+    /// the previous window ended), if there is one.
     window_start: Option<Instant>,
-    /// Refusals in the current window.
-    count: u32,
+    /// Refused requests in the current window.
+    refused: u32,
+    /// Channels refused or failed in the current window.
+    failed_channels: u32,
 }
 
 impl Strikes {
-    /// No refusals yet.
+    /// No strikes yet.
     pub fn new() -> Self {
         Strikes {
             window_start: None,
-            count: 0,
+            refused: 0,
+            failed_channels: 0,
         }
     }
 
-    /// Counts one refusal at `now`. True when it is more than `max` in its
-    /// window: the session must be closed.
+    /// Counts one refused request at `now`. True when it is more than `max`
+    /// in its window: the session must be closed.
     pub fn refuse(&mut self, now: Instant, max: u32) -> bool {
+        self.roll(now);
+        self.refused = self.refused.saturating_add(1);
+        self.refused > max
+    }
+
+    /// Counts one channel refused or failed at `now`. True when it is more
+    /// than `max` in its window: the session must be closed.
+    pub fn fail_channel(&mut self, now: Instant, max: u32) -> bool {
+        self.roll(now);
+        self.failed_channels = self.failed_channels.saturating_add(1);
+        self.failed_channels > max
+    }
+
+    /// Starts a new window at `now` if the current one is over (or none began).
+    fn roll(&mut self, now: Instant) {
         match self.window_start {
             Some(start) if now.saturating_duration_since(start) < REFUSAL_WINDOW => {}
-            // A new window, which begins with this refusal.
+            // A new window, which begins with this strike.
             _ => {
-                self.window_start = Some(now);
-                self.count = 0;
+                *self = Strikes {
+                    window_start: Some(now),
+                    refused: 0,
+                    failed_channels: 0,
+                }
             }
         }
-        self.count = self.count.saturating_add(1);
-        self.count > max
     }
 }
 
@@ -95,6 +125,31 @@ mod tests {
         }
         assert!(s.refuse(t1 + ms(9_999), 5));
         assert!(!s.refuse(t1 + REFUSAL_WINDOW, 5));
+    }
+
+    #[test]
+    fn channels_and_requests_count_apart_in_one_window() {
+        let t0 = Instant::now();
+        let mut s = Strikes::new();
+        assert!(!s.fail_channel(t0, 2));
+        for _ in 0..5 {
+            assert!(!s.refuse(t0 + ms(1), 5), "refusals do not count as channels");
+        }
+        assert!(!s.fail_channel(t0 + ms(2), 2));
+        assert!(s.fail_channel(t0 + ms(3), 2), "the 3rd channel of a bound of 2");
+        assert!(s.refuse(t0 + ms(4), 5), "the 6th refusal of a bound of 5");
+        // The window began with the first channel: both counts end with it.
+        let t1 = t0 + REFUSAL_WINDOW;
+        assert!(!s.fail_channel(t1, 2));
+        assert!(!s.refuse(t1, 5));
+    }
+
+    #[test]
+    fn the_strikes_take_no_more_room_than_one_count() {
+        assert_eq!(
+            std::mem::size_of::<Strikes>(),
+            std::mem::size_of::<(Option<Instant>, u32)>()
+        );
     }
 
     #[test]

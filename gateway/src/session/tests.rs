@@ -18,6 +18,7 @@ pub(super) fn limits() -> SessionLimits {
         control_burst: 4.0,
         idle_timeout: Duration::from_secs(30),
         max_refused_requests_per_window: 1000,
+        max_failed_channels_per_window: 100,
     }
 }
 
@@ -69,6 +70,7 @@ fn heartbeat_timeout_kicks_with_idle_timeout() {
     assert!(kicked(&actions, ErrorCode::IdleTimeout));
     assert!(s.is_closed());
     assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.rate_limit_cause(), None, "not a RateLimited kick");
     // Nothing more is ever emitted after Close.
     s.handle_control(t0 + ms(31_000), ControlMsg::Ping { nonce: 1 });
     s.handle_timeout(t0 + ms(90_000));
@@ -216,9 +218,11 @@ fn control_flood_is_kicked_with_rate_limited() {
         s.handle_control(t0, ControlMsg::Ping { nonce: n });
     }
     assert_eq!(drain(&mut s).len(), 4);
+    assert_eq!(s.rate_limit_cause(), None);
     s.handle_control(t0, ControlMsg::Ping { nonce: 99 });
     let actions = drain(&mut s);
     assert!(kicked(&actions, ErrorCode::RateLimited));
+    assert_eq!(s.rate_limit_cause(), Some(RateLimitCause::ControlFrames));
 }
 
 #[test]

@@ -438,3 +438,19 @@ pub fn echo_requests(first: u64, n: u64) -> Vec<u8> {
     }
     frames
 }
+
+/// The value of the sample of `name` carrying every label of `labels`
+/// (`k="v"` pairs), from a Prometheus text exposition.
+pub fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .find(|l| labels.iter().all(|kv| l.contains(kv)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The admin listener's `/metrics` exposition.
+pub async fn scrape(addr: SocketAddr) -> Result<String> {
+    tokio::task::spawn_blocking(move || http(addr, "GET", "/metrics")).await?
+}
