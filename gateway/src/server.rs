@@ -6,7 +6,7 @@
 //!
 //! Shutdown follows mini-redis: a broadcast signal tells every task to stop, and a
 //! completion channel (every connection task holds a sender clone) tells the
-//! gateway when the last one is gone The admin and metrics listeners stop alike
+//! gateway when the last one is gone. The admin and metrics listeners stop alike
 //! (`admin::conn`), and [`RunningGateway::wait`] awaits them too.
 
 use std::net::SocketAddr;
