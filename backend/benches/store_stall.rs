@@ -23,7 +23,14 @@
 //! ticker's lateness (p99, p99.9, max, and the time spent more than 50 ms late),
 //! and each flush it saw (a new table file in the data directory) with the worst
 //! lateness in the second after it. Data lives under `$OUTPOST_BENCH_DIR`
-//! (default: the system temp dir; it must be a real disk).
+//! (default: the system temp dir; it must be a real disk). It runs on
+//! mimalloc, as the gateway binary does.
+
+/// The gateway binary's allocator (`gateway/src/main.rs`): the stalls
+/// measured here are the gateway's, and glibc's malloc adds waits of its own
+/// (its arena locks, seen in the session-12 profile of the sim's gateway).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
