@@ -8,15 +8,19 @@
 //! of runtime (2 workers) without a network:
 //!
 //! - `--writers` tasks run durable read-modify-write transactions on distinct
-//!   keys with `--value-bytes` values, as fast as they can (the memtable fills
-//!   and flushes every few seconds instead of every few minutes);
-//! - `--readers` tasks run read-only transactions of 4 point reads each;
+//!   keys with `--value-bytes` values, as fast as they can, or together at
+//!   `--rate` commits per second (open loop: the same data, so the same
+//!   flushes, whatever the commit path's speed; use it to compare two builds);
+//!   the memtable fills and flushes every few seconds instead of every few
+//!   minutes;
+//! - `--readers` tasks run read-only transactions of 4 point reads each, as
+//!   fast as they can, or together at `--read-rate` per second;
 //! - one **ticker** task wakes every 1 ms and records how late it woke: it does
 //!   not touch the store, so its lateness is how long no worker was free to run
 //!   it — what a session's heartbeat or the QUIC endpoint would have waited.
 //!
 //! ```text
-//! cargo bench -p outpost-backend --bench store_stall -- [--secs 60] [--writers 32] [--readers 4] [--value-bytes 1024]
+//! cargo bench -p outpost-backend --bench store_stall -- [--secs 60] [--writers 32] [--readers 4] [--value-bytes 1024] [--rate N] [--read-rate N]
 //! ```
 //!
 //! It prints commits per second, commit and read latency percentiles, the
@@ -49,6 +53,10 @@ struct Args {
     readers: usize,
     value_bytes: usize,
     keys: u64,
+    /// Commits per second, all writers together; 0: as fast as they can.
+    rate: u64,
+    /// Read transactions per second, all readers together; 0: as fast as they can.
+    read_rate: u64,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -58,6 +66,8 @@ fn parse_args() -> anyhow::Result<Args> {
         readers: 4,
         value_bytes: 1024,
         keys: 100_000,
+        rate: 0,
+        read_rate: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +80,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--readers" => a.readers = num("--readers")? as usize,
             "--value-bytes" => a.value_bytes = num("--value-bytes")? as usize,
             "--keys" => a.keys = num("--keys")?,
+            "--rate" => a.rate = num("--rate")?,
+            "--read-rate" => a.read_rate = num("--read-rate")?,
             "--bench" => {} // passed by `cargo bench`
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -106,6 +118,21 @@ fn table_files(dir: &Path) -> usize {
     n
 }
 
+fn rate_name(rate: u64) -> String {
+    if rate == 0 {
+        "unpaced".into()
+    } else {
+        format!("{rate}/s")
+    }
+}
+
+/// A pacer for one of `tasks` tasks sharing `rate` per second (none: unpaced).
+/// Ticks missed during a stall are caught up at once, as clients that keep
+/// sending would.
+fn pacer(rate: u64, tasks: usize) -> Option<tokio::time::Interval> {
+    (rate > 0).then(|| tokio::time::interval(Duration::from_secs_f64(tasks as f64 / rate as f64)))
+}
+
 fn ms(nanos: u64) -> f64 {
     nanos as f64 / 1e6
 }
@@ -121,10 +148,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "store stall bench: {} s, {} writers, {} readers, {} B values, {} keys; dir {}; load {}",
+        "store stall bench: {} s, {} writers (rate {}), {} readers (rate {}), {} B values, {} keys; dir {}; load {}",
         args.secs,
         args.writers,
+        rate_name(args.rate),
         args.readers,
+        rate_name(args.read_rate),
         args.value_bytes,
         args.keys,
         base.display(),
@@ -180,10 +209,14 @@ async fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
     for w in 0..args.writers as u64 {
         let (store, value) = (store.clone(), vec![w as u8; args.value_bytes]);
         let keys = args.keys;
+        let mut pace = pacer(args.rate, args.writers);
         writers.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3)?;
             let mut i = w;
             while Instant::now() < deadline {
+                if let Some(p) = pace.as_mut() {
+                    p.tick().await;
+                }
                 let k = key(i % keys);
                 i += 7919 * 64;
                 let t0 = Instant::now();
@@ -205,9 +238,13 @@ async fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
     let mut readers = Vec::new();
     for _ in 0..args.readers {
         let (store, keys, read_only) = (store.clone(), args.keys, read_only);
+        let mut pace = pacer(args.read_rate, args.readers);
         readers.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new(3)?;
             while Instant::now() < deadline {
+                if let Some(p) = pace.as_mut() {
+                    p.tick().await;
+                }
                 let base = rand::thread_rng().gen_range(0..keys);
                 let t0 = Instant::now();
                 store
