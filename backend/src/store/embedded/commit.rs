@@ -5,7 +5,7 @@
 //! transaction's watches, and wait for durability.
 
 use std::collections::BTreeMap;
-use std::sync::{MutexGuard, TryLockError};
+use parking_lot::MutexGuard;
 use std::time::{Duration, Instant};
 
 use fjall::Readable;
@@ -95,25 +95,17 @@ impl Applied {
 
 impl EmbeddedStore {
     pub(super) fn lock_commit(&self) -> MutexGuard<'_, CommitState> {
-        self.inner.commit.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.commit.lock()
     }
 
     /// The commit lock, if it can be had within [`LOCK_PATIENCE`] and no
     /// commit is queued (see [`committer`](super::committer)): a commit holds
     /// it for microseconds, unless fjall stalls inside it.
     fn try_lock_commit(&self) -> Option<MutexGuard<'_, CommitState>> {
-        let start = Instant::now();
-        loop {
-            if !self.inner.committer.is_idle() {
-                return None;
-            }
-            match self.inner.commit.try_lock() {
-                Ok(cs) => return Some(cs),
-                Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
-                Err(TryLockError::WouldBlock) if start.elapsed() < LOCK_PATIENCE => std::thread::yield_now(),
-                Err(TryLockError::WouldBlock) => return None,
-            }
+        if !self.inner.committer.is_idle() {
+            return None;
         }
+        self.inner.commit.try_lock_for(LOCK_PATIENCE)
     }
 
     /// Starts a transaction at the latest commit version.

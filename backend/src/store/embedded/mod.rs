@@ -67,7 +67,7 @@ mod tx;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
@@ -251,7 +251,8 @@ pub(super) struct Inner {
     meta: Keyspace,
     persist: PersistMode,
     /// The commit lock: commits apply one at a time, in version order.
-    commit: Mutex<CommitState>,
+    /// parking_lot's, for its timed lock (see `commit::LOCK_PATIENCE`).
+    commit: parking_lot::Mutex<CommitState>,
     /// Runs the commits that would otherwise wait for the commit lock on a
     /// runtime worker (see [`committer`]).
     committer: Committer,
@@ -331,7 +332,7 @@ impl EmbeddedStore {
                 data,
                 meta,
                 persist: config.persist,
-                commit: Mutex::new(CommitState {
+                commit: parking_lot::Mutex::new(CommitState {
                     version,
                     log: CommitLog::new(
                         config.max_conflict_log,
