@@ -1,14 +1,15 @@
 //! The embedded backend's commit path (see the [module docs](super)): begin a
-//! transaction at the latest version, then at commit run the fault plan, hand
-//! the transaction to the [committer thread](super::committer), which checks
-//! conflicts, applies the writes as one fjall batch and registers the
-//! transaction's watches, and wait for durability.
+//! transaction at the latest version, then at commit run the fault plan,
+//! check conflicts, apply the writes as one fjall batch and register the
+//! transaction's watches under the commit lock (on the caller's task, or on
+//! the [committer thread](super::committer) when the lock is busy), and wait
+//! for durability.
 
 use std::collections::BTreeMap;
-use parking_lot::MutexGuard;
 use std::time::{Duration, Instant};
 
 use fjall::Readable;
+use parking_lot::MutexGuard;
 use tokio::sync::oneshot;
 
 use super::conflict::CommitRecord;
