@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use common::*;
 use outpost_client::Event;
-use outpost_schema::{ChannelKind, ChannelMsg, ControlMsg, ErrorCode};
+use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode};
 
 /// How many channels each looping client keeps going at once (the gateway
 /// allows `max_channels`, 16 by default, and as many QUIC streams plus one).
@@ -110,17 +110,6 @@ async fn measure_what_a_bad_channel_loop_costs() -> Result<()> {
         bail!("no channel failed");
     }
     Ok(())
-}
-
-/// Reads the raw control stream until a `Kick` arrives (within `limit`).
-async fn expect_kick(control: &mut quinn::RecvStream, limit: Duration) -> Result<outpost_schema::Kick> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let frame = tokio::time::timeout_at(deadline, read_raw_frame(control, 1 << 16)).await??;
-        if let ControlMsg::Kick(k) = ControlMsg::decode(&frame)? {
-            return Ok(k);
-        }
-    }
 }
 
 /// PROTOCOL.md §4 "Failed channels": a client that loops open, bad frame,

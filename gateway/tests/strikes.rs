@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use common::*;
 use outpost_client::Event;
-use outpost_schema::{ChannelKind, ChannelMsg, ControlMsg, ErrorCode};
+use outpost_schema::{ChannelKind, ChannelMsg, ErrorCode};
 
 /// What a flooding client read back.
 #[derive(Default)]
@@ -144,17 +144,6 @@ async fn well_behaved(
             })
         })
         .collect())
-}
-
-/// Reads the raw control stream until a `Kick` arrives (within `limit`).
-async fn expect_kick(control: &mut quinn::RecvStream, limit: Duration) -> Result<outpost_schema::Kick> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let frame = tokio::time::timeout_at(deadline, read_raw_frame(control, 1 << 16)).await??;
-        if let ControlMsg::Kick(k) = ControlMsg::decode(&frame)? {
-            return Ok(k);
-        }
-    }
 }
 
 /// PROTOCOL.md §4 "Refused requests": a client that floods requests and

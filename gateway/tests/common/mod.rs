@@ -282,6 +282,17 @@ pub async fn read_raw_frame(recv: &mut quinn::RecvStream, max: u32) -> Result<Ve
     Ok(frame)
 }
 
+/// Reads the raw control stream until a `Kick` arrives (within `limit`).
+pub async fn expect_kick(control: &mut quinn::RecvStream, limit: Duration) -> Result<outpost_schema::Kick> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, read_raw_frame(control, 1 << 16)).await??;
+        if let ControlMsg::Kick(k) = ControlMsg::decode(&frame)? {
+            return Ok(k);
+        }
+    }
+}
+
 /// Sends a `Hello` on a new control stream; returns the stream and the gateway's
 /// answer (Welcome or Reject), whatever it is.
 pub async fn raw_hello(
