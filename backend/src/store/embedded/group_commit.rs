@@ -74,9 +74,9 @@ pub(super) type Durable = Result<(), ()>;
 
 /// What a waiter runs when its version is durable (or the flush failed): on
 /// the flusher thread, so it must be short (it completes the commit's
-/// futures). A callback rather than a channel, so that the committer thread
-/// can hand a commit's completion straight to the flusher and the caller's
-/// task is woken once per commit.
+/// futures). A callback rather than a channel, so that a commit applied on the
+/// committer thread hands its completion straight to the flusher, and the
+/// caller's task is woken once per commit wherever the commit ran.
 pub(super) type OnDurable = Box<dyn FnOnce(Durable) + Send>;
 
 struct State {
@@ -150,7 +150,7 @@ impl GroupCommit {
         })
     }
 
-    /// Records that `version` was written (call from the committer thread, so
+    /// Records that `version` was written (call with the commit lock held, so
     /// versions arrive in order); `done` runs once it is durable.
     pub(super) fn written(&self, version: u64, done: OnDurable) {
         let mut st = lock(&self.shared.state);
