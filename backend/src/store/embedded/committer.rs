@@ -22,8 +22,9 @@
 //! A commit runs on its caller's task, as before, when the lock can be had
 //! within 200 µs and no commit is queued here: the common case pays nothing
 //! (parking_lot's timed lock parks the task's thread for those 200 µs at
-//! most). Otherwise it is queued to this thread, and the caller's task waits for the reply
-//! asynchronously: the thread, not a runtime worker, waits for the lock. So
+//! most). Otherwise it is queued to this thread, and the caller's task waits
+//! for the reply asynchronously: the thread, not a runtime worker, waits for
+//! the lock. So
 //! at most one runtime worker is ever stuck in a commit (the one holding the
 //! lock when fjall stalls), and the runtime's other workers go on. While
 //! commits are queued, new ones queue behind them too: they stay in order,
