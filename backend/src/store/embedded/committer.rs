@@ -24,14 +24,14 @@
 //! (parking_lot's timed lock parks the task's thread for those 200 µs at
 //! most). Otherwise it is queued to this thread, and the caller's task waits
 //! for the reply asynchronously: the thread, not a runtime worker, waits for
-//! the lock. So
-//! at most one runtime worker is ever stuck in a commit (the one holding the
-//! lock when fjall stalls), and the runtime's other workers go on. While
-//! commits are queued, new ones queue behind them too: they stay in order,
-//! and the thread is not starved by workers taking the lock first.
-//! Transactions begin without the lock (the read version comes from the
-//! snapshot itself, see `EmbeddedStore::begin`), and read-only transactions
-//! without watches commit without it.
+//! the lock. So at most one runtime worker is ever stuck in a commit (the one
+//! holding the lock when fjall stalls), and the runtime's other workers go
+//! on. While commits are queued, new ones queue behind them too: they stay in
+//! order, and the thread is not starved by workers taking the lock first.
+//! Transactions begin under the lock on the same 200 µs terms, and without it
+//! past them (the read version then comes from the snapshot itself, see
+//! `EmbeddedStore::begin`); read-only transactions without watches commit
+//! without it.
 //!
 //! What this does not fix: fjall's reads take the same version lock for a
 //! moment, so a read on a runtime worker can still wait while a flush holds
