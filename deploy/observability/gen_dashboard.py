@@ -73,7 +73,9 @@ ts("Handshakes", [(f'sum by (result) (rate(outpost_handshakes_total{{{SEL}}}[$__
                   (f'sum by (instance) (rate(outpost_udp_receive_drops_total{{{SEL}}}[$__rate_interval]))', "{{instance}} datagrams dropped")], "reqps", x=0)
 ts("Login queue", [(f'max(outpost_queue_length{{{SEL}}})', "waiting"),
                    (f'sum(rate(outpost_queue_admissions_total{{{SEL}}}[$__rate_interval]))', "admitted /s")], x=8)
-ts("Session closes by code", [(f'sum by (code) (rate(outpost_session_closes_total{{{SEL}}}[$__rate_interval]))', "{{code}}")], "reqps", x=16)
+ts("Session closes by code", [(f'sum by (code) (rate(outpost_session_closes_total{{{SEL}}}[$__rate_interval]))', "{{code}}"),
+                              (f'sum by (cause) (rate(outpost_rate_limit_kicks_total{{{SEL}}}[$__rate_interval]))', "RateLimited: {{cause}}")],
+   "reqps", x=16, desc="RateLimited kicks split by cause: control_frames, refused_requests, failed_channels.")
 next_row()
 
 row("Requests (server side)")
