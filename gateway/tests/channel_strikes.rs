@@ -181,12 +181,7 @@ async fn kicked_while_another_is_not(bytes: fn() -> Vec<u8>) -> Result<()> {
     })?;
     assert_eq!(kick.reason, ErrorCode::RateLimited, "{kick:?}");
     let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await?;
-    match &closed {
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            assert_eq!(c.error_code.into_inner(), u64::from(ErrorCode::RateLimited.0))
-        }
-        other => bail!("expected an application close with RateLimited, got {other:?}"),
-    }
+    expect_closed_with(&closed, ErrorCode::RateLimited)?;
     stop.store(true, Ordering::Relaxed);
     for l in loops {
         l.await??;

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use common::*;
 use outpost_schema::{ChannelKind, ChannelMsg, ControlMsg, ErrorCode, Request, RequestBody};
 
@@ -116,14 +116,7 @@ async fn slow_consumer_round(gw: &TestGateway) -> Result<()> {
     // CONNECTION_CLOSE with the kick's code, not a stateless reset (the
     // gateway had forgotten the connection without telling the client) and
     // not the client's own idle timeout.
-    match &closed {
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            assert_eq!(c.error_code.into_inner(), u64::from(ErrorCode::SlowConsumer.0))
-        }
-        other => {
-            bail!("expected an application close with SlowConsumer, got {other:?} (Kick seen: {kick:?})")
-        }
-    }
+    expect_closed_with(&closed, ErrorCode::SlowConsumer).with_context(|| format!("Kick seen: {kick:?}"))?;
     assert!(eventually(Duration::from_secs(5), || gw.handle.sessions_live() < live_before).await);
     Ok(())
 }

@@ -70,13 +70,7 @@ async fn expect_kick(raw: &mut Raw, reason: ErrorCode) -> Result<()> {
     .await??;
     assert_eq!(kick.reason, reason, "{kick:?}");
     let closed = tokio::time::timeout(Duration::from_secs(5), raw.conn.closed()).await?;
-    match closed {
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            assert_eq!(c.error_code.into_inner(), u64::from(reason.0))
-        }
-        other => bail!("expected an application close with {reason:?}, got {other:?}"),
-    }
-    Ok(())
+    expect_closed_with(&closed, reason)
 }
 
 /// The session answers a Ping: it is alive and was not kicked.

@@ -181,12 +181,7 @@ async fn a_session_that_keeps_sending_refused_requests_is_kicked_and_another_is_
     })?;
     assert_eq!(kick.reason, ErrorCode::RateLimited, "{kick:?}");
     let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await?;
-    match &closed {
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            assert_eq!(c.error_code.into_inner(), u64::from(ErrorCode::RateLimited.0))
-        }
-        other => bail!("expected an application close with RateLimited, got {other:?}"),
-    }
+    expect_closed_with(&closed, ErrorCode::RateLimited)?;
     stop.store(true, Ordering::Relaxed);
     let _ = writer.await?;
     reader.await?;

@@ -282,6 +282,19 @@ pub async fn read_raw_frame(recv: &mut quinn::RecvStream, max: u32) -> Result<Ve
     Ok(frame)
 }
 
+/// Checks that the gateway closed a connection with `code` (a QUIC
+/// CONNECTION_CLOSE with the kick's code, not a stateless reset nor the
+/// client's own idle timeout).
+pub fn expect_closed_with(closed: &quinn::ConnectionError, code: outpost_schema::ErrorCode) -> Result<()> {
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code.into_inner(), u64::from(code.0));
+            Ok(())
+        }
+        other => bail!("expected an application close with {code:?}, got {other:?}"),
+    }
+}
+
 /// Reads the raw control stream until a `Kick` arrives (within `limit`).
 pub async fn expect_kick(control: &mut quinn::RecvStream, limit: Duration) -> Result<outpost_schema::Kick> {
     let deadline = tokio::time::Instant::now() + limit;
