@@ -192,15 +192,14 @@ impl EmbeddedStore {
             None => self.apply_plain_read(tx, durability)?,
             Some(_) => None,
         };
-        let done = if let Some(applied) = plain {
+        if let Some(applied) = plain {
             applied.finish(self.inner.group.as_ref(), reply);
-            done
         } else if let Some(mut cs) = self.try_lock_commit() {
             self.apply_and_finish(&mut cs, tx, durability, stall, reply);
-            done
         } else {
-            self.inner.committer.submit(tx.clone(), durability, stall)
-        };
+            self.inner.committer.submit(tx.clone(), durability, stall, reply);
+        }
+        // A dropped sender: the commit path panicked, the result is unknown.
         done.await.map_err(|_| StoreError::CommitUnknownResult)?
     }
 

@@ -50,13 +50,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
+use super::commit::Done;
 use super::{EmbeddedStore, EmbeddedTx};
-use crate::store::{Durability, StoreError};
-
-/// How a commit ended: done (durable, if it asked to be), or why not.
-pub(super) type Outcome = Result<(), StoreError>;
+use crate::store::Durability;
 
 /// One commit to run.
 struct Job {
@@ -64,7 +60,8 @@ struct Job {
     durability: Durability,
     /// The fault mode's scripted stall ([`CommitFault::Stall`](super::faults::CommitFault::Stall)).
     stall: Option<Duration>,
-    reply: oneshot::Sender<Outcome>,
+    /// Gets the commit's outcome (dropped unrun: an unknown result).
+    done: Done,
 }
 
 /// The committer thread and its queue.
@@ -106,31 +103,25 @@ impl Committer {
         self.queued.load(Ordering::Acquire) == 0
     }
 
-    /// Queues the commit of `tx` (`stall`: a scripted fault); the receiver
-    /// resolves with its outcome. It fails (the sender dropped) only if the
-    /// commit path panicked: the commit's result is then unknown.
-    pub(super) fn submit(
-        &self,
-        tx: EmbeddedTx,
-        durability: Durability,
-        stall: Option<Duration>,
-    ) -> oneshot::Receiver<Outcome> {
-        let (reply, outcome) = oneshot::channel();
+    /// Queues the commit of `tx` (`stall`: a scripted fault); `done` gets its
+    /// outcome. `done` is dropped without being called only if the commit
+    /// path panicked or the thread is gone: the commit's result is then
+    /// unknown.
+    pub(super) fn submit(&self, tx: EmbeddedTx, durability: Durability, stall: Option<Duration>, done: Done) {
         if let Some(queue) = &self.queue {
             self.queued.fetch_add(1, Ordering::AcqRel);
             let job = Job {
                 tx,
                 durability,
                 stall,
-                reply,
+                done,
             };
             if queue.send(job).is_err() {
-                // The thread is gone; the job (and `reply`) dropped with the
+                // The thread is gone; the job (and `done`) dropped with the
                 // error, which the caller sees as an unknown result.
                 self.queued.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        outcome
     }
 }
 
@@ -141,25 +132,17 @@ fn run(job: Job) {
         tx,
         durability,
         stall,
-        reply,
+        done,
     } = job;
     let store = EmbeddedStore {
         inner: tx.0.store.clone(),
     };
     // A panic in the commit path is a bug. Caught, it fails this commit only
-    // (its reply sender drops: an unknown result, it may have been applied)
+    // (`done` drops uncalled: an unknown result, it may have been applied)
     // instead of every later one.
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut cs = store.lock_commit();
-        store.apply_and_finish(
-            &mut cs,
-            &tx,
-            durability,
-            stall,
-            Box::new(move |outcome| {
-                let _ = reply.send(outcome);
-            }),
-        );
+        store.apply_and_finish(&mut cs, &tx, durability, stall, done);
     }));
     if ran.is_err() {
         tracing::error!("the store's commit path panicked; the commit's result is unknown");
