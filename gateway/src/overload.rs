@@ -28,17 +28,16 @@
 //! [`DRAINED_PERCENT`] of the buffer: a queue still near full would drop again
 //! as soon as the refused clients came back.
 //!
-//! [`ReceivePressure`] samples the socket's drop counter and queue in
-//! `/proc/net/udp{,6}` (found by the socket's inode, as for the metrics in
-//! [`crate::metrics::udp`]) every [`SAMPLE_EVERY`]. Without `/proc` it never
-//! reads "behind".
+//! [`ReceivePressure`] samples the socket's drop counter and queue (asked of
+//! the kernel for this one socket, as for the metrics in
+//! [`crate::metrics::udp`]) every [`SAMPLE_EVERY`]. Where the socket cannot
+//! be named (no `/proc`) it never reads "behind".
 
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::udp::{self, SocketFigures};
+use crate::metrics::udp::{self, SocketFigures, SocketId};
 
 /// How often the drop counter is read.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -75,8 +74,8 @@ pub const DRAINED_PERCENT: u64 = 50;
 /// Whether the QUIC socket's receive path is behind (see the module docs).
 #[derive(Debug)]
 pub struct ReceivePressure {
-    /// The socket's inode in `/proc/net/udp`; `None` where it cannot be read.
-    inode: Option<u64>,
+    /// The socket as the kernel names it; `None` where it cannot be read.
+    socket: Option<SocketId>,
     /// The socket's receive buffer as the kernel granted it (`SO_RCVBUF`, the
     /// figure `/proc/net/udp`'s queue is counted against).
     buffer_bytes: u64,
@@ -138,9 +137,9 @@ impl ReceivePressure {
     /// A monitor of `socket`, whose receive buffer the kernel granted as
     /// `buffer_bytes` (`crate::endpoint::SocketBuffers::recv_bytes`); not
     /// yet sampling: see [`run`](Self::run).
-    pub fn of(socket: &impl AsRawFd, buffer_bytes: usize) -> Arc<ReceivePressure> {
+    pub fn of(socket: &std::net::UdpSocket, buffer_bytes: usize) -> Arc<ReceivePressure> {
         Arc::new(ReceivePressure {
-            inode: udp::inode_of(socket),
+            socket: SocketId::of(socket),
             buffer_bytes: buffer_bytes as u64,
             behind: AtomicBool::new(false),
         })
@@ -153,7 +152,7 @@ impl ReceivePressure {
 
     /// Samples until `stop` fires (or forever without `/proc`: returns at once).
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::broadcast::Receiver<()>) {
-        let Some(inode) = self.inode else {
+        let Some(socket) = self.socket else {
             return;
         };
         let mut trend = Trend::new(self.buffer_bytes);
@@ -164,13 +163,13 @@ impl ReceivePressure {
                 _ = tick.tick() => {}
                 _ = stop.recv() => return,
             }
-            self.sample(inode, &mut trend);
+            self.sample(&socket, &mut trend);
         }
     }
 
     /// One sample: reads the socket's figures and updates the flag.
-    fn sample(&self, inode: u64, trend: &mut Trend) {
-        let Some(figures) = udp::read_one(inode) else {
+    fn sample(&self, socket: &SocketId, trend: &mut Trend) {
+        let Some(figures) = udp::read_one(socket) else {
             return;
         };
         let behind = trend.observe(figures);
@@ -340,26 +339,26 @@ mod tests {
         let sink = udp::test_support::small_sink();
         let granted = socket2::SockRef::from(&sink).recv_buffer_size().unwrap();
         let pressure = ReceivePressure::of(&sink, granted);
-        let inode = pressure.inode.expect("/proc/self/fd names the socket");
+        let socket = pressure.socket.expect("/proc/self/fd names the socket");
         let mut trend = Trend::new(pressure.buffer_bytes);
-        pressure.sample(inode, &mut trend);
+        pressure.sample(&socket, &mut trend);
         assert!(!pressure.is_behind());
 
         for n in 1..ENGAGE_SAMPLES {
             udp::test_support::flood(&sink);
-            pressure.sample(inode, &mut trend);
+            pressure.sample(&socket, &mut trend);
             assert!(!pressure.is_behind(), "{n} overflowing samples are a burst");
         }
         udp::test_support::flood(&sink);
-        pressure.sample(inode, &mut trend);
+        pressure.sample(&socket, &mut trend);
         assert!(pressure.is_behind(), "200 KB into a buffer of a few KB, 12 times");
 
         for _ in 0..RELEASE_QUIET_SAMPLES {
-            pressure.sample(inode, &mut trend);
+            pressure.sample(&socket, &mut trend);
             assert!(pressure.is_behind(), "no new drops, but the queue is full");
         }
         udp::test_support::drain(&sink);
-        pressure.sample(inode, &mut trend);
+        pressure.sample(&socket, &mut trend);
         assert!(!pressure.is_behind(), "quiet and drained");
     }
 }

@@ -27,6 +27,8 @@ pub(crate) mod gauges;
 pub mod listener;
 pub mod process;
 pub mod requests;
+#[cfg(target_os = "linux")]
+mod sock_diag;
 pub mod udp;
 
 use std::sync::OnceLock;

@@ -1,5 +1,6 @@
-//! The QUIC socket's kernel receive queue and drops, read from Linux's
-//! `/proc/net/udp{,6}` at each scrape (elsewhere they are absent).
+//! The QUIC socket's kernel receive queue and drops (Linux; elsewhere they
+//! are absent), for the metrics at each scrape and for the receive-path
+//! overload monitor ([`crate::overload`]).
 //!
 //! Why: when the endpoint's receive path falls behind (a CPU-starved box, a
 //! burst of handshakes), datagrams wait in the socket's receive buffer and,
@@ -9,11 +10,19 @@
 //! has a run where the queue filled in seconds and sessions then died by idle
 //! timeout. `outpost_udp_receive_drops_total` rising is the earliest sign.
 //!
-//! The socket is found by its inode (`/proc/self/fd/N` names it), recorded
-//! when the gateway binds it ([`watch`]).
+//! The figures are asked of the kernel for the one socket over netlink
+//! ([`super::sock_diag`]), which costs the same whatever else is on the box.
+//! Where that is refused (a kernel without UDP sock_diag, a sandbox that
+//! forbids netlink), they are read from `/proc/net/udp{,6}`, whose cost grows
+//! faster than the number of UDP sockets on the box; a warning says so once.
+//! The socket is named by its local address and its inode (`/proc/self/fd/N`
+//! names it), recorded when the gateway binds it ([`watch`]).
 
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
+#[cfg(target_os = "linux")]
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Datagrams the kernel dropped at the socket (receive buffer full), summed
@@ -22,9 +31,9 @@ pub const DROPS: &str = "outpost_udp_receive_drops_total";
 /// Bytes waiting in the socket's receive buffer, summed over the watched sockets.
 pub const QUEUE: &str = "outpost_udp_receive_queue_bytes";
 
-/// Inodes of the QUIC sockets this process serves on. A process normally has
-/// one; tests start many gateways, so only the latest few are kept.
-static WATCHED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// The QUIC sockets this process serves on. A process normally has one;
+/// tests start many gateways, so only the latest few are kept.
+static WATCHED: Mutex<Vec<SocketId>> = Mutex::new(Vec::new());
 const MAX_WATCHED: usize = 16;
 
 pub(super) fn describe() {
@@ -40,15 +49,34 @@ pub(super) fn describe() {
 
 /// Starts reporting `socket`'s queue and drops. Does nothing where the socket's
 /// inode cannot be read (no `/proc`).
-pub fn watch(socket: &impl AsRawFd) {
-    let Some(inode) = inode_of(socket) else {
+pub fn watch(socket: &UdpSocket) {
+    let Some(id) = SocketId::of(socket) else {
         return;
     };
     let mut watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner());
     if watched.len() == MAX_WATCHED {
         watched.remove(0);
     }
-    watched.push(inode);
+    watched.push(id);
+}
+
+/// What names a UDP socket to the kernel: its local address (for the netlink
+/// lookup) and its inode (which proves the kernel found this socket, and is
+/// the key of `/proc/net/udp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketId {
+    pub local: SocketAddr,
+    pub inode: u64,
+}
+
+impl SocketId {
+    /// `None` where the address or the inode cannot be read (no `/proc`).
+    pub fn of(socket: &UdpSocket) -> Option<SocketId> {
+        Some(SocketId {
+            local: socket.local_addr().ok()?,
+            inode: inode_of(socket)?,
+        })
+    }
 }
 
 /// The socket's inode, as `/proc/net/udp` lists it; `None` without `/proc`.
@@ -81,17 +109,13 @@ pub fn parse(table: &str, inode: u64) -> Option<SocketFigures> {
     })
 }
 
-/// The watched sockets' figures, summed; `None` where `/proc/net` is absent or
-/// none of them is found.
+/// The watched sockets' figures, summed; `None` where none of them is found
+/// (no netlink and no `/proc/net`).
 pub fn read() -> Option<SocketFigures> {
     let watched = WATCHED.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if watched.is_empty() {
-        return None;
-    }
-    let tables = tables();
     let mut sum: Option<SocketFigures> = None;
-    for inode in watched {
-        if let Some(s) = tables.iter().find_map(|t| parse(t, inode)) {
+    for id in watched {
+        if let Some(s) = read_one(&id) {
             let acc = sum.get_or_insert_with(SocketFigures::default);
             acc.queue_bytes += s.queue_bytes;
             acc.drops += s.drops;
@@ -101,8 +125,30 @@ pub fn read() -> Option<SocketFigures> {
 }
 
 /// One socket's figures (the receive-path overload monitor's reading).
-pub fn read_one(inode: u64) -> Option<SocketFigures> {
-    tables().iter().find_map(|t| parse(t, inode))
+pub fn read_one(id: &SocketId) -> Option<SocketFigures> {
+    #[cfg(target_os = "linux")]
+    match super::sock_diag::query(id.local, id.inode) {
+        Ok(figures) => return Some(figures),
+        Err(e) => warn_proc_fallback(&e),
+    }
+    tables().iter().find_map(|t| parse(t, id.inode))
+}
+
+/// Whether a netlink query failed in this process, and [`read_one`] fell back
+/// to `/proc/net/udp` (warned once).
+#[cfg(target_os = "linux")]
+static PROC_FALLBACK: AtomicBool = AtomicBool::new(false);
+
+/// Says once per process that the figures come from `/proc/net/udp`, and why.
+#[cfg(target_os = "linux")]
+fn warn_proc_fallback(e: &super::sock_diag::DiagError) {
+    if !PROC_FALLBACK.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            error = %e,
+            "UDP socket figures: the kernel's sock_diag query failed; reading /proc/net/udp instead \
+             (its cost grows faster than the number of UDP sockets on the box)"
+        );
+    }
 }
 
 /// The texts of `/proc/net/udp` and `/proc/net/udp6` that exist.
@@ -193,5 +239,21 @@ mod tests {
         watch(&sink);
         let summed = read().unwrap();
         assert!(summed.drops >= after.drops, "{summed:?}");
+    }
+
+    /// The monitor's reading comes from the kernel's per-socket query, not
+    /// from `/proc/net/udp` (whose cost grows with every UDP socket on the box).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn read_one_asks_the_kernel_for_the_one_socket() {
+        let sink = test_support::small_sink();
+        let id = SocketId::of(&sink).unwrap();
+        test_support::flood(&sink);
+        let figures = read_one(&id).unwrap();
+        assert!(figures.drops > 0 && figures.queue_bytes > 0, "{figures:?}");
+        assert!(
+            !PROC_FALLBACK.load(Ordering::Relaxed),
+            "fell back to /proc/net/udp"
+        );
     }
 }
