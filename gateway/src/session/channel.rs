@@ -27,10 +27,11 @@
 //! 5. The client finishing its side ends reading; what is in flight is still
 //!    answered, then the stream is finished.
 //!
-//! Every stream refused (1) or failed (2, 3) counts against the session's
+//! Every stream refused (1) or failed (2, 3), and every stream the client
+//! finishes or resets before its first frame, counts against the session's
 //! bound on failed channels (`Session::channel_failed`): the one over it
 //! closes the session with `Kick { RateLimited }`, so a client cannot loop
-//! open, bad frame, open again for ever.
+//! open, bad frame (or no frame), open again for ever.
 
 use std::time::Instant;
 
@@ -48,6 +49,10 @@ pub enum StreamInput {
     BadFrame(FrameError),
     /// The client finished its side of the stream.
     Finished,
+    /// The client reset its side of the stream (RESET_STREAM). The driver
+    /// hands it in only before the channel opened: after, it stops serving
+    /// the stream at once, as for any failed stream.
+    Reset,
 }
 
 /// What the driver does next with the stream.
@@ -122,15 +127,20 @@ impl ChannelStream {
         input: StreamInput,
         serves: impl FnOnce(ChannelKind) -> bool,
     ) -> StreamStep {
+        // Ended by the client before any frame: nothing to answer, but the
+        // stream cost the gateway what a refused one does (an accepted
+        // stream, a task, a read), and a client never needs one.
+        let abandoned =
+            self.phase == Phase::Opening && matches!(input, StreamInput::Finished | StreamInput::Reset);
         let step = match (self.phase, input) {
             (Phase::Done, _) => StreamStep::Finish,
-            (_, StreamInput::Finished) => StreamStep::Finish,
+            (_, StreamInput::Finished | StreamInput::Reset) => StreamStep::Finish,
             (Phase::Opening, StreamInput::BadFrame(e)) => refuse(e.code, e.message),
             (Phase::Open, StreamInput::BadFrame(e)) => fail(e.code, e.message),
             (Phase::Opening, StreamInput::Frame(frame)) => self.open(now, session, &frame, serves),
             (Phase::Open, StreamInput::Frame(frame)) => self.request(now, session, &frame),
         };
-        if matches!(step, StreamStep::Refuse { .. } | StreamStep::Fail { .. }) {
+        if abandoned || matches!(step, StreamStep::Refuse { .. } | StreamStep::Fail { .. }) {
             // The client's fault (a refusal for the session's close is not
             // counted: the session is closed already).
             session.channel_failed(now);

@@ -127,12 +127,17 @@ fn the_first_frame_must_open_a_served_channel_within_the_limit() {
     assert_eq!(again, StreamStep::Opened(ChannelKind::State));
 }
 
+/// Nothing is answered on a stream the client ended before its first frame
+/// (it is counted as a failed channel: `strike_tests.rs`).
 #[test]
-fn a_client_that_finishes_before_opening_is_let_go_quietly() {
+fn a_client_that_finishes_or_resets_before_opening_is_let_go_quietly() {
     let mut f = Fixture::new();
-    let mut s = ChannelStream::new(0);
-    assert_eq!(f.feed(&mut s, 0, StreamInput::Finished), StreamStep::Finish);
-    assert!(!s.wants_frames());
+    for (id, ended) in [(0, StreamInput::Finished), (4, StreamInput::Reset)] {
+        let mut s = ChannelStream::new(id);
+        assert_eq!(f.feed(&mut s, 0, ended), StreamStep::Finish);
+        assert!(!s.wants_frames());
+    }
+    assert!(!f.session.has_action());
 }
 
 #[test]
