@@ -11,7 +11,9 @@
 //! 1. The first frame must be `OpenChannel` (`UnexpectedFrame` otherwise), for
 //!    a channel this gateway serves (`UnknownChannel`), within the session's
 //!    channel limit (the session's code). A refused stream gets `Error {
-//!    request_id: 0 }` and is finished.
+//!    request_id: 0 }` and is finished. Once the session is closed, every new
+//!    stream is refused with `ShuttingDown`, as a valid `OpenChannel` would
+//!    be, its first frame undecoded: no work for a session on its way out.
 //! 2. After it, only `Request` frames: anything else, or a frame that fails
 //!    framing or verification, is a channel-level error (`Error { request_id:
 //!    0 }` with the frame's code), after which nothing more is read; requests
@@ -135,6 +137,10 @@ impl ChannelStream {
         let step = match (self.phase, input) {
             (Phase::Done, _) => StreamStep::Finish,
             (_, StreamInput::Finished | StreamInput::Reset) => StreamStep::Finish,
+            // What a valid `OpenChannel` gets once the session is closed,
+            // whatever the frame: not decoded, verified or routed for a
+            // session on its way out.
+            (Phase::Opening, _) if session.is_closed() => refuse(ErrorCode::ShuttingDown, CHANNEL_REFUSED),
             (Phase::Opening, StreamInput::BadFrame(e)) => refuse(e.code, e.message),
             (Phase::Open, StreamInput::BadFrame(e)) => fail(e.code, e.message),
             (Phase::Opening, StreamInput::Frame(frame)) => self.open(now, session, &frame, serves),
@@ -178,7 +184,7 @@ impl ChannelStream {
         }
         match session.open_channel(now, self.id, kind) {
             Ok(()) => StreamStep::Opened(kind),
-            Err(code) => refuse(code, "channel refused"),
+            Err(code) => refuse(code, CHANNEL_REFUSED),
         }
     }
 
@@ -215,6 +221,10 @@ impl ChannelStream {
         }
     }
 }
+
+/// The message of a stream [`Session::open_channel`] refused (the session is
+/// closed, or at its channel limit), and of any new stream of a closed session.
+const CHANNEL_REFUSED: &str = "channel refused";
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> StreamStep {
     StreamStep::Refuse {
