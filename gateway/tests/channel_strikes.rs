@@ -2,7 +2,9 @@
 //! that fails verification right after `OpenChannel`), then opens another,
 //! in a loop: what each such channel costs the gateway, and (PROTOCOL.md §4)
 //! that the session is kicked with `RateLimited` while a well-behaved
-//! session on the same gateway is not.
+//! session on the same gateway is not. The same for a client that ends each
+//! stream before its first frame (finished empty, or reset), and that
+//! channels closed cleanly after use are never counted.
 
 mod common;
 
@@ -260,5 +262,102 @@ async fn the_stream_over_the_bound_kicks_without_another() -> Result<()> {
     }
     let kick = expect_kick(&mut crecv, Duration::from_secs(5)).await?;
     assert_eq!(kick.reason, ErrorCode::RateLimited, "{kick:?}");
+    Ok(())
+}
+
+/// How a looping client ends each stream before any frame.
+#[derive(Debug, Clone, Copy)]
+enum EndEmpty {
+    /// FIN at once: an empty stream.
+    Finish,
+    /// RESET_STREAM at once.
+    Reset,
+}
+
+/// A client that loops "open a stream, end it before any frame" is a failed
+/// channel per stream (PROTOCOL.md §4 "Failed channels"): each still costs
+/// the gateway an accepted stream, a task, a read and the end of its own
+/// side (the FIN the client reads here), so the loop is kicked like the bad
+/// frame loop, once past the default bound.
+async fn empty_streams_are_kicked(end: EndEmpty) -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    let conn = raw_connect(&gw).await?;
+    let (_csend, mut crecv, _) = raw_login(&conn, wire_device()).await?;
+    let bound = world.config().limits.max_failed_channels_per_window;
+    // One at a time, each until the gateway ended its side (so it has taken
+    // the stream up), up to three times the bound: the kick ends the loop.
+    let mut answered = 0u32;
+    for _ in 0..3 * bound {
+        let Ok((mut send, mut recv)) = conn.open_bi().await else {
+            break;
+        };
+        match end {
+            EndEmpty::Finish => send.finish()?,
+            EndEmpty::Reset => send.reset(0u32.into())?,
+        }
+        // The gateway sends nothing on it, only ends its side.
+        match recv.read_to_end(64).await {
+            Ok(bytes) if bytes.is_empty() => answered += 1,
+            Ok(bytes) => bail!("expected an empty answer, got {bytes:?}"),
+            // The last one may be cut by the kick's close.
+            Err(_) => break,
+        }
+    }
+    let kick = expect_kick(&mut crecv, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.context(format!("{end:?}: no Kick after {answered} empty streams")))?;
+    assert_eq!(kick.reason, ErrorCode::RateLimited, "{kick:?}");
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await?;
+    expect_closed_with(&closed, ErrorCode::RateLimited)?;
+    assert!(answered >= bound, "kicked after {answered} of a bound of {bound}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_session_looping_empty_streams_is_kicked() -> Result<()> {
+    empty_streams_are_kicked(EndEmpty::Finish).await
+}
+
+#[tokio::test]
+async fn a_session_looping_streams_reset_before_a_frame_is_kicked() -> Result<()> {
+    empty_streams_are_kicked(EndEmpty::Reset).await
+}
+
+/// Channels the client opens, uses and closes cleanly are never counted,
+/// however many: three times the bound of them, one after the other within
+/// one window, and the session is still served.
+#[tokio::test]
+async fn channels_closed_cleanly_after_use_are_never_counted() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    let conn = raw_connect(&gw).await?;
+    let (_csend, mut crecv, _) = raw_login(&conn, wire_device()).await?;
+    let bound = world.config().limits.max_failed_channels_per_window;
+    let started = Instant::now();
+    for i in 0..3 * u64::from(bound) {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let mut bytes = ChannelMsg::Open(ChannelKind::Echo).encode();
+        bytes.extend(echo_requests(i + 1, 1));
+        send.write_all(&bytes).await?;
+        send.finish()?;
+        let frame = read_raw_frame(&mut recv, 1 << 16).await?;
+        match ChannelMsg::decode(&frame)? {
+            ChannelMsg::Response(r) if r.request_id == i + 1 => {}
+            other => bail!("channel {i}: expected the echo's Response, got {other:?}"),
+        }
+        // The gateway finishes its side once the channel is done.
+        let rest = recv.read_to_end(64).await?;
+        assert!(rest.is_empty(), "channel {i}: {rest:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "not within one window: {:?}",
+        started.elapsed()
+    );
+    // No Kick comes (a kick would be sent at once).
+    let kick = expect_kick(&mut crecv, Duration::from_millis(500)).await;
+    assert!(kick.is_err(), "{kick:?}");
+    assert!(conn.close_reason().is_none(), "{:?}", conn.close_reason());
     Ok(())
 }

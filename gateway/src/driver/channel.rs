@@ -24,11 +24,14 @@ type ReadResult = Result<Option<Vec<u8>>, FrameReadError>;
 type ReadFuture = Pin<Box<dyn Future<Output = (RecvStream, ReadResult)> + Send>>;
 
 /// What a frame read means for the channel-stream machine; `None` when the
-/// stream or connection itself failed (nothing more to say to the client).
+/// stream or connection itself failed (nothing more to say to the client),
+/// but for a reset by the client, which the machine counts before the
+/// channel opened (the caller decides what it means after).
 fn stream_input(read: ReadResult) -> Option<StreamInput> {
     match read {
         Ok(Some(frame)) => Some(StreamInput::Frame(frame)),
         Ok(None) => Some(StreamInput::Finished),
+        Err(FrameReadError::Stream(quinn::ReadError::Reset(_))) => Some(StreamInput::Reset),
         Err(FrameReadError::Stream(_)) => None,
         Err(e) => Some(StreamInput::BadFrame(FrameError {
             code: e.code(),
@@ -135,7 +138,8 @@ impl ChannelTask {
             (step, m.has_action())
         });
         if has_action {
-            // A refusal one too many kicked the session (`Session::channel_failed`).
+            // A refusal (or a stream ended before any frame) one too many
+            // kicked the session (`Session::channel_failed`).
             self.core.wake();
         }
         let (kind, service) = match first {
@@ -144,7 +148,7 @@ impl ChannelTask {
                 None => return, // checked by the machine a moment ago
             },
             StreamStep::Refuse { code, message } => return refuse(send, recv, code, &message).await,
-            _ => return, // the client finished before opening a channel
+            _ => return, // the client finished or reset before opening a channel
         };
         let channel = self.open(id, kind, service, send);
         if let Some(code) = self.serve(&mut stream, &channel, recv).await {
@@ -242,7 +246,11 @@ impl ChannelTask {
                 (mut recv, result) = async { reading.as_mut().expect("guarded").await }, if reading.is_some() && !backlogged => {
                     reading = None;
                     reads += 1;
-                    let Some(input) = stream_input(result) else { break };
+                    // A reset after the opening stops the channel at once,
+                    // uncounted (a client may abandon a channel it used).
+                    let Some(input) = stream_input(result).filter(|i| !matches!(i, StreamInput::Reset)) else {
+                        break;
+                    };
                     let (step, has_action) = self.core.with_machine(|m| {
                         (stream.handle_input(Instant::now(), m, input, |_| true), m.has_action())
                     });

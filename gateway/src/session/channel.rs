@@ -11,7 +11,9 @@
 //! 1. The first frame must be `OpenChannel` (`UnexpectedFrame` otherwise), for
 //!    a channel this gateway serves (`UnknownChannel`), within the session's
 //!    channel limit (the session's code). A refused stream gets `Error {
-//!    request_id: 0 }` and is finished.
+//!    request_id: 0 }` and is finished. Once the session is closed, every new
+//!    stream is refused with `ShuttingDown`, as a valid `OpenChannel` would
+//!    be, its first frame undecoded: no work for a session on its way out.
 //! 2. After it, only `Request` frames: anything else, or a frame that fails
 //!    framing or verification, is a channel-level error (`Error { request_id:
 //!    0 }` with the frame's code), after which nothing more is read; requests
@@ -27,10 +29,11 @@
 //! 5. The client finishing its side ends reading; what is in flight is still
 //!    answered, then the stream is finished.
 //!
-//! Every stream refused (1) or failed (2, 3) counts against the session's
+//! Every stream refused (1) or failed (2, 3), and every stream the client
+//! finishes or resets before its first frame, counts against the session's
 //! bound on failed channels (`Session::channel_failed`): the one over it
 //! closes the session with `Kick { RateLimited }`, so a client cannot loop
-//! open, bad frame, open again for ever.
+//! open, bad frame (or no frame), open again for ever.
 
 use std::time::Instant;
 
@@ -48,6 +51,10 @@ pub enum StreamInput {
     BadFrame(FrameError),
     /// The client finished its side of the stream.
     Finished,
+    /// The client reset its side of the stream (RESET_STREAM). The driver
+    /// hands it in only before the channel opened: after, it stops serving
+    /// the stream at once, as for any failed stream.
+    Reset,
 }
 
 /// What the driver does next with the stream.
@@ -122,15 +129,24 @@ impl ChannelStream {
         input: StreamInput,
         serves: impl FnOnce(ChannelKind) -> bool,
     ) -> StreamStep {
+        // Ended by the client before any frame: nothing to answer, but the
+        // stream cost the gateway what a refused one does (an accepted
+        // stream, a task, a read), and a client never needs one.
+        let abandoned =
+            self.phase == Phase::Opening && matches!(input, StreamInput::Finished | StreamInput::Reset);
         let step = match (self.phase, input) {
             (Phase::Done, _) => StreamStep::Finish,
-            (_, StreamInput::Finished) => StreamStep::Finish,
+            (_, StreamInput::Finished | StreamInput::Reset) => StreamStep::Finish,
+            // What a valid `OpenChannel` gets once the session is closed,
+            // whatever the frame: not decoded, verified or routed for a
+            // session on its way out.
+            (Phase::Opening, _) if session.is_closed() => refuse(ErrorCode::ShuttingDown, CHANNEL_REFUSED),
             (Phase::Opening, StreamInput::BadFrame(e)) => refuse(e.code, e.message),
             (Phase::Open, StreamInput::BadFrame(e)) => fail(e.code, e.message),
             (Phase::Opening, StreamInput::Frame(frame)) => self.open(now, session, &frame, serves),
             (Phase::Open, StreamInput::Frame(frame)) => self.request(now, session, &frame),
         };
-        if matches!(step, StreamStep::Refuse { .. } | StreamStep::Fail { .. }) {
+        if abandoned || matches!(step, StreamStep::Refuse { .. } | StreamStep::Fail { .. }) {
             // The client's fault (a refusal for the session's close is not
             // counted: the session is closed already).
             session.channel_failed(now);
@@ -168,7 +184,7 @@ impl ChannelStream {
         }
         match session.open_channel(now, self.id, kind) {
             Ok(()) => StreamStep::Opened(kind),
-            Err(code) => refuse(code, "channel refused"),
+            Err(code) => refuse(code, CHANNEL_REFUSED),
         }
     }
 
@@ -205,6 +221,10 @@ impl ChannelStream {
         }
     }
 }
+
+/// The message of a stream [`Session::open_channel`] refused (the session is
+/// closed, or at its channel limit), and of any new stream of a closed session.
+const CHANNEL_REFUSED: &str = "channel refused";
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> StreamStep {
     StreamStep::Refuse {

@@ -127,12 +127,17 @@ fn the_first_frame_must_open_a_served_channel_within_the_limit() {
     assert_eq!(again, StreamStep::Opened(ChannelKind::State));
 }
 
+/// Nothing is answered on a stream the client ended before its first frame
+/// (it is counted as a failed channel: `strike_tests.rs`).
 #[test]
-fn a_client_that_finishes_before_opening_is_let_go_quietly() {
+fn a_client_that_finishes_or_resets_before_opening_is_let_go_quietly() {
     let mut f = Fixture::new();
-    let mut s = ChannelStream::new(0);
-    assert_eq!(f.feed(&mut s, 0, StreamInput::Finished), StreamStep::Finish);
-    assert!(!s.wants_frames());
+    for (id, ended) in [(0, StreamInput::Finished), (4, StreamInput::Reset)] {
+        let mut s = ChannelStream::new(id);
+        assert_eq!(f.feed(&mut s, 0, ended), StreamStep::Finish);
+        assert!(!s.wants_frames());
+    }
+    assert!(!f.session.has_action());
 }
 
 #[test]
@@ -274,4 +279,64 @@ fn a_refusal_over_the_bound_kicks_the_session_and_reading_stops() {
         (1, ErrorCode::ShuttingDown)
     );
     assert!(!other.wants_frames());
+}
+
+/// Once the session is closed (here a Kick), every new stream gets the
+/// answer a valid `OpenChannel` gets, `ShuttingDown`, whatever its first
+/// frame: a bad one is not decoded or verified, nor routed, for a session on
+/// its way out, and nothing more is counted or sent.
+#[test]
+fn once_closed_every_new_stream_is_refused_shutting_down_whatever_its_first_frame() {
+    let mut f = Fixture::new();
+    f.session.kick(ErrorCode::KickedByOperator, "bye");
+    while f.session.poll_action().is_some() {}
+    let too_large = || {
+        StreamInput::BadFrame(FrameError {
+            code: ErrorCode::FrameTooLarge,
+            message: "frame of 1 GiB".into(),
+        })
+    };
+    let firsts = [
+        StreamInput::Frame(vec![4, 0, 0, 0, 1, 2, 3, 4]),
+        too_large(),
+        StreamInput::Frame(echo(1).encode()),
+        StreamInput::Frame(ChannelMsg::Open(ChannelKind::Telemetry).encode()),
+        StreamInput::Frame(ChannelMsg::Open(ChannelKind::Echo).encode()),
+    ];
+    let mut answers = Vec::new();
+    for (i, first) in firsts.into_iter().enumerate() {
+        let mut s = ChannelStream::new(4 * i as u64);
+        let step = s.handle_input(f.t0, &mut f.session, first, |_| {
+            panic!("a closed session's stream is not routed")
+        });
+        assert_eq!(refused(&step), ErrorCode::ShuttingDown, "stream {i}: {step:?}");
+        assert!(!s.wants_frames());
+        answers.push(step);
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "one answer: {answers:?}"
+    );
+    assert!(!f.session.has_action(), "nothing after the Close");
+}
+
+/// While draining (GoAway sent, not closed) a new channel still opens, so a
+/// bad first frame is still refused for what it is, and counted.
+#[test]
+fn while_draining_a_bad_first_frame_is_still_refused_for_what_it_is() {
+    let mut f = Fixture::new();
+    f.session
+        .begin_drain(Duration::from_secs(1), f.t0 + Duration::from_secs(30));
+    while f.session.poll_action().is_some() {}
+    f.open_echo(0);
+    let mut s = ChannelStream::new(4);
+    let garbage = StreamInput::Frame(vec![4, 0, 0, 0, 1, 2, 3, 4]);
+    assert_eq!(refused(&f.feed(&mut s, 1, garbage)), ErrorCode::BadFrame);
+    // The bound is 5: four more, then the one over it kicks.
+    for i in 0..5 {
+        let mut s = ChannelStream::new(8 + 4 * i);
+        let garbage = StreamInput::Frame(vec![4, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(refused(&f.feed(&mut s, 2, garbage)), ErrorCode::BadFrame);
+    }
+    assert!(f.session.is_closed());
 }

@@ -331,7 +331,8 @@ impl Session {
     /// The gateway refused a channel the client opened, or ended one with a
     /// channel-level error, for what the client sent (`ChannelStream`: a bad
     /// or unexpected frame, request id 0, an unknown channel kind, the
-    /// channel limit). Counted against the session's
+    /// channel limit), or the client ended a stream before its first frame
+    /// (finished or reset it). Counted against the session's
     /// `max_failed_channels_per_window` (per
     /// [`REFUSAL_WINDOW`](super::REFUSAL_WINDOW)): the one over it closes the
     /// session with `Kick { RateLimited }`. Nothing is counted once the

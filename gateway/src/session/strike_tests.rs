@@ -339,6 +339,59 @@ fn failed_channels_up_to_the_bound_in_every_window_never_kick() {
     assert!(kicked(&drain(&mut s), ErrorCode::RateLimited));
 }
 
+/// A stream the client ends before its first frame (finished: an empty
+/// stream; or reset) is a failed channel too: the loop open, end, open again
+/// costs the gateway a stream, a task and a read each time. Ended after
+/// `OpenChannel`, however many, it is not.
+#[test]
+fn streams_ended_before_their_first_frame_count_as_failed_channels() {
+    let t0 = Instant::now();
+    let mut s = Session::new(channel_limits(5), t0);
+    let ended = |i: u64| {
+        if i % 2 == 0 {
+            StreamInput::Finished
+        } else {
+            StreamInput::Reset
+        }
+    };
+    // Opened and used, then ended either way: never counted.
+    for i in 0..100 {
+        let id = 1_000 + 4 * i;
+        let mut stream = ChannelStream::new(id);
+        let open = StreamInput::Frame(ChannelMsg::Open(ChannelKind::Echo).encode());
+        assert_eq!(
+            stream.handle_input(t0, &mut s, open, |_| true),
+            StreamStep::Opened(ChannelKind::Echo)
+        );
+        assert_eq!(
+            stream.handle_input(t0, &mut s, ended(i), |_| true),
+            StreamStep::Finish
+        );
+        s.close_channel(id);
+    }
+    assert!(
+        !s.has_action() && !s.is_closed(),
+        "channels ended after their opening"
+    );
+    // Ended before any frame: the bound, then one over it.
+    for i in 0..5 {
+        let mut stream = ChannelStream::new(4 * i);
+        assert_eq!(
+            stream.handle_input(t0, &mut s, ended(i), |_| true),
+            StreamStep::Finish
+        );
+        assert!(!stream.wants_frames());
+    }
+    assert!(!s.has_action() && !s.is_closed(), "5 empty streams: the bound");
+    let mut sixth = ChannelStream::new(20);
+    assert_eq!(
+        sixth.handle_input(t0 + ms(1), &mut s, StreamInput::Reset, |_| true),
+        StreamStep::Finish
+    );
+    assert!(kicked(&drain(&mut s), ErrorCode::RateLimited));
+    assert_eq!(s.rate_limit_cause(), Some(RateLimitCause::FailedChannels));
+}
+
 /// The two bounds are apart: refused requests up to theirs and failed
 /// channels up to theirs, in the same window, kick nobody; and channels that
 /// open and serve are never counted.

@@ -13,11 +13,13 @@
 //!
 //! A channel the gateway refuses at its opening or ends with a channel-level
 //! error for what the client sent (a bad frame, a first frame that is not
-//! `OpenChannel`, request id 0: PROTOCOL.md §7) is counted too, in the same
+//! `OpenChannel`, request id 0: PROTOCOL.md §7), or a stream the client
+//! finishes or resets before its first frame, is counted too, in the same
 //! windows but against its own, lower bound
 //! (`LimitsConfig::max_failed_channels_per_window`): each costs the gateway a
-//! stream, a task, a verification and an answer, about five times a refused
-//! request, and a client never needs one (see
+//! stream, a task, a verification and an answer (a stream ended before its
+//! first frame: all but the last two), about five times a refused request,
+//! and a client never needs one (see
 //! [`Session::channel_failed`](super::Session::channel_failed)).
 
 use std::time::{Duration, Instant};
