@@ -46,8 +46,9 @@
 //! that file's dirty pages, so everything handed to the OS before the sync began is
 //! durable when it returns. The active journal is the `<n>.jnl` file with the highest
 //! `n` in the data directory (fjall's layout; fjall fsyncs a journal when it seals
-//! it). When a new journal appears, the flusher also fsyncs the directory so the new
-//! file's entry is durable. If no journal file can be found (a future fjall layout),
+//! it, and names its successor `<n + 1>.jnl`): the flusher scans the directory once,
+//! then checks at each flush only whether the successor exists. When a new journal
+//! appears, the flusher also fsyncs the directory so the new file's entry is durable. If no journal file can be found (a future fjall layout),
 //! the flusher falls back to `persist(SyncData)`, which is correct but slower.
 
 use std::fs::File;
