@@ -77,7 +77,7 @@ pub struct ReceivePressure {
     /// The socket as the kernel names it; `None` where it cannot be read.
     socket: Option<SocketId>,
     /// The socket's receive buffer as the kernel granted it (`SO_RCVBUF`, the
-    /// figure `/proc/net/udp`'s queue is counted against).
+    /// figure the socket's receive queue is counted against).
     buffer_bytes: u64,
     /// Set by the sampler, read by the accept loop on every new connection.
     behind: AtomicBool,

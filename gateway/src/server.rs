@@ -212,7 +212,7 @@ pub async fn start_with_stores(
     })?;
     let pressure = quic.pressure.clone();
     if sessions.config.admission.refuse_while_dropping {
-        // Off, nothing samples /proc/net/udp.
+        // Off, nothing samples the socket's drop counter.
         tokio::spawn(pressure.clone().run(sessions.shutdown.subscribe()));
     }
     // Subscribed here, not in the task: a shutdown sent before the task's
