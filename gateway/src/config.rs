@@ -401,8 +401,7 @@ pub struct AdmissionConfig {
     /// while the receive path is behind: the kernel kept dropping datagrams
     /// at the gateway's socket for 3 s of the last 4, until 2 s without drops
     /// with the socket's queue under half full (`crate::overload`, sampled
-    /// every 250 ms on Linux, by a netlink query for the one socket; never
-    /// engages where the socket cannot be named, without `/proc`). Default
+    /// every 250 ms on Linux by a netlink query; never engages without `/proc`). Default
     /// **true**. A gateway starved of CPU kept its sessions with it instead of
     /// collapsing (docs/PERFORMANCE.md, "Refusing new connections while the
     /// socket drops datagrams"); a login burst, which overflows the socket for

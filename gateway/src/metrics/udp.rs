@@ -11,7 +11,7 @@
 //! timeout. `outpost_udp_receive_drops_total` rising is the earliest sign.
 //!
 //! The figures are asked of the kernel for the one socket over netlink
-//! ([`super::sock_diag`]), which costs the same whatever else is on the box.
+//! (`metrics/sock_diag.rs`), which costs the same whatever else is on the box.
 //! Where that is refused (a kernel without UDP sock_diag, a sandbox that
 //! forbids netlink), they are read from `/proc/net/udp{,6}`, whose cost grows
 //! faster than the number of UDP sockets on the box; a warning says so once.
