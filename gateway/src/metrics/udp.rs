@@ -126,23 +126,32 @@ pub fn read() -> Option<SocketFigures> {
 
 /// One socket's figures (the receive-path overload monitor's reading).
 pub fn read_one(id: &SocketId) -> Option<SocketFigures> {
-    #[cfg(target_os = "linux")]
-    match super::sock_diag::query(id.local, id.inode) {
-        Ok(figures) => return Some(figures),
-        Err(e) => warn_proc_fallback(&e),
-    }
-    tables().iter().find_map(|t| parse(t, id.inode))
+    read_one_from(id).map(|(figures, _)| figures)
 }
 
-/// Whether a netlink query failed in this process, and [`read_one`] fell back
-/// to `/proc/net/udp` (warned once).
-#[cfg(target_os = "linux")]
-static PROC_FALLBACK: AtomicBool = AtomicBool::new(false);
+/// Where [`read_one`]'s figures came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    #[cfg(target_os = "linux")]
+    Netlink,
+    Proc,
+}
+
+fn read_one_from(id: &SocketId) -> Option<(SocketFigures, Source)> {
+    #[cfg(target_os = "linux")]
+    match super::sock_diag::query(id.local, id.inode) {
+        Ok(figures) => return Some((figures, Source::Netlink)),
+        Err(e) => warn_proc_fallback(&e),
+    }
+    let figures = tables().iter().find_map(|t| parse(t, id.inode))?;
+    Some((figures, Source::Proc))
+}
 
 /// Says once per process that the figures come from `/proc/net/udp`, and why.
 #[cfg(target_os = "linux")]
 fn warn_proc_fallback(e: &super::sock_diag::DiagError) {
-    if !PROC_FALLBACK.swap(true, Ordering::Relaxed) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
         tracing::warn!(
             error = %e,
             "UDP socket figures: the kernel's sock_diag query failed; reading /proc/net/udp instead \
@@ -249,11 +258,8 @@ mod tests {
         let sink = test_support::small_sink();
         let id = SocketId::of(&sink).unwrap();
         test_support::flood(&sink);
-        let figures = read_one(&id).unwrap();
+        let (figures, source) = read_one_from(&id).unwrap();
         assert!(figures.drops > 0 && figures.queue_bytes > 0, "{figures:?}");
-        assert!(
-            !PROC_FALLBACK.load(Ordering::Relaxed),
-            "fell back to /proc/net/udp"
-        );
+        assert_eq!(source, Source::Netlink);
     }
 }
