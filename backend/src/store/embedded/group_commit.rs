@@ -48,8 +48,9 @@
 //! `n` in the data directory (fjall's layout; fjall fsyncs a journal when it seals
 //! it, and names its successor `<n + 1>.jnl`): the flusher scans the directory once,
 //! then checks at each flush only whether the successor exists. When a new journal
-//! appears, the flusher also fsyncs the directory so the new file's entry is durable. If no journal file can be found (a future fjall layout),
-//! the flusher falls back to `persist(SyncData)`, which is correct but slower.
+//! appears, the flusher also fsyncs the directory so the new file's entry is
+//! durable. If no journal file can be found (a future fjall layout), the flusher
+//! falls back to `persist(SyncData)`, which is correct but slower.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
