@@ -106,10 +106,11 @@ fn request(local: SocketAddr) -> Vec<u8> {
     m.push(1 << (INET_DIAG_SKMEMINFO - 1)); // idiag_ext
     m.push(0); // pad
     m.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
-                                                  // inet_diag_sockid. The kernel's UDP lookup swaps source and destination
-                                                  // ("for historical reasons", udp_diag.c): the socket that would receive a
-                                                  // datagram sent to `dst:dport` from any `src:sport`. So our own address
-                                                  // and port go in the destination fields.
+
+    // inet_diag_sockid. The kernel's UDP lookup swaps source and destination
+    // ("for historical reasons", udp_diag.c): the socket that would receive a
+    // datagram sent to `dst:dport` from any `src:sport`. So our own address
+    // and port go in the destination fields.
     m.extend_from_slice(&0u16.to_be_bytes()); // sport
     m.extend_from_slice(&local.port().to_be_bytes()); // dport
     m.extend_from_slice(&[0u8; 16]); // src
@@ -143,7 +144,8 @@ fn parse_answer(buf: &[u8], inode: u64) -> Result<SocketFigures, DiagError> {
     };
     let len = (u32_at(0)? as usize).min(buf.len());
     match u16_at(4)? {
-        NLMSG_ERROR => return Err(DiagError::Kernel(-(u32_at(NLMSG_HDR)? as i32))),
+        // `struct nlmsgerr`: the negative errno first.
+        NLMSG_ERROR => return Err(DiagError::Kernel((u32_at(NLMSG_HDR)? as i32).wrapping_neg())),
         SOCK_DIAG_BY_FAMILY => {}
         _ => return Err(DiagError::Malformed("unexpected message type")),
     }
