@@ -356,18 +356,8 @@ fn streams_ended_before_their_first_frame_count_as_failed_channels() {
     };
     // Opened and used, then ended either way: never counted.
     for i in 0..100 {
-        let id = 1_000 + 4 * i;
-        let mut stream = ChannelStream::new(id);
-        let open = StreamInput::Frame(ChannelMsg::Open(ChannelKind::Echo).encode());
-        assert_eq!(
-            stream.handle_input(t0, &mut s, open, |_| true),
-            StreamStep::Opened(ChannelKind::Echo)
-        );
-        assert_eq!(
-            stream.handle_input(t0, &mut s, ended(i), |_| true),
-            StreamStep::Finish
-        );
-        s.close_channel(id);
+        // `open_then` returns the opening's step if it did not open.
+        assert_eq!(open_then(&mut s, 1_000 + 4 * i, t0, ended(i)), StreamStep::Finish);
     }
     assert!(
         !s.has_action() && !s.is_closed(),
@@ -402,17 +392,10 @@ fn refusals_and_failed_channels_count_against_their_own_bounds() {
     l.max_refused_requests_per_window = 3;
     let mut s = Session::new(l, t0);
     for id in (100..10_000).step_by(4) {
-        let mut stream = ChannelStream::new(id);
-        let open = StreamInput::Frame(ChannelMsg::Open(ChannelKind::Echo).encode());
         assert_eq!(
-            stream.handle_input(t0, &mut s, open, |_| true),
-            StreamStep::Opened(ChannelKind::Echo)
-        );
-        assert_eq!(
-            stream.handle_input(t0, &mut s, StreamInput::Finished, |_| true),
+            open_then(&mut s, id, t0, StreamInput::Finished),
             StreamStep::Finish
         );
-        s.close_channel(id);
     }
     for id in 0..3 {
         open_then(&mut s, id * 4, t0, junk());
