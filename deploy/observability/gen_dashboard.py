@@ -96,6 +96,14 @@ ts("Commit latency", [(f'histogram_quantile(0.5, sum by (le) (rate(outpost_store
                       (f'histogram_quantile(0.99, sum by (le) (rate(outpost_store_commit_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p99")], "s", x=8)
 ts("Failed transactions", [(f'sum by (reason) (rate(outpost_store_transaction_failures_total{{{SEL}}}[$__rate_interval]))', "{{reason}}")], "ops", x=16)
 next_row()
+ts("Journal syncs (embedded store)", [(f'sum(rate(outpost_store_journal_syncs_total{{{SEL}}}[$__rate_interval]))', "syncs")], "ops", x=0,
+   desc="fsyncs of the group commit; each makes a batch of commits durable")
+ts("Commits per journal sync", [(f'sum(rate(outpost_store_journal_sync_batch_commits_sum{{{SEL}}}[$__rate_interval])) / sum(rate(outpost_store_journal_sync_batch_commits_count{{{SEL}}}[$__rate_interval]))', "mean"),
+                                (f'histogram_quantile(0.99, sum by (le) (rate(outpost_store_journal_sync_batch_commits_bucket{{{SEL}}}[$__rate_interval])))', "p99")], "short", x=8,
+   desc="group-commit batch size: grows with load while the sync time holds; a sync time that grows with it is the disk")
+ts("Journal sync latency", [(f'histogram_quantile(0.5, sum by (le) (rate(outpost_store_journal_sync_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p50"),
+                            (f'histogram_quantile(0.99, sum by (le) (rate(outpost_store_journal_sync_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))', "p99")], "s", x=16)
+next_row()
 
 row("Matchmaking")
 ts("Pool depth", [(f'max by (queue, region) (outpost_mm_pool_depth{{{SEL}}})', "{{queue}} {{region}}")], x=0)

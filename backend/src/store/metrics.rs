@@ -5,6 +5,13 @@
 //!
 //! Label `backend` is `embedded` or `fdb`; `reason` is a fixed word. A process
 //! with several stores (the region's, the global one) adds them up.
+//!
+//! The embedded store's group commit adds its own three (no label: FoundationDB
+//! makes commits durable on its own servers): journal syncs, how long each took,
+//! and how many commits each made durable. Together they say whether a slow
+//! commit is the disk (sync duration up) or the load (batches grow while the
+//! sync duration holds), and what a durable commit costs: an fsync costs CPU as
+//! well as time, ~90 µs of it in a VM, shared by the whole batch.
 
 use std::time::Duration;
 
@@ -20,6 +27,16 @@ pub const RETRIES: &str = "outpost_store_retries_total";
 pub const FAILURES: &str = "outpost_store_transaction_failures_total";
 /// Duration of each commit call, seconds (histogram; `backend`).
 pub const COMMIT_SECONDS: &str = "outpost_store_commit_duration_seconds";
+
+/// Journal syncs (fsyncs) of the embedded store's group commit (counter).
+pub const JOURNAL_SYNCS: &str = "outpost_store_journal_syncs_total";
+/// Duration of each journal sync, seconds (histogram; commit-duration buckets).
+pub const JOURNAL_SYNC_SECONDS: &str = "outpost_store_journal_sync_duration_seconds";
+/// Commits each journal sync made durable (histogram; [`BATCH_BUCKETS`]).
+pub const SYNC_BATCH: &str = "outpost_store_journal_sync_batch_commits";
+
+/// Upper bounds of the sync-batch buckets, commits.
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
 /// Upper bounds of the commit-duration buckets, seconds.
 pub const COMMIT_BUCKETS_SECONDS: &[f64] = &[
@@ -58,6 +75,32 @@ pub fn describe(backend: &'static str) {
     for reason in ["timeout", "retry_limit", "error"] {
         let _ = metrics::counter!(FAILURES, "backend" => backend, "reason" => reason);
     }
+    if backend == "embedded" {
+        describe_group_commit();
+    }
+}
+
+fn describe_group_commit() {
+    metrics::describe_counter!(
+        JOURNAL_SYNCS,
+        "Journal syncs (fsyncs) of the embedded store's group commit; each makes a batch of commits durable."
+    );
+    metrics::describe_histogram!(
+        JOURNAL_SYNC_SECONDS,
+        "Duration of each embedded-store journal sync (handing the journal to the OS and the fdatasync), seconds."
+    );
+    metrics::describe_histogram!(
+        SYNC_BATCH,
+        "Commits each embedded-store journal sync made durable (the group-commit batch size)."
+    );
+    let _ = metrics::counter!(JOURNAL_SYNCS);
+}
+
+/// A journal sync that took `took` made `commits` commits durable.
+pub(crate) fn journal_synced(took: Duration, commits: usize) {
+    metrics::counter!(JOURNAL_SYNCS).increment(1);
+    metrics::histogram!(JOURNAL_SYNC_SECONDS).record(took.as_secs_f64());
+    metrics::histogram!(SYNC_BATCH).record(commits as f64);
 }
 
 /// A commit call finished after `took` (`ok`: it committed).

@@ -92,12 +92,50 @@ pub(crate) async fn child_gateway() -> Result<()> {
         config.queue.max_places_per_address = 0;
     }
     let running = outpost_gateway::start(config).await?;
+    if std::env::var_os("OUTPOST_BENCH_SYNC_REPORT").is_some() {
+        tokio::spawn(report_journal_syncs());
+    }
     println!("READY {}", running.quic_addr);
     let handle = running.handle();
     stdin_closed().await;
     handle.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(10), running.wait()).await;
     Ok(())
+}
+
+/// `OUTPOST_BENCH_SYNC_REPORT`: every second with syncs, prints to stderr what
+/// the store's group commit did in it, from the child's own metrics: journal
+/// syncs, commits per sync, mean sync time (what a durable commit's fsync share
+/// is under the bench's load).
+async fn report_journal_syncs() {
+    use outpost_backend::store::metrics::{JOURNAL_SYNCS, JOURNAL_SYNC_SECONDS, SYNC_BATCH};
+    fn value(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+    let read = || {
+        let t = outpost_gateway::metrics::render();
+        [
+            value(&t, JOURNAL_SYNCS),
+            value(&t, &format!("{SYNC_BATCH}_sum")),
+            value(&t, &format!("{JOURNAL_SYNC_SECONDS}_sum")),
+        ]
+    };
+    let mut last = read();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = read();
+        let syncs = now[0] - last[0];
+        if syncs > 0.0 {
+            eprintln!(
+                "  store: {syncs:.0} journal syncs/s, {:.1} commits per sync, {:.0} µs per sync",
+                (now[1] - last[1]) / syncs,
+                1e6 * (now[2] - last[2]) / syncs
+            );
+        }
+        last = now;
+    }
 }
 
 /// Set (to anything) to give the bare-quinn child the gateway's cipher-suite

@@ -56,7 +56,9 @@
 //! same client,
 //! `OUTPOST_BENCH_GROUP_COMMIT_LINGER_US` (the gateway child's store setting),
 //! `OUTPOST_BENCH_GROUP_COMMIT_FIXED` (set: the child's group commit always waits
-//! the whole linger, the behaviour before it adapted).
+//! the whole linger, the behaviour before it adapted),
+//! `OUTPOST_BENCH_SYNC_REPORT` (set: the gateway child prints its store's journal
+//! syncs, commits per sync and sync time every second, to stderr).
 
 /// The gateway binary's allocator (see `src/main.rs`); both server children run in
 /// this binary, so the bare-quinn baseline gets the same one.

@@ -64,6 +64,11 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
         store::metrics::COMMIT_SECONDS,
         store::metrics::COMMIT_BUCKETS_SECONDS,
     ),
+    (
+        store::metrics::JOURNAL_SYNC_SECONDS,
+        store::metrics::COMMIT_BUCKETS_SECONDS,
+    ),
+    (store::metrics::SYNC_BATCH, store::metrics::BATCH_BUCKETS),
 ];
 
 /// How often histogram samples are folded into their buckets when nobody

@@ -34,6 +34,8 @@
 //! always waits the full linger (the behaviour before; kept for A/B runs).
 //! The flusher is only woken (a futex syscall) when it is actually idle, or
 //! lingering and the batch just reached its target: at most once per fsync.
+//! Each sync is recorded (`store::metrics`: syncs, their duration, commits per
+//! sync), after its waiters are woken.
 //!
 //! # How the journal is made durable without blocking writers
 //!
@@ -263,7 +265,9 @@ fn flusher(
             }
             st.written
         };
+        let started = Instant::now();
         let result = syncer.sync(db);
+        let took = started.elapsed();
         let mut st = lock(&shared.state);
         match result {
             Ok(()) => {
@@ -279,6 +283,8 @@ fn flusher(
                 for (_, _, w) in done {
                     w(Ok(()));
                 }
+                // After the wake-ups: the waiters do not wait for the bookkeeping.
+                crate::store::metrics::journal_synced(took, released);
             }
             Err(e) => {
                 tracing::error!(error = %e, "store journal fsync failed; the store refuses further durable commits");
