@@ -23,7 +23,10 @@ mod transport;
 pub use transport::TransportConfig;
 #[path = "config_log.rs"]
 mod log_section;
+#[path = "config_session.rs"]
+mod session;
 pub use log_section::{LogConfig, LogFormat, DEFAULT_LOG_FILTER};
+pub use session::SessionConfig;
 
 /// Everything a gateway process needs to know. Every field has a default.
 #[derive(Debug, Clone, Deserialize)]
@@ -336,52 +339,6 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Session timing.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SessionConfig {
-    /// Time a new connection has to send `Hello`, in ms. Default 5,000.
-    pub hello_timeout_ms: u64,
-    /// How often clients are told to ping, in ms. Default 10,000.
-    pub heartbeat_interval_ms: u64,
-    /// A session that sends nothing for this long is kicked, in ms. Default 30,000.
-    /// Must exceed the heartbeat interval.
-    pub idle_timeout_ms: u64,
-    /// How long a resume token stays valid, in seconds. Default 120. Longer
-    /// windows survive longer outages; shorter ones free server-side session
-    /// state (tickets, subscriptions) sooner. Live sessions get a fresh token
-    /// every half window (`ResumeTokenRefresh`, PROTOCOL.md 3.4): one HMAC
-    /// mint (0.5-0.7 us measured, docs/PERFORMANCE.md) and one small frame per
-    /// session per half window, so shorter windows cost proportionally more
-    /// (at 120 s, 1M sessions make ~16,700 refreshes/s, about 1% of a core).
-    pub resume_window_secs: u64,
-    /// Lifetime of the session token handed out in `Welcome`, in seconds.
-    /// Default 86,400 (one day).
-    pub session_token_ttl_secs: u64,
-    /// Enforce one live session per player across every gateway sharing the
-    /// global store (a relaxed presence write per login, before `Welcome`, and a
-    /// store watch per session), and make resume tokens revocable: a later
-    /// login, a kick (operator kicks from any gateway) or a logout revokes every
-    /// earlier resume token of the player on every gateway (PROTOCOL.md §3.4).
-    /// Default true. Off (benchmark attribution only): one session per player
-    /// holds within this gateway only, and a resume token stays valid until it
-    /// expires (at most `resume_window_secs`), even after a kick.
-    pub cross_gateway_presence: bool,
-}
-
-impl Default for SessionConfig {
-    fn default() -> Self {
-        SessionConfig {
-            hello_timeout_ms: 5_000,
-            heartbeat_interval_ms: 10_000,
-            idle_timeout_ms: 30_000,
-            resume_window_secs: 120,
-            session_token_ttl_secs: 86_400,
-            cross_gateway_presence: true,
-        }
-    }
-}
-
 /// Admission control under load.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -533,12 +490,7 @@ impl GatewayConfig {
             );
         }
         let s = &self.session;
-        if s.heartbeat_interval_ms == 0 || s.idle_timeout_ms <= s.heartbeat_interval_ms {
-            return bad("session.idle_timeout_ms must exceed session.heartbeat_interval_ms");
-        }
-        if s.hello_timeout_ms == 0 || s.resume_window_secs == 0 || s.session_token_ttl_secs == 0 {
-            return bad("session timeouts must be > 0");
-        }
+        s.validate().map_err(ConfigError::Invalid)?;
         self.liveness
             .validate(s.resume_window_secs * 1000)
             .map_err(|e| ConfigError::Invalid(format!("liveness: {e}")))?;

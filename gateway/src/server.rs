@@ -337,6 +337,7 @@ fn router(
         config.limits.max_frame_size,
         services.clone(),
         config.inventory.client_grants,
+        config.session.push_min_interval(),
     )
     .with_live(live.clone());
     router.insert(

@@ -116,6 +116,65 @@ async fn grants_consumes_purchases_history_duplicates_and_pushes() -> Result<()>
     Ok(())
 }
 
+/// `session.push_min_interval_ms`: a burst of grants gets few pushes, spaced by
+/// the interval, and the last one carries the balance after every grant.
+#[tokio::test]
+async fn a_burst_of_changes_shares_pushes_and_the_last_state_arrives() -> Result<()> {
+    const INTERVAL: Duration = Duration::from_millis(500);
+    const GRANTS: u64 = 20;
+    let world = World::new().await?;
+    let gw = world
+        .gateway(|c| {
+            c.inventory.client_grants = true;
+            c.session.push_min_interval_ms = INTERVAL.as_millis() as u64;
+        })
+        .await?;
+    let client = Client::connect(gw.client_config(device())).await?;
+    let mut events = client.events();
+    let inv = client.inventory().await?;
+    let started = Instant::now();
+    for i in 0..GRANTS {
+        inv.grant_with_key(&format!("burst-{i}"), "match_reward", vec![gold(1)])
+            .await?;
+    }
+    let burst = started.elapsed();
+
+    // Every InventoryChanged until the one with the final balance.
+    let mut pushes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(Event::Push {
+                channel: ChannelKind::Inventory,
+                body: PushBody::InventoryChanged { balances },
+            }) = events.recv().await
+            {
+                pushes.push((started.elapsed(), balance(&balances, "gold")));
+                if balance(&balances, "gold") == GRANTS {
+                    return;
+                }
+            }
+        }
+    })
+    .await?;
+    let (last_at, _) = *pushes.last().expect("the final push");
+    // The opening push, then at most one per interval while the burst lasted,
+    // then the final one. One push per grant (the behaviour with 0) is 21.
+    let most = 2 + (burst.as_millis() / INTERVAL.as_millis()) as usize;
+    assert!(
+        pushes.len() <= most,
+        "{} pushes for {GRANTS} grants in {burst:?} (at most {most}): {pushes:?}",
+        pushes.len()
+    );
+    // Balances only grow, and the final state came within about an interval
+    // of the last grant (not a watch that was lost and found later).
+    assert!(pushes.windows(2).all(|w| w[0].1 <= w[1].1), "{pushes:?}");
+    assert!(
+        last_at < burst + INTERVAL + Duration::from_secs(2),
+        "final push at {last_at:?}, burst ended at {burst:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn client_grants_are_forbidden_by_default_and_players_are_isolated() -> Result<()> {
     let world = World::new().await?;

@@ -61,6 +61,10 @@ pub(crate) async fn child_gateway() -> Result<()> {
         config.limits.request_rate_per_sec = 1e9;
         config.limits.request_burst = 1e9;
     }
+    if let Ok(ms) = std::env::var("OUTPOST_BENCH_PUSH_MIN_INTERVAL_MS") {
+        // A/B of `session.push_min_interval_ms` (0: a push after every change).
+        config.session.push_min_interval_ms = ms.parse()?;
+    }
     if std::env::var_os("OUTPOST_BENCH_NO_PRESENCE").is_some() {
         // Attribution experiment: the login path without the cross-gateway
         // presence claim/release (two durable store writes per session).

@@ -58,7 +58,8 @@
 //! `OUTPOST_BENCH_GROUP_COMMIT_FIXED` (set: the child's group commit always waits
 //! the whole linger, the behaviour before it adapted),
 //! `OUTPOST_BENCH_SYNC_REPORT` (set: the gateway child prints its store's journal
-//! syncs, commits per sync and sync time every second, to stderr).
+//! syncs, commits per sync and sync time every second, to stderr),
+//! `OUTPOST_BENCH_PUSH_MIN_INTERVAL_MS` (the child's `session.push_min_interval_ms`).
 
 /// The gateway binary's allocator (see `src/main.rs`); both server children run in
 /// this binary, so the bare-quinn baseline gets the same one.

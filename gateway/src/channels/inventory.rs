@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -23,6 +24,7 @@ use outpost_schema::{
 use tracing::debug;
 
 use super::errors::wire_error;
+use super::pacing::PushPacer;
 use super::region_services::{RegionServices, ServiceCache};
 use super::{ChannelService, Reply, RequestContext, ServiceError};
 
@@ -30,13 +32,16 @@ use super::{ChannelService, Reply, RequestContext, ServiceError};
 pub struct InventoryService {
     services: Arc<ServiceCache>,
     client_grants: bool,
+    /// Least time between two pushes of one subscription ([`PushPacer`]).
+    push_min_interval: Duration,
 }
 
 impl InventoryService {
-    pub fn new(services: Arc<ServiceCache>, client_grants: bool) -> Self {
+    pub fn new(services: Arc<ServiceCache>, client_grants: bool, push_min_interval: Duration) -> Self {
         InventoryService {
             services,
             client_grants,
+            push_min_interval,
         }
     }
 
@@ -242,13 +247,16 @@ impl ChannelService for InventoryService {
     }
 
     /// Pushes `InventoryChanged` (every non-zero balance) once when the channel
-    /// opens and after every change, from any writer of the region's store.
+    /// opens and after changes, from any writer of the region's store, at most
+    /// once per `push_min_interval` ([`PushPacer`]).
     fn subscribe(&self, ctx: RequestContext) -> Option<BoxFuture<'static, ()>> {
         let ledger = self.services(&ctx.home_region).ok()?.ledger.clone();
+        let mut pacer = PushPacer::new(self.push_min_interval);
         Some(
             async move {
                 let mut last = None;
                 loop {
+                    pacer.ready().await;
                     let (balances, watch) = match ledger.balances_and_watch(&ctx.player_id).await {
                         Ok(v) => v,
                         Err(e) => {
@@ -263,6 +271,7 @@ impl ChannelService for InventoryService {
                         if ctx.sink.push(push).is_err() {
                             return;
                         }
+                        pacer.pushed(std::time::Instant::now());
                         last = Some(balances);
                     }
                     if watch.await.is_err() {

@@ -21,6 +21,7 @@ pub mod echo;
 pub mod errors;
 pub mod inventory;
 pub mod matchmaking;
+mod pacing;
 pub mod region_services;
 pub mod state;
 pub mod telemetry;
@@ -143,20 +144,28 @@ impl Router {
     /// `Inventory`, which share the gateway's one
     /// [`ServiceCache`](region_services::ServiceCache) (the per-region service
     /// objects, built once).
+    ///
+    /// `push_min_interval`: the least time between two pushes of one `State`
+    /// or `Inventory` subscription (`session.push_min_interval_ms`).
     pub fn with_defaults(
         max_frame_size: u32,
         services: Arc<region_services::ServiceCache>,
         client_grants: bool,
+        push_min_interval: Duration,
     ) -> Self {
         let mut r = Router::default();
         r.insert(ChannelKind::Echo, Arc::new(echo::Echo::new(max_frame_size)));
         r.insert(
             ChannelKind::State,
-            Arc::new(state::StateService::new(services.clone())),
+            Arc::new(state::StateService::new(services.clone(), push_min_interval)),
         );
         r.insert(
             ChannelKind::Inventory,
-            Arc::new(inventory::InventoryService::new(services, client_grants)),
+            Arc::new(inventory::InventoryService::new(
+                services,
+                client_grants,
+                push_min_interval,
+            )),
         );
         r
     }

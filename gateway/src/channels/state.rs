@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -16,17 +17,23 @@ use outpost_schema::{ErrorCode, PushBody, RequestBody, ResponseBody, StateDocume
 use tracing::debug;
 
 use super::errors::wire_error;
+use super::pacing::PushPacer;
 use super::region_services::{RegionServices, ServiceCache};
 use super::{ChannelService, Reply, RequestContext, ServiceError};
 
 /// The state service.
 pub struct StateService {
     services: Arc<ServiceCache>,
+    /// Least time between two pushes of one subscription ([`PushPacer`]).
+    push_min_interval: Duration,
 }
 
 impl StateService {
-    pub fn new(services: Arc<ServiceCache>) -> Self {
-        StateService { services }
+    pub fn new(services: Arc<ServiceCache>, push_min_interval: Duration) -> Self {
+        StateService {
+            services,
+            push_min_interval,
+        }
     }
 
     fn service(&self, home: &str) -> Result<Arc<RegionServices>, ServiceError> {
@@ -153,17 +160,20 @@ impl ChannelService for StateService {
 
     /// Pushes `StateChanged`: first a snapshot of every existing document (one
     /// push, empty if there are none), then the documents whose version moved,
-    /// for as long as the channel is open. Built on a store watch, so writes
+    /// for as long as the channel is open, at most once per
+    /// `push_min_interval` ([`PushPacer`]). Built on a store watch, so writes
     /// made through any gateway of the region arrive too. A set of documents
     /// too large for one frame goes out as consecutive pushes.
     fn subscribe(&self, ctx: RequestContext) -> Option<BoxFuture<'static, ()>> {
         let state = self.service(&ctx.home_region).ok()?.state.clone();
         let max_frame = ctx.sink.max_frame_size as usize;
+        let mut pacer = PushPacer::new(self.push_min_interval);
         Some(
             async move {
                 let mut seen: HashMap<String, u64> = HashMap::new();
                 let mut first = true;
                 loop {
+                    pacer.ready().await;
                     let (docs, watch) = match state.list_and_watch(&ctx.player_id).await {
                         Ok(v) => v,
                         Err(e) => {
@@ -191,6 +201,7 @@ impl ChannelService for StateService {
                                 return;
                             }
                         }
+                        pacer.pushed(std::time::Instant::now());
                     }
                     if watch.await.is_err() {
                         return;
