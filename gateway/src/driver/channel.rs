@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::{var_code, SessionCore, SessionDeps, READ_BURST};
 use crate::channels::{ChannelService, ChannelSink, Reply, RequestContext, ServiceError};
 use crate::frame_io::{read_frame, FrameReadError};
+use crate::metrics::catalogue::{CHANNELS_REFUSED, EMPTY_STREAM};
 use crate::metrics::requests;
 use crate::session::{retry_after_ms, ChannelId, ChannelStream, FrameError, StreamInput, StreamStep};
 
@@ -148,7 +149,14 @@ impl ChannelTask {
                 None => return, // checked by the machine a moment ago
             },
             StreamStep::Refuse { code, message } => return refuse(send, recv, code, &message).await,
-            _ => return, // the client finished or reset before opening a channel
+            StreamStep::Finish => {
+                // The client finished or reset the stream before its first
+                // frame: nothing to answer, but a failed channel all the same
+                // (PROTOCOL.md §4), so it shows beside the refused ones.
+                metrics::counter!(CHANNELS_REFUSED, "code" => EMPTY_STREAM).increment(1);
+                return;
+            }
+            _ => return, // not a first frame's step
         };
         let channel = self.open(id, kind, service, send);
         if let Some(code) = self.serve(&mut stream, &channel, recv).await {
@@ -370,7 +378,7 @@ fn channel_error(sink: &ChannelSink, recv: &mut RecvStream, code: ErrorCode, mes
 
 /// Refuses a channel before it was opened: `Error { request_id: 0 }`, finish.
 async fn refuse(mut send: SendStream, mut recv: RecvStream, code: ErrorCode, message: &str) {
-    metrics::counter!("outpost_channels_refused_total", "code" => format!("{code:?}")).increment(1);
+    metrics::counter!(CHANNELS_REFUSED, "code" => format!("{code:?}")).increment(1);
     let frame = ChannelMsg::Error(ErrorFrame {
         request_id: 0,
         code,
