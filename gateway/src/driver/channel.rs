@@ -130,19 +130,27 @@ impl ChannelTask {
     pub async fn run(self, send: SendStream, mut recv: RecvStream) {
         let mut stream = ChannelStream::new(recv.id().index());
         let id = stream.id();
-        let Some(input) = stream_input(read_frame(&mut recv, self.max_frame_size).await) else {
-            return;
-        };
         let router = &self.shared.router;
-        let (first, has_action) = self.core.with_machine(|m| {
-            let step = stream.handle_input(Instant::now(), m, input, |kind| router.get(kind).is_some());
-            (step, m.has_action())
-        });
-        if has_action {
-            // A refusal (or a stream ended before any frame) one too many
-            // kicked the session (`Session::channel_failed`).
-            self.core.wake();
-        }
+        // A closed session's stream is refused before anything is read.
+        let first = match self.core.with_machine(|m| stream.refuse_unread(m)) {
+            Some(refusal) => refusal,
+            None => {
+                let Some(input) = stream_input(read_frame(&mut recv, self.max_frame_size).await) else {
+                    return;
+                };
+                let (step, has_action) = self.core.with_machine(|m| {
+                    let step =
+                        stream.handle_input(Instant::now(), m, input, |kind| router.get(kind).is_some());
+                    (step, m.has_action())
+                });
+                if has_action {
+                    // A refusal (or a stream ended before any frame) one too
+                    // many kicked the session (`Session::channel_failed`).
+                    self.core.wake();
+                }
+                step
+            }
+        };
         let (kind, service) = match first {
             StreamStep::Opened(kind) => match router.get(kind) {
                 Some(service) => (kind, service),
