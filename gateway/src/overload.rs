@@ -31,7 +31,9 @@
 //! [`ReceivePressure`] samples the socket's drop counter and queue (asked of
 //! the kernel for this one socket, as for the metrics in
 //! [`crate::metrics::udp`]) every [`SAMPLE_EVERY`]. Where the socket cannot
-//! be named (no `/proc`) it never reads "behind".
+//! be named (no `/proc`) it never reads "behind". Where the kernel refuses
+//! the netlink query, the sample's `/proc/net/udp` read runs on tokio's
+//! blocking pool ([`udp::read_one`]), not on the worker running the monitor.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -163,13 +165,13 @@ impl ReceivePressure {
                 _ = tick.tick() => {}
                 _ = stop.recv() => return,
             }
-            self.sample(&socket, &mut trend);
+            self.sample(&socket, &mut trend).await;
         }
     }
 
     /// One sample: reads the socket's figures and updates the flag.
-    fn sample(&self, socket: &SocketId, trend: &mut Trend) {
-        let Some(figures) = udp::read_one(socket) else {
+    async fn sample(&self, socket: &SocketId, trend: &mut Trend) {
+        let Some(figures) = udp::read_one(socket).await else {
             return;
         };
         let behind = trend.observe(figures);
@@ -334,31 +336,31 @@ mod tests {
     /// A real loopback socket that nobody reads: flooded before every sample
     /// it reads "behind" from the ENGAGE_SAMPLES-th on; with the floods over it
     /// stays so while its queue is full, and clears once the queue is read.
-    #[test]
-    fn a_socket_flooded_for_three_seconds_is_behind_until_its_queue_drains() {
+    #[tokio::test]
+    async fn a_socket_flooded_for_three_seconds_is_behind_until_its_queue_drains() {
         let sink = udp::test_support::small_sink();
         let granted = socket2::SockRef::from(&sink).recv_buffer_size().unwrap();
         let pressure = ReceivePressure::of(&sink, granted);
         let socket = pressure.socket.expect("/proc/self/fd names the socket");
         let mut trend = Trend::new(pressure.buffer_bytes);
-        pressure.sample(&socket, &mut trend);
+        pressure.sample(&socket, &mut trend).await;
         assert!(!pressure.is_behind());
 
         for n in 1..ENGAGE_SAMPLES {
             udp::test_support::flood(&sink);
-            pressure.sample(&socket, &mut trend);
+            pressure.sample(&socket, &mut trend).await;
             assert!(!pressure.is_behind(), "{n} overflowing samples are a burst");
         }
         udp::test_support::flood(&sink);
-        pressure.sample(&socket, &mut trend);
+        pressure.sample(&socket, &mut trend).await;
         assert!(pressure.is_behind(), "200 KB into a buffer of a few KB, 12 times");
 
         for _ in 0..RELEASE_QUIET_SAMPLES {
-            pressure.sample(&socket, &mut trend);
+            pressure.sample(&socket, &mut trend).await;
             assert!(pressure.is_behind(), "no new drops, but the queue is full");
         }
         udp::test_support::drain(&sink);
-        pressure.sample(&socket, &mut trend);
+        pressure.sample(&socket, &mut trend).await;
         assert!(!pressure.is_behind(), "quiet and drained");
     }
 }

@@ -278,7 +278,8 @@ enum EndEmpty {
 /// channel per stream (PROTOCOL.md §4 "Failed channels"): each still costs
 /// the gateway an accepted stream, a task, a read and the end of its own
 /// side (the FIN the client reads here), so the loop is kicked like the bad
-/// frame loop, once past the default bound.
+/// frame loop, once past the default bound; each is counted in
+/// `outpost_channels_refused_total{code="EmptyStream"}`.
 async fn empty_streams_are_kicked(end: EndEmpty) -> Result<()> {
     let world = World::new().await?;
     let gw = world.gateway(|_| {}).await?;
@@ -311,6 +312,20 @@ async fn empty_streams_are_kicked(end: EndEmpty) -> Result<()> {
     let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await?;
     expect_closed_with(&closed, ErrorCode::RateLimited)?;
     assert!(answered >= bound, "kicked after {answered} of a bound of {bound}");
+    // Operators see the streams themselves, not only the kick, beside the
+    // refused channels (the registry is the test binary's: the Finish and
+    // Reset variants add to one series, and no other test here sends an
+    // empty stream).
+    let metrics = scrape(gw.admin).await?;
+    let empty = sample(
+        &metrics,
+        "outpost_channels_refused_total",
+        &["code=\"EmptyStream\""],
+    );
+    assert!(
+        empty >= Some(f64::from(answered)),
+        "{answered} empty streams: {metrics}"
+    );
     Ok(())
 }
 

@@ -15,6 +15,10 @@ use crate::ErrorCode;
 /// Size of the length prefix in bytes.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 
+/// The smallest length a frame's prefix may give: a FlatBuffer's root offset
+/// and file identifier (PROTOCOL.md §2, "under 8 is a protocol error").
+pub const MIN_FRAME_LEN: u32 = 8;
+
 /// Maximum frame size before `Welcome` has negotiated one: applies to `Hello`,
 /// `Welcome` and `Reject`, and to the first frame of a channel.
 pub const HANDSHAKE_MAX_FRAME_SIZE: u32 = 16 * 1024;
@@ -72,7 +76,7 @@ impl FrameHeader {
         if len > max {
             return Err(DecodeError::FrameTooLarge { len, max });
         }
-        if (len as usize) < 8 {
+        if len < MIN_FRAME_LEN {
             return Err(DecodeError::TooShort { len });
         }
         Ok(Self { len })
@@ -85,7 +89,10 @@ impl FrameHeader {
 pub enum DecodeError {
     #[error("frame of {len} bytes exceeds the maximum of {max}")]
     FrameTooLarge { len: u32, max: u32 },
-    #[error("frame of {len} bytes is too short to hold a FlatBuffer")]
+    #[error(
+        "frame of {len} bytes is too short to hold a FlatBuffer (the least is {})",
+        MIN_FRAME_LEN
+    )]
     TooShort { len: u32 },
     #[error("length prefix says {prefix} bytes but the frame holds {actual}")]
     LengthMismatch { prefix: u32, actual: u32 },
@@ -127,12 +134,21 @@ pub(crate) fn check_identifier(buf: &[u8], ident: &'static str) -> Result<(), De
             len: buf.len() as u32,
         });
     };
-    let len = u32::from_le_bytes(*prefix) as usize;
-    if len + LENGTH_PREFIX_BYTES != buf.len() || len < 8 {
+    let len = u32::from_le_bytes(*prefix);
+    // What follows the prefix, compared as it is rather than the prefix plus
+    // its own size: that sum overflows a 32-bit `usize` for a prefix near
+    // `u32::MAX`. Saturated: a buffer over 4 GiB cannot match any prefix.
+    let body = u32::try_from(buf.len() - LENGTH_PREFIX_BYTES).unwrap_or(u32::MAX);
+    if len != body {
         return Err(DecodeError::LengthMismatch {
-            prefix: len as u32,
-            actual: (buf.len().saturating_sub(LENGTH_PREFIX_BYTES)) as u32,
+            prefix: len,
+            actual: body,
         });
+    }
+    // Checked apart from the mismatch: a short frame whose prefix is right
+    // (8 bytes, prefix 4) used to be reported as a mismatch of 4 against 4.
+    if len < MIN_FRAME_LEN {
+        return Err(DecodeError::TooShort { len });
     }
     if !flatbuffers::buffer_has_identifier(buf, ident, true) {
         return Err(DecodeError::WrongIdentifier { expected: ident });
@@ -163,6 +179,36 @@ mod tests {
             negotiate_max_frame_size(u32::MAX, u32::MAX),
             MAX_FRAME_SIZE_CEILING
         );
+    }
+
+    /// A short frame is reported for what is wrong with it: an 8-byte buffer
+    /// whose prefix (4) matches what follows it is too short for a FlatBuffer,
+    /// not a mismatch of 4 against 4; a prefix that does not match names both.
+    #[test]
+    fn short_or_mismatched_frames_say_what_differs() {
+        let err = |buf: &[u8]| check_identifier(buf, "OPH1").unwrap_err();
+        let short = err(&[4, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(short, DecodeError::TooShort { len: 4 });
+        assert_eq!(
+            short.to_string(),
+            "frame of 4 bytes is too short to hold a FlatBuffer (the least is 8)"
+        );
+        let mismatch = err(&[9, 0, 0, 0, 1, 2, 3, 4]);
+        assert_eq!(
+            mismatch.to_string(),
+            "length prefix says 9 bytes but the frame holds 4"
+        );
+        // A prefix near u32::MAX: a mismatch, with no overflow on the way.
+        assert_eq!(
+            err(&[0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4]),
+            DecodeError::LengthMismatch {
+                prefix: u32::MAX,
+                actual: 4
+            }
+        );
+        for e in [short, mismatch] {
+            assert_eq!(e.code(), ErrorCode::BadFrame, "wire code unchanged: {e}");
+        }
     }
 
     #[test]

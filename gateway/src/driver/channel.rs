@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::{var_code, SessionCore, SessionDeps, READ_BURST};
 use crate::channels::{ChannelService, ChannelSink, Reply, RequestContext, ServiceError};
 use crate::frame_io::{read_frame, FrameReadError};
+use crate::metrics::catalogue::{CHANNELS_REFUSED, EMPTY_STREAM};
 use crate::metrics::requests;
 use crate::session::{retry_after_ms, ChannelId, ChannelStream, FrameError, StreamInput, StreamStep};
 
@@ -129,26 +130,41 @@ impl ChannelTask {
     pub async fn run(self, send: SendStream, mut recv: RecvStream) {
         let mut stream = ChannelStream::new(recv.id().index());
         let id = stream.id();
-        let Some(input) = stream_input(read_frame(&mut recv, self.max_frame_size).await) else {
-            return;
-        };
         let router = &self.shared.router;
-        let (first, has_action) = self.core.with_machine(|m| {
-            let step = stream.handle_input(Instant::now(), m, input, |kind| router.get(kind).is_some());
-            (step, m.has_action())
-        });
-        if has_action {
-            // A refusal (or a stream ended before any frame) one too many
-            // kicked the session (`Session::channel_failed`).
-            self.core.wake();
-        }
+        // A closed session's stream is refused before anything is read.
+        let first = match self.core.with_machine(|m| stream.refuse_unread(m)) {
+            Some(refusal) => refusal,
+            None => {
+                let Some(input) = stream_input(read_frame(&mut recv, self.max_frame_size).await) else {
+                    return;
+                };
+                let (step, has_action) = self.core.with_machine(|m| {
+                    let step =
+                        stream.handle_input(Instant::now(), m, input, |kind| router.get(kind).is_some());
+                    (step, m.has_action())
+                });
+                if has_action {
+                    // A refusal (or a stream ended before any frame) one too
+                    // many kicked the session (`Session::channel_failed`).
+                    self.core.wake();
+                }
+                step
+            }
+        };
         let (kind, service) = match first {
             StreamStep::Opened(kind) => match router.get(kind) {
                 Some(service) => (kind, service),
                 None => return, // checked by the machine a moment ago
             },
             StreamStep::Refuse { code, message } => return refuse(send, recv, code, &message).await,
-            _ => return, // the client finished or reset before opening a channel
+            StreamStep::Finish => {
+                // The client finished or reset the stream before its first
+                // frame: nothing to answer, but a failed channel all the same
+                // (PROTOCOL.md §4), so it shows beside the refused ones.
+                metrics::counter!(CHANNELS_REFUSED, "code" => EMPTY_STREAM).increment(1);
+                return;
+            }
+            _ => return, // not a first frame's step
         };
         let channel = self.open(id, kind, service, send);
         if let Some(code) = self.serve(&mut stream, &channel, recv).await {
@@ -370,7 +386,7 @@ fn channel_error(sink: &ChannelSink, recv: &mut RecvStream, code: ErrorCode, mes
 
 /// Refuses a channel before it was opened: `Error { request_id: 0 }`, finish.
 async fn refuse(mut send: SendStream, mut recv: RecvStream, code: ErrorCode, message: &str) {
-    metrics::counter!("outpost_channels_refused_total", "code" => format!("{code:?}")).increment(1);
+    metrics::counter!(CHANNELS_REFUSED, "code" => format!("{code:?}")).increment(1);
     let frame = ChannelMsg::Error(ErrorFrame {
         request_id: 0,
         code,

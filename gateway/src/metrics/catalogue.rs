@@ -14,6 +14,15 @@ pub const REQUEST_SECONDS: &str = "outpost_request_duration_seconds";
 /// Sessions kicked with `RateLimited`, by the bound they broke
 /// (`crate::session::RateLimitCause::as_str`).
 pub const RATE_LIMIT_KICKS: &str = "outpost_rate_limit_kicks_total";
+/// Channel openings refused, by wire code, and streams the client ended
+/// before their first frame (`code="EmptyStream"`, [`EMPTY_STREAM`]).
+pub const CHANNELS_REFUSED: &str = "outpost_channels_refused_total";
+/// The `code` of [`CHANNELS_REFUSED`] for a stream the client finished or
+/// reset before its first frame. Not a wire code (nothing is sent on such a
+/// stream), as `ConnectionLost` is not one in `outpost_session_closes_total`;
+/// counted here because each is a failed channel (PROTOCOL.md §4) like the
+/// refused ones, and the `failed_channels` kicks are otherwise unexplained.
+pub const EMPTY_STREAM: &str = "EmptyStream";
 /// `MatchNotFound` pushes sent to sessions, by `reason` (the backend's
 /// `NoMatchReason::as_str`: `deadline`).
 pub const MATCH_NOT_FOUND_PUSHED: &str = "outpost_mm_match_not_found_pushed_total";
@@ -45,8 +54,8 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
     ("outpost_channels_opened_total", "Channels opened, by channel."),
     (
-        "outpost_channels_refused_total",
-        "Channel opens refused, by wire code.",
+        CHANNELS_REFUSED,
+        "Channel opens refused, by wire code; code EmptyStream: streams the client finished or reset before their first frame (nothing is answered on them).",
     ),
     (
         "outpost_quic_refused_total",

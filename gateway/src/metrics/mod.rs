@@ -128,7 +128,7 @@ pub fn render() -> String {
 pub async fn scrape(h: &crate::server::GatewayHandle) -> String {
     h.refresh_gauges().await;
     process::refresh();
-    udp::refresh();
+    udp::refresh().await;
     render()
 }
 

@@ -13,7 +13,9 @@
 //! a host-network pod) made it pay that, and stopped a worker for as long.
 //! A sock_diag query names the socket by its local address and port, and the
 //! kernel finds it with the same hash lookup that delivers its datagrams: a
-//! few microseconds, whatever else is on the box.
+//! few microseconds, whatever else is on the box, so it is asked on the
+//! calling task; where it fails, `super::udp` reads `/proc` on tokio's
+//! blocking pool instead.
 //!
 //! The request is the kernel's `inet_diag_req_v2` asking for
 //! `INET_DIAG_SKMEMINFO`; the answer is an `inet_diag_msg` (whose inode

@@ -13,7 +13,10 @@
 //!    channel limit (the session's code). A refused stream gets `Error {
 //!    request_id: 0 }` and is finished. Once the session is closed, every new
 //!    stream is refused with `ShuttingDown`, as a valid `OpenChannel` would
-//!    be, its first frame undecoded: no work for a session on its way out.
+//!    be: no work for a session on its way out. Its first frame is not even
+//!    read when the session closed before the driver began reading
+//!    ([`ChannelStream::refuse_unread`]), and not decoded if it closed during
+//!    the read.
 //! 2. After it, only `Request` frames: anything else, or a frame that fails
 //!    framing or verification, is a channel-level error (`Error { request_id:
 //!    0 }` with the frame's code), after which nothing more is read; requests
@@ -118,6 +121,21 @@ impl ChannelStream {
     /// Whether the driver should read another frame.
     pub fn wants_frames(&self) -> bool {
         self.phase != Phase::Done
+    }
+
+    /// Asked before the first frame is read: the refusal of a new stream of a
+    /// closed session (rule 1), which needs nothing the client sent, so the
+    /// driver answers it at once instead of first waiting for (and buffering)
+    /// a frame it would not look at. `None` otherwise: read the first frame
+    /// and hand it in ([`handle_input`](Self::handle_input) refuses it too if
+    /// the session closed meanwhile). Not counted, as no refusal of a closed
+    /// session is.
+    pub fn refuse_unread(&mut self, session: &Session) -> Option<StreamStep> {
+        if self.phase != Phase::Opening || !session.is_closed() {
+            return None;
+        }
+        self.phase = Phase::Done;
+        Some(refuse(ErrorCode::ShuttingDown, CHANNEL_REFUSED))
     }
 
     /// Takes what was read from the stream. `serves` tells whether this

@@ -340,3 +340,34 @@ fn while_draining_a_bad_first_frame_is_still_refused_for_what_it_is() {
     }
     assert!(f.session.is_closed());
 }
+
+/// Once the session is closed, a new stream is refused before its first
+/// frame is read, with the answer a frame read then would get; a stream of a
+/// session still open (draining too), or one already opened, is left to be
+/// read.
+#[test]
+fn once_closed_a_new_stream_is_refused_before_its_first_frame_is_read() {
+    let mut f = Fixture::new();
+    let mut s = ChannelStream::new(0);
+    assert_eq!(s.refuse_unread(&f.session), None, "open: read the first frame");
+    f.session
+        .begin_drain(Duration::from_secs(1), f.t0 + Duration::from_secs(30));
+    while f.session.poll_action().is_some() {}
+    assert_eq!(s.refuse_unread(&f.session), None, "draining is not closed");
+    assert!(s.wants_frames());
+    let mut opened = f.open_echo(4);
+
+    f.session.kick(ErrorCode::KickedByOperator, "bye");
+    while f.session.poll_action().is_some() {}
+    assert_eq!(opened.refuse_unread(&f.session), None, "not a new stream");
+    let unread = s
+        .refuse_unread(&f.session)
+        .expect("a closed session's new stream");
+    assert_eq!(refused(&unread), ErrorCode::ShuttingDown);
+    assert!(!s.wants_frames(), "nothing is read after the refusal");
+    let mut read = ChannelStream::new(8);
+    let open = StreamInput::Frame(ChannelMsg::Open(ChannelKind::Echo).encode());
+    let after_reading = read.handle_input(f.t0, &mut f.session, open, |_| true);
+    assert_eq!(unread, after_reading);
+    assert!(!f.session.has_action(), "nothing after the Close");
+}
