@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Durable grants: PostgreSQL beside the Outpost gateway, on this machine, in one run.
 #
-#   bench/pg-grants.sh [--secs 5] [--rounds 3] [--clients 64] [--skip-gateway] [--ab-fixed]
+#   bench/pg-grants.sh [--secs 5] [--rounds 3] [--clients 64] [--skip-gateway] [--ab-fixed | --ab-env NAME=VALUE]
 #
 # Not part of CI. What it does:
 #
@@ -23,6 +23,9 @@
 #    prints the medians and the gateway/PostgreSQL ratios. With `--ab-fixed`,
 #    each round also runs the gateway with the fixed 1 ms group-commit linger
 #    (`OUTPOST_BENCH_GROUP_COMMIT_FIXED`, the behaviour before it adapted).
+#    `--ab-env NAME=VALUE` does the same with any of the gateway bench's
+#    settings, e.g. `OUTPOST_BENCH_PUSH_MIN_INTERVAL_MS=0` (an InventoryChanged
+#    push after every grant, the behaviour before pushes were spaced).
 #
 # OUTPOST_GATEWAY_BENCH_EXE: run this gateway bench executable instead of
 # building it (`cargo bench -p outpost-gateway --bench gateway --no-run`).
@@ -36,14 +39,16 @@ secs=5
 rounds=3
 clients=64
 skip_gateway=0
-ab_fixed=0
+ab_env=""
+ab_label=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --secs) secs=$2; shift 2 ;;
         --rounds) rounds=$2; shift 2 ;;
         --clients) clients=$2; shift 2 ;;
         --skip-gateway) skip_gateway=1; shift ;;
-        --ab-fixed) ab_fixed=1; shift ;;
+        --ab-fixed) ab_env="OUTPOST_BENCH_GROUP_COMMIT_FIXED=1"; ab_label="the fixed 1 ms linger"; shift ;;
+        --ab-env) ab_env="$2"; ab_label="$2"; shift 2 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -184,11 +189,11 @@ for r in $(seq 1 "$rounds"); do
             gw_many+=("$m")
             gw_hot+=("$h")
             echo "round $r gateway:  many $m/s, hot $h/s (load $(cut -d' ' -f1 /proc/loadavg))"
-        elif [ "$side" = fx ] && [ "$ab_fixed" -eq 1 ] && [ "$skip_gateway" -eq 0 ]; then
-            read -r m h < <(gateway_bench OUTPOST_BENCH_GROUP_COMMIT_FIXED=1)
+        elif [ "$side" = fx ] && [ -n "$ab_env" ] && [ "$skip_gateway" -eq 0 ]; then
+            read -r m h < <(gateway_bench "$ab_env")
             fx_many+=("$m")
             fx_hot+=("$h")
-            echo "round $r gateway, fixed 1 ms linger:  many $m/s, hot $h/s (load $(cut -d' ' -f1 /proc/loadavg))"
+            echo "round $r gateway, $ab_label:  many $m/s, hot $h/s (load $(cut -d' ' -f1 /proc/loadavg))"
         fi
     done
 done
@@ -203,11 +208,11 @@ if [ "$skip_gateway" -eq 0 ]; then
     gh=$(printf '%s\n' "${gw_hot[@]}" | median)
     echo "| many players | $pm | $gm | $(awk -v a="$gm" -v b="$pm" 'BEGIN { printf "%.2f", a / b }') |"
     echo "| one hot player | $ph | $gh | $(awk -v a="$gh" -v b="$ph" 'BEGIN { printf "%.2f", a / b }') |"
-    if [ "$ab_fixed" -eq 1 ]; then
+    if [ -n "$ab_env" ]; then
         fm=$(printf '%s\n' "${fx_many[@]}" | median)
         fh=$(printf '%s\n' "${fx_hot[@]}" | median)
         echo
-        echo "gateway with the fixed 1 ms linger (before): many $fm/s, hot $fh/s; adaptive / fixed: many $(awk -v a="$gm" -v b="$fm" 'BEGIN { printf "%.2f", a / b }'), hot $(awk -v a="$gh" -v b="$fh" 'BEGIN { printf "%.2f", a / b }')"
+        echo "gateway with $ab_label: many $fm/s, hot $fh/s; default / that: many $(awk -v a="$gm" -v b="$fm" 'BEGIN { printf "%.2f", a / b }'), hot $(awk -v a="$gh" -v b="$fh" 'BEGIN { printf "%.2f", a / b }')"
     fi
 else
     echo "| many players | $pm | - | - |"
