@@ -36,11 +36,15 @@ impl OwnEndpoints {
     pub(super) fn lease(&self) -> Result<Lease<'_>> {
         // The endpoint returned first has had the longest to drain.
         let reused = {
+            // Any drained endpoint, not only the oldest: when the oldest is
+            // still draining (a slow server: under a profiler, connections
+            // take longer to close), looking at it alone made a new endpoint
+            // per login while hundreds of others sat drained, and the pool
+            // grew until the load generator ran out of memory (24 GB).
             let mut idle = self.idle.lock().expect("pool lock");
-            match idle.front() {
-                Some(e) if e.open_connections() == 0 => idle.pop_front(),
-                _ => None,
-            }
+            idle.iter()
+                .position(|e| e.open_connections() == 0)
+                .and_then(|i| idle.remove(i))
         };
         let endpoint = match reused {
             Some(e) => e,
