@@ -58,7 +58,14 @@ pub struct LivenessSettings {
     /// or purchase is never applied twice in practice. Events are never
     /// deleted. 0 keeps receipts forever.
     pub receipt_retention_ms: u64,
-    /// Players whose receipts one sweep pass visits. Default 100.
+    /// Players whose receipts one sweep pass visits. Default 100 (one pass
+    /// every `sweep_interval_ms`: 20 players a second, a region of 10 million
+    /// players in about 6 days). A player whose old receipts are already
+    /// collected costs two small transactions (one event read, and the range
+    /// of its duplicate records, usually empty); one with receipts past the
+    /// window costs one more read and a delete per receipt. Raise it when the
+    /// region's players take longer than the idempotency window to visit:
+    /// receipts then outlive the window by that much (never less).
     pub ledger_players_per_pass: usize,
     /// How long live-ops audit records (flag, segment, rollout and content
     /// changes) are kept. Default 34,560,000,000 (400 days: a yearly review

@@ -18,6 +18,10 @@
 //!        {fingerprint, gen, kind, changes, at_ms}; vs is the stamp of the same
 //!        commit as the event, so (gen, vs) is the event id. Looked up by the
 //!        prefix (.., "idem", key): at most one key below it
+//! (.., "inv", player, "rcur")              -> v1: [1][gen u32 BE][stamp 10 bytes]:
+//!        receipt retention's cursor, the id of the last event whose receipt
+//!        retention has dealt with (receipts are collected walking the events,
+//!        which are in commit order, from here; see `retention`)
 //! (.., "inv", player, "dup", key)          -> v1 duplicate record: [1] ++ JSON
 //!        {idempotency_key, count, first_seen_ms, last_seen_ms, ops}; ops (absent
 //!        in older records): op ids of the latest calls counted, at most 16
@@ -109,6 +113,17 @@ pub fn idem(region: &RegionName, player_id: &str, key: &str) -> Subspace {
 /// A new receipt's key (versionstamp placeholder and offset).
 pub fn new_idem(region: &RegionName, player_id: &str, key: &str) -> Vec<u8> {
     idem(region, player_id, key).pack_with_versionstamp(&(Versionstamp::incomplete(0),))
+}
+
+/// The receipt written by the same commit as event `id`, for idempotency key
+/// `key`: `(.., "idem", key, vs)` with the event's stamp.
+pub fn receipt(region: &RegionName, player_id: &str, key: &str, id: &EventId) -> Vec<u8> {
+    idem(region, player_id, key).pack(&(Versionstamp::complete(id.stamp, 0),))
+}
+
+/// Receipt retention's cursor, `(.., "rcur")`.
+pub fn receipt_cursor(region: &RegionName, player_id: &str) -> Vec<u8> {
+    player(region, player_id).pack(&("rcur",))
 }
 
 /// The player's duplicate records, `(.., "dup")`.
