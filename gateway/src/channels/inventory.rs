@@ -32,7 +32,7 @@ use super::{ChannelService, Reply, RequestContext, ServiceError};
 pub struct InventoryService {
     services: Arc<ServiceCache>,
     client_grants: bool,
-    /// Least time between two pushes of one subscription ([`PushPacer`]).
+    /// Least time between two pushes of one subscription (`channels::pacing`).
     push_min_interval: Duration,
 }
 
@@ -248,7 +248,7 @@ impl ChannelService for InventoryService {
 
     /// Pushes `InventoryChanged` (every non-zero balance) once when the channel
     /// opens and after changes, from any writer of the region's store, at most
-    /// once per `push_min_interval` ([`PushPacer`]).
+    /// once per `push_min_interval` (`channels::pacing`).
     fn subscribe(&self, ctx: RequestContext) -> Option<BoxFuture<'static, ()>> {
         let ledger = self.services(&ctx.home_region).ok()?.ledger.clone();
         let mut pacer = PushPacer::new(self.push_min_interval);

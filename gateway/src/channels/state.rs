@@ -24,7 +24,7 @@ use super::{ChannelService, Reply, RequestContext, ServiceError};
 /// The state service.
 pub struct StateService {
     services: Arc<ServiceCache>,
-    /// Least time between two pushes of one subscription ([`PushPacer`]).
+    /// Least time between two pushes of one subscription (`channels::pacing`).
     push_min_interval: Duration,
 }
 
@@ -161,7 +161,7 @@ impl ChannelService for StateService {
     /// Pushes `StateChanged`: first a snapshot of every existing document (one
     /// push, empty if there are none), then the documents whose version moved,
     /// for as long as the channel is open, at most once per
-    /// `push_min_interval` ([`PushPacer`]). Built on a store watch, so writes
+    /// `push_min_interval` (`channels::pacing`). Built on a store watch, so writes
     /// made through any gateway of the region arrive too. A set of documents
     /// too large for one frame goes out as consecutive pushes.
     fn subscribe(&self, ctx: RequestContext) -> Option<BoxFuture<'static, ()>> {
