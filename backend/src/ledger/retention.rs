@@ -57,7 +57,9 @@ pub struct RetentionReport {
     pub players: usize,
     /// Players skipped because a transfer fence is set.
     pub skipped_fenced: usize,
-    /// Receipts deleted.
+    /// Receipts deleted. Can fall short after a commit whose result was
+    /// unknown (the retry loop's rerun reports its own page only); the
+    /// deletes themselves happen once either way.
     pub receipts_collected: usize,
     /// Duplicate records deleted.
     pub duplicates_collected: usize,

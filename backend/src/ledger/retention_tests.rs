@@ -8,6 +8,7 @@ use crate::fence::{self, Fence};
 use crate::ledger::tests::{bal, eu, gold, open, side, P1, P2};
 use crate::ledger::types::{Asset, HistoryQuery};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::testing::faults_enabled;
 use crate::time::now_ms;
 
 /// Receipts stored for `player` (any key).
@@ -21,6 +22,20 @@ async fn receipts(l: &Ledger<EmbeddedStore>, player: &str) -> anyhow::Result<usi
         })
         .await?;
     Ok(kvs.len())
+}
+
+/// A pass's counts: exact, except in the store's fault mode. There an attempt
+/// whose commit result was unknown but applied runs again, and the rerun
+/// reports its own page only (it finds the cursor moved past the first
+/// attempt's work and goes on from there), so the counts can only fall short.
+/// The receipts left, asserted beside every pass, are exact either way.
+fn assert_counts(r: &RetentionReport, collected: usize, events_read: usize) {
+    let got = (r.receipts_collected, r.events_read);
+    if faults_enabled() {
+        assert!(got.0 <= collected && got.1 <= events_read, "{r:?}");
+    } else {
+        assert_eq!(got, (collected, events_read), "{r:?}");
+    }
 }
 
 /// One pass over `player` with receipts created at or before `cutoff_ms` old.
@@ -41,7 +56,7 @@ async fn old_receipts_go_new_ones_stay_and_a_key_is_new_after_its_window() -> an
     assert!(c.receipt.at_ms > b.receipt.at_ms);
 
     let r = pass(&l, P1, b.receipt.at_ms, 100).await;
-    assert_eq!((r.receipts_collected, r.events_read), (2, 3), "{r:?}");
+    assert_counts(&r, 2, 3);
     assert!(r.oldest_receipt_age_ms <= now_ms() - c.receipt.at_ms, "{r:?}");
     assert_eq!(receipts(&l, P1).await?, 1);
 
@@ -55,7 +70,8 @@ async fn old_receipts_go_new_ones_stay_and_a_key_is_new_after_its_window() -> an
 
     // The next pass starts after the cursor: it reads the one kept event.
     let r = pass(&l, P1, b.receipt.at_ms, 100).await;
-    assert_eq!((r.receipts_collected, r.events_read), (0, 1), "{r:?}");
+    assert_counts(&r, 0, 1);
+    assert_eq!(receipts(&l, P1).await?, 2, "c's and the new a's");
     Ok(())
 }
 
@@ -68,13 +84,14 @@ async fn a_pass_reads_what_expired_not_everything_the_player_holds() -> anyhow::
     }
     // Nothing old: one event read, not 300 receipts.
     let r = pass(&l, P1, before, 50).await;
-    assert_eq!((r.receipts_collected, r.events_read), (0, 1), "{r:?}");
+    assert_counts(&r, 0, 1);
+    assert_eq!(receipts(&l, P1).await?, 300);
     // All old: collected in one pass (pages of 1, then 50); then nothing is left to read.
     let r = pass(&l, P1, now_ms(), 50).await;
-    assert_eq!((r.receipts_collected, r.events_read), (300, 300), "{r:?}");
+    assert_counts(&r, 300, 300);
     assert_eq!(receipts(&l, P1).await?, 0);
     let r = pass(&l, P1, now_ms(), 50).await;
-    assert_eq!((r.receipts_collected, r.events_read), (0, 0), "{r:?}");
+    assert_counts(&r, 0, 0);
     Ok(())
 }
 
@@ -82,14 +99,19 @@ async fn a_pass_reads_what_expired_not_everything_the_player_holds() -> anyhow::
 async fn a_backlog_is_worked_off_over_passes() -> anyhow::Result<()> {
     let (_dir, l) = open("eu").await?;
     let n = MAX_EVENT_PAGES_PER_PLAYER + 6;
+    let start = now_ms();
     for i in 0..n {
         l.grant(P1, &format!("k{i}"), "loot", &[gold(1)]).await?;
     }
     let first = pass(&l, P1, now_ms(), 1).await;
-    assert_eq!(first.receipts_collected, MAX_EVENT_PAGES_PER_PLAYER, "{first:?}");
-    assert!(first.oldest_receipt_age_ms > 0, "a lower bound: {first:?}");
+    assert_counts(&first, MAX_EVENT_PAGES_PER_PLAYER, MAX_EVENT_PAGES_PER_PLAYER);
+    assert!(first.oldest_receipt_age_ms <= now_ms() - start, "{first:?}");
+    let left = receipts(&l, P1).await?;
+    // One page per event: 64 pages leave 6 (fewer in fault mode, where a
+    // rerun after an applied commit goes on with the next event).
+    assert!(left <= 6 && (left == 6 || faults_enabled()), "{left} left");
     let second = pass(&l, P1, now_ms(), 1).await;
-    assert_eq!(second.receipts_collected, 6, "{second:?}");
+    assert_counts(&second, left, left);
     assert_eq!(receipts(&l, P1).await?, 0);
     Ok(())
 }
@@ -103,9 +125,10 @@ async fn a_trade_leaves_one_receipt_and_both_passes_work() -> anyhow::Result<()>
     l.trade(&side(P1, vec![]), &side(P2, vec![gold(2)]), "t").await?;
     assert_eq!((receipts(&l, P1).await?, receipts(&l, P2).await?), (1, 1));
     let r2 = pass(&l, P2, now_ms(), 100).await;
-    assert_eq!((r2.receipts_collected, r2.events_read), (1, 2), "{r2:?}");
+    assert_counts(&r2, 1, 2);
+    assert_eq!((receipts(&l, P1).await?, receipts(&l, P2).await?), (1, 0));
     let r1 = pass(&l, P1, now_ms(), 100).await;
-    assert_eq!((r1.receipts_collected, r1.events_read), (1, 1), "{r1:?}");
+    assert_counts(&r1, 1, 1);
     assert_eq!((receipts(&l, P1).await?, receipts(&l, P2).await?), (0, 0));
     Ok(())
 }
