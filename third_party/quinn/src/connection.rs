@@ -1040,7 +1040,16 @@ impl State {
                             };
                             t
                         }
-                        None => break,
+                        None => {
+                            // Outpost patch (third_party/README.md): nothing
+                            // is left to send, so hand the buffer back. It
+                            // kept the capacity of the largest batch sent (the
+                            // handshake flight) for the connection's life:
+                            // ~2.4 KiB per idle connection, against one
+                            // allocation per wake-up that sends.
+                            self.send_buffer = Vec::new();
+                            break;
+                        }
                     }
                 }
             };
@@ -1102,9 +1111,10 @@ impl State {
                     self.inner.local_address_changed();
                 }
                 Poll::Ready(Some(ConnectionEvent::Proto(event))) => {
-                    self.inner.handle_event(event);
+                    self.inner.handle_event(*event);
                 }
-                Poll::Ready(Some(ConnectionEvent::Close { reason, error_code })) => {
+                Poll::Ready(Some(ConnectionEvent::Close(close))) => {
+                    let (error_code, reason) = *close;
                     self.close(error_code, reason, shared);
                 }
                 Poll::Ready(None) => {

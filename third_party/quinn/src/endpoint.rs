@@ -302,10 +302,7 @@ impl Endpoint {
         endpoint.recv_state.connections.close = Some((error_code, reason.clone()));
         for sender in endpoint.recv_state.connections.senders.values() {
             // Ignoring errors from dropped connections
-            let _ = sender.send(ConnectionEvent::Close {
-                error_code,
-                reason: reason.clone(),
-            });
+            let _ = sender.send(ConnectionEvent::Close(Box::new((error_code, reason.clone()))));
         }
         self.inner.shared.incoming.notify_waiters();
     }
@@ -545,7 +542,7 @@ impl State {
                 .senders
                 .get_mut(&ch)
                 .unwrap()
-                .send(ConnectionEvent::Proto(event));
+                .send(ConnectionEvent::Proto(Box::new(event)));
         }
 
         true
@@ -613,11 +610,8 @@ impl ConnectionSet {
     ) -> Connecting {
         let (send, recv) = mpsc::unbounded_channel();
         if let Some((error_code, ref reason)) = self.close {
-            send.send(ConnectionEvent::Close {
-                error_code,
-                reason: reason.clone(),
-            })
-            .unwrap();
+            send.send(ConnectionEvent::Close(Box::new((error_code, reason.clone()))))
+                .unwrap();
         }
         self.senders.insert(handle, send);
         Connecting::new(handle, conn, self.sender.clone(), recv, socket, runtime)
@@ -824,7 +818,7 @@ impl RecvState {
                                         .senders
                                         .get_mut(&handle)
                                         .unwrap()
-                                        .send(ConnectionEvent::Proto(event));
+                                        .send(ConnectionEvent::Proto(Box::new(event)));
                                 }
                                 Some(DatagramEvent::Response(transmit)) => {
                                     respond(transmit, &response_buffer, socket);
