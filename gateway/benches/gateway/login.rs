@@ -117,7 +117,7 @@ pub(super) async fn login_pairs(
 pub(super) fn print_login_pairs(p: &LoginPairs, concurrency: usize) {
     println!();
     println!(
-        "## logins, gateway vs bare quinn 0.11: paired, interleaved phases ({} pairs per kind, {concurrency} in flight)",
+        "## logins, gateway vs bare quinn 0.11 + third_party patch: paired, interleaved phases ({} pairs per kind, {concurrency} in flight)",
         p.pairs[0].len()
     );
     println!();

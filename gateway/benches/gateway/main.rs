@@ -1,5 +1,9 @@
 //! Issue-2 benchmark: the gateway beside bare quinn 0.11, measured in the same run
-//! on the same machine.
+//! on the same machine. "Bare quinn" is the quinn the workspace builds, i.e.
+//! quinn 0.11.12 with `third_party/quinn.patch` (two memory patches per
+//! connection, third_party/README.md): the gateway and the bare server share
+//! it, so a comparison between them is like for like, and a comparison with
+//! unpatched quinn needs a bench binary built from before that patch.
 //!
 //! ```sh
 //! CARGO_TARGET_DIR=target-bench cargo bench -p outpost-gateway --bench gateway
@@ -267,7 +271,7 @@ async fn parent() -> Result<()> {
     }
     if ["ping", "rss"].iter().any(|m| only.contains(m)) {
         println!();
-        println!("## outpost gateway vs bare quinn 0.11 (medians of {rounds} rounds)");
+        println!("## outpost gateway vs bare quinn 0.11 + third_party patch (medians of {rounds} rounds)");
         println!();
         println!(
             "| measurement | gateway | bare quinn | gateway / bare | target | per-round (gateway; bare) |"
