@@ -46,7 +46,7 @@
 //! `OUTPOST_BENCH_ROUNDS` (3), `OUTPOST_BENCH_LOGINS` (6000),
 //! `OUTPOST_BENCH_LOGIN_CONCURRENCY` (128), `OUTPOST_BENCH_PING_SESSIONS` (100),
 //! `OUTPOST_BENCH_PING_SECS` (5), `OUTPOST_BENCH_SESSIONS` (`10000,100000`),
-//! `OUTPOST_BENCH_IDLE_CPU_SECS` (60), `OUTPOST_BENCH_IDLE` (`bare,matched,gateway`),
+//! `OUTPOST_BENCH_IDLE_CPU_SECS` (180), `OUTPOST_BENCH_IDLE` (`bare,matched,gateway`),
 //! `OUTPOST_BENCH_IDLE_KEEPALIVE` (unset; `1`: idle gateway sessions send QUIC keep-alives too),
 //! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_GRANT_SECS` (5),
 //! `OUTPOST_BENCH_GRANT_PLAYERS` (64), `OUTPOST_BENCH_HOT_CHANNELS` (4),
@@ -163,7 +163,9 @@ async fn parent() -> Result<()> {
     let ping_sessions: usize = env_or("OUTPOST_BENCH_PING_SESSIONS", 100);
     let ping_secs: f64 = env_or("OUTPOST_BENCH_PING_SECS", 5.0);
     let sessions = rss::session_points();
-    let idle_cpu_secs: f64 = env_or("OUTPOST_BENCH_IDLE_CPU_SECS", 60.0);
+    // 180 s: long enough for idle sessions to pass quinn's 32-event channel
+    // block (about two minutes at one heartbeat per 10 s; rss.rs).
+    let idle_cpu_secs: f64 = env_or("OUTPOST_BENCH_IDLE_CPU_SECS", 180.0);
     let open_conc: usize = env_or("OUTPOST_BENCH_OPEN_CONCURRENCY", 200);
     let grant_secs: f64 = env_or("OUTPOST_BENCH_GRANT_SECS", 5.0);
     let only = std::env::var("OUTPOST_BENCH_ONLY").unwrap_or_else(|_| "login,ping,rss,grants".into());

@@ -2,7 +2,16 @@
 //! opening many idle sessions that only heartbeat, at several session counts
 //! (default 10,000 and 100,000: `OUTPOST_BENCH_SESSIONS=10000,100000`), for the
 //! gateway and for bare quinn with default and with the gateway's transport
-//! settings; then the server's CPU while the largest count idles.
+//! settings; then the server's CPU while the largest count idles, and its RSS
+//! again at the end of that idle window.
+//!
+//! Why the second RSS reading: quinn keeps an event channel per connection,
+//! and a tokio channel that has carried more than 32 events keeps a second
+//! block of 32 slots for reuse. With one heartbeat every 10 s, an idle session
+//! passes that point about two minutes after it opened, so a reading taken
+//! seconds after opening understates a long-lived session (by 7.3 KiB per
+//! session with unpatched quinn; docs/PERFORMANCE.md, "quinn patched"). The
+//! default idle window (180 s) is long enough for the second reading to show it.
 
 use super::*;
 use crate::client::{bench_hello, hello_welcome};
@@ -65,6 +74,8 @@ pub(super) struct IdleRun {
     /// Server CPU while the last point's sessions idled: (µs used, seconds,
     /// sessions live at the end of the window).
     pub(super) idle_cpu: (u64, f64, usize),
+    /// RSS in KiB at the end of that idle window (sessions live as above).
+    pub(super) aged_kib: u64,
     /// Sessions that failed to open.
     pub(super) errors: usize,
     /// Sessions lost after they opened (idle timeouts under load).
@@ -75,6 +86,15 @@ impl IdleRun {
     /// KiB per session added since the warm-up baseline.
     pub(super) fn per_session_kib(&self, i: usize) -> f64 {
         let (_, live, kib) = self.points[i];
+        self.kib_per_session(kib, live)
+    }
+
+    /// KiB per session at the end of the idle window.
+    pub(super) fn aged_per_session_kib(&self) -> f64 {
+        self.kib_per_session(self.aged_kib, self.idle_cpu.2)
+    }
+
+    fn kib_per_session(&self, kib: u64, live: usize) -> f64 {
         (kib as f64 - self.baseline_kib as f64) / live.saturating_sub(self.warmup).max(1) as f64
     }
 
@@ -292,8 +312,10 @@ pub(super) async fn idle_run(
     tokio::time::sleep(Duration::from_secs_f64(cpu_secs)).await;
     let idle_cpu = (server.cpu_us()? - cpu0, cpu_secs);
     let alive = open_now.saturating_sub(errors + lost.load(Ordering::Relaxed));
+    let aged_kib = server.rss_kib_settled().await?;
     eprintln!(
-        "  {who:?}: server CPU {:.2} s over {cpu_secs} s idle at {alive} live sessions ({open_now} opened), load average {}",
+        "  {who:?}: server CPU {:.2} s over {cpu_secs} s idle at {alive} live sessions ({open_now} opened), \
+         RSS then {aged_kib} KiB, load average {}",
         idle_cpu.0 as f64 / 1e6,
         load_average(),
     );
@@ -311,6 +333,7 @@ pub(super) async fn idle_run(
         baseline_kib,
         points: points_kib,
         idle_cpu: (idle_cpu.0, idle_cpu.1, alive),
+        aged_kib,
         errors,
         lost: lost.load(Ordering::Relaxed),
     })
@@ -373,6 +396,22 @@ pub(super) fn print_rows(runs: &[IdleRun]) {
             kib(&cols[2])
         );
     }
+    let aged = |r: &Option<&IdleRun>| r.map_or("—".into(), |r| format!("{:.1}", r.aged_per_session_kib()));
+    let aged_kib = |r: &Option<&IdleRun>| {
+        r.map_or("—".into(), |r| {
+            format!("{}→{} ({} live)", r.baseline_kib, r.aged_kib, r.idle_cpu.2)
+        })
+    };
+    let secs = runs.iter().map(|r| r.idle_cpu.1).fold(0.0, f64::max);
+    println!(
+        "| RSS per idle session after {secs:.0} s idle at the last count (KiB) | {} | {} | {} | ≤ 16 KiB | {}; {}; {} |",
+        aged(&cols[0]),
+        aged(&cols[1]),
+        aged(&cols[2]),
+        aged_kib(&cols[0]),
+        aged_kib(&cols[1]),
+        aged_kib(&cols[2])
+    );
     let cpu = |r: &Option<&IdleRun>| r.map_or("—".into(), |r| format!("{:.2}", r.cpu_pct_per_100k()));
     let at = |r: &Option<&IdleRun>| {
         r.map_or("—".into(), |r| {
