@@ -58,15 +58,24 @@ pub struct LivenessSettings {
     /// or purchase is never applied twice in practice. Events are never
     /// deleted. 0 keeps receipts forever.
     pub receipt_retention_ms: u64,
-    /// Players whose receipts one sweep pass visits. Default 100 (one pass
-    /// every `sweep_interval_ms`: 20 players a second, a region of 10 million
-    /// players in about 6 days). A player whose old receipts are already
-    /// collected costs two small transactions (one event read, and the range
-    /// of its duplicate records, usually empty); one with receipts past the
-    /// window costs one more read and a delete per receipt. Raise it when the
-    /// region's players take longer than the idempotency window to visit:
-    /// receipts then outlive the window by that much (never less).
+    /// Players whose receipts one sweep pass visits at most. Default 1,000
+    /// (one pass every `sweep_interval_ms`: 200 players a second, a region of
+    /// 10 million players in about 14 hours, if the time budget below allows).
+    /// A player whose old receipts are already collected costs a few small
+    /// read transactions (finding the player, its cursor and first event, the
+    /// range of its duplicate records, usually empty); one with receipts past
+    /// the window costs a delete per receipt more. Receipts outlive the
+    /// idempotency window by up to one cycle over the region (never less).
     pub ledger_players_per_pass: usize,
+    /// Time one sweep pass may spend on receipts, ms. Default 1,000; must be
+    /// under `sweep_lease_ttl_ms`. Players are visited one after the other,
+    /// so the budget is what bounds a pass on a store with network round
+    /// trips (FoundationDB: about 1–2 ms per small transaction, so a few
+    /// hundred players a pass), while `ledger_players_per_pass` bounds it on
+    /// the embedded store (docs/PERFORMANCE.md, "Receipt retention per
+    /// pass"). A larger budget shortens the cycle at the price of a longer
+    /// pass on the gateway holding the sweep lease.
+    pub ledger_pass_budget_ms: u64,
     /// How long live-ops audit records (flag, segment, rollout and content
     /// changes) are kept. Default 34,560,000,000 (400 days: a yearly review
     /// plus a month of slack); 0 keeps them forever. The log grows with
@@ -92,6 +101,7 @@ impl Default for LivenessSettings {
             backfill_retention_ms: s.backfill_retention_ms,
             receipt_retention_ms: s.receipt_retention_ms,
             ledger_players_per_pass: s.ledger_players_per_pass,
+            ledger_pass_budget_ms: s.ledger_pass_budget_ms,
             audit_retention_ms: 400 * 24 * 3_600_000,
             global_gc_interval_ms: 600_000,
         }
@@ -118,6 +128,7 @@ impl LivenessSettings {
             lease_ttl_ms: self.sweep_lease_ttl_ms,
             receipt_retention_ms: self.receipt_retention_ms,
             ledger_players_per_pass: self.ledger_players_per_pass,
+            ledger_pass_budget_ms: self.ledger_pass_budget_ms,
         }
     }
 
@@ -256,6 +267,8 @@ async fn export_stats(s: Arc<SweepStats>) {
             .set(get(&s.duplicates_collected) as f64);
         metrics::gauge!("outpost_gc_oldest_age_ms", "kind" => "ledger_receipt")
             .set(get(&s.receipts_oldest_age_ms) as f64);
+        metrics::gauge!("outpost_gc_cycle_ms", "kind" => "ledger_receipt")
+            .set(get(&s.receipts_cycle_ms) as f64);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -280,6 +293,14 @@ mod tests {
         assert!(
             bad.validate(120_000).is_err(),
             "lease must outlive a pass interval"
+        );
+        let bad = LivenessSettings {
+            ledger_pass_budget_ms: d.sweep_lease_ttl_ms,
+            ..d.clone()
+        };
+        assert!(
+            bad.validate(120_000).is_err(),
+            "a receipt pass must end within the lease"
         );
         let mut c = crate::config::GatewayConfig::default();
         c.liveness.heartbeat_interval_ms = 0;

@@ -49,6 +49,7 @@ fn fast_liveness(c: &mut GatewayConfig) {
     c.liveness.expiry_ms = 500;
     c.liveness.sweep_interval_ms = 100;
     c.liveness.sweep_lease_ttl_ms = 400;
+    c.liveness.ledger_pass_budget_ms = 100;
 }
 
 /// The login queue on, with short graces (the budget is large: nobody waits).

@@ -37,6 +37,8 @@
 //! reading all of a player's. Players a transfer is moving (any fence) are
 //! skipped and seen next round.
 
+use std::time::{Duration, Instant};
+
 use crate::fence;
 use crate::keyspace::RegionName;
 use crate::store::{Store, Transaction, TxError};
@@ -72,6 +74,9 @@ pub struct RetentionReport {
     pub oldest_receipt_age_ms: u64,
     /// Whether the pass reached the end of the region (the next starts over).
     pub wrapped: bool,
+    /// Whether the region pass stopped at its time budget before visiting
+    /// `max_players` ([`Ledger::collect_region`]).
+    pub out_of_time: bool,
 }
 
 /// One page of the receipt walk (see the module docs).
@@ -192,18 +197,32 @@ impl<S: Store> Ledger<S> {
     /// Runs [`collect_player`](Self::collect_player) on up to `max_players`
     /// players of the region, starting after `cursor` (a player id; `None`:
     /// from the first) and leaving it where the next pass resumes.
+    ///
+    /// `budget` bounds the pass's duration: once it is spent, the pass stops
+    /// after the player it is on (at least one player is visited) and sets
+    /// `out_of_time`. Players are visited one after the other, each costing a
+    /// few small transactions, so what a pass can visit in a given time
+    /// depends on the store's latency: the budget keeps a pass short on a
+    /// store with network round trips while `max_players` caps the work on a
+    /// fast one.
     pub async fn collect_region(
         &self,
         cutoff_ms: u64,
         batch: usize,
         max_players: usize,
+        budget: Option<Duration>,
         cursor: &mut Option<String>,
         now_ms: u64,
     ) -> Result<RetentionReport, LedgerError> {
         let all = keys::ledgers(&self.region);
         let prefix_len = all.bytes().len();
         let mut total = RetentionReport::default();
-        for _ in 0..max_players {
+        let started = Instant::now();
+        for visited in 0..max_players {
+            if visited > 0 && budget.is_some_and(|b| started.elapsed() >= b) {
+                total.out_of_time = true;
+                break;
+            }
             let begin = match cursor.as_deref() {
                 Some(p) => keys::player(&self.region, p).range().1,
                 None => all.range().0,
@@ -240,6 +259,7 @@ impl<S: Store> Ledger<S> {
                     total.players += 1;
                     total.receipts_collected += r.receipts_collected;
                     total.duplicates_collected += r.duplicates_collected;
+                    total.events_read += r.events_read;
                     total.oldest_receipt_age_ms = total.oldest_receipt_age_ms.max(r.oldest_receipt_age_ms);
                 }
                 None => total.skipped_fenced += 1,

@@ -151,6 +151,68 @@ async fn a_fenced_player_is_skipped() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_region_pass_stops_at_its_budget_and_the_next_goes_on_after_it() -> anyhow::Result<()> {
+    let (_dir, l) = open("eu").await?;
+    // Player ids are 32 hex digits; these sort in this order.
+    let players = [
+        "0a000000000000000000000000000000",
+        "0b000000000000000000000000000000",
+        "0c000000000000000000000000000000",
+        "0d000000000000000000000000000000",
+    ];
+    for p in players {
+        l.grant(p, "g", "loot", &[gold(1)]).await?;
+    }
+    let cutoff = now_ms();
+    let (mut cursor, mut left) = (None, players.len());
+    // A spent budget still visits one player, then stops: one player a pass,
+    // in key order, each pass after the last.
+    for (i, p) in players.iter().take(2).enumerate() {
+        let r = l
+            .collect_region(cutoff, 100, 10, Some(Duration::ZERO), &mut cursor, now_ms())
+            .await?;
+        assert_eq!(
+            (r.players, r.out_of_time, r.wrapped),
+            (1, true, false),
+            "pass {i}: {r:?}"
+        );
+        assert_eq!(cursor.as_deref(), Some(*p));
+        assert_eq!(receipts(&l, p).await?, 0, "{p} visited");
+        left -= 1;
+        for q in &players[i + 1..] {
+            assert_eq!(receipts(&l, q).await?, 1, "{q} not visited yet");
+        }
+    }
+    // A budget far from spent: the cap decides.
+    let r = l
+        .collect_region(
+            cutoff,
+            100,
+            1,
+            Some(Duration::from_secs(600)),
+            &mut cursor,
+            now_ms(),
+        )
+        .await?;
+    assert_eq!((r.players, r.out_of_time, r.wrapped), (1, false, false), "{r:?}");
+    left -= 1;
+    // No budget: the rest, then the end of the region.
+    let r = l
+        .collect_region(cutoff, 100, 10, None, &mut cursor, now_ms())
+        .await?;
+    assert_eq!(
+        (r.players, r.out_of_time, r.wrapped),
+        (left, false, true),
+        "{r:?}"
+    );
+    assert_eq!(cursor, None, "the next pass starts over");
+    for p in players {
+        assert_eq!(receipts(&l, p).await?, 0, "{p}");
+    }
+    Ok(())
+}
+
 #[test]
 fn the_cursor_round_trips_and_a_bad_one_is_corrupt() {
     let id = EventId {

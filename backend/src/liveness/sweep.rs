@@ -73,10 +73,15 @@ pub struct SweepConfig {
     /// total traffic. 0 keeps them forever.
     #[serde(default = "default_receipts")]
     pub receipt_retention_ms: u64,
-    /// Players whose receipts one pass visits (the pass resumes after the last
-    /// one next time). Default 100.
+    /// Players whose receipts one pass visits at most (the pass resumes after
+    /// the last one next time). Default 1,000.
     #[serde(default = "default_ledger_players")]
     pub ledger_players_per_pass: usize,
+    /// Time one pass may spend visiting players, milliseconds; the pass stops
+    /// after the player it is on once this is spent. Default 1,000. Must be
+    /// under `lease_ttl_ms`.
+    #[serde(default = "default_ledger_budget")]
+    pub ledger_pass_budget_ms: u64,
 }
 
 fn default_interval() -> u64 {
@@ -98,7 +103,10 @@ fn default_receipts() -> u64 {
     7 * 24 * 3_600_000
 }
 fn default_ledger_players() -> usize {
-    100
+    1_000
+}
+fn default_ledger_budget() -> u64 {
+    1_000
 }
 
 impl Default for SweepConfig {
@@ -112,6 +120,7 @@ impl Default for SweepConfig {
             lease_ttl_ms: default_lease(),
             receipt_retention_ms: default_receipts(),
             ledger_players_per_pass: default_ledger_players(),
+            ledger_pass_budget_ms: default_ledger_budget(),
         }
     }
 }
@@ -127,6 +136,11 @@ impl SweepConfig {
         if self.lease_ttl_ms <= self.interval_ms {
             return Err(LivenessError::InvalidConfig(
                 "sweep lease_ttl_ms must exceed interval_ms",
+            ));
+        }
+        if self.ledger_pass_budget_ms == 0 || self.ledger_pass_budget_ms >= self.lease_ttl_ms {
+            return Err(LivenessError::InvalidConfig(
+                "sweep ledger_pass_budget_ms must be > 0 and under lease_ttl_ms",
             ));
         }
         Ok(())
@@ -161,6 +175,20 @@ pub struct SweepStats {
     pub duplicates_collected: AtomicU64,
     /// Age of the oldest receipt kept among the players the last pass visited, ms.
     pub receipts_oldest_age_ms: AtomicU64,
+    /// How long the last complete cycle of the receipt walk over the region
+    /// took on this sweeper, ms, from its first pass to the pass that reached
+    /// the region's end (0 until one completes). Receipts outlive the
+    /// idempotency window by up to this much.
+    pub receipts_cycle_ms: AtomicU64,
+}
+
+/// Where the receipt walk over the region is.
+#[derive(Debug, Default)]
+struct LedgerWalk {
+    /// The player the next pass starts after (`None`: the region's start).
+    cursor: Option<String>,
+    /// When the current cycle's first pass ran (wall clock, ms).
+    cycle_started_ms: Option<u64>,
 }
 
 /// What one [`Sweeper::sweep_once`] did.
@@ -194,7 +222,7 @@ pub struct Sweeper<S: Store, G: Store> {
     owner: String,
     cfg: SweepConfig,
     stats: Arc<SweepStats>,
-    ledger: Option<(Ledger<S>, Mutex<Option<String>>)>,
+    ledger: Option<(Ledger<S>, Mutex<LedgerWalk>)>,
     queue: Option<Queue<S>>,
 }
 
@@ -224,7 +252,7 @@ impl<S: Store, G: Store> Sweeper<S, G> {
     /// Also collects `ledger`'s receipts and duplicate records past
     /// `receipt_retention_ms` (the ledger of this region).
     pub fn with_ledger(mut self, ledger: Ledger<S>) -> Self {
-        self.ledger = Some((ledger, Mutex::new(None)));
+        self.ledger = Some((ledger, Mutex::new(LedgerWalk::default())));
         self
     }
 
@@ -283,8 +311,8 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             })
             .await?;
         }
-        if let (Some((ledger, cursor)), true) = (&self.ledger, self.cfg.receipt_retention_ms > 0) {
-            self.collect_ledger(ledger, cursor, now_ms, &mut r).await?;
+        if let (Some((ledger, walk)), true) = (&self.ledger, self.cfg.receipt_retention_ms > 0) {
+            self.collect_ledger(ledger, walk, now_ms, &mut r).await?;
         }
         self.count(&r);
         Ok(r)
@@ -331,27 +359,34 @@ impl<S: Store, G: Store> Sweeper<S, G> {
     }
 
     /// Retention GC of the ledger's receipts and duplicate records, resuming
-    /// after the last player the previous pass visited (`cursor`).
+    /// after the last player the previous pass visited (`walk`).
     async fn collect_ledger(
         &self,
         ledger: &Ledger<S>,
-        cursor: &Mutex<Option<String>>,
+        walk: &Mutex<LedgerWalk>,
         now_ms: u64,
         r: &mut SweepReport,
     ) -> Result<(), LivenessError> {
-        let mut c = cursor.lock().await;
+        let mut walk = walk.lock().await;
+        let cycle_started_ms = *walk.cycle_started_ms.get_or_insert(now_ms);
         let cutoff = now_ms.saturating_sub(self.cfg.receipt_retention_ms);
         let lr = ledger
             .collect_region(
                 cutoff,
                 self.cfg.batch,
                 self.cfg.ledger_players_per_pass,
-                &mut c,
+                Some(Duration::from_millis(self.cfg.ledger_pass_budget_ms)),
+                &mut walk.cursor,
                 now_ms,
             )
             .await?;
         r.ledger_collected = lr.receipts_collected + lr.duplicates_collected;
         let s = &self.stats;
+        if lr.wrapped {
+            walk.cycle_started_ms = None;
+            s.receipts_cycle_ms
+                .store(now_ms.saturating_sub(cycle_started_ms), Ordering::Relaxed);
+        }
         s.receipts_collected
             .fetch_add(lr.receipts_collected as u64, Ordering::Relaxed);
         s.duplicates_collected

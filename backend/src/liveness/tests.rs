@@ -263,3 +263,46 @@ async fn sweep_and_retention_reruns_count_what_the_first_attempt_did() -> anyhow
     assert_eq!(store.fault_counts().unwrap().unknown_applied, 3);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_receipt_walk_records_how_long_a_cycle_over_the_region_took() -> anyhow::Result<()> {
+    use crate::ledger::{Catalog, Ledger, Quantity};
+    let (_d, store) = open().await?;
+    let ledger = Ledger::new(
+        store.clone(),
+        "eu",
+        Catalog::from_toml_str("[currencies.gold]\n")?,
+    )?;
+    for i in 1..=3u32 {
+        let gold = Quantity::currency("gold", 1);
+        ledger.grant(&format!("{i:032x}"), "g", "loot", &[gold]).await?;
+    }
+    let sweeper = Sweeper::new(
+        Liveness::new(store.clone(), "eu")?,
+        Matchmaker::new(store.clone(), "eu", pool())?,
+        Presence::new(store.clone()),
+        "sweeper-1",
+        SweepConfig {
+            ledger_players_per_pass: 1,
+            ..SweepConfig::default()
+        },
+    )?
+    .with_ledger(ledger);
+    let stats = sweeper.stats();
+    let cycle = || stats.receipts_cycle_ms.load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = crate::time::now_ms();
+    // One player a pass: the passes at +0, +5 and +10 s visit the three
+    // players, the one at +15 s finds the region's end.
+    for at in [0, 5_000, 10_000] {
+        sweeper.sweep_once(t0 + at).await?;
+        assert_eq!(cycle(), 0, "no cycle complete at +{at} ms");
+    }
+    sweeper.sweep_once(t0 + 15_000).await?;
+    assert_eq!(cycle(), 15_000);
+    // The next cycle starts with the next pass, whenever that is.
+    for at in [20_000, 30_000, 40_000, 50_000] {
+        sweeper.sweep_once(t0 + at).await?;
+    }
+    assert_eq!(cycle(), 30_000);
+    Ok(())
+}

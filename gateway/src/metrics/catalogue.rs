@@ -140,6 +140,10 @@ const GAUGES: &[(&str, &str)] = &[
         "outpost_gc_oldest_age_ms",
         "Age of the oldest record still waiting for the retention GC, by kind, milliseconds.",
     ),
+    (
+        "outpost_gc_cycle_ms",
+        "How long the retention GC's last complete cycle over the region took on this gateway, by kind, milliseconds (0 until one completes).",
+    ),
 ];
 
 const HISTOGRAMS: &[(&str, &str)] = &[(
