@@ -11,6 +11,11 @@
 //! ("r", region, "gw", "sweep") -> v1 SweepLease {owner, token, expires_ms}
 //!        who runs the orphan sweep and retention GC of the region now;
 //!        never deleted, so token only grows
+//! ("r", region, "gw", "rwalk") -> v1 ReceiptWalk {cursor, cycle_started_ms}
+//!        where the ledger's receipt retention walk over the region is: the
+//!        player the next pass starts after (null: the region's start) and
+//!        when the current cycle began; written by the lease holder after
+//!        each pass, so the walk survives restarts and lease moves
 //! ```
 //!
 //! `incarnation` is a random non-zero 64-bit integer drawn at process start.
@@ -39,6 +44,20 @@ pub fn incarnation(region: &RegionName, incarnation: u64) -> Vec<u8> {
 /// `("r", region, "gw", "sweep")`.
 pub fn sweep_lease(region: &RegionName) -> Vec<u8> {
     root(region).pack(&("sweep",))
+}
+
+/// `("r", region, "gw", "rwalk")`.
+pub fn receipt_walk(region: &RegionName) -> Vec<u8> {
+    root(region).pack(&("rwalk",))
+}
+
+/// Where the receipt retention walk over the region is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReceiptWalk {
+    /// The player the next pass starts after (`None`: the region's start).
+    pub cursor: Option<String>,
+    /// When the current cycle's first pass ran (wall clock, unix ms).
+    pub cycle_started_ms: Option<u64>,
 }
 
 /// One gateway process's registration.

@@ -339,6 +339,36 @@ impl<S: Store> Liveness<S> {
     }
 }
 
+impl<S: Store> Liveness<S> {
+    /// The receipt retention walk's position (the default before any pass).
+    pub(crate) async fn receipt_walk(&self) -> Result<keys::ReceiptWalk, LivenessError> {
+        let key = keys::receipt_walk(&self.region);
+        let raw = self
+            .store
+            .run(|tx| {
+                let key = key.clone();
+                async move { Ok::<_, TxError<LivenessError>>(tx.get(&key).await?) }
+            })
+            .await?;
+        match raw {
+            Some(raw) => crate::codec::decode_v1(&raw).map_err(|e| LivenessError::Corrupt(e.to_string())),
+            None => Ok(keys::ReceiptWalk::default()),
+        }
+    }
+
+    /// Stores the receipt retention walk's position.
+    pub(crate) async fn set_receipt_walk(&self, walk: &keys::ReceiptWalk) -> Result<(), LivenessError> {
+        let (key, value) = (keys::receipt_walk(&self.region), crate::codec::encode_v1(walk));
+        self.store
+            .run(|tx| {
+                let (key, value) = (key.clone(), value.clone());
+                async move { Ok::<_, TxError<LivenessError>>(tx.set(&key, &value)?) }
+            })
+            .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod bench_tests;
 #[cfg(test)]

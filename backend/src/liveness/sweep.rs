@@ -15,8 +15,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use tokio::sync::Mutex;
-
 use crate::ledger::Ledger;
 use crate::matchmaker::orphans::GcPage;
 use crate::matchmaker::{Matchmaker, MatchmakerError};
@@ -176,19 +174,11 @@ pub struct SweepStats {
     /// Age of the oldest receipt kept among the players the last pass visited, ms.
     pub receipts_oldest_age_ms: AtomicU64,
     /// How long the last complete cycle of the receipt walk over the region
-    /// took on this sweeper, ms, from its first pass to the pass that reached
-    /// the region's end (0 until one completes). Receipts outlive the
-    /// idempotency window by up to this much.
+    /// took, ms, from its first pass (on whichever gateway held the lease) to
+    /// the pass that reached the region's end, when this sweeper ran that
+    /// pass (0 until it has). Receipts outlive the idempotency window by up
+    /// to this much.
     pub receipts_cycle_ms: AtomicU64,
-}
-
-/// Where the receipt walk over the region is.
-#[derive(Debug, Default)]
-struct LedgerWalk {
-    /// The player the next pass starts after (`None`: the region's start).
-    cursor: Option<String>,
-    /// When the current cycle's first pass ran (wall clock, ms).
-    cycle_started_ms: Option<u64>,
 }
 
 /// What one [`Sweeper::sweep_once`] did.
@@ -222,7 +212,7 @@ pub struct Sweeper<S: Store, G: Store> {
     owner: String,
     cfg: SweepConfig,
     stats: Arc<SweepStats>,
-    ledger: Option<(Ledger<S>, Mutex<LedgerWalk>)>,
+    ledger: Option<Ledger<S>>,
     queue: Option<Queue<S>>,
 }
 
@@ -252,7 +242,7 @@ impl<S: Store, G: Store> Sweeper<S, G> {
     /// Also collects `ledger`'s receipts and duplicate records past
     /// `receipt_retention_ms` (the ledger of this region).
     pub fn with_ledger(mut self, ledger: Ledger<S>) -> Self {
-        self.ledger = Some((ledger, Mutex::new(LedgerWalk::default())));
+        self.ledger = Some(ledger);
         self
     }
 
@@ -311,8 +301,8 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             })
             .await?;
         }
-        if let (Some((ledger, walk)), true) = (&self.ledger, self.cfg.receipt_retention_ms > 0) {
-            self.collect_ledger(ledger, walk, now_ms, &mut r).await?;
+        if let (Some(ledger), true) = (&self.ledger, self.cfg.receipt_retention_ms > 0) {
+            self.collect_ledger(ledger, now_ms, &mut r).await?;
         }
         self.count(&r);
         Ok(r)
@@ -359,15 +349,16 @@ impl<S: Store, G: Store> Sweeper<S, G> {
     }
 
     /// Retention GC of the ledger's receipts and duplicate records, resuming
-    /// after the last player the previous pass visited (`walk`).
+    /// after the last player the previous pass visited, on whichever gateway
+    /// that was: the walk's position is stored beside the sweep lease
+    /// (`keys::receipt_walk`), read before the pass and written after it.
     async fn collect_ledger(
         &self,
         ledger: &Ledger<S>,
-        walk: &Mutex<LedgerWalk>,
         now_ms: u64,
         r: &mut SweepReport,
     ) -> Result<(), LivenessError> {
-        let mut walk = walk.lock().await;
+        let mut walk = self.liveness.receipt_walk().await?;
         let cycle_started_ms = *walk.cycle_started_ms.get_or_insert(now_ms);
         let cutoff = now_ms.saturating_sub(self.cfg.receipt_retention_ms);
         let lr = ledger
@@ -387,6 +378,7 @@ impl<S: Store, G: Store> Sweeper<S, G> {
             s.receipts_cycle_ms
                 .store(now_ms.saturating_sub(cycle_started_ms), Ordering::Relaxed);
         }
+        self.liveness.set_receipt_walk(&walk).await?;
         s.receipts_collected
             .fetch_add(lr.receipts_collected as u64, Ordering::Relaxed);
         s.duplicates_collected

@@ -306,3 +306,48 @@ async fn the_receipt_walk_records_how_long_a_cycle_over_the_region_took() -> any
     assert_eq!(cycle(), 30_000);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_receipt_walk_goes_on_where_another_sweeper_left_it() -> anyhow::Result<()> {
+    use crate::ledger::{Catalog, Ledger, Quantity};
+    let (_d, store) = open().await?;
+    let ledger = Ledger::new(
+        store.clone(),
+        "eu",
+        Catalog::from_toml_str("[currencies.gold]\n")?,
+    )?;
+    for i in 1..=3u32 {
+        let gold = Quantity::currency("gold", 1);
+        ledger.grant(&format!("{i:032x}"), "g", "loot", &[gold]).await?;
+    }
+    let sweeper = |owner: &str| -> anyhow::Result<_> {
+        Ok(Sweeper::new(
+            Liveness::new(store.clone(), "eu")?,
+            Matchmaker::new(store.clone(), "eu", pool())?,
+            Presence::new(store.clone()),
+            owner,
+            SweepConfig {
+                ledger_players_per_pass: 1,
+                ..SweepConfig::default()
+            },
+        )?
+        .with_ledger(ledger.clone()))
+    };
+    let t0 = crate::time::now_ms();
+    // The first gateway visits two players, then is gone (a restart).
+    let first = sweeper("gw-a/1")?;
+    first.sweep_once(t0).await?;
+    first.sweep_once(t0 + 5_000).await?;
+    drop(first);
+    // Its successor takes the lease once it has expired and visits the third
+    // player, then finds the region's end: the cycle began with the first
+    // gateway's first pass. Starting over would take three more passes.
+    let second = sweeper("gw-a/2")?;
+    let stats = second.stats();
+    let after = t0 + 5_000 + SweepConfig::default().lease_ttl_ms + 1;
+    assert!(second.sweep_once(after).await?.leader);
+    second.sweep_once(after + 5_000).await?;
+    let cycle = stats.receipts_cycle_ms.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(cycle, after + 5_000 - t0);
+    Ok(())
+}
