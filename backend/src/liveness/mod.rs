@@ -337,23 +337,23 @@ impl<S: Store> Liveness<S> {
             .await?;
         Ok(res)
     }
-}
 
-impl<S: Store> Liveness<S> {
     /// The receipt retention walk's position (the default before any pass).
     pub(crate) async fn receipt_walk(&self) -> Result<keys::ReceiptWalk, LivenessError> {
         let key = keys::receipt_walk(&self.region);
-        let raw = self
+        let walk = self
             .store
             .run(|tx| {
                 let key = key.clone();
-                async move { Ok::<_, TxError<LivenessError>>(tx.get(&key).await?) }
+                async move {
+                    match tx.get(&key).await? {
+                        Some(raw) => crate::codec::decode_v1(&raw).map_err(corrupt),
+                        None => Ok(keys::ReceiptWalk::default()),
+                    }
+                }
             })
             .await?;
-        match raw {
-            Some(raw) => crate::codec::decode_v1(&raw).map_err(|e| LivenessError::Corrupt(e.to_string())),
-            None => Ok(keys::ReceiptWalk::default()),
-        }
+        Ok(walk)
     }
 
     /// Stores the receipt retention walk's position.

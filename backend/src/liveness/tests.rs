@@ -264,10 +264,11 @@ async fn sweep_and_retention_reruns_count_what_the_first_attempt_did() -> anyhow
     Ok(())
 }
 
-#[tokio::test]
-async fn the_receipt_walk_records_how_long_a_cycle_over_the_region_took() -> anyhow::Result<()> {
+/// A ledger in `store` with one grant for each of three players.
+async fn ledger_of_three_players(
+    store: &EmbeddedStore,
+) -> anyhow::Result<crate::ledger::Ledger<EmbeddedStore>> {
     use crate::ledger::{Catalog, Ledger, Quantity};
-    let (_d, store) = open().await?;
     let ledger = Ledger::new(
         store.clone(),
         "eu",
@@ -277,17 +278,34 @@ async fn the_receipt_walk_records_how_long_a_cycle_over_the_region_took() -> any
         let gold = Quantity::currency("gold", 1);
         ledger.grant(&format!("{i:032x}"), "g", "loot", &[gold]).await?;
     }
-    let sweeper = Sweeper::new(
+    Ok(ledger)
+}
+
+/// A sweeper named `owner` over `store` that collects `ledger`'s receipts,
+/// one player a pass.
+fn receipt_sweeper(
+    store: &EmbeddedStore,
+    ledger: &crate::ledger::Ledger<EmbeddedStore>,
+    owner: &str,
+) -> anyhow::Result<Sweeper<EmbeddedStore, EmbeddedStore>> {
+    Ok(Sweeper::new(
         Liveness::new(store.clone(), "eu")?,
         Matchmaker::new(store.clone(), "eu", pool())?,
         Presence::new(store.clone()),
-        "sweeper-1",
+        owner,
         SweepConfig {
             ledger_players_per_pass: 1,
             ..SweepConfig::default()
         },
     )?
-    .with_ledger(ledger);
+    .with_ledger(ledger.clone()))
+}
+
+#[tokio::test]
+async fn the_receipt_walk_records_how_long_a_cycle_over_the_region_took() -> anyhow::Result<()> {
+    let (_d, store) = open().await?;
+    let ledger = ledger_of_three_players(&store).await?;
+    let sweeper = receipt_sweeper(&store, &ledger, "sweeper-1")?;
     let stats = sweeper.stats();
     let cycle = || stats.receipts_cycle_ms.load(std::sync::atomic::Ordering::Relaxed);
     let t0 = crate::time::now_ms();
@@ -309,40 +327,18 @@ async fn the_receipt_walk_records_how_long_a_cycle_over_the_region_took() -> any
 
 #[tokio::test]
 async fn the_receipt_walk_goes_on_where_another_sweeper_left_it() -> anyhow::Result<()> {
-    use crate::ledger::{Catalog, Ledger, Quantity};
     let (_d, store) = open().await?;
-    let ledger = Ledger::new(
-        store.clone(),
-        "eu",
-        Catalog::from_toml_str("[currencies.gold]\n")?,
-    )?;
-    for i in 1..=3u32 {
-        let gold = Quantity::currency("gold", 1);
-        ledger.grant(&format!("{i:032x}"), "g", "loot", &[gold]).await?;
-    }
-    let sweeper = |owner: &str| -> anyhow::Result<_> {
-        Ok(Sweeper::new(
-            Liveness::new(store.clone(), "eu")?,
-            Matchmaker::new(store.clone(), "eu", pool())?,
-            Presence::new(store.clone()),
-            owner,
-            SweepConfig {
-                ledger_players_per_pass: 1,
-                ..SweepConfig::default()
-            },
-        )?
-        .with_ledger(ledger.clone()))
-    };
+    let ledger = ledger_of_three_players(&store).await?;
     let t0 = crate::time::now_ms();
     // The first gateway visits two players, then is gone (a restart).
-    let first = sweeper("gw-a/1")?;
+    let first = receipt_sweeper(&store, &ledger, "gw-a/1")?;
     first.sweep_once(t0).await?;
     first.sweep_once(t0 + 5_000).await?;
     drop(first);
     // Its successor takes the lease once it has expired and visits the third
     // player, then finds the region's end: the cycle began with the first
     // gateway's first pass. Starting over would take three more passes.
-    let second = sweeper("gw-a/2")?;
+    let second = receipt_sweeper(&store, &ledger, "gw-a/2")?;
     let stats = second.stats();
     let after = t0 + 5_000 + SweepConfig::default().lease_ttl_ms + 1;
     assert!(second.sweep_once(after).await?.leader);
