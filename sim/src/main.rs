@@ -9,6 +9,7 @@
 //! outpost-sim queue sim/scenarios/launch-queue.toml                 # virtual time, the real login queue
 //! outpost-sim check sim/scenarios/*.toml                            # validate scenario files
 //! outpost-sim gateway SCENARIO --ca-out /tmp/ca.pem                  # the --local gateway as its own process
+//! outpost-sim-gateway SCENARIO --ca-out /tmp/ca.pem                  # the same, on the gateway binary's allocator
 //! outpost-sim render target/sim/smoke-live/result.json              # re-render report.html
 //! outpost-sim compare BASE/result.json NEW/result.json              # differences; exit 2 on a regression
 //! ```
@@ -34,8 +35,10 @@ use outpost_sim::results::Results;
 use outpost_sim::scenario::Scenario;
 use outpost_sim::RunOptions;
 
+mod gateway_cmd;
 mod summary;
 
+use gateway_cmd::{raise_open_file_limit, serve_gateway, GatewayArgs};
 use summary::print_summary;
 
 #[derive(Debug, Parser)]
@@ -62,6 +65,8 @@ enum Command {
     /// Run the `--local` gateway as a process of its own (the scenario's
     /// matchmaking queue, client grants on, temporary store) until Ctrl-C, to
     /// measure sim and gateway apart: `live SCENARIO --gateway ADDR --ca CA_OUT`.
+    /// On the system allocator; `outpost-sim-gateway` runs the same gateway on
+    /// mimalloc, as the `outpost-gateway` binary does.
     Gateway(GatewayArgs),
     /// Re-render report.html next to an existing result.json.
     Render { result: PathBuf },
@@ -150,31 +155,6 @@ struct CompareArgs {
 }
 
 #[derive(Debug, Args)]
-struct GatewayArgs {
-    /// Scenario whose matchmaking queue the gateway serves.
-    scenario: PathBuf,
-    /// QUIC address to listen on.
-    #[arg(long, default_value = "127.0.0.1:4433")]
-    listen: SocketAddr,
-    /// Where to write the development CA (PEM) for `live --ca`.
-    #[arg(long)]
-    ca_out: PathBuf,
-    /// Sessions admitted. Default: twice live.max_players, at least 1,000.
-    #[arg(long)]
-    max_sessions: Option<usize>,
-    /// TOML file of a store config (`backend = "fdb"` with `[fdb] cluster_file`
-    /// needs a build with `--features fdb`) used for the region's and the global
-    /// keyspace. Default: an embedded store in a temporary directory.
-    #[arg(long)]
-    store_config: Option<PathBuf>,
-    /// Turn the gateway's `admission.refuse_while_dropping` off (on by
-    /// default): for an A/B of how it rides out a receive path that fell
-    /// behind.
-    #[arg(long)]
-    no_refuse_while_dropping: bool,
-}
-
-#[derive(Debug, Args)]
 struct LiveArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -239,7 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("report: {}", html.display());
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Gateway(a) => return serve_gateway(a),
+        Command::Gateway(a) => return serve_gateway(a, "system"),
         Command::Compare(a) => return compare(a),
         Command::Live(a) => ("live", &a.common),
         Command::Model(a) => ("model", &a.common),
@@ -338,77 +318,6 @@ async fn run_live(scenario: &Scenario, a: &LiveArgs, opts: &RunOptions) -> anyho
 }
 
 /// `outpost-sim gateway`: the local gateway until Ctrl-C.
-fn serve_gateway(a: &GatewayArgs) -> anyhow::Result<ExitCode> {
-    let scenario = Scenario::from_file(&a.scenario).with_context(|| a.scenario.display().to_string())?;
-    raise_open_file_limit(false);
-    let max_sessions = a
-        .max_sessions
-        .unwrap_or(scenario.live.max_players.saturating_mul(2).max(1_000));
-    let store = match &a.store_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-            let store: outpost_backend::store::StoreConfig =
-                toml::from_str(&text).with_context(|| path.display().to_string())?;
-            // Without the `fdb` feature this names the feature; checked before booting.
-            store.validate().with_context(|| path.display().to_string())?;
-            Some(store)
-        }
-        None => None,
-    };
-    // The FoundationDB network runs once per process; the guard stops it when
-    // this function returns.
-    #[cfg(feature = "fdb")]
-    let _fdb_network = match &store {
-        Some(s) if s.backend == outpost_backend::store::BackendKind::Fdb => Some(boot_fdb()?),
-        _ => None,
-    };
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let gw = LocalGateway::start_on(
-            a.listen,
-            max_sessions,
-            local_pool(&scenario),
-            store,
-            !a.no_refuse_while_dropping,
-        )
-        .await?;
-        std::fs::write(&a.ca_out, &gw.ca_pem).with_context(|| format!("writing {}", a.ca_out.display()))?;
-        println!(
-            "gateway on {} (max {max_sessions} sessions; CA in {}; metrics on {}); Ctrl-C stops it",
-            gw.addr,
-            a.ca_out.display(),
-            gw.metrics_addr.map_or("-".into(), |m| m.to_string())
-        );
-        tokio::signal::ctrl_c().await?;
-        gw.stop().await;
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// Starts FoundationDB's network thread (client API 7.3).
-#[cfg(feature = "fdb")]
-fn boot_fdb() -> anyhow::Result<foundationdb::api::NetworkAutoStop> {
-    let builder = foundationdb::api::FdbApiBuilder::default()
-        .build()
-        .context("selecting the FoundationDB client API version (is libfdb_c 7.3 installed?)")?;
-    // SAFETY: called once per process, before any FoundationDB use; the guard is
-    // dropped (stopping the network) before the process exits.
-    let network = unsafe { builder.boot() }.context("starting the FoundationDB network")?;
-    Ok(network)
-}
-
-/// Raises the soft open-file limit to the hard limit: without shared endpoints
-/// every live player holds a UDP socket, and the usual soft limit (1,024) ends
-/// a run of more players with "too many open files". Best effort: on failure
-/// the run goes on with the limit it has.
-fn raise_open_file_limit(verbose: bool) {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) if verbose => eprintln!("open-file limit: {n}"),
-        Ok(_) => {}
-        Err(e) => eprintln!("outpost-sim: could not raise the open-file limit: {e}"),
-    }
-}
-
 /// `ADDR` applies to every region; `REGION=ADDR` to one (and wins over the former).
 fn parse_gateways(scenario: &Scenario, args: &[String]) -> anyhow::Result<Vec<Vec<SocketAddr>>> {
     let mut all = Vec::new();
