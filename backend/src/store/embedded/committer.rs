@@ -35,7 +35,8 @@
 //!
 //! What this does not fix: fjall's reads take the same version lock for a
 //! moment, so a read on a runtime worker can still wait while a flush holds
-//! it for writing.
+//! it for writing (only to install its new version, since the lsm-tree patch
+//! in `third_party/`).
 //!
 //! # Shutdown
 //!

@@ -1,0 +1,205 @@
+//! The patched lsm-tree under fjall (`third_party/lsm-tree.patch`): flushes and
+//! compactions build and persist their new version outside the version lock
+//! and only install it under it, compactions finish their output tables
+//! before taking it, and replaced versions (with the memtables and tables only
+//! they still hold) are dropped on a thread of their own.
+//!
+//! Each test drives flushes (a 256 KiB memtable), and compactions or none, while
+//! readers check that no key's value is ever seen to go back or vanish, checks
+//! every key's last write, flushes what is left, and reopens the database
+//! **without its journal**: what the reopened tree has is only what its
+//! persisted version references, so a version built from a stale base,
+//! installed over a rotation, or persisted wrongly (or not at all) shows up
+//! as a stale or lost value. With the journal, recovery would replay the
+//! writes and hide it. How long the runtime stops is measured by
+//! `benches/store_stall.rs`, not here.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use fjall::compaction::Leveled;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+const WRITERS: u64 = 3;
+const KEYS_PER_WRITER: u64 = 400;
+/// A round (each writer writes each of its keys once, the round in the value)
+/// is ~250 KiB: about one flush.
+const PADDING: usize = 200;
+
+/// `compact`: leveled compaction as fjall's default has it; otherwise none
+/// (an L0 threshold never reached), so that only flushes persist versions.
+fn open(dir: &Path, compact: bool) -> anyhow::Result<(Database, Keyspace)> {
+    let db = Database::builder(dir).open()?;
+    let ks = db.keyspace("t", || {
+        let options = KeyspaceCreateOptions::default().max_memtable_size(256 * 1024);
+        if compact {
+            options
+        } else {
+            options.compaction_strategy(Arc::new(Leveled::default().with_l0_threshold(u8::MAX)))
+        }
+    })?;
+    Ok((db, ks))
+}
+
+fn key(writer: u64, k: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&writer.to_be_bytes());
+    key[8..].copy_from_slice(&k.to_be_bytes());
+    key
+}
+
+fn round_of(value: &[u8]) -> u64 {
+    u64::from_be_bytes(value[..8].try_into().expect("8-byte round"))
+}
+
+/// The test keyspace's table files now, and the highest table id it ever
+/// wrote (ids start at 0 and only grow: flushes and compaction outputs both
+/// take one). Its tables folder is the one with the most ids; fjall's own
+/// metadata keyspace has another.
+fn tables(dir: &Path) -> (usize, u64) {
+    fn walk(dir: &Path, folders: &mut Vec<Vec<u64>>) {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, folders);
+            } else if dir.file_name() == Some("tables".as_ref()) {
+                ids.extend(path.file_name().and_then(|n| n.to_str()?.parse::<u64>().ok()));
+            }
+        }
+        folders.push(ids);
+    }
+    let mut folders = Vec::new();
+    walk(dir, &mut folders);
+    let ids = folders.into_iter().max_by_key(Vec::len).unwrap_or_default();
+    (ids.len(), ids.iter().copied().max().unwrap_or(0))
+}
+
+#[test]
+fn many_flushes_and_compactions_under_readers_lose_nothing_and_survive_a_reopen() -> anyhow::Result<()> {
+    let (live, highest) = run(150, true)?;
+    // Not vacuous: the writes went through many flushes, and compactions
+    // replaced tables (fewer live than were ever written).
+    assert!(highest >= 20, "only {highest} tables were written");
+    assert!(
+        live <= highest as usize,
+        "{live} live tables, ids up to {highest}: no compaction ran"
+    );
+    Ok(())
+}
+
+/// Without compactions, the flushes' own versions are the only ones
+/// persisted: one not persisted, or persisted wrongly, loses its table.
+#[test]
+fn flushes_alone_persist_every_table_they_install() -> anyhow::Result<()> {
+    // Few enough flushes that fjall's write stall (20 tables in L0) is not met.
+    let (live, highest) = run(40, false)?;
+    assert!(highest >= 5, "only {highest} tables were written");
+    assert_eq!(live, highest as usize + 1, "no table was compacted away");
+    Ok(())
+}
+
+/// Writers, readers, the checks and the reopen without the journal (see the
+/// module docs), for `rounds` rounds; returns the live table files and the
+/// highest table id written.
+fn run(rounds: u64, compact: bool) -> anyhow::Result<(usize, u64)> {
+    let dir = tempfile::tempdir()?;
+    let (db, ks) = open(dir.path(), compact)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2u64)
+        .map(|r| {
+            let (ks, done) = (ks.clone(), done.clone());
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                // The newest round this reader saw per key: it may only grow.
+                let mut seen = HashMap::<[u8; 16], u64>::new();
+                let mut reads = 0u64;
+                let mut x = r + 1;
+                while !done.load(Ordering::Relaxed) {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let k = key((x >> 33) % WRITERS, (x >> 13) % KEYS_PER_WRITER);
+                    match (ks.get(k)?, seen.get(&k)) {
+                        (Some(v), last) => {
+                            let round = round_of(&v);
+                            let last = last.copied().unwrap_or(0);
+                            anyhow::ensure!(round >= last, "{k:?} went back from round {last} to {round}");
+                            seen.insert(k, round);
+                        }
+                        (None, Some(last)) => anyhow::bail!("{k:?} vanished after round {last}"),
+                        (None, None) => {}
+                    }
+                    reads += 1;
+                }
+                Ok(reads)
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let ks = ks.clone();
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                for round in 0..rounds {
+                    for k in 0..KEYS_PER_WRITER {
+                        let mut value = round.to_be_bytes().to_vec();
+                        value.resize(8 + PADDING, w as u8);
+                        ks.insert(key(w, k), value)?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("writer thread")?;
+    }
+    done.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().expect("reader thread")? > 0, "the reader read");
+    }
+    check_last_writes(&ks, rounds, "before the reopen")?;
+    // Everything into tables, so that the journal is not needed.
+    ks.rotate_memtable_and_wait()?;
+    db.persist(PersistMode::SyncAll)?;
+    let tables = tables(dir.path());
+    drop((ks, db));
+    let journals = remove_journals(dir.path());
+    assert!(journals > 0, "no journal file found to remove");
+
+    let (_db, ks) = open(dir.path(), compact)?;
+    check_last_writes(&ks, rounds, "after a reopen without the journal")?;
+    Ok(tables)
+}
+
+/// Every key holds its writer's last round.
+fn check_last_writes(ks: &Keyspace, rounds: u64, when: &str) -> anyhow::Result<()> {
+    for w in 0..WRITERS {
+        for k in 0..KEYS_PER_WRITER {
+            let v = ks
+                .get(key(w, k))?
+                .ok_or_else(|| anyhow::anyhow!("key {w}/{k} lost {when}"))?;
+            anyhow::ensure!(
+                round_of(&v) == rounds - 1,
+                "key {w}/{k} stale {when}: round {}",
+                round_of(&v)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the database's journal files (`*.jnl`); returns how many.
+fn remove_journals(dir: &Path) -> usize {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            removed += remove_journals(&path);
+        } else if path.extension() == Some("jnl".as_ref()) && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
