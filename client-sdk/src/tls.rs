@@ -43,8 +43,14 @@ pub(crate) fn quinn_client_config(
     let mut tls = (*base).clone();
     // Per client, and small: see `tls_sessions.rs`.
     tls.resumption = rustls::client::Resumption::store(Arc::new(ClientSessions::default()));
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls))
+    let mut quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls))
         .map_err(|e| ClientError::Config(format!("QUIC TLS setup: {e}")))?;
+    // Drop rustls's connection once the handshake is complete (the vendored
+    // quinn-proto's patch, third_party/README.md): ≈ 3 KiB per client. It loses
+    // the tickets a server sends after the handshake, and the gateway sends none
+    // (`send_tls13_tickets = 0`, gateway/src/tls); the key-exchange hint that
+    // saves a round trip on reconnect is stored during the handshake, as before.
+    quic.set_release_after_handshake(true);
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
     let transport = TRANSPORT.get_or_init(|| [false, true].map(|mtu| Arc::new(quic_transport_config(mtu))));
     cfg.transport_config(transport[usize::from(mtu_discovery)].clone());
@@ -198,6 +204,62 @@ mod tests {
         let trust = Trust::DevCa { pem };
         quinn_client_config(&trust, false).expect("client config");
         quinn_client_config(&trust, true).expect("client config with MTU discovery");
+    }
+
+    /// A client's connection drops rustls's connection once the handshake is
+    /// complete (`quinn_client_config`): its TLS exporter is gone, the
+    /// server's (not released) still works, and the ALPN check that runs
+    /// after the handshake still sees the gateway's choice.
+    #[tokio::test]
+    async fn a_client_connection_releases_tls_after_the_handshake() {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a test CA");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let mut tls =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("TLS 1.3")
+                .with_no_client_auth()
+                .with_single_cert(vec![ck.cert.der().clone()], key)
+                .expect("server certificate");
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("QUIC TLS");
+        let server = quinn::Endpoint::server(
+            quinn::ServerConfig::with_crypto(Arc::new(crypto)),
+            "127.0.0.1:0".parse().expect("address"),
+        )
+        .expect("server endpoint");
+        let addr = server.local_addr().expect("server address");
+        let trust = Trust::DevCa {
+            pem: ck.cert.pem().into_bytes(),
+        };
+        let client =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("client endpoint");
+        let connecting = client
+            .connect_with(
+                quinn_client_config(&trust, false).expect("client config"),
+                addr,
+                "localhost",
+            )
+            .expect("connect");
+        let (client_conn, server_conn) = tokio::join!(connecting, async {
+            server.accept().await.expect("incoming").await
+        });
+        let (client_conn, server_conn) = (
+            client_conn.expect("client handshake"),
+            server_conn.expect("server handshake"),
+        );
+
+        let mut key = [0u8; 32];
+        server_conn
+            .export_keying_material(&mut key, b"outpost test", b"")
+            .expect("the server keeps its TLS session");
+        assert!(
+            client_conn
+                .export_keying_material(&mut key, b"outpost test", b"")
+                .is_err(),
+            "the client's connection must have released its TLS session"
+        );
+        assert!(alpn_ok(&client_conn), "the negotiated ALPN is kept");
     }
 
     #[test]

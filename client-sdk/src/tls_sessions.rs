@@ -1,7 +1,9 @@
 //! One client's TLS session memory (rustls' `ClientSessionStore`): the
 //! key-exchange group its gateways chose, which saves a HelloRetryRequest on
-//! the next handshake, and TLS 1.3 tickets if a server sends any (the
-//! gateway sends none: it resumes sessions with its own resume tokens).
+//! the next handshake, and TLS 1.3 tickets if a server sends any during the
+//! handshake (the gateway sends none: it resumes sessions with its own resume
+//! tokens; and a client's connection drops its TLS state once the handshake
+//! is complete, so tickets sent after it are not read: `tls.rs`).
 //!
 //! Why not rustls' in-memory store: it reserves room for 8 tickets per server
 //! name (about 1 KiB) the moment it remembers a group, in every client: the

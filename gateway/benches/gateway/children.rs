@@ -164,9 +164,13 @@ pub(crate) async fn child_bare() -> Result<()> {
     if std::env::var_os(BARE_GATEWAY_SUITES_ENV).is_none() {
         Arc::make_mut(&mut tls).ignore_client_order = false;
     }
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let matched = std::env::var_os(rss::MATCHED_ENV).is_some();
+    let mut crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    // Matched: rustls released after the handshake, as the gateway's
+    // (`endpoint::quic_crypto`); default: kept, as quinn does by default.
+    crypto.set_release_after_handshake(matched);
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    if std::env::var_os(rss::MATCHED_ENV).is_some() {
+    if matched {
         // Bare quinn with the gateway's transport parameters (streams, windows,
         // idle timeout), for the idle-session memory comparison.
         server.transport_config(Arc::new(outpost_gateway::endpoint::transport_config(&config)));

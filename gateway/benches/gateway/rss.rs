@@ -2,7 +2,7 @@
 //! opening many idle sessions that only heartbeat, at several session counts
 //! (default 10,000 and 100,000: `OUTPOST_BENCH_SESSIONS=10000,100000`), for the
 //! gateway and for bare quinn with default and with the gateway's transport
-//! settings; then the server's CPU while the largest count idles, and its RSS
+//! and TLS-release settings; then the server's CPU while the largest count idles, and its RSS
 //! again at the end of that idle window.
 //!
 //! Why the second RSS reading: quinn keeps an event channel per connection,
@@ -17,7 +17,9 @@ use super::*;
 use crate::client::{bench_hello, hello_welcome};
 
 /// The bare child uses the gateway's `TransportConfig`
-/// (`outpost_gateway::endpoint::transport_config`) instead of quinn's default.
+/// (`outpost_gateway::endpoint::transport_config`) instead of quinn's default,
+/// and releases rustls after the handshake as the gateway does
+/// (`outpost_gateway::endpoint::quic_crypto`).
 pub(super) const MATCHED_ENV: &str = "OUTPOST_BENCH_CHILD_MATCHED";
 
 /// Sessions held per client endpoint (one UDP socket each): spreads the load

@@ -301,7 +301,7 @@ impl TlsReloader {
     fn install(&self) -> Result<ReloadReport, TlsError> {
         let identity = ServerIdentity::from_files(&self.files)?;
         let rustls = identity.rustls_config()?;
-        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(rustls)?;
+        let crypto = crate::endpoint::quic_crypto(rustls)?;
         let mut server = self.template.clone();
         server.crypto = Arc::new(crypto);
         self.endpoint
