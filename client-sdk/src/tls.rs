@@ -46,7 +46,7 @@ pub(crate) fn quinn_client_config(
     let mut quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls))
         .map_err(|e| ClientError::Config(format!("QUIC TLS setup: {e}")))?;
     // Drop rustls's connection once the handshake is complete (the vendored
-    // quinn-proto's patch, third_party/README.md): ≈ 3 KiB per client. It loses
+    // quinn-proto's patch, third_party/README.md): ≈ 4 KiB per client. It loses
     // the tickets a server sends after the handshake, and the gateway sends none
     // (`send_tls13_tickets = 0`, gateway/src/tls); the key-exchange hint that
     // saves a round trip on reconnect is stored during the handshake, as before.

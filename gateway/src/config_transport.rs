@@ -10,14 +10,14 @@ use serde::Deserialize;
 /// timeout (~1 s), so handshake throughput collapses from ~2,000/s to ~150/s.
 ///
 /// Memory per session. An idle session's memory is mostly quinn's own
-/// per-connection state, which no setting here removes: measured on
-/// 2026-12-04, bare quinn 0.11 holds 40.1 KiB per idle connection with its
-/// default transport and 30.6 KiB with this section's defaults (mostly the
-/// stream count below), and the gateway adds its session on top. A heap
-/// profile of 3,100 idle gateway sessions puts ≈ 27 KiB of heap per session
-/// in quinn and rustls (event channel 7.0, connection state 7.0, transmit
-/// buffer 2.5, TLS state and keys 6.4, packet and stream bookkeeping 4.4) and
-/// ≈ 5 KiB in the gateway's session. What the settings trade:
+/// per-connection state, which no setting here removes. With quinn and
+/// quinn-proto patched (third_party/README.md), measured on 2026-12-06: at
+/// 10,000 idle sessions, bare quinn with this section's defaults holds
+/// 18.0 KiB of RSS per connection and the gateway 22.5 KiB per session; at
+/// 100,000, 22.2 KiB per session just opened and 23.1 KiB after 180 s
+/// (docs/PERFORMANCE.md, "quinn-proto patched"). Heap per connection in
+/// quinn-proto and rustls alone: 12.4 KB (`gateway/benches/quic_conn_memory.rs`).
+/// What the settings trade:
 /// - **Streams.** quinn sets up its stream-map entries for every stream the
 ///   client may open at once, when the connection starts: `1 +
 ///   limits.max_channels` bidirectional (default 17), no unidirectional ones
@@ -43,15 +43,17 @@ use serde::Deserialize;
 ///   (`EndpointConfig::cid_generator`) would drop them, and with them NAT
 ///   rebinding and migration (a mobile client's session would not survive
 ///   an address change), so they are not used.
-/// - **Receive path per connection** (not a setting): quinn keeps an
-///   endpoint-to-connection event channel per connection whose first block
-///   holds 32 events, ≈ 7 KiB per session, allocated at the handshake; only a
-///   quinn change removes it (docs/PERFORMANCE.md, "Idle sessions at 100,000
-///   and live-50k").
-/// - **Transmit buffer**: one per connection, kept at the largest batch it
-///   sent (2.45 KiB per idle session in the heap profile: the handshake
-///   flight); with `segmentation_offload` off it stays at one datagram, which
-///   did not measurably shrink idle sessions (≤ 0.4 KiB, within noise).
+/// - **Receive path per connection** (not a setting): quinn's
+///   endpoint-to-connection event channel allocates a block of 32 events per
+///   connection; the quinn patch boxes the events (≈ 0.8 KiB a block instead
+///   of ≈ 7 KiB).
+/// - **Transmit buffer** (not a setting): the quinn patch drops it when a
+///   connection has nothing more to send; before, it kept the handshake
+///   flight's size (2.45 KiB per idle session).
+/// - **TLS after the handshake** (not a setting): each session drops rustls's
+///   connection once the handshake is complete (≈ 3.5 KiB;
+///   `endpoint::quic_crypto`), and derives the next key update's keys only
+///   when one happens (≈ 1.1 KiB; the quinn-proto patch).
 /// - **Timers** are not per-session tasks: quinn keeps one timer per
 ///   connection, and a session's deadlines (idle timeout, resume-token
 ///   refresh) are one entry at a time in tokio's shared timer wheel.

@@ -438,7 +438,7 @@ impl QuicClientConfig {
     /// PATCH(outpost): whether each connection drops its rustls client connection once the
     /// handshake is complete and rustls has nothing more to send (default: `false`, as upstream).
     ///
-    /// That frees ≈ 3 KiB per connection (the rustls connection, its handshake buffers and
+    /// That frees ≈ 4 KiB per connection (the rustls connection, its handshake buffers and
     /// state) for the connection's life. Everything QUIC needs later is kept: the secrets of later
     /// key updates, the server's transport parameters, the negotiated ALPN protocol
     /// (`handshake_data`) and the server's certificates (`peer_identity`). What is lost:
