@@ -13,10 +13,10 @@ use serde::Deserialize;
 /// per-connection state, which no setting here removes. With quinn and
 /// quinn-proto patched (third_party/README.md), measured on 2026-12-06: at
 /// 10,000 idle sessions, bare quinn with this section's defaults holds
-/// 18.0 KiB of RSS per connection and the gateway 22.5 KiB per session; at
-/// 100,000, 22.2 KiB per session just opened and 23.1 KiB after 180 s
+/// 17.0 KiB of RSS per connection and the gateway 22.0 KiB per session; at
+/// 100,000, 21.4 KiB per session just opened and 22.3 KiB after 180 s
 /// (docs/PERFORMANCE.md, "quinn-proto patched"). Heap per connection in
-/// quinn-proto and rustls alone: 12.4 KB (`gateway/benches/quic_conn_memory.rs`).
+/// quinn-proto and rustls alone: 11.6 KB (`gateway/benches/quic_conn_memory.rs`).
 /// What the settings trade:
 /// - **Streams.** quinn sets up its stream-map entries for every stream the
 ///   client may open at once, when the connection starts: `1 +

@@ -2221,6 +2221,12 @@ impl Connection {
         space.crypto = None;
         space.time_of_last_ack_eliciting_packet = None;
         space.loss_time = None;
+        // PATCH(outpost): nothing is sent or received in a discarded space again (its packets no
+        // longer decrypt, and nothing is sent without keys), so free what its crypto stream and
+        // pending frames kept: their buffers stayed at the handshake's size for the connection's
+        // life.
+        space.crypto_stream = Default::default();
+        space.pending = Retransmits::default();
         let sent_packets = mem::take(&mut space.sent_packets);
         for packet in sent_packets.into_values() {
             self.remove_in_flight(&packet);
