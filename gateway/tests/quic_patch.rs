@@ -65,7 +65,7 @@ async fn a_gateway_connection_releases_tls_after_the_handshake_and_keeps_its_alp
 
 /// A session that lives through a QUIC key update. quinn starts one once it
 /// has sent a random 10–999 packets under the first 1-RTT keys (its
-/// `key_phase_size`; after an update, by either side, the next is billions of
+/// `key_phase_size`; after an update, by either side, the next is millions of
 /// packets away), so 1,200 request/answer round trips make whichever side gets
 /// there first start it. Each run goes through both of the patch's paths: the
 /// side that starts the update derives the new keys then (`update_keys`), the
