@@ -841,3 +841,103 @@ fn interpret_version(version: u32) -> Result<Version, UnsupportedVersion> {
         _ => Err(UnsupportedVersion),
     }
 }
+
+/// PATCH(outpost): a released session, driven through a real rustls handshake.
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+    use crate::crypto::{ClientConfig as _, ServerConfig as _, Session};
+
+    const QUIC_V1: u32 = 1;
+
+    /// A client and a server session, both released after the handshake, with
+    /// the handshake run to completion by passing each side's output to the other.
+    fn released_pair() -> (Box<dyn Session>, Box<dyn Session>) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        server_tls.alpn_protocols = vec![b"test".to_vec()];
+        server_tls.send_tls13_tickets = 0;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client_tls.alpn_protocols = vec![b"test".to_vec()];
+
+        let mut server_config = QuicServerConfig::try_from(server_tls).unwrap();
+        server_config.set_release_after_handshake(true);
+        let mut client_config = QuicClientConfig::try_from(client_tls).unwrap();
+        client_config.set_release_after_handshake(true);
+        let params = TransportParameters::default();
+        let mut client = Arc::new(client_config)
+            .start_session(QUIC_V1, "localhost", &params)
+            .unwrap();
+        let mut server = Arc::new(server_config).start_session(QUIC_V1, &params);
+
+        /// Passes everything `from` has to write to `to`; whether there was any.
+        fn pass(from: &mut dyn Session, to: &mut dyn Session) -> bool {
+            let mut moved = false;
+            loop {
+                let mut out = Vec::new();
+                let keys = from.write_handshake(&mut out);
+                if !out.is_empty() {
+                    to.read_handshake(&out).unwrap();
+                    moved = true;
+                }
+                if out.is_empty() && keys.is_none() {
+                    return moved;
+                }
+            }
+        }
+        for _ in 0..16 {
+            let a = pass(&mut *client, &mut *server);
+            let b = pass(&mut *server, &mut *client);
+            if !a && !b {
+                break;
+            }
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+        (client, server)
+    }
+
+    #[test]
+    fn a_released_session_keeps_what_is_read_later_and_refuses_late_tls_data() {
+        let (mut client, mut server) = released_pair();
+        let mut out = [0u8; 16];
+        // Released: the exporter secret is gone on both sides.
+        assert!(server.export_keying_material(&mut out, b"l", b"c").is_err());
+        assert!(client.export_keying_material(&mut out, b"l", b"c").is_err());
+        // Kept: ALPN, server name, the server's transport parameters, key updates.
+        let data = server.handshake_data().unwrap().downcast::<HandshakeData>().unwrap();
+        assert_eq!(data.protocol.as_deref(), Some(&b"test"[..]));
+        assert_eq!(data.server_name.as_deref(), Some("localhost"));
+        let data = client.handshake_data().unwrap().downcast::<HandshakeData>().unwrap();
+        assert_eq!(data.protocol.as_deref(), Some(&b"test"[..]));
+        assert!(client.transport_parameters().unwrap().is_some());
+        assert!(server.next_1rtt_keys().is_some() && client.next_1rtt_keys().is_some());
+
+        // A client sends no TLS data after its Finished: the released server
+        // answers any with rustls's alert, garbage or a well-formed message.
+        for late in [&[0xff_u8; 64][..], &[0x04, 0, 0, 1, 0][..]] {
+            let err = server.read_handshake(late).unwrap_err();
+            assert_eq!(
+                err.code,
+                TransportErrorCode::crypto(rustls::AlertDescription::UnexpectedMessage.into())
+            );
+        }
+        assert!(!server.read_handshake(&[]).unwrap());
+        // A released client ignores what a server sends after the handshake
+        // (tickets), whatever it is.
+        assert!(!client.read_handshake(&[0xff; 64]).unwrap());
+        assert!(server.write_handshake(&mut Vec::new()).is_none());
+    }
+}
