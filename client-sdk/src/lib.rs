@@ -117,7 +117,6 @@ mod state;
 mod telemetry;
 mod telemetry_flush;
 mod tls;
-mod tls_sessions;
 
 #[cfg(test)]
 mod size_tests;

@@ -10,40 +10,57 @@ use rustls_pki_types::CertificateDer;
 
 use crate::config::Trust;
 use crate::error::ClientError;
-use crate::tls_sessions::ClientSessions;
 
 /// QUIC idle timeout the client proposes; the effective value is the smaller
 /// of both peers' proposals (the gateway announces 30 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Most distinct trust settings whose parsed TLS configuration the process
-/// keeps ([`shared_tls`]); a game uses one.
-const SHARED_TLS_ENTRIES: usize = 8;
+/// Most distinct trust settings whose QUIC client configuration the process
+/// keeps ([`quinn_client_config`]); a game uses one.
+const SHARED_ENTRIES: usize = 8;
 
-/// The process-wide TLS configurations, by CA PEM: the parsed root store,
-/// the certificate verifier and the crypto provider are built once and shared
-/// by every client that trusts the same CAs (they are read-only). Each client
-/// still gets its own session-ticket store (see [`quinn_client_config`]).
-static SHARED_TLS: Mutex<Vec<(Vec<u8>, Arc<rustls::ClientConfig>)>> = Mutex::new(Vec::new());
+/// The process-wide QUIC client configurations, by CA PEM, without and with
+/// MTU discovery. Everything in them is shared by every client that trusts
+/// the same CAs: the parsed root store, the certificate verifier, the crypto
+/// provider, the transport settings and rustls's session store. That store
+/// holds only the key-exchange group a gateway chose (which saves a
+/// HelloRetryRequest on the next handshake): a client's connection drops its
+/// TLS state once the handshake is complete, so the tickets a server sends
+/// after it are never stored, and no client can resume another's session.
+/// Until session 20 each client had its own copy of rustls's configuration
+/// and its own store (≈ 0.7 KB per client; the load simulator holds
+/// thousands, issue 21).
+static SHARED: Mutex<Vec<(Vec<u8>, Arc<Shared>)>> = Mutex::new(Vec::new());
+
+/// One trust setting's configurations.
+struct Shared {
+    /// Indexed by `mtu_discovery`.
+    quic: [quinn::ClientConfig; 2],
+}
+
+/// Server names whose key-exchange hint the shared session store keeps: a
+/// client talks to one region's gateways, which share one certificate name.
+const SHARED_SESSION_NAMES: usize = 16;
 
 /// The shared QUIC transport settings, without and with MTU discovery.
 static TRANSPORT: OnceLock<[Arc<quinn::TransportConfig>; 2]> = OnceLock::new();
 
-/// Builds the quinn client configuration for a trust setting.
-///
-/// Everything read-only (root store, verifier, crypto provider, ALPN,
-/// transport settings) is built once per process and trust setting and
-/// shared; what is per client is the TLS session-ticket store, so that a
-/// client resumes only its own sessions (as separate game installs would).
+/// The quinn client configuration for a trust setting: built on the first
+/// use of `trust` in this process, shared afterwards (see [`SHARED`]).
 pub(crate) fn quinn_client_config(
     trust: &Trust,
     mtu_discovery: bool,
 ) -> Result<quinn::ClientConfig, ClientError> {
-    let base = shared_tls(trust.pem())?;
-    let mut tls = (*base).clone();
-    // Per client, and small: see `tls_sessions.rs`.
-    tls.resumption = rustls::client::Resumption::store(Arc::new(ClientSessions::default()));
-    let mut quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls))
+    Ok(shared(trust.pem())?.quic[usize::from(mtu_discovery)].clone())
+}
+
+/// The shared configurations for CAs `pem` (built on first use).
+fn shared(pem: &[u8]) -> Result<Arc<Shared>, ClientError> {
+    let mut cache = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, shared)) = cache.iter().find(|(k, _)| k == pem) {
+        return Ok(shared.clone());
+    }
+    let mut quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(build_tls(pem)?))
         .map_err(|e| ClientError::Config(format!("QUIC TLS setup: {e}")))?;
     // Drop rustls's connection once the handshake is complete (the vendored
     // quinn-proto's patch, third_party/README.md): ≈ 4 KiB per client. It loses
@@ -51,24 +68,20 @@ pub(crate) fn quinn_client_config(
     // (`send_tls13_tickets = 0`, gateway/src/tls); the key-exchange hint that
     // saves a round trip on reconnect is stored during the handshake, as before.
     quic.set_release_after_handshake(true);
-    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    let quic = Arc::new(quic);
     let transport = TRANSPORT.get_or_init(|| [false, true].map(|mtu| Arc::new(quic_transport_config(mtu))));
-    cfg.transport_config(transport[usize::from(mtu_discovery)].clone());
-    Ok(cfg)
-}
-
-/// The shared TLS configuration for CAs `pem` (built on first use).
-fn shared_tls(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
-    let mut cache = SHARED_TLS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, cfg)) = cache.iter().find(|(k, _)| k == pem) {
-        return Ok(cfg.clone());
-    }
-    let cfg = Arc::new(build_tls(pem)?);
-    if cache.len() >= SHARED_TLS_ENTRIES {
+    let shared = Arc::new(Shared {
+        quic: [0, 1].map(|mtu| {
+            let mut cfg = quinn::ClientConfig::new(quic.clone());
+            cfg.transport_config(transport[mtu].clone());
+            cfg
+        }),
+    });
+    if cache.len() >= SHARED_ENTRIES {
         cache.remove(0);
     }
-    cache.push((pem.to_vec(), cfg.clone()));
-    Ok(cfg)
+    cache.push((pem.to_vec(), shared.clone()));
+    Ok(shared)
 }
 
 /// Parses `pem` into a root store and builds the TLS 1.3 client configuration.
@@ -90,6 +103,10 @@ fn build_tls(pem: &[u8]) -> Result<rustls::ClientConfig, ClientError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
+    // Shared by every client of the process that trusts these CAs, and it
+    // holds key-exchange hints only (see `SHARED`); rustls allocates an entry
+    // per server name as it is used.
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(SHARED_SESSION_NAMES);
     Ok(tls)
 }
 
@@ -194,13 +211,12 @@ mod tests {
     #[test]
     fn clients_trusting_the_same_cas_share_one_tls_config() {
         let pem = ca_pem();
-        let a = shared_tls(&pem).expect("valid PEM");
-        let b = shared_tls(&pem).expect("valid PEM");
+        let a = shared(&pem).expect("valid PEM");
+        let b = shared(&pem).expect("valid PEM");
         assert!(Arc::ptr_eq(&a, &b), "the same CAs must not be parsed twice");
-        let other = shared_tls(&ca_pem()).expect("valid PEM");
+        let other = shared(&ca_pem()).expect("valid PEM");
         assert!(!Arc::ptr_eq(&a, &other), "other CAs get their own config");
-        assert_eq!(a.alpn_protocols, vec![ALPN.to_vec()]);
-        // Per client: a config builds for both transport settings.
+        // Both transport settings build.
         let trust = Trust::DevCa { pem };
         quinn_client_config(&trust, false).expect("client config");
         quinn_client_config(&trust, true).expect("client config with MTU discovery");
