@@ -72,7 +72,9 @@ mod spaces;
 pub use spaces::Retransmits;
 #[cfg(not(fuzzing))]
 use spaces::Retransmits;
-use spaces::{PacketNumberFilter, PacketSpace, SendableFrames, SentPacket, ThinRetransmits};
+use spaces::{
+    PacketNumberFilter, PacketSpace, PacketSpaces, SendableFrames, SentPacket, ThinRetransmits,
+};
 
 mod stats;
 pub use stats::{ConnectionStats, FrameStats, PathStats, UdpStats};
@@ -178,7 +180,7 @@ pub struct Connection {
     /// Outgoing spin bit state
     spin: bool,
     /// Packet number spaces: initial, handshake, 1-RTT
-    spaces: [PacketSpace; 3],
+    spaces: PacketSpaces,
     /// Highest usable packet number space
     highest_space: SpaceId,
     /// 1-RTT keys used prior to a key update
@@ -322,7 +324,7 @@ impl Connection {
             endpoint_events: VecDeque::new(),
             spin_enabled: config.allow_spin && rng.random_ratio(7, 8),
             spin: false,
-            spaces: [initial_space, PacketSpace::new(now), PacketSpace::new(now)],
+            spaces: PacketSpaces::new(initial_space, now),
             highest_space: SpaceId::Initial,
             prev_crypto: None,
             next_crypto: None,
@@ -493,7 +495,10 @@ impl Connection {
         for space in SpaceId::iter() {
             let request_immediate_ack =
                 space == SpaceId::Data && self.peer_supports_ack_frequency();
-            self.spaces[space].maybe_queue_probe(request_immediate_ack, &self.streams);
+            // PATCH(outpost): not in a freed early space (nothing to probe there).
+            if let Some(space) = self.spaces.get_mut(space) {
+                space.maybe_queue_probe(request_immediate_ack, &self.streams);
+            }
         }
 
         // Check whether we need to send a close message
@@ -2208,8 +2213,22 @@ impl Connection {
         }
     }
 
+    /// PATCH(outpost): whether the Initial and Handshake spaces have been freed.
+    #[cfg(test)]
+    pub(crate) fn early_spaces_freed(&self) -> bool {
+        self.spaces.early_freed()
+    }
+
     fn discard_space(&mut self, now: Instant, space_id: SpaceId) {
         debug_assert!(space_id != SpaceId::Data);
+        // PATCH(outpost): the Handshake space is discarded last, when the handshake is confirmed,
+        // and then both early spaces are freed (`PacketSpaces`). An Initial space still keyed
+        // then (a client told HANDSHAKE_DONE before it sent a Handshake packet, which only a
+        // broken server does) is discarded first, so that its packets leave the congestion
+        // controller's count.
+        if space_id == SpaceId::Handshake && self.spaces[SpaceId::Initial].crypto.is_some() {
+            self.discard_space(now, SpaceId::Initial);
+        }
         trace!("discarding {:?} keys", space_id);
         if space_id == SpaceId::Initial {
             // No longer needed
@@ -2230,6 +2249,9 @@ impl Connection {
         let sent_packets = mem::take(&mut space.sent_packets);
         for packet in sent_packets.into_values() {
             self.remove_in_flight(&packet);
+        }
+        if space_id == SpaceId::Handshake {
+            self.spaces.drop_early();
         }
         self.set_loss_detection_timer(now)
     }
@@ -3813,7 +3835,7 @@ impl Connection {
         let ConnectionSide::Server { server_config } = &self.side else {
             return;
         };
-        let new_tokens = &mut self.spaces[SpaceId::Data as usize].pending.new_tokens;
+        let new_tokens = &mut self.spaces[SpaceId::Data].pending.new_tokens;
         new_tokens.clear();
         for _ in 0..server_config.validation_token.sent {
             new_tokens.push(self.path.remote);
