@@ -37,7 +37,10 @@ use udp::{BATCH_SIZE, RecvMeta};
 
 use crate::{
     ConnectionEvent, EndpointConfig, IO_LOOP_BOUND, RECV_TIME_BOUND, VarInt,
-    connection::Connecting, incoming::Incoming, work_limiter::WorkLimiter,
+    connection::Connecting,
+    event_queue::{EventSender, event_queue},
+    incoming::Incoming,
+    work_limiter::WorkLimiter,
 };
 
 /// A QUIC endpoint.
@@ -593,7 +596,8 @@ fn proto_ecn(ecn: udp::EcnCodepoint) -> proto::EcnCodepoint {
 #[derive(Debug)]
 struct ConnectionSet {
     /// Senders for communicating with the endpoint's connections
-    senders: FxHashMap<ConnectionHandle, mpsc::UnboundedSender<ConnectionEvent>>,
+    // Outpost patch: a queue of our own instead of tokio's unbounded channel (`event_queue`).
+    senders: FxHashMap<ConnectionHandle, EventSender>,
     /// Stored to give out clones to new ConnectionInners
     sender: mpsc::UnboundedSender<(ConnectionHandle, EndpointEvent)>,
     /// Set if the endpoint has been manually closed
@@ -608,7 +612,7 @@ impl ConnectionSet {
         socket: Arc<dyn AsyncUdpSocket>,
         runtime: Arc<dyn Runtime>,
     ) -> Connecting {
-        let (send, recv) = mpsc::unbounded_channel();
+        let (send, recv) = event_queue();
         if let Some((error_code, ref reason)) = self.close {
             send.send(ConnectionEvent::Close(Box::new((error_code, reason.clone()))))
                 .unwrap();

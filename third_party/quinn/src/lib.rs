@@ -45,6 +45,8 @@ use std::sync::Arc;
 
 mod connection;
 mod endpoint;
+// Outpost patch: the endpoint-to-connection event queue (see the module).
+mod event_queue;
 mod incoming;
 mod mutex;
 mod recv_stream;
@@ -94,12 +96,12 @@ pub use crate::send_stream::{SendStream, StoppedError, WriteError};
 mod tests;
 
 // Outpost patch (third_party/README.md): the variants are boxed. Every
-// connection has its own unbounded channel of these events, and tokio's
-// unbounded channel allocates its first block of 32 slots when it is made, so
-// the slot size is paid 32 times per connection, idle or not: over 208 bytes a
+// connection has its own queue of these events (`event_queue`; it was a tokio
+// unbounded channel, which allocates a first block of 32 slots when it is
+// made), and a queue keeps room for a few even when idle: over 208 bytes a
 // slot unboxed (quinn-proto's event alone is 208; the block was 7 KiB per
-// connection in a heap profile), 24 bytes boxed (0.8 KiB). A received datagram
-// costs one small allocation more.
+// connection in a heap profile), 24 bytes boxed. A received datagram costs one
+// small allocation more.
 #[derive(Debug)]
 enum ConnectionEvent {
     Close(Box<(VarInt, bytes::Bytes)>),
