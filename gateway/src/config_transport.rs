@@ -11,12 +11,13 @@ use serde::Deserialize;
 ///
 /// Memory per session. An idle session's memory is mostly quinn's own
 /// per-connection state, which no setting here removes. With quinn and
-/// quinn-proto patched (third_party/README.md), measured on 2026-12-06: at
-/// 10,000 idle sessions, bare quinn with this section's defaults holds
-/// 17.0 KiB of RSS per connection and the gateway 22.0 KiB per session; at
-/// 100,000, 21.4 KiB per session just opened and 22.3 KiB after 180 s
-/// (docs/PERFORMANCE.md, "quinn-proto patched"). Heap per connection in
-/// quinn-proto and rustls alone: 11.6 KB (`gateway/benches/quic_conn_memory.rs`).
+/// quinn-proto patched (third_party/README.md), measured on 2026-12-06
+/// (session 20): at 10,000 idle sessions, bare quinn with this section's
+/// defaults holds 12.7–13.4 KiB of RSS per connection and the gateway
+/// 17.8–18.0 KiB per session; at 100,000, 17.3 KiB per session just opened
+/// and 17.4 KiB after 180 s (docs/PERFORMANCE.md, "The endpoint's event
+/// channel, replaced"). Heap per connection in quinn-proto and rustls alone:
+/// 9.2 KB (`gateway/benches/quic_conn_memory.rs`).
 /// What the settings trade:
 /// - **Streams.** quinn sets up its stream-map entries for every stream the
 ///   client may open at once, when the connection starts: `1 +
@@ -44,16 +45,19 @@ use serde::Deserialize;
 ///   rebinding and migration (a mobile client's session would not survive
 ///   an address change), so they are not used.
 /// - **Receive path per connection** (not a setting): quinn's
-///   endpoint-to-connection event channel allocates a block of 32 events per
-///   connection; the quinn patch boxes the events (≈ 0.8 KiB a block instead
-///   of ≈ 7 KiB).
+///   endpoint-to-connection events went through a tokio channel per
+///   connection (≈ 7 KiB with quinn's events inline, ≈ 1.25 KiB boxed); the
+///   quinn patch gives each connection a small queue of its own instead
+///   (≈ 0.1 KiB while empty).
 /// - **Transmit buffer** (not a setting): the quinn patch drops it when a
 ///   connection has nothing more to send; before, it kept the handshake
 ///   flight's size (2.45 KiB per idle session).
 /// - **TLS after the handshake** (not a setting): each session drops rustls's
 ///   connection once the handshake is complete (≈ 3.5 KiB;
 ///   `endpoint::quic_crypto`), and derives the next key update's keys only
-///   when one happens (≈ 1.1 KiB; the quinn-proto patch).
+///   when one happens (≈ 1.1 KiB; the quinn-proto patch), and frees its
+///   Initial and Handshake packet spaces once the handshake is confirmed
+///   (≈ 1.5 KiB; the same patch).
 /// - **Timers** are not per-session tasks: quinn keeps one timer per
 ///   connection, and a session's deadlines (idle timeout, resume-token
 ///   refresh) are one entry at a time in tokio's shared timer wheel.
