@@ -11,7 +11,10 @@
 //!
 //! Semantics kept from the channel: events arrive in the order sent; once the sender is
 //! dropped the receiver gets what was queued, then `None`; once the receiver is dropped a send
-//! fails and hands the event back.
+//! fails and hands the event back. One difference: tokio's channel counted each receive against
+//! the task's cooperative-scheduling budget, and this queue does not, so a connection's driver
+//! drains in one poll whatever the endpoint queued for it since it last ran (which the
+//! endpoint read from the socket, at most `IO_LOOP_BOUND` datagrams per endpoint poll).
 
 use std::{
     collections::VecDeque,

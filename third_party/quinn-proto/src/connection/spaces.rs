@@ -321,7 +321,8 @@ impl PacketSpaces {
 /// What a discarded space reads as: shared by every connection of the process.
 fn discarded() -> &'static PacketSpace {
     static DISCARDED: std::sync::OnceLock<PacketSpace> = std::sync::OnceLock::new();
-    // The instant is never read: it is `largest_acked_packet_sent`, which only the Data space uses.
+    // The instant is never read: it is `largest_acked_packet_sent`, which only an ACK received
+    // in the space reads, and a freed space receives nothing (its packets no longer decrypt).
     DISCARDED.get_or_init(|| PacketSpace::new(Instant::now()))
 }
 
