@@ -19,10 +19,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// keeps ([`quinn_client_config`]); a game uses one.
 const SHARED_ENTRIES: usize = 8;
 
-/// The process-wide QUIC client configurations, by CA PEM, without and with
-/// MTU discovery. Everything in them is shared by every client that trusts
-/// the same CAs: the parsed root store, the certificate verifier, the crypto
-/// provider, the transport settings and rustls's session store. That store
+/// The process-wide QUIC client configurations, by CA PEM (see [`Configs`]).
+/// Everything in them is shared by every client that trusts the same CAs:
+/// the parsed root store, the certificate verifier, the crypto provider, the
+/// transport settings and rustls's session store. That store
 /// holds only the key-exchange group a gateway chose (which saves a
 /// HelloRetryRequest on the next handshake): a client's connection drops its
 /// TLS state once the handshake is complete, so the tickets a server sends
@@ -30,13 +30,10 @@ const SHARED_ENTRIES: usize = 8;
 /// Until session 20 each client had its own copy of rustls's configuration
 /// and its own store (≈ 0.7 KB per client; the load simulator holds
 /// thousands, issue 21).
-static SHARED: Mutex<Vec<(Vec<u8>, Arc<Shared>)>> = Mutex::new(Vec::new());
+static SHARED: Mutex<Vec<(Vec<u8>, Configs)>> = Mutex::new(Vec::new());
 
-/// One trust setting's configurations.
-struct Shared {
-    /// Indexed by `mtu_discovery`.
-    quic: [quinn::ClientConfig; 2],
-}
+/// One trust setting's quinn client configurations, indexed by `mtu_discovery`.
+type Configs = Arc<[quinn::ClientConfig; 2]>;
 
 /// Server names whose key-exchange hint the shared session store keeps: a
 /// client talks to one region's gateways, which share one certificate name.
@@ -51,11 +48,11 @@ pub(crate) fn quinn_client_config(
     trust: &Trust,
     mtu_discovery: bool,
 ) -> Result<quinn::ClientConfig, ClientError> {
-    Ok(shared(trust.pem())?.quic[usize::from(mtu_discovery)].clone())
+    Ok(shared(trust.pem())?[usize::from(mtu_discovery)].clone())
 }
 
 /// The shared configurations for CAs `pem` (built on first use).
-fn shared(pem: &[u8]) -> Result<Arc<Shared>, ClientError> {
+fn shared(pem: &[u8]) -> Result<Configs, ClientError> {
     let mut cache = SHARED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, shared)) = cache.iter().find(|(k, _)| k == pem) {
         return Ok(shared.clone());
@@ -70,13 +67,11 @@ fn shared(pem: &[u8]) -> Result<Arc<Shared>, ClientError> {
     quic.set_release_after_handshake(true);
     let quic = Arc::new(quic);
     let transport = TRANSPORT.get_or_init(|| [false, true].map(|mtu| Arc::new(quic_transport_config(mtu))));
-    let shared = Arc::new(Shared {
-        quic: [0, 1].map(|mtu| {
-            let mut cfg = quinn::ClientConfig::new(quic.clone());
-            cfg.transport_config(transport[mtu].clone());
-            cfg
-        }),
-    });
+    let shared = Arc::new([0, 1].map(|mtu| {
+        let mut cfg = quinn::ClientConfig::new(quic.clone());
+        cfg.transport_config(transport[mtu].clone());
+        cfg
+    }));
     if cache.len() >= SHARED_ENTRIES {
         cache.remove(0);
     }
