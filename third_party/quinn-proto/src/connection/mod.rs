@@ -438,6 +438,9 @@ impl Connection {
     #[must_use]
     pub fn recv_stream(&mut self, id: StreamId) -> RecvStream<'_> {
         assert!(id.dir() == Dir::Bi || id.initiator() != self.side.side());
+        // PATCH(outpost): a stream the peer may open but has not used reads as upstream's
+        // pre-made entry (see `StreamsState::ensure_remote_entries`).
+        self.streams.ensure_remote_entries(id);
         RecvStream {
             id,
             state: &mut self.streams,
@@ -449,6 +452,7 @@ impl Connection {
     #[must_use]
     pub fn send_stream(&mut self, id: StreamId) -> SendStream<'_> {
         assert!(id.dir() == Dir::Bi || id.initiator() == self.side.side());
+        self.streams.ensure_remote_entries(id); // PATCH(outpost): see `recv_stream`
         SendStream {
             id,
             state: &mut self.streams,

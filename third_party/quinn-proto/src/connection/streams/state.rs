@@ -69,6 +69,10 @@ impl StreamRecv {
 pub struct StreamsState {
     pub(super) side: Side,
     // Set of streams that are currently open, or could be immediately opened by the peer
+    //
+    // PATCH(outpost): the peer's streams from `next_remote_entry` up to `max_remote` are not in
+    // these maps: they read as `None` entries, and `ensure_remote_entries` makes the entries when
+    // the peer first refers to one of them.
     pub(super) send: FxHashMap<StreamId, Option<Box<Send>>>,
     pub(super) recv: FxHashMap<StreamId, Option<StreamRecv>>,
     pub(super) free_recv: Vec<StreamRecv>,
@@ -90,6 +94,14 @@ pub struct StreamsState {
     flow_control_adjusted: bool,
     /// Lowest remotely-initiated stream index that haven't actually been opened by the peer
     pub(super) next_remote: [u64; 2],
+    /// PATCH(outpost): lowest remotely-initiated stream index, per direction, that has no entries
+    /// in `send` and `recv` yet. Below it, a stream without an entry is closed; from it up to
+    /// `max_remote`, every stream is allowed and not yet opened, as if it had a `None` entry.
+    ///
+    /// Upstream makes those entries as soon as the peer may open the streams: one in each map
+    /// for every stream of the peer's window (17 per connection on the gateway, ≈ 1.4 KB of hash
+    /// table that an idle connection never uses). Never below `next_remote`.
+    next_remote_entry: [u64; 2],
     /// Whether the remote endpoint has opened any streams the application doesn't know about yet,
     /// per directionality
     opened: [bool; 2],
@@ -153,7 +165,7 @@ impl StreamsState {
         receive_window: VarInt,
         stream_receive_window: VarInt,
     ) -> Self {
-        let mut this = Self {
+        Self {
             side,
             send: FxHashMap::default(),
             recv: FxHashMap::default(),
@@ -166,6 +178,7 @@ impl StreamsState {
             max_concurrent_remote_count: [max_remote_bi.into(), max_remote_uni.into()],
             flow_control_adjusted: false,
             next_remote: [0, 0],
+            next_remote_entry: [0, 0],
             opened: [false, false],
             next_reported_remote: [0, 0],
             send_streams: 0,
@@ -186,15 +199,8 @@ impl StreamsState {
             initial_max_stream_data_bidi_remote: 0u32.into(),
             receive_window_shrink_debt: 0,
             data_blocked_limit: None,
-        };
-
-        for dir in Dir::iter() {
-            for i in 0..this.max_remote[dir as usize] {
-                this.insert(true, StreamId::new(!side, dir, i));
-            }
         }
-
-        this
+        // PATCH(outpost): no entries for the peer's streams yet (see `next_remote_entry`).
     }
 
     pub(crate) fn set_params(&mut self, params: &TransportParameters) {
@@ -217,10 +223,8 @@ impl StreamsState {
     fn ensure_remote_streams(&mut self, dir: Dir) {
         let new_count = self.max_concurrent_remote_count[dir as usize]
             .saturating_sub(self.allocated_remote_count[dir as usize]);
-        for i in 0..new_count {
-            let id = StreamId::new(!self.side, dir, self.max_remote[dir as usize] + i);
-            self.insert(true, id);
-        }
+        // PATCH(outpost): the new streams get their entries when the peer first refers to them
+        // (`ensure_remote_entries`).
         self.allocated_remote_count[dir as usize] += new_count;
         self.max_remote[dir as usize] += new_count;
     }
@@ -266,6 +270,7 @@ impl StreamsState {
         self.validate_receive_id(id).inspect_err(|_e| {
             debug!("received illegal STREAM frame");
         })?;
+        self.ensure_remote_entries(id); // PATCH(outpost)
 
         let rs = match self
             .recv
@@ -319,6 +324,7 @@ impl StreamsState {
         self.validate_receive_id(id).inspect_err(|_e| {
             debug!("received illegal RESET_STREAM frame");
         })?;
+        self.ensure_remote_entries(id); // PATCH(outpost)
 
         let rs = match self
             .recv
@@ -369,6 +375,7 @@ impl StreamsState {
     /// Process incoming `STOP_SENDING` frame
     #[allow(unreachable_pub)] // fuzzing only
     pub fn received_stop_sending(&mut self, id: StreamId, error_code: VarInt) {
+        self.ensure_remote_entries(id); // PATCH(outpost)
         let max_send_data = self.max_send_data(id);
         let stream = match self
             .send
@@ -807,6 +814,7 @@ impl StreamsState {
             self.validate_receive_id(id).inspect_err(|_| {
                 debug!("received illegal MAX_STREAM_DATA frame");
             })?;
+            self.ensure_remote_entries(id); // PATCH(outpost)
         }
 
         let write_limit = self.write_limit();
@@ -950,6 +958,28 @@ impl StreamsState {
         }
         self.receive_window = receive_window;
         expanded
+    }
+
+    /// PATCH(outpost): makes the entries of the peer's streams up to and including `id`, when the
+    /// peer may open `id`, so that `id` and every stream it implicitly opens are found as
+    /// allowed, as upstream finds them. Does nothing for our own streams, for streams beyond the
+    /// peer's limit, or for streams whose entries were made before (including closed ones, whose
+    /// entries are gone).
+    ///
+    /// Called where a frame from the peer or the application names a stream. Makes at most
+    /// `allocated_remote_count` entries: every stream from `next_remote_entry` to `max_remote` is
+    /// allowed and not closed, so it counts there.
+    pub(crate) fn ensure_remote_entries(&mut self, id: StreamId) {
+        let dir = id.dir();
+        if id.initiator() == self.side || id.index() >= self.max_remote[dir as usize] {
+            return;
+        }
+        let end = id.index() + 1;
+        while self.next_remote_entry[dir as usize] < end {
+            let index = self.next_remote_entry[dir as usize];
+            self.insert(true, StreamId::new(!self.side, dir, index));
+            self.next_remote_entry[dir as usize] = index + 1;
+        }
     }
 
     pub(super) fn insert(&mut self, remote: bool, id: StreamId) {
@@ -2083,7 +2113,8 @@ mod tests {
         for _ in 0..2 {
             client.set_max_concurrent(Dir::Uni, 200u32.into());
             client.set_max_concurrent(Dir::Bi, 201u32.into());
-            assert_eq!(client.recv.len(), 200 + 201);
+            // PATCH(outpost): no entries until the peer uses the streams (upstream: 200 + 201).
+            assert_eq!(client.recv.len(), 0);
             assert_eq!(client.max_remote[Dir::Uni as usize], 200);
             assert_eq!(client.max_remote[Dir::Bi as usize], 201);
         }
@@ -2324,5 +2355,206 @@ mod tests {
             "next_remote is now {}",
             server.next_remote[Dir::Bi as usize]
         );
+    }
+
+    // PATCH(outpost): the entries of the peer's streams are made when the peer first refers to a
+    // stream, not when it is allowed to open it (`next_remote_entry`).
+
+    fn stream_frame(id: StreamId, offset: u64, data: &'static [u8], fin: bool) -> frame::Stream {
+        frame::Stream {
+            id,
+            offset,
+            fin,
+            data: Bytes::from_static(data),
+        }
+    }
+
+    #[test]
+    fn no_entries_for_streams_the_peer_has_not_used() {
+        let server = make(Side::Server);
+        assert_eq!(server.max_remote, [128, 128]);
+        assert!(server.send.is_empty());
+        assert!(server.recv.is_empty());
+        assert_eq!(server.recv.capacity(), 0, "no table allocated");
+    }
+
+    #[test]
+    fn a_frame_opens_its_stream_and_the_ones_below() {
+        let mut server = make(Side::Server);
+        let id = |i| StreamId::new(Side::Client, Dir::Bi, i);
+        server
+            .received(stream_frame(id(3), 0, b"three", false), 5)
+            .unwrap();
+        assert_eq!(server.next_remote[Dir::Bi as usize], 4);
+        assert_eq!(server.recv.len(), 4);
+        assert_eq!(server.send.len(), 4);
+        assert!(!server.recv.contains_key(&id(4)));
+
+        let state = ConnState::Established;
+        let mut streams = Streams {
+            state: &mut server,
+            conn_state: &state,
+        };
+        for i in 0..4 {
+            assert_eq!(streams.accept(Dir::Bi), Some(id(i)));
+        }
+        assert_eq!(streams.accept(Dir::Bi), None);
+
+        // Stream 1 was opened implicitly: readable, with nothing to read yet.
+        let mut pending = Retransmits::default();
+        let mut recv = RecvStream {
+            id: id(1),
+            state: &mut server,
+            pending: &mut pending,
+        };
+        let mut chunks = recv.read(true).unwrap();
+        assert_eq!(chunks.next(64).err(), Some(crate::ReadError::Blocked));
+        let _ = chunks.finalize();
+
+        // Its data, when it comes, is delivered.
+        server
+            .received(stream_frame(id(1), 0, b"one", true), 3)
+            .unwrap();
+        let mut recv = RecvStream {
+            id: id(1),
+            state: &mut server,
+            pending: &mut pending,
+        };
+        let mut chunks = recv.read(true).unwrap();
+        assert_eq!(&chunks.next(64).unwrap().unwrap().bytes[..], b"one");
+        assert!(chunks.next(64).unwrap().is_none());
+        let _ = chunks.finalize();
+
+        // And the stream's send half is writable.
+        server.set_params(&TransportParameters {
+            initial_max_data: 1000u32.into(),
+            initial_max_stream_data_bidi_local: 1000u32.into(),
+            ..TransportParameters::default()
+        });
+        let mut send = SendStream {
+            id: id(1),
+            state: &mut server,
+            pending: &mut pending,
+            conn_state: &state,
+        };
+        assert_eq!(send.write(b"reply"), Ok(5));
+    }
+
+    #[test]
+    fn a_closed_stream_stays_closed_and_its_credit_makes_no_entry() {
+        let mut client = make(Side::Client);
+        let id = StreamId::new(Side::Server, Dir::Uni, 0);
+        client
+            .received(stream_frame(id, 0, b"data", true), 4)
+            .unwrap();
+        let mut pending = Retransmits::default();
+        let mut recv = RecvStream {
+            id,
+            state: &mut client,
+            pending: &mut pending,
+        };
+        let mut chunks = recv.read(true).unwrap();
+        assert_eq!(&chunks.next(64).unwrap().unwrap().bytes[..], b"data");
+        assert!(chunks.next(64).unwrap().is_none());
+        let _ = chunks.finalize();
+        assert!(!client.recv.contains_key(&id), "stream is freed");
+        assert_eq!(
+            client.max_remote[Dir::Uni as usize],
+            129,
+            "credit for one more stream"
+        );
+        assert!(client.recv.is_empty(), "and no entry for it");
+
+        // A retransmission on the closed stream is dropped, and does not bring it back.
+        let recvd = client.data_recvd;
+        client
+            .received(stream_frame(id, 0, b"data", true), 4)
+            .unwrap();
+        assert_eq!(client.data_recvd, recvd);
+        assert!(client.recv.is_empty());
+        let mut recv = RecvStream {
+            id,
+            state: &mut client,
+            pending: &mut pending,
+        };
+        assert_eq!(recv.read(true).err(), Some(ReadableError::ClosedStream));
+    }
+
+    #[test]
+    fn stop_sending_and_max_stream_data_open_the_peers_streams() {
+        let mut server = make(Side::Server);
+        server.set_params(&TransportParameters {
+            initial_max_data: 1000u32.into(),
+            initial_max_stream_data_bidi_local: 10u32.into(),
+            ..TransportParameters::default()
+        });
+        let id = |i| StreamId::new(Side::Client, Dir::Bi, i);
+
+        server.received_stop_sending(id(2), 7u32.into());
+        assert_eq!(server.next_remote[Dir::Bi as usize], 3);
+        assert_eq!(server.send.len(), 3);
+        assert!(server.send[&id(2)].is_some());
+        assert!(server.send[&id(1)].is_none(), "opened, not yet used");
+        let mut events = Vec::new();
+        while let Some(e) = server.poll() {
+            events.push(e);
+        }
+        assert!(events.contains(&StreamEvent::Stopped {
+            id: id(2),
+            error_code: 7u32.into()
+        }));
+
+        server.received_max_stream_data(id(5), 100).unwrap();
+        assert_eq!(server.next_remote[Dir::Bi as usize], 6);
+        assert_eq!(server.recv.len(), 6);
+        assert_eq!(server.send[&id(5)].as_ref().unwrap().max_data, 100);
+    }
+
+    #[test]
+    fn frames_beyond_the_limit_make_no_entries() {
+        let mut server = make(Side::Server);
+        let beyond = StreamId::new(Side::Client, Dir::Uni, 128);
+        let err = server
+            .received(stream_frame(beyond, 0, b"x", false), 1)
+            .unwrap_err();
+        assert_eq!(err.code, TransportErrorCode::STREAM_LIMIT_ERROR);
+        let reset = frame::ResetStream {
+            id: beyond,
+            error_code: 0u32.into(),
+            final_offset: 0u32.into(),
+        };
+        assert_eq!(
+            server.received_reset(reset).unwrap_err().code,
+            TransportErrorCode::STREAM_LIMIT_ERROR
+        );
+        // Upstream ignores STOP_SENDING beyond the limit; so does the patch, making nothing.
+        server.received_stop_sending(StreamId::new(Side::Client, Dir::Bi, 1 << 40), 0u32.into());
+        assert!(server.send.is_empty());
+        assert!(server.recv.is_empty());
+        assert_eq!(server.next_remote, [0, 0]);
+    }
+
+    #[test]
+    fn streams_used_one_after_another_keep_the_tables_small() {
+        let mut server = make(Side::Server);
+        let mut pending = Retransmits::default();
+        for i in 0..10_000 {
+            let id = StreamId::new(Side::Client, Dir::Uni, i);
+            server
+                .received(stream_frame(id, 0, b"req", true), 3)
+                .unwrap();
+            let mut recv = RecvStream {
+                id,
+                state: &mut server,
+                pending: &mut pending,
+            };
+            let mut chunks = recv.read(true).unwrap();
+            assert_eq!(&chunks.next(64).unwrap().unwrap().bytes[..], b"req");
+            assert!(chunks.next(64).unwrap().is_none());
+            let _ = chunks.finalize();
+        }
+        assert!(server.recv.is_empty());
+        assert!(server.recv.capacity() <= 4, "{}", server.recv.capacity());
+        assert_eq!(server.max_remote[Dir::Uni as usize], 10_128);
     }
 }
