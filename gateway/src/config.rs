@@ -522,6 +522,9 @@ impl GatewayConfig {
         if self.transport.max_idle_timeout_ms < s.heartbeat_interval_ms {
             return bad("transport.max_idle_timeout_ms must be at least session.heartbeat_interval_ms");
         }
+        if !(2..=8).contains(&self.transport.issued_connection_ids) {
+            return bad("transport.issued_connection_ids must be 2 to 8");
+        }
         Ok(())
     }
 

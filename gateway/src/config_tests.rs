@@ -64,6 +64,11 @@ fn unknown_keys_and_contradictions_are_refused() {
     let mut c = GatewayConfig::default();
     c.tls.cert_path = Some("x".into());
     assert!(c.validate().is_err());
+    for ids in [0, 1, 9] {
+        let mut c = GatewayConfig::default();
+        c.transport.issued_connection_ids = ids;
+        assert!(c.validate().is_err(), "{ids} connection ids");
+    }
     let mut c = GatewayConfig::default();
     c.tls.reload_check_interval_ms = 5;
     assert!(c.validate().is_err(), "a 5 ms certificate poll is a typo");

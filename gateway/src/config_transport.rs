@@ -19,14 +19,14 @@ use serde::Deserialize;
 /// channel, replaced"). Heap per connection in quinn-proto and rustls alone:
 /// 9.2 KB (`gateway/benches/quic_conn_memory.rs`).
 /// What the settings trade:
-/// - **Streams.** quinn sets up its stream-map entries for every stream the
-///   client may open at once, when the connection starts: `1 +
-///   limits.max_channels` bidirectional (default 17), no unidirectional ones
-///   (quinn's default is 100 + 100). Fewer
-///   channels per session, less memory; a client opening more waits for
-///   credit. Heap profile (issue 21, session 7): 1.34 KiB per idle session
-///   at 17 streams; `max_channels = 8` would save about half of it, and a
-///   game whose client opens more channel kinds than that would queue them.
+/// - **Streams** (`limits.max_channels`, not in this section): a client may
+///   have `1 + limits.max_channels` bidirectional streams open at once
+///   (default 17) and no unidirectional ones (quinn's default is 100 + 100).
+///   quinn-proto set up its stream-map entries for all of them when a
+///   connection started (1.34 KiB per idle session at 17); with the
+///   quinn-proto patch a stream's entries are made when the client first
+///   uses it, so an idle session pays for the streams it has open, not for
+///   the limit. A client opening more waits for credit.
 /// - **Flow-control windows** (`stream_receive_window`, `receive_window`,
 ///   `send_window`) reserve nothing: they bound what a client can make the
 ///   gateway buffer. An idle session costs the same at any window; the worst
@@ -36,14 +36,7 @@ use serde::Deserialize;
 ///   the channel limits bound what the gateway queues itself). Smaller windows
 ///   cap that worst case and slow bulk transfers on long paths (one window per
 ///   round trip).
-/// - **Connection IDs.** quinn 0.11 issues each client as many connection IDs
-///   as the client accepts, at most 8 (quinn-based clients, the SDK included,
-///   accept 5), and keeps each in the endpoint's index and in the
-///   connection's own table: a few hundred bytes per session in all. quinn
-///   0.11 has no setting for the count; zero-length connection IDs
-///   (`EndpointConfig::cid_generator`) would drop them, and with them NAT
-///   rebinding and migration (a mobile client's session would not survive
-///   an address change), so they are not used.
+/// - **Connection IDs** (`issued_connection_ids`, below).
 /// - **Receive path per connection** (not a setting): quinn's
 ///   endpoint-to-connection events went through a tokio channel per
 ///   connection (≈ 7 KiB with quinn's events inline, ≈ 1.25 KiB boxed); the
@@ -95,6 +88,32 @@ pub struct TransportConfig {
     /// within noise (≤ 0.4 KiB per session) in docs/PERFORMANCE.md ("Memory per
     /// idle session").
     pub segmentation_offload: bool,
+    /// Connection IDs the gateway keeps issued to each client at once, the
+    /// handshake's included. Default **2**, the least QUIC allows (RFC 9000
+    /// §18.2): one in use and one spare. Range 2–8; a client's own limit
+    /// caps it too. An SDK client on its own endpoint (zero-length ids of its
+    /// own, `outpost_client::quic_endpoint_config`) accepts 2 and so gets one
+    /// spare whatever this says; quinn clients with ids of their own (an SDK
+    /// client on a shared endpoint, the gateway bench's idle sessions) accept
+    /// 5, and other QUIC clients up to any number: this setting is what bounds
+    /// them.
+    ///
+    /// A client switches to its spare when its own address changes (Wi-Fi to
+    /// cellular) and retires the old ID, and the gateway issues a new spare,
+    /// so a session survives any number of moves. NAT rebinding needs no
+    /// spare. What more spares buy: a client that moves again before the new
+    /// spare arrives (within one round trip) keeps using its current ID on
+    /// the new path, where an observer could link the two paths; the session
+    /// token already identifies the player to the gateway. What each spare
+    /// costs: an entry in quinn's endpoint index and one in the connection's
+    /// own table, ≈ 0.1 KiB per session at 100,000 sessions, and a
+    /// NEW_CONNECTION_ID frame and a stateless-reset token (one HMAC) at
+    /// every login. quinn 0.11 issued up to 7 spares with no setting for it; the
+    /// quinn-proto patch adds `TransportConfig::max_issued_cids`
+    /// (third_party/README.md). Zero-length connection IDs would drop them
+    /// all, and with them migration and NAT rebinding, so they are not
+    /// offered.
+    pub issued_connection_ids: u32,
 }
 
 impl Default for TransportConfig {
@@ -108,6 +127,7 @@ impl Default for TransportConfig {
             max_idle_timeout_ms: 30_000,
             mtu_discovery: false,
             segmentation_offload: true,
+            issued_connection_ids: 2,
         }
     }
 }

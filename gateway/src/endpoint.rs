@@ -71,6 +71,7 @@ pub fn transport_config(cfg: &GatewayConfig) -> quinn::TransportConfig {
         tc.mtu_discovery_config(None);
     }
     tc.enable_segmentation_offload(t.segmentation_offload);
+    tc.max_issued_cids(t.issued_connection_ids.into());
     tc
 }
 

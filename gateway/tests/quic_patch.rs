@@ -1,8 +1,9 @@
 //! The vendored quinn-proto's patch (third_party/README.md) as the gateway uses
 //! it: sessions drop rustls's connection once the handshake is complete, and
 //! derive the next key phase's packet keys only when a key update needs them.
-//! Real QUIC on loopback; the first test drives the gateway's own QUIC server
-//! config, the second a running gateway.
+//! It also issues each client only `transport.issued_connection_ids` connection
+//! IDs (the patch's `max_issued_cids`). Real QUIC on loopback; the first test
+//! drives the gateway's own QUIC server config, the others a running gateway.
 
 mod common;
 
@@ -106,6 +107,63 @@ async fn a_session_lives_through_a_key_update() -> Result<()> {
         stats.udp_tx.datagrams > 1_000,
         "too few packets for a key update: {stats:?}"
     );
+    assert!(conn.close_reason().is_none(), "{:?}", conn.close_reason());
+    Ok(())
+}
+
+/// With the default `transport.issued_connection_ids` (2: one spare), a client
+/// that changes address moves to its spare ID and retires the old one, and the
+/// gateway issues a new spare: the session answers from every new address,
+/// and each move costs exactly one NEW_CONNECTION_ID. quinn's client accepts
+/// 5, so without the setting the gateway would issue 4 at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moves_address_again_and_again_with_one_spare_connection_id() -> Result<()> {
+    let world = World::new().await?;
+    let gw = world.gateway(|_| {}).await?;
+    assert_eq!(world.config().transport.issued_connection_ids, 2, "the default");
+    let ep = raw_endpoint(&gw.ca_pem, outpost_schema::ALPN)?;
+    let conn = ep.connect(gw.addr, "localhost")?.await?;
+    let (_control_send, _control_recv, _) = raw_login(&conn, wire_device()).await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&ChannelMsg::Open(ChannelKind::Echo).encode())
+        .await?;
+
+    let new_ids = |conn: &quinn::Connection| conn.stats().frame_rx.new_connection_id;
+    let await_new_ids = |n: u64| {
+        let conn = conn.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while new_ids(&conn) < n {
+                if tokio::time::Instant::now() > deadline {
+                    bail!("{} NEW_CONNECTION_ID frames, expected {n}", new_ids(&conn));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(())
+        }
+    };
+    await_new_ids(1).await?;
+    let mut addrs = vec![ep.local_addr()?];
+    for id in 1..=4u64 {
+        if id > 1 {
+            ep.rebind(std::net::UdpSocket::bind("127.0.0.1:0")?)?;
+            addrs.push(ep.local_addr()?);
+        }
+        send.write_all(&echo_requests(id, 1)).await?;
+        let frame = tokio::time::timeout(Duration::from_secs(10), read_raw_frame(&mut recv, 1 << 16))
+            .await
+            .with_context(|| format!("no answer at address {}: {:?}", id, conn.close_reason()))??;
+        match ChannelMsg::decode(&frame)? {
+            ChannelMsg::Response(r) if r.request_id == id => {}
+            other => bail!("request {id}: unexpected {other:?}"),
+        }
+        // One spare at the handshake, and one replacement per move.
+        await_new_ids(id).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(new_ids(&conn), 4, "one spare at a time");
+    addrs.dedup();
+    assert_eq!(addrs.len(), 4, "every move is to a new address: {addrs:?}");
     assert!(conn.close_reason().is_none(), "{:?}", conn.close_reason());
     Ok(())
 }

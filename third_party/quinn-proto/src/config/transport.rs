@@ -48,6 +48,8 @@ pub struct TransportConfig {
     pub(crate) allow_spin: bool,
     pub(crate) datagram_receive_buffer_size: Option<usize>,
     pub(crate) datagram_send_buffer_size: usize,
+    /// PATCH(outpost): see [`Self::max_issued_cids`]
+    pub(crate) max_issued_cids: u64,
     #[cfg(test)]
     pub(crate) deterministic_packet_numbers: bool,
 
@@ -309,6 +311,22 @@ impl TransportConfig {
         self
     }
 
+    /// PATCH(outpost): the most connection IDs this endpoint keeps issued to the peer at once,
+    /// the one of the handshake included
+    ///
+    /// Defaults to 8, the count upstream always issues. The peer's `active_connection_id_limit`
+    /// caps it too (quinn's own endpoints accept 5). Values below 2 are raised to 2: one ID in use
+    /// and one spare, which the peer switches to when its address changes (and retires the old
+    /// one, so a replacement is issued).
+    ///
+    /// Each ID is an entry in the endpoint's index and in the connection's own table. Fewer
+    /// spares cost a peer that changes address several times within a round trip its unlinkable
+    /// IDs: it keeps using the current one until a replacement arrives.
+    pub fn max_issued_cids(&mut self, value: u64) -> &mut Self {
+        self.max_issued_cids = value.max(2);
+        self
+    }
+
     /// Whether to force every packet number to be used
     ///
     /// By default, packet numbers are occasionally skipped to ensure peers aren't ACKing packets
@@ -394,6 +412,7 @@ impl Default for TransportConfig {
             allow_spin: true,
             datagram_receive_buffer_size: Some(STREAM_RWND as usize),
             datagram_send_buffer_size: 1024 * 1024,
+            max_issued_cids: crate::LOC_CID_COUNT, // PATCH(outpost)
             #[cfg(test)]
             deterministic_packet_numbers: false,
 
@@ -430,6 +449,7 @@ impl fmt::Debug for TransportConfig {
             allow_spin,
             datagram_receive_buffer_size,
             datagram_send_buffer_size,
+            max_issued_cids,
             #[cfg(test)]
                 deterministic_packet_numbers: _,
             congestion_controller_factory: _,
@@ -462,6 +482,7 @@ impl fmt::Debug for TransportConfig {
             .field("allow_spin", allow_spin)
             .field("datagram_receive_buffer_size", datagram_receive_buffer_size)
             .field("datagram_send_buffer_size", datagram_send_buffer_size)
+            .field("max_issued_cids", max_issued_cids)
             // congestion_controller_factory not debug
             .field("enable_segmentation_offload", enable_segmentation_offload);
         if cfg!(feature = "qlog") {

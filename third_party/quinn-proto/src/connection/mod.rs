@@ -2934,7 +2934,7 @@ impl Connection {
                 Frame::RetireConnectionId { sequence } => {
                     let allow_more_cids = self
                         .local_cid_state
-                        .on_cid_retirement(sequence, self.peer_params.issue_cids_limit())?;
+                        .on_cid_retirement(sequence, self.issue_cids_limit())?;
                     self.endpoint_events
                         .push_back(EndpointEventInner::RetireConnectionId(
                             now,
@@ -3165,6 +3165,15 @@ impl Connection {
         self.peer_params.stateless_reset_token = Some(reset_token);
     }
 
+    /// PATCH(outpost): how many connection IDs to keep issued to the peer: what it accepts, at
+    /// most `TransportConfig::max_issued_cids` (upstream: at most `LOC_CID_COUNT`, which is that
+    /// setting's default)
+    fn issue_cids_limit(&self) -> u64 {
+        self.peer_params
+            .issue_cids_limit()
+            .min(self.config.max_issued_cids)
+    }
+
     /// Issue an initial set of connection IDs to the peer upon connection
     fn issue_first_cids(&mut self, now: Instant) {
         if self.local_cid_state.cid_len() == 0 {
@@ -3172,7 +3181,7 @@ impl Connection {
         }
 
         // Subtract 1 to account for the CID we supplied while handshaking
-        let mut n = self.peer_params.issue_cids_limit() - 1;
+        let mut n = self.issue_cids_limit() - 1;
         if let ConnectionSide::Server { server_config } = &self.side {
             if server_config.has_preferred_address() {
                 // We also sent a CID in the transport parameters

@@ -39,6 +39,8 @@ mod token;
 
 // PATCH(outpost): the early packet spaces freed after the handshake.
 mod early_spaces;
+// PATCH(outpost): `TransportConfig::max_issued_cids`.
+mod issued_cids;
 
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
