@@ -12,12 +12,13 @@ use serde::Deserialize;
 /// Memory per session. An idle session's memory is mostly quinn's own
 /// per-connection state, which no setting here removes. With quinn and
 /// quinn-proto patched (third_party/README.md), measured on 2026-12-06
-/// (session 20): at 10,000 idle sessions, bare quinn with this section's
-/// defaults holds 12.7–13.4 KiB of RSS per connection and the gateway
-/// 17.8–18.0 KiB per session; at 100,000, 17.3 KiB per session just opened
-/// and 17.4 KiB after 180 s (docs/PERFORMANCE.md, "The endpoint's event
-/// channel, replaced"). Heap per connection in quinn-proto and rustls alone:
-/// 9.2 KB (`gateway/benches/quic_conn_memory.rs`).
+/// (session 21): at 100,000 idle sessions, 15.6 KiB of RSS per session,
+/// just opened and after 180 s; at 10,000 (and 10,000 accounts), the
+/// gateway 16.1 KiB per session, bare quinn with this section's defaults
+/// 11.8 KiB per connection and with quinn's own 15.5 (docs/PERFORMANCE.md,
+/// "Stream entries made when first used, and one spare connection ID").
+/// Heap per connection in quinn-proto and rustls alone: 7.8 KB
+/// (`gateway/benches/quic_conn_memory.rs`).
 /// What the settings trade:
 /// - **Streams** (`limits.max_channels`, not in this section): a client may
 ///   have `1 + limits.max_channels` bidirectional streams open at once
