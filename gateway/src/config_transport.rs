@@ -107,7 +107,9 @@ pub struct TransportConfig {
     /// the new path, where an observer could link the two paths; the session
     /// token already identifies the player to the gateway. What each spare
     /// costs: an entry in quinn's endpoint index and one in the connection's
-    /// own table, ≈ 0.1 KiB per session at 100,000 sessions, and a
+    /// own table, ≈ 0.15 KiB per session at 100,000 sessions (measured: 2
+    /// IDs instead of 5 for clients that accept 5 took 16.0–16.1 KiB per
+    /// idle session to 15.6; docs/PERFORMANCE.md), and a
     /// NEW_CONNECTION_ID frame and a stateless-reset token (one HMAC) at
     /// every login. quinn 0.11 issued up to 7 spares with no setting for it; the
     /// quinn-proto patch adds `TransportConfig::max_issued_cids`

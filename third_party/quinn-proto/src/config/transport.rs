@@ -314,10 +314,10 @@ impl TransportConfig {
     /// PATCH(outpost): the most connection IDs this endpoint keeps issued to the peer at once,
     /// the one of the handshake included
     ///
-    /// Defaults to 8, the count upstream always issues. The peer's `active_connection_id_limit`
-    /// caps it too (quinn's own endpoints accept 5). Values below 2 are raised to 2: one ID in use
-    /// and one spare, which the peer switches to when its address changes (and retires the old
-    /// one, so a replacement is issued).
+    /// Defaults to 8, upstream's fixed cap. The peer's `active_connection_id_limit` caps it too
+    /// (a quinn endpoint with connection IDs of its own accepts 5, one with zero-length IDs 2).
+    /// Values below 2 are raised to 2: one ID in use and one spare, which the peer switches to
+    /// when its address changes (and retires the old one, so a replacement is issued).
     ///
     /// Each ID is an entry in the endpoint's index and in the connection's own table. Fewer
     /// spares cost a peer that changes address several times within a round trip its unlinkable
