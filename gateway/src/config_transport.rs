@@ -96,8 +96,8 @@ pub struct TransportConfig {
     /// own, `outpost_client::quic_endpoint_config`) accepts 2 and so gets one
     /// spare whatever this says; quinn clients with ids of their own (an SDK
     /// client on a shared endpoint, the gateway bench's idle sessions) accept
-    /// 5, and other QUIC clients up to any number: this setting is what bounds
-    /// them.
+    /// 5, and other QUIC clients may accept more (quinn issued up to 8): this
+    /// setting is what bounds them.
     ///
     /// A client switches to its spare when its own address changes (Wi-Fi to
     /// cellular) and retires the old ID, and the gateway issues a new spare,
