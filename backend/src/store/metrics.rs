@@ -35,6 +35,15 @@ pub const JOURNAL_SYNC_SECONDS: &str = "outpost_store_journal_sync_duration_seco
 /// Commits each journal sync made durable (histogram; [`BATCH_BUCKETS`]).
 pub const SYNC_BATCH: &str = "outpost_store_journal_sync_batch_commits";
 
+/// Time each write commit held the embedded store's commit lock (conflict
+/// check, the fjall batch, the commit log, watches), seconds (histogram;
+/// commit-duration buckets; `on`: `caller`, a runtime task that had the lock
+/// at once, or `committer`, the committer thread). Normally microseconds; a
+/// long hold is fjall stalling inside the commit (a journal rotation or a
+/// flush holding its journal lock), and one with `on="caller"` stopped that
+/// runtime worker for as long.
+pub const COMMIT_LOCK_HELD_SECONDS: &str = "outpost_store_commit_lock_held_seconds";
+
 /// Upper bounds of the sync-batch buckets, commits.
 pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0];
 
@@ -93,7 +102,20 @@ fn describe_group_commit() {
         SYNC_BATCH,
         "Commits each embedded-store journal sync made durable (the group-commit batch size)."
     );
+    metrics::describe_histogram!(
+        COMMIT_LOCK_HELD_SECONDS,
+        "Time each embedded-store write commit held the commit lock, seconds, by who held it: caller (a runtime task) or committer (the committer thread). Long holds are fjall stalling inside a commit."
+    );
     let _ = metrics::counter!(JOURNAL_SYNCS);
+    for on in ["caller", "committer"] {
+        let _ = metrics::histogram!(COMMIT_LOCK_HELD_SECONDS, "on" => on);
+    }
+}
+
+/// A write commit held the embedded store's commit lock for `held`, on a
+/// caller's task or on the committer thread (`on`).
+pub(crate) fn commit_lock_held(on: &'static str, held: Duration) {
+    metrics::histogram!(COMMIT_LOCK_HELD_SECONDS, "on" => on).record(held.as_secs_f64());
 }
 
 /// A journal sync that took `took` made `commits` commits durable.

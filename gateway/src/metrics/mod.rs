@@ -69,6 +69,10 @@ pub const BUCKETS: &[(&str, &[f64])] = &[
         store::metrics::COMMIT_BUCKETS_SECONDS,
     ),
     (store::metrics::SYNC_BATCH, store::metrics::BATCH_BUCKETS),
+    (
+        store::metrics::COMMIT_LOCK_HELD_SECONDS,
+        store::metrics::COMMIT_BUCKETS_SECONDS,
+    ),
 ];
 
 /// How often histogram samples are folded into their buckets when nobody

@@ -46,6 +46,25 @@ const LOCK_PATIENCE: Duration = Duration::from_micros(200);
 /// walk is not.
 const WATCH_LOG_LOOKBACK: usize = 64;
 
+/// Who holds the commit lock for a commit: the `on` label of
+/// [`COMMIT_LOCK_HELD_SECONDS`](crate::store::metrics::COMMIT_LOCK_HELD_SECONDS).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum HeldBy {
+    /// The committing task, on a runtime worker (it had the lock at once).
+    Caller,
+    /// The [committer thread](super::committer).
+    Committer,
+}
+
+impl HeldBy {
+    fn label(self) -> &'static str {
+        match self {
+            HeldBy::Caller => "caller",
+            HeldBy::Committer => "committer",
+        }
+    }
+}
+
 /// What the synchronous part of a commit leaves to do.
 pub(super) struct Applied {
     /// What the commit waits for before it is done.
@@ -195,7 +214,7 @@ impl EmbeddedStore {
         if let Some(applied) = plain {
             applied.finish(self.inner.group.as_ref(), reply);
         } else if let Some(mut cs) = self.try_lock_commit() {
-            self.apply_and_finish(&mut cs, tx, durability, stall, reply);
+            self.apply_and_finish(&mut cs, tx, durability, stall, reply, HeldBy::Caller);
         } else {
             self.inner.committer.submit(tx.clone(), durability, stall, reply);
         }
@@ -203,8 +222,9 @@ impl EmbeddedStore {
         done.await.map_err(|_| StoreError::CommitUnknownResult)?
     }
 
-    /// Applies `tx` under the commit lock `cs` and finishes it: `done` gets
-    /// the outcome once the commit is done (durable, if it asked to be).
+    /// Applies `tx` under the commit lock `cs` (held by `by`) and finishes
+    /// it: `done` gets the outcome once the commit is done (durable, if it
+    /// asked to be). A write commit records how long it held the lock.
     pub(super) fn apply_and_finish(
         &self,
         cs: &mut CommitState,
@@ -212,13 +232,21 @@ impl EmbeddedStore {
         durability: Durability,
         stall: Option<Duration>,
         done: Done,
+        by: HeldBy,
     ) {
+        let started = Instant::now();
         if let Some(stall) = stall {
             std::thread::sleep(stall);
         }
         match self.apply(cs, tx, durability) {
             // Under the lock: durable commits reach the flusher in order.
-            Ok(applied) => applied.finish(self.inner.group.as_ref(), done),
+            Ok(applied) => {
+                let wrote = applied.stamp.is_some();
+                applied.finish(self.inner.group.as_ref(), done);
+                if wrote {
+                    crate::store::metrics::commit_lock_held(by.label(), started.elapsed());
+                }
+            }
             Err(e) => done(Err(e)),
         }
     }

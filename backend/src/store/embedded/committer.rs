@@ -51,7 +51,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
-use super::commit::Done;
+use super::commit::{Done, HeldBy};
 use super::{EmbeddedStore, EmbeddedTx};
 use crate::store::Durability;
 
@@ -143,7 +143,7 @@ fn run(job: Job) {
     // instead of every later one.
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut cs = store.lock_commit();
-        store.apply_and_finish(&mut cs, &tx, durability, stall, done);
+        store.apply_and_finish(&mut cs, &tx, durability, stall, done, HeldBy::Committer);
     }));
     if ran.is_err() {
         tracing::error!("the store's commit path panicked; the commit's result is unknown");
