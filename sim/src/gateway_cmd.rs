@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use outpost_sim::local::{local_pool, LocalGateway};
+use outpost_sim::local::{local_pool, GatewayKnobs, LocalGateway};
 use outpost_sim::scenario::Scenario;
 
 /// Arguments of the gateway command (both binaries).
@@ -43,6 +43,12 @@ pub struct GatewayArgs {
     /// behind.
     #[arg(long)]
     no_refuse_while_dropping: bool,
+    /// SO_RCVBUF the gateway asks for on its UDP socket, bytes (its
+    /// `transport.udp_recv_buffer_bytes`; default 8 MiB). The kernel caps it at
+    /// `net.core.rmem_max` (and doubles it): raise that first. For an A/B of
+    /// how much of a burst the socket absorbs before it drops.
+    #[arg(long)]
+    udp_recv_buffer_bytes: Option<usize>,
 }
 
 /// Runs the gateway until Ctrl-C (SIGINT). `allocator` names the binary's
@@ -79,7 +85,10 @@ pub fn serve_gateway(a: &GatewayArgs, allocator: &str) -> anyhow::Result<ExitCod
             max_sessions,
             local_pool(&scenario),
             store,
-            !a.no_refuse_while_dropping,
+            GatewayKnobs {
+                refuse_while_dropping: !a.no_refuse_while_dropping,
+                udp_recv_buffer_bytes: a.udp_recv_buffer_bytes,
+            },
         )
         .await?;
         std::fs::write(&a.ca_out, &gw.ca_pem).with_context(|| format!("writing {}", a.ca_out.display()))?;

@@ -55,6 +55,26 @@ pub fn local_pool(
     })
 }
 
+/// Gateway settings an A/B run of `outpost-sim gateway` can change; the
+/// defaults are the gateway's own.
+#[derive(Debug, Clone)]
+pub struct GatewayKnobs {
+    /// `admission.refuse_while_dropping` (on by default).
+    pub refuse_while_dropping: bool,
+    /// `transport.udp_recv_buffer_bytes`; `None`: the gateway's default
+    /// (8 MiB, which the kernel caps at `net.core.rmem_max`).
+    pub udp_recv_buffer_bytes: Option<usize>,
+}
+
+impl Default for GatewayKnobs {
+    fn default() -> Self {
+        GatewayKnobs {
+            refuse_while_dropping: true,
+            udp_recv_buffer_bytes: None,
+        }
+    }
+}
+
 impl LocalGateway {
     /// Starts a gateway admitting up to `max_sessions` sessions, with the
     /// scenario's matchmaking queue (if any) in its pool and client grants
@@ -66,19 +86,26 @@ impl LocalGateway {
         max_sessions: usize,
         pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
     ) -> anyhow::Result<LocalGateway> {
-        Self::start_on("127.0.0.1:0".parse()?, max_sessions, pool, None, true).await
+        Self::start_on(
+            "127.0.0.1:0".parse()?,
+            max_sessions,
+            pool,
+            None,
+            GatewayKnobs::default(),
+        )
+        .await
     }
 
     /// [`LocalGateway::start`] on a given QUIC address (`outpost-sim gateway`),
     /// with `store` as the region's and the global store (default: an embedded
-    /// store in the temporary directory), and `admission.refuse_while_dropping`
-    /// as given (on by default; off for an A/B).
+    /// store in the temporary directory), and the settings of `knobs` (the
+    /// gateway's defaults unless an A/B run changes them).
     pub async fn start_on(
         listen: std::net::SocketAddr,
         max_sessions: usize,
         pool: Option<outpost_backend::matchmaker::MatchmakerConfig>,
         store: Option<outpost_backend::store::StoreConfig>,
-        refuse_while_dropping: bool,
+        knobs: GatewayKnobs,
     ) -> anyhow::Result<LocalGateway> {
         let dir = tempfile::tempdir().context("temporary directory for the local gateway")?;
         let mut config = GatewayConfig {
@@ -94,7 +121,10 @@ impl LocalGateway {
         config.metrics.listen = Some("127.0.0.1:0".parse()?);
         // Players grant themselves currency (the sim's inventory grants).
         config.inventory.client_grants = true;
-        config.admission.refuse_while_dropping = refuse_while_dropping;
+        config.admission.refuse_while_dropping = knobs.refuse_while_dropping;
+        if let Some(bytes) = knobs.udp_recv_buffer_bytes {
+            config.transport.udp_recv_buffer_bytes = bytes;
+        }
         if pool.is_some() {
             config.matchmaking.pool = pool;
         }
