@@ -60,6 +60,7 @@
 //! (the store then refuses every further write until it is reopened) or when its
 //! fault mode ([`faults`], off by default) injects FoundationDB's failure modes.
 
+pub mod background;
 mod commit;
 pub mod committer;
 pub mod conflict;
@@ -142,6 +143,14 @@ pub struct EmbeddedConfig {
     /// runs). See `group_commit.rs`.
     #[serde(default = "default_group_commit_adaptive")]
     pub group_commit_adaptive: bool,
+    /// Nice value of fjall's background threads (memtable flushes and
+    /// compactions; Linux), 0–19. Default 10: while the cores are busy, a flush
+    /// (about 0.3 s of CPU at once) waits for the threads that serve requests
+    /// instead of delaying them (see [`background`]). Cost: under saturation
+    /// longer than a flush, flushes fall behind and fjall stalls writes, as on
+    /// a slow disk. 0: the threads keep the process's priority.
+    #[serde(default = "default_background_nice")]
+    pub background_nice: i32,
     /// Fault mode (see [`faults`]): injects FoundationDB's failure modes at the
     /// given rates. Default: none (off, and free). For tests and chaos runs only:
     /// it makes commits fail on purpose.
@@ -165,6 +174,10 @@ fn default_group_commit_adaptive() -> bool {
     true
 }
 
+fn default_background_nice() -> i32 {
+    10
+}
+
 /// An invalid [`EmbeddedConfig`].
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedConfigError {
@@ -174,6 +187,9 @@ pub enum EmbeddedConfigError {
     /// `max_conflict_log` is zero.
     #[error("embedded store: `max_conflict_log` must be at least 1")]
     ZeroConflictLog,
+    /// `background_nice` is outside 0–19.
+    #[error("embedded store: `background_nice` must be 0-19 (got {0})")]
+    BackgroundNice(i32),
     /// The `faults` table is invalid.
     #[error(transparent)]
     Faults(#[from] FaultConfigError),
@@ -189,6 +205,7 @@ impl EmbeddedConfig {
             max_conflict_log: default_max_conflict_log(),
             group_commit_linger_us: default_group_commit_linger_us(),
             group_commit_adaptive: default_group_commit_adaptive(),
+            background_nice: default_background_nice(),
             faults: None,
         }
     }
@@ -200,6 +217,9 @@ impl EmbeddedConfig {
         }
         if self.max_conflict_log == 0 {
             return Err(EmbeddedConfigError::ZeroConflictLog);
+        }
+        if !(0..=background::MAX_NICE).contains(&self.background_nice) {
+            return Err(EmbeddedConfigError::BackgroundNice(self.background_nice));
         }
         if let Some(f) = &self.faults {
             f.validate()?;
@@ -301,6 +321,10 @@ impl EmbeddedStore {
             .open()
             .map_err(|e| holder::open_error(e, &config.path))?;
         holder::record(&config.path);
+        // fjall has started its worker threads; not worth failing the open for.
+        if let Err(e) = background::lower_priority(config.background_nice) {
+            tracing::warn!(error = %e, "cannot lower the priority of the store's background threads");
+        }
         let data = db
             .keyspace("data", KeyspaceCreateOptions::default)
             .map_err(fjall_err)?;

@@ -1,0 +1,117 @@
+//! fjall's background threads (memtable flushes, compactions, and the
+//! lsm-tree patch's thread that frees a replaced table version) run at a lower
+//! CPU priority than the threads that serve requests
+//! ([`EmbeddedConfig::background_nice`](super::EmbeddedConfig::background_nice)).
+//!
+//! # Why
+//!
+//! A flush takes about 0.3 s of CPU on one thread (a 64 MiB memtable written
+//! out as a table), and freeing the flushed memtable about 0.1 s more, both
+//! within a second (a system-wide profile of live-50k, docs/PERFORMANCE.md,
+//! session 23). On a box about 60% busy, that second had no idle CPU left, and
+//! the gateway's QUIC socket queued what its receive path could not take yet:
+//! at 4 of 13 journal rotations measured, 4–17 MiB of datagrams within 3 s;
+//! twice it overflowed, and the gateway and its clients dropped datagrams and
+//! retransmitted for tens of seconds. A thread at
+//! nice 10 gets about a tenth of the CPU share of a nice-0 thread while both
+//! want the CPU, and all of a CPU that nobody else wants: the flush finishes a
+//! little later, and requests go first. RocksDB lowers its background pool the
+//! same way (`Env::LowerThreadPoolCPUPriority`).
+//!
+//! # Cost
+//!
+//! Under CPU saturation that lasts longer than a flush takes, flushes fall
+//! behind; fjall then stalls writes (at 4 sealed memtables, in 100 ms sleeps),
+//! the backpressure a slow disk causes too. The group-commit flusher (the
+//! fsyncs that durable commits wait for) keeps its priority.
+//!
+//! # How
+//!
+//! fjall starts its worker threads (`fjall:worker`) itself when the database
+//! opens, so they are found by name in `/proc/self/task` once it has, and
+//! reniced with `setpriority(2)` on their thread ids (on Linux a thread's nice
+//! value is its own). The threads they start inherit it. A thread already at
+//! that nice value or above is left as it is (raising a priority needs
+//! privileges). Elsewhere than Linux this does nothing.
+
+/// The name fjall gives its worker threads (flushes and compactions).
+pub const WORKER_THREAD: &str = "fjall:worker";
+
+/// The highest nice value (the lowest priority) Linux has.
+pub const MAX_NICE: i32 = 19;
+
+/// Sets the nice value of this process's fjall worker threads to `nice`
+/// (0: leaves them alone); returns how many it lowered. A thread that ends
+/// meanwhile is skipped.
+#[cfg(target_os = "linux")]
+pub fn lower_priority(nice: i32) -> std::io::Result<usize> {
+    use rustix::process::{getpriority_process, setpriority_process, Pid};
+    if nice == 0 {
+        return Ok(0);
+    }
+    let mut lowered = 0;
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let entry = entry?;
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != WORKER_THREAD {
+            continue;
+        }
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(Pid::from_raw)
+        else {
+            continue;
+        };
+        match getpriority_process(Some(tid)) {
+            Ok(current) if current >= nice => continue,
+            Ok(_) => {}
+            Err(rustix::io::Errno::SRCH) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        match setpriority_process(Some(tid), nice) {
+            Ok(()) => lowered += 1,
+            Err(rustix::io::Errno::SRCH) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(lowered)
+}
+
+/// Elsewhere than Linux a thread has no priority of its own: nothing to do.
+#[cfg(not(target_os = "linux"))]
+pub fn lower_priority(_nice: i32) -> std::io::Result<usize> {
+    Ok(0)
+}
+
+/// The nice value of each of this process's fjall worker threads (tests).
+#[cfg(all(test, target_os = "linux"))]
+pub(super) fn worker_nice_values() -> Vec<i32> {
+    let mut values = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = entry.expect("task entry").path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != WORKER_THREAD {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // Field 19 is the nice value; the name (field 2) may hold spaces, so
+        // count from the closing parenthesis.
+        let after = &stat[stat.rfind(')').expect("stat") + 2..];
+        let nice = after
+            .split(' ')
+            .nth(16)
+            .expect("nice field")
+            .parse()
+            .expect("nice");
+        values.push(nice);
+    }
+    values
+}
