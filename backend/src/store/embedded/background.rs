@@ -1,6 +1,6 @@
-//! fjall's background threads (memtable flushes, compactions, and the
-//! lsm-tree patch's thread that frees a replaced table version) run at a lower
-//! CPU priority than the threads that serve requests
+//! fjall's background threads (memtable flushes and compactions, and the
+//! threads they start, such as the lsm-tree patch's `lsm-version-drop`) run at
+//! a lower CPU priority than the threads that serve requests
 //! ([`EmbeddedConfig::background_nice`](super::EmbeddedConfig::background_nice)).
 //!
 //! # Why
