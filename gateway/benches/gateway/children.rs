@@ -21,6 +21,19 @@ async fn stdin_closed() {
     }
 }
 
+/// Changes the settings of the child's region store, if it is the embedded one
+/// (an A/B knob).
+fn set_embedded(
+    config: &mut GatewayConfig,
+    set: impl FnOnce(&mut outpost_backend::store::embedded::EmbeddedConfig),
+) {
+    let mut store = config.region_store();
+    if let Some(e) = store.embedded.as_mut() {
+        set(e);
+    }
+    config.store = Some(store);
+}
+
 pub(crate) fn server_config(data: &Path, certs: &Path) -> GatewayConfig {
     // Defaults throughout (socket buffers, transport windows, limits, timeouts),
     // only the addresses and directories are the bench's.
@@ -72,19 +85,17 @@ pub(crate) async fn child_gateway() -> Result<()> {
     }
     if let Ok(us) = std::env::var("OUTPOST_BENCH_GROUP_COMMIT_LINGER_US") {
         // A/B of the embedded store's group-commit linger (default 1,000 µs).
-        let mut store = config.region_store();
-        if let Some(e) = store.embedded.as_mut() {
-            e.group_commit_linger_us = us.parse()?;
-        }
-        config.store = Some(store);
+        let us = us.parse()?;
+        set_embedded(&mut config, |e| e.group_commit_linger_us = us);
     }
     if std::env::var_os("OUTPOST_BENCH_GROUP_COMMIT_FIXED").is_some() {
         // A/B of the adaptive group commit: the fixed linger it replaced.
-        let mut store = config.region_store();
-        if let Some(e) = store.embedded.as_mut() {
-            e.group_commit_adaptive = false;
-        }
-        config.store = Some(store);
+        set_embedded(&mut config, |e| e.group_commit_adaptive = false);
+    }
+    if let Ok(nice) = std::env::var("OUTPOST_BENCH_BACKGROUND_NICE") {
+        // A/B of the store's background threads at a lower priority (default 10).
+        let nice = nice.parse()?;
+        set_embedded(&mut config, |e| e.background_nice = nice);
     }
     if std::env::var_os(QUEUE_ENV).is_some() {
         // The queued-connection run: the region login queue on, a budget the

@@ -61,6 +61,8 @@
 //! `OUTPOST_BENCH_GROUP_COMMIT_LINGER_US` (the gateway child's store setting),
 //! `OUTPOST_BENCH_GROUP_COMMIT_FIXED` (set: the child's group commit always waits
 //! the whole linger, the behaviour before it adapted),
+//! `OUTPOST_BENCH_BACKGROUND_NICE` (the child's `background_nice`: the nice value
+//! of its store's flush and compaction threads, default 10),
 //! `OUTPOST_BENCH_SYNC_REPORT` (set: the gateway child prints its store's journal
 //! syncs, commits per sync and sync time every second, to stderr),
 //! `OUTPOST_BENCH_PUSH_MIN_INTERVAL_MS` (the child's `session.push_min_interval_ms`).
