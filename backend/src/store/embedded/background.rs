@@ -28,14 +28,36 @@
 //! # How
 //!
 //! fjall starts its worker threads (`fjall:worker`) itself when the database
-//! opens, so they are found by name in `/proc/self/task` once it has, and
-//! reniced with `setpriority(2)` on their thread ids (on Linux a thread's nice
-//! value is its own). The threads they start inherit it. A thread already at
-//! that nice value or above is left as it is (raising a priority needs
-//! privileges). Elsewhere than Linux this does nothing.
+//! opens, so they are found by name in `/proc/self/task` and reniced with
+//! `setpriority(2)` on their thread ids (on Linux a thread's nice value is its
+//! own). A thread takes its name only once it first runs, which can be after
+//! `open` returned (a live run's gateway had one of its two workers still
+//! unnamed, and left at nice 0). So the store sets fjall's worker count
+//! itself ([`WORKER_COUNT`], fjall's own default) and waits, at most
+//! [`NAMING_WAIT`], until that many more named workers exist than before it
+//! opened. The threads the workers start inherit their nice value. A thread
+//! already at that nice value or above is left as it is (raising a priority
+//! needs privileges). fjall's threads carry no store's name, so a store lowers
+//! every fjall worker of the process to its value: with several stores, the
+//! lowest priority asked for wins. Elsewhere than Linux this does nothing.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
 
 /// The name fjall gives its worker threads (flushes and compactions).
 pub const WORKER_THREAD: &str = "fjall:worker";
+
+/// fjall's worker threads per database: fjall's own default (one per core, at
+/// most 4), set explicitly so that [`lower_new_workers`] knows how many to
+/// wait for.
+pub static WORKER_COUNT: std::sync::LazyLock<NonZeroUsize> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    NonZeroUsize::new(cores.min(4)).unwrap_or(NonZeroUsize::MIN)
+});
+
+/// How long [`lower_new_workers`] waits for a new database's workers to take
+/// their name. They do within microseconds of being scheduled.
+pub const NAMING_WAIT: Duration = Duration::from_secs(1);
 
 /// The highest nice value (the lowest priority) Linux has.
 pub const MAX_NICE: i32 = 19;
@@ -87,12 +109,51 @@ pub fn lower_priority(_nice: i32) -> std::io::Result<usize> {
     Ok(0)
 }
 
-/// The nice value of each of this process's fjall worker threads (tests).
-#[cfg(all(test, target_os = "linux"))]
-pub(super) fn worker_nice_values() -> Vec<i32> {
+/// After a database opened with [`WORKER_COUNT`] workers (`before`: the
+/// [`count_workers`] before it opened), lowers the workers to `nice` once
+/// they carry their name, waiting at most [`NAMING_WAIT`] for them; returns
+/// how many it lowered. 0: leaves them alone.
+pub fn lower_new_workers(nice: i32, before: usize) -> std::io::Result<usize> {
+    if nice == 0 || !cfg!(target_os = "linux") {
+        return Ok(0);
+    }
+    let expected = before + WORKER_COUNT.get();
+    let deadline = Instant::now() + NAMING_WAIT;
+    let mut lowered = 0;
+    loop {
+        // Counted before the pass, so the pass sees every worker counted.
+        let named = count_workers();
+        lowered += lower_priority(nice)?;
+        if named >= expected {
+            return Ok(lowered);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                named,
+                expected,
+                "the store's background threads did not all take their name in time; some keep their priority"
+            );
+            return Ok(lowered);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// This process's threads named [`WORKER_THREAD`] (0 where `/proc` cannot be
+/// read).
+pub fn count_workers() -> usize {
+    worker_nice_values().len()
+}
+
+/// The nice value of each of this process's threads named [`WORKER_THREAD`]
+/// (none where `/proc` cannot be read).
+pub fn worker_nice_values() -> Vec<i32> {
     let mut values = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
-        let path = entry.expect("task entry").path();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return values;
+    };
+    for entry in tasks.flatten() {
+        let path = entry.path();
         let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
             continue;
         };
@@ -104,14 +165,14 @@ pub(super) fn worker_nice_values() -> Vec<i32> {
         };
         // Field 19 is the nice value; the name (field 2) may hold spaces, so
         // count from the closing parenthesis.
-        let after = &stat[stat.rfind(')').expect("stat") + 2..];
-        let nice = after
-            .split(' ')
-            .nth(16)
-            .expect("nice field")
-            .parse()
-            .expect("nice");
-        values.push(nice);
+        let nice = stat
+            .rfind(')')
+            .and_then(|end| stat.get(end + 2..))
+            .and_then(|after| after.split(' ').nth(16))
+            .and_then(|field| field.parse().ok());
+        if let Some(nice) = nice {
+            values.push(nice);
+        }
     }
     values
 }

@@ -148,7 +148,9 @@ pub struct EmbeddedConfig {
     /// (about 0.3 s of CPU at once) waits for the threads that serve requests
     /// instead of delaying them (see [`background`]). Cost: under saturation
     /// longer than a flush, flushes fall behind and fjall stalls writes, as on
-    /// a slow disk. 0: the threads keep the process's priority.
+    /// a slow disk. 0: the threads keep the process's priority. It applies to
+    /// every fjall worker thread of the process (the lowest priority asked for
+    /// by any of its stores wins).
     #[serde(default = "default_background_nice")]
     pub background_nice: i32,
     /// Fault mode (see [`faults`]): injects FoundationDB's failure modes at the
@@ -316,13 +318,15 @@ impl EmbeddedStore {
             path: config.path.clone(),
             source,
         };
+        let workers_before = background::count_workers();
         let db = Database::builder(&config.path)
             .cache_size(config.cache_bytes)
+            .worker_threads(background::WORKER_COUNT.get())
             .open()
             .map_err(|e| holder::open_error(e, &config.path))?;
         holder::record(&config.path);
-        // fjall has started its worker threads; not worth failing the open for.
-        if let Err(e) = background::lower_priority(config.background_nice) {
+        // Not worth failing the open for.
+        if let Err(e) = background::lower_new_workers(config.background_nice, workers_before) {
             tracing::warn!(error = %e, "cannot lower the priority of the store's background threads");
         }
         let data = db

@@ -213,31 +213,6 @@ async fn relaxed_reads_do_not_wait_for_other_commits_to_become_durable() {
     );
 }
 
-/// fjall's flush and compaction threads run at `background_nice` (10 by
-/// default) once a store is open: a flush then waits for the threads that
-/// serve requests while the cores are busy (see `background`).
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn the_stores_background_threads_run_at_the_configured_nice_value() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let _store = EmbeddedStore::open(EmbeddedConfig::new(dir.path()))
-        .await
-        .expect("open");
-    let values = super::background::worker_nice_values();
-    assert!(
-        !values.is_empty(),
-        "fjall's worker threads are named {}",
-        super::background::WORKER_THREAD
-    );
-    // Every store in this test process asks for 10 (the default). A store that
-    // another test is opening right now may not have lowered its threads yet (0).
-    assert!(values.contains(&10), "nice values: {values:?}");
-    assert!(
-        values.iter().all(|&n| n == 10 || n == 0),
-        "nice values: {values:?}"
-    );
-}
-
 #[test]
 fn background_nice_is_validated() {
     let mut config = EmbeddedConfig::new("/tmp/x");
