@@ -34,8 +34,8 @@
 //! `open` returned (a live run's gateway had one of its two workers still
 //! unnamed, and left at nice 0). So the store sets fjall's worker count
 //! itself ([`WORKER_COUNT`], fjall's own default) and waits, at most
-//! [`NAMING_WAIT`], until that many more named workers exist than before it
-//! opened. The threads the workers start inherit their nice value. A thread
+//! [`NAMING_WAIT`], until that many named workers exist that did not before
+//! it opened. The threads the workers start inherit their nice value. A thread
 //! already at that nice value or above is left as it is (raising a priority
 //! needs privileges). fjall's threads carry no store's name, so a store lowers
 //! every fjall worker of the process to its value: with several stores, the
@@ -110,27 +110,27 @@ pub fn lower_priority(_nice: i32) -> std::io::Result<usize> {
 }
 
 /// After a database opened with [`WORKER_COUNT`] workers (`before`: the
-/// [`count_workers`] before it opened), lowers the workers to `nice` once
-/// they carry their name, waiting at most [`NAMING_WAIT`] for them; returns
-/// how many it lowered. 0: leaves them alone.
-pub fn lower_new_workers(nice: i32, before: usize) -> std::io::Result<usize> {
+/// [`worker_tids`] from before it opened), lowers the workers to `nice` once
+/// that many threads not in `before` carry their name, waiting at most
+/// [`NAMING_WAIT`] for them; returns how many it lowered. New threads, not a
+/// count: another store's workers may end meanwhile. 0: leaves them alone.
+pub fn lower_new_workers(nice: i32, before: &[i32]) -> std::io::Result<usize> {
     if nice == 0 || !cfg!(target_os = "linux") {
         return Ok(0);
     }
-    let expected = before + WORKER_COUNT.get();
     let deadline = Instant::now() + NAMING_WAIT;
     let mut lowered = 0;
     loop {
-        // Counted before the pass, so the pass sees every worker counted.
-        let named = count_workers();
+        // Listed before the pass, so the pass sees every worker listed.
+        let new = worker_tids().iter().filter(|t| !before.contains(t)).count();
         lowered += lower_priority(nice)?;
-        if named >= expected {
+        if new >= WORKER_COUNT.get() {
             return Ok(lowered);
         }
         if Instant::now() >= deadline {
             tracing::warn!(
-                named,
-                expected,
+                new,
+                expected = WORKER_COUNT.get(),
                 "the store's background threads did not all take their name in time; some keep their priority"
             );
             return Ok(lowered);
@@ -139,20 +139,29 @@ pub fn lower_new_workers(nice: i32, before: usize) -> std::io::Result<usize> {
     }
 }
 
-/// This process's threads named [`WORKER_THREAD`] (0 where `/proc` cannot be
-/// read).
-pub fn count_workers() -> usize {
-    worker_nice_values().len()
+/// The thread ids of this process's threads named [`WORKER_THREAD`] (none
+/// where `/proc` cannot be read).
+pub fn worker_tids() -> Vec<i32> {
+    workers().into_iter().map(|(tid, _)| tid).collect()
 }
 
 /// The nice value of each of this process's threads named [`WORKER_THREAD`]
 /// (none where `/proc` cannot be read).
 pub fn worker_nice_values() -> Vec<i32> {
-    let mut values = Vec::new();
+    workers().into_iter().map(|(_, nice)| nice).collect()
+}
+
+/// (thread id, nice value) of each of this process's threads named
+/// [`WORKER_THREAD`].
+fn workers() -> Vec<(i32, i32)> {
+    let mut found = Vec::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return values;
+        return found;
     };
     for entry in tasks.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
         let path = entry.path();
         let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
             continue;
@@ -171,8 +180,8 @@ pub fn worker_nice_values() -> Vec<i32> {
             .and_then(|after| after.split(' ').nth(16))
             .and_then(|field| field.parse().ok());
         if let Some(nice) = nice {
-            values.push(nice);
+            found.push((tid, nice));
         }
     }
-    values
+    found
 }

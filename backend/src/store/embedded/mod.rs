@@ -318,7 +318,7 @@ impl EmbeddedStore {
             path: config.path.clone(),
             source,
         };
-        let workers_before = background::count_workers();
+        let workers_before = background::worker_tids();
         let db = Database::builder(&config.path)
             .cache_size(config.cache_bytes)
             .worker_threads(background::WORKER_COUNT.get())
@@ -326,7 +326,7 @@ impl EmbeddedStore {
             .map_err(|e| holder::open_error(e, &config.path))?;
         holder::record(&config.path);
         // Not worth failing the open for.
-        if let Err(e) = background::lower_new_workers(config.background_nice, workers_before) {
+        if let Err(e) = background::lower_new_workers(config.background_nice, &workers_before) {
             tracing::warn!(error = %e, "cannot lower the priority of the store's background threads");
         }
         let data = db
