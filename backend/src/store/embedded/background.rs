@@ -62,58 +62,12 @@ pub const NAMING_WAIT: Duration = Duration::from_secs(1);
 /// The highest nice value (the lowest priority) Linux has.
 pub const MAX_NICE: i32 = 19;
 
-/// Sets the nice value of this process's fjall worker threads to `nice`
-/// (0: leaves them alone); returns how many it lowered. A thread that ends
-/// meanwhile is skipped.
-#[cfg(target_os = "linux")]
-pub fn lower_priority(nice: i32) -> std::io::Result<usize> {
-    use rustix::process::{getpriority_process, setpriority_process, Pid};
-    if nice == 0 {
-        return Ok(0);
-    }
-    let mut lowered = 0;
-    for entry in std::fs::read_dir("/proc/self/task")? {
-        let entry = entry?;
-        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
-            continue;
-        };
-        if comm.trim_end() != WORKER_THREAD {
-            continue;
-        }
-        let Some(tid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-            .and_then(Pid::from_raw)
-        else {
-            continue;
-        };
-        match getpriority_process(Some(tid)) {
-            Ok(current) if current >= nice => continue,
-            Ok(_) => {}
-            Err(rustix::io::Errno::SRCH) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        match setpriority_process(Some(tid), nice) {
-            Ok(()) => lowered += 1,
-            Err(rustix::io::Errno::SRCH) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(lowered)
-}
-
-/// Elsewhere than Linux a thread has no priority of its own: nothing to do.
-#[cfg(not(target_os = "linux"))]
-pub fn lower_priority(_nice: i32) -> std::io::Result<usize> {
-    Ok(0)
-}
-
 /// After a database opened with [`WORKER_COUNT`] workers (`before`: the
-/// [`worker_tids`] from before it opened), lowers the workers to `nice` once
-/// that many threads not in `before` carry their name, waiting at most
-/// [`NAMING_WAIT`] for them; returns how many it lowered. New threads, not a
-/// count: another store's workers may end meanwhile. 0: leaves them alone.
+/// [`worker_tids`] from before it opened), lowers every fjall worker of the
+/// process to `nice` (those already there or lower left alone) once that many
+/// threads not in `before` carry their name, waiting at most [`NAMING_WAIT`]
+/// for them; returns how many it lowered. New threads, not a count: another
+/// store's workers may end meanwhile. 0: leaves them alone.
 pub fn lower_new_workers(nice: i32, before: &[i32]) -> std::io::Result<usize> {
     if nice == 0 || !cfg!(target_os = "linux") {
         return Ok(0);
@@ -121,9 +75,14 @@ pub fn lower_new_workers(nice: i32, before: &[i32]) -> std::io::Result<usize> {
     let deadline = Instant::now() + NAMING_WAIT;
     let mut lowered = 0;
     loop {
-        // Listed before the pass, so the pass sees every worker listed.
-        let new = worker_tids().iter().filter(|t| !before.contains(t)).count();
-        lowered += lower_priority(nice)?;
+        // One listing serves both: every worker counted is also lowered.
+        let workers = workers()?;
+        for &(tid, current) in &workers {
+            if current < nice && set_nice(tid, nice)? {
+                lowered += 1;
+            }
+        }
+        let new = workers.iter().filter(|(tid, _)| !before.contains(tid)).count();
         if new >= WORKER_COUNT.get() {
             return Ok(lowered);
         }
@@ -139,26 +98,51 @@ pub fn lower_new_workers(nice: i32, before: &[i32]) -> std::io::Result<usize> {
     }
 }
 
+/// Sets thread `tid`'s nice value; `false` if the thread has ended.
+#[cfg(target_os = "linux")]
+fn set_nice(tid: i32, nice: i32) -> std::io::Result<bool> {
+    use rustix::process::{setpriority_process, Pid};
+    let Some(pid) = Pid::from_raw(tid) else {
+        return Ok(false);
+    };
+    match setpriority_process(Some(pid), nice) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Elsewhere than Linux a thread has no priority of its own.
+#[cfg(not(target_os = "linux"))]
+fn set_nice(_tid: i32, _nice: i32) -> std::io::Result<bool> {
+    Ok(false)
+}
+
 /// The thread ids of this process's threads named [`WORKER_THREAD`] (none
 /// where `/proc` cannot be read).
 pub fn worker_tids() -> Vec<i32> {
-    workers().into_iter().map(|(tid, _)| tid).collect()
+    workers()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(tid, _)| tid)
+        .collect()
 }
 
 /// The nice value of each of this process's threads named [`WORKER_THREAD`]
 /// (none where `/proc` cannot be read).
 pub fn worker_nice_values() -> Vec<i32> {
-    workers().into_iter().map(|(_, nice)| nice).collect()
+    workers()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, nice)| nice)
+        .collect()
 }
 
 /// (thread id, nice value) of each of this process's threads named
-/// [`WORKER_THREAD`].
-fn workers() -> Vec<(i32, i32)> {
+/// [`WORKER_THREAD`]; a thread that ends while it is read is skipped.
+fn workers() -> std::io::Result<Vec<(i32, i32)>> {
     let mut found = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return found;
-    };
-    for entry in tasks.flatten() {
+    for entry in std::fs::read_dir("/proc/self/task")?.flatten() {
         let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
             continue;
         };
@@ -183,5 +167,5 @@ fn workers() -> Vec<(i32, i32)> {
             found.push((tid, nice));
         }
     }
-    found
+    Ok(found)
 }
