@@ -37,9 +37,9 @@
 //! [`NAMING_WAIT`], until that many named workers exist that did not before
 //! it opened. The threads the workers start inherit their nice value. A thread
 //! already at that nice value or above is left as it is (raising a priority
-//! needs privileges). fjall's threads carry no store's name, so a store lowers
-//! every fjall worker of the process to its value: with several stores, the
-//! lowest priority asked for wins. Elsewhere than Linux this does nothing.
+//! needs privileges). Only threads that were not there before the open are
+//! touched, so other stores' (and other fjall databases') workers keep theirs,
+//! except one opened at the same moment. Elsewhere than Linux this does nothing.
 
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
@@ -63,11 +63,12 @@ pub const NAMING_WAIT: Duration = Duration::from_secs(1);
 pub const MAX_NICE: i32 = 19;
 
 /// After a database opened with [`WORKER_COUNT`] workers (`before`: the
-/// [`worker_tids`] from before it opened), lowers every fjall worker of the
-/// process to `nice` (those already there or lower left alone) once that many
-/// threads not in `before` carry their name, waiting at most [`NAMING_WAIT`]
-/// for them; returns how many it lowered. New threads, not a count: another
-/// store's workers may end meanwhile. 0: leaves them alone.
+/// [`worker_tids`] from before it opened), lowers the workers not in
+/// `before` to `nice` (those already there or lower left alone) once that
+/// many carry their name, waiting at most [`NAMING_WAIT`] for them; returns
+/// how many it lowered. New threads, not a count: another store's workers may
+/// end meanwhile; and only new ones, so other stores' (and other fjall
+/// databases') workers keep their own priority. 0: leaves them alone.
 pub fn lower_new_workers(nice: i32, before: &[i32]) -> std::io::Result<usize> {
     if nice == 0 || !cfg!(target_os = "linux") {
         return Ok(0);
@@ -77,12 +78,13 @@ pub fn lower_new_workers(nice: i32, before: &[i32]) -> std::io::Result<usize> {
     loop {
         // One listing serves both: every worker counted is also lowered.
         let workers = workers()?;
-        for &(tid, current) in &workers {
+        let mut new = 0;
+        for &(tid, current) in workers.iter().filter(|(tid, _)| !before.contains(tid)) {
+            new += 1;
             if current < nice && set_nice(tid, nice)? {
                 lowered += 1;
             }
         }
-        let new = workers.iter().filter(|(tid, _)| !before.contains(tid)).count();
         if new >= WORKER_COUNT.get() {
             return Ok(lowered);
         }

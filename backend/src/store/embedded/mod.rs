@@ -149,8 +149,7 @@ pub struct EmbeddedConfig {
     /// instead of delaying them (see [`background`]). Cost: under saturation
     /// longer than a flush, flushes fall behind and fjall stalls writes, as on
     /// a slow disk. 0: the threads keep the process's priority. It applies to
-    /// every fjall worker thread of the process (the lowest priority asked for
-    /// by any of its stores wins).
+    /// this store's own threads.
     #[serde(default = "default_background_nice")]
     pub background_nice: i32,
     /// Fault mode (see [`faults`]): injects FoundationDB's failure modes at the
