@@ -26,6 +26,7 @@ use outpost_schema::{
     AssetAmount, AssetKind, ChannelKind, ChannelMsg, PushBody, Request, RequestBody, Response, ResponseBody,
 };
 
+use super::server::proc_cpu_us as cpu_us;
 use super::*;
 
 /// Which of the two workloads.
@@ -51,17 +52,6 @@ pub struct GrantRun {
     pub gateway_cpu_us: f64,
     /// This (client) process's CPU time per grant in the window, µs.
     pub client_cpu_us: f64,
-}
-
-/// CPU time (user + system, all threads) of `/proc/<pid>/stat` so far, in µs
-/// (clock ticks of 1/100 s, Linux's USER_HZ); `pid` may be `self`.
-fn cpu_us(pid: &str) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat.rsplit_once(')').context("stat format")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
-    Ok(ticks * 10_000)
 }
 
 /// One in-flight-bounded closed loop on one `Inventory` channel.

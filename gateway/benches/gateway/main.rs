@@ -26,7 +26,10 @@
 //!    players and one hot player (issue 4; `grants.rs`, gateway only);
 //! 5. only when `OUTPOST_BENCH_ONLY` names `queued`: server RSS per queued
 //!    connection (issue 15; `queued.rs`), beside the idle-session figure when
-//!    `rss` runs too.
+//!    `rss` runs too;
+//! 6. only when `OUTPOST_BENCH_ONLY` names `departures`: server CPU per
+//!    session end (logout, and a telemetry report then logout), paired with
+//!    bare quinn's close (issue 21; `departures.rs`).
 //!
 //! Servers always run in a child process (this binary re-executed with
 //! `OUTPOST_BENCH_ROLE=gateway|bare`), so the child's `VmRSS` is the server's
@@ -40,7 +43,8 @@
 //! Layout (one file per concern): `main.rs` (entry, the run and the report),
 //! `children.rs` (the server children), `server.rs` (the parent's handle on a
 //! child), `client.rs` (load-generator client, login, bounded concurrency),
-//! `login.rs`, `ping.rs`, `rss.rs` (idle sessions), `grants.rs`, `queued.rs`.
+//! `login.rs`, `ping.rs`, `rss.rs` (idle sessions), `grants.rs`, `queued.rs`,
+//! `departures.rs`.
 //!
 //! Sizes (environment overrides):
 //! `OUTPOST_BENCH_ROUNDS` (3), `OUTPOST_BENCH_LOGINS` (6000),
@@ -51,7 +55,8 @@
 //! `OUTPOST_BENCH_OPEN_CONCURRENCY` (200), `OUTPOST_BENCH_GRANT_SECS` (5),
 //! `OUTPOST_BENCH_GRANT_PLAYERS` (64), `OUTPOST_BENCH_HOT_CHANNELS` (4),
 //! `OUTPOST_BENCH_HOT_IN_FLIGHT` (16), `OUTPOST_BENCH_ONLY` (`login,ping,rss,grants`;
-//! also `queued`), `OUTPOST_BENCH_QUEUED` (10000),
+//! also `queued`, `departures`), `OUTPOST_BENCH_QUEUED` (10000),
+//! `OUTPOST_BENCH_DEPARTURES` (6000 sessions per departure phase),
 //! `OUTPOST_BENCH_CHILD_WRAPPER` (e.g. `heaptrack`: profile the server children),
 //! `OUTPOST_BENCH_LOGIN_ENDPOINTS` (`own`: each login connection on a client
 //! endpoint of its own, as game clients; `shared`: all on one endpoint) and
@@ -103,6 +108,7 @@ const QUEUE_ENV: &str = "OUTPOST_BENCH_CHILD_QUEUE";
 
 mod children;
 mod client;
+mod departures;
 mod grants;
 mod login;
 mod own_endpoints;
@@ -185,6 +191,16 @@ async fn parent() -> Result<()> {
     // Logins first, paired and interleaved with bare quinn (login.rs).
     let login_pairs = if only.contains("login") {
         Some(login::login_pairs(&client, dir.path(), &certs, rounds, logins, login_conc).await?)
+    } else {
+        None
+    };
+    // Departures: only when named (paired with bare quinn like the logins).
+    let departures_n: usize = env_or("OUTPOST_BENCH_DEPARTURES", 6000);
+    let departure_pairs = if only.contains("departures") {
+        Some(
+            departures::departure_rounds(&client, &ca, dir.path(), &certs, rounds, departures_n, login_conc)
+                .await?,
+        )
     } else {
         None
     };
@@ -272,6 +288,9 @@ async fn parent() -> Result<()> {
     // ---- the table ----
     if let Some(p) = &login_pairs {
         login::print_login_pairs(p, login_conc);
+    }
+    if let Some(p) = &departure_pairs {
+        departures::print_departures(p, login_conc);
     }
     if ["ping", "rss"].iter().any(|m| only.contains(m)) {
         println!();

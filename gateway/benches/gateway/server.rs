@@ -105,14 +105,7 @@ impl Server {
     /// in microseconds, from `/proc/<pid>/stat` (clock ticks of 1/100 s: the
     /// kernel's USER_HZ on Linux x86_64 and aarch64).
     pub(crate) fn cpu_us(&self) -> Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after the parenthesised command name; utime and stime are the
-        // 14th and 15th fields of the whole line.
-        let rest = stat.rsplit_once(')').context("stat format")?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 =
-            f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
-        Ok(ticks * 10_000)
+        proc_cpu_us(&self.pid.to_string())
     }
 
     /// Median of a few samples, so one sample taken mid-allocation does not decide.
@@ -135,4 +128,18 @@ impl Server {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// CPU time (user + system, all threads) of `/proc/<pid>/stat` so far, in µs
+/// (clock ticks of 1/100 s, Linux's USER_HZ on x86_64 and aarch64); `pid` may
+/// be `self`.
+pub(crate) fn proc_cpu_us(pid: &str) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
+    Ok(ticks * 10_000)
 }
