@@ -62,6 +62,7 @@ pub mod results;
 pub mod retry;
 pub mod scenario;
 mod scenario_validate;
+pub mod self_probe;
 pub mod slo;
 pub mod spread;
 pub mod units;

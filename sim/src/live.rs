@@ -160,6 +160,11 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         // The first reading is the base of the first interval's CPU rate.
         let _ = p.sample().await;
     }
+    let gateway_inside = matches!(
+        opts.gateway_probe,
+        Some(crate::gateway_probe::GatewayProbe::Threads(_))
+    );
+    let mut own = crate::self_probe::SelfProbe::start(gateway_inside).await;
     let mut timeline = Vec::new();
     let mut next_sample = ctx.run_start + sample_every;
 
@@ -176,6 +181,8 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
             if let Some(p) = &mut prober {
                 s.gateway = p.sample().await;
             }
+            let gateway_cores = s.gateway.as_ref().and_then(|g| g.cpu_cores);
+            s.sim = Some(own.sample(gateway_cores).await);
             opts.report_progress(progress_line(&s, scenario, &rec));
             timeline.push(s);
             next_sample += sample_every;
@@ -205,7 +212,11 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
 
     let peak: f64 = curves.iter().map(|c| c.peak()).sum();
     let totals = rec.totals();
-    let notes = run_notes(scenario, &totals, ctx.endpoints.len(), aborted, peak, max_players);
+    let mut notes = run_notes(scenario, &totals, ctx.endpoints.len(), aborted, peak, max_players);
+    let lateness = timeline
+        .iter()
+        .filter_map(|s: &Sample| Some((s.t_s, s.sim.as_ref()?.lag_max_ms?)));
+    notes.extend(crate::self_probe::lag_note(lateness));
     let mut results = Results {
         totals,
         timeline,
@@ -556,6 +567,10 @@ fn progress_line(s: &Sample, scenario: &Scenario, rec: &Recorder) -> String {
     );
     if t.errors > 0 {
         line += &format!(" [{}]", crate::accounting::top(&ledger, false, 3));
+    }
+    if let Some(late) = s.sim.as_ref().and_then(|m| m.lag_max_ms) {
+        // The sim's own delay, beside the latencies it recorded.
+        line += &format!(" | sim late ≤ {}", crate::units::fmt_ms(late));
     }
     if t.outcomes > 0 {
         line += &format!(

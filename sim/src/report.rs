@@ -5,7 +5,8 @@
 //! the curve's target, the scenario's phases shaded and labelled, SLO limits
 //! as lines; request rate, latency and errors in live mode, match waits in
 //! model mode), per region (tabs: players, logins, latency, errors), the
-//! gateway's CPU and memory (live), peak and tail waits with the worst
+//! gateway's CPU and memory beside the sim's own CPU and timer lateness
+//! (live), peak and tail waits with the worst
 //! tickets (model), latency by operation (one unit per table), errors by
 //! code, notes. Charts and formatting are in `report_chart.rs`, the sections
 //! over time in `report_sections.rs`.

@@ -1,6 +1,7 @@
 //! The report's sections over time and per region: the charts of every
 //! region together, per-region tabs (players, logins, latency, errors), the
-//! gateway's CPU and memory (live), model mode's tail (peak, worst tickets),
+//! gateway's CPU and memory with the sim's own CPU and timer lateness (live),
+//! model mode's tail (peak, worst tickets),
 //! and the latency tables (one unit per table).
 
 use std::fmt::Write;
@@ -196,6 +197,10 @@ pub(crate) fn gateway(r: &Results) -> String {
     let cpu = series("CPU", PALETTE[4], false, tl, |s| {
         s.gateway.as_ref().and_then(|g| g.cpu_cores)
     });
+    // The load generator beside it: on one shared box both fight for the cores.
+    let sim_cpu = series("the sim's CPU", PALETTE[6], true, tl, |s| {
+        s.sim.as_ref().and_then(|m| m.cpu_cores)
+    });
     let rss = series("RSS", PALETTE[5], false, tl, |s| {
         s.gateway.as_ref().and_then(|g| g.rss_bytes).map(|b| b as f64)
     });
@@ -234,16 +239,44 @@ pub(crate) fn gateway(r: &Results) -> String {
     }
     h.push_str("</div>");
     h.push_str(
-        &Chart::new("Gateway CPU (1 = one core busy)", Unit::Plain("cores"))
-            .phases(&r.phases, None)
-            .render(&[cpu]),
+        &Chart::new(
+            "Gateway CPU, and the sim's (1 = one core busy)",
+            Unit::Plain("cores"),
+        )
+        .phases(&r.phases, None)
+        .render(&[cpu, sim_cpu]),
     );
+    h.push_str(&sim_lateness(r));
     h.push_str(
         &Chart::new("Gateway resident memory (RSS)", Unit::Bytes)
             .phases(&r.phases, None)
             .render(&[rss]),
     );
     h
+}
+
+/// Live mode: how late the sim's own timers ran (`crate::self_probe`): when
+/// they ran late, recorded latencies include the sim's own delay.
+fn sim_lateness(r: &Results) -> String {
+    let tl = &r.timeline;
+    if !tl
+        .iter()
+        .any(|s| s.sim.as_ref().is_some_and(|m| m.lag_max_ms.is_some()))
+    {
+        return String::new();
+    }
+    let worst = series("worst", PALETTE[3], false, tl, |s| {
+        s.sim.as_ref().and_then(|m| m.lag_max_ms)
+    });
+    let p99 = series("p99", PALETTE[6], true, tl, |s| {
+        s.sim.as_ref().and_then(|m| m.lag_p99_ms)
+    });
+    Chart::new(
+        "How late the sim's own timers fired (its delay is in the latencies it records)",
+        Unit::Millis,
+    )
+    .phases(&r.phases, None)
+    .render(&[worst, p99])
 }
 
 /// Model mode: peak concurrency, tail waits and the worst tickets.

@@ -27,7 +27,9 @@
 //! - `notes`: what the run could not do (e.g. skipped actions), in words.
 //! - `model_store`: model mode with `--store` ([`crate::model_store`]).
 //! - `phases`, `gateway_source`, `model_tail` and the per-region and
-//!   `gateway` fields of the timeline: see [`crate::annotations`].
+//!   `gateway` fields of the timeline: see [`crate::annotations`]; the
+//!   timeline's `sim` field (live): how late the sim's own timers ran and its
+//!   CPU, see [`crate::self_probe`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -159,6 +161,10 @@ pub struct Sample {
     /// gateway; see `Results::gateway_source`).
     #[serde(default)]
     pub gateway: Option<GatewaySample>,
+    /// The sim's own timer lateness and CPU (live mode; see
+    /// [`crate::self_probe`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<crate::self_probe::SimSample>,
 }
 
 /// The login queue at one sample time (queue mode). Waits and ETA errors are

@@ -34,6 +34,20 @@ async fn smoke_scenario_against_a_local_gateway() {
     let elapsed = started.elapsed().as_secs_f64();
     assert!(elapsed < 30.0, "bounded run took {elapsed:.1} s");
 
+    // The sim's own health at every sample: its 10 ms timer woke (lateness
+    // recorded, the worst no smaller than the 99th percentile) and its CPU
+    // was read.
+    assert!(!results.timeline.is_empty());
+    for s in &results.timeline {
+        let own = s.sim.as_ref().expect("the sim's own figures in every sample");
+        let (p99, max) = (
+            own.lag_p99_ms.expect("lateness"),
+            own.lag_max_ms.expect("lateness"),
+        );
+        assert!(p99 > 0.0 && max >= p99 && max < 10_000.0, "{own:?}");
+        assert!(own.cpu_cores.is_some_and(|c| c > 0.0 && c < 64.0), "{own:?}");
+    }
+
     let t = &results.totals;
     // The curves ask for 20 + 10 concurrent players at their peak.
     let peak_target: u64 = scenario.curves(1.0).iter().map(|c| c.peak().round() as u64).sum();

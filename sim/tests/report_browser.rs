@@ -226,7 +226,12 @@ async fn live_report_renders_in_chromium() {
         .unwrap();
     let gateway = section(&dom, "gateway");
     assert!(gateway.contains("in-process gateway"), "{gateway}");
-    assert!(drawn_lines(gateway) >= 2, "CPU and RSS drawn: {gateway}");
+    // The gateway's CPU and the sim's, RSS, and the sim's timer lateness (worst, p99).
+    assert!(
+        drawn_lines(gateway) >= 5,
+        "CPU, RSS and the sim's figures drawn: {gateway}"
+    );
+    assert!(gateway.contains("the sim's CPU") && gateway.contains("How late the sim's own timers"));
     assert!(gateway.contains("MiB"), "RSS scaled to MiB: {gateway}");
     let regions = section(&dom, "regions");
     assert!(regions.contains("request latency") && regions.contains("logins per second"));
