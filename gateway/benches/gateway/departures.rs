@@ -204,17 +204,31 @@ pub(super) struct DepartureRun {
     pub(super) errors: usize,
 }
 
+/// What every phase of a run shares: the load generator and its sizes.
+struct Load {
+    client: Arc<Client>,
+    /// The development CA, for the SDK's clients.
+    ca: Arc<Vec<u8>>,
+    /// Sessions opened and ended per phase.
+    n: usize,
+    concurrency: usize,
+}
+
 /// Opens `n` sessions on `server`, then ends them all (see the module docs).
 async fn departure_run(
-    client: &Arc<Client>,
+    load: &Load,
     server: &Server,
     kind: Kind,
     depart: DepartureKind,
-    n: usize,
-    concurrency: usize,
     tag: &str,
-    ca: &Arc<Vec<u8>>,
 ) -> Result<DepartureRun> {
+    let Load {
+        client,
+        ca,
+        n,
+        concurrency,
+    } = load;
+    let (n, concurrency) = (*n, *concurrency);
     let opened = {
         let (client, tag, ca) = (client.clone(), tag.to_owned(), ca.clone());
         let addr = server.addr;
@@ -289,7 +303,12 @@ pub(super) async fn departure_rounds(
 ) -> Result<DepartureRounds> {
     let bare = Server::spawn(Kind::Bare, &dir.join("bare-departures"), certs, false).await?;
     let gateway = Server::spawn(Kind::Gateway, &dir.join("gateway-departures"), certs, false).await?;
-    let ca = Arc::new(ca.to_vec());
+    let load = Load {
+        client: client.clone(),
+        ca: Arc::new(ca.to_vec()),
+        n,
+        concurrency,
+    };
     let mut out = DepartureRounds {
         rounds: Vec::new(),
         n,
@@ -310,7 +329,7 @@ pub(super) async fn departure_rounds(
             for &kind in servers {
                 let server = if kind == Kind::Gateway { &gateway } else { &bare };
                 let tag = format!("dep-r{round}-{k}");
-                let r = departure_run(client, server, kind, depart, n, concurrency, &tag, &ca).await?;
+                let r = departure_run(&load, server, kind, depart, &tag).await?;
                 eprintln!(
                     "round {round} {depart:?} {}: {:.0} departures/s, CPU per departure: server {:.0} µs, client {:.0} µs{}",
                     kind.role(),
