@@ -27,9 +27,10 @@
 //! 5. only when `OUTPOST_BENCH_ONLY` names `queued`: server RSS per queued
 //!    connection (issue 15; `queued.rs`), beside the idle-session figure when
 //!    `rss` runs too;
-//! 6. only when `OUTPOST_BENCH_ONLY` names `departures`: server CPU per
-//!    session end (logout, and a telemetry report then logout), paired with
-//!    bare quinn's close (issue 21; `departures.rs`).
+//! 6. only when `OUTPOST_BENCH_ONLY` names `departures`: server and client
+//!    CPU per session end (logout, and a telemetry report then logout),
+//!    paired with bare quinn's close, and the SDK's own `Client::close`
+//!    (issue 21; `departures.rs`).
 //!
 //! Servers always run in a child process (this binary re-executed with
 //! `OUTPOST_BENCH_ROLE=gateway|bare`), so the child's `VmRSS` is the server's
