@@ -1,6 +1,7 @@
-//! What a session's end costs the server (issue 21: live-50k's drain, where
-//! 1,667 players leave per second, cost the gateway about half a core more than
-//! the hold): server CPU per departure, the gateway beside bare quinn.
+//! What a session's end costs (issue 21: in one of live-50k's drains, where
+//! 1,667 players leave per second, each process took about half a core more
+//! than in the hold): server and client CPU per departure, the gateway beside
+//! bare quinn.
 //!
 //! Two departure kinds, as the SDK's `Client::close` does them:
 //! - **logout**: the client finishes its control stream and closes the
