@@ -485,6 +485,7 @@ async fn four_workers_under_churn_never_match_twice_or_lose_a_ticket() -> anyhow
     let (matched, cancelled_n, waiting) = check_invariants(&mm, &created).await?;
     assert_eq!(matched + cancelled_n + waiting, created.len());
     assert!(cancelled_n >= cancelled.len());
+    assert_no_match_left(&mm, &created).await?;
     assert!(
         matched > created.len() / 2,
         "matched {matched} of {}",
@@ -560,25 +561,48 @@ async fn a_killed_worker_loses_nothing_and_its_partitions_move_within_the_lease_
     htask.await?;
     let (matched, cancelled, waiting) = check_invariants(&mm, &created).await?;
     assert_eq!(matched + cancelled + waiting, created.len());
-    // What may legitimately stay: tickets that cannot fill a match with what
-    // they can reach (skill bands 0 and 2 never meet; party sizes that do not
-    // add up to a match), a few per queue.
-    if waiting > 6 {
-        let mut left = Vec::new();
-        for id in &created {
-            if let Some((t, TicketState::Waiting)) = mm.ticket(*id).await? {
-                left.push((
-                    t.queue,
-                    t.home_region,
-                    t.skill.rating as i64,
-                    t.players.len(),
-                    t.created_ms,
-                ));
-            }
-        }
-        panic!("{waiting} tickets left waiting: {left:?}");
-    }
+    assert_no_match_left(&mm, &created).await?;
     eprintln!("takeover after {takeover:?}; matched {matched} cancelled {cancelled} waiting {waiting}");
+    Ok(())
+}
+
+/// What may legitimately stay waiting after a drain: tickets that cannot fill
+/// a match with what they can reach. In [`config`] skill bands never meet (no
+/// borrowing), every ticket reaches both regions and any skill gap inside a
+/// band after 300 ms, and parties of one or two always pack into two teams
+/// of one or two once there are enough players. So in each (queue, band) the
+/// waiting players must be fewer than one match takes. (A count of leftovers
+/// would be a guess: seven were legitimately left once, all of them alone in
+/// their band or three singles short of a duo match.)
+async fn assert_no_match_left(mm: &Mm, created: &[TicketId]) -> anyhow::Result<()> {
+    let cfg = config();
+    let mut players: HashMap<(String, usize), usize> = HashMap::new();
+    let mut left = Vec::new();
+    for id in created {
+        if let Some((t, TicketState::Waiting)) = mm.ticket(*id).await? {
+            let q = cfg
+                .queues
+                .iter()
+                .find(|q| q.name == t.queue)
+                .expect("a configured queue");
+            *players
+                .entry((t.queue.clone(), q.band_of(t.skill.rating)))
+                .or_default() += t.players.len();
+            left.push((t.queue, t.home_region, t.skill.rating as i64, t.players.len()));
+        }
+    }
+    for ((queue, band), n) in &players {
+        let q = cfg
+            .queues
+            .iter()
+            .find(|q| &q.name == queue)
+            .expect("a configured queue");
+        let needed = (q.teams * q.team_size) as usize;
+        assert!(
+            *n < needed,
+            "{n} players left waiting in {queue} band {band}, enough for a match of {needed}: {left:?}"
+        );
+    }
     Ok(())
 }
 
