@@ -31,13 +31,8 @@ use std::sync::Mutex;
 
 use outpost_schema::{ChannelKind, ChannelMsg, Request, RequestBody, ResponseBody};
 
-use super::server::proc_cpu_us;
+use super::server::server_and_own_cpu_us;
 use super::*;
-
-/// This (client) process's CPU time so far, µs.
-fn own_cpu_us() -> Result<u64> {
-    proc_cpu_us("self")
-}
 
 /// How long the idle rate is measured before the departures.
 const IDLE_WINDOW: Duration = Duration::from_secs(1);
@@ -223,17 +218,10 @@ async fn departure_run(
     depart: DepartureKind,
     tag: &str,
 ) -> Result<DepartureRun> {
-    let Load {
-        client,
-        ca,
-        n,
-        concurrency,
-    } = load;
-    let (n, concurrency) = (*n, *concurrency);
     let opened = {
-        let (client, tag, ca) = (client.clone(), tag.to_owned(), ca.clone());
+        let (client, tag, ca) = (load.client.clone(), tag.to_owned(), load.ca.clone());
         let addr = server.addr;
-        bounded(n, concurrency, move |i| {
+        bounded(load.n, load.concurrency, move |i| {
             let (client, tag, ca) = (client.clone(), tag.clone(), ca.clone());
             async move { open_held(&client, addr, &ca, kind, depart, &tag, i).await }
         })
@@ -248,16 +236,16 @@ async fn departure_run(
             .collect(),
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle_from = (Instant::now(), server.cpu_us()?, own_cpu_us()?);
+    // [server, this process]: the idle window ends where the departures start.
+    let (idle_start, idle_cpu) = (Instant::now(), server_and_own_cpu_us(server.pid)?);
     tokio::time::sleep(IDLE_WINDOW).await;
-    let idle_secs = idle_from.0.elapsed().as_secs_f64();
-    let idle_rate = (server.cpu_us()? - idle_from.1) as f64 / idle_secs;
-    let own_idle_rate = (own_cpu_us()? - idle_from.2) as f64 / idle_secs;
+    let idle_secs = idle_start.elapsed().as_secs_f64();
+    let before = server_and_own_cpu_us(server.pid)?;
+    let idle_rate = [0, 1].map(|i| (before[i] - idle_cpu[i]) as f64 / idle_secs);
 
-    let cpu_before = (server.cpu_us()?, own_cpu_us()?);
     let start = Instant::now();
     let sessions = held.clone();
-    let results = bounded(held.len(), concurrency, move |i| {
+    let results = bounded(held.len(), load.concurrency, move |i| {
         let h = sessions[i].lock().expect("not poisoned").take();
         async move { leave(kind, h.context("taken twice")?).await }
     })
@@ -265,8 +253,8 @@ async fn departure_run(
     let closing = start.elapsed();
     tokio::time::sleep(SETTLE).await;
     let span = start.elapsed().as_secs_f64();
-    let cpu = server.cpu_us()?.saturating_sub(cpu_before.0) as f64 - idle_rate * span;
-    let own = own_cpu_us()?.saturating_sub(cpu_before.1) as f64 - own_idle_rate * span;
+    let after = server_and_own_cpu_us(server.pid)?;
+    let [cpu, own] = [0, 1].map(|i| after[i].saturating_sub(before[i]) as f64 - idle_rate[i] * span);
     errors += count_errors(&results, &format!("{depart:?} ({})", kind.role()));
     let ok = results.iter().filter(|r| r.is_ok()).count();
     Ok(DepartureRun {
@@ -320,7 +308,9 @@ pub(super) async fn departure_rounds(
         } else {
             [Kind::Gateway, Kind::Bare]
         };
-        let mut runs = Vec::new();
+        // Filled by kind: `KINDS` order on the gateway, the two raw kinds on bare quinn.
+        let mut gateway_runs: [Option<DepartureRun>; 3] = Default::default();
+        let mut bare_runs: [Option<DepartureRun>; 2] = Default::default();
         for (k, depart) in KINDS.into_iter().enumerate() {
             let servers: &[Kind] = if depart == DepartureKind::SdkClose {
                 &[Kind::Gateway]
@@ -339,22 +329,16 @@ pub(super) async fn departure_rounds(
                     r.client_cpu_us,
                     if r.errors > 0 { format!(", {} errors", r.errors) } else { String::new() }
                 );
-                runs.push((kind, depart, r));
+                let slot = match kind {
+                    Kind::Gateway => &mut gateway_runs[k],
+                    Kind::Bare => &mut bare_runs[k],
+                };
+                *slot = Some(r);
             }
         }
-        let mut take = |kind: Kind, depart: DepartureKind| {
-            let i = runs
-                .iter()
-                .position(|(k, d, _)| *k == kind && *d == depart)
-                .expect("ran");
-            runs.swap_remove(i).2
-        };
         out.rounds.push(Round {
-            gateway: KINDS.map(|d| take(Kind::Gateway, d)),
-            bare: [
-                take(Kind::Bare, DepartureKind::Logout),
-                take(Kind::Bare, DepartureKind::ReportThenLogout),
-            ],
+            gateway: gateway_runs.map(|r| r.expect("ran")),
+            bare: bare_runs.map(|r| r.expect("ran")),
         });
     }
     gateway.stop().await;

@@ -26,7 +26,7 @@ use outpost_schema::{
     AssetAmount, AssetKind, ChannelKind, ChannelMsg, PushBody, Request, RequestBody, Response, ResponseBody,
 };
 
-use super::server::proc_cpu_us as cpu_us;
+use super::server::server_and_own_cpu_us;
 use super::*;
 
 /// Which of the two workloads.
@@ -243,10 +243,10 @@ pub async fn grant_run(
     // CPU of both processes over the measured window.
     let window_cpu = tokio::spawn(async move {
         tokio::time::sleep_until(warm_until.into()).await;
-        let gw = gateway_pid.to_string();
-        let start = (cpu_us(&gw)?, cpu_us("self")?);
+        let start = server_and_own_cpu_us(gateway_pid)?;
         tokio::time::sleep_until(stop_at.into()).await;
-        Ok::<_, anyhow::Error>((cpu_us(&gw)? - start.0, cpu_us("self")? - start.1))
+        let end = server_and_own_cpu_us(gateway_pid)?;
+        Ok::<_, anyhow::Error>((end[0] - start[0], end[1] - start[1]))
     });
 
     let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;

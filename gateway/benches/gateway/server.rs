@@ -143,3 +143,9 @@ pub(crate) fn proc_cpu_us(pid: &str) -> Result<u64> {
         f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
     Ok(ticks * 10_000)
 }
+
+/// CPU time so far of the server process `pid` and of this (client) process,
+/// µs: read together at the edges of a measured window.
+pub(crate) fn server_and_own_cpu_us(pid: u32) -> Result<[u64; 2]> {
+    Ok([proc_cpu_us(&pid.to_string())?, proc_cpu_us("self")?])
+}
