@@ -576,7 +576,8 @@ async fn a_killed_worker_loses_nothing_and_its_partitions_move_within_the_lease_
 /// their band or three singles short of a duo match.)
 async fn assert_no_match_left(mm: &Mm, created: &[TicketId]) -> anyhow::Result<()> {
     let cfg = config();
-    let mut players: HashMap<(String, usize), usize> = HashMap::new();
+    // (queue, band) → (players waiting, players a match takes).
+    let mut players: HashMap<(String, usize), (usize, usize)> = HashMap::new();
     let mut left = Vec::new();
     for id in created {
         if let Some((t, TicketState::Waiting)) = mm.ticket(*id).await? {
@@ -585,21 +586,15 @@ async fn assert_no_match_left(mm: &Mm, created: &[TicketId]) -> anyhow::Result<(
                 .iter()
                 .find(|q| q.name == t.queue)
                 .expect("a configured queue");
-            *players
-                .entry((t.queue.clone(), q.band_of(t.skill.rating)))
-                .or_default() += t.players.len();
+            let needed = (q.teams * q.team_size) as usize;
+            let key = (t.queue.clone(), q.band_of(t.skill.rating));
+            players.entry(key).or_insert((0, needed)).0 += t.players.len();
             left.push((t.queue, t.home_region, t.skill.rating as i64, t.players.len()));
         }
     }
-    for ((queue, band), n) in &players {
-        let q = cfg
-            .queues
-            .iter()
-            .find(|q| &q.name == queue)
-            .expect("a configured queue");
-        let needed = (q.teams * q.team_size) as usize;
+    for ((queue, band), (n, needed)) in &players {
         assert!(
-            *n < needed,
+            n < needed,
             "{n} players left waiting in {queue} band {band}, enough for a match of {needed}: {left:?}"
         );
     }
