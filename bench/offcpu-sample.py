@@ -6,7 +6,7 @@ live-50k run's gateway was stopped for seconds that way, docs/PERFORMANCE.md,
 session 22), and `perf record -e sched:sched_switch -g` cost a run enough to
 change its outcome. This reads only `/proc`: every PERIOD it reads
 `/proc/<pid>/task/<tid>/syscall` of each thread whose name starts with
-COMM_PREFIX. A thread on a CPU or waiting for one reads `running` (logged as
+COMM_PREFIX (or with any of several, comma-separated: `local-gateway,fjall`). A thread on a CPU or waiting for one reads `running` (logged as
 `R`). For a thread in a system call it logs the call's number and first
 argument (for `futex`, 202 on x86-64, the address waited on: a worker's idle
 park and a contended lock have different addresses), reads the top
@@ -61,7 +61,7 @@ def main():
     tids = []
     for tid in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{tid}/comm") as comm:
-            if comm.read().startswith(prefix):
+            if comm.read().startswith(tuple(prefix.split(","))):
                 tids.append(tid)
     t0 = time.time()
     with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem, open(out, "w") as f:
