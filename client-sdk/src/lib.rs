@@ -141,4 +141,4 @@ pub use telemetry::{
     error_name, TelemetryConfig, TelemetryReporter, TelemetryStats, MAX_COUNT_PER_ERROR,
     MAX_ERRORS_PER_REPORT, MAX_LATENCIES_PER_REPORT,
 };
-pub use tls::{quic_endpoint_config, quic_transport_config};
+pub use tls::{quic_endpoint_config, quic_transport_config, MIN_PROBE_TIMEOUT};

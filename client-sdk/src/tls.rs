@@ -15,6 +15,17 @@ use crate::error::ClientError;
 /// of both peers' proposals (the gateway announces 30 s).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The least time a client waits for an acknowledgement before it probes the
+/// gateway (QUIC's probe timeout, PTO, before the gateway's 25 ms ack delay
+/// and the backoff), as the gateway's `transport.min_probe_timeout_ms`
+/// (default the same 200 ms) does towards its clients: without it a client a
+/// few milliseconds from its gateway probes after ≈ 30 ms, so a pause of the
+/// gateway makes all its clients probe at once while it is behind
+/// (docs/PERFORMANCE.md, "Session 25"). A client farther away than ≈ 100 ms of
+/// round trip has a PTO above it and is not affected; a nearer one resends a
+/// lost last packet after ≈ 225 ms instead of its path's PTO.
+pub const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// Most distinct trust settings whose QUIC client configuration the process
 /// keeps ([`quinn_client_config`]); a game uses one.
 const SHARED_ENTRIES: usize = 8;
@@ -118,7 +129,8 @@ pub fn quic_transport_config(mtu_discovery: bool) -> quinn::TransportConfig {
         .max_concurrent_uni_streams(0u32.into())
         .max_idle_timeout(Some(
             IDLE_TIMEOUT.try_into().expect("30 s is a valid idle timeout"),
-        ));
+        ))
+        .min_probe_timeout(MIN_PROBE_TIMEOUT);
     if !mtu_discovery {
         transport.mtu_discovery_config(None);
     }

@@ -525,6 +525,9 @@ impl GatewayConfig {
         if !(2..=8).contains(&self.transport.issued_connection_ids) {
             return bad("transport.issued_connection_ids must be 2 to 8");
         }
+        if self.transport.min_probe_timeout_ms > 1_000 {
+            return bad("transport.min_probe_timeout_ms must be at most 1000");
+        }
         Ok(())
     }
 

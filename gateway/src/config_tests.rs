@@ -70,6 +70,11 @@ fn unknown_keys_and_contradictions_are_refused() {
         assert!(c.validate().is_err(), "{ids} connection ids");
     }
     let mut c = GatewayConfig::default();
+    c.transport.min_probe_timeout_ms = 1_001;
+    assert!(c.validate().is_err(), "a probe timeout floor above a second");
+    c.transport.min_probe_timeout_ms = 0;
+    c.validate().unwrap();
+    let mut c = GatewayConfig::default();
     c.tls.reload_check_interval_ms = 5;
     assert!(c.validate().is_err(), "a 5 ms certificate poll is a typo");
     c.tls.reload_check_interval_ms = 0;

@@ -117,6 +117,29 @@ pub struct TransportConfig {
     /// all, and with them migration and NAT rebinding, so they are not
     /// offered.
     pub issued_connection_ids: u32,
+    /// The least time, in ms, the gateway waits for an acknowledgement before
+    /// it probes a client (QUIC's probe timeout, PTO, RFC 9002 §6.2), before
+    /// the client's ack delay (25 ms) and the backoff are added. Default
+    /// **200**, TCP's minimum retransmission timeout; 0 is RFC 9002's own
+    /// (`smoothed_rtt + 4 × rttvar`, at least 1 ms). Range 0–1,000.
+    ///
+    /// Why: where clients are a few milliseconds away (a LAN, a load test on
+    /// loopback, a server beside its players) the RFC's PTO is about 30 ms, so
+    /// any pause of the gateway longer than that (a store flush, the kernel
+    /// scheduling something else) makes every session with data in flight
+    /// probe, on both sides, while the gateway is behind: in live-50k on the
+    /// 2-core machine, sends went from ≈ 27,000 to ≈ 130,000 datagrams a
+    /// second and the sockets overflowed for tens of seconds after a
+    /// 0.3-second flush (docs/PERFORMANCE.md, "Session 25"). The SDK's clients
+    /// use the same floor (`outpost_client::MIN_PROBE_TIMEOUT`).
+    ///
+    /// What it costs: a packet genuinely lost at the end of a burst, towards a
+    /// client whose own PTO is below the floor (round trips under ≈ 100 ms),
+    /// is sent again after ≈ 225 ms instead of the path's PTO; lost packets
+    /// followed by others are still detected by reordering at once. Clients
+    /// farther away are not affected. The setting is the vendored
+    /// quinn-proto's `TransportConfig::min_probe_timeout` (third_party/README.md).
+    pub min_probe_timeout_ms: u64,
 }
 
 impl Default for TransportConfig {
@@ -131,6 +154,7 @@ impl Default for TransportConfig {
             mtu_discovery: false,
             segmentation_offload: true,
             issued_connection_ids: 2,
+            min_probe_timeout_ms: 200,
         }
     }
 }

@@ -72,6 +72,7 @@ pub fn transport_config(cfg: &GatewayConfig) -> quinn::TransportConfig {
     }
     tc.enable_segmentation_offload(t.segmentation_offload);
     tc.max_issued_cids(t.issued_connection_ids.into());
+    tc.min_probe_timeout(Duration::from_millis(t.min_probe_timeout_ms));
     tc
 }
 

@@ -50,6 +50,8 @@ pub struct TransportConfig {
     pub(crate) datagram_send_buffer_size: usize,
     /// PATCH(outpost): see [`Self::max_issued_cids`]
     pub(crate) max_issued_cids: u64,
+    /// PATCH(outpost): see [`Self::min_probe_timeout`]
+    pub(crate) min_probe_timeout: Duration,
     #[cfg(test)]
     pub(crate) deterministic_packet_numbers: bool,
 
@@ -327,6 +329,22 @@ impl TransportConfig {
         self
     }
 
+    /// PATCH(outpost): the least time the probe timeout (PTO, RFC 9002 §6.2) waits, before
+    /// the peer's `max_ack_delay` and the exponential backoff are added
+    ///
+    /// Defaults to zero: the PTO is `smoothed_rtt + max(4 * rttvar, 1 ms)` as the RFC has it.
+    /// On a path of a few milliseconds (a LAN, loopback, a server beside its clients) that is
+    /// about 30 ms with the ack delay, so a pause of the peer's process longer than that makes
+    /// every connection with data in flight send probes, and a server pausing under the load
+    /// of many connections receives a probe storm exactly when it is behind. A floor (as TCP's
+    /// minimum retransmission timeout of 200 ms) keeps such a pause from multiplying the
+    /// traffic; the cost is that a genuinely lost tail packet on such a path is retransmitted
+    /// that much later. Paths whose PTO is above the floor are not affected.
+    pub fn min_probe_timeout(&mut self, value: Duration) -> &mut Self {
+        self.min_probe_timeout = value;
+        self
+    }
+
     /// Whether to force every packet number to be used
     ///
     /// By default, packet numbers are occasionally skipped to ensure peers aren't ACKing packets
@@ -413,6 +431,7 @@ impl Default for TransportConfig {
             datagram_receive_buffer_size: Some(STREAM_RWND as usize),
             datagram_send_buffer_size: 1024 * 1024,
             max_issued_cids: crate::LOC_CID_COUNT, // PATCH(outpost)
+            min_probe_timeout: Duration::ZERO,     // PATCH(outpost)
             #[cfg(test)]
             deterministic_packet_numbers: false,
 
@@ -450,6 +469,7 @@ impl fmt::Debug for TransportConfig {
             datagram_receive_buffer_size,
             datagram_send_buffer_size,
             max_issued_cids,
+            min_probe_timeout,
             #[cfg(test)]
                 deterministic_packet_numbers: _,
             congestion_controller_factory: _,
@@ -483,6 +503,7 @@ impl fmt::Debug for TransportConfig {
             .field("datagram_receive_buffer_size", datagram_receive_buffer_size)
             .field("datagram_send_buffer_size", datagram_send_buffer_size)
             .field("max_issued_cids", max_issued_cids)
+            .field("min_probe_timeout", min_probe_timeout)
             // congestion_controller_factory not debug
             .field("enable_segmentation_offload", enable_segmentation_offload);
         if cfg!(feature = "qlog") {

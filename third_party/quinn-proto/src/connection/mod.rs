@@ -1847,7 +1847,7 @@ impl Connection {
 
     fn pto_time_and_space(&self, now: Instant) -> Option<(Instant, SpaceId)> {
         let backoff = 2u32.pow(self.pto_count.min(MAX_BACKOFF_EXPONENT));
-        let mut duration = self.path.rtt.pto_base() * backoff;
+        let mut duration = self.pto_base() * backoff;
 
         if self.path.in_flight.ack_eliciting == 0 {
             debug_assert!(!self.peer_completed_address_validation());
@@ -1939,7 +1939,13 @@ impl Connection {
             SpaceId::Initial | SpaceId::Handshake => Duration::ZERO,
             SpaceId::Data => self.ack_frequency.max_ack_delay_for_pto(),
         };
-        self.path.rtt.pto_base() + max_ack_delay
+        self.pto_base() + max_ack_delay
+    }
+
+    /// PATCH(outpost): the RTT estimator's PTO base, raised to the configured floor
+    /// ([`TransportConfig::min_probe_timeout`]).
+    fn pto_base(&self) -> Duration {
+        cmp::max(self.path.rtt.pto_base(), self.config.min_probe_timeout)
     }
 
     fn on_packet_authenticated(

@@ -41,6 +41,8 @@ mod token;
 mod early_spaces;
 // PATCH(outpost): `TransportConfig::max_issued_cids`.
 mod issued_cids;
+// PATCH(outpost): `TransportConfig::min_probe_timeout`.
+mod min_probe_timeout;
 
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
