@@ -49,6 +49,7 @@ pub mod model;
 mod model_engine;
 pub mod model_store;
 mod model_store_summary;
+pub mod pause;
 mod player;
 pub mod queue_model;
 mod queue_report;
@@ -89,6 +90,9 @@ pub struct RunOptions {
     /// Also keep every progress line here (whether printed or not), e.g.
     /// for a test that checks them against the result.
     pub progress_log: Option<Arc<Mutex<Vec<String>>>>,
+    /// Live mode: pause this gateway process (its pid) once during the run
+    /// ([`pause`]); the run's notes say when it was stopped and resumed.
+    pub gateway_pause: Option<(u32, pause::GatewayPause)>,
 }
 
 impl RunOptions {
@@ -112,6 +116,7 @@ impl Default for RunOptions {
             progress: false,
             progress_log: None,
             gateway_probe: None,
+            gateway_pause: None,
         }
     }
 }

@@ -167,6 +167,9 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
     let mut own = crate::self_probe::SelfProbe::start(gateway_inside).await;
     let mut timeline = Vec::new();
     let mut next_sample = ctx.run_start + sample_every;
+    let pause = opts
+        .gateway_pause
+        .map(|(pid, p)| crate::pause::Paused::schedule(pid, p, ctx.run_start));
 
     loop {
         tick.tick().await;
@@ -217,6 +220,9 @@ pub async fn run(scenario: &Scenario, target: LiveTarget, opts: &RunOptions) -> 
         .iter()
         .filter_map(|s: &Sample| Some((s.t_s, s.sim.as_ref()?.lag_max_ms?)));
     notes.extend(crate::self_probe::lag_note(lateness));
+    if let Some(pause) = pause {
+        notes.push(pause.finish().await);
+    }
     let mut results = Results {
         totals,
         timeline,

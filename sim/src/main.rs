@@ -184,6 +184,11 @@ struct LiveArgs {
     /// gateway process on this machine, e.g. `outpost-sim gateway`).
     #[arg(long, conflicts_with = "local")]
     gateway_pid: Option<u32>,
+    /// Pause the `--gateway-pid` process once, `AT_S:FOR_MS` (e.g. `250:1000`:
+    /// SIGSTOP 250 s into the run, SIGCONT a second later), to see how the
+    /// gateway and its clients recover from a stall.
+    #[arg(long, requires = "gateway_pid", value_name = "AT_S:FOR_MS")]
+    pause_gateway: Option<outpost_sim::pause::GatewayPause>,
 }
 
 fn main() -> ExitCode {
@@ -240,10 +245,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         progress: !common.quiet,
         progress_log: None,
         gateway_probe: None,
+        gateway_pause: None,
     };
     let results = match &cli.command {
         Command::Live(a) => {
             opts.max_players = a.max_players;
+            opts.gateway_pause = a.pause_gateway.zip(a.gateway_pid).map(|(p, pid)| (pid, p));
             opts.gateway_probe = if a.local {
                 Some(GatewayProbe::Threads(outpost_sim::local::THREAD_NAME.into()))
             } else if let Some(pid) = a.gateway_pid {

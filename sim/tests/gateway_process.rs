@@ -2,7 +2,9 @@
 //! it: it listens where it is told, writes the CA, serves a live run of the
 //! smoke scenario over real QUIC, is measured from `/proc/PID`, and stops
 //! cleanly on SIGINT. Its first line names its allocator (mimalloc), so that
-//! a run's log says which gateway was measured.
+//! a run's log says which gateway was measured. The run pauses it for 300 ms
+//! (`RunOptions::gateway_pause`, the CLI's `--pause-gateway`), and the
+//! run's notes say so.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -66,6 +68,8 @@ async fn the_mimalloc_gateway_binary_serves_a_live_run_and_stops_on_sigint() {
     };
     let opts = RunOptions {
         gateway_probe: Some(GatewayProbe::Pid(pid)),
+        // A stall of the gateway process in the middle of the run.
+        gateway_pause: Some((pid, "3:300".parse().unwrap())),
         ..RunOptions::default()
     };
     let results = outpost_sim::live::run(&scenario, target, &opts).await.unwrap();
@@ -82,6 +86,15 @@ async fn the_mimalloc_gateway_binary_serves_a_live_run_and_stops_on_sigint() {
         .filter(|g| g.rss_bytes.is_some_and(|b| b > 0))
         .count();
     assert!(measured >= 2, "the gateway process's RSS was sampled");
+    let paused = format!("The gateway (pid {pid}) was paused (SIGSTOP) from 3.");
+    assert!(
+        results
+            .notes
+            .iter()
+            .any(|n| n.starts_with(&paused) && n.ends_with(" s (300 ms).")),
+        "{:?}",
+        results.notes
+    );
 
     // Ctrl-C stops it, with a clean exit.
     let status = Command::new("kill")

@@ -1,0 +1,216 @@
+//! A scripted pause of the gateway process during a live run
+//! (`live --gateway-pid PID --pause-gateway AT_S:FOR_MS`): SIGSTOP at `AT_S`
+//! seconds into the run, SIGCONT `FOR_MS` later.
+//!
+//! Why: the breaks of live-50k began at a store flush or a journal rotation,
+//! at times that vary from run to run, and most runs did not break at all, so
+//! whether a change helped took ten runs per side to judge. A pause is the
+//! same kind of event (the gateway stops reading its socket while clients go
+//! on sending) made exact: at a chosen time, population and length, so two
+//! builds can be compared on how long they take to recover from it
+//! (docs/PERFORMANCE.md, "Session 25"). It also stands for what a production
+//! gateway meets now and then: a VM migration, a noisy neighbour, a stalled
+//! disk.
+//!
+//! Signals are sent with the `kill` command (the sim has no `unsafe`; two
+//! process spawns per run cost nothing). The gateway is always resumed, even
+//! when the run ends during the pause: [`Paused::finish`] waits for it.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The longest pause accepted: longer ones outlast the clients' idle timeout
+/// (30 s) and test nothing but reconnection.
+pub const MAX_PAUSE: Duration = Duration::from_secs(20);
+
+/// When and how long to pause the gateway (`AT_S:FOR_MS`, e.g. `250:1000`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GatewayPause {
+    /// Seconds into the run.
+    pub at: Duration,
+    /// How long the process stays stopped.
+    pub length: Duration,
+}
+
+impl FromStr for GatewayPause {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let (at, ms) = s.split_once(':').context("expected AT_S:FOR_MS, e.g. 250:1000")?;
+        let at: f64 = at.trim().parse().context("AT_S: seconds into the run")?;
+        let ms: u64 = ms.trim().parse().context("FOR_MS: milliseconds")?;
+        if !(at.is_finite() && at >= 0.0) {
+            bail!("AT_S must be a time in the run, in seconds");
+        }
+        let length = Duration::from_millis(ms);
+        if length.is_zero() || length > MAX_PAUSE {
+            bail!("FOR_MS must be 1 to {}", MAX_PAUSE.as_millis());
+        }
+        Ok(GatewayPause {
+            at: Duration::from_secs_f64(at),
+            length,
+        })
+    }
+}
+
+/// A pause scheduled against a running process.
+pub struct Paused {
+    task: tokio::task::JoinHandle<String>,
+    /// Whether SIGSTOP is being or was sent (then the task must finish, to
+    /// resume the process), or the pause was called off before it began.
+    state: Arc<Mutex<Stage>>,
+}
+
+#[derive(Default)]
+struct Stage {
+    begun: bool,
+    called_off: bool,
+}
+
+impl Paused {
+    /// Schedules `pause` of process `pid`, counted from `run_start`.
+    pub fn schedule(pid: u32, pause: GatewayPause, run_start: Instant) -> Paused {
+        let state = Arc::new(Mutex::new(Stage::default()));
+        let stage = state.clone();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(run_start + pause.at)).await;
+            {
+                let mut stage = stage.lock().expect("pause stage");
+                if stage.called_off {
+                    return String::new();
+                }
+                stage.begun = true;
+            }
+            let stopped = run_start.elapsed();
+            if let Err(e) = signal(pid, "-STOP").await {
+                return format!(
+                    "The gateway (pid {pid}) could not be paused at {:.1} s: {e:#}.",
+                    stopped.as_secs_f64()
+                );
+            }
+            tokio::time::sleep(pause.length).await;
+            let resumed = run_start.elapsed();
+            match signal(pid, "-CONT").await {
+                Ok(()) => format!(
+                    "The gateway (pid {pid}) was paused (SIGSTOP) from {:.1} s to {:.1} s ({} ms).",
+                    stopped.as_secs_f64(),
+                    resumed.as_secs_f64(),
+                    pause.length.as_millis()
+                ),
+                Err(e) => format!(
+                    "The gateway (pid {pid}) was paused at {:.1} s and could not be resumed: {e:#}.",
+                    stopped.as_secs_f64()
+                ),
+            }
+        });
+        Paused { task, state }
+    }
+
+    /// The run's note about the pause: waits until the process is resumed
+    /// when the pause has begun, and calls it off when it has not.
+    pub async fn finish(self) -> String {
+        {
+            let mut stage = self.state.lock().expect("pause stage");
+            if !stage.begun {
+                stage.called_off = true;
+                self.task.abort();
+                return "The gateway pause was scheduled past the run's end: the gateway was not paused."
+                    .into();
+            }
+        }
+        self.task
+            .await
+            .unwrap_or_else(|e| format!("The gateway pause failed: {e}."))
+    }
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`) to `pid` with the `kill` command.
+async fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .await
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill {sig} {pid}: {status}");
+    }
+    Ok(())
+}
+
+/// The state letter of `/proc/PID/stat` (`T`: stopped).
+#[cfg(test)]
+fn proc_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.chars().next().unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_argument_is_seconds_then_milliseconds() {
+        let p: GatewayPause = "250:1000".parse().unwrap();
+        assert_eq!(p.at, Duration::from_secs(250));
+        assert_eq!(p.length, Duration::from_millis(1000));
+        assert_eq!(
+            "0.5:20".parse::<GatewayPause>().unwrap().at,
+            Duration::from_millis(500)
+        );
+        for bad in ["250", "250:0", "250:20001", "-1:100", "x:100", "250:y", "nan:100"] {
+            assert!(bad.parse::<GatewayPause>().is_err(), "{bad}");
+        }
+    }
+
+    /// A real process is stopped for the pause and running again after it.
+    #[tokio::test]
+    async fn a_process_is_stopped_for_the_pause_and_resumed() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let start = Instant::now();
+        let pause = GatewayPause {
+            at: Duration::from_millis(100),
+            length: Duration::from_millis(600),
+        };
+        let paused = Paused::schedule(pid, pause, start);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(proc_state(pid), 'T', "stopped during the pause");
+        let note = paused.finish().await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(700),
+            "finish waits for the resume"
+        );
+        assert_ne!(proc_state(pid), 'T', "running again after it");
+        assert!(
+            note.contains(&format!("pid {pid}")) && note.contains("(600 ms)"),
+            "{note}"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// A pause that has not begun when the run ends is cancelled, and the
+    /// process is never stopped.
+    #[tokio::test]
+    async fn a_pause_past_the_end_of_the_run_never_stops_the_process() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let pause = GatewayPause {
+            at: Duration::from_secs(3600),
+            length: Duration::from_millis(600),
+        };
+        let paused = Paused::schedule(pid, pause, Instant::now());
+        let started = Instant::now();
+        let note = paused.finish().await;
+        assert!(started.elapsed() < Duration::from_secs(1), "not waited for");
+        assert!(note.contains("past the run's end"), "{note}");
+        assert_ne!(proc_state(pid), 'T');
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
