@@ -21,9 +21,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// (default the same 200 ms) does towards its clients: without it a client a
 /// few milliseconds from its gateway probes after ≈ 30 ms, so a pause of the
 /// gateway makes all its clients probe at once while it is behind
-/// (docs/PERFORMANCE.md, "Session 25"). A client farther away than ≈ 100 ms of
-/// round trip has a PTO above it and is not affected; a nearer one resends a
-/// lost last packet after ≈ 225 ms instead of its path's PTO.
+/// (docs/PERFORMANCE.md, "Session 25"). Where `smoothed_rtt + 4 × rttvar` is
+/// under 200 ms (most paths), a lost last packet (nothing sent after it to
+/// reveal the loss) is resent after ≈ 225 ms instead of the path's own PTO
+/// (≈ 95 ms at a 50 ms round trip); losses followed by later packets are
+/// still detected at once.
 pub const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Most distinct trust settings whose QUIC client configuration the process

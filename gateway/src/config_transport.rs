@@ -128,16 +128,21 @@ pub struct TransportConfig {
     /// any pause of the gateway longer than that (a store flush, the kernel
     /// scheduling something else) makes every session with data in flight
     /// probe, on both sides, while the gateway is behind: in live-50k on the
-    /// 2-core machine, sends went from ≈ 27,000 to ≈ 130,000 datagrams a
-    /// second and the sockets overflowed for tens of seconds after a
-    /// 0.3-second flush (docs/PERFORMANCE.md, "Session 25"). The SDK's clients
-    /// use the same floor (`outpost_client::MIN_PROBE_TIMEOUT`).
+    /// 2-core machine, sends went from ≈ 27,000 to 135,000–170,000 datagrams
+    /// a second and the sockets overflowed for tens of seconds after a
+    /// journal rotation of the store or a one-second pause
+    /// (docs/PERFORMANCE.md, "Session 25"). The SDK's clients use the same
+    /// floor (`outpost_client::MIN_PROBE_TIMEOUT`).
     ///
-    /// What it costs: a packet genuinely lost at the end of a burst, towards a
-    /// client whose own PTO is below the floor (round trips under ≈ 100 ms),
-    /// is sent again after ≈ 225 ms instead of the path's PTO; lost packets
-    /// followed by others are still detected by reordering at once. Clients
-    /// farther away are not affected. The setting is the vendored
+    /// What it costs: the floor applies wherever `smoothed_rtt + 4 × rttvar`
+    /// is below it, which is most players (a steady 150 ms path is ≈ 170 ms).
+    /// There, a packet genuinely lost at the end of a burst (nothing sent
+    /// after it to reveal the loss) is sent again after ≈ 225 ms instead of
+    /// the path's own PTO (≈ 95 ms at a 50 ms round trip); a loss followed by
+    /// later packets is still detected at once, by reordering. Lower it (100
+    /// halves that cost) for traffic where a lost last packet must be
+    /// recovered fast and the gateway has CPU to spare; only the 200 ms
+    /// default was measured under load. The setting is the vendored
     /// quinn-proto's `TransportConfig::min_probe_timeout` (third_party/README.md).
     pub min_probe_timeout_ms: u64,
 }
