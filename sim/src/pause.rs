@@ -26,6 +26,10 @@ use anyhow::{bail, Context};
 /// (30 s) and test nothing but reconnection.
 pub const MAX_PAUSE: Duration = Duration::from_secs(20);
 
+/// The latest start accepted (a day into the run): no run lasts longer, and
+/// the bound keeps the deadline's arithmetic far from overflowing.
+pub const MAX_AT: Duration = Duration::from_secs(86_400);
+
 /// When and how long to pause the gateway (`AT_S:FOR_MS`, e.g. `250:1000`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GatewayPause {
@@ -42,17 +46,15 @@ impl FromStr for GatewayPause {
         let (at, ms) = s.split_once(':').context("expected AT_S:FOR_MS, e.g. 250:1000")?;
         let at: f64 = at.trim().parse().context("AT_S: seconds into the run")?;
         let ms: u64 = ms.trim().parse().context("FOR_MS: milliseconds")?;
-        if !(at.is_finite() && at >= 0.0) {
-            bail!("AT_S must be a time in the run, in seconds");
-        }
+        let at = Duration::try_from_secs_f64(at)
+            .ok()
+            .filter(|at| *at <= MAX_AT)
+            .context("AT_S must be a time in the run, in seconds (at most a day)")?;
         let length = Duration::from_millis(ms);
         if length.is_zero() || length > MAX_PAUSE {
             bail!("FOR_MS must be 1 to {}", MAX_PAUSE.as_millis());
         }
-        Ok(GatewayPause {
-            at: Duration::from_secs_f64(at),
-            length,
-        })
+        Ok(GatewayPause { at, length })
     }
 }
 
@@ -162,7 +164,18 @@ mod tests {
             "0.5:20".parse::<GatewayPause>().unwrap().at,
             Duration::from_millis(500)
         );
-        for bad in ["250", "250:0", "250:20001", "-1:100", "x:100", "250:y", "nan:100"] {
+        for bad in [
+            "250",
+            "250:0",
+            "250:20001",
+            "-1:100",
+            "x:100",
+            "250:y",
+            "nan:100",
+            "inf:100",
+            "1e30:100",
+            "86401:100",
+        ] {
             assert!(bad.parse::<GatewayPause>().is_err(), "{bad}");
         }
     }
