@@ -128,11 +128,13 @@ pub struct TransportConfig {
     /// any pause of the gateway longer than that (a store flush, the kernel
     /// scheduling something else) makes every session with data in flight
     /// probe, on both sides, while the gateway is behind: in live-50k on the
-    /// 2-core machine, sends went from ≈ 27,000 to 135,000–170,000 datagrams
+    /// 2-core machine, sends went from ≈ 27,000 to 135,000–192,000 datagrams
     /// a second and the sockets overflowed for tens of seconds after a
-    /// journal rotation of the store or a one-second pause
-    /// (docs/PERFORMANCE.md, "Session 25"). The SDK's clients use the same
-    /// floor (`outpost_client::MIN_PROBE_TIMEOUT`).
+    /// journal rotation of the store or a one-second pause. With the floor,
+    /// a one-second pause at 50,000 players cost 2–4 s of request p99 over a
+    /// second instead of 20–22 s (4 runs of 4 met every SLO against 0 of 4,
+    /// interleaved: docs/PERFORMANCE.md, "Session 25" and "Session 26"). The
+    /// SDK's clients use the same floor (`outpost_client::MIN_PROBE_TIMEOUT`).
     ///
     /// What it costs: the floor applies wherever `smoothed_rtt + 4 × rttvar`
     /// is below it, which is most players (a steady 150 ms path is ≈ 170 ms).
