@@ -111,6 +111,17 @@ fn session_and_transport_defaults_match_the_config() {
         first_after("no unidirectional streams, QUIC idle timeout") * 1000,
         c.transport.max_idle_timeout_ms
     );
+    let floor = numbers_after("before its probe timeout's floor (default")[..3].to_vec();
+    assert_eq!(floor[..2], [c.transport.min_probe_timeout_ms, 0]);
+    let mut bound = GatewayConfig::default();
+    bound.transport.min_probe_timeout_ms = floor[2];
+    bound.validate().expect("the documented upper bound is accepted");
+    bound.transport.min_probe_timeout_ms = floor[2] + 1;
+    assert!(bound.validate().is_err(), "and nothing above it");
+    assert_eq!(
+        first_after("The SDK's clients apply the same floor to their own probes ("),
+        outpost_client::MIN_PROBE_TIMEOUT.as_millis() as u64
+    );
     // Section 3.
     assert_eq!(
         first_after("as the first frame of the control stream within") * 1000,
