@@ -81,12 +81,23 @@ fn tables(dir: &Path) -> (usize, u64) {
 
 #[test]
 fn many_flushes_and_compactions_under_readers_lose_nothing_and_survive_a_reopen() -> anyhow::Result<()> {
-    let (live, highest) = run(150, true)?;
-    // Not vacuous: the writes went through many flushes (~45 tables on an
-    // idle machine; on a loaded one fjall's workers rotate late, so fewer
-    // and larger), and compactions replaced tables (fewer live than were
-    // ever written).
-    assert!(highest >= 8, "only {highest} tables were written");
+    // 150 rounds write ~45 tables on an idle machine; on a loaded one
+    // fjall's workers rotate late, so fewer and larger (7 in one CI run).
+    // The writes go on, 50 rounds at a time, until at least 8 exist.
+    let plan = Plan {
+        rounds: 150,
+        more_rounds: 50,
+        max_rounds: 600,
+        min_highest_table: 8,
+    };
+    let (live, highest) = run(&plan, true)?;
+    // Not vacuous: the writes went through many flushes, and compactions
+    // replaced tables (fewer live than were ever written).
+    assert!(
+        highest >= 8,
+        "only {highest} tables were written in {} rounds",
+        plan.max_rounds
+    );
     assert!(
         live <= highest as usize,
         "{live} live tables, ids up to {highest}: no compaction ran"
@@ -100,16 +111,34 @@ fn many_flushes_and_compactions_under_readers_lose_nothing_and_survive_a_reopen(
 fn flushes_alone_persist_every_table_they_install() -> anyhow::Result<()> {
     // Few enough flushes that fjall's write stall (20 tables in L0) is not met
     // (~10 tables idle; at least one during the writes and the last one).
-    let (live, highest) = run(40, false)?;
+    let plan = Plan {
+        rounds: 40,
+        more_rounds: 0,
+        max_rounds: 40,
+        min_highest_table: 1,
+    };
+    let (live, highest) = run(&plan, false)?;
     assert!(highest >= 1, "only {} table was written", highest + 1);
     assert_eq!(live, highest as usize + 1, "no table was compacted away");
     Ok(())
 }
 
+/// How much the writers write: `rounds` rounds, then `more_rounds` at a time
+/// while the highest table id on disk is below `min_highest_table`, up to
+/// `max_rounds` in all. How many tables a round makes depends on when
+/// fjall's workers rotate, which a loaded machine delays; a fixed count of
+/// rounds made the tests' not-vacuous checks flaky.
+struct Plan {
+    rounds: u64,
+    more_rounds: u64,
+    max_rounds: u64,
+    min_highest_table: u64,
+}
+
 /// Writers, readers, the checks and the reopen without the journal (see the
-/// module docs), for `rounds` rounds; returns the live table files and the
-/// highest table id written.
-fn run(rounds: u64, compact: bool) -> anyhow::Result<(usize, u64)> {
+/// module docs), for the rounds `plan` asks; returns the live table files
+/// and the highest table id written.
+fn run(plan: &Plan, compact: bool) -> anyhow::Result<(usize, u64)> {
     let dir = tempfile::tempdir()?;
     let (db, ks) = open(dir.path(), compact)?;
     let done = Arc::new(AtomicBool::new(false));
@@ -142,34 +171,25 @@ fn run(rounds: u64, compact: bool) -> anyhow::Result<(usize, u64)> {
             })
         })
         .collect();
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let (db, ks) = (db.clone(), ks.clone());
-            std::thread::spawn(move || -> anyhow::Result<()> {
-                for round in 0..rounds {
-                    // In batches (as the store commits): every commit while
-                    // the memtable is over its size queues a rotation request
-                    // to fjall's workers, and with one insert per commit a
-                    // tiny memtable on a loaded machine filled their queue
-                    // (1,000) while both workers were rotating; each then
-                    // blocked sending itself the flush, and fjall deadlocked
-                    // (seen in CI; fjall 3.1.13's, not the patch's).
-                    for chunk in (0..KEYS_PER_WRITER).collect::<Vec<_>>().chunks(BATCH) {
-                        let mut batch = db.batch();
-                        for &k in chunk {
-                            let mut value = round.to_be_bytes().to_vec();
-                            value.resize(8 + PADDING, w as u8);
-                            batch.insert(&ks, key(w, k), value);
-                        }
-                        batch.commit()?;
-                    }
-                }
-                Ok(())
+    // Rounds `start..end` by every writer; the readers run throughout.
+    let write = |start: u64, end: u64| -> anyhow::Result<()> {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (db, ks) = (db.clone(), ks.clone());
+                std::thread::spawn(move || write_rounds(&db, &ks, w, start..end))
             })
-        })
-        .collect();
-    for w in writers {
-        w.join().expect("writer thread")?;
+            .collect();
+        for w in writers {
+            w.join().expect("writer thread")?;
+        }
+        Ok(())
+    };
+    let mut rounds = plan.rounds.min(plan.max_rounds);
+    write(0, rounds)?;
+    while rounds < plan.max_rounds && tables(dir.path()).1 < plan.min_highest_table {
+        let end = (rounds + plan.more_rounds.max(1)).min(plan.max_rounds);
+        write(rounds, end)?;
+        rounds = end;
     }
     done.store(true, Ordering::Relaxed);
     for r in readers {
@@ -191,6 +211,28 @@ fn run(rounds: u64, compact: bool) -> anyhow::Result<(usize, u64)> {
     let (_db, ks) = open(dir.path(), compact)?;
     check_last_writes(&ks, rounds, "after a reopen without the journal")?;
     Ok(tables)
+}
+
+/// Writer `w`'s keys, once per round in `rounds`, the round in each value.
+fn write_rounds(db: &Database, ks: &Keyspace, w: u64, rounds: std::ops::Range<u64>) -> anyhow::Result<()> {
+    for round in rounds {
+        // In batches (as the store commits): every commit while the memtable
+        // is over its size queues a rotation request to fjall's workers, and
+        // with one insert per commit a tiny memtable on a loaded machine
+        // filled their queue (1,000) while both workers were rotating; each
+        // then blocked sending itself the flush, and fjall deadlocked (seen
+        // in CI; fjall 3.1.13's, not the patch's).
+        for chunk in (0..KEYS_PER_WRITER).collect::<Vec<_>>().chunks(BATCH) {
+            let mut batch = db.batch();
+            for &k in chunk {
+                let mut value = round.to_be_bytes().to_vec();
+                value.resize(8 + PADDING, w as u8);
+                batch.insert(ks, key(w, k), value);
+            }
+            batch.commit()?;
+        }
+    }
+    Ok(())
 }
 
 /// Every key holds its writer's last round.
