@@ -186,7 +186,9 @@ struct LiveArgs {
     gateway_pid: Option<u32>,
     /// Pause the `--gateway-pid` process once, `AT_S:FOR_MS` (e.g. `250:1000`:
     /// SIGSTOP 250 s into the run, SIGCONT a second later), to see how the
-    /// gateway and its clients recover from a stall.
+    /// gateway and its clients recover from a stall. Needs `kill` and
+    /// `setsid` (util-linux): if the sim dies during the pause, a backstop
+    /// process resumes the gateway half a second after the pause's end.
     #[arg(long, requires = "gateway_pid", value_name = "AT_S:FOR_MS")]
     pause_gateway: Option<outpost_sim::pause::GatewayPause>,
 }

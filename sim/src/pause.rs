@@ -12,9 +12,15 @@
 //! gateway meets now and then: a VM migration, a noisy neighbour, a stalled
 //! disk.
 //!
-//! Signals are sent with the `kill` command (the sim has no `unsafe`; two
+//! Signals are sent with the `kill` command (the sim has no `unsafe`; three
 //! process spawns per run cost nothing). The gateway is always resumed, even
-//! when the run ends during the pause: [`Paused::finish`] waits for it.
+//! when the run ends during the pause: [`Paused::finish`] waits for it. And
+//! when the sim itself dies during the pause (Ctrl-C, SIGKILL, a panic), a
+//! **backstop** resumes it: with the SIGSTOP the sim starts a process of its
+//! own, in a session of its own (`setsid`, so a terminal's Ctrl-C does not
+//! reach it), that sends SIGCONT [`BACKSTOP_LATE`] after the pause should
+//! end. Normally the sim's own SIGCONT comes first and the backstop's finds
+//! the process running, which does nothing.
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -29,6 +35,10 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(20);
 /// The latest start accepted (a day into the run): no run lasts longer, and
 /// the bound keeps the deadline's arithmetic far from overflowing.
 pub const MAX_AT: Duration = Duration::from_secs(86_400);
+
+/// How long after the pause's end the backstop resumes the gateway if the
+/// sim did not (late enough never to cut a pause short on a loaded machine).
+pub const BACKSTOP_LATE: Duration = Duration::from_millis(500);
 
 /// When and how long to pause the gateway (`AT_S:FOR_MS`, e.g. `250:1000`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,6 +97,11 @@ impl Paused {
                 stage.begun = true;
             }
             let stopped = run_start.elapsed();
+            // The backstop first: once the process is stopped, nothing may
+            // leave it so if the sim dies.
+            if let Err(e) = backstop(pid, pause.length + BACKSTOP_LATE) {
+                return format!("The gateway (pid {pid}) was not paused: no backstop to resume it: {e:#}.");
+            }
             if let Err(e) = signal(pid, "-STOP").await {
                 return format!(
                     "The gateway (pid {pid}) could not be paused at {:.1} s: {e:#}.",
@@ -127,6 +142,22 @@ impl Paused {
             .await
             .unwrap_or_else(|e| format!("The gateway pause failed: {e}."))
     }
+}
+
+/// Starts a process, in a session of its own, that sends SIGCONT to `pid`
+/// after `after`, whatever becomes of the sim. It is not waited for (tokio
+/// reaps it when it ends); a SIGCONT to a running process does nothing.
+fn backstop(pid: u32, after: Duration) -> anyhow::Result<()> {
+    tokio::process::Command::new("setsid")
+        .args(["sh", "-c", r#"sleep "$0" && exec kill -CONT "$1""#])
+        .arg(format!("{:.3}", after.as_secs_f64()))
+        .arg(pid.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting the backstop (setsid sh -c 'sleep; kill -CONT')")?;
+    Ok(())
 }
 
 /// Sends `sig` (`-STOP`, `-CONT`) to `pid` with the `kill` command.
@@ -180,11 +211,28 @@ mod tests {
         }
     }
 
+    /// A `sleep 30` process, killed (stopped or not) and reaped when
+    /// dropped, also when a test fails.
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn start() -> Sleeper {
+            Sleeper(std::process::Command::new("sleep").arg("30").spawn().unwrap())
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     /// A real process is stopped for the pause and running again after it.
     #[tokio::test]
     async fn a_process_is_stopped_for_the_pause_and_resumed() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let pid = child.id();
+        let child = Sleeper::start();
+        let pid = child.0.id();
         let start = Instant::now();
         let pause = GatewayPause {
             at: Duration::from_millis(100),
@@ -203,16 +251,47 @@ mod tests {
             note.contains(&format!("pid {pid}")) && note.contains("(600 ms)"),
             "{note}"
         );
-        child.kill().unwrap();
-        child.wait().unwrap();
+    }
+
+    /// When the sim dies during the pause (here: its pause task is
+    /// aborted, so its own SIGCONT never comes), the backstop, a process of
+    /// its own, resumes the gateway `BACKSTOP_LATE` after the pause's end.
+    #[tokio::test]
+    async fn the_backstop_resumes_the_process_when_the_sim_does_not() {
+        let child = Sleeper::start();
+        let pid = child.0.id();
+        let start = Instant::now();
+        let pause = GatewayPause {
+            at: Duration::from_millis(50),
+            length: Duration::from_millis(300),
+        };
+        let paused = Paused::schedule(pid, pause, start);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(proc_state(pid), 'T', "stopped during the pause");
+        paused.task.abort();
+        let deadline = start + Duration::from_secs(10);
+        while proc_state(pid) == 'T' {
+            assert!(
+                Instant::now() < deadline,
+                "the backstop never resumed the process"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The aborted task would have resumed it at 350 ms; the backstop,
+        // started just before the SIGSTOP (at 50 ms or later), sleeps 800.
+        let resumed = start.elapsed();
+        assert!(
+            resumed >= pause.at + pause.length + BACKSTOP_LATE,
+            "resumed at {resumed:?}: by the aborted task, not the backstop"
+        );
     }
 
     /// A pause that has not begun when the run ends is cancelled, and the
     /// process is never stopped.
     #[tokio::test]
     async fn a_pause_past_the_end_of_the_run_never_stops_the_process() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let pid = child.id();
+        let child = Sleeper::start();
+        let pid = child.0.id();
         let pause = GatewayPause {
             at: Duration::from_secs(3600),
             length: Duration::from_millis(600),
@@ -223,7 +302,5 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1), "not waited for");
         assert!(note.contains("past the run's end"), "{note}");
         assert_ne!(proc_state(pid), 'T');
-        child.kill().unwrap();
-        child.wait().unwrap();
     }
 }
