@@ -37,7 +37,8 @@ pub const MAX_PAUSE: Duration = Duration::from_secs(20);
 pub const MAX_AT: Duration = Duration::from_secs(86_400);
 
 /// How long after the pause's end the backstop resumes the gateway if the
-/// sim did not (late enough never to cut a pause short on a loaded machine).
+/// sim did not: late enough that the sim's own SIGCONT comes first unless
+/// its runtime is more than half a second behind.
 pub const BACKSTOP_LATE: Duration = Duration::from_millis(500);
 
 /// When and how long to pause the gateway (`AT_S:FOR_MS`, e.g. `250:1000`).
@@ -97,8 +98,8 @@ impl Paused {
                 stage.begun = true;
             }
             let stopped = run_start.elapsed();
-            // The backstop first: once the process is stopped, nothing may
-            // leave it so if the sim dies.
+            // The backstop before the SIGSTOP: at no moment may the process
+            // be stopped with only the sim left to resume it.
             if let Err(e) = backstop(pid, pause.length + BACKSTOP_LATE) {
                 return format!("The gateway (pid {pid}) was not paused: no backstop to resume it: {e:#}.");
             }
