@@ -10,6 +10,9 @@
 //! always goes first. Each pair gives a rate ratio and a CPU ratio (gateway CPU
 //! per login / bare CPU per handshake of the same pair); the report is the median
 //! of those per-pair ratios, so load that drifts over the run cancels out.
+//! Before the first round, untimed phases of bare handshakes against each child
+//! (two each, alternating) warm the load generator's endpoint pool and both
+//! children.
 
 use super::*;
 
@@ -66,6 +69,31 @@ pub(super) async fn login_pairs(
         errors: 0,
         client: client.login_endpoints(),
     };
+    // Warm-up, not counted: a run's first phase pays for building the load
+    // generator's pool of client endpoints (logins bind new ones until the
+    // first closed connections have drained) and for each child's first touch
+    // of its memory. Without it, round 0's first phase (bare quinn's) ran at a
+    // fifth of the later rate and CPU-heavier, and that pair favoured the
+    // gateway (rate 353–363%, CPU 1.05–1.09× in session 28's runs). One phase
+    // per child was not quite enough (round 0's bare phase still ran at 77% of
+    // the later ones), so each child gets two, alternating.
+    for (name, server) in [("bare", &bare), ("gateway", &gateway)].repeat(2) {
+        let w = login_run(
+            client,
+            server,
+            LoginKind::Handshake,
+            logins,
+            concurrency,
+            "warm",
+            &none,
+        )
+        .await;
+        eprintln!(
+            "warm-up (not counted) {name}: {:.0} handshakes/s, {:.0} µs CPU per handshake",
+            w.per_sec, w.server_cpu_us
+        );
+        out.errors += w.errors;
+    }
     for round in 0..rounds {
         let tag = format!("r{round}");
         let mut tokens = none.clone();
