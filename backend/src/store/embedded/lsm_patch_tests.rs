@@ -199,9 +199,16 @@ fn run(plan: &Plan, compact: bool) -> anyhow::Result<(usize, u64)> {
     // Everything into tables, so that the journal is not needed. A rotation
     // waits for every sealed memtable's flush only if it rotated something
     // itself, and the active memtable may be empty just after a worker
-    // rotated it (its flush still running): a last small write makes sure.
+    // rotated it (its flush still running): a last small write makes sure
+    // there is something to rotate. It can still be a worker that rotates it,
+    // between the write and ours (a request queued by the last batch): then
+    // ours finds an empty memtable and returns at once. One CI run closed the
+    // database with memtables still being flushed and reopened it at a stale
+    // round; so wait for the flushes here too. A flush releases its sealed
+    // memtable only once the version that holds its table is persisted.
     ks.insert(b"sentinel", b"last")?;
     ks.rotate_memtable_and_wait()?;
+    wait_for_flushes(&ks)?;
     db.persist(PersistMode::SyncAll)?;
     let tables = tables(dir.path());
     drop((ks, db));
@@ -211,6 +218,21 @@ fn run(plan: &Plan, compact: bool) -> anyhow::Result<(usize, u64)> {
     let (_db, ks) = open(dir.path(), compact)?;
     check_last_writes(&ks, rounds, "after a reopen without the journal")?;
     Ok(tables)
+}
+
+/// Returns once `ks` has no sealed memtable left (every one flushed, its
+/// table in a persisted version); an error after a minute.
+fn wait_for_flushes(ks: &Keyspace) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while ks.sealed_memtable_count() > 0 {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{} sealed memtables still unflushed after a minute",
+            ks.sealed_memtable_count()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// Writer `w`'s keys, once per round in `rounds`, the round in each value.
