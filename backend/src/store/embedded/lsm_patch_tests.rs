@@ -202,10 +202,10 @@ fn run(plan: &Plan, compact: bool) -> anyhow::Result<(usize, u64)> {
     // rotated it (its flush still running): a last small write makes sure
     // there is something to rotate. It can still be a worker that rotates it,
     // between the write and ours (a request queued by the last batch): then
-    // ours finds an empty memtable and returns at once. One CI run closed the
-    // database with memtables still being flushed and reopened it at a stale
-    // round; so wait for the flushes here too. A flush releases its sealed
-    // memtable only once the version that holds its table is persisted.
+    // ours finds an empty memtable and returns at once (seen with a pause
+    // after the write; one CI run reopened at a stale round, which this
+    // explains). So wait for the flushes here too: a flush releases its
+    // sealed memtable only once the version that holds its table is persisted.
     ks.insert(b"sentinel", b"last")?;
     ks.rotate_memtable_and_wait()?;
     wait_for_flushes(&ks)?;
